@@ -1,0 +1,234 @@
+//! The agent registry: the AI agents a security team governs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::time::Millis;
+use crate::{Error, Result};
+
+/// Whether an agent may act. Suspended agents are denied by enforcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Active,
+    Suspended,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(AgentStatus::Active),
+            "suspended" => Some(AgentStatus::Suspended),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub framework: Option<String>,
+    /// The agent's own stable identifier, as its SDK is configured.
+    pub external_id: Option<String>,
+    pub tags: Vec<String>,
+    pub status: AgentStatus,
+    pub metadata: Map<String, Value>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Limits that keep one agent record small and its fields searchable.
+pub const MAX_NAME: usize = 200;
+pub const MAX_DESCRIPTION: usize = 2_000;
+pub const MAX_SHORT_FIELD: usize = 200;
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// The fields a change may set; `None` leaves a field alone, `Some(None)`
+/// clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct AgentChanges {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub owner: Option<Option<String>>,
+    pub framework: Option<Option<String>>,
+    pub external_id: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub status: Option<AgentStatus>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl Agent {
+    /// A new agent from validated changes; `name` is required.
+    pub fn create(changes: AgentChanges, now: Millis) -> Result<Agent> {
+        let Some(name) = changes.name.clone() else {
+            return Err(Error::invalid("name", "name is required"));
+        };
+        let mut agent = Agent {
+            id: crate::id::new_id(crate::id::prefix::AGENT),
+            name,
+            description: None,
+            owner: None,
+            framework: None,
+            external_id: None,
+            tags: vec![],
+            status: AgentStatus::Active,
+            metadata: Map::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        agent.apply(changes, now)?;
+        Ok(agent)
+    }
+
+    /// Applies a validated change.
+    pub fn apply(&mut self, changes: AgentChanges, now: Millis) -> Result<()> {
+        if let Some(name) = changes.name {
+            self.name = text(name, "name", MAX_NAME)?;
+        }
+        if let Some(v) = changes.description {
+            self.description = optional_text(v, "description", MAX_DESCRIPTION)?;
+        }
+        if let Some(v) = changes.owner {
+            self.owner = optional_text(v, "owner", MAX_SHORT_FIELD)?;
+        }
+        if let Some(v) = changes.framework {
+            self.framework = optional_text(v, "framework", MAX_SHORT_FIELD)?;
+        }
+        if let Some(v) = changes.external_id {
+            self.external_id = optional_text(v, "external_id", MAX_SHORT_FIELD)?;
+        }
+        if let Some(tags) = changes.tags {
+            self.tags = validate_tags(tags)?;
+        }
+        if let Some(status) = changes.status {
+            self.status = status;
+        }
+        if let Some(metadata) = changes.metadata {
+            let size = serde_json::to_vec(&metadata)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > MAX_METADATA_BYTES {
+                return Err(Error::invalid(
+                    "metadata",
+                    format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+                ));
+            }
+            self.metadata = metadata;
+        }
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
+fn text(value: String, field: &str, max: usize) -> Result<String> {
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(Error::invalid(field, format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(value)
+}
+
+fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) if field == "description" => {
+            if v.chars().count() > max {
+                return Err(Error::invalid(
+                    field,
+                    format!("{field} must be at most {max} characters"),
+                ));
+            }
+            Ok(Some(v))
+        }
+        Some(v) => text(v, field, max).map(Some),
+    }
+}
+
+/// Tags are trimmed, lower-cased and de-duplicated, in the order given.
+fn validate_tags(tags: Vec<String>) -> Result<Vec<String>> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::invalid("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.into_iter().enumerate() {
+        let field = format!("tags[{i}]");
+        let tag = text(tag, &field, MAX_TAG)?.to_lowercase();
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    Ok(out)
+}
+
+/// List filters for agents.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    pub status: Option<AgentStatus>,
+    pub tag: Option<String>,
+    /// Case-insensitive substring of name or description.
+    pub search: Option<String>,
+    /// Restricts the list to one agent (for keys bound to an agent).
+    pub only_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requires_a_name_and_normalizes_tags() {
+        assert!(Agent::create(AgentChanges::default(), 0).is_err());
+        let agent = Agent::create(
+            AgentChanges {
+                name: Some("  billing-bot ".into()),
+                tags: Some(vec!["Prod".into(), "prod".into(), "pci".into()]),
+                ..Default::default()
+            },
+            7,
+        )
+        .unwrap();
+        assert_eq!(agent.name, "billing-bot");
+        assert_eq!(agent.tags, vec!["prod", "pci"]);
+        assert_eq!(agent.status, AgentStatus::Active);
+        assert!(agent.id.starts_with("agt_"));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err = Agent::create(
+            AgentChanges {
+                name: Some("a".into()),
+                tags: Some(vec!["ok".into(), " ".into()]),
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err, Error::invalid("tags[1]", "tags[1] must not be empty"));
+    }
+}

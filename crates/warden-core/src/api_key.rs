@@ -1,0 +1,305 @@
+//! API keys: what a key may do, and the rules that stop a key from minting a
+//! key stronger than itself.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+use crate::scope::ScopeSet;
+use crate::time::Millis;
+use crate::{Environment, Error, Result};
+
+/// A stored key. The secret itself is never here: only its digest.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub id: String,
+    pub org_id: String,
+    pub environment: Environment,
+    pub name: String,
+    pub last_four: String,
+    pub secret_digest: String,
+    /// The digest before the last rotation, accepted until `previous_valid_until`.
+    pub previous_digest: Option<String>,
+    pub previous_valid_until: Option<Millis>,
+    pub scopes: ScopeSet,
+    pub agent_id: Option<String>,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub expires_at: Option<Millis>,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+    pub rotated_at: Option<Millis>,
+}
+
+/// Where a key stands, as shown in listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl ApiKey {
+    pub fn status(&self, now: Millis) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|t| t <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    /// Whether a request from `ip` may use this key.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        self.allowed_cidrs.is_empty() || self.allowed_cidrs.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether `digest` is this key's current secret, or its previous one
+    /// still inside the rotation grace period.
+    pub fn accepts_digest(&self, digest: &str, now: Millis) -> bool {
+        if crate::secret::digests_match(&self.secret_digest, digest) {
+            return true;
+        }
+        match (&self.previous_digest, self.previous_valid_until) {
+            (Some(prev), Some(until)) => now < until && crate::secret::digests_match(prev, digest),
+            _ => false,
+        }
+    }
+}
+
+/// The credential asking for a new key.
+#[derive(Debug, Clone)]
+pub struct Grantor {
+    pub environment: Environment,
+    pub scopes: ScopeSet,
+    pub agent_id: Option<String>,
+    pub expires_at: Option<Millis>,
+    pub allowed_cidrs: Vec<IpNet>,
+}
+
+/// What the grantor asked for, already parsed.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub environment: Option<Environment>,
+    pub expires_at: Option<Millis>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub agent_id: Option<String>,
+}
+
+/// A key the grantor is allowed to create.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub name: String,
+    pub scopes: ScopeSet,
+    pub environment: Environment,
+    pub expires_at: Option<Millis>,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub agent_id: Option<String>,
+}
+
+/// Checks a key request against its grantor. A new key never has a scope,
+/// a lifetime, a network reach or an agent binding wider than its grantor's;
+/// only an `admin` key may mint keys for the other environment.
+pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Result<KeyGrant> {
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::invalid("name", "name must be 1 to 200 characters"));
+    }
+    if req.scopes.is_empty() {
+        return Err(Error::invalid("scopes", "at least one scope is required"));
+    }
+    let scopes = ScopeSet::parse(&req.scopes)?;
+    if let Some(missing) = grantor.scopes.covers(&scopes) {
+        return Err(Error::Forbidden(format!(
+            "a key cannot grant the `{missing}` scope, which it does not hold"
+        )));
+    }
+    let environment = req.environment.unwrap_or(grantor.environment);
+    if environment != grantor.environment && !grantor.scopes.is_admin() {
+        return Err(Error::Forbidden(
+            "only an admin key may create keys for the other environment".into(),
+        ));
+    }
+    if let Some(at) = req.expires_at {
+        if at <= now {
+            return Err(Error::invalid(
+                "expires_at",
+                "expires_at must be in the future",
+            ));
+        }
+    }
+    let expires_at = match (grantor.expires_at, req.expires_at) {
+        (Some(limit), Some(at)) if at > limit => {
+            return Err(Error::invalid(
+                "expires_at",
+                "expires_at cannot be later than the expiry of the key creating it",
+            ))
+        }
+        (Some(limit), None) => Some(limit),
+        (_, at) => at,
+    };
+    let allowed_cidrs = match req.allowed_cidrs {
+        None => grantor.allowed_cidrs.clone(),
+        Some(list) => {
+            let mut nets = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                let field = format!("allowed_cidrs[{i}]");
+                let net = parse_cidr(text).ok_or_else(|| {
+                    Error::invalid(&field, format!("`{text}` is not a CIDR range"))
+                })?;
+                let inside = grantor.allowed_cidrs.is_empty()
+                    || grantor
+                        .allowed_cidrs
+                        .iter()
+                        .any(|outer| outer.contains(&net));
+                if !inside {
+                    return Err(Error::invalid(
+                        field,
+                        "the range is wider than the creating key's allowed_cidrs",
+                    ));
+                }
+                nets.push(net);
+            }
+            if nets.is_empty() && !grantor.allowed_cidrs.is_empty() {
+                return Err(Error::invalid(
+                    "allowed_cidrs",
+                    "a key limited to CIDR ranges cannot create an unlimited key",
+                ));
+            }
+            nets
+        }
+    };
+    let agent_id = match (&grantor.agent_id, req.agent_id) {
+        (Some(bound), Some(asked)) if *bound != asked => {
+            return Err(Error::Forbidden(
+                "a key bound to an agent can only create keys bound to the same agent".into(),
+            ))
+        }
+        (Some(bound), _) => Some(bound.clone()),
+        (None, asked) => asked,
+    };
+    Ok(KeyGrant {
+        name,
+        scopes,
+        environment,
+        expires_at,
+        allowed_cidrs,
+        agent_id,
+    })
+}
+
+/// Parses `10.0.0.0/8`, or a bare address as a single-host range.
+pub fn parse_cidr(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .map(|n| n.trunc())
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grantor(scopes: &[&str]) -> Grantor {
+        Grantor {
+            environment: Environment::Live,
+            scopes: ScopeSet::parse(scopes).unwrap(),
+            agent_id: None,
+            expires_at: None,
+            allowed_cidrs: vec![],
+        }
+    }
+
+    fn request(scopes: &[&str]) -> KeyRequest {
+        KeyRequest {
+            name: "ci".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            environment: None,
+            expires_at: None,
+            allowed_cidrs: None,
+            agent_id: None,
+        }
+    }
+
+    #[test]
+    fn cannot_grant_a_scope_it_lacks() {
+        let g = grantor(&["keys.write", "agents.read"]);
+        assert!(authorize_grant(&g, request(&["agents.read"]), 0).is_ok());
+        let err = authorize_grant(&g, request(&["agents.write"]), 0).unwrap_err();
+        assert!(matches!(err, Error::Forbidden(m) if m.contains("agents.write")));
+        let err = authorize_grant(&g, request(&["admin"]), 0).unwrap_err();
+        assert!(matches!(err, Error::Forbidden(_)));
+    }
+
+    #[test]
+    fn inherits_expiry_cidrs_and_agent_binding() {
+        let mut g = grantor(&["admin"]);
+        g.expires_at = Some(1_000);
+        g.allowed_cidrs = vec![parse_cidr("10.0.0.0/8").unwrap()];
+        g.agent_id = Some("agt_1".into());
+        let grant = authorize_grant(&g, request(&["agents.read"]), 0).unwrap();
+        assert_eq!(grant.expires_at, Some(1_000));
+        assert_eq!(grant.allowed_cidrs, g.allowed_cidrs);
+        assert_eq!(grant.agent_id.as_deref(), Some("agt_1"));
+
+        let mut wider = request(&["agents.read"]);
+        wider.allowed_cidrs = Some(vec!["0.0.0.0/0".into()]);
+        let err = authorize_grant(&g, wider, 0).unwrap_err();
+        assert!(matches!(err, Error::Invalid { field, .. } if field == "allowed_cidrs[0]"));
+
+        let mut later = request(&["agents.read"]);
+        later.expires_at = Some(2_000);
+        assert!(authorize_grant(&g, later, 0).is_err());
+    }
+
+    #[test]
+    fn only_admin_crosses_environments() {
+        let mut req = request(&["agents.read"]);
+        req.environment = Some(Environment::Test);
+        assert!(authorize_grant(&grantor(&["keys.write", "agents.read"]), req.clone(), 0).is_err());
+        let grant = authorize_grant(&grantor(&["admin"]), req, 0).unwrap();
+        assert_eq!(grant.environment, Environment::Test);
+    }
+
+    #[test]
+    fn key_checks_ip_and_rotation_grace() {
+        let key = ApiKey {
+            id: "key_1".into(),
+            org_id: "org_1".into(),
+            environment: Environment::Live,
+            name: "k".into(),
+            last_four: "abcd".into(),
+            secret_digest: "new".into(),
+            previous_digest: Some("old".into()),
+            previous_valid_until: Some(100),
+            scopes: ScopeSet::admin(),
+            agent_id: None,
+            allowed_cidrs: vec![parse_cidr("127.0.0.1").unwrap()],
+            expires_at: Some(500),
+            created_at: 0,
+            last_used_at: None,
+            revoked_at: None,
+            rotated_at: None,
+        };
+        assert!(key.admits("127.0.0.1".parse().unwrap()));
+        assert!(!key.admits("10.1.1.1".parse().unwrap()));
+        assert!(key.accepts_digest("old", 99));
+        assert!(!key.accepts_digest("old", 100));
+        assert!(key.accepts_digest("new", 1_000));
+        assert_eq!(key.status(499), KeyStatus::Active);
+        assert_eq!(key.status(500), KeyStatus::Expired);
+    }
+}

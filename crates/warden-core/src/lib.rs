@@ -1,0 +1,16 @@
+//! Warden's domain: the types and rules every surface shares, with no IO so
+//! that they can be tested and reused without a server or a database.
+
+pub mod agent;
+pub mod api_key;
+pub mod error;
+pub mod id;
+pub mod org;
+pub mod page;
+pub mod scope;
+pub mod secret;
+pub mod tenant;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use tenant::{Environment, Tenant};

@@ -1,0 +1,37 @@
+//! Times are kept as milliseconds since the Unix epoch and shown as RFC 3339
+//! in UTC with milliseconds, as the API conventions require.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+pub fn now_ms() -> Millis {
+    Utc::now().timestamp_millis()
+}
+
+/// `2026-03-01T12:00:00.000Z`.
+pub fn to_rfc3339(ms: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses an RFC 3339 time with any offset; `None` when it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<Millis> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc).timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_milliseconds() {
+        let ms = parse_rfc3339("2026-03-01T12:00:00.123+01:00").unwrap();
+        assert_eq!(to_rfc3339(ms), "2026-03-01T11:00:00.123Z");
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,205 @@
+//! Resolves presented keys and tokens to principals.
+//!
+//! Looked-up keys are cached in memory for under a second: the hot path does
+//! no database read for a busy key, and a revocation made on any replica
+//! takes effect on every replica within one second, with no message bus.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use warden_core::api_key::{ApiKey, KeyStatus};
+use warden_core::org::Organization;
+use warden_core::scope::ScopeSet;
+use warden_core::secret::{mint_key, parse_key_shape, KeyPepper, NewKeySecret};
+use warden_core::time::{now_ms, Millis};
+use warden_core::Environment;
+use warden_store::Store;
+
+use super::principal::Principal;
+use super::token::TokenIssuer;
+use crate::http::error::ApiError;
+
+/// How long a looked-up key is trusted without asking the store again.
+pub const FRESH_FOR: Duration = Duration::from_millis(900);
+const CACHE_CAP: usize = 50_000;
+
+#[derive(Clone)]
+struct Cached {
+    key: Arc<ApiKey>,
+    org: Arc<Organization>,
+    fetched: Instant,
+}
+
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    pepper: KeyPepper,
+    tokens: TokenIssuer,
+    by_digest: Mutex<HashMap<String, Cached>>,
+    by_id: Mutex<HashMap<String, Cached>>,
+    usage: Mutex<HashMap<String, Millis>>,
+}
+
+fn fresh(map: &Mutex<HashMap<String, Cached>>, k: &str) -> Option<Cached> {
+    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(k)
+        .filter(|c| c.fetched.elapsed() < FRESH_FOR)
+        .cloned()
+}
+
+fn remember(map: &Mutex<HashMap<String, Cached>>, k: String, entry: Cached) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= CACHE_CAP {
+        map.clear();
+    }
+    map.insert(k, entry);
+}
+
+impl KeyRing {
+    pub fn new(store: Arc<dyn Store>, pepper: KeyPepper, tokens: TokenIssuer) -> Self {
+        KeyRing {
+            store,
+            pepper,
+            tokens,
+            by_digest: Mutex::default(),
+            by_id: Mutex::default(),
+            usage: Mutex::default(),
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenIssuer {
+        &self.tokens
+    }
+
+    /// A new key secret for `environment`, hashed under this server's pepper.
+    pub fn mint(&self, environment: Environment) -> NewKeySecret {
+        mint_key(environment, &self.pepper)
+    }
+
+    async fn load(&self, key: Option<ApiKey>) -> Result<Option<Cached>, ApiError> {
+        let Some(key) = key else { return Ok(None) };
+        let Some(org) = self.store.get_organization(&key.org_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Cached {
+            key: Arc::new(key),
+            org: Arc::new(org),
+            fetched: Instant::now(),
+        }))
+    }
+
+    /// The active key a presented secret belongs to.
+    pub async fn resolve_key(
+        &self,
+        presented: &str,
+    ) -> Result<(Arc<ApiKey>, Arc<Organization>), ApiError> {
+        if parse_key_shape(presented).is_none() {
+            return Err(ApiError::unauthorized("invalid API key"));
+        }
+        let digest = self.pepper.digest(presented);
+        let entry = match fresh(&self.by_digest, &digest) {
+            Some(entry) => entry,
+            None => {
+                let found = self.store.find_api_key_by_digest(&digest).await?;
+                let entry = self
+                    .load(found)
+                    .await?
+                    .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+                remember(&self.by_digest, digest.clone(), entry.clone());
+                entry
+            }
+        };
+        let now = now_ms();
+        if !entry.key.accepts_digest(&digest, now) {
+            return Err(ApiError::unauthorized("invalid API key"));
+        }
+        check_status(&entry.key, now)?;
+        Ok((entry.key, entry.org))
+    }
+
+    async fn key_by_id(&self, id: &str) -> Result<Cached, ApiError> {
+        if let Some(entry) = fresh(&self.by_id, id) {
+            return Ok(entry);
+        }
+        let found = self.store.find_api_key(id).await?;
+        let entry = self
+            .load(found)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+        remember(&self.by_id, id.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    /// The principal behind a bearer credential (key or token) used from `ip`.
+    pub async fn principal(&self, credential: &str, ip: IpAddr) -> Result<Principal, ApiError> {
+        let (key, org, scopes) = if credential.starts_with("wdn_") {
+            let (key, org) = self.resolve_key(credential).await?;
+            let scopes = key.scopes.clone();
+            (key, org, scopes)
+        } else {
+            let claims = self
+                .tokens
+                .verify(credential)
+                .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+            let entry = self.key_by_id(&claims.sub).await?;
+            check_status(&entry.key, now_ms())?;
+            if entry.key.org_id != claims.org || entry.key.environment.as_str() != claims.env {
+                return Err(ApiError::unauthorized("invalid token"));
+            }
+            let scopes = ScopeSet::parse(&claims.scopes)
+                .map_err(|_| ApiError::unauthorized("invalid token"))?;
+            (entry.key, entry.org, scopes)
+        };
+        if !key.admits(ip) {
+            return Err(ApiError::forbidden(format!(
+                "this key may not be used from {ip}"
+            )));
+        }
+        self.note_use(&key.id);
+        Ok(Principal {
+            org_id: key.org_id.clone(),
+            environment: key.environment,
+            key_id: key.id.clone(),
+            scopes,
+            agent_id: key.agent_id.clone(),
+            expires_at: key.expires_at,
+            allowed_cidrs: key.allowed_cidrs.clone(),
+            rate_limit: org.rate_limit,
+        })
+    }
+
+    /// Forgets a key here at once (the other replicas forget within [`FRESH_FOR`]).
+    pub fn evict(&self, key_id: &str) {
+        for map in [&self.by_digest, &self.by_id] {
+            map.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, c| c.key.id != key_id);
+        }
+    }
+
+    fn note_use(&self, key_id: &str) {
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        usage.insert(key_id.to_string(), now_ms());
+    }
+
+    /// Writes `last_used_at` for keys used since the last flush; batched so
+    /// the hot path never writes.
+    pub async fn flush_usage(&self) {
+        let uses: Vec<(String, Millis)> = {
+            let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+            usage.drain().collect()
+        };
+        if let Err(err) = self.store.record_key_use(&uses).await {
+            tracing::warn!(error = %err, "could not record key use");
+        }
+    }
+}
+
+fn check_status(key: &ApiKey, now: Millis) -> Result<(), ApiError> {
+    match key.status(now) {
+        KeyStatus::Active => Ok(()),
+        KeyStatus::Expired => Err(ApiError::unauthorized("API key has expired")),
+        KeyStatus::Revoked => Err(ApiError::unauthorized("API key has been revoked")),
+    }
+}

@@ -1,0 +1,80 @@
+//! The gate in front of every authenticated route: credential, network
+//! reach, then the organization's rate limit. The limit headers go on every
+//! authenticated response, errors included.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::client_ip;
+use crate::http::error::ApiError;
+use crate::ratelimit::Verdict;
+use crate::state::AppState;
+
+/// The credential in `Authorization: Bearer …`, or in `X-Api-Key` as some
+/// vendor SDKs send it.
+pub fn presented_credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().ok()?;
+        let (scheme, rest) = text.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// The client address as the server sees it (see [`client_ip`]).
+pub fn request_ip(state: &AppState, req: &Request) -> IpAddr {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    client_ip(peer, req.headers(), &state.trusted_proxies)
+}
+
+pub fn set_limit_headers(headers: &mut HeaderMap, verdict: &Verdict) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(verdict.limit));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(verdict.remaining),
+    );
+    headers.insert("x-ratelimit-reset", HeaderValue::from(verdict.reset_at));
+}
+
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(credential) = presented_credential(req.headers()) else {
+        let mut response = ApiError::unauthorized(
+            "authentication required: send `Authorization: Bearer <API key or token>`",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    };
+    let ip = request_ip(&state, &req);
+    let principal = match state.keys.principal(credential, ip).await {
+        Ok(p) => p,
+        Err(err) => return err.into_response(),
+    };
+    let verdict = state
+        .limiter
+        .check(&principal.org_id, principal.rate_limit, &state.metrics)
+        .await;
+    if !verdict.allowed {
+        state.metrics.rate_limited();
+        let mut response = ApiError::rate_limited(verdict.retry_after).into_response();
+        set_limit_headers(response.headers_mut(), &verdict);
+        return response;
+    }
+    req.extensions_mut().insert(principal);
+    let mut response = next.run(req).await;
+    set_limit_headers(response.headers_mut(), &verdict);
+    response
+}

@@ -1,0 +1,19 @@
+//! Authentication: who is calling, for which tenant, with which scopes.
+//! Keys and tokens both resolve to a [`Principal`].
+
+mod client_ip;
+mod keyring;
+mod middleware;
+mod principal;
+mod token;
+
+pub use client_ip::client_ip;
+pub use keyring::KeyRing;
+pub use middleware::authenticate;
+
+/// Pieces of the gate that routes authenticating by other means reuse.
+pub mod middleware_support {
+    pub use super::middleware::{presented_credential, request_ip, set_limit_headers};
+}
+pub use principal::Principal;
+pub use token::{IssuedToken, TokenIssuer};

@@ -1,0 +1,69 @@
+//! The authenticated caller. Handlers get the tenant only from here.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use ipnet::IpNet;
+use warden_core::api_key::Grantor;
+use warden_core::org::RateLimit;
+use warden_core::scope::ScopeSet;
+use warden_core::time::Millis;
+use warden_core::{Environment, Tenant};
+
+use crate::http::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub org_id: String,
+    pub environment: Environment,
+    pub key_id: String,
+    pub scopes: ScopeSet,
+    /// Set when the key may act only as this agent.
+    pub agent_id: Option<String>,
+    pub expires_at: Option<Millis>,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub rate_limit: RateLimit,
+}
+
+impl Principal {
+    pub fn tenant(&self) -> Tenant {
+        Tenant {
+            org_id: self.org_id.clone(),
+            environment: self.environment,
+        }
+    }
+
+    /// `403` naming the scope unless the caller holds it.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.allows(scope) {
+            Ok(())
+        } else {
+            Err(warden_core::Error::MissingScope {
+                scope: scope.to_string(),
+            }
+            .into())
+        }
+    }
+
+    /// The caller as the grantor of a new key.
+    pub fn grantor(&self) -> Grantor {
+        Grantor {
+            environment: self.environment,
+            scopes: self.scopes.clone(),
+            agent_id: self.agent_id.clone(),
+            expires_at: self.expires_at,
+            allowed_cidrs: self.allowed_cidrs.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))
+    }
+}

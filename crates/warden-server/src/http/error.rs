@@ -1,0 +1,229 @@
+//! API errors and their one mapping to the error envelope:
+//! `{"error": {code, message, field?, position?, request_id}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use warden_store::StoreError;
+
+/// Where in a request body a parse error is.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The machine-readable kind of an error.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request field (or header, or query parameter) at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Where a body failed to parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorDetail,
+}
+
+/// An error answer. A handler returning one has changed nothing.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+    pub position: Option<Position>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            position: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message);
+        e.field = Some(field.into());
+        e
+    }
+
+    pub fn malformed(message: impl Into<String>, position: Position) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message);
+        e.position = Some(position);
+        e
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "this method is not allowed on this path",
+        )
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            format!("Content-Type must be {expected}"),
+        )
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unprocessable,
+            message,
+        )
+    }
+
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!("rate limit exceeded; retry after {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// Logs `detail` with the request id; the client sees nothing of it.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error; the request id finds the details in the server log",
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorEnvelope {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+                position: self.position,
+                request_id: super::request_id::current(),
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<warden_core::Error> for ApiError {
+    fn from(err: warden_core::Error) -> Self {
+        use warden_core::Error as E;
+        match err {
+            E::Invalid { field, message } => ApiError::invalid(field, message),
+            E::MissingScope { scope } => {
+                ApiError::forbidden(format!("this operation needs the `{scope}` scope"))
+                    .with_field(scope)
+            }
+            E::Forbidden(m) => ApiError::forbidden(m),
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Conflict(m) => ApiError::conflict(m),
+            E::Unprocessable(m) => ApiError::unprocessable(m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict { field } => {
+                ApiError::conflict(format!("{field} is already taken")).with_field(field)
+            }
+            StoreError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "store unavailable");
+                ApiError::unavailable("the store is unavailable; retry shortly")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

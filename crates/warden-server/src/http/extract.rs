@@ -1,0 +1,208 @@
+//! Extractors that turn bad input into a 4xx envelope naming the field or
+//! position: JSON bodies (415, 413, unknown fields), query strings and path
+//! ids.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, Position};
+
+/// Request bodies larger than this are refused with `413` unless a route
+/// documents another limit.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body, parsed strictly.
+pub struct ApiJson<T>(pub T);
+
+/// A JSON body that may be absent (an empty body means `None`).
+pub struct OptionalJson<T>(pub Option<T>);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                ApiError::payload_too_large(DEFAULT_BODY_LIMIT)
+            }
+            other => ApiError::invalid("body", other.body_text()),
+        })
+}
+
+/// Parses a JSON document, naming the field or position at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = strip_location(&inner.to_string());
+        if inner.is_data() {
+            ApiError::invalid(field_of(&path, &message), message)
+        } else {
+            ApiError::malformed(
+                format!("malformed JSON: {message}"),
+                Position {
+                    line: inner.line(),
+                    column: inner.column(),
+                },
+            )
+        }
+    })?;
+    de.end().map_err(|inner| {
+        ApiError::malformed(
+            "malformed JSON: trailing characters after the document",
+            Position {
+                line: inner.line(),
+                column: inner.column(),
+            },
+        )
+    })?;
+    Ok(value)
+}
+
+/// serde says "unknown field `x`" and "missing field `x`" at the parent's
+/// path; the field itself is the useful name.
+fn field_of(path: &str, message: &str) -> String {
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|lead| message.strip_prefix(lead))
+        .and_then(|rest| rest.split('`').next());
+    match (named, path) {
+        (Some(name), "." | "") => name.to_string(),
+        (Some(name), full) if full == name || full.ends_with(&format!(".{name}")) => {
+            full.to_string()
+        }
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "." | "") => "body".to_string(),
+        (None, path) => path.to_string(),
+    }
+}
+
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::unsupported_media_type("application/json"));
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if !json {
+            return Err(ApiError::unsupported_media_type("application/json"));
+        }
+        parse_json(&bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+/// Query parameters, parsed strictly: an unknown or malformed parameter is a
+/// `400` naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let message = err.into_inner().to_string();
+                let field = field_of(&path, &message);
+                ApiError::invalid(
+                    field.clone(),
+                    format!("query parameter `{field}`: {message}"),
+                )
+            })
+    }
+}
+
+/// The `{id}` segment of a resource path.
+pub struct ResourceId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| ResourceId(id))
+            .map_err(|e| ApiError::invalid("id", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        tags: Option<Vec<String>>,
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        let e = parse_json::<Body>(br#"{"name": "a", "nmae": 1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("nmae"));
+        let e = parse_json::<Body>(br#"{"tags": []}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("name"));
+        let e = parse_json::<Body>(br#"{"name": "a", "tags": ["x", 3]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("tags[1]"));
+    }
+
+    #[test]
+    fn gives_the_position_of_a_syntax_error() {
+        let e = parse_json::<Body>(b"{\n  \"name\": }").unwrap_err();
+        assert_eq!(
+            e.position,
+            Some(Position {
+                line: 2,
+                column: 11
+            })
+        );
+        assert!(e.field.is_none());
+        let e = parse_json::<Body>(br#"{"name": "a"} x"#).unwrap_err();
+        assert!(e.position.is_some());
+    }
+}

@@ -1,0 +1,113 @@
+//! `Idempotency-Key` on POST: a retry with the same key and body gets the
+//! first response again; the same key with another body is a `409`.
+//! Successful responses are kept for 24 hours; a failed request keeps
+//! nothing, so it can be retried with a corrected body.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use warden_core::time::now_ms;
+use warden_store::IdempotencyState;
+
+use crate::auth::Principal;
+use crate::http::error::ApiError;
+use crate::http::extract::DEFAULT_BODY_LIMIT;
+use crate::state::AppState;
+
+pub const HEADER: &str = "idempotency-key";
+/// How long a recorded response is replayed.
+pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
+/// Responses larger than this are not recorded (the request still runs).
+const MAX_RECORDED: usize = 4 * 1024 * 1024;
+
+pub async fn replay_or_record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(raw_key) = req.headers().get(HEADER) else {
+        return next.run(req).await;
+    };
+    let key = match raw_key.to_str() {
+        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => k.trim().to_string(),
+        _ => {
+            return ApiError::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )
+            .into_response()
+        }
+    };
+    let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+        return next.run(req).await;
+    };
+    let tenant = principal.tenant();
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, DEFAULT_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::payload_too_large(DEFAULT_BODY_LIMIT).into_response(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update([0]);
+    hasher.update(parts.uri.path());
+    hasher.update([0]);
+    hasher.update(&bytes);
+    let fingerprint = hex::encode(hasher.finalize());
+    let now = now_ms();
+    let state_found = state
+        .store
+        .begin_idempotent(&tenant, &key, &fingerprint, now, now - RETENTION_MS)
+        .await;
+    match state_found {
+        Err(err) => ApiError::from(err).into_response(),
+        Ok(IdempotencyState::Mismatch) => {
+            ApiError::conflict("this Idempotency-Key was already used with a different request")
+                .with_field("Idempotency-Key")
+                .into_response()
+        }
+        Ok(IdempotencyState::InProgress) => {
+            ApiError::conflict("a request with this Idempotency-Key is still in progress")
+                .with_field("Idempotency-Key")
+                .into_response()
+        }
+        Ok(IdempotencyState::Completed { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Ok(IdempotencyState::Fresh) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            if !response.status().is_success() {
+                if let Err(err) = state.store.abandon_idempotent(&tenant, &key).await {
+                    tracing::warn!(error = %err, "could not release an idempotency key");
+                }
+                return response;
+            }
+            let (parts, body) = response.into_parts();
+            let Ok(body) = to_bytes(body, MAX_RECORDED).await else {
+                return ApiError::internal("response too large to record for idempotency")
+                    .into_response();
+            };
+            let text = String::from_utf8_lossy(&body);
+            if let Err(err) = state
+                .store
+                .finish_idempotent(&tenant, &key, parts.status.as_u16(), &text)
+                .await
+            {
+                tracing::warn!(error = %err, "could not record an idempotent response");
+            }
+            Response::from_parts(parts, Body::from(body))
+        }
+    }
+}

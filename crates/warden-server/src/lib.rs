@@ -1,0 +1,16 @@
+//! Warden's HTTP API: the axum router for every surface, authentication,
+//! the API conventions (envelope, errors, pagination, idempotency), rate
+//! limits, metrics and the OpenAPI document. The domain rules live in
+//! `warden-core`, persistence in `warden-store`.
+
+pub mod auth;
+pub mod http;
+pub mod idempotency;
+pub mod metrics;
+pub mod ratelimit;
+pub mod routes;
+pub mod server;
+pub mod services;
+pub mod state;
+
+pub use server::{Server, ServerConfig};

@@ -1,0 +1,156 @@
+//! Prometheus metrics: requests and latency by route and status, and the
+//! state of the shared rate-limit store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    redis_up: Gauge,
+    rate_limited: Counter,
+    fallback: Counter,
+}
+
+impl Metrics {
+    pub fn new(redis_configured: bool) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let redis_up = Gauge::default();
+        let rate_limited = Counter::default();
+        let fallback = Counter::default();
+        registry.register(
+            "warden_http_requests",
+            "HTTP requests by method, route template and status",
+            requests.clone(),
+        );
+        registry.register(
+            "warden_http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            latency.clone(),
+        );
+        registry.register(
+            "warden_rate_limited",
+            "Requests refused with 429",
+            rate_limited.clone(),
+        );
+        if redis_configured {
+            registry.register(
+                "warden_redis_up",
+                "1 when the shared rate-limit store (Redis) answers, 0 while local buckets stand in",
+                redis_up.clone(),
+            );
+            registry.register(
+                "warden_rate_limit_fallback",
+                "Rate-limit decisions made locally because Redis could not answer",
+                fallback.clone(),
+            );
+        }
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            redis_up,
+            rate_limited,
+            fallback,
+        })
+    }
+
+    pub fn set_redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    pub fn rate_limit_fallback(&self) {
+        self.fallback.inc();
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Counts and times every request under its route template, so that ids in
+/// paths never multiply the series.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(req).await;
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let metrics = &state.metrics;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels { method, route })
+        .observe(elapsed.as_secs_f64());
+    if status.is_server_error() {
+        tracing::error!(
+            status = status.as_u16(),
+            latency_us = elapsed.as_micros() as u64,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            status = status.as_u16(),
+            latency_us = elapsed.as_micros() as u64,
+            "request served"
+        );
+    }
+    response
+}

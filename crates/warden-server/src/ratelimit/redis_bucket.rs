@@ -1,0 +1,171 @@
+//! GCRA buckets in Redis: one key per organization, updated by one atomic
+//! script using Redis's own clock, so replicas with skewed clocks agree.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use warden_core::org::RateLimit;
+
+use super::gcra::{interval_micros, now_micros, Verdict};
+
+const SCRIPT: &str = r#"
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local used = new_tat - now
+if used > capacity then
+  return {'0', '0', string.format('%.0f', tat), string.format('%.0f', used - capacity)}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', math.ceil(used / 1000) + 1000))
+return {'1', string.format('%.0f', math.floor((capacity - used) / interval)), string.format('%.0f', new_tat), '0'}
+"#;
+
+/// How long a Redis call may take before the request falls back to local
+/// buckets, and how long Redis is then left alone.
+const CALL_TIMEOUT: Duration = Duration::from_millis(100);
+const BACKOFF_MICROS: u64 = 1_000_000;
+
+struct Inner {
+    client: redis::Client,
+    manager: RwLock<Option<ConnectionManager>>,
+    up: AtomicBool,
+    skip_until: AtomicU64,
+    script: redis::Script,
+}
+
+#[derive(Clone)]
+pub struct RedisBuckets(Arc<Inner>);
+
+impl RedisBuckets {
+    /// Parses the URL; connecting happens in the background so that a server
+    /// starts even while Redis is down.
+    pub fn new(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
+        Ok(RedisBuckets(Arc::new(Inner {
+            client,
+            manager: RwLock::new(None),
+            up: AtomicBool::new(false),
+            skip_until: AtomicU64::new(0),
+            script: redis::Script::new(SCRIPT),
+        })))
+    }
+
+    /// Keeps trying to connect until it succeeds; the connection manager
+    /// then reconnects by itself.
+    pub fn spawn_connector(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Duration::from_millis(500))
+                    .set_response_timeout(CALL_TIMEOUT)
+                    .set_number_of_retries(1);
+                match ConnectionManager::new_with_config(this.0.client.clone(), config).await {
+                    Ok(manager) => {
+                        *this.0.manager.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
+                        this.0.up.store(true, Ordering::Relaxed);
+                        tracing::info!("connected to Redis for shared rate limits");
+                        return;
+                    }
+                    Err(err) => {
+                        this.0.up.store(false, Ordering::Relaxed);
+                        tracing::warn!(error = %err, "Redis unreachable; using local rate limits");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.0.up.load(Ordering::Relaxed)
+    }
+
+    fn manager(&self) -> Option<ConnectionManager> {
+        self.0
+            .manager
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn mark_down(&self) {
+        if self.0.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!("Redis unreachable; falling back to local rate limits");
+        }
+        self.0
+            .skip_until
+            .store(now_micros() + BACKOFF_MICROS, Ordering::Relaxed);
+    }
+
+    /// Whether Redis answers a PING now.
+    pub async fn ping(&self) -> bool {
+        let Some(mut conn) = self.manager() else {
+            return false;
+        };
+        let pong = tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        let ok = matches!(pong, Ok(Ok(_)));
+        if ok {
+            self.0.up.store(true, Ordering::Relaxed);
+        } else {
+            self.mark_down();
+        }
+        ok
+    }
+
+    /// Takes one request from the shared bucket; `None` when Redis cannot
+    /// answer now and the caller must decide locally.
+    pub async fn check(&self, org_id: &str, limit: RateLimit) -> Option<Verdict> {
+        if now_micros() < self.0.skip_until.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut conn = self.manager()?;
+        let interval = interval_micros(limit);
+        let capacity = interval * u64::from(limit.burst.max(1));
+        let mut invocation = self.0.script.key(format!("warden:ratelimit:{org_id}"));
+        invocation.arg(interval).arg(capacity);
+        let reply = tokio::time::timeout(
+            CALL_TIMEOUT,
+            invocation.invoke_async::<Vec<String>>(&mut conn),
+        )
+        .await;
+        let fields: Vec<u64> = match reply {
+            Ok(Ok(fields)) => fields.iter().filter_map(|f| f.parse().ok()).collect(),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "Redis rate limit call failed");
+                self.mark_down();
+                return None;
+            }
+            Err(_) => {
+                self.mark_down();
+                return None;
+            }
+        };
+        let [allowed, remaining, tat, wait] = fields[..] else {
+            self.mark_down();
+            return None;
+        };
+        self.0.up.store(true, Ordering::Relaxed);
+        Some(Verdict {
+            allowed: allowed == 1,
+            limit: limit.per_minute,
+            remaining: remaining as u32,
+            reset_at: tat.div_ceil(1_000_000),
+            retry_after: if allowed == 1 {
+                0
+            } else {
+                wait.div_ceil(1_000_000).max(1)
+            },
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! `/api/v1/agents`: the agent registry.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use warden_core::agent::{Agent, AgentChanges, AgentFilter, AgentStatus};
+use warden_core::page::PageRequest;
+
+use super::wire::{nullable, time, SortDirection};
+use crate::auth::Principal;
+use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
+use crate::http::error::ApiResult;
+use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::services::agents as service;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatusName {
+    Active,
+    Suspended,
+}
+
+impl From<AgentStatusName> for AgentStatus {
+    fn from(s: AgentStatusName) -> Self {
+        match s {
+            AgentStatusName::Active => AgentStatus::Active,
+            AgentStatusName::Suspended => AgentStatus::Suspended,
+        }
+    }
+}
+
+impl From<AgentStatus> for AgentStatusName {
+    fn from(s: AgentStatus) -> Self {
+        match s {
+            AgentStatus::Active => AgentStatusName::Active,
+            AgentStatus::Suspended => AgentStatusName::Suspended,
+        }
+    }
+}
+
+/// A registered AI agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    #[schema(example = "agt_0f3b5c2e9d8a7b6c5d4e3f2a")]
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The person or team answerable for the agent.
+    pub owner: Option<String>,
+    /// The agent framework, e.g. `langchain`, `openai`, `custom`.
+    pub framework: Option<String>,
+    /// The agent's own identifier, as its SDK is configured; unique in the
+    /// environment.
+    pub external_id: Option<String>,
+    pub tags: Vec<String>,
+    pub status: AgentStatusName,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<Agent> for AgentView {
+    fn from(a: Agent) -> Self {
+        AgentView {
+            id: a.id,
+            name: a.name,
+            description: a.description,
+            owner: a.owner,
+            framework: a.framework,
+            external_id: a.external_id,
+            tags: a.tags,
+            status: a.status.into(),
+            metadata: a.metadata,
+            created_at: time(a.created_at),
+            updated_at: time(a.updated_at),
+        }
+    }
+}
+
+/// A new agent. Names are unique in the environment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgent {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Up to 2,000 characters.
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub framework: Option<String>,
+    pub external_id: Option<String>,
+    /// Up to 50 tags of up to 64 characters; stored lower-case.
+    pub tags: Option<Vec<String>>,
+    /// `active` unless given.
+    pub status: Option<AgentStatusName>,
+    /// Any JSON object up to 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A change to an agent: absent fields stay as they are; `null` clears
+/// `description`, `owner`, `framework` and `external_id`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgent {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub framework: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub status: Option<AgentStatusName>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentSort {
+    CreatedAt,
+    Name,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListAgents {
+    /// Page size, 1 to 200 (default 25).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `created_at` (default, newest first) or `name`.
+    pub sort: Option<AgentSort>,
+    pub direction: Option<SortDirection>,
+    pub status: Option<AgentStatusName>,
+    /// Only agents carrying this tag.
+    pub tag: Option<String>,
+    /// Case-insensitive text in the name or description.
+    pub search: Option<String>,
+}
+
+impl From<CreateAgent> for AgentChanges {
+    fn from(b: CreateAgent) -> Self {
+        AgentChanges {
+            name: Some(b.name),
+            description: Some(b.description),
+            owner: Some(b.owner),
+            framework: Some(b.framework),
+            external_id: Some(b.external_id),
+            tags: b.tags,
+            status: b.status.map(Into::into),
+            metadata: b.metadata,
+        }
+    }
+}
+
+impl From<UpdateAgent> for AgentChanges {
+    fn from(b: UpdateAgent) -> Self {
+        AgentChanges {
+            name: b.name,
+            description: b.description,
+            owner: b.owner,
+            framework: b.framework,
+            external_id: b.external_id,
+            tags: b.tags,
+            status: b.status.map(Into::into),
+            metadata: b.metadata,
+        }
+    }
+}
+
+/// List agents.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", params(ListAgents),
+    responses((status = 200, description = "A page of agents", body = ListEnvelope<AgentView>)),
+    security(("bearer" = ["agents.read"])))]
+pub async fn list_agents(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListAgents>,
+) -> ApiResult<ApiList<AgentView>> {
+    principal.require("agents.read")?;
+    let sort = q.sort.map(|s| match s {
+        AgentSort::CreatedAt => "created_at",
+        AgentSort::Name => "name",
+    });
+    let page = PageRequest::new(
+        q.limit,
+        q.cursor.as_deref(),
+        sort,
+        q.direction.map(Into::into),
+        &["created_at", "name"],
+    )?;
+    let filter = AgentFilter {
+        status: q.status.map(Into::into),
+        tag: q.tag,
+        search: q.search,
+        only_id: None,
+    };
+    let page = service::list(state.store.as_ref(), &principal, filter, page).await?;
+    Ok(ApiList(
+        page.items.into_iter().map(AgentView::from).collect(),
+        page.next_cursor,
+    ))
+}
+
+/// Register an agent.
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = CreateAgent,
+    responses(
+        (status = 201, description = "The registered agent", body = DataEnvelope<AgentView>),
+        (status = 409, description = "The name or external_id is taken", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["agents.write"])))]
+pub async fn create_agent(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateAgent>,
+) -> ApiResult<ApiData<AgentView>> {
+    principal.require("agents.write")?;
+    let agent = service::create(state.store.as_ref(), &principal, body.into()).await?;
+    Ok(created(agent.into()))
+}
+
+/// Get an agent.
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 200, description = "The agent", body = DataEnvelope<AgentView>),
+        (status = 404, description = "No such agent", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["agents.read"])))]
+pub async fn get_agent(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+) -> ApiResult<ApiData<AgentView>> {
+    principal.require("agents.read")?;
+    let agent = service::get(state.store.as_ref(), &principal, &id).await?;
+    Ok(ok(agent.into()))
+}
+
+/// Change an agent.
+#[utoipa::path(patch, path = "/api/v1/agents/{id}", tag = "agents", request_body = UpdateAgent,
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 200, description = "The changed agent", body = DataEnvelope<AgentView>),
+        (status = 404, description = "No such agent", body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "The name or external_id is taken", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["agents.write"])))]
+pub async fn update_agent(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+    ApiJson(body): ApiJson<UpdateAgent>,
+) -> ApiResult<ApiData<AgentView>> {
+    principal.require("agents.write")?;
+    let agent = service::update(state.store.as_ref(), &principal, &id, body.into()).await?;
+    Ok(ok(agent.into()))
+}
+
+/// Delete an agent.
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such agent", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["agents.write"])))]
+pub async fn delete_agent(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+) -> ApiResult<StatusCode> {
+    principal.require("agents.write")?;
+    service::delete(state.store.as_ref(), &principal, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

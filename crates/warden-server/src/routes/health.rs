@@ -1,0 +1,102 @@
+//! Operations endpoints, unauthenticated: liveness, readiness, metrics.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ratelimit::LimiterState;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// `ok` or `unreachable`.
+    pub store: String,
+    /// `disabled` (no --redis-url), `ok`, or `unreachable` (local limits
+    /// stand in).
+    pub redis: String,
+    /// `local`, `redis`, or `local_fallback`.
+    pub rate_limits: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`, `degraded` (serving, with Redis unreachable) or `unavailable`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    pub checks: ReadinessChecks,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)), security(()))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the store answers; Redis, when configured, is reported.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready, or degraded but serving", body = Readiness),
+        (status = 503, description = "The store is unreachable", body = Readiness)),
+    security(()))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store_ok = matches!(
+        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let redis = match state.limiter.redis() {
+        None => "disabled",
+        Some(r) if r.ping().await => "ok",
+        Some(_) => "unreachable",
+    };
+    state.metrics.set_redis_up(redis == "ok");
+    let rate_limits = match state.limiter.state() {
+        LimiterState::Local => "local",
+        LimiterState::Redis => "redis",
+        LimiterState::RedisFallback => "local_fallback",
+    };
+    let (status, code) = match (store_ok, redis) {
+        (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        (true, "unreachable") => ("degraded", StatusCode::OK),
+        _ => ("ready", StatusCode::OK),
+    };
+    let body = Readiness {
+        status: status.into(),
+        backend: state.store.backend().as_str().into(),
+        checks: ReadinessChecks {
+            store: if store_ok { "ok" } else { "unreachable" }.into(),
+            redis: redis.into(),
+            rate_limits: rate_limits.into(),
+        },
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")),
+    security(()))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

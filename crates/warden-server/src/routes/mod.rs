@@ -1,0 +1,66 @@
+//! The router: every route, its middleware, and the OpenAPI document built
+//! from the same annotations, so the document says what the server does.
+
+mod agents;
+mod api_keys;
+mod auth;
+mod health;
+mod openapi;
+mod wire;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::http::error::ApiError;
+use crate::http::extract::DEFAULT_BODY_LIMIT;
+use crate::http::request_id;
+use crate::state::AppState;
+
+pub use openapi::ApiDoc;
+
+/// The whole API with its middleware, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let (authenticated, mut document) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(agents::list_agents, agents::create_agent))
+        .routes(routes!(
+            agents::get_agent,
+            agents::update_agent,
+            agents::delete_agent
+        ))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
+        .routes(routes!(api_keys::rotate_api_key))
+        .split_for_parts();
+    let (public, public_document) = OpenApiRouter::<AppState>::new()
+        .routes(routes!(auth::exchange_token))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .split_for_parts();
+    document.merge(public_document);
+    openapi::apply_conventions(&mut document);
+
+    let authenticated = authenticated
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::idempotency::replay_or_record,
+        ))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::authenticate));
+
+    Router::new()
+        .merge(authenticated)
+        .merge(public)
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", document))
+        .fallback(|| async { ApiError::not_found("route").into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
+        .layer(from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(from_fn(request_id::assign))
+        .with_state(state)
+}

@@ -1,0 +1,124 @@
+//! The OpenAPI 3.1 document: generated from the route annotations, then
+//! given the conventions every route shares (error responses, the
+//! `Idempotency-Key` header, bearer authentication).
+
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, OpenApi, Ref, Required, ResponseBuilder, Type,
+};
+
+use crate::http::error::{ErrorCode, ErrorDetail, ErrorEnvelope, Position};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Warden API",
+        description = "Warden, the self-hosted security control plane for AI agents.\n\n\
+            Authenticate with `Authorization: Bearer <key>` (a `wdn_live_…` or `wdn_test_…` key, \
+            or a token from `POST /api/v1/auth/token`). Successes are `{\"data\", \"meta\"}`; \
+            lists add `next_cursor`; errors are `{\"error\": {code, message, field?, position?, request_id}}`. \
+            Every authenticated response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and \
+            `X-RateLimit-Reset`; every response carries `X-Request-Id`.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(ErrorEnvelope, ErrorDetail, ErrorCode, Position)),
+    tags(
+        (name = "agents", description = "The registry of AI agents"),
+        (name = "api-keys", description = "Scoped API keys"),
+        (name = "auth", description = "Token exchange"),
+        (name = "operations", description = "Health, readiness and metrics")
+    )
+)]
+pub struct ApiDoc;
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .build()
+}
+
+fn idempotency_header() -> Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Retrying with the same key and body returns the first response; another body gives 409.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255)),
+        ))
+        .build()
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(&'static str, &mut Operation)> {
+    [
+        ("get", item.get.as_mut()),
+        ("post", item.post.as_mut()),
+        ("put", item.put.as_mut()),
+        ("patch", item.patch.as_mut()),
+        ("delete", item.delete.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.map(|op| (m, op)))
+    .collect()
+}
+
+/// Adds what every route shares, so that the document lists each status a
+/// route can answer.
+pub fn apply_conventions(document: &mut OpenApi) {
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    for (path, item) in document.paths.paths.iter_mut() {
+        let authenticated = path.starts_with("/api/v1/") && path != "/api/v1/auth/token";
+        let api = path.starts_with("/api/v1/");
+        for (method, op) in operations(item) {
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(description).into());
+            };
+            if api {
+                add(
+                    "400",
+                    "Bad input: `field` names the field or parameter, `position` a parse error",
+                );
+                add("500", "Internal error; the request id finds it in the log");
+                add("503", "The store is unavailable");
+            }
+            if authenticated {
+                add("401", "Missing, invalid, expired or revoked credentials");
+                add("403", "The credential lacks the scope (named in the message) or may not be used from this address");
+                add("429", "Rate limit exceeded; see Retry-After");
+            }
+            let has_body = op.request_body.is_some();
+            if has_body {
+                add("413", "The body is larger than 1 MiB");
+                add("415", "The body is not application/json");
+            }
+            if method == "post" && authenticated {
+                add(
+                    "409",
+                    "The Idempotency-Key was used with another body, or is in use",
+                );
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(idempotency_header());
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Wire types shared by several routes: enumerations as the API spells
+//! them, and helpers for optional and nullable fields.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use warden_core::page::Direction;
+use warden_core::time::{parse_rfc3339, Millis};
+use warden_core::Environment;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvironmentName {
+    Live,
+    Test,
+}
+
+impl From<EnvironmentName> for Environment {
+    fn from(e: EnvironmentName) -> Self {
+        match e {
+            EnvironmentName::Live => Environment::Live,
+            EnvironmentName::Test => Environment::Test,
+        }
+    }
+}
+
+impl From<Environment> for EnvironmentName {
+    fn from(e: Environment) -> Self {
+        match e {
+            Environment::Live => EnvironmentName::Live,
+            Environment::Test => EnvironmentName::Test,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SortDirection {
+    Asc,
+    Desc,
+}
+
+impl From<SortDirection> for Direction {
+    fn from(d: SortDirection) -> Self {
+        match d {
+            SortDirection::Asc => Direction::Asc,
+            SortDirection::Desc => Direction::Desc,
+        }
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null`
+/// (`Some(None)`), so that PATCH can clear a field.
+pub fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// Parses an optional RFC 3339 time, naming `field` when it is not one.
+pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, warden_core::Error> {
+    value
+        .map(|text| {
+            parse_rfc3339(text).ok_or_else(|| {
+                warden_core::Error::invalid(
+                    field,
+                    format!("{field} must be an RFC 3339 time, e.g. 2026-03-01T12:00:00.000Z"),
+                )
+            })
+        })
+        .transpose()
+}
+
+pub fn time(ms: Millis) -> String {
+    warden_core::time::to_rfc3339(ms)
+}
+
+pub fn opt_time(ms: Option<Millis>) -> Option<String> {
+    ms.map(time)
+}

@@ -1,0 +1,146 @@
+//! API keys through the API: minted under the grantor's limits, listed
+//! without secrets, revoked and rotated.
+
+use warden_core::api_key::{authorize_grant, ApiKey, KeyRequest};
+use warden_core::page::{Page, PageRequest};
+use warden_core::time::{now_ms, Millis};
+use warden_core::{Error, Tenant};
+use warden_store::Store;
+
+use super::ServiceResult;
+use crate::auth::{KeyRing, Principal};
+
+/// Longest rotation grace period: a week.
+pub const MAX_GRACE_SECS: u32 = 7 * 24 * 3600;
+
+/// A key with its secret, which exists only in this response.
+pub struct MintedKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+pub async fn create(
+    store: &dyn Store,
+    keys: &KeyRing,
+    principal: &Principal,
+    request: KeyRequest,
+) -> ServiceResult<MintedKey> {
+    let now = now_ms();
+    let grant = authorize_grant(&principal.grantor(), request, now)?;
+    let tenant = Tenant {
+        org_id: principal.org_id.clone(),
+        environment: grant.environment,
+    };
+    if let Some(agent_id) = &grant.agent_id {
+        if store.get_agent(&tenant, agent_id).await?.is_none() {
+            return Err(Error::invalid(
+                "agent_id",
+                format!(
+                    "no agent `{agent_id}` in the {} environment",
+                    grant.environment
+                ),
+            )
+            .into());
+        }
+    }
+    let secret = keys.mint(grant.environment);
+    let key = ApiKey {
+        id: warden_core::id::new_id(warden_core::id::prefix::API_KEY),
+        org_id: principal.org_id.clone(),
+        environment: grant.environment,
+        name: grant.name,
+        last_four: secret.last_four,
+        secret_digest: secret.digest,
+        previous_digest: None,
+        previous_valid_until: None,
+        scopes: grant.scopes,
+        agent_id: grant.agent_id,
+        allowed_cidrs: grant.allowed_cidrs,
+        expires_at: grant.expires_at,
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        rotated_at: None,
+    };
+    store.insert_api_key(&key).await?;
+    Ok(MintedKey {
+        key,
+        secret: secret.plaintext,
+    })
+}
+
+pub async fn get(store: &dyn Store, principal: &Principal, id: &str) -> ServiceResult<ApiKey> {
+    store
+        .get_api_key(&principal.tenant(), id)
+        .await?
+        .ok_or_else(|| Error::NotFound("API key").into())
+}
+
+pub async fn list(
+    store: &dyn Store,
+    principal: &Principal,
+    page: PageRequest,
+) -> ServiceResult<Page<ApiKey>> {
+    Ok(store.list_api_keys(&principal.tenant(), &page).await?)
+}
+
+/// Revokes a key; this replica forgets it at once, the others within a second.
+pub async fn revoke(
+    store: &dyn Store,
+    keys: &KeyRing,
+    principal: &Principal,
+    id: &str,
+) -> ServiceResult<()> {
+    let tenant = principal.tenant();
+    if !store.revoke_api_key(&tenant, id, now_ms()).await? {
+        return Err(match store.get_api_key(&tenant, id).await? {
+            Some(_) => Error::Unprocessable("the key is already revoked".into()),
+            None => Error::NotFound("API key"),
+        }
+        .into());
+    }
+    keys.evict(id);
+    Ok(())
+}
+
+/// Gives a key a new secret; the old one keeps working for `grace_secs`.
+pub async fn rotate(
+    store: &dyn Store,
+    keys: &KeyRing,
+    principal: &Principal,
+    id: &str,
+    grace_secs: u32,
+) -> ServiceResult<MintedKey> {
+    if grace_secs > MAX_GRACE_SECS {
+        return Err(Error::invalid(
+            "grace_period_seconds",
+            format!("grace_period_seconds must be at most {MAX_GRACE_SECS}"),
+        )
+        .into());
+    }
+    let tenant = principal.tenant();
+    let existing = get(store, principal, id).await?;
+    if existing.revoked_at.is_some() {
+        return Err(Error::Unprocessable("a revoked key cannot be rotated".into()).into());
+    }
+    let now = now_ms();
+    let previous_valid_until: Option<Millis> =
+        (grace_secs > 0).then(|| now + i64::from(grace_secs) * 1000);
+    let secret = keys.mint(existing.environment);
+    let key = store
+        .rotate_api_key(
+            &tenant,
+            id,
+            &secret.digest,
+            &secret.last_four,
+            previous_valid_until,
+            now,
+        )
+        .await?
+        .ok_or(Error::NotFound("API key"))?;
+    keys.evict(id);
+    Ok(MintedKey {
+        key,
+        secret: secret.plaintext,
+    })
+}

@@ -1,0 +1,35 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use warden_store::Store;
+
+use crate::auth::KeyRing;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub keys: KeyRing,
+    pub limiter: RateLimiter,
+    pub metrics: Arc<Metrics>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}

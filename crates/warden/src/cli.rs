@@ -1,0 +1,203 @@
+//! The command line. Every flag can also be set with the `WARDEN_*`
+//! environment variable named in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Warden: a self-hosted security control plane for AI agents"
+)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the embedded database and the master key file.
+    #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
+    pub data_dir: PathBuf,
+    /// A postgres:// URL to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "WARDEN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The master key (64 hex characters or base64 of 32 bytes). Without it,
+    /// DATA_DIR/master.key is used, and created on first start. Replicas
+    /// sharing a database must share it.
+    #[arg(long, env = "WARDEN_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PlanArg {
+    Starter,
+    Professional,
+    Enterprise,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EnvironmentArg {
+    Live,
+    Test,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API; initializes an empty store and prints its admin keys once.
+    Serve(ServeArgs),
+    /// Create the schema, the first organization and one admin key per environment.
+    Init(InitArgs),
+    /// Manage organizations (tenants).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage API keys from the host's console.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A redis:// URL: rate limits shared by every replica.
+    #[arg(long, env = "WARDEN_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Proxies (CIDR) whose X-Forwarded-For is believed; repeatable or comma-separated.
+    #[arg(
+        long = "trusted-proxy",
+        env = "WARDEN_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Name of the first organization, when the store is empty.
+    #[arg(long, env = "WARDEN_ORG_NAME", default_value = "Default")]
+    pub org_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print exactly one JSON object: organization_id, live_key, test_key.
+    #[arg(long, env = "WARDEN_JSON")]
+    pub json: bool,
+    /// Name of the first organization.
+    #[arg(long, env = "WARDEN_ORG_NAME", default_value = "Default")]
+    pub org_name: String,
+    #[arg(long, env = "WARDEN_PLAN", value_enum, default_value_t = PlanArg::Enterprise)]
+    pub plan: PlanArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization with one admin key per environment.
+    Create(OrgCreateArgs),
+    /// List organizations.
+    List(OrgListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgCreateArgs {
+    pub name: String,
+    #[arg(long, env = "WARDEN_PLAN", value_enum, default_value_t = PlanArg::Starter)]
+    pub plan: PlanArg,
+    /// Requests per minute, with `--plan custom`.
+    #[arg(long, env = "WARDEN_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Burst allowance, with `--plan custom`.
+    #[arg(long, env = "WARDEN_BURST")]
+    pub burst: Option<u32>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, env = "WARDEN_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, env = "WARDEN_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List an organization's keys (never their secrets).
+    List(KeysListArgs),
+    /// Create a key; its secret is printed once.
+    Create(KeysCreateArgs),
+    /// Revoke a key by id.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[arg(long, env = "WARDEN_ORG")]
+    pub org: String,
+    #[arg(long, env = "WARDEN_ENVIRONMENT", value_enum, default_value_t = EnvironmentArg::Live)]
+    pub environment: EnvironmentArg,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, env = "WARDEN_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    #[arg(long, env = "WARDEN_ORG")]
+    pub org: String,
+    #[arg(long, env = "WARDEN_KEY_NAME")]
+    pub name: String,
+    /// Scopes, repeatable or comma-separated (e.g. agents.read,enforce).
+    #[arg(
+        long = "scope",
+        env = "WARDEN_SCOPES",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub scopes: Vec<String>,
+    #[arg(long, env = "WARDEN_ENVIRONMENT", value_enum, default_value_t = EnvironmentArg::Live)]
+    pub environment: EnvironmentArg,
+    /// RFC 3339 expiry.
+    #[arg(long, env = "WARDEN_EXPIRES_AT")]
+    pub expires_at: Option<String>,
+    /// Bind the key to one agent.
+    #[arg(long, env = "WARDEN_AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Allowed client ranges, repeatable or comma-separated.
+    #[arg(
+        long = "allowed-cidr",
+        env = "WARDEN_ALLOWED_CIDRS",
+        value_delimiter = ','
+    )]
+    pub allowed_cidrs: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, env = "WARDEN_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    pub key_id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}

@@ -1,0 +1,40 @@
+//! `warden init`: the schema, the first organization, its admin keys.
+
+use warden_server::services::bootstrap;
+use warden_server::services::secrets;
+
+use crate::cli::InitArgs;
+
+pub async fn run(args: InitArgs) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, true).await?;
+    let store = opened.store.as_ref();
+    if store.is_initialized().await.map_err(|e| e.to_string())? {
+        store.close().await;
+        return Err("the store is already initialized; nothing was changed \
+             (use `warden org create` for another organization)"
+            .into());
+    }
+    secrets::verify_master_key(store, &opened.master).await?;
+    let pepper = opened.master.key_pepper();
+    let created = bootstrap::initialize(store, &pepper, &args.org_name, super::plan(args.plan))
+        .await
+        .map_err(|e| e.to_string())?;
+    store.close().await;
+    let Some(tenant) = created else {
+        return Err(
+            "the store was initialized by another process meanwhile; nothing was changed".into(),
+        );
+    };
+    if args.json {
+        println!("{}", super::tenant_json(&tenant));
+    } else {
+        println!(
+            "Initialized organization {} ({})",
+            tenant.organization.name, tenant.organization.id
+        );
+        println!("  live admin key: {}", tenant.live_key);
+        println!("  test admin key: {}", tenant.test_key);
+        println!("These keys are shown once. Store them now.");
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `warden keys list|create|revoke`: key management for operators at the
+//! host's console, who hold the database and so every organization's keys.
+
+use warden_core::api_key::{authorize_grant, ApiKey, Grantor, KeyRequest};
+use warden_core::page::PageRequest;
+use warden_core::scope::ScopeSet;
+use warden_core::secret::{key_prefix, mint_key};
+use warden_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use warden_core::Tenant;
+use warden_server::services::secrets;
+
+use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs};
+
+fn describe(k: &ApiKey) -> serde_json::Value {
+    serde_json::json!({
+        "id": k.id,
+        "name": k.name,
+        "environment": k.environment.as_str(),
+        "prefix": key_prefix(k.environment),
+        "last_four": k.last_four,
+        "scopes": k.scopes.names(),
+        "status": k.status(now_ms()).as_str(),
+        "agent_id": k.agent_id,
+        "allowed_cidrs": k.allowed_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "expires_at": k.expires_at.map(to_rfc3339),
+        "created_at": to_rfc3339(k.created_at),
+        "last_used_at": k.last_used_at.map(to_rfc3339),
+    })
+}
+
+pub async fn list(args: KeysListArgs) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, false).await?;
+    let tenant = Tenant {
+        org_id: args.org.clone(),
+        environment: super::environment(args.environment),
+    };
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = PageRequest::new(Some(200), cursor.as_deref(), None, None, &["created_at"])
+            .map_err(|e| e.to_string())?;
+        let found = opened
+            .store
+            .list_api_keys(&tenant, &page)
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.extend(found.items);
+        match found.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    opened.store.close().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::Value::Array(keys.iter().map(describe).collect())
+        );
+    } else {
+        for k in &keys {
+            println!(
+                "{}  {}…{}  {:<8} {}  [{}]",
+                k.id,
+                key_prefix(k.environment),
+                k.last_four,
+                k.status(now_ms()).as_str(),
+                k.name,
+                k.scopes.names().join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, false).await?;
+    let store = opened.store.as_ref();
+    secrets::verify_master_key(store, &opened.master).await?;
+    if store
+        .get_organization(&args.org)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!("no organization `{}`", args.org));
+    }
+    let environment = super::environment(args.environment);
+    let expires_at = match &args.expires_at {
+        Some(text) => Some(parse_rfc3339(text).ok_or("--expires-at must be an RFC 3339 time")?),
+        None => None,
+    };
+    let operator = Grantor {
+        environment,
+        scopes: ScopeSet::admin(),
+        agent_id: None,
+        expires_at: None,
+        allowed_cidrs: vec![],
+    };
+    let request = KeyRequest {
+        name: args.name,
+        scopes: args.scopes,
+        environment: Some(environment),
+        expires_at,
+        allowed_cidrs: (!args.allowed_cidrs.is_empty()).then_some(args.allowed_cidrs),
+        agent_id: args.agent_id,
+    };
+    let now = now_ms();
+    let grant = authorize_grant(&operator, request, now).map_err(|e| e.to_string())?;
+    let tenant = Tenant {
+        org_id: args.org.clone(),
+        environment,
+    };
+    if let Some(agent) = &grant.agent_id {
+        if store
+            .get_agent(&tenant, agent)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            return Err(format!(
+                "no agent `{agent}` in the {environment} environment"
+            ));
+        }
+    }
+    let secret = mint_key(environment, &opened.master.key_pepper());
+    let key = ApiKey {
+        id: warden_core::id::new_id(warden_core::id::prefix::API_KEY),
+        org_id: args.org,
+        environment,
+        name: grant.name,
+        last_four: secret.last_four,
+        secret_digest: secret.digest,
+        previous_digest: None,
+        previous_valid_until: None,
+        scopes: grant.scopes,
+        agent_id: grant.agent_id,
+        allowed_cidrs: grant.allowed_cidrs,
+        expires_at: grant.expires_at,
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        rotated_at: None,
+    };
+    let inserted = store.insert_api_key(&key).await.map_err(|e| e.to_string());
+    store.close().await;
+    inserted?;
+    if args.json {
+        let mut out = describe(&key);
+        out["key"] = serde_json::Value::String(secret.plaintext);
+        println!("{out}");
+    } else {
+        println!("Created key {} ({})", key.id, key.name);
+        println!("  {}", secret.plaintext);
+        println!("This secret is shown once. Store it now.");
+    }
+    Ok(())
+}
+
+pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, false).await?;
+    let store = opened.store.as_ref();
+    let result = async {
+        let key = store
+            .find_api_key(&args.key_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no key `{}`", args.key_id))?;
+        let tenant = Tenant {
+            org_id: key.org_id.clone(),
+            environment: key.environment,
+        };
+        if !store
+            .revoke_api_key(&tenant, &key.id, now_ms())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!("key `{}` is already revoked", key.id));
+        }
+        Ok(key)
+    }
+    .await;
+    store.close().await;
+    let key = result?;
+    println!(
+        "Revoked key {} ({}); running servers refuse it within one second.",
+        key.id, key.name
+    );
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! One module per command.
+
+mod init;
+mod keys;
+mod org;
+mod serve;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Command, EnvironmentArg, KeysCommand, LogFormat, OrgCommand, PlanArg};
+use warden_core::org::Plan;
+use warden_core::Environment;
+
+pub async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Init(args) => init::run(args).await,
+        Command::Org(OrgCommand::Create(args)) => org::create(args).await,
+        Command::Org(OrgCommand::List(args)) => org::list(args).await,
+        Command::Keys(KeysCommand::List(args)) => keys::list(args).await,
+        Command::Keys(KeysCommand::Create(args)) => keys::create(args).await,
+        Command::Keys(KeysCommand::Revoke(args)) => keys::revoke(args).await,
+    }
+}
+
+/// Logs go to standard error, so that `--json` output on standard output
+/// stays one clean document. `RUST_LOG` overrides the default `info`.
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub fn plan(arg: PlanArg) -> Plan {
+    match arg {
+        PlanArg::Starter => Plan::Starter,
+        PlanArg::Professional => Plan::Professional,
+        PlanArg::Enterprise => Plan::Enterprise,
+        PlanArg::Custom => Plan::Custom,
+    }
+}
+
+pub fn environment(arg: EnvironmentArg) -> Environment {
+    match arg {
+        EnvironmentArg::Live => Environment::Live,
+        EnvironmentArg::Test => Environment::Test,
+    }
+}
+
+/// The JSON printed for a new organization by `init` and `org create`.
+pub fn tenant_json(t: &warden_server::services::bootstrap::NewTenant) -> String {
+    serde_json::json!({
+        "organization_id": t.organization.id,
+        "live_key": t.live_key,
+        "test_key": t.test_key,
+    })
+    .to_string()
+}

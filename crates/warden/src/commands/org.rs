@@ -1,0 +1,79 @@
+//! `warden org create|list`.
+
+use warden_core::org::RateLimit;
+use warden_server::services::{bootstrap, secrets};
+
+use crate::cli::{OrgCreateArgs, OrgListArgs};
+
+pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
+    let custom = match (args.rate_limit_per_minute, args.burst) {
+        (None, None) => None,
+        (Some(per_minute), Some(burst)) => Some(RateLimit { per_minute, burst }),
+        _ => return Err("--rate-limit-per-minute and --burst go together".into()),
+    };
+    let opened = crate::store::open(&args.store, false).await?;
+    let store = opened.store.as_ref();
+    if !store.is_initialized().await.map_err(|e| e.to_string())? {
+        store.close().await;
+        return Err("the store is not initialized: run `warden init` first".into());
+    }
+    secrets::verify_master_key(store, &opened.master).await?;
+    let result = bootstrap::create_organization(
+        store,
+        &opened.master.key_pepper(),
+        &args.name,
+        super::plan(args.plan),
+        custom,
+    )
+    .await;
+    store.close().await;
+    let tenant = result.map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", super::tenant_json(&tenant));
+    } else {
+        println!(
+            "Created organization {} ({})",
+            tenant.organization.name, tenant.organization.id
+        );
+        println!("  live admin key: {}", tenant.live_key);
+        println!("  test admin key: {}", tenant.test_key);
+        println!("These keys are shown once. Store them now.");
+    }
+    Ok(())
+}
+
+pub async fn list(args: OrgListArgs) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, false).await?;
+    let orgs = opened
+        .store
+        .list_organizations()
+        .await
+        .map_err(|e| e.to_string());
+    opened.store.close().await;
+    let orgs = orgs?;
+    if args.json {
+        let list: Vec<_> = orgs
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "id": o.id, "name": o.name, "plan": o.plan.as_str(),
+                    "rate_limit_per_minute": o.rate_limit.per_minute, "burst": o.rate_limit.burst,
+                    "created_at": warden_core::time::to_rfc3339(o.created_at),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for o in orgs {
+            println!(
+                "{}  {}  {} ({}/min, burst {})",
+                o.id,
+                o.name,
+                o.plan.as_str(),
+                o.rate_limit.per_minute,
+                o.rate_limit.burst
+            );
+        }
+    }
+    Ok(())
+}

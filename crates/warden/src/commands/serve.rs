@@ -1,0 +1,81 @@
+//! `warden serve`: initialize an empty store (printing its admin keys once),
+//! then serve until SIGTERM or SIGINT, finishing in-flight requests.
+
+use warden_core::api_key::parse_cidr;
+use warden_core::org::Plan;
+use warden_server::services::{bootstrap, secrets};
+use warden_server::{Server, ServerConfig};
+
+use crate::cli::ServeArgs;
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let trusted_proxies = args
+        .trusted_proxies
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_cidr(s).ok_or_else(|| format!("--trusted-proxy: `{s}` is not a CIDR range")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opened = crate::store::open(&args.store, true).await?;
+    let store = opened.store.clone();
+    secrets::verify_master_key(store.as_ref(), &opened.master).await?;
+    let first = if store.is_initialized().await.map_err(|e| e.to_string())? {
+        None
+    } else {
+        bootstrap::initialize(
+            store.as_ref(),
+            &opened.master.key_pepper(),
+            &args.org_name,
+            Plan::Enterprise,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    };
+    let config = ServerConfig {
+        listen: args.listen.clone(),
+        redis_url: args.redis_url.clone(),
+        trusted_proxies,
+    };
+    let server = Server::build(store.clone(), &opened.master, config).await?;
+    let address = server
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(args.listen);
+    if let Some(tenant) = first {
+        println!(
+            "Warden initialized a new store with organization {} ({}).",
+            tenant.organization.name, tenant.organization.id
+        );
+        println!("Admin keys, shown once; store them now:");
+        println!("  live: {}", tenant.live_key);
+        println!("  test: {}", tenant.test_key);
+        println!();
+    }
+    println!("Warden is listening on http://{address}");
+    println!("API reference: http://{address}/docs");
+    tracing::info!(%address, backend = store.backend().as_str(), "serving");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

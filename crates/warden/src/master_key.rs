@@ -1,0 +1,48 @@
+//! Finding the master key: the flag or environment variable, else a `0600`
+//! file in the data directory, created on first use.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use warden_core::secret::MasterKey;
+
+const FILE: &str = "master.key";
+
+pub fn load(explicit: Option<&str>, data_dir: &Path, create: bool) -> Result<MasterKey, String> {
+    if let Some(text) = explicit {
+        return MasterKey::parse(text).ok_or_else(|| {
+            "WARDEN_MASTER_KEY must be 32 bytes as 64 hex characters or base64".into()
+        });
+    }
+    let path = data_dir.join(FILE);
+    if path.exists() {
+        let text = fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return MasterKey::parse(&text)
+            .ok_or_else(|| format!("{} does not hold a valid master key", path.display()));
+    }
+    if !create {
+        return Err(format!(
+            "no master key: set WARDEN_MASTER_KEY or run `warden init` to create {}",
+            path.display()
+        ));
+    }
+    fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let key = MasterKey::generate();
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(key.to_hex().as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(key)
+}
