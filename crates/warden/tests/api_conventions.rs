@@ -1,0 +1,340 @@
+//! The API conventions on the agent registry, through the real binary:
+//! envelope, field errors, 415/413, pagination, sort, filters, idempotency.
+
+mod common;
+
+use common::{Backend, Warden};
+use serde_json::json;
+
+fn agents_count(api: &common::Api) -> usize {
+    api.agent_ids().len()
+}
+
+fn envelope_and_crud(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "billing-bot", "description": "Pays invoices", "owner": "payments",
+                "framework": "langchain", "tags": ["Prod", "pci", "prod"], "metadata": {"tier": 1}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let agent = &r.body["data"];
+    let id = agent["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("agt_"));
+    assert_eq!(agent["tags"], json!(["prod", "pci"]));
+    assert_eq!(agent["status"], "active");
+    assert_eq!(agent["metadata"], json!({"tier": 1}));
+    let created = agent["created_at"].as_str().unwrap();
+    assert_eq!(
+        created.len(),
+        "2026-03-01T12:00:00.000Z".len(),
+        "RFC 3339 with milliseconds: {created}"
+    );
+    assert!(created.ends_with('Z'));
+    let meta = &r.body["meta"];
+    assert_eq!(meta["request_id"].as_str(), r.header("x-request-id"));
+    assert!(meta["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    let r = api.get(&format!("/api/v1/agents/{id}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["data"]["name"], "billing-bot");
+
+    let r = api.patch(
+        &format!("/api/v1/agents/{id}"),
+        &json!({"status": "suspended", "description": null, "tags": ["ops"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["status"], "suspended");
+    assert_eq!(r.body["data"]["description"], json!(null));
+    assert_eq!(r.body["data"]["owner"], "payments");
+    assert_eq!(r.body["data"]["tags"], json!(["ops"]));
+    let r = api.get(&format!("/api/v1/agents/{id}"));
+    assert_eq!(
+        r.body["data"]["status"], "suspended",
+        "the change is stored"
+    );
+
+    let r = api.delete(&format!("/api/v1/agents/{id}"));
+    assert_eq!(r.status, 204);
+    api.get(&format!("/api/v1/agents/{id}"))
+        .error(404, "not_found");
+    api.delete(&format!("/api/v1/agents/{id}"))
+        .error(404, "not_found");
+}
+
+fn bad_input_changes_nothing(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    api.create_agent("existing");
+
+    // Unknown field: named.
+    let r = api.post("/api/v1/agents", &json!({"name": "a", "nmae": "typo"}));
+    assert_eq!(r.error(400, "invalid_request")["field"], "nmae");
+    // Missing required field: named.
+    let r = api.post("/api/v1/agents", &json!({"description": "no name"}));
+    assert_eq!(r.error(400, "invalid_request")["field"], "name");
+    // Wrong type inside a list: the element is named.
+    let r = api.post("/api/v1/agents", &json!({"name": "a", "tags": ["ok", 5]}));
+    assert_eq!(r.error(400, "invalid_request")["field"], "tags[1]");
+    // Bad enumeration: the allowed values are listed.
+    let r = api.post("/api/v1/agents", &json!({"name": "a", "status": "paused"}));
+    let err = r.error(400, "invalid_request");
+    assert_eq!(err["field"], "status");
+    assert!(
+        err["message"].as_str().unwrap().contains("suspended"),
+        "{}",
+        r.text
+    );
+    // Malformed JSON: the position.
+    let r = api.raw(
+        "POST",
+        "/api/v1/agents",
+        b"{\n  \"name\": }".to_vec(),
+        &[("content-type", "application/json")],
+    );
+    let err = r.error(400, "invalid_request");
+    assert_eq!(err["position"], json!({"line": 2, "column": 11}));
+    // Not JSON at all: 415.
+    api.raw(
+        "POST",
+        "/api/v1/agents",
+        b"name=a".to_vec(),
+        &[("content-type", "application/x-www-form-urlencoded")],
+    )
+    .error(415, "unsupported_media_type");
+    api.raw("POST", "/api/v1/agents", b"{\"name\":\"a\"}".to_vec(), &[])
+        .error(415, "unsupported_media_type");
+    // Too large: 413.
+    let big = format!(
+        "{{\"name\": \"a\", \"description\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    api.raw(
+        "POST",
+        "/api/v1/agents",
+        big.into_bytes(),
+        &[("content-type", "application/json")],
+    )
+    .error(413, "payload_too_large");
+    // A rule of the domain: the field is named.
+    let r = api.post("/api/v1/agents", &json!({"name": "  "}));
+    assert_eq!(r.error(400, "invalid_request")["field"], "name");
+    // Duplicate name: 409 naming it.
+    let r = api.post("/api/v1/agents", &json!({"name": "existing"}));
+    assert_eq!(r.error(409, "conflict")["field"], "name");
+    // Bad query parameters: named.
+    let r = api.get("/api/v1/agents?limit=0");
+    assert_eq!(r.error(400, "invalid_request")["field"], "limit");
+    let r = api.get("/api/v1/agents?limit=abc");
+    assert_eq!(r.error(400, "invalid_request")["field"], "limit");
+    let r = api.get("/api/v1/agents?sort=owner");
+    assert_eq!(r.error(400, "invalid_request")["field"], "sort");
+    let r = api.get("/api/v1/agents?colour=red");
+    assert_eq!(r.error(400, "invalid_request")["field"], "colour");
+    let r = api.get("/api/v1/agents?cursor=garbage");
+    assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
+    // Unknown routes and methods answer in the envelope too.
+    api.get("/api/v1/nothing-here").error(404, "not_found");
+    api.send("PUT", "/api/v1/agents", None, &[])
+        .error(405, "method_not_allowed");
+
+    assert_eq!(agents_count(&api), 1, "no failed request created anything");
+}
+
+fn pagination_sort_and_filters(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let names = ["delta", "alpha", "echo", "charlie", "bravo"];
+    for (i, name) in names.iter().enumerate() {
+        let tags = if i % 2 == 0 {
+            json!(["even"])
+        } else {
+            json!(["odd"])
+        };
+        let status = if *name == "echo" {
+            "suspended"
+        } else {
+            "active"
+        };
+        let r = api.post(
+            "/api/v1/agents",
+            &json!({"name": name, "tags": tags, "status": status, "description": format!("The {name} agent")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // Walk pages of two by name: every agent once, in order.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/agents?limit=2&sort=name&direction=asc".to_string();
+    loop {
+        let r = api.get(&path);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let page = r.body["data"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|a| a["name"].as_str().unwrap().to_string()));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/agents?limit=2&sort=name&direction=asc&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
+    // A cursor is bound to its sort.
+    let r = api.get("/api/v1/agents?limit=2&sort=name");
+    let cursor = r.body["next_cursor"].as_str().unwrap().to_string();
+    let r = api.get(&format!(
+        "/api/v1/agents?limit=2&sort=created_at&cursor={cursor}"
+    ));
+    assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
+    // Default: newest first.
+    let r = api.get("/api/v1/agents");
+    let order: Vec<_> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["bravo", "charlie", "echo", "alpha", "delta"]);
+    assert_eq!(r.body["next_cursor"], json!(null));
+    // Filters.
+    let r = api.get("/api/v1/agents?status=suspended");
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["data"][0]["name"], "echo");
+    let r = api.get("/api/v1/agents?tag=odd&sort=name");
+    let odd: Vec<_> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(odd, ["alpha", "charlie"]);
+    let r = api.get("/api/v1/agents?search=CHAR");
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    let r = api.get("/api/v1/agents?search=the%20bravo%20agent");
+    assert_eq!(
+        r.body["data"][0]["name"], "bravo",
+        "search covers the description"
+    );
+    let r = api.get("/api/v1/agents?search=%25");
+    assert_eq!(
+        r.body["data"].as_array().unwrap().len(),
+        0,
+        "% is a literal, not a wildcard"
+    );
+}
+
+fn idempotency_keys(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let body = json!({"name": "once"});
+    let first = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&body),
+        &[("Idempotency-Key", "k-1")],
+    );
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&body),
+        &[("Idempotency-Key", "k-1")],
+    );
+    assert_eq!(again.status, 201);
+    assert_eq!(
+        again.body["data"], first.body["data"],
+        "the first response is replayed"
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let other = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&json!({"name": "twice"})),
+        &[("Idempotency-Key", "k-1")],
+    );
+    assert_eq!(other.error(409, "conflict")["field"], "Idempotency-Key");
+    assert_eq!(agents_count(&api), 1);
+    // A failed request does not burn the key.
+    let bad = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&json!({"nmae": "x"})),
+        &[("Idempotency-Key", "k-2")],
+    );
+    assert_eq!(bad.status, 400);
+    let fixed = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&json!({"nmae": "x"})),
+        &[("Idempotency-Key", "k-2")],
+    );
+    assert_eq!(
+        fixed.status, 400,
+        "failures are not replayed but re-evaluated"
+    );
+    let ok = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&json!({"name": "x"})),
+        &[("Idempotency-Key", "k-2")],
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    // Keys are per tenant: the test environment may reuse one.
+    let test_api = w.api(&t.test_key);
+    let r = test_api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&json!({"name": "test-side"})),
+        &[("Idempotency-Key", "k-1")],
+    );
+    assert_eq!(r.status, 201);
+    assert_ne!(r.body["data"]["id"], first.body["data"]["id"]);
+}
+
+fn openapi_and_reference(backend: &Backend) {
+    backend.init();
+    let w = Warden::start(backend, &[]);
+    let anon = w.anonymous();
+    let r = anon.get("/api/v1/openapi.json");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"], "3.1.0");
+    let paths = r.body["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/agents",
+        "/api/v1/agents/{id}",
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{id}",
+        "/api/v1/api-keys/{id}/rotate",
+        "/api/v1/auth/token",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} documented");
+    }
+    let post = &r.body["paths"]["/api/v1/agents"]["post"];
+    for status in ["201", "400", "401", "403", "409", "413", "415", "429"] {
+        assert!(
+            post["responses"].get(status).is_some(),
+            "POST /api/v1/agents documents {status}"
+        );
+    }
+    let docs = reqwest::blocking::get(format!("{}/docs/", w.base)).unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().unwrap().to_lowercase().contains("swagger"));
+    // Operations endpoints need no credentials.
+    assert_eq!(anon.get("/healthz").status, 200);
+    assert_eq!(anon.get("/readyz").body["status"], "ready");
+}
+
+on_every_backend!(
+    envelope_and_crud,
+    bad_input_changes_nothing,
+    pagination_sort_and_filters,
+    idempotency_keys,
+    openapi_and_reference,
+);

@@ -1,0 +1,515 @@
+//! Test kit: runs the real `warden` binary against SQLite or a real
+//! PostgreSQL database, and talks to it over HTTP like any client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_warden");
+/// Shared by every process of one test so that replicas agree.
+pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Where a test's state lives: a fresh SQLite data dir, or a fresh
+/// database on the PostgreSQL server named by `WARDEN_TEST_DATABASE_URL`.
+pub struct Backend {
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+    admin_url: Option<String>,
+    db_name: Option<String>,
+}
+
+impl Backend {
+    pub fn sqlite() -> Backend {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: None,
+            admin_url: None,
+            db_name: None,
+        }
+    }
+
+    pub fn postgres() -> Backend {
+        let admin = std::env::var("WARDEN_TEST_DATABASE_URL")
+            .expect("WARDEN_TEST_DATABASE_URL must name a PostgreSQL server for this test");
+        let name = format!("warden_test_{}", random_suffix());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin.clone());
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: Some(format!("{base}/{name}")),
+            admin_url: Some(admin),
+            db_name: Some(name),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.is_some()
+    }
+
+    /// A data dir for one replica (each replica has its own).
+    pub fn data_dir(&self, replica: usize) -> PathBuf {
+        self.dir.path().join(format!("replica{replica}"))
+    }
+
+    /// Store arguments for the CLI, for replica 0.
+    pub fn store_args(&self) -> Vec<String> {
+        self.store_args_for(0)
+    }
+
+    pub fn store_args_for(&self, replica: usize) -> Vec<String> {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.data_dir(replica).display().to_string(),
+        ];
+        if let Some(url) = &self.database_url {
+            args.push("--database-url".into());
+            args.push(url.clone());
+        }
+        args
+    }
+
+    /// Runs a `warden` command against this backend.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        full.extend(self.store_args());
+        Command::new(BIN)
+            .args(&full)
+            .env("WARDEN_MASTER_KEY", MASTER_KEY)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run warden")
+    }
+
+    /// `warden init --json`, parsed.
+    pub fn init(&self) -> Tenant {
+        let out = self.cli(&["init", "--json"]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tenant::from_json(&out.stdout)
+    }
+
+    /// `warden org create NAME --json` with extra flags, parsed.
+    pub fn create_org(&self, name: &str, extra: &[&str]) -> Tenant {
+        let mut args = vec!["org", "create", name, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "org create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tenant::from_json(&out.stdout)
+    }
+
+    /// Every byte the store holds, as text, to look for secrets in.
+    pub fn raw_contents(&self) -> String {
+        match &self.database_url {
+            Some(url) => psql(
+                url,
+                "SELECT * FROM api_keys; SELECT * FROM server_settings;",
+            ),
+            None => {
+                let mut all = Vec::new();
+                for entry in std::fs::read_dir(self.data_dir(0))
+                    .expect("data dir")
+                    .flatten()
+                {
+                    if entry.file_name().to_string_lossy().starts_with("warden.db") {
+                        all.extend(std::fs::read(entry.path()).unwrap_or_default());
+                    }
+                }
+                String::from_utf8_lossy(&all).into_owned()
+            }
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let (Some(admin), Some(name)) = (&self.admin_url, &self.db_name) {
+            let _ = Command::new("psql")
+                .args([
+                    admin.as_str(),
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .output();
+        }
+    }
+}
+
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql must be installed for the PostgreSQL suite");
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn random_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}_{}", std::process::id(), nanos)
+}
+
+/// An organization and its two admin keys, as `init --json` prints them.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub org_id: String,
+    pub live_key: String,
+    pub test_key: String,
+}
+
+impl Tenant {
+    pub fn from_json(stdout: &[u8]) -> Tenant {
+        let text = String::from_utf8_lossy(stdout);
+        let v: Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("not one JSON object: {e}: {text}"));
+        Tenant {
+            org_id: v["organization_id"].as_str().unwrap().to_string(),
+            live_key: v["live_key"].as_str().unwrap().to_string(),
+            test_key: v["test_key"].as_str().unwrap().to_string(),
+        }
+    }
+}
+
+/// A running `warden serve`.
+pub struct Warden {
+    child: Child,
+    pub base: String,
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Warden {
+    /// Starts replica 0 of `backend` with extra `serve` flags.
+    pub fn start(backend: &Backend, extra: &[&str]) -> Warden {
+        Self::start_replica(backend, 0, extra, &[])
+    }
+
+    pub fn start_replica(
+        backend: &Backend,
+        replica: usize,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Warden {
+        let mut args = vec!["serve".to_string(), "--listen".into(), "127.0.0.1:0".into()];
+        args.extend(backend.store_args_for(replica));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        envs.push(("WARDEN_MASTER_KEY".into(), MASTER_KEY.into()));
+        Self::spawn(args, envs, &backend.data_dir(replica))
+    }
+
+    fn spawn(args: Vec<String>, envs: Vec<(String, String)>, data_dir: &Path) -> Warden {
+        std::fs::create_dir_all(data_dir).ok();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("serve.log"))
+            .expect("log file");
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn warden serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("Warden is listening on ") {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("serve.log")).unwrap_or_default();
+                panic!("warden serve did not start; log:\n{log}");
+            }
+        };
+        Warden {
+            child,
+            base,
+            stdout: lines,
+            args,
+            envs,
+        }
+    }
+
+    pub fn api(&self, key: &str) -> Api {
+        Api {
+            base: self.base.clone(),
+            key: Some(key.to_string()),
+            http: client(),
+        }
+    }
+
+    pub fn anonymous(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            key: None,
+            http: client(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warden did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills with -9 and starts again on the same store.
+    pub fn crash_and_restart(self, data_dir: &Path) -> Warden {
+        let args = self.args.clone();
+        let envs = self.envs.clone();
+        self.kill9();
+        Self::spawn(args, envs, data_dir)
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// A response as a test sees it.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the error envelope with `code`, and returns its `error` object.
+    pub fn error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let err = &self.body["error"];
+        assert_eq!(err["code"], code, "body: {}", self.text);
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "message: {}",
+            self.text
+        );
+        assert!(err["request_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req_")));
+        assert_eq!(self.header("x-request-id"), err["request_id"].as_str());
+        err
+    }
+}
+
+pub struct Api {
+    pub base: String,
+    pub key: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn with_key(&self, key: &str) -> Api {
+        Api {
+            base: self.base.clone(),
+            key: Some(key.to_string()),
+            http: client(),
+        }
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::reply(req.send().expect("request"))
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .body(body);
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::reply(req.send().expect("request"))
+    }
+
+    fn reply(resp: reqwest::blocking::Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send("POST", path, Some(body), &[])
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send("PATCH", path, Some(body), &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, None, &[])
+    }
+
+    /// Creates an agent and returns its id.
+    pub fn create_agent(&self, name: &str) -> String {
+        let r = self.post("/api/v1/agents", &serde_json::json!({ "name": name }));
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["data"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a key with `scopes` and returns (id, secret).
+    pub fn create_key(&self, body: Value) -> (String, String) {
+        let r = self.post("/api/v1/api-keys", &body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        (
+            r.body["data"]["id"].as_str().unwrap().to_string(),
+            r.body["data"]["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Every agent id visible to this key, walking all pages.
+    pub fn agent_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut path = "/api/v1/agents?limit=200".to_string();
+        loop {
+            let r = self.get(&path);
+            assert_eq!(r.status, 200, "{}", r.text);
+            for a in r.body["data"].as_array().unwrap() {
+                ids.push(a["id"].as_str().unwrap().to_string());
+            }
+            match r.body["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/agents?limit=200&cursor={c}"),
+                None => return ids,
+            }
+        }
+    }
+}
+
+/// Generates one test per backend: SQLite always, PostgreSQL when CI
+/// provides a server.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&$crate::common::Backend::sqlite()) })*
+        }
+        mod postgres {
+            $(
+                #[test]
+                #[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+                fn $name() { super::$name(&$crate::common::Backend::postgres()) }
+            )*
+        }
+    };
+}

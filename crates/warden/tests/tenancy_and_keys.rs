@@ -1,0 +1,400 @@
+//! Tenancy, scoped keys, token exchange, revocation and key secrecy, through
+//! the real binary.
+
+mod common;
+
+use common::{Backend, Warden};
+use serde_json::json;
+
+fn tenants_and_environments_are_isolated(backend: &Backend) {
+    let a = backend.init();
+    let b = backend.create_org("Other Corp", &[]);
+    let w = Warden::start(backend, &[]);
+    let a_live = w.api(&a.live_key);
+    let a_test = w.api(&a.test_key);
+    let b_live = w.api(&b.live_key);
+
+    let id = a_live.create_agent("shared-name");
+    // Another organization: 404, exactly like a missing id.
+    let theirs = b_live.get(&format!("/api/v1/agents/{id}"));
+    let missing = b_live.get("/api/v1/agents/agt_000000000000000000000000");
+    assert_eq!(
+        theirs.error(404, "not_found")["message"],
+        missing.error(404, "not_found")["message"]
+    );
+    b_live
+        .patch(&format!("/api/v1/agents/{id}"), &json!({"name": "stolen"}))
+        .error(404, "not_found");
+    b_live
+        .delete(&format!("/api/v1/agents/{id}"))
+        .error(404, "not_found");
+    assert!(b_live.agent_ids().is_empty());
+    // The other environment of the same organization sees nothing either.
+    a_test
+        .get(&format!("/api/v1/agents/{id}"))
+        .error(404, "not_found");
+    assert!(a_test.agent_ids().is_empty());
+    // Names are unique per tenant only.
+    b_live.create_agent("shared-name");
+    a_test.create_agent("shared-name");
+    assert_eq!(a_live.agent_ids(), vec![id.clone()]);
+    assert_eq!(
+        a_live.get(&format!("/api/v1/agents/{id}")).body["data"]["name"],
+        "shared-name"
+    );
+    // Keys too.
+    let (key_id, _) = a_live.create_key(json!({"name": "ci", "scopes": ["agents.read"]}));
+    b_live
+        .get(&format!("/api/v1/api-keys/{key_id}"))
+        .error(404, "not_found");
+    a_test
+        .get(&format!("/api/v1/api-keys/{key_id}"))
+        .error(404, "not_found");
+    b_live
+        .delete(&format!("/api/v1/api-keys/{key_id}"))
+        .error(404, "not_found");
+    assert_eq!(
+        a_live.get(&format!("/api/v1/api-keys/{key_id}")).body["data"]["status"],
+        "active"
+    );
+}
+
+fn scopes_are_enforced(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    let agent_id = admin.create_agent("one");
+
+    let (_, reader) = admin.create_key(json!({"name": "reader", "scopes": ["agents.read"]}));
+    let reader = w.api(&reader);
+    assert_eq!(
+        reader.get(&format!("/api/v1/agents/{agent_id}")).status,
+        200
+    );
+    let r = reader.post("/api/v1/agents", &json!({"name": "two"}));
+    let err = r.error(403, "forbidden");
+    assert!(
+        err["message"].as_str().unwrap().contains("agents.write"),
+        "{}",
+        r.text
+    );
+    assert_eq!(err["field"], "agents.write");
+    reader
+        .delete(&format!("/api/v1/agents/{agent_id}"))
+        .error(403, "forbidden");
+    let r = reader.get("/api/v1/api-keys");
+    assert!(r.error(403, "forbidden")["message"]
+        .as_str()
+        .unwrap()
+        .contains("keys.read"));
+
+    // A key can only grant what it holds.
+    let (_, minter) =
+        admin.create_key(json!({"name": "minter", "scopes": ["keys.write", "agents.read"]}));
+    let minter = w.api(&minter);
+    minter.create_key(json!({"name": "ok", "scopes": ["agents.read"]}));
+    let r = minter.post(
+        "/api/v1/api-keys",
+        &json!({"name": "escalate", "scopes": ["agents.write"]}),
+    );
+    assert!(r.error(403, "forbidden")["message"]
+        .as_str()
+        .unwrap()
+        .contains("agents.write"));
+    minter
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "escalate", "scopes": ["admin"]}),
+        )
+        .error(403, "forbidden");
+    // Only admin crosses environments.
+    minter
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "x", "scopes": ["agents.read"], "environment": "test"}),
+        )
+        .error(403, "forbidden");
+    let (test_key_id, test_secret) =
+        admin.create_key(json!({"name": "t", "scopes": ["agents.read"], "environment": "test"}));
+    assert!(test_secret.starts_with("wdn_test_"));
+    admin
+        .get(&format!("/api/v1/api-keys/{test_key_id}"))
+        .error(404, "not_found");
+    // Unknown scopes are named with the allowed ones.
+    let r = admin.post(
+        "/api/v1/api-keys",
+        &json!({"name": "x", "scopes": ["agents.read", "agents.delete"]}),
+    );
+    let err = r.error(400, "invalid_request");
+    assert_eq!(err["field"], "scopes[1]");
+    assert!(err["message"].as_str().unwrap().contains("agents.write"));
+    // Missing and bad credentials: 401.
+    let anon = w.anonymous();
+    let r = anon.get("/api/v1/agents");
+    r.error(401, "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    anon.with_key("wdn_live_notakeyatall")
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    anon.with_key(&format!("wdn_live_{}", "A".repeat(43)))
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    let r = anon.send(
+        "GET",
+        "/api/v1/agents",
+        None,
+        &[("x-api-key", t.live_key.as_str())],
+    );
+    assert_eq!(r.status, 200, "X-Api-Key is accepted as well as Bearer");
+}
+
+fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    let r = admin.post(
+        "/api/v1/api-keys",
+        &json!({"name": "ci", "scopes": ["agents.read"], "expires_at": "2099-01-01T00:00:00Z"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = r.body["data"].clone();
+    let secret = key["key"].as_str().unwrap().to_string();
+    let id = key["id"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("wdn_live_") && secret.len() == 9 + 43);
+    assert_eq!(key["prefix"], "wdn_live_");
+    assert_eq!(
+        key["last_four"].as_str().unwrap(),
+        &secret[secret.len() - 4..]
+    );
+    assert_eq!(key["expires_at"], "2099-01-01T00:00:00.000Z");
+
+    // Listing and reading never show the secret.
+    let listed = admin.get("/api/v1/api-keys");
+    assert_eq!(listed.status, 200);
+    assert!(!listed.text.contains(&secret[9..]), "list leaks the secret");
+    assert_eq!(
+        listed.body["data"].as_array().unwrap().len(),
+        2,
+        "the live admin key and this one"
+    );
+    let one = admin.get(&format!("/api/v1/api-keys/{id}"));
+    assert!(one.body["data"].get("key").is_none());
+    assert!(!one.text.contains(&secret[9..]));
+    // The store holds no plaintext key.
+    let user = w.api(&secret);
+    assert_eq!(user.get("/api/v1/agents").status, 200);
+    let raw = backend.raw_contents();
+    for plain in [&secret, &t.live_key, &t.test_key] {
+        assert!(
+            !raw.contains(&plain[9..]),
+            "the store holds a plaintext key"
+        );
+    }
+
+    // Rotation with a grace period: both secrets work, then only the new.
+    let r = admin.post(
+        &format!("/api/v1/api-keys/{id}/rotate"),
+        &json!({"grace_period_seconds": 3600}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rotated = r.body["data"]["key"].as_str().unwrap().to_string();
+    assert_ne!(rotated, secret);
+    assert_eq!(r.body["data"]["id"], id.as_str());
+    assert_eq!(w.api(&rotated).get("/api/v1/agents").status, 200);
+    assert_eq!(
+        user.get("/api/v1/agents").status,
+        200,
+        "old secret works during the grace period"
+    );
+    let r = admin.send("POST", &format!("/api/v1/api-keys/{id}/rotate"), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let newest = r.body["data"]["key"].as_str().unwrap().to_string();
+    w.api(&rotated)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    assert_eq!(w.api(&newest).get("/api/v1/agents").status, 200);
+
+    // Revocation: the next request is refused, tokens included.
+    let token = admin.post("/api/v1/auth/token", &json!({"api_key": newest}));
+    assert_eq!(token.status, 200, "{}", token.text);
+    let token = token.body["data"]["token"].as_str().unwrap().to_string();
+    assert_eq!(w.api(&token).get("/api/v1/agents").status, 200);
+    assert_eq!(admin.delete(&format!("/api/v1/api-keys/{id}")).status, 204);
+    let r = w.api(&newest).get("/api/v1/agents");
+    assert!(r.error(401, "unauthorized")["message"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+    w.api(&token)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    admin
+        .delete(&format!("/api/v1/api-keys/{id}"))
+        .error(422, "unprocessable");
+    assert_eq!(
+        admin.get(&format!("/api/v1/api-keys/{id}")).body["data"]["status"],
+        "revoked"
+    );
+    w.anonymous()
+        .post("/api/v1/auth/token", &json!({"api_key": newest}))
+        .error(401, "unauthorized");
+}
+
+fn token_exchange(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    let id = admin.create_agent("a");
+    let (_, reader) = admin.create_key(json!({"name": "reader", "scopes": ["agents.read"]}));
+    let anon = w.anonymous();
+    let r = anon.post("/api/v1/auth/token", &json!({"api_key": reader}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["token_type"], "Bearer");
+    assert_eq!(r.body["data"]["expires_in"], 3600);
+    assert!(r.header("x-ratelimit-limit").is_some());
+    let token = r.body["data"]["token"].as_str().unwrap().to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+    let as_token = w.api(&token);
+    assert_eq!(as_token.get(&format!("/api/v1/agents/{id}")).status, 200);
+    let r = as_token.post("/api/v1/agents", &json!({"name": "b"}));
+    assert!(r.error(403, "forbidden")["message"]
+        .as_str()
+        .unwrap()
+        .contains("agents.write"));
+    // The token carries its tenant: the test environment sees nothing of live.
+    let test_token = anon
+        .post("/api/v1/auth/token", &json!({"api_key": t.test_key}))
+        .body["data"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.api(&test_token)
+        .get(&format!("/api/v1/agents/{id}"))
+        .error(404, "not_found");
+    // Forged or garbled tokens and bad bodies.
+    let mut forged = token.clone();
+    forged.replace_range(forged.len() - 6.., "AAAAAA");
+    w.api(&forged)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    anon.post("/api/v1/auth/token", &json!({"api_key": "nope"}))
+        .error(401, "unauthorized");
+    let r = anon.post("/api/v1/auth/token", &json!({"key": reader}));
+    assert_eq!(r.error(400, "invalid_request")["field"], "key");
+}
+
+fn network_limits_and_agent_binding(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &["--trusted-proxy", "127.0.0.1/32"]);
+    let admin = w.api(&t.live_key);
+    let (_, office) = admin.create_key(
+        json!({"name": "office", "scopes": ["agents.read"], "allowed_cidrs": ["10.0.0.0/8"]}),
+    );
+    let office = w.api(&office);
+    let r = office.get("/api/v1/agents");
+    assert!(r.error(403, "forbidden")["message"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1"));
+    // Behind the trusted proxy, the forwarded address counts.
+    let r = office.send(
+        "GET",
+        "/api/v1/agents",
+        None,
+        &[("x-forwarded-for", "10.1.2.3")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = office.send(
+        "GET",
+        "/api/v1/agents",
+        None,
+        &[("x-forwarded-for", "192.0.2.1")],
+    );
+    r.error(403, "forbidden");
+    let r = admin.post(
+        "/api/v1/api-keys",
+        &json!({"name": "x", "scopes": ["agents.read"], "allowed_cidrs": ["not-a-range"]}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "allowed_cidrs[0]");
+
+    // A key bound to an agent sees only that agent and registers none.
+    let mine = admin.create_agent("mine");
+    let other = admin.create_agent("other");
+    let (_, bound) = admin.create_key(
+        json!({"name": "sdk", "scopes": ["agents.read", "agents.write"], "agent_id": mine}),
+    );
+    let bound = w.api(&bound);
+    assert_eq!(bound.agent_ids(), vec![mine.clone()]);
+    assert_eq!(bound.get(&format!("/api/v1/agents/{mine}")).status, 200);
+    bound
+        .get(&format!("/api/v1/agents/{other}"))
+        .error(404, "not_found");
+    bound
+        .post("/api/v1/agents", &json!({"name": "new"}))
+        .error(403, "forbidden");
+    let r = admin.post(
+        "/api/v1/api-keys",
+        &json!({"name": "x", "scopes": ["agents.read"], "agent_id": "agt_missing"}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "agent_id");
+}
+
+fn operator_key_commands(backend: &Backend) {
+    let t = backend.init();
+    let out = backend.cli(&[
+        "keys",
+        "create",
+        "--org",
+        &t.org_id,
+        "--name",
+        "ops",
+        "--scope",
+        "agents.read",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let out = backend.cli(&["keys", "list", "--org", &t.org_id, "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listed.contains(&id) && !listed.contains(&secret[9..]));
+    let w = Warden::start(backend, &[]);
+    assert_eq!(w.api(&secret).get("/api/v1/agents").status, 200);
+    let out = backend.cli(&["keys", "revoke", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A running server refuses it within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.api(&secret)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    let out = backend.cli(&[
+        "keys",
+        "create",
+        "--org",
+        &t.org_id,
+        "--name",
+        "bad",
+        "--scope",
+        "agents.fly",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agents.fly"));
+}
+
+on_every_backend!(
+    tenants_and_environments_are_isolated,
+    scopes_are_enforced,
+    keys_are_secret_revocable_and_rotatable,
+    token_exchange,
+    network_limits_and_agent_binding,
+    operator_key_commands,
+);
