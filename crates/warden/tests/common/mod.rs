@@ -254,10 +254,15 @@ impl Warden {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Warden is listening on ") {
-                    let _ = tx.send(rest.trim().to_string());
-                }
+                // The last line of the start-up banner.
+                let base = line
+                    .strip_prefix("API reference: ")
+                    .and_then(|r| r.trim().strip_suffix("/docs"))
+                    .map(str::to_string);
                 sink.lock().unwrap().push(line);
+                if let Some(base) = base {
+                    let _ = tx.send(base);
+                }
             }
         });
         let base = match rx.recv_timeout(Duration::from_secs(30)) {

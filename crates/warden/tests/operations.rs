@@ -1,0 +1,262 @@
+//! Operating Warden: initialization, shutdown, durability across `kill -9`,
+//! rate limits, readiness and metrics, through the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Warden};
+use serde_json::json;
+
+fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
+    let out = backend.cli(&["init", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("exactly one JSON object");
+    let fields: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(fields, ["live_key", "organization_id", "test_key"]);
+    assert!(doc["live_key"].as_str().unwrap().starts_with("wdn_live_"));
+    assert!(doc["test_key"].as_str().unwrap().starts_with("wdn_test_"));
+    assert!(doc["organization_id"].as_str().unwrap().starts_with("org_"));
+
+    let again = backend.cli(&["init", "--json"]);
+    assert!(!again.status.success());
+    assert!(again.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already initialized"));
+    let orgs = backend.cli(&["org", "list", "--json"]);
+    let orgs: serde_json::Value = serde_json::from_slice(&orgs.stdout).unwrap();
+    assert_eq!(
+        orgs.as_array().unwrap().len(),
+        1,
+        "the second init changed nothing"
+    );
+    // The first keys still work.
+    let w = Warden::start(backend, &[]);
+    assert_eq!(
+        w.api(doc["live_key"].as_str().unwrap())
+            .get("/api/v1/agents")
+            .status,
+        200
+    );
+    assert!(
+        w.stdout.lock().unwrap().iter().all(|l| !l.contains("wdn_")),
+        "an initialized store prints no keys"
+    );
+}
+
+fn serve_initializes_an_empty_store(backend: &Backend) {
+    let w = Warden::start(backend, &[]);
+    let lines = w.stdout.lock().unwrap().clone();
+    let live = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("live: "))
+        .expect("serve prints the live admin key on first start")
+        .to_string();
+    assert!(
+        lines.iter().any(|l| l.contains("/docs")),
+        "and the API reference URL"
+    );
+    assert_eq!(w.api(&live).get("/api/v1/agents").status, 200);
+    let again = backend.cli(&["init"]);
+    assert!(!again.status.success(), "serve initialized it already");
+}
+
+fn sigterm_finishes_and_exits_zero(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    api.create_agent("before-shutdown");
+    let status = w.terminate();
+    assert_eq!(status.code(), Some(0));
+    let w = Warden::start(backend, &[]);
+    assert_eq!(w.api(&t.live_key).agent_ids().len(), 1);
+}
+
+fn acknowledged_writes_survive_kill_9(backend: &Backend) {
+    backend.init();
+    let t = backend.create_org(
+        "Load",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "1000000",
+            "--burst",
+            "100000",
+        ],
+    );
+    let w = Warden::start(backend, &[]);
+    let base = w.base.clone();
+    // Four writers create agents as fast as they can; the server is killed
+    // while they run. Every 201 must be there after the restart.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for n in 0..4 {
+        let key = t.live_key.clone();
+        let base = base.clone();
+        let stop = stop.clone();
+        writers.push(std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let sent = http
+                    .post(format!("{base}/api/v1/agents"))
+                    .bearer_auth(&key)
+                    .json(&json!({"name": format!("w{n}-{i}")}))
+                    .send();
+                match sent {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        let body: serde_json::Value = r.json().unwrap();
+                        acked.push(body["data"]["id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(acked.len() > 10, "the load ran ({} writes)", acked.len());
+    let stored: std::collections::HashSet<String> =
+        w.api(&t.live_key).agent_ids().into_iter().collect();
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged agents lost: {lost:?}",
+        lost.len()
+    );
+}
+
+fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
+    backend.init();
+    let org = backend.create_org(
+        "Tiny",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "1",
+            "--burst",
+            "3",
+        ],
+    );
+    let starter = backend.create_org("Starter Co", &[]);
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&org.live_key);
+    for expected_remaining in [2, 1, 0] {
+        let r = api.get("/api/v1/agents");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("1"));
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            Some(expected_remaining.to_string().as_str())
+        );
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset > 1_700_000_000, "Unix seconds");
+    }
+    let r = api.post("/api/v1/agents", &json!({"name": "over-the-limit"}));
+    r.error(429, "rate_limited");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    // The limit is the organization's, shared by both environments.
+    w.api(&org.test_key)
+        .get("/api/v1/agents")
+        .error(429, "rate_limited");
+    // Another organization is not affected, and the refused write did not happen.
+    let other = w.api(&starter.live_key);
+    let r = other.get("/api/v1/agents");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-limit"), Some("60"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
+    let metrics = w.anonymous().get("/metrics").text;
+    assert!(metrics.contains("warden_rate_limited_total 2"), "{metrics}");
+    assert!(metrics.contains(r#"route="/api/v1/agents",status="429""#));
+    let out = backend.cli(&["org", "create", "Bad", "--plan", "custom"]);
+    assert!(!out.status.success(), "custom needs limits");
+}
+
+fn redis_unreachable_falls_back_to_local_limits(backend: &Backend) {
+    let t = backend.init();
+    // Nothing listens on port 1.
+    let w = Warden::start(backend, &["--redis-url", "redis://127.0.0.1:1"]);
+    let api = w.api(&t.live_key);
+    for _ in 0..5 {
+        let r = api.get("/api/v1/agents");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.header("x-ratelimit-remaining").is_some());
+    }
+    let ready = w.anonymous().get("/readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["status"], "degraded");
+    assert_eq!(ready.body["checks"]["redis"], "unreachable");
+    assert_eq!(ready.body["checks"]["rate_limits"], "local_fallback");
+    let metrics = w.anonymous().get("/metrics").text;
+    assert!(metrics.contains("warden_redis_up 0"), "{metrics}");
+    assert!(metrics.contains("warden_rate_limit_fallback_total"));
+}
+
+fn metrics_and_request_ids(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &["--log-format", "json"]);
+    let api = w.api(&t.live_key);
+    let id = api.create_agent("m");
+    api.get(&format!("/api/v1/agents/{id}"));
+    let r = api.get("/api/v1/agents/agt_nope");
+    let request_id = r.error(404, "not_found")["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let metrics = w.anonymous().get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.text.contains(
+            r#"warden_http_requests_total{method="GET",route="/api/v1/agents/{id}",status="200"} 1"#
+        ),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics
+        .text
+        .contains(r#"route="/api/v1/agents/{id}",status="404""#));
+    assert!(metrics
+        .text
+        .contains("warden_http_request_duration_seconds_bucket"));
+    // Logs are JSON lines carrying request ids, and never a key.
+    let status = w.terminate();
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(backend.data_dir(0).join("serve.log")).unwrap();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
+    assert!(!log.contains(&t.live_key[9..]));
+    let _ = request_id;
+}
+
+on_every_backend!(
+    init_prints_one_json_object_and_refuses_twice,
+    serve_initializes_an_empty_store,
+    sigterm_finishes_and_exits_zero,
+    acknowledged_writes_survive_kill_9,
+    rate_limits_refuse_and_change_nothing,
+    redis_unreachable_falls_back_to_local_limits,
+    metrics_and_request_ids,
+);

@@ -1,0 +1,215 @@
+//! Several `warden serve` processes on one PostgreSQL database, sharing rate
+//! limits through Redis: the scale-out shape, against the real servers.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Warden};
+use serde_json::json;
+
+fn redis_url() -> String {
+    std::env::var("WARDEN_TEST_REDIS_URL").expect("WARDEN_TEST_REDIS_URL must name a Redis server")
+}
+
+/// Alternates requests between replicas until each has refused once;
+/// returns how many were allowed in all.
+fn allowed_across(replicas: &[&Warden], key: &str) -> usize {
+    let mut allowed = 0;
+    for i in 0..40 {
+        let r = replicas[i % replicas.len()].api(key).get("/api/v1/agents");
+        match r.status {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("unexpected status {other}: {}", r.text),
+        }
+    }
+    allowed
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and Redis: set WARDEN_TEST_DATABASE_URL and WARDEN_TEST_REDIS_URL"]
+fn replicas_share_one_rate_limit_through_redis() {
+    let backend = Backend::postgres();
+    backend.init();
+    let limits = [
+        "--plan",
+        "custom",
+        "--rate-limit-per-minute",
+        "1",
+        "--burst",
+        "5",
+    ];
+    let shared = backend.create_org("Shared", &limits);
+    let apart = backend.create_org("Apart", &limits);
+    let redis = redis_url();
+    let a = Warden::start_replica(&backend, 1, &["--redis-url", &redis], &[]);
+    let b = Warden::start_replica(&backend, 2, &["--redis-url", &redis], &[]);
+    assert_eq!(
+        a.anonymous().get("/readyz").body["checks"]["rate_limits"],
+        "redis"
+    );
+    assert_eq!(
+        allowed_across(&[&a, &b], &shared.live_key),
+        5,
+        "one bucket of 5 for both replicas"
+    );
+    let r = b.api(&shared.live_key).get("/api/v1/agents");
+    r.error(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+
+    // Without Redis each replica keeps its own bucket: the same load gets twice through.
+    let c = Warden::start_replica(&backend, 3, &[], &[]);
+    let d = Warden::start_replica(&backend, 4, &[], &[]);
+    assert_eq!(allowed_across(&[&c, &d], &apart.live_key), 10);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+fn replicas_share_state_and_revocations() {
+    let backend = Backend::postgres();
+    let t = backend.init();
+    let a = Warden::start_replica(&backend, 1, &[], &[]);
+    let b = Warden::start_replica(&backend, 2, &[], &[]);
+    let id = a.api(&t.live_key).create_agent("seen-everywhere");
+    assert_eq!(
+        b.api(&t.live_key)
+            .get(&format!("/api/v1/agents/{id}"))
+            .status,
+        200
+    );
+
+    let (key_id, secret) = a
+        .api(&t.live_key)
+        .create_key(json!({"name": "short-lived", "scopes": ["agents.read"]}));
+    let token = b
+        .anonymous()
+        .post("/api/v1/auth/token", &json!({"api_key": secret}));
+    let token = token.body["data"]["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        b.api(&secret).get("/api/v1/agents").status,
+        200,
+        "b has the key cached"
+    );
+    assert_eq!(b.api(&token).get("/api/v1/agents").status, 200);
+    assert_eq!(
+        a.api(&t.live_key)
+            .delete(&format!("/api/v1/api-keys/{key_id}"))
+            .status,
+        204
+    );
+    a.api(&secret)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    std::thread::sleep(Duration::from_millis(1100));
+    b.api(&secret)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    b.api(&token)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+
+    // A replica started with another master key refuses to run.
+    let out = Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(backend.store_args_for(5))
+        .env("WARDEN_MASTER_KEY", "ff".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master key"));
+}
+
+/// A private Redis server on a free port, so the test can stop it.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis { child, port }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "needs redis-server installed (CI installs it)"]
+fn redis_outage_never_fails_a_request() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let redis = PrivateRedis::start(free_port());
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let w = Warden::start(&backend, &["--redis-url", &url]);
+    let api = w.api(&t.live_key);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.anonymous().get("/readyz").body["checks"]["redis"] != "ok" {
+        assert!(Instant::now() < deadline, "never connected to Redis");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(api.get("/api/v1/agents").status, 200);
+    let port = redis.port;
+    drop(redis);
+    for _ in 0..20 {
+        let r = api.get("/api/v1/agents");
+        assert_eq!(
+            r.status, 200,
+            "Redis down must not fail requests: {}",
+            r.text
+        );
+        assert!(r.header("x-ratelimit-remaining").is_some());
+    }
+    let ready = w.anonymous().get("/readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["status"], "degraded");
+    assert!(w
+        .anonymous()
+        .get("/metrics")
+        .text
+        .contains("warden_redis_up 0"));
+    // Redis comes back: the replica uses it again.
+    let _redis = PrivateRedis::start(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert_eq!(api.get("/api/v1/agents").status, 200);
+        if w.anonymous().get("/readyz").body["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reconnected to Redis");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
