@@ -52,6 +52,10 @@ impl FromStr for Plan {
     }
 }
 
+/// The highest rate a plan may set: one request per microsecond, the
+/// resolution of the rate limiter.
+pub const MAX_PER_MINUTE: u32 = 60_000_000;
+
 /// Requests per minute with a burst allowance, enforced by GCRA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -61,16 +65,16 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn validate(self) -> crate::Result<Self> {
-        if !(1..=1_000_000).contains(&self.per_minute) {
+        if !(1..=MAX_PER_MINUTE).contains(&self.per_minute) {
             return Err(crate::Error::invalid(
                 "rate_limit_per_minute",
-                "must be between 1 and 1000000",
+                "must be between 1 and 60000000",
             ));
         }
-        if !(1..=100_000).contains(&self.burst) {
+        if !(1..=10_000_000).contains(&self.burst) {
             return Err(crate::Error::invalid(
                 "burst",
-                "must be between 1 and 100000",
+                "must be between 1 and 10000000",
             ));
         }
         Ok(self)

@@ -26,7 +26,7 @@ pub fn now_micros() -> u64 {
 
 /// Microseconds between two requests at the sustained rate.
 pub fn interval_micros(limit: RateLimit) -> u64 {
-    60_000_000 / u64::from(limit.per_minute.max(1))
+    (60_000_000 / u64::from(limit.per_minute.max(1))).max(1)
 }
 
 /// One GCRA step: given the stored arrival time, returns the new one (when
@@ -84,5 +84,15 @@ mod tests {
         let (next, v) = step(tat, later, limit);
         assert!(v.allowed);
         assert!(!step(next, later, limit).1.allowed);
+    }
+
+    #[test]
+    fn the_highest_rate_still_has_an_interval() {
+        let limit = RateLimit {
+            per_minute: warden_core::org::MAX_PER_MINUTE,
+            burst: 1,
+        };
+        assert_eq!(interval_micros(limit), 1);
+        assert!(step(None, 5, limit).1.allowed);
     }
 }
