@@ -1,12 +1,17 @@
 //! Warden's persistence. One [`Store`] trait over everything the services
 //! keep; [`SqlStore`] implements it for SQLite (embedded default) and
-//! PostgreSQL (scale-out). No SQL exists outside this crate.
+//! PostgreSQL (scale-out), through the small [`db`] seam that each backend
+//! implements. No SQL exists outside this crate.
 //!
 //! Architecture invariant: every tenant-owned query filters by organization
 //! and environment, taken from a [`Tenant`] the caller got from a credential.
 
+mod db;
 mod error;
+mod migrate;
+mod postgres;
 mod sql;
+mod sqlite;
 
 use async_trait::async_trait;
 use warden_core::agent::{Agent, AgentFilter};

@@ -1,130 +1,119 @@
 //! The agent registry. Tags are kept twice: as JSON on the row for reading,
 //! and in `agent_tags` for indexed filtering on both backends.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Connection};
 use warden_core::agent::{Agent, AgentFilter, AgentStatus};
 use warden_core::page::{Page, PageRequest, SortValue};
 use warden_core::Tenant;
 
 use super::builder::{like_contains, SqlBuilder};
-use super::{col, paging};
-use crate::error::conflict_or;
+use super::paging;
+use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
-const COLUMNS: &str =
-    "id, name, description, owner, framework, external_id, tags, status, metadata, \
+const COLUMNS: &str = "id, name, description, owner, framework, external_id, tags, status, metadata, \
      created_at, updated_at";
 const UNIQUE_FIELDS: &[&str] = &["external_id", "name"];
 
-fn from_row(row: &AnyRow) -> StoreResult<Agent> {
-    let tags: String = col(row, "tags")?;
-    let metadata: String = col(row, "metadata")?;
-    let status: String = col(row, "status")?;
+fn from_row(row: &Row) -> StoreResult<Agent> {
+    let status = row.text("status")?;
     Ok(Agent {
-        id: col(row, "id")?,
-        name: col(row, "name")?,
-        description: col(row, "description")?,
-        owner: col(row, "owner")?,
-        framework: col(row, "framework")?,
-        external_id: col(row, "external_id")?,
-        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
-        status: AgentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("agent status `{status}`")))?,
-        metadata: serde_json::from_str(&metadata)
+        id: row.text("id")?,
+        name: row.text("name")?,
+        description: row.opt_text("description")?,
+        owner: row.opt_text("owner")?,
+        framework: row.opt_text("framework")?,
+        external_id: row.opt_text("external_id")?,
+        tags: serde_json::from_str(&row.text("tags")?).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
+        status: AgentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("agent status `{status}`")))?,
+        metadata: serde_json::from_str(&row.text("metadata")?)
             .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
-        created_at: col(row, "created_at")?,
-        updated_at: col(row, "updated_at")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
-async fn write_tags(conn: &mut sqlx::AnyConnection, agent: &Agent) -> StoreResult<()> {
-    sqlx::query("DELETE FROM agent_tags WHERE agent_id = $1")
-        .bind(&agent.id)
-        .execute(&mut *conn)
-        .await?;
-    for tag in &agent.tags {
-        sqlx::query("INSERT INTO agent_tags (agent_id, tag) VALUES ($1, $2)")
-            .bind(&agent.id)
-            .bind(tag)
-            .execute(&mut *conn)
-            .await?;
-    }
+fn tag_steps(agent: &Agent) -> Vec<Step> {
+    let mut steps = vec![Step::execute("DELETE FROM agent_tags WHERE agent_id = $1", vec![(&agent.id).into()])];
+    steps.extend(agent.tags.iter().map(|tag| {
+        Step::execute(
+            "INSERT INTO agent_tags (agent_id, tag) VALUES ($1, $2)",
+            vec![(&agent.id).into(), tag.into()],
+        )
+    }));
+    steps
+}
+
+fn tags_json(agent: &Agent) -> Value {
+    serde_json::to_string(&agent.tags).unwrap_or_default().into()
+}
+
+fn metadata_json(agent: &Agent) -> Value {
+    serde_json::Value::Object(agent.metadata.clone()).to_string().into()
+}
+
+pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<()> {
+    let mut steps = vec![Step::execute(
+        format!(
+            "INSERT INTO agents (org_id, environment, {COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        vec![
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+            (&agent.id).into(),
+            (&agent.name).into(),
+            (&agent.description).into(),
+            (&agent.owner).into(),
+            (&agent.framework).into(),
+            (&agent.external_id).into(),
+            tags_json(agent),
+            agent.status.as_str().into(),
+            metadata_json(agent),
+            agent.created_at.into(),
+            agent.updated_at.into(),
+        ],
+    )];
+    steps.extend(tag_steps(agent));
+    db.transaction(steps).await.map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
     Ok(())
 }
 
-pub(crate) async fn insert(pool: &AnyPool, tenant: &Tenant, agent: &Agent) -> StoreResult<()> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    sqlx::query(&format!(
-        "INSERT INTO agents (org_id, environment, {COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(&tenant.org_id)
-    .bind(tenant.environment.as_str())
-    .bind(&agent.id)
-    .bind(&agent.name)
-    .bind(agent.description.clone())
-    .bind(agent.owner.clone())
-    .bind(agent.framework.clone())
-    .bind(agent.external_id.clone())
-    .bind(serde_json::to_string(&agent.tags).unwrap_or_default())
-    .bind(agent.status.as_str())
-    .bind(serde_json::Value::Object(agent.metadata.clone()).to_string())
-    .bind(agent.created_at)
-    .bind(agent.updated_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| conflict_or(e, UNIQUE_FIELDS))?;
-    write_tags(&mut tx, agent).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(crate) async fn get(pool: &AnyPool, tenant: &Tenant, id: &str) -> StoreResult<Option<Agent>> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3"
-    ))
-    .bind(id)
-    .bind(&tenant.org_id)
-    .bind(tenant.environment.as_str())
-    .fetch_optional(pool)
+pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Agent>> {
+    db.query(
+        &format!("SELECT {COLUMNS} FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3"),
+        vec![id.into(), (&tenant.org_id).into(), tenant.environment.as_str().into()],
+    )
     .await?
-    .as_ref()
+    .first()
     .map(from_row)
     .transpose()
 }
 
-pub(crate) async fn list(
-    pool: &AnyPool,
-    tenant: &Tenant,
-    filter: &AgentFilter,
-    page: &PageRequest,
-) -> StoreResult<Page<Agent>> {
+pub(crate) async fn list(db: &dyn Db, tenant: &Tenant, filter: &AgentFilter, page: &PageRequest) -> StoreResult<Page<Agent>> {
     let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM agents WHERE org_id = "));
-    q.text(&tenant.org_id)
+    q.bind(&tenant.org_id)
         .push(" AND environment = ")
-        .text(tenant.environment.as_str());
+        .bind(tenant.environment.as_str());
     if let Some(id) = &filter.only_id {
-        q.push(" AND id = ").text(id);
+        q.push(" AND id = ").bind(id);
     }
     if let Some(status) = filter.status {
-        q.push(" AND status = ").text(status.as_str());
+        q.push(" AND status = ").bind(status.as_str());
     }
     if let Some(tag) = &filter.tag {
         q.push(" AND id IN (SELECT agent_id FROM agent_tags WHERE tag = ")
-            .text(&tag.to_lowercase())
+            .bind(tag.to_lowercase())
             .push(")");
     }
     if let Some(search) = &filter.search {
         let pattern = like_contains(search);
         q.push(" AND (lower(name) LIKE ")
-            .text(&pattern)
+            .bind(&pattern)
             .push(" ESCAPE '\\' OR lower(COALESCE(description, '')) LIKE ")
-            .text(&pattern)
+            .bind(&pattern)
             .push(" ESCAPE '\\')");
     }
-    let rows = paging::fetch(pool, &mut q, page, &["created_at", "name"]).await?;
+    let rows = paging::fetch(db, q, page, &["created_at", "name"]).await?;
     paging::finish(rows, page, from_row, |a| {
         let value = match page.sort.as_str() {
             "name" => SortValue::Text(a.name.clone()),
@@ -134,54 +123,42 @@ pub(crate) async fn list(
     })
 }
 
-pub(crate) async fn update(pool: &AnyPool, tenant: &Tenant, agent: &Agent) -> StoreResult<bool> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let done = sqlx::query(
+pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<bool> {
+    let mut steps = vec![Step::execute(
         "UPDATE agents SET name = $1, description = $2, owner = $3, framework = $4, \
          external_id = $5, tags = $6, status = $7, metadata = $8, updated_at = $9 \
          WHERE id = $10 AND org_id = $11 AND environment = $12",
+        vec![
+            (&agent.name).into(),
+            (&agent.description).into(),
+            (&agent.owner).into(),
+            (&agent.framework).into(),
+            (&agent.external_id).into(),
+            tags_json(agent),
+            agent.status.as_str().into(),
+            metadata_json(agent),
+            agent.updated_at.into(),
+            (&agent.id).into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
     )
-    .bind(&agent.name)
-    .bind(agent.description.clone())
-    .bind(agent.owner.clone())
-    .bind(agent.framework.clone())
-    .bind(agent.external_id.clone())
-    .bind(serde_json::to_string(&agent.tags).unwrap_or_default())
-    .bind(agent.status.as_str())
-    .bind(serde_json::Value::Object(agent.metadata.clone()).to_string())
-    .bind(agent.updated_at)
-    .bind(&agent.id)
-    .bind(&tenant.org_id)
-    .bind(tenant.environment.as_str())
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| conflict_or(e, UNIQUE_FIELDS))?
-    .rows_affected();
-    if done == 0 {
-        return Ok(false);
-    }
-    write_tags(&mut tx, agent).await?;
-    tx.commit().await?;
-    Ok(true)
+    .required()];
+    steps.extend(tag_steps(agent));
+    let done = db.transaction(steps).await.map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
+    Ok(done.is_some())
 }
 
-pub(crate) async fn delete(pool: &AnyPool, tenant: &Tenant, id: &str) -> StoreResult<bool> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let done = sqlx::query("DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3")
-        .bind(id)
-        .bind(&tenant.org_id)
-        .bind(tenant.environment.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if done == 1 {
-        sqlx::query("DELETE FROM agent_tags WHERE agent_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(done == 1)
+pub(crate) async fn delete(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<bool> {
+    let done = db
+        .transaction(vec![
+            Step::execute(
+                "DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3",
+                vec![id.into(), (&tenant.org_id).into(), tenant.environment.as_str().into()],
+            )
+            .required(),
+            Step::execute("DELETE FROM agent_tags WHERE agent_id = $1", vec![id.into()]),
+        ])
+        .await?;
+    Ok(done.is_some())
 }

@@ -1,19 +1,11 @@
 //! A query whose text grows with optional filters, numbering its `$n`
 //! placeholders as values are bound.
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::Any;
-
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    Text(String),
-    Int(i64),
-}
+use crate::db::Value;
 
 pub(crate) struct SqlBuilder {
-    text: String,
-    args: Vec<Arg>,
+    pub text: String,
+    pub args: Vec<Value>,
 }
 
 impl SqlBuilder {
@@ -29,30 +21,11 @@ impl SqlBuilder {
         self
     }
 
-    /// Appends the placeholder for `arg`.
-    pub fn bind(&mut self, arg: Arg) -> &mut Self {
-        self.args.push(arg);
+    /// Appends the placeholder for `value`.
+    pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.args.push(value.into());
         self.text.push_str(&format!("${}", self.args.len()));
         self
-    }
-
-    pub fn text(&mut self, value: &str) -> &mut Self {
-        self.bind(Arg::Text(value.to_string()))
-    }
-
-    pub fn int(&mut self, value: i64) -> &mut Self {
-        self.bind(Arg::Int(value))
-    }
-
-    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
-        let mut q = sqlx::query(&self.text);
-        for arg in &self.args {
-            q = match arg {
-                Arg::Text(s) => q.bind(s.clone()),
-                Arg::Int(i) => q.bind(*i),
-            };
-        }
-        q
     }
 }
 

@@ -1,113 +1,90 @@
 //! Idempotency records: the first response to a keyed POST, replayed to
 //! retries for 24 hours.
 
-use sqlx::{AnyPool, Connection, Row};
 use warden_core::time::Millis;
 use warden_core::Tenant;
 
+use crate::db::{Db, Step, Value};
 use crate::{IdempotencyState, StoreResult};
 
+fn key_args(tenant: &Tenant, key: &str) -> Vec<Value> {
+    vec![(&tenant.org_id).into(), tenant.environment.as_str().into(), key.into()]
+}
+
 pub(crate) async fn begin(
-    pool: &AnyPool,
+    db: &dyn Db,
     tenant: &Tenant,
     key: &str,
     fingerprint: &str,
     now: Millis,
     expired_before: Millis,
 ) -> StoreResult<IdempotencyState> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let env = tenant.environment.as_str();
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE org_id = $1 AND environment = $2 \
-         AND idempotency_key = $3 AND created_at < $4",
-    )
-    .bind(&tenant.org_id)
-    .bind(env)
-    .bind(key)
-    .bind(expired_before)
-    .execute(&mut *tx)
-    .await?;
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (org_id, environment, idempotency_key, fingerprint, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, environment, idempotency_key) DO NOTHING",
-    )
-    .bind(&tenant.org_id)
-    .bind(env)
-    .bind(key)
-    .bind(fingerprint)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let state = if claimed == 1 {
-        IdempotencyState::Fresh
-    } else {
-        let row = sqlx::query(
-            "SELECT fingerprint, status_code, response_body FROM idempotency_keys \
-             WHERE org_id = $1 AND environment = $2 AND idempotency_key = $3",
-        )
-        .bind(&tenant.org_id)
-        .bind(env)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await?;
-        let stored: String = row.try_get("fingerprint")?;
-        let status: Option<i64> = row.try_get("status_code")?;
-        let body: Option<String> = row.try_get("response_body")?;
-        match (stored == fingerprint, status, body) {
-            (false, _, _) => IdempotencyState::Mismatch,
-            (true, Some(status), Some(body)) => IdempotencyState::Completed {
-                status: status as u16,
-                body,
-            },
-            _ => IdempotencyState::InProgress,
-        }
+    let mut expired = key_args(tenant, key);
+    expired.push(expired_before.into());
+    let mut claim = key_args(tenant, key);
+    claim.extend([fingerprint.into(), now.into()]);
+    let outcomes = db
+        .transaction(vec![
+            Step::execute(
+                "DELETE FROM idempotency_keys WHERE org_id = $1 AND environment = $2 \
+                 AND idempotency_key = $3 AND created_at < $4",
+                expired,
+            ),
+            Step::execute(
+                "INSERT INTO idempotency_keys (org_id, environment, idempotency_key, fingerprint, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, environment, idempotency_key) DO NOTHING",
+                claim,
+            ),
+            Step::query(
+                "SELECT fingerprint, status_code, response_body FROM idempotency_keys \
+                 WHERE org_id = $1 AND environment = $2 AND idempotency_key = $3",
+                key_args(tenant, key),
+            ),
+        ])
+        .await?
+        .unwrap_or_default();
+    let mut outcomes = outcomes.into_iter();
+    let claimed = outcomes.nth(1).map(|o| o.changed()).unwrap_or(0);
+    if claimed == 1 {
+        return Ok(IdempotencyState::Fresh);
+    }
+    let rows = outcomes.next().map(|o| o.rows()).unwrap_or_default();
+    let Some(row) = rows.first() else {
+        return Ok(IdempotencyState::InProgress);
     };
-    tx.commit().await?;
-    Ok(state)
+    Ok(match (row.text("fingerprint")? == fingerprint, row.opt_int("status_code")?, row.opt_text("response_body")?) {
+        (false, _, _) => IdempotencyState::Mismatch,
+        (true, Some(status), Some(body)) => IdempotencyState::Completed {
+            status: status as u16,
+            body,
+        },
+        _ => IdempotencyState::InProgress,
+    })
 }
 
-pub(crate) async fn finish(
-    pool: &AnyPool,
-    tenant: &Tenant,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> StoreResult<()> {
-    sqlx::query(
+pub(crate) async fn finish(db: &dyn Db, tenant: &Tenant, key: &str, status: u16, body: &str) -> StoreResult<()> {
+    let mut args: Vec<Value> = vec![i64::from(status).into(), body.into()];
+    args.extend(key_args(tenant, key));
+    db.execute(
         "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
          WHERE org_id = $3 AND environment = $4 AND idempotency_key = $5",
+        args,
     )
-    .bind(i64::from(status))
-    .bind(body)
-    .bind(&tenant.org_id)
-    .bind(tenant.environment.as_str())
-    .bind(key)
-    .execute(pool)
     .await?;
     Ok(())
 }
 
-pub(crate) async fn abandon(pool: &AnyPool, tenant: &Tenant, key: &str) -> StoreResult<()> {
-    sqlx::query(
+pub(crate) async fn abandon(db: &dyn Db, tenant: &Tenant, key: &str) -> StoreResult<()> {
+    db.execute(
         "DELETE FROM idempotency_keys WHERE org_id = $1 AND environment = $2 \
          AND idempotency_key = $3 AND status_code IS NULL",
+        key_args(tenant, key),
     )
-    .bind(&tenant.org_id)
-    .bind(tenant.environment.as_str())
-    .bind(key)
-    .execute(pool)
     .await?;
     Ok(())
 }
 
-pub(crate) async fn purge(pool: &AnyPool, before: Millis) -> StoreResult<u64> {
-    Ok(
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(before)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
+pub(crate) async fn purge(db: &dyn Db, before: Millis) -> StoreResult<u64> {
+    db.execute("DELETE FROM idempotency_keys WHERE created_at < $1", vec![before.into()])
+        .await
 }

@@ -1,20 +1,14 @@
 //! Keyset pagination over (sort column, id), shared by every list.
 
-use sqlx::any::AnyRow;
-use sqlx::AnyPool;
 use warden_core::page::{Cursor, Direction, Page, PageRequest, SortValue};
 
 use super::builder::SqlBuilder;
+use crate::db::{Db, Row};
 use crate::{StoreError, StoreResult};
 
 /// Appends the cursor condition, order and limit to `q` (whose WHERE clause
 /// is open) and fetches one row more than the page, to know if another follows.
-pub(crate) async fn fetch(
-    pool: &AnyPool,
-    q: &mut SqlBuilder,
-    page: &PageRequest,
-    columns: &[&str],
-) -> StoreResult<Vec<AnyRow>> {
+pub(crate) async fn fetch(db: &dyn Db, mut q: SqlBuilder, page: &PageRequest, columns: &[&str]) -> StoreResult<Vec<Row>> {
     let column = columns
         .iter()
         .find(|c| **c == page.sort)
@@ -26,30 +20,30 @@ pub(crate) async fn fetch(
     if let Some(after) = &page.after {
         q.push(&format!(" AND ({column}, id) {cmp} ("));
         match &after.value {
-            SortValue::Int(i) => q.int(*i),
-            SortValue::Text(s) => q.text(s),
+            SortValue::Int(i) => q.bind(*i),
+            SortValue::Text(s) => q.bind(s),
         };
-        q.push(", ").text(&after.id).push(")");
+        q.push(", ").bind(&after.id).push(")");
     }
     q.push(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT "))
-        .int(i64::from(page.limit) + 1);
-    Ok(q.query().fetch_all(pool).await?)
+        .bind(i64::from(page.limit) + 1);
+    db.query(&q.text, q.args).await
 }
 
 /// Decodes the rows of [`fetch`] into a page with the cursor of the next.
 pub(crate) fn finish<T>(
-    rows: Vec<AnyRow>,
+    rows: Vec<Row>,
     page: &PageRequest,
-    decode: impl Fn(&AnyRow) -> StoreResult<T>,
+    decode: impl Fn(&Row) -> StoreResult<T>,
     key: impl Fn(&T) -> (SortValue, String),
 ) -> StoreResult<Page<T>> {
     let more = rows.len() > page.limit as usize;
-    let mut items = rows
+    let items = rows
         .iter()
         .take(page.limit as usize)
         .map(decode)
         .collect::<StoreResult<Vec<T>>>()?;
-    let next_cursor = match (more, items.last_mut()) {
+    let next_cursor = match (more, items.last()) {
         (true, Some(last)) => {
             let (value, id) = key(last);
             Some(

@@ -1,0 +1,70 @@
+//! Schema migrations, one ordered list per backend, applied at start-up.
+
+use sqlx::{Connection, Executor, PgPool};
+
+use crate::StoreResult;
+
+pub(crate) const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_core.sql"))];
+pub(crate) const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_core.sql"))];
+
+const CREATE: &str =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+pub(crate) fn apply_sqlite(conn: &mut rusqlite::Connection, list: &[(i64, &str)]) -> StoreResult<()> {
+    let sql_err = |e: rusqlite::Error| crate::StoreError::Database(e.to_string());
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    tx.execute_batch(CREATE).map_err(sql_err)?;
+    for (version, sql) in list {
+        let applied: i64 = tx
+            .query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
+            .map_err(sql_err)?;
+        if applied > 0 {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(sql_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            [*version, warden_core::time::now_ms()],
+        )
+        .map_err(sql_err)?;
+        tracing::info!(version, backend = "sqlite", "applied schema migration");
+    }
+    tx.commit().map_err(sql_err)
+}
+
+/// Applies pending migrations while holding an advisory lock, on one
+/// connection taken out of the pool.
+pub(crate) async fn apply_postgres(pool: &PgPool, list: &[(i64, &str)]) -> StoreResult<()> {
+    use crate::postgres::map_err;
+    let mut conn = pool.acquire().await.map_err(map_err)?.detach();
+    conn.execute("SELECT pg_advisory_lock(72430001)").await.map_err(map_err)?;
+    let result = async {
+        conn.execute(CREATE).await.map_err(map_err)?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(map_err)?;
+        for (version, sql) in list {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = conn.begin().await.map_err(map_err)?;
+            tx.execute(sqlx::raw_sql(sql)).await.map_err(map_err)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(warden_core::time::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            tracing::info!(version, backend = "postgres", "applied schema migration");
+        }
+        Ok(())
+    }
+    .await;
+    let _ = conn.execute("SELECT pg_advisory_unlock(72430001)").await;
+    let _ = conn.close().await;
+    result
+}

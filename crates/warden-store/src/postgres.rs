@@ -1,0 +1,127 @@
+//! PostgreSQL through sqlx: the scale-out backend, shared by every replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{Column, PgPool, Postgres, Row as _, TypeInfo};
+
+use crate::db::{Db, Outcome, Row, Step, Value};
+use crate::{StoreError, StoreResult};
+
+pub struct PostgresDb {
+    pool: PgPool,
+}
+
+impl PostgresDb {
+    /// Connects and applies `migrations` under an advisory lock, so that
+    /// replicas starting together apply each migration once.
+    pub async fn connect(url: &str, migrations: &[(i64, &str)]) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(map_err)?;
+        crate::migrate::apply_postgres(&pool, migrations).await?;
+        Ok(PostgresDb { pool })
+    }
+}
+
+fn bind<'q>(mut q: Query<'q, Postgres, PgArguments>, args: &[Value]) -> Query<'q, Postgres, PgArguments> {
+    for arg in args {
+        q = match arg {
+            Value::Int(v) => q.bind(*v),
+            Value::Text(v) => q.bind(v.clone()),
+        };
+    }
+    q
+}
+
+fn decode(rows: Vec<PgRow>) -> StoreResult<Vec<Row>> {
+    let Some(first) = rows.first() else { return Ok(Vec::new()) };
+    let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
+    let kinds: Vec<String> = first.columns().iter().map(|c| c.type_info().name().to_string()).collect();
+    rows.iter()
+        .map(|row| {
+            let values = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, kind)| {
+                    Ok(match kind.as_str() {
+                        "INT8" => Value::Int(row.try_get::<Option<i64>, _>(i).map_err(map_err)?),
+                        "INT4" => Value::Int(row.try_get::<Option<i32>, _>(i).map_err(map_err)?.map(i64::from)),
+                        "INT2" => Value::Int(row.try_get::<Option<i16>, _>(i).map_err(map_err)?.map(i64::from)),
+                        "BOOL" => Value::Int(row.try_get::<Option<bool>, _>(i).map_err(map_err)?.map(i64::from)),
+                        "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" => {
+                            Value::Text(row.try_get::<Option<String>, _>(i).map_err(map_err)?)
+                        }
+                        other => return Err(StoreError::Corrupt(format!("unexpected column type {other}"))),
+                    })
+                })
+                .collect::<StoreResult<Vec<Value>>>()?;
+            Ok(Row {
+                columns: columns.clone(),
+                values,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Db for PostgresDb {
+    async fn query(&self, sql: &str, args: Vec<Value>) -> StoreResult<Vec<Row>> {
+        let rows = bind(sqlx::query(sql), &args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        decode(rows)
+    }
+
+    async fn execute(&self, sql: &str, args: Vec<Value>) -> StoreResult<u64> {
+        Ok(bind(sqlx::query(sql), &args)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+
+    async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for step in &steps {
+            let q = bind(sqlx::query(&step.sql), &step.args);
+            let outcome = if step.fetch {
+                Outcome::Rows(decode(q.fetch_all(&mut *tx).await.map_err(map_err)?)?)
+            } else {
+                Outcome::Changed(q.execute(&mut *tx).await.map_err(map_err)?.rows_affected())
+            };
+            if step.required && outcome.changed() == 0 {
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(None);
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(outcomes))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            field: format!("{} {}", db.message(), db.constraint().unwrap_or_default()),
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(err.to_string())
+        }
+        _ => StoreError::Database(err.to_string()),
+    }
+}
