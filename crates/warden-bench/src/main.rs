@@ -29,12 +29,17 @@ async fn get_agent(Path(id): Path<String>) -> Json<Value> {
 
 async fn create_agent(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     let name = body["name"].as_str().unwrap_or("agent").to_string();
-    (StatusCode::CREATED, Json(agent(&new_id(prefix::AGENT), &name)))
+    (
+        StatusCode::CREATED,
+        Json(agent(&new_id(prefix::AGENT), &name)),
+    )
 }
 
 #[tokio::main]
 async fn main() {
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18082".into());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18082".into());
     let app = Router::new()
         .route("/api/v1/agents/{id}", get(get_agent))
         .route("/api/v1/agents", axum::routing::post(create_agent));

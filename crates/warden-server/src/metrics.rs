@@ -1,10 +1,12 @@
 //! Prometheus metrics: requests and latency by route and status, and the
 //! state of the shared rate-limit store.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::text::encode;
@@ -17,17 +19,47 @@ use prometheus_client::registry::Registry;
 
 use crate::state::AppState;
 
+// Labels are static strings and integers so that counting a request
+// allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
-    status: String,
+    method: &'static str,
+    route: &'static str,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: &'static str,
+}
+
+/// Route templates seen so far. They are the router's own paths, a fixed
+/// handful, so each is leaked once and then shared.
+static ROUTES: std::sync::LazyLock<RwLock<HashMap<String, &'static str>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn intern(route: &str) -> &'static str {
+    if let Some(r) = ROUTES.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+        return r;
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(|e| e.into_inner());
+    routes
+        .entry(route.to_string())
+        .or_insert_with(|| Box::leak(route.to_string().into_boxed_str()))
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -117,12 +149,12 @@ impl Metrics {
 /// paths never multiply the series.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_name(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map(|p| intern(p.as_str()))
+        .unwrap_or("unmatched");
     let response = next.run(req).await;
     let status = response.status();
     let elapsed = started.elapsed();
@@ -130,9 +162,9 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method.clone(),
-            route: route.clone(),
-            status: status.as_u16().to_string(),
+            method,
+            route,
+            status: status.as_u16(),
         })
         .inc();
     metrics

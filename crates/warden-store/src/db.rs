@@ -89,7 +89,9 @@ impl Row {
         match self.value(name)? {
             Value::Int(v) => Ok(*v),
             Value::Text(None) => Ok(None),
-            Value::Text(Some(_)) => Err(StoreError::Corrupt(format!("column {name} is not an integer"))),
+            Value::Text(Some(_)) => Err(StoreError::Corrupt(format!(
+                "column {name} is not an integer"
+            ))),
         }
     }
 

@@ -4,13 +4,18 @@ use sqlx::{Connection, Executor, PgPool};
 
 use crate::StoreResult;
 
-pub(crate) const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_core.sql"))];
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_core.sql"))];
+pub(crate) const SQLITE: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_core.sql"))];
+pub(crate) const POSTGRES: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_core.sql"))];
 
 const CREATE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
-pub(crate) fn apply_sqlite(conn: &mut rusqlite::Connection, list: &[(i64, &str)]) -> StoreResult<()> {
+pub(crate) fn apply_sqlite(
+    conn: &mut rusqlite::Connection,
+    list: &[(i64, &str)],
+) -> StoreResult<()> {
     let sql_err = |e: rusqlite::Error| crate::StoreError::Database(e.to_string());
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -18,7 +23,11 @@ pub(crate) fn apply_sqlite(conn: &mut rusqlite::Connection, list: &[(i64, &str)]
     tx.execute_batch(CREATE).map_err(sql_err)?;
     for (version, sql) in list {
         let applied: i64 = tx
-            .query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
             .map_err(sql_err)?;
         if applied > 0 {
             continue;
@@ -39,7 +48,9 @@ pub(crate) fn apply_sqlite(conn: &mut rusqlite::Connection, list: &[(i64, &str)]
 pub(crate) async fn apply_postgres(pool: &PgPool, list: &[(i64, &str)]) -> StoreResult<()> {
     use crate::postgres::map_err;
     let mut conn = pool.acquire().await.map_err(map_err)?.detach();
-    conn.execute("SELECT pg_advisory_lock(72430001)").await.map_err(map_err)?;
+    conn.execute("SELECT pg_advisory_lock(72430001)")
+        .await
+        .map_err(map_err)?;
     let result = async {
         conn.execute(CREATE).await.map_err(map_err)?;
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")

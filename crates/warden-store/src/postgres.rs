@@ -31,7 +31,10 @@ impl PostgresDb {
     }
 }
 
-fn bind<'q>(mut q: Query<'q, Postgres, PgArguments>, args: &[Value]) -> Query<'q, Postgres, PgArguments> {
+fn bind<'q>(
+    mut q: Query<'q, Postgres, PgArguments>,
+    args: &[Value],
+) -> Query<'q, Postgres, PgArguments> {
     for arg in args {
         q = match arg {
             Value::Int(v) => q.bind(*v),
@@ -42,9 +45,19 @@ fn bind<'q>(mut q: Query<'q, Postgres, PgArguments>, args: &[Value]) -> Query<'q
 }
 
 fn decode(rows: Vec<PgRow>) -> StoreResult<Vec<Row>> {
-    let Some(first) = rows.first() else { return Ok(Vec::new()) };
-    let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
-    let kinds: Vec<String> = first.columns().iter().map(|c| c.type_info().name().to_string()).collect();
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let kinds: Vec<String> = first
+        .columns()
+        .iter()
+        .map(|c| c.type_info().name().to_string())
+        .collect();
     rows.iter()
         .map(|row| {
             let values = kinds
@@ -53,13 +66,29 @@ fn decode(rows: Vec<PgRow>) -> StoreResult<Vec<Row>> {
                 .map(|(i, kind)| {
                     Ok(match kind.as_str() {
                         "INT8" => Value::Int(row.try_get::<Option<i64>, _>(i).map_err(map_err)?),
-                        "INT4" => Value::Int(row.try_get::<Option<i32>, _>(i).map_err(map_err)?.map(i64::from)),
-                        "INT2" => Value::Int(row.try_get::<Option<i16>, _>(i).map_err(map_err)?.map(i64::from)),
-                        "BOOL" => Value::Int(row.try_get::<Option<bool>, _>(i).map_err(map_err)?.map(i64::from)),
+                        "INT4" => Value::Int(
+                            row.try_get::<Option<i32>, _>(i)
+                                .map_err(map_err)?
+                                .map(i64::from),
+                        ),
+                        "INT2" => Value::Int(
+                            row.try_get::<Option<i16>, _>(i)
+                                .map_err(map_err)?
+                                .map(i64::from),
+                        ),
+                        "BOOL" => Value::Int(
+                            row.try_get::<Option<bool>, _>(i)
+                                .map_err(map_err)?
+                                .map(i64::from),
+                        ),
                         "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" => {
                             Value::Text(row.try_get::<Option<String>, _>(i).map_err(map_err)?)
                         }
-                        other => return Err(StoreError::Corrupt(format!("unexpected column type {other}"))),
+                        other => {
+                            return Err(StoreError::Corrupt(format!(
+                                "unexpected column type {other}"
+                            )))
+                        }
                     })
                 })
                 .collect::<StoreResult<Vec<Value>>>()?;

@@ -7,8 +7,8 @@
 //! in its own savepoint: one fsync covers many requests (group commit), and a
 //! failing job rolls back alone. A job is answered only after its COMMIT.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -23,7 +23,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::db::{Db, Outcome, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+const PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most jobs one commit covers.
 const GROUP_LIMIT: usize = 1024;
@@ -33,6 +34,19 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// Read connections of this thread, one per open database.
     static READERS: RefCell<Vec<(u64, Connection)>> = const { RefCell::new(Vec::new()) };
+    /// Column names by statement text, so that a read allocates them once.
+    static COLUMNS: RefCell<HashMap<String, Arc<[String]>>> = RefCell::new(HashMap::new());
+}
+
+fn column_names(sql: &str, stmt: &rusqlite::CachedStatement<'_>) -> Arc<[String]> {
+    COLUMNS.with(|cell| {
+        if let Some(columns) = cell.borrow().get(sql) {
+            return columns.clone();
+        }
+        let columns: Arc<[String]> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        cell.borrow_mut().insert(sql.to_string(), columns.clone());
+        columns
+    })
 }
 
 type Reply = tokio::sync::oneshot::Sender<StoreResult<Option<Vec<Outcome>>>>;
@@ -52,7 +66,9 @@ pub struct SqliteDb {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(PRAGMAS)?;
@@ -85,7 +101,8 @@ impl SqliteDb {
                 Some(i) => i,
                 None => {
                     let conn = open_connection(&self.path).map_err(map_err)?;
-                    conn.execute_batch("PRAGMA query_only = ON;").map_err(map_err)?;
+                    conn.execute_batch("PRAGMA query_only = ON;")
+                        .map_err(map_err)?;
                     readers.push((self.id, conn));
                     readers.len() - 1
                 }
@@ -119,7 +136,9 @@ impl Db for SqliteDb {
 
     async fn execute(&self, sql: &str, args: Vec<Value>) -> StoreResult<u64> {
         let outcome = self.write(vec![Step::execute(sql, args)]).await?;
-        Ok(outcome.and_then(|o| o.first().map(Outcome::changed)).unwrap_or(0))
+        Ok(outcome
+            .and_then(|o| o.first().map(Outcome::changed))
+            .unwrap_or(0))
     }
 
     async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
@@ -135,24 +154,26 @@ impl Db for SqliteDb {
     }
 }
 
-/// `$n` placeholders (shared with PostgreSQL) as SQLite's `?n`.
-fn placeholders(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('$') {
-        return Cow::Borrowed(sql);
+/// Binds `args` to `$1…$n`. SQLite numbers named parameters by their first
+/// appearance, so `$n` is parameter n exactly when the text introduces them
+/// in order, which every query of this crate does; a statement that breaks
+/// the rule is refused rather than bound wrongly.
+fn bind(stmt: &mut rusqlite::CachedStatement<'_>, args: &[Value]) -> rusqlite::Result<()> {
+    if stmt.parameter_count() != args.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(
+            args.len(),
+            stmt.parameter_count(),
+        ));
     }
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(c);
+    if cfg!(debug_assertions) {
+        for i in 1..=args.len() {
+            if stmt.parameter_name(i) != Some(format!("${i}").as_str()) {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "parameter {i} is not ${i}"
+                )));
+            }
         }
     }
-    Cow::Owned(out)
-}
-
-fn bind(stmt: &mut rusqlite::CachedStatement<'_>, args: &[Value]) -> rusqlite::Result<()> {
     for (i, arg) in args.iter().enumerate() {
         match arg {
             Value::Int(v) => stmt.raw_bind_parameter(i + 1, v)?,
@@ -163,9 +184,9 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, args: &[Value]) -> rusqlite::R
 }
 
 fn fetch(conn: &Connection, sql: &str, args: &[Value]) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(&placeholders(sql))?;
+    let mut stmt = conn.prepare_cached(sql)?;
     bind(&mut stmt, args)?;
-    let columns: Arc<[String]> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    let columns = column_names(sql, &stmt);
     let width = columns.len();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
@@ -176,7 +197,9 @@ fn fetch(conn: &Connection, sql: &str, args: &[Value]) -> rusqlite::Result<Vec<R
                 ValueRef::Null => Value::Int(None),
                 ValueRef::Integer(n) => Value::Int(Some(n)),
                 ValueRef::Real(f) => Value::Int(Some(f as i64)),
-                ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(Some(String::from_utf8_lossy(t).into_owned())),
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    Value::Text(Some(String::from_utf8_lossy(t).into_owned()))
+                }
             });
         }
         out.push(Row {
@@ -191,7 +214,7 @@ fn run(conn: &Connection, step: &Step) -> rusqlite::Result<Outcome> {
     if step.fetch {
         return fetch(conn, &step.sql, &step.args).map(Outcome::Rows);
     }
-    let mut stmt = conn.prepare_cached(&placeholders(&step.sql))?;
+    let mut stmt = conn.prepare_cached(&step.sql)?;
     bind(&mut stmt, &step.args)?;
     stmt.raw_execute().map(|n| Outcome::Changed(n as u64))
 }
@@ -227,7 +250,9 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = map_err(err);
         for job in batch {
-            let _ = job.reply.send(Err(StoreError::Unavailable(err.to_string())));
+            let _ = job
+                .reply
+                .send(Err(StoreError::Unavailable(err.to_string())));
         }
         return;
     }
@@ -238,7 +263,11 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
             Ok(()) => {
                 let result = run_job(conn, &job.steps);
                 let keep = matches!(result, Ok(Some(_)));
-                let end = if keep { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                let end = if keep {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
                 match conn.execute_batch(end) {
                     Ok(()) => result,
                     Err(err) => Err(map_err(err)),
@@ -279,11 +308,63 @@ fn map_err(err: rusqlite::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders;
+    use super::*;
 
-    #[test]
-    fn numbered_placeholders_become_sqlite_ones() {
-        assert_eq!(placeholders("a = $1 AND b = $12"), "a = ?1 AND b = ?12");
-        assert_eq!(placeholders("SELECT 1"), "SELECT 1");
+    fn db() -> (tempfile::TempDir, SqliteDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open(
+            &dir.path().join("t.db"),
+            &[(1, "CREATE TABLE t (a BIGINT, b TEXT)")],
+        )
+        .unwrap();
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_bind_in_order_and_repeat() {
+        let (_dir, db) = db();
+        db.execute(
+            "INSERT INTO t (a, b) VALUES ($1, $2)",
+            vec![7.into(), "x".into()],
+        )
+        .await
+        .unwrap();
+        let rows = db
+            .query(
+                "SELECT a, b FROM t WHERE a = $1 AND (b = $2 OR a = $1)",
+                vec![7.into(), "y".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].text("b").unwrap(), "x");
+        // Out of order: refused, never bound to the wrong value.
+        assert!(db
+            .query(
+                "SELECT a FROM t WHERE b = $2 AND a = $1",
+                vec![7.into(), "x".into()]
+            )
+            .await
+            .is_err());
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_alone() {
+        let (_dir, db) = db();
+        let done = db
+            .transaction(vec![
+                Step::execute("INSERT INTO t (a) VALUES ($1)", vec![1.into()]),
+                Step::execute("UPDATE t SET b = 'z' WHERE a = $1", vec![99.into()]).required(),
+            ])
+            .await
+            .unwrap();
+        assert!(done.is_none(), "a required step touched nothing");
+        assert!(db
+            .query("SELECT a FROM t", vec![])
+            .await
+            .unwrap()
+            .is_empty());
+        db.close().await;
     }
 }

@@ -189,15 +189,24 @@ fn pagination_sort_and_filters(backend: &Backend) {
         "/api/v1/agents?limit=2&sort=created_at&cursor={cursor}"
     ));
     assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
-    // Default: newest first.
+    // Default: newest first, ties broken by id.
     let r = api.get("/api/v1/agents");
-    let order: Vec<_> = r.body["data"]
+    let keys: Vec<(String, String)> = r.body["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["name"].as_str().unwrap())
+        .map(|a| {
+            (
+                a["created_at"].as_str().unwrap().to_string(),
+                a["id"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(order, ["bravo", "charlie", "echo", "alpha", "delta"]);
+    assert_eq!(keys.len(), 5);
+    assert!(
+        keys.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {keys:?}"
+    );
     assert_eq!(r.body["next_cursor"], json!(null));
     // Filters.
     let r = api.get("/api/v1/agents?status=suspended");

@@ -17,7 +17,7 @@ use warden_core::time::{now_ms, Millis};
 use warden_core::Environment;
 use warden_store::Store;
 
-use super::principal::Principal;
+use super::principal::{Principal, PrincipalInner};
 use super::token::TokenIssuer;
 use crate::http::error::ApiError;
 
@@ -157,7 +157,7 @@ impl KeyRing {
             )));
         }
         self.note_use(&key.id);
-        Ok(Principal {
+        Ok(Principal::new(PrincipalInner {
             org_id: key.org_id.clone(),
             environment: key.environment,
             key_id: key.id.clone(),
@@ -166,7 +166,7 @@ impl KeyRing {
             expires_at: key.expires_at,
             allowed_cidrs: key.allowed_cidrs.clone(),
             rate_limit: org.rate_limit,
-        })
+        }))
     }
 
     /// Forgets a key here at once (the other replicas forget within [`FRESH_FOR`]).
@@ -179,8 +179,14 @@ impl KeyRing {
     }
 
     fn note_use(&self, key_id: &str) {
+        let now = now_ms();
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        usage.insert(key_id.to_string(), now_ms());
+        match usage.get_mut(key_id) {
+            Some(at) => *at = now,
+            None => {
+                usage.insert(key_id.to_string(), now);
+            }
+        }
     }
 
     /// Writes `last_used_at` for keys used since the last flush; batched so

@@ -1,5 +1,7 @@
 //! The authenticated caller. Handlers get the tenant only from here.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use ipnet::IpNet;
@@ -11,8 +13,13 @@ use warden_core::{Environment, Tenant};
 
 use crate::http::error::ApiError;
 
+/// Shared behind an `Arc`: the gate stores it in the request and each
+/// extractor takes a handle, without copying scopes and ranges.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub struct Principal(Arc<PrincipalInner>);
+
+#[derive(Debug)]
+pub struct PrincipalInner {
     pub org_id: String,
     pub environment: Environment,
     pub key_id: String,
@@ -24,7 +31,18 @@ pub struct Principal {
     pub rate_limit: RateLimit,
 }
 
+impl std::ops::Deref for Principal {
+    type Target = PrincipalInner;
+    fn deref(&self) -> &PrincipalInner {
+        &self.0
+    }
+}
+
 impl Principal {
+    pub fn new(inner: PrincipalInner) -> Self {
+        Principal(Arc::new(inner))
+    }
+
     pub fn tenant(&self) -> Tenant {
         Tenant {
             org_id: self.org_id.clone(),

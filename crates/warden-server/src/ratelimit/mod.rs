@@ -72,8 +72,12 @@ impl RateLimiter {
         let mut buckets = self.local.lock().unwrap_or_else(|e| e.into_inner());
         let tat = buckets.get(org_id).copied();
         let (new_tat, verdict) = gcra::step(tat, now, limit);
-        if let Some(t) = new_tat {
-            buckets.insert(org_id.to_string(), t);
+        match (new_tat, buckets.get_mut(org_id)) {
+            (Some(t), Some(slot)) => *slot = t,
+            (Some(t), None) => {
+                buckets.insert(org_id.to_string(), t);
+            }
+            (None, _) => {}
         }
         verdict
     }

@@ -61,9 +61,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::internal("a handler panicked").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a handler panicked").into_response()
+            },
+        ))
         .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(from_fn(request_id::assign))
         .with_state(state)

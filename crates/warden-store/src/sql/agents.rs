@@ -10,7 +10,8 @@ use super::paging;
 use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
-const COLUMNS: &str = "id, name, description, owner, framework, external_id, tags, status, metadata, \
+const COLUMNS: &str =
+    "id, name, description, owner, framework, external_id, tags, status, metadata, \
      created_at, updated_at";
 const UNIQUE_FIELDS: &[&str] = &["external_id", "name"];
 
@@ -23,8 +24,10 @@ fn from_row(row: &Row) -> StoreResult<Agent> {
         owner: row.opt_text("owner")?,
         framework: row.opt_text("framework")?,
         external_id: row.opt_text("external_id")?,
-        tags: serde_json::from_str(&row.text("tags")?).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
-        status: AgentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("agent status `{status}`")))?,
+        tags: serde_json::from_str(&row.text("tags")?)
+            .map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
+        status: AgentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("agent status `{status}`")))?,
         metadata: serde_json::from_str(&row.text("metadata")?)
             .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
         created_at: row.int("created_at")?,
@@ -33,7 +36,10 @@ fn from_row(row: &Row) -> StoreResult<Agent> {
 }
 
 fn tag_steps(agent: &Agent) -> Vec<Step> {
-    let mut steps = vec![Step::execute("DELETE FROM agent_tags WHERE agent_id = $1", vec![(&agent.id).into()])];
+    let mut steps = vec![Step::execute(
+        "DELETE FROM agent_tags WHERE agent_id = $1",
+        vec![(&agent.id).into()],
+    )];
     steps.extend(agent.tags.iter().map(|tag| {
         Step::execute(
             "INSERT INTO agent_tags (agent_id, tag) VALUES ($1, $2)",
@@ -44,11 +50,15 @@ fn tag_steps(agent: &Agent) -> Vec<Step> {
 }
 
 fn tags_json(agent: &Agent) -> Value {
-    serde_json::to_string(&agent.tags).unwrap_or_default().into()
+    serde_json::to_string(&agent.tags)
+        .unwrap_or_default()
+        .into()
 }
 
 fn metadata_json(agent: &Agent) -> Value {
-    serde_json::Value::Object(agent.metadata.clone()).to_string().into()
+    serde_json::Value::Object(agent.metadata.clone())
+        .to_string()
+        .into()
 }
 
 pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<()> {
@@ -74,14 +84,20 @@ pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
         ],
     )];
     steps.extend(tag_steps(agent));
-    db.transaction(steps).await.map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
+    db.transaction(steps)
+        .await
+        .map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
     Ok(())
 }
 
 pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Agent>> {
     db.query(
         &format!("SELECT {COLUMNS} FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3"),
-        vec![id.into(), (&tenant.org_id).into(), tenant.environment.as_str().into()],
+        vec![
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
     )
     .await?
     .first()
@@ -89,7 +105,12 @@ pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<O
     .transpose()
 }
 
-pub(crate) async fn list(db: &dyn Db, tenant: &Tenant, filter: &AgentFilter, page: &PageRequest) -> StoreResult<Page<Agent>> {
+pub(crate) async fn list(
+    db: &dyn Db,
+    tenant: &Tenant,
+    filter: &AgentFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Agent>> {
     let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM agents WHERE org_id = "));
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
@@ -145,7 +166,10 @@ pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
     )
     .required()];
     steps.extend(tag_steps(agent));
-    let done = db.transaction(steps).await.map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
+    let done = db
+        .transaction(steps)
+        .await
+        .map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
     Ok(done.is_some())
 }
 
@@ -154,10 +178,17 @@ pub(crate) async fn delete(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResul
         .transaction(vec![
             Step::execute(
                 "DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3",
-                vec![id.into(), (&tenant.org_id).into(), tenant.environment.as_str().into()],
+                vec![
+                    id.into(),
+                    (&tenant.org_id).into(),
+                    tenant.environment.as_str().into(),
+                ],
             )
             .required(),
-            Step::execute("DELETE FROM agent_tags WHERE agent_id = $1", vec![id.into()]),
+            Step::execute(
+                "DELETE FROM agent_tags WHERE agent_id = $1",
+                vec![id.into()],
+            ),
         ])
         .await?;
     Ok(done.is_some())

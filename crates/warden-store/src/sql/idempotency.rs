@@ -8,7 +8,11 @@ use crate::db::{Db, Step, Value};
 use crate::{IdempotencyState, StoreResult};
 
 fn key_args(tenant: &Tenant, key: &str) -> Vec<Value> {
-    vec![(&tenant.org_id).into(), tenant.environment.as_str().into(), key.into()]
+    vec![
+        (&tenant.org_id).into(),
+        tenant.environment.as_str().into(),
+        key.into(),
+    ]
 }
 
 pub(crate) async fn begin(
@@ -52,17 +56,29 @@ pub(crate) async fn begin(
     let Some(row) = rows.first() else {
         return Ok(IdempotencyState::InProgress);
     };
-    Ok(match (row.text("fingerprint")? == fingerprint, row.opt_int("status_code")?, row.opt_text("response_body")?) {
-        (false, _, _) => IdempotencyState::Mismatch,
-        (true, Some(status), Some(body)) => IdempotencyState::Completed {
-            status: status as u16,
-            body,
+    Ok(
+        match (
+            row.text("fingerprint")? == fingerprint,
+            row.opt_int("status_code")?,
+            row.opt_text("response_body")?,
+        ) {
+            (false, _, _) => IdempotencyState::Mismatch,
+            (true, Some(status), Some(body)) => IdempotencyState::Completed {
+                status: status as u16,
+                body,
+            },
+            _ => IdempotencyState::InProgress,
         },
-        _ => IdempotencyState::InProgress,
-    })
+    )
 }
 
-pub(crate) async fn finish(db: &dyn Db, tenant: &Tenant, key: &str, status: u16, body: &str) -> StoreResult<()> {
+pub(crate) async fn finish(
+    db: &dyn Db,
+    tenant: &Tenant,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> StoreResult<()> {
     let mut args: Vec<Value> = vec![i64::from(status).into(), body.into()];
     args.extend(key_args(tenant, key));
     db.execute(
@@ -85,6 +101,9 @@ pub(crate) async fn abandon(db: &dyn Db, tenant: &Tenant, key: &str) -> StoreRes
 }
 
 pub(crate) async fn purge(db: &dyn Db, before: Millis) -> StoreResult<u64> {
-    db.execute("DELETE FROM idempotency_keys WHERE created_at < $1", vec![before.into()])
-        .await
+    db.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < $1",
+        vec![before.into()],
+    )
+    .await
 }

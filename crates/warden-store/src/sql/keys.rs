@@ -7,7 +7,7 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
-use super::{parse, paging};
+use super::{paging, parse};
 use crate::db::{Db, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
@@ -16,7 +16,8 @@ const COLUMNS: &str = "id, org_id, environment, name, last_four, secret_digest, 
      revoked_at, rotated_at";
 
 fn json_list(row: &Row, name: &str) -> StoreResult<Vec<String>> {
-    serde_json::from_str(&row.text(name)?).map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+    serde_json::from_str(&row.text(name)?)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
 }
 
 fn from_row(row: &Row) -> StoreResult<ApiKey> {
@@ -66,7 +67,9 @@ pub(crate) fn insert_step(key: &ApiKey) -> Step {
             (&key.secret_digest).into(),
             (&key.previous_digest).into(),
             key.previous_valid_until.into(),
-            serde_json::to_string(&key.scopes.names()).unwrap_or_default().into(),
+            serde_json::to_string(&key.scopes.names())
+                .unwrap_or_default()
+                .into(),
             (&key.agent_id).into(),
             serde_json::to_string(&cidrs).unwrap_or_default().into(),
             key.expires_at.into(),
@@ -96,25 +99,43 @@ pub(crate) async fn find_by_digest(db: &dyn Db, digest: &str) -> StoreResult<Opt
 }
 
 pub(crate) async fn find(db: &dyn Db, id: &str) -> StoreResult<Option<ApiKey>> {
-    one(db, &format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"), vec![id.into()]).await
+    one(
+        db,
+        &format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"),
+        vec![id.into()],
+    )
+    .await
 }
 
 pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<ApiKey>> {
     let [org, env] = tenant_args(tenant);
-    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2 AND environment = $3");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2 AND environment = $3"
+    );
     one(db, &sql, vec![id.into(), org, env]).await
 }
 
-pub(crate) async fn list(db: &dyn Db, tenant: &Tenant, page: &PageRequest) -> StoreResult<Page<ApiKey>> {
+pub(crate) async fn list(
+    db: &dyn Db,
+    tenant: &Tenant,
+    page: &PageRequest,
+) -> StoreResult<Page<ApiKey>> {
     let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = "));
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
         .bind(tenant.environment.as_str());
     let rows = paging::fetch(db, q, page, &["created_at"]).await?;
-    paging::finish(rows, page, from_row, |k| (SortValue::Int(k.created_at), k.id.clone()))
+    paging::finish(rows, page, from_row, |k| {
+        (SortValue::Int(k.created_at), k.id.clone())
+    })
 }
 
-pub(crate) async fn revoke(db: &dyn Db, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool> {
+pub(crate) async fn revoke(
+    db: &dyn Db,
+    tenant: &Tenant,
+    id: &str,
+    at: Millis,
+) -> StoreResult<bool> {
     let [org, env] = tenant_args(tenant);
     let done = db
         .execute(
@@ -161,8 +182,14 @@ pub(crate) async fn rotate(
             ),
         ])
         .await?;
-    let Some(outcomes) = outcomes else { return Ok(None) };
-    let rows = outcomes.into_iter().nth(1).map(|o| o.rows()).unwrap_or_default();
+    let Some(outcomes) = outcomes else {
+        return Ok(None);
+    };
+    let rows = outcomes
+        .into_iter()
+        .nth(1)
+        .map(|o| o.rows())
+        .unwrap_or_default();
     rows.first().map(from_row).transpose()
 }
 

@@ -52,8 +52,9 @@ pub struct SqlStore {
 impl SqlStore {
     /// Opens (creating if needed) `warden.db` in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
         let path = data_dir.join("warden.db");
         let db = tokio::task::spawn_blocking(move || SqliteDb::open(&path, crate::migrate::SQLITE))
             .await
@@ -67,7 +68,9 @@ impl SqlStore {
     /// Opens a `postgres://` URL and brings its schema up to date.
     pub async fn open(url: &str) -> StoreResult<Self> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(StoreError::Corrupt("database URL must start with postgres://".into()));
+            return Err(StoreError::Corrupt(
+                "database URL must start with postgres://".into(),
+            ));
         }
         let db = PostgresDb::connect(url, crate::migrate::POSTGRES).await?;
         Ok(SqlStore {
@@ -212,7 +215,15 @@ impl Store for SqlStore {
         now: Millis,
         expired_before: Millis,
     ) -> StoreResult<IdempotencyState> {
-        idempotency::begin(self.db.as_ref(), tenant, key, fingerprint, now, expired_before).await
+        idempotency::begin(
+            self.db.as_ref(),
+            tenant,
+            key,
+            fingerprint,
+            now,
+            expired_before,
+        )
+        .await
     }
 
     async fn finish_idempotent(

@@ -39,11 +39,17 @@ fn insert_steps(org: &Organization, keys_: &[ApiKey]) -> Vec<Step> {
 }
 
 pub(crate) async fn is_initialized(db: &dyn Db) -> StoreResult<bool> {
-    let rows = db.query("SELECT COUNT(*) AS n FROM installation", vec![]).await?;
+    let rows = db
+        .query("SELECT COUNT(*) AS n FROM installation", vec![])
+        .await?;
     Ok(rows.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) > 0)
 }
 
-pub(crate) async fn initialize(db: &dyn Db, org: &Organization, keys_: &[ApiKey]) -> StoreResult<bool> {
+pub(crate) async fn initialize(
+    db: &dyn Db,
+    org: &Organization,
+    keys_: &[ApiKey],
+) -> StoreResult<bool> {
     let mut steps = vec![Step::execute(
         "INSERT INTO installation (id, first_org_id, installed_at) VALUES (1, $1, $2) \
          ON CONFLICT (id) DO NOTHING",
@@ -61,14 +67,20 @@ pub(crate) async fn create(db: &dyn Db, org: &Organization, keys_: &[ApiKey]) ->
 
 pub(crate) async fn get(db: &dyn Db, id: &str) -> StoreResult<Option<Organization>> {
     let rows = db
-        .query(&format!("SELECT {COLUMNS} FROM organizations WHERE id = $1"), vec![id.into()])
+        .query(
+            &format!("SELECT {COLUMNS} FROM organizations WHERE id = $1"),
+            vec![id.into()],
+        )
         .await?;
     rows.first().map(from_row).transpose()
 }
 
 pub(crate) async fn list(db: &dyn Db) -> StoreResult<Vec<Organization>> {
     let rows = db
-        .query(&format!("SELECT {COLUMNS} FROM organizations ORDER BY created_at, id"), vec![])
+        .query(
+            &format!("SELECT {COLUMNS} FROM organizations ORDER BY created_at, id"),
+            vec![],
+        )
         .await?;
     rows.iter().map(from_row).collect()
 }

@@ -8,7 +8,12 @@ use crate::{StoreError, StoreResult};
 
 /// Appends the cursor condition, order and limit to `q` (whose WHERE clause
 /// is open) and fetches one row more than the page, to know if another follows.
-pub(crate) async fn fetch(db: &dyn Db, mut q: SqlBuilder, page: &PageRequest, columns: &[&str]) -> StoreResult<Vec<Row>> {
+pub(crate) async fn fetch(
+    db: &dyn Db,
+    mut q: SqlBuilder,
+    page: &PageRequest,
+    columns: &[&str],
+) -> StoreResult<Vec<Row>> {
     let column = columns
         .iter()
         .find(|c| **c == page.sort)
