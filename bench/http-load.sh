@@ -7,6 +7,11 @@
 # (crates/warden-bench), closed-loop for throughput and at a fixed rate for
 # tail latency, plus the idle resident memory of `warden serve`.
 #
+# On a machine with two or more cores the servers run pinned to one core
+# and oha to another (taskset), so that each run measures the server's work
+# rather than its contest with the load tool for the same cores; the table
+# shows how much of its core each server used.
+#
 # Needs oha (cargo install oha --locked). Usage: bench/http-load.sh
 # Tunables: DURATION (10s), CONNECTIONS (32), RATE (1000).
 set -euo pipefail
@@ -22,6 +27,11 @@ command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" 
 cargo build --release -q -p warden -p warden-bench
 bin=target/release
 
+SERVER_PIN=(); LOAD_PIN=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_PIN=(taskset -c 1); LOAD_PIN=(taskset -c 0)
+fi
+
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -34,10 +44,10 @@ $bin/warden init --data-dir "$work/data" --json > /dev/null
 key=$($bin/warden org create Bench --plan custom --rate-limit-per-minute 60000000 --burst 10000000 \
         --data-dir "$work/data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_key"])')
 
-RUST_LOG=warn $bin/warden serve --data-dir "$work/data" --listen "127.0.0.1:$WARDEN_PORT" > "$work/serve.out" 2>&1 &
+RUST_LOG=warn "${SERVER_PIN[@]}" $bin/warden serve --data-dir "$work/data" --listen "127.0.0.1:$WARDEN_PORT" > "$work/serve.out" 2>&1 &
 pids+=($!); warden_pid=$!
-$bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
-pids+=($!)
+"${SERVER_PIN[@]}" $bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
+pids+=($!); bare_pid=$!
 for port in $WARDEN_PORT $BARE_PORT; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; \
     curl -s -o /dev/null "http://127.0.0.1:$port/api/v1/agents/x" && break; sleep 0.1; done
@@ -58,16 +68,22 @@ for side in ("bare-closed", "warden-closed", "bare-rate", "warden-rate"):
             f.write(json.dumps({"name": f"{side}-{i}", "tags": ["bench"], "metadata": {"i": i}}) + "\n")
 PY
 
-run() { # label, output, extra oha args...
-  local label=$1 out=$2; shift 2
-  oha --no-tui --output-format json -z "$DURATION" "$@" > "$work/$out.json"
-  python3 - "$label" "$work/$out.json" <<'PY'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # label, output, server pid, extra oha args...
+  local label=$1 out=$2 pid=$3; shift 3
+  local before after
+  before=$(cpu_ticks "$pid")
+  "${LOAD_PIN[@]}" oha --no-tui --output-format json -z "$DURATION" "$@" > "$work/$out.json"
+  after=$(cpu_ticks "$pid")
+  python3 - "$label" "$work/$out.json" "$((after - before))" "$(getconf CLK_TCK)" "$DURATION" <<'PY'
 import json, sys
-label, path = sys.argv[1], sys.argv[2]
+label, path, ticks, hz, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 r = json.load(open(path))
 s = r["summary"]; p = r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
-print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1000:.3f} | {p['p99']*1000:.3f} | {s['successRate']*100:.1f}% | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items()))} |")
+seconds = float(duration.rstrip("s"))
+cpu = ticks / hz / seconds * 100
+print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1000:.3f} | {p['p99']*1000:.3f} | {cpu:.0f}% | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items()))} |")
 PY
 }
 
@@ -77,16 +93,17 @@ JSON=(-H "content-type: application/json")
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); oha $(oha --version | awk '{print $2}')"
 echo "Closed loop: $CONNECTIONS connections for $DURATION each. Fixed rate: $RATE requests/s for $DURATION, latency corrected for coordinated omission."
 echo
-echo "| run | requests/s | p50 ms | p99 ms | success | statuses |"
+[ ${#SERVER_PIN[@]} -gt 0 ] && echo "Servers pinned to core 1, oha to core 0."
+echo "| run | requests/s | p50 ms | p99 ms | server CPU | statuses |"
 echo "|---|---:|---:|---:|---:|---|"
-run "bare GET, closed loop" bare-get -c "$CONNECTIONS" "$B/api/v1/agents/$agent"
-run "warden GET, closed loop" warden-get -c "$CONNECTIONS" "${AUTH[@]}" "$W/api/v1/agents/$agent"
-run "bare POST, closed loop" bare-post -c "$CONNECTIONS" -m POST "${JSON[@]}" -Z "$work/bare-closed.ndjson" "$B/api/v1/agents"
-run "warden POST, closed loop" warden-post -c "$CONNECTIONS" -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-closed.ndjson" "$W/api/v1/agents"
-run "bare GET, $RATE/s" bare-get-rate -c "$CONNECTIONS" -q "$RATE" --latency-correction "$B/api/v1/agents/$agent"
-run "warden GET, $RATE/s" warden-get-rate -c "$CONNECTIONS" -q "$RATE" --latency-correction "${AUTH[@]}" "$W/api/v1/agents/$agent"
-run "bare POST, $RATE/s" bare-post-rate -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${JSON[@]}" -Z "$work/bare-rate.ndjson" "$B/api/v1/agents"
-run "warden POST, $RATE/s" warden-post-rate -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-rate.ndjson" "$W/api/v1/agents"
+run "bare GET, closed loop" bare-get "$bare_pid" -c "$CONNECTIONS" "$B/api/v1/agents/$agent"
+run "warden GET, closed loop" warden-get "$warden_pid" -c "$CONNECTIONS" "${AUTH[@]}" "$W/api/v1/agents/$agent"
+run "bare POST, closed loop" bare-post "$bare_pid" -c "$CONNECTIONS" -m POST "${JSON[@]}" -Z "$work/bare-closed.ndjson" "$B/api/v1/agents"
+run "warden POST, closed loop" warden-post "$warden_pid" -c "$CONNECTIONS" -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-closed.ndjson" "$W/api/v1/agents"
+run "bare GET, $RATE/s" bare-get-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction "$B/api/v1/agents/$agent"
+run "warden GET, $RATE/s" warden-get-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction "${AUTH[@]}" "$W/api/v1/agents/$agent"
+run "bare POST, $RATE/s" bare-post-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${JSON[@]}" -Z "$work/bare-rate.ndjson" "$B/api/v1/agents"
+run "warden POST, $RATE/s" warden-post-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-rate.ndjson" "$W/api/v1/agents"
 loaded_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
 python3 - "$work" <<'PY'
 import json, sys

@@ -29,7 +29,22 @@ const CACHE_CAP: usize = 50_000;
 struct Cached {
     key: Arc<ApiKey>,
     org: Arc<Organization>,
+    /// The principal a request with this key acts as, built once per load.
+    principal: Principal,
     fetched: Instant,
+}
+
+fn principal_of(key: &ApiKey, org: &Organization, scopes: ScopeSet) -> Principal {
+    Principal::new(PrincipalInner {
+        org_id: key.org_id.clone(),
+        environment: key.environment,
+        key_id: key.id.clone(),
+        scopes,
+        agent_id: key.agent_id.clone(),
+        expires_at: key.expires_at,
+        allowed_cidrs: key.allowed_cidrs.clone(),
+        rate_limit: org.rate_limit,
+    })
 }
 
 pub struct KeyRing {
@@ -83,6 +98,7 @@ impl KeyRing {
             return Ok(None);
         };
         Ok(Some(Cached {
+            principal: principal_of(&key, &org, key.scopes.clone()),
             key: Arc::new(key),
             org: Arc::new(org),
             fetched: Instant::now(),
@@ -90,10 +106,11 @@ impl KeyRing {
     }
 
     /// The active key a presented secret belongs to.
-    pub async fn resolve_key(
-        &self,
-        presented: &str,
-    ) -> Result<(Arc<ApiKey>, Arc<Organization>), ApiError> {
+    pub async fn resolve_key(&self, presented: &str) -> Result<(Arc<ApiKey>, Arc<Organization>), ApiError> {
+        self.resolve(presented).await.map(|e| (e.key, e.org))
+    }
+
+    async fn resolve(&self, presented: &str) -> Result<Cached, ApiError> {
         if parse_key_shape(presented).is_none() {
             return Err(ApiError::unauthorized("invalid API key"));
         }
@@ -115,7 +132,7 @@ impl KeyRing {
             return Err(ApiError::unauthorized("invalid API key"));
         }
         check_status(&entry.key, now)?;
-        Ok((entry.key, entry.org))
+        Ok(entry)
     }
 
     async fn key_by_id(&self, id: &str) -> Result<Cached, ApiError> {
@@ -133,10 +150,8 @@ impl KeyRing {
 
     /// The principal behind a bearer credential (key or token) used from `ip`.
     pub async fn principal(&self, credential: &str, ip: IpAddr) -> Result<Principal, ApiError> {
-        let (key, org, scopes) = if credential.starts_with("wdn_") {
-            let (key, org) = self.resolve_key(credential).await?;
-            let scopes = key.scopes.clone();
-            (key, org, scopes)
+        let principal = if credential.starts_with("wdn_") {
+            self.resolve(credential).await?.principal
         } else {
             let claims = self
                 .tokens
@@ -147,26 +162,14 @@ impl KeyRing {
             if entry.key.org_id != claims.org || entry.key.environment.as_str() != claims.env {
                 return Err(ApiError::unauthorized("invalid token"));
             }
-            let scopes = ScopeSet::parse(&claims.scopes)
-                .map_err(|_| ApiError::unauthorized("invalid token"))?;
-            (entry.key, entry.org, scopes)
+            let scopes = ScopeSet::parse(&claims.scopes).map_err(|_| ApiError::unauthorized("invalid token"))?;
+            principal_of(&entry.key, &entry.org, scopes)
         };
-        if !key.admits(ip) {
-            return Err(ApiError::forbidden(format!(
-                "this key may not be used from {ip}"
-            )));
+        if !principal.allowed_cidrs.is_empty() && !principal.allowed_cidrs.iter().any(|net| net.contains(&ip)) {
+            return Err(ApiError::forbidden(format!("this key may not be used from {ip}")));
         }
-        self.note_use(&key.id);
-        Ok(Principal::new(PrincipalInner {
-            org_id: key.org_id.clone(),
-            environment: key.environment,
-            key_id: key.id.clone(),
-            scopes,
-            agent_id: key.agent_id.clone(),
-            expires_at: key.expires_at,
-            allowed_cidrs: key.allowed_cidrs.clone(),
-            rate_limit: org.rate_limit,
-        }))
+        self.note_use(&principal.key_id);
+        Ok(principal)
     }
 
     /// Forgets a key here at once (the other replicas forget within [`FRESH_FOR`]).
