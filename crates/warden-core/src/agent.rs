@@ -155,6 +155,12 @@ fn text(value: String, field: &str, max: usize) -> Result<String> {
 fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>> {
     match value {
         None => Ok(None),
+        Some(v) if field != "description" && v.chars().any(char::is_control) => {
+            Err(Error::invalid(
+                field,
+                format!("{field} must not contain control characters"),
+            ))
+        }
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) if field == "description" => {
             if v.chars().count() > max {

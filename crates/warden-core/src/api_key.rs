@@ -113,10 +113,16 @@ pub struct KeyGrant {
 /// a lifetime, a network reach or an agent binding wider than its grantor's;
 /// only an `admin` key may mint keys for the other environment.
 pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Result<KeyGrant> {
-    let name = req.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("name", "name must be 1 to 200 characters"));
+    if req.name.chars().count() > 200
+        || req.name.trim().is_empty()
+        || req.name.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(
+            "name",
+            "name must be 1 to 200 characters, not only blanks, without control characters",
+        ));
     }
+    let name = req.name.trim().to_string();
     if req.scopes.is_empty() {
         return Err(Error::invalid("scopes", "at least one scope is required"));
     }

@@ -92,7 +92,11 @@ impl PageRequest {
         } else {
             Direction::Asc
         });
-        let after = cursor.map(Cursor::decode).transpose()?;
+        // An empty `cursor=` means the first page, as if absent.
+        let after = cursor
+            .filter(|c| !c.is_empty())
+            .map(Cursor::decode)
+            .transpose()?;
         if let Some(c) = &after {
             // Time fields (`*_at`) sort by number, all others by text.
             let kind_matches = matches!(c.value, SortValue::Int(_)) == sort.ends_with("_at");

@@ -106,7 +106,10 @@ impl KeyRing {
     }
 
     /// The active key a presented secret belongs to.
-    pub async fn resolve_key(&self, presented: &str) -> Result<(Arc<ApiKey>, Arc<Organization>), ApiError> {
+    pub async fn resolve_key(
+        &self,
+        presented: &str,
+    ) -> Result<(Arc<ApiKey>, Arc<Organization>), ApiError> {
         self.resolve(presented).await.map(|e| (e.key, e.org))
     }
 
@@ -162,11 +165,16 @@ impl KeyRing {
             if entry.key.org_id != claims.org || entry.key.environment.as_str() != claims.env {
                 return Err(ApiError::unauthorized("invalid token"));
             }
-            let scopes = ScopeSet::parse(&claims.scopes).map_err(|_| ApiError::unauthorized("invalid token"))?;
+            let scopes = ScopeSet::parse(&claims.scopes)
+                .map_err(|_| ApiError::unauthorized("invalid token"))?;
             principal_of(&entry.key, &entry.org, scopes)
         };
-        if !principal.allowed_cidrs.is_empty() && !principal.allowed_cidrs.iter().any(|net| net.contains(&ip)) {
-            return Err(ApiError::forbidden(format!("this key may not be used from {ip}")));
+        if !principal.allowed_cidrs.is_empty()
+            && !principal.allowed_cidrs.iter().any(|net| net.contains(&ip))
+        {
+            return Err(ApiError::forbidden(format!(
+                "this key may not be used from {ip}"
+            )));
         }
         self.note_use(&principal.key_id);
         Ok(principal)

@@ -90,6 +90,11 @@ impl From<MintedKey> for ApiKeyWithSecret {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// `<resource>.read` / `<resource>.write` for agents, policies, holds,
     /// audit, events, rules, alerts, incidents, intel, compliance, risks,

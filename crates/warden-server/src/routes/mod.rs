@@ -1,12 +1,12 @@
 //! The router: every route, its middleware, and the OpenAPI document built
 //! from the same annotations, so the document says what the server does.
 
-mod agents;
+pub(crate) mod agents;
 mod api_keys;
 mod auth;
 mod health;
 mod openapi;
-mod wire;
+pub(crate) mod wire;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};

@@ -9,6 +9,8 @@ use utoipa::openapi::{
 };
 
 use crate::http::error::{ErrorCode, ErrorDetail, ErrorEnvelope, Position};
+use crate::routes::agents::{AgentSort, AgentStatusName};
+use crate::routes::wire::{EnvironmentName, SortDirection};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -22,7 +24,9 @@ use crate::http::error::{ErrorCode, ErrorDetail, ErrorEnvelope, Position};
             `X-RateLimit-Reset`; every response carries `X-Request-Id`.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(ErrorEnvelope, ErrorDetail, ErrorCode, Position)),
+    components(schemas(
+        ErrorEnvelope, ErrorDetail, ErrorCode, Position, SortDirection, AgentSort, AgentStatusName, EnvironmentName
+    )),
     tags(
         (name = "agents", description = "The registry of AI agents"),
         (name = "api-keys", description = "Scoped API keys"),
@@ -82,6 +86,10 @@ pub fn apply_conventions(document: &mut OpenApi) {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
+    restrict_scopes(components);
+    for schema in ["CreateAgent", "UpdateAgent"] {
+        restrict_tags(components, schema);
+    }
     for (path, item) in document.paths.paths.iter_mut() {
         let authenticated = path.starts_with("/api/v1/") && path != "/api/v1/auth/token";
         let api = path.starts_with("/api/v1/");
@@ -121,4 +129,53 @@ pub fn apply_conventions(document: &mut OpenApi) {
             }
         }
     }
+}
+
+/// The scope catalogue is data, not a Rust enum: list it in the schema of
+/// key creation so that clients (and fuzzers) see the allowed values.
+fn restrict_scopes(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, Schema};
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(Schema::Object(create))) = components.schemas.get_mut("CreateApiKey") else {
+        return;
+    };
+    let scope = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(warden_core::scope::Scope::catalogue()));
+    let scopes = ArrayBuilder::new()
+        .items(ArrayItems::RefOrSchema(Box::new(scope.into())))
+        .min_items(Some(1))
+        .description(create.properties.get("scopes").and_then(|s| match s {
+            RefOr::T(Schema::Array(a)) => a.description.clone(),
+            _ => None,
+        }));
+    create.properties.insert("scopes".into(), scopes.into());
+}
+
+/// Tags are 1 to 64 characters, not only blanks, without control
+/// characters; utoipa cannot put that on the items of a `Vec<String>`.
+fn restrict_tags(components: &mut utoipa::openapi::Components, schema: &str) {
+    use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, Schema};
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+        return;
+    };
+    let tag = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(Some(
+            r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        ));
+    let tags = ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(ArrayItems::RefOrSchema(Box::new(tag.into())))
+        .max_items(Some(50))
+        .description(Some(
+            "Up to 50 tags of 1 to 64 characters; stored lower-case.",
+        ));
+    object.properties.insert("tags".into(), tags.into());
 }
