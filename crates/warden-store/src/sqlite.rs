@@ -6,11 +6,18 @@
 //! anyway), which commits whatever jobs are waiting as one transaction, each
 //! in its own savepoint: one fsync covers many requests (group commit), and a
 //! failing job rolls back alone. A job is answered only after its COMMIT.
+//!
+//! Two helper threads keep both paths short. The checkpointer copies the WAL
+//! back into the database (PASSIVE, every half second), so that the writer
+//! never stalls a commit on a checkpoint. The anchor holds a read lock on
+//! the newest WAL read mark, renewed every 20 ms: readers in this process
+//! that share the mark then take the lock without a system call, and a
+//! checkpoint waits at most 20 ms for the anchor.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -61,6 +68,66 @@ pub struct SqliteDb {
     path: PathBuf,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Set to stop the checkpointer and the anchor.
+    helpers_stop: Arc<AtomicBool>,
+    helpers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const ANCHOR_RENEW: Duration = Duration::from_millis(20);
+
+/// Runs `tick` every `period` until `stop` is set (and the thread unparked).
+fn every(
+    name: &str,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+    mut tick: impl FnMut() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                tick();
+                std::thread::park_timeout(period);
+            }
+        })
+}
+
+fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Vec<JoinHandle<()>>> {
+    let checkpointer = open_connection(path).map_err(map_err)?;
+    let anchor = open_connection(path).map_err(map_err)?;
+    anchor
+        .execute_batch("PRAGMA query_only = ON;")
+        .map_err(map_err)?;
+    let spawn_err =
+        |e: std::io::Error| StoreError::Unavailable(format!("cannot start a store thread: {e}"));
+    let checkpoint = every(
+        "warden-sqlite-checkpoint",
+        CHECKPOINT_EVERY,
+        stop.clone(),
+        move || {
+            if let Err(err) =
+                checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %err, "WAL checkpoint failed");
+            }
+        },
+    )
+    .map_err(spawn_err)?;
+    let mut holding = false;
+    let hold = every("warden-sqlite-anchor", ANCHOR_RENEW, stop, move || {
+        if holding {
+            let _ = anchor.execute_batch("COMMIT");
+        }
+        holding = anchor
+            .execute_batch("BEGIN")
+            .and_then(|_| {
+                anchor.query_row("SELECT COUNT(*) FROM schema_migrations", [], |_| Ok(()))
+            })
+            .is_ok();
+    })
+    .map_err(spawn_err)?;
+    Ok(vec![checkpoint, hold])
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -81,6 +148,11 @@ impl SqliteDb {
     pub fn open(path: &Path, migrations: &[(i64, &str)]) -> StoreResult<Self> {
         let mut conn = open_connection(path).map_err(map_err)?;
         crate::migrate::apply_sqlite(&mut conn, migrations)?;
+        // Checkpoints run on their own thread, never inside a commit.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(map_err)?;
+        let helpers_stop = Arc::new(AtomicBool::new(false));
+        let helpers = start_helpers(path, helpers_stop.clone())?;
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("warden-sqlite-writer".into())
@@ -91,6 +163,8 @@ impl SqliteDb {
             path: path.to_path_buf(),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            helpers_stop,
+            helpers: Mutex::new(helpers),
         })
     }
 
@@ -147,10 +221,23 @@ impl Db for SqliteDb {
 
     async fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        self.helpers_stop.store(true, Ordering::Release);
+        let mut threads: Vec<JoinHandle<()>> = self
+            .helpers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for thread in &threads {
+            thread.thread().unpark();
         }
+        threads.extend(self.writer.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 }
 
