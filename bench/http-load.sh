@@ -96,6 +96,11 @@ echo
 [ ${#SERVER_PIN[@]} -gt 0 ] && echo "Servers pinned to core 1, oha to core 0."
 echo "| run | requests/s | p50 ms | p99 ms | server CPU | statuses |"
 echo "|---|---:|---:|---:|---:|---|"
+# Steady state first: tail latency at a fixed rate on a fresh store.
+run "bare GET, $RATE/s" bare-get-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction "$B/api/v1/agents/$agent"
+run "warden GET, $RATE/s" warden-get-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction "${AUTH[@]}" "$W/api/v1/agents/$agent"
+run "bare POST, $RATE/s" bare-post-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${JSON[@]}" -Z "$work/bare-rate.ndjson" "$B/api/v1/agents"
+run "warden POST, $RATE/s" warden-post-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-rate.ndjson" "$W/api/v1/agents"
 # GET throughput is compared over three interleaved rounds: single runs on a
 # shared virtual machine swing by ten per cent.
 for round in 1 2 3; do
@@ -104,11 +109,18 @@ for round in 1 2 3; do
 done
 run "bare POST, closed loop" bare-post "$bare_pid" -c "$CONNECTIONS" -m POST "${JSON[@]}" -Z "$work/bare-closed.ndjson" "$B/api/v1/agents"
 run "warden POST, closed loop" warden-post "$warden_pid" -c "$CONNECTIONS" -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-closed.ndjson" "$W/api/v1/agents"
-run "bare GET, $RATE/s" bare-get-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction "$B/api/v1/agents/$agent"
-run "warden GET, $RATE/s" warden-get-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction "${AUTH[@]}" "$W/api/v1/agents/$agent"
-run "bare POST, $RATE/s" bare-post-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${JSON[@]}" -Z "$work/bare-rate.ndjson" "$B/api/v1/agents"
-run "warden POST, $RATE/s" warden-post-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/warden-rate.ndjson" "$W/api/v1/agents"
 loaded_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
+# The floor under any durable write here: appending 4 KiB and fdatasync on
+# the same file system, one at a time.
+python3 - "$work" <<'PY'
+import os, sys, time
+fd = os.open(os.path.join(sys.argv[1], "fsync-probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+lat = []
+for _ in range(2000):
+    t = time.perf_counter(); os.write(fd, b"x" * 4096); os.fdatasync(fd); lat.append(time.perf_counter() - t)
+lat.sort()
+print(f"| disk: 4 KiB append + fdatasync, one at a time | {len(lat) / sum(lat):,.0f} | {lat[len(lat) // 2] * 1000:.3f} | {lat[int(len(lat) * 0.99)] * 1000:.3f} | | |")
+PY
 python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]

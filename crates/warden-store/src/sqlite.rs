@@ -8,7 +8,7 @@
 //! failing job rolls back alone. A job is answered only after its COMMIT.
 //!
 //! Two helper threads keep both paths short. The checkpointer copies the WAL
-//! back into the database (PASSIVE, every half second), so that the writer
+//! back into the database (PASSIVE, every 100 ms), so that the writer
 //! never stalls a commit on a checkpoint. The anchor holds a read lock on
 //! the newest WAL read mark, renewed every 20 ms: readers in this process
 //! that share the mark then take the lock without a system call, and a
@@ -73,7 +73,7 @@ pub struct SqliteDb {
     helpers: Mutex<Vec<JoinHandle<()>>>,
 }
 
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 const ANCHOR_RENEW: Duration = Duration::from_millis(20);
 
 /// Runs `tick` every `period` until `stop` is set (and the thread unparked).
@@ -332,7 +332,8 @@ fn write_loop(conn: Connection, jobs: Receiver<Job>) {
     }
 }
 
-/// One transaction for the whole group, one savepoint per job.
+/// One transaction for the whole group, one savepoint per job (none when
+/// the group is a single job: the transaction itself is its savepoint).
 fn commit_group(conn: &Connection, batch: Vec<Job>) {
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = map_err(err);
@@ -343,27 +344,22 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
         }
         return;
     }
+    let alone = batch.len() == 1;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let result = match conn.execute_batch("SAVEPOINT job") {
-            Err(err) => Err(map_err(err)),
-            Ok(()) => {
-                let result = run_job(conn, &job.steps);
-                let keep = matches!(result, Ok(Some(_)));
-                let end = if keep {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                match conn.execute_batch(end) {
-                    Ok(()) => result,
-                    Err(err) => Err(map_err(err)),
-                }
-            }
+        let result = if alone {
+            run_job(conn, &job.steps)
+        } else {
+            run_in_savepoint(conn, &job.steps)
         };
         results.push((job.reply, result));
     }
-    if let Err(err) = conn.execute_batch("COMMIT") {
+    let end = if alone && !matches!(results[0].1, Ok(Some(_))) {
+        "ROLLBACK"
+    } else {
+        "COMMIT"
+    };
+    if let Err(err) = conn.execute_batch(end) {
         let _ = conn.execute_batch("ROLLBACK");
         let message = map_err(err).to_string();
         for (reply, _) in results {
@@ -374,6 +370,18 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
     for (reply, result) in results {
         let _ = reply.send(result);
     }
+}
+
+fn run_in_savepoint(conn: &Connection, steps: &[Step]) -> StoreResult<Option<Vec<Outcome>>> {
+    conn.execute_batch("SAVEPOINT job").map_err(map_err)?;
+    let result = run_job(conn, steps);
+    let end = if matches!(result, Ok(Some(_))) {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end).map_err(map_err)?;
+    result
 }
 
 fn map_err(err: rusqlite::Error) -> StoreError {

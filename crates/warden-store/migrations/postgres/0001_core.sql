@@ -59,8 +59,8 @@ CREATE TABLE agents (
     CONSTRAINT agents_name_unique UNIQUE (org_id, environment, name),
     CONSTRAINT agents_external_id_unique UNIQUE (org_id, environment, external_id)
 );
+-- Sorting by name uses agents_name_unique: names are unique per tenant.
 CREATE INDEX agents_created ON agents (org_id, environment, created_at, id);
-CREATE INDEX agents_name ON agents (org_id, environment, name, id);
 
 CREATE TABLE agent_tags (
     agent_id TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,

@@ -58,15 +58,15 @@ CREATE TABLE agents (
     updated_at INTEGER NOT NULL,
     CONSTRAINT agents_name_unique UNIQUE (org_id, environment, name),
     CONSTRAINT agents_external_id_unique UNIQUE (org_id, environment, external_id)
-);
+) WITHOUT ROWID;
+-- Sorting by name uses agents_name_unique: names are unique per tenant.
 CREATE INDEX agents_created ON agents (org_id, environment, created_at, id);
-CREATE INDEX agents_name ON agents (org_id, environment, name, id);
 
 CREATE TABLE agent_tags (
     agent_id TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     tag TEXT NOT NULL,
     PRIMARY KEY (agent_id, tag)
-);
+) WITHOUT ROWID;
 CREATE INDEX agent_tags_tag ON agent_tags (tag, agent_id);
 
 CREATE TABLE idempotency_keys (

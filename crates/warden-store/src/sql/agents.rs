@@ -35,11 +35,15 @@ fn from_row(row: &Row) -> StoreResult<Agent> {
     })
 }
 
-fn tag_steps(agent: &Agent) -> Vec<Step> {
-    let mut steps = vec![Step::execute(
-        "DELETE FROM agent_tags WHERE agent_id = $1",
-        vec![(&agent.id).into()],
-    )];
+/// Steps that write an agent's tags; `replace` first drops the old ones.
+fn tag_steps(agent: &Agent, replace: bool) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if replace {
+        steps.push(Step::execute(
+            "DELETE FROM agent_tags WHERE agent_id = $1",
+            vec![(&agent.id).into()],
+        ));
+    }
     steps.extend(agent.tags.iter().map(|tag| {
         Step::execute(
             "INSERT INTO agent_tags (agent_id, tag) VALUES ($1, $2)",
@@ -83,7 +87,7 @@ pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
             agent.updated_at.into(),
         ],
     )];
-    steps.extend(tag_steps(agent));
+    steps.extend(tag_steps(agent, false));
     db.transaction(steps)
         .await
         .map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
@@ -165,7 +169,7 @@ pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
         ],
     )
     .required()];
-    steps.extend(tag_steps(agent));
+    steps.extend(tag_steps(agent, true));
     let done = db
         .transaction(steps)
         .await
