@@ -93,13 +93,13 @@ impl Server {
 
 /// Periodic chores: writing keys' last use, forgetting old idempotency records.
 async fn background_work(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         state.keys.flush_usage().await;
         ticks += 1;
-        if ticks % 720 == 1 {
+        if ticks % 1800 == 1 {
             let before = warden_core::time::now_ms() - crate::idempotency::RETENTION_MS;
             if let Err(err) = state.store.purge_idempotency(before).await {
                 tracing::warn!(error = %err, "could not purge idempotency records");

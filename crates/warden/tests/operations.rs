@@ -191,6 +191,37 @@ fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
     assert!(metrics.contains(r#"route="/api/v1/agents",status="429""#));
     let out = backend.cli(&["org", "create", "Bad", "--plan", "custom"]);
     assert!(!out.status.success(), "custom needs limits");
+    let out = backend.cli(&[
+        "org",
+        "create",
+        "Bad",
+        "--plan",
+        "custom",
+        "--rate-limit-per-minute",
+        "60000001",
+        "--burst",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("60000000"),
+        "the bound is named"
+    );
+    let out = backend.cli(&[
+        "org",
+        "create",
+        "Bad",
+        "--plan",
+        "starter",
+        "--rate-limit-per-minute",
+        "5",
+        "--burst",
+        "1",
+    ]);
+    assert!(
+        !out.status.success(),
+        "explicit limits need the custom plan"
+    );
 }
 
 fn redis_unreachable_falls_back_to_local_limits(backend: &Backend) {

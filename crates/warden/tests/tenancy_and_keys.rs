@@ -191,6 +191,21 @@ fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {
         );
     }
 
+    // Use is recorded (in batches, within seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = admin.get(&format!("/api/v1/api-keys/{id}"));
+        if seen.body["data"]["last_used_at"].is_string() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_used_at never set: {}",
+            seen.text
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // Rotation with a grace period: both secrets work, then only the new.
     let r = admin.post(
         &format!("/api/v1/api-keys/{id}/rotate"),
