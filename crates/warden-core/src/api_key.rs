@@ -206,6 +206,36 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
     })
 }
 
+impl ApiKey {
+    /// A new key record for a checked grant; `secret` is the freshly minted
+    /// secret whose digest and last characters it keeps.
+    pub fn issue(
+        org_id: &str,
+        grant: KeyGrant,
+        secret: &crate::secret::NewKeySecret,
+        now: Millis,
+    ) -> ApiKey {
+        ApiKey {
+            id: crate::id::new_id(crate::id::prefix::API_KEY),
+            org_id: org_id.to_string(),
+            environment: grant.environment,
+            name: grant.name,
+            last_four: secret.last_four.clone(),
+            secret_digest: secret.digest.clone(),
+            previous_digest: None,
+            previous_valid_until: None,
+            scopes: grant.scopes,
+            agent_id: grant.agent_id,
+            allowed_cidrs: grant.allowed_cidrs,
+            expires_at: grant.expires_at,
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+            rotated_at: None,
+        }
+    }
+}
+
 /// Parses `10.0.0.0/8`, or a bare address as a single-host range.
 pub fn parse_cidr(text: &str) -> Option<IpNet> {
     let text = text.trim();

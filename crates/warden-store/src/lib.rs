@@ -22,7 +22,7 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 pub use error::{StoreError, StoreResult};
-pub use sql::{Backend, SqlStore};
+pub use sql::{create_private_dir, Backend, SqlStore};
 
 /// What a retried request with an `Idempotency-Key` finds.
 #[derive(Debug, Clone, PartialEq, Eq)]

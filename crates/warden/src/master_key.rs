@@ -28,8 +28,7 @@ pub fn load(explicit: Option<&str>, data_dir: &Path, create: bool) -> Result<Mas
             path.display()
         ));
     }
-    fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    warden_store::create_private_dir(data_dir).map_err(|e| e.to_string())?;
     let key = MasterKey::generate();
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

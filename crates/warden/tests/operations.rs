@@ -51,6 +51,16 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
 
 fn serve_initializes_an_empty_store(backend: &Backend) {
     let w = Warden::start(backend, &[]);
+    // With SQLite the server creates the data dir, for its owner only.
+    #[cfg(unix)]
+    if !backend.is_postgres() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::fs::metadata(backend.data_dir(0))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir & 0o777, 0o700, "the data dir is private");
+    }
     let lines = w.stdout.lock().unwrap().clone();
     let live = lines
         .iter()
@@ -186,6 +196,10 @@ fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-ratelimit-limit"), Some("60"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
+    assert!(
+        !backend.raw_contents().contains("over-the-limit"),
+        "the refused write was not stored"
+    );
     let metrics = w.anonymous().get("/metrics").text;
     assert!(metrics.contains("warden_rate_limited_total 2"), "{metrics}");
     assert!(metrics.contains(r#"route="/api/v1/agents",status="429""#));
@@ -273,13 +287,56 @@ fn metrics_and_request_ids(backend: &Backend) {
     // Logs are JSON lines carrying request ids, and never a key.
     let status = w.terminate();
     assert_eq!(status.code(), Some(0));
-    let log = std::fs::read_to_string(backend.data_dir(0).join("serve.log")).unwrap();
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|_| panic!("not JSON: {line}"));
     }
     assert!(!log.contains(&t.live_key[9..]));
     let _ = request_id;
+}
+
+/// Without WARDEN_MASTER_KEY the key lives in a private file, and a process
+/// holding another key refuses to touch the store.
+#[test]
+fn master_key_file_is_private_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("WARDEN_MASTER_KEY");
+        if let Some(key) = key {
+            cmd.env("WARDEN_MASTER_KEY", key);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(run(&["init", "--json"], None).status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("master.key")), 0o600);
+    }
+    assert!(run(&["org", "create", "Second", "--json"], None)
+        .status
+        .success());
+    let wrong = run(
+        &["org", "create", "Third", "--json"],
+        Some(&"ab".repeat(32)),
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("another master key"));
+    let orgs = run(&["org", "list", "--json"], None);
+    let orgs: serde_json::Value = serde_json::from_slice(&orgs.stdout).unwrap();
+    assert_eq!(
+        orgs.as_array().unwrap().len(),
+        2,
+        "the refused command changed nothing"
+    );
 }
 
 on_every_backend!(

@@ -13,6 +13,7 @@ use super::client_ip;
 use crate::http::error::ApiError;
 use crate::ratelimit::Verdict;
 use crate::state::AppState;
+use warden_core::org::RateLimit;
 
 /// The credential in `Authorization: Bearer …`, or in `X-Api-Key` as some
 /// vendor SDKs send it.
@@ -47,6 +48,23 @@ pub fn set_limit_headers(headers: &mut HeaderMap, verdict: &Verdict) {
     headers.insert("x-ratelimit-reset", HeaderValue::from(verdict.reset_at));
 }
 
+/// Takes one request from the organization's bucket: the verdict for the
+/// limit headers, or the finished 429 (with them) when the bucket is empty.
+pub async fn take_from_bucket(
+    state: &AppState,
+    org_id: &str,
+    limit: RateLimit,
+) -> Result<Verdict, Response> {
+    let verdict = state.limiter.check(org_id, limit, &state.metrics).await;
+    if verdict.allowed {
+        return Ok(verdict);
+    }
+    state.metrics.rate_limited();
+    let mut response = ApiError::rate_limited(verdict.retry_after).into_response();
+    set_limit_headers(response.headers_mut(), &verdict);
+    Err(response)
+}
+
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(credential) = presented_credential(req.headers()) else {
         let mut response = ApiError::unauthorized(
@@ -63,16 +81,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(p) => p,
         Err(err) => return err.into_response(),
     };
-    let verdict = state
-        .limiter
-        .check(&principal.org_id, principal.rate_limit, &state.metrics)
-        .await;
-    if !verdict.allowed {
-        state.metrics.rate_limited();
-        let mut response = ApiError::rate_limited(verdict.retry_after).into_response();
-        set_limit_headers(response.headers_mut(), &verdict);
-        return response;
-    }
+    let verdict = match take_from_bucket(&state, &principal.org_id, principal.rate_limit).await {
+        Ok(verdict) => verdict,
+        Err(refused) => return refused,
+    };
     req.extensions_mut().insert(principal);
     let mut response = next.run(req).await;
     set_limit_headers(response.headers_mut(), &verdict);

@@ -13,7 +13,9 @@ pub use middleware::authenticate;
 
 /// Pieces of the gate that routes authenticating by other means reuse.
 pub mod middleware_support {
-    pub use super::middleware::{presented_credential, request_ip, set_limit_headers};
+    pub use super::middleware::{
+        presented_credential, request_ip, set_limit_headers, take_from_bucket,
+    };
 }
 pub use principal::Principal;
 pub use token::{IssuedToken, TokenIssuer};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warden_core::time::now_ms;
 
-use crate::auth::middleware_support::{request_ip, set_limit_headers};
+use crate::auth::middleware_support::{request_ip, set_limit_headers, take_from_bucket};
 use crate::http::envelope::{ok, DataEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -55,16 +55,10 @@ async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
             "this key may not be used from {ip}"
         )));
     }
-    let verdict = state
-        .limiter
-        .check(&org.id, org.rate_limit, &state.metrics)
-        .await;
-    if !verdict.allowed {
-        state.metrics.rate_limited();
-        let mut response = ApiError::rate_limited(verdict.retry_after).into_response();
-        set_limit_headers(response.headers_mut(), &verdict);
-        return Ok(response);
-    }
+    let verdict = match take_from_bucket(&state, &org.id, org.rate_limit).await {
+        Ok(verdict) => verdict,
+        Err(refused) => return Ok(refused),
+    };
     let issued = state
         .keys
         .tokens()

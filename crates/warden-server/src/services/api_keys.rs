@@ -44,24 +44,7 @@ pub async fn create(
         }
     }
     let secret = keys.mint(grant.environment);
-    let key = ApiKey {
-        id: warden_core::id::new_id(warden_core::id::prefix::API_KEY),
-        org_id: principal.org_id.clone(),
-        environment: grant.environment,
-        name: grant.name,
-        last_four: secret.last_four,
-        secret_digest: secret.digest,
-        previous_digest: None,
-        previous_valid_until: None,
-        scopes: grant.scopes,
-        agent_id: grant.agent_id,
-        allowed_cidrs: grant.allowed_cidrs,
-        expires_at: grant.expires_at,
-        created_at: now,
-        last_used_at: None,
-        revoked_at: None,
-        rotated_at: None,
-    };
+    let key = ApiKey::issue(&principal.org_id, grant, &secret, now);
     store.insert_api_key(&key).await?;
     Ok(MintedKey {
         key,

@@ -1,7 +1,7 @@
 //! Creating organizations with their first admin keys: at installation, and
 //! later from the host's console.
 
-use warden_core::api_key::ApiKey;
+use warden_core::api_key::{ApiKey, KeyGrant};
 use warden_core::org::{Organization, Plan, RateLimit};
 use warden_core::scope::ScopeSet;
 use warden_core::secret::{mint_key, KeyPepper};
@@ -25,24 +25,15 @@ fn admin_keys(pepper: &KeyPepper, org_id: &str) -> (Vec<ApiKey>, String, String)
     let mut secrets = Vec::new();
     for environment in Environment::ALL {
         let secret = mint_key(environment, pepper);
-        records.push(ApiKey {
-            id: warden_core::id::new_id(warden_core::id::prefix::API_KEY),
-            org_id: org_id.to_string(),
-            environment,
+        let grant = KeyGrant {
             name: format!("{environment} admin"),
-            last_four: secret.last_four,
-            secret_digest: secret.digest,
-            previous_digest: None,
-            previous_valid_until: None,
             scopes: ScopeSet::admin(),
-            agent_id: None,
-            allowed_cidrs: vec![],
+            environment,
             expires_at: None,
-            created_at: now,
-            last_used_at: None,
-            revoked_at: None,
-            rotated_at: None,
-        });
+            allowed_cidrs: vec![],
+            agent_id: None,
+        };
+        records.push(ApiKey::issue(org_id, grant, &secret, now));
         secrets.push(secret.plaintext);
     }
     let test = secrets.pop().unwrap_or_default();

@@ -52,9 +52,7 @@ pub struct SqlStore {
 impl SqlStore {
     /// Opens (creating if needed) `warden.db` in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
+        create_private_dir(data_dir)?;
         let path = data_dir.join("warden.db");
         let db = tokio::task::spawn_blocking(move || SqliteDb::open(&path, crate::migrate::SQLITE))
             .await
@@ -78,6 +76,24 @@ impl SqlStore {
             db: Box::new(db),
         })
     }
+}
+
+/// Creates the data directory readable by its owner only; an existing one
+/// is left as the operator set it.
+pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Parses a stored enumeration value.

@@ -25,16 +25,6 @@ pub async fn run(args: InitArgs) -> Result<(), String> {
             "the store was initialized by another process meanwhile; nothing was changed".into(),
         );
     };
-    if args.json {
-        println!("{}", super::tenant_json(&tenant));
-    } else {
-        println!(
-            "Initialized organization {} ({})",
-            tenant.organization.name, tenant.organization.id
-        );
-        println!("  live admin key: {}", tenant.live_key);
-        println!("  test admin key: {}", tenant.test_key);
-        println!("These keys are shown once. Store them now.");
-    }
+    super::print_tenant("Initialized", &tenant, args.json);
     Ok(())
 }

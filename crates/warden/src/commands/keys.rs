@@ -123,24 +123,7 @@ pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
         }
     }
     let secret = mint_key(environment, &opened.master.key_pepper());
-    let key = ApiKey {
-        id: warden_core::id::new_id(warden_core::id::prefix::API_KEY),
-        org_id: args.org,
-        environment,
-        name: grant.name,
-        last_four: secret.last_four,
-        secret_digest: secret.digest,
-        previous_digest: None,
-        previous_valid_until: None,
-        scopes: grant.scopes,
-        agent_id: grant.agent_id,
-        allowed_cidrs: grant.allowed_cidrs,
-        expires_at: grant.expires_at,
-        created_at: now,
-        last_used_at: None,
-        revoked_at: None,
-        rotated_at: None,
-    };
+    let key = ApiKey::issue(&args.org, grant, &secret, now);
     let inserted = store.insert_api_key(&key).await.map_err(|e| e.to_string());
     store.close().await;
     inserted?;

@@ -58,12 +58,23 @@ pub fn environment(arg: EnvironmentArg) -> Environment {
     }
 }
 
-/// The JSON printed for a new organization by `init` and `org create`.
-pub fn tenant_json(t: &warden_server::services::bootstrap::NewTenant) -> String {
-    serde_json::json!({
-        "organization_id": t.organization.id,
-        "live_key": t.live_key,
-        "test_key": t.test_key,
-    })
-    .to_string()
+/// Prints a new organization and its admin keys, once: one JSON object
+/// with `--json`, else for a person.
+pub fn print_tenant(verb: &str, t: &warden_server::services::bootstrap::NewTenant, json: bool) {
+    if json {
+        let doc = serde_json::json!({
+            "organization_id": t.organization.id,
+            "live_key": t.live_key,
+            "test_key": t.test_key,
+        });
+        println!("{doc}");
+        return;
+    }
+    println!(
+        "{verb} organization {} ({})",
+        t.organization.name, t.organization.id
+    );
+    println!("  live admin key: {}", t.live_key);
+    println!("  test admin key: {}", t.test_key);
+    println!("These keys are shown once. Store them now.");
 }

@@ -28,17 +28,7 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     .await;
     store.close().await;
     let tenant = result.map_err(|e| e.to_string())?;
-    if args.json {
-        println!("{}", super::tenant_json(&tenant));
-    } else {
-        println!(
-            "Created organization {} ({})",
-            tenant.organization.name, tenant.organization.id
-        );
-        println!("  live admin key: {}", tenant.live_key);
-        println!("  test admin key: {}", tenant.test_key);
-        println!("These keys are shown once. Store them now.");
-    }
+    super::print_tenant("Created", &tenant, args.json);
     Ok(())
 }
 

@@ -116,7 +116,7 @@ impl Backend {
         match &self.database_url {
             Some(url) => psql(
                 url,
-                "SELECT * FROM api_keys; SELECT * FROM server_settings;",
+                "SELECT * FROM api_keys; SELECT * FROM server_settings; SELECT * FROM agents;",
             ),
             None => {
                 let mut all = Vec::new();
@@ -201,6 +201,12 @@ impl Tenant {
     }
 }
 
+/// Where the harness keeps a replica's standard error: beside its data dir,
+/// so that the server creates the data dir itself.
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.with_extension("log")
+}
+
 /// A running `warden serve`.
 pub struct Warden {
     child: Child,
@@ -234,11 +240,11 @@ impl Warden {
     }
 
     fn spawn(args: Vec<String>, envs: Vec<(String, String)>, data_dir: &Path) -> Warden {
-        std::fs::create_dir_all(data_dir).ok();
+        let log_path = log_path(data_dir);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(data_dir.join("serve.log"))
+            .open(&log_path)
             .expect("log file");
         let mut child = Command::new(BIN)
             .args(&args)
@@ -269,7 +275,7 @@ impl Warden {
             Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
-                let log = std::fs::read_to_string(data_dir.join("serve.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!("warden serve did not start; log:\n{log}");
             }
         };
