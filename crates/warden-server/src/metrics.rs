@@ -28,12 +28,6 @@ struct RequestLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: &'static str,
-    route: &'static str,
-}
-
 /// Route templates seen so far. They are the router's own paths, a fixed
 /// handful, so each is leaked once and then shared.
 static ROUTES: std::sync::LazyLock<RwLock<HashMap<String, &'static str>>> =
@@ -70,7 +64,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
     redis_up: Gauge,
     rate_limited: Counter,
     fallback: Counter,
@@ -80,7 +74,7 @@ impl Metrics {
     pub fn new(redis_configured: bool) -> Arc<Self> {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+        let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
         let redis_up = Gauge::default();
@@ -93,7 +87,7 @@ impl Metrics {
         );
         registry.register(
             "warden_http_request_duration_seconds",
-            "HTTP request latency by method and route template",
+            "HTTP request latency by method, route template and status",
             latency.clone(),
         );
         registry.register(
@@ -159,17 +153,15 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let status = response.status();
     let elapsed = started.elapsed();
     let metrics = &state.metrics;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: status.as_u16(),
-        })
-        .inc();
+    let labels = RequestLabels {
+        method,
+        route,
+        status: status.as_u16(),
+    };
+    metrics.requests.get_or_create(&labels).inc();
     metrics
         .latency
-        .get_or_create(&RouteLabels { method, route })
+        .get_or_create(&labels)
         .observe(elapsed.as_secs_f64());
     if status.is_server_error() {
         tracing::error!(

@@ -95,8 +95,8 @@ pub trait Store: Send + Sync + 'static {
     async fn update_agent(&self, tenant: &Tenant, agent: &Agent) -> StoreResult<bool>;
     async fn delete_agent(&self, tenant: &Tenant, id: &str) -> StoreResult<bool>;
 
-    /// Claims an idempotency key; records older than `expired_before` are
-    /// forgotten first.
+    /// Claims an idempotency key; records older than `expired_before`, and
+    /// claims left unfinished for a minute, are forgotten first.
     async fn begin_idempotent(
         &self,
         tenant: &Tenant,

@@ -15,6 +15,10 @@ fn key_args(tenant: &Tenant, key: &str) -> Vec<Value> {
     ]
 }
 
+/// A claim that never finished (the client went away mid-request and the
+/// handler was dropped) stops blocking retries after a minute.
+const ABANDONED_AFTER_MS: Millis = 60_000;
+
 pub(crate) async fn begin(
     db: &dyn Db,
     tenant: &Tenant,
@@ -24,14 +28,15 @@ pub(crate) async fn begin(
     expired_before: Millis,
 ) -> StoreResult<IdempotencyState> {
     let mut expired = key_args(tenant, key);
-    expired.push(expired_before.into());
+    expired.extend([expired_before.into(), (now - ABANDONED_AFTER_MS).into()]);
     let mut claim = key_args(tenant, key);
     claim.extend([fingerprint.into(), now.into()]);
     let outcomes = db
         .transaction(vec![
             Step::execute(
                 "DELETE FROM idempotency_keys WHERE org_id = $1 AND environment = $2 \
-                 AND idempotency_key = $3 AND created_at < $4",
+                 AND idempotency_key = $3 \
+                 AND (created_at < $4 OR (status_code IS NULL AND created_at < $5))",
                 expired,
             ),
             Step::execute(
