@@ -43,6 +43,9 @@ pub struct Agent {
     pub tags: Vec<String>,
     pub status: AgentStatus,
     pub metadata: Map<String, Value>,
+    /// How many times the stored record was written; the store refuses an
+    /// update made from an older revision.
+    pub revision: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -85,6 +88,7 @@ impl Agent {
             tags: vec![],
             status: AgentStatus::Active,
             metadata: Map::new(),
+            revision: 1,
             created_at: now,
             updated_at: now,
         };
@@ -162,6 +166,10 @@ fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Optio
             ))
         }
         Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) if v.contains('\0') => Err(Error::invalid(
+            field,
+            format!("{field} must not contain NUL characters"),
+        )),
         Some(v) if field == "description" => {
             if v.chars().count() > max {
                 return Err(Error::invalid(

@@ -236,6 +236,42 @@ impl ApiKey {
     }
 }
 
+/// Whether `grantor` may revoke or rotate `key`: only a key it could have
+/// minted itself, so that managing keys never reaches a stronger key (a
+/// rotation hands out the new secret).
+pub fn authorize_management(grantor: &Grantor, key: &ApiKey) -> Result<()> {
+    if let Some(bound) = &grantor.agent_id {
+        if key.agent_id.as_ref() != Some(bound) {
+            return Err(Error::NotFound("API key"));
+        }
+    }
+    if let Some(missing) = grantor.scopes.covers(&key.scopes) {
+        return Err(Error::Forbidden(format!(
+            "this key holds the `{missing}` scope, which the calling key does not"
+        )));
+    }
+    if !grantor.allowed_cidrs.is_empty() {
+        let inside = !key.allowed_cidrs.is_empty()
+            && key.allowed_cidrs.iter().all(|net| {
+                grantor
+                    .allowed_cidrs
+                    .iter()
+                    .any(|outer| outer.contains(net))
+            });
+        if !inside {
+            return Err(Error::Forbidden(
+                "this key reaches networks outside the calling key's allowed_cidrs".into(),
+            ));
+        }
+    }
+    if let Some(limit) = grantor.expires_at {
+        if key.expires_at.is_none_or(|at| at > limit) {
+            return Err(Error::Forbidden("this key outlives the calling key".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Parses `10.0.0.0/8`, or a bare address as a single-host range.
 pub fn parse_cidr(text: &str) -> Option<IpNet> {
     let text = text.trim();
@@ -308,6 +344,53 @@ mod tests {
         assert!(authorize_grant(&grantor(&["keys.write", "agents.read"]), req.clone(), 0).is_err());
         let grant = authorize_grant(&grantor(&["admin"]), req, 0).unwrap();
         assert_eq!(grant.environment, Environment::Test);
+    }
+
+    #[test]
+    fn management_never_reaches_a_stronger_key() {
+        let admin_key = |scopes: &[&str]| ApiKey {
+            scopes: ScopeSet::parse(scopes).unwrap(),
+            ..sample_key()
+        };
+        let g = grantor(&["keys.write", "agents.read"]);
+        assert!(authorize_management(&g, &admin_key(&["agents.read"])).is_ok());
+        assert!(matches!(
+            authorize_management(&g, &admin_key(&["admin"])),
+            Err(Error::Forbidden(_))
+        ));
+        let mut bound = grantor(&["admin"]);
+        bound.agent_id = Some("agt_1".into());
+        assert_eq!(
+            authorize_management(&bound, &admin_key(&["agents.read"])),
+            Err(Error::NotFound("API key"))
+        );
+        let mut limited = grantor(&["admin"]);
+        limited.allowed_cidrs = vec![parse_cidr("10.0.0.0/8").unwrap()];
+        assert!(authorize_management(&limited, &admin_key(&["agents.read"])).is_err());
+        let mut expiring = grantor(&["admin"]);
+        expiring.expires_at = Some(10);
+        assert!(authorize_management(&expiring, &admin_key(&["agents.read"])).is_err());
+    }
+
+    fn sample_key() -> ApiKey {
+        ApiKey {
+            id: "key_1".into(),
+            org_id: "org_1".into(),
+            environment: Environment::Live,
+            name: "k".into(),
+            last_four: "abcd".into(),
+            secret_digest: "new".into(),
+            previous_digest: None,
+            previous_valid_until: None,
+            scopes: ScopeSet::admin(),
+            agent_id: None,
+            allowed_cidrs: vec![],
+            expires_at: None,
+            created_at: 0,
+            last_used_at: None,
+            revoked_at: None,
+            rotated_at: None,
+        }
     }
 
     #[test]

@@ -46,7 +46,13 @@ impl Cursor {
     pub fn decode(text: &str) -> Result<Cursor> {
         B64.decode(text)
             .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .and_then(|raw| serde_json::from_slice::<Cursor>(&raw).ok())
+            .filter(|c| {
+                let text_ok = |t: &str| !t.contains('\0');
+                text_ok(&c.id)
+                    && text_ok(&c.sort)
+                    && !matches!(&c.value, SortValue::Text(t) if !text_ok(t))
+            })
             .ok_or_else(|| Error::invalid("cursor", "cursor is not one this API issued"))
     }
 }

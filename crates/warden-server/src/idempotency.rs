@@ -2,6 +2,10 @@
 //! first response again; the same key with another body is a `409`.
 //! Successful responses are kept for 24 hours; a failed request keeps
 //! nothing, so it can be retried with a corrected body.
+//!
+//! Records belong to the API key that made the request, so one caller can
+//! never replay another's response, and the recorded body is sealed under
+//! the master key, since it may carry a new key's secret.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -44,6 +48,7 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
         return next.run(req).await;
     };
     let tenant = principal.tenant();
+    let key = format!("{}:{key}", principal.key_id);
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, DEFAULT_BODY_LIMIT).await {
         Ok(b) => b,
@@ -74,6 +79,10 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
                 .into_response()
         }
         Ok(IdempotencyState::Completed { status, body }) => {
+            let Some(body) = state.master.open(&body) else {
+                return ApiError::internal("a recorded response could not be opened")
+                    .into_response();
+            };
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut response = (status, body).into_response();
             let headers = response.headers_mut();
@@ -99,10 +108,10 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
                 return ApiError::internal("response too large to record for idempotency")
                     .into_response();
             };
-            let text = String::from_utf8_lossy(&body);
+            let sealed = state.master.seal(&body);
             if let Err(err) = state
                 .store
-                .finish_idempotent(&tenant, &key, parts.status.as_u16(), &text)
+                .finish_idempotent(&tenant, &key, parts.status.as_u16(), &sealed)
                 .await
             {
                 tracing::warn!(error = %err, "could not record an idempotent response");

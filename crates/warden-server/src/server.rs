@@ -57,6 +57,7 @@ impl Server {
             limiter: RateLimiter::new(redis),
             metrics,
             trusted_proxies: config.trusted_proxies,
+            master: master.clone(),
         });
         Ok(Server { state, listener })
     }

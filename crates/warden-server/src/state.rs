@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use warden_core::secret::MasterKey;
 use warden_store::Store;
 
 use crate::auth::KeyRing;
@@ -19,6 +20,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Seals what the server keeps but must not store in the clear
+    /// (recorded responses that may carry a new key's secret).
+    pub master: MasterKey,
 }
 
 impl AppState {

@@ -9,6 +9,9 @@ pub enum StoreError {
     /// The schema or stored data does not match what this binary expects.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// The database refused a value as text (PostgreSQL and NUL bytes).
+    #[error("{0}")]
+    Rejected(String),
     /// The database cannot be reached, is busy past its timeout, or has no
     /// free connection.
     #[error("database unavailable: {0}")]

@@ -67,8 +67,13 @@ pub trait Store: Send + Sync + 'static {
     /// A key by id in any tenant: for token checks and host operators.
     async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
     async fn get_api_key(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<ApiKey>>;
-    async fn list_api_keys(&self, tenant: &Tenant, page: &PageRequest)
-        -> StoreResult<Page<ApiKey>>;
+    /// Keys of the tenant, or only those bound to `agent_id` when given.
+    async fn list_api_keys(
+        &self,
+        tenant: &Tenant,
+        agent_id: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ApiKey>>;
     /// Marks a key revoked; false when no such active key exists.
     async fn revoke_api_key(&self, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool>;
     /// Replaces a key's secret, keeping the old digest valid until
@@ -92,6 +97,8 @@ pub trait Store: Send + Sync + 'static {
         filter: &AgentFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Agent>>;
+    /// Writes `agent` if the stored record is still at `agent.revision`;
+    /// false when it is not (changed meanwhile, or gone).
     async fn update_agent(&self, tenant: &Tenant, agent: &Agent) -> StoreResult<bool>;
     async fn delete_agent(&self, tenant: &Tenant, id: &str) -> StoreResult<bool>;
 

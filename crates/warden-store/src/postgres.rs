@@ -145,6 +145,11 @@ impl Db for PostgresDb {
 
 pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
     match &err {
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("22021") | Some("22P05")) =>
+        {
+            StoreError::Rejected("text values must not contain NUL characters".into())
+        }
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
             field: format!("{} {}", db.message(), db.constraint().unwrap_or_default()),
         },

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
@@ -139,6 +140,14 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(PRAGMAS)?;
+    // SQLite's own lower() folds ASCII only; searches promise Unicode, as
+    // PostgreSQL gives.
+    conn.create_scalar_function(
+        "lower",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -346,13 +355,28 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
     }
     let alone = batch.len() == 1;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
         let result = if alone {
             run_job(conn, &job.steps)
         } else {
             run_in_savepoint(conn, &job.steps)
         };
         results.push((job.reply, result));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (disk full, I/O
+            // error): nothing of the group is stored; run nothing more.
+            let message = "the database rolled back the transaction".to_string();
+            for (reply, _) in results {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            }
+            for job in jobs {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Unavailable(message.clone())));
+            }
+            return;
+        }
     }
     let end = if alone && !matches!(results[0].1, Ok(Some(_))) {
         "ROLLBACK"

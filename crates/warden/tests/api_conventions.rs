@@ -142,6 +142,22 @@ fn bad_input_changes_nothing(backend: &Backend) {
     api.send("PUT", "/api/v1/agents", None, &[])
         .error(405, "method_not_allowed");
 
+    // NUL characters (which PostgreSQL cannot store as text) are refused.
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "n", "description": "a\u{0}b"}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "description");
+    let r = api.get("/api/v1/agents?search=%00");
+    assert_eq!(r.error(400, "invalid_request")["field"], "search");
+    api.get("/api/v1/agents/agt%00x")
+        .error(400, "invalid_request");
+    let r = api.post(
+        "/api/v1/api-keys",
+        &json!({"name": "k", "scopes": ["agents.read"], "agent_id": "a\u{0}"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+
     assert_eq!(agents_count(&api), 1, "no failed request created anything");
 }
 
@@ -233,6 +249,55 @@ fn pagination_sort_and_filters(backend: &Backend) {
         0,
         "% is a literal, not a wildcard"
     );
+}
+
+fn unicode_search_and_concurrent_changes(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    api.create_agent("École-bot");
+    let r = api.get("/api/v1/agents?search=%C3%A9cole");
+    assert_eq!(
+        r.body["data"].as_array().unwrap().len(),
+        1,
+        "case-insensitive beyond ASCII: {}",
+        r.text
+    );
+
+    // Concurrent changes to different fields both survive.
+    let id = api.create_agent("contended");
+    for round in 0..10 {
+        let (base, key) = (w.base.clone(), t.live_key.clone());
+        let path = format!("/api/v1/agents/{id}");
+        let owner = std::thread::spawn({
+            let (base, key, path) = (base.clone(), key.clone(), path.clone());
+            move || {
+                let api = common::Api::new(&base, &key);
+                api.patch(&path, &json!({"owner": format!("owner-{round}")}))
+                    .status
+            }
+        });
+        let framework = std::thread::spawn(move || {
+            let api = common::Api::new(&base, &key);
+            api.patch(&path, &json!({"framework": format!("fw-{round}")}))
+                .status
+        });
+        assert_eq!(
+            (owner.join().unwrap(), framework.join().unwrap()),
+            (200, 200)
+        );
+        let agent = api.get(&format!("/api/v1/agents/{id}")).body["data"].clone();
+        assert_eq!(
+            agent["owner"],
+            format!("owner-{round}"),
+            "round {round}: {agent}"
+        );
+        assert_eq!(
+            agent["framework"],
+            format!("fw-{round}"),
+            "round {round}: {agent}"
+        );
+    }
 }
 
 fn idempotency_keys(backend: &Backend) {
@@ -345,5 +410,6 @@ on_every_backend!(
     bad_input_changes_nothing,
     pagination_sort_and_filters,
     idempotency_keys,
+    unicode_search_and_concurrent_changes,
     openapi_and_reference,
 );

@@ -107,6 +107,42 @@ fn scopes_are_enforced(backend: &Backend) {
             &json!({"name": "escalate", "scopes": ["admin"]}),
         )
         .error(403, "forbidden");
+    // Managing keys never reaches a stronger key: no rotating or revoking
+    // the admin key (a rotation would hand out its new secret).
+    let admin_id = admin.get("/api/v1/api-keys?limit=200").body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "live admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = minter.post(&format!("/api/v1/api-keys/{admin_id}/rotate"), &json!({}));
+    assert!(r.error(403, "forbidden")["message"]
+        .as_str()
+        .unwrap()
+        .contains("admin"));
+    assert!(r.body["data"].get("key").is_none());
+    minter
+        .delete(&format!("/api/v1/api-keys/{admin_id}"))
+        .error(403, "forbidden");
+    assert_eq!(
+        admin.get("/api/v1/agents").status,
+        200,
+        "the admin key still works"
+    );
+    let (own_id, _) = minter.create_key(json!({"name": "mine", "scopes": ["agents.read"]}));
+    assert_eq!(
+        minter
+            .post(&format!("/api/v1/api-keys/{own_id}/rotate"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(
+        minter.delete(&format!("/api/v1/api-keys/{own_id}")).status,
+        204
+    );
     // Only admin crosses environments.
     minter
         .post(
@@ -229,6 +265,42 @@ fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {
         .error(401, "unauthorized");
     assert_eq!(w.api(&newest).get("/api/v1/agents").status, 200);
 
+    // An idempotent creation is replayed only to the key that made it, and
+    // the recorded response (which holds the secret) is not stored in clear.
+    let body = json!({"name": "replayable", "scopes": ["agents.read"]});
+    let first = admin.send(
+        "POST",
+        "/api/v1/api-keys",
+        Some(&body),
+        &[("Idempotency-Key", "mint-1")],
+    );
+    assert_eq!(first.status, 201, "{}", first.text);
+    let minted = first.body["data"]["key"].as_str().unwrap().to_string();
+    let again = admin.send(
+        "POST",
+        "/api/v1/api-keys",
+        Some(&body),
+        &[("Idempotency-Key", "mint-1")],
+    );
+    assert_eq!(again.body["data"]["key"].as_str(), Some(minted.as_str()));
+    assert!(
+        !backend.raw_contents().contains(&minted[9..]),
+        "a recorded response holds a secret in clear"
+    );
+    let (_, other_admin) = admin.create_key(json!({"name": "second admin", "scopes": ["admin"]}));
+    let other = w.api(&other_admin).send(
+        "POST",
+        "/api/v1/api-keys",
+        Some(&body),
+        &[("Idempotency-Key", "mint-1")],
+    );
+    assert_eq!(other.status, 201);
+    assert_ne!(
+        other.body["data"]["key"].as_str(),
+        Some(minted.as_str()),
+        "another key never gets the replay"
+    );
+
     // Revocation: the next request is refused, tokens included.
     let token = admin.post("/api/v1/auth/token", &json!({"api_key": newest}));
     assert_eq!(token.status, 200, "{}", token.text);
@@ -326,6 +398,18 @@ fn network_limits_and_agent_binding(backend: &Backend) {
         &[("x-forwarded-for", "192.0.2.1")],
     );
     r.error(403, "forbidden");
+    assert!(
+        r.header("x-ratelimit-remaining").is_some(),
+        "a refusal still reports the limit"
+    );
+    // A spoofed entry cannot be reached past one the proxy wrote unreadably.
+    let r = office.send(
+        "GET",
+        "/api/v1/agents",
+        None,
+        &[("x-forwarded-for", "10.1.2.3, unknown")],
+    );
+    r.error(403, "forbidden");
     let r = admin.post(
         "/api/v1/api-keys",
         &json!({"name": "x", "scopes": ["agents.read"], "allowed_cidrs": ["not-a-range"]}),
@@ -336,7 +420,7 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     let mine = admin.create_agent("mine");
     let other = admin.create_agent("other");
     let (_, bound) = admin.create_key(
-        json!({"name": "sdk", "scopes": ["agents.read", "agents.write"], "agent_id": mine}),
+        json!({"name": "sdk", "scopes": ["agents.read", "agents.write", "keys.read"], "agent_id": mine}),
     );
     let bound = w.api(&bound);
     assert_eq!(bound.agent_ids(), vec![mine.clone()]);
@@ -347,6 +431,34 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     bound
         .post("/api/v1/agents", &json!({"name": "new"}))
         .error(403, "forbidden");
+    // It cannot lift its own suspension, nor delete itself.
+    bound
+        .patch(
+            &format!("/api/v1/agents/{mine}"),
+            &json!({"status": "active"}),
+        )
+        .error(403, "forbidden");
+    bound
+        .delete(&format!("/api/v1/agents/{mine}"))
+        .error(403, "forbidden");
+    assert_eq!(
+        bound
+            .patch(
+                &format!("/api/v1/agents/{mine}"),
+                &json!({"description": "mine"})
+            )
+            .status,
+        200
+    );
+    // It sees only keys bound to the same agent: itself.
+    let keys = bound.get("/api/v1/api-keys?limit=200");
+    let names: Vec<_> = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sdk"]);
     let r = admin.post(
         "/api/v1/api-keys",
         &json!({"name": "x", "scopes": ["agents.read"], "agent_id": "agt_missing"}),

@@ -5,7 +5,7 @@
 //! takes effect on every replica within one second, with no message bus.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ pub struct KeyRing {
     by_digest: Mutex<HashMap<String, Cached>>,
     by_id: Mutex<HashMap<String, Cached>>,
     usage: Mutex<HashMap<String, Millis>>,
+    /// Bumped by every eviction: a lookup that began before one must not
+    /// cache what it read, or a just-revoked key could come back.
+    evictions: AtomicU64,
 }
 
 fn fresh(map: &Mutex<HashMap<String, Cached>>, k: &str) -> Option<Cached> {
@@ -80,6 +83,7 @@ impl KeyRing {
             by_digest: Mutex::default(),
             by_id: Mutex::default(),
             usage: Mutex::default(),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -121,12 +125,15 @@ impl KeyRing {
         let entry = match fresh(&self.by_digest, &digest) {
             Some(entry) => entry,
             None => {
+                let evictions = self.evictions.load(Ordering::Acquire);
                 let found = self.store.find_api_key_by_digest(&digest).await?;
                 let entry = self
                     .load(found)
                     .await?
                     .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
-                remember(&self.by_digest, digest.clone(), entry.clone());
+                if self.evictions.load(Ordering::Acquire) == evictions {
+                    remember(&self.by_digest, digest.clone(), entry.clone());
+                }
                 entry
             }
         };
@@ -142,17 +149,22 @@ impl KeyRing {
         if let Some(entry) = fresh(&self.by_id, id) {
             return Ok(entry);
         }
+        let evictions = self.evictions.load(Ordering::Acquire);
         let found = self.store.find_api_key(id).await?;
         let entry = self
             .load(found)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-        remember(&self.by_id, id.to_string(), entry.clone());
+        if self.evictions.load(Ordering::Acquire) == evictions {
+            remember(&self.by_id, id.to_string(), entry.clone());
+        }
         Ok(entry)
     }
 
-    /// The principal behind a bearer credential (key or token) used from `ip`.
-    pub async fn principal(&self, credential: &str, ip: IpAddr) -> Result<Principal, ApiError> {
+    /// The principal behind a bearer credential (key or token). Where it may
+    /// be used from is checked by the caller ([`Principal::admits`]), after
+    /// the rate limit, so that the refusal carries the limit headers.
+    pub async fn principal(&self, credential: &str) -> Result<Principal, ApiError> {
         let principal = if credential.starts_with("wdn_") {
             self.resolve(credential).await?.principal
         } else {
@@ -169,19 +181,13 @@ impl KeyRing {
                 .map_err(|_| ApiError::unauthorized("invalid token"))?;
             principal_of(&entry.key, &entry.org, scopes)
         };
-        if !principal.allowed_cidrs.is_empty()
-            && !principal.allowed_cidrs.iter().any(|net| net.contains(&ip))
-        {
-            return Err(ApiError::forbidden(format!(
-                "this key may not be used from {ip}"
-            )));
-        }
         self.note_use(&principal.key_id);
         Ok(principal)
     }
 
     /// Forgets a key here at once (the other replicas forget within [`FRESH_FOR`]).
     pub fn evict(&self, key_id: &str) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         for map in [&self.by_digest, &self.by_id] {
             map.lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -77,7 +77,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return response;
     };
     let ip = request_ip(&state, &req);
-    let principal = match state.keys.principal(credential, ip).await {
+    let principal = match state.keys.principal(credential).await {
         Ok(p) => p,
         Err(err) => return err.into_response(),
     };
@@ -85,6 +85,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(verdict) => verdict,
         Err(refused) => return refused,
     };
+    if let Err(err) = principal.admits(ip) {
+        let mut response = err.into_response();
+        set_limit_headers(response.headers_mut(), &verdict);
+        return response;
+    }
     req.extensions_mut().insert(principal);
     let mut response = next.run(req).await;
     set_limit_headers(response.headers_mut(), &verdict);

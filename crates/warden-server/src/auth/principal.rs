@@ -50,6 +50,17 @@ impl Principal {
         }
     }
 
+    /// `403` unless the key may be used from `ip` (its `allowed_cidrs`).
+    pub fn admits(&self, ip: std::net::IpAddr) -> Result<(), ApiError> {
+        if self.allowed_cidrs.is_empty() || self.allowed_cidrs.iter().any(|net| net.contains(&ip)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this key may not be used from {ip}"
+            )))
+        }
+    }
+
     /// `403` naming the scope unless the caller holds it.
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
         if self.scopes.allows(scope) {

@@ -223,6 +223,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { field } => {
                 ApiError::conflict(format!("{field} is already taken")).with_field(field)
             }
+            StoreError::Rejected(message) => ApiError::invalid("body", message),
             StoreError::Unavailable(detail) => {
                 tracing::error!(error = %detail, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry shortly")

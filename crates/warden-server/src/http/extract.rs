@@ -139,6 +139,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        // No store keeps NUL in text; refuse it here, naming the parameter.
+        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::invalid(
+                name.replace('\0', ""),
+                "query parameters must not contain NUL characters",
+            ));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
@@ -163,8 +172,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|Path(id)| ResourceId(id))
             .map_err(|e| ApiError::invalid("id", e.body_text()))
+            .and_then(|Path(id): Path<String>| {
+                if id.contains('\0') {
+                    Err(ApiError::invalid("id", "ids do not contain NUL characters"))
+                } else {
+                    Ok(ResourceId(id))
+                }
+            })
     }
 }
 

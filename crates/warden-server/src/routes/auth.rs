@@ -50,15 +50,16 @@ async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
         <crate::http::extract::ApiJson<TokenRequest> as axum::extract::FromRequest<AppState>>::from_request(req, &state)
             .await?;
     let (key, org) = state.keys.resolve_key(body.api_key.trim()).await?;
-    if !key.admits(ip) {
-        return Err(ApiError::forbidden(format!(
-            "this key may not be used from {ip}"
-        )));
-    }
     let verdict = match take_from_bucket(&state, &org.id, org.rate_limit).await {
         Ok(verdict) => verdict,
         Err(refused) => return Ok(refused),
     };
+    if !key.admits(ip) {
+        let mut response =
+            ApiError::forbidden(format!("this key may not be used from {ip}")).into_response();
+        set_limit_headers(response.headers_mut(), &verdict);
+        return Ok(response);
+    }
     let issued = state
         .keys
         .tokens()

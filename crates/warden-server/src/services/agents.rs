@@ -10,6 +10,9 @@ use warden_store::Store;
 use super::ServiceResult;
 use crate::auth::Principal;
 
+/// How often an update is retried when another one wins the race.
+const UPDATE_ATTEMPTS: usize = 5;
+
 fn visible(principal: &Principal, id: &str) -> bool {
     principal
         .agent_id
@@ -60,15 +63,28 @@ pub async fn update(
     id: &str,
     changes: AgentChanges,
 ) -> ServiceResult<Agent> {
-    let mut agent = get(store, principal, id).await?;
-    agent.apply(changes, now_ms())?;
-    if !store.update_agent(&principal.tenant(), &agent).await? {
-        return Err(Error::NotFound("agent").into());
+    if principal.agent_id.is_some() && changes.status.is_some() {
+        return Err(Error::Forbidden(
+            "a key bound to an agent cannot change that agent's status".into(),
+        )
+        .into());
     }
-    Ok(agent)
+    // Read, change, write if nobody wrote in between; else start over.
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut agent = get(store, principal, id).await?;
+        agent.apply(changes.clone(), now_ms())?;
+        if store.update_agent(&principal.tenant(), &agent).await? {
+            agent.revision += 1;
+            return Ok(agent);
+        }
+    }
+    Err(Error::Conflict("the agent kept changing while being updated; retry".into()).into())
 }
 
 pub async fn delete(store: &dyn Store, principal: &Principal, id: &str) -> ServiceResult<()> {
+    if principal.agent_id.is_some() {
+        return Err(Error::Forbidden("a key bound to an agent cannot delete agents".into()).into());
+    }
     if !visible(principal, id) || !store.delete_agent(&principal.tenant(), id).await? {
         return Err(Error::NotFound("agent").into());
     }

@@ -1,7 +1,7 @@
 //! API keys through the API: minted under the grantor's limits, listed
 //! without secrets, revoked and rotated.
 
-use warden_core::api_key::{authorize_grant, ApiKey, KeyRequest};
+use warden_core::api_key::{authorize_grant, authorize_management, ApiKey, KeyRequest};
 use warden_core::page::{Page, PageRequest};
 use warden_core::time::{now_ms, Millis};
 use warden_core::{Error, Tenant};
@@ -52,10 +52,13 @@ pub async fn create(
     })
 }
 
+/// A key of the caller's tenant; a key bound to an agent sees only keys
+/// bound to the same agent.
 pub async fn get(store: &dyn Store, principal: &Principal, id: &str) -> ServiceResult<ApiKey> {
     store
         .get_api_key(&principal.tenant(), id)
         .await?
+        .filter(|k| principal.agent_id.is_none() || k.agent_id == principal.agent_id)
         .ok_or_else(|| Error::NotFound("API key").into())
 }
 
@@ -64,7 +67,9 @@ pub async fn list(
     principal: &Principal,
     page: PageRequest,
 ) -> ServiceResult<Page<ApiKey>> {
-    Ok(store.list_api_keys(&principal.tenant(), &page).await?)
+    Ok(store
+        .list_api_keys(&principal.tenant(), principal.agent_id.as_deref(), &page)
+        .await?)
 }
 
 /// Revokes a key; this replica forgets it at once, the others within a second.
@@ -74,13 +79,14 @@ pub async fn revoke(
     principal: &Principal,
     id: &str,
 ) -> ServiceResult<()> {
-    let tenant = principal.tenant();
-    if !store.revoke_api_key(&tenant, id, now_ms()).await? {
-        return Err(match store.get_api_key(&tenant, id).await? {
-            Some(_) => Error::Unprocessable("the key is already revoked".into()),
-            None => Error::NotFound("API key"),
-        }
-        .into());
+    let existing = get(store, principal, id).await?;
+    authorize_management(&principal.grantor(), &existing)?;
+    if existing.revoked_at.is_some()
+        || !store
+            .revoke_api_key(&principal.tenant(), id, now_ms())
+            .await?
+    {
+        return Err(Error::Unprocessable("the key is already revoked".into()).into());
     }
     keys.evict(id);
     Ok(())
@@ -103,6 +109,7 @@ pub async fn rotate(
     }
     let tenant = principal.tenant();
     let existing = get(store, principal, id).await?;
+    authorize_management(&principal.grantor(), &existing)?;
     if existing.revoked_at.is_some() {
         return Err(Error::Unprocessable("a revoked key cannot be rotated".into()).into());
     }

@@ -54,6 +54,8 @@ CREATE TABLE agents (
     tags TEXT NOT NULL,
     status TEXT NOT NULL,
     metadata TEXT NOT NULL,
+    -- Bumped by every update: concurrent changes cannot overwrite each other.
+    revision BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     CONSTRAINT agents_name_unique UNIQUE (org_id, environment, name),

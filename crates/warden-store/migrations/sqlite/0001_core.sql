@@ -54,6 +54,8 @@ CREATE TABLE agents (
     tags TEXT NOT NULL,
     status TEXT NOT NULL,
     metadata TEXT NOT NULL,
+    -- Bumped by every update: concurrent changes cannot overwrite each other.
+    revision INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     CONSTRAINT agents_name_unique UNIQUE (org_id, environment, name),

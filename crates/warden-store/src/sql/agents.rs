@@ -12,7 +12,7 @@ use crate::{StoreError, StoreResult};
 
 const COLUMNS: &str =
     "id, name, description, owner, framework, external_id, tags, status, metadata, \
-     created_at, updated_at";
+     revision, created_at, updated_at";
 const UNIQUE_FIELDS: &[&str] = &["external_id", "name"];
 
 fn from_row(row: &Row) -> StoreResult<Agent> {
@@ -30,6 +30,7 @@ fn from_row(row: &Row) -> StoreResult<Agent> {
             .ok_or_else(|| StoreError::Corrupt(format!("agent status `{status}`")))?,
         metadata: serde_json::from_str(&row.text("metadata")?)
             .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
+        revision: row.int("revision")?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })
@@ -69,7 +70,7 @@ pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
     let mut steps = vec![Step::execute(
         format!(
             "INSERT INTO agents (org_id, environment, {COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ),
         vec![
             (&tenant.org_id).into(),
@@ -83,6 +84,7 @@ pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
             tags_json(agent),
             agent.status.as_str().into(),
             metadata_json(agent),
+            agent.revision.into(),
             agent.created_at.into(),
             agent.updated_at.into(),
         ],
@@ -151,8 +153,9 @@ pub(crate) async fn list(
 pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<bool> {
     let mut steps = vec![Step::execute(
         "UPDATE agents SET name = $1, description = $2, owner = $3, framework = $4, \
-         external_id = $5, tags = $6, status = $7, metadata = $8, updated_at = $9 \
-         WHERE id = $10 AND org_id = $11 AND environment = $12",
+         external_id = $5, tags = $6, status = $7, metadata = $8, updated_at = $9, \
+         revision = revision + 1 \
+         WHERE id = $10 AND org_id = $11 AND environment = $12 AND revision = $13",
         vec![
             (&agent.name).into(),
             (&agent.description).into(),
@@ -166,6 +169,7 @@ pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
             (&agent.id).into(),
             (&tenant.org_id).into(),
             tenant.environment.as_str().into(),
+            agent.revision.into(),
         ],
     )
     .required()];

@@ -118,12 +118,16 @@ pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<O
 pub(crate) async fn list(
     db: &dyn Db,
     tenant: &Tenant,
+    agent_id: Option<&str>,
     page: &PageRequest,
 ) -> StoreResult<Page<ApiKey>> {
     let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = "));
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
         .bind(tenant.environment.as_str());
+    if let Some(agent_id) = agent_id {
+        q.push(" AND agent_id = ").bind(agent_id);
+    }
     let rows = paging::fetch(db, q, page, &["created_at"]).await?;
     paging::finish(rows, page, from_row, |k| {
         (SortValue::Int(k.created_at), k.id.clone())

@@ -164,9 +164,10 @@ impl Store for SqlStore {
     async fn list_api_keys(
         &self,
         tenant: &Tenant,
+        agent_id: Option<&str>,
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
-        keys::list(self.db.as_ref(), tenant, page).await
+        keys::list(self.db.as_ref(), tenant, agent_id, page).await
     }
 
     async fn revoke_api_key(&self, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool> {

@@ -41,7 +41,7 @@ pub async fn list(args: KeysListArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let found = opened
             .store
-            .list_api_keys(&tenant, &page)
+            .list_api_keys(&tenant, None, &page)
             .await
             .map_err(|e| e.to_string())?;
         keys.extend(found.items);

@@ -116,7 +116,8 @@ impl Backend {
         match &self.database_url {
             Some(url) => psql(
                 url,
-                "SELECT * FROM api_keys; SELECT * FROM server_settings; SELECT * FROM agents;",
+                "SELECT * FROM api_keys; SELECT * FROM server_settings; SELECT * FROM agents; \
+                 SELECT * FROM idempotency_keys;",
             ),
             None => {
                 let mut all = Vec::new();
@@ -397,6 +398,14 @@ pub struct Api {
 }
 
 impl Api {
+    pub fn new(base: &str, key: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            key: Some(key.to_string()),
+            http: client(),
+        }
+    }
+
     pub fn with_key(&self, key: &str) -> Api {
         Api {
             base: self.base.clone(),
