@@ -8,11 +8,11 @@
 //! failing job rolls back alone. A job is answered only after its COMMIT.
 //!
 //! Two helper threads keep both paths short. The checkpointer copies the WAL
-//! back into the database (PASSIVE, every 100 ms), so that the writer
-//! never stalls a commit on a checkpoint. The anchor holds a read lock on
-//! the newest WAL read mark, renewed every 20 ms: readers in this process
-//! that share the mark then take the lock without a system call, and a
-//! checkpoint waits at most 20 ms for the anchor.
+//! back into the database (PASSIVE, every 100 ms), so that no commit waits
+//! for a checkpoint. The anchor holds a read lock on the newest WAL read
+//! mark, renewed every 20 ms: readers in this process that share the mark
+//! then take the lock without a system call. Once the WAL passes 32 MiB the
+//! writer starts it over between two groups (see [`WalBound`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -75,6 +75,8 @@ pub struct SqliteDb {
 }
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Past this size the WAL starts over, holding writers for a moment.
+const WAL_LIMIT: u64 = 32 * 1024 * 1024;
 const ANCHOR_RENEW: Duration = Duration::from_millis(20);
 
 /// Runs `tick` every `period` until `stop` is set (and the thread unparked).
@@ -94,7 +96,14 @@ fn every(
         })
 }
 
-fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Vec<JoinHandle<()>>> {
+/// Tells the anchor to let go of its read lock, and when it has.
+#[derive(Default)]
+struct AnchorControl {
+    step_aside: AtomicBool,
+    released: AtomicBool,
+}
+
+fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Helpers> {
     let checkpointer = open_connection(path).map_err(map_err)?;
     let anchor = open_connection(path).map_err(map_err)?;
     anchor
@@ -102,10 +111,39 @@ fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Vec<JoinHand
         .map_err(map_err)?;
     let spawn_err =
         |e: std::io::Error| StoreError::Unavailable(format!("cannot start a store thread: {e}"));
+    let control = Arc::new(AnchorControl::default());
+
+    let anchor_control = control.clone();
+    let mut holding = false;
+    let hold = every(
+        "warden-sqlite-anchor",
+        ANCHOR_RENEW,
+        stop.clone(),
+        move || {
+            if holding {
+                let _ = anchor.execute_batch("COMMIT");
+                holding = false;
+            }
+            if anchor_control.step_aside.load(Ordering::Acquire) {
+                anchor_control.released.store(true, Ordering::Release);
+                return;
+            }
+            anchor_control.released.store(false, Ordering::Release);
+            holding = anchor
+                .execute_batch("BEGIN")
+                .and_then(|_| {
+                    anchor.query_row("SELECT COUNT(*) FROM schema_migrations", [], |_| Ok(()))
+                })
+                .is_ok();
+        },
+    )
+    .map_err(spawn_err)?;
+
+    let anchor_thread = hold.thread().clone();
     let checkpoint = every(
         "warden-sqlite-checkpoint",
         CHECKPOINT_EVERY,
-        stop.clone(),
+        stop,
         move || {
             if let Err(err) =
                 checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
@@ -115,20 +153,52 @@ fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Vec<JoinHand
         },
     )
     .map_err(spawn_err)?;
-    let mut holding = false;
-    let hold = every("warden-sqlite-anchor", ANCHOR_RENEW, stop, move || {
-        if holding {
-            let _ = anchor.execute_batch("COMMIT");
-        }
-        holding = anchor
-            .execute_batch("BEGIN")
-            .and_then(|_| {
-                anchor.query_row("SELECT COUNT(*) FROM schema_migrations", [], |_| Ok(()))
-            })
-            .is_ok();
+    Ok(Helpers {
+        threads: vec![checkpoint, hold],
+        anchor: control,
+        anchor_thread,
     })
-    .map_err(spawn_err)?;
-    Ok(vec![checkpoint, hold])
+}
+
+/// The helper threads, and what the writer needs to ask the anchor aside.
+struct Helpers {
+    threads: Vec<JoinHandle<()>>,
+    anchor: Arc<AnchorControl>,
+    anchor_thread: std::thread::Thread,
+}
+
+/// Starts the WAL over once it passes its limit. Under steady writes the
+/// PASSIVE checkpoints never quite catch up and the WAL would never start
+/// over on its own; the writer itself runs a RESTART checkpoint between
+/// groups (it holds the write lock already, so nothing waits in a busy
+/// handler), after the anchor has let go of its read lock. PASSIVE runs
+/// have copied most frames by then, so this is short, and the file keeps
+/// its size: later commits overwrite it instead of growing it.
+struct WalBound {
+    limit: u64,
+    wal: PathBuf,
+    anchor: Arc<AnchorControl>,
+    anchor_thread: std::thread::Thread,
+}
+
+impl WalBound {
+    fn enforce(&self, conn: &Connection) {
+        if !std::fs::metadata(&self.wal).is_ok_and(|m| m.len() > self.limit) {
+            return;
+        }
+        self.anchor.step_aside.store(true, Ordering::Release);
+        self.anchor_thread.unpark();
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        while !self.anchor.released.load(Ordering::Acquire) && std::time::Instant::now() < deadline
+        {
+            std::thread::yield_now();
+        }
+        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+            tracing::warn!(error = %err, "WAL restart failed");
+        }
+        self.anchor.step_aside.store(false, Ordering::Release);
+        self.anchor_thread.unpark();
+    }
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -155,17 +225,35 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 impl SqliteDb {
     /// Opens the database, applies `migrations` and starts the writer.
     pub fn open(path: &Path, migrations: &[(i64, &str)]) -> StoreResult<Self> {
+        Self::open_with_wal_limit(path, migrations, WAL_LIMIT)
+    }
+
+    fn open_with_wal_limit(
+        path: &Path,
+        migrations: &[(i64, &str)],
+        wal_limit: u64,
+    ) -> StoreResult<Self> {
         let mut conn = open_connection(path).map_err(map_err)?;
         crate::migrate::apply_sqlite(&mut conn, migrations)?;
         // Checkpoints run on their own thread, never inside a commit.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(map_err)?;
         let helpers_stop = Arc::new(AtomicBool::new(false));
-        let helpers = start_helpers(path, helpers_stop.clone())?;
+        let Helpers {
+            threads: helpers,
+            anchor,
+            anchor_thread,
+        } = start_helpers(path, helpers_stop.clone())?;
+        let bound = WalBound {
+            limit: wal_limit,
+            wal: PathBuf::from(format!("{}-wal", path.display())),
+            anchor,
+            anchor_thread,
+        };
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("warden-sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, rx, bound))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(SqliteDb {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -328,7 +416,7 @@ fn run_job(conn: &Connection, steps: &[Step]) -> StoreResult<Option<Vec<Outcome>
     Ok(Some(outcomes))
 }
 
-fn write_loop(conn: Connection, jobs: Receiver<Job>) {
+fn write_loop(conn: Connection, jobs: Receiver<Job>, bound: WalBound) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < GROUP_LIMIT {
@@ -338,6 +426,7 @@ fn write_loop(conn: Connection, jobs: Receiver<Job>) {
             }
         }
         commit_group(&conn, batch);
+        bound.enforce(&conn);
     }
 }
 
@@ -465,6 +554,40 @@ mod tests {
             )
             .await
             .is_err());
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_wal_stays_bounded_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let limit = 256 * 1024;
+        let db = SqliteDb::open_with_wal_limit(
+            &path,
+            &[(1, "CREATE TABLE t (a BIGINT, b TEXT)")],
+            limit,
+        )
+        .unwrap();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let mut largest = 0;
+        for i in 0..3000i64 {
+            let filler = "x".repeat(500);
+            db.execute(
+                "INSERT INTO t (a, b) VALUES ($1, $2)",
+                vec![i.into(), filler.into()],
+            )
+            .await
+            .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        // 3,000 commits write far more than the limit; the WAL starts over
+        // instead of growing (one group past the limit at most).
+        assert!(largest < 4 * limit, "the WAL grew to {largest} bytes");
+        let rows = db
+            .query("SELECT COUNT(*) AS n FROM t", vec![])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].int("n").unwrap(), 3000);
         db.close().await;
     }
 
