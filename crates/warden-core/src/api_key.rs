@@ -396,22 +396,11 @@ mod tests {
     #[test]
     fn key_checks_ip_and_rotation_grace() {
         let key = ApiKey {
-            id: "key_1".into(),
-            org_id: "org_1".into(),
-            environment: Environment::Live,
-            name: "k".into(),
-            last_four: "abcd".into(),
-            secret_digest: "new".into(),
             previous_digest: Some("old".into()),
             previous_valid_until: Some(100),
-            scopes: ScopeSet::admin(),
-            agent_id: None,
             allowed_cidrs: vec![parse_cidr("127.0.0.1").unwrap()],
             expires_at: Some(500),
-            created_at: 0,
-            last_used_at: None,
-            revoked_at: None,
-            rotated_at: None,
+            ..sample_key()
         };
         assert!(key.admits("127.0.0.1".parse().unwrap()));
         assert!(!key.admits("10.1.1.1".parse().unwrap()));
