@@ -1,0 +1,201 @@
+//! Tool-name patterns: `fs.write`, `payments.*`, `*`, `db.?ead`.
+//!
+//! `*` matches any run of characters (dots included), `?` exactly one;
+//! everything else matches itself, case-sensitively. Brackets, braces,
+//! `!` and `\` are reserved so that a pattern means the same tomorrow.
+
+/// Longest pattern accepted, in characters.
+pub const MAX_LEN: usize = 200;
+const RESERVED: &[char] = &['[', ']', '{', '}', '!', '\\'];
+
+/// Why a pattern was refused; `position` is the 1-based character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at character {position})")]
+pub struct PatternError {
+    pub position: usize,
+    pub message: String,
+}
+
+/// How a pattern can be looked up without trying it against every name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// No wildcard: the name itself.
+    Exact,
+    /// `*` alone: every name.
+    Everything,
+    /// A literal followed by one trailing `*`.
+    Prefix,
+    /// Anything else; `literal_prefix` narrows the candidates.
+    Glob,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolPattern {
+    text: String,
+    shape: Shape,
+    /// The characters before the first wildcard.
+    prefix_len: usize,
+}
+
+impl ToolPattern {
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if text.is_empty() {
+            return Err(PatternError {
+                position: 1,
+                message: "the pattern is empty".into(),
+            });
+        }
+        for (i, c) in text.chars().enumerate() {
+            let position = i + 1;
+            if position > MAX_LEN {
+                return Err(PatternError {
+                    position,
+                    message: format!("the pattern is longer than {MAX_LEN} characters"),
+                });
+            }
+            if c.is_whitespace() || c.is_control() {
+                return Err(PatternError {
+                    position,
+                    message: "whitespace and control characters cannot appear in a pattern".into(),
+                });
+            }
+            if RESERVED.contains(&c) {
+                return Err(PatternError {
+                    position,
+                    message: format!("`{c}` is reserved; patterns use `*` and `?`"),
+                });
+            }
+        }
+        let first_wildcard = text.find(['*', '?']);
+        let prefix_len = first_wildcard.unwrap_or(text.len());
+        let shape = match first_wildcard {
+            None => Shape::Exact,
+            Some(_) if text == "*" => Shape::Everything,
+            Some(i) if i == text.len() - 1 && text.ends_with('*') => Shape::Prefix,
+            Some(_) => Shape::Glob,
+        };
+        Ok(ToolPattern {
+            text: text.to_string(),
+            shape,
+            prefix_len,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub(crate) fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The literal text before the first wildcard (the whole pattern when
+    /// there is none).
+    pub fn literal_prefix(&self) -> &str {
+        &self.text[..self.prefix_len]
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self.shape {
+            Shape::Exact => self.text == name,
+            Shape::Everything => true,
+            Shape::Prefix => name.starts_with(self.literal_prefix()),
+            Shape::Glob => wildcard_match(self.text.as_bytes(), name.as_bytes()),
+        }
+    }
+}
+
+fn char_len(text: &[u8], at: usize) -> usize {
+    match text[at] {
+        b if b < 0x80 => 1,
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        _ => 2,
+    }
+}
+
+/// Greedy matching with one backtrack point (the last `*`): linear in
+/// practice and never exponential. `?` consumes one whole UTF-8 character.
+fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'?' {
+            p += 1;
+            n += char_len(name, n);
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == name[n] {
+            p += 1;
+            n += 1;
+        } else if let Some((star_p, star_n)) = star {
+            let next = star_n + char_len(name, star_n);
+            star = Some((star_p, next));
+            p = star_p + 1;
+            n = next;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, name: &str) -> bool {
+        ToolPattern::parse(pattern).unwrap().matches(name)
+    }
+
+    #[test]
+    fn table_of_matches() {
+        let cases = [
+            ("fs.write", "fs.write", true),
+            ("fs.write", "fs.writes", false),
+            ("payments.*", "payments.refund", true),
+            ("payments.*", "payments.", true),
+            ("payments.*", "payment.refund", false),
+            ("*", "anything.at.all", true),
+            ("*.delete", "db.users.delete", true),
+            ("*.delete", "db.users.deleted", false),
+            ("db.?ead", "db.read", true),
+            ("db.?ead", "db.rread", false),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+            ("caf?", "café", true),
+            ("FS.write", "fs.write", false),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(matches(pattern, name), expected, "{pattern} ~ {name}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_character() {
+        let err = ToolPattern::parse("fs.[rw]ite").unwrap_err();
+        assert_eq!(err.position, 4);
+        let err = ToolPattern::parse("fs. write").unwrap_err();
+        assert_eq!(err.position, 4);
+        assert_eq!(ToolPattern::parse("").unwrap_err().position, 1);
+        assert_eq!(
+            ToolPattern::parse(&"a".repeat(201)).unwrap_err().position,
+            201
+        );
+    }
+
+    #[test]
+    fn shapes_are_recognized() {
+        let shape = |p: &str| ToolPattern::parse(p).unwrap().shape().clone();
+        assert_eq!(shape("fs.write"), Shape::Exact);
+        assert_eq!(shape("*"), Shape::Everything);
+        assert_eq!(shape("payments.*"), Shape::Prefix);
+        assert_eq!(shape("payments.*.refund"), Shape::Glob);
+        assert_eq!(
+            ToolPattern::parse("pay*.x").unwrap().literal_prefix(),
+            "pay"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! A tenant's policies compiled for evaluation: indexed by pattern so that a
+//! call is tried only against the policies whose pattern can match it.
+//!
+//! Precedence: among matching enabled `enforce` policies the highest
+//! priority wins; on a tie the most restrictive decision (deny > step_up >
+//! modify > audit > allow). No match gives the organization's default.
+//! `monitor` policies are ranked the same way, separately, and only say
+//! what they would have decided.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::decision::{Decision, Mode};
+use crate::pattern::{Shape, ToolPattern};
+
+/// Why a condition could not be evaluated for a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConditionError(pub String);
+
+/// A predicate over the call's context (CEL in the server). `Ctx` is
+/// whatever the condition language reads: arguments, session, drift, time.
+pub trait Condition<Ctx>: Send + Sync + fmt::Debug {
+    fn holds(&self, context: &Ctx) -> Result<bool, ConditionError>;
+}
+
+/// Which agents a policy applies to: any listed id or any listed tag. A
+/// policy without a selector applies to every agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSelector {
+    pub ids: HashSet<String>,
+    pub tags: HashSet<String>,
+}
+
+impl AgentSelector {
+    fn selects(&self, agent_id: &str, agent_tags: &[String]) -> bool {
+        self.ids.contains(agent_id) || agent_tags.iter().any(|t| self.tags.contains(t))
+    }
+}
+
+pub struct Policy<Ctx> {
+    pub id: String,
+    pub pattern: ToolPattern,
+    pub agents: Option<AgentSelector>,
+    pub condition: Option<Arc<dyn Condition<Ctx>>>,
+    pub decision: Decision,
+    pub priority: i32,
+    pub mode: Mode,
+    pub enabled: bool,
+}
+
+impl<Ctx> fmt::Debug for Policy<Ctx> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("id", &self.id)
+            .field("pattern", &self.pattern.as_str())
+            .field("decision", &self.decision)
+            .field("priority", &self.priority)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// The call being decided.
+pub struct Call<'a, Ctx> {
+    pub tool: &'a str,
+    pub agent_id: &'a str,
+    pub agent_tags: &'a [String],
+    pub context: &'a Ctx,
+}
+
+/// The outcome, with the policies that led to it.
+#[derive(Debug)]
+pub struct Evaluation<'s, Ctx> {
+    pub decision: Decision,
+    /// The `enforce` policy that decided; none means the default applied.
+    pub deciding: Option<&'s Policy<Ctx>>,
+    /// Every matching `enforce` policy, strongest first.
+    pub matched: Vec<&'s Policy<Ctx>>,
+    /// Every matching `monitor` policy, strongest first; the first one's
+    /// decision is what monitoring would have done.
+    pub monitored: Vec<&'s Policy<Ctx>>,
+    /// Conditions that failed to evaluate. A failing condition counts as
+    /// met for a policy more restrictive than `allow` and as unmet for an
+    /// `allow` policy: an error never loosens the outcome.
+    pub condition_errors: Vec<(&'s Policy<Ctx>, ConditionError)>,
+}
+
+/// Policy indices by the literal text a matching tool name must start with.
+#[derive(Debug, Default)]
+struct PrefixIndex {
+    by_prefix: HashMap<String, Vec<u32>>,
+    lengths: Vec<usize>,
+}
+
+impl PrefixIndex {
+    fn insert(&mut self, prefix: &str, policy: u32) {
+        self.by_prefix
+            .entry(prefix.to_string())
+            .or_default()
+            .push(policy);
+        if !self.lengths.contains(&prefix.len()) {
+            self.lengths.push(prefix.len());
+            self.lengths.sort_unstable();
+        }
+    }
+
+    fn candidates<'a>(&'a self, tool: &'a str) -> impl Iterator<Item = u32> + 'a {
+        self.lengths
+            .iter()
+            .take_while(move |len| **len <= tool.len())
+            .filter(move |len| tool.is_char_boundary(**len))
+            .filter_map(move |len| self.by_prefix.get(&tool[..*len]))
+            .flatten()
+            .copied()
+    }
+}
+
+pub struct PolicySet<Ctx> {
+    policies: Vec<Policy<Ctx>>,
+    default: Decision,
+    exact: HashMap<String, Vec<u32>>,
+    prefixes: PrefixIndex,
+    globs: PrefixIndex,
+    everything: Vec<u32>,
+}
+
+impl<Ctx> PolicySet<Ctx> {
+    /// Compiles the enabled policies; `default` applies when none matches.
+    pub fn compile(policies: Vec<Policy<Ctx>>, default: Decision) -> Self {
+        let policies: Vec<Policy<Ctx>> = policies.into_iter().filter(|p| p.enabled).collect();
+        let mut set = PolicySet {
+            default,
+            exact: HashMap::new(),
+            prefixes: PrefixIndex::default(),
+            globs: PrefixIndex::default(),
+            everything: Vec::new(),
+            policies: Vec::new(),
+        };
+        for (i, policy) in policies.iter().enumerate() {
+            let i = i as u32;
+            let pattern = &policy.pattern;
+            match pattern.shape() {
+                Shape::Exact => set
+                    .exact
+                    .entry(pattern.as_str().to_string())
+                    .or_default()
+                    .push(i),
+                Shape::Everything => set.everything.push(i),
+                Shape::Prefix => set.prefixes.insert(pattern.literal_prefix(), i),
+                Shape::Glob => set.globs.insert(pattern.literal_prefix(), i),
+            }
+        }
+        set.policies = policies;
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    pub fn default_decision(&self) -> Decision {
+        self.default
+    }
+
+    /// Indices of the policies whose pattern matches `tool`.
+    fn pattern_matches<'a>(&'a self, tool: &'a str) -> impl Iterator<Item = u32> + 'a {
+        let exact = self.exact.get(tool).into_iter().flatten().copied();
+        let globs = self
+            .globs
+            .candidates(tool)
+            .filter(move |i| self.policies[*i as usize].pattern.matches(tool));
+        exact
+            .chain(self.prefixes.candidates(tool))
+            .chain(globs)
+            .chain(self.everything.iter().copied())
+    }
+
+    pub fn evaluate<'s>(&'s self, call: &Call<'_, Ctx>) -> Evaluation<'s, Ctx> {
+        let mut matched = Vec::new();
+        let mut monitored = Vec::new();
+        let mut condition_errors = Vec::new();
+        for i in self.pattern_matches(call.tool) {
+            let policy = &self.policies[i as usize];
+            if let Some(selector) = &policy.agents {
+                if !selector.selects(call.agent_id, call.agent_tags) {
+                    continue;
+                }
+            }
+            if let Some(condition) = &policy.condition {
+                match condition.holds(call.context) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(err) => {
+                        condition_errors.push((policy, err));
+                        if policy.decision == Decision::Allow {
+                            continue;
+                        }
+                    }
+                }
+            }
+            match policy.mode {
+                Mode::Enforce => matched.push(policy),
+                Mode::Monitor => monitored.push(policy),
+            }
+        }
+        let rank = |p: &&Policy<Ctx>| std::cmp::Reverse((p.priority, p.decision.restrictiveness()));
+        matched.sort_by_key(rank);
+        monitored.sort_by_key(rank);
+        let deciding = matched.first().copied();
+        Evaluation {
+            decision: deciding.map_or(self.default, |p| p.decision),
+            deciding,
+            matched,
+            monitored,
+            condition_errors,
+        }
+    }
+}

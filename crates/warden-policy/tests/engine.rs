@@ -1,0 +1,255 @@
+//! The engine through its public API: precedence, modes, selectors,
+//! conditions, and the index agreeing with a plain scan.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use warden_policy::{
+    AgentSelector, Call, Condition, ConditionError, Decision, Mode, Policy, PolicySet, ToolPattern,
+};
+
+/// The test context: a number the conditions compare against.
+#[derive(Debug)]
+struct Amount(i64);
+
+#[derive(Debug)]
+struct Over(i64);
+
+impl Condition<Amount> for Over {
+    fn holds(&self, context: &Amount) -> Result<bool, ConditionError> {
+        if context.0 < 0 {
+            return Err(ConditionError("amount is negative".into()));
+        }
+        Ok(context.0 > self.0)
+    }
+}
+
+fn policy(id: &str, pattern: &str, decision: Decision, priority: i32) -> Policy<Amount> {
+    Policy {
+        id: id.into(),
+        pattern: ToolPattern::parse(pattern).unwrap(),
+        agents: None,
+        condition: None,
+        decision,
+        priority,
+        mode: Mode::Enforce,
+        enabled: true,
+    }
+}
+
+fn decide(set: &PolicySet<Amount>, tool: &str, amount: i64) -> (Decision, Option<String>) {
+    let context = Amount(amount);
+    let call = Call {
+        tool,
+        agent_id: "agt_1",
+        agent_tags: &["prod".to_string()],
+        context: &context,
+    };
+    let e = set.evaluate(&call);
+    (e.decision, e.deciding.map(|p| p.id.clone()))
+}
+
+#[test]
+fn highest_priority_wins_then_the_most_restrictive() {
+    let set = PolicySet::compile(
+        vec![
+            policy("allow-all", "*", Decision::Allow, 0),
+            policy("audit-payments", "payments.*", Decision::Audit, 10),
+            policy("deny-refund", "payments.refund", Decision::Deny, 10),
+            policy("step-refund", "payments.refund", Decision::StepUp, 10),
+            policy("allow-refund-high", "payments.refund", Decision::Allow, 20),
+            policy("modify-writes", "fs.write", Decision::Modify, 5),
+            policy("deny-writes-low", "fs.*", Decision::Deny, 1),
+        ],
+        Decision::Deny,
+    );
+    assert_eq!(
+        decide(&set, "payments.refund", 0),
+        (Decision::Allow, Some("allow-refund-high".into()))
+    );
+    assert_eq!(
+        decide(&set, "payments.charge", 0),
+        (Decision::Audit, Some("audit-payments".into()))
+    );
+    assert_eq!(
+        decide(&set, "fs.write", 0),
+        (Decision::Modify, Some("modify-writes".into()))
+    );
+    assert_eq!(
+        decide(&set, "fs.read", 0),
+        (Decision::Deny, Some("deny-writes-low".into()))
+    );
+    assert_eq!(
+        decide(&set, "mail.send", 0),
+        (Decision::Allow, Some("allow-all".into()))
+    );
+
+    // On a tie the most restrictive decision wins, whatever the order.
+    let tie = PolicySet::compile(
+        vec![
+            policy("a", "x", Decision::Allow, 3),
+            policy("s", "x", Decision::StepUp, 3),
+            policy("m", "x", Decision::Modify, 3),
+            policy("d", "x", Decision::Deny, 3),
+            policy("u", "x", Decision::Audit, 3),
+        ],
+        Decision::Allow,
+    );
+    assert_eq!(decide(&tie, "x", 0), (Decision::Deny, Some("d".into())));
+}
+
+#[test]
+fn no_match_gives_the_default() {
+    let set = PolicySet::compile(
+        vec![policy("p", "fs.*", Decision::Deny, 0)],
+        Decision::Allow,
+    );
+    assert_eq!(decide(&set, "mail.send", 0), (Decision::Allow, None));
+    let strict = PolicySet::compile(Vec::new(), Decision::Deny);
+    assert_eq!(decide(&strict, "anything", 0), (Decision::Deny, None));
+}
+
+#[test]
+fn monitor_policies_record_but_do_not_decide() {
+    let mut watch = policy("watch", "payments.*", Decision::Deny, 100);
+    watch.mode = Mode::Monitor;
+    let set = PolicySet::compile(
+        vec![watch, policy("allow", "*", Decision::Allow, 0)],
+        Decision::Deny,
+    );
+    let context = Amount(0);
+    let e = set.evaluate(&Call {
+        tool: "payments.charge",
+        agent_id: "a",
+        agent_tags: &[],
+        context: &context,
+    });
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(
+        e.monitored.first().map(|p| p.decision),
+        Some(Decision::Deny),
+        "what it would have done"
+    );
+}
+
+#[test]
+fn selectors_disabled_policies_and_conditions() {
+    let mut for_tagged = policy("tagged", "*", Decision::Deny, 5);
+    for_tagged.agents = Some(AgentSelector {
+        ids: HashSet::new(),
+        tags: HashSet::from(["prod".to_string()]),
+    });
+    let mut for_other = policy("other-agent", "*", Decision::StepUp, 9);
+    for_other.agents = Some(AgentSelector {
+        ids: HashSet::from(["agt_2".to_string()]),
+        tags: HashSet::new(),
+    });
+    let mut off = policy("off", "*", Decision::Deny, 50);
+    off.enabled = false;
+    let mut big = policy("big-refunds", "payments.refund", Decision::StepUp, 7);
+    big.condition = Some(Arc::new(Over(1000)));
+    let set = PolicySet::compile(vec![for_tagged, for_other, off, big], Decision::Allow);
+    assert_eq!(set.len(), 3, "disabled policies are not compiled");
+    assert_eq!(
+        decide(&set, "payments.refund", 5000),
+        (Decision::StepUp, Some("big-refunds".into()))
+    );
+    assert_eq!(
+        decide(&set, "payments.refund", 10),
+        (Decision::Deny, Some("tagged".into()))
+    );
+}
+
+#[test]
+fn a_failing_condition_never_loosens_the_outcome() {
+    let mut step = policy("step", "payments.*", Decision::StepUp, 5);
+    step.condition = Some(Arc::new(Over(100)));
+    let mut allow = policy("allow", "payments.*", Decision::Allow, 9);
+    allow.condition = Some(Arc::new(Over(100)));
+    let set = PolicySet::compile(vec![step, allow], Decision::Allow);
+    let context = Amount(-1);
+    let e = set.evaluate(&Call {
+        tool: "payments.charge",
+        agent_id: "a",
+        agent_tags: &[],
+        context: &context,
+    });
+    assert_eq!(e.decision, Decision::StepUp);
+    assert_eq!(e.condition_errors.len(), 2);
+}
+
+/// A small deterministic generator, so the comparison covers many shapes
+/// without a random-number dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+#[test]
+fn the_index_agrees_with_a_plain_scan() {
+    let parts = ["fs", "db", "payments", "mail", "web", "shell"];
+    let verbs = ["read", "write", "delete", "refund", "send", "exec"];
+    let mut rng = Lcg(7);
+    let mut policies = Vec::new();
+    for i in 0..2000 {
+        let (p, v) = (parts[rng.next(parts.len())], verbs[rng.next(verbs.len())]);
+        let pattern = match rng.next(7) {
+            0 => format!("{p}.{v}"),
+            1 => format!("{p}.*"),
+            2 => "*".to_string(),
+            3 => format!("*.{v}"),
+            4 => format!("{p}.?{}", &v[1..]),
+            5 => format!("{}*", &p[..1]),
+            _ => format!("{p}*{}", &v[v.len() - 2..]),
+        };
+        let decision = Decision::ALL[rng.next(5)];
+        policies.push(policy(
+            &format!("p{i}"),
+            &pattern,
+            decision,
+            rng.next(20) as i32,
+        ));
+    }
+    let patterns: Vec<(String, i32, Decision)> = policies
+        .iter()
+        .map(|p| (p.pattern.as_str().to_string(), p.priority, p.decision))
+        .collect();
+    let set = PolicySet::compile(policies, Decision::Allow);
+    for p in parts {
+        for v in verbs {
+            let tool = format!("{p}.{v}");
+            let scan = patterns
+                .iter()
+                .filter(|(pattern, _, _)| ToolPattern::parse(pattern).unwrap().matches(&tool))
+                .map(|(_, priority, decision)| (*priority, decision.restrictiveness()))
+                .max();
+            let context = Amount(0);
+            let e = set.evaluate(&Call {
+                tool: &tool,
+                agent_id: "a",
+                agent_tags: &[],
+                context: &context,
+            });
+            let indexed = e
+                .deciding
+                .map(|p| (p.priority, p.decision.restrictiveness()));
+            assert_eq!(indexed, scan, "{tool}");
+            let scanned = patterns
+                .iter()
+                .filter(|(pattern, _, _)| ToolPattern::parse(pattern).unwrap().matches(&tool))
+                .count();
+            assert_eq!(
+                e.matched.len(),
+                scanned,
+                "{tool}: every matching policy is found once"
+            );
+        }
+    }
+}
