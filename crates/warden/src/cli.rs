@@ -31,8 +31,9 @@ pub struct StoreArgs {
     /// Directory for the embedded database and the master key file.
     #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     pub data_dir: PathBuf,
-    /// A postgres:// URL to use PostgreSQL instead of the embedded SQLite.
-    #[arg(long, env = "WARDEN_DATABASE_URL")]
+    /// A postgres:// URL to use PostgreSQL instead of the embedded SQLite
+    /// (its value is never shown: it may hold a password).
+    #[arg(long, env = "WARDEN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// The master key (64 hex characters or base64 of 32 bytes). Without it,
     /// DATA_DIR/master.key is used, and created on first start. Replicas
@@ -76,8 +77,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// A redis:// URL: rate limits shared by every replica.
-    #[arg(long, env = "WARDEN_REDIS_URL")]
+    /// A redis:// URL: rate limits shared by every replica (its value is
+    /// never shown: it may hold a password).
+    #[arg(long, env = "WARDEN_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Proxies (CIDR) whose X-Forwarded-For is believed; repeatable or comma-separated.
     #[arg(

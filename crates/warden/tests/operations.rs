@@ -296,6 +296,27 @@ fn metrics_and_request_ids(backend: &Backend) {
     let _ = request_id;
 }
 
+/// `--help` documents every variable but shows no value that may hold a
+/// secret.
+#[test]
+fn help_never_shows_secrets_from_the_environment() {
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--help"])
+        .env(
+            "WARDEN_DATABASE_URL",
+            "postgres://warden:db-secret@db/warden",
+        )
+        .env("WARDEN_REDIS_URL", "redis://:redis-secret@cache:6379")
+        .env("WARDEN_MASTER_KEY", "ab".repeat(32))
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("WARDEN_DATABASE_URL") && help.contains("WARDEN_LISTEN"));
+    for secret in ["db-secret", "redis-secret", &"ab".repeat(32)] {
+        assert!(!help.contains(secret), "--help shows {secret}");
+    }
+}
+
 /// Without WARDEN_MASTER_KEY the key lives in a private file, and a process
 /// holding another key refuses to touch the store.
 #[test]
