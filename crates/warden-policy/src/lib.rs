@@ -1,10 +1,11 @@
 //! The policy engine: which policies apply to a tool call and what they
-//! decide. Pure computation (no IO, no async) so that it can be tested,
+//! decide, and how far a call drifts from the agent's usual behaviour. Pure computation (no IO, no async) so that it can be tested,
 //! fuzzed and benchmarked on its own; the server compiles a tenant's
 //! policies once per change into a [`PolicySet`] and evaluates every call
 //! against it.
 
 mod decision;
+pub mod drift;
 mod pattern;
 mod set;
 

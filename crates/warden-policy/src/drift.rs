@@ -1,0 +1,280 @@
+//! Behavioural drift: how far a call is from the agent's own learned
+//! behaviour, as a score in 0..=1 with its parts explained. The method is
+//! written down in `docs/drift.md`.
+//!
+//! A profile learns from every call it scores ([`Profile::observe`]); it is
+//! plain data so that the server can persist it and rebuild it from the
+//! audit log by replaying calls in order.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Calls a profile needs before its scores count; until then it is
+/// `learning` and scores 0.
+pub const LEARNING_CALLS: u64 = 50;
+/// How many of the latest call times the rate is measured over.
+const RATE_WINDOW: usize = 32;
+/// Smoothing of the long-run rate (per call).
+const RATE_SMOOTHING: f64 = 0.02;
+
+/// One call as drift sees it.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub tool: &'a str,
+    /// The tool called just before in the same session, if any.
+    pub previous_tool: Option<&'a str>,
+    pub arg_keys: &'a [String],
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+/// The score and the parts it is made of, each in 0..=1.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DriftScore {
+    pub score: f64,
+    pub learning: bool,
+    pub new_tool: f64,
+    pub unusual_transition: f64,
+    pub unusual_rate: f64,
+    pub unusual_hour: f64,
+    pub new_argument_keys: f64,
+}
+
+/// Weights of the parts: a part at 1 raises the score by this much on its
+/// own, and parts combine like independent signals (1 - Π(1 - wᵢ·partᵢ)).
+const WEIGHTS: [f64; 5] = [0.6, 0.4, 0.4, 0.2, 0.4];
+
+/// What an agent usually does.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub calls: u64,
+    pub tools: HashMap<String, u64>,
+    /// (previous tool, tool) → count, and the count of calls after each
+    /// previous tool.
+    pub transitions: HashMap<(String, String), u64>,
+    pub after: HashMap<String, u64>,
+    pub hours: [u64; 24],
+    pub argument_keys: HashMap<String, HashSet<String>>,
+    /// Latest call times, for the current rate.
+    pub recent: VecDeque<i64>,
+    /// Long-run calls per minute.
+    pub baseline_per_minute: Option<f64>,
+}
+
+fn hour_of(at_ms: i64) -> usize {
+    (at_ms.div_euclid(3_600_000).rem_euclid(24)) as usize
+}
+
+impl Profile {
+    /// Calls per minute over the recent window, counting `at_ms` as the next.
+    fn current_rate(&self, at_ms: i64) -> Option<f64> {
+        let oldest = *self.recent.front()?;
+        let span_ms = (at_ms - oldest).max(1) as f64;
+        Some(self.recent.len() as f64 * 60_000.0 / span_ms)
+    }
+
+    /// Scores a call against what the profile has learned so far.
+    pub fn score(&self, call: &Observation<'_>) -> DriftScore {
+        let learning = self.calls < LEARNING_CALLS;
+        let seen = self.tools.get(call.tool).copied().unwrap_or(0);
+        // Unseen: 1; seen once or twice: fading; then familiar.
+        let new_tool = match seen {
+            0 => 1.0,
+            n if n < 3 => 0.5 / n as f64,
+            _ => 0.0,
+        };
+        let unusual_transition = match call.previous_tool {
+            Some(prev) => {
+                let total = self.after.get(prev).copied().unwrap_or(0);
+                if total < 5 {
+                    0.0
+                } else {
+                    let key = (prev.to_string(), call.tool.to_string());
+                    let count = self.transitions.get(&key).copied().unwrap_or(0);
+                    1.0 - count as f64 / total as f64
+                }
+            }
+            None => 0.0,
+        };
+        let unusual_rate = match (self.baseline_per_minute, self.current_rate(call.at_ms)) {
+            (Some(baseline), Some(current)) if self.recent.len() >= RATE_WINDOW / 2 => {
+                // A tenfold change either way scores 1.
+                ((current / baseline.max(1e-9)).ln().abs() / 10f64.ln()).min(1.0)
+            }
+            _ => 0.0,
+        };
+        let in_hour = self.hours[hour_of(call.at_ms)];
+        let unusual_hour = if self.calls == 0 {
+            0.0
+        } else {
+            // A uniform spread over the day scores 0; an hour never used, 1.
+            (1.0 - 24.0 * in_hour as f64 / self.calls as f64).clamp(0.0, 1.0)
+        };
+        let new_argument_keys = match self.argument_keys.get(call.tool) {
+            Some(known) if !call.arg_keys.is_empty() => {
+                let unseen = call.arg_keys.iter().filter(|k| !known.contains(*k)).count();
+                unseen as f64 / call.arg_keys.len() as f64
+            }
+            _ => 0.0,
+        };
+        let parts = [
+            new_tool,
+            unusual_transition,
+            unusual_rate,
+            unusual_hour,
+            new_argument_keys,
+        ];
+        let combined = 1.0
+            - parts
+                .iter()
+                .zip(WEIGHTS)
+                .map(|(part, weight)| 1.0 - weight * part)
+                .product::<f64>();
+        DriftScore {
+            score: if learning {
+                0.0
+            } else {
+                combined.clamp(0.0, 1.0)
+            },
+            learning,
+            new_tool,
+            unusual_transition,
+            unusual_rate,
+            unusual_hour,
+            new_argument_keys,
+        }
+    }
+
+    /// Learns from a call (after it was scored).
+    pub fn observe(&mut self, call: &Observation<'_>) {
+        if let (Some(rate), true) = (
+            self.current_rate(call.at_ms),
+            self.recent.len() >= RATE_WINDOW / 2,
+        ) {
+            self.baseline_per_minute = Some(match self.baseline_per_minute {
+                None => rate,
+                Some(b) => b + RATE_SMOOTHING * (rate - b),
+            });
+        }
+        self.calls += 1;
+        *self.tools.entry(call.tool.to_string()).or_default() += 1;
+        if let Some(prev) = call.previous_tool {
+            *self.after.entry(prev.to_string()).or_default() += 1;
+            *self
+                .transitions
+                .entry((prev.to_string(), call.tool.to_string()))
+                .or_default() += 1;
+        }
+        self.hours[hour_of(call.at_ms)] += 1;
+        self.argument_keys
+            .entry(call.tool.to_string())
+            .or_default()
+            .extend(call.arg_keys.iter().cloned());
+        self.recent.push_back(call.at_ms);
+        while self.recent.len() > RATE_WINDOW {
+            self.recent.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call<'a>(
+        tool: &'a str,
+        previous: Option<&'a str>,
+        keys: &'a [String],
+        at_ms: i64,
+    ) -> Observation<'a> {
+        Observation {
+            tool,
+            previous_tool: previous,
+            arg_keys: keys,
+            at_ms,
+        }
+    }
+
+    /// A steady agent: read, then write, every five seconds, in office
+    /// hours; then a burst of tools it never used, fast; then back to normal.
+    #[test]
+    fn a_burst_of_unseen_tools_raises_the_score_and_it_falls_back() {
+        let keys = vec!["path".to_string()];
+        let mut profile = Profile::default();
+        let mut at = 9 * 3_600_000; // 09:00
+        let mut previous: Option<&str> = None;
+        let steady = ["fs.read", "fs.write"];
+        let mut last_steady = 0.0;
+        for i in 0..400 {
+            let tool = steady[i % 2];
+            let c = call(tool, previous, &keys, at);
+            last_steady = profile.score(&c).score;
+            profile.observe(&c);
+            previous = Some(tool);
+            at += 5_000;
+        }
+        assert!(
+            !profile
+                .score(&call("fs.read", previous, &keys, at))
+                .learning
+        );
+        assert!(
+            last_steady < 0.1,
+            "steady behaviour scores low: {last_steady}"
+        );
+
+        let unseen = [
+            "shell.exec",
+            "net.upload",
+            "db.drop",
+            "secrets.read",
+            "mail.send",
+        ];
+        let mut burst_scores = Vec::new();
+        for tool in unseen {
+            let c = call(tool, previous, &keys, at);
+            let s = profile.score(&c);
+            assert_eq!(s.new_tool, 1.0);
+            burst_scores.push(s.score);
+            profile.observe(&c);
+            previous = Some(tool);
+            at += 200;
+        }
+        let peak = burst_scores.iter().cloned().fold(0.0, f64::max);
+        assert!(
+            peak > 0.6,
+            "unseen tools, fast, score high: {burst_scores:?}"
+        );
+
+        let mut after = 1.0;
+        for i in 0..200 {
+            let tool = steady[i % 2];
+            let c = call(tool, previous, &keys, at);
+            after = profile.score(&c).score;
+            profile.observe(&c);
+            previous = Some(tool);
+            at += 5_000;
+        }
+        assert!(
+            after < 0.15,
+            "back to the usual pattern, the score falls back: {after}"
+        );
+    }
+
+    #[test]
+    fn new_agents_are_learning_and_parts_are_explained() {
+        let mut profile = Profile::default();
+        let keys = vec!["to".to_string(), "cc".to_string()];
+        let first = call("mail.send", None, &keys, 0);
+        let s = profile.score(&first);
+        assert!(s.learning);
+        assert_eq!(s.score, 0.0);
+        assert_eq!(
+            s.new_tool, 1.0,
+            "the parts are reported even while learning"
+        );
+        profile.observe(&first);
+        let more = vec!["to".to_string(), "bcc".to_string()];
+        let s = profile.score(&call("mail.send", None, &more, 1000));
+        assert_eq!(s.new_argument_keys, 0.5);
+    }
+}
