@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api_key;
+pub mod audit_chain;
 pub mod error;
 pub mod id;
 pub mod org;
