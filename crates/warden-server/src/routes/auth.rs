@@ -1,6 +1,6 @@
 //! `/api/v1/auth/token`: trade an API key for a one-hour signed token.
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -9,6 +9,7 @@ use warden_core::time::now_ms;
 use crate::auth::middleware_support::{request_ip, set_limit_headers, take_from_bucket};
 use crate::http::envelope::{ok, DataEnvelope};
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -46,9 +47,7 @@ pub async fn exchange_token(State(state): State<AppState>, req: Request) -> Resp
 
 async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
     let ip = request_ip(&state, &req);
-    let crate::http::extract::ApiJson(body) =
-        <crate::http::extract::ApiJson<TokenRequest> as axum::extract::FromRequest<AppState>>::from_request(req, &state)
-            .await?;
+    let ApiJson(body) = ApiJson::<TokenRequest>::from_request(req, &state).await?;
     let (key, org) = state.keys.resolve_key(body.api_key.trim()).await?;
     let verdict = match take_from_bucket(&state, &org.id, org.rate_limit).await {
         Ok(verdict) => verdict,
