@@ -6,12 +6,15 @@ use serde_json::{Map, Value};
 use crate::time::Millis;
 use crate::{Error, Result};
 
-/// Whether an agent may act. Suspended agents are denied by enforcement.
+/// Whether an agent may act. Suspended agents are denied by enforcement;
+/// `discovered` agents were first seen asking for a decision, not
+/// registered, and are governed by policy like active ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Active,
     Suspended,
+    Discovered,
 }
 
 impl AgentStatus {
@@ -19,6 +22,7 @@ impl AgentStatus {
         match self {
             AgentStatus::Active => "active",
             AgentStatus::Suspended => "suspended",
+            AgentStatus::Discovered => "discovered",
         }
     }
 
@@ -26,6 +30,7 @@ impl AgentStatus {
         match text {
             "active" => Some(AgentStatus::Active),
             "suspended" => Some(AgentStatus::Suspended),
+            "discovered" => Some(AgentStatus::Discovered),
             _ => None,
         }
     }
@@ -136,7 +141,7 @@ impl Agent {
     }
 }
 
-fn text(value: String, field: &str, max: usize) -> Result<String> {
+pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
     let value = value.trim().to_string();
     if value.is_empty() {
         return Err(Error::invalid(field, format!("{field} must not be empty")));
@@ -156,7 +161,7 @@ fn text(value: String, field: &str, max: usize) -> Result<String> {
     Ok(value)
 }
 
-fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>> {
+pub(crate) fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>> {
     match value {
         None => Ok(None),
         Some(v) if field != "description" && v.chars().any(char::is_control) => {
@@ -184,7 +189,7 @@ fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Optio
 }
 
 /// Tags are trimmed, lower-cased and de-duplicated, in the order given.
-fn validate_tags(tags: Vec<String>) -> Result<Vec<String>> {
+pub(crate) fn validate_tags(tags: Vec<String>) -> Result<Vec<String>> {
     if tags.len() > MAX_TAGS {
         return Err(Error::invalid("tags", format!("at most {MAX_TAGS} tags")));
     }

@@ -6,6 +6,15 @@ pub enum Error {
     /// A field of the request breaks a rule; `field` names it for the client.
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// Text inside a field does not parse or check (a glob, a CEL
+    /// condition); `line` and `column` are 1-based within the field's text.
+    #[error("{message}")]
+    InvalidAt {
+        field: String,
+        message: String,
+        line: usize,
+        column: usize,
+    },
     /// The caller lacks the scope an operation needs.
     #[error("this operation needs the `{scope}` scope")]
     MissingScope { scope: String },

@@ -10,6 +10,9 @@ pub mod prefix {
     pub const API_KEY: &str = "key";
     pub const REQUEST: &str = "req";
     pub const TOKEN: &str = "tok";
+    pub const POLICY: &str = "pol";
+    pub const AUDIT: &str = "aud";
+    pub const HOLD: &str = "hld";
 }
 
 /// A new random identifier such as `agt_5f0c1a…`.

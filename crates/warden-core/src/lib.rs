@@ -3,11 +3,14 @@
 
 pub mod agent;
 pub mod api_key;
+pub mod audit;
 pub mod audit_chain;
 pub mod error;
+pub mod hold;
 pub mod id;
 pub mod org;
 pub mod page;
+pub mod policy;
 pub mod scope;
 pub mod secret;
 pub mod tenant;

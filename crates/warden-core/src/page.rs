@@ -66,6 +66,12 @@ pub struct PageRequest {
     pub after: Option<Cursor>,
 }
 
+/// Time fields (`*_at`) and sequence numbers sort by number, all others by
+/// text.
+pub fn numeric_sort(sort: &str) -> bool {
+    sort.ends_with("_at") || sort == "sequence" || sort == "version"
+}
+
 impl PageRequest {
     /// Validates limit and cursor; `sorts` lists the allowed sort fields, the
     /// first being the default.
@@ -93,7 +99,7 @@ impl PageRequest {
                 ))
             }
         };
-        let direction = direction.unwrap_or(if sort == "created_at" {
+        let direction = direction.unwrap_or(if matches!(sort.as_str(), "created_at" | "sequence" | "version") {
             Direction::Desc
         } else {
             Direction::Asc
@@ -104,8 +110,7 @@ impl PageRequest {
             .map(Cursor::decode)
             .transpose()?;
         if let Some(c) = &after {
-            // Time fields (`*_at`) sort by number, all others by text.
-            let kind_matches = matches!(c.value, SortValue::Int(_)) == sort.ends_with("_at");
+            let kind_matches = matches!(c.value, SortValue::Int(_)) == numeric_sort(&sort);
             if !kind_matches {
                 return Err(Error::invalid(
                     "cursor",

@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 /// Calls a profile needs before its scores count; until then it is
 /// `learning` and scores 0.
 pub const LEARNING_CALLS: u64 = 50;
@@ -28,7 +30,7 @@ pub struct Observation<'a> {
 }
 
 /// The score and the parts it is made of, each in 0..=1.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DriftScore {
     pub score: f64,
     pub learning: bool,
@@ -44,12 +46,13 @@ pub struct DriftScore {
 const WEIGHTS: [f64; 5] = [0.6, 0.4, 0.4, 0.2, 0.4];
 
 /// What an agent usually does.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub calls: u64,
     pub tools: HashMap<String, u64>,
     /// (previous tool, tool) → count, and the count of calls after each
     /// previous tool.
+    #[serde(with = "transition_list")]
     pub transitions: HashMap<(String, String), u64>,
     pub after: HashMap<String, u64>,
     pub hours: [u64; 24],
@@ -58,6 +61,28 @@ pub struct Profile {
     pub recent: VecDeque<i64>,
     /// Long-run calls per minute.
     pub baseline_per_minute: Option<f64>,
+}
+
+/// Transitions as `[previous, tool, count]` triples: JSON keys are strings.
+mod transition_list {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Transitions = HashMap<(String, String), u64>;
+
+    pub fn serialize<S: Serializer>(map: &Transitions, s: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<(&str, &str, u64)> = map
+            .iter()
+            .map(|((a, b), n)| (a.as_str(), b.as_str(), *n))
+            .collect();
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Transitions, D::Error> {
+        let list = Vec::<(String, String, u64)>::deserialize(d)?;
+        Ok(list.into_iter().map(|(a, b, n)| ((a, b), n)).collect())
+    }
 }
 
 fn hour_of(at_ms: i64) -> usize {

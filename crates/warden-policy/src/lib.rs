@@ -4,11 +4,15 @@
 //! policies once per change into a [`PolicySet`] and evaluates every call
 //! against it.
 
+pub mod condition;
 mod decision;
 pub mod drift;
+pub mod modify;
 mod pattern;
 mod set;
 
+pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};
 pub use decision::{Decision, Mode};
+pub use modify::{ArgChange, ArgPath, PathError};
 pub use pattern::{PatternError, ToolPattern};
 pub use set::{AgentSelector, Call, Condition, ConditionError, Evaluation, Policy, PolicySet};

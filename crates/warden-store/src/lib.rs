@@ -16,13 +16,45 @@ mod sqlite;
 use async_trait::async_trait;
 use warden_core::agent::{Agent, AgentFilter};
 use warden_core::api_key::ApiKey;
+use warden_core::audit::{AuditFilter, ChainedRecord};
+use warden_core::hold::{Hold, HoldFilter, HoldStatus};
 use warden_core::org::Organization;
 use warden_core::page::{Page, PageRequest};
+use warden_core::policy::{PolicyRecord, PolicyVersion};
 use warden_core::time::Millis;
 use warden_core::Tenant;
 
 pub use error::{StoreError, StoreResult};
-pub use sql::{create_private_dir, Backend, SqlStore};
+pub use sql::{create_private_dir, Backend, IndexedColumns, SqlStore};
+
+/// A write that commits with an audit record or not at all.
+#[derive(Debug, Clone)]
+pub enum Companion {
+    InsertHold(Hold),
+    /// Resolves a hold that is still pending.
+    ResolveHold {
+        hold_id: String,
+        status: HoldStatus,
+        decided_by: Option<String>,
+        decided_at: Millis,
+        comment: Option<String>,
+    },
+    /// Uses an approved hold's approval; once.
+    RedeemHold { hold_id: String, at: Millis },
+    CreatePolicy(PolicyRecord),
+    /// Writes the policy if the stored one is at `version - 1`.
+    UpdatePolicy(PolicyRecord),
+    /// Deletes the policy if the stored one is at `version - 1`.
+    DeletePolicy(PolicyRecord),
+}
+
+/// One record for a tenant's chain, with what commits with it.
+#[derive(Debug, Clone)]
+pub struct AuditAppend {
+    pub tenant: Tenant,
+    pub link: ChainedRecord,
+    pub companion: Option<Companion>,
+}
 
 /// What a retried request with an `Idempotency-Key` finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +133,88 @@ pub trait Store: Send + Sync + 'static {
     /// false when it is not (changed meanwhile, or gone).
     async fn update_agent(&self, tenant: &Tenant, agent: &Agent) -> StoreResult<bool>;
     async fn delete_agent(&self, tenant: &Tenant, id: &str) -> StoreResult<bool>;
+
+    /// The agent whose id or `external_id` is `reference`.
+    async fn find_agent(&self, tenant: &Tenant, reference: &str) -> StoreResult<Option<Agent>>;
+
+    async fn get_policy(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<PolicyRecord>>;
+    async fn list_policies(
+        &self,
+        tenant: &Tenant,
+        enabled: Option<bool>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PolicyRecord>>;
+    async fn all_policies(&self, tenant: &Tenant) -> StoreResult<Vec<PolicyRecord>>;
+    async fn count_policies(&self, tenant: &Tenant) -> StoreResult<i64>;
+    async fn policy_versions(
+        &self,
+        tenant: &Tenant,
+        policy_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PolicyVersion>>;
+    /// A counter bumped by every change of the tenant's policies or
+    /// policy settings; replicas compare it to know when to recompile.
+    async fn policy_generation(&self, tenant: &Tenant) -> StoreResult<i64>;
+    async fn tenant_setting(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<String>>;
+    /// Sets a setting the policy engine reads (bumps the generation).
+    async fn set_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        value: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// Appends records to their tenants' chains with their companions, all
+    /// or nothing; false when a precondition failed and nothing was written.
+    async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<bool>;
+    /// The last sequence number and hash of a tenant's chain.
+    async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)>;
+    async fn get_audit(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<ChainedRecord>>;
+    async fn list_audit(
+        &self,
+        tenant: &Tenant,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ChainedRecord>>;
+    /// Up to `limit` records after sequence `after`, in order, with the
+    /// columns stored beside them.
+    async fn audit_chain_after(
+        &self,
+        tenant: &Tenant,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(ChainedRecord, IndexedColumns)>>;
+    async fn agent_decisions_after(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChainedRecord>>;
+
+    async fn get_hold(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>>;
+    async fn hold_by_token(&self, tenant: &Tenant, digest: &str) -> StoreResult<Option<Hold>>;
+    async fn list_holds(
+        &self,
+        tenant: &Tenant,
+        filter: &HoldFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Hold>>;
+    async fn expired_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
+
+    async fn drift_profile(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+    ) -> StoreResult<Option<(i64, String)>>;
+    /// Saves (tenant, agent, sequence, profile JSON) snapshots.
+    async fn save_drift_profiles(
+        &self,
+        snapshots: &[(Tenant, String, i64, String)],
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn delete_drift_profile(&self, tenant: &Tenant, agent_id: &str) -> StoreResult<()>;
 
     /// Claims an idempotency key; records older than `expired_before`, and
     /// claims left unfinished for a minute, are forgotten first.

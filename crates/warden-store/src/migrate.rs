@@ -4,10 +4,14 @@ use sqlx::{Connection, Executor, PgPool};
 
 use crate::StoreResult;
 
-pub(crate) const SQLITE: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_core.sql"))];
-pub(crate) const POSTGRES: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_core.sql"))];
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_core.sql")),
+    (2, include_str!("../migrations/sqlite/0002_governance.sql")),
+];
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_core.sql")),
+    (2, include_str!("../migrations/postgres/0002_governance.sql")),
+];
 
 const CREATE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

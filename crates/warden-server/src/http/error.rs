@@ -205,6 +205,16 @@ impl From<warden_core::Error> for ApiError {
         use warden_core::Error as E;
         match err {
             E::Invalid { field, message } => ApiError::invalid(field, message),
+            E::InvalidAt {
+                field,
+                message,
+                line,
+                column,
+            } => {
+                let mut e = ApiError::invalid(field, message);
+                e.position = Some(Position { line, column });
+                e
+            }
             E::MissingScope { scope } => {
                 ApiError::forbidden(format!("this operation needs the `{scope}` scope"))
                     .with_field(scope)

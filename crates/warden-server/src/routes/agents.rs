@@ -21,6 +21,7 @@ use crate::state::AppState;
 pub enum AgentStatusName {
     Active,
     Suspended,
+    Discovered,
 }
 
 impl From<AgentStatusName> for AgentStatus {
@@ -28,6 +29,7 @@ impl From<AgentStatusName> for AgentStatus {
         match s {
             AgentStatusName::Active => AgentStatus::Active,
             AgentStatusName::Suspended => AgentStatus::Suspended,
+            AgentStatusName::Discovered => AgentStatus::Discovered,
         }
     }
 }
@@ -37,6 +39,7 @@ impl From<AgentStatus> for AgentStatusName {
         match s {
             AgentStatus::Active => AgentStatusName::Active,
             AgentStatus::Suspended => AgentStatusName::Suspended,
+            AgentStatus::Discovered => AgentStatusName::Discovered,
         }
     }
 }

@@ -111,6 +111,28 @@ pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<O
     .transpose()
 }
 
+pub(crate) async fn find(
+    db: &dyn Db,
+    tenant: &Tenant,
+    reference: &str,
+) -> StoreResult<Option<Agent>> {
+    db.query(
+        &format!(
+            "SELECT {COLUMNS} FROM agents WHERE org_id = $1 AND environment = $2 \
+             AND (id = $3 OR external_id = $3) ORDER BY CASE WHEN id = $3 THEN 0 ELSE 1 END LIMIT 1"
+        ),
+        vec![
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+            reference.into(),
+        ],
+    )
+    .await?
+    .first()
+    .map(from_row)
+    .transpose()
+}
+
 pub(crate) async fn list(
     db: &dyn Db,
     tenant: &Tenant,

@@ -4,12 +4,18 @@
 //! which both backends read alike.
 
 mod agents;
+mod audit;
 mod builder;
+mod drift;
+mod holds;
 mod idempotency;
 mod keys;
 mod orgs;
 mod paging;
+mod policies;
 mod settings;
+
+pub use audit::IndexedColumns;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,7 +23,10 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use warden_core::agent::{Agent, AgentFilter};
 use warden_core::api_key::ApiKey;
+use warden_core::audit::{AuditFilter, ChainedRecord};
+use warden_core::hold::{Hold, HoldFilter};
 use warden_core::org::Organization;
+use warden_core::policy::{PolicyRecord, PolicyVersion};
 use warden_core::page::{Page, PageRequest};
 use warden_core::time::Millis;
 use warden_core::Tenant;
@@ -25,7 +34,7 @@ use warden_core::Tenant;
 use crate::db::{Db, Row};
 use crate::postgres::PostgresDb;
 use crate::sqlite::SqliteDb;
-use crate::{IdempotencyState, Store, StoreError, StoreResult};
+use crate::{AuditAppend, IdempotencyState, Store, StoreError, StoreResult};
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +231,140 @@ impl Store for SqlStore {
 
     async fn delete_agent(&self, tenant: &Tenant, id: &str) -> StoreResult<bool> {
         agents::delete(self.db.as_ref(), tenant, id).await
+    }
+
+    async fn find_agent(&self, tenant: &Tenant, reference: &str) -> StoreResult<Option<Agent>> {
+        agents::find(self.db.as_ref(), tenant, reference).await
+    }
+
+    async fn get_policy(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<PolicyRecord>> {
+        policies::get(self.db.as_ref(), tenant, id).await
+    }
+
+    async fn list_policies(
+        &self,
+        tenant: &Tenant,
+        enabled: Option<bool>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PolicyRecord>> {
+        policies::list(self.db.as_ref(), tenant, enabled, page).await
+    }
+
+    async fn all_policies(&self, tenant: &Tenant) -> StoreResult<Vec<PolicyRecord>> {
+        policies::all(self.db.as_ref(), tenant).await
+    }
+
+    async fn count_policies(&self, tenant: &Tenant) -> StoreResult<i64> {
+        policies::count(self.db.as_ref(), tenant).await
+    }
+
+    async fn policy_versions(
+        &self,
+        tenant: &Tenant,
+        policy_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PolicyVersion>> {
+        policies::versions(self.db.as_ref(), tenant, policy_id, page).await
+    }
+
+    async fn policy_generation(&self, tenant: &Tenant) -> StoreResult<i64> {
+        let value = policies::tenant_setting(self.db.as_ref(), tenant, policies::GENERATION).await?;
+        Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    async fn tenant_setting(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<String>> {
+        policies::tenant_setting(self.db.as_ref(), tenant, name).await
+    }
+
+    async fn set_tenant_setting(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        value: &str,
+        now: Millis,
+    ) -> StoreResult<()> {
+        policies::set_tenant_setting(self.db.as_ref(), tenant, name, value, now).await
+    }
+
+    async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<bool> {
+        audit::append(self.db.as_ref(), batch).await
+    }
+
+    async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)> {
+        audit::head(self.db.as_ref(), tenant).await
+    }
+
+    async fn get_audit(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<ChainedRecord>> {
+        audit::get(self.db.as_ref(), tenant, id).await
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &Tenant,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ChainedRecord>> {
+        audit::list(self.db.as_ref(), tenant, filter, page).await
+    }
+
+    async fn audit_chain_after(
+        &self,
+        tenant: &Tenant,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(ChainedRecord, IndexedColumns)>> {
+        audit::chain_after(self.db.as_ref(), tenant, after, limit).await
+    }
+
+    async fn agent_decisions_after(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChainedRecord>> {
+        audit::agent_decisions_after(self.db.as_ref(), tenant, agent_id, after, limit).await
+    }
+
+    async fn get_hold(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>> {
+        holds::get(self.db.as_ref(), tenant, id).await
+    }
+
+    async fn hold_by_token(&self, tenant: &Tenant, digest: &str) -> StoreResult<Option<Hold>> {
+        holds::by_token(self.db.as_ref(), tenant, digest).await
+    }
+
+    async fn list_holds(
+        &self,
+        tenant: &Tenant,
+        filter: &HoldFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Hold>> {
+        holds::list(self.db.as_ref(), tenant, filter, page).await
+    }
+
+    async fn expired_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>> {
+        holds::expired(self.db.as_ref(), now, limit).await
+    }
+
+    async fn drift_profile(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+    ) -> StoreResult<Option<(i64, String)>> {
+        drift::get(self.db.as_ref(), tenant, agent_id).await
+    }
+
+    async fn save_drift_profiles(
+        &self,
+        snapshots: &[(Tenant, String, i64, String)],
+        now: Millis,
+    ) -> StoreResult<()> {
+        drift::save(self.db.as_ref(), snapshots, now).await
+    }
+
+    async fn delete_drift_profile(&self, tenant: &Tenant, agent_id: &str) -> StoreResult<()> {
+        drift::delete(self.db.as_ref(), tenant, agent_id).await
     }
 
     async fn begin_idempotent(

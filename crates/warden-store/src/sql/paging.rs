@@ -35,6 +35,29 @@ pub(crate) async fn fetch(
     db.query(&q.text, q.args).await
 }
 
+/// Like [`fetch`] for a numeric column unique within the query (a version
+/// or sequence number), which needs no tie-breaker.
+pub(crate) async fn fetch_unique(
+    db: &dyn Db,
+    mut q: SqlBuilder,
+    page: &PageRequest,
+    column: &str,
+) -> StoreResult<Vec<Row>> {
+    let (cmp, dir) = match page.direction {
+        Direction::Asc => (">", "ASC"),
+        Direction::Desc => ("<", "DESC"),
+    };
+    if let Some(after) = &page.after {
+        let SortValue::Int(value) = after.value else {
+            return Err(StoreError::Corrupt("cursor holds text".into()));
+        };
+        q.push(&format!(" AND {column} {cmp} ")).bind(value);
+    }
+    q.push(&format!(" ORDER BY {column} {dir} LIMIT "))
+        .bind(i64::from(page.limit) + 1);
+    db.query(&q.text, q.args).await
+}
+
 /// Decodes the rows of [`fetch`] into a page with the cursor of the next.
 pub(crate) fn finish<T>(
     rows: Vec<Row>,

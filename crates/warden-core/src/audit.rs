@@ -1,0 +1,106 @@
+//! The audit log's records. A record's canonical text (its JSON without
+//! the chain fields) is what the hash chain covers, so the stored text is
+//! the record: the indexed columns beside it are copies for filtering, and
+//! verification checks that they still agree with it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use warden_policy::drift::DriftScore;
+
+use crate::time::Millis;
+
+/// What an audit record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    Decision,
+    HoldResolution,
+    PolicyChange,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Decision => "decision",
+            AuditKind::HoldResolution => "hold_resolution",
+            AuditKind::PolicyChange => "policy_change",
+        }
+    }
+}
+
+/// What a `monitor` policy would have decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitoredOutcome {
+    pub policy_id: String,
+    pub decision: String,
+}
+
+/// One audit record, as hashed and stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: String,
+    pub kind: AuditKind,
+    pub at: Millis,
+    /// The key that made the request.
+    pub actor: String,
+    pub agent_id: Option<String>,
+    pub tool: Option<String>,
+    /// The call's arguments, with redacted fields replaced.
+    pub arguments: Option<Value>,
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub matched_policy_ids: Vec<String>,
+    #[serde(default)]
+    pub monitored: Vec<MonitoredOutcome>,
+    pub drift: Option<DriftScore>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Microseconds from the request's arrival to the decision.
+    pub latency_us: Option<i64>,
+    pub hold_id: Option<String>,
+    pub policy_id: Option<String>,
+    pub policy_version: Option<i64>,
+    /// The rest of the context: the previous tool in the session, the
+    /// caller's context object, a hold's comment, a policy's new text.
+    #[serde(default)]
+    pub detail: Value,
+}
+
+impl AuditRecord {
+    /// The bytes the chain hashes: the record's JSON.
+    pub fn canonical(&self) -> String {
+        serde_json::to_string(self).expect("an audit record always serializes")
+    }
+
+    /// The drift score in millionths, as stored for `min_drift` filters.
+    pub fn drift_micros(&self) -> Option<i64> {
+        self.drift
+            .as_ref()
+            .map(|d| (d.score * 1_000_000.0).round() as i64)
+    }
+}
+
+/// A record with its place in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainedRecord {
+    pub sequence: i64,
+    pub previous_hash: String,
+    pub hash: String,
+    pub canonical: String,
+    pub record: AuditRecord,
+}
+
+/// Filters of `GET /api/v1/audit`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub agent_id: Option<String>,
+    /// A tool glob, `*` and `?` as in action patterns.
+    pub action: Option<String>,
+    pub decision: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: Option<AuditKind>,
+    pub min_drift_micros: Option<i64>,
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+}

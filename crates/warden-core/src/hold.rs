@@ -1,0 +1,84 @@
+//! Step-up holds: a call waiting for a person's approval. A hold covers
+//! exactly one call (agent, tool, SHA-256 of the arguments, policy
+//! version) and is resolved once.
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::time::Millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Pending => "pending",
+            HoldStatus::Approved => "approved",
+            HoldStatus::Denied => "denied",
+            HoldStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(HoldStatus::Pending),
+            "approved" => Some(HoldStatus::Approved),
+            "denied" => Some(HoldStatus::Denied),
+            "expired" => Some(HoldStatus::Expired),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    pub id: String,
+    /// SHA-256 of the hold token: the token itself is shown once.
+    pub token_digest: String,
+    pub audit_id: String,
+    pub agent_id: String,
+    pub tool: String,
+    pub args_sha256: String,
+    pub policy_id: String,
+    pub policy_version: i64,
+    pub session_id: Option<String>,
+    pub status: HoldStatus,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Millis>,
+    pub comment: Option<String>,
+    /// When an approved hold was used to run its call; once only.
+    pub redeemed_at: Option<Millis>,
+}
+
+/// A new hold token: `hold_` and 256 random bits.
+pub fn mint_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("hold_{}", hex::encode(bytes))
+}
+
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// SHA-256 of the arguments' JSON text.
+pub fn args_digest(args: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(args.to_string().as_bytes()))
+}
+
+/// Filters of `GET /api/v1/holds`.
+#[derive(Debug, Clone, Default)]
+pub struct HoldFilter {
+    pub status: Option<HoldStatus>,
+    pub agent_id: Option<String>,
+}

@@ -1,0 +1,346 @@
+//! Policies over agents' tool calls, as stored and versioned. The engine
+//! (`warden-policy`) compiles them; this module validates a policy so that
+//! only one that compiles is ever stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use warden_policy::{
+    AgentSelector, ArgChange, ArgPath, CelCondition, ConditionInput, Decision, Mode, Policy,
+    ToolPattern,
+};
+
+use crate::agent::{optional_text, text};
+use crate::time::Millis;
+use crate::{Error, Result};
+
+pub const MAX_NAME: usize = 200;
+pub const MAX_DESCRIPTION: usize = 2_000;
+pub const MAX_PATTERN: usize = 256;
+pub const MAX_SELECTED: usize = 500;
+pub const MAX_PRIORITY: i32 = 1_000_000;
+/// Step-up holds expire after this unless the policy says otherwise.
+pub const DEFAULT_STEP_UP_TIMEOUT_SECONDS: u32 = 15 * 60;
+pub const MAX_STEP_UP_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
+/// Most policies per tenant: keeps one tenant's compiled set bounded.
+pub const MAX_POLICIES: usize = 200_000;
+
+/// Which agents a policy applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsSpec {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// For `modify`: fields to redact, then fields to set, by path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModifySpec {
+    #[serde(default)]
+    pub redact: Vec<String>,
+    #[serde(default)]
+    pub set: Map<String, Value>,
+}
+
+/// A policy as stored. `version` counts its changes from 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub action_pattern: String,
+    pub agents: Option<AgentsSpec>,
+    pub condition: Option<String>,
+    pub decision: String,
+    pub modify: Option<ModifySpec>,
+    /// Argument fields kept out of the audit log whenever this policy
+    /// matches a call.
+    #[serde(default)]
+    pub audit_redact: Vec<String>,
+    pub priority: i32,
+    pub mode: String,
+    pub enabled: bool,
+    pub step_up_timeout_seconds: u32,
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// The key that made the latest change.
+    pub updated_by: String,
+}
+
+/// The fields a create or change may set; `None` leaves a field alone,
+/// `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyChanges {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub action_pattern: Option<String>,
+    pub agents: Option<Option<AgentsSpec>>,
+    pub condition: Option<Option<String>>,
+    pub decision: Option<String>,
+    pub modify: Option<Option<ModifySpec>>,
+    pub audit_redact: Option<Vec<String>>,
+    pub priority: Option<i32>,
+    pub mode: Option<String>,
+    pub enabled: Option<bool>,
+    pub step_up_timeout_seconds: Option<u32>,
+}
+
+/// A policy checked and compiled for the engine.
+pub struct CompiledPolicy {
+    pub policy: Policy<ConditionInput>,
+    pub change: Option<ArgChange>,
+    pub audit_redact: Vec<ArgPath>,
+}
+
+impl PolicyRecord {
+    /// A new policy from changes; `name`, `action_pattern` and `decision`
+    /// are required.
+    pub fn create(changes: PolicyChanges, id: String, by: &str, now: Millis) -> Result<Self> {
+        for (field, missing) in [
+            ("name", changes.name.is_none()),
+            ("action_pattern", changes.action_pattern.is_none()),
+            ("decision", changes.decision.is_none()),
+        ] {
+            if missing {
+                return Err(Error::invalid(field, format!("{field} is required")));
+            }
+        }
+        let mut record = PolicyRecord {
+            id,
+            name: String::new(),
+            description: None,
+            action_pattern: String::new(),
+            agents: None,
+            condition: None,
+            decision: String::new(),
+            modify: None,
+            audit_redact: Vec::new(),
+            priority: 0,
+            mode: Mode::Enforce.as_str().into(),
+            enabled: true,
+            step_up_timeout_seconds: DEFAULT_STEP_UP_TIMEOUT_SECONDS,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            updated_by: by.to_string(),
+        };
+        record.apply(changes, by, now)?;
+        Ok(record)
+    }
+
+    /// Applies a change and checks the result compiles; bumps the version.
+    pub fn apply(&mut self, c: PolicyChanges, by: &str, now: Millis) -> Result<()> {
+        if let Some(v) = c.name {
+            self.name = text(v, "name", MAX_NAME)?;
+        }
+        if let Some(v) = c.description {
+            self.description = optional_text(v, "description", MAX_DESCRIPTION)?;
+        }
+        if let Some(v) = c.action_pattern {
+            self.action_pattern = v;
+        }
+        if let Some(v) = c.agents {
+            self.agents = v;
+        }
+        if let Some(v) = c.condition {
+            self.condition = v;
+        }
+        if let Some(v) = c.decision {
+            self.decision = v;
+        }
+        if let Some(v) = c.modify {
+            self.modify = v;
+        }
+        if let Some(v) = c.audit_redact {
+            self.audit_redact = v;
+        }
+        if let Some(v) = c.priority {
+            if v.abs() > MAX_PRIORITY {
+                return Err(Error::invalid(
+                    "priority",
+                    format!("priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
+                ));
+            }
+            self.priority = v;
+        }
+        if let Some(v) = c.mode {
+            self.mode = v;
+        }
+        if let Some(v) = c.enabled {
+            self.enabled = v;
+        }
+        if let Some(v) = c.step_up_timeout_seconds {
+            if v == 0 || v > MAX_STEP_UP_TIMEOUT_SECONDS {
+                return Err(Error::invalid(
+                    "step_up_timeout_seconds",
+                    format!("step_up_timeout_seconds must be 1 to {MAX_STEP_UP_TIMEOUT_SECONDS}"),
+                ));
+            }
+            self.step_up_timeout_seconds = v;
+        }
+        if let Some(agents) = &mut self.agents {
+            agents.tags = crate::agent::validate_tags(std::mem::take(&mut agents.tags))
+                .map_err(|e| rename_field(e, "agents.tags"))?;
+            if agents.ids.len() > MAX_SELECTED {
+                return Err(Error::invalid(
+                    "agents.ids",
+                    format!("at most {MAX_SELECTED} agent ids"),
+                ));
+            }
+            for (i, id) in agents.ids.iter().enumerate() {
+                if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+                    return Err(Error::invalid(
+                        format!("agents.ids[{i}]"),
+                        "an agent id or external id of 1 to 200 characters",
+                    ));
+                }
+            }
+        }
+        self.compile()?;
+        self.version += 1;
+        self.updated_at = now;
+        self.updated_by = by.to_string();
+        Ok(())
+    }
+
+    /// Checks every part and builds the engine's policy.
+    pub fn compile(&self) -> Result<CompiledPolicy> {
+        if self.action_pattern.len() > MAX_PATTERN {
+            return Err(Error::invalid(
+                "action_pattern",
+                format!("action_pattern must be at most {MAX_PATTERN} bytes"),
+            ));
+        }
+        let pattern = ToolPattern::parse(&self.action_pattern).map_err(|e| Error::InvalidAt {
+            field: "action_pattern".into(),
+            message: e.to_string(),
+            line: 1,
+            column: e.position,
+        })?;
+        let decision: Decision = self.decision.parse().map_err(|_| {
+            Error::invalid(
+                "decision",
+                "decision must be allow, deny, step_up, audit or modify",
+            )
+        })?;
+        let mode: Mode = self
+            .mode
+            .parse()
+            .map_err(|_| Error::invalid("mode", "mode must be enforce or monitor"))?;
+        let condition = match &self.condition {
+            None => None,
+            Some(src) => {
+                let compiled = CelCondition::compile(src).map_err(|e| Error::InvalidAt {
+                    field: "condition".into(),
+                    message: e.message,
+                    line: e.line,
+                    column: e.column,
+                })?;
+                Some(std::sync::Arc::new(compiled)
+                    as std::sync::Arc<dyn warden_policy::Condition<ConditionInput>>)
+            }
+        };
+        let change = match (&self.modify, decision) {
+            (Some(spec), Decision::Modify) => Some(compile_change(spec)?),
+            (None, Decision::Modify) => {
+                return Err(Error::invalid(
+                    "modify",
+                    "a modify policy says what to change: {\"redact\": [paths], \"set\": {path: value}}",
+                ))
+            }
+            (Some(_), _) => {
+                return Err(Error::invalid(
+                    "modify",
+                    "modify applies only to policies whose decision is modify",
+                ))
+            }
+            (None, _) => None,
+        };
+        let audit_redact = paths(&self.audit_redact, "audit_redact")?;
+        let agents = self.agents.as_ref().map(|a| AgentSelector {
+            ids: a.ids.iter().cloned().collect(),
+            tags: a.tags.iter().cloned().collect(),
+        });
+        Ok(CompiledPolicy {
+            policy: Policy {
+                id: self.id.clone(),
+                pattern,
+                agents,
+                condition,
+                decision,
+                priority: self.priority,
+                mode,
+                enabled: self.enabled,
+            },
+            change,
+            audit_redact,
+        })
+    }
+}
+
+fn rename_field(e: Error, prefix: &str) -> Error {
+    match e {
+        Error::Invalid { field, message } => Error::Invalid {
+            field: field.replacen("tags", prefix, 1),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn paths(list: &[String], field: &str) -> Result<Vec<ArgPath>> {
+    if list.len() > warden_policy::modify::MAX_PATHS {
+        return Err(Error::invalid(
+            field,
+            format!("at most {} paths", warden_policy::modify::MAX_PATHS),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            ArgPath::parse(p).map_err(|e| Error::InvalidAt {
+                field: format!("{field}[{i}]"),
+                message: e.message,
+                line: 1,
+                column: e.position,
+            })
+        })
+        .collect()
+}
+
+fn compile_change(spec: &ModifySpec) -> Result<ArgChange> {
+    let redact = paths(&spec.redact, "modify.redact")?;
+    let mut set = Vec::with_capacity(spec.set.len());
+    for (path, value) in &spec.set {
+        let parsed = ArgPath::parse(path).map_err(|e| Error::InvalidAt {
+            field: format!("modify.set.{path}"),
+            message: e.message,
+            line: 1,
+            column: e.position,
+        })?;
+        set.push((parsed, value.clone()));
+    }
+    let change = ArgChange { redact, set };
+    if change.is_empty() {
+        return Err(Error::invalid(
+            "modify",
+            "a modify policy redacts or sets at least one field",
+        ));
+    }
+    Ok(change)
+}
+
+/// A stored version of a policy: the whole policy after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    pub policy_id: String,
+    pub version: i64,
+    /// `created`, `updated` or `deleted`.
+    pub change: String,
+    pub changed_by: String,
+    pub changed_at: Millis,
+    pub policy: PolicyRecord,
+}

@@ -1,0 +1,637 @@
+//! Policy conditions in CEL (the Common Expression Language) over the facts
+//! of a call: `tool`, `args`, `agent`, `session`, `context`, `drift`, `now`.
+//!
+//! The `cel` crate parses and evaluates but has no type checker, so a
+//! condition is checked here before it is accepted: every identifier must be
+//! one of the variables (or a comprehension's own), fields of `agent`,
+//! `session` and `drift` must exist, functions must be known, operands whose
+//! types are known must suit their operator, and the whole expression must
+//! be able to yield a boolean. Each refusal names its line and column.
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+use cel::{Context, Env, IdedExpr, Program, Value};
+use serde_json::Value as Json;
+
+use crate::drift::DriftScore;
+use crate::set::{Condition, ConditionError};
+
+/// Longest condition accepted, in bytes.
+pub const MAX_CONDITION_LEN: usize = 4_096;
+
+/// The variables a condition may read.
+pub const VARIABLES: &[&str] = &["tool", "args", "agent", "session", "context", "drift", "now"];
+const AGENT_FIELDS: &[&str] = &["id", "name", "external_id", "status", "tags"];
+const SESSION_FIELDS: &[&str] = &["id", "user_id", "previous_tool", "tools", "calls"];
+const DRIFT_FIELDS: &[&str] = &[
+    "score",
+    "learning",
+    "new_tool",
+    "unusual_transition",
+    "unusual_rate",
+    "unusual_hour",
+    "new_argument_keys",
+];
+
+/// Functions of the CEL standard library and the strings extension.
+const FUNCTIONS: &[&str] = &[
+    "size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn", "duration",
+    "timestamp", "matches", "contains", "startsWith", "endsWith", "getFullYear", "getMonth",
+    "getDate", "getDayOfMonth", "getDayOfYear", "getDayOfWeek", "getHours", "getMinutes",
+    "getSeconds", "getMilliseconds", "max", "min", "has", "all", "exists", "exists_one", "map",
+    "filter", "charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii", "replace", "split",
+    "substring", "trim", "join", "format", "quote", "reverse",
+];
+
+/// The environment every condition compiles and runs in: built once.
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings)
+        .expect("the strings extension registers once");
+    Arc::new(env)
+});
+
+/// Why a condition was refused, and where (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (line {line}, column {column})")]
+pub struct ConditionCompileError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A compiled, checked CEL condition.
+pub struct CelCondition {
+    source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for CelCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CelCondition").field(&self.source).finish()
+    }
+}
+
+impl CelCondition {
+    pub fn compile(source: &str) -> Result<Self, ConditionCompileError> {
+        if source.len() > MAX_CONDITION_LEN {
+            return Err(ConditionCompileError {
+                message: format!("a condition is at most {MAX_CONDITION_LEN} bytes"),
+                line: 1,
+                column: 1,
+            });
+        }
+        if source.trim().is_empty() {
+            return Err(ConditionCompileError {
+                message: "the condition is empty".into(),
+                line: 1,
+                column: 1,
+            });
+        }
+        let program = ENV.compile(source).map_err(|errors| {
+            let first = errors.errors.first();
+            ConditionCompileError {
+                message: first.map_or_else(|| "does not parse".into(), |e| e.msg.clone()),
+                line: first.map_or(1, |e| e.pos.0.max(1) as usize),
+                column: first.map_or(1, |e| e.pos.1.max(0) as usize + 1),
+            }
+        })?;
+        let checker = Checker {
+            source,
+            program: &program,
+        };
+        let kind = checker.check(program.expression(), &mut Vec::new())?;
+        if !kind.may_be(Kind::Bool) {
+            return Err(checker.error(
+                program.expression(),
+                format!("a condition must be a boolean expression; this one is {kind}"),
+            ));
+        }
+        Ok(CelCondition {
+            source: source.to_string(),
+            program,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// What a condition can know of a call.
+#[derive(Debug, Clone, Default)]
+pub struct CallFacts {
+    pub tool: String,
+    pub args: Json,
+    pub agent_id: String,
+    pub agent_name: String,
+    pub agent_external_id: Option<String>,
+    pub agent_status: String,
+    pub agent_tags: Vec<String>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub previous_tool: Option<String>,
+    /// Tools called earlier in the session, oldest first.
+    pub session_tools: Vec<String>,
+    pub context: Json,
+    pub drift: DriftScore,
+    /// Milliseconds since the epoch.
+    pub now_ms: i64,
+}
+
+/// The facts with their CEL form, built once per call and only if some
+/// condition needs it.
+pub struct ConditionInput {
+    pub facts: CallFacts,
+    cel: OnceCell<Result<Context<'static, 'static>, String>>,
+}
+
+impl ConditionInput {
+    pub fn new(facts: CallFacts) -> Self {
+        ConditionInput {
+            facts,
+            cel: OnceCell::new(),
+        }
+    }
+
+    fn context(&self) -> Result<&Context<'static, 'static>, ConditionError> {
+        self.cel
+            .get_or_init(|| build_context(&self.facts))
+            .as_ref()
+            .map_err(|e| ConditionError(e.clone()))
+    }
+}
+
+fn json_value(json: &Json) -> Result<Value, String> {
+    cel::to_value(json).map_err(|e| e.to_string())
+}
+
+fn build_context(facts: &CallFacts) -> Result<Context<'static, 'static>, String> {
+    let mut ctx = Context::with_env(ENV.clone());
+    ctx.add_variable_from_value("tool", facts.tool.clone());
+    let args = if facts.args.is_null() {
+        Json::Object(Default::default())
+    } else {
+        facts.args.clone()
+    };
+    ctx.add_variable_from_value("args", json_value(&args)?);
+    let context = if facts.context.is_null() {
+        Json::Object(Default::default())
+    } else {
+        facts.context.clone()
+    };
+    ctx.add_variable_from_value("context", json_value(&context)?);
+    let agent = serde_json::json!({
+        "id": facts.agent_id,
+        "name": facts.agent_name,
+        "external_id": facts.agent_external_id,
+        "status": facts.agent_status,
+        "tags": facts.agent_tags,
+    });
+    ctx.add_variable_from_value("agent", json_value(&agent)?);
+    let session = serde_json::json!({
+        "id": facts.session_id,
+        "user_id": facts.user_id,
+        "previous_tool": facts.previous_tool,
+        "tools": facts.session_tools,
+        "calls": facts.session_tools.len(),
+    });
+    ctx.add_variable_from_value("session", json_value(&session)?);
+    let d = &facts.drift;
+    let drift = serde_json::json!({
+        "score": d.score,
+        "learning": d.learning,
+        "new_tool": d.new_tool,
+        "unusual_transition": d.unusual_transition,
+        "unusual_rate": d.unusual_rate,
+        "unusual_hour": d.unusual_hour,
+        "new_argument_keys": d.new_argument_keys,
+    });
+    ctx.add_variable_from_value("drift", json_value(&drift)?);
+    let now = chrono::DateTime::from_timestamp_millis(facts.now_ms)
+        .ok_or("the clock is out of range")?
+        .fixed_offset();
+    ctx.add_variable_from_value("now", Value::Timestamp(now));
+    Ok(ctx)
+}
+
+impl Condition<ConditionInput> for CelCondition {
+    fn holds(&self, input: &ConditionInput) -> Result<bool, ConditionError> {
+        match self.program.execute(input.context()?) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(ConditionError(format!(
+                "the condition yielded {:?}, not a boolean",
+                other.type_of()
+            ))),
+            Err(e) => Err(ConditionError(e.to_string())),
+        }
+    }
+}
+
+/// What the checker knows of an expression's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Int,
+    UInt,
+    Double,
+    String,
+    Bytes,
+    Null,
+    List,
+    Map,
+    Timestamp,
+    /// Not known before the call (arguments, context).
+    Dyn,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Kind::Bool => "bool",
+            Kind::Int => "int",
+            Kind::UInt => "uint",
+            Kind::Double => "double",
+            Kind::String => "string",
+            Kind::Bytes => "bytes",
+            Kind::Null => "null",
+            Kind::List => "list",
+            Kind::Map => "map",
+            Kind::Timestamp => "timestamp",
+            Kind::Dyn => "dyn",
+        };
+        f.write_str(name)
+    }
+}
+
+impl Kind {
+    fn may_be(self, other: Kind) -> bool {
+        self == Kind::Dyn || other == Kind::Dyn || self == other
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, Kind::Int | Kind::UInt | Kind::Double)
+    }
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    program: &'a Program,
+}
+
+impl Checker<'_> {
+    fn error(&self, expr: &IdedExpr, message: String) -> ConditionCompileError {
+        let start = self
+            .program
+            .source_info()
+            .offset_for(expr.id)
+            .map_or(0, |(start, _)| start as usize)
+            .min(self.source.len());
+        let before = &self.source[..floor_boundary(self.source, start)];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        ConditionCompileError {
+            message,
+            line,
+            column,
+        }
+    }
+
+    fn check(&self, e: &IdedExpr, locals: &mut Vec<String>) -> Result<Kind, ConditionCompileError> {
+        match &e.expr {
+            Expr::Unspecified => Ok(Kind::Dyn),
+            Expr::Literal(lit) => Ok(match lit {
+                LiteralValue::Boolean(_) => Kind::Bool,
+                LiteralValue::Bytes(_) => Kind::Bytes,
+                LiteralValue::Double(_) => Kind::Double,
+                LiteralValue::Int(_) => Kind::Int,
+                LiteralValue::Null => Kind::Null,
+                LiteralValue::String(_) => Kind::String,
+                LiteralValue::UInt(_) => Kind::UInt,
+            }),
+            Expr::Ident(name) => {
+                if locals.iter().any(|l| l == name) {
+                    return Ok(Kind::Dyn);
+                }
+                match name.as_str() {
+                    "tool" => Ok(Kind::String),
+                    "now" => Ok(Kind::Timestamp),
+                    "args" | "context" | "agent" | "session" | "drift" => Ok(Kind::Map),
+                    _ => Err(self.error(
+                        e,
+                        format!(
+                            "undeclared reference to `{name}`; a condition reads {}",
+                            VARIABLES.join(", ")
+                        ),
+                    )),
+                }
+            }
+            Expr::Select(select) => {
+                let operand = self.check(&select.operand, locals)?;
+                if let Expr::Ident(root) = &select.operand.expr {
+                    if !locals.iter().any(|l| l == root) {
+                        let fields = match root.as_str() {
+                            "agent" => Some(AGENT_FIELDS),
+                            "session" => Some(SESSION_FIELDS),
+                            "drift" => Some(DRIFT_FIELDS),
+                            _ => None,
+                        };
+                        if let Some(fields) = fields {
+                            if !fields.contains(&select.field.as_str()) {
+                                return Err(self.error(
+                                    e,
+                                    format!(
+                                        "`{root}` has no field `{}`; it has {}",
+                                        select.field,
+                                        fields.join(", ")
+                                    ),
+                                ));
+                            }
+                            if select.test {
+                                return Ok(Kind::Bool);
+                            }
+                            return Ok(field_kind(root, &select.field));
+                        }
+                    }
+                }
+                if !operand.may_be(Kind::Map) {
+                    return Err(self.error(e, format!("cannot select a field of {operand}")));
+                }
+                Ok(if select.test { Kind::Bool } else { Kind::Dyn })
+            }
+            Expr::List(list) => {
+                for element in &list.elements {
+                    self.check(element, locals)?;
+                }
+                Ok(Kind::List)
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    if let EntryExpr::MapEntry(entry) = &entry.expr {
+                        self.check(&entry.key, locals)?;
+                        self.check(&entry.value, locals)?;
+                    }
+                }
+                Ok(Kind::Map)
+            }
+            Expr::Struct(_) => Err(self.error(e, "message literals are not supported".into())),
+            Expr::Comprehension(c) => {
+                self.check(&c.iter_range, locals)?;
+                self.check(&c.accu_init, locals)?;
+                let pushed = 2 + usize::from(c.iter_var2.is_some());
+                locals.push(c.iter_var.clone());
+                locals.push(c.accu_var.clone());
+                if let Some(v) = &c.iter_var2 {
+                    locals.push(v.clone());
+                }
+                let result = (|| {
+                    self.check(&c.loop_cond, locals)?;
+                    self.check(&c.loop_step, locals)?;
+                    self.check(&c.result, locals)
+                })();
+                locals.truncate(locals.len() - pushed);
+                result
+            }
+            Expr::Call(call) => self.check_call(e, call, locals),
+        }
+    }
+
+    fn check_call(
+        &self,
+        e: &IdedExpr,
+        call: &cel::common::ast::CallExpr,
+        locals: &mut Vec<String>,
+    ) -> Result<Kind, ConditionCompileError> {
+        let target = match &call.target {
+            Some(t) => Some(self.check(t, locals)?),
+            None => None,
+        };
+        let mut args = Vec::with_capacity(call.args.len());
+        for a in &call.args {
+            args.push(self.check(a, locals)?);
+        }
+        let name = call.func_name.as_str();
+        let mismatch = |kinds: &[Kind]| {
+            let shown: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+            self.error(
+                e,
+                format!(
+                    "no operator `{}` for ({})",
+                    name.trim_matches('_').replace("_", " "),
+                    shown.join(", ")
+                ),
+            )
+        };
+        match name {
+            "_&&_" | "_||_" => {
+                if args.iter().any(|k| !k.may_be(Kind::Bool)) {
+                    return Err(mismatch(&args));
+                }
+                Ok(Kind::Bool)
+            }
+            "!_" => {
+                if args.iter().any(|k| !k.may_be(Kind::Bool)) {
+                    return Err(mismatch(&args));
+                }
+                Ok(Kind::Bool)
+            }
+            "@not_strictly_false" => Ok(Kind::Bool),
+            "_==_" | "_!=_" => {
+                if let [a, b] = args[..] {
+                    if !(a.may_be(b) || (a.numeric() && b.numeric()) || a == Kind::Null || b == Kind::Null) {
+                        return Err(mismatch(&args));
+                    }
+                }
+                Ok(Kind::Bool)
+            }
+            "_<_" | "_<=_" | "_>_" | "_>=_" => {
+                if let [a, b] = args[..] {
+                    let comparable = a.may_be(b) || (a.numeric() && b.numeric());
+                    let orderable = |k: Kind| {
+                        !matches!(k, Kind::Bool | Kind::Null | Kind::List | Kind::Map)
+                    };
+                    if !comparable || !orderable(a) || !orderable(b) {
+                        return Err(mismatch(&args));
+                    }
+                }
+                Ok(Kind::Bool)
+            }
+            "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => {
+                if let [a, b] = args[..] {
+                    let fits = match name {
+                        "_+_" => a.may_be(b) && !matches!(a, Kind::Bool | Kind::Null | Kind::Map),
+                        _ => a.may_be(b) && (a.numeric() || a == Kind::Dyn || a == Kind::Timestamp),
+                    };
+                    if !fits {
+                        return Err(mismatch(&args));
+                    }
+                    return Ok(if a == Kind::Dyn { b } else { a });
+                }
+                Ok(Kind::Dyn)
+            }
+            "-_" => {
+                if args.iter().any(|k| !(k.numeric() || *k == Kind::Dyn)) {
+                    return Err(mismatch(&args));
+                }
+                Ok(args.first().copied().unwrap_or(Kind::Dyn))
+            }
+            "_?_:_" => {
+                if let [c, a, b] = args[..] {
+                    if !c.may_be(Kind::Bool) {
+                        return Err(mismatch(&args));
+                    }
+                    return Ok(if a == b { a } else { Kind::Dyn });
+                }
+                Ok(Kind::Dyn)
+            }
+            "@in" => {
+                if let [_, container] = args[..] {
+                    if !(container.may_be(Kind::List) || container == Kind::Map) {
+                        return Err(mismatch(&args));
+                    }
+                }
+                Ok(Kind::Bool)
+            }
+            "_[_]" | "_[?_]" => {
+                if let [container, _] = args[..] {
+                    if !(container.may_be(Kind::List) || container == Kind::Map) {
+                        return Err(mismatch(&args));
+                    }
+                }
+                Ok(Kind::Dyn)
+            }
+            _ => {
+                if !FUNCTIONS.contains(&name) {
+                    return Err(self.error(e, format!("undeclared function `{name}`")));
+                }
+                Ok(match name {
+                    "contains" | "startsWith" | "endsWith" | "matches" | "bool" | "all"
+                    | "exists" | "exists_one" | "has" => {
+                        if let Some(t) = target {
+                            if matches!(name, "contains" | "startsWith" | "endsWith" | "matches")
+                                && !t.may_be(Kind::String)
+                            {
+                                return Err(self.error(
+                                    e,
+                                    format!("`{name}` applies to a string, not {t}"),
+                                ));
+                            }
+                        }
+                        Kind::Bool
+                    }
+                    "size" | "int" | "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth"
+                    | "getDayOfYear" | "getDayOfWeek" | "getHours" | "getMinutes"
+                    | "getSeconds" | "getMilliseconds" | "indexOf" | "lastIndexOf" => Kind::Int,
+                    "string" | "lowerAscii" | "upperAscii" | "replace" | "substring" | "trim"
+                    | "charAt" | "join" | "format" | "quote" => Kind::String,
+                    "double" => Kind::Double,
+                    "uint" => Kind::UInt,
+                    "timestamp" => Kind::Timestamp,
+                    "split" | "map" | "filter" => Kind::List,
+                    _ => Kind::Dyn,
+                })
+            }
+        }
+    }
+}
+
+fn field_kind(root: &str, field: &str) -> Kind {
+    match (root, field) {
+        ("agent", "tags") | ("session", "tools") => Kind::List,
+        ("session", "calls") => Kind::Int,
+        ("drift", "learning") => Kind::Bool,
+        ("drift", _) => Kind::Double,
+        // Optional text: a string or null.
+        _ => Kind::Dyn,
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Names of the variables an expression reads, for documentation and tests.
+pub fn variables_read(condition: &CelCondition) -> HashSet<String> {
+    condition
+        .program
+        .references()
+        .variables()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input() -> ConditionInput {
+        ConditionInput::new(CallFacts {
+            tool: "payments.transfer".into(),
+            args: json!({"amount": 5000, "currency": "EUR", "to": {"iban": "DE00"}}),
+            agent_id: "agt_1".into(),
+            agent_name: "billing-bot".into(),
+            agent_status: "active".into(),
+            agent_tags: vec!["finance".into()],
+            session_tools: vec!["crm.lookup".into()],
+            previous_tool: Some("crm.lookup".into()),
+            drift: DriftScore {
+                score: 0.7,
+                ..Default::default()
+            },
+            now_ms: 1_700_000_000_000,
+            ..Default::default()
+        })
+    }
+
+    fn holds(src: &str) -> bool {
+        CelCondition::compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .holds(&input())
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+    }
+
+    #[test]
+    fn evaluates_over_the_call_facts() {
+        assert!(holds("args.amount > 1000 && args.currency == 'EUR'"));
+        assert!(holds("'finance' in agent.tags"));
+        assert!(holds("drift.score >= 0.5 && !drift.learning"));
+        assert!(holds("session.previous_tool == 'crm.lookup' && session.calls == 1"));
+        assert!(holds("tool.startsWith('payments.') && has(args.to.iban)"));
+        assert!(holds("now.getHours() >= 0"));
+        assert!(!holds("args.amount < 10"));
+        assert!(holds("args.to.iban.lowerAscii() == 'de00'"));
+    }
+
+    #[test]
+    fn refuses_with_line_and_column() {
+        let e = CelCondition::compile("args.amount >").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = CelCondition::compile("amount > 5").unwrap_err();
+        assert!(e.message.contains("undeclared reference to `amount`"), "{e}");
+        assert_eq!((e.line, e.column), (1, 1));
+        let e = CelCondition::compile("args.x == 1 && agent.nmae == 'a'").unwrap_err();
+        assert!(e.message.contains("no field `nmae`"), "{e}");
+        assert_eq!(e.column, 21);
+        let e = CelCondition::compile("tool > 5").unwrap_err();
+        assert!(e.message.contains("no operator"), "{e}");
+        let e = CelCondition::compile("1 + 2").unwrap_err();
+        assert!(e.message.contains("boolean"), "{e}");
+        let e = CelCondition::compile("frobnicate(args)").unwrap_err();
+        assert!(e.message.contains("undeclared function"), "{e}");
+        assert!(CelCondition::compile("args.items.exists(i, i.price > 10)").is_ok());
+    }
+
+    #[test]
+    fn an_error_at_run_time_is_reported_not_a_panic() {
+        let c = CelCondition::compile("args.missing > 3").unwrap();
+        assert!(c.holds(&input()).is_err());
+    }
+}

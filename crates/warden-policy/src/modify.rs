@@ -1,0 +1,216 @@
+//! Changes to a call's arguments: redacting or setting fields by path.
+//!
+//! A path is dot-separated: `card.number`, `items.0.token` (a number
+//! indexes an array), `*.password` (`*` is any key or index at that level).
+//! The same paths name the fields kept out of the audit log.
+
+use serde_json::{Map, Value};
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[REDACTED]";
+/// Longest path, and most paths per policy.
+pub const MAX_PATH_LEN: usize = 256;
+pub const MAX_PATHS: usize = 100;
+
+/// A validated argument path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+/// Why a path was refused; `position` is the 1-based character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at character {position})")]
+pub struct PathError {
+    pub message: String,
+    pub position: usize,
+}
+
+impl ArgPath {
+    pub fn parse(text: &str) -> Result<Self, PathError> {
+        if text.is_empty() {
+            return Err(PathError {
+                message: "a path is not empty".into(),
+                position: 1,
+            });
+        }
+        if text.len() > MAX_PATH_LEN {
+            return Err(PathError {
+                message: format!("a path is at most {MAX_PATH_LEN} bytes"),
+                position: 1,
+            });
+        }
+        let mut segments = Vec::new();
+        let mut position = 1;
+        for segment in text.split('.') {
+            if segment.is_empty() {
+                return Err(PathError {
+                    message: "empty segment in the path".into(),
+                    position,
+                });
+            }
+            if let Some(i) = segment.chars().position(char::is_control) {
+                return Err(PathError {
+                    message: "control character in the path".into(),
+                    position: position + i,
+                });
+            }
+            position += segment.chars().count() + 1;
+            segments.push(segment.to_string());
+        }
+        Ok(ArgPath {
+            text: text.to_string(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Replaces every value the path reaches with [`REDACTED`]; returns
+    /// whether any was.
+    pub fn redact(&self, args: &mut Value) -> bool {
+        let mut hit = false;
+        visit(args, &self.segments, &mut |v| {
+            *v = Value::String(REDACTED.into());
+            hit = true;
+        });
+        hit
+    }
+
+    /// Sets the value at the path, creating objects on the way; a `*`
+    /// segment sets every existing entry.
+    pub fn set(&self, args: &mut Value, value: &Value) {
+        set_at(args, &self.segments, value);
+    }
+}
+
+fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) {
+    let Some((first, rest)) = segments.split_first() else {
+        f(value);
+        return;
+    };
+    match value {
+        Value::Object(map) => {
+            if first == "*" {
+                for child in map.values_mut() {
+                    visit(child, rest, f);
+                }
+            } else if let Some(child) = map.get_mut(first) {
+                visit(child, rest, f);
+            }
+        }
+        Value::Array(items) => {
+            if first == "*" {
+                for child in items.iter_mut() {
+                    visit(child, rest, f);
+                }
+            } else if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            {
+                visit(child, rest, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn set_at(target: &mut Value, segments: &[String], value: &Value) {
+    let Some((first, rest)) = segments.split_first() else {
+        *target = value.clone();
+        return;
+    };
+    if first == "*" {
+        match target {
+            Value::Object(map) => map.values_mut().for_each(|c| set_at(c, rest, value)),
+            Value::Array(items) => items.iter_mut().for_each(|c| set_at(c, rest, value)),
+            _ => {}
+        }
+        return;
+    }
+    if let Value::Array(items) = target {
+        if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+            set_at(child, rest, value);
+        }
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = target {
+        let child = map.entry(first.clone()).or_insert(Value::Null);
+        set_at(child, rest, value);
+    }
+}
+
+/// A `modify` policy's change: redactions first, then assignments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArgChange {
+    pub redact: Vec<ArgPath>,
+    pub set: Vec<(ArgPath, Value)>,
+}
+
+impl ArgChange {
+    pub fn is_empty(&self) -> bool {
+        self.redact.is_empty() && self.set.is_empty()
+    }
+
+    pub fn apply(&self, args: &Value) -> Value {
+        let mut out = if args.is_null() {
+            Value::Object(Map::new())
+        } else {
+            args.clone()
+        };
+        for path in &self.redact {
+            path.redact(&mut out);
+        }
+        for (path, value) in &self.set {
+            path.set(&mut out, value);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> ArgPath {
+        ArgPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn redacts_nested_indexed_and_wildcard_paths() {
+        let mut v = json!({"card": {"number": "4111", "exp": "12/30"},
+            "items": [{"token": "a"}, {"token": "b"}], "u": {"password": "x"}, "k": {"password": "y"}});
+        assert!(p("card.number").redact(&mut v));
+        assert!(p("items.1.token").redact(&mut v));
+        assert!(p("*.password").redact(&mut v));
+        assert!(!p("missing.field").redact(&mut v));
+        assert_eq!(v["card"]["number"], REDACTED);
+        assert_eq!(v["card"]["exp"], "12/30");
+        assert_eq!(v["items"][0]["token"], "a");
+        assert_eq!(v["items"][1]["token"], REDACTED);
+        assert_eq!(v["u"]["password"], REDACTED);
+        assert_eq!(v["k"]["password"], REDACTED);
+    }
+
+    #[test]
+    fn sets_fields_creating_objects() {
+        let change = ArgChange {
+            redact: vec![p("to")],
+            set: vec![(p("limits.max"), json!(10)), (p("mode"), json!("dry_run"))],
+        };
+        let out = change.apply(&json!({"to": "a@b.c", "mode": "live"}));
+        assert_eq!(out, json!({"to": REDACTED, "mode": "dry_run", "limits": {"max": 10}}));
+    }
+
+    #[test]
+    fn refuses_empty_segments_with_position() {
+        let e = ArgPath::parse("a..b").unwrap_err();
+        assert_eq!(e.position, 3);
+        assert!(ArgPath::parse("").is_err());
+    }
+}

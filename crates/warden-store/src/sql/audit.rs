@@ -1,0 +1,338 @@
+//! The hash-chained audit log. Appends are batches: each carries the
+//! records of one or more tenants' chains, any writes that must commit with
+//! them (a hold, a policy change), and moves each chain's head only if it
+//! is still where the appender saw it, so that two writers (replicas) can
+//! never fork a chain.
+
+use warden_core::audit::{AuditFilter, AuditKind, AuditRecord, ChainedRecord};
+use warden_core::audit_chain::GENESIS;
+use warden_core::page::{Page, PageRequest, SortValue};
+use warden_core::Tenant;
+
+use super::builder::SqlBuilder;
+use super::{holds, paging, policies};
+use crate::db::{Db, Row, Step, Value};
+use crate::{AuditAppend, Companion, StoreError, StoreResult};
+
+const COLUMNS: &str = "sequence, record, previous_hash, hash";
+
+fn decode(row: &Row) -> StoreResult<ChainedRecord> {
+    let canonical = row.text("record")?;
+    let record: AuditRecord = serde_json::from_str(&canonical)
+        .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?;
+    Ok(ChainedRecord {
+        sequence: row.int("sequence")?,
+        previous_hash: row.text("previous_hash")?,
+        hash: row.text("hash")?,
+        canonical,
+        record,
+    })
+}
+
+fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
+    match companion {
+        Companion::InsertHold(hold) => vec![holds::insert_step(tenant, hold)],
+        Companion::ResolveHold {
+            hold_id,
+            status,
+            decided_by,
+            decided_at,
+            comment,
+        } => vec![holds::resolve_step(
+            tenant, hold_id, *status, decided_by, *decided_at, comment,
+        )],
+        Companion::RedeemHold { hold_id, at } => vec![holds::redeem_step(tenant, hold_id, *at)],
+        Companion::CreatePolicy(record) => policies::insert_steps(tenant, record),
+        Companion::UpdatePolicy(record) => policies::update_steps(tenant, record),
+        Companion::DeletePolicy(record) => policies::delete_steps(tenant, record),
+    }
+}
+
+/// Appends the batch atomically; false when a precondition failed (a chain
+/// head moved, a hold was already resolved, a policy changed meanwhile):
+/// then nothing was written.
+pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bool> {
+    let mut steps = Vec::with_capacity(batch.len() * 2 + 4);
+    // Chain heads: (tenant, first previous, last) in order of appearance.
+    let mut heads: Vec<(&Tenant, &ChainedRecord, &ChainedRecord)> = Vec::new();
+    for entry in batch {
+        let link = &entry.link;
+        let r = &link.record;
+        steps.push(Step::execute(
+            "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, agent_id, tool, \
+             decision, session_id, drift_micros, record, previous_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            vec![
+                (&entry.tenant.org_id).into(),
+                entry.tenant.environment.as_str().into(),
+                link.sequence.into(),
+                (&r.id).into(),
+                r.kind.as_str().into(),
+                r.at.into(),
+                (&r.agent_id).into(),
+                (&r.tool).into(),
+                (&r.decision).into(),
+                (&r.session_id).into(),
+                r.drift_micros().into(),
+                (&link.canonical).into(),
+                (&link.previous_hash).into(),
+                (&link.hash).into(),
+            ],
+        ));
+        if let Some(companion) = &entry.companion {
+            steps.extend(companion_steps(&entry.tenant, companion));
+        }
+        match heads.iter_mut().find(|(t, _, _)| **t == entry.tenant) {
+            Some(head) => head.2 = link,
+            None => heads.push((&entry.tenant, link, link)),
+        }
+    }
+    for (tenant, first, last) in heads {
+        let org: Value = (&tenant.org_id).into();
+        let env: Value = tenant.environment.as_str().into();
+        if first.sequence == 1 {
+            steps.push(Step::execute(
+                "INSERT INTO audit_heads (org_id, environment, sequence, hash) \
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (org_id, environment) DO NOTHING",
+                vec![org.clone(), env.clone(), GENESIS.into()],
+            ));
+        }
+        steps.push(
+            Step::execute(
+                "UPDATE audit_heads SET sequence = $1, hash = $2 \
+                 WHERE org_id = $3 AND environment = $4 AND sequence = $5 AND hash = $6",
+                vec![
+                    last.sequence.into(),
+                    (&last.hash).into(),
+                    org,
+                    env,
+                    (first.sequence - 1).into(),
+                    (&first.previous_hash).into(),
+                ],
+            )
+            .required(),
+        );
+    }
+    Ok(db.transaction(steps).await?.is_some())
+}
+
+/// The chain's last sequence number and hash; (0, GENESIS) when empty.
+pub(crate) async fn head(db: &dyn Db, tenant: &Tenant) -> StoreResult<(i64, String)> {
+    let rows = db
+        .query(
+            "SELECT sequence, hash FROM audit_heads WHERE org_id = $1 AND environment = $2",
+            vec![
+                (&tenant.org_id).into(),
+                tenant.environment.as_str().into(),
+            ],
+        )
+        .await?;
+    match rows.first() {
+        Some(row) => Ok((row.int("sequence")?, row.text("hash")?)),
+        None => Ok((0, GENESIS.to_string())),
+    }
+}
+
+pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<ChainedRecord>> {
+    db.query(
+        &format!("SELECT {COLUMNS} FROM audit_log WHERE id = $1 AND org_id = $2 AND environment = $3"),
+        vec![
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .await?
+    .first()
+    .map(decode)
+    .transpose()
+}
+
+/// A tool glob as a `LIKE` pattern.
+fn glob_to_like(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len());
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub(crate) async fn list(
+    db: &dyn Db,
+    tenant: &Tenant,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<ChainedRecord>> {
+    let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM audit_log WHERE org_id = "));
+    q.bind(&tenant.org_id)
+        .push(" AND environment = ")
+        .bind(tenant.environment.as_str());
+    if let Some(v) = &filter.agent_id {
+        q.push(" AND agent_id = ").bind(v);
+    }
+    if let Some(v) = &filter.action {
+        q.push(" AND tool LIKE ").bind(glob_to_like(v)).push(" ESCAPE '\\'");
+    }
+    if let Some(v) = &filter.decision {
+        q.push(" AND decision = ").bind(v);
+    }
+    if let Some(v) = &filter.session_id {
+        q.push(" AND session_id = ").bind(v);
+    }
+    if let Some(kind) = filter.kind {
+        q.push(" AND kind = ").bind(kind.as_str());
+    }
+    if let Some(v) = filter.min_drift_micros {
+        q.push(" AND drift_micros >= ").bind(v);
+    }
+    if let Some(v) = filter.from {
+        q.push(" AND at >= ").bind(v);
+    }
+    if let Some(v) = filter.to {
+        q.push(" AND at < ").bind(v);
+    }
+    let rows = paging::fetch_unique(db, q, page, "sequence").await?;
+    paging::finish(rows, page, decode, |r| {
+        (SortValue::Int(r.sequence), r.sequence.to_string())
+    })
+}
+
+/// Records of the chain after `after`, in order, for verification.
+pub(crate) async fn chain_after(
+    db: &dyn Db,
+    tenant: &Tenant,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<(ChainedRecord, IndexedColumns)>> {
+    let rows = db
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, id, kind, at, agent_id, tool, decision, session_id, drift_micros \
+                 FROM audit_log WHERE org_id = $1 AND environment = $2 AND sequence > $3 \
+                 ORDER BY sequence LIMIT $4"
+            ),
+            vec![
+                (&tenant.org_id).into(),
+                tenant.environment.as_str().into(),
+                after.into(),
+                limit.into(),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let chained = match decode(row) {
+                Ok(c) => c,
+                // An unreadable record still takes its place in the walk:
+                // its hash will not match.
+                Err(_) => ChainedRecord {
+                    sequence: row.int("sequence")?,
+                    previous_hash: row.text("previous_hash")?,
+                    hash: row.text("hash")?,
+                    canonical: row.text("record")?,
+                    record: unreadable(),
+                },
+            };
+            Ok((
+                chained,
+                IndexedColumns {
+                    id: row.text("id")?,
+                    kind: row.text("kind")?,
+                    at: row.int("at")?,
+                    agent_id: row.opt_text("agent_id")?,
+                    tool: row.opt_text("tool")?,
+                    decision: row.opt_text("decision")?,
+                    session_id: row.opt_text("session_id")?,
+                    drift_micros: row.opt_int("drift_micros")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+fn unreadable() -> AuditRecord {
+    AuditRecord {
+        id: String::new(),
+        kind: AuditKind::Decision,
+        at: 0,
+        actor: String::new(),
+        agent_id: None,
+        tool: None,
+        arguments: None,
+        decision: None,
+        reason: None,
+        matched_policy_ids: vec![],
+        monitored: vec![],
+        drift: None,
+        session_id: None,
+        user_id: None,
+        latency_us: None,
+        hold_id: None,
+        policy_id: None,
+        policy_version: None,
+        detail: serde_json::Value::Null,
+    }
+}
+
+/// The columns stored beside a record for filtering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedColumns {
+    pub id: String,
+    pub kind: String,
+    pub at: i64,
+    pub agent_id: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<String>,
+    pub session_id: Option<String>,
+    pub drift_micros: Option<i64>,
+}
+
+impl IndexedColumns {
+    /// Whether the columns still say what the record says.
+    pub fn agree_with(&self, r: &AuditRecord) -> bool {
+        self.id == r.id
+            && self.kind == r.kind.as_str()
+            && self.at == r.at
+            && self.agent_id == r.agent_id
+            && self.tool == r.tool
+            && self.decision == r.decision
+            && self.session_id == r.session_id
+            && self.drift_micros == r.drift_micros()
+    }
+}
+
+/// Decision records of one agent after `after`, in order, for rebuilding
+/// its drift profile.
+pub(crate) async fn agent_decisions_after(
+    db: &dyn Db,
+    tenant: &Tenant,
+    agent_id: &str,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<ChainedRecord>> {
+    db.query(
+        &format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE org_id = $1 AND environment = $2 \
+             AND agent_id = $3 AND kind = 'decision' AND sequence > $4 ORDER BY sequence LIMIT $5"
+        ),
+        vec![
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+            agent_id.into(),
+            after.into(),
+            limit.into(),
+        ],
+    )
+    .await?
+    .iter()
+    .map(decode)
+    .collect()
+}

@@ -1,0 +1,197 @@
+//! Step-up holds. Resolution and redemption are conditional updates, so a
+//! hold is resolved once and an approval is used once, whatever races.
+
+use warden_core::hold::{Hold, HoldFilter, HoldStatus};
+use warden_core::page::{Page, PageRequest, SortValue};
+use warden_core::time::Millis;
+use warden_core::Tenant;
+
+use super::builder::SqlBuilder;
+use super::paging;
+use crate::db::{Db, Row, Step};
+use crate::{StoreError, StoreResult};
+
+const COLUMNS: &str = "id, token_digest, audit_id, agent_id, tool, args_sha256, policy_id, \
+    policy_version, session_id, status, created_at, expires_at, decided_by, decided_at, comment, \
+    redeemed_at";
+
+fn decode(row: &Row) -> StoreResult<Hold> {
+    let status = row.text("status")?;
+    Ok(Hold {
+        id: row.text("id")?,
+        token_digest: row.text("token_digest")?,
+        audit_id: row.text("audit_id")?,
+        agent_id: row.text("agent_id")?,
+        tool: row.text("tool")?,
+        args_sha256: row.text("args_sha256")?,
+        policy_id: row.text("policy_id")?,
+        policy_version: row.int("policy_version")?,
+        session_id: row.opt_text("session_id")?,
+        status: HoldStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("hold status `{status}`")))?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        decided_by: row.opt_text("decided_by")?,
+        decided_at: row.opt_int("decided_at")?,
+        comment: row.opt_text("comment")?,
+        redeemed_at: row.opt_int("redeemed_at")?,
+    })
+}
+
+pub(crate) fn insert_step(tenant: &Tenant, h: &Hold) -> Step {
+    Step::execute(
+        format!(
+            "INSERT INTO holds (org_id, environment, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ),
+        vec![
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+            (&h.id).into(),
+            (&h.token_digest).into(),
+            (&h.audit_id).into(),
+            (&h.agent_id).into(),
+            (&h.tool).into(),
+            (&h.args_sha256).into(),
+            (&h.policy_id).into(),
+            h.policy_version.into(),
+            (&h.session_id).into(),
+            h.status.as_str().into(),
+            h.created_at.into(),
+            h.expires_at.into(),
+            (&h.decided_by).into(),
+            h.decided_at.into(),
+            (&h.comment).into(),
+            h.redeemed_at.into(),
+        ],
+    )
+}
+
+/// Resolves a hold that is still pending.
+pub(crate) fn resolve_step(
+    tenant: &Tenant,
+    id: &str,
+    status: HoldStatus,
+    decided_by: &Option<String>,
+    decided_at: Millis,
+    comment: &Option<String>,
+) -> Step {
+    Step::execute(
+        "UPDATE holds SET status = $1, decided_by = $2, decided_at = $3, comment = $4 \
+         WHERE id = $5 AND org_id = $6 AND environment = $7 AND status = 'pending'",
+        vec![
+            status.as_str().into(),
+            decided_by.into(),
+            decided_at.into(),
+            comment.into(),
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .required()
+}
+
+/// Marks an approved hold used; only once.
+pub(crate) fn redeem_step(tenant: &Tenant, id: &str, at: Millis) -> Step {
+    Step::execute(
+        "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 AND environment = $4 \
+         AND status = 'approved' AND redeemed_at IS NULL",
+        vec![
+            at.into(),
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .required()
+}
+
+pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>> {
+    db.query(
+        &format!("SELECT {COLUMNS} FROM holds WHERE id = $1 AND org_id = $2 AND environment = $3"),
+        vec![
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .await?
+    .first()
+    .map(decode)
+    .transpose()
+}
+
+pub(crate) async fn by_token(
+    db: &dyn Db,
+    tenant: &Tenant,
+    digest: &str,
+) -> StoreResult<Option<Hold>> {
+    db.query(
+        &format!(
+            "SELECT {COLUMNS} FROM holds WHERE token_digest = $1 AND org_id = $2 AND environment = $3"
+        ),
+        vec![
+            digest.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .await?
+    .first()
+    .map(decode)
+    .transpose()
+}
+
+pub(crate) async fn list(
+    db: &dyn Db,
+    tenant: &Tenant,
+    filter: &HoldFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Hold>> {
+    let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM holds WHERE org_id = "));
+    q.bind(&tenant.org_id)
+        .push(" AND environment = ")
+        .bind(tenant.environment.as_str());
+    if let Some(status) = filter.status {
+        q.push(" AND status = ").bind(status.as_str());
+    }
+    if let Some(agent) = &filter.agent_id {
+        q.push(" AND agent_id = ").bind(agent);
+    }
+    let rows = paging::fetch(db, q, page, &["created_at"]).await?;
+    paging::finish(rows, page, decode, |h| {
+        (SortValue::Int(h.created_at), h.id.clone())
+    })
+}
+
+/// Pending holds past their expiry, in any tenant.
+pub(crate) async fn expired(
+    db: &dyn Db,
+    now: Millis,
+    limit: i64,
+) -> StoreResult<Vec<(Tenant, Hold)>> {
+    let rows = db
+        .query(
+            &format!(
+                "SELECT org_id, environment, {COLUMNS} FROM holds \
+                 WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+            ),
+            vec![now.into(), limit.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let env = row.text("environment")?;
+            Ok((
+                Tenant {
+                    org_id: row.text("org_id")?,
+                    environment: env
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("environment `{env}`")))?,
+                },
+                decode(row)?,
+            ))
+        })
+        .collect()
+}
