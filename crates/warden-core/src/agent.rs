@@ -161,7 +161,11 @@ pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
     Ok(value)
 }
 
-pub(crate) fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>> {
+pub(crate) fn optional_text(
+    value: Option<String>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>> {
     match value {
         None => Ok(None),
         Some(v) if field != "description" && v.chars().any(char::is_control) => {

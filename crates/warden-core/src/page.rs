@@ -99,11 +99,13 @@ impl PageRequest {
                 ))
             }
         };
-        let direction = direction.unwrap_or(if matches!(sort.as_str(), "created_at" | "sequence" | "version") {
-            Direction::Desc
-        } else {
-            Direction::Asc
-        });
+        let direction = direction.unwrap_or(
+            if matches!(sort.as_str(), "created_at" | "sequence" | "version") {
+                Direction::Desc
+            } else {
+                Direction::Asc
+            },
+        );
         // An empty `cursor=` means the first page, as if absent.
         let after = cursor
             .filter(|c| !c.is_empty())

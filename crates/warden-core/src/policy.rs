@@ -240,7 +240,9 @@ impl PolicyRecord {
                     column: e.column,
                 })?;
                 Some(std::sync::Arc::new(compiled)
-                    as std::sync::Arc<dyn warden_policy::Condition<ConditionInput>>)
+                    as std::sync::Arc<
+                        dyn warden_policy::Condition<ConditionInput>,
+                    >)
             }
         };
         let change = match (&self.modify, decision) {

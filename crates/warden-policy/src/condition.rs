@@ -23,7 +23,9 @@ use crate::set::{Condition, ConditionError};
 pub const MAX_CONDITION_LEN: usize = 4_096;
 
 /// The variables a condition may read.
-pub const VARIABLES: &[&str] = &["tool", "args", "agent", "session", "context", "drift", "now"];
+pub const VARIABLES: &[&str] = &[
+    "tool", "args", "agent", "session", "context", "drift", "now",
+];
 const AGENT_FIELDS: &[&str] = &["id", "name", "external_id", "status", "tags"];
 const SESSION_FIELDS: &[&str] = &["id", "user_id", "previous_tool", "tools", "calls"];
 const DRIFT_FIELDS: &[&str] = &[
@@ -38,12 +40,52 @@ const DRIFT_FIELDS: &[&str] = &[
 
 /// Functions of the CEL standard library and the strings extension.
 const FUNCTIONS: &[&str] = &[
-    "size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn", "duration",
-    "timestamp", "matches", "contains", "startsWith", "endsWith", "getFullYear", "getMonth",
-    "getDate", "getDayOfMonth", "getDayOfYear", "getDayOfWeek", "getHours", "getMinutes",
-    "getSeconds", "getMilliseconds", "max", "min", "has", "all", "exists", "exists_one", "map",
-    "filter", "charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii", "replace", "split",
-    "substring", "trim", "join", "format", "quote", "reverse",
+    "size",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "bool",
+    "type",
+    "dyn",
+    "duration",
+    "timestamp",
+    "matches",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "getFullYear",
+    "getMonth",
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfYear",
+    "getDayOfWeek",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
+    "max",
+    "min",
+    "has",
+    "all",
+    "exists",
+    "exists_one",
+    "map",
+    "filter",
+    "charAt",
+    "indexOf",
+    "lastIndexOf",
+    "lowerAscii",
+    "upperAscii",
+    "replace",
+    "split",
+    "substring",
+    "trim",
+    "join",
+    "format",
+    "quote",
+    "reverse",
 ];
 
 /// The environment every condition compiles and runs in: built once.
@@ -441,7 +483,11 @@ impl Checker<'_> {
             "@not_strictly_false" => Ok(Kind::Bool),
             "_==_" | "_!=_" => {
                 if let [a, b] = args[..] {
-                    if !(a.may_be(b) || (a.numeric() && b.numeric()) || a == Kind::Null || b == Kind::Null) {
+                    if !(a.may_be(b)
+                        || (a.numeric() && b.numeric())
+                        || a == Kind::Null
+                        || b == Kind::Null)
+                    {
                         return Err(mismatch(&args));
                     }
                 }
@@ -450,9 +496,8 @@ impl Checker<'_> {
             "_<_" | "_<=_" | "_>_" | "_>=_" => {
                 if let [a, b] = args[..] {
                     let comparable = a.may_be(b) || (a.numeric() && b.numeric());
-                    let orderable = |k: Kind| {
-                        !matches!(k, Kind::Bool | Kind::Null | Kind::List | Kind::Map)
-                    };
+                    let orderable =
+                        |k: Kind| !matches!(k, Kind::Bool | Kind::Null | Kind::List | Kind::Map);
                     if !comparable || !orderable(a) || !orderable(b) {
                         return Err(mismatch(&args));
                     }
@@ -514,10 +559,9 @@ impl Checker<'_> {
                             if matches!(name, "contains" | "startsWith" | "endsWith" | "matches")
                                 && !t.may_be(Kind::String)
                             {
-                                return Err(self.error(
-                                    e,
-                                    format!("`{name}` applies to a string, not {t}"),
-                                ));
+                                return Err(
+                                    self.error(e, format!("`{name}` applies to a string, not {t}"))
+                                );
                             }
                         }
                         Kind::Bool
@@ -603,7 +647,9 @@ mod tests {
         assert!(holds("args.amount > 1000 && args.currency == 'EUR'"));
         assert!(holds("'finance' in agent.tags"));
         assert!(holds("drift.score >= 0.5 && !drift.learning"));
-        assert!(holds("session.previous_tool == 'crm.lookup' && session.calls == 1"));
+        assert!(holds(
+            "session.previous_tool == 'crm.lookup' && session.calls == 1"
+        ));
         assert!(holds("tool.startsWith('payments.') && has(args.to.iban)"));
         assert!(holds("now.getHours() >= 0"));
         assert!(!holds("args.amount < 10"));
@@ -615,7 +661,10 @@ mod tests {
         let e = CelCondition::compile("args.amount >").unwrap_err();
         assert_eq!(e.line, 1);
         let e = CelCondition::compile("amount > 5").unwrap_err();
-        assert!(e.message.contains("undeclared reference to `amount`"), "{e}");
+        assert!(
+            e.message.contains("undeclared reference to `amount`"),
+            "{e}"
+        );
         assert_eq!((e.line, e.column), (1, 1));
         let e = CelCondition::compile("args.x == 1 && agent.nmae == 'a'").unwrap_err();
         assert!(e.message.contains("no field `nmae`"), "{e}");

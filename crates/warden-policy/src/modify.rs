@@ -107,8 +107,7 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 for child in items.iter_mut() {
                     visit(child, rest, f);
                 }
-            } else if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i))
-            {
+            } else if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
                 visit(child, rest, f);
             }
         }
@@ -204,7 +203,10 @@ mod tests {
             set: vec![(p("limits.max"), json!(10)), (p("mode"), json!("dry_run"))],
         };
         let out = change.apply(&json!({"to": "a@b.c", "mode": "live"}));
-        assert_eq!(out, json!({"to": REDACTED, "mode": "dry_run", "limits": {"max": 10}}));
+        assert_eq!(
+            out,
+            json!({"to": REDACTED, "mode": "dry_run", "limits": {"max": 10}})
+        );
     }
 
     #[test]

@@ -34,8 +34,10 @@ pub struct AgentSelector {
 }
 
 impl AgentSelector {
-    fn selects(&self, agent_id: &str, agent_tags: &[String]) -> bool {
-        self.ids.contains(agent_id) || agent_tags.iter().any(|t| self.tags.contains(t))
+    fn selects(&self, call_agent: &str, alias: Option<&str>, agent_tags: &[String]) -> bool {
+        self.ids.contains(call_agent)
+            || alias.is_some_and(|a| self.ids.contains(a))
+            || agent_tags.iter().any(|t| self.tags.contains(t))
     }
 }
 
@@ -66,6 +68,8 @@ impl<Ctx> fmt::Debug for Policy<Ctx> {
 pub struct Call<'a, Ctx> {
     pub tool: &'a str,
     pub agent_id: &'a str,
+    /// Another name of the agent selectors may use (its external id).
+    pub agent_alias: Option<&'a str>,
     pub agent_tags: &'a [String],
     pub context: &'a Ctx,
 }
@@ -164,6 +168,11 @@ impl<Ctx> PolicySet<Ctx> {
         self.policies.is_empty()
     }
 
+    /// A compiled policy by id.
+    pub fn policy(&self, id: &str) -> Option<&Policy<Ctx>> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+
     pub fn default_decision(&self) -> Decision {
         self.default
     }
@@ -188,7 +197,7 @@ impl<Ctx> PolicySet<Ctx> {
         for i in self.pattern_matches(call.tool) {
             let policy = &self.policies[i as usize];
             if let Some(selector) = &policy.agents {
-                if !selector.selects(call.agent_id, call.agent_tags) {
+                if !selector.selects(call.agent_id, call.agent_alias, call.agent_tags) {
                     continue;
                 }
             }

@@ -42,6 +42,7 @@ fn decide(set: &PolicySet<Amount>, tool: &str, amount: i64) -> (Decision, Option
     let call = Call {
         tool,
         agent_id: "agt_1",
+        agent_alias: None,
         agent_tags: &["prod".to_string()],
         context: &context,
     };
@@ -121,6 +122,7 @@ fn monitor_policies_record_but_do_not_decide() {
     let e = set.evaluate(&Call {
         tool: "payments.charge",
         agent_id: "a",
+        agent_alias: None,
         agent_tags: &[],
         context: &context,
     });
@@ -171,6 +173,7 @@ fn a_failing_condition_never_loosens_the_outcome() {
     let e = set.evaluate(&Call {
         tool: "payments.charge",
         agent_id: "a",
+        agent_alias: None,
         agent_tags: &[],
         context: &context,
     });
@@ -234,6 +237,7 @@ fn the_index_agrees_with_a_plain_scan() {
             let e = set.evaluate(&Call {
                 tool: &tool,
                 agent_id: "a",
+                agent_alias: None,
                 agent_tags: &[],
                 context: &context,
             });

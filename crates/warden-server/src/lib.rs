@@ -4,6 +4,7 @@
 //! `warden-core`, persistence in `warden-store`.
 
 pub mod auth;
+pub mod governance;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;

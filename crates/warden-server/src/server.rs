@@ -53,11 +53,12 @@ impl Server {
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let state = AppState::new(Shared {
             keys: KeyRing::new(store.clone(), master.key_pepper(), tokens),
-            store,
+            store: store.clone(),
             limiter: RateLimiter::new(redis),
             metrics,
             trusted_proxies: config.trusted_proxies,
             master: master.clone(),
+            governance: Arc::new(crate::governance::Governance::start(store.clone())),
         });
         Ok(Server { state, listener })
     }
@@ -74,6 +75,7 @@ impl Server {
     ) -> Result<(), String> {
         let state = self.state.clone();
         let background = tokio::spawn(background_work(state.clone()));
+        let upkeep = tokio::spawn(governance_upkeep(state.clone()));
         let app = crate::routes::router(state.clone());
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -86,9 +88,20 @@ impl Server {
         .await
         .map_err(|e| format!("server error: {e}"));
         background.abort();
+        upkeep.abort();
+        state.governance.drift.flush().await;
         state.keys.flush_usage().await;
         state.store.close().await;
         served
+    }
+}
+
+/// Expires step-up holds (every second) and saves drift profiles.
+async fn governance_upkeep(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        state.governance.upkeep().await;
     }
 }
 

@@ -7,6 +7,7 @@ use warden_core::secret::MasterKey;
 use warden_store::Store;
 
 use crate::auth::KeyRing;
+use crate::governance::Governance;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
@@ -23,6 +24,8 @@ pub struct Shared {
     /// Seals what the server keeps but must not store in the clear
     /// (recorded responses that may carry a new key's secret).
     pub master: MasterKey,
+    /// Policies, decisions, holds, the audit log and drift.
+    pub governance: Arc<Governance>,
 }
 
 impl AppState {

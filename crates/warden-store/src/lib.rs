@@ -40,7 +40,10 @@ pub enum Companion {
         comment: Option<String>,
     },
     /// Uses an approved hold's approval; once.
-    RedeemHold { hold_id: String, at: Millis },
+    RedeemHold {
+        hold_id: String,
+        at: Millis,
+    },
     CreatePolicy(PolicyRecord),
     /// Writes the policy if the stored one is at `version - 1`.
     UpdatePolicy(PolicyRecord),

@@ -10,7 +10,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
-    (2, include_str!("../migrations/postgres/0002_governance.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_governance.sql"),
+    ),
 ];
 
 const CREATE: &str =

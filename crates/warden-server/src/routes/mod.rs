@@ -3,9 +3,16 @@
 
 pub(crate) mod agents;
 mod api_keys;
+mod audit;
 mod auth;
+mod drift;
+mod enforce;
 mod health;
+mod holds;
 mod openapi;
+mod policies;
+mod policy_settings;
+mod thoth;
 pub(crate) mod wire;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,6 +44,31 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
         .routes(routes!(api_keys::rotate_api_key))
+        .routes(routes!(policies::list_policies, policies::create_policy))
+        .routes(routes!(
+            policies::get_policy,
+            policies::update_policy,
+            policies::delete_policy
+        ))
+        .routes(routes!(policies::list_policy_versions))
+        .routes(routes!(enforce::test_policies))
+        .routes(routes!(
+            policy_settings::get_policy_settings,
+            policy_settings::update_policy_settings
+        ))
+        .routes(routes!(enforce::enforce))
+        .routes(routes!(enforce::get_hold_by_token))
+        .routes(routes!(holds::list_holds))
+        .routes(routes!(holds::get_hold))
+        .routes(routes!(holds::approve_hold))
+        .routes(routes!(holds::deny_hold))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::verify_audit))
+        .routes(routes!(audit::get_audit))
+        .routes(routes!(drift::get_drift_profile))
+        .routes(routes!(drift::rebuild_drift_profile))
+        .routes(routes!(thoth::thoth_enforce))
+        .routes(routes!(thoth::thoth_hold))
         .split_for_parts();
     let (public, public_document) = OpenApiRouter::<AppState>::new()
         .routes(routes!(auth::exchange_token))

@@ -39,7 +39,12 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
             decided_at,
             comment,
         } => vec![holds::resolve_step(
-            tenant, hold_id, *status, decided_by, *decided_at, comment,
+            tenant,
+            hold_id,
+            *status,
+            decided_by,
+            *decided_at,
+            comment,
         )],
         Companion::RedeemHold { hold_id, at } => vec![holds::redeem_step(tenant, hold_id, *at)],
         Companion::CreatePolicy(record) => policies::insert_steps(tenant, record),
@@ -121,10 +126,7 @@ pub(crate) async fn head(db: &dyn Db, tenant: &Tenant) -> StoreResult<(i64, Stri
     let rows = db
         .query(
             "SELECT sequence, hash FROM audit_heads WHERE org_id = $1 AND environment = $2",
-            vec![
-                (&tenant.org_id).into(),
-                tenant.environment.as_str().into(),
-            ],
+            vec![(&tenant.org_id).into(), tenant.environment.as_str().into()],
         )
         .await?;
     match rows.first() {
@@ -133,9 +135,15 @@ pub(crate) async fn head(db: &dyn Db, tenant: &Tenant) -> StoreResult<(i64, Stri
     }
 }
 
-pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<ChainedRecord>> {
+pub(crate) async fn get(
+    db: &dyn Db,
+    tenant: &Tenant,
+    id: &str,
+) -> StoreResult<Option<ChainedRecord>> {
     db.query(
-        &format!("SELECT {COLUMNS} FROM audit_log WHERE id = $1 AND org_id = $2 AND environment = $3"),
+        &format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE id = $1 AND org_id = $2 AND environment = $3"
+        ),
         vec![
             id.into(),
             (&tenant.org_id).into(),
@@ -179,7 +187,9 @@ pub(crate) async fn list(
         q.push(" AND agent_id = ").bind(v);
     }
     if let Some(v) = &filter.action {
-        q.push(" AND tool LIKE ").bind(glob_to_like(v)).push(" ESCAPE '\\'");
+        q.push(" AND tool LIKE ")
+            .bind(glob_to_like(v))
+            .push(" ESCAPE '\\'");
     }
     if let Some(v) = &filter.decision {
         q.push(" AND decision = ").bind(v);

@@ -26,8 +26,8 @@ use warden_core::api_key::ApiKey;
 use warden_core::audit::{AuditFilter, ChainedRecord};
 use warden_core::hold::{Hold, HoldFilter};
 use warden_core::org::Organization;
-use warden_core::policy::{PolicyRecord, PolicyVersion};
 use warden_core::page::{Page, PageRequest};
+use warden_core::policy::{PolicyRecord, PolicyVersion};
 use warden_core::time::Millis;
 use warden_core::Tenant;
 
@@ -268,7 +268,8 @@ impl Store for SqlStore {
     }
 
     async fn policy_generation(&self, tenant: &Tenant) -> StoreResult<i64> {
-        let value = policies::tenant_setting(self.db.as_ref(), tenant, policies::GENERATION).await?;
+        let value =
+            policies::tenant_setting(self.db.as_ref(), tenant, policies::GENERATION).await?;
         Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 

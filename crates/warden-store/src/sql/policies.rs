@@ -117,12 +117,7 @@ pub(crate) fn delete_steps(tenant: &Tenant, record: &PolicyRecord) -> Vec<Step> 
         Step::execute(
             "DELETE FROM policies WHERE id = $1 AND org_id = $2 AND environment = $3 \
              AND version = $4",
-            vec![
-                (&record.id).into(),
-                org,
-                env,
-                (record.version - 1).into(),
-            ],
+            vec![(&record.id).into(), org, env, (record.version - 1).into()],
         )
         .required(),
         version_step(tenant, record, "deleted"),
@@ -130,7 +125,11 @@ pub(crate) fn delete_steps(tenant: &Tenant, record: &PolicyRecord) -> Vec<Step> 
     ]
 }
 
-pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<PolicyRecord>> {
+pub(crate) async fn get(
+    db: &dyn Db,
+    tenant: &Tenant,
+    id: &str,
+) -> StoreResult<Option<PolicyRecord>> {
     let [org, env] = tenant_args(tenant);
     db.query(
         "SELECT document FROM policies WHERE id = $1 AND org_id = $2 AND environment = $3",
@@ -148,9 +147,8 @@ pub(crate) async fn list(
     enabled: Option<bool>,
     page: &PageRequest,
 ) -> StoreResult<Page<PolicyRecord>> {
-    let mut q = SqlBuilder::new(
-        "SELECT id, name, created_at, document FROM policies WHERE org_id = ",
-    );
+    let mut q =
+        SqlBuilder::new("SELECT id, name, created_at, document FROM policies WHERE org_id = ");
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
         .bind(tenant.environment.as_str());

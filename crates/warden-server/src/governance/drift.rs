@@ -1,0 +1,265 @@
+//! Agents' behavioural profiles in memory. A profile is loaded on an
+//! agent's first call from its stored snapshot, then brought up to date by
+//! replaying the audit log's later decisions; snapshots are saved in the
+//! background. The audit log is the source: a profile can always be
+//! rebuilt from it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use warden_core::audit::ChainedRecord;
+use warden_core::time::{now_ms, Millis};
+use warden_core::Tenant;
+use warden_policy::drift::{DriftScore, Observation, Profile};
+use warden_store::{Store, StoreError};
+
+/// Sessions idle this long are forgotten.
+const SESSION_IDLE_MS: i64 = 3_600_000;
+/// Most tools remembered per session.
+const SESSION_TOOLS: usize = 50;
+const REPLAY_PAGE: i64 = 1_000;
+
+struct AgentDrift {
+    profile: Profile,
+    /// The audit sequence of the last call folded in.
+    sequence: i64,
+    dirty: bool,
+}
+
+#[derive(Default, Clone)]
+pub struct SessionTrail {
+    pub tools: Vec<String>,
+    last_seen: Millis,
+}
+
+type AgentKey = (Tenant, String);
+
+/// What a profile has learned, for people.
+#[derive(Debug, Clone)]
+pub struct ProfileSummary {
+    pub calls: u64,
+    pub learning: bool,
+    /// Tools by how often they were called, most first.
+    pub tools: Vec<(String, u64)>,
+    pub baseline_per_minute: Option<f64>,
+    /// Calls per hour of the day (UTC).
+    pub hours: [u64; 24],
+    /// The audit sequence of the last call learned.
+    pub sequence: i64,
+}
+
+pub struct DriftBook {
+    store: Arc<dyn Store>,
+    agents: Mutex<HashMap<AgentKey, AgentDrift>>,
+    sessions: Mutex<HashMap<AgentKey, SessionTrail>>,
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// The argument keys drift compares: the top-level names.
+pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
+    match args {
+        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl DriftBook {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        DriftBook {
+            store,
+            agents: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Makes sure the agent's profile is in memory and up to date.
+    pub async fn ensure_loaded(&self, tenant: &Tenant, agent_id: &str) -> Result<(), StoreError> {
+        let key = (tenant.clone(), agent_id.to_string());
+        if self.agents.lock().unwrap().contains_key(&key) {
+            return Ok(());
+        }
+        let _guard = self.loading.lock().await;
+        if self.agents.lock().unwrap().contains_key(&key) {
+            return Ok(());
+        }
+        let (mut sequence, mut profile) = match self.store.drift_profile(tenant, agent_id).await? {
+            Some((seq, json)) => match serde_json::from_str::<Profile>(&json) {
+                Ok(p) => (seq, p),
+                Err(_) => (0, Profile::default()),
+            },
+            None => (0, Profile::default()),
+        };
+        loop {
+            let records = self
+                .store
+                .agent_decisions_after(tenant, agent_id, sequence, REPLAY_PAGE)
+                .await?;
+            for r in &records {
+                fold(&mut profile, r);
+                sequence = r.sequence;
+            }
+            if (records.len() as i64) < REPLAY_PAGE {
+                break;
+            }
+        }
+        self.agents.lock().unwrap().insert(
+            key,
+            AgentDrift {
+                profile,
+                sequence,
+                dirty: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// The previous tools of a session, oldest first.
+    pub fn session_tools(&self, tenant: &Tenant, session_id: &str) -> Vec<String> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .get(&(tenant.clone(), session_id.to_string()))
+            .map(|s| s.tools.clone())
+            .unwrap_or_default()
+    }
+
+    /// Scores a call without learning from it.
+    pub fn score(&self, tenant: &Tenant, agent_id: &str, call: &Observation<'_>) -> DriftScore {
+        let agents = self.agents.lock().unwrap();
+        match agents.get(&(tenant.clone(), agent_id.to_string())) {
+            Some(a) => a.profile.score(call),
+            None => Profile::default().score(call),
+        }
+    }
+
+    /// Learns from a call recorded at `sequence`, and remembers it in its
+    /// session.
+    pub fn observe(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        session_id: Option<&str>,
+        call: &Observation<'_>,
+        sequence: i64,
+    ) {
+        {
+            let mut agents = self.agents.lock().unwrap();
+            let entry = agents
+                .entry((tenant.clone(), agent_id.to_string()))
+                .or_insert_with(|| AgentDrift {
+                    profile: Profile::default(),
+                    sequence: 0,
+                    dirty: false,
+                });
+            if sequence > entry.sequence {
+                entry.profile.observe(call);
+                entry.sequence = sequence;
+                entry.dirty = true;
+            }
+        }
+        if let Some(session) = session_id {
+            let mut sessions = self.sessions.lock().unwrap();
+            let trail = sessions
+                .entry((tenant.clone(), session.to_string()))
+                .or_default();
+            trail.tools.push(call.tool.to_string());
+            if trail.tools.len() > SESSION_TOOLS {
+                trail.tools.remove(0);
+            }
+            trail.last_seen = call.at_ms;
+        }
+    }
+
+    /// Forgets an agent's profile and rebuilds it from the audit log.
+    pub async fn rebuild(&self, tenant: &Tenant, agent_id: &str) -> Result<u64, StoreError> {
+        self.store.delete_drift_profile(tenant, agent_id).await?;
+        self.agents
+            .lock()
+            .unwrap()
+            .remove(&(tenant.clone(), agent_id.to_string()));
+        self.ensure_loaded(tenant, agent_id).await?;
+        let calls = self
+            .agents
+            .lock()
+            .unwrap()
+            .get(&(tenant.clone(), agent_id.to_string()))
+            .map_or(0, |a| a.profile.calls);
+        Ok(calls)
+    }
+
+    /// What the profile has learned of an agent, if it is in memory.
+    pub fn summary(&self, tenant: &Tenant, agent_id: &str) -> Option<ProfileSummary> {
+        let agents = self.agents.lock().unwrap();
+        agents
+            .get(&(tenant.clone(), agent_id.to_string()))
+            .map(|a| {
+                let mut tools: Vec<(String, u64)> = a
+                    .profile
+                    .tools
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                tools.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                ProfileSummary {
+                    calls: a.profile.calls,
+                    learning: a.profile.calls < warden_policy::drift::LEARNING_CALLS,
+                    tools,
+                    baseline_per_minute: a.profile.baseline_per_minute,
+                    hours: a.profile.hours,
+                    sequence: a.sequence,
+                }
+            })
+    }
+
+    /// Saves changed profiles and forgets idle sessions.
+    pub async fn flush(&self) {
+        let snapshots: Vec<(Tenant, String, i64, String)> = {
+            let mut agents = self.agents.lock().unwrap();
+            agents
+                .iter_mut()
+                .filter(|(_, a)| a.dirty)
+                .filter_map(|((tenant, agent), a)| {
+                    a.dirty = false;
+                    serde_json::to_string(&a.profile)
+                        .ok()
+                        .map(|json| (tenant.clone(), agent.clone(), a.sequence, json))
+                })
+                .collect()
+        };
+        if !snapshots.is_empty() {
+            if let Err(e) = self.store.save_drift_profiles(&snapshots, now_ms()).await {
+                tracing::warn!(error = %e, "saving drift profiles failed; they are rebuilt from the audit log");
+            }
+        }
+        let cutoff = now_ms() - SESSION_IDLE_MS;
+        self.sessions
+            .lock()
+            .unwrap()
+            .retain(|_, s| s.last_seen >= cutoff);
+    }
+}
+
+/// Learns from a stored decision record.
+fn fold(profile: &mut Profile, r: &ChainedRecord) {
+    let Some(tool) = r.record.tool.as_deref() else {
+        return;
+    };
+    let keys = r
+        .record
+        .arguments
+        .as_ref()
+        .map(argument_keys)
+        .unwrap_or_default();
+    let previous = r
+        .record
+        .detail
+        .get("previous_tool")
+        .and_then(|v| v.as_str());
+    profile.observe(&Observation {
+        tool,
+        previous_tool: previous,
+        arg_keys: &keys,
+        at_ms: r.record.at,
+    });
+}

@@ -1,0 +1,533 @@
+//! The decision on one tool call: who is asking, what the policies say,
+//! how far the call drifts, the audit record, and a hold for step-up.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use warden_core::agent::{Agent, AgentChanges, AgentStatus};
+use warden_core::audit::{AuditKind, AuditRecord, MonitoredOutcome};
+use warden_core::hold::{self, Hold, HoldStatus};
+use warden_core::id::{new_id, prefix};
+use warden_core::time::now_ms;
+use warden_core::Error;
+use warden_policy::drift::{DriftScore, Observation};
+use warden_policy::{CallFacts, ConditionInput, Decision};
+use warden_store::Companion;
+
+use super::drift::argument_keys;
+use super::engine::TenantPolicies;
+use super::holds::append_error;
+use super::Governance;
+use crate::auth::Principal;
+use crate::services::ServiceResult;
+
+pub const MAX_TOOL_NAME: usize = 256;
+
+/// A call an agent is about to make.
+#[derive(Debug, Clone, Default)]
+pub struct CallRequest {
+    /// The agent's Warden id or its `external_id`.
+    pub agent: String,
+    pub tool: String,
+    pub args: Option<Value>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub context: Option<Value>,
+    /// Redeems an approved step-up hold for this exact call.
+    pub hold_token: Option<String>,
+    /// Tools called earlier in the session, as the caller counts them.
+    pub session_tools: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub reason: String,
+    pub matched_policy_ids: Vec<String>,
+    pub hold_token: Option<String>,
+    pub hold_expires_at: Option<i64>,
+    pub modified_tool_args: Option<Value>,
+    pub drift: DriftScore,
+    pub audit_id: String,
+    pub agent_id: String,
+    pub latency_ms: f64,
+    /// What the `monitor` policies would have decided, when one matched.
+    pub monitor_decision: Option<Decision>,
+    pub step_up_timeout_seconds: Option<u32>,
+}
+
+fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
+    if value.is_empty() || value.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must be 1 to {max} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl CallRequest {
+    pub fn validate(&self) -> Result<(), Error> {
+        check_text(&self.agent, "agent_id", 200)?;
+        check_text(&self.tool, "tool_name", MAX_TOOL_NAME)?;
+        if let Some(s) = &self.session_id {
+            check_text(s, "session_id", 200)?;
+        }
+        if let Some(u) = &self.user_id {
+            check_text(u, "user_id", 200)?;
+        }
+        for (field, v) in [("tool_args", &self.args), ("context", &self.context)] {
+            if let Some(v) = v {
+                if !(v.is_object() || v.is_null()) {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{field} must be a JSON object"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Finds the calling agent, registering an unknown one as `discovered`.
+async fn resolve_agent(
+    g: &Governance,
+    principal: &Principal,
+    reference: &str,
+) -> ServiceResult<Agent> {
+    let tenant = principal.tenant();
+    let found = g.store.find_agent(&tenant, reference).await?;
+    let agent = match found {
+        Some(a) => a,
+        None if principal.agent_id.is_some() => {
+            return Err(Error::Forbidden(
+                "a key bound to an agent enforces only as that agent".into(),
+            )
+            .into())
+        }
+        None if looks_like_agent_id(reference) => return Err(Error::NotFound("agent").into()),
+        None => discover(g, &tenant, reference).await?,
+    };
+    if let Some(bound) = &principal.agent_id {
+        if *bound != agent.id {
+            return Err(Error::Forbidden(
+                "a key bound to an agent enforces only as that agent".into(),
+            )
+            .into());
+        }
+    }
+    Ok(agent)
+}
+
+fn looks_like_agent_id(s: &str) -> bool {
+    s.strip_prefix("agt_")
+        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+async fn discover(
+    g: &Governance,
+    tenant: &warden_core::Tenant,
+    reference: &str,
+) -> ServiceResult<Agent> {
+    let changes = AgentChanges {
+        name: Some(format!("discovered: {reference}")),
+        external_id: Some(Some(reference.to_string())),
+        status: Some(AgentStatus::Discovered),
+        description: Some(Some(
+            "Registered by Warden on its first enforcement request".into(),
+        )),
+        ..Default::default()
+    };
+    let agent = Agent::create(changes, now_ms())?;
+    match g.store.insert_agent(tenant, &agent).await {
+        Ok(()) => Ok(agent),
+        // Another request discovered it first.
+        Err(warden_store::StoreError::Conflict { .. }) => {
+            g.store.find_agent(tenant, reference).await?.ok_or_else(|| {
+                Error::Conflict("the agent name is taken by another agent".into()).into()
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Decides a call, records it durably, and answers.
+pub async fn enforce(
+    g: &Governance,
+    principal: &Principal,
+    call: CallRequest,
+) -> ServiceResult<Verdict> {
+    let started = Instant::now();
+    call.validate()?;
+    let tenant = principal.tenant();
+    let agent = resolve_agent(g, principal, &call.agent).await?;
+    let now = now_ms();
+    let args = call
+        .args
+        .clone()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| json!({}));
+    let context = call
+        .context
+        .clone()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| json!({}));
+
+    // The session's earlier tools: the caller's list when it sends one
+    // (without the current call), else what this replica saw.
+    let session_tools = match (&call.session_tools, &call.session_id) {
+        (Some(list), _) => {
+            let mut list: Vec<String> = list.iter().take(200).cloned().collect();
+            if list.last() == Some(&call.tool) {
+                list.pop();
+            }
+            list
+        }
+        (None, Some(s)) => g.drift.session_tools(&tenant, s),
+        (None, None) => Vec::new(),
+    };
+    let previous_tool = session_tools.last().cloned();
+
+    g.drift.ensure_loaded(&tenant, &agent.id).await?;
+    let keys = argument_keys(&args);
+    let observation = Observation {
+        tool: &call.tool,
+        previous_tool: previous_tool.as_deref(),
+        arg_keys: &keys,
+        at_ms: now,
+    };
+    let drift = g.drift.score(&tenant, &agent.id, &observation);
+
+    let policies = g.engine.policies(&tenant).await?;
+    let input = ConditionInput::new(CallFacts {
+        tool: call.tool.clone(),
+        args: args.clone(),
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        agent_external_id: agent.external_id.clone(),
+        agent_status: agent.status.as_str().into(),
+        agent_tags: agent.tags.clone(),
+        session_id: call.session_id.clone(),
+        user_id: call.user_id.clone(),
+        previous_tool: previous_tool.clone(),
+        session_tools: session_tools.clone(),
+        context: context.clone(),
+        drift: drift.clone(),
+        now_ms: now,
+    });
+    let outcome = decide(&policies, &agent, &call, &input);
+    drop(input);
+
+    // A redeemed hold turns a step-up into the approved call, once.
+    let mut companion = None;
+    let mut decision = outcome.decision;
+    let mut reason = outcome.reason.clone();
+    let mut redeemed: Option<Hold> = None;
+    if let Some(token) = &call.hold_token {
+        match redeem(g, &tenant, token, &agent, &call.tool, &args).await? {
+            Ok(h) if decision == Decision::StepUp => {
+                decision = Decision::Allow;
+                reason = format!(
+                    "step-up approved by {} (hold {})",
+                    h.decided_by.clone().unwrap_or_default(),
+                    h.id
+                );
+                companion = Some(Companion::RedeemHold {
+                    hold_id: h.id.clone(),
+                    at: now,
+                });
+                redeemed = Some(h);
+            }
+            Ok(_) => {}
+            Err(why) if decision == Decision::StepUp => {
+                decision = Decision::Deny;
+                reason = why;
+            }
+            Err(_) => {}
+        }
+    }
+
+    let modified_tool_args = match (decision, &outcome.change_from) {
+        (Decision::Modify, Some(policy_id)) => policies
+            .facts
+            .get(policy_id)
+            .and_then(|f| f.change.as_ref())
+            .map(|c| c.apply(&args)),
+        _ => None,
+    };
+
+    // Arguments as stored: fields named by any matching policy redacted.
+    let mut stored_args = args.clone();
+    for id in outcome
+        .matched
+        .iter()
+        .chain(outcome.monitored.iter().map(|m| &m.policy_id))
+    {
+        if let Some(facts) = policies.facts.get(id) {
+            for path in &facts.audit_redact {
+                path.redact(&mut stored_args);
+            }
+            if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
+                for path in &change.redact {
+                    path.redact(&mut stored_args);
+                }
+            }
+        }
+    }
+
+    let audit_id = new_id(prefix::AUDIT);
+    let mut hold_token = None;
+    let mut hold_expires_at = None;
+    let mut step_up_timeout = None;
+    if decision == Decision::StepUp && redeemed.is_none() {
+        let policy_id = outcome.deciding.clone().unwrap_or_default();
+        let facts = policies.facts.get(&policy_id);
+        let timeout = facts.map_or(warden_core::policy::DEFAULT_STEP_UP_TIMEOUT_SECONDS, |f| {
+            f.step_up_timeout_seconds
+        });
+        let token = hold::mint_token();
+        let h = Hold {
+            id: new_id(prefix::HOLD),
+            token_digest: hold::token_digest(&token),
+            audit_id: audit_id.clone(),
+            agent_id: agent.id.clone(),
+            tool: call.tool.clone(),
+            args_sha256: hold::args_digest(&args),
+            policy_id,
+            policy_version: facts.map_or(0, |f| f.version),
+            session_id: call.session_id.clone(),
+            status: HoldStatus::Pending,
+            created_at: now,
+            expires_at: now + i64::from(timeout) * 1000,
+            decided_by: None,
+            decided_at: None,
+            comment: None,
+            redeemed_at: None,
+        };
+        hold_expires_at = Some(h.expires_at);
+        step_up_timeout = Some(timeout);
+        reason = format!("{reason}; held for approval (hold {})", h.id);
+        hold_token = Some(token);
+        companion = Some(Companion::InsertHold(h));
+    }
+
+    let mut detail = json!({
+        "previous_tool": previous_tool,
+        "agent_status": agent.status.as_str(),
+    });
+    if !context.as_object().is_some_and(|m| m.is_empty()) {
+        detail["context"] = context.clone();
+    }
+    if let Some(d) = outcome.monitor_decision {
+        detail["monitor_decision"] = json!(d.as_str());
+    }
+    if !outcome.condition_errors.is_empty() {
+        detail["condition_errors"] = json!(outcome.condition_errors);
+    }
+    if let Some(m) = &modified_tool_args {
+        let mut shown = m.clone();
+        if let Some(facts) = outcome
+            .change_from
+            .as_ref()
+            .and_then(|id| policies.facts.get(id))
+        {
+            for path in &facts.audit_redact {
+                path.redact(&mut shown);
+            }
+        }
+        detail["modified_arguments"] = shown;
+    }
+    if let Some(h) = &redeemed {
+        detail["redeemed_hold_id"] = json!(h.id);
+    }
+    let record = AuditRecord {
+        id: audit_id.clone(),
+        kind: AuditKind::Decision,
+        at: now,
+        actor: principal.key_id.clone(),
+        agent_id: Some(agent.id.clone()),
+        tool: Some(call.tool.clone()),
+        arguments: Some(stored_args),
+        decision: Some(decision.as_str().into()),
+        reason: Some(reason.clone()),
+        matched_policy_ids: outcome.matched.clone(),
+        monitored: outcome.monitored.clone(),
+        drift: Some(drift.clone()),
+        session_id: call.session_id.clone(),
+        user_id: call.user_id.clone(),
+        latency_us: Some(started.elapsed().as_micros() as i64),
+        hold_id: None,
+        policy_id: outcome.deciding.clone(),
+        policy_version: outcome
+            .deciding
+            .as_ref()
+            .and_then(|id| policies.facts.get(id))
+            .map(|f| f.version),
+        detail,
+    };
+    let chained = g
+        .audit
+        .append(tenant.clone(), record, companion)
+        .await
+        .map_err(|e| match e {
+            super::audit_log::AppendError::Precondition => {
+                Error::Conflict("the hold was used by another call".into()).into()
+            }
+            other => append_error(other),
+        })?;
+    g.drift.observe(
+        &tenant,
+        &agent.id,
+        call.session_id.as_deref(),
+        &observation,
+        chained.sequence,
+    );
+
+    Ok(Verdict {
+        decision,
+        reason,
+        matched_policy_ids: outcome.matched,
+        hold_token,
+        hold_expires_at,
+        modified_tool_args,
+        drift,
+        audit_id,
+        agent_id: agent.id,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        monitor_decision: outcome.monitor_decision,
+        step_up_timeout_seconds: step_up_timeout,
+    })
+}
+
+/// Checks a hold token against the call; `Err` says why it cannot be used.
+async fn redeem(
+    g: &Governance,
+    tenant: &warden_core::Tenant,
+    token: &str,
+    agent: &Agent,
+    tool: &str,
+    args: &Value,
+) -> ServiceResult<Result<Hold, String>> {
+    let Some(h) = g
+        .store
+        .hold_by_token(tenant, &hold::token_digest(token))
+        .await?
+    else {
+        return Ok(Err("the hold token is not known".into()));
+    };
+    let why = if h.status != HoldStatus::Approved {
+        Some(format!("the hold is {}, not approved", h.status.as_str()))
+    } else if h.redeemed_at.is_some() {
+        Some("the hold's approval was already used".into())
+    } else if h.agent_id != agent.id || h.tool != tool || h.args_sha256 != hold::args_digest(args) {
+        Some("the hold covers another call (agent, tool or arguments differ)".into())
+    } else {
+        None
+    };
+    Ok(match why {
+        Some(w) => Err(w),
+        None => Ok(h),
+    })
+}
+
+/// What the policies decide, before holds are considered.
+pub struct Outcome {
+    pub decision: Decision,
+    pub reason: String,
+    /// The deciding `enforce` policy.
+    pub deciding: Option<String>,
+    /// The policy whose change a `modify` applies.
+    pub change_from: Option<String>,
+    pub matched: Vec<String>,
+    pub monitored: Vec<MonitoredOutcome>,
+    pub monitor_decision: Option<Decision>,
+    pub condition_errors: Vec<Value>,
+}
+
+pub fn decide(
+    policies: &TenantPolicies,
+    agent: &Agent,
+    call: &CallRequest,
+    input: &ConditionInput,
+) -> Outcome {
+    let eval = policies.set.evaluate(&warden_policy::Call {
+        tool: &call.tool,
+        agent_id: &agent.id,
+        agent_alias: agent.external_id.as_deref(),
+        agent_tags: &agent.tags,
+        context: input,
+    });
+    let name = |id: &str| {
+        policies
+            .facts
+            .get(id)
+            .map_or(String::new(), |f| f.name.clone())
+    };
+    let matched: Vec<String> = eval.matched.iter().map(|p| p.id.clone()).collect();
+    let monitored: Vec<MonitoredOutcome> = eval
+        .monitored
+        .iter()
+        .map(|p| MonitoredOutcome {
+            policy_id: p.id.clone(),
+            decision: p.decision.as_str().into(),
+        })
+        .collect();
+    // Monitor mode: what the outcome would be if monitored policies were enforced.
+    let monitor_decision = eval.monitored.first().map(|m| match eval.deciding {
+        Some(d)
+            if (d.priority, d.decision.restrictiveness())
+                >= (m.priority, m.decision.restrictiveness()) =>
+        {
+            d.decision
+        }
+        _ => m.decision,
+    });
+    let condition_errors: Vec<Value> = eval
+        .condition_errors
+        .iter()
+        .map(|(p, e)| json!({"policy_id": p.id, "error": e.0}))
+        .collect();
+    let (decision, reason, deciding) = if agent.status == AgentStatus::Suspended {
+        (Decision::Deny, "the agent is suspended".to_string(), None)
+    } else {
+        match eval.deciding {
+            Some(p) => (
+                p.decision,
+                format!(
+                    "policy \"{}\" ({}) decided {}",
+                    name(&p.id),
+                    p.id,
+                    p.decision.as_str()
+                ),
+                Some(p.id.clone()),
+            ),
+            None => (
+                eval.decision,
+                format!(
+                    "no policy matched; the default decision {} applies",
+                    eval.decision.as_str()
+                ),
+                None,
+            ),
+        }
+    };
+    Outcome {
+        decision,
+        reason,
+        change_from: (decision == Decision::Modify)
+            .then(|| deciding.clone())
+            .flatten(),
+        deciding,
+        matched,
+        monitored,
+        monitor_decision,
+        condition_errors,
+    }
+}

@@ -1,0 +1,126 @@
+//! Each tenant's policies compiled once per change. A replica learns of
+//! changes made elsewhere by comparing the stored generation counter at
+//! most once per [`RECHECK`]; changes made here take effect at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use warden_core::policy::{CompiledPolicy, PolicyRecord};
+use warden_core::Tenant;
+use warden_policy::{ArgChange, ArgPath, ConditionInput, Decision, PolicySet};
+use warden_store::{Store, StoreError};
+
+/// How stale another replica's view of the policies may be.
+pub const RECHECK: Duration = Duration::from_secs(1);
+/// The tenant setting holding the default decision.
+pub const DEFAULT_DECISION: &str = "default_decision";
+
+/// What the engine needs beside the compiled set, by policy id.
+pub struct PolicyFacts {
+    pub name: String,
+    pub version: i64,
+    pub change: Option<ArgChange>,
+    pub audit_redact: Vec<ArgPath>,
+    pub step_up_timeout_seconds: u32,
+    pub decision: Decision,
+}
+
+pub struct TenantPolicies {
+    pub set: PolicySet<ConditionInput>,
+    pub facts: HashMap<String, PolicyFacts>,
+    generation: i64,
+    checked: RwLock<Instant>,
+}
+
+impl TenantPolicies {
+    /// Compiles stored policies; one that no longer compiles (stored by an
+    /// older version) is left out and logged rather than failing them all.
+    pub fn compile(records: Vec<PolicyRecord>, default: Decision, generation: i64) -> Self {
+        let mut policies = Vec::with_capacity(records.len());
+        let mut facts = HashMap::with_capacity(records.len());
+        for record in records {
+            match record.compile() {
+                Ok(CompiledPolicy {
+                    policy,
+                    change,
+                    audit_redact,
+                }) => {
+                    facts.insert(
+                        record.id.clone(),
+                        PolicyFacts {
+                            name: record.name.clone(),
+                            version: record.version,
+                            change,
+                            audit_redact,
+                            step_up_timeout_seconds: record.step_up_timeout_seconds,
+                            decision: policy.decision,
+                        },
+                    );
+                    policies.push(policy);
+                }
+                Err(e) => {
+                    tracing::warn!(policy = %record.id, error = %e, "stored policy does not compile; skipped")
+                }
+            }
+        }
+        TenantPolicies {
+            set: PolicySet::compile(policies, default),
+            facts,
+            generation,
+            checked: RwLock::new(Instant::now()),
+        }
+    }
+}
+
+pub struct PolicyEngine {
+    store: Arc<dyn Store>,
+    tenants: RwLock<HashMap<Tenant, Arc<TenantPolicies>>>,
+}
+
+impl PolicyEngine {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        PolicyEngine {
+            store,
+            tenants: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant's compiled policies, recompiled if they changed.
+    pub async fn policies(&self, tenant: &Tenant) -> Result<Arc<TenantPolicies>, StoreError> {
+        let cached = self.tenants.read().unwrap().get(tenant).cloned();
+        if let Some(c) = &cached {
+            if c.checked.read().unwrap().elapsed() < RECHECK {
+                return Ok(c.clone());
+            }
+            let generation = self.store.policy_generation(tenant).await?;
+            if generation == c.generation {
+                *c.checked.write().unwrap() = Instant::now();
+                return Ok(c.clone());
+            }
+        }
+        self.load(tenant).await
+    }
+
+    /// Recompiles now: after a change made by this process.
+    pub async fn load(&self, tenant: &Tenant) -> Result<Arc<TenantPolicies>, StoreError> {
+        let generation = self.store.policy_generation(tenant).await?;
+        let default = self.default_decision(tenant).await?;
+        let records = self.store.all_policies(tenant).await?;
+        let compiled = Arc::new(TenantPolicies::compile(records, default, generation));
+        self.tenants
+            .write()
+            .unwrap()
+            .insert(tenant.clone(), compiled.clone());
+        Ok(compiled)
+    }
+
+    pub async fn default_decision(&self, tenant: &Tenant) -> Result<Decision, StoreError> {
+        Ok(self
+            .store
+            .tenant_setting(tenant, DEFAULT_DECISION)
+            .await?
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(Decision::Allow))
+    }
+}

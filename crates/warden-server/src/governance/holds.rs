@@ -1,0 +1,197 @@
+//! Step-up holds: resolution by a person, expiry, and waking the agents
+//! that long-poll for them. A resolution made on this replica wakes its
+//! pollers at once; pollers also re-read the store every
+//! [`POLL_FALLBACK`] so that one made on another replica reaches them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use warden_core::audit::{AuditKind, AuditRecord};
+use warden_core::hold::{Hold, HoldStatus};
+use warden_core::id::{new_id, prefix};
+use warden_core::time::now_ms;
+use warden_core::{Error, Tenant};
+use warden_store::{Companion, Store};
+
+use super::audit_log::{AppendError, AuditLog};
+use crate::services::{ServiceError, ServiceResult};
+
+pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
+pub const MAX_WAIT_SECONDS: u64 = 30;
+pub const MAX_COMMENT: usize = 2_000;
+
+#[derive(Default)]
+pub struct HoldWaiters {
+    waiting: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl HoldWaiters {
+    fn notify_for(&self, hold_id: &str) -> Arc<Notify> {
+        self.waiting
+            .lock()
+            .unwrap()
+            .entry(hold_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn wake(&self, hold_id: &str) {
+        if let Some(n) = self.waiting.lock().unwrap().remove(hold_id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Waits until `hold_id` may have changed, or `limit` passes.
+    pub async fn wait(&self, hold_id: &str, limit: Duration) {
+        let notify = self.notify_for(hold_id);
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(limit.min(POLL_FALLBACK)) => {}
+        }
+    }
+}
+
+/// How a person (or expiry) resolves a hold.
+pub struct Resolution {
+    pub status: HoldStatus,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Resolves a pending hold and audits it in one transaction; 409 when it
+/// is no longer pending.
+pub async fn resolve(
+    store: &dyn Store,
+    audit: &AuditLog,
+    waiters: &HoldWaiters,
+    tenant: &Tenant,
+    hold: &Hold,
+    resolution: Resolution,
+    actor: &str,
+) -> ServiceResult<Hold> {
+    if hold.status != HoldStatus::Pending {
+        return Err(
+            Error::Conflict(format!("the hold is already {}", hold.status.as_str())).into(),
+        );
+    }
+    let now = now_ms();
+    let outcome = match resolution.status {
+        HoldStatus::Approved => "allow",
+        _ => "deny",
+    };
+    let reason = match resolution.status {
+        HoldStatus::Approved => "step-up approved",
+        HoldStatus::Denied => "step-up denied",
+        _ => "step-up expired without an approval; denied",
+    };
+    let record = AuditRecord {
+        id: new_id(prefix::AUDIT),
+        kind: AuditKind::HoldResolution,
+        at: now,
+        actor: actor.to_string(),
+        agent_id: Some(hold.agent_id.clone()),
+        tool: Some(hold.tool.clone()),
+        arguments: None,
+        decision: Some(outcome.into()),
+        reason: Some(reason.into()),
+        matched_policy_ids: vec![hold.policy_id.clone()],
+        monitored: vec![],
+        drift: None,
+        session_id: hold.session_id.clone(),
+        user_id: None,
+        latency_us: None,
+        hold_id: Some(hold.id.clone()),
+        policy_id: Some(hold.policy_id.clone()),
+        policy_version: Some(hold.policy_version),
+        detail: json!({
+            "status": resolution.status.as_str(),
+            "comment": resolution.comment,
+            "decision_audit_id": hold.audit_id,
+            "args_sha256": hold.args_sha256,
+        }),
+    };
+    let companion = Companion::ResolveHold {
+        hold_id: hold.id.clone(),
+        status: resolution.status,
+        decided_by: resolution.decided_by.clone(),
+        decided_at: now,
+        comment: resolution.comment.clone(),
+    };
+    match audit.append(tenant.clone(), record, Some(companion)).await {
+        Ok(_) => {}
+        Err(AppendError::Precondition) => {
+            let current = store.get_hold(tenant, &hold.id).await?;
+            let status = current.map_or("gone", |h| h.status.as_str());
+            return Err(Error::Conflict(format!("the hold is already {status}")).into());
+        }
+        Err(e) => return Err(append_error(e)),
+    }
+    waiters.wake(&hold.id);
+    Ok(Hold {
+        status: resolution.status,
+        decided_by: resolution.decided_by,
+        decided_at: Some(now),
+        comment: resolution.comment,
+        ..hold.clone()
+    })
+}
+
+pub fn append_error(e: AppendError) -> ServiceError {
+    match e {
+        AppendError::Store(s) => s.into(),
+        AppendError::Precondition => {
+            Error::Conflict("the change conflicts with the current state; retry".into()).into()
+        }
+        AppendError::Stopped => {
+            warden_store::StoreError::Unavailable("audit writer stopped".into()).into()
+        }
+    }
+}
+
+/// Resolves a pending hold past its expiry as expired (a denial).
+pub async fn expire_if_due(
+    store: &dyn Store,
+    audit: &AuditLog,
+    waiters: &HoldWaiters,
+    tenant: &Tenant,
+    hold: Hold,
+) -> ServiceResult<Hold> {
+    if hold.status != HoldStatus::Pending || hold.expires_at > now_ms() {
+        return Ok(hold);
+    }
+    let expired = Resolution {
+        status: HoldStatus::Expired,
+        decided_by: None,
+        comment: None,
+    };
+    match resolve(store, audit, waiters, tenant, &hold, expired, "system").await {
+        Ok(h) => Ok(h),
+        // Someone resolved it first: read what they decided.
+        Err(ServiceError::Domain(Error::Conflict(_))) => {
+            Ok(store.get_hold(tenant, &hold.id).await?.unwrap_or(hold))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Expires every pending hold past its time; run in the background.
+pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
+    let due = match store.expired_holds(now_ms(), 100).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing expired holds failed");
+            return;
+        }
+    };
+    for (tenant, hold) in due {
+        if let Err(e) = expire_if_due(store, audit, waiters, &tenant, hold).await {
+            tracing::warn!(error = %e, "expiring a hold failed");
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Agent governance: policies, the decision on each tool call, step-up
+//! holds, the hash-chained audit log and behavioural drift.
+
+pub mod audit_log;
+pub mod drift;
+pub mod enforce;
+pub mod engine;
+pub mod holds;
+pub mod policies;
+pub mod verify;
+
+use std::sync::Arc;
+
+use warden_store::Store;
+
+/// The governance services a server shares between requests.
+pub struct Governance {
+    pub store: Arc<dyn Store>,
+    pub audit: audit_log::AuditLog,
+    pub engine: engine::PolicyEngine,
+    pub drift: drift::DriftBook,
+    pub waiters: holds::HoldWaiters,
+}
+
+impl Governance {
+    /// Starts the audit writer; needs a Tokio runtime.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        Governance {
+            audit: audit_log::AuditLog::start(store.clone()),
+            engine: engine::PolicyEngine::new(store.clone()),
+            drift: drift::DriftBook::new(store.clone()),
+            waiters: holds::HoldWaiters::default(),
+            store,
+        }
+    }
+
+    /// Background upkeep: expire holds, save drift profiles.
+    pub async fn upkeep(&self) {
+        holds::expire_due(self.store.as_ref(), &self.audit, &self.waiters).await;
+        self.drift.flush().await;
+    }
+}

@@ -1,0 +1,189 @@
+//! Policy changes: each is validated (it must compile), versioned and
+//! audited in one transaction, and takes effect on this replica at once.
+
+use serde_json::json;
+use warden_core::audit::{AuditKind, AuditRecord};
+use warden_core::id::{new_id, prefix};
+use warden_core::page::{Page, PageRequest};
+use warden_core::policy::{PolicyChanges, PolicyRecord, PolicyVersion, MAX_POLICIES};
+use warden_core::time::now_ms;
+use warden_core::{Error, Tenant};
+use warden_store::Companion;
+
+use super::audit_log::AppendError;
+use super::holds::append_error;
+use super::Governance;
+use crate::auth::Principal;
+use crate::services::ServiceResult;
+
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// Keys bound to an agent never see or change policies.
+pub fn ensure_unbound(principal: &Principal) -> Result<(), Error> {
+    if principal.agent_id.is_some() {
+        return Err(Error::Forbidden(
+            "a key bound to an agent cannot read or change policies".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn change_record(principal: &Principal, record: &PolicyRecord, change: &str) -> AuditRecord {
+    AuditRecord {
+        id: new_id(prefix::AUDIT),
+        kind: AuditKind::PolicyChange,
+        at: record.updated_at,
+        actor: principal.key_id.clone(),
+        agent_id: None,
+        tool: None,
+        arguments: None,
+        decision: None,
+        reason: Some(format!("policy {change}")),
+        matched_policy_ids: vec![],
+        monitored: vec![],
+        drift: None,
+        session_id: None,
+        user_id: None,
+        latency_us: None,
+        hold_id: None,
+        policy_id: Some(record.id.clone()),
+        policy_version: Some(record.version),
+        detail: json!({"change": change, "policy": record}),
+    }
+}
+
+async fn commit(
+    g: &Governance,
+    principal: &Principal,
+    tenant: &Tenant,
+    record: &PolicyRecord,
+    change: &str,
+    companion: Companion,
+) -> Result<(), AppendError> {
+    let audit = change_record(principal, record, change);
+    g.audit
+        .append(tenant.clone(), audit, Some(companion))
+        .await?;
+    // Recompile now so the next decision here sees the change.
+    if let Err(e) = g.engine.load(tenant).await {
+        tracing::warn!(error = %e, "recompiling policies failed; retried on the next decision");
+    }
+    Ok(())
+}
+
+pub async fn create(
+    g: &Governance,
+    principal: &Principal,
+    changes: PolicyChanges,
+) -> ServiceResult<PolicyRecord> {
+    ensure_unbound(principal)?;
+    let tenant = principal.tenant();
+    if g.store.count_policies(&tenant).await? >= MAX_POLICIES as i64 {
+        return Err(Error::Unprocessable(format!(
+            "at most {MAX_POLICIES} policies per environment"
+        ))
+        .into());
+    }
+    let record =
+        PolicyRecord::create(changes, new_id(prefix::POLICY), &principal.key_id, now_ms())?;
+    commit(
+        g,
+        principal,
+        &tenant,
+        &record,
+        "created",
+        Companion::CreatePolicy(record.clone()),
+    )
+    .await
+    .map_err(append_error)?;
+    Ok(record)
+}
+
+pub async fn get(g: &Governance, principal: &Principal, id: &str) -> ServiceResult<PolicyRecord> {
+    ensure_unbound(principal)?;
+    g.store
+        .get_policy(&principal.tenant(), id)
+        .await?
+        .ok_or_else(|| Error::NotFound("policy").into())
+}
+
+pub async fn list(
+    g: &Governance,
+    principal: &Principal,
+    enabled: Option<bool>,
+    page: PageRequest,
+) -> ServiceResult<Page<PolicyRecord>> {
+    ensure_unbound(principal)?;
+    Ok(g.store
+        .list_policies(&principal.tenant(), enabled, &page)
+        .await?)
+}
+
+pub async fn update(
+    g: &Governance,
+    principal: &Principal,
+    id: &str,
+    changes: PolicyChanges,
+) -> ServiceResult<PolicyRecord> {
+    let tenant = principal.tenant();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut record = get(g, principal, id).await?;
+        record.apply(changes.clone(), &principal.key_id, now_ms())?;
+        match commit(
+            g,
+            principal,
+            &tenant,
+            &record,
+            "updated",
+            Companion::UpdatePolicy(record.clone()),
+        )
+        .await
+        {
+            Ok(()) => return Ok(record),
+            Err(AppendError::Precondition) => continue,
+            Err(e) => return Err(append_error(e)),
+        }
+    }
+    Err(Error::Conflict("the policy kept changing while being updated; retry".into()).into())
+}
+
+pub async fn delete(g: &Governance, principal: &Principal, id: &str) -> ServiceResult<()> {
+    let tenant = principal.tenant();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut record = get(g, principal, id).await?;
+        record.version += 1;
+        record.updated_at = now_ms();
+        record.updated_by = principal.key_id.clone();
+        match commit(
+            g,
+            principal,
+            &tenant,
+            &record,
+            "deleted",
+            Companion::DeletePolicy(record.clone()),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(AppendError::Precondition) => continue,
+            Err(e) => return Err(append_error(e)),
+        }
+    }
+    Err(Error::Conflict("the policy kept changing while being deleted; retry".into()).into())
+}
+
+pub async fn versions(
+    g: &Governance,
+    principal: &Principal,
+    id: &str,
+    page: PageRequest,
+) -> ServiceResult<Page<PolicyVersion>> {
+    ensure_unbound(principal)?;
+    let tenant = principal.tenant();
+    let page = g.store.policy_versions(&tenant, id, &page).await?;
+    if page.items.is_empty() && page.next_cursor.is_none() {
+        // No versions at all: no such policy here (never existed).
+        return Err(Error::NotFound("policy").into());
+    }
+    Ok(page)
+}

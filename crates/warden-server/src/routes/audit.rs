@@ -1,0 +1,276 @@
+//! `/api/v1/audit`: the tamper-evident record of every decision, hold
+//! resolution and policy change.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use warden_core::audit::{AuditFilter, AuditKind, ChainedRecord, MonitoredOutcome};
+use warden_core::page::PageRequest;
+
+use super::enforce::DriftView;
+use super::policies::DecisionName;
+use super::wire::{parse_time, time, SortDirection};
+use crate::auth::Principal;
+use crate::governance::verify;
+use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiQuery, ResourceId};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKindName {
+    Decision,
+    HoldResolution,
+    PolicyChange,
+}
+
+impl From<AuditKind> for AuditKindName {
+    fn from(k: AuditKind) -> Self {
+        match k {
+            AuditKind::Decision => AuditKindName::Decision,
+            AuditKind::HoldResolution => AuditKindName::HoldResolution,
+            AuditKind::PolicyChange => AuditKindName::PolicyChange,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonitoredView {
+    pub policy_id: String,
+    pub decision: String,
+}
+
+/// One audit record with its place in the hash chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    #[schema(example = "aud_0f3b5c2e9d8a7b6c5d4e3f2a")]
+    pub id: String,
+    pub sequence: i64,
+    pub kind: AuditKindName,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The key that made the request.
+    pub actor: String,
+    pub agent_id: Option<String>,
+    pub tool: Option<String>,
+    /// The call's arguments with redacted fields replaced by `[REDACTED]`.
+    #[schema(value_type = Option<Object>)]
+    pub arguments: Option<Value>,
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    pub matched_policy_ids: Vec<String>,
+    /// What `monitor` policies would have decided.
+    pub monitored: Vec<MonitoredView>,
+    pub drift: Option<DriftView>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub latency_us: Option<i64>,
+    pub hold_id: Option<String>,
+    pub policy_id: Option<String>,
+    pub policy_version: Option<i64>,
+    /// The behavioural context: previous tool in the session, the caller's
+    /// context, a hold's comment, a policy's text.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    pub previous_hash: String,
+    pub hash: String,
+}
+
+impl From<ChainedRecord> for AuditView {
+    fn from(c: ChainedRecord) -> Self {
+        let r = c.record;
+        AuditView {
+            id: r.id,
+            sequence: c.sequence,
+            kind: r.kind.into(),
+            at: time(r.at),
+            actor: r.actor,
+            agent_id: r.agent_id,
+            tool: r.tool,
+            arguments: r.arguments,
+            decision: r.decision,
+            reason: r.reason,
+            matched_policy_ids: r.matched_policy_ids,
+            monitored: r
+                .monitored
+                .into_iter()
+                .map(
+                    |MonitoredOutcome {
+                         policy_id,
+                         decision,
+                     }| MonitoredView {
+                        policy_id,
+                        decision,
+                    },
+                )
+                .collect(),
+            drift: r.drift.map(Into::into),
+            session_id: r.session_id,
+            user_id: r.user_id,
+            latency_us: r.latency_us,
+            hold_id: r.hold_id,
+            policy_id: r.policy_id,
+            policy_version: r.policy_version,
+            detail: r.detail,
+            previous_hash: c.previous_hash,
+            hash: c.hash,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListAudit {
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    /// `desc` (default, newest first) or `asc`.
+    pub direction: Option<SortDirection>,
+    pub agent_id: Option<String>,
+    /// A tool glob: `payments.*`.
+    pub action: Option<String>,
+    pub decision: Option<DecisionName>,
+    pub session_id: Option<String>,
+    pub kind: Option<AuditKindName>,
+    /// Only records whose drift score is at least this (0 to 1).
+    #[param(minimum = 0, maximum = 1)]
+    pub min_drift: Option<f64>,
+    /// From this time (RFC 3339), inclusive.
+    pub from: Option<String>,
+    /// Before this time (RFC 3339).
+    pub to: Option<String>,
+}
+
+/// Search the audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(ListAudit),
+    responses((status = 200, description = "A page of audit records", body = ListEnvelope<AuditView>)),
+    security(("bearer" = ["audit.read"])))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListAudit>,
+) -> ApiResult<ApiList<AuditView>> {
+    principal.require("audit.read")?;
+    let page = PageRequest::new(
+        q.limit,
+        q.cursor.as_deref(),
+        None,
+        q.direction.map(Into::into),
+        &["sequence"],
+    )?;
+    if let Some(d) = q.min_drift {
+        if !(0.0..=1.0).contains(&d) {
+            return Err(ApiError::invalid(
+                "min_drift",
+                "min_drift is between 0 and 1",
+            ));
+        }
+    }
+    if let Some(a) = &q.action {
+        if a.is_empty() || a.len() > 256 {
+            return Err(ApiError::invalid(
+                "action",
+                "action is a tool glob of 1 to 256 bytes",
+            ));
+        }
+    }
+    let filter = AuditFilter {
+        agent_id: principal.agent_id.clone().or(q.agent_id),
+        action: q.action,
+        decision: q.decision.map(|d| d.as_str().to_string()),
+        session_id: q.session_id,
+        kind: q.kind.map(|k| match k {
+            AuditKindName::Decision => AuditKind::Decision,
+            AuditKindName::HoldResolution => AuditKind::HoldResolution,
+            AuditKindName::PolicyChange => AuditKind::PolicyChange,
+        }),
+        min_drift_micros: q.min_drift.map(|d| (d * 1_000_000.0).round() as i64),
+        from: parse_time("from", q.from.as_deref())?,
+        to: parse_time("to", q.to.as_deref())?,
+    };
+    let page = state
+        .store
+        .list_audit(&principal.tenant(), &filter, &page)
+        .await?;
+    Ok(ApiList(
+        page.items.into_iter().map(AuditView::from).collect(),
+        page.next_cursor,
+    ))
+}
+
+/// One audit record with its full behavioural context.
+#[utoipa::path(get, path = "/api/v1/audit/{id}", tag = "audit",
+    params(("id" = String, Path, description = "Audit record id")),
+    responses(
+        (status = 200, description = "The record", body = DataEnvelope<AuditView>),
+        (status = 404, description = "No such record", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["audit.read"])))]
+pub async fn get_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+) -> ApiResult<ApiData<AuditView>> {
+    principal.require("audit.read")?;
+    let record = state
+        .store
+        .get_audit(&principal.tenant(), &id)
+        .await?
+        .filter(|r| {
+            principal
+                .agent_id
+                .as_deref()
+                .is_none_or(|a| r.record.agent_id.as_deref() == Some(a))
+        })
+        .ok_or_else(|| ApiError::not_found("audit record"))?;
+    Ok(ok(record.into()))
+}
+
+/// Where the chain first stops matching.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainBreakView {
+    pub sequence: i64,
+    /// Empty when records are missing at the end.
+    pub audit_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerificationView {
+    /// True when every record matches its hash and its predecessor.
+    pub valid: bool,
+    pub records_checked: i64,
+    /// The sequence number of the chain's last record.
+    pub head_sequence: i64,
+    pub first_break: Option<ChainBreakView>,
+}
+
+/// Re-walk this environment's audit chain and name the first record that
+/// does not match.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "The verification", body = DataEnvelope<VerificationView>)),
+    security(("bearer" = ["audit.read"])))]
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<ApiData<VerificationView>> {
+    principal.require("audit.read")?;
+    if principal.agent_id.is_some() {
+        return Err(ApiError::forbidden(
+            "a key bound to an agent cannot verify the whole chain",
+        ));
+    }
+    let v = verify::verify(state.store.as_ref(), &principal.tenant()).await?;
+    Ok(ok(VerificationView {
+        valid: v.first_break.is_none(),
+        records_checked: v.records_checked,
+        head_sequence: v.head_sequence,
+        first_break: v.first_break.map(|b| ChainBreakView {
+            sequence: b.sequence,
+            audit_id: b.audit_id,
+            reason: b.reason.to_string(),
+        }),
+    }))
+}

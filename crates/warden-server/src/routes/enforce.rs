@@ -1,0 +1,547 @@
+//! `/api/v1/enforce`: the decision on a tool call, the agent's view of a
+//! step-up hold, and the dry run of `/api/v1/policies/test`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use warden_core::hold::{self, Hold, HoldStatus};
+use warden_core::time::now_ms;
+use warden_core::Error;
+use warden_policy::drift::{DriftScore, Observation};
+use warden_policy::{CallFacts, ConditionInput};
+
+use super::policies::{CreatePolicy, DecisionName};
+use super::wire::opt_time;
+use crate::auth::Principal;
+use crate::governance::enforce::{self as service, CallRequest, Verdict};
+use crate::governance::engine::TenantPolicies;
+use crate::governance::holds::{expire_if_due, MAX_WAIT_SECONDS};
+use crate::governance::Governance;
+use crate::http::envelope::{ok, ApiData, DataEnvelope};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::state::AppState;
+
+/// A tool call an agent is about to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnforceRequest {
+    /// The agent's Warden id or its own `external_id`. An unknown external
+    /// id registers a `discovered` agent.
+    #[schema(example = "billing-bot")]
+    pub agent_id: String,
+    #[schema(example = "payments.transfer")]
+    pub tool_name: String,
+    #[schema(value_type = Option<Object>)]
+    pub tool_args: Option<Value>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Anything else policies may read as `context`.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+    /// Redeems an approved step-up hold for exactly this call, once.
+    pub hold_token: Option<String>,
+}
+
+/// The parts of the drift score, each 0 to 1.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftView {
+    pub score: f64,
+    /// True until the agent has enough history; the score is then 0.
+    pub learning: bool,
+    pub new_tool: f64,
+    pub unusual_transition: f64,
+    pub unusual_rate: f64,
+    pub unusual_hour: f64,
+    pub new_argument_keys: f64,
+}
+
+impl From<DriftScore> for DriftView {
+    fn from(d: DriftScore) -> Self {
+        DriftView {
+            score: d.score,
+            learning: d.learning,
+            new_tool: d.new_tool,
+            unusual_transition: d.unusual_transition,
+            unusual_rate: d.unusual_rate,
+            unusual_hour: d.unusual_hour,
+            new_argument_keys: d.new_argument_keys,
+        }
+    }
+}
+
+/// The decision, already durable in the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnforceResponse {
+    pub decision: DecisionName,
+    pub reason: String,
+    pub matched_policy_ids: Vec<String>,
+    /// For `step_up`: poll `GET /api/v1/enforce/hold/{hold_token}`.
+    pub hold_token: Option<String>,
+    #[schema(format = DateTime)]
+    pub hold_expires_at: Option<String>,
+    /// For `modify`: the arguments to call the tool with.
+    #[schema(value_type = Option<Object>)]
+    pub modified_tool_args: Option<Value>,
+    pub drift_score: f64,
+    pub drift: DriftView,
+    /// The agent's Warden id.
+    pub agent_id: String,
+    pub audit_id: String,
+    /// From the request's arrival to the durable audit record.
+    pub latency_ms: f64,
+    /// What `monitor` policies would have decided, when one matched.
+    pub monitor_decision: Option<DecisionName>,
+}
+
+impl From<Verdict> for EnforceResponse {
+    fn from(v: Verdict) -> Self {
+        EnforceResponse {
+            decision: v.decision.into(),
+            reason: v.reason,
+            matched_policy_ids: v.matched_policy_ids,
+            hold_token: v.hold_token,
+            hold_expires_at: opt_time(v.hold_expires_at),
+            modified_tool_args: v.modified_tool_args,
+            drift_score: v.drift.score,
+            drift: v.drift.into(),
+            agent_id: v.agent_id,
+            audit_id: v.audit_id,
+            latency_ms: v.latency_ms,
+            monitor_decision: v.monitor_decision.map(Into::into),
+        }
+    }
+}
+
+/// Decide a tool call before the agent runs it.
+#[utoipa::path(post, path = "/api/v1/enforce", tag = "enforcement", request_body = EnforceRequest,
+    responses(
+        (status = 200, description = "The decision, recorded", body = DataEnvelope<EnforceResponse>),
+        (status = 403, description = "A bound key asked for another agent", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["enforce"])))]
+pub async fn enforce(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<EnforceRequest>,
+) -> ApiResult<ApiData<EnforceResponse>> {
+    principal.require("enforce")?;
+    let call = CallRequest {
+        agent: body.agent_id,
+        tool: body.tool_name,
+        args: body.tool_args,
+        session_id: body.session_id,
+        user_id: body.user_id,
+        context: body.context,
+        hold_token: body.hold_token,
+        session_tools: None,
+    };
+    let verdict = service::enforce(&state.governance, &principal, call).await?;
+    Ok(ok(verdict.into()))
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatusName {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl From<HoldStatus> for HoldStatusName {
+    fn from(s: HoldStatus) -> Self {
+        match s {
+            HoldStatus::Pending => HoldStatusName::Pending,
+            HoldStatus::Approved => HoldStatusName::Approved,
+            HoldStatus::Denied => HoldStatusName::Denied,
+            HoldStatus::Expired => HoldStatusName::Expired,
+        }
+    }
+}
+
+/// A hold as its agent sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldState {
+    pub status: HoldStatusName,
+    pub resolved: bool,
+    /// `allow` once approved, `deny` once denied or expired.
+    pub resolution: Option<DecisionName>,
+    pub decided_by: Option<String>,
+    #[schema(format = DateTime)]
+    pub decided_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub comment: Option<String>,
+}
+
+pub fn hold_state(h: &Hold) -> HoldState {
+    let resolution = match h.status {
+        HoldStatus::Pending => None,
+        HoldStatus::Approved => Some(DecisionName::Allow),
+        HoldStatus::Denied | HoldStatus::Expired => Some(DecisionName::Deny),
+    };
+    HoldState {
+        status: h.status.into(),
+        resolved: h.status != HoldStatus::Pending,
+        resolution,
+        decided_by: h.decided_by.clone(),
+        decided_at: opt_time(h.decided_at),
+        expires_at: super::wire::time(h.expires_at),
+        comment: h.comment.clone(),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Seconds to wait for a resolution, 0 to 30 (default 0: answer now).
+    #[param(minimum = 0, maximum = 30)]
+    pub wait: Option<u64>,
+}
+
+/// Reads a hold by its token, waiting up to `wait` for it to resolve.
+pub async fn poll_hold(
+    g: &Governance,
+    principal: &Principal,
+    token: &str,
+    wait: Option<u64>,
+) -> Result<Hold, ApiError> {
+    principal.require("enforce")?;
+    let wait = wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::invalid(
+            "wait",
+            format!("wait is at most {MAX_WAIT_SECONDS} seconds"),
+        ));
+    }
+    let tenant = principal.tenant();
+    let digest = hold::token_digest(token);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        let found = g
+            .store
+            .hold_by_token(&tenant, &digest)
+            .await
+            .map_err(ApiError::from)?;
+        let Some(h) = found else {
+            return Err(ApiError::not_found("hold"));
+        };
+        if principal
+            .agent_id
+            .as_deref()
+            .is_some_and(|a| a != h.agent_id)
+        {
+            return Err(ApiError::not_found("hold"));
+        }
+        let h = expire_if_due(g.store.as_ref(), &g.audit, &g.waiters, &tenant, h).await?;
+        let now = tokio::time::Instant::now();
+        if h.status != HoldStatus::Pending || now >= deadline {
+            return Ok(h);
+        }
+        let until_expiry = Duration::from_millis((h.expires_at - now_ms()).max(0) as u64 + 5);
+        g.waiters
+            .wait(&h.id, (deadline - now).min(until_expiry))
+            .await;
+    }
+}
+
+/// A step-up hold's state; `?wait=N` long-polls until it resolves.
+#[utoipa::path(get, path = "/api/v1/enforce/hold/{token}", tag = "enforcement",
+    params(("token" = String, Path, description = "The hold token from the decision"), WaitQuery),
+    responses(
+        (status = 200, description = "The hold", body = DataEnvelope<HoldState>),
+        (status = 404, description = "No such hold", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["enforce"])))]
+pub async fn get_hold_by_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(token): ResourceId,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> ApiResult<ApiData<HoldState>> {
+    let h = poll_hold(&state.governance, &principal, &token, q.wait).await?;
+    Ok(ok(hold_state(&h)))
+}
+
+/// A hypothetical call and, optionally, a proposed policy.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyTest {
+    /// An existing agent's id or external id; omitted, an agent with no
+    /// id or tags.
+    pub agent_id: Option<String>,
+    pub tool_name: String,
+    #[schema(value_type = Option<Object>)]
+    pub tool_args: Option<Value>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+    /// Evaluated beside the current policies (or alone with `only_proposed`).
+    pub policy: Option<CreatePolicy>,
+    /// Replace this existing policy by the proposed one.
+    pub replaces: Option<String>,
+    /// Evaluate the proposed policy alone.
+    #[serde(default)]
+    pub only_proposed: bool,
+}
+
+/// A policy that matched, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MatchedPolicy {
+    /// `proposed` for the proposed policy.
+    pub id: String,
+    pub name: String,
+    pub decision: DecisionName,
+    pub priority: i32,
+    /// `enforce` or `monitor`.
+    pub mode: String,
+    pub why: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyTestResult {
+    pub decision: DecisionName,
+    pub reason: String,
+    pub deciding_policy_id: Option<String>,
+    /// Matching policies, strongest first: `enforce` ones, then `monitor`.
+    pub matched: Vec<MatchedPolicy>,
+    pub monitor_decision: Option<DecisionName>,
+    pub default_decision: DecisionName,
+    #[schema(value_type = Option<Object>)]
+    pub modified_tool_args: Option<Value>,
+    pub drift: DriftView,
+    /// Conditions that failed to evaluate for this call.
+    #[schema(value_type = Vec<Object>)]
+    pub condition_errors: Vec<Value>,
+}
+
+/// Evaluate a hypothetical call without recording anything.
+#[utoipa::path(post, path = "/api/v1/policies/test", tag = "policies", request_body = PolicyTest,
+    responses((status = 200, description = "What would be decided, and why", body = DataEnvelope<PolicyTestResult>)),
+    security(("bearer" = ["policies.read"])))]
+pub async fn test_policies(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<PolicyTest>,
+) -> ApiResult<ApiData<PolicyTestResult>> {
+    principal.require("policies.read")?;
+    crate::governance::policies::ensure_unbound(&principal)?;
+    let g = &state.governance;
+    let tenant = principal.tenant();
+    let agent = match &body.agent_id {
+        Some(reference) => g
+            .store
+            .find_agent(&tenant, reference)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found("agent").with_field("agent_id"))?,
+        None => warden_core::agent::Agent::create(
+            warden_core::agent::AgentChanges {
+                name: Some("hypothetical".into()),
+                ..Default::default()
+            },
+            now_ms(),
+        )
+        .map(|mut a| {
+            a.id = String::new();
+            a
+        })?,
+    };
+    let call = CallRequest {
+        agent: body
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| "hypothetical".into()),
+        tool: body.tool_name.clone(),
+        args: body.tool_args.clone(),
+        session_id: body.session_id.clone(),
+        user_id: body.user_id.clone(),
+        context: body.context.clone(),
+        hold_token: None,
+        session_tools: None,
+    };
+    call.validate()?;
+    // The policies to evaluate against.
+    let default = g
+        .engine
+        .default_decision(&tenant)
+        .await
+        .map_err(ApiError::from)?;
+    let mut proposed_record = None;
+    let policies = match body.policy {
+        None => g.engine.policies(&tenant).await.map_err(ApiError::from)?,
+        Some(p) => {
+            let record = warden_core::policy::PolicyRecord::create(
+                p.into(),
+                "proposed".into(),
+                &principal.key_id,
+                now_ms(),
+            )
+            .map_err(|e| prefix_field(e, "policy"))?;
+            let mut records = if body.only_proposed {
+                Vec::new()
+            } else {
+                g.store
+                    .all_policies(&tenant)
+                    .await
+                    .map_err(ApiError::from)?
+            };
+            if let Some(replaced) = &body.replaces {
+                records.retain(|r| &r.id != replaced);
+            }
+            records.push(record.clone());
+            proposed_record = Some(record);
+            std::sync::Arc::new(TenantPolicies::compile(records, default, -1))
+        }
+    };
+    let args = call
+        .args
+        .clone()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let session_tools = body
+        .session_id
+        .as_deref()
+        .map(|s| g.drift.session_tools(&tenant, s))
+        .unwrap_or_default();
+    let keys = crate::governance::drift::argument_keys(&args);
+    let drift = if agent.id.is_empty() {
+        DriftScore::default()
+    } else {
+        g.drift
+            .ensure_loaded(&tenant, &agent.id)
+            .await
+            .map_err(ApiError::from)?;
+        g.drift.score(
+            &tenant,
+            &agent.id,
+            &Observation {
+                tool: &call.tool,
+                previous_tool: session_tools.last().map(String::as_str),
+                arg_keys: &keys,
+                at_ms: now_ms(),
+            },
+        )
+    };
+    let input = ConditionInput::new(CallFacts {
+        tool: call.tool.clone(),
+        args: args.clone(),
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        agent_external_id: agent.external_id.clone(),
+        agent_status: agent.status.as_str().into(),
+        agent_tags: agent.tags.clone(),
+        session_id: call.session_id.clone(),
+        user_id: call.user_id.clone(),
+        previous_tool: session_tools.last().cloned(),
+        session_tools: session_tools.clone(),
+        context: call.context.clone().unwrap_or(Value::Null),
+        drift: drift.clone(),
+        now_ms: now_ms(),
+    });
+    let outcome = service::decide(&policies, &agent, &call, &input);
+    drop(input);
+    let describe = |id: &str| -> Option<MatchedPolicy> {
+        let facts = policies.facts.get(id)?;
+        let record_pattern = proposed_record
+            .as_ref()
+            .filter(|r| r.id == id)
+            .map(|r| r.action_pattern.clone());
+        let (priority, mode, pattern, has_condition, has_selector) =
+            policy_summary(g, &policies, id, record_pattern);
+        let mut why = format!("`{pattern}` matches `{}`", call.tool);
+        if has_selector {
+            why.push_str("; the agent selector includes the agent");
+        }
+        if has_condition {
+            why.push_str("; the condition held");
+        }
+        Some(MatchedPolicy {
+            id: id.to_string(),
+            name: facts.name.clone(),
+            decision: facts.decision.into(),
+            priority,
+            mode,
+            why,
+        })
+    };
+    let mut matched: Vec<MatchedPolicy> = outcome
+        .matched
+        .iter()
+        .filter_map(|id| describe(id))
+        .collect();
+    matched.extend(
+        outcome
+            .monitored
+            .iter()
+            .filter_map(|m| describe(&m.policy_id)),
+    );
+    let modified_tool_args = outcome
+        .change_from
+        .as_ref()
+        .and_then(|id| policies.facts.get(id))
+        .and_then(|f| f.change.as_ref())
+        .map(|c| c.apply(&args));
+    Ok(ok(PolicyTestResult {
+        decision: outcome.decision.into(),
+        reason: outcome.reason,
+        deciding_policy_id: outcome.deciding,
+        matched,
+        monitor_decision: outcome.monitor_decision.map(Into::into),
+        default_decision: default.into(),
+        modified_tool_args,
+        drift: drift.into(),
+        condition_errors: outcome.condition_errors,
+    }))
+}
+
+/// Priority, mode, pattern and whether a condition and selector exist.
+fn policy_summary(
+    _g: &Governance,
+    policies: &TenantPolicies,
+    id: &str,
+    pattern: Option<String>,
+) -> (i32, String, String, bool, bool) {
+    match policies.set.policy(id) {
+        Some(p) => (
+            p.priority,
+            p.mode.as_str().to_string(),
+            pattern.unwrap_or_else(|| p.pattern.as_str().to_string()),
+            p.condition.is_some(),
+            p.agents.is_some(),
+        ),
+        None => (
+            0,
+            "enforce".into(),
+            pattern.unwrap_or_default(),
+            false,
+            false,
+        ),
+    }
+}
+
+fn prefix_field(e: Error, prefix: &str) -> ApiError {
+    match e {
+        Error::Invalid { field, message } => Error::Invalid {
+            field: format!("{prefix}.{field}"),
+            message,
+        },
+        Error::InvalidAt {
+            field,
+            message,
+            line,
+            column,
+        } => Error::InvalidAt {
+            field: format!("{prefix}.{field}"),
+            message,
+            line,
+            column,
+        },
+        other => other,
+    }
+    .into()
+}

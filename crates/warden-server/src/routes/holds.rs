@@ -1,0 +1,255 @@
+//! `/api/v1/holds`: step-up holds awaiting a person's decision.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warden_core::hold::{Hold, HoldFilter, HoldStatus};
+use warden_core::page::PageRequest;
+use warden_core::Error;
+
+use super::enforce::HoldStatusName;
+use super::wire::{opt_time, time, SortDirection};
+use crate::auth::Principal;
+use crate::governance::holds::{expire_if_due, resolve, Resolution, MAX_COMMENT};
+use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiQuery, OptionalJson, ResourceId};
+use crate::state::AppState;
+
+/// A step-up hold: one call waiting for approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldView {
+    #[schema(example = "hld_0f3b5c2e9d8a7b6c5d4e3f2a")]
+    pub id: String,
+    pub status: HoldStatusName,
+    pub agent_id: String,
+    pub tool: String,
+    /// SHA-256 of the call's arguments: the hold covers exactly this call.
+    pub args_sha256: String,
+    pub policy_id: String,
+    pub policy_version: i64,
+    pub session_id: Option<String>,
+    /// The audit record of the decision that created the hold.
+    pub audit_id: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub decided_by: Option<String>,
+    #[schema(format = DateTime)]
+    pub decided_at: Option<String>,
+    pub comment: Option<String>,
+    /// When an approval was used to run the call.
+    #[schema(format = DateTime)]
+    pub redeemed_at: Option<String>,
+}
+
+impl From<Hold> for HoldView {
+    fn from(h: Hold) -> Self {
+        HoldView {
+            id: h.id,
+            status: h.status.into(),
+            agent_id: h.agent_id,
+            tool: h.tool,
+            args_sha256: h.args_sha256,
+            policy_id: h.policy_id,
+            policy_version: h.policy_version,
+            session_id: h.session_id,
+            audit_id: h.audit_id,
+            created_at: time(h.created_at),
+            expires_at: time(h.expires_at),
+            decided_by: h.decided_by,
+            decided_at: opt_time(h.decided_at),
+            comment: h.comment,
+            redeemed_at: opt_time(h.redeemed_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListHolds {
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub direction: Option<SortDirection>,
+    pub status: Option<HoldStatusName>,
+    pub agent_id: Option<String>,
+}
+
+fn status(s: HoldStatusName) -> HoldStatus {
+    match s {
+        HoldStatusName::Pending => HoldStatus::Pending,
+        HoldStatusName::Approved => HoldStatus::Approved,
+        HoldStatusName::Denied => HoldStatus::Denied,
+        HoldStatusName::Expired => HoldStatus::Expired,
+    }
+}
+
+/// List holds, newest first.
+#[utoipa::path(get, path = "/api/v1/holds", tag = "holds", params(ListHolds),
+    responses((status = 200, description = "A page of holds", body = ListEnvelope<HoldView>)),
+    security(("bearer" = ["holds.read"])))]
+pub async fn list_holds(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListHolds>,
+) -> ApiResult<ApiList<HoldView>> {
+    principal.require("holds.read")?;
+    let page = PageRequest::new(
+        q.limit,
+        q.cursor.as_deref(),
+        None,
+        q.direction.map(Into::into),
+        &["created_at"],
+    )?;
+    let filter = HoldFilter {
+        status: q.status.map(status),
+        agent_id: principal.agent_id.clone().or(q.agent_id),
+    };
+    let page = state
+        .store
+        .list_holds(&principal.tenant(), &filter, &page)
+        .await?;
+    Ok(ApiList(
+        page.items.into_iter().map(HoldView::from).collect(),
+        page.next_cursor,
+    ))
+}
+
+async fn find(state: &AppState, principal: &Principal, id: &str) -> Result<Hold, ApiError> {
+    let g = &state.governance;
+    let tenant = principal.tenant();
+    let h = state
+        .store
+        .get_hold(&tenant, id)
+        .await?
+        .filter(|h| {
+            principal
+                .agent_id
+                .as_deref()
+                .is_none_or(|a| a == h.agent_id)
+        })
+        .ok_or_else(|| ApiError::not_found("hold"))?;
+    Ok(expire_if_due(g.store.as_ref(), &g.audit, &g.waiters, &tenant, h).await?)
+}
+
+/// Get a hold.
+#[utoipa::path(get, path = "/api/v1/holds/{id}", tag = "holds",
+    params(("id" = String, Path, description = "Hold id")),
+    responses(
+        (status = 200, description = "The hold", body = DataEnvelope<HoldView>),
+        (status = 404, description = "No such hold", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["holds.read"])))]
+pub async fn get_hold(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+) -> ApiResult<ApiData<HoldView>> {
+    principal.require("holds.read")?;
+    Ok(ok(find(&state, &principal, &id).await?.into()))
+}
+
+/// A person's decision on a hold.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldDecision {
+    /// Why; kept with the hold and in the audit log.
+    #[schema(max_length = 2000)]
+    pub comment: Option<String>,
+}
+
+async fn decide(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: Option<HoldDecision>,
+    outcome: HoldStatus,
+) -> Result<Hold, ApiError> {
+    principal.require("holds.write")?;
+    if principal.agent_id.is_some() {
+        return Err(
+            Error::Forbidden("a key bound to an agent can never resolve a hold".into()).into(),
+        );
+    }
+    let comment = body
+        .and_then(|b| b.comment)
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    if let Some(c) = &comment {
+        if c.chars().count() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n') {
+            return Err(ApiError::invalid(
+                "comment",
+                format!("comment is at most {MAX_COMMENT} characters, without control characters"),
+            ));
+        }
+    }
+    let h = find(state, principal, id).await?;
+    let g = &state.governance;
+    let resolution = Resolution {
+        status: outcome,
+        decided_by: Some(principal.key_id.clone()),
+        comment,
+    };
+    Ok(resolve(
+        g.store.as_ref(),
+        &g.audit,
+        &g.waiters,
+        &principal.tenant(),
+        &h,
+        resolution,
+        &principal.key_id,
+    )
+    .await?)
+}
+
+/// Approve a pending hold: its agent may run the call, once.
+#[utoipa::path(post, path = "/api/v1/holds/{id}/approve", tag = "holds", request_body(content = Option<HoldDecision>),
+    params(("id" = String, Path, description = "Hold id")),
+    responses(
+        (status = 200, description = "The approved hold", body = DataEnvelope<HoldView>),
+        (status = 404, description = "No such hold", body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "The hold is already resolved", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["holds.write"])))]
+pub async fn approve_hold(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+    OptionalJson(body): OptionalJson<HoldDecision>,
+) -> ApiResult<ApiData<HoldView>> {
+    Ok(ok(decide(
+        &state,
+        &principal,
+        &id,
+        body,
+        HoldStatus::Approved,
+    )
+    .await?
+    .into()))
+}
+
+/// Deny a pending hold.
+#[utoipa::path(post, path = "/api/v1/holds/{id}/deny", tag = "holds", request_body(content = Option<HoldDecision>),
+    params(("id" = String, Path, description = "Hold id")),
+    responses(
+        (status = 200, description = "The denied hold", body = DataEnvelope<HoldView>),
+        (status = 404, description = "No such hold", body = crate::http::error::ErrorEnvelope),
+        (status = 409, description = "The hold is already resolved", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["holds.write"])))]
+pub async fn deny_hold(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+    OptionalJson(body): OptionalJson<HoldDecision>,
+) -> ApiResult<ApiData<HoldView>> {
+    Ok(ok(decide(
+        &state,
+        &principal,
+        &id,
+        body,
+        HoldStatus::Denied,
+    )
+    .await?
+    .into()))
+}

@@ -1,0 +1,79 @@
+//! `/api/v1/policy-settings`: what happens when no policy matches.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warden_core::time::now_ms;
+
+use super::policies::DecisionName;
+use crate::auth::Principal;
+use crate::governance::engine::DEFAULT_DECISION;
+use crate::governance::policies::ensure_unbound;
+use crate::http::envelope::{ok, ApiData, DataEnvelope};
+use crate::http::error::ApiResult;
+use crate::http::extract::ApiJson;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicySettings {
+    /// The decision when no enabled policy matches (`allow` out of the box).
+    pub default_decision: DecisionName,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePolicySettings {
+    pub default_decision: Option<DecisionName>,
+}
+
+/// This environment's policy settings.
+#[utoipa::path(get, path = "/api/v1/policy-settings", tag = "policies",
+    responses((status = 200, description = "The settings", body = DataEnvelope<PolicySettings>)),
+    security(("bearer" = ["policies.read"])))]
+pub async fn get_policy_settings(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<ApiData<PolicySettings>> {
+    principal.require("policies.read")?;
+    ensure_unbound(&principal)?;
+    let d = state
+        .governance
+        .engine
+        .default_decision(&principal.tenant())
+        .await?;
+    Ok(ok(PolicySettings {
+        default_decision: d.into(),
+    }))
+}
+
+/// Change the policy settings.
+#[utoipa::path(patch, path = "/api/v1/policy-settings", tag = "policies", request_body = UpdatePolicySettings,
+    responses((status = 200, description = "The settings", body = DataEnvelope<PolicySettings>)),
+    security(("bearer" = ["policies.write"])))]
+pub async fn update_policy_settings(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<UpdatePolicySettings>,
+) -> ApiResult<ApiData<PolicySettings>> {
+    principal.require("policies.write")?;
+    ensure_unbound(&principal)?;
+    let tenant = principal.tenant();
+    let g = &state.governance;
+    if let Some(d) = body.default_decision {
+        if d == DecisionName::Modify {
+            return Err(crate::http::error::ApiError::invalid(
+                "default_decision",
+                "the default decision is allow, deny, step_up or audit: modify needs a policy's change",
+            ));
+        }
+        state
+            .store
+            .set_tenant_setting(&tenant, DEFAULT_DECISION, d.as_str(), now_ms())
+            .await?;
+        g.engine.load(&tenant).await?;
+    }
+    let d = g.engine.default_decision(&tenant).await?;
+    Ok(ok(PolicySettings {
+        default_decision: d.into(),
+    }))
+}
