@@ -264,23 +264,27 @@ pub async fn enforce(
     };
 
     // Arguments as stored: fields named by any matching policy redacted.
-    let mut stored_args = args.clone();
+    let mut redactions: Vec<&warden_policy::ArgPath> = Vec::new();
     for id in outcome
         .matched
         .iter()
         .chain(outcome.monitored.iter().map(|m| &m.policy_id))
     {
         if let Some(facts) = policies.facts.get(id) {
-            for path in &facts.audit_redact {
-                path.redact(&mut stored_args);
-            }
+            redactions.extend(facts.audit_redact.iter());
             if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
-                for path in &change.redact {
-                    path.redact(&mut stored_args);
-                }
+                redactions.extend(change.redact.iter());
             }
         }
     }
+    let redact = |value: &Value| {
+        let mut v = value.clone();
+        for path in &redactions {
+            path.redact(&mut v);
+        }
+        v
+    };
+    let stored_args = redact(&args);
 
     let audit_id = new_id(prefix::AUDIT);
     let mut hold_token = None;
@@ -332,17 +336,7 @@ pub async fn enforce(
         detail["condition_errors"] = json!(outcome.condition_errors);
     }
     if let Some(m) = &modified_tool_args {
-        let mut shown = m.clone();
-        if let Some(facts) = outcome
-            .change_from
-            .as_ref()
-            .and_then(|id| policies.facts.get(id))
-        {
-            for path in &facts.audit_redact {
-                path.redact(&mut shown);
-            }
-        }
-        detail["modified_arguments"] = shown;
+        detail["modified_arguments"] = redact(m);
     }
     if let Some(h) = &redeemed {
         detail["redeemed_hold_id"] = json!(h.id);

@@ -11,7 +11,7 @@ use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
 use super::{holds, paging, policies};
-use crate::db::{Db, Row, Step, Value};
+use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{AuditAppend, Companion, StoreError, StoreResult};
 
 const COLUMNS: &str = "sequence, record, previous_hash, hash";
@@ -118,7 +118,11 @@ pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bo
             .required(),
         );
     }
-    Ok(db.transaction(steps).await?.is_some())
+    let done = db
+        .transaction(steps)
+        .await
+        .map_err(|e| name_conflict(e, &["name"]))?;
+    Ok(done.is_some())
 }
 
 /// The chain's last sequence number and hash; (0, GENESIS) when empty.

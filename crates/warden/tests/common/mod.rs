@@ -111,6 +111,28 @@ impl Backend {
         Tenant::from_json(&out.stdout)
     }
 
+    /// Runs SQL directly against the store's database, as an intruder
+    /// with access to the database would.
+    pub fn sql(&self, sql: &str) -> String {
+        match &self.database_url {
+            Some(url) => psql(url, sql),
+            None => {
+                let db = self.data_dir(0).join("warden.db");
+                let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=10)\nfor r in c.execute(sys.argv[2]):\n    print('|'.join(str(x) for x in r))\nc.commit()";
+                let out = Command::new("python3")
+                    .args(["-c", script, &db.display().to_string(), sql])
+                    .output()
+                    .expect("python3 runs");
+                assert!(
+                    out.status.success(),
+                    "sqlite3: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        }
+    }
+
     /// Every byte the store holds, as text, to look for secrets in.
     pub fn raw_contents(&self) -> String {
         match &self.database_url {
@@ -412,6 +434,11 @@ impl Api {
             key: Some(key.to_string()),
             http: client(),
         }
+    }
+
+    /// Another client with the same key, for another thread.
+    pub fn clone_with_key(&self) -> Api {
+        self.with_key(self.key.as_deref().expect("a key"))
     }
 
     pub fn send(

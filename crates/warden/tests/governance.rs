@@ -1,0 +1,849 @@
+//! Agent governance through the real binary: policies and their versions,
+//! decisions and their precedence, monitor mode, modify, bound keys,
+//! discovered agents, step-up holds, the audit log's hash chain, drift.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Api, Backend, Warden};
+use serde_json::{json, Value};
+
+fn policy(api: &Api, body: Value) -> String {
+    let r = api.post("/api/v1/policies", &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["data"]["id"].as_str().unwrap().to_string()
+}
+
+fn enforce(api: &Api, body: Value) -> Value {
+    let r = api.post("/api/v1/enforce", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"].clone()
+}
+
+fn decision(api: &Api, agent: &str, tool: &str, args: Value) -> String {
+    enforce(
+        api,
+        json!({"agent_id": agent, "tool_name": tool, "tool_args": args}),
+    )["decision"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn audit_count(api: &Api) -> usize {
+    let r = api.get("/api/v1/audit/verify");
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"]["records_checked"].as_u64().unwrap() as usize
+}
+
+fn policies_are_versioned_audited_and_checked(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let id = policy(
+        &api,
+        json!({"name": "no shell", "action_pattern": "shell.*", "decision": "deny",
+               "description": "agents never run shell commands"}),
+    );
+    let r = api.patch(
+        &format!("/api/v1/policies/{id}"),
+        &json!({"priority": 50, "description": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["version"], 2);
+    assert_eq!(r.body["data"]["priority"], 50);
+    assert!(r.body["data"]["description"].is_null());
+
+    // Bad input: field and position, and nothing stored.
+    let before = audit_count(&api);
+    let cases = [
+        (
+            json!({"name": "g", "action_pattern": "pay[ments", "decision": "deny"}),
+            "action_pattern",
+            Some(4),
+        ),
+        (
+            json!({"name": "c", "action_pattern": "*", "decision": "deny", "condition": "args.amount >"}),
+            "condition",
+            None,
+        ),
+        (
+            json!({"name": "c", "action_pattern": "*", "decision": "deny", "condition": "args.a == 1 && amount > 5"}),
+            "condition",
+            Some(16),
+        ),
+        (
+            json!({"name": "c", "action_pattern": "*", "decision": "deny", "condition": "tool > 5"}),
+            "condition",
+            Some(6),
+        ),
+        (
+            json!({"name": "c", "action_pattern": "*", "decision": "deny", "condition": "agent.nmae == 'x'"}),
+            "condition",
+            Some(6),
+        ),
+        (
+            json!({"name": "c", "action_pattern": "*", "decision": "deny", "condition": "1 + 2"}),
+            "condition",
+            None,
+        ),
+        (
+            json!({"name": "m", "action_pattern": "*", "decision": "modify"}),
+            "modify",
+            None,
+        ),
+        (
+            json!({"name": "m", "action_pattern": "*", "decision": "modify", "modify": {"redact": ["a..b"]}}),
+            "modify.redact[0]",
+            Some(3),
+        ),
+        (
+            json!({"name": "m", "action_pattern": "*", "decision": "allow", "modify": {"redact": ["a"]}}),
+            "modify",
+            None,
+        ),
+        (
+            json!({"name": "p", "action_pattern": "*", "decision": "allow", "priority": 2_000_000}),
+            "priority",
+            None,
+        ),
+        (
+            json!({"name": "no shell", "action_pattern": "*", "decision": "allow"}),
+            "name",
+            None,
+        ),
+    ];
+    for (body, field, column) in cases {
+        let r = api.post("/api/v1/policies", &body);
+        assert!(r.status == 400 || r.status == 409, "{body}: {}", r.text);
+        let err = &r.body["error"];
+        assert_eq!(err["field"], field, "{body}: {}", r.text);
+        if let Some(col) = column {
+            assert_eq!(err["position"]["column"], col, "{body}: {}", r.text);
+            assert_eq!(err["position"]["line"], 1);
+        }
+    }
+    let r = api.patch(
+        &format!("/api/v1/policies/{id}"),
+        &json!({"condition": "nope("}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(audit_count(&api), before, "refused changes are not audited");
+    let listed = api.get("/api/v1/policies");
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        listed.body["data"][0]["version"], 2,
+        "a refused PATCH changed nothing"
+    );
+
+    assert_eq!(api.delete(&format!("/api/v1/policies/{id}")).status, 204);
+    assert_eq!(api.get(&format!("/api/v1/policies/{id}")).status, 404);
+    let v = api.get(&format!("/api/v1/policies/{id}/versions"));
+    assert_eq!(v.status, 200, "{}", v.text);
+    let versions = v.body["data"].as_array().unwrap();
+    let changes: Vec<&str> = versions
+        .iter()
+        .map(|v| v["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["deleted", "updated", "created"]);
+    assert!(versions
+        .iter()
+        .all(|v| v["changed_by"].as_str().unwrap().starts_with("key_")));
+    assert_eq!(
+        versions[2]["policy"]["description"],
+        "agents never run shell commands"
+    );
+    assert_eq!(
+        api.get("/api/v1/policies/pol_000000000000000000000000/versions")
+            .status,
+        404
+    );
+    // Every change is in the audit log.
+    let log = api.get("/api/v1/audit?kind=policy_change");
+    assert_eq!(
+        log.body["data"].as_array().unwrap().len(),
+        3,
+        "{}",
+        log.text
+    );
+}
+
+fn precedence_monitor_and_the_default(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "payments ok", "action_pattern": "payments.*", "decision": "allow", "priority": 5}),
+    );
+    let transfer_deny = policy(
+        &api,
+        json!({"name": "no transfers", "action_pattern": "payments.transfer", "decision": "deny", "priority": 5}),
+    );
+    let big = policy(
+        &api,
+        json!({"name": "big payments", "action_pattern": "payments.*", "decision": "step_up",
+        "priority": 10, "condition": "args.amount > 1000"}),
+    );
+    let monitor = policy(
+        &api,
+        json!({"name": "watch files", "action_pattern": "fs.*", "decision": "deny", "mode": "monitor"}),
+    );
+    policy(
+        &api,
+        json!({"name": "off", "action_pattern": "*", "decision": "deny", "priority": 100, "enabled": false}),
+    );
+
+    // A tie at priority 5: the most restrictive wins.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "bot", "tool_name": "payments.transfer", "tool_args": {"amount": 5}}),
+    );
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(d["matched_policy_ids"][0], transfer_deny);
+    assert_eq!(d["matched_policy_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        decision(&api, "bot", "payments.refund", json!({"amount": 5})),
+        "allow"
+    );
+    // The higher priority wins over both, when its condition holds.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "bot", "tool_name": "payments.transfer", "tool_args": {"amount": 5000}}),
+    );
+    assert_eq!(d["decision"], "step_up");
+    assert_eq!(d["matched_policy_ids"][0], big);
+    assert!(d["hold_token"].as_str().unwrap().starts_with("hold_"));
+    // Monitor: recorded as what would have happened, outcome unchanged.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "bot", "tool_name": "fs.read", "tool_args": {"path": "/etc/passwd"}}),
+    );
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(d["monitor_decision"], "deny");
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(rec.body["data"]["monitored"][0]["policy_id"], monitor);
+    assert_eq!(rec.body["data"]["decision"], "allow");
+    // No match: the organization's default.
+    assert_eq!(decision(&api, "bot", "mail.send", json!({})), "allow");
+    let r = api.patch(
+        "/api/v1/policy-settings",
+        &json!({"default_decision": "deny"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(decision(&api, "bot", "mail.send", json!({})), "deny");
+    assert_eq!(
+        api.patch(
+            "/api/v1/policy-settings",
+            &json!({"default_decision": "maybe"})
+        )
+        .status,
+        400
+    );
+    // Suspended agents are denied whatever the policies say.
+    let agent = api.create_agent("suspended-one");
+    api.patch(
+        &format!("/api/v1/agents/{agent}"),
+        &json!({"status": "suspended"}),
+    );
+    let d = enforce(
+        &api,
+        json!({"agent_id": agent, "tool_name": "payments.refund", "tool_args": {"amount": 1}}),
+    );
+    assert_eq!(d["decision"], "deny");
+    assert!(d["reason"].as_str().unwrap().contains("suspended"));
+}
+
+fn modify_redaction_and_dry_runs(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "mask cards", "action_pattern": "payments.charge", "decision": "modify",
+        "modify": {"redact": ["card.number"], "set": {"mode": "dry_run", "limits.max": 100}}}),
+    );
+    policy(
+        &api,
+        json!({"name": "keep secrets out", "action_pattern": "*", "decision": "audit",
+        "audit_redact": ["api_token", "*.password"]}),
+    );
+    let d = enforce(
+        &api,
+        json!({"agent_id": "shop", "tool_name": "payments.charge",
+        "tool_args": {"card": {"number": "4111111111111111", "exp": "12/30"}, "mode": "live",
+                      "api_token": "tok_live_secret", "user": {"password": "hunter2"}}}),
+    );
+    assert_eq!(d["decision"], "modify");
+    let m = &d["modified_tool_args"];
+    assert_eq!(m["card"]["number"], "[REDACTED]");
+    assert_eq!(m["card"]["exp"], "12/30");
+    assert_eq!(m["mode"], "dry_run");
+    assert_eq!(m["limits"]["max"], 100);
+    // Redacted before storage: the secrets are nowhere in the database.
+    let stored = backend.sql("SELECT record FROM audit_log");
+    for secret in ["4111111111111111", "tok_live_secret", "hunter2"] {
+        assert!(!stored.contains(secret), "{secret} reached the audit log");
+    }
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(rec.body["data"]["arguments"]["api_token"], "[REDACTED]");
+    assert_eq!(
+        rec.body["data"]["arguments"]["user"]["password"],
+        "[REDACTED]"
+    );
+    assert_eq!(rec.body["data"]["arguments"]["card"]["exp"], "12/30");
+
+    // A dry run records nothing.
+    let before = audit_count(&api);
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "payments.charge",
+        "tool_args": {"card": {"number": "1"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["decision"], "modify");
+    assert_eq!(r.body["data"]["matched"].as_array().unwrap().len(), 2);
+    assert!(r.body["data"]["matched"][0]["why"]
+        .as_str()
+        .unwrap()
+        .contains("payments.charge"));
+    let r = api.post("/api/v1/policies/test", &json!({"tool_name": "payments.charge",
+        "tool_args": {"amount": 9000},
+        "policy": {"name": "proposed", "action_pattern": "payments.*", "decision": "deny", "priority": 9,
+                   "condition": "args.amount > 5000"}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["decision"], "deny");
+    assert_eq!(r.body["data"]["deciding_policy_id"], "proposed");
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "x",
+        "policy": {"name": "p", "action_pattern": "*", "decision": "deny", "condition": "bogus"}}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["field"], "policy.condition");
+    assert_eq!(audit_count(&api), before);
+    assert_eq!(
+        api.get("/api/v1/policies").body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+fn bound_keys_and_discovered_agents(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "billing", "external_id": "billing-bot", "tags": ["finance"]}),
+    );
+    let billing = r.body["data"]["id"].as_str().unwrap().to_string();
+    let other = api.create_agent("other");
+    let (_, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["enforce", "policies.read", "holds.write", "holds.read"],
+        "agent_id": billing}));
+    let sdk = api.with_key(&bound);
+    policy(
+        &api,
+        json!({"name": "finance needs approval", "action_pattern": "ledger.*", "decision": "step_up",
+        "agents": {"tags": ["finance"]}}),
+    );
+    policy(
+        &api,
+        json!({"name": "new bot blocked", "action_pattern": "*", "decision": "deny",
+        "agents": {"ids": ["stranger-bot"]}}),
+    );
+
+    // As itself, by Warden id or external id.
+    assert_eq!(decision(&sdk, &billing, "mail.send", json!({})), "allow");
+    let d = enforce(
+        &sdk,
+        json!({"agent_id": "billing-bot", "tool_name": "ledger.post"}),
+    );
+    assert_eq!(d["decision"], "step_up");
+    assert_eq!(d["agent_id"], billing);
+    // Never as another agent, registered or not.
+    let r = sdk.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": other, "tool_name": "mail.send"}),
+    );
+    r.error(403, "forbidden");
+    let r = sdk.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "someone-new", "tool_name": "mail.send"}),
+    );
+    r.error(403, "forbidden");
+    // No policies, no approvals.
+    sdk.get("/api/v1/policies").error(403, "forbidden");
+    sdk.post("/api/v1/policies/test", &json!({"tool_name": "x"}))
+        .error(403, "forbidden");
+    let holds = api.get("/api/v1/holds?status=pending");
+    let hold = holds.body["data"][0]["id"].as_str().unwrap().to_string();
+    sdk.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}))
+        .error(403, "forbidden");
+    assert_eq!(
+        api.get(&format!("/api/v1/holds/{hold}")).body["data"]["status"],
+        "pending"
+    );
+
+    // An unknown agent is discovered, and policies can select it.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "stranger-bot", "tool_name": "mail.send"}),
+    );
+    assert_eq!(d["decision"], "deny", "{d}");
+    let found = api.get("/api/v1/agents?status=discovered");
+    let list = found.body["data"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{}", found.text);
+    assert_eq!(list[0]["external_id"], "stranger-bot");
+    assert_eq!(list[0]["id"], d["agent_id"]);
+    // Asking again finds the same agent.
+    enforce(
+        &api,
+        json!({"agent_id": "stranger-bot", "tool_name": "mail.send"}),
+    );
+    assert_eq!(
+        api.get("/api/v1/agents?status=discovered").body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A Warden id that does not exist is not discovered.
+    api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "agt_000000000000000000000000", "tool_name": "x"}),
+    )
+    .error(404, "not_found");
+    // Bad input names its field.
+    api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "a", "tool_name": ""}),
+    )
+    .error(400, "invalid_request");
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "a", "tool_name": "x", "tool_args": [1]}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "tool_args");
+}
+
+fn hold_until(api: &Api, token: &str, wait: u64) -> Value {
+    let r = api.get(&format!("/api/v1/enforce/hold/{token}?wait={wait}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"].clone()
+}
+
+fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "wire", "action_pattern": "payments.wire", "decision": "step_up"}),
+    );
+    policy(
+        &api,
+        json!({"name": "quick", "action_pattern": "payments.quick", "decision": "step_up",
+        "step_up_timeout_seconds": 1}),
+    );
+    let args = json!({"amount": 700, "to": "DE00"});
+
+    // Approval wakes the long-polling agent.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args}),
+    );
+    let token = d["hold_token"].as_str().unwrap().to_string();
+    let pending = api.get("/api/v1/holds?status=pending");
+    let hold = pending.body["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(hold_until(&api, &token, 0)["status"], "pending");
+    let approver = api.clone_with_key();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        approver.post(
+            &format!("/api/v1/holds/{hold}/approve"),
+            &json!({"comment": "checked the invoice"}),
+        )
+    });
+    let started = Instant::now();
+    let state = hold_until(&api, &token, 10);
+    let waited = started.elapsed();
+    let approved = waker.join().unwrap();
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    assert_eq!(state["status"], "approved");
+    assert_eq!(state["resolved"], true);
+    assert_eq!(state["resolution"], "allow");
+    assert_eq!(state["comment"], "checked the invoice");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the poll returned on approval, not at its limit"
+    );
+    let hold = approved.body["data"]["id"].as_str().unwrap().to_string();
+    // Resolved once.
+    api.post(&format!("/api/v1/holds/{hold}/deny"), &json!({}))
+        .error(409, "conflict");
+    // The approval runs exactly that call, once.
+    let other_args = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.wire",
+        "tool_args": {"amount": 70000, "to": "DE00"}, "hold_token": token}),
+    );
+    assert_eq!(other_args["decision"], "deny", "{other_args}");
+    let used = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args, "hold_token": token}),
+    );
+    assert_eq!(used["decision"], "allow", "{used}");
+    let again = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args, "hold_token": token}),
+    );
+    assert_eq!(again["decision"], "deny");
+    assert!(again["reason"].as_str().unwrap().contains("already used"));
+
+    // Denial with a comment.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args}),
+    );
+    let token2 = d["hold_token"].as_str().unwrap().to_string();
+    let hold2 = api.get("/api/v1/holds?status=pending").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api.post(
+        &format!("/api/v1/holds/{hold2}/deny"),
+        &json!({"comment": "not expected"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(hold_until(&api, &token2, 0)["resolution"], "deny");
+
+    // Expiry resolves as denied, and is audited.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.quick", "tool_args": args}),
+    );
+    let token3 = d["hold_token"].as_str().unwrap().to_string();
+    let state = hold_until(&api, &token3, 5);
+    assert_eq!(state["status"], "expired", "{state}");
+    assert_eq!(state["resolution"], "deny");
+    let log = api.get("/api/v1/audit?kind=hold_resolution");
+    let statuses: Vec<&str> = log.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["detail"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["expired", "denied", "approved"], "{}", log.text);
+    assert_eq!(api.get("/api/v1/enforce/hold/hold_nope").status, 404);
+    assert_eq!(
+        api.get(&format!("/api/v1/enforce/hold/{token3}?wait=31"))
+            .status,
+        400
+    );
+    // Another organization sees none of it.
+    let other = backend.create_org("Other", &[]);
+    let stranger = w.api(&other.live_key);
+    assert_eq!(
+        stranger
+            .get(&format!("/api/v1/enforce/hold/{token3}"))
+            .status,
+        404
+    );
+    assert_eq!(stranger.get(&format!("/api/v1/holds/{hold}")).status, 404);
+    assert_eq!(
+        stranger.get("/api/v1/audit").body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+fn audit_filters_and_chain_verification(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "no shell", "action_pattern": "shell.*", "decision": "deny"}),
+    );
+    let started = warden_time_now();
+    for i in 0..6 {
+        let tool = if i % 2 == 0 {
+            "shell.exec"
+        } else {
+            "files.read"
+        };
+        enforce(
+            &api,
+            json!({"agent_id": "a1", "tool_name": tool, "session_id": format!("s{}", i % 3)}),
+        );
+    }
+    enforce(&api, json!({"agent_id": "a2", "tool_name": "files.read"}));
+    let count = |q: &str| {
+        let r = api.get(&format!("/api/v1/audit?limit=200&{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        r.body["data"].as_array().unwrap().len()
+    };
+    let a1 = api.get("/api/v1/agents?status=discovered").body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["external_id"] == "a1")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(count(&format!("agent_id={a1}")), 6);
+    assert_eq!(count("action=shell.*"), 3);
+    assert_eq!(count("action=*.read"), 4);
+    assert_eq!(count("decision=deny"), 3);
+    assert_eq!(count("session_id=s1"), 2);
+    assert_eq!(count("min_drift=0"), 7);
+    assert_eq!(count(&format!("from={started}&kind=decision")), 7);
+    assert_eq!(count("to=2000-01-01T00:00:00Z"), 0);
+    api.get("/api/v1/audit?min_drift=2")
+        .error(400, "invalid_request");
+    api.get("/api/v1/audit?from=yesterday")
+        .error(400, "invalid_request");
+    // Pages walk the whole log without repeats.
+    let first = api.get("/api/v1/audit?limit=3");
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = api.get(&format!("/api/v1/audit?limit=3&cursor={cursor}"));
+    assert!(
+        second.body["data"][0]["sequence"].as_i64() < first.body["data"][2]["sequence"].as_i64()
+    );
+
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    assert_eq!(v.body["data"]["records_checked"], 8);
+    // An edit made directly in the database is named by its sequence.
+    let target = backend.sql("SELECT id FROM audit_log WHERE sequence = 4 AND decision = 'deny'");
+    let target = target.trim().to_string();
+    assert!(
+        target.starts_with("aud_"),
+        "sequence 4 is a denial: {target}"
+    );
+    backend.sql(
+        "UPDATE audit_log SET record = replace(record, '\"decision\":\"deny\"', '\"decision\":\"allow\"'), \
+         decision = 'allow' WHERE sequence = 4",
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], false, "{}", v.text);
+    assert_eq!(v.body["data"]["first_break"]["sequence"], 4);
+    assert_eq!(v.body["data"]["first_break"]["audit_id"], target.as_str());
+    // Editing only the filtered column is caught too.
+    backend.sql(
+        "UPDATE audit_log SET record = replace(record, '\"decision\":\"allow\"', '\"decision\":\"deny\"'), \
+         decision = 'deny' WHERE sequence = 4",
+    );
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    backend.sql("UPDATE audit_log SET decision = 'allow' WHERE sequence = 6");
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["first_break"]["sequence"], 6, "{}", v.text);
+    backend.sql("UPDATE audit_log SET decision = 'deny' WHERE sequence = 6");
+    // Removing a record breaks the chain at the next one.
+    backend.sql("DELETE FROM audit_log WHERE sequence = 2");
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["first_break"]["sequence"], 3, "{}", v.text);
+}
+
+fn warden_time_now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 1000;
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let call = |tool: &str| {
+        enforce(
+            &api,
+            json!({"agent_id": "steady", "tool_name": tool, "session_id": "s",
+            "tool_args": {"path": "/srv/data", "limit": 10}}),
+        )["drift"]
+            .clone()
+    };
+    let mut last = Value::Null;
+    for _ in 0..40 {
+        call("files.read");
+        last = call("files.write");
+    }
+    assert_eq!(last["learning"], false);
+    let steady = last["score"].as_f64().unwrap();
+    let burst: Vec<f64> = ["shell.exec", "net.scan", "creds.dump", "s3.delete_bucket"]
+        .iter()
+        .map(|tool| call(tool)["score"].as_f64().unwrap())
+        .collect();
+    let peak = burst.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        peak > steady + 0.4,
+        "the burst of unseen tools raised the score: {steady} -> {burst:?}"
+    );
+    let first_burst = call("shell.exec");
+    assert!(
+        first_burst["new_tool"].as_f64().unwrap() < 1.0,
+        "seen once, no longer new"
+    );
+    let mut back = 1.0;
+    for _ in 0..5 {
+        call("files.read");
+        back = call("files.write")["score"].as_f64().unwrap();
+    }
+    assert!(
+        back < peak / 2.0,
+        "the score fell back: peak {peak}, then {back}"
+    );
+
+    // The profile is persisted and can be rebuilt from the audit log.
+    let agent = enforce(
+        &api,
+        json!({"agent_id": "steady", "tool_name": "files.read"}),
+    )["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = api.get(&format!("/api/v1/agents/{agent}/drift"));
+    assert_eq!(before.status, 200, "{}", before.text);
+    let calls = before.body["data"]["calls"].as_u64().unwrap();
+    assert!(calls >= 96, "{}", before.text);
+    let rebuilt = api.post(&format!("/api/v1/agents/{agent}/drift/rebuild"), &json!({}));
+    assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
+    assert_eq!(rebuilt.body["data"]["calls"].as_u64().unwrap(), calls);
+    assert_eq!(rebuilt.body["data"]["tools"][0]["tool"], "files.read");
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let after = w
+        .api(&t.live_key)
+        .get(&format!("/api/v1/agents/{agent}/drift"));
+    assert_eq!(
+        after.body["data"]["calls"].as_u64().unwrap(),
+        calls,
+        "{}",
+        after.text
+    );
+}
+
+fn audit_survives_kill_9_under_load(backend: &Backend) {
+    backend.init();
+    let t = backend.create_org(
+        "Load",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "1000000",
+            "--burst",
+            "100000",
+        ],
+    );
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "hold big", "action_pattern": "pay.*", "decision": "step_up",
+        "condition": "args.n % 5 == 0"}),
+    );
+    let base = w.base.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for n in 0..4 {
+        let key = t.live_key.clone();
+        let base = base.clone();
+        let stop = stop.clone();
+        writers.push(std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let sent = http
+                    .post(format!("{base}/api/v1/enforce"))
+                    .bearer_auth(&key)
+                    .json(&json!({"agent_id": format!("agent-{n}"), "tool_name": "pay.send", "tool_args": {"n": i}}))
+                    .send();
+                match sent {
+                    Ok(r) if r.status().as_u16() == 200 => {
+                        let body: Value = r.json().unwrap();
+                        acked.push(body["data"]["audit_id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(acked.len() > 20, "the load ran ({} decisions)", acked.len());
+    let api = w.api(&t.live_key);
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|id| api.get(&format!("/api/v1/audit/{id}")).status != 200)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged decisions lost: {lost:?}",
+        lost.len()
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    // The chain goes on after the restart.
+    enforce(
+        &api,
+        json!({"agent_id": "agent-0", "tool_name": "pay.send", "tool_args": {"n": 1}}),
+    );
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+}
+
+on_every_backend!(
+    policies_are_versioned_audited_and_checked,
+    precedence_monitor_and_the_default,
+    modify_redaction_and_dry_runs,
+    bound_keys_and_discovered_agents,
+    holds_resolve_once_expire_and_are_single_use,
+    audit_filters_and_chain_verification,
+    drift_rises_on_a_burst_and_falls_back,
+    audit_survives_kill_9_under_load,
+);
