@@ -8,11 +8,13 @@
 //! types are known must suit their operator, and the whole expression must
 //! be able to yield a boolean. Each refusal names its line and column.
 
-use std::cell::OnceCell;
-use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::objects::Key;
 use cel::{Context, Env, IdedExpr, Program, Value};
 use serde_json::Value as Json;
 
@@ -184,85 +186,104 @@ pub struct CallFacts {
     pub now_ms: i64,
 }
 
-/// The facts with their CEL form, built once per call and only if some
-/// condition needs it.
+/// The facts with their CEL form: each variable is converted on its first
+/// use by a condition of this call and then borrowed, so a call pays only
+/// for the variables its matching conditions read.
 pub struct ConditionInput {
     pub facts: CallFacts,
-    cel: OnceCell<Result<Context<'static, 'static>, String>>,
+    vars: [OnceLock<Option<Box<dyn Val>>>; 7],
 }
 
 impl ConditionInput {
     pub fn new(facts: CallFacts) -> Self {
         ConditionInput {
             facts,
-            cel: OnceCell::new(),
+            vars: Default::default(),
         }
     }
+}
 
-    fn context(&self) -> Result<&Context<'static, 'static>, ConditionError> {
-        self.cel
-            .get_or_init(|| build_context(&self.facts))
-            .as_ref()
-            .map_err(|e| ConditionError(e.clone()))
+impl VariableResolver for ConditionInput {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let slot = VARIABLES.iter().position(|v| *v == variable)?;
+        self.vars[slot]
+            .get_or_init(|| build_variable(&self.facts, variable))
+            .as_deref()
+            .map(|v| CowVal::Borrowed(v))
     }
 }
 
-fn json_value(json: &Json) -> Result<Value, String> {
-    cel::to_value(json).map_err(|e| e.to_string())
+fn object_or_empty(json: &Json) -> Value {
+    match json {
+        Json::Null => Value::Map(cel::objects::Map::from(HashMap::<Key, Value>::new())),
+        other => cel::to_value(other).unwrap_or(Value::Null),
+    }
 }
 
-fn build_context(facts: &CallFacts) -> Result<Context<'static, 'static>, String> {
-    let mut ctx = Context::with_env(ENV.clone());
-    ctx.add_variable_from_value("tool", facts.tool.clone());
-    let args = if facts.args.is_null() {
-        Json::Object(Default::default())
-    } else {
-        facts.args.clone()
+fn text(s: &str) -> Value {
+    Value::String(Arc::new(s.to_string()))
+}
+
+fn optional_text(s: &Option<String>) -> Value {
+    s.as_deref().map_or(Value::Null, text)
+}
+
+fn texts(list: &[String]) -> Value {
+    Value::List(Arc::new(list.iter().map(|s| text(s)).collect()))
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    let map: HashMap<Key, Value> = entries
+        .into_iter()
+        .map(|(k, v)| (Key::String(Arc::new(k.to_string())), v))
+        .collect();
+    Value::Map(cel::objects::Map::from(map))
+}
+
+fn build_variable(facts: &CallFacts, variable: &str) -> Option<Box<dyn Val>> {
+    let value = match variable {
+        "tool" => text(&facts.tool),
+        "args" => object_or_empty(&facts.args),
+        "context" => object_or_empty(&facts.context),
+        "agent" => map(vec![
+            ("id", text(&facts.agent_id)),
+            ("name", text(&facts.agent_name)),
+            ("external_id", optional_text(&facts.agent_external_id)),
+            ("status", text(&facts.agent_status)),
+            ("tags", texts(&facts.agent_tags)),
+        ]),
+        "session" => map(vec![
+            ("id", optional_text(&facts.session_id)),
+            ("user_id", optional_text(&facts.user_id)),
+            ("previous_tool", optional_text(&facts.previous_tool)),
+            ("tools", texts(&facts.session_tools)),
+            ("calls", Value::Int(facts.session_tools.len() as i64)),
+        ]),
+        "drift" => {
+            let d = &facts.drift;
+            map(vec![
+                ("score", Value::Float(d.score)),
+                ("learning", Value::Bool(d.learning)),
+                ("new_tool", Value::Float(d.new_tool)),
+                ("unusual_transition", Value::Float(d.unusual_transition)),
+                ("unusual_rate", Value::Float(d.unusual_rate)),
+                ("unusual_hour", Value::Float(d.unusual_hour)),
+                ("new_argument_keys", Value::Float(d.new_argument_keys)),
+            ])
+        }
+        "now" => {
+            Value::Timestamp(chrono::DateTime::from_timestamp_millis(facts.now_ms)?.fixed_offset())
+        }
+        _ => return None,
     };
-    ctx.add_variable_from_value("args", json_value(&args)?);
-    let context = if facts.context.is_null() {
-        Json::Object(Default::default())
-    } else {
-        facts.context.clone()
-    };
-    ctx.add_variable_from_value("context", json_value(&context)?);
-    let agent = serde_json::json!({
-        "id": facts.agent_id,
-        "name": facts.agent_name,
-        "external_id": facts.agent_external_id,
-        "status": facts.agent_status,
-        "tags": facts.agent_tags,
-    });
-    ctx.add_variable_from_value("agent", json_value(&agent)?);
-    let session = serde_json::json!({
-        "id": facts.session_id,
-        "user_id": facts.user_id,
-        "previous_tool": facts.previous_tool,
-        "tools": facts.session_tools,
-        "calls": facts.session_tools.len(),
-    });
-    ctx.add_variable_from_value("session", json_value(&session)?);
-    let d = &facts.drift;
-    let drift = serde_json::json!({
-        "score": d.score,
-        "learning": d.learning,
-        "new_tool": d.new_tool,
-        "unusual_transition": d.unusual_transition,
-        "unusual_rate": d.unusual_rate,
-        "unusual_hour": d.unusual_hour,
-        "new_argument_keys": d.new_argument_keys,
-    });
-    ctx.add_variable_from_value("drift", json_value(&drift)?);
-    let now = chrono::DateTime::from_timestamp_millis(facts.now_ms)
-        .ok_or("the clock is out of range")?
-        .fixed_offset();
-    ctx.add_variable_from_value("now", Value::Timestamp(now));
-    Ok(ctx)
+    value.try_into().ok()
 }
 
 impl Condition<ConditionInput> for CelCondition {
     fn holds(&self, input: &ConditionInput) -> Result<bool, ConditionError> {
-        match self.program.execute(input.context()?) {
+        let mut ctx = Context::with_env(ENV.clone());
+        ctx.set_variable_resolver(input);
+        match self.program.execute(&ctx) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError(format!(
                 "the condition yielded {:?}, not a boolean",

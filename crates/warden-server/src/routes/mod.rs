@@ -3,14 +3,14 @@
 
 pub(crate) mod agents;
 mod api_keys;
-mod audit;
+pub(crate) mod audit;
 mod auth;
 mod drift;
-mod enforce;
+pub(crate) mod enforce;
 mod health;
 mod holds;
 mod openapi;
-mod policies;
+pub(crate) mod policies;
 mod policy_settings;
 mod thoth;
 pub(crate) mod wire;

@@ -10,6 +10,9 @@ use utoipa::openapi::{
 
 use crate::http::error::{ErrorCode, ErrorDetail, ErrorEnvelope, Position};
 use crate::routes::agents::{AgentSort, AgentStatusName};
+use crate::routes::audit::AuditKindName;
+use crate::routes::enforce::HoldStatusName;
+use crate::routes::policies::{DecisionName, PolicySort};
 use crate::routes::wire::{EnvironmentName, SortDirection};
 
 #[derive(utoipa::OpenApi)]
@@ -25,7 +28,8 @@ use crate::routes::wire::{EnvironmentName, SortDirection};
         license(name = "Apache-2.0")
     ),
     components(schemas(
-        ErrorEnvelope, ErrorDetail, ErrorCode, Position, SortDirection, AgentSort, AgentStatusName, EnvironmentName
+        ErrorEnvelope, ErrorDetail, ErrorCode, Position, SortDirection, AgentSort, AgentStatusName, EnvironmentName,
+        PolicySort, DecisionName, HoldStatusName, AuditKindName
     )),
     tags(
         (name = "agents", description = "The registry of AI agents"),
@@ -91,8 +95,9 @@ pub fn apply_conventions(document: &mut OpenApi) {
         restrict_tags(components, schema);
     }
     for (path, item) in document.paths.paths.iter_mut() {
-        let authenticated = path.starts_with("/api/v1/") && path != "/api/v1/auth/token";
-        let api = path.starts_with("/api/v1/");
+        // `/v1/…` is the Thoth SDK's wire format: authenticated alike.
+        let api = path.starts_with("/api/v1/") || path.starts_with("/v1/");
+        let authenticated = api && path != "/api/v1/auth/token";
         for (method, op) in operations(item) {
             let mut add = |status: &str, description: &str| {
                 op.responses
