@@ -209,7 +209,7 @@ impl VariableResolver for ConditionInput {
         self.vars[slot]
             .get_or_init(|| build_variable(&self.facts, variable))
             .as_deref()
-            .map(|v| CowVal::Borrowed(v))
+            .map(CowVal::Borrowed)
     }
 }
 

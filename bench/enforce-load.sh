@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Load benchmark of the decision hot path: POST /api/v1/enforce on
+# `warden serve` (embedded SQLite) with 1,000 policies, each decision's
+# audit record durable before the answer, beside the same route on the bare
+# endpoint (crates/warden-bench) in the same run; then how fast a hold
+# approved through the API wakes its long-polling agent.
+#
+# Loopback only and bounded in time: every oha run stops after $DURATION.
+# Servers pinned to core 1 and oha to core 0 where there are two cores.
+# Needs oha (cargo install oha --locked). Usage: bench/enforce-load.sh
+# Tunables: DURATION (10s), CONNECTIONS (32), RATE (2000), POLICIES (1000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+RATE=${RATE:-2000}
+POLICIES=${POLICIES:-1000}
+WARDEN_PORT=${WARDEN_PORT:-18083}
+BARE_PORT=${BARE_PORT:-18084}
+
+command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
+cargo build --release -q -p warden -p warden-bench
+bin=target/release
+
+SERVER_PIN=(); LOAD_PIN=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_PIN=(taskset -c 1); LOAD_PIN=(taskset -c 0)
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+export WARDEN_MASTER_KEY
+WARDEN_MASTER_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+$bin/warden init --data-dir "$work/data" --json > /dev/null
+key=$($bin/warden org create Bench --plan custom --rate-limit-per-minute 60000000 --burst 10000000 \
+        --data-dir "$work/data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_key"])')
+
+RUST_LOG=warn "${SERVER_PIN[@]}" $bin/warden serve --data-dir "$work/data" --listen "127.0.0.1:$WARDEN_PORT" > "$work/serve.out" 2>&1 &
+pids+=($!); warden_pid=$!
+"${SERVER_PIN[@]}" $bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
+pids+=($!); bare_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$WARDEN_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 0.5
+
+W="http://127.0.0.1:$WARDEN_PORT"; B="http://127.0.0.1:$BARE_PORT"
+# The policies (the mix of benches/policy_eval.rs), a registered agent, and
+# one request body per decision: tools spread over the namespaces.
+python3 - "$W" "$key" "$POLICIES" "$work" <<'PY'
+import json, random, sys, urllib.request
+base, key, n, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+verbs = ["read", "write", "delete", "list", "export"]
+def post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": "Bearer " + key, "content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+def spec(i):
+    ns = i // 5; verb = verbs[ns % 5]
+    if i % 100 == 99:
+        return {"action_pattern": "*", "decision": "audit", "agents": {"tags": [f"team{i % 7}"]}}
+    return [
+        {"action_pattern": f"ns{ns}.{verb}", "decision": "step_up", "condition": f"args.amount > {100 + ns % 900}"},
+        {"action_pattern": f"ns{ns}.*", "decision": "allow"},
+        {"action_pattern": f"ns{ns}.*_admin", "decision": "deny"},
+        {"action_pattern": f"ns{ns}.delete", "decision": "deny", "agents": {"tags": ["prod"]}},
+        {"action_pattern": f"ns{ns}.export", "decision": "deny", "mode": "monitor", "condition": "drift.score > 0.5"},
+    ][i % 5]
+for i in range(n - 1):
+    body = spec(i); body["name"] = f"p{i}"; body["priority"] = i % 10
+    post("/api/v1/policies", body)
+post("/api/v1/policies", {"name": "hold me", "action_pattern": "hold.me", "decision": "step_up"})
+post("/api/v1/agents", {"name": "bench-agent", "external_id": "bench-agent", "tags": ["prod", "team3"]})
+rng = random.Random(7)
+namespaces = max(1, n // 5)
+for side in ("rate", "closed-1", "closed-2", "closed-3"):
+    with open(f"{work}/{side}.ndjson", "w") as f:
+        for i in range(400000):
+            ns = rng.randrange(namespaces)
+            tool = f"ns{ns}.{rng.choice(verbs)}"
+            f.write(json.dumps({"agent_id": "bench-agent", "tool_name": tool, "session_id": f"s{i % 50}",
+                "tool_args": {"amount": rng.randrange(1, 100), "currency": "EUR", "to": "DE89370400440532013000"}}) + "\n")
+PY
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # label, output, server pid, extra oha args...
+  local label=$1 out=$2 pid=$3; shift 3
+  local before after
+  before=$(cpu_ticks "$pid")
+  "${LOAD_PIN[@]}" oha --no-tui --output-format json -z "$DURATION" "$@" > "$work/$out.json"
+  after=$(cpu_ticks "$pid")
+  python3 - "$label" "$work/$out.json" "$((after - before))" "$(getconf CLK_TCK)" "$DURATION" <<'PY'
+import json, sys
+label, path, ticks, hz, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+r = json.load(open(path))
+s = r["summary"]; p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+cpu = ticks / hz / float(duration.rstrip("s")) * 100
+print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1000:.3f} | {p['p99']*1000:.3f} | {cpu:.0f}% | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items()))} |")
+PY
+}
+
+AUTH=(-H "Authorization: Bearer $key")
+JSON=(-H "content-type: application/json")
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); oha $(oha --version | awk '{print $2}')"
+echo "$POLICIES policies. Closed loop: $CONNECTIONS connections for $DURATION. Fixed rate: $RATE requests/s for $DURATION, latency corrected for coordinated omission."
+[ ${#SERVER_PIN[@]} -gt 0 ] && echo "Servers pinned to core 1, oha to core 0."
+echo
+echo "| run | requests/s | p50 ms | p99 ms | server CPU | statuses |"
+echo "|---|---:|---:|---:|---:|---|"
+run "bare enforce, $RATE/s" bare-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${JSON[@]}" -Z "$work/rate.ndjson" "$B/api/v1/enforce"
+run "warden enforce, $RATE/s" warden-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/rate.ndjson" "$W/api/v1/enforce"
+for round in 1 2 3; do
+  run "bare enforce, closed loop ($round)" "bare-$round" "$bare_pid" -c "$CONNECTIONS" -m POST "${JSON[@]}" -Z "$work/closed-$round.ndjson" "$B/api/v1/enforce"
+  run "warden enforce, closed loop ($round)" "warden-$round" "$warden_pid" -c "$CONNECTIONS" -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/closed-$round.ndjson" "$W/api/v1/enforce"
+done
+python3 - "$work" <<'PY'
+import json, statistics, sys
+work = sys.argv[1]
+rps = lambda name: json.load(open(f"{work}/{name}.json"))["summary"]["requestsPerSec"]
+ratios = sorted(rps(f"warden-{r}") / rps(f"bare-{r}") for r in (1, 2, 3))
+print()
+print(f"Enforce throughput as a share of bare, per round: {', '.join(f'{x:.0%}' for x in ratios)}; median {statistics.median(ratios):.0%}")
+PY
+
+# Every answered decision is in the chain, and the chain verifies.
+curl -sf "$W/api/v1/audit/verify" "${AUTH[@]}" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["data"]
+print(f"Audit chain after the runs: valid={d["valid"]}, records={d["records_checked"]:,}")'
+
+# A hold approved through the API wakes its long-polling agent: the time
+# from sending the approval to the poll's answer, over 30 holds.
+python3 - "$W" "$key" <<'PY'
+import json, statistics, sys, threading, time, urllib.request
+base, key = sys.argv[1], sys.argv[2]
+def call(method, path, body=None):
+    req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": "Bearer " + key, "content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+wakes = []
+for i in range(30):
+    d = call("POST", "/api/v1/enforce", {"agent_id": "bench-agent", "tool_name": "hold.me", "tool_args": {"i": i}})["data"]
+    token = d["hold_token"]
+    hold = call("GET", "/api/v1/holds?status=pending&limit=1")["data"][0]["id"]
+    woke = {}
+    def poll():
+        r = call("GET", f"/api/v1/enforce/hold/{token}?wait=10")["data"]
+        woke["t"] = time.perf_counter(); woke["status"] = r["status"]
+    t = threading.Thread(target=poll); t.start()
+    time.sleep(0.2)
+    sent = time.perf_counter()
+    call("POST", f"/api/v1/holds/{hold}/approve", {"comment": "bench"})
+    t.join()
+    assert woke["status"] == "approved", woke
+    wakes.append((woke["t"] - sent) * 1000)
+wakes.sort()
+print(f"Hold approval to poll wake-up over {len(wakes)} holds: median {statistics.median(wakes):.2f} ms, max {wakes[-1]:.2f} ms")
+PY
