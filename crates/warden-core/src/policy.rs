@@ -15,7 +15,6 @@ use crate::{Error, Result};
 
 pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 2_000;
-pub const MAX_PATTERN: usize = 256;
 pub const MAX_SELECTED: usize = 500;
 pub const MAX_PRIORITY: i32 = 1_000_000;
 /// Step-up holds expire after this unless the policy says otherwise.
@@ -208,12 +207,6 @@ impl PolicyRecord {
 
     /// Checks every part and builds the engine's policy.
     pub fn compile(&self) -> Result<CompiledPolicy> {
-        if self.action_pattern.len() > MAX_PATTERN {
-            return Err(Error::invalid(
-                "action_pattern",
-                format!("action_pattern must be at most {MAX_PATTERN} bytes"),
-            ));
-        }
         let pattern = ToolPattern::parse(&self.action_pattern).map_err(|e| Error::InvalidAt {
             field: "action_pattern".into(),
             message: e.to_string(),

@@ -8,7 +8,7 @@ pub mod condition;
 mod decision;
 pub mod drift;
 pub mod modify;
-mod pattern;
+pub mod pattern;
 mod set;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};

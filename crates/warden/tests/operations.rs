@@ -18,7 +18,8 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let doc: serde_json::Value =
         serde_json::from_str(stdout.trim()).expect("exactly one JSON object");
-    let fields: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
+    let mut fields: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
+    fields.sort();
     assert_eq!(fields, ["live_key", "organization_id", "test_key"]);
     assert!(doc["live_key"].as_str().unwrap().starts_with("wdn_live_"));
     assert!(doc["test_key"].as_str().unwrap().starts_with("wdn_test_"));

@@ -166,7 +166,7 @@ pub struct CreatePolicy {
     pub name: String,
     #[schema(max_length = 2000)]
     pub description: Option<String>,
-    #[schema(min_length = 1, max_length = 256, example = "payments.*")]
+    #[schema(min_length = 1, max_length = 200, example = "payments.*")]
     pub action_pattern: String,
     pub agents: Option<AgentsSelector>,
     #[schema(max_length = 4096, example = "args.amount > 1000")]
@@ -198,7 +198,7 @@ pub struct UpdatePolicy {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(min_length = 1, max_length = 200)]
     pub action_pattern: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<AgentsSelector>)]
