@@ -129,7 +129,7 @@ PY
 curl -sf "$W/api/v1/audit/verify" "${AUTH[@]}" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["data"]
-print(f"Audit chain after the runs: valid={d["valid"]}, records={d["records_checked"]:,}")'
+print("Audit chain after the runs: valid=%s, records=%d" % (d["valid"], d["records_checked"]))'
 
 # A hold approved through the API wakes its long-polling agent: the time
 # from sending the approval to the poll's answer, over 30 holds.

@@ -101,34 +101,122 @@ fn link(record: &AuditRecord, head: &(i64, String)) -> ChainedRecord {
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let mut heads = Heads::new();
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        commit_batch(store.as_ref(), &mut heads, batch).await;
+/// One batch on its way to the store, chained on the batches before it.
+struct InFlight {
+    batch: Vec<Pending>,
+    appends: Vec<AuditAppend>,
+    commit: tokio::task::JoinHandle<Result<bool, StoreError>>,
+}
+
+/// How many batches may be committing at once. SQLite's single writer
+/// commits them in the order sent, so the next batch can be on its way
+/// (often in the same transaction) while one commits. PostgreSQL runs
+/// transactions side by side in any order: one at a time there.
+fn depth(store: &dyn Store) -> usize {
+    match store.backend() {
+        warden_store::Backend::Sqlite => 4,
+        warden_store::Backend::Postgres => 1,
     }
 }
 
-async fn commit_batch(store: &dyn Store, heads: &mut Heads, batch: Vec<Pending>) {
-    // Chain the whole batch on a copy of the heads.
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let depth = depth(store.as_ref());
+    // Chain heads as they will be once every batch in flight commits.
+    let mut heads = Heads::new();
+    let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
+    let mut open = true;
+    loop {
+        if !open && in_flight.is_empty() {
+            return;
+        }
+        let receive = open && in_flight.len() < depth;
+        tokio::select! {
+            biased;
+            done = async { (&mut in_flight.front_mut().unwrap().commit).await }, if !in_flight.is_empty() => {
+                let front = in_flight.pop_front().unwrap();
+                match done {
+                    Ok(Ok(true)) => {
+                        for (p, a) in front.batch.into_iter().zip(front.appends) {
+                            let _ = p.reply.send(Ok(a.link));
+                        }
+                    }
+                    _ => {
+                        // This batch wrote nothing, so every later batch,
+                        // chained on it, fails too: wait for them, then
+                        // commit all their records one at a time.
+                        let mut failed = vec![front];
+                        while let Some(mut next) = in_flight.pop_front() {
+                            let _ = (&mut next.commit).await;
+                            failed.push(next);
+                        }
+                        heads.clear();
+                        for f in failed {
+                            for p in f.batch {
+                                let result = commit_one(store.as_ref(), &mut heads, &p).await;
+                                let _ = p.reply.send(result);
+                            }
+                        }
+                    }
+                }
+            }
+            first = rx.recv(), if receive => {
+                let Some(first) = first else {
+                    open = false;
+                    continue;
+                };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                match chain(store.as_ref(), &mut heads, &batch).await {
+                    Some(appends) => {
+                        let committing = store.clone();
+                        let sent = appends.clone();
+                        let commit = tokio::spawn(async move { committing.append_audit(&sent).await });
+                        in_flight.push_back(InFlight { batch, appends, commit });
+                    }
+                    None => {
+                        // The heads could not be read: answer after the
+                        // batches in flight, one record at a time.
+                        while let Some(f) = in_flight.pop_front() {
+                            let ok = matches!(f.commit.await, Ok(Ok(true)));
+                            for (p, a) in f.batch.into_iter().zip(f.appends) {
+                                let result = if ok {
+                                    Ok(a.link)
+                                } else {
+                                    commit_one(store.as_ref(), &mut Heads::new(), &p).await
+                                };
+                                let _ = p.reply.send(result);
+                            }
+                        }
+                        heads.clear();
+                        for p in batch {
+                            let result = commit_one(store.as_ref(), &mut heads, &p).await;
+                            let _ = p.reply.send(result);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Links a batch onto the heads, advancing them; `None` when a head could
+/// not be read (the heads are then left as they were).
+async fn chain(
+    store: &dyn Store,
+    heads: &mut Heads,
+    batch: &[Pending],
+) -> Option<Vec<AuditAppend>> {
     let mut next = Heads::new();
     let mut appends = Vec::with_capacity(batch.len());
-    for p in &batch {
+    for p in batch {
         let head = match next.get(&p.tenant) {
             Some(h) => h.clone(),
-            None => match head_of(store, heads, &p.tenant).await {
-                Ok(h) => h,
-                Err(_) => {
-                    appends.clear();
-                    break;
-                }
-            },
+            None => head_of(store, heads, &p.tenant).await.ok()?,
         };
         let chained = link(&p.record, &head);
         next.insert(p.tenant.clone(), (chained.sequence, chained.hash.clone()));
@@ -138,24 +226,8 @@ async fn commit_batch(store: &dyn Store, heads: &mut Heads, batch: Vec<Pending>)
             companion: p.companion.clone(),
         });
     }
-    if appends.len() == batch.len() {
-        if let Ok(true) = store.append_audit(&appends).await {
-            heads.extend(next);
-            for (p, a) in batch.into_iter().zip(appends) {
-                let _ = p.reply.send(Ok(a.link));
-            }
-            return;
-        }
-    }
-    // Something in the batch failed: forget the heads it used and commit
-    // its records one at a time.
-    for p in &batch {
-        heads.remove(&p.tenant);
-    }
-    for p in batch {
-        let result = commit_one(store, heads, &p).await;
-        let _ = p.reply.send(result);
-    }
+    heads.extend(next);
+    Some(appends)
 }
 
 async fn commit_one(

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use warden_core::agent::{Agent, AgentChanges, AgentStatus};
 use warden_core::audit::{AuditKind, AuditRecord, MonitoredOutcome};
 use warden_core::hold::{self, Hold, HoldStatus};
-use warden_core::id::{new_id, prefix};
+use warden_core::id::{new_id, new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
 use warden_core::Error;
 use warden_policy::drift::{DriftScore, Observation};
@@ -103,7 +103,7 @@ async fn resolve_agent(
     reference: &str,
 ) -> ServiceResult<Agent> {
     let tenant = principal.tenant();
-    let found = g.store.find_agent(&tenant, reference).await?;
+    let found = g.agents.find(g.store.as_ref(), &tenant, reference).await?;
     let agent = match found {
         Some(a) => a,
         None if principal.agent_id.is_some() => {
@@ -286,7 +286,7 @@ pub async fn enforce(
     };
     let stored_args = redact(&args);
 
-    let audit_id = new_id(prefix::AUDIT);
+    let audit_id = new_time_ordered_id(prefix::AUDIT);
     let mut hold_token = None;
     let mut hold_expires_at = None;
     let mut step_up_timeout = None;

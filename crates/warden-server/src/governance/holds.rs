@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::hold::{Hold, HoldStatus};
-use warden_core::id::{new_id, prefix};
+use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
 use warden_core::{Error, Tenant};
 use warden_store::{Companion, Store};
@@ -91,7 +91,7 @@ pub async fn resolve(
         _ => "step-up expired without an approval; denied",
     };
     let record = AuditRecord {
-        id: new_id(prefix::AUDIT),
+        id: new_time_ordered_id(prefix::AUDIT),
         kind: AuditKind::HoldResolution,
         at: now,
         actor: actor.to_string(),

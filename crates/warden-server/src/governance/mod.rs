@@ -1,6 +1,7 @@
 //! Agent governance: policies, the decision on each tool call, step-up
 //! holds, the hash-chained audit log and behavioural drift.
 
+pub mod agents;
 pub mod audit_log;
 pub mod drift;
 pub mod enforce;
@@ -20,6 +21,7 @@ pub struct Governance {
     pub engine: engine::PolicyEngine,
     pub drift: drift::DriftBook,
     pub waiters: holds::HoldWaiters,
+    pub agents: agents::AgentCache,
 }
 
 impl Governance {
@@ -30,6 +32,7 @@ impl Governance {
             engine: engine::PolicyEngine::new(store.clone()),
             drift: drift::DriftBook::new(store.clone()),
             waiters: holds::HoldWaiters::default(),
+            agents: agents::AgentCache::default(),
             store,
         }
     }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use warden_core::audit::{AuditKind, AuditRecord};
-use warden_core::id::{new_id, prefix};
+use warden_core::id::{new_id, new_time_ordered_id, prefix};
 use warden_core::page::{Page, PageRequest};
 use warden_core::policy::{PolicyChanges, PolicyRecord, PolicyVersion, MAX_POLICIES};
 use warden_core::time::now_ms;
@@ -30,7 +30,7 @@ pub fn ensure_unbound(principal: &Principal) -> Result<(), Error> {
 
 fn change_record(principal: &Principal, record: &PolicyRecord, change: &str) -> AuditRecord {
     AuditRecord {
-        id: new_id(prefix::AUDIT),
+        id: new_time_ordered_id(prefix::AUDIT),
         kind: AuditKind::PolicyChange,
         at: record.updated_at,
         actor: principal.key_id.clone(),

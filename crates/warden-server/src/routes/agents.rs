@@ -285,6 +285,7 @@ pub async fn update_agent(
 ) -> ApiResult<ApiData<AgentView>> {
     principal.require("agents.write")?;
     let agent = service::update(state.store.as_ref(), &principal, &id, body.into()).await?;
+    state.governance.agents.forget_tenant(&principal.tenant());
     Ok(ok(agent.into()))
 }
 
@@ -302,5 +303,6 @@ pub async fn delete_agent(
 ) -> ApiResult<StatusCode> {
     principal.require("agents.write")?;
     service::delete(state.store.as_ref(), &principal, &id).await?;
+    state.governance.agents.forget_tenant(&principal.tenant());
     Ok(StatusCode::NO_CONTENT)
 }
