@@ -71,7 +71,7 @@ def spec(i):
 for i in range(n - 1):
     body = spec(i); body["name"] = f"p{i}"; body["priority"] = i % 10
     post("/api/v1/policies", body)
-post("/api/v1/policies", {"name": "hold me", "action_pattern": "hold.me", "decision": "step_up"})
+post("/api/v1/policies", {"name": "hold me", "action_pattern": "hold.me", "decision": "step_up", "priority": 100})
 post("/api/v1/agents", {"name": "bench-agent", "external_id": "bench-agent", "tags": ["prod", "team3"]})
 rng = random.Random(7)
 namespaces = max(1, n // 5)

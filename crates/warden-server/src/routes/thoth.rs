@@ -118,7 +118,9 @@ pub struct ThothHold {
 /// Poll a step-up hold (Thoth SDK format); `?wait=N` long-polls.
 #[utoipa::path(get, path = "/v1/enforce/hold/{token}", tag = "thoth",
     params(("token" = String, Path, description = "The hold token"), WaitQuery),
-    responses((status = 200, description = "The hold", body = ThothHold)),
+    responses(
+        (status = 200, description = "The hold", body = ThothHold),
+        (status = 404, description = "No such hold", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["enforce"])))]
 pub async fn thoth_hold(
     State(state): State<AppState>,
