@@ -213,3 +213,114 @@ fn redis_outage_never_fails_a_request() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Two replicas decide for the same organization at once: both append to
+/// one audit chain, which never forks; a policy made on one takes effect on
+/// the other within a second; a hold made on one is approved on the other
+/// and wakes the agent polling the first.
+#[test]
+#[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+fn replicas_share_policies_holds_and_one_audit_chain() {
+    let backend = Backend::postgres();
+    backend.init();
+    let t = backend.create_org(
+        "Busy",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "1000000",
+            "--burst",
+            "100000",
+        ],
+    );
+    let a = Warden::start_replica(&backend, 1, &[], &[]);
+    let b = Warden::start_replica(&backend, 2, &[], &[]);
+    let (api_a, api_b) = (a.api(&t.live_key), b.api(&t.live_key));
+
+    // Concurrent decisions on both replicas.
+    let mut writers = Vec::new();
+    for (n, base) in [
+        a.base.clone(),
+        b.base.clone(),
+        a.base.clone(),
+        b.base.clone(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = t.live_key.clone();
+        writers.push(std::thread::spawn(move || {
+            let api = common::Api::new(&base, &key);
+            let mut ids = Vec::new();
+            for i in 0..60 {
+                let r = api.post(
+                    "/api/v1/enforce",
+                    &json!({"agent_id": format!("bot-{}", n % 2), "tool_name": "files.read", "tool_args": {"i": i}}),
+                );
+                assert_eq!(r.status, 200, "{}", r.text);
+                ids.push(r.body["data"]["audit_id"].as_str().unwrap().to_string());
+            }
+            ids
+        }));
+    }
+    let ids: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 240);
+    let v = api_b.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    assert_eq!(v.body["data"]["records_checked"], 240, "{}", v.text);
+    for id in ids.iter().step_by(17) {
+        assert_eq!(api_a.get(&format!("/api/v1/audit/{id}")).status, 200);
+    }
+    // Both discovered the same two agents, once each.
+    let found = api_a.get("/api/v1/agents?status=discovered");
+    assert_eq!(
+        found.body["data"].as_array().unwrap().len(),
+        2,
+        "{}",
+        found.text
+    );
+
+    // A policy made on a reaches b's decisions within a second or so.
+    let r = api_a.post(
+        "/api/v1/policies",
+        &json!({"name": "hold reads", "action_pattern": "files.read", "decision": "step_up"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let token = loop {
+        let d = api_b.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "bot-0", "tool_name": "files.read"}),
+        );
+        if d.body["data"]["decision"] == "step_up" {
+            break d.body["data"]["hold_token"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never reached replica b"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Polled on b, approved on a.
+    let hold = api_a.get("/api/v1/holds?status=pending").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let poller = {
+        let api = common::Api::new(&b.base, &t.live_key);
+        std::thread::spawn(move || api.get(&format!("/api/v1/enforce/hold/{token}?wait=10")))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let approved = api_a.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}));
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    let polled = poller.join().unwrap();
+    assert_eq!(polled.body["data"]["status"], "approved", "{}", polled.text);
+    assert_eq!(
+        api_b.get("/api/v1/audit/verify").body["data"]["valid"],
+        true
+    );
+}

@@ -21,7 +21,9 @@ use warden_store::{AuditAppend, Companion, Store, StoreError};
 /// Most records per transaction.
 const MAX_BATCH: usize = 1_024;
 /// Attempts of one record when other writers keep moving its chain.
-const ATTEMPTS: usize = 8;
+const ATTEMPTS: usize = 50;
+/// Attempts of a whole batch while other replicas keep moving its chains.
+const BATCH_ATTEMPTS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -150,12 +152,8 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>)
                             failed.push(next);
                         }
                         heads.clear();
-                        for f in failed {
-                            for p in f.batch {
-                                let result = commit_one(store.as_ref(), &mut heads, &p).await;
-                                let _ = p.reply.send(result);
-                            }
-                        }
+                        let batch: Vec<Pending> = failed.into_iter().flat_map(|f| f.batch).collect();
+                        recommit(store.as_ref(), &mut heads, batch).await;
                     }
                 }
             }
@@ -201,6 +199,57 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>)
                 }
             }
         }
+    }
+}
+
+/// Commits a batch that failed: re-chained on the stored heads as a whole
+/// while other writers moved them (replicas appending to the same chain);
+/// record by record once the heads stand still, which isolates a record
+/// whose companion write cannot be made.
+async fn recommit(store: &dyn Store, heads: &mut Heads, batch: Vec<Pending>) {
+    for attempt in 0..BATCH_ATTEMPTS {
+        heads.clear();
+        let Some(appends) = chain(store, heads, &batch).await else {
+            break;
+        };
+        // The heads this attempt was chained on.
+        let mut used: Vec<(Tenant, (i64, String))> = Vec::new();
+        for a in &appends {
+            if !used.iter().any(|(t, _)| *t == a.tenant) {
+                used.push((
+                    a.tenant.clone(),
+                    (a.link.sequence - 1, a.link.previous_hash.clone()),
+                ));
+            }
+        }
+        match store.append_audit(&appends).await {
+            Ok(true) => {
+                for (p, a) in batch.into_iter().zip(appends) {
+                    let _ = p.reply.send(Ok(a.link));
+                }
+                return;
+            }
+            Ok(false) => {
+                let mut moved = false;
+                for (tenant, seen) in &used {
+                    if store.audit_head(tenant).await.ok().as_ref() != Some(seen) {
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+                // Another writer won the race: a little jitter, then again.
+                let pause = (attempt as u64 % 4) * 250 + rand::random::<u64>() % 500;
+                tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+            }
+            Err(_) => break,
+        }
+    }
+    heads.clear();
+    for p in batch {
+        let result = commit_one(store, heads, &p).await;
+        let _ = p.reply.send(result);
     }
 }
 

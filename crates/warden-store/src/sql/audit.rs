@@ -57,9 +57,45 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
 /// head moved, a hold was already resolved, a policy changed meanwhile):
 /// then nothing was written.
 pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bool> {
-    let mut steps = Vec::with_capacity(batch.len() * 2 + 4);
-    // Chain heads: (tenant, first previous, last) in order of appearance.
+    // Chain heads: (tenant, first record, last record) in order of appearance.
     let mut heads: Vec<(&Tenant, &ChainedRecord, &ChainedRecord)> = Vec::new();
+    for entry in batch {
+        match heads.iter_mut().find(|(t, _, _)| **t == entry.tenant) {
+            Some(head) => head.2 = &entry.link,
+            None => heads.push((&entry.tenant, &entry.link, &entry.link)),
+        }
+    }
+    let mut steps = Vec::with_capacity(batch.len() * 2 + heads.len() * 2);
+    // The heads move first: on PostgreSQL another writer's transaction on
+    // the same chain holds the head row until it commits, after which this
+    // update finds the head moved and the whole batch is abandoned, before
+    // any record could collide with that writer's.
+    for (tenant, first, last) in heads {
+        let org: Value = (&tenant.org_id).into();
+        let env: Value = tenant.environment.as_str().into();
+        if first.sequence == 1 {
+            steps.push(Step::execute(
+                "INSERT INTO audit_heads (org_id, environment, sequence, hash) \
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (org_id, environment) DO NOTHING",
+                vec![org.clone(), env.clone(), GENESIS.into()],
+            ));
+        }
+        steps.push(
+            Step::execute(
+                "UPDATE audit_heads SET sequence = $1, hash = $2 \
+                 WHERE org_id = $3 AND environment = $4 AND sequence = $5 AND hash = $6",
+                vec![
+                    last.sequence.into(),
+                    (&last.hash).into(),
+                    org,
+                    env,
+                    (first.sequence - 1).into(),
+                    (&first.previous_hash).into(),
+                ],
+            )
+            .required(),
+        );
+    }
     for entry in batch {
         let link = &entry.link;
         let r = &link.record;
@@ -87,36 +123,6 @@ pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bo
         if let Some(companion) = &entry.companion {
             steps.extend(companion_steps(&entry.tenant, companion));
         }
-        match heads.iter_mut().find(|(t, _, _)| **t == entry.tenant) {
-            Some(head) => head.2 = link,
-            None => heads.push((&entry.tenant, link, link)),
-        }
-    }
-    for (tenant, first, last) in heads {
-        let org: Value = (&tenant.org_id).into();
-        let env: Value = tenant.environment.as_str().into();
-        if first.sequence == 1 {
-            steps.push(Step::execute(
-                "INSERT INTO audit_heads (org_id, environment, sequence, hash) \
-                 VALUES ($1, $2, 0, $3) ON CONFLICT (org_id, environment) DO NOTHING",
-                vec![org.clone(), env.clone(), GENESIS.into()],
-            ));
-        }
-        steps.push(
-            Step::execute(
-                "UPDATE audit_heads SET sequence = $1, hash = $2 \
-                 WHERE org_id = $3 AND environment = $4 AND sequence = $5 AND hash = $6",
-                vec![
-                    last.sequence.into(),
-                    (&last.hash).into(),
-                    org,
-                    env,
-                    (first.sequence - 1).into(),
-                    (&first.previous_hash).into(),
-                ],
-            )
-            .required(),
-        );
     }
     let done = db
         .transaction(steps)
