@@ -8,7 +8,8 @@
 # Loopback only and bounded in time: every oha run stops after $DURATION.
 # Servers pinned to core 1 and oha to core 0 where there are two cores.
 # Needs oha (cargo install oha --locked). Usage: bench/enforce-load.sh
-# Tunables: DURATION (10s), CONNECTIONS (32), RATE (2000), POLICIES (1000).
+# Tunables: DURATION (10s), CONNECTIONS (32), RATE (2000), POLICIES (1000),
+# PIN (1; 0 lets the servers and oha share both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ cargo build --release -q -p warden -p warden-bench
 bin=target/release
 
 SERVER_PIN=(); LOAD_PIN=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   SERVER_PIN=(taskset -c 1); LOAD_PIN=(taskset -c 0)
 fi
 

@@ -56,8 +56,10 @@ CREATE TABLE audit_log (
     PRIMARY KEY (org_id, environment, sequence)
 );
 CREATE INDEX audit_log_agent ON audit_log (org_id, environment, agent_id, sequence);
-CREATE INDEX audit_log_session ON audit_log (org_id, environment, session_id, sequence);
 CREATE INDEX audit_log_at ON audit_log (org_id, environment, at);
+-- No index by session here: sessions interleave, so such an index takes a
+-- page write per session per commit on the decision path. A session filter
+-- scans the environment's records newest first (PostgreSQL keeps one).
 
 -- The last link of each chain: appending updates it in the same
 -- transaction only if it is still what the appender saw.
