@@ -417,6 +417,12 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
             .len(),
         1
     );
+    // An external id as long as allowed is discovered too.
+    let long = "x".repeat(200);
+    assert_eq!(
+        enforce(&api, json!({"agent_id": long, "tool_name": "mail.send"}))["decision"],
+        "allow"
+    );
     // A Warden id that does not exist is not discovered.
     api.post(
         "/api/v1/enforce",

@@ -137,7 +137,11 @@ async fn discover(
     reference: &str,
 ) -> ServiceResult<Agent> {
     let changes = AgentChanges {
-        name: Some(format!("discovered: {reference}")),
+        // Names are at most 200 characters; external ids may be as long.
+        name: Some(format!(
+            "discovered: {}",
+            reference.chars().take(186).collect::<String>()
+        )),
         external_id: Some(Some(reference.to_string())),
         status: Some(AgentStatus::Discovered),
         description: Some(Some(
