@@ -262,7 +262,7 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
-    policy(
+    let mask = policy(
         &api,
         json!({"name": "mask cards", "action_pattern": "payments.charge", "decision": "modify",
         "modify": {"redact": ["card.number"], "set": {"mode": "dry_run", "limits.max": 100}}}),
@@ -321,6 +321,23 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["decision"], "deny");
     assert_eq!(r.body["data"]["deciding_policy_id"], "proposed");
+    // Alone, the proposed policy is all there is.
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "payments.charge", "only_proposed": true,
+        "policy": {"name": "proposed", "action_pattern": "mail.*", "decision": "deny"}}),
+    );
+    assert_eq!(r.body["data"]["decision"], "allow", "{}", r.text);
+    assert!(r.body["data"]["matched"].as_array().unwrap().is_empty());
+    // Replacing an existing policy leaves it out.
+    let r = api.post("/api/v1/policies/test", &json!({"tool_name": "payments.charge", "replaces": mask,
+        "policy": {"name": "mask cards", "action_pattern": "payments.charge", "decision": "step_up"}}));
+    assert_eq!(r.body["data"]["decision"], "step_up", "{}", r.text);
+    assert!(r.body["data"]["matched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["id"] != mask.as_str()));
     let r = api.post(
         "/api/v1/policies/test",
         &json!({"tool_name": "x",
