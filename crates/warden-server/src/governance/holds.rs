@@ -44,15 +44,32 @@ impl HoldWaiters {
         }
     }
 
-    /// Waits until `hold_id` may have changed, or `limit` passes.
-    pub async fn wait(&self, hold_id: &str, limit: Duration) {
+    /// Waits until `hold_id` may have changed, or `limit` passes. The
+    /// waiter is registered before `still_pending` looks at the store, so
+    /// a resolution between that look and the wait still wakes it.
+    pub async fn wait<F, Fut>(&self, hold_id: &str, limit: Duration, still_pending: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let notify = self.notify_for(hold_id);
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(limit.min(POLL_FALLBACK)) => {}
+        if still_pending().await {
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(limit.min(POLL_FALLBACK)) => {}
+            }
+        }
+        // Nobody else waits on it: forget it, so that holds resolved on
+        // another replica leave nothing behind here.
+        let mut waiting = self.waiting.lock().unwrap();
+        if waiting
+            .get(hold_id)
+            .is_some_and(|n| Arc::ptr_eq(n, &notify) && Arc::strong_count(&notify) <= 2)
+        {
+            waiting.remove(hold_id);
         }
     }
 }

@@ -243,8 +243,14 @@ pub async fn poll_hold(
             return Ok(h);
         }
         let until_expiry = Duration::from_millis((h.expires_at - now_ms()).max(0) as u64 + 5);
+        let still_pending = || async {
+            matches!(
+                g.store.hold_by_token(&tenant, &digest).await,
+                Ok(Some(current)) if current.status == HoldStatus::Pending
+            )
+        };
         g.waiters
-            .wait(&h.id, (deadline - now).min(until_expiry))
+            .wait(&h.id, (deadline - now).min(until_expiry), still_pending)
             .await;
     }
 }
