@@ -20,31 +20,8 @@ POLICIES=${POLICIES:-1000}
 WARDEN_PORT=${WARDEN_PORT:-18083}
 BARE_PORT=${BARE_PORT:-18084}
 
-command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
-cargo build --release -q -p warden -p warden-bench
-bin=target/release
-
-SERVER_PIN=(); LOAD_PIN=()
-if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  SERVER_PIN=(taskset -c 1); LOAD_PIN=(taskset -c 0)
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-export WARDEN_MASTER_KEY
-WARDEN_MASTER_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-$bin/warden init --data-dir "$work/data" --json > /dev/null
-key=$($bin/warden org create Bench --plan custom --rate-limit-per-minute 60000000 --burst 10000000 \
-        --data-dir "$work/data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_key"])')
-
-RUST_LOG=warn "${SERVER_PIN[@]}" $bin/warden serve --data-dir "$work/data" --listen "127.0.0.1:$WARDEN_PORT" > "$work/serve.out" 2>&1 &
-pids+=($!); warden_pid=$!
-"${SERVER_PIN[@]}" $bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
-pids+=($!); bare_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$WARDEN_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 sleep 0.5
 
 W="http://127.0.0.1:$WARDEN_PORT"; B="http://127.0.0.1:$BARE_PORT"
@@ -84,24 +61,6 @@ for side in ("rate", "closed-1", "closed-2", "closed-3"):
             f.write(json.dumps({"agent_id": "bench-agent", "tool_name": tool, "session_id": f"s{i % 50}",
                 "tool_args": {"amount": rng.randrange(1, 100), "currency": "EUR", "to": "DE89370400440532013000"}}) + "\n")
 PY
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # label, output, server pid, extra oha args...
-  local label=$1 out=$2 pid=$3; shift 3
-  local before after
-  before=$(cpu_ticks "$pid")
-  "${LOAD_PIN[@]}" oha --no-tui --output-format json -z "$DURATION" "$@" > "$work/$out.json"
-  after=$(cpu_ticks "$pid")
-  python3 - "$label" "$work/$out.json" "$((after - before))" "$(getconf CLK_TCK)" "$DURATION" <<'PY'
-import json, sys
-label, path, ticks, hz, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-r = json.load(open(path))
-s = r["summary"]; p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-cpu = ticks / hz / float(duration.rstrip("s")) * 100
-print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1000:.3f} | {p['p99']*1000:.3f} | {cpu:.0f}% | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items()))} |")
-PY
-}
 
 AUTH=(-H "Authorization: Bearer $key")
 JSON=(-H "content-type: application/json")

@@ -13,7 +13,8 @@
 # shows how much of its core each server used.
 #
 # Needs oha (cargo install oha --locked). Usage: bench/http-load.sh
-# Tunables: DURATION (10s), CONNECTIONS (32), RATE (1000).
+# Tunables: DURATION (10s), CONNECTIONS (32), RATE (1000), PIN (1; 0 lets the
+# servers and oha share both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,35 +24,8 @@ RATE=${RATE:-1000}
 WARDEN_PORT=${WARDEN_PORT:-18081}
 BARE_PORT=${BARE_PORT:-18082}
 
-command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
-cargo build --release -q -p warden -p warden-bench
-bin=target/release
-
-SERVER_PIN=(); LOAD_PIN=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  SERVER_PIN=(taskset -c 1); LOAD_PIN=(taskset -c 0)
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-export WARDEN_MASTER_KEY
-WARDEN_MASTER_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-$bin/warden init --data-dir "$work/data" --json > /dev/null
-# A plan far above the load, so that the limiter runs but never refuses.
-key=$($bin/warden org create Bench --plan custom --rate-limit-per-minute 60000000 --burst 10000000 \
-        --data-dir "$work/data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_key"])')
-
-RUST_LOG=warn "${SERVER_PIN[@]}" $bin/warden serve --data-dir "$work/data" --listen "127.0.0.1:$WARDEN_PORT" > "$work/serve.out" 2>&1 &
-pids+=($!); warden_pid=$!
-"${SERVER_PIN[@]}" $bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
-pids+=($!); bare_pid=$!
-for port in $WARDEN_PORT $BARE_PORT; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; \
-    curl -s -o /dev/null "http://127.0.0.1:$port/api/v1/agents/x" && break; sleep 0.1; done
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 sleep 2
 idle_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
 
@@ -67,25 +41,6 @@ for side in ("bare-closed", "warden-closed", "bare-rate", "warden-rate"):
         for i in range(600000):
             f.write(json.dumps({"name": f"{side}-{i}", "tags": ["bench"], "metadata": {"i": i}}) + "\n")
 PY
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # label, output, server pid, extra oha args...
-  local label=$1 out=$2 pid=$3; shift 3
-  local before after
-  before=$(cpu_ticks "$pid")
-  "${LOAD_PIN[@]}" oha --no-tui --output-format json -z "$DURATION" "$@" > "$work/$out.json"
-  after=$(cpu_ticks "$pid")
-  python3 - "$label" "$work/$out.json" "$((after - before))" "$(getconf CLK_TCK)" "$DURATION" <<'PY'
-import json, sys
-label, path, ticks, hz, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-r = json.load(open(path))
-s = r["summary"]; p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-seconds = float(duration.rstrip("s"))
-cpu = ticks / hz / seconds * 100
-print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1000:.3f} | {p['p99']*1000:.3f} | {cpu:.0f}% | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items()))} |")
-PY
-}
 
 W="http://127.0.0.1:$WARDEN_PORT"; B="http://127.0.0.1:$BARE_PORT"
 AUTH=(-H "Authorization: Bearer $key")

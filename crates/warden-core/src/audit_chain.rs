@@ -38,35 +38,67 @@ pub struct ChainBreak {
     pub reason: &'static str,
 }
 
-/// Walks records in sequence order from the start of a chain; names the
-/// first record whose content, predecessor or position does not match.
-pub fn verify<'a>(records: impl IntoIterator<Item = StoredLink<'a>>) -> Result<u64, ChainBreak> {
-    let mut expected_previous = GENESIS.to_string();
-    let mut count = 0;
-    for (expected_sequence, record) in (1u64..).zip(records) {
-        if record.sequence != expected_sequence {
-            return Err(ChainBreak {
-                sequence: record.sequence,
-                reason: "a record is missing or out of order before this one",
-            });
+/// A walk along a chain from its first record, one record at a time, so
+/// that a caller can page through a long chain without holding it.
+#[derive(Debug, Clone)]
+pub struct ChainWalk {
+    expected_previous: String,
+    checked: u64,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        ChainWalk {
+            expected_previous: GENESIS.to_string(),
+            checked: 0,
         }
-        if record.previous_hash != expected_previous {
-            return Err(ChainBreak {
+    }
+}
+
+impl ChainWalk {
+    /// Checks the next record: its position, its link to the record
+    /// before, and its content against its hash.
+    pub fn check(&mut self, record: StoredLink<'_>) -> Result<(), ChainBreak> {
+        let fail = |reason| {
+            Err(ChainBreak {
                 sequence: record.sequence,
-                reason: "the previous hash does not match the record before",
-            });
+                reason,
+            })
+        };
+        if record.sequence != self.checked + 1 {
+            return fail("a record is missing or out of order before this one");
+        }
+        if record.previous_hash != self.expected_previous {
+            return fail("the previous hash does not match the record before");
         }
         let hash = link_hash(record.previous_hash, record.sequence, record.canonical);
         if !crate::secret::digests_match(&hash, record.hash) {
-            return Err(ChainBreak {
-                sequence: record.sequence,
-                reason: "the record's content does not match its hash",
-            });
+            return fail("the record's content does not match its hash");
         }
-        expected_previous = hash;
-        count = expected_sequence;
+        self.expected_previous = hash;
+        self.checked = record.sequence;
+        Ok(())
     }
-    Ok(count)
+
+    /// Records checked so far; also the sequence number of the last.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// The hash of the last record checked (the genesis value before any).
+    pub fn last_hash(&self) -> &str {
+        &self.expected_previous
+    }
+}
+
+/// Walks records in sequence order from the start of a chain; names the
+/// first record whose content, predecessor or position does not match.
+pub fn verify<'a>(records: impl IntoIterator<Item = StoredLink<'a>>) -> Result<u64, ChainBreak> {
+    let mut walk = ChainWalk::default();
+    for record in records {
+        walk.check(record)?;
+    }
+    Ok(walk.checked())
 }
 
 #[cfg(test)]

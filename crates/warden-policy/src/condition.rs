@@ -201,6 +201,11 @@ impl ConditionInput {
             vars: Default::default(),
         }
     }
+
+    /// The facts back, once the conditions are done with them.
+    pub fn into_facts(self) -> CallFacts {
+        self.facts
+    }
 }
 
 impl VariableResolver for ConditionInput {
@@ -489,13 +494,7 @@ impl Checker<'_> {
             )
         };
         match name {
-            "_&&_" | "_||_" => {
-                if args.iter().any(|k| !k.may_be(Kind::Bool)) {
-                    return Err(mismatch(&args));
-                }
-                Ok(Kind::Bool)
-            }
-            "!_" => {
+            "_&&_" | "_||_" | "!_" => {
                 if args.iter().any(|k| !k.may_be(Kind::Bool)) {
                     return Err(mismatch(&args));
                 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Backend, Warden};
+use common::{Api, Backend, CrashLoad, Warden};
 use serde_json::{json, Value};
 
 fn policy(api: &Api, body: Value) -> String {
@@ -681,31 +681,9 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(v.body["data"]["first_break"]["sequence"], 3, "{}", v.text);
 }
 
+/// A second ago, as the API writes times.
 fn warden_time_now() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 1000;
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    warden_core::time::to_rfc3339(warden_core::time::now_ms() - 1000)
 }
 
 fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
@@ -799,46 +777,18 @@ fn audit_survives_kill_9_under_load(backend: &Backend) {
         json!({"name": "hold big", "action_pattern": "pay.*", "decision": "step_up",
         "condition": "args.n % 5 == 0"}),
     );
-    let base = w.base.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for n in 0..4 {
-        let key = t.live_key.clone();
-        let base = base.clone();
-        let stop = stop.clone();
-        writers.push(std::thread::spawn(move || {
-            let http = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                i += 1;
-                let sent = http
-                    .post(format!("{base}/api/v1/enforce"))
-                    .bearer_auth(&key)
-                    .json(&json!({"agent_id": format!("agent-{n}"), "tool_name": "pay.send", "tool_args": {"n": i}}))
-                    .send();
-                match sent {
-                    Ok(r) if r.status().as_u16() == 200 => {
-                        let body: Value = r.json().unwrap();
-                        acked.push(body["data"]["audit_id"].as_str().unwrap().to_string());
-                    }
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => break,
-                }
-            }
-            acked
-        }));
-    }
+    let load = CrashLoad::start(
+        &w.base,
+        &t.live_key,
+        4,
+        "/api/v1/enforce",
+        200,
+        "/data/audit_id",
+        |w, n| json!({"agent_id": format!("agent-{w}"), "tool_name": "pay.send", "tool_args": {"n": n}}),
+    );
     std::thread::sleep(Duration::from_millis(800));
     let w = w.crash_and_restart(&backend.data_dir(0));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let acked: Vec<String> = writers
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let acked = load.acknowledged();
     assert!(acked.len() > 20, "the load ran ({} decisions)", acked.len());
     let api = w.api(&t.live_key);
     let lost: Vec<&String> = acked

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Warden};
+use common::{Backend, CrashLoad, Warden};
 use serde_json::json;
 
 fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
@@ -102,48 +102,20 @@ fn acknowledged_writes_survive_kill_9(backend: &Backend) {
         ],
     );
     let w = Warden::start(backend, &[]);
-    let base = w.base.clone();
     // Four writers create agents as fast as they can; the server is killed
     // while they run. Every 201 must be there after the restart.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for n in 0..4 {
-        let key = t.live_key.clone();
-        let base = base.clone();
-        let stop = stop.clone();
-        writers.push(std::thread::spawn(move || {
-            let http = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                i += 1;
-                let sent = http
-                    .post(format!("{base}/api/v1/agents"))
-                    .bearer_auth(&key)
-                    .json(&json!({"name": format!("w{n}-{i}")}))
-                    .send();
-                match sent {
-                    Ok(r) if r.status().as_u16() == 201 => {
-                        let body: serde_json::Value = r.json().unwrap();
-                        acked.push(body["data"]["id"].as_str().unwrap().to_string());
-                    }
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => break,
-                }
-            }
-            acked
-        }));
-    }
+    let load = CrashLoad::start(
+        &w.base,
+        &t.live_key,
+        4,
+        "/api/v1/agents",
+        201,
+        "/data/id",
+        |w, n| json!({"name": format!("w{w}-{n}")}),
+    );
     std::thread::sleep(Duration::from_millis(700));
     let w = w.crash_and_restart(&backend.data_dir(0));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let acked: Vec<String> = writers
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let acked = load.acknowledged();
     assert!(acked.len() > 10, "the load ran ({} writes)", acked.len());
     let stored: std::collections::HashSet<String> =
         w.api(&t.live_key).agent_ids().into_iter().collect();

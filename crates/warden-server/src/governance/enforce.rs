@@ -162,6 +162,34 @@ async fn discover(
     }
 }
 
+/// What conditions read of a call by `agent`.
+pub fn call_facts(
+    agent: &Agent,
+    call: &CallRequest,
+    args: Value,
+    context: Value,
+    session_tools: Vec<String>,
+    drift: DriftScore,
+    now_ms: i64,
+) -> CallFacts {
+    CallFacts {
+        tool: call.tool.clone(),
+        args,
+        agent_id: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        agent_external_id: agent.external_id.clone(),
+        agent_status: agent.status.as_str().into(),
+        agent_tags: agent.tags.clone(),
+        session_id: call.session_id.clone(),
+        user_id: call.user_id.clone(),
+        previous_tool: session_tools.last().cloned(),
+        session_tools,
+        context,
+        drift,
+        now_ms,
+    }
+}
+
 /// Decides a call, records it durably, and answers.
 pub async fn enforce(
     g: &Governance,
@@ -210,24 +238,23 @@ pub async fn enforce(
     let drift = g.drift.score(&tenant, &agent.id, &observation);
 
     let policies = g.engine.policies(&tenant).await?;
-    let input = ConditionInput::new(CallFacts {
-        tool: call.tool.clone(),
-        args: args.clone(),
-        agent_id: agent.id.clone(),
-        agent_name: agent.name.clone(),
-        agent_external_id: agent.external_id.clone(),
-        agent_status: agent.status.as_str().into(),
-        agent_tags: agent.tags.clone(),
-        session_id: call.session_id.clone(),
-        user_id: call.user_id.clone(),
-        previous_tool: previous_tool.clone(),
-        session_tools: session_tools.clone(),
-        context: context.clone(),
-        drift: drift.clone(),
-        now_ms: now,
-    });
+    // The facts move into the conditions' input and back out.
+    let input = ConditionInput::new(call_facts(
+        &agent,
+        &call,
+        args,
+        context,
+        session_tools,
+        drift,
+        now,
+    ));
     let outcome = decide(&policies, &agent, &call, &input);
-    drop(input);
+    let CallFacts {
+        args,
+        context,
+        drift,
+        ..
+    } = input.into_facts();
 
     // A redeemed hold turns a step-up into the approved call, once.
     let mut companion = None;
@@ -331,7 +358,7 @@ pub async fn enforce(
         "agent_status": agent.status.as_str(),
     });
     if !context.as_object().is_some_and(|m| m.is_empty()) {
-        detail["context"] = context.clone();
+        detail["context"] = context;
     }
     if let Some(d) = outcome.monitor_decision {
         detail["monitor_decision"] = json!(d.as_str());

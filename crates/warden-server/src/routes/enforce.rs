@@ -433,24 +433,18 @@ pub async fn test_policies(
             },
         )
     };
-    let input = ConditionInput::new(CallFacts {
-        tool: call.tool.clone(),
-        args: args.clone(),
-        agent_id: agent.id.clone(),
-        agent_name: agent.name.clone(),
-        agent_external_id: agent.external_id.clone(),
-        agent_status: agent.status.as_str().into(),
-        agent_tags: agent.tags.clone(),
-        session_id: call.session_id.clone(),
-        user_id: call.user_id.clone(),
-        previous_tool: session_tools.last().cloned(),
-        session_tools: session_tools.clone(),
-        context: call.context.clone().unwrap_or(Value::Null),
-        drift: drift.clone(),
-        now_ms: now_ms(),
-    });
+    let context = call.context.clone().unwrap_or(Value::Null);
+    let input = ConditionInput::new(service::call_facts(
+        &agent,
+        &call,
+        args,
+        context,
+        session_tools,
+        drift,
+        now_ms(),
+    ));
     let outcome = service::decide(&policies, &agent, &call, &input);
-    drop(input);
+    let CallFacts { args, drift, .. } = input.into_facts();
     let describe = |id: &str| -> Option<MatchedPolicy> {
         let facts = policies.facts.get(id)?;
         let record_pattern = proposed_record
@@ -458,7 +452,7 @@ pub async fn test_policies(
             .filter(|r| r.id == id)
             .map(|r| r.action_pattern.clone());
         let (priority, mode, pattern, has_condition, has_selector) =
-            policy_summary(g, &policies, id, record_pattern);
+            policy_summary(&policies, id, record_pattern);
         let mut why = format!("`{pattern}` matches `{}`", call.tool);
         if has_selector {
             why.push_str("; the agent selector includes the agent");
@@ -507,7 +501,6 @@ pub async fn test_policies(
 
 /// Priority, mode, pattern and whether a condition and selector exist.
 fn policy_summary(
-    _g: &Governance,
     policies: &TenantPolicies,
     id: &str,
     pattern: Option<String>,

@@ -560,3 +560,75 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// Writers posting as fast as they can while the server is killed: the
+/// ids of every acknowledged write, to look for after a restart.
+pub struct CrashLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writers: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl CrashLoad {
+    /// `writers` threads POST `body(writer, n)` to `path`; a reply with
+    /// `status` is acknowledged, and the string at `id_pointer` (a JSON
+    /// pointer) in its body is kept.
+    pub fn start(
+        base: &str,
+        key: &str,
+        writers: usize,
+        path: &'static str,
+        status: u16,
+        id_pointer: &'static str,
+        body: fn(usize, usize) -> Value,
+    ) -> CrashLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = (0..writers)
+            .map(|w| {
+                let (key, base, stop) = (key.to_string(), base.to_string(), stop.clone());
+                std::thread::spawn(move || {
+                    let http = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(5))
+                        .build()
+                        .unwrap();
+                    let mut acked = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n += 1;
+                        let sent = http
+                            .post(format!("{base}{path}"))
+                            .bearer_auth(&key)
+                            .json(&body(w, n))
+                            .send();
+                        match sent {
+                            Ok(r) if r.status().as_u16() == status => {
+                                let reply: Value = r.json().unwrap();
+                                acked.push(
+                                    reply
+                                        .pointer(id_pointer)
+                                        .unwrap()
+                                        .as_str()
+                                        .unwrap()
+                                        .to_string(),
+                                );
+                            }
+                            Ok(r) => panic!("unexpected status {}", r.status()),
+                            // The server died under the request.
+                            Err(_) => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        CrashLoad { stop, writers }
+    }
+
+    /// Stops the writers; the ids they had acknowledged.
+    pub fn acknowledged(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.writers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+}
