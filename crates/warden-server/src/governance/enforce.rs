@@ -238,23 +238,14 @@ pub async fn enforce(
     let drift = g.drift.score(&tenant, &agent.id, &observation);
 
     let policies = g.engine.policies(&tenant).await?;
-    // The facts move into the conditions' input and back out.
-    let input = ConditionInput::new(call_facts(
-        &agent,
-        &call,
-        args,
-        context,
-        session_tools,
-        drift,
-        now,
-    ));
-    let outcome = decide(&policies, &agent, &call, &input);
+    let facts = call_facts(&agent, &call, args, context, session_tools, drift, now);
+    let (outcome, facts) = decide_with(&policies, &agent, &call, facts);
     let CallFacts {
         args,
         context,
         drift,
         ..
-    } = input.into_facts();
+    } = facts;
 
     // A redeemed hold turns a step-up into the approved call, once.
     let mut companion = None;
@@ -474,6 +465,18 @@ pub struct Outcome {
     pub monitored: Vec<MonitoredOutcome>,
     pub monitor_decision: Option<Decision>,
     pub condition_errors: Vec<Value>,
+}
+
+/// Decides with the facts lent to the conditions, and gives them back.
+pub fn decide_with(
+    policies: &TenantPolicies,
+    agent: &Agent,
+    call: &CallRequest,
+    facts: CallFacts,
+) -> (Outcome, CallFacts) {
+    let input = ConditionInput::new(facts);
+    let outcome = decide(policies, agent, call, &input);
+    (outcome, input.into_facts())
 }
 
 pub fn decide(

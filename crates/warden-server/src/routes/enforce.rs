@@ -11,7 +11,7 @@ use warden_core::hold::{self, Hold, HoldStatus};
 use warden_core::time::now_ms;
 use warden_core::Error;
 use warden_policy::drift::{DriftScore, Observation};
-use warden_policy::{CallFacts, ConditionInput};
+use warden_policy::CallFacts;
 
 use super::policies::{CreatePolicy, DecisionName};
 use super::wire::opt_time;
@@ -434,17 +434,9 @@ pub async fn test_policies(
         )
     };
     let context = call.context.clone().unwrap_or(Value::Null);
-    let input = ConditionInput::new(service::call_facts(
-        &agent,
-        &call,
-        args,
-        context,
-        session_tools,
-        drift,
-        now_ms(),
-    ));
-    let outcome = service::decide(&policies, &agent, &call, &input);
-    let CallFacts { args, drift, .. } = input.into_facts();
+    let facts = service::call_facts(&agent, &call, args, context, session_tools, drift, now_ms());
+    let (outcome, CallFacts { args, drift, .. }) =
+        service::decide_with(&policies, &agent, &call, facts);
     let describe = |id: &str| -> Option<MatchedPolicy> {
         let facts = policies.facts.get(id)?;
         let record_pattern = proposed_record
