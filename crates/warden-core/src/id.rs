@@ -13,6 +13,7 @@ pub mod prefix {
     pub const POLICY: &str = "pol";
     pub const AUDIT: &str = "aud";
     pub const HOLD: &str = "hld";
+    pub const EVENT: &str = "evt";
 }
 
 /// An identifier that sorts by creation time: 48 bits of milliseconds then

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod audit;
 pub mod audit_chain;
 pub mod error;
+pub mod event;
 pub mod hold;
 pub mod id;
 pub mod org;

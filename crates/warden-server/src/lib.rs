@@ -13,5 +13,6 @@ pub mod routes;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod telemetry;
 
-pub use server::{Server, ServerConfig};
+pub use server::{Server, ServerConfig, SyslogConfig};

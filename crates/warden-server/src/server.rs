@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use axum::serve::ListenerExt;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use warden_core::secret::MasterKey;
+use warden_core::{Environment, Tenant};
 use warden_store::Store;
 
 use crate::auth::KeyRing;
@@ -16,6 +18,8 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, RedisBuckets};
 use crate::services::secrets;
 use crate::state::{AppState, Shared};
+use crate::telemetry::syslog::{SyslogListeners, SyslogRouting};
+use crate::telemetry::Telemetry;
 
 /// Settings of `warden serve` beyond the store.
 #[derive(Debug, Clone)]
@@ -23,11 +27,25 @@ pub struct ServerConfig {
     pub listen: String,
     pub redis_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Where this process keeps its search index.
+    pub index_dir: PathBuf,
+    pub syslog: SyslogConfig,
+}
+
+/// The syslog listeners: addresses, and the organization whose `live`
+/// environment receives messages that carry no ingest key.
+#[derive(Debug, Clone, Default)]
+pub struct SyslogConfig {
+    pub udp: Option<String>,
+    pub tcp: Option<String>,
+    pub org_id: Option<String>,
 }
 
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    syslog: SyslogConfig,
+    syslog_addrs: Option<SyslogListeners>,
 }
 
 impl Server {
@@ -51,6 +69,17 @@ impl Server {
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        if let Some(org_id) = &config.syslog.org_id {
+            if store
+                .get_organization(org_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("--syslog-org: no organization {org_id}"));
+            }
+        }
+        let telemetry = Arc::new(Telemetry::open(store.clone(), &config.index_dir)?);
         let state = AppState::new(Shared {
             keys: KeyRing::new(store.clone(), master.key_pepper(), tokens),
             store: store.clone(),
@@ -59,8 +88,37 @@ impl Server {
             trusted_proxies: config.trusted_proxies,
             master: master.clone(),
             governance: Arc::new(crate::governance::Governance::start(store.clone())),
+            telemetry,
         });
-        Ok(Server { state, listener })
+        Ok(Server {
+            state,
+            listener,
+            syslog: config.syslog,
+            syslog_addrs: None,
+        })
+    }
+
+    /// Binds the syslog listeners, if any were asked for.
+    pub async fn start_syslog(&mut self) -> Result<Option<&SyslogListeners>, String> {
+        if self.syslog.udp.is_none() && self.syslog.tcp.is_none() {
+            return Ok(None);
+        }
+        let routing = SyslogRouting {
+            default_tenant: self.syslog.org_id.clone().map(|org_id| Tenant {
+                org_id,
+                environment: Environment::Live,
+            }),
+            state: self.state.clone(),
+        };
+        let listeners = crate::telemetry::syslog::start(
+            self.state.telemetry.clone(),
+            routing,
+            self.syslog.udp.as_deref(),
+            self.syslog.tcp.as_deref(),
+        )
+        .await?;
+        self.syslog_addrs = Some(listeners);
+        Ok(self.syslog_addrs.as_ref())
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -76,6 +134,16 @@ impl Server {
         let state = self.state.clone();
         let background = tokio::spawn(background_work(state.clone()));
         let upkeep = tokio::spawn(governance_upkeep(state.clone()));
+        let telemetry = &state.telemetry;
+        let indexer = tokio::spawn(crate::telemetry::indexer::run(
+            telemetry.store.clone(),
+            telemetry.index.clone(),
+            telemetry.appended.clone(),
+        ));
+        let retention = tokio::spawn(crate::telemetry::retention::run(
+            telemetry.clone(),
+            Duration::from_secs(60),
+        ));
         let app = crate::routes::router(state.clone());
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -89,6 +157,8 @@ impl Server {
         .map_err(|e| format!("server error: {e}"));
         background.abort();
         upkeep.abort();
+        indexer.abort();
+        retention.abort();
         state.governance.drift.flush().await;
         state.keys.flush_usage().await;
         state.store.close().await;

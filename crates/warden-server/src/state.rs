@@ -10,6 +10,7 @@ use crate::auth::KeyRing;
 use crate::governance::Governance;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::telemetry::Telemetry;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -26,6 +27,8 @@ pub struct Shared {
     pub master: MasterKey,
     /// Policies, decisions, holds, the audit log and drift.
     pub governance: Arc<Governance>,
+    /// Event ingest, the event log's index, search and retention.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl AppState {

@@ -57,6 +57,27 @@ pub struct AuditAppend {
     pub tenant: Tenant,
     pub link: ChainedRecord,
     pub companion: Option<Companion>,
+    /// The record as a telemetry event, appended to the event log in the
+    /// same transaction (a decision is also an agent event).
+    pub event: Option<EventAppend>,
+}
+
+/// An event for the durable event log.
+#[derive(Debug, Clone)]
+pub struct EventAppend {
+    pub tenant: Tenant,
+    pub id: String,
+    pub received_at: Millis,
+    /// The event's JSON (`warden_core::event::Event`).
+    pub body: String,
+}
+
+/// An event read back from the log with its sequence number.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub tenant: Tenant,
+    pub body: String,
 }
 
 /// What a retried request with an `Idempotency-Key` finds.
@@ -171,6 +192,31 @@ pub trait Store: Send + Sync + 'static {
     /// Appends records to their tenants' chains with their companions, all
     /// or nothing; false when a precondition failed and nothing was written.
     async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<bool>;
+    /// Appends events in one transaction, numbered in commit order;
+    /// returns the last sequence number.
+    async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64>;
+    /// The last sequence number handed out.
+    async fn event_log_head(&self) -> StoreResult<i64>;
+    /// Events after `after`, in sequence order, at most `limit`.
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<LoggedEvent>>;
+    async fn count_events(&self, tenant: &Tenant) -> StoreResult<i64>;
+    /// Removes an organization's events received before `before`.
+    async fn expire_events(&self, org_id: &str, before: Millis) -> StoreResult<u64>;
+    /// A log consumer's position (the last sequence number it processed).
+    async fn consumer_cursor(&self, name: &str) -> StoreResult<Option<i64>>;
+    /// Moves a consumer's position; `None` forgets it.
+    async fn set_consumer_cursor(&self, name: &str, position: Option<i64>) -> StoreResult<()>;
+    async fn org_setting(&self, org_id: &str, name: &str) -> StoreResult<Option<String>>;
+    /// Every organization that has the setting, with its value.
+    async fn orgs_with_setting(&self, name: &str) -> StoreResult<Vec<(String, String)>>;
+    /// Sets an organization-wide setting; `None` removes it.
+    async fn set_org_setting(
+        &self,
+        org_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> StoreResult<()>;
+
     /// The last sequence number and hash of a tenant's chain.
     async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)>;
     async fn get_audit(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<ChainedRecord>>;

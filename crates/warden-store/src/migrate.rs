@@ -7,6 +7,7 @@ use crate::StoreResult;
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_governance.sql")),
+    (3, include_str!("../migrations/sqlite/0003_events.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
@@ -14,6 +15,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_governance.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_events.sql")),
 ];
 
 const CREATE: &str =

@@ -28,7 +28,8 @@ pub enum LogFormat {
 /// Where the state lives.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Directory for the embedded database and the master key file.
+    /// Directory for the embedded database, the master key file and the
+    /// search index (one per process: replicas each need their own).
     #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     pub data_dir: PathBuf,
     /// A postgres:// URL to use PostgreSQL instead of the embedded SQLite
@@ -68,6 +69,9 @@ pub enum Command {
     /// Manage API keys from the host's console.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Rebuild this data directory's search index from the event log
+    /// (stop `warden serve` first).
+    Reindex(ReindexArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +95,22 @@ pub struct ServeArgs {
     /// Name of the first organization, when the store is empty.
     #[arg(long, env = "WARDEN_ORG_NAME", default_value = "Default")]
     pub org_name: String,
+    /// Listen for syslog (RFC 5424 and 3164) on this UDP address.
+    #[arg(long, env = "WARDEN_SYSLOG_UDP")]
+    pub syslog_udp: Option<String>,
+    /// Listen for syslog on this TCP address (newline or octet-counting framing).
+    #[arg(long, env = "WARDEN_SYSLOG_TCP")]
+    pub syslog_tcp: Option<String>,
+    /// The organization (id) whose live environment receives syslog messages
+    /// that carry no `[warden@32473 token="…"]` ingest key.
+    #[arg(long, env = "WARDEN_SYSLOG_ORG")]
+    pub syslog_org: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]

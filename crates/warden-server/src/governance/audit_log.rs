@@ -15,8 +15,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{AuditRecord, ChainedRecord};
 use warden_core::audit_chain::link_hash;
+use warden_core::event::decision::decision_event;
 use warden_core::Tenant;
-use warden_store::{AuditAppend, Companion, Store, StoreError};
+use warden_store::{AuditAppend, Companion, EventAppend, Store, StoreError};
 
 /// Most records per transaction.
 const MAX_BATCH: usize = 1_024;
@@ -40,6 +41,8 @@ struct Pending {
     tenant: Tenant,
     record: AuditRecord,
     companion: Option<Companion>,
+    /// A decision's agent event, committed with its record.
+    event: Option<EventAppend>,
     reply: oneshot::Sender<Result<ChainedRecord, AppendError>>,
 }
 
@@ -66,6 +69,12 @@ impl AuditLog {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending {
+                event: decision_event(&record).map(|event| EventAppend {
+                    tenant: tenant.clone(),
+                    id: event.id.clone(),
+                    received_at: event.received_at,
+                    body: event.to_json(),
+                }),
                 tenant,
                 record,
                 companion,
@@ -273,6 +282,7 @@ async fn chain(
             tenant: p.tenant.clone(),
             link: chained,
             companion: p.companion.clone(),
+            event: p.event.clone(),
         });
     }
     heads.extend(next);
@@ -291,6 +301,7 @@ async fn commit_one(
             tenant: p.tenant.clone(),
             link: chained.clone(),
             companion: p.companion.clone(),
+            event: p.event.clone(),
         };
         match store.append_audit(std::slice::from_ref(&append)).await {
             Ok(true) => {

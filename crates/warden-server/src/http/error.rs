@@ -44,7 +44,24 @@ pub struct ErrorDetail {
     /// Where a body failed to parse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// Every item at fault, when a request carries many (a batch of events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ItemError>>,
     pub request_id: String,
+}
+
+/// One bad item of a request that carries many.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct ItemError {
+    /// The item's 0-based index in a JSON batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The item's 1-based line in a newline-delimited body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The field at fault within the item.
+    pub field: String,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,6 +77,7 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub position: Option<Position>,
+    pub errors: Option<Vec<ItemError>>,
     pub retry_after: Option<u64>,
 }
 
@@ -71,6 +89,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             position: None,
+            errors: None,
             retry_after: None,
         }
     }
@@ -121,6 +140,20 @@ impl ApiError {
             ErrorCode::PayloadTooLarge,
             format!("request body is larger than {limit} bytes"),
         )
+    }
+
+    /// A request whose items are refused as a whole, naming each bad one.
+    pub fn invalid_items(message: impl Into<String>, errors: Vec<ItemError>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message);
+        e.field = errors.first().map(|item| match (item.index, item.line) {
+            (Some(i), _) if item.field.is_empty() => format!("events[{i}]"),
+            (Some(i), _) => format!("events[{i}].{}", item.field),
+            (None, Some(line)) if item.field.is_empty() => format!("line {line}"),
+            (None, Some(line)) => format!("line {line}: {}", item.field),
+            _ => item.field.clone(),
+        });
+        e.errors = Some(errors);
+        e
     }
 
     pub fn unsupported_media_type(expected: &str) -> Self {
@@ -181,6 +214,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 field: self.field,
                 position: self.position,
+                errors: self.errors,
                 request_id: super::request_id::current(),
             },
         };

@@ -22,7 +22,7 @@ pub struct ApiJson<T>(pub T);
 /// A JSON body that may be absent (an empty body means `None`).
 pub struct OptionalJson<T>(pub Option<T>);
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -7,11 +7,13 @@ pub(crate) mod audit;
 mod auth;
 mod drift;
 pub(crate) mod enforce;
+pub(crate) mod events;
 mod health;
 mod holds;
 mod openapi;
 pub(crate) mod policies;
 mod policy_settings;
+mod siem;
 mod thoth;
 pub(crate) mod wire;
 
@@ -69,6 +71,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(drift::rebuild_drift_profile))
         .routes(routes!(thoth::thoth_enforce))
         .routes(routes!(thoth::thoth_hold))
+        .routes(routes!(thoth::thoth_events))
+        .routes(routes!(events::ingest_batch))
+        .routes(routes!(events::ingest_ndjson))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_retention, events::set_retention))
+        .routes(routes!(siem::search))
         .split_for_parts();
     let (public, public_document) = OpenApiRouter::<AppState>::new()
         .routes(routes!(auth::exchange_token))

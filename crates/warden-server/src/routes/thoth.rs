@@ -10,10 +10,20 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use warden_policy::Decision;
 
+use warden_core::event::flatten::check as check_fields;
+use warden_core::event::input::parse_time;
+use warden_core::event::limits::{MAX_BATCH_EVENTS, MAX_KEYWORD_CHARS};
+use warden_core::event::{Event, EventSource, Severity};
+use warden_core::id::{new_time_ordered_id, prefix};
+use warden_core::time::now_ms;
+
 use super::enforce::{poll_hold, WaitQuery};
+use super::events::{bind_to_agent, store_events, Accepted};
 use crate::auth::Principal;
 use crate::governance::enforce::{self as service, CallRequest};
+use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ItemError};
 use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
 use crate::state::AppState;
 
@@ -147,4 +157,187 @@ pub async fn thoth_hold(
         }),
         decided_by: h.decided_by,
     }))
+}
+
+/// Maps one of the SDK's `BehavioralEvent`s to an agent event.
+fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (String, String)> {
+    let Value::Object(mut object) = value else {
+        return Err((String::new(), "an event must be a JSON object".into()));
+    };
+    let text =
+        |object: &mut Map<String, Value>, name: &str| -> Result<Option<String>, (String, String)> {
+            match object.remove(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s))
+                    if s.chars().count() <= MAX_KEYWORD_CHARS || name == "content" =>
+                {
+                    Ok(Some(s))
+                }
+                Some(Value::String(_)) => Err((
+                    name.into(),
+                    format!("must be at most {MAX_KEYWORD_CHARS} characters"),
+                )),
+                Some(_) => Err((name.into(), "must be a string".into())),
+            }
+        };
+    let timestamp = match object.remove("occurred_at") {
+        None | Some(Value::Null) => received_at,
+        Some(v) => parse_time(&v).ok_or_else(|| {
+            (
+                "occurred_at".to_string(),
+                "must be an RFC 3339 time".to_string(),
+            )
+        })?,
+    };
+    let event_type = text(&mut object, "event_type")?.unwrap_or_default();
+    let tool = text(&mut object, "tool_name")?.unwrap_or_default();
+    let content = text(&mut object, "content")?.unwrap_or_default();
+    let agent_id = text(&mut object, "agent_id")?;
+    let session_id = text(&mut object, "session_id")?;
+    let host = text(&mut object, "hostname")?;
+    // The key's organization decides the tenant; the chain fields are the
+    // SDK's own and carry nothing to search.
+    for ignored in [
+        "tenant_id",
+        "ttl",
+        "ingested_at",
+        "chain_index",
+        "hash",
+        "previous_hash",
+        "signature",
+    ] {
+        object.remove(ignored);
+    }
+    if let Some(event_id) = object.remove("event_id") {
+        object.insert("thoth_event_id".into(), event_id);
+    }
+    object.insert("event_type".into(), Value::String(event_type.clone()));
+    if !tool.is_empty() {
+        object.insert("tool".into(), Value::String(tool.clone()));
+    }
+    check_fields(&object).map_err(|(path, message)| (format!("fields.{path}"), message))?;
+    let message = if content.is_empty() {
+        format!("{event_type} {tool}").trim().to_string()
+    } else {
+        content
+    };
+    Ok(Event {
+        id,
+        timestamp,
+        received_at,
+        source: EventSource::Agent,
+        host,
+        program: Some("thoth".into()),
+        severity: if event_type == "TOOL_CALL_BLOCK" {
+            Severity::Medium
+        } else {
+            Severity::Info
+        },
+        message,
+        agent_id,
+        session_id,
+        tags: if event_type.is_empty() {
+            Vec::new()
+        } else {
+            vec![event_type.to_ascii_lowercase()]
+        },
+        fields: object,
+    })
+}
+
+/// Ingest the SDK's telemetry (Thoth SDK format).
+///
+/// A JSON array of the SDK's behavioural events, stored as agent events.
+/// Needs `events.write`, or `enforce` (the scope an instrumented agent's
+/// key already has). An `agent_id` that is an agent's `external_id` is
+/// stored as that agent's Warden id.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "thoth",
+    request_body(content = Vec<Object>, description = "The SDK's events"),
+    responses((status = 202, description = "Every event is stored", body = crate::http::envelope::DataEnvelope<super::events::Accepted>)),
+    security(("bearer" = ["events.write"])))]
+pub async fn thoth_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<ApiData<Accepted>> {
+    if principal.require("events.write").is_err() {
+        principal.require("enforce")?;
+    }
+    let items = match body {
+        Value::Array(items) => items,
+        Value::Object(mut o) if o.get("events").is_some_and(Value::is_array) => {
+            match o.remove("events") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "events",
+                "the body is a JSON array of events",
+            ))
+        }
+    };
+    if items.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::invalid(
+            "events",
+            format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
+        ));
+    }
+    let received_at = now_ms();
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match thoth_event(item, new_time_ordered_id(prefix::EVENT), received_at) {
+            Ok(event) => events.push(event),
+            Err((field, message)) => errors.push(ItemError {
+                index: Some(index),
+                line: None,
+                field,
+                message,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_items(
+            format!(
+                "{} of the batch's events are invalid; nothing was stored",
+                errors.len()
+            ),
+            errors.into_iter().take(100).collect(),
+        ));
+    }
+    // The SDK names agents by their external id; store Warden's id.
+    let tenant = principal.tenant();
+    let mut known: std::collections::HashMap<String, Option<String>> = Default::default();
+    for event in &mut events {
+        let Some(reference) = event.agent_id.clone() else {
+            continue;
+        };
+        if !known.contains_key(&reference) {
+            let found = state
+                .store
+                .find_agent(&tenant, &reference)
+                .await?
+                .map(|a| a.id);
+            known.insert(reference.clone(), found);
+        }
+        if let Some(Some(id)) = known.get(&reference) {
+            event
+                .fields
+                .insert("external_agent_id".into(), Value::String(reference.clone()));
+            event.agent_id = Some(id.clone());
+        }
+    }
+    bind_to_agent(&principal, &mut events);
+    if events.is_empty() {
+        return Ok(ApiData(
+            axum::http::StatusCode::ACCEPTED,
+            Accepted {
+                accepted: 0,
+                ids: Vec::new(),
+            },
+        ));
+    }
+    store_events(&state, &principal, events).await
 }

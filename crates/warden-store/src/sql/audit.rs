@@ -12,7 +12,7 @@ use warden_core::Tenant;
 use super::builder::SqlBuilder;
 use super::{holds, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
-use crate::{AuditAppend, Companion, StoreError, StoreResult};
+use crate::{AuditAppend, Companion, EventAppend, StoreError, StoreResult};
 
 const COLUMNS: &str = "sequence, record, previous_hash, hash";
 
@@ -123,6 +123,10 @@ pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bo
         if let Some(companion) = &entry.companion {
             steps.extend(companion_steps(&entry.tenant, companion));
         }
+    }
+    let events: Vec<&EventAppend> = batch.iter().filter_map(|e| e.event.as_ref()).collect();
+    if !events.is_empty() {
+        steps.extend(super::events::append_steps(&events));
     }
     let done = db
         .transaction(steps)

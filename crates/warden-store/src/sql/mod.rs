@@ -7,6 +7,7 @@ mod agents;
 mod audit;
 mod builder;
 mod drift;
+mod events;
 mod holds;
 mod idempotency;
 mod keys;
@@ -28,13 +29,15 @@ use warden_core::hold::{Hold, HoldFilter};
 use warden_core::org::Organization;
 use warden_core::page::{Page, PageRequest};
 use warden_core::policy::{PolicyRecord, PolicyVersion};
-use warden_core::time::Millis;
+use warden_core::time::{now_ms, Millis};
 use warden_core::Tenant;
 
 use crate::db::{Db, Row};
 use crate::postgres::PostgresDb;
 use crate::sqlite::SqliteDb;
-use crate::{AuditAppend, IdempotencyState, Store, StoreError, StoreResult};
+use crate::{
+    AuditAppend, EventAppend, IdempotencyState, LoggedEvent, Store, StoreError, StoreResult,
+};
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +292,51 @@ impl Store for SqlStore {
 
     async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<bool> {
         audit::append(self.db.as_ref(), batch).await
+    }
+
+    async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64> {
+        events::append(self.db.as_ref(), events).await
+    }
+
+    async fn event_log_head(&self) -> StoreResult<i64> {
+        events::head(self.db.as_ref()).await
+    }
+
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<LoggedEvent>> {
+        events::after(self.db.as_ref(), after, limit).await
+    }
+
+    async fn count_events(&self, tenant: &Tenant) -> StoreResult<i64> {
+        events::count(self.db.as_ref(), tenant).await
+    }
+
+    async fn expire_events(&self, org_id: &str, before: Millis) -> StoreResult<u64> {
+        events::expire(self.db.as_ref(), org_id, before).await
+    }
+
+    async fn consumer_cursor(&self, name: &str) -> StoreResult<Option<i64>> {
+        events::cursor(self.db.as_ref(), name).await
+    }
+
+    async fn set_consumer_cursor(&self, name: &str, position: Option<i64>) -> StoreResult<()> {
+        events::set_cursor(self.db.as_ref(), name, position, now_ms()).await
+    }
+
+    async fn org_setting(&self, org_id: &str, name: &str) -> StoreResult<Option<String>> {
+        events::org_setting(self.db.as_ref(), org_id, name).await
+    }
+
+    async fn orgs_with_setting(&self, name: &str) -> StoreResult<Vec<(String, String)>> {
+        events::orgs_with_setting(self.db.as_ref(), name).await
+    }
+
+    async fn set_org_setting(
+        &self,
+        org_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> StoreResult<()> {
+        events::set_org_setting(self.db.as_ref(), org_id, name, value, now_ms()).await
     }
 
     async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)> {

@@ -3,6 +3,7 @@
 mod init;
 mod keys;
 mod org;
+mod reindex;
 mod serve;
 
 use tracing_subscriber::EnvFilter;
@@ -20,6 +21,7 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Keys(KeysCommand::List(args)) => keys::list(args).await,
         Command::Keys(KeysCommand::Create(args)) => keys::create(args).await,
         Command::Keys(KeysCommand::Revoke(args)) => keys::revoke(args).await,
+        Command::Reindex(args) => reindex::run(args).await,
     }
 }
 

@@ -4,7 +4,7 @@
 use warden_core::api_key::parse_cidr;
 use warden_core::org::Plan;
 use warden_server::services::{bootstrap, secrets};
-use warden_server::{Server, ServerConfig};
+use warden_server::{Server, ServerConfig, SyslogConfig};
 
 use crate::cli::ServeArgs;
 
@@ -30,12 +30,27 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
     };
+    warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
     let config = ServerConfig {
         listen: args.listen.clone(),
         redis_url: args.redis_url.clone(),
         trusted_proxies,
+        index_dir: args.store.data_dir.join("index"),
+        syslog: SyslogConfig {
+            udp: args.syslog_udp.clone(),
+            tcp: args.syslog_tcp.clone(),
+            org_id: args.syslog_org.clone(),
+        },
     };
-    let server = Server::build(store.clone(), &opened.master, config).await?;
+    let mut server = Server::build(store.clone(), &opened.master, config).await?;
+    if let Some(listeners) = server.start_syslog().await? {
+        if let Some(addr) = listeners.udp {
+            println!("Syslog (UDP) on {addr}");
+        }
+        if let Some(addr) = listeners.tcp {
+            println!("Syslog (TCP) on {addr}");
+        }
+    }
     let address = server
         .local_addr()
         .map(|a| a.to_string())

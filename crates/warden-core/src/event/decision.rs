@@ -1,0 +1,85 @@
+//! Every enforcement decision is also an agent event, so that what agents
+//! do is searchable beside everything else.
+
+use serde_json::{json, Map, Value};
+
+use super::{flatten, Event, EventSource, Severity};
+use crate::audit::{AuditKind, AuditRecord};
+use crate::id::{new_time_ordered_id, prefix};
+
+/// How loud a decision is in a security team's triage.
+fn severity(decision: &str, drift: f64) -> Severity {
+    let by_decision = match decision {
+        "deny" => Severity::Medium,
+        "step_up" | "modify" => Severity::Low,
+        _ => Severity::Info,
+    };
+    let by_drift = if drift >= 0.8 {
+        Severity::High
+    } else if drift >= 0.5 {
+        Severity::Medium
+    } else {
+        Severity::Info
+    };
+    by_decision.max(by_drift)
+}
+
+/// The agent event for a decision record; `None` for other records.
+pub fn decision_event(record: &AuditRecord) -> Option<Event> {
+    if record.kind != AuditKind::Decision {
+        return None;
+    }
+    let decision = record.decision.clone().unwrap_or_default();
+    let tool = record.tool.clone().unwrap_or_default();
+    let agent = record.agent_id.clone().unwrap_or_default();
+    let drift = record.drift.as_ref().map(|d| d.score).unwrap_or(0.0);
+    let mut fields = Map::new();
+    fields.insert("tool".into(), json!(tool));
+    fields.insert("decision".into(), json!(decision));
+    fields.insert("audit_id".into(), json!(record.id));
+    fields.insert("drift_score".into(), json!(drift));
+    fields.insert(
+        "matched_policy_ids".into(),
+        json!(record.matched_policy_ids),
+    );
+    for (name, value) in [
+        ("reason", &record.reason),
+        ("user_id", &record.user_id),
+        ("hold_id", &record.hold_id),
+    ] {
+        if let Some(value) = value {
+            fields.insert(name.into(), json!(value));
+        }
+    }
+    if let Some(latency) = record.latency_us {
+        fields.insert("latency_us".into(), json!(latency));
+    }
+    // The arguments as stored in the audit log (redacted), when they fit
+    // the limits every event keeps.
+    if let Some(args @ Value::Object(_)) = &record.arguments {
+        let mut candidate = Map::new();
+        candidate.insert("args".into(), args.clone());
+        if flatten::check(&candidate).is_ok() {
+            fields.extend(candidate);
+        }
+    }
+    let reason = record
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    Some(Event {
+        id: new_time_ordered_id(prefix::EVENT),
+        timestamp: record.at,
+        received_at: record.at,
+        source: EventSource::Agent,
+        host: None,
+        program: Some("warden".into()),
+        severity: severity(&decision, drift),
+        message: format!("agent {agent} called {tool}: {decision}{reason}"),
+        agent_id: record.agent_id.clone(),
+        session_id: record.session_id.clone(),
+        tags: vec!["decision".into(), decision],
+        fields,
+    })
+}

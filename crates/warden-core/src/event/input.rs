@@ -1,0 +1,271 @@
+//! JSON inputs mapped to [`Event`]: events posted to the API, and JSON log
+//! lines (NDJSON) with the field names logging libraries use.
+
+use chrono::DateTime;
+use serde_json::{Map, Value};
+
+use super::limits::{MAX_KEYWORD_CHARS, MAX_TAGS};
+use super::{flatten, Event, EventSource, Severity};
+use crate::time::{parse_rfc3339, Millis};
+
+/// What is wrong with one input and where, relative to the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How strictly an input's well-known names are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `POST /api/v1/events/batch`: the event model's own names; a known
+    /// name with a value of the wrong kind is an error.
+    Api,
+    /// A JSON log line: common logging names (`@timestamp`, `level`, `msg`,
+    /// …) are mapped; a level Warden does not know stays in `fields`.
+    JsonLog,
+}
+
+/// Maps one JSON object to an event with the id and arrival time Warden
+/// gives it.
+pub fn parse_event(
+    value: Value,
+    dialect: Dialect,
+    id: String,
+    received_at: Millis,
+) -> Result<Event, FieldError> {
+    let Value::Object(object) = value else {
+        return Err(FieldError::new("", "an event must be a JSON object"));
+    };
+    let mut event = Event {
+        id,
+        timestamp: received_at,
+        received_at,
+        source: match dialect {
+            Dialect::Api => EventSource::Api,
+            Dialect::JsonLog => EventSource::Json,
+        },
+        host: None,
+        program: None,
+        severity: Severity::Info,
+        message: String::new(),
+        agent_id: None,
+        session_id: None,
+        tags: Vec::new(),
+        fields: Map::new(),
+    };
+    let mut extra = Map::new();
+    for (key, value) in object {
+        if value.is_null() {
+            continue;
+        }
+        match (dialect, key.as_str()) {
+            (Dialect::Api, "id" | "received_at") => {
+                return Err(FieldError::new(key, "is assigned by Warden"));
+            }
+            (_, "timestamp" | "@timestamp" | "time") | (Dialect::JsonLog, "ts") => {
+                event.timestamp = parse_time(&value).ok_or_else(|| {
+                    FieldError::new(
+                        &key,
+                        "must be an RFC 3339 time or a number of seconds or milliseconds since 1970",
+                    )
+                })?;
+            }
+            (Dialect::Api, "source") => {
+                event.source = value.as_str().and_then(EventSource::parse).ok_or_else(|| {
+                    FieldError::new(&key, "must be one of agent, syslog, json, api")
+                })?;
+            }
+            (_, "severity" | "level") | (Dialect::JsonLog, "log.level") => {
+                match value.as_str().and_then(Severity::parse_loose) {
+                    Some(severity) => event.severity = severity,
+                    None if dialect == Dialect::JsonLog => {
+                        extra.insert(key, value);
+                    }
+                    None => {
+                        return Err(FieldError::new(
+                            &key,
+                            "must be one of critical, high, medium, low, info",
+                        ))
+                    }
+                }
+            }
+            (_, "message" | "msg") => match value {
+                Value::String(text) => event.message = text,
+                other if dialect == Dialect::JsonLog => event.message = other.to_string(),
+                _ => return Err(FieldError::new(&key, "must be a string")),
+            },
+            (_, "host") | (Dialect::JsonLog, "hostname") => {
+                event.host = Some(keyword(&key, value)?);
+            }
+            (_, "program") | (Dialect::JsonLog, "app" | "service") => {
+                event.program = Some(keyword(&key, value)?);
+            }
+            (_, "agent_id") => event.agent_id = Some(keyword(&key, value)?),
+            (_, "session_id") => event.session_id = Some(keyword(&key, value)?),
+            (_, "tags") => event.tags = tags(value)?,
+            (Dialect::Api, "fields") => match value {
+                Value::Object(map) => extra.extend(map),
+                _ => return Err(FieldError::new("fields", "must be a JSON object")),
+            },
+            _ => {
+                extra.insert(key, value);
+            }
+        }
+    }
+    flatten::check(&extra)
+        .map_err(|(path, message)| FieldError::new(format!("fields.{path}"), message))?;
+    event.fields = extra;
+    Ok(event)
+}
+
+fn keyword(field: &str, value: Value) -> Result<String, FieldError> {
+    let text = match value {
+        Value::String(text) => text,
+        Value::Number(n) => n.to_string(),
+        _ => return Err(FieldError::new(field, "must be a string")),
+    };
+    check_keyword(field, &text)?;
+    Ok(text)
+}
+
+fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
+    if text.chars().count() > MAX_KEYWORD_CHARS {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_KEYWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn tags(value: Value) -> Result<Vec<String>, FieldError> {
+    let items = match value {
+        Value::String(one) => vec![Value::String(one)],
+        Value::Array(items) => items,
+        _ => return Err(FieldError::new("tags", "must be an array of strings")),
+    };
+    if items.len() > MAX_TAGS {
+        return Err(FieldError::new(
+            "tags",
+            format!("holds at most {MAX_TAGS} tags"),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(tag) => {
+                check_keyword(&format!("tags.{i}"), &tag)?;
+                Ok(tag)
+            }
+            _ => Err(FieldError::new(format!("tags.{i}"), "must be a string")),
+        })
+        .collect()
+}
+
+/// RFC 3339, or a number since 1970 read by its magnitude: seconds,
+/// milliseconds, microseconds or nanoseconds.
+pub fn parse_time(value: &Value) -> Option<Millis> {
+    let ms = match value {
+        Value::String(text) => parse_rfc3339(text)?,
+        Value::Number(n) => {
+            let x = n.as_f64()?;
+            if !x.is_finite() || x < 0.0 {
+                return None;
+            }
+            (if x < 1e11 {
+                x * 1e3
+            } else if x < 1e14 {
+                x
+            } else if x < 1e17 {
+                x / 1e3
+            } else {
+                x / 1e6
+            }) as i64
+        }
+        _ => return None,
+    };
+    // Years 1970 to 9999: what RFC 3339 can show.
+    (0..=253_402_300_799_999)
+        .contains(&ms)
+        .then_some(ms)
+        .filter(|ms| DateTime::from_timestamp_millis(*ms).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn api(value: Value) -> Result<Event, FieldError> {
+        parse_event(value, Dialect::Api, "evt_1".into(), 1_000)
+    }
+
+    #[test]
+    fn an_api_event_maps_its_names_and_keeps_the_rest_as_fields() {
+        let e = api(json!({
+            "timestamp": "2026-11-01T10:00:00Z", "host": "web-1", "severity": "high",
+            "message": "Failed password for root", "tags": ["ssh"], "user": "root",
+            "fields": {"geo": {"country": "FR"}}
+        }))
+        .unwrap();
+        assert_eq!(e.timestamp, parse_rfc3339("2026-11-01T10:00:00Z").unwrap());
+        assert_eq!(e.source, EventSource::Api);
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.fields["user"], json!("root"));
+        assert_eq!(e.fields["geo"]["country"], json!("FR"));
+        assert_eq!(e.received_at, 1_000);
+    }
+
+    #[test]
+    fn api_events_are_strict_about_known_names() {
+        assert_eq!(
+            api(json!({"severity": "loud"})).unwrap_err().field,
+            "severity"
+        );
+        assert_eq!(
+            api(json!({"timestamp": "soon"})).unwrap_err().field,
+            "timestamp"
+        );
+        assert_eq!(api(json!({"tags": [1]})).unwrap_err().field, "tags.0");
+        assert_eq!(api(json!({"id": "x"})).unwrap_err().field, "id");
+        assert_eq!(api(json!({"source": "kafka"})).unwrap_err().field, "source");
+        assert_eq!(api(json!("text")).unwrap_err().field, "");
+    }
+
+    #[test]
+    fn log_lines_map_common_names_leniently() {
+        let e = parse_event(
+            json!({"@timestamp": 1_762_000_000, "level": "WARN", "msg": "disk", "hostname": "db", "source": "10.0.0.1"}),
+            Dialect::JsonLog,
+            "evt_2".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, 1_762_000_000_000);
+        assert_eq!(e.severity, Severity::Medium);
+        assert_eq!(e.host.as_deref(), Some("db"));
+        assert_eq!(e.source, EventSource::Json);
+        assert_eq!(e.fields["source"], json!("10.0.0.1"));
+        let e = parse_event(json!({"level": 30}), Dialect::JsonLog, "e".into(), 5).unwrap();
+        assert_eq!(e.fields["level"], json!(30));
+    }
+
+    #[test]
+    fn epoch_numbers_are_read_by_magnitude() {
+        let s = parse_time(&json!(1_700_000_000)).unwrap();
+        assert_eq!(parse_time(&json!(1_700_000_000_000i64)), Some(s));
+        assert_eq!(parse_time(&json!(1_700_000_000_000_000i64)), Some(s));
+        assert_eq!(parse_time(&json!(-5)), None);
+    }
+}

@@ -1,0 +1,672 @@
+//! Syslog (RFC 5424 and RFC 3164) mapped to [`Event`].
+//!
+//! One datagram or one TCP frame (see [`super::framing`]) is one message.
+//! The format is detected per message: RFC 5424 first, then RFC 3164, both
+//! read by `syslog_loose`; Warden reads the `<PRI>` itself so that a bad one
+//! is an error rather than text, and a line without one is a bare message
+//! (RFC 3164 §4.3.3: priority 13, user.notice, the whole line as text).
+//!
+//! The structured-data element `[warden@32473 token="…"]` carries the ingest
+//! API key that routes the message to its organization. It is returned
+//! beside the event and never kept in it.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use serde_json::{Map, Value};
+use syslog_loose::{IncompleteDate, Message, Variant};
+
+use super::limits::MAX_KEYWORD_CHARS;
+use super::{flatten, Event, EventSource, Severity};
+use crate::time::Millis;
+
+/// Bytes of one syslog message, as received.
+pub const MAX_SYSLOG_BYTES: usize = 64 * 1024;
+
+/// The structured-data element that carries an ingest API key:
+/// `[warden@32473 token="wdn_…"]`.
+pub const WARDEN_SD_ID: &str = "warden@32473";
+const TOKEN_PARAM: &str = "token";
+
+/// The priority of a message sent without `<PRI>`: user.notice.
+const BARE_PRIORITY: u8 = 13;
+const MAX_PRIORITY: u16 = 191;
+const DAY_MS: i64 = 86_400_000;
+/// 9999-12-31T23:59:59.999Z, the last time RFC 3339 can show.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Syslog's severity keywords, by level.
+const LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// Syslog's facility keywords, by number (rsyslog's names).
+const FACILITIES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+/// Why one syslog message was refused; never carries the message's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyslogError {
+    #[error("the syslog message is empty")]
+    Empty,
+    #[error("the syslog message is not valid UTF-8 (at byte {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("the syslog message is {len} bytes, more than the limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("the syslog message contains a NUL byte (at byte {offset})")]
+    NulByte { offset: usize },
+    #[error("the syslog priority must be `<` and 1 to 3 digits then `>`, such as `<13>`")]
+    MalformedPriority,
+    #[error("the syslog priority {value} is out of range (0 to 191)")]
+    PriorityOutOfRange { value: u16 },
+    #[error(
+        "the `warden@32473` element is malformed; send it as structured data: \
+         [warden@32473 token=\"…\"]"
+    )]
+    MalformedToken,
+    #[error("the syslog message carries more than one `warden@32473` token")]
+    ConflictingTokens,
+    #[error("{path}: {message}")]
+    Fields { path: String, message: String },
+}
+
+/// One parsed message: the event, and the ingest API key it carried in
+/// `[warden@32473 token="…"]`, if any. `Debug` does not show the token.
+#[derive(Clone, PartialEq)]
+pub struct SyslogMessage {
+    pub event: Event,
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for SyslogMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyslogMessage")
+            .field("event", &self.event)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Maps one syslog message (a datagram or a TCP frame) to an event with the
+/// id and arrival time Warden gives it.
+pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMessage, SyslogError> {
+    if bytes.len() > MAX_SYSLOG_BYTES {
+        return Err(SyslogError::TooLong {
+            len: bytes.len(),
+            max: MAX_SYSLOG_BYTES,
+        });
+    }
+    let raw = std::str::from_utf8(bytes).map_err(|e| SyslogError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    // Senders end frames with `\n`, `\r\n` or NUL; some start with a BOM.
+    let trimmed = raw.trim_end_matches(|c: char| c.is_whitespace() || c == '\0');
+    let text = trimmed.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    if text.is_empty() {
+        return Err(SyslogError::Empty);
+    }
+    if let Some(at) = text.find('\0') {
+        return Err(SyslogError::NulByte {
+            offset: trimmed.len() - text.len() + at,
+        });
+    }
+
+    let (priority, rest) = match text.strip_prefix('<') {
+        Some(after) => {
+            let (priority, rest) = split_priority(after)?;
+            (priority, Some(rest))
+        }
+        None => (BARE_PRIORITY, None),
+    };
+    let level = priority & 7;
+    let facility = priority >> 3;
+
+    let mut event = Event {
+        id,
+        timestamp: received_at,
+        received_at,
+        source: EventSource::Syslog,
+        host: None,
+        program: None,
+        severity: Severity::from_syslog_level(level),
+        message: String::new(),
+        agent_id: None,
+        session_id: None,
+        tags: Vec::new(),
+        fields: Map::new(),
+    };
+    let mut syslog = Map::new();
+    syslog.insert("severity".into(), LEVELS[usize::from(level)].into());
+    syslog.insert("facility".into(), FACILITIES[usize::from(facility)].into());
+    let mut token = None;
+
+    match rest {
+        None => event.message = clean_message(text),
+        Some(rest) if rest.trim().is_empty() => return Err(SyslogError::Empty),
+        Some(rest) => match syslog_loose::parse_message_with_year_exact_tz(
+            rest,
+            year_resolver(received_at),
+            Some(Utc),
+            Variant::Either,
+        ) {
+            Ok(message) => {
+                token = map_message(message, &mut event, &mut syslog)?;
+            }
+            // Text after a valid `<PRI>` but no header `syslog_loose` knows.
+            Err(_) => event.message = clean_message(rest.trim_start()),
+        },
+    }
+
+    event.fields.insert("syslog".into(), Value::Object(syslog));
+    flatten::check(&event.fields).map_err(|(path, message)| SyslogError::Fields {
+        path: format!("fields.{path}"),
+        message,
+    })?;
+    // The element was recognized and removed above; if its id is still
+    // anywhere in the event, it was malformed and may hold the key's secret.
+    if mentions_warden_id(text) && mentions_warden_id(&event.to_json()) {
+        return Err(SyslogError::MalformedToken);
+    }
+    Ok(SyslogMessage { event, token })
+}
+
+/// Whether `text` holds the token element's id, in any case.
+fn mentions_warden_id(text: &str) -> bool {
+    let (name, number) = WARDEN_SD_ID.split_at(WARDEN_SD_ID.len() - "@32473".len());
+    text.match_indices(number).any(|(at, _)| {
+        at >= name.len()
+            && text
+                .get(at - name.len()..at)
+                .is_some_and(|before| before.eq_ignore_ascii_case(name))
+    })
+}
+
+/// Reads `13>…` (after the `<`): the priority and the text after `>`.
+fn split_priority(after: &str) -> Result<(u8, &str), SyslogError> {
+    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+    if !(1..=3).contains(&digits) || after.as_bytes().get(digits) != Some(&b'>') {
+        return Err(SyslogError::MalformedPriority);
+    }
+    let value: u16 = after[..digits]
+        .parse()
+        .map_err(|_| SyslogError::MalformedPriority)?;
+    if value > MAX_PRIORITY {
+        return Err(SyslogError::PriorityOutOfRange { value });
+    }
+    Ok((value as u8, &after[digits + 1..]))
+}
+
+/// RFC 3164 times have no year: the year Warden received the message in,
+/// or the one before when that would put the message more than a day in
+/// the future (December's messages read in January). They are read as UTC.
+fn year_resolver(received_at: Millis) -> impl Fn(IncompleteDate) -> i32 + Copy {
+    move |(month, day, hour, minute, second)| {
+        let year = DateTime::from_timestamp_millis(received_at)
+            .unwrap_or_default()
+            .year();
+        match Utc
+            .with_ymd_and_hms(year, month, day, hour, minute, second)
+            .single()
+        {
+            Some(time) if time.timestamp_millis() > received_at.saturating_add(DAY_MS) => year - 1,
+            _ => year,
+        }
+    }
+}
+
+/// Copies a parsed message's header, structured data and text into the
+/// event; returns the ingest token it carried.
+fn map_message(
+    message: Message<&str>,
+    event: &mut Event,
+    syslog: &mut Map<String, Value>,
+) -> Result<Option<String>, SyslogError> {
+    if let Some(ms) = message
+        .timestamp
+        .map(|t| t.timestamp_millis())
+        .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
+    {
+        event.timestamp = ms;
+    }
+    event.host = present(message.hostname).map(keyword);
+    event.program = present(message.appname).map(keyword);
+    if let Some(procid) = message.procid {
+        let pid = procid.to_string();
+        if pid != "-" {
+            event.fields.insert("pid".into(), pid.into());
+        }
+    }
+    if let Some(msgid) = present(message.msgid) {
+        syslog.insert("msgid".into(), msgid.into());
+    }
+
+    let mut token: Option<String> = None;
+    let mut sd = Map::new();
+    for element in &message.structured_data {
+        if element.id.eq_ignore_ascii_case(WARDEN_SD_ID) {
+            // The whole element stays out of the event, whatever it holds.
+            for (name, value) in element.params() {
+                if *name != TOKEN_PARAM {
+                    continue;
+                }
+                match &token {
+                    Some(seen) if *seen != value => return Err(SyslogError::ConflictingTokens),
+                    _ => token = Some(value),
+                }
+            }
+            continue;
+        }
+        let Value::Object(params) = sd
+            .entry(element.id.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))
+        else {
+            unreachable!("structured-data elements are objects");
+        };
+        for (name, value) in element.params() {
+            add_param(params, name, value);
+        }
+    }
+    if !sd.is_empty() {
+        event.fields.insert("sd".into(), Value::Object(sd));
+    }
+    event.message = clean_message(message.msg);
+    Ok(token)
+}
+
+/// A repeated parameter becomes an array of its values, in order.
+fn add_param(params: &mut Map<String, Value>, name: &str, value: String) {
+    match params.get_mut(name) {
+        None => {
+            params.insert(name.to_string(), Value::String(value));
+        }
+        Some(Value::Array(values)) => values.push(Value::String(value)),
+        Some(first) => {
+            let first = first.take();
+            params.insert(
+                name.to_string(),
+                Value::Array(vec![first, Value::String(value)]),
+            );
+        }
+    }
+}
+
+/// A header field, `None` for the nil value `-`.
+fn present(field: Option<&str>) -> Option<&str> {
+    field.filter(|f| !f.is_empty() && *f != "-")
+}
+
+/// Host and program names are cut to the keyword limit rather than refused.
+fn keyword(text: &str) -> String {
+    match text.char_indices().nth(MAX_KEYWORD_CHARS) {
+        Some((end, _)) => text[..end].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// The MSG part without RFC 5424's BOM and without line ends.
+fn clean_message(msg: &str) -> String {
+    msg.strip_prefix('\u{FEFF}')
+        .unwrap_or(msg)
+        .trim_end_matches(['\r', '\n', '\0'])
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_rfc3339;
+    use serde_json::json;
+
+    /// 2026-11-24T12:00:00Z.
+    fn now() -> Millis {
+        parse_rfc3339("2026-11-24T12:00:00Z").unwrap()
+    }
+
+    fn ok(line: &str) -> SyslogMessage {
+        parse(line.as_bytes(), "evt_1".into(), now()).unwrap()
+    }
+
+    fn err(bytes: &[u8]) -> SyslogError {
+        parse(bytes, "evt_1".into(), now()).unwrap_err()
+    }
+
+    fn time(text: &str) -> Millis {
+        parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn logger_rfc5424_maps_header_and_structured_data() {
+        let m = ok(
+            r#"<13>1 2026-11-24T10:00:00.123456+00:00 host1 myapp 1234 - [timeQuality tzKnown="1" isSynced="0"] hello world"#,
+        );
+        let e = &m.event;
+        assert_eq!(m.token, None);
+        assert_eq!(e.id, "evt_1");
+        assert_eq!(e.source, EventSource::Syslog);
+        assert_eq!(e.timestamp, time("2026-11-24T10:00:00.123Z"));
+        assert_eq!(e.received_at, now());
+        assert_eq!(e.host.as_deref(), Some("host1"));
+        assert_eq!(e.program.as_deref(), Some("myapp"));
+        assert_eq!(e.severity, Severity::Low);
+        assert_eq!(e.message, "hello world");
+        assert_eq!(
+            Value::Object(e.fields.clone()),
+            json!({
+                "pid": "1234",
+                "syslog": {"severity": "notice", "facility": "user"},
+                "sd": {"timeQuality": {"tzKnown": "1", "isSynced": "0"}}
+            })
+        );
+    }
+
+    #[test]
+    fn the_warden_token_is_returned_and_kept_out_of_the_event() {
+        let m = ok(
+            r#"<13>1 2026-11-24T10:00:00.123456+00:00 host1 myapp 1234 - [timeQuality tzKnown="1" isSynced="0"][warden@32473 token="wdn_abc"] hello world"#,
+        );
+        assert_eq!(m.token.as_deref(), Some("wdn_abc"));
+        assert_eq!(m.event.message, "hello world");
+        assert_eq!(
+            m.event.fields["sd"],
+            json!({"timeQuality": {"tzKnown": "1", "isSynced": "0"}})
+        );
+        let stored = m.event.to_json();
+        assert!(!stored.contains("wdn_abc") && !stored.contains("warden@"));
+        assert!(!format!("{m:?}").contains("wdn_abc"));
+
+        // Alone, first, with other parameters, or repeated with one value.
+        let m = ok(
+            r#"<14>1 2026-11-24T10:00:00Z h app - - [warden@32473 token="wdn_x" note="n"][a b="c"] hi"#,
+        );
+        assert_eq!(m.token.as_deref(), Some("wdn_x"));
+        assert_eq!(m.event.fields["sd"], json!({"a": {"b": "c"}}));
+        assert!(!m.event.to_json().contains("note"));
+        let m = ok(r#"<14>1 - h app - - [warden@32473 token="wdn_x" token="wdn_x"] hi"#);
+        assert_eq!(m.token.as_deref(), Some("wdn_x"));
+        assert!(!m.event.fields.contains_key("sd"));
+        // Escapes in the value are undone.
+        let m = ok(r#"<14>1 - h app - - [warden@32473 token="wdn_a\"b\]c"] hi"#);
+        assert_eq!(m.token.as_deref(), Some(r#"wdn_a"b]c"#));
+    }
+
+    #[test]
+    fn a_malformed_or_ambiguous_token_element_is_refused() {
+        assert_eq!(
+            err(br#"<14>1 - h app - - [warden@32473 token="a"][warden@32473 token="b"] hi"#),
+            SyslogError::ConflictingTokens
+        );
+        // Not recognized as structured data: it would land in the text.
+        for line in [
+            r#"<13>Nov 24 10:00:00 host1 root: hi [warden@32473 token=wdn_abc]"#,
+            r#"<13>1 2026-11-24T10:00:00Z host1 app - - [a b="c"] [warden@32473 token="wdn_abc"] hi"#,
+            r#"<13>1 yesterday host1 app - - [warden@32473 token="wdn_abc"] hi"#,
+            r#"<13>Nov 24 10:00:00 [warden@32473 token="wdn_abc"] hi"#,
+            r#"[warden@32473 token="wdn_abc"] hi"#,
+        ] {
+            assert_eq!(err(line.as_bytes()), SyslogError::MalformedToken, "{line}");
+        }
+        // The id in another case is still the token element.
+        let m = ok(r#"<14>1 - h app - - [Warden@32473 token="wdn_x"] hi"#);
+        assert_eq!(m.token.as_deref(), Some("wdn_x"));
+        assert!(!m.event.fields.contains_key("sd"));
+        assert_eq!(
+            err(br#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"]"#),
+            SyslogError::MalformedToken
+        );
+        // A broken element that syslog_loose drops is dropped with it.
+        let m = ok(r#"<13>1 - host1 app - - [warden@32473 token=wdn_abc] hi"#);
+        assert_eq!(m.token, None);
+        assert!(!m.event.to_json().contains("wdn_abc"));
+    }
+
+    #[test]
+    fn logger_rfc3164_with_a_pid() {
+        let m = ok("<38>Nov 24 10:00:00 host1 sshd[4242]: Failed password for root from 10.0.0.5 port 22 ssh2");
+        let e = &m.event;
+        assert_eq!(e.timestamp, time("2026-11-24T10:00:00Z"));
+        assert_eq!(e.host.as_deref(), Some("host1"));
+        assert_eq!(e.program.as_deref(), Some("sshd"));
+        assert_eq!(e.severity, Severity::Info);
+        assert_eq!(
+            e.message,
+            "Failed password for root from 10.0.0.5 port 22 ssh2"
+        );
+        assert_eq!(
+            Value::Object(e.fields.clone()),
+            json!({"pid": "4242", "syslog": {"severity": "info", "facility": "auth"}})
+        );
+    }
+
+    #[test]
+    fn logger_rfc3164_without_a_pid() {
+        let m = ok("<13>Nov 24 10:00:00 host1 root: hello\n");
+        let e = &m.event;
+        assert_eq!(e.host.as_deref(), Some("host1"));
+        assert_eq!(e.program.as_deref(), Some("root"));
+        assert_eq!(e.message, "hello");
+        assert_eq!(e.severity, Severity::Low);
+        assert!(!e.fields.contains_key("pid"));
+        assert_eq!(e.fields["syslog"]["facility"], json!("user"));
+    }
+
+    #[test]
+    fn auth_err_is_high() {
+        let m = ok("<35>Nov 24 10:00:00 host1 su: FAILED SU (to root) alice on pts/0");
+        assert_eq!(m.event.severity, Severity::High);
+        assert_eq!(
+            m.event.fields["syslog"],
+            json!({"severity": "err", "facility": "auth"})
+        );
+    }
+
+    #[test]
+    fn every_priority_maps_to_keywords() {
+        let cases = [
+            (0, "kern", "emerg", Severity::Critical),
+            (10, "user", "crit", Severity::Critical),
+            (84, "authpriv", "warning", Severity::Medium),
+            (105, "security", "alert", Severity::Critical),
+            (112, "console", "emerg", Severity::Critical),
+            (127, "solaris-cron", "debug", Severity::Info),
+            (134, "local0", "info", Severity::Info),
+            (191, "local7", "debug", Severity::Info),
+        ];
+        for (pri, facility, level, severity) in cases {
+            let m = ok(&format!("<{pri}>Nov 24 10:00:00 host1 app: x"));
+            assert_eq!(m.event.severity, severity, "{pri}");
+            assert_eq!(
+                m.event.fields["syslog"],
+                json!({"severity": level, "facility": facility}),
+                "{pri}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc5424_nil_values_and_msgid() {
+        let m =
+            ok("<165>1 2003-10-11T22:14:15.003Z - - - ID47 - \u{FEFF}An application event\r\n\0");
+        let e = &m.event;
+        assert_eq!(e.timestamp, time("2003-10-11T22:14:15.003Z"));
+        assert_eq!(e.host, None);
+        assert_eq!(e.program, None);
+        assert_eq!(e.message, "An application event");
+        assert_eq!(
+            Value::Object(e.fields.clone()),
+            json!({"syslog": {"severity": "notice", "facility": "local4", "msgid": "ID47"}})
+        );
+        // A nil timestamp is the arrival time; an offset is honored.
+        let m = ok("<165>1 - host app - - - x");
+        assert_eq!(m.event.timestamp, now());
+        let m = ok("<165>1 2026-11-24T10:00:00+02:00 host app - - - x");
+        assert_eq!(m.event.timestamp, time("2026-11-24T08:00:00Z"));
+    }
+
+    #[test]
+    fn repeated_parameters_become_arrays() {
+        let m = ok(
+            r#"<14>1 - h app - - [origin ip="10.0.0.1" ip="10.0.0.2" ip="10.0.0.3" software="x"][meta] hi"#,
+        );
+        assert_eq!(
+            m.event.fields["sd"],
+            json!({
+                "origin": {"ip": ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "software": "x"},
+                "meta": {}
+            })
+        );
+    }
+
+    #[test]
+    fn rfc3164_years_come_from_the_arrival_time() {
+        let at = |line: &str, received: &str| {
+            parse(line.as_bytes(), "e".into(), time(received))
+                .unwrap()
+                .event
+                .timestamp
+        };
+        // December read in January is last year's.
+        assert_eq!(
+            at("<13>Dec 31 23:59:00 h app: x", "2027-01-01T00:10:00Z"),
+            time("2026-12-31T23:59:00Z")
+        );
+        // A clock a few hours ahead stays this year.
+        assert_eq!(
+            at("<13>Nov 24 20:00:00 h app: x", "2026-11-24T12:00:00Z"),
+            time("2026-11-24T20:00:00Z")
+        );
+        // More than a day ahead is last year's.
+        assert_eq!(
+            at("<13>Nov 26 10:00:00 h app: x", "2026-11-24T12:00:00Z"),
+            time("2025-11-26T10:00:00Z")
+        );
+        assert_eq!(
+            at("<13>Jan  5 15:33:03 h app: x", "2027-01-06T00:00:00Z"),
+            time("2027-01-05T15:33:03Z")
+        );
+    }
+
+    #[test]
+    fn a_bare_line_is_user_notice() {
+        let m = ok("  kernel: link eth0 is down\r\n");
+        let e = &m.event;
+        assert_eq!(e.message, "kernel: link eth0 is down");
+        assert_eq!(e.severity, Severity::Low);
+        assert_eq!(e.timestamp, now());
+        assert_eq!(e.host, None);
+        assert_eq!(e.program, None);
+        assert_eq!(
+            Value::Object(e.fields.clone()),
+            json!({"syslog": {"severity": "notice", "facility": "user"}})
+        );
+        // Even when it looks like a header, the whole line is the text.
+        let m = ok("Nov 24 10:00:00 host1 sshd[1]: x");
+        assert_eq!(m.event.message, "Nov 24 10:00:00 host1 sshd[1]: x");
+    }
+
+    #[test]
+    fn text_after_a_priority_without_a_header_is_the_message() {
+        let m = ok("<3>disk failure on /dev/sda");
+        assert_eq!(m.event.message, "disk failure on /dev/sda");
+        assert_eq!(m.event.severity, Severity::High);
+        assert_eq!(m.event.timestamp, now());
+        assert_eq!(m.event.fields["syslog"]["facility"], json!("kern"));
+    }
+
+    #[test]
+    fn long_host_names_are_cut_to_the_keyword_limit() {
+        let host = "h".repeat(MAX_KEYWORD_CHARS + 10);
+        let m = ok(&format!("<13>1 - {host} app - - - x"));
+        assert_eq!(m.event.host.unwrap().len(), MAX_KEYWORD_CHARS);
+    }
+
+    #[test]
+    fn malformed_input_is_refused() {
+        assert_eq!(err(b""), SyslogError::Empty);
+        assert_eq!(err(b" \r\n\0"), SyslogError::Empty);
+        assert_eq!(err(b"<13>"), SyslogError::Empty);
+        assert_eq!(err(b"<13>  \n"), SyslogError::Empty);
+        assert_eq!(
+            err(b"<13>Nov 24 10:00:00 h app: caf\xe9"),
+            SyslogError::NotUtf8 { offset: 30 }
+        );
+        assert_eq!(err(b"<13>hello\0world"), SyslogError::NulByte { offset: 9 });
+        assert_eq!(err(b"\0<13>hello"), SyslogError::NulByte { offset: 0 });
+        for bad in [
+            "<abc>x", "<>x", "<13", "<1000>x", "<-1>x", "<13 >x", "< 13>x", "<html>",
+        ] {
+            assert_eq!(err(bad.as_bytes()), SyslogError::MalformedPriority, "{bad}");
+        }
+        assert_eq!(
+            err(b"<999>x"),
+            SyslogError::PriorityOutOfRange { value: 999 }
+        );
+        assert_eq!(
+            err(b"<192>x"),
+            SyslogError::PriorityOutOfRange { value: 192 }
+        );
+        assert!(parse(b"<191>x", "e".into(), 0).is_ok());
+        assert!(parse(b"<0>x", "e".into(), 0).is_ok());
+
+        let mut long = b"<13>".to_vec();
+        long.resize(MAX_SYSLOG_BYTES + 1, b'a');
+        assert_eq!(
+            err(&long),
+            SyslogError::TooLong {
+                len: MAX_SYSLOG_BYTES + 1,
+                max: MAX_SYSLOG_BYTES
+            }
+        );
+        long.pop();
+        assert!(parse(&long, "e".into(), 0).is_ok());
+    }
+
+    #[test]
+    fn too_many_structured_values_are_refused() {
+        let params: String = (0..1_001).map(|i| format!(" p{i}=\"v\"")).collect();
+        let line = format!("<13>1 - h app - - [big{params}] x");
+        let SyslogError::Fields { path, .. } = err(line.as_bytes()) else {
+            panic!("expected a field error");
+        };
+        assert!(path.starts_with("fields.sd.big."), "{path}");
+    }
+
+    #[test]
+    fn errors_read_clearly() {
+        assert_eq!(
+            SyslogError::PriorityOutOfRange { value: 999 }.to_string(),
+            "the syslog priority 999 is out of range (0 to 191)"
+        );
+        assert_eq!(
+            SyslogError::TooLong {
+                len: 70_000,
+                max: MAX_SYSLOG_BYTES
+            }
+            .to_string(),
+            "the syslog message is 70000 bytes, more than the limit of 65536"
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The event index on disk: one per process, fed from the event log in
+//! sequence order, searched by every request.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use warden_core::event::Event;
+
+use crate::analyzer::{MessageAnalyzer, MESSAGE_ANALYZER};
+use crate::collect::{Buckets, EventCollector};
+use crate::document::document;
+use crate::schema::{tenant_term, Fields};
+use crate::translate::Translator;
+use crate::{SearchError, SearchRequest, SearchResult};
+
+/// Memory the writer may fill before it writes a segment.
+const WRITER_MEMORY: usize = 192 * 1024 * 1024;
+/// The file that names this index, so its cursor in the store is its own.
+const ID_FILE: &str = "warden-index-id";
+
+pub struct EventIndex {
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    id: String,
+    dir: PathBuf,
+}
+
+fn index_err(err: tantivy::TantivyError) -> SearchError {
+    SearchError::Index(err.to_string())
+}
+
+impl EventIndex {
+    /// Opens the index in `dir`, creating it if needed. Fails when another
+    /// process holds it (one writer per index).
+    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(dir).map_err(|e| SearchError::Index(e.to_string()))?;
+        let fields = Fields::new();
+        let directory = MmapDirectory::open(dir).map_err(|e| SearchError::Index(e.to_string()))?;
+        let index = Index::open_or_create(directory, fields.schema.clone()).map_err(index_err)?;
+        index
+            .tokenizers()
+            .register(MESSAGE_ANALYZER, MessageAnalyzer);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4);
+        let writer = index
+            .writer_with_num_threads(threads, WRITER_MEMORY)
+            .map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(..) => {
+                    SearchError::Busy(dir.display().to_string())
+                }
+                other => index_err(other),
+            })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_err)?;
+        let id_path = dir.join(ID_FILE);
+        let id = match std::fs::read_to_string(&id_path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                let id = warden_core::id::new_id("idx");
+                std::fs::write(&id_path, &id).map_err(|e| SearchError::Index(e.to_string()))?;
+                id
+            }
+        };
+        Ok(EventIndex {
+            fields,
+            reader,
+            writer: Mutex::new(writer),
+            id,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// This index's name, unique per data directory: its consumer cursor
+    /// in the store is `index:<id>`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a logged event; visible to searches after the next commit.
+    pub fn add(
+        &self,
+        seq: u64,
+        org_id: &str,
+        environment: &str,
+        event: &Event,
+        json: &str,
+    ) -> Result<(), SearchError> {
+        let doc = document(&self.fields, seq, org_id, environment, event, json);
+        self.writer().add_document(doc).map_err(index_err)?;
+        Ok(())
+    }
+
+    /// Makes everything added so far durable and searchable.
+    pub fn commit(&self) -> Result<(), SearchError> {
+        self.writer().commit().map_err(index_err)?;
+        self.reader.reload().map_err(index_err)
+    }
+
+    /// Removes events after `seq`: those committed to the index after its
+    /// cursor was last saved, which the log will deliver again.
+    pub fn forget_after(&self, seq: u64) -> Result<(), SearchError> {
+        let query = RangeQuery::new(
+            Bound::Excluded(Term::from_field_u64(self.fields.seq, seq)),
+            Bound::Unbounded,
+        );
+        self.writer()
+            .delete_query(Box::new(query))
+            .map_err(index_err)?;
+        self.commit()
+    }
+
+    /// Removes an organization's events received before `before`.
+    pub fn expire(&self, org_id: &str, before: i64) -> Result<(), SearchError> {
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.org, org_id),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Unbounded,
+                    Bound::Excluded(Term::from_field_i64(self.fields.received_at, before)),
+                )),
+            ),
+        ]);
+        self.writer()
+            .delete_query(Box::new(query))
+            .map_err(index_err)?;
+        self.commit()
+    }
+
+    /// Events in the index (all tenants); for status and tests.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, SearchError> {
+        let user = Translator {
+            fields: &self.fields,
+            now: request.now,
+        }
+        .translate(&request.query)?;
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(
+                        self.fields.tenant,
+                        &tenant_term(&request.org_id, &request.environment),
+                    ),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_i64(self.fields.timestamp, request.from)),
+                    Bound::Excluded(Term::from_field_i64(self.fields.timestamp, request.to)),
+                )),
+            ),
+            (Occur::Must, user),
+        ]);
+        // No interval: no histogram.
+        let (first, interval, count) = if request.interval <= 0 {
+            (request.from, 0, 0)
+        } else {
+            let interval = request.interval;
+            let first = request.from.div_euclid(interval) * interval;
+            let count = ((request.to - first + interval - 1) / interval).max(0) as usize;
+            (first, interval, count)
+        };
+        let collector = EventCollector {
+            limit: request.limit,
+            order: request.order,
+            after: request.after,
+            buckets: Buckets {
+                from: first,
+                interval,
+                count,
+            },
+        };
+        let searcher = self.reader.searcher();
+        let collected = searcher.search(&query, &collector).map_err(index_err)?;
+        let mut events = Vec::with_capacity(collected.page.len());
+        for (position, address) in collected.page {
+            let doc: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+            let json = doc
+                .get_first(self.fields.source)
+                .and_then(|v| v.as_bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            events.push((position, json));
+        }
+        let histogram = collected
+            .histogram
+            .into_iter()
+            .enumerate()
+            .map(|(i, counts)| (first + i as i64 * interval, counts))
+            .collect();
+        Ok(SearchResult {
+            total: collected.total,
+            histogram,
+            events,
+        })
+    }
+}

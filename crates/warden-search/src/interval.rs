@@ -1,0 +1,59 @@
+//! Histogram intervals: chosen from the range so that a chart has enough
+//! bars to show a shape and few enough to read.
+
+/// Widths an analyst recognises, in milliseconds.
+const NICE: &[i64] = &[
+    1_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    300_000,
+    600_000,
+    1_800_000,
+    3_600_000,
+    10_800_000,
+    21_600_000,
+    43_200_000,
+    86_400_000,
+    604_800_000,
+    2_592_000_000,
+];
+
+/// Most bars a chosen interval gives.
+pub const TARGET_BUCKETS: i64 = 100;
+/// Most bars a caller's own interval may give.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// The smallest nice width that cuts `[from, to)` into at most
+/// [`TARGET_BUCKETS`] bars.
+pub fn choose(from: i64, to: i64) -> i64 {
+    let span = (to - from).max(1);
+    NICE.iter()
+        .copied()
+        .find(|w| (span + w - 1) / w <= TARGET_BUCKETS)
+        .unwrap_or(*NICE.last().expect("nice widths"))
+}
+
+/// `30s`, `5m`, `1h`, `1d`, `1w` or plain milliseconds.
+pub fn parse(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return (ms > 0).then_some(ms);
+    }
+    crate::time_value::parse_span(text).filter(|ms| *ms > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_gets_half_hours_and_an_hour_gets_minutes() {
+        assert_eq!(choose(0, 86_400_000), 1_800_000);
+        assert_eq!(choose(0, 3_600_000), 60_000);
+        assert_eq!(parse("5m"), Some(300_000));
+        assert_eq!(parse("0s"), None);
+        assert_eq!(parse("fast"), None);
+    }
+}

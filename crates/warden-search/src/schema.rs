@@ -1,0 +1,186 @@
+//! The index's fields and how event names map onto them.
+//!
+//! Every keyword value (the event's own keyword fields and each flattened
+//! `fields` value) is one term of a single `kv` field, `name \u{1} value`,
+//! case preserved: a field of any name is searchable without a schema
+//! change, a query on one name walks only that name's terms, and case
+//! folding happens at query time through an automaton, so quoted values
+//! can still match exactly. Numbers are also terms of `num`, as
+//! `name \u{1}` and eight bytes that sort like the number, for ranges.
+
+use tantivy::schema::{
+    BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+    STORED, STRING,
+};
+
+use crate::analyzer::MESSAGE_ANALYZER;
+
+/// Separates a name from its value inside a `kv` or `num` term.
+pub const NAME_END: char = '\u{1}';
+
+/// Longest keyword value indexed, in bytes; longer values are cut.
+pub const MAX_KEYWORD_BYTES: usize = 1024;
+
+/// The event model's own names. A flattened `fields` name whose first part
+/// is one of these is indexed under `fields.` so it cannot shadow them.
+pub const RESERVED: &[&str] = &[
+    "id",
+    "timestamp",
+    "received_at",
+    "source",
+    "host",
+    "program",
+    "severity",
+    "message",
+    "agent_id",
+    "session_id",
+    "tags",
+    "fields",
+    "@timestamp",
+    "msg",
+    "level",
+    "_exists_",
+];
+
+/// The indexed name of a flattened `fields` path.
+pub fn field_name(path: &str) -> String {
+    let first = path.split('.').next().unwrap_or(path);
+    if RESERVED.contains(&first) {
+        format!("fields.{path}")
+    } else {
+        path.to_string()
+    }
+}
+
+#[derive(Clone)]
+pub struct Fields {
+    pub schema: Schema,
+    /// The log's sequence number: resuming, and a stable order among equal times.
+    pub seq: Field,
+    /// `org_id/environment`: the tenant filter every search carries.
+    pub tenant: Field,
+    /// `org_id`: retention removes an organization's events.
+    pub org: Field,
+    /// Event time and arrival time, milliseconds since 1970.
+    pub timestamp: Field,
+    pub received_at: Field,
+    /// Severity rank, 0 (info) to 4 (critical), for histograms and ranges.
+    pub severity: Field,
+    pub message: Field,
+    pub kv: Field,
+    pub num: Field,
+    /// Names an event has a value for, for `_exists_`.
+    pub exists: Field,
+    /// The event's JSON, returned by search.
+    pub source: Field,
+}
+
+impl Fields {
+    pub fn new() -> Self {
+        let mut b = Schema::builder();
+        let fast_indexed = NumericOptions::default().set_indexed().set_fast();
+        let seq = b.add_u64_field("seq", fast_indexed.clone());
+        let tenant = b.add_text_field("tenant", STRING);
+        let org = b.add_text_field("org", STRING);
+        let timestamp = b.add_i64_field("timestamp", fast_indexed.clone());
+        let received_at = b.add_i64_field("received_at", fast_indexed.clone());
+        let severity = b.add_u64_field("severity", fast_indexed);
+        let message = b.add_text_field(
+            "message",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(MESSAGE_ANALYZER)
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            ),
+        );
+        let kv = b.add_text_field(
+            "kv",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+        );
+        let num = b.add_bytes_field("num", BytesOptions::default().set_indexed());
+        let exists = b.add_text_field("exists", STRING);
+        let source = b.add_bytes_field("source", STORED);
+        Fields {
+            schema: b.build(),
+            seq,
+            tenant,
+            org,
+            timestamp,
+            received_at,
+            severity,
+            message,
+            kv,
+            num,
+            exists,
+            source,
+        }
+    }
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `name \u{1} value`, the value cut at [`MAX_KEYWORD_BYTES`].
+pub fn kv_term(name: &str, value: &str) -> String {
+    let mut cut = value.len().min(MAX_KEYWORD_BYTES);
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut term = String::with_capacity(name.len() + 1 + cut);
+    term.push_str(name);
+    term.push(NAME_END);
+    term.push_str(&value[..cut]);
+    term
+}
+
+/// `name \u{1}` then eight bytes whose order is the number's order.
+pub fn num_term(name: &str, value: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 9);
+    out.extend_from_slice(name.as_bytes());
+    out.push(NAME_END as u8);
+    out.extend_from_slice(&sortable(value).to_be_bytes());
+    out
+}
+
+/// The IEEE 754 bits flipped so that unsigned order is numeric order.
+fn sortable(value: f64) -> u64 {
+    let value = if value == 0.0 { 0.0 } else { value };
+    let bits = value.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+pub fn tenant_term(org_id: &str, environment: &str) -> String {
+    format!("{org_id}/{environment}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_terms_sort_like_numbers() {
+        let values = [-1e9, -2.5, -0.0, 0.0, 1e-9, 3.0, 500.0, 1e12];
+        let terms: Vec<Vec<u8>> = values.iter().map(|v| num_term("x", *v)).collect();
+        let mut sorted = terms.clone();
+        sorted.sort();
+        assert_eq!(terms, sorted);
+    }
+
+    #[test]
+    fn fields_cannot_shadow_the_model() {
+        assert_eq!(field_name("user"), "user");
+        assert_eq!(field_name("host.name"), "fields.host.name");
+        assert_eq!(kv_term("user", "root"), "user\u{1}root");
+    }
+}

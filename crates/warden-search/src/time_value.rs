@@ -1,0 +1,84 @@
+//! Time values in queries: what an analyst types, read as a span
+//! `[from, to)` in milliseconds so that a day or a minute used as a bound
+//! covers all of itself.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use warden_core::time::{parse_rfc3339, Millis};
+
+/// RFC 3339 (to the millisecond), a date (`2026-11-24`, a whole UTC day),
+/// a minute without zone (`2026-11-24T10:00`, UTC), milliseconds since 1970,
+/// `now`, or `now-15m` / `now+1h` with units s, m, h, d, w.
+pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("now") {
+        if rest.is_empty() {
+            return Some((now, now + 1));
+        }
+        let (sign, amount) = match rest.as_bytes()[0] {
+            b'-' => (-1, &rest[1..]),
+            b'+' => (1, &rest[1..]),
+            _ => return None,
+        };
+        let span = parse_span(amount)?;
+        let at = now.checked_add(sign * span)?;
+        return Some((at, at + 1));
+    }
+    if let Some(ms) = parse_rfc3339(text) {
+        return Some((ms, ms + 1));
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let start = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
+        return Some((start, start + 86_400_000));
+    }
+    for (format, span) in [("%Y-%m-%dT%H:%M:%S", 1_000), ("%Y-%m-%dT%H:%M", 60_000)] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            let start = t.and_utc().timestamp_millis();
+            return Some((start, start + span));
+        }
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+        let ms: i64 = text.parse().ok()?;
+        return Some((ms, ms + 1));
+    }
+    None
+}
+
+/// `15m`, `2h`, `1d`: a count and a unit (s, m, h, d, w), in milliseconds.
+pub fn parse_span(text: &str) -> Option<i64> {
+    let unit = text.chars().last()?;
+    let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let ms = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 604_800_000,
+        _ => return None,
+    };
+    n.checked_mul(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_analysts_type() {
+        let now = parse_rfc3339("2026-11-24T12:00:00Z").unwrap();
+        assert_eq!(
+            parse_time_value("now-1h", now),
+            Some((now - 3_600_000, now - 3_599_999))
+        );
+        let (from, to) = parse_time_value("2026-11-24", now).unwrap();
+        assert_eq!(
+            (from, to - from),
+            (parse_rfc3339("2026-11-24T00:00:00Z").unwrap(), 86_400_000)
+        );
+        assert_eq!(
+            parse_time_value("2026-11-24T10:00:00.5Z", now).map(|s| s.0),
+            parse_rfc3339("2026-11-24T10:00:00.500Z")
+        );
+        assert_eq!(parse_time_value("yesterday", now), None);
+        assert_eq!(parse_time_value("now-5y", now), None);
+    }
+}

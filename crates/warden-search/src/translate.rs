@@ -1,0 +1,412 @@
+//! The search language's AST as tantivy queries. Field names resolve to
+//! the index's fields (`schema`); keyword matches fold case unless quoted.
+
+use std::ops::Bound as StdBound;
+
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhraseQuery, Query,
+    RangeQuery, RegexQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::Term;
+use warden_core::event::Severity;
+use warden_core::time::Millis;
+use warden_query::{Bound, MatchValue, Piece, Query as Ast};
+
+use crate::analyzer::words;
+use crate::schema::{field_name, kv_term, num_term, Fields, MAX_KEYWORD_BYTES, NAME_END};
+use crate::time_value::parse_time_value;
+use crate::SearchError;
+
+/// Where a query's field name points.
+enum Target {
+    Message,
+    Time(TimeField),
+    Severity,
+    Keyword(String),
+}
+
+fn resolve(name: Option<&str>) -> Target {
+    match name {
+        None | Some("message") | Some("msg") => Target::Message,
+        Some("timestamp") | Some("@timestamp") => Target::Time(TimeField::Timestamp),
+        Some("received_at") => Target::Time(TimeField::ReceivedAt),
+        Some("severity") | Some("level") => Target::Severity,
+        Some(top @ ("id" | "source" | "host" | "program" | "agent_id" | "session_id" | "tags")) => {
+            Target::Keyword(top.to_string())
+        }
+        Some(other) => Target::Keyword(field_name(other.strip_prefix("fields.").unwrap_or(other))),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum TimeField {
+    Timestamp,
+    ReceivedAt,
+}
+
+impl TimeField {
+    fn name(self) -> &'static str {
+        match self {
+            TimeField::Timestamp => "timestamp",
+            TimeField::ReceivedAt => "received_at",
+        }
+    }
+
+    fn field(self, fields: &Fields) -> Field {
+        match self {
+            TimeField::Timestamp => fields.timestamp,
+            TimeField::ReceivedAt => fields.received_at,
+        }
+    }
+}
+
+pub struct Translator<'a> {
+    pub fields: &'a Fields,
+    /// The request's time, for `now` in time values.
+    pub now: Millis,
+}
+
+type Boxed = Box<dyn Query>;
+
+impl Translator<'_> {
+    pub fn translate(&self, ast: &Ast) -> Result<Boxed, SearchError> {
+        Ok(match ast {
+            Ast::All => Box::new(AllQuery),
+            Ast::Match {
+                field,
+                value,
+                position,
+            } => self.matching(field.as_deref(), value, *position)?,
+            Ast::Range {
+                field,
+                lower,
+                upper,
+                position,
+            } => self.range(field, lower, upper, *position)?,
+            Ast::Exists { field, position } => self.exists(field, *position)?,
+            Ast::And(children) => {
+                let mut clauses = Vec::with_capacity(children.len() + 1);
+                for child in children {
+                    match child {
+                        Ast::Not(inner) => clauses.push((Occur::MustNot, self.translate(inner)?)),
+                        other => clauses.push((Occur::Must, self.translate(other)?)),
+                    }
+                }
+                if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+                    clauses.push((Occur::Must, Box::new(AllQuery)));
+                }
+                Box::new(BooleanQuery::new(clauses))
+            }
+            Ast::Or(children) => Box::new(BooleanQuery::new(
+                children
+                    .iter()
+                    .map(|c| Ok((Occur::Should, self.translate(c)?)))
+                    .collect::<Result<Vec<_>, SearchError>>()?,
+            )),
+            Ast::Not(inner) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, Box::new(AllQuery) as Boxed),
+                (Occur::MustNot, self.translate(inner)?),
+            ])),
+        })
+    }
+
+    fn matching(
+        &self,
+        field: Option<&str>,
+        value: &MatchValue,
+        position: usize,
+    ) -> Result<Boxed, SearchError> {
+        let f = self.fields;
+        match (resolve(field), value) {
+            (Target::Message, MatchValue::Term(text) | MatchValue::Phrase(text)) => {
+                Ok(self.message_words(text))
+            }
+            (Target::Message, MatchValue::Wildcard(pieces)) => {
+                let pattern = wildcard_regex(pieces, true);
+                self.regex(&pattern, f.message, position)
+            }
+            (Target::Keyword(name), MatchValue::Phrase(text)) => Ok(Box::new(TermQuery::new(
+                Term::from_field_text(f.kv, &kv_term(&name, text)),
+                IndexRecordOption::Basic,
+            ))),
+            (Target::Keyword(name), MatchValue::Term(text)) => {
+                if text.to_lowercase() == text.to_uppercase() {
+                    return Ok(Box::new(TermQuery::new(
+                        Term::from_field_text(f.kv, &kv_term(&name, text)),
+                        IndexRecordOption::Basic,
+                    )));
+                }
+                let value = cut(text);
+                let pattern = format!("{}\\x01(?i:{})", escape(&name), escape(value));
+                self.regex(&pattern, f.kv, position)
+            }
+            (Target::Keyword(name), MatchValue::Wildcard(pieces)) => {
+                let pattern = format!(
+                    "{}\\x01(?i:{})",
+                    escape(&name),
+                    wildcard_regex(pieces, false)
+                );
+                self.regex(&pattern, f.kv, position)
+            }
+            (Target::Severity, MatchValue::Term(text) | MatchValue::Phrase(text)) => {
+                let severity = Severity::parse_loose(text).ok_or_else(|| SearchError::Query {
+                    position,
+                    message: format!(
+                        "`{text}` is not a severity; use critical, high, medium, low or info"
+                    ),
+                })?;
+                Ok(Box::new(TermQuery::new(
+                    Term::from_field_u64(f.severity, severity.rank()),
+                    IndexRecordOption::Basic,
+                )))
+            }
+            (Target::Severity, MatchValue::Wildcard(pieces)) => {
+                let pattern = format!("severity\\x01(?i:{})", wildcard_regex(pieces, false));
+                self.regex(&pattern, f.kv, position)
+            }
+            (Target::Time(time), MatchValue::Term(text) | MatchValue::Phrase(text)) => {
+                let (from, to) = parse_time_value(text, self.now)
+                    .ok_or_else(|| time_error(time.name(), text, position))?;
+                let field = time.field(f);
+                Ok(Box::new(RangeQuery::new(
+                    StdBound::Included(Term::from_field_i64(field, from)),
+                    StdBound::Excluded(Term::from_field_i64(field, to)),
+                )))
+            }
+            (Target::Time(time), MatchValue::Wildcard(_)) => Err(SearchError::Query {
+                position,
+                message: format!(
+                    "`{0}` is a time; use a range such as {0}:>now-1h",
+                    time.name()
+                ),
+            }),
+        }
+    }
+
+    /// Words of a bare term or phrase in `message`: one word is a term
+    /// query, several a phrase.
+    fn message_words(&self, text: &str) -> Boxed {
+        let terms: Vec<Term> = words(text)
+            .into_iter()
+            .map(|(_, _, w)| Term::from_field_text(self.fields.message, &w))
+            .collect();
+        match terms.len() {
+            0 => Box::new(EmptyQuery),
+            1 => Box::new(TermQuery::new(
+                terms.into_iter().next().expect("one term"),
+                IndexRecordOption::Basic,
+            )),
+            _ => Box::new(PhraseQuery::new(terms)),
+        }
+    }
+
+    fn regex(&self, pattern: &str, field: Field, position: usize) -> Result<Boxed, SearchError> {
+        RegexQuery::from_pattern(pattern, field)
+            .map(|q| Box::new(q) as Boxed)
+            .map_err(|_| SearchError::Query {
+                position,
+                message: "this wildcard pattern is too complex; use fewer wildcards".into(),
+            })
+    }
+
+    fn range(
+        &self,
+        field: &str,
+        lower: &Bound,
+        upper: &Bound,
+        position: usize,
+    ) -> Result<Boxed, SearchError> {
+        let f = self.fields;
+        match resolve(Some(field)) {
+            Target::Message => Err(SearchError::Query {
+                position,
+                message: "`message` is text; ranges apply to numbers, times and keyword fields"
+                    .into(),
+            }),
+            Target::Time(time) => {
+                let (field, name) = (time.field(f), time.name());
+                let bound = |b: &Bound, upper: bool| -> Result<StdBound<Term>, SearchError> {
+                    Ok(match b {
+                        Bound::Unbounded => StdBound::Unbounded,
+                        Bound::Included(text) | Bound::Excluded(text) => {
+                            let (from, to) = parse_time_value(text, self.now)
+                                .ok_or_else(|| time_error(name, text, position))?;
+                            // A day or a minute as a bound covers all of it.
+                            let inclusive = matches!(b, Bound::Included(_));
+                            match (upper, inclusive) {
+                                (false, true) => {
+                                    StdBound::Included(Term::from_field_i64(field, from))
+                                }
+                                (false, false) => {
+                                    StdBound::Included(Term::from_field_i64(field, to))
+                                }
+                                (true, true) => StdBound::Excluded(Term::from_field_i64(field, to)),
+                                (true, false) => {
+                                    StdBound::Excluded(Term::from_field_i64(field, from))
+                                }
+                            }
+                        }
+                    })
+                };
+                Ok(fast_range(bound(lower, false)?, bound(upper, true)?))
+            }
+            Target::Severity => {
+                let bound = |b: &Bound| -> Result<StdBound<Term>, SearchError> {
+                    let rank = |text: &str| {
+                        Severity::parse_loose(text)
+                            .map(|s| Term::from_field_u64(f.severity, s.rank()))
+                            .ok_or_else(|| SearchError::Query {
+                                position,
+                                message: format!("`{text}` is not a severity; use critical, high, medium, low or info"),
+                            })
+                    };
+                    Ok(match b {
+                        Bound::Unbounded => StdBound::Unbounded,
+                        Bound::Included(t) => StdBound::Included(rank(t)?),
+                        Bound::Excluded(t) => StdBound::Excluded(rank(t)?),
+                    })
+                };
+                Ok(fast_range(bound(lower)?, bound(upper)?))
+            }
+            Target::Keyword(name) => {
+                let number = |b: &Bound| match b {
+                    Bound::Unbounded => Some(None),
+                    Bound::Included(t) | Bound::Excluded(t) => {
+                        t.parse::<f64>().ok().filter(|x| x.is_finite()).map(Some)
+                    }
+                };
+                if let (Some(lo), Some(hi)) = (number(lower), number(upper)) {
+                    let mut prefix = name.as_bytes().to_vec();
+                    prefix.push(NAME_END as u8);
+                    let term = |x: f64| Term::from_field_bytes(f.num, &num_term(&name, x));
+                    let lower = match (lower, lo) {
+                        (Bound::Included(_), Some(x)) => StdBound::Included(term(x)),
+                        (Bound::Excluded(_), Some(x)) => StdBound::Excluded(term(x)),
+                        _ => StdBound::Included(Term::from_field_bytes(f.num, &prefix)),
+                    };
+                    let upper = match (upper, hi) {
+                        (Bound::Included(_), Some(x)) => StdBound::Included(term(x)),
+                        (Bound::Excluded(_), Some(x)) => StdBound::Excluded(term(x)),
+                        _ => {
+                            let mut end = prefix.clone();
+                            *end.last_mut().expect("prefix ends with the separator") += 1;
+                            StdBound::Excluded(Term::from_field_bytes(f.num, &end))
+                        }
+                    };
+                    return Ok(Box::new(InvertedIndexRangeQuery::new(lower, upper)));
+                }
+                // Text bounds compare as text, case included.
+                let text = |b: &Bound| match b {
+                    Bound::Unbounded => None,
+                    Bound::Included(t) | Bound::Excluded(t) => Some(t.clone()),
+                };
+                let lower = match (lower, text(lower)) {
+                    (Bound::Included(_), Some(t)) => {
+                        StdBound::Included(Term::from_field_text(f.kv, &kv_term(&name, &t)))
+                    }
+                    (Bound::Excluded(_), Some(t)) => {
+                        StdBound::Excluded(Term::from_field_text(f.kv, &kv_term(&name, &t)))
+                    }
+                    _ => StdBound::Included(Term::from_field_text(f.kv, &kv_term(&name, ""))),
+                };
+                let upper = match (upper, text(upper)) {
+                    (Bound::Included(_), Some(t)) => {
+                        StdBound::Included(Term::from_field_text(f.kv, &kv_term(&name, &t)))
+                    }
+                    (Bound::Excluded(_), Some(t)) => {
+                        StdBound::Excluded(Term::from_field_text(f.kv, &kv_term(&name, &t)))
+                    }
+                    _ => StdBound::Excluded(Term::from_field_text(f.kv, &format!("{name}\u{2}"))),
+                };
+                Ok(Box::new(InvertedIndexRangeQuery::new(lower, upper)))
+            }
+        }
+    }
+
+    fn exists(&self, field: &str, _position: usize) -> Result<Boxed, SearchError> {
+        let name = match resolve(Some(field)) {
+            Target::Message => "message".to_string(),
+            Target::Time(..) | Target::Severity => return Ok(Box::new(AllQuery)),
+            Target::Keyword(name) => name,
+        };
+        Ok(Box::new(TermQuery::new(
+            Term::from_field_text(self.fields.exists, &name),
+            IndexRecordOption::Basic,
+        )))
+    }
+}
+
+/// A range over a fast field; an unbounded side still needs a term that
+/// names the field and its type.
+fn fast_range(lower: StdBound<Term>, upper: StdBound<Term>) -> Boxed {
+    match (&lower, &upper) {
+        (StdBound::Unbounded, StdBound::Unbounded) => Box::new(AllQuery),
+        _ => Box::new(RangeQuery::new(lower, upper)),
+    }
+}
+
+fn time_error(name: &str, text: &str, position: usize) -> SearchError {
+    SearchError::Query {
+        position,
+        message: format!(
+            "`{text}` is not a time for `{name}`; use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24), milliseconds since 1970, or now-15m"
+        ),
+    }
+}
+
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_KEYWORD_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Escapes the characters the regex syntax gives a meaning.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if matches!(
+            c,
+            '\\' | '.'
+                | '+'
+                | '*'
+                | '?'
+                | '('
+                | ')'
+                | '|'
+                | '['
+                | ']'
+                | '{'
+                | '}'
+                | '^'
+                | '$'
+                | '#'
+                | '&'
+                | '-'
+                | '~'
+        ) {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            out.push_str(&format!("\\x{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn wildcard_regex(pieces: &[Piece], lowercase: bool) -> String {
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Literal(text) if lowercase => out.push_str(&escape(&text.to_lowercase())),
+            Piece::Literal(text) => out.push_str(&escape(text)),
+            Piece::AnyChars => out.push_str(".*"),
+            Piece::OneChar => out.push('.'),
+        }
+    }
+    out
+}

@@ -1,0 +1,427 @@
+//! `/api/v1/events`: ingest (a JSON batch, NDJSON logs), quick search, and
+//! the organization's event retention.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use warden_core::event::input::{parse_event, Dialect};
+use warden_core::event::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+use warden_core::event::Event;
+use warden_core::id::{new_time_ordered_id, prefix};
+use warden_core::time::now_ms;
+use warden_search::Order;
+
+use super::wire::SortDirection;
+use crate::auth::Principal;
+use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
+use crate::http::error::{ApiError, ApiResult, ItemError};
+use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery};
+use crate::state::AppState;
+use crate::telemetry::ndjson::{NdjsonError, NdjsonReader};
+use crate::telemetry::retention::{MAX_DAYS, SETTING};
+use crate::telemetry::search::SearchParams;
+
+/// What an ingest acknowledged: every event is on disk.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub accepted: usize,
+    /// The ids Warden gave the events, in the order sent.
+    pub ids: Vec<String>,
+}
+
+/// One event, as ingested. Names other than these are kept in `fields`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct EventInput {
+    /// RFC 3339, or seconds/milliseconds since 1970; default: arrival.
+    #[schema(example = "2026-11-24T10:00:00Z")]
+    pub timestamp: Option<Value>,
+    /// `agent`, `syslog`, `json` or `api` (default).
+    pub source: Option<String>,
+    pub host: Option<String>,
+    pub program: Option<String>,
+    /// `critical`, `high`, `medium`, `low` or `info` (default); common level
+    /// names (`error`, `warning`, `debug`) are accepted.
+    pub severity: Option<String>,
+    pub message: Option<String>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// Any further JSON, searchable by dotted name.
+    pub fields: Option<serde_json::Map<String, Value>>,
+}
+
+/// An event as stored and searched.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    pub source: String,
+    pub host: Option<String>,
+    pub program: Option<String>,
+    pub severity: String,
+    pub message: String,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub tags: Vec<String>,
+    pub fields: serde_json::Map<String, Value>,
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::invalid("body", e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// Maps a batch's JSON to events, refusing the whole batch if any is bad.
+pub(crate) fn batch_events(value: Value, received_at: i64) -> Result<Vec<Event>, ApiError> {
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut object) => match object.remove("events") {
+            Some(Value::Array(items)) if object.is_empty() => items,
+            _ => {
+                return Err(ApiError::invalid(
+                    "events",
+                    "the body is a JSON array of events or {\"events\": [...]}",
+                ))
+            }
+        },
+        _ => {
+            return Err(ApiError::invalid(
+                "events",
+                "the body is a JSON array of events or {\"events\": [...]}",
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid("events", "the batch holds no events"));
+    }
+    if items.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::invalid(
+            "events",
+            format!(
+                "a batch holds at most {MAX_BATCH_EVENTS} events; this one holds {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    let mut bad = 0usize;
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_event(
+            item,
+            Dialect::Api,
+            new_time_ordered_id(prefix::EVENT),
+            received_at,
+        ) {
+            Ok(event) => events.push(event),
+            Err(err) => {
+                bad += 1;
+                if errors.len() < 100 {
+                    errors.push(ItemError {
+                        index: Some(index),
+                        line: None,
+                        field: err.field,
+                        message: err.message,
+                    });
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(ApiError::invalid_items(
+            format!("{bad} of the batch's events are invalid; nothing was stored"),
+            errors,
+        ));
+    }
+    Ok(events)
+}
+
+/// Ingest a batch of events.
+///
+/// A JSON array (or `{"events": [...]}`) of up to 10,000 events and 10 MiB.
+/// Answered once every event is durably committed; a batch with an invalid
+/// event is refused whole, naming each bad event's index and field.
+#[utoipa::path(post, path = "/api/v1/events/batch", tag = "events",
+    request_body(content = Vec<EventInput>, description = "The events"),
+    responses(
+        (status = 202, description = "Every event is stored", body = DataEnvelope<Accepted>),
+        (status = 400, description = "An event is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
+        (status = 413, description = "The body is larger than 10 MiB", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["events.write"])))]
+pub async fn ingest_batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Request,
+) -> ApiResult<ApiData<Accepted>> {
+    principal.require("events.write")?;
+    if !is_json(request.headers()) {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    let received_at = now_ms();
+    let bytes = read_limited(request.into_body(), MAX_BATCH_BYTES).await?;
+    let value: Value = parse_json(&bytes)?;
+    let mut events = batch_events(value, received_at)?;
+    bind_to_agent(&principal, &mut events);
+    store_events(&state, &principal, events).await
+}
+
+/// A key bound to an agent speaks only for that agent.
+pub(crate) fn bind_to_agent(principal: &Principal, events: &mut [Event]) {
+    if let Some(agent) = &principal.agent_id {
+        for event in events {
+            event.agent_id = Some(agent.clone());
+        }
+    }
+}
+
+pub(crate) async fn store_events(
+    state: &AppState,
+    principal: &Principal,
+    events: Vec<Event>,
+) -> ApiResult<ApiData<Accepted>> {
+    state.telemetry.append(&principal.tenant(), &events).await?;
+    Ok(ApiData(
+        StatusCode::ACCEPTED,
+        Accepted {
+            accepted: events.len(),
+            ids: events.into_iter().map(|e| e.id).collect(),
+        },
+    ))
+}
+
+fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    match headers
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+    {
+        None => Ok(false),
+        Some(e) if e.is_empty() || e == "identity" => Ok(false),
+        Some(e) if e == "gzip" || e == "x-gzip" => Ok(true),
+        Some(other) => Err(ApiError::unsupported_media_type(
+            "uncompressed or Content-Encoding: gzip",
+        )
+        .with_field(format!("Content-Encoding: {other}"))),
+    }
+}
+
+/// Ingest newline-delimited JSON logs.
+///
+/// One JSON object per line, gzip allowed (`Content-Encoding: gzip`),
+/// read as it streams in. Common names are mapped (`@timestamp`, `time`,
+/// `level`, `msg`, `message`, `host`); the rest is kept in `fields`. Up to
+/// 100,000 lines and 64 MiB after inflating; a bad line refuses the whole
+/// request, naming each bad line.
+#[utoipa::path(post, path = "/api/v1/events/ndjson", tag = "events",
+    request_body(content = String, content_type = "application/x-ndjson", description = "One JSON log per line"),
+    responses(
+        (status = 202, description = "Every line is stored", body = DataEnvelope<Accepted>),
+        (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
+        (status = 413, description = "Too many lines or bytes", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["events.write"])))]
+pub async fn ingest_ndjson(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Request,
+) -> ApiResult<ApiData<Accepted>> {
+    principal.require("events.write")?;
+    let mime = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if !matches!(
+        mime.as_deref(),
+        None | Some("application/x-ndjson")
+            | Some("application/ndjson")
+            | Some("application/jsonl")
+            | Some("application/json")
+            | Some("text/plain")
+    ) {
+        return Err(ApiError::unsupported_media_type("application/x-ndjson"));
+    }
+    let gzip = is_gzip(request.headers())?;
+    let mut reader = NdjsonReader::new(gzip, now_ms());
+    let mut body = request.into_body();
+    let too_large = |e: NdjsonError| match e {
+        NdjsonError::TooLarge(message) => {
+            let mut err = ApiError::payload_too_large(crate::telemetry::ndjson::MAX_NDJSON_BYTES);
+            err.message = message;
+            err
+        }
+        NdjsonError::Gzip(message) => {
+            ApiError::invalid("body", format!("the gzip stream is broken: {message}"))
+        }
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::invalid("body", e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            reader.push(&data).map_err(too_large)?;
+        }
+    }
+    reader.finish().map_err(too_large)?;
+    if reader.bad_lines > 0 {
+        return Err(ApiError::invalid_items(
+            format!(
+                "{} of the lines are invalid; nothing was stored",
+                reader.bad_lines
+            ),
+            reader.errors,
+        ));
+    }
+    if reader.events.is_empty() {
+        return Err(ApiError::invalid("body", "the body holds no log lines"));
+    }
+    let mut events = reader.events;
+    bind_to_agent(&principal, &mut events);
+    store_events(&state, &principal, events).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListEvents {
+    /// The search language (docs/query-language.md); empty finds everything.
+    pub query: Option<String>,
+    /// Start of the event-time range (inclusive); default: a day before `to`.
+    pub from: Option<String>,
+    /// End of the range (exclusive); default: now.
+    pub to: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    /// `desc` (newest first, default) or `asc`.
+    pub direction: Option<SortDirection>,
+}
+
+/// Search events, quickly.
+///
+/// The same search as `POST /api/v1/siem/search`, as a list of events.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(ListEvents),
+    responses((status = 200, description = "A page of events", body = ListEnvelope<EventView>),
+        (status = 400, description = "The query is malformed", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["events.read"])))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListEvents>,
+) -> ApiResult<ApiList<Value>> {
+    principal.require("events.read")?;
+    let limit = q.limit.unwrap_or(25);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 200",
+        ));
+    }
+    let outcome = state
+        .telemetry
+        .search(
+            &principal.tenant(),
+            SearchParams {
+                query: q.query.unwrap_or_default(),
+                from: q.from,
+                to: q.to,
+                limit: limit as usize,
+                cursor: q.cursor,
+                order: match q.direction {
+                    Some(SortDirection::Asc) => Order::OldestFirst,
+                    _ => Order::NewestFirst,
+                },
+                interval: Some("1d".into()),
+                histogram: false,
+                from_name: "from",
+                to_name: "to",
+            },
+        )
+        .await?;
+    Ok(ApiList(
+        outcome
+            .result
+            .events
+            .into_iter()
+            .map(|(_, json)| serde_json::from_str(&json).unwrap_or(Value::Null))
+            .collect(),
+        outcome.next_cursor,
+    ))
+}
+
+/// How long an organization keeps its events.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Days after arrival that events are removed; `null` keeps them forever.
+    #[schema(minimum = 1, maximum = 3650)]
+    pub retention_days: Option<i64>,
+}
+
+/// Get the organization's event retention.
+#[utoipa::path(get, path = "/api/v1/events/retention", tag = "events",
+    responses((status = 200, description = "The retention", body = DataEnvelope<Retention>)),
+    security(("bearer" = ["events.read"])))]
+pub async fn get_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<ApiData<Retention>> {
+    principal.require("events.read")?;
+    let days = state
+        .store
+        .org_setting(&principal.org_id, SETTING)
+        .await?
+        .and_then(|v| v.parse().ok());
+    Ok(ok(Retention {
+        retention_days: days,
+    }))
+}
+
+/// Set the organization's event retention (both environments).
+///
+/// Expired events leave the store and the index within a minute.
+#[utoipa::path(put, path = "/api/v1/events/retention", tag = "events", request_body = Retention,
+    responses((status = 200, description = "The new retention", body = DataEnvelope<Retention>)),
+    security(("bearer" = ["admin"])))]
+pub async fn set_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Retention>,
+) -> ApiResult<ApiData<Retention>> {
+    principal.require("admin")?;
+    if let Some(days) = body.retention_days {
+        if !(1..=MAX_DAYS).contains(&days) {
+            return Err(ApiError::invalid(
+                "retention_days",
+                format!("retention_days must be between 1 and {MAX_DAYS}, or null"),
+            ));
+        }
+    }
+    let value = body.retention_days.map(|d| d.to_string());
+    state
+        .store
+        .set_org_setting(&principal.org_id, SETTING, value.as_deref())
+        .await?;
+    state.telemetry.retention_changed.notify_one();
+    Ok(ok(body))
+}

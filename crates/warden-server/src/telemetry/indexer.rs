@@ -1,0 +1,163 @@
+//! The consumer that builds this process's search index from the event
+//! log. Its cursor lives in the store under the index's own name; on start
+//! it removes from the index whatever lies past the cursor (committed to
+//! the index after the cursor was last saved), so every event is indexed
+//! exactly once however the process stopped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use warden_core::event::Event;
+use warden_search::EventIndex;
+use warden_store::{LoggedEvent, Store};
+
+/// Events read from the log at a time.
+const BATCH: i64 = 5_000;
+/// How long indexed events may wait to become searchable under load.
+const COMMIT_EVERY: Duration = Duration::from_millis(250);
+/// How often an idle indexer looks for events appended by other replicas.
+const POLL: Duration = Duration::from_millis(100);
+
+pub fn cursor_name(index: &EventIndex) -> String {
+    format!("index:{}", index.id())
+}
+
+/// Follows the log for as long as the process runs.
+pub async fn run(
+    store: Arc<dyn Store>,
+    index: Arc<EventIndex>,
+    appended: Arc<tokio::sync::Notify>,
+) {
+    let mut cursor = loop {
+        match resume(store.as_ref(), &index).await {
+            Ok(cursor) => break cursor,
+            Err(err) => {
+                tracing::error!(error = %err, "search indexer cannot start; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut indexed_since_commit = 0usize;
+    let mut last_commit = Instant::now();
+    loop {
+        let batch = match store.events_after(cursor, BATCH).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(error = %err, "search indexer cannot read the event log");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let idle = cursor_is_current(&batch);
+        if let Some(last) = batch.last() {
+            let last_seq = last.seq;
+            let idx = index.clone();
+            let added = tokio::task::spawn_blocking(move || add_all(&idx, &batch)).await;
+            if let Err(err) = added {
+                tracing::error!(error = %err, "search indexer failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            cursor = last_seq;
+            indexed_since_commit += 1;
+        }
+        if indexed_since_commit > 0 && (idle || last_commit.elapsed() >= COMMIT_EVERY) {
+            match commit(store.as_ref(), &index, cursor).await {
+                Ok(()) => {
+                    indexed_since_commit = 0;
+                    last_commit = Instant::now();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "search indexer cannot commit");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if idle {
+            let _ = tokio::time::timeout(POLL, appended.notified()).await;
+        }
+    }
+}
+
+fn cursor_is_current(batch: &[LoggedEvent]) -> bool {
+    (batch.len() as i64) < BATCH
+}
+
+/// The stored cursor, with the index cut back to it.
+pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, String> {
+    let cursor = store
+        .consumer_cursor(&cursor_name(index))
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    let idx = index.clone();
+    tokio::task::spawn_blocking(move || idx.forget_after(cursor.max(0) as u64))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(cursor)
+}
+
+/// Index first, cursor second: a crash between the two leaves events
+/// past the cursor, which `resume` removes.
+pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> Result<(), String> {
+    let idx = index.clone();
+    tokio::task::spawn_blocking(move || idx.commit())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    store
+        .set_consumer_cursor(&cursor_name(index), Some(cursor))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub fn add_all(index: &EventIndex, batch: &[LoggedEvent]) {
+    for logged in batch {
+        let event: Event = match serde_json::from_str(&logged.body) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::error!(seq = logged.seq, error = %err, "an event in the log does not parse; not indexed");
+                continue;
+            }
+        };
+        if let Err(err) = index.add(
+            logged.seq as u64,
+            &logged.tenant.org_id,
+            logged.tenant.environment.as_str(),
+            &event,
+            &logged.body,
+        ) {
+            tracing::error!(seq = logged.seq, error = %err, "an event could not be indexed");
+        }
+    }
+}
+
+/// Indexes the whole log from the start into an empty index and saves the
+/// cursor; `warden reindex`.
+pub async fn rebuild(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, String> {
+    store
+        .set_consumer_cursor(&cursor_name(index), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let idx = index.clone();
+    tokio::task::spawn_blocking(move || idx.forget_after(0))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut cursor = 0;
+    loop {
+        let batch = store
+            .events_after(cursor, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = batch.last() else { break };
+        cursor = last.seq;
+        let idx = index.clone();
+        tokio::task::spawn_blocking(move || add_all(&idx, &batch))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    commit(store, index, cursor).await?;
+    Ok(cursor)
+}

@@ -1,0 +1,216 @@
+//! Newline-delimited JSON logs, read as the body streams in: chunks are
+//! inflated (gzip) and cut into lines as they arrive, each line is mapped
+//! to an event at once, and only the events are kept, never the body.
+
+use std::io::Write;
+
+use flate2::write::GzDecoder;
+use serde_json::Value;
+use warden_core::event::input::{parse_event, Dialect};
+use warden_core::event::limits::MAX_EVENT_BYTES;
+use warden_core::event::Event;
+use warden_core::id::{new_time_ordered_id, prefix};
+use warden_core::time::Millis;
+
+use crate::http::error::ItemError;
+
+/// Most bytes of log text one request may carry, after inflating.
+pub const MAX_NDJSON_BYTES: usize = 64 * 1024 * 1024;
+/// Most lines (events) one request may carry.
+pub const MAX_NDJSON_EVENTS: usize = 100_000;
+/// Bad lines reported before the rest are only counted.
+const MAX_REPORTED: usize = 100;
+
+#[derive(Debug)]
+pub enum NdjsonError {
+    /// The body inflates past [`MAX_NDJSON_BYTES`] or holds too many lines.
+    TooLarge(String),
+    /// The gzip stream is broken.
+    Gzip(String),
+}
+
+pub struct NdjsonReader {
+    gzip: Option<GzDecoder<Vec<u8>>>,
+    pending: Vec<u8>,
+    line: usize,
+    total_bytes: usize,
+    received_at: Millis,
+    pub events: Vec<Event>,
+    pub errors: Vec<ItemError>,
+    pub bad_lines: usize,
+}
+
+impl NdjsonReader {
+    pub fn new(gzip: bool, received_at: Millis) -> Self {
+        NdjsonReader {
+            gzip: gzip.then(|| GzDecoder::new(Vec::new())),
+            pending: Vec::new(),
+            line: 0,
+            total_bytes: 0,
+            received_at,
+            events: Vec::new(),
+            errors: Vec::new(),
+            bad_lines: 0,
+        }
+    }
+
+    /// Takes the next chunk of the body.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), NdjsonError> {
+        match self.gzip.as_mut() {
+            Some(decoder) => {
+                decoder
+                    .write_all(chunk)
+                    .map_err(|e| NdjsonError::Gzip(e.to_string()))?;
+                let inflated = std::mem::take(decoder.get_mut());
+                self.text(&inflated)
+            }
+            None => self.text(chunk),
+        }
+    }
+
+    /// The body ended.
+    pub fn finish(&mut self) -> Result<(), NdjsonError> {
+        if let Some(mut decoder) = self.gzip.take() {
+            decoder
+                .try_finish()
+                .map_err(|e| NdjsonError::Gzip(e.to_string()))?;
+            let inflated = std::mem::take(decoder.get_mut());
+            self.text(&inflated)?;
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.one_line(&rest);
+        Ok(())
+    }
+
+    fn text(&mut self, bytes: &[u8]) -> Result<(), NdjsonError> {
+        self.total_bytes += bytes.len();
+        if self.total_bytes > MAX_NDJSON_BYTES {
+            return Err(NdjsonError::TooLarge(format!(
+                "the logs are larger than {MAX_NDJSON_BYTES} bytes (after inflating); send them in several requests"
+            )));
+        }
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                if self.pending.is_empty() {
+                    self.one_line(&bytes[start..i]);
+                } else {
+                    self.pending.extend_from_slice(&bytes[start..i]);
+                    let line = std::mem::take(&mut self.pending);
+                    self.one_line(&line);
+                }
+                start = i + 1;
+                if self.events.len() + self.bad_lines > MAX_NDJSON_EVENTS {
+                    return Err(NdjsonError::TooLarge(format!(
+                        "more than {MAX_NDJSON_EVENTS} lines; send them in several requests"
+                    )));
+                }
+            }
+        }
+        self.pending.extend_from_slice(&bytes[start..]);
+        if self.pending.len() > MAX_EVENT_BYTES {
+            self.line += 1;
+            self.pending.clear();
+            return Err(NdjsonError::TooLarge(format!(
+                "line {} is longer than {MAX_EVENT_BYTES} bytes",
+                self.line
+            )));
+        }
+        Ok(())
+    }
+
+    fn one_line(&mut self, raw: &[u8]) {
+        self.line += 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        if raw.len() > MAX_EVENT_BYTES {
+            self.bad(
+                String::new(),
+                format!("longer than {MAX_EVENT_BYTES} bytes"),
+            );
+            return;
+        }
+        let value: Value = match serde_json::from_slice(raw) {
+            Ok(value) => value,
+            Err(err) => {
+                self.bad(String::new(), format!("not JSON: {err}"));
+                return;
+            }
+        };
+        match parse_event(
+            value,
+            Dialect::JsonLog,
+            new_time_ordered_id(prefix::EVENT),
+            self.received_at,
+        ) {
+            Ok(event) => self.events.push(event),
+            Err(err) => self.bad(err.field, err.message),
+        }
+    }
+
+    fn bad(&mut self, field: String, message: String) {
+        self.bad_lines += 1;
+        if self.errors.len() < MAX_REPORTED {
+            self.errors.push(ItemError {
+                index: None,
+                line: Some(self.line),
+                field,
+                message,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_anywhere_in_the_stream_are_read_whole() {
+        let text = b"{\"msg\":\"one\",\"level\":\"error\"}\n\n{\"message\":\"two\"}\r\n{\"msg\":\"three\"}";
+        for cut in 0..text.len() {
+            let mut r = NdjsonReader::new(false, 1);
+            r.push(&text[..cut]).unwrap();
+            r.push(&text[cut..]).unwrap();
+            r.finish().unwrap();
+            let messages: Vec<&str> = r.events.iter().map(|e| e.message.as_str()).collect();
+            assert_eq!(messages, vec!["one", "two", "three"], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_named_by_number() {
+        let mut r = NdjsonReader::new(false, 1);
+        r.push(b"{\"msg\":\"ok\"}\nnot json\n[1]\n{\"tags\":[5]}\n")
+            .unwrap();
+        r.finish().unwrap();
+        let lines: Vec<(Option<usize>, &str)> = r
+            .errors
+            .iter()
+            .map(|e| (e.line, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![(Some(2), ""), (Some(3), ""), (Some(4), "tags.0")]
+        );
+    }
+
+    #[test]
+    fn gzip_is_inflated_as_it_arrives() {
+        use flate2::write::GzEncoder;
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for i in 0..500 {
+            writeln!(enc, "{{\"msg\":\"line {i}\"}}").unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        let mut r = NdjsonReader::new(true, 1);
+        for chunk in gz.chunks(7) {
+            r.push(chunk).unwrap();
+        }
+        r.finish().unwrap();
+        assert_eq!(r.events.len(), 500);
+        assert_eq!(r.events[499].message, "line 499");
+    }
+}

@@ -1,0 +1,55 @@
+//! Retention: an organization's `retention_days` removes its events
+//! received earlier than that from the store and from this process's index.
+
+use std::time::Duration;
+
+use warden_core::time::now_ms;
+
+use super::Telemetry;
+
+/// The organization setting's name.
+pub const SETTING: &str = "event_retention_days";
+/// Longest retention one may set: ten years.
+pub const MAX_DAYS: i64 = 3_650;
+
+impl Telemetry {
+    /// Removes every organization's expired events; returns how many left
+    /// the store.
+    pub async fn apply_retention(&self) -> Result<u64, String> {
+        let mut removed = 0;
+        for (org_id, value) in self
+            .store
+            .orgs_with_setting(SETTING)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let Ok(days) = value.parse::<i64>() else {
+                continue;
+            };
+            let before = now_ms() - days * 86_400_000;
+            removed += self
+                .store
+                .expire_events(&org_id, before)
+                .await
+                .map_err(|e| e.to_string())?;
+            let index = self.index.clone();
+            tokio::task::spawn_blocking(move || index.expire(&org_id, before))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Applies retention at start, every `every`, and when a setting changes.
+pub async fn run(telemetry: std::sync::Arc<Telemetry>, every: Duration) {
+    loop {
+        match telemetry.apply_retention().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "retention removed expired events"),
+            Err(err) => tracing::warn!(error = %err, "retention failed"),
+        }
+        let _ = tokio::time::timeout(every, telemetry.retention_changed.notified()).await;
+    }
+}

@@ -1,0 +1,172 @@
+//! A search as the API takes it: time range, query, page and histogram,
+//! bounded and checked, then run on the index off the async runtime.
+
+use std::time::Instant;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use warden_core::time::now_ms;
+use warden_core::Tenant;
+use warden_search::interval::{self, MAX_BUCKETS};
+use warden_search::{parse_time_value, Order, Position, SearchError, SearchRequest, SearchResult};
+
+use super::Telemetry;
+use crate::http::error::{ApiError, Position as BodyPosition};
+
+/// Events one page may hold.
+pub const MAX_LIMIT: usize = 1_000;
+/// The range searched when none is given: the last day.
+pub const DEFAULT_RANGE_MS: i64 = 86_400_000;
+
+/// What the caller asked, as text where the API takes text.
+#[derive(Debug, Default)]
+pub struct SearchParams {
+    pub query: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub order: Order,
+    pub interval: Option<String>,
+    /// Whether to count the histogram (a list of events needs none).
+    pub histogram: bool,
+    /// Names of the range parameters, for errors (`from_time` or `from`).
+    pub from_name: &'static str,
+    pub to_name: &'static str,
+}
+
+pub struct SearchOutcome {
+    pub result: SearchResult,
+    pub from: i64,
+    pub to: i64,
+    pub interval: i64,
+    pub next_cursor: Option<String>,
+    pub query_time_ms: f64,
+}
+
+fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    parse_time_value(text, now).map(|(from, _)| Some(from)).ok_or_else(|| {
+        ApiError::invalid(
+            name,
+            format!("`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, milliseconds since 1970, or now-24h"),
+        )
+    })
+}
+
+pub fn encode_cursor(position: Position) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", position.timestamp, position.seq))
+}
+
+fn decode_cursor(text: &str) -> Result<Position, ApiError> {
+    let bad = || ApiError::invalid("cursor", "cursor is not one this server issued");
+    let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (timestamp, seq) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(Position {
+        timestamp: timestamp.parse().map_err(|_| bad())?,
+        seq: seq.parse().map_err(|_| bad())?,
+    })
+}
+
+/// A query error as the envelope shows it: the position in the query.
+pub fn query_error(position: usize, message: String) -> ApiError {
+    let mut err = ApiError::malformed(
+        message,
+        BodyPosition {
+            line: 1,
+            column: position,
+        },
+    );
+    err.field = Some("query".into());
+    err
+}
+
+impl Telemetry {
+    pub async fn search(
+        &self,
+        tenant: &Tenant,
+        params: SearchParams,
+    ) -> Result<SearchOutcome, ApiError> {
+        let started = Instant::now();
+        let now = now_ms();
+        let ast = warden_query::parse(&params.query).map_err(|e| {
+            query_error(
+                e.position,
+                format!("invalid query at position {}: {}", e.position, e.message),
+            )
+        })?;
+        let to = time_param(params.to_name, params.to.as_deref(), now)?.unwrap_or(now + 1);
+        let from = time_param(params.from_name, params.from.as_deref(), now)?
+            .unwrap_or(to - DEFAULT_RANGE_MS);
+        if from >= to {
+            return Err(ApiError::invalid(
+                params.from_name,
+                format!("{} must be before {}", params.from_name, params.to_name),
+            ));
+        }
+        let interval = match params.interval.as_deref().filter(|t| !t.trim().is_empty()) {
+            _ if !params.histogram => 0,
+            None => interval::choose(from, to),
+            Some(text) => {
+                let ms = interval::parse(text).ok_or_else(|| {
+                    ApiError::invalid("interval", "interval is a width such as 30s, 5m, 1h or 1d")
+                })?;
+                if (to - from) / ms > MAX_BUCKETS {
+                    return Err(ApiError::invalid(
+                        "interval",
+                        format!("interval gives more than {MAX_BUCKETS} buckets for this range"),
+                    ));
+                }
+                ms
+            }
+        };
+        let after = params
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?;
+        let request = SearchRequest {
+            org_id: tenant.org_id.clone(),
+            environment: tenant.environment.as_str().to_string(),
+            query: ast,
+            from,
+            to,
+            // One more than asked tells whether another page follows.
+            limit: params.limit.min(MAX_LIMIT) + 1,
+            order: params.order,
+            after,
+            interval,
+            now,
+        };
+        let index = self.index.clone();
+        let mut result = tokio::task::spawn_blocking(move || index.search(&request))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|err| match err {
+                SearchError::Query { position, message } => query_error(
+                    position,
+                    format!("invalid query at position {position}: {message}"),
+                ),
+                other => ApiError::internal(other),
+            })?;
+        let limit = params.limit.min(MAX_LIMIT);
+        let next_cursor = if result.events.len() > limit {
+            result.events.truncate(limit);
+            result.events.last().map(|(p, _)| encode_cursor(*p))
+        } else {
+            None
+        };
+        Ok(SearchOutcome {
+            result,
+            from,
+            to,
+            interval,
+            next_cursor,
+            query_time_ms: started.elapsed().as_secs_f64() * 1_000.0,
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! Syslog listeners over UDP and TCP. Syslog carries no credentials: a
+//! listener's messages belong to the organization named at start-up (its
+//! `live` environment), unless a message carries an ingest key in
+//! `[warden@32473 token="…"]`, which routes it to that key's tenant. A
+//! message that cannot be routed or parsed is dropped and counted; syslog
+//! has no way to answer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use warden_core::event::framing::Framer;
+use warden_core::event::syslog::{parse, MAX_SYSLOG_BYTES};
+use warden_core::event::Event;
+use warden_core::id::{new_time_ordered_id, prefix};
+use warden_core::time::now_ms;
+use warden_core::Tenant;
+
+use super::Telemetry;
+use crate::state::AppState;
+
+/// Messages gathered into one append.
+const BATCH: usize = 2_000;
+/// Longest a message waits for its batch to fill.
+const LINGER: Duration = Duration::from_millis(50);
+
+/// What the listeners did, for logs and tests.
+#[derive(Default)]
+pub struct SyslogCounters {
+    pub stored: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// Where unauthenticated messages go, and how tokens are checked.
+pub struct SyslogRouting {
+    pub default_tenant: Option<Tenant>,
+    /// The server's key ring, for tokens.
+    pub state: AppState,
+}
+
+struct Received {
+    bytes: Vec<u8>,
+    peer: IpAddr,
+}
+
+pub struct SyslogListeners {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub counters: Arc<SyslogCounters>,
+}
+
+/// Binds the listeners and starts their tasks.
+pub async fn start(
+    telemetry: Arc<Telemetry>,
+    routing: SyslogRouting,
+    udp: Option<&str>,
+    tcp: Option<&str>,
+) -> Result<SyslogListeners, String> {
+    let counters = Arc::new(SyslogCounters::default());
+    let (tx, rx) = mpsc::channel::<Received>(65_536);
+    let mut out = SyslogListeners {
+        udp: None,
+        tcp: None,
+        counters: counters.clone(),
+    };
+    if let Some(addr) = udp {
+        let socket = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for syslog on udp {addr}: {e}"))?;
+        out.udp = socket.local_addr().ok();
+        tokio::spawn(serve_udp(socket, tx.clone()));
+    }
+    if let Some(addr) = tcp {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?;
+        out.tcp = listener.local_addr().ok();
+        tokio::spawn(serve_tcp(listener, tx.clone(), counters.clone()));
+    }
+    drop(tx);
+    tokio::spawn(store_messages(telemetry, routing, rx, counters));
+    Ok(out)
+}
+
+async fn serve_udp(socket: UdpSocket, tx: mpsc::Sender<Received>) {
+    let mut buf = vec![0u8; MAX_SYSLOG_BYTES + 1];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, peer)) => {
+                let _ = tx
+                    .send(Received {
+                        bytes: buf[..n].to_vec(),
+                        peer: peer.ip(),
+                    })
+                    .await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "syslog udp receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    tx: mpsc::Sender<Received>,
+    counters: Arc<SyslogCounters>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(
+                    stream,
+                    peer.ip(),
+                    tx.clone(),
+                    counters.clone(),
+                ));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "syslog tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: IpAddr,
+    tx: mpsc::Sender<Received>,
+    counters: Arc<SyslogCounters>,
+) {
+    let mut framer = Framer::new(MAX_SYSLOG_BYTES);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Ok(bytes) => {
+                    if tx.send(Received { bytes, peer }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, error = %err, "syslog tcp framing error; closing the connection");
+                    return;
+                }
+            }
+        }
+    }
+    if let Some(bytes) = framer.finish() {
+        let _ = tx.send(Received { bytes, peer }).await;
+    }
+}
+
+/// Parses, routes and appends messages in batches.
+async fn store_messages(
+    telemetry: Arc<Telemetry>,
+    routing: SyslogRouting,
+    mut rx: mpsc::Receiver<Received>,
+    counters: Arc<SyslogCounters>,
+) {
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(received)) => batch.push(received),
+                _ => break,
+            }
+        }
+        let mut by_tenant: HashMap<Tenant, Vec<Event>> = HashMap::new();
+        let received_at = now_ms();
+        for received in batch {
+            match route(&routing, &received, received_at).await {
+                Ok((tenant, event)) => by_tenant.entry(tenant).or_default().push(event),
+                Err(reason) => {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %received.peer, reason, "syslog message dropped");
+                }
+            }
+        }
+        for (tenant, events) in by_tenant {
+            let n = events.len() as u64;
+            // Retry: the messages are in memory only until this commits.
+            let mut attempts = 0;
+            loop {
+                match telemetry.append(&tenant, &events).await {
+                    Ok(_) => {
+                        counters.stored.fetch_add(n, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(err) if attempts < 5 => {
+                        attempts += 1;
+                        tracing::warn!(error = %err, "cannot store syslog messages; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(err) => {
+                        counters.rejected.fetch_add(n, Ordering::Relaxed);
+                        tracing::error!(error = %err, dropped = n, "syslog messages lost: the store refuses them");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn route(
+    routing: &SyslogRouting,
+    received: &Received,
+    received_at: i64,
+) -> Result<(Tenant, Event), String> {
+    let message = parse(
+        &received.bytes,
+        new_time_ordered_id(prefix::EVENT),
+        received_at,
+    )
+    .map_err(|e| e.to_string())?;
+    let tenant = match &message.token {
+        Some(token) => {
+            let principal = routing
+                .state
+                .keys
+                .principal(token)
+                .await
+                .map_err(|_| "the message's ingest key is not valid".to_string())?;
+            principal
+                .require("events.write")
+                .map_err(|_| "the message's key lacks events.write".to_string())?;
+            principal
+                .admits(received.peer)
+                .map_err(|_| "the message's key is not allowed from this address".to_string())?;
+            principal.tenant()
+        }
+        None => routing
+            .default_tenant
+            .clone()
+            .ok_or_else(|| "no --syslog-org and no ingest key in the message".to_string())?,
+    };
+    Ok((tenant, message.event))
+}

@@ -1,0 +1,33 @@
+-- Telemetry: the durable event log that the search index (and later the
+-- detector and forwarders) consume, their cursors, and organization-wide
+-- settings such as event retention.
+CREATE TABLE event_log_head (
+    id BIGINT PRIMARY KEY,
+    last_seq BIGINT NOT NULL
+);
+INSERT INTO event_log_head (id, last_seq) VALUES (1, 0);
+
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    id TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    -- The whole event as JSON (warden_core::event::Event).
+    body TEXT NOT NULL
+);
+CREATE INDEX events_received ON events (org_id, received_at);
+
+CREATE TABLE consumer_cursors (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE org_settings (
+    org_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, name)
+);

@@ -1,0 +1,32 @@
+//! `warden reindex`: rebuild this data directory's search index from the
+//! event log in the store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use warden_search::EventIndex;
+use warden_server::telemetry::indexer;
+
+use crate::cli::ReindexArgs;
+
+pub async fn run(args: ReindexArgs) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, false).await?;
+    let dir = args.store.data_dir.join("index");
+    let index = EventIndex::open(&dir).map_err(|e| match e {
+        warden_search::SearchError::Busy(_) => format!(
+            "the index in {} is in use: stop `warden serve` on this data directory first",
+            dir.display()
+        ),
+        other => other.to_string(),
+    })?;
+    let index = Arc::new(index);
+    let started = Instant::now();
+    let last = indexer::rebuild(opened.store.as_ref(), &index).await?;
+    println!(
+        "Reindexed {} events (log position {last}) in {:.1} s",
+        index.len(),
+        started.elapsed().as_secs_f64()
+    );
+    opened.store.close().await;
+    Ok(())
+}
