@@ -128,7 +128,7 @@ impl EventIndex {
         self.commit()
     }
 
-    /// Removes an organization's events received before `before`.
+    /// Removes an organization's events whose time is before `before`.
     pub fn expire(&self, org_id: &str, before: i64) -> Result<(), SearchError> {
         let query = BooleanQuery::new(vec![
             (
@@ -142,7 +142,7 @@ impl EventIndex {
                 Occur::Must,
                 Box::new(RangeQuery::new(
                     Bound::Unbounded,
-                    Bound::Excluded(Term::from_field_i64(self.fields.received_at, before)),
+                    Bound::Excluded(Term::from_field_i64(self.fields.timestamp, before)),
                 )),
             ),
         ]);

@@ -67,7 +67,8 @@ pub struct AuditAppend {
 pub struct EventAppend {
     pub tenant: Tenant,
     pub id: String,
-    pub received_at: Millis,
+    /// The event's own time (`timestamp`): retention goes by it.
+    pub occurred_at: Millis,
     /// The event's JSON (`warden_core::event::Event`).
     pub body: String,
 }
@@ -200,7 +201,7 @@ pub trait Store: Send + Sync + 'static {
     /// Events after `after`, in sequence order, at most `limit`.
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<LoggedEvent>>;
     async fn count_events(&self, tenant: &Tenant) -> StoreResult<i64>;
-    /// Removes an organization's events received before `before`.
+    /// Removes an organization's events whose own time is before `before`.
     async fn expire_events(&self, org_id: &str, before: Millis) -> StoreResult<u64>;
     /// A log consumer's position (the last sequence number it processed).
     async fn consumer_cursor(&self, name: &str) -> StoreResult<Option<i64>>;

@@ -324,3 +324,88 @@ fn replicas_share_policies_holds_and_one_audit_chain() {
         true
     );
 }
+
+/// Polls a search until it finds `expected` events.
+fn found_within(api: &common::Api, query: &str, expected: u64, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = api.post("/api/v1/siem/search", &json!({"query": query, "limit": 0}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["data"]["total"] == expected {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+fn every_replica_searches_events_ingested_on_any() {
+    let backend = Backend::postgres();
+    let t = backend.init();
+    let a = Warden::start_replica(&backend, 1, &[], &[]);
+    let b = Warden::start_replica(&backend, 2, &[], &[]);
+    let (api_a, api_b) = (a.api(&t.live_key), b.api(&t.live_key));
+    // Each replica keeps its own index, fed from the shared log.
+    assert_ne!(
+        std::fs::read_to_string(backend.data_dir(1).join("index/warden-index-id")).unwrap(),
+        std::fs::read_to_string(backend.data_dir(2).join("index/warden-index-id")).unwrap()
+    );
+    let batch = |tag: &str| {
+        json!((0..50)
+            .map(|i| json!({"message": format!("replicated {tag} {i}"), "tags": [tag]}))
+            .collect::<Vec<_>>())
+    };
+    // Concurrent ingest on both replicas.
+    let writers: Vec<_> = [(a.base.clone(), "from_a"), (b.base.clone(), "from_b")]
+        .into_iter()
+        .map(|(base, tag)| {
+            let (key, body) = (t.live_key.clone(), batch(tag));
+            std::thread::spawn(move || {
+                let api = common::Api::new(&base, &key);
+                for _ in 0..10 {
+                    let r = api.post("/api/v1/events/batch", &body);
+                    assert_eq!(r.status, 202, "{}", r.text);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    for api in [&api_a, &api_b] {
+        assert!(found_within(
+            api,
+            "tags:from_a",
+            500,
+            Duration::from_secs(10)
+        ));
+        assert!(found_within(
+            api,
+            "tags:from_b",
+            500,
+            Duration::from_secs(10)
+        ));
+        assert!(found_within(
+            api,
+            "replicated",
+            1000,
+            Duration::from_secs(10)
+        ));
+    }
+    // A decision on one replica is an agent event on the other.
+    let r = api_a.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "replica-bot", "tool_name": "files.read"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(found_within(
+        &api_b,
+        "source:agent AND tool:files.read",
+        1,
+        Duration::from_secs(10)
+    ));
+}

@@ -120,6 +120,41 @@ fn sdk_agent_runs_against_warden(backend: &Backend) {
     }
     assert_eq!(log.body["data"][0]["user_id"], "alice");
     assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+
+    // The SDK's own telemetry (sent to /v1/events/batch as the agent ran,
+    // flushed at its exit) is searchable beside the decisions' events.
+    let agent_id = agents.body["data"][0]["id"].as_str().unwrap().to_string();
+    let search = |query: &str| {
+        let r = api.post(
+            "/api/v1/siem/search",
+            &json!({"query": query, "limit": 100}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let sdk_events = loop {
+        let found = search("program:thoth AND tool:search_docs");
+        if found["total"].as_u64().unwrap() > 0 || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(sdk_events["total"].as_u64().unwrap() > 0, "{sdk_events}");
+    let event = &sdk_events["events"][0];
+    assert_eq!(event["source"], "agent");
+    assert_eq!(event["agent_id"], agent_id.as_str());
+    assert_eq!(event["fields"]["external_agent_id"], "support-bot");
+    assert_eq!(event["fields"]["user_id"], "alice");
+    assert!(event["fields"]["event_type"]
+        .as_str()
+        .unwrap()
+        .starts_with("TOOL_CALL"));
+    let denied = search(&format!(
+        "program:warden AND agent_id:{agent_id} AND decision:deny"
+    ));
+    assert_eq!(denied["total"], 1, "{denied}");
+    assert_eq!(denied["events"][0]["fields"]["tool"], "db.drop_table");
 }
 
 fn wait_for(child: &mut std::process::Child, limit: Duration) -> bool {

@@ -72,7 +72,7 @@ impl AuditLog {
                 event: decision_event(&record).map(|event| EventAppend {
                     tenant: tenant.clone(),
                     id: event.id.clone(),
-                    received_at: event.received_at,
+                    occurred_at: event.timestamp,
                     body: event.to_json(),
                 }),
                 tenant,

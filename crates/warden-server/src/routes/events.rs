@@ -373,7 +373,8 @@ pub async fn list_events(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
-    /// Days after arrival that events are removed; `null` keeps them forever.
+    /// Events whose time is older than this many days are removed; `null`
+    /// keeps them forever.
     #[schema(minimum = 1, maximum = 3650)]
     pub retention_days: Option<i64>,
 }

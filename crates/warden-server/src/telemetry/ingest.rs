@@ -16,7 +16,7 @@ impl Telemetry {
             .map(|event| EventAppend {
                 tenant: tenant.clone(),
                 id: event.id.clone(),
-                received_at: event.received_at,
+                occurred_at: event.timestamp,
                 body: event.to_json(),
             })
             .collect();

@@ -1,5 +1,6 @@
-//! Retention: an organization's `retention_days` removes its events
-//! received earlier than that from the store and from this process's index.
+//! Retention: an organization's `retention_days` removes its events whose
+//! time is older than that from the store and from this process's index,
+//! as Splunk ages its buckets by event time.
 
 use std::time::Duration;
 

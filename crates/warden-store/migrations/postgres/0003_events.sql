@@ -12,11 +12,12 @@ CREATE TABLE events (
     org_id TEXT NOT NULL,
     environment TEXT NOT NULL,
     id TEXT NOT NULL,
-    received_at BIGINT NOT NULL,
+    -- The event's own time: retention goes by it.
+    occurred_at BIGINT NOT NULL,
     -- The whole event as JSON (warden_core::event::Event).
     body TEXT NOT NULL
 );
-CREATE INDEX events_received ON events (org_id, received_at);
+CREATE INDEX events_occurred ON events (org_id, occurred_at);
 
 CREATE TABLE consumer_cursors (
     name TEXT PRIMARY KEY,

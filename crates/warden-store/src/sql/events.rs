@@ -28,7 +28,7 @@ pub(crate) fn append_steps(events: &[&EventAppend]) -> Vec<Step> {
     ));
     for (chunk_index, chunk) in events.chunks(ROWS_PER_STATEMENT).enumerate() {
         let mut sql = String::from(
-            "INSERT INTO events (seq, org_id, environment, id, received_at, body) VALUES ",
+            "INSERT INTO events (seq, org_id, environment, id, occurred_at, body) VALUES ",
         );
         let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
         for (i, event) in chunk.iter().enumerate() {
@@ -50,7 +50,7 @@ pub(crate) fn append_steps(events: &[&EventAppend]) -> Vec<Step> {
             args.push((&event.tenant.org_id).into());
             args.push(event.tenant.environment.as_str().into());
             args.push((&event.id).into());
-            args.push(event.received_at.into());
+            args.push(event.occurred_at.into());
             args.push((&event.body).into());
         }
         steps.push(Step::execute(sql, args));
@@ -121,7 +121,7 @@ pub(crate) async fn count(db: &dyn Db, tenant: &Tenant) -> StoreResult<i64> {
 
 pub(crate) async fn expire(db: &dyn Db, org_id: &str, before: Millis) -> StoreResult<u64> {
     db.execute(
-        "DELETE FROM events WHERE org_id = $1 AND received_at < $2",
+        "DELETE FROM events WHERE org_id = $1 AND occurred_at < $2",
         vec![org_id.into(), before.into()],
     )
     .await

@@ -1,0 +1,910 @@
+//! Telemetry through the real binary: events in (batch, NDJSON, syslog from
+//! the real `logger`, decisions), the durable log and its index across
+//! `kill -9` and `warden reindex`, the search language operator by
+//! operator, exact totals and histograms, retention, tenant isolation, and
+//! bad input refused whole.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{Api, Backend, CrashLoad, Warden};
+use serde_json::{json, Value};
+
+fn ingest(api: &Api, events: Value) -> Vec<String> {
+    let r = api.post("/api/v1/events/batch", &events);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let ids: Vec<String> = r.body["data"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(r.body["data"]["accepted"], ids.len());
+    ids
+}
+
+fn search(api: &Api, body: Value) -> Value {
+    let r = api.post("/api/v1/siem/search", &body);
+    assert_eq!(r.status, 200, "{body}: {}", r.text);
+    r.body["data"].clone()
+}
+
+fn total(api: &Api, query: &str) -> u64 {
+    search(api, json!({"query": query, "limit": 0}))["total"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Polls until `query` finds `expected` events: indexing is asynchronous
+/// (the log is durable at the 2xx, the index follows within a second).
+fn wait_total(api: &Api, query: &str, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = total(api, query);
+        if n == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{query}` finds {n} events, expected {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn names(api: &Api, query: &str) -> BTreeSet<String> {
+    let data = search(
+        api,
+        json!({"query": query, "limit": 1000, "from_time": "now-2d"}),
+    );
+    data["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fields"]["name"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn ago(ms: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    rfc3339(now - ms)
+}
+
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn store_count(backend: &Backend, org: &str) -> u64 {
+    backend
+        .sql(&format!(
+            "SELECT COUNT(*) FROM events WHERE org_id = '{org}'"
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The fixed events the operator table searches, each named by `name`.
+fn corpus() -> Value {
+    json!([
+        {"timestamp": ago(60_000), "host": "web-01", "program": "sshd", "severity": "high",
+         "message": "Failed password for root from 10.0.0.5 port 22 ssh2", "tags": ["auth", "ssh"],
+         "name": "a", "user": "root", "status": 401, "geo": {"country": "FR"}},
+        {"timestamp": ago(120_000), "host": "web-02", "program": "sshd", "severity": "info",
+         "message": "Accepted publickey for alice from 10.0.0.7", "tags": ["auth"],
+         "name": "b", "user": "alice", "status": 200},
+        {"timestamp": ago(180_000), "host": "db-01", "program": "nginx", "severity": "medium",
+         "message": "GET /admin/login HTTP/1.1 500", "name": "c", "user": "Administrator",
+         "path": "/admin/login", "status": 500, "bytes": 1234},
+        {"timestamp": ago(240_000), "host": "db-01", "program": "nginx", "severity": "low",
+         "message": "GET /index.html HTTP/1.1 200", "name": "d", "status": 200, "bytes": 10},
+        {"timestamp": ago(3 * 3_600_000), "source": "agent", "program": "cron", "severity": "critical",
+         "message": "disk failure on /dev/sda", "agent_id": "agt_x", "session_id": "s1",
+         "fields": {"name": "e", "geo": {"country": "DE"}}}
+    ])
+}
+
+fn every_operator_of_the_language(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(&api, corpus());
+    wait_total(&api, "", 5);
+    let cases: &[(&str, &str)] = &[
+        ("failed", "a"),
+        ("FAILED", "a"),
+        ("\"failed password\"", "a"),
+        ("\"password failed\"", ""),
+        ("10.0.0.5", "a"),
+        ("admin", "c"),
+        ("\"/dev/sda\"", "e"),
+        ("*ssword", "a"),
+        ("fail*", "ae"),
+        ("failur?", "e"),
+        ("f?iled", "a"),
+        ("program:sshd", "ab"),
+        ("program:SSHD", "ab"),
+        ("program:\"sshd\"", "ab"),
+        ("program:\"SSHD\"", ""),
+        ("user:ROOT", "a"),
+        ("program:sshd AND user:root", "a"),
+        ("program:sshd && user:root", "a"),
+        ("program:sshd user:root", "a"),
+        ("program:sshd OR program:cron", "abe"),
+        ("program:sshd || program:cron", "abe"),
+        ("program:sshd -user:root", "b"),
+        ("program:sshd NOT user:root", "b"),
+        ("program:sshd !user:root", "b"),
+        ("NOT program:sshd", "cde"),
+        ("-program:sshd", "cde"),
+        ("program:cron OR program:sshd user:root", "ae"),
+        ("(program:cron OR program:sshd) user:root", "a"),
+        ("program:nginx AND (status:500 OR bytes:10)", "cd"),
+        ("program:(sshd OR cron)", "abe"),
+        ("user:(root OR alice)", "ab"),
+        ("user:*min*", "c"),
+        ("user:adm?nistrator", "c"),
+        ("user:*ice", "b"),
+        ("host:db-*", "cd"),
+        ("status:500", "c"),
+        ("status:>=400", "ac"),
+        ("status:>400", "ac"),
+        ("status:<300", "bd"),
+        ("status:<=200", "bd"),
+        ("status:[200 TO 401]", "abd"),
+        ("status:{200 TO 500}", "a"),
+        ("status:[401 TO *]", "ac"),
+        ("bytes:>100", "c"),
+        ("_exists_:geo.country", "ae"),
+        ("_exists_:geo", "ae"),
+        ("_exists_:bytes", "cd"),
+        ("_exists_:agent_id", "e"),
+        ("bytes:*", "cd"),
+        ("geo.country:fr", "a"),
+        ("fields.geo.country:DE", "e"),
+        ("tags:ssh", "a"),
+        ("tags:auth", "ab"),
+        ("severity:high", "a"),
+        ("severity:error", "a"),
+        ("severity:>=medium", "ace"),
+        ("agent_id:agt_x AND session_id:s1", "e"),
+        ("source:agent", "e"),
+        ("source:api", "abcd"),
+        ("path:\"/admin/login\"", "c"),
+        ("timestamp:<now-2h", "e"),
+        ("timestamp:[now-2h TO now]", "abcd"),
+        ("*", "abcde"),
+        ("", "abcde"),
+        ("nothing_matches_this", ""),
+    ];
+    let mut failures = Vec::new();
+    for (query, expected) in cases {
+        let got: String = names(&api, query).into_iter().collect();
+        if got != *expected {
+            failures.push(format!("`{query}`: got {got:?}, expected {expected:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Malformed: 400 with the position and what was expected.
+    for (query, column) in [
+        ("program:(sshd", 14),
+        ("status:[1 TO", 13),
+        ("a AND", 6),
+        ("name~2", 5),
+        ("timestamp:>soon", 1),
+        ("severity:loud", 1),
+        ("message:[a TO b]", 1),
+    ] {
+        let r = api.post("/api/v1/siem/search", &json!({"query": query}));
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], "query", "{query}: {}", r.text);
+        assert_eq!(e["position"]["column"], column, "{query}: {}", r.text);
+        assert!(
+            e["message"].as_str().unwrap().contains("position"),
+            "{}",
+            r.text
+        );
+    }
+    // No query, however costly, hangs the server.
+    let wild = "*a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*";
+    let r = api.post("/api/v1/siem/search", &json!({"query": wild}));
+    assert!(r.status == 200 || r.status == 400, "{}", r.text);
+    let r = api.post("/api/v1/siem/search", &json!({"query": "(".repeat(5000)}));
+    r.error(400, "invalid_request");
+}
+
+fn totals_histograms_and_pages_are_exact(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    // 3 hours, one bucket each: 10 high + 5 info, then 7 low, then 3 critical.
+    let base = 1_780_000_000_000i64 - 1_780_000_000_000i64 % 3_600_000;
+    let mut events = Vec::new();
+    for i in 0..10 {
+        events.push(json!({"timestamp": rfc3339(base + i * 1000), "severity": "high", "message": format!("h{i}")}));
+    }
+    for i in 0..5 {
+        events.push(
+            json!({"timestamp": rfc3339(base + 60_000 + i), "severity": "info", "message": "i"}),
+        );
+    }
+    for i in 0..7 {
+        events.push(
+            json!({"timestamp": rfc3339(base + 3_600_000 + i), "severity": "low", "message": "l"}),
+        );
+    }
+    let mut ids = ingest(&api, Value::Array(events));
+    // The `{"events": [...]}` form.
+    ids.extend(ingest(
+        &api,
+        json!({"events": [
+            {"timestamp": rfc3339(base + 7_200_000), "severity": "critical", "message": "c"},
+            {"timestamp": rfc3339(base + 7_200_001), "severity": "critical", "message": "c"},
+            {"timestamp": rfc3339(base + 7_200_002), "severity": "critical", "message": "c"}
+        ]}),
+    ));
+    let range = json!({"from_time": rfc3339(base), "to_time": rfc3339(base + 3 * 3_600_000)});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let data = loop {
+        let mut body = range.clone();
+        body["interval"] = json!("1h");
+        body["limit"] = json!(10);
+        let data = search(&api, body);
+        if data["total"] == 25 || Instant::now() > deadline {
+            break data;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(data["total"], 25, "{data}");
+    assert_eq!(data["interval_ms"], 3_600_000);
+    let histogram = data["histogram"].as_array().unwrap();
+    assert_eq!(histogram.len(), 3, "{data}");
+    let counts: Vec<u64> = histogram
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![15, 7, 3]);
+    assert_eq!(histogram[0]["time"], rfc3339(base));
+    assert_eq!(histogram[0]["breakdown"]["high"], 10);
+    assert_eq!(histogram[0]["breakdown"]["info"], 5);
+    assert_eq!(histogram[1]["breakdown"]["low"], 7);
+    assert_eq!(histogram[2]["breakdown"]["critical"], 3);
+    // Filtered: the histogram counts only matches, and sums to the total.
+    let mut body = range.clone();
+    body["query"] = json!("severity:high OR severity:critical");
+    let data = search(&api, body);
+    let sum: u64 = data["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!((data["total"].as_u64().unwrap(), sum), (13, 13));
+    // The chosen interval for a day is 30 minutes.
+    let data = search(&api, json!({"from_time": "now-24h", "limit": 0}));
+    assert_eq!(data["interval_ms"], 1_800_000);
+
+    // Paging walks every event once, newest first, then oldest first.
+    for (sort, first) in [("desc", "c"), ("asc", "h0")] {
+        let mut seen = Vec::new();
+        let mut cursor = Value::Null;
+        let mut previous: Option<String> = None;
+        loop {
+            let mut body = range.clone();
+            body["limit"] = json!(4);
+            body["sort"] = json!(sort);
+            body["cursor"] = cursor.clone();
+            let data = search(&api, body);
+            for e in data["events"].as_array().unwrap() {
+                let ts = e["timestamp"].as_str().unwrap().to_string();
+                if let Some(p) = &previous {
+                    assert!(
+                        if sort == "desc" { *p >= ts } else { *p <= ts },
+                        "{sort}: {p} then {ts}"
+                    );
+                }
+                previous = Some(ts);
+                seen.push(e["id"].as_str().unwrap().to_string());
+            }
+            if seen.len() == 4 {
+                let first_page = search(&api, {
+                    let mut b = range.clone();
+                    b["limit"] = json!(1);
+                    b["sort"] = json!(sort);
+                    b
+                });
+                assert_eq!(first_page["events"][0]["message"], first);
+            }
+            cursor = data["next_cursor"].clone();
+            if cursor.is_null() {
+                break;
+            }
+        }
+        let unique: BTreeSet<&String> = seen.iter().collect();
+        assert_eq!((seen.len(), unique.len()), (25, 25), "{sort}");
+        let all: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique, all);
+    }
+    // The quick search.
+    let r = api.get(&format!(
+        "/api/v1/events?query=severity:critical&from={}&to={}&limit=2",
+        rfc3339(base),
+        rfc3339(base + 3 * 3_600_000)
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    assert!(r.body["next_cursor"].is_string());
+    let r = api.get(&format!(
+        "/api/v1/events?query=severity:critical&from={}&to={}&limit=2&cursor={}",
+        rfc3339(base),
+        rfc3339(base + 3 * 3_600_000),
+        r.body["next_cursor"].as_str().unwrap()
+    ));
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert!(r.body["next_cursor"].is_null());
+    // Bad parameters are named.
+    for (body, field) in [
+        (json!({"from_time": "yesterday"}), "from_time"),
+        (
+            json!({"from_time": "now", "to_time": "now-1h"}),
+            "from_time",
+        ),
+        (json!({"interval": "fast"}), "interval"),
+        (
+            json!({"interval": "1s", "from_time": "now-30d"}),
+            "interval",
+        ),
+        (json!({"limit": 5000}), "limit"),
+        (json!({"cursor": "not-a-cursor"}), "cursor"),
+        (json!({"query": 5}), "query"),
+    ] {
+        let r = api.post("/api/v1/siem/search", &body);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+    }
+}
+
+fn bad_batches_are_refused_whole(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/events/batch",
+        &json!([
+            {"message": "fine"},
+            {"message": "fine"},
+            {"severity": "loud"},
+            {"message": "fine"},
+            {"timestamp": "soon"},
+            "not an object",
+            {"tags": ["ok", 7]},
+            {"id": "mine"}
+        ]),
+    );
+    let e = r.error(400, "invalid_request");
+    assert_eq!(e["field"], "events[2].severity", "{}", r.text);
+    let errors: Vec<(u64, String)> = e["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["index"].as_u64().unwrap(),
+                x["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (2, "severity".into()),
+            (4, "timestamp".into()),
+            (5, "".into()),
+            (6, "tags.1".into()),
+            (7, "id".into())
+        ]
+    );
+    // Too many events, too many bytes, not JSON, not an array, wrong type.
+    let many: Vec<Value> = (0..10_001).map(|_| json!({"message": "x"})).collect();
+    let r = api.post("/api/v1/events/batch", &Value::Array(many));
+    assert_eq!(r.error(400, "invalid_request")["field"], "events");
+    let big = format!("[{{\"message\": \"{}\"}}]", "x".repeat(11 * 1024 * 1024));
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        big.into_bytes(),
+        &[("content-type", "application/json")],
+    );
+    r.error(413, "payload_too_large");
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        b"[{\"message\": }]".to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.error(400, "invalid_request")["position"]["column"], 14);
+    let r = api.post("/api/v1/events/batch", &json!({"message": "one"}));
+    assert_eq!(r.error(400, "invalid_request")["field"], "events");
+    let r = api.post("/api/v1/events/batch", &json!([]));
+    r.error(400, "invalid_request");
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        b"[]".to_vec(),
+        &[("content-type", "text/plain")],
+    );
+    r.error(415, "unsupported_media_type");
+    // A key without events.write.
+    let (_, reader) = api.create_key(json!({"name": "reader", "scopes": ["events.read"]}));
+    let r = api
+        .with_key(&reader)
+        .post("/api/v1/events/batch", &json!([{"message": "x"}]));
+    r.error(403, "forbidden");
+    // Nothing was stored.
+    assert_eq!(store_count(backend, &t.org_id), 0);
+    assert_eq!(total(&api, ""), 0);
+}
+
+fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let at = ago(5_000);
+    let lines = format!(
+        "{{\"@timestamp\": \"{at}\", \"level\": \"ERROR\", \"msg\": \"payment failed\", \"host\": \"api-1\", \"order\": {{\"id\": 42}}}}\n\
+         \n\
+         {{\"time\": \"{at}\", \"level\": \"warn\", \"message\": \"slow query\", \"hostname\": \"db-1\", \"service\": \"billing\"}}\r\n\
+         {{\"ts\": 1, \"level\": 30, \"msg\": \"numeric level kept\"}}"
+    );
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        lines.clone().into_bytes(),
+        &[("content-type", "application/x-ndjson")],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["accepted"], 3);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..2_000 {
+        writeln!(
+            gz,
+            "{{\"msg\": \"gz line {i}\", \"level\": \"info\", \"seq\": {i}}}"
+        )
+        .unwrap();
+    }
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        gz.finish().unwrap(),
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["ids"].as_array().unwrap().len(), 2_000);
+    wait_total(&api, "source:json", 2_003 - 1); // the line from 1970 is out of range
+    let e = &search(&api, json!({"query": "\"payment failed\""}))["events"][0];
+    assert_eq!(e["severity"], "high");
+    assert_eq!(e["host"], "api-1");
+    assert_eq!(e["timestamp"], at);
+    assert_eq!(e["fields"]["order"]["id"], 42);
+    assert_eq!(total(&api, "order.id:42 AND source:json"), 1);
+    assert_eq!(
+        total(&api, "program:billing AND host:db-1 AND severity:medium"),
+        1
+    );
+    assert_eq!(total(&api, "seq:[100 TO 199]"), 100);
+    let old = search(
+        &api,
+        json!({"query": "\"numeric level kept\"", "from_time": "1970-01-01"}),
+    );
+    assert_eq!(old["events"][0]["fields"]["level"], 30, "{old}");
+
+    // A bad line refuses the whole request, naming each bad line.
+    let before = store_count(backend, &t.org_id);
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        b"{\"msg\": \"ok\"}\nnot json\n{\"tags\": 5}\n".to_vec(),
+        &[("content-type", "application/x-ndjson")],
+    );
+    let e = r.error(400, "invalid_request");
+    let lines: Vec<u64> = e["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![2, 3], "{}", r.text);
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        b"\x1f\x8b\x08garbage".to_vec(),
+        &[("content-encoding", "gzip")],
+    );
+    r.error(400, "invalid_request");
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        b"{}".to_vec(),
+        &[("content-encoding", "br")],
+    );
+    r.error(415, "unsupported_media_type");
+    assert_eq!(store_count(backend, &t.org_id), before);
+}
+
+fn syslog_port(w: &Warden, proto: &str) -> String {
+    let prefix = format!("Syslog ({proto}) on ");
+    w.stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix(&prefix)
+                .map(|a| a.rsplit(':').next().unwrap().to_string())
+        })
+        .expect("syslog address printed")
+}
+
+fn logger(args: &[&str]) {
+    let out = std::process::Command::new("logger")
+        .args(args)
+        .output()
+        .expect("util-linux logger");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn syslog_from_the_real_logger(backend: &Backend) {
+    let t = backend.init();
+    let other = backend.create_org("Elsewhere", &[]);
+    let w = Warden::start(
+        backend,
+        &[
+            "--syslog-udp",
+            "127.0.0.1:0",
+            "--syslog-tcp",
+            "127.0.0.1:0",
+            "--syslog-org",
+            &t.org_id,
+        ],
+    );
+    let api = w.api(&t.live_key);
+    let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
+    let host = ["-n", "127.0.0.1"];
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &udp,
+        "-d",
+        "--rfc5424",
+        "-t",
+        "app5424u",
+        "-p",
+        "auth.err",
+        "udp five four two four",
+    ]);
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &udp,
+        "-d",
+        "--rfc3164",
+        "-t",
+        "app3164u",
+        "-p",
+        "daemon.warning",
+        "udp three one six four",
+    ]);
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &tcp,
+        "-T",
+        "--octet-count",
+        "--rfc5424",
+        "-t",
+        "app5424t",
+        "-p",
+        "local0.crit",
+        "tcp octet counted",
+    ]);
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &tcp,
+        "-T",
+        "--rfc3164",
+        "-t",
+        "app3164t",
+        "-p",
+        "user.info",
+        "tcp newline framed",
+    ]);
+    // An ingest key in structured data routes to its own organization.
+    let token = format!("token=\"{}\"", other.live_key);
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &udp,
+        "-d",
+        "--rfc5424",
+        "--sd-id",
+        "warden@32473",
+        "--sd-param",
+        &token,
+        "-t",
+        "routed",
+        "routed by key",
+    ]);
+    // Malformed messages are dropped.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(
+            b"<999>1 - - - - - - bad priority",
+            format!("127.0.0.1:{udp}"),
+        )
+        .unwrap();
+    socket
+        .send_to(b"<13>nul\0inside", format!("127.0.0.1:{udp}"))
+        .unwrap();
+    socket.send_to(b"   ", format!("127.0.0.1:{udp}")).unwrap();
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &udp,
+        "-d",
+        "--rfc5424",
+        "-t",
+        "last",
+        "final message",
+    ]);
+
+    wait_total(&api, "source:syslog", 5);
+    let get = |q: &str| search(&api, json!({"query": q}))["events"][0].clone();
+    let e = get("program:app5424u");
+    assert_eq!(e["message"], "udp five four two four");
+    assert_eq!(e["severity"], "high");
+    assert_eq!(e["fields"]["syslog"]["facility"], "auth");
+    assert!(e["host"].is_string());
+    let e = get("program:app3164u");
+    assert_eq!(e["severity"], "medium");
+    assert_eq!(e["fields"]["syslog"]["facility"], "daemon");
+    assert_eq!(get("program:app5424t")["severity"], "critical");
+    assert_eq!(get("program:app3164t")["message"], "tcp newline framed");
+    assert_eq!(total(&api, "syslog.facility:local0"), 1);
+    let leaked = search(&api, json!({"query": "bad OR nul OR routed"}));
+    assert_eq!(leaked["total"], 0, "{leaked}");
+    let elsewhere = w.api(&other.live_key);
+    wait_total(&elsewhere, "program:routed", 1);
+    assert_eq!(total(&elsewhere, ""), 1);
+    // The key travelled in the message but is stored nowhere.
+    assert!(!backend.raw_contents().contains(&other.live_key));
+}
+
+fn tenants_see_only_their_own_events(backend: &Backend) {
+    let t = backend.init();
+    let other = backend.create_org("Other", &[]);
+    let w = Warden::start(backend, &[]);
+    let (mine, theirs, test_env) = (
+        w.api(&t.live_key),
+        w.api(&other.live_key),
+        w.api(&t.test_key),
+    );
+    ingest(
+        &mine,
+        json!([{"message": "shared word mine"}, {"message": "shared word mine"}]),
+    );
+    ingest(&theirs, json!([{"message": "shared word theirs"}]));
+    ingest(&test_env, json!([{"message": "shared word test"}]));
+    wait_total(&mine, "shared", 2);
+    wait_total(&theirs, "shared", 1);
+    wait_total(&test_env, "shared", 1);
+    assert_eq!(total(&mine, "theirs OR test"), 0);
+    assert_eq!(total(&theirs, "mine"), 0);
+    // No query text reaches across: the filter is inside the engine.
+    assert_eq!(total(&theirs, "mine OR NOT mine"), 1);
+    assert_eq!(total(&theirs, "*"), 1);
+}
+
+fn acknowledged_events_survive_kill_9(backend: &Backend) {
+    backend.init();
+    let t = backend.create_org(
+        "Crash",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "6000000",
+            "--burst",
+            "100000",
+        ],
+    );
+    let w = Warden::start(backend, &[]);
+    let load = CrashLoad::start(
+        &w.base,
+        &t.live_key,
+        4,
+        "/api/v1/events/batch",
+        202,
+        "/data/ids/0",
+        |writer, n| {
+            let batch: Vec<Value> = (0..10)
+                .map(
+                    |i| json!({"message": format!("crash w{writer} n{n} i{i}"), "tags": ["crash"]}),
+                )
+                .collect();
+            Value::Array(batch)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let acked = load.acknowledged();
+    assert!(
+        acked.len() > 20,
+        "only {} batches acknowledged",
+        acked.len()
+    );
+    let api = w.api(&t.live_key);
+    let stored = store_count(backend, &t.org_id);
+    assert!(stored >= acked.len() as u64 * 10);
+    // Every stored event is searchable exactly once after the restart.
+    wait_total(&api, "tags:crash", stored);
+    for chunk in acked.chunks(100) {
+        let query = format!("id:({})", chunk.join(" OR "));
+        assert_eq!(total(&api, &query), chunk.len() as u64);
+    }
+}
+
+fn decisions_are_agent_events(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "no refunds", "action_pattern": "payments.refund", "decision": "deny"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "billing-bot", "tool_name": "payments.refund",
+                "tool_args": {"amount": 120}, "session_id": "sess-9"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let audit_id = r.body["data"]["audit_id"].as_str().unwrap().to_string();
+    wait_total(
+        &api,
+        "source:agent AND tool:payments.refund AND decision:deny",
+        1,
+    );
+    let e = &search(&api, json!({"query": "session_id:sess-9"}))["events"][0];
+    assert_eq!(e["fields"]["audit_id"], audit_id);
+    assert_eq!(e["fields"]["args"]["amount"], 120);
+    assert_eq!(e["severity"], "medium");
+    assert_eq!(total(&api, "args.amount:>100"), 1);
+}
+
+fn retention_removes_old_events(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(
+        &api,
+        json!([
+            {"timestamp": ago(10 * 86_400_000), "message": "ancient"},
+            {"timestamp": ago(3 * 86_400_000), "message": "old"},
+            {"timestamp": ago(3_600_000), "message": "recent"}
+        ]),
+    );
+    let all = json!({"from_time": "now-30d", "limit": 0});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while search(&api, all.clone())["total"] != 3 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = api.get("/api/v1/events/retention");
+    assert!(r.body["data"]["retention_days"].is_null(), "{}", r.text);
+    let r = api.raw(
+        "PUT",
+        "/api/v1/events/retention",
+        br#"{"retention_days": 0}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "retention_days");
+    let r = api.raw(
+        "PUT",
+        "/api/v1/events/retention",
+        br#"{"retention_days": 5}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    while search(&api, all.clone())["total"] != 2 {
+        assert!(Instant::now() < deadline, "retention did not apply");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(store_count(backend, &t.org_id), 2);
+    assert_eq!(total(&api, "ancient"), 0);
+    assert_eq!(
+        api.get("/api/v1/events/retention").body["data"]["retention_days"],
+        5
+    );
+}
+
+fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"message": format!("reindex me {i}"), "n": i}))
+        .collect();
+    ingest(&api, Value::Array(events));
+    wait_total(&api, "reindex", 300);
+    // While serving, the index is in use.
+    let out = backend.cli(&["reindex"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{out:?}"
+    );
+    assert!(w.terminate().success());
+    std::fs::remove_dir_all(backend.data_dir(0).join("index")).unwrap();
+    let out = backend.cli(&["reindex"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Reindexed 300 events"),
+        "{out:?}"
+    );
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    assert_eq!(total(&api, "reindex"), 300);
+    assert_eq!(total(&api, "n:[100 TO 199]"), 100);
+}
+
+on_every_backend!(
+    every_operator_of_the_language,
+    totals_histograms_and_pages_are_exact,
+    bad_batches_are_refused_whole,
+    ndjson_logs_stream_in_plain_or_gzip,
+    syslog_from_the_real_logger,
+    tenants_see_only_their_own_events,
+    acknowledged_events_survive_kill_9,
+    decisions_are_agent_events,
+    retention_removes_old_events,
+    reindex_rebuilds_the_index_from_the_store,
+);
