@@ -230,7 +230,7 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
 /// 100,000 lines and 64 MiB after inflating; a bad line refuses the whole
 /// request, naming each bad line.
 #[utoipa::path(post, path = "/api/v1/events/ndjson", tag = "events",
-    request_body(content = String, content_type = "application/x-ndjson", description = "One JSON log per line"),
+    request_body(content((String = "application/x-ndjson"), (String = "text/plain")), description = "One JSON log per line"),
     responses(
         (status = 202, description = "Every line is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
