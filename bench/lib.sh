@@ -1,9 +1,13 @@
 # Shared by the HTTP load benchmarks: build, pin, a fresh store with a
 # benchmark organization, `warden serve` and the bare endpoint side by side,
 # and one measured oha run. Source after setting DURATION, WARDEN_PORT and
-# BARE_PORT; leaves bin, work, key, warden_pid and bare_pid set.
+# BARE_PORT; leaves bin, work, key, warden_pid and bare_pid set. A benchmark
+# that needs neither oha nor the bare endpoint sets NEED_OHA=0 and BARE_PORT
+# empty.
 
-command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
+if [ "${NEED_OHA:-1}" = 1 ]; then
+  command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
+fi
 cargo build --release -q -p warden -p warden-bench
 bin=target/release
 
@@ -28,10 +32,14 @@ key=$($bin/warden org create Bench --plan custom --rate-limit-per-minute 6000000
 
 RUST_LOG=warn "${SERVER_PIN[@]}" $bin/warden serve --data-dir "$work/data" --listen "127.0.0.1:$WARDEN_PORT" > "$work/serve.out" 2>&1 &
 pids+=($!); warden_pid=$!
-"${SERVER_PIN[@]}" $bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
-pids+=($!); bare_pid=$!
+if [ -n "${BARE_PORT:-}" ]; then
+  "${SERVER_PIN[@]}" $bin/bare-endpoint "127.0.0.1:$BARE_PORT" > /dev/null 2>&1 &
+  pids+=($!); bare_pid=$!
+fi
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$WARDEN_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/" 2>/dev/null && break; sleep 0.1; done
+if [ -n "${BARE_PORT:-}" ]; then
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/" 2>/dev/null && break; sleep 0.1; done
+fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # One oha run, printed as a table row with the server's CPU share.
