@@ -32,13 +32,7 @@ pub fn document(
     keyword("id", &event.id);
     keyword("source", event.source.as_str());
     keyword("severity", event.severity.as_str());
-    let mut present: Vec<String> = vec![
-        "id".into(),
-        "timestamp".into(),
-        "received_at".into(),
-        "source".into(),
-        "severity".into(),
-    ];
+    let mut present: Vec<String> = Vec::new();
     for (name, value) in [
         ("host", &event.host),
         ("program", &event.program),
@@ -80,18 +74,18 @@ pub fn document(
         let mut end = name.len();
         loop {
             let prefix = &name[..end];
-            if !present.iter().any(|p| p == prefix) {
-                present.push(prefix.to_string());
-            }
+            present.push(prefix.to_string());
             match prefix.rfind('.') {
                 Some(dot) => end = dot,
                 None => break,
             }
         }
-        if !present.iter().any(|p| p == "fields") {
-            present.push("fields".into());
-        }
     });
+    if !event.fields.is_empty() {
+        present.push("fields".into());
+    }
+    present.sort_unstable();
+    present.dedup();
     for name in present {
         doc.add_text(fields.exists, name);
     }

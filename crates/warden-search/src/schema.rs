@@ -15,6 +15,9 @@ use tantivy::schema::{
 
 use crate::analyzer::MESSAGE_ANALYZER;
 
+/// Names every event has a value for.
+pub const ALWAYS_PRESENT: &[&str] = &["id", "timestamp", "received_at", "source", "severity"];
+
 /// Separates a name from its value inside a `kv` or `num` term.
 pub const NAME_END: char = '\u{1}';
 
@@ -69,7 +72,8 @@ pub struct Fields {
     pub message: Field,
     pub kv: Field,
     pub num: Field,
-    /// Names an event has a value for, for `_exists_`.
+    /// Names an event has a value for, for `_exists_`; the names every
+    /// event has ([`ALWAYS_PRESENT`]) are left out.
     pub exists: Field,
     /// The event's JSON, returned by search.
     pub source: Field,
@@ -78,13 +82,19 @@ pub struct Fields {
 impl Fields {
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        let fast_indexed = NumericOptions::default().set_indexed().set_fast();
-        let seq = b.add_u64_field("seq", fast_indexed.clone());
+        // Values unique to nearly every event (sequence, times) are only
+        // columns: ranges over them read the column, and leaving them out
+        // of the term dictionary keeps segments cheap to build and merge.
+        let fast = NumericOptions::default().set_fast();
+        let seq = b.add_u64_field("seq", fast.clone());
         let tenant = b.add_text_field("tenant", STRING);
         let org = b.add_text_field("org", STRING);
-        let timestamp = b.add_i64_field("timestamp", fast_indexed.clone());
-        let received_at = b.add_i64_field("received_at", fast_indexed.clone());
-        let severity = b.add_u64_field("severity", fast_indexed);
+        let timestamp = b.add_i64_field("timestamp", fast.clone());
+        let received_at = b.add_i64_field("received_at", fast);
+        let severity = b.add_u64_field(
+            "severity",
+            NumericOptions::default().set_indexed().set_fast(),
+        );
         let message = b.add_text_field(
             "message",
             TextOptions::default().set_indexing_options(

@@ -14,7 +14,9 @@ use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
 use crate::analyzer::words;
-use crate::schema::{field_name, kv_term, num_term, Fields, MAX_KEYWORD_BYTES, NAME_END};
+use crate::schema::{
+    field_name, kv_term, num_term, Fields, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
+};
 use crate::time_value::parse_time_value;
 use crate::SearchError;
 
@@ -328,6 +330,9 @@ impl Translator<'_> {
         let name = match resolve(Some(field)) {
             Target::Message => "message".to_string(),
             Target::Time(..) | Target::Severity => return Ok(Box::new(AllQuery)),
+            Target::Keyword(name) if ALWAYS_PRESENT.contains(&name.as_str()) => {
+                return Ok(Box::new(AllQuery))
+            }
             Target::Keyword(name) => name,
         };
         Ok(Box::new(TermQuery::new(

@@ -139,6 +139,8 @@ impl Server {
             telemetry.store.clone(),
             telemetry.index.clone(),
             telemetry.appended.clone(),
+            telemetry.handoff.clone(),
+            telemetry.searchable.clone(),
         ));
         let retention = tokio::spawn(crate::telemetry::retention::run(
             telemetry.clone(),

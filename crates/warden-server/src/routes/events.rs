@@ -197,12 +197,12 @@ pub(crate) async fn store_events(
     principal: &Principal,
     events: Vec<Event>,
 ) -> ApiResult<ApiData<Accepted>> {
-    state.telemetry.append(&principal.tenant(), &events).await?;
+    let ids = state.telemetry.append(&principal.tenant(), events).await?;
     Ok(ApiData(
         StatusCode::ACCEPTED,
         Accepted {
-            accepted: events.len(),
-            ids: events.into_iter().map(|e| e.id).collect(),
+            accepted: ids.len(),
+            ids,
         },
     ))
 }

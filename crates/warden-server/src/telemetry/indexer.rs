@@ -11,10 +11,12 @@ use warden_core::event::Event;
 use warden_search::EventIndex;
 use warden_store::{LoggedEvent, Store};
 
+use super::handoff::{Appended, Handoff};
+
 /// Events read from the log at a time.
 const BATCH: i64 = 5_000;
 /// How long indexed events may wait to become searchable under load.
-const COMMIT_EVERY: Duration = Duration::from_millis(250);
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -27,10 +29,15 @@ pub async fn run(
     store: Arc<dyn Store>,
     index: Arc<EventIndex>,
     appended: Arc<tokio::sync::Notify>,
+    handoff: Arc<Handoff>,
+    searchable: tokio::sync::watch::Sender<i64>,
 ) {
     let mut cursor = loop {
         match resume(store.as_ref(), &index).await {
-            Ok(cursor) => break cursor,
+            Ok(cursor) => {
+                searchable.send_replace(cursor);
+                break cursor;
+            }
             Err(err) => {
                 tracing::error!(error = %err, "search indexer cannot start; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -40,7 +47,36 @@ pub async fn run(
     let mut indexed_since_commit = 0usize;
     let mut last_commit = Instant::now();
     loop {
-        let batch = match store.events_after(cursor, BATCH).await {
+        // This process's own appends come in memory when they start at
+        // the cursor; anything else is read from the log.
+        if let Some(appended) = handoff.take(cursor + 1) {
+            let last_seq = appended.first_seq + appended.events.len() as i64 - 1;
+            let idx = index.clone();
+            let added = tokio::task::spawn_blocking(move || add_appended(&idx, &appended)).await;
+            if let Err(err) = added {
+                tracing::error!(error = %err, "search indexer failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            cursor = last_seq;
+            indexed_since_commit += 1;
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                match commit(store.as_ref(), &index, cursor).await {
+                    Ok(()) => {
+                        indexed_since_commit = 0;
+                        last_commit = Instant::now();
+                        searchable.send_replace(cursor);
+                    }
+                    Err(err) => tracing::warn!(error = %err, "search indexer cannot commit"),
+                }
+            }
+            continue;
+        }
+        let limit = match handoff.first_held() {
+            Some(first) if first > cursor + 1 => (first - cursor - 1).min(BATCH),
+            _ => BATCH,
+        };
+        let batch = match store.events_after(cursor, limit).await {
             Ok(batch) => batch,
             Err(err) => {
                 tracing::warn!(error = %err, "search indexer cannot read the event log");
@@ -48,7 +84,17 @@ pub async fn run(
                 continue;
             }
         };
-        let idle = cursor_is_current(&batch);
+        let held = handoff.first_held();
+        if batch.is_empty() {
+            if let Some(first) = held.filter(|first| *first > cursor + 1) {
+                // Events before a committed batch are committed too (one
+                // counter, moved in order): an empty read means retention
+                // removed them.
+                cursor = first - 1;
+                continue;
+            }
+        }
+        let idle = (batch.len() as i64) < limit && held.is_none();
         if let Some(last) = batch.last() {
             let last_seq = last.seq;
             let idx = index.clone();
@@ -66,6 +112,7 @@ pub async fn run(
                 Ok(()) => {
                     indexed_since_commit = 0;
                     last_commit = Instant::now();
+                    searchable.send_replace(cursor);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "search indexer cannot commit");
@@ -77,10 +124,6 @@ pub async fn run(
             let _ = tokio::time::timeout(POLL, appended.notified()).await;
         }
     }
-}
-
-fn cursor_is_current(batch: &[LoggedEvent]) -> bool {
-    (batch.len() as i64) < BATCH
 }
 
 /// The stored cursor, with the index cut back to it.
@@ -110,6 +153,20 @@ pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> 
         .set_consumer_cursor(&cursor_name(index), Some(cursor))
         .await
         .map_err(|e| e.to_string())
+}
+
+fn add_appended(index: &EventIndex, appended: &Appended) {
+    for (i, (event, body)) in appended.events.iter().zip(&appended.bodies).enumerate() {
+        if let Err(err) = index.add(
+            (appended.first_seq + i as i64) as u64,
+            &appended.tenant.org_id,
+            appended.tenant.environment.as_str(),
+            event,
+            body,
+        ) {
+            tracing::error!(error = %err, "an event could not be indexed");
+        }
+    }
 }
 
 pub fn add_all(index: &EventIndex, batch: &[LoggedEvent]) {

@@ -5,13 +5,28 @@ use warden_core::event::Event;
 use warden_core::Tenant;
 use warden_store::{EventAppend, StoreError};
 
+use super::handoff::Appended;
 use super::Telemetry;
 
+/// Most events this process lets stand between what it acknowledged and
+/// what its index has made searchable: about half a second of indexing.
+/// Past it, acknowledgments wait for the index (back-pressure), so that an
+/// acknowledged event is searchable within a second even under sustained
+/// ingest faster than the index.
+pub const MAX_UNSEARCHABLE: i64 = 40_000;
+/// Longest an acknowledgment waits for the index; the events are durable
+/// either way.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Telemetry {
-    /// Appends `events` for `tenant` in one transaction and wakes the
-    /// indexer; returns once they are on disk.
-    pub async fn append(&self, tenant: &Tenant, events: &[Event]) -> Result<i64, StoreError> {
-        let rows: Vec<EventAppend> = events
+    /// Appends `events` for `tenant` in one transaction, hands them to the
+    /// indexer and wakes it; returns their ids once they are on disk.
+    pub async fn append(
+        &self,
+        tenant: &Tenant,
+        events: Vec<Event>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut rows: Vec<EventAppend> = events
             .iter()
             .map(|event| EventAppend {
                 tenant: tenant.clone(),
@@ -21,7 +36,20 @@ impl Telemetry {
             })
             .collect();
         let last = self.store.append_events(&rows).await?;
+        let ids = events.iter().map(|e| e.id.clone()).collect();
+        self.handoff.offer(Appended {
+            first_seq: last - events.len() as i64 + 1,
+            tenant: tenant.clone(),
+            bodies: rows.drain(..).map(|r| r.body).collect(),
+            events,
+        });
         self.appended.notify_one();
-        Ok(last)
+        let mut searchable = self.searchable.subscribe();
+        let _ = tokio::time::timeout(
+            MAX_WAIT,
+            searchable.wait_for(|at| last - *at <= MAX_UNSEARCHABLE),
+        )
+        .await;
+        Ok(ids)
     }
 }

@@ -2,6 +2,7 @@
 //! decisions), the durable event log, the search index fed from it, and
 //! retention (docs/events.md, docs/query-language.md).
 
+pub mod handoff;
 pub mod indexer;
 pub mod ingest;
 pub mod ndjson;
@@ -22,6 +23,10 @@ pub struct Telemetry {
     pub index: Arc<EventIndex>,
     /// Wakes the indexer when this process appended events.
     pub appended: Arc<Notify>,
+    /// Those events, in memory, for the indexer.
+    pub handoff: Arc<handoff::Handoff>,
+    /// The log position the index has made searchable.
+    pub searchable: tokio::sync::watch::Sender<i64>,
     /// Wakes retention when an organization's setting changed.
     pub retention_changed: Arc<Notify>,
 }
@@ -34,6 +39,8 @@ impl Telemetry {
             store,
             index: Arc::new(index),
             appended: Arc::new(Notify::new()),
+            handoff: Arc::new(handoff::Handoff::default()),
+            searchable: tokio::sync::watch::Sender::new(0),
             retention_changed: Arc::new(Notify::new()),
         })
     }

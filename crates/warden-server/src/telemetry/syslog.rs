@@ -197,7 +197,7 @@ async fn store_messages(
             // Retry: the messages are in memory only until this commits.
             let mut attempts = 0;
             loop {
-                match telemetry.append(&tenant, &events).await {
+                match telemetry.append(&tenant, events.clone()).await {
                     Ok(_) => {
                         counters.stored.fetch_add(n, Ordering::Relaxed);
                         break;
