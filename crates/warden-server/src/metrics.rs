@@ -1,5 +1,5 @@
-//! Prometheus metrics: requests and latency by route and status, and the
-//! state of the shared rate-limit store.
+//! Prometheus metrics: requests and latency by route and status, the
+//! state of the shared rate-limit store, and what became of syslog messages.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,6 +21,14 @@ use crate::state::AppState;
 
 // Labels are static strings and integers so that counting a request
 // allocates nothing.
+/// What became of a syslog message: `stored`, `malformed` (unparseable or
+/// badly framed), `unrouted` (no organization, or an unusable key) or
+/// `lost` (the store refused it after retries).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyslogLabels {
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
@@ -68,6 +76,7 @@ pub struct Metrics {
     redis_up: Gauge,
     rate_limited: Counter,
     fallback: Counter,
+    syslog: Family<SyslogLabels, Counter>,
 }
 
 impl Metrics {
@@ -80,6 +89,12 @@ impl Metrics {
         let redis_up = Gauge::default();
         let rate_limited = Counter::default();
         let fallback = Counter::default();
+        let syslog = Family::<SyslogLabels, Counter>::default();
+        registry.register(
+            "warden_syslog_messages",
+            "Syslog messages by outcome: stored, malformed, unrouted, lost",
+            syslog.clone(),
+        );
         registry.register(
             "warden_http_requests",
             "HTTP requests by method, route template and status",
@@ -114,6 +129,7 @@ impl Metrics {
             redis_up,
             rate_limited,
             fallback,
+            syslog,
         })
     }
 
@@ -123,6 +139,14 @@ impl Metrics {
 
     pub fn rate_limit_fallback(&self) {
         self.fallback.inc();
+    }
+
+    /// Counts `n` syslog messages under `outcome` (see [`SyslogLabels`]):
+    /// syslog cannot answer its sender, so this is where drops show.
+    pub fn syslog_messages(&self, outcome: &'static str, n: u64) {
+        self.syslog
+            .get_or_create(&SyslogLabels { outcome })
+            .inc_by(n);
     }
 
     pub fn rate_limited(&self) {

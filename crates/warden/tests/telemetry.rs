@@ -368,6 +368,20 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     ));
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
     assert!(r.body["next_cursor"].is_null());
+    // A cursor resumes only a search in its own order.
+    let mut body = range.clone();
+    body["limit"] = json!(2);
+    let newest_first = search(&api, body.clone())["next_cursor"].clone();
+    body["sort"] = json!("asc");
+    body["cursor"] = newest_first;
+    let r = api.post("/api/v1/siem/search", &body);
+    let err = r.error(400, "invalid_request");
+    assert_eq!(err["field"], "cursor", "{}", r.text);
+    assert!(
+        err["message"].as_str().unwrap().contains("other order"),
+        "{}",
+        r.text
+    );
     // Bad parameters are named.
     for (body, field) in [
         (json!({"from_time": "yesterday"}), "from_time"),
@@ -585,6 +599,26 @@ fn logger(args: &[&str]) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// An RFC 5424 message over UDP carrying an ingest key in Warden's
+/// structured-data element.
+fn logger_with_token(udp_port: &str, key: &str, tag: &str, message: &str) {
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        udp_port,
+        "-d",
+        "--rfc5424",
+        "--sd-id",
+        "warden@32473",
+        "--sd-param",
+        &format!("token=\"{key}\""),
+        "-t",
+        tag,
+        message,
+    ]);
+}
+
 fn syslog_from_the_real_logger(backend: &Backend) {
     let t = backend.init();
     let other = backend.create_org("Elsewhere", &[]);
@@ -656,22 +690,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "tcp newline framed",
     ]);
     // An ingest key in structured data routes to its own organization.
-    let token = format!("token=\"{}\"", other.live_key);
-    logger(&[
-        host[0],
-        host[1],
-        "-P",
-        &udp,
-        "-d",
-        "--rfc5424",
-        "--sd-id",
-        "warden@32473",
-        "--sd-param",
-        &token,
-        "-t",
-        "routed",
-        "routed by key",
-    ]);
+    logger_with_token(&udp, &other.live_key, "routed", "routed by key");
     // Malformed messages are dropped.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -684,6 +703,8 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         .send_to(b"<13>nul\0inside", format!("127.0.0.1:{udp}"))
         .unwrap();
     socket.send_to(b"   ", format!("127.0.0.1:{udp}")).unwrap();
+    // A key that is not valid routes nowhere, not to the listener's default.
+    logger_with_token(&udp, "wdn_live_not-a-key", "forged", "forged key");
     logger(&[
         host[0],
         host[1],
@@ -709,13 +730,35 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert_eq!(get("program:app5424t")["severity"], "critical");
     assert_eq!(get("program:app3164t")["message"], "tcp newline framed");
     assert_eq!(total(&api, "syslog.facility:local0"), 1);
-    let leaked = search(&api, json!({"query": "bad OR nul OR routed"}));
+    let leaked = search(&api, json!({"query": "bad OR nul OR routed OR forged"}));
     assert_eq!(leaked["total"], 0, "{leaked}");
+
     let elsewhere = w.api(&other.live_key);
     wait_total(&elsewhere, "program:routed", 1);
     assert_eq!(total(&elsewhere, ""), 1);
     // The key travelled in the message but is stored nowhere.
     assert!(!backend.raw_contents().contains(&other.live_key));
+    // Syslog cannot answer its sender; what was dropped shows in /metrics.
+    // (The stored count moves just after the commit that made events
+    // searchable, so it is read again briefly.)
+    let expected = [
+        r#"warden_syslog_messages_total{outcome="malformed"} 3"#,
+        r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
+        r#"warden_syslog_messages_total{outcome="stored"} 6"#,
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let metrics = w.anonymous().get("/metrics").text;
+        let missing: Vec<_> = expected.iter().filter(|l| !metrics.contains(*l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} not in {metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn tenants_see_only_their_own_events(backend: &Backend) {

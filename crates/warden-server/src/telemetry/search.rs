@@ -56,15 +56,41 @@ fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, A
     })
 }
 
-pub fn encode_cursor(position: Position) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", position.timestamp, position.seq))
+/// The order a cursor was issued for: a cursor resumes only the search it
+/// came from (API conventions: cursors are bound to their sort).
+fn order_tag(order: Order) -> char {
+    match order {
+        Order::NewestFirst => 'd',
+        Order::OldestFirst => 'a',
+    }
 }
 
-fn decode_cursor(text: &str) -> Result<Position, ApiError> {
+pub fn encode_cursor(position: Position, order: Order) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}:{}:{}",
+        order_tag(order),
+        position.timestamp,
+        position.seq
+    ))
+}
+
+fn decode_cursor(text: &str, order: Order) -> Result<Position, ApiError> {
     let bad = || ApiError::invalid("cursor", "cursor is not one this server issued");
     let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let (timestamp, seq) = raw.split_once(':').ok_or_else(bad)?;
+    let mut parts = raw.splitn(3, ':');
+    let (Some(tag), Some(timestamp), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if tag.len() != 1 || !"ad".contains(tag) {
+        return Err(bad());
+    }
+    if !tag.starts_with(order_tag(order)) {
+        return Err(ApiError::invalid(
+            "cursor",
+            "cursor belongs to a search in the other order; send the same sort with it",
+        ));
+    }
     Ok(Position {
         timestamp: timestamp.parse().map_err(|_| bad())?,
         seq: seq.parse().map_err(|_| bad())?,
@@ -127,7 +153,7 @@ impl Telemetry {
             .cursor
             .as_deref()
             .filter(|c| !c.is_empty())
-            .map(decode_cursor)
+            .map(|c| decode_cursor(c, params.order))
             .transpose()?;
         let request = SearchRequest {
             org_id: tenant.org_id.clone(),
@@ -156,7 +182,10 @@ impl Telemetry {
         let limit = params.limit.min(MAX_LIMIT);
         let next_cursor = if result.events.len() > limit {
             result.events.truncate(limit);
-            result.events.last().map(|(p, _)| encode_cursor(*p))
+            result
+                .events
+                .last()
+                .map(|(p, _)| encode_cursor(*p, params.order))
         } else {
             None
         };

@@ -2,12 +2,12 @@
 //! listener's messages belong to the organization named at start-up (its
 //! `live` environment), unless a message carries an ingest key in
 //! `[warden@32473 token="…"]`, which routes it to that key's tenant. A
-//! message that cannot be routed or parsed is dropped and counted; syslog
-//! has no way to answer.
+//! message that cannot be routed or parsed is dropped and counted in
+//! `warden_syslog_messages{outcome}` on `/metrics`; syslog has no way to
+//! answer.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,19 +22,13 @@ use warden_core::time::now_ms;
 use warden_core::Tenant;
 
 use super::Telemetry;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Messages gathered into one append.
 const BATCH: usize = 2_000;
 /// Longest a message waits for its batch to fill.
 const LINGER: Duration = Duration::from_millis(50);
-
-/// What the listeners did, for logs and tests.
-#[derive(Default)]
-pub struct SyslogCounters {
-    pub stored: AtomicU64,
-    pub rejected: AtomicU64,
-}
 
 /// Where unauthenticated messages go, and how tokens are checked.
 pub struct SyslogRouting {
@@ -51,7 +45,6 @@ struct Received {
 pub struct SyslogListeners {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
-    pub counters: Arc<SyslogCounters>,
 }
 
 /// Binds the listeners and starts their tasks.
@@ -61,12 +54,11 @@ pub async fn start(
     udp: Option<&str>,
     tcp: Option<&str>,
 ) -> Result<SyslogListeners, String> {
-    let counters = Arc::new(SyslogCounters::default());
+    let metrics = routing.state.metrics.clone();
     let (tx, rx) = mpsc::channel::<Received>(65_536);
     let mut out = SyslogListeners {
         udp: None,
         tcp: None,
-        counters: counters.clone(),
     };
     if let Some(addr) = udp {
         let socket = UdpSocket::bind(addr)
@@ -80,10 +72,10 @@ pub async fn start(
             .await
             .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?;
         out.tcp = listener.local_addr().ok();
-        tokio::spawn(serve_tcp(listener, tx.clone(), counters.clone()));
+        tokio::spawn(serve_tcp(listener, tx.clone(), metrics.clone()));
     }
     drop(tx);
-    tokio::spawn(store_messages(telemetry, routing, rx, counters));
+    tokio::spawn(store_messages(telemetry, routing, rx, metrics));
     Ok(out)
 }
 
@@ -107,11 +99,7 @@ async fn serve_udp(socket: UdpSocket, tx: mpsc::Sender<Received>) {
     }
 }
 
-async fn serve_tcp(
-    listener: TcpListener,
-    tx: mpsc::Sender<Received>,
-    counters: Arc<SyslogCounters>,
-) {
+async fn serve_tcp(listener: TcpListener, tx: mpsc::Sender<Received>, metrics: Arc<Metrics>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -119,7 +107,7 @@ async fn serve_tcp(
                     stream,
                     peer.ip(),
                     tx.clone(),
-                    counters.clone(),
+                    metrics.clone(),
                 ));
             }
             Err(err) => {
@@ -134,7 +122,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: IpAddr,
     tx: mpsc::Sender<Received>,
-    counters: Arc<SyslogCounters>,
+    metrics: Arc<Metrics>,
 ) {
     let mut framer = Framer::new(MAX_SYSLOG_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
@@ -152,7 +140,7 @@ async fn serve_connection(
                     }
                 }
                 Err(err) => {
-                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    metrics.syslog_messages("malformed", 1);
                     tracing::warn!(%peer, error = %err, "syslog tcp framing error; closing the connection");
                     return;
                 }
@@ -169,7 +157,7 @@ async fn store_messages(
     telemetry: Arc<Telemetry>,
     routing: SyslogRouting,
     mut rx: mpsc::Receiver<Received>,
-    counters: Arc<SyslogCounters>,
+    metrics: Arc<Metrics>,
 ) {
     loop {
         let Some(first) = rx.recv().await else { return };
@@ -186,8 +174,8 @@ async fn store_messages(
         for received in batch {
             match route(&routing, &received, received_at).await {
                 Ok((tenant, event)) => by_tenant.entry(tenant).or_default().push(event),
-                Err(reason) => {
-                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                Err((outcome, reason)) => {
+                    metrics.syslog_messages(outcome, 1);
                     tracing::debug!(peer = %received.peer, reason, "syslog message dropped");
                 }
             }
@@ -199,7 +187,7 @@ async fn store_messages(
             loop {
                 match telemetry.append(&tenant, events.clone()).await {
                     Ok(_) => {
-                        counters.stored.fetch_add(n, Ordering::Relaxed);
+                        metrics.syslog_messages("stored", n);
                         break;
                     }
                     Err(err) if attempts < 5 => {
@@ -208,7 +196,7 @@ async fn store_messages(
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                     Err(err) => {
-                        counters.rejected.fetch_add(n, Ordering::Relaxed);
+                        metrics.syslog_messages("lost", n);
                         tracing::error!(error = %err, dropped = n, "syslog messages lost: the store refuses them");
                         break;
                     }
@@ -222,13 +210,14 @@ async fn route(
     routing: &SyslogRouting,
     received: &Received,
     received_at: i64,
-) -> Result<(Tenant, Event), String> {
+) -> Result<(Tenant, Event), (&'static str, String)> {
     let message = parse(
         &received.bytes,
         new_time_ordered_id(prefix::EVENT),
         received_at,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| ("malformed", e.to_string()))?;
+    let unrouted = |reason: &str| ("unrouted", reason.to_string());
     let tenant = match &message.token {
         Some(token) => {
             let principal = routing
@@ -236,19 +225,19 @@ async fn route(
                 .keys
                 .principal(token)
                 .await
-                .map_err(|_| "the message's ingest key is not valid".to_string())?;
+                .map_err(|_| unrouted("the message's ingest key is not valid"))?;
             principal
                 .require("events.write")
-                .map_err(|_| "the message's key lacks events.write".to_string())?;
+                .map_err(|_| unrouted("the message's key lacks events.write"))?;
             principal
                 .admits(received.peer)
-                .map_err(|_| "the message's key is not allowed from this address".to_string())?;
+                .map_err(|_| unrouted("the message's key is not allowed from this address"))?;
             principal.tenant()
         }
         None => routing
             .default_tenant
             .clone()
-            .ok_or_else(|| "no --syslog-org and no ingest key in the message".to_string())?,
+            .ok_or_else(|| unrouted("no --syslog-org and no ingest key in the message"))?,
     };
     Ok((tenant, message.event))
 }
