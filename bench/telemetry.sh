@@ -18,7 +18,9 @@
 #    (page of 100, histogram of 30-minute buckets by severity, exact total);
 #    on PostgreSQL, the same three answers as SQL (histogram with date_bin,
 #    count(*), the newest 100 rows), timed per transaction by pgbench.
-#    Warden's peak resident memory (VmHWM) is read after its searches.
+#    Warden is searched twice: right after the last 202, while its index may
+#    still merge segments, and at rest. Its peak resident memory (VmHWM) is
+#    read after its searches.
 #
 # Loopback only. Every phase runs under `timeout` (PHASE_TIMEOUT seconds);
 # the work directory and the database are removed on exit. Neither side is
@@ -117,7 +119,18 @@ if [ "$rest_events" -gt 0 ]; then
 else
   echo '{}' > "$work/rest.json"; c2=0; c3=0; w2=0; w3=1
 fi
+# Searches right after the last 202, while the index may still be merging
+# its segments; then again at rest, once the server has been idle (under
+# 5% of a core for 2 s; at most 300 s).
 T $bin/search-load --url "$W" --key "$key" --from "$FROM" --to "$END" --repeat "$REPEAT" > "$work/search.json"
+s0=$(now)
+for _ in $(seq 150); do
+  t0=$(awk '{print $14 + $15}' "/proc/$warden_pid/stat"); sleep 2; t1=$(awk '{print $14 + $15}' "/proc/$warden_pid/stat")
+  [ $((t1 - t0)) -lt $(($(getconf CLK_TCK) / 10)) ] && break
+done
+settle_s=$(python3 -c "print($(now) - $s0)")
+T $bin/search-load --url "$W" --key "$key" --from "$FROM" --to "$END" --repeat "$REPEAT" > "$work/search-rest.json"
+segments=$(find "$work/data/index" -name '*.idx' | wc -l)
 peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$warden_pid/status")
 warden_disk=$(du -sb "$work/data" | cut -f1)
 # Warden is done: stop it so that PostgreSQL has the machine to itself.
@@ -165,18 +178,19 @@ SQL
 done
 
 if [ -n "${RESULTS:-}" ]; then
-  mkdir -p "$RESULTS" && cp "$work"/ingest.json "$work"/rest.json "$work"/search.json "$work"/q*.sql "$work"/q*.plan "$work"/q*.pgbench "$RESULTS"/
+  mkdir -p "$RESULTS" && cp "$work"/ingest.json "$work"/rest.json "$work"/search*.json "$work"/q*.sql "$work"/q*.plan "$work"/q*.pgbench "$RESULTS"/
 fi
 python3 - "$work" "$INGEST_EVENTS" "$pg_copy_s" "$(python3 -c "print(($c1 - $c0) / ($w1 - $w0))")" \
   "$(python3 -c "print(($c3 - $c2) / ($w3 - $w2))")" "$ingest_rss_kb" "$peak_rss_kb" \
-  "$rest_events" "$pg_rest_s" "$pg_build_s" "$warden_disk" "$pg_disk" "$EVENTS" <<'PY'
+  "$rest_events" "$pg_rest_s" "$pg_build_s" "$warden_disk" "$pg_disk" "$EVENTS" "$settle_s" "$segments" <<'PY'
 import glob, json, sys
 (work, ingest_n, pg_copy_s, cores1, cores2, ingest_rss, peak_rss, rest_n, pg_rest_s, pg_build_s,
- warden_disk, pg_disk, events) = sys.argv[1:]
+ warden_disk, pg_disk, events, settle_s, segments) = sys.argv[1:]
 ingest_n, rest_n, events = int(ingest_n), int(rest_n), int(events)
 ing = json.load(open(f"{work}/ingest.json"))
 rest = json.load(open(f"{work}/rest.json"))
 search = json.load(open(f"{work}/search.json"))
+at_rest = json.load(open(f"{work}/search-rest.json"))
 
 def pct(xs, p):
     xs = sorted(xs)
@@ -216,20 +230,27 @@ for i in range(len(search["classes"])):
 print()
 print(f"Search over {events:,} events, 24 hours, page of 100 and a histogram of 30-minute buckets by severity; "
       f"after 3 warm-up runs, one at a time, {search['classes'][0]['runs']} runs a class on Warden (client-side, over HTTP) "
-      f"and {len(pg_lat[0])} on PostgreSQL (pgbench, per transaction: histogram, count(*), newest 100 rows).")
+      f"and {len(pg_lat[0])} on PostgreSQL (pgbench, per transaction: histogram, count(*), newest 100 rows). "
+      f"Warden right after the last 202 (its index still merging), then at rest: idle {float(settle_s):.0f} s after "
+      f"the first searches, {segments} segments.")
 print()
-print("| class | query | Warden p50 ms | Warden p99 ms | PostgreSQL p50 ms | PostgreSQL p99 ms | hits |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| class | query | Warden p50 ms | Warden p99 ms | Warden at rest p50 ms | Warden at rest p99 ms | PostgreSQL p50 ms | PostgreSQL p99 ms | hits |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for i, c in enumerate(search["classes"]):
     lat = pg_lat[i]
     pg_hits = int(open(f"{work}/q{i}.count").read())
     hits = f"{c['total']:,}" if c["total"] == pg_hits else f"Warden {c['total']:,}, PostgreSQL {pg_hits:,}"
     if c.get("error"):
         hits += f" (Warden error: {c['error'][:200]})"
+    r = at_rest["classes"][i]
+    if r["total"] != c["total"]:
+        hits += f" (at rest: {r['total']:,})"
     print(f"| {c['class']} | `{c['query']}` | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | "
+          f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
           f"{pct(lat, 50):.1f} | {pct(lat, 99):.1f} | {hits} |")
 print()
-print(f"Warden's server-side query time (p50): " + ", ".join(f"{c['class']} {c['server_p50_ms']:.1f} ms" for c in search["classes"]) + ".")
+print(f"Warden's server-side query time (p50): " + ", ".join(f"{c['class']} {c['server_p50_ms']:.1f} ms" for c in search["classes"])
+      + "; at rest: " + ", ".join(f"{c['class']} {c['server_p50_ms']:.1f} ms" for c in at_rest["classes"]) + ".")
 print(f"warden serve peak resident memory (VmHWM): {int(ingest_rss) // 1024} MiB after the ingest run, "
       f"{int(peak_rss) // 1024} MiB after all events and the searches.")
 print(f"On disk: Warden's data directory {int(warden_disk) / 2**20:,.0f} MiB (store and index); "
