@@ -14,7 +14,7 @@ use warden_core::event::Event;
 use crate::analyzer::{MessageAnalyzer, MESSAGE_ANALYZER};
 use crate::collect::{Buckets, EventCollector};
 use crate::document::document;
-use crate::schema::{tenant_term, Fields};
+use crate::schema::{kv_term, tenant_term, Fields};
 use crate::translate::Translator;
 use crate::{SearchError, SearchRequest, SearchResult};
 
@@ -171,7 +171,7 @@ impl EventIndex {
             now: request.now,
         }
         .translate(&request.query)?;
-        let query = BooleanQuery::new(vec![
+        let mut clauses = vec![
             (
                 Occur::Must,
                 Box::new(TermQuery::new(
@@ -190,7 +190,17 @@ impl EventIndex {
                 )),
             ),
             (Occur::Must, user),
-        ]);
+        ];
+        if let Some(agent) = &request.agent_id {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.kv, &kv_term("agent_id", agent)),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
         // No interval: no histogram.
         let (first, interval, count) = if request.interval <= 0 {
             (request.from, 0, 0)
@@ -287,6 +297,7 @@ mod tests {
             org_id: "org_a".into(),
             environment: "live".into(),
             query: warden_query::parse(query).unwrap(),
+            agent_id: None,
             from: 0,
             to: 2_000_000,
             limit,

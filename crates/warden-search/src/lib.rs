@@ -36,6 +36,8 @@ pub struct SearchRequest {
     pub org_id: String,
     pub environment: String,
     pub query: warden_query::Query,
+    /// Only this agent's events: a key bound to an agent sees no others.
+    pub agent_id: Option<String>,
     /// Event time range, `[from, to)`.
     pub from: Millis,
     pub to: Millis,

@@ -786,6 +786,59 @@ fn tenants_see_only_their_own_events(backend: &Backend) {
     assert_eq!(total(&theirs, "*"), 1);
 }
 
+fn one_event_by_id_and_keys_bound_to_an_agent(backend: &Backend) {
+    let t = backend.init();
+    let other = backend.create_org("Other", &[]);
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    let agent = admin.create_agent("scout");
+    let (_, bound) = admin.create_key(json!({
+        "name": "scout's key",
+        "scopes": ["events.read", "events.write"],
+        "agent_id": agent,
+    }));
+    let bound = w.api(&bound);
+    let mine = ingest(
+        &bound,
+        json!([{"message": "recon step", "agent_id": "someone-else"}]),
+    );
+    let others = ingest(
+        &admin,
+        json!([{"message": "recon step"}, {"message": "recon step", "agent_id": "agt_other"}]),
+    );
+    wait_total(&admin, "recon", 3);
+
+    // One event by id, whole.
+    let r = admin.get(&format!("/api/v1/events/{}", mine[0]));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["id"], mine[0]);
+    assert_eq!(r.body["data"]["message"], "recon step");
+    // The bound key stamped its own agent, whatever the body said.
+    assert_eq!(r.body["data"]["agent_id"], agent);
+    // Another tenant's id, or an unknown one, is not found.
+    w.api(&other.live_key)
+        .get(&format!("/api/v1/events/{}", mine[0]))
+        .error(404, "not_found");
+    admin
+        .get("/api/v1/events/evt_nothing")
+        .error(404, "not_found");
+
+    // A key bound to an agent searches only that agent's events.
+    assert_eq!(total(&bound, "recon"), 1);
+    assert_eq!(total(&bound, "recon OR NOT recon"), 1);
+    let r = bound.get("/api/v1/events?query=recon");
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(
+        bound.get(&format!("/api/v1/events/{}", mine[0])).status,
+        200
+    );
+    for id in &others {
+        bound
+            .get(&format!("/api/v1/events/{id}"))
+            .error(404, "not_found");
+    }
+}
+
 fn acknowledged_events_survive_kill_9(backend: &Backend) {
     backend.init();
     let t = backend.create_org(
@@ -946,6 +999,7 @@ on_every_backend!(
     ndjson_logs_stream_in_plain_or_gzip,
     syslog_from_the_real_logger,
     tenants_see_only_their_own_events,
+    one_event_by_id_and_keys_bound_to_an_agent,
     acknowledged_events_survive_kill_9,
     decisions_are_agent_events,
     retention_removes_old_events,

@@ -20,7 +20,7 @@ use super::wire::SortDirection;
 use crate::auth::Principal;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
-use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery};
+use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery, ResourceId};
 use crate::state::AppState;
 use crate::telemetry::ndjson::{NdjsonError, NdjsonReader};
 use crate::telemetry::retention::{MAX_DAYS, SETTING};
@@ -343,6 +343,7 @@ pub async fn list_events(
             &principal.tenant(),
             SearchParams {
                 query: q.query.unwrap_or_default(),
+                agent_id: principal.agent_id.clone(),
                 from: q.from,
                 to: q.to,
                 limit: limit as usize,
@@ -367,6 +368,30 @@ pub async fn list_events(
             .collect(),
         outcome.next_cursor,
     ))
+}
+
+/// One event.
+///
+/// Found as a search finds it: within a second of its `202`, and for a key
+/// bound to an agent only that agent's events.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The event", body = DataEnvelope<EventView>),
+        (status = 404, description = "No such event", body = crate::http::error::ErrorEnvelope)),
+    security(("bearer" = ["events.read"])))]
+pub async fn get_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    ResourceId(id): ResourceId,
+) -> ApiResult<ApiData<Value>> {
+    principal.require("events.read")?;
+    let json = state
+        .telemetry
+        .event(&principal.tenant(), principal.agent_id.as_deref(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    Ok(ok(serde_json::from_str(&json).map_err(ApiError::internal)?))
 }
 
 /// How long an organization keeps its events.

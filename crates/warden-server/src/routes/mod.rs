@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(events::ingest_batch))
         .routes(routes!(events::ingest_ndjson))
         .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
         .routes(routes!(events::get_retention, events::set_retention))
         .routes(routes!(siem::search))
         .split_for_parts();

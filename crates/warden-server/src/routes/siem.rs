@@ -131,6 +131,7 @@ pub async fn search(
             &principal.tenant(),
             SearchParams {
                 query: body.query,
+                agent_id: principal.agent_id.clone(),
                 from: body.from_time,
                 to: body.to_time,
                 limit: limit as usize,

@@ -22,6 +22,8 @@ pub const DEFAULT_RANGE_MS: i64 = 86_400_000;
 #[derive(Debug, Default)]
 pub struct SearchParams {
     pub query: String,
+    /// The agent a bound key is limited to.
+    pub agent_id: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: usize,
@@ -159,6 +161,7 @@ impl Telemetry {
             org_id: tenant.org_id.clone(),
             environment: tenant.environment.as_str().to_string(),
             query: ast,
+            agent_id: params.agent_id.clone(),
             from,
             to,
             // One more than asked tells whether another page follows.
@@ -197,5 +200,38 @@ impl Telemetry {
             next_cursor,
             query_time_ms: started.elapsed().as_secs_f64() * 1_000.0,
         })
+    }
+
+    /// One event by its id, as searches see it: within the tenant (and the
+    /// agent of a bound key), once indexed.
+    pub async fn event(
+        &self,
+        tenant: &Tenant,
+        agent_id: Option<&str>,
+        id: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let request = SearchRequest {
+            org_id: tenant.org_id.clone(),
+            environment: tenant.environment.as_str().to_string(),
+            query: warden_query::Query::Match {
+                field: Some("id".into()),
+                value: warden_query::MatchValue::Phrase(id.to_string()),
+                position: 0,
+            },
+            agent_id: agent_id.map(str::to_string),
+            from: i64::MIN / 2,
+            to: i64::MAX / 2,
+            limit: 1,
+            order: Order::NewestFirst,
+            after: None,
+            interval: 0,
+            now: now_ms(),
+        };
+        let index = self.index.clone();
+        let result = tokio::task::spawn_blocking(move || index.search(&request))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        Ok(result.events.into_iter().next().map(|(_, json)| json))
     }
 }
