@@ -21,19 +21,19 @@ use crate::state::AppState;
 
 // Labels are static strings and integers so that counting a request
 // allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: &'static str,
+    status: u16,
+}
+
 /// What became of a syslog message: `stored`, `malformed` (unparseable or
 /// badly framed), `unrouted` (no organization, or an unusable key) or
 /// `lost` (the store refused it after retries).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyslogLabels {
     outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    method: &'static str,
-    route: &'static str,
-    status: u16,
 }
 
 /// Route templates seen so far. They are the router's own paths, a fixed
