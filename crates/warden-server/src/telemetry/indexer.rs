@@ -17,6 +17,10 @@ use super::handoff::{Appended, Handoff};
 const BATCH: i64 = 5_000;
 /// How long indexed events may wait to become searchable under load.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// The least time between commits when the indexer has caught up: a
+/// trickle of events (decisions at a few thousand a second) would
+/// otherwise commit, write a segment and fsync for every few events.
+const COMMIT_GAP: Duration = Duration::from_millis(250);
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -107,7 +111,9 @@ pub async fn run(
             cursor = last_seq;
             indexed_since_commit += 1;
         }
-        if indexed_since_commit > 0 && (idle || last_commit.elapsed() >= COMMIT_EVERY) {
+        let since = last_commit.elapsed();
+        let due = since >= COMMIT_EVERY || (idle && since >= COMMIT_GAP);
+        if indexed_since_commit > 0 && due {
             match commit(store.as_ref(), &index, cursor).await {
                 Ok(()) => {
                     indexed_since_commit = 0;
@@ -121,7 +127,13 @@ pub async fn run(
             }
         }
         if idle {
-            let _ = tokio::time::timeout(POLL, appended.notified()).await;
+            // Wake for new events, or when the pending commit falls due.
+            let wait = if indexed_since_commit > 0 {
+                COMMIT_GAP.saturating_sub(last_commit.elapsed())
+            } else {
+                POLL
+            };
+            let _ = tokio::time::timeout(wait, appended.notified()).await;
         }
     }
 }
