@@ -251,10 +251,10 @@ fn messages_name_the_problem() {
     assert!(message("f:AND").contains("quote it"));
 }
 
+/// Deep inputs are refused by the size or depth limit, before any
+/// recursion could overflow the stack (how fast is for benchmarks).
 #[test]
-fn deep_inputs_fail_fast_without_overflowing_the_stack() {
-    use std::time::{Duration, Instant};
-
+fn deep_inputs_are_refused_by_a_limit_without_overflowing_the_stack() {
     let inputs = [
         "(".repeat(100_000),
         "NOT ".repeat(100_000),
@@ -268,9 +268,13 @@ fn deep_inputs_fail_fast_without_overflowing_the_stack() {
         format!("{}a", "f:(".repeat(MAX_QUERY_BYTES / 3)),
     ];
     for input in inputs {
-        let started = Instant::now();
         let result = parse(&input);
         assert!(result.is_err(), "{:?}… parsed", &input[..10]);
-        assert!(started.elapsed() < Duration::from_secs(1));
+        let message = result.unwrap_err().message;
+        assert!(
+            message.contains("the limit is") || message.contains("levels deep"),
+            "{:?}… refused by something other than a limit: {message}",
+            &input[..10]
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! `ts, host, program, severity, message, fields`; `source`, `agent_id` and
 //! `session_id`, which that table has no column for, go into `fields`).
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use std::io::{self, BufWriter, Write};
 
 use clap::{Parser, ValueEnum};
@@ -480,26 +481,15 @@ fn tool_call(rng: &mut StdRng, ts: i64) -> Event {
 
 /// Year, month, day, hour, minute, second, millisecond of `ms` (UTC).
 fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = DateTime::<Utc>::from_timestamp_millis(ms).expect("a time within chrono's range");
     (
-        y,
-        m,
-        d,
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
+        i64::from(t.year()),
+        i64::from(t.month()),
+        i64::from(t.day()),
+        i64::from(t.hour()),
+        i64::from(t.minute()),
+        i64::from(t.second()),
+        ms.rem_euclid(1000),
     )
 }
 

@@ -53,64 +53,50 @@ pub async fn run(
     loop {
         // This process's own appends come in memory when they start at
         // the cursor; anything else is read from the log.
-        if let Some(appended) = handoff.take(cursor + 1) {
+        let idle = if let Some(appended) = handoff.take(cursor + 1) {
             let last_seq = appended.first_seq + appended.events.len() as i64 - 1;
             let idx = index.clone();
-            let added = tokio::task::spawn_blocking(move || add_appended(&idx, &appended)).await;
-            if let Err(err) = added {
-                tracing::error!(error = %err, "search indexer failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            if !off_runtime(move || add_appended(&idx, &appended)).await {
                 continue;
             }
             cursor = last_seq;
             indexed_since_commit += 1;
-            if last_commit.elapsed() >= COMMIT_EVERY {
-                match commit(store.as_ref(), &index, cursor).await {
-                    Ok(()) => {
-                        indexed_since_commit = 0;
-                        last_commit = Instant::now();
-                        searchable.send_replace(cursor);
-                    }
-                    Err(err) => tracing::warn!(error = %err, "search indexer cannot commit"),
+            false
+        } else {
+            let limit = match handoff.first_held() {
+                Some(first) if first > cursor + 1 => (first - cursor - 1).min(BATCH),
+                _ => BATCH,
+            };
+            let batch = match store.events_after(cursor, limit).await {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(error = %err, "search indexer cannot read the event log");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let held = handoff.first_held();
+            if batch.is_empty() {
+                if let Some(first) = held.filter(|first| *first > cursor + 1) {
+                    // Events before a committed batch are committed too (one
+                    // counter, moved in order): an empty read means retention
+                    // removed them.
+                    cursor = first - 1;
+                    continue;
                 }
             }
-            continue;
-        }
-        let limit = match handoff.first_held() {
-            Some(first) if first > cursor + 1 => (first - cursor - 1).min(BATCH),
-            _ => BATCH,
+            let idle = (batch.len() as i64) < limit && held.is_none();
+            if let Some(last) = batch.last() {
+                let last_seq = last.seq;
+                let idx = index.clone();
+                if !off_runtime(move || add_all(&idx, &batch)).await {
+                    continue;
+                }
+                cursor = last_seq;
+                indexed_since_commit += 1;
+            }
+            idle
         };
-        let batch = match store.events_after(cursor, limit).await {
-            Ok(batch) => batch,
-            Err(err) => {
-                tracing::warn!(error = %err, "search indexer cannot read the event log");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let held = handoff.first_held();
-        if batch.is_empty() {
-            if let Some(first) = held.filter(|first| *first > cursor + 1) {
-                // Events before a committed batch are committed too (one
-                // counter, moved in order): an empty read means retention
-                // removed them.
-                cursor = first - 1;
-                continue;
-            }
-        }
-        let idle = (batch.len() as i64) < limit && held.is_none();
-        if let Some(last) = batch.last() {
-            let last_seq = last.seq;
-            let idx = index.clone();
-            let added = tokio::task::spawn_blocking(move || add_all(&idx, &batch)).await;
-            if let Err(err) = added {
-                tracing::error!(error = %err, "search indexer failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            cursor = last_seq;
-            indexed_since_commit += 1;
-        }
         let since = last_commit.elapsed();
         let due = since >= COMMIT_EVERY || (idle && since >= COMMIT_GAP);
         if indexed_since_commit > 0 && due {
@@ -165,6 +151,19 @@ pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> 
         .set_consumer_cursor(&cursor_name(index), Some(cursor))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Runs an indexing step on a blocking thread; false, after a pause, when
+/// the step panicked (the events are then read again from the log).
+async fn off_runtime(step: impl FnOnce() + Send + 'static) -> bool {
+    match tokio::task::spawn_blocking(step).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::error!(error = %err, "search indexer failed");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            false
+        }
+    }
 }
 
 fn add_appended(index: &EventIndex, appended: &Appended) {
