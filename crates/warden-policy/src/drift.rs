@@ -17,6 +17,16 @@ pub const LEARNING_CALLS: u64 = 50;
 const RATE_WINDOW: usize = 32;
 /// Smoothing of the long-run rate (per call).
 const RATE_SMOOTHING: f64 = 0.02;
+/// Most distinct tools a profile learns. An agent's calls choose the names,
+/// so without a bound a caller could grow the profile (its memory, and the
+/// snapshot saved in the background) without end. Past the bound a new
+/// name is not learned: it keeps scoring as a tool never seen.
+pub const MAX_TOOLS: usize = 4_096;
+/// Most distinct (previous tool, tool) pairs learned; past it an unseen
+/// pair keeps scoring as an unusual step.
+pub const MAX_TRANSITIONS: usize = 16_384;
+/// Most argument names learned per tool.
+pub const MAX_ARGUMENT_KEYS: usize = 64;
 
 /// One call as drift sees it.
 #[derive(Debug, Clone)]
@@ -82,6 +92,20 @@ mod transition_list {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Transitions, D::Error> {
         let list = Vec::<(String, String, u64)>::deserialize(d)?;
         Ok(list.into_iter().map(|(a, b, n)| ((a, b), n)).collect())
+    }
+}
+
+/// Counts `name` in `counts` unless it is new and `counts` is full; true
+/// when the name is (now) learned.
+fn bounded_count(counts: &mut HashMap<String, u64>, name: &str, bound: usize) -> bool {
+    if let Some(n) = counts.get_mut(name) {
+        *n += 1;
+        true
+    } else if counts.len() < bound {
+        counts.insert(name.to_string(), 1);
+        true
+    } else {
+        false
     }
 }
 
@@ -181,19 +205,34 @@ impl Profile {
             });
         }
         self.calls += 1;
-        *self.tools.entry(call.tool.to_string()).or_default() += 1;
+        let known_tool = bounded_count(&mut self.tools, call.tool, MAX_TOOLS);
         if let Some(prev) = call.previous_tool {
-            *self.after.entry(prev.to_string()).or_default() += 1;
-            *self
-                .transitions
-                .entry((prev.to_string(), call.tool.to_string()))
-                .or_default() += 1;
+            // `after` counts successors of tools already learned, so it
+            // stays within the tool bound.
+            if let Some(n) = self.after.get_mut(prev) {
+                *n += 1;
+            } else if self.tools.contains_key(prev) {
+                self.after.insert(prev.to_string(), 1);
+            }
+            let pair = (prev.to_string(), call.tool.to_string());
+            if let Some(n) = self.transitions.get_mut(&pair) {
+                *n += 1;
+            } else if self.transitions.len() < MAX_TRANSITIONS {
+                self.transitions.insert(pair, 1);
+            }
         }
         self.hours[hour_of(call.at_ms)] += 1;
-        self.argument_keys
-            .entry(call.tool.to_string())
-            .or_default()
-            .extend(call.arg_keys.iter().cloned());
+        if known_tool {
+            let keys = self.argument_keys.entry(call.tool.to_string()).or_default();
+            for key in call.arg_keys {
+                if keys.len() >= MAX_ARGUMENT_KEYS {
+                    break;
+                }
+                if !keys.contains(key) {
+                    keys.insert(key.clone());
+                }
+            }
+        }
         self.recent.push_back(call.at_ms);
         while self.recent.len() > RATE_WINDOW {
             self.recent.pop_front();
@@ -301,5 +340,43 @@ mod tests {
         let more = vec!["to".to_string(), "bcc".to_string()];
         let s = profile.score(&call("mail.send", None, &more, 1000));
         assert_eq!(s.new_argument_keys, 0.5);
+    }
+
+    /// An agent whose calls name endless new tools and arguments: the
+    /// profile stops growing at its bounds, what it learned still counts,
+    /// and names past the bound keep scoring as unseen.
+    #[test]
+    fn a_profile_stays_bounded_however_many_names_an_agent_invents() {
+        let mut profile = Profile::default();
+        let keys: Vec<String> = (0..100).map(|k| format!("k{k}")).collect();
+        let names: Vec<String> = (0..MAX_TOOLS + 500).map(|i| format!("t{i}")).collect();
+        let mut previous: Option<&str> = None;
+        for (i, name) in names.iter().enumerate() {
+            profile.observe(&call(name, previous, &keys, i as i64 * 1000));
+            previous = Some(name);
+        }
+        for i in 0..MAX_TRANSITIONS {
+            // Pairs distinct from each other and from the ones above.
+            let (a, b) = (&names[i / 128], &names[200 + i % 128]);
+            profile.observe(&call(b, Some(a), &[], 0));
+        }
+        assert_eq!(profile.tools.len(), MAX_TOOLS);
+        assert!(profile.after.len() <= MAX_TOOLS);
+        assert_eq!(profile.transitions.len(), MAX_TRANSITIONS);
+        assert!(profile
+            .argument_keys
+            .values()
+            .all(|k| k.len() == MAX_ARGUMENT_KEYS));
+        let unlearned = names.last().unwrap();
+        assert!(!profile.tools.contains_key(unlearned));
+        let s = profile.score(&call(unlearned, None, &[], 0));
+        assert_eq!(s.new_tool, 1.0, "a name past the bound still scores as new");
+        let learned = profile.tools["t0"];
+        profile.observe(&call("t0", None, &[], 0));
+        assert_eq!(
+            profile.tools["t0"],
+            learned + 1,
+            "learned tools still count"
+        );
     }
 }

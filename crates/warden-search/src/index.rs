@@ -12,6 +12,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use warden_core::event::Event;
 
 use crate::analyzer::{MessageAnalyzer, MESSAGE_ANALYZER};
+use crate::background::at_indexing_priority;
 use crate::collect::{Buckets, EventCollector};
 use crate::document::document;
 use crate::schema::{kv_term, tenant_term, Fields};
@@ -54,8 +55,8 @@ impl EventIndex {
         // A search walks its segments on every core: one analyst's query
         // over millions of events answers in a fraction of the time.
         index.set_multithread_executor(threads).map_err(index_err)?;
-        let writer = index
-            .writer_with_num_threads(threads, WRITER_MEMORY)
+        // The writer's threads build the index below request handling.
+        let writer = at_indexing_priority(|| index.writer_with_num_threads(threads, WRITER_MEMORY))
             .map_err(|e| match e {
                 tantivy::TantivyError::LockFailure(..) => {
                     SearchError::Busy(dir.display().to_string())
@@ -115,7 +116,8 @@ impl EventIndex {
 
     /// Makes everything added so far durable and searchable.
     pub fn commit(&self) -> Result<(), SearchError> {
-        self.writer().commit().map_err(index_err)?;
+        // A commit starts the writer's next indexing threads from here.
+        at_indexing_priority(|| self.writer().commit()).map_err(index_err)?;
         self.reader.reload().map_err(index_err)
     }
 

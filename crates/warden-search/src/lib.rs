@@ -4,6 +4,7 @@
 //! server feeds it from the log and keeps its cursor.
 
 pub mod analyzer;
+pub mod background;
 pub mod collect;
 pub mod document;
 pub mod index;

@@ -87,7 +87,10 @@ impl Server {
             metrics,
             trusted_proxies: config.trusted_proxies,
             master: master.clone(),
-            governance: Arc::new(crate::governance::Governance::start(store.clone())),
+            governance: Arc::new(crate::governance::Governance::start(
+                store.clone(),
+                telemetry.feed(),
+            )),
             telemetry,
         });
         Ok(Server {
@@ -161,7 +164,7 @@ impl Server {
         upkeep.abort();
         indexer.abort();
         retention.abort();
-        state.governance.drift.flush().await;
+        state.governance.drift.save_all().await;
         state.keys.flush_usage().await;
         state.store.close().await;
         served

@@ -62,6 +62,15 @@ pub struct AuditAppend {
     pub event: Option<EventAppend>,
 }
 
+/// A committed audit append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCommitted {
+    /// The sequence number of the last event appended with the records
+    /// (their decisions' agent events, numbered in batch order); `None`
+    /// when none was.
+    pub last_event_seq: Option<i64>,
+}
+
 /// An event for the durable event log.
 #[derive(Debug, Clone)]
 pub struct EventAppend {
@@ -191,8 +200,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Appends records to their tenants' chains with their companions, all
-    /// or nothing; false when a precondition failed and nothing was written.
-    async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<bool>;
+    /// or nothing; `None` when a precondition failed and nothing was written.
+    async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<Option<AuditCommitted>>;
     /// Appends events in one transaction, numbered in commit order;
     /// returns the last sequence number.
     async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64>;

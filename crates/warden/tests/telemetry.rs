@@ -897,6 +897,70 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(total(&api, "args.amount:>100"), 1);
 }
 
+/// Decisions' events reach the index in memory, numbered from what their
+/// audit commit returned; ingests run beside them. Every event must be
+/// indexed exactly once, and stay so after a `kill -9` (which drops what
+/// lies past the index's cursor and reads it again by sequence number).
+fn concurrent_decisions_and_ingests_are_each_indexed_once(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    std::thread::scope(|scope| {
+        for agent in 0..4 {
+            let api = &api;
+            scope.spawn(move || {
+                for call in 0..50 {
+                    let r = api.post(
+                        "/api/v1/enforce",
+                        &json!({"agent_id": format!("crowd-{agent}"), "tool_name": "fs.read",
+                                "session_id": format!("crowd-{agent}"),
+                                "tool_args": {"call": call}}),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.text);
+                }
+            });
+        }
+        for writer in 0..2 {
+            let api = &api;
+            scope.spawn(move || {
+                for batch in 0..5 {
+                    let events: Vec<Value> = (0..20)
+                        .map(|i| json!({"message": format!("beside w{writer} b{batch} i{i}")}))
+                        .collect();
+                    ingest(api, Value::Array(events));
+                }
+            });
+        }
+    });
+    let decisions = "source:agent AND tool:fs.read";
+    wait_total(&api, decisions, 200);
+    wait_total(&api, "message:beside", 200);
+    let audit_ids = |api: &Api| -> BTreeSet<String> {
+        search(api, json!({"query": decisions, "limit": 200}))["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["fields"]["audit_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(audit_ids(&api).len(), 200, "each decision once");
+
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "crowd-0", "tool_name": "fs.read", "session_id": "crowd-0"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_total(&api, decisions, 201);
+    assert_eq!(total(&api, "message:beside"), 200);
+    assert_eq!(
+        audit_ids(&api).len(),
+        200,
+        "a page of 200 distinct decisions"
+    );
+}
+
 fn retention_removes_old_events(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
@@ -983,6 +1047,7 @@ on_every_backend!(
     one_event_by_id_and_keys_bound_to_an_agent,
     acknowledged_events_survive_kill_9,
     decisions_are_agent_events,
+    concurrent_decisions_and_ingests_are_each_indexed_once,
     retention_removes_old_events,
     reindex_rebuilds_the_index_from_the_store,
 );

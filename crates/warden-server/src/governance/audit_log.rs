@@ -3,6 +3,10 @@
 //! costs a share of one transaction, and the response to the request that
 //! made it waits until it is on disk.
 //!
+//! A decision's agent event commits with its record; once committed, the
+//! events go to this process's indexer in memory, and an answer waits
+//! while the index lags too far behind (as an ingest does).
+//!
 //! Each tenant's chain head is kept in memory; the store moves the stored
 //! head only from where this process saw it, so another replica's append
 //! makes the batch fail as a whole. Then the records are committed one by
@@ -16,8 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{AuditRecord, ChainedRecord};
 use warden_core::audit_chain::link_hash;
 use warden_core::event::decision::decision_event;
+use warden_core::event::Event;
 use warden_core::Tenant;
-use warden_store::{AuditAppend, Companion, EventAppend, Store, StoreError};
+use warden_store::{AuditAppend, AuditCommitted, Companion, EventAppend, Store, StoreError};
+
+use crate::telemetry::handoff::Appended;
+use crate::telemetry::IndexFeed;
 
 /// Most records per transaction.
 const MAX_BATCH: usize = 1_024;
@@ -43,19 +51,26 @@ struct Pending {
     companion: Option<Companion>,
     /// A decision's agent event, committed with its record.
     event: Option<EventAppend>,
-    reply: oneshot::Sender<Result<ChainedRecord, AppendError>>,
+    /// The same event, for the indexer once committed.
+    decision: Option<Event>,
+    reply: oneshot::Sender<Result<Committed, AppendError>>,
 }
+
+/// A record in its chain, and the log position of the last event its
+/// batch appended.
+type Committed = (ChainedRecord, Option<i64>);
 
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::UnboundedSender<Pending>,
+    feed: IndexFeed,
 }
 
 impl AuditLog {
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    pub fn start(store: Arc<dyn Store>, feed: IndexFeed) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(store, rx));
-        AuditLog { tx }
+        tokio::spawn(writer(store, rx, feed.clone()));
+        AuditLog { tx, feed }
     }
 
     /// Appends a record (with what must commit with it); returns once it is
@@ -67,21 +82,27 @@ impl AuditLog {
         companion: Option<Companion>,
     ) -> Result<ChainedRecord, AppendError> {
         let (reply, rx) = oneshot::channel();
+        let decision = decision_event(&record);
         self.tx
             .send(Pending {
-                event: decision_event(&record).map(|event| EventAppend {
+                event: decision.as_ref().map(|event| EventAppend {
                     tenant: tenant.clone(),
                     id: event.id.clone(),
                     occurred_at: event.timestamp,
                     body: event.to_json(),
                 }),
+                decision,
                 tenant,
                 record,
                 companion,
                 reply,
             })
             .map_err(|_| AppendError::Stopped)?;
-        rx.await.map_err(|_| AppendError::Stopped)?
+        let (chained, last_event_seq) = rx.await.map_err(|_| AppendError::Stopped)??;
+        if let Some(last) = last_event_seq {
+            self.feed.keep_up(last).await;
+        }
+        Ok(chained)
     }
 }
 
@@ -116,7 +137,52 @@ fn link(record: &AuditRecord, head: &(i64, String)) -> ChainedRecord {
 struct InFlight {
     batch: Vec<Pending>,
     appends: Vec<AuditAppend>,
-    commit: tokio::task::JoinHandle<Result<bool, StoreError>>,
+    commit: tokio::task::JoinHandle<Result<Option<AuditCommitted>, StoreError>>,
+}
+
+/// Answers a committed batch, after handing its events to the indexer.
+/// The events were numbered in batch order up to `last_event_seq`.
+fn answer(
+    feed: &IndexFeed,
+    batch: Vec<Pending>,
+    links: Vec<ChainedRecord>,
+    committed: AuditCommitted,
+) {
+    let last = committed.last_event_seq;
+    if let Some(last) = last {
+        let with_events = batch.iter().filter(|p| p.event.is_some()).count() as i64;
+        let mut next_seq = last - with_events + 1;
+        let mut run: Option<Appended> = None;
+        for p in &batch {
+            let (Some(append), Some(event)) = (&p.event, &p.decision) else {
+                continue;
+            };
+            match &mut run {
+                Some(r) if r.tenant == p.tenant => {
+                    r.events.push(event.clone());
+                    r.bodies.push(append.body.clone());
+                }
+                _ => {
+                    if let Some(done) = run.take() {
+                        feed.leave(done);
+                    }
+                    run = Some(Appended {
+                        first_seq: next_seq,
+                        tenant: p.tenant.clone(),
+                        events: vec![event.clone()],
+                        bodies: vec![append.body.clone()],
+                    });
+                }
+            }
+            next_seq += 1;
+        }
+        if let Some(done) = run {
+            feed.leave(done);
+        }
+    }
+    for (p, link) in batch.into_iter().zip(links) {
+        let _ = p.reply.send(Ok((link, last)));
+    }
 }
 
 /// How many batches may be committing at once. SQLite's single writer
@@ -130,7 +196,7 @@ fn depth(store: &dyn Store) -> usize {
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>, feed: IndexFeed) {
     let depth = depth(store.as_ref());
     // Chain heads as they will be once every batch in flight commits.
     let mut heads = Heads::new();
@@ -146,10 +212,9 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>)
             done = async { (&mut in_flight.front_mut().unwrap().commit).await }, if !in_flight.is_empty() => {
                 let front = in_flight.pop_front().unwrap();
                 match done {
-                    Ok(Ok(true)) => {
-                        for (p, a) in front.batch.into_iter().zip(front.appends) {
-                            let _ = p.reply.send(Ok(a.link));
-                        }
+                    Ok(Ok(Some(committed))) => {
+                        let links = front.appends.into_iter().map(|a| a.link).collect();
+                        answer(&feed, front.batch, links, committed);
                     }
                     _ => {
                         // This batch wrote nothing, so every later batch,
@@ -162,7 +227,7 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>)
                         }
                         heads.clear();
                         let batch: Vec<Pending> = failed.into_iter().flat_map(|f| f.batch).collect();
-                        recommit(store.as_ref(), &mut heads, batch).await;
+                        recommit(store.as_ref(), &feed, &mut heads, batch).await;
                     }
                 }
             }
@@ -189,20 +254,18 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>)
                         // The heads could not be read: answer after the
                         // batches in flight, one record at a time.
                         while let Some(f) = in_flight.pop_front() {
-                            let ok = matches!(f.commit.await, Ok(Ok(true)));
-                            for (p, a) in f.batch.into_iter().zip(f.appends) {
-                                let result = if ok {
-                                    Ok(a.link)
-                                } else {
-                                    commit_one(store.as_ref(), &mut Heads::new(), &p).await
-                                };
-                                let _ = p.reply.send(result);
+                            if let Ok(Ok(Some(committed))) = f.commit.await {
+                                let links = f.appends.into_iter().map(|a| a.link).collect();
+                                answer(&feed, f.batch, links, committed);
+                            } else {
+                                for p in f.batch {
+                                    commit_one(store.as_ref(), &feed, &mut Heads::new(), p).await;
+                                }
                             }
                         }
                         heads.clear();
                         for p in batch {
-                            let result = commit_one(store.as_ref(), &mut heads, &p).await;
-                            let _ = p.reply.send(result);
+                            commit_one(store.as_ref(), &feed, &mut heads, p).await;
                         }
                     }
                 }
@@ -215,7 +278,7 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>)
 /// while other writers moved them (replicas appending to the same chain);
 /// record by record once the heads stand still, which isolates a record
 /// whose companion write cannot be made.
-async fn recommit(store: &dyn Store, heads: &mut Heads, batch: Vec<Pending>) {
+async fn recommit(store: &dyn Store, feed: &IndexFeed, heads: &mut Heads, batch: Vec<Pending>) {
     for attempt in 0..BATCH_ATTEMPTS {
         heads.clear();
         let Some(appends) = chain(store, heads, &batch).await else {
@@ -232,13 +295,12 @@ async fn recommit(store: &dyn Store, heads: &mut Heads, batch: Vec<Pending>) {
             }
         }
         match store.append_audit(&appends).await {
-            Ok(true) => {
-                for (p, a) in batch.into_iter().zip(appends) {
-                    let _ = p.reply.send(Ok(a.link));
-                }
+            Ok(Some(committed)) => {
+                let links = appends.into_iter().map(|a| a.link).collect();
+                answer(feed, batch, links, committed);
                 return;
             }
-            Ok(false) => {
+            Ok(None) => {
                 let mut moved = false;
                 for (tenant, seen) in &used {
                     if store.audit_head(tenant).await.ok().as_ref() != Some(seen) {
@@ -257,8 +319,7 @@ async fn recommit(store: &dyn Store, heads: &mut Heads, batch: Vec<Pending>) {
     }
     heads.clear();
     for p in batch {
-        let result = commit_one(store, heads, &p).await;
-        let _ = p.reply.send(result);
+        commit_one(store, feed, heads, p).await;
     }
 }
 
@@ -289,11 +350,21 @@ async fn chain(
     Some(appends)
 }
 
-async fn commit_one(
+/// Commits one record on its own and answers it.
+async fn commit_one(store: &dyn Store, feed: &IndexFeed, heads: &mut Heads, p: Pending) {
+    match try_one(store, heads, &p).await {
+        Ok((link, committed)) => answer(feed, vec![p], vec![link], committed),
+        Err(err) => {
+            let _ = p.reply.send(Err(err));
+        }
+    }
+}
+
+async fn try_one(
     store: &dyn Store,
     heads: &mut Heads,
     p: &Pending,
-) -> Result<ChainedRecord, AppendError> {
+) -> Result<(ChainedRecord, AuditCommitted), AppendError> {
     for _ in 0..ATTEMPTS {
         let head = head_of(store, heads, &p.tenant).await?;
         let chained = link(&p.record, &head);
@@ -304,11 +375,11 @@ async fn commit_one(
             event: p.event.clone(),
         };
         match store.append_audit(std::slice::from_ref(&append)).await {
-            Ok(true) => {
+            Ok(Some(committed)) => {
                 heads.insert(p.tenant.clone(), (chained.sequence, chained.hash.clone()));
-                return Ok(chained);
+                return Ok((chained, committed));
             }
-            Ok(false) => {
+            Ok(None) => {
                 // Did the chain move (another writer), or did the companion
                 // fail? Only the first is worth another attempt.
                 heads.remove(&p.tenant);

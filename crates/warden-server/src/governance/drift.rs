@@ -18,12 +18,20 @@ const SESSION_IDLE_MS: i64 = 3_600_000;
 /// Most tools remembered per session.
 const SESSION_TOOLS: usize = 50;
 const REPLAY_PAGE: i64 = 1_000;
+/// Least time between two snapshots of one agent's profile. A snapshot
+/// only shortens the replay of the audit log when the profile is next
+/// loaded, so saving it every few seconds would buy little: each save
+/// copies the profile and writes a row of up to a few hundred kilobytes
+/// through the store's single writer, between decisions.
+const SNAPSHOT_EVERY_MS: i64 = 30_000;
 
 struct AgentDrift {
     profile: Profile,
     /// The audit sequence of the last call folded in.
     sequence: i64,
     dirty: bool,
+    /// When its snapshot was last taken (0: never in this process).
+    saved_at: Millis,
 }
 
 #[derive(Default, Clone)]
@@ -109,6 +117,7 @@ impl DriftBook {
                 profile,
                 sequence,
                 dirty: false,
+                saved_at: now_ms(),
             },
         );
         Ok(())
@@ -151,6 +160,7 @@ impl DriftBook {
                     profile: Profile::default(),
                     sequence: 0,
                     dirty: false,
+                    saved_at: now_ms(),
                 });
             if sequence > entry.sequence {
                 entry.profile.observe(call);
@@ -214,29 +224,48 @@ impl DriftBook {
 
     /// Saves changed profiles and forgets idle sessions.
     pub async fn flush(&self) {
-        let snapshots: Vec<(Tenant, String, i64, String)> = {
-            let mut agents = self.agents.lock().unwrap();
-            agents
-                .iter_mut()
-                .filter(|(_, a)| a.dirty)
-                .filter_map(|((tenant, agent), a)| {
-                    a.dirty = false;
-                    serde_json::to_string(&a.profile)
-                        .ok()
-                        .map(|json| (tenant.clone(), agent.clone(), a.sequence, json))
-                })
-                .collect()
-        };
-        if !snapshots.is_empty() {
-            if let Err(e) = self.store.save_drift_profiles(&snapshots, now_ms()).await {
-                tracing::warn!(error = %e, "saving drift profiles failed; they are rebuilt from the audit log");
-            }
-        }
+        self.save_snapshots(now_ms() - SNAPSHOT_EVERY_MS).await;
         let cutoff = now_ms() - SESSION_IDLE_MS;
         self.sessions
             .lock()
             .unwrap()
             .retain(|_, s| s.last_seen >= cutoff);
+    }
+
+    /// Saves every changed profile; on shutdown and in tests.
+    pub async fn save_all(&self) {
+        self.save_snapshots(Millis::MAX).await;
+    }
+
+    /// Saves the changed profiles last saved before `due`. They are copied
+    /// under the lock that decisions take and serialized outside it.
+    async fn save_snapshots(&self, due: Millis) {
+        let now = now_ms();
+        let copies: Vec<(Tenant, String, i64, Profile)> = {
+            let mut agents = self.agents.lock().unwrap();
+            agents
+                .iter_mut()
+                .filter(|(_, a)| a.dirty && a.saved_at <= due)
+                .map(|((tenant, agent), a)| {
+                    a.dirty = false;
+                    a.saved_at = now;
+                    (tenant.clone(), agent.clone(), a.sequence, a.profile.clone())
+                })
+                .collect()
+        };
+        let snapshots: Vec<(Tenant, String, i64, String)> = copies
+            .into_iter()
+            .filter_map(|(tenant, agent, sequence, profile)| {
+                serde_json::to_string(&profile)
+                    .ok()
+                    .map(|json| (tenant, agent, sequence, json))
+            })
+            .collect();
+        if !snapshots.is_empty() {
+            if let Err(e) = self.store.save_drift_profiles(&snapshots, now_ms()).await {
+                tracing::warn!(error = %e, "saving drift profiles failed; they are rebuilt from the audit log");
+            }
+        }
     }
 }
 

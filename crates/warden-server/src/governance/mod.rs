@@ -25,10 +25,11 @@ pub struct Governance {
 }
 
 impl Governance {
-    /// Starts the audit writer; needs a Tokio runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the audit writer, whose decisions' events go to `feed`;
+    /// needs a Tokio runtime.
+    pub fn start(store: Arc<dyn Store>, feed: crate::telemetry::IndexFeed) -> Self {
         Governance {
-            audit: audit_log::AuditLog::start(store.clone()),
+            audit: audit_log::AuditLog::start(store.clone(), feed),
             engine: engine::PolicyEngine::new(store.clone()),
             drift: drift::DriftBook::new(store.clone()),
             waiters: holds::HoldWaiters::default(),

@@ -2,7 +2,7 @@
 //! that it need not read them back from the store and parse them again.
 //! The log stays the truth: the indexer takes a batch only when it starts
 //! exactly at its cursor, and reads the store for everything else (other
-//! replicas' events, decisions' events, batches dropped when it lags).
+//! replicas' events, batches dropped when it lags).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -52,6 +52,21 @@ impl Handoff {
             }
         }
         None
+    }
+
+    /// The batches that follow each other from `next`, up to about `most`
+    /// events, forgetting any that start before `next`.
+    pub fn take_run(&self, next: i64, most: usize) -> Vec<Appended> {
+        let mut run = Vec::new();
+        let mut next = next;
+        let mut events = 0;
+        while events < most {
+            let Some(batch) = self.take(next) else { break };
+            next = batch.first_seq + batch.events.len() as i64;
+            events += batch.events.len();
+            run.push(batch);
+        }
+        run
     }
 
     /// Where the first held batch starts.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warden_core::event::Event;
+use warden_search::background::IndexingThread;
 use warden_search::EventIndex;
 use warden_store::{LoggedEvent, Store};
 
@@ -48,15 +49,27 @@ pub async fn run(
             }
         }
     };
+    // Documents are built below request handling (see `background`).
+    let indexing = loop {
+        match IndexingThread::start() {
+            Ok(thread) => break thread,
+            Err(err) => {
+                tracing::error!(error = %err, "search indexer cannot start its thread; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     let mut indexed_since_commit = 0usize;
     let mut last_commit = Instant::now();
     loop {
         // This process's own appends come in memory when they start at
         // the cursor; anything else is read from the log.
-        let idle = if let Some(appended) = handoff.take(cursor + 1) {
-            let last_seq = appended.first_seq + appended.events.len() as i64 - 1;
+        let run = handoff.take_run(cursor + 1, BATCH as usize);
+        let idle = if let Some(last) = run.last() {
+            let last_seq = last.first_seq + last.events.len() as i64 - 1;
             let idx = index.clone();
-            if !off_runtime(move || add_appended(&idx, &appended)).await {
+            let step = move || run.iter().for_each(|appended| add_appended(&idx, appended));
+            if !off_runtime(&indexing, step).await {
                 continue;
             }
             cursor = last_seq;
@@ -89,7 +102,7 @@ pub async fn run(
             if let Some(last) = batch.last() {
                 let last_seq = last.seq;
                 let idx = index.clone();
-                if !off_runtime(move || add_all(&idx, &batch)).await {
+                if !off_runtime(&indexing, move || add_all(&idx, &batch)).await {
                     continue;
                 }
                 cursor = last_seq;
@@ -153,17 +166,22 @@ pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> 
         .map_err(|e| e.to_string())
 }
 
-/// Runs an indexing step on a blocking thread; false, after a pause, when
-/// the step panicked (the events are then read again from the log).
-async fn off_runtime(step: impl FnOnce() + Send + 'static) -> bool {
-    match tokio::task::spawn_blocking(step).await {
-        Ok(()) => true,
-        Err(err) => {
-            tracing::error!(error = %err, "search indexer failed");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            false
+/// Runs an indexing step on the indexing thread; false, after a pause,
+/// when the step panicked or the thread has stopped (the events are then
+/// read again from the log).
+async fn off_runtime(indexing: &IndexingThread, step: impl FnOnce() + Send + 'static) -> bool {
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let submitted = indexing.submit(move || {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).is_ok() {
+            let _ = done.send(());
         }
+    });
+    if submitted && outcome.await.is_ok() {
+        return true;
     }
+    tracing::error!("search indexer failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    false
 }
 
 fn add_appended(index: &EventIndex, appended: &Appended) {

@@ -31,7 +31,53 @@ pub struct Telemetry {
     pub retention_changed: Arc<Notify>,
 }
 
+/// What an appender of events holds to hand them to this process's
+/// indexer in memory, and to wait while the index falls too far behind.
+#[derive(Clone)]
+pub struct IndexFeed {
+    handoff: Arc<handoff::Handoff>,
+    appended: Arc<Notify>,
+    searchable: tokio::sync::watch::Receiver<i64>,
+}
+
+impl IndexFeed {
+    /// Offers committed events to the indexer and wakes it.
+    pub fn hand_over(&self, batch: handoff::Appended) {
+        self.handoff.offer(batch);
+        self.appended.notify_one();
+    }
+
+    /// Offers committed events without waking the indexer: for a trickle
+    /// of small batches (decisions), which it takes together on its next
+    /// round, within its commit spacing, rather than one wake-up each.
+    pub fn leave(&self, batch: handoff::Appended) {
+        self.handoff.offer(batch);
+    }
+
+    /// Waits while more than [`ingest::MAX_UNSEARCHABLE`] events up to
+    /// `last_seq` are not yet searchable (at most [`ingest::MAX_WAIT`]):
+    /// back-pressure, so that an acknowledged event is searchable within
+    /// a second however fast events come.
+    pub async fn keep_up(&self, last_seq: i64) {
+        let mut searchable = self.searchable.clone();
+        let _ = tokio::time::timeout(
+            ingest::MAX_WAIT,
+            searchable.wait_for(|at| last_seq - *at <= ingest::MAX_UNSEARCHABLE),
+        )
+        .await;
+    }
+}
+
 impl Telemetry {
+    /// The feed into this process's indexer.
+    pub fn feed(&self) -> IndexFeed {
+        IndexFeed {
+            handoff: self.handoff.clone(),
+            appended: self.appended.clone(),
+            searchable: self.searchable.subscribe(),
+        }
+    }
+
     /// Opens (or creates) the index under `index_dir`.
     pub fn open(store: Arc<dyn Store>, index_dir: &Path) -> Result<Self, String> {
         let index = EventIndex::open(index_dir).map_err(|e| e.to_string())?;

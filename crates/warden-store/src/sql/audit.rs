@@ -12,7 +12,7 @@ use warden_core::Tenant;
 use super::builder::SqlBuilder;
 use super::{holds, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
-use crate::{AuditAppend, Companion, EventAppend, StoreError, StoreResult};
+use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
 
 const COLUMNS: &str = "sequence, record, previous_hash, hash";
 
@@ -53,10 +53,13 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
     }
 }
 
-/// Appends the batch atomically; false when a precondition failed (a chain
-/// head moved, a hold was already resolved, a policy changed meanwhile):
-/// then nothing was written.
-pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bool> {
+/// Appends the batch atomically; `None` when a precondition failed (a
+/// chain head moved, a hold was already resolved, a policy changed
+/// meanwhile): then nothing was written.
+pub(crate) async fn append(
+    db: &dyn Db,
+    batch: &[AuditAppend],
+) -> StoreResult<Option<AuditCommitted>> {
     // Chain heads: (tenant, first record, last record) in order of appearance.
     let mut heads: Vec<(&Tenant, &ChainedRecord, &ChainedRecord)> = Vec::new();
     for entry in batch {
@@ -125,6 +128,8 @@ pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bo
         }
     }
     let events: Vec<&EventAppend> = batch.iter().filter_map(|e| e.event.as_ref()).collect();
+    // The event counter's step answers the last sequence number.
+    let counter_step = (!events.is_empty()).then_some(steps.len());
     if !events.is_empty() {
         steps.extend(super::events::append_steps(&events));
     }
@@ -132,7 +137,23 @@ pub(crate) async fn append(db: &dyn Db, batch: &[AuditAppend]) -> StoreResult<bo
         .transaction(steps)
         .await
         .map_err(|e| name_conflict(e, &["name"]))?;
-    Ok(done.is_some())
+    let Some(outcomes) = done else {
+        return Ok(None);
+    };
+    let last_event_seq = match counter_step {
+        Some(step) => Some(
+            outcomes
+                .into_iter()
+                .nth(step)
+                .map(|o| o.rows())
+                .unwrap_or_default()
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("no event log head".into()))?
+                .int("last_seq")?,
+        ),
+        None => None,
+    };
+    Ok(Some(AuditCommitted { last_event_seq }))
 }
 
 /// The chain's last sequence number and hash; (0, GENESIS) when empty.

@@ -36,7 +36,8 @@ use crate::db::{Db, Row};
 use crate::postgres::PostgresDb;
 use crate::sqlite::SqliteDb;
 use crate::{
-    AuditAppend, EventAppend, IdempotencyState, LoggedEvent, Store, StoreError, StoreResult,
+    AuditAppend, AuditCommitted, EventAppend, IdempotencyState, LoggedEvent, Store, StoreError,
+    StoreResult,
 };
 
 /// Which database a [`SqlStore`] talks to.
@@ -290,7 +291,7 @@ impl Store for SqlStore {
         policies::set_tenant_setting(self.db.as_ref(), tenant, name, value, now).await
     }
 
-    async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<bool> {
+    async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<Option<AuditCommitted>> {
         audit::append(self.db.as_ref(), batch).await
     }
 
