@@ -140,11 +140,12 @@ struct InFlight {
     commit: tokio::task::JoinHandle<Result<Option<AuditCommitted>, StoreError>>,
 }
 
-/// Answers a committed batch, after handing its events to the indexer.
-/// The events were numbered in batch order up to `last_event_seq`.
+/// Answers a committed batch, after handing its events to the indexer
+/// (moved out of the batch: nothing else reads them once committed). The
+/// events were numbered in batch order up to `last_event_seq`.
 fn answer(
     feed: &IndexFeed,
-    batch: Vec<Pending>,
+    mut batch: Vec<Pending>,
     links: Vec<ChainedRecord>,
     committed: AuditCommitted,
 ) {
@@ -153,14 +154,14 @@ fn answer(
         let with_events = batch.iter().filter(|p| p.event.is_some()).count() as i64;
         let mut next_seq = last - with_events + 1;
         let mut run: Option<Appended> = None;
-        for p in &batch {
-            let (Some(append), Some(event)) = (&p.event, &p.decision) else {
+        for p in &mut batch {
+            let (Some(append), Some(event)) = (p.event.take(), p.decision.take()) else {
                 continue;
             };
             match &mut run {
                 Some(r) if r.tenant == p.tenant => {
-                    r.events.push(event.clone());
-                    r.bodies.push(append.body.clone());
+                    r.events.push(event);
+                    r.bodies.push(append.body);
                 }
                 _ => {
                     if let Some(done) = run.take() {
@@ -169,8 +170,8 @@ fn answer(
                     run = Some(Appended {
                         first_seq: next_seq,
                         tenant: p.tenant.clone(),
-                        events: vec![event.clone()],
-                        bodies: vec![append.body.clone()],
+                        events: vec![event],
+                        bodies: vec![append.body],
                     });
                 }
             }

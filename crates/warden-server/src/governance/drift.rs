@@ -30,7 +30,7 @@ struct AgentDrift {
     /// The audit sequence of the last call folded in.
     sequence: i64,
     dirty: bool,
-    /// When its snapshot was last taken (0: never in this process).
+    /// When its snapshot was last taken, or the profile loaded.
     saved_at: Millis,
 }
 
@@ -232,7 +232,7 @@ impl DriftBook {
             .retain(|_, s| s.last_seen >= cutoff);
     }
 
-    /// Saves every changed profile; on shutdown and in tests.
+    /// Saves every changed profile, however recently saved: at shutdown.
     pub async fn save_all(&self) {
         self.save_snapshots(Millis::MAX).await;
     }

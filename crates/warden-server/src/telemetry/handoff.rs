@@ -38,7 +38,7 @@ impl Handoff {
     }
 
     /// The batch that starts at `next`, forgetting any that start before.
-    pub fn take(&self, next: i64) -> Option<Appended> {
+    fn take(&self, next: i64) -> Option<Appended> {
         let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let (pending, held) = &mut *guard;
         while let Some(entry) = pending.first_entry() {

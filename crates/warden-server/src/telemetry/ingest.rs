@@ -8,19 +8,6 @@ use warden_store::{EventAppend, StoreError};
 use super::handoff::Appended;
 use super::Telemetry;
 
-/// Most events this process lets stand between what it acknowledged and
-/// what its index has made searchable. Indexing runs only on time that
-/// requests leave idle (`warden_search::background`), so under sustained
-/// ingest this is what it clears in well under a second (measured: the
-/// last events searchable about 0.3 s after the last 202 on two cores).
-/// Past it, acknowledgments wait for the index (back-pressure), so that an
-/// acknowledged event is searchable within a second even under sustained
-/// ingest faster than the index.
-pub const MAX_UNSEARCHABLE: i64 = 15_000;
-/// Longest an acknowledgment waits for the index; the events are durable
-/// either way.
-pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl Telemetry {
     /// Appends `events` for `tenant` in one transaction, hands them to the
     /// indexer and wakes it; returns their ids once they are on disk.
