@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests and latency by route and status, the
-//! state of the shared rate-limit store, and what became of syslog messages.
+//! state of the shared rate-limit store, what became of syslog messages,
+//! and how far the search index trails acknowledged events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,6 +19,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::state::AppState;
+use crate::telemetry::IndexHealth;
 
 // Labels are static strings and integers so that counting a request
 // allocates nothing.
@@ -77,10 +79,12 @@ pub struct Metrics {
     rate_limited: Counter,
     fallback: Counter,
     syslog: Family<SyslogLabels, Counter>,
+    searchable: Gauge,
+    unsearchable: Gauge,
 }
 
 impl Metrics {
-    pub fn new(redis_configured: bool) -> Arc<Self> {
+    pub fn new(redis_configured: bool, index: &IndexHealth) -> Arc<Self> {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -110,6 +114,28 @@ impl Metrics {
             "Requests refused with 429",
             rate_limited.clone(),
         );
+        let searchable = Gauge::default();
+        let unsearchable = Gauge::default();
+        registry.register(
+            "warden_index_searchable_position",
+            "Event log position up to which this replica's search index answers",
+            searchable.clone(),
+        );
+        registry.register(
+            "warden_index_unsearchable_events",
+            "Events this replica acknowledged that its search index does not yet return",
+            unsearchable.clone(),
+        );
+        registry.register(
+            "warden_index_backpressure_waits",
+            "Acknowledgments that waited for the search index to catch up",
+            index.waits.clone(),
+        );
+        registry.register(
+            "warden_index_backpressure_wait_seconds",
+            "Time acknowledgments spent waiting for the search index",
+            index.waited_seconds.clone(),
+        );
         if redis_configured {
             registry.register(
                 "warden_redis_up",
@@ -130,6 +156,8 @@ impl Metrics {
             rate_limited,
             fallback,
             syslog,
+            searchable,
+            unsearchable,
         })
     }
 
@@ -151,6 +179,12 @@ impl Metrics {
 
     pub fn rate_limited(&self) {
         self.rate_limited.inc();
+    }
+
+    /// Records where the index stands, just before a scrape renders it.
+    pub fn set_index(&self, searchable: i64, index: &IndexHealth) {
+        self.searchable.set(searchable);
+        self.unsearchable.set(index.unsearchable(searchable));
     }
 
     /// The Prometheus text exposition.

@@ -65,7 +65,8 @@ impl Server {
         if let Some(r) = &redis {
             r.spawn_connector();
         }
-        let metrics = Metrics::new(redis.is_some());
+        let telemetry = Arc::new(Telemetry::open(store.clone(), &config.index_dir)?);
+        let metrics = Metrics::new(redis.is_some(), &telemetry.health);
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -79,7 +80,6 @@ impl Server {
                 return Err(format!("--syslog-org: no organization {org_id}"));
             }
         }
-        let telemetry = Arc::new(Telemetry::open(store.clone(), &config.index_dir)?);
         let state = AppState::new(Shared {
             keys: KeyRing::new(store.clone(), master.key_pepper(), tokens),
             store: store.clone(),

@@ -722,17 +722,29 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // Syslog cannot answer its sender; what was dropped shows in /metrics.
     // (The stored count moves just after the commit that made events
     // searchable, so it is read again briefly.)
-    let expected = [
-        r#"warden_syslog_messages_total{outcome="malformed"} 3"#,
-        r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
-        r#"warden_syslog_messages_total{outcome="stored"} 6"#,
-    ];
+    wait_metrics(
+        &w,
+        &[
+            r#"warden_syslog_messages_total{outcome="malformed"} 3"#,
+            r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
+            r#"warden_syslog_messages_total{outcome="stored"} 6"#,
+        ],
+    );
+}
+
+/// Reads /metrics until every line in `expected` is in it (5 s at most):
+/// index and syslog figures move just after the commit that made events
+/// searchable.
+fn wait_metrics(w: &Warden, expected: &[&str]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let metrics = w.anonymous().get("/metrics").text;
-        let missing: Vec<_> = expected.iter().filter(|l| !metrics.contains(*l)).collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|l| !metrics.lines().any(|m| m == **l))
+            .collect();
         if missing.is_empty() {
-            break;
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -944,6 +956,16 @@ fn concurrent_decisions_and_ingests_are_each_indexed_once(backend: &Backend) {
             .collect()
     };
     assert_eq!(audit_ids(&api).len(), 200, "each decision once");
+    // The log holds exactly these 400 events; /metrics says the index
+    // returns them all, and that no acknowledgment had to wait for it.
+    wait_metrics(
+        &w,
+        &[
+            "warden_index_searchable_position 400",
+            "warden_index_unsearchable_events 0",
+            "warden_index_backpressure_waits_total 0",
+        ],
+    );
 
     let w = w.crash_and_restart(&backend.data_dir(0));
     let api = w.api(&t.live_key);

@@ -91,6 +91,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")),
     security(()))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let telemetry = &state.telemetry;
+    let searchable = *telemetry.searchable.borrow();
+    state.metrics.set_index(searchable, &telemetry.health);
     (
         [(
             header::CONTENT_TYPE,

@@ -11,8 +11,10 @@ pub mod search;
 pub mod syslog;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use warden_search::EventIndex;
 use warden_store::Store;
@@ -29,6 +31,30 @@ pub struct Telemetry {
     pub searchable: tokio::sync::watch::Sender<i64>,
     /// Wakes retention when an organization's setting changed.
     pub retention_changed: Arc<Notify>,
+    /// How far the index trails this process's acknowledgments.
+    pub health: Arc<IndexHealth>,
+}
+
+/// What `/metrics` says of the index: how far it trails what this process
+/// acknowledged, and how often acknowledgments waited for it. An operator
+/// sees from it whether the one-second promise holds, and when ingest is
+/// being slowed to keep it.
+#[derive(Default)]
+pub struct IndexHealth {
+    /// The highest log position this process acknowledged.
+    acknowledged: AtomicI64,
+    /// Acknowledgments that waited for the index (back-pressure).
+    pub waits: Counter,
+    /// Time those acknowledgments spent waiting.
+    pub waited_seconds: Counter<f64, AtomicU64>,
+}
+
+impl IndexHealth {
+    /// Events this process acknowledged that its index does not yet
+    /// return, given the position the index has made searchable.
+    pub fn unsearchable(&self, searchable: i64) -> i64 {
+        (self.acknowledged.load(Ordering::Relaxed) - searchable).max(0)
+    }
 }
 
 /// Most events this process lets stand between what it acknowledged and
@@ -51,6 +77,7 @@ pub struct IndexFeed {
     handoff: Arc<handoff::Handoff>,
     appended: Arc<Notify>,
     searchable: tokio::sync::watch::Receiver<i64>,
+    health: Arc<IndexHealth>,
 }
 
 impl IndexFeed {
@@ -72,12 +99,20 @@ impl IndexFeed {
     /// back-pressure, so that an acknowledged event is searchable within
     /// a second however fast events come.
     pub async fn keep_up(&self, last_seq: i64) {
+        self.health
+            .acknowledged
+            .fetch_max(last_seq, Ordering::Relaxed);
+        let caught_up = |at: &i64| last_seq - *at <= MAX_UNSEARCHABLE;
         let mut searchable = self.searchable.clone();
-        let _ = tokio::time::timeout(
-            MAX_WAIT,
-            searchable.wait_for(|at| last_seq - *at <= MAX_UNSEARCHABLE),
-        )
-        .await;
+        if caught_up(&searchable.borrow()) {
+            return;
+        }
+        let began = std::time::Instant::now();
+        let _ = tokio::time::timeout(MAX_WAIT, searchable.wait_for(caught_up)).await;
+        self.health.waits.inc();
+        self.health
+            .waited_seconds
+            .inc_by(began.elapsed().as_secs_f64());
     }
 }
 
@@ -88,6 +123,7 @@ impl Telemetry {
             handoff: self.handoff.clone(),
             appended: self.appended.clone(),
             searchable: self.searchable.subscribe(),
+            health: self.health.clone(),
         }
     }
 
@@ -101,6 +137,50 @@ impl Telemetry {
             handoff: Arc::new(handoff::Handoff::default()),
             searchable: tokio::sync::watch::Sender::new(0),
             retention_changed: Arc::new(Notify::new()),
+            health: Arc::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(searchable: &tokio::sync::watch::Sender<i64>) -> IndexFeed {
+        IndexFeed {
+            handoff: Arc::default(),
+            appended: Arc::new(Notify::new()),
+            searchable: searchable.subscribe(),
+            health: Arc::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgment_waits_only_while_the_index_trails_too_far() {
+        let searchable = tokio::sync::watch::Sender::new(0);
+        let feed = feed(&searchable);
+
+        feed.keep_up(MAX_UNSEARCHABLE).await;
+        assert_eq!(feed.health.waits.get(), 0, "within the bound: no wait");
+        assert_eq!(feed.health.unsearchable(0), MAX_UNSEARCHABLE);
+
+        let last = MAX_UNSEARCHABLE + 5_000;
+        let waiting = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.keep_up(last).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "past the bound it waits");
+        searchable.send_replace(4_999);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "one event too many still waits");
+        searchable.send_replace(5_000);
+        waiting.await.unwrap();
+
+        assert_eq!(feed.health.waits.get(), 1);
+        assert!(feed.health.waited_seconds.get() > 0.0);
+        assert_eq!(feed.health.unsearchable(5_000), MAX_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(last), 0);
+        assert_eq!(feed.health.unsearchable(last + 10), 0, "never negative");
     }
 }
