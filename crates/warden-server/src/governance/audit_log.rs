@@ -133,11 +133,19 @@ fn link(record: &AuditRecord, head: &(i64, String)) -> ChainedRecord {
     }
 }
 
+/// What a batch's commit gives back: its outcome, and the appends it
+/// wrote (the commit task owns them while it runs, so they are not copied).
+type Commit = (Result<Option<AuditCommitted>, StoreError>, Vec<AuditAppend>);
+
 /// One batch on its way to the store, chained on the batches before it.
 struct InFlight {
     batch: Vec<Pending>,
-    appends: Vec<AuditAppend>,
-    commit: tokio::task::JoinHandle<Result<Option<AuditCommitted>, StoreError>>,
+    commit: tokio::task::JoinHandle<Commit>,
+}
+
+/// The links of a committed batch's appends, in batch order.
+fn links(appends: Vec<AuditAppend>) -> Vec<ChainedRecord> {
+    appends.into_iter().map(|a| a.link).collect()
 }
 
 /// Answers a committed batch, after handing its events to the indexer
@@ -213,9 +221,8 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
             done = async { (&mut in_flight.front_mut().unwrap().commit).await }, if !in_flight.is_empty() => {
                 let front = in_flight.pop_front().unwrap();
                 match done {
-                    Ok(Ok(Some(committed))) => {
-                        let links = front.appends.into_iter().map(|a| a.link).collect();
-                        answer(&feed, front.batch, links, committed);
+                    Ok((Ok(Some(committed)), appends)) => {
+                        answer(&feed, front.batch, links(appends), committed);
                     }
                     _ => {
                         // This batch wrote nothing, so every later batch,
@@ -247,17 +254,17 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
                 match chain(store.as_ref(), &mut heads, &batch).await {
                     Some(appends) => {
                         let committing = store.clone();
-                        let sent = appends.clone();
-                        let commit = tokio::spawn(async move { committing.append_audit(&sent).await });
-                        in_flight.push_back(InFlight { batch, appends, commit });
+                        let commit = tokio::spawn(async move {
+                            (committing.append_audit(&appends).await, appends)
+                        });
+                        in_flight.push_back(InFlight { batch, commit });
                     }
                     None => {
                         // The heads could not be read: answer after the
                         // batches in flight, one record at a time.
                         while let Some(f) = in_flight.pop_front() {
-                            if let Ok(Ok(Some(committed))) = f.commit.await {
-                                let links = f.appends.into_iter().map(|a| a.link).collect();
-                                answer(&feed, f.batch, links, committed);
+                            if let Ok((Ok(Some(committed)), appends)) = f.commit.await {
+                                answer(&feed, f.batch, links(appends), committed);
                             } else {
                                 for p in f.batch {
                                     commit_one(store.as_ref(), &feed, &mut Heads::new(), p).await;
@@ -297,8 +304,7 @@ async fn recommit(store: &dyn Store, feed: &IndexFeed, heads: &mut Heads, batch:
         }
         match store.append_audit(&appends).await {
             Ok(Some(committed)) => {
-                let links = appends.into_iter().map(|a| a.link).collect();
-                answer(feed, batch, links, committed);
+                answer(feed, batch, links(appends), committed);
                 return;
             }
             Ok(None) => {

@@ -103,11 +103,11 @@ impl IndexFeed {
             .acknowledged
             .fetch_max(last_seq, Ordering::Relaxed);
         let caught_up = |at: &i64| last_seq - *at <= MAX_UNSEARCHABLE;
-        let mut searchable = self.searchable.clone();
-        if caught_up(&searchable.borrow()) {
+        if caught_up(&self.searchable.borrow()) {
             return;
         }
         let began = std::time::Instant::now();
+        let mut searchable = self.searchable.clone();
         let _ = tokio::time::timeout(MAX_WAIT, searchable.wait_for(caught_up)).await;
         self.health.waits.inc();
         self.health
