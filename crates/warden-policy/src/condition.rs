@@ -135,12 +135,14 @@ impl CelCondition {
                 column: 1,
             });
         }
+        check_nesting(source)?;
         let program = ENV.compile(source).map_err(|errors| {
             let first = errors.errors.first();
+            // The parser's columns are 1-based already.
             ConditionCompileError {
-                message: first.map_or_else(|| "does not parse".into(), |e| e.msg.clone()),
+                message: first.map_or_else(|| "does not parse".into(), |e| parse_message(&e.msg)),
                 line: first.map_or(1, |e| e.pos.0.max(1) as usize),
-                column: first.map_or(1, |e| e.pos.1.max(0) as usize + 1),
+                column: first.map_or(1, |e| e.pos.1.max(1) as usize),
             }
         })?;
         let checker = Checker {
@@ -163,6 +165,59 @@ impl CelCondition {
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+/// Deepest nesting of brackets a condition may use; the parser refuses
+/// deeper ones with an internal message and no position.
+const MAX_NESTING: usize = 64;
+
+/// Refuses a condition nested deeper than [`MAX_NESTING`], naming where
+/// (brackets inside string literals do not count).
+fn check_nesting(source: &str) -> Result<(), ConditionCompileError> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in source.chars() {
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+        } else {
+            column += 1;
+        }
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(ConditionCompileError {
+                        message: format!("a condition nests at most {MAX_NESTING} brackets deep"),
+                        line,
+                        column,
+                    });
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The parser's message, without its internal wrapping where it has one.
+fn parse_message(raw: &str) -> String {
+    if raw.contains("Recursion limit") {
+        return "the condition nests too deeply".into();
+    }
+    raw.to_string()
 }
 
 /// What a condition can know of a call.
@@ -679,7 +734,21 @@ mod tests {
     #[test]
     fn refuses_with_line_and_column() {
         let e = CelCondition::compile("args.amount >").unwrap_err();
-        assert_eq!(e.line, 1);
+        assert_eq!((e.line, e.column), (1, 14), "{e}");
+        let e = CelCondition::compile(") tool").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1), "{e}");
+        let e = CelCondition::compile("tool == 'a' )").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 13), "{e}");
+        let e = CelCondition::compile("tool == 'a' &&\n  )").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 3), "{e}");
+        let deep = format!("{}true{}", "(".repeat(500), ")".repeat(500));
+        let e = CelCondition::compile(&deep).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 65), "{e}");
+        assert!(e.message.contains("64 brackets"), "{e}");
+        assert!(CelCondition::compile(
+            "tool == '((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((('"
+        )
+        .is_ok());
         let e = CelCondition::compile("amount > 5").unwrap_err();
         assert!(
             e.message.contains("undeclared reference to `amount`"),

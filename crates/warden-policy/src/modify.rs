@@ -31,7 +31,7 @@ impl ArgPath {
     pub fn parse(text: &str) -> Result<Self, PathError> {
         if text.is_empty() {
             return Err(PathError {
-                message: "a path is not empty".into(),
+                message: "a path must not be empty".into(),
                 position: 1,
             });
         }
@@ -80,8 +80,9 @@ impl ArgPath {
         hit
     }
 
-    /// Sets the value at the path, creating objects on the way; a `*`
-    /// segment sets every existing entry.
+    /// Sets the value at the path, creating objects on the way (replacing
+    /// whatever else stands there, an array included, unless the segment
+    /// is one of its indexes); a `*` segment sets every existing entry.
     pub fn set(&self, args: &mut Value, value: &Value) {
         set_at(args, &self.segments, value);
     }
@@ -128,11 +129,15 @@ fn set_at(target: &mut Value, segments: &[String], value: &Value) {
         }
         return;
     }
+    // An index into an array that has it goes on into that entry; any
+    // other parent (an array without that index, a scalar, null) becomes an
+    // object, so that an agent cannot dodge an assignment by sending an
+    // argument of another shape.
     if let Value::Array(items) = target {
         if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
             set_at(child, rest, value);
+            return;
         }
-        return;
     }
     if !target.is_object() {
         *target = Value::Object(Map::new());
@@ -207,6 +212,30 @@ mod tests {
             out,
             json!({"to": REDACTED, "mode": "dry_run", "limits": {"max": 10}})
         );
+    }
+
+    #[test]
+    fn an_assignment_lands_whatever_shape_the_agent_sends() {
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![
+                (p("opts.dry_run"), json!(true)),
+                (p("items.1.qty"), json!(1)),
+            ],
+        };
+        for opts in [
+            json!([{"dry_run": false}]),
+            json!("x"),
+            json!(5),
+            json!(null),
+        ] {
+            let out = change.apply(&json!({"opts": opts, "items": [{"qty": 9}, {"qty": 9}]}));
+            assert_eq!(out["opts"], json!({"dry_run": true}), "from {opts}");
+            assert_eq!(out["items"], json!([{"qty": 9}, {"qty": 1}]));
+        }
+        // An index the array does not have replaces the array too.
+        let out = change.apply(&json!({"items": [{"qty": 9}]}));
+        assert_eq!(out["items"], json!({"1": {"qty": 1}}));
     }
 
     #[test]

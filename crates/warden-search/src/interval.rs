@@ -26,13 +26,20 @@ pub const TARGET_BUCKETS: i64 = 100;
 pub const MAX_BUCKETS: i64 = 10_000;
 
 /// The smallest nice width that cuts `[from, to)` into at most
-/// [`TARGET_BUCKETS`] bars.
+/// [`TARGET_BUCKETS`] bars; past the widest, a whole number of the widest
+/// (30 days), so that no range, however long, gives more bars.
 pub fn choose(from: i64, to: i64) -> i64 {
-    let span = (to - from).max(1);
+    let span = to.saturating_sub(from).max(1);
+    let widest = *NICE.last().expect("nice widths");
     NICE.iter()
         .copied()
-        .find(|w| (span + w - 1) / w <= TARGET_BUCKETS)
-        .unwrap_or(*NICE.last().expect("nice widths"))
+        .find(|w| ceil_div(span, *w) <= TARGET_BUCKETS)
+        .unwrap_or_else(|| ceil_div(ceil_div(span, TARGET_BUCKETS), widest) * widest)
+}
+
+/// `a / b` rounded up, for positive `a` and `b`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
 }
 
 /// `30s`, `5m`, `1h`, `1d`, `1w` or plain milliseconds.
@@ -52,6 +59,15 @@ mod tests {
     fn a_day_gets_half_hours_and_an_hour_gets_minutes() {
         assert_eq!(choose(0, 86_400_000), 1_800_000);
         assert_eq!(choose(0, 3_600_000), 60_000);
+        // A year gets weeks, ten years 60 days; ten thousand years still
+        // about 100 bars.
+        assert_eq!(choose(0, 365 * 86_400_000), 604_800_000);
+        assert_eq!(choose(0, 3650 * 86_400_000), 2 * 2_592_000_000);
+        let (from, to) = (-62_135_596_800_000, 253_402_300_799_999);
+        let w = choose(from, to);
+        assert_eq!(w % 2_592_000_000, 0);
+        let bars = ceil_div(to - from, w);
+        assert!((90..=TARGET_BUCKETS).contains(&bars), "{bars}");
         assert_eq!(parse("5m"), Some(300_000));
         assert_eq!(parse("0s"), None);
         assert_eq!(parse("fast"), None);

@@ -98,6 +98,20 @@ fn bad_input_changes_nothing(backend: &Backend) {
     );
     let err = r.error(400, "invalid_request");
     assert_eq!(err["position"], json!({"line": 2, "column": 11}));
+    // An empty document ends at line 1, column 1: positions are 1-based.
+    let r = api.raw(
+        "POST",
+        "/api/v1/agents",
+        Vec::new(),
+        &[("content-type", "application/json")],
+    );
+    let err = r.error(400, "invalid_request");
+    assert_eq!(
+        err["position"],
+        json!({"line": 1, "column": 1}),
+        "{}",
+        r.text
+    );
     // Not JSON at all: 415.
     api.raw(
         "POST",
@@ -150,6 +164,16 @@ fn bad_input_changes_nothing(backend: &Backend) {
     assert_eq!(r.error(400, "invalid_request")["field"], "description");
     let r = api.get("/api/v1/agents?search=%00");
     assert_eq!(r.error(400, "invalid_request")["field"], "search");
+    // Bytes that are not UTF-8, and a parameter given twice, are named.
+    let r = api.get("/api/v1/agents?search=%FF%FE");
+    assert_eq!(r.error(400, "invalid_request")["field"], "search");
+    let r = api.get("/api/v1/agents?status=active&status=discovered");
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "status",
+        "{}",
+        r.text
+    );
     api.get("/api/v1/agents/agt%00x")
         .error(400, "invalid_request");
     let r = api.post(

@@ -15,6 +15,25 @@ fn policy(api: &Api, body: Value) -> String {
     r.body["data"]["id"].as_str().unwrap().to_string()
 }
 
+/// Holds `call` (a step-up), approves the hold, and gives the call again
+/// with its hold token: the redemption.
+fn approved_redemption(api: &Api, call: &Value) -> Value {
+    let token = enforce(api, call.clone())["hold_token"].clone();
+    let hold = api.get("/api/v1/holds?status=pending").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut redeem = call.clone();
+    redeem["hold_token"] = token;
+    redeem
+}
+
+fn listed_priority(api: &Api, id: &str) -> Value {
+    api.get(&format!("/api/v1/policies/{id}")).body["data"]["priority"].clone()
+}
+
 fn enforce(api: &Api, body: Value) -> Value {
     let r = api.post("/api/v1/enforce", &body);
     assert_eq!(r.status, 200, "{}", r.text);
@@ -129,6 +148,22 @@ fn policies_are_versioned_audited_and_checked(backend: &Backend) {
         &json!({"condition": "nope("}),
     );
     assert_eq!(r.status, 400, "{}", r.text);
+    // A field with no empty value cannot be set to null.
+    for field in ["name", "decision", "priority", "enabled"] {
+        let r = api.patch(&format!("/api/v1/policies/{id}"), &json!({ field: null }));
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+    }
+    // A change that changes nothing is no new version and no audit record.
+    for same in [json!({}), json!({"priority": listed_priority(&api, &id)})] {
+        let r = api.patch(&format!("/api/v1/policies/{id}"), &same);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["data"]["version"], 2, "{same}: {}", r.text);
+    }
     assert_eq!(audit_count(&api), before, "refused changes are not audited");
     let listed = api.get("/api/v1/policies");
     assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
@@ -244,6 +279,12 @@ fn precedence_monitor_and_the_default(backend: &Backend) {
         .status,
         400
     );
+    let r = api.patch(
+        "/api/v1/policy-settings",
+        &json!({"default_decision": null}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "default_decision");
+    assert_eq!(decision(&api, "bot", "mail.send", json!({})), "deny");
     // Suspended agents are denied whatever the policies say.
     let agent = api.create_agent("suspended-one");
     api.patch(
@@ -345,6 +386,24 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     );
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["field"], "policy.condition");
+    // Replacing a policy that does not exist, or a replacement or a lone
+    // test without a proposed policy, is refused rather than ignored.
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "x", "replaces": "pol_000000000000000000000000",
+        "policy": {"name": "p", "action_pattern": "*", "decision": "deny"}}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "replaces");
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "x", "replaces": mask}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "replaces");
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "x", "only_proposed": true}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "only_proposed");
     assert_eq!(audit_count(&api), before);
     assert_eq!(
         api.get("/api/v1/policies").body["data"]
@@ -434,6 +493,12 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
             .len(),
         1
     );
+    // An id with whitespace around it is refused, and discovers nothing.
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "  spaced  ", "tool_name": "mail.send"}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "agent_id");
     // An external id as long as allowed is discovered too.
     let long = "x".repeat(200);
     assert_eq!(
@@ -533,6 +598,66 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(again["decision"], "deny");
     assert!(again["reason"].as_str().unwrap().contains("already used"));
 
+    // An approval given under one version of the policy does not run the
+    // call once the policy has changed.
+    let call =
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": {"amount": 8}});
+    let redeem = approved_redemption(&api, &call);
+    let wire = api.get("/api/v1/policies").body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wire")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api.patch(
+        &format!("/api/v1/policies/{wire}"),
+        &json!({"description": "tightened"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let stale = enforce(&api, redeem);
+    assert_eq!(stale["decision"], "deny", "{stale}");
+    assert!(
+        stale["reason"]
+            .as_str()
+            .unwrap()
+            .contains("changed since the approval"),
+        "{stale}"
+    );
+
+    // Calls racing to redeem one approval: one runs, every other gets a
+    // decision (deny, already used), none an error.
+    let call =
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": {"amount": 9}});
+    let redeem = approved_redemption(&api, &call);
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (api, body) = (api.clone_with_key(), redeem.clone());
+            std::thread::spawn(move || api.post("/api/v1/enforce", &body))
+        })
+        .collect();
+    let mut decisions: Vec<String> = racers
+        .into_iter()
+        .map(|t| {
+            let r = t.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text);
+            let reason = r.body["data"]["reason"].as_str().unwrap().to_string();
+            let decision = r.body["data"]["decision"].as_str().unwrap().to_string();
+            assert!(
+                decision == "allow" || reason.contains("already used"),
+                "{reason}"
+            );
+            decision
+        })
+        .collect();
+    decisions.sort();
+    assert_eq!(
+        decisions,
+        ["allow", "deny", "deny", "deny", "deny", "deny", "deny", "deny"]
+    );
+
     // Denial with a comment.
     let d = enforce(
         &api,
@@ -566,7 +691,12 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .iter()
         .map(|r| r["detail"]["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["expired", "denied", "approved"], "{}", log.text);
+    assert_eq!(
+        statuses,
+        ["expired", "denied", "approved", "approved", "approved"],
+        "{}",
+        log.text
+    );
     assert_eq!(api.get("/api/v1/enforce/hold/hold_nope").status, 404);
     assert_eq!(
         api.get(&format!("/api/v1/enforce/hold/{token3}?wait=31"))
@@ -628,6 +758,9 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         .unwrap()
         .to_string();
     assert_eq!(count(&format!("agent_id={a1}")), 6);
+    // The agent's own external id works as a filter too, as in enforce.
+    assert_eq!(count("agent_id=a1"), 6);
+    assert_eq!(count("agent_id=nobody"), 0);
     assert_eq!(count("action=shell.*"), 3);
     assert_eq!(count("action=*.read"), 4);
     assert_eq!(count("decision=deny"), 3);

@@ -290,6 +290,29 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     // The chosen interval for a day is 30 minutes.
     let data = search(&api, json!({"from_time": "now-24h", "limit": 0}));
     assert_eq!(data["interval_ms"], 1_800_000);
+    // Times as JSON numbers (milliseconds), and buckets aligned to whole
+    // intervals: a range starting mid-hour counts only from its start.
+    let mid = json!({"from_time": base + 1_800_000, "to_time": base + 3 * 3_600_000, "interval": "1h", "limit": 0});
+    let data = search(&api, mid);
+    assert_eq!(data["total"], 10, "{data}");
+    assert_eq!(data["from_time"], rfc3339(base + 1_800_000));
+    assert_eq!(data["histogram"][0]["time"], rfc3339(base), "{data}");
+    assert_eq!(data["histogram"][0]["count"], 0, "{data}");
+    let r = api.post("/api/v1/siem/search", &json!({"from_time": true}));
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "from_time",
+        "{}",
+        r.text
+    );
+    // The widest range still gets about 100 bars.
+    let all = search(
+        &api,
+        json!({"from_time": "0001-01-01T00:00:00Z", "to_time": "9999-12-31T23:59:59Z", "limit": 0}),
+    );
+    let bars = all["histogram"].as_array().unwrap().len();
+    assert!((90..=101).contains(&bars), "{bars}");
+    assert_eq!(all["total"], 25);
 
     // Paging walks every event once, newest first, then oldest first.
     for (sort, first) in [("desc", "c"), ("asc", "h0")] {
@@ -403,7 +426,10 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
             {"timestamp": "soon"},
             "not an object",
             {"tags": ["ok", 7]},
-            {"id": "mine"}
+            {"id": "mine"},
+            {"host": 5},
+            {"message": "fine"},
+            {"message": "x".repeat(1024 * 1024)}
         ]),
     );
     let e = r.error(400, "invalid_request");
@@ -426,9 +452,13 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
             (4, "timestamp".into()),
             (5, "".into()),
             (6, "tags.1".into()),
-            (7, "id".into())
+            (7, "id".into()),
+            (8, "host".into()),
+            (10, "".into())
         ]
     );
+    let sizes = &e["errors"][6]["message"];
+    assert!(sizes.as_str().unwrap().contains("1048576 bytes"), "{sizes}");
     // Too many events, too many bytes, not JSON, not an array, wrong type.
     let many: Vec<Value> = (0..10_001).map(|_| json!({"message": "x"})).collect();
     let r = api.post("/api/v1/events/batch", &Value::Array(many));
@@ -670,8 +700,15 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "user.info",
         "tcp newline framed",
     ]);
-    // An ingest key in structured data routes to its own organization.
+    // An ingest key in structured data routes to its own organization; a
+    // key bound to an agent also stamps that agent on the event.
     logger_with_token(&udp, &other.live_key, "routed", "routed by key");
+    let elsewhere = w.api(&other.live_key);
+    let relay = elsewhere.create_agent("relay");
+    let (_, relay_key) = elsewhere.create_key(json!({
+        "name": "relay's key", "scopes": ["events.write"], "agent_id": relay,
+    }));
+    logger_with_token(&udp, &relay_key, "boundsys", "sent with a bound key");
     // Malformed messages are dropped.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -714,9 +751,13 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     let leaked = search(&api, json!({"query": "bad OR nul OR routed OR forged"}));
     assert_eq!(leaked["total"], 0, "{leaked}");
 
-    let elsewhere = w.api(&other.live_key);
     wait_total(&elsewhere, "program:routed", 1);
-    assert_eq!(total(&elsewhere, ""), 1);
+    wait_total(&elsewhere, "program:boundsys", 1);
+    assert_eq!(total(&elsewhere, ""), 2);
+    let bound = search(&elsewhere, json!({"query": "program:boundsys"}));
+    assert_eq!(bound["events"][0]["agent_id"], relay, "{bound}");
+    let unbound = search(&elsewhere, json!({"query": "program:routed"}));
+    assert!(unbound["events"][0]["agent_id"].is_null(), "{unbound}");
     // The key travelled in the message but is stored nowhere.
     assert!(!backend.raw_contents().contains(&other.live_key));
     // Syslog cannot answer its sender; what was dropped shows in /metrics.
@@ -727,7 +768,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         &[
             r#"warden_syslog_messages_total{outcome="malformed"} 3"#,
             r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
-            r#"warden_syslog_messages_total{outcome="stored"} 6"#,
+            r#"warden_syslog_messages_total{outcome="stored"} 7"#,
         ],
     );
 }
@@ -1007,6 +1048,14 @@ fn retention_removes_old_events(backend: &Backend) {
         "PUT",
         "/api/v1/events/retention",
         br#"{"retention_days": 0}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "retention_days");
+    // Left out is not "forever": null says that.
+    let r = api.raw(
+        "PUT",
+        "/api/v1/events/retention",
+        b"{}".to_vec(),
         &[("content-type", "application/json")],
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "retention_days");

@@ -105,14 +105,14 @@ pub fn parse_event(
                 _ => return Err(FieldError::new(&key, "must be a string")),
             },
             (_, "host") | (Dialect::JsonLog, "hostname") => {
-                event.host = Some(keyword(&key, value)?);
+                event.host = Some(keyword(dialect, &key, value)?);
             }
             (_, "program") | (Dialect::JsonLog, "app" | "service") => {
-                event.program = Some(keyword(&key, value)?);
+                event.program = Some(keyword(dialect, &key, value)?);
             }
-            (_, "agent_id") => event.agent_id = Some(keyword(&key, value)?),
-            (_, "session_id") => event.session_id = Some(keyword(&key, value)?),
-            (_, "tags") => event.tags = tags(value)?,
+            (_, "agent_id") => event.agent_id = Some(keyword(dialect, &key, value)?),
+            (_, "session_id") => event.session_id = Some(keyword(dialect, &key, value)?),
+            (_, "tags") => event.tags = tags(dialect, value)?,
             (Dialect::Api, "fields") => match value {
                 Value::Object(map) => extra.extend(map),
                 _ => return Err(FieldError::new("fields", "must be a JSON object")),
@@ -128,10 +128,12 @@ pub fn parse_event(
     Ok(event)
 }
 
-fn keyword(field: &str, value: Value) -> Result<String, FieldError> {
+/// A keyword's text. A log line's number (`"host": 5`) is read as its
+/// text; the API's own model wants a string.
+fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldError> {
     let text = match value {
         Value::String(text) => text,
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) if dialect == Dialect::JsonLog => n.to_string(),
         _ => return Err(FieldError::new(field, "must be a string")),
     };
     check_keyword(field, &text)?;
@@ -148,9 +150,10 @@ fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn tags(value: Value) -> Result<Vec<String>, FieldError> {
+/// Tags: an array of strings (in a log line, also one string alone).
+fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
     let items = match value {
-        Value::String(one) => vec![Value::String(one)],
+        Value::String(one) if dialect == Dialect::JsonLog => vec![Value::String(one)],
         Value::Array(items) => items,
         _ => return Err(FieldError::new("tags", "must be an array of strings")),
     };
@@ -238,6 +241,13 @@ mod tests {
             "timestamp"
         );
         assert_eq!(api(json!({"tags": [1]})).unwrap_err().field, "tags.0");
+        assert_eq!(api(json!({"tags": "one"})).unwrap_err().field, "tags");
+        assert_eq!(api(json!({"host": 5})).unwrap_err().field, "host");
+        assert_eq!(
+            api(json!({"session_id": 7})).unwrap_err().field,
+            "session_id"
+        );
+        assert_eq!(api(json!({"program": true})).unwrap_err().field, "program");
         assert_eq!(api(json!({"id": "x"})).unwrap_err().field, "id");
         assert_eq!(api(json!({"source": "kafka"})).unwrap_err().field, "source");
         assert_eq!(api(json!("text")).unwrap_err().field, "");
@@ -257,6 +267,15 @@ mod tests {
         assert_eq!(e.host.as_deref(), Some("db"));
         assert_eq!(e.source, EventSource::Json);
         assert_eq!(e.fields["source"], json!("10.0.0.1"));
+        let e = parse_event(
+            json!({"host": 5, "tags": "web"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.host.as_deref(), Some("5"));
+        assert_eq!(e.tags, ["web"]);
         let e = parse_event(json!({"level": 30}), Dialect::JsonLog, "e".into(), 5).unwrap();
         assert_eq!(e.fields["level"], json!(30));
     }

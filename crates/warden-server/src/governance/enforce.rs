@@ -75,6 +75,14 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
 impl CallRequest {
     pub fn validate(&self) -> Result<(), Error> {
         check_text(&self.agent, "agent_id", 200)?;
+        // Agents are registered under trimmed names, so an id with spaces
+        // around it would be discovered once and then never found again.
+        if self.agent.trim() != self.agent {
+            return Err(Error::invalid(
+                "agent_id",
+                "agent_id must not begin or end with whitespace",
+            ));
+        }
         check_text(&self.tool, "tool_name", MAX_TOOL_NAME)?;
         if let Some(s) = &self.session_id {
             check_text(s, "session_id", 200)?;
@@ -196,6 +204,34 @@ pub async fn enforce(
     principal: &Principal,
     call: CallRequest,
 ) -> ServiceResult<Verdict> {
+    if call.hold_token.is_none() {
+        if let Ok(verdict) = decide_and_record(g, principal, call).await? {
+            return Ok(verdict);
+        }
+        return Err(Error::Conflict("the hold was used by another call".into()).into());
+    }
+    // Calls redeeming the same approved hold race: exactly one commits its
+    // redemption. Each other call is decided again, and now finds the
+    // approval used: it gets a decision (deny, "already used"), as a later
+    // re-submission would, rather than an error.
+    match decide_and_record(g, principal, call.clone()).await? {
+        Ok(verdict) => Ok(verdict),
+        Err(HoldTaken) => decide_and_record(g, principal, call)
+            .await?
+            .map_err(|HoldTaken| {
+                Error::Conflict("the hold was used by another call".into()).into()
+            }),
+    }
+}
+
+/// Another call redeemed the hold between the check and the commit.
+struct HoldTaken;
+
+async fn decide_and_record(
+    g: &Governance,
+    principal: &Principal,
+    call: CallRequest,
+) -> ServiceResult<Result<Verdict, HoldTaken>> {
     let started = Instant::now();
     call.validate()?;
     let tenant = principal.tenant();
@@ -253,7 +289,26 @@ pub async fn enforce(
     let mut reason = outcome.reason.clone();
     let mut redeemed: Option<Hold> = None;
     if let Some(token) = &call.hold_token {
+        let deciding_version = outcome
+            .deciding
+            .as_ref()
+            .and_then(|id| policies.facts.get(id))
+            .map(|f| f.version);
         match redeem(g, &tenant, token, &agent, &call.tool, &args).await? {
+            // The approval was given under one version of one policy: if the
+            // rule that holds the call is another now, or was changed, the
+            // person approved something else and must be asked again.
+            Ok(h)
+                if decision == Decision::StepUp
+                    && (outcome.deciding.as_deref() != Some(h.policy_id.as_str())
+                        || deciding_version != Some(h.policy_version)) =>
+            {
+                decision = Decision::Deny;
+                reason = format!(
+                    "the policy that held the call changed since the approval (hold {}); ask again",
+                    h.id
+                );
+            }
             Ok(h) if decision == Decision::StepUp => {
                 decision = Decision::Allow;
                 reason = format!(
@@ -388,16 +443,11 @@ pub async fn enforce(
             .map(|f| f.version),
         detail,
     };
-    let chained = g
-        .audit
-        .append(tenant.clone(), record, companion)
-        .await
-        .map_err(|e| match e {
-            super::audit_log::AppendError::Precondition => {
-                Error::Conflict("the hold was used by another call".into()).into()
-            }
-            other => append_error(other),
-        })?;
+    let chained = match g.audit.append(tenant.clone(), record, companion).await {
+        Ok(chained) => chained,
+        Err(super::audit_log::AppendError::Precondition) => return Ok(Err(HoldTaken)),
+        Err(other) => return Err(append_error(other)),
+    };
     g.drift.observe(
         &tenant,
         &agent.id,
@@ -406,7 +456,7 @@ pub async fn enforce(
         chained.sequence,
     );
 
-    Ok(Verdict {
+    Ok(Ok(Verdict {
         decision,
         reason,
         matched_policy_ids: outcome.matched,
@@ -419,7 +469,7 @@ pub async fn enforce(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         monitor_decision: outcome.monitor_decision,
         step_up_timeout_seconds: step_up_timeout,
-    })
+    }))
 }
 
 /// Checks a hold token against the call; `Err` says why it cannot be used.

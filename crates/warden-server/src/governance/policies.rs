@@ -127,8 +127,20 @@ pub async fn update(
 ) -> ServiceResult<PolicyRecord> {
     let tenant = principal.tenant();
     for _ in 0..UPDATE_ATTEMPTS {
-        let mut record = get(g, principal, id).await?;
+        let current = get(g, principal, id).await?;
+        let mut record = current.clone();
         record.apply(changes.clone(), &principal.key_id, now_ms())?;
+        // A change that changes nothing is no new version and no audit
+        // record: the history shows only real changes.
+        let unchanged = PolicyRecord {
+            version: current.version,
+            updated_at: current.updated_at,
+            updated_by: current.updated_by.clone(),
+            ..record.clone()
+        };
+        if unchanged == current {
+            return Ok(current);
+        }
         match commit(
             g,
             principal,

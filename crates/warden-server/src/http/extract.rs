@@ -63,9 +63,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::malformed(
                 format!("malformed JSON: {message}"),
+                // serde_json counts an empty document's end as column 0;
+                // positions here are 1-based.
                 Position {
-                    line: inner.line(),
-                    column: inner.column(),
+                    line: inner.line().max(1),
+                    column: inner.column().max(1),
                 },
             )
         }
@@ -74,8 +76,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::malformed(
             "malformed JSON: trailing characters after the document",
             Position {
-                line: inner.line(),
-                column: inner.column(),
+                line: inner.line().max(1),
+                column: inner.column().max(1),
             },
         )
     })?;
@@ -85,7 +87,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// serde says "unknown field `x`" and "missing field `x`" at the parent's
 /// path; the field itself is the useful name.
 fn field_of(path: &str, message: &str) -> String {
-    let named = ["unknown field `", "missing field `"]
+    let named = ["unknown field `", "missing field `", "duplicate field `"]
         .iter()
         .find_map(|lead| message.strip_prefix(lead))
         .and_then(|rest| rest.split('`').next());
@@ -153,13 +155,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                 "query parameters must not contain NUL characters",
             ));
         }
+        // Decoding would replace bytes that are not UTF-8 and search for
+        // something else than asked: refuse them, naming the parameter.
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let utf8 = |part: &str| {
+                percent_encoding::percent_decode_str(&part.replace('+', " "))
+                    .decode_utf8()
+                    .is_ok()
+            };
+            if !utf8(name) || !utf8(value) {
+                let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                return Err(ApiError::invalid(
+                    name.into_owned(),
+                    "query parameters must be UTF-8 once percent-decoded",
+                ));
+            }
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
             .map_err(|err| {
                 let path = err.path().to_string();
                 let message = err.into_inner().to_string();
-                let field = field_of(&path, &message);
+                let field = match field_of(&path, &message) {
+                    body if body == "body" => "query".to_string(),
+                    field => field,
+                };
                 ApiError::invalid(
                     field.clone(),
                     format!("query parameter `{field}`: {message}"),

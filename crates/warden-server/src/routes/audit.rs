@@ -10,7 +10,7 @@ use warden_core::page::PageRequest;
 
 use super::enforce::DriftView;
 use super::policies::DecisionName;
-use super::wire::{parse_time, time, SortDirection};
+use super::wire::{agent_reference, parse_time, time, SortDirection};
 use crate::auth::Principal;
 use crate::governance::verify;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
@@ -177,8 +177,13 @@ pub async fn list_audit(
             ));
         }
     }
+    let agent_id = match (&principal.agent_id, q.agent_id) {
+        (Some(bound), _) => Some(bound.clone()),
+        (None, Some(reference)) => Some(agent_reference(&state, &principal, reference).await?),
+        (None, None) => None,
+    };
     let filter = AuditFilter {
-        agent_id: principal.agent_id.clone().or(q.agent_id),
+        agent_id,
         action: q.action,
         decision: q.decision.map(|d| d.as_str().to_string()),
         session_id: q.session_id,

@@ -377,6 +377,22 @@ pub async fn test_policies(
         .default_decision(&tenant)
         .await
         .map_err(ApiError::from)?;
+    if body.policy.is_none() {
+        // Both only make sense beside a proposed policy; silently testing
+        // the current set instead would mislead.
+        if body.replaces.is_some() {
+            return Err(ApiError::invalid(
+                "replaces",
+                "replaces names the policy a proposed `policy` replaces; no policy was given",
+            ));
+        }
+        if body.only_proposed {
+            return Err(ApiError::invalid(
+                "only_proposed",
+                "only_proposed evaluates a proposed `policy` alone; no policy was given",
+            ));
+        }
+    }
     let mut proposed_record = None;
     let policies = match body.policy {
         None => g.engine.policies(&tenant).await.map_err(ApiError::from)?,
@@ -397,7 +413,14 @@ pub async fn test_policies(
                     .map_err(ApiError::from)?
             };
             if let Some(replaced) = &body.replaces {
+                let before = records.len();
                 records.retain(|r| &r.id != replaced);
+                if records.len() == before && !body.only_proposed {
+                    return Err(ApiError::invalid(
+                        "replaces",
+                        format!("no policy {replaced} to replace"),
+                    ));
+                }
             }
             records.push(record.clone());
             proposed_record = Some(record);
@@ -437,6 +460,11 @@ pub async fn test_policies(
     let facts = service::call_facts(&agent, &call, args, context, session_tools, drift, now_ms());
     let (outcome, CallFacts { args, drift, .. }) =
         service::decide_with(&policies, &agent, &call, facts);
+    let errored: std::collections::HashSet<String> = outcome
+        .condition_errors
+        .iter()
+        .filter_map(|e| e["policy_id"].as_str().map(str::to_string))
+        .collect();
     let describe = |id: &str| -> Option<MatchedPolicy> {
         let facts = policies.facts.get(id)?;
         let record_pattern = proposed_record
@@ -449,7 +477,13 @@ pub async fn test_policies(
         if has_selector {
             why.push_str("; the agent selector includes the agent");
         }
-        if has_condition {
+        if errored.contains(id) {
+            // A failing condition counts as met for a policy stricter than
+            // allow: say so rather than claim it held.
+            why.push_str(
+                "; the condition failed to evaluate and counts as met (see condition_errors)",
+            );
+        } else if has_condition {
             why.push_str("; the condition held");
         }
         Some(MatchedPolicy {

@@ -9,8 +9,8 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
-use warden_core::event::input::{parse_event, Dialect};
-use warden_core::event::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+use warden_core::event::input::{parse_event, Dialect, FieldError};
+use warden_core::event::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use warden_core::event::Event;
 use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
@@ -90,7 +90,14 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Maps a batch's JSON to events, refusing the whole batch if any is bad.
-pub(crate) fn batch_events(value: Value, received_at: i64) -> Result<Vec<Event>, ApiError> {
+///
+/// `body_bytes` is the request's size: no event can pass the per-event limit
+/// in a smaller body, so only larger ones have each event measured.
+pub(crate) fn batch_events(
+    value: Value,
+    received_at: i64,
+    body_bytes: usize,
+) -> Result<Vec<Event>, ApiError> {
     let items = match value {
         Value::Array(items) => items,
         Value::Object(mut object) => match object.remove("events") {
@@ -124,13 +131,22 @@ pub(crate) fn batch_events(value: Value, received_at: i64) -> Result<Vec<Event>,
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     let mut bad = 0usize;
+    let measure = body_bytes > MAX_EVENT_BYTES;
     for (index, item) in items.into_iter().enumerate() {
-        match parse_event(
-            item,
-            Dialect::Api,
-            new_time_ordered_id(prefix::EVENT),
-            received_at,
-        ) {
+        let parsed = if measure && json_len(&item) > MAX_EVENT_BYTES {
+            Err(FieldError {
+                field: String::new(),
+                message: format!("the event's JSON is longer than {MAX_EVENT_BYTES} bytes"),
+            })
+        } else {
+            parse_event(
+                item,
+                Dialect::Api,
+                new_time_ordered_id(prefix::EVENT),
+                received_at,
+            )
+        };
+        match parsed {
             Ok(event) => events.push(event),
             Err(err) => {
                 bad += 1;
@@ -152,6 +168,23 @@ pub(crate) fn batch_events(value: Value, received_at: i64) -> Result<Vec<Event>,
         ));
     }
     Ok(events)
+}
+
+/// The length of `value` as compact JSON, without writing it out.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Ingest a batch of events.
@@ -178,7 +211,7 @@ pub async fn ingest_batch(
     let received_at = now_ms();
     let bytes = read_limited(request.into_body(), MAX_BATCH_BYTES).await?;
     let value: Value = parse_json(&bytes)?;
-    let mut events = batch_events(value, received_at)?;
+    let mut events = batch_events(value, received_at, bytes.len())?;
     bind_to_agent(&principal, &mut events);
     store_events(&state, &principal, events).await
 }
@@ -215,10 +248,12 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
         None => Ok(false),
         Some(e) if e.is_empty() || e == "identity" => Ok(false),
         Some(e) if e == "gzip" || e == "x-gzip" => Ok(true),
-        Some(other) => Err(ApiError::unsupported_media_type(
-            "uncompressed or Content-Encoding: gzip",
-        )
-        .with_field(format!("Content-Encoding: {other}"))),
+        Some(other) => {
+            let mut err = ApiError::unsupported_media_type("");
+            err.message =
+                format!("Content-Encoding `{other}` is not supported: send gzip or no encoding");
+            Err(err.with_field("Content-Encoding"))
+        }
     }
 }
 
@@ -404,6 +439,16 @@ pub struct Retention {
     pub retention_days: Option<i64>,
 }
 
+/// A new retention: `retention_days` must be given, `null` to keep events
+/// forever, so that a body that forgot it is not read as "forever".
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRetention {
+    #[serde(default, deserialize_with = "super::wire::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
+    pub retention_days: Option<Option<i64>>,
+}
+
 /// Get the organization's event retention.
 #[utoipa::path(get, path = "/api/v1/events/retention", tag = "events",
     responses((status = 200, description = "The retention", body = DataEnvelope<Retention>)),
@@ -426,15 +471,24 @@ pub async fn get_retention(
 /// Set the organization's event retention (both environments).
 ///
 /// Expired events leave the store and the index within a minute.
-#[utoipa::path(put, path = "/api/v1/events/retention", tag = "events", request_body = Retention,
+#[utoipa::path(put, path = "/api/v1/events/retention", tag = "events", request_body = SetRetention,
     responses((status = 200, description = "The new retention", body = DataEnvelope<Retention>)),
     security(("bearer" = ["admin"])))]
 pub async fn set_retention(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(body): ApiJson<Retention>,
+    ApiJson(body): ApiJson<SetRetention>,
 ) -> ApiResult<ApiData<Retention>> {
     principal.require("admin")?;
+    let Some(days) = body.retention_days else {
+        return Err(ApiError::invalid(
+            "retention_days",
+            "retention_days is required: a number of days, or null to keep events forever",
+        ));
+    };
+    let body = Retention {
+        retention_days: days,
+    };
     if let Some(days) = body.retention_days {
         if !(1..=MAX_DAYS).contains(&days) {
             return Err(ApiError::invalid(

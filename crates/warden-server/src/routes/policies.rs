@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use warden_core::page::PageRequest;
 use warden_core::policy::{AgentsSpec, ModifySpec, PolicyChanges, PolicyRecord, PolicyVersion};
 
-use super::wire::{nullable, time, SortDirection};
+use super::wire::{not_null, nullable, time, SortDirection};
 use crate::auth::Principal;
 use crate::governance::policies as service;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
@@ -194,11 +194,13 @@ pub struct CreatePolicy {
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicy {
     #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
     #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "not_null")]
     pub action_pattern: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<AgentsSelector>)]
@@ -206,17 +208,23 @@ pub struct UpdatePolicy {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 4096)]
     pub condition: Option<Option<String>>,
+    #[serde(default, deserialize_with = "not_null")]
     pub decision: Option<DecisionName>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<ModifyChange>)]
     pub modify: Option<Option<ModifyChange>>,
     #[schema(max_items = 100)]
+    #[serde(default, deserialize_with = "not_null")]
     pub audit_redact: Option<Vec<String>>,
     #[schema(minimum = -1000000, maximum = 1000000)]
+    #[serde(default, deserialize_with = "not_null")]
     pub priority: Option<i32>,
+    #[serde(default, deserialize_with = "not_null")]
     pub mode: Option<ModeName>,
+    #[serde(default, deserialize_with = "not_null")]
     pub enabled: Option<bool>,
     #[schema(minimum = 1, maximum = 604800)]
+    #[serde(default, deserialize_with = "not_null")]
     pub step_up_timeout_seconds: Option<u32>,
 }
 

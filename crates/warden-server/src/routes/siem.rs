@@ -37,9 +37,12 @@ pub struct SearchBody {
     pub query: String,
     /// Start of the event-time range (inclusive): RFC 3339, a date,
     /// milliseconds since 1970, or `now-24h`; default: a day before `to_time`.
-    #[schema(example = "now-24h")]
+    #[schema(example = "now-24h", value_type = Option<String>)]
+    #[serde(default, deserialize_with = "text_or_number")]
     pub from_time: Option<String>,
     /// End of the range (exclusive); default: now.
+    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "text_or_number")]
     pub to_time: Option<String>,
     /// Events per page, 0 to 1,000 (default 100); 0 gives only counts.
     #[schema(minimum = 0, maximum = 1000)]
@@ -51,6 +54,18 @@ pub struct SearchBody {
     /// chosen from the range when absent.
     #[schema(example = "1h")]
     pub interval: Option<Value>,
+}
+
+/// A time given as text or, for milliseconds since 1970, as a JSON number.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(_) => Err(serde::de::Error::custom(
+            "expected a time: RFC 3339 text, a date, now-24h or milliseconds since 1970",
+        )),
+    }
 }
 
 /// One histogram bucket.

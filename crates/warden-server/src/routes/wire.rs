@@ -58,6 +58,20 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
+/// For a field that may be left out but not set to `null` (it has no
+/// empty value): `null` is refused, naming the field, instead of being
+/// read as "unchanged".
+pub fn not_null<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(de)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom("may be left out, but not null")),
+    }
+}
+
 /// Parses an optional RFC 3339 time, naming `field` when it is not one.
 pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, warden_core::Error> {
     value
@@ -78,4 +92,20 @@ pub fn time(ms: Millis) -> String {
 
 pub fn opt_time(ms: Option<Millis>) -> Option<String> {
     ms.map(time)
+}
+
+/// An `agent_id` filter as the caller gave it (a Warden id or the agent's
+/// `external_id`, as `POST /api/v1/enforce` takes) turned into the Warden
+/// id records carry; an unknown one stays as given and matches nothing.
+pub async fn agent_reference(
+    state: &crate::state::AppState,
+    principal: &crate::auth::Principal,
+    reference: String,
+) -> Result<String, crate::http::error::ApiError> {
+    Ok(state
+        .store
+        .find_agent(&principal.tenant(), &reference)
+        .await?
+        .map(|agent| agent.id)
+        .unwrap_or(reference))
 }

@@ -218,6 +218,7 @@ async fn route(
     )
     .map_err(|e| ("malformed", e.to_string()))?;
     let unrouted = |reason: &str| ("unrouted", reason.to_string());
+    let mut event = message.event;
     let tenant = match &message.token {
         Some(token) => {
             let principal = routing
@@ -232,6 +233,9 @@ async fn route(
             principal
                 .admits(received.peer)
                 .map_err(|_| unrouted("the message's key is not allowed from this address"))?;
+            // A key bound to an agent speaks only for that agent, here as
+            // on every other ingest path.
+            crate::routes::events::bind_to_agent(&principal, std::slice::from_mut(&mut event));
             principal.tenant()
         }
         None => routing
@@ -239,5 +243,5 @@ async fn route(
             .clone()
             .ok_or_else(|| unrouted("no --syslog-org and no ingest key in the message"))?,
     };
-    Ok((tenant, message.event))
+    Ok((tenant, event))
 }
