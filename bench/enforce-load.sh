@@ -8,7 +8,9 @@
 # Loopback only and bounded in time: every oha run stops after $DURATION.
 # Servers pinned to core 1 and oha to core 0 where there are two cores.
 # Needs oha (cargo install oha --locked). Usage: bench/enforce-load.sh
-# Tunables: DURATION (10s), CONNECTIONS (32), RATE (2000), POLICIES (1000),
+# After the fixed-rate run, bench/sync-probe.py measures the disk alone at
+# the same rate: the sync tail no server can go under on this disk.
+# Tunables: DURATION (10s, in seconds), CONNECTIONS (32), RATE (2000), POLICIES (1000),
 # PIN (1; 0 lets the servers and oha share both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +73,19 @@ echo
 echo "| run | requests/s | p50 ms | p99 ms | server CPU | statuses |"
 echo "|---|---:|---:|---:|---:|---|"
 run "bare enforce, $RATE/s" bare-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${JSON[@]}" -Z "$work/rate.ndjson" "$B/api/v1/enforce"
+# Bytes the store's writer thread (the WAL) writes per decision at the fixed
+# rate, for the disk probe below.
+writer_io() {
+  for t in /proc/"$warden_pid"/task/*; do
+    if [ "$(cat "$t/comm")" = warden-sqlite-w ]; then awk '/^write_bytes/ {print $2}' "$t/io"; fi
+  done
+}
+wal_before=$(writer_io)
 run "warden enforce, $RATE/s" warden-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/rate.ndjson" "$W/api/v1/enforce"
+wal_per_decision=$(( ($(writer_io) - wal_before) / (RATE * ${DURATION%s}) ))
+# The disk alone, paced like the decisions and syncing each one: 4 KiB (one
+# page) and the WAL bytes a decision wrote above.
+probes=$(for size in 4096 "$wal_per_decision"; do "${LOAD_PIN[@]}" python3 bench/sync-probe.py "$work" "$RATE" "$size" "${DURATION%s}"; done)
 for round in 1 2 3; do
   run "bare enforce, closed loop ($round)" "bare-$round" "$bare_pid" -c "$CONNECTIONS" -m POST "${JSON[@]}" -Z "$work/closed-$round.ndjson" "$B/api/v1/enforce"
   run "warden enforce, closed loop ($round)" "warden-$round" "$warden_pid" -c "$CONNECTIONS" -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/closed-$round.ndjson" "$W/api/v1/enforce"
@@ -84,6 +98,9 @@ ratios = sorted(rps(f"warden-{r}") / rps(f"bare-{r}") for r in (1, 2, 3))
 print()
 print(f"Enforce throughput as a share of bare, per round: {', '.join(f'{x:.0%}' for x in ratios)}; median {statistics.median(ratios):.0%}")
 PY
+
+echo "WAL bytes written per decision at $RATE/s: $wal_per_decision"
+echo "$probes"
 
 # Every answered decision is in the chain, and the chain verifies.
 curl -sf "$W/api/v1/audit/verify" "${AUTH[@]}" | python3 -c '
