@@ -470,6 +470,25 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         "pending"
     );
 
+    // Tested before its first call, an unknown agent is decided as the
+    // discovered agent it would become, and nothing is registered; an
+    // unknown Warden id is not found.
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"agent_id": "stranger-bot", "tool_name": "mail.send"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["decision"], "deny", "{}", r.text);
+    assert!(api.get("/api/v1/agents?status=discovered").body["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"agent_id": "agt_000000000000000000000000", "tool_name": "mail.send"}),
+    );
+    assert_eq!(r.error(404, "not_found")["field"], "agent_id");
+
     // An unknown agent is discovered, and policies can select it.
     let d = enforce(
         &api,
@@ -627,6 +646,29 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         "{stale}"
     );
 
+    // A Thoth SDK agent runs the call when its poll says ALLOW: that poll
+    // uses the approval, so the token cannot run the call a second time.
+    let call =
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": {"amount": 7}});
+    let redeem = approved_redemption(&api, &call);
+    let token = redeem["hold_token"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let r = api.raw(
+            "GET",
+            &format!("/v1/enforce/hold/{token}"),
+            Vec::new(),
+            &[("x-api-key", t.live_key.as_str())],
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["resolution"], "ALLOW", "{}", r.text);
+    }
+    let used = enforce(&api, redeem);
+    assert_eq!(used["decision"], "deny", "{used}");
+    assert!(
+        used["reason"].as_str().unwrap().contains("already used"),
+        "{used}"
+    );
+
     // Calls racing to redeem one approval: one runs, every other gets a
     // decision (deny, already used), none an error.
     let call =
@@ -693,7 +735,7 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .collect();
     assert_eq!(
         statuses,
-        ["expired", "denied", "approved", "approved", "approved"],
+        ["expired", "denied", "approved", "approved", "approved", "approved"],
         "{}",
         log.text
     );

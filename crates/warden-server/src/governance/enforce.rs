@@ -134,16 +134,14 @@ async fn resolve_agent(
     Ok(agent)
 }
 
-fn looks_like_agent_id(s: &str) -> bool {
+pub fn looks_like_agent_id(s: &str) -> bool {
     s.strip_prefix("agt_")
         .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-async fn discover(
-    g: &Governance,
-    tenant: &warden_core::Tenant,
-    reference: &str,
-) -> ServiceResult<Agent> {
+/// The agent an unknown `reference` becomes on its first call: registered
+/// as `discovered`, under that external id. Not stored here.
+pub fn discovered_agent(reference: &str) -> Result<Agent, Error> {
     let changes = AgentChanges {
         // Names are at most 200 characters; external ids may be as long.
         name: Some(format!(
@@ -157,7 +155,15 @@ async fn discover(
         )),
         ..Default::default()
     };
-    let agent = Agent::create(changes, now_ms())?;
+    Agent::create(changes, now_ms())
+}
+
+async fn discover(
+    g: &Governance,
+    tenant: &warden_core::Tenant,
+    reference: &str,
+) -> ServiceResult<Agent> {
+    let agent = discovered_agent(reference)?;
     match g.store.insert_agent(tenant, &agent).await {
         Ok(()) => Ok(agent),
         // Another request discovered it first.

@@ -339,12 +339,23 @@ pub async fn test_policies(
     let g = &state.governance;
     let tenant = principal.tenant();
     let agent = match &body.agent_id {
-        Some(reference) => g
+        // An unknown external id is tested as the discovered agent its
+        // first real call would register (nothing is registered here).
+        Some(reference) => match g
             .store
             .find_agent(&tenant, reference)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found("agent").with_field("agent_id"))?,
+        {
+            Some(agent) => agent,
+            None if service::looks_like_agent_id(reference) => {
+                return Err(ApiError::not_found("agent").with_field("agent_id"))
+            }
+            None => service::discovered_agent(reference).map(|mut a| {
+                a.id = String::new();
+                a
+            })?,
+        },
         None => warden_core::agent::Agent::create(
             warden_core::agent::AgentChanges {
                 name: Some("hypothetical".into()),

@@ -139,6 +139,16 @@ pub async fn thoth_hold(
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<ThothHold>> {
     let h = poll_hold(&state.governance, &principal, &token, q.wait).await?;
+    // The SDK runs the call as soon as its poll answers ALLOW, without
+    // asking again: that answer is the approval's one use. Later polls
+    // still answer ALLOW (a retried poll must not flip), but a re-submission
+    // of the call with the hold token is then "already used".
+    if h.status == warden_core::hold::HoldStatus::Approved && h.redeemed_at.is_none() {
+        state
+            .store
+            .use_hold_approval(&principal.tenant(), &h.id, warden_core::time::now_ms())
+            .await?;
+    }
     let state = super::enforce::hold_state(&h);
     Ok(Json(ThothHold {
         resolved: state.resolved,

@@ -8,7 +8,7 @@ use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
 use super::paging;
-use crate::db::{Db, Row, Step};
+use crate::db::{Db, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
 const COLUMNS: &str = "id, token_digest, audit_id, agent_id, tool, args_sha256, policy_id, \
@@ -93,18 +93,29 @@ pub(crate) fn resolve_step(
 }
 
 /// Marks an approved hold used; only once.
+const REDEEM: &str = "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 \
+     AND environment = $4 AND status = 'approved' AND redeemed_at IS NULL";
+
+fn redeem_args(tenant: &Tenant, id: &str, at: Millis) -> Vec<Value> {
+    vec![
+        at.into(),
+        id.into(),
+        (&tenant.org_id).into(),
+        tenant.environment.as_str().into(),
+    ]
+}
+
 pub(crate) fn redeem_step(tenant: &Tenant, id: &str, at: Millis) -> Step {
-    Step::execute(
-        "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 AND environment = $4 \
-         AND status = 'approved' AND redeemed_at IS NULL",
-        vec![
-            at.into(),
-            id.into(),
-            (&tenant.org_id).into(),
-            tenant.environment.as_str().into(),
-        ],
-    )
-    .required()
+    Step::execute(REDEEM, redeem_args(tenant, id, at)).required()
+}
+
+pub(crate) async fn use_approval(
+    db: &dyn Db,
+    tenant: &Tenant,
+    id: &str,
+    at: Millis,
+) -> StoreResult<bool> {
+    Ok(db.execute(REDEEM, redeem_args(tenant, id, at)).await? > 0)
 }
 
 pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>> {
