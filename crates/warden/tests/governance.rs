@@ -762,6 +762,17 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
             .len(),
         0
     );
+
+    // A hold made by the default decision (no policy) is redeemed too.
+    let r = api.patch(
+        "/api/v1/policy-settings",
+        &json!({"default_decision": "step_up"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let call = json!({"agent_id": "payer", "tool_name": "mail.send", "tool_args": {"to": "x"}});
+    let redeem = approved_redemption(&api, &call);
+    let ran = enforce(&api, redeem);
+    assert_eq!(ran["decision"], "allow", "{ran}");
 }
 
 fn audit_filters_and_chain_verification(backend: &Backend) {

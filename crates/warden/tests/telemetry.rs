@@ -585,7 +585,9 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
         b"{}".to_vec(),
         &[("content-encoding", "br")],
     );
-    r.error(415, "unsupported_media_type");
+    let e = r.error(415, "unsupported_media_type");
+    assert_eq!(e["field"], "Content-Encoding");
+    assert!(e["message"].as_str().unwrap().contains("`br`"), "{e}");
     assert_eq!(store_count(backend, &t.org_id), before);
 }
 

@@ -295,19 +295,17 @@ async fn decide_and_record(
     let mut reason = outcome.reason.clone();
     let mut redeemed: Option<Hold> = None;
     if let Some(token) = &call.hold_token {
-        let deciding_version = outcome
-            .deciding
-            .as_ref()
-            .and_then(|id| policies.facts.get(id))
-            .map(|f| f.version);
+        // As a hold records them: no deciding policy (the default decision)
+        // is the empty id at version 0.
+        let deciding = outcome.deciding.clone().unwrap_or_default();
+        let deciding_version = policies.facts.get(&deciding).map_or(0, |f| f.version);
         match redeem(g, &tenant, token, &agent, &call.tool, &args).await? {
             // The approval was given under one version of one policy: if the
             // rule that holds the call is another now, or was changed, the
             // person approved something else and must be asked again.
             Ok(h)
                 if decision == Decision::StepUp
-                    && (outcome.deciding.as_deref() != Some(h.policy_id.as_str())
-                        || deciding_version != Some(h.policy_version)) =>
+                    && (deciding != h.policy_id || deciding_version != h.policy_version) =>
             {
                 decision = Decision::Deny;
                 reason = format!(

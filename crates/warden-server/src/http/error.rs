@@ -164,6 +164,16 @@ impl ApiError {
         )
     }
 
+    /// A `Content-Encoding` the route cannot read.
+    pub fn unsupported_encoding(encoding: &str, expected: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            format!("Content-Encoding `{encoding}` is not supported: send {expected}"),
+        )
+        .with_field("Content-Encoding")
+    }
+
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -248,12 +248,10 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
         None => Ok(false),
         Some(e) if e.is_empty() || e == "identity" => Ok(false),
         Some(e) if e == "gzip" || e == "x-gzip" => Ok(true),
-        Some(other) => {
-            let mut err = ApiError::unsupported_media_type("");
-            err.message =
-                format!("Content-Encoding `{other}` is not supported: send gzip or no encoding");
-            Err(err.with_field("Content-Encoding"))
-        }
+        Some(other) => Err(ApiError::unsupported_encoding(
+            &other,
+            "gzip or no encoding",
+        )),
     }
 }
 
