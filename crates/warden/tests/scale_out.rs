@@ -325,17 +325,31 @@ fn replicas_share_policies_holds_and_one_audit_chain() {
     );
 }
 
-/// Polls a search until it finds `expected` events.
-fn found_within(api: &common::Api, query: &str, expected: u64, within: Duration) -> bool {
+/// Polls a search until it finds `expected` events; otherwise says what it
+/// found and how far the replica's index had got.
+fn found_within(
+    api: &common::Api,
+    query: &str,
+    expected: u64,
+    within: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     loop {
         let r = api.post("/api/v1/siem/search", &json!({"query": query, "limit": 0}));
         assert_eq!(r.status, 200, "{}", r.text);
         if r.body["data"]["total"] == expected {
-            return true;
+            return Ok(());
         }
         if Instant::now() > deadline {
-            return false;
+            let metrics = api.get("/metrics").text;
+            let index: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("warden_index_"))
+                .collect();
+            return Err(format!(
+                "search on {}: {query} found {} of {expected} after {within:?}; {index:?}",
+                api.base, r.body["data"]["total"]
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -377,24 +391,9 @@ fn every_replica_searches_events_ingested_on_any() {
         w.join().unwrap();
     }
     for api in [&api_a, &api_b] {
-        assert!(found_within(
-            api,
-            "tags:from_a",
-            500,
-            Duration::from_secs(10)
-        ));
-        assert!(found_within(
-            api,
-            "tags:from_b",
-            500,
-            Duration::from_secs(10)
-        ));
-        assert!(found_within(
-            api,
-            "replicated",
-            1000,
-            Duration::from_secs(10)
-        ));
+        found_within(api, "tags:from_a", 500, Duration::from_secs(10)).unwrap();
+        found_within(api, "tags:from_b", 500, Duration::from_secs(10)).unwrap();
+        found_within(api, "replicated", 1000, Duration::from_secs(10)).unwrap();
     }
     // A decision on one replica is an agent event on the other.
     let r = api_a.post(
@@ -402,10 +401,11 @@ fn every_replica_searches_events_ingested_on_any() {
         &json!({"agent_id": "replica-bot", "tool_name": "files.read"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(found_within(
+    found_within(
         &api_b,
         "source:agent AND tool:files.read",
         1,
-        Duration::from_secs(10)
-    ));
+        Duration::from_secs(10),
+    )
+    .unwrap();
 }
