@@ -112,6 +112,21 @@ fn bad_input_changes_nothing(backend: &Backend) {
         "{}",
         r.text
     );
+    // A body must be an object: serde would read a struct from the array
+    // of its fields, or from `[]` when every field may be left out.
+    for (method, path, body) in [
+        ("POST", "/api/v1/agents", json!(["from an array"])),
+        ("PATCH", "/api/v1/policy-settings", json!([])),
+        ("POST", "/api/v1/agents", json!("text")),
+    ] {
+        let r = api.send(method, path, Some(&body), &[]);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            "body",
+            "{path}: {}",
+            r.text
+        );
+    }
     // Not JSON at all: 415.
     api.raw(
         "POST",

@@ -16,8 +16,13 @@ use super::error::{ApiError, Position};
 /// documents another limit.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
-/// A JSON body, parsed strictly.
+/// A JSON object body, parsed strictly. Only an object: serde would also
+/// read a struct from an array of its fields in order, and a struct whose
+/// fields may all be left out from `[]`.
 pub struct ApiJson<T>(pub T);
+
+/// A JSON body of any kind (an array included), parsed strictly.
+pub struct AnyJson<T>(pub T);
 
 /// A JSON body that may be absent (an empty body means `None`).
 pub struct OptionalJson<T>(pub Option<T>);
@@ -109,6 +114,15 @@ fn strip_location(message: &str) -> String {
     }
 }
 
+/// Refuses a document that is valid JSON but not an object.
+fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => Ok(()),
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => Ok(()),
+        Some(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
+    }
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
@@ -117,7 +131,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             return Err(ApiError::unsupported_media_type("application/json"));
         }
         let bytes = read_body(req, state).await?;
+        require_object(&bytes)?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::unsupported_media_type("application/json"));
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(AnyJson)
     }
 }
 
@@ -133,6 +160,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
         if !json {
             return Err(ApiError::unsupported_media_type("application/json"));
         }
+        require_object(&bytes)?;
         parse_json(&bytes).map(|v| OptionalJson(Some(v)))
     }
 }

@@ -24,7 +24,7 @@ use crate::governance::enforce::{self as service, CallRequest};
 use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
-use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::http::extract::{AnyJson, ApiJson, ApiQuery, ResourceId};
 use crate::state::AppState;
 
 /// The Thoth SDK's enforcement request. Fields Warden has no use for as
@@ -268,7 +268,7 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
 pub async fn thoth_events(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(body): ApiJson<Value>,
+    AnyJson(body): AnyJson<Value>,
 ) -> ApiResult<ApiData<Accepted>> {
     if principal.require("events.write").is_err() {
         principal.require("enforce")?;
