@@ -553,7 +553,7 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
-    policy(
+    let wire = policy(
         &api,
         json!({"name": "wire", "action_pattern": "payments.wire", "decision": "step_up"}),
     );
@@ -622,15 +622,6 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let call =
         json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": {"amount": 8}});
     let redeem = approved_redemption(&api, &call);
-    let wire = api.get("/api/v1/policies").body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "wire")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let r = api.patch(
         &format!("/api/v1/policies/{wire}"),
         &json!({"description": "tightened"}),

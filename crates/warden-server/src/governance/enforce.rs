@@ -210,24 +210,17 @@ pub async fn enforce(
     principal: &Principal,
     call: CallRequest,
 ) -> ServiceResult<Verdict> {
-    if call.hold_token.is_none() {
-        if let Ok(verdict) = decide_and_record(g, principal, call).await? {
-            return Ok(verdict);
-        }
-        return Err(Error::Conflict("the hold was used by another call".into()).into());
-    }
     // Calls redeeming the same approved hold race: exactly one commits its
     // redemption. Each other call is decided again, and now finds the
     // approval used: it gets a decision (deny, "already used"), as a later
-    // re-submission would, rather than an error.
-    match decide_and_record(g, principal, call.clone()).await? {
-        Ok(verdict) => Ok(verdict),
-        Err(HoldTaken) => decide_and_record(g, principal, call)
-            .await?
-            .map_err(|HoldTaken| {
-                Error::Conflict("the hold was used by another call".into()).into()
-            }),
+    // re-submission would, rather than an error. Only such calls keep a
+    // copy for the second try.
+    let again = call.hold_token.is_some().then(|| call.clone());
+    let mut outcome = decide_and_record(g, principal, call).await?;
+    if let (Err(HoldTaken), Some(call)) = (&outcome, again) {
+        outcome = decide_and_record(g, principal, call).await?;
     }
+    outcome.map_err(|HoldTaken| Error::Conflict("the hold was used by another call".into()).into())
 }
 
 /// Another call redeemed the hold between the check and the commit.

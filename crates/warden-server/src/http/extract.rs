@@ -123,14 +123,19 @@ fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
     }
 }
 
+/// A required body: declared JSON, then read within the limit.
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    read_body(req, state).await
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::unsupported_media_type("application/json"));
-        }
-        let bytes = read_body(req, state).await?;
+        let bytes = json_body(req, state).await?;
         require_object(&bytes)?;
         parse_json(&bytes).map(ApiJson)
     }
@@ -140,10 +145,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::unsupported_media_type("application/json"));
-        }
-        let bytes = read_body(req, state).await?;
+        let bytes = json_body(req, state).await?;
         parse_json(&bytes).map(AnyJson)
     }
 }
@@ -185,10 +187,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         }
         // Decoding would replace bytes that are not UTF-8 and search for
         // something else than asked: refuse them, naming the parameter.
-        for pair in query.split('&') {
+        // Only percent-escapes can make such bytes.
+        for pair in query.split('&').filter(|pair| pair.contains('%')) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let utf8 = |part: &str| {
-                percent_encoding::percent_decode_str(&part.replace('+', " "))
+                percent_encoding::percent_decode_str(part)
                     .decode_utf8()
                     .is_ok()
             };

@@ -338,35 +338,36 @@ pub async fn test_policies(
     crate::governance::policies::ensure_unbound(&principal)?;
     let g = &state.governance;
     let tenant = principal.tenant();
-    let agent = match &body.agent_id {
-        // An unknown external id is tested as the discovered agent its
-        // first real call would register (nothing is registered here).
-        Some(reference) => match g
+    let found = match &body.agent_id {
+        Some(reference) => g
             .store
             .find_agent(&tenant, reference)
             .await
-            .map_err(ApiError::from)?
-        {
-            Some(agent) => agent,
-            None if service::looks_like_agent_id(reference) => {
-                return Err(ApiError::not_found("agent").with_field("agent_id"))
-            }
-            None => service::discovered_agent(reference).map(|mut a| {
-                a.id = String::new();
-                a
-            })?,
-        },
-        None => warden_core::agent::Agent::create(
-            warden_core::agent::AgentChanges {
-                name: Some("hypothetical".into()),
-                ..Default::default()
-            },
-            now_ms(),
-        )
-        .map(|mut a| {
-            a.id = String::new();
-            a
-        })?,
+            .map_err(ApiError::from)?,
+        None => None,
+    };
+    let agent = match (found, &body.agent_id) {
+        (Some(agent), _) => agent,
+        (None, Some(reference)) if service::looks_like_agent_id(reference) => {
+            return Err(ApiError::not_found("agent").with_field("agent_id"))
+        }
+        // An unknown external id is tested as the discovered agent its
+        // first real call would register; no id at all, as a nameless
+        // hypothetical one. Neither is registered, nor has a drift profile.
+        (None, reference) => {
+            let mut agent = match reference {
+                Some(reference) => service::discovered_agent(reference)?,
+                None => warden_core::agent::Agent::create(
+                    warden_core::agent::AgentChanges {
+                        name: Some("hypothetical".into()),
+                        ..Default::default()
+                    },
+                    now_ms(),
+                )?,
+            };
+            agent.id = String::new();
+            agent
+        }
     };
     let call = CallRequest {
         agent: body

@@ -22,6 +22,7 @@ use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery, ResourceId};
 use crate::state::AppState;
+use crate::telemetry::ingest::bind_to_agent;
 use crate::telemetry::ndjson::{NdjsonError, NdjsonReader};
 use crate::telemetry::retention::{MAX_DAYS, SETTING};
 use crate::telemetry::search::SearchParams;
@@ -214,15 +215,6 @@ pub async fn ingest_batch(
     let mut events = batch_events(value, received_at, bytes.len())?;
     bind_to_agent(&principal, &mut events);
     store_events(&state, &principal, events).await
-}
-
-/// A key bound to an agent speaks only for that agent.
-pub(crate) fn bind_to_agent(principal: &Principal, events: &mut [Event]) {
-    if let Some(agent) = &principal.agent_id {
-        for event in events {
-            event.agent_id = Some(agent.clone());
-        }
-    }
 }
 
 pub(crate) async fn store_events(

@@ -18,7 +18,7 @@ use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
 
 use super::enforce::{poll_hold, WaitQuery};
-use super::events::{bind_to_agent, store_events, Accepted};
+use super::events::{store_events, Accepted};
 use crate::auth::Principal;
 use crate::governance::enforce::{self as service, CallRequest};
 use crate::http::envelope::ApiData;
@@ -26,6 +26,7 @@ use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
 use crate::http::extract::{AnyJson, ApiJson, ApiQuery, ResourceId};
 use crate::state::AppState;
+use crate::telemetry::ingest::bind_to_agent;
 
 /// The Thoth SDK's enforcement request. Fields Warden has no use for as
 /// such (`tenant_id`, `approved_scope`, `enforcement_mode`, `environment`,

@@ -7,6 +7,17 @@ use warden_store::{EventAppend, StoreError};
 
 use super::handoff::Appended;
 use super::Telemetry;
+use crate::auth::Principal;
+
+/// A key bound to an agent speaks only for that agent, on every ingest
+/// path (batch, NDJSON, the Thoth SDK's events, syslog's token).
+pub fn bind_to_agent(principal: &Principal, events: &mut [Event]) {
+    if let Some(agent) = &principal.agent_id {
+        for event in events {
+            event.agent_id = Some(agent.clone());
+        }
+    }
+}
 
 impl Telemetry {
     /// Appends `events` for `tenant` in one transaction, hands them to the

@@ -233,9 +233,7 @@ async fn route(
             principal
                 .admits(received.peer)
                 .map_err(|_| unrouted("the message's key is not allowed from this address"))?;
-            // A key bound to an agent speaks only for that agent, here as
-            // on every other ingest path.
-            crate::routes::events::bind_to_agent(&principal, std::slice::from_mut(&mut event));
+            super::ingest::bind_to_agent(&principal, std::slice::from_mut(&mut event));
             principal.tenant()
         }
         None => routing
