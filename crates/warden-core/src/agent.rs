@@ -116,7 +116,16 @@ impl Agent {
             self.framework = optional_text(v, "framework", MAX_SHORT_FIELD)?;
         }
         if let Some(v) = changes.external_id {
-            self.external_id = optional_text(v, "external_id", MAX_SHORT_FIELD)?;
+            let external_id = optional_text(v, "external_id", MAX_SHORT_FIELD)?;
+            // A call names its agent by either id, so an external id shaped
+            // like a Warden id could stand in for another agent.
+            if external_id.as_deref().is_some_and(looks_like_agent_id) {
+                return Err(Error::invalid(
+                    "external_id",
+                    "external_id must not have the form of a Warden agent id (agt_ and 24 hex digits)",
+                ));
+            }
+            self.external_id = external_id;
         }
         if let Some(tags) = changes.tags {
             self.tags = validate_tags(tags)?;
@@ -139,6 +148,13 @@ impl Agent {
         self.updated_at = now;
         Ok(())
     }
+}
+
+/// Whether `s` has the form of a Warden agent id (`agt_` and 24 hex
+/// digits), as opposed to an agent's own external id.
+pub fn looks_like_agent_id(s: &str) -> bool {
+    s.strip_prefix("agt_")
+        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {

@@ -142,6 +142,16 @@ impl PolicyRecord {
             self.action_pattern = v;
         }
         if let Some(v) = c.agents {
+            // A selector that names nobody would make a policy that never
+            // applies, silently; leaving it out is how to select everyone.
+            if v.as_ref()
+                .is_some_and(|a| a.ids.is_empty() && a.tags.is_empty())
+            {
+                return Err(Error::invalid(
+                    "agents",
+                    "agents must list at least one id or tag; leave it out (or null) to apply to every agent",
+                ));
+            }
             self.agents = v;
         }
         if let Some(v) = c.condition {

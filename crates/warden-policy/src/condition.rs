@@ -148,6 +148,7 @@ impl CelCondition {
         let checker = Checker {
             source,
             program: &program,
+            loop_vars: Default::default(),
         };
         let kind = checker.check(program.expression(), &mut Vec::new())?;
         if !kind.may_be(Kind::Bool) {
@@ -276,7 +277,31 @@ impl VariableResolver for ConditionInput {
 fn object_or_empty(json: &Json) -> Value {
     match json {
         Json::Null => Value::Map(cel::objects::Map::from(HashMap::<Key, Value>::new())),
-        other => cel::to_value(other).unwrap_or(Value::Null),
+        other => json_value(other),
+    }
+}
+
+/// A JSON value as CEL sees it. Whole numbers are `int` (as CEL's own JSON
+/// mapping has them), so that `args.n % 2` and `args.amount * 2` work
+/// against literals; only those beyond `int`'s range are `uint`.
+fn json_value(json: &Json) -> Value {
+    match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => text(s),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(json_value).collect())),
+        Json::Object(fields) => {
+            let map: HashMap<Key, Value> = fields
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_value(v)))
+                .collect();
+            Value::Map(cel::objects::Map::from(map))
+        }
     }
 }
 
@@ -403,6 +428,46 @@ impl Kind {
 struct Checker<'a> {
     source: &'a str,
     program: &'a Program,
+    /// While checking a comprehension's body: that comprehension's own
+    /// variables (its element and accumulator).
+    loop_vars: std::cell::RefCell<Option<Vec<String>>>,
+}
+
+/// Calls whose cost grows with their operands' size. Inside a
+/// comprehension's body they may read only the loop's own element (whose
+/// sizes add up to the call's size): over any other data, a call with a
+/// large list and a large string would cost their product.
+const SIZE_BOUND_CALLS: &[&str] = &[
+    "@in",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "split",
+    "replace",
+    "join",
+    "indexOf",
+    "lastIndexOf",
+    "format",
+];
+
+/// Whether `e` reads any variable other than `own` (literals read none).
+fn reads_beyond(e: &IdedExpr, own: &[String]) -> bool {
+    match &e.expr {
+        Expr::Ident(name) => !own.contains(name),
+        Expr::Select(select) => reads_beyond(&select.operand, own),
+        Expr::Call(call) => {
+            call.target.as_ref().is_some_and(|t| reads_beyond(t, own))
+                || call.args.iter().any(|a| reads_beyond(a, own))
+        }
+        Expr::List(list) => list.elements.iter().any(|x| reads_beyond(x, own)),
+        Expr::Map(map) => map.entries.iter().any(|entry| match &entry.expr {
+            EntryExpr::MapEntry(m) => reads_beyond(&m.key, own) || reads_beyond(&m.value, own),
+            _ => true,
+        }),
+        Expr::Literal(_) | Expr::Unspecified => false,
+        Expr::Comprehension(_) | Expr::Struct(_) => true,
+    }
 }
 
 impl Checker<'_> {
@@ -502,6 +567,14 @@ impl Checker<'_> {
             }
             Expr::Struct(_) => Err(self.error(e, "message literals are not supported".into())),
             Expr::Comprehension(c) => {
+                if self.loop_vars.borrow().is_some() {
+                    return Err(self.error(
+                        e,
+                        "a comprehension (all, exists, exists_one, map, filter) inside another's \
+                         body is refused: its cost would grow with the product of the lists' sizes"
+                            .into(),
+                    ));
+                }
                 self.check(&c.iter_range, locals)?;
                 self.check(&c.accu_init, locals)?;
                 let pushed = 2 + usize::from(c.iter_var2.is_some());
@@ -510,11 +583,14 @@ impl Checker<'_> {
                 if let Some(v) = &c.iter_var2 {
                     locals.push(v.clone());
                 }
+                let own = locals[locals.len() - pushed..].to_vec();
+                *self.loop_vars.borrow_mut() = Some(own);
                 let result = (|| {
                     self.check(&c.loop_cond, locals)?;
                     self.check(&c.loop_step, locals)?;
                     self.check(&c.result, locals)
                 })();
+                *self.loop_vars.borrow_mut() = None;
                 locals.truncate(locals.len() - pushed);
                 result
             }
@@ -537,6 +613,23 @@ impl Checker<'_> {
             args.push(self.check(a, locals)?);
         }
         let name = call.func_name.as_str();
+        if SIZE_BOUND_CALLS.contains(&name) {
+            if let Some(own) = self.loop_vars.borrow().as_deref() {
+                let beyond = call.target.as_ref().is_some_and(|t| reads_beyond(t, own))
+                    || call.args.iter().any(|a| reads_beyond(a, own));
+                if beyond {
+                    let shown = if name == "@in" { "in" } else { name };
+                    return Err(self.error(
+                        e,
+                        format!(
+                            "inside a comprehension's body, `{shown}` may read only the loop's \
+                             own element and literals: over other data its cost would grow with \
+                             the square of the call's size"
+                        ),
+                    ));
+                }
+            }
+        }
         let mismatch = |kinds: &[Kind]| {
             let shown: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
             self.error(
@@ -765,6 +858,51 @@ mod tests {
         let e = CelCondition::compile("frobnicate(args)").unwrap_err();
         assert!(e.message.contains("undeclared function"), "{e}");
         assert!(CelCondition::compile("args.items.exists(i, i.price > 10)").is_ok());
+    }
+
+    #[test]
+    fn whole_json_numbers_are_ints_so_arithmetic_works() {
+        // args.amount is 5000.
+        assert!(holds("args.amount % 2 == 0"));
+        assert!(holds("args.amount * 2 > 9000"));
+        assert!(holds("args.amount + 1 == 5001 && args.amount - 1 == 4999"));
+        assert!(holds("-args.amount < 0"));
+        assert!(holds("double(args.amount) * 1.5 == 7500.0"));
+        let c = CelCondition::compile("args.n > 1.0 && args.big > 1").unwrap();
+        let mut facts = input().into_facts();
+        facts.args = json!({"n": 1.5, "big": u64::MAX});
+        assert_eq!(c.holds(&ConditionInput::new(facts)), Ok(true));
+    }
+
+    #[test]
+    fn a_loop_body_costs_at_most_its_own_element() {
+        // Each of these would cost the product of two sizes of the call.
+        for (source, column) in [
+            ("args.items.all(a, args.items.all(b, a == b))", 33),
+            ("args.items.all(a, a in args.allowed)", 21),
+            ("args.items.exists(a, args.text.contains(a))", 40),
+            (
+                "args.items.filter(a, a.name.matches(args.pattern)).size() > 0",
+                36,
+            ),
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert_eq!((e.line, e.column), (1, column), "{source}: {e}");
+            assert!(
+                e.message.contains("product") || e.message.contains("square"),
+                "{e}"
+            );
+        }
+        // Over the element itself, or literals, the cost is linear.
+        for source in [
+            "args.items.all(a, a.currency in ['EUR', 'USD'])",
+            "args.items.exists(a, 'admin' in a.roles && a.name.startsWith('x'))",
+            "args.items.map(a, a.price).exists(p, p > 100)",
+            "args.items.all(a, a.amount < args.limit)",
+            "'x' in args.allowed",
+        ] {
+            assert!(CelCondition::compile(source).is_ok(), "{source}");
+        }
     }
 
     #[test]

@@ -158,12 +158,17 @@ impl Profile {
             // A uniform spread over the day scores 0; an hour never used, 1.
             (1.0 - 24.0 * in_hour as f64 / self.calls as f64).clamp(0.0, 1.0)
         };
-        let new_argument_keys = match self.argument_keys.get(call.tool) {
-            Some(known) if !call.arg_keys.is_empty() => {
-                let unseen = call.arg_keys.iter().filter(|k| !known.contains(*k)).count();
-                unseen as f64 / call.arg_keys.len() as f64
-            }
-            _ => 0.0,
+        // Every key of a tool never called before is a key never seen for it.
+        let new_argument_keys = if call.arg_keys.is_empty() {
+            0.0
+        } else {
+            let known = self.argument_keys.get(call.tool);
+            let unseen = call
+                .arg_keys
+                .iter()
+                .filter(|k| !known.is_some_and(|known| known.contains(*k)))
+                .count();
+            unseen as f64 / call.arg_keys.len() as f64
         };
         let parts = [
             new_tool,
@@ -335,6 +340,13 @@ mod tests {
         assert_eq!(
             s.new_tool, 1.0,
             "the parts are reported even while learning"
+        );
+        assert_eq!(s.new_argument_keys, 1.0, "a new tool's keys are all new");
+        assert_eq!(
+            profile
+                .score(&call("mail.send", None, &[], 0))
+                .new_argument_keys,
+            0.0
         );
         profile.observe(&first);
         let more = vec!["to".to_string(), "bcc".to_string()];

@@ -1,8 +1,14 @@
 //! How `message` is cut into words. Log text is full of addresses, paths
 //! and dotted names that analysts search whole (`10.0.0.5`, `/etc/passwd`,
-//! `malware.exe`) or by part (`passwd`, `exe`); each word is indexed whole
-//! and, when it has inner punctuation, also by its parts at the same
-//! position, the way Elasticsearch's word delimiter keeps the original.
+//! `malware.exe`), by a piece (`evil.sh` in `/tmp/evil.sh`,
+//! `evil.example.com` in a URL, `10.0.0.5` in `10.0.0.5:8080`) or by part
+//! (`passwd`, `exe`). A word with inner punctuation takes one position per
+//! part, so that `"etc passwd"` is a phrase of `/etc/passwd`; the whole
+//! word is indexed at its first part's position, and each piece (the word
+//! cut at `/`, `\`, `:`, `@` and the like, keeping dotted and dashed names
+//! together) at its own first part's, the way Elasticsearch's word
+//! delimiter keeps the original. A query is cut the same way, so a phrase
+//! of whole words skips the positions its words' parts take.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
@@ -43,6 +49,12 @@ fn separates_parts(c: char) -> bool {
     )
 }
 
+/// Cuts a word into the pieces analysts name on their own: file, host
+/// and dotted names stay together (`.`, `-` and `_` do not cut).
+fn separates_pieces(c: char) -> bool {
+    separates_parts(c) && !matches!(c, '.' | '-' | '_')
+}
+
 /// Sentence punctuation around a word (`root.`, `user:`) is not part of it.
 fn trimmed(c: char) -> bool {
     matches!(c, '.' | ':' | '-' | '*' | '~' | '#')
@@ -73,14 +85,46 @@ pub fn words(text: &str) -> Vec<(usize, usize, String)> {
     out
 }
 
-/// The parts of a word between inner punctuation, when it has any.
-pub fn parts(word: &str) -> Vec<&str> {
-    if !word.contains(separates_parts) {
-        return Vec::new();
+/// Non-empty runs of `word` between characters `cut` holds, with the byte
+/// where each starts.
+fn runs(word: &str, cut: fn(char) -> bool) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in word
+        .char_indices()
+        .chain(std::iter::once((word.len(), '/')))
+    {
+        if i == word.len() || cut(c) {
+            if i > start {
+                out.push((start, &word[start..i]));
+            }
+            start = i + c.len_utf8();
+        }
     }
-    word.split(separates_parts)
-        .filter(|p| !p.is_empty())
-        .collect()
+    out
+}
+
+/// What one word indexes: its terms, each with its position relative to
+/// the word's first, and how many positions the word takes (one per part,
+/// at least one).
+pub fn word_terms(word: &str) -> (Vec<(usize, String)>, usize) {
+    let parts = runs(word, separates_parts);
+    if parts.len() <= 1 && parts.first().is_none_or(|(_, p)| p.len() == word.len()) {
+        return (vec![(0, word.to_string())], 1);
+    }
+    // A piece sits at the position of the part it starts with.
+    let position_of = |byte: usize| parts.iter().take_while(|(at, _)| *at < byte).count();
+    let mut terms = vec![(0, word.to_string())];
+    for (at, piece) in runs(word, separates_pieces) {
+        let is_part = !piece.contains(separates_parts);
+        if !is_part && piece.len() < word.len() {
+            terms.push((position_of(at), piece.to_string()));
+        }
+    }
+    for (i, (_, part)) in parts.iter().enumerate() {
+        terms.push((i, part.to_string()));
+    }
+    (terms, parts.len().max(1))
 }
 
 #[derive(Clone, Default)]
@@ -96,26 +140,22 @@ impl Tokenizer for MessageAnalyzer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> MessageTokens {
         let mut tokens = Vec::new();
-        for (position, (from, to, word)) in words(text).into_iter().enumerate() {
-            for part in parts(&word) {
-                if part.len() < word.len() {
-                    tokens.push(Token {
-                        offset_from: from,
-                        offset_to: to,
-                        position,
-                        text: part.to_string(),
-                        position_length: 1,
-                    });
-                }
+        let mut position = 0;
+        for (from, to, word) in words(text) {
+            let (terms, span) = word_terms(&word);
+            for (offset, term) in terms {
+                tokens.push(Token {
+                    offset_from: from,
+                    offset_to: to,
+                    position: position + offset,
+                    text: term,
+                    position_length: 1,
+                });
             }
-            tokens.push(Token {
-                offset_from: from,
-                offset_to: to,
-                position,
-                text: word,
-                position_length: 1,
-            });
+            position += span;
         }
+        // Tantivy wants a field's tokens in position order.
+        tokens.sort_by_key(|t| t.position);
         MessageTokens { tokens, next: 0 }
     }
 }
@@ -171,7 +211,45 @@ mod tests {
         }
         let pos = |w: &str| got.iter().find(|(_, t)| t == w).unwrap().0;
         assert_eq!(pos("etc"), pos("/etc/passwd"));
+        assert_eq!(pos("passwd"), pos("etc") + 1, "parts follow each other");
         assert_eq!(pos("from") + 1, pos("10.0.0.5"));
+        assert_eq!(
+            pos("see"),
+            pos("10.0.0.5") + 4,
+            "10.0.0.5 takes 4 positions"
+        );
+    }
+
+    #[test]
+    fn pieces_of_paths_urls_and_addresses_are_words_too() {
+        let got = texts(
+            "spawned /tmp/evil.sh; GET https://evil.example.com/payload.bin from \
+             192.168.1.10:8080 via C:\\Windows\\System32\\cmd.exe as bob@corp-mail.example",
+        );
+        let pos = |w: &str| {
+            got.iter()
+                .find(|(_, t)| t == w)
+                .unwrap_or_else(|| panic!("{w} in {got:?}"))
+                .0
+        };
+        for (piece, first_part) in [
+            ("evil.sh", "evil"),
+            ("evil.example.com", "evil"),
+            ("payload.bin", "payload"),
+            ("192.168.1.10", "192"),
+            ("cmd.exe", "cmd"),
+            ("corp-mail.example", "corp"),
+        ] {
+            assert!(
+                got.iter()
+                    .any(|(p, t)| t == piece && got.contains(&(*p, first_part.to_string()))),
+                "{piece} at {first_part}'s position in {got:?}"
+            );
+        }
+        assert_eq!(pos("8080"), pos("192") + 4);
+        // A word without pieces is not repeated.
+        assert_eq!(got.iter().filter(|(_, t)| t == "spawned").count(), 1);
+        assert_eq!(got.iter().filter(|(_, t)| t == "tmp").count(), 1);
     }
 
     #[test]

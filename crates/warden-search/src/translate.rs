@@ -13,7 +13,7 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::analyzer::words;
+use crate::analyzer::{word_terms, words};
 use crate::schema::{
     field_name, kv_term, num_term, Fields, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
@@ -133,11 +133,27 @@ impl Translator<'_> {
                 IndexRecordOption::Basic,
             ))),
             (Target::Keyword(name), MatchValue::Term(text)) => {
-                if text.to_lowercase() == text.to_uppercase() {
-                    return Ok(Box::new(TermQuery::new(
+                let number = text.parse::<f64>().ok().filter(|x| x.is_finite());
+                if number.is_some() || text.to_lowercase() == text.to_uppercase() {
+                    let exact: Boxed = Box::new(TermQuery::new(
                         Term::from_field_text(f.kv, &kv_term(&name, text)),
                         IndexRecordOption::Basic,
-                    )));
+                    ));
+                    // A number also finds the values equal to it, as a
+                    // range does: `n:1.0` finds 1, `f:1.50` finds 1.5.
+                    return Ok(match number {
+                        Some(x) => Box::new(BooleanQuery::new(vec![
+                            (Occur::Should, exact),
+                            (
+                                Occur::Should,
+                                Box::new(TermQuery::new(
+                                    Term::from_field_bytes(f.num, &num_term(&name, x)),
+                                    IndexRecordOption::Basic,
+                                )),
+                            ),
+                        ])),
+                        None => exact,
+                    });
                 }
                 let value = cut(text);
                 let pattern = format!("{}\\x01(?i:{})", escape(&name), escape(value));
@@ -187,19 +203,23 @@ impl Translator<'_> {
     }
 
     /// Words of a bare term or phrase in `message`: one word is a term
-    /// query, several a phrase.
+    /// query, several a phrase of whole words, each at the position the
+    /// analyzer gives it (a word of several parts takes several).
     fn message_words(&self, text: &str) -> Boxed {
-        let terms: Vec<Term> = words(text)
-            .into_iter()
-            .map(|(_, _, w)| Term::from_field_text(self.fields.message, &w))
-            .collect();
+        let mut terms: Vec<(usize, Term)> = Vec::new();
+        let mut position = 0;
+        for (_, _, word) in words(text) {
+            let (_, span) = word_terms(&word);
+            terms.push((position, Term::from_field_text(self.fields.message, &word)));
+            position += span;
+        }
         match terms.len() {
             0 => Box::new(EmptyQuery),
             1 => Box::new(TermQuery::new(
-                terms.into_iter().next().expect("one term"),
+                terms.pop().expect("one term").1,
                 IndexRecordOption::Basic,
             )),
-            _ => Box::new(PhraseQuery::new(terms)),
+            _ => Box::new(PhraseQuery::new_with_offset(terms)),
         }
     }
 

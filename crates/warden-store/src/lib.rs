@@ -49,6 +49,12 @@ pub enum Companion {
     UpdatePolicy(PolicyRecord),
     /// Deletes the policy if the stored one is at `version - 1`.
     DeletePolicy(PolicyRecord),
+    /// Sets a setting the policy engine reads (bumps the generation).
+    SetTenantSetting {
+        name: String,
+        value: String,
+        at: Millis,
+    },
 }
 
 /// One record for a tenant's chain, with what commits with it.
@@ -190,14 +196,6 @@ pub trait Store: Send + Sync + 'static {
     /// policy settings; replicas compare it to know when to recompile.
     async fn policy_generation(&self, tenant: &Tenant) -> StoreResult<i64>;
     async fn tenant_setting(&self, tenant: &Tenant, name: &str) -> StoreResult<Option<String>>;
-    /// Sets a setting the policy engine reads (bumps the generation).
-    async fn set_tenant_setting(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-        value: &str,
-        now: Millis,
-    ) -> StoreResult<()>;
 
     /// Appends records to their tenants' chains with their companions, all
     /// or nothing; `None` when a precondition failed and nothing was written.

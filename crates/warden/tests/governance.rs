@@ -987,6 +987,159 @@ fn audit_survives_kill_9_under_load(backend: &Backend) {
     assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
 }
 
+/// Ways around the rules that a careful outsider tries: replaying a
+/// decision, an agent posing as another by id, a name clash stopping
+/// discovery, unaudited default changes, conditions that cost the square of
+/// the call, filters a bound key ignores, approvals used long after.
+fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+
+    // An Idempotency-Key never replays a decision: the agent was suspended
+    // in between, so the second call is denied and audited afresh.
+    let call = json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}});
+    let key = [("Idempotency-Key", "same-key")];
+    let first = api.send("POST", "/api/v1/enforce", Some(&call), &key);
+    assert_eq!(first.body["data"]["decision"], "allow", "{}", first.text);
+    let agent = first.body["data"]["agent_id"].as_str().unwrap().to_string();
+    let r = api.patch(
+        &format!("/api/v1/agents/{agent}"),
+        &json!({"status": "suspended"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let again = api.send("POST", "/api/v1/enforce", Some(&call), &key);
+    assert_eq!(again.body["data"]["decision"], "deny", "{}", again.text);
+    assert_ne!(
+        again.body["data"]["audit_id"],
+        first.body["data"]["audit_id"]
+    );
+    assert!(again.header("Idempotent-Replayed").is_none());
+    let thoth = api.send(
+        "POST",
+        "/v1/enforce",
+        Some(&json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}})),
+        &key,
+    );
+    assert_eq!(thoth.status, 200, "{}", thoth.text);
+    assert_eq!(thoth.body["decision"], "BLOCK", "{}", thoth.text);
+
+    // No external id may take the form of a Warden id.
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "shadow", "external_id": agent}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "external_id");
+
+    // A taken name does not stop discovery.
+    api.create_agent("discovered: clash-bot");
+    let d = enforce(&api, json!({"agent_id": "clash-bot", "tool_name": "r.x"}));
+    assert_eq!(d["decision"], "allow");
+    let found = api.get(&format!(
+        "/api/v1/agents/{}",
+        d["agent_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        found.body["data"]["external_id"], "clash-bot",
+        "{}",
+        found.text
+    );
+    assert_eq!(
+        enforce(&api, json!({"agent_id": "clash-bot", "tool_name": "r.x"}))["agent_id"],
+        d["agent_id"]
+    );
+    for n in [189, 190, 200] {
+        let long = "M".repeat(n);
+        assert_eq!(
+            enforce(&api, json!({"agent_id": long, "tool_name": "r.x"}))["decision"],
+            "allow"
+        );
+    }
+
+    // Changing the default decision is audited, once per real change.
+    let before = audit_count(&api);
+    for decision in ["deny", "deny", "allow"] {
+        let r = api.patch(
+            "/api/v1/policy-settings",
+            &json!({"default_decision": decision}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(audit_count(&api), before + 2);
+    let changes = api.get("/api/v1/audit?kind=policy_change&limit=2");
+    let newest = &changes.body["data"][0];
+    assert_eq!(
+        newest["detail"]["change"], "default_decision",
+        "{}",
+        changes.text
+    );
+    assert_eq!(
+        (&newest["detail"]["from"], &newest["detail"]["to"]),
+        (&json!("deny"), &json!("allow"))
+    );
+
+    // Whole JSON numbers are ints: arithmetic works, nothing fails closed.
+    policy(
+        &api,
+        json!({"name": "even", "action_pattern": "ar.y", "decision": "deny", "condition": "args.n % 2 == 0 && args.n * 2 > 5"}),
+    );
+    assert_eq!(decision(&api, "ar-bot", "ar.y", json!({"n": 3})), "allow");
+    assert_eq!(decision(&api, "ar-bot", "ar.y", json!({"n": 4})), "deny");
+    // A condition whose cost would grow with the square of the call.
+    for condition in [
+        "args.items.all(a, args.items.all(b, a == b || true))",
+        "args.items.all(a, a in args.allowed)",
+    ] {
+        let r = api.post(
+            "/api/v1/policies",
+            &json!({"name": "costly", "action_pattern": "*", "decision": "deny", "condition": condition}),
+        );
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            "condition",
+            "{condition}"
+        );
+    }
+    // A selector naming nobody.
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "nobody", "action_pattern": "*", "decision": "deny", "agents": {"ids": [], "tags": []}}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "agents");
+
+    // A key bound to an agent cannot filter for another; bad globs are named.
+    let billing = api.create_agent("billing");
+    let (_, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["enforce", "audit.read", "holds.read"], "agent_id": billing}));
+    let sdk = api.with_key(&bound);
+    sdk.get(&format!("/api/v1/audit?agent_id={agent}"))
+        .error(403, "forbidden");
+    sdk.get("/api/v1/holds?agent_id=clash-bot")
+        .error(403, "forbidden");
+    assert_eq!(
+        sdk.get(&format!("/api/v1/audit?agent_id={billing}")).status,
+        200
+    );
+    let r = api.get("/api/v1/audit?action=a%5Bb");
+    assert_eq!(r.error(400, "invalid_request")["field"], "action");
+
+    // An approval lasts as long as the hold could wait for it.
+    policy(
+        &api,
+        json!({"name": "quick approval", "action_pattern": "quick.pay", "decision": "step_up", "step_up_timeout_seconds": 1}),
+    );
+    let redeem = approved_redemption(
+        &api,
+        &json!({"agent_id": "quick-bot", "tool_name": "quick.pay"}),
+    );
+    std::thread::sleep(Duration::from_millis(2_200));
+    let late = enforce(&api, redeem);
+    assert_eq!(late["decision"], "deny", "{late}");
+    assert!(
+        late["reason"].as_str().unwrap().contains("expired"),
+        "{late}"
+    );
+}
+
 on_every_backend!(
     policies_are_versioned_audited_and_checked,
     precedence_monitor_and_the_default,
@@ -996,4 +1149,5 @@ on_every_backend!(
     audit_filters_and_chain_verification,
     drift_rises_on_a_burst_and_falls_back,
     audit_survives_kill_9_under_load,
+    decisions_cannot_be_replayed_impersonated_or_made_costly,
 );

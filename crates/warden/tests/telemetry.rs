@@ -797,6 +797,94 @@ fn wait_metrics(w: &Warden, expected: &[&str]) {
     }
 }
 
+/// What analysts search for inside paths, URLs and addresses; names given
+/// twice; rotated logs joined with `cat`; numbers by value; a syslog
+/// connection that goes on after an over-long line.
+fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(
+        backend,
+        &["--syslog-tcp", "127.0.0.1:0", "--syslog-org", &t.org_id],
+    );
+    let api = w.api(&t.live_key);
+    let at = ago(5_000);
+    ingest(
+        &api,
+        json!([
+            {"timestamp": at, "message": "spawned /tmp/evil.sh; GET https://evil.example.com/payload.bin from 192.168.1.10:8080 via C:\\Windows\\System32\\cmd.exe", "n": 1, "f": 1.5},
+            {"timestamp": at, "message": "opened /etc/passwd from 10.0.0.5"},
+            {"timestamp": at, "message": "m-primary", "msg": "m-alias", "severity": "info", "level": "error"}
+        ]),
+    );
+    for (query, expected) in [
+        ("evil.sh", 1),
+        ("evil.example.com", 1),
+        ("payload.bin", 1),
+        ("192.168.1.10", 1),
+        ("cmd.exe", 1),
+        ("\"etc passwd\"", 1),
+        ("\"opened /etc/passwd from\"", 1),
+        ("\"passwd from 10.0.0.5\"", 1),
+        ("\"spawned /tmp/evil.sh\"", 1),
+        ("\"etc from\"", 0),
+        ("n:1.0 AND n:01 AND n:1e0 AND f:1.50", 1),
+        ("n:2", 0),
+        // `msg` and `level` name message and severity in queries; the
+        // names kept in `fields` are found under `fields.`.
+        ("message:\"m-primary\" AND fields.msg:\"m-alias\" AND fields.level:error AND severity:info", 1),
+    ] {
+        wait_total(&api, query, expected);
+    }
+    // The same name at the top level and in `fields` is refused.
+    let r = api.post(
+        "/api/v1/events/batch",
+        &json!([{"message": "x", "fields": {"x": 1}, "x": 2}]),
+    );
+    r.error(400, "invalid_request");
+    assert_eq!(r.body["error"]["errors"][0]["field"], "x", "{}", r.text);
+
+    // `cat first.gz second.gz`, with a byte-order mark.
+    let member = |text: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    let mut body = member("\u{feff}{\"msg\": \"rotated-one\"}\n");
+    body.extend(member("{\"msg\": \"rotated-two\"}\n"));
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        body,
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["accepted"], 2);
+    wait_total(&api, "rotated-one OR rotated-two", 2);
+
+    // Over TCP, a line over 64 KiB is skipped and counted; the message
+    // after it on the same connection is stored.
+    let tcp = syslog_port(&w, "TCP");
+    let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    let long = format!("<14>1 - h app - - - {}\n", "L".repeat(70_000));
+    conn.write_all(long.as_bytes()).unwrap();
+    conn.write_all(b"<14>1 - h app - - - after-the-long-line\n")
+        .unwrap();
+    conn.write_all(b"200 <14>1 - h app - - - cut short")
+        .unwrap();
+    drop(conn);
+    wait_total(&api, "after-the-long-line", 1);
+    wait_metrics(
+        &w,
+        &[
+            "warden_syslog_messages_total{outcome=\"malformed\"} 2",
+            "warden_syslog_messages_total{outcome=\"stored\"} 1",
+        ],
+    );
+}
+
 fn tenants_see_only_their_own_events(backend: &Backend) {
     let t = backend.init();
     let other = backend.create_org("Other", &[]);
@@ -1116,6 +1204,7 @@ on_every_backend!(
     bad_batches_are_refused_whole,
     ndjson_logs_stream_in_plain_or_gzip,
     syslog_from_the_real_logger,
+    pieces_aliases_joined_gzip_numbers_and_long_syslog_lines,
     tenants_see_only_their_own_events,
     one_event_by_id_and_keys_bound_to_an_agent,
     acknowledged_events_survive_kill_9,

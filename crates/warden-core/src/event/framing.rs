@@ -9,14 +9,30 @@
 //! then call [`Framer::next_frame`] until it returns `None`; at end of stream
 //! [`Framer::finish`] returns a last line sent without its `\n`. Once every
 //! frame has been taken, it holds at most `max_frame` plus a few bytes.
+//!
+//! A frame over the limit is reported once and skipped (a line up to its
+//! `\n`, a counted frame by its declared length), and the frames after it
+//! are read as usual: one bad message costs only itself.
 
-/// Why a stream can no longer be framed; the connection should be closed.
+/// Why one frame was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
     #[error("an octet-counted frame declares {len} bytes, more than the limit of {max}")]
     FrameTooLong { len: u64, max: usize },
     #[error("a line is longer than the limit of {max} bytes")]
     LineTooLong { max: usize },
+    #[error("the stream ended inside an octet-counted frame")]
+    Truncated,
+}
+
+/// What is being skipped of a frame over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    Nothing,
+    /// The rest of a line, through its `\n`.
+    Line,
+    /// The rest of a counted frame: this many bytes.
+    Bytes(u64),
 }
 
 /// An incremental RFC 6587 decoder for one TCP connection.
@@ -29,8 +45,7 @@ pub struct Framer {
     /// How many bytes from `start` are known to hold no `\n`, so that a long
     /// line arriving in small pieces is not searched again and again.
     scanned: usize,
-    /// Set by the first error, which every later call returns.
-    failed: Option<FramingError>,
+    skip: Skip,
 }
 
 /// How the bytes at the start of a frame read.
@@ -51,28 +66,50 @@ impl Framer {
             buf: Vec::new(),
             start: 0,
             scanned: 0,
-            failed: None,
+            skip: Skip::Nothing,
         }
     }
 
     /// Adds bytes read from the connection.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.failed.is_some() {
-            return;
-        }
         self.compact();
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete frame, without its framing; `None` when more bytes
-    /// are needed. After an error the framer is unusable: every later call
-    /// returns the same error.
+    /// are needed. An error stands for one frame over the limit, which is
+    /// skipped: the next call goes on after it.
     pub fn next_frame(&mut self) -> Option<Result<Vec<u8>, FramingError>> {
         loop {
-            if let Some(error) = &self.failed {
-                return Some(Err(error.clone()));
-            }
             let pending = &self.buf[self.start..];
+            match self.skip {
+                Skip::Nothing => {}
+                Skip::Line => match pending.iter().position(|&b| b == b'\n') {
+                    Some(at) => {
+                        self.skip = Skip::Nothing;
+                        self.advance(at + 1);
+                        continue;
+                    }
+                    None => {
+                        self.advance(pending.len());
+                        self.compact();
+                        return None;
+                    }
+                },
+                Skip::Bytes(left) => {
+                    let take = left.min(pending.len() as u64);
+                    self.skip = match left - take {
+                        0 => Skip::Nothing,
+                        rest => Skip::Bytes(rest),
+                    };
+                    self.advance(take as usize);
+                    if self.skip != Skip::Nothing {
+                        self.compact();
+                        return None;
+                    }
+                    continue;
+                }
+            }
             if pending.is_empty() {
                 self.compact();
                 return None;
@@ -80,10 +117,12 @@ impl Framer {
             match head(pending) {
                 Head::Counted { len, header } => {
                     if len > self.max_frame as u64 {
-                        return Some(Err(self.fail(FramingError::FrameTooLong {
+                        self.advance(header);
+                        self.skip = Skip::Bytes(len);
+                        return Some(Err(FramingError::FrameTooLong {
                             len,
                             max: self.max_frame,
-                        })));
+                        }));
                     }
                     let len = len as usize;
                     if pending.len() < header + len {
@@ -104,9 +143,11 @@ impl Framer {
                         let over = pending.len() > self.max_frame.saturating_add(1)
                             || (pending.len() > self.max_frame && pending.last() != Some(&b'\r'));
                         if over {
-                            return Some(Err(self.fail(FramingError::LineTooLong {
+                            self.advance(pending.len());
+                            self.skip = Skip::Line;
+                            return Some(Err(FramingError::LineTooLong {
                                 max: self.max_frame,
-                            })));
+                            }));
                         }
                         self.compact();
                         return None;
@@ -114,9 +155,10 @@ impl Framer {
                     let end = from + at;
                     let line = strip_cr(&pending[..end]);
                     if line.len() > self.max_frame {
-                        return Some(Err(self.fail(FramingError::LineTooLong {
+                        self.advance(end + 1);
+                        return Some(Err(FramingError::LineTooLong {
                             max: self.max_frame,
-                        })));
+                        }));
                     }
                     let line = line.to_vec();
                     self.advance(end + 1);
@@ -129,23 +171,24 @@ impl Framer {
     }
 
     /// At end of stream, once `next_frame` has returned `None`: the last
-    /// line if it was sent without a `\n`. An octet-counted frame cut short
-    /// is dropped. The framer is then empty.
-    pub fn finish(&mut self) -> Option<Vec<u8>> {
-        if self.failed.is_some() {
-            return None;
-        }
+    /// line if it was sent without a `\n`, or [`FramingError::Truncated`]
+    /// for an octet-counted frame cut short. The framer is then empty.
+    pub fn finish(&mut self) -> Option<Result<Vec<u8>, FramingError>> {
         let pending = &self.buf[self.start..];
-        let last = match head(pending) {
-            Head::Counted { .. } => None,
-            Head::Undecided | Head::Line => {
+        let last = match (self.skip, head(pending)) {
+            // Reported when its skipping began.
+            (Skip::Line | Skip::Bytes(_), _) => None,
+            (Skip::Nothing, _) if pending.is_empty() => None,
+            (Skip::Nothing, Head::Counted { .. }) => Some(Err(FramingError::Truncated)),
+            (Skip::Nothing, Head::Undecided | Head::Line) => {
                 let line = strip_cr(pending);
-                (!line.is_empty() && line.len() <= self.max_frame).then(|| line.to_vec())
+                (!line.is_empty() && line.len() <= self.max_frame).then(|| Ok(line.to_vec()))
             }
         };
         self.buf.clear();
         self.start = 0;
         self.scanned = 0;
+        self.skip = Skip::Nothing;
         last
     }
 
@@ -164,14 +207,6 @@ impl Framer {
         if self.buf.capacity() > keep.saturating_mul(2) && self.buf.len() <= keep {
             self.buf.shrink_to(keep);
         }
-    }
-
-    fn fail(&mut self, error: FramingError) -> FramingError {
-        self.failed = Some(error.clone());
-        self.buf = Vec::new();
-        self.start = 0;
-        self.scanned = 0;
-        error
     }
 }
 
@@ -229,7 +264,11 @@ mod tests {
             }
             assert!(framer.buf.len() <= max + SLACK, "{}", framer.buf.len());
         }
-        frames.extend(framer.finish());
+        match framer.finish() {
+            Some(Ok(frame)) => frames.push(frame),
+            Some(Err(e)) => return (frames, Some(e)),
+            None => {}
+        }
         (frames, None)
     }
 
@@ -316,17 +355,20 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_count_fails_for_good() {
+    fn an_oversized_count_is_skipped_by_its_length() {
         let mut framer = Framer::new(100);
         framer.push(b"5 hello101 ");
         assert_eq!(framer.next_frame(), Some(Ok(b"hello".to_vec())));
         let error = FramingError::FrameTooLong { len: 101, max: 100 };
-        assert_eq!(framer.next_frame(), Some(Err(error.clone())));
-        framer.push(b"<13>more\n");
-        assert_eq!(framer.next_frame(), Some(Err(error.clone())));
-        assert_eq!(framer.finish(), None);
         assert_eq!(framer.next_frame(), Some(Err(error)));
-        assert!(framer.buf.capacity() == 0);
+        // Its 101 bytes arrive in pieces and are skipped; the next frame is read.
+        framer.push(&[b'z'; 60]);
+        assert_eq!(framer.next_frame(), None);
+        framer.push(&[b'z'; 41]);
+        framer.push(b"<13>more\n");
+        assert_eq!(framer.next_frame(), Some(Ok(b"<13>more".to_vec())));
+        assert_eq!(framer.next_frame(), None);
+        assert_eq!(framer.finish(), None);
         assert_eq!(
             FramingError::FrameTooLong { len: 101, max: 100 }.to_string(),
             "an octet-counted frame declares 101 bytes, more than the limit of 100"
@@ -343,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_line_fails_without_waiting_for_its_end() {
+    fn an_oversized_line_is_reported_without_waiting_for_its_end_and_skipped() {
         let max = 64;
         let line = vec![b'x'; max + 1];
         let bytes: Vec<&[u8]> = line.chunks(1).collect();
@@ -356,27 +398,39 @@ mod tests {
             run(max, &[&digits]).1,
             Some(FramingError::LineTooLong { max })
         );
-        // A whole oversized line in one push, newline included.
-        let mut framer = Framer::new(max);
-        framer.push(&[b'y'; 200]);
-        framer.push(b"\nok\n");
-        assert_eq!(
-            framer.next_frame(),
-            Some(Err(FramingError::LineTooLong { max }))
-        );
-        assert_eq!(
-            framer.next_frame(),
-            Some(Err(FramingError::LineTooLong { max }))
-        );
+        // Reported once, however it arrives; the next line is read.
+        for whole in [true, false] {
+            let mut framer = Framer::new(max);
+            let mut frames = Vec::new();
+            let mut stream = vec![b'y'; 200];
+            stream.extend_from_slice(b"\nok\n");
+            let chunks: Vec<&[u8]> = if whole {
+                vec![&stream]
+            } else {
+                stream.chunks(7).collect()
+            };
+            for chunk in chunks {
+                framer.push(chunk);
+                while let Some(frame) = framer.next_frame() {
+                    frames.push(frame);
+                }
+                assert!(framer.buf.len() <= max + SLACK);
+            }
+            assert_eq!(
+                frames,
+                vec![Err(FramingError::LineTooLong { max }), Ok(b"ok".to_vec())],
+                "whole: {whole}"
+            );
+        }
     }
 
     #[test]
-    fn a_cut_short_counted_frame_is_dropped_at_the_end() {
+    fn a_cut_short_counted_frame_is_reported_at_the_end() {
         let mut framer = Framer::new(100);
         framer.push(b"<13>a\n20 <13>partial");
         assert_eq!(framer.next_frame(), Some(Ok(b"<13>a".to_vec())));
         assert_eq!(framer.next_frame(), None);
-        assert_eq!(framer.finish(), None);
+        assert_eq!(framer.finish(), Some(Err(FramingError::Truncated)));
         // And the framer is empty after `finish`.
         assert_eq!(framer.next_frame(), None);
         assert_eq!(framer.finish(), None);

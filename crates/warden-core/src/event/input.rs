@@ -64,8 +64,22 @@ pub fn parse_event(
         fields: Map::new(),
     };
     let mut extra = Map::new();
+    // The `fields` object of the API's model, merged after the top level.
+    let mut given_fields: Option<Map<String, Value>> = None;
+    let mut severity_given = false;
+    // A name that maps to a field another name present maps to first
+    // (`msg` beside `message`) is kept under its own name in `fields`.
+    let shadowed: Vec<String> = object
+        .iter()
+        .filter(|(key, value)| !value.is_null() && shadowed_by(dialect, key, &object).is_some())
+        .map(|(key, _)| key.clone())
+        .collect();
     for (key, value) in object {
         if value.is_null() {
+            continue;
+        }
+        if shadowed.contains(&key) {
+            extra.insert(key, value);
             continue;
         }
         match (dialect, key.as_str()) {
@@ -76,7 +90,7 @@ pub fn parse_event(
                 event.timestamp = parse_time(&value).ok_or_else(|| {
                     FieldError::new(
                         &key,
-                        "must be an RFC 3339 time or a number of seconds or milliseconds since 1970",
+                        "must be an RFC 3339 time or a number of seconds, milliseconds, microseconds or nanoseconds since 1970",
                     )
                 })?;
             }
@@ -87,7 +101,10 @@ pub fn parse_event(
             }
             (_, "severity" | "level") | (Dialect::JsonLog, "log.level") => {
                 match value.as_str().and_then(Severity::parse_loose) {
-                    Some(severity) => event.severity = severity,
+                    Some(severity) => {
+                        event.severity = severity;
+                        severity_given = true;
+                    }
                     None if dialect == Dialect::JsonLog => {
                         extra.insert(key, value);
                     }
@@ -114,7 +131,7 @@ pub fn parse_event(
             (_, "session_id") => event.session_id = Some(keyword(dialect, &key, value)?),
             (_, "tags") => event.tags = tags(dialect, value)?,
             (Dialect::Api, "fields") => match value {
-                Value::Object(map) => extra.extend(map),
+                Value::Object(map) => given_fields = Some(map),
                 _ => return Err(FieldError::new("fields", "must be a JSON object")),
             },
             _ => {
@@ -122,10 +139,66 @@ pub fn parse_event(
             }
         }
     }
+    for (key, value) in given_fields.unwrap_or_default() {
+        if extra.contains_key(&key) {
+            return Err(FieldError::new(
+                &key,
+                format!(
+                    "is given both at the top level and in fields (fields.{key}); give it once"
+                ),
+            ));
+        }
+        extra.insert(key, value);
+    }
+    // A log line's level nested as `{"log": {"level": …}}` (Elastic Common
+    // Schema) when no other name gave one.
+    if dialect == Dialect::JsonLog && !severity_given {
+        if let Some(severity) = extra
+            .get("log")
+            .and_then(|log| log.get("level"))
+            .and_then(Value::as_str)
+            .and_then(Severity::parse_loose)
+        {
+            event.severity = severity;
+        }
+    }
     flatten::check(&extra)
         .map_err(|(path, message)| FieldError::new(format!("fields.{path}"), message))?;
     event.fields = extra;
     Ok(event)
+}
+
+/// The names each field of the model is read from, first name first.
+fn names_of(dialect: Dialect) -> [&'static [&'static str]; 5] {
+    match dialect {
+        Dialect::Api => [
+            &["timestamp", "@timestamp", "time"],
+            &["severity", "level"],
+            &["message", "msg"],
+            &["host"],
+            &["program"],
+        ],
+        Dialect::JsonLog => [
+            &["timestamp", "@timestamp", "time", "ts"],
+            &["severity", "level", "log.level"],
+            &["message", "msg"],
+            &["host", "hostname"],
+            &["program", "app", "service"],
+        ],
+    }
+}
+
+/// The earlier name present in `object` that the field `key` names is
+/// read from, if any.
+fn shadowed_by(dialect: Dialect, key: &str, object: &Map<String, Value>) -> Option<&'static str> {
+    let names = names_of(dialect)
+        .into_iter()
+        .find(|names| names.contains(&key))?;
+    names
+        .iter()
+        .take_while(|name| **name != key)
+        .find(|name| object.get(**name).is_some_and(|v| !v.is_null()))
+        .copied()
 }
 
 /// A keyword's text. A log line's number (`"host": 5`) is read as its
@@ -228,6 +301,48 @@ mod tests {
         assert_eq!(e.fields["user"], json!("root"));
         assert_eq!(e.fields["geo"]["country"], json!("FR"));
         assert_eq!(e.received_at, 1_000);
+    }
+
+    #[test]
+    fn a_second_name_for_a_field_is_kept_not_dropped() {
+        let e = api(json!({
+            "message": "m-primary", "msg": "m-alias",
+            "timestamp": "2020-05-01T00:00:00Z", "@timestamp": "2021-05-01T00:00:00Z",
+            "severity": "info", "level": "error"
+        }))
+        .unwrap();
+        assert_eq!(e.message, "m-primary");
+        assert_eq!(e.timestamp, parse_rfc3339("2020-05-01T00:00:00Z").unwrap());
+        assert_eq!(e.severity, Severity::Info);
+        assert_eq!(e.fields["msg"], json!("m-alias"));
+        assert_eq!(e.fields["@timestamp"], json!("2021-05-01T00:00:00Z"));
+        assert_eq!(e.fields["level"], json!("error"));
+        // The same name at the top level and in `fields` is refused.
+        let err = api(json!({"fields": {"x": 1}, "x": 2})).unwrap_err();
+        assert_eq!(err.field, "x");
+        // In a log line too, whichever order the names come in.
+        let e = parse_event(
+            json!({"msg": "m1", "message": "m2", "host": "h-a", "hostname": "h-b"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!((e.message.as_str(), e.host.as_deref()), ("m2", Some("h-a")));
+        assert_eq!(
+            (&e.fields["msg"], &e.fields["hostname"]),
+            (&json!("m1"), &json!("h-b"))
+        );
+        // Elastic Common Schema's nested level.
+        let e = parse_event(
+            json!({"log": {"level": "error"}}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.fields["log"]["level"], json!("error"));
     }
 
     #[test]

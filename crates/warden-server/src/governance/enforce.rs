@@ -134,20 +134,22 @@ async fn resolve_agent(
     Ok(agent)
 }
 
-pub fn looks_like_agent_id(s: &str) -> bool {
-    s.strip_prefix("agt_")
-        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub use warden_core::agent::looks_like_agent_id;
 
 /// The agent an unknown `reference` becomes on its first call: registered
 /// as `discovered`, under that external id. Not stored here.
 pub fn discovered_agent(reference: &str) -> Result<Agent, Error> {
+    discovered_named(reference, false)
+}
+
+/// A discovered agent's name: `discovered: <external id>`, cut to fit
+/// names' 200 characters. `with_id` adds the agent's own id, for when
+/// that name is taken (by a registered agent, or by a longer external id
+/// sharing the cut part), so that discovery never fails on a name.
+fn discovered_named(reference: &str, with_id: bool) -> Result<Agent, Error> {
     let changes = AgentChanges {
-        // Names are at most 200 characters; external ids may be as long.
-        name: Some(format!(
-            "discovered: {}",
-            reference.chars().take(186).collect::<String>()
-        )),
+        // Named below, once the id is known.
+        name: Some("discovered".into()),
         external_id: Some(Some(reference.to_string())),
         status: Some(AgentStatus::Discovered),
         description: Some(Some(
@@ -155,7 +157,20 @@ pub fn discovered_agent(reference: &str) -> Result<Agent, Error> {
         )),
         ..Default::default()
     };
-    Agent::create(changes, now_ms())
+    let mut agent = Agent::create(changes, now_ms())?;
+    agent.name = if with_id {
+        format!(
+            "discovered: {} ({})",
+            reference.chars().take(156).collect::<String>(),
+            agent.id
+        )
+    } else {
+        format!(
+            "discovered: {}",
+            reference.chars().take(186).collect::<String>()
+        )
+    };
+    Ok(agent)
 }
 
 async fn discover(
@@ -163,17 +178,23 @@ async fn discover(
     tenant: &warden_core::Tenant,
     reference: &str,
 ) -> ServiceResult<Agent> {
-    let agent = discovered_agent(reference)?;
-    match g.store.insert_agent(tenant, &agent).await {
-        Ok(()) => Ok(agent),
-        // Another request discovered it first.
-        Err(warden_store::StoreError::Conflict { .. }) => {
-            g.store.find_agent(tenant, reference).await?.ok_or_else(|| {
-                Error::Conflict("the agent name is taken by another agent".into()).into()
-            })
+    let mut agent = discovered_agent(reference)?;
+    for attempt in 0..2 {
+        match g.store.insert_agent(tenant, &agent).await {
+            Ok(()) => return Ok(agent),
+            Err(warden_store::StoreError::Conflict { .. }) => {
+                // Another request discovered it first, or the name is taken.
+                if let Some(found) = g.store.find_agent(tenant, reference).await? {
+                    return Ok(found);
+                }
+                if attempt == 0 {
+                    agent = discovered_named(reference, true)?;
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => Err(e.into()),
     }
+    Err(Error::Conflict("the discovered agent's name is taken".into()).into())
 }
 
 /// What conditions read of a call by `agent`.
@@ -489,6 +510,8 @@ async fn redeem(
         Some(format!("the hold is {}, not approved", h.status.as_str()))
     } else if h.redeemed_at.is_some() {
         Some("the hold's approval was already used".into())
+    } else if approval_expired(&h, now_ms()) {
+        Some("the hold's approval expired before it was used; ask again".into())
     } else if h.agent_id != agent.id || h.tool != tool || h.args_sha256 != hold::args_digest(args) {
         Some("the hold covers another call (agent, tool or arguments differ)".into())
     } else {
@@ -498,6 +521,14 @@ async fn redeem(
         Some(w) => Err(w),
         None => Ok(h),
     })
+}
+
+/// An approval lasts as long as the hold could wait for it (its policy's
+/// `step_up_timeout_seconds`), counted from when it was given, so that an
+/// old approval cannot run a call long after the person looked at it.
+fn approval_expired(h: &Hold, now: i64) -> bool {
+    h.decided_at
+        .is_some_and(|decided| now > decided + (h.expires_at - h.created_at))
 }
 
 /// What the policies decide, before holds are considered.

@@ -11,6 +11,7 @@ use warden_core::{Error, Tenant};
 use warden_store::Companion;
 
 use super::audit_log::AppendError;
+use super::engine::DEFAULT_DECISION;
 use super::holds::append_error;
 use super::Governance;
 use crate::auth::Principal;
@@ -28,17 +29,40 @@ pub fn ensure_unbound(principal: &Principal) -> Result<(), Error> {
     Ok(())
 }
 
-fn change_record(principal: &Principal, record: &PolicyRecord, change: &str) -> AuditRecord {
+fn policy_change_record(principal: &Principal, record: &PolicyRecord, change: &str) -> AuditRecord {
+    AuditRecord {
+        reason: Some(format!("policy {change}")),
+        policy_id: Some(record.id.clone()),
+        policy_version: Some(record.version),
+        detail: json!({"change": change, "policy": policy_detail(record)}),
+        ..change_record(principal, record.updated_at)
+    }
+}
+
+/// The policy as a change record shows it: its times in RFC 3339, as
+/// everywhere else in the API.
+fn policy_detail(record: &PolicyRecord) -> serde_json::Value {
+    let mut detail = json!(record);
+    for field in ["created_at", "updated_at"] {
+        if let Some(ms) = detail[field].as_i64() {
+            detail[field] = json!(warden_core::time::to_rfc3339(ms));
+        }
+    }
+    detail
+}
+
+/// A policy-change record with nothing but who and when filled in.
+fn change_record(principal: &Principal, at: i64) -> AuditRecord {
     AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),
         kind: AuditKind::PolicyChange,
-        at: record.updated_at,
+        at,
         actor: principal.key_id.clone(),
         agent_id: None,
         tool: None,
         arguments: None,
         decision: None,
-        reason: Some(format!("policy {change}")),
+        reason: None,
         matched_policy_ids: vec![],
         monitored: vec![],
         drift: None,
@@ -46,10 +70,44 @@ fn change_record(principal: &Principal, record: &PolicyRecord, change: &str) -> 
         user_id: None,
         latency_us: None,
         hold_id: None,
-        policy_id: Some(record.id.clone()),
-        policy_version: Some(record.version),
-        detail: json!({"change": change, "policy": record}),
+        policy_id: None,
+        policy_version: None,
+        detail: json!({}),
     }
+}
+
+/// Changes the decision given when no policy matches. Like a policy
+/// change, it is audited in the same transaction; setting the decision
+/// already in force changes nothing and records nothing.
+pub async fn set_default_decision(
+    g: &Governance,
+    principal: &Principal,
+    decision: warden_policy::Decision,
+) -> ServiceResult<()> {
+    ensure_unbound(principal)?;
+    let tenant = principal.tenant();
+    let current = g.engine.default_decision(&tenant).await?;
+    if current == decision {
+        return Ok(());
+    }
+    let at = now_ms();
+    let (from, to) = (current.as_str(), decision.as_str());
+    let audit = AuditRecord {
+        reason: Some(format!("default decision changed from {from} to {to}")),
+        detail: json!({"change": "default_decision", "from": from, "to": to}),
+        ..change_record(principal, at)
+    };
+    let companion = Companion::SetTenantSetting {
+        name: DEFAULT_DECISION.into(),
+        value: to.into(),
+        at,
+    };
+    g.audit
+        .append(tenant.clone(), audit, Some(companion))
+        .await
+        .map_err(append_error)?;
+    g.engine.load(&tenant).await?;
+    Ok(())
 }
 
 async fn commit(
@@ -60,7 +118,7 @@ async fn commit(
     change: &str,
     companion: Companion,
 ) -> Result<(), AppendError> {
-    let audit = change_record(principal, record, change);
+    let audit = policy_change_record(principal, record, change);
     g.audit
         .append(tenant.clone(), audit, Some(companion))
         .await?;

@@ -10,7 +10,7 @@ use warden_core::page::PageRequest;
 
 use super::enforce::DriftView;
 use super::policies::DecisionName;
-use super::wire::{agent_reference, parse_time, time, SortDirection};
+use super::wire::{agent_filter, parse_time, time, SortDirection};
 use crate::auth::Principal;
 use crate::governance::verify;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
@@ -170,18 +170,12 @@ pub async fn list_audit(
         }
     }
     if let Some(a) = &q.action {
-        if a.is_empty() || a.len() > 256 {
-            return Err(ApiError::invalid(
-                "action",
-                "action is a tool glob of 1 to 256 bytes",
-            ));
+        // The same globs as policies' action_pattern, refused the same way.
+        if let Err(e) = warden_policy::ToolPattern::parse(a) {
+            return Err(ApiError::invalid("action", format!("action: {e}")));
         }
     }
-    let agent_id = match (&principal.agent_id, q.agent_id) {
-        (Some(bound), _) => Some(bound.clone()),
-        (None, Some(reference)) => Some(agent_reference(&state, &principal, reference).await?),
-        (None, None) => None,
-    };
+    let agent_id = agent_filter(&state, &principal, q.agent_id).await?;
     let filter = AuditFilter {
         agent_id,
         action: q.action,

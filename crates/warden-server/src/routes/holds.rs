@@ -8,7 +8,7 @@ use warden_core::page::PageRequest;
 use warden_core::Error;
 
 use super::enforce::HoldStatusName;
-use super::wire::{agent_reference, opt_time, time, SortDirection};
+use super::wire::{agent_filter, opt_time, time, SortDirection};
 use crate::auth::Principal;
 use crate::governance::holds::{expire_if_due, resolve, Resolution, MAX_COMMENT};
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
@@ -104,11 +104,7 @@ pub async fn list_holds(
         q.direction.map(Into::into),
         &["created_at"],
     )?;
-    let agent_id = match (&principal.agent_id, q.agent_id) {
-        (Some(bound), _) => Some(bound.clone()),
-        (None, Some(reference)) => Some(agent_reference(&state, &principal, reference).await?),
-        (None, None) => None,
-    };
+    let agent_id = agent_filter(&state, &principal, q.agent_id).await?;
     let filter = HoldFilter {
         status: q.status.map(status),
         agent_id,

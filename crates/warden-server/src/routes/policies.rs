@@ -52,6 +52,19 @@ impl From<warden_policy::Decision> for DecisionName {
     }
 }
 
+impl From<DecisionName> for warden_policy::Decision {
+    fn from(d: DecisionName) -> Self {
+        use warden_policy::Decision as D;
+        match d {
+            DecisionName::Allow => D::Allow,
+            DecisionName::Deny => D::Deny,
+            DecisionName::StepUp => D::StepUp,
+            DecisionName::Audit => D::Audit,
+            DecisionName::Modify => D::Modify,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ModeName {

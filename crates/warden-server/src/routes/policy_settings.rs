@@ -3,11 +3,9 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use warden_core::time::now_ms;
 
 use super::policies::DecisionName;
 use crate::auth::Principal;
-use crate::governance::engine::DEFAULT_DECISION;
 use crate::governance::policies::ensure_unbound;
 use crate::http::envelope::{ok, ApiData, DataEnvelope};
 use crate::http::error::ApiResult;
@@ -67,11 +65,7 @@ pub async fn update_policy_settings(
                 "the default decision is allow, deny, step_up or audit: modify needs a policy's change",
             ));
         }
-        state
-            .store
-            .set_tenant_setting(&tenant, DEFAULT_DECISION, d.as_str(), now_ms())
-            .await?;
-        g.engine.load(&tenant).await?;
+        crate::governance::policies::set_default_decision(g, &principal, d.into()).await?;
     }
     let d = g.engine.default_decision(&tenant).await?;
     Ok(ok(PolicySettings {

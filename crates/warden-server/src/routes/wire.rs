@@ -97,15 +97,32 @@ pub fn opt_time(ms: Option<Millis>) -> Option<String> {
 /// An `agent_id` filter as the caller gave it (a Warden id or the agent's
 /// `external_id`, as `POST /api/v1/enforce` takes) turned into the Warden
 /// id records carry; an unknown one stays as given and matches nothing.
-pub async fn agent_reference(
+/// A key bound to an agent sees only that agent: no filter means its own
+/// agent, and a filter naming any other is a 403, as enforcing as another
+/// agent is.
+pub async fn agent_filter(
     state: &crate::state::AppState,
     principal: &crate::auth::Principal,
-    reference: String,
-) -> Result<String, crate::http::error::ApiError> {
-    Ok(state
-        .store
-        .find_agent(&principal.tenant(), &reference)
-        .await?
-        .map(|agent| agent.id)
-        .unwrap_or(reference))
+    requested: Option<String>,
+) -> Result<Option<String>, crate::http::error::ApiError> {
+    let resolved = match requested {
+        Some(reference) => Some(
+            state
+                .store
+                .find_agent(&principal.tenant(), &reference)
+                .await?
+                .map(|agent| agent.id)
+                .unwrap_or(reference),
+        ),
+        None => None,
+    };
+    match (&principal.agent_id, resolved) {
+        (Some(bound), Some(other)) if *bound != other => {
+            Err(crate::http::error::ApiError::forbidden(
+                "a key bound to an agent sees only that agent's records",
+            ))
+        }
+        (Some(bound), _) => Ok(Some(bound.clone())),
+        (None, resolved) => Ok(resolved),
+    }
 }

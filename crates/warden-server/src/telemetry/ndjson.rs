@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use flate2::write::GzDecoder;
+use flate2::write::MultiGzDecoder;
 use serde_json::Value;
 use warden_core::event::input::{parse_event, Dialect};
 use warden_core::event::limits::MAX_EVENT_BYTES;
@@ -30,7 +30,9 @@ pub enum NdjsonError {
 }
 
 pub struct NdjsonReader {
-    gzip: Option<GzDecoder<Vec<u8>>>,
+    /// Several gzip members one after another (`cat a.gz b.gz`) are one
+    /// stream, as `zcat` reads them.
+    gzip: Option<MultiGzDecoder<Vec<u8>>>,
     pending: Vec<u8>,
     line: usize,
     total_bytes: usize,
@@ -43,7 +45,7 @@ pub struct NdjsonReader {
 impl NdjsonReader {
     pub fn new(gzip: bool, received_at: Millis) -> Self {
         NdjsonReader {
-            gzip: gzip.then(|| GzDecoder::new(Vec::new())),
+            gzip: gzip.then(|| MultiGzDecoder::new(Vec::new())),
             pending: Vec::new(),
             line: 0,
             total_bytes: 0,
@@ -122,6 +124,11 @@ impl NdjsonReader {
     fn one_line(&mut self, raw: &[u8]) {
         self.line += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // A byte-order mark, as some editors and Windows tools write.
+        let raw = match self.line {
+            1 => raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw),
+            _ => raw,
+        };
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
@@ -212,5 +219,26 @@ mod tests {
         r.finish().unwrap();
         assert_eq!(r.events.len(), 500);
         assert_eq!(r.events[499].message, "line 499");
+    }
+
+    #[test]
+    fn concatenated_gzip_members_and_a_byte_order_mark_are_read() {
+        use flate2::write::GzEncoder;
+        let member = |text: &str| {
+            let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(text.as_bytes()).unwrap();
+            enc.finish().unwrap()
+        };
+        // `cat first.gz second.gz`, arriving in small chunks.
+        let mut body = member("\u{feff}{\"msg\":\"first\"}\n");
+        body.extend(member("{\"msg\":\"second\"}\n"));
+        let mut r = NdjsonReader::new(true, 1);
+        for chunk in body.chunks(5) {
+            r.push(chunk).unwrap();
+        }
+        r.finish().unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let messages: Vec<&str> = r.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["first", "second"]);
     }
 }

@@ -140,15 +140,22 @@ async fn serve_connection(
                     }
                 }
                 Err(err) => {
+                    // The frame is skipped; the connection goes on.
                     metrics.syslog_messages("malformed", 1);
-                    tracing::warn!(%peer, error = %err, "syslog tcp framing error; closing the connection");
-                    return;
+                    tracing::warn!(%peer, error = %err, "syslog tcp frame skipped");
                 }
             }
         }
     }
-    if let Some(bytes) = framer.finish() {
-        let _ = tx.send(Received { bytes, peer }).await;
+    match framer.finish() {
+        Some(Ok(bytes)) => {
+            let _ = tx.send(Received { bytes, peer }).await;
+        }
+        Some(Err(err)) => {
+            metrics.syslog_messages("malformed", 1);
+            tracing::warn!(%peer, error = %err, "syslog tcp frame cut short");
+        }
+        None => {}
     }
 }
 

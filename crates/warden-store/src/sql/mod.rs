@@ -281,16 +281,6 @@ impl Store for SqlStore {
         policies::tenant_setting(self.db.as_ref(), tenant, name).await
     }
 
-    async fn set_tenant_setting(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-        value: &str,
-        now: Millis,
-    ) -> StoreResult<()> {
-        policies::set_tenant_setting(self.db.as_ref(), tenant, name, value, now).await
-    }
-
     async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<Option<AuditCommitted>> {
         audit::append(self.db.as_ref(), batch).await
     }

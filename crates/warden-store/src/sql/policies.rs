@@ -237,15 +237,9 @@ pub(crate) async fn tenant_setting(
     rows.first().map(|r| r.text("value")).transpose()
 }
 
-pub(crate) async fn set_tenant_setting(
-    db: &dyn Db,
-    tenant: &Tenant,
-    name: &str,
-    value: &str,
-    now: i64,
-) -> StoreResult<()> {
+pub(crate) fn setting_steps(tenant: &Tenant, name: &str, value: &str, now: i64) -> Vec<Step> {
     let [org, env] = tenant_args(tenant);
-    db.transaction(vec![
+    vec![
         Step::execute(
             "INSERT INTO tenant_settings (org_id, environment, name, value, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, environment, name) \
@@ -253,7 +247,5 @@ pub(crate) async fn set_tenant_setting(
             vec![org, env, name.into(), value.into(), now.into()],
         ),
         generation_step(tenant, now),
-    ])
-    .await?;
-    Ok(())
+    ]
 }
