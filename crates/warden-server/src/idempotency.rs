@@ -31,7 +31,7 @@ const MAX_RECORDED: usize = 4 * 1024 * 1024;
 /// moment it is asked (the agent may have been suspended, an approval used
 /// since), and every call is audited, so a replayed decision would be a
 /// decision nobody made.
-const DECIDED_AFRESH: [&str; 2] = ["/api/v1/enforce", "/v1/enforce"];
+pub const DECIDED_AFRESH: [&str; 2] = ["/api/v1/enforce", "/v1/enforce"];
 
 pub async fn replay_or_record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST || DECIDED_AFRESH.contains(&req.uri().path()) {

@@ -436,6 +436,24 @@ fn openapi_and_reference(backend: &Backend) {
             "POST /api/v1/agents documents {status}"
         );
     }
+    // Every POST but enforcement takes an Idempotency-Key.
+    let header_names = |path: &str| -> Vec<String> {
+        r.body["paths"][path]["post"]["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| p["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(header_names("/api/v1/agents").contains(&"Idempotency-Key".to_string()));
+    for path in ["/api/v1/enforce", "/v1/enforce"] {
+        assert!(
+            !header_names(path).contains(&"Idempotency-Key".to_string()),
+            "{path}"
+        );
+    }
     let docs = reqwest::blocking::get(format!("{}/docs/", w.base)).unwrap();
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.text().unwrap().to_lowercase().contains("swagger"));

@@ -123,7 +123,8 @@ pub fn apply_conventions(document: &mut OpenApi) {
                 add("413", "The body is larger than 1 MiB");
                 add("415", "The body is not application/json");
             }
-            if method == "post" && authenticated {
+            let replayable = !crate::idempotency::DECIDED_AFRESH.contains(&path.as_str());
+            if method == "post" && authenticated && replayable {
                 add(
                     "409",
                     "The Idempotency-Key was used with another body, or is in use",
