@@ -104,27 +104,37 @@ fn runs(word: &str, cut: fn(char) -> bool) -> Vec<(usize, &str)> {
     out
 }
 
-/// What one word indexes: its terms, each with its position relative to
-/// the word's first, and how many positions the word takes (one per part,
-/// at least one).
-pub fn word_terms(word: &str) -> (Vec<(usize, String)>, usize) {
-    let parts = runs(word, separates_parts);
-    if parts.len() <= 1 && parts.first().is_none_or(|(_, p)| p.len() == word.len()) {
-        return (vec![(0, word.to_string())], 1);
+/// Emits what one word indexes, in position order: each term with its
+/// position relative to the word's first; returns how many positions the
+/// word takes (one per part, at least one). A piece sits at the position
+/// of the part it starts with.
+pub fn word_terms(word: String, mut emit: impl FnMut(usize, String)) -> usize {
+    if !word.contains(separates_parts) {
+        emit(0, word);
+        return 1;
     }
-    // A piece sits at the position of the part it starts with.
-    let position_of = |byte: usize| parts.iter().take_while(|(at, _)| *at < byte).count();
-    let mut terms = vec![(0, word.to_string())];
-    for (at, piece) in runs(word, separates_pieces) {
-        let is_part = !piece.contains(separates_parts);
-        if !is_part && piece.len() < word.len() {
-            terms.push((position_of(at), piece.to_string()));
+    let parts = runs(&word, separates_parts);
+    // Pieces that are more than one part and less than the word.
+    let mut pieces = runs(&word, separates_pieces)
+        .into_iter()
+        .filter(|(_, piece)| piece.contains(separates_parts) && piece.len() < word.len())
+        .peekable();
+    emit(0, word.clone());
+    for (position, (_, part)) in parts.iter().enumerate() {
+        let next_part = parts
+            .get(position + 1)
+            .map_or(word.len(), |(next, _)| *next);
+        while let Some((_, piece)) = pieces.next_if(|(start, _)| *start < next_part) {
+            emit(position, piece.to_string());
         }
+        emit(position, part.to_string());
     }
-    for (i, (_, part)) in parts.iter().enumerate() {
-        terms.push((i, part.to_string()));
-    }
-    (terms, parts.len().max(1))
+    parts.len().max(1)
+}
+
+/// How many positions a word takes: one per part, at least one.
+pub fn word_span(word: &str) -> usize {
+    runs(word, separates_parts).len().max(1)
 }
 
 #[derive(Clone, Default)]
@@ -142,20 +152,16 @@ impl Tokenizer for MessageAnalyzer {
         let mut tokens = Vec::new();
         let mut position = 0;
         for (from, to, word) in words(text) {
-            let (terms, span) = word_terms(&word);
-            for (offset, term) in terms {
+            position += word_terms(word, |offset, term| {
                 tokens.push(Token {
                     offset_from: from,
                     offset_to: to,
                     position: position + offset,
                     text: term,
                     position_length: 1,
-                });
-            }
-            position += span;
+                })
+            });
         }
-        // Tantivy wants a field's tokens in position order.
-        tokens.sort_by_key(|t| t.position);
         MessageTokens { tokens, next: 0 }
     }
 }
@@ -247,6 +253,10 @@ mod tests {
             );
         }
         assert_eq!(pos("8080"), pos("192") + 4);
+        assert!(
+            got.windows(2).all(|w| w[0].0 <= w[1].0),
+            "tokens in position order: {got:?}"
+        );
         // A word without pieces is not repeated.
         assert_eq!(got.iter().filter(|(_, t)| t == "spawned").count(), 1);
         assert_eq!(got.iter().filter(|(_, t)| t == "tmp").count(), 1);

@@ -13,7 +13,7 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::analyzer::{word_terms, words};
+use crate::analyzer::{word_span, words};
 use crate::schema::{
     field_name, kv_term, num_term, Fields, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
@@ -209,9 +209,8 @@ impl Translator<'_> {
         let mut terms: Vec<(usize, Term)> = Vec::new();
         let mut position = 0;
         for (_, _, word) in words(text) {
-            let (_, span) = word_terms(&word);
             terms.push((position, Term::from_field_text(self.fields.message, &word)));
-            position += span;
+            position += word_span(&word);
         }
         match terms.len() {
             0 => Box::new(EmptyQuery),

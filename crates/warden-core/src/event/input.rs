@@ -71,7 +71,7 @@ pub fn parse_event(
     // (`msg` beside `message`) is kept under its own name in `fields`.
     let shadowed: Vec<String> = object
         .iter()
-        .filter(|(key, value)| !value.is_null() && shadowed_by(dialect, key, &object).is_some())
+        .filter(|(key, value)| !value.is_null() && shadowed(dialect, key, &object))
         .map(|(key, _)| key.clone())
         .collect();
     for (key, value) in object {
@@ -82,11 +82,11 @@ pub fn parse_event(
             extra.insert(key, value);
             continue;
         }
-        match (dialect, key.as_str()) {
-            (Dialect::Api, "id" | "received_at") => {
+        match (dialect, key.as_str(), named(dialect, &key)) {
+            (Dialect::Api, "id" | "received_at", _) => {
                 return Err(FieldError::new(key, "is assigned by Warden"));
             }
-            (_, "timestamp" | "@timestamp" | "time") | (Dialect::JsonLog, "ts") => {
+            (_, _, Some(Named::Timestamp)) => {
                 event.timestamp = parse_time(&value).ok_or_else(|| {
                     FieldError::new(
                         &key,
@@ -94,43 +94,37 @@ pub fn parse_event(
                     )
                 })?;
             }
-            (Dialect::Api, "source") => {
+            (Dialect::Api, "source", _) => {
                 event.source = value.as_str().and_then(EventSource::parse).ok_or_else(|| {
                     FieldError::new(&key, "must be one of agent, syslog, json, api")
                 })?;
             }
-            (_, "severity" | "level") | (Dialect::JsonLog, "log.level") => {
-                match value.as_str().and_then(Severity::parse_loose) {
-                    Some(severity) => {
-                        event.severity = severity;
-                        severity_given = true;
-                    }
-                    None if dialect == Dialect::JsonLog => {
-                        extra.insert(key, value);
-                    }
-                    None => {
-                        return Err(FieldError::new(
-                            &key,
-                            "must be one of critical, high, medium, low, info",
-                        ))
-                    }
+            (_, _, Some(Named::Severity)) => match value.as_str().and_then(Severity::parse_loose) {
+                Some(severity) => {
+                    event.severity = severity;
+                    severity_given = true;
                 }
-            }
-            (_, "message" | "msg") => match value {
+                None if dialect == Dialect::JsonLog => {
+                    extra.insert(key, value);
+                }
+                None => {
+                    return Err(FieldError::new(
+                        &key,
+                        "must be one of critical, high, medium, low, info",
+                    ))
+                }
+            },
+            (_, _, Some(Named::Message)) => match value {
                 Value::String(text) => event.message = text,
                 other if dialect == Dialect::JsonLog => event.message = other.to_string(),
                 _ => return Err(FieldError::new(&key, "must be a string")),
             },
-            (_, "host") | (Dialect::JsonLog, "hostname") => {
-                event.host = Some(keyword(dialect, &key, value)?);
-            }
-            (_, "program") | (Dialect::JsonLog, "app" | "service") => {
-                event.program = Some(keyword(dialect, &key, value)?);
-            }
-            (_, "agent_id") => event.agent_id = Some(keyword(dialect, &key, value)?),
-            (_, "session_id") => event.session_id = Some(keyword(dialect, &key, value)?),
-            (_, "tags") => event.tags = tags(dialect, value)?,
-            (Dialect::Api, "fields") => match value {
+            (_, _, Some(Named::Host)) => event.host = Some(keyword(dialect, &key, value)?),
+            (_, _, Some(Named::Program)) => event.program = Some(keyword(dialect, &key, value)?),
+            (_, "agent_id", _) => event.agent_id = Some(keyword(dialect, &key, value)?),
+            (_, "session_id", _) => event.session_id = Some(keyword(dialect, &key, value)?),
+            (_, "tags", _) => event.tags = tags(dialect, value)?,
+            (Dialect::Api, "fields", _) => match value {
                 Value::Object(map) => given_fields = Some(map),
                 _ => return Err(FieldError::new("fields", "must be a JSON object")),
             },
@@ -168,37 +162,55 @@ pub fn parse_event(
     Ok(event)
 }
 
-/// The names each field of the model is read from, first name first.
-fn names_of(dialect: Dialect) -> [&'static [&'static str]; 5] {
+/// The model's fields that an input may give under several names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Timestamp,
+    Severity,
+    Message,
+    Host,
+    Program,
+}
+
+/// The names each such field is read from, first name first.
+fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
     match dialect {
         Dialect::Api => [
-            &["timestamp", "@timestamp", "time"],
-            &["severity", "level"],
-            &["message", "msg"],
-            &["host"],
-            &["program"],
+            (Named::Timestamp, &["timestamp", "@timestamp", "time"]),
+            (Named::Severity, &["severity", "level"]),
+            (Named::Message, &["message", "msg"]),
+            (Named::Host, &["host"]),
+            (Named::Program, &["program"]),
         ],
         Dialect::JsonLog => [
-            &["timestamp", "@timestamp", "time", "ts"],
-            &["severity", "level", "log.level"],
-            &["message", "msg"],
-            &["host", "hostname"],
-            &["program", "app", "service"],
+            (Named::Timestamp, &["timestamp", "@timestamp", "time", "ts"]),
+            (Named::Severity, &["severity", "level", "log.level"]),
+            (Named::Message, &["message", "msg"]),
+            (Named::Host, &["host", "hostname"]),
+            (Named::Program, &["program", "app", "service"]),
         ],
     }
 }
 
-/// The earlier name present in `object` that the field `key` names is
-/// read from, if any.
-fn shadowed_by(dialect: Dialect, key: &str, object: &Map<String, Value>) -> Option<&'static str> {
-    let names = names_of(dialect)
+/// The field `key` names, with the names that field is read from.
+fn named_with(dialect: Dialect, key: &str) -> Option<(Named, &'static [&'static str])> {
+    names_of(dialect)
         .into_iter()
-        .find(|names| names.contains(&key))?;
-    names
-        .iter()
-        .take_while(|name| **name != key)
-        .find(|name| object.get(**name).is_some_and(|v| !v.is_null()))
-        .copied()
+        .find(|(_, names)| names.contains(&key))
+}
+
+fn named(dialect: Dialect, key: &str) -> Option<Named> {
+    named_with(dialect, key).map(|(field, _)| field)
+}
+
+/// Whether an earlier name of the field `key` names is present in `object`.
+fn shadowed(dialect: Dialect, key: &str, object: &Map<String, Value>) -> bool {
+    named_with(dialect, key).is_some_and(|(_, names)| {
+        names
+            .iter()
+            .take_while(|name| **name != key)
+            .any(|name| object.get(*name).is_some_and(|v| !v.is_null()))
+    })
 }
 
 /// A keyword's text. A log line's number (`"host": 5`) is read as its

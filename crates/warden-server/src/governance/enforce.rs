@@ -178,17 +178,14 @@ async fn discover(
     tenant: &warden_core::Tenant,
     reference: &str,
 ) -> ServiceResult<Agent> {
-    let mut agent = discovered_agent(reference)?;
-    for attempt in 0..2 {
+    for with_id in [false, true] {
+        let agent = discovered_named(reference, with_id)?;
         match g.store.insert_agent(tenant, &agent).await {
             Ok(()) => return Ok(agent),
+            // Another request discovered it first, or the name is taken.
             Err(warden_store::StoreError::Conflict { .. }) => {
-                // Another request discovered it first, or the name is taken.
                 if let Some(found) = g.store.find_agent(tenant, reference).await? {
                     return Ok(found);
-                }
-                if attempt == 0 {
-                    agent = discovered_named(reference, true)?;
                 }
             }
             Err(e) => return Err(e.into()),
