@@ -60,6 +60,30 @@ pub struct Hold {
     pub redeemed_at: Option<Millis>,
 }
 
+impl Hold {
+    /// An approval lasts as long as the hold could wait for it (its
+    /// policy's `step_up_timeout_seconds`), counted from when it was given,
+    /// so that an old approval cannot run a call long after the person
+    /// looked at it. A used approval has done its work and does not expire.
+    pub fn approval_expired(&self, now: Millis) -> bool {
+        self.status == HoldStatus::Approved
+            && self.redeemed_at.is_none()
+            && self
+                .decided_at
+                .is_some_and(|decided| now > decided + (self.expires_at - self.created_at))
+    }
+
+    /// The status a poll reports at `now`: an approval that expired unused
+    /// is `expired`, as a hold nobody answered in time is.
+    pub fn status_at(&self, now: Millis) -> HoldStatus {
+        if self.approval_expired(now) {
+            HoldStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
 /// A new hold token: `hold_` and 256 random bits.
 pub fn mint_token() -> String {
     let mut bytes = [0u8; 32];

@@ -208,15 +208,23 @@ impl PolicyRecord {
                 }
             }
         }
-        self.compile()?;
+        self.compile_as(Written::Now)?;
         self.version += 1;
         self.updated_at = now;
         self.updated_by = by.to_string();
         Ok(())
     }
 
-    /// Checks every part and builds the engine's policy.
+    /// Builds the engine's policy from a stored one: the checks a policy
+    /// passed when it was written, less the cost rules that came after
+    /// some were stored (a stored policy that stopped loading would stop
+    /// enforcing).
     pub fn compile(&self) -> Result<CompiledPolicy> {
+        self.compile_as(Written::Before)
+    }
+
+    /// Checks every part and builds the engine's policy.
+    fn compile_as(&self, written: Written) -> Result<CompiledPolicy> {
         let pattern = ToolPattern::parse(&self.action_pattern).map_err(|e| Error::InvalidAt {
             field: "action_pattern".into(),
             message: e.to_string(),
@@ -236,7 +244,11 @@ impl PolicyRecord {
         let condition = match &self.condition {
             None => None,
             Some(src) => {
-                let compiled = CelCondition::compile(src).map_err(|e| Error::InvalidAt {
+                let compiled = match written {
+                    Written::Now => CelCondition::compile(src),
+                    Written::Before => CelCondition::compile_stored(src),
+                }
+                .map_err(|e| Error::InvalidAt {
                     field: "condition".into(),
                     message: e.message,
                     line: e.line,
@@ -316,6 +328,13 @@ fn paths(list: &[String], field: &str) -> Result<Vec<ArgPath>> {
         .collect()
 }
 
+/// Whether a policy is being written now or was stored before.
+#[derive(Clone, Copy)]
+enum Written {
+    Now,
+    Before,
+}
+
 fn compile_change(spec: &ModifySpec) -> Result<ArgChange> {
     let redact = paths(&spec.redact, "modify.redact")?;
     let mut set = Vec::with_capacity(spec.set.len());
@@ -348,4 +367,39 @@ pub struct PolicyVersion {
     pub changed_by: String,
     pub changed_at: Millis,
     pub policy: PolicyRecord,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_policy_loads_under_the_rules_it_was_written_with() {
+        let changes = PolicyChanges {
+            name: Some("no secrets in text".into()),
+            action_pattern: Some("chat.*".into()),
+            decision: Some("deny".into()),
+            ..Default::default()
+        };
+        let mut record = PolicyRecord::create(changes, "pol_1".into(), "key_1", 0).unwrap();
+        // A condition written before the cost rules existed.
+        let costly = "args.items.exists(a, args.text.contains(a))";
+        record.condition = Some(costly.into());
+        assert!(record.compile().is_ok(), "a stored policy keeps enforcing");
+        // Writing it again is checked under today's rules.
+        let err = record
+            .apply(
+                PolicyChanges {
+                    description: Some(Some("edited".into())),
+                    ..Default::default()
+                },
+                "key_1",
+                1,
+            )
+            .expect_err("the cost rules apply when the policy is written");
+        assert!(
+            matches!(&err, Error::InvalidAt { field, .. } if field == "condition"),
+            "{err:?}"
+        );
+    }
 }

@@ -120,7 +120,19 @@ impl std::fmt::Debug for CelCondition {
 }
 
 impl CelCondition {
+    /// Compiles a condition being written: every check, the cost rules too.
     pub fn compile(source: &str) -> Result<Self, ConditionCompileError> {
+        Self::compile_with(source, true)
+    }
+
+    /// Compiles a stored condition. The cost rules are left out: they came
+    /// after some policies were stored, and a policy that stopped loading
+    /// would stop enforcing.
+    pub fn compile_stored(source: &str) -> Result<Self, ConditionCompileError> {
+        Self::compile_with(source, false)
+    }
+
+    fn compile_with(source: &str, cost_rules: bool) -> Result<Self, ConditionCompileError> {
         if source.len() > MAX_CONDITION_LEN {
             return Err(ConditionCompileError {
                 message: format!("a condition is at most {MAX_CONDITION_LEN} bytes"),
@@ -149,6 +161,7 @@ impl CelCondition {
             source,
             program: &program,
             loop_vars: Default::default(),
+            cost_rules,
         };
         let kind = checker.check(program.expression(), &mut Vec::new())?;
         if !kind.may_be(Kind::Bool) {
@@ -428,9 +441,13 @@ impl Kind {
 struct Checker<'a> {
     source: &'a str,
     program: &'a Program,
-    /// While checking a comprehension's body: that comprehension's own
-    /// variables (its element and accumulator).
+    /// While checking a comprehension's body: the innermost comprehension's
+    /// own variables (its element and accumulator).
     loop_vars: std::cell::RefCell<Option<Vec<String>>>,
+    /// Whether the rules that bound a condition's cost apply: when a policy
+    /// is written, not when a stored one is loaded (a policy stored under
+    /// older rules keeps enforcing).
+    cost_rules: bool,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
@@ -567,13 +584,22 @@ impl Checker<'_> {
             }
             Expr::Struct(_) => Err(self.error(e, "message literals are not supported".into())),
             Expr::Comprehension(c) => {
-                if self.loop_vars.borrow().is_some() {
-                    return Err(self.error(
-                        e,
-                        "a comprehension (all, exists, exists_one, map, filter) inside another's \
-                         body is refused: its cost would grow with the product of the lists' sizes"
-                            .into(),
-                    ));
+                // Inside another comprehension's body, a comprehension runs
+                // once per outer element: over a part of that element or
+                // literals the total stays linear, over other data (the
+                // call's arguments again) it is a product of two sizes.
+                let enclosing = self.loop_vars.borrow().clone();
+                if let Some(own) = enclosing.as_deref().filter(|_| self.cost_rules) {
+                    if reads_beyond(&c.iter_range, own) {
+                        return Err(self.error(
+                            e,
+                            "a comprehension (all, exists, exists_one, map, filter) inside \
+                             another's body may range only over the outer loop's element or \
+                             literals: over other data its cost would grow with the product \
+                             of two sizes of the call"
+                                .into(),
+                        ));
+                    }
                 }
                 self.check(&c.iter_range, locals)?;
                 self.check(&c.accu_init, locals)?;
@@ -590,7 +616,7 @@ impl Checker<'_> {
                     self.check(&c.loop_step, locals)?;
                     self.check(&c.result, locals)
                 })();
-                *self.loop_vars.borrow_mut() = None;
+                *self.loop_vars.borrow_mut() = enclosing;
                 locals.truncate(locals.len() - pushed);
                 result
             }
@@ -613,10 +639,17 @@ impl Checker<'_> {
             args.push(self.check(a, locals)?);
         }
         let name = call.func_name.as_str();
-        if SIZE_BOUND_CALLS.contains(&name) {
+        if self.cost_rules && SIZE_BOUND_CALLS.contains(&name) {
             if let Some(own) = self.loop_vars.borrow().as_deref() {
-                let beyond = call.target.as_ref().is_some_and(|t| reads_beyond(t, own))
-                    || call.args.iter().any(|a| reads_beyond(a, own));
+                let target = call.target.as_ref().is_some_and(|t| reads_beyond(t, own));
+                let arg = call.args.iter().any(|a| reads_beyond(a, own));
+                // A prefix or suffix test compares at most the shorter
+                // side: linear when either side is the loop's own.
+                let beyond = if matches!(name, "startsWith" | "endsWith") {
+                    target && arg
+                } else {
+                    target || arg
+                };
                 if beyond {
                     let shown = if name == "@in" { "in" } else { name };
                     return Err(self.error(
@@ -900,9 +933,38 @@ mod tests {
             "args.items.map(a, a.price).exists(p, p > 100)",
             "args.items.all(a, a.amount < args.limit)",
             "'x' in args.allowed",
+            // A nested loop over a part of the outer element, or literals.
+            "args.items.exists(i, i.tags.exists(t, t == 'pii'))",
+            "args.to.exists(r, ['a.com', 'b.com'].exists(d, r.endsWith(d)))",
+            // A prefix or suffix test costs at most the element's length.
+            "args.paths.exists(p, p.startsWith(context.root))",
+            "args.paths.all(p, context.suffix.endsWith(p))",
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
         }
+        // A nested loop over the call's data again, or a prefix test with
+        // neither side the loop's own, is still a product.
+        for source in [
+            "args.items.exists(i, args.tags.exists(t, t == i))",
+            "args.items.exists(i, context.a.startsWith(context.b))",
+            "args.items.exists(i, i.tags.exists(t, args.text.contains(t)))",
+        ] {
+            assert!(CelCondition::compile(source).is_err(), "{source}");
+        }
+    }
+
+    #[test]
+    fn a_stored_condition_loads_without_the_cost_rules() {
+        // Stored before the cost rules: it must keep enforcing.
+        let source = "args.items.exists(a, args.text.contains(a))";
+        assert!(CelCondition::compile(source).is_err());
+        let c = CelCondition::compile_stored(source).unwrap();
+        let mut facts = input().into_facts();
+        facts.args = json!({"items": ["zz", "b"], "text": "abc"});
+        assert_eq!(c.holds(&ConditionInput::new(facts)), Ok(true));
+        // Every other check still applies to a stored condition.
+        assert!(CelCondition::compile_stored("args.x +").is_err());
+        assert!(CelCondition::compile_stored("frobnicate(args)").is_err());
     }
 
     #[test]

@@ -23,6 +23,14 @@ use crate::{SearchError, SearchRequest, SearchResult};
 const WRITER_MEMORY: usize = 192 * 1024 * 1024;
 /// The file that names this index, so its cursor in the store is its own.
 const ID_FILE: &str = "warden-index-id";
+/// The file that says how this index cuts and places what it holds.
+const FORMAT_FILE: &str = "warden-index-format";
+/// Raised whenever the same event would be indexed differently (the
+/// analyzer's terms or positions, the fields): an index of another format
+/// answers some queries wrongly, so it is emptied and built again from the
+/// log under a new id (whose cursor starts at the beginning).
+/// 2: each part of a word takes its own position; pieces of words indexed.
+const FORMAT: &str = "2";
 
 pub struct EventIndex {
     fields: Fields,
@@ -63,24 +71,45 @@ impl EventIndex {
                 }
                 other => index_err(other),
             })?;
+        let writer = Mutex::new(writer);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err)?;
+        let io = |e: std::io::Error| SearchError::Index(e.to_string());
         let id_path = dir.join(ID_FILE);
-        let id = match std::fs::read_to_string(&id_path) {
-            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
-            _ => {
+        let format_path = dir.join(FORMAT_FILE);
+        let stale = std::fs::read_to_string(&format_path)
+            .map(|f| f.trim() != FORMAT)
+            .unwrap_or(true);
+        let kept_id = std::fs::read_to_string(&id_path)
+            .ok()
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty());
+        let id = match kept_id {
+            Some(id) if !stale => id,
+            kept => {
+                if kept.is_some() {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "the search index was built by another version; rebuilding it from the event log"
+                    );
+                }
+                let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+                writer.delete_all_documents().map_err(index_err)?;
+                writer.commit().map_err(index_err)?;
+                reader.reload().map_err(index_err)?;
                 let id = warden_core::id::new_id("idx");
-                std::fs::write(&id_path, &id).map_err(|e| SearchError::Index(e.to_string()))?;
+                std::fs::write(&id_path, &id).map_err(io)?;
+                std::fs::write(&format_path, FORMAT).map_err(io)?;
                 id
             }
         };
         Ok(EventIndex {
             fields,
             reader,
-            writer: Mutex::new(writer),
+            writer,
             id,
             dir: dir.to_path_buf(),
         })
@@ -349,6 +378,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_index_of_another_format_is_emptied_under_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = filled(dir.path());
+        let first_id = index.id().to_string();
+        assert_eq!(index.len(), 3_000);
+        drop(index);
+        // Reopened as it is: the same index, the same id.
+        let index = EventIndex::open(dir.path()).unwrap();
+        assert_eq!((index.id(), index.len()), (first_id.as_str(), 3_000));
+        drop(index);
+        // Built by an older version (format 1 had no format file): it
+        // starts empty under a new id, so its cursor starts over and the
+        // indexer builds it again from the log.
+        std::fs::remove_file(dir.path().join(FORMAT_FILE)).unwrap();
+        let index = EventIndex::open(dir.path()).unwrap();
+        assert_eq!(index.len(), 0);
+        assert_ne!(index.id(), first_id);
+        let rebuilt_id = index.id().to_string();
+        drop(index);
+        let index = EventIndex::open(dir.path()).unwrap();
+        assert_eq!(index.id(), rebuilt_id, "rebuilt once, not at every start");
     }
 
     #[test]

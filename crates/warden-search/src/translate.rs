@@ -133,31 +133,32 @@ impl Translator<'_> {
                 IndexRecordOption::Basic,
             ))),
             (Target::Keyword(name), MatchValue::Term(text)) => {
-                let number = text.parse::<f64>().ok().filter(|x| x.is_finite());
-                if number.is_some() || text.to_lowercase() == text.to_uppercase() {
-                    let exact: Boxed = Box::new(TermQuery::new(
+                // Text without case is one exact term; text with case
+                // (`1E3` as much as `root`) matches whatever its case.
+                let text_clause: Boxed = if text.to_lowercase() == text.to_uppercase() {
+                    Box::new(TermQuery::new(
                         Term::from_field_text(f.kv, &kv_term(&name, text)),
                         IndexRecordOption::Basic,
-                    ));
-                    // A number also finds the values equal to it, as a
-                    // range does: `n:1.0` finds 1, `f:1.50` finds 1.5.
-                    return Ok(match number {
-                        Some(x) => Box::new(BooleanQuery::new(vec![
-                            (Occur::Should, exact),
-                            (
-                                Occur::Should,
-                                Box::new(TermQuery::new(
-                                    Term::from_field_bytes(f.num, &num_term(&name, x)),
-                                    IndexRecordOption::Basic,
-                                )),
-                            ),
-                        ])),
-                        None => exact,
-                    });
-                }
-                let value = cut(text);
-                let pattern = format!("{}\\x01(?i:{})", escape(&name), escape(value));
-                self.regex(&pattern, f.kv, position)
+                    ))
+                } else {
+                    let pattern = format!("{}\\x01(?i:{})", escape(&name), escape(cut(text)));
+                    self.regex(&pattern, f.kv, position)?
+                };
+                // A number also finds the values equal to it, as a range
+                // does: `n:1.0` finds 1, `f:1.50` finds 1.5.
+                Ok(match text.parse::<f64>().ok().filter(|x| x.is_finite()) {
+                    Some(x) => Box::new(BooleanQuery::new(vec![
+                        (Occur::Should, text_clause),
+                        (
+                            Occur::Should,
+                            Box::new(TermQuery::new(
+                                Term::from_field_bytes(f.num, &num_term(&name, x)),
+                                IndexRecordOption::Basic,
+                            )),
+                        ),
+                    ])),
+                    None => text_clause,
+                })
             }
             (Target::Keyword(name), MatchValue::Wildcard(pieces)) => {
                 let pattern = format!(

@@ -30,6 +30,18 @@ fn approved_redemption(api: &Api, call: &Value) -> Value {
     redeem
 }
 
+/// A hold poll as the Thoth SDK makes it (its own path and header).
+fn thoth_poll(api: &Api, key: &str, token: &str) -> Value {
+    let r = api.raw(
+        "GET",
+        &format!("/v1/enforce/hold/{token}"),
+        Vec::new(),
+        &[("x-api-key", key)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
 fn listed_priority(api: &Api, id: &str) -> Value {
     api.get(&format!("/api/v1/policies/{id}")).body["data"]["priority"].clone()
 }
@@ -644,14 +656,8 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let redeem = approved_redemption(&api, &call);
     let token = redeem["hold_token"].as_str().unwrap().to_string();
     for _ in 0..2 {
-        let r = api.raw(
-            "GET",
-            &format!("/v1/enforce/hold/{token}"),
-            Vec::new(),
-            &[("x-api-key", t.live_key.as_str())],
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.body["resolution"], "ALLOW", "{}", r.text);
+        let r = thoth_poll(&api, &t.live_key, &token);
+        assert_eq!(r["resolution"], "ALLOW", "{r}");
     }
     let used = enforce(&api, redeem);
     assert_eq!(used["decision"], "deny", "{used}");
@@ -1131,11 +1137,24 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         &api,
         &json!({"agent_id": "quick-bot", "tool_name": "quick.pay"}),
     );
+    let token = redeem["hold_token"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(2_200));
+    // Neither poll lets the old approval through: the Thoth SDK would run
+    // the call on an ALLOW, so it gets BLOCK, and the approval stays unused.
+    let native = api.get(&format!("/api/v1/enforce/hold/{token}"));
+    assert_eq!(native.status, 200, "{}", native.text);
+    assert_eq!(native.body["data"]["status"], "expired", "{}", native.text);
+    assert_eq!(native.body["data"]["resolution"], "deny", "{}", native.text);
+    let thoth = thoth_poll(&api, &t.live_key, &token);
+    assert_eq!(thoth["resolution"], "BLOCK", "{thoth}");
+    assert_eq!(thoth["status"], "expired", "{thoth}");
     let late = enforce(&api, redeem);
     assert_eq!(late["decision"], "deny", "{late}");
     assert!(
-        late["reason"].as_str().unwrap().contains("expired"),
+        late["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired before it was used"),
         "{late}"
     );
 }

@@ -103,7 +103,8 @@ fn corpus() -> Value {
          "message": "GET /admin/login HTTP/1.1 500", "name": "c", "user": "Administrator",
          "path": "/admin/login", "status": 500, "bytes": 1234},
         {"timestamp": ago(240_000), "host": "db-01", "program": "nginx", "severity": "low",
-         "message": "GET /index.html HTTP/1.1 200", "name": "d", "status": 200, "bytes": 10},
+         "message": "GET /index.html HTTP/1.1 200", "name": "d", "status": 200, "bytes": 10,
+         "code": "1E3"},
         {"timestamp": ago(3 * 3_600_000), "source": "agent", "program": "cron", "severity": "critical",
          "message": "disk failure on /dev/sda", "agent_id": "agt_x", "session_id": "s1",
          "fields": {"name": "e", "geo": {"country": "DE"}}}
@@ -167,6 +168,8 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("_exists_:agent_id", "e"),
         ("bytes:*", "cd"),
         ("geo.country:fr", "a"),
+        ("code:1e3", "d"),
+        ("code:\"1e3\"", ""),
         ("fields.geo.country:DE", "e"),
         ("tags:ssh", "a"),
         ("tags:auth", "ab"),
@@ -850,7 +853,7 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         gz.finish().unwrap()
     };
     let mut body = member("\u{feff}{\"msg\": \"rotated-one\"}\n");
-    body.extend(member("{\"msg\": \"rotated-two\"}\n"));
+    body.extend(member("\u{feff}{\"msg\": \"rotated-two\"}\n"));
     let r = api.raw(
         "POST",
         "/api/v1/events/ndjson",
@@ -882,6 +885,24 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
             "warden_syslog_messages_total{outcome=\"malformed\"} 2",
             "warden_syslog_messages_total{outcome=\"stored\"} 1",
         ],
+    );
+
+    // A count far past any frame means the stream is not octet-counted:
+    // the server closes it rather than silently skipping what follows.
+    let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    conn.write_all(b"99999999 <14>1 - h app - - - swallowed\n<14>1 - h app - - - next\n")
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match std::io::Read::read(&mut conn, &mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection should be closed by the server: {other:?}"),
+    }
+    wait_metrics(
+        &w,
+        &["warden_syslog_messages_total{outcome=\"malformed\"} 3"],
     );
 }
 

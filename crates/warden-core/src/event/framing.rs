@@ -23,7 +23,25 @@ pub enum FramingError {
     LineTooLong { max: usize },
     #[error("the stream ended inside an octet-counted frame")]
     Truncated,
+    #[error(
+        "an octet-counted frame declares {len} bytes, far beyond the limit of {max}: \
+         the stream is not framed as syslog"
+    )]
+    Implausible { len: u64, max: usize },
 }
+
+impl FramingError {
+    /// Whether the connection cannot go on: after an implausible length
+    /// nothing later on it can be trusted to start a frame, and skipping
+    /// that many bytes would silently swallow everything it sends.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, FramingError::Implausible { .. })
+    }
+}
+
+/// Declared lengths up to this many times the frame limit are skipped and
+/// the connection goes on; longer ones end it ([`FramingError::Implausible`]).
+const MAX_SKIPPED_FRAMES: u64 = 16;
 
 /// What is being skipped of a frame over the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +51,8 @@ enum Skip {
     Line,
     /// The rest of a counted frame: this many bytes.
     Bytes(u64),
+    /// Everything: the stream lost its framing.
+    All,
 }
 
 /// An incremental RFC 6587 decoder for one TCP connection.
@@ -96,6 +116,11 @@ impl Framer {
                         return None;
                     }
                 },
+                Skip::All => {
+                    self.advance(pending.len());
+                    self.compact();
+                    return None;
+                }
                 Skip::Bytes(left) => {
                     let take = left.min(pending.len() as u64);
                     self.skip = match left - take {
@@ -116,6 +141,14 @@ impl Framer {
             }
             match head(pending) {
                 Head::Counted { len, header } => {
+                    if len > (self.max_frame as u64).saturating_mul(MAX_SKIPPED_FRAMES) {
+                        self.advance(pending.len());
+                        self.skip = Skip::All;
+                        return Some(Err(FramingError::Implausible {
+                            len,
+                            max: self.max_frame,
+                        }));
+                    }
                     if len > self.max_frame as u64 {
                         self.advance(header);
                         self.skip = Skip::Bytes(len);
@@ -177,7 +210,7 @@ impl Framer {
         let pending = &self.buf[self.start..];
         let last = match (self.skip, head(pending)) {
             // Reported when its skipping began.
-            (Skip::Line | Skip::Bytes(_), _) => None,
+            (Skip::Line | Skip::Bytes(_) | Skip::All, _) => None,
             (Skip::Nothing, _) if pending.is_empty() => None,
             (Skip::Nothing, Head::Counted { .. }) => Some(Err(FramingError::Truncated)),
             (Skip::Nothing, Head::Undecided | Head::Line) => {
@@ -373,15 +406,45 @@ mod tests {
             FramingError::FrameTooLong { len: 101, max: 100 }.to_string(),
             "an octet-counted frame declares 101 bytes, more than the limit of 100"
         );
+        // Up to sixteen times the limit is still skipped by its length.
+        let mut framer = Framer::new(100);
+        framer.push(b"1600 ");
+        assert_eq!(
+            framer.next_frame(),
+            Some(Err(FramingError::FrameTooLong {
+                len: 1600,
+                max: 100
+            }))
+        );
+        framer.push(&[b'z'; 1600]);
+        framer.push(b"3 abc");
+        assert_eq!(framer.next_frame(), Some(Ok(b"abc".to_vec())));
+    }
+
+    #[test]
+    fn an_implausible_count_ends_the_stream_instead_of_swallowing_it() {
         // Known as soon as the header is complete, and for any number.
         let (_, error) = run(100, &[b"99999999999999999999999999 "]);
+        let error = error.unwrap();
         assert_eq!(
             error,
-            Some(FramingError::FrameTooLong {
+            FramingError::Implausible {
                 len: u64::MAX,
                 max: 100
-            })
+            }
         );
+        assert!(error.is_fatal());
+        assert!(!FramingError::FrameTooLong { len: 101, max: 100 }.is_fatal());
+        // Nothing after it is framed: the connection is to be closed.
+        let mut framer = Framer::new(100);
+        framer.push(b"1601 x\n<13>next\n");
+        assert!(matches!(
+            framer.next_frame(),
+            Some(Err(FramingError::Implausible { len: 1601, .. }))
+        ));
+        framer.push(b"<13>later\n");
+        assert_eq!(framer.next_frame(), None);
+        assert_eq!(framer.finish(), None);
     }
 
     #[test]

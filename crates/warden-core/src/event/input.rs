@@ -205,12 +205,25 @@ fn named(dialect: Dialect, key: &str) -> Option<Named> {
 
 /// Whether an earlier name of the field `key` names is present in `object`.
 fn shadowed(dialect: Dialect, key: &str, object: &Map<String, Value>) -> bool {
-    named_with(dialect, key).is_some_and(|(_, names)| {
+    named_with(dialect, key).is_some_and(|(named, names)| {
         names
             .iter()
             .take_while(|name| **name != key)
-            .any(|name| object.get(*name).is_some_and(|v| !v.is_null()))
+            .any(|name| object.get(*name).is_some_and(|v| takes(dialect, named, v)))
     })
+}
+
+/// Whether a value under one of `named`'s names gives that field. A log
+/// line's level Warden does not know (`"severity": "30"`) gives none: it
+/// stays in `fields`, and a later name (`level`) may give the severity.
+fn takes(dialect: Dialect, named: Named, value: &Value) -> bool {
+    match (dialect, named) {
+        _ if value.is_null() => false,
+        (Dialect::JsonLog, Named::Severity) => {
+            value.as_str().and_then(Severity::parse_loose).is_some()
+        }
+        _ => true,
+    }
 }
 
 /// A keyword's text. A log line's number (`"host": 5`) is read as its
@@ -405,6 +418,27 @@ mod tests {
         assert_eq!(e.tags, ["web"]);
         let e = parse_event(json!({"level": 30}), Dialect::JsonLog, "e".into(), 5).unwrap();
         assert_eq!(e.fields["level"], json!(30));
+        // A level Warden does not know does not hide one it knows.
+        let e = parse_event(
+            json!({"severity": "30", "level": "error"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.fields["severity"], json!("30"));
+        assert!(!e.fields.contains_key("level"), "{:?}", e.fields);
+        // A known first name still wins, and the second stays a field.
+        let e = parse_event(
+            json!({"severity": "low", "level": "error"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.severity, Severity::Low);
+        assert_eq!(e.fields["level"], json!("error"));
     }
 
     #[test]

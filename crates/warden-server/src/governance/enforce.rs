@@ -507,7 +507,7 @@ async fn redeem(
         Some(format!("the hold is {}, not approved", h.status.as_str()))
     } else if h.redeemed_at.is_some() {
         Some("the hold's approval was already used".into())
-    } else if approval_expired(&h, now_ms()) {
+    } else if h.approval_expired(now_ms()) {
         Some("the hold's approval expired before it was used; ask again".into())
     } else if h.agent_id != agent.id || h.tool != tool || h.args_sha256 != hold::args_digest(args) {
         Some("the hold covers another call (agent, tool or arguments differ)".into())
@@ -518,14 +518,6 @@ async fn redeem(
         Some(w) => Err(w),
         None => Ok(h),
     })
-}
-
-/// An approval lasts as long as the hold could wait for it (its policy's
-/// `step_up_timeout_seconds`), counted from when it was given, so that an
-/// old approval cannot run a call long after the person looked at it.
-fn approval_expired(h: &Hold, now: i64) -> bool {
-    h.decided_at
-        .is_some_and(|decided| now > decided + (h.expires_at - h.created_at))
 }
 
 /// What the policies decide, before holds are considered.

@@ -60,7 +60,7 @@ impl TenantPolicies {
                     policies.push(policy);
                 }
                 Err(e) => {
-                    tracing::warn!(policy = %record.id, error = %e, "stored policy does not compile; skipped")
+                    tracing::error!(policy = %record.id, error = %e, "stored policy does not compile; skipped")
                 }
             }
         }

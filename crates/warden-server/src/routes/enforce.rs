@@ -177,15 +177,18 @@ pub struct HoldState {
     pub comment: Option<String>,
 }
 
-pub fn hold_state(h: &Hold) -> HoldState {
-    let resolution = match h.status {
+/// The hold as a poll sees it at `now` (an approval that expired unused
+/// reads as expired: re-submitting the call would be denied).
+pub fn hold_state(h: &Hold, now: i64) -> HoldState {
+    let status = h.status_at(now);
+    let resolution = match status {
         HoldStatus::Pending => None,
         HoldStatus::Approved => Some(DecisionName::Allow),
         HoldStatus::Denied | HoldStatus::Expired => Some(DecisionName::Deny),
     };
     HoldState {
-        status: h.status.into(),
-        resolved: h.status != HoldStatus::Pending,
+        status: status.into(),
+        resolved: status != HoldStatus::Pending,
         resolution,
         decided_by: h.decided_by.clone(),
         decided_at: opt_time(h.decided_at),
@@ -269,7 +272,7 @@ pub async fn get_hold_by_token(
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<ApiData<HoldState>> {
     let h = poll_hold(&state.governance, &principal, &token, q.wait).await?;
-    Ok(ok(hold_state(&h)))
+    Ok(ok(hold_state(&h, warden_core::time::now_ms())))
 }
 
 /// A hypothetical call and, optionally, a proposed policy.

@@ -14,6 +14,7 @@ use warden_core::event::flatten::check as check_fields;
 use warden_core::event::input::parse_time;
 use warden_core::event::limits::{MAX_BATCH_EVENTS, MAX_KEYWORD_CHARS};
 use warden_core::event::{Event, EventSource, Severity};
+use warden_core::hold::HoldStatus;
 use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
 
@@ -143,14 +144,24 @@ pub async fn thoth_hold(
     // The SDK runs the call as soon as its poll answers ALLOW, without
     // asking again: that answer is the approval's one use. Later polls
     // still answer ALLOW (a retried poll must not flip), but a re-submission
-    // of the call with the hold token is then "already used".
-    if h.status == warden_core::hold::HoldStatus::Approved && h.redeemed_at.is_none() {
+    // of the call with the hold token is then "already used". An approval
+    // not used within the hold's timeout answers BLOCK and stays unused.
+    let now = now_ms();
+    let status = h.status_at(now);
+    if status == HoldStatus::Approved && h.redeemed_at.is_none() {
         state
             .store
-            .use_hold_approval(&principal.tenant(), &h.id, warden_core::time::now_ms())
+            .use_hold_approval(&principal.tenant(), &h.id, now)
             .await?;
     }
-    let state = super::enforce::hold_state(&h);
+    let state = super::enforce::hold_state(&h, now);
+    let reason = if h.approval_expired(now) {
+        Some("the approval expired before it was used; ask again".to_string())
+    } else if status == HoldStatus::Expired {
+        Some("step-up expired without an approval".to_string())
+    } else {
+        h.comment.clone()
+    };
     Ok(Json(ThothHold {
         resolved: state.resolved,
         resolution: state.resolution.map(|r| {
@@ -161,11 +172,8 @@ pub async fn thoth_hold(
             }
             .to_string()
         }),
-        status: h.status.as_str().into(),
-        reason: h.comment.clone().or_else(|| {
-            (h.status == warden_core::hold::HoldStatus::Expired)
-                .then(|| "step-up expired without an approval".to_string())
-        }),
+        status: status.as_str().into(),
+        reason,
         decided_by: h.decided_by,
     }))
 }

@@ -124,11 +124,10 @@ impl NdjsonReader {
     fn one_line(&mut self, raw: &[u8]) {
         self.line += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        // A byte-order mark, as some editors and Windows tools write.
-        let raw = match self.line {
-            1 => raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw),
-            _ => raw,
-        };
+        // A byte-order mark, as some editors and Windows tools write: at the
+        // start of the body, or of each file when several are concatenated
+        // (JSON never starts with one, so it is dropped from any line).
+        let raw = raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw);
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }

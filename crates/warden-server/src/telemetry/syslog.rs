@@ -139,6 +139,13 @@ async fn serve_connection(
                         return;
                     }
                 }
+                Err(err) if err.is_fatal() => {
+                    // The stream lost its framing: close it, so that the
+                    // sender sees it rather than every later message vanishing.
+                    metrics.syslog_messages("malformed", 1);
+                    tracing::warn!(%peer, error = %err, "syslog tcp connection closed");
+                    return;
+                }
                 Err(err) => {
                     // The frame is skipped; the connection goes on.
                     metrics.syslog_messages("malformed", 1);
