@@ -21,6 +21,8 @@
 #    Warden is searched twice: right after the last 202, while its index may
 #    still merge segments, and at rest. Its peak resident memory (VmHWM) is
 #    read after its searches.
+# 4. Where Warden's CPU went during the ingest run, by thread
+#    (bench/thread-cpu.py).
 #
 # Loopback only. Every phase runs under `timeout` (PHASE_TIMEOUT seconds);
 # the work directory and the database are removed on exit. Neither side is
@@ -94,10 +96,12 @@ PY
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 # 2. Ingest rate: Warden.
+python3 bench/thread-cpu.py snap "$warden_pid" > "$work/threads0"
 c0=$(cpu_s "$warden_pid"); w0=$(now)
 T $bin/ingest-load "$work/events.batch" --url "$W" --key "$key" --connections "$CONNECTIONS" \
   --max-lines "$ingest_lines" --from "$FROM" --to "$END" --searchable-timeout "$((PHASE_TIMEOUT / 2))" > "$work/ingest.json" || { cat "$work/ingest.json" >&2; exit 1; }
 c1=$(cpu_s "$warden_pid"); w1=$(now)
+python3 bench/thread-cpu.py snap "$warden_pid" > "$work/threads1"
 ingest_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$warden_pid/status")
 
 # 2. Ingest rate: PostgreSQL COPY of the same events into a plain table.
@@ -257,3 +261,7 @@ print(f"On disk: Warden's data directory {int(warden_disk) / 2**20:,.0f} MiB (st
       f"PostgreSQL's table with its indexes {int(pg_disk) / 2**20:,.0f} MiB. "
       f"PostgreSQL's tsvector column, GIN and btree indexes took {float(pg_build_s):.1f} s to build after loading.")
 PY
+echo
+echo "Warden's CPU during the ingest run, by thread:"
+echo
+python3 bench/thread-cpu.py diff "$work/threads0" "$work/threads1"

@@ -14,7 +14,7 @@ pub mod time_value;
 pub mod translate;
 
 pub use collect::{Breakdown, Order, Position};
-pub use index::EventIndex;
+pub use index::{default_writer_threads, EventIndex};
 pub use time_value::parse_time_value;
 
 use warden_core::time::Millis;

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Where this process keeps its search index.
     pub index_dir: PathBuf,
+    /// Threads that build the search index.
+    pub index_threads: usize,
     pub syslog: SyslogConfig,
 }
 
@@ -65,7 +67,11 @@ impl Server {
         if let Some(r) = &redis {
             r.spawn_connector();
         }
-        let telemetry = Arc::new(Telemetry::open(store.clone(), &config.index_dir)?);
+        let telemetry = Arc::new(Telemetry::open(
+            store.clone(),
+            &config.index_dir,
+            config.index_threads,
+        )?);
         let metrics = Metrics::new(redis.is_some(), &telemetry.health);
         let listener = TcpListener::bind(&config.listen)
             .await

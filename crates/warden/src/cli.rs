@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// that carry no `[warden@32473 token="…"]` ingest key.
     #[arg(long, env = "WARDEN_SYSLOG_ORG")]
     pub syslog_org: Option<String>,
+    /// Threads that build the search index (1 to 8; default: half the
+    /// cores, one to four). They run only on time requests leave idle.
+    #[arg(long, env = "WARDEN_INDEX_THREADS", value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub index_threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]

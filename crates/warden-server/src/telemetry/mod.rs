@@ -127,9 +127,14 @@ impl Telemetry {
         }
     }
 
-    /// Opens (or creates) the index under `index_dir`.
-    pub fn open(store: Arc<dyn Store>, index_dir: &Path) -> Result<Self, String> {
-        let index = EventIndex::open(index_dir).map_err(|e| e.to_string())?;
+    /// Opens (or creates) the index under `index_dir`, built by
+    /// `writer_threads` threads.
+    pub fn open(
+        store: Arc<dyn Store>,
+        index_dir: &Path,
+        writer_threads: usize,
+    ) -> Result<Self, String> {
+        let index = EventIndex::open(index_dir, writer_threads).map_err(|e| e.to_string())?;
         Ok(Telemetry {
             store,
             index: Arc::new(index),

@@ -12,7 +12,9 @@ use crate::cli::ReindexArgs;
 pub async fn run(args: ReindexArgs) -> Result<(), String> {
     let opened = crate::store::open(&args.store, false).await?;
     let dir = args.store.data_dir.join("index");
-    let index = EventIndex::open(&dir).map_err(|e| match e {
+    // `serve` is stopped: every core may build the index.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let index = EventIndex::open(&dir, cores.clamp(1, 8)).map_err(|e| match e {
         warden_search::SearchError::Busy(_) => format!(
             "the index in {} is in use: stop `warden serve` on this data directory first",
             dir.display()

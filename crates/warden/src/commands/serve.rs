@@ -36,6 +36,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         redis_url: args.redis_url.clone(),
         trusted_proxies,
         index_dir: args.store.data_dir.join("index"),
+        index_threads: args
+            .index_threads
+            .map_or_else(warden_search::default_writer_threads, usize::from),
         syslog: SyslogConfig {
             udp: args.syslog_udp.clone(),
             tcp: args.syslog_tcp.clone(),
