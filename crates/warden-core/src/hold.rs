@@ -73,6 +73,17 @@ impl Hold {
                 .is_some_and(|decided| now > decided + (self.expires_at - self.created_at))
     }
 
+    /// When an approval not yet used stops counting; `None` unless the
+    /// hold is approved.
+    pub fn approval_expires_at(&self) -> Option<Millis> {
+        match (self.status, self.decided_at) {
+            (HoldStatus::Approved, Some(decided)) => {
+                Some(decided + (self.expires_at - self.created_at))
+            }
+            _ => None,
+        }
+    }
+
     /// The status a poll reports at `now`: an approval that expired unused
     /// is `expired`, as a hold nobody answered in time is.
     pub fn status_at(&self, now: Millis) -> HoldStatus {
@@ -155,6 +166,8 @@ mod tests {
 /// Filters of `GET /api/v1/holds`.
 #[derive(Debug, Clone, Default)]
 pub struct HoldFilter {
+    /// The status as of `now` (see [`Hold::status_at`]).
     pub status: Option<HoldStatus>,
     pub agent_id: Option<String>,
+    pub now: Millis,
 }

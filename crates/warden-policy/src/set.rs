@@ -190,6 +190,25 @@ impl<Ctx> PolicySet<Ctx> {
             .chain(self.everything.iter().copied())
     }
 
+    /// The policies whose pattern and agent selector take in a call of
+    /// `tool` by this agent, whatever their conditions would say: every
+    /// policy that could decide such a call.
+    pub fn candidates<'s>(
+        &'s self,
+        tool: &'s str,
+        agent_id: &'s str,
+        agent_alias: Option<&'s str>,
+        agent_tags: &'s [String],
+    ) -> impl Iterator<Item = &'s Policy<Ctx>> + 's {
+        self.pattern_matches(tool)
+            .map(|i| &self.policies[i as usize])
+            .filter(move |p| {
+                p.agents
+                    .as_ref()
+                    .is_none_or(|s| s.selects(agent_id, agent_alias, agent_tags))
+            })
+    }
+
     pub fn evaluate<'s>(&'s self, call: &Call<'_, Ctx>) -> Evaluation<'s, Ctx> {
         let mut matched = Vec::new();
         let mut monitored = Vec::new();

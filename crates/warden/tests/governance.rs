@@ -622,6 +622,12 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args, "hold_token": token}),
     );
     assert_eq!(used["decision"], "allow", "{used}");
+    // Both decisions' audit records name the hold: the one that made it
+    // and the one that used its approval.
+    for audit_id in [&d["audit_id"], &used["audit_id"]] {
+        let r = api.get(&format!("/api/v1/audit/{}", audit_id.as_str().unwrap()));
+        assert_eq!(r.body["data"]["hold_id"], hold.as_str(), "{}", r.text);
+    }
     let again = enforce(
         &api,
         json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args, "hold_token": token}),
@@ -1148,6 +1154,21 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     let thoth = thoth_poll(&api, &t.live_key, &token);
     assert_eq!(thoth["resolution"], "BLOCK", "{thoth}");
     assert_eq!(thoth["status"], "expired", "{thoth}");
+    // The holds API reads it the same way, in its filters too, and says
+    // when the approval lapsed.
+    let approved = api.get("/api/v1/holds?status=approved&agent_id=quick-bot");
+    assert_eq!(approved.body["data"], json!([]), "{}", approved.text);
+    let expired = api.get("/api/v1/holds?status=expired&agent_id=quick-bot");
+    let listed = &expired.body["data"][0];
+    assert_eq!(listed["status"], "expired", "{}", expired.text);
+    let lapsed = listed["approval_expires_at"].as_str().unwrap();
+    assert!(
+        lapsed > listed["decided_at"].as_str().unwrap()
+            && lapsed > listed["expires_at"].as_str().unwrap(),
+        "{listed}"
+    );
+    let one = api.get(&format!("/api/v1/holds/{}", listed["id"].as_str().unwrap()));
+    assert_eq!(one.body["data"]["status"], "expired", "{}", one.text);
     let late = enforce(&api, redeem);
     assert_eq!(late["decision"], "deny", "{late}");
     assert!(
@@ -1157,6 +1178,83 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
             .contains("expired before it was used"),
         "{late}"
     );
+}
+
+/// The Thoth SDK runs the call on its poll's ALLOW without asking again,
+/// so that poll applies what changed since the approval, as a
+/// re-submission of the call would be decided.
+fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let held = policy(
+        &api,
+        json!({"name": "held", "action_pattern": "vault.*", "decision": "step_up", "priority": 10}),
+    );
+    // A conditional deny that outranks it but was there, unchanged, when
+    // the calls were held: its condition did not hold for them.
+    policy(
+        &api,
+        json!({"name": "big reads", "action_pattern": "vault.*", "decision": "deny", "priority": 50,
+               "condition": "has(args.bulk) && args.bulk == true"}),
+    );
+    let approve = |agent: &str, tool: &str| -> String {
+        let redeem = approved_redemption(&api, &json!({"agent_id": agent, "tool_name": tool}));
+        redeem["hold_token"].as_str().unwrap().to_string()
+    };
+    let poll = |token: &str| thoth_poll(&api, &t.live_key, token);
+
+    // Nothing changed: ALLOW.
+    let token = approve("steady-bot", "vault.read");
+    let r = poll(&token);
+    assert_eq!(r["resolution"], "ALLOW", "{r}");
+
+    // The agent was suspended after the approval.
+    let rogue = api.create_agent("rogue-bot");
+    let token = approve(&rogue, "vault.read");
+    let r = api.patch(
+        &format!("/api/v1/agents/{rogue}"),
+        &json!({"status": "suspended"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = poll(&token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("suspended"), "{r}");
+
+    // A deny that outranks the holding policy was added since, even one
+    // with a condition the poll cannot evaluate.
+    let token = approve("steady-bot", "vault.list");
+    let late_deny = policy(
+        &api,
+        json!({"name": "freeze", "action_pattern": "vault.*", "decision": "deny", "priority": 20,
+               "condition": "tool.startsWith('vault.')"}),
+    );
+    let r = poll(&token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains(&late_deny), "{r}");
+    // Still BLOCK on a retried poll, and the approval was not used.
+    assert_eq!(poll(&token)["resolution"], "BLOCK");
+    let r = api.delete(&format!("/api/v1/policies/{late_deny}"));
+    assert!(r.status < 300, "{}", r.text);
+    // With the freeze lifted, the approval stands again.
+    assert_eq!(poll(&token)["resolution"], "ALLOW");
+
+    // The holding policy itself changed.
+    let token = approve("steady-bot", "vault.write");
+    let r = api.patch(
+        &format!("/api/v1/policies/{held}"),
+        &json!({"priority": 11}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = poll(&token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("changed"), "{r}");
+
+    // Deleted.
+    let token = approve("steady-bot", "vault.erase");
+    let r = api.delete(&format!("/api/v1/policies/{held}"));
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(poll(&token)["resolution"], "BLOCK");
 }
 
 on_every_backend!(
@@ -1169,4 +1267,5 @@ on_every_backend!(
     drift_rises_on_a_burst_and_falls_back,
     audit_survives_kill_9_under_load,
     decisions_cannot_be_replayed_impersonated_or_made_costly,
+    thoth_poll_checks_what_changed_since_the_approval,
 );

@@ -382,6 +382,8 @@ async fn decide_and_record(
     let mut hold_token = None;
     let mut hold_expires_at = None;
     let mut step_up_timeout = None;
+    // The hold this decision made, or the one whose approval it used.
+    let mut hold_id = redeemed.as_ref().map(|h| h.id.clone());
     if decision == Decision::StepUp && redeemed.is_none() {
         let policy_id = outcome.deciding.clone().unwrap_or_default();
         let facts = policies.facts.get(&policy_id);
@@ -409,6 +411,7 @@ async fn decide_and_record(
         };
         hold_expires_at = Some(h.expires_at);
         step_up_timeout = Some(timeout);
+        hold_id = Some(h.id.clone());
         reason = format!("{reason}; held for approval (hold {})", h.id);
         hold_token = Some(token);
         companion = Some(Companion::InsertHold(h));
@@ -449,7 +452,7 @@ async fn decide_and_record(
         session_id: call.session_id.clone(),
         user_id: call.user_id.clone(),
         latency_us: Some(started.elapsed().as_micros() as i64),
-        hold_id: None,
+        hold_id,
         policy_id: outcome.deciding.clone(),
         policy_version: outcome
             .deciding

@@ -24,6 +24,9 @@ pub struct PolicyFacts {
     pub audit_redact: Vec<ArgPath>,
     pub step_up_timeout_seconds: u32,
     pub decision: Decision,
+    /// When the policy last changed: a hold's approval given before it
+    /// did not see it.
+    pub updated_at: i64,
 }
 
 pub struct TenantPolicies {
@@ -55,6 +58,7 @@ impl TenantPolicies {
                             audit_redact,
                             step_up_timeout_seconds: record.step_up_timeout_seconds,
                             decision: policy.decision,
+                            updated_at: record.updated_at,
                         },
                     );
                     policies.push(policy);
@@ -100,6 +104,16 @@ impl PolicyEngine {
             }
         }
         self.load(tenant).await
+    }
+
+    /// The tenant's compiled policies as the store has them now, even if
+    /// another replica changed them within the last [`RECHECK`].
+    pub async fn current(&self, tenant: &Tenant) -> Result<Arc<TenantPolicies>, StoreError> {
+        let cached = self.tenants.read().unwrap().get(tenant).cloned();
+        match cached {
+            Some(c) if c.generation == self.store.policy_generation(tenant).await? => Ok(c),
+            _ => self.load(tenant).await,
+        }
     }
 
     /// Recompiles now: after a change made by this process.

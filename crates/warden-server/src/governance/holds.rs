@@ -197,6 +197,86 @@ pub async fn expire_if_due(
     }
 }
 
+/// Whether an approved hold may still run its call, for a poll that
+/// answers "run it" without the call being decided again (the Thoth SDK's).
+/// `Err` says why not: the agent was suspended or removed, the policy that
+/// held the call changed, or a policy that outranks it and could decide
+/// the call was added or changed since the hold was made. Conditions
+/// cannot be evaluated here (the hold keeps only the arguments' digest),
+/// so such a policy counts whatever its condition: the poll fails closed
+/// and the agent asks again, to be decided in full.
+pub async fn approval_stands(
+    g: &super::Governance,
+    tenant: &Tenant,
+    hold: &Hold,
+) -> ServiceResult<Result<(), String>> {
+    use warden_policy::{Decision, Mode};
+    let agent = match g.store.get_agent(tenant, &hold.agent_id).await? {
+        Some(a) if a.status == warden_core::agent::AgentStatus::Suspended => {
+            return Ok(Err("the agent was suspended after the approval".into()))
+        }
+        Some(a) => a,
+        None => return Ok(Err("the agent was removed after the approval".into())),
+    };
+    let policies = g.engine.current(tenant).await?;
+    // The rank of the rule that held the call: (priority, restrictiveness),
+    // or below every policy for the default decision.
+    let holding = if hold.policy_id.is_empty() {
+        if policies.set.default_decision() != Decision::StepUp {
+            return Ok(Err(
+                "the default decision changed since the approval; ask again".into(),
+            ));
+        }
+        None
+    } else {
+        match (
+            policies.set.policy(&hold.policy_id),
+            policies.facts.get(&hold.policy_id),
+        ) {
+            (Some(p), Some(f))
+                if f.version == hold.policy_version
+                    && p.mode == Mode::Enforce
+                    && p.decision == Decision::StepUp =>
+            {
+                Some((p.priority, p.decision.restrictiveness()))
+            }
+            _ => {
+                return Ok(Err(
+                    "the policy that held the call changed since the approval; ask again".into(),
+                ))
+            }
+        }
+    };
+    let outranking = policies
+        .set
+        .candidates(
+            &hold.tool,
+            &agent.id,
+            agent.external_id.as_deref(),
+            &agent.tags,
+        )
+        .filter(|p| p.mode == Mode::Enforce && p.id != hold.policy_id)
+        .filter(|p| holding.is_none_or(|h| (p.priority, p.decision.restrictiveness()) > h))
+        // An allow or audit would let the call run anyway.
+        .filter(|p| p.decision.restrictiveness() > Decision::Audit.restrictiveness())
+        // One unchanged since the hold was made and without a condition
+        // would have decided then; with one, it did not hold for this call.
+        .find(|p| {
+            p.condition.is_none()
+                || policies
+                    .facts
+                    .get(&p.id)
+                    .is_none_or(|f| f.updated_at >= hold.created_at)
+        });
+    Ok(match outranking {
+        Some(p) => Err(format!(
+            "policy {} now outranks the one that held the call; ask again",
+            p.id
+        )),
+        None => Ok(()),
+    })
+}
+
 /// Expires every pending hold past its time; run in the background.
 pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
     let due = match store.expired_holds(now_ms(), 100).await {

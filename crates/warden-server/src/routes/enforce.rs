@@ -174,6 +174,10 @@ pub struct HoldState {
     pub decided_at: Option<String>,
     #[schema(format = DateTime)]
     pub expires_at: String,
+    /// For an approved hold: when the approval, if not used by then,
+    /// stops counting (the status then reads `expired`).
+    #[schema(format = DateTime)]
+    pub approval_expires_at: Option<String>,
     pub comment: Option<String>,
 }
 
@@ -193,6 +197,7 @@ pub fn hold_state(h: &Hold, now: i64) -> HoldState {
         decided_by: h.decided_by.clone(),
         decided_at: opt_time(h.decided_at),
         expires_at: super::wire::time(h.expires_at),
+        approval_expires_at: opt_time(h.approval_expires_at()),
         comment: h.comment.clone(),
     }
 }

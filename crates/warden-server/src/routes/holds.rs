@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warden_core::hold::{Hold, HoldFilter, HoldStatus};
 use warden_core::page::PageRequest;
+use warden_core::time::now_ms;
 use warden_core::Error;
 
 use super::enforce::HoldStatusName;
@@ -33,8 +34,13 @@ pub struct HoldView {
     pub audit_id: String,
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// When the hold stops waiting for a person.
     #[schema(format = DateTime)]
     pub expires_at: String,
+    /// For an approved hold: when the approval, if not used by then,
+    /// stops counting (the status then reads `expired`).
+    #[schema(format = DateTime)]
+    pub approval_expires_at: Option<String>,
     pub decided_by: Option<String>,
     #[schema(format = DateTime)]
     pub decided_at: Option<String>,
@@ -44,11 +50,14 @@ pub struct HoldView {
     pub redeemed_at: Option<String>,
 }
 
-impl From<Hold> for HoldView {
-    fn from(h: Hold) -> Self {
+impl HoldView {
+    /// The hold as it stands at `now`: an approval that expired unused
+    /// reads as expired, as the polls report it.
+    pub fn at(h: Hold, now: i64) -> Self {
         HoldView {
+            status: h.status_at(now).into(),
+            approval_expires_at: opt_time(h.approval_expires_at()),
             id: h.id,
-            status: h.status.into(),
             agent_id: h.agent_id,
             tool: h.tool,
             args_sha256: h.args_sha256,
@@ -105,16 +114,21 @@ pub async fn list_holds(
         &["created_at"],
     )?;
     let agent_id = agent_filter(&state, &principal, q.agent_id).await?;
+    let now = now_ms();
     let filter = HoldFilter {
         status: q.status.map(status),
         agent_id,
+        now,
     };
     let page = state
         .store
         .list_holds(&principal.tenant(), &filter, &page)
         .await?;
     Ok(ApiList(
-        page.items.into_iter().map(HoldView::from).collect(),
+        page.items
+            .into_iter()
+            .map(|h| HoldView::at(h, now))
+            .collect(),
         page.next_cursor,
     ))
 }
@@ -149,7 +163,10 @@ pub async fn get_hold(
     ResourceId(id): ResourceId,
 ) -> ApiResult<ApiData<HoldView>> {
     principal.require("holds.read")?;
-    Ok(ok(find(&state, &principal, &id).await?.into()))
+    Ok(ok(HoldView::at(
+        find(&state, &principal, &id).await?,
+        now_ms(),
+    )))
 }
 
 /// A person's decision on a hold.
@@ -219,15 +236,8 @@ pub async fn approve_hold(
     ResourceId(id): ResourceId,
     OptionalJson(body): OptionalJson<HoldDecision>,
 ) -> ApiResult<ApiData<HoldView>> {
-    Ok(ok(decide(
-        &state,
-        &principal,
-        &id,
-        body,
-        HoldStatus::Approved,
-    )
-    .await?
-    .into()))
+    let h = decide(&state, &principal, &id, body, HoldStatus::Approved).await?;
+    Ok(ok(HoldView::at(h, now_ms())))
 }
 
 /// Deny a pending hold.
@@ -244,13 +254,6 @@ pub async fn deny_hold(
     ResourceId(id): ResourceId,
     OptionalJson(body): OptionalJson<HoldDecision>,
 ) -> ApiResult<ApiData<HoldView>> {
-    Ok(ok(decide(
-        &state,
-        &principal,
-        &id,
-        body,
-        HoldStatus::Denied,
-    )
-    .await?
-    .into()))
+    let h = decide(&state, &principal, &id, body, HoldStatus::Denied).await?;
+    Ok(ok(HoldView::at(h, now_ms())))
 }

@@ -22,6 +22,7 @@ use super::enforce::{poll_hold, WaitQuery};
 use super::events::{store_events, Accepted};
 use crate::auth::Principal;
 use crate::governance::enforce::{self as service, CallRequest};
+use crate::governance::holds::approval_stands;
 use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
@@ -146,13 +147,28 @@ pub async fn thoth_hold(
     // still answer ALLOW (a retried poll must not flip), but a re-submission
     // of the call with the hold token is then "already used". An approval
     // not used within the hold's timeout answers BLOCK and stays unused.
+    // What happened since the approval (a suspension, a changed policy)
+    // is checked first, as a re-submission of the call would be decided.
     let now = now_ms();
     let status = h.status_at(now);
+    let mut withdrawn = None;
     if status == HoldStatus::Approved && h.redeemed_at.is_none() {
-        state
-            .store
-            .use_hold_approval(&principal.tenant(), &h.id, now)
-            .await?;
+        let tenant = principal.tenant();
+        match approval_stands(&state.governance, &tenant, &h).await? {
+            Ok(()) => {
+                state.store.use_hold_approval(&tenant, &h.id, now).await?;
+            }
+            Err(why) => withdrawn = Some(why),
+        }
+    }
+    if let Some(why) = withdrawn {
+        return Ok(Json(ThothHold {
+            resolved: true,
+            resolution: Some("BLOCK".into()),
+            status: status.as_str().into(),
+            reason: Some(why),
+            decided_by: h.decided_by,
+        }));
     }
     let state = super::enforce::hold_state(&h, now);
     let reason = if h.approval_expired(now) {

@@ -164,8 +164,27 @@ pub(crate) async fn list(
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
         .bind(tenant.environment.as_str());
-    if let Some(status) = filter.status {
-        q.push(" AND status = ").bind(status.as_str());
+    // An approval unused past its own deadline reads as expired
+    // (`Hold::status_at`).
+    const APPROVAL_LAPSED: &str = "status = 'approved' AND redeemed_at IS NULL \
+         AND decided_at + (expires_at - created_at) < ";
+    match filter.status {
+        Some(HoldStatus::Approved) => {
+            q.push(" AND status = 'approved' AND NOT (")
+                .push(APPROVAL_LAPSED)
+                .bind(filter.now)
+                .push(")");
+        }
+        Some(HoldStatus::Expired) => {
+            q.push(" AND (status = 'expired' OR (")
+                .push(APPROVAL_LAPSED)
+                .bind(filter.now)
+                .push("))");
+        }
+        Some(status) => {
+            q.push(" AND status = ").bind(status.as_str());
+        }
+        None => {}
     }
     if let Some(agent) = &filter.agent_id {
         q.push(" AND agent_id = ").bind(agent);
