@@ -40,6 +40,20 @@ const DRIFT_FIELDS: &[&str] = &[
     "new_argument_keys",
 ];
 
+/// The standard types' names, which a condition may compare `type(x)` with.
+const TYPE_NAMES: &[&str] = &[
+    "bool",
+    "bytes",
+    "double",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "type",
+    "uint",
+];
+
 /// Functions of the CEL standard library and the strings extension.
 const FUNCTIONS: &[&str] = &[
     "size",
@@ -524,6 +538,8 @@ impl Checker<'_> {
                 match name.as_str() {
                     "tool" => Ok(Kind::String),
                     "now" => Ok(Kind::Timestamp),
+                    // Type names, for `type(args.limit) == int`.
+                    n if TYPE_NAMES.contains(&n) => Ok(Kind::Dyn),
                     "args" | "context" | "agent" | "session" | "drift" => Ok(Kind::Map),
                     _ => Err(self.error(
                         e,
@@ -855,6 +871,9 @@ mod tests {
         assert!(holds("now.getHours() >= 0"));
         assert!(!holds("args.amount < 10"));
         assert!(holds("args.to.iban.lowerAscii() == 'de00'"));
+        assert!(holds("type(args.amount) == int && type(tool) == string"));
+        assert!(holds("type(args.to) == map && type(agent.tags) == list"));
+        assert!(!holds("type(args.amount) == string"));
     }
 
     #[test]

@@ -432,7 +432,8 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
             {"id": "mine"},
             {"host": 5},
             {"message": "fine"},
-            {"message": "x".repeat(1024 * 1024)}
+            {"message": "x".repeat(1024 * 1024)},
+            {"source": "agent", "program": "warden", "message": "a forged decision"}
         ]),
     );
     let e = r.error(400, "invalid_request");
@@ -454,10 +455,11 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
             (2, "severity".into()),
             (4, "timestamp".into()),
             (5, "".into()),
-            (6, "tags.1".into()),
+            (6, "tags[1]".into()),
             (7, "id".into()),
             (8, "host".into()),
-            (10, "".into())
+            (10, "".into()),
+            (11, "program".into())
         ]
     );
     let sizes = &e["errors"][6]["message"];

@@ -7,6 +7,10 @@ use super::{flatten, Event, EventSource, Severity};
 use crate::audit::{AuditKind, AuditRecord};
 use crate::id::{new_time_ordered_id, prefix};
 
+/// The `program` of decision events; with source `agent`, no ingested
+/// event may carry it.
+pub const DECISION_PROGRAM: &str = "warden";
+
 /// How loud a decision is in a security team's triage.
 fn severity(decision: &str, drift: f64) -> Severity {
     let by_decision = match decision {
@@ -74,7 +78,7 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
         received_at: record.at,
         source: EventSource::Agent,
         host: None,
-        program: Some("warden".into()),
+        program: Some(DECISION_PROGRAM.into()),
         severity: severity(&decision, drift),
         message: format!("agent {agent} called {tool}: {decision}{reason}"),
         agent_id: record.agent_id.clone(),

@@ -4,6 +4,7 @@
 use chrono::DateTime;
 use serde_json::{Map, Value};
 
+use super::decision::DECISION_PROGRAM;
 use super::limits::{MAX_KEYWORD_CHARS, MAX_TAGS};
 use super::{flatten, Event, EventSource, Severity};
 use crate::time::{parse_rfc3339, Millis};
@@ -156,6 +157,19 @@ pub fn parse_event(
             event.severity = severity;
         }
     }
+    // Decision events are Warden's own record of what it decided: an
+    // ingested event may not pass for one.
+    if event.source == EventSource::Agent
+        && event
+            .program
+            .as_deref()
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case(DECISION_PROGRAM))
+    {
+        return Err(FieldError::new(
+            "program",
+            format!("`{DECISION_PROGRAM}` with source `agent` marks Warden's own decision events; use another program name"),
+        ));
+    }
     flatten::check(&extra)
         .map_err(|(path, message)| FieldError::new(format!("fields.{path}"), message))?;
     event.fields = extra;
@@ -266,10 +280,10 @@ fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
         .enumerate()
         .map(|(i, item)| match item {
             Value::String(tag) => {
-                check_keyword(&format!("tags.{i}"), &tag)?;
+                check_keyword(&format!("tags[{i}]"), &tag)?;
                 Ok(tag)
             }
-            _ => Err(FieldError::new(format!("tags.{i}"), "must be a string")),
+            _ => Err(FieldError::new(format!("tags[{i}]"), "must be a string")),
         })
         .collect()
 }
@@ -380,7 +394,7 @@ mod tests {
             api(json!({"timestamp": "soon"})).unwrap_err().field,
             "timestamp"
         );
-        assert_eq!(api(json!({"tags": [1]})).unwrap_err().field, "tags.0");
+        assert_eq!(api(json!({"tags": [1]})).unwrap_err().field, "tags[0]");
         assert_eq!(api(json!({"tags": "one"})).unwrap_err().field, "tags");
         assert_eq!(api(json!({"host": 5})).unwrap_err().field, "host");
         assert_eq!(
@@ -390,6 +404,13 @@ mod tests {
         assert_eq!(api(json!({"program": true})).unwrap_err().field, "program");
         assert_eq!(api(json!({"id": "x"})).unwrap_err().field, "id");
         assert_eq!(api(json!({"source": "kafka"})).unwrap_err().field, "source");
+        // No ingested event passes for a decision event.
+        for program in ["warden", "Warden ", "WARDEN"] {
+            let e = api(json!({"source": "agent", "program": program})).unwrap_err();
+            assert_eq!(e.field, "program", "{program}");
+        }
+        assert!(api(json!({"source": "api", "program": "warden"})).is_ok());
+        assert!(api(json!({"source": "agent", "program": "warden-sdk"})).is_ok());
         assert_eq!(api(json!("text")).unwrap_err().field, "");
     }
 

@@ -199,7 +199,7 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec![(Some(2), ""), (Some(3), ""), (Some(4), "tags.0")]
+            vec![(Some(2), ""), (Some(3), ""), (Some(4), "tags[0]")]
         );
     }
 
