@@ -4,8 +4,9 @@
 //! everything else matches itself, case-sensitively. Brackets, braces,
 //! `!` and `\` are reserved so that a pattern means the same tomorrow.
 
-/// Longest pattern accepted, in characters.
-pub const MAX_LEN: usize = 200;
+/// Longest pattern accepted, in characters: as long as a tool name may
+/// be, so that any tool can be named exactly.
+pub const MAX_LEN: usize = 256;
 const RESERVED: &[char] = &['[', ']', '{', '}', '!', '\\'];
 
 /// Why a pattern was refused; `position` is the 1-based character.
@@ -181,8 +182,8 @@ mod tests {
         assert_eq!(err.position, 4);
         assert_eq!(ToolPattern::parse("").unwrap_err().position, 1);
         assert_eq!(
-            ToolPattern::parse(&"a".repeat(201)).unwrap_err().position,
-            201
+            ToolPattern::parse(&"a".repeat(257)).unwrap_err().position,
+            257
         );
     }
 

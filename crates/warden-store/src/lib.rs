@@ -49,10 +49,12 @@ pub enum Companion {
     UpdatePolicy(PolicyRecord),
     /// Deletes the policy if the stored one is at `version - 1`.
     DeletePolicy(PolicyRecord),
-    /// Sets a setting the policy engine reads (bumps the generation).
+    /// Sets a setting the policy engine reads (bumps the generation), if
+    /// it still has the value `was` (`None`: not set).
     SetTenantSetting {
         name: String,
         value: String,
+        was: Option<String>,
         at: Millis,
     },
 }

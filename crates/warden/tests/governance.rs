@@ -1078,6 +1078,29 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         assert_eq!(r.status, 200, "{}", r.text);
     }
     assert_eq!(audit_count(&api), before + 2);
+    // Racing requests for one change audit it once.
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let api = api.clone_with_key();
+            std::thread::spawn(move || {
+                api.patch(
+                    "/api/v1/policy-settings",
+                    &json!({"default_decision": "step_up"}),
+                )
+            })
+        })
+        .collect();
+    for racer in racers {
+        let r = racer.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(audit_count(&api), before + 3);
+    let r = api.patch(
+        "/api/v1/policy-settings",
+        &json!({"default_decision": "allow"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(audit_count(&api), before + 4);
     let changes = api.get("/api/v1/audit?kind=policy_change&limit=2");
     let newest = &changes.body["data"][0];
     assert_eq!(
@@ -1087,7 +1110,7 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     );
     assert_eq!(
         (&newest["detail"]["from"], &newest["detail"]["to"]),
-        (&json!("deny"), &json!("allow"))
+        (&json!("step_up"), &json!("allow"))
     );
 
     // Whole JSON numbers are ints: arithmetic works, nothing fails closed.

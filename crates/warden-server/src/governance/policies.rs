@@ -86,6 +86,7 @@ pub async fn set_default_decision(
 ) -> ServiceResult<()> {
     ensure_unbound(principal)?;
     let tenant = principal.tenant();
+    let stored = g.store.tenant_setting(&tenant, DEFAULT_DECISION).await?;
     let current = g.engine.default_decision(&tenant).await?;
     if current == decision {
         return Ok(());
@@ -100,12 +101,23 @@ pub async fn set_default_decision(
     let companion = Companion::SetTenantSetting {
         name: DEFAULT_DECISION.into(),
         value: to.into(),
+        was: stored,
         at,
     };
-    g.audit
-        .append(tenant.clone(), audit, Some(companion))
-        .await
-        .map_err(append_error)?;
+    match g.audit.append(tenant.clone(), audit, Some(companion)).await {
+        Ok(_) => {}
+        // Another request changed it meanwhile, and audited its change:
+        // done if it set the same decision, else the caller decides again.
+        Err(AppendError::Precondition) => {
+            if g.engine.default_decision(&tenant).await? != decision {
+                return Err(Error::Conflict(
+                    "the default decision changed meanwhile; read it and retry".into(),
+                )
+                .into());
+            }
+        }
+        Err(e) => return Err(append_error(e)),
+    }
     g.engine.load(&tenant).await?;
     Ok(())
 }

@@ -50,9 +50,12 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
         Companion::CreatePolicy(record) => policies::insert_steps(tenant, record),
         Companion::UpdatePolicy(record) => policies::update_steps(tenant, record),
         Companion::DeletePolicy(record) => policies::delete_steps(tenant, record),
-        Companion::SetTenantSetting { name, value, at } => {
-            policies::setting_steps(tenant, name, value, *at)
-        }
+        Companion::SetTenantSetting {
+            name,
+            value,
+            was,
+            at,
+        } => policies::setting_steps(tenant, name, value, was.as_deref(), *at),
     }
 }
 

@@ -237,15 +237,26 @@ pub(crate) async fn tenant_setting(
     rows.first().map(|r| r.text("value")).transpose()
 }
 
-pub(crate) fn setting_steps(tenant: &Tenant, name: &str, value: &str, now: i64) -> Vec<Step> {
+/// Sets a setting that still has the value `was` (`None`: not set); a
+/// write raced by another touches no row and abandons the transaction.
+pub(crate) fn setting_steps(
+    tenant: &Tenant,
+    name: &str,
+    value: &str,
+    was: Option<&str>,
+    now: i64,
+) -> Vec<Step> {
     let [org, env] = tenant_args(tenant);
+    let was = Value::Text(was.map(str::to_string));
     vec![
+        // A NULL `was` matches no stored value: then only the insert writes.
         Step::execute(
             "INSERT INTO tenant_settings (org_id, environment, name, value, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, environment, name) \
-             DO UPDATE SET value = $4, updated_at = $5",
-            vec![org, env, name.into(), value.into(), now.into()],
-        ),
+             DO UPDATE SET value = $4, updated_at = $5 WHERE tenant_settings.value = $6",
+            vec![org, env, name.into(), value.into(), now.into(), was],
+        )
+        .required(),
         generation_step(tenant, now),
     ]
 }
