@@ -254,10 +254,6 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_hold(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>>;
     async fn hold_by_token(&self, tenant: &Tenant, digest: &str) -> StoreResult<Option<Hold>>;
-    /// Marks an approved hold's approval used, without a decision (an
-    /// agent that runs the call on the strength of its poll); false when
-    /// it was used already or is not approved.
-    async fn use_hold_approval(&self, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool>;
     async fn list_holds(
         &self,
         tenant: &Tenant,

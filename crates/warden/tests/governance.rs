@@ -661,16 +661,31 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": {"amount": 7}});
     let redeem = approved_redemption(&api, &call);
     let token = redeem["hold_token"].as_str().unwrap().to_string();
-    for _ in 0..2 {
-        let r = thoth_poll(&api, &t.live_key, &token);
-        assert_eq!(r["resolution"], "ALLOW", "{r}");
-    }
+    let before = audit_count(&api);
+    let r = thoth_poll(&api, &t.live_key, &token);
+    assert_eq!(r["resolution"], "ALLOW", "{r}");
+    // The use is audited as a decision naming the hold.
+    assert_eq!(audit_count(&api), before + 1);
+    let last = api.get("/api/v1/audit?kind=decision&limit=1").body["data"][0].clone();
+    assert_eq!(last["decision"], "allow", "{last}");
+    assert_eq!(last["tool"], "payments.wire", "{last}");
+    assert!(last["hold_id"].as_str().is_some_and(|h| h.starts_with("hld_")), "{last}");
+    // A second poll does not run it again.
+    let r = thoth_poll(&api, &t.live_key, &token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("already used"), "{r}");
     let used = enforce(&api, redeem);
     assert_eq!(used["decision"], "deny", "{used}");
     assert!(
         used["reason"].as_str().unwrap().contains("already used"),
         "{used}"
     );
+    // Nor does a poll after a re-submission used the approval.
+    let redeem = approved_redemption(&api, &call);
+    let token = redeem["hold_token"].as_str().unwrap().to_string();
+    assert_eq!(enforce(&api, redeem)["decision"], "allow");
+    let r = thoth_poll(&api, &t.live_key, &token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
 
     // Calls racing to redeem one approval: one runs, every other gets a
     // decision (deny, already used), none an error.
@@ -738,7 +753,9 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .collect();
     assert_eq!(
         statuses,
-        ["expired", "denied", "approved", "approved", "approved", "approved"],
+        [
+            "expired", "denied", "approved", "approved", "approved", "approved", "approved"
+        ],
         "{}",
         log.text
     );
@@ -1221,6 +1238,12 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         json!({"name": "big reads", "action_pattern": "vault.*", "decision": "deny", "priority": 50,
                "condition": "has(args.bulk) && args.bulk == true"}),
     );
+    // Quarantine by tag, with a condition; nobody is tagged yet.
+    policy(
+        &api,
+        json!({"name": "quarantine", "action_pattern": "*", "decision": "deny", "priority": 60,
+               "agents": {"tags": ["quarantine"]}, "condition": "tool != 'never'"}),
+    );
     let approve = |agent: &str, tool: &str| -> String {
         let redeem = approved_redemption(&api, &json!({"agent_id": agent, "tool_name": tool}));
         redeem["hold_token"].as_str().unwrap().to_string()
@@ -1261,6 +1284,17 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     assert!(r.status < 300, "{}", r.text);
     // With the freeze lifted, the approval stands again.
     assert_eq!(poll(&token)["resolution"], "ALLOW");
+
+    // The agent was quarantined by a tag after the approval: the policy's
+    // condition was never evaluated for it, so it counts.
+    let tagged = api.create_agent("tagged-bot");
+    let token = approve(&tagged, "vault.read");
+    let r = api.patch(
+        &format!("/api/v1/agents/{tagged}"),
+        &json!({"tags": ["quarantine"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(poll(&token)["resolution"], "BLOCK");
 
     // The holding policy itself changed.
     let token = approve("steady-bot", "vault.write");

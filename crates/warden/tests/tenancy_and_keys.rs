@@ -438,6 +438,16 @@ fn network_limits_and_agent_binding(backend: &Backend) {
             &json!({"status": "active"}),
         )
         .error(403, "forbidden");
+    // Nor step out from under a policy aimed at it.
+    for change in [
+        json!({"tags": []}),
+        json!({"external_id": "someone-else"}),
+        json!({"name": "innocent"}),
+    ] {
+        bound
+            .patch(&format!("/api/v1/agents/{mine}"), &change)
+            .error(403, "forbidden");
+    }
     bound
         .delete(&format!("/api/v1/agents/{mine}"))
         .error(403, "forbidden");

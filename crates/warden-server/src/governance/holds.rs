@@ -259,10 +259,13 @@ pub async fn approval_stands(
         .filter(|p| holding.is_none_or(|h| (p.priority, p.decision.restrictiveness()) > h))
         // An allow or audit would let the call run anyway.
         .filter(|p| p.decision.restrictiveness() > Decision::Audit.restrictiveness())
-        // One unchanged since the hold was made and without a condition
-        // would have decided then; with one, it did not hold for this call.
+        // One without a condition would have decided then. One with a
+        // condition, unchanged since the hold was made, over an agent
+        // unchanged since (its tags and names are what selectors match),
+        // was evaluated for this call and did not hold; else it counts.
         .find(|p| {
             p.condition.is_none()
+                || agent.updated_at >= hold.created_at
                 || policies
                     .facts
                     .get(&p.id)
@@ -275,6 +278,57 @@ pub async fn approval_stands(
         )),
         None => Ok(()),
     })
+}
+
+/// Uses an approved hold's approval for a poll whose answer runs the call
+/// (the Thoth SDK's): the use is a decision of its own, audited (and so an
+/// agent event) in the same transaction that marks the approval used.
+/// `Err` when the approval was used first by anything else.
+pub async fn use_by_poll(
+    g: &super::Governance,
+    tenant: &Tenant,
+    actor: &str,
+    hold: &Hold,
+) -> ServiceResult<Result<(), String>> {
+    let now = now_ms();
+    let record = AuditRecord {
+        id: new_time_ordered_id(prefix::AUDIT),
+        kind: AuditKind::Decision,
+        at: now,
+        actor: actor.to_string(),
+        agent_id: Some(hold.agent_id.clone()),
+        tool: Some(hold.tool.clone()),
+        arguments: None,
+        decision: Some("allow".into()),
+        reason: Some(format!(
+            "step-up approved by {} (hold {}); the approval was used by the agent's poll",
+            hold.decided_by.clone().unwrap_or_default(),
+            hold.id
+        )),
+        matched_policy_ids: vec![],
+        monitored: vec![],
+        drift: None,
+        session_id: hold.session_id.clone(),
+        user_id: None,
+        latency_us: None,
+        hold_id: Some(hold.id.clone()),
+        policy_id: (!hold.policy_id.is_empty()).then(|| hold.policy_id.clone()),
+        policy_version: (!hold.policy_id.is_empty()).then_some(hold.policy_version),
+        detail: json!({
+            "redeemed_hold_id": hold.id,
+            "decision_audit_id": hold.audit_id,
+            "used_by": "poll",
+        }),
+    };
+    let companion = Companion::RedeemHold {
+        hold_id: hold.id.clone(),
+        at: now,
+    };
+    match g.audit.append(tenant.clone(), record, Some(companion)).await {
+        Ok(_) => Ok(Ok(())),
+        Err(AppendError::Precondition) => Ok(Err("the hold's approval was already used".into())),
+        Err(e) => Err(append_error(e)),
+    }
 }
 
 /// Expires every pending hold past its time; run in the background.

@@ -22,7 +22,7 @@ use super::enforce::{poll_hold, WaitQuery};
 use super::events::{store_events, Accepted};
 use crate::auth::Principal;
 use crate::governance::enforce::{self as service, CallRequest};
-use crate::governance::holds::approval_stands;
+use crate::governance::holds::{approval_stands, use_by_poll};
 use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
@@ -143,32 +143,36 @@ pub async fn thoth_hold(
 ) -> ApiResult<Json<ThothHold>> {
     let h = poll_hold(&state.governance, &principal, &token, q.wait).await?;
     // The SDK runs the call as soon as its poll answers ALLOW, without
-    // asking again: that answer is the approval's one use. Later polls
-    // still answer ALLOW (a retried poll must not flip), but a re-submission
-    // of the call with the hold token is then "already used". An approval
-    // not used within the hold's timeout answers BLOCK and stays unused.
-    // What happened since the approval (a suspension, a changed policy)
-    // is checked first, as a re-submission of the call would be decided.
+    // asking again: that answer is the approval's one use, audited as a
+    // decision. Once used, by a poll or by a re-submission of the call,
+    // the approval answers BLOCK, so one approval never runs the call
+    // twice. What happened since the approval (a suspension, a changed
+    // policy) is checked first, as a re-submission would be decided. An
+    // approval not used within the hold's timeout answers BLOCK and stays
+    // unused.
     let now = now_ms();
     let status = h.status_at(now);
-    let mut withdrawn = None;
-    if status == HoldStatus::Approved && h.redeemed_at.is_none() {
-        let tenant = principal.tenant();
-        match approval_stands(&state.governance, &tenant, &h).await? {
-            Ok(()) => {
-                state.store.use_hold_approval(&tenant, &h.id, now).await?;
-            }
-            Err(why) => withdrawn = Some(why),
-        }
-    }
-    if let Some(why) = withdrawn {
-        return Ok(Json(ThothHold {
+    let block = |why: String| {
+        Json(ThothHold {
             resolved: true,
             resolution: Some("BLOCK".into()),
             status: status.as_str().into(),
             reason: Some(why),
-            decided_by: h.decided_by,
-        }));
+            decided_by: h.decided_by.clone(),
+        })
+    };
+    if status == HoldStatus::Approved {
+        if h.redeemed_at.is_some() {
+            return Ok(block("the hold's approval was already used".into()));
+        }
+        let tenant = principal.tenant();
+        let g = &state.governance;
+        if let Err(why) = approval_stands(g, &tenant, &h).await? {
+            return Ok(block(why));
+        }
+        if let Err(why) = use_by_poll(g, &tenant, &principal.key_id, &h).await? {
+            return Ok(block(why));
+        }
     }
     let state = super::enforce::hold_state(&h, now);
     let reason = if h.approval_expired(now) {

@@ -63,11 +63,22 @@ pub async fn update(
     id: &str,
     changes: AgentChanges,
 ) -> ServiceResult<Agent> {
-    if principal.agent_id.is_some() && changes.status.is_some() {
-        return Err(Error::Forbidden(
-            "a key bound to an agent cannot change that agent's status".into(),
-        )
-        .into());
+    // What policies select and conditions read (status, tags, external_id,
+    // name) is the security team's to set: an agent that could change it
+    // could step out from under a policy aimed at it.
+    if principal.agent_id.is_some() {
+        let governed = [
+            ("status", changes.status.is_some()),
+            ("tags", changes.tags.is_some()),
+            ("external_id", changes.external_id.is_some()),
+            ("name", changes.name.is_some()),
+        ];
+        if let Some((field, _)) = governed.iter().find(|(_, given)| *given) {
+            return Err(Error::Forbidden(format!(
+                "a key bound to an agent cannot change that agent's {field} (policies select and read it)"
+            ))
+            .into());
+        }
     }
     // Read, change, write if nobody wrote in between; else start over.
     for _ in 0..UPDATE_ATTEMPTS {

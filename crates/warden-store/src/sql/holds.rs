@@ -109,15 +109,6 @@ pub(crate) fn redeem_step(tenant: &Tenant, id: &str, at: Millis) -> Step {
     Step::execute(REDEEM, redeem_args(tenant, id, at)).required()
 }
 
-pub(crate) async fn use_approval(
-    db: &dyn Db,
-    tenant: &Tenant,
-    id: &str,
-    at: Millis,
-) -> StoreResult<bool> {
-    Ok(db.execute(REDEEM, redeem_args(tenant, id, at)).await? > 0)
-}
-
 pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>> {
     db.query(
         &format!("SELECT {COLUMNS} FROM holds WHERE id = $1 AND org_id = $2 AND environment = $3"),

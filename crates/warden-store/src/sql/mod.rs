@@ -374,9 +374,6 @@ impl Store for SqlStore {
         holds::by_token(self.db.as_ref(), tenant, digest).await
     }
 
-    async fn use_hold_approval(&self, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool> {
-        holds::use_approval(self.db.as_ref(), tenant, id, at).await
-    }
 
     async fn list_holds(
         &self,
