@@ -480,7 +480,40 @@ const SIZE_BOUND_CALLS: &[&str] = &[
     "indexOf",
     "lastIndexOf",
     "format",
+    // Each of these walks or copies a whole string.
+    "size",
+    "string",
+    "lowerAscii",
+    "upperAscii",
+    "substring",
+    "trim",
+    "charAt",
+    "quote",
 ];
+
+/// Comparisons cost at most their smaller side: linear in a loop when
+/// either side is the loop's own or a literal, a product when both sides
+/// are other data (two lists or strings of the call).
+const COMPARISONS: &[&str] = &["_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_"];
+
+/// The transform of a `map` (the `[x]` its step appends to the result),
+/// found in the expansion the parser gives the macro.
+fn map_transform<'e>(step: &'e IdedExpr, accu: &str) -> Option<&'e IdedExpr> {
+    let Expr::Call(call) = &step.expr else {
+        return None;
+    };
+    match (call.func_name.as_str(), &call.args[..]) {
+        ("_+_", [first, second]) if matches!(&first.expr, Expr::Ident(a) if a == accu) => {
+            match &second.expr {
+                Expr::List(list) if list.elements.len() == 1 => Some(&list.elements[0]),
+                _ => None,
+            }
+        }
+        // map(x, predicate, transform): the append behind a condition.
+        ("_?_:_", [_, then, _]) => map_transform(then, accu),
+        _ => None,
+    }
+}
 
 /// Whether `e` reads any variable other than `own` (literals read none).
 fn reads_beyond(e: &IdedExpr, own: &[String]) -> bool {
@@ -626,10 +659,28 @@ impl Checker<'_> {
                     locals.push(v.clone());
                 }
                 let own = locals[locals.len() - pushed..].to_vec();
-                *self.loop_vars.borrow_mut() = Some(own);
+                *self.loop_vars.borrow_mut() = Some(own.clone());
                 let result = (|| {
                     self.check(&c.loop_cond, locals)?;
                     self.check(&c.loop_step, locals)?;
+                    // A map whose every result carries other data of the
+                    // call (a list, a string) hands the next loop over it
+                    // a product of two sizes.
+                    if let Some(t) = map_transform(&c.loop_step, &c.accu_var) {
+                        if self.cost_rules && reads_beyond(t, &own) {
+                            let kind = self.check(t, locals)?;
+                            if !matches!(
+                                kind,
+                                Kind::Bool | Kind::Int | Kind::UInt | Kind::Double | Kind::Null
+                            ) {
+                                return Err(self.error(
+                                    t,
+                                    "a map's result may carry data other than its own element                                      only as a number or boolean (convert it: double(…), int(…)):                                      each result would hold a copy of that data"
+                                        .into(),
+                                ));
+                            }
+                        }
+                    }
                     self.check(&c.result, locals)
                 })();
                 *self.loop_vars.borrow_mut() = enclosing;
@@ -655,6 +706,35 @@ impl Checker<'_> {
             args.push(self.check(a, locals)?);
         }
         let name = call.func_name.as_str();
+        if self.cost_rules {
+            if let Some(own) = self.loop_vars.borrow().as_deref() {
+                let beyond: Vec<bool> = call.args.iter().map(|a| reads_beyond(a, own)).collect();
+                // The loop's variables: its element, its result so far.
+                let accumulator = own.get(1);
+                let accumulates = call
+                    .args
+                    .first()
+                    .is_some_and(|a| matches!(&a.expr, Expr::Ident(v) if Some(v) == accumulator));
+                // Joining other data once per element copies it each time;
+                // adding numbers is cheap (the macros' own appends to their
+                // result are checked where the loop is).
+                let joins = name == "_+_"
+                    && !accumulates
+                    && beyond.iter().any(|b| *b)
+                    && !args.iter().all(|k| k.numeric());
+                let compares = COMPARISONS.contains(&name) && beyond.iter().all(|b| *b);
+                if joins || compares {
+                    return Err(self.error(
+                        e,
+                        format!(
+                            "inside a comprehension's body, `{}` may not {} data of the call                              other than the loop's own element: its cost would grow with the                              square of the call's size",
+                            name.trim_matches('_'),
+                            if joins { "join" } else { "compare two pieces of" }
+                        ),
+                    ));
+                }
+            }
+        }
         if self.cost_rules && SIZE_BOUND_CALLS.contains(&name) {
             if let Some(own) = self.loop_vars.borrow().as_deref() {
                 let target = call.target.as_ref().is_some_and(|t| reads_beyond(t, own));
@@ -967,8 +1047,27 @@ mod tests {
             "args.items.exists(i, args.tags.exists(t, t == i))",
             "args.items.exists(i, context.a.startsWith(context.b))",
             "args.items.exists(i, i.tags.exists(t, args.text.contains(t)))",
+            // A map whose results carry other data, walked again.
+            "args.a.map(i, args.b).exists(l, l.exists(t, t == 1))",
+            "args.a.map(i, args.s).exists(l, l.matches('x+$'))",
+            // Copies of other data, or two pieces of it compared, per element.
+            "args.l.map(x, args.s + args.s).size() > 0",
+            "args.l.exists(x, x + args.s == 'a')",
+            "args.l.exists(x, args.a == args.b)",
+            "args.l.all(x, args.s.lowerAscii() != '')",
+            "args.l.all(x, size(args.s) > 0)",
         ] {
             assert!(CelCondition::compile(source).is_err(), "{source}");
+        }
+        // Numbers and booleans from other data, and the element's own parts.
+        for source in [
+            "args.items.map(a, double(a.price) * double(args.rate)).exists(p, p > 100.0)",
+            "args.items.map(a, a.tags).exists(t, t.exists(x, x == 'pii'))",
+            "args.items.filter(a, a.price > args.limit).size() > 0",
+            "args.items.map(a, a.name + '-x').exists(n, n == args.wanted)",
+            "args.items.all(a, a.amount + 1 < args.limit)",
+        ] {
+            assert!(CelCondition::compile(source).is_ok(), "{source}");
         }
     }
 

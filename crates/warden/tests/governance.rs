@@ -669,11 +669,19 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let last = api.get("/api/v1/audit?kind=decision&limit=1").body["data"][0].clone();
     assert_eq!(last["decision"], "allow", "{last}");
     assert_eq!(last["tool"], "payments.wire", "{last}");
-    assert!(last["hold_id"].as_str().is_some_and(|h| h.starts_with("hld_")), "{last}");
+    assert!(
+        last["hold_id"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("hld_")),
+        "{last}"
+    );
     // A second poll does not run it again.
     let r = thoth_poll(&api, &t.live_key, &token);
     assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("already used"), "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("already used"),
+        "{r}"
+    );
     let used = enforce(&api, redeem);
     assert_eq!(used["decision"], "deny", "{used}");
     assert!(
@@ -753,9 +761,7 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .collect();
     assert_eq!(
         statuses,
-        [
-            "expired", "denied", "approved", "approved", "approved", "approved", "approved"
-        ],
+        ["expired", "denied", "approved", "approved", "approved", "approved", "approved"],
         "{}",
         log.text
     );
@@ -1141,6 +1147,8 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     for condition in [
         "args.items.all(a, args.items.all(b, a == b || true))",
         "args.items.all(a, a in args.allowed)",
+        "args.a.map(i, args.b).exists(l, l.exists(t, t == 1))",
+        "args.l.map(x, args.s + args.s).size() > 0",
     ] {
         let r = api.post(
             "/api/v1/policies",

@@ -324,7 +324,11 @@ pub async fn use_by_poll(
         hold_id: hold.id.clone(),
         at: now,
     };
-    match g.audit.append(tenant.clone(), record, Some(companion)).await {
+    match g
+        .audit
+        .append(tenant.clone(), record, Some(companion))
+        .await
+    {
         Ok(_) => Ok(Ok(())),
         Err(AppendError::Precondition) => Ok(Err("the hold's approval was already used".into())),
         Err(e) => Err(append_error(e)),

@@ -374,7 +374,6 @@ impl Store for SqlStore {
         holds::by_token(self.db.as_ref(), tenant, digest).await
     }
 
-
     async fn list_holds(
         &self,
         tenant: &Tenant,
