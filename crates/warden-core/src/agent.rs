@@ -151,10 +151,13 @@ impl Agent {
 }
 
 /// Whether `s` has the form of a Warden agent id (`agt_` and 24 hex
-/// digits), as opposed to an agent's own external id.
+/// digits, in any case, so that a look-alike is refused too), as opposed
+/// to an agent's own external id.
 pub fn looks_like_agent_id(s: &str) -> bool {
-    s.strip_prefix("agt_")
-        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    s.len() == 28
+        && s.is_char_boundary(4)
+        && s[..4].eq_ignore_ascii_case("agt_")
+        && s[4..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
@@ -237,6 +240,15 @@ pub struct AgentFilter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_agent_id_look_alike_is_one_in_any_case() {
+        assert!(super::looks_like_agent_id("agt_0123456789abcdef01234567"));
+        assert!(super::looks_like_agent_id("AGT_0123456789ABCDEF01234567"));
+        assert!(!super::looks_like_agent_id("agt_0123456789abcdef0123456"));
+        assert!(!super::looks_like_agent_id("agt_0123456789abcdef0123456g"));
+        assert!(!super::looks_like_agent_id("billing-bot"));
+    }
+
     use super::*;
 
     #[test]

@@ -106,13 +106,19 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// SHA-256 of the arguments' canonical JSON (object keys sorted at every
-/// level), so that the same arguments sent with their keys in another
-/// order are the same call.
-pub fn args_digest(args: &serde_json::Value) -> String {
+/// SHA-256 of the hold token and the arguments' canonical JSON (object
+/// keys sorted at every level), so that the same arguments sent with their
+/// keys in another order are the same call. The token keys it: whoever
+/// reads a hold (its redacted arguments beside it in the audit log) cannot
+/// try guesses of a redacted PIN against the digest.
+pub fn args_digest(token: &str, args: &serde_json::Value) -> String {
     let mut text = String::new();
     canonical(args, &mut text);
-    hex::encode(Sha256::digest(text.as_bytes()))
+    let mut hash = Sha256::new();
+    hash.update(token.as_bytes());
+    hash.update([0u8]);
+    hash.update(text.as_bytes());
+    hex::encode(hash.finalize())
 }
 
 fn canonical(value: &serde_json::Value, out: &mut String) {
@@ -156,10 +162,19 @@ mod tests {
             serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"q":2,"p":3}],"x":null}}"#).unwrap();
         let b: serde_json::Value =
             serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"p":3,"q":2}]},"b":1}"#).unwrap();
-        assert_eq!(args_digest(&a), args_digest(&b));
+        assert_eq!(args_digest("t", &a), args_digest("t", &b));
+        assert_ne!(
+            args_digest("t", &a),
+            args_digest("u", &a),
+            "the token keys it"
+        );
         let c: serde_json::Value =
             serde_json::from_str(r#"{"a":{"x":null,"y":[{"p":3,"q":2},1]},"b":1}"#).unwrap();
-        assert_ne!(args_digest(&a), args_digest(&c), "array order matters");
+        assert_ne!(
+            args_digest("t", &a),
+            args_digest("t", &c),
+            "array order matters"
+        );
     }
 }
 

@@ -352,6 +352,26 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
         "[REDACTED]"
     );
     assert_eq!(rec.body["data"]["arguments"]["card"]["exp"], "12/30");
+    // Nor through a condition's error that quotes a redacted value.
+    let kv = policy(
+        &api,
+        json!({"name": "kv", "action_pattern": "kv.get", "decision": "deny",
+               "audit_redact": ["password"], "condition": "context[args.password] == 1"}),
+    );
+    let d = enforce(
+        &api,
+        json!({"agent_id": "shop", "tool_name": "kv.get", "tool_args": {"password": "SUPERSECRET99"}}),
+    );
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    let errors = rec.body["data"]["detail"]["condition_errors"].to_string();
+    assert!(errors.contains("[REDACTED]"), "{errors}");
+    assert!(!backend
+        .sql("SELECT record FROM audit_log")
+        .contains("SUPERSECRET99"));
+    assert!(api.delete(&format!("/api/v1/policies/{kv}")).status < 300);
 
     // A dry run records nothing.
     let before = audit_count(&api);
@@ -1181,6 +1201,12 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     );
     let r = api.get("/api/v1/audit?action=a%5Bb");
     assert_eq!(r.error(400, "invalid_request")["field"], "action");
+    for path in ["/api/v1/audit?agent_id=", "/api/v1/holds?agent_id=%20"] {
+        assert_eq!(
+            api.get(path).error(400, "invalid_request")["field"],
+            "agent_id"
+        );
+    }
 
     // An approval lasts as long as the hold could wait for it.
     policy(

@@ -397,7 +397,7 @@ async fn decide_and_record(
             audit_id: audit_id.clone(),
             agent_id: agent.id.clone(),
             tool: call.tool.clone(),
-            args_sha256: hold::args_digest(&args),
+            args_sha256: hold::args_digest(&token, &args),
             policy_id,
             policy_version: facts.map_or(0, |f| f.version),
             session_id: call.session_id.clone(),
@@ -428,7 +428,25 @@ async fn decide_and_record(
         detail["monitor_decision"] = json!(d.as_str());
     }
     if !outcome.condition_errors.is_empty() {
-        detail["condition_errors"] = json!(outcome.condition_errors);
+        // An error's text may quote an argument's value (`No such key:
+        // …`): the redacted ones are taken out of it as well.
+        let mut secrets = Vec::new();
+        redacted_values(&args, &stored_args, &mut secrets);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let errors: Vec<Value> = outcome
+            .condition_errors
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                if let Some(Value::String(text)) = e.get_mut("error") {
+                    for secret in &secrets {
+                        *text = text.replace(secret.as_str(), warden_policy::modify::REDACTED);
+                    }
+                }
+                e
+            })
+            .collect();
+        detail["condition_errors"] = json!(errors);
     }
     if let Some(m) = &modified_tool_args {
         detail["modified_arguments"] = redact(m);
@@ -490,6 +508,38 @@ async fn decide_and_record(
     }))
 }
 
+/// The text of every scalar that redaction took out of `original` (where
+/// `stored` differs from it), so that it can be taken out of other text.
+fn redacted_values(original: &Value, stored: &Value, out: &mut Vec<String>) {
+    match (original, stored) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => redacted_values(v, w, out),
+                    None => scalars(v, out),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (v, w) in a.iter().zip(b) {
+                redacted_values(v, w, out);
+            }
+        }
+        (a, b) if a != b => scalars(a, out),
+        _ => {}
+    }
+}
+
+fn scalars(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(m) => m.values().for_each(|v| scalars(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| scalars(v, out)),
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Bool(_) | Value::Null | Value::String(_) => {}
+    }
+}
+
 /// Checks a hold token against the call; `Err` says why it cannot be used.
 async fn redeem(
     g: &Governance,
@@ -512,7 +562,10 @@ async fn redeem(
         Some("the hold's approval was already used".into())
     } else if h.approval_expired(now_ms()) {
         Some("the hold's approval expired before it was used; ask again".into())
-    } else if h.agent_id != agent.id || h.tool != tool || h.args_sha256 != hold::args_digest(args) {
+    } else if h.agent_id != agent.id
+        || h.tool != tool
+        || h.args_sha256 != hold::args_digest(token, args)
+    {
         Some("the hold covers another call (agent, tool or arguments differ)".into())
     } else {
         None

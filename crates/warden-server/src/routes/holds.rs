@@ -25,7 +25,9 @@ pub struct HoldView {
     pub status: HoldStatusName,
     pub agent_id: String,
     pub tool: String,
-    /// SHA-256 of the call's arguments: the hold covers exactly this call.
+    /// SHA-256 of the hold token and the call's arguments: the hold covers
+    /// exactly this call, and only the token's holder can test arguments
+    /// against it.
     pub args_sha256: String,
     pub policy_id: String,
     pub policy_version: i64,

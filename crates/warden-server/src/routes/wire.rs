@@ -106,6 +106,12 @@ pub async fn agent_filter(
     requested: Option<String>,
 ) -> Result<Option<String>, crate::http::error::ApiError> {
     let resolved = match requested {
+        Some(reference) if reference.trim().is_empty() => {
+            return Err(crate::http::error::ApiError::invalid(
+                "agent_id",
+                "agent_id must name an agent (its id or external_id); leave it out to list every agent's",
+            ))
+        }
         Some(reference) => Some(
             state
                 .store
