@@ -730,6 +730,19 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     socket.send_to(b"   ", format!("127.0.0.1:{udp}")).unwrap();
     // A key that is not valid routes nowhere, not to the listener's default.
     logger_with_token(&udp, "wdn_live_not-a-key", "forged", "forged key");
+    // Text that mentions the element's id is kept, with any key in it
+    // taken out.
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &udp,
+        "-d",
+        "--rfc3164",
+        "-t",
+        "sshd",
+        "Invalid user warden@32473 from 10.0.0.9 [warden@32473 token=wdn_live_leaked1]",
+    ]);
     logger(&[
         host[0],
         host[1],
@@ -742,7 +755,13 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "final message",
     ]);
 
-    wait_total(&api, "source:syslog", 5);
+    wait_total(&api, "source:syslog", 6);
+    let mention = search(&api, json!({"query": "program:sshd"}))["events"][0].clone();
+    assert_eq!(
+        mention["message"],
+        "Invalid user warden@32473 from 10.0.0.9 [warden@32473 token=[REDACTED]]",
+        "{mention}"
+    );
     let get = |q: &str| search(&api, json!({"query": q}))["events"][0].clone();
     let e = get("program:app5424u");
     assert_eq!(e["message"], "udp five four two four");
@@ -767,6 +786,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert!(unbound["events"][0]["agent_id"].is_null(), "{unbound}");
     // The key travelled in the message but is stored nowhere.
     assert!(!backend.raw_contents().contains(&other.live_key));
+    assert!(!backend.raw_contents().contains("wdn_live_leaked1"));
     // Syslog cannot answer its sender; what was dropped shows in /metrics.
     // (The stored count moves just after the commit that made events
     // searchable, so it is read again briefly.)
@@ -775,7 +795,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         &[
             r#"warden_syslog_messages_total{outcome="malformed"} 3"#,
             r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
-            r#"warden_syslog_messages_total{outcome="stored"} 7"#,
+            r#"warden_syslog_messages_total{outcome="stored"} 8"#,
         ],
     );
 }

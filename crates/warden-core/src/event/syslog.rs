@@ -83,11 +83,6 @@ pub enum SyslogError {
     MalformedPriority,
     #[error("the syslog priority {value} is out of range (0 to 191)")]
     PriorityOutOfRange { value: u16 },
-    #[error(
-        "the `warden@32473` element is malformed; send it as structured data: \
-         [warden@32473 token=\"…\"]"
-    )]
-    MalformedToken,
     #[error("the syslog message carries more than one `warden@32473` token")]
     ConflictingTokens,
     #[error("{path}: {message}")]
@@ -187,11 +182,79 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
         message,
     })?;
     // The element was recognized and removed above; if its id is still
-    // anywhere in the event, it was malformed and may hold the key's secret.
-    if mentions_warden_id(text) && mentions_warden_id(&event.to_json()) {
-        return Err(SyslogError::MalformedToken);
+    // somewhere in the event, it was malformed (or is only text that
+    // mentions it) and may hold a key's secret: the secret is taken out
+    // and the message kept, so that mentioning the id hides nothing.
+    if mentions_warden_id(text) {
+        scrub_event(&mut event);
     }
     Ok(SyslogMessage { event, token })
+}
+
+/// What replaces a secret taken out of a message.
+const SCRUBBED: &str = "[REDACTED]";
+
+fn scrub_event(event: &mut Event) {
+    event.message = scrub_secrets(&event.message);
+    for text in [&mut event.host, &mut event.program].into_iter().flatten() {
+        *text = scrub_secrets(text);
+    }
+    for value in event.fields.values_mut() {
+        scrub_value(value);
+    }
+}
+
+fn scrub_value(value: &mut Value) {
+    match value {
+        Value::String(s) => *s = scrub_secrets(s),
+        Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        Value::Object(map) => {
+            for (name, v) in map.iter_mut() {
+                if name.eq_ignore_ascii_case("token") {
+                    *v = Value::String(SCRUBBED.into());
+                } else {
+                    scrub_value(v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text` with the value of every `token=` and every word shaped like a
+/// Warden key replaced (for a message that mentions the element's id: its
+/// parts may have landed in any field).
+fn scrub_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let lower = rest.get(..6).map(str::to_ascii_lowercase);
+        if lower.as_deref() == Some("token=") {
+            out.push_str(&rest[..6]);
+            let value = &rest[6..];
+            let len = match value.strip_prefix('"') {
+                Some(quoted) => quoted.find('"').map_or(value.len(), |end| end + 2),
+                None => value
+                    .find(|c: char| c.is_whitespace() || c == ']')
+                    .unwrap_or(value.len()),
+            };
+            out.push_str(SCRUBBED);
+            rest = &value[len..];
+            continue;
+        }
+        if rest.starts_with("wdn_live_") || rest.starts_with("wdn_test_") {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(rest.len());
+            out.push_str(SCRUBBED);
+            rest = &rest[len..];
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// Whether `text` holds the token element's id, in any case.
@@ -419,24 +482,33 @@ mod tests {
             err(br#"<14>1 - h app - - [warden@32473 token="a"][warden@32473 token="b"] hi"#),
             SyslogError::ConflictingTokens
         );
-        // Not recognized as structured data: it would land in the text.
+        // Not recognized as structured data, it lands in the text, kept
+        // without the secret: mentioning the id hides no message.
         for line in [
             r#"<13>Nov 24 10:00:00 host1 root: hi [warden@32473 token=wdn_abc]"#,
             r#"<13>1 2026-11-24T10:00:00Z host1 app - - [a b="c"] [warden@32473 token="wdn_abc"] hi"#,
             r#"<13>1 yesterday host1 app - - [warden@32473 token="wdn_abc"] hi"#,
             r#"<13>Nov 24 10:00:00 [warden@32473 token="wdn_abc"] hi"#,
             r#"[warden@32473 token="wdn_abc"] hi"#,
+            r#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"] and wdn_live_Secret1"#,
         ] {
-            assert_eq!(err(line.as_bytes()), SyslogError::MalformedToken, "{line}");
+            let m = ok(line);
+            let json = m.event.to_json();
+            assert!(!json.contains("wdn_"), "{line}: {json}");
+            assert!(json.contains("[REDACTED]"), "{line}: {json}");
+            assert_eq!(m.token, None);
         }
+        let m = ok(
+            "<38>Nov 24 10:00:00 host1 sshd[1]: Invalid user warden@32473 from 10.0.0.9 port 4242",
+        );
+        assert_eq!(
+            m.event.message,
+            "Invalid user warden@32473 from 10.0.0.9 port 4242"
+        );
         // The id in another case is still the token element.
         let m = ok(r#"<14>1 - h app - - [Warden@32473 token="wdn_x"] hi"#);
         assert_eq!(m.token.as_deref(), Some("wdn_x"));
         assert!(!m.event.fields.contains_key("sd"));
-        assert_eq!(
-            err(br#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"]"#),
-            SyslogError::MalformedToken
-        );
         // A broken element that syslog_loose drops is dropped with it.
         let m = ok(r#"<13>1 - host1 app - - [warden@32473 token=wdn_abc] hi"#);
         assert_eq!(m.token, None);

@@ -265,7 +265,7 @@ pub async fn approval_stands(
         // was evaluated for this call and did not hold; else it counts.
         .find(|p| {
             p.condition.is_none()
-                || agent.updated_at >= hold.created_at
+                || agent.updated_at > hold.created_at
                 || policies
                     .facts
                     .get(&p.id)
