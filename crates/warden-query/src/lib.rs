@@ -25,6 +25,9 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 pub const MAX_DEPTH: usize = 32;
 /// Most leaf nodes (Match, Range, Exists, and `*`) in one query.
 pub const MAX_CLAUSES: usize = 256;
+/// Most terms that start with a wildcard (`*admin`, `?oot`) in one query:
+/// each reads the whole dictionary of its field.
+pub const MAX_LEADING_WILDCARD_TERMS: usize = 4;
 /// Most wildcard pieces (`*` or `?`; `**` counts once) in one term.
 pub const MAX_WILDCARDS: usize = 16;
 /// Most characters in one term, phrase or range bound (after escapes).

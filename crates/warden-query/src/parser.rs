@@ -15,7 +15,7 @@
 use crate::ast::{MatchValue, Piece, Query};
 use crate::error::{quote_text, ParseError, CLAUSE_START, END};
 use crate::lexer::{is_field_name, Kind, Lexer, Token};
-use crate::{MAX_CLAUSES, MAX_DEPTH};
+use crate::{MAX_CLAUSES, MAX_DEPTH, MAX_LEADING_WILDCARD_TERMS};
 
 /// Parses the whole query.
 pub(crate) fn parse(chars: &[char]) -> Result<Query, ParseError> {
@@ -25,6 +25,7 @@ pub(crate) fn parse(chars: &[char]) -> Result<Query, ParseError> {
         peeked: None,
         depth: 0,
         clauses: 0,
+        scans: 0,
     };
     if p.peek()?.kind == Kind::Eof {
         return Ok(Query::All);
@@ -49,6 +50,8 @@ struct Parser<'a> {
     depth: usize,
     /// Leaves produced so far.
     clauses: usize,
+    /// Terms so far that start with a wildcard.
+    scans: usize,
 }
 
 impl Parser<'_> {
@@ -112,6 +115,29 @@ impl Parser<'_> {
             .with_message(format!(
                 "the query has more than {MAX_CLAUSES} clauses; split it into several searches"
             )));
+        }
+        // A term that starts with a wildcard has no prefix to narrow the
+        // field's dictionary by: it walks every word the field holds.
+        if let Query::Match {
+            value: MatchValue::Wildcard(pieces),
+            ..
+        } = &query
+        {
+            if matches!(pieces.first(), Some(Piece::AnyChars | Piece::OneChar)) {
+                self.scans += 1;
+                if self.scans > MAX_LEADING_WILDCARD_TERMS {
+                    return Err(ParseError::new(
+                        at,
+                        format!("at most {MAX_LEADING_WILDCARD_TERMS} terms that start with a wildcard"),
+                        format!("such term number {}", self.scans),
+                    )
+                    .with_message(format!(
+                        "the query has more than {MAX_LEADING_WILDCARD_TERMS} terms that start with \
+                         a wildcard (each reads every word of its field); split it into several \
+                         searches or give the terms a first letter"
+                    )));
+                }
+            }
         }
         Ok(query)
     }

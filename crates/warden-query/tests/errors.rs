@@ -158,6 +158,14 @@ fn cases() -> Vec<(String, usize, &'static str, &'static str)> {
     ));
     let ones = format!("f:{}", "?".repeat(MAX_WILDCARDS + 1));
     cases.push((ones, MAX_WILDCARDS + 3, "at most 16 wildcards", "17"));
+    // Terms that read a whole dictionary: the fifth is refused where it
+    // starts; trailing wildcards (`b*`) do not count.
+    cases.push((
+        "*a OR b* OR ?c OR user:*d OR e* OR *f OR *g".into(),
+        42,
+        "at most 4 terms that start with a wildcard",
+        "number 5",
+    ));
 
     let long = "x".repeat(MAX_TERM_CHARS + 1);
     cases.push((
