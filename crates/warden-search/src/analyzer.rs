@@ -12,7 +12,9 @@
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
-/// Longest word indexed, in bytes; longer ones are skipped (base64 blobs).
+/// Longest term indexed, in bytes: a longer word (a base64 blob, a URL
+/// with a long query string) is not indexed whole, but its pieces and
+/// parts that fit are.
 const MAX_WORD_BYTES: usize = 255;
 
 /// The analyzer's name in the index's tokenizer registry.
@@ -73,7 +75,7 @@ pub fn words(text: &str) -> Vec<(usize, usize, String)> {
                 let raw: &str = &text[s..i];
                 let lead = raw.len() - raw.trim_start_matches(trimmed).len();
                 let word = raw.trim_matches(trimmed);
-                if !word.is_empty() && word.len() <= MAX_WORD_BYTES {
+                if !word.is_empty() {
                     let from = s + lead;
                     out.push((from, from + word.len(), word.to_lowercase()));
                 }
@@ -108,7 +110,8 @@ fn runs(word: &str, cut: fn(char) -> bool) -> Vec<(usize, &str)> {
 /// position relative to the word's first; returns how many positions the
 /// word takes (one per part, at least one). A piece sits at the position
 /// of the part it starts with.
-pub fn word_terms(word: String, mut emit: impl FnMut(usize, String)) -> usize {
+pub fn word_terms(word: String, emit: impl FnMut(usize, String)) -> usize {
+    let mut emit = fitting(emit);
     if !word.contains(separates_parts) {
         emit(0, word);
         return 1;
@@ -132,9 +135,31 @@ pub fn word_terms(word: String, mut emit: impl FnMut(usize, String)) -> usize {
     parts.len().max(1)
 }
 
+/// `emit`, passing over terms too long to index.
+fn fitting(mut emit: impl FnMut(usize, String)) -> impl FnMut(usize, String) {
+    move |position, term: String| {
+        if term.len() <= MAX_WORD_BYTES {
+            emit(position, term)
+        }
+    }
+}
+
 /// How many positions a word takes: one per part, at least one.
 pub fn word_span(word: &str) -> usize {
     runs(word, separates_parts).len().max(1)
+}
+
+/// A word's parts, in order, when it has several pieces (`etc/passwd`,
+/// `evil.example.com/payload.bin`): such a word may be a run of pieces
+/// inside a longer indexed word (`/etc/passwd`, a URL), which its parts,
+/// following each other, find. `None` for a word of one piece.
+pub fn parts_across_pieces(word: &str) -> Option<Vec<String>> {
+    word.contains(|c: char| separates_pieces(c)).then(|| {
+        runs(word, separates_parts)
+            .into_iter()
+            .map(|(_, part)| part.to_string())
+            .collect()
+    })
 }
 
 #[derive(Clone, Default)]
@@ -260,6 +285,27 @@ mod tests {
         // A word without pieces is not repeated.
         assert_eq!(got.iter().filter(|(_, t)| t == "spawned").count(), 1);
         assert_eq!(got.iter().filter(|(_, t)| t == "tmp").count(), 1);
+    }
+
+    #[test]
+    fn a_long_word_keeps_its_pieces_and_parts() {
+        let url = format!(
+            "https://evil2.example.com/{}/payload2.bin?x=1",
+            "a".repeat(300)
+        );
+        let got = texts(&format!("GET {url} 200"));
+        let has = |w: &str| got.iter().any(|(_, t)| t == w);
+        assert!(!has(&url.to_lowercase()), "the whole word is too long");
+        assert!(has("evil2.example.com") && has("payload2.bin") && has("https"));
+        assert!(!got.iter().any(|(_, t)| t.len() > MAX_WORD_BYTES));
+        let pos = |w: &str| got.iter().find(|(_, t)| t == w).unwrap().0;
+        assert_eq!(pos("https") + 1, pos("evil2"));
+        assert_eq!(pos("get") + 1, pos("https"));
+        assert_eq!(
+            parts_across_pieces("etc/passwd"),
+            Some(vec!["etc".to_string(), "passwd".to_string()])
+        );
+        assert_eq!(parts_across_pieces("evil.sh"), None);
     }
 
     #[test]

@@ -30,7 +30,8 @@ const FORMAT_FILE: &str = "warden-index-format";
 /// answers some queries wrongly, so it is emptied and built again from the
 /// log under a new id (whose cursor starts at the beginning).
 /// 2: each part of a word takes its own position; pieces of words indexed.
-const FORMAT: &str = "2";
+/// 3: a word too long to index whole keeps its pieces and parts.
+const FORMAT: &str = "3";
 
 /// Threads that build the index unless told otherwise: half the cores,
 /// one to four. The other half serve requests and commit events; each

@@ -13,7 +13,7 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::analyzer::{word_span, words};
+use crate::analyzer::{parts_across_pieces, word_span, words};
 use crate::schema::{
     field_name, kv_term, num_term, Fields, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
@@ -206,11 +206,41 @@ impl Translator<'_> {
     /// Words of a bare term or phrase in `message`: one word is a term
     /// query, several a phrase of whole words, each at the position the
     /// analyzer gives it (a word of several parts takes several).
+    /// A word of several pieces (`etc/passwd`) may be a run of pieces
+    /// inside a longer word (`/etc/passwd`) that is indexed only whole and
+    /// by piece: it is sought as its parts, following each other (alone,
+    /// also as the whole term, which is exact and cheap).
     fn message_words(&self, text: &str) -> Boxed {
+        let term = |word: &str| Term::from_field_text(self.fields.message, word);
+        let found = words(text);
+        if let [(_, _, word)] = &found[..] {
+            let whole: Boxed = Box::new(TermQuery::new(term(word), IndexRecordOption::Basic));
+            return match parts_across_pieces(word) {
+                Some(parts) if parts.len() > 1 => {
+                    let parts = parts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (i, term(p)))
+                        .collect();
+                    Box::new(BooleanQuery::new(vec![
+                        (Occur::Should, whole),
+                        (Occur::Should, Box::new(PhraseQuery::new_with_offset(parts))),
+                    ]))
+                }
+                _ => whole,
+            };
+        }
         let mut terms: Vec<(usize, Term)> = Vec::new();
         let mut position = 0;
-        for (_, _, word) in words(text) {
-            terms.push((position, Term::from_field_text(self.fields.message, &word)));
+        for (_, _, word) in found {
+            match parts_across_pieces(&word) {
+                Some(parts) => {
+                    for (i, part) in parts.iter().enumerate() {
+                        terms.push((position + i, term(part)));
+                    }
+                }
+                None => terms.push((position, term(&word))),
+            }
             position += word_span(&word);
         }
         match terms.len() {

@@ -125,6 +125,12 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("10.0.0.5", "a"),
         ("admin", "c"),
         ("\"/dev/sda\"", "e"),
+        // Runs of pieces inside a longer word, as a term or in a phrase.
+        ("dev/sda", "e"),
+        ("admin/login", "c"),
+        ("\"GET admin/login\"", "c"),
+        ("\"on dev/sda\"", "e"),
+        ("login/admin", ""),
         ("*ssword", "a"),
         ("fail*", "ae"),
         ("failur?", "e"),
