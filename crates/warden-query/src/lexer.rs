@@ -242,6 +242,28 @@ impl<'a> Lexer<'a> {
             while self.chars.get(end).copied().is_some_and(is_field_char) {
                 end += 1;
             }
+            // `geo.*:FR`: a field name with wildcards, which Lucene expands
+            // to several fields; refused rather than read as a term.
+            let mut wild_end = end;
+            while self
+                .chars
+                .get(wild_end)
+                .copied()
+                .is_some_and(|c| is_field_char(c) || c == '*' || c == '?')
+            {
+                wild_end += 1;
+            }
+            if wild_end > end && self.chars.get(wild_end) == Some(&':') {
+                return Err(ParseError::new(
+                    start + (end - start),
+                    "a field name without wildcards before ':'",
+                    format!("'{}'", self.chars[end]),
+                )
+                .with_message(
+                    "field names cannot hold wildcards (geo.*:FR); name each field, \
+                     as in (geo.country:FR OR geo.city:FR)",
+                ));
+            }
             if self.chars.get(end) == Some(&':') {
                 let name: String = self
                     .chars

@@ -158,6 +158,9 @@ fn cases() -> Vec<(String, usize, &'static str, &'static str)> {
     ));
     let ones = format!("f:{}", "?".repeat(MAX_WILDCARDS + 1));
     cases.push((ones, MAX_WILDCARDS + 3, "at most 16 wildcards", "17"));
+    // Field names with wildcards, refused where the wildcard is.
+    cases.push(("geo.*:FR".into(), 5, "without wildcards", "'*'"));
+    cases.push(("a AND fields.c?:x".into(), 15, "without wildcards", "'?'"));
     // Terms that read a whole dictionary: the fifth is refused where it
     // starts; trailing wildcards (`b*`) do not count.
     cases.push((

@@ -31,10 +31,24 @@ pub const MAX_BUCKETS: i64 = 10_000;
 pub fn choose(from: i64, to: i64) -> i64 {
     let span = to.saturating_sub(from).max(1);
     let widest = *NICE.last().expect("nice widths");
-    NICE.iter()
-        .copied()
-        .find(|w| ceil_div(span, *w) <= TARGET_BUCKETS)
-        .unwrap_or_else(|| ceil_div(ceil_div(span, TARGET_BUCKETS), widest) * widest)
+    let fits = |w: i64| bars(from, to, w) <= TARGET_BUCKETS;
+    NICE.iter().copied().find(|w| fits(*w)).unwrap_or_else(|| {
+        let mut w = ceil_div(ceil_div(span, TARGET_BUCKETS), widest) * widest;
+        // Off the edges by one bar: a wider multiple takes it back
+        // (bars shrink as the width grows, so this ends within a few).
+        while !fits(w) {
+            w += widest;
+        }
+        w
+    })
+}
+
+/// Bars of width `w` that `[from, to)` touches: bars start at whole
+/// multiples of `w`, so a range that does not start on one touches one
+/// more than its length alone needs.
+fn bars(from: i64, to: i64, w: i64) -> i64 {
+    let last = to.saturating_sub(1).max(from);
+    last.div_euclid(w) - from.div_euclid(w) + 1
 }
 
 /// `a / b` rounded up, for positive `a` and `b`.
@@ -66,8 +80,15 @@ mod tests {
         let (from, to) = (-62_135_596_800_000, 253_402_300_799_999);
         let w = choose(from, to);
         assert_eq!(w % 2_592_000_000, 0);
-        let bars = ceil_div(to - from, w);
-        assert!((90..=TARGET_BUCKETS).contains(&bars), "{bars}");
+        let touched = bars(from, to, w);
+        assert!((90..=TARGET_BUCKETS).contains(&touched), "{touched}");
+        // A range off the bars' edges touches one more bar: 100 s from
+        // half a second gets 5 s bars, not 101 bars of one.
+        assert_eq!(choose(500, 100_500), 5_000);
+        assert_eq!(choose(0, 100_000), 1_000);
+        for (from, to) in [(500, 3_000_500), (1_234_567, 86_400_000 * 3 + 17)] {
+            assert!(bars(from, to, choose(from, to)) <= TARGET_BUCKETS);
+        }
         assert_eq!(parse("5m"), Some(300_000));
         assert_eq!(parse("0s"), None);
         assert_eq!(parse("fast"), None);

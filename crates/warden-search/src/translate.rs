@@ -322,13 +322,31 @@ impl Translator<'_> {
                 Ok(fast_range(bound(lower)?, bound(upper)?))
             }
             Target::Keyword(name) => {
+                // A number past f64's range (`1e400`) is still a number:
+                // as a bound it is beyond every value.
                 let number = |b: &Bound| match b {
                     Bound::Unbounded => Some(None),
                     Bound::Included(t) | Bound::Excluded(t) => {
-                        t.parse::<f64>().ok().filter(|x| x.is_finite()).map(Some)
+                        t.parse::<f64>().ok().filter(|x| !x.is_nan()).map(Some)
                     }
                 };
                 if let (Some(lo), Some(hi)) = (number(lower), number(upper)) {
+                    if lo == Some(f64::INFINITY) || hi == Some(f64::NEG_INFINITY) {
+                        return Ok(Box::new(EmptyQuery));
+                    }
+                    let (lo, hi) = (lo.filter(|x| x.is_finite()), hi.filter(|x| x.is_finite()));
+                    let (lower, upper) = (
+                        if lo.is_some() {
+                            lower
+                        } else {
+                            &Bound::Unbounded
+                        },
+                        if hi.is_some() {
+                            upper
+                        } else {
+                            &Bound::Unbounded
+                        },
+                    );
                     let mut prefix = name.as_bytes().to_vec();
                     prefix.push(NAME_END as u8);
                     let term = |x: f64| Term::from_field_bytes(f.num, &num_term(&name, x));

@@ -168,6 +168,12 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("status:{200 TO 500}", "a"),
         ("status:[401 TO *]", "ac"),
         ("bytes:>100", "c"),
+        // Bounds past f64's range are beyond every value.
+        ("status:>1e400", ""),
+        ("status:[1e400 TO *]", ""),
+        ("status:<1e400", "abcd"),
+        ("status:>=-1e400", "abcd"),
+        ("status:<-1e400", ""),
         ("_exists_:geo.country", "ae"),
         ("_exists_:geo", "ae"),
         ("_exists_:bytes", "cd"),

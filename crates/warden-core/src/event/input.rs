@@ -262,10 +262,11 @@ fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Tags: an array of strings (in a log line, also one string alone).
+/// Tags: an array of strings (in a log line, numbers read as their text,
+/// and one alone as one tag).
 fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
     let items = match value {
-        Value::String(one) if dialect == Dialect::JsonLog => vec![Value::String(one)],
+        one @ (Value::String(_) | Value::Number(_)) if dialect == Dialect::JsonLog => vec![one],
         Value::Array(items) => items,
         _ => return Err(FieldError::new("tags", "must be an array of strings")),
     };
@@ -278,13 +279,7 @@ fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| match item {
-            Value::String(tag) => {
-                check_keyword(&format!("tags[{i}]"), &tag)?;
-                Ok(tag)
-            }
-            _ => Err(FieldError::new(format!("tags[{i}]"), "must be a string")),
-        })
+        .map(|(i, item)| keyword(dialect, &format!("tags[{i}]"), item))
         .collect()
 }
 
@@ -412,6 +407,14 @@ mod tests {
         assert!(api(json!({"source": "api", "program": "warden"})).is_ok());
         assert!(api(json!({"source": "agent", "program": "warden-sdk"})).is_ok());
         assert_eq!(api(json!("text")).unwrap_err().field, "");
+    }
+
+    #[test]
+    fn log_line_tags_read_numbers_as_text() {
+        let log = |v: Value| parse_event(v, Dialect::JsonLog, "evt_3".into(), 5);
+        assert_eq!(log(json!({"tags": [1, "a"]})).unwrap().tags, ["1", "a"]);
+        assert_eq!(log(json!({"tags": 7})).unwrap().tags, ["7"]);
+        assert_eq!(log(json!({"tags": [true]})).unwrap_err().field, "tags[0]");
     }
 
     #[test]

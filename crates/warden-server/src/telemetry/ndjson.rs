@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn bad_lines_are_named_by_number() {
         let mut r = NdjsonReader::new(false, 1);
-        r.push(b"{\"msg\":\"ok\"}\nnot json\n[1]\n{\"tags\":[5]}\n")
+        r.push(b"{\"msg\":\"ok\"}\nnot json\n[1]\n{\"tags\":[true]}\n")
             .unwrap();
         r.finish().unwrap();
         let lines: Vec<(Option<usize>, &str)> = r
