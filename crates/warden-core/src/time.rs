@@ -24,6 +24,26 @@ pub fn parse_rfc3339(text: &str) -> Option<Millis> {
         .map(|t| t.with_timezone(&Utc).timestamp_millis())
 }
 
+/// A number of seconds, milliseconds, microseconds or nanoseconds since
+/// 1970, told apart by magnitude (seconds below 10^11, that is until the
+/// year 5138; milliseconds below 10^14; and so on), in milliseconds with
+/// how many milliseconds the number's unit spans (1,000 for seconds, else
+/// 1). `None` for a negative or non-finite number.
+pub fn epoch_number_to_millis(x: f64) -> Option<(Millis, Millis)> {
+    if !x.is_finite() || x < 0.0 {
+        return None;
+    }
+    Some(if x < 1e11 {
+        ((x * 1e3) as i64, 1_000)
+    } else if x < 1e14 {
+        (x as i64, 1)
+    } else if x < 1e17 {
+        ((x / 1e3) as i64, 1)
+    } else {
+        ((x / 1e6) as i64, 1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

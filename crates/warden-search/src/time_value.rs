@@ -3,10 +3,11 @@
 //! covers all of itself.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use warden_core::time::{parse_rfc3339, Millis};
+use warden_core::time::{epoch_number_to_millis, parse_rfc3339, Millis};
 
 /// RFC 3339 (to the millisecond), a date (`2026-11-24`, a whole UTC day),
-/// a minute without zone (`2026-11-24T10:00`, UTC), milliseconds since 1970,
+/// a minute without zone (`2026-11-24T10:00`, UTC), a number since 1970
+/// (seconds, milliseconds, microseconds or nanoseconds, by magnitude),
 /// `now`, or `now-15m` / `now+1h` with units s, m, h, d, w.
 pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
     let text = text.trim();
@@ -37,8 +38,10 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
         }
     }
     if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
-        let ms: i64 = text.parse().ok()?;
-        return Some((ms, ms + 1));
+        // By magnitude, as ingest reads a number: seconds (a whole second
+        // as a bound), milliseconds, microseconds or nanoseconds.
+        let (ms, span) = epoch_number_to_millis(text.parse().ok()?)?;
+        return Some((ms, ms + span));
     }
     None
 }

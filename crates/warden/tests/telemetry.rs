@@ -313,6 +313,14 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     assert_eq!(data["from_time"], rfc3339(base + 1_800_000));
     assert_eq!(data["histogram"][0]["time"], rfc3339(base), "{data}");
     assert_eq!(data["histogram"][0]["count"], 0, "{data}");
+    // Seconds, told from milliseconds by magnitude as ingest does.
+    let (s_from, s_to) = ((base + 1_800_000) / 1000, (base + 3 * 3_600_000) / 1000);
+    let data = search(
+        &api,
+        json!({"from_time": s_from, "to_time": s_to.to_string(), "limit": 0}),
+    );
+    assert_eq!(data["total"], 10, "{data}");
+    assert_eq!(data["from_time"], rfc3339(s_from * 1000));
     let r = api.post("/api/v1/siem/search", &json!({"from_time": true}));
     assert_eq!(
         r.error(400, "invalid_request")["field"],

@@ -288,21 +288,7 @@ fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
 pub fn parse_time(value: &Value) -> Option<Millis> {
     let ms = match value {
         Value::String(text) => parse_rfc3339(text)?,
-        Value::Number(n) => {
-            let x = n.as_f64()?;
-            if !x.is_finite() || x < 0.0 {
-                return None;
-            }
-            (if x < 1e11 {
-                x * 1e3
-            } else if x < 1e14 {
-                x
-            } else if x < 1e17 {
-                x / 1e3
-            } else {
-                x / 1e6
-            }) as i64
-        }
+        Value::Number(n) => crate::time::epoch_number_to_millis(n.as_f64()?)?.0,
         _ => return None,
     };
     // Years 1970 to 9999: what RFC 3339 can show.

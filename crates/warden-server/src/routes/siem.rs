@@ -36,7 +36,8 @@ pub struct SearchBody {
     #[serde(default)]
     pub query: String,
     /// Start of the event-time range (inclusive): RFC 3339, a date,
-    /// milliseconds since 1970, or `now-24h`; default: a day before `to_time`.
+    /// a number since 1970 (seconds, milliseconds, microseconds or
+    /// nanoseconds, by magnitude), or `now-24h`; default: a day before `to_time`.
     #[schema(example = "now-24h", value_type = Option<String>)]
     #[serde(default, deserialize_with = "text_or_number")]
     pub from_time: Option<String>,
@@ -56,14 +57,14 @@ pub struct SearchBody {
     pub interval: Option<Value>,
 }
 
-/// A time given as text or, for milliseconds since 1970, as a JSON number.
+/// A time given as text or, for a number since 1970, as a JSON number.
 fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(_) => Err(serde::de::Error::custom(
-            "expected a time: RFC 3339 text, a date, now-24h or milliseconds since 1970",
+            "expected a time: RFC 3339 text, a date, now-24h or a number since 1970",
         )),
     }
 }
