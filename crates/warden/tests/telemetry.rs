@@ -586,7 +586,7 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
     let r = api.raw(
         "POST",
         "/api/v1/events/ndjson",
-        b"{\"msg\": \"ok\"}\nnot json\n{\"tags\": 5}\n".to_vec(),
+        b"{\"msg\": \"ok\"}\nnot json\n{\"tags\": {\"a\": 1}}\n".to_vec(),
         &[("content-type", "application/x-ndjson")],
     );
     let e = r.error(400, "invalid_request");
