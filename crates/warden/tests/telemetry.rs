@@ -227,6 +227,10 @@ fn every_operator_of_the_language(backend: &Backend) {
             r.text
         );
     }
+    // A query over several lines is placed by line and column.
+    let r = api.post("/api/v1/siem/search", &json!({"query": "a AND\n(b"}));
+    let e = r.error(400, "invalid_request");
+    assert_eq!(e["position"], json!({"line": 2, "column": 3}), "{}", r.text);
     // No query, however costly, hangs the server.
     let wild = "*a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*";
     let r = api.post("/api/v1/siem/search", &json!({"query": wild}));
@@ -520,9 +524,52 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         .with_key(&reader)
         .post("/api/v1/events/batch", &json!([{"message": "x"}]));
     r.error(403, "forbidden");
+    // Another encoding is a 415; gzip that inflates past the limit a 413;
+    // a gzip body that is not gzip a 400.
+    let json = [("content-type", "application/json")];
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        b"[]".to_vec(),
+        &[json[0], ("content-encoding", "br")],
+    );
+    assert_eq!(
+        r.error(415, "unsupported_media_type")["field"],
+        "Content-Encoding"
+    );
+    let gzip = |bytes: &[u8]| {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    };
+    let bomb = gzip(format!("[{{\"message\": \"{}\"}}]", "x".repeat(11 << 20)).as_bytes());
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        bomb,
+        &[json[0], ("content-encoding", "gzip")],
+    );
+    r.error(413, "payload_too_large");
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        b"[{}]".to_vec(),
+        &[json[0], ("content-encoding", "gzip")],
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "body");
     // Nothing was stored.
     assert_eq!(store_count(backend, &t.org_id), 0);
     assert_eq!(total(&api, ""), 0);
+    // A gzip batch is read like a plain one.
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        gzip(br#"[{"message": "zipped one"}, {"message": "zipped two"}]"#),
+        &[json[0], ("content-encoding", "gzip")],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["accepted"], 2);
 }
 
 fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {

@@ -99,15 +99,14 @@ fn decode_cursor(text: &str, order: Order) -> Result<Position, ApiError> {
     })
 }
 
-/// A query error as the envelope shows it: the position in the query.
-pub fn query_error(position: usize, message: String) -> ApiError {
-    let mut err = ApiError::malformed(
-        message,
-        BodyPosition {
-            line: 1,
-            column: position,
-        },
-    );
+/// A query error as the envelope shows it: the line and column of the
+/// 1-based character `position` in the query (its message names the
+/// position in the whole text).
+pub fn query_error(query: &str, position: usize, message: String) -> ApiError {
+    let before: Vec<char> = query.chars().take(position.saturating_sub(1)).collect();
+    let line = 1 + before.iter().filter(|c| **c == '\n').count();
+    let column = 1 + before.iter().rev().take_while(|c| **c != '\n').count();
+    let mut err = ApiError::malformed(message, BodyPosition { line, column });
     err.field = Some("query".into());
     err
 }
@@ -122,6 +121,7 @@ impl Telemetry {
         let now = now_ms();
         let ast = warden_query::parse(&params.query).map_err(|e| {
             query_error(
+                &params.query,
                 e.position,
                 format!("invalid query at position {}: {}", e.position, e.message),
             )
@@ -172,11 +172,13 @@ impl Telemetry {
             now,
         };
         let index = self.index.clone();
+        let query_text = params.query.clone();
         let mut result = tokio::task::spawn_blocking(move || index.search(&request))
             .await
             .map_err(ApiError::internal)?
             .map_err(|err| match err {
                 SearchError::Query { position, message } => query_error(
+                    &query_text,
                     position,
                     format!("invalid query at position {position}: {message}"),
                 ),
