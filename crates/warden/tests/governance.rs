@@ -819,6 +819,12 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let redeem = approved_redemption(&api, &call);
     let ran = enforce(&api, redeem);
     assert_eq!(ran["decision"], "allow", "{ran}");
+    // Its views name no policy rather than an empty one.
+    let held = api.get("/api/v1/holds?limit=1").body["data"][0].clone();
+    assert!(held["policy_id"].is_null(), "{held}");
+    let resolved = api.get("/api/v1/audit?kind=hold_resolution&limit=1").body["data"][0].clone();
+    assert_eq!(resolved["matched_policy_ids"], json!([]), "{resolved}");
+    assert!(resolved["policy_id"].is_null(), "{resolved}");
 }
 
 fn audit_filters_and_chain_verification(backend: &Backend) {

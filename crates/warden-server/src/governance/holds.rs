@@ -81,6 +81,12 @@ pub struct Resolution {
     pub comment: Option<String>,
 }
 
+/// The policy that held the call; `None` for the default decision (kept
+/// as the empty id in the hold).
+fn hold_policy(hold: &Hold) -> Option<String> {
+    (!hold.policy_id.is_empty()).then(|| hold.policy_id.clone())
+}
+
 /// Resolves a pending hold and audits it in one transaction; 409 when it
 /// is no longer pending.
 pub async fn resolve(
@@ -117,15 +123,15 @@ pub async fn resolve(
         arguments: None,
         decision: Some(outcome.into()),
         reason: Some(reason.into()),
-        matched_policy_ids: vec![hold.policy_id.clone()],
+        matched_policy_ids: hold_policy(hold).into_iter().collect(),
         monitored: vec![],
         drift: None,
         session_id: hold.session_id.clone(),
         user_id: None,
         latency_us: None,
         hold_id: Some(hold.id.clone()),
-        policy_id: Some(hold.policy_id.clone()),
-        policy_version: Some(hold.policy_version),
+        policy_id: hold_policy(hold),
+        policy_version: hold_policy(hold).map(|_| hold.policy_version),
         detail: json!({
             "status": resolution.status.as_str(),
             "comment": resolution.comment,
@@ -312,8 +318,8 @@ pub async fn use_by_poll(
         user_id: None,
         latency_us: None,
         hold_id: Some(hold.id.clone()),
-        policy_id: (!hold.policy_id.is_empty()).then(|| hold.policy_id.clone()),
-        policy_version: (!hold.policy_id.is_empty()).then_some(hold.policy_version),
+        policy_id: hold_policy(hold),
+        policy_version: hold_policy(hold).map(|_| hold.policy_version),
         detail: json!({
             "redeemed_hold_id": hold.id,
             "decision_audit_id": hold.audit_id,

@@ -29,7 +29,8 @@ pub struct HoldView {
     /// exactly this call, and only the token's holder can test arguments
     /// against it.
     pub args_sha256: String,
-    pub policy_id: String,
+    /// The policy that held the call; null when the default decision did.
+    pub policy_id: Option<String>,
     pub policy_version: i64,
     pub session_id: Option<String>,
     /// The audit record of the decision that created the hold.
@@ -63,7 +64,7 @@ impl HoldView {
             agent_id: h.agent_id,
             tool: h.tool,
             args_sha256: h.args_sha256,
-            policy_id: h.policy_id,
+            policy_id: (!h.policy_id.is_empty()).then_some(h.policy_id),
             policy_version: h.policy_version,
             session_id: h.session_id,
             audit_id: h.audit_id,
