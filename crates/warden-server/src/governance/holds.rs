@@ -1,5 +1,6 @@
-//! Step-up holds: resolution by a person, expiry, and waking the agents
-//! that long-poll for them. A resolution made on this replica wakes its
+//! Step-up holds: resolution by a person, expiry, waking the agents that
+//! long-poll for them, and the checks and the audited use of an approval
+//! by a poll whose answer runs the call. A resolution made on this replica wakes its
 //! pollers at once; pollers also re-read the store every
 //! [`POLL_FALLBACK`] so that one made on another replica reaches them.
 
