@@ -274,6 +274,11 @@ fn fold(profile: &mut Profile, r: &ChainedRecord) {
     let Some(tool) = r.record.tool.as_deref() else {
         return;
     };
+    // A poll's use of an approval runs a call already observed when it
+    // was held; the live profile does not count it twice either.
+    if r.record.detail.get("used_by").is_some() {
+        return;
+    }
     let keys = r
         .record
         .arguments
