@@ -176,6 +176,7 @@ impl CelCondition {
             program: &program,
             loop_vars: Default::default(),
             cost_rules,
+            constant_locals: Default::default(),
         };
         let kind = checker.check(program.expression(), &mut Vec::new())?;
         if !kind.may_be(Kind::Bool) {
@@ -462,6 +463,9 @@ struct Checker<'a> {
     /// is written, not when a stored one is loaded (a policy stored under
     /// older rules keeps enforcing).
     cost_rules: bool,
+    /// The variables of comprehensions that range over literals only: they
+    /// hold the policy author's text, never the call's.
+    constant_locals: std::cell::RefCell<Vec<String>>,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
@@ -495,6 +499,117 @@ const SIZE_BOUND_CALLS: &[&str] = &[
 /// either side is the loop's own or a literal, a product when both sides
 /// are other data (two lists or strings of the call).
 const COMPARISONS: &[&str] = &["_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_"];
+
+/// Calls that pair their receiver with another text, and that other
+/// operand's role: a regex runs its program over the text, `indexOf`
+/// compares the needle at every position, a replacement or separator is
+/// copied once per piece.
+const PAIRING_CALLS: &[(&str, &str)] = &[
+    ("matches", "pattern"),
+    ("replace", "search and replacement texts"),
+    ("join", "separator"),
+    ("indexOf", "needle"),
+    ("lastIndexOf", "needle"),
+];
+
+/// The largest compiled regex program a literal pattern may make: a
+/// regex's run time grows with its program times the text.
+const MAX_PATTERN_PROGRAM: usize = 256 * 1024;
+
+/// How many times the size of the call's data (with the condition's own
+/// text) a built string or list may reach.
+const MAX_GROWTH: u64 = 64;
+
+/// Calls whose result can be larger than their operands.
+const GROWING_CALLS: &[&str] = &["replace", "join", "quote", "format", "_+_"];
+
+/// A regex error in one line: its last, which says what is wrong.
+fn pattern_error(why: &regex::Error) -> String {
+    match why {
+        regex::Error::CompiledTooBig(limit) => format!(
+            "the pattern compiles to a program over {limit} bytes: a regex's cost grows with \
+             its program times the text; simplify it (fewer or smaller repetition counts)"
+        ),
+        other => {
+            let text = other.to_string();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            format!(
+                "the pattern is not a valid regex: {}",
+                last.trim().trim_start_matches("error: ")
+            )
+        }
+    }
+}
+
+/// The length of a string literal, if `e` is one.
+fn literal_len(e: Option<&IdedExpr>) -> Option<u64> {
+    match e.map(|e| &e.expr) {
+        Some(Expr::Literal(LiteralValue::String(s))) => Some(s.inner().len() as u64),
+        _ => None,
+    }
+}
+
+/// An upper bound on how many times the size of the call's data plus the
+/// condition's own text (which bounds every literal) `e` can be: a
+/// replacement longer than what it replaces or a separator multiplies it,
+/// `+` adds. Unknown operands count as the longest literal there can be.
+fn growth(e: &IdedExpr) -> u64 {
+    let longest = MAX_CONDITION_LEN as u64;
+    match &e.expr {
+        Expr::Call(call) => {
+            let target = call.target.as_deref().map_or(1, growth);
+            let each = || call.args.iter().map(growth);
+            match call.func_name.as_str() {
+                "replace" if call.target.is_some() => {
+                    let from = literal_len(call.args.first()).unwrap_or(0);
+                    let to = literal_len(call.args.get(1)).unwrap_or(longest);
+                    let factor = match (from, to) {
+                        (_, 0) => 1,
+                        (0, to) => to + 1,
+                        (from, to) => to.div_ceil(from).max(1),
+                    };
+                    target.saturating_mul(factor)
+                }
+                "join" if call.target.is_some() => {
+                    let separator = match call.args.first() {
+                        None => 0,
+                        some => literal_len(some).unwrap_or(longest),
+                    };
+                    target.saturating_mul(separator + 1)
+                }
+                "quote" => each().fold(1, u64::max).saturating_mul(4),
+                "_+_" | "format" => {
+                    let base = call.target.as_deref().map_or(0, growth);
+                    each().fold(base, u64::saturating_add)
+                }
+                "_?_:_" => each().skip(1).fold(1, u64::max),
+                _ => each().fold(target, u64::max),
+            }
+        }
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .map(growth)
+            .fold(1, u64::saturating_add),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => growth(&m.key).saturating_add(growth(&m.value)),
+                _ => 1,
+            })
+            .fold(1, u64::saturating_add),
+        Expr::Comprehension(c) => {
+            let per_element = map_transform(&c.loop_step, &c.accu_var).map_or(1, growth);
+            growth(&c.iter_range).saturating_mul(per_element)
+        }
+        _ => 1,
+    }
+}
 
 /// The transform of a `map` (the `[x]` its step appends to the result),
 /// found in the expansion the parser gives the macro.
@@ -535,13 +650,38 @@ fn reads_beyond(e: &IdedExpr, own: &[String]) -> bool {
 }
 
 impl Checker<'_> {
+    /// Where an expression's text begins: a selection or a member call is
+    /// placed at its dot, so its receiver is looked at too.
+    fn start_of(&self, expr: &IdedExpr) -> usize {
+        let own = self
+            .program
+            .source_info()
+            .offset_for(expr.id)
+            .map_or(usize::MAX, |(start, _)| start as usize);
+        let receiver = match &expr.expr {
+            Expr::Select(select) => Some(&*select.operand),
+            Expr::Call(call) => call.target.as_deref().or(call.args.first()),
+            _ => None,
+        };
+        receiver.map_or(own, |r| own.min(self.start_of(r)))
+    }
+
+    /// An error placed where the expression's text begins.
+    fn error_at_start(&self, expr: &IdedExpr, message: String) -> ConditionCompileError {
+        self.error_at(self.start_of(expr), message)
+    }
+
     fn error(&self, expr: &IdedExpr, message: String) -> ConditionCompileError {
         let start = self
             .program
             .source_info()
             .offset_for(expr.id)
-            .map_or(0, |(start, _)| start as usize)
-            .min(self.source.len());
+            .map_or(0, |(start, _)| start as usize);
+        self.error_at(start, message)
+    }
+
+    fn error_at(&self, start: usize, message: String) -> ConditionCompileError {
+        let start = start.min(self.source.len());
         let before = &self.source[..floor_boundary(self.source, start)];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
@@ -659,7 +799,26 @@ impl Checker<'_> {
                     locals.push(v.clone());
                 }
                 let own = locals[locals.len() - pushed..].to_vec();
-                *self.loop_vars.borrow_mut() = Some(own.clone());
+                let constant_range = !reads_beyond(&c.iter_range, &self.constant_locals.borrow());
+                let constants_before = self.constant_locals.borrow().len();
+                if constant_range {
+                    let mut constants = self.constant_locals.borrow_mut();
+                    constants.push(c.iter_var.clone());
+                    constants.extend(c.iter_var2.iter().cloned());
+                }
+                // A loop over literals runs a bounded number of times: in
+                // its body the rules are those of the enclosing loop over
+                // the call's data, if any, this loop's variables counted
+                // as that loop's own.
+                let scope = if constant_range {
+                    enclosing.clone().map(|mut vars| {
+                        vars.extend(own.iter().cloned());
+                        vars
+                    })
+                } else {
+                    Some(own.clone())
+                };
+                *self.loop_vars.borrow_mut() = scope.clone();
                 let result = (|| {
                     self.check(&c.loop_cond, locals)?;
                     self.check(&c.loop_step, locals)?;
@@ -667,7 +826,8 @@ impl Checker<'_> {
                     // call (a list, a string) hands the next loop over it
                     // a product of two sizes.
                     if let Some(t) = map_transform(&c.loop_step, &c.accu_var) {
-                        if self.cost_rules && reads_beyond(t, &own) {
+                        let scope = scope.as_deref().filter(|_| self.cost_rules);
+                        if scope.is_some_and(|scope| reads_beyond(t, scope)) {
                             let kind = self.check(t, locals)?;
                             if !matches!(
                                 kind,
@@ -675,7 +835,9 @@ impl Checker<'_> {
                             ) {
                                 return Err(self.error(
                                     t,
-                                    "a map's result may carry data other than its own element                                      only as a number or boolean (convert it: double(…), int(…)):                                      each result would hold a copy of that data"
+                                    "a map's result may carry data other than its own element \
+                                     only as a number or boolean (convert it: double(…), int(…)): \
+                                     each result would hold a copy of that data"
                                         .into(),
                                 ));
                             }
@@ -684,11 +846,57 @@ impl Checker<'_> {
                     self.check(&c.result, locals)
                 })();
                 *self.loop_vars.borrow_mut() = enclosing;
+                self.constant_locals.borrow_mut().truncate(constants_before);
                 locals.truncate(locals.len() - pushed);
                 result
             }
             Expr::Call(call) => self.check_call(e, call, locals),
         }
+    }
+
+    /// The operand rule: a call that pairs its receiver with another text
+    /// (a pattern, a needle, a replacement, a separator) costs their
+    /// product, so only the receiver may be the call's data; the others
+    /// are the author's literals. A literal pattern is compiled here, so a
+    /// bad or oversized one is refused when written.
+    fn check_operands(
+        &self,
+        call: &cel::common::ast::CallExpr,
+        name: &str,
+    ) -> Result<(), ConditionCompileError> {
+        let Some(&(_, role)) = PAIRING_CALLS.iter().find(|(n, _)| *n == name) else {
+            return Ok(());
+        };
+        // `matches(text, pattern)` may be written as a global call.
+        let skip = usize::from(call.target.is_none() && name == "matches");
+        let operands = match name {
+            "replace" => 2,
+            _ => 1,
+        };
+        let constants = self.constant_locals.borrow();
+        for operand in call.args.iter().skip(skip).take(operands) {
+            if reads_beyond(operand, &constants) {
+                return Err(self.error_at_start(
+                    operand,
+                    format!(
+                        "`{name}` may take the call's data only as the text it works on, \
+                         not as its {role}: write the {role} as a literal (over the call's \
+                         data its cost would grow with the product of two sizes of the call)"
+                    ),
+                ));
+            }
+            if name == "matches" {
+                if let Expr::Literal(LiteralValue::String(pattern)) = &operand.expr {
+                    if let Err(why) = regex::RegexBuilder::new(pattern.inner())
+                        .size_limit(MAX_PATTERN_PROGRAM)
+                        .build()
+                    {
+                        return Err(self.error_at_start(operand, pattern_error(&why)));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_call(
@@ -727,9 +935,15 @@ impl Checker<'_> {
                     return Err(self.error(
                         e,
                         format!(
-                            "inside a comprehension's body, `{}` may not {} data of the call                              other than the loop's own element: its cost would grow with the                              square of the call's size",
+                            "inside a comprehension's body, `{}` may not {} data of the call \
+                             other than the loop's own element: its cost would grow with the \
+                             square of the call's size",
                             name.trim_matches('_'),
-                            if joins { "join" } else { "compare two pieces of" }
+                            if joins {
+                                "join"
+                            } else {
+                                "compare two pieces of"
+                            }
                         ),
                     ));
                 }
@@ -754,6 +968,27 @@ impl Checker<'_> {
                             "inside a comprehension's body, `{shown}` may read only the loop's \
                              own element and literals: over other data its cost would grow with \
                              the square of the call's size"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.cost_rules {
+            self.check_operands(call, name)?;
+            if GROWING_CALLS.contains(&name) && !args.iter().all(|k| k.numeric()) {
+                let factor = growth(e);
+                if factor > MAX_GROWTH {
+                    return Err(self.error(
+                        e,
+                        format!(
+                            "this expression could build a string or list {} times the size \
+                             of the call's data (at most {MAX_GROWTH}): shorten its \
+                             replacements and separators, or chain fewer of them",
+                            if factor == u64::MAX {
+                                "unbounded".to_string()
+                            } else {
+                                factor.to_string()
+                            }
                         ),
                     ));
                 }
@@ -1056,6 +1291,10 @@ mod tests {
             "args.l.exists(x, args.a == args.b)",
             "args.l.all(x, args.s.lowerAscii() != '')",
             "args.l.all(x, size(args.s) > 0)",
+            // A loop over literals inside one over the call's data keeps
+            // the outer loop's rules.
+            "args.l.exists(x, ['a', 'b'].exists(p, args.s.contains(p)))",
+            "args.l.exists(x, ['a', 'b'].map(p, args.s).size() > 0)",
         ] {
             assert!(CelCondition::compile(source).is_err(), "{source}");
         }
@@ -1066,6 +1305,82 @@ mod tests {
             "args.items.filter(a, a.price > args.limit).size() > 0",
             "args.items.map(a, a.name + '-x').exists(n, n == args.wanted)",
             "args.items.all(a, a.amount + 1 < args.limit)",
+        ] {
+            assert!(CelCondition::compile(source).is_ok(), "{source}");
+        }
+    }
+
+    #[test]
+    fn the_calls_data_is_only_ever_the_text_a_pairing_call_works_on() {
+        // A pattern, needle, replacement or separator from the call would
+        // cost the product of two of its sizes (or an agent's regex).
+        for (source, column) in [
+            ("args.s.matches(args.p)", 16),
+            ("matches(args.s, args.p)", 17),
+            ("args.s.replace(args.a, 'b') == ''", 16),
+            ("args.s.replace('a', args.b) == ''", 21),
+            ("'a'.replace('a', args.s) == ''", 18),
+            ("args.s.split('').join(args.s) == ''", 23),
+            ("args.s.indexOf(args.t) > 0", 16),
+            ("args.s.lastIndexOf(args.t) > 0", 20),
+            ("args.l.exists(x, x.matches(x))", 28),
+            ("args.l.exists(x, x.replace('a', x) == '')", 33),
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert_eq!((e.line, e.column), (1, column), "{source}: {e}");
+            assert!(e.message.contains("product"), "{source}: {e}");
+        }
+        // Literals, and loop variables over literals, are the author's.
+        for source in [
+            r"args.s.matches('^rm\\s+-rf')",
+            // Realistic patterns stay well within the program bound.
+            r"args.email.matches(r'^[\w.+-]+@[\w-]+\.[\w.]+$')",
+            r"args.text.matches(r'(?i)\b(password|secret|api[_-]?key|token)\b\s*[:=]')",
+            r"args.text.matches(r'\b(?:4[0-9]{12}(?:[0-9]{3})?|5[1-5][0-9]{14})\b')",
+            r"args.ssn.matches(r'^\d{3}-\d{2}-\d{4}$')",
+            "matches(args.s, 'a+')",
+            "args.s.replace('a', 'bb').size() > 2",
+            "args.l.join(', ') == 'a, b'",
+            "args.s.indexOf('x') > 0",
+            "['^a', 'b$'].exists(p, args.s.matches(p))",
+            "['rm', 'sudo'].exists(w, args.cmd.contains(w))",
+            "args.l.exists(x, ['a', 'b'].exists(p, x.matches(p)))",
+            "args.s.contains(args.t) && args.s.startsWith(args.t)",
+        ] {
+            assert!(CelCondition::compile(source).is_ok(), "{source}");
+        }
+    }
+
+    #[test]
+    fn a_literal_pattern_is_compiled_when_written() {
+        let e = CelCondition::compile("args.s.matches('(foo')").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 16), "{e}");
+        assert!(
+            e.message.contains("not a valid regex: unclosed group"),
+            "{e}"
+        );
+        assert!(!e.message.contains('\n'), "{e}");
+        let e = CelCondition::compile("args.s.matches('(?:a|aa){0,3000}b')").unwrap_err();
+        assert!(e.message.contains("compiles to a program over"), "{e}");
+    }
+
+    #[test]
+    fn built_strings_stay_within_a_bounded_multiple_of_the_call() {
+        for source in [
+            // An empty search text inserts the replacement at every character.
+            "args.s.replace('', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') != ''",
+            // Each doubling replacement doubles what the next one gets.
+            "args.s.replace('a', 'aa').replace('a', 'aa').replace('a', 'aa').replace('a', 'aa').replace('a', 'aa').replace('a', 'aa').replace('a', 'aa') != ''",
+            "args.s.split('').join('--------------------------------------------------------------------------') != ''",
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert!(e.message.contains("times the size"), "{source}: {e}");
+        }
+        for source in [
+            "args.s.replace(\"'\", \"\\\\'\").size() < 100",
+            "args.s.replace('a', 'aa').replace('b', 'bb') != ''",
+            "args.a + args.b + args.c == 'x'",
+            "args.l.join(' OR ') != ''",
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
         }
