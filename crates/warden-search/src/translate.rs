@@ -423,7 +423,7 @@ fn time_error(name: &str, text: &str, position: usize) -> SearchError {
     SearchError::Query {
         position,
         message: format!(
-            "`{text}` is not a time for `{name}`; use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24), milliseconds since 1970, or now-15m"
+            "`{text}` is not a time for `{name}`; use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24), a number since 1970 (seconds to nanoseconds; no earlier time), or now-15m"
         ),
     }
 }

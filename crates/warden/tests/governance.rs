@@ -352,26 +352,64 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
         "[REDACTED]"
     );
     assert_eq!(rec.body["data"]["arguments"]["card"]["exp"], "12/30");
-    // Nor through a condition's error that quotes a redacted value.
+    // Nor through a condition's error that quotes a redacted value, as
+    // it is, escaped, or transformed.
     let kv = policy(
         &api,
         json!({"name": "kv", "action_pattern": "kv.get", "decision": "deny",
-               "audit_redact": ["password"], "condition": "context[args.password] == 1"}),
+               "audit_redact": ["password"],
+               "condition": "context[args.password.upperAscii()] == 1 || context[args.password] == 2"}),
     );
     let d = enforce(
         &api,
-        json!({"agent_id": "shop", "tool_name": "kv.get", "tool_args": {"password": "SUPERSECRET99"}}),
+        json!({"agent_id": "shop", "tool_name": "kv.get", "tool_args": {"password": "supersecret\"99\\x"}}),
     );
     let rec = api.get(&format!(
         "/api/v1/audit/{}",
         d["audit_id"].as_str().unwrap()
     ));
-    let errors = rec.body["data"]["detail"]["condition_errors"].to_string();
-    assert!(errors.contains("[REDACTED]"), "{errors}");
+    let errors = &rec.body["data"]["detail"]["condition_errors"];
+    assert_eq!(errors[0]["policy_id"], kv, "{errors}");
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("withheld"),
+        "{errors}"
+    );
+    let stored = backend.sql("SELECT record FROM audit_log").to_lowercase()
+        + &backend.sql("SELECT body FROM events").to_lowercase();
+    assert!(!stored.contains("supersecret"), "the secret was stored");
+    assert!(api.delete(&format!("/api/v1/policies/{kv}")).status < 300);
+    // Redaction does not wait for a condition to hold: a policy that names
+    // a field redacts it in every call its pattern takes in.
+    let conditional = policy(
+        &api,
+        json!({"name": "big exports", "action_pattern": "db.export", "decision": "deny",
+               "audit_redact": ["dsn"], "condition": "args.rows > 1000"}),
+    );
+    let d = enforce(
+        &api,
+        json!({"agent_id": "shop", "tool_name": "db.export",
+               "tool_args": {"rows": 5, "dsn": "postgres://admin:pw-SECRET-42@db"}}),
+    );
+    // Its condition did not hold: the catch-all audit policy decided.
+    assert_eq!(d["decision"], "audit", "{d}");
+    assert!(!d["matched_policy_ids"].to_string().contains(&conditional));
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(rec.body["data"]["arguments"]["dsn"], "[REDACTED]");
+    assert_eq!(rec.body["data"]["arguments"]["rows"], 5);
     assert!(!backend
         .sql("SELECT record FROM audit_log")
-        .contains("SUPERSECRET99"));
-    assert!(api.delete(&format!("/api/v1/policies/{kv}")).status < 300);
+        .contains("pw-SECRET-42"));
+    assert!(!backend
+        .sql("SELECT body FROM events")
+        .contains("pw-SECRET-42"));
+    assert!(
+        api.delete(&format!("/api/v1/policies/{conditional}"))
+            .status
+            < 300
+    );
 
     // A dry run records nothing.
     let before = audit_count(&api);
@@ -1175,6 +1213,14 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         "args.items.all(a, a in args.allowed)",
         "args.a.map(i, args.b).exists(l, l.exists(t, t == 1))",
         "args.l.map(x, args.s + args.s).size() > 0",
+        // An agent's own regex, replacement or separator.
+        "args.s.matches(args.p)",
+        "args.s.replace('a', args.t) == ''",
+        "args.s.split('').join(args.s) == ''",
+        // A pattern whose program alone is too large, or a string that
+        // could grow far beyond the call.
+        "args.s.matches('(?:a|aa){0,3000}b')",
+        "args.s.replace('', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') != ''",
     ] {
         let r = api.post(
             "/api/v1/policies",

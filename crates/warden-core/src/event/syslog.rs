@@ -228,14 +228,16 @@ fn scrub_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
-        let lower = rest.get(..6).map(str::to_ascii_lowercase);
-        if lower.as_deref() == Some("token=") {
-            out.push_str(&rest[..6]);
-            let value = &rest[6..];
-            let len = match value.strip_prefix('"') {
-                Some(quoted) => quoted.find('"').map_or(value.len(), |end| end + 2),
+        if let Some(value_at) = token_assignment(rest) {
+            out.push_str(&rest[..value_at]);
+            let value = &rest[value_at..];
+            let len = match value.strip_prefix(['"', '\'']) {
+                Some(quoted) => {
+                    let quote = value.as_bytes()[0] as char;
+                    quoted.find(quote).map_or(value.len(), |end| end + 2)
+                }
                 None => value
-                    .find(|c: char| c.is_whitespace() || c == ']')
+                    .find(|c: char| c.is_whitespace() || c == ']' || c == ',' || c == ';')
                     .unwrap_or(value.len()),
             };
             out.push_str(SCRUBBED);
@@ -255,6 +257,20 @@ fn scrub_secrets(text: &str) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// Where the value begins if `text` starts with an assignment to a token:
+/// `token` in any case, then `=` or `:` with spaces around it or not.
+fn token_assignment(text: &str) -> Option<usize> {
+    let name = text.get(..TOKEN_PARAM.len())?;
+    if !name.eq_ignore_ascii_case(TOKEN_PARAM) {
+        return None;
+    }
+    let after = &text[TOKEN_PARAM.len()..];
+    let spaced = after.trim_start_matches([' ', '\t']);
+    let rest = spaced.strip_prefix(['=', ':'])?;
+    let value = rest.trim_start_matches([' ', '\t']);
+    (!value.is_empty()).then_some(text.len() - value.len())
 }
 
 /// Whether `text` holds the token element's id, in any case.
@@ -498,6 +514,22 @@ mod tests {
             assert!(json.contains("[REDACTED]"), "{line}: {json}");
             assert_eq!(m.token, None);
         }
+        // A token assignment in any spelling loses its value.
+        for line in [
+            "<13>1 - h app - - - warden@32473 Token = SECRET1 next",
+            "<13>1 - h app - - - warden@32473 token:SECRET1 next",
+            "<13>1 - h app - - - warden@32473 TOKEN: 'SECRET1 x' next",
+            "<13>1 - h app - - - warden@32473 token=SECRET1,next",
+        ] {
+            let json = ok(line).event.to_json();
+            assert!(!json.contains("SECRET1"), "{line}: {json}");
+            assert!(json.contains("next"), "{line}: {json}");
+        }
+        // Text that only names tokens keeps its words.
+        let json = ok("<13>1 - h app - - - warden@32473 tokens expire; token")
+            .event
+            .to_json();
+        assert!(json.contains("tokens expire; token"), "{json}");
         let m = ok(
             "<38>Nov 24 10:00:00 host1 sshd[1]: Invalid user warden@32473 from 10.0.0.9 port 4242",
         );

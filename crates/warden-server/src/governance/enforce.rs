@@ -23,6 +23,11 @@ use crate::services::ServiceResult;
 
 pub const MAX_TOOL_NAME: usize = 256;
 
+/// What a decision's audit record keeps of a condition's error when the
+/// call carried redacted arguments: the error's own text could quote them.
+pub const WITHHELD_ERROR: &str =
+    "the condition failed to evaluate; its message is withheld because the call had redacted arguments";
+
 /// A call an agent is about to make.
 #[derive(Debug, Clone, Default)]
 pub struct CallRequest {
@@ -355,14 +360,17 @@ async fn decide_and_record(
         _ => None,
     };
 
-    // Arguments as stored: fields named by any matching policy redacted.
+    // Arguments as stored: the fields named by every policy whose pattern
+    // and selector take in this call redacted, whatever its condition or
+    // mode said (a secret is as secret when the condition did not hold).
     let mut redactions: Vec<&warden_policy::ArgPath> = Vec::new();
-    for id in outcome
-        .matched
-        .iter()
-        .chain(outcome.monitored.iter().map(|m| &m.policy_id))
-    {
-        if let Some(facts) = policies.facts.get(id) {
+    for p in policies.set.candidates(
+        &call.tool,
+        &agent.id,
+        agent.external_id.as_deref(),
+        &agent.tags,
+    ) {
+        if let Some(facts) = policies.facts.get(&p.id) {
             redactions.extend(facts.audit_redact.iter());
             if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
                 redactions.extend(change.redact.iter());
@@ -428,20 +436,17 @@ async fn decide_and_record(
         detail["monitor_decision"] = json!(d.as_str());
     }
     if !outcome.condition_errors.is_empty() {
-        // An error's text may quote an argument's value (`No such key:
-        // …`): the redacted ones are taken out of it as well.
-        let mut secrets = Vec::new();
-        redacted_values(&args, &stored_args, &mut secrets);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        // An error's text may quote an argument's value, escaped or
+        // transformed (`upperAscii`): when any argument was redacted, the
+        // text is withheld rather than searched for every form of it.
+        let withheld = stored_args != args;
         let errors: Vec<Value> = outcome
             .condition_errors
             .iter()
             .map(|e| {
                 let mut e = e.clone();
-                if let Some(Value::String(text)) = e.get_mut("error") {
-                    for secret in &secrets {
-                        *text = text.replace(secret.as_str(), warden_policy::modify::REDACTED);
-                    }
+                if let Some(text) = e.get_mut("error").filter(|_| withheld) {
+                    *text = json!(WITHHELD_ERROR);
                 }
                 e
             })
@@ -506,38 +511,6 @@ async fn decide_and_record(
         monitor_decision: outcome.monitor_decision,
         step_up_timeout_seconds: step_up_timeout,
     }))
-}
-
-/// The text of every scalar that redaction took out of `original` (where
-/// `stored` differs from it), so that it can be taken out of other text.
-fn redacted_values(original: &Value, stored: &Value, out: &mut Vec<String>) {
-    match (original, stored) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                match b.get(k) {
-                    Some(w) => redacted_values(v, w, out),
-                    None => scalars(v, out),
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (v, w) in a.iter().zip(b) {
-                redacted_values(v, w, out);
-            }
-        }
-        (a, b) if a != b => scalars(a, out),
-        _ => {}
-    }
-}
-
-fn scalars(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::Object(m) => m.values().for_each(|v| scalars(v, out)),
-        Value::Array(items) => items.iter().for_each(|v| scalars(v, out)),
-        Value::String(s) if !s.is_empty() => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Bool(_) | Value::Null | Value::String(_) => {}
-    }
 }
 
 /// Checks a hold token against the call; `Err` says why it cannot be used.

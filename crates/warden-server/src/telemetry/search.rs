@@ -53,7 +53,7 @@ fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, A
     parse_time_value(text, now).map(|(from, _)| Some(from)).ok_or_else(|| {
         ApiError::invalid(
             name,
-            format!("`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, milliseconds since 1970, or now-24h"),
+            format!("`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, a number since 1970 (seconds to nanoseconds; no earlier time), or now-24h"),
         )
     })
 }
