@@ -19,6 +19,7 @@ use cel::{Context, Env, IdedExpr, Program, Value};
 use serde_json::Value as Json;
 
 use crate::drift::DriftScore;
+use crate::regex_match::{self, MATCHES_FN};
 use crate::set::{Condition, ConditionError};
 
 /// Longest condition accepted, in bytes.
@@ -109,6 +110,7 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
     env.add_extension(cel::extensions::strings)
         .expect("the strings extension registers once");
+    regex_match::register(&mut env);
     Arc::new(env)
 });
 
@@ -512,38 +514,12 @@ const PAIRING_CALLS: &[(&str, &str)] = &[
     ("lastIndexOf", "needle"),
 ];
 
-/// The largest compiled regex program a literal pattern may make: a
-/// regex's run time grows with its program times the text.
-const MAX_PATTERN_PROGRAM: usize = 256 * 1024;
-
 /// How many times the size of the call's data (with the condition's own
 /// text) a built string or list may reach.
 const MAX_GROWTH: u64 = 64;
 
 /// Calls whose result can be larger than their operands.
 const GROWING_CALLS: &[&str] = &["replace", "join", "quote", "format", "_+_"];
-
-/// A regex error in one line: its last, which says what is wrong.
-fn pattern_error(why: &regex::Error) -> String {
-    match why {
-        regex::Error::CompiledTooBig(limit) => format!(
-            "the pattern compiles to a program over {limit} bytes: a regex's cost grows with \
-             its program times the text; simplify it (fewer or smaller repetition counts)"
-        ),
-        other => {
-            let text = other.to_string();
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            format!(
-                "the pattern is not a valid regex: {}",
-                last.trim().trim_start_matches("error: ")
-            )
-        }
-    }
-}
 
 /// The length of a string literal, if `e` is one.
 fn literal_len(e: Option<&IdedExpr>) -> Option<u64> {
@@ -887,11 +863,8 @@ impl Checker<'_> {
             }
             if name == "matches" {
                 if let Expr::Literal(LiteralValue::String(pattern)) = &operand.expr {
-                    if let Err(why) = regex::RegexBuilder::new(pattern.inner())
-                        .size_limit(MAX_PATTERN_PROGRAM)
-                        .build()
-                    {
-                        return Err(self.error_at_start(operand, pattern_error(&why)));
+                    if let Err(why) = regex_match::compile(pattern.inner()) {
+                        return Err(self.error_at_start(operand, regex_match::describe(&why)));
                     }
                 }
             }
@@ -913,7 +886,11 @@ impl Checker<'_> {
         for a in &call.args {
             args.push(self.check(a, locals)?);
         }
-        let name = call.func_name.as_str();
+        // `matches` is parsed into the function that caches its patterns.
+        let name = match call.func_name.as_str() {
+            MATCHES_FN => "matches",
+            other => other,
+        };
         if self.cost_rules {
             if let Some(own) = self.loop_vars.borrow().as_deref() {
                 let beyond: Vec<bool> = call.args.iter().map(|a| reads_beyond(a, own)).collect();

@@ -9,6 +9,7 @@ mod decision;
 pub mod drift;
 pub mod modify;
 pub mod pattern;
+mod regex_match;
 mod set;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};
