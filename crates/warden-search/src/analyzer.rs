@@ -149,6 +149,15 @@ pub fn word_span(word: &str) -> usize {
     runs(word, separates_parts).len().max(1)
 }
 
+/// A word's parts, in order, when it has several (`example.com`,
+/// `10.0.0`): such a word may be a run of parts inside a longer indexed
+/// word (`evil.example.com`, `10.0.0.5`), which its parts, following each
+/// other, find. `None` for a word of one part.
+pub fn parts_of(word: &str) -> Option<Vec<String>> {
+    let parts = runs(word, separates_parts);
+    (parts.len() > 1).then(|| parts.into_iter().map(|(_, p)| p.to_string()).collect())
+}
+
 /// A word's parts, in order, when it has several pieces (`etc/passwd`,
 /// `evil.example.com/payload.bin`): such a word may be a run of pieces
 /// inside a longer indexed word (`/etc/passwd`, a URL), which its parts,

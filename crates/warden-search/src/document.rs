@@ -5,7 +5,7 @@ use tantivy::TantivyDocument;
 use warden_core::event::flatten::visit_scalars;
 use warden_core::event::Event;
 
-use crate::schema::{field_name, kv_term, num_term, tenant_term, Fields};
+use crate::schema::{field_name, is_number_text, kv_term, num_term, tenant_term, Fields, NumKey};
 
 /// Builds the document for `event`, logged at `seq` for a tenant; `json` is
 /// the event's stored text.
@@ -58,11 +58,19 @@ pub fn document(
     visit_scalars(&event.fields, &mut |path, value| {
         let name = field_name(path);
         match value {
-            Value::String(text) => doc.add_text(fields.kv, kv_term(&name, text)),
+            Value::String(text) => {
+                doc.add_text(fields.kv, kv_term(&name, text));
+                if let Some(key) = Some(text)
+                    .filter(|t| is_number_text(t))
+                    .and_then(|t| NumKey::parse(t))
+                {
+                    doc.add_bytes(fields.num, &num_term(&name, key));
+                }
+            }
             Value::Number(n) => {
                 doc.add_text(fields.kv, kv_term(&name, &n.to_string()));
-                if let Some(x) = n.as_f64() {
-                    doc.add_bytes(fields.num, &num_term(&name, x));
+                if let Some(key) = NumKey::of_json(n) {
+                    doc.add_bytes(fields.num, &num_term(&name, key));
                 }
             }
             Value::Bool(b) => {

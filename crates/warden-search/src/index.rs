@@ -31,7 +31,8 @@ const FORMAT_FILE: &str = "warden-index-format";
 /// log under a new id (whose cursor starts at the beginning).
 /// 2: each part of a word takes its own position; pieces of words indexed.
 /// 3: a word too long to index whole keeps its pieces and parts.
-const FORMAT: &str = "3";
+/// 4: numbers keep whole values past 2^53; numbers sent as text indexed.
+const FORMAT: &str = "4";
 
 /// Threads that build the index unless told otherwise: half the cores,
 /// one to four. The other half serve requests and commit events; each

@@ -150,12 +150,105 @@ pub fn kv_term(name: &str, value: &str) -> String {
     term
 }
 
-/// `name \u{1}` then eight bytes whose order is the number's order.
-pub fn num_term(name: &str, value: f64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + 9);
+/// A number as the index orders and matches it: the nearest double, then
+/// how far a whole number lies from it. A double holds whole numbers
+/// exactly only up to 2^53, so 2^53 + 1 is its own value, just after
+/// 2^53, and an account number matches only itself.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NumKey {
+    nearest: f64,
+    rest: i64,
+}
+
+impl NumKey {
+    pub fn of_f64(x: f64) -> Self {
+        NumKey {
+            nearest: x,
+            rest: 0,
+        }
+    }
+
+    /// A whole number within 64 bits (signed or not).
+    fn of_int(i: i128) -> Self {
+        let nearest = i as f64;
+        NumKey {
+            nearest,
+            rest: (i - nearest as i128) as i64,
+        }
+    }
+
+    /// A JSON number; `None` for one beyond a double's range.
+    pub fn of_json(n: &serde_json::Number) -> Option<Self> {
+        if let Some(i) = n.as_i64() {
+            return Some(Self::of_int(i.into()));
+        }
+        if let Some(u) = n.as_u64() {
+            return Some(Self::of_int(u.into()));
+        }
+        n.as_f64().filter(|x| x.is_finite()).map(Self::of_f64)
+    }
+
+    /// A number written as text (a query's value, or a value sent as a
+    /// string); `None` for text that is not one, or beyond a double.
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Ok(i) = text.parse::<i64>() {
+            return Some(Self::of_int(i.into()));
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return Some(Self::of_int(u.into()));
+        }
+        text.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(Self::of_f64)
+    }
+}
+
+/// Whether a text value is written exactly as a JSON number (`500`,
+/// `-1.5`, `2e3`): log shippers often send numbers as strings, and such
+/// values are indexed as numbers too. A leading zero (`02134`, a postal
+/// code) or any other character keeps a value text only.
+pub fn is_number_text(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let whole_start = i;
+    let whole = digits(&mut i);
+    if whole == 0 || (whole > 1 && b[whole_start] == b'0') {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len() && b.len() <= 64
+}
+
+/// `name \u{1}`, then eight bytes that order the nearest double, then
+/// eight that order the whole number's distance from it.
+pub fn num_term(name: &str, value: NumKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 17);
     out.extend_from_slice(name.as_bytes());
     out.push(NAME_END as u8);
-    out.extend_from_slice(&sortable(value).to_be_bytes());
+    out.extend_from_slice(&sortable(value.nearest).to_be_bytes());
+    out.extend_from_slice(&((value.rest as u64) ^ (1 << 63)).to_be_bytes());
     out
 }
 
@@ -180,11 +273,57 @@ mod tests {
 
     #[test]
     fn number_terms_sort_like_numbers() {
-        let values = [-1e9, -2.5, -0.0, 0.0, 1e-9, 3.0, 500.0, 1e12];
-        let terms: Vec<Vec<u8>> = values.iter().map(|v| num_term("x", *v)).collect();
-        let mut sorted = terms.clone();
-        sorted.sort();
-        assert_eq!(terms, sorted);
+        let values = [
+            "-9223372036854775808",
+            "-9007199254740993",
+            "-1e9",
+            "-2.5",
+            "0",
+            "1e-9",
+            "3",
+            "500.5",
+            "1e12",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740994",
+            "9007199254740995",
+            "9223372036854775807",
+            "18446744073709551615",
+            "1e300",
+        ];
+        let terms: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| num_term("x", NumKey::parse(v).unwrap()))
+            .collect();
+        for (pair, values) in terms.windows(2).zip(values.windows(2)) {
+            assert!(
+                pair[0] < pair[1],
+                "{} sorts before {}",
+                values[0],
+                values[1]
+            );
+        }
+        // Equal values are one term, however written.
+        for same in [["1", "1.0"], ["1e3", "1000"], ["-0", "0.0"]] {
+            assert_eq!(
+                num_term("x", NumKey::parse(same[0]).unwrap()),
+                num_term("x", NumKey::parse(same[1]).unwrap())
+            );
+        }
+        let json: serde_json::Number = serde_json::from_str("9007199254740993").unwrap();
+        assert_eq!(NumKey::of_json(&json), NumKey::parse("9007199254740993"));
+    }
+
+    #[test]
+    fn only_json_shaped_text_is_a_number() {
+        for yes in ["0", "500", "-1.5", "2e3", "1.25E-4", "-0"] {
+            assert!(is_number_text(yes), "{yes}");
+        }
+        for no in [
+            "", "-", "02134", "1.", ".5", "+5", "1e", "inf", "NaN", "5 ", "0x10", "1,000",
+        ] {
+            assert!(!is_number_text(no), "{no}");
+        }
     }
 
     #[test]

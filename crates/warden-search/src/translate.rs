@@ -13,9 +13,9 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::analyzer::{parts_across_pieces, word_span, words};
+use crate::analyzer::{parts_across_pieces, parts_of, word_span, words};
 use crate::schema::{
-    field_name, kv_term, num_term, Fields, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
+    field_name, kv_term, num_term, Fields, NumKey, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
 use crate::time_value::parse_time_value;
 use crate::SearchError;
@@ -146,13 +146,13 @@ impl Translator<'_> {
                 };
                 // A number also finds the values equal to it, as a range
                 // does: `n:1.0` finds 1, `f:1.50` finds 1.5.
-                Ok(match text.parse::<f64>().ok().filter(|x| x.is_finite()) {
-                    Some(x) => Box::new(BooleanQuery::new(vec![
+                Ok(match NumKey::parse(text) {
+                    Some(key) => Box::new(BooleanQuery::new(vec![
                         (Occur::Should, text_clause),
                         (
                             Occur::Should,
                             Box::new(TermQuery::new(
-                                Term::from_field_bytes(f.num, &num_term(&name, x)),
+                                Term::from_field_bytes(f.num, &num_term(&name, key)),
                                 IndexRecordOption::Basic,
                             )),
                         ),
@@ -208,14 +208,16 @@ impl Translator<'_> {
     /// analyzer gives it (a word of several parts takes several).
     /// A word of several pieces (`etc/passwd`) may be a run of pieces
     /// inside a longer word (`/etc/passwd`) that is indexed only whole and
-    /// by piece: it is sought as its parts, following each other (alone,
-    /// also as the whole term, which is exact and cheap).
+    /// by piece, and a lone word of several parts (`example.com`) a run of
+    /// parts inside a longer piece (`evil.example.com`): it is sought as its
+    /// parts, following each other (alone, also as the whole term, which is
+    /// exact and cheap).
     fn message_words(&self, text: &str) -> Boxed {
         let term = |word: &str| Term::from_field_text(self.fields.message, word);
         let found = words(text);
         if let [(_, _, word)] = &found[..] {
             let whole: Boxed = Box::new(TermQuery::new(term(word), IndexRecordOption::Basic));
-            return match parts_across_pieces(word) {
+            return match parts_of(word) {
                 Some(parts) if parts.len() > 1 => {
                     let parts = parts
                         .iter()
@@ -349,15 +351,19 @@ impl Translator<'_> {
                     );
                     let mut prefix = name.as_bytes().to_vec();
                     prefix.push(NAME_END as u8);
-                    let term = |x: f64| Term::from_field_bytes(f.num, &num_term(&name, x));
+                    // A finite bound's text is a number (`lo`, `hi`).
+                    let term = |t: &str| {
+                        let key = NumKey::parse(t).unwrap_or(NumKey::of_f64(0.0));
+                        Term::from_field_bytes(f.num, &num_term(&name, key))
+                    };
                     let lower = match (lower, lo) {
-                        (Bound::Included(_), Some(x)) => StdBound::Included(term(x)),
-                        (Bound::Excluded(_), Some(x)) => StdBound::Excluded(term(x)),
+                        (Bound::Included(t), Some(_)) => StdBound::Included(term(t)),
+                        (Bound::Excluded(t), Some(_)) => StdBound::Excluded(term(t)),
                         _ => StdBound::Included(Term::from_field_bytes(f.num, &prefix)),
                     };
                     let upper = match (upper, hi) {
-                        (Bound::Included(_), Some(x)) => StdBound::Included(term(x)),
-                        (Bound::Excluded(_), Some(x)) => StdBound::Excluded(term(x)),
+                        (Bound::Included(t), Some(_)) => StdBound::Included(term(t)),
+                        (Bound::Excluded(t), Some(_)) => StdBound::Excluded(term(t)),
                         _ => {
                             let mut end = prefix.clone();
                             *end.last_mut().expect("prefix ends with the separator") += 1;

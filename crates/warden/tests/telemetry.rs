@@ -905,7 +905,10 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         json!([
             {"timestamp": at, "message": "spawned /tmp/evil.sh; GET https://evil.example.com/payload.bin from 192.168.1.10:8080 via C:\\Windows\\System32\\cmd.exe", "n": 1, "f": 1.5},
             {"timestamp": at, "message": "opened /etc/passwd from 10.0.0.5"},
-            {"timestamp": at, "message": "m-primary", "msg": "m-alias", "severity": "info", "level": "error"}
+            {"timestamp": at, "message": "m-primary", "msg": "m-alias", "severity": "info", "level": "error"},
+            // Account numbers past 2^53, and numbers sent as text.
+            {"timestamp": at, "message": "acct-a", "acct": 9007199254740993_u64, "code": "503", "zip": "02134"},
+            {"timestamp": at, "message": "acct-b", "acct": 9007199254740992_u64, "code": "200"}
         ]),
     );
     for (query, expected) in [
@@ -921,6 +924,23 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         ("\"etc from\"", 0),
         ("n:1.0 AND n:01 AND n:1e0 AND f:1.50", 1),
         ("n:2", 0),
+        // A dotted name inside a longer one: a parent domain, a subnet.
+        ("example.com", 1),
+        ("168.1.10", 1),
+        ("10.0.0", 1),
+        ("example.org", 0),
+        // Whole numbers past 2^53 keep their digits.
+        ("acct:9007199254740993", 1),
+        ("acct:>9007199254740992", 1),
+        ("acct:[9007199254740992 TO 9007199254740993}", 1),
+        ("acct:>=9007199254740992", 2),
+        // Text written as a JSON number is a number too; a postal code
+        // with its leading zero stays text.
+        ("code:>=500", 1),
+        ("code:[200 TO 299]", 1),
+        ("code:503.0", 1),
+        ("zip:>1000", 0),
+        ("zip:02134", 1),
         // `msg` and `level` name message and severity in queries; the
         // names kept in `fields` are found under `fields.`.
         ("message:\"m-primary\" AND fields.msg:\"m-alias\" AND fields.level:error AND severity:info", 1),
