@@ -158,6 +158,11 @@ impl PolicyRecord {
             self.condition = v;
         }
         if let Some(v) = c.decision {
+            // A policy that stops modifying drops its change unless the
+            // same request sends one (which is then refused).
+            if v != "modify" && c.modify.is_none() {
+                self.modify = None;
+            }
             self.decision = v;
         }
         if let Some(v) = c.modify {

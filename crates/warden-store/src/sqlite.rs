@@ -31,8 +31,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::db::{Db, Outcome, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
-const PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+/// `case_sensitive_like`: `LIKE` compares case as PostgreSQL's does, so a
+/// tool glob filter means the same on either store.
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most jobs one commit covers.
 const GROUP_LIMIT: usize = 1024;

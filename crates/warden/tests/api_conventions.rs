@@ -237,6 +237,32 @@ fn pagination_sort_and_filters(backend: &Backend) {
         }
     }
     assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
+    // Unknown query parameters are refused on every route, those that
+    // read none included, and change nothing.
+    let agent = api.get("/api/v1/agents?limit=1").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (path, field) in [
+        (format!("/api/v1/agents/{agent}?foo=1"), "foo"),
+        (format!("/api/v1/agents/{agent}/drift?x"), "x"),
+        ("/api/v1/audit/verify?full=true".to_string(), "full"),
+        ("/api/v1/policy-settings?foo=1".to_string(), "foo"),
+        ("/api/v1/agents?limit=2&lmit=3".to_string(), "lmit"),
+        ("/healthz?verbose=1".to_string(), "verbose"),
+    ] {
+        let r = api.get(&path);
+        assert_eq!(r.error(400, "invalid_request")["field"], field, "{path}");
+    }
+    let r = api.patch(
+        &format!("/api/v1/agents/{agent}?dry_run=true"),
+        &json!({"description": "changed"}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "dry_run");
+    assert_ne!(
+        api.get(&format!("/api/v1/agents/{agent}")).body["data"]["description"],
+        "changed"
+    );
     // A cursor is bound to its sort.
     let r = api.get("/api/v1/agents?limit=2&sort=name");
     let cursor = r.body["next_cursor"].as_str().unwrap().to_string();

@@ -283,14 +283,20 @@ fn precedence_monitor_and_the_default(backend: &Backend) {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(decision(&api, "bot", "mail.send", json!({})), "deny");
-    assert_eq!(
-        api.patch(
+    // An unknown or a modify default is refused; the choices offered are
+    // the ones a default can take.
+    for wrong in ["maybe", "modify"] {
+        let r = api.patch(
             "/api/v1/policy-settings",
-            &json!({"default_decision": "maybe"})
-        )
-        .status,
-        400
-    );
+            &json!({"default_decision": wrong}),
+        );
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], "default_decision", "{wrong}");
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains("step_up"), "{message}");
+        let offered = message.split("expected").nth(1).unwrap_or_default();
+        assert!(!offered.contains("modify"), "{message}");
+    }
     let r = api.patch(
         "/api/v1/policy-settings",
         &json!({"default_decision": null}),
@@ -482,6 +488,21 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
             .len(),
         2
     );
+
+    // A modify policy turned into a deny drops its change; sending a
+    // change with another decision is still refused.
+    let r = api.patch(
+        &format!("/api/v1/policies/{mask}"),
+        &json!({"decision": "deny", "modify": {"redact": ["x"]}}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "modify");
+    let r = api.patch(
+        &format!("/api/v1/policies/{mask}"),
+        &json!({"decision": "deny"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["decision"], "deny");
+    assert!(r.body["data"]["modify"].is_null(), "{}", r.text);
 }
 
 fn bound_keys_and_discovered_agents(backend: &Backend) {
@@ -906,6 +927,9 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(count("agent_id=nobody"), 0);
     assert_eq!(count("action=shell.*"), 3);
     assert_eq!(count("action=*.read"), 4);
+    // Case counts, as in policies' patterns, on either store.
+    assert_eq!(count("action=SHELL.*"), 0);
+    assert_eq!(count("action=*.READ"), 0);
     assert_eq!(count("decision=deny"), 3);
     assert_eq!(count("session_id=s1"), 2);
     assert_eq!(count("min_drift=0"), 7);
@@ -915,6 +939,8 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         .error(400, "invalid_request");
     api.get("/api/v1/audit?from=yesterday")
         .error(400, "invalid_request");
+    let r = api.get("/api/v1/audit?from=2026-12-05T00:00:00Z&to=2026-12-04T00:00:00Z");
+    assert_eq!(r.error(400, "invalid_request")["field"], "to");
     // Pages walk the whole log without repeats.
     let first = api.get("/api/v1/audit?limit=3");
     let cursor = first.body["next_cursor"].as_str().unwrap();

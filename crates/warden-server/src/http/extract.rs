@@ -65,6 +65,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let message = strip_location(&inner.to_string());
         if inner.is_data() {
             ApiError::invalid(field_of(&path, &message), message)
+        } else if message == "recursion limit exceeded" {
+            // Well-formed, only deeper than the parser goes.
+            ApiError::malformed(
+                "the JSON nests arrays and objects more than 127 levels deep",
+                Position {
+                    line: inner.line().max(1),
+                    column: inner.column().max(1),
+                },
+            )
         } else {
             ApiError::malformed(
                 format!("malformed JSON: {message}"),
@@ -262,6 +271,18 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("name"));
         let e = parse_json::<Body>(br#"{"name": "a", "tags": ["x", 3]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("tags[1]"));
+    }
+
+    #[test]
+    fn too_deep_is_not_called_malformed() {
+        let deep = format!(
+            "{{\"name\": \"a\", \"tags\": {}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let e = parse_json::<serde_json::Value>(deep.as_bytes()).unwrap_err();
+        assert!(e.message.contains("127 levels deep"), "{}", e.message);
+        assert!(e.position.is_some());
     }
 
     #[test]

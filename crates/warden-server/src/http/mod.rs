@@ -1,7 +1,9 @@
 //! The HTTP conventions every route shares: request ids, the envelope,
-//! errors, and extractors that answer bad input in the envelope.
+//! errors, extractors that answer bad input in the envelope, and the
+//! refusal of query parameters a route does not declare.
 
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod query_params;
 pub mod request_id;

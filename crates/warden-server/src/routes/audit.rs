@@ -190,6 +190,11 @@ pub async fn list_audit(
         from: parse_time("from", q.from.as_deref())?,
         to: parse_time("to", q.to.as_deref())?,
     };
+    if let (Some(from), Some(to)) = (filter.from, filter.to) {
+        if from >= to {
+            return Err(ApiError::invalid("to", "to must be after from"));
+        }
+    }
     let page = state
         .store
         .list_audit(&principal.tenant(), &filter, &page)

@@ -29,6 +29,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::error::ApiError;
 use crate::http::extract::DEFAULT_BODY_LIMIT;
+use crate::http::query_params::{refuse_unknown, DeclaredParams};
 use crate::http::request_id;
 use crate::state::AppState;
 
@@ -87,13 +88,16 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     document.merge(public_document);
     openapi::apply_conventions(&mut document);
+    let declared = DeclaredParams::from_document(&document);
 
     let authenticated = authenticated
+        .route_layer(from_fn_with_state(declared.clone(), refuse_unknown))
         .route_layer(from_fn_with_state(
             state.clone(),
             crate::idempotency::replay_or_record,
         ))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::authenticate));
+    let public = public.route_layer(from_fn_with_state(declared, refuse_unknown));
 
     Router::new()
         .merge(authenticated)

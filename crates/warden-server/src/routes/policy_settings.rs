@@ -22,7 +22,28 @@ pub struct PolicySettings {
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicySettings {
     #[serde(default, deserialize_with = "super::wire::not_null")]
-    pub default_decision: Option<DecisionName>,
+    pub default_decision: Option<DefaultDecisionName>,
+}
+
+/// The decisions a default can be: `modify` has no change to make.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultDecisionName {
+    Allow,
+    Deny,
+    StepUp,
+    Audit,
+}
+
+impl From<DefaultDecisionName> for warden_policy::Decision {
+    fn from(d: DefaultDecisionName) -> Self {
+        match d {
+            DefaultDecisionName::Allow => Self::Allow,
+            DefaultDecisionName::Deny => Self::Deny,
+            DefaultDecisionName::StepUp => Self::StepUp,
+            DefaultDecisionName::Audit => Self::Audit,
+        }
+    }
 }
 
 /// This environment's policy settings.
@@ -59,12 +80,6 @@ pub async fn update_policy_settings(
     let tenant = principal.tenant();
     let g = &state.governance;
     if let Some(d) = body.default_decision {
-        if d == DecisionName::Modify {
-            return Err(crate::http::error::ApiError::invalid(
-                "default_decision",
-                "the default decision is allow, deny, step_up or audit: modify needs a policy's change",
-            ));
-        }
         crate::governance::policies::set_default_decision(g, &principal, d.into()).await?;
     }
     let d = g.engine.default_decision(&tenant).await?;
