@@ -132,7 +132,10 @@ impl Telemetry {
         if from >= to {
             return Err(ApiError::invalid(
                 params.from_name,
-                format!("{} must be before {}", params.from_name, params.to_name),
+                format!(
+                    "{} must be before {} (times count whole milliseconds)",
+                    params.from_name, params.to_name
+                ),
             ));
         }
         let interval = match params.interval.as_deref().filter(|t| !t.trim().is_empty()) {
