@@ -179,6 +179,8 @@ impl CelCondition {
             loop_vars: Default::default(),
             cost_rules,
             constant_locals: Default::default(),
+            literal_iterations: std::cell::Cell::new(1),
+            local_literals: Default::default(),
         };
         let kind = checker.check(program.expression(), &mut Vec::new())?;
         if !kind.may_be(Kind::Bool) {
@@ -468,6 +470,12 @@ struct Checker<'a> {
     /// The variables of comprehensions that range over literals only: they
     /// hold the policy author's text, never the call's.
     constant_locals: std::cell::RefCell<Vec<String>>,
+    /// How many times the expression being checked runs per call because
+    /// of the loops over literals around it.
+    literal_iterations: std::cell::Cell<u64>,
+    /// The string literals a loop over a list literal binds its variable
+    /// to, so that a pattern given as that variable is checked too.
+    local_literals: std::cell::RefCell<Vec<(String, Vec<String>)>>,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
@@ -517,6 +525,20 @@ const PAIRING_CALLS: &[(&str, &str)] = &[
 /// How many times the size of the call's data (with the condition's own
 /// text) a built string or list may reach.
 const MAX_GROWTH: u64 = 64;
+
+/// How many times loops over literals may run a body per call, nested
+/// ones multiplied: each run may walk the whole call.
+const MAX_LITERAL_ITERATIONS: u64 = 100;
+
+/// How many elements a loop over literals visits: a list or map literal's
+/// count, else (a literal split, say) as many as a condition's length.
+fn literal_len_of(range: &IdedExpr) -> u64 {
+    match &range.expr {
+        Expr::List(list) => list.elements.len() as u64,
+        Expr::Map(map) => map.entries.len() as u64,
+        _ => MAX_CONDITION_LEN as u64,
+    }
+}
 
 /// Calls whose result can be larger than their operands.
 const GROWING_CALLS: &[&str] = &["replace", "join", "quote", "format", "_+_"];
@@ -777,7 +799,37 @@ impl Checker<'_> {
                 let own = locals[locals.len() - pushed..].to_vec();
                 let constant_range = !reads_beyond(&c.iter_range, &self.constant_locals.borrow());
                 let constants_before = self.constant_locals.borrow().len();
+                let literals_before = self.local_literals.borrow().len();
+                let iterations_before = self.literal_iterations.get();
                 if constant_range {
+                    let runs = iterations_before.saturating_mul(literal_len_of(&c.iter_range));
+                    if self.cost_rules && runs > MAX_LITERAL_ITERATIONS {
+                        locals.truncate(locals.len() - pushed);
+                        return Err(self.error(
+                            e,
+                            format!(
+                                "loops over literals nested here would run their body {runs} \
+                                 times per call (at most {MAX_LITERAL_ITERATIONS}): use fewer \
+                                 or shorter lists, or one regex alternation"
+                            ),
+                        ));
+                    }
+                    self.literal_iterations.set(runs);
+                    if let Expr::List(list) = &c.iter_range.expr {
+                        let texts = list
+                            .elements
+                            .iter()
+                            .filter_map(|x| match &x.expr {
+                                Expr::Literal(LiteralValue::String(t)) => {
+                                    Some(t.inner().to_string())
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        self.local_literals
+                            .borrow_mut()
+                            .push((c.iter_var.clone(), texts));
+                    }
                     let mut constants = self.constant_locals.borrow_mut();
                     constants.push(c.iter_var.clone());
                     constants.extend(c.iter_var2.iter().cloned());
@@ -823,6 +875,8 @@ impl Checker<'_> {
                 })();
                 *self.loop_vars.borrow_mut() = enclosing;
                 self.constant_locals.borrow_mut().truncate(constants_before);
+                self.literal_iterations.set(iterations_before);
+                self.local_literals.borrow_mut().truncate(literals_before);
                 locals.truncate(locals.len() - pushed);
                 result
             }
@@ -862,9 +916,31 @@ impl Checker<'_> {
                 ));
             }
             if name == "matches" {
-                if let Expr::Literal(LiteralValue::String(pattern)) = &operand.expr {
-                    if let Err(why) = regex_match::compile(pattern.inner()) {
-                        return Err(self.error_at_start(operand, regex_match::describe(&why)));
+                let patterns: Vec<String> = match &operand.expr {
+                    Expr::Literal(LiteralValue::String(pattern)) => vec![pattern.inner().into()],
+                    // The variable of a loop over a list of patterns.
+                    Expr::Ident(local) => self
+                        .local_literals
+                        .borrow()
+                        .iter()
+                        .rev()
+                        .find(|(name, _)| name == local)
+                        .map(|(_, texts)| texts.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                let listed = matches!(operand.expr, Expr::Ident(_));
+                for pattern in patterns {
+                    if let Err(why) = regex_match::compile(&pattern) {
+                        let why = regex_match::describe(&why);
+                        return Err(self.error_at_start(
+                            operand,
+                            if listed {
+                                format!("`{pattern}`: {why}")
+                            } else {
+                                why
+                            },
+                        ));
                     }
                 }
             }
@@ -953,7 +1029,8 @@ impl Checker<'_> {
         if self.cost_rules {
             self.check_operands(call, name)?;
             if GROWING_CALLS.contains(&name) && !args.iter().all(|k| k.numeric()) {
-                let factor = growth(e);
+                // Built once per run of the loops over literals around it.
+                let factor = growth(e).saturating_mul(self.literal_iterations.get());
                 if factor > MAX_GROWTH {
                     return Err(self.error(
                         e,
@@ -1339,6 +1416,37 @@ mod tests {
         assert!(!e.message.contains('\n'), "{e}");
         let e = CelCondition::compile("args.s.matches('(?:a|aa){0,3000}b')").unwrap_err();
         assert!(e.message.contains("compiles to a program over"), "{e}");
+    }
+
+    #[test]
+    fn patterns_listed_for_a_loop_are_compiled_when_written() {
+        for source in [
+            "['[a-', 'b'].exists(p, args.cmd.matches(p))",
+            "['x', '(?:a|aa){0,3000}b'].exists(p, args.cmd.matches(p))",
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert!(
+                e.message.contains("regex") || e.message.contains("program"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn loops_over_literals_run_a_bounded_number_of_times() {
+        let ten = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]";
+        let two_deep = format!("{ten}.exists(a, {ten}.exists(b, tool == 'q'))");
+        assert!(CelCondition::compile(&two_deep).is_ok(), "{two_deep}");
+        let three_deep = format!("{ten}.exists(a, {ten}.exists(b, {ten}.exists(c, tool == 'q')))");
+        let e = CelCondition::compile(&three_deep).unwrap_err();
+        assert!(e.message.contains("1000 times"), "{e}");
+        // What a body builds counts once per run.
+        let grown = "args.s.replace('a', 'aa').replace('a', 'aa').replace('a', 'aa')\
+                     .replace('a', 'aa').replace('a', 'aa').replace('a', 'aa')";
+        assert!(CelCondition::compile(&format!("{grown} != ''")).is_ok());
+        let e =
+            CelCondition::compile(&format!("['q', 'r', 's'].exists(x, {grown} == x)")).unwrap_err();
+        assert!(e.message.contains("times the size"), "{e}");
     }
 
     #[test]

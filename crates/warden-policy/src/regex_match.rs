@@ -1,4 +1,4 @@
-//! `matches` with each pattern compiled once.
+//! `matches` with each pattern compiled once, at a bounded cost.
 //!
 //! The `cel` crate compiles a `matches` pattern on every evaluation: a
 //! pattern with Unicode classes (`\w`) costs most of a millisecond each
@@ -6,9 +6,16 @@
 //! that turns `x.matches(p)` and `matches(x, p)` into [`MATCHES_FN`], a
 //! function that keeps compiled patterns in a bounded process-wide cache.
 //! Its name cannot be written in a condition, so only the macro reaches it.
+//!
+//! A search runs first in a lazy DFA, linear in the text. Some patterns
+//! (`a[ab]{300}c`) make a DFA state for nearly every byte; the lazy DFA
+//! then gives up, and the search that could finish (the `regex` crate's,
+//! which costs the text's length times the pattern's states) runs only
+//! when that product is within [`MAX_SEARCH_STEPS`]: beyond, the condition
+//! fails to evaluate, which never loosens a decision.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use cel::common::ast::{CallExpr, Expr};
 use cel::common::types::{CelBool, CelString, STRING_TYPE};
@@ -16,6 +23,9 @@ use cel::common::value::CowVal;
 use cel::parser::Macro;
 use cel::{Env, ExecutionError};
 use regex::Regex;
+use regex_automata::hybrid::dfa::{Cache, Config as LazyConfig, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::Input;
 
 /// The function `matches` calls are parsed into.
 pub const MATCHES_FN: &str = "@matches";
@@ -29,7 +39,27 @@ pub const MAX_PATTERN_PROGRAM: usize = 256 * 1024;
 /// past this many the cache starts over rather than grow.
 const MAX_CACHED_PATTERNS: usize = 4_096;
 
-static PATTERNS: LazyLock<RwLock<HashMap<String, Arc<Regex>>>> =
+/// The most text bytes times pattern states a search that the lazy DFA
+/// gave up on may take: about a tenth of a second.
+pub const MAX_SEARCH_STEPS: usize = 30_000_000;
+
+/// The lazy DFA's memory for states, per search in flight.
+const LAZY_CACHE_BYTES: usize = 1 << 20;
+
+/// Lazy DFA caches kept per pattern for reuse.
+const SPARE_CACHES: usize = 4;
+
+/// A pattern, compiled for both searches.
+struct Pattern {
+    full: Regex,
+    /// `None` when the pattern needs what a lazy DFA cannot do.
+    lazy: Option<DFA>,
+    /// The pattern's NFA states: the bounded search costs this per byte.
+    states: usize,
+    caches: Mutex<Vec<Cache>>,
+}
+
+static PATTERNS: LazyLock<RwLock<HashMap<String, Arc<Pattern>>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// Compiles a pattern under the program bound.
@@ -61,21 +91,77 @@ pub fn describe(why: &regex::Error) -> String {
     }
 }
 
-fn cached(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
-    if let Some(regex) = PATTERNS
+impl Pattern {
+    fn new(pattern: &str) -> Result<Self, regex::Error> {
+        let full = compile(pattern)?;
+        let lazy = DFA::builder()
+            .configure(
+                LazyConfig::new()
+                    .cache_capacity(LAZY_CACHE_BYTES)
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10))
+                    // Unicode `\b` works until the text leaves ASCII; the
+                    // search then quits and the bounded one takes over.
+                    .unicode_word_boundary(true),
+            )
+            .thompson(thompson::Config::new().nfa_size_limit(Some(MAX_PATTERN_PROGRAM)))
+            .build(pattern)
+            .ok();
+        let states = match &lazy {
+            Some(dfa) => dfa.get_nfa().states().len(),
+            None => thompson::Compiler::new()
+                .build(pattern)
+                .map_or(MAX_PATTERN_PROGRAM, |nfa| nfa.states().len()),
+        };
+        Ok(Pattern {
+            full,
+            lazy,
+            states,
+            caches: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn is_match(&self, text: &str) -> Result<bool, String> {
+        if let Some(dfa) = &self.lazy {
+            let spare = self.caches.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut cache = spare.unwrap_or_else(|| dfa.create_cache());
+            // A cache the search gave up on is dropped, not reused.
+            if let Ok(found) = dfa.try_search_fwd(&mut cache, &Input::new(text).earliest(true)) {
+                let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+                if caches.len() < SPARE_CACHES {
+                    caches.push(cache);
+                }
+                return Ok(found.is_some());
+            }
+        }
+        if text.len().saturating_mul(self.states.max(1)) > MAX_SEARCH_STEPS {
+            return Err(format!(
+                "the pattern is too costly to run over a text of {} bytes: its {} states \
+                 times the text exceed {MAX_SEARCH_STEPS} steps (simplify the pattern, \
+                 above all its counted repetitions)",
+                text.len(),
+                self.states
+            ));
+        }
+        Ok(self.full.is_match(text))
+    }
+}
+
+fn cached(pattern: &str) -> Result<Arc<Pattern>, regex::Error> {
+    if let Some(compiled) = PATTERNS
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(pattern)
     {
-        return Ok(regex.clone());
+        return Ok(compiled.clone());
     }
-    let regex = Arc::new(compile(pattern)?);
+    let compiled = Arc::new(Pattern::new(pattern)?);
     let mut patterns = PATTERNS.write().unwrap_or_else(|e| e.into_inner());
     if patterns.len() >= MAX_CACHED_PATTERNS {
         patterns.clear();
     }
-    patterns.insert(pattern.to_string(), regex.clone());
-    Ok(regex)
+    patterns.insert(pattern.to_string(), compiled.clone());
+    Ok(compiled)
 }
 
 /// `text.matches(pattern)`, as the standard library defines it.
@@ -95,9 +181,12 @@ fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executio
             "applies to a string, with a string pattern",
         ));
     };
-    let regex = cached(pattern.inner())
+    let compiled = cached(pattern.inner())
         .map_err(|why| ExecutionError::function_error("matches", describe(&why)))?;
-    Ok(CowVal::owned(CelBool::from(regex.is_match(text.inner()))))
+    let found = compiled
+        .is_match(text.inner())
+        .map_err(|why| ExecutionError::function_error("matches", why))?;
+    Ok(CowVal::owned(CelBool::from(found)))
 }
 
 /// The call `matches` is parsed into: the text, then the pattern.
@@ -157,6 +246,50 @@ mod tests {
         // A text that is not a string is an error, as in the standard library.
         let condition = CelCondition::compile("args.n.matches('5')").unwrap();
         assert!(condition.holds(&input).is_err());
+    }
+
+    #[test]
+    fn both_searches_agree_and_the_costly_one_is_bounded() {
+        for (pattern, text, found) in [
+            ("^rm\\s+-rf", "rm  -rf /", true),
+            ("(?i)\\bpassword\\b", "the PASSWORD is", true),
+            ("(?i)\\bpassword\\b", "passwords", false),
+            // Past ASCII, Unicode `\b` leaves the lazy DFA.
+            ("\\bmot\\b", "le mot de passe é", true),
+            ("\\bmot\\b", "moté", false),
+            ("AKIA[0-9A-Z]{16}", "key=AKIAABCDEFGHIJKLMNOP", true),
+        ] {
+            let p = Pattern::new(pattern).unwrap();
+            assert_eq!(p.is_match(text), Ok(found), "{pattern} over {text}");
+            assert_eq!(p.full.is_match(text), found, "{pattern} over {text}");
+        }
+        // A pattern whose DFA has a state per byte: on a short text the
+        // search finishes; on a long one it is refused, quickly.
+        let p = Pattern::new("a[ab]{300}c").unwrap();
+        let short: String = (0..2_000)
+            .map(|i| if i % 3 == 0 { 'a' } else { 'b' })
+            .collect();
+        assert_eq!(p.is_match(&short), Ok(false));
+        // Random `a`s and `b`s (xorshift): no structure for the DFA to reuse.
+        let mut x = 0x2545_f491_u32;
+        let long: String = (0..1_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if x & 1 == 1 {
+                    'a'
+                } else {
+                    'b'
+                }
+            })
+            .collect();
+        let refused = p.is_match(&long).unwrap_err();
+        assert!(refused.contains("too costly"), "{refused}");
+        // A search after a refusal starts afresh.
+        assert_eq!(p.is_match("a"), Ok(false));
+        let hit = format!("a{}c", "b".repeat(300));
+        assert_eq!(p.is_match(&hit), Ok(true));
     }
 
     #[test]
