@@ -1168,6 +1168,43 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(e["fields"]["args"]["amount"], 120);
     assert_eq!(e["severity"], "medium");
     assert_eq!(total(&api, "args.amount:>100"), 1);
+
+    // The SDK's own tool events carry the arguments too: what policies
+    // redact from audit records is redacted there before storage, for a
+    // known agent and for one Warden has not met.
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "cards", "action_pattern": "pay.*", "decision": "audit",
+                "audit_redact": ["card"], "condition": "args.amount > 1000000"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for agent in ["billing-bot", "never-seen-bot"] {
+        let event = json!({"event_type": "TOOL_CALL_PRE", "tool_name": "pay.charge",
+            "agent_id": agent, "session_id": "sdk-sess", "content": "tool invocation requested",
+            "metadata": {"tool_args": {"card": "SDKCARD9999", "amount": 5},
+                         "tool_call": {"name": "pay.charge",
+                                       "arguments": {"card": "SDKCARD9999", "amount": 5}}}});
+        let r = api.post("/v1/events/batch", &json!([event]));
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    wait_total(&api, "session_id:sdk-sess", 2);
+    assert_eq!(total(&api, "SDKCARD9999"), 0);
+    assert_eq!(total(&api, "metadata.tool_args.card:SDKCARD9999"), 0);
+    for e in search(&api, json!({"query": "session_id:sdk-sess"}))["events"]
+        .as_array()
+        .unwrap()
+    {
+        let metadata = &e["fields"]["metadata"];
+        assert_eq!(metadata["tool_args"]["card"], "[REDACTED]", "{e}");
+        assert_eq!(
+            metadata["tool_call"]["arguments"]["card"], "[REDACTED]",
+            "{e}"
+        );
+        assert_eq!(metadata["tool_args"]["amount"], 5, "{e}");
+    }
+    assert!(!backend
+        .sql("SELECT body FROM events")
+        .contains("SDKCARD9999"));
 }
 
 /// Decisions' events reach the index in memory, numbered from what their

@@ -185,11 +185,16 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
     // somewhere in the event, it was malformed (or is only text that
     // mentions it) and may hold a key's secret: the secret is taken out
     // and the message kept, so that mentioning the id hides nothing.
-    if mentions_warden_id(text) {
+    if mentions_warden_id(text) || KEY_PREFIXES.iter().any(|p| text.contains(p)) {
         scrub_event(&mut event);
     }
     Ok(SyslogMessage { event, token })
 }
+
+/// How Warden's API keys begin: a word shaped like one is a credential
+/// sent to the wrong place (a mistyped element id, the message text), and
+/// is never stored, wherever it is in a message.
+const KEY_PREFIXES: [&str; 2] = ["wdn_live_", "wdn_test_"];
 
 /// What replaces a secret taken out of a message.
 const SCRUBBED: &str = "[REDACTED]";
@@ -244,7 +249,7 @@ fn scrub_secrets(text: &str) -> String {
             rest = &value[len..];
             continue;
         }
-        if rest.starts_with("wdn_live_") || rest.starts_with("wdn_test_") {
+        if KEY_PREFIXES.iter().any(|p| rest.starts_with(p)) {
             let len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
                 .unwrap_or(rest.len());
@@ -507,6 +512,19 @@ mod tests {
             r#"<13>Nov 24 10:00:00 [warden@32473 token="wdn_abc"] hi"#,
             r#"[warden@32473 token="wdn_abc"] hi"#,
             r#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"] and wdn_live_Secret1"#,
+        ] {
+            let m = ok(line);
+            let json = m.event.to_json();
+            assert!(!json.contains("wdn_"), "{line}: {json}");
+            assert!(json.contains("[REDACTED]"), "{line}: {json}");
+            assert_eq!(m.token, None);
+        }
+        // A key-shaped word is never kept, even where nothing names the
+        // element: in another element, or in the text.
+        for line in [
+            r#"<13>1 - h app - - [warden@32474 token="wdn_test_Typo1"] hi"#,
+            r#"<13>1 - h app - - [ex@1 token="wdn_live_Other2"] hi"#,
+            "<13>Nov 24 10:00:00 host1 app: key is wdn_live_InText3 ok",
         ] {
             let m = ok(line);
             let json = m.event.to_json();

@@ -360,23 +360,14 @@ async fn decide_and_record(
         _ => None,
     };
 
-    // Arguments as stored: the fields named by every policy whose pattern
-    // and selector take in this call redacted, whatever its condition or
-    // mode said (a secret is as secret when the condition did not hold).
-    let mut redactions: Vec<&warden_policy::ArgPath> = Vec::new();
-    for p in policies.set.candidates(
+    // Arguments as stored: what any policy that takes in the call names
+    // redacted.
+    let redactions = policies.redactions(
         &call.tool,
         &agent.id,
         agent.external_id.as_deref(),
         &agent.tags,
-    ) {
-        if let Some(facts) = policies.facts.get(&p.id) {
-            redactions.extend(facts.audit_redact.iter());
-            if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
-                redactions.extend(change.redact.iter());
-            }
-        }
-    }
+    );
     let redact = |value: &Value| {
         let mut v = value.clone();
         for path in &redactions {

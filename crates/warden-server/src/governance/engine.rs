@@ -75,6 +75,30 @@ impl TenantPolicies {
             checked: RwLock::new(Instant::now()),
         }
     }
+
+    /// The argument paths redacted wherever a call of `tool` by this agent
+    /// is stored: those named by the `audit_redact` and `modify.redact` of
+    /// every policy whose pattern and selector take the call in, whatever
+    /// its condition or mode (a secret is as secret when the condition did
+    /// not hold).
+    pub fn redactions(
+        &self,
+        tool: &str,
+        agent_id: &str,
+        agent_alias: Option<&str>,
+        agent_tags: &[String],
+    ) -> Vec<&warden_policy::ArgPath> {
+        let mut paths = Vec::new();
+        for p in self.set.candidates(tool, agent_id, agent_alias, agent_tags) {
+            if let Some(facts) = self.facts.get(&p.id) {
+                paths.extend(facts.audit_redact.iter());
+                if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
+                    paths.extend(change.redact.iter());
+                }
+            }
+        }
+        paths
+    }
 }
 
 pub struct PolicyEngine {

@@ -198,6 +198,39 @@ pub async fn thoth_hold(
     }))
 }
 
+/// The SDK's tool events carry the call's arguments (`metadata.tool_args`
+/// and `metadata.tool_call.arguments`): the fields policies redact from
+/// audit records are redacted there too, before storage.
+fn redact_tool_arguments(
+    policies: &crate::governance::engine::TenantPolicies,
+    event: &mut Event,
+    agent_id: &str,
+    alias: Option<&str>,
+    tags: &[String],
+) {
+    let Some(tool) = event.fields.get("tool").and_then(Value::as_str) else {
+        return;
+    };
+    let paths = policies.redactions(tool, agent_id, alias, tags);
+    if paths.is_empty() {
+        return;
+    }
+    let Some(Value::Object(metadata)) = event.fields.get_mut("metadata") else {
+        return;
+    };
+    let redact = |args: Option<&mut Value>| {
+        if let Some(args) = args {
+            for path in &paths {
+                path.redact(args);
+            }
+        }
+    };
+    redact(metadata.get_mut("tool_args"));
+    if let Some(Value::Object(call)) = metadata.get_mut("tool_call") {
+        redact(call.get_mut("arguments"));
+    }
+}
+
 /// Maps one of the SDK's `BehavioralEvent`s to an agent event.
 fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (String, String)> {
     let Value::Object(mut object) = value else {
@@ -348,24 +381,30 @@ pub async fn thoth_events(
     }
     // The SDK names agents by their external id; store Warden's id.
     let tenant = principal.tenant();
-    let mut known: std::collections::HashMap<String, Option<String>> = Default::default();
+    let policies = state.governance.engine.policies(&tenant).await?;
+    let mut known: std::collections::HashMap<String, Option<warden_core::agent::Agent>> =
+        Default::default();
     for event in &mut events {
         let Some(reference) = event.agent_id.clone() else {
+            redact_tool_arguments(&policies, event, "", None, &[]);
             continue;
         };
         if !known.contains_key(&reference) {
-            let found = state
-                .store
-                .find_agent(&tenant, &reference)
-                .await?
-                .map(|a| a.id);
+            let found = state.store.find_agent(&tenant, &reference).await?;
             known.insert(reference.clone(), found);
         }
-        if let Some(Some(id)) = known.get(&reference) {
-            event
-                .fields
-                .insert("external_agent_id".into(), Value::String(reference.clone()));
-            event.agent_id = Some(id.clone());
+        match known.get(&reference) {
+            Some(Some(agent)) => {
+                event
+                    .fields
+                    .insert("external_agent_id".into(), Value::String(reference.clone()));
+                event.agent_id = Some(agent.id.clone());
+                let alias = agent.external_id.as_deref();
+                redact_tool_arguments(&policies, event, &agent.id, alias, &agent.tags);
+            }
+            // An agent Warden has not met yet: policies for every agent,
+            // or naming this reference, still apply.
+            _ => redact_tool_arguments(&policies, event, &reference, Some(&reference), &[]),
         }
     }
     bind_to_agent(&principal, &mut events);

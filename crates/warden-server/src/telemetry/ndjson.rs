@@ -81,6 +81,16 @@ impl NdjsonReader {
         }
         let rest = std::mem::take(&mut self.pending);
         self.one_line(&rest);
+        // The last line counts whether or not a newline ends it.
+        self.check_line_count()
+    }
+
+    fn check_line_count(&self) -> Result<(), NdjsonError> {
+        if self.events.len() + self.bad_lines > MAX_NDJSON_EVENTS {
+            return Err(NdjsonError::TooLarge(format!(
+                "more than {MAX_NDJSON_EVENTS} lines; send them in several requests"
+            )));
+        }
         Ok(())
     }
 
@@ -102,11 +112,7 @@ impl NdjsonReader {
                     self.one_line(&line);
                 }
                 start = i + 1;
-                if self.events.len() + self.bad_lines > MAX_NDJSON_EVENTS {
-                    return Err(NdjsonError::TooLarge(format!(
-                        "more than {MAX_NDJSON_EVENTS} lines; send them in several requests"
-                    )));
-                }
+                self.check_line_count()?;
             }
         }
         self.pending.extend_from_slice(&bytes[start..]);
@@ -184,6 +190,19 @@ mod tests {
             let messages: Vec<&str> = r.events.iter().map(|e| e.message.as_str()).collect();
             assert_eq!(messages, vec!["one", "two", "three"], "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn the_last_line_counts_without_a_newline() {
+        let body = "{\"msg\": \"x\"}\n".repeat(MAX_NDJSON_EVENTS) + "{\"msg\": \"last\"}";
+        let mut reader = NdjsonReader::new(false, 0);
+        reader.push(body.as_bytes()).unwrap();
+        assert!(matches!(reader.finish(), Err(NdjsonError::TooLarge(_))));
+        let mut reader = NdjsonReader::new(false, 0);
+        reader
+            .push(&body.as_bytes()[..body.rfind('\n').unwrap() + 1])
+            .unwrap();
+        assert!(reader.finish().is_ok());
     }
 
     #[test]
