@@ -1,8 +1,12 @@
 //! A condition with a regex: Warden's (each pattern compiled once, then
-//! kept) beside the same expression in the `cel` crate's own standard
-//! library, which compiles the pattern on every evaluation. Two patterns:
-//! one of ASCII classes, one with Unicode word classes (`\w`), whose
-//! compiled program is far larger.
+//! kept; a lazy DFA first, the exact search only within a bound) beside
+//! the same expression in the `cel` crate's own standard library, which
+//! compiles the pattern on every evaluation and always searches to the
+//! end. Two patterns over a short argument: one of ASCII classes, one with
+//! Unicode word classes (`\w`), whose compiled program is far larger. And
+//! one pattern whose DFA needs a state for nearly every byte
+//! (`a[ab]{300}c`) over a megabyte of random `a`s and `b`s: Warden's
+//! answer is a condition error (its bound), the reference's the search.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -20,9 +24,27 @@ const CONDITIONS: [(&str, &str); 2] = [
     ),
 ];
 
+/// A megabyte of random `a`s and `b`s (xorshift, fixed seed).
+fn random_ab() -> String {
+    let mut x = 0x2545_f491_u32;
+    (0..1_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            if x & 1 == 1 {
+                'a'
+            } else {
+                'b'
+            }
+        })
+        .collect()
+}
+
 fn facts() -> CallFacts {
     CallFacts {
-        args: json!({"cmd": "ls -la /srv/data", "email": "dana.ops@example.com"}),
+        args: json!({"cmd": "ls -la /srv/data", "email": "dana.ops@example.com",
+                     "blob": random_ab()}),
         ..Default::default()
     }
 }
@@ -57,6 +79,24 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(program.execute(black_box(&context))))
         });
     }
+    // The state explosion: few samples, each search takes seconds in the
+    // reference.
+    group.sample_size(10);
+    let source = "args.blob.matches('a[ab]{300}c')";
+    let condition = CelCondition::compile(source).expect("the condition compiles");
+    let input = ConditionInput::new(facts());
+    assert!(
+        condition.holds(&input).is_err(),
+        "Warden refuses the search"
+    );
+    group.bench_function(BenchmarkId::new("warden", "dfa_explosion_1mb"), |b| {
+        b.iter(|| black_box(condition.holds(black_box(&input))))
+    });
+    let (program, context) = reference(source);
+    assert_eq!(program.execute(&context), Ok(Value::Bool(false)));
+    group.bench_function(BenchmarkId::new("cel_stdlib", "dfa_explosion_1mb"), |b| {
+        b.iter(|| black_box(program.execute(black_box(&context))))
+    });
     group.finish();
 }
 

@@ -7,12 +7,12 @@
 //! function that keeps compiled patterns in a bounded process-wide cache.
 //! Its name cannot be written in a condition, so only the macro reaches it.
 //!
-//! A search runs first in a lazy DFA, linear in the text. Some patterns
-//! (`a[ab]{300}c`) make a DFA state for nearly every byte; the lazy DFA
-//! then gives up, and the search that could finish (the `regex` crate's,
-//! which costs the text's length times the pattern's states) runs only
-//! when that product is within [`MAX_SEARCH_STEPS`]: beyond, the condition
-//! fails to evaluate, which never loosens a decision.
+//! The `regex` crate's search costs at worst the text's length times the
+//! pattern's states: within [`MAX_SEARCH_STEPS`] it answers. Beyond, a
+//! lazy DFA searches, in time linear in the text; some patterns
+//! (`a[ab]{300}c`) make a DFA state for nearly every byte, the lazy DFA
+//! then gives up, and the condition fails to evaluate, which never
+//! loosens a decision.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
@@ -122,6 +122,12 @@ impl Pattern {
     }
 
     fn is_match(&self, text: &str) -> Result<bool, String> {
+        // Within the bound, the `regex` crate's own engines (with their
+        // literal shortcuts) answer: the common case, a short argument.
+        let steps = text.len().saturating_mul(self.states.max(1));
+        if steps <= MAX_SEARCH_STEPS {
+            return Ok(self.full.is_match(text));
+        }
         if let Some(dfa) = &self.lazy {
             let spare = self.caches.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut cache = spare.unwrap_or_else(|| dfa.create_cache());
@@ -134,16 +140,13 @@ impl Pattern {
                 return Ok(found.is_some());
             }
         }
-        if text.len().saturating_mul(self.states.max(1)) > MAX_SEARCH_STEPS {
-            return Err(format!(
-                "the pattern is too costly to run over a text of {} bytes: its {} states \
-                 times the text exceed {MAX_SEARCH_STEPS} steps (simplify the pattern, \
-                 above all its counted repetitions)",
-                text.len(),
-                self.states
-            ));
-        }
-        Ok(self.full.is_match(text))
+        Err(format!(
+            "the pattern is too costly to run over a text of {} bytes: its {} states \
+             times the text exceed {MAX_SEARCH_STEPS} steps (simplify the pattern, \
+             above all its counted repetitions)",
+            text.len(),
+            self.states
+        ))
     }
 }
 
@@ -286,6 +289,12 @@ mod tests {
             .collect();
         let refused = p.is_match(&long).unwrap_err();
         assert!(refused.contains("too costly"), "{refused}");
+        // A long text the lazy DFA handles is answered in full.
+        let key = Pattern::new("AKIA[0-9A-Z]{16}").unwrap();
+        let haystack = "b".repeat(3_000_000) + " AKIAABCDEFGHIJKLMNOP";
+        assert!(haystack.len() * key.states > MAX_SEARCH_STEPS);
+        assert_eq!(key.is_match(&haystack), Ok(true));
+        assert_eq!(key.is_match(&haystack[..3_000_000]), Ok(false));
         // A search after a refusal starts afresh.
         assert_eq!(p.is_match("a"), Ok(false));
         let hit = format!("a{}c", "b".repeat(300));
