@@ -32,7 +32,8 @@ const FORMAT_FILE: &str = "warden-index-format";
 /// 2: each part of a word takes its own position; pieces of words indexed.
 /// 3: a word too long to index whole keeps its pieces and parts.
 /// 4: numbers keep whole values past 2^53; numbers sent as text indexed.
-const FORMAT: &str = "4";
+/// 5: a number's distance from its double takes one byte when none.
+const FORMAT: &str = "5";
 
 /// Threads that build the index unless told otherwise: half the cores,
 /// one to four. The other half serve requests and commit events; each

@@ -241,14 +241,26 @@ pub fn is_number_text(text: &str) -> bool {
     i == b.len() && b.len() <= 64
 }
 
-/// `name \u{1}`, then eight bytes that order the nearest double, then
-/// eight that order the whole number's distance from it.
+/// `name \u{1}`, then eight bytes that order the nearest double, then the
+/// whole number's distance from it: one byte when there is none (nearly
+/// every number), else a sign byte and eight bytes, so that a distance
+/// below zero sorts before none and one above zero after.
 pub fn num_term(name: &str, value: NumKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + 17);
+    let mut out = Vec::with_capacity(name.len() + 18);
     out.extend_from_slice(name.as_bytes());
     out.push(NAME_END as u8);
     out.extend_from_slice(&sortable(value.nearest).to_be_bytes());
-    out.extend_from_slice(&((value.rest as u64) ^ (1 << 63)).to_be_bytes());
+    match value.rest.cmp(&0) {
+        std::cmp::Ordering::Equal => out.push(0x80),
+        std::cmp::Ordering::Greater => {
+            out.push(0x81);
+            out.extend_from_slice(&(value.rest as u64).to_be_bytes());
+        }
+        std::cmp::Ordering::Less => {
+            out.push(0x7f);
+            out.extend_from_slice(&(value.rest as u64).to_be_bytes());
+        }
+    }
     out
 }
 
@@ -287,6 +299,8 @@ mod tests {
             "9007199254740993",
             "9007199254740994",
             "9007199254740995",
+            "9007199254740996",
+            "9007199254740997",
             "9223372036854775807",
             "18446744073709551615",
             "1e300",
