@@ -163,7 +163,7 @@ pub fn parse_event(
         && event
             .program
             .as_deref()
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case(DECISION_PROGRAM))
+            .is_some_and(|p| looks_like(p, DECISION_PROGRAM))
     {
         return Err(FieldError::new(
             "program",
@@ -174,6 +174,28 @@ pub fn parse_event(
         .map_err(|(path, message)| FieldError::new(format!("fields.{path}"), message))?;
     event.fields = extra;
     Ok(event)
+}
+
+/// Whether `text` reads as `word` to a person: case, surrounding space,
+/// invisible characters (zero-width, soft hyphen, byte-order mark) and
+/// full-width forms (`ＷＡＲＤＥＮ`) set aside.
+fn looks_like(text: &str, word: &str) -> bool {
+    let seen = text
+        .chars()
+        .filter(|c| {
+            !matches!(
+                c,
+                '\u{00AD}' | '\u{034F}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+            )
+        })
+        .map(|c| match c {
+            // Full-width ASCII forms, U+FF01 to U+FF5E.
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+        .collect::<String>();
+    seen.trim().eq_ignore_ascii_case(word)
 }
 
 /// The model's fields that an input may give under several names.
@@ -386,7 +408,14 @@ mod tests {
         assert_eq!(api(json!({"id": "x"})).unwrap_err().field, "id");
         assert_eq!(api(json!({"source": "kafka"})).unwrap_err().field, "source");
         // No ingested event passes for a decision event.
-        for program in ["warden", "Warden ", "WARDEN"] {
+        for program in [
+            "warden",
+            "Warden ",
+            "WARDEN",
+            "ＷＡＲＤＥＮ",
+            "war\u{200B}den",
+            "\u{FEFF}warden",
+        ] {
             let e = api(json!({"source": "agent", "program": program})).unwrap_err();
             assert_eq!(e.field, "program", "{program}");
         }
