@@ -180,6 +180,7 @@ impl CelCondition {
             cost_rules,
             constant_locals: Default::default(),
             literal_iterations: std::cell::Cell::new(1),
+            literal_runs_total: std::cell::Cell::new(0),
             local_literals: Default::default(),
         };
         let kind = checker.check(program.expression(), &mut Vec::new())?;
@@ -280,6 +281,9 @@ pub struct CallFacts {
 pub struct ConditionInput {
     pub facts: CallFacts,
     vars: [OnceLock<Option<Box<dyn Val>>>; 7],
+    /// Regex search time left to this call, in nanoseconds, shared by
+    /// every condition it meets.
+    search_time_left: std::sync::atomic::AtomicU64,
 }
 
 impl ConditionInput {
@@ -287,7 +291,16 @@ impl ConditionInput {
         ConditionInput {
             facts,
             vars: Default::default(),
+            search_time_left: std::sync::atomic::AtomicU64::new(
+                regex_match::CALL_SEARCH_TIME.as_nanos() as u64,
+            ),
         }
+    }
+
+    /// Uses up the call's regex search time (for tests of what follows).
+    pub fn spend_search_time(&self) {
+        self.search_time_left
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The facts back, once the conditions are done with them.
@@ -400,7 +413,9 @@ impl Condition<ConditionInput> for CelCondition {
     fn holds(&self, input: &ConditionInput) -> Result<bool, ConditionError> {
         let mut ctx = Context::with_env(ENV.clone());
         ctx.set_variable_resolver(input);
-        match self.program.execute(&ctx) {
+        let outcome =
+            regex_match::with_search_time(&input.search_time_left, || self.program.execute(&ctx));
+        match outcome {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError(format!(
                 "the condition yielded {:?}, not a boolean",
@@ -473,6 +488,9 @@ struct Checker<'a> {
     /// How many times the expression being checked runs per call because
     /// of the loops over literals around it.
     literal_iterations: std::cell::Cell<u64>,
+    /// The body runs of every loop over literals in the condition, added
+    /// up: loops one after another cost their sum.
+    literal_runs_total: std::cell::Cell<u64>,
     /// The string literals a loop over a list literal binds its variable
     /// to, so that a pattern given as that variable is checked too.
     local_literals: std::cell::RefCell<Vec<(String, Vec<String>)>>,
@@ -529,6 +547,10 @@ const MAX_GROWTH: u64 = 64;
 /// How many times loops over literals may run a body per call, nested
 /// ones multiplied: each run may walk the whole call.
 const MAX_LITERAL_ITERATIONS: u64 = 100;
+
+/// How many body runs all the loops over literals of one condition may add
+/// up to: two loops of a hundred, or a hundred nested in a few.
+const MAX_LITERAL_RUNS_TOTAL: u64 = 250;
 
 /// How many elements a loop over literals visits: a list or map literal's
 /// count, else (a literal split, say) as many as a condition's length.
@@ -811,6 +833,20 @@ impl Checker<'_> {
                                 "loops over literals nested here would run their body {runs} \
                                  times per call (at most {MAX_LITERAL_ITERATIONS}): use fewer \
                                  or shorter lists, or one regex alternation"
+                            ),
+                        ));
+                    }
+                    let total = self.literal_runs_total.get().saturating_add(runs);
+                    self.literal_runs_total.set(total);
+                    if self.cost_rules && total > MAX_LITERAL_RUNS_TOTAL {
+                        locals.truncate(locals.len() - pushed);
+                        return Err(self.error(
+                            e,
+                            format!(
+                                "the loops over literals of this condition would run their \
+                                 bodies {total} times per call in all (at most \
+                                 {MAX_LITERAL_RUNS_TOTAL}): use fewer or shorter lists, or one \
+                                 regex alternation"
                             ),
                         ));
                     }
@@ -1440,6 +1476,10 @@ mod tests {
         let three_deep = format!("{ten}.exists(a, {ten}.exists(b, {ten}.exists(c, tool == 'q')))");
         let e = CelCondition::compile(&three_deep).unwrap_err();
         assert!(e.message.contains("1000 times"), "{e}");
+        // Loops one after another add up.
+        let side_by_side = [two_deep.as_str(); 3].join(" || ");
+        let e = CelCondition::compile(&side_by_side).unwrap_err();
+        assert!(e.message.contains("in all"), "{e}");
         // What a body builds counts once per run.
         let grown = "args.s.replace('a', 'aa').replace('a', 'aa').replace('a', 'aa')\
                      .replace('a', 'aa').replace('a', 'aa').replace('a', 'aa')";

@@ -14,8 +14,11 @@
 //! then gives up, and the condition fails to evaluate, which never
 //! loosens a decision.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use cel::common::ast::{CallExpr, Expr};
 use cel::common::types::{CelBool, CelString, STRING_TYPE};
@@ -48,6 +51,43 @@ const LAZY_CACHE_BYTES: usize = 1 << 20;
 
 /// Lazy DFA caches kept per pattern for reuse.
 const SPARE_CACHES: usize = 4;
+
+/// The time all of one call's regex searches may take together, over every
+/// condition it meets: past it, a further search is an evaluation error.
+/// Each search is bounded on its own; this bounds how many run.
+pub const CALL_SEARCH_TIME: Duration = Duration::from_millis(250);
+
+thread_local! {
+    /// Search time left to the call whose conditions this thread runs.
+    static SEARCH_TIME_LEFT: Cell<Duration> = const { Cell::new(CALL_SEARCH_TIME) };
+}
+
+/// Runs `evaluate` with the search time `left` (nanoseconds) holds, and
+/// puts back what it did not use.
+pub fn with_search_time<R>(left: &AtomicU64, evaluate: impl FnOnce() -> R) -> R {
+    let given = Duration::from_nanos(left.load(Ordering::Relaxed));
+    let outer = SEARCH_TIME_LEFT.with(|t| t.replace(given));
+    let result = evaluate();
+    let unused = SEARCH_TIME_LEFT.with(|t| t.replace(outer));
+    left.store(unused.as_nanos() as u64, Ordering::Relaxed);
+    result
+}
+
+/// A search timed against the call's search time.
+fn timed<R>(search: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    let left = SEARCH_TIME_LEFT.with(Cell::get);
+    if left.is_zero() {
+        return Err(format!(
+            "this call's regex searches took their {} ms: the conditions' patterns over \
+             these arguments cost too much together",
+            CALL_SEARCH_TIME.as_millis()
+        ));
+    }
+    let started = Instant::now();
+    let result = search();
+    SEARCH_TIME_LEFT.with(|t| t.set(left.saturating_sub(started.elapsed())));
+    result
+}
 
 /// A pattern, compiled for both searches.
 struct Pattern {
@@ -186,8 +226,7 @@ fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executio
     };
     let compiled = cached(pattern.inner())
         .map_err(|why| ExecutionError::function_error("matches", describe(&why)))?;
-    let found = compiled
-        .is_match(text.inner())
+    let found = timed(|| compiled.is_match(text.inner()))
         .map_err(|why| ExecutionError::function_error("matches", why))?;
     Ok(CowVal::owned(CelBool::from(found)))
 }
@@ -299,6 +338,24 @@ mod tests {
         assert_eq!(p.is_match("a"), Ok(false));
         let hit = format!("a{}c", "b".repeat(300));
         assert_eq!(p.is_match(&hit), Ok(true));
+    }
+
+    #[test]
+    fn a_call_has_one_search_time_for_all_its_searches() {
+        use crate::{CallFacts, CelCondition, Condition, ConditionInput};
+        let input = ConditionInput::new(CallFacts {
+            args: serde_json::json!({"cmd": "rm -rf /"}),
+            ..Default::default()
+        });
+        let condition = CelCondition::compile("args.cmd.matches('^rm ')").unwrap();
+        assert_eq!(condition.holds(&input), Ok(true));
+        // Spent: every further search of the call is refused.
+        input.spend_search_time();
+        let refused = condition.holds(&input).unwrap_err();
+        assert!(refused.0.contains("regex searches took"), "{refused:?}");
+        // Another call has its own.
+        let other = ConditionInput::new(input.facts.clone());
+        assert_eq!(condition.holds(&other), Ok(true));
     }
 
     #[test]
