@@ -1187,10 +1187,27 @@ fn decisions_are_agent_events(backend: &Backend) {
         let r = api.post("/v1/events/batch", &json!([event]));
         assert_eq!(r.status, 202, "{}", r.text);
     }
-    wait_total(&api, "session_id:sdk-sess", 2);
+    // Arguments sent as a JSON string, under OpenAI's `function`, in a
+    // list of calls, or named only by the metadata's call.
+    let shapes = json!([
+        {"event_type": "TOOL_CALL_PRE", "tool_name": "pay.charge", "agent_id": "billing-bot",
+         "session_id": "sdk-sess", "metadata": {"tool_args": "{\"card\": \"SDKCARD9999\"}"}},
+        {"event_type": "TOOL_CALL_PRE", "agent_id": "billing-bot", "session_id": "sdk-sess",
+         "metadata": {"tool_call": {"function": {"name": "pay.charge",
+                      "arguments": "{\"card\": \"SDKCARD9999\"}"}}}},
+        {"event_type": "TOOL_CALL_PRE", "tool_name": "other.tool", "agent_id": "billing-bot",
+         "session_id": "sdk-sess", "metadata": {"tool_calls": [
+             {"name": "pay.charge", "arguments": {"card": "SDKCARD9999"}}]}}
+    ]);
+    let r = api.post("/v1/events/batch", &shapes);
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_total(&api, "session_id:sdk-sess", 5);
     assert_eq!(total(&api, "SDKCARD9999"), 0);
     assert_eq!(total(&api, "metadata.tool_args.card:SDKCARD9999"), 0);
-    for e in search(&api, json!({"query": "session_id:sdk-sess"}))["events"]
+    for e in search(
+        &api,
+        json!({"query": "session_id:sdk-sess AND _exists_:metadata.tool_call.arguments.card"}),
+    )["events"]
         .as_array()
         .unwrap()
     {

@@ -214,12 +214,14 @@ fn scrub_value(value: &mut Value) {
         Value::String(s) => *s = scrub_secrets(s),
         Value::Array(items) => items.iter_mut().for_each(scrub_value),
         Value::Object(map) => {
-            for (name, v) in map.iter_mut() {
+            // Names too: an element id or a parameter name may be a key.
+            for (name, mut v) in std::mem::take(map) {
                 if name.eq_ignore_ascii_case("token") {
-                    *v = Value::String(SCRUBBED.into());
+                    v = Value::String(SCRUBBED.into());
                 } else {
-                    scrub_value(v);
+                    scrub_value(&mut v);
                 }
+                map.insert(scrub_secrets(&name), v);
             }
         }
         _ => {}
@@ -525,6 +527,8 @@ mod tests {
             r#"<13>1 - h app - - [warden@32474 token="wdn_test_Typo1"] hi"#,
             r#"<13>1 - h app - - [ex@1 token="wdn_live_Other2"] hi"#,
             "<13>Nov 24 10:00:00 host1 app: key is wdn_live_InText3 ok",
+            // As an element id, or a parameter's name.
+            r#"<14>1 - h app 1 - [wdn_live_SdId4 k="v"][w@1 wdn_live_Name5="v"] m"#,
         ] {
             let m = ok(line);
             let json = m.event.to_json();

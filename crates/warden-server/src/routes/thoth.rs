@@ -199,8 +199,11 @@ pub async fn thoth_hold(
 }
 
 /// The SDK's tool events carry the call's arguments (`metadata.tool_args`
-/// and `metadata.tool_call.arguments`): the fields policies redact from
-/// audit records are redacted there too, before storage.
+/// and `metadata.tool_call.arguments`; other SDKs nest them as OpenAI's
+/// `function.arguments`, or list several `tool_calls`, and some send the
+/// arguments as a JSON string): the fields policies redact from audit
+/// records are redacted in each of these before storage, for the event's
+/// tool and every tool its metadata names.
 fn redact_tool_arguments(
     policies: &crate::governance::engine::TenantPolicies,
     event: &mut Event,
@@ -208,26 +211,81 @@ fn redact_tool_arguments(
     alias: Option<&str>,
     tags: &[String],
 ) {
-    let Some(tool) = event.fields.get("tool").and_then(Value::as_str) else {
-        return;
-    };
-    let paths = policies.redactions(tool, agent_id, alias, tags);
+    // Where tool calls are described: the metadata's own call, and each
+    // of a list of them.
+    fn calls(metadata: &mut Map<String, Value>) -> Vec<&mut Value> {
+        let mut found = Vec::new();
+        for (name, value) in metadata.iter_mut() {
+            match (name.as_str(), value) {
+                ("tool_calls", Value::Array(items)) => found.extend(items.iter_mut()),
+                ("tool_call", call) => found.push(call),
+                _ => {}
+            }
+        }
+        found
+    }
+    fn names(call: &Value) -> Vec<String> {
+        [call.get("name"), call.pointer("/function/name")]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+    let mut tools: Vec<String> = event
+        .fields
+        .get("tool")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    if let Some(Value::Object(metadata)) = event.fields.get_mut("metadata") {
+        for call in calls(metadata) {
+            tools.extend(names(call));
+        }
+    }
+    tools.sort();
+    tools.dedup();
+    let paths: Vec<&warden_policy::ArgPath> = tools
+        .iter()
+        .flat_map(|tool| policies.redactions(tool, agent_id, alias, tags))
+        .collect();
     if paths.is_empty() {
         return;
     }
-    let Some(Value::Object(metadata)) = event.fields.get_mut("metadata") else {
-        return;
-    };
-    let redact = |args: Option<&mut Value>| {
-        if let Some(args) = args {
+    let redact = |args: &mut Value| match args {
+        // Arguments sent as a JSON string are redacted inside it.
+        Value::String(text) => {
+            if let Ok(mut parsed) = serde_json::from_str::<Value>(text) {
+                if parsed.is_object() || parsed.is_array() {
+                    for path in &paths {
+                        path.redact(&mut parsed);
+                    }
+                    *text = parsed.to_string();
+                }
+            }
+        }
+        other => {
             for path in &paths {
-                path.redact(args);
+                path.redact(other);
             }
         }
     };
-    redact(metadata.get_mut("tool_args"));
-    if let Some(Value::Object(call)) = metadata.get_mut("tool_call") {
-        redact(call.get_mut("arguments"));
+    for key in ["tool_args", "arguments"] {
+        if let Some(args) = event.fields.get_mut(key) {
+            redact(args);
+        }
+    }
+    if let Some(Value::Object(metadata)) = event.fields.get_mut("metadata") {
+        if let Some(args) = metadata.get_mut("tool_args") {
+            redact(args);
+        }
+        for call in calls(metadata) {
+            for pointer in ["/arguments", "/function/arguments"] {
+                if let Some(args) = call.pointer_mut(pointer) {
+                    redact(args);
+                }
+            }
+        }
     }
 }
 
