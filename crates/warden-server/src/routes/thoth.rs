@@ -443,7 +443,9 @@ pub async fn thoth_events(
     let mut known: std::collections::HashMap<String, Option<warden_core::agent::Agent>> =
         Default::default();
     for event in &mut events {
-        let Some(reference) = event.agent_id.clone() else {
+        // A key bound to an agent speaks for that agent whatever the event
+        // says (below), and its policies' redactions are that agent's.
+        let Some(reference) = principal.agent_id.clone().or(event.agent_id.clone()) else {
             redact_tool_arguments(&policies, event, "", None, &[]);
             continue;
         };
@@ -453,9 +455,11 @@ pub async fn thoth_events(
         }
         match known.get(&reference) {
             Some(Some(agent)) => {
-                event
-                    .fields
-                    .insert("external_agent_id".into(), Value::String(reference.clone()));
+                if reference != agent.id {
+                    event
+                        .fields
+                        .insert("external_agent_id".into(), Value::String(reference.clone()));
+                }
                 event.agent_id = Some(agent.id.clone());
                 let alias = agent.external_id.as_deref();
                 redact_tool_arguments(&policies, event, &agent.id, alias, &agent.tags);
