@@ -42,15 +42,17 @@ pub const MAX_PATTERN_PROGRAM: usize = 256 * 1024;
 /// past this many the cache starts over rather than grow.
 const MAX_CACHED_PATTERNS: usize = 4_096;
 
-/// The most text bytes times pattern states a search that the lazy DFA
-/// gave up on may take: about a tenth of a second.
+/// The most text bytes times pattern states the `regex` crate's own
+/// search may cost (about a tenth of a second); past it, the lazy DFA
+/// searches instead.
 pub const MAX_SEARCH_STEPS: usize = 30_000_000;
 
 /// The lazy DFA's memory for states, per search in flight.
 const LAZY_CACHE_BYTES: usize = 1 << 20;
 
-/// Lazy DFA caches kept per pattern for reuse.
-const SPARE_CACHES: usize = 4;
+/// Lazy DFA caches kept per pattern for reuse (each grows to at most
+/// [`LAZY_CACHE_BYTES`], and only over long texts).
+const SPARE_CACHES: usize = 2;
 
 /// The time all of one call's regex searches may take together, over every
 /// condition it meets: past it, a further search is an evaluation error.
