@@ -826,7 +826,6 @@ impl Checker<'_> {
                 if constant_range {
                     let runs = iterations_before.saturating_mul(literal_len_of(&c.iter_range));
                     if self.cost_rules && runs > MAX_LITERAL_ITERATIONS {
-                        locals.truncate(locals.len() - pushed);
                         return Err(self.error(
                             e,
                             format!(
@@ -839,7 +838,6 @@ impl Checker<'_> {
                     let total = self.literal_runs_total.get().saturating_add(runs);
                     self.literal_runs_total.set(total);
                     if self.cost_rules && total > MAX_LITERAL_RUNS_TOTAL {
-                        locals.truncate(locals.len() - pushed);
                         return Err(self.error(
                             e,
                             format!(
@@ -933,7 +931,8 @@ impl Checker<'_> {
         let Some(&(_, role)) = PAIRING_CALLS.iter().find(|(n, _)| *n == name) else {
             return Ok(());
         };
-        // `matches(text, pattern)` may be written as a global call.
+        // `matches` reaches here as the global call it is parsed into:
+        // the text, then the pattern.
         let skip = usize::from(call.target.is_none() && name == "matches");
         let operands = match name {
             "replace" => 2,

@@ -514,16 +514,8 @@ mod tests {
             r#"<13>Nov 24 10:00:00 [warden@32473 token="wdn_abc"] hi"#,
             r#"[warden@32473 token="wdn_abc"] hi"#,
             r#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"] and wdn_live_Secret1"#,
-        ] {
-            let m = ok(line);
-            let json = m.event.to_json();
-            assert!(!json.contains("wdn_"), "{line}: {json}");
-            assert!(json.contains("[REDACTED]"), "{line}: {json}");
-            assert_eq!(m.token, None);
-        }
-        // A key-shaped word is never kept, even where nothing names the
-        // element: in another element, or in the text.
-        for line in [
+            // A key-shaped word is never kept, even where nothing names
+            // the element: in another element, or in the text.
             r#"<13>1 - h app - - [warden@32474 token="wdn_test_Typo1"] hi"#,
             r#"<13>1 - h app - - [ex@1 token="wdn_live_Other2"] hi"#,
             "<13>Nov 24 10:00:00 host1 app: key is wdn_live_InText3 ok",
