@@ -60,11 +60,10 @@ pub fn document(
         match value {
             Value::String(text) => {
                 doc.add_text(fields.kv, kv_term(&name, text));
-                if let Some(key) = Some(text)
-                    .filter(|t| is_number_text(t))
-                    .and_then(|t| NumKey::parse(t))
-                {
-                    doc.add_bytes(fields.num, &num_term(&name, key));
+                if is_number_text(text) {
+                    if let Some(key) = NumKey::parse(text) {
+                        doc.add_bytes(fields.num, &num_term(&name, key));
+                    }
                 }
             }
             Value::Number(n) => {
