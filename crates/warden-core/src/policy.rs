@@ -340,10 +340,28 @@ enum Written {
     Before,
 }
 
+/// Most JSON a `modify.set` may hold, over all its values: assignments
+/// are small fixed values (a flag, a limit, a placeholder).
+pub const MAX_SET_VALUES_BYTES: usize = 64 * 1024;
+
 fn compile_change(spec: &ModifySpec) -> Result<ArgChange> {
     let redact = paths(&spec.redact, "modify.redact")?;
+    if spec.set.len() > warden_policy::modify::MAX_PATHS {
+        return Err(Error::invalid(
+            "modify.set",
+            format!("at most {} paths", warden_policy::modify::MAX_PATHS),
+        ));
+    }
     let mut set = Vec::with_capacity(spec.set.len());
+    let mut total = 0;
     for (path, value) in &spec.set {
+        total += serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+        if total > MAX_SET_VALUES_BYTES {
+            return Err(Error::invalid(
+                format!("modify.set.{path}"),
+                format!("the values set are at most {MAX_SET_VALUES_BYTES} bytes of JSON in all"),
+            ));
+        }
         let parsed = ArgPath::parse(path).map_err(|e| Error::InvalidAt {
             field: format!("modify.set.{path}"),
             message: e.message,

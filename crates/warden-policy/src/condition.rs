@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+use cel::common::ast::{EntryExpr, Expr, LiteralValue, MapExpr, StructExpr};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::objects::Key;
@@ -183,6 +183,16 @@ impl CelCondition {
             literal_runs_total: std::cell::Cell::new(0),
             local_literals: Default::default(),
         };
+        if let Some(deep) = too_deep(program.expression()) {
+            return Err(checker.error(
+                deep,
+                format!(
+                    "a condition nests at most {MAX_DEPTH} expressions deep (a long chain of \
+                     operators or calls counts one level per link): use `in` with a list, \
+                     or split the policy"
+                ),
+            ));
+        }
         let kind = checker.check(program.expression(), &mut Vec::new())?;
         if !kind.may_be(Kind::Bool) {
             return Err(checker.error(
@@ -244,6 +254,56 @@ fn check_nesting(source: &str) -> Result<(), ConditionCompileError> {
         }
     }
     Ok(())
+}
+
+/// Deepest expression tree a condition may build. Brackets are bounded
+/// above, but a chain of operators (`a + b + …`, `x || y || …`) or of
+/// calls nests one level per link without any, and checking and evaluating
+/// a condition recurse once per level on a thread's stack.
+const MAX_DEPTH: usize = 128;
+
+/// The first expression nested deeper than [`MAX_DEPTH`], found without
+/// recursion.
+fn too_deep(root: &IdedExpr) -> Option<&IdedExpr> {
+    let mut stack: Vec<(&IdedExpr, usize)> = vec![(root, 1)];
+    while let Some((e, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Some(e);
+        }
+        let mut push = |child| stack.push((child, depth + 1));
+        match &e.expr {
+            Expr::Call(call) => {
+                call.target.iter().for_each(|t| push(t));
+                call.args.iter().for_each(&mut push);
+            }
+            Expr::Comprehension(c) => {
+                for child in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    push(child);
+                }
+            }
+            Expr::List(list) => list.elements.iter().for_each(&mut push),
+            Expr::Select(select) => push(&select.operand),
+            Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => {
+                for entry in entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(m) => {
+                            push(&m.key);
+                            push(&m.value);
+                        }
+                        EntryExpr::StructField(f) => push(&f.value),
+                    }
+                }
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    None
 }
 
 /// The parser's message, without its internal wrapping where it has one.
@@ -1508,6 +1568,47 @@ mod tests {
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
         }
+    }
+
+    #[test]
+    fn a_long_chain_of_operators_or_calls_is_refused_before_it_overflows_a_stack() {
+        let deep = [
+            format!("{} > 0", vec!["1"; 1300].join("+")),
+            format!("{}false", "tool=='a' ? true : ".repeat(190)),
+            format!("args.a{} == 1", "[0]".repeat(1300)),
+            format!("tool{} == 'a'", ".lowerAscii()".repeat(300)),
+            format!("args{} == 1", ".a".repeat(1300)),
+        ];
+        for source in deep {
+            for compile in [CelCondition::compile, CelCondition::compile_stored] {
+                let e = std::thread::Builder::new()
+                    .stack_size(2 << 20)
+                    .spawn({
+                        let source = source.clone();
+                        move || compile(&source).map(|_| ()).unwrap_err()
+                    })
+                    .unwrap()
+                    .join()
+                    .expect("no overflow");
+                assert!(e.message.contains("deep"), "{e}");
+                assert!(e.column > 1, "names where: {e}");
+            }
+        }
+        // A chain within the bound checks and evaluates on a 2 MiB stack
+        // (`||` and `&&` chains are balanced by the parser).
+        let source = format!("{} == 60", vec!["args.n"; 60].join(" + "));
+        let met = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let c = CelCondition::compile(&source).unwrap();
+                let mut facts = input().into_facts();
+                facts.args = json!({"n": 1});
+                c.holds(&ConditionInput::new(facts))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(met, Ok(true));
     }
 
     #[test]

@@ -83,10 +83,32 @@ impl ArgPath {
     /// Sets the value at the path, creating objects on the way (replacing
     /// whatever else stands there, an array included, unless the segment
     /// is one of its indexes); a `*` segment sets every existing entry.
-    pub fn set(&self, args: &mut Value, value: &Value) {
-        set_at(args, &self.segments, value);
+    /// Each copy of `value` spends `size` bytes of `budget`; a copy that
+    /// does not fit stops the change.
+    fn set(
+        &self,
+        args: &mut Value,
+        value: &Value,
+        size: usize,
+        budget: &mut usize,
+    ) -> Result<(), ChangeTooLarge> {
+        set_at(args, &self.segments, &mut |target| {
+            *budget = budget.checked_sub(size).ok_or(ChangeTooLarge)?;
+            *target = value.clone();
+            Ok(())
+        })
     }
 }
+
+/// Most bytes a change's assignments may write into one call's arguments:
+/// a `*` path copies its value into every entry the agent sends, so the
+/// output would otherwise grow with the product of the two.
+pub const MAX_SET_BYTES: usize = 1 << 20;
+
+/// A change whose assignments would write more than [`MAX_SET_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the change would write more than {MAX_SET_BYTES} bytes into the arguments")]
+pub struct ChangeTooLarge;
 
 fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) {
     let Some((first, rest)) = segments.split_first() else {
@@ -116,18 +138,23 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
     }
 }
 
-fn set_at(target: &mut Value, segments: &[String], value: &Value) {
+type Assign<'a> = dyn FnMut(&mut Value) -> Result<(), ChangeTooLarge> + 'a;
+
+fn set_at(
+    target: &mut Value,
+    segments: &[String],
+    assign: &mut Assign,
+) -> Result<(), ChangeTooLarge> {
     let Some((first, rest)) = segments.split_first() else {
-        *target = value.clone();
-        return;
+        return assign(target);
     };
     if first == "*" {
         match target {
-            Value::Object(map) => map.values_mut().for_each(|c| set_at(c, rest, value)),
-            Value::Array(items) => items.iter_mut().for_each(|c| set_at(c, rest, value)),
-            _ => {}
-        }
-        return;
+            Value::Object(map) => map.values_mut().try_for_each(|c| set_at(c, rest, assign)),
+            Value::Array(items) => items.iter_mut().try_for_each(|c| set_at(c, rest, assign)),
+            _ => Ok(()),
+        }?;
+        return Ok(());
     }
     // An index into an array that has it goes on into that entry; any
     // other parent (an array without that index, a scalar, null) becomes an
@@ -135,16 +162,19 @@ fn set_at(target: &mut Value, segments: &[String], value: &Value) {
     // argument of another shape.
     if let Value::Array(items) = target {
         if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-            set_at(child, rest, value);
-            return;
+            return set_at(child, rest, assign);
         }
     }
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    if let Value::Object(map) = target {
-        let child = map.entry(first.clone()).or_insert(Value::Null);
-        set_at(child, rest, value);
+    match target {
+        Value::Object(map) => set_at(
+            map.entry(first.clone()).or_insert(Value::Null),
+            rest,
+            assign,
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -160,7 +190,9 @@ impl ArgChange {
         self.redact.is_empty() && self.set.is_empty()
     }
 
-    pub fn apply(&self, args: &Value) -> Value {
+    /// The arguments after the change, or [`ChangeTooLarge`] when its
+    /// assignments would write more than [`MAX_SET_BYTES`] into them.
+    pub fn apply(&self, args: &Value) -> Result<Value, ChangeTooLarge> {
         let mut out = if args.is_null() {
             Value::Object(Map::new())
         } else {
@@ -169,10 +201,12 @@ impl ArgChange {
         for path in &self.redact {
             path.redact(&mut out);
         }
+        let mut budget = MAX_SET_BYTES;
         for (path, value) in &self.set {
-            path.set(&mut out, value);
+            let size = serde_json::to_vec(value).map_or(MAX_SET_BYTES, |v| v.len());
+            path.set(&mut out, value, size, &mut budget)?;
         }
-        out
+        Ok(out)
     }
 }
 
@@ -207,7 +241,9 @@ mod tests {
             redact: vec![p("to")],
             set: vec![(p("limits.max"), json!(10)), (p("mode"), json!("dry_run"))],
         };
-        let out = change.apply(&json!({"to": "a@b.c", "mode": "live"}));
+        let out = change
+            .apply(&json!({"to": "a@b.c", "mode": "live"}))
+            .unwrap();
         assert_eq!(
             out,
             json!({"to": REDACTED, "mode": "dry_run", "limits": {"max": 10}})
@@ -229,13 +265,28 @@ mod tests {
             json!(5),
             json!(null),
         ] {
-            let out = change.apply(&json!({"opts": opts, "items": [{"qty": 9}, {"qty": 9}]}));
+            let out = change
+                .apply(&json!({"opts": opts, "items": [{"qty": 9}, {"qty": 9}]}))
+                .unwrap();
             assert_eq!(out["opts"], json!({"dry_run": true}), "from {opts}");
             assert_eq!(out["items"], json!([{"qty": 9}, {"qty": 1}]));
         }
         // An index the array does not have replaces the array too.
-        let out = change.apply(&json!({"items": [{"qty": 9}]}));
+        let out = change.apply(&json!({"items": [{"qty": 9}]})).unwrap();
         assert_eq!(out["items"], json!({"1": {"qty": 1}}));
+    }
+
+    #[test]
+    fn a_wildcard_assignment_cannot_multiply_the_arguments_without_bound() {
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![(p("*.x"), json!("y".repeat(10_000)))],
+        };
+        let few: Map<String, Value> = (0..50).map(|i| (format!("k{i}"), json!({}))).collect();
+        let out = change.apply(&Value::Object(few)).unwrap();
+        assert_eq!(out["k49"]["x"].as_str().unwrap().len(), 10_000);
+        let many: Map<String, Value> = (0..20_000).map(|i| (format!("k{i}"), json!({}))).collect();
+        assert_eq!(change.apply(&Value::Object(many)), Err(ChangeTooLarge));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct AgentSelector {
 }
 
 impl AgentSelector {
-    fn selects(&self, call_agent: &str, alias: Option<&str>, agent_tags: &[String]) -> bool {
+    pub fn selects(&self, call_agent: &str, alias: Option<&str>, agent_tags: &[String]) -> bool {
         self.ids.contains(call_agent)
             || alias.is_some_and(|a| self.ids.contains(a))
             || agent_tags.iter().any(|t| self.tags.contains(t))

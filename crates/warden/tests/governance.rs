@@ -1426,6 +1426,142 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     assert_eq!(poll(&token)["resolution"], "BLOCK");
 }
 
+fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "no exfil", "action_pattern": "http.*", "decision": "deny",
+               "condition": "session.previous_tool == 'db.read'"}),
+    );
+
+    // The Thoth SDK sends its whole session: the latest calls count.
+    let mut history = vec![json!("kb.search"); 250];
+    history.push(json!("db.read"));
+    let thoth = |history: &Vec<Value>| {
+        api.send(
+            "POST",
+            "/v1/enforce",
+            Some(
+                &json!({"agent_id": "long-session", "tool_name": "http.post",
+                         "session_tool_calls": history}),
+            ),
+            &[],
+        )
+    };
+    let r = thoth(&history);
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    // Each entry is held to the rules of a tool name.
+    history[3] = json!("x".repeat(300));
+    let r = thoth(&history);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["field"], "session_tool_calls[3]",
+        "{}",
+        r.text
+    );
+
+    // A session is each agent's own: another agent's call in the same
+    // session id does not become this one's previous tool.
+    let call = |agent: &str, tool: &str| {
+        enforce(
+            &api,
+            json!({"agent_id": agent, "tool_name": tool, "session_id": "shared"}),
+        )["decision"]
+            .clone()
+    };
+    assert_eq!(call("reader-bot", "db.read"), "allow");
+    assert_eq!(call("poster-bot", "http.post"), "allow");
+    assert_eq!(call("reader-bot", "http.post"), "deny");
+
+    // A disabled policy still keeps the fields it names out of storage.
+    let pin = policy(
+        &api,
+        json!({"name": "pin", "action_pattern": "bank.pay", "decision": "deny",
+               "audit_redact": ["pin"]}),
+    );
+    let r = api.patch(
+        &format!("/api/v1/policies/{pin}"),
+        &json!({"enabled": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "bank.pay", "tool_args": {"pin": "1234"}}),
+    );
+    assert_eq!(d["decision"], "allow");
+    let stored = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        stored.body["data"]["arguments"]["pin"], "[REDACTED]",
+        "{}",
+        stored.text
+    );
+    assert!(!stored.text.contains("1234"), "{}", stored.text);
+
+    // A `*` assignment cannot multiply the arguments without bound: the
+    // call is denied rather than answered with the change half made.
+    policy(
+        &api,
+        json!({"name": "stamp", "action_pattern": "amp", "decision": "modify",
+               "modify": {"set": {"*.x": "y".repeat(10_000)}}}),
+    );
+    let few: serde_json::Map<String, Value> =
+        (0..10).map(|i| (format!("k{i}"), json!({}))).collect();
+    let d = enforce(
+        &api,
+        json!({"agent_id": "amp-bot", "tool_name": "amp", "tool_args": few}),
+    );
+    assert_eq!(d["decision"], "modify", "{d}");
+    assert_eq!(
+        d["modified_tool_args"]["k9"]["x"].as_str().unwrap().len(),
+        10_000
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..2_000).map(|i| (format!("k{i}"), json!({}))).collect();
+    let d = enforce(
+        &api,
+        json!({"agent_id": "amp-bot", "tool_name": "amp", "tool_args": many}),
+    );
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("more than"), "{d}");
+    assert!(d["modified_tool_args"].is_null(), "{d}");
+    let sets: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("f{i}"), json!(1))).collect();
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "many sets", "action_pattern": "x", "decision": "modify",
+                "modify": {"set": sets}}),
+    );
+    assert_eq!(r.error(400, "invalid_request")["field"], "modify.set");
+
+    // A long chain of operators is a 400 naming the condition, not a
+    // crashed server.
+    let chain = format!("{} > 0", vec!["1"; 1500].join("+"));
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "x", "only_proposed": true,
+                "policy": {"name": "p", "action_pattern": "*", "decision": "deny", "condition": chain}}),
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "policy.condition",
+        "{}",
+        r.text
+    );
+    assert_eq!(api.get("/api/v1/policies").status, 200);
+
+    // `min_drift` compares the exact score.
+    let record = &api.get("/api/v1/audit?agent_id=payer").body["data"][0];
+    let score = record["drift"]["score"].as_f64().unwrap();
+    let at = |min: f64| api.get(&format!("/api/v1/audit?agent_id=payer&min_drift={min}"));
+    assert_eq!(at(score).body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(at(score + 1e-9).body["data"].as_array().unwrap().len(), 0);
+}
+
 on_every_backend!(
     policies_are_versioned_audited_and_checked,
     precedence_monitor_and_the_default,
@@ -1437,4 +1573,5 @@ on_every_backend!(
     audit_survives_kill_9_under_load,
     decisions_cannot_be_replayed_impersonated_or_made_costly,
     thoth_poll_checks_what_changed_since_the_approval,
+    sessions_redaction_and_changes_stay_within_bounds,
 );

@@ -42,6 +42,11 @@ pub struct SessionTrail {
 
 type AgentKey = (Tenant, String);
 
+/// A session as one agent lived it: an agent's policies and drift read
+/// only its own calls, so another agent (another key) sharing the session
+/// id cannot change them.
+type SessionKey = (Tenant, String, String);
+
 /// What a profile has learned, for people.
 #[derive(Debug, Clone)]
 pub struct ProfileSummary {
@@ -59,14 +64,29 @@ pub struct ProfileSummary {
 pub struct DriftBook {
     store: Arc<dyn Store>,
     agents: Mutex<HashMap<AgentKey, AgentDrift>>,
-    sessions: Mutex<HashMap<AgentKey, SessionTrail>>,
+    sessions: Mutex<HashMap<SessionKey, SessionTrail>>,
     loading: tokio::sync::Mutex<()>,
 }
 
-/// The argument keys drift compares: the top-level names.
+/// Longest argument name drift keeps, in bytes: the profile bounds how
+/// many names it learns, and this how long each is, so that calls cannot
+/// grow a profile (or its saved snapshot) by sending huge names.
+pub const MAX_ARGUMENT_NAME: usize = 128;
+
+/// The argument keys drift compares: the top-level names, each cut at
+/// [`MAX_ARGUMENT_NAME`] bytes.
 pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
     match args {
-        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+        serde_json::Value::Object(map) => map
+            .keys()
+            .map(|k| {
+                let mut cut = k.len().min(MAX_ARGUMENT_NAME);
+                while !k.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                k[..cut].to_string()
+            })
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -123,12 +143,12 @@ impl DriftBook {
         Ok(())
     }
 
-    /// The previous tools of a session, oldest first.
-    pub fn session_tools(&self, tenant: &Tenant, session_id: &str) -> Vec<String> {
+    /// The agent's previous tools in a session, oldest first.
+    pub fn session_tools(&self, tenant: &Tenant, agent_id: &str, session_id: &str) -> Vec<String> {
         self.sessions
             .lock()
             .unwrap()
-            .get(&(tenant.clone(), session_id.to_string()))
+            .get(&(tenant.clone(), agent_id.to_string(), session_id.to_string()))
             .map(|s| s.tools.clone())
             .unwrap_or_default()
     }
@@ -171,7 +191,7 @@ impl DriftBook {
         if let Some(session) = session_id {
             let mut sessions = self.sessions.lock().unwrap();
             let trail = sessions
-                .entry((tenant.clone(), session.to_string()))
+                .entry((tenant.clone(), agent_id.to_string(), session.to_string()))
                 .or_default();
             trail.tools.push(call.tool.to_string());
             if trail.tools.len() > SESSION_TOOLS {

@@ -89,6 +89,12 @@ impl CallRequest {
             ));
         }
         check_text(&self.tool, "tool_name", MAX_TOOL_NAME)?;
+        // The caller's own account of the session (the Thoth SDK sends its
+        // whole history): each entry becomes `session.tools` and drift's
+        // transition, so each is held to the rules of a tool name.
+        for (i, tool) in self.session_tools.iter().flatten().enumerate() {
+            check_text(tool, &format!("session_tool_calls[{i}]"), MAX_TOOL_NAME)?;
+        }
         if let Some(s) = &self.session_id {
             check_text(s, "session_id", 200)?;
         }
@@ -249,6 +255,32 @@ pub async fn enforce(
 /// Another call redeemed the hold between the check and the commit.
 struct HoldTaken;
 
+/// Most of a caller's session history a call keeps: its latest calls.
+const CALLER_SESSION_TOOLS: usize = 200;
+
+/// The arguments as the deciding `modify` policy changes them. A change
+/// that would write more than the bound into them (a `*` path copies its
+/// value into every entry the agent sends) is not applied, and the call
+/// is denied: the policy asked for the call to run only changed.
+pub fn apply_change(
+    policies: &TenantPolicies,
+    change_from: Option<&str>,
+    args: &Value,
+    decision: &mut Decision,
+    reason: &mut String,
+) -> Option<Value> {
+    let policy_id = change_from?;
+    let change = policies.facts.get(policy_id)?.change.as_ref()?;
+    match change.apply(args) {
+        Ok(changed) => Some(changed),
+        Err(too_large) => {
+            *decision = Decision::Deny;
+            *reason = format!("policy {policy_id}: {too_large}; the call is denied");
+            None
+        }
+    }
+}
+
 async fn decide_and_record(
     g: &Governance,
     principal: &Principal,
@@ -274,13 +306,14 @@ async fn decide_and_record(
     // (without the current call), else what this replica saw.
     let session_tools = match (&call.session_tools, &call.session_id) {
         (Some(list), _) => {
-            let mut list: Vec<String> = list.iter().take(200).cloned().collect();
+            let mut list = list.as_slice();
             if list.last() == Some(&call.tool) {
-                list.pop();
+                list = &list[..list.len() - 1];
             }
-            list
+            // The most recent calls: the previous tool is the last one.
+            list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec()
         }
-        (None, Some(s)) => g.drift.session_tools(&tenant, s),
+        (None, Some(s)) => g.drift.session_tools(&tenant, &agent.id, s),
         (None, None) => Vec::new(),
     };
     let previous_tool = session_tools.last().cloned();
@@ -351,12 +384,14 @@ async fn decide_and_record(
         }
     }
 
-    let modified_tool_args = match (decision, &outcome.change_from) {
-        (Decision::Modify, Some(policy_id)) => policies
-            .facts
-            .get(policy_id)
-            .and_then(|f| f.change.as_ref())
-            .map(|c| c.apply(&args)),
+    let modified_tool_args = match decision {
+        Decision::Modify => apply_change(
+            &policies,
+            outcome.change_from.as_deref(),
+            &args,
+            &mut decision,
+            &mut reason,
+        ),
         _ => None,
     };
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use warden_core::policy::{CompiledPolicy, PolicyRecord};
 use warden_core::Tenant;
-use warden_policy::{ArgChange, ArgPath, ConditionInput, Decision, PolicySet};
+use warden_policy::{ArgChange, ArgPath, ConditionInput, Decision, Policy, PolicySet};
 use warden_store::{Store, StoreError};
 
 /// How stale another replica's view of the policies may be.
@@ -32,6 +32,9 @@ pub struct PolicyFacts {
 pub struct TenantPolicies {
     pub set: PolicySet<ConditionInput>,
     pub facts: HashMap<String, PolicyFacts>,
+    /// Disabled policies that name fields to redact: disabling a policy
+    /// stops its decision, not the keeping of its secrets out of storage.
+    disabled: Vec<Policy<ConditionInput>>,
     generation: i64,
     checked: RwLock<Instant>,
 }
@@ -42,6 +45,7 @@ impl TenantPolicies {
     pub fn compile(records: Vec<PolicyRecord>, default: Decision, generation: i64) -> Self {
         let mut policies = Vec::with_capacity(records.len());
         let mut facts = HashMap::with_capacity(records.len());
+        let mut disabled = Vec::new();
         for record in records {
             match record.compile() {
                 Ok(CompiledPolicy {
@@ -61,7 +65,11 @@ impl TenantPolicies {
                             updated_at: record.updated_at,
                         },
                     );
-                    policies.push(policy);
+                    if policy.enabled {
+                        policies.push(policy);
+                    } else {
+                        disabled.push(policy);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(policy = %record.id, error = %e, "stored policy does not compile; skipped")
@@ -71,6 +79,7 @@ impl TenantPolicies {
         TenantPolicies {
             set: PolicySet::compile(policies, default),
             facts,
+            disabled,
             generation,
             checked: RwLock::new(Instant::now()),
         }
@@ -79,8 +88,8 @@ impl TenantPolicies {
     /// The argument paths redacted wherever a call of `tool` by this agent
     /// is stored: those named by the `audit_redact` and `modify.redact` of
     /// every policy whose pattern and selector take the call in, whatever
-    /// its condition or mode (a secret is as secret when the condition did
-    /// not hold).
+    /// its condition, mode or `enabled` (a secret is as secret when the
+    /// condition did not hold, or the policy was switched off).
     pub fn redactions(
         &self,
         tool: &str,
@@ -89,7 +98,17 @@ impl TenantPolicies {
         agent_tags: &[String],
     ) -> Vec<&warden_policy::ArgPath> {
         let mut paths = Vec::new();
-        for p in self.set.candidates(tool, agent_id, agent_alias, agent_tags) {
+        let disabled = self.disabled.iter().filter(|p| {
+            p.pattern.matches(tool)
+                && p.agents
+                    .as_ref()
+                    .is_none_or(|s| s.selects(agent_id, agent_alias, agent_tags))
+        });
+        for p in self
+            .set
+            .candidates(tool, agent_id, agent_alias, agent_tags)
+            .chain(disabled)
+        {
             if let Some(facts) = self.facts.get(&p.id) {
                 paths.extend(facts.audit_redact.iter());
                 if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {

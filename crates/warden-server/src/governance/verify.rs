@@ -5,7 +5,12 @@ use warden_core::secret::digests_match;
 use warden_core::Tenant;
 use warden_store::{Store, StoreError};
 
-const PAGE: i64 = 2_000;
+/// Most records a page reads, and the bytes of record text a page aims
+/// at: a record can be near a megabyte (a call's arguments), so pages
+/// shrink to what the records walked so far weigh.
+const MAX_PAGE: i64 = 2_000;
+const PAGE_BYTES: usize = 8 << 20;
+const FIRST_PAGE: i64 = 64;
 
 /// The first record that does not match, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,11 +35,15 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
         head_sequence,
         first_break,
     };
+    let mut page = FIRST_PAGE;
     loop {
         let rows = store
-            .audit_chain_after(tenant, walk.checked() as i64, PAGE)
+            .audit_chain_after(tenant, walk.checked() as i64, page)
             .await?;
-        let done = (rows.len() as i64) < PAGE;
+        let done = (rows.len() as i64) < page;
+        let bytes: usize = rows.iter().map(|(r, _)| r.canonical.len()).sum();
+        let per_record = (bytes / rows.len().max(1)).max(1);
+        page = ((PAGE_BYTES / per_record) as i64).clamp(1, MAX_PAGE);
         for (r, columns) in rows {
             let link = StoredLink {
                 sequence: r.sequence.max(0) as u64,

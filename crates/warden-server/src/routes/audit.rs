@@ -186,7 +186,9 @@ pub async fn list_audit(
             AuditKindName::HoldResolution => AuditKind::HoldResolution,
             AuditKindName::PolicyChange => AuditKind::PolicyChange,
         }),
-        min_drift_micros: q.min_drift.map(|d| (d * 1_000_000.0).round() as i64),
+        // Scores are stored in millionths: the store returns every record
+        // that may reach the threshold, and the exact score decides below.
+        min_drift_micros: q.min_drift.map(|d| (d * 1_000_000.0).floor() as i64),
         from: parse_time("from", q.from.as_deref())?,
         to: parse_time("to", q.to.as_deref())?,
     };
@@ -199,8 +201,16 @@ pub async fn list_audit(
         .store
         .list_audit(&principal.tenant(), &filter, &page)
         .await?;
+    let reaches = |r: &ChainedRecord| {
+        q.min_drift
+            .is_none_or(|min| r.record.drift.as_ref().is_some_and(|d| d.score >= min))
+    };
     Ok(ApiList(
-        page.items.into_iter().map(AuditView::from).collect(),
+        page.items
+            .into_iter()
+            .filter(reaches)
+            .map(AuditView::from)
+            .collect(),
         page.next_cursor,
     ))
 }

@@ -455,7 +455,7 @@ pub async fn test_policies(
     let session_tools = body
         .session_id
         .as_deref()
-        .map(|s| g.drift.session_tools(&tenant, s))
+        .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
         .unwrap_or_default();
     let keys = crate::governance::drift::argument_keys(&args);
     let drift = if agent.id.is_empty() {
@@ -526,15 +526,18 @@ pub async fn test_policies(
             .iter()
             .filter_map(|m| describe(&m.policy_id)),
     );
-    let modified_tool_args = outcome
-        .change_from
-        .as_ref()
-        .and_then(|id| policies.facts.get(id))
-        .and_then(|f| f.change.as_ref())
-        .map(|c| c.apply(&args));
+    let mut decision = outcome.decision;
+    let mut reason = outcome.reason;
+    let modified_tool_args = service::apply_change(
+        &policies,
+        outcome.change_from.as_deref(),
+        &args,
+        &mut decision,
+        &mut reason,
+    );
     Ok(ok(PolicyTestResult {
-        decision: outcome.decision.into(),
-        reason: outcome.reason,
+        decision: decision.into(),
+        reason,
         deciding_policy_id: outcome.deciding,
         matched,
         monitor_decision: outcome.monitor_decision.map(Into::into),
