@@ -53,7 +53,7 @@ fn separates_parts(c: char) -> bool {
 
 /// Cuts a word into the pieces analysts name on their own: file, host
 /// and dotted names stay together (`.`, `-` and `_` do not cut).
-fn separates_pieces(c: char) -> bool {
+pub fn separates_pieces(c: char) -> bool {
     separates_parts(c) && !matches!(c, '.' | '-' | '_')
 }
 

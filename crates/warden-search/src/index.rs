@@ -212,11 +212,7 @@ impl EventIndex {
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, SearchError> {
-        let user = Translator {
-            fields: &self.fields,
-            now: request.now,
-        }
-        .translate(&request.query)?;
+        let user = Translator::new(&self.fields, request.now).translate(&request.query)?;
         let mut clauses = vec![
             (
                 Occur::Must,
@@ -253,7 +249,7 @@ impl EventIndex {
         } else {
             let interval = request.interval;
             let first = request.from.div_euclid(interval) * interval;
-            let count = ((request.to - first + interval - 1) / interval).max(0) as usize;
+            let count = crate::interval::bars(request.from, request.to, interval).max(0) as usize;
             (first, interval, count)
         };
         let collector = EventCollector {

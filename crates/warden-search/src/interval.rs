@@ -46,7 +46,7 @@ pub fn choose(from: i64, to: i64) -> i64 {
 /// Bars of width `w` that `[from, to)` touches: bars start at whole
 /// multiples of `w`, so a range that does not start on one touches one
 /// more than its length alone needs.
-fn bars(from: i64, to: i64, w: i64) -> i64 {
+pub fn bars(from: i64, to: i64, w: i64) -> i64 {
     let last = to.saturating_sub(1).max(from);
     last.div_euclid(w) - from.div_euclid(w) + 1
 }

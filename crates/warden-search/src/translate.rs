@@ -13,7 +13,7 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::analyzer::{parts_across_pieces, parts_of, word_span, words};
+use crate::analyzer::{parts_across_pieces, parts_of, separates_pieces, word_span, words};
 use crate::schema::{
     field_name, kv_term, num_term, Fields, NumKey, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
@@ -67,11 +67,27 @@ pub struct Translator<'a> {
     pub fields: &'a Fields,
     /// The request's time, for `now` in time values.
     pub now: Millis,
+    /// Wildcard terms so far that read the whole word dictionary because
+    /// they may start inside a word (see [`MAX_INNER_WILDCARDS`]).
+    inner_wildcards: std::cell::Cell<usize>,
 }
+
+/// Most wildcard terms of several pieces (`etc/passw*`) in one query: such
+/// a term may start at any piece of a longer word (`/etc/passwd`), so like
+/// a leading wildcard it reads every word of the message dictionary.
+pub const MAX_INNER_WILDCARDS: usize = 4;
 
 type Boxed = Box<dyn Query>;
 
-impl Translator<'_> {
+impl<'a> Translator<'a> {
+    pub fn new(fields: &'a Fields, now: Millis) -> Self {
+        Translator {
+            fields,
+            now,
+            inner_wildcards: std::cell::Cell::new(0),
+        }
+    }
+
     pub fn translate(&self, ast: &Ast) -> Result<Boxed, SearchError> {
         Ok(match ast {
             Ast::All => Box::new(AllQuery),
@@ -125,7 +141,31 @@ impl Translator<'_> {
                 Ok(self.message_words(text))
             }
             (Target::Message, MatchValue::Wildcard(pieces)) => {
-                let pattern = wildcard_regex(pieces, true);
+                let mut pattern = wildcard_regex(pieces, true);
+                // A term of several pieces may be a run of pieces inside a
+                // longer word, which is indexed whole: it may follow any
+                // text that ends a piece (`etc/passw*` in `/etc/passwd`).
+                if let Some(Piece::Literal(first)) = pieces.first() {
+                    if first.contains(separates_pieces) {
+                        let seen = self.inner_wildcards.get() + 1;
+                        if seen > MAX_INNER_WILDCARDS {
+                            return Err(SearchError::Query {
+                                position,
+                                message: format!(
+                                    "at most {MAX_INNER_WILDCARDS} wildcard terms of several pieces (such as etc/passw*) in one query"
+                                ),
+                            });
+                        }
+                        self.inner_wildcards.set(seen);
+                        // Every character that cuts pieces is ASCII.
+                        let cuts: String = (0u8..128)
+                            .map(char::from)
+                            .filter(|c| separates_pieces(*c))
+                            .map(|c| escape(&c.to_string()))
+                            .collect();
+                        pattern = format!("(?:.*[{cuts}])?{pattern}");
+                    }
+                }
                 self.regex(&pattern, f.message, position)
             }
             (Target::Keyword(name), MatchValue::Phrase(text)) => Ok(Box::new(TermQuery::new(
@@ -272,6 +312,11 @@ impl Translator<'_> {
         position: usize,
     ) -> Result<Boxed, SearchError> {
         let f = self.fields;
+        // Open at both ends, a range says only that the field has a value
+        // (Lucene's `field:[* TO *]`), whatever its type.
+        if matches!((lower, upper), (Bound::Unbounded, Bound::Unbounded)) {
+            return self.exists(field, position);
+        }
         match resolve(Some(field)) {
             Target::Message => Err(SearchError::Query {
                 position,

@@ -131,6 +131,10 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("\"GET admin/login\"", "c"),
         ("\"on dev/sda\"", "e"),
         ("login/admin", ""),
+        // A wildcard term of several pieces starts at any piece.
+        ("dev/sd*", "e"),
+        ("admin/log?n", "c"),
+        ("etc/*", ""),
         ("*ssword", "a"),
         ("fail*", "ae"),
         ("failur?", "e"),
@@ -179,6 +183,10 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("_exists_:bytes", "cd"),
         ("_exists_:agent_id", "e"),
         ("bytes:*", "cd"),
+        // Open at both ends, a range is `_exists_`, keyword fields too.
+        ("user:[* TO *]", "abc"),
+        ("geo:{* TO *}", "ae"),
+        ("bytes:[* TO *]", "cd"),
         ("geo.country:fr", "a"),
         ("code:1e3", "d"),
         ("code:\"1e3\"", ""),
@@ -216,6 +224,7 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("timestamp:>soon", 1),
         ("severity:loud", 1),
         ("message:[a TO b]", 1),
+        ("a/b* c/d* e/f* g/h* i/j*", 21),
     ] {
         let r = api.post("/api/v1/siem/search", &json!({"query": query}));
         let e = r.error(400, "invalid_request");
@@ -340,6 +349,30 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     let bars = all["histogram"].as_array().unwrap().len();
     assert!((90..=101).contains(&bars), "{bars}");
     assert_eq!(all["total"], 25);
+    // Times past either end of what events can carry are those ends; an
+    // interval as wide as i64 allows is one bar holding everything.
+    let far = search(
+        &api,
+        json!({"from_time": "now-99999999999d", "to_time": "now+99999999d", "limit": 0,
+               "interval": i64::MAX}),
+    );
+    assert_eq!(far["from_time"], "1970-01-01T00:00:00.000Z", "{far}");
+    assert_eq!(far["to_time"], "9999-12-31T23:59:59.999Z", "{far}");
+    assert_eq!(far["histogram"].as_array().unwrap().len(), 1, "{far}");
+    assert_eq!(far["histogram"][0]["count"], 25, "{far}");
+    // A caller's interval is held to 10,000 bars as they fall on the
+    // clock, not as the range's length divides.
+    let edge = |to: i64| {
+        api.post(
+            "/api/v1/siem/search",
+            &json!({"from_time": base + 30_000, "to_time": to, "interval": "1m", "limit": 0}),
+        )
+    };
+    assert_eq!(edge(base + 30_000 + 10_000 * 60_000 - 30_000).status, 200);
+    assert_eq!(
+        edge(base + 30_000 + 10_000 * 60_000).error(400, "invalid_request")["field"],
+        "interval"
+    );
 
     // Paging walks every event once, newest first, then oldest first.
     for (sort, first) in [("desc", "c"), ("asc", "h0")] {

@@ -74,6 +74,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     column: inner.column().max(1),
                 },
             )
+        } else if path != "." && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            // Well-formed JSON that the parser still stops in: a value of
+            // one of a fixed set of names (`sort`, `decision`) given as
+            // another JSON type.
+            let field = field_of(&path, &message);
+            ApiError::invalid(
+                field.clone(),
+                format!("invalid type for {field}: expected a string naming one of its values"),
+            )
         } else {
             ApiError::malformed(
                 format!("malformed JSON: {message}"),
@@ -271,6 +280,25 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("name"));
         let e = parse_json::<Body>(br#"{"name": "a", "tags": ["x", 3]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("tags[1]"));
+    }
+
+    #[test]
+    fn a_named_value_of_another_type_names_its_field() {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Order {
+            Asc,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Sorted {
+            sort: Option<Order>,
+        }
+        for body in [r#"{"sort": 1}"#, r#"{"sort": true}"#, r#"{"sort": []}"#] {
+            let e = parse_json::<Sorted>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("sort"), "{body}");
+            assert!(e.position.is_none(), "{body}");
+        }
     }
 
     #[test]

@@ -50,13 +50,19 @@ fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, A
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
-    parse_time_value(text, now).map(|(from, _)| Some(from)).ok_or_else(|| {
+    let at = parse_time_value(text, now).map(|(from, _)| from).ok_or_else(|| {
         ApiError::invalid(
             name,
             format!("`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, a number since 1970 (seconds to nanoseconds; no earlier time), or now-24h"),
         )
-    })
+    })?;
+    // Events are stamped from 1970 to 9999: a time past either end means
+    // the end, and the range (its histogram too) is what events can fill.
+    Ok(Some(at.clamp(0, LATEST_TIME)))
 }
+
+/// 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write.
+const LATEST_TIME: i64 = 253_402_300_799_999;
 
 /// The order a cursor was issued for: a cursor resumes only the search it
 /// came from (API conventions: cursors are bound to their sort).
@@ -145,7 +151,7 @@ impl Telemetry {
                 let ms = interval::parse(text).ok_or_else(|| {
                     ApiError::invalid("interval", "interval is a width such as 30s, 5m, 1h or 1d")
                 })?;
-                if (to - from) / ms > MAX_BUCKETS {
+                if interval::bars(from, to, ms) > MAX_BUCKETS {
                     return Err(ApiError::invalid(
                         "interval",
                         format!("interval gives more than {MAX_BUCKETS} buckets for this range"),
