@@ -165,6 +165,15 @@ impl EventIndex {
         self.reader.reload().map_err(index_err)
     }
 
+    /// Drops everything added since the last commit and restarts the
+    /// writer's threads: after a failed commit or add, the writer may have
+    /// lost documents it had accepted.
+    pub fn rollback(&self) -> Result<(), SearchError> {
+        at_indexing_priority(|| self.writer().rollback())
+            .map(|_| ())
+            .map_err(index_err)
+    }
+
     /// Removes events after `seq`: those committed to the index after its
     /// cursor was last saved, which the log will deliver again.
     pub fn forget_after(&self, seq: u64) -> Result<(), SearchError> {

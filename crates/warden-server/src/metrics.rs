@@ -78,6 +78,7 @@ pub struct Metrics {
     redis_up: Gauge,
     rate_limited: Counter,
     fallback: Counter,
+    syslog_refused: Counter,
     syslog: Family<SyslogLabels, Counter>,
     searchable: Gauge,
     unsearchable: Gauge,
@@ -94,6 +95,12 @@ impl Metrics {
         let rate_limited = Counter::default();
         let fallback = Counter::default();
         let syslog = Family::<SyslogLabels, Counter>::default();
+        let syslog_refused = Counter::default();
+        registry.register(
+            "warden_syslog_connections_refused",
+            "Syslog TCP connections closed at once because the most allowed were open",
+            syslog_refused.clone(),
+        );
         registry.register(
             "warden_syslog_messages",
             "Syslog messages by outcome: stored, malformed, unrouted, lost",
@@ -155,6 +162,7 @@ impl Metrics {
             redis_up,
             rate_limited,
             fallback,
+            syslog_refused,
             syslog,
             searchable,
             unsearchable,
@@ -175,6 +183,10 @@ impl Metrics {
         self.syslog
             .get_or_create(&SyslogLabels { outcome })
             .inc_by(n);
+    }
+
+    pub fn syslog_connections_refused(&self) {
+        self.syslog_refused.inc();
     }
 
     pub fn rate_limited(&self) {

@@ -495,6 +495,21 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
     );
     let e = r.error(400, "invalid_request");
     assert_eq!(e["field"], "events[2].severity", "{}", r.text);
+    assert!(
+        !e["message"].as_str().unwrap().contains("listed"),
+        "{}",
+        r.text
+    );
+    // Past 100 bad events the list says it is not all of them.
+    let many: Vec<Value> = (0..150).map(|_| json!({"message": 5})).collect();
+    let r = api.post("/api/v1/events/batch", &Value::Array(many));
+    let many = r.error(400, "invalid_request");
+    assert_eq!(many["errors"].as_array().unwrap().len(), 100);
+    let said = many["message"].as_str().unwrap();
+    assert!(
+        said.contains("150 of") && said.contains("the first 100 are listed"),
+        "{said}"
+    );
     let errors: Vec<(u64, String)> = e["errors"]
         .as_array()
         .unwrap()
@@ -603,6 +618,14 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
     );
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["data"]["accepted"], 2);
+    // A byte-order mark before the JSON is no error.
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/batch",
+        b"\xEF\xBB\xBF[{\"message\": \"after a byte-order mark\"}]".to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
 }
 
 fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
@@ -720,6 +743,10 @@ fn logger(args: &[&str]) {
 /// An RFC 5424 message over UDP carrying an ingest key in Warden's
 /// structured-data element.
 fn logger_with_token(udp_port: &str, key: &str, tag: &str, message: &str) {
+    logger_with_sd_param(udp_port, &format!("token=\"{key}\""), tag, message);
+}
+
+fn logger_with_sd_param(udp_port: &str, param: &str, tag: &str, message: &str) {
     logger(&[
         "-n",
         "127.0.0.1",
@@ -730,7 +757,7 @@ fn logger_with_token(udp_port: &str, key: &str, tag: &str, message: &str) {
         "--sd-id",
         "warden@32473",
         "--sd-param",
-        &format!("token=\"{key}\""),
+        param,
         "-t",
         tag,
         message,
@@ -816,6 +843,12 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "name": "relay's key", "scopes": ["events.write"], "agent_id": relay,
     }));
     logger_with_token(&udp, &relay_key, "boundsys", "sent with a bound key");
+    // The parameter in another case routes too; an element without a
+    // token routes nowhere, not to the listener's own organization.
+    let upper = format!("TOKEN=\"{}\"", other.live_key);
+    logger_with_sd_param(&udp, &upper, "routedcase", "routed by key");
+    let keyless = format!("key=\"{}\"", other.live_key);
+    logger_with_sd_param(&udp, &keyless, "keyless", "asks to be routed");
     // Malformed messages are dropped.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -874,12 +907,16 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert_eq!(get("program:app5424t")["severity"], "critical");
     assert_eq!(get("program:app3164t")["message"], "tcp newline framed");
     assert_eq!(total(&api, "syslog.facility:local0"), 1);
-    let leaked = search(&api, json!({"query": "bad OR nul OR routed OR forged"}));
+    let leaked = search(
+        &api,
+        json!({"query": "bad OR nul OR routed OR forged OR program:keyless OR program:routedcase"}),
+    );
     assert_eq!(leaked["total"], 0, "{leaked}");
 
     wait_total(&elsewhere, "program:routed", 1);
     wait_total(&elsewhere, "program:boundsys", 1);
-    assert_eq!(total(&elsewhere, ""), 2);
+    wait_total(&elsewhere, "program:routedcase", 1);
+    assert_eq!(total(&elsewhere, ""), 3);
     let bound = search(&elsewhere, json!({"query": "program:boundsys"}));
     assert_eq!(bound["events"][0]["agent_id"], relay, "{bound}");
     let unbound = search(&elsewhere, json!({"query": "program:routed"}));
@@ -893,11 +930,29 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     wait_metrics(
         &w,
         &[
-            r#"warden_syslog_messages_total{outcome="malformed"} 3"#,
+            r#"warden_syslog_messages_total{outcome="malformed"} 4"#,
             r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
-            r#"warden_syslog_messages_total{outcome="stored"} 8"#,
+            r#"warden_syslog_messages_total{outcome="stored"} 9"#,
         ],
     );
+
+    // Open connections are bounded: one past the bound is closed at once,
+    // and the listener goes on serving once some close.
+    let connect = || std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    let mut held: Vec<_> = (0..1_024).map(|_| connect()).collect();
+    let mut extra = connect();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut extra, &mut byte).ok(), Some(0));
+    wait_metrics(&w, &["warden_syslog_connections_refused_total 1"]);
+    held.truncate(10);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = connect();
+    std::io::Write::write_all(&mut again, b"<14>1 - h capped - - - after the bound\n").unwrap();
+    drop(again);
+    wait_total(&api, "program:capped", 1);
 }
 
 /// Reads /metrics until every line in `expected` is in it (5 s at most):
@@ -1415,9 +1470,54 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
     assert_eq!(total(&api, "n:[100 TO 199]"), 100);
 }
 
+/// The process's open-files limit, soft and hard, as `prlimit` sets it.
+fn set_open_files_limit(pid: u32, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}")])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success());
+}
+
+fn the_index_recovers_from_failed_commits(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(&api, json!([{"message": "indexed before the limit"}]));
+    wait_total(&api, "", 1);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", w.pid())).unwrap();
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap()
+        .to_string();
+    // No file can be opened: the index cannot write a segment, while the
+    // store (its files open) and this keep-alive connection still work.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", w.pid()))
+        .unwrap()
+        .count();
+    set_open_files_limit(w.pid(), &format!("{open}:{hard}"));
+    let mut acknowledged = 0;
+    for batch in 0..3 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"message": format!("acknowledged while files ran out {batch} {i}")}))
+            .collect();
+        acknowledged += ingest(&api, Value::Array(events)).len() as u64;
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
+    // Every acknowledged event becomes searchable once, with no restart.
+    wait_total(&api, "acknowledged", acknowledged);
+    wait_total(&api, "", acknowledged + 1);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(total(&api, ""), acknowledged + 1);
+}
+
 on_every_backend!(
     every_operator_of_the_language,
     totals_histograms_and_pages_are_exact,
+    the_index_recovers_from_failed_commits,
     bad_batches_are_refused_whole,
     ndjson_logs_stream_in_plain_or_gzip,
     syslog_from_the_real_logger,

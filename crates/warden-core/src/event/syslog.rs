@@ -85,6 +85,8 @@ pub enum SyslogError {
     PriorityOutOfRange { value: u16 },
     #[error("the syslog message carries more than one `warden@32473` token")]
     ConflictingTokens,
+    #[error("the syslog message's `warden@32473` element has no `token` parameter")]
+    MissingToken,
     #[error("{path}: {message}")]
     Fields { path: String, message: String },
 }
@@ -351,12 +353,15 @@ fn map_message(
     }
 
     let mut token: Option<String> = None;
+    let mut routed = false;
     let mut sd = Map::new();
     for element in &message.structured_data {
         if element.id.eq_ignore_ascii_case(WARDEN_SD_ID) {
-            // The whole element stays out of the event, whatever it holds.
+            // The whole element stays out of the event, whatever it holds;
+            // its parameter is read in any case, as its id is.
+            routed = true;
             for (name, value) in element.params() {
-                if *name != TOKEN_PARAM {
+                if !name.eq_ignore_ascii_case(TOKEN_PARAM) {
                     continue;
                 }
                 match &token {
@@ -375,6 +380,11 @@ fn map_message(
         for (name, value) in element.params() {
             add_param(params, name, value);
         }
+    }
+    // A message that asks to be routed and names no key goes nowhere,
+    // rather than to the listener's own organization.
+    if routed && token.is_none() {
+        return Err(SyslogError::MissingToken);
     }
     if !sd.is_empty() {
         event.fields.insert("sd".into(), Value::Object(sd));
@@ -551,9 +561,17 @@ mod tests {
             m.event.message,
             "Invalid user warden@32473 from 10.0.0.9 port 4242"
         );
-        // The id in another case is still the token element.
+        // The id in another case is still the token element, and the
+        // parameter in another case still its token.
         let m = ok(r#"<14>1 - h app - - [Warden@32473 token="wdn_x"] hi"#);
         assert_eq!(m.token.as_deref(), Some("wdn_x"));
+        let m = ok(r#"<14>1 - h app - - [warden@32473 TOKEN="wdn_y"] hi"#);
+        assert_eq!(m.token.as_deref(), Some("wdn_y"));
+        // The element without a token routes nowhere.
+        assert!(matches!(
+            err(br#"<14>1 - h app - - [warden@32473 key="wdn_z"] hi"#),
+            SyslogError::MissingToken
+        ));
         assert!(!m.event.fields.contains_key("sd"));
         // A broken element that syslog_loose drops is dropped with it.
         let m = ok(r#"<13>1 - host1 app - - [warden@32473 token=wdn_abc] hi"#);

@@ -143,7 +143,17 @@ impl ApiError {
     }
 
     /// A request whose items are refused as a whole, naming each bad one.
-    pub fn invalid_items(message: impl Into<String>, errors: Vec<ItemError>) -> Self {
+    /// A refused batch: `invalid` items are bad, `errors` lists the first
+    /// of them (the message says when that is not all).
+    pub fn invalid_items(
+        message: impl Into<String>,
+        invalid: usize,
+        errors: Vec<ItemError>,
+    ) -> Self {
+        let mut message = message.into();
+        if invalid > errors.len() {
+            message.push_str(&format!("; the first {} are listed", errors.len()));
+        }
         let mut e = Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message);
         e.field = errors.first().map(|item| match (item.index, item.line) {
             (Some(i), _) if item.field.is_empty() => format!("events[{i}]"),

@@ -53,6 +53,9 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 
 /// Parses a JSON document, naming the field or position at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A byte-order mark some Windows tools write is ignored, as RFC 8259
+    // allows (NDJSON lines already skip theirs).
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     // The plain parser is the fast path; the one that tracks paths runs
     // again only to name what is wrong.
     if let Ok(value) = serde_json::from_slice(bytes) {
@@ -299,6 +302,12 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some("sort"), "{body}");
             assert!(e.position.is_none(), "{body}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let body: serde_json::Value = parse_json(b"\xEF\xBB\xBF[{\"message\": \"x\"}]").unwrap();
+        assert_eq!(body[0]["message"], "x");
     }
 
     #[test]

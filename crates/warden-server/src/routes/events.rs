@@ -180,6 +180,7 @@ pub(crate) fn batch_events(
     if bad > 0 {
         return Err(ApiError::invalid_items(
             format!("{bad} of the batch's events are invalid; nothing was stored"),
+            bad,
             errors,
         ));
     }
@@ -334,6 +335,7 @@ pub async fn ingest_ndjson(
                 "{} of the lines are invalid; nothing was stored",
                 reader.bad_lines
             ),
+            reader.bad_lines,
             reader.errors,
         ));
     }

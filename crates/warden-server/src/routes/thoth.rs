@@ -434,6 +434,7 @@ pub async fn thoth_events(
                 "{} of the batch's events are invalid; nothing was stored",
                 errors.len()
             ),
+            errors.len(),
             errors.into_iter().take(100).collect(),
         ));
     }

@@ -68,8 +68,13 @@ pub async fn run(
         let idle = if let Some(last) = run.last() {
             let last_seq = last.first_seq + last.events.len() as i64 - 1;
             let idx = index.clone();
-            let step = move || run.iter().for_each(|appended| add_appended(&idx, appended));
-            if !off_runtime(&indexing, step).await {
+            let step = move || {
+                run.iter()
+                    .try_for_each(|appended| add_appended(&idx, appended))
+            };
+            if let Err(err) = off_runtime(&indexing, step).await {
+                cursor = recover(store.as_ref(), &index, &err).await;
+                indexed_since_commit = 0;
                 continue;
             }
             cursor = last_seq;
@@ -102,7 +107,9 @@ pub async fn run(
             if let Some(last) = batch.last() {
                 let last_seq = last.seq;
                 let idx = index.clone();
-                if !off_runtime(&indexing, move || add_all(&idx, &batch)).await {
+                if let Err(err) = off_runtime(&indexing, move || add_all(&idx, &batch)).await {
+                    cursor = recover(store.as_ref(), &index, &err).await;
+                    indexed_since_commit = 0;
                     continue;
                 }
                 cursor = last_seq;
@@ -120,8 +127,11 @@ pub async fn run(
                     searchable.send_replace(cursor);
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "search indexer cannot commit");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // The writer may have dropped documents it had taken:
+                    // back to the last saved cursor, and read them again.
+                    cursor = recover(store.as_ref(), &index, &err).await;
+                    indexed_since_commit = 0;
+                    continue;
                 }
             }
         }
@@ -166,39 +176,71 @@ pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> 
         .map_err(|e| e.to_string())
 }
 
-/// Runs an indexing step on the indexing thread; false, after a pause,
-/// when the step panicked or the thread has stopped (the events are then
-/// read again from the log).
-async fn off_runtime(indexing: &IndexingThread, step: impl FnOnce() + Send + 'static) -> bool {
+/// After a step or commit failed: drops what the writer took since its
+/// last commit and goes back to the saved cursor (removing anything
+/// committed past it), retrying until the index answers. Returns the
+/// cursor to read on from; nothing acknowledged is skipped, nothing is
+/// indexed twice.
+async fn recover(store: &dyn Store, index: &Arc<EventIndex>, why: &str) -> i64 {
+    tracing::error!(error = %why, "search indexer failed; going back to its saved cursor");
+    loop {
+        let idx = index.clone();
+        let rolled_back = tokio::task::spawn_blocking(move || idx.rollback()).await;
+        let outcome = match rolled_back {
+            Ok(Ok(())) => resume(store, index).await,
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match outcome {
+            Ok(cursor) => return cursor,
+            Err(err) => {
+                tracing::error!(error = %err, "search indexer cannot recover yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Runs an indexing step on the indexing thread; an error when the step
+/// failed, panicked or the thread has stopped.
+async fn off_runtime(
+    indexing: &IndexingThread,
+    step: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
     let (done, outcome) = tokio::sync::oneshot::channel();
     let submitted = indexing.submit(move || {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).is_ok() {
-            let _ = done.send(());
-        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step))
+            .unwrap_or_else(|_| Err("an indexing step panicked".into()));
+        let _ = done.send(result);
     });
-    if submitted && outcome.await.is_ok() {
-        return true;
+    if !submitted {
+        return Err("the indexing thread has stopped".into());
     }
-    tracing::error!("search indexer failed");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    false
+    outcome
+        .await
+        .unwrap_or_else(|_| Err("the indexing thread has stopped".into()))
 }
 
-fn add_appended(index: &EventIndex, appended: &Appended) {
+/// Adds a run of this process's appends; an error when the writer refuses
+/// one (its threads have failed), which takes the run back to the log.
+fn add_appended(index: &EventIndex, appended: &Appended) -> Result<(), String> {
     for (i, (event, body)) in appended.events.iter().zip(&appended.bodies).enumerate() {
-        if let Err(err) = index.add(
-            (appended.first_seq + i as i64) as u64,
-            &appended.tenant.org_id,
-            appended.tenant.environment.as_str(),
-            event,
-            body,
-        ) {
-            tracing::error!(error = %err, "an event could not be indexed");
-        }
+        index
+            .add(
+                (appended.first_seq + i as i64) as u64,
+                &appended.tenant.org_id,
+                appended.tenant.environment.as_str(),
+                event,
+                body,
+            )
+            .map_err(|e| e.to_string())?;
     }
+    Ok(())
 }
 
-pub fn add_all(index: &EventIndex, batch: &[LoggedEvent]) {
+/// Adds events read from the log; one that does not parse is skipped (it
+/// never will), a writer that refuses one is an error.
+pub fn add_all(index: &EventIndex, batch: &[LoggedEvent]) -> Result<(), String> {
     for logged in batch {
         let event: Event = match serde_json::from_str(&logged.body) {
             Ok(event) => event,
@@ -207,16 +249,17 @@ pub fn add_all(index: &EventIndex, batch: &[LoggedEvent]) {
                 continue;
             }
         };
-        if let Err(err) = index.add(
-            logged.seq as u64,
-            &logged.tenant.org_id,
-            logged.tenant.environment.as_str(),
-            &event,
-            &logged.body,
-        ) {
-            tracing::error!(seq = logged.seq, error = %err, "an event could not be indexed");
-        }
+        index
+            .add(
+                logged.seq as u64,
+                &logged.tenant.org_id,
+                logged.tenant.environment.as_str(),
+                &event,
+                &logged.body,
+            )
+            .map_err(|e| e.to_string())?;
     }
+    Ok(())
 }
 
 /// Indexes the whole log from the start into an empty index and saves the
@@ -242,7 +285,7 @@ pub async fn rebuild(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, 
         let idx = index.clone();
         tokio::task::spawn_blocking(move || add_all(&idx, &batch))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())??;
     }
     commit(store, index, cursor).await?;
     Ok(cursor)

@@ -99,16 +99,28 @@ async fn serve_udp(socket: UdpSocket, tx: mpsc::Sender<Received>) {
     }
 }
 
+/// Most syslog TCP connections served at once. Syslog carries no
+/// credentials, so anyone who reaches the port could otherwise hold open
+/// files until the process has none left for its store and index; a
+/// connection past the bound is closed at once (senders reconnect).
+const MAX_TCP_CONNECTIONS: usize = 1_024;
+
 async fn serve_tcp(listener: TcpListener, tx: mpsc::Sender<Received>, metrics: Arc<Metrics>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(
-                    stream,
-                    peer.ip(),
-                    tx.clone(),
-                    metrics.clone(),
-                ));
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    metrics.syslog_connections_refused();
+                    tracing::warn!(%peer, "syslog tcp connection refused: {MAX_TCP_CONNECTIONS} already open");
+                    drop(stream);
+                    continue;
+                };
+                let (tx, metrics) = (tx.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    serve_connection(stream, peer.ip(), tx, metrics).await;
+                    drop(slot);
+                });
             }
             Err(err) => {
                 tracing::warn!(error = %err, "syslog tcp accept failed");
