@@ -21,6 +21,7 @@ use serde_json::Value as Json;
 use crate::drift::DriftScore;
 use crate::regex_match::{self, MATCHES_FN};
 use crate::set::{Condition, ConditionError};
+use crate::signature;
 
 /// Longest condition accepted, in bytes.
 pub const MAX_CONDITION_LEN: usize = 4_096;
@@ -488,7 +489,7 @@ impl Condition<ConditionInput> for CelCondition {
 
 /// What the checker knows of an expression's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Bool,
     Int,
     UInt,
@@ -499,6 +500,8 @@ enum Kind {
     List,
     Map,
     Timestamp,
+    /// A type, as `type(x)` gives and `int` names.
+    Type,
     /// Not known before the call (arguments, context).
     Dyn,
 }
@@ -516,6 +519,7 @@ impl std::fmt::Display for Kind {
             Kind::List => "list",
             Kind::Map => "map",
             Kind::Timestamp => "timestamp",
+            Kind::Type => "type",
             Kind::Dyn => "dyn",
         };
         f.write_str(name)
@@ -523,7 +527,7 @@ impl std::fmt::Display for Kind {
 }
 
 impl Kind {
-    fn may_be(self, other: Kind) -> bool {
+    pub(crate) fn may_be(self, other: Kind) -> bool {
         self == Kind::Dyn || other == Kind::Dyn || self == other
     }
 
@@ -538,9 +542,10 @@ struct Checker<'a> {
     /// While checking a comprehension's body: the innermost comprehension's
     /// own variables (its element and accumulator).
     loop_vars: std::cell::RefCell<Option<Vec<String>>>,
-    /// Whether the rules that bound a condition's cost apply: when a policy
-    /// is written, not when a stored one is loaded (a policy stored under
-    /// older rules keeps enforcing).
+    /// Whether the rules that came after some policies were stored apply
+    /// (those that bound a condition's cost, and the functions' argument
+    /// types): when a policy is written, not when a stored one is loaded
+    /// (a policy stored under older rules keeps enforcing).
     cost_rules: bool,
     /// The variables of comprehensions that range over literals only: they
     /// hold the policy author's text, never the call's.
@@ -792,7 +797,7 @@ impl Checker<'_> {
                     "tool" => Ok(Kind::String),
                     "now" => Ok(Kind::Timestamp),
                     // Type names, for `type(args.limit) == int`.
-                    n if TYPE_NAMES.contains(&n) => Ok(Kind::Dyn),
+                    n if TYPE_NAMES.contains(&n) => Ok(Kind::Type),
                     "args" | "context" | "agent" | "session" | "drift" => Ok(Kind::Map),
                     _ => Err(self.error(
                         e,
@@ -1233,6 +1238,16 @@ impl Checker<'_> {
                 if !FUNCTIONS.contains(&name) {
                     return Err(self.error(e, format!("undeclared function `{name}`")));
                 }
+                // Like the cost rules, these came after some policies were
+                // stored: a stored condition that fails them keeps loading
+                // (and keeps failing its calls as it did).
+                if self.cost_rules {
+                    if let Some(why) = signature::mismatch(name, target, &args)
+                        .or_else(|| signature::bad_literal(name, call))
+                    {
+                        return Err(self.error(e, why));
+                    }
+                }
                 Ok(match name {
                     "contains" | "startsWith" | "endsWith" | "matches" | "bool" | "all"
                     | "exists" | "exists_one" | "has" => {
@@ -1255,6 +1270,7 @@ impl Checker<'_> {
                     "double" => Kind::Double,
                     "uint" => Kind::UInt,
                     "timestamp" => Kind::Timestamp,
+                    "type" => Kind::Type,
                     "split" | "map" | "filter" => Kind::List,
                     _ => Kind::Dyn,
                 })
@@ -1265,6 +1281,7 @@ impl Checker<'_> {
 
 fn field_kind(root: &str, field: &str) -> Kind {
     match (root, field) {
+        ("agent", "id" | "name" | "status") => Kind::String,
         ("agent", "tags") | ("session", "tools") => Kind::List,
         ("session", "calls") => Kind::Int,
         ("drift", "learning") => Kind::Bool,

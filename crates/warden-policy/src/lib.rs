@@ -11,6 +11,7 @@ pub mod modify;
 pub mod pattern;
 mod regex_match;
 mod set;
+mod signature;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};
 pub use decision::{Decision, Mode};

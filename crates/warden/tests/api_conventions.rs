@@ -480,6 +480,23 @@ fn openapi_and_reference(backend: &Backend) {
             "{path}"
         );
     }
+    // A field the server refuses as null is not documented as nullable,
+    // and limits are the server's own.
+    let update = &r.body["components"]["schemas"]["UpdatePolicy"]["properties"];
+    for field in [
+        "name",
+        "action_pattern",
+        "decision",
+        "priority",
+        "enabled",
+        "mode",
+    ] {
+        let shown = update[field].to_string();
+        assert!(!shown.contains("null"), "UpdatePolicy.{field}: {shown}");
+    }
+    assert!(update["condition"].to_string().contains("null"));
+    let create = &r.body["components"]["schemas"]["CreatePolicy"]["properties"];
+    assert_eq!(create["action_pattern"]["maxLength"], 256);
     let docs = reqwest::blocking::get(format!("{}/docs/", w.base)).unwrap();
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.text().unwrap().to_lowercase().contains("swagger"));

@@ -179,7 +179,7 @@ pub struct CreatePolicy {
     pub name: String,
     #[schema(max_length = 2000)]
     pub description: Option<String>,
-    #[schema(min_length = 1, max_length = 200, example = "payments.*")]
+    #[schema(min_length = 1, max_length = 256, example = "payments.*")]
     pub action_pattern: String,
     pub agents: Option<AgentsSelector>,
     #[schema(max_length = 4096, example = "args.amount > 1000")]
@@ -206,13 +206,13 @@ pub struct CreatePolicy {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicy {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(nullable = false, min_length = 1, max_length = 200)]
     #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(nullable = false, min_length = 1, max_length = 256)]
     #[serde(default, deserialize_with = "not_null")]
     pub action_pattern: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -221,22 +221,25 @@ pub struct UpdatePolicy {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 4096)]
     pub condition: Option<Option<String>>,
+    #[schema(nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     pub decision: Option<DecisionName>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<ModifyChange>)]
     pub modify: Option<Option<ModifyChange>>,
-    #[schema(max_items = 100)]
+    #[schema(nullable = false, max_items = 100)]
     #[serde(default, deserialize_with = "not_null")]
     pub audit_redact: Option<Vec<String>>,
-    #[schema(minimum = -1000000, maximum = 1000000)]
+    #[schema(nullable = false, minimum = -1000000, maximum = 1000000)]
     #[serde(default, deserialize_with = "not_null")]
     pub priority: Option<i32>,
+    #[schema(nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     pub mode: Option<ModeName>,
+    #[schema(nullable = false)]
     #[serde(default, deserialize_with = "not_null")]
     pub enabled: Option<bool>,
-    #[schema(minimum = 1, maximum = 604800)]
+    #[schema(nullable = false, minimum = 1, maximum = 604800)]
     #[serde(default, deserialize_with = "not_null")]
     pub step_up_timeout_seconds: Option<u32>,
 }

@@ -21,6 +21,7 @@ pub struct PolicySettings {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicySettings {
+    #[schema(nullable = false)]
     #[serde(default, deserialize_with = "super::wire::not_null")]
     pub default_decision: Option<DefaultDecisionName>,
 }
