@@ -1554,6 +1554,21 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     );
     assert_eq!(api.get("/api/v1/policies").status, 200);
 
+    // Arguments that name a key twice could read one way to a policy and
+    // another to the tool: refused, naming the key.
+    let r = api.raw(
+        "POST",
+        "/api/v1/enforce",
+        br#"{"agent_id": "payer", "tool_name": "bank.pay", "tool_args": {"amount": 5, "amount": 5000}}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "tool_args.amount",
+        "{}",
+        r.text
+    );
+
     // `min_drift` compares the exact score.
     let record = &api.get("/api/v1/audit?agent_id=payer").body["data"][0];
     let score = record["drift"]["score"].as_f64().unwrap();

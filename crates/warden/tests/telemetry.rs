@@ -500,6 +500,31 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         "{}",
         r.text
     );
+    // A key named twice is refused, not silently cut to one value.
+    for (body, field) in [
+        (
+            r#"[{"message": "a"}, {"message": "dup", "fields": {"src_ip": "10.0.0.1", "src_ip": "10.0.0.2"}}]"#,
+            "events[1].fields.src_ip",
+        ),
+        (
+            r#"{"events": [{"message": "a", "message": "b"}]}"#,
+            "events[0].message",
+        ),
+    ] {
+        let r = api.raw(
+            "POST",
+            "/api/v1/events/batch",
+            body.as_bytes().to_vec(),
+            &[("content-type", "application/json")],
+        );
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], field, "{}", r.text);
+        assert!(
+            e["message"].as_str().unwrap().contains("duplicate"),
+            "{}",
+            r.text
+        );
+    }
     // Past 100 bad events the list says it is not all of them.
     let many: Vec<Value> = (0..150).map(|_| json!({"message": 5})).collect();
     let r = api.post("/api/v1/events/batch", &Value::Array(many));

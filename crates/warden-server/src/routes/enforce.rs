@@ -23,6 +23,7 @@ use crate::governance::Governance;
 use crate::http::envelope::{ok, ApiData, DataEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::http::unique_keys::unique_keys;
 use crate::state::AppState;
 
 /// A tool call an agent is about to make.
@@ -36,11 +37,13 @@ pub struct EnforceRequest {
     #[schema(example = "payments.transfer")]
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     /// Anything else policies may read as `context`.
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub context: Option<Value>,
     /// Redeems an approved step-up hold for exactly this call, once.
     pub hold_token: Option<String>,
@@ -289,10 +292,12 @@ pub struct PolicyTest {
     pub agent_id: Option<String>,
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub context: Option<Value>,
     /// Evaluated beside the current policies (or alone with `only_proposed`).
     pub policy: Option<CreatePolicy>,

@@ -21,6 +21,7 @@ use crate::auth::Principal;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery, ResourceId};
+use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
 use crate::telemetry::ndjson::{NdjsonError, NdjsonReader};
@@ -232,10 +233,19 @@ pub async fn ingest_batch(
     if gzip {
         bytes = gunzip_limited(&bytes, MAX_BATCH_BYTES)?;
     }
-    let value: Value = parse_json(&bytes)?;
+    let UniqueKeys(value) = parse_json(&bytes).map_err(in_the_batch)?;
     let mut events = batch_events(value, received_at, bytes.len())?;
     bind_to_agent(&principal, &mut events);
     store_events(&state, &principal, events).await
+}
+
+/// A batch's parse error names its event as validation does
+/// (`events[3].fields.user`), whichever form the batch took.
+fn in_the_batch(mut e: ApiError) -> ApiError {
+    if let Some(field) = e.field.as_mut().filter(|f| f.starts_with('[')) {
+        field.insert_str(0, "events");
+    }
+    e
 }
 
 pub(crate) async fn store_events(

@@ -27,6 +27,7 @@ use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
 use crate::http::extract::{AnyJson, ApiJson, ApiQuery, ResourceId};
+use crate::http::unique_keys::{unique_keys, UniqueKeys};
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
 
@@ -38,6 +39,7 @@ pub struct ThothEnforceRequest {
     pub agent_id: String,
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
@@ -388,7 +390,7 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
 pub async fn thoth_events(
     State(state): State<AppState>,
     principal: Principal,
-    AnyJson(body): AnyJson<Value>,
+    AnyJson(UniqueKeys(body)): AnyJson<UniqueKeys>,
 ) -> ApiResult<ApiData<Accepted>> {
     if principal.require("events.write").is_err() {
         principal.require("enforce")?;

@@ -13,6 +13,7 @@ use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::Millis;
 
 use crate::http::error::ItemError;
+use crate::http::unique_keys::UniqueKeys;
 
 /// Most bytes of log text one request may carry, after inflating.
 pub const MAX_NDJSON_BYTES: usize = 64 * 1024 * 1024;
@@ -145,7 +146,7 @@ impl NdjsonReader {
             return;
         }
         let value: Value = match serde_json::from_slice(raw) {
-            Ok(value) => value,
+            Ok(UniqueKeys(value)) => value,
             Err(err) => {
                 self.bad(String::new(), format!("not JSON: {err}"));
                 return;

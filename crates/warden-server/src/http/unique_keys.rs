@@ -1,0 +1,115 @@
+//! JSON whose objects name each key once. serde_json keeps the last of a
+//! repeated key, and other parsers keep the first: an agent's arguments
+//! that read one way to a policy and another way to its tool, or an event
+//! that silently loses a field, are refused instead, naming the key.
+
+use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// A JSON value with no repeated key in any of its objects.
+pub struct UniqueKeys(pub Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(ValueVisitor).map(UniqueKeys)
+    }
+}
+
+/// For an optional field: `#[serde(default, deserialize_with = "unique_keys")]`.
+pub fn unique_keys<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Value>, D::Error> {
+    Option::<UniqueKeys>::deserialize(de).map(|v| v.map(|UniqueKeys(v)| v))
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let UniqueKeys(value) = access.next_value()?;
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(taken) => {
+                    return Err(A::Error::custom(format!(
+                        "duplicate field `{}`",
+                        taken.key()
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_key_at_any_depth_is_refused() {
+        let ok: UniqueKeys = serde_json::from_str(r#"{"a": [1, {"b": 2.5}], "c": null}"#).unwrap();
+        assert_eq!(ok.0, serde_json::json!({"a": [1, {"b": 2.5}], "c": null}));
+        for text in [
+            r#"{"a": 1, "a": 2}"#,
+            r#"[{"f": {"x": 1, "x": 1}}]"#,
+            r#"{"a": {"b": [{"c": 1, "c": 2}]}}"#,
+        ] {
+            let e = serde_json::from_str::<UniqueKeys>(text).err().expect(text);
+            assert!(e.to_string().starts_with("duplicate field `"), "{e}");
+        }
+        let big: UniqueKeys = serde_json::from_str("18446744073709551615").unwrap();
+        assert_eq!(big.0, serde_json::json!(u64::MAX));
+    }
+}
