@@ -8,6 +8,7 @@ pub mod governance;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod open_files;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

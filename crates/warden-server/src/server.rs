@@ -57,6 +57,9 @@ impl Server {
         master: &MasterKey,
         config: ServerConfig,
     ) -> Result<Self, String> {
+        if let Some(limit) = crate::open_files::raise_to_hard_limit() {
+            tracing::info!(limit, "open files allowed");
+        }
         secrets::verify_master_key(store.as_ref(), master).await?;
         let tokens = secrets::token_issuer(store.as_ref(), master).await?;
         let redis = config
