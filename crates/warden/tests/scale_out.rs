@@ -395,6 +395,67 @@ fn every_replica_searches_events_ingested_on_any() {
         found_within(api, "tags:from_b", 500, Duration::from_secs(10)).unwrap();
         found_within(api, "replicated", 1000, Duration::from_secs(10)).unwrap();
     }
+    // Many small appends (events, and decisions' events) racing on both
+    // replicas: each replica's indexer meets the other's commits between
+    // its own, and must skip none.
+    let racing = backend.create_org(
+        "Racers",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "10000000",
+            "--burst",
+            "1000000",
+        ],
+    );
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let decided = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            let (key, acknowledged) = (racing.live_key.clone(), acknowledged.clone());
+            let decided = decided.clone();
+            std::thread::spawn(move || {
+                let api = common::Api::new(&base, &key);
+                let mut n = 0;
+                while std::time::Instant::now() < until {
+                    n += 1;
+                    if n % 3 == 0 {
+                        let call = json!({"agent_id": "racer", "tool_name": "race.step"});
+                        let r = api.post("/api/v1/enforce", &call);
+                        assert_eq!(r.status, 200, "{}", r.text);
+                        decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    let body = json!((0..5)
+                        .map(
+                            |j| json!({"message": format!("raced {i} {n} {j}"), "tags": ["raced"]})
+                        )
+                        .collect::<Vec<_>>());
+                    let r = api.post("/api/v1/events/batch", &body);
+                    assert_eq!(r.status, 202, "{}", r.text);
+                    acknowledged.fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for r in racers {
+        r.join().unwrap();
+    }
+    let raced = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
+    let decisions = decided.load(std::sync::atomic::Ordering::Relaxed);
+    for replica in [&a, &b] {
+        let api = replica.api(&racing.live_key);
+        found_within(&api, "tags:raced", raced, Duration::from_secs(20)).unwrap();
+        found_within(&api, "tool:race.step", decisions, Duration::from_secs(20)).unwrap();
+    }
+
     // A decision on one replica is an agent event on the other.
     let r = api_a.post(
         "/api/v1/enforce",

@@ -81,9 +81,12 @@ pub async fn run(
             indexed_since_commit += 1;
             false
         } else {
-            let limit = match handoff.first_held() {
-                Some(first) if first > cursor + 1 => (first - cursor - 1).min(BATCH),
-                _ => BATCH,
+            // Read before the log: a batch held now was committed before
+            // the read below began, and so was every event before it.
+            let held_before = handoff.first_held().filter(|first| *first > cursor + 1);
+            let limit = match held_before {
+                Some(first) => (first - cursor - 1).min(BATCH),
+                None => BATCH,
             };
             let batch = match store.events_after(cursor, limit).await {
                 Ok(batch) => batch,
@@ -95,10 +98,12 @@ pub async fn run(
             };
             let held = handoff.first_held();
             if batch.is_empty() {
-                if let Some(first) = held.filter(|first| *first > cursor + 1) {
+                if let Some(first) = held_before {
                     // Events before a committed batch are committed too (one
-                    // counter, moved in order): an empty read means retention
-                    // removed them.
+                    // counter, moved in order), and were before the read
+                    // began: an empty read means retention removed them.
+                    // A batch held only after the read says nothing of
+                    // what another replica committed meanwhile.
                     cursor = first - 1;
                     continue;
                 }
