@@ -89,6 +89,38 @@ fn bad_input_changes_nothing(backend: &Backend) {
         "{}",
         r.text
     );
+    // A field a change cannot empty refuses `null`, naming it; metadata
+    // that names a key twice is refused, naming the key.
+    let existing = api.get("/api/v1/agents").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (body, field) in [
+        (json!({"name": null}), "name"),
+        (json!({"tags": null}), "tags"),
+        (json!({"status": null}), "status"),
+        (json!({"metadata": null}), "metadata"),
+    ] {
+        let r = api.patch(&format!("/api/v1/agents/{existing}"), &body);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+    }
+    let r = api.raw(
+        "POST",
+        "/api/v1/agents",
+        br#"{"name": "twice", "metadata": {"team": "a", "team": "b"}}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "metadata.team",
+        "{}",
+        r.text
+    );
     // Malformed JSON: the position.
     let r = api.raw(
         "POST",

@@ -360,6 +360,8 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     assert_eq!(far["to_time"], "9999-12-31T23:59:59.999Z", "{far}");
     assert_eq!(far["histogram"].as_array().unwrap().len(), 1, "{far}");
     assert_eq!(far["histogram"][0]["count"], 25, "{far}");
+    let early = search(&api, json!({"to_time": "1970-01-01T12:00:00Z", "limit": 0}));
+    assert_eq!(early["from_time"], "1970-01-01T00:00:00.000Z", "{early}");
     // A caller's interval is held to 10,000 bars as they fall on the
     // clock, not as the range's length divides.
     let edge = |to: i64| {

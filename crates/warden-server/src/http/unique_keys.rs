@@ -20,6 +20,28 @@ pub fn unique_keys<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Value>, D:
     Option::<UniqueKeys>::deserialize(de).map(|v| v.map(|UniqueKeys(v)| v))
 }
 
+/// For an optional object field that may be `null` (none):
+/// `#[serde(default, deserialize_with = "unique_object")]`.
+pub fn unique_object<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    match UniqueKeys::deserialize(de)?.0 {
+        Value::Object(map) => Ok(Some(map)),
+        Value::Null => Ok(None),
+        _ => Err(D::Error::custom("invalid type: expected a JSON object")),
+    }
+}
+
+/// For an object field of a change, which may be left out but not `null`.
+pub fn unique_object_not_null<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Map<String, Value>>, D::Error> {
+    match unique_object(de)? {
+        Some(map) => Ok(Some(map)),
+        None => Err(D::Error::custom("may be left out, but not null")),
+    }
+}
+
 struct ValueVisitor;
 
 impl<'de> Visitor<'de> for ValueVisitor {

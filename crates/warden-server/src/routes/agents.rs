@@ -8,11 +8,12 @@ use utoipa::{IntoParams, ToSchema};
 use warden_core::agent::{Agent, AgentChanges, AgentFilter, AgentStatus};
 use warden_core::page::PageRequest;
 
-use super::wire::{nullable, time, SortDirection};
+use super::wire::{not_null, nullable, time, SortDirection};
 use crate::auth::Principal;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::http::unique_keys::{unique_object, unique_object_not_null};
 use crate::services::agents as service;
 use crate::state::AppState;
 
@@ -113,6 +114,7 @@ pub struct CreateAgent {
     pub status: Option<AgentStatusName>,
     /// Any JSON object up to 16 KiB.
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "unique_object")]
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -124,8 +126,10 @@ pub struct UpdateAgent {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        nullable = false
     )]
+    #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 2000)]
@@ -139,10 +143,14 @@ pub struct UpdateAgent {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub external_id: Option<Option<String>>,
-    #[schema(max_items = 50)]
+    #[schema(max_items = 50, nullable = false)]
+    #[serde(default, deserialize_with = "not_null")]
     pub tags: Option<Vec<String>>,
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "not_null")]
     pub status: Option<AgentStatusName>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object)]
+    #[serde(default, deserialize_with = "unique_object_not_null")]
     pub metadata: Option<Map<String, Value>>,
 }
 

@@ -134,7 +134,7 @@ impl Telemetry {
         })?;
         let to = time_param(params.to_name, params.to.as_deref(), now)?.unwrap_or(now + 1);
         let from = time_param(params.from_name, params.from.as_deref(), now)?
-            .unwrap_or(to - DEFAULT_RANGE_MS);
+            .unwrap_or((to - DEFAULT_RANGE_MS).max(0));
         if from >= to {
             return Err(ApiError::invalid(
                 params.from_name,
