@@ -500,6 +500,7 @@ pub(crate) enum Kind {
     List,
     Map,
     Timestamp,
+    Duration,
     /// A type, as `type(x)` gives and `int` names.
     Type,
     /// Not known before the call (arguments, context).
@@ -519,6 +520,7 @@ impl std::fmt::Display for Kind {
             Kind::List => "list",
             Kind::Map => "map",
             Kind::Timestamp => "timestamp",
+            Kind::Duration => "duration",
             Kind::Type => "type",
             Kind::Dyn => "dyn",
         };
@@ -1192,9 +1194,26 @@ impl Checker<'_> {
             }
             "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => {
                 if let [a, b] = args[..] {
+                    // Time arithmetic: a timestamp moves by a duration, and
+                    // two timestamps are a duration apart.
+                    use Kind::{Duration, Timestamp};
+                    match (name, a, b) {
+                        ("_+_", Timestamp, Duration) | ("_+_", Duration, Timestamp) => {
+                            return Ok(Timestamp)
+                        }
+                        ("_-_", Timestamp, Duration) => return Ok(Timestamp),
+                        ("_-_", Timestamp, Timestamp) => return Ok(Duration),
+                        // With a side unknown, a time or a length of it.
+                        ("_+_" | "_-_", Timestamp | Duration, Kind::Dyn)
+                        | ("_+_" | "_-_", Kind::Dyn, Timestamp | Duration) => return Ok(Kind::Dyn),
+                        _ => {}
+                    }
                     let fits = match name {
                         "_+_" => a.may_be(b) && !matches!(a, Kind::Bool | Kind::Null | Kind::Map),
-                        _ => a.may_be(b) && (a.numeric() || a == Kind::Dyn || a == Kind::Timestamp),
+                        "_-_" => {
+                            a.may_be(b) && (a.numeric() || a == Kind::Dyn || a == Kind::Duration)
+                        }
+                        _ => a.may_be(b) && (a.numeric() || a == Kind::Dyn),
                     };
                     if !fits {
                         return Err(mismatch(&args));
@@ -1204,7 +1223,10 @@ impl Checker<'_> {
                 Ok(Kind::Dyn)
             }
             "-_" => {
-                if args.iter().any(|k| !(k.numeric() || *k == Kind::Dyn)) {
+                if args
+                    .iter()
+                    .any(|k| !(k.numeric() || matches!(*k, Kind::Dyn | Kind::Duration)))
+                {
                     return Err(mismatch(&args));
                 }
                 Ok(args.first().copied().unwrap_or(Kind::Dyn))
@@ -1270,6 +1292,7 @@ impl Checker<'_> {
                     "double" => Kind::Double,
                     "uint" => Kind::UInt,
                     "timestamp" => Kind::Timestamp,
+                    "duration" => Kind::Duration,
                     "type" => Kind::Type,
                     "split" | "map" | "filter" => Kind::List,
                     _ => Kind::Dyn,

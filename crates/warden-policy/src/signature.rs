@@ -10,7 +10,7 @@
 use cel::common::ast::{CallExpr, Expr, LiteralValue};
 
 use crate::condition::Kind;
-use Kind::{Bytes, Int, List, Map, String as Str, Timestamp, Type, UInt};
+use Kind::{Bytes, Duration, Int, List, Map, String as Str, Timestamp, Type, UInt};
 
 /// One form of a function: called on a value of a kind (`None`: called
 /// alone, `size(x)`) with arguments of these kinds.
@@ -46,8 +46,8 @@ fn forms(name: &str) -> Option<&'static [Form]> {
     ];
     const TEXT_ONLY: &[Form] = &[on(Str, &[])];
     const CLOCK: &[Form] = &[on(Timestamp, &[]), on(Timestamp, &[Str])];
-    // Durations have no kind of their own here (they are `dyn`), so a
-    // duration's clock reading fits the first form.
+    // A duration reads its own length in these units.
+    const TIME_OR_LENGTH: &[Form] = &[on(Timestamp, &[]), on(Timestamp, &[Str]), on(Duration, &[])];
     const CHAR_AT: &[Form] = &[on(Str, &[Int])];
     const INDEX_OF: &[Form] = &[on(Str, &[Str]), on(Str, &[Str, Int])];
     const REPLACE: &[Form] = &[on(Str, &[Str, Str]), on(Str, &[Str, Str, Int])];
@@ -55,7 +55,7 @@ fn forms(name: &str) -> Option<&'static [Form]> {
     const SUBSTRING: &[Form] = &[on(Str, &[Int]), on(Str, &[Int, Int])];
     const JOIN: &[Form] = &[on(List, &[]), on(List, &[Str])];
     const TIMESTAMP: &[Form] = &[alone(&[Str]), alone(&[Timestamp]), alone(&[Int])];
-    const DURATION: &[Form] = &[alone(&[Str])];
+    const DURATION: &[Form] = &[alone(&[Str]), alone(&[Duration])];
     const TYPE: &[Form] = &[alone(&[Kind::Dyn])];
     Some(match name {
         "contains" | "startsWith" | "endsWith" => TEXT_TEST,
@@ -63,7 +63,8 @@ fn forms(name: &str) -> Option<&'static [Form]> {
         "size" => SIZE,
         "lowerAscii" | "upperAscii" | "trim" | "reverse" => TEXT_ONLY,
         "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth" | "getDayOfYear"
-        | "getDayOfWeek" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" => CLOCK,
+        | "getDayOfWeek" => CLOCK,
+        "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" => TIME_OR_LENGTH,
         "charAt" => CHAR_AT,
         "indexOf" | "lastIndexOf" => INDEX_OF,
         "replace" => REPLACE,
@@ -165,12 +166,41 @@ mod tests {
             "tool.substring('a') == ''",
             "['a'].join(1) == ''",
             "now.startsWith('a')",
+            "duration('1s') > 1",
+            "duration('1s') + 1 > duration('1s')",
+            "size(duration('1s')) > 0",
+            "(now - now) > now",
+            "now - duration('1h') > duration('1h')",
+            "now - now > 5",
+            "duration('1h') * 2 > duration('1h')",
+            "duration('1h').getFullYear() > 0",
         ] {
             let e = CelCondition::compile(source).expect_err(source);
             assert!(e.column >= 1, "{source}: {e}");
         }
         let e = CelCondition::compile("tool.startsWith(1)").unwrap_err();
         assert!(e.message.contains("string.startsWith(string)"), "{e}");
+    }
+
+    #[test]
+    fn time_arithmetic_that_compiles_also_runs() {
+        use crate::set::Condition;
+        use crate::{CallFacts, ConditionInput};
+        for source in [
+            "now - timestamp('2026-01-01T00:00:00Z') > duration('24h')",
+            "now + duration('1h') > now",
+            "duration('2h') - duration('1h') == duration('1h')",
+            "duration('90m').getHours() == 1",
+            "now - timestamp(args.since) > duration('1h')",
+        ] {
+            let c = CelCondition::compile(source).unwrap();
+            let facts = CallFacts {
+                args: serde_json::json!({"since": "2026-01-01T00:00:00Z"}),
+                now_ms: 1_800_000_000_000,
+                ..Default::default()
+            };
+            assert_eq!(c.holds(&ConditionInput::new(facts)), Ok(true), "{source}");
+        }
     }
 
     #[test]
@@ -196,6 +226,13 @@ mod tests {
             "duration('-1.5h') < duration('90s') && duration('0') == duration('0s')",
             "agent.status == 'active' && agent.external_id == null",
             "args.n.size() > 0",
+            "now - timestamp('2026-01-01T00:00:00Z') > duration('24h')",
+            "now + duration('1h') > now && duration('1h') + now > now",
+            "now - duration('30m') < now",
+            "duration('2h') - duration('1h') == duration('1h')",
+            "-duration('1h') < duration('0s')",
+            "(now - timestamp(args.since)).getHours() < 24",
+            "now - args.since > duration('1h') || args.at - now < duration('1h')",
         ] {
             assert!(
                 CelCondition::compile(source).is_ok(),
