@@ -469,4 +469,39 @@ fn every_replica_searches_events_ingested_on_any() {
         Duration::from_secs(10),
     )
     .unwrap();
+
+    // Retention set through one replica removes old events from the
+    // other's index too, within seconds rather than at its next sweep.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let r = api_a.post(
+        "/api/v1/events/batch",
+        &json!([{"message": "aged out", "timestamp": now_ms - 8 * 86_400_000}]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let window = json!({"query": "aged", "from_time": "now-30d", "limit": 0});
+    let count =
+        |api: &common::Api| api.post("/api/v1/siem/search", &window).body["data"]["total"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&api_b) != 1 {
+        assert!(Instant::now() < deadline, "the old event reached replica B");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = api_a.send(
+        "PUT",
+        "/api/v1/events/retention",
+        Some(&json!({"retention_days": 5})),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while count(&api_b) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "replica B still finds the expired event"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -43,14 +43,43 @@ impl Telemetry {
     }
 }
 
-/// Applies retention at start, every `every`, and when a setting changes.
+/// How often a replica reads the organizations' settings to see a change
+/// made through another replica (its own changes wake it at once).
+const SETTINGS_POLL: Duration = Duration::from_secs(2);
+
+/// Applies retention at start, every `every`, and when a setting changes,
+/// through this replica or another.
 pub async fn run(telemetry: std::sync::Arc<Telemetry>, every: Duration) {
+    let settings = || async {
+        telemetry
+            .store
+            .orgs_with_setting(SETTING)
+            .await
+            .map(|mut s| {
+                s.sort();
+                s
+            })
+            .ok()
+    };
     loop {
+        let seen = settings().await;
         match telemetry.apply_retention().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "retention removed expired events"),
             Err(err) => tracing::warn!(error = %err, "retention failed"),
         }
-        let _ = tokio::time::timeout(every, telemetry.retention_changed.notified()).await;
+        let due = tokio::time::Instant::now() + every;
+        loop {
+            let poll = tokio::time::sleep(SETTINGS_POLL);
+            tokio::select! {
+                _ = telemetry.retention_changed.notified() => break,
+                _ = tokio::time::sleep_until(due) => break,
+                _ = poll => {
+                    if settings().await != seen {
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
