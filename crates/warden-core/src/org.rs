@@ -68,13 +68,13 @@ impl RateLimit {
         if !(1..=MAX_PER_MINUTE).contains(&self.per_minute) {
             return Err(crate::Error::invalid(
                 "rate_limit_per_minute",
-                "must be between 1 and 60000000",
+                "rate_limit_per_minute must be between 1 and 60000000",
             ));
         }
         if !(1..=10_000_000).contains(&self.burst) {
             return Err(crate::Error::invalid(
                 "burst",
-                "must be between 1 and 10000000",
+                "burst must be between 1 and 10000000",
             ));
         }
         Ok(self)

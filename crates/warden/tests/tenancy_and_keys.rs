@@ -500,6 +500,10 @@ fn operator_key_commands(backend: &Backend) {
     let out = backend.cli(&["keys", "list", "--org", &t.org_id, "--json"]);
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(listed.contains(&id) && !listed.contains(&secret[9..]));
+    // A mistyped organization is said, not listed as having no keys.
+    let out = backend.cli(&["keys", "list", "--org", "org_nonexistent"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no organization"));
     let w = Warden::start(backend, &[]);
     assert_eq!(w.api(&secret).get("/api/v1/agents").status, 200);
     let out = backend.cli(&["keys", "revoke", &id]);

@@ -30,6 +30,17 @@ fn describe(k: &ApiKey) -> serde_json::Value {
 
 pub async fn list(args: KeysListArgs) -> Result<(), String> {
     let opened = crate::store::open(&args.store, false).await?;
+    // An empty list would also be what a mistyped organization gives.
+    if opened
+        .store
+        .get_organization(&args.org)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        opened.store.close().await;
+        return Err(format!("no organization `{}`", args.org));
+    }
     let tenant = Tenant {
         org_id: args.org.clone(),
         environment: super::environment(args.environment),
