@@ -1047,6 +1047,49 @@ fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
     assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
     assert_eq!(rebuilt.body["data"]["calls"].as_u64().unwrap(), calls);
     assert_eq!(rebuilt.body["data"]["tools"][0]["tool"], "files.read");
+    // Concurrent calls commit in one order and are learned in another:
+    // every one still counts, as the audit log's rebuild counts it.
+    let busy = backend.create_org(
+        "Busy",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "1000000",
+            "--burst",
+            "100000",
+        ],
+    );
+    let busy_api = w.api(&busy.live_key);
+    let racer = enforce(
+        &busy_api,
+        json!({"agent_id": "racer", "tool_name": "web.search"}),
+    )["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, key) = (w.base.clone(), busy.live_key.clone());
+            std::thread::spawn(move || {
+                let api = common::Api::new(&base, &key);
+                for _ in 0..25 {
+                    enforce(
+                        &api,
+                        json!({"agent_id": "racer", "tool_name": "web.search"}),
+                    );
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let live = busy_api.get(&format!("/api/v1/agents/{racer}/drift"));
+    assert_eq!(live.body["data"]["calls"], 201, "{}", live.text);
+    let rebuilt = busy_api.post(&format!("/api/v1/agents/{racer}/drift/rebuild"), &json!({}));
+    assert_eq!(rebuilt.body["data"]["calls"], 201, "{}", rebuilt.text);
+
     let w = w.crash_and_restart(&backend.data_dir(0));
     let after = w
         .api(&t.live_key)

@@ -27,8 +27,13 @@ const SNAPSHOT_EVERY_MS: i64 = 30_000;
 
 struct AgentDrift {
     profile: Profile,
-    /// The audit sequence of the last call folded in.
+    /// The highest audit sequence folded in.
     sequence: i64,
+    /// The last sequence the load replayed from the log: a live call at or
+    /// below it is already in the profile. Live calls above it are learned
+    /// whatever order they arrive in, since concurrent decisions commit in
+    /// one order and report back in another.
+    loaded_through: i64,
     dirty: bool,
     /// When its snapshot was last taken, or the profile loaded.
     saved_at: Millis,
@@ -136,6 +141,7 @@ impl DriftBook {
             AgentDrift {
                 profile,
                 sequence,
+                loaded_through: sequence,
                 dirty: false,
                 saved_at: now_ms(),
             },
@@ -179,12 +185,13 @@ impl DriftBook {
                 .or_insert_with(|| AgentDrift {
                     profile: Profile::default(),
                     sequence: 0,
+                    loaded_through: 0,
                     dirty: false,
                     saved_at: now_ms(),
                 });
-            if sequence > entry.sequence {
+            if sequence > entry.loaded_through {
                 entry.profile.observe(call);
-                entry.sequence = sequence;
+                entry.sequence = entry.sequence.max(sequence);
                 entry.dirty = true;
             }
         }
