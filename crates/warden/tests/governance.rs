@@ -1611,6 +1611,32 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         "{}",
         r.text
     );
+    // The Thoth SDK's other fields reach policies as `context`, and a
+    // policy's `modify.set` is enforced as written: both refuse a repeat.
+    let r = api.raw(
+        "POST",
+        "/v1/enforce",
+        br#"{"agent_id": "payer", "tool_name": "bank.pay", "environment": "prod", "environment": "dev"}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "environment",
+        "{}",
+        r.text
+    );
+    let r = api.raw(
+        "POST",
+        "/api/v1/policies",
+        br#"{"name": "twice", "action_pattern": "x", "decision": "modify", "modify": {"set": {"limit": {"max": 1, "max": 1000000}}}}"#.to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "modify.set.limit.max",
+        "{}",
+        r.text
+    );
 
     // `min_drift` compares the exact score.
     let record = &api.get("/api/v1/audit?agent_id=payer").body["data"][0];

@@ -162,6 +162,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON object body whose objects, at any depth, name each key once:
+/// for bodies whose free-form parts a policy reads or enforces (a
+/// policy's `modify.set`, the Thoth SDK's fields that become `context`).
+pub struct UniqueJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for UniqueJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_body(req, state).await?;
+        require_object(&bytes)?;
+        parse_json::<super::unique_keys::UniqueKeys>(&bytes)?;
+        parse_json(&bytes).map(UniqueJson)
+    }
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyJson<T> {
     type Rejection = ApiError;
 

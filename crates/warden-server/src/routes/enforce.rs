@@ -22,7 +22,7 @@ use crate::governance::holds::{expire_if_due, MAX_WAIT_SECONDS};
 use crate::governance::Governance;
 use crate::http::envelope::{ok, ApiData, DataEnvelope};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::http::extract::{ApiJson, ApiQuery, ResourceId, UniqueJson};
 use crate::http::unique_keys::unique_keys;
 use crate::state::AppState;
 
@@ -345,7 +345,7 @@ pub struct PolicyTestResult {
 pub async fn test_policies(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(body): ApiJson<PolicyTest>,
+    UniqueJson(body): UniqueJson<PolicyTest>,
 ) -> ApiResult<ApiData<PolicyTestResult>> {
     principal.require("policies.read")?;
     crate::governance::policies::ensure_unbound(&principal)?;

@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::governance::policies as service;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::ApiResult;
-use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::http::extract::{ApiQuery, ResourceId, UniqueJson};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -352,7 +352,7 @@ pub async fn list_policies(
 pub async fn create_policy(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(body): ApiJson<CreatePolicy>,
+    UniqueJson(body): UniqueJson<CreatePolicy>,
 ) -> ApiResult<ApiData<PolicyView>> {
     principal.require("policies.write")?;
     let policy = service::create(&state.governance, &principal, body.into()).await?;
@@ -389,7 +389,7 @@ pub async fn update_policy(
     State(state): State<AppState>,
     principal: Principal,
     ResourceId(id): ResourceId,
-    ApiJson(body): ApiJson<UpdatePolicy>,
+    UniqueJson(body): UniqueJson<UpdatePolicy>,
 ) -> ApiResult<ApiData<PolicyView>> {
     principal.require("policies.write")?;
     let policy = service::update(&state.governance, &principal, &id, body.into()).await?;

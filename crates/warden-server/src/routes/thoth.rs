@@ -26,7 +26,7 @@ use crate::governance::holds::{approval_stands, use_by_poll};
 use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
-use crate::http::extract::{AnyJson, ApiJson, ApiQuery, ResourceId};
+use crate::http::extract::{AnyJson, ApiQuery, ResourceId, UniqueJson};
 use crate::http::unique_keys::{unique_keys, UniqueKeys};
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
@@ -87,7 +87,7 @@ fn thoth_name(d: Decision) -> &'static str {
 pub async fn thoth_enforce(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(body): ApiJson<ThothEnforceRequest>,
+    UniqueJson(body): UniqueJson<ThothEnforceRequest>,
 ) -> ApiResult<Json<ThothDecision>> {
     principal.require("enforce")?;
     let context = (!body.rest.is_empty()).then_some(Value::Object(body.rest));
@@ -256,16 +256,23 @@ fn redact_tool_arguments(
     }
     let redact = |args: &mut Value| match args {
         // Arguments sent as a JSON string are redacted inside it.
-        Value::String(text) => {
-            if let Ok(mut parsed) = serde_json::from_str::<Value>(text) {
-                if parsed.is_object() || parsed.is_array() {
-                    for path in &paths {
-                        path.redact(&mut parsed);
-                    }
-                    *text = parsed.to_string();
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(mut parsed) if parsed.is_object() || parsed.is_array() => {
+                for path in &paths {
+                    path.redact(&mut parsed);
                 }
+                *text = parsed.to_string();
             }
-        }
+            Ok(_) => {}
+            // Arguments that look like JSON but are not strictly JSON
+            // (Python writes NaN, Infinity and lone surrogates) cannot
+            // be redacted by path: withheld whole rather than stored as
+            // sent.
+            Err(_) if text.trim_start().starts_with(['{', '[']) => {
+                *text = warden_policy::modify::REDACTED.to_string();
+            }
+            Err(_) => {}
+        },
         other => {
             for path in &paths {
                 path.redact(other);

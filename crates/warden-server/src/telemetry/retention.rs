@@ -27,18 +27,25 @@ impl Telemetry {
             let Ok(days) = value.parse::<i64>() else {
                 continue;
             };
-            let before = now_ms() - days * 86_400_000;
-            removed += self
-                .store
-                .expire_events(&org_id, before)
-                .await
-                .map_err(|e| e.to_string())?;
-            let index = self.index.clone();
-            tokio::task::spawn_blocking(move || index.expire(&org_id, before))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            removed += self.expire_org(&org_id, days).await?;
         }
+        Ok(removed)
+    }
+
+    /// Removes an organization's events older than `days` from the store
+    /// and this process's index; returns how many left the store.
+    pub async fn expire_org(&self, org_id: &str, days: i64) -> Result<u64, String> {
+        let before = now_ms() - days * 86_400_000;
+        let removed = self
+            .store
+            .expire_events(org_id, before)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (index, org_id) = (self.index.clone(), org_id.to_string());
+        tokio::task::spawn_blocking(move || index.expire(&org_id, before))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         Ok(removed)
     }
 }

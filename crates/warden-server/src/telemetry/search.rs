@@ -135,6 +135,16 @@ impl Telemetry {
         let to = time_param(params.to_name, params.to.as_deref(), now)?.unwrap_or(now + 1);
         let from = time_param(params.from_name, params.from.as_deref(), now)?
             .unwrap_or((to - DEFAULT_RANGE_MS).max(0));
+        let from_given = params.from.as_deref().is_some_and(|t| !t.trim().is_empty());
+        if from >= to && !from_given {
+            return Err(ApiError::invalid(
+                params.to_name,
+                format!(
+                    "{} must be after 1970-01-01T00:00:00Z, the earliest time an event can carry",
+                    params.to_name
+                ),
+            ));
+        }
         if from >= to {
             return Err(ApiError::invalid(
                 params.from_name,
