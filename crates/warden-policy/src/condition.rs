@@ -258,9 +258,11 @@ fn check_nesting(source: &str) -> Result<(), ConditionCompileError> {
 }
 
 /// Deepest expression tree a condition may build. Brackets are bounded
-/// above, but a chain of operators (`a + b + …`, `x || y || …`) or of
-/// calls nests one level per link without any, and checking and evaluating
-/// a condition recurse once per level on a thread's stack.
+/// above, but a chain of operators (`a + b + …`; the parser balances `||`
+/// and `&&` chains) or of calls and fields nests one level per link
+/// without any, and checking and evaluating a condition recurse once per
+/// level on a thread's stack. Stored conditions are held to it too: past
+/// it they would overflow a worker's stack and end the process.
 const MAX_DEPTH: usize = 128;
 
 /// The first expression nested deeper than [`MAX_DEPTH`], found without
