@@ -147,6 +147,13 @@ impl NdjsonReader {
         }
         let value: Value = match serde_json::from_slice(raw) {
             Ok(UniqueKeys(value)) => value,
+            Err(err) if err.is_data() => {
+                // Well-formed JSON with a key named twice.
+                let message = err.to_string();
+                let key = message.split('`').nth(1).unwrap_or_default().to_string();
+                self.bad(key, format!("the line's JSON {message}"));
+                return;
+            }
             Err(err) => {
                 self.bad(String::new(), format!("not JSON: {err}"));
                 return;
@@ -204,6 +211,22 @@ mod tests {
             .push(&body.as_bytes()[..body.rfind('\n').unwrap() + 1])
             .unwrap();
         assert!(reader.finish().is_ok());
+    }
+
+    #[test]
+    fn a_key_named_twice_is_a_bad_line_naming_it() {
+        let mut r = NdjsonReader::new(false, 1);
+        r.push(b"{\"msg\":\"ok\"}\n{\"msg\":\"a\",\"user\":\"x\",\"user\":\"y\"}\n")
+            .unwrap();
+        r.finish().unwrap();
+        assert_eq!(r.bad_lines, 1);
+        assert_eq!(r.errors[0].line, Some(2));
+        assert_eq!(r.errors[0].field, "user");
+        assert!(
+            r.errors[0].message.contains("duplicate"),
+            "{}",
+            r.errors[0].message
+        );
     }
 
     #[test]
