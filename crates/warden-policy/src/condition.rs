@@ -83,8 +83,6 @@ const FUNCTIONS: &[&str] = &[
     "getMinutes",
     "getSeconds",
     "getMilliseconds",
-    "max",
-    "min",
     "has",
     "all",
     "exists",
@@ -102,7 +100,6 @@ const FUNCTIONS: &[&str] = &[
     "trim",
     "join",
     "format",
-    "quote",
     "reverse",
 ];
 
@@ -112,6 +109,7 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     env.add_extension(cel::extensions::strings)
         .expect("the strings extension registers once");
     regex_match::register(&mut env);
+    crate::utc_time::register(&mut env);
     Arc::new(env)
 });
 
@@ -1069,6 +1067,7 @@ impl Checker<'_> {
         // `matches` is parsed into the function that caches its patterns.
         let name = match call.func_name.as_str() {
             MATCHES_FN => "matches",
+            crate::utc_time::TIMESTAMP_FN => "timestamp",
             other => other,
         };
         if self.cost_rules {
@@ -1186,8 +1185,8 @@ impl Checker<'_> {
             "_<_" | "_<=_" | "_>_" | "_>=_" => {
                 if let [a, b] = args[..] {
                     let comparable = a.may_be(b) || (a.numeric() && b.numeric());
-                    let orderable =
-                        |k: Kind| !matches!(k, Kind::Bool | Kind::Null | Kind::List | Kind::Map);
+                    // CEL orders booleans too (false < true).
+                    let orderable = |k: Kind| !matches!(k, Kind::Null | Kind::List | Kind::Map);
                     if !comparable || !orderable(a) || !orderable(b) {
                         return Err(mismatch(&args));
                     }
@@ -1290,7 +1289,7 @@ impl Checker<'_> {
                     | "getDayOfYear" | "getDayOfWeek" | "getHours" | "getMinutes"
                     | "getSeconds" | "getMilliseconds" | "indexOf" | "lastIndexOf" => Kind::Int,
                     "string" | "lowerAscii" | "upperAscii" | "replace" | "substring" | "trim"
-                    | "charAt" | "join" | "format" | "quote" => Kind::String,
+                    | "charAt" | "join" | "format" => Kind::String,
                     "double" => Kind::Double,
                     "uint" => Kind::UInt,
                     "timestamp" => Kind::Timestamp,

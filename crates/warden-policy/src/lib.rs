@@ -12,6 +12,7 @@ pub mod pattern;
 mod regex_match;
 mod set;
 mod signature;
+mod utc_time;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};
 pub use decision::{Decision, Mode};
