@@ -1638,6 +1638,16 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         r.text
     );
 
+    // A dry run for an agent never seen scores it as its first call
+    // would: learning, with a new tool.
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"agent_id": "fresh-agent-9", "tool_name": "x.y", "tool_args": {"a": 1}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["drift"]["learning"], true, "{}", r.text);
+    assert_eq!(r.body["data"]["drift"]["new_tool"], 1.0, "{}", r.text);
+
     // `min_drift` compares the exact score.
     let record = &api.get("/api/v1/audit?agent_id=payer").body["data"][0];
     let score = record["drift"]["score"].as_f64().unwrap();

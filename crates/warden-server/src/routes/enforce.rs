@@ -463,24 +463,24 @@ pub async fn test_policies(
         .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
         .unwrap_or_default();
     let keys = crate::governance::drift::argument_keys(&args);
-    let drift = if agent.id.is_empty() {
-        DriftScore::default()
-    } else {
+    // An agent not yet registered scores as its first call would: with an
+    // empty profile (learning, every tool and argument new).
+    if !agent.id.is_empty() {
         g.drift
             .ensure_loaded(&tenant, &agent.id)
             .await
             .map_err(ApiError::from)?;
-        g.drift.score(
-            &tenant,
-            &agent.id,
-            &Observation {
-                tool: &call.tool,
-                previous_tool: session_tools.last().map(String::as_str),
-                arg_keys: &keys,
-                at_ms: now_ms(),
-            },
-        )
-    };
+    }
+    let drift = g.drift.score(
+        &tenant,
+        &agent.id,
+        &Observation {
+            tool: &call.tool,
+            previous_tool: session_tools.last().map(String::as_str),
+            arg_keys: &keys,
+            at_ms: now_ms(),
+        },
+    );
     let context = call.context.clone().unwrap_or(Value::Null);
     let facts = service::call_facts(&agent, &call, args, context, session_tools, drift, now_ms());
     let (outcome, CallFacts { args, drift, .. }) =
