@@ -1072,7 +1072,14 @@ impl Checker<'_> {
         };
         if self.cost_rules {
             if let Some(own) = self.loop_vars.borrow().as_deref() {
-                let beyond: Vec<bool> = call.args.iter().map(|a| reads_beyond(a, own)).collect();
+                // The variables of loops over literals hold the author's
+                // text, not the call's data.
+                let own: Vec<String> = own
+                    .iter()
+                    .chain(self.constant_locals.borrow().iter())
+                    .cloned()
+                    .collect();
+                let beyond: Vec<bool> = call.args.iter().map(|a| reads_beyond(a, &own)).collect();
                 // The loop's variables: its element, its result so far.
                 let accumulator = own.get(1);
                 let accumulates = call
@@ -1080,12 +1087,13 @@ impl Checker<'_> {
                     .first()
                     .is_some_and(|a| matches!(&a.expr, Expr::Ident(v) if Some(v) == accumulator));
                 // Joining other data once per element copies it each time;
-                // adding numbers is cheap (the macros' own appends to their
-                // result are checked where the loop is).
+                // adding numbers is cheap, and `+` with a number on either
+                // side adds numbers or fails (the macros' own appends to
+                // their result are checked where the loop is).
                 let joins = name == "_+_"
                     && !accumulates
                     && beyond.iter().any(|b| *b)
-                    && !args.iter().all(|k| k.numeric());
+                    && !args.iter().any(|k| k.numeric());
                 let compares = COMPARISONS.contains(&name) && beyond.iter().all(|b| *b);
                 if joins || compares {
                     return Err(self.error(
@@ -1131,7 +1139,10 @@ impl Checker<'_> {
         }
         if self.cost_rules {
             self.check_operands(call, name)?;
-            if GROWING_CALLS.contains(&name) && !args.iter().all(|k| k.numeric()) {
+            // `+` with a number on either side adds numbers (or fails);
+            // the other calls take counts beside the text they grow.
+            let adds_numbers = name == "_+_" && args.iter().any(|k| k.numeric());
+            if GROWING_CALLS.contains(&name) && !adds_numbers && !args.iter().all(|k| k.numeric()) {
                 // Built once per run of the loops over literals around it.
                 let factor = growth(e).saturating_mul(self.literal_iterations.get());
                 if factor > MAX_GROWTH {
