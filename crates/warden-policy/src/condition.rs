@@ -1142,7 +1142,21 @@ impl Checker<'_> {
             // `+` with a number on either side adds numbers (or fails);
             // the other calls take counts beside the text they grow.
             let adds_numbers = name == "_+_" && args.iter().any(|k| k.numeric());
-            if GROWING_CALLS.contains(&name) && !adds_numbers && !args.iter().all(|k| k.numeric()) {
+            // Built only of the author's literals and the variables of
+            // loops over them: bounded by the condition, not the call.
+            let from_literals = {
+                let constants = self.constant_locals.borrow();
+                call.target
+                    .iter()
+                    .map(|t| &**t)
+                    .chain(call.args.iter())
+                    .all(|a| !reads_beyond(a, &constants))
+            };
+            if GROWING_CALLS.contains(&name)
+                && !adds_numbers
+                && !from_literals
+                && !args.iter().all(|k| k.numeric())
+            {
                 // Built once per run of the loops over literals around it.
                 let factor = growth(e).saturating_mul(self.literal_iterations.get());
                 if factor > MAX_GROWTH {

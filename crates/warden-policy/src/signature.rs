@@ -176,6 +176,10 @@ mod tests {
             "duration('1h').getFullYear() > 0",
             // The engine reads no `µs`: spelled `us`.
             "duration('2µs') > duration('1us')",
+            // Not in the engine: unknown functions.
+            "max(args.a, 1) > 0",
+            "min(args.a, 1) > 0",
+            "args.s.quote() != ''",
         ] {
             let e = CelCondition::compile(source).expect_err(source);
             assert!(e.column >= 1, "{source}: {e}");
@@ -235,6 +239,11 @@ mod tests {
             "-duration('1h') < duration('0s')",
             "(now - timestamp(args.since)).getHours() < 24",
             "now - args.since > duration('1h') || args.at - now < duration('1h')",
+            "args.flag > false && true >= args.flag",
+            // Arithmetic on the variables of loops over literals.
+            "[1, 2].exists(a, args.items.exists(i, i.n == a + 1))",
+            "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33].exists(a, a + 1 == 5)",
+            "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].exists(a, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].exists(b, a + b == 0))",
         ] {
             assert!(
                 CelCondition::compile(source).is_ok(),
