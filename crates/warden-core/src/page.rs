@@ -112,17 +112,19 @@ impl PageRequest {
             .map(Cursor::decode)
             .transpose()?;
         if let Some(c) = &after {
+            // Another sort first: a cursor of `sort=name` used without it
+            // is a caller's slip, named as such.
+            if c.sort != sort || c.direction != direction {
+                return Err(Error::invalid(
+                    "cursor",
+                    "cursor was issued for another sort order; repeat sort and direction",
+                ));
+            }
             let kind_matches = matches!(c.value, SortValue::Int(_)) == numeric_sort(&sort);
             if !kind_matches {
                 return Err(Error::invalid(
                     "cursor",
                     "cursor is not one this API issued",
-                ));
-            }
-            if c.sort != sort || c.direction != direction {
-                return Err(Error::invalid(
-                    "cursor",
-                    "cursor was issued for another sort order; repeat sort and direction",
                 ));
             }
         }
@@ -156,6 +158,17 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("not-a-cursor").is_err());
+        // A cursor of another sort field is named as such.
+        let sorts = ["created_at", "name"];
+        let err = PageRequest::new(None, Some(&c.encode()), None, None, &sorts).unwrap_err();
+        assert!(err.to_string().contains("another sort order"), "{err}");
+        let forged = Cursor {
+            value: SortValue::Int(5),
+            ..c
+        };
+        let err =
+            PageRequest::new(None, Some(&forged.encode()), Some("name"), None, &sorts).unwrap_err();
+        assert!(err.to_string().contains("not one this API issued"), "{err}");
     }
 
     #[test]
