@@ -203,7 +203,14 @@ impl ArgChange {
         }
         let mut budget = MAX_SET_BYTES;
         for (path, value) in &self.set {
-            let size = serde_json::to_vec(value).map_or(MAX_SET_BYTES, |v| v.len());
+            // A path without `*` writes its value once, and a policy's
+            // values are bounded when it is written: only a `*` path, whose
+            // copies the call's entries multiply, is measured.
+            let size = if path.segments.iter().any(|s| s == "*") {
+                serde_json::to_vec(value).map_or(MAX_SET_BYTES, |v| v.len())
+            } else {
+                0
+            };
             path.set(&mut out, value, size, &mut budget)?;
         }
         Ok(out)

@@ -109,11 +109,10 @@ fn bad_input_changes_nothing(backend: &Backend) {
             r.text
         );
     }
-    let r = api.raw(
+    let r = api.json_text(
         "POST",
         "/api/v1/agents",
-        br#"{"name": "twice", "metadata": {"team": "a", "team": "b"}}"#.to_vec(),
-        &[("content-type", "application/json")],
+        br#"{"name": "twice", "metadata": {"team": "a", "team": "b"}}"#,
     );
     assert_eq!(
         r.error(400, "invalid_request")["field"],
@@ -122,21 +121,11 @@ fn bad_input_changes_nothing(backend: &Backend) {
         r.text
     );
     // Malformed JSON: the position.
-    let r = api.raw(
-        "POST",
-        "/api/v1/agents",
-        b"{\n  \"name\": }".to_vec(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/api/v1/agents", b"{\n  \"name\": }");
     let err = r.error(400, "invalid_request");
     assert_eq!(err["position"], json!({"line": 2, "column": 11}));
     // An empty document ends at line 1, column 1: positions are 1-based.
-    let r = api.raw(
-        "POST",
-        "/api/v1/agents",
-        Vec::new(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/api/v1/agents", Vec::new());
     let err = r.error(400, "invalid_request");
     assert_eq!(
         err["position"],
@@ -174,13 +163,8 @@ fn bad_input_changes_nothing(backend: &Backend) {
         "{{\"name\": \"a\", \"description\": \"{}\"}}",
         "x".repeat(2 * 1024 * 1024)
     );
-    api.raw(
-        "POST",
-        "/api/v1/agents",
-        big.into_bytes(),
-        &[("content-type", "application/json")],
-    )
-    .error(413, "payload_too_large");
+    api.json_text("POST", "/api/v1/agents", big.into_bytes())
+        .error(413, "payload_too_large");
     // A rule of the domain: the field is named.
     let r = api.post("/api/v1/agents", &json!({"name": "  "}));
     assert_eq!(r.error(400, "invalid_request")["field"], "name");

@@ -1049,17 +1049,7 @@ fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
     assert_eq!(rebuilt.body["data"]["tools"][0]["tool"], "files.read");
     // Concurrent calls commit in one order and are learned in another:
     // every one still counts, as the audit log's rebuild counts it.
-    let busy = backend.create_org(
-        "Busy",
-        &[
-            "--plan",
-            "custom",
-            "--rate-limit-per-minute",
-            "1000000",
-            "--burst",
-            "100000",
-        ],
-    );
+    let busy = backend.create_unthrottled_org("Busy");
     let busy_api = w.api(&busy.live_key);
     let racer = enforce(
         &busy_api,
@@ -1104,17 +1094,7 @@ fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
 
 fn audit_survives_kill_9_under_load(backend: &Backend) {
     backend.init();
-    let t = backend.create_org(
-        "Load",
-        &[
-            "--plan",
-            "custom",
-            "--rate-limit-per-minute",
-            "1000000",
-            "--burst",
-            "100000",
-        ],
-    );
+    let t = backend.create_unthrottled_org("Load");
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     policy(
@@ -1599,12 +1579,7 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
 
     // Arguments that name a key twice could read one way to a policy and
     // another to the tool: refused, naming the key.
-    let r = api.raw(
-        "POST",
-        "/api/v1/enforce",
-        br#"{"agent_id": "payer", "tool_name": "bank.pay", "tool_args": {"amount": 5, "amount": 5000}}"#.to_vec(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/api/v1/enforce", br#"{"agent_id": "payer", "tool_name": "bank.pay", "tool_args": {"amount": 5, "amount": 5000}}"#);
     assert_eq!(
         r.error(400, "invalid_request")["field"],
         "tool_args.amount",
@@ -1613,24 +1588,14 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     );
     // The Thoth SDK's other fields reach policies as `context`, and a
     // policy's `modify.set` is enforced as written: both refuse a repeat.
-    let r = api.raw(
-        "POST",
-        "/v1/enforce",
-        br#"{"agent_id": "payer", "tool_name": "bank.pay", "environment": "prod", "environment": "dev"}"#.to_vec(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/v1/enforce", br#"{"agent_id": "payer", "tool_name": "bank.pay", "environment": "prod", "environment": "dev"}"#);
     assert_eq!(
         r.error(400, "invalid_request")["field"],
         "environment",
         "{}",
         r.text
     );
-    let r = api.raw(
-        "POST",
-        "/api/v1/policies",
-        br#"{"name": "twice", "action_pattern": "x", "decision": "modify", "modify": {"set": {"limit": {"max": 1, "max": 1000000}}}}"#.to_vec(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/api/v1/policies", br#"{"name": "twice", "action_pattern": "x", "decision": "modify", "modify": {"set": {"limit": {"max": 1, "max": 1000000}}}}"#);
     assert_eq!(
         r.error(400, "invalid_request")["field"],
         "modify.set.limit.max",

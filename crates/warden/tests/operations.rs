@@ -90,17 +90,7 @@ fn sigterm_finishes_and_exits_zero(backend: &Backend) {
 
 fn acknowledged_writes_survive_kill_9(backend: &Backend) {
     backend.init();
-    let t = backend.create_org(
-        "Load",
-        &[
-            "--plan",
-            "custom",
-            "--rate-limit-per-minute",
-            "1000000",
-            "--burst",
-            "100000",
-        ],
-    );
+    let t = backend.create_unthrottled_org("Load");
     let w = Warden::start(backend, &[]);
     // Four writers create agents as fast as they can; the server is killed
     // while they run. Every 201 must be there after the restart.

@@ -223,17 +223,7 @@ fn redis_outage_never_fails_a_request() {
 fn replicas_share_policies_holds_and_one_audit_chain() {
     let backend = Backend::postgres();
     backend.init();
-    let t = backend.create_org(
-        "Busy",
-        &[
-            "--plan",
-            "custom",
-            "--rate-limit-per-minute",
-            "1000000",
-            "--burst",
-            "100000",
-        ],
-    );
+    let t = backend.create_unthrottled_org("Busy");
     let a = Warden::start_replica(&backend, 1, &[], &[]);
     let b = Warden::start_replica(&backend, 2, &[], &[]);
     let (api_a, api_b) = (a.api(&t.live_key), b.api(&t.live_key));
@@ -398,17 +388,7 @@ fn every_replica_searches_events_ingested_on_any() {
     // Many small appends (events, and decisions' events) racing on both
     // replicas: each replica's indexer meets the other's commits between
     // its own, and must skip none.
-    let racing = backend.create_org(
-        "Racers",
-        &[
-            "--plan",
-            "custom",
-            "--rate-limit-per-minute",
-            "10000000",
-            "--burst",
-            "1000000",
-        ],
-    );
+    let racing = backend.create_unthrottled_org("Racers");
     let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let decided = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let until = std::time::Instant::now() + Duration::from_secs(20);

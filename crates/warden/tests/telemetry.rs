@@ -520,12 +520,7 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
             "events[0].message",
         ),
     ] {
-        let r = api.raw(
-            "POST",
-            "/api/v1/events/batch",
-            body.as_bytes().to_vec(),
-            &[("content-type", "application/json")],
-        );
+        let r = api.json_text("POST", "/api/v1/events/batch", body.as_bytes());
         let e = r.error(400, "invalid_request");
         assert_eq!(e["field"], field, "{}", r.text);
         assert!(
@@ -575,19 +570,9 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
     let r = api.post("/api/v1/events/batch", &Value::Array(many));
     assert_eq!(r.error(400, "invalid_request")["field"], "events");
     let big = format!("[{{\"message\": \"{}\"}}]", "x".repeat(11 * 1024 * 1024));
-    let r = api.raw(
-        "POST",
-        "/api/v1/events/batch",
-        big.into_bytes(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/api/v1/events/batch", big.into_bytes());
     r.error(413, "payload_too_large");
-    let r = api.raw(
-        "POST",
-        "/api/v1/events/batch",
-        b"[{\"message\": }]".to_vec(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("POST", "/api/v1/events/batch", b"[{\"message\": }]");
     assert_eq!(r.error(400, "invalid_request")["position"]["column"], 14);
     let r = api.post("/api/v1/events/batch", &json!({"message": "one"}));
     assert_eq!(r.error(400, "invalid_request")["field"], "events");
@@ -653,11 +638,10 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["data"]["accepted"], 2);
     // A byte-order mark before the JSON is no error.
-    let r = api.raw(
+    let r = api.json_text(
         "POST",
         "/api/v1/events/batch",
-        b"\xEF\xBB\xBF[{\"message\": \"after a byte-order mark\"}]".to_vec(),
-        &[("content-type", "application/json")],
+        b"\xEF\xBB\xBF[{\"message\": \"after a byte-order mark\"}]",
     );
     assert_eq!(r.status, 202, "{}", r.text);
 }
@@ -1217,17 +1201,7 @@ fn one_event_by_id_and_keys_bound_to_an_agent(backend: &Backend) {
 
 fn acknowledged_events_survive_kill_9(backend: &Backend) {
     backend.init();
-    let t = backend.create_org(
-        "Crash",
-        &[
-            "--plan",
-            "custom",
-            "--rate-limit-per-minute",
-            "6000000",
-            "--burst",
-            "100000",
-        ],
-    );
+    let t = backend.create_unthrottled_org("Crash");
     let w = Warden::start(backend, &[]);
     let load = CrashLoad::start(
         &w.base,
@@ -1444,26 +1418,19 @@ fn retention_removes_old_events(backend: &Backend) {
     }
     let r = api.get("/api/v1/events/retention");
     assert!(r.body["data"]["retention_days"].is_null(), "{}", r.text);
-    let r = api.raw(
+    let r = api.json_text(
         "PUT",
         "/api/v1/events/retention",
-        br#"{"retention_days": 0}"#.to_vec(),
-        &[("content-type", "application/json")],
+        br#"{"retention_days": 0}"#,
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "retention_days");
     // Left out is not "forever": null says that.
-    let r = api.raw(
-        "PUT",
-        "/api/v1/events/retention",
-        b"{}".to_vec(),
-        &[("content-type", "application/json")],
-    );
+    let r = api.json_text("PUT", "/api/v1/events/retention", b"{}");
     assert_eq!(r.error(400, "invalid_request")["field"], "retention_days");
-    let r = api.raw(
+    let r = api.json_text(
         "PUT",
         "/api/v1/events/retention",
-        br#"{"retention_days": 5}"#.to_vec(),
-        &[("content-type", "application/json")],
+        br#"{"retention_days": 5}"#,
     );
     assert_eq!(r.status, 200, "{}", r.text);
     // Out of the store and this replica's index before the answer.

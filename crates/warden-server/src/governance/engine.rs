@@ -53,6 +53,8 @@ impl TenantPolicies {
                     change,
                     audit_redact,
                 }) => {
+                    let redacts = !audit_redact.is_empty()
+                        || change.as_ref().is_some_and(|c| !c.redact.is_empty());
                     facts.insert(
                         record.id.clone(),
                         PolicyFacts {
@@ -67,7 +69,7 @@ impl TenantPolicies {
                     );
                     if policy.enabled {
                         policies.push(policy);
-                    } else {
+                    } else if redacts {
                         disabled.push(policy);
                     }
                 }

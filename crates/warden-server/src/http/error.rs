@@ -142,9 +142,9 @@ impl ApiError {
         )
     }
 
-    /// A request whose items are refused as a whole, naming each bad one.
-    /// A refused batch: `invalid` items are bad, `errors` lists the first
-    /// of them (the message says when that is not all).
+    /// A request whose items are refused as a whole: `invalid` items are
+    /// bad, and `errors` names the first of them (the message says when
+    /// that is not all).
     pub fn invalid_items(
         message: impl Into<String>,
         invalid: usize,

@@ -173,8 +173,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for UniqueJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = json_body(req, state).await?;
         require_object(&bytes)?;
-        parse_json::<super::unique_keys::UniqueKeys>(&bytes)?;
-        parse_json(&bytes).map(UniqueJson)
+        let super::unique_keys::UniqueKeys(value) = parse_json(&bytes)?;
+        // The value read once; only a body the type refuses is parsed
+        // again, by the path that names the field at fault.
+        match T::deserialize(value) {
+            Ok(body) => Ok(UniqueJson(body)),
+            Err(_) => parse_json(&bytes).map(UniqueJson),
+        }
     }
 }
 

@@ -292,12 +292,10 @@ pub struct PolicyTest {
     pub agent_id: Option<String>,
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
-    #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     #[schema(value_type = Option<Object>)]
-    #[serde(default, deserialize_with = "unique_keys")]
     pub context: Option<Value>,
     /// Evaluated beside the current policies (or alone with `only_proposed`).
     pub policy: Option<CreatePolicy>,

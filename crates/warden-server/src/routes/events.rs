@@ -525,12 +525,12 @@ pub async fn set_retention(
         .set_org_setting(&principal.org_id, SETTING, value.as_deref())
         .await?;
     // This replica's index has the expired events out before the answer;
-    // the others follow within seconds.
+    // every replica's sweep sees the changed setting within seconds (and
+    // retries here if this failed).
     if let Some(days) = body.retention_days {
         if let Err(err) = state.telemetry.expire_org(&principal.org_id, days).await {
             tracing::warn!(error = %err, "retention not applied at once; the sweep retries");
         }
     }
-    state.telemetry.retention_changed.notify_one();
     Ok(ok(body))
 }

@@ -27,7 +27,7 @@ use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
 use crate::http::extract::{AnyJson, ApiQuery, ResourceId, UniqueJson};
-use crate::http::unique_keys::{unique_keys, UniqueKeys};
+use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
 
@@ -39,7 +39,6 @@ pub struct ThothEnforceRequest {
     pub agent_id: String,
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
-    #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,

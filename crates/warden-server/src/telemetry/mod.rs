@@ -29,8 +29,6 @@ pub struct Telemetry {
     pub handoff: Arc<handoff::Handoff>,
     /// The log position the index has made searchable.
     pub searchable: tokio::sync::watch::Sender<i64>,
-    /// Wakes retention when an organization's setting changed.
-    pub retention_changed: Arc<Notify>,
     /// How far the index trails this process's acknowledgments.
     pub health: Arc<IndexHealth>,
 }
@@ -143,7 +141,6 @@ impl Telemetry {
             appended: Arc::new(Notify::new()),
             handoff: Arc::new(handoff::Handoff::default()),
             searchable: tokio::sync::watch::Sender::new(0),
-            retention_changed: Arc::new(Notify::new()),
             health: Arc::default(),
         })
     }

@@ -51,7 +51,7 @@ impl Telemetry {
 }
 
 /// How often a replica reads the organizations' settings to see a change
-/// made through another replica (its own changes wake it at once).
+/// (the replica that took it has applied it already).
 const SETTINGS_POLL: Duration = Duration::from_secs(2);
 
 /// Applies retention at start, every `every`, and when a setting changes,
@@ -76,16 +76,11 @@ pub async fn run(telemetry: std::sync::Arc<Telemetry>, every: Duration) {
             Err(err) => tracing::warn!(error = %err, "retention failed"),
         }
         let due = tokio::time::Instant::now() + every;
-        loop {
-            let poll = tokio::time::sleep(SETTINGS_POLL);
-            tokio::select! {
-                _ = telemetry.retention_changed.notified() => break,
-                _ = tokio::time::sleep_until(due) => break,
-                _ = poll => {
-                    if settings().await != seen {
-                        break;
-                    }
-                }
+        while tokio::time::Instant::now() < due {
+            let left = due.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::sleep(SETTINGS_POLL.min(left)).await;
+            if settings().await != seen {
+                break;
             }
         }
     }

@@ -99,6 +99,21 @@ impl Backend {
     }
 
     /// `warden org create NAME --json` with extra flags, parsed.
+    /// An organization whose rate limit a load test does not reach.
+    pub fn create_unthrottled_org(&self, name: &str) -> Tenant {
+        self.create_org(
+            name,
+            &[
+                "--plan",
+                "custom",
+                "--rate-limit-per-minute",
+                "10000000",
+                "--burst",
+                "1000000",
+            ],
+        )
+    }
+
     pub fn create_org(&self, name: &str, extra: &[&str]) -> Tenant {
         let mut args = vec!["org", "create", name, "--json"];
         args.extend_from_slice(extra);
@@ -462,6 +477,17 @@ impl Api {
             req = req.header(*k, *v);
         }
         Self::reply(req.send().expect("request"))
+    }
+
+    /// A JSON body sent as written: for bodies a `Value` cannot hold (a
+    /// key named twice, a byte-order mark, malformed JSON).
+    pub fn json_text(&self, method: &str, path: &str, body: impl Into<Vec<u8>>) -> Reply {
+        self.raw(
+            method,
+            path,
+            body.into(),
+            &[("content-type", "application/json")],
+        )
     }
 
     pub fn raw(&self, method: &str, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
