@@ -47,8 +47,13 @@ pub fn default_writer_threads() -> usize {
 
 pub struct EventIndex {
     fields: Fields,
+    index: Index,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// Empty after a rollback that could not start a new writer: tantivy
+    /// has then released the directory lock with the writer it failed to
+    /// build, and the next `rollback` opens a fresh one.
+    writer: Mutex<Option<IndexWriter>>,
+    writer_threads: usize,
     id: String,
     dir: PathBuf,
 }
@@ -86,7 +91,7 @@ impl EventIndex {
                 }
                 other => index_err(other),
             })?;
-        let writer = Mutex::new(writer);
+        let writer = Mutex::new(Some(writer));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -111,7 +116,8 @@ impl EventIndex {
                         "the search index was built by another version; rebuilding it from the event log"
                     );
                 }
-                let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut slot = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let writer = slot.as_mut().expect("a writer was just opened");
                 writer.delete_all_documents().map_err(index_err)?;
                 writer.commit().map_err(index_err)?;
                 reader.reload().map_err(index_err)?;
@@ -123,8 +129,10 @@ impl EventIndex {
         };
         Ok(EventIndex {
             fields,
+            index,
             reader,
             writer,
+            writer_threads,
             id,
             dir: dir.to_path_buf(),
         })
@@ -140,8 +148,21 @@ impl EventIndex {
         &self.dir
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<IndexWriter>> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `work` on the writer; an error while there is none (a failed
+    /// rollback), which sends the indexer back to `rollback`.
+    fn with_writer<T>(
+        &self,
+        work: impl FnOnce(&mut IndexWriter) -> tantivy::Result<T>,
+    ) -> Result<T, SearchError> {
+        let mut slot = self.slot();
+        let writer = slot
+            .as_mut()
+            .ok_or_else(|| SearchError::Index("the index writer is being restarted".into()))?;
+        work(writer).map_err(index_err)
     }
 
     /// Adds a logged event; visible to searches after the next commit.
@@ -154,24 +175,41 @@ impl EventIndex {
         json: &str,
     ) -> Result<(), SearchError> {
         let doc = document(&self.fields, seq, org_id, environment, event, json);
-        self.writer().add_document(doc).map_err(index_err)?;
+        self.with_writer(|writer| writer.add_document(doc))?;
         Ok(())
     }
 
     /// Makes everything added so far durable and searchable.
     pub fn commit(&self) -> Result<(), SearchError> {
         // A commit starts the writer's next indexing threads from here.
-        at_indexing_priority(|| self.writer().commit()).map_err(index_err)?;
+        at_indexing_priority(|| self.with_writer(|writer| writer.commit()))?;
         self.reader.reload().map_err(index_err)
     }
 
     /// Drops everything added since the last commit and restarts the
     /// writer's threads: after a failed commit or add, the writer may have
     /// lost documents it had accepted.
+    /// When the writer cannot be restarted (no file can be opened, say),
+    /// it is dropped and a later call opens a new one.
     pub fn rollback(&self) -> Result<(), SearchError> {
-        at_indexing_priority(|| self.writer().rollback())
-            .map(|_| ())
-            .map_err(index_err)
+        let mut guard = self.slot();
+        let slot: &mut Option<IndexWriter> = &mut guard;
+        at_indexing_priority(|| match slot.as_mut() {
+            Some(writer) => writer.rollback().map(|_| ()).map_err(|err| {
+                // tantivy gave the directory lock to the writer it failed
+                // to build, and dropped both: this one can never commit.
+                *slot = None;
+                index_err(err)
+            }),
+            None => {
+                let writer = self
+                    .index
+                    .writer_with_num_threads(self.writer_threads, WRITER_MEMORY)
+                    .map_err(index_err)?;
+                *slot = Some(writer);
+                Ok(())
+            }
+        })
     }
 
     /// Removes events after `seq`: those committed to the index after its
@@ -181,9 +219,7 @@ impl EventIndex {
             Bound::Excluded(Term::from_field_u64(self.fields.seq, seq)),
             Bound::Unbounded,
         );
-        self.writer()
-            .delete_query(Box::new(query))
-            .map_err(index_err)?;
+        self.with_writer(|writer| writer.delete_query(Box::new(query)))?;
         self.commit()
     }
 
@@ -205,9 +241,7 @@ impl EventIndex {
                 )),
             ),
         ]);
-        self.writer()
-            .delete_query(Box::new(query))
-            .map_err(index_err)?;
+        self.with_writer(|writer| writer.delete_query(Box::new(query)))?;
         self.commit()
     }
 
@@ -441,5 +475,58 @@ mod tests {
         // One severity in five of the events each.
         assert_eq!(by_rank, [600; 5]);
         assert_eq!(result.total, positions.len() as u64);
+    }
+
+    #[test]
+    fn a_writer_that_cannot_restart_is_replaced_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = filled(dir.path());
+        index.commit().unwrap();
+        let event = |seq: u64| Event {
+            id: format!("evt_late_{seq}"),
+            timestamp: 1_000_000,
+            received_at: 1_000_000,
+            source: EventSource::Api,
+            host: None,
+            program: Some("late".into()),
+            severity: Severity::Info,
+            message: format!("late {seq}"),
+            agent_id: None,
+            session_id: None,
+            tags: Vec::new(),
+            fields: Default::default(),
+        };
+        let late = event(3_001);
+        index
+            .add(3_001, "org_a", "live", &late, &late.to_json())
+            .unwrap();
+        // The writer's metadata cannot be read (as when no file can be
+        // opened): restarting it fails, twice, without a panic.
+        let meta = dir.path().join("meta.json");
+        let kept = dir.path().join("meta.json.kept");
+        std::fs::rename(&meta, &kept).unwrap();
+        std::fs::create_dir(&meta).unwrap();
+        assert!(index.rollback().is_err());
+        assert!(index.rollback().is_err());
+        assert!(index
+            .add(3_001, "org_a", "live", &late, &late.to_json())
+            .is_err());
+        // Readable again: a new writer, from the last commit.
+        std::fs::remove_dir(&meta).unwrap();
+        std::fs::rename(&kept, &meta).unwrap();
+        index.rollback().unwrap();
+        let again = event(3_002);
+        index
+            .add(3_002, "org_a", "live", &again, &again.to_json())
+            .unwrap();
+        index.commit().unwrap();
+        let found = index
+            .search(&request("program:late", Order::NewestFirst, 10, None))
+            .unwrap();
+        assert_eq!(
+            found.total, 1,
+            "the rolled-back event is gone, the new one is in"
+        );
+        assert_eq!(index.len(), 3_001);
     }
 }

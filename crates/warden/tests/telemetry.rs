@@ -1509,6 +1509,9 @@ fn the_index_recovers_from_failed_commits(backend: &Backend) {
         acknowledged += ingest(&api, Value::Array(events)).len() as u64;
         std::thread::sleep(Duration::from_millis(700));
     }
+    // Long enough for recoveries to fail too: a writer that could not be
+    // restarted is replaced once files can be opened again.
+    std::thread::sleep(Duration::from_millis(3000));
     set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
     // Every acknowledged event becomes searchable once, with no restart.
     wait_total(&api, "acknowledged", acknowledged);
