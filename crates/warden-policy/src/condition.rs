@@ -18,6 +18,7 @@ use cel::objects::Key;
 use cel::{Context, Env, IdedExpr, Program, Value};
 use serde_json::Value as Json;
 
+use crate::constant;
 use crate::drift::DriftScore;
 use crate::regex_match::{self, MATCHES_FN};
 use crate::set::{Condition, ConditionError};
@@ -198,6 +199,14 @@ impl CelCondition {
                 program.expression(),
                 format!("a condition must be a boolean expression; this one is {kind}"),
             ));
+        }
+        if cost_rules {
+            if let Some((part, why)) = constant::always_failing(&ENV, program.expression()) {
+                return Err(checker.error_at_start(
+                    part,
+                    format!("this part of the condition fails on every call: {why}"),
+                ));
+            }
         }
         Ok(CelCondition {
             source: source.to_string(),
@@ -745,6 +754,21 @@ impl Checker<'_> {
             .source_info()
             .offset_for(expr.id)
             .map_or(usize::MAX, |(start, _)| start as usize);
+        // A global call is placed at its parenthesis: its name comes first
+        // (as written: some are renamed once parsed).
+        let own = match (&expr.expr, self.source.get(..own)) {
+            (Expr::Call(call), Some(before))
+                if call.target.is_none() && self.source[own..].starts_with('(') =>
+            {
+                let name = before
+                    .bytes()
+                    .rev()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
+                own - name
+            }
+            _ => own,
+        };
         let receiver = match &expr.expr {
             Expr::Select(select) => Some(&*select.operand),
             Expr::Call(call) => call.target.as_deref().or(call.args.first()),
@@ -1249,10 +1273,12 @@ impl Checker<'_> {
                 Ok(Kind::Dyn)
             }
             "-_" => {
-                if args
-                    .iter()
-                    .any(|k| !(k.numeric() || matches!(*k, Kind::Dyn | Kind::Duration)))
-                {
+                // The engine cannot negate a duration (stored conditions
+                // that do keep loading, and fail at run time as before).
+                let negatable = |k: Kind| {
+                    k.numeric() || k == Kind::Dyn || (k == Kind::Duration && !self.cost_rules)
+                };
+                if args.iter().any(|k| !negatable(*k)) {
                     return Err(mismatch(&args));
                 }
                 Ok(args.first().copied().unwrap_or(Kind::Dyn))
@@ -1695,5 +1721,47 @@ mod tests {
     fn an_error_at_run_time_is_reported_not_a_panic() {
         let c = CelCondition::compile("args.missing > 3").unwrap();
         assert!(c.holds(&input()).is_err());
+    }
+
+    #[test]
+    fn literals_that_fail_on_every_call_are_refused_where_they_are() {
+        for (source, column, reason) in [
+            ("args.n > int('abc')", 10, "invalid digit"),
+            ("args.n > 1 / 0", 10, "division"),
+            ("args.n > 0 || 1 % 0 == 1", 15, "remainder"),
+            ("tool in {'a': 1, 'a': 2}", 9, ""),
+            ("[1, 2][5] == args.n", 1, ""),
+            ("{'a': 1}.b == args.n", 1, ""),
+            (
+                "now.getHours('Mars/Olympus') > timestamp('2026-01-01T00:00:00Z').getHours('Mars/Olympus')",
+                32,
+                "",
+            ),
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert!(
+                e.message.starts_with("this part of the condition fails on every call"),
+                "{source}: {e}"
+            );
+            assert!(
+                e.message.to_lowercase().contains(reason),
+                "{source}: {e}"
+            );
+            assert_eq!((e.line, e.column), (1, column), "{source}: {e}");
+        }
+        // Literals that work, and parts that read the call, are left alone.
+        for source in [
+            "args.n > int('12') && tool in {'a': 1, 'b': 2}",
+            "args.n / 0 == 1",
+            "[1, 2, 3].all(x, x > 0) && 'abc'.matches('^a')",
+            "timestamp('2026-01-01T00:00:00Z').getHours('Europe/Paris') == 1",
+            "has({'a': 1}.b) || now > timestamp('2026-01-01T00:00:00Z')",
+            "type(args.n) == int",
+        ] {
+            assert!(CelCondition::compile(source).is_ok(), "{source}");
+        }
+        // A stored condition keeps loading, and fails at run time as before.
+        let stored = CelCondition::compile_stored("args.n > 1 / 0").unwrap();
+        assert!(stored.holds(&input()).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! against it.
 
 pub mod condition;
+mod constant;
 mod decision;
 pub mod drift;
 pub mod modify;

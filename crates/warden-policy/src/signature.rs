@@ -174,6 +174,9 @@ mod tests {
             "now - now > 5",
             "duration('1h') * 2 > duration('1h')",
             "duration('1h').getFullYear() > 0",
+            // The engine negates no duration.
+            "-duration('1h') < duration('0s')",
+            "-(now - timestamp(args.since)) < duration('0s')",
             // The engine reads no `µs`: spelled `us`.
             "duration('2µs') > duration('1us')",
             // Not in the engine: unknown functions.
@@ -236,7 +239,6 @@ mod tests {
             "now + duration('1h') > now && duration('1h') + now > now",
             "now - duration('30m') < now",
             "duration('2h') - duration('1h') == duration('1h')",
-            "-duration('1h') < duration('0s')",
             "(now - timestamp(args.since)).getHours() < 24",
             "now - args.since > duration('1h') || args.at - now < duration('1h')",
             "args.flag > false && true >= args.flag",

@@ -120,6 +120,11 @@ fn policies_are_versioned_audited_and_checked(backend: &Backend) {
             None,
         ),
         (
+            json!({"name": "c", "action_pattern": "*", "decision": "deny", "condition": "args.n > int('abc')"}),
+            "condition",
+            Some(10),
+        ),
+        (
             json!({"name": "m", "action_pattern": "*", "decision": "modify"}),
             "modify",
             None,

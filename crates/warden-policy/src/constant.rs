@@ -1,0 +1,86 @@
+//! Parts of a condition built only of the author's literals give the same
+//! value on every call. One that fails (`int('abc')`, `1 / 0`, a zone
+//! that does not exist, a map literal with a key twice) would fail on
+//! every call, so it is refused when the policy is written.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr};
+use cel::{Context, Env, IdedExpr};
+
+use crate::regex_match;
+
+/// The innermost part of `root` that reads nothing of the call and fails
+/// whenever it runs, with the engine's reason.
+pub fn always_failing<'e>(env: &Arc<Env>, root: &'e IdedExpr) -> Option<(&'e IdedExpr, String)> {
+    let ctx = Context::with_env(env.clone());
+    // Children before their parents, so the first failure found is the
+    // innermost: `1 / 0`, not `1 / 0 == 1`.
+    let mut order: Vec<&IdedExpr> = Vec::new();
+    let mut stack = vec![(root, false)];
+    while let Some((e, visited)) = stack.pop() {
+        if visited {
+            order.push(e);
+            continue;
+        }
+        stack.push((e, true));
+        for child in children(e).into_iter().rev() {
+            stack.push((child, false));
+        }
+    }
+    let mut constant: std::collections::HashMap<u64, bool> = Default::default();
+    for e in order {
+        let own = match &e.expr {
+            Expr::Literal(_) => true,
+            Expr::Call(_) | Expr::List(_) | Expr::Select(_) | Expr::Map(_) => true,
+            // The call's variables, a loop's own, type names, messages.
+            Expr::Ident(_) | Expr::Comprehension(_) | Expr::Struct(_) | Expr::Unspecified => false,
+        };
+        let is_constant = own
+            && children(e)
+                .iter()
+                .all(|c| constant.get(&c.id).copied().unwrap_or(false));
+        constant.insert(e.id, is_constant);
+        if !is_constant || matches!(e.expr, Expr::Literal(_)) {
+            continue;
+        }
+        let budget = AtomicU64::new(regex_match::CALL_SEARCH_TIME.as_nanos() as u64);
+        if let Err(err) = regex_match::with_search_time(&budget, || ctx.resolve(e)) {
+            return Some((e, err.to_string()));
+        }
+    }
+    None
+}
+
+fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+    match &e.expr {
+        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Select(select) => vec![&select.operand],
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .flat_map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+                EntryExpr::StructField(f) => vec![&f.value],
+            })
+            .collect(),
+        Expr::Struct(s) => s
+            .entries
+            .iter()
+            .flat_map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+                EntryExpr::StructField(f) => vec![&f.value],
+            })
+            .collect(),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
+}
