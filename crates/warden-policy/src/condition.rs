@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use cel::common::ast::{EntryExpr, Expr, LiteralValue, MapExpr, StructExpr};
+use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::objects::Key;
@@ -280,37 +280,8 @@ fn too_deep(root: &IdedExpr) -> Option<&IdedExpr> {
         if depth > MAX_DEPTH {
             return Some(e);
         }
-        let mut push = |child| stack.push((child, depth + 1));
-        match &e.expr {
-            Expr::Call(call) => {
-                call.target.iter().for_each(|t| push(t));
-                call.args.iter().for_each(&mut push);
-            }
-            Expr::Comprehension(c) => {
-                for child in [
-                    &c.iter_range,
-                    &c.accu_init,
-                    &c.loop_cond,
-                    &c.loop_step,
-                    &c.result,
-                ] {
-                    push(child);
-                }
-            }
-            Expr::List(list) => list.elements.iter().for_each(&mut push),
-            Expr::Select(select) => push(&select.operand),
-            Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => {
-                for entry in entries {
-                    match &entry.expr {
-                        EntryExpr::MapEntry(m) => {
-                            push(&m.key);
-                            push(&m.value);
-                        }
-                        EntryExpr::StructField(f) => push(&f.value),
-                    }
-                }
-            }
-            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        for child in constant::children(e) {
+            stack.push((child, depth + 1));
         }
     }
     None

@@ -6,7 +6,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr};
+use cel::common::ast::{EntryExpr, Expr, MapExpr, StructExpr};
 use cel::{Context, Env, IdedExpr};
 
 use crate::regex_match;
@@ -53,7 +53,8 @@ pub fn always_failing<'e>(env: &Arc<Env>, root: &'e IdedExpr) -> Option<(&'e Ide
     None
 }
 
-fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+/// An expression's operands, in the order they are written.
+pub(crate) fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
     match &e.expr {
         Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
         Expr::Comprehension(c) => vec![
@@ -65,16 +66,7 @@ fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
         ],
         Expr::List(list) => list.elements.iter().collect(),
         Expr::Select(select) => vec![&select.operand],
-        Expr::Map(map) => map
-            .entries
-            .iter()
-            .flat_map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
-                EntryExpr::StructField(f) => vec![&f.value],
-            })
-            .collect(),
-        Expr::Struct(s) => s
-            .entries
+        Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => entries
             .iter()
             .flat_map(|entry| match &entry.expr {
                 EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
