@@ -42,6 +42,9 @@ pub fn always_failing<'e>(env: &Arc<Env>, root: &'e IdedExpr) -> Option<(&'e Ide
                 .iter()
                 .all(|c| constant.get(&c.id).copied().unwrap_or(false));
         constant.insert(e.id, is_constant);
+        if let Some(why) = unknown_zone(&ctx, e, &constant) {
+            return Some((e, why));
+        }
         if !is_constant || matches!(e.expr, Expr::Literal(_)) {
             continue;
         }
@@ -51,6 +54,47 @@ pub fn always_failing<'e>(env: &Arc<Env>, root: &'e IdedExpr) -> Option<(&'e Ide
         }
     }
     None
+}
+
+/// The accessors of a time that take a zone.
+const ZONED: &[&str] = &[
+    "getFullYear",
+    "getMonth",
+    "getDayOfYear",
+    "getDayOfMonth",
+    "getDate",
+    "getDayOfWeek",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
+];
+
+/// A zone given as literals to an accessor of a time read from the call
+/// (`now.getHours('Mars/Olympus')`): the same zone on a fixed time says
+/// whether the engine knows it.
+fn unknown_zone(
+    ctx: &Context,
+    e: &IdedExpr,
+    constant: &std::collections::HashMap<u64, bool>,
+) -> Option<String> {
+    let Expr::Call(call) = &e.expr else {
+        return None;
+    };
+    let [zone] = &call.args[..] else {
+        return None;
+    };
+    if call.target.is_none()
+        || !ZONED.contains(&call.func_name.as_str())
+        || !constant.get(&zone.id).copied().unwrap_or(false)
+    {
+        return None;
+    }
+    let zone = ctx.resolve(zone).ok()?;
+    let probe = cel::Program::compile("timestamp('2000-01-01T00:00:00Z').getHours(zone)").ok()?;
+    let mut scope = ctx.new_inner_scope();
+    scope.add_variable_from_value("zone", zone);
+    probe.execute(&scope).err().map(|err| err.to_string())
 }
 
 /// An expression's operands, in the order they are written.

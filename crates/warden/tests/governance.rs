@@ -1117,6 +1117,13 @@ fn audit_survives_kill_9_under_load(backend: &Backend) {
         |w, n| json!({"agent_id": format!("agent-{w}"), "tool_name": "pay.send", "tool_args": {"n": n}}),
     );
     std::thread::sleep(Duration::from_millis(800));
+    // Verified while decisions keep coming, the chain is valid: records
+    // appended during the walk are walked too, not taken for a break.
+    for _ in 0..5 {
+        let v = api.get("/api/v1/audit/verify");
+        assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+        assert!(v.body["data"]["records_checked"].as_i64() >= Some(1));
+    }
     let w = w.crash_and_restart(&backend.data_dir(0));
     let acked = load.acknowledged();
     assert!(acked.len() > 20, "the load ran ({} decisions)", acked.len());

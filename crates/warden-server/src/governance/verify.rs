@@ -27,66 +27,106 @@ pub struct Verification {
     pub first_break: Option<Break>,
 }
 
+/// Rounds of catching up with records appended during the walk before
+/// the answer says the chain is still growing too fast to finish.
+const MAX_ROUNDS: usize = 1_000;
+
+/// Walks the chain to its end, then reads the head: while records were
+/// appended meanwhile (the head moves in their transaction, so the head
+/// read after a page covers every record of that page), it walks on from
+/// where it stopped. A head behind the walk, or a head the log cannot
+/// reach, is a break; a chain that keeps growing is never one.
 pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, StoreError> {
-    let (head_sequence, head_hash) = store.audit_head(tenant).await?;
     let mut walk = ChainWalk::default();
-    let outcome = |walk: &ChainWalk, first_break| Verification {
-        records_checked: walk.checked() as i64,
-        head_sequence,
-        first_break,
-    };
     let mut page = FIRST_PAGE;
-    loop {
-        let rows = store
-            .audit_chain_after(tenant, walk.checked() as i64, page)
-            .await?;
-        let done = (rows.len() as i64) < page;
-        let bytes: usize = rows.iter().map(|(r, _)| r.canonical.len()).sum();
-        let per_record = (bytes / rows.len().max(1)).max(1);
-        page = ((PAGE_BYTES / per_record) as i64).clamp(1, MAX_PAGE);
-        for (r, columns) in rows {
-            let link = StoredLink {
-                sequence: r.sequence.max(0) as u64,
-                previous_hash: &r.previous_hash,
-                hash: &r.hash,
-                canonical: r.canonical.as_bytes(),
-            };
-            // Records that passed every check before this one.
-            let (reason, passed) = match walk.check(link) {
-                Err(broken) => (Some(broken.reason), walk.checked()),
-                Ok(()) if !columns.agree_with(&r.record) => (
-                    Some("its indexed columns differ from the hashed record"),
-                    walk.checked() - 1,
-                ),
-                Ok(()) => (None, walk.checked()),
-            };
-            if let Some(reason) = reason {
-                return Ok(Verification {
-                    records_checked: passed as i64,
-                    head_sequence,
-                    first_break: Some(Break {
-                        sequence: r.sequence,
-                        audit_id: columns.id,
+    let broken = |passed: u64, head_sequence, sequence, audit_id, reason| Verification {
+        records_checked: passed as i64,
+        head_sequence,
+        first_break: Some(Break {
+            sequence,
+            audit_id,
+            reason,
+        }),
+    };
+    for _ in 0..MAX_ROUNDS {
+        // To the end of what is committed now.
+        loop {
+            let rows = store
+                .audit_chain_after(tenant, walk.checked() as i64, page)
+                .await?;
+            let done = (rows.len() as i64) < page;
+            let bytes: usize = rows.iter().map(|(r, _)| r.canonical.len()).sum();
+            let per_record = (bytes / rows.len().max(1)).max(1);
+            page = ((PAGE_BYTES / per_record) as i64).clamp(1, MAX_PAGE);
+            for (r, columns) in rows {
+                let link = StoredLink {
+                    sequence: r.sequence.max(0) as u64,
+                    previous_hash: &r.previous_hash,
+                    hash: &r.hash,
+                    canonical: r.canonical.as_bytes(),
+                };
+                // Records that passed every check before this one.
+                let (reason, passed) = match walk.check(link) {
+                    Err(broken) => (Some(broken.reason), walk.checked()),
+                    Ok(()) if !columns.agree_with(&r.record) => (
+                        Some("its indexed columns differ from the hashed record"),
+                        walk.checked() - 1,
+                    ),
+                    Ok(()) => (None, walk.checked()),
+                };
+                if let Some(reason) = reason {
+                    let (head_sequence, _) = store.audit_head(tenant).await?;
+                    return Ok(broken(
+                        passed,
+                        head_sequence,
+                        r.sequence,
+                        columns.id,
                         reason,
-                    }),
-                });
+                    ));
+                }
+            }
+            if done {
+                break;
             }
         }
-        if done {
-            break;
+        let last = walk.checked() as i64;
+        let (head_sequence, head_hash) = store.audit_head(tenant).await?;
+        if last > head_sequence {
+            // Records past the head were never appended through the chain.
+            return Ok(broken(
+                walk.checked(),
+                head_sequence,
+                head_sequence + 1,
+                String::new(),
+                "records follow the chain's head",
+            ));
+        }
+        let missing_at_end = if last == head_sequence {
+            if last == 0 || digests_match(walk.last_hash(), &head_hash) {
+                return Ok(Verification {
+                    records_checked: last,
+                    head_sequence,
+                    first_break: None,
+                });
+            }
+            true
+        } else {
+            // The head is ahead: appended during the walk, or removed from
+            // the end. What it covers is committed, so a read that finds
+            // nothing after the walk means removed.
+            store.audit_chain_after(tenant, last, 1).await?.is_empty()
+        };
+        if missing_at_end {
+            return Ok(broken(
+                walk.checked(),
+                head_sequence,
+                last + 1,
+                String::new(),
+                "records are missing at the end of the chain",
+            ));
         }
     }
-    // Records removed from the end leave the head pointing past them.
-    let last = walk.checked() as i64;
-    if last != head_sequence || (last > 0 && !digests_match(walk.last_hash(), &head_hash)) {
-        return Ok(outcome(
-            &walk,
-            Some(Break {
-                sequence: last + 1,
-                audit_id: String::new(),
-                reason: "records are missing at the end of the chain",
-            }),
-        ));
-    }
-    Ok(outcome(&walk, None))
+    Err(StoreError::Unavailable(
+        "the audit chain grew faster than it could be walked; try again".into(),
+    ))
 }

@@ -82,10 +82,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             // one of a fixed set of names (`sort`, `decision`) given as
             // another JSON type.
             let field = field_of(&path, &message);
-            ApiError::invalid(
-                field.clone(),
-                format!("invalid type for {field}: expected a string naming one of its values"),
-            )
+            // Or a value JSON allows but no parser keeps: a number past a
+            // double's range, a lone UTF-16 surrogate in a string.
+            let unkept = ["number out of range", "surrogate", "escape"]
+                .iter()
+                .any(|m| message.contains(m));
+            let message = if unkept {
+                format!("{field}: {message}")
+            } else {
+                format!("invalid type for {field}: expected a string naming one of its values")
+            };
+            ApiError::invalid(field, message)
         } else {
             ApiError::malformed(
                 format!("malformed JSON: {message}"),
@@ -322,6 +329,23 @@ mod tests {
             let e = parse_json::<Sorted>(body.as_bytes()).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("sort"), "{body}");
             assert!(e.position.is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_value_no_parser_keeps_is_named_for_what_it_is() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Call {
+            tool_args: Option<serde_json::Value>,
+        }
+        for (body, says) in [
+            (r#"{"tool_args": {"a": 1e400}}"#, "number out of range"),
+            (r#"{"tool_args": {"a": "\udc00"}}"#, "surrogate"),
+        ] {
+            let e = parse_json::<Call>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("tool_args.a"), "{body}");
+            assert!(e.message.contains(says), "{body}: {}", e.message);
         }
     }
 

@@ -23,7 +23,9 @@ pub fn current() -> String {
 /// Assigns the id, runs the request inside its span, and sets the header.
 pub async fn assign(req: Request, next: Next) -> Response {
     let id = warden_core::id::new_id(warden_core::id::prefix::REQUEST);
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let path = loggable_path(req.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
     let mut response = REQUEST_ID
         .scope(id.clone(), next.run(req).instrument(span))
         .await;
@@ -31,4 +33,36 @@ pub async fn assign(req: Request, next: Next) -> Response {
         response.headers_mut().insert(HEADER, value);
     }
     response
+}
+
+/// The path as logs show it: a hold token in it (`/enforce/hold/{token}`)
+/// is a bearer secret, shown by its first characters only.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "/enforce/hold/";
+    match path.find(MARK) {
+        Some(at) => {
+            let start = at + MARK.len();
+            let shown: String = path[start..].chars().take(9).collect();
+            format!("{}{shown}…", &path[..start]).into()
+        }
+        None => path.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn hold_tokens_are_not_logged() {
+        let token = format!("hold_{}", "ab".repeat(32));
+        for prefix in ["/api/v1/enforce/hold/", "/v1/enforce/hold/"] {
+            let shown = loggable_path(&format!("{prefix}{token}")).into_owned();
+            assert_eq!(shown, format!("{prefix}hold_abab…"));
+        }
+        assert_eq!(
+            loggable_path("/api/v1/holds/hld_1/approve"),
+            "/api/v1/holds/hld_1/approve"
+        );
+    }
 }
