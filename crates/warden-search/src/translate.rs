@@ -185,8 +185,10 @@ impl<'a> Translator<'a> {
                     self.regex(&pattern, f.kv, position)?
                 };
                 // A number also finds the values equal to it, as a range
-                // does: `n:1.0` finds 1, `f:1.50` finds 1.5.
-                Ok(match NumKey::parse(text) {
+                // does: `n:1.0` finds 1, `f:1.50` finds 1.5. A leading
+                // zero (`zip:02134`) keeps the value text, as it does for
+                // values indexed.
+                Ok(match NumKey::parse(text).filter(|_| !leading_zero(text)) {
                     Some(key) => Box::new(BooleanQuery::new(vec![
                         (Occur::Should, text_clause),
                         (
@@ -533,4 +535,11 @@ fn wildcard_regex(pieces: &[Piece], lowercase: bool) -> String {
         }
     }
     out
+}
+
+/// `02134`, `-007`: a whole part of more than one digit that starts
+/// with 0, which no number is written with.
+fn leading_zero(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit()
 }

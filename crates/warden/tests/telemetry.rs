@@ -1014,7 +1014,7 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
             {"timestamp": at, "message": "m-primary", "msg": "m-alias", "severity": "info", "level": "error"},
             // Account numbers past 2^53, and numbers sent as text.
             {"timestamp": at, "message": "acct-a", "acct": 9007199254740993_u64, "code": "503", "zip": "02134"},
-            {"timestamp": at, "message": "acct-b", "acct": 9007199254740992_u64, "code": "200"}
+            {"timestamp": at, "message": "acct-b", "acct": 9007199254740992_u64, "code": "200", "zip": 2134}
         ]),
     );
     for (query, expected) in [
@@ -1028,7 +1028,9 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         ("\"passwd from 10.0.0.5\"", 1),
         ("\"spawned /tmp/evil.sh\"", 1),
         ("\"etc from\"", 0),
-        ("n:1.0 AND n:01 AND n:1e0 AND f:1.50", 1),
+        ("n:1.0 AND n:1e0 AND f:1.50", 1),
+        // No number is written with a leading zero: text only, as values.
+        ("n:01", 0),
         ("n:2", 0),
         // A dotted name inside a longer one: a parent domain, a subnet.
         ("example.com", 1),
@@ -1045,8 +1047,10 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         ("code:>=500", 1),
         ("code:[200 TO 299]", 1),
         ("code:503.0", 1),
-        ("zip:>1000", 0),
+        ("zip:>1000", 1),
+        ("zip:02134 AND message:acct-a", 1),
         ("zip:02134", 1),
+        ("zip:2134 AND message:acct-b", 1),
         // `msg` and `level` name message and severity in queries; the
         // names kept in `fields` are found under `fields.`.
         ("message:\"m-primary\" AND fields.msg:\"m-alias\" AND fields.level:error AND severity:info", 1),

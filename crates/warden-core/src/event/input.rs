@@ -3,6 +3,7 @@
 
 use chrono::DateTime;
 use serde_json::{Map, Value};
+use unicode_normalization::UnicodeNormalization;
 
 use super::decision::DECISION_PROGRAM;
 use super::limits::{MAX_KEYWORD_CHARS, MAX_TAGS};
@@ -176,26 +177,55 @@ pub fn parse_event(
     Ok(event)
 }
 
-/// Whether `text` reads as `word` to a person: case, surrounding space,
-/// invisible characters (zero-width, soft hyphen, byte-order mark) and
-/// full-width forms (`ＷＡＲＤＥＮ`) set aside.
+/// Whether `text` reads as `word` to a person: case, compatibility forms
+/// (`ＷＡＲＤＥＮ`, `𝐰𝐚𝐫𝐝𝐞𝐧`, `ⓦ`), confusable letters of other scripts
+/// (Cyrillic `а`), accents, and everything that is not a letter or digit
+/// (spaces, controls, invisible characters) set aside, as Unicode's
+/// confusable detection (UTS #39) compares them.
 fn looks_like(text: &str, word: &str) -> bool {
-    let seen = text
-        .chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                '\u{00AD}' | '\u{034F}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
-            )
-        })
-        .map(|c| match c {
-            // Full-width ASCII forms, U+FF01 to U+FF5E.
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            c => c,
-        })
-        .collect::<String>();
-    seen.trim().eq_ignore_ascii_case(word)
+    fn seen(text: &str) -> String {
+        let folded: String = text.to_lowercase().nfkd().map(small_capital).collect();
+        unicode_security::skeleton(&folded)
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+    seen(text) == seen(word)
+}
+
+/// The Latin small capitals (`ᴡᴀʀᴅᴇɴ`), which neither compatibility
+/// forms nor the confusables table fold to their letters.
+fn small_capital(c: char) -> char {
+    const SMALL: [(char, char); 24] = [
+        ('\u{1D00}', 'a'),
+        ('\u{0299}', 'b'),
+        ('\u{1D04}', 'c'),
+        ('\u{1D05}', 'd'),
+        ('\u{1D07}', 'e'),
+        ('\u{A730}', 'f'),
+        ('\u{0262}', 'g'),
+        ('\u{029C}', 'h'),
+        ('\u{026A}', 'i'),
+        ('\u{1D0A}', 'j'),
+        ('\u{1D0B}', 'k'),
+        ('\u{029F}', 'l'),
+        ('\u{1D0D}', 'm'),
+        ('\u{0274}', 'n'),
+        ('\u{1D0F}', 'o'),
+        ('\u{1D18}', 'p'),
+        ('\u{0280}', 'r'),
+        ('\u{A731}', 's'),
+        ('\u{1D1B}', 't'),
+        ('\u{1D1C}', 'u'),
+        ('\u{1D20}', 'v'),
+        ('\u{1D21}', 'w'),
+        ('\u{028F}', 'y'),
+        ('\u{1D22}', 'z'),
+    ];
+    SMALL
+        .iter()
+        .find(|(small, _)| *small == c)
+        .map_or(c, |(_, letter)| *letter)
 }
 
 /// The model's fields that an input may give under several names.
@@ -415,12 +445,27 @@ mod tests {
             "ＷＡＲＤＥＮ",
             "war\u{200B}den",
             "\u{FEFF}warden",
+            // Other scripts' letters, controls, fillers, marks, styled forms.
+            "w\u{0430}rden",
+            "ward\u{0435}n",
+            "warden\u{0000}",
+            "warden\u{0001}",
+            "warden\u{007F}",
+            "warden\u{E0020}",
+            "warden\u{3164}",
+            "warden\u{FE0F}",
+            "warde\u{0301}n",
+            "\u{1D430}\u{1D41A}\u{1D42B}\u{1D41D}\u{1D41E}\u{1D427}",
+            "\u{1D21}\u{1D00}\u{0280}\u{1D05}\u{1D07}\u{0274}",
+            "\u{24E6}\u{24D0}\u{24E1}\u{24D3}\u{24D4}\u{24DD}",
         ] {
             let e = api(json!({"source": "agent", "program": program})).unwrap_err();
             assert_eq!(e.field, "program", "{program}");
         }
         assert!(api(json!({"source": "api", "program": "warden"})).is_ok());
         assert!(api(json!({"source": "agent", "program": "warden-sdk"})).is_ok());
+        assert!(api(json!({"source": "agent", "program": "wardens"})).is_ok());
+        assert!(api(json!({"source": "agent", "program": "garden"})).is_ok());
         assert_eq!(api(json!("text")).unwrap_err().field, "");
     }
 
