@@ -54,6 +54,8 @@ pub struct EventIndex {
     /// build, and the next `rollback` opens a fresh one.
     writer: Mutex<Option<IndexWriter>>,
     writer_threads: usize,
+    /// Threads one search walks its segments on (see `run`).
+    search_threads: usize,
     id: String,
     dir: PathBuf,
 }
@@ -69,18 +71,10 @@ impl EventIndex {
         std::fs::create_dir_all(dir).map_err(|e| SearchError::Index(e.to_string()))?;
         let fields = Fields::new();
         let directory = MmapDirectory::open(dir).map_err(|e| SearchError::Index(e.to_string()))?;
-        let mut index =
-            Index::open_or_create(directory, fields.schema.clone()).map_err(index_err)?;
+        let index = Index::open_or_create(directory, fields.schema.clone()).map_err(index_err)?;
         index
             .tokenizers()
             .register(MESSAGE_ANALYZER, MessageAnalyzer);
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 4);
-        // A search walks its segments on every core: one analyst's query
-        // over millions of events answers in a fraction of the time.
-        index.set_multithread_executor(threads).map_err(index_err)?;
         // The writer's threads build the index below request handling.
         let writer_threads = writer_threads.clamp(1, 8);
         let writer =
@@ -133,6 +127,13 @@ impl EventIndex {
             reader,
             writer,
             writer_threads,
+            // A search walks its segments on every core: one analyst's
+            // query over millions of events answers in a fraction of the
+            // time.
+            search_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 4),
             id,
             dir: dir.to_path_buf(),
         })
@@ -306,7 +307,13 @@ impl EventIndex {
             },
         };
         let searcher = self.reader.searcher();
-        let collected = searcher.search(&query, &collector).map_err(index_err)?;
+        let collected = crate::run::collect(
+            &searcher,
+            &query,
+            &collector,
+            self.search_threads,
+            &request.abandoned,
+        )?;
         let mut events = Vec::with_capacity(collected.page.len());
         for (position, address) in collected.page {
             let doc: TantivyDocument = searcher.doc(address).map_err(index_err)?;
@@ -390,6 +397,7 @@ mod tests {
             after,
             interval: 10_000,
             now: 0,
+            abandoned: Default::default(),
         }
     }
 
@@ -528,5 +536,25 @@ mod tests {
             "the rolled-back event is gone, the new one is in"
         );
         assert_eq!(index.len(), 3_001);
+    }
+
+    #[test]
+    fn an_abandoned_search_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = filled(dir.path());
+        let abandoned = request("", Order::NewestFirst, 10, None);
+        abandoned.abandoned.set();
+        assert!(matches!(
+            index.search(&abandoned),
+            Err(SearchError::Abandoned)
+        ));
+        // A guard dropped before its search finishes sets the flag.
+        let mut dropped = request("", Order::NewestFirst, 10, None);
+        drop(crate::run::Guard::new(&dropped.abandoned));
+        assert!(index.search(&dropped).is_err());
+        dropped.abandoned = Default::default();
+        let finished = crate::run::Guard::new(&dropped.abandoned);
+        finished.finish();
+        assert_eq!(index.search(&dropped).unwrap().total, 3_000);
     }
 }

@@ -9,6 +9,7 @@ pub mod collect;
 pub mod document;
 pub mod index;
 pub mod interval;
+pub mod run;
 pub mod schema;
 pub mod time_value;
 pub mod translate;
@@ -29,6 +30,9 @@ pub enum SearchError {
     Busy(String),
     #[error("index: {0}")]
     Index(String),
+    /// Nobody waits for the search any more.
+    #[error("the search was abandoned by its caller")]
+    Abandoned,
 }
 
 /// One search, already parsed and bounded by the caller.
@@ -50,6 +54,8 @@ pub struct SearchRequest {
     pub interval: i64,
     /// The request's time, for `now` in the query.
     pub now: Millis,
+    /// Set when the caller stops waiting: the search stops too.
+    pub abandoned: run::Abandoned,
 }
 
 #[derive(Debug)]

@@ -1150,6 +1150,55 @@ fn tenants_see_only_their_own_events(backend: &Backend) {
     assert_eq!(total(&theirs, "*"), 1);
 }
 
+/// A costly search of one tenant does not hold up another's: each search
+/// walks the index on threads of its own.
+fn one_tenants_costly_search_does_not_queue_anothers(backend: &Backend) {
+    let t = backend.init();
+    let other = backend.create_unthrottled_org("Other");
+    let w = Warden::start(backend, &[]);
+    let (mine, theirs) = (w.api(&t.live_key), w.api(&other.live_key));
+    ingest(&mine, json!([{"message": "root login"}]));
+    let lines: String = (0..30_000)
+        .map(|i| format!("{{\"message\": \"L{i}\"}}\n"))
+        .collect();
+    let r = theirs.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        lines.into_bytes(),
+        &[("content-type", "application/x-ndjson")],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_total(&theirs, "", 30_000);
+    wait_total(&mine, "root", 1);
+    let costly = vec!["l*"; 256].join(" OR ");
+    // Several at once, so that a pool shared by every search would hold
+    // work of theirs queued ahead of this tenant's.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let heavy: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, key, done) = (w.base.clone(), other.live_key.clone(), done.clone());
+            let costly = costly.clone();
+            std::thread::spawn(move || {
+                let api = common::Api::new(&base, &key);
+                let r = api.post("/api/v1/siem/search", &json!({"query": costly, "limit": 0}));
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                assert_eq!(r.body["data"]["total"], 30_000, "{}", r.text);
+            })
+        })
+        .collect();
+    // Time for their queries to be parsed and reach the segments.
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(total(&mine, "root"), 1);
+    assert_eq!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the other tenant's costly searches ran before this one answered"
+    );
+    for h in heavy {
+        h.join().unwrap();
+    }
+}
+
 fn one_event_by_id_and_keys_bound_to_an_agent(backend: &Backend) {
     let t = backend.init();
     let other = backend.create_org("Other", &[]);
@@ -1533,6 +1582,7 @@ on_every_backend!(
     syslog_from_the_real_logger,
     pieces_aliases_joined_gzip_numbers_and_long_syslog_lines,
     tenants_see_only_their_own_events,
+    one_tenants_costly_search_does_not_queue_anothers,
     one_event_by_id_and_keys_bound_to_an_agent,
     acknowledged_events_survive_kill_9,
     decisions_are_agent_events,

@@ -189,11 +189,15 @@ impl Telemetry {
             after,
             interval,
             now,
+            abandoned: Default::default(),
         };
         let index = self.index.clone();
         let query_text = params.query.clone();
-        let mut result = tokio::task::spawn_blocking(move || index.search(&request))
-            .await
+        // A caller that goes away (its connection closed) stops the search.
+        let guard = warden_search::run::Guard::new(&request.abandoned);
+        let searched = tokio::task::spawn_blocking(move || index.search(&request)).await;
+        guard.finish();
+        let mut result = searched
             .map_err(ApiError::internal)?
             .map_err(|err| match err {
                 SearchError::Query { position, message } => query_error(
@@ -247,10 +251,13 @@ impl Telemetry {
             after: None,
             interval: 0,
             now: now_ms(),
+            abandoned: Default::default(),
         };
         let index = self.index.clone();
-        let result = tokio::task::spawn_blocking(move || index.search(&request))
-            .await
+        let guard = warden_search::run::Guard::new(&request.abandoned);
+        let searched = tokio::task::spawn_blocking(move || index.search(&request)).await;
+        guard.finish();
+        let result = searched
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
         Ok(result.events.into_iter().next().map(|(_, json)| json))
