@@ -508,6 +508,34 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["decision"], "deny");
     assert!(r.body["data"]["modify"].is_null(), "{}", r.text);
+
+    // Two `modify` policies of the same priority both apply, in the order
+    // they matched: one sets, the other redacts.
+    policy(
+        &api,
+        json!({"name": "tie sets", "action_pattern": "crm.update", "decision": "modify",
+        "modify": {"set": {"b": 2}}}),
+    );
+    policy(
+        &api,
+        json!({"name": "tie redacts", "action_pattern": "crm.update", "decision": "modify",
+        "modify": {"redact": ["a"]}}),
+    );
+    let body = json!({"agent_id": "shop", "tool_name": "crm.update", "tool_args": {"a": "secret"}});
+    let d = enforce(&api, body.clone());
+    assert_eq!(d["decision"], "modify");
+    assert_eq!(
+        d["modified_tool_args"],
+        json!({"a": "[REDACTED]", "b": 2}),
+        "{d}"
+    );
+    let r = api.post("/api/v1/policies/test", &body);
+    assert_eq!(
+        r.body["data"]["modified_tool_args"],
+        json!({"a": "[REDACTED]", "b": 2}),
+        "{}",
+        r.text
+    );
 }
 
 fn bound_keys_and_discovered_agents(backend: &Backend) {

@@ -258,27 +258,39 @@ struct HoldTaken;
 /// Most of a caller's session history a call keeps: its latest calls.
 const CALLER_SESSION_TOOLS: usize = 200;
 
-/// The arguments as the deciding `modify` policy changes them. A change
-/// that would write more than the bound into them (a `*` path copies its
-/// value into every entry the agent sends) is not applied, and the call
-/// is denied: the policy asked for the call to run only changed.
+/// The arguments as the deciding `modify` policies change them: the
+/// deciding one and every other `modify` of the same priority, in the
+/// order they matched (so two tied policies, one redacting and one
+/// setting, both apply). A change that would write more than the bound
+/// into them (a `*` path copies its value into every entry the agent
+/// sends) is not applied, and the call is denied: the policy asked for
+/// the call to run only changed.
 pub fn apply_change(
     policies: &TenantPolicies,
-    change_from: Option<&str>,
+    change_from: &[String],
     args: &Value,
     decision: &mut Decision,
     reason: &mut String,
 ) -> Option<Value> {
-    let policy_id = change_from?;
-    let change = policies.facts.get(policy_id)?.change.as_ref()?;
-    match change.apply(args) {
-        Ok(changed) => Some(changed),
-        Err(too_large) => {
-            *decision = Decision::Deny;
-            *reason = format!("policy {policy_id}: {too_large}; the call is denied");
-            None
+    let mut changed: Option<Value> = None;
+    for policy_id in change_from {
+        let Some(change) = policies
+            .facts
+            .get(policy_id)
+            .and_then(|f| f.change.as_ref())
+        else {
+            continue;
+        };
+        match change.apply(changed.as_ref().unwrap_or(args)) {
+            Ok(next) => changed = Some(next),
+            Err(too_large) => {
+                *decision = Decision::Deny;
+                *reason = format!("policy {policy_id}: {too_large}; the call is denied");
+                return None;
+            }
         }
     }
+    changed
 }
 
 async fn decide_and_record(
@@ -387,7 +399,7 @@ async fn decide_and_record(
     let modified_tool_args = match decision {
         Decision::Modify => apply_change(
             &policies,
-            outcome.change_from.as_deref(),
+            &outcome.change_from,
             &args,
             &mut decision,
             &mut reason,
@@ -581,8 +593,8 @@ pub struct Outcome {
     pub reason: String,
     /// The deciding `enforce` policy.
     pub deciding: Option<String>,
-    /// The policy whose change a `modify` applies.
-    pub change_from: Option<String>,
+    /// The policies whose changes a `modify` applies, in order.
+    pub change_from: Vec<String>,
     pub matched: Vec<String>,
     pub monitored: Vec<MonitoredOutcome>,
     pub monitor_decision: Option<Decision>,
@@ -671,9 +683,22 @@ pub fn decide(
     Outcome {
         decision,
         reason,
-        change_from: (decision == Decision::Modify)
-            .then(|| deciding.clone())
-            .flatten(),
+        change_from: match eval.deciding {
+            Some(d) if decision == Decision::Modify => {
+                let mut tied: Vec<(i64, String)> = eval
+                    .matched
+                    .iter()
+                    .filter(|p| p.priority == d.priority && p.decision == Decision::Modify)
+                    .map(|p| {
+                        let created = policies.facts.get(&p.id).map_or(0, |f| f.created_at);
+                        (created, p.id.clone())
+                    })
+                    .collect();
+                tied.sort();
+                tied.into_iter().map(|(_, id)| id).collect()
+            }
+            _ => Vec::new(),
+        },
         deciding,
         matched,
         monitored,

@@ -27,6 +27,8 @@ pub struct PolicyFacts {
     /// When the policy last changed: a hold's approval given before it
     /// did not see it.
     pub updated_at: i64,
+    /// When it was created: tied `modify` policies apply in this order.
+    pub created_at: i64,
 }
 
 pub struct TenantPolicies {
@@ -65,6 +67,7 @@ impl TenantPolicies {
                             step_up_timeout_seconds: record.step_up_timeout_seconds,
                             decision: policy.decision,
                             updated_at: record.updated_at,
+                            created_at: record.created_at,
                         },
                     );
                     if policy.enabled {

@@ -533,7 +533,7 @@ pub async fn test_policies(
     let mut reason = outcome.reason;
     let modified_tool_args = service::apply_change(
         &policies,
-        outcome.change_from.as_deref(),
+        &outcome.change_from,
         &args,
         &mut decision,
         &mut reason,
