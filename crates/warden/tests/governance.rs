@@ -1537,6 +1537,25 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     assert_eq!(call("reader-bot", "db.read"), "allow");
     assert_eq!(call("poster-bot", "http.post"), "allow");
     assert_eq!(call("reader-bot", "http.post"), "deny");
+    let also = |api: &Api, agent: &str, tool: &str, session: &str| {
+        enforce(
+            api,
+            json!({"agent_id": agent, "tool_name": tool, "session_id": session}),
+        )["decision"]
+            .clone()
+    };
+    assert_eq!(also(&api, "reader-bot", "db.read", "across"), "allow");
+
+    // A restart keeps each agent's recent sessions: they are rebuilt from
+    // the audit log when the agent's profile is loaded.
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let api = w.api(&t.live_key);
+    assert_eq!(also(&api, "reader-bot", "http.post", "across"), "deny");
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"agent_id": "poster-bot", "tool_name": "http.get", "session_id": "shared"}),
+    );
+    assert_eq!(r.body["data"]["decision"], "allow", "{}", r.text);
 
     // A disabled policy still keeps the fields it names out of storage.
     let pin = policy(

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use warden_core::audit::ChainedRecord;
+use warden_core::audit::{AuditFilter, AuditKind, ChainedRecord};
+use warden_core::page::{Cursor, Direction, PageRequest};
 use warden_core::time::{now_ms, Millis};
 use warden_core::Tenant;
 use warden_policy::drift::{DriftScore, Observation, Profile};
@@ -18,6 +19,10 @@ const SESSION_IDLE_MS: i64 = 3_600_000;
 /// Most tools remembered per session.
 const SESSION_TOOLS: usize = 50;
 const REPLAY_PAGE: i64 = 1_000;
+/// How much of an agent's latest history rebuilds its sessions when its
+/// profile is loaded: pages of decisions, newest first.
+const SESSION_REBUILD_PAGE: u32 = 1_000;
+const SESSION_REBUILD_PAGES: usize = 5;
 /// Least time between two snapshots of one agent's profile. A snapshot
 /// only shortens the replay of the audit log when the profile is next
 /// loaded, so saving it every few seconds would buy little: each save
@@ -43,6 +48,17 @@ struct AgentDrift {
 pub struct SessionTrail {
     pub tools: Vec<String>,
     last_seen: Millis,
+}
+
+impl SessionTrail {
+    /// Adds a call, keeping the latest [`SESSION_TOOLS`].
+    fn push(&mut self, tool: &str, at: Millis) {
+        self.tools.push(tool.to_string());
+        if self.tools.len() > SESSION_TOOLS {
+            self.tools.remove(0);
+        }
+        self.last_seen = at;
+    }
 }
 
 type AgentKey = (Tenant, String);
@@ -136,6 +152,7 @@ impl DriftBook {
                 break;
             }
         }
+        let sessions = self.recent_sessions(tenant, agent_id).await?;
         self.agents.lock().unwrap().insert(
             key,
             AgentDrift {
@@ -146,7 +163,60 @@ impl DriftBook {
                 saved_at: now_ms(),
             },
         );
+        let mut known = self.sessions.lock().unwrap();
+        for (session, trail) in sessions {
+            // Calls this process made meanwhile are the newer account.
+            known
+                .entry((tenant.clone(), agent_id.to_string(), session))
+                .or_insert(trail);
+        }
         Ok(())
+    }
+
+    /// The agent's sessions active within the idle time, rebuilt from its
+    /// latest decisions in the audit log, so that a restart does not
+    /// empty `session.tools` and `session.previous_tool`.
+    async fn recent_sessions(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+    ) -> Result<HashMap<String, SessionTrail>, StoreError> {
+        let filter = AuditFilter {
+            agent_id: Some(agent_id.to_string()),
+            kind: Some(AuditKind::Decision),
+            from: Some(now_ms() - SESSION_IDLE_MS),
+            ..Default::default()
+        };
+        let mut page = PageRequest {
+            limit: SESSION_REBUILD_PAGE,
+            sort: "sequence".into(),
+            direction: Direction::Desc,
+            after: None,
+        };
+        let mut newest_first: Vec<ChainedRecord> = Vec::new();
+        for _ in 0..SESSION_REBUILD_PAGES {
+            let found = self.store.list_audit(tenant, &filter, &page).await?;
+            newest_first.extend(found.items);
+            match found.next_cursor.as_deref().map(Cursor::decode) {
+                Some(Ok(cursor)) => page.after = Some(cursor),
+                _ => break,
+            }
+        }
+        let mut sessions: HashMap<String, SessionTrail> = HashMap::new();
+        for r in newest_first.iter().rev() {
+            let (Some(session), Some(tool)) = (&r.record.session_id, &r.record.tool) else {
+                continue;
+            };
+            // A poll's use of an approval is not a call of its own.
+            if r.record.detail.get("used_by").is_some() {
+                continue;
+            }
+            sessions
+                .entry(session.clone())
+                .or_default()
+                .push(tool, r.record.at);
+        }
+        Ok(sessions)
     }
 
     /// The agent's previous tools in a session, oldest first.
@@ -197,14 +267,10 @@ impl DriftBook {
         }
         if let Some(session) = session_id {
             let mut sessions = self.sessions.lock().unwrap();
-            let trail = sessions
+            sessions
                 .entry((tenant.clone(), agent_id.to_string(), session.to_string()))
-                .or_default();
-            trail.tools.push(call.tool.to_string());
-            if trail.tools.len() > SESSION_TOOLS {
-                trail.tools.remove(0);
-            }
-            trail.last_seen = call.at_ms;
+                .or_default()
+                .push(call.tool, call.at_ms);
         }
     }
 

@@ -314,6 +314,8 @@ async fn decide_and_record(
         .filter(|v| !v.is_null())
         .unwrap_or_else(|| json!({}));
 
+    // Loaded first: loading rebuilds the agent's recent sessions.
+    g.drift.ensure_loaded(&tenant, &agent.id).await?;
     // The session's earlier tools: the caller's list when it sends one
     // (without the current call), else what this replica saw.
     let session_tools = match (&call.session_tools, &call.session_id) {
@@ -329,8 +331,6 @@ async fn decide_and_record(
         (None, None) => Vec::new(),
     };
     let previous_tool = session_tools.last().cloned();
-
-    g.drift.ensure_loaded(&tenant, &agent.id).await?;
     let keys = argument_keys(&args);
     let observation = Observation {
         tool: &call.tool,

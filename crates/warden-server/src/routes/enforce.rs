@@ -455,20 +455,21 @@ pub async fn test_policies(
         .clone()
         .filter(|v| !v.is_null())
         .unwrap_or_else(|| serde_json::json!({}));
-    let session_tools = body
-        .session_id
-        .as_deref()
-        .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
-        .unwrap_or_default();
-    let keys = crate::governance::drift::argument_keys(&args);
     // An agent not yet registered scores as its first call would: with an
-    // empty profile (learning, every tool and argument new).
+    // empty profile (learning, every tool and argument new). Loading
+    // rebuilds its recent sessions, so it comes first.
     if !agent.id.is_empty() {
         g.drift
             .ensure_loaded(&tenant, &agent.id)
             .await
             .map_err(ApiError::from)?;
     }
+    let session_tools = body
+        .session_id
+        .as_deref()
+        .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
+        .unwrap_or_default();
+    let keys = crate::governance::drift::argument_keys(&args);
     let drift = g.drift.score(
         &tenant,
         &agent.id,
