@@ -1184,6 +1184,25 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
 
+    // A whole number past 64 bits would reach policies, the hold's digest
+    // and the audit record rounded: two accounts would look the same.
+    for path in ["/api/v1/enforce", "/v1/enforce"] {
+        let r = api.json_text(
+            "POST",
+            path,
+            r#"{"agent_id": "big-bot", "tool_name": "pay.x", "tool_args": {"to": 12345678901234567890123}}"#,
+        );
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["position"]["column"], 67, "{}", r.text);
+        assert!(r.text.contains("64 bits"), "{}", r.text);
+    }
+    let r = api.json_text(
+        "POST",
+        "/api/v1/enforce",
+        r#"{"agent_id": "big-bot", "tool_name": "pay.x", "tool_args": {"to": "12345678901234567890123", "n": 18446744073709551615}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+
     // An Idempotency-Key never replays a decision: the agent was suspended
     // in between, so the second call is denied and audited afresh.
     let call = json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}});

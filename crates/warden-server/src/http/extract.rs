@@ -142,6 +142,19 @@ fn strip_location(message: &str) -> String {
     }
 }
 
+/// Refuses a whole number past 64 bits (see `exact_numbers`).
+fn exact_numbers(bytes: &[u8]) -> Result<(), ApiError> {
+    let Some(at) = super::exact_numbers::first_inexact_integer(bytes) else {
+        return Ok(());
+    };
+    let (line, column) = super::exact_numbers::line_and_column(bytes, at);
+    Err(ApiError::malformed(
+        "a whole number here has more digits than 64 bits hold, and would be kept only \
+         approximately; send it as a string",
+        Position { line, column },
+    ))
+}
+
 /// Refuses a document that is valid JSON but not an object.
 fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -165,6 +178,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = json_body(req, state).await?;
         require_object(&bytes)?;
+        exact_numbers(&bytes)?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -180,6 +194,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for UniqueJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = json_body(req, state).await?;
         require_object(&bytes)?;
+        exact_numbers(&bytes)?;
         let super::unique_keys::UniqueKeys(value) = parse_json(&bytes)?;
         // The value read once; only a body the type refuses is parsed
         // again, by the path that names the field at fault.

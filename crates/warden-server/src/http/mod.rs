@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod exact_numbers;
 pub mod extract;
 pub mod query_params;
 pub mod request_id;
