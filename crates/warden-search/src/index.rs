@@ -56,6 +56,9 @@ pub struct EventIndex {
     writer_threads: usize,
     /// Threads one search walks its segments on (see `run`).
     search_threads: usize,
+    /// The log position the index's last commit holds everything up to,
+    /// saved in the commit itself; -1 when an older index did not save it.
+    position: std::sync::atomic::AtomicI64,
     id: String,
     dir: PathBuf,
 }
@@ -121,6 +124,12 @@ impl EventIndex {
                 id
             }
         };
+        let position = index
+            .load_metas()
+            .ok()
+            .and_then(|m| m.payload)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(-1);
         Ok(EventIndex {
             fields,
             index,
@@ -130,6 +139,7 @@ impl EventIndex {
             // A search walks its segments on every core: one analyst's
             // query over millions of events answers in a fraction of the
             // time.
+            position: std::sync::atomic::AtomicI64::new(position),
             search_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
@@ -143,6 +153,17 @@ impl EventIndex {
     /// in the store is `index:<id>`.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Names this index anew, so that its position in the log starts
+    /// over under a name no other copy of this directory shares: for a
+    /// rebuild, which may run on a copied or restored data directory.
+    pub fn rename(&mut self) -> Result<(), SearchError> {
+        let id = warden_core::id::new_id("idx");
+        std::fs::write(self.dir.join(ID_FILE), &id)
+            .map_err(|e| SearchError::Index(e.to_string()))?;
+        self.id = id;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -182,9 +203,33 @@ impl EventIndex {
 
     /// Makes everything added so far durable and searchable.
     pub fn commit(&self) -> Result<(), SearchError> {
+        let position = self.position.load(std::sync::atomic::Ordering::Relaxed);
         // A commit starts the writer's next indexing threads from here.
-        at_indexing_priority(|| self.with_writer(|writer| writer.commit()))?;
+        at_indexing_priority(|| {
+            self.with_writer(|writer| {
+                let mut prepared = writer.prepare_commit()?;
+                if position >= 0 {
+                    prepared.set_payload(&position.to_string());
+                }
+                prepared.commit()
+            })
+        })?;
         self.reader.reload().map_err(index_err)
+    }
+
+    /// Commits everything added, which holds the log up to `position`.
+    pub fn commit_at(&self, position: i64) -> Result<(), SearchError> {
+        self.position
+            .store(position, std::sync::atomic::Ordering::Relaxed);
+        self.commit()
+    }
+
+    /// The log position the index's last commit holds everything up to,
+    /// if it saved one. An index copied from elsewhere, or restored from
+    /// an older snapshot, says here how far it really got.
+    pub fn committed_position(&self) -> Option<i64> {
+        let p = self.position.load(std::sync::atomic::Ordering::Relaxed);
+        (p >= 0).then_some(p)
     }
 
     /// Drops everything added since the last commit and restarts the
@@ -221,7 +266,7 @@ impl EventIndex {
             Bound::Unbounded,
         );
         self.with_writer(|writer| writer.delete_query(Box::new(query)))?;
-        self.commit()
+        self.commit_at(seq as i64)
     }
 
     /// Removes an organization's events whose time is before `before`.

@@ -57,6 +57,11 @@ pub(crate) fn apply_sqlite(
 pub(crate) async fn apply_postgres(pool: &PgPool, list: &[(i64, &str)]) -> StoreResult<()> {
     use crate::postgres::map_err;
     let mut conn = pool.acquire().await.map_err(map_err)?.detach();
+    // Replicas starting together wait for the first one's migrations,
+    // however long they take.
+    conn.execute("SET lock_timeout = 0")
+        .await
+        .map_err(map_err)?;
     conn.execute("SELECT pg_advisory_lock(72430001)")
         .await
         .map_err(map_err)?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{Column, PgPool, Postgres, Row as _, TypeInfo};
 
@@ -15,15 +15,33 @@ pub struct PostgresDb {
     pool: PgPool,
 }
 
+/// Longest a statement waits for a row another session holds.
+const LOCK_TIMEOUT: &str = "5s";
+/// Longest a session may sit idle inside a transaction before the
+/// database ends it and releases its locks.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "15s";
+
 impl PostgresDb {
     /// Connects and applies `migrations` under an advisory lock, so that
     /// replicas starting together apply each migration once.
     pub async fn connect(url: &str, migrations: &[(i64, &str)]) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse().map_err(map_err)?;
+        // A replica that stops in the middle of a transaction (a paused
+        // VM, a cut network) holds the rows every append locks: the
+        // database ends its transaction after a while, and a replica
+        // waiting on it answers 503 rather than waiting without end.
+        let options = options.options([
+            ("lock_timeout", LOCK_TIMEOUT),
+            (
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            ),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(map_err)?;
         crate::migrate::apply_postgres(&pool, migrations).await?;
@@ -153,6 +171,16 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
             field: format!("{} {}", db.message(), db.constraint().unwrap_or_default()),
         },
+        // 55P03: a lock not granted within `lock_timeout`; 25P03: the
+        // session idled in its transaction past the limit; 57014: canceled.
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("55P03" | "25P03" | "57014")) =>
+        {
+            StoreError::Unavailable(format!(
+                "{} (another replica may hold the rows this needs)",
+                db.message()
+            ))
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(err.to_string())
         }

@@ -485,3 +485,50 @@ fn every_replica_searches_events_ingested_on_any() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A replica that stops inside a transaction (a paused VM, a cut network)
+/// holds the event log's counter row that every append locks. Another
+/// replica's decision does not wait for it without end: it answers 503
+/// once the lock wait passes its bound, and the database ends the idle
+/// transaction, after which decisions go on.
+#[test]
+#[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+fn a_replica_frozen_in_a_transaction_does_not_stall_the_others() {
+    let backend = Backend::postgres();
+    let t = backend.init();
+    let w = Warden::start_replica(&backend, 1, &[], &[]);
+    let api = w.api(&t.live_key);
+    let call = json!({"agent_id": "steady", "tool_name": "db.read"});
+    assert_eq!(api.post("/api/v1/enforce", &call).status, 200);
+    // A session that takes the row and then stops, as a frozen replica's
+    // would, for longer than any bound here.
+    let url = backend.database_url.clone().unwrap();
+    let frozen = std::thread::spawn(move || {
+        std::process::Command::new("psql")
+            .args([
+                url.as_str(),
+                "-X",
+                "-q",
+                "-c",
+                "SET idle_in_transaction_session_timeout = 0; BEGIN; \
+                 SELECT last_seq FROM event_log_head WHERE id = 1 FOR UPDATE; \
+                 SELECT pg_sleep(40); COMMIT;",
+            ])
+            .output()
+            .expect("psql runs")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = api.post("/api/v1/enforce", &call);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "unavailable", "{}", r.text);
+    // The lock is released when the session ends (here: terminated).
+    common::psql(
+        backend.database_url.as_deref().unwrap(),
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%pg_sleep(40)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = frozen.join();
+    assert_eq!(api.post("/api/v1/enforce", &call).status, 200);
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+}

@@ -1524,6 +1524,42 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
     let api = w.api(&t.live_key);
     assert_eq!(total(&api, "reindex"), 300);
     assert_eq!(total(&api, "n:[100 TO 199]"), 100);
+
+    // An index restored from a snapshot taken before the last events:
+    // its own last commit says how far it got, so the events after it
+    // are indexed again, though the saved position is past them.
+    assert!(w.terminate().success());
+    let dir = backend.data_dir(0).join("index");
+    let snapshot = backend.data_dir(0).with_extension("snapshot");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let status = std::process::Command::new("cp")
+            .args(["-a", &from.display().to_string(), &to.display().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy(&dir, &snapshot);
+    let id = |d: &std::path::Path| std::fs::read_to_string(d.join("warden-index-id")).unwrap();
+    let before = id(&dir);
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(&api, json!([{"message": "after the snapshot"}]));
+    wait_total(&api, "snapshot", 1);
+    assert!(w.terminate().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+    copy(&snapshot, &dir);
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    wait_total(&api, "snapshot", 1);
+    assert_eq!(total(&api, ""), 301);
+    // `reindex` names the index anew: a copy of this data dir started
+    // beside it (a cloned replica) no longer shares its position.
+    assert!(w.terminate().success());
+    assert!(backend.cli(&["reindex"]).status.success());
+    assert_ne!(id(&dir), before, "the rebuilt index has a name of its own");
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    assert_eq!(total(&api, ""), 301);
 }
 
 /// The process's open-files limit, soft and hard, as `prlimit` sets it.

@@ -152,13 +152,26 @@ pub async fn run(
     }
 }
 
-/// The stored cursor, with the index cut back to it.
+/// The stored cursor, with the index cut back to it. An index whose own
+/// last commit says it holds less (a data dir restored from a snapshot,
+/// or copied from another replica) goes on from there instead.
 pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, String> {
-    let cursor = store
+    let stored = store
         .consumer_cursor(&cursor_name(index))
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or(0);
+    let cursor = match index.committed_position() {
+        Some(held) if held < stored => {
+            tracing::warn!(
+                stored,
+                held,
+                "the search index holds less of the log than its saved position (restored or copied?); indexing the rest again"
+            );
+            held
+        }
+        _ => stored,
+    };
     let idx = index.clone();
     tokio::task::spawn_blocking(move || idx.forget_after(cursor.max(0) as u64))
         .await
@@ -171,7 +184,7 @@ pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, S
 /// past the cursor, which `resume` removes.
 pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> Result<(), String> {
     let idx = index.clone();
-    tokio::task::spawn_blocking(move || idx.commit())
+    tokio::task::spawn_blocking(move || idx.commit_at(cursor))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;

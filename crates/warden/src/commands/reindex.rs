@@ -14,13 +14,17 @@ pub async fn run(args: ReindexArgs) -> Result<(), String> {
     let dir = args.store.data_dir.join("index");
     // `serve` is stopped: every core may build the index.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let index = EventIndex::open(&dir, cores.clamp(1, 8)).map_err(|e| match e {
+    let mut index = EventIndex::open(&dir, cores.clamp(1, 8)).map_err(|e| match e {
         warden_search::SearchError::Busy(_) => format!(
             "the index in {} is in use: stop `warden serve` on this data directory first",
             dir.display()
         ),
         other => other.to_string(),
     })?;
+    // A data directory copied from another replica, or restored from a
+    // snapshot, shares or rewinds the name its position in the log is
+    // kept under: the rebuilt index takes a name of its own.
+    index.rename().map_err(|e| e.to_string())?;
     let index = Arc::new(index);
     let started = Instant::now();
     let last = indexer::rebuild(opened.store.as_ref(), &index).await?;
