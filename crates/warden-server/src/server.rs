@@ -159,6 +159,15 @@ impl Server {
             Duration::from_secs(60),
         ));
         let app = crate::routes::router(state.clone());
+        // Long-polls on holds are in-flight requests too: they answer at
+        // once when shutdown begins, instead of holding it up to 30 s.
+        let shutdown = {
+            let state = state.clone();
+            async move {
+                shutdown.await;
+                state.governance.waiters.close();
+            }
+        };
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });

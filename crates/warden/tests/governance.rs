@@ -917,6 +917,22 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let resolved = api.get("/api/v1/audit?kind=hold_resolution&limit=1").body["data"][0].clone();
     assert_eq!(resolved["matched_policy_ids"], json!([]), "{resolved}");
     assert!(resolved["policy_id"].is_null(), "{resolved}");
+
+    // Shutdown answers a long-poll at once, with the hold as it is,
+    // rather than waiting out its 30 s (`terminate` gives up after 20).
+    let d = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": {"n": 1}}),
+    );
+    let token = d["hold_token"].as_str().unwrap().to_string();
+    let poller = api.clone_with_key();
+    let poll =
+        std::thread::spawn(move || poller.get(&format!("/api/v1/enforce/hold/{token}?wait=30")));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.terminate().success());
+    let answered = poll.join().unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.text);
+    assert_eq!(answered.body["data"]["status"], "pending");
 }
 
 fn audit_filters_and_chain_verification(backend: &Backend) {

@@ -27,9 +27,25 @@ pub const MAX_COMMENT: usize = 2_000;
 #[derive(Default)]
 pub struct HoldWaiters {
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Set at shutdown: long-polls answer at once with the hold as it is,
+    /// so that stopping the server does not wait out every poll.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl HoldWaiters {
+    /// Wakes every long-poll and makes later ones answer at once.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for (_, n) in self.waiting.lock().unwrap().drain() {
+            n.notify_waiters();
+        }
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn notify_for(&self, hold_id: &str) -> Arc<Notify> {
         self.waiting
             .lock()
@@ -57,7 +73,7 @@ impl HoldWaiters {
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if still_pending().await {
+        if !self.closing() && still_pending().await {
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(limit.min(POLL_FALLBACK)) => {}

@@ -250,7 +250,7 @@ pub async fn poll_hold(
         }
         let h = expire_if_due(g.store.as_ref(), &g.audit, &g.waiters, &tenant, h).await?;
         let now = tokio::time::Instant::now();
-        if h.status != HoldStatus::Pending || now >= deadline {
+        if h.status != HoldStatus::Pending || now >= deadline || g.waiters.closing() {
             return Ok(h);
         }
         let until_expiry = Duration::from_millis((h.expires_at - now_ms()).max(0) as u64 + 5);
