@@ -474,6 +474,20 @@ fn network_limits_and_agent_binding(backend: &Backend) {
         &json!({"name": "x", "scopes": ["agents.read"], "agent_id": "agt_missing"}),
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "agent_id");
+    // An agent may be named by its external id, as enforcement takes it;
+    // the key is bound to its Warden id.
+    let r = admin.post(
+        "/api/v1/agents",
+        &json!({"name": "by-external", "external_id": "ext-sdk"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let agent = r.body["data"]["id"].as_str().unwrap().to_string();
+    let r = admin.post(
+        "/api/v1/api-keys",
+        &json!({"name": "ext", "scopes": ["enforce"], "agent_id": "ext-sdk"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"]["agent_id"], agent.as_str(), "{}", r.text);
 }
 
 fn operator_key_commands(backend: &Backend) {

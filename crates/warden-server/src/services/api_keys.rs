@@ -26,22 +26,25 @@ pub async fn create(
     request: KeyRequest,
 ) -> ServiceResult<MintedKey> {
     let now = now_ms();
-    let grant = authorize_grant(&principal.grantor(), request, now)?;
+    let mut grant = authorize_grant(&principal.grantor(), request, now)?;
     let tenant = Tenant {
         org_id: principal.org_id.clone(),
         environment: grant.environment,
     };
-    if let Some(agent_id) = &grant.agent_id {
-        if store.get_agent(&tenant, agent_id).await?.is_none() {
+    if let Some(reference) = &grant.agent_id {
+        // The agent's Warden id or its external id, as enforcement takes
+        // it; the key is bound to the Warden id.
+        let Some(agent) = store.find_agent(&tenant, reference).await? else {
             return Err(Error::invalid(
                 "agent_id",
                 format!(
-                    "no agent `{agent_id}` in the {} environment",
+                    "no agent `{reference}` in the {} environment",
                     grant.environment
                 ),
             )
             .into());
-        }
+        };
+        grant.agent_id = Some(agent.id);
     }
     let secret = keys.mint(grant.environment);
     let key = ApiKey::issue(&principal.org_id, grant, &secret, now);

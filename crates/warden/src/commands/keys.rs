@@ -116,22 +116,23 @@ pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
         agent_id: args.agent_id,
     };
     let now = now_ms();
-    let grant = authorize_grant(&operator, request, now).map_err(|e| e.to_string())?;
+    let mut grant = authorize_grant(&operator, request, now).map_err(|e| e.to_string())?;
     let tenant = Tenant {
         org_id: args.org.clone(),
         environment,
     };
-    if let Some(agent) = &grant.agent_id {
-        if store
-            .get_agent(&tenant, agent)
+    if let Some(reference) = &grant.agent_id {
+        // The Warden id or the external id; the key is bound to the id.
+        let found = store
+            .find_agent(&tenant, reference)
             .await
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
+            .map_err(|e| e.to_string())?;
+        let Some(agent) = found else {
             return Err(format!(
-                "no agent `{agent}` in the {environment} environment"
+                "no agent `{reference}` in the {environment} environment"
             ));
-        }
+        };
+        grant.agent_id = Some(agent.id);
     }
     let secret = mint_key(environment, &opened.master.key_pepper());
     let key = ApiKey::issue(&args.org, grant, &secret, now);
