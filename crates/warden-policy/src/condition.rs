@@ -111,6 +111,7 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
         .expect("the strings extension registers once");
     regex_match::register(&mut env);
     crate::utc_time::register(&mut env);
+    crate::linear_search::register(&mut env);
     Arc::new(env)
 });
 
@@ -1093,6 +1094,8 @@ impl Checker<'_> {
         let name = match call.func_name.as_str() {
             MATCHES_FN => "matches",
             crate::utc_time::TIMESTAMP_FN => "timestamp",
+            crate::linear_search::INDEX_OF_FN => "indexOf",
+            crate::linear_search::LAST_INDEX_OF_FN => "lastIndexOf",
             other => other,
         };
         if self.cost_rules {
