@@ -14,6 +14,8 @@ pub mod pattern;
 mod regex_match;
 mod set;
 mod signature;
+#[cfg(test)]
+mod test_support;
 mod utc_time;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};

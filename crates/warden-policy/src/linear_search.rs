@@ -146,17 +146,11 @@ pub fn register(env: &mut Env) {
 #[cfg(test)]
 mod tests {
     use crate::set::Condition;
+    use crate::test_support::holds;
     use crate::{CallFacts, CelCondition, ConditionInput};
 
     fn value(source: &str, s: &str) -> bool {
-        let facts = CallFacts {
-            args: serde_json::json!({ "s": s }),
-            ..Default::default()
-        };
-        CelCondition::compile(source)
-            .unwrap()
-            .holds(&ConditionInput::new(facts))
-            .unwrap()
+        holds(source, serde_json::json!({ "s": s }))
     }
 
     #[test]

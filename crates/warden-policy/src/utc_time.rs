@@ -69,20 +69,7 @@ pub fn register(env: &mut Env) {
 
 #[cfg(test)]
 mod tests {
-    use crate::set::Condition;
-    use crate::{CallFacts, CelCondition, ConditionInput};
-
-    fn holds(source: &str, args: serde_json::Value) -> bool {
-        let facts = CallFacts {
-            args,
-            now_ms: 1_800_000_000_000,
-            ..Default::default()
-        };
-        CelCondition::compile(source)
-            .unwrap()
-            .holds(&ConditionInput::new(facts))
-            .unwrap()
-    }
+    use crate::test_support::holds;
 
     #[test]
     fn accessors_read_an_argument_s_time_in_utc_whatever_its_offset() {
