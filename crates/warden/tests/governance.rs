@@ -909,8 +909,12 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     let call = json!({"agent_id": "payer", "tool_name": "mail.send", "tool_args": {"to": "x"}});
     let redeem = approved_redemption(&api, &call);
+    let token = redeem["hold_token"].as_str().unwrap().to_string();
+    assert!(hold_until(&api, &token, 0)["redeemed_at"].is_null());
     let ran = enforce(&api, redeem);
     assert_eq!(ran["decision"], "allow", "{ran}");
+    // The poll says the approval was used.
+    assert!(hold_until(&api, &token, 0)["redeemed_at"].is_string());
     // Its views name no policy rather than an empty one.
     let held = api.get("/api/v1/holds?limit=1").body["data"][0].clone();
     assert!(held["policy_id"].is_null(), "{held}");

@@ -181,6 +181,10 @@ pub struct HoldState {
     /// stops counting (the status then reads `expired`).
     #[schema(format = DateTime)]
     pub approval_expires_at: Option<String>,
+    /// When the approved call was made (the approval is single-use: a
+    /// later re-submission is denied). Null until then.
+    #[schema(format = DateTime)]
+    pub redeemed_at: Option<String>,
     pub comment: Option<String>,
 }
 
@@ -201,6 +205,7 @@ pub fn hold_state(h: &Hold, now: i64) -> HoldState {
         decided_at: opt_time(h.decided_at),
         expires_at: super::wire::time(h.expires_at),
         approval_expires_at: opt_time(h.approval_expires_at()),
+        redeemed_at: opt_time(h.redeemed_at),
         comment: h.comment.clone(),
     }
 }
