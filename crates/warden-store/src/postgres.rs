@@ -37,6 +37,27 @@ impl PostgresDb {
                 IDLE_IN_TRANSACTION_TIMEOUT,
             ),
         ]);
+        // One connection first, so that a refusal is named for what it is
+        // (the pool would only say it timed out waiting).
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::ConnectOptions::connect(&options),
+        )
+        .await;
+        let reached = |why: String| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}:{}: {why}",
+                options.get_host(),
+                options.get_port()
+            ))
+        };
+        match probe {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(e)) => return Err(reached(e.to_string())),
+            Err(_) => return Err(reached("no answer within 10 s".into())),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)

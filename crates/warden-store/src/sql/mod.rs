@@ -79,8 +79,10 @@ impl SqlStore {
     /// Opens a `postgres://` URL and brings its schema up to date.
     pub async fn open(url: &str) -> StoreResult<Self> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(StoreError::Corrupt(
-                "database URL must start with postgres://".into(),
+            return Err(StoreError::Rejected(
+                "the database URL must start with postgres:// or postgresql:// \
+                 (PostgreSQL is the only server database)"
+                    .into(),
             ));
         }
         let db = PostgresDb::connect(url, crate::migrate::POSTGRES).await?;
