@@ -240,6 +240,11 @@ fn every_operator_of_the_language(backend: &Backend) {
     let r = api.post("/api/v1/siem/search", &json!({"query": "a AND\n(b"}));
     let e = r.error(400, "invalid_request");
     assert_eq!(e["position"], json!({"line": 2, "column": 3}), "{}", r.text);
+    assert!(
+        e["message"].as_str().unwrap().contains("(line 2, column 3)"),
+        "{}",
+        r.text
+    );
     // No query, however costly, hangs the server.
     let wild = "*a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*";
     let r = api.post("/api/v1/siem/search", &json!({"query": wild}));

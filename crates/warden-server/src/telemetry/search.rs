@@ -112,6 +112,16 @@ pub fn query_error(query: &str, position: usize, message: String) -> ApiError {
     let before: Vec<char> = query.chars().take(position.saturating_sub(1)).collect();
     let line = 1 + before.iter().filter(|c| **c == '\n').count();
     let column = 1 + before.iter().rev().take_while(|c| **c != '\n').count();
+    // A query of several lines: the line and column beside the position.
+    let message = if line > 1 {
+        message.replacen(
+            &format!("at position {position}"),
+            &format!("at position {position} (line {line}, column {column})"),
+            1,
+        )
+    } else {
+        message
+    };
     let mut err = ApiError::malformed(message, BodyPosition { line, column });
     err.field = Some("query".into());
     err
