@@ -365,6 +365,18 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     assert_eq!(far["to_time"], "9999-12-31T23:59:59.999Z", "{far}");
     assert_eq!(far["histogram"].as_array().unwrap().len(), 1, "{far}");
     assert_eq!(far["histogram"][0]["count"], 25, "{far}");
+    // An event at the last millisecond an event may carry is found there.
+    ingest(
+        &api,
+        json!([{"message": "at the end of time", "timestamp": "9999-12-31T23:59:59.999Z"}]),
+    );
+    let end = json!({"query": "\"end of time\"", "from_time": "9999-12-31T00:00:00Z",
+                     "to_time": "now+99999999d", "limit": 1});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while search(&api, end.clone())["total"] != 1 {
+        assert!(Instant::now() < deadline, "the last millisecond is never found");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let early = search(&api, json!({"to_time": "1970-01-01T12:00:00Z", "limit": 0}));
     assert_eq!(early["from_time"], "1970-01-01T00:00:00.000Z", "{early}");
     let r = api.post("/api/v1/siem/search", &json!({"to_time": "now-9999999d"}));

@@ -192,7 +192,9 @@ impl Telemetry {
             query: ast,
             agent_id: params.agent_id.clone(),
             from,
-            to,
+            // The end is exclusive: at the end of time it takes in the
+            // last millisecond too, which events may carry.
+            to: if to == LATEST_TIME { to + 1 } else { to },
             // One more than asked tells whether another page follows.
             limit: params.limit.min(MAX_LIMIT) + 1,
             order: params.order,
