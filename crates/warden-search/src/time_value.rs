@@ -20,9 +20,17 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
             b'+' => (1, &rest[1..]),
             _ => return None,
         };
-        let span = parse_span(amount)?;
-        let at = now.checked_add(sign * span)?;
-        return Some((at, at + 1));
+        // A span too long to count in milliseconds reaches past either
+        // end of time, where the caller clamps it.
+        let too_long = || {
+            let unit = amount.chars().last()?;
+            let digits = &amount[..amount.len() - unit.len_utf8()];
+            let whole = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            (whole && "smhdw".contains(unit)).then_some(i64::MAX)
+        };
+        let span = parse_span(amount).or_else(too_long)?;
+        let at = now.saturating_add(sign * span);
+        return Some((at, at.saturating_add(1)));
     }
     if let Some(ms) = parse_rfc3339(text) {
         return Some((ms, ms + 1));
@@ -83,5 +91,14 @@ mod tests {
         );
         assert_eq!(parse_time_value("yesterday", now), None);
         assert_eq!(parse_time_value("now-5y", now), None);
+        // Past either end of what a millisecond count holds: that end.
+        assert_eq!(
+            parse_time_value("now-1000000000000000000d", now).map(|s| s.0),
+            Some(now - i64::MAX)
+        );
+        assert_eq!(
+            parse_time_value("now+99999999999999999999999w", now).map(|s| s.0),
+            Some(i64::MAX)
+        );
     }
 }

@@ -241,7 +241,10 @@ fn every_operator_of_the_language(backend: &Backend) {
     let e = r.error(400, "invalid_request");
     assert_eq!(e["position"], json!({"line": 2, "column": 3}), "{}", r.text);
     assert!(
-        e["message"].as_str().unwrap().contains("(line 2, column 3)"),
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("(line 2, column 3)"),
         "{}",
         r.text
     );
@@ -374,7 +377,10 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
                      "to_time": "now+99999999d", "limit": 1});
     let deadline = Instant::now() + Duration::from_secs(20);
     while search(&api, end.clone())["total"] != 1 {
-        assert!(Instant::now() < deadline, "the last millisecond is never found");
+        assert!(
+            Instant::now() < deadline,
+            "the last millisecond is never found"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let early = search(&api, json!({"to_time": "1970-01-01T12:00:00Z", "limit": 0}));
