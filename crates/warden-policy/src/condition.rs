@@ -744,6 +744,8 @@ impl Checker<'_> {
         let receiver = match &expr.expr {
             Expr::Select(select) => Some(&*select.operand),
             Expr::Call(call) => call.target.as_deref().or(call.args.first()),
+            // A macro (`all`, `map`, …) begins with what it ranges over.
+            Expr::Comprehension(c) => Some(&c.iter_range),
             _ => None,
         };
         receiver.map_or(own, |r| own.min(self.start_of(r)))
@@ -1248,7 +1250,13 @@ impl Checker<'_> {
                         _ => {}
                     }
                     let fits = match name {
-                        "_+_" => a.may_be(b) && !matches!(a, Kind::Bool | Kind::Null | Kind::Map),
+                        // Two times do not add (a stored condition that
+                        // does keeps loading, and fails at run time).
+                        "_+_" => {
+                            a.may_be(b)
+                                && !matches!(a, Kind::Bool | Kind::Null | Kind::Map)
+                                && !(self.cost_rules && a == Timestamp && b == Timestamp)
+                        }
                         "_-_" => {
                             a.may_be(b) && (a.numeric() || a == Kind::Dyn || a == Kind::Duration)
                         }
@@ -1734,6 +1742,10 @@ mod tests {
             ("tool in {'a': 1, 'a': 2}", 9, ""),
             ("[1, 2][5] == args.n", 1, ""),
             ("{'a': 1}.b == args.n", 1, ""),
+            ("args.n > 0 && [1, 2].all(x, x / 0 == 1)", 15, "division"),
+            ("args.n > 0 && ['a'].exists(x, x > 5)", 15, ""),
+            ("args.n > 0 && [1.5, 2.5].exists(y, y + 1 > 2)", 15, ""),
+            ("args.n > 0 && [1, 2].map(x, x * 1.5).size() > 0", 15, ""),
             ("now.getHours('Mars/Olympus') > 1", 1, "mars/olympus"),
             ("now.getDayOfWeek('Europe/Pariss') < 6", 1, "europe/pariss"),
             (
@@ -1762,6 +1774,7 @@ mod tests {
             "has({'a': 1}.b) || now > timestamp('2026-01-01T00:00:00Z')",
             "type(args.n) == int",
             "now.getHours('Europe/Paris') > 8 && now.getDayOfWeek('+02:00') < 6",
+            "[1, 2, 3].all(x, x > 0) && ['^a', '^b'].exists(p, args.s.matches(p))",
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
         }

@@ -3,6 +3,7 @@
 //! that does not exist, a map literal with a key twice) would fail on
 //! every call, so it is refused when the policy is written.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -29,18 +30,47 @@ pub fn always_failing<'e>(env: &Arc<Env>, root: &'e IdedExpr) -> Option<(&'e Ide
             stack.push((child, false));
         }
     }
-    let mut constant: std::collections::HashMap<u64, bool> = Default::default();
+    // The variables each part reads that nothing inside it binds: a part
+    // that reads none (a loop over literals reading only its own
+    // variables included) gives the same value on every call.
+    let mut free: HashMap<u64, Option<HashSet<String>>> = HashMap::new();
+    let mut constant: HashMap<u64, bool> = HashMap::new();
     for e in order {
-        let own = match &e.expr {
-            Expr::Literal(_) => true,
-            Expr::Call(_) | Expr::List(_) | Expr::Select(_) | Expr::Map(_) => true,
-            // The call's variables, a loop's own, type names, messages.
-            Expr::Ident(_) | Expr::Comprehension(_) | Expr::Struct(_) | Expr::Unspecified => false,
+        let of = |c: &IdedExpr| free.get(&c.id).cloned().flatten();
+        let reads: Option<HashSet<String>> = match &e.expr {
+            Expr::Literal(_) => Some(HashSet::new()),
+            Expr::Ident(name) => Some(HashSet::from([name.clone()])),
+            // Messages and the unparsed are never evaluated here.
+            Expr::Struct(_) | Expr::Unspecified => None,
+            Expr::Comprehension(c) => {
+                let own = [Some(&c.iter_var), c.iter_var2.as_ref(), Some(&c.accu_var)];
+                let mut reads = HashSet::new();
+                for (part, binds) in [
+                    (&c.iter_range, false),
+                    (&c.accu_init, false),
+                    (&c.loop_cond, true),
+                    (&c.loop_step, true),
+                    (&c.result, true),
+                ] {
+                    let Some(part_reads) = of(part) else {
+                        reads.insert(String::new());
+                        continue;
+                    };
+                    reads.extend(
+                        part_reads
+                            .into_iter()
+                            .filter(|v| !(binds && own.contains(&Some(v)))),
+                    );
+                }
+                Some(reads)
+            }
+            _ => children(e).iter().try_fold(HashSet::new(), |mut all, c| {
+                all.extend(of(c)?);
+                Some(all)
+            }),
         };
-        let is_constant = own
-            && children(e)
-                .iter()
-                .all(|c| constant.get(&c.id).copied().unwrap_or(false));
+        let is_constant = reads.as_ref().is_some_and(HashSet::is_empty);
+        free.insert(e.id, reads);
         constant.insert(e.id, is_constant);
         if let Some(why) = unknown_zone(&ctx, e, &constant) {
             return Some((e, why));
@@ -73,11 +103,7 @@ const ZONED: &[&str] = &[
 /// A zone given as literals to an accessor of a time read from the call
 /// (`now.getHours('Mars/Olympus')`): the same zone on a fixed time says
 /// whether the engine knows it.
-fn unknown_zone(
-    ctx: &Context,
-    e: &IdedExpr,
-    constant: &std::collections::HashMap<u64, bool>,
-) -> Option<String> {
+fn unknown_zone(ctx: &Context, e: &IdedExpr, constant: &HashMap<u64, bool>) -> Option<String> {
     let Expr::Call(call) = &e.expr else {
         return None;
     };
