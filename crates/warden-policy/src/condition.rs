@@ -1600,6 +1600,11 @@ mod tests {
         assert!(!e.message.contains('\n'), "{e}");
         let e = CelCondition::compile("args.s.matches('(?:a|aa){0,3000}b')").unwrap_err();
         assert!(e.message.contains("compiles to a program over"), "{e}");
+        // A Unicode class repeated is large; the message names the way out.
+        if let Err(e) = CelCondition::compile(r"args.s.matches('\\w{8}')") {
+            assert!(e.message.contains("(?-u:"), "{e}");
+        }
+        assert!(CelCondition::compile(r"args.s.matches('(?-u:\\w){8}')").is_ok());
     }
 
     #[test]

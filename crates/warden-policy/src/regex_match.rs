@@ -116,7 +116,9 @@ pub fn describe(why: &regex::Error) -> String {
     match why {
         regex::Error::CompiledTooBig(limit) => format!(
             "the pattern compiles to a program over {limit} bytes: a regex's cost grows with \
-             its program times the text; simplify it (fewer or smaller repetition counts)"
+             its program times the text; simplify it (fewer or smaller repetition counts; \
+             Unicode classes such as \\w and \\d are large, so repeat the ASCII ones: \
+             (?-u:\\w) or [A-Za-z0-9_])"
         ),
         other => {
             let text = other.to_string();
