@@ -541,7 +541,7 @@ struct Checker<'a> {
     literal_runs_total: std::cell::Cell<u64>,
     /// The string literals a loop over a list literal binds its variable
     /// to, so that a pattern given as that variable is checked too.
-    local_literals: std::cell::RefCell<Vec<(String, Vec<String>)>>,
+    local_literals: std::cell::RefCell<Vec<(String, Vec<(String, u64)>)>>,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
@@ -941,7 +941,7 @@ impl Checker<'_> {
                             .iter()
                             .filter_map(|x| match &x.expr {
                                 Expr::Literal(LiteralValue::String(t)) => {
-                                    Some(t.inner().to_string())
+                                    Some((t.inner().to_string(), x.id))
                                 }
                                 _ => None,
                             })
@@ -1046,8 +1046,11 @@ impl Checker<'_> {
                 ));
             }
             if name == "matches" {
-                let patterns: Vec<String> = match &operand.expr {
-                    Expr::Literal(LiteralValue::String(pattern)) => vec![pattern.inner().into()],
+                // Each pattern with the literal that wrote it.
+                let patterns: Vec<(String, u64)> = match &operand.expr {
+                    Expr::Literal(LiteralValue::String(pattern)) => {
+                        vec![(pattern.inner().into(), operand.id)]
+                    }
                     // The variable of a loop over a list of patterns.
                     Expr::Ident(local) => self
                         .local_literals
@@ -1060,11 +1063,16 @@ impl Checker<'_> {
                     _ => Vec::new(),
                 };
                 let listed = matches!(operand.expr, Expr::Ident(_));
-                for pattern in patterns {
+                for (pattern, written) in patterns {
                     if let Err(why) = regex_match::compile(&pattern) {
                         let why = regex_match::describe(&why);
-                        return Err(self.error_at_start(
-                            operand,
+                        let at = self
+                            .program
+                            .source_info()
+                            .offset_for(written)
+                            .map_or(0, |(start, _)| start as usize);
+                        return Err(self.error_at(
+                            at,
                             if listed {
                                 format!("`{pattern}`: {why}")
                             } else {
@@ -1609,15 +1617,20 @@ mod tests {
 
     #[test]
     fn patterns_listed_for_a_loop_are_compiled_when_written() {
-        for source in [
-            "['[a-', 'b'].exists(p, args.cmd.matches(p))",
-            "['x', '(?:a|aa){0,3000}b'].exists(p, args.cmd.matches(p))",
+        // Refused where the bad pattern is written, in the list.
+        for (source, column) in [
+            ("['[a-', 'b'].exists(p, args.cmd.matches(p))", 2),
+            (
+                "['x', '(?:a|aa){0,3000}b'].exists(p, args.cmd.matches(p))",
+                7,
+            ),
         ] {
             let e = CelCondition::compile(source).unwrap_err();
             assert!(
                 e.message.contains("regex") || e.message.contains("program"),
                 "{e}"
             );
+            assert_eq!((e.line, e.column), (1, column), "{source}: {e}");
         }
     }
 
