@@ -519,6 +519,10 @@ impl Kind {
     }
 }
 
+/// A loop's variable and the string literals it ranges over, each with
+/// the id of the literal that wrote it.
+type LocalLiterals = (String, Vec<(String, u64)>);
+
 struct Checker<'a> {
     source: &'a str,
     program: &'a Program,
@@ -541,7 +545,7 @@ struct Checker<'a> {
     literal_runs_total: std::cell::Cell<u64>,
     /// The string literals a loop over a list literal binds its variable
     /// to, so that a pattern given as that variable is checked too.
-    local_literals: std::cell::RefCell<Vec<(String, Vec<(String, u64)>)>>,
+    local_literals: std::cell::RefCell<Vec<LocalLiterals>>,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
