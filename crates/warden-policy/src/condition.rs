@@ -183,6 +183,7 @@ impl CelCondition {
             literal_iterations: std::cell::Cell::new(1),
             literal_runs_total: std::cell::Cell::new(0),
             local_literals: Default::default(),
+            local_lengths: Default::default(),
         };
         if let Some(deep) = too_deep(program.expression()) {
             return Err(checker.error(
@@ -546,6 +547,9 @@ struct Checker<'a> {
     /// The string literals a loop over a list literal binds its variable
     /// to, so that a pattern given as that variable is checked too.
     local_literals: std::cell::RefCell<Vec<LocalLiterals>>,
+    /// For the variable of a loop over literals: how many elements the
+    /// longest of them holds, for a loop nested over that variable.
+    local_lengths: std::cell::RefCell<Vec<(String, u64)>>,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
@@ -912,9 +916,21 @@ impl Checker<'_> {
                 let constant_range = !reads_beyond(&c.iter_range, &self.constant_locals.borrow());
                 let constants_before = self.constant_locals.borrow().len();
                 let literals_before = self.local_literals.borrow().len();
+                let lengths_before = self.local_lengths.borrow().len();
                 let iterations_before = self.literal_iterations.get();
                 if constant_range {
-                    let runs = iterations_before.saturating_mul(literal_len_of(&c.iter_range));
+                    let visits = match &c.iter_range.expr {
+                        Expr::Ident(name) => self
+                            .local_lengths
+                            .borrow()
+                            .iter()
+                            .rev()
+                            .find(|(local, _)| local == name)
+                            .map(|(_, longest)| *longest),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| literal_len_of(&c.iter_range));
+                    let runs = iterations_before.saturating_mul(visits);
                     if self.cost_rules && runs > MAX_LITERAL_ITERATIONS {
                         return Err(self.error(
                             e,
@@ -940,6 +956,10 @@ impl Checker<'_> {
                     }
                     self.literal_iterations.set(runs);
                     if let Expr::List(list) = &c.iter_range.expr {
+                        let longest = list.elements.iter().map(literal_len_of).max().unwrap_or(0);
+                        self.local_lengths
+                            .borrow_mut()
+                            .push((c.iter_var.clone(), longest));
                         let texts = list
                             .elements
                             .iter()
@@ -1010,6 +1030,7 @@ impl Checker<'_> {
                 self.constant_locals.borrow_mut().truncate(constants_before);
                 self.literal_iterations.set(iterations_before);
                 self.local_literals.borrow_mut().truncate(literals_before);
+                self.local_lengths.borrow_mut().truncate(lengths_before);
                 locals.truncate(locals.len() - pushed);
                 result
             }
@@ -1796,6 +1817,7 @@ mod tests {
             "has({'a': 1}.b) || now > timestamp('2026-01-01T00:00:00Z')",
             "type(args.n) == int",
             "now.getHours('Europe/Paris') > 8 && now.getDayOfWeek('+02:00') < 6",
+            "[['a', 'b'], ['c']].exists(g, g.exists(x, x == tool))",
             "[1, 2, 3].all(x, x > 0) && ['^a', '^b'].exists(p, args.s.matches(p))",
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
