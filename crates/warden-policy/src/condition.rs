@@ -608,6 +608,16 @@ const MAX_LITERAL_ITERATIONS: u64 = 100;
 /// up to: two loops of a hundred, or a hundred nested in a few.
 const MAX_LITERAL_RUNS_TOTAL: u64 = 250;
 
+/// What the innermost loop binding `name` recorded of it.
+fn innermost<T: Clone>(bound: &std::cell::RefCell<Vec<(String, T)>>, name: &str) -> Option<T> {
+    bound
+        .borrow()
+        .iter()
+        .rev()
+        .find(|(local, _)| local == name)
+        .map(|(_, what)| what.clone())
+}
+
 /// How many elements a loop over literals visits: a list or map literal's
 /// count, else (a literal split, say) as many as a condition's length.
 fn literal_len_of(range: &IdedExpr) -> u64 {
@@ -920,13 +930,7 @@ impl Checker<'_> {
                 let iterations_before = self.literal_iterations.get();
                 if constant_range {
                     let visits = match &c.iter_range.expr {
-                        Expr::Ident(name) => self
-                            .local_lengths
-                            .borrow()
-                            .iter()
-                            .rev()
-                            .find(|(local, _)| local == name)
-                            .map(|(_, longest)| *longest),
+                        Expr::Ident(name) => innermost(&self.local_lengths, name),
                         _ => None,
                     }
                     .unwrap_or_else(|| literal_len_of(&c.iter_range));
@@ -1077,14 +1081,9 @@ impl Checker<'_> {
                         vec![(pattern.inner().into(), operand.id)]
                     }
                     // The variable of a loop over a list of patterns.
-                    Expr::Ident(local) => self
-                        .local_literals
-                        .borrow()
-                        .iter()
-                        .rev()
-                        .find(|(name, _)| name == local)
-                        .map(|(_, texts)| texts.clone())
-                        .unwrap_or_default(),
+                    Expr::Ident(local) => {
+                        innermost(&self.local_literals, local).unwrap_or_default()
+                    }
                     _ => Vec::new(),
                 };
                 let listed = matches!(operand.expr, Expr::Ident(_));
