@@ -690,11 +690,28 @@ fn growth(e: &IdedExpr) -> u64 {
             })
             .fold(1, u64::saturating_add),
         Expr::Comprehension(c) => {
-            let per_element = map_transform(&c.loop_step, &c.accu_var).map_or(1, growth);
+            // Each element may be as small as a byte of the call, and the
+            // transform adds its literals to every one of them: they weigh
+            // their length, not once.
+            let per_element = map_transform(&c.loop_step, &c.accu_var)
+                .map_or(1, |t| growth(t).saturating_add(literal_bytes(t)));
             growth(&c.iter_range).saturating_mul(per_element)
         }
         _ => 1,
     }
+}
+
+/// The bytes of the string literals in `e`: what a map's transform adds
+/// to each element at most.
+fn literal_bytes(e: &IdedExpr) -> u64 {
+    let own = match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => s.inner().len() as u64,
+        _ => 0,
+    };
+    constant::children(e)
+        .into_iter()
+        .map(literal_bytes)
+        .fold(own, u64::saturating_add)
 }
 
 /// The transform of a `map` (the `[x]` its step appends to the result),
@@ -1704,6 +1721,11 @@ mod tests {
         assert!(CelCondition::compile(&doubling(7)).is_err());
         assert!(CelCondition::compile(&doubling(6)).is_ok());
         assert!(CelCondition::compile("args.l.map(x, [x, x]).map(y, [y, y]).size() > 0").is_ok());
+        // A literal appended to every element counts once per element.
+        let appended = format!("args.l.map(x, x + '{}').size() == 0", "a".repeat(3_000));
+        let e = CelCondition::compile(&appended).unwrap_err();
+        assert!(e.message.contains("times the size"), "{e}");
+        assert!(CelCondition::compile("args.l.map(x, x + ', ').size() == 0").is_ok());
         for source in [
             "args.s.replace(\"'\", \"\\\\'\").size() < 100",
             "args.s.replace('a', 'aa').replace('b', 'bb') != ''",
