@@ -511,7 +511,7 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
 
     // Two `modify` policies of the same priority both apply, in the order
     // they matched: one sets, the other redacts.
-    policy(
+    let tie_sets = policy(
         &api,
         json!({"name": "tie sets", "action_pattern": "crm.update", "decision": "modify",
         "modify": {"set": {"b": 2}}}),
@@ -533,6 +533,19 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     assert_eq!(
         r.body["data"]["modified_tool_args"],
         json!({"a": "[REDACTED]", "b": 2}),
+        "{}",
+        r.text
+    );
+    // A proposed change to the first keeps its place, as a PATCH would:
+    // the later policy's redaction still comes after its assignment.
+    let mut proposal = body.clone();
+    proposal["policy"] = json!({"name": "tie sets", "action_pattern": "crm.update",
+        "decision": "modify", "modify": {"set": {"a": "shown"}}});
+    proposal["replaces"] = json!(tie_sets);
+    let r = api.post("/api/v1/policies/test", &proposal);
+    assert_eq!(
+        r.body["data"]["modified_tool_args"],
+        json!({"a": "[REDACTED]"}),
         "{}",
         r.text
     );

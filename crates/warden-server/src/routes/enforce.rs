@@ -425,7 +425,7 @@ pub async fn test_policies(
     let policies = match body.policy {
         None => g.engine.policies(&tenant).await.map_err(ApiError::from)?,
         Some(p) => {
-            let record = warden_core::policy::PolicyRecord::create(
+            let mut record = warden_core::policy::PolicyRecord::create(
                 p.into(),
                 "proposed".into(),
                 &principal.key_id,
@@ -441,13 +441,17 @@ pub async fn test_policies(
                     .map_err(ApiError::from)?
             };
             if let Some(replaced) = &body.replaces {
-                let before = records.len();
-                records.retain(|r| &r.id != replaced);
-                if records.len() == before && !body.only_proposed {
-                    return Err(ApiError::invalid(
-                        "replaces",
-                        format!("no policy {replaced} to replace"),
-                    ));
+                match records.iter().position(|r| &r.id == replaced) {
+                    // A change keeps the policy's place among ties (they
+                    // apply in the order policies were created).
+                    Some(at) => record.created_at = records.remove(at).created_at,
+                    None if !body.only_proposed => {
+                        return Err(ApiError::invalid(
+                            "replaces",
+                            format!("no policy {replaced} to replace"),
+                        ))
+                    }
+                    None => {}
                 }
             }
             records.push(record.clone());
