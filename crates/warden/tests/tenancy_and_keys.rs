@@ -484,7 +484,15 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     let agent = r.body["data"]["id"].as_str().unwrap().to_string();
     let r = admin.post(
         "/api/v1/api-keys",
-        &json!({"name": "ext", "scopes": ["enforce"], "agent_id": "ext-sdk"}),
+        &json!({"name": "ext", "scopes": ["enforce", "keys.write"], "agent_id": "ext-sdk"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"]["agent_id"], agent.as_str(), "{}", r.text);
+    // That key names its own agent the same way.
+    let bound = w.api(r.body["data"]["key"].as_str().unwrap());
+    let r = bound.post(
+        "/api/v1/api-keys",
+        &json!({"name": "ext 2", "scopes": ["enforce"], "agent_id": "ext-sdk"}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["data"]["agent_id"], agent.as_str(), "{}", r.text);

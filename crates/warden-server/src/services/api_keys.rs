@@ -26,6 +26,16 @@ pub async fn create(
     request: KeyRequest,
 ) -> ServiceResult<MintedKey> {
     let now = now_ms();
+    let mut request = request;
+    // A key bound to an agent may name its own agent by its external id.
+    if let (Some(bound), Some(reference)) = (&principal.agent_id, &request.agent_id) {
+        if reference != bound {
+            let found = store.find_agent(&principal.tenant(), reference).await?;
+            if found.is_some_and(|agent| &agent.id == bound) {
+                request.agent_id = Some(bound.clone());
+            }
+        }
+    }
     let mut grant = authorize_grant(&principal.grantor(), request, now)?;
     let tenant = Tenant {
         org_id: principal.org_id.clone(),
