@@ -1149,6 +1149,21 @@ impl Checker<'_> {
             crate::linear_search::LAST_INDEX_OF_FN => "lastIndexOf",
             other => other,
         };
+        // A whole-number division by a literal zero fails whatever the
+        // dividend (a double divides by 0.0 into infinity).
+        let by_zero = match (name, call.args.get(1).map(|d| &d.expr)) {
+            ("_/_" | "_%_", Some(Expr::Literal(LiteralValue::Int(d)))) => *d.inner() == 0,
+            ("_/_" | "_%_", Some(Expr::Literal(LiteralValue::UInt(d)))) => *d.inner() == 0,
+            _ => false,
+        };
+        if by_zero && self.cost_rules {
+            return Err(self.error_at_start(
+                e,
+                "this part of the condition fails on every call: a whole number divided by \
+                 zero"
+                    .into(),
+            ));
+        }
         if self.cost_rules {
             if let Some(own) = self.loop_vars.borrow().as_deref() {
                 // The variables of loops over literals hold the author's
@@ -1801,12 +1816,14 @@ mod tests {
     fn literals_that_fail_on_every_call_are_refused_where_they_are() {
         for (source, column, reason) in [
             ("args.n > int('abc')", 10, "invalid digit"),
-            ("args.n > 1 / 0", 10, "division"),
-            ("args.n > 0 || 1 % 0 == 1", 15, "remainder"),
+            ("args.n > 1 / 0", 10, "divid"),
+            ("args.n > 0 || 1 % 0 == 1", 15, "divid"),
             ("tool in {'a': 1, 'a': 2}", 9, ""),
             ("[1, 2][5] == args.n", 1, ""),
             ("{'a': 1}.b == args.n", 1, ""),
-            ("args.n > 0 && [1, 2].all(x, x / 0 == 1)", 15, "division"),
+            ("args.n > 0 && [1, 2].all(x, x / 0 == 1)", 29, "divid"),
+            ("args.x / 0 > 1", 1, "divided by zero"),
+            ("args.x % 0u > 1", 1, "divided by zero"),
             ("args.n > 0 && ['a'].exists(x, x > 5)", 15, ""),
             ("args.n > 0 && [1.5, 2.5].exists(y, y + 1 > 2)", 15, ""),
             ("args.n > 0 && [1, 2].map(x, x * 1.5).size() > 0", 15, ""),
@@ -1832,7 +1849,7 @@ mod tests {
         // Literals that work, and parts that read the call, are left alone.
         for source in [
             "args.n > int('12') && tool in {'a': 1, 'b': 2}",
-            "args.n / 0 == 1",
+            "double(args.n) / 0.0 > 1.0",
             "[1, 2, 3].all(x, x > 0) && 'abc'.matches('^a')",
             "timestamp('2026-01-01T00:00:00Z').getHours('Europe/Paris') == 1",
             "has({'a': 1}.b) || now > timestamp('2026-01-01T00:00:00Z')",
