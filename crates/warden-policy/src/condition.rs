@@ -184,6 +184,7 @@ impl CelCondition {
             literal_runs_total: std::cell::Cell::new(0),
             local_literals: Default::default(),
             local_lengths: Default::default(),
+            copy_work: std::cell::Cell::new(0),
         };
         if let Some(deep) = too_deep(program.expression()) {
             return Err(checker.error(
@@ -550,6 +551,9 @@ struct Checker<'a> {
     /// For the variable of a loop over literals: how many elements the
     /// longest of them holds, for a loop nested over that variable.
     local_lengths: std::cell::RefCell<Vec<(String, u64)>>,
+    /// The copying calls' work over the call's data so far (see
+    /// [`MAX_COPY_WORK`]).
+    copy_work: std::cell::Cell<u64>,
 }
 
 /// Calls whose cost grows with their operands' size. Inside a
@@ -578,6 +582,28 @@ const SIZE_BOUND_CALLS: &[&str] = &[
     "charAt",
     "quote",
 ];
+
+/// Calls that copy the text they work on, or cut it into new strings,
+/// and what one pass over the call's data weighs: `split` makes a string
+/// per piece (`split('')` one per character), several times the cost of
+/// one copy.
+const COPYING_CALLS: &[(&str, u64)] = &[
+    ("split", 16),
+    ("replace", 2),
+    ("join", 2),
+    ("format", 2),
+    ("lowerAscii", 1),
+    ("upperAscii", 1),
+    ("string", 1),
+    ("substring", 1),
+    ("trim", 1),
+    ("quote", 1),
+];
+
+/// What the copying calls over the call's data may weigh in one condition,
+/// counted once per run of the loops over literals around them: about 256
+/// copies of the call's data (a `split('')` of 1 MiB costs some 20 ms).
+const MAX_COPY_WORK: u64 = 256;
 
 /// Comparisons cost at most their smaller side: linear in a loop when
 /// either side is the loop's own or a literal, a product when both sides
@@ -1207,6 +1233,36 @@ impl Checker<'_> {
                 }
             }
         }
+        if let Some((_, weight)) = COPYING_CALLS.iter().find(|(n, _)| *n == name) {
+            let constants = self.constant_locals.borrow();
+            let over_the_call = call
+                .target
+                .iter()
+                .map(|t| &**t)
+                .chain(call.args.iter())
+                .any(|a| reads_beyond(a, &constants));
+            drop(constants);
+            if self.cost_rules && over_the_call {
+                let work = self
+                    .copy_work
+                    .get()
+                    .saturating_add(weight.saturating_mul(self.literal_iterations.get()));
+                self.copy_work.set(work);
+                if work > MAX_COPY_WORK {
+                    return Err(self.error_at_start(
+                        e,
+                        format!(
+                            "the calls that copy or cut the call's data (split, replace, \
+                             lowerAscii, …) would do {work} units of work per call here, \
+                             a `split` counting {}, each counted once per run of the loops \
+                             over literals around it (at most {MAX_COPY_WORK}): copy or \
+                             split once, outside the loop, or use contains/startsWith",
+                            COPYING_CALLS[0].1
+                        ),
+                    ));
+                }
+            }
+        }
         if self.cost_rules && SIZE_BOUND_CALLS.contains(&name) {
             if let Some(own) = self.loop_vars.borrow().as_deref() {
                 let target = call.target.as_ref().is_some_and(|t| reads_beyond(t, own));
@@ -1749,6 +1805,31 @@ mod tests {
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
         }
+    }
+
+    #[test]
+    fn copying_the_calls_data_is_bounded_in_all() {
+        let hundred = (0..100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let split_in_loop = format!("[{hundred}].exists(i, size(args.s.split('')) == i)");
+        let e = CelCondition::compile(&split_in_loop).unwrap_err();
+        assert!(e.message.contains("copy or cut"), "{e}");
+        let many_splits = vec!["size(args.s.split('')) == 0"; 20].join(" || ");
+        assert!(CelCondition::compile(&many_splits).is_err());
+        // A keyword list over one copy, and a few splits, stay accepted.
+        let words = (0..100)
+            .map(|i| format!("'w{i}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let keywords = format!("[{words}].exists(w, args.s.lowerAscii().contains(w))");
+        assert!(CelCondition::compile(&keywords).is_ok(), "{keywords}");
+        let few = vec!["size(args.s.split(',')) > 3"; 10].join(" || ");
+        assert!(CelCondition::compile(&few).is_ok());
+        // Splitting the author's own text costs nothing of the call.
+        let own = format!("[{words}].exists(w, w.split('').size() > 1)");
+        assert!(CelCondition::compile(&own).is_ok());
     }
 
     #[test]
