@@ -1825,7 +1825,7 @@ mod tests {
             .join(", ");
         let keywords = format!("[{words}].exists(w, args.s.lowerAscii().contains(w))");
         assert!(CelCondition::compile(&keywords).is_ok(), "{keywords}");
-        let few = vec!["size(args.s.split(',')) > 3"; 10].join(" || ");
+        let few = ["size(args.s.split(',')) > 3"; 10].join(" || ");
         assert!(CelCondition::compile(&few).is_ok());
         // Splitting the author's own text costs nothing of the call.
         let own = format!("[{words}].exists(w, w.split('').size() > 1)");

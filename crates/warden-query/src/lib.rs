@@ -28,6 +28,10 @@ pub const MAX_CLAUSES: usize = 256;
 /// Most terms that start with a wildcard (`*admin`, `?oot`) in one query:
 /// each reads the whole dictionary of its field.
 pub const MAX_LEADING_WILDCARD_TERMS: usize = 4;
+/// Most wildcard terms (`adm*`, `?oot`, `*admin`) in one query: each walks
+/// the words of its field that it can match and reads their postings, so
+/// 256 of `l*` over 100,000 distinct words cost seconds of both cores.
+pub const MAX_WILDCARD_TERMS: usize = 32;
 /// Most wildcard pieces (`*` or `?`; `**` counts once) in one term.
 pub const MAX_WILDCARDS: usize = 16;
 /// Most characters in one term, phrase or range bound (after escapes).

@@ -15,7 +15,7 @@
 use crate::ast::{MatchValue, Piece, Query};
 use crate::error::{quote_text, ParseError, CLAUSE_START, END};
 use crate::lexer::{is_field_name, Kind, Lexer, Token};
-use crate::{MAX_CLAUSES, MAX_DEPTH, MAX_LEADING_WILDCARD_TERMS};
+use crate::{MAX_CLAUSES, MAX_DEPTH, MAX_LEADING_WILDCARD_TERMS, MAX_WILDCARD_TERMS};
 
 /// Parses the whole query.
 pub(crate) fn parse(chars: &[char]) -> Result<Query, ParseError> {
@@ -26,6 +26,7 @@ pub(crate) fn parse(chars: &[char]) -> Result<Query, ParseError> {
         depth: 0,
         clauses: 0,
         scans: 0,
+        wildcards: 0,
     };
     if p.peek()?.kind == Kind::Eof {
         return Ok(Query::All);
@@ -52,6 +53,8 @@ struct Parser<'a> {
     clauses: usize,
     /// Terms so far that start with a wildcard.
     scans: usize,
+    /// Wildcard terms so far (see [`MAX_WILDCARD_TERMS`]).
+    wildcards: usize,
 }
 
 impl Parser<'_> {
@@ -123,6 +126,18 @@ impl Parser<'_> {
             ..
         } = &query
         {
+            self.wildcards += 1;
+            if self.wildcards > MAX_WILDCARD_TERMS {
+                return Err(ParseError::new(
+                    at,
+                    format!("at most {MAX_WILDCARD_TERMS} wildcard terms"),
+                    format!("wildcard term number {}", self.wildcards),
+                )
+                .with_message(format!(
+                    "the query has more than {MAX_WILDCARD_TERMS} wildcard terms (each reads the \
+                     words it can match); split it into several searches"
+                )));
+            }
             if matches!(pieces.first(), Some(Piece::AnyChars | Piece::OneChar)) {
                 self.scans += 1;
                 if self.scans > MAX_LEADING_WILDCARD_TERMS {

@@ -170,6 +170,10 @@ fn cases() -> Vec<(String, usize, &'static str, &'static str)> {
         "number 5",
     ));
 
+    // Wildcard terms of any kind: the 33rd is refused where it starts.
+    let many = vec!["l*"; 33].join(" OR ");
+    cases.push((many, 32 * 6 + 1, "at most 32 wildcard terms", "number 33"));
+
     let long = "x".repeat(MAX_TERM_CHARS + 1);
     cases.push((
         long.clone(),

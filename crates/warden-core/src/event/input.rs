@@ -183,14 +183,18 @@ pub fn parse_event(
 /// (spaces, controls, invisible characters) set aside, as Unicode's
 /// confusable detection (UTS #39) compares them.
 fn looks_like(text: &str, word: &str) -> bool {
+    // The confusables table maps capitals to capitals (Greek `Ν` to `N`)
+    // and small letters to small ones (`ν` to `v`): the text is read both
+    // as written and in small letters, and either reading counts.
     fn seen(text: &str) -> String {
-        let folded: String = text.to_lowercase().nfkd().map(small_capital).collect();
+        let folded: String = text.nfkd().map(small_capital).collect();
         unicode_security::skeleton(&folded)
             .filter(|c| c.is_alphanumeric())
             .flat_map(char::to_lowercase)
             .collect()
     }
-    seen(text) == seen(word)
+    let word = seen(word);
+    seen(text) == word || seen(&text.to_lowercase()) == word
 }
 
 /// The Latin small capitals (`ᴡᴀʀᴅᴇɴ`), which neither compatibility
@@ -458,6 +462,11 @@ mod tests {
             "\u{1D430}\u{1D41A}\u{1D42B}\u{1D41D}\u{1D41E}\u{1D427}",
             "\u{1D21}\u{1D00}\u{0280}\u{1D05}\u{1D07}\u{0274}",
             "\u{24E6}\u{24D0}\u{24E1}\u{24D3}\u{24D4}\u{24DD}",
+            // Capitals of other scripts: Greek Epsilon and Nu, Cherokee.
+            "WARD\u{0395}N",
+            "WARDE\u{039D}",
+            "WAR\u{13A0}EN",
+            "\u{13B3}\u{13AA}\u{13A1}\u{13A0}\u{13AC}N",
         ] {
             let e = api(json!({"source": "agent", "program": program})).unwrap_err();
             assert_eq!(e.field, "program", "{program}");
