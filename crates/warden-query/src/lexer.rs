@@ -72,9 +72,10 @@ pub(crate) fn is_field_start(c: char) -> bool {
     c.is_alphabetic() || matches!(c, '_' | '@')
 }
 
-/// May continue a field name.
+/// May continue a field name: `/` for Kubernetes' label names
+/// (`kubernetes.labels.app.kubernetes.io/name`).
 pub(crate) fn is_field_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '@')
+    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '@' | '/')
 }
 
 /// Whether `s` is shaped like a field name.

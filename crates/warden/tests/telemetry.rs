@@ -1037,7 +1037,8 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
             {"timestamp": at, "message": "m-primary", "msg": "m-alias", "severity": "info", "level": "error"},
             // Account numbers past 2^53, and numbers sent as text.
             {"timestamp": at, "message": "acct-a", "acct": 9007199254740993_u64, "code": "503", "zip": "02134"},
-            {"timestamp": at, "message": "acct-b", "acct": 9007199254740992_u64, "code": "200", "zip": 2134}
+            {"timestamp": at, "message": "acct-b", "acct": 9007199254740992_u64, "code": "200", "zip": 2134,
+             "app.kubernetes.io/name": "nginx"}
         ]),
     );
     for (query, expected) in [
@@ -1074,6 +1075,9 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         ("zip:02134 AND message:acct-a", 1),
         ("zip:02134", 1),
         ("zip:2134 AND message:acct-b", 1),
+        // Kubernetes' label names, `/` and all.
+        ("app.kubernetes.io/name:nginx", 1),
+        ("_exists_:app.kubernetes.io/name", 1),
         // `msg` and `level` name message and severity in queries; the
         // names kept in `fields` are found under `fields.`.
         ("message:\"m-primary\" AND fields.msg:\"m-alias\" AND fields.level:error AND severity:info", 1),
