@@ -15,7 +15,8 @@ use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
 use crate::analyzer::{parts_across_pieces, parts_of, separates_pieces, word_span, words};
 use crate::schema::{
-    field_name, kv_term, num_term, Fields, NumKey, ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
+    field_name, is_number_text, kv_term, num_term, Fields, NumKey, ALWAYS_PRESENT,
+    MAX_KEYWORD_BYTES, NAME_END,
 };
 use crate::time_value::parse_time_value;
 use crate::SearchError;
@@ -188,7 +189,7 @@ impl<'a> Translator<'a> {
                 // does: `n:1.0` finds 1, `f:1.50` finds 1.5. A leading
                 // zero (`zip:02134`) keeps the value text, as it does for
                 // values indexed.
-                Ok(match NumKey::parse(text).filter(|_| !leading_zero(text)) {
+                Ok(match NumKey::parse(text).filter(|_| is_number_text(text)) {
                     Some(key) => Box::new(BooleanQuery::new(vec![
                         (Occur::Should, text_clause),
                         (
@@ -375,9 +376,12 @@ impl<'a> Translator<'a> {
                 // as a bound it is beyond every value.
                 let number = |b: &Bound| match b {
                     Bound::Unbounded => Some(None),
-                    Bound::Included(t) | Bound::Excluded(t) => {
+                    // Written as JSON writes a number: `02134` and `+1`
+                    // are text, as values so written are.
+                    Bound::Included(t) | Bound::Excluded(t) if is_number_text(t) => {
                         t.parse::<f64>().ok().filter(|x| !x.is_nan()).map(Some)
                     }
+                    Bound::Included(_) | Bound::Excluded(_) => None,
                 };
                 if let (Some(lo), Some(hi)) = (number(lower), number(upper)) {
                     if lo == Some(f64::INFINITY) || hi == Some(f64::NEG_INFINITY) {
@@ -535,11 +539,4 @@ fn wildcard_regex(pieces: &[Piece], lowercase: bool) -> String {
         }
     }
     out
-}
-
-/// `02134`, `-007`: a whole part of more than one digit that starts
-/// with 0, which no number is written with.
-fn leading_zero(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
-    digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit()
 }

@@ -1075,6 +1075,10 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
         ("zip:02134 AND message:acct-a", 1),
         ("zip:02134", 1),
         ("zip:2134 AND message:acct-b", 1),
+        // So do range bounds: a range of postal codes compares text.
+        ("zip:[02134 TO 02134]", 1),
+        ("zip:[02134 TO 02134] AND message:acct-a", 1),
+        ("n:+1", 0),
         // Kubernetes' label names, `/` and all.
         ("app.kubernetes.io/name:nginx", 1),
         ("_exists_:app.kubernetes.io/name", 1),
