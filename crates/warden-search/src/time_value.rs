@@ -51,6 +51,16 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
         let (ms, span) = epoch_number_to_millis(text.parse().ok()?)?;
         return Some((ms, ms + span));
     }
+    // With a fraction (`time.time()` in Python): by magnitude too, to the
+    // millisecond.
+    if let Some((whole, fraction)) = text.split_once('.') {
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if digits(whole) && digits(fraction) {
+            let (ms, span) = epoch_number_to_millis(text.parse().ok()?)?;
+            let span = if span > 1 { 1 } else { span };
+            return Some((ms, ms + span));
+        }
+    }
     None
 }
 
@@ -91,6 +101,10 @@ mod tests {
         );
         assert_eq!(parse_time_value("yesterday", now), None);
         assert_eq!(parse_time_value("now-5y", now), None);
+        assert_eq!(
+            parse_time_value("1796403600.5", now),
+            Some((1_796_403_600_500, 1_796_403_600_501))
+        );
         // Past either end of what a millisecond count holds: that end.
         assert_eq!(
             parse_time_value("now-1000000000000000000d", now).map(|s| s.0),

@@ -342,6 +342,12 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     );
     assert_eq!(data["total"], 10, "{data}");
     assert_eq!(data["from_time"], rfc3339(s_from * 1000));
+    // Seconds with a fraction, as Python's time.time() gives them.
+    let fractional = search(
+        &api,
+        json!({"from_time": (s_from as f64) + 0.5, "limit": 0}),
+    );
+    assert_eq!(fractional["from_time"], rfc3339(s_from * 1000 + 500));
     let r = api.post("/api/v1/siem/search", &json!({"from_time": true}));
     assert_eq!(
         r.error(400, "invalid_request")["field"],

@@ -62,7 +62,8 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        // A fraction (`time.time()`) too: read by magnitude, as ingest does.
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(_) => Err(serde::de::Error::custom(
             "expected a time: RFC 3339 text, a date, now-24h or a number since 1970",
         )),
