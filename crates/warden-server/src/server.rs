@@ -161,23 +161,42 @@ impl Server {
         let app = crate::routes::router(state.clone());
         // Long-polls on holds are in-flight requests too: they answer at
         // once when shutdown begins, instead of holding it up to 30 s.
+        let began = Arc::new(tokio::sync::Notify::new());
         let shutdown = {
             let state = state.clone();
+            let began = began.clone();
             async move {
                 shutdown.await;
                 state.governance.waiters.close();
+                began.notify_one();
             }
         };
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"));
+        let serving = std::future::IntoFuture::into_future(
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown),
+        );
+        // In-flight requests get a while to finish; one that a client
+        // stalls (an upload that stops sending) does not hold the process.
+        let drained = async {
+            began.notified().await;
+            tokio::time::sleep(DRAIN).await;
+        };
+        let served = tokio::select! {
+            served = serving => served.map_err(|e| format!("server error: {e}")),
+            () = drained => {
+                tracing::warn!(
+                    seconds = DRAIN.as_secs(),
+                    "requests still open after the shutdown's drain time; stopping without them (none of them was answered)"
+                );
+                Ok(())
+            }
+        };
         background.abort();
         upkeep.abort();
         indexer.abort();
@@ -188,6 +207,9 @@ impl Server {
         served
     }
 }
+
+/// How long a shutdown waits for in-flight requests.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Expires step-up holds (every second) and saves drift profiles.
 async fn governance_upkeep(state: AppState) {

@@ -82,8 +82,20 @@ fn sigterm_finishes_and_exits_zero(backend: &Backend) {
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     api.create_agent("before-shutdown");
+    // An upload that stops sending does not hold the shutdown: it has a
+    // drain time, well within `terminate`'s 20 s.
+    let address = w.base.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    let head = format!(
+        "POST /api/v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[",
+        t.live_key
+    );
+    std::io::Write::write_all(&mut stalled, head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let status = w.terminate();
     assert_eq!(status.code(), Some(0));
+    drop(stalled);
     let w = Warden::start(backend, &[]);
     assert_eq!(w.api(&t.live_key).agent_ids().len(), 1);
 }

@@ -518,9 +518,24 @@ fn a_replica_frozen_in_a_transaction_does_not_stall_the_others() {
             .expect("psql runs")
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let r = api.post("/api/v1/enforce", &call);
-    assert_eq!(r.status, 503, "{}", r.text);
-    assert_eq!(r.body["error"]["code"], "unavailable", "{}", r.text);
+    // Several at once are each answered once the wait passes its bound,
+    // not one after another (the client gives up after 30 s).
+    let waiting: Vec<_> = (0..4)
+        .map(|i| {
+            let api = api.clone_with_key();
+            std::thread::spawn(move || {
+                api.post(
+                    "/api/v1/enforce",
+                    &json!({"agent_id": format!("waiting-{i}"), "tool_name": "db.read"}),
+                )
+            })
+        })
+        .collect();
+    for w in waiting {
+        let r = w.join().unwrap();
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.body["error"]["code"], "unavailable", "{}", r.text);
+    }
     // The lock is released when the session ends (here: terminated).
     common::psql(
         backend.database_url.as_deref().unwrap(),

@@ -224,7 +224,7 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
                     Ok((Ok(Some(committed)), appends)) => {
                         answer(&feed, front.batch, links(appends), committed);
                     }
-                    _ => {
+                    other => {
                         // This batch wrote nothing, so every later batch,
                         // chained on it, fails too: wait for them, then
                         // commit all their records one at a time.
@@ -235,6 +235,18 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
                         }
                         heads.clear();
                         let batch: Vec<Pending> = failed.into_iter().flat_map(|f| f.batch).collect();
+                        if let Ok((Err(StoreError::Unavailable(why)), _)) = other {
+                            // The store is out of reach (a lock another
+                            // replica holds, no connection): trying each
+                            // record again would make every request wait
+                            // once more. They are answered now; nothing
+                            // was written.
+                            for p in batch {
+                                let unavailable = StoreError::Unavailable(why.clone());
+                                let _ = p.reply.send(Err(AppendError::Store(unavailable)));
+                            }
+                            continue;
+                        }
                         recommit(store.as_ref(), &feed, &mut heads, batch).await;
                     }
                 }
