@@ -600,6 +600,10 @@ const COPYING_CALLS: &[(&str, u64)] = &[
     ("quote", 1),
 ];
 
+/// How many times the condition's own text a string or list built only
+/// of its literals may grow: a condition is at most 4 KiB, so 16 MiB.
+const MAX_LITERAL_GROWTH: u64 = 4_096;
+
 /// What the copying calls over the call's data may weigh in one condition,
 /// counted once per run of the loops over literals around them: about 256
 /// copies of the call's data (a `split('')` of 1 MiB costs some 20 ms).
@@ -1302,13 +1306,23 @@ impl Checker<'_> {
                     .chain(call.args.iter())
                     .all(|a| !reads_beyond(a, &constants))
             };
-            if GROWING_CALLS.contains(&name)
-                && !adds_numbers
-                && !from_literals
-                && !args.iter().all(|k| k.numeric())
-            {
-                // Built once per run of the loops over literals around it.
-                self.within_growth(e, growth(e).saturating_mul(self.literal_iterations.get()))?;
+            if GROWING_CALLS.contains(&name) && !adds_numbers && !args.iter().all(|k| k.numeric()) {
+                if !from_literals {
+                    // Built once per run of the loops over literals around it.
+                    self.within_growth(e, growth(e).saturating_mul(self.literal_iterations.get()))?;
+                } else if growth(e) > MAX_LITERAL_GROWTH {
+                    // The author's own text, multiplied: replacements of
+                    // replacements can still reach gigabytes.
+                    return Err(self.error(
+                        e,
+                        format!(
+                            "this expression could build a string or list {} times the \
+                             condition's own text (at most {MAX_LITERAL_GROWTH}): shorten its \
+                             replacements and separators, or chain fewer of them",
+                            growth(e)
+                        ),
+                    ));
+                }
             }
         }
         let mismatch = |kinds: &[Kind]| {
@@ -1805,6 +1819,16 @@ mod tests {
         ] {
             assert!(CelCondition::compile(source).is_ok(), "{source}");
         }
+    }
+
+    #[test]
+    fn literals_multiplied_by_replacements_are_bounded() {
+        let (a, b, c) = ("a".repeat(1_300), "b".repeat(1_300), "c".repeat(1_300));
+        let twice = format!("'{a}'.replace('a', '{b}').replace('b', '{c}') == tool");
+        let e = CelCondition::compile(&twice).unwrap_err();
+        assert!(e.message.contains("condition's own text"), "{e}");
+        let once = format!("'{a}'.replace('a', '{b}') != tool");
+        assert!(CelCondition::compile(&once).is_ok());
     }
 
     #[test]
