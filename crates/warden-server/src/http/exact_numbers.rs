@@ -29,7 +29,9 @@ pub fn first_inexact_integer(json: &[u8]) -> Option<usize> {
                 }
                 let token = &json[start..i];
                 let whole = !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
-                if whole && !fits_64_bits(token) {
+                // Not a number at all (`-` alone): the parser names that.
+                let number = token.iter().any(u8::is_ascii_digit);
+                if whole && number && !fits_64_bits(token) {
                     return Some(start);
                 }
             }
@@ -62,6 +64,7 @@ mod tests {
     fn only_whole_numbers_past_64_bits_are_found() {
         for (json, found) in [
             (r#"{"a": 12345678901234567890123}"#, Some(6)),
+            (r#"{"a": -}"#, None),
             (r#"{"a": -9223372036854775809}"#, Some(6)),
             (
                 r#"{"a": [1, 18446744073709551615, 18446744073709551616]}"#,
