@@ -184,6 +184,7 @@ impl CelCondition {
             literal_runs_total: std::cell::Cell::new(0),
             local_literals: Default::default(),
             local_lengths: Default::default(),
+            local_growth: Default::default(),
             copy_work: std::cell::Cell::new(0),
         };
         if let Some(deep) = too_deep(program.expression()) {
@@ -551,6 +552,10 @@ struct Checker<'a> {
     /// For the variable of a loop over literals: how many elements the
     /// longest of them holds, for a loop nested over that variable.
     local_lengths: std::cell::RefCell<Vec<(String, u64)>>,
+    /// For the variables of every loop around: the growth of the elements
+    /// they take, so that a loop over `[args.s.replace(…)]` does not
+    /// start its element's growth again from one.
+    local_growth: std::cell::RefCell<Vec<(String, u64)>>,
     /// The copying calls' work over the call's data so far (see
     /// [`MAX_COPY_WORK`]).
     copy_work: std::cell::Cell<u64>,
@@ -673,7 +678,10 @@ fn literal_len(e: Option<&IdedExpr>) -> Option<u64> {
 /// condition's own text (which bounds every literal) `e` can be: a
 /// replacement longer than what it replaces or a separator multiplies it,
 /// `+` adds. Unknown operands count as the longest literal there can be.
-fn growth(e: &IdedExpr) -> u64 {
+/// `ident` says what each variable already holds (a loop's element carries
+/// the growth of what the loop ranges over).
+fn growth_with(e: &IdedExpr, ident: &dyn Fn(&str) -> u64) -> u64 {
+    let growth = |e: &IdedExpr| growth_with(e, ident);
     let longest = MAX_CONDITION_LEN as u64;
     match &e.expr {
         Expr::Call(call) => {
@@ -723,10 +731,19 @@ fn growth(e: &IdedExpr) -> u64 {
             // Each element may be as small as a byte of the call, and the
             // transform adds its literals to every one of them: they weigh
             // their length, not once.
+            // The element itself counts one: the range's growth is its.
+            let own = |name: &str| {
+                if name == c.iter_var || c.iter_var2.as_deref() == Some(name) {
+                    1
+                } else {
+                    ident(name)
+                }
+            };
             let per_element = map_transform(&c.loop_step, &c.accu_var)
-                .map_or(1, |t| growth(t).saturating_add(literal_bytes(t)));
+                .map_or(1, |t| growth_with(t, &own).saturating_add(literal_bytes(t)));
             growth(&c.iter_range).saturating_mul(per_element)
         }
+        Expr::Ident(name) => ident(name),
         _ => 1,
     }
 }
@@ -830,6 +847,11 @@ impl Checker<'_> {
         self.error_at(start, message)
     }
 
+    /// [`growth_with`] of `e`, the loops' variables as they are bound.
+    fn grown(&self, e: &IdedExpr) -> u64 {
+        growth_with(e, &|name| innermost(&self.local_growth, name).unwrap_or(1))
+    }
+
     /// Refuses `e` when what it builds could be more than [`MAX_GROWTH`]
     /// times the size of the call's data.
     fn within_growth(&self, e: &IdedExpr, factor: u64) -> Result<(), ConditionCompileError> {
@@ -931,6 +953,17 @@ impl Checker<'_> {
                 for element in &list.elements {
                     self.check(element, locals)?;
                 }
+                // A list of the call's data holds each element whole: a
+                // list of grown strings is as large as all of them.
+                let constants = self.constant_locals.borrow().clone();
+                if self.cost_rules && list.elements.len() > 1 && reads_beyond(e, &constants) {
+                    let all = list
+                        .elements
+                        .iter()
+                        .map(|x| self.grown(x))
+                        .fold(0, u64::saturating_add);
+                    self.within_growth(e, all.saturating_mul(self.literal_iterations.get()))?;
+                }
                 Ok(Kind::List)
             }
             Expr::Map(map) => {
@@ -970,6 +1003,24 @@ impl Checker<'_> {
                     locals.push(v.clone());
                 }
                 let own = locals[locals.len() - pushed..].to_vec();
+                // What the loop's element may have grown to already.
+                let element_growth = match &c.iter_range.expr {
+                    Expr::List(list) => list
+                        .elements
+                        .iter()
+                        .map(|x| self.grown(x))
+                        .max()
+                        .unwrap_or(1),
+                    _ => self.grown(&c.iter_range),
+                };
+                let growth_before = self.local_growth.borrow().len();
+                {
+                    let mut bound = self.local_growth.borrow_mut();
+                    bound.push((c.iter_var.clone(), element_growth));
+                    if let Some(v) = &c.iter_var2 {
+                        bound.push((v.clone(), element_growth));
+                    }
+                }
                 let constant_range = !reads_beyond(&c.iter_range, &self.constant_locals.borrow());
                 let constants_before = self.constant_locals.borrow().len();
                 let literals_before = self.local_literals.borrow().len();
@@ -1075,13 +1126,14 @@ impl Checker<'_> {
                     && !constant_range
                     && map_transform(&c.loop_step, &c.accu_var).is_some();
                 if result.is_ok() && grows {
-                    self.within_growth(e, growth(e).saturating_mul(iterations_before))?;
+                    self.within_growth(e, self.grown(e).saturating_mul(iterations_before))?;
                 }
                 *self.loop_vars.borrow_mut() = enclosing;
                 self.constant_locals.borrow_mut().truncate(constants_before);
                 self.literal_iterations.set(iterations_before);
                 self.local_literals.borrow_mut().truncate(literals_before);
                 self.local_lengths.borrow_mut().truncate(lengths_before);
+                self.local_growth.borrow_mut().truncate(growth_before);
                 locals.truncate(locals.len() - pushed);
                 result
             }
@@ -1306,11 +1358,25 @@ impl Checker<'_> {
                     .chain(call.args.iter())
                     .all(|a| !reads_beyond(a, &constants))
             };
-            if GROWING_CALLS.contains(&name) && !adds_numbers && !args.iter().all(|k| k.numeric()) {
+            // A macro's own step (`@result + [x]`) grows its result by
+            // one element: the loop's growth is counted where it is.
+            let macro_step = name == "_+_"
+                && call
+                    .args
+                    .first()
+                    .is_some_and(|a| matches!(&a.expr, Expr::Ident(v) if v.starts_with('@')));
+            if GROWING_CALLS.contains(&name)
+                && !adds_numbers
+                && !macro_step
+                && !args.iter().all(|k| k.numeric())
+            {
                 if !from_literals {
                     // Built once per run of the loops over literals around it.
-                    self.within_growth(e, growth(e).saturating_mul(self.literal_iterations.get()))?;
-                } else if growth(e) > MAX_LITERAL_GROWTH {
+                    self.within_growth(
+                        e,
+                        self.grown(e).saturating_mul(self.literal_iterations.get()),
+                    )?;
+                } else if self.grown(e) > MAX_LITERAL_GROWTH {
                     // The author's own text, multiplied: replacements of
                     // replacements can still reach gigabytes.
                     return Err(self.error(
@@ -1319,7 +1385,7 @@ impl Checker<'_> {
                             "this expression could build a string or list {} times the \
                              condition's own text (at most {MAX_LITERAL_GROWTH}): shorten its \
                              replacements and separators, or chain fewer of them",
-                            growth(e)
+                            self.grown(e)
                         ),
                     ));
                 }
@@ -1811,6 +1877,21 @@ mod tests {
         let e = CelCondition::compile(&appended).unwrap_err();
         assert!(e.message.contains("times the size"), "{e}");
         assert!(CelCondition::compile("args.l.map(x, x + ', ').size() == 0").is_ok());
+        // A loop over a list literal keeps its element's growth, and a
+        // list of grown strings is as large as all of them.
+        let r = format!("'{}'", "ab".repeat(64));
+        for source in [
+            format!("[args.s.replace('ab', {r})].exists(x, x.replace('ab', {r}).size() == 0)"),
+            format!("[args.s.replace('ab', {r})].exists(x, (x + x + x + x).size() == 0)"),
+            format!(
+                "[{}].exists(x, x.contains('bb'))",
+                vec![format!("args.s.replace('ab', {r})"); 16].join(", ")
+            ),
+        ] {
+            let e = CelCondition::compile(&source).unwrap_err();
+            assert!(e.message.contains("times the size"), "{source}: {e}");
+        }
+        assert!(CelCondition::compile("[args.a, args.b].exists(x, x.lowerAscii() == 'y')").is_ok());
         for source in [
             "args.s.replace(\"'\", \"\\\\'\").size() < 100",
             "args.s.replace('a', 'aa').replace('b', 'bb') != ''",
