@@ -128,6 +128,41 @@ pub struct ConditionCompileError {
 pub struct CelCondition {
     source: String,
     program: Program,
+    /// Whether a comprehension ranges over the call's data: its body runs
+    /// once per element, so the call's collections are held to
+    /// [`MAX_LOOP_ELEMENTS`].
+    loops_over_call: bool,
+}
+
+/// Most elements a list or map of the call may hold for a condition that
+/// loops over the call's data: each runs the loop's body, whose own cost
+/// the checker bounds, so the two together stay within a fraction of a
+/// second. Past it the condition fails to evaluate (which never loosens
+/// the outcome).
+pub const MAX_LOOP_ELEMENTS: usize = 10_000;
+
+/// Whether a comprehension in `e` ranges over anything a call supplies.
+fn loops_over_call(e: &IdedExpr) -> bool {
+    let reads_call = |range: &IdedExpr| {
+        let mut stack = vec![range];
+        while let Some(x) = stack.pop() {
+            if matches!(&x.expr, Expr::Ident(name) if VARIABLES.contains(&name.as_str())) {
+                return true;
+            }
+            stack.extend(constant::children(x));
+        }
+        false
+    };
+    let mut stack = vec![e];
+    while let Some(x) = stack.pop() {
+        if let Expr::Comprehension(c) = &x.expr {
+            if reads_call(&c.iter_range) {
+                return true;
+            }
+        }
+        stack.extend(constant::children(x));
+    }
+    false
 }
 
 impl std::fmt::Debug for CelCondition {
@@ -214,6 +249,7 @@ impl CelCondition {
         }
         Ok(CelCondition {
             source: source.to_string(),
+            loops_over_call: loops_over_call(program.expression()),
             program,
         })
     }
@@ -329,6 +365,9 @@ pub struct ConditionInput {
     /// Regex search time left to this call, in nanoseconds, shared by
     /// every condition it meets.
     search_time_left: std::sync::atomic::AtomicU64,
+    /// The most elements any list or map of the arguments or context
+    /// holds, counted once per call when a condition first asks.
+    largest: OnceLock<usize>,
 }
 
 impl ConditionInput {
@@ -339,7 +378,30 @@ impl ConditionInput {
             search_time_left: std::sync::atomic::AtomicU64::new(
                 regex_match::CALL_SEARCH_TIME.as_nanos() as u64,
             ),
+            largest: OnceLock::new(),
         }
+    }
+
+    /// The most elements any list or map of the arguments or context holds.
+    pub fn largest_collection(&self) -> usize {
+        *self.largest.get_or_init(|| {
+            let mut largest = 0;
+            let mut stack = vec![&self.facts.args, &self.facts.context];
+            while let Some(v) = stack.pop() {
+                match v {
+                    Json::Array(items) => {
+                        largest = largest.max(items.len());
+                        stack.extend(items);
+                    }
+                    Json::Object(map) => {
+                        largest = largest.max(map.len());
+                        stack.extend(map.values());
+                    }
+                    _ => {}
+                }
+            }
+            largest
+        })
     }
 
     /// Uses up the call's regex search time (for tests of what follows).
@@ -456,6 +518,15 @@ fn build_variable(facts: &CallFacts, variable: &str) -> Option<Box<dyn Val>> {
 
 impl Condition<ConditionInput> for CelCondition {
     fn holds(&self, input: &ConditionInput) -> Result<bool, ConditionError> {
+        if self.loops_over_call {
+            let largest = input.largest_collection();
+            if largest > MAX_LOOP_ELEMENTS {
+                return Err(ConditionError(format!(
+                    "the call's data holds a list or map of {largest} elements; a condition \
+                     that loops over the call's data takes at most {MAX_LOOP_ELEMENTS}"
+                )));
+            }
+        }
         let mut ctx = Context::with_env(ENV.clone());
         ctx.set_variable_resolver(input);
         let outcome =
@@ -603,6 +674,18 @@ const COPYING_CALLS: &[(&str, u64)] = &[
     ("substring", 1),
     ("trim", 1),
     ("quote", 1),
+];
+
+/// Calls that read the text they work on once, without copying it.
+const SCANNING_CALLS: &[&str] = &[
+    "contains",
+    "startsWith",
+    "endsWith",
+    "indexOf",
+    "lastIndexOf",
+    "matches",
+    "size",
+    "charAt",
 ];
 
 /// How many times the condition's own text a string or list built only
@@ -1037,7 +1120,7 @@ impl Checker<'_> {
                         return Err(self.error(
                             e,
                             format!(
-                                "loops over literals nested here would run their body {runs} \
+                                "a loop over literals here (nested ones multiply) would run its body {runs} \
                                  times per call (at most {MAX_LITERAL_ITERATIONS}): use fewer \
                                  or shorter lists, or one regex alternation"
                             ),
@@ -1289,7 +1372,22 @@ impl Checker<'_> {
                 }
             }
         }
-        if let Some((_, weight)) = COPYING_CALLS.iter().find(|(n, _)| *n == name) {
+        // A scan weighs nothing over the call's data as sent (it is
+        // linear and fast), but a quarter of each multiple once that data
+        // has grown (150 `contains` over a 64-fold string took 3.4 s).
+        let scanned = SCANNING_CALLS.contains(&name).then(|| {
+            call.target
+                .as_deref()
+                .or(call.args.first())
+                .map_or(0, |text| self.grown(text) / 4)
+        });
+        let weight = COPYING_CALLS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, w)| *w)
+            .or(scanned)
+            .filter(|w| *w > 0);
+        if let Some(weight) = weight {
             let constants = self.constant_locals.borrow();
             let over_the_call = call
                 .target
@@ -1309,7 +1407,8 @@ impl Checker<'_> {
                         e,
                         format!(
                             "the calls that copy or cut the call's data (split, replace, \
-                             lowerAscii, …) would do {work} units of work per call here, \
+                             lowerAscii, …), or scan it once grown, would do {work} units of \
+                             work per call here, \
                              a `split` counting {}, each counted once per run of the loops \
                              over literals around it (at most {MAX_COPY_WORK}): copy or \
                              split once, outside the loop, or use contains/startsWith",
@@ -1935,6 +2034,34 @@ mod tests {
         // Splitting the author's own text costs nothing of the call.
         let own = format!("[{words}].exists(w, w.split('').size() > 1)");
         assert!(CelCondition::compile(&own).is_ok());
+        // Scans are free over the call as sent, not over what grew of it.
+        let scans = vec!["args.s.contains('aa')"; 150].join(" || ");
+        assert!(CelCondition::compile(&scans).is_ok());
+        let r = format!("'{}'", "ab".repeat(64));
+        let grown = format!(
+            "[args.s.replace('ab', {r})].exists(x, {})",
+            vec!["x.contains('aa')"; 40].join(" || ")
+        );
+        let e = CelCondition::compile(&grown).unwrap_err();
+        assert!(e.message.contains("scan it once grown"), "{e}");
+    }
+
+    #[test]
+    fn loops_over_the_calls_data_take_a_bounded_number_of_elements() {
+        let c = CelCondition::compile("args.l.exists(x, x == 'kw')").unwrap();
+        let with = |n: usize| {
+            let mut facts = input().into_facts();
+            facts.args = json!({"l": vec!["a"; n]});
+            c.holds(&ConditionInput::new(facts))
+        };
+        assert_eq!(with(MAX_LOOP_ELEMENTS), Ok(false));
+        let e = with(MAX_LOOP_ELEMENTS + 1).unwrap_err();
+        assert!(e.0.contains("at most 10000"), "{e:?}");
+        // A condition without such a loop reads any size.
+        let plain = CelCondition::compile("size(args.l) > 3").unwrap();
+        let mut facts = input().into_facts();
+        facts.args = json!({"l": vec!["a"; 50_000]});
+        assert_eq!(plain.holds(&ConditionInput::new(facts)), Ok(true));
     }
 
     #[test]
