@@ -935,6 +935,23 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(resolved["matched_policy_ids"], json!([]), "{resolved}");
     assert!(resolved["policy_id"].is_null(), "{resolved}");
 
+    // A denial reaches the SDK said as one, the approver's words after it.
+    let token = enforce(&api, call.clone())["hold_token"].clone();
+    let token = token.as_str().unwrap().to_string();
+    let hold = api.get("/api/v1/holds?status=pending").body["data"][0]["id"].clone();
+    let r = api.post(
+        &format!("/api/v1/holds/{}/deny", hold.as_str().unwrap()),
+        &json!({"comment": "no"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = thoth_poll(&api, &t.live_key, &token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("step-up denied by key_") && reason.ends_with(": no"),
+        "{r}"
+    );
+
     // Shutdown answers a long-poll at once, with the hold as it is,
     // rather than waiting out its 30 s (`terminate` gives up after 20).
     let d = enforce(
@@ -1576,6 +1593,29 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         "{}",
         r.text
     );
+
+    // The SDK does not list a call again when it repeats the last one:
+    // the second `probe` in a row reads the first as its previous tool.
+    policy(
+        &api,
+        json!({"name": "one probe", "action_pattern": "probe", "decision": "deny",
+               "condition": "session.previous_tool == 'probe'"}),
+    );
+    let probe = || {
+        api.send(
+            "POST",
+            "/v1/enforce",
+            Some(
+                &json!({"agent_id": "prober", "tool_name": "probe", "session_id": "p1",
+                         "session_tool_calls": ["probe"]}),
+            ),
+            &[],
+        )
+        .body["decision"]
+            .clone()
+    };
+    assert_eq!(probe(), "ALLOW");
+    assert_eq!(probe(), "BLOCK");
 
     // A session is each agent's own: another agent's call in the same
     // session id does not become this one's previous tool.

@@ -319,9 +319,15 @@ async fn decide_and_record(
     // The session's earlier tools: the caller's list when it sends one
     // (without the current call), else what this replica saw.
     let session_tools = match (&call.session_tools, &call.session_id) {
-        (Some(list), _) => {
+        (Some(list), session) => {
             let mut list = list.as_slice();
-            if list.last() == Some(&call.tool) {
+            // The Thoth SDK lists the current call too, unless it repeats
+            // the last one: a last entry naming this tool is this call,
+            // unless this tool was also the session's last call here.
+            let seen_last = session
+                .as_deref()
+                .and_then(|s| g.drift.session_tools(&tenant, &agent.id, s).pop());
+            if list.last() == Some(&call.tool) && seen_last.as_ref() != Some(&call.tool) {
                 list = &list[..list.len() - 1];
             }
             // The most recent calls: the previous tool is the last one.

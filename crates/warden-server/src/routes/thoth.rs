@@ -180,6 +180,13 @@ pub async fn thoth_hold(
         Some("the approval expired before it was used; ask again".to_string())
     } else if status == HoldStatus::Expired {
         Some("step-up expired without an approval".to_string())
+    } else if status == HoldStatus::Denied {
+        // Said as a decision, the approver's words quoted after it.
+        let by = h.decided_by.as_deref().unwrap_or("an approver");
+        Some(match h.comment.as_deref().filter(|c| !c.is_empty()) {
+            Some(comment) => format!("step-up denied by {by}: {comment}"),
+            None => format!("step-up denied by {by}"),
+        })
     } else {
         h.comment.clone()
     };

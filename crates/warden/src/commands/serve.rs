@@ -53,6 +53,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         if let Some(addr) = listeners.tcp {
             println!("Syslog (TCP) on {addr}");
         }
+        if args.syslog_org.is_none() {
+            // Without it a message with no ingest key in its structured
+            // data has no organization: it is counted and dropped.
+            println!(
+                "Syslog without --syslog-org: only messages carrying [warden@32473 token=\"…\"] \
+                 are kept; the others are dropped (warden_syslog_messages_total{{outcome=\"unrouted\"}})"
+            );
+            tracing::warn!(
+                "syslog listeners have no --syslog-org: messages without an ingest key are dropped"
+            );
+        }
     }
     let address = server
         .local_addr()
