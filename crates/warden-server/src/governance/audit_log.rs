@@ -211,17 +211,23 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
     let mut heads = Heads::new();
     let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
     let mut open = true;
+    // Set when the store could not be reached (a lock another replica
+    // holds, no connection), until a batch commits: meanwhile one batch
+    // at a time finds out whether it is back, and the others are answered
+    // at once instead of each waiting its turn at the lock.
+    let mut unreachable = false;
     loop {
         if !open && in_flight.is_empty() {
             return;
         }
-        let receive = open && in_flight.len() < depth;
+        let receive = open && (in_flight.len() < depth || unreachable);
         tokio::select! {
             biased;
             done = async { (&mut in_flight.front_mut().unwrap().commit).await }, if !in_flight.is_empty() => {
                 let front = in_flight.pop_front().unwrap();
                 match done {
                     Ok((Ok(Some(committed)), appends)) => {
+                        unreachable = false;
                         answer(&feed, front.batch, links(appends), committed);
                     }
                     other => {
@@ -236,12 +242,16 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
                         heads.clear();
                         let batch: Vec<Pending> = failed.into_iter().flat_map(|f| f.batch).collect();
                         if let Ok((Err(StoreError::Unavailable(why)), _)) = other {
+                            unreachable = true;
                             // The store is out of reach (a lock another
                             // replica holds, no connection): trying each
                             // record again would make every request wait
                             // once more. They are answered now; nothing
                             // was written.
-                            for p in batch {
+                            // So are those that queued while it waited:
+                            // they would wait as long again.
+                            let queued = std::iter::from_fn(|| rx.try_recv().ok());
+                            for p in batch.into_iter().chain(queued) {
                                 let unavailable = StoreError::Unavailable(why.clone());
                                 let _ = p.reply.send(Err(AppendError::Store(unavailable)));
                             }
@@ -262,6 +272,14 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
                         Ok(p) => batch.push(p),
                         Err(_) => break,
                     }
+                }
+                if unreachable && !in_flight.is_empty() {
+                    for p in batch {
+                        let why = "the store is out of reach; a batch is waiting to find out \
+                                   whether it is back";
+                        let _ = p.reply.send(Err(AppendError::Store(StoreError::Unavailable(why.into()))));
+                    }
+                    continue;
                 }
                 match chain(store.as_ref(), &mut heads, &batch).await {
                     Some(appends) => {
