@@ -1414,6 +1414,16 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert!(!backend
         .sql("SELECT body FROM events")
         .contains("SDKCARD9999"));
+    // An agent's events before its first enforcement discover it, as
+    // enforcement would: they carry its Warden id from the first one.
+    let agents = api.get("/api/v1/agents?search=never-seen-bot");
+    let id = agents.body["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(agents.body["data"][0]["status"], "discovered");
+    wait_total(
+        &api,
+        &format!("agent_id:{id} AND fields.external_agent_id:never-seen-bot"),
+        1,
+    );
 }
 
 /// Decisions' events reach the index in memory, numbered from what their

@@ -184,7 +184,7 @@ fn discovered_named(reference: &str, with_id: bool) -> Result<Agent, Error> {
     Ok(agent)
 }
 
-async fn discover(
+pub(crate) async fn discover(
     g: &Governance,
     tenant: &warden_core::Tenant,
     reference: &str,

@@ -466,7 +466,21 @@ pub async fn thoth_events(
             continue;
         };
         if !known.contains_key(&reference) {
-            let found = state.store.find_agent(&tenant, &reference).await?;
+            let mut found = state.store.find_agent(&tenant, &reference).await?;
+            // An agent's first events often arrive before its first
+            // enforcement (the SDK sends both at once, or only events in
+            // observe mode): it is discovered here as it would be there,
+            // so every event of it carries its Warden id.
+            if found.is_none()
+                && principal.agent_id.is_none()
+                && !crate::governance::enforce::looks_like_agent_id(&reference)
+            {
+                // A name no agent can carry (too long, say) stays as sent.
+                let g = &state.governance;
+                found = crate::governance::enforce::discover(g, &tenant, &reference)
+                    .await
+                    .ok();
+            }
             known.insert(reference.clone(), found);
         }
         match known.get(&reference) {
