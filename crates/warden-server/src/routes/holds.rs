@@ -51,6 +51,11 @@ pub struct HoldView {
     /// When an approval was used to run the call.
     #[schema(format = DateTime)]
     pub redeemed_at: Option<String>,
+    /// The call's arguments as its audit record keeps them (the fields
+    /// policies redact, redacted), so that an approver sees what they
+    /// approve. Given by `GET /api/v1/holds/{id}`; null in lists.
+    #[schema(value_type = Option<Object>)]
+    pub arguments: Option<serde_json::Value>,
 }
 
 impl HoldView {
@@ -74,6 +79,7 @@ impl HoldView {
             decided_at: opt_time(h.decided_at),
             comment: h.comment,
             redeemed_at: opt_time(h.redeemed_at),
+            arguments: None,
         }
     }
 }
@@ -166,10 +172,14 @@ pub async fn get_hold(
     ResourceId(id): ResourceId,
 ) -> ApiResult<ApiData<HoldView>> {
     principal.require("holds.read")?;
-    Ok(ok(HoldView::at(
-        find(&state, &principal, &id).await?,
-        now_ms(),
-    )))
+    let hold = find(&state, &principal, &id).await?;
+    let decision = state
+        .store
+        .get_audit(&principal.tenant(), &hold.audit_id)
+        .await?;
+    let mut view = HoldView::at(hold, now_ms());
+    view.arguments = decision.and_then(|r| r.record.arguments);
+    Ok(ok(view))
 }
 
 /// A person's decision on a hold.
