@@ -109,3 +109,76 @@ pub fn collect<C: Collector>(
         .merge_fruits(fruits.into_iter().map(|(_, fruit)| fruit).collect())
         .map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tantivy::collector::Count;
+    use tantivy::query::{AllQuery, AllScorer, EnableScoring, Explanation, Query, Scorer, Weight};
+    use tantivy::schema::{Schema, STORED, STRING};
+    use tantivy::{doc, DocId, Index, Score, SegmentReader};
+
+    use super::{collect, Abandoned};
+
+    /// A query whose every segment takes a while (another tenant's costly
+    /// search), counting the segments it has finished.
+    #[derive(Debug, Clone)]
+    struct Slow(Duration, Arc<AtomicUsize>);
+
+    struct SlowWeight(Duration, Arc<AtomicUsize>);
+
+    impl Query for Slow {
+        fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+            Ok(Box::new(SlowWeight(self.0, self.1.clone())))
+        }
+    }
+
+    impl Weight for SlowWeight {
+        fn scorer(&self, reader: &SegmentReader, _: Score) -> tantivy::Result<Box<dyn Scorer>> {
+            std::thread::sleep(self.0);
+            self.1.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(AllScorer::new(reader.max_doc())))
+        }
+
+        fn explain(&self, _: &SegmentReader, _: DocId) -> tantivy::Result<Explanation> {
+            Ok(Explanation::new("slow", 1.0))
+        }
+    }
+
+    #[test]
+    fn a_quick_search_does_not_wait_for_a_slow_one() {
+        let mut schema = Schema::builder();
+        let word = schema.add_text_field("word", STRING | STORED);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        // Segments enough to keep every thread of a shared pool busy.
+        for i in 0..4 {
+            writer.add_document(doc!(word => format!("w{i}"))).unwrap();
+            writer.commit().unwrap();
+        }
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 4);
+        let finished = Arc::new(AtomicUsize::new(0));
+        let slow = {
+            let query = Slow(Duration::from_secs(2), finished.clone());
+            let searcher = searcher.clone();
+            std::thread::spawn(move || {
+                collect(&searcher, &query, &Count, 2, &Abandoned::default()).unwrap()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let quick = collect(&searcher, &AllQuery, &Count, 2, &Abandoned::default()).unwrap();
+        assert_eq!(quick, 4);
+        // Answered before the slow search finished any of its segments:
+        // it did not queue behind them.
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            0,
+            "the quick search waited"
+        );
+        assert_eq!(slow.join().unwrap(), 4);
+    }
+}
