@@ -482,6 +482,11 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     let agent = r.body["data"]["id"].as_str().unwrap().to_string();
+    // Read by its external id too, as enforcement names it.
+    let r = admin.get("/api/v1/agents/ext-sdk");
+    assert_eq!(r.body["data"]["id"], agent.as_str(), "{}", r.text);
+    let r = admin.get("/api/v1/agents/ext-sdk/drift");
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = admin.post(
         "/api/v1/api-keys",
         &json!({"name": "ext", "scopes": ["enforce", "keys.write"], "agent_id": "ext-sdk"}),
@@ -496,6 +501,18 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["data"]["agent_id"], agent.as_str(), "{}", r.text);
+    // A key bound to another agent does not see it by that name either.
+    let other_bound = w.api(&key_for(&admin, &mine));
+    other_bound
+        .get("/api/v1/agents/ext-sdk")
+        .error(404, "not_found");
+}
+
+/// A key bound to `agent` that may read agents.
+fn key_for(admin: &common::Api, agent: &str) -> String {
+    admin
+        .create_key(json!({"name": format!("bound to {agent}"), "scopes": ["agents.read"], "agent_id": agent}))
+        .1
 }
 
 fn operator_key_commands(backend: &Backend) {

@@ -262,7 +262,7 @@ pub async fn create_agent(
 
 /// Get an agent.
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents",
-    params(("id" = String, Path, description = "Agent id")),
+    params(("id" = String, Path, description = "The agent's Warden id or its external_id")),
     responses(
         (status = 200, description = "The agent", body = DataEnvelope<AgentView>),
         (status = 404, description = "No such agent", body = crate::http::error::ErrorEnvelope)),

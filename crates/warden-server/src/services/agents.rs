@@ -35,14 +35,20 @@ pub async fn create(
     Ok(agent)
 }
 
-pub async fn get(store: &dyn Store, principal: &Principal, id: &str) -> ServiceResult<Agent> {
-    if !visible(principal, id) {
+/// An agent by its Warden id or its `external_id`, as enforcement names it.
+pub async fn get(
+    store: &dyn Store,
+    principal: &Principal,
+    reference: &str,
+) -> ServiceResult<Agent> {
+    let agent = store
+        .find_agent(&principal.tenant(), reference)
+        .await?
+        .ok_or(Error::NotFound("agent"))?;
+    if !visible(principal, &agent.id) {
         return Err(Error::NotFound("agent").into());
     }
-    store
-        .get_agent(&principal.tenant(), id)
-        .await?
-        .ok_or_else(|| Error::NotFound("agent").into())
+    Ok(agent)
 }
 
 pub async fn list(
