@@ -1038,8 +1038,8 @@ impl Checker<'_> {
                 }
                 // A list of the call's data holds each element whole: a
                 // list of grown strings is as large as all of them.
-                let constants = self.constant_locals.borrow().clone();
-                if self.cost_rules && list.elements.len() > 1 && reads_beyond(e, &constants) {
+                let over_the_call = reads_beyond(e, &self.constant_locals.borrow());
+                if self.cost_rules && list.elements.len() > 1 && over_the_call {
                     let all = list
                         .elements
                         .iter()
@@ -1475,18 +1475,20 @@ impl Checker<'_> {
                         e,
                         self.grown(e).saturating_mul(self.literal_iterations.get()),
                     )?;
-                } else if self.grown(e) > MAX_LITERAL_GROWTH {
+                } else {
                     // The author's own text, multiplied: replacements of
                     // replacements can still reach gigabytes.
-                    return Err(self.error(
-                        e,
-                        format!(
-                            "this expression could build a string or list {} times the \
-                             condition's own text (at most {MAX_LITERAL_GROWTH}): shorten its \
-                             replacements and separators, or chain fewer of them",
-                            self.grown(e)
-                        ),
-                    ));
+                    let factor = self.grown(e);
+                    if factor > MAX_LITERAL_GROWTH {
+                        return Err(self.error(
+                            e,
+                            format!(
+                                "this expression could build a string or list {factor} times \
+                                 the condition's own text (at most {MAX_LITERAL_GROWTH}): \
+                                 shorten its replacements and separators, or chain fewer of them"
+                            ),
+                        ));
+                    }
                 }
             }
         }

@@ -108,50 +108,39 @@ impl Parser<'_> {
 
     /// Counts a leaf starting at the 0-based index `at`, refusing more than [`MAX_CLAUSES`].
     fn leaf(&mut self, at: usize, query: Query) -> Result<Query, ParseError> {
-        self.clauses += 1;
-        if self.clauses > MAX_CLAUSES {
-            return Err(ParseError::new(
-                at,
-                format!("at most {MAX_CLAUSES} clauses"),
-                format!("clause number {}", self.clauses),
-            )
-            .with_message(format!(
-                "the query has more than {MAX_CLAUSES} clauses; split it into several searches"
-            )));
-        }
-        // A term that starts with a wildcard has no prefix to narrow the
-        // field's dictionary by: it walks every word the field holds.
+        count(
+            &mut self.clauses,
+            MAX_CLAUSES,
+            at,
+            "clauses",
+            "clause",
+            "; split it into several searches",
+        )?;
         if let Query::Match {
             value: MatchValue::Wildcard(pieces),
             ..
         } = &query
         {
-            self.wildcards += 1;
-            if self.wildcards > MAX_WILDCARD_TERMS {
-                return Err(ParseError::new(
-                    at,
-                    format!("at most {MAX_WILDCARD_TERMS} wildcard terms"),
-                    format!("wildcard term number {}", self.wildcards),
-                )
-                .with_message(format!(
-                    "the query has more than {MAX_WILDCARD_TERMS} wildcard terms (each reads the \
-                     words it can match); split it into several searches"
-                )));
-            }
+            count(
+                &mut self.wildcards,
+                MAX_WILDCARD_TERMS,
+                at,
+                "wildcard terms",
+                "wildcard term",
+                " (each reads the words it can match); split it into several searches",
+            )?;
+            // A term that starts with a wildcard has no prefix to narrow the
+            // field's dictionary by: it walks every word the field holds.
             if matches!(pieces.first(), Some(Piece::AnyChars | Piece::OneChar)) {
-                self.scans += 1;
-                if self.scans > MAX_LEADING_WILDCARD_TERMS {
-                    return Err(ParseError::new(
-                        at,
-                        format!("at most {MAX_LEADING_WILDCARD_TERMS} terms that start with a wildcard"),
-                        format!("such term number {}", self.scans),
-                    )
-                    .with_message(format!(
-                        "the query has more than {MAX_LEADING_WILDCARD_TERMS} terms that start with \
-                         a wildcard (each reads every word of its field); split it into several \
-                         searches or give the terms a first letter"
-                    )));
-                }
+                count(
+                    &mut self.scans,
+                    MAX_LEADING_WILDCARD_TERMS,
+                    at,
+                    "terms that start with a wildcard",
+                    "such term",
+                    " (each reads every word of its field); split it into several searches \
+                     or give the terms a first letter",
+                )?;
             }
         }
         Ok(query)
@@ -332,4 +321,26 @@ impl Parser<'_> {
 /// A term that is only `*` (after collapsing `**`).
 fn is_match_all(value: &MatchValue) -> bool {
     matches!(value, MatchValue::Wildcard(p) if p.as_slice() == [Piece::AnyChars])
+}
+
+/// Counts one more of something a query may hold at most `max` of,
+/// refusing the one past it where it starts (`at`).
+fn count(
+    counter: &mut usize,
+    max: usize,
+    at: usize,
+    plural: &str,
+    one: &str,
+    advice: &str,
+) -> Result<(), ParseError> {
+    *counter += 1;
+    if *counter <= max {
+        return Ok(());
+    }
+    Err(ParseError::new(
+        at,
+        format!("at most {max} {plural}"),
+        format!("{one} number {counter}"),
+    )
+    .with_message(format!("the query has more than {max} {plural}{advice}")))
 }

@@ -56,9 +56,8 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
     if let Some((whole, fraction)) = text.split_once('.') {
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         if digits(whole) && digits(fraction) {
-            let (ms, span) = epoch_number_to_millis(text.parse().ok()?)?;
-            let span = if span > 1 { 1 } else { span };
-            return Some((ms, ms + span));
+            let (ms, _) = epoch_number_to_millis(text.parse().ok()?)?;
+            return Some((ms, ms + 1));
         }
     }
     None

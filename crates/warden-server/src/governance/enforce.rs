@@ -324,10 +324,12 @@ async fn decide_and_record(
             // The Thoth SDK lists the current call too, unless it repeats
             // the last one: a last entry naming this tool is this call,
             // unless this tool was also the session's last call here.
-            let seen_last = session
-                .as_deref()
-                .and_then(|s| g.drift.session_tools(&tenant, &agent.id, s).pop());
-            if list.last() == Some(&call.tool) && seen_last.as_ref() != Some(&call.tool) {
+            let repeat_seen = || {
+                session.as_deref().is_some_and(|s| {
+                    g.drift.session_tools(&tenant, &agent.id, s).last() == Some(&call.tool)
+                })
+            };
+            if list.last() == Some(&call.tool) && !repeat_seen() {
                 list = &list[..list.len() - 1];
             }
             // The most recent calls: the previous tool is the last one.

@@ -172,14 +172,20 @@ async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     read_body(req, state).await
 }
 
+/// A JSON body that must be an object a decision or a change may read:
+/// no whole number past 64 bits in it (see `exact_numbers`).
+async fn object_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let bytes = json_body(req, state).await?;
+    require_object(&bytes)?;
+    exact_numbers(&bytes)?;
+    Ok(bytes)
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = json_body(req, state).await?;
-        require_object(&bytes)?;
-        exact_numbers(&bytes)?;
-        parse_json(&bytes).map(ApiJson)
+        parse_json(&object_body(req, state).await?).map(ApiJson)
     }
 }
 
@@ -192,9 +198,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for UniqueJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = json_body(req, state).await?;
-        require_object(&bytes)?;
-        exact_numbers(&bytes)?;
+        let bytes = object_body(req, state).await?;
         let super::unique_keys::UniqueKeys(value) = parse_json(&bytes)?;
         // The value read once; only a body the type refuses is parsed
         // again, by the path that names the field at fault.

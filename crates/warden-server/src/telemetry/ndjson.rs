@@ -151,7 +151,7 @@ impl NdjsonReader {
                 // Well-formed JSON with a key named twice.
                 let message = err.to_string();
                 let key = message.split('`').nth(1).unwrap_or_default().to_string();
-                self.bad(key, format!("the line's JSON {message}"));
+                self.bad(key, format!("the line names a key twice: {message}"));
                 return;
             }
             Err(err) => {
