@@ -11,6 +11,10 @@ pub const REDACTED: &str = "[REDACTED]";
 /// Longest path, and most paths per policy.
 pub const MAX_PATH_LEN: usize = 256;
 pub const MAX_PATHS: usize = 100;
+/// Most segments in a path: a `set` builds the levels its path names, and
+/// the changed arguments must stay shallow enough for their audit record
+/// to be read back (request bodies nest at most 64 levels).
+pub const MAX_PATH_SEGMENTS: usize = 32;
 
 /// A validated argument path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +47,13 @@ impl ArgPath {
         }
         let mut segments = Vec::new();
         let mut position = 1;
-        for segment in text.split('.') {
+        for (i, segment) in text.split('.').enumerate() {
+            if i == MAX_PATH_SEGMENTS {
+                return Err(PathError {
+                    message: format!("a path has at most {MAX_PATH_SEGMENTS} segments"),
+                    position,
+                });
+            }
             if segment.is_empty() {
                 return Err(PathError {
                     message: "empty segment in the path".into(),
@@ -301,5 +311,9 @@ mod tests {
         let e = ArgPath::parse("a..b").unwrap_err();
         assert_eq!(e.position, 3);
         assert!(ArgPath::parse("").is_err());
+        let deep = vec!["a"; MAX_PATH_SEGMENTS + 1].join(".");
+        let e = ArgPath::parse(&deep).unwrap_err();
+        assert_eq!(e.position, 2 * MAX_PATH_SEGMENTS + 1);
+        assert!(ArgPath::parse(&deep[2..]).is_ok());
     }
 }

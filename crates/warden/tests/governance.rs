@@ -1257,6 +1257,49 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 
+    // A body nested almost as deep as the parser goes would be decided
+    // and then leave a record that no read (the audit list, verify) could
+    // parse again: it is refused at the first level too deep.
+    let nested = |levels: usize| {
+        format!(
+            r#"{{"agent_id": "deep-bot", "tool_name": "deep.x", "context": {}{{}}{}}}"#,
+            r#"{"a": "#.repeat(levels - 1),
+            "}".repeat(levels - 1)
+        )
+    };
+    for path in ["/api/v1/enforce", "/v1/enforce"] {
+        let r = api.json_text("POST", path, nested(126));
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert!(r.text.contains("64 levels"), "{}", r.text);
+        // `{` of the body, then the context's 63 levels: the 65th opens here.
+        let column =
+            r#"{"agent_id": "deep-bot", "tool_name": "deep.x", "context": "#.len() + 6 * 63 + 1;
+        assert_eq!(r.body["error"]["position"]["column"], column, "{}", r.text);
+    }
+    let before = audit_count(&api);
+    let d = enforce(&api, serde_json::from_str(&nested(63)).unwrap());
+    assert_eq!(d["decision"], "allow");
+    let r = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(api.get("/api/v1/audit").status, 200);
+    let verify = api.get("/api/v1/audit/verify");
+    assert_eq!(verify.body["data"]["valid"], true, "{}", verify.text);
+    assert_eq!(audit_count(&api), before + 1);
+    let deep_path = vec!["a"; 33].join(".");
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "deep set", "action_pattern": "deep.*", "decision": "modify", "modify": {"set": {deep_path: 1}}}),
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["position"]["column"],
+        65,
+        "{}",
+        r.text
+    );
+
     // An Idempotency-Key never replays a decision: the agent was suspended
     // in between, so the second call is denied and audited afresh.
     let call = json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}});

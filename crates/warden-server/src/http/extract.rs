@@ -155,6 +155,19 @@ fn exact_numbers(bytes: &[u8]) -> Result<(), ApiError> {
     ))
 }
 
+/// Refuses arrays and objects nested past [`json_depth::MAX_DEPTH`].
+fn within_depth(bytes: &[u8]) -> Result<(), ApiError> {
+    use super::json_depth::{first_too_deep, MAX_DEPTH};
+    let Some(at) = first_too_deep(bytes, MAX_DEPTH) else {
+        return Ok(());
+    };
+    let (line, column) = super::exact_numbers::line_and_column(bytes, at);
+    Err(ApiError::malformed(
+        format!("arrays and objects here nest more than {MAX_DEPTH} levels deep, more than a decision keeps"),
+        Position { line, column },
+    ))
+}
+
 /// Refuses a document that is valid JSON but not an object.
 fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -173,11 +186,13 @@ async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 }
 
 /// A JSON body that must be an object a decision or a change may read:
-/// no whole number past 64 bits in it (see `exact_numbers`).
+/// no whole number past 64 bits in it (see `exact_numbers`), and nested
+/// no deeper than its record can be read back (see `json_depth`).
 async fn object_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let bytes = json_body(req, state).await?;
     require_object(&bytes)?;
     exact_numbers(&bytes)?;
+    within_depth(&bytes)?;
     Ok(bytes)
 }
 

@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod error;
 pub mod exact_numbers;
 pub mod extract;
+pub mod json_depth;
 pub mod query_params;
 pub mod request_id;
 pub mod unique_keys;
