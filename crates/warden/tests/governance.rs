@@ -1603,6 +1603,37 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     let r = api.delete(&format!("/api/v1/policies/{held}"));
     assert!(r.status < 300, "{}", r.text);
     assert_eq!(poll(&token)["resolution"], "BLOCK");
+    // A `modify` tied with a step-up still changes the call once it is
+    // approved: the approval lets the call run, not skip the redaction.
+    policy(
+        &api,
+        json!({"name": "strip password", "action_pattern": "http.*", "decision": "modify", "priority": 5,
+               "modify": {"redact": ["password"], "set": {"proxy": "egress"}}}),
+    );
+    policy(
+        &api,
+        json!({"name": "approve posts", "action_pattern": "http.post", "decision": "step_up", "priority": 5}),
+    );
+    let call = json!({"agent_id": "web-bot", "tool_name": "http.post",
+                      "tool_args": {"url": "https://x.example", "password": "hunter2"}});
+    let redeem = approved_redemption(&api, &call);
+    let d = enforce(&api, redeem.clone());
+    assert_eq!(d["decision"], "modify", "{d}");
+    assert_eq!(d["modified_tool_args"]["password"], "[REDACTED]", "{d}");
+    assert_eq!(d["modified_tool_args"]["proxy"], "egress", "{d}");
+    assert_eq!(d["modified_tool_args"]["url"], "https://x.example", "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().contains("step-up approved"),
+        "{d}"
+    );
+    // The SDK's poll cannot pass changed arguments on: it blocks, and says
+    // how the call can run.
+    let redeem = approved_redemption(&api, &call);
+    let r = poll(redeem["hold_token"].as_str().unwrap());
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("hold token"), "{r}");
+    let d = enforce(&api, redeem);
+    assert_eq!(d["decision"], "modify", "{d}");
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

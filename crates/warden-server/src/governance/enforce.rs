@@ -404,6 +404,15 @@ async fn decide_and_record(
         }
     }
 
+    // The approved call runs with the changes of the `modify` policies tied
+    // with the one that held it.
+    if redeemed.is_some() && decision == Decision::Allow && !outcome.change_from.is_empty() {
+        decision = Decision::Modify;
+        reason = format!(
+            "{reason}; its arguments changed by policy {}",
+            outcome.change_from.join(", ")
+        );
+    }
     let modified_tool_args = match decision {
         Decision::Modify => apply_change(
             &policies,
@@ -691,8 +700,10 @@ pub fn decide(
     Outcome {
         decision,
         reason,
+        // A step-up's tied `modify` policies change the call it holds, once
+        // approved: the approval lets the call run, not skip its changes.
         change_from: match eval.deciding {
-            Some(d) if decision == Decision::Modify => {
+            Some(d) if matches!(decision, Decision::Modify | Decision::StepUp) => {
                 let mut tied: Vec<(i64, String)> = eval
                     .matched
                     .iter()

@@ -294,9 +294,33 @@ pub async fn approval_stands(
                     .get(&p.id)
                     .is_none_or(|f| f.updated_at >= hold.created_at)
         });
-    Ok(match outranking {
-        Some(p) => Err(format!(
+    if let Some(p) = outranking {
+        return Ok(Err(format!(
             "policy {} now outranks the one that held the call; ask again",
+            p.id
+        )));
+    }
+    // A `modify` tied with the holding policy changes the approved call's
+    // arguments, which a poll's answer cannot carry: the call must be
+    // submitted again with its hold token, and runs as changed. Its
+    // condition cannot be judged without the arguments, so any counts.
+    let changing = holding.and_then(|(priority, _)| {
+        policies
+            .set
+            .candidates(
+                &hold.tool,
+                &agent.id,
+                agent.external_id.as_deref(),
+                &agent.tags,
+            )
+            .find(|p| {
+                p.mode == Mode::Enforce && p.decision == Decision::Modify && p.priority == priority
+            })
+    });
+    Ok(match changing {
+        Some(p) => Err(format!(
+            "policy {} changes this call's arguments, which a poll cannot pass on; \
+             submit the call again with its hold token",
             p.id
         )),
         None => Ok(()),
