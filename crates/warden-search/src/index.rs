@@ -67,14 +67,97 @@ fn index_err(err: tantivy::TantivyError) -> SearchError {
     SearchError::Index(err.to_string())
 }
 
+/// Why an index did not open: its files are damaged, or anything else
+/// (another process holds it, the machine is out of files).
+enum Opening {
+    Damaged(String),
+    Failed(SearchError),
+}
+
+impl Opening {
+    fn into_error(self) -> SearchError {
+        match self {
+            Opening::Damaged(why) => SearchError::Index(why),
+            Opening::Failed(e) => e,
+        }
+    }
+}
+
+impl From<SearchError> for Opening {
+    fn from(e: SearchError) -> Self {
+        Opening::Failed(e)
+    }
+}
+
+/// Sorts an error met while opening: damage only when the files
+/// themselves are wrong, never for a shortage (files, memory, space) or a
+/// permission, which a rebuild would not cure.
+fn opening(err: tantivy::TantivyError) -> Opening {
+    use std::io::ErrorKind;
+    use tantivy::directory::error::OpenReadError;
+    use tantivy::TantivyError as E;
+    let bad_bytes = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::InvalidData | ErrorKind::UnexpectedEof | ErrorKind::NotFound
+        )
+    };
+    let damaged = match &err {
+        E::DataCorruption(_)
+        | E::IncompatibleIndex(_)
+        | E::SchemaError(_)
+        | E::DeserializeError(_)
+        | E::FieldNotFound(_) => true,
+        E::OpenReadError(OpenReadError::FileDoesNotExist(_))
+        | E::OpenReadError(OpenReadError::IncompatibleIndex(_)) => true,
+        E::OpenReadError(OpenReadError::IoError { io_error, .. }) => bad_bytes(io_error),
+        E::IoError(e) => bad_bytes(e),
+        _ => false,
+    };
+    if damaged {
+        Opening::Damaged(err.to_string())
+    } else {
+        Opening::Failed(index_err(err))
+    }
+}
+
 impl EventIndex {
     /// Opens the index in `dir`, creating it if needed. Fails when another
     /// process holds it (one writer per index).
+    /// An index whose files are damaged (a truncated segment, a mangled
+    /// `meta.json`) is moved aside to `<dir>.damaged-<time>` and started
+    /// anew under a new name, so the indexer builds it again from the log:
+    /// the index is a copy of the log, and must not keep the server down.
     pub fn open(dir: &Path, writer_threads: usize) -> Result<Self, SearchError> {
+        match Self::open_as_is(dir, writer_threads) {
+            Err(Opening::Damaged(why)) => {
+                let aside = PathBuf::from(format!(
+                    "{}.damaged-{}",
+                    dir.display(),
+                    warden_core::time::now_ms()
+                ));
+                tracing::error!(
+                    dir = %dir.display(),
+                    aside = %aside.display(),
+                    error = %why,
+                    "the search index is damaged; it is moved aside and built again from the event log"
+                );
+                std::fs::rename(dir, &aside).map_err(|e| {
+                    SearchError::Index(format!(
+                        "the search index is damaged ({why}) and could not be moved aside: {e}"
+                    ))
+                })?;
+                Self::open_as_is(dir, writer_threads).map_err(Opening::into_error)
+            }
+            other => other.map_err(Opening::into_error),
+        }
+    }
+
+    fn open_as_is(dir: &Path, writer_threads: usize) -> Result<Self, Opening> {
         std::fs::create_dir_all(dir).map_err(|e| SearchError::Index(e.to_string()))?;
         let fields = Fields::new();
         let directory = MmapDirectory::open(dir).map_err(|e| SearchError::Index(e.to_string()))?;
-        let index = Index::open_or_create(directory, fields.schema.clone()).map_err(index_err)?;
+        let index = Index::open_or_create(directory, fields.schema.clone()).map_err(opening)?;
         index
             .tokenizers()
             .register(MESSAGE_ANALYZER, MessageAnalyzer);
@@ -86,14 +169,14 @@ impl EventIndex {
                 tantivy::TantivyError::LockFailure(..) => {
                     SearchError::Busy(dir.display().to_string())
                 }
-                other => index_err(other),
+                other => opening(other).into_error(),
             })?;
         let writer = Mutex::new(Some(writer));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(index_err)?;
+            .map_err(opening)?;
         let io = |e: std::io::Error| SearchError::Index(e.to_string());
         let id_path = dir.join(ID_FILE);
         let format_path = dir.join(FORMAT_FILE);
@@ -124,12 +207,15 @@ impl EventIndex {
                 id
             }
         };
-        let position = index
-            .load_metas()
-            .ok()
-            .and_then(|m| m.payload)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(-1);
+        // An index with no segment holds nothing of the log (its
+        // `meta.json` was lost, say): position 0, whatever the stored
+        // cursor says. One with segments but no saved position predates it.
+        let metas = index.load_metas().map_err(opening)?;
+        let position = match metas.payload.and_then(|p| p.parse().ok()) {
+            Some(p) => p,
+            None if metas.segments.is_empty() => 0,
+            None => -1,
+        };
         Ok(EventIndex {
             fields,
             index,
@@ -485,6 +571,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Halves every file of `suffix` in `dir`.
+    fn truncate(dir: &Path, suffix: &str) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(suffix) {
+                let len = std::fs::metadata(&path).unwrap().len();
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                file.set_len(len / 2).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_index_is_set_aside_and_started_anew() {
+        for damage in [".idx", "meta.json"] {
+            let data = tempfile::tempdir().unwrap();
+            let dir = data.path().join("index");
+            let (index, _) = filled(&dir);
+            index.commit_at(3_000).unwrap();
+            let first_id = index.id().to_string();
+            drop(index);
+            truncate(&dir, damage);
+            let index = EventIndex::open(&dir, 1).unwrap();
+            assert_eq!(index.len(), 0, "{damage}");
+            // A new name, so its position in the log starts at the beginning.
+            assert_ne!(index.id(), first_id, "{damage}");
+            assert_eq!(index.committed_position(), Some(0), "{damage}");
+            let kept: Vec<String> = std::fs::read_dir(data.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("index.damaged-"))
+                .collect();
+            assert_eq!(
+                kept.len(),
+                1,
+                "{damage}: the damaged files are kept aside: {kept:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_index_without_a_commit_holds_nothing_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = filled(dir.path());
+        index.commit_at(3_000).unwrap();
+        let id = index.id().to_string();
+        drop(index);
+        std::fs::remove_file(dir.path().join("meta.json")).unwrap();
+        let index = EventIndex::open(dir.path(), 1).unwrap();
+        assert_eq!((index.id(), index.len()), (id.as_str(), 0));
+        assert_eq!(index.committed_position(), Some(0));
     }
 
     #[test]

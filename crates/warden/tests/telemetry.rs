@@ -1609,6 +1609,27 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     assert_eq!(total(&api, ""), 301);
+
+    // An index that lost its `meta.json` holds nothing: it is filled again
+    // from the log, though the saved position says it was done.
+    assert!(w.terminate().success());
+    std::fs::remove_file(dir.join("meta.json")).unwrap();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    wait_total(&api, "", 301);
+    // A damaged one does not keep the server down: it is set aside and
+    // built again from the log.
+    assert!(w.terminate().success());
+    std::fs::write(dir.join("meta.json"), "garbage{").unwrap();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    wait_total(&api, "", 301);
+    assert!(w.terminate().success());
+    std::fs::write(dir.join("meta.json"), "garbage{").unwrap();
+    assert!(backend.cli(&["reindex"]).status.success());
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    assert_eq!(total(&api, ""), 301);
 }
 
 /// The process's open-files limit, soft and hard, as `prlimit` sets it.
