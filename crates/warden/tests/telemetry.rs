@@ -1543,6 +1543,20 @@ fn retention_removes_old_events(backend: &Backend) {
         api.get("/api/v1/events/retention").body["data"]["retention_days"],
         5
     );
+    // Retention removes live events of the whole organization: an admin
+    // key bound to one agent, or a test key, may not change it.
+    let agent = api.create_agent("retention-bot");
+    let (_, bound) =
+        api.create_key(json!({"name": "bound admin", "scopes": ["admin"], "agent_id": agent}));
+    for key in [bound.as_str(), t.test_key.as_str()] {
+        let r = w.api(key).json_text(
+            "PUT",
+            "/api/v1/events/retention",
+            br#"{"retention_days": 1}"#,
+        );
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
+    assert_eq!(search(&api, all)["total"], 2);
 }
 
 fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {

@@ -516,6 +516,19 @@ pub async fn set_retention(
     ApiJson(body): ApiJson<SetRetention>,
 ) -> ApiResult<ApiData<Retention>> {
     principal.require("admin")?;
+    // Retention removes events of the whole organization, in both
+    // environments: neither a key bound to one agent nor a test key may
+    // delete live events.
+    if principal.agent_id.is_some() {
+        return Err(ApiError::forbidden(
+            "a key bound to an agent cannot change the organization's retention",
+        ));
+    }
+    if principal.environment != warden_core::Environment::Live {
+        return Err(ApiError::forbidden(
+            "retention removes live events too: set it with a live key",
+        ));
+    }
     let Some(days) = body.retention_days else {
         return Err(ApiError::invalid(
             "retention_days",
