@@ -30,6 +30,16 @@ pub struct ApiKey {
     pub rotated_at: Option<Millis>,
 }
 
+/// How many characters of a secret's digest a token carries to name the
+/// secret it was exchanged with.
+pub const SECRET_TAG_LEN: usize = 16;
+
+/// The name a token gives the secret it was exchanged with: the start of
+/// that secret's digest (a keyed hash, which tells nothing of the secret).
+pub fn secret_tag(digest: &str) -> String {
+    digest.chars().take(SECRET_TAG_LEN).collect()
+}
+
 /// Where a key stands, as shown in listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
@@ -66,6 +76,38 @@ impl ApiKey {
 
     /// Whether `digest` is this key's current secret, or its previous one
     /// still inside the rotation grace period.
+    /// Whether a token exchanged with the secret `tag` names (see
+    /// [`secret_tag`]) still stands: one exchanged with the current secret
+    /// does, one exchanged with the previous secret only during its grace
+    /// period, so that a rotation also ends the tokens of a leaked secret.
+    /// A token that names no secret (issued before tokens did) stands
+    /// while the key was not rotated after it was issued.
+    pub fn accepts_token(&self, tag: &str, issued_at: Millis, now: Millis) -> bool {
+        use crate::secret::digests_match;
+        if tag.is_empty() {
+            return self.rotated_at.is_none_or(|r| issued_at >= r);
+        }
+        if digests_match(&secret_tag(&self.secret_digest), tag) {
+            return true;
+        }
+        match (&self.previous_digest, self.previous_valid_until) {
+            (Some(prev), Some(until)) => now < until && digests_match(&secret_tag(prev), tag),
+            _ => false,
+        }
+    }
+
+    /// When a token exchanged with the secret of `digest` must end at the
+    /// latest: the key's expiry, and for the previous secret the end of
+    /// its grace period.
+    pub fn secret_ends_at(&self, digest: &str) -> Option<Millis> {
+        let previous = !crate::secret::digests_match(&self.secret_digest, digest);
+        let grace = self.previous_valid_until.filter(|_| previous);
+        match (self.expires_at, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn accepts_digest(&self, digest: &str, now: Millis) -> bool {
         if crate::secret::digests_match(&self.secret_digest, digest) {
             return true;

@@ -243,6 +243,12 @@ fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {
     }
 
     // Rotation with a grace period: both secrets work, then only the new.
+    let token_of = |secret: &str| -> String {
+        let r = admin.post("/api/v1/auth/token", &json!({"api_key": secret}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"]["token"].as_str().unwrap().to_string()
+    };
+    let first_token = token_of(&secret);
     let r = admin.post(
         &format!("/api/v1/api-keys/{id}/rotate"),
         &json!({"grace_period_seconds": 3600}),
@@ -257,6 +263,9 @@ fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {
         200,
         "old secret works during the grace period"
     );
+    // Tokens of either secret work during the grace period too.
+    assert_eq!(w.api(&first_token).get("/api/v1/agents").status, 200);
+    let rotated_token = token_of(&rotated);
     let r = admin.send("POST", &format!("/api/v1/api-keys/{id}/rotate"), None, &[]);
     assert_eq!(r.status, 200, "{}", r.text);
     let newest = r.body["data"]["key"].as_str().unwrap().to_string();
@@ -264,6 +273,21 @@ fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {
         .get("/api/v1/agents")
         .error(401, "unauthorized");
     assert_eq!(w.api(&newest).get("/api/v1/agents").status, 200);
+    // A rotation without grace ends the tokens of the secrets it replaced
+    // (a leaked secret's token must not outlive the rotation that answers
+    // the leak); the new secret's tokens work.
+    for token in [&first_token, &rotated_token] {
+        let r = w.api(token).get("/api/v1/agents");
+        assert!(
+            r.error(401, "unauthorized")["message"]
+                .as_str()
+                .unwrap()
+                .contains("rotated"),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(w.api(&token_of(&newest)).get("/api/v1/agents").status, 200);
 
     // An idempotent creation is replayed only to the key that made it, and
     // the recorded response (which holds the secret) is not stored in clear.

@@ -110,11 +110,15 @@ impl KeyRing {
     }
 
     /// The active key a presented secret belongs to.
+    /// The key a secret belongs to, its organization, and the digest of
+    /// the secret (the key's current secret or, during a grace period,
+    /// its previous one).
     pub async fn resolve_key(
         &self,
         presented: &str,
-    ) -> Result<(Arc<ApiKey>, Arc<Organization>), ApiError> {
-        self.resolve(presented).await.map(|e| (e.key, e.org))
+    ) -> Result<(Arc<ApiKey>, Arc<Organization>, String), ApiError> {
+        let entry = self.resolve(presented).await?;
+        Ok((entry.key, entry.org, self.pepper.digest(presented)))
     }
 
     async fn resolve(&self, presented: &str) -> Result<Cached, ApiError> {
@@ -173,7 +177,13 @@ impl KeyRing {
                 .verify(credential)
                 .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
             let entry = self.key_by_id(&claims.sub).await?;
-            check_status(&entry.key, now_ms())?;
+            let now = now_ms();
+            check_status(&entry.key, now)?;
+            if !entry.key.accepts_token(&claims.sec, claims.iat * 1000, now) {
+                return Err(ApiError::unauthorized(
+                    "the key was rotated since this token was issued: exchange the new secret",
+                ));
+            }
             if entry.key.org_id != claims.org || entry.key.environment.as_str() != claims.env {
                 return Err(ApiError::unauthorized("invalid token"));
             }

@@ -5,7 +5,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
-use warden_core::api_key::ApiKey;
+use warden_core::api_key::{secret_tag, ApiKey};
 use warden_core::time::Millis;
 
 /// How long a token lives, at most.
@@ -25,6 +25,10 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The secret the key was exchanged with ([`secret_tag`]): a rotation
+    /// ends the tokens of the secret it replaces with that secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sec: String,
 }
 
 pub struct IssuedToken {
@@ -62,12 +66,13 @@ impl TokenIssuer {
         })
     }
 
-    /// A token for `key`, never outliving the key itself.
-    pub fn issue(&self, key: &ApiKey, now: Millis) -> Result<IssuedToken, String> {
+    /// A token for `key`, exchanged with the secret of `digest`, never
+    /// outliving the key nor that secret.
+    pub fn issue(&self, key: &ApiKey, digest: &str, now: Millis) -> Result<IssuedToken, String> {
         let iat = now / 1000;
         let mut exp = iat + TOKEN_LIFETIME_SECS;
-        if let Some(key_expiry) = key.expires_at {
-            exp = exp.min(key_expiry / 1000);
+        if let Some(ends) = key.secret_ends_at(digest) {
+            exp = exp.min(ends / 1000);
         }
         let claims = Claims {
             iss: ISSUER.into(),
@@ -79,6 +84,7 @@ impl TokenIssuer {
             iat,
             exp,
             jti: warden_core::id::new_id(warden_core::id::prefix::TOKEN),
+            sec: secret_tag(digest),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .map_err(|e| format!("signing a token: {e}"))?;
@@ -127,7 +133,7 @@ mod tests {
     fn issued_tokens_verify_and_others_do_not() {
         let issuer = TokenIssuer::from_pkcs8(&TokenIssuer::generate_key()).unwrap();
         let now = warden_core::time::now_ms();
-        let issued = issuer.issue(&key(), now).unwrap();
+        let issued = issuer.issue(&key(), "d", now).unwrap();
         assert_eq!(issued.expires_in, 3600);
         let claims = issuer.verify(&issued.token).unwrap();
         assert_eq!(

@@ -48,7 +48,7 @@ pub async fn exchange_token(State(state): State<AppState>, req: Request) -> Resp
 async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
     let ip = request_ip(&state, &req);
     let ApiJson(body) = ApiJson::<TokenRequest>::from_request(req, &state).await?;
-    let (key, org) = state.keys.resolve_key(body.api_key.trim()).await?;
+    let (key, org, digest) = state.keys.resolve_key(body.api_key.trim()).await?;
     let verdict = match take_from_bucket(&state, &org.id, org.rate_limit).await {
         Ok(verdict) => verdict,
         Err(refused) => return Ok(refused),
@@ -62,7 +62,7 @@ async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
     let issued = state
         .keys
         .tokens()
-        .issue(&key, now_ms())
+        .issue(&key, &digest, now_ms())
         .map_err(ApiError::internal)?;
     let mut response = ok(TokenResponse {
         token: issued.token,
