@@ -41,6 +41,8 @@ pub struct SyslogConfig {
     pub udp: Option<String>,
     pub tcp: Option<String>,
     pub org_id: Option<String>,
+    /// Most TCP connections open at once (see `telemetry::syslog_tcp`).
+    pub tcp_connections: usize,
 }
 
 pub struct Server {
@@ -127,6 +129,7 @@ impl Server {
             routing,
             self.syslog.udp.as_deref(),
             self.syslog.tcp.as_deref(),
+            self.syslog.tcp_connections,
         )
         .await?;
         self.syslog_addrs = Some(listeners);

@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// that carry no `[warden@32473 token="…"]` ingest key.
     #[arg(long, env = "WARDEN_SYSLOG_ORG")]
     pub syslog_org: Option<String>,
+    /// Most syslog TCP connections open at once; when all are taken, the
+    /// one idle longest (5 s or more) is closed for a new one.
+    #[arg(long, env = "WARDEN_SYSLOG_TCP_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub syslog_tcp_connections: u16,
     /// Threads that build the search index (1 to 8; default: half the
     /// cores, one to four). They run only on time requests leave idle.
     #[arg(long, env = "WARDEN_INDEX_THREADS", value_parser = clap::value_parser!(u16).range(1..=8))]

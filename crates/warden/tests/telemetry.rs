@@ -1693,7 +1693,73 @@ fn the_index_recovers_from_failed_commits(backend: &Backend) {
     assert_eq!(total(&api, ""), acknowledged + 1);
 }
 
+fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(
+        backend,
+        &[
+            "--syslog-tcp",
+            "127.0.0.1:0",
+            "--syslog-org",
+            &t.org_id,
+            "--syslog-tcp-connections",
+            "4",
+        ],
+    );
+    let api = w.api(&t.live_key);
+    let port = syslog_port(&w, "TCP");
+    // Every slot held by a connection that never sends a byte.
+    let idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(5_500));
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &port,
+        "-T",
+        "--rfc5424",
+        "-t",
+        "app",
+        "let in after idle senders",
+    ]);
+    wait_total(&api, "\"let in after idle senders\"", 1);
+    drop(idle);
+
+    // On an empty store no organization id can be known yet: the server
+    // refuses before it makes (and shows once) the first admin keys.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--syslog-org",
+            "org_nowhere",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the store is empty"),
+        "{out:?}"
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["init", "--json", "--data-dir"])
+        .arg(&data)
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the store was left empty: {out:?}");
+}
+
 on_every_backend!(
+    idle_syslog_connections_give_way_and_start_up_is_checked_first,
     every_operator_of_the_language,
     totals_histograms_and_pages_are_exact,
     the_index_recovers_from_failed_commits,

@@ -9,6 +9,7 @@ pub mod ndjson;
 pub mod retention;
 pub mod search;
 pub mod syslog;
+pub mod syslog_tcp;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

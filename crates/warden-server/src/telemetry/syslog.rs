@@ -11,10 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
-use warden_core::event::framing::Framer;
 use warden_core::event::syslog::{parse, MAX_SYSLOG_BYTES};
 use warden_core::event::Event;
 use warden_core::id::{new_time_ordered_id, prefix};
@@ -37,9 +35,9 @@ pub struct SyslogRouting {
     pub state: AppState,
 }
 
-struct Received {
-    bytes: Vec<u8>,
-    peer: IpAddr,
+pub(super) struct Received {
+    pub bytes: Vec<u8>,
+    pub peer: IpAddr,
 }
 
 pub struct SyslogListeners {
@@ -53,6 +51,7 @@ pub async fn start(
     routing: SyslogRouting,
     udp: Option<&str>,
     tcp: Option<&str>,
+    max_tcp_connections: usize,
 ) -> Result<SyslogListeners, String> {
     let metrics = routing.state.metrics.clone();
     let (tx, rx) = mpsc::channel::<Received>(65_536);
@@ -72,7 +71,12 @@ pub async fn start(
             .await
             .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?;
         out.tcp = listener.local_addr().ok();
-        tokio::spawn(serve_tcp(listener, tx.clone(), metrics.clone()));
+        tokio::spawn(super::syslog_tcp::serve_tcp(
+            listener,
+            tx.clone(),
+            metrics.clone(),
+            max_tcp_connections,
+        ));
     }
     drop(tx);
     tokio::spawn(store_messages(telemetry, routing, rx, metrics));
@@ -96,85 +100,6 @@ async fn serve_udp(socket: UdpSocket, tx: mpsc::Sender<Received>) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-}
-
-/// Most syslog TCP connections served at once. Syslog carries no
-/// credentials, so anyone who reaches the port could otherwise hold open
-/// files until the process has none left for its store and index; a
-/// connection past the bound is closed at once (senders reconnect).
-const MAX_TCP_CONNECTIONS: usize = 1_024;
-
-async fn serve_tcp(listener: TcpListener, tx: mpsc::Sender<Received>, metrics: Arc<Metrics>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    metrics.syslog_connections_refused();
-                    tracing::warn!(%peer, "syslog tcp connection refused: {MAX_TCP_CONNECTIONS} already open");
-                    drop(stream);
-                    continue;
-                };
-                let (tx, metrics) = (tx.clone(), metrics.clone());
-                tokio::spawn(async move {
-                    serve_connection(stream, peer.ip(), tx, metrics).await;
-                    drop(slot);
-                });
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "syslog tcp accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-async fn serve_connection(
-    mut stream: TcpStream,
-    peer: IpAddr,
-    tx: mpsc::Sender<Received>,
-    metrics: Arc<Metrics>,
-) {
-    let mut framer = Framer::new(MAX_SYSLOG_BYTES);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        framer.push(&buf[..n]);
-        while let Some(frame) = framer.next_frame() {
-            match frame {
-                Ok(bytes) => {
-                    if tx.send(Received { bytes, peer }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(err) if err.is_fatal() => {
-                    // The stream lost its framing: close it, so that the
-                    // sender sees it rather than every later message vanishing.
-                    metrics.syslog_messages("malformed", 1);
-                    tracing::warn!(%peer, error = %err, "syslog tcp connection closed");
-                    return;
-                }
-                Err(err) => {
-                    // The frame is skipped; the connection goes on.
-                    metrics.syslog_messages("malformed", 1);
-                    tracing::warn!(%peer, error = %err, "syslog tcp frame skipped");
-                }
-            }
-        }
-    }
-    match framer.finish() {
-        Some(Ok(bytes)) => {
-            let _ = tx.send(Received { bytes, peer }).await;
-        }
-        Some(Err(err)) => {
-            metrics.syslog_messages("malformed", 1);
-            tracing::warn!(%peer, error = %err, "syslog tcp frame cut short");
-        }
-        None => {}
     }
 }
 

@@ -20,6 +20,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     secrets::verify_master_key(store.as_ref(), &opened.master).await?;
     let first = if store.is_initialized().await.map_err(|e| e.to_string())? {
         None
+    } else if args.syslog_org.is_some() {
+        // The first organization's id is made at initialization: no id
+        // given before can name it, and failing after would lose the keys
+        // shown once.
+        return Err(
+            "--syslog-org: the store is empty, so no organization exists yet; start once \
+             without --syslog-org (or run `warden init`) and use the organization id it prints"
+                .into(),
+        );
     } else {
         bootstrap::initialize(
             store.as_ref(),
@@ -43,6 +52,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             udp: args.syslog_udp.clone(),
             tcp: args.syslog_tcp.clone(),
             org_id: args.syslog_org.clone(),
+            tcp_connections: args.syslog_tcp_connections.into(),
         },
     };
     let mut server = Server::build(store.clone(), &opened.master, config).await?;

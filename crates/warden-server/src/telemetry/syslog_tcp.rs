@@ -1,0 +1,213 @@
+//! Syslog over TCP: framing, and a bound on open connections that idle
+//! senders cannot hold. Syslog carries no credentials, so anyone who
+//! reaches the port could otherwise keep every slot with connections that
+//! never send a byte, and lock real senders out for as long as they like.
+//! When every slot is taken, the connection idle the longest (at least
+//! [`EVICTABLE_AFTER`]) is closed for the new one; only when all are busy
+//! is the new one refused.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use warden_core::event::framing::Framer;
+use warden_core::event::syslog::MAX_SYSLOG_BYTES;
+
+use super::syslog::Received;
+use crate::metrics::Metrics;
+
+/// Most syslog TCP connections served at once: each holds a file, which
+/// the store and the index need too.
+pub const MAX_TCP_CONNECTIONS: usize = 1_024;
+/// A connection that sent nothing for this long gives its slot to a new one
+/// when all are taken (a sender that reconnects loses nothing).
+pub const EVICTABLE_AFTER: Duration = Duration::from_secs(5);
+
+/// One open connection: when it last sent bytes, and how to close it.
+struct Open {
+    last_read: Mutex<Instant>,
+    close: Notify,
+}
+
+/// The open connections, so that the idlest can be found and closed.
+#[derive(Default)]
+pub struct Connections {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Open>>>,
+}
+
+impl Connections {
+    fn register(&self) -> (u64, Arc<Open>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let open = Arc::new(Open {
+            last_read: Mutex::new(Instant::now()),
+            close: Notify::new(),
+        });
+        self.map().insert(id, open.clone());
+        (id, open)
+    }
+
+    fn forget(&self, id: u64) {
+        self.map().remove(&id);
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Open>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the connection idle the longest, if it has been idle for
+    /// `at_least`; whether one was closed.
+    pub fn evict_idlest(&self, at_least: Duration, now: Instant) -> bool {
+        let map = self.map();
+        let idlest = map
+            .values()
+            .map(|o| (*o.last_read.lock().unwrap_or_else(|p| p.into_inner()), o))
+            .min_by_key(|(at, _)| *at);
+        match idlest {
+            Some((at, open)) if now.duration_since(at) >= at_least => {
+                open.close.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+pub(super) async fn serve_tcp(
+    listener: TcpListener,
+    tx: mpsc::Sender<Received>,
+    metrics: Arc<Metrics>,
+    max_connections: usize,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = Arc::new(Connections::default());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "syslog tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // Full: an idle connection makes room, and its slot comes
+            // back as soon as its task ends.
+            Err(_) if connections.evict_idlest(EVICTABLE_AFTER, Instant::now()) => {
+                tokio::time::timeout(Duration::from_secs(1), slots.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(slot) = slot else {
+            metrics.syslog_connections_refused();
+            tracing::warn!(%peer, "syslog tcp connection refused: {max_connections} already open and sending");
+            drop(stream);
+            continue;
+        };
+        let (tx, metrics, connections) = (tx.clone(), metrics.clone(), connections.clone());
+        tokio::spawn(async move {
+            let (id, open) = connections.register();
+            serve_connection(stream, peer.ip(), tx, metrics, &open).await;
+            connections.forget(id);
+            drop(slot);
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: IpAddr,
+    tx: mpsc::Sender<Received>,
+    metrics: Arc<Metrics>,
+    open: &Open,
+) {
+    let mut framer = Framer::new(MAX_SYSLOG_BYTES);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = open.close.notified() => {
+                tracing::debug!(%peer, "idle syslog tcp connection closed for a new one");
+                break;
+            }
+        };
+        *open.last_read.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        framer.push(&buf[..n]);
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Ok(bytes) => {
+                    if tx.send(Received { bytes, peer }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) if err.is_fatal() => {
+                    // The stream lost its framing: close it, so that the
+                    // sender sees it rather than every later message vanishing.
+                    metrics.syslog_messages("malformed", 1);
+                    tracing::warn!(%peer, error = %err, "syslog tcp connection closed");
+                    return;
+                }
+                Err(err) => {
+                    // The frame is skipped; the connection goes on.
+                    metrics.syslog_messages("malformed", 1);
+                    tracing::warn!(%peer, error = %err, "syslog tcp frame skipped");
+                }
+            }
+        }
+    }
+    match framer.finish() {
+        Some(Ok(bytes)) => {
+            let _ = tx.send(Received { bytes, peer }).await;
+        }
+        Some(Err(err)) => {
+            metrics.syslog_messages("malformed", 1);
+            tracing::warn!(%peer, error = %err, "syslog tcp frame cut short");
+        }
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_connection_idle_long_enough_is_evicted_and_the_idlest_first() {
+        let table = Connections::default();
+        let (_, first) = table.register();
+        let (_, second) = table.register();
+        let start = Instant::now();
+        *first.last_read.lock().unwrap() = start;
+        *second.last_read.lock().unwrap() = start + Duration::from_secs(3);
+        // Nobody idle for 5 s yet.
+        assert!(!table.evict_idlest(EVICTABLE_AFTER, start + Duration::from_secs(4)));
+        assert!(table.evict_idlest(EVICTABLE_AFTER, start + Duration::from_secs(6)));
+        // The first was told to close, the second not.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), first.close.notified())
+                .await
+                .expect("the idlest connection is closed");
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), second.close.notified())
+                    .await
+                    .is_err()
+            );
+        });
+    }
+}
