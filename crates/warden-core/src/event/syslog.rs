@@ -171,7 +171,7 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
             Variant::Either,
         ) {
             Ok(message) => {
-                token = map_message(message, &mut event, &mut syslog)?;
+                token = map_message(message, rest, &mut event, &mut syslog)?;
             }
             // Text after a valid `<PRI>` but no header `syslog_loose` knows.
             Err(_) => event.message = clean_message(rest.trim_start()),
@@ -187,7 +187,10 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
     // somewhere in the event, it was malformed (or is only text that
     // mentions it) and may hold a key's secret: the secret is taken out
     // and the message kept, so that mentioning the id hides nothing.
-    if mentions_warden_id(text) || KEY_PREFIXES.iter().any(|p| text.contains(p)) {
+    if mentions_warden_id(text)
+        || KEY_PREFIXES.iter().any(|p| text.contains(p))
+        || text.contains(JWT_START)
+    {
         scrub_event(&mut event);
     }
     Ok(SyslogMessage { event, token })
@@ -253,6 +256,11 @@ fn scrub_secrets(text: &str) -> String {
             rest = &value[len..];
             continue;
         }
+        if let Some(len) = warden_token_len(rest) {
+            out.push_str(SCRUBBED);
+            rest = &rest[len..];
+            continue;
+        }
         if KEY_PREFIXES.iter().any(|p| rest.starts_with(p)) {
             let len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
@@ -266,6 +274,30 @@ fn scrub_secrets(text: &str) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// How every JWT begins: `{"` in base64url.
+const JWT_START: &str = "eyJ";
+
+/// The length of the Warden token (`POST /api/v1/auth/token`: a JWT whose
+/// issuer is `warden`) `text` starts with, if it does. A token is as good
+/// as its key for an hour, so one sent to syslog is taken out wherever it
+/// is, as a key is.
+fn warden_token_len(text: &str) -> Option<usize> {
+    use base64::Engine;
+    if !text.starts_with(JWT_START) {
+        return None;
+    }
+    let len = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .unwrap_or(text.len());
+    let mut parts = text[..len].split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&payload).ok()?;
+    (claims.get("iss").and_then(Value::as_str) == Some("warden")).then_some(len)
 }
 
 /// Where the value begins if `text` starts with an assignment to a token:
@@ -330,9 +362,11 @@ fn year_resolver(received_at: Millis) -> impl Fn(IncompleteDate) -> i32 + Copy {
 /// event; returns the ingest token it carried.
 fn map_message(
     message: Message<&str>,
+    raw: &str,
     event: &mut Event,
     syslog: &mut Map<String, Value>,
 ) -> Result<Option<String>, SyslogError> {
+    let unparsed = unparsed_structured_data(raw, &message);
     if let Some(ms) = message
         .timestamp
         .map(|t| t.timestamp_millis())
@@ -389,8 +423,32 @@ fn map_message(
     if !sd.is_empty() {
         event.fields.insert("sd".into(), Value::Object(sd));
     }
+    if let Some(unparsed) = unparsed {
+        syslog.insert("sd_unparsed".into(), clean_message(unparsed).into());
+    }
     event.message = clean_message(message.msg);
     Ok(token)
+}
+
+/// Structured data the parser could not read (single quotes, a value
+/// without quotes, a bracket left open): it reads no element and starts
+/// the text after it, so the bracketed part would vanish. It is kept as
+/// written instead, from its first `[` up to the text.
+fn unparsed_structured_data<'a>(raw: &'a str, message: &Message<&str>) -> Option<&'a str> {
+    if !message.structured_data.is_empty()
+        || !matches!(message.protocol, syslog_loose::Protocol::RFC5424(_))
+    {
+        return None;
+    }
+    let text_at = (message.msg.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    // VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID, then the data.
+    let mut header = raw.get(..text_at)?.trim_start();
+    for _ in 0..6 {
+        let end = header.find(' ')?;
+        header = header[end..].trim_start();
+    }
+    let sd = header.trim_end();
+    (!sd.is_empty() && sd != "-").then_some(sd)
 }
 
 /// A repeated parameter becomes an array of its values, in order.
@@ -452,6 +510,60 @@ mod tests {
 
     fn time(text: &str) -> Millis {
         parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn warden_tokens_are_taken_out_wherever_they_are() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = format!(
+            "{}.{}.c2lnbmF0dXJl",
+            b64(r#"{"typ":"JWT","alg":"EdDSA"}"#),
+            b64(r#"{"iss":"warden","sub":"key_1","org":"org_2"}"#)
+        );
+        for line in [
+            format!(r#"<13>1 - h app - - [warden@32474 token="{token}"] typo"#),
+            format!("<13>1 - h app - - - bearer {token} in text"),
+            format!("<13>Nov 24 10:00:00 host1 app: Authorization: Bearer {token}"),
+        ] {
+            let m = ok(&line);
+            let json = serde_json::to_string(&m.event).unwrap();
+            assert!(!json.contains(&token[40..]), "{line}: {json}");
+            assert!(json.contains("[REDACTED]"), "{line}: {json}");
+        }
+        // Another issuer's token is another system's business.
+        let other = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"iss":"https://idp.example"}"#)
+        );
+        let m = ok(&format!("<13>1 - h app - - - bearer {other}"));
+        assert!(m.event.message.contains(&other));
+    }
+
+    #[test]
+    fn structured_data_the_parser_cannot_read_is_kept() {
+        for (line, kept) in [
+            (
+                r#"<13>1 2026-12-04T12:00:00Z h6 app - - [ex@1 a='b' c="d"] single quoted"#,
+                r#"[ex@1 a='b' c="d"]"#,
+            ),
+            (
+                r#"<13>1 2026-12-04T12:00:00Z h6 app - - [ex@1 a=bare] unquoted"#,
+                "[ex@1 a=bare]",
+            ),
+        ] {
+            let m = ok(line);
+            let json = serde_json::to_string(&m.event.fields).unwrap();
+            assert_eq!(
+                m.event.fields["syslog"]["sd_unparsed"], kept,
+                "{line}: {json}"
+            );
+        }
+        // Read elements leave nothing unparsed.
+        let m = ok(r#"<13>1 2026-12-04T12:00:00Z h app - - [ex@1 c="d"] fine"#);
+        assert!(m.event.fields["syslog"].get("sd_unparsed").is_none());
+        assert_eq!(m.event.fields["sd"]["ex@1"]["c"], "d");
     }
 
     #[test]
