@@ -197,11 +197,67 @@ impl NumKey {
         if let Ok(u) = text.parse::<u64>() {
             return Some(Self::of_int(u.into()));
         }
+        // A whole number written with a fraction or an exponent
+        // (`9007199254740993.0`, `9.007199254740993e15`) is that whole
+        // number, not its nearest double, which may be another one.
+        if let Some(i) = whole_decimal(text)
+            .filter(|i| (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(i))
+        {
+            return Some(Self::of_int(i));
+        }
         text.parse::<f64>()
             .ok()
             .filter(|x| x.is_finite())
             .map(Self::of_f64)
     }
+}
+
+/// The whole number a decimal text (`12.0`, `1.5e3`, `-2E+2`) is exactly,
+/// if it is one that 128 bits hold; `None` for a fraction or anything else.
+fn whole_decimal(text: &str) -> Option<i128> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    // digits × 10^shift
+    let shift = i64::from(exponent) - fraction.len() as i64;
+    let digits = if shift < 0 {
+        let cut = usize::try_from(-shift).ok()?;
+        if cut > digits.len() {
+            return digits.bytes().all(|b| b == b'0').then_some(0);
+        }
+        let (kept, dropped) = digits.split_at(digits.len() - cut);
+        if !dropped.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        kept.to_string()
+    } else {
+        if digits.len() as i64 + shift > 39 {
+            return None;
+        }
+        format!("{digits}{}", "0".repeat(shift as usize))
+    };
+    let value = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<i128>().ok()?
+    };
+    Some(if negative { -value } else { value })
 }
 
 /// Whether a text value is written exactly as a JSON number (`500`,
@@ -282,6 +338,31 @@ pub fn tenant_term(org_id: &str, environment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_written_as_decimals_keep_every_digit() {
+        for (text, whole) in [
+            ("9007199254740993.0", Some(9_007_199_254_740_993)),
+            ("9.007199254740993e15", Some(9_007_199_254_740_993)),
+            ("-2E+2", Some(-200)),
+            ("1.50e1", Some(15)),
+            ("0.0", Some(0)),
+            ("1.5", None),
+            ("1e-1", None),
+            ("12a", None),
+            (".", None),
+        ] {
+            assert_eq!(whole_decimal(text), whole, "{text}");
+        }
+        assert_eq!(
+            NumKey::parse("9007199254740993.0"),
+            NumKey::parse("9007199254740993")
+        );
+        assert_ne!(
+            NumKey::parse("9007199254740993.0"),
+            NumKey::parse("9007199254740992")
+        );
+    }
 
     #[test]
     fn number_terms_sort_like_numbers() {

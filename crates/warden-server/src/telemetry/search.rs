@@ -96,7 +96,7 @@ fn decode_cursor(text: &str, order: Order) -> Result<Position, ApiError> {
     if !tag.starts_with(order_tag(order)) {
         return Err(ApiError::invalid(
             "cursor",
-            "cursor belongs to a search in the other order; send the same sort with it",
+            "cursor belongs to a search in the other order: send it with the order it was issued for (`sort` in a search body, `direction` on GET /api/v1/events)",
         ));
     }
     Ok(Position {
