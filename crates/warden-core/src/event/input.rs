@@ -121,6 +121,25 @@ pub fn parse_event(
                 other if dialect == Dialect::JsonLog => event.message = other.to_string(),
                 _ => return Err(FieldError::new(&key, "must be a string")),
             },
+            // Elastic Common Schema (Filebeat, Elastic Agent) writes
+            // `host` and `service` as objects: their `name` is the host or
+            // program, and the whole object stays in `fields`.
+            (Dialect::JsonLog, _, Some(named @ (Named::Host | Named::Program)))
+                if value.is_object() =>
+            {
+                let name = ["name", "hostname"]
+                    .iter()
+                    .find_map(|n| value.get(*n).and_then(Value::as_str))
+                    .map(str::to_string);
+                if let Some(name) = name {
+                    check_keyword(&format!("{key}.name"), &name)?;
+                    match named {
+                        Named::Host => event.host = Some(name),
+                        _ => event.program = Some(name),
+                    }
+                }
+                extra.insert(key, value);
+            }
             (_, _, Some(Named::Host)) => event.host = Some(keyword(dialect, &key, value)?),
             (_, _, Some(Named::Program)) => event.program = Some(keyword(dialect, &key, value)?),
             (_, "agent_id", _) => event.agent_id = Some(keyword(dialect, &key, value)?),
@@ -509,6 +528,25 @@ mod tests {
         .unwrap();
         assert_eq!(e.host.as_deref(), Some("5"));
         assert_eq!(e.tags, ["web"]);
+        // Elastic Common Schema's objects: their name, and all of them kept.
+        let e = parse_event(
+            json!({"message": "x", "host": {"name": "web1", "ip": ["10.0.0.1"]}, "service": {"name": "api"}}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.host.as_deref(), Some("web1"));
+        assert_eq!(e.program.as_deref(), Some("api"));
+        assert_eq!(e.fields["host"]["ip"][0], "10.0.0.1");
+        let e = parse_event(
+            json!({"host": {"hostname": "db1"}}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.host.as_deref(), Some("db1"));
         let e = parse_event(json!({"level": 30}), Dialect::JsonLog, "e".into(), 5).unwrap();
         assert_eq!(e.fields["level"], json!(30));
         // A level Warden does not know does not hide one it knows.
