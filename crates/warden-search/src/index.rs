@@ -129,7 +129,7 @@ impl EventIndex {
     /// anew under a new name, so the indexer builds it again from the log:
     /// the index is a copy of the log, and must not keep the server down.
     pub fn open(dir: &Path, writer_threads: usize) -> Result<Self, SearchError> {
-        match Self::open_as_is(dir, writer_threads) {
+        match Self::open_catching(dir, writer_threads) {
             Err(Opening::Damaged(why)) => {
                 let aside = PathBuf::from(format!(
                     "{}.damaged-{}",
@@ -147,10 +147,27 @@ impl EventIndex {
                         "the search index is damaged ({why}) and could not be moved aside: {e}"
                     ))
                 })?;
-                Self::open_as_is(dir, writer_threads).map_err(Opening::into_error)
+                Self::open_catching(dir, writer_threads).map_err(Opening::into_error)
             }
             other => other.map_err(Opening::into_error),
         }
+    }
+
+    /// Opens as is; tantivy asserts on some damaged files (a segment file
+    /// cut to a few bytes) instead of answering an error: that panic is
+    /// damage too.
+    fn open_catching(dir: &Path, writer_threads: usize) -> Result<Self, Opening> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::open_as_is(dir, writer_threads)
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "opening the index panicked".into());
+            Err(Opening::Damaged(why))
+        })
     }
 
     fn open_as_is(dir: &Path, writer_threads: usize) -> Result<Self, Opening> {
@@ -573,28 +590,29 @@ mod tests {
         }
     }
 
-    /// Halves every file of `suffix` in `dir`.
-    fn truncate(dir: &Path, suffix: &str) {
+    /// Cuts every file of `suffix` in `dir` to half, or to `to` bytes.
+    fn truncate(dir: &Path, suffix: &str, to: Option<u64>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.to_string_lossy().ends_with(suffix) {
                 let len = std::fs::metadata(&path).unwrap().len();
                 let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                file.set_len(len / 2).unwrap();
+                file.set_len(to.unwrap_or(len / 2)).unwrap();
             }
         }
     }
 
     #[test]
     fn a_damaged_index_is_set_aside_and_started_anew() {
-        for damage in [".idx", "meta.json"] {
+        // A segment file cut to five bytes makes tantivy assert.
+        for (damage, to) in [(".idx", None), (".idx", Some(5)), ("meta.json", None)] {
             let data = tempfile::tempdir().unwrap();
             let dir = data.path().join("index");
             let (index, _) = filled(&dir);
             index.commit_at(3_000).unwrap();
             let first_id = index.id().to_string();
             drop(index);
-            truncate(&dir, damage);
+            truncate(&dir, damage, to);
             let index = EventIndex::open(&dir, 1).unwrap();
             assert_eq!(index.len(), 0, "{damage}");
             // A new name, so its position in the log starts at the beginning.

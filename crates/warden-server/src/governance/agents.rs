@@ -33,6 +33,19 @@ impl AgentCache {
                 return Ok(Some(agent.clone()));
             }
         }
+        self.find_fresh(store, tenant, reference).await
+    }
+
+    /// The agent as the registry has it now, even if another replica
+    /// changed it within the TTL: for a call that uses an approval, which
+    /// a suspension made anywhere must stop at once.
+    pub async fn find_fresh(
+        &self,
+        store: &dyn Store,
+        tenant: &Tenant,
+        reference: &str,
+    ) -> Result<Option<Agent>, StoreError> {
+        let key = (tenant.clone(), reference.to_string());
         let found = store.find_agent(tenant, reference).await?;
         if let Some(agent) = &found {
             let mut map = self.by_reference.lock().unwrap();

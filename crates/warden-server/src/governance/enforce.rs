@@ -120,9 +120,16 @@ async fn resolve_agent(
     g: &Governance,
     principal: &Principal,
     reference: &str,
+    fresh: bool,
 ) -> ServiceResult<Agent> {
     let tenant = principal.tenant();
-    let found = g.agents.find(g.store.as_ref(), &tenant, reference).await?;
+    let found = if fresh {
+        g.agents
+            .find_fresh(g.store.as_ref(), &tenant, reference)
+            .await?
+    } else {
+        g.agents.find(g.store.as_ref(), &tenant, reference).await?
+    };
     let agent = match found {
         Some(a) => a,
         None if principal.agent_id.is_some() => {
@@ -301,7 +308,11 @@ async fn decide_and_record(
     let started = Instant::now();
     call.validate()?;
     let tenant = principal.tenant();
-    let agent = resolve_agent(g, principal, &call.agent).await?;
+    // A call that uses an approval is decided on the state as stored now:
+    // a suspension or a policy change made on another replica a moment
+    // ago must stop it, as the Thoth poll's check does.
+    let redeeming = call.hold_token.is_some();
+    let agent = resolve_agent(g, principal, &call.agent, redeeming).await?;
     let now = now_ms();
     let args = call
         .args
@@ -348,7 +359,11 @@ async fn decide_and_record(
     };
     let drift = g.drift.score(&tenant, &agent.id, &observation);
 
-    let policies = g.engine.policies(&tenant).await?;
+    let policies = if redeeming {
+        g.engine.current(&tenant).await?
+    } else {
+        g.engine.policies(&tenant).await?
+    };
     let facts = call_facts(&agent, &call, args, context, session_tools, drift, now);
     let (outcome, facts) = decide_with(&policies, &agent, &call, facts);
     let CallFacts {

@@ -48,6 +48,6 @@ mod tests {
         // Brackets inside strings, escaped quotes included, do not count.
         assert_eq!(first_too_deep(br#"{"a": "[[[{{\"[["}"#, 1), None);
         // Levels closed before count no more.
-        assert_eq!(first_too_deep(br#"[[1], [2], [[3]]]"#, 2), Some(11));
+        assert_eq!(first_too_deep(br#"[[1], [2], [[3]]]"#, 2), Some(12));
     }
 }

@@ -17,18 +17,21 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let opened = crate::store::open(&args.store, true).await?;
     let store = opened.store.clone();
-    secrets::verify_master_key(store.as_ref(), &opened.master).await?;
-    let first = if store.is_initialized().await.map_err(|e| e.to_string())? {
-        None
-    } else if args.syslog_org.is_some() {
+    let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
+    if !initialized && args.syslog_org.is_some() {
         // The first organization's id is made at initialization: no id
         // given before can name it, and failing after would lose the keys
-        // shown once.
+        // shown once. Refused before the master key is bound to the store,
+        // so a later start may still bring its own.
         return Err(
             "--syslog-org: the store is empty, so no organization exists yet; start once \
              without --syslog-org (or run `warden init`) and use the organization id it prints"
                 .into(),
         );
+    }
+    secrets::verify_master_key(store.as_ref(), &opened.master).await?;
+    let first = if initialized {
+        None
     } else {
         bootstrap::initialize(
             store.as_ref(),
