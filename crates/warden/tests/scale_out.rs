@@ -302,6 +302,7 @@ fn replicas_share_policies_holds_and_one_audit_chain() {
         .to_string();
     let poller = {
         let api = common::Api::new(&b.base, &t.live_key);
+        let token = token.clone();
         std::thread::spawn(move || api.get(&format!("/api/v1/enforce/hold/{token}?wait=10")))
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -309,6 +310,20 @@ fn replicas_share_policies_holds_and_one_audit_chain() {
     assert_eq!(approved.status, 200, "{}", approved.text);
     let polled = poller.join().unwrap();
     assert_eq!(polled.body["data"]["status"], "approved", "{}", polled.text);
+    // The agent suspended on a: b, whose cache has just seen it active,
+    // refuses the approved call at once (the call uses an approval).
+    let seen = api_b.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "bot-0", "tool_name": "files.list"}),
+    );
+    assert_eq!(seen.body["data"]["decision"], "allow", "{}", seen.text);
+    let r = api_a.patch("/api/v1/agents/bot-0", &json!({"status": "suspended"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let redeemed = api_b.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "bot-0", "tool_name": "files.read", "hold_token": token}),
+    );
+    assert_eq!(redeemed.body["data"]["decision"], "deny", "{}", redeemed.text);
     assert_eq!(
         api_b.get("/api/v1/audit/verify").body["data"]["valid"],
         true
