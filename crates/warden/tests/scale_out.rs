@@ -323,7 +323,11 @@ fn replicas_share_policies_holds_and_one_audit_chain() {
         "/api/v1/enforce",
         &json!({"agent_id": "bot-0", "tool_name": "files.read", "hold_token": token}),
     );
-    assert_eq!(redeemed.body["data"]["decision"], "deny", "{}", redeemed.text);
+    assert_eq!(
+        redeemed.body["data"]["decision"], "deny",
+        "{}",
+        redeemed.text
+    );
     assert_eq!(
         api_b.get("/api/v1/audit/verify").body["data"]["valid"],
         true

@@ -1758,6 +1758,26 @@ fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Back
         .output()
         .unwrap();
     assert!(out.status.success(), "the store was left empty: {out:?}");
+
+    // A first start that fails once the store is made (its port taken)
+    // has already shown the admin keys it made.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--listen",
+            &taken.local_addr().unwrap().to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("second"))
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("live: wdn_live_"),
+        "{out:?}"
+    );
 }
 
 on_every_backend!(

@@ -42,6 +42,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
     };
+    // Shown as soon as they exist: a start that fails after this (a port
+    // in use, a refused Redis URL) must not lose the keys shown once.
+    if let Some(tenant) = &first {
+        println!(
+            "Warden initialized a new store with organization {} ({}).",
+            tenant.organization.name, tenant.organization.id
+        );
+        println!("Admin keys, shown once; store them now:");
+        println!("  live: {}", tenant.live_key);
+        println!("  test: {}", tenant.test_key);
+        println!();
+    }
     warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
     let config = ServerConfig {
         listen: args.listen.clone(),
@@ -82,16 +94,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(args.listen);
-    if let Some(tenant) = first {
-        println!(
-            "Warden initialized a new store with organization {} ({}).",
-            tenant.organization.name, tenant.organization.id
-        );
-        println!("Admin keys, shown once; store them now:");
-        println!("  live: {}", tenant.live_key);
-        println!("  test: {}", tenant.test_key);
-        println!();
-    }
     println!("Warden is listening on http://{address}");
     println!("API reference: http://{address}/docs");
     tracing::info!(%address, backend = store.backend().as_str(), "serving");
