@@ -170,14 +170,16 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
     }
     let scopes = ScopeSet::parse(&req.scopes)?;
     if let Some(missing) = grantor.scopes.covers(&scopes) {
-        return Err(Error::Forbidden(format!(
-            "a key cannot grant the `{missing}` scope, which it does not hold"
-        )));
+        return Err(Error::forbidden_field(
+            "scopes",
+            format!("a key cannot grant the `{missing}` scope, which it does not hold"),
+        ));
     }
     let environment = req.environment.unwrap_or(grantor.environment);
     if environment != grantor.environment && !grantor.scopes.is_admin() {
-        return Err(Error::Forbidden(
-            "only an admin key may create keys for the other environment".into(),
+        return Err(Error::forbidden_field(
+            "environment",
+            "only an admin key may create keys for the other environment",
         ));
     }
     if let Some(at) = req.expires_at {
@@ -231,8 +233,9 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
     };
     let agent_id = match (&grantor.agent_id, req.agent_id) {
         (Some(bound), Some(asked)) if *bound != asked => {
-            return Err(Error::Forbidden(
-                "a key bound to an agent can only create keys bound to the same agent".into(),
+            return Err(Error::forbidden_field(
+                "agent_id",
+                "a key bound to an agent can only create keys bound to the same agent",
             ))
         }
         (Some(bound), _) => Some(bound.clone()),
@@ -353,9 +356,11 @@ mod tests {
         let g = grantor(&["keys.write", "agents.read"]);
         assert!(authorize_grant(&g, request(&["agents.read"]), 0).is_ok());
         let err = authorize_grant(&g, request(&["agents.write"]), 0).unwrap_err();
-        assert!(matches!(err, Error::Forbidden(m) if m.contains("agents.write")));
+        assert!(
+            matches!(err, Error::ForbiddenField { field, message } if field == "scopes" && message.contains("agents.write"))
+        );
         let err = authorize_grant(&g, request(&["admin"]), 0).unwrap_err();
-        assert!(matches!(err, Error::Forbidden(_)));
+        assert!(matches!(err, Error::ForbiddenField { .. }));
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum Error {
     /// The caller is authenticated but may not do this for another reason.
     #[error("{0}")]
     Forbidden(String),
+    /// Forbidden because of what one field of the request asks for.
+    #[error("{field}: {message}")]
+    ForbiddenField { field: String, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -31,6 +34,13 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn forbidden_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::ForbiddenField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid {
             field: field.into(),

@@ -97,10 +97,9 @@ fn scopes_are_enforced(backend: &Backend) {
         "/api/v1/api-keys",
         &json!({"name": "escalate", "scopes": ["agents.write"]}),
     );
-    assert!(r.error(403, "forbidden")["message"]
-        .as_str()
-        .unwrap()
-        .contains("agents.write"));
+    let err = r.error(403, "forbidden");
+    assert!(err["message"].as_str().unwrap().contains("agents.write"));
+    assert_eq!(err["field"], "scopes", "{}", r.text);
     minter
         .post(
             "/api/v1/api-keys",

@@ -274,6 +274,7 @@ impl From<warden_core::Error> for ApiError {
                     .with_field(scope)
             }
             E::Forbidden(m) => ApiError::forbidden(m),
+            E::ForbiddenField { field, message } => ApiError::forbidden(message).with_field(field),
             E::NotFound(what) => ApiError::not_found(what),
             E::Conflict(m) => ApiError::conflict(m),
             E::Unprocessable(m) => ApiError::unprocessable(m),

@@ -300,7 +300,7 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
 /// 100,000 lines and 64 MiB after inflating; a bad line refuses the whole
 /// request, naming each bad line.
 #[utoipa::path(post, path = "/api/v1/events/ndjson", tag = "events",
-    request_body(content((String = "application/x-ndjson"), (String = "text/plain")), description = "One JSON log per line"),
+    request_body(content((String = "application/x-ndjson"), (String = "application/ndjson"), (String = "application/jsonl"), (String = "application/json"), (String = "text/plain")), description = "One JSON log per line"),
     responses(
         (status = 202, description = "Every line is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
@@ -331,7 +331,9 @@ pub async fn ingest_ndjson(
             | Some("application/json")
             | Some("text/plain")
     ) {
-        return Err(ApiError::unsupported_media_type("application/x-ndjson"));
+        return Err(ApiError::unsupported_media_type(
+            "application/x-ndjson (or application/ndjson, application/jsonl, application/json, text/plain, or none)",
+        ));
     }
     let gzip = is_gzip(request.headers())?;
     let mut reader = NdjsonReader::new(gzip, now_ms());
