@@ -132,6 +132,8 @@ pub struct InitArgs {
     /// Name of the first organization.
     #[arg(long, env = "WARDEN_ORG_NAME", default_value = "Default")]
     pub org_name: String,
+    /// The plan, which sets the rate limit (custom: with
+    /// --rate-limit-per-minute and --burst).
     #[arg(long, env = "WARDEN_PLAN", value_enum, default_value_t = PlanArg::Enterprise)]
     pub plan: PlanArg,
 }
@@ -146,7 +148,10 @@ pub enum OrgCommand {
 
 #[derive(Debug, Args)]
 pub struct OrgCreateArgs {
+    /// The organization's name.
     pub name: String,
+    /// The plan, which sets the rate limit (custom: with
+    /// --rate-limit-per-minute and --burst).
     #[arg(long, env = "WARDEN_PLAN", value_enum, default_value_t = PlanArg::Starter)]
     pub plan: PlanArg,
     /// Requests per minute, with `--plan custom`.
@@ -157,6 +162,7 @@ pub struct OrgCreateArgs {
     pub burst: Option<u32>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text.
     #[arg(long, env = "WARDEN_JSON")]
     pub json: bool,
 }
@@ -165,6 +171,7 @@ pub struct OrgCreateArgs {
 pub struct OrgListArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text.
     #[arg(long, env = "WARDEN_JSON")]
     pub json: bool,
 }
@@ -181,20 +188,25 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct KeysListArgs {
+    /// The organization's id (`warden org list`).
     #[arg(long, env = "WARDEN_ORG")]
     pub org: String,
+    /// The environment: live or test.
     #[arg(long, env = "WARDEN_ENVIRONMENT", value_enum, default_value_t = EnvironmentArg::Live)]
     pub environment: EnvironmentArg,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text.
     #[arg(long, env = "WARDEN_JSON")]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct KeysCreateArgs {
+    /// The organization's id (`warden org list`).
     #[arg(long, env = "WARDEN_ORG")]
     pub org: String,
+    /// The key's name, shown in listings.
     #[arg(long, env = "WARDEN_KEY_NAME")]
     pub name: String,
     /// Scopes, repeatable or comma-separated (e.g. agents.read,enforce).
@@ -205,6 +217,7 @@ pub struct KeysCreateArgs {
         required = true
     )]
     pub scopes: Vec<String>,
+    /// The environment: live or test.
     #[arg(long, env = "WARDEN_ENVIRONMENT", value_enum, default_value_t = EnvironmentArg::Live)]
     pub environment: EnvironmentArg,
     /// RFC 3339 expiry.
@@ -222,12 +235,14 @@ pub struct KeysCreateArgs {
     pub allowed_cidrs: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text.
     #[arg(long, env = "WARDEN_JSON")]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct KeysRevokeArgs {
+    /// The key's id (`key_…`, from `warden keys list`).
     pub key_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
