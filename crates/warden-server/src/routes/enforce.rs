@@ -123,7 +123,8 @@ impl From<Verdict> for EnforceResponse {
 #[utoipa::path(post, path = "/api/v1/enforce", tag = "enforcement", request_body = EnforceRequest,
     responses(
         (status = 200, description = "The decision, recorded", body = DataEnvelope<EnforceResponse>),
-        (status = 403, description = "A bound key asked for another agent", body = crate::http::error::ErrorEnvelope)),
+        (status = 403, description = "A bound key asked for another agent", body = crate::http::error::ErrorEnvelope),
+        (status = 404, description = "No agent has this Warden id (`agt_…`); an unknown external id is discovered instead", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["enforce"])))]
 pub async fn enforce(
     State(state): State<AppState>,
@@ -343,7 +344,9 @@ pub struct PolicyTestResult {
 
 /// Evaluate a hypothetical call without recording anything.
 #[utoipa::path(post, path = "/api/v1/policies/test", tag = "policies", request_body = PolicyTest,
-    responses((status = 200, description = "What would be decided, and why", body = DataEnvelope<PolicyTestResult>)),
+    responses(
+        (status = 200, description = "What would be decided, and why", body = DataEnvelope<PolicyTestResult>),
+        (status = 404, description = "No agent has this Warden id (`agt_…`), or no policy the one to replace", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["policies.read"])))]
 pub async fn test_policies(
     State(state): State<AppState>,

@@ -81,7 +81,9 @@ fn thoth_name(d: Decision) -> &'static str {
 
 /// Decide a tool call (Thoth SDK format).
 #[utoipa::path(post, path = "/v1/enforce", tag = "thoth", request_body = ThothEnforceRequest,
-    responses((status = 200, description = "The decision, recorded", body = ThothDecision)),
+    responses(
+        (status = 200, description = "The decision, recorded", body = ThothDecision),
+        (status = 404, description = "No agent has this Warden id (`agt_…`)", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["enforce"])))]
 pub async fn thoth_enforce(
     State(state): State<AppState>,
