@@ -1289,6 +1289,27 @@ fn one_event_by_id_and_keys_bound_to_an_agent(backend: &Backend) {
             .get(&format!("/api/v1/events/{id}"))
             .error(404, "not_found");
     }
+
+    // A registered agent named in a log by its external id is named by
+    // its Warden id, as decisions name it: its bound key finds the line.
+    let r = admin.post(
+        "/api/v1/agents",
+        &json!({"name": "billing", "external_id": "billing-bot"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let billing = r.body["data"]["id"].as_str().unwrap().to_string();
+    let (_, billing_key) = admin.create_key(
+        json!({"name": "billing's key", "scopes": ["events.read"], "agent_id": billing}),
+    );
+    ingest(
+        &admin,
+        json!([{"message": "invoice sent", "agent_id": "billing-bot"}, {"message": "invoice sent", "agent_id": "stranger-bot"}]),
+    );
+    wait_total(&admin, "invoice", 2);
+    assert_eq!(total(&admin, &format!("agent_id:{billing}")), 1);
+    assert_eq!(total(&admin, "external_agent_id:billing-bot"), 1);
+    assert_eq!(total(&admin, "agent_id:stranger-bot"), 1);
+    assert_eq!(total(&w.api(&billing_key), "invoice"), 1);
 }
 
 fn acknowledged_events_survive_kill_9(backend: &Backend) {

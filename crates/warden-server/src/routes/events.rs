@@ -253,6 +253,44 @@ pub async fn ingest_batch(
     store_events(&state, &principal, events).await
 }
 
+/// An event whose `agent_id` is a registered agent's external id names
+/// that agent by its Warden id, as decisions and the Thoth SDK's events
+/// do, so that `agent_id:agt_…` and a key bound to the agent find all of
+/// its events; the name sent stays in `fields.external_agent_id`. Other
+/// values stay as sent (logs may name agents Warden has not met).
+async fn name_known_agents(
+    state: &AppState,
+    principal: &Principal,
+    events: &mut [Event],
+) -> ApiResult<()> {
+    if principal.agent_id.is_some() {
+        return Ok(());
+    }
+    let tenant = principal.tenant();
+    let g = &state.governance;
+    let mut known: std::collections::HashMap<String, Option<String>> = Default::default();
+    for event in events.iter_mut() {
+        let Some(reference) = event.agent_id.clone() else {
+            continue;
+        };
+        if crate::governance::enforce::looks_like_agent_id(&reference) {
+            continue;
+        }
+        if !known.contains_key(&reference) {
+            let found = g.agents.find(g.store.as_ref(), &tenant, &reference).await?;
+            known.insert(reference.clone(), found.map(|a| a.id));
+        }
+        if let Some(Some(id)) = known.get(&reference) {
+            event
+                .fields
+                .entry("external_agent_id")
+                .or_insert_with(|| Value::String(reference.clone()));
+            event.agent_id = Some(id.clone());
+        }
+    }
+    Ok(())
+}
+
 /// A batch's parse error names its event as validation does
 /// (`events[3].fields.user`), whichever form the batch took.
 fn in_the_batch(mut e: ApiError) -> ApiError {
@@ -265,8 +303,9 @@ fn in_the_batch(mut e: ApiError) -> ApiError {
 pub(crate) async fn store_events(
     state: &AppState,
     principal: &Principal,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
 ) -> ApiResult<ApiData<Accepted>> {
+    name_known_agents(state, principal, &mut events).await?;
     let ids = state.telemetry.append(&principal.tenant(), events).await?;
     Ok(ApiData(
         StatusCode::ACCEPTED,
