@@ -179,6 +179,16 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
     }
 
     event.fields.insert("syslog".into(), Value::Object(syslog));
+    // Structured data the index cannot hold as fields (a name longer than
+    // a field's name may be, say) is kept as its JSON text instead of
+    // costing the whole message.
+    if flatten::check(&event.fields).is_err() {
+        if let Some(sd) = event.fields.remove("sd") {
+            if let Some(Value::Object(syslog)) = event.fields.get_mut("syslog") {
+                syslog.insert("sd_unparsed".into(), Value::String(sd.to_string()));
+            }
+        }
+    }
     flatten::check(&event.fields).map_err(|(path, message)| SyslogError::Fields {
         path: format!("fields.{path}"),
         message,
@@ -560,6 +570,14 @@ mod tests {
                 "{line}: {json}"
             );
         }
+        // An element whose name no field may carry is kept as text.
+        let long = "a".repeat(300);
+        let m = ok(&format!(
+            r#"<13>1 2026-12-04T12:00:00Z h app - - [{long} k="v"] long id"#
+        ));
+        let kept = m.event.fields["syslog"]["sd_unparsed"].as_str().unwrap();
+        assert!(kept.contains(&long) && kept.contains("\"v\""), "{kept}");
+        assert_eq!(m.event.message, "long id");
         // Read elements leave nothing unparsed.
         let m = ok(r#"<13>1 2026-12-04T12:00:00Z h app - - [ex@1 c="d"] fine"#);
         assert!(m.event.fields["syslog"].get("sd_unparsed").is_none());
