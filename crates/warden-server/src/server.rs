@@ -156,6 +156,7 @@ impl Server {
             telemetry.appended.clone(),
             telemetry.handoff.clone(),
             telemetry.searchable.clone(),
+            telemetry.health.clone(),
         ));
         let retention = tokio::spawn(crate::telemetry::retention::run(
             telemetry.clone(),

@@ -1704,14 +1704,24 @@ fn the_index_recovers_from_failed_commits(backend: &Backend) {
         std::thread::sleep(Duration::from_millis(700));
     }
     // Long enough for recoveries to fail too: a writer that could not be
-    // restarted is replaced once files can be opened again.
-    std::thread::sleep(Duration::from_millis(3000));
+    // restarted is replaced once files can be opened again. Meanwhile
+    // readiness says the index is failing.
+    let readiness = |api: &common::Api| api.get("/readyz").body["checks"]["index"].clone();
+    let deadline = Instant::now() + Duration::from_millis(3000);
+    let mut seen_failing = false;
+    while Instant::now() < deadline {
+        seen_failing |= readiness(&api) == "failing";
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen_failing, "readiness never said the index was failing");
     set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
     // Every acknowledged event becomes searchable once, with no restart.
     wait_total(&api, "acknowledged", acknowledged);
     wait_total(&api, "", acknowledged + 1);
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(total(&api, ""), acknowledged + 1);
+    assert_eq!(readiness(&api), "ok");
+    assert_eq!(api.get("/readyz").body["status"], "ready");
 }
 
 fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Backend) {

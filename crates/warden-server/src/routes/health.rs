@@ -27,11 +27,16 @@ pub struct ReadinessChecks {
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
     pub rate_limits: String,
+    /// `ok`, or `failing` while the search indexer fails and retries
+    /// (events are still taken in and kept; they become searchable once
+    /// it recovers).
+    pub index: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`, `degraded` (serving, with Redis unreachable) or `unavailable`.
+    /// `ready`, `degraded` (serving, with Redis unreachable or the search
+    /// indexer failing) or `unavailable`.
     pub status: String,
     /// `sqlite` or `postgres`.
     pub backend: String,
@@ -69,9 +74,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         LimiterState::Redis => "redis",
         LimiterState::RedisFallback => "local_fallback",
     };
+    let index_failing = state.telemetry.health.is_failing();
     let (status, code) = match (store_ok, redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
         (true, "unreachable") => ("degraded", StatusCode::OK),
+        _ if index_failing => ("degraded", StatusCode::OK),
         _ => ("ready", StatusCode::OK),
     };
     let body = Readiness {
@@ -81,6 +88,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             store: if store_ok { "ok" } else { "unreachable" }.into(),
             redis: redis.into(),
             rate_limits: rate_limits.into(),
+            index: if index_failing { "failing" } else { "ok" }.into(),
         },
     };
     (code, Json(body)).into_response()

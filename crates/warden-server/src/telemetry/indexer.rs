@@ -36,6 +36,7 @@ pub async fn run(
     appended: Arc<tokio::sync::Notify>,
     handoff: Arc<Handoff>,
     searchable: tokio::sync::watch::Sender<i64>,
+    health: Arc<super::IndexHealth>,
 ) {
     let mut cursor = loop {
         match resume(store.as_ref(), &index).await {
@@ -73,7 +74,7 @@ pub async fn run(
                     .try_for_each(|appended| add_appended(&idx, appended))
             };
             if let Err(err) = off_runtime(&indexing, step).await {
-                cursor = recover(store.as_ref(), &index, &err).await;
+                cursor = recover(store.as_ref(), &index, &health, &err).await;
                 indexed_since_commit = 0;
                 continue;
             }
@@ -113,7 +114,7 @@ pub async fn run(
                 let last_seq = last.seq;
                 let idx = index.clone();
                 if let Err(err) = off_runtime(&indexing, move || add_all(&idx, &batch)).await {
-                    cursor = recover(store.as_ref(), &index, &err).await;
+                    cursor = recover(store.as_ref(), &index, &health, &err).await;
                     indexed_since_commit = 0;
                     continue;
                 }
@@ -134,7 +135,7 @@ pub async fn run(
                 Err(err) => {
                     // The writer may have dropped documents it had taken:
                     // back to the last saved cursor, and read them again.
-                    cursor = recover(store.as_ref(), &index, &err).await;
+                    cursor = recover(store.as_ref(), &index, &health, &err).await;
                     indexed_since_commit = 0;
                     continue;
                 }
@@ -199,8 +200,14 @@ pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> 
 /// committed past it), retrying until the index answers. Returns the
 /// cursor to read on from; nothing acknowledged is skipped, nothing is
 /// indexed twice.
-async fn recover(store: &dyn Store, index: &Arc<EventIndex>, why: &str) -> i64 {
+async fn recover(
+    store: &dyn Store,
+    index: &Arc<EventIndex>,
+    health: &super::IndexHealth,
+    why: &str,
+) -> i64 {
     tracing::error!(error = %why, "search indexer failed; going back to its saved cursor");
+    let _failing = health.failing();
     loop {
         let idx = index.clone();
         let rolled_back = tokio::task::spawn_blocking(move || idx.rollback()).await;

@@ -46,9 +46,30 @@ pub struct IndexHealth {
     pub waits: Counter,
     /// Time those acknowledgments spent waiting.
     pub waited_seconds: Counter<f64, AtomicU64>,
+    /// Set while the indexer fails and retries: nothing new becomes
+    /// searchable until it recovers, which readiness reports.
+    failing: std::sync::atomic::AtomicBool,
+}
+
+/// Marks the index failing for as long as it lives.
+pub struct Failing<'a>(&'a IndexHealth);
+
+impl Drop for Failing<'_> {
+    fn drop(&mut self) {
+        self.0.failing.store(false, Ordering::Relaxed);
+    }
 }
 
 impl IndexHealth {
+    pub fn failing(&self) -> Failing<'_> {
+        self.failing.store(true, Ordering::Relaxed);
+        Failing(self)
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// Events this process acknowledged that its index does not yet
     /// return, given the position the index has made searchable.
     pub fn unsearchable(&self, searchable: i64) -> i64 {
