@@ -198,6 +198,15 @@ fn bad_input_changes_nothing(backend: &Backend) {
     // Bytes that are not UTF-8, and a parameter given twice, are named.
     let r = api.get("/api/v1/agents?search=%FF%FE");
     assert_eq!(r.error(400, "invalid_request")["field"], "search");
+    // Longer than anything it could match (it was a 500: the database's
+    // LIKE refuses a pattern of 50,000 characters).
+    let r = api.get(&format!("/api/v1/agents?search={}", "a".repeat(50_000)));
+    assert_eq!(r.error(400, "invalid_request")["field"], "search");
+    assert_eq!(
+        api.get(&format!("/api/v1/agents?search={}", "a".repeat(2_000)))
+            .status,
+        200
+    );
     let r = api.get("/api/v1/agents?status=active&status=discovered");
     assert_eq!(
         r.error(400, "invalid_request")["field"],

@@ -220,6 +220,21 @@ pub async fn list_agents(
     ApiQuery(q): ApiQuery<ListAgents>,
 ) -> ApiResult<ApiList<AgentView>> {
     principal.require("agents.read")?;
+    // Nothing longer can match: names and descriptions are bounded, and a
+    // pattern tens of thousands of characters long is more than the
+    // database's LIKE takes.
+    let longest = [
+        ("search", &q.search, warden_core::agent::MAX_DESCRIPTION),
+        ("tag", &q.tag, 64),
+    ];
+    for (field, value, max) in longest {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(crate::http::error::ApiError::invalid(
+                field,
+                format!("{field} is at most {max} characters"),
+            ));
+        }
+    }
     let sort = q.sort.map(|s| match s {
         AgentSort::CreatedAt => "created_at",
         AgentSort::Name => "name",
