@@ -198,6 +198,35 @@ fn bad_input_changes_nothing(backend: &Backend) {
     // Bytes that are not UTF-8, and a parameter given twice, are named.
     let r = api.get("/api/v1/agents?search=%FF%FE");
     assert_eq!(r.error(400, "invalid_request")["field"], "search");
+    // A body in an encoding the route does not read is not taken for JSON.
+    let r = api.raw(
+        "POST",
+        "/api/v1/agents",
+        br#"{"name": "encoded"}"#.to_vec(),
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "br"),
+        ],
+    );
+    assert_eq!(
+        r.error(415, "unsupported_media_type")["field"],
+        "Content-Encoding"
+    );
+    // Bytes that are not UTF-8 are said to be so, where they are.
+    let r = api.raw(
+        "POST",
+        "/api/v1/agents",
+        b"{\"name\": \"bad\xff\"}".to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert!(
+        r.error(400, "invalid_request")["message"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8"),
+        "{}",
+        r.text
+    );
     // Longer than anything it could match (it was a 500: the database's
     // LIKE refuses a pattern of 50,000 characters).
     let r = api.get(&format!("/api/v1/agents?search={}", "a".repeat(50_000)));

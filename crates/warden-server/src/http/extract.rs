@@ -40,7 +40,22 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+/// Refuses a body in an encoding these routes do not read (only the
+/// event routes inflate gzip): read as it is, it would be taken for
+/// malformed JSON, or worse, for plain JSON that it is not.
+fn unencoded(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    match headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
+        None => Ok(()),
+        Some(e) if e.is_empty() || e == "identity" => Ok(()),
+        Some(other) => Err(ApiError::unsupported_encoding(&other, "the body unencoded")),
+    }
+}
+
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    unencoded(req.headers())?;
     Bytes::from_request(req, state)
         .await
         .map_err(|rejection| match rejection {
@@ -60,6 +75,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // again only to name what is wrong.
     if let Ok(value) = serde_json::from_slice(bytes) {
         return Ok(value);
+    }
+    // JSON is UTF-8: bytes that are not would otherwise be blamed on the
+    // field they sit in, as if its value had the wrong type.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let (line, column) = super::exact_numbers::line_and_column(bytes, e.valid_up_to());
+        return Err(ApiError::malformed(
+            "the body is not valid UTF-8 here (JSON is UTF-8; send text in that encoding)",
+            Position { line, column },
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -387,6 +411,19 @@ mod tests {
     fn a_byte_order_mark_is_ignored() {
         let body: serde_json::Value = parse_json(b"\xEF\xBB\xBF[{\"message\": \"x\"}]").unwrap();
         assert_eq!(body[0]["message"], "x");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_named_with_their_position() {
+        let e = parse_json::<Body>(b"{\"name\": \"bad\xff\"}").unwrap_err();
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
+        assert_eq!(
+            e.position,
+            Some(Position {
+                line: 1,
+                column: 14
+            })
+        );
     }
 
     #[test]
