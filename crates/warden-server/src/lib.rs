@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod governance;
 pub mod http;
+pub mod http_listener;
 pub mod idempotency;
 pub mod metrics;
 pub mod open_files;

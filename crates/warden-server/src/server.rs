@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use warden_core::secret::MasterKey;
@@ -32,6 +31,9 @@ pub struct ServerConfig {
     /// Threads that build the search index.
     pub index_threads: usize,
     pub syslog: SyslogConfig,
+    /// How long an HTTP client has to send a request's headers, idle time
+    /// before them included (see `http_listener`).
+    pub header_timeout: std::time::Duration,
 }
 
 /// The syslog listeners: addresses, and the organization whose `live`
@@ -50,6 +52,7 @@ pub struct Server {
     listener: TcpListener,
     syslog: SyslogConfig,
     syslog_addrs: Option<SyslogListeners>,
+    header_timeout: std::time::Duration,
 }
 
 impl Server {
@@ -109,6 +112,7 @@ impl Server {
             listener,
             syslog: config.syslog,
             syslog_addrs: None,
+            header_timeout: config.header_timeout,
         })
     }
 
@@ -175,16 +179,10 @@ impl Server {
                 began.notify_one();
             }
         };
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serving = std::future::IntoFuture::into_future(
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown),
-        );
+        let serving = async {
+            crate::http_listener::serve(self.listener, app, self.header_timeout, shutdown).await;
+            Ok::<(), std::io::Error>(())
+        };
         // In-flight requests get a while to finish; one that a client
         // stalls (an upload that stops sending) does not hold the process.
         let drained = async {

@@ -110,6 +110,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WARDEN_SYSLOG_TCP_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub syslog_tcp_connections: u16,
+    /// Seconds an HTTP client has to send a request's headers, idle time
+    /// on a kept-alive connection included; a slower one is disconnected.
+    #[arg(long, env = "WARDEN_HEADER_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub header_timeout_seconds: u16,
     /// Threads that build the search index (1 to 8; default: half the
     /// cores, one to four). They run only on time requests leave idle.
     #[arg(long, env = "WARDEN_INDEX_THREADS", value_parser = clap::value_parser!(u16).range(1..=8))]

@@ -335,7 +335,74 @@ fn master_key_file_is_private_and_checked() {
     );
 }
 
+/// Reads until the server closes the connection; how long that took.
+fn closed_within(stream: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
+    use std::io::Read;
+    let began = std::time::Instant::now();
+    stream
+        .set_read_timeout(Some(limit + std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return began.elapsed() <= limit + std::time::Duration::from_secs(1),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return began.elapsed() <= limit + std::time::Duration::from_secs(1)
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn slow_and_idle_clients_are_disconnected(backend: &Backend) {
+    use std::io::Write;
+    use std::time::Duration;
+    let t = backend.init();
+    let w = Warden::start(backend, &["--header-timeout-seconds", "2"]);
+    let address = w.base.trim_start_matches("http://").to_string();
+    // A connection that never sends a byte.
+    let mut silent = std::net::TcpStream::connect(&address).unwrap();
+    // One that sends its headers a byte at a time, too slowly.
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    let dribble = std::thread::spawn(move || {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: yes" {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        slow
+    });
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(2)),
+        "an idle connection stayed open"
+    );
+    let mut slow = dribble.join().unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(1)),
+        "a slow client stayed connected"
+    );
+    // A request being answered is not timed: a long-poll of 4 s answers.
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/policies",
+        &serde_json::json!({"name": "hold", "action_pattern": "x.y", "decision": "step_up"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let d = api.post(
+        "/api/v1/enforce",
+        &serde_json::json!({"agent_id": "waiter", "tool_name": "x.y"}),
+    );
+    let token = d.body["data"]["hold_token"].as_str().unwrap().to_string();
+    let began = std::time::Instant::now();
+    let r = api.get(&format!("/api/v1/enforce/hold/{token}?wait=4"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(began.elapsed() >= Duration::from_secs(4));
+}
+
 on_every_backend!(
+    slow_and_idle_clients_are_disconnected,
     init_prints_one_json_object_and_refuses_twice,
     serve_initializes_an_empty_store,
     sigterm_finishes_and_exits_zero,

@@ -69,6 +69,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             org_id: args.syslog_org.clone(),
             tcp_connections: args.syslog_tcp_connections.into(),
         },
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_seconds.into()),
     };
     let mut server = Server::build(store.clone(), &opened.master, config).await?;
     if let Some(listeners) = server.start_syslog().await? {

@@ -1,0 +1,68 @@
+//! Serves HTTP/1.1 connections with a deadline on request headers. A
+//! client gets a set time (60 s unless told otherwise) to send a
+//! request's headers, counted
+//! from when the connection is ready for that request, so a connection
+//! idle between requests or dribbling its headers a byte at a time is
+//! closed instead of holding one of the process's files for good. A
+//! request being answered (a long-poll included) is not timed by it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// Accepts connections until `shutdown` completes, then asks each open
+/// connection to finish its request in flight and close, and returns
+/// once all have.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of files, most likely: wait rather than spin.
+                    tracing::warn!(error = %err, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            let mut app = app.clone();
+            async move { app.call(request).await }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
