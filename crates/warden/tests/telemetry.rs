@@ -987,6 +987,12 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // and the listener goes on serving once some close.
     let connect = || std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
     let mut held: Vec<_> = (0..1_024).map(|_| connect()).collect();
+    // Each has sent within the last 5 s, so none is idle enough to make
+    // room (see idle_syslog_connections_give_way…).
+    for stream in &mut held {
+        std::io::Write::write_all(stream, b"<").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let mut extra = connect();
     extra
         .set_read_timeout(Some(Duration::from_secs(5)))

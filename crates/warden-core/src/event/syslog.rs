@@ -911,13 +911,14 @@ mod tests {
     }
 
     #[test]
-    fn too_many_structured_values_are_refused() {
+    fn too_many_structured_values_are_kept_as_text() {
         let params: String = (0..1_001).map(|i| format!(" p{i}=\"v\"")).collect();
         let line = format!("<13>1 - h app - - [big{params}] x");
-        let SyslogError::Fields { path, .. } = err(line.as_bytes()) else {
-            panic!("expected a field error");
-        };
-        assert!(path.starts_with("fields.sd.big."), "{path}");
+        let m = ok(&line);
+        assert!(m.event.fields.get("sd").is_none());
+        let kept = m.event.fields["syslog"]["sd_unparsed"].as_str().unwrap();
+        assert!(kept.contains("p1000"), "{kept}");
+        assert_eq!(m.event.message, "x");
     }
 
     #[test]
