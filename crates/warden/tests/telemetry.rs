@@ -1309,13 +1309,16 @@ fn one_event_by_id_and_keys_bound_to_an_agent(backend: &Backend) {
     );
     ingest(
         &admin,
-        json!([{"message": "invoice sent", "agent_id": "billing-bot"}, {"message": "invoice sent", "agent_id": "stranger-bot"}]),
+        json!([{"message": "invoice sent", "agent_id": "billing-bot"}, {"message": "invoice sent", "agent_id": "stranger-bot"},
+               {"message": "invoice sent", "agent_id": "billing-bot", "external_agent_id": "innocent-bot"}]),
     );
-    wait_total(&admin, "invoice", 2);
-    assert_eq!(total(&admin, &format!("agent_id:{billing}")), 1);
-    assert_eq!(total(&admin, "external_agent_id:billing-bot"), 1);
+    wait_total(&admin, "invoice", 3);
+    assert_eq!(total(&admin, &format!("agent_id:{billing}")), 2);
+    // The name sent is Warden's to record, whatever the event says.
+    assert_eq!(total(&admin, "external_agent_id:billing-bot"), 2);
+    assert_eq!(total(&admin, "external_agent_id:innocent-bot"), 0);
     assert_eq!(total(&admin, "agent_id:stranger-bot"), 1);
-    assert_eq!(total(&w.api(&billing_key), "invoice"), 1);
+    assert_eq!(total(&w.api(&billing_key), "invoice"), 2);
 }
 
 fn acknowledged_events_survive_kill_9(backend: &Backend) {

@@ -445,9 +445,7 @@ fn map_message(
 /// the text after it, so the bracketed part would vanish. It is kept as
 /// written instead, from its first `[` up to the text.
 fn unparsed_structured_data<'a>(raw: &'a str, message: &Message<&str>) -> Option<&'a str> {
-    if !message.structured_data.is_empty()
-        || !matches!(message.protocol, syslog_loose::Protocol::RFC5424(_))
-    {
+    if !matches!(message.protocol, syslog_loose::Protocol::RFC5424(_)) {
         return None;
     }
     let text_at = (message.msg.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
@@ -458,7 +456,31 @@ fn unparsed_structured_data<'a>(raw: &'a str, message: &Message<&str>) -> Option
         header = header[end..].trim_start();
     }
     let sd = header.trim_end();
-    (!sd.is_empty() && sd != "-").then_some(sd)
+    // Kept when the parser read fewer elements than the text opens: it
+    // drops an element it cannot read (and may read the others).
+    (!sd.is_empty() && sd != "-" && elements_opened(sd) > message.structured_data.len())
+        .then_some(sd)
+}
+
+/// How many elements structured data opens: each `[` outside a value
+/// (values are double-quoted, with `\"` and `\]` escaped) and outside
+/// another element.
+fn elements_opened(sd: &str) -> usize {
+    let (mut opened, mut inside, mut quoted, mut escaped) = (0, false, false, false);
+    for c in sd.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if inside => quoted = !quoted,
+            '[' if !inside => {
+                inside = true;
+                opened += 1;
+            }
+            ']' if inside && !quoted => inside = false,
+            _ => {}
+        }
+    }
+    opened
 }
 
 /// A repeated parameter becomes an array of its values, in order.
@@ -570,6 +592,41 @@ mod tests {
                 "{line}: {json}"
             );
         }
+        // An unreadable element beside readable ones (the routing
+        // element, say) is kept too: the parser drops it alone.
+        for (line, bad) in [
+            (
+                r#"<13>1 2026-12-04T12:00:00Z h app - - [x@1 a="ok"][y@1 b='bad'] second bad"#,
+                "[y@1 b='bad']",
+            ),
+            (
+                r#"<13>1 2026-12-04T12:00:00Z h app - - [x@1 a="ok" b='bad'] mixed"#,
+                "b='bad'",
+            ),
+        ] {
+            let m = ok(line);
+            let kept = m.event.fields["syslog"]["sd_unparsed"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(kept.contains(bad), "{line}: {kept}");
+        }
+        // Beside the routing element: routed, kept, and the key not kept.
+        let m = ok(
+            r#"<13>1 2026-12-04T12:00:00Z h app - - [warden@32473 token="wdn_live_Key9"][x@1 a='hello'] routed"#,
+        );
+        assert_eq!(m.token.as_deref(), Some("wdn_live_Key9"));
+        let kept = m.event.fields["syslog"]["sd_unparsed"].as_str().unwrap();
+        assert!(
+            kept.contains("[x@1 a='hello']") && !kept.contains("Key9"),
+            "{kept}"
+        );
+        let m =
+            ok(r#"<13>1 2026-12-04T12:00:00Z h app - - [x@1 a="a \"quoted\" ]"][y@1 b="c"] fine"#);
+        assert!(
+            m.event.fields["syslog"].get("sd_unparsed").is_none(),
+            "{:?}",
+            m.event.fields
+        );
         // An element whose name no field may carry is kept as text.
         let long = "a".repeat(300);
         let m = ok(&format!(

@@ -256,7 +256,8 @@ pub async fn ingest_batch(
 /// An event whose `agent_id` is a registered agent's external id names
 /// that agent by its Warden id, as decisions and the Thoth SDK's events
 /// do, so that `agent_id:agt_…` and a key bound to the agent find all of
-/// its events; the name sent stays in `fields.external_agent_id`. Other
+/// its events; the name sent stays in `fields.external_agent_id` (which
+/// replaces a value the event gave that field). Other
 /// values stay as sent (logs may name agents Warden has not met).
 async fn name_known_agents(
     state: &AppState,
@@ -281,10 +282,11 @@ async fn name_known_agents(
             known.insert(reference.clone(), found.map(|a| a.id));
         }
         if let Some(Some(id)) = known.get(&reference) {
+            // Warden's to say: a value sent under this name could make
+            // the event look like another agent's.
             event
                 .fields
-                .entry("external_agent_id")
-                .or_insert_with(|| Value::String(reference.clone()));
+                .insert("external_agent_id".into(), Value::String(reference.clone()));
             event.agent_id = Some(id.clone());
         }
     }
