@@ -1064,6 +1064,35 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["first_break"]["sequence"], 6, "{}", v.text);
     backend.sql("UPDATE audit_log SET decision = 'deny' WHERE sequence = 6");
+    // A record whose stored form no longer parses is named by verify, and
+    // shown by its columns, marked unreadable, wherever it is read: the
+    // list pages past it, and its agent's calls go on, after a restart too.
+    let damaged = backend
+        .sql("SELECT id FROM audit_log WHERE sequence = 5")
+        .trim()
+        .to_string();
+    backend.sql("UPDATE audit_log SET record = 'not json' WHERE sequence = 5");
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["first_break"]["sequence"], 5, "{}", v.text);
+    let listed = api.get("/api/v1/audit?limit=100");
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let shown = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == damaged.as_str())
+        .cloned()
+        .unwrap();
+    assert!(shown["detail"]["unreadable"].is_string(), "{shown}");
+    let one = api.get(&format!("/api/v1/audit/{damaged}"));
+    assert_eq!(one.status, 200, "{}", one.text);
+    let agent = shown["agent_id"].as_str().unwrap().to_string();
+    drop(api);
+    assert!(w.terminate().success());
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let d = enforce(&api, json!({"agent_id": agent, "tool_name": "files.read"}));
+    assert_eq!(d["decision"], "allow");
     // Removing a record breaks the chain at the next one.
     backend.sql("DELETE FROM audit_log WHERE sequence = 2");
     let v = api.get("/api/v1/audit/verify");

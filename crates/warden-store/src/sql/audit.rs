@@ -15,6 +15,10 @@ use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
 
 const COLUMNS: &str = "sequence, record, previous_hash, hash";
+/// What a read for the API selects: the record, and the columns kept
+/// beside it, which stand in for a record that no longer parses.
+const READ_COLUMNS: &str =
+    "sequence, record, previous_hash, hash, id, kind, at, agent_id, tool, decision, session_id";
 
 fn decode(row: &Row) -> StoreResult<ChainedRecord> {
     let canonical = row.text("record")?;
@@ -25,6 +29,41 @@ fn decode(row: &Row) -> StoreResult<ChainedRecord> {
         previous_hash: row.text("previous_hash")?,
         hash: row.text("hash")?,
         canonical,
+        record,
+    })
+}
+
+/// A record as the API reads it. One whose stored form no longer parses
+/// (edited in the database) is shown by the columns kept beside it,
+/// marked unreadable, rather than failing every page, lookup and drift
+/// rebuild it is part of; verify names it as where the chain breaks.
+fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
+    let why = match decode(row) {
+        Err(StoreError::Corrupt(why)) => why,
+        other => return other,
+    };
+    let mut record = unreadable();
+    record.id = row.text("id")?;
+    record.kind = match row.text("kind")?.as_str() {
+        "hold_resolution" => AuditKind::HoldResolution,
+        "policy_change" => AuditKind::PolicyChange,
+        _ => AuditKind::Decision,
+    };
+    record.at = row.int("at")?;
+    record.agent_id = row.opt_text("agent_id")?;
+    record.tool = row.opt_text("tool")?;
+    record.decision = row.opt_text("decision")?;
+    record.session_id = row.opt_text("session_id")?;
+    record.reason = Some(
+        "this record's stored form cannot be read; GET /api/v1/audit/verify says where the chain breaks"
+            .into(),
+    );
+    record.detail = serde_json::json!({ "unreadable": why });
+    Ok(ChainedRecord {
+        sequence: row.int("sequence")?,
+        previous_hash: row.text("previous_hash")?,
+        hash: row.text("hash")?,
+        canonical: row.text("record")?,
         record,
     })
 }
@@ -183,7 +222,7 @@ pub(crate) async fn get(
 ) -> StoreResult<Option<ChainedRecord>> {
     db.query(
         &format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE id = $1 AND org_id = $2 AND environment = $3"
+            "SELECT {READ_COLUMNS} FROM audit_log WHERE id = $1 AND org_id = $2 AND environment = $3"
         ),
         vec![
             id.into(),
@@ -193,7 +232,7 @@ pub(crate) async fn get(
     )
     .await?
     .first()
-    .map(decode)
+    .map(decode_read)
     .transpose()
 }
 
@@ -220,7 +259,9 @@ pub(crate) async fn list(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> StoreResult<Page<ChainedRecord>> {
-    let mut q = SqlBuilder::new(&format!("SELECT {COLUMNS} FROM audit_log WHERE org_id = "));
+    let mut q = SqlBuilder::new(&format!(
+        "SELECT {READ_COLUMNS} FROM audit_log WHERE org_id = "
+    ));
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
         .bind(tenant.environment.as_str());
@@ -251,7 +292,7 @@ pub(crate) async fn list(
         q.push(" AND at < ").bind(v);
     }
     let rows = paging::fetch_unique(db, q, page, "sequence").await?;
-    paging::finish(rows, page, decode, |r| {
+    paging::finish(rows, page, decode_read, |r| {
         (SortValue::Int(r.sequence), r.sequence.to_string())
     })
 }
@@ -371,7 +412,7 @@ pub(crate) async fn agent_decisions_after(
 ) -> StoreResult<Vec<ChainedRecord>> {
     db.query(
         &format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE org_id = $1 AND environment = $2 \
+            "SELECT {READ_COLUMNS} FROM audit_log WHERE org_id = $1 AND environment = $2 \
              AND agent_id = $3 AND kind = 'decision' AND sequence > $4 ORDER BY sequence LIMIT $5"
         ),
         vec![
@@ -384,6 +425,6 @@ pub(crate) async fn agent_decisions_after(
     )
     .await?
     .iter()
-    .map(decode)
+    .map(decode_read)
     .collect()
 }
