@@ -176,10 +176,14 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
         ));
     }
     let environment = req.environment.unwrap_or(grantor.environment);
-    if environment != grantor.environment && !grantor.scopes.is_admin() {
+    // A live admin may make test keys; nothing made in the test
+    // environment reaches live data (retention, say) through a live key.
+    if environment != grantor.environment
+        && !(grantor.scopes.is_admin() && grantor.environment == Environment::Live)
+    {
         return Err(Error::forbidden_field(
             "environment",
-            "only an admin key may create keys for the other environment",
+            "only a live admin key may create keys for the other environment; a test key never creates live keys",
         ));
     }
     if let Some(at) = req.expires_at {

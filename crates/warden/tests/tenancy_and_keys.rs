@@ -152,6 +152,17 @@ fn scopes_are_enforced(backend: &Backend) {
     let (test_key_id, test_secret) =
         admin.create_key(json!({"name": "t", "scopes": ["agents.read"], "environment": "test"}));
     assert!(test_secret.starts_with("wdn_test_"));
+    // Never the other way: a test admin key makes no live key.
+    let r = w.api(&t.test_key).post(
+        "/api/v1/api-keys",
+        &json!({"name": "escalate", "scopes": ["admin"], "environment": "live"}),
+    );
+    assert_eq!(
+        r.error(403, "forbidden")["field"],
+        "environment",
+        "{}",
+        r.text
+    );
     admin
         .get(&format!("/api/v1/api-keys/{test_key_id}"))
         .error(404, "not_found");
