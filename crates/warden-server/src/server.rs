@@ -194,7 +194,7 @@ impl Server {
             () = drained => {
                 tracing::warn!(
                     seconds = DRAIN.as_secs(),
-                    "requests still open after the shutdown's drain time; stopping without them (none of them was answered)"
+                    "connections still open after the shutdown's drain time (requests in flight, or clients that had not finished sending one); stopping without them"
                 );
                 Ok(())
             }

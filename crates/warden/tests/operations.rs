@@ -383,6 +383,15 @@ fn slow_and_idle_clients_are_disconnected(backend: &Backend) {
         closed_within(&mut slow, Duration::from_secs(1)),
         "a slow client stayed connected"
     );
+    // A client that half-closes after its request still gets the answer.
+    let mut half = std::net::TcpStream::connect(&address).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut half, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     // A request being answered is not timed: a long-poll of 4 s answers.
     let api = w.api(&t.live_key);
     let r = api.post(
