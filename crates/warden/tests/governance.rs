@@ -1663,6 +1663,24 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     assert!(r["reason"].as_str().unwrap().contains("hold token"), "{r}");
     let d = enforce(&api, redeem);
     assert_eq!(d["decision"], "modify", "{d}");
+    // A conditional `modify`, unchanged since the hold, that did not match
+    // the held call changes nothing: the poll lets the approval through.
+    policy(
+        &api,
+        json!({"name": "tag big", "action_pattern": "cond.*", "decision": "modify", "priority": 7,
+               "condition": "args.x > 5", "modify": {"set": {"big": true}}}),
+    );
+    policy(
+        &api,
+        json!({"name": "approve cond", "action_pattern": "cond.*", "decision": "step_up", "priority": 7}),
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    for (x, answer) in [(1, "ALLOW"), (9, "BLOCK")] {
+        let call = json!({"agent_id": "cond-bot", "tool_name": "cond.a", "tool_args": {"x": x}});
+        let redeem = approved_redemption(&api, &call);
+        let r = poll(redeem["hold_token"].as_str().unwrap());
+        assert_eq!(r["resolution"], answer, "x = {x}: {r}");
+    }
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

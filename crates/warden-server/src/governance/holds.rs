@@ -302,10 +302,13 @@ pub async fn approval_stands(
     }
     // A `modify` tied with the holding policy changes the approved call's
     // arguments, which a poll's answer cannot carry: the call must be
-    // submitted again with its hold token, and runs as changed. Its
-    // condition cannot be judged without the arguments, so any counts.
-    let changing = holding.and_then(|(priority, _)| {
-        policies
+    // submitted again with its hold token, and runs as changed. A
+    // conditional one, unchanged since the hold was made over an agent
+    // unchanged since, counts only if it matched the held call (its
+    // decision's record says); otherwise its condition cannot be judged
+    // without the arguments, so it counts.
+    let tied: Vec<_> = match holding {
+        Some((priority, _)) => policies
             .set
             .candidates(
                 &hold.tool,
@@ -313,10 +316,41 @@ pub async fn approval_stands(
                 agent.external_id.as_deref(),
                 &agent.tags,
             )
-            .find(|p| {
+            .filter(|p| {
                 p.mode == Mode::Enforce && p.decision == Decision::Modify && p.priority == priority
             })
-    });
+            .collect(),
+        None => Vec::new(),
+    };
+    // What the held call's decision matched: `None` until read, then
+    // `Some(None)` when its record cannot be read (everything counts).
+    let mut matched_then: Option<Option<Vec<String>>> = None;
+    let mut changing = None;
+    for p in tied {
+        let judged_then = p.condition.is_some()
+            && agent.updated_at <= hold.created_at
+            && policies
+                .facts
+                .get(&p.id)
+                .is_some_and(|f| f.updated_at < hold.created_at);
+        if judged_then {
+            if matched_then.is_none() {
+                let record = g.store.get_audit(tenant, &hold.audit_id).await?;
+                matched_then = Some(
+                    record
+                        .filter(|r| r.record.detail.get("unreadable").is_none())
+                        .map(|r| r.record.matched_policy_ids),
+                );
+            }
+            if let Some(Some(matched)) = &matched_then {
+                if !matched.contains(&p.id) {
+                    continue;
+                }
+            }
+        }
+        changing = Some(p);
+        break;
+    }
     Ok(match changing {
         Some(p) => Err(format!(
             "policy {} changes this call's arguments, which a poll cannot pass on; \
