@@ -63,6 +63,14 @@ fn envelope_and_crud(backend: &Backend) {
         .error(404, "not_found");
     api.delete(&format!("/api/v1/agents/{id}"))
         .error(404, "not_found");
+    // By its external id too, as it is read and changed.
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "by alias", "external_id": "alias-bot"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(api.delete("/api/v1/agents/alias-bot").status, 204);
+    api.get("/api/v1/agents/alias-bot").error(404, "not_found");
 }
 
 fn bad_input_changes_nothing(backend: &Backend) {

@@ -314,7 +314,7 @@ pub async fn update_agent(
 
 /// Delete an agent.
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents",
-    params(("id" = String, Path, description = "Agent id")),
+    params(("id" = String, Path, description = "The agent's Warden id or its external id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such agent", body = crate::http::error::ErrorEnvelope)),

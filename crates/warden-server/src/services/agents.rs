@@ -98,11 +98,18 @@ pub async fn update(
     Err(Error::Conflict("the agent kept changing while being updated; retry".into()).into())
 }
 
-pub async fn delete(store: &dyn Store, principal: &Principal, id: &str) -> ServiceResult<()> {
+/// Deletes an agent named by its Warden id or its external id, as it is
+/// read and changed.
+pub async fn delete(
+    store: &dyn Store,
+    principal: &Principal,
+    reference: &str,
+) -> ServiceResult<()> {
     if principal.agent_id.is_some() {
         return Err(Error::Forbidden("a key bound to an agent cannot delete agents".into()).into());
     }
-    if !visible(principal, id) || !store.delete_agent(&principal.tenant(), id).await? {
+    let agent = get(store, principal, reference).await?;
+    if !store.delete_agent(&principal.tenant(), &agent.id).await? {
         return Err(Error::NotFound("agent").into());
     }
     Ok(())
