@@ -464,7 +464,11 @@ impl EventIndex {
         )?;
         let mut events = Vec::with_capacity(collected.page.len());
         for (position, address) in collected.page {
-            let doc: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+            // A stored event that cannot be read back is damage on disk
+            // (the doc store's blocks are read only here, not at opening).
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(|e| SearchError::Damaged(e.to_string()))?;
             let json = doc
                 .get_first(self.fields.source)
                 .and_then(|v| v.as_bytes())

@@ -30,6 +30,10 @@ pub enum SearchError {
     Busy(String),
     #[error("index: {0}")]
     Index(String),
+    /// A file of the index cannot be read as written: it was damaged on
+    /// disk, and only a rebuild from the log mends it.
+    #[error("the search index is damaged: {0}")]
+    Damaged(String),
     /// Nobody waits for the search any more.
     #[error("the search was abandoned by its caller")]
     Abandoned,

@@ -1674,6 +1674,43 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     assert_eq!(total(&api, ""), 301);
+
+    // Damage inside the stored events, which opening does not read: a
+    // search that reads them says so (503, naming the cure) and readiness
+    // turns degraded; `warden reindex` mends it.
+    assert!(w.terminate().success());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "store") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let end = bytes.len() / 2;
+            for b in bytes[100..end].iter_mut().step_by(3) {
+                *b ^= 0x55;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/siem/search",
+        &json!({"query": "", "from_time": "now-30d", "limit": 1000}),
+    );
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("warden reindex"), "{}", r.text);
+    let ready = w.anonymous().get("/readyz");
+    assert_eq!(ready.body["checks"]["index"], "damaged", "{}", ready.text);
+    assert_eq!(ready.body["status"], "degraded", "{}", ready.text);
+    assert!(w.terminate().success());
+    assert!(backend.cli(&["reindex"]).status.success());
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/siem/search",
+        &json!({"query": "", "from_time": "now-30d", "limit": 1000}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["total"], 301);
 }
 
 /// The process's open-files limit, soft and hard, as `prlimit` sets it.

@@ -27,9 +27,10 @@ pub struct ReadinessChecks {
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
     pub rate_limits: String,
-    /// `ok`, or `failing` while the search indexer fails and retries
+    /// `ok`; `failing` while the search indexer fails and retries
     /// (events are still taken in and kept; they become searchable once
-    /// it recovers).
+    /// it recovers); `damaged` once a search found the index damaged on
+    /// disk (until `warden reindex` rebuilds it).
     pub index: String,
 }
 
@@ -74,7 +75,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         LimiterState::Redis => "redis",
         LimiterState::RedisFallback => "local_fallback",
     };
-    let index_failing = state.telemetry.health.is_failing();
+    let health = &state.telemetry.health;
+    let index = if health.is_damaged() {
+        "damaged"
+    } else if health.is_failing() {
+        "failing"
+    } else {
+        "ok"
+    };
+    let index_failing = index != "ok";
     let (status, code) = match (store_ok, redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
         (true, "unreachable") => ("degraded", StatusCode::OK),
@@ -88,7 +97,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             store: if store_ok { "ok" } else { "unreachable" }.into(),
             redis: redis.into(),
             rate_limits: rate_limits.into(),
-            index: if index_failing { "failing" } else { "ok" }.into(),
+            index: index.into(),
         },
     };
     (code, Json(body)).into_response()

@@ -49,6 +49,9 @@ pub struct IndexHealth {
     /// Set while the indexer fails and retries: nothing new becomes
     /// searchable until it recovers, which readiness reports.
     failing: std::sync::atomic::AtomicBool,
+    /// Set once a search found the index damaged on disk: it stays so
+    /// until a rebuild (`warden reindex`).
+    damaged: std::sync::atomic::AtomicBool,
 }
 
 /// Marks the index failing for as long as it lives.
@@ -68,6 +71,14 @@ impl IndexHealth {
 
     pub fn is_failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_damaged(&self) {
+        self.damaged.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_damaged(&self) -> bool {
+        self.damaged.load(Ordering::Relaxed)
     }
 
     /// Events this process acknowledged that its index does not yet

@@ -217,6 +217,14 @@ impl Telemetry {
                     position,
                     format!("invalid query at position {position}: {message}"),
                 ),
+                SearchError::Damaged(why) => {
+                    self.health.mark_damaged();
+                    tracing::error!(error = %why, "the search index is damaged; stop the server and run `warden reindex`");
+                    ApiError::unavailable(
+                        "the search index is damaged on disk: stop the server and run `warden reindex`, \
+                         which rebuilds it from the event log (no event is lost)",
+                    )
+                }
                 other => ApiError::internal(other),
             })?;
         let limit = params.limit.min(MAX_LIMIT);
