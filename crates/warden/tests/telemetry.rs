@@ -1424,6 +1424,20 @@ fn decisions_are_agent_events(backend: &Backend) {
     let r = api.post("/v1/events/batch", &shapes);
     assert_eq!(r.status, 202, "{}", r.text);
     wait_total(&api, "session_id:sdk-sess", 6);
+    // A long session's whole history, as the SDK sends it with every
+    // event: its latest calls are kept, with the count, not the event lost.
+    let history: Vec<String> = (0..5_000).map(|i| format!("kb.step{i}")).collect();
+    let r = api.post(
+        "/v1/events/batch",
+        &json!([{"event_type": "TOOL_CALL_POST", "tool_name": "kb.search", "agent_id": "billing-bot",
+                 "session_id": "long-sess", "session_tool_calls": history}]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_total(&api, "session_id:long-sess", 1);
+    let e = &search(&api, json!({"query": "session_id:long-sess"}))["events"][0];
+    assert_eq!(e["fields"]["session_tool_call_count"], 5_000, "{e}");
+    let kept = e["fields"]["session_tool_calls"].as_array().unwrap();
+    assert_eq!((kept.len(), kept[199].as_str()), (200, Some("kb.step4999")));
     assert_eq!(total(&api, "SDKCARD9999"), 0);
     assert_eq!(total(&api, "metadata.tool_args.card:SDKCARD9999"), 0);
     for e in search(

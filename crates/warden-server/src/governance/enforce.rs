@@ -263,7 +263,7 @@ pub async fn enforce(
 struct HoldTaken;
 
 /// Most of a caller's session history a call keeps: its latest calls.
-const CALLER_SESSION_TOOLS: usize = 200;
+pub const CALLER_SESSION_TOOLS: usize = 200;
 
 /// The arguments as the deciding `modify` policies change them: the
 /// deciding one and every other `modify` of the same priority, in the

@@ -358,6 +358,17 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     if let Some(event_id) = object.remove("event_id") {
         object.insert("thoth_event_id".into(), event_id);
     }
+    // The SDK sends a session's whole history with every event; a long
+    // session would pass the fields' bounds and lose all its events. The
+    // latest calls are kept, as enforcement keeps them, with the count.
+    let limit = crate::governance::enforce::CALLER_SESSION_TOOLS;
+    if let Some(Value::Array(history)) = object.get_mut("session_tool_calls") {
+        if history.len() > limit {
+            let total = history.len();
+            history.drain(..total - limit);
+            object.insert("session_tool_call_count".into(), Value::from(total));
+        }
+    }
     object.insert("event_type".into(), Value::String(event_type.clone()));
     if !tool.is_empty() {
         object.insert("tool".into(), Value::String(tool.clone()));
