@@ -1681,6 +1681,12 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         let r = poll(redeem["hold_token"].as_str().unwrap());
         assert_eq!(r["resolution"], answer, "x = {x}: {r}");
     }
+    // The poll's use of the approval records what ran, as the held call
+    // was recorded.
+    let used = api.get("/api/v1/audit?agent_id=cond-bot&decision=allow&kind=decision");
+    let used = &used.body["data"][0];
+    assert_eq!(used["detail"]["used_by"], "poll", "{used}");
+    assert_eq!(used["arguments"]["x"], 1, "{used}");
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

@@ -372,6 +372,14 @@ pub async fn use_by_poll(
     hold: &Hold,
 ) -> ServiceResult<Result<(), String>> {
     let now = now_ms();
+    // What ran, as the held decision recorded it (redacted as stored), so
+    // that the record of the run says so without following `hold_id`.
+    let held = g
+        .store
+        .get_audit(tenant, &hold.audit_id)
+        .await?
+        .map(|r| r.record)
+        .filter(|r| r.detail.get("unreadable").is_none());
     let record = AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),
         kind: AuditKind::Decision,
@@ -379,7 +387,7 @@ pub async fn use_by_poll(
         actor: actor.to_string(),
         agent_id: Some(hold.agent_id.clone()),
         tool: Some(hold.tool.clone()),
-        arguments: None,
+        arguments: held.as_ref().and_then(|r| r.arguments.clone()),
         decision: Some("allow".into()),
         reason: Some(format!(
             "step-up approved by {} (hold {}); the approval was used by the agent's poll",
@@ -390,7 +398,7 @@ pub async fn use_by_poll(
         monitored: vec![],
         drift: None,
         session_id: hold.session_id.clone(),
-        user_id: None,
+        user_id: held.and_then(|r| r.user_id),
         latency_us: None,
         hold_id: Some(hold.id.clone()),
         policy_id: hold_policy(hold),
