@@ -100,11 +100,18 @@ impl AuditLog {
             .map_err(|_| AppendError::Stopped)?;
         let (chained, last_event_seq) = rx.await.map_err(|_| AppendError::Stopped)??;
         if let Some(last) = last_event_seq {
-            self.feed.keep_up(last).await;
+            self.feed.keep_up_within(last, DECISION_WAIT).await;
         }
         Ok(chained)
     }
 }
+
+/// Longest a decision waits for the search index to catch up with its
+/// event (back-pressure, as for ingest): at the rates decisions come the
+/// index keeps up and nothing waits; under a flood of events from anyone
+/// the decision answers after this, and its event becomes searchable when
+/// the index gets to it.
+const DECISION_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 type Heads = HashMap<Tenant, (i64, String)>;
 

@@ -132,6 +132,13 @@ impl IndexFeed {
     /// back-pressure, so that an acknowledged event is searchable within
     /// a second however fast events come.
     pub async fn keep_up(&self, last_seq: i64) {
+        self.keep_up_within(last_seq, MAX_WAIT).await;
+    }
+
+    /// As [`Self::keep_up`], waiting at most `longest`: a decision waits
+    /// only briefly, so that another tenant's flood of events (or of
+    /// syslog, which needs no key) cannot hold up every agent's calls.
+    pub async fn keep_up_within(&self, last_seq: i64, longest: std::time::Duration) {
         self.health
             .acknowledged
             .fetch_max(last_seq, Ordering::Relaxed);
@@ -141,7 +148,7 @@ impl IndexFeed {
         }
         let began = std::time::Instant::now();
         let mut searchable = self.searchable.clone();
-        let _ = tokio::time::timeout(MAX_WAIT, searchable.wait_for(caught_up)).await;
+        let _ = tokio::time::timeout(longest, searchable.wait_for(caught_up)).await;
         self.health.waits.inc();
         self.health
             .waited_seconds
