@@ -1305,20 +1305,25 @@ fn one_event_by_id_and_keys_bound_to_an_agent(backend: &Backend) {
     assert_eq!(r.status, 201, "{}", r.text);
     let billing = r.body["data"]["id"].as_str().unwrap().to_string();
     let (_, billing_key) = admin.create_key(
-        json!({"name": "billing's key", "scopes": ["events.read"], "agent_id": billing}),
+        json!({"name": "billing's key", "scopes": ["events.read", "events.write"], "agent_id": billing}),
     );
     ingest(
         &admin,
         json!([{"message": "invoice sent", "agent_id": "billing-bot"}, {"message": "invoice sent", "agent_id": "stranger-bot"},
                {"message": "invoice sent", "agent_id": "billing-bot", "external_agent_id": "innocent-bot"}]),
     );
-    wait_total(&admin, "invoice", 3);
-    assert_eq!(total(&admin, &format!("agent_id:{billing}")), 2);
-    // The name sent is Warden's to record, whatever the event says.
-    assert_eq!(total(&admin, "external_agent_id:billing-bot"), 2);
+    // Its bound key's events carry its external id too, whatever they say.
+    ingest(
+        &w.api(&billing_key),
+        json!([{"message": "invoice sent", "external_agent_id": "innocent-bot"}]),
+    );
+    wait_total(&admin, "invoice", 4);
+    assert_eq!(total(&admin, &format!("agent_id:{billing}")), 3);
+    // The agent's name is Warden's to record, whatever the event says.
+    assert_eq!(total(&admin, "external_agent_id:billing-bot"), 3);
     assert_eq!(total(&admin, "external_agent_id:innocent-bot"), 0);
     assert_eq!(total(&admin, "agent_id:stranger-bot"), 1);
-    assert_eq!(total(&w.api(&billing_key), "invoice"), 2);
+    assert_eq!(total(&w.api(&billing_key), "invoice"), 3);
 }
 
 fn acknowledged_events_survive_kill_9(backend: &Backend) {

@@ -256,37 +256,38 @@ pub async fn ingest_batch(
 /// An event whose `agent_id` is a registered agent's external id names
 /// that agent by its Warden id, as decisions and the Thoth SDK's events
 /// do, so that `agent_id:agt_…` and a key bound to the agent find all of
-/// its events; the name sent stays in `fields.external_agent_id` (which
-/// replaces a value the event gave that field). Other
-/// values stay as sent (logs may name agents Warden has not met).
+/// its events; `fields.external_agent_id` is the agent's external id
+/// (whatever the event gave that field), for an event named by either id
+/// or stamped by a bound key. Other values stay as sent (logs may name
+/// agents Warden has not met).
 async fn name_known_agents(
     state: &AppState,
     principal: &Principal,
     events: &mut [Event],
 ) -> ApiResult<()> {
-    if principal.agent_id.is_some() {
-        return Ok(());
-    }
     let tenant = principal.tenant();
     let g = &state.governance;
-    let mut known: std::collections::HashMap<String, Option<String>> = Default::default();
+    // Reference → the agent's Warden id and external id.
+    type Known = Option<(String, Option<String>)>;
+    let mut known: std::collections::HashMap<String, Known> = Default::default();
     for event in events.iter_mut() {
         let Some(reference) = event.agent_id.clone() else {
             continue;
         };
-        if crate::governance::enforce::looks_like_agent_id(&reference) {
-            continue;
-        }
         if !known.contains_key(&reference) {
             let found = g.agents.find(g.store.as_ref(), &tenant, &reference).await?;
-            known.insert(reference.clone(), found.map(|a| a.id));
+            known.insert(reference.clone(), found.map(|a| (a.id, a.external_id)));
         }
-        if let Some(Some(id)) = known.get(&reference) {
-            // Warden's to say: a value sent under this name could make
-            // the event look like another agent's.
-            event
-                .fields
-                .insert("external_agent_id".into(), Value::String(reference.clone()));
+        if let Some(Some((id, external_id))) = known.get(&reference) {
+            // Warden's to say, for a registered agent (a key bound to one
+            // stamps it too): a value sent under this name could make the
+            // event look like another agent's.
+            match external_id {
+                Some(name) => event
+                    .fields
+                    .insert("external_agent_id".into(), Value::String(name.clone())),
+                None => event.fields.remove("external_agent_id"),
+            };
             event.agent_id = Some(id.clone());
         }
     }
