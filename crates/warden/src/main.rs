@@ -14,6 +14,13 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Everything Warden writes (the database and its WAL, the search
+    // index, the master key) holds every tenant's data or secrets: only
+    // its own user may read it, even in a data directory others can list.
+    // SAFETY: umask only sets this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = cli::Cli::parse();
     commands::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

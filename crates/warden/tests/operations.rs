@@ -316,6 +316,27 @@ fn master_key_file_is_private_and_checked() {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&data.join("master.key")), 0o600);
+        // In a directory others may list (made beforehand, as a service
+        // manager or a volume does), the store is still Warden's alone.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new(common::BIN)
+            .args(["init", "--json", "--data-dir"])
+            .arg(&open)
+            .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        for entry in std::fs::read_dir(&open).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                mode(&path) & 0o077,
+                0,
+                "{} is readable by others",
+                path.display()
+            );
+        }
     }
     assert!(run(&["org", "create", "Second", "--json"], None)
         .status
