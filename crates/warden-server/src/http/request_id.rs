@@ -38,20 +38,35 @@ pub async fn assign(req: Request, next: Next) -> Response {
 /// The path as logs show it: a hold token in it (`/enforce/hold/{token}`)
 /// is a bearer secret, shown by its first characters only.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const MARK: &str = "/enforce/hold/";
-    match path.find(MARK) {
-        Some(at) => {
-            let start = at + MARK.len();
-            let shown: String = path[start..].chars().take(9).collect();
-            format!("{}{shown}…", &path[..start]).into()
-        }
-        None => path.into(),
+    // Hold tokens are path segments by design; keys and tokens pasted
+    // into a path by mistake are secrets all the same.
+    const SECRET_STARTS: [&str; 3] = ["hold_", "wdn_", "eyJ"];
+    let secret = |segment: &str| SECRET_STARTS.iter().any(|s| segment.starts_with(s));
+    if !path.split('/').any(secret) {
+        return path.into();
     }
+    path.split('/')
+        .map(|segment| {
+            if secret(segment) {
+                format!("{}…", segment.chars().take(9).collect::<String>())
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+        .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::loggable_path;
+
+    #[test]
+    fn keys_pasted_into_a_path_are_not_logged() {
+        let shown = loggable_path("/api/v1/agents/wdn_live_0123456789abcdef/drift").into_owned();
+        assert_eq!(shown, "/api/v1/agents/wdn_live_…/drift");
+    }
 
     #[test]
     fn hold_tokens_are_not_logged() {
