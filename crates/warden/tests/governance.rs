@@ -1329,6 +1329,27 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         r.text
     );
 
+    // A tool name that would look like another (invisible characters,
+    // blank, padded) escapes every pattern written for that name: refused.
+    for name in [
+        "\u{200b}shell.exec",
+        "shell\u{ad}.exec",
+        "\u{feff}shell.exec",
+        "shell\u{202e}.exec",
+        " ",
+        "shell.exec ",
+    ] {
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "name-bot", "tool_name": name}),
+        );
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            "tool_name",
+            "{name:?}"
+        );
+    }
+
     // An Idempotency-Key never replays a decision: the agent was suspended
     // in between, so the second call is denied and audited afresh.
     let call = json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}});
