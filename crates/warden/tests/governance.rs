@@ -1714,6 +1714,23 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
+    // An empty account of the session from the Thoth SDK does not erase
+    // the calls Warden saw in it.
+    policy(
+        &api,
+        json!({"name": "no egress after reads", "action_pattern": "http.post", "decision": "deny",
+               "condition": "'db.read' in session.tools"}),
+    );
+    enforce(
+        &api,
+        json!({"agent_id": "erase-bot", "tool_name": "db.read", "session_id": "e1"}),
+    );
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e1",
+                "session_tool_calls": []}),
+    );
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     policy(
         &api,
         json!({"name": "no exfil", "action_pattern": "http.*", "decision": "deny",

@@ -366,20 +366,26 @@ async fn decide_and_record(
     // (without the current call), else what this replica saw.
     let session_tools = match (&call.session_tools, &call.session_id) {
         (Some(list), session) => {
+            let seen = session
+                .as_deref()
+                .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
+                .unwrap_or_default();
             let mut list = list.as_slice();
             // The Thoth SDK lists the current call too, unless it repeats
             // the last one: a last entry naming this tool is this call,
             // unless this tool was also the session's last call here.
-            let repeat_seen = || {
-                session.as_deref().is_some_and(|s| {
-                    g.drift.session_tools(&tenant, &agent.id, s).last() == Some(&call.tool)
-                })
-            };
-            if list.last() == Some(&call.tool) && !repeat_seen() {
+            if list.last() == Some(&call.tool) && seen.last() != Some(&call.tool) {
                 list = &list[..list.len() - 1];
             }
-            // The most recent calls: the previous tool is the last one.
-            list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec()
+            if list.is_empty() && !seen.is_empty() {
+                // An empty account of a session Warden saw calls in would
+                // erase them (hiding a `db.read` from "no `http.*` after
+                // `db.read`"): Warden's own record stands.
+                seen
+            } else {
+                // The most recent calls: the previous tool is the last one.
+                list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec()
+            }
         }
         (None, Some(s)) => g.drift.session_tools(&tenant, &agent.id, s),
         (None, None) => Vec::new(),
