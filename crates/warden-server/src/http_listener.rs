@@ -1,10 +1,10 @@
 //! Serves HTTP/1.1 connections with a deadline on request headers. A
 //! client gets a set time (60 s unless told otherwise) to send a
-//! request's headers, counted
-//! from when the connection is ready for that request, so a connection
-//! idle between requests or dribbling its headers a byte at a time is
-//! closed instead of holding one of the process's files for good. A
-//! request being answered (a long-poll included) is not timed by it.
+//! request's headers, counted from when the connection is ready for that
+//! request, so a connection idle between requests or dribbling its
+//! headers a byte at a time is closed instead of holding one of the
+//! process's files for good. A request being answered (a long-poll
+//! included) is not timed by it.
 
 use std::future::Future;
 use std::net::SocketAddr;
