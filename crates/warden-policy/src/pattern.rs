@@ -54,6 +54,16 @@ impl ToolPattern {
                     message: format!("the pattern is longer than {MAX_LEN} characters"),
                 });
             }
+            if invisible(c) {
+                return Err(PatternError {
+                    position,
+                    message: format!(
+                        "invisible or direction-changing characters (U+{:04X}) cannot appear in a \
+                         pattern: no tool name holds one, so it would never match",
+                        c as u32
+                    ),
+                });
+            }
             if c.is_whitespace() || c.is_control() {
                 return Err(PatternError {
                     position,
@@ -142,9 +152,31 @@ fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
+/// Characters that show as nothing, or turn the text around them, while
+/// still being part of a name (Unicode's default-ignorable code points,
+/// bidirectional controls, line and paragraph separators). Tool names may
+/// not hold them (they would look like another name in every log and
+/// escape the patterns written for it), and so neither may patterns.
+pub fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_are_refused_with_their_position() {
+        let e = ToolPattern::parse("fs\u{200b}.*").unwrap_err();
+        assert_eq!(e.position, 3);
+        assert!(e.message.contains("U+200B"), "{}", e.message);
+        assert!(ToolPattern::parse("\u{ad}x").is_err());
+        assert!(ToolPattern::parse("ツール.*").is_ok());
+    }
 
     fn matches(pattern: &str, name: &str) -> bool {
         ToolPattern::parse(pattern).unwrap().matches(name)

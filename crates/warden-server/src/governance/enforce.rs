@@ -77,24 +77,14 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Characters that show as nothing, or turn the text around them, while
-/// still being part of a name (Unicode's default-ignorable code points,
-/// bidirectional controls, line and paragraph separators): a tool name
-/// holding one would look like another name in every log and escape every
-/// pattern written for that name.
-fn invisible(c: char) -> bool {
-    matches!(c as u32,
-        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
-        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
-        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
-        | 0xE0000..=0xE0FFF)
-}
-
 /// A tool name as patterns match it: no invisible characters, and not
 /// blank or padded with spaces.
 fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
     check_text(value, field, MAX_TOOL_NAME)?;
-    if let Some(c) = value.chars().find(|c| invisible(*c)) {
+    if let Some(c) = value
+        .chars()
+        .find(|c| warden_policy::pattern::invisible(*c))
+    {
         return Err(Error::invalid(
             field,
             format!(
