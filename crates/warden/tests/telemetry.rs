@@ -1389,6 +1389,8 @@ fn decisions_are_agent_events(backend: &Backend) {
     let e = &search(&api, json!({"query": "session_id:sess-9"}))["events"][0];
     assert_eq!(e["fields"]["audit_id"], audit_id);
     assert_eq!(e["fields"]["args"]["amount"], 120);
+    // Found by the name the agent goes by, as its own events are.
+    assert_eq!(e["fields"]["external_agent_id"], "billing-bot", "{e}");
     assert_eq!(e["severity"], "medium");
     assert_eq!(total(&api, "args.amount:>100"), 1);
 

@@ -58,6 +58,13 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
     if let Some(latency) = record.latency_us {
         fields.insert("latency_us".into(), json!(latency));
     }
+    if let Some(name) = record
+        .detail
+        .get("external_agent_id")
+        .filter(|n| n.is_string())
+    {
+        fields.insert("external_agent_id".into(), name.clone());
+    }
     // The arguments as stored in the audit log (redacted), when they fit
     // the limits every event keeps.
     if let Some(args @ Value::Object(_)) = &record.arguments {

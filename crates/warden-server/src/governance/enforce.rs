@@ -533,6 +533,11 @@ async fn decide_and_record(
     if !context.as_object().is_some_and(|m| m.is_empty()) {
         detail["context"] = context;
     }
+    // The name the agent goes by, for its decision's event as for the
+    // events it sends (`external_agent_id`).
+    if let Some(name) = &agent.external_id {
+        detail["external_agent_id"] = json!(name);
+    }
     if let Some(d) = outcome.monitor_decision {
         detail["monitor_decision"] = json!(d.as_str());
     }
