@@ -79,7 +79,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // JSON is UTF-8: bytes that are not would otherwise be blamed on the
     // field they sit in, as if its value had the wrong type.
     if let Err(e) = std::str::from_utf8(bytes) {
-        let (line, column) = super::exact_numbers::line_and_column(bytes, e.valid_up_to());
+        let (line, column) = super::decision_body::line_and_column(bytes, e.valid_up_to());
         return Err(ApiError::malformed(
             "the body is not valid UTF-8 here (JSON is UTF-8; send text in that encoding)",
             Position { line, column },
@@ -166,30 +166,23 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-/// Refuses a whole number past 64 bits (see `exact_numbers`).
-fn exact_numbers(bytes: &[u8]) -> Result<(), ApiError> {
-    let Some(at) = super::exact_numbers::first_inexact_integer(bytes) else {
+/// Refuses what a decision's body may not hold (see `decision_body`): a
+/// whole number past 64 bits, nesting past its depth.
+fn decision_body(bytes: &[u8]) -> Result<(), ApiError> {
+    use super::decision_body::{first_refusal, line_and_column, Refusal, MAX_DEPTH};
+    let Some((at, refusal)) = first_refusal(bytes, MAX_DEPTH) else {
         return Ok(());
     };
-    let (line, column) = super::exact_numbers::line_and_column(bytes, at);
-    Err(ApiError::malformed(
-        "a whole number here has more digits than 64 bits hold, and would be kept only \
-         approximately; send it as a string",
-        Position { line, column },
-    ))
-}
-
-/// Refuses arrays and objects nested past [`json_depth::MAX_DEPTH`].
-fn within_depth(bytes: &[u8]) -> Result<(), ApiError> {
-    use super::json_depth::{first_too_deep, MAX_DEPTH};
-    let Some(at) = first_too_deep(bytes, MAX_DEPTH) else {
-        return Ok(());
+    let (line, column) = line_and_column(bytes, at);
+    let message = match refusal {
+        Refusal::InexactInteger => "a whole number here has more digits than 64 bits hold, and \
+             would be kept only approximately; send it as a string"
+            .to_string(),
+        Refusal::TooDeep => format!(
+            "arrays and objects here nest more than {MAX_DEPTH} levels deep, more than a decision keeps"
+        ),
     };
-    let (line, column) = super::exact_numbers::line_and_column(bytes, at);
-    Err(ApiError::malformed(
-        format!("arrays and objects here nest more than {MAX_DEPTH} levels deep, more than a decision keeps"),
-        Position { line, column },
-    ))
+    Err(ApiError::malformed(message, Position { line, column }))
 }
 
 /// Refuses a document that is valid JSON but not an object.
@@ -210,13 +203,12 @@ async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 }
 
 /// A JSON body that must be an object a decision or a change may read:
-/// no whole number past 64 bits in it (see `exact_numbers`), and nested
-/// no deeper than its record can be read back (see `json_depth`).
+/// no whole number past 64 bits in it, and nested no deeper than its
+/// record can be read back (see `decision_body`).
 async fn object_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let bytes = json_body(req, state).await?;
     require_object(&bytes)?;
-    exact_numbers(&bytes)?;
-    within_depth(&bytes)?;
+    decision_body(&bytes)?;
     Ok(bytes)
 }
 
