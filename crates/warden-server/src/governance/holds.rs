@@ -270,7 +270,8 @@ pub async fn approval_stands(
             }
         }
     };
-    let outranking = policies
+    // The enforce policies that take in the held call's tool and agent.
+    let candidates: Vec<_> = policies
         .set
         .candidates(
             &hold.tool,
@@ -278,22 +279,28 @@ pub async fn approval_stands(
             agent.external_id.as_deref(),
             &agent.tags,
         )
-        .filter(|p| p.mode == Mode::Enforce && p.id != hold.policy_id)
+        .filter(|p| p.mode == Mode::Enforce)
+        .collect();
+    // A policy with a condition, unchanged since the hold was made, over
+    // an agent unchanged since (its tags and names are what selectors
+    // match), was evaluated for the held call: what it did then stands.
+    let judged_then = |p: &warden_policy::Policy<_>| {
+        p.condition.is_some()
+            && agent.updated_at <= hold.created_at
+            && policies
+                .facts
+                .get(&p.id)
+                .is_some_and(|f| f.updated_at < hold.created_at)
+    };
+    let outranking = candidates
+        .iter()
+        .filter(|p| p.id != hold.policy_id)
         .filter(|p| holding.is_none_or(|h| (p.priority, p.decision.restrictiveness()) > h))
         // An allow or audit would let the call run anyway.
         .filter(|p| p.decision.restrictiveness() > Decision::Audit.restrictiveness())
-        // One without a condition would have decided then. One with a
-        // condition, unchanged since the hold was made, over an agent
-        // unchanged since (its tags and names are what selectors match),
-        // was evaluated for this call and did not hold; else it counts.
-        .find(|p| {
-            p.condition.is_none()
-                || agent.updated_at > hold.created_at
-                || policies
-                    .facts
-                    .get(&p.id)
-                    .is_none_or(|f| f.updated_at >= hold.created_at)
-        });
+        // One without a condition would have decided then; one judged
+        // then did not hold (else it would have decided); else it counts.
+        .find(|p| !judged_then(p));
     if let Some(p) = outranking {
         return Ok(Err(format!(
             "policy {} now outranks the one that held the call; ask again",
@@ -302,38 +309,20 @@ pub async fn approval_stands(
     }
     // A `modify` tied with the holding policy changes the approved call's
     // arguments, which a poll's answer cannot carry: the call must be
-    // submitted again with its hold token, and runs as changed. A
-    // conditional one, unchanged since the hold was made over an agent
-    // unchanged since, counts only if it matched the held call (its
-    // decision's record says); otherwise its condition cannot be judged
-    // without the arguments, so it counts.
-    let tied: Vec<_> = match holding {
-        Some((priority, _)) => policies
-            .set
-            .candidates(
-                &hold.tool,
-                &agent.id,
-                agent.external_id.as_deref(),
-                &agent.tags,
-            )
-            .filter(|p| {
-                p.mode == Mode::Enforce && p.decision == Decision::Modify && p.priority == priority
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    // submitted again with its hold token, and runs as changed. One judged
+    // then counts only if it matched the held call (its decision's record
+    // says); otherwise its condition cannot be judged without the
+    // arguments, so it counts.
+    let tied = candidates.iter().filter(|p| {
+        holding
+            .is_some_and(|(priority, _)| p.decision == Decision::Modify && p.priority == priority)
+    });
     // What the held call's decision matched: `None` until read, then
     // `Some(None)` when its record cannot be read (everything counts).
     let mut matched_then: Option<Option<Vec<String>>> = None;
     let mut changing = None;
     for p in tied {
-        let judged_then = p.condition.is_some()
-            && agent.updated_at <= hold.created_at
-            && policies
-                .facts
-                .get(&p.id)
-                .is_some_and(|f| f.updated_at < hold.created_at);
-        if judged_then {
+        if judged_then(p) {
             if matched_then.is_none() {
                 let record = g.store.get_audit(tenant, &hold.audit_id).await?;
                 matched_then = Some(
