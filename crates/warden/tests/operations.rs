@@ -356,22 +356,20 @@ fn master_key_file_is_private_and_checked() {
     );
 }
 
-/// Reads until the server closes the connection; how long that took.
-fn closed_within(stream: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
+/// Reads until the server closes the connection: whether it did before
+/// the read gives up (30 s, far past the deadlines the test sets; without
+/// a deadline such a connection stays open for good).
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
     use std::io::Read;
-    let began = std::time::Instant::now();
     stream
-        .set_read_timeout(Some(limit + std::time::Duration::from_secs(2)))
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => return began.elapsed() <= limit + std::time::Duration::from_secs(1),
+            Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return began.elapsed() <= limit + std::time::Duration::from_secs(1)
-            }
-            Err(_) => return false,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
         }
     }
 }
@@ -396,12 +394,12 @@ fn slow_and_idle_clients_are_disconnected(backend: &Backend) {
         slow
     });
     assert!(
-        closed_within(&mut silent, Duration::from_secs(2)),
+        closed_by_server(&mut silent),
         "an idle connection stayed open"
     );
     let mut slow = dribble.join().unwrap();
     assert!(
-        closed_within(&mut slow, Duration::from_secs(1)),
+        closed_by_server(&mut slow),
         "a slow client stayed connected"
     );
     // A client that half-closes after its request still gets the answer.
@@ -413,7 +411,8 @@ fn slow_and_idle_clients_are_disconnected(backend: &Backend) {
     let mut answer = String::new();
     let _ = std::io::Read::read_to_string(&mut half, &mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    // A request being answered is not timed: a long-poll of 4 s answers.
+    // A request being answered is not timed: a long-poll still open past
+    // the 2 s deadline is woken by the approval and answers it.
     let api = w.api(&t.live_key);
     let r = api.post(
         "/api/v1/policies",
@@ -425,10 +424,24 @@ fn slow_and_idle_clients_are_disconnected(backend: &Backend) {
         &serde_json::json!({"agent_id": "waiter", "tool_name": "x.y"}),
     );
     let token = d.body["data"]["hold_token"].as_str().unwrap().to_string();
-    let began = std::time::Instant::now();
-    let r = api.get(&format!("/api/v1/enforce/hold/{token}?wait=4"));
+    let hold = api.get("/api/v1/holds?status=pending").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approver = {
+        let api = w.api(&t.live_key);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            api.post(
+                &format!("/api/v1/holds/{hold}/approve"),
+                &serde_json::json!({}),
+            )
+        })
+    };
+    let r = api.get(&format!("/api/v1/enforce/hold/{token}?wait=10"));
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(began.elapsed() >= Duration::from_secs(4));
+    assert_eq!(r.body["data"]["status"], "approved", "{}", r.text);
+    assert_eq!(approver.join().unwrap().status, 200);
 }
 
 on_every_backend!(
