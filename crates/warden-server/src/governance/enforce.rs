@@ -224,10 +224,17 @@ pub(crate) async fn discover(
     for with_id in [false, true] {
         let agent = discovered_named(reference, with_id)?;
         match g.store.insert_agent(tenant, &agent).await {
-            Ok(()) => return Ok(agent),
+            Ok(()) => {
+                g.agents.remember(tenant, reference, Some(agent.clone()));
+                return Ok(agent);
+            }
             // Another request discovered it first, or the name is taken.
             Err(warden_store::StoreError::Conflict { .. }) => {
-                if let Some(found) = g.store.find_agent(tenant, reference).await? {
+                if let Some(found) = g
+                    .agents
+                    .find_fresh(g.store.as_ref(), tenant, reference)
+                    .await?
+                {
                     return Ok(found);
                 }
             }

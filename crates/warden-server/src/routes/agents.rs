@@ -272,6 +272,8 @@ pub async fn create_agent(
 ) -> ApiResult<ApiData<AgentView>> {
     principal.require("agents.write")?;
     let agent = service::create(state.store.as_ref(), &principal, body.into()).await?;
+    // A lookup of its name that found nothing a moment ago is stale now.
+    state.governance.agents.forget_tenant(&principal.tenant());
     Ok(created(agent.into()))
 }
 
