@@ -201,19 +201,16 @@ fn answer(
     }
 }
 
-/// How many batches may be committing at once. SQLite's single writer
-/// commits them in the order sent, so the next batch can be on its way
-/// (often in the same transaction) while one commits. PostgreSQL runs
-/// transactions side by side in any order: one at a time there.
-fn depth(store: &dyn Store) -> usize {
-    match store.backend() {
-        warden_store::Backend::Sqlite => 4,
-        warden_store::Backend::Postgres => 1,
-    }
-}
+/// How many batches may be committing at once. One: the next batch
+/// gathers while one commits, so under load each commit carries every
+/// record that arrived meanwhile. With SQLite, four batches in flight
+/// (each its own job in the writer's group) cost the writer a third more
+/// CPU and the closed loop a sixth of its decisions (`BENCHMARKS.md`);
+/// PostgreSQL runs transactions side by side in any order, which a chain
+/// cannot take.
+const IN_FLIGHT: usize = 1;
 
 async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>, feed: IndexFeed) {
-    let depth = depth(store.as_ref());
     // Chain heads as they will be once every batch in flight commits.
     let mut heads = Heads::new();
     let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
@@ -227,7 +224,7 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>,
         if !open && in_flight.is_empty() {
             return;
         }
-        let receive = open && (in_flight.len() < depth || unreachable);
+        let receive = open && (in_flight.len() < IN_FLIGHT || unreachable);
         tokio::select! {
             biased;
             done = async { (&mut in_flight.front_mut().unwrap().commit).await }, if !in_flight.is_empty() => {
