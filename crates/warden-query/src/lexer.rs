@@ -291,8 +291,9 @@ impl<'a> Lexer<'a> {
     }
 
     /// The value right after `field:` (whitespace allowed in between).
-    /// Here `-`, `+` and `!` are ordinary characters (`delta:-5`): no
-    /// operator can stand between a field and its value.
+    /// Here `-`, `+` and `!` are ordinary characters (`delta:-5`, and a
+    /// lone `referer:-`, the empty value of web logs): no operator can
+    /// stand between a field and its value.
     fn value(&mut self, field: &str) -> Result<Token, ParseError> {
         self.skip_ws();
         let start = self.pos;
@@ -312,9 +313,6 @@ impl<'a> Lexer<'a> {
             '/' => return Err(unsupported(start, Unsupported::Regex, &expected)),
             '~' => return Err(unsupported(start, Unsupported::Fuzzy, &expected)),
             '^' => return Err(unsupported(start, Unsupported::Boost, &expected)),
-            '-' | '+' | '!' if self.peek_at(1).is_none_or(ends_term) => {
-                return Err(ParseError::new(start, expected, quote_char(c)))
-            }
             _ => {
                 let value = self.term()?;
                 if let Some(op) = ["AND", "OR", "NOT", "&&", "||"]

@@ -47,8 +47,6 @@ fn cases() -> Vec<(String, usize, &'static str, &'static str)> {
         ("f:)", 3, "a value after 'f:'", "')'"),
         ("(f:)", 4, "a value after 'f:'", "')'"),
         ("f:]", 3, "a value after 'f:'", "']'"),
-        ("f:-", 3, "a value after 'f:'", "'-'"),
-        ("f:- a", 3, "a value after 'f:'", "'-'"),
         ("f:AND", 3, "a value after 'f:'", "'AND'"),
         ("f:OR x", 3, "a value after 'f:'", "'OR'"),
         ("f:&&", 3, "a value after 'f:'", "'&&'"),

@@ -215,6 +215,31 @@ impl NumKey {
 /// The whole number a decimal text (`12.0`, `1.5e3`, `-2E+2`) is exactly,
 /// if it is one that 128 bits hold; `None` for a fraction or anything else.
 fn whole_decimal(text: &str) -> Option<i128> {
+    decimal(text).and_then(|(whole, fraction)| (!fraction).then_some(whole))
+}
+
+/// From 2^52 up a double holds only whole numbers, and whole numbers are
+/// indexed exactly, so every number indexed there is whole: a decimal with a fraction that lies there
+/// (`9007199254740992.5`) equals no value, and as a range's bound stands
+/// for the whole number on its inner side. Returns the whole number just
+/// below such a decimal; `None` for any other text.
+pub fn fraction_past_doubles(text: &str) -> Option<i128> {
+    const WHOLE: i128 = 1 << 52;
+    let (truncated, fraction) = decimal(text)?;
+    if !fraction {
+        return None;
+    }
+    let floor = if text.starts_with('-') {
+        truncated - 1
+    } else {
+        truncated
+    };
+    (!(-WHOLE..WHOLE).contains(&floor)).then_some(floor)
+}
+
+/// A decimal text's value truncated toward zero, if 128 bits hold it, and
+/// whether it had a fraction beyond that.
+fn decimal(text: &str) -> Option<(i128, bool)> {
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -236,28 +261,25 @@ fn whole_decimal(text: &str) -> Option<i128> {
     let digits = digits.trim_start_matches('0');
     // digits × 10^shift
     let shift = i64::from(exponent) - fraction.len() as i64;
-    let digits = if shift < 0 {
+    let (digits, dropped) = if shift < 0 {
         let cut = usize::try_from(-shift).ok()?;
         if cut > digits.len() {
-            return digits.bytes().all(|b| b == b'0').then_some(0);
+            return Some((0, digits.bytes().any(|b| b != b'0')));
         }
         let (kept, dropped) = digits.split_at(digits.len() - cut);
-        if !dropped.bytes().all(|b| b == b'0') {
-            return None;
-        }
-        kept.to_string()
+        (kept.to_string(), dropped.bytes().any(|b| b != b'0'))
     } else {
         if digits.len() as i64 + shift > 39 {
             return None;
         }
-        format!("{digits}{}", "0".repeat(shift as usize))
+        (format!("{digits}{}", "0".repeat(shift as usize)), false)
     };
     let value = if digits.is_empty() {
         0
     } else {
         digits.parse::<i128>().ok()?
     };
-    Some(if negative { -value } else { value })
+    Some((if negative { -value } else { value }, dropped))
 }
 
 /// Whether a text value is written exactly as a JSON number (`500`,
@@ -362,6 +384,24 @@ mod tests {
             NumKey::parse("9007199254740993.0"),
             NumKey::parse("9007199254740992")
         );
+    }
+
+    #[test]
+    fn fractions_past_doubles_give_the_whole_number_below() {
+        for (text, floor) in [
+            ("9007199254740992.5", Some(9007199254740992)),
+            ("9007199254740991.9", Some(9007199254740991)),
+            ("4503599627370495.5", None),
+            ("9007199254740993.000001", Some(9007199254740993)),
+            ("-9007199254740993.5", Some(-9007199254740994)),
+            ("9.0071992547409925e15", Some(9007199254740992)),
+            ("9007199254740993.0", None),
+            ("9007199254740993", None),
+            ("1.5", None),
+            ("abc", None),
+        ] {
+            assert_eq!(fraction_past_doubles(text), floor, "{text}");
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@ use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
 use crate::analyzer::{parts_across_pieces, parts_of, separates_pieces, word_span, words};
 use crate::schema::{
-    field_name, is_number_text, kv_term, num_term, Fields, NumKey, ALWAYS_PRESENT,
-    MAX_KEYWORD_BYTES, NAME_END,
+    field_name, fraction_past_doubles, is_number_text, kv_term, num_term, Fields, NumKey,
+    ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
 use crate::time_value::parse_time_value;
 use crate::SearchError;
@@ -189,7 +189,10 @@ impl<'a> Translator<'a> {
                 // does: `n:1.0` finds 1, `f:1.50` finds 1.5. A leading
                 // zero (`zip:02134`) keeps the value text, as it does for
                 // values indexed.
-                Ok(match NumKey::parse(text).filter(|_| is_number_text(text)) {
+                // A fraction past 2^52 equals no value (every one there is whole).
+                let key = NumKey::parse(text)
+                    .filter(|_| is_number_text(text) && fraction_past_doubles(text).is_none());
+                Ok(match key {
                     Some(key) => Box::new(BooleanQuery::new(vec![
                         (Occur::Should, text_clause),
                         (
@@ -298,8 +301,11 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// A wildcard's automaton. `.` matches newlines too (`(?s)`): a
+    /// multi-line value (a stack trace, a script) is one value to a
+    /// wildcard, as it is to an exact match.
     fn regex(&self, pattern: &str, field: Field, position: usize) -> Result<Boxed, SearchError> {
-        RegexQuery::from_pattern(pattern, field)
+        RegexQuery::from_pattern(&format!("(?s){pattern}"), field)
             .map(|q| Box::new(q) as Boxed)
             .map_err(|_| SearchError::Query {
                 position,
@@ -384,6 +390,18 @@ impl<'a> Translator<'a> {
                     Bound::Included(_) | Bound::Excluded(_) => None,
                 };
                 if let (Some(lo), Some(hi)) = (number(lower), number(upper)) {
+                    // Past 2^52 every value is whole: a bound with a
+                    // fraction there is the whole number on its inner side.
+                    let snap = |b: &Bound, lower_side: bool| match b {
+                        Bound::Included(t) | Bound::Excluded(t) => match fraction_past_doubles(t) {
+                            Some(floor) => Bound::Included(
+                                if lower_side { floor + 1 } else { floor }.to_string(),
+                            ),
+                            None => b.clone(),
+                        },
+                        Bound::Unbounded => Bound::Unbounded,
+                    };
+                    let (lower, upper) = (&snap(lower, true), &snap(upper, false));
                     if lo == Some(f64::INFINITY) || hi == Some(f64::NEG_INFINITY) {
                         return Ok(Box::new(EmptyQuery));
                     }
