@@ -25,7 +25,7 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 pub use error::{StoreError, StoreResult};
-pub use sql::{create_private_dir, Backend, IndexedColumns, SqlStore};
+pub use sql::{create_private_dir, keep_private, Backend, IndexedColumns, SqlStore};
 
 /// A write that commits with an audit record or not at all.
 #[derive(Debug, Clone)]

@@ -141,6 +141,12 @@ pub struct InitArgs {
     /// --rate-limit-per-minute and --burst).
     #[arg(long, env = "WARDEN_PLAN", value_enum, default_value_t = PlanArg::Enterprise)]
     pub plan: PlanArg,
+    /// Requests per minute, with `--plan custom`.
+    #[arg(long, env = "WARDEN_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Burst allowance, with `--plan custom`.
+    #[arg(long, env = "WARDEN_BURST")]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,11 +12,14 @@ const FILE: &str = "master.key";
 pub fn load(explicit: Option<&str>, data_dir: &Path, create: bool) -> Result<MasterKey, String> {
     if let Some(text) = explicit {
         return MasterKey::parse(text).ok_or_else(|| {
-            "WARDEN_MASTER_KEY must be 32 bytes as 64 hex characters or base64".into()
+            "the master key (--master-key or WARDEN_MASTER_KEY) must be 32 bytes \
+             as 64 hex characters or base64"
+                .into()
         });
     }
     let path = data_dir.join(FILE);
     if path.exists() {
+        warden_store::keep_private(data_dir).map_err(|e| e.to_string())?;
         let text = fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return MasterKey::parse(&text)

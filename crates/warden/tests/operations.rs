@@ -9,6 +9,22 @@ use common::{Backend, CrashLoad, Warden};
 use serde_json::json;
 
 fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
+    // Settings init refuses leave nothing behind, so a corrected init
+    // starts clean (before, the store was made and left empty).
+    for refused in [
+        &["init", "--org-name", ""][..],
+        &["init", "--plan", "custom"],
+        &["init", "--plan", "custom", "--burst", "5"],
+    ] {
+        let out = backend.cli(refused);
+        assert_eq!(out.status.code(), Some(1), "{refused:?}");
+        if !backend.is_postgres() {
+            assert!(
+                !backend.data_dir(0).join("warden.db").exists(),
+                "{refused:?} made a store"
+            );
+        }
+    }
     let out = backend.cli(&["init", "--json"]);
     assert!(
         out.status.success(),
@@ -36,6 +52,7 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
         1,
         "the second init changed nothing"
     );
+    assert_eq!(orgs[0]["plan"], "enterprise", "{orgs}");
     // The first keys still work.
     let w = Warden::start(backend, &[]);
     assert_eq!(
@@ -444,7 +461,58 @@ fn slow_and_idle_clients_are_disconnected(backend: &Backend) {
     assert_eq!(approver.join().unwrap().status, 200);
 }
 
+fn init_takes_a_custom_plan_and_restored_files_are_made_private(backend: &Backend) {
+    let out = backend.cli(&[
+        "init",
+        "--json",
+        "--plan",
+        "custom",
+        "--rate-limit-per-minute",
+        "1200",
+        "--burst",
+        "30",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let orgs = backend.cli(&["org", "list", "--json"]);
+    let orgs: serde_json::Value = serde_json::from_slice(&orgs.stdout).unwrap();
+    assert_eq!(orgs[0]["plan"], "custom", "{orgs}");
+    assert_eq!(orgs[0]["rate_limit_per_minute"], 1200, "{orgs}");
+    // A data directory and database restored with a wider mode (a `cp`
+    // under umask 022): SQLite would give its new WAL the database's mode.
+    #[cfg(unix)]
+    if !backend.is_postgres() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = backend.data_dir(0);
+        let set = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(&dir, 0o777);
+        set(&dir.join("warden.db"), 0o644);
+        for wal in ["warden.db-wal", "warden.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(wal));
+        }
+        let w = Warden::start(backend, &[]);
+        let mode = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(""), 0o700, "the data dir");
+        for file in ["warden.db", "warden.db-wal", "warden.db-shm"] {
+            assert_eq!(mode(file), 0o600, "{file}");
+        }
+        drop(w);
+    }
+}
+
 on_every_backend!(
+    init_takes_a_custom_plan_and_restored_files_are_made_private,
     slow_and_idle_clients_are_disconnected,
     init_prints_one_json_object_and_refuses_twice,
     serve_initializes_an_empty_store,

@@ -66,8 +66,9 @@ pub async fn initialize(
     pepper: &KeyPepper,
     name: &str,
     plan: Plan,
+    custom: Option<RateLimit>,
 ) -> ServiceResult<Option<NewTenant>> {
-    let (new, records) = tenant(pepper, name, plan, None)?;
+    let (new, records) = tenant(pepper, name, plan, custom)?;
     let created = store.initialize(&new.organization, &records).await?;
     Ok(created.then_some(new))
 }

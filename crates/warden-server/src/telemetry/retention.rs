@@ -41,6 +41,13 @@ impl Telemetry {
             .expire_events(org_id, before)
             .await
             .map_err(|e| e.to_string())?;
+        // Events acknowledged before the removal that the index has yet
+        // to take would come back with it: the index first catches up
+        // with the log as it is now (briefly, if it can), then forgets.
+        if let Ok(head) = self.store.event_log_head().await {
+            let mut searchable = self.searchable.subscribe();
+            let _ = tokio::time::timeout(CATCH_UP, searchable.wait_for(|at| *at >= head)).await;
+        }
         let (index, org_id) = (self.index.clone(), org_id.to_string());
         tokio::task::spawn_blocking(move || index.expire(&org_id, before))
             .await
@@ -49,6 +56,9 @@ impl Telemetry {
         Ok(removed)
     }
 }
+
+/// Longest a removal waits for the index to take what the log holds.
+const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// How often a replica reads the organizations' settings to see a change
 /// (the replica that took it has applied it already).

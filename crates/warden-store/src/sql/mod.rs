@@ -66,10 +66,20 @@ impl SqlStore {
     /// Opens (creating if needed) `warden.db` in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path) -> StoreResult<Self> {
         create_private_dir(data_dir)?;
+        keep_private(data_dir)?;
         let path = data_dir.join("warden.db");
+        let shown = path.display().to_string();
         let db = tokio::task::spawn_blocking(move || SqliteDb::open(&path, crate::migrate::SQLITE))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                StoreError::Database(why) | StoreError::Unavailable(why) => {
+                    StoreError::Unavailable(format!(
+                        "{shown}: {why} (is the data directory writable by this user?)"
+                    ))
+                }
+                other => other,
+            })?;
         Ok(SqlStore {
             backend: Backend::Sqlite,
             db: Box::new(db),
@@ -109,6 +119,44 @@ pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
     builder
         .create(dir)
         .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Takes the data directory and the files SQLite keeps in it back to
+/// their owner alone when they were made wider (a directory made
+/// beforehand, a database restored with `cp` under umask 022): SQLite
+/// gives its WAL the database file's mode, and the WAL holds every
+/// tenant's latest records.
+pub fn keep_private(dir: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let files = ["warden.db", "warden.db-wal", "warden.db-shm", "master.key"];
+        let entries = std::iter::once((dir.to_path_buf(), 0o700))
+            .chain(files.iter().map(|f| (dir.join(f), 0o600)));
+        for (path, private) in entries {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & private))
+                .map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "{} is readable by other users (mode {mode:o}) and cannot be made private: {e}",
+                        path.display()
+                    ))
+                })?;
+            tracing::warn!(
+                path = %path.display(),
+                was = format!("{mode:o}"),
+                now = format!("{:o}", mode & private),
+                "made readable by its owner only"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Parses a stored enumeration value.

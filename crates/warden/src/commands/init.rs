@@ -6,6 +6,9 @@ use warden_server::services::secrets;
 use crate::cli::InitArgs;
 
 pub async fn run(args: InitArgs) -> Result<(), String> {
+    let plan = super::plan(args.plan);
+    let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
+    super::check_organization(&args.org_name, plan, custom)?;
     let opened = crate::store::open(&args.store, true).await?;
     let store = opened.store.as_ref();
     if store.is_initialized().await.map_err(|e| e.to_string())? {
@@ -16,7 +19,7 @@ pub async fn run(args: InitArgs) -> Result<(), String> {
     }
     secrets::verify_master_key(store, &opened.master).await?;
     let pepper = opened.master.key_pepper();
-    let created = bootstrap::initialize(store, &pepper, &args.org_name, super::plan(args.plan))
+    let created = bootstrap::initialize(store, &pepper, &args.org_name, plan, custom)
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;

@@ -9,7 +9,7 @@ mod serve;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Command, EnvironmentArg, KeysCommand, LogFormat, OrgCommand, PlanArg};
-use warden_core::org::Plan;
+use warden_core::org::{Organization, Plan, RateLimit};
 use warden_core::Environment;
 
 pub async fn run(command: Command) -> Result<(), String> {
@@ -42,6 +42,26 @@ pub fn init_logging(format: LogFormat) {
             .init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// A custom rate limit from its two flags, which go together.
+pub fn custom_limit(
+    per_minute: Option<u32>,
+    burst: Option<u32>,
+) -> Result<Option<RateLimit>, String> {
+    match (per_minute, burst) {
+        (None, None) => Ok(None),
+        (Some(per_minute), Some(burst)) => Ok(Some(RateLimit { per_minute, burst })),
+        _ => Err("--rate-limit-per-minute and --burst go together".into()),
+    }
+}
+
+/// Checks a first organization's settings before anything is created, so
+/// that a typo leaves no store or master key behind.
+pub fn check_organization(name: &str, plan: Plan, custom: Option<RateLimit>) -> Result<(), String> {
+    Organization::new(name, plan, custom)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub fn plan(arg: PlanArg) -> Plan {

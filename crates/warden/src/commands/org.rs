@@ -1,16 +1,12 @@
 //! `warden org create|list`.
 
-use warden_core::org::RateLimit;
 use warden_server::services::{bootstrap, secrets};
 
 use crate::cli::{OrgCreateArgs, OrgListArgs};
 
 pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
-    let custom = match (args.rate_limit_per_minute, args.burst) {
-        (None, None) => None,
-        (Some(per_minute), Some(burst)) => Some(RateLimit { per_minute, burst }),
-        _ => return Err("--rate-limit-per-minute and --burst go together".into()),
-    };
+    let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
+    super::check_organization(&args.name, super::plan(args.plan), custom)?;
     let opened = crate::store::open(&args.store, false).await?;
     let store = opened.store.as_ref();
     if !store.is_initialized().await.map_err(|e| e.to_string())? {
