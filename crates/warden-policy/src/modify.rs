@@ -120,6 +120,11 @@ pub const MAX_SET_BYTES: usize = 1 << 20;
 #[error("the change would write more than {MAX_SET_BYTES} bytes into the arguments")]
 pub struct ChangeTooLarge;
 
+/// Calls `f` on every value the path names. Redaction reaches the shapes
+/// agents send that a dotted path cannot spell: a key holding a dot
+/// (`"a.b"` is named by the path `a.b` too), and an object or array sent
+/// as a JSON string (`"payload": "{\"card\": …}"`), changed inside and
+/// written back as a string.
 fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) {
     let Some((first, rest)) = segments.split_first() else {
         f(value);
@@ -131,8 +136,16 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 for child in map.values_mut() {
                     visit(child, rest, f);
                 }
-            } else if let Some(child) = map.get_mut(first) {
+                return;
+            }
+            if let Some(child) = map.get_mut(first) {
                 visit(child, rest, f);
+            }
+            for joined in 2..=segments.len() {
+                let key = segments[..joined].join(".");
+                if let Some(child) = map.get_mut(&key) {
+                    visit(child, &segments[joined..], f);
+                }
             }
         }
         Value::Array(items) => {
@@ -142,6 +155,19 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 }
             } else if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
                 visit(child, rest, f);
+            }
+        }
+        Value::String(text) if text.trim_start().starts_with(['{', '[']) => {
+            let Ok(mut inner) = serde_json::from_str::<Value>(text) else {
+                return;
+            };
+            let mut hit = false;
+            visit(&mut inner, segments, &mut |v| {
+                hit = true;
+                f(v)
+            });
+            if hit {
+                *text = inner.to_string();
             }
         }
         _ => {}
@@ -250,6 +276,27 @@ mod tests {
         assert_eq!(v["items"][1]["token"], REDACTED);
         assert_eq!(v["u"]["password"], REDACTED);
         assert_eq!(v["k"]["password"], REDACTED);
+    }
+
+    #[test]
+    fn redaction_reaches_dotted_keys_and_json_sent_as_strings() {
+        let mut args = json!({
+            "a.b": "dot secret",
+            "a": {"b": "nested secret", "c": "kept"},
+            "payload": "{\"card\": \"4111\", \"note\": \"kept\"}",
+            "items": "[{\"card\": \"5500\"}]",
+            "text": "{not json"
+        });
+        for path in ["a.b", "payload.card", "items.*.card", "text.x"] {
+            p(path).redact(&mut args);
+        }
+        assert_eq!(args["a.b"], REDACTED);
+        assert_eq!(args["a"], json!({"b": REDACTED, "c": "kept"}));
+        let payload: Value = serde_json::from_str(args["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload, json!({"card": REDACTED, "note": "kept"}));
+        let items: Value = serde_json::from_str(args["items"].as_str().unwrap()).unwrap();
+        assert_eq!(items, json!([{"card": REDACTED}]));
+        assert_eq!(args["text"], "{not json");
     }
 
     #[test]

@@ -561,7 +561,9 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
     );
     let billing = r.body["data"]["id"].as_str().unwrap().to_string();
     let other = api.create_agent("other");
-    let (_, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["enforce", "policies.read", "holds.write", "holds.read"],
+    // Bound, even an admin key neither sees policies nor resolves holds
+    // (naming those scopes on a bound key is refused outright).
+    let (_, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["admin"],
         "agent_id": billing}));
     let sdk = api.with_key(&bound);
     policy(
@@ -727,6 +729,12 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let waited = started.elapsed();
     let approved = waker.join().unwrap();
     assert_eq!(approved.status, 200, "{}", approved.text);
+    // The approval's answer shows the call, as the hold itself does.
+    assert_eq!(
+        approved.body["data"]["arguments"], args,
+        "{}",
+        approved.text
+    );
     assert_eq!(state["status"], "approved");
     assert_eq!(state["resolved"], true);
     assert_eq!(state["resolution"], "allow");
@@ -736,6 +744,31 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         "the poll returned on approval, not at its limit"
     );
     let hold = approved.body["data"]["id"].as_str().unwrap().to_string();
+    // A hold whose agent was deleted can be denied, not approved: no one
+    // could use the approval.
+    let short = enforce(
+        &api,
+        json!({"agent_id": "short-lived", "tool_name": "payments.wire", "tool_args": args}),
+    );
+    let short_agent = short["agent_id"].as_str().unwrap();
+    let orphan = api.get(&format!(
+        "/api/v1/holds?status=pending&agent_id={short_agent}"
+    ));
+    let orphan = orphan.body["data"][0]["id"].as_str().unwrap().to_string();
+    let r = api.delete(&format!("/api/v1/agents/{short_agent}"));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = api.post(&format!("/api/v1/holds/{orphan}/approve"), &json!({}));
+    assert!(
+        r.error(409, "conflict")["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted"),
+        "{}",
+        r.text
+    );
+    let r = api.post(&format!("/api/v1/holds/{orphan}/deny"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["arguments"], args, "{}", r.text);
     // Resolved once.
     api.post(&format!("/api/v1/holds/{hold}/deny"), &json!({}))
         .error(409, "conflict");
@@ -890,7 +923,10 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .collect();
     assert_eq!(
         statuses,
-        ["expired", "denied", "approved", "approved", "approved", "approved", "approved"],
+        [
+            "expired", "denied", "approved", "approved", "approved", "approved", "denied",
+            "approved"
+        ],
         "{}",
         log.text
     );

@@ -508,6 +508,17 @@ fn network_limits_and_agent_binding(backend: &Backend) {
         &json!({"name": "x", "scopes": ["agents.read"], "agent_id": "agt_missing"}),
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "agent_id");
+    // Scopes a bound key could never use are refused by name, not minted
+    // to fail with a 403 at every use.
+    for dead in ["policies.read", "policies.write", "holds.write"] {
+        let r = admin.post(
+            "/api/v1/api-keys",
+            &json!({"name": "x", "scopes": ["enforce", dead], "agent_id": mine}),
+        );
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], "scopes", "{}", r.text);
+        assert!(e["message"].as_str().unwrap().contains(dead), "{}", r.text);
+    }
     // An agent may be named by its external id, as enforcement takes it;
     // the key is bound to its Warden id.
     let r = admin.post(

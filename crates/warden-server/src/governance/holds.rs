@@ -239,7 +239,7 @@ pub async fn approval_stands(
             return Ok(Err("the agent was suspended after the approval".into()))
         }
         Some(a) => a,
-        None => return Ok(Err("the agent was removed after the approval".into())),
+        None => return Ok(Err("the agent that made the call was deleted".into())),
     };
     let policies = g.engine.current(tenant).await?;
     // The rank of the rule that held the call: (priority, restrictiveness),

@@ -173,13 +173,24 @@ pub async fn get_hold(
 ) -> ApiResult<ApiData<HoldView>> {
     principal.require("holds.read")?;
     let hold = find(&state, &principal, &id).await?;
+    Ok(ok(view_with_arguments(&state, &principal, hold).await?))
+}
+
+/// A hold as shown to a person, with the call's arguments as its audit
+/// record keeps them (redacted), so that an approver sees what they
+/// approve.
+async fn view_with_arguments(
+    state: &AppState,
+    principal: &Principal,
+    hold: Hold,
+) -> Result<HoldView, ApiError> {
     let decision = state
         .store
         .get_audit(&principal.tenant(), &hold.audit_id)
         .await?;
     let mut view = HoldView::at(hold, now_ms());
     view.arguments = decision.and_then(|r| r.record.arguments);
-    Ok(ok(view))
+    Ok(view)
 }
 
 /// A person's decision on a hold.
@@ -218,6 +229,21 @@ async fn decide(
     }
     let h = find(state, principal, id).await?;
     let g = &state.governance;
+    // An approval for an agent that is gone could never be used: say so,
+    // rather than approve what only a new agent of the same name could
+    // try (and be refused).
+    if outcome == HoldStatus::Approved
+        && h.status == HoldStatus::Pending
+        && g.store
+            .get_agent(&principal.tenant(), &h.agent_id)
+            .await?
+            .is_none()
+    {
+        return Err(Error::Conflict(
+            "the agent that made this call was deleted; the hold can only be denied".into(),
+        )
+        .into());
+    }
     let resolution = Resolution {
         status: outcome,
         decided_by: Some(principal.key_id.clone()),
@@ -250,7 +276,7 @@ pub async fn approve_hold(
     OptionalJson(body): OptionalJson<HoldDecision>,
 ) -> ApiResult<ApiData<HoldView>> {
     let h = decide(&state, &principal, &id, body, HoldStatus::Approved).await?;
-    Ok(ok(HoldView::at(h, now_ms())))
+    Ok(ok(view_with_arguments(&state, &principal, h).await?))
 }
 
 /// Deny a pending hold.
@@ -268,5 +294,5 @@ pub async fn deny_hold(
     OptionalJson(body): OptionalJson<HoldDecision>,
 ) -> ApiResult<ApiData<HoldView>> {
     let h = decide(&state, &principal, &id, body, HoldStatus::Denied).await?;
-    Ok(ok(HoldView::at(h, now_ms())))
+    Ok(ok(view_with_arguments(&state, &principal, h).await?))
 }
