@@ -1206,6 +1206,37 @@ fn tenants_see_only_their_own_events(backend: &Backend) {
     // No query text reaches across: the filter is inside the engine.
     assert_eq!(total(&theirs, "mine OR NOT mine"), 1);
     assert_eq!(total(&theirs, "*"), 1);
+    // A cursor says nothing of the log every tenant shares (its sequence
+    // numbers would tell how much others ingest), and resumes only the
+    // tenant's own search.
+    let page = search(&mine, json!({"query": "shared", "limit": 1}));
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&cursor)
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(':'),
+        "a readable cursor: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    let second = search(
+        &mine,
+        json!({"query": "shared", "limit": 1, "cursor": cursor}),
+    );
+    assert_eq!(second["events"].as_array().unwrap().len(), 1, "{second}");
+    for other in [&theirs, &test_env] {
+        let r = other.post(
+            "/api/v1/siem/search",
+            &json!({"query": "shared", "cursor": cursor}),
+        );
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            "cursor",
+            "{}",
+            r.text
+        );
+    }
 }
 
 /// A costly search of one tenant does not hold up another's: each search

@@ -471,6 +471,7 @@ pub async fn list_events(
                 histogram: false,
                 from_name: "from",
                 to_name: "to",
+                cursor_key: state.master.clone(),
             },
         )
         .await?;

@@ -161,6 +161,7 @@ pub async fn search(
                 histogram: true,
                 from_name: "from_time",
                 to_name: "to_time",
+                cursor_key: state.master.clone(),
             },
         )
         .await?;

@@ -3,8 +3,10 @@
 
 use std::time::Instant;
 
+use base64::engine::general_purpose::STANDARD;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use warden_core::secret::MasterKey;
 use warden_core::time::now_ms;
 use warden_core::Tenant;
 use warden_search::interval::{self, MAX_BUCKETS};
@@ -19,7 +21,7 @@ pub const MAX_LIMIT: usize = 1_000;
 pub const DEFAULT_RANGE_MS: i64 = 86_400_000;
 
 /// What the caller asked, as text where the API takes text.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SearchParams {
     pub query: String,
     /// The agent a bound key is limited to.
@@ -35,6 +37,9 @@ pub struct SearchParams {
     /// Names of the range parameters, for errors (`from_time` or `from`).
     pub from_name: &'static str,
     pub to_name: &'static str,
+    /// Seals cursors: a position in the event log is shared by every
+    /// tenant, so a readable one would tell how much others ingest.
+    pub cursor_key: MasterKey,
 }
 
 pub struct SearchOutcome {
@@ -73,20 +78,38 @@ fn order_tag(order: Order) -> char {
     }
 }
 
-pub fn encode_cursor(position: Position, order: Order) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{}:{}:{}",
+/// A cursor: the position after the page's last event, sealed (AES-GCM
+/// under the master key) with the tenant and order it was issued for, so
+/// that it reveals nothing of the shared log and resumes only its own
+/// search.
+fn encode_cursor(key: &MasterKey, tenant: &Tenant, position: Position, order: Order) -> String {
+    let plain = format!(
+        "{}/{}:{}:{}:{}",
+        tenant.org_id,
+        tenant.environment,
         order_tag(order),
         position.timestamp,
         position.seq
-    ))
+    );
+    let sealed = STANDARD
+        .decode(key.seal(plain.as_bytes()))
+        .expect("a sealed value is base64");
+    URL_SAFE_NO_PAD.encode(sealed)
 }
 
-fn decode_cursor(text: &str, order: Order) -> Result<Position, ApiError> {
+fn decode_cursor(
+    key: &MasterKey,
+    tenant: &Tenant,
+    text: &str,
+    order: Order,
+) -> Result<Position, ApiError> {
     let bad = || ApiError::invalid("cursor", "cursor is not one this server issued");
     let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+    let raw = key.open(&STANDARD.encode(raw)).ok_or_else(bad)?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let mut parts = raw.splitn(3, ':');
+    let owner = format!("{}/{}:", tenant.org_id, tenant.environment);
+    let rest = raw.strip_prefix(&owner).ok_or_else(bad)?;
+    let mut parts = rest.splitn(3, ':');
     let (Some(tag), Some(timestamp), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
@@ -184,7 +207,7 @@ impl Telemetry {
             .cursor
             .as_deref()
             .filter(|c| !c.is_empty())
-            .map(|c| decode_cursor(c, params.order))
+            .map(|c| decode_cursor(&params.cursor_key, tenant, c, params.order))
             .transpose()?;
         let request = SearchRequest {
             org_id: tenant.org_id.clone(),
@@ -233,7 +256,7 @@ impl Telemetry {
             result
                 .events
                 .last()
-                .map(|(p, _)| encode_cursor(*p, params.order))
+                .map(|(p, _)| encode_cursor(&params.cursor_key, tenant, *p, params.order))
         } else {
             None
         };
