@@ -16,6 +16,9 @@ pub enum AuditKind {
     Decision,
     HoldResolution,
     PolicyChange,
+    /// An agent registered, changed or deleted through the API: what
+    /// policies select (status, tags, names) is part of the record.
+    AgentChange,
 }
 
 impl AuditKind {
@@ -24,6 +27,7 @@ impl AuditKind {
             AuditKind::Decision => "decision",
             AuditKind::HoldResolution => "hold_resolution",
             AuditKind::PolicyChange => "policy_change",
+            AuditKind::AgentChange => "agent_change",
         }
     }
 }
@@ -68,6 +72,32 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// A record of a change someone made (a policy, a setting, an agent):
+    /// who and when, a fresh id, and nothing else filled in yet.
+    pub fn change(kind: AuditKind, actor: &str, at: Millis) -> Self {
+        AuditRecord {
+            id: crate::id::new_time_ordered_id(crate::id::prefix::AUDIT),
+            kind,
+            at,
+            actor: actor.to_string(),
+            agent_id: None,
+            tool: None,
+            arguments: None,
+            decision: None,
+            reason: None,
+            matched_policy_ids: vec![],
+            monitored: vec![],
+            drift: None,
+            session_id: None,
+            user_id: None,
+            latency_us: None,
+            hold_id: None,
+            policy_id: None,
+            policy_version: None,
+            detail: Value::Object(Default::default()),
+        }
+    }
+
     /// The bytes the chain hashes: the record's JSON.
     pub fn canonical(&self) -> String {
         serde_json::to_string(self).expect("an audit record always serializes")

@@ -57,6 +57,14 @@ pub enum Companion {
         was: Option<String>,
         at: Millis,
     },
+    /// Registers an agent (its name and external id must be free).
+    CreateAgent(Agent),
+    /// Writes the agent if the stored one is still at its `revision`.
+    UpdateAgent(Agent),
+    /// Deletes the agent, which must exist.
+    DeleteAgent {
+        id: String,
+    },
 }
 
 /// One record for a tenant's chain, with what commits with it.

@@ -1977,7 +1977,65 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     assert_eq!(at(score + 1e-9).body["data"].as_array().unwrap().len(), 0);
 }
 
+/// Registering, changing and deleting an agent through the API is in the
+/// audit chain, with what changed: status, tags and names are what
+/// policies select, so a suspension lifted or a rename is on record.
+fn agent_changes_are_audited(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let bot = api.create_agent("pay-bot");
+    api.create_agent("taken");
+    let r = api.patch(
+        &format!("/api/v1/agents/{bot}"),
+        &json!({"status": "suspended", "tags": ["pci"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A change that is refused (the name is taken) records nothing, and
+    // one that changes nothing records nothing.
+    let r = api.patch(&format!("/api/v1/agents/{bot}"), &json!({"name": "taken"}));
+    assert_eq!(r.error(409, "conflict")["field"], "name", "{}", r.text);
+    let r = api.patch(
+        &format!("/api/v1/agents/{bot}"),
+        &json!({"status": "suspended"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.delete(&format!("/api/v1/agents/{bot}"));
+    assert_eq!(r.status, 204, "{}", r.text);
+    api.delete(&format!("/api/v1/agents/{bot}"))
+        .error(404, "not_found");
+
+    let log = api.get(&format!("/api/v1/audit?kind=agent_change&agent_id={bot}"));
+    let records = log.body["data"].as_array().unwrap();
+    let changes: Vec<&str> = records
+        .iter()
+        .map(|r| r["detail"]["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["deleted", "updated", "created"], "{}", log.text);
+    let updated = &records[1];
+    assert_eq!(updated["actor"], records[0]["actor"]);
+    assert_eq!(
+        updated["detail"]["changed"],
+        json!({"status": {"from": "active", "to": "suspended"}, "tags": {"from": [], "to": ["pci"]}}),
+        "{}",
+        log.text
+    );
+    assert_eq!(records[2]["detail"]["agent"]["name"], "pay-bot");
+    assert_eq!(records[0]["detail"]["agent"]["status"], "suspended");
+    let all = api.get("/api/v1/audit?kind=agent_change");
+    assert_eq!(
+        all.body["data"].as_array().unwrap().len(),
+        4,
+        "{}",
+        all.text
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    assert_eq!(v.body["data"]["records_checked"], 4);
+}
+
 on_every_backend!(
+    agent_changes_are_audited,
     policies_are_versioned_audited_and_checked,
     precedence_monitor_and_the_default,
     modify_redaction_and_dry_runs,

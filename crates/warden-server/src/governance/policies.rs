@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use warden_core::audit::{AuditKind, AuditRecord};
-use warden_core::id::{new_id, new_time_ordered_id, prefix};
+use warden_core::id::{new_id, prefix};
 use warden_core::page::{Page, PageRequest};
 use warden_core::policy::{PolicyChanges, PolicyRecord, PolicyVersion, MAX_POLICIES};
 use warden_core::time::now_ms;
@@ -53,27 +53,7 @@ fn policy_detail(record: &PolicyRecord) -> serde_json::Value {
 
 /// A policy-change record with nothing but who and when filled in.
 fn change_record(principal: &Principal, at: i64) -> AuditRecord {
-    AuditRecord {
-        id: new_time_ordered_id(prefix::AUDIT),
-        kind: AuditKind::PolicyChange,
-        at,
-        actor: principal.key_id.clone(),
-        agent_id: None,
-        tool: None,
-        arguments: None,
-        decision: None,
-        reason: None,
-        matched_policy_ids: vec![],
-        monitored: vec![],
-        drift: None,
-        session_id: None,
-        user_id: None,
-        latency_us: None,
-        hold_id: None,
-        policy_id: None,
-        policy_version: None,
-        detail: json!({}),
-    }
+    AuditRecord::change(AuditKind::PolicyChange, &principal.key_id, at)
 }
 
 /// Changes the decision given when no policy matches. Like a policy

@@ -271,7 +271,7 @@ pub async fn create_agent(
     ApiJson(body): ApiJson<CreateAgent>,
 ) -> ApiResult<ApiData<AgentView>> {
     principal.require("agents.write")?;
-    let agent = service::create(state.store.as_ref(), &principal, body.into()).await?;
+    let agent = service::create(&state.governance, &principal, body.into()).await?;
     // A lookup of its name that found nothing a moment ago is stale now.
     state.governance.agents.forget_tenant(&principal.tenant());
     Ok(created(agent.into()))
@@ -309,7 +309,7 @@ pub async fn update_agent(
     ApiJson(body): ApiJson<UpdateAgent>,
 ) -> ApiResult<ApiData<AgentView>> {
     principal.require("agents.write")?;
-    let agent = service::update(state.store.as_ref(), &principal, &id, body.into()).await?;
+    let agent = service::update(&state.governance, &principal, &id, body.into()).await?;
     state.governance.agents.forget_tenant(&principal.tenant());
     Ok(ok(agent.into()))
 }
@@ -327,7 +327,7 @@ pub async fn delete_agent(
     ResourceId(id): ResourceId,
 ) -> ApiResult<StatusCode> {
     principal.require("agents.write")?;
-    service::delete(state.store.as_ref(), &principal, &id).await?;
+    service::delete(&state.governance, &principal, &id).await?;
     state.governance.agents.forget_tenant(&principal.tenant());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -24,6 +24,7 @@ pub enum AuditKindName {
     Decision,
     HoldResolution,
     PolicyChange,
+    AgentChange,
 }
 
 impl From<AuditKind> for AuditKindName {
@@ -32,6 +33,7 @@ impl From<AuditKind> for AuditKindName {
             AuditKind::Decision => AuditKindName::Decision,
             AuditKind::HoldResolution => AuditKindName::HoldResolution,
             AuditKind::PolicyChange => AuditKindName::PolicyChange,
+            AuditKind::AgentChange => AuditKindName::AgentChange,
         }
     }
 }
@@ -185,6 +187,7 @@ pub async fn list_audit(
             AuditKindName::Decision => AuditKind::Decision,
             AuditKindName::HoldResolution => AuditKind::HoldResolution,
             AuditKindName::PolicyChange => AuditKind::PolicyChange,
+            AuditKindName::AgentChange => AuditKind::AgentChange,
         }),
         // Scores are stored in millionths: the store returns every record
         // that may reach the threshold, and the exact score decides below.

@@ -1,14 +1,21 @@
 //! The agent registry. A key bound to one agent sees and changes only that
-//! agent: others answer as if they did not exist.
+//! agent: others answer as if they did not exist. Registering, changing
+//! and deleting an agent through the API is audited in the same
+//! transaction: status, tags and names are what policies select.
 
+use serde_json::{json, Map, Value};
 use warden_core::agent::{Agent, AgentChanges, AgentFilter};
+use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::page::{Page, PageRequest};
-use warden_core::time::now_ms;
+use warden_core::time::{now_ms, to_rfc3339};
 use warden_core::Error;
-use warden_store::Store;
+use warden_store::{Companion, Store};
 
 use super::ServiceResult;
 use crate::auth::Principal;
+use crate::governance::audit_log::AppendError;
+use crate::governance::holds::append_error;
+use crate::governance::Governance;
 
 /// How often an update is retried when another one wins the race.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -21,7 +28,7 @@ fn visible(principal: &Principal, id: &str) -> bool {
 }
 
 pub async fn create(
-    store: &dyn Store,
+    g: &Governance,
     principal: &Principal,
     changes: AgentChanges,
 ) -> ServiceResult<Agent> {
@@ -31,8 +38,70 @@ pub async fn create(
         );
     }
     let agent = Agent::create(changes, now_ms())?;
-    store.insert_agent(&principal.tenant(), &agent).await?;
+    let record = change_record(
+        principal,
+        &agent,
+        "created",
+        json!({"agent": shown(&agent)}),
+    );
+    g.audit
+        .append(
+            principal.tenant(),
+            record,
+            Some(Companion::CreateAgent(agent.clone())),
+        )
+        .await
+        .map_err(append_error)?;
     Ok(agent)
+}
+
+/// An agent as a change record shows it, times in RFC 3339.
+fn shown(agent: &Agent) -> Value {
+    json!({
+        "id": agent.id,
+        "name": agent.name,
+        "description": agent.description,
+        "owner": agent.owner,
+        "framework": agent.framework,
+        "external_id": agent.external_id,
+        "tags": agent.tags,
+        "status": agent.status.as_str(),
+        "metadata": agent.metadata,
+        "created_at": to_rfc3339(agent.created_at),
+        "updated_at": to_rfc3339(agent.updated_at),
+    })
+}
+
+/// The fields an update changed, each with what it was and is now.
+fn changed(before: &Agent, after: &Agent) -> Map<String, Value> {
+    let (was, now) = (shown(before), shown(after));
+    let mut out = Map::new();
+    for field in [
+        "name",
+        "description",
+        "owner",
+        "framework",
+        "external_id",
+        "tags",
+        "status",
+        "metadata",
+    ] {
+        if was[field] != now[field] {
+            out.insert(field.into(), json!({"from": was[field], "to": now[field]}));
+        }
+    }
+    out
+}
+
+fn change_record(principal: &Principal, agent: &Agent, change: &str, detail: Value) -> AuditRecord {
+    let mut detail = detail;
+    detail["change"] = json!(change);
+    AuditRecord {
+        agent_id: Some(agent.id.clone()),
+        reason: Some(format!("agent {change}")),
+        detail,
+        ..AuditRecord::change(AuditKind::AgentChange, &principal.key_id, now_ms())
+    }
 }
 
 /// An agent by its Warden id or its `external_id`, as enforcement names it.
@@ -64,7 +133,7 @@ pub async fn list(
 }
 
 pub async fn update(
-    store: &dyn Store,
+    g: &Governance,
     principal: &Principal,
     id: &str,
     changes: AgentChanges,
@@ -88,11 +157,30 @@ pub async fn update(
     }
     // Read, change, write if nobody wrote in between; else start over.
     for _ in 0..UPDATE_ATTEMPTS {
-        let mut agent = get(store, principal, id).await?;
+        let before = get(&*g.store, principal, id).await?;
+        let mut agent = before.clone();
         agent.apply(changes.clone(), now_ms())?;
-        if store.update_agent(&principal.tenant(), &agent).await? {
-            agent.revision += 1;
-            return Ok(agent);
+        let fields = changed(&before, &agent);
+        if fields.is_empty() {
+            // Nothing to record: the agent is as asked.
+            return Ok(before);
+        }
+        let record = change_record(principal, &agent, "updated", json!({"changed": fields}));
+        match g
+            .audit
+            .append(
+                principal.tenant(),
+                record,
+                Some(Companion::UpdateAgent(agent.clone())),
+            )
+            .await
+        {
+            Ok(_) => {
+                agent.revision += 1;
+                return Ok(agent);
+            }
+            Err(AppendError::Precondition) => continue,
+            Err(e) => return Err(append_error(e)),
         }
     }
     Err(Error::Conflict("the agent kept changing while being updated; retry".into()).into())
@@ -100,17 +188,31 @@ pub async fn update(
 
 /// Deletes an agent named by its Warden id or its external id, as it is
 /// read and changed.
-pub async fn delete(
-    store: &dyn Store,
-    principal: &Principal,
-    reference: &str,
-) -> ServiceResult<()> {
+pub async fn delete(g: &Governance, principal: &Principal, reference: &str) -> ServiceResult<()> {
     if principal.agent_id.is_some() {
         return Err(Error::Forbidden("a key bound to an agent cannot delete agents".into()).into());
     }
-    let agent = get(store, principal, reference).await?;
-    if !store.delete_agent(&principal.tenant(), &agent.id).await? {
-        return Err(Error::NotFound("agent").into());
+    let agent = get(&*g.store, principal, reference).await?;
+    let record = change_record(
+        principal,
+        &agent,
+        "deleted",
+        json!({"agent": shown(&agent)}),
+    );
+    match g
+        .audit
+        .append(
+            principal.tenant(),
+            record,
+            Some(Companion::DeleteAgent {
+                id: agent.id.clone(),
+            }),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile by another request, which recorded it.
+        Err(AppendError::Precondition) => Err(Error::NotFound("agent").into()),
+        Err(e) => Err(append_error(e)),
     }
-    Ok(())
 }

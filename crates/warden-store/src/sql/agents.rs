@@ -66,7 +66,7 @@ fn metadata_json(agent: &Agent) -> Value {
         .into()
 }
 
-pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<()> {
+pub(crate) fn insert_steps(tenant: &Tenant, agent: &Agent) -> Vec<Step> {
     let mut steps = vec![Step::execute(
         format!(
             "INSERT INTO agents (org_id, environment, {COLUMNS}) \
@@ -90,7 +90,11 @@ pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
         ],
     )];
     steps.extend(tag_steps(agent, false));
-    db.transaction(steps)
+    steps
+}
+
+pub(crate) async fn insert(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<()> {
+    db.transaction(insert_steps(tenant, agent))
         .await
         .map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
     Ok(())
@@ -172,7 +176,7 @@ pub(crate) async fn list(
     })
 }
 
-pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<bool> {
+pub(crate) fn update_steps(tenant: &Tenant, agent: &Agent) -> Vec<Step> {
     let mut steps = vec![Step::execute(
         "UPDATE agents SET name = $1, description = $2, owner = $3, framework = $4, \
          external_id = $5, tags = $6, status = $7, metadata = $8, updated_at = $9, \
@@ -196,30 +200,36 @@ pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
     )
     .required()];
     steps.extend(tag_steps(agent, true));
+    steps
+}
+
+pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> StoreResult<bool> {
     let done = db
-        .transaction(steps)
+        .transaction(update_steps(tenant, agent))
         .await
         .map_err(|e| name_conflict(e, UNIQUE_FIELDS))?;
     Ok(done.is_some())
 }
 
+pub(crate) fn delete_steps(tenant: &Tenant, id: &str) -> Vec<Step> {
+    vec![
+        Step::execute(
+            "DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3",
+            vec![
+                id.into(),
+                (&tenant.org_id).into(),
+                tenant.environment.as_str().into(),
+            ],
+        )
+        .required(),
+        Step::execute(
+            "DELETE FROM agent_tags WHERE agent_id = $1",
+            vec![id.into()],
+        ),
+    ]
+}
+
 pub(crate) async fn delete(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<bool> {
-    let done = db
-        .transaction(vec![
-            Step::execute(
-                "DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3",
-                vec![
-                    id.into(),
-                    (&tenant.org_id).into(),
-                    tenant.environment.as_str().into(),
-                ],
-            )
-            .required(),
-            Step::execute(
-                "DELETE FROM agent_tags WHERE agent_id = $1",
-                vec![id.into()],
-            ),
-        ])
-        .await?;
+    let done = db.transaction(delete_steps(tenant, id)).await?;
     Ok(done.is_some())
 }

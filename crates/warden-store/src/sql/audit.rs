@@ -10,7 +10,7 @@ use warden_core::page::{Page, PageRequest, SortValue};
 use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
-use super::{holds, paging, policies};
+use super::{agents, holds, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
 
@@ -47,6 +47,7 @@ fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
     record.kind = match row.text("kind")?.as_str() {
         "hold_resolution" => AuditKind::HoldResolution,
         "policy_change" => AuditKind::PolicyChange,
+        "agent_change" => AuditKind::AgentChange,
         _ => AuditKind::Decision,
     };
     record.at = row.int("at")?;
@@ -95,6 +96,9 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
             was,
             at,
         } => policies::setting_steps(tenant, name, value, was.as_deref(), *at),
+        Companion::CreateAgent(agent) => agents::insert_steps(tenant, agent),
+        Companion::UpdateAgent(agent) => agents::update_steps(tenant, agent),
+        Companion::DeleteAgent { id } => agents::delete_steps(tenant, id),
     }
 }
 
@@ -181,7 +185,7 @@ pub(crate) async fn append(
     let done = db
         .transaction(steps)
         .await
-        .map_err(|e| name_conflict(e, &["name"]))?;
+        .map_err(|e| name_conflict(e, &["external_id", "name"]))?;
     let Some(outcomes) = done else {
         return Ok(None);
     };
@@ -353,24 +357,8 @@ pub(crate) async fn chain_after(
 fn unreadable() -> AuditRecord {
     AuditRecord {
         id: String::new(),
-        kind: AuditKind::Decision,
-        at: 0,
-        actor: String::new(),
-        agent_id: None,
-        tool: None,
-        arguments: None,
-        decision: None,
-        reason: None,
-        matched_policy_ids: vec![],
-        monitored: vec![],
-        drift: None,
-        session_id: None,
-        user_id: None,
-        latency_us: None,
-        hold_id: None,
-        policy_id: None,
-        policy_version: None,
         detail: serde_json::Value::Null,
+        ..AuditRecord::change(AuditKind::Decision, "", 0)
     }
 }
 
