@@ -553,6 +553,33 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         "{}",
         r.text
     );
+    // Field names no query could name, or that would pass for another
+    // name wherever shown, are refused naming the field.
+    for (name, shown) in [
+        ("k\u{1b}", "fields.k\u{1b}"),
+        ("x\u{202e}y", "fields.x\u{202e}y"),
+        (".a", "fields..a"),
+        ("a..b", "fields.a..b"),
+    ] {
+        let mut event = serde_json::Map::new();
+        event.insert("message".into(), json!("m"));
+        event.insert(name.into(), json!("v"));
+        let r = api.post("/api/v1/events/batch", &json!([Value::Object(event)]));
+        let e = r.error(400, "invalid_request");
+        assert!(
+            e["field"].as_str().unwrap().starts_with("events[0]"),
+            "{name:?}: {}",
+            r.text
+        );
+        assert!(
+            e["field"]
+                .as_str()
+                .unwrap()
+                .ends_with(shown.trim_start_matches("fields")),
+            "{name:?}: {}",
+            r.text
+        );
+    }
     // A key named twice is refused, not silently cut to one value.
     for (body, field) in [
         (
@@ -900,7 +927,11 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // key bound to an agent also stamps that agent on the event.
     logger_with_token(&udp, &other.live_key, "routed", "routed by key");
     let elsewhere = w.api(&other.live_key);
-    let relay = elsewhere.create_agent("relay");
+    let r = elsewhere.post(
+        "/api/v1/agents",
+        &json!({"name": "relay", "external_id": "relay-sdk"}),
+    );
+    let relay = r.body["data"]["id"].as_str().unwrap().to_string();
     let (_, relay_key) = elsewhere.create_key(json!({
         "name": "relay's key", "scopes": ["events.write"], "agent_id": relay,
     }));
@@ -981,6 +1012,11 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert_eq!(total(&elsewhere, ""), 3);
     let bound = search(&elsewhere, json!({"query": "program:boundsys"}));
     assert_eq!(bound["events"][0]["agent_id"], relay, "{bound}");
+    // With its external id, as the event batch stamps it.
+    assert_eq!(
+        bound["events"][0]["fields"]["external_agent_id"], "relay-sdk",
+        "{bound}"
+    );
     let unbound = search(&elsewhere, json!({"query": "program:routed"}));
     assert!(unbound["events"][0]["agent_id"].is_null(), "{unbound}");
     // The key travelled in the message but is stored nowhere.
@@ -1871,9 +1907,25 @@ fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Back
     );
     let api = w.api(&t.live_key);
     let port = syslog_port(&w, "TCP");
-    // Every slot held by a connection that never sends a byte.
-    let idle: Vec<std::net::TcpStream> = (0..4)
-        .map(|_| std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap())
+    // Every slot held by a connection that sends a byte every half second
+    // without ever finishing a message (before, a byte counted as
+    // activity, so such dribbling held a slot for good; a connection that
+    // never sends is idle either way).
+    let dribbling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let dribblers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+            let on = dribbling.clone();
+            std::thread::spawn(move || {
+                let _ = s.write_all(b"<");
+                while on.load(std::sync::atomic::Ordering::Relaxed) {
+                    if s.write_all(b"1").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(5_500));
     logger(&[
@@ -1888,7 +1940,10 @@ fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Back
         "let in after idle senders",
     ]);
     wait_total(&api, "\"let in after idle senders\"", 1);
-    drop(idle);
+    dribbling.store(false, std::sync::atomic::Ordering::Relaxed);
+    for d in dribblers {
+        d.join().unwrap();
+    }
 
     // On an empty store no organization id can be known yet: the server
     // refuses before it makes (and shows once) the first admin keys.

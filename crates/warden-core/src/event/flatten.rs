@@ -65,9 +65,13 @@ fn check_value(
             format!("nests deeper than {MAX_FIELD_DEPTH} levels"),
         ));
     }
-    let last = path.rsplit('.').next().unwrap_or(path);
-    if last.is_empty() {
-        return Err((path.to_string(), "field names must not be empty".into()));
+    // `.a` and `a..b` could never be named in a query.
+    if path.split('.').any(str::is_empty) {
+        return Err((
+            path.to_string(),
+            "field names must not be empty, nor begin, end or hold an empty part between dots"
+                .into(),
+        ));
     }
     if path.chars().count() > MAX_FIELD_NAME_CHARS {
         return Err((
@@ -75,10 +79,18 @@ fn check_value(
             format!("field names are at most {MAX_FIELD_NAME_CHARS} characters"),
         ));
     }
-    if path.contains('\u{0}') || path.contains('\u{1}') {
+    // A name with a control or invisible character would look like
+    // another name wherever it is shown, and could not be typed in a query.
+    if let Some(c) = path
+        .chars()
+        .find(|c| c.is_control() || warden_policy::pattern::invisible(*c))
+    {
         return Err((
             path.to_string(),
-            "field names must not contain control characters".into(),
+            format!(
+                "field names must not contain control, invisible or direction-changing characters (U+{:04X})",
+                c as u32
+            ),
         ));
     }
     match value {

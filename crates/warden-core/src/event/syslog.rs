@@ -258,8 +258,12 @@ fn scrub_secrets(text: &str) -> String {
                     let quote = value.as_bytes()[0] as char;
                     quoted.find(quote).map_or(value.len(), |end| end + 2)
                 }
+                // An unquoted value ends where a list, a query string or
+                // a bracket goes on (`a=1&token=S&b=2` keeps `&b=2`).
                 None => value
-                    .find(|c: char| c.is_whitespace() || c == ']' || c == ',' || c == ';')
+                    .find(|c: char| {
+                        c.is_whitespace() || matches!(c, ']' | ',' | ';' | '&' | '}' | ')' | '"')
+                    })
                     .unwrap_or(value.len()),
             };
             out.push_str(SCRUBBED);
@@ -311,13 +315,15 @@ fn warden_token_len(text: &str) -> Option<usize> {
 }
 
 /// Where the value begins if `text` starts with an assignment to a token:
-/// `token` in any case, then `=` or `:` with spaces around it or not.
+/// `token` in any case, then `=` or `:` with spaces around it or not, the
+/// name quoted too (`"token": "…"`, as JSON writes it).
 fn token_assignment(text: &str) -> Option<usize> {
     let name = text.get(..TOKEN_PARAM.len())?;
     if !name.eq_ignore_ascii_case(TOKEN_PARAM) {
         return None;
     }
     let after = &text[TOKEN_PARAM.len()..];
+    let after = after.strip_prefix(['"', '\'']).unwrap_or(after);
     let spaced = after.trim_start_matches([' ', '\t']);
     let rest = spaced.strip_prefix(['=', ':'])?;
     let value = rest.trim_start_matches([' ', '\t']);
@@ -377,12 +383,14 @@ fn map_message(
     syslog: &mut Map<String, Value>,
 ) -> Result<Option<String>, SyslogError> {
     let unparsed = unparsed_structured_data(raw, &message);
-    if let Some(ms) = message
-        .timestamp
-        .map(|t| t.timestamp_millis())
-        .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
-    {
-        event.timestamp = ms;
+    if let Some(sent) = message.timestamp {
+        if (0..=MAX_TIME_MS).contains(&sent.timestamp_millis()) {
+            event.timestamp = sent.timestamp_millis();
+        } else {
+            // Outside 1970 to 9999 the event keeps its arrival time, and
+            // the sender's own time is kept beside it rather than lost.
+            syslog.insert("timestamp_out_of_range".into(), sent.to_rfc3339().into());
+        }
     }
     event.host = present(message.hostname).map(keyword);
     event.program = present(message.appname).map(keyword);
@@ -731,11 +739,17 @@ mod tests {
             "<13>1 - h app - - - warden@32473 token:SECRET1 next",
             "<13>1 - h app - - - warden@32473 TOKEN: 'SECRET1 x' next",
             "<13>1 - h app - - - warden@32473 token=SECRET1,next",
+            r#"<13>1 - h app - - - warden@32473 {"token": "SECRET1", "next": 1}"#,
+            "<13>1 - h app - - - warden@32473 {'token':'SECRET1'} next",
+            "<13>1 - h app - - - warden@32473 GET /x?a=1&token=SECRET1&next=2",
         ] {
             let json = ok(line).event.to_json();
             assert!(!json.contains("SECRET1"), "{line}: {json}");
             assert!(json.contains("next"), "{line}: {json}");
         }
+        // A query string keeps what follows the token.
+        let m = ok("<13>1 - h app - - - warden@32473 a=1&token=SECRET1&b=2");
+        assert_eq!(m.event.message, "warden@32473 a=1&token=[REDACTED]&b=2");
         // Text that only names tokens keeps its words.
         let json = ok("<13>1 - h app - - - warden@32473 tokens expire; token")
             .event
@@ -889,6 +903,16 @@ mod tests {
         assert_eq!(
             at("<13>Jan  5 15:33:03 h app: x", "2027-01-06T00:00:00Z"),
             time("2027-01-05T15:33:03Z")
+        );
+    }
+
+    #[test]
+    fn a_time_outside_the_event_range_is_kept_beside_the_arrival_time() {
+        let m = ok("<14>1 1969-12-31T23:59:59Z h app - - - before 1970");
+        assert_eq!(m.event.timestamp, now());
+        assert_eq!(
+            m.event.fields["syslog"]["timestamp_out_of_range"],
+            "1969-12-31T23:59:59+00:00"
         );
     }
 

@@ -185,6 +185,23 @@ async fn route(
                 .admits(received.peer)
                 .map_err(|_| unrouted("the message's key is not allowed from this address"))?;
             super::ingest::bind_to_agent(&principal, std::slice::from_mut(&mut event));
+            // A key bound to an agent stamps its external id too, as the
+            // event batch does (`fields.external_agent_id`).
+            if let Some(bound) = &principal.agent_id {
+                let g = &routing.state.governance;
+                let agent = g
+                    .agents
+                    .find(g.store.as_ref(), &principal.tenant(), bound)
+                    .await
+                    .ok()
+                    .flatten();
+                match agent.and_then(|a| a.external_id) {
+                    Some(name) => event
+                        .fields
+                        .insert("external_agent_id".into(), serde_json::Value::String(name)),
+                    None => event.fields.remove("external_agent_id"),
+                };
+            }
             principal.tenant()
         }
         None => routing

@@ -4,7 +4,9 @@
 //! never send a byte, and lock real senders out for as long as they like.
 //! When every slot is taken, the connection idle the longest (at least
 //! [`EVICTABLE_AFTER`]) is closed for the new one; only when all are busy
-//! is the new one refused.
+//! is the new one refused. Idle counts from the last complete message, not
+//! the last byte: a connection that sends a byte now and then without
+//! ever finishing a message must not hold its slot either.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,13 +26,14 @@ use crate::metrics::Metrics;
 /// Most syslog TCP connections served at once: each holds a file, which
 /// the store and the index need too.
 pub const MAX_TCP_CONNECTIONS: usize = 1_024;
-/// A connection that sent nothing for this long gives its slot to a new one
-/// when all are taken (a sender that reconnects loses nothing).
+/// A connection that completed no message for this long gives its slot to
+/// a new one when all are taken (a sender that reconnects loses nothing).
 pub const EVICTABLE_AFTER: Duration = Duration::from_secs(5);
 
-/// One open connection: when it last sent bytes, and how to close it.
+/// One open connection: when it last completed a message (or opened),
+/// and how to close it.
 struct Open {
-    last_read: Mutex<Instant>,
+    last_frame: Mutex<Instant>,
     close: Notify,
 }
 
@@ -45,7 +48,7 @@ impl Connections {
     fn register(&self) -> (u64, Arc<Open>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let open = Arc::new(Open {
-            last_read: Mutex::new(Instant::now()),
+            last_frame: Mutex::new(Instant::now()),
             close: Notify::new(),
         });
         self.map().insert(id, open.clone());
@@ -66,7 +69,7 @@ impl Connections {
         let map = self.map();
         let idlest = map
             .values()
-            .map(|o| (*o.last_read.lock().unwrap_or_else(|p| p.into_inner()), o))
+            .map(|o| (*o.last_frame.lock().unwrap_or_else(|p| p.into_inner()), o))
             .min_by_key(|(at, _)| *at);
         match idlest {
             Some((at, open)) if now.duration_since(at) >= at_least => {
@@ -143,9 +146,9 @@ async fn serve_connection(
                 break;
             }
         };
-        *open.last_read.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         framer.push(&buf[..n]);
         while let Some(frame) = framer.next_frame() {
+            *open.last_frame.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             match frame {
                 Ok(bytes) => {
                     if tx.send(Received { bytes, peer }).await.is_err() {
@@ -189,8 +192,8 @@ mod tests {
         let (_, first) = table.register();
         let (_, second) = table.register();
         let start = Instant::now();
-        *first.last_read.lock().unwrap() = start;
-        *second.last_read.lock().unwrap() = start + Duration::from_secs(3);
+        *first.last_frame.lock().unwrap() = start;
+        *second.last_frame.lock().unwrap() = start + Duration::from_secs(3);
         // Nobody idle for 5 s yet.
         assert!(!table.evict_idlest(EVICTABLE_AFTER, start + Duration::from_secs(4)));
         assert!(table.evict_idlest(EVICTABLE_AFTER, start + Duration::from_secs(6)));
