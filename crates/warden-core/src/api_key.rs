@@ -154,6 +154,12 @@ pub struct KeyGrant {
 /// Checks a key request against its grantor. A new key never has a scope,
 /// a lifetime, a network reach or an agent binding wider than its grantor's;
 /// only an `admin` key may mint keys for the other environment.
+/// Scopes a key bound to an agent could never use: an agent neither sees
+/// nor writes the rules over it, nor approves its own calls. Asked for by
+/// name they are refused, so that no one believes such a key holds them
+/// (`admin` still covers everything the key may do).
+pub const NEVER_BOUND: &[&str] = &["policies.read", "policies.write", "holds.write"];
+
 pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Result<KeyGrant> {
     if req.name.chars().count() > 200
         || req.name.trim().is_empty()
@@ -245,6 +251,21 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
         (Some(bound), _) => Some(bound.clone()),
         (None, asked) => asked,
     };
+    if agent_id.is_some() {
+        if let Some(dead) = scopes
+            .names()
+            .into_iter()
+            .find(|s| NEVER_BOUND.contains(&s.as_str()))
+        {
+            return Err(Error::invalid(
+                "scopes",
+                format!(
+                    "a key bound to an agent can never use `{dead}` (it cannot read or change \
+                     policies, nor resolve holds); leave it out"
+                ),
+            ));
+        }
+    }
     Ok(KeyGrant {
         name,
         scopes,

@@ -158,7 +158,11 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
             }
         }
         Value::String(text) if text.trim_start().starts_with(['{', '[']) => {
+            // Text that is not strict JSON (a trailing comma, Python's
+            // `NaN`) may hold the value, and no path can be found in it:
+            // withheld whole, as the Thoth events' arguments are.
             let Ok(mut inner) = serde_json::from_str::<Value>(text) else {
+                f(value);
                 return;
             };
             let mut hit = false;
@@ -166,11 +170,32 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 hit = true;
                 f(v)
             });
-            if hit {
+            if !hit {
+                return;
+            }
+            if holds_inexact_number(&inner) {
+                // A whole number past 64 bits was read as a double: written
+                // back it would be another number, so nothing of it is.
+                f(value);
+            } else {
                 *text = inner.to_string();
             }
         }
         _ => {}
+    }
+}
+
+/// Whether a parsed value holds a number that writing it back would
+/// change: one read as a double that is whole and past 2^53, where the
+/// text held an integer wider than 64 bits.
+fn holds_inexact_number(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .is_some_and(|x| n.is_f64() && x.fract() == 0.0 && x.abs() >= 9_007_199_254_740_992.0),
+        Value::Array(items) => items.iter().any(holds_inexact_number),
+        Value::Object(map) => map.values().any(holds_inexact_number),
+        _ => false,
     }
 }
 
@@ -285,9 +310,20 @@ mod tests {
             "a": {"b": "nested secret", "c": "kept"},
             "payload": "{\"card\": \"4111\", \"note\": \"kept\"}",
             "items": "[{\"card\": \"5500\"}]",
-            "text": "{not json"
+            "text": "{not json",
+            "python": "{\"card\": \"S14\", }",
+            "wide": "{\"card\": \"4111\", \"acct\": 12345678901234567890123}",
+            "other": "{\"x\": 1}"
         });
-        for path in ["a.b", "payload.card", "items.*.card", "text.x"] {
+        for path in [
+            "a.b",
+            "payload.card",
+            "items.*.card",
+            "text.x",
+            "python.card",
+            "wide.card",
+            "other.card",
+        ] {
             p(path).redact(&mut args);
         }
         assert_eq!(args["a.b"], REDACTED);
@@ -296,7 +332,13 @@ mod tests {
         assert_eq!(payload, json!({"card": REDACTED, "note": "kept"}));
         let items: Value = serde_json::from_str(args["items"].as_str().unwrap()).unwrap();
         assert_eq!(items, json!([{"card": REDACTED}]));
-        assert_eq!(args["text"], "{not json");
+        // Not strict JSON, or holding a number that could not be written
+        // back exactly: withheld whole. A string the path finds nothing
+        // in is left exactly as sent.
+        assert_eq!(args["text"], REDACTED);
+        assert_eq!(args["python"], REDACTED);
+        assert_eq!(args["wide"], REDACTED);
+        assert_eq!(args["other"], "{\"x\": 1}");
     }
 
     #[test]

@@ -16,12 +16,20 @@ pub struct Opened {
 /// Opens the store and its master key; `create_key` allows making a new
 /// key file (for commands that may initialize).
 pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> {
+    // A malformed key given outright is refused before any store is made.
+    let given = match args.master_key.as_deref() {
+        Some(text) => Some(crate::master_key::load(Some(text), &args.data_dir, false)?),
+        None => None,
+    };
     let store = match &args.database_url {
         Some(url) => SqlStore::open(url).await,
         None => SqlStore::open_sqlite(&args.data_dir).await,
     }
     .map_err(|e| format!("cannot open the store: {e}"))?;
-    let master = crate::master_key::load(args.master_key.as_deref(), &args.data_dir, create_key)?;
+    let master = match given {
+        Some(key) => key,
+        None => crate::master_key::load(None, &args.data_dir, create_key)?,
+    };
     Ok(Opened {
         store: Arc::new(store),
         master,

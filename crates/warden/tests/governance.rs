@@ -451,6 +451,16 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     );
     assert_eq!(r.body["data"]["decision"], "allow", "{}", r.text);
     assert!(r.body["data"]["matched"].as_array().unwrap().is_empty());
+    // Fractions are read exactly: the fast float parser was one unit off
+    // in the last place, so a condition saw another number than was sent.
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "z.t", "only_proposed": true,
+        "tool_args": {"n": 4_503_599_627_370_495.5_f64},
+        "policy": {"name": "p", "action_pattern": "z.*", "decision": "deny",
+                   "condition": "args.n > 4503599627370495.0"}}),
+    );
+    assert_eq!(r.body["data"]["decision"], "deny", "{}", r.text);
     // Replacing an existing policy leaves it out.
     let r = api.post("/api/v1/policies/test", &json!({"tool_name": "payments.charge", "replaces": mask,
         "policy": {"name": "mask cards", "action_pattern": "payments.charge", "decision": "step_up"}}));

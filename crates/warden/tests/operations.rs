@@ -15,6 +15,7 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
         &["init", "--org-name", ""][..],
         &["init", "--plan", "custom"],
         &["init", "--plan", "custom", "--burst", "5"],
+        &["init", "--master-key", "abc"],
     ] {
         let out = backend.cli(refused);
         assert_eq!(out.status.code(), Some(1), "{refused:?}");
@@ -483,17 +484,22 @@ fn init_takes_a_custom_plan_and_restored_files_are_made_private(backend: &Backen
     assert_eq!(orgs[0]["rate_limit_per_minute"], 1200, "{orgs}");
     // A data directory and database restored with a wider mode (a `cp`
     // under umask 022): SQLite would give its new WAL the database's mode.
+    // The directory holds the search index with PostgreSQL too.
     #[cfg(unix)]
-    if !backend.is_postgres() {
+    {
         use std::os::unix::fs::PermissionsExt;
+        drop(Warden::start(backend, &[]));
         let dir = backend.data_dir(0);
         let set = |path: &std::path::Path, mode: u32| {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
         };
         set(&dir, 0o777);
-        set(&dir.join("warden.db"), 0o644);
-        for wal in ["warden.db-wal", "warden.db-shm"] {
-            let _ = std::fs::remove_file(dir.join(wal));
+        set(&dir.join("index"), 0o755);
+        if !backend.is_postgres() {
+            set(&dir.join("warden.db"), 0o644);
+            for wal in ["warden.db-wal", "warden.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(wal));
+            }
         }
         let w = Warden::start(backend, &[]);
         let mode = |name: &str| {
@@ -504,8 +510,11 @@ fn init_takes_a_custom_plan_and_restored_files_are_made_private(backend: &Backen
                 & 0o777
         };
         assert_eq!(mode(""), 0o700, "the data dir");
-        for file in ["warden.db", "warden.db-wal", "warden.db-shm"] {
-            assert_eq!(mode(file), 0o600, "{file}");
+        assert_eq!(mode("index"), 0o700, "the index dir");
+        if !backend.is_postgres() {
+            for file in ["warden.db", "warden.db-wal", "warden.db-shm"] {
+                assert_eq!(mode(file), 0o600, "{file}");
+            }
         }
         drop(w);
     }

@@ -404,6 +404,14 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A range of just that millisecond finds it too.
+    let last = search(
+        &api,
+        json!({"query": "\"end of time\"", "from_time": "9999-12-31T23:59:59.999Z",
+               "to_time": "now+99999999d"}),
+    );
+    assert_eq!(last["total"], 1, "{last}");
+    assert_eq!(last["histogram"][0]["count"], 1, "{last}");
     let early = search(&api, json!({"to_time": "1970-01-01T12:00:00Z", "limit": 0}));
     assert_eq!(early["from_time"], "1970-01-01T00:00:00.000Z", "{early}");
     let r = api.post("/api/v1/siem/search", &json!({"to_time": "now-9999999d"}));
@@ -1038,10 +1046,11 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // and the listener goes on serving once some close.
     let connect = || std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
     let mut held: Vec<_> = (0..1_024).map(|_| connect()).collect();
-    // Each has sent within the last 5 s, so none is idle enough to make
-    // room (see idle_syslog_connections_give_way…).
+    // Each has completed a message within the last 5 s (a malformed one,
+    // dropped), so none is idle enough to make room (see
+    // idle_syslog_connections_give_way…).
     for stream in &mut held {
-        std::io::Write::write_all(stream, b"<").unwrap();
+        std::io::Write::write_all(stream, b"<999>held\n").unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let mut extra = connect();

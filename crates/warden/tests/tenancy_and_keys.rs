@@ -613,6 +613,26 @@ fn operator_key_commands(backend: &Backend) {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("agents.fly"));
+    // As through the API, a bound key cannot be given scopes it can never use.
+    let agent = w.api(&t.live_key).create_agent("cli-bot");
+    let out = backend.cli(&[
+        "keys",
+        "create",
+        "--org",
+        &t.org_id,
+        "--name",
+        "dead",
+        "--scope",
+        "enforce,holds.write",
+        "--agent-id",
+        &agent,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds.write"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 on_every_backend!(

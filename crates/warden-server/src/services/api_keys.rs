@@ -19,12 +19,6 @@ pub struct MintedKey {
     pub secret: String,
 }
 
-/// Scopes a key bound to an agent could never use: an agent neither sees
-/// nor writes the rules over it, nor approves its own calls. Asked for by
-/// name they are refused, so that no one believes such a key holds them
-/// (`admin` still covers everything the key may do).
-const NEVER_BOUND: &[&str] = &["policies.read", "policies.write", "holds.write"];
-
 pub async fn create(
     store: &dyn Store,
     keys: &KeyRing,
@@ -47,23 +41,6 @@ pub async fn create(
         org_id: principal.org_id.clone(),
         environment: grant.environment,
     };
-    if grant.agent_id.is_some() {
-        if let Some(dead) = grant
-            .scopes
-            .names()
-            .into_iter()
-            .find(|s| NEVER_BOUND.contains(&s.as_str()))
-        {
-            return Err(Error::invalid(
-                "scopes",
-                format!(
-                    "a key bound to an agent can never use `{dead}` (it cannot read or change \
-                     policies, nor resolve holds); leave it out"
-                ),
-            )
-            .into());
-        }
-    }
     if let Some(reference) = &grant.agent_id {
         // The agent's Warden id or its external id, as enforcement takes
         // it; the key is bound to the Warden id.

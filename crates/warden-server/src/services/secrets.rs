@@ -21,7 +21,8 @@ pub async fn verify_master_key(store: &dyn Store, master: &MasterKey) -> Result<
     if stored != expected {
         return Err(
             "this database was set up with another master key: start every replica \
-             with the same WARDEN_MASTER_KEY (or the same master.key file)"
+             with the same master key (--master-key or WARDEN_MASTER_KEY, or the same \
+             master.key file)"
                 .into(),
         );
     }

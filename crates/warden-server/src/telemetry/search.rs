@@ -178,7 +178,10 @@ impl Telemetry {
                 ),
             ));
         }
-        if from >= to {
+        // The end is exclusive: at the end of time it takes in the last
+        // millisecond too, which events may carry.
+        let end = if to == LATEST_TIME { to + 1 } else { to };
+        if from >= end {
             return Err(ApiError::invalid(
                 params.from_name,
                 format!(
@@ -189,12 +192,12 @@ impl Telemetry {
         }
         let interval = match params.interval.as_deref().filter(|t| !t.trim().is_empty()) {
             _ if !params.histogram => 0,
-            None => interval::choose(from, to),
+            None => interval::choose(from, end),
             Some(text) => {
                 let ms = interval::parse(text).ok_or_else(|| {
                     ApiError::invalid("interval", "interval is a width such as 30s, 5m, 1h or 1d")
                 })?;
-                if interval::bars(from, to, ms) > MAX_BUCKETS {
+                if interval::bars(from, end, ms) > MAX_BUCKETS {
                     return Err(ApiError::invalid(
                         "interval",
                         format!("interval gives more than {MAX_BUCKETS} buckets for this range"),
@@ -215,9 +218,7 @@ impl Telemetry {
             query: ast,
             agent_id: params.agent_id.clone(),
             from,
-            // The end is exclusive: at the end of time it takes in the
-            // last millisecond too, which events may carry.
-            to: if to == LATEST_TIME { to + 1 } else { to },
+            to: end,
             // One more than asked tells whether another page follows.
             limit: params.limit.min(MAX_LIMIT) + 1,
             order: params.order,

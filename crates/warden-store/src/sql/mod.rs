@@ -121,8 +121,9 @@ pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
         .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))
 }
 
-/// Takes the data directory and the files SQLite keeps in it back to
-/// their owner alone when they were made wider (a directory made
+/// Takes the data directory, its index directory, the master key and the
+/// files SQLite keeps in it back to their owner alone when they were made
+/// wider (a directory made
 /// beforehand, a database restored with `cp` under umask 022): SQLite
 /// gives its WAL the database file's mode, and the WAL holds every
 /// tenant's latest records.
@@ -131,7 +132,8 @@ pub fn keep_private(dir: &Path) -> StoreResult<()> {
     {
         use std::os::unix::fs::PermissionsExt;
         let files = ["warden.db", "warden.db-wal", "warden.db-shm", "master.key"];
-        let entries = std::iter::once((dir.to_path_buf(), 0o700))
+        let entries = [(dir.to_path_buf(), 0o700), (dir.join("index"), 0o700)]
+            .into_iter()
             .chain(files.iter().map(|f| (dir.join(f), 0o600)));
         for (path, private) in entries {
             let Ok(meta) = std::fs::metadata(&path) else {
