@@ -185,7 +185,7 @@ pub(crate) async fn append(
     let done = db
         .transaction(steps)
         .await
-        .map_err(|e| name_conflict(e, &["external_id", "name"]))?;
+        .map_err(|e| name_conflict(e, &["name", "external_id"]))?;
     let Some(outcomes) = done else {
         return Ok(None);
     };

@@ -123,10 +123,9 @@ pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
 
 /// Takes the data directory, its index directory, the master key and the
 /// files SQLite keeps in it back to their owner alone when they were made
-/// wider (a directory made
-/// beforehand, a database restored with `cp` under umask 022): SQLite
-/// gives its WAL the database file's mode, and the WAL holds every
-/// tenant's latest records.
+/// wider (a directory made beforehand, a database restored with `cp`
+/// under umask 022): SQLite gives its WAL the database file's mode, and
+/// the WAL holds every tenant's latest records.
 pub fn keep_private(dir: &Path) -> StoreResult<()> {
     #[cfg(unix)]
     {
