@@ -16,6 +16,7 @@ mod set;
 mod signature;
 #[cfg(test)]
 mod test_support;
+pub mod unique_keys;
 mod utc_time;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};

@@ -161,7 +161,9 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
             // Text that is not strict JSON (a trailing comma, Python's
             // `NaN`) may hold the value, and no path can be found in it:
             // withheld whole, as the Thoth events' arguments are.
-            let Ok(mut inner) = serde_json::from_str::<Value>(text) else {
+            // A repeated key too: the tool may read the value the
+            // record would not show.
+            let Ok(crate::unique_keys::UniqueKeys(mut inner)) = serde_json::from_str(text) else {
                 f(value);
                 return;
             };
@@ -185,14 +187,17 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
     }
 }
 
-/// Whether a parsed value holds a number that writing it back would
-/// change: one read as a double that is whole and past 2^53, where the
-/// text held an integer wider than 64 bits.
+/// Whether a parsed value holds a number that writing it back could
+/// change: a whole number past 64 bits, read as the nearest double (an
+/// integer within 64 bits is read exactly, and any other double is
+/// written back as the same double).
 fn holds_inexact_number(value: &Value) -> bool {
+    // -2^63 and 2^64: the ends of what 64 bits hold, exactly as doubles.
+    let within = -(2f64.powi(63))..2f64.powi(64);
     match value {
         Value::Number(n) => n
             .as_f64()
-            .is_some_and(|x| n.is_f64() && x.fract() == 0.0 && x.abs() >= 9_007_199_254_740_992.0),
+            .is_some_and(|x| n.is_f64() && x.fract() == 0.0 && !within.contains(&x)),
         Value::Array(items) => items.iter().any(holds_inexact_number),
         Value::Object(map) => map.values().any(holds_inexact_number),
         _ => false,
@@ -313,7 +318,9 @@ mod tests {
             "text": "{not json",
             "python": "{\"card\": \"S14\", }",
             "wide": "{\"card\": \"4111\", \"acct\": 12345678901234567890123}",
-            "other": "{\"x\": 1}"
+            "other": "{\"x\": 1}",
+            "twice": "{\"cmd\": \"rm -rf /\", \"cmd\": \"ls\", \"card\": \"4111\"}",
+            "exp": "{\"card\": \"4111\", \"n\": 1e18}"
         });
         for path in [
             "a.b",
@@ -323,6 +330,8 @@ mod tests {
             "python.card",
             "wide.card",
             "other.card",
+            "twice.card",
+            "exp.card",
         ] {
             p(path).redact(&mut args);
         }
@@ -339,6 +348,11 @@ mod tests {
         assert_eq!(args["python"], REDACTED);
         assert_eq!(args["wide"], REDACTED);
         assert_eq!(args["other"], "{\"x\": 1}");
+        // A repeated key would hide from the record the value a tool may read.
+        assert_eq!(args["twice"], REDACTED);
+        // A double within 64 bits is written back as the same number.
+        let exp: Value = serde_json::from_str(args["exp"].as_str().unwrap()).unwrap();
+        assert_eq!(exp, json!({"card": REDACTED, "n": 1e18}));
     }
 
     #[test]

@@ -254,9 +254,19 @@ fn scrub_secrets(text: &str) -> String {
             out.push_str(&rest[..value_at]);
             let value = &rest[value_at..];
             let len = match value.strip_prefix(['"', '\'']) {
+                // Up to the closing quote, past escaped ones (`\"`).
                 Some(quoted) => {
-                    let quote = value.as_bytes()[0] as char;
-                    quoted.find(quote).map_or(value.len(), |end| end + 2)
+                    let quote = value.as_bytes()[0];
+                    let bytes = quoted.as_bytes();
+                    let mut i = 0;
+                    while i < bytes.len() && bytes[i] != quote {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                    if i < bytes.len() {
+                        i + 2
+                    } else {
+                        value.len()
+                    }
                 }
                 // An unquoted value ends where a list, a query string or
                 // a bracket goes on (`a=1&token=S&b=2` keeps `&b=2`).
@@ -326,6 +336,8 @@ fn token_assignment(text: &str) -> Option<usize> {
     let after = after.strip_prefix(['"', '\'']).unwrap_or(after);
     let spaced = after.trim_start_matches([' ', '\t']);
     let rest = spaced.strip_prefix(['=', ':'])?;
+    // `token => "…"` (Ruby, PHP) and `token := …` assign too.
+    let rest = rest.strip_prefix(['>', '=']).unwrap_or(rest);
     let value = rest.trim_start_matches([' ', '\t']);
     (!value.is_empty()).then_some(text.len() - value.len())
 }
@@ -742,6 +754,8 @@ mod tests {
             r#"<13>1 - h app - - - warden@32473 {"token": "SECRET1", "next": 1}"#,
             "<13>1 - h app - - - warden@32473 {'token':'SECRET1'} next",
             "<13>1 - h app - - - warden@32473 GET /x?a=1&token=SECRET1&next=2",
+            r#"<13>1 - h app - - - warden@32473 {"token": "ab\"cdSECRET1TAIL", "next": 1}"#,
+            r#"<13>1 - h app - - - warden@32473 :token => "SECRET1" next"#,
         ] {
             let json = ok(line).event.to_json();
             assert!(!json.contains("SECRET1"), "{line}: {json}");

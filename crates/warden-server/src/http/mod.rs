@@ -8,4 +8,4 @@ pub mod error;
 pub mod extract;
 pub mod query_params;
 pub mod request_id;
-pub mod unique_keys;
+pub use warden_policy::unique_keys;

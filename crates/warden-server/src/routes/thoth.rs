@@ -262,29 +262,11 @@ fn redact_tool_arguments(
     if paths.is_empty() {
         return;
     }
-    let redact = |args: &mut Value| match args {
-        // Arguments sent as a JSON string are redacted inside it.
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(mut parsed) if parsed.is_object() || parsed.is_array() => {
-                for path in &paths {
-                    path.redact(&mut parsed);
-                }
-                *text = parsed.to_string();
-            }
-            Ok(_) => {}
-            // Arguments that look like JSON but are not strictly JSON
-            // (Python writes NaN, Infinity and lone surrogates) cannot
-            // be redacted by path: withheld whole rather than stored as
-            // sent.
-            Err(_) if text.trim_start().starts_with(['{', '[']) => {
-                *text = warden_policy::modify::REDACTED.to_string();
-            }
-            Err(_) => {}
-        },
-        other => {
-            for path in &paths {
-                path.redact(other);
-            }
+    // Arguments sent as a JSON string are redacted inside it by the paths
+    // themselves (withheld whole when that cannot be done exactly).
+    let redact = |args: &mut Value| {
+        for path in &paths {
+            path.redact(args);
         }
     };
     for key in ["tool_args", "arguments"] {

@@ -142,8 +142,13 @@ async fn serve_connection(
                 Ok(n) => n,
             },
             _ = open.close.notified() => {
+                // What it had begun is not a message it finished: dropped
+                // and counted, not stored as one.
+                if framer.finish().is_some() {
+                    metrics.syslog_messages("malformed", 1);
+                }
                 tracing::debug!(%peer, "idle syslog tcp connection closed for a new one");
-                break;
+                return;
             }
         };
         framer.push(&buf[..n]);
