@@ -61,9 +61,10 @@ pub enum Companion {
     CreateAgent(Agent),
     /// Writes the agent if the stored one is still at its `revision`.
     UpdateAgent(Agent),
-    /// Deletes the agent, which must exist.
+    /// Deletes the agent, which must exist, and revokes its bound keys.
     DeleteAgent {
         id: String,
+        at: Millis,
     },
 }
 

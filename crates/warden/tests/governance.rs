@@ -2010,10 +2010,18 @@ fn agent_changes_are_audited(backend: &Backend) {
         &json!({"status": "suspended"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    let (_, bound) =
+        api.create_key(json!({"name": "bot key", "scopes": ["agents.read"], "agent_id": bot}));
+    assert_eq!(w.api(&bound).get("/api/v1/agents").status, 200);
     let r = api.delete(&format!("/api/v1/agents/{bot}"));
     assert_eq!(r.status, 204, "{}", r.text);
     api.delete(&format!("/api/v1/agents/{bot}"))
         .error(404, "not_found");
+    // Its bound key went with it (keys are read again within a second).
+    std::thread::sleep(Duration::from_millis(1_100));
+    w.api(&bound)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
 
     let log = api.get(&format!("/api/v1/audit?kind=agent_change&agent_id={bot}"));
     let records = log.body["data"].as_array().unwrap();

@@ -206,6 +206,7 @@ pub async fn delete(g: &Governance, principal: &Principal, reference: &str) -> S
             record,
             Some(Companion::DeleteAgent {
                 id: agent.id.clone(),
+                at: now_ms(),
             }),
         )
         .await

@@ -3,6 +3,7 @@
 
 use warden_core::agent::{Agent, AgentFilter, AgentStatus};
 use warden_core::page::{Page, PageRequest, SortValue};
+use warden_core::time::Millis;
 use warden_core::Tenant;
 
 use super::builder::{like_contains, SqlBuilder};
@@ -211,7 +212,9 @@ pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
     Ok(done.is_some())
 }
 
-pub(crate) fn delete_steps(tenant: &Tenant, id: &str) -> Vec<Step> {
+/// Deletes the agent and revokes the keys bound to it (at `at`): a key
+/// bound to an agent that is gone would act for nobody.
+pub(crate) fn delete_steps(tenant: &Tenant, id: &str, at: Millis) -> Vec<Step> {
     vec![
         Step::execute(
             "DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3",
@@ -226,10 +229,22 @@ pub(crate) fn delete_steps(tenant: &Tenant, id: &str) -> Vec<Step> {
             "DELETE FROM agent_tags WHERE agent_id = $1",
             vec![id.into()],
         ),
+        Step::execute(
+            "UPDATE api_keys SET revoked_at = $1 \
+             WHERE agent_id = $2 AND org_id = $3 AND environment = $4 AND revoked_at IS NULL",
+            vec![
+                at.into(),
+                id.into(),
+                (&tenant.org_id).into(),
+                tenant.environment.as_str().into(),
+            ],
+        ),
     ]
 }
 
 pub(crate) async fn delete(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<bool> {
-    let done = db.transaction(delete_steps(tenant, id)).await?;
+    let done = db
+        .transaction(delete_steps(tenant, id, warden_core::time::now_ms()))
+        .await?;
     Ok(done.is_some())
 }

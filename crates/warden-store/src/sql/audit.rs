@@ -98,7 +98,7 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
         } => policies::setting_steps(tenant, name, value, was.as_deref(), *at),
         Companion::CreateAgent(agent) => agents::insert_steps(tenant, agent),
         Companion::UpdateAgent(agent) => agents::update_steps(tenant, agent),
-        Companion::DeleteAgent { id } => agents::delete_steps(tenant, id),
+        Companion::DeleteAgent { id, at } => agents::delete_steps(tenant, id, *at),
     }
 }
 
