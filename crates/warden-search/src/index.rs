@@ -419,7 +419,10 @@ impl EventIndex {
             (
                 Occur::Must,
                 Box::new(RangeQuery::new(
-                    Bound::Included(Term::from_field_i64(self.fields.timestamp, request.from)),
+                    Bound::Included(Term::from_field_i64(
+                        self.fields.timestamp,
+                        request.from.max(request.not_before.unwrap_or(i64::MIN)),
+                    )),
                     Bound::Excluded(Term::from_field_i64(self.fields.timestamp, request.to)),
                 )),
             ),
@@ -544,6 +547,7 @@ mod tests {
             agent_id: None,
             from: 0,
             to: 2_000_000,
+            not_before: None,
             limit,
             order,
             after,

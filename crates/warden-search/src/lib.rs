@@ -50,6 +50,9 @@ pub struct SearchRequest {
     /// Event time range, `[from, to)`.
     pub from: Millis,
     pub to: Millis,
+    /// The organization's retention: older events are never returned,
+    /// though the sweep that removes them may not have come yet.
+    pub not_before: Option<Millis>,
     pub limit: usize,
     pub order: Order,
     /// The last event of the previous page.

@@ -151,6 +151,20 @@ pub fn query_error(query: &str, position: usize, message: String) -> ApiError {
 }
 
 impl Telemetry {
+    /// The oldest event time the organization's retention keeps, if it
+    /// set one: events past it are not served while they wait for the
+    /// sweep (an old event ingested after a change, say).
+    async fn retention_cutoff(&self, org_id: &str, now: i64) -> Option<i64> {
+        let days = self
+            .store
+            .org_setting(org_id, super::retention::SETTING)
+            .await
+            .ok()??
+            .parse::<i64>()
+            .ok()?;
+        Some(now - days * 86_400_000)
+    }
+
     pub async fn search(
         &self,
         tenant: &Tenant,
@@ -219,6 +233,7 @@ impl Telemetry {
             agent_id: params.agent_id.clone(),
             from,
             to: end,
+            not_before: self.retention_cutoff(&tenant.org_id, now).await,
             // One more than asked tells whether another page follows.
             limit: params.limit.min(MAX_LIMIT) + 1,
             order: params.order,
@@ -290,6 +305,7 @@ impl Telemetry {
             agent_id: agent_id.map(str::to_string),
             from: i64::MIN / 2,
             to: i64::MAX / 2,
+            not_before: self.retention_cutoff(&tenant.org_id, now_ms()).await,
             limit: 1,
             order: Order::NewestFirst,
             after: None,
