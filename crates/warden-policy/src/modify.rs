@@ -157,7 +157,13 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 visit(child, rest, f);
             }
         }
-        Value::String(text) if text.trim_start().starts_with(['{', '[']) => {
+        // Invisible characters in front (a byte-order mark, a zero-width
+        // space) do not hide JSON from the path: some parsers skip them.
+        Value::String(text)
+            if text
+                .trim_start_matches(|c: char| c.is_whitespace() || crate::pattern::invisible(c))
+                .starts_with(['{', '[']) =>
+        {
             // Text that is not strict JSON (a trailing comma, Python's
             // `NaN`) may hold the value, and no path can be found in it:
             // withheld whole, as the Thoth events' arguments are.
@@ -320,7 +326,9 @@ mod tests {
             "wide": "{\"card\": \"4111\", \"acct\": 12345678901234567890123}",
             "other": "{\"x\": 1}",
             "twice": "{\"cmd\": \"rm -rf /\", \"cmd\": \"ls\", \"card\": \"4111\"}",
-            "exp": "{\"card\": \"4111\", \"n\": 1e18}"
+            "exp": "{\"card\": \"4111\", \"n\": 1e18}",
+            "bom": "\u{feff}{\"card\": \"4111\"}",
+            "zwsp": "\u{200b}[{\"card\": \"4111\"}]"
         });
         for path in [
             "a.b",
@@ -332,6 +340,8 @@ mod tests {
             "other.card",
             "twice.card",
             "exp.card",
+            "bom.card",
+            "zwsp.*.card",
         ] {
             p(path).redact(&mut args);
         }
@@ -350,6 +360,9 @@ mod tests {
         assert_eq!(args["other"], "{\"x\": 1}");
         // A repeated key would hide from the record the value a tool may read.
         assert_eq!(args["twice"], REDACTED);
+        // Invisible characters in front do not hide the JSON.
+        assert_eq!(args["bom"], REDACTED);
+        assert_eq!(args["zwsp"], REDACTED);
         // A double within 64 bits is written back as the same number.
         let exp: Value = serde_json::from_str(args["exp"].as_str().unwrap()).unwrap();
         assert_eq!(exp, json!({"card": REDACTED, "n": 1e18}));

@@ -205,6 +205,17 @@ impl KeyRing {
         }
     }
 
+    /// Forgets every key bound to `agent_id` here at once: deleting the
+    /// agent revoked them in the store.
+    pub fn evict_bound_to(&self, agent_id: &str) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        for map in [&self.by_digest, &self.by_id] {
+            map.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, c| c.key.agent_id.as_deref() != Some(agent_id));
+        }
+    }
+
     fn note_use(&self, key_id: &str) {
         let now = now_ms();
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());

@@ -327,7 +327,9 @@ pub async fn delete_agent(
     ResourceId(id): ResourceId,
 ) -> ApiResult<StatusCode> {
     principal.require("agents.write")?;
-    service::delete(&state.governance, &principal, &id).await?;
+    let deleted = service::delete(&state.governance, &principal, &id).await?;
     state.governance.agents.forget_tenant(&principal.tenant());
+    // Its bound keys were revoked with it: refused here from now on.
+    state.keys.evict_bound_to(&deleted);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -188,7 +188,12 @@ pub async fn update(
 
 /// Deletes an agent named by its Warden id or its external id, as it is
 /// read and changed.
-pub async fn delete(g: &Governance, principal: &Principal, reference: &str) -> ServiceResult<()> {
+/// Returns the deleted agent's Warden id (its bound keys were revoked).
+pub async fn delete(
+    g: &Governance,
+    principal: &Principal,
+    reference: &str,
+) -> ServiceResult<String> {
     if principal.agent_id.is_some() {
         return Err(Error::Forbidden("a key bound to an agent cannot delete agents".into()).into());
     }
@@ -211,7 +216,7 @@ pub async fn delete(g: &Governance, principal: &Principal, reference: &str) -> S
         )
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(agent.id),
         // Deleted meanwhile by another request, which recorded it.
         Err(AppendError::Precondition) => Err(Error::NotFound("agent").into()),
         Err(e) => Err(append_error(e)),
