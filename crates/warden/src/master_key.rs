@@ -19,7 +19,6 @@ pub fn load(explicit: Option<&str>, data_dir: &Path, create: bool) -> Result<Mas
     }
     let path = data_dir.join(FILE);
     if path.exists() {
-        warden_store::keep_private(data_dir).map_err(|e| e.to_string())?;
         let text = fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return MasterKey::parse(&text)

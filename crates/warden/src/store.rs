@@ -21,6 +21,9 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
         Some(text) => Some(crate::master_key::load(Some(text), &args.data_dir, false)?),
         None => None,
     };
+    // Before SQLite opens the database: it gives a new WAL the database
+    // file's mode. With PostgreSQL the directory holds the index.
+    warden_store::keep_private(&args.data_dir).map_err(|e| e.to_string())?;
     let store = match &args.database_url {
         Some(url) => SqlStore::open(url).await,
         None => SqlStore::open_sqlite(&args.data_dir).await,

@@ -197,22 +197,21 @@ impl KeyRing {
 
     /// Forgets a key here at once (the other replicas forget within [`FRESH_FOR`]).
     pub fn evict(&self, key_id: &str) {
-        self.evictions.fetch_add(1, Ordering::AcqRel);
-        for map in [&self.by_digest, &self.by_id] {
-            map.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, c| c.key.id != key_id);
-        }
+        self.evict_where(|key| key.id == key_id);
     }
 
     /// Forgets every key bound to `agent_id` here at once: deleting the
     /// agent revoked them in the store.
     pub fn evict_bound_to(&self, agent_id: &str) {
+        self.evict_where(|key| key.agent_id.as_deref() == Some(agent_id));
+    }
+
+    fn evict_where(&self, gone: impl Fn(&ApiKey) -> bool) {
         self.evictions.fetch_add(1, Ordering::AcqRel);
         for map in [&self.by_digest, &self.by_id] {
             map.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, c| c.key.agent_id.as_deref() != Some(agent_id));
+                .retain(|_, c| !gone(&c.key));
         }
     }
 

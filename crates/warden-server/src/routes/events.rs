@@ -279,16 +279,7 @@ async fn name_known_agents(
             known.insert(reference.clone(), found.map(|a| (a.id, a.external_id)));
         }
         if let Some(Some((id, external_id))) = known.get(&reference) {
-            // Warden's to say, for a registered agent (a key bound to one
-            // stamps it too): a value sent under this name could make the
-            // event look like another agent's.
-            match external_id {
-                Some(name) => event
-                    .fields
-                    .insert("external_agent_id".into(), Value::String(name.clone())),
-                None => event.fields.remove("external_agent_id"),
-            };
-            event.agent_id = Some(id.clone());
+            crate::telemetry::ingest::stamp_agent(event, id, external_id.as_deref());
         }
     }
     Ok(())

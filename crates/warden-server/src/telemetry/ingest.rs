@@ -19,6 +19,17 @@ pub fn bind_to_agent(principal: &Principal, events: &mut [Event]) {
     }
 }
 
+/// Names a registered agent on its event: its Warden id, and its external
+/// id in `fields.external_agent_id`, which is Warden's to say (a value
+/// sent under that name could make the event look like another agent's).
+pub fn stamp_agent(event: &mut Event, id: &str, external_id: Option<&str>) {
+    match external_id {
+        Some(name) => event.fields.insert("external_agent_id".into(), name.into()),
+        None => event.fields.remove("external_agent_id"),
+    };
+    event.agent_id = Some(id.to_string());
+}
+
 impl Telemetry {
     /// Appends `events` for `tenant` in one transaction, hands them to the
     /// indexer and wakes it; returns their ids once they are on disk.

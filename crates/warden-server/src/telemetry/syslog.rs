@@ -195,12 +195,8 @@ async fn route(
                     .await
                     .ok()
                     .flatten();
-                match agent.and_then(|a| a.external_id) {
-                    Some(name) => event
-                        .fields
-                        .insert("external_agent_id".into(), serde_json::Value::String(name)),
-                    None => event.fields.remove("external_agent_id"),
-                };
+                let external_id = agent.and_then(|a| a.external_id);
+                super::ingest::stamp_agent(&mut event, bound, external_id.as_deref());
             }
             principal.tenant()
         }

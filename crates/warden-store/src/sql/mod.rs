@@ -66,7 +66,6 @@ impl SqlStore {
     /// Opens (creating if needed) `warden.db` in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path) -> StoreResult<Self> {
         create_private_dir(data_dir)?;
-        keep_private(data_dir)?;
         let path = data_dir.join("warden.db");
         let shown = path.display().to_string();
         let db = tokio::task::spawn_blocking(move || SqliteDb::open(&path, crate::migrate::SQLITE))

@@ -58,8 +58,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!();
     }
     warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
-    // With PostgreSQL too: the directory holds the search index.
-    warden_store::keep_private(&args.store.data_dir).map_err(|e| e.to_string())?;
     let config = ServerConfig {
         listen: args.listen.clone(),
         redis_url: args.redis_url.clone(),
