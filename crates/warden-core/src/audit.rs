@@ -19,6 +19,10 @@ pub enum AuditKind {
     /// An agent registered, changed or deleted through the API: what
     /// policies select (status, tags, names) is part of the record.
     AgentChange,
+    /// An API key minted, rotated or revoked: who may act, and how.
+    KeyChange,
+    /// An organization setting changed (event retention).
+    SettingChange,
 }
 
 impl AuditKind {
@@ -28,6 +32,8 @@ impl AuditKind {
             AuditKind::HoldResolution => "hold_resolution",
             AuditKind::PolicyChange => "policy_change",
             AuditKind::AgentChange => "agent_change",
+            AuditKind::KeyChange => "key_change",
+            AuditKind::SettingChange => "setting_change",
         }
     }
 }

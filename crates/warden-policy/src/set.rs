@@ -85,9 +85,9 @@ pub struct Evaluation<'s, Ctx> {
     /// Every matching `monitor` policy, strongest first; the first one's
     /// decision is what monitoring would have done.
     pub monitored: Vec<&'s Policy<Ctx>>,
-    /// Conditions that failed to evaluate. A failing condition counts as
-    /// met for a policy more restrictive than `allow` and as unmet for an
-    /// `allow` policy: an error never loosens the outcome.
+    /// Conditions that failed to evaluate. A failed condition counts as
+    /// met or unmet, whichever makes the outcome more restrictive (unmet
+    /// for an `allow` policy): an error never loosens the outcome.
     pub condition_errors: Vec<(&'s Policy<Ctx>, ConditionError)>,
 }
 
@@ -210,7 +210,8 @@ impl<Ctx> PolicySet<Ctx> {
     }
 
     pub fn evaluate<'s>(&'s self, call: &Call<'_, Ctx>) -> Evaluation<'s, Ctx> {
-        let mut matched = Vec::new();
+        // Each matching enforce policy, and whether its condition failed.
+        let mut matched: Vec<(&'s Policy<Ctx>, bool)> = Vec::new();
         let mut monitored = Vec::new();
         let mut condition_errors = Vec::new();
         for i in self.pattern_matches(call.tool) {
@@ -220,6 +221,7 @@ impl<Ctx> PolicySet<Ctx> {
                     continue;
                 }
             }
+            let mut failed = false;
             if let Some(condition) = &policy.condition {
                 match condition.holds(call.context) {
                     Ok(true) => {}
@@ -229,24 +231,75 @@ impl<Ctx> PolicySet<Ctx> {
                         if policy.decision == Decision::Allow {
                             continue;
                         }
+                        failed = true;
                     }
                 }
             }
             match policy.mode {
-                Mode::Enforce => matched.push(policy),
+                Mode::Enforce => matched.push((policy, failed)),
                 Mode::Monitor => monitored.push(policy),
             }
         }
         let rank = |p: &&Policy<Ctx>| std::cmp::Reverse((p.priority, p.decision.restrictiveness()));
-        matched.sort_by_key(rank);
+        matched.sort_by_key(|(p, _)| rank(p));
         monitored.sort_by_key(rank);
-        let deciding = matched.first().copied();
+        let (decision, deciding) = self.worst_case(&matched);
+        let mut matched: Vec<&'s Policy<Ctx>> = matched.into_iter().map(|(p, _)| p).collect();
+        // The deciding policy leads the list, as when no condition failed.
+        if let Some(d) = deciding {
+            if let Some(at) = matched.iter().position(|p| std::ptr::eq(*p, d)) {
+                let d = matched.remove(at);
+                matched.insert(0, d);
+            }
+        }
         Evaluation {
-            decision: deciding.map_or(self.default, |p| p.decision),
+            decision,
             deciding,
             matched,
             monitored,
             condition_errors,
+        }
+    }
+
+    /// The outcome of the matching enforce policies (strongest first, each
+    /// with whether its condition failed): the most restrictive outcome
+    /// the calls' failed conditions could give, had each been met or not.
+    /// Without failures, the strongest policy. A failed condition is one
+    /// the caller's arguments can provoke, so it must never loosen the
+    /// outcome: a failed `audit` above a `deny` does not lift the deny.
+    ///
+    /// A priority level wins in some world if nothing certain stands above
+    /// it: the top level of the policies whose conditions held, and every
+    /// level above it made of failed ones; the default too, when no policy
+    /// certainly matched. Within a level every failed policy may be met.
+    fn worst_case<'s>(
+        &self,
+        matched: &[(&'s Policy<Ctx>, bool)],
+    ) -> (Decision, Option<&'s Policy<Ctx>>) {
+        let top_certain = matched
+            .iter()
+            .find(|(_, failed)| !failed)
+            .map(|(p, _)| p.priority);
+        let reachable = matched.iter().filter(|(p, failed)| match top_certain {
+            Some(top) if *failed => p.priority >= top,
+            Some(top) => p.priority == top,
+            None => true,
+        });
+        // The most restrictive; among equals the first (highest priority).
+        let mut best: Option<&'s Policy<Ctx>> = None;
+        for (p, _) in reachable {
+            if best.is_none_or(|b| p.decision.restrictiveness() > b.decision.restrictiveness()) {
+                best = Some(p);
+            }
+        }
+        match best {
+            Some(p)
+                if top_certain.is_some()
+                    || p.decision.restrictiveness() >= self.default.restrictiveness() =>
+            {
+                (p.decision, Some(p))
+            }
+            _ => (self.default, None),
         }
     }
 }

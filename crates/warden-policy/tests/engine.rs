@@ -24,6 +24,16 @@ impl Condition<Amount> for Over {
     }
 }
 
+/// A condition that evaluates and never holds.
+#[derive(Debug)]
+struct Never;
+
+impl Condition<Amount> for Never {
+    fn holds(&self, _: &Amount) -> Result<bool, ConditionError> {
+        Ok(false)
+    }
+}
+
 fn policy(id: &str, pattern: &str, decision: Decision, priority: i32) -> Policy<Amount> {
     Policy {
         id: id.into(),
@@ -179,6 +189,108 @@ fn a_failing_condition_never_loosens_the_outcome() {
     });
     assert_eq!(e.decision, Decision::StepUp);
     assert_eq!(e.condition_errors.len(), 2);
+}
+
+#[test]
+fn a_failing_condition_does_not_lift_a_deny_below_it() {
+    let failing = |id: &str, decision, priority| {
+        let mut p = policy(id, "payout.*", decision, priority);
+        p.condition = Some(Arc::new(Over(100)) as Arc<dyn Condition<Amount> + Send + Sync>);
+        p
+    };
+    // A failed audit, modify or step_up above a deny that certainly holds.
+    for loose in [Decision::Audit, Decision::Modify, Decision::StepUp] {
+        let set = PolicySet::compile(
+            vec![
+                policy("deny", "payout.*", Decision::Deny, 0),
+                failing("loose", loose, 10),
+            ],
+            Decision::Allow,
+        );
+        assert_eq!(
+            decide(&set, "payout.send", -1),
+            (Decision::Deny, Some("deny".into()))
+        );
+        // Where the condition evaluates, it decides as written.
+        assert_eq!(decide(&set, "payout.send", 500).0, loose);
+        assert_eq!(decide(&set, "payout.send", 5).0, Decision::Deny);
+    }
+    // Above the organization's default deny.
+    let set = PolicySet::compile(vec![failing("audit", Decision::Audit, 0)], Decision::Deny);
+    assert_eq!(decide(&set, "payout.send", -1), (Decision::Deny, None));
+    // A failed deny below a policy that certainly holds cannot win in any
+    // case, so it does not decide.
+    let set = PolicySet::compile(
+        vec![
+            policy("audit", "payout.*", Decision::Audit, 10),
+            failing("deny", Decision::Deny, 0),
+        ],
+        Decision::Allow,
+    );
+    assert_eq!(
+        decide(&set, "payout.send", -1),
+        (Decision::Audit, Some("audit".into()))
+    );
+}
+
+#[test]
+fn a_failing_condition_gives_the_worst_case_of_every_outcome() {
+    // Against every way the failed conditions could have come out.
+    let decisions = Decision::ALL;
+    let mut rng = Lcg(7);
+    for _ in 0..2_000 {
+        let n = 1 + rng.next(5);
+        let mut specs = Vec::new();
+        for i in 0..n {
+            let decision = decisions[rng.next(5)];
+            let priority = rng.next(3) as i32;
+            // 0: no condition, 1: a condition that fails, 2: one that is unmet.
+            let condition = rng.next(3);
+            specs.push((format!("p{i}"), decision, priority, condition));
+        }
+        let default = decisions[rng.next(5)];
+        let build = |world: usize| {
+            let mut policies = Vec::new();
+            let mut failed = 0;
+            for (id, decision, priority, condition) in &specs {
+                let mut p = policy(id, "t.*", *decision, *priority);
+                match condition {
+                    1 if *decision != Decision::Allow => {
+                        let met = world >> failed & 1 == 1;
+                        failed += 1;
+                        if !met {
+                            continue;
+                        }
+                    }
+                    1 | 2 => continue,
+                    _ => {}
+                }
+                p.condition = None;
+                policies.push(p);
+            }
+            PolicySet::compile(policies, default)
+        };
+        let failing = specs
+            .iter()
+            .filter(|(_, d, _, c)| *c == 1 && *d != Decision::Allow)
+            .count();
+        let worst = (0..1usize << failing)
+            .map(|world| decide(&build(world), "t.x", 0).0)
+            .max_by_key(|d| d.restrictiveness())
+            .unwrap();
+        let mut policies = Vec::new();
+        for (id, decision, priority, condition) in &specs {
+            let mut p = policy(id, "t.*", *decision, *priority);
+            match condition {
+                1 => p.condition = Some(Arc::new(Over(0))),
+                2 => p.condition = Some(Arc::new(Never)),
+                _ => {}
+            }
+            policies.push(p);
+        }
+        let actual = decide(&PolicySet::compile(policies, default), "t.x", -1).0;
+        assert_eq!(actual, worst, "{specs:?}, default {default:?}");
+    }
 }
 
 /// A small deterministic generator, so the comparison covers many shapes

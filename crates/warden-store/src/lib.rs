@@ -66,6 +66,32 @@ pub enum Companion {
         id: String,
         at: Millis,
     },
+    /// Stores a newly minted key (its digest only).
+    InsertApiKey(ApiKey),
+    /// Revokes a key that is not revoked yet.
+    RevokeApiKey {
+        id: String,
+        at: Millis,
+    },
+    /// Gives a key that is not revoked a new secret.
+    RotateApiKey(KeyRotation),
+    /// Sets an organization-wide setting (`None` removes it).
+    SetOrgSetting {
+        name: String,
+        value: Option<String>,
+        at: Millis,
+    },
+}
+
+/// A key's new secret digest; the old one stays valid until
+/// `previous_valid_until` when that is set.
+#[derive(Debug, Clone)]
+pub struct KeyRotation {
+    pub id: String,
+    pub new_digest: String,
+    pub last_four: String,
+    pub previous_valid_until: Option<Millis>,
+    pub at: Millis,
 }
 
 /// One record for a tenant's chain, with what commits with it.
@@ -157,19 +183,6 @@ pub trait Store: Send + Sync + 'static {
         agent_id: Option<&str>,
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>>;
-    /// Marks a key revoked; false when no such active key exists.
-    async fn revoke_api_key(&self, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool>;
-    /// Replaces a key's secret, keeping the old digest valid until
-    /// `previous_valid_until`.
-    async fn rotate_api_key(
-        &self,
-        tenant: &Tenant,
-        id: &str,
-        new_digest: &str,
-        last_four: &str,
-        previous_valid_until: Option<Millis>,
-        at: Millis,
-    ) -> StoreResult<Option<ApiKey>>;
     async fn record_key_use(&self, uses: &[(String, Millis)]) -> StoreResult<()>;
 
     async fn insert_agent(&self, tenant: &Tenant, agent: &Agent) -> StoreResult<()>;
@@ -228,13 +241,6 @@ pub trait Store: Send + Sync + 'static {
     async fn org_setting(&self, org_id: &str, name: &str) -> StoreResult<Option<String>>;
     /// Every organization that has the setting, with its value.
     async fn orgs_with_setting(&self, name: &str) -> StoreResult<Vec<(String, String)>>;
-    /// Sets an organization-wide setting; `None` removes it.
-    async fn set_org_setting(
-        &self,
-        org_id: &str,
-        name: &str,
-        value: Option<&str>,
-    ) -> StoreResult<()>;
 
     /// The last sequence number and hash of a tenant's chain.
     async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)>;

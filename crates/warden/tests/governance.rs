@@ -1754,6 +1754,19 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     let used = &used.body["data"][0];
     assert_eq!(used["detail"]["used_by"], "poll", "{used}");
     assert_eq!(used["arguments"]["x"], 1, "{used}");
+    // Under the names the SDK and the policies know, as the held call was.
+    assert_eq!(used["detail"]["external_agent_id"], "cond-bot", "{used}");
+    let held = api.get(&format!(
+        "/api/v1/audit/{}",
+        used["detail"]["decision_audit_id"].as_str().unwrap()
+    ));
+    let held_matched = &held.body["data"]["matched_policy_ids"];
+    assert!(
+        !held_matched.as_array().unwrap().is_empty(),
+        "{}",
+        held.text
+    );
+    assert_eq!(&used["matched_policy_ids"], held_matched, "{used}");
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
@@ -1855,6 +1868,12 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
 
     // A restart keeps each agent's recent sessions: they are rebuilt from
     // the audit log when the agent's profile is loaded.
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let api = w.api(&t.live_key);
+    assert_eq!(also(&api, "reader-bot", "http.post", "across"), "deny");
+    // A denied call did not run: it is not the previous tool of the
+    // session, so trying again meets the same rule, also after a restart.
+    assert_eq!(also(&api, "reader-bot", "http.post", "across"), "deny");
     let w = w.crash_and_restart(&backend.data_dir(0));
     let api = w.api(&t.live_key);
     assert_eq!(also(&api, "reader-bot", "http.post", "across"), "deny");
@@ -2048,11 +2067,92 @@ fn agent_changes_are_audited(backend: &Backend) {
     );
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
-    assert_eq!(v.body["data"]["records_checked"], 4);
+    // The four agent changes and the bound key's creation.
+    assert_eq!(v.body["data"]["records_checked"], 5);
+}
+
+/// Minting, rotating and revoking keys and changing the event retention
+/// are in the audit chain: who may act, and how long evidence is kept.
+fn key_and_retention_changes_are_audited(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/api-keys",
+        &json!({"name": "ci", "scopes": ["events.write"], "allowed_cidrs": ["10.0.0.0/8"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let first = r.body["data"]["key"].as_str().unwrap().to_string();
+    let r = api.post(
+        &format!("/api/v1/api-keys/{id}/rotate"),
+        &json!({"grace_period_seconds": 60}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let second = r.body["data"]["key"].as_str().unwrap().to_string();
+    assert_eq!(api.delete(&format!("/api/v1/api-keys/{id}")).status, 204);
+    // Refused changes record nothing.
+    api.delete(&format!("/api/v1/api-keys/{id}"))
+        .error(422, "unprocessable");
+    let r = api.post(&format!("/api/v1/api-keys/{id}/rotate"), &json!({}));
+    assert_eq!(r.status, 422, "{}", r.text);
+    // A test key minted by the live admin is recorded in the test chain.
+    let r = api.post(
+        "/api/v1/api-keys",
+        &json!({"name": "sandbox", "scopes": ["agents.read"], "environment": "test"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let log = api.get("/api/v1/audit?kind=key_change");
+    let records = log.body["data"].as_array().unwrap();
+    let changes: Vec<&str> = records
+        .iter()
+        .map(|r| r["detail"]["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["revoked", "rotated", "created"], "{}", log.text);
+    for r in records {
+        assert_eq!(r["detail"]["key"]["id"], id.as_str(), "{r}");
+        assert_eq!(r["detail"]["key"]["allowed_cidrs"], json!(["10.0.0.0/8"]));
+        assert_eq!(r["actor"], records[0]["actor"]);
+    }
+    assert_eq!(records[1]["detail"]["grace_period_seconds"], 60);
+    // No secret, nor a part of one, is on record.
+    for secret in [&first, &second] {
+        assert!(!log.text.contains(&secret[9..]), "{}", log.text);
+    }
+    let test_log = w.api(&t.test_key).get("/api/v1/audit?kind=key_change");
+    assert_eq!(
+        test_log.body["data"][0]["detail"]["key"]["name"], "sandbox",
+        "{}",
+        test_log.text
+    );
+
+    for days in [json!(30), json!(30), json!(null)] {
+        let r = api.send(
+            "PUT",
+            "/api/v1/events/retention",
+            Some(&json!({"retention_days": days})),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let log = api.get("/api/v1/audit?kind=setting_change");
+    let records = log.body["data"].as_array().unwrap();
+    // Setting what is already set records nothing.
+    assert_eq!(records.len(), 2, "{}", log.text);
+    assert_eq!(records[0]["detail"]["from"], 30);
+    assert_eq!(records[0]["detail"]["to"], Value::Null);
+    assert_eq!(records[1]["detail"]["from"], Value::Null);
+    assert_eq!(records[1]["detail"]["to"], 30);
+    assert_eq!(records[1]["detail"]["change"], "event_retention_days");
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    assert_eq!(v.body["data"]["records_checked"], 5, "{}", v.text);
 }
 
 on_every_backend!(
     agent_changes_are_audited,
+    key_and_retention_changes_are_audited,
     policies_are_versioned_audited_and_checked,
     precedence_monitor_and_the_default,
     modify_redaction_and_dry_runs,

@@ -1562,6 +1562,23 @@ fn decisions_are_agent_events(backend: &Backend) {
     let agents = api.get("/api/v1/agents?search=never-seen-bot");
     let id = agents.body["data"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(agents.body["data"][0]["status"], "discovered");
+    assert_eq!(
+        agents.body["data"][0]["description"],
+        "Registered by Warden on its first event"
+    );
+    // The registry changed without a decision: the audit log says so.
+    let log = api.get(&format!("/api/v1/audit?kind=agent_change&agent_id={id}"));
+    assert_eq!(
+        log.body["data"][0]["detail"]["change"], "discovered",
+        "{}",
+        log.text
+    );
+    assert_eq!(
+        log.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        log.text
+    );
     wait_total(
         &api,
         &format!("agent_id:{id} AND fields.external_agent_id:never-seen-bot"),

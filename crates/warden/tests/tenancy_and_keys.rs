@@ -633,6 +633,38 @@ fn operator_key_commands(backend: &Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The console's changes are in the key's chain, by `cli`, and the
+    // running server's own appends chain on after them.
+    let api = w.api(&t.live_key);
+    let log = api.get("/api/v1/audit?kind=key_change");
+    let records = log.body["data"].as_array().unwrap();
+    let changes: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["detail"]["change"].as_str().unwrap(),
+                r["detail"]["key"]["id"].as_str().unwrap(),
+                r["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("revoked", id.as_str(), "cli"),
+            ("created", id.as_str(), "cli")
+        ],
+        "{}",
+        log.text
+    );
+    assert_eq!(
+        records[1]["detail"]["key"]["scopes"],
+        json!(["agents.read"])
+    );
+    assert!(!log.text.contains(&secret[9..]), "{}", log.text);
+    api.create_agent("after-cli");
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
 on_every_backend!(

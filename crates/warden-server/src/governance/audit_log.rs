@@ -406,31 +406,57 @@ async fn try_one(
     heads: &mut Heads,
     p: &Pending,
 ) -> Result<(ChainedRecord, AuditCommitted), AppendError> {
+    append_with_heads(store, heads, &p.tenant, &p.record, &p.companion, &p.event).await
+}
+
+/// Appends one record outside any running writer (the command line, on
+/// the host's console): chained on the stored head, and again on a fresh
+/// one while a running server moves it. A server whose batch then finds
+/// its head moved re-chains it, as with a second replica.
+pub async fn append_alone(
+    store: &dyn Store,
+    tenant: &Tenant,
+    record: &AuditRecord,
+    companion: Option<Companion>,
+) -> Result<ChainedRecord, AppendError> {
+    append_with_heads(store, &mut Heads::new(), tenant, record, &companion, &None)
+        .await
+        .map(|(chained, _)| chained)
+}
+
+async fn append_with_heads(
+    store: &dyn Store,
+    heads: &mut Heads,
+    tenant: &Tenant,
+    record: &AuditRecord,
+    companion: &Option<Companion>,
+    event: &Option<EventAppend>,
+) -> Result<(ChainedRecord, AuditCommitted), AppendError> {
     for _ in 0..ATTEMPTS {
-        let head = head_of(store, heads, &p.tenant).await?;
-        let chained = link(&p.record, &head);
+        let head = head_of(store, heads, tenant).await?;
+        let chained = link(record, &head);
         let append = AuditAppend {
-            tenant: p.tenant.clone(),
+            tenant: tenant.clone(),
             link: chained.clone(),
-            companion: p.companion.clone(),
-            event: p.event.clone(),
+            companion: companion.clone(),
+            event: event.clone(),
         };
         match store.append_audit(std::slice::from_ref(&append)).await {
             Ok(Some(committed)) => {
-                heads.insert(p.tenant.clone(), (chained.sequence, chained.hash.clone()));
+                heads.insert(tenant.clone(), (chained.sequence, chained.hash.clone()));
                 return Ok((chained, committed));
             }
             Ok(None) => {
                 // Did the chain move (another writer), or did the companion
                 // fail? Only the first is worth another attempt.
-                heads.remove(&p.tenant);
-                let stored = head_of(store, heads, &p.tenant).await?;
+                heads.remove(tenant);
+                let stored = head_of(store, heads, tenant).await?;
                 if stored == head {
                     return Err(AppendError::Precondition);
                 }
             }
             Err(e) => {
-                heads.remove(&p.tenant);
+                heads.remove(tenant);
                 return Err(e.into());
             }
         }

@@ -207,8 +207,10 @@ impl DriftBook {
             let (Some(session), Some(tool)) = (&r.record.session_id, &r.record.tool) else {
                 continue;
             };
-            // A poll's use of an approval is not a call of its own.
-            if r.record.detail.get("used_by").is_some() {
+            // A denied or held call did not run (an approved one ran as
+            // the decision that used the approval).
+            let ran = r.record.decision.as_deref().and_then(|d| d.parse().ok());
+            if !ran.is_some_and(super::enforce::runs) {
                 continue;
             }
             sessions
@@ -266,12 +268,24 @@ impl DriftBook {
             }
         }
         if let Some(session) = session_id {
-            let mut sessions = self.sessions.lock().unwrap();
-            sessions
-                .entry((tenant.clone(), agent_id.to_string(), session.to_string()))
-                .or_default()
-                .push(call.tool, call.at_ms);
+            self.remember_in_session(tenant, agent_id, session, call.tool, call.at_ms);
         }
+    }
+
+    /// Adds a call that ran to its session's history.
+    pub fn remember_in_session(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        session_id: &str,
+        tool: &str,
+        at_ms: i64,
+    ) {
+        let mut sessions = self.sessions.lock().unwrap();
+        sessions
+            .entry((tenant.clone(), agent_id.to_string(), session_id.to_string()))
+            .or_default()
+            .push(tool, at_ms);
     }
 
     /// Forgets an agent's profile and rebuilds it from the audit log.

@@ -14,6 +14,7 @@ use warden_policy::drift::{DriftScore, Observation};
 use warden_policy::{CallFacts, ConditionInput, Decision};
 use warden_store::Companion;
 
+use super::audit_log::AppendError;
 use super::drift::argument_keys;
 use super::engine::TenantPolicies;
 use super::holds::append_error;
@@ -164,7 +165,7 @@ async fn resolve_agent(
             .into())
         }
         None if looks_like_agent_id(reference) => return Err(Error::NotFound("agent").into()),
-        None => discover(g, &tenant, reference).await?,
+        None => discover(g, &tenant, reference, Discovery::Enforcement).await?,
     };
     if let Some(bound) = &principal.agent_id {
         if *bound != agent.id {
@@ -182,22 +183,34 @@ pub use warden_core::agent::looks_like_agent_id;
 /// The agent an unknown `reference` becomes on its first call: registered
 /// as `discovered`, under that external id. Not stored here.
 pub fn discovered_agent(reference: &str) -> Result<Agent, Error> {
-    discovered_named(reference, false)
+    discovered_named(reference, false, Discovery::Enforcement)
+}
+
+/// What made Warden discover an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery<'a> {
+    /// Its first enforcement request, whose decision record says so.
+    Enforcement,
+    /// Its first event (the Thoth SDK's events), sent by the key with
+    /// this id: an `agent_change` record of its own.
+    Event { actor: &'a str },
 }
 
 /// A discovered agent's name: `discovered: <external id>`, cut to fit
 /// names' 200 characters. `with_id` adds the agent's own id, for when
 /// that name is taken (by a registered agent, or by a longer external id
 /// sharing the cut part), so that discovery never fails on a name.
-fn discovered_named(reference: &str, with_id: bool) -> Result<Agent, Error> {
+fn discovered_named(reference: &str, with_id: bool, how: Discovery) -> Result<Agent, Error> {
+    let first = match how {
+        Discovery::Enforcement => "enforcement request",
+        Discovery::Event { .. } => "event",
+    };
     let changes = AgentChanges {
         // Named below, once the id is known.
         name: Some("discovered".into()),
         external_id: Some(Some(reference.to_string())),
         status: Some(AgentStatus::Discovered),
-        description: Some(Some(
-            "Registered by Warden on its first enforcement request".into(),
-        )),
+        description: Some(Some(format!("Registered by Warden on its first {first}"))),
         ..Default::default()
     };
     let mut agent = Agent::create(changes, now_ms())?;
@@ -220,10 +233,28 @@ pub(crate) async fn discover(
     g: &Governance,
     tenant: &warden_core::Tenant,
     reference: &str,
+    how: Discovery<'_>,
 ) -> ServiceResult<Agent> {
     for with_id in [false, true] {
-        let agent = discovered_named(reference, with_id)?;
-        match g.store.insert_agent(tenant, &agent).await {
+        let agent = discovered_named(reference, with_id, how)?;
+        let stored = match how {
+            Discovery::Enforcement => g.store.insert_agent(tenant, &agent).await,
+            Discovery::Event { actor } => {
+                let record = AuditRecord {
+                    agent_id: Some(agent.id.clone()),
+                    reason: Some("agent discovered by its first event".into()),
+                    detail: json!({"change": "discovered", "external_id": reference}),
+                    ..AuditRecord::change(AuditKind::AgentChange, actor, now_ms())
+                };
+                let companion = Some(Companion::CreateAgent(agent.clone()));
+                match g.audit.append(tenant.clone(), record, companion).await {
+                    Ok(_) => Ok(()),
+                    Err(AppendError::Store(e)) => Err(e),
+                    Err(e) => return Err(append_error(e)),
+                }
+            }
+        };
+        match stored {
             Ok(()) => {
                 g.agents.remember(tenant, reference, Some(agent.clone()));
                 return Ok(agent);
@@ -602,10 +633,14 @@ async fn decide_and_record(
         Err(super::audit_log::AppendError::Precondition) => return Ok(Err(HoldTaken)),
         Err(other) => return Err(append_error(other)),
     };
+    // The session's history is of calls that ran: a denied or held call
+    // does not become `session.previous_tool`, or retrying it would pass a
+    // rule on what may follow what.
+    let ran = runs(decision);
     g.drift.observe(
         &tenant,
         &agent.id,
-        call.session_id.as_deref(),
+        call.session_id.as_deref().filter(|_| ran),
         &observation,
         chained.sequence,
     );
@@ -782,4 +817,13 @@ pub fn decide(
         monitor_decision,
         condition_errors,
     }
+}
+
+/// Whether a decision lets the call run (a `step_up` runs only once
+/// approved, as a decision of its own).
+pub fn runs(decision: Decision) -> bool {
+    matches!(
+        decision,
+        Decision::Allow | Decision::Audit | Decision::Modify
+    )
 }

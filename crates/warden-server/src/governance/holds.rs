@@ -383,11 +383,14 @@ pub async fn use_by_poll(
             hold.decided_by.clone().unwrap_or_default(),
             hold.id
         )),
-        matched_policy_ids: vec![],
+        matched_policy_ids: held
+            .as_ref()
+            .map(|r| r.matched_policy_ids.clone())
+            .unwrap_or_default(),
         monitored: vec![],
         drift: None,
         session_id: hold.session_id.clone(),
-        user_id: held.and_then(|r| r.user_id),
+        user_id: held.as_ref().and_then(|r| r.user_id.clone()),
         latency_us: None,
         hold_id: Some(hold.id.clone()),
         policy_id: hold_policy(hold),
@@ -398,6 +401,15 @@ pub async fn use_by_poll(
             "used_by": "poll",
         }),
     };
+    // The agent's name as its SDK knows it, as on every decision record
+    // (and so on the agent event searched by it).
+    let mut record = record;
+    if let Some(external) = held
+        .as_ref()
+        .and_then(|r| r.detail.get("external_agent_id"))
+    {
+        record.detail["external_agent_id"] = external.clone();
+    }
     let companion = Companion::RedeemHold {
         hold_id: hold.id.clone(),
         at: now,
@@ -407,7 +419,14 @@ pub async fn use_by_poll(
         .append(tenant.clone(), record, Some(companion))
         .await
     {
-        Ok(_) => Ok(Ok(())),
+        Ok(_) => {
+            // The call runs now: it joins its session's history.
+            if let Some(session) = &hold.session_id {
+                g.drift
+                    .remember_in_session(tenant, &hold.agent_id, session, &hold.tool, now);
+            }
+            Ok(Ok(()))
+        }
         Err(AppendError::Precondition) => Ok(Err("the hold's approval was already used".into())),
         Err(e) => Err(append_error(e)),
     }

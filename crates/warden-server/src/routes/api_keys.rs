@@ -149,7 +149,14 @@ pub async fn create_api_key(
         allowed_cidrs: body.allowed_cidrs,
         agent_id: body.agent_id,
     };
-    let minted = service::create(state.store.as_ref(), &state.keys, &principal, request).await?;
+    let minted = service::create(
+        state.store.as_ref(),
+        &state.governance.audit,
+        &state.keys,
+        &principal,
+        request,
+    )
+    .await?;
     Ok(created(minted.into()))
 }
 
@@ -209,7 +216,14 @@ pub async fn revoke_api_key(
     ResourceId(id): ResourceId,
 ) -> ApiResult<StatusCode> {
     principal.require("keys.write")?;
-    service::revoke(state.store.as_ref(), &state.keys, &principal, &id).await?;
+    service::revoke(
+        state.store.as_ref(),
+        &state.governance.audit,
+        &state.keys,
+        &principal,
+        &id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -230,6 +244,14 @@ pub async fn rotate_api_key(
 ) -> ApiResult<ApiData<ApiKeyWithSecret>> {
     principal.require("keys.write")?;
     let grace = body.unwrap_or_default().grace_period_seconds.unwrap_or(0);
-    let minted = service::rotate(state.store.as_ref(), &state.keys, &principal, &id, grace).await?;
+    let minted = service::rotate(
+        state.store.as_ref(),
+        &state.governance.audit,
+        &state.keys,
+        &principal,
+        &id,
+        grace,
+    )
+    .await?;
     Ok(ok(minted.into()))
 }

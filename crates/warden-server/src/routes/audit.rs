@@ -25,6 +25,8 @@ pub enum AuditKindName {
     HoldResolution,
     PolicyChange,
     AgentChange,
+    KeyChange,
+    SettingChange,
 }
 
 impl From<AuditKind> for AuditKindName {
@@ -34,6 +36,8 @@ impl From<AuditKind> for AuditKindName {
             AuditKind::HoldResolution => AuditKindName::HoldResolution,
             AuditKind::PolicyChange => AuditKindName::PolicyChange,
             AuditKind::AgentChange => AuditKindName::AgentChange,
+            AuditKind::KeyChange => AuditKindName::KeyChange,
+            AuditKind::SettingChange => AuditKindName::SettingChange,
         }
     }
 }
@@ -188,6 +192,8 @@ pub async fn list_audit(
             AuditKindName::HoldResolution => AuditKind::HoldResolution,
             AuditKindName::PolicyChange => AuditKind::PolicyChange,
             AuditKindName::AgentChange => AuditKind::AgentChange,
+            AuditKindName::KeyChange => AuditKind::KeyChange,
+            AuditKindName::SettingChange => AuditKind::SettingChange,
         }),
         // Scores are stored in millionths: the store returns every record
         // that may reach the threshold, and the exact score decides below.

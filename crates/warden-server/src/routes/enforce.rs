@@ -514,10 +514,10 @@ pub async fn test_policies(
             why.push_str("; the agent selector includes the agent");
         }
         if errored.contains(id) {
-            // A failing condition counts as met for a policy stricter than
-            // allow: say so rather than claim it held.
+            // A failed condition counts as met where that is stricter:
+            // say so rather than claim it held.
             why.push_str(
-                "; the condition failed to evaluate and counts as met (see condition_errors)",
+                "; the condition failed to evaluate and counts as met where that is stricter (see condition_errors)",
             );
         } else if has_condition {
             why.push_str("; the condition held");

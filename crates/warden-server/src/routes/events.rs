@@ -9,15 +9,18 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::event::input::{parse_event, Dialect, FieldError};
 use warden_core::event::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use warden_core::event::Event;
 use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
 use warden_search::Order;
+use warden_store::Companion;
 
 use super::wire::SortDirection;
 use crate::auth::Principal;
+use crate::governance::holds::append_error;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery, ResourceId};
@@ -583,10 +586,39 @@ pub async fn set_retention(
         }
     }
     let value = body.retention_days.map(|d| d.to_string());
-    state
-        .store
-        .set_org_setting(&principal.org_id, SETTING, value.as_deref())
-        .await?;
+    let was = state.store.org_setting(&principal.org_id, SETTING).await?;
+    if was != value {
+        // Audited in the organization's live chain, in the same
+        // transaction: a shorter retention deletes evidence.
+        let shown = |v: &Option<String>| match v {
+            Some(days) => format!("{days} days"),
+            None => "forever".to_string(),
+        };
+        let record = AuditRecord {
+            reason: Some(format!(
+                "event retention changed from {} to {}",
+                shown(&was),
+                shown(&value)
+            )),
+            detail: serde_json::json!({
+                "change": "event_retention_days",
+                "from": was.as_deref().and_then(|v| v.parse::<i64>().ok()),
+                "to": body.retention_days,
+            }),
+            ..AuditRecord::change(AuditKind::SettingChange, &principal.key_id, now_ms())
+        };
+        let companion = Companion::SetOrgSetting {
+            name: SETTING.into(),
+            value: value.clone(),
+            at: record.at,
+        };
+        state
+            .governance
+            .audit
+            .append(principal.tenant(), record, Some(companion))
+            .await
+            .map_err(|e| ApiError::from(append_error(e)))?;
+    }
     // This replica's index has the expired events out before the answer;
     // every replica's sweep sees the changed setting within seconds (and
     // retries here if this failed).

@@ -22,6 +22,7 @@ use super::enforce::{poll_hold, WaitQuery};
 use super::events::{store_events, Accepted};
 use crate::auth::Principal;
 use crate::governance::enforce::{self as service, CallRequest};
+use crate::governance::enforce::{discover, Discovery};
 use crate::governance::holds::{approval_stands, use_by_poll};
 use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
@@ -474,9 +475,10 @@ pub async fn thoth_events(
             {
                 // A name no agent can carry (too long, say) stays as sent.
                 let g = &state.governance;
-                found = crate::governance::enforce::discover(g, &tenant, &reference)
-                    .await
-                    .ok();
+                let how = Discovery::Event {
+                    actor: &principal.key_id,
+                };
+                found = discover(g, &tenant, &reference, how).await.ok();
             }
             known.insert(reference.clone(), found);
         }

@@ -1,14 +1,46 @@
 //! API keys through the API: minted under the grantor's limits, listed
-//! without secrets, revoked and rotated.
+//! without secrets, revoked and rotated. Minting, revoking and rotating
+//! are audited in the key's chain, in the same transaction: who may act
+//! is as much a security decision as a policy.
 
+use serde_json::{json, Value};
 use warden_core::api_key::{authorize_grant, authorize_management, ApiKey, KeyRequest};
+use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::page::{Page, PageRequest};
-use warden_core::time::{now_ms, Millis};
+use warden_core::time::{now_ms, to_rfc3339, Millis};
 use warden_core::{Error, Tenant};
-use warden_store::Store;
+use warden_store::{Companion, KeyRotation, Store};
 
 use super::ServiceResult;
 use crate::auth::{KeyRing, Principal};
+use crate::governance::audit_log::{AppendError, AuditLog};
+use crate::governance::holds::append_error;
+
+/// The audit record of a change to `key` made by `actor` (a key id, or
+/// `cli` for the host's console): what the key may do, never its secret.
+pub fn key_record(actor: &str, key: &ApiKey, change: &str, extra: Value) -> AuditRecord {
+    let mut detail = json!({
+        "change": change,
+        "key": {
+            "id": key.id,
+            "name": key.name,
+            "environment": key.environment.as_str(),
+            "scopes": key.scopes.names(),
+            "agent_id": key.agent_id,
+            "allowed_cidrs": key.allowed_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "expires_at": key.expires_at.map(to_rfc3339),
+        },
+    });
+    if let (Some(detail), Value::Object(extra)) = (detail.as_object_mut(), extra) {
+        detail.extend(extra);
+    }
+    AuditRecord {
+        agent_id: key.agent_id.clone(),
+        reason: Some(format!("API key {} ({}) {change}", key.id, key.name)),
+        detail,
+        ..AuditRecord::change(AuditKind::KeyChange, actor, now_ms())
+    }
+}
 
 /// Longest rotation grace period: a week.
 pub const MAX_GRACE_SECS: u32 = 7 * 24 * 3600;
@@ -21,6 +53,7 @@ pub struct MintedKey {
 
 pub async fn create(
     store: &dyn Store,
+    audit: &AuditLog,
     keys: &KeyRing,
     principal: &Principal,
     request: KeyRequest,
@@ -58,7 +91,11 @@ pub async fn create(
     }
     let secret = keys.mint(grant.environment);
     let key = ApiKey::issue(&principal.org_id, grant, &secret, now);
-    store.insert_api_key(&key).await?;
+    let record = key_record(&principal.key_id, &key, "created", json!({}));
+    audit
+        .append(tenant, record, Some(Companion::InsertApiKey(key.clone())))
+        .await
+        .map_err(append_error)?;
     Ok(MintedKey {
         key,
         secret: secret.plaintext,
@@ -88,18 +125,30 @@ pub async fn list(
 /// Revokes a key; this replica forgets it at once, the others within a second.
 pub async fn revoke(
     store: &dyn Store,
+    audit: &AuditLog,
     keys: &KeyRing,
     principal: &Principal,
     id: &str,
 ) -> ServiceResult<()> {
     let existing = get(store, principal, id).await?;
     authorize_management(&principal.grantor(), &existing)?;
-    if existing.revoked_at.is_some()
-        || !store
-            .revoke_api_key(&principal.tenant(), id, now_ms())
-            .await?
+    let already = || Error::Unprocessable("the key is already revoked".into()).into();
+    if existing.revoked_at.is_some() {
+        return Err(already());
+    }
+    let record = key_record(&principal.key_id, &existing, "revoked", json!({}));
+    let companion = Companion::RevokeApiKey {
+        id: existing.id.clone(),
+        at: record.at,
+    };
+    match audit
+        .append(principal.tenant(), record, Some(companion))
+        .await
     {
-        return Err(Error::Unprocessable("the key is already revoked".into()).into());
+        Ok(_) => {}
+        // Revoked meanwhile by another request, which recorded it.
+        Err(AppendError::Precondition) => return Err(already()),
+        Err(e) => return Err(append_error(e)),
     }
     keys.evict(id);
     Ok(())
@@ -108,6 +157,7 @@ pub async fn revoke(
 /// Gives a key a new secret; the old one keeps working for `grace_secs`.
 pub async fn rotate(
     store: &dyn Store,
+    audit: &AuditLog,
     keys: &KeyRing,
     principal: &Principal,
     id: &str,
@@ -123,25 +173,48 @@ pub async fn rotate(
     let tenant = principal.tenant();
     let existing = get(store, principal, id).await?;
     authorize_management(&principal.grantor(), &existing)?;
+    let revoked = || Error::Unprocessable("a revoked key cannot be rotated".into()).into();
     if existing.revoked_at.is_some() {
-        return Err(Error::Unprocessable("a revoked key cannot be rotated".into()).into());
+        return Err(revoked());
     }
     let now = now_ms();
     let previous_valid_until: Option<Millis> =
         (grace_secs > 0).then(|| now + i64::from(grace_secs) * 1000);
     let secret = keys.mint(existing.environment);
-    let key = store
-        .rotate_api_key(
-            &tenant,
-            id,
-            &secret.digest,
-            &secret.last_four,
-            previous_valid_until,
-            now,
+    let record = key_record(
+        &principal.key_id,
+        &existing,
+        "rotated",
+        json!({
+            "grace_period_seconds": grace_secs,
+            "previous_valid_until": previous_valid_until.map(to_rfc3339),
+        }),
+    );
+    let rotation = KeyRotation {
+        id: existing.id.clone(),
+        new_digest: secret.digest.clone(),
+        last_four: secret.last_four.clone(),
+        previous_valid_until,
+        at: now,
+    };
+    match audit
+        .append(
+            tenant.clone(),
+            record,
+            Some(Companion::RotateApiKey(rotation)),
         )
+        .await
+    {
+        Ok(_) => {}
+        // Revoked meanwhile by another request.
+        Err(AppendError::Precondition) => return Err(revoked()),
+        Err(e) => return Err(append_error(e)),
+    }
+    keys.evict(id);
+    let key = store
+        .get_api_key(&tenant, id)
         .await?
         .ok_or(Error::NotFound("API key"))?;
-    keys.evict(id);
     Ok(MintedKey {
         key,
         secret: secret.plaintext,

@@ -10,7 +10,7 @@ use warden_core::page::{Page, PageRequest, SortValue};
 use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
-use super::{agents, holds, paging, policies};
+use super::{agents, events, holds, keys, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
 
@@ -48,6 +48,8 @@ fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
         "hold_resolution" => AuditKind::HoldResolution,
         "policy_change" => AuditKind::PolicyChange,
         "agent_change" => AuditKind::AgentChange,
+        "key_change" => AuditKind::KeyChange,
+        "setting_change" => AuditKind::SettingChange,
         _ => AuditKind::Decision,
     };
     record.at = row.int("at")?;
@@ -99,6 +101,15 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
         Companion::CreateAgent(agent) => agents::insert_steps(tenant, agent),
         Companion::UpdateAgent(agent) => agents::update_steps(tenant, agent),
         Companion::DeleteAgent { id, at } => agents::delete_steps(tenant, id, *at),
+        Companion::InsertApiKey(key) => vec![keys::insert_step(key)],
+        Companion::RevokeApiKey { id, at } => vec![keys::revoke_step(tenant, id, *at)],
+        Companion::RotateApiKey(rotation) => vec![keys::rotate_step(tenant, rotation)],
+        Companion::SetOrgSetting { name, value, at } => vec![events::org_setting_step(
+            &tenant.org_id,
+            name,
+            value.as_deref(),
+            *at,
+        )],
     }
 }
 

@@ -193,29 +193,17 @@ pub(crate) async fn orgs_with_setting(
     .collect()
 }
 
-pub(crate) async fn set_org_setting(
-    db: &dyn Db,
-    org_id: &str,
-    name: &str,
-    value: Option<&str>,
-    now: Millis,
-) -> StoreResult<()> {
+/// Sets (or, with `None`, removes) an organization setting.
+pub(crate) fn org_setting_step(org_id: &str, name: &str, value: Option<&str>, now: Millis) -> Step {
     match value {
-        Some(value) => {
-            db.execute(
-                "INSERT INTO org_settings (org_id, name, value, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (org_id, name) DO UPDATE SET value = $3, updated_at = $4",
-                vec![org_id.into(), name.into(), value.into(), now.into()],
-            )
-            .await?;
-        }
-        None => {
-            db.execute(
-                "DELETE FROM org_settings WHERE org_id = $1 AND name = $2",
-                vec![org_id.into(), name.into()],
-            )
-            .await?;
-        }
+        Some(value) => Step::execute(
+            "INSERT INTO org_settings (org_id, name, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (org_id, name) DO UPDATE SET value = $3, updated_at = $4",
+            vec![org_id.into(), name.into(), value.into(), now.into()],
+        ),
+        None => Step::execute(
+            "DELETE FROM org_settings WHERE org_id = $1 AND name = $2",
+            vec![org_id.into(), name.into()],
+        ),
     }
-    Ok(())
 }

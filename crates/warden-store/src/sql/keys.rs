@@ -9,7 +9,7 @@ use warden_core::Tenant;
 use super::builder::SqlBuilder;
 use super::{paging, parse};
 use crate::db::{Db, Row, Step, Value};
-use crate::{StoreError, StoreResult};
+use crate::{KeyRotation, StoreError, StoreResult};
 
 const COLUMNS: &str = "id, org_id, environment, name, last_four, secret_digest, previous_digest, \
      previous_valid_until, scopes, agent_id, allowed_cidrs, expires_at, created_at, last_used_at, \
@@ -134,67 +134,38 @@ pub(crate) async fn list(
     })
 }
 
-pub(crate) async fn revoke(
-    db: &dyn Db,
-    tenant: &Tenant,
-    id: &str,
-    at: Millis,
-) -> StoreResult<bool> {
+/// Revokes a key that is not revoked yet.
+pub(crate) fn revoke_step(tenant: &Tenant, id: &str, at: Millis) -> Step {
     let [org, env] = tenant_args(tenant);
-    let done = db
-        .execute(
-            "UPDATE api_keys SET revoked_at = $1 \
-             WHERE id = $2 AND org_id = $3 AND environment = $4 AND revoked_at IS NULL",
-            vec![at.into(), id.into(), org, env],
-        )
-        .await?;
-    Ok(done == 1)
+    Step::execute(
+        "UPDATE api_keys SET revoked_at = $1 \
+         WHERE id = $2 AND org_id = $3 AND environment = $4 AND revoked_at IS NULL",
+        vec![at.into(), id.into(), org, env],
+    )
+    .required()
 }
 
-pub(crate) async fn rotate(
-    db: &dyn Db,
-    tenant: &Tenant,
-    id: &str,
-    new_digest: &str,
-    last_four: &str,
-    previous_valid_until: Option<Millis>,
-    at: Millis,
-) -> StoreResult<Option<ApiKey>> {
+/// Gives a key that is not revoked a new secret digest, keeping the old
+/// one until `rotation.previous_valid_until` when that is set.
+pub(crate) fn rotate_step(tenant: &Tenant, rotation: &KeyRotation) -> Step {
     let [org, env] = tenant_args(tenant);
-    let keep_previous: i64 = previous_valid_until.is_some().into();
-    let outcomes = db
-        .transaction(vec![
-            Step::execute(
-                "UPDATE api_keys SET previous_digest = CASE WHEN $1 = 1 THEN secret_digest ELSE NULL END, \
-                 previous_valid_until = $2, secret_digest = $3, last_four = $4, rotated_at = $5 \
-                 WHERE id = $6 AND org_id = $7 AND environment = $8 AND revoked_at IS NULL",
-                vec![
-                    keep_previous.into(),
-                    previous_valid_until.into(),
-                    new_digest.into(),
-                    last_four.into(),
-                    at.into(),
-                    id.into(),
-                    org.clone(),
-                    env.clone(),
-                ],
-            )
-            .required(),
-            Step::query(
-                format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2 AND environment = $3"),
-                vec![id.into(), org, env],
-            ),
-        ])
-        .await?;
-    let Some(outcomes) = outcomes else {
-        return Ok(None);
-    };
-    let rows = outcomes
-        .into_iter()
-        .nth(1)
-        .map(|o| o.rows())
-        .unwrap_or_default();
-    rows.first().map(from_row).transpose()
+    let keep_previous: i64 = rotation.previous_valid_until.is_some().into();
+    Step::execute(
+        "UPDATE api_keys SET previous_digest = CASE WHEN $1 = 1 THEN secret_digest ELSE NULL END, \
+         previous_valid_until = $2, secret_digest = $3, last_four = $4, rotated_at = $5 \
+         WHERE id = $6 AND org_id = $7 AND environment = $8 AND revoked_at IS NULL",
+        vec![
+            keep_previous.into(),
+            rotation.previous_valid_until.into(),
+            (&rotation.new_digest).into(),
+            (&rotation.last_four).into(),
+            rotation.at.into(),
+            (&rotation.id).into(),
+            org,
+            env,
+        ],
+    )
+    .required()
 }
 
 pub(crate) async fn record_use(db: &dyn Db, uses: &[(String, Millis)]) -> StoreResult<()> {

@@ -233,31 +233,6 @@ impl Store for SqlStore {
         keys::list(self.db.as_ref(), tenant, agent_id, page).await
     }
 
-    async fn revoke_api_key(&self, tenant: &Tenant, id: &str, at: Millis) -> StoreResult<bool> {
-        keys::revoke(self.db.as_ref(), tenant, id, at).await
-    }
-
-    async fn rotate_api_key(
-        &self,
-        tenant: &Tenant,
-        id: &str,
-        new_digest: &str,
-        last_four: &str,
-        previous_valid_until: Option<Millis>,
-        at: Millis,
-    ) -> StoreResult<Option<ApiKey>> {
-        keys::rotate(
-            self.db.as_ref(),
-            tenant,
-            id,
-            new_digest,
-            last_four,
-            previous_valid_until,
-            at,
-        )
-        .await
-    }
-
     async fn record_key_use(&self, uses: &[(String, Millis)]) -> StoreResult<()> {
         keys::record_use(self.db.as_ref(), uses).await
     }
@@ -369,15 +344,6 @@ impl Store for SqlStore {
 
     async fn orgs_with_setting(&self, name: &str) -> StoreResult<Vec<(String, String)>> {
         events::orgs_with_setting(self.db.as_ref(), name).await
-    }
-
-    async fn set_org_setting(
-        &self,
-        org_id: &str,
-        name: &str,
-        value: Option<&str>,
-    ) -> StoreResult<()> {
-        events::set_org_setting(self.db.as_ref(), org_id, name, value, now_ms()).await
     }
 
     async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)> {

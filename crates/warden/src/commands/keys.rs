@@ -7,7 +7,13 @@ use warden_core::scope::ScopeSet;
 use warden_core::secret::{key_prefix, mint_key};
 use warden_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use warden_core::Tenant;
+use warden_server::governance::audit_log::{append_alone, AppendError};
+use warden_server::services::api_keys::key_record;
 use warden_server::services::secrets;
+use warden_store::Companion;
+
+/// The actor of changes made at the host's console, in audit records.
+const OPERATOR: &str = "cli";
 
 use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs};
 
@@ -136,7 +142,15 @@ pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
     }
     let secret = mint_key(environment, &opened.master.key_pepper());
     let key = ApiKey::issue(&args.org, grant, &secret, now);
-    let inserted = store.insert_api_key(&key).await.map_err(|e| e.to_string());
+    let record = key_record(OPERATOR, &key, "created", serde_json::json!({}));
+    let inserted = append_alone(
+        store,
+        &tenant,
+        &record,
+        Some(Companion::InsertApiKey(key.clone())),
+    )
+    .await
+    .map_err(|e| e.to_string());
     store.close().await;
     inserted?;
     if args.json {
@@ -164,14 +178,20 @@ pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
             org_id: key.org_id.clone(),
             environment: key.environment,
         };
-        if !store
-            .revoke_api_key(&tenant, &key.id, now_ms())
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Err(format!("key `{}` is already revoked", key.id));
+        let already = || format!("key `{}` is already revoked", key.id);
+        if key.revoked_at.is_some() {
+            return Err(already());
         }
-        Ok(key)
+        let record = key_record(OPERATOR, &key, "revoked", serde_json::json!({}));
+        let companion = Companion::RevokeApiKey {
+            id: key.id.clone(),
+            at: record.at,
+        };
+        match append_alone(store, &tenant, &record, Some(companion)).await {
+            Ok(_) => Ok(key),
+            Err(AppendError::Precondition) => Err(already()),
+            Err(e) => Err(e.to_string()),
+        }
     }
     .await;
     store.close().await;
