@@ -204,7 +204,14 @@ impl PolicyRecord {
                     format!("at most {MAX_SELECTED} agent ids"),
                 ));
             }
-            for (i, id) in agents.ids.iter().enumerate() {
+            for (i, id) in agents.ids.iter_mut().enumerate() {
+                // As agents are registered and enforcement finds them: an
+                // external id trimmed, a Warden id in lower case. Kept as
+                // written, neither could ever select an agent.
+                *id = id.trim().to_string();
+                if crate::agent::looks_like_agent_id(id) {
+                    *id = id.to_ascii_lowercase();
+                }
                 if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
                     return Err(Error::invalid(
                         format!("agents.ids[{i}]"),

@@ -44,6 +44,23 @@ pub fn epoch_number_to_millis(x: f64) -> Option<(Millis, Millis)> {
     })
 }
 
+/// [`epoch_number_to_millis`] for a whole number, exactly: a nanosecond
+/// count past 2^53 would not survive a double (1796256001002000000 ns
+/// would read as …001 ms).
+pub fn epoch_integer_to_millis(x: u64) -> (Millis, Millis) {
+    let x = x as i128;
+    let (ms, span) = if x < 100_000_000_000 {
+        (x * 1_000, 1_000)
+    } else if x < 100_000_000_000_000 {
+        (x, 1)
+    } else if x < 100_000_000_000_000_000 {
+        (x / 1_000, 1)
+    } else {
+        (x / 1_000_000, 1)
+    };
+    (ms as Millis, span)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +70,20 @@ mod tests {
         let ms = parse_rfc3339("2026-03-01T12:00:00.123+01:00").unwrap();
         assert_eq!(to_rfc3339(ms), "2026-03-01T11:00:00.123Z");
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn whole_epoch_numbers_are_exact_at_every_magnitude() {
+        let ms = 1_796_256_001_002;
+        for (x, span) in [
+            (1_796_256_001, 1_000),
+            (1_796_256_001_002, 1),
+            (1_796_256_001_002_999, 1),
+            (1_796_256_001_002_000_000, 1),
+            (1_796_256_001_002_999_999, 1),
+        ] {
+            let expected = if span == 1_000 { 1_796_256_001_000 } else { ms };
+            assert_eq!(epoch_integer_to_millis(x), (expected, span), "{x}");
+        }
     }
 }

@@ -66,6 +66,18 @@ impl ArgPath {
                     position: position + i,
                 });
             }
+            // `pass*` or `**` would read as a pattern but name a literal
+            // key, leaving the fields it seems to cover in the clear.
+            if segment != "*" {
+                if let Some(i) = segment.chars().position(|c| c == '*') {
+                    return Err(PathError {
+                        message: "`*` must be a whole segment (any key or index at that level): \
+                                  there is no partial or recursive wildcard"
+                            .into(),
+                        position: position + i,
+                    });
+                }
+            }
             position += segment.chars().count() + 1;
             segments.push(segment.to_string());
         }
@@ -237,15 +249,25 @@ fn set_at(
             return set_at(child, rest, assign);
         }
     }
+    // Under a `*` further down, a level that is not there has no entries
+    // to set: nothing is created on the way to it.
+    let wild_below = rest.iter().any(|s| s == "*");
     if !target.is_object() {
+        if wild_below {
+            return Ok(());
+        }
         *target = Value::Object(Map::new());
     }
     match target {
-        Value::Object(map) => set_at(
-            map.entry(first.clone()).or_insert(Value::Null),
-            rest,
-            assign,
-        ),
+        Value::Object(map) => match map.get_mut(first.as_str()) {
+            Some(child) => set_at(child, rest, assign),
+            None if wild_below => Ok(()),
+            None => set_at(
+                map.entry(first.clone()).or_insert(Value::Null),
+                rest,
+                assign,
+            ),
+        },
         _ => Ok(()),
     }
 }
@@ -420,6 +442,36 @@ mod tests {
         assert_eq!(out["k49"]["x"].as_str().unwrap().len(), 10_000);
         let many: Map<String, Value> = (0..20_000).map(|i| (format!("k{i}"), json!({}))).collect();
         assert_eq!(change.apply(&Value::Object(many)), Err(ChangeTooLarge));
+    }
+
+    #[test]
+    fn a_wildcard_over_nothing_creates_nothing() {
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![
+                (p("items.*.price"), json!(0)),
+                (p("a.b.*"), json!(0)),
+                (p("n.*.x"), json!(0)),
+            ],
+        };
+        let out = change.apply(&json!({"other": 1, "n": 5})).unwrap();
+        assert_eq!(out, json!({"other": 1, "n": 5}));
+        let out = change
+            .apply(&json!({"items": [{"price": 9}], "a": {"b": {"c": 1}}}))
+            .unwrap();
+        assert_eq!(out["items"], json!([{"price": 0}]));
+        assert_eq!(out["a"], json!({"b": {"c": 0}}));
+    }
+
+    #[test]
+    fn a_star_is_a_whole_segment_or_refused() {
+        for (path, position) in [("**.password", 1), ("user.pass*", 10), ("a.*b", 3)] {
+            let e = ArgPath::parse(path).unwrap_err();
+            assert_eq!(e.position, position, "{path}");
+            assert!(e.message.contains("whole segment"), "{path}");
+        }
+        assert!(ArgPath::parse("*.password").is_ok());
+        assert!(ArgPath::parse("a.*.b").is_ok());
     }
 
     #[test]

@@ -46,12 +46,17 @@ impl ToolPattern {
                 message: "the pattern is empty".into(),
             });
         }
-        for (i, c) in text.chars().enumerate() {
+        let last = text.chars().count();
+        for (i, (at, c)) in text.char_indices().enumerate() {
             let position = i + 1;
-            if position > MAX_LEN {
+            // Bytes, as tool names are counted: a longer pattern would
+            // never match.
+            if at + c.len_utf8() > MAX_LEN {
                 return Err(PatternError {
                     position,
-                    message: format!("the pattern is longer than {MAX_LEN} characters"),
+                    message: format!(
+                        "the pattern is longer than {MAX_LEN} bytes, which no tool name is"
+                    ),
                 });
             }
             if invisible(c) {
@@ -64,10 +69,18 @@ impl ToolPattern {
                     ),
                 });
             }
-            if c.is_whitespace() || c.is_control() {
+            if c.is_control() {
                 return Err(PatternError {
                     position,
-                    message: "whitespace and control characters cannot appear in a pattern".into(),
+                    message: "control characters cannot appear in a pattern".into(),
+                });
+            }
+            // Inside, as in tool names (`send email`); around it, as no
+            // tool name has it.
+            if c.is_whitespace() && (position == 1 || position == last) {
+                return Err(PatternError {
+                    position,
+                    message: "a pattern cannot begin or end with whitespace".into(),
                 });
             }
             if RESERVED.contains(&c) {
@@ -200,6 +213,8 @@ mod tests {
             ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
             ("caf?", "café", true),
             ("FS.write", "fs.write", false),
+            ("send email", "send email", true),
+            ("send email", "send\u{a0}email", false),
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(matches(pattern, name), expected, "{pattern} ~ {name}");
@@ -210,12 +225,20 @@ mod tests {
     fn refusals_name_the_character() {
         let err = ToolPattern::parse("fs.[rw]ite").unwrap_err();
         assert_eq!(err.position, 4);
-        let err = ToolPattern::parse("fs. write").unwrap_err();
+        let err = ToolPattern::parse("fs.\twrite").unwrap_err();
         assert_eq!(err.position, 4);
+        assert_eq!(ToolPattern::parse(" fs.write").unwrap_err().position, 1);
+        assert_eq!(ToolPattern::parse("fs.write ").unwrap_err().position, 9);
         assert_eq!(ToolPattern::parse("").unwrap_err().position, 1);
         assert_eq!(
             ToolPattern::parse(&"a".repeat(257)).unwrap_err().position,
             257
+        );
+        // Counted in bytes, as tool names are: 129 two-byte characters.
+        assert!(ToolPattern::parse(&"é".repeat(128)).is_ok());
+        assert_eq!(
+            ToolPattern::parse(&"é".repeat(129)).unwrap_err().position,
+            129
         );
     }
 

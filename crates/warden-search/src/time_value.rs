@@ -3,7 +3,7 @@
 //! covers all of itself.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use warden_core::time::{epoch_number_to_millis, parse_rfc3339, Millis};
+use warden_core::time::{epoch_integer_to_millis, epoch_number_to_millis, parse_rfc3339, Millis};
 
 /// RFC 3339 (to the millisecond), a date (`2026-11-24`, a whole UTC day),
 /// a minute without zone (`2026-11-24T10:00`, UTC), a number since 1970
@@ -48,7 +48,10 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
     if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
         // By magnitude, as ingest reads a number: seconds (a whole second
         // as a bound), milliseconds, microseconds or nanoseconds.
-        let (ms, span) = epoch_number_to_millis(text.parse().ok()?)?;
+        let (ms, span) = match text.parse::<u64>() {
+            Ok(whole) => epoch_integer_to_millis(whole),
+            Err(_) => epoch_number_to_millis(text.parse().ok()?)?,
+        };
         return Some((ms, ms + span));
     }
     // With a fraction (`time.time()` in Python): by magnitude too, to the
@@ -103,6 +106,10 @@ mod tests {
         assert_eq!(
             parse_time_value("1796403600.5", now),
             Some((1_796_403_600_500, 1_796_403_600_501))
+        );
+        assert_eq!(
+            parse_time_value("1796256001002000000", now),
+            Some((1_796_256_001_002, 1_796_256_001_003))
         );
         // Past either end of what a millisecond count holds: that end.
         assert_eq!(

@@ -661,6 +661,18 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
             .len(),
         1
     );
+    // A selector names agents as they are found: an external id with
+    // spaces around it, or a Warden id in capitals, still selects.
+    let upper = d["agent_id"].as_str().unwrap().to_ascii_uppercase();
+    for (tool, id) in [("sel.a", " stranger-bot "), ("sel.b", upper.as_str())] {
+        policy(
+            &api,
+            json!({"name": format!("select {tool}"), "action_pattern": tool, "decision": "deny",
+                   "agents": {"ids": [id]}}),
+        );
+        let d = enforce(&api, json!({"agent_id": "stranger-bot", "tool_name": tool}));
+        assert_eq!(d["decision"], "deny", "{id}: {d}");
+    }
     // An id with whitespace around it is refused, and discovers nothing.
     let r = api.post(
         "/api/v1/enforce",

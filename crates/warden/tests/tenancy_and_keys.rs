@@ -79,6 +79,38 @@ fn scopes_are_enforced(backend: &Backend) {
         r.text
     );
     assert_eq!(err["field"], "agents.write");
+    // Whatever the body: a key without the scope learns nothing of what
+    // the route would take.
+    for (method, path, body) in [
+        ("POST", "/api/v1/agents".to_string(), json!({"zzz": 1})),
+        (
+            "PATCH",
+            format!("/api/v1/agents/{agent_id}"),
+            json!({"tags": null}),
+        ),
+        ("POST", "/api/v1/policies".to_string(), json!({})),
+        ("POST", "/api/v1/policies/test".to_string(), json!({"x": 1})),
+        ("POST", "/api/v1/api-keys".to_string(), json!({"zzz": 1})),
+        ("POST", "/api/v1/enforce".to_string(), json!({})),
+        ("POST", "/v1/enforce".to_string(), json!({})),
+        ("POST", "/api/v1/siem/search".to_string(), json!({"zzz": 1})),
+        ("PUT", "/api/v1/events/retention".to_string(), json!({})),
+    ] {
+        let r = reader.send(method, &path, Some(&body), &[]);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
+        assert!(
+            r.body["error"]["field"].is_string(),
+            "{method} {path}: {}",
+            r.text
+        );
+    }
+    let r = reader.send("POST", "/v1/events/batch", Some(&json!({"zzz": 1})), &[]);
+    let err = r.error(403, "forbidden");
+    assert_eq!(
+        err["message"], "this operation needs the `events.write` or `enforce` scope",
+        "{}",
+        r.text
+    );
     reader
         .delete(&format!("/api/v1/agents/{agent_id}"))
         .error(403, "forbidden");
@@ -192,6 +224,19 @@ fn scopes_are_enforced(backend: &Backend) {
         &[("x-api-key", t.live_key.as_str())],
     );
     assert_eq!(r.status, 200, "X-Api-Key is accepted as well as Bearer");
+    // A proxy's Basic credential, or an empty header, does not hide it.
+    for authorization in ["Basic dXNlcjpwYXNz", ""] {
+        let r = anon.send(
+            "GET",
+            "/api/v1/agents",
+            None,
+            &[
+                ("authorization", authorization),
+                ("x-api-key", t.live_key.as_str()),
+            ],
+        );
+        assert_eq!(r.status, 200, "{authorization:?}: {}", r.text);
+    }
 }
 
 fn keys_are_secret_revocable_and_rotatable(backend: &Backend) {

@@ -89,7 +89,11 @@ pub fn parse_event(
                 return Err(FieldError::new(key, "is assigned by Warden"));
             }
             (_, _, Some(Named::Timestamp)) => {
-                event.timestamp = parse_time(&value).ok_or_else(|| {
+                let read = match dialect {
+                    Dialect::Api => parse_time(&value),
+                    Dialect::JsonLog => parse_log_time(&value),
+                };
+                event.timestamp = read.ok_or_else(|| {
                     FieldError::new(
                         &key,
                         "must be an RFC 3339 time or a number of seconds, milliseconds, microseconds or nanoseconds since 1970",
@@ -101,7 +105,11 @@ pub fn parse_event(
                     FieldError::new(&key, "must be one of agent, syslog, json, api")
                 })?;
             }
-            (_, _, Some(Named::Severity)) => match value.as_str().and_then(Severity::parse_loose) {
+            (_, _, Some(Named::Severity)) => match value
+                .as_str()
+                .and_then(Severity::parse_loose)
+                .or_else(|| journald_priority(&key, &value))
+            {
                 Some(severity) => {
                     event.severity = severity;
                     severity_given = true;
@@ -112,12 +120,17 @@ pub fn parse_event(
                 None => {
                     return Err(FieldError::new(
                         &key,
-                        "must be one of critical, high, medium, low, info",
+                        "must be one of critical, high, medium, low, info (or a level name docs/events.md lists, such as error or warning)",
                     ))
                 }
             },
             (_, _, Some(Named::Message)) => match value {
                 Value::String(text) => event.message = text,
+                // structlog's `event` is its message; Elastic's `event`
+                // object is not one.
+                other if key == "event" => {
+                    extra.insert(key, other);
+                }
                 other if dialect == Dialect::JsonLog => event.message = other.to_string(),
                 _ => return Err(FieldError::new(&key, "must be a string")),
             },
@@ -271,12 +284,30 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
             (Named::Host, &["host"]),
             (Named::Program, &["program"]),
         ],
+        // Besides the common names: journald's export (`journalctl -o
+        // json`), python-json-logger's and structlog's.
         Dialect::JsonLog => [
-            (Named::Timestamp, &["timestamp", "@timestamp", "time", "ts"]),
-            (Named::Severity, &["severity", "level", "log.level"]),
-            (Named::Message, &["message", "msg"]),
-            (Named::Host, &["host", "hostname"]),
-            (Named::Program, &["program", "app", "service"]),
+            (
+                Named::Timestamp,
+                &[
+                    "timestamp",
+                    "@timestamp",
+                    "time",
+                    "ts",
+                    "__REALTIME_TIMESTAMP",
+                    "asctime",
+                ],
+            ),
+            (
+                Named::Severity,
+                &["severity", "level", "log.level", "levelname", "PRIORITY"],
+            ),
+            (Named::Message, &["message", "msg", "MESSAGE", "event"]),
+            (Named::Host, &["host", "hostname", "_HOSTNAME"]),
+            (
+                Named::Program,
+                &["program", "app", "service", "SYSLOG_IDENTIFIER"],
+            ),
         ],
     }
 }
@@ -358,19 +389,69 @@ fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
         .collect()
 }
 
+/// The last millisecond of the year 9999: times run from 1970 to 9999,
+/// what RFC 3339 can show.
+const MAX_TIME_MS: Millis = 253_402_300_799_999;
+
 /// RFC 3339, or a number since 1970 read by its magnitude: seconds,
 /// milliseconds, microseconds or nanoseconds.
 pub fn parse_time(value: &Value) -> Option<Millis> {
     let ms = match value {
         Value::String(text) => parse_rfc3339(text)?,
-        Value::Number(n) => crate::time::epoch_number_to_millis(n.as_f64()?)?.0,
+        Value::Number(n) => match n.as_u64() {
+            Some(whole) => crate::time::epoch_integer_to_millis(whole).0,
+            None => crate::time::epoch_number_to_millis(n.as_f64()?)?.0,
+        },
         _ => return None,
     };
-    // Years 1970 to 9999: what RFC 3339 can show.
-    (0..=253_402_300_799_999)
+    (0..=MAX_TIME_MS)
         .contains(&ms)
         .then_some(ms)
         .filter(|ms| DateTime::from_timestamp_millis(*ms).is_some())
+}
+
+/// journald's `PRIORITY`: syslog's level 0 to 7, as a string.
+fn journald_priority(key: &str, value: &Value) -> Option<Severity> {
+    let level: u8 = value.as_str()?.trim().parse().ok()?;
+    (key == "PRIORITY" && level <= 7).then(|| Severity::from_syslog_level(level))
+}
+
+/// A log line's time, read as [`parse_time`] does and also in the shapes
+/// loggers write: a number in a string (journald's microseconds), a space
+/// for the `T`, a comma before the fraction (Python's `asctime`), an
+/// offset without its colon (`+0000`), or no zone at all (read as UTC,
+/// as syslog's RFC 3164 times are).
+pub fn parse_log_time(value: &Value) -> Option<Millis> {
+    if let Some(ms) = parse_time(value) {
+        return Some(ms);
+    }
+    let text = value.as_str()?.trim();
+    let number = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        Some(Value::Number(text.parse::<u64>().ok()?.into()))
+    } else if text.split_once('.').is_some_and(|(whole, fraction)| {
+        [whole, fraction]
+            .iter()
+            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+    }) {
+        serde_json::Number::from_f64(text.parse().ok()?).map(Value::Number)
+    } else {
+        None
+    };
+    if let Some(number) = number {
+        return parse_time(&number);
+    }
+    let text = text.replacen(',', ".", 1);
+    let ms = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
+        .iter()
+        .find_map(|format| DateTime::parse_from_str(&text, format).ok())
+        .map(|t| t.timestamp_millis())
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|format| chrono::NaiveDateTime::parse_from_str(&text, format).ok())
+                .map(|t| t.and_utc().timestamp_millis())
+        })?;
+    (0..=MAX_TIME_MS).contains(&ms).then_some(ms)
 }
 
 #[cfg(test)]
@@ -573,10 +654,67 @@ mod tests {
     }
 
     #[test]
+    fn journald_structlog_and_python_json_logger_lines_map() {
+        let log = |v: Value| parse_event(v, Dialect::JsonLog, "e".into(), 5).unwrap();
+        let e = log(json!({
+            "__REALTIME_TIMESTAMP": "1796378418123456", "PRIORITY": "3",
+            "MESSAGE": "Failed password for root", "_HOSTNAME": "db-01",
+            "SYSLOG_IDENTIFIER": "sshd", "_PID": "811"
+        }));
+        assert_eq!(e.timestamp, 1_796_378_418_123);
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.message, "Failed password for root");
+        assert_eq!(e.host.as_deref(), Some("db-01"));
+        assert_eq!(e.program.as_deref(), Some("sshd"));
+        assert_eq!(e.fields["_PID"], json!("811"));
+        let e = log(json!({"event": "user logged in", "level": "warning", "user": "a"}));
+        assert_eq!(
+            (e.message.as_str(), e.severity),
+            ("user logged in", Severity::Medium)
+        );
+        let e = log(
+            json!({"asctime": "2026-12-04 10:00:00,123", "levelname": "ERROR",
+                           "message": "boom"}),
+        );
+        assert_eq!(
+            e.timestamp,
+            parse_rfc3339("2026-12-04T10:00:00.123Z").unwrap()
+        );
+        assert_eq!(e.severity, Severity::High);
+        // Elastic's `event` object is not a message.
+        let e = log(json!({"message": "m", "event": {"category": "auth"}}));
+        assert_eq!(e.message, "m");
+        assert_eq!(e.fields["event"]["category"], json!("auth"));
+        let e = log(json!({"event": {"category": "auth"}}));
+        assert_eq!(e.message, "");
+        assert_eq!(e.fields["event"]["category"], json!("auth"));
+        for (text, expected) in [
+            ("1796385618", "2026-12-04T12:00:18Z"),
+            ("2026-12-04T12:00:18+0000", "2026-12-04T12:00:18Z"),
+            ("2026-12-04T13:00:18+0100", "2026-12-04T12:00:18Z"),
+            ("2026-12-04T12:00:18", "2026-12-04T12:00:18Z"),
+            ("2026-12-04 12:00:18.5", "2026-12-04T12:00:18.500Z"),
+        ] {
+            assert_eq!(
+                parse_log_time(&json!(text)),
+                parse_rfc3339(expected),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_log_time(&json!("yesterday")), None);
+        // The batch API keeps to RFC 3339 and numbers.
+        assert!(api(json!({"timestamp": "2026-12-04 12:00:18"})).is_err());
+    }
+
+    #[test]
     fn epoch_numbers_are_read_by_magnitude() {
         let s = parse_time(&json!(1_700_000_000)).unwrap();
         assert_eq!(parse_time(&json!(1_700_000_000_000i64)), Some(s));
         assert_eq!(parse_time(&json!(1_700_000_000_000_000i64)), Some(s));
         assert_eq!(parse_time(&json!(-5)), None);
+        // Nanoseconds past 2^53 are read exactly, not through a double.
+        for ns in [1_796_256_001_002_000_000u64, 1_796_256_001_002_999_999] {
+            assert_eq!(parse_time(&json!(ns)), Some(1_796_256_001_002), "{ns}");
+        }
     }
 }

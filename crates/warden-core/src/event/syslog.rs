@@ -395,6 +395,17 @@ fn map_message(
     syslog: &mut Map<String, Value>,
 ) -> Result<Option<String>, SyslogError> {
     let unparsed = unparsed_structured_data(raw, &message);
+    // RFC 3164 has no structured data: bracketed text after the tag is the
+    // message's own (`[req id="abc"] handled`), and routes nothing.
+    let text_3164 = match message.protocol {
+        syslog_loose::Protocol::RFC3164 => message
+            .structured_data
+            .first()
+            .and_then(|element| offset_in(raw, element.id))
+            .and_then(|id_at| raw[..id_at].rfind('['))
+            .map(|start| raw[start..].to_string()),
+        _ => None,
+    };
     if let Some(sent) = message.timestamp {
         if (0..=MAX_TIME_MS).contains(&sent.timestamp_millis()) {
             event.timestamp = sent.timestamp_millis();
@@ -416,6 +427,10 @@ fn map_message(
         syslog.insert("msgid".into(), msgid.into());
     }
 
+    if let Some(text) = text_3164 {
+        event.message = clean_message(&text);
+        return Ok(None);
+    }
     let mut token: Option<String> = None;
     let mut routed = false;
     let mut sd = Map::new();
@@ -458,6 +473,12 @@ fn map_message(
     }
     event.message = clean_message(message.msg);
     Ok(token)
+}
+
+/// Where `part`, a slice of `whole`, starts in it.
+fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (at + part.len() <= whole.len() && whole.is_char_boundary(at)).then_some(at)
 }
 
 /// Structured data the parser could not read (single quotes, a value
@@ -659,6 +680,16 @@ mod tests {
         let m = ok(r#"<13>1 2026-12-04T12:00:00Z h app - - [ex@1 c="d"] fine"#);
         assert!(m.event.fields["syslog"].get("sd_unparsed").is_none());
         assert_eq!(m.event.fields["sd"]["ex@1"]["c"], "d");
+    }
+
+    #[test]
+    fn rfc3164_keeps_bracketed_text_in_its_message() {
+        let m = ok(r#"<14>Dec  4 10:00:00 host myapp: [req id="abc"] zk5 handled"#);
+        assert_eq!(m.event.message, r#"[req id="abc"] zk5 handled"#);
+        assert_eq!(m.event.program.as_deref(), Some("myapp"));
+        assert!(m.event.fields.get("sd").is_none(), "{:?}", m.event.fields);
+        let m = ok(r#"<14>Dec  4 10:00:00 host myapp: [a b="c"][d e="f"] tail"#);
+        assert_eq!(m.event.message, r#"[a b="c"][d e="f"] tail"#);
     }
 
     #[test]

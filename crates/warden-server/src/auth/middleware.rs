@@ -16,17 +16,23 @@ use crate::state::AppState;
 use warden_core::org::RateLimit;
 
 /// The credential in `Authorization: Bearer …`, or in `X-Api-Key` as some
-/// vendor SDKs send it.
+/// vendor SDKs send it. An `Authorization` header of another scheme (a
+/// proxy's `Basic`) or an empty one does not hide `X-Api-Key`: the Thoth
+/// SDK sends both because ingress stacks rewrite `Authorization`. A
+/// Bearer credential names the caller and wins.
 pub fn presented_credential(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let text = value.to_str().ok()?;
-        let (scheme, rest) = text.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
-    }
-    headers
-        .get("x-api-key")
+    let bearer = headers
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+        .and_then(|text| text.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, rest)| rest.trim());
+    bearer.or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
 }
 
 /// The client address as the server sees it (see [`client_ip`]).

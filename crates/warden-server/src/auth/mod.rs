@@ -5,6 +5,7 @@ mod client_ip;
 mod keyring;
 mod middleware;
 mod principal;
+pub mod scope_gate;
 mod token;
 
 pub use client_ip::client_ip;

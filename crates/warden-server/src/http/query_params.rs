@@ -10,10 +10,23 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::error::ApiError;
+
+/// A path's operations with their methods.
+pub fn operations(item: &PathItem) -> impl Iterator<Item = (Method, &Operation)> {
+    [
+        (Method::GET, &item.get),
+        (Method::POST, &item.post),
+        (Method::PUT, &item.put),
+        (Method::PATCH, &item.patch),
+        (Method::DELETE, &item.delete),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
+}
 
 /// The query parameters of each operation, by method and path template.
 #[derive(Default)]
@@ -24,15 +37,7 @@ impl DeclaredParams {
         let mut declared = HashMap::new();
         for (path, item) in &document.paths.paths {
             let shared = item.parameters.iter().flatten();
-            let operations: [(Method, &Option<Operation>); 5] = [
-                (Method::GET, &item.get),
-                (Method::POST, &item.post),
-                (Method::PUT, &item.put),
-                (Method::PATCH, &item.patch),
-                (Method::DELETE, &item.delete),
-            ];
-            for (method, operation) in operations {
-                let Some(operation) = operation else { continue };
+            for (method, operation) in operations(item) {
                 let names = shared
                     .clone()
                     .chain(operation.parameters.iter().flatten())

@@ -17,6 +17,7 @@ mod siem;
 mod thoth;
 pub(crate) mod wire;
 
+use crate::auth::scope_gate::{require_declared_scope, DeclaredScopes};
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
@@ -89,13 +90,17 @@ pub fn router(state: AppState) -> Router {
     document.merge(public_document);
     openapi::apply_conventions(&mut document);
     let declared = DeclaredParams::from_document(&document);
+    let scopes = DeclaredScopes::from_document(&document);
 
+    // Outermost last: authentication, the route's scope, idempotent
+    // replay, then the query's names.
     let authenticated = authenticated
         .route_layer(from_fn_with_state(declared.clone(), refuse_unknown))
         .route_layer(from_fn_with_state(
             state.clone(),
             crate::idempotency::replay_or_record,
         ))
+        .route_layer(from_fn_with_state(scopes, require_declared_scope))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::authenticate));
     let public = public.route_layer(from_fn_with_state(declared, refuse_unknown));
 

@@ -403,8 +403,11 @@ pub async fn thoth_events(
 ) -> ApiResult<ApiData<Accepted>> {
     // An instrumented agent's key (`enforce`) sends its events too; a key
     // with neither is told of the ingest scope.
-    if principal.require("enforce").is_err() {
-        principal.require("events.write")?;
+    if principal.require("enforce").is_err() && principal.require("events.write").is_err() {
+        return Err(ApiError::forbidden(
+            "this operation needs the `events.write` or `enforce` scope",
+        )
+        .with_field("events.write"));
     }
     let items = match body {
         Value::Array(items) => items,

@@ -1,0 +1,119 @@
+//! The scope a route needs, checked before its body is read: a key
+//! without it gets the 403 naming the scope, never a 400 that describes
+//! the route's body to a caller who may not use it. A route's scopes are
+//! the ones its operation declares in the OpenAPI document (any one of
+//! several alternatives will do), so the document stays the one list;
+//! handlers still check their own, with the finer rules (a key bound to
+//! an agent, an environment) that only they know.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::OpenApi;
+
+use super::Principal;
+use crate::http::error::ApiError;
+use crate::http::query_params::operations;
+
+/// Each operation's alternatives (every scope of one alternative is
+/// needed), by path template and method: looked up on every request
+/// without allocating.
+#[derive(Default)]
+pub struct DeclaredScopes(HashMap<String, Vec<(Method, Vec<Scopes>)>>);
+
+/// The scopes one alternative needs, every one of them.
+type Scopes = Vec<String>;
+
+impl DeclaredScopes {
+    pub fn from_document(document: &OpenApi) -> Arc<Self> {
+        let mut declared = HashMap::new();
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in operations(item) {
+                let alternatives: Vec<Scopes> = operation
+                    .security
+                    .iter()
+                    .flatten()
+                    .filter_map(|requirement| serde_json::to_value(requirement).ok())
+                    .filter_map(|value| {
+                        let scopes = value.get("bearer")?.as_array()?;
+                        Some(
+                            scopes
+                                .iter()
+                                .filter_map(|s| s.as_str().map(str::to_string))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                if !alternatives.is_empty() {
+                    declared
+                        .entry(path.clone())
+                        .or_insert_with(Vec::new)
+                        .push((method, alternatives));
+                }
+            }
+        }
+        Arc::new(DeclaredScopes(declared))
+    }
+
+    /// The operation's alternatives; a HEAD is answered by the GET route.
+    fn of(&self, method: &Method, path: &str) -> Option<&[Scopes]> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.0
+            .get(path)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, alternatives)| alternatives.as_slice())
+    }
+}
+
+/// The refusal for a caller that holds no alternative in full.
+fn refusal(alternatives: &[Scopes], principal: &Principal) -> Option<ApiError> {
+    let mut first_missing = None;
+    for scopes in alternatives {
+        match scopes.iter().find(|s| principal.require(s).is_err()) {
+            None => return None,
+            Some(scope) => {
+                first_missing.get_or_insert(scope);
+            }
+        }
+    }
+    let scope = first_missing?;
+    if alternatives.len() == 1 {
+        return principal.require(scope).err();
+    }
+    let choices: Vec<String> = alternatives.iter().map(|s| s.join("` and `")).collect();
+    Some(
+        ApiError::forbidden(format!(
+            "this operation needs the `{}` scope",
+            choices.join("` or `")
+        ))
+        .with_field(scope.clone()),
+    )
+}
+
+/// Middleware, inside authentication: the 403 for a missing scope.
+pub async fn require_declared_scope(
+    State(declared): State<Arc<DeclaredScopes>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let refused = match (&matched, request.extensions().get::<Principal>()) {
+        (Some(path), Some(principal)) => declared
+            .of(request.method(), path.as_str())
+            .and_then(|alternatives| refusal(alternatives, principal)),
+        _ => None,
+    };
+    match refused {
+        Some(error) => error.into_response(),
+        None => next.run(request).await,
+    }
+}
