@@ -332,6 +332,19 @@ fn pagination_sort_and_filters(backend: &Backend) {
         "/api/v1/agents?limit=2&sort=created_at&cursor={cursor}"
     ));
     assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
+    // And to its list: sealed, it cannot be carried to another list or
+    // made up from what a cursor would hold.
+    let r = api.get(&format!("/api/v1/api-keys?cursor={cursor}"));
+    assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
+    let r = api.get(&format!("/api/v1/audit?cursor={cursor}"));
+    assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({"s": "created_at", "d": "desc", "v": 9_999_999_999_999i64, "i": "agt_zzz"})
+            .to_string(),
+    );
+    let r = api.get(&format!("/api/v1/agents?cursor={forged}"));
+    assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
     // Default: newest first, ties broken by id.
     let r = api.get("/api/v1/agents");
     let keys: Vec<(String, String)> = r.body["data"]

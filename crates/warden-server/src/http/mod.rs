@@ -8,4 +8,5 @@ pub mod error;
 pub mod extract;
 pub mod query_params;
 pub mod request_id;
+pub mod sealed_cursor;
 pub use warden_policy::unique_keys;

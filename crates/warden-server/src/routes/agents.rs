@@ -13,6 +13,7 @@ use crate::auth::Principal;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
+use crate::http::sealed_cursor::SealedCursors;
 use crate::http::unique_keys::{unique_object, unique_object_not_null};
 use crate::services::agents as service;
 use crate::state::AppState;
@@ -239,9 +240,10 @@ pub async fn list_agents(
         AgentSort::CreatedAt => "created_at",
         AgentSort::Name => "name",
     });
+    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "agents");
     let page = PageRequest::new(
         q.limit,
-        q.cursor.as_deref(),
+        cursors.open_opt(q.cursor.as_deref())?.as_deref(),
         sort,
         q.direction.map(Into::into),
         &["created_at", "name"],
@@ -255,7 +257,7 @@ pub async fn list_agents(
     let page = service::list(state.store.as_ref(), &principal, filter, page).await?;
     Ok(ApiList(
         page.items.into_iter().map(AgentView::from).collect(),
-        page.next_cursor,
+        cursors.seal_opt(page.next_cursor),
     ))
 }
 

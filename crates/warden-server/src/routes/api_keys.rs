@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiResult, ErrorEnvelope};
 use crate::http::extract::{ApiJson, ApiQuery, OptionalJson, ResourceId};
+use crate::http::sealed_cursor::SealedCursors;
 use crate::services::api_keys::{self as service, MintedKey};
 use crate::state::AppState;
 
@@ -170,9 +171,10 @@ pub async fn list_api_keys(
     ApiQuery(q): ApiQuery<ListApiKeys>,
 ) -> ApiResult<ApiList<ApiKeyView>> {
     principal.require("keys.read")?;
+    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "api_keys");
     let page = PageRequest::new(
         q.limit,
-        q.cursor.as_deref(),
+        cursors.open_opt(q.cursor.as_deref())?.as_deref(),
         None,
         q.direction.map(Into::into),
         &["created_at"],
@@ -180,7 +182,7 @@ pub async fn list_api_keys(
     let page = service::list(state.store.as_ref(), &principal, page).await?;
     Ok(ApiList(
         page.items.into_iter().map(ApiKeyView::from).collect(),
-        page.next_cursor,
+        cursors.seal_opt(page.next_cursor),
     ))
 }
 

@@ -16,6 +16,7 @@ use crate::governance::verify;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, ResourceId};
+use crate::http::sealed_cursor::SealedCursors;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -160,9 +161,10 @@ pub async fn list_audit(
     ApiQuery(q): ApiQuery<ListAudit>,
 ) -> ApiResult<ApiList<AuditView>> {
     principal.require("audit.read")?;
+    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "audit");
     let page = PageRequest::new(
         q.limit,
-        q.cursor.as_deref(),
+        cursors.open_opt(q.cursor.as_deref())?.as_deref(),
         None,
         q.direction.map(Into::into),
         &["sequence"],
@@ -220,7 +222,7 @@ pub async fn list_audit(
             .filter(reaches)
             .map(AuditView::from)
             .collect(),
-        page.next_cursor,
+        cursors.seal_opt(page.next_cursor),
     ))
 }
 

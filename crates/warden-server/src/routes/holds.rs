@@ -15,6 +15,7 @@ use crate::governance::holds::{expire_if_due, resolve, Resolution, MAX_COMMENT};
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, OptionalJson, ResourceId};
+use crate::http::sealed_cursor::SealedCursors;
 use crate::state::AppState;
 
 /// A step-up hold: one call waiting for approval.
@@ -115,9 +116,10 @@ pub async fn list_holds(
     ApiQuery(q): ApiQuery<ListHolds>,
 ) -> ApiResult<ApiList<HoldView>> {
     principal.require("holds.read")?;
+    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "holds");
     let page = PageRequest::new(
         q.limit,
-        q.cursor.as_deref(),
+        cursors.open_opt(q.cursor.as_deref())?.as_deref(),
         None,
         q.direction.map(Into::into),
         &["created_at"],
@@ -138,7 +140,7 @@ pub async fn list_holds(
             .into_iter()
             .map(|h| HoldView::at(h, now))
             .collect(),
-        page.next_cursor,
+        cursors.seal_opt(page.next_cursor),
     ))
 }
 

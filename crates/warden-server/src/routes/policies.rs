@@ -15,6 +15,7 @@ use crate::governance::policies as service;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiQuery, ResourceId, UniqueJson};
+use crate::http::sealed_cursor::SealedCursors;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -329,9 +330,10 @@ pub async fn list_policies(
         PolicySort::CreatedAt => "created_at",
         PolicySort::Name => "name",
     });
+    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "policies");
     let page = PageRequest::new(
         q.limit,
-        q.cursor.as_deref(),
+        cursors.open_opt(q.cursor.as_deref())?.as_deref(),
         sort,
         q.direction.map(Into::into),
         &["created_at", "name"],
@@ -339,7 +341,7 @@ pub async fn list_policies(
     let page = service::list(&state.governance, &principal, q.enabled, page).await?;
     Ok(ApiList(
         page.items.into_iter().map(PolicyView::from).collect(),
-        page.next_cursor,
+        cursors.seal_opt(page.next_cursor),
     ))
 }
 
@@ -465,9 +467,14 @@ pub async fn list_policy_versions(
     ApiQuery(q): ApiQuery<ListVersions>,
 ) -> ApiResult<ApiList<PolicyVersionView>> {
     principal.require("policies.read")?;
+    let cursors = SealedCursors::new(
+        &state.master,
+        &principal.tenant(),
+        &format!("policies/{id}/versions"),
+    );
     let page = PageRequest::new(
         q.limit,
-        q.cursor.as_deref(),
+        cursors.open_opt(q.cursor.as_deref())?.as_deref(),
         None,
         q.direction.map(Into::into),
         &["version"],
@@ -478,6 +485,6 @@ pub async fn list_policy_versions(
             .into_iter()
             .map(PolicyVersionView::from)
             .collect(),
-        page.next_cursor,
+        cursors.seal_opt(page.next_cursor),
     ))
 }

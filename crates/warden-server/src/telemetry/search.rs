@@ -3,9 +3,6 @@
 
 use std::time::Instant;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use warden_core::secret::MasterKey;
 use warden_core::time::now_ms;
 use warden_core::Tenant;
@@ -14,6 +11,7 @@ use warden_search::{parse_time_value, Order, Position, SearchError, SearchReques
 
 use super::Telemetry;
 use crate::http::error::{ApiError, Position as BodyPosition};
+use crate::http::sealed_cursor::SealedCursors;
 
 /// Events one page may hold.
 pub const MAX_LIMIT: usize = 1_000;
@@ -82,19 +80,19 @@ fn order_tag(order: Order) -> char {
 /// under the master key) with the tenant and order it was issued for, so
 /// that it reveals nothing of the shared log and resumes only its own
 /// search.
+/// Search cursors: one list per tenant, whatever the query.
+fn cursors<'a>(key: &'a MasterKey, tenant: &Tenant) -> SealedCursors<'a> {
+    SealedCursors::new(key, tenant, "events")
+}
+
 fn encode_cursor(key: &MasterKey, tenant: &Tenant, position: Position, order: Order) -> String {
     let plain = format!(
-        "{}/{}:{}:{}:{}",
-        tenant.org_id,
-        tenant.environment,
+        "{}:{}:{}",
         order_tag(order),
         position.timestamp,
         position.seq
     );
-    let sealed = STANDARD
-        .decode(key.seal(plain.as_bytes()))
-        .expect("a sealed value is base64");
-    URL_SAFE_NO_PAD.encode(sealed)
+    cursors(key, tenant).seal(&plain)
 }
 
 fn decode_cursor(
@@ -104,12 +102,8 @@ fn decode_cursor(
     order: Order,
 ) -> Result<Position, ApiError> {
     let bad = || ApiError::invalid("cursor", "cursor is not one this server issued");
-    let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
-    let raw = key.open(&STANDARD.encode(raw)).ok_or_else(bad)?;
-    let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let owner = format!("{}/{}:", tenant.org_id, tenant.environment);
-    let rest = raw.strip_prefix(&owner).ok_or_else(bad)?;
-    let mut parts = rest.splitn(3, ':');
+    let raw = cursors(key, tenant).open(text)?;
+    let mut parts = raw.splitn(3, ':');
     let (Some(tag), Some(timestamp), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
