@@ -316,6 +316,19 @@ fn pagination_sort_and_filters(backend: &Backend) {
         let r = api.get(&path);
         assert_eq!(r.error(400, "invalid_request")["field"], field, "{path}");
     }
+    // A body sent to a route that reads none is refused, not ignored.
+    for (method, path) in [
+        ("POST", format!("/api/v1/agents/{agent}/drift/rebuild")),
+        ("DELETE", format!("/api/v1/agents/{agent}")),
+    ] {
+        let r = api.send(method, &path, Some(&json!({"x": 1})), &[]);
+        assert_eq!(r.error(400, "invalid_request")["field"], "body", "{path}");
+    }
+    assert_eq!(
+        api.get(&format!("/api/v1/agents/{agent}")).status,
+        200,
+        "the refused DELETE changed nothing"
+    );
     let r = api.patch(
         &format!("/api/v1/agents/{agent}?dry_run=true"),
         &json!({"description": "changed"}),

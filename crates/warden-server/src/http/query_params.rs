@@ -28,13 +28,19 @@ pub fn operations(item: &PathItem) -> impl Iterator<Item = (Method, &Operation)>
     .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
 }
 
-/// The query parameters of each operation, by method and path template.
+/// The query parameters of each operation, by method and path template,
+/// and the operations that take no body (by path, then method: looked up
+/// without allocating).
 #[derive(Default)]
-pub struct DeclaredParams(HashMap<(Method, String), HashSet<String>>);
+pub struct DeclaredParams(
+    HashMap<(Method, String), HashSet<String>>,
+    HashMap<String, Vec<Method>>,
+);
 
 impl DeclaredParams {
     pub fn from_document(document: &OpenApi) -> Arc<Self> {
         let mut declared = HashMap::new();
+        let mut bodyless: HashMap<String, Vec<Method>> = HashMap::new();
         for (path, item) in &document.paths.paths {
             let shared = item.parameters.iter().flatten();
             for (method, operation) in operations(item) {
@@ -44,10 +50,23 @@ impl DeclaredParams {
                     .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
                     .map(|p| p.name.clone())
                     .collect();
+                if operation.request_body.is_none() && method != Method::GET {
+                    bodyless
+                        .entry(path.clone())
+                        .or_default()
+                        .push(method.clone());
+                }
                 declared.insert((method, path.clone()), names);
             }
         }
-        Arc::new(DeclaredParams(declared))
+        Arc::new(DeclaredParams(declared, bodyless))
+    }
+
+    /// Whether the operation takes no body (a GET's is never read).
+    fn takes_no_body(&self, method: &Method, path: &str) -> bool {
+        self.1
+            .get(path)
+            .is_some_and(|methods| methods.contains(method))
     }
 
     /// The first parameter of `query` the operation does not declare.
@@ -72,6 +91,24 @@ pub async fn refuse_unknown(
     request: Request,
     next: Next,
 ) -> Response {
+    // A body sent to a route that reads none would be silently ignored,
+    // as unknown fields are not.
+    let has_body = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() != b"0")
+        || request
+            .headers()
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
+    let request = match (has_body, &matched) {
+        (true, Some(path)) if declared.takes_no_body(request.method(), path.as_str()) => {
+            match nothing_in_body(request).await {
+                Ok(request) => request,
+                Err(refused) => return refused.into_response(),
+            }
+        }
+        _ => request,
+    };
     if let (Some(query), Some(path)) = (request.uri().query(), &matched) {
         if let Some(name) = declared.unknown(request.method(), path.as_str(), query) {
             return ApiError::invalid(
@@ -82,6 +119,23 @@ pub async fn refuse_unknown(
         }
     }
     next.run(request).await
+}
+
+/// The request of a route that reads no body, if what it carries says
+/// nothing: empty, an empty JSON object or `null`, as clients send by
+/// habit. Anything else is a 400 rather than ignored.
+async fn nothing_in_body(request: Request) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, super::extract::DEFAULT_BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::invalid("body", "this route takes no body: send none"))?;
+    match bytes.trim_ascii() {
+        b"" | b"{}" | b"null" => Ok(Request::from_parts(parts, axum::body::Body::empty())),
+        _ => Err(ApiError::invalid(
+            "body",
+            "this route takes no body: send none",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +150,7 @@ mod tests {
             HashSet::from(["limit".to_string()]),
         );
         map.insert((Method::GET, "/a/{id}".to_string()), HashSet::new());
-        let declared = DeclaredParams(map);
+        let declared = DeclaredParams(map, HashMap::new());
         assert_eq!(declared.unknown(&Method::GET, "/a", "limit=5"), None);
         assert_eq!(declared.unknown(&Method::HEAD, "/a", "limit=5"), None);
         assert_eq!(

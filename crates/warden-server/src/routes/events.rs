@@ -39,6 +39,23 @@ pub struct Accepted {
     pub ids: Vec<String>,
 }
 
+/// A batch as the body may carry it (for the document; the handler reads
+/// the body itself, to name each bad event).
+#[allow(dead_code)]
+#[derive(ToSchema, Deserialize)]
+#[serde(untagged)]
+pub enum EventBatch {
+    Events(Vec<EventInput>),
+    Wrapped(WrappedEvents),
+}
+
+/// `{"events": […]}`.
+#[allow(dead_code)]
+#[derive(ToSchema, Deserialize)]
+pub struct WrappedEvents {
+    events: Vec<EventInput>,
+}
+
 /// One event, as ingested. Names other than these are kept in `fields`.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct EventInput {
@@ -229,7 +246,7 @@ fn json_len(value: &Value) -> usize {
 /// inflating). Answered once every event is durably committed; a batch with an invalid
 /// event is refused whole, naming each bad event's index and field.
 #[utoipa::path(post, path = "/api/v1/events/batch", tag = "events",
-    request_body(content = Vec<EventInput>, description = "The events"),
+    request_body(content = EventBatch, description = "The events: an array, or an object whose `events` is one"),
     responses(
         (status = 202, description = "Every event is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "An event is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
@@ -520,7 +537,7 @@ pub struct Retention {
 #[serde(deny_unknown_fields)]
 pub struct SetRetention {
     #[serde(default, deserialize_with = "super::wire::nullable")]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650, required = true)]
     pub retention_days: Option<Option<i64>>,
 }
 

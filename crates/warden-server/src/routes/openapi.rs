@@ -3,7 +3,9 @@
 //! `Idempotency-Key` header, bearer authentication).
 
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{
     ContentBuilder, ObjectBuilder, OpenApi, Ref, Required, ResponseBuilder, Type,
 };
@@ -90,26 +92,39 @@ pub fn apply_conventions(document: &mut OpenApi) {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-Api-Key",
+            "The same key or token as in `Authorization: Bearer`, as vendor SDKs send it",
+        ))),
+    );
     restrict_scopes(components);
-    for schema in ["CreateAgent", "UpdateAgent"] {
-        restrict_tags(components, schema);
+    // A registration may send `null` for no tags; a change may leave
+    // them out, but `null` is refused (it would read as "clear").
+    for (schema, nullable) in [("CreateAgent", true), ("UpdateAgent", false)] {
+        restrict_tags(components, schema, nullable);
     }
     for (path, item) in document.paths.paths.iter_mut() {
         // `/v1/…` is the Thoth SDK's wire format: authenticated alike.
         let api = path.starts_with("/api/v1/") || path.starts_with("/v1/");
         let authenticated = api && path != "/api/v1/auth/token";
         for (method, op) in operations(item) {
+            if authenticated {
+                also_by_api_key_header(op);
+            }
             let mut add = |status: &str, description: &str| {
                 op.responses
                     .responses
                     .entry(status.to_string())
                     .or_insert_with(|| error_response(description).into());
             };
+            // Every route refuses a query parameter it does not take.
+            add(
+                "400",
+                "Bad input: `field` names the field or parameter, `position` a parse error",
+            );
             if api {
-                add(
-                    "400",
-                    "Bad input: `field` names the field or parameter, `position` a parse error",
-                );
                 add("500", "Internal error; the request id finds it in the log");
                 add("503", "The store is unavailable");
             }
@@ -137,6 +152,28 @@ pub fn apply_conventions(document: &mut OpenApi) {
     }
 }
 
+/// Each bearer requirement again under the `X-Api-Key` header, which every
+/// authenticated route reads too.
+fn also_by_api_key_header(op: &mut Operation) {
+    let Some(requirements) = op.security.as_mut() else {
+        return;
+    };
+    let by_header: Vec<SecurityRequirement> = requirements
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter_map(|v| {
+            let scopes: Vec<String> = v
+                .get("bearer")?
+                .as_array()?
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            Some(SecurityRequirement::new("api_key", scopes))
+        })
+        .collect();
+    requirements.extend(by_header);
+}
+
 /// The scope catalogue is data, not a Rust enum: list it in the schema of
 /// key creation so that clients (and fuzzers) see the allowed values.
 fn restrict_scopes(components: &mut utoipa::openapi::Components) {
@@ -160,7 +197,7 @@ fn restrict_scopes(components: &mut utoipa::openapi::Components) {
 
 /// Tags are 1 to 64 characters, not only blanks, without control
 /// characters; utoipa cannot put that on the items of a `Vec<String>`.
-fn restrict_tags(components: &mut utoipa::openapi::Components, schema: &str) {
+fn restrict_tags(components: &mut utoipa::openapi::Components, schema: &str, nullable: bool) {
     use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, Schema};
     use utoipa::openapi::RefOr;
     let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
@@ -174,10 +211,11 @@ fn restrict_tags(components: &mut utoipa::openapi::Components, schema: &str) {
             r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
         ));
     let tags = ArrayBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-            Type::Array,
-            Type::Null,
-        ]))
+        .schema_type(if nullable {
+            utoipa::openapi::schema::SchemaType::from_iter([Type::Array, Type::Null])
+        } else {
+            utoipa::openapi::schema::SchemaType::new(Type::Array)
+        })
         .items(ArrayItems::RefOrSchema(Box::new(tag.into())))
         .max_items(Some(50))
         .description(Some(
