@@ -412,7 +412,10 @@ pub fn parse_time(value: &Value) -> Option<Millis> {
 
 /// journald's `PRIORITY`: syslog's level 0 to 7, as a string.
 fn journald_priority(key: &str, value: &Value) -> Option<Severity> {
-    let level: u8 = value.as_str()?.trim().parse().ok()?;
+    let level: u8 = match value {
+        Value::String(text) => text.trim().parse().ok()?,
+        number => u8::try_from(number.as_u64()?).ok()?,
+    };
     (key == "PRIORITY" && level <= 7).then(|| Severity::from_syslog_level(level))
 }
 
@@ -441,6 +444,9 @@ pub fn parse_log_time(value: &Value) -> Option<Millis> {
         return parse_time(&number);
     }
     let text = text.replacen(',', ".", 1);
+    if let Some(ms) = parse_rfc3339(&text) {
+        return (0..=MAX_TIME_MS).contains(&ms).then_some(ms);
+    }
     let ms = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
         .iter()
         .find_map(|format| DateTime::parse_from_str(&text, format).ok())
@@ -667,6 +673,10 @@ mod tests {
         assert_eq!(e.host.as_deref(), Some("db-01"));
         assert_eq!(e.program.as_deref(), Some("sshd"));
         assert_eq!(e.fields["_PID"], json!("811"));
+        // As a number too.
+        let e = log(json!({"PRIORITY": 0, "MESSAGE": "m"}));
+        assert_eq!(e.severity, Severity::Critical);
+        assert!(!e.fields.contains_key("PRIORITY"), "{:?}", e.fields);
         let e = log(json!({"event": "user logged in", "level": "warning", "user": "a"}));
         assert_eq!(
             (e.message.as_str(), e.severity),
@@ -694,6 +704,8 @@ mod tests {
             ("2026-12-04T13:00:18+0100", "2026-12-04T12:00:18Z"),
             ("2026-12-04T12:00:18", "2026-12-04T12:00:18Z"),
             ("2026-12-04 12:00:18.5", "2026-12-04T12:00:18.500Z"),
+            ("2026-12-04T12:00:18,250Z", "2026-12-04T12:00:18.250Z"),
+            ("2026-12-04 12:00:18,250Z", "2026-12-04T12:00:18.250Z"),
         ] {
             assert_eq!(
                 parse_log_time(&json!(text)),

@@ -415,6 +415,11 @@ fn map_message(
             syslog.insert("timestamp_out_of_range".into(), sent.to_rfc3339().into());
         }
     }
+    if let Some((host, content)) = untagged_3164(raw, &message) {
+        event.host = host.map(keyword);
+        event.message = clean_message(content);
+        return Ok(None);
+    }
     event.host = present(message.hostname).map(keyword);
     event.program = present(message.appname).map(keyword);
     if let Some(procid) = message.procid {
@@ -473,6 +478,31 @@ fn map_message(
     }
     event.message = clean_message(message.msg);
     Ok(token)
+}
+
+/// An RFC 3164 message with no tag: bracketed text where the tag would be
+/// (`host1 [ERROR] disk full`) ends a tag at its `[` in RFC 3164's
+/// grammar, so the parser reads it as a process id, or as a tag of `[a`,
+/// or even as the host. It is the message's own text: the host (if any)
+/// and everything after it, with no program.
+fn untagged_3164<'a>(
+    raw: &'a str,
+    message: &Message<&'a str>,
+) -> Option<(Option<&'a str>, &'a str)> {
+    if !matches!(message.protocol, syslog_loose::Protocol::RFC3164) {
+        return None;
+    }
+    let host = message.hostname?;
+    let host_at = offset_in(raw, host)?;
+    if host.starts_with('[') {
+        return Some((None, &raw[host_at..]));
+    }
+    match (message.appname, &message.procid) {
+        (None | Some(""), Some(_)) => {}
+        (Some(tag), _) if tag.starts_with('[') => {}
+        _ => return None,
+    }
+    Some((Some(host), raw[host_at + host.len()..].trim_start()))
 }
 
 /// Where `part`, a slice of `whole`, starts in it.
@@ -690,6 +720,40 @@ mod tests {
         assert!(m.event.fields.get("sd").is_none(), "{:?}", m.event.fields);
         let m = ok(r#"<14>Dec  4 10:00:00 host myapp: [a b="c"][d e="f"] tail"#);
         assert_eq!(m.event.message, r#"[a b="c"][d e="f"] tail"#);
+        // With no tag, bracketed text is neither a process id, a tag nor
+        // a host.
+        for (line, host, text) in [
+            (
+                "<13>Dec  4 10:00:04 host1 [ERROR] disk full",
+                Some("host1"),
+                "[ERROR] disk full",
+            ),
+            (
+                "<13>Dec  4 10:00:04 host1 [12345] v3x",
+                Some("host1"),
+                "[12345] v3x",
+            ),
+            (
+                r#"<13>Dec  4 10:00:04 host1 [foo bar="1"] no tag"#,
+                Some("host1"),
+                r#"[foo bar="1"] no tag"#,
+            ),
+            (
+                "<13>Dec  4 10:00:04 [ERROR] no host",
+                None,
+                "[ERROR] no host",
+            ),
+        ] {
+            let m = ok(line);
+            assert_eq!(m.event.host.as_deref(), host, "{line}");
+            assert_eq!(m.event.program, None, "{line}");
+            assert_eq!(m.event.message, text, "{line}");
+            assert!(m.event.fields.get("pid").is_none(), "{line}");
+        }
+        // A tag stays a tag.
+        let m = ok("<13>Dec  4 10:00:04 host1 app[12]: [ERROR] x");
+        assert_eq!(m.event.program.as_deref(), Some("app"));
+        assert_eq!(m.event.message, "[ERROR] x");
     }
 
     #[test]
