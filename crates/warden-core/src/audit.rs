@@ -51,7 +51,8 @@ pub struct AuditRecord {
     pub id: String,
     pub kind: AuditKind,
     pub at: Millis,
-    /// The key that made the request.
+    /// The key that made the request, or `cli` for a change made at the
+    /// host's console (`warden keys`).
     pub actor: String,
     pub agent_id: Option<String>,
     pub tool: Option<String>,

@@ -106,18 +106,22 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// SHA-256 of the hold token and the arguments' canonical JSON (object
-/// keys sorted at every level), so that the same arguments sent with their
-/// keys in another order are the same call. The token keys it: whoever
-/// reads a hold (its redacted arguments beside it in the audit log) cannot
-/// try guesses of a redacted PIN against the digest.
-pub fn args_digest(token: &str, args: &serde_json::Value) -> String {
-    let mut text = String::new();
-    canonical(args, &mut text);
+/// SHA-256 of the hold token and the call's arguments and context, each
+/// as canonical JSON (object keys sorted at every level), so that the same
+/// call sent with its keys in another order is the same call. The context
+/// is part of the call: conditions read it, and an approval given for a
+/// call in one context does not carry to another. The token keys it:
+/// whoever reads a hold (its redacted arguments beside it in the audit
+/// log) cannot try guesses of a redacted PIN against the digest.
+pub fn call_digest(token: &str, args: &serde_json::Value, context: &serde_json::Value) -> String {
     let mut hash = Sha256::new();
     hash.update(token.as_bytes());
-    hash.update([0u8]);
-    hash.update(text.as_bytes());
+    for part in [args, context] {
+        let mut text = String::new();
+        canonical(part, &mut text);
+        hash.update([0u8]);
+        hash.update(text.as_bytes());
+    }
     hex::encode(hash.finalize())
 }
 
@@ -162,17 +166,23 @@ mod tests {
             serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"q":2,"p":3}],"x":null}}"#).unwrap();
         let b: serde_json::Value =
             serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"p":3,"q":2}]},"b":1}"#).unwrap();
-        assert_eq!(args_digest("t", &a), args_digest("t", &b));
+        let none = serde_json::json!({});
+        assert_eq!(call_digest("t", &a, &none), call_digest("t", &b, &none));
         assert_ne!(
-            args_digest("t", &a),
-            args_digest("u", &a),
+            call_digest("t", &a, &none),
+            call_digest("u", &a, &none),
             "the token keys it"
+        );
+        assert_ne!(
+            call_digest("t", &a, &none),
+            call_digest("t", &a, &serde_json::json!({"risk": 1})),
+            "the context is part of the call"
         );
         let c: serde_json::Value =
             serde_json::from_str(r#"{"a":{"x":null,"y":[{"p":3,"q":2},1]},"b":1}"#).unwrap();
         assert_ne!(
-            args_digest("t", &a),
-            args_digest("t", &c),
+            call_digest("t", &a, &none),
+            call_digest("t", &c, &none),
             "array order matters"
         );
     }

@@ -112,6 +112,7 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     regex_match::register(&mut env);
     crate::utc_time::register(&mut env);
     crate::linear_search::register(&mut env);
+    crate::strict_equality::register(&mut env);
     Arc::new(env)
 });
 
@@ -128,6 +129,9 @@ pub struct ConditionCompileError {
 pub struct CelCondition {
     source: String,
     program: Program,
+    /// The program's tree with `==`, `!=` and `in` made strict about
+    /// types (`strict_equality`): what runs.
+    strict: IdedExpr,
     /// Whether a comprehension ranges over the call's data: its body runs
     /// once per element, so the call's collections are held to
     /// [`MAX_LOOP_ELEMENTS`].
@@ -262,8 +266,11 @@ impl CelCondition {
                 ));
             }
         }
+        let mut strict = program.expression().clone();
+        crate::strict_equality::rewrite(&mut strict);
         Ok(CelCondition {
             source: source.to_string(),
+            strict,
             loops_over_call: loops_over_call(program.expression()),
             data_loop_runs: checker.data_loop_runs.get(),
             program,
@@ -556,8 +563,9 @@ impl Condition<ConditionInput> for CelCondition {
         }
         let mut ctx = Context::with_env(ENV.clone());
         ctx.set_variable_resolver(input);
-        let outcome =
-            regex_match::with_search_time(&input.search_time_left, || self.program.execute(&ctx));
+        let outcome = regex_match::with_search_time(&input.search_time_left, || {
+            Value::resolve(&self.strict, &ctx)
+        });
         match outcome {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError(format!(

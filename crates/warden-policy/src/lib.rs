@@ -14,6 +14,7 @@ pub mod pattern;
 mod regex_match;
 mod set;
 mod signature;
+mod strict_equality;
 #[cfg(test)]
 mod test_support;
 pub mod unique_keys;

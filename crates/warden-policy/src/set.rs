@@ -82,9 +82,11 @@ pub struct Evaluation<'s, Ctx> {
     pub deciding: Option<&'s Policy<Ctx>>,
     /// Every matching `enforce` policy, strongest first.
     pub matched: Vec<&'s Policy<Ctx>>,
-    /// Every matching `monitor` policy, strongest first; the first one's
-    /// decision is what monitoring would have done.
+    /// Every matching `monitor` policy, strongest first.
     pub monitored: Vec<&'s Policy<Ctx>>,
+    /// The decision had the monitor policies been enforced, by the same
+    /// rules (failed conditions included); none without monitor policies.
+    pub monitor_decision: Option<Decision>,
     /// Conditions that failed to evaluate. A failed condition counts as
     /// met or unmet, whichever makes the outcome more restrictive (unmet
     /// for an `allow` policy): an error never loosens the outcome.
@@ -237,13 +239,21 @@ impl<Ctx> PolicySet<Ctx> {
             }
             match policy.mode {
                 Mode::Enforce => matched.push((policy, failed)),
-                Mode::Monitor => monitored.push(policy),
+                Mode::Monitor => monitored.push((policy, failed)),
             }
         }
         let rank = |p: &&Policy<Ctx>| std::cmp::Reverse((p.priority, p.decision.restrictiveness()));
         matched.sort_by_key(|(p, _)| rank(p));
-        monitored.sort_by_key(rank);
+        monitored.sort_by_key(|(p, _)| rank(p));
         let (decision, deciding) = self.worst_case(&matched);
+        // Had the monitor policies been enforced: the same rules over both.
+        let monitor_decision = (!monitored.is_empty()).then(|| {
+            let mut both: Vec<(&'s Policy<Ctx>, bool)> =
+                matched.iter().chain(&monitored).copied().collect();
+            both.sort_by_key(|(p, _)| rank(p));
+            self.worst_case(&both).0
+        });
+        let monitored: Vec<&'s Policy<Ctx>> = monitored.into_iter().map(|(p, _)| p).collect();
         let mut matched: Vec<&'s Policy<Ctx>> = matched.into_iter().map(|(p, _)| p).collect();
         // The deciding policy leads the list, as when no condition failed.
         if let Some(d) = deciding {
@@ -257,6 +267,7 @@ impl<Ctx> PolicySet<Ctx> {
             deciding,
             matched,
             monitored,
+            monitor_decision,
             condition_errors,
         }
     }
@@ -272,34 +283,37 @@ impl<Ctx> PolicySet<Ctx> {
     /// it: the top level of the policies whose conditions held, and every
     /// level above it made of failed ones; the default too, when no policy
     /// certainly matched. Within a level every failed policy may be met.
+    /// Of outcomes equally strict, the one of a policy that held stands.
     fn worst_case<'s>(
         &self,
         matched: &[(&'s Policy<Ctx>, bool)],
     ) -> (Decision, Option<&'s Policy<Ctx>>) {
-        let top_certain = matched
-            .iter()
-            .find(|(_, failed)| !failed)
-            .map(|(p, _)| p.priority);
-        let reachable = matched.iter().filter(|(p, failed)| match top_certain {
-            Some(top) if *failed => p.priority >= top,
-            Some(top) => p.priority == top,
-            None => true,
-        });
-        // The most restrictive; among equals the first (highest priority).
-        let mut best: Option<&'s Policy<Ctx>> = None;
-        for (p, _) in reachable {
-            if best.is_none_or(|b| p.decision.restrictiveness() > b.decision.restrictiveness()) {
-                best = Some(p);
+        // Without the failed conditions: the strongest policy whose
+        // condition held (the first), or the default.
+        let certain = matched.iter().find(|(_, failed)| !failed).map(|(p, _)| *p);
+        // A failed policy that could win (nothing certain above it) and is
+        // stricter than that outcome: the strictest, the first among
+        // equals. One only as strict as a policy that held (a failed
+        // `modify` above a `modify` that applies) does not decide: the one
+        // that held does, with its changes. Over the default, a failed
+        // policy as strict decides, so that the reason names it.
+        let mut stricter: Option<&'s Policy<Ctx>> = None;
+        for (p, failed) in matched {
+            if !*failed || certain.is_some_and(|c| p.priority < c.priority) {
+                continue;
+            }
+            let outranks = match (stricter, certain) {
+                (Some(s), _) => p.decision.restrictiveness() > s.decision.restrictiveness(),
+                (None, Some(c)) => p.decision.restrictiveness() > c.decision.restrictiveness(),
+                (None, None) => p.decision.restrictiveness() >= self.default.restrictiveness(),
+            };
+            if outranks {
+                stricter = Some(p);
             }
         }
-        match best {
-            Some(p)
-                if top_certain.is_some()
-                    || p.decision.restrictiveness() >= self.default.restrictiveness() =>
-            {
-                (p.decision, Some(p))
-            }
-            _ => (self.default, None),
+        match stricter.or(certain) {
+            Some(p) => (p.decision, Some(p)),
+            None => (self.default, None),
         }
     }
 }

@@ -142,6 +142,49 @@ fn monitor_policies_record_but_do_not_decide() {
         Some(Decision::Deny),
         "what it would have done"
     );
+    assert_eq!(e.monitor_decision, Some(Decision::Deny));
+
+    // Had they been enforced, by the same rules: a failed monitor `audit`
+    // above a monitor `deny` leaves the deny, as it would if enforced.
+    let monitor = |id: &str, decision, priority, failing: bool| {
+        let mut p = policy(id, "payments.*", decision, priority);
+        p.mode = Mode::Monitor;
+        if failing {
+            p.condition = Some(Arc::new(Over(100)) as Arc<dyn Condition<Amount> + Send + Sync>);
+        }
+        p
+    };
+    for (policies, default, expected) in [
+        (
+            vec![
+                monitor("audit", Decision::Audit, 10, true),
+                monitor("deny", Decision::Deny, 0, false),
+            ],
+            Decision::Allow,
+            Decision::Deny,
+        ),
+        (
+            vec![monitor("audit", Decision::Audit, 10, true)],
+            Decision::Deny,
+            Decision::Deny,
+        ),
+        (
+            vec![monitor("audit", Decision::Audit, 10, false)],
+            Decision::Deny,
+            Decision::Audit,
+        ),
+    ] {
+        let set = PolicySet::compile(policies, default);
+        let e = set.evaluate(&Call {
+            tool: "payments.charge",
+            agent_id: "a",
+            agent_alias: None,
+            agent_tags: &[],
+            context: &Amount(-1),
+        });
+        assert_eq!(e.decision, default);
+        assert_eq!(e.monitor_decision, Some(expected));
+    }
 }
 
 #[test]
@@ -230,6 +273,23 @@ fn a_failing_condition_does_not_lift_a_deny_below_it() {
     assert_eq!(
         decide(&set, "payout.send", -1),
         (Decision::Audit, Some("audit".into()))
+    );
+    // A failed `modify` above a `modify` that holds: as strict, so the one
+    // that held decides (its changes apply, not the failed one's).
+    let set = PolicySet::compile(
+        vec![
+            policy("row cap", "payout.*", Decision::Modify, 0),
+            failing("tag", Decision::Modify, 10),
+        ],
+        Decision::Allow,
+    );
+    assert_eq!(
+        decide(&set, "payout.send", -1),
+        (Decision::Modify, Some("row cap".into()))
+    );
+    assert_eq!(
+        decide(&set, "payout.send", 500),
+        (Decision::Modify, Some("tag".into()))
     );
 }
 

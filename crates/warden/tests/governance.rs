@@ -1069,7 +1069,11 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(count(&format!("agent_id={a1}")), 6);
     // The agent's own external id works as a filter too, as in enforce.
     assert_eq!(count("agent_id=a1"), 6);
-    assert_eq!(count("agent_id=nobody"), 0);
+    // A name no agent has is said, not answered with an empty page that
+    // would read as "no activity"; a Warden id finds a deleted agent's.
+    let r = api.get("/api/v1/audit?agent_id=nobody");
+    assert_eq!(r.error(400, "invalid_request")["field"], "agent_id");
+    assert_eq!(count("agent_id=agt_000000000000000000000000"), 0);
     assert_eq!(count("action=shell.*"), 3);
     assert_eq!(count("action=*.read"), 4);
     // Case counts, as in policies' patterns, on either store.

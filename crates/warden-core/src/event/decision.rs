@@ -41,7 +41,15 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
     fields.insert("tool".into(), json!(tool));
     fields.insert("decision".into(), json!(decision));
     fields.insert("audit_id".into(), json!(record.id));
-    fields.insert("drift_score".into(), json!(drift));
+    // As the audit record has it: a decision without a score (a poll's use
+    // of an approval) has none here either.
+    if let Some(scored) = &record.drift {
+        fields.insert("drift_score".into(), json!(scored.score));
+        // Its parts, searchable as `drift.new_tool:1` and the like.
+        if let Ok(parts @ Value::Object(_)) = serde_json::to_value(scored) {
+            fields.insert("drift".into(), parts);
+        }
+    }
     fields.insert(
         "matched_policy_ids".into(),
         json!(record.matched_policy_ids),

@@ -72,9 +72,20 @@ pub async fn take_from_bucket(
 }
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // Two copies of a credential header: a proxy that reads the last and
+    // Warden the first would disagree on who is calling.
+    for name in ["authorization", "x-api-key"] {
+        if req.headers().get_all(name).iter().nth(1).is_some() {
+            return ApiError::invalid(
+                name,
+                format!("the `{name}` header is sent more than once: send one credential"),
+            )
+            .into_response();
+        }
+    }
     let Some(credential) = presented_credential(req.headers()) else {
         let mut response = ApiError::unauthorized(
-            "authentication required: send `Authorization: Bearer <API key or token>`",
+            "authentication required: send `Authorization: Bearer <API key or token>` (or `X-Api-Key: <API key or token>`)",
         )
         .into_response();
         response

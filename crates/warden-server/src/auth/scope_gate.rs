@@ -18,6 +18,7 @@ use utoipa::openapi::OpenApi;
 use super::Principal;
 use crate::http::error::ApiError;
 use crate::http::query_params::operations;
+use warden_core::api_key::NEVER_BOUND;
 
 /// Each operation's alternatives (every scope of one alternative is
 /// needed), by path template and method: looked up on every request
@@ -74,8 +75,23 @@ impl DeclaredScopes {
     }
 }
 
-/// The refusal for a caller that holds no alternative in full.
+/// The refusal for a caller that holds no alternative in full, or that
+/// is bound to an agent where no bound key may act (policies, resolving
+/// holds: `NEVER_BOUND`).
 fn refusal(alternatives: &[Scopes], principal: &Principal) -> Option<ApiError> {
+    if principal.agent_id.is_some()
+        && alternatives
+            .iter()
+            .all(|scopes| scopes.iter().any(|s| NEVER_BOUND.contains(&s.as_str())))
+    {
+        let scope = alternatives.first()?.first()?;
+        return Some(
+            ApiError::forbidden(format!(
+                "a key bound to an agent can never use `{scope}`: policies and holds are the security team's"
+            ))
+            .with_field(scope.clone()),
+        );
+    }
     let mut first_missing = None;
     for scopes in alternatives {
         match scopes.iter().find(|s| principal.require(s).is_err()) {

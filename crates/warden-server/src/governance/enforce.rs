@@ -452,7 +452,7 @@ async fn decide_and_record(
         // is the empty id at version 0.
         let deciding = outcome.deciding.clone().unwrap_or_default();
         let deciding_version = policies.facts.get(&deciding).map_or(0, |f| f.version);
-        match redeem(g, &tenant, token, &agent, &call.tool, &args).await? {
+        match redeem(g, &tenant, token, &agent, &call.tool, &args, &context).await? {
             // The approval was given under one version of one policy: if the
             // rule that holds the call is another now, or was changed, the
             // person approved something else and must be asked again.
@@ -544,7 +544,7 @@ async fn decide_and_record(
             audit_id: audit_id.clone(),
             agent_id: agent.id.clone(),
             tool: call.tool.clone(),
-            args_sha256: hold::args_digest(&token, &args),
+            args_sha256: hold::call_digest(&token, &args, &context),
             policy_id,
             policy_version: facts.map_or(0, |f| f.version),
             session_id: call.session_id.clone(),
@@ -669,6 +669,7 @@ async fn redeem(
     agent: &Agent,
     tool: &str,
     args: &Value,
+    context: &Value,
 ) -> ServiceResult<Result<Hold, String>> {
     let Some(h) = g
         .store
@@ -685,9 +686,9 @@ async fn redeem(
         Some("the hold's approval expired before it was used; ask again".into())
     } else if h.agent_id != agent.id
         || h.tool != tool
-        || h.args_sha256 != hold::args_digest(token, args)
+        || h.args_sha256 != hold::call_digest(token, args, context)
     {
-        Some("the hold covers another call (agent, tool or arguments differ)".into())
+        Some("the hold covers another call (agent, tool, arguments or context differ)".into())
     } else {
         None
     };
@@ -752,15 +753,7 @@ pub fn decide(
         })
         .collect();
     // Monitor mode: what the outcome would be if monitored policies were enforced.
-    let monitor_decision = eval.monitored.first().map(|m| match eval.deciding {
-        Some(d)
-            if (d.priority, d.decision.restrictiveness())
-                >= (m.priority, m.decision.restrictiveness()) =>
-        {
-            d.decision
-        }
-        _ => m.decision,
-    });
+    let monitor_decision = eval.monitor_decision;
     let condition_errors: Vec<Value> = eval
         .condition_errors
         .iter()

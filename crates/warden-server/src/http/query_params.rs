@@ -129,12 +129,16 @@ async fn nothing_in_body(request: Request) -> Result<Request, ApiError> {
     let bytes = axum::body::to_bytes(body, super::extract::DEFAULT_BODY_LIMIT)
         .await
         .map_err(|_| ApiError::invalid("body", "this route takes no body: send none"))?;
-    match bytes.trim_ascii() {
-        b"" | b"{}" | b"null" => Ok(Request::from_parts(parts, axum::body::Body::empty())),
-        _ => Err(ApiError::invalid(
+    let says_nothing = bytes.trim_ascii().is_empty()
+        || serde_json::from_slice::<serde_json::Value>(&bytes)
+            .is_ok_and(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty()));
+    if says_nothing {
+        Ok(Request::from_parts(parts, axum::body::Body::empty()))
+    } else {
+        Err(ApiError::invalid(
             "body",
             "this route takes no body: send none",
-        )),
+        ))
     }
 }
 

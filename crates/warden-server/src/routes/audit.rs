@@ -58,7 +58,8 @@ pub struct AuditView {
     pub kind: AuditKindName,
     #[schema(format = DateTime)]
     pub at: String,
-    /// The key that made the request.
+    /// The key that made the request, or `cli` for a change made at the
+    /// host's console (`warden keys`).
     pub actor: String,
     pub agent_id: Option<String>,
     pub tool: Option<String>,

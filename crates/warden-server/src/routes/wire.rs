@@ -112,14 +112,31 @@ pub async fn agent_filter(
                 "agent_id must name an agent (its id or external_id); leave it out to list every agent's",
             ))
         }
-        Some(reference) => Some(
-            state
+        Some(reference) => {
+            let found = state
                 .store
                 .find_agent(&principal.tenant(), &reference)
                 .await?
-                .map(|agent| agent.id)
-                .unwrap_or(reference),
-        ),
+                .map(|agent| agent.id);
+            match found {
+                Some(id) => Some(id),
+                // A Warden id finds the records of a deleted agent too.
+                None if warden_core::agent::looks_like_agent_id(&reference) => {
+                    Some(reference.to_ascii_lowercase())
+                }
+                // An external id no agent has: an empty answer would read
+                // as "no activity" where the name is mistyped, or belonged
+                // to an agent since deleted.
+                None => {
+                    return Err(crate::http::error::ApiError::invalid(
+                        "agent_id",
+                        format!(
+                            "no agent has the external id `{reference}`: a deleted agent's records are found by its Warden id (agt_…), which its `agent_change` deletion record names"
+                        ),
+                    ))
+                }
+            }
+        }
         None => None,
     };
     match (&principal.agent_id, resolved) {

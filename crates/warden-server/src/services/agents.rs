@@ -198,11 +198,12 @@ pub async fn delete(
         return Err(Error::Forbidden("a key bound to an agent cannot delete agents".into()).into());
     }
     let agent = get(&*g.store, principal, reference).await?;
+    let revoked = bound_keys(g.store.as_ref(), principal, &agent.id).await?;
     let record = change_record(
         principal,
         &agent,
         "deleted",
-        json!({"agent": shown(&agent)}),
+        json!({"agent": shown(&agent), "revoked_keys": revoked}),
     );
     match g
         .audit
@@ -220,5 +221,41 @@ pub async fn delete(
         // Deleted meanwhile by another request, which recorded it.
         Err(AppendError::Precondition) => Err(Error::NotFound("agent").into()),
         Err(e) => Err(append_error(e)),
+    }
+}
+
+/// The keys bound to an agent that are not revoked yet: deleting the
+/// agent revokes them, and its record names them.
+async fn bound_keys(
+    store: &dyn Store,
+    principal: &Principal,
+    agent_id: &str,
+) -> ServiceResult<Vec<String>> {
+    let mut page = PageRequest {
+        limit: 200,
+        sort: "created_at".into(),
+        direction: warden_core::page::Direction::Asc,
+        after: None,
+    };
+    let mut ids = Vec::new();
+    loop {
+        let found = store
+            .list_api_keys(&principal.tenant(), Some(agent_id), &page)
+            .await?;
+        ids.extend(
+            found
+                .items
+                .iter()
+                .filter(|k| k.revoked_at.is_none())
+                .map(|k| k.id.clone()),
+        );
+        match found
+            .next_cursor
+            .as_deref()
+            .map(warden_core::page::Cursor::decode)
+        {
+            Some(Ok(cursor)) => page.after = Some(cursor),
+            _ => return Ok(ids),
+        }
     }
 }

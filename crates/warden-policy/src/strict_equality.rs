@@ -1,0 +1,305 @@
+//! `==`, `!=` and `in` that fail on values of different types. CEL says
+//! `42 == "42"` is false, so `args.account_id == 42` would not hold for
+//! an agent that sends `"42"` (or `[42]`) to a tool that reads either as
+//! 42: a `deny` written that way is dodged by choosing the argument's
+//! type. Here such a comparison is an evaluation error instead, which
+//! never loosens the outcome (`docs/policies.md`). Numbers of any kind
+//! compare by value (`1 == 1.0`), and `null` compares with anything
+//! (`args.x == null` asks whether it is null).
+//!
+//! The operators are built into the interpreter, so each condition's
+//! syntax tree is rewritten to call these functions instead.
+
+use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr};
+use cel::common::types::{CelBool, DYN_TYPE};
+use cel::common::value::CowVal;
+use cel::objects::Key;
+use cel::{Env, ExecutionError, Value};
+
+const EQ_FN: &str = "warden_strict_eq";
+const NE_FN: &str = "warden_strict_ne";
+const IN_FN: &str = "warden_strict_in";
+
+/// Points every `==`, `!=` and `in` of `expr` at the strict functions.
+pub fn rewrite(expr: &mut IdedExpr) {
+    match &mut expr.expr {
+        Expr::Call(call) => {
+            let strict = match call.func_name.as_str() {
+                operators::EQUALS => Some(EQ_FN),
+                operators::NOT_EQUALS => Some(NE_FN),
+                operators::IN => Some(IN_FN),
+                _ => None,
+            };
+            if let Some(name) = strict {
+                call.func_name = name.to_string();
+            }
+            if let Some(target) = &mut call.target {
+                rewrite(target);
+            }
+            call.args.iter_mut().for_each(rewrite);
+        }
+        Expr::Comprehension(c) => {
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                rewrite(part);
+            }
+        }
+        Expr::List(list) => list.elements.iter_mut().for_each(rewrite),
+        Expr::Map(map) => map.entries.iter_mut().for_each(|e| match &mut e.expr {
+            EntryExpr::MapEntry(entry) => {
+                rewrite(&mut entry.key);
+                rewrite(&mut entry.value);
+            }
+            EntryExpr::StructField(field) => rewrite(&mut field.value),
+        }),
+        Expr::Struct(s) => s.entries.iter_mut().for_each(|e| match &mut e.expr {
+            EntryExpr::MapEntry(entry) => {
+                rewrite(&mut entry.key);
+                rewrite(&mut entry.value);
+            }
+            EntryExpr::StructField(field) => rewrite(&mut field.value),
+        }),
+        Expr::Select(select) => rewrite(&mut select.operand),
+        _ => {}
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Function(..) => "function",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "bool",
+        Value::Duration(_) => "duration",
+        Value::Timestamp(_) => "timestamp",
+        Value::Opaque(_) => "opaque",
+        Value::Struct(_) => "struct",
+        Value::Null => "null",
+    }
+}
+
+fn numeric(v: &Value) -> bool {
+    matches!(v, Value::Int(_) | Value::UInt(_) | Value::Float(_))
+}
+
+/// Whether `a` and `b` are the same kind of value, as far as comparing
+/// them means anything.
+fn comparable(a: &Value, b: &Value) -> bool {
+    matches!(a, Value::Null)
+        || matches!(b, Value::Null)
+        || (numeric(a) && numeric(b))
+        || std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+fn mismatch(op: &str, a: &Value, b: &Value) -> String {
+    format!(
+        "`{op}` compares a {} with a {}: the call's value is not of the type the condition \
+         expects",
+        kind(a),
+        kind(b)
+    )
+}
+
+/// Equality that refuses values of different types, at any depth.
+fn strict_eq(a: &Value, b: &Value) -> Result<bool, String> {
+    if !comparable(a, b) {
+        return Err(mismatch("==", a, b));
+    }
+    match (a, b) {
+        (Value::List(x), Value::List(y)) => {
+            let mut equal = x.len() == y.len();
+            for (p, q) in x.iter().zip(y.iter()) {
+                equal &= strict_eq(p, q)?;
+            }
+            Ok(equal)
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            let mut equal = x.map.len() == y.map.len();
+            for (key, p) in x.map.iter() {
+                match y.map.get(key) {
+                    Some(q) => equal &= strict_eq(p, q)?,
+                    None => equal = false,
+                }
+            }
+            Ok(equal)
+        }
+        _ => Ok(a == b),
+    }
+}
+
+/// `needle in haystack`: a list's elements or a map's keys, refusing a
+/// needle of a kind none of them has.
+fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
+    match haystack {
+        Value::List(items) => {
+            let mut compared = items.is_empty();
+            for item in items.iter() {
+                if let Ok(equal) = strict_eq(needle, item) {
+                    compared = true;
+                    if equal {
+                        return Ok(true);
+                    }
+                }
+            }
+            match (compared, items.first()) {
+                (false, Some(item)) => Err(mismatch("in", needle, item)),
+                _ => Ok(false),
+            }
+        }
+        Value::Map(map) => {
+            if map.map.is_empty() {
+                return Ok(false);
+            }
+            let key = match needle {
+                Value::Int(i) => Key::Int(*i),
+                Value::UInt(u) => Key::Uint(*u),
+                Value::Bool(b) => Key::Bool(*b),
+                Value::String(s) => Key::String(s.clone()),
+                other => {
+                    return Err(format!(
+                        "`in` looks up a {} among a map's keys",
+                        kind(other)
+                    ))
+                }
+            };
+            let same_kind = |k: &Key| {
+                matches!(
+                    (k, &key),
+                    (Key::Int(_) | Key::Uint(_), Key::Int(_) | Key::Uint(_))
+                        | (Key::Bool(_), Key::Bool(_))
+                        | (Key::String(_), Key::String(_))
+                )
+            };
+            if !map.map.keys().any(same_kind) {
+                return Err(format!(
+                    "`in` looks up a {} among a map's keys of another type",
+                    kind(needle)
+                ));
+            }
+            Ok(map.map.contains_key(&key))
+        }
+        other => Err(format!("`in` needs a list or a map, not a {}", kind(other))),
+    }
+}
+
+fn values<'b, 'v>(name: &str, args: &[CowVal<'b, 'v>]) -> Result<(Value, Value), ExecutionError> {
+    let [a, b] = args else {
+        return Err(ExecutionError::invalid_argument_count(2, args.len()));
+    };
+    let a = Value::try_from(a.as_ref()).map_err(|e| ExecutionError::function_error(name, e))?;
+    let b = Value::try_from(b.as_ref()).map_err(|e| ExecutionError::function_error(name, e))?;
+    Ok((a, b))
+}
+
+fn answer<'b, 'v>(
+    name: &str,
+    outcome: Result<bool, String>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    outcome
+        .map(|b| CowVal::owned(CelBool::from(b)))
+        .map_err(|why| ExecutionError::function_error(name, why))
+}
+
+fn eq<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let (a, b) = values("==", &args)?;
+    answer("==", strict_eq(&a, &b))
+}
+
+fn ne<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let (a, b) = values("!=", &args)?;
+    answer("!=", strict_eq(&a, &b).map(|equal| !equal))
+}
+
+fn contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let (needle, haystack) = values("in", &args)?;
+    answer("in", strict_in(&needle, &haystack))
+}
+
+/// Registers the strict functions the rewritten conditions call.
+pub fn register(env: &mut Env) {
+    type Compare = for<'b, 'v> fn(Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError>;
+    let functions: [(&str, Compare); 3] = [(EQ_FN, eq), (NE_FN, ne), (IN_FN, contains)];
+    for (name, function) in functions {
+        env.add_overload(
+            name,
+            &format!("{name}_dyn"),
+            vec![DYN_TYPE, DYN_TYPE],
+            function,
+        )
+        .expect("the function registers once");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::set::Condition;
+    use crate::test_support::holds;
+    use crate::{CallFacts, CelCondition, ConditionInput};
+    use serde_json::json;
+
+    fn fails(source: &str, args: serde_json::Value) -> bool {
+        let facts = CallFacts {
+            args,
+            ..Default::default()
+        };
+        CelCondition::compile(source)
+            .unwrap()
+            .holds(&ConditionInput::new(facts))
+            .is_err()
+    }
+
+    #[test]
+    fn a_value_of_another_type_fails_rather_than_compares_unequal() {
+        assert!(holds("args.account_id == 42", json!({"account_id": 42})));
+        for sent in [json!("42"), json!([42]), json!({"id": 42}), json!(true)] {
+            assert!(
+                fails("args.account_id == 42", json!({"account_id": sent})),
+                "{sent}"
+            );
+            assert!(
+                fails("args.account_id != 42", json!({"account_id": sent})),
+                "{sent}"
+            );
+        }
+        assert!(holds(
+            "args.env in ['prod', 'production']",
+            json!({"env": "prod"})
+        ));
+        assert!(!holds(
+            "args.env in ['prod', 'production']",
+            json!({"env": "dev"})
+        ));
+        assert!(fails(
+            "args.env in ['prod', 'production']",
+            json!({"env": ["prod"]})
+        ));
+        assert!(fails("args.ids == [42]", json!({"ids": ["42"]})));
+        assert!(!fails("'x' in args.m", json!({"m": {"1": 1}})));
+        assert!(fails("1 in args.m", json!({"m": {"a": 1}})));
+    }
+
+    #[test]
+    fn numbers_of_any_kind_and_null_still_compare() {
+        assert!(holds("args.amount == 100", json!({"amount": 100.0})));
+        assert!(holds("args.amount != 100", json!({"amount": 100.5})));
+        assert!(holds("args.x == null", json!({"x": null})));
+        assert!(holds("args.x != null", json!({"x": "set"})));
+        assert!(holds("args.n in [1, 2, 3]", json!({"n": 2})));
+        assert!(holds(
+            "args.tags.exists_one(t, t == 'pci')",
+            json!({"tags": ["pci", "x"]})
+        ));
+        assert!(holds("'k' in args.m", json!({"m": {"k": 1}})));
+        assert!(!holds("args.l in [[1], [2]]", json!({"l": [3]})));
+    }
+}
