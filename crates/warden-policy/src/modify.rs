@@ -171,11 +171,7 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
         }
         // Invisible characters in front (a byte-order mark, a zero-width
         // space) do not hide JSON from the path: some parsers skip them.
-        Value::String(text)
-            if text
-                .trim_start_matches(|c: char| c.is_whitespace() || crate::pattern::invisible(c))
-                .starts_with(['{', '[']) =>
-        {
+        Value::String(text) if looks_like_json(text) => {
             // Text that is not strict JSON (a trailing comma, Python's
             // `NaN`) may hold the value, and no path can be found in it:
             // withheld whole, as the Thoth events' arguments are.
@@ -205,6 +201,22 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
     }
 }
 
+/// Whether a string starts like a JSON object or array, past any spaces
+/// and invisible characters in front (a byte-order mark, a zero-width
+/// space), which some parsers skip.
+fn looks_like_json(text: &str) -> bool {
+    text.trim_start_matches(|c: char| c.is_whitespace() || crate::pattern::invisible(c))
+        .starts_with(['{', '['])
+}
+
+/// A JSON string argument's value, when it can be changed and written
+/// back exactly: strict JSON, no key named twice, no whole number past
+/// 64 bits.
+fn json_inside(text: &str) -> Option<Value> {
+    let crate::unique_keys::UniqueKeys(inner) = serde_json::from_str(text).ok()?;
+    (!holds_inexact_number(&inner)).then_some(inner)
+}
+
 /// Whether a parsed value holds a number that writing it back could
 /// change: a whole number past 64 bits, read as the nearest double (an
 /// integer within 64 bits is read exactly, and any other double is
@@ -232,6 +244,16 @@ fn set_at(
     let Some((first, rest)) = segments.split_first() else {
         return assign(target);
     };
+    // An object or array sent as a JSON string is changed inside and
+    // written back as a string, as redaction reaches into it: sending the
+    // argument as text does not dodge the assignment.
+    if let Value::String(text) = target {
+        if let Some(mut inner) = looks_like_json(text).then(|| json_inside(text)).flatten() {
+            set_at(&mut inner, segments, assign)?;
+            *text = inner.to_string();
+            return Ok(());
+        }
+    }
     if first == "*" {
         match target {
             Value::Object(map) => map.values_mut().try_for_each(|c| set_at(c, rest, assign)),
@@ -461,6 +483,27 @@ mod tests {
             .unwrap();
         assert_eq!(out["items"], json!([{"price": 0}]));
         assert_eq!(out["a"], json!({"b": {"c": 0}}));
+    }
+
+    #[test]
+    fn an_assignment_reaches_into_json_sent_as_a_string() {
+        let change = ArgChange {
+            redact: vec![p("items.*.card")],
+            set: vec![
+                (p("items.*.price"), json!(0)),
+                (p("opts.dry_run"), json!(true)),
+            ],
+        };
+        let out = change
+            .apply(&json!({
+                "items": "[{\"price\": 5, \"card\": \"4111\"}]",
+                "opts": "{\"dry_run\": false}"
+            }))
+            .unwrap();
+        let items: Value = serde_json::from_str(out["items"].as_str().unwrap()).unwrap();
+        assert_eq!(items, json!([{"price": 0, "card": REDACTED}]));
+        let opts: Value = serde_json::from_str(out["opts"].as_str().unwrap()).unwrap();
+        assert_eq!(opts, json!({"dry_run": true}));
     }
 
     #[test]
