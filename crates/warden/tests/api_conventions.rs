@@ -329,6 +329,16 @@ fn pagination_sort_and_filters(backend: &Backend) {
         200,
         "the refused DELETE changed nothing"
     );
+    // What says nothing is taken as no body, however it is spaced.
+    for body in ["{ }", " null ", ""] {
+        let r = api.raw(
+            "POST",
+            &format!("/api/v1/agents/{agent}/drift/rebuild"),
+            body.as_bytes().to_vec(),
+            &[("content-type", "application/json")],
+        );
+        assert_eq!(r.status, 200, "{body:?}: {}", r.text);
+    }
     let r = api.patch(
         &format!("/api/v1/agents/{agent}?dry_run=true"),
         &json!({"description": "changed"}),

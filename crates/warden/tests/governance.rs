@@ -587,6 +587,21 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         "agents": {"ids": ["stranger-bot"]}}),
     );
 
+    // Where no key bound to an agent may ever act (policies, resolving
+    // holds), even an admin one is refused before its request is read.
+    for (method, path, body) in [
+        ("POST", "/api/v1/policies", json!({"bogus": 1})),
+        ("GET", "/api/v1/policies?bogus=1", Value::Null),
+        ("POST", "/api/v1/policies/test", json!({})),
+        ("PATCH", "/api/v1/policy-settings", json!({"bogus": 1})),
+        ("POST", "/api/v1/holds/hld_x/approve", json!({"bogus": 1})),
+    ] {
+        let body = (!body.is_null()).then_some(&body);
+        let r = sdk.send(method, path, body, &[]);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
+        assert!(r.body["error"]["field"].is_string(), "{}", r.text);
+    }
+
     // As itself, by Warden id or external id.
     assert_eq!(decision(&sdk, &billing, "mail.send", json!({})), "allow");
     let d = enforce(
@@ -2074,6 +2089,20 @@ fn agent_changes_are_audited(backend: &Backend) {
     );
     assert_eq!(records[2]["detail"]["agent"]["name"], "pay-bot");
     assert_eq!(records[0]["detail"]["agent"]["status"], "suspended");
+    // The deletion names the keys it revoked.
+    let key_id = api.get("/api/v1/api-keys").body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "bot key")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(
+        records[0]["detail"]["revoked_keys"],
+        json!([key_id]),
+        "{}",
+        log.text
+    );
     let all = api.get("/api/v1/audit?kind=agent_change");
     assert_eq!(
         all.body["data"].as_array().unwrap().len(),

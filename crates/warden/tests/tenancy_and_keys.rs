@@ -224,6 +224,27 @@ fn scopes_are_enforced(backend: &Backend) {
         &[("x-api-key", t.live_key.as_str())],
     );
     assert_eq!(r.status, 200, "X-Api-Key is accepted as well as Bearer");
+    // A credential header sent twice is refused: a proxy reading the last
+    // copy and Warden the first would disagree on who calls.
+    for header in ["authorization", "x-api-key"] {
+        let value = if header == "authorization" {
+            format!("Bearer {}", t.live_key)
+        } else {
+            t.live_key.clone()
+        };
+        let r = anon.send(
+            "GET",
+            "/api/v1/agents",
+            None,
+            &[(header, value.as_str()), (header, value.as_str())],
+        );
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            header,
+            "{}",
+            r.text
+        );
+    }
     // A proxy's Basic credential, or an empty header, does not hide it.
     for authorization in ["Basic dXNlcjpwYXNz", ""] {
         let r = anon.send(
