@@ -2,9 +2,11 @@
 //! without it gets the 403 naming the scope, never a 400 that describes
 //! the route's body to a caller who may not use it. A route's scopes are
 //! the ones its operation declares in the OpenAPI document (any one of
-//! several alternatives will do), so the document stays the one list;
-//! handlers still check their own, with the finer rules (a key bound to
-//! an agent, an environment) that only they know.
+//! several alternatives will do), so the document stays the one list.
+//! A key bound to an agent is refused here too where no bound key may
+//! ever act (`NEVER_BOUND`: policies, resolving holds). Handlers still
+//! check their own, with the finer rules (a bound key's own agent, an
+//! environment) that only they know.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +16,11 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::OpenApi;
+use warden_core::api_key::NEVER_BOUND;
 
 use super::Principal;
 use crate::http::error::ApiError;
 use crate::http::query_params::operations;
-use warden_core::api_key::NEVER_BOUND;
 
 /// Each operation's alternatives (every scope of one alternative is
 /// needed), by path template and method: looked up on every request
