@@ -222,12 +222,14 @@ fn json_inside(text: &str) -> Option<Value> {
 /// integer within 64 bits is read exactly, and any other double is
 /// written back as the same double).
 fn holds_inexact_number(value: &Value) -> bool {
-    // -2^63 and 2^64: the ends of what 64 bits hold, exactly as doubles.
-    let within = -(2f64.powi(63))..2f64.powi(64);
+    // The ends of what 64 bits hold: a whole number read as a double at
+    // or past them did not fit an i64 or u64 (-2^63 itself reads as an
+    // i64, so a double there stands for a number below it).
+    let (low, high) = (-(2f64.powi(63)), 2f64.powi(64));
     match value {
         Value::Number(n) => n
             .as_f64()
-            .is_some_and(|x| n.is_f64() && x.fract() == 0.0 && !within.contains(&x)),
+            .is_some_and(|x| n.is_f64() && x.fract() == 0.0 && (x <= low || x >= high)),
         Value::Array(items) => items.iter().any(holds_inexact_number),
         Value::Object(map) => map.values().any(holds_inexact_number),
         _ => false,
@@ -280,17 +282,26 @@ fn set_at(
         }
         *target = Value::Object(Map::new());
     }
-    match target {
-        Value::Object(map) => match map.get_mut(first.as_str()) {
-            Some(child) => set_at(child, rest, assign),
-            None if wild_below => Ok(()),
-            None => set_at(
-                map.entry(first.clone()).or_insert(Value::Null),
-                rest,
-                assign,
-            ),
-        },
-        _ => Ok(()),
+    let Value::Object(map) = target else {
+        return Ok(());
+    };
+    // A key holding a dot that the path spells (`limits.max` names
+    // `{"limits.max": …}`, as redaction reads it) is set too: a tool may
+    // read either spelling.
+    for joined in 2..=segments.len() {
+        let key = segments[..joined].join(".");
+        if let Some(child) = map.get_mut(&key) {
+            set_at(child, &segments[joined..], assign)?;
+        }
+    }
+    match map.get_mut(first.as_str()) {
+        Some(child) => set_at(child, rest, assign),
+        None if wild_below => Ok(()),
+        None => set_at(
+            map.entry(first.clone()).or_insert(Value::Null),
+            rest,
+            assign,
+        ),
     }
 }
 
@@ -504,6 +515,31 @@ mod tests {
         assert_eq!(items, json!([{"price": 0, "card": REDACTED}]));
         let opts: Value = serde_json::from_str(out["opts"].as_str().unwrap()).unwrap();
         assert_eq!(opts, json!({"dry_run": true}));
+    }
+
+    #[test]
+    fn an_assignment_reaches_keys_that_hold_a_dot() {
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![(p("limits.max"), json!(10))],
+        };
+        let out = change.apply(&json!({"limits.max": 99999})).unwrap();
+        assert_eq!(out, json!({"limits.max": 10, "limits": {"max": 10}}));
+    }
+
+    #[test]
+    fn a_negative_number_past_64_bits_in_a_json_string_is_not_rewritten() {
+        let mut args = json!({"payload": "{\"limit\": 5, \"k\": -9223372036854775809}"});
+        p("payload.limit").redact(&mut args);
+        assert_eq!(args["payload"], REDACTED);
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![(p("payload.limit"), json!(1))],
+        };
+        let out = change
+            .apply(&json!({"payload": "{\"limit\": 5, \"k\": -9223372036854775809}"}))
+            .unwrap();
+        assert!(!out.to_string().contains("e+18"), "{out}");
     }
 
     #[test]

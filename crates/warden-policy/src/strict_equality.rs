@@ -142,18 +142,23 @@ fn strict_eq(a: &Value, b: &Value) -> Result<bool, String> {
 fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
     match haystack {
         Value::List(items) => {
-            let mut compared = items.is_empty();
+            // An element equal to the needle answers; otherwise one of
+            // another type fails the whole test, wherever it stands: a
+            // decoy of the expected type beside it (`[7, "42"]`) must not
+            // turn the error into "not in".
+            let mut mismatched: Option<&Value> = None;
             for item in items.iter() {
-                if let Ok(equal) = strict_eq(needle, item) {
-                    compared = true;
-                    if equal {
-                        return Ok(true);
+                match strict_eq(needle, item) {
+                    Ok(true) => return Ok(true),
+                    Ok(false) => {}
+                    Err(_) => {
+                        mismatched.get_or_insert(item);
                     }
                 }
             }
-            match (compared, items.first()) {
-                (false, Some(item)) => Err(mismatch("in", needle, item)),
-                _ => Ok(false),
+            match mismatched {
+                Some(item) => Err(mismatch("in", needle, item)),
+                None => Ok(false),
             }
         }
         Value::Map(map) => {
@@ -284,6 +289,11 @@ mod tests {
             json!({"env": ["prod"]})
         ));
         assert!(fails("args.ids == [42]", json!({"ids": ["42"]})));
+        // A decoy of the expected type beside the mismatch does not hide it.
+        for sent in [json!([7, "42"]), json!([null, "42"]), json!(["42", 7])] {
+            assert!(fails("42 in args.ids", json!({"ids": sent})), "{sent}");
+        }
+        assert!(holds("42 in args.ids", json!({"ids": ["x", 42]})));
         assert!(!fails("'x' in args.m", json!({"m": {"1": 1}})));
         assert!(fails("1 in args.m", json!({"m": {"a": 1}})));
     }

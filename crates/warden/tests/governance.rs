@@ -322,6 +322,63 @@ fn precedence_monitor_and_the_default(backend: &Backend) {
     assert!(d["reason"].as_str().unwrap().contains("suspended"));
 }
 
+/// An agent chooses its arguments' types: a condition that fails on them,
+/// or a comparison of another type, never gets it a looser outcome.
+fn failed_conditions_and_types_never_loosen(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    // A `modify` whose condition fails (the agent sent the amount as text)
+    // above one that holds: the one that holds decides, and the failed
+    // one's redaction applies too, as it would had its condition held.
+    policy(
+        &api,
+        json!({"name": "redact card on big", "action_pattern": "ledger.pay", "decision": "modify",
+               "priority": 10, "condition": "args.amount > 100", "modify": {"redact": ["card"]}}),
+    );
+    policy(
+        &api,
+        json!({"name": "tag all", "action_pattern": "ledger.pay", "decision": "modify",
+               "modify": {"set": {"reviewed": true}}}),
+    );
+    for amount in [json!(5000), json!("5000")] {
+        let d = enforce(
+            &api,
+            json!({"agent_id": "payer", "tool_name": "ledger.pay",
+                   "tool_args": {"amount": amount, "card": "4111111111111111"}}),
+        );
+        assert_eq!(d["decision"], "modify", "{d}");
+        assert_eq!(
+            d["modified_tool_args"]["card"], "[REDACTED]",
+            "{amount}: {d}"
+        );
+    }
+    // Equality is strict about types: "42" is not let past a deny on 42,
+    // nor hidden behind a decoy of the expected type.
+    policy(
+        &api,
+        json!({"name": "no account 42", "action_pattern": "acct.*", "decision": "deny",
+               "condition": "42 in args.accounts || args.account == 42"}),
+    );
+    for args in [
+        json!({"accounts": [], "account": "42"}),
+        json!({"accounts": [7, "42"], "account": 1}),
+        json!({"accounts": [42], "account": 1}),
+    ] {
+        let d = enforce(
+            &api,
+            json!({"agent_id": "payer", "tool_name": "acct.close", "tool_args": args}),
+        );
+        assert_eq!(d["decision"], "deny", "{args}: {d}");
+    }
+    let d = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "acct.close",
+               "tool_args": {"accounts": [7], "account": 1}}),
+    );
+    assert_eq!(d["decision"], "allow", "{d}");
+}
+
 fn modify_redaction_and_dry_runs(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
@@ -2197,6 +2254,7 @@ fn key_and_retention_changes_are_audited(backend: &Backend) {
 
 on_every_backend!(
     agent_changes_are_audited,
+    failed_conditions_and_types_never_loosen,
     key_and_retention_changes_are_audited,
     policies_are_versioned_audited_and_checked,
     precedence_monitor_and_the_default,

@@ -788,19 +788,32 @@ pub fn decide(
         reason,
         // A step-up's tied `modify` policies change the call it holds, once
         // approved: the approval lets the call run, not skip its changes.
+        // So do the changes of a `modify` above it whose condition failed:
+        // met, it would have changed the call, and an agent must not drop
+        // a redaction by the type it sends. Applied lowest priority first,
+        // then in creation order, so the strongest policy's value stands.
         change_from: match eval.deciding {
             Some(d) if matches!(decision, Decision::Modify | Decision::StepUp) => {
-                let mut tied: Vec<(i64, String)> = eval
+                let failed: std::collections::HashSet<&str> = eval
+                    .condition_errors
+                    .iter()
+                    .map(|(p, _)| p.id.as_str())
+                    .collect();
+                let mut changes: Vec<(i32, i64, String)> = eval
                     .matched
                     .iter()
-                    .filter(|p| p.priority == d.priority && p.decision == Decision::Modify)
+                    .filter(|p| p.decision == Decision::Modify)
+                    .filter(|p| {
+                        p.priority == d.priority
+                            || (p.priority > d.priority && failed.contains(p.id.as_str()))
+                    })
                     .map(|p| {
                         let created = policies.facts.get(&p.id).map_or(0, |f| f.created_at);
-                        (created, p.id.clone())
+                        (p.priority, created, p.id.clone())
                     })
                     .collect();
-                tied.sort();
-                tied.into_iter().map(|(_, id)| id).collect()
+                changes.sort();
+                changes.into_iter().map(|(_, _, id)| id).collect()
             }
             _ => Vec::new(),
         },
