@@ -733,8 +733,66 @@ fn operator_key_commands(backend: &Backend) {
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
+/// A key minted for an agent while the agent is being deleted either is
+/// refused or is revoked with the others: none outlives its agent.
+fn no_key_outlives_its_agent(backend: &Backend) {
+    backend.init();
+    // Limits far above the race, so that no request is refused for them.
+    let t = backend.create_org(
+        "Race",
+        &[
+            "--plan",
+            "custom",
+            "--rate-limit-per-minute",
+            "6000000",
+            "--burst",
+            "1000000",
+        ],
+    );
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    for round in 0..3 {
+        let agent = admin.create_agent(&format!("doomed-{round}"));
+        let (_, own) = admin.create_key(json!({"name": "own", "agent_id": agent,
+            "scopes": ["keys.write", "events.write"]}));
+        let minter = w.api(&own);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        minter.post(
+                            "/api/v1/api-keys",
+                            &json!({"name": "child", "scopes": ["events.write"]}),
+                        );
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let deleted = admin.delete(&format!("/api/v1/agents/{agent}"));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(deleted.status, 204, "{}", deleted.text);
+        });
+        let mut path = "/api/v1/api-keys?limit=200".to_string();
+        loop {
+            let page = admin.get(&path);
+            for key in page.body["data"].as_array().unwrap() {
+                if key["agent_id"] == agent.as_str() {
+                    assert_eq!(key["status"], "revoked", "{key}");
+                }
+            }
+            match page.body["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/api-keys?limit=200&cursor={c}"),
+                None => break,
+            }
+        }
+    }
+}
+
 on_every_backend!(
     tenants_and_environments_are_isolated,
+    no_key_outlives_its_agent,
     scopes_are_enforced,
     keys_are_secret_revocable_and_rotatable,
     token_exchange,

@@ -92,10 +92,21 @@ pub async fn create(
     let secret = keys.mint(grant.environment);
     let key = ApiKey::issue(&principal.org_id, grant, &secret, now);
     let record = key_record(&principal.key_id, &key, "created", json!({}));
-    audit
+    match audit
         .append(tenant, record, Some(Companion::InsertApiKey(key.clone())))
         .await
-        .map_err(append_error)?;
+    {
+        Ok(_) => {}
+        // The agent it is bound to was deleted meanwhile.
+        Err(AppendError::Precondition) => {
+            return Err(Error::invalid(
+                "agent_id",
+                "the agent was deleted while the key was being minted",
+            )
+            .into())
+        }
+        Err(e) => return Err(append_error(e)),
+    }
     Ok(MintedKey {
         key,
         secret: secret.plaintext,

@@ -214,6 +214,22 @@ pub(crate) async fn update(db: &dyn Db, tenant: &Tenant, agent: &Agent) -> Store
 
 /// Deletes the agent and revokes the keys bound to it (at `at`): a key
 /// bound to an agent that is gone would act for nobody.
+/// Requires the agent to exist and holds its row until the transaction
+/// ends (an update that changes nothing still locks the row on
+/// PostgreSQL; SQLite runs one writer at a time): a key bound to it cannot
+/// commit beside its deletion and outlive it unrevoked.
+pub(crate) fn hold_step(tenant: &Tenant, id: &str) -> Step {
+    Step::execute(
+        "UPDATE agents SET revision = revision WHERE id = $1 AND org_id = $2 AND environment = $3",
+        vec![
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .required()
+}
+
 pub(crate) fn delete_steps(tenant: &Tenant, id: &str, at: Millis) -> Vec<Step> {
     vec![
         Step::execute(

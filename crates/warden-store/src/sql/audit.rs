@@ -101,7 +101,14 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
         Companion::CreateAgent(agent) => agents::insert_steps(tenant, agent),
         Companion::UpdateAgent(agent) => agents::update_steps(tenant, agent),
         Companion::DeleteAgent { id, at } => agents::delete_steps(tenant, id, *at),
-        Companion::InsertApiKey(key) => vec![keys::insert_step(key)],
+        Companion::InsertApiKey(key) => {
+            let mut steps = Vec::new();
+            if let Some(agent_id) = &key.agent_id {
+                steps.push(agents::hold_step(tenant, agent_id));
+            }
+            steps.push(keys::insert_step(key));
+            steps
+        }
         Companion::RevokeApiKey { id, at } => vec![keys::revoke_step(tenant, id, *at)],
         Companion::RotateApiKey(rotation) => vec![keys::rotate_step(tenant, rotation)],
         Companion::SetOrgSetting { name, value, at } => vec![events::org_setting_step(
