@@ -40,6 +40,15 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
     let Some(raw_key) = req.headers().get(HEADER) else {
         return next.run(req).await;
     };
+    // Two keys: a proxy or client reading the other copy would replay
+    // where Warden runs again, or the reverse.
+    if req.headers().get_all(HEADER).iter().nth(1).is_some() {
+        return ApiError::invalid(
+            "Idempotency-Key",
+            "the Idempotency-Key header is sent more than once: send one",
+        )
+        .into_response();
+    }
     let key = match raw_key.to_str() {
         Ok(k) if !k.trim().is_empty() && k.len() <= 255 => k.trim().to_string(),
         _ => {

@@ -495,6 +495,18 @@ fn idempotency_keys(backend: &Backend) {
     );
     assert_eq!(other.error(409, "conflict")["field"], "Idempotency-Key");
     assert_eq!(agents_count(&api), 1);
+    // Two keys in one request: refused, nothing made.
+    let twice = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&json!({"name": "two keys"})),
+        &[("Idempotency-Key", "k-a"), ("Idempotency-Key", "k-b")],
+    );
+    assert_eq!(
+        twice.error(400, "invalid_request")["field"],
+        "Idempotency-Key"
+    );
+    assert_eq!(agents_count(&api), 1);
     // A failed request does not burn the key.
     let bad = api.send(
         "POST",
