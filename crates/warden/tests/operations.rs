@@ -193,7 +193,14 @@ fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
         !backend.raw_contents().contains("over-the-limit"),
         "the refused write was not stored"
     );
-    let metrics = w.anonymous().get("/metrics").text;
+    let scraped = w.anonymous().get("/metrics");
+    // Said to be what it is: the OpenMetrics text format (`# EOF`).
+    assert_eq!(
+        scraped.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(scraped.text.trim_end().ends_with("# EOF"));
+    let metrics = scraped.text;
     assert!(metrics.contains("warden_rate_limited_total 2"), "{metrics}");
     assert!(metrics.contains(r#"route="/api/v1/agents",status="429""#));
     let out = backend.cli(&["org", "create", "Bad", "--plan", "custom"]);

@@ -103,9 +103,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")),
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")),
     security(()))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let telemetry = &state.telemetry;
@@ -114,7 +114,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            // What prometheus_client writes: the OpenMetrics text format.
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
     )
