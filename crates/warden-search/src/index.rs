@@ -372,15 +372,21 @@ impl EventIndex {
         self.commit_at(seq as i64)
     }
 
-    /// Removes an organization's events whose time is before `before`.
-    pub fn expire(&self, org_id: &str, before: i64) -> Result<(), SearchError> {
-        let query = BooleanQuery::new(vec![
+    /// Removes an organization's events whose time is before `before`
+    /// (those at log positions up to `through`, when given).
+    pub fn expire(
+        &self,
+        org_id: &str,
+        before: i64,
+        through: Option<u64>,
+    ) -> Result<(), SearchError> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (
                 Occur::Must,
                 Box::new(TermQuery::new(
                     Term::from_field_text(self.fields.org, org_id),
                     IndexRecordOption::Basic,
-                )) as Box<dyn Query>,
+                )),
             ),
             (
                 Occur::Must,
@@ -389,7 +395,19 @@ impl EventIndex {
                     Bound::Excluded(Term::from_field_i64(self.fields.timestamp, before)),
                 )),
             ),
-        ]);
+        ];
+        // Only events the log held up to `through`: one appended since
+        // (an old event sent after the retention was lifted) stays.
+        if let Some(through) = through {
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Unbounded,
+                    Bound::Included(Term::from_field_u64(self.fields.seq, through)),
+                )),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
         self.with_writer(|writer| writer.delete_query(Box::new(query)))?;
         self.commit()
     }

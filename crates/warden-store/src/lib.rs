@@ -241,6 +241,15 @@ pub trait Store: Send + Sync + 'static {
     async fn org_setting(&self, org_id: &str, name: &str) -> StoreResult<Option<String>>;
     /// Every organization that has the setting, with its value.
     async fn orgs_with_setting(&self, name: &str) -> StoreResult<Vec<(String, String)>>;
+    /// Sets (`None`: removes) an organization setting that is Warden's own
+    /// bookkeeping, not a change someone makes (those go with an audit
+    /// record, `Companion::SetOrgSetting`).
+    async fn set_org_setting(
+        &self,
+        org_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> StoreResult<()>;
 
     /// The last sequence number and hash of a tenant's chain.
     async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)>;

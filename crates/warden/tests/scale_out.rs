@@ -503,6 +503,64 @@ fn every_replica_searches_events_ingested_on_any() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // A retention set and lifted again before replica B reads the
+    // settings: the store removed the event, so B's index forgets it too.
+    let r = api_a.send(
+        "PUT",
+        "/api/v1/events/retention",
+        Some(&json!({"retention_days": null})),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api_a.post(
+        "/api/v1/events/batch",
+        &json!([{"message": "briefly kept", "timestamp": now_ms - 8 * 86_400_000},
+                {"message": "briefly kept now"}]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let brief = json!({"query": "briefly", "from_time": "now-30d", "limit": 0});
+    let brief_count =
+        |api: &common::Api| api.post("/api/v1/siem/search", &brief).body["data"]["total"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while brief_count(&api_b) != 2 {
+        assert!(Instant::now() < deadline, "both events reached replica B");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for days in [json!(5), json!(null)] {
+        let r = api_a.send(
+            "PUT",
+            "/api/v1/events/retention",
+            Some(&json!({"retention_days": days})),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while brief_count(&api_b) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "replica B still finds the event the store removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An old event sent after the retention was lifted stays everywhere.
+    let r = api_a.post(
+        "/api/v1/events/batch",
+        &json!([{"message": "briefly late", "timestamp": now_ms - 8 * 86_400_000}]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while brief_count(&api_b) != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the late old event reached replica B"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(brief_count(&api_b), 2);
+    assert_eq!(brief_count(&api_a), 2);
 }
 
 /// A replica that stops inside a transaction (a paused VM, a cut network)

@@ -32,6 +32,9 @@ pub struct Telemetry {
     pub searchable: tokio::sync::watch::Sender<i64>,
     /// How far the index trails this process's acknowledgments.
     pub health: Arc<IndexHealth>,
+    /// Retention removals (organization, before, through) this process's
+    /// index has forgotten (`retention::apply_removals`).
+    pub applied_removals: std::sync::Mutex<std::collections::HashSet<(String, i64, i64)>>,
 }
 
 /// What `/metrics` says of the index: how far it trails what this process
@@ -182,6 +185,7 @@ impl Telemetry {
             handoff: Arc::new(handoff::Handoff::default()),
             searchable: tokio::sync::watch::Sender::new(0),
             health: Arc::default(),
+            applied_removals: Default::default(),
         })
     }
 }

@@ -10,6 +10,11 @@ use super::Telemetry;
 
 /// The organization setting's name.
 pub const SETTING: &str = "event_retention_days";
+/// The setting that records recent removals (a JSON list of `[before,
+/// through]`), so that every replica's index forgets them.
+pub const REMOVALS: &str = "event_retention_removals";
+/// Removals kept per organization.
+const KEPT_REMOVALS: usize = 32;
 /// Longest retention one may set: ten years.
 pub const MAX_DAYS: i64 = 3_650;
 
@@ -44,16 +49,81 @@ impl Telemetry {
         // Events acknowledged before the removal that the index has yet
         // to take would come back with it: the index first catches up
         // with the log as it is now (briefly, if it can), then forgets.
-        if let Ok(head) = self.store.event_log_head().await {
+        let head = self.store.event_log_head().await.ok();
+        if let Some(head) = head {
             let mut searchable = self.searchable.subscribe();
             let _ = tokio::time::timeout(CATCH_UP, searchable.wait_for(|at| *at >= head)).await;
         }
+        if removed > 0 {
+            // Other replicas' indexes forget them too, even if the setting
+            // changes back before they read it.
+            if let Some(head) = head {
+                self.record_removal(org_id, before, head).await?;
+            }
+        }
+        self.forget(org_id, before, None).await?;
+        Ok(removed)
+    }
+
+    /// This process's index forgets an organization's events before
+    /// `before` (up to log position `through`, when given).
+    async fn forget(&self, org_id: &str, before: i64, through: Option<i64>) -> Result<(), String> {
         let (index, org_id) = (self.index.clone(), org_id.to_string());
-        tokio::task::spawn_blocking(move || index.expire(&org_id, before))
+        let through = through.map(|t| t.max(0) as u64);
+        tokio::task::spawn_blocking(move || index.expire(&org_id, before, through))
             .await
             .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Keeps, in the organization's settings, that events before `before`
+    /// up to log position `through` left the store: the latest
+    /// [`KEPT_REMOVALS`], for replicas that did not see the setting that
+    /// removed them.
+    async fn record_removal(&self, org_id: &str, before: i64, through: i64) -> Result<(), String> {
+        let stored = self
+            .store
+            .org_setting(org_id, REMOVALS)
+            .await
             .map_err(|e| e.to_string())?;
-        Ok(removed)
+        let mut removals: Vec<(i64, i64)> = stored
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        removals.push((before, through));
+        let excess = removals.len().saturating_sub(KEPT_REMOVALS);
+        removals.drain(..excess);
+        let text = serde_json::to_string(&removals).map_err(|e| e.to_string())?;
+        self.store
+            .set_org_setting(org_id, REMOVALS, Some(&text))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.applied_removals
+            .lock()
+            .unwrap()
+            .insert((org_id.to_string(), before, through));
+        Ok(())
+    }
+
+    /// Makes this process's index forget what other replicas' retention
+    /// removed from the store, as each removal recorded it.
+    pub async fn apply_removals(&self) -> Result<(), String> {
+        let recorded = self
+            .store
+            .orgs_with_setting(REMOVALS)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (org_id, text) in recorded {
+            let removals: Vec<(i64, i64)> = serde_json::from_str(&text).unwrap_or_default();
+            for (before, through) in removals {
+                let key = (org_id.clone(), before, through);
+                if self.applied_removals.lock().unwrap().contains(&key) {
+                    continue;
+                }
+                self.forget(&org_id, before, Some(through)).await?;
+                self.applied_removals.lock().unwrap().insert(key);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -68,15 +138,13 @@ const SETTINGS_POLL: Duration = Duration::from_secs(2);
 /// through this replica or another.
 pub async fn run(telemetry: std::sync::Arc<Telemetry>, every: Duration) {
     let settings = || async {
-        telemetry
-            .store
-            .orgs_with_setting(SETTING)
-            .await
-            .map(|mut s| {
-                s.sort();
-                s
-            })
-            .ok()
+        let mut both = Vec::new();
+        for name in [SETTING, REMOVALS] {
+            let mut found = telemetry.store.orgs_with_setting(name).await.ok()?;
+            found.sort();
+            both.push(found);
+        }
+        Some(both)
     };
     loop {
         let seen = settings().await;
@@ -84,6 +152,9 @@ pub async fn run(telemetry: std::sync::Arc<Telemetry>, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "retention removed expired events"),
             Err(err) => tracing::warn!(error = %err, "retention failed"),
+        }
+        if let Err(err) = telemetry.apply_removals().await {
+            tracing::warn!(error = %err, "applying other replicas' removals failed");
         }
         let due = tokio::time::Instant::now() + every;
         while tokio::time::Instant::now() < due {

@@ -346,6 +346,17 @@ impl Store for SqlStore {
         events::orgs_with_setting(self.db.as_ref(), name).await
     }
 
+    async fn set_org_setting(
+        &self,
+        org_id: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> StoreResult<()> {
+        let step = events::org_setting_step(org_id, name, value, now_ms());
+        self.db.transaction(vec![step]).await?;
+        Ok(())
+    }
+
     async fn audit_head(&self, tenant: &Tenant) -> StoreResult<(i64, String)> {
         audit::head(self.db.as_ref(), tenant).await
     }
