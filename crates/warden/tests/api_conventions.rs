@@ -329,6 +329,36 @@ fn pagination_sort_and_filters(backend: &Backend) {
         200,
         "the refused DELETE changed nothing"
     );
+    // Routes whose body is optional take `null` as none.
+    let (key_id, _) = api.create_key(json!({"name": "rotated", "scopes": ["agents.read"]}));
+    let r = api.raw(
+        "POST",
+        &format!("/api/v1/api-keys/{key_id}/rotate"),
+        b"null".to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "hold all", "action_pattern": "hold.me", "decision": "step_up"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": agent, "tool_name": "hold.me"}),
+    );
+    assert_eq!(r.body["data"]["decision"], "step_up", "{}", r.text);
+    let hold = api.get("/api/v1/holds?status=pending").body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api.raw(
+        "POST",
+        &format!("/api/v1/holds/{hold}/approve"),
+        b"null".to_vec(),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
     // What says nothing is taken as no body, however it is spaced.
     for body in ["{ }", " null ", ""] {
         let r = api.raw(
@@ -565,6 +595,34 @@ fn openapi_and_reference(backend: &Backend) {
     ] {
         assert!(paths.contains_key(p), "{p} documented");
     }
+    // The document says what the routes do: a change may not send null
+    // tags, retention must be given, a batch may be wrapped, and a key
+    // may come in `X-Api-Key` as well as Bearer.
+    let schemas = &r.body["components"]["schemas"];
+    assert_eq!(
+        schemas["UpdateAgent"]["properties"]["tags"]["type"],
+        "array"
+    );
+    assert_eq!(
+        schemas["CreateAgent"]["properties"]["tags"]["type"],
+        json!(["array", "null"])
+    );
+    assert_eq!(
+        schemas["SetRetention"]["required"],
+        json!(["retention_days"])
+    );
+    let batch = r.body["paths"]["/api/v1/events/batch"]["post"]["requestBody"].to_string();
+    assert!(batch.contains("EventBatch"), "{batch}");
+    assert_eq!(
+        schemas["EventBatch"]["oneOf"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(r.body["components"]["securitySchemes"]["api_key"].is_object());
+    let security = r.body["paths"]["/api/v1/agents"]["get"]["security"].to_string();
+    assert!(
+        security.contains("api_key") && security.contains("bearer"),
+        "{security}"
+    );
     let post = &r.body["paths"]["/api/v1/agents"]["post"];
     for status in ["201", "400", "401", "403", "409", "413", "415", "429"] {
         assert!(

@@ -1485,6 +1485,13 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(e["fields"]["external_agent_id"], "billing-bot", "{e}");
     assert_eq!(e["severity"], "medium");
     assert_eq!(total(&api, "args.amount:>100"), 1);
+    // The drift score with its parts, as the audit record keeps them.
+    let record = api.get(&format!("/api/v1/audit/{audit_id}"));
+    let drift = &record.body["data"]["drift"];
+    assert_eq!(e["fields"]["drift_score"], drift["score"], "{e}");
+    assert_eq!(e["fields"]["drift"]["new_tool"], drift["new_tool"], "{e}");
+    assert_eq!(e["fields"]["drift"]["learning"], true, "{e}");
+    assert_eq!(total(&api, "drift.learning:true AND session_id:sess-9"), 1);
 
     // The SDK's own tool events carry the arguments too: what policies
     // redact from audit records is redacted there before storage, for a
