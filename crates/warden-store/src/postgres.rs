@@ -61,7 +61,9 @@ impl PostgresDb {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            // With the database out of reach a request answers 503 within
+            // this, as one waiting on a held lock does (`lock_timeout`).
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .map_err(map_err)?;
