@@ -31,7 +31,19 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
     .map_err(|e| format!("cannot open the store: {e}"))?;
     let master = match given {
         Some(key) => key,
-        None => crate::master_key::load(None, &args.data_dir, create_key)?,
+        None => {
+            // A key file is made only for a store set up by no key yet.
+            let set_up = warden_server::services::secrets::has_master_key(&store).await?;
+            let file = args.data_dir.join("master.key");
+            if set_up && !file.exists() {
+                return Err(format!(
+                    "this store was set up with a master key that is not given here: set \
+                     WARDEN_MASTER_KEY (or --master-key) to it, or put its master.key file at {}",
+                    file.display()
+                ));
+            }
+            crate::master_key::load(None, &args.data_dir, create_key && !set_up)?
+        }
     };
     Ok(Opened {
         store: Arc::new(store),

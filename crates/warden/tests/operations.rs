@@ -379,6 +379,17 @@ fn master_key_file_is_private_and_checked() {
         2,
         "the refused command changed nothing"
     );
+    // With its key file gone, the store is not given a new one: that key
+    // could never open it.
+    let key_file = data.join("master.key");
+    std::fs::remove_file(&key_file).unwrap();
+    let lost = run(&["init", "--json"], None);
+    assert!(!lost.status.success());
+    assert!(
+        String::from_utf8_lossy(&lost.stderr).contains("set up with a master key"),
+        "{lost:?}"
+    );
+    assert!(!key_file.exists(), "no new key file was written");
 }
 
 /// Reads until the server closes the connection: whether it did before

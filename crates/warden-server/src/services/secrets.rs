@@ -12,6 +12,17 @@ const TOKEN_KEY: &str = "token_signing_key";
 
 /// Refuses to go on with a master key other than the one the database
 /// knows; otherwise every stored key would silently stop working.
+/// Whether the store was already set up with a master key: a new key
+/// file must not be made for it (it would hold a key that cannot be the
+/// one the store was set up with).
+pub async fn has_master_key(store: &dyn Store) -> Result<bool, String> {
+    Ok(store
+        .server_setting(KEY_CHECK)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some())
+}
+
 pub async fn verify_master_key(store: &dyn Store, master: &MasterKey) -> Result<(), String> {
     let expected = master.check_value();
     let stored = store
