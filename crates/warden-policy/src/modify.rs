@@ -132,6 +132,21 @@ pub const MAX_SET_BYTES: usize = 1 << 20;
 #[error("the change would write more than {MAX_SET_BYTES} bytes into the arguments")]
 pub struct ChangeTooLarge;
 
+/// The path left after `key`, when the key's dot-separated parts match
+/// the path's first segments (a `*` matches any one part): `user` and
+/// `user.password` both lie on the path `*.password`, as a tool may read
+/// either spelling.
+fn covered<'s>(key: &str, segments: &'s [String]) -> Option<&'s [String]> {
+    let parts = key.split('.').count();
+    if parts > segments.len() {
+        return None;
+    }
+    key.split('.')
+        .zip(segments)
+        .all(|(part, segment)| segment == "*" || segment == part)
+        .then(|| &segments[parts..])
+}
+
 /// Calls `f` on every value the path names. Redaction reaches the shapes
 /// agents send that a dotted path cannot spell: a key holding a dot
 /// (`"a.b"` is named by the path `a.b` too), and an object or array sent
@@ -144,19 +159,9 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
     };
     match value {
         Value::Object(map) => {
-            if first == "*" {
-                for child in map.values_mut() {
-                    visit(child, rest, f);
-                }
-                return;
-            }
-            if let Some(child) = map.get_mut(first) {
-                visit(child, rest, f);
-            }
-            for joined in 2..=segments.len() {
-                let key = segments[..joined].join(".");
-                if let Some(child) = map.get_mut(&key) {
-                    visit(child, &segments[joined..], f);
+            for (key, child) in map.iter_mut() {
+                if let Some(after) = covered(key, segments) {
+                    visit(child, after, f);
                 }
             }
         }
@@ -258,10 +263,16 @@ fn set_at(
     }
     if first == "*" {
         match target {
-            Value::Object(map) => map.values_mut().try_for_each(|c| set_at(c, rest, assign)),
-            Value::Array(items) => items.iter_mut().try_for_each(|c| set_at(c, rest, assign)),
-            _ => Ok(()),
-        }?;
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    if let Some(after) = covered(key, segments) {
+                        set_at(child, after, assign)?;
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().try_for_each(|c| set_at(c, rest, assign))?,
+            _ => {}
+        }
         return Ok(());
     }
     // An index into an array that has it goes on into that entry; any
@@ -285,24 +296,23 @@ fn set_at(
     let Value::Object(map) = target else {
         return Ok(());
     };
-    // A key holding a dot that the path spells (`limits.max` names
-    // `{"limits.max": …}`, as redaction reads it) is set too: a tool may
-    // read either spelling.
-    for joined in 2..=segments.len() {
-        let key = segments[..joined].join(".");
-        if let Some(child) = map.get_mut(&key) {
-            set_at(child, &segments[joined..], assign)?;
+    // Every key on the path is set, one holding a dot (`limits.max`, as
+    // redaction reads it) too: a tool may read either spelling.
+    let mut direct = false;
+    for (key, child) in map.iter_mut() {
+        if let Some(after) = covered(key, segments) {
+            direct |= key == first;
+            set_at(child, after, assign)?;
         }
     }
-    match map.get_mut(first.as_str()) {
-        Some(child) => set_at(child, rest, assign),
-        None if wild_below => Ok(()),
-        None => set_at(
-            map.entry(first.clone()).or_insert(Value::Null),
-            rest,
-            assign,
-        ),
+    if direct || wild_below {
+        return Ok(());
     }
+    set_at(
+        map.entry(first.clone()).or_insert(Value::Null),
+        rest,
+        assign,
+    )
 }
 
 /// A `modify` policy's change: redactions first, then assignments.
@@ -525,6 +535,39 @@ mod tests {
         };
         let out = change.apply(&json!({"limits.max": 99999})).unwrap();
         assert_eq!(out, json!({"limits.max": 10, "limits": {"max": 10}}));
+    }
+
+    #[test]
+    fn a_wildcard_reaches_keys_that_hold_a_dot() {
+        let mut args = json!({
+            "user.password": "hunter2",
+            "card.number": "4111",
+            "items": {"x.price": 5},
+            "headers": {"a.token": "s"}
+        });
+        for path in ["*.password", "card.*", "items.*.price", "headers.*.token"] {
+            p(path).redact(&mut args);
+        }
+        assert_eq!(
+            args,
+            json!({
+                "user.password": REDACTED,
+                "card.number": REDACTED,
+                "items": {"x.price": REDACTED},
+                "headers": {"a.token": REDACTED}
+            })
+        );
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![(p("items.*.price"), json!(0)), (p("card.*"), json!("x"))],
+        };
+        let out = change
+            .apply(&json!({"items": {"x.price": 5, "y": {"price": 7}}, "card.number": 4111}))
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"items": {"x.price": 0, "y": {"price": 0}}, "card.number": "x"})
+        );
     }
 
     #[test]

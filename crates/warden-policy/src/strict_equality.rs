@@ -162,7 +162,8 @@ fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
             }
         }
         Value::Map(map) => {
-            if map.map.is_empty() {
+            // `null` compares with anything, and is no key.
+            if map.map.is_empty() || matches!(needle, Value::Null) {
                 return Ok(false);
             }
             let key = match needle {
@@ -310,6 +311,7 @@ mod tests {
             json!({"tags": ["pci", "x"]})
         ));
         assert!(holds("'k' in args.m", json!({"m": {"k": 1}})));
+        assert!(!holds("args.x in {'a': 1}", json!({"x": null})));
         assert!(!holds("args.l in [[1], [2]]", json!({"l": [3]})));
     }
 }

@@ -377,6 +377,54 @@ fn failed_conditions_and_types_never_loosen(backend: &Backend) {
                "tool_args": {"accounts": [7], "account": 1}}),
     );
     assert_eq!(d["decision"], "allow", "{d}");
+
+    // A failed `modify` above a step-up: the approved call runs with its
+    // changes, so the SDK's poll cannot run it and says to submit it again.
+    policy(
+        &api,
+        json!({"name": "redact card over 100", "action_pattern": "pay.*", "decision": "modify",
+               "priority": 10, "condition": "args.amount > 100", "modify": {"redact": ["card"]}}),
+    );
+    policy(
+        &api,
+        json!({"name": "approve pay", "action_pattern": "pay.*", "decision": "step_up", "priority": 5}),
+    );
+    let call = json!({"agent_id": "payer", "tool_name": "pay.x",
+                      "tool_args": {"amount": "500", "card": "4111"}});
+    let redeem = approved_redemption(&api, &call);
+    let token = redeem["hold_token"].as_str().unwrap();
+    let r = thoth_poll(&api, &t.live_key, token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    let d = enforce(&api, redeem.clone());
+    assert_eq!(d["decision"], "modify", "{d}");
+    assert_eq!(d["modified_tool_args"]["card"], "[REDACTED]", "{d}");
+
+    // Under the default decision `step_up`, likewise.
+    let r = api.patch(
+        "/api/v1/policy-settings",
+        &json!({"default_decision": "step_up"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    policy(
+        &api,
+        json!({"name": "redact vault card", "action_pattern": "vault.*", "decision": "modify",
+               "condition": "args.amount > 100", "modify": {"redact": ["card"]}}),
+    );
+    let call = json!({"agent_id": "payer", "tool_name": "vault.x",
+                      "tool_args": {"amount": "500", "card": "4111"}});
+    let held = enforce(&api, call.clone());
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .contains("conditions failed"),
+        "{held}"
+    );
+    let redeem = approved_redemption(&api, &call);
+    let r = thoth_poll(&api, &t.live_key, redeem["hold_token"].as_str().unwrap());
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    let d = enforce(&api, redeem);
+    assert_eq!(d["modified_tool_args"]["card"], "[REDACTED]", "{d}");
 }
 
 fn modify_redaction_and_dry_runs(backend: &Backend) {

@@ -773,6 +773,15 @@ pub fn decide(
                 ),
                 Some(p.id.clone()),
             ),
+            None if !eval.condition_errors.is_empty() => (
+                eval.decision,
+                format!(
+                    "no policy decided (conditions failed to evaluate, see condition_errors); \
+                     the default decision {} applies",
+                    eval.decision.as_str()
+                ),
+                None,
+            ),
             None => (
                 eval.decision,
                 format!(
@@ -792,8 +801,9 @@ pub fn decide(
         // met, it would have changed the call, and an agent must not drop
         // a redaction by the type it sends. Applied lowest priority first,
         // then in creation order, so the strongest policy's value stands.
-        change_from: match eval.deciding {
-            Some(d) if matches!(decision, Decision::Modify | Decision::StepUp) => {
+        // Under the default decision (a `step_up`), every failed `modify`.
+        change_from: match eval.deciding.map(|d| d.priority) {
+            floor if matches!(decision, Decision::Modify | Decision::StepUp) => {
                 let failed: std::collections::HashSet<&str> = eval
                     .condition_errors
                     .iter()
@@ -804,8 +814,11 @@ pub fn decide(
                     .iter()
                     .filter(|p| p.decision == Decision::Modify)
                     .filter(|p| {
-                        p.priority == d.priority
-                            || (p.priority > d.priority && failed.contains(p.id.as_str()))
+                        let failed = failed.contains(p.id.as_str());
+                        match floor {
+                            Some(floor) => p.priority == floor || (p.priority > floor && failed),
+                            None => failed,
+                        }
                     })
                     .map(|p| {
                         let created = policies.facts.get(&p.id).map_or(0, |f| f.created_at);

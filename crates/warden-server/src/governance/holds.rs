@@ -313,9 +313,11 @@ pub async fn approval_stands(
     // then counts only if it matched the held call (its decision's record
     // says); otherwise its condition cannot be judged without the
     // arguments, so it counts.
+    // So does a `modify` above it (or any, under the default decision)
+    // whose condition failed for the held call: its changes apply to the
+    // approved call too (`docs/policies.md`), and its record matched it.
     let tied = candidates.iter().filter(|p| {
-        holding
-            .is_some_and(|(priority, _)| p.decision == Decision::Modify && p.priority == priority)
+        p.decision == Decision::Modify && holding.is_none_or(|(priority, _)| p.priority >= priority)
     });
     // What the held call's decision matched: `None` until read, then
     // `Some(None)` when its record cannot be read (everything counts).
