@@ -799,12 +799,22 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         &json!({"agent_id": "  spaced  ", "tool_name": "mail.send"}),
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "agent_id");
-    // An external id as long as allowed is discovered too.
+    // An external id as long as allowed is discovered too, its name cut
+    // to names' 200 characters.
     let long = "x".repeat(200);
-    assert_eq!(
-        enforce(&api, json!({"agent_id": long, "tool_name": "mail.send"}))["decision"],
-        "allow"
-    );
+    let d = enforce(&api, json!({"agent_id": long, "tool_name": "mail.send"}));
+    assert_eq!(d["decision"], "allow");
+    let name = api
+        .get(&format!(
+            "/api/v1/agents/{}",
+            d["agent_id"].as_str().unwrap()
+        ))
+        .body["data"]["name"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .count();
+    assert_eq!(name, 200);
     // A Warden id that does not exist is not discovered.
     api.post(
         "/api/v1/enforce",

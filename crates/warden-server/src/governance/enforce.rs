@@ -217,13 +217,15 @@ fn discovered_named(reference: &str, with_id: bool, how: Discovery) -> Result<Ag
     agent.name = if with_id {
         format!(
             "discovered: {} ({})",
-            reference.chars().take(156).collect::<String>(),
+            // 200 in all: "discovered: " (12), " (", the id (28), ")".
+            reference.chars().take(157).collect::<String>(),
             agent.id
         )
     } else {
         format!(
             "discovered: {}",
-            reference.chars().take(186).collect::<String>()
+            // 200 in all with "discovered: " (12).
+            reference.chars().take(188).collect::<String>()
         )
     };
     Ok(agent)
