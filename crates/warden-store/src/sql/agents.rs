@@ -245,8 +245,11 @@ pub(crate) fn delete_steps(tenant: &Tenant, id: &str, at: Millis) -> Vec<Step> {
             "DELETE FROM agent_tags WHERE agent_id = $1",
             vec![id.into()],
         ),
+        // Never before a key's own creation: one minted on another replica
+        // while this deletion waited for the agent's row is revoked as of
+        // its minting.
         Step::execute(
-            "UPDATE api_keys SET revoked_at = $1 \
+            "UPDATE api_keys SET revoked_at = CASE WHEN created_at > $1 THEN created_at ELSE $1 END \
              WHERE agent_id = $2 AND org_id = $3 AND environment = $4 AND revoked_at IS NULL",
             vec![
                 at.into(),
