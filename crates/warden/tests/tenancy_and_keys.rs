@@ -780,6 +780,10 @@ fn no_key_outlives_its_agent(backend: &Backend) {
             for key in page.body["data"].as_array().unwrap() {
                 if key["agent_id"] == agent.as_str() {
                     assert_eq!(key["status"], "revoked", "{key}");
+                    // Never revoked before it was minted (RFC 3339 in UTC
+                    // with milliseconds sorts as text).
+                    let (made, ended) = (key["created_at"].as_str(), key["revoked_at"].as_str());
+                    assert!(ended >= made, "{key}");
                 }
             }
             match page.body["next_cursor"].as_str() {
