@@ -121,6 +121,9 @@ fn opening(err: tantivy::TantivyError) -> Opening {
     }
 }
 
+/// Times a damaged index is set aside before its error stands.
+const SET_ASIDE_ATTEMPTS: usize = 3;
+
 impl EventIndex {
     /// Opens the index in `dir`, creating it if needed. Fails when another
     /// process holds it (one writer per index).
@@ -129,28 +132,34 @@ impl EventIndex {
     /// anew under a new name, so the indexer builds it again from the log:
     /// the index is a copy of the log, and must not keep the server down.
     pub fn open(dir: &Path, writer_threads: usize) -> Result<Self, SearchError> {
-        match Self::open_catching(dir, writer_threads) {
-            Err(Opening::Damaged(why)) => {
-                let aside = PathBuf::from(format!(
-                    "{}.damaged-{}",
-                    dir.display(),
-                    warden_core::time::now_ms()
-                ));
-                tracing::error!(
-                    dir = %dir.display(),
-                    aside = %aside.display(),
-                    error = %why,
-                    "the search index is damaged; it is moved aside and built again from the event log"
-                );
-                std::fs::rename(dir, &aside).map_err(|e| {
-                    SearchError::Index(format!(
-                        "the search index is damaged ({why}) and could not be moved aside: {e}"
-                    ))
-                })?;
-                Self::open_catching(dir, writer_threads).map_err(Opening::into_error)
+        // A failed open can leave tantivy's threads behind for a moment,
+        // writing by path into the directory started anew: such a start
+        // is set aside in turn, a few times.
+        for attempt in 0..SET_ASIDE_ATTEMPTS {
+            match Self::open_catching(dir, writer_threads) {
+                Err(Opening::Damaged(why)) if attempt + 1 < SET_ASIDE_ATTEMPTS => {
+                    let aside = PathBuf::from(format!(
+                        "{}.damaged-{}-{attempt}",
+                        dir.display(),
+                        warden_core::time::now_ms()
+                    ));
+                    tracing::error!(
+                        dir = %dir.display(),
+                        aside = %aside.display(),
+                        error = %why,
+                        "the search index is damaged; it is moved aside and built again from the event log"
+                    );
+                    std::fs::rename(dir, &aside).map_err(|e| {
+                        SearchError::Index(format!(
+                            "the search index is damaged ({why}) and could not be moved aside: {e}"
+                        ))
+                    })?;
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+                }
+                other => return other.map_err(Opening::into_error),
             }
-            other => other.map_err(Opening::into_error),
         }
+        unreachable!("the last attempt returns")
     }
 
     /// Opens as is; tantivy asserts on some damaged files (a segment file
@@ -412,6 +421,16 @@ impl EventIndex {
         self.commit()
     }
 
+    /// Stops the writer and waits for its merge threads, which would
+    /// otherwise go on writing into the directory for a moment.
+    pub fn close(self) -> Result<(), SearchError> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match writer {
+            Some(writer) => writer.wait_merging_threads().map_err(index_err),
+            None => Ok(()),
+        }
+    }
+
     /// Events in the index (all tenants); for status and tests.
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -637,7 +656,7 @@ mod tests {
             let (index, _) = filled(&dir);
             index.commit_at(3_000).unwrap();
             let first_id = index.id().to_string();
-            drop(index);
+            index.close().unwrap();
             truncate(&dir, damage, to);
             let index = EventIndex::open(&dir, 1).unwrap();
             assert_eq!(index.len(), 0, "{damage}");
@@ -649,9 +668,10 @@ mod tests {
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .filter(|name| name.starts_with("index.damaged-"))
                 .collect();
-            assert_eq!(
-                kept.len(),
-                1,
+            // Once, or again if the failed open's threads wrote into the
+            // new start before they ended.
+            assert!(
+                !kept.is_empty(),
                 "{damage}: the damaged files are kept aside: {kept:?}"
             );
         }
