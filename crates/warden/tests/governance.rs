@@ -700,12 +700,36 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         ("POST", "/api/v1/policies/test", json!({})),
         ("PATCH", "/api/v1/policy-settings", json!({"bogus": 1})),
         ("POST", "/api/v1/holds/hld_x/approve", json!({"bogus": 1})),
+        ("PUT", "/api/v1/events/retention", json!({"bogus": 1})),
+        ("POST", "/api/v1/agents", json!({"bogus": 1})),
+        ("GET", "/api/v1/audit/verify?bogus=1", Value::Null),
     ] {
         let body = (!body.is_null()).then_some(&body);
         let r = sdk.send(method, path, body, &[]);
         assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
         assert!(r.body["error"]["field"].is_string(), "{}", r.text);
     }
+
+    let r = sdk.send(
+        "DELETE",
+        &format!("/api/v1/agents/{billing}"),
+        Some(&json!({"bogus": 1})),
+        &[],
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // A test key may not change retention, which removes live events.
+    let r = w.api(&t.test_key).send(
+        "PUT",
+        "/api/v1/events/retention",
+        Some(&json!({"bogus": 1})),
+        &[],
+    );
+    assert_eq!(
+        r.error(403, "forbidden")["field"],
+        "environment",
+        "{}",
+        r.text
+    );
 
     // As itself, by Warden id or external id.
     assert_eq!(decision(&sdk, &billing, "mail.send", json!({})), "allow");

@@ -4,7 +4,8 @@
 //! the ones its operation declares in the OpenAPI document (any one of
 //! several alternatives will do), so the document stays the one list.
 //! A key bound to an agent is refused here too where no bound key may
-//! ever act (`NEVER_BOUND`: policies, resolving holds). Handlers still
+//! ever act (`NEVER_BOUND`: policies, resolving holds; and the operations
+//! of `NEVER_FOR_BOUND_KEYS`), and a test key where only a live one may. Handlers still
 //! check their own, with the finer rules (a bound key's own agent, an
 //! environment) that only they know.
 
@@ -77,6 +78,61 @@ impl DeclaredScopes {
     }
 }
 
+/// Operations no key bound to an agent may make, whatever its scopes
+/// (their handlers say so too, after reading the request): changing the
+/// organization's retention, registering or deleting agents, verifying
+/// the whole chain.
+const NEVER_FOR_BOUND_KEYS: &[(Method, &str, &str)] = &[
+    (
+        Method::PUT,
+        "/api/v1/events/retention",
+        "change the organization's retention",
+    ),
+    (Method::POST, "/api/v1/agents", "register agents"),
+    (Method::DELETE, "/api/v1/agents/{id}", "delete agents"),
+    (
+        Method::GET,
+        "/api/v1/audit/verify",
+        "verify the whole chain",
+    ),
+];
+
+/// Operations only a live key may make: retention removes live events.
+const LIVE_KEYS_ONLY: &[(Method, &str, &str)] = &[(
+    Method::PUT,
+    "/api/v1/events/retention",
+    "retention removes live events too: set it with a live key",
+)];
+
+/// The refusal of an operation by what the key is, not what it holds.
+fn refused_for_kind(method: &Method, path: &str, principal: &Principal) -> Option<ApiError> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    let listed = |table: &'static [(Method, &str, &str)]| {
+        table
+            .iter()
+            .find(|(m, p, _)| m == method && *p == path)
+            .map(|(_, _, why)| *why)
+    };
+    if principal.agent_id.is_some() {
+        if let Some(what) = listed(NEVER_FOR_BOUND_KEYS) {
+            return Some(
+                ApiError::forbidden(format!("a key bound to an agent cannot {what}"))
+                    .with_field("agent_id"),
+            );
+        }
+    }
+    if principal.environment != warden_core::Environment::Live {
+        if let Some(why) = listed(LIVE_KEYS_ONLY) {
+            return Some(ApiError::forbidden(why).with_field("environment"));
+        }
+    }
+    None
+}
+
 /// The refusal for a caller that holds no alternative in full, or that
 /// is bound to an agent where no bound key may act (policies, resolving
 /// holds: `NEVER_BOUND`).
@@ -127,7 +183,8 @@ pub async fn require_declared_scope(
     let refused = match (&matched, request.extensions().get::<Principal>()) {
         (Some(path), Some(principal)) => declared
             .of(request.method(), path.as_str())
-            .and_then(|alternatives| refusal(alternatives, principal)),
+            .and_then(|alternatives| refusal(alternatives, principal))
+            .or_else(|| refused_for_kind(request.method(), path.as_str(), principal)),
         _ => None,
     };
     match refused {
