@@ -817,6 +817,10 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         let d = enforce(&api, json!({"agent_id": "stranger-bot", "tool_name": tool}));
         assert_eq!(d["decision"], "deny", "{id}: {d}");
     }
+    // A Warden id in capitals names the agent everywhere, as in selectors.
+    let d = enforce(&api, json!({"agent_id": upper, "tool_name": "sel.b"}));
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert_eq!(api.get(&format!("/api/v1/agents/{upper}")).status, 200);
     // An id with whitespace around it is refused, and discovers nothing.
     let r = api.post(
         "/api/v1/enforce",

@@ -121,6 +121,15 @@ pub(crate) async fn find(
     tenant: &Tenant,
     reference: &str,
 ) -> StoreResult<Option<Agent>> {
+    // Warden ids are lower case; one pasted in capitals names the same
+    // agent (no external id has the shape of a Warden id).
+    let lowered;
+    let reference = if warden_core::agent::looks_like_agent_id(reference) {
+        lowered = reference.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        reference
+    };
     db.query(
         &format!(
             "SELECT {COLUMNS} FROM agents WHERE org_id = $1 AND environment = $2 \
