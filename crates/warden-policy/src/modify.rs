@@ -137,14 +137,15 @@ pub struct ChangeTooLarge;
 /// `user.password` both lie on the path `*.password`, as a tool may read
 /// either spelling.
 fn covered<'s>(key: &str, segments: &'s [String]) -> Option<&'s [String]> {
-    let parts = key.split('.').count();
-    if parts > segments.len() {
-        return None;
+    let mut taken = 0;
+    for part in key.split('.') {
+        let segment = segments.get(taken)?;
+        if segment != "*" && segment != part {
+            return None;
+        }
+        taken += 1;
     }
-    key.split('.')
-        .zip(segments)
-        .all(|(part, segment)| segment == "*" || segment == part)
-        .then(|| &segments[parts..])
+    Some(&segments[taken..])
 }
 
 /// Calls `f` on every value the path names. Redaction reaches the shapes

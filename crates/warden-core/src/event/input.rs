@@ -404,6 +404,11 @@ pub fn parse_time(value: &Value) -> Option<Millis> {
         },
         _ => return None,
     };
+    within_years(ms)
+}
+
+/// `ms` if it falls in the years 1970 to 9999.
+fn within_years(ms: Millis) -> Option<Millis> {
     (0..=MAX_TIME_MS)
         .contains(&ms)
         .then_some(ms)
@@ -429,23 +434,19 @@ pub fn parse_log_time(value: &Value) -> Option<Millis> {
         return Some(ms);
     }
     let text = value.as_str()?.trim();
-    let number = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        Some(Value::Number(text.parse::<u64>().ok()?.into()))
-    } else if text.split_once('.').is_some_and(|(whole, fraction)| {
-        [whole, fraction]
-            .iter()
-            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-    }) {
-        serde_json::Number::from_f64(text.parse().ok()?).map(Value::Number)
-    } else {
-        None
-    };
-    if let Some(number) = number {
-        return parse_time(&number);
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if digits(text) {
+        return within_years(crate::time::epoch_integer_to_millis(text.parse().ok()?).0);
+    }
+    if text
+        .split_once('.')
+        .is_some_and(|(whole, fraction)| digits(whole) && digits(fraction))
+    {
+        return within_years(crate::time::epoch_number_to_millis(text.parse().ok()?)?.0);
     }
     let text = text.replacen(',', ".", 1);
     if let Some(ms) = parse_rfc3339(&text) {
-        return (0..=MAX_TIME_MS).contains(&ms).then_some(ms);
+        return within_years(ms);
     }
     let ms = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
         .iter()
@@ -457,7 +458,7 @@ pub fn parse_log_time(value: &Value) -> Option<Millis> {
                 .find_map(|format| chrono::NaiveDateTime::parse_from_str(&text, format).ok())
                 .map(|t| t.and_utc().timestamp_millis())
         })?;
-    (0..=MAX_TIME_MS).contains(&ms).then_some(ms)
+    within_years(ms)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use warden_core::api_key::NEVER_BOUND;
 
 use super::Principal;
 use crate::http::error::ApiError;
-use crate::http::query_params::operations;
+use crate::http::query_params::{answered_by, operations};
 
 /// Each operation's alternatives (every scope of one alternative is
 /// needed), by path template and method: looked up on every request
@@ -63,13 +63,9 @@ impl DeclaredScopes {
         Arc::new(DeclaredScopes(declared))
     }
 
-    /// The operation's alternatives; a HEAD is answered by the GET route.
+    /// The operation's alternatives.
     fn of(&self, method: &Method, path: &str) -> Option<&[Scopes]> {
-        let method = if method == Method::HEAD {
-            &Method::GET
-        } else {
-            method
-        };
+        let method = answered_by(method);
         self.0
             .get(path)?
             .iter()
@@ -106,11 +102,7 @@ const LIVE_KEYS_ONLY: &[(Method, &str, &str)] = &[(
 
 /// The refusal of an operation by what the key is, not what it holds.
 fn refused_for_kind(method: &Method, path: &str, principal: &Principal) -> Option<ApiError> {
-    let method = if method == Method::HEAD {
-        &Method::GET
-    } else {
-        method
-    };
+    let method = answered_by(method);
     let listed = |table: &'static [(Method, &str, &str)]| {
         table
             .iter()

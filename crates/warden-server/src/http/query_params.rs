@@ -28,6 +28,16 @@ pub fn operations(item: &PathItem) -> impl Iterator<Item = (Method, &Operation)>
     .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
 }
 
+/// The method whose operation answers `method`: a HEAD is answered by
+/// the GET route.
+pub fn answered_by(method: &Method) -> &Method {
+    if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    }
+}
+
 /// The query parameters of each operation, by method and path template,
 /// and the operations that take no body (by path, then method: looked up
 /// without allocating).
@@ -71,13 +81,7 @@ impl DeclaredParams {
 
     /// The first parameter of `query` the operation does not declare.
     fn unknown(&self, method: &Method, path: &str, query: &str) -> Option<String> {
-        // A HEAD is answered by the GET route.
-        let method = if method == Method::HEAD {
-            Method::GET
-        } else {
-            method.clone()
-        };
-        let known = self.0.get(&(method, path.to_string()));
+        let known = self.0.get(&(answered_by(method).clone(), path.to_string()));
         form_urlencoded::parse(query.as_bytes())
             .map(|(name, _)| name.into_owned())
             .find(|name| !known.is_some_and(|k| k.contains(name)))
