@@ -106,21 +106,43 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// SHA-256 of the hold token and the call's arguments and context, each
-/// as canonical JSON (object keys sorted at every level), so that the same
-/// call sent with its keys in another order is the same call. The context
-/// is part of the call: conditions read it, and an approval given for a
-/// call in one context does not carry to another. The token keys it:
-/// whoever reads a hold (its redacted arguments beside it in the audit
-/// log) cannot try guesses of a redacted PIN against the digest.
-pub fn call_digest(token: &str, args: &serde_json::Value, context: &serde_json::Value) -> String {
+/// What an approval covers besides the agent and the tool: the call's
+/// arguments and context, and the session and user it was made in.
+pub struct CoveredCall<'a> {
+    pub args: &'a serde_json::Value,
+    pub context: &'a serde_json::Value,
+    pub session_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+}
+
+/// SHA-256 of the hold token and the call's arguments, context, session
+/// and user, the first two as canonical JSON (object keys sorted at every
+/// level), so that the same call sent with its keys in another order is
+/// the same call. Conditions read the context and the session, and an
+/// approver approves a call made for one user in one session: an approval
+/// does not carry to another. The token keys it: whoever reads a hold
+/// (its redacted arguments beside it in the audit log) cannot try guesses
+/// of a redacted PIN against the digest.
+pub fn call_digest(token: &str, call: &CoveredCall<'_>) -> String {
     let mut hash = Sha256::new();
     hash.update(token.as_bytes());
-    for part in [args, context] {
+    for part in [call.args, call.context] {
         let mut text = String::new();
         canonical(part, &mut text);
         hash.update([0u8]);
         hash.update(text.as_bytes());
+    }
+    // Absent and present are told apart, and each text is length-prefixed
+    // so that no two pairs run together into the same bytes.
+    for part in [call.session_id, call.user_id] {
+        match part {
+            None => hash.update([0u8]),
+            Some(text) => {
+                hash.update([1u8]);
+                hash.update((text.len() as u64).to_be_bytes());
+                hash.update(text.as_bytes());
+            }
+        }
     }
     hex::encode(hash.finalize())
 }
@@ -160,6 +182,18 @@ fn canonical(value: &serde_json::Value, out: &mut String) {
 mod tests {
     use super::*;
 
+    fn digest(token: &str, args: &serde_json::Value, context: &serde_json::Value) -> String {
+        call_digest(
+            token,
+            &CoveredCall {
+                args,
+                context,
+                session_id: None,
+                user_id: None,
+            },
+        )
+    }
+
     #[test]
     fn the_digest_ignores_key_order() {
         let a: serde_json::Value =
@@ -167,23 +201,54 @@ mod tests {
         let b: serde_json::Value =
             serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"p":3,"q":2}]},"b":1}"#).unwrap();
         let none = serde_json::json!({});
-        assert_eq!(call_digest("t", &a, &none), call_digest("t", &b, &none));
+        assert_eq!(digest("t", &a, &none), digest("t", &b, &none));
         assert_ne!(
-            call_digest("t", &a, &none),
-            call_digest("u", &a, &none),
+            digest("t", &a, &none),
+            digest("u", &a, &none),
             "the token keys it"
         );
         assert_ne!(
-            call_digest("t", &a, &none),
-            call_digest("t", &a, &serde_json::json!({"risk": 1})),
+            digest("t", &a, &none),
+            digest("t", &a, &serde_json::json!({"risk": 1})),
             "the context is part of the call"
         );
         let c: serde_json::Value =
             serde_json::from_str(r#"{"a":{"x":null,"y":[{"p":3,"q":2},1]},"b":1}"#).unwrap();
         assert_ne!(
-            call_digest("t", &a, &none),
-            call_digest("t", &c, &none),
+            digest("t", &a, &none),
+            digest("t", &c, &none),
             "array order matters"
+        );
+    }
+
+    #[test]
+    fn the_digest_covers_the_session_and_the_user() {
+        let none = serde_json::json!({});
+        let call = |session_id, user_id| {
+            call_digest(
+                "t",
+                &CoveredCall {
+                    args: &none,
+                    context: &none,
+                    session_id,
+                    user_id,
+                },
+            )
+        };
+        let alice = call(Some("s1"), Some("alice"));
+        assert_eq!(alice, call(Some("s1"), Some("alice")));
+        assert_ne!(alice, call(Some("s2"), Some("alice")), "another session");
+        assert_ne!(alice, call(Some("s1"), Some("mallory")), "another user");
+        assert_ne!(alice, call(Some("s1"), None), "no user");
+        assert_ne!(
+            call(None, Some("")),
+            call(Some(""), None),
+            "absent is not empty"
+        );
+        assert_ne!(
+            call(Some("ab"), Some("c")),
+            call(Some("a"), Some("bc")),
+            "no run-together"
         );
     }
 }

@@ -113,9 +113,9 @@ impl ArgPath {
         value: &Value,
         size: usize,
         budget: &mut usize,
-    ) -> Result<(), ChangeTooLarge> {
+    ) -> Result<(), ChangeFailed> {
         set_at(args, &self.segments, &mut |target| {
-            *budget = budget.checked_sub(size).ok_or(ChangeTooLarge)?;
+            *budget = budget.checked_sub(size).ok_or(ChangeFailed::TooLarge)?;
             *target = value.clone();
             Ok(())
         })
@@ -127,10 +127,19 @@ impl ArgPath {
 /// output would otherwise grow with the product of the two.
 pub const MAX_SET_BYTES: usize = 1 << 20;
 
-/// A change whose assignments would write more than [`MAX_SET_BYTES`].
+/// A change that cannot be made as written; the call must not run unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the change would write more than {MAX_SET_BYTES} bytes into the arguments")]
-pub struct ChangeTooLarge;
+pub enum ChangeFailed {
+    /// Its assignments would write more than [`MAX_SET_BYTES`].
+    #[error("the change would write more than {MAX_SET_BYTES} bytes into the arguments")]
+    TooLarge,
+    /// A `*` assignment reaches JSON sent as a string that is not strict
+    /// JSON (a trailing comma, `NaN`, a repeated key, a whole number past
+    /// 64 bits): its entries cannot be found to set, yet a lenient parser
+    /// in the tool may read them.
+    #[error("a `*` assignment reaches JSON text in the arguments that is not strict JSON")]
+    UnreadableJson,
+}
 
 /// The path left after `key`, when the key's dot-separated parts match
 /// the path's first segments (a `*` matches any one part): `user` and
@@ -242,24 +251,36 @@ fn holds_inexact_number(value: &Value) -> bool {
     }
 }
 
-type Assign<'a> = dyn FnMut(&mut Value) -> Result<(), ChangeTooLarge> + 'a;
+type Assign<'a> = dyn FnMut(&mut Value) -> Result<(), ChangeFailed> + 'a;
 
 fn set_at(
     target: &mut Value,
     segments: &[String],
     assign: &mut Assign,
-) -> Result<(), ChangeTooLarge> {
+) -> Result<(), ChangeFailed> {
     let Some((first, rest)) = segments.split_first() else {
         return assign(target);
     };
     // An object or array sent as a JSON string is changed inside and
     // written back as a string, as redaction reaches into it: sending the
     // argument as text does not dodge the assignment.
+    // Text that looks like JSON but is not strict JSON has no entries a
+    // `*` can find, while the tool's parser may still read some: such an
+    // assignment fails rather than set nothing. (Without a `*`, the text
+    // is replaced by an object holding the value, as any scalar is.)
     if let Value::String(text) = target {
-        if let Some(mut inner) = looks_like_json(text).then(|| json_inside(text)).flatten() {
-            set_at(&mut inner, segments, assign)?;
-            *text = inner.to_string();
-            return Ok(());
+        if looks_like_json(text) {
+            match json_inside(text) {
+                Some(mut inner) => {
+                    set_at(&mut inner, segments, assign)?;
+                    *text = inner.to_string();
+                    return Ok(());
+                }
+                None if segments.iter().any(|s| s == "*") => {
+                    return Err(ChangeFailed::UnreadableJson)
+                }
+                None => {}
+            }
         }
     }
     if first == "*" {
@@ -328,9 +349,10 @@ impl ArgChange {
         self.redact.is_empty() && self.set.is_empty()
     }
 
-    /// The arguments after the change, or [`ChangeTooLarge`] when its
-    /// assignments would write more than [`MAX_SET_BYTES`] into them.
-    pub fn apply(&self, args: &Value) -> Result<Value, ChangeTooLarge> {
+    /// The arguments after the change, or [`ChangeFailed`] when its
+    /// assignments would write more than [`MAX_SET_BYTES`] into them or a
+    /// `*` assignment meets JSON text it cannot read.
+    pub fn apply(&self, args: &Value) -> Result<Value, ChangeFailed> {
         let mut out = if args.is_null() {
             Value::Object(Map::new())
         } else {
@@ -485,7 +507,48 @@ mod tests {
         let out = change.apply(&Value::Object(few)).unwrap();
         assert_eq!(out["k49"]["x"].as_str().unwrap().len(), 10_000);
         let many: Map<String, Value> = (0..20_000).map(|i| (format!("k{i}"), json!({}))).collect();
-        assert_eq!(change.apply(&Value::Object(many)), Err(ChangeTooLarge));
+        assert_eq!(
+            change.apply(&Value::Object(many)),
+            Err(ChangeFailed::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_wildcard_assignment_into_loose_json_text_fails() {
+        let change = ArgChange {
+            redact: vec![],
+            set: vec![(p("items.*.price"), json!(0))],
+        };
+        for loose in [
+            r#"[{"price":5000,"note":NaN}]"#,
+            r#"[{"price":5000,"n":123456789012345678901234567890}]"#,
+            r#"[{"price":0,"price":5000}]"#,
+            r#"[{"price":5000},]"#,
+        ] {
+            assert_eq!(
+                change.apply(&json!({ "items": loose })),
+                Err(ChangeFailed::UnreadableJson),
+                "{loose}"
+            );
+        }
+        // Strict text is changed inside; text that is not JSON at all has
+        // no entries, and a path without `*` replaces loose text whole.
+        assert_eq!(
+            change.apply(&json!({"items": r#"[{"price":5000}]"#})),
+            Ok(json!({"items": r#"[{"price":0}]"#}))
+        );
+        assert_eq!(
+            change.apply(&json!({"items": "five thousand"})),
+            Ok(json!({"items": "five thousand"}))
+        );
+        let plain = ArgChange {
+            redact: vec![],
+            set: vec![(p("cfg.limit"), json!(1))],
+        };
+        assert_eq!(
+            plain.apply(&json!({"cfg": r#"{"limit": NaN}"#})),
+            Ok(json!({"cfg": {"limit": 1}}))
+        );
     }
 
     #[test]

@@ -673,7 +673,84 @@ fn openapi_and_reference(backend: &Backend) {
     assert_eq!(anon.get("/readyz").body["status"], "ready");
 }
 
+/// Sends raw HTTP/1.1 requests on one keep-alive connection and reads
+/// each answer's head and body (answers here carry a Content-Length).
+struct RawConnection(std::io::BufReader<std::net::TcpStream>);
+
+impl RawConnection {
+    fn open(base: &str) -> Self {
+        let stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        RawConnection(std::io::BufReader::new(stream))
+    }
+
+    /// The answer's status line and lower-cased headers.
+    fn send(&mut self, request: &str) -> (String, Vec<(String, String)>) {
+        use std::io::{BufRead, Read, Write};
+        self.0.get_mut().write_all(request.as_bytes()).unwrap();
+        let mut status = String::new();
+        self.0.read_line(&mut status).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.0.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap();
+            headers.push((name.to_lowercase(), value.trim().to_lowercase()));
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).unwrap();
+        (status, headers)
+    }
+}
+
+fn closes_openly_when_the_body_is_unread(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let body = r#"{"agent_id":"bp","tool_name":"a.b","tool_args":{}}"#;
+    let request = |path: &str, key: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let closes = |headers: &[(String, String)]| {
+        headers
+            .iter()
+            .any(|(n, v)| n == "connection" && v == "close")
+    };
+    // Read and answered: the connection stays open for the next request.
+    let mut kept = RawConnection::open(&w.base);
+    for _ in 0..2 {
+        let (status, headers) = kept.send(&request("/api/v1/enforce", &t.live_key));
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(!closes(&headers), "{headers:?}");
+    }
+    // Refused before the body is read (a bad key, an unknown route): the
+    // answer says the connection closes, as it then does.
+    for (path, key, code) in [
+        ("/api/v1/enforce", "wdn_live_not_a_key", "401"),
+        ("/api/v1/no-such-route", t.live_key.as_str(), "404"),
+    ] {
+        let mut refused = RawConnection::open(&w.base);
+        let (status, headers) = refused.send(&request(path, key));
+        assert!(status.contains(code), "{path}: {status}");
+        assert!(closes(&headers), "{path}: {headers:?}");
+    }
+}
+
 on_every_backend!(
+    closes_openly_when_the_body_is_unread,
     envelope_and_crud,
     bad_input_changes_nothing,
     pagination_sort_and_filters,

@@ -959,6 +959,24 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         "tool_args": {"amount": 70000, "to": "DE00"}, "hold_token": token}),
     );
     assert_eq!(other_args["decision"], "deny", "{other_args}");
+    // Nor the same arguments in another session or for another user: the
+    // hold was asked for with neither.
+    for elsewhere in [
+        json!({"session_id": "s-other"}),
+        json!({"user_id": "mallory"}),
+    ] {
+        let mut call = json!({"agent_id": "payer", "tool_name": "payments.wire",
+            "tool_args": args, "hold_token": token});
+        call.as_object_mut()
+            .unwrap()
+            .extend(elsewhere.as_object().unwrap().clone());
+        let r = enforce(&api, call);
+        assert_eq!(r["decision"], "deny", "{elsewhere}: {r}");
+        assert!(
+            r["reason"].as_str().unwrap().contains("session or user"),
+            "{r}"
+        );
+    }
     let used = enforce(
         &api,
         json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args, "hold_token": token}),
@@ -1284,6 +1302,22 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["first_break"]["sequence"], 6, "{}", v.text);
     backend.sql("UPDATE audit_log SET decision = 'deny' WHERE sequence = 6");
+    // A head that no longer holds the last record's hash names that record.
+    let last = backend
+        .sql("SELECT sequence || ' ' || id FROM audit_log WHERE environment = 'live' ORDER BY sequence DESC LIMIT 1")
+        .trim()
+        .to_string();
+    let (last_sequence, last_id) = last.split_once(' ').unwrap();
+    backend.sql("UPDATE audit_heads SET hash = '00' || substr(hash, 3) WHERE environment = 'live'");
+    let v = api.get("/api/v1/audit/verify");
+    let b = &v.body["data"]["first_break"];
+    assert_eq!(b["sequence"].to_string(), last_sequence, "{}", v.text);
+    assert_eq!(b["audit_id"], last_id, "{}", v.text);
+    assert!(b["reason"].as_str().unwrap().contains("head"), "{}", v.text);
+    backend.sql(&format!(
+        "UPDATE audit_heads SET hash = (SELECT hash FROM audit_log WHERE environment = 'live' AND sequence = {last_sequence}) WHERE environment = 'live'"
+    ));
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
     // A record whose stored form no longer parses is named by verify, and
     // shown by its columns, marked unreadable, wherever it is read: the
     // list pages past it, and its agent's calls go on, after a restart too.
@@ -2111,6 +2145,34 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     assert_eq!(d["decision"], "deny", "{d}");
     assert!(d["reason"].as_str().unwrap().contains("more than"), "{d}");
     assert!(d["modified_tool_args"].is_null(), "{d}");
+    // Nor can an agent hide the entries from a `*` assignment in JSON text
+    // a lenient parser reads but strict JSON does not: the call is denied.
+    policy(
+        &api,
+        json!({"name": "cap price", "action_pattern": "shop.order", "decision": "modify",
+               "modify": {"set": {"items.*.price": 0}}}),
+    );
+    let order = |items: &str| {
+        enforce(
+            &api,
+            json!({"agent_id": "amp-bot", "tool_name": "shop.order", "tool_args": {"items": items}}),
+        )
+    };
+    let strict = order(r#"[{"price":5000}]"#);
+    assert_eq!(strict["decision"], "modify", "{strict}");
+    assert_eq!(strict["modified_tool_args"]["items"], r#"[{"price":0}]"#);
+    for loose in [
+        r#"[{"price":5000,"note":NaN}]"#,
+        r#"[{"price":0,"price":5000}]"#,
+    ] {
+        let d = order(loose);
+        assert_eq!(d["decision"], "deny", "{loose}: {d}");
+        assert!(
+            d["reason"].as_str().unwrap().contains("not strict JSON"),
+            "{d}"
+        );
+        assert!(d["modified_tool_args"].is_null(), "{d}");
+    }
     let sets: serde_json::Map<String, Value> =
         (0..101).map(|i| (format!("f{i}"), json!(1))).collect();
     let r = api.post(

@@ -333,10 +333,11 @@ pub const CALLER_SESSION_TOOLS: usize = 200;
 /// The arguments as the deciding `modify` policies change them: the
 /// deciding one and every other `modify` of the same priority, in the
 /// order they matched (so two tied policies, one redacting and one
-/// setting, both apply). A change that would write more than the bound
-/// into them (a `*` path copies its value into every entry the agent
-/// sends) is not applied, and the call is denied: the policy asked for
-/// the call to run only changed.
+/// setting, both apply). A change that cannot be made (one that would
+/// write more than the bound into them, as a `*` path copies its value
+/// into every entry the agent sends; a `*` path into JSON text that is not
+/// strict JSON) is not applied, and the call is denied: the policy asked
+/// for the call to run only changed.
 pub fn apply_change(
     policies: &TenantPolicies,
     change_from: &[String],
@@ -355,9 +356,9 @@ pub fn apply_change(
         };
         match change.apply(changed.as_ref().unwrap_or(args)) {
             Ok(next) => changed = Some(next),
-            Err(too_large) => {
+            Err(failed) => {
                 *decision = Decision::Deny;
-                *reason = format!("policy {policy_id}: {too_large}; the call is denied");
+                *reason = format!("policy {policy_id}: {failed}; the call is denied");
                 return None;
             }
         }
@@ -454,7 +455,16 @@ async fn decide_and_record(
         // is the empty id at version 0.
         let deciding = outcome.deciding.clone().unwrap_or_default();
         let deciding_version = policies.facts.get(&deciding).map_or(0, |f| f.version);
-        match redeem(g, &tenant, token, &agent, &call.tool, &args, &context).await? {
+        match redeem(
+            g,
+            &tenant,
+            token,
+            &agent,
+            &call.tool,
+            &covered(&call, &args, &context),
+        )
+        .await?
+        {
             // The approval was given under one version of one policy: if the
             // rule that holds the call is another now, or was changed, the
             // person approved something else and must be asked again.
@@ -546,7 +556,7 @@ async fn decide_and_record(
             audit_id: audit_id.clone(),
             agent_id: agent.id.clone(),
             tool: call.tool.clone(),
-            args_sha256: hold::call_digest(&token, &args, &context),
+            args_sha256: hold::call_digest(&token, &covered(&call, &args, &context)),
             policy_id,
             policy_version: facts.map_or(0, |f| f.version),
             session_id: call.session_id.clone(),
@@ -663,6 +673,20 @@ async fn decide_and_record(
     }))
 }
 
+/// What a hold's approval covers of this call.
+fn covered<'a>(
+    call: &'a CallRequest,
+    args: &'a Value,
+    context: &'a Value,
+) -> hold::CoveredCall<'a> {
+    hold::CoveredCall {
+        args,
+        context,
+        session_id: call.session_id.as_deref(),
+        user_id: call.user_id.as_deref(),
+    }
+}
+
 /// Checks a hold token against the call; `Err` says why it cannot be used.
 async fn redeem(
     g: &Governance,
@@ -670,8 +694,7 @@ async fn redeem(
     token: &str,
     agent: &Agent,
     tool: &str,
-    args: &Value,
-    context: &Value,
+    covered: &hold::CoveredCall<'_>,
 ) -> ServiceResult<Result<Hold, String>> {
     let Some(h) = g
         .store
@@ -688,9 +711,12 @@ async fn redeem(
         Some("the hold's approval expired before it was used; ask again".into())
     } else if h.agent_id != agent.id
         || h.tool != tool
-        || h.args_sha256 != hold::call_digest(token, args, context)
+        || h.args_sha256 != hold::call_digest(token, covered)
     {
-        Some("the hold covers another call (agent, tool, arguments or context differ)".into())
+        Some(
+            "the hold covers another call (agent, tool, arguments, context, session or user differ)"
+                .into(),
+        )
     } else {
         None
     };

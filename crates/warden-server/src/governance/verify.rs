@@ -16,7 +16,8 @@ const FIRST_PAGE: i64 = 64;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Break {
     pub sequence: i64,
-    pub audit_id: String,
+    /// None where no record stands at the break (records missing at the end).
+    pub audit_id: Option<String>,
     pub reason: &'static str,
 }
 
@@ -38,6 +39,8 @@ const MAX_ROUNDS: usize = 1_000;
 /// reach, is a break; a chain that keeps growing is never one.
 pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, StoreError> {
     let mut walk = ChainWalk::default();
+    // The id of the last record walked: the head must match it.
+    let mut last_id = None;
     let mut page = FIRST_PAGE;
     let broken = |passed: u64, head_sequence, sequence, audit_id, reason| Verification {
         records_checked: passed as i64,
@@ -80,10 +83,11 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
                         passed,
                         head_sequence,
                         r.sequence,
-                        columns.id,
+                        Some(columns.id),
                         reason,
                     ));
                 }
+                last_id = Some(columns.id);
             }
             if done {
                 break;
@@ -97,11 +101,11 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
                 walk.checked(),
                 head_sequence,
                 head_sequence + 1,
-                String::new(),
+                None,
                 "records follow the chain's head",
             ));
         }
-        let missing_at_end = if last == head_sequence {
+        if last == head_sequence {
             if last == 0 || digests_match(walk.last_hash(), &head_hash) {
                 return Ok(Verification {
                     records_checked: last,
@@ -109,19 +113,26 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
                     first_break: None,
                 });
             }
-            true
-        } else {
-            // The head is ahead: appended during the walk, or removed from
-            // the end. What it covers is committed, so a read that finds
-            // nothing after the walk means removed.
-            store.audit_chain_after(tenant, last, 1).await?.is_empty()
-        };
-        if missing_at_end {
+            // The last record matches its predecessor but not the head: the
+            // head was edited, or the record was rewritten whole with its
+            // hash recomputed. Either way the break is at that record.
+            return Ok(broken(
+                walk.checked() - 1,
+                head_sequence,
+                last,
+                last_id,
+                "the chain's head does not hold this record's hash",
+            ));
+        }
+        // The head is ahead: appended during the walk, or removed from the
+        // end. What it covers is committed, so a read that finds nothing
+        // after the walk means removed.
+        if store.audit_chain_after(tenant, last, 1).await?.is_empty() {
             return Ok(broken(
                 walk.checked(),
                 head_sequence,
                 last + 1,
-                String::new(),
+                None,
                 "records are missing at the end of the chain",
             ));
         }

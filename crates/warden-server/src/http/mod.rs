@@ -9,4 +9,5 @@ pub mod extract;
 pub mod query_params;
 pub mod request_id;
 pub mod sealed_cursor;
+pub mod unread_body;
 pub use warden_policy::unique_keys;

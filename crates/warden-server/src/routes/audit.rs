@@ -258,8 +258,9 @@ pub async fn get_audit(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChainBreakView {
     pub sequence: i64,
-    /// Empty when records are missing at the end.
-    pub audit_id: String,
+    /// Null where no record stands at the break (records missing at the
+    /// end, or past the head).
+    pub audit_id: Option<String>,
     pub reason: String,
 }
 
