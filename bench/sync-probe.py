@@ -24,7 +24,13 @@ def probe(directory, rate, size, seconds):
     path = os.path.join(directory, "sync-probe.bin")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        os.ftruncate(fd, WAL_BYTES)
+        # Written whole before the run, as a WAL that has grown is: every
+        # write below overwrites blocks the file already has. (A file only
+        # truncated to size has none, and each first write would also
+        # allocate its block, which a WAL in use does not.)
+        zeros = bytes(1 << 20)
+        for _ in range(WAL_BYTES >> 20):
+            os.write(fd, zeros)
         os.fsync(fd)
         block = os.urandom(size)
         offset, done, latencies = 0, 0, []

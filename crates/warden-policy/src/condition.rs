@@ -543,6 +543,19 @@ fn build_variable(facts: &CallFacts, variable: &str) -> Option<Box<dyn Val>> {
 }
 
 impl Condition<ConditionInput> for CelCondition {
+    /// Whether the name appears anywhere in the condition (a loop variable
+    /// of that name counts too, which errs on the side of reading it).
+    fn reads(&self, input: &str) -> bool {
+        let mut stack = vec![&self.strict];
+        while let Some(x) = stack.pop() {
+            if matches!(&x.expr, Expr::Ident(name) if name == input) {
+                return true;
+            }
+            stack.extend(constant::children(x));
+        }
+        false
+    }
+
     fn holds(&self, input: &ConditionInput) -> Result<bool, ConditionError> {
         if self.loops_over_call {
             let (largest, total) = input.collection_sizes();
@@ -1730,6 +1743,17 @@ pub fn variables_read(condition: &CelCondition) -> HashSet<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn says_which_inputs_it_reads() {
+        let c = CelCondition::compile("'crm.read' in session.tools && args.amount > 5").unwrap();
+        assert!(c.reads("session") && c.reads("args"));
+        assert!(!c.reads("now") && !c.reads("context") && !c.reads("drift"));
+        let c = CelCondition::compile("args.items.exists(i, i.price > 0)").unwrap();
+        assert!(c.reads("args") && !c.reads("session"));
+        let c = CelCondition::compile("now.getHours() > 18 || has(context.x)").unwrap();
+        assert!(c.reads("now") && c.reads("context") && !c.reads("args"));
+    }
 
     fn input() -> ConditionInput {
         ConditionInput::new(CallFacts {

@@ -268,8 +268,9 @@ fn set_at(
     // `*` can find, while the tool's parser may still read some: such an
     // assignment fails rather than set nothing. (Without a `*`, the text
     // is replaced by an object holding the value, as any scalar is.)
+    // (Warden's own `[REDACTED]` marker holds nothing and is not such text.)
     if let Value::String(text) = target {
-        if looks_like_json(text) {
+        if looks_like_json(text) && text != REDACTED {
             match json_inside(text) {
                 Some(mut inner) => {
                     set_at(&mut inner, segments, assign)?;
@@ -540,6 +541,15 @@ mod tests {
         assert_eq!(
             change.apply(&json!({"items": "five thousand"})),
             Ok(json!({"items": "five thousand"}))
+        );
+        // A level this change's own redaction replaced holds no entries.
+        let both = ArgChange {
+            redact: vec![p("items")],
+            set: vec![(p("items.*.price"), json!(0))],
+        };
+        assert_eq!(
+            both.apply(&json!({"items": [{"price": 5}]})),
+            Ok(json!({"items": REDACTED}))
         );
         let plain = ArgChange {
             redact: vec![],

@@ -23,6 +23,12 @@ pub struct ConditionError(pub String);
 /// whatever the condition language reads: arguments, session, drift, time.
 pub trait Condition<Ctx>: Send + Sync + fmt::Debug {
     fn holds(&self, context: &Ctx) -> Result<bool, ConditionError>;
+
+    /// Whether the condition may read the named input. What cannot tell
+    /// says it may.
+    fn reads(&self, _input: &str) -> bool {
+        true
+    }
 }
 
 /// Which agents a policy applies to: any listed id or any listed tag. A

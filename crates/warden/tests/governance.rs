@@ -1011,7 +1011,7 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         stale["reason"]
             .as_str()
             .unwrap()
-            .contains("changed since the approval"),
+            .contains("changed since the call was held"),
         "{stale}"
     );
 
@@ -1316,6 +1316,32 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert!(b["reason"].as_str().unwrap().contains("head"), "{}", v.text);
     backend.sql(&format!(
         "UPDATE audit_heads SET hash = (SELECT hash FROM audit_log WHERE environment = 'live' AND sequence = {last_sequence}) WHERE environment = 'live'"
+    ));
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    // A head moved back behind its records is the store's fault, not the
+    // caller's: a write that would chain onto it is an internal error,
+    // never a conflict naming a field the request did not have.
+    let head = backend
+        .sql("SELECT sequence || ' ' || hash FROM audit_heads WHERE environment = 'live'")
+        .trim()
+        .to_string();
+    let (head_sequence, head_hash) = head.split_once(' ').unwrap();
+    let previous = backend
+        .sql(&format!(
+            "SELECT hash FROM audit_log WHERE environment = 'live' AND sequence = {head_sequence} - 1"
+        ))
+        .trim()
+        .to_string();
+    backend.sql(&format!(
+        "UPDATE audit_heads SET sequence = sequence - 1, hash = '{previous}' WHERE environment = 'live'"
+    ));
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "head-bot", "tool_name": "files.read"}),
+    );
+    assert_eq!(r.status, 500, "{}", r.text);
+    backend.sql(&format!(
+        "UPDATE audit_heads SET sequence = {head_sequence}, hash = '{head_hash}' WHERE environment = 'live'"
     ));
     assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
     // A record whose stored form no longer parses is named by verify, and
@@ -1975,6 +2001,34 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         held.text
     );
     assert_eq!(&used["matched_policy_ids"], held_matched, "{used}");
+
+    // A deny above the hold whose condition reads the session, unchanged
+    // since the hold: the session moves on while the call waits, and the
+    // approved call runs after what came since, so what was judged then
+    // does not stand. The poll blocks; submitted again, the call is
+    // decided in full.
+    policy(
+        &api,
+        json!({"name": "held send", "action_pattern": "mail.send", "decision": "step_up", "priority": 1}),
+    );
+    policy(
+        &api,
+        json!({"name": "no send after reads", "action_pattern": "mail.send", "decision": "deny",
+               "priority": 5, "condition": "'crm.read' in session.tools"}),
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let call = json!({"agent_id": "mail-bot", "tool_name": "mail.send", "session_id": "m1"});
+    let redeem = approved_redemption(&api, &call);
+    let read = enforce(
+        &api,
+        json!({"agent_id": "mail-bot", "tool_name": "crm.read", "session_id": "m1"}),
+    );
+    assert_eq!(read["decision"], "allow", "{read}");
+    let r = poll(redeem["hold_token"].as_str().unwrap());
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("session"), "{r}");
+    let d = enforce(&api, redeem);
+    assert_eq!(d["decision"], "deny", "{d}");
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

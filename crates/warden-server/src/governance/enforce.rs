@@ -474,7 +474,7 @@ async fn decide_and_record(
             {
                 decision = Decision::Deny;
                 reason = format!(
-                    "the policy that held the call changed since the approval (hold {}); ask again",
+                    "the policy that held the call changed since the call was held (hold {}); ask again",
                     h.id
                 );
             }

@@ -236,7 +236,7 @@ pub async fn approval_stands(
     use warden_policy::{Decision, Mode};
     let agent = match g.store.get_agent(tenant, &hold.agent_id).await? {
         Some(a) if a.status == warden_core::agent::AgentStatus::Suspended => {
-            return Ok(Err("the agent was suspended after the approval".into()))
+            return Ok(Err("the agent was suspended since the call was held".into()))
         }
         Some(a) => a,
         None => return Ok(Err("the agent that made the call was deleted".into())),
@@ -247,7 +247,7 @@ pub async fn approval_stands(
     let holding = if hold.policy_id.is_empty() {
         if policies.set.default_decision() != Decision::StepUp {
             return Ok(Err(
-                "the default decision changed since the approval; ask again".into(),
+                "the default decision changed since the call was held; ask again".into(),
             ));
         }
         None
@@ -265,7 +265,8 @@ pub async fn approval_stands(
             }
             _ => {
                 return Ok(Err(
-                    "the policy that held the call changed since the approval; ask again".into(),
+                    "the policy that held the call changed since the call was held; ask again"
+                        .into(),
                 ))
             }
         }
@@ -283,15 +284,24 @@ pub async fn approval_stands(
         .collect();
     // A policy with a condition, unchanged since the hold was made, over
     // an agent unchanged since (its tags and names are what selectors
-    // match), was evaluated for the held call: what it did then stands.
-    let judged_then = |p: &warden_policy::Policy<_>| {
-        p.condition.is_some()
-            && agent.updated_at <= hold.created_at
+    // match), was evaluated for the held call: what it did then stands,
+    // unless its condition reads what moves on while the call waits (the
+    // session's later calls, the time): the approved call runs now, and
+    // the condition cannot be judged again here without the arguments.
+    let unchanged = |p: &warden_policy::Policy<_>| {
+        agent.updated_at <= hold.created_at
             && policies
                 .facts
                 .get(&p.id)
                 .is_some_and(|f| f.updated_at < hold.created_at)
     };
+    let moves_on = |p: &warden_policy::Policy<_>| {
+        p.condition
+            .as_ref()
+            .is_some_and(|c| c.reads("session") || c.reads("now"))
+    };
+    let judged_then =
+        |p: &warden_policy::Policy<_>| p.condition.is_some() && unchanged(p) && !moves_on(p);
     let outranking = candidates
         .iter()
         .filter(|p| p.id != hold.policy_id)
@@ -302,8 +312,13 @@ pub async fn approval_stands(
         // then did not hold (else it would have decided); else it counts.
         .find(|p| !judged_then(p));
     if let Some(p) = outranking {
+        let why = if unchanged(p) && moves_on(p) {
+            "reads the session or the time, which moved on since the hold, and could now decide the call"
+        } else {
+            "now outranks the one that held the call"
+        };
         return Ok(Err(format!(
-            "policy {} now outranks the one that held the call; ask again",
+            "policy {} {why}; submit the call again with its hold token",
             p.id
         )));
     }

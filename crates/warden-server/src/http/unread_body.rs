@@ -1,14 +1,20 @@
-//! A request answered before its body was read ends its connection
-//! openly. hyper closes such a keep-alive connection after the answer
-//! (the unread bytes would be taken for the next request), but without
-//! saying so: a client that reuses the connection then fails on its next
-//! request instead of reading this answer (a 429 and its `Retry-After`, a
-//! 401, a 404). `Connection: close` tells it to open a new one.
+//! A request answered before its body was read (a 401, a 403 from the
+//! scope check, a 404 route, a 429) still lets its client read the answer.
+//!
+//! A client that writes its whole body before it reads (Python's
+//! `http.client`) fails with a broken pipe if the server closes the
+//! connection while the body is still coming, and never sees the answer.
+//! So the rest of such a body is read and dropped first, within bounds
+//! ([`DRAIN_MOST`] bytes, [`DRAIN_TIME`]); then the connection stays open
+//! for the next request. A body past those bounds is not read: the answer
+//! carries `Connection: close` and the connection closes after it (hyper
+//! cannot tell the unread bytes from the next request).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
@@ -17,11 +23,29 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 
-/// A request body that notes when it has been read to its end.
+/// Most bytes of an unread body read and dropped so that its client can
+/// read the answer: the largest body a route takes in one piece (a batch
+/// of events, 10 MiB), and a little over.
+pub const DRAIN_MOST: u64 = 12 << 20;
+
+/// Longest an answer waits while the rest of its request's body is read.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// What the request's body tells the middleware once the request is done.
+#[derive(Default)]
+struct Shared {
+    ended: AtomicBool,
+    /// The body as its reader left it, when that was before its end.
+    left: Mutex<Option<Body>>,
+}
+
+/// A request body that notes when it has been read to its end, and hands
+/// itself back when dropped before.
 struct Watched {
-    inner: Body,
-    ended: Arc<AtomicBool>,
+    inner: Option<Body>,
+    shared: Arc<Shared>,
 }
 
 impl HttpBody for Watched {
@@ -32,51 +56,101 @@ impl HttpBody for Watched {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            self.ended.store(true, Ordering::Relaxed);
+            self.shared.ended.store(true, Ordering::Relaxed);
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        let ended = self.inner.is_end_stream();
+        let ended = self.inner.as_ref().is_none_or(|b| b.is_end_stream());
         if ended {
-            self.ended.store(true, Ordering::Relaxed);
+            self.shared.ended.store(true, Ordering::Relaxed);
         }
         ended
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 
-/// Whether the request says a body follows.
-fn has_body(request: &Request) -> bool {
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.shared.ended.load(Ordering::Relaxed) {
+            if let Some(body) = self.inner.take() {
+                *self.shared.left.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+            }
+        }
+    }
+}
+
+/// Whether the request says a body follows, and its length when given.
+fn declared_body(request: &Request) -> Option<Option<u64>> {
     let headers = request.headers();
-    headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0")
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Some(None);
+    }
+    let length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())?;
+    (length > 0).then_some(Some(length))
 }
 
-/// Adds `Connection: close` to the answer of a request whose body was
-/// not read to its end.
-pub async fn close_when_unread(request: Request, next: Next) -> Response {
-    if !has_body(&request) {
-        return next.run(request).await;
+/// Reads the rest of a body and drops it, within the bounds; whether it
+/// reached the end.
+async fn drain(mut body: Body, length: Option<u64>) -> bool {
+    if length.is_some_and(|n| n > DRAIN_MOST) {
+        return false;
     }
-    let ended = Arc::new(AtomicBool::new(false));
+    let read_all = async {
+        let mut read = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                read += data.len() as u64;
+                if read > DRAIN_MOST {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, read_all)
+        .await
+        .unwrap_or(false)
+}
+
+/// Reads and drops what a request's answer left of its body, or, past the
+/// bounds, adds `Connection: close` to the answer.
+pub async fn close_when_unread(request: Request, next: Next) -> Response {
+    let Some(length) = declared_body(&request) else {
+        return next.run(request).await;
+    };
+    let shared = Arc::new(Shared::default());
     let request = request.map(|inner| {
         Body::new(Watched {
-            inner,
-            ended: ended.clone(),
+            inner: Some(inner),
+            shared: shared.clone(),
         })
     });
     let mut response = next.run(request).await;
-    if !ended.load(Ordering::Relaxed) {
+    if shared.ended.load(Ordering::Relaxed) {
+        return response;
+    }
+    let left = shared.left.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let drained = match left {
+        Some(body) => drain(body, length).await,
+        None => false,
+    };
+    if !drained {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -200,10 +200,15 @@ pub(crate) async fn append(
     if !events.is_empty() {
         steps.extend(super::events::append_steps(&events));
     }
-    let done = db
-        .transaction(steps)
-        .await
-        .map_err(|e| name_conflict(e, &["name", "external_id"]))?;
+    let done = db.transaction(steps).await.map_err(|e| match e {
+        // The chain's own rows clash only when its head is behind its
+        // records (the head row edited or removed): no client's doing.
+        StoreError::Conflict { field } if field.contains("audit_") => StoreError::Corrupt(format!(
+            "the audit chain's head is behind its records ({field}); \
+                 GET /api/v1/audit/verify names where the chain breaks"
+        )),
+        other => name_conflict(other, &["name", "external_id"]),
+    })?;
     let Some(outcomes) = done else {
         return Ok(None);
     };
