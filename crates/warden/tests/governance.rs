@@ -2029,6 +2029,59 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     assert!(r["reason"].as_str().unwrap().contains("session"), "{r}");
     let d = enforce(&api, redeem);
     assert_eq!(d["decision"], "deny", "{d}");
+
+    // The holding policy must still take the call in: not once its
+    // selector no longer selects the agent, nor when its own condition
+    // reads what moved on. The call would fall to the deny below.
+    policy(
+        &api,
+        json!({"name": "nobody else wires", "action_pattern": "wire.*", "decision": "deny"}),
+    );
+    policy(
+        &api,
+        json!({"name": "trusted wire", "action_pattern": "wire.send", "decision": "step_up",
+               "priority": 10, "agents": {"tags": ["trusted"]}}),
+    );
+    policy(
+        &api,
+        json!({"name": "wire after a lookup", "action_pattern": "wire.later", "decision": "step_up",
+               "priority": 10, "condition": "session.previous_tool == 'iban.lookup'"}),
+    );
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "wirer", "external_id": "wirer", "tags": ["trusted"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let wirer = r.body["data"]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(20));
+    let token = approve("wirer", "wire.send");
+    let r = api.patch(&format!("/api/v1/agents/{wirer}"), &json!({"tags": []}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = poll(&token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("no longer applies"), "{r}");
+    let lookup = json!({"agent_id": "lookup-bot", "tool_name": "iban.lookup", "session_id": "w1"});
+    assert_eq!(enforce(&api, lookup)["decision"], "allow");
+    let call = json!({"agent_id": "lookup-bot", "tool_name": "wire.later", "session_id": "w1"});
+    let redeem = approved_redemption(&api, &call);
+    let other = json!({"agent_id": "lookup-bot", "tool_name": "docs.read", "session_id": "w1"});
+    assert_eq!(enforce(&api, other)["decision"], "allow");
+    let r = poll(redeem["hold_token"].as_str().unwrap());
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("held the call reads"), "{r}");
+    assert_eq!(enforce(&api, redeem)["decision"], "deny");
+    // An ALLOW says who approved it, the approver's words after that.
+    policy(
+        &api,
+        json!({"name": "approve notes", "action_pattern": "notes.read", "decision": "step_up"}),
+    );
+    let token = approve("steady-bot", "notes.read");
+    let r = poll(&token);
+    assert_eq!(r["resolution"], "ALLOW", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().starts_with("step-up approved by "),
+        "{r}"
+    );
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

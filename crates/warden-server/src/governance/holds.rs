@@ -302,6 +302,28 @@ pub async fn approval_stands(
     };
     let judged_then =
         |p: &warden_policy::Policy<_>| p.condition.is_some() && unchanged(p) && !moves_on(p);
+    // The holding policy must still take in the call, as a re-submission
+    // would find: its selector still selecting the agent as it is now, and
+    // its condition still standing as judged then (else the call may fall
+    // to a lower `deny`, or the default).
+    if let Some(held_by) = policies.set.policy(&hold.policy_id) {
+        if !candidates.iter().any(|p| p.id == held_by.id) {
+            return Ok(Err(
+                "the policy that held the call no longer applies to the agent; ask again".into(),
+            ));
+        }
+        // (Its version is the hold's, checked above: only the agent and
+        // what moves on can have changed.)
+        if held_by.condition.is_some() && (agent.updated_at > hold.created_at || moves_on(held_by))
+        {
+            return Ok(Err(
+                "the condition of the policy that held the call reads what may have changed since \
+                 the call was held (the agent, the session or the time); submit the call again \
+                 with its hold token"
+                    .into(),
+            ));
+        }
+    }
     let outranking = candidates
         .iter()
         .filter(|p| p.id != hold.policy_id)

@@ -183,15 +183,21 @@ pub async fn thoth_hold(
         Some("the approval expired before it was used; ask again".to_string())
     } else if status == HoldStatus::Expired {
         Some("step-up expired without an approval".to_string())
-    } else if status == HoldStatus::Denied {
-        // Said as a decision, the approver's words quoted after it.
+    } else if matches!(status, HoldStatus::Denied | HoldStatus::Approved) {
+        // Said as a decision, the approver's words quoted after it (never
+        // alone: free text could read as the other resolution).
         let by = h.decided_by.as_deref().unwrap_or("an approver");
+        let verb = if status == HoldStatus::Denied {
+            "denied"
+        } else {
+            "approved"
+        };
         Some(match h.comment.as_deref().filter(|c| !c.is_empty()) {
-            Some(comment) => format!("step-up denied by {by}: {comment}"),
-            None => format!("step-up denied by {by}"),
+            Some(comment) => format!("step-up {verb} by {by}: {comment}"),
+            None => format!("step-up {verb} by {by}"),
         })
     } else {
-        h.comment.clone()
+        None
     };
     Ok(Json(ThothHold {
         resolved: state.resolved,
