@@ -755,6 +755,15 @@ fn early_answers_are_read_whatever_the_body(backend: &Backend) {
     ));
     assert!(status.contains("401"), "{status}");
     assert!(!closes(&headers), "{headers:?}");
+    // A client waiting for `100 Continue` before it sends its body is
+    // answered at once, and not asked for the body.
+    let mut waiting = RawConnection::open(&w.base);
+    let (status, headers) = waiting.send(
+        "POST /api/v1/enforce HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wdn_live_not_a_key\r\n\
+         Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 2097152\r\n\r\n",
+    );
+    assert!(status.contains("401"), "{status}");
+    assert!(closes(&headers), "{headers:?}");
     // A body declared past what is read on its behalf is not read: the
     // answer says the connection closes.
     let mut closing = RawConnection::open(&w.base);

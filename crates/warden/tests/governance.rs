@@ -1314,9 +1314,23 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(b["sequence"].to_string(), last_sequence, "{}", v.text);
     assert_eq!(b["audit_id"], last_id, "{}", v.text);
     assert!(b["reason"].as_str().unwrap().contains("head"), "{}", v.text);
-    backend.sql(&format!(
-        "UPDATE audit_heads SET hash = (SELECT hash FROM audit_log WHERE environment = 'live' AND sequence = {last_sequence}) WHERE environment = 'live'"
-    ));
+    // No record is chained onto an edited head, so putting it back mends
+    // the chain: the writes meanwhile are internal errors.
+    let write = || {
+        api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "head-bot", "tool_name": "files.read"}),
+        )
+    };
+    assert_eq!(write().status, 500);
+    let restore = format!(
+        "UPDATE audit_heads SET sequence = {last_sequence}, hash = (SELECT hash FROM audit_log WHERE environment = 'live' AND sequence = {last_sequence}) WHERE environment = 'live'"
+    );
+    backend.sql(&restore);
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    backend.sql("UPDATE audit_heads SET sequence = sequence + 5 WHERE environment = 'live'");
+    assert_eq!(write().status, 500);
+    backend.sql(&restore);
     assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
     // A head moved back behind its records is the store's fault, not the
     // caller's: a write that would chain onto it is an internal error,
@@ -2059,7 +2073,10 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     let r = poll(&token);
     assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("no longer applies"), "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("no longer applies"),
+        "{r}"
+    );
     let lookup = json!({"agent_id": "lookup-bot", "tool_name": "iban.lookup", "session_id": "w1"});
     assert_eq!(enforce(&api, lookup)["decision"], "allow");
     let call = json!({"agent_id": "lookup-bot", "tool_name": "wire.later", "session_id": "w1"});
@@ -2068,7 +2085,13 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     assert_eq!(enforce(&api, other)["decision"], "allow");
     let r = poll(redeem["hold_token"].as_str().unwrap());
     assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("held the call reads"), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("held the call reads"),
+        "{r}"
+    );
     assert_eq!(enforce(&api, redeem)["decision"], "deny");
     // An ALLOW says who approved it, the approver's words after that.
     policy(
@@ -2079,7 +2102,10 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     let r = poll(&token);
     assert_eq!(r["resolution"], "ALLOW", "{r}");
     assert!(
-        r["reason"].as_str().unwrap().starts_with("step-up approved by "),
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("step-up approved by "),
         "{r}"
     );
 }

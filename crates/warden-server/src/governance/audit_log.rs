@@ -123,9 +123,47 @@ async fn head_of(
     if let Some(h) = heads.get(tenant) {
         return Ok(h.clone());
     }
-    let h = store.audit_head(tenant).await?;
+    let h = checked_head(store, tenant).await?;
     heads.insert(tenant.clone(), h.clone());
     Ok(h)
+}
+
+/// The stored head of a tenant's chain, once it is seen to name the
+/// chain's last record: that record there with the head's hash, and none
+/// after it that the head did not move past meanwhile. A head edited in
+/// the database (another hash, a sequence moved either way) is refused, so
+/// no record is chained onto it: the break stays where verify names it,
+/// and putting the head back mends the chain.
+async fn checked_head(store: &dyn Store, tenant: &Tenant) -> Result<(i64, String), StoreError> {
+    let corrupt = |why: &str| {
+        StoreError::Corrupt(format!(
+            "the audit chain's head {why}; GET /api/v1/audit/verify names where the chain breaks"
+        ))
+    };
+    for _ in 0..ATTEMPTS {
+        let (sequence, hash) = store.audit_head(tenant).await?;
+        let near = store
+            .audit_chain_after(tenant, (sequence - 1).max(0), 2)
+            .await?;
+        if sequence > 0
+            && !near
+                .iter()
+                .any(|(r, _)| r.sequence == sequence && r.hash == hash)
+        {
+            return Err(corrupt("does not match the record it names"));
+        }
+        if !near.iter().any(|(r, _)| r.sequence > sequence) {
+            return Ok((sequence, hash));
+        }
+        // A record past the head: appended since the head was read (the
+        // head moves in its transaction), or the head is behind.
+        if store.audit_head(tenant).await?.0 == sequence {
+            return Err(corrupt("is behind its records"));
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the audit chain moved faster than its head could be read; try again".into(),
+    ))
 }
 
 fn link(record: &AuditRecord, head: &(i64, String)) -> ChainedRecord {

@@ -97,11 +97,12 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
         let (head_sequence, head_hash) = store.audit_head(tenant).await?;
         if last > head_sequence {
             // Records past the head were never appended through the chain.
+            let first_past = store.audit_chain_after(tenant, head_sequence, 1).await?;
             return Ok(broken(
                 walk.checked(),
                 head_sequence,
                 head_sequence + 1,
-                None,
+                first_past.into_iter().next().map(|(_, columns)| columns.id),
                 "records follow the chain's head",
             ));
         }

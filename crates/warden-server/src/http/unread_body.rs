@@ -8,7 +8,8 @@
 //! ([`DRAIN_MOST`] bytes, [`DRAIN_TIME`]); then the connection stays open
 //! for the next request. A body past those bounds is not read: the answer
 //! carries `Connection: close` and the connection closes after it (hyper
-//! cannot tell the unread bytes from the next request).
+//! cannot tell the unread bytes from the next request). So does the answer
+//! to a client that waits for `100 Continue` before sending its body.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -134,6 +135,12 @@ pub async fn close_when_unread(request: Request, next: Next) -> Response {
     let Some(length) = declared_body(&request) else {
         return next.run(request).await;
     };
+    // A client that waits for `100 Continue` before it sends the body is
+    // answered at once instead: reading the body would ask it to send.
+    let awaits_continue = request
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let shared = Arc::new(Shared::default());
     let request = request.map(|inner| {
         Body::new(Watched {
@@ -147,8 +154,8 @@ pub async fn close_when_unread(request: Request, next: Next) -> Response {
     }
     let left = shared.left.lock().unwrap_or_else(|p| p.into_inner()).take();
     let drained = match left {
-        Some(body) => drain(body, length).await,
-        None => false,
+        Some(body) if !awaits_continue => drain(body, length).await,
+        _ => false,
     };
     if !drained {
         response
