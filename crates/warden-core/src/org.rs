@@ -105,7 +105,9 @@ impl Organization {
             (Plan::Custom, None) => {
                 return Err(crate::Error::invalid(
                     "rate_limit_per_minute",
-                    "the custom plan needs rate_limit_per_minute and burst",
+                    "the custom plan needs a rate limit per minute and a burst \
+                     (`rate_limit_per_minute` and `burst`; on the command line \
+                     --rate-limit-per-minute and --burst)",
                 ))
             }
             (_, Some(_)) => {

@@ -1354,6 +1354,14 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         &json!({"agent_id": "head-bot", "tool_name": "files.read"}),
     );
     assert_eq!(r.status, 500, "{}", r.text);
+    // Verify counts only the records up to the head as checked.
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(
+        v.body["data"]["records_checked"].to_string(),
+        (head_sequence.parse::<i64>().unwrap() - 1).to_string(),
+        "{}",
+        v.text
+    );
     backend.sql(&format!(
         "UPDATE audit_heads SET sequence = {head_sequence}, hash = '{head_hash}' WHERE environment = 'live'"
     ));

@@ -804,7 +804,7 @@ pub fn decide(
             None if !eval.condition_errors.is_empty() => (
                 eval.decision,
                 format!(
-                    "no policy decided (conditions failed to evaluate, see condition_errors); \
+                    "no policy decided (conditions failed to evaluate, see the audit record's detail.condition_errors); \
                      the default decision {} applies",
                     eval.decision.as_str()
                 ),

@@ -98,8 +98,9 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
         if last > head_sequence {
             // Records past the head were never appended through the chain.
             let first_past = store.audit_chain_after(tenant, head_sequence, 1).await?;
+            // Those past the head did not pass: they are the break.
             return Ok(broken(
-                walk.checked(),
+                walk.checked().min(head_sequence.max(0) as u64),
                 head_sequence,
                 head_sequence + 1,
                 first_past.into_iter().next().map(|(_, columns)| columns.id),

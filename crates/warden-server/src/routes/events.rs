@@ -135,7 +135,11 @@ fn gunzip_limited(gzip: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         .read_to_end(&mut out)
         .map_err(|e| ApiError::invalid("body", format!("the gzip body is not valid gzip: {e}")))?;
     if out.len() > limit {
-        return Err(ApiError::payload_too_large(limit));
+        let mut err = ApiError::payload_too_large(limit);
+        err.message = format!(
+            "the events are larger than {limit} bytes (after inflating); send them in several requests"
+        );
+        return Err(err);
     }
     Ok(out)
 }

@@ -155,7 +155,15 @@ impl NdjsonReader {
                 return;
             }
             Err(err) => {
-                self.bad(String::new(), format!("not JSON: {err}"));
+                // serde counts lines inside the one line: only the column says where.
+                self.bad(
+                    String::new(),
+                    format!(
+                        "not JSON: {} at column {}",
+                        without_place(&err),
+                        err.column()
+                    ),
+                );
                 return;
             }
         };
@@ -183,9 +191,25 @@ impl NdjsonReader {
     }
 }
 
+/// A serde error's message without its ` at line L column C` suffix.
+fn without_place(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parse_error_names_its_column_not_a_line_of_its_own() {
+        let err = serde_json::from_str::<serde_json::Value>(r#"{"msg": oops}"#).unwrap_err();
+        assert_eq!(without_place(&err), "expected value");
+        assert_eq!(err.column(), 9);
+    }
 
     #[test]
     fn lines_split_anywhere_in_the_stream_are_read_whole() {
