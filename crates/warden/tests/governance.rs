@@ -1892,6 +1892,12 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         redeem["hold_token"].as_str().unwrap().to_string()
     };
     let poll = |token: &str| thoth_poll(&api, &t.live_key, token);
+    // The poll answers BLOCK, its reason naming why.
+    let blocks = |token: &str, because: &str| {
+        let r = poll(token);
+        assert_eq!(r["resolution"], "BLOCK", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains(because), "{r}");
+    };
 
     // Nothing changed: ALLOW.
     let token = approve("steady-bot", "vault.read");
@@ -1906,9 +1912,7 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         &json!({"status": "suspended"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = poll(&token);
-    assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("suspended"), "{r}");
+    blocks(&token, "suspended");
 
     // A deny that outranks the holding policy was added since, even one
     // with a condition the poll cannot evaluate.
@@ -1918,9 +1922,7 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         json!({"name": "freeze", "action_pattern": "vault.*", "decision": "deny", "priority": 20,
                "condition": "tool.startsWith('vault.')"}),
     );
-    let r = poll(&token);
-    assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains(&late_deny), "{r}");
+    blocks(&token, &late_deny);
     // Still BLOCK on a retried poll, and the approval was not used.
     assert_eq!(poll(&token)["resolution"], "BLOCK");
     let r = api.delete(&format!("/api/v1/policies/{late_deny}"));
@@ -1946,9 +1948,7 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         &json!({"priority": 11}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = poll(&token);
-    assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("changed"), "{r}");
+    blocks(&token, "changed");
 
     // Deleted.
     let token = approve("steady-bot", "vault.erase");
@@ -1981,9 +1981,7 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     // The SDK's poll cannot pass changed arguments on: it blocks, and says
     // how the call can run.
     let redeem = approved_redemption(&api, &call);
-    let r = poll(redeem["hold_token"].as_str().unwrap());
-    assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("hold token"), "{r}");
+    blocks(redeem["hold_token"].as_str().unwrap(), "hold token");
     let d = enforce(&api, redeem);
     assert_eq!(d["decision"], "modify", "{d}");
     // A conditional `modify`, unchanged since the hold, that did not match
@@ -2046,9 +2044,7 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         json!({"agent_id": "mail-bot", "tool_name": "crm.read", "session_id": "m1"}),
     );
     assert_eq!(read["decision"], "allow", "{read}");
-    let r = poll(redeem["hold_token"].as_str().unwrap());
-    assert_eq!(r["resolution"], "BLOCK", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("session"), "{r}");
+    blocks(redeem["hold_token"].as_str().unwrap(), "session");
     let d = enforce(&api, redeem);
     assert_eq!(d["decision"], "deny", "{d}");
 
