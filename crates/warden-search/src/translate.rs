@@ -470,6 +470,14 @@ impl<'a> Translator<'a> {
     }
 
     fn exists(&self, field: &str, _position: usize) -> Result<Boxed, SearchError> {
+        // `fields` itself: the event has any further field (a flattened
+        // field named `fields` is `fields.fields`).
+        if field == "fields" {
+            return Ok(Box::new(TermQuery::new(
+                Term::from_field_text(self.fields.exists, "fields"),
+                IndexRecordOption::Basic,
+            )));
+        }
         let name = match resolve(Some(field)) {
             Target::Message => "message".to_string(),
             Target::Time(..) | Target::Severity => return Ok(Box::new(AllQuery)),

@@ -4,7 +4,8 @@
 //! request, so a connection idle between requests or dribbling its
 //! headers a byte at a time is closed instead of holding one of the
 //! process's files for good. A request being answered (a long-poll
-//! included) is not timed by it.
+//! included) is not timed by it. A request body that stops arriving for
+//! the same time, while a route waits for it, ends in an error.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower_service::Service;
+
+use crate::http::body_deadline::BodyDeadline;
 
 /// Accepts connections until `shutdown` completes, then asks each open
 /// connection to finish its request in flight and close, and returns
@@ -49,6 +52,9 @@ pub async fn serve(
             request
                 .extensions_mut()
                 .insert(ConnectInfo::<SocketAddr>(peer));
+            // A body that stops arriving is given up after as long as
+            // the headers may take.
+            let request = request.map(|body| BodyDeadline::new(body, header_timeout));
             let mut app = app.clone();
             async move { app.call(request).await }
         });

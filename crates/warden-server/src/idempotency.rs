@@ -18,7 +18,7 @@ use warden_store::IdempotencyState;
 
 use crate::auth::Principal;
 use crate::http::error::ApiError;
-use crate::http::extract::DEFAULT_BODY_LIMIT;
+use crate::http::extract::{refuse_declared_over, DEFAULT_BODY_LIMIT};
 use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
@@ -64,6 +64,9 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
     };
     let tenant = principal.tenant();
     let key = format!("{}:{key}", principal.key_id);
+    if let Err(too_large) = refuse_declared_over(req.headers(), DEFAULT_BODY_LIMIT) {
+        return too_large.into_response();
+    }
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, DEFAULT_BODY_LIMIT).await {
         Ok(b) => b,

@@ -112,6 +112,7 @@ pub struct ServeArgs {
     pub syslog_tcp_connections: u16,
     /// Seconds an HTTP client has to send a request's headers, idle time
     /// on a kept-alive connection included; a slower one is disconnected.
+    /// A request body that stops arriving for as long is refused (400).
     #[arg(long, env = "WARDEN_HEADER_TIMEOUT_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub header_timeout_seconds: u16,

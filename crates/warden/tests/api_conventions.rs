@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Backend, Warden};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn agents_count(api: &common::Api) -> usize {
     api.agent_ids().len()
@@ -688,6 +688,12 @@ impl RawConnection {
 
     /// The answer's status line and lower-cased headers.
     fn send(&mut self, request: &str) -> (String, Vec<(String, String)>) {
+        let (status, headers, _) = self.send_full(request);
+        (status, headers)
+    }
+
+    /// The answer's status line, lower-cased headers and body.
+    fn send_full(&mut self, request: &str) -> (String, Vec<(String, String)>, Value) {
         use std::io::{BufRead, Read, Write};
         self.0.get_mut().write_all(request.as_bytes()).unwrap();
         let mut status = String::new();
@@ -709,7 +715,103 @@ impl RawConnection {
             .map_or(0, |(_, v)| v.parse().unwrap());
         let mut body = vec![0; length];
         self.0.read_exact(&mut body).unwrap();
-        (status, headers)
+        (
+            status,
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// Framing HTTP/1.1 forbids, or that Warden does not read, is answered
+/// before any route; a body declared past the limit is refused before a
+/// client waiting for `100 Continue` is asked for it; a body that stops
+/// arriving is given up; every 401 names its scheme.
+fn framing_is_checked_before_routes(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &["--header-timeout-seconds", "2"]);
+    let key = &t.live_key;
+    let header = |headers: &[(String, String)], name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let call = r#"{"agent_id":"fr","tool_name":"a.b"}"#;
+    let post = |extra: &str, body: &str| {
+        format!(
+            "POST /api/v1/enforce HTTP/1.1\r\n{extra}Authorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for (hosts, count) in [("", 0), ("Host: a\r\nHost: b\r\n", 2)] {
+        let (status, _, body) = RawConnection::open(&w.base).send_full(&post(hosts, call));
+        assert!(status.contains("400"), "{count} hosts: {status}");
+        assert_eq!(body["error"]["field"], "Host", "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&count.to_string()));
+    }
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "POST /api/v1/enforce HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+         {:x}\r\n{call}\r\n0\r\n\r\n",
+        call.len()
+    ));
+    assert!(status.contains("501"), "{status}");
+    assert_eq!(body["error"]["code"], "not_implemented", "{body}");
+    assert_eq!(body["error"]["field"], "Transfer-Encoding", "{body}");
+    // Plain chunked is read.
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "POST /api/v1/enforce HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{call}\r\n0\r\n\r\n",
+        call.len()
+    ));
+    assert!(status.contains("200"), "{status} {body}");
+    // Declared past the limit, with a client waiting to be asked: the 413
+    // comes first, never a `100 Continue`; on the event batch route too.
+    for (path, length) in [
+        ("/api/v1/enforce", 2 << 20),
+        ("/api/v1/events/batch", 11 << 20),
+        ("/api/v1/agents", 2 << 20),
+    ] {
+        let (status, headers, body) = RawConnection::open(&w.base).send_full(&format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {length}\r\n\r\n"
+        ));
+        assert!(status.contains("413"), "{path}: {status}");
+        assert_eq!(body["error"]["code"], "payload_too_large", "{path}: {body}");
+        assert_eq!(header(&headers, "connection").as_deref(), Some("close"));
+    }
+    // A body that stops arriving is refused after the deadline.
+    let mut stalled = RawConnection::open(&w.base);
+    let (status, _, body) = stalled.send_full(&format!(
+        "POST /api/v1/enforce HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"agent_id\":"
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(body["error"]["field"], "body", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{body}"
+    );
+    // Every 401 names the scheme it would take.
+    for credential in ["", "Authorization: Bearer wdn_live_not_a_key\r\n"] {
+        let (status, headers, _) = RawConnection::open(&w.base).send_full(&format!(
+            "GET /api/v1/agents HTTP/1.1\r\nHost: x\r\n{credential}\r\n"
+        ));
+        assert!(status.contains("401"), "{status}");
+        assert_eq!(
+            header(&headers, "www-authenticate").as_deref(),
+            Some("bearer realm=\"warden\""),
+            "{headers:?}"
+        );
     }
 }
 
@@ -777,6 +879,7 @@ fn early_answers_are_read_whatever_the_body(backend: &Backend) {
 }
 
 on_every_backend!(
+    framing_is_checked_before_routes,
     early_answers_are_read_whatever_the_body,
     envelope_and_crud,
     bad_input_changes_nothing,

@@ -1323,6 +1323,15 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         )
     };
     assert_eq!(write().status, 500);
+    // Readiness says this replica refuses the chain's writes.
+    let ready = api.get("/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.body["status"], "degraded", "{}", ready.text);
+    assert_eq!(
+        ready.body["checks"]["audit_chain"], "head_edited",
+        "{}",
+        ready.text
+    );
     let restore = format!(
         "UPDATE audit_heads SET sequence = {last_sequence}, hash = (SELECT hash FROM audit_log WHERE environment = 'live' AND sequence = {last_sequence}) WHERE environment = 'live'"
     );
@@ -1366,6 +1375,11 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         "UPDATE audit_heads SET sequence = {head_sequence}, hash = '{head_hash}' WHERE environment = 'live'"
     ));
     assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    // The head put back, writes go on and readiness says so.
+    assert_eq!(write().status, 200);
+    let ready = api.get("/readyz");
+    assert_eq!(ready.body["checks"]["audit_chain"], "ok", "{}", ready.text);
+    assert_eq!(ready.body["status"], "ready", "{}", ready.text);
     // A record whose stored form no longer parses is named by verify, and
     // shown by its columns, marked unreadable, wherever it is read: the
     // list pages past it, and its agent's calls go on, after a restart too.

@@ -197,6 +197,7 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("_exists_:geo", "ae"),
         ("_exists_:bytes", "cd"),
         ("_exists_:agent_id", "e"),
+        ("_exists_:fields", "abcde"),
         ("bytes:*", "cd"),
         // Open at both ends, a range is `_exists_`, keyword fields too.
         ("user:[* TO *]", "abc"),

@@ -210,7 +210,7 @@ fn scopes_are_enforced(backend: &Backend) {
     let anon = w.anonymous();
     let r = anon.get("/api/v1/agents");
     r.error(401, "unauthorized");
-    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"warden\""));
     anon.with_key("wdn_live_notakeyatall")
         .get("/api/v1/agents")
         .error(401, "unauthorized");
@@ -501,6 +501,33 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     assert!(
         r.header("x-ratelimit-remaining").is_some(),
         "a refusal still reports the limit"
+    );
+    // A key refused for its network is not marked used: a witness key used
+    // after it shows the usage was written.
+    let (refused_id, refused) = admin.create_key(
+        json!({"name": "elsewhere", "scopes": ["agents.read"], "allowed_cidrs": ["10.0.0.0/8"]}),
+    );
+    let (witness_id, witness) =
+        admin.create_key(json!({"name": "witness", "scopes": ["agents.read"]}));
+    w.api(&refused)
+        .get("/api/v1/agents")
+        .error(403, "forbidden");
+    assert_eq!(w.api(&witness).get("/api/v1/agents").status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !admin.get(&format!("/api/v1/api-keys/{witness_id}")).body["data"]["last_used_at"]
+        .is_string()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the witness key's use was never written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let refused_key = admin.get(&format!("/api/v1/api-keys/{refused_id}"));
+    assert!(
+        refused_key.body["data"]["last_used_at"].is_null(),
+        "a key refused for its network counts as used: {}",
+        refused_key.text
     );
     // A spoofed entry cannot be reached past one the proxy wrote unreadably.
     let r = office.send(

@@ -167,7 +167,8 @@ impl KeyRing {
 
     /// The principal behind a bearer credential (key or token). Where it may
     /// be used from is checked by the caller ([`Principal::admits`]), after
-    /// the rate limit, so that the refusal carries the limit headers.
+    /// the rate limit, so that the refusal carries the limit headers; the
+    /// caller then notes the use ([`KeyRing::note_use`]).
     pub async fn principal(&self, credential: &str) -> Result<Principal, ApiError> {
         let principal = if credential.starts_with("wdn_") {
             self.resolve(credential).await?.principal
@@ -191,7 +192,6 @@ impl KeyRing {
                 .map_err(|_| ApiError::unauthorized("invalid token"))?;
             principal_of(&entry.key, &entry.org, scopes)
         };
-        self.note_use(&principal.key_id);
         Ok(principal)
     }
 
@@ -215,7 +215,10 @@ impl KeyRing {
         }
     }
 
-    fn note_use(&self, key_id: &str) {
+    /// Notes a key used, for its `last_used_at`: only once the key was
+    /// admitted from where it was presented, so a refused attempt does not
+    /// make a key look in use.
+    pub fn note_use(&self, key_id: &str) {
         let now = now_ms();
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         match usage.get_mut(key_id) {

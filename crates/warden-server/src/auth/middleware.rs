@@ -84,14 +84,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
     }
     let Some(credential) = presented_credential(req.headers()) else {
-        let mut response = ApiError::unauthorized(
+        return ApiError::unauthorized(
             "authentication required: send `Authorization: Bearer <API key or token>` (or `X-Api-Key: <API key or token>`)",
         )
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
     };
     let ip = request_ip(&state, &req);
     let principal = match state.keys.principal(credential).await {
@@ -107,6 +103,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         set_limit_headers(response.headers_mut(), &verdict);
         return response;
     }
+    state.keys.note_use(&principal.key_id);
     req.extensions_mut().insert(principal);
     let mut response = next.run(req).await;
     set_limit_headers(response.headers_mut(), &verdict);

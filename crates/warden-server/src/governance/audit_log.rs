@@ -135,6 +135,38 @@ async fn head_of(
 /// no record is chained onto it: the break stays where verify names it,
 /// and putting the head back mends the chain.
 async fn checked_head(store: &dyn Store, tenant: &Tenant) -> Result<(i64, String), StoreError> {
+    let checked = checked_head_once(store, tenant).await;
+    let mut refused = REFUSED_HEADS.lock().unwrap_or_else(|p| p.into_inner());
+    match &checked {
+        Err(StoreError::Corrupt(_)) => {
+            refused.insert(tenant.clone());
+        }
+        Ok(_) => {
+            refused.remove(tenant);
+        }
+        Err(_) => {}
+    }
+    checked
+}
+
+/// Chains whose stored head this process last found edited, and so
+/// refuses to write to: `/readyz` reports them (as a count) until a write
+/// finds the head put back.
+static REFUSED_HEADS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<Tenant>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// How many chains this process refuses to write to for an edited head.
+pub fn refused_heads() -> usize {
+    REFUSED_HEADS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len()
+}
+
+async fn checked_head_once(
+    store: &dyn Store,
+    tenant: &Tenant,
+) -> Result<(i64, String), StoreError> {
     let corrupt = |why: &str| {
         StoreError::Corrupt(format!(
             "the audit chain's head {why}; GET /api/v1/audit/verify names where the chain breaks"

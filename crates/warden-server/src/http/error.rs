@@ -30,6 +30,7 @@ pub enum ErrorCode {
     Unprocessable,
     RateLimited,
     Internal,
+    NotImplemented,
     Unavailable,
 }
 
@@ -212,6 +213,16 @@ impl ApiError {
         )
     }
 
+    /// A request framed in a way the server does not read (a transfer
+    /// coding other than `chunked`).
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::NotImplemented,
+            message,
+        )
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -244,6 +255,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme that would be accepted.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"warden\""),
+            );
         }
         if let Some(secs) = self.retry_after {
             response

@@ -54,8 +54,23 @@ fn unencoded(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses a body whose declared length is already past `limit` before
+/// any of it is read: a client that waits for `100 Continue` is then
+/// answered 413 at once instead of being asked to send it.
+pub fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::payload_too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     unencoded(req.headers())?;
+    refuse_declared_over(req.headers(), DEFAULT_BODY_LIMIT)?;
     Bytes::from_request(req, state)
         .await
         .map_err(|rejection| match rejection {

@@ -59,6 +59,7 @@ async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
         set_limit_headers(response.headers_mut(), &verdict);
         return Ok(response);
     }
+    state.keys.note_use(&key.id);
     let issued = state
         .keys
         .tokens()

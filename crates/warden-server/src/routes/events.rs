@@ -23,7 +23,9 @@ use crate::auth::Principal;
 use crate::governance::holds::append_error;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
-use crate::http::extract::{is_json, parse_json, ApiJson, ApiQuery, ResourceId};
+use crate::http::extract::{
+    is_json, parse_json, refuse_declared_over, ApiJson, ApiQuery, ResourceId,
+};
 use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
@@ -266,6 +268,7 @@ pub async fn ingest_batch(
         return Err(ApiError::unsupported_media_type("application/json"));
     }
     let gzip = is_gzip(request.headers())?;
+    refuse_declared_over(request.headers(), MAX_BATCH_BYTES)?;
     let received_at = now_ms();
     let mut bytes = read_limited(request.into_body(), MAX_BATCH_BYTES).await?;
     if gzip {
@@ -393,6 +396,12 @@ pub async fn ingest_ndjson(
         ));
     }
     let gzip = is_gzip(request.headers())?;
+    if !gzip {
+        refuse_declared_over(
+            request.headers(),
+            crate::telemetry::ndjson::MAX_NDJSON_BYTES,
+        )?;
+    }
     let mut reader = NdjsonReader::new(gzip, now_ms());
     let mut body = request.into_body();
     let too_large = |e: NdjsonError| match e {

@@ -32,6 +32,11 @@ pub struct ReadinessChecks {
     /// it recovers); `damaged` once a search found the index damaged on
     /// disk (until `warden reindex` rebuilds it).
     pub index: String,
+    /// `ok`, or `head_edited` while this replica refuses audited writes
+    /// to a chain whose stored head was edited (see
+    /// `GET /api/v1/audit/verify`); `ok` again once a write finds it put
+    /// back.
+    pub audit_chain: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,10 +89,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "ok"
     };
     let index_failing = index != "ok";
+    let chain_refused = crate::governance::audit_log::refused_heads() > 0;
     let (status, code) = match (store_ok, redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
         (true, "unreachable") => ("degraded", StatusCode::OK),
-        _ if index_failing => ("degraded", StatusCode::OK),
+        _ if index_failing || chain_refused => ("degraded", StatusCode::OK),
         _ => ("ready", StatusCode::OK),
     };
     let body = Readiness {
@@ -98,6 +104,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             redis: redis.into(),
             rate_limits: rate_limits.into(),
             index: index.into(),
+            audit_chain: if chain_refused { "head_edited" } else { "ok" }.into(),
         },
     };
     (code, Json(body)).into_response()

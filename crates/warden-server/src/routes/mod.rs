@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         .layer(from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(from_fn(crate::http::framing::refuse_bad_framing))
         .layer(from_fn(request_id::assign))
         .layer(from_fn(crate::http::unread_body::close_when_unread))
         .with_state(state)

@@ -184,6 +184,7 @@ async fn route(
             principal
                 .admits(received.peer)
                 .map_err(|_| unrouted("the message's key is not allowed from this address"))?;
+            routing.state.keys.note_use(&principal.key_id);
             super::ingest::bind_to_agent(&principal, std::slice::from_mut(&mut event));
             // A key bound to an agent stamps its external id too, as the
             // event batch does (`fields.external_agent_id`).
