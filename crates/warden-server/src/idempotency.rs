@@ -18,7 +18,7 @@ use warden_store::IdempotencyState;
 
 use crate::auth::Principal;
 use crate::http::error::ApiError;
-use crate::http::extract::{refuse_declared_over, DEFAULT_BODY_LIMIT};
+use crate::http::extract::{body_failure, refuse_declared_over, DEFAULT_BODY_LIMIT};
 use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
@@ -50,7 +50,13 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
         .into_response();
     }
     let key = match raw_key.to_str() {
-        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => k.trim().to_string(),
+        Ok(k)
+            if !k.trim().is_empty()
+                && k.len() <= 255
+                && k.trim().bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+        {
+            k.trim().to_string()
+        }
         _ => {
             return ApiError::invalid(
                 "Idempotency-Key",
@@ -70,7 +76,7 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, DEFAULT_BODY_LIMIT).await {
         Ok(b) => b,
-        Err(_) => return ApiError::payload_too_large(DEFAULT_BODY_LIMIT).into_response(),
+        Err(err) => return read_failure(err).into_response(),
     };
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
@@ -137,4 +143,18 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
             Response::from_parts(parts, Body::from(body))
         }
     }
+}
+
+/// A body read for its fingerprint that failed: too large, or unreadable
+/// (bad chunking, a stall).
+fn read_failure(err: axum::Error) -> ApiError {
+    let inner = err.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::payload_too_large(DEFAULT_BODY_LIMIT);
+        }
+        source = e.source();
+    }
+    ApiError::invalid("body", body_failure(&inner.to_string()))
 }

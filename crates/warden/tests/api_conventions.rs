@@ -763,6 +763,48 @@ fn framing_is_checked_before_routes(backend: &Backend) {
     assert!(status.contains("501"), "{status}");
     assert_eq!(body["error"]["code"], "not_implemented", "{body}");
     assert_eq!(body["error"]["field"], "Transfer-Encoding", "{body}");
+    // `chunked` twice, a body's type or encoding given twice: refused,
+    // naming the header.
+    for (extra, field) in [
+        ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding"),
+        ("Transfer-Encoding: chunked, chunked\r\n", "Transfer-Encoding"),
+        ("Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n", "Content-Type"),
+        ("Transfer-Encoding: chunked\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\n", "Content-Encoding"),
+    ] {
+        let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+            "POST /api/v1/enforce HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\n{extra}\r\n{:x}\r\n{call}\r\n0\r\n\r\n",
+            call.len()
+        ));
+        assert!(status.contains("400"), "{extra}: {status}");
+        assert_eq!(body["error"]["field"], field, "{extra}: {body}");
+    }
+    // A body whose chunking is broken: the answer says the connection
+    // closes, in words of the request's own.
+    let (status, headers, body) = RawConnection::open(&w.base).send_full(&format!(
+        "POST /api/v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(header(&headers, "connection").as_deref(), Some("close"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the request body could not be read"),
+        "{message}"
+    );
+    // A path parameter is named as the route names it.
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "GET /api/v1/enforce/hold/%FF HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(body["error"]["field"], "token", "{body}");
+    // An Idempotency-Key of visible characters only.
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "POST /api/v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Idempotency-Key: a\tb\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{{\"name\":\"i\"}}"
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(body["error"]["field"], "Idempotency-Key", "{body}");
     // Plain chunked is read.
     let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
         "POST /api/v1/enforce HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\

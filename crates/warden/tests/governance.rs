@@ -582,6 +582,18 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     );
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["field"], "policy.condition");
+    // An agent not yet discovered is tested with an id of the form its
+    // first call gets, so a condition on that form decides as the call.
+    for agent in [Some("not-yet-seen-bot"), None] {
+        let mut call = json!({"tool_name": "idform.x", "only_proposed": true,
+            "policy": {"name": "p", "action_pattern": "idform.*", "decision": "deny",
+                       "condition": "agent.id.startsWith('agt_')"}});
+        if let Some(agent) = agent {
+            call["agent_id"] = json!(agent);
+        }
+        let r = api.post("/api/v1/policies/test", &call);
+        assert_eq!(r.body["data"]["decision"], "deny", "{agent:?}: {}", r.text);
+    }
     // Replacing a policy that does not exist, or a replacement or a lone
     // test without a proposed policy, is refused rather than ignored.
     let r = api.post(

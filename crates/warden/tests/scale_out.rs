@@ -176,6 +176,18 @@ fn redis_outage_never_fails_a_request() {
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let w = Warden::start(&backend, &["--redis-url", &url]);
     let api = w.api(&t.live_key);
+    // The gauge says connected before any request or readiness probe
+    // asked Redis anything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w
+        .anonymous()
+        .get("/metrics")
+        .text
+        .contains("warden_redis_up 1")
+    {
+        assert!(Instant::now() < deadline, "warden_redis_up never read 1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while w.anonymous().get("/readyz").body["checks"]["redis"] != "ok" {
         assert!(Instant::now() < deadline, "never connected to Redis");

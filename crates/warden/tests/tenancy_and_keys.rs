@@ -210,7 +210,10 @@ fn scopes_are_enforced(backend: &Backend) {
     let anon = w.anonymous();
     let r = anon.get("/api/v1/agents");
     r.error(401, "unauthorized");
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"warden\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"warden\"")
+    );
     anon.with_key("wdn_live_notakeyatall")
         .get("/api/v1/agents")
         .error(401, "unauthorized");

@@ -78,6 +78,15 @@ pub fn parse_event(
         .collect();
     for (key, value) in object {
         if value.is_null() {
+            // A name of the model given `null` is absent; any other name
+            // keeps its `null` in `fields`, as one inside `fields` does.
+            let model = named(dialect, &key).is_some()
+                || matches!(key.as_str(), "agent_id" | "session_id" | "tags")
+                || (dialect == Dialect::Api
+                    && matches!(key.as_str(), "id" | "received_at" | "source" | "fields"));
+            if !model {
+                extra.insert(key, value);
+            }
             continue;
         }
         if shadowed.contains(&key) {
@@ -484,6 +493,26 @@ mod tests {
         assert_eq!(e.fields["user"], json!("root"));
         assert_eq!(e.fields["geo"]["country"], json!("FR"));
         assert_eq!(e.received_at, 1_000);
+    }
+
+    #[test]
+    fn a_null_outside_the_model_is_kept_in_fields() {
+        let e =
+            api(json!({"message": "m", "host": null, "d": null, "fields": {"a": null}})).unwrap();
+        assert_eq!(e.host, None);
+        assert_eq!(e.fields.get("d"), Some(&Value::Null));
+        assert_eq!(e.fields.get("a"), Some(&Value::Null));
+        assert!(!e.fields.contains_key("host"));
+        let e = parse_event(
+            json!({"msg": "m", "level": null, "z": null, "source": null}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.fields.get("z"), Some(&Value::Null));
+        assert_eq!(e.fields.get("source"), Some(&Value::Null));
+        assert!(!e.fields.contains_key("level"));
     }
 
     #[test]

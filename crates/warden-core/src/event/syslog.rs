@@ -420,8 +420,12 @@ fn map_message(
         event.message = clean_message(content);
         return Ok(None);
     }
-    event.host = present(message.hostname).map(keyword);
-    event.program = present(message.appname).map(keyword);
+    if let Some(tag) = tag_read_as_host(raw, &message) {
+        event.program = Some(keyword(tag));
+    } else {
+        event.host = present(message.hostname).map(keyword);
+        event.program = present(message.appname).map(keyword);
+    }
     if let Some(procid) = message.procid {
         let pid = procid.to_string();
         if pid != "-" {
@@ -503,6 +507,22 @@ fn untagged_3164<'a>(
         _ => return None,
     }
     Some((Some(host), raw[host_at + host.len()..].trim_start()))
+}
+
+/// An RFC 3164 message with a tag and no host (`noprog: text`, as
+/// `logger --rfc3164` without a hostname sends): the parser takes the tag
+/// for the host. A word ending in `:` is a tag; a host name has none.
+fn tag_read_as_host<'a>(raw: &'a str, message: &Message<&'a str>) -> Option<&'a str> {
+    if !matches!(message.protocol, syslog_loose::Protocol::RFC3164)
+        || present(message.appname).is_some()
+        || message.procid.is_some()
+    {
+        return None;
+    }
+    let host = message.hostname?;
+    let after = offset_in(raw, host)? + host.len();
+    let tag = host.strip_suffix(':').unwrap_or(host);
+    (host.ends_with(':') || raw[after..].starts_with(':')).then_some(tag)
 }
 
 /// Where `part`, a slice of `whole`, starts in it.
@@ -710,6 +730,25 @@ mod tests {
         let m = ok(r#"<13>1 2026-12-04T12:00:00Z h app - - [ex@1 c="d"] fine"#);
         assert!(m.event.fields["syslog"].get("sd_unparsed").is_none());
         assert_eq!(m.event.fields["sd"]["ex@1"]["c"], "d");
+    }
+
+    #[test]
+    fn rfc3164_reads_a_tag_without_a_host_as_the_program() {
+        let m = ok("<13>Dec  4 11:40:02 noprog: no host cid u3");
+        assert_eq!(m.event.host, None);
+        assert_eq!(m.event.program.as_deref(), Some("noprog"));
+        assert_eq!(m.event.message, "no host cid u3");
+        // With a host, or a pid, as before.
+        let m = ok("<13>Dec  4 11:40:02 web-1 app: text");
+        assert_eq!(
+            (m.event.host.as_deref(), m.event.program.as_deref()),
+            (Some("web-1"), Some("app"))
+        );
+        let m = ok("<38>Dec  4 11:43:00 sshd[123]: accepted");
+        assert_eq!(
+            (m.event.host.as_deref(), m.event.program.as_deref()),
+            (None, Some("sshd"))
+        );
     }
 
     #[test]

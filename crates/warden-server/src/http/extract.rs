@@ -77,8 +77,17 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
             BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
                 ApiError::payload_too_large(DEFAULT_BODY_LIMIT)
             }
-            other => ApiError::invalid("body", other.body_text()),
+            other => ApiError::invalid("body", body_failure(&other.body_text())),
         })
+}
+
+/// Why a body could not be read, without the framework's preamble:
+/// "error reading a body from connection", "the request body stalled…".
+pub fn body_failure(text: &str) -> String {
+    let text = text
+        .strip_prefix("Failed to buffer the request body: ")
+        .unwrap_or(text);
+    format!("the request body could not be read: {text}")
 }
 
 /// Parses a JSON document, naming the field or position at fault.
@@ -343,17 +352,32 @@ impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let name = parameter_name(parts);
         Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::invalid("id", e.body_text()))
+            .map_err(|e| ApiError::invalid(name.clone(), e.body_text()))
             .and_then(|Path(id): Path<String>| {
                 if id.contains('\0') {
-                    Err(ApiError::invalid("id", "ids do not contain NUL characters"))
+                    Err(ApiError::invalid(
+                        name.clone(),
+                        format!("`{name}` does not contain NUL characters"),
+                    ))
                 } else {
                     Ok(ResourceId(id))
                 }
             })
     }
+}
+
+/// The name of the route's path parameter (`id`, `token`), as the OpenAPI
+/// document spells it, for errors that name it.
+fn parameter_name(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .and_then(|m| m.as_str().rsplit_once('{'))
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map_or_else(|| "id".to_string(), |(name, _)| name.to_string())
 }
 
 #[cfg(test)]

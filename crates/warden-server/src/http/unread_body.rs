@@ -38,6 +38,7 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Shared {
     ended: AtomicBool,
+    failed: AtomicBool,
     /// The body as its reader left it, when that was before its end.
     left: Mutex<Option<Body>>,
 }
@@ -61,8 +62,12 @@ impl HttpBody for Watched {
             return Poll::Ready(None);
         };
         let polled = Pin::new(inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.shared.ended.store(true, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(None) => self.shared.ended.store(true, Ordering::Relaxed),
+            // A body that failed (bad chunking, a stall) leaves the
+            // connection unreadable: its answer says it closes.
+            Poll::Ready(Some(Err(_))) => self.shared.failed.store(true, Ordering::Relaxed),
+            _ => {}
         }
         polled
     }
@@ -149,6 +154,12 @@ pub async fn close_when_unread(request: Request, next: Next) -> Response {
         })
     });
     let mut response = next.run(request).await;
+    if shared.failed.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     if shared.ended.load(Ordering::Relaxed) {
         return response;
     }

@@ -365,28 +365,27 @@ pub async fn test_policies(
             .map_err(ApiError::from)?,
         None => None,
     };
+    let registered = found.is_some();
     let agent = match (found, &body.agent_id) {
         (Some(agent), _) => agent,
         (None, Some(reference)) if service::looks_like_agent_id(reference) => {
             return Err(ApiError::not_found("agent").with_field("agent_id"))
         }
         // An unknown external id is tested as the discovered agent its
-        // first real call would register; no id at all, as a nameless
-        // hypothetical one. Neither is registered, nor has a drift profile.
-        (None, reference) => {
-            let mut agent = match reference {
-                Some(reference) => service::discovered_agent(reference)?,
-                None => warden_core::agent::Agent::create(
-                    warden_core::agent::AgentChanges {
-                        name: Some("hypothetical".into()),
-                        ..Default::default()
-                    },
-                    now_ms(),
-                )?,
-            };
-            agent.id = String::new();
-            agent
-        }
+        // first real call would register, with an `agt_…` id of its own as
+        // that call would get (conditions may read it); no id at all, as a
+        // nameless hypothetical one. Neither is registered, nor has a
+        // drift profile.
+        (None, reference) => match reference {
+            Some(reference) => service::discovered_agent(reference)?,
+            None => warden_core::agent::Agent::create(
+                warden_core::agent::AgentChanges {
+                    name: Some("hypothetical".into()),
+                    ..Default::default()
+                },
+                now_ms(),
+            )?,
+        },
     };
     let call = CallRequest {
         agent: body
@@ -470,7 +469,7 @@ pub async fn test_policies(
     // An agent not yet registered scores as its first call would: with an
     // empty profile (learning, every tool and argument new). Loading
     // rebuilds its recent sessions, so it comes first.
-    if !agent.id.is_empty() {
+    if registered {
         g.drift
             .ensure_loaded(&tenant, &agent.id)
             .await

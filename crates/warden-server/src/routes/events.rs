@@ -24,7 +24,7 @@ use crate::governance::holds::append_error;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{
-    is_json, parse_json, refuse_declared_over, ApiJson, ApiQuery, ResourceId,
+    body_failure, is_json, parse_json, refuse_declared_over, ApiJson, ApiQuery, ResourceId,
 };
 use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
@@ -108,7 +108,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     let mut past = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::invalid("body", e.to_string()))?;
+        let frame = frame.map_err(|e| ApiError::invalid("body", body_failure(&e.to_string())))?;
         if let Ok(data) = frame.into_data() {
             if past > 0 || out.len() + data.len() > limit {
                 out = Vec::new();
@@ -364,7 +364,8 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     responses(
         (status = 202, description = "Every line is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
-        (status = 413, description = "Too many lines or bytes", body = crate::http::error::ErrorEnvelope)),
+        (status = 413, description = "More than 100,000 lines or 64 MiB", body = crate::http::error::ErrorEnvelope),
+        (status = 415, description = "A Content-Type other than those listed, or a Content-Encoding other than gzip", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["events.write"])))]
 pub async fn ingest_ndjson(
     State(state): State<AppState>,
@@ -415,7 +416,7 @@ pub async fn ingest_ndjson(
         }
     };
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::invalid("body", e.to_string()))?;
+        let frame = frame.map_err(|e| ApiError::invalid("body", body_failure(&e.to_string())))?;
         if let Ok(data) = frame.into_data() {
             reader.push(&data).map_err(too_large)?;
         }

@@ -116,6 +116,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     security(()))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let telemetry = &state.telemetry;
+    // The connection as it stands, not as the last rate-limited request
+    // found it: a replica that has served none yet reads 1 once connected.
+    if let Some(redis) = state.limiter.redis() {
+        state.metrics.set_redis_up(redis.is_up());
+    }
     let searchable = *telemetry.searchable.borrow();
     state.metrics.set_index(searchable, &telemetry.health);
     (

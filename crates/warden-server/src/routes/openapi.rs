@@ -124,6 +124,10 @@ pub fn apply_conventions(document: &mut OpenApi) {
                 "400",
                 "Bad input: `field` names the field or parameter, `position` a parse error",
             );
+            add(
+                "501",
+                "A transfer coding other than `chunked` (`Transfer-Encoding: gzip, chunked`)",
+            );
             if api {
                 add("500", "Internal error; the request id finds it in the log");
                 add("503", "The store is unavailable");

@@ -30,11 +30,17 @@ pub enum NdjsonError {
     Gzip(String),
 }
 
+fn too_long() -> String {
+    format!("longer than {MAX_EVENT_BYTES} bytes")
+}
+
 pub struct NdjsonReader {
     /// Several gzip members one after another (`cat a.gz b.gz`) are one
     /// stream, as `zcat` reads them.
     gzip: Option<MultiGzDecoder<Vec<u8>>>,
     pending: Vec<u8>,
+    /// Inside a line already refused for its length, up to its newline.
+    skipping: bool,
     line: usize,
     total_bytes: usize,
     received_at: Millis,
@@ -48,6 +54,7 @@ impl NdjsonReader {
         NdjsonReader {
             gzip: gzip.then(|| MultiGzDecoder::new(Vec::new())),
             pending: Vec::new(),
+            skipping: false,
             line: 0,
             total_bytes: 0,
             received_at,
@@ -105,7 +112,10 @@ impl NdjsonReader {
         let mut start = 0;
         for (i, b) in bytes.iter().enumerate() {
             if *b == b'\n' {
-                if self.pending.is_empty() {
+                if self.skipping {
+                    // The end of a line already refused for its length.
+                    self.skipping = false;
+                } else if self.pending.is_empty() {
                     self.one_line(&bytes[start..i]);
                 } else {
                     self.pending.extend_from_slice(&bytes[start..i]);
@@ -116,19 +126,25 @@ impl NdjsonReader {
                 self.check_line_count()?;
             }
         }
-        self.pending.extend_from_slice(&bytes[start..]);
-        if self.pending.len() > MAX_EVENT_BYTES {
-            self.line += 1;
-            self.pending.clear();
-            return Err(NdjsonError::TooLarge(format!(
-                "line {} is longer than {MAX_EVENT_BYTES} bytes",
-                self.line
-            )));
+        if !self.skipping {
+            self.pending.extend_from_slice(&bytes[start..]);
+            // A line past the limit is a bad line like any other, however
+            // long: listed, and the rest of it read past without keeping it.
+            if self.pending.len() > MAX_EVENT_BYTES {
+                self.pending.clear();
+                self.line += 1;
+                self.bad(String::new(), too_long());
+                self.skipping = true;
+            }
         }
         Ok(())
     }
 
     fn one_line(&mut self, raw: &[u8]) {
+        if std::mem::take(&mut self.skipping) {
+            // The unended last line, already refused.
+            return;
+        }
         self.line += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // A byte-order mark, as some editors and Windows tools write: at the
@@ -139,10 +155,7 @@ impl NdjsonReader {
             return;
         }
         if raw.len() > MAX_EVENT_BYTES {
-            self.bad(
-                String::new(),
-                format!("longer than {MAX_EVENT_BYTES} bytes"),
-            );
+            self.bad(String::new(), too_long());
             return;
         }
         let value: Value = match serde_json::from_slice(raw) {
@@ -268,6 +281,32 @@ mod tests {
             lines,
             vec![(Some(2), ""), (Some(3), ""), (Some(4), "tags[0]")]
         );
+    }
+
+    #[test]
+    fn a_line_too_long_is_a_bad_line_however_long_and_however_it_arrives() {
+        for length in [MAX_EVENT_BYTES + 10, 3 * MAX_EVENT_BYTES] {
+            for ended in [true, false] {
+                let mut body = b"{\"msg\":\"a\"}\n{\"p\":\"".to_vec();
+                body.extend(std::iter::repeat_n(b'x', length));
+                body.extend(b"\"}");
+                if ended {
+                    body.extend(b"\n{\"msg\":\"c\"}\n");
+                }
+                for chunk_size in [7_000, 1 << 20, body.len()] {
+                    let mut r = NdjsonReader::new(false, 1);
+                    for chunk in body.chunks(chunk_size) {
+                        r.push(chunk).unwrap();
+                    }
+                    r.finish().unwrap();
+                    let case = format!("{length} bytes, ended {ended}, chunks of {chunk_size}");
+                    assert_eq!(r.errors.len(), 1, "{case}: {:?}", r.errors);
+                    assert_eq!(r.errors[0].line, Some(2), "{case}");
+                    assert!(r.errors[0].message.contains("longer than"), "{case}");
+                    assert_eq!(r.events.len(), if ended { 2 } else { 1 }, "{case}");
+                }
+            }
+        }
     }
 
     #[test]
