@@ -81,8 +81,47 @@ writer_io() {
   done
 }
 wal_before=$(writer_io)
+curl -sf "$W/metrics" > "$work/metrics-before.txt"
 run "warden enforce, $RATE/s" warden-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/rate.ndjson" "$W/api/v1/enforce"
 wal_per_decision=$(( ($(writer_io) - wal_before) / (RATE * ${DURATION%s}) ))
+curl -sf "$W/metrics" > "$work/metrics-after.txt"
+# Where the fixed-rate run's time went: the audit batches' commits (the
+# sync to disk included) and waits for the search index, from the
+# server's own metrics over that run.
+commits=$(python3 - "$work/metrics-before.txt" "$work/metrics-after.txt" <<'PY'
+import re, sys
+def read(path):
+    buckets, sums = {}, {}
+    for line in open(path):
+        m = re.match(r'(warden_\w+?)(_bucket|_count|_sum|_total)?(\{[^}]*\})? ([0-9.e+-]+|\+Inf)$', line.strip())
+        if not m:
+            continue
+        name, part, labels, value = m.group(1), m.group(2) or "", m.group(3) or "", float(m.group(4))
+        if part == "_bucket":
+            le = re.search(r'le="([^"]+)"', labels).group(1)
+            buckets.setdefault(name, {})[float(le)] = value
+        else:
+            sums[name + part] = value
+    return buckets, sums
+(b0, s0), (b1, s1) = read(sys.argv[1]), read(sys.argv[2])
+def delta(name):
+    return {le: b1[name][le] - b0.get(name, {}).get(le, 0) for le in sorted(b1[name])}
+def quantile(d, q):
+    total = max(d.values())
+    for le, n in d.items():
+        if n >= q * total:
+            return le
+t = delta("warden_audit_commit_seconds")
+batches = max(t.values())
+records = s1["warden_audit_commit_records_sum"] - s0.get("warden_audit_commit_records_sum", 0)
+bound = max(le for le in t if le <= 0.002)
+slow = batches - t[bound]
+waits = s1.get("warden_index_backpressure_waits_total", 0) - s0.get("warden_index_backpressure_waits_total", 0)
+print(f"Audit commits during the fixed-rate run: {batches:,.0f} batches of {records / batches:.2f} records on average; "
+      f"commit time p50 <= {quantile(t, 0.5) * 1000:.2f} ms, p99 <= {quantile(t, 0.99) * 1000:.2f} ms "
+      f"(bucket bounds); {slow:,.0f} batches ({slow / batches:.1%}) over {bound * 1000:.2f} ms; index back-pressure waits: {waits:,.0f}")
+PY
+)
 # The disk alone, paced like the decisions and syncing each one: 4 KiB (one
 # page) and the WAL bytes a decision wrote above.
 probes=$(for size in 4096 "$wal_per_decision"; do "${LOAD_PIN[@]}" python3 bench/sync-probe.py "$work" "$RATE" "$size" "${DURATION%s}"; done)
@@ -100,6 +139,7 @@ print(f"Enforce throughput as a share of bare, per round: {', '.join(f'{x:.0%}' 
 PY
 
 echo "WAL bytes written per decision at $RATE/s: $wal_per_decision"
+echo "$commits"
 echo "$probes"
 
 # Every answered decision is in the chain, and the chain verifies.

@@ -85,7 +85,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(redis_configured: bool, index: &IndexHealth) -> Arc<Self> {
+    pub fn new(
+        redis_configured: bool,
+        index: &IndexHealth,
+        audit: &crate::governance::audit_log::CommitTimes,
+    ) -> Arc<Self> {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -142,6 +146,16 @@ impl Metrics {
             "warden_index_backpressure_wait_seconds",
             "Time acknowledgments spent waiting for the search index",
             index.waited_seconds.clone(),
+        );
+        registry.register(
+            "warden_audit_commit_seconds",
+            "Time each batch of audit records (decisions, changes, with their events) took to commit durably, the sync to disk included",
+            audit.seconds.clone(),
+        );
+        registry.register(
+            "warden_audit_commit_records",
+            "Audit records per committed batch",
+            audit.records.clone(),
         );
         if redis_configured {
             registry.register(

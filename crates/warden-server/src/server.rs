@@ -80,7 +80,8 @@ impl Server {
             &config.index_dir,
             config.index_threads,
         )?);
-        let metrics = Metrics::new(redis.is_some(), &telemetry.health);
+        let commit_times = crate::governance::audit_log::CommitTimes::default();
+        let metrics = Metrics::new(redis.is_some(), &telemetry.health, &commit_times);
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -104,6 +105,7 @@ impl Server {
             governance: Arc::new(crate::governance::Governance::start(
                 store.clone(),
                 telemetry.feed(),
+                commit_times,
             )),
             telemetry,
         });

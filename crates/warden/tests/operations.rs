@@ -284,6 +284,32 @@ fn metrics_and_request_ids(backend: &Backend) {
     assert!(metrics
         .text
         .contains("warden_http_request_duration_seconds_bucket"));
+    // Each audit batch's commit is timed and its records counted: three
+    // decisions one after another are at least three batches.
+    let sample = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let before = w.anonymous().get("/metrics").text;
+    for _ in 0..3 {
+        let r = api.post(
+            "/api/v1/enforce",
+            &serde_json::json!({"agent_id": "m-bot", "tool_name": "files.read"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let after = w.anonymous().get("/metrics").text;
+    for name in [
+        "warden_audit_commit_seconds_count",
+        "warden_audit_commit_records_sum",
+    ] {
+        assert!(
+            sample(&after, name) - sample(&before, name) >= 3.0,
+            "{name}: {after}"
+        );
+    }
+    assert!(sample(&after, "warden_audit_commit_seconds_sum") > 0.0);
     // Logs are JSON lines carrying request ids, and never a key.
     let status = w.terminate();
     assert_eq!(status.code(), Some(0));

@@ -25,11 +25,15 @@ pub struct Governance {
 }
 
 impl Governance {
-    /// Starts the audit writer, whose decisions' events go to `feed`;
-    /// needs a Tokio runtime.
-    pub fn start(store: Arc<dyn Store>, feed: crate::telemetry::IndexFeed) -> Self {
+    /// Starts the audit writer, whose decisions' events go to `feed` and
+    /// whose commits are timed in `commit_times`; needs a Tokio runtime.
+    pub fn start(
+        store: Arc<dyn Store>,
+        feed: crate::telemetry::IndexFeed,
+        commit_times: audit_log::CommitTimes,
+    ) -> Self {
         Governance {
-            audit: audit_log::AuditLog::start(store.clone(), feed),
+            audit: audit_log::AuditLog::start(store.clone(), feed, commit_times),
             engine: engine::PolicyEngine::new(store.clone()),
             drift: drift::DriftBook::new(store.clone()),
             waiters: holds::HoldWaiters::default(),
