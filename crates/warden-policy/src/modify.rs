@@ -212,8 +212,34 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 *text = inner.to_string();
             }
         }
+        // JSON encoded twice (`"\"{\\\"card\\\": …}\""`): a tool that decodes
+        // it twice reads the object, so the path reaches into it too.
+        Value::String(text) if looks_like_encoded_text(text) => {
+            let Ok(Value::String(decoded)) = serde_json::from_str::<Value>(text) else {
+                return;
+            };
+            if !looks_like_json(&decoded) && !looks_like_encoded_text(&decoded) {
+                return;
+            }
+            let mut inner = Value::String(decoded);
+            let mut hit = false;
+            visit(&mut inner, segments, &mut |v| {
+                hit = true;
+                f(v)
+            });
+            if hit {
+                *text = inner.to_string();
+            }
+        }
         _ => {}
     }
+}
+
+/// Whether a string starts like JSON text that is itself a string, past
+/// spaces and invisible characters: JSON encoded once more.
+fn looks_like_encoded_text(text: &str) -> bool {
+    text.trim_start_matches(|c: char| c.is_whitespace() || crate::pattern::invisible(c))
+        .starts_with('"')
 }
 
 /// Whether a string starts like a JSON object or array, past any spaces
@@ -455,6 +481,27 @@ mod tests {
         // A double within 64 bits is written back as the same number.
         let exp: Value = serde_json::from_str(args["exp"].as_str().unwrap()).unwrap();
         assert_eq!(exp, json!({"card": REDACTED, "n": 1e18}));
+        // JSON encoded twice, or three times, is reached too; a quoted
+        // string with no JSON inside is left as sent; encoded loose text
+        // is withheld whole.
+        let once = json!({"card": "4111", "note": "kept"}).to_string();
+        let twice = Value::String(once.clone()).to_string();
+        let mut args = json!({
+            "double": twice,
+            "triple": Value::String(twice.clone()).to_string(),
+            "quoted": "\"hello\"",
+            "loose": Value::String("{\"card\": \"4111\", }".into()).to_string(),
+        });
+        for path in ["double.card", "triple.card", "quoted.card", "loose.card"] {
+            p(path).redact(&mut args);
+        }
+        let decode = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap()).unwrap() };
+        let double = decode(&decode(&args["double"]));
+        assert_eq!(double, json!({"card": REDACTED, "note": "kept"}));
+        let triple = decode(&decode(&decode(&args["triple"])));
+        assert_eq!(triple, json!({"card": REDACTED, "note": "kept"}));
+        assert_eq!(args["quoted"], "\"hello\"");
+        assert_eq!(decode(&args["loose"]), REDACTED);
     }
 
     #[test]

@@ -499,12 +499,16 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     let conditional = policy(
         &api,
         json!({"name": "big exports", "action_pattern": "db.export", "decision": "deny",
-               "audit_redact": ["dsn"], "condition": "args.rows > 1000"}),
+               "audit_redact": ["dsn", "conn.dsn"], "condition": "args.rows > 1000"}),
     );
+    // `conn` is JSON encoded twice: a tool decoding it twice reads the DSN.
+    let twice =
+        serde_json::Value::String(json!({"dsn": "postgres://admin:pw-SECRET-43@db"}).to_string())
+            .to_string();
     let d = enforce(
         &api,
         json!({"agent_id": "shop", "tool_name": "db.export",
-               "tool_args": {"rows": 5, "dsn": "postgres://admin:pw-SECRET-42@db"}}),
+               "tool_args": {"rows": 5, "dsn": "postgres://admin:pw-SECRET-42@db", "conn": twice}}),
     );
     // Its condition did not hold: the catch-all audit policy decided.
     assert_eq!(d["decision"], "audit", "{d}");
@@ -515,12 +519,22 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     ));
     assert_eq!(rec.body["data"]["arguments"]["dsn"], "[REDACTED]");
     assert_eq!(rec.body["data"]["arguments"]["rows"], 5);
+    let conn: serde_json::Value =
+        serde_json::from_str(rec.body["data"]["arguments"]["conn"].as_str().unwrap()).unwrap();
+    let conn: serde_json::Value = serde_json::from_str(conn.as_str().unwrap()).unwrap();
+    assert_eq!(conn, json!({"dsn": "[REDACTED]"}));
     assert!(!backend
         .sql("SELECT record FROM audit_log")
         .contains("pw-SECRET-42"));
     assert!(!backend
         .sql("SELECT body FROM events")
         .contains("pw-SECRET-42"));
+    let stored =
+        backend.sql("SELECT record FROM audit_log") + &backend.sql("SELECT body FROM events");
+    assert!(
+        !stored.contains("pw-SECRET-43"),
+        "a twice-encoded secret was stored"
+    );
     assert!(
         api.delete(&format!("/api/v1/policies/{conditional}"))
             .status
