@@ -224,6 +224,11 @@ fn redis_outage_never_fails_a_request() {
         assert!(Instant::now() < deadline, "never reconnected to Redis");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The log says when Redis went and when it came back.
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    let went = log.find("Redis unreachable").expect("no line for Redis going");
+    let back = log.find("Redis answers again").expect("no line for Redis coming back");
+    assert!(went < back, "{log}");
 }
 
 /// Two replicas decide for the same organization at once: both append to

@@ -95,6 +95,13 @@ impl RedisBuckets {
             .clone()
     }
 
+    /// Notes Redis answering; says so in the log when it had not.
+    fn mark_up(&self) {
+        if !self.0.up.swap(true, Ordering::Relaxed) {
+            tracing::info!("Redis answers again; rate limits are shared across replicas");
+        }
+    }
+
     fn mark_down(&self) {
         if self.0.up.swap(false, Ordering::Relaxed) {
             tracing::warn!("Redis unreachable; falling back to local rate limits");
@@ -116,7 +123,7 @@ impl RedisBuckets {
         .await;
         let ok = matches!(pong, Ok(Ok(_)));
         if ok {
-            self.0.up.store(true, Ordering::Relaxed);
+            self.mark_up();
         } else {
             self.mark_down();
         }
@@ -155,7 +162,7 @@ impl RedisBuckets {
             self.mark_down();
             return None;
         };
-        self.0.up.store(true, Ordering::Relaxed);
+        self.mark_up();
         Some(Verdict {
             allowed: allowed == 1,
             limit: limit.per_minute,
