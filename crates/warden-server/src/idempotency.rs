@@ -49,22 +49,21 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
         )
         .into_response();
     }
-    let key = match raw_key.to_str() {
-        Ok(k)
-            if !k.trim().is_empty()
-                && k.len() <= 255
-                && k.trim().bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
-        {
-            k.trim().to_string()
-        }
-        _ => {
-            return ApiError::invalid(
+    let key =
+        match raw_key.to_str() {
+            Ok(k)
+                if !k.trim().is_empty()
+                    && k.len() <= 255
+                    && k.trim().bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+            {
+                k.trim().to_string()
+            }
+            _ => return ApiError::invalid(
                 "Idempotency-Key",
-                "Idempotency-Key must be 1 to 255 visible characters",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (spaces allowed inside)",
             )
-            .into_response()
-        }
-    };
+            .into_response(),
+        };
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return next.run(req).await;
     };

@@ -267,6 +267,21 @@ fn precedence_monitor_and_the_default(backend: &Backend) {
     assert_eq!(d["decision"], "step_up");
     assert_eq!(d["matched_policy_ids"][0], big);
     assert!(d["hold_token"].as_str().unwrap().starts_with("hold_"));
+    // The answer names the hold people resolve, as the pending list does.
+    let hold_id = d["hold_id"].as_str().unwrap();
+    let held = api.get(&format!("/api/v1/holds/{hold_id}"));
+    assert_eq!(held.status, 200, "{}", held.text);
+    assert_eq!(
+        held.body["data"]["audit_id"], d["audit_id"],
+        "{}",
+        held.text
+    );
+    // Latency is whole microseconds, written as such.
+    let latency = d["latency_ms"].to_string();
+    assert!(
+        latency.split('.').nth(1).is_none_or(|f| f.len() <= 3),
+        "{latency}"
+    );
     // Monitor: recorded as what would have happened, outcome unchanged.
     let d = enforce(
         &api,
@@ -1328,6 +1343,23 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["first_break"]["sequence"], 6, "{}", v.text);
     backend.sql("UPDATE audit_log SET decision = 'deny' WHERE sequence = 6");
+    // A row forged before the chain's first record is named too.
+    backend.sql(
+        "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, agent_id, tool, \
+         decision, session_id, drift_micros, record, previous_hash, hash) \
+         SELECT org_id, environment, 0, 'aud_forged0000000000000000', kind, at, agent_id, tool, \
+         decision, session_id, drift_micros, record, previous_hash, hash FROM audit_log \
+         WHERE environment = 'live' AND sequence = 6 LIMIT 1",
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], false, "{}", v.text);
+    assert_eq!(v.body["data"]["first_break"]["sequence"], 0, "{}", v.text);
+    assert_eq!(
+        v.body["data"]["first_break"]["audit_id"], "aud_forged0000000000000000",
+        "{}",
+        v.text
+    );
+    backend.sql("DELETE FROM audit_log WHERE sequence = 0");
     // A head that no longer holds the last record's hash names that record.
     let last = backend
         .sql("SELECT sequence || ' ' || id FROM audit_log WHERE environment = 'live' ORDER BY sequence DESC LIMIT 1")
@@ -1537,6 +1569,14 @@ fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
     assert_eq!(live.body["data"]["calls"], 201, "{}", live.text);
     let rebuilt = busy_api.post(&format!("/api/v1/agents/{racer}/drift/rebuild"), &json!({}));
     assert_eq!(rebuilt.body["data"]["calls"], 201, "{}", rebuilt.text);
+    // A rebuilt profile is saved, at shutdown at the latest, with no call
+    // after the rebuild.
+    assert_eq!(w.terminate().code(), Some(0));
+    let saved = backend.sql(&format!(
+        "SELECT COUNT(*) FROM drift_profiles WHERE agent_id = '{racer}'"
+    ));
+    assert_eq!(saved.trim(), "1", "the rebuilt profile was not saved");
+    let w = Warden::start(backend, &[]);
 
     let w = w.crash_and_restart(&backend.data_dir(0));
     let after = w

@@ -226,8 +226,12 @@ fn redis_outage_never_fails_a_request() {
     }
     // The log says when Redis went and when it came back.
     let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
-    let went = log.find("Redis unreachable").expect("no line for Redis going");
-    let back = log.find("Redis answers again").expect("no line for Redis coming back");
+    let went = log
+        .find("Redis unreachable")
+        .expect("no line for Redis going");
+    let back = log
+        .find("Redis answers again")
+        .expect("no line for Redis coming back");
     assert!(went < back, "{log}");
 }
 

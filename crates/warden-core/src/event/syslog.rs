@@ -420,12 +420,13 @@ fn map_message(
         event.message = clean_message(content);
         return Ok(None);
     }
-    if let Some(tag) = tag_read_as_host(raw, &message) {
+    if let Some((tag, text)) = tag_read_as_host(raw, &message) {
         event.program = Some(keyword(tag));
-    } else {
-        event.host = present(message.hostname).map(keyword);
-        event.program = present(message.appname).map(keyword);
+        event.message = clean_message(text);
+        return Ok(None);
     }
+    event.host = present(message.hostname).map(keyword);
+    event.program = present(message.appname).map(keyword);
     if let Some(procid) = message.procid {
         let pid = procid.to_string();
         if pid != "-" {
@@ -510,19 +511,30 @@ fn untagged_3164<'a>(
 }
 
 /// An RFC 3164 message with a tag and no host (`noprog: text`, as
-/// `logger --rfc3164` without a hostname sends): the parser takes the tag
-/// for the host. A word ending in `:` is a tag; a host name has none.
-fn tag_read_as_host<'a>(raw: &'a str, message: &Message<&'a str>) -> Option<&'a str> {
-    if !matches!(message.protocol, syslog_loose::Protocol::RFC3164)
-        || present(message.appname).is_some()
-        || message.procid.is_some()
-    {
+/// `logger --rfc3164` without a hostname sends, or `cron:text` with no
+/// space): the parser takes the tag for the host. A word ending in `:`, or
+/// holding one after a tag's letters, is a tag and the start of the text:
+/// a host name has no `:` (an IPv6 address, which has, is left as a host).
+/// The tag and the text after its `:`.
+fn tag_read_as_host<'a>(raw: &'a str, message: &Message<&'a str>) -> Option<(&'a str, &'a str)> {
+    if !matches!(message.protocol, syslog_loose::Protocol::RFC3164) {
         return None;
     }
     let host = message.hostname?;
-    let after = offset_in(raw, host)? + host.len();
-    let tag = host.strip_suffix(':').unwrap_or(host);
-    (host.ends_with(':') || raw[after..].starts_with(':')).then_some(tag)
+    let at = offset_in(raw, host)?;
+    let after = at + host.len();
+    let bare = present(message.appname).is_none() && message.procid.is_none();
+    if bare && raw[after..].starts_with(':') {
+        return Some((host, raw[after + 1..].trim_start()));
+    }
+    let colon = host.find(':')?;
+    let tag = &host[..colon];
+    let is_tag = tag.starts_with(|c: char| c.is_ascii_alphabetic())
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    (is_tag && (bare || colon + 1 < host.len()) && host.parse::<std::net::Ipv6Addr>().is_err())
+        .then(|| (tag, raw[at + colon + 1..].trim_start()))
 }
 
 /// Where `part`, a slice of `whole`, starts in it.
@@ -744,6 +756,16 @@ mod tests {
             (m.event.host.as_deref(), m.event.program.as_deref()),
             (Some("web-1"), Some("app"))
         );
+        // A tag glued to its text.
+        let m = ok("<13>Dec  4 11:40:02 cron:sl10 nospace");
+        assert_eq!(
+            (m.event.host.as_deref(), m.event.program.as_deref()),
+            (None, Some("cron"))
+        );
+        assert_eq!(m.event.message, "sl10 nospace");
+        // An IPv6 host stays a host.
+        let m = ok("<13>Dec  4 11:40:02 fe80::1 app: text");
+        assert_eq!(m.event.host.as_deref(), Some("fe80::1"));
         let m = ok("<38>Dec  4 11:43:00 sshd[123]: accepted");
         assert_eq!(
             (m.event.host.as_deref(), m.event.program.as_deref()),

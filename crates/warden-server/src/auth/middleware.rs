@@ -74,7 +74,7 @@ pub async fn take_from_bucket(
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Two copies of a credential header: a proxy that reads the last and
     // Warden the first would disagree on who is calling.
-    for name in ["authorization", "x-api-key"] {
+    for name in ["Authorization", "X-Api-Key"] {
         if req.headers().get_all(name).iter().nth(1).is_some() {
             return ApiError::invalid(
                 name,

@@ -139,6 +139,7 @@ impl DriftBook {
             },
             None => (0, Profile::default()),
         };
+        let snapshot_sequence = sequence;
         loop {
             let records = self
                 .store
@@ -159,7 +160,10 @@ impl DriftBook {
                 profile,
                 sequence,
                 loaded_through: sequence,
-                dirty: false,
+                // Decisions replayed past the snapshot (all of them after
+                // a rebuild) are saved with the next snapshots, so the
+                // next load need not replay them again.
+                dirty: sequence > snapshot_sequence,
                 saved_at: now_ms(),
             },
         );

@@ -51,6 +51,7 @@ pub struct Verdict {
     pub reason: String,
     pub matched_policy_ids: Vec<String>,
     pub hold_token: Option<String>,
+    pub hold_id: Option<String>,
     pub hold_expires_at: Option<i64>,
     pub modified_tool_args: Option<Value>,
     pub drift: DriftScore,
@@ -631,7 +632,7 @@ async fn decide_and_record(
         session_id: call.session_id.clone(),
         user_id: call.user_id.clone(),
         latency_us: Some(started.elapsed().as_micros() as i64),
-        hold_id,
+        hold_id: hold_id.clone(),
         policy_id: outcome.deciding.clone(),
         policy_version: outcome
             .deciding
@@ -662,12 +663,15 @@ async fn decide_and_record(
         reason,
         matched_policy_ids: outcome.matched,
         hold_token,
+        hold_id,
         hold_expires_at,
         modified_tool_args,
         drift,
         audit_id,
         agent_id: agent.id,
-        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        // Whole microseconds: a double of milliseconds multiplied out
+        // would print as `1.3036809999999999`.
+        latency_ms: started.elapsed().as_micros() as f64 / 1000.0,
         monitor_decision: outcome.monitor_decision,
         step_up_timeout_seconds: step_up_timeout,
     }))

@@ -51,6 +51,24 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
             reason,
         }),
     };
+    // A record numbered before the chain's first (0 or below) lies
+    // outside the walk, yet is listed and served like any other: it is a
+    // break of its own, named before anything else.
+    if let Some((r, columns)) = store
+        .audit_chain_after(tenant, i64::MIN, 1)
+        .await?
+        .into_iter()
+        .find(|(r, _)| r.sequence < 1)
+    {
+        let head = store.audit_head(tenant).await?.0;
+        return Ok(broken(
+            0,
+            head,
+            r.sequence,
+            Some(columns.id),
+            "a record is numbered before the chain's first (sequence 1)",
+        ));
+    }
     for _ in 0..MAX_ROUNDS {
         // To the end of what is committed now.
         loop {

@@ -84,6 +84,9 @@ pub struct EnforceResponse {
     pub matched_policy_ids: Vec<String>,
     /// For `step_up`: poll `GET /api/v1/enforce/hold/{hold_token}`.
     pub hold_token: Option<String>,
+    /// For `step_up`: the hold's id, which people approve or deny it by
+    /// (`POST /api/v1/holds/{hold_id}/approve`); the agent polls by token.
+    pub hold_id: Option<String>,
     #[schema(format = DateTime)]
     pub hold_expires_at: Option<String>,
     /// For `modify`: the arguments to call the tool with.
@@ -107,6 +110,7 @@ impl From<Verdict> for EnforceResponse {
             reason: v.reason,
             matched_policy_ids: v.matched_policy_ids,
             hold_token: v.hold_token,
+            hold_id: v.hold_id,
             hold_expires_at: opt_time(v.hold_expires_at),
             modified_tool_args: v.modified_tool_args,
             drift_score: v.drift.score,

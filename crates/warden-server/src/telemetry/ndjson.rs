@@ -30,6 +30,21 @@ pub enum NdjsonError {
     Gzip(String),
 }
 
+/// A line without what is not its text: a `\r` before its newline, and a
+/// byte-order mark, as some editors and Windows tools write, at the start
+/// of the body or of each file when several are concatenated (JSON never
+/// starts with one, so it is dropped from any line).
+fn line_text(raw: &[u8]) -> &[u8] {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw)
+}
+
+/// The length a line so far counts for against the limit: the same
+/// bytes are refused or not wherever the body was cut into chunks.
+fn line_length(pending: &[u8]) -> usize {
+    line_text(pending).len()
+}
+
 fn too_long() -> String {
     format!("longer than {MAX_EVENT_BYTES} bytes")
 }
@@ -130,7 +145,7 @@ impl NdjsonReader {
             self.pending.extend_from_slice(&bytes[start..]);
             // A line past the limit is a bad line like any other, however
             // long: listed, and the rest of it read past without keeping it.
-            if self.pending.len() > MAX_EVENT_BYTES {
+            if line_length(&self.pending) > MAX_EVENT_BYTES {
                 self.pending.clear();
                 self.line += 1;
                 self.bad(String::new(), too_long());
@@ -146,11 +161,7 @@ impl NdjsonReader {
             return;
         }
         self.line += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        // A byte-order mark, as some editors and Windows tools write: at the
-        // start of the body, or of each file when several are concatenated
-        // (JSON never starts with one, so it is dropped from any line).
-        let raw = raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw);
+        let raw = line_text(raw);
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
@@ -281,6 +292,33 @@ mod tests {
             lines,
             vec![(Some(2), ""), (Some(3), ""), (Some(4), "tags[0]")]
         );
+    }
+
+    #[test]
+    fn a_line_of_the_limit_is_taken_wherever_the_body_is_cut() {
+        let mut line = b"{\"p\":\"".to_vec();
+        line.extend(std::iter::repeat_n(b'x', MAX_EVENT_BYTES - line.len() - 2));
+        line.extend(b"\"}");
+        assert_eq!(line.len(), MAX_EVENT_BYTES);
+        let mut body = "\u{feff}".as_bytes().to_vec();
+        body.extend(&line);
+        body.extend(b"\r\n{\"msg\":\"ok\"}\r\n");
+        for cut in [
+            1,
+            3,
+            4,
+            MAX_EVENT_BYTES,
+            MAX_EVENT_BYTES + 3,
+            MAX_EVENT_BYTES + 4,
+            MAX_EVENT_BYTES + 5,
+        ] {
+            let mut r = NdjsonReader::new(false, 1);
+            r.push(&body[..cut]).unwrap();
+            r.push(&body[cut..]).unwrap();
+            r.finish().unwrap();
+            assert!(r.errors.is_empty(), "cut at {cut}: {:?}", r.errors);
+            assert_eq!(r.events.len(), 2, "cut at {cut}");
+        }
     }
 
     #[test]
