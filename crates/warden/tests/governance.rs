@@ -1381,6 +1381,15 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         )
     };
     assert_eq!(write().status, 500);
+    // An agent a refused call would have discovered is not left behind
+    // without a record of its discovery.
+    let ghost = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "ghost-bot", "tool_name": "files.read"}),
+    );
+    assert_eq!(ghost.status, 500, "{}", ghost.text);
+    let ghost = api.get("/api/v1/agents/ghost-bot");
+    assert_eq!(ghost.status, 404, "{}", ghost.text);
     // Readiness says this replica refuses the chain's writes.
     let ready = api.get("/readyz");
     assert_eq!(ready.status, 200, "{}", ready.text);

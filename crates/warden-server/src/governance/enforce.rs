@@ -148,8 +148,9 @@ async fn resolve_agent(
     principal: &Principal,
     reference: &str,
     fresh: bool,
-) -> ServiceResult<Agent> {
+) -> ServiceResult<(Agent, bool)> {
     let tenant = principal.tenant();
+    let mut discovered = false;
     let found = if fresh {
         g.agents
             .find_fresh(g.store.as_ref(), &tenant, reference)
@@ -166,7 +167,10 @@ async fn resolve_agent(
             .into())
         }
         None if looks_like_agent_id(reference) => return Err(Error::NotFound("agent").into()),
-        None => discover(g, &tenant, reference, Discovery::Enforcement).await?,
+        None => {
+            discovered = true;
+            discover(g, &tenant, reference, Discovery::Enforcement).await?
+        }
     };
     if let Some(bound) = &principal.agent_id {
         if *bound != agent.id {
@@ -176,7 +180,36 @@ async fn resolve_agent(
             .into());
         }
     }
-    Ok(agent)
+    Ok((agent, discovered))
+}
+
+/// Takes back an agent this call discovered, when the decision that was
+/// to record its discovery could not be written (the chain's head edited,
+/// the store failing): otherwise it would stand with no record of how it
+/// came. Left alone if any record names it meanwhile.
+async fn undo_discovery(
+    g: &Governance,
+    tenant: &warden_core::Tenant,
+    reference: &str,
+    agent: &Agent,
+) {
+    let filter = warden_core::audit::AuditFilter {
+        agent_id: Some(agent.id.clone()),
+        ..Default::default()
+    };
+    let page = warden_core::page::PageRequest {
+        limit: 1,
+        sort: "sequence".into(),
+        direction: warden_core::page::Direction::Desc,
+        after: None,
+    };
+    let recorded = match g.store.list_audit(tenant, &filter, &page).await {
+        Ok(found) => !found.items.is_empty(),
+        Err(_) => true,
+    };
+    if !recorded && g.store.delete_agent(tenant, &agent.id).await.is_ok() {
+        g.agents.remember(tenant, reference, None);
+    }
 }
 
 pub use warden_core::agent::looks_like_agent_id;
@@ -379,7 +412,7 @@ async fn decide_and_record(
     // a suspension or a policy change made on another replica a moment
     // ago must stop it, as the Thoth poll's check does.
     let redeeming = call.hold_token.is_some();
-    let agent = resolve_agent(g, principal, &call.agent, redeeming).await?;
+    let (agent, discovered) = resolve_agent(g, principal, &call.agent, redeeming).await?;
     let now = now_ms();
     let args = call
         .args
@@ -644,7 +677,12 @@ async fn decide_and_record(
     let chained = match g.audit.append(tenant.clone(), record, companion).await {
         Ok(chained) => chained,
         Err(super::audit_log::AppendError::Precondition) => return Ok(Err(HoldTaken)),
-        Err(other) => return Err(append_error(other)),
+        Err(other) => {
+            if discovered {
+                undo_discovery(g, &tenant, &call.agent, &agent).await;
+            }
+            return Err(append_error(other));
+        }
     };
     // The session's history is of calls that ran: a denied or held call
     // does not become `session.previous_tool`, or retrying it would pass a
