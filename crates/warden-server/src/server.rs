@@ -25,6 +25,8 @@ use crate::telemetry::Telemetry;
 pub struct ServerConfig {
     pub listen: String,
     pub redis_url: Option<String>,
+    /// What every Redis key starts with (`warden:` unless told).
+    pub redis_key_prefix: String,
     pub trusted_proxies: Vec<IpNet>,
     /// Where this process keeps its search index.
     pub index_dir: PathBuf,
@@ -70,7 +72,7 @@ impl Server {
         let redis = config
             .redis_url
             .as_deref()
-            .map(RedisBuckets::new)
+            .map(|url| RedisBuckets::new(url, &config.redis_key_prefix))
             .transpose()?;
         if let Some(r) = &redis {
             r.spawn_connector();

@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// never shown: it may hold a password).
     #[arg(long, env = "WARDEN_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// What every key Warden writes in Redis starts with, so that several
+    /// deployments (staging and production, say) can share one Redis.
+    #[arg(long, env = "WARDEN_REDIS_KEY_PREFIX", default_value = "warden:",
+          value_parser = redis_key_prefix)]
+    pub redis_key_prefix: String,
     /// Proxies (CIDR) whose X-Forwarded-For is believed; repeatable or comma-separated.
     #[arg(
         long = "trusted-proxy",
@@ -258,4 +263,13 @@ pub struct KeysRevokeArgs {
     pub key_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// A Redis key prefix: 1 to 64 visible ASCII characters.
+fn redis_key_prefix(text: &str) -> Result<String, String> {
+    if (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(text.to_string())
+    } else {
+        Err("a prefix is 1 to 64 visible ASCII characters (no spaces)".into())
+    }
 }

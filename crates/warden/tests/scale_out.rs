@@ -174,7 +174,10 @@ fn redis_outage_never_fails_a_request() {
     let t = backend.init();
     let redis = PrivateRedis::start(free_port());
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let w = Warden::start(&backend, &["--redis-url", &url]);
+    let w = Warden::start(
+        &backend,
+        &["--redis-url", &url, "--redis-key-prefix", "staging/warden:"],
+    );
     let api = w.api(&t.live_key);
     // The gauge says connected before any request or readiness probe
     // asked Redis anything.
@@ -194,6 +197,21 @@ fn redis_outage_never_fails_a_request() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(api.get("/api/v1/agents").status, 200);
+    // Every key Warden wrote starts with the prefix it was given.
+    let keys = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--raw", "KEYS", "*"])
+        .output()
+        .expect("redis-cli comes with redis-server");
+    let keys = String::from_utf8_lossy(&keys.stdout).to_string();
+    assert!(
+        keys.lines()
+            .any(|k| k.starts_with("staging/warden:ratelimit:")),
+        "{keys}"
+    );
+    assert!(
+        keys.lines().all(|k| k.starts_with("staging/warden:")),
+        "{keys}"
+    );
     let port = redis.port;
     drop(redis);
     for _ in 0..20 {

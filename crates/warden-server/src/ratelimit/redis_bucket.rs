@@ -33,6 +33,8 @@ const BACKOFF_MICROS: u64 = 1_000_000;
 
 struct Inner {
     client: redis::Client,
+    /// What every key starts with.
+    prefix: String,
     manager: RwLock<Option<ConnectionManager>>,
     up: AtomicBool,
     skip_until: AtomicU64,
@@ -45,10 +47,12 @@ pub struct RedisBuckets(Arc<Inner>);
 impl RedisBuckets {
     /// Parses the URL; connecting happens in the background so that a server
     /// starts even while Redis is down.
-    pub fn new(url: &str) -> Result<Self, String> {
+    /// `prefix` starts every key (`warden:`).
+    pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
         Ok(RedisBuckets(Arc::new(Inner {
             client,
+            prefix: prefix.to_string(),
             manager: RwLock::new(None),
             up: AtomicBool::new(false),
             skip_until: AtomicU64::new(0),
@@ -139,7 +143,10 @@ impl RedisBuckets {
         let mut conn = self.manager()?;
         let interval = interval_micros(limit);
         let capacity = interval * u64::from(limit.burst.max(1));
-        let mut invocation = self.0.script.key(format!("warden:ratelimit:{org_id}"));
+        let mut invocation = self
+            .0
+            .script
+            .key(format!("{}ratelimit:{org_id}", self.0.prefix));
         invocation.arg(interval).arg(capacity);
         let reply = tokio::time::timeout(
             CALL_TIMEOUT,

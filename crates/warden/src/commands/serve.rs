@@ -61,6 +61,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let config = ServerConfig {
         listen: args.listen.clone(),
         redis_url: args.redis_url.clone(),
+        redis_key_prefix: args.redis_key_prefix.clone(),
         trusted_proxies,
         index_dir: args.store.data_dir.join("index"),
         index_threads: args
