@@ -352,20 +352,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let name = parameter_name(parts);
-        Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(name.clone(), e.body_text()))
-            .and_then(|Path(id): Path<String>| {
-                if id.contains('\0') {
-                    Err(ApiError::invalid(
-                        name.clone(),
-                        format!("`{name}` does not contain NUL characters"),
-                    ))
-                } else {
-                    Ok(ResourceId(id))
-                }
-            })
+        // The parameter's name is looked up only for an error.
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) if !id.contains('\0') => Ok(ResourceId(id)),
+            Ok(_) => {
+                let name = parameter_name(parts);
+                let message = format!("`{name}` does not contain NUL characters");
+                Err(ApiError::invalid(name, message))
+            }
+            Err(e) => Err(ApiError::invalid(parameter_name(parts), e.body_text())),
+        }
     }
 }
 

@@ -53,15 +53,11 @@ impl RateLimiter {
     /// Takes one request from the organization's bucket.
     pub async fn check(&self, org_id: &str, limit: RateLimit, metrics: &Metrics) -> Verdict {
         if let Some(redis) = &self.redis {
+            // Whether Redis answered is kept by `RedisBuckets` itself;
+            // `/metrics` reads it there at each scrape.
             match redis.check(org_id, limit).await {
-                Some(verdict) => {
-                    metrics.set_redis_up(true);
-                    return verdict;
-                }
-                None => {
-                    metrics.set_redis_up(false);
-                    metrics.rate_limit_fallback();
-                }
+                Some(verdict) => return verdict,
+                None => metrics.rate_limit_fallback(),
             }
         }
         self.check_local(org_id, limit)

@@ -74,7 +74,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Some(r) if r.ping().await => "ok",
         Some(_) => "unreachable",
     };
-    state.metrics.set_redis_up(redis == "ok");
     let rate_limits = match state.limiter.state() {
         LimiterState::Local => "local",
         LimiterState::Redis => "redis",
@@ -116,8 +115,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     security(()))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let telemetry = &state.telemetry;
-    // The connection as it stands, not as the last rate-limited request
-    // found it: a replica that has served none yet reads 1 once connected.
+    // Redis as this replica last found it (connecting, a rate-limited
+    // request or a readiness probe): one that has served no request yet
+    // reads 1 once connected.
     if let Some(redis) = state.limiter.redis() {
         state.metrics.set_redis_up(redis.is_up());
     }

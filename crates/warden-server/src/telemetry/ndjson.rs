@@ -39,12 +39,6 @@ fn line_text(raw: &[u8]) -> &[u8] {
     raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw)
 }
 
-/// The length a line so far counts for against the limit: the same
-/// bytes are refused or not wherever the body was cut into chunks.
-fn line_length(pending: &[u8]) -> usize {
-    line_text(pending).len()
-}
-
 fn too_long() -> String {
     format!("longer than {MAX_EVENT_BYTES} bytes")
 }
@@ -145,7 +139,9 @@ impl NdjsonReader {
             self.pending.extend_from_slice(&bytes[start..]);
             // A line past the limit is a bad line like any other, however
             // long: listed, and the rest of it read past without keeping it.
-            if line_length(&self.pending) > MAX_EVENT_BYTES {
+            // Its text is counted as `one_line` will read it, so the same
+            // bytes pass or not wherever the body was cut into chunks.
+            if line_text(&self.pending).len() > MAX_EVENT_BYTES {
                 self.pending.clear();
                 self.line += 1;
                 self.bad(String::new(), too_long());
