@@ -63,6 +63,7 @@ for side in ("rate", "closed-1", "closed-2", "closed-3"):
             f.write(json.dumps({"agent_id": "bench-agent", "tool_name": tool, "session_id": f"s{i % 50}",
                 "tool_args": {"amount": rng.randrange(1, 100), "currency": "EUR", "to": "DE89370400440532013000"}}) + "\n")
 PY
+write_back_inputs
 
 AUTH=(-H "Authorization: Bearer $key")
 JSON=(-H "content-type: application/json")

@@ -41,6 +41,7 @@ for side in ("bare-closed", "warden-closed", "bare-rate", "warden-rate"):
         for i in range(600000):
             f.write(json.dumps({"name": f"{side}-{i}", "tags": ["bench"], "metadata": {"i": i}}) + "\n")
 PY
+write_back_inputs
 
 W="http://127.0.0.1:$WARDEN_PORT"; B="http://127.0.0.1:$BARE_PORT"
 AUTH=(-H "Authorization: Bearer $key")

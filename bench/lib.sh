@@ -41,6 +41,13 @@ if [ -n "${BARE_PORT:-}" ]; then
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$BARE_PORT/" 2>/dev/null && break; sleep 0.1; done
 fi
 
+# Flushes the inputs a benchmark just wrote (hundreds of MB of request
+# bodies or events) to disk before anything is measured. Left dirty, the
+# kernel writes them back 30 s later, in the middle of a run, and every
+# sync the server makes meanwhile waits behind that writeback: stalls of
+# 27-64 ms in its commits, which are the benchmark's, not the server's.
+write_back_inputs() { sync; }
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # One oha run, printed as a table row with the server's CPU share.
 run() { # label, output, server pid, extra oha args...

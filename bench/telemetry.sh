@@ -92,6 +92,7 @@ import os, sys
 n, t0, t1, path = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 print(f"Generated at {n / (t1 - t0):,.0f} events/s (to disk); {os.path.getsize(path) / n:.0f} bytes of JSON an event.")
 PY
+write_back_inputs
 
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
