@@ -11,7 +11,8 @@ pub struct UniqueKeys(pub Value);
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_any(ValueVisitor).map(UniqueKeys)
+        de.deserialize_any(ValueVisitor { noting: None })
+            .map(UniqueKeys)
     }
 }
 
@@ -42,9 +43,51 @@ pub fn unique_object_not_null<'de, D: Deserializer<'de>>(
     }
 }
 
-struct ValueVisitor;
+/// A JSON document read whole, with the place of every repeated key
+/// (`[1].a.b`, `events[0].msg`), the first value of each kept: for a
+/// batch refused for one repeated key, so that every bad item can be named
+/// at once rather than the first alone.
+pub fn repeated_keys(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+    let found = std::cell::RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::de::DeserializeSeed::deserialize(
+        ValueVisitor {
+            noting: Some((String::new(), &found)),
+        },
+        &mut de,
+    )?;
+    de.end()?;
+    Ok((value, found.into_inner()))
+}
 
-impl<'de> Visitor<'de> for ValueVisitor {
+/// Reads any JSON value. A repeated key is an error, unless `noting`
+/// holds the value's place and a list to note each repeated key's place
+/// in (the first value is then kept).
+struct ValueVisitor<'a> {
+    noting: Option<(String, &'a std::cell::RefCell<Vec<String>>)>,
+}
+
+impl ValueVisitor<'_> {
+    /// The reader of a value inside this one, at the place `step` names.
+    fn inner(&self, step: impl FnOnce(&str) -> String) -> Self {
+        ValueVisitor {
+            noting: self
+                .noting
+                .as_ref()
+                .map(|(path, found)| (step(path), *found)),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueVisitor<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueVisitor<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -89,7 +132,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(UniqueKeys(item)) = seq.next_element()? {
+        while let Some(item) =
+            seq.next_element_seed(self.inner(|path| format!("{path}[{}]", items.len())))?
+        {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -98,17 +143,25 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let UniqueKeys(value) = access.next_value()?;
+            let inner = self.inner(|path| match path {
+                "" => key.clone(),
+                _ => format!("{path}.{key}"),
+            });
+            let place = inner.noting.as_ref().map(|(path, _)| path.clone());
+            let value = access.next_value_seed(inner)?;
             match map.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => {
                     slot.insert(value);
                 }
-                serde_json::map::Entry::Occupied(taken) => {
-                    return Err(A::Error::custom(format!(
-                        "duplicate field `{}`",
-                        taken.key()
-                    )));
-                }
+                serde_json::map::Entry::Occupied(taken) => match (&self.noting, place) {
+                    (Some((_, found)), Some(place)) => found.borrow_mut().push(place),
+                    _ => {
+                        return Err(A::Error::custom(format!(
+                            "duplicate field `{}`",
+                            taken.key()
+                        )))
+                    }
+                },
             }
         }
         Ok(Value::Object(map))
@@ -118,6 +171,21 @@ impl<'de> Visitor<'de> for ValueVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys_are_all_placed_and_the_first_value_kept() {
+        let (value, found) = repeated_keys(
+            br#"[{"a": 1, "a": 2}, {"b": {"c": 1, "c": 2}}, {"d": [{"e": 1, "e": 1}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(found, vec!["[0].a", "[1].b.c", "[2].d[0].e"]);
+        assert_eq!(value[0]["a"], 1);
+        let (_, found) = repeated_keys(br#"{"events": [{"m": 1}, {"m": 1, "m": 2}]}"#).unwrap();
+        assert_eq!(found, vec!["events[1].m"]);
+        let (_, found) = repeated_keys(br#"{"a": 1}"#).unwrap();
+        assert!(found.is_empty());
+        assert!(repeated_keys(br#"{"a": 1"#).is_err());
+    }
 
     #[test]
     fn a_repeated_key_at_any_depth_is_refused() {

@@ -603,12 +603,51 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         let r = api.json_text("POST", "/api/v1/events/batch", body.as_bytes());
         let e = r.error(400, "invalid_request");
         assert_eq!(e["field"], field, "{}", r.text);
+        let listed = &e["errors"][0];
+        assert_eq!(
+            format!(
+                "events[{}].{}",
+                listed["index"],
+                listed["field"].as_str().unwrap()
+            ),
+            field,
+            "{}",
+            r.text
+        );
         assert!(
-            e["message"].as_str().unwrap().contains("duplicate"),
+            listed["message"].as_str().unwrap().contains("duplicate"),
             "{}",
             r.text
         );
     }
+    // With a key named twice, every other bad event is listed too, in
+    // order, so that one answer says all there is to mend.
+    let r = api.json_text(
+        "POST",
+        "/api/v1/events/batch",
+        br#"[{"message": "z", "severity": "loud"}, {"message": "x", "a": {"b": 1, "b": 1}}, {"message": "ok"}, {"message": "m", "message": "n"}]"#,
+    );
+    let every = r.error(400, "invalid_request");
+    let listed: Vec<(u64, &str)> = every["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["index"].as_u64().unwrap(), x["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(0, "severity"), (1, "a.b"), (3, "message")],
+        "{}",
+        r.text
+    );
+    assert!(
+        every["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 of the batch's events"),
+        "{}",
+        r.text
+    );
     // Past 100 bad events the list says it is not all of them.
     let many: Vec<Value> = (0..150).map(|_| json!({"message": 5})).collect();
     let r = api.post("/api/v1/events/batch", &Value::Array(many));

@@ -37,8 +37,29 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    (mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")))
+        && !declares_other_charset(value)
 }
+
+/// True when a Content-Type names a `charset` other than UTF-8 (or
+/// US-ASCII, a subset of it). JSON is UTF-8 (RFC 8259): a body declared in
+/// another encoding would be read as UTF-8 all the same, and misread, so
+/// it is refused instead.
+pub fn declares_other_charset(content_type: &str) -> bool {
+    content_type.split(';').skip(1).any(|param| {
+        let Some((name, value)) = param.split_once('=') else {
+            return false;
+        };
+        let value = value.trim().trim_matches('"');
+        name.trim().eq_ignore_ascii_case("charset")
+            && !["utf-8", "utf8", "us-ascii"]
+                .iter()
+                .any(|taken| value.eq_ignore_ascii_case(taken))
+    })
+}
+
+/// What a JSON route's 415 says it takes.
+pub const JSON_MEDIA_TYPE: &str = "application/json, in UTF-8";
 
 /// Refuses a body in an encoding these routes do not read (only the
 /// event routes inflate gzip): read as it is, it would be taken for
@@ -221,7 +242,7 @@ fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
 /// A required body: declared JSON, then read within the limit.
 async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     if !is_json(req.headers()) {
-        return Err(ApiError::unsupported_media_type("application/json"));
+        return Err(ApiError::unsupported_media_type(JSON_MEDIA_TYPE));
     }
     read_body(req, state).await
 }
@@ -284,7 +305,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
             return Ok(OptionalJson(None));
         }
         if !json {
-            return Err(ApiError::unsupported_media_type("application/json"));
+            return Err(ApiError::unsupported_media_type(JSON_MEDIA_TYPE));
         }
         require_object(&bytes)?;
         parse_json(&bytes).map(|v| OptionalJson(Some(v)))

@@ -24,7 +24,8 @@ use crate::governance::holds::append_error;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{
-    body_failure, is_json, parse_json, refuse_declared_over, ApiJson, ApiQuery, ResourceId,
+    body_failure, declares_other_charset, is_json, parse_json, refuse_declared_over, ApiJson,
+    ApiQuery, ResourceId, JSON_MEDIA_TYPE,
 };
 use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
@@ -265,7 +266,7 @@ pub async fn ingest_batch(
 ) -> ApiResult<ApiData<Accepted>> {
     principal.require("events.write")?;
     if !is_json(request.headers()) {
-        return Err(ApiError::unsupported_media_type("application/json"));
+        return Err(ApiError::unsupported_media_type(JSON_MEDIA_TYPE));
     }
     let gzip = is_gzip(request.headers())?;
     refuse_declared_over(request.headers(), MAX_BATCH_BYTES)?;
@@ -274,7 +275,12 @@ pub async fn ingest_batch(
     if gzip {
         bytes = gunzip_limited(&bytes, MAX_BATCH_BYTES)?;
     }
-    let UniqueKeys(value) = parse_json(&bytes).map_err(in_the_batch)?;
+    let value = match parse_json(&bytes) {
+        Ok(UniqueKeys(value)) => value,
+        Err(err) => {
+            return Err(every_bad_event(&bytes, received_at).unwrap_or_else(|| in_the_batch(err)))
+        }
+    };
     let mut events = batch_events(value, received_at, bytes.len())?;
     bind_to_agent(&principal, &mut events);
     store_events(&state, &principal, events).await
@@ -310,6 +316,49 @@ async fn name_known_agents(
         }
     }
     Ok(())
+}
+
+/// A batch refused for a key named twice, naming every bad event as
+/// validation does: each event with a repeated key, and each that
+/// validation refuses besides. `None` when the body is not well-formed
+/// JSON with a repeated key in an event.
+fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let (value, repeated) = warden_policy::unique_keys::repeated_keys(bytes).ok()?;
+    let mut errors: Vec<ItemError> = repeated
+        .iter()
+        .filter_map(|place| {
+            // `[3].fields.user`, or `events[3].fields.user` in the object form.
+            let place = place.strip_prefix("events").unwrap_or(place);
+            let (index, field) = place.strip_prefix('[')?.split_once(']')?;
+            let field = field.strip_prefix('.').unwrap_or(field);
+            let key = field.rsplit(['.', ']']).next().unwrap_or(field);
+            Some(ItemError {
+                index: Some(index.parse().ok()?),
+                line: None,
+                field: field.to_string(),
+                message: format!("duplicate field `{key}`"),
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        return None;
+    }
+    if let Err(refused) = batch_events(value, received_at, bytes.len()) {
+        errors.extend(refused.errors.unwrap_or_default());
+    }
+    errors.sort_by_key(|e| e.index);
+    let mut bad: Vec<Option<usize>> = errors.iter().map(|e| e.index).collect();
+    bad.dedup();
+    errors.truncate(100);
+    Some(ApiError::invalid_items(
+        format!(
+            "{} of the batch's events are invalid; nothing was stored",
+            bad.len()
+        ),
+        bad.len(),
+        errors,
+    ))
 }
 
 /// A batch's parse error names its event as validation does
@@ -365,7 +414,7 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
         (status = 202, description = "Every line is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
         (status = 413, description = "More than 100,000 lines or 64 MiB", body = crate::http::error::ErrorEnvelope),
-        (status = 415, description = "A Content-Type other than those listed, or a Content-Encoding other than gzip", body = crate::http::error::ErrorEnvelope)),
+        (status = 415, description = "A Content-Type other than those listed, a charset other than UTF-8, or a Content-Encoding other than gzip", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["events.write"])))]
 pub async fn ingest_ndjson(
     State(state): State<AppState>,
@@ -373,17 +422,17 @@ pub async fn ingest_ndjson(
     request: Request,
 ) -> ApiResult<ApiData<Accepted>> {
     principal.require("events.write")?;
-    let mime = request
+    let content_type = request
         .headers()
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        .and_then(|v| v.to_str().ok());
+    let mime = content_type.map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     if !matches!(
         mime.as_deref(),
         None | Some("application/x-ndjson")
@@ -391,9 +440,10 @@ pub async fn ingest_ndjson(
             | Some("application/jsonl")
             | Some("application/json")
             | Some("text/plain")
-    ) {
+    ) || content_type.is_some_and(declares_other_charset)
+    {
         return Err(ApiError::unsupported_media_type(
-            "application/x-ndjson (or application/ndjson, application/jsonl, application/json, text/plain, or none)",
+            "application/x-ndjson (or application/ndjson, application/jsonl, application/json, text/plain, or none), in UTF-8",
         ));
     }
     let gzip = is_gzip(request.headers())?;

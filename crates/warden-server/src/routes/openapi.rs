@@ -140,7 +140,7 @@ pub fn apply_conventions(document: &mut OpenApi) {
             let has_body = op.request_body.is_some();
             if has_body {
                 add("413", "The body is larger than 1 MiB");
-                add("415", "The body is not application/json");
+                add("415", "The body is not application/json, or is declared in a charset other than UTF-8");
             }
             let replayable = !crate::idempotency::DECIDED_AFRESH.contains(&path.as_str());
             if method == "post" && authenticated && replayable {

@@ -168,10 +168,17 @@ impl NdjsonReader {
         let value: Value = match serde_json::from_slice(raw) {
             Ok(UniqueKeys(value)) => value,
             Err(err) if err.is_data() => {
-                // Well-formed JSON with a key named twice.
-                let message = err.to_string();
+                // Well-formed JSON with a key named twice; as for a parse
+                // error, only the column says where in the line.
+                let message = without_place(&err);
                 let key = message.split('`').nth(1).unwrap_or_default().to_string();
-                self.bad(key, format!("the line names a key twice: {message}"));
+                self.bad(
+                    key,
+                    format!(
+                        "the line names a key twice: {message} at column {}",
+                        err.column()
+                    ),
+                );
                 return;
             }
             Err(err) => {
@@ -268,6 +275,13 @@ mod tests {
         assert_eq!(r.errors[0].field, "user");
         assert!(
             r.errors[0].message.contains("duplicate"),
+            "{}",
+            r.errors[0].message
+        );
+        // Placed in its line by the column only: serde counts the line it
+        // was given as line 1, which is not the body's line 1.
+        assert!(
+            !r.errors[0].message.contains("at line") && r.errors[0].message.contains("at column "),
             "{}",
             r.errors[0].message
         );
