@@ -168,17 +168,14 @@ impl NdjsonReader {
         let value: Value = match serde_json::from_slice(raw) {
             Ok(UniqueKeys(value)) => value,
             Err(err) if err.is_data() => {
-                // Well-formed JSON with a key named twice; as for a parse
-                // error, only the column says where in the line.
-                let message = without_place(&err);
-                let key = message.split('`').nth(1).unwrap_or_default().to_string();
-                self.bad(
-                    key,
-                    format!(
-                        "the line names a key twice: {message} at column {}",
-                        err.column()
-                    ),
-                );
+                // Well-formed JSON with a key named twice: named by its
+                // path, as a batch names it (serde's own place is the end
+                // of the object that holds it, on a line it counts as 1).
+                let place = warden_policy::unique_keys::repeated_keys(raw)
+                    .ok()
+                    .and_then(|(_, found)| found.into_iter().next())
+                    .unwrap_or_else(|| without_place(&err));
+                self.bad(place.clone(), format!("the line names `{place}` twice"));
                 return;
             }
             Err(err) => {
@@ -273,15 +270,17 @@ mod tests {
         assert_eq!(r.bad_lines, 1);
         assert_eq!(r.errors[0].line, Some(2));
         assert_eq!(r.errors[0].field, "user");
+        assert_eq!(r.errors[0].message, "the line names `user` twice");
+        // Deeper, the key is named by its path, as a batch names it, and
+        // never by serde's place in the line (which it counts as line 1).
+        let mut r = NdjsonReader::new(false, 1);
+        r.push(b"{\"msg\":\"ok\"}\n{\"msg\":\"a\",\"fields\":{\"a\":[{\"c\":1,\"c\":2}]}}\n")
+            .unwrap();
+        r.finish().unwrap();
+        assert_eq!(r.errors[0].line, Some(2));
+        assert_eq!(r.errors[0].field, "fields.a[0].c");
         assert!(
-            r.errors[0].message.contains("duplicate"),
-            "{}",
-            r.errors[0].message
-        );
-        // Placed in its line by the column only: serde counts the line it
-        // was given as line 1, which is not the body's line 1.
-        assert!(
-            !r.errors[0].message.contains("at line") && r.errors[0].message.contains("at column "),
+            !r.errors[0].message.contains("line 1"),
             "{}",
             r.errors[0].message
         );
