@@ -1532,6 +1532,21 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(e["fields"]["drift"]["new_tool"], drift["new_tool"], "{e}");
     assert_eq!(e["fields"]["drift"]["learning"], true, "{e}");
     assert_eq!(total(&api, "drift.learning:true AND session_id:sess-9"), 1);
+    // What a monitor-mode policy would have decided is searchable too.
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "try: no exports", "action_pattern": "payments.export",
+                "decision": "deny", "mode": "monitor"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "billing-bot", "tool_name": "payments.export", "session_id": "sess-10"}),
+    );
+    assert_eq!(r.body["data"]["decision"], "allow", "{}", r.text);
+    assert_eq!(r.body["data"]["monitor_decision"], "deny", "{}", r.text);
+    wait_total(&api, "monitor_decision:deny AND tool:payments.export", 1);
+    assert_eq!(total(&api, "monitor_decision:deny"), 1);
 
     // The SDK's own tool events carry the arguments too: what policies
     // redact from audit records is redacted there before storage, for a

@@ -66,12 +66,13 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
     if let Some(latency) = record.latency_us {
         fields.insert("latency_us".into(), json!(latency));
     }
-    if let Some(name) = record
-        .detail
-        .get("external_agent_id")
-        .filter(|n| n.is_string())
-    {
-        fields.insert("external_agent_id".into(), name.clone());
+    // The name the agent goes by, and what the monitor-mode policies
+    // would have decided (`monitor_decision:deny` finds what a rule being
+    // tried out would stop).
+    for name in ["external_agent_id", "monitor_decision"] {
+        if let Some(value) = record.detail.get(name).filter(|v| v.is_string()) {
+            fields.insert(name.into(), value.clone());
+        }
     }
     // The arguments as stored in the audit log (redacted), when they fit
     // the limits every event keeps.
