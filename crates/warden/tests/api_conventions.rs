@@ -618,12 +618,47 @@ fn idempotency_keys(backend: &Backend) {
 }
 
 fn openapi_and_reference(backend: &Backend) {
-    backend.init();
+    let t = backend.init();
     let w = Warden::start(backend, &[]);
     let anon = w.anonymous();
     let r = anon.get("/api/v1/openapi.json");
     assert_eq!(r.status, 200);
     assert_eq!(r.body["openapi"], "3.1.0");
+    // Every answer says how browsers and caches treat it: API answers
+    // (an error, a secret's creation included) are never stored, sniffed
+    // or framed; the reference page loads only its own files.
+    let minted = w.api(&t.live_key).post(
+        "/api/v1/api-keys",
+        &json!({"name": "headers", "scopes": ["agents.read"]}),
+    );
+    assert_eq!(minted.status, 201, "{}", minted.text);
+    for r in [
+        anon.get("/healthz"),
+        anon.get("/api/v1/agents"),
+        anon.get("/api/v1/no-such-route"),
+        minted,
+    ] {
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{}", r.text);
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'")
+        );
+    }
+    let page = anon.get("/docs/");
+    assert_eq!(page.status, 200, "{}", page.text);
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     let paths = r.body["paths"].as_object().unwrap();
     for p in [
         "/api/v1/agents",

@@ -11,5 +11,6 @@ pub mod framing;
 pub mod query_params;
 pub mod request_id;
 pub mod sealed_cursor;
+pub mod security_headers;
 pub mod unread_body;
 pub use warden_policy::unique_keys;

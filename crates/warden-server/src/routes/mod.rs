@@ -120,5 +120,6 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(crate::http::framing::refuse_bad_framing))
         .layer(from_fn(request_id::assign))
         .layer(from_fn(crate::http::unread_body::close_when_unread))
+        .layer(from_fn(crate::http::security_headers::set))
         .with_state(state)
 }
