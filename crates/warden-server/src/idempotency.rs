@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use warden_core::event::limits::MAX_BATCH_BYTES;
 use warden_core::time::now_ms;
 use warden_store::IdempotencyState;
 
@@ -20,6 +21,7 @@ use crate::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::extract::{body_failure, refuse_declared_over, DEFAULT_BODY_LIMIT};
 use crate::state::AppState;
+use crate::telemetry::ndjson::MAX_NDJSON_BYTES;
 
 pub const HEADER: &str = "idempotency-key";
 /// How long a recorded response is replayed.
@@ -69,13 +71,14 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
     };
     let tenant = principal.tenant();
     let key = format!("{}:{key}", principal.key_id);
-    if let Err(too_large) = refuse_declared_over(req.headers(), DEFAULT_BODY_LIMIT) {
+    let limit = body_limit(req.uri().path());
+    if let Err(too_large) = refuse_declared_over(req.headers(), limit) {
         return too_large.into_response();
     }
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, DEFAULT_BODY_LIMIT).await {
+    let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(err) => return read_failure(err).into_response(),
+        Err(err) => return read_failure(err, limit).into_response(),
     };
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
@@ -144,14 +147,26 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
     }
 }
 
+/// The most a request's body may hold to be fingerprinted: its route's
+/// own limit, so that a key made safe to retry is never refused a body
+/// the route takes. (An NDJSON body with a key is therefore read whole
+/// before it is processed, not streamed.)
+fn body_limit(path: &str) -> usize {
+    match path {
+        "/api/v1/events/batch" => MAX_BATCH_BYTES,
+        "/api/v1/events/ndjson" => MAX_NDJSON_BYTES,
+        _ => DEFAULT_BODY_LIMIT,
+    }
+}
+
 /// A body read for its fingerprint that failed: too large, or unreadable
 /// (bad chunking, a stall).
-fn read_failure(err: axum::Error) -> ApiError {
+fn read_failure(err: axum::Error, limit: usize) -> ApiError {
     let inner = err.into_inner();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
-            return ApiError::payload_too_large(DEFAULT_BODY_LIMIT);
+            return ApiError::payload_too_large(limit);
         }
         source = e.source();
     }

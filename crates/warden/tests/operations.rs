@@ -69,6 +69,20 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
 }
 
 fn serve_initializes_an_empty_store(backend: &Backend) {
+    // An address in use is found before a new store's keys are made: they
+    // are shown once, and a start that fails must not spend them.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let refused = backend.cli(&["serve", "--listen", &address]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(!said.contains("live: "), "{said}");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains(&format!("cannot listen on {address}")),
+        "{why}"
+    );
+    drop(taken);
     let w = Warden::start(backend, &[]);
     // With SQLite the server creates the data dir, for its owner only.
     #[cfg(unix)]

@@ -31,6 +31,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 .into(),
         );
     }
+    if !initialized {
+        // The keys of a new store are shown once: a start that would fail
+        // on its addresses fails before it makes them (and, as above,
+        // before the master key is bound to the store).
+        can_listen(&args)?;
+    }
     secrets::verify_master_key(store.as_ref(), &opened.master).await?;
     let first = if initialized {
         None
@@ -45,8 +51,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
     };
-    // Shown as soon as they exist: a start that fails after this (a port
-    // in use, a refused Redis URL) must not lose the keys shown once.
+    // Shown as soon as they exist: a start that fails after this (a
+    // refused Redis URL, an address taken since the check) must not lose
+    // the keys shown once.
     if let Some(tenant) = &first {
         println!(
             "Warden initialized a new store with organization {} ({}).",
@@ -127,4 +134,22 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Binds, then lets go of, every address `serve` listens on, so that an
+/// address in use is found before a new store's one-time keys are made.
+/// (Another process could still take one in between; the server's own
+/// bind then fails as usual, after the keys were shown.)
+fn can_listen(args: &ServeArgs) -> Result<(), String> {
+    std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    if let Some(addr) = &args.syslog_tcp {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?;
+    }
+    if let Some(addr) = &args.syslog_udp {
+        std::net::UdpSocket::bind(addr)
+            .map_err(|e| format!("cannot listen for syslog on udp {addr}: {e}"))?;
+    }
+    Ok(())
 }
