@@ -31,14 +31,25 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = value
+    let mime = media_type(value);
+    (mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")))
+        && !declares_other_charset(value)
+}
+
+/// A Content-Type's media type, lower-cased, without its parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    (mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")))
-        && !declares_other_charset(value)
+        .to_ascii_lowercase()
+}
+
+/// `bytes` without a leading UTF-8 byte-order mark, which some Windows
+/// tools write and RFC 8259 lets a reader ignore.
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// True when a Content-Type names a `charset` other than UTF-8 (or
@@ -113,9 +124,8 @@ pub fn body_failure(text: &str) -> String {
 
 /// Parses a JSON document, naming the field or position at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // A byte-order mark some Windows tools write is ignored, as RFC 8259
-    // allows (NDJSON lines already skip theirs).
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // NDJSON lines already skip theirs.
+    let bytes = without_bom(bytes);
     // The plain parser is the fast path; the one that tracks paths runs
     // again only to name what is wrong.
     if let Ok(value) = serde_json::from_slice(bytes) {

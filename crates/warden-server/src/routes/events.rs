@@ -24,8 +24,8 @@ use crate::governance::holds::append_error;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{
-    body_failure, declares_other_charset, is_json, parse_json, refuse_declared_over, ApiJson,
-    ApiQuery, ResourceId, JSON_MEDIA_TYPE,
+    body_failure, declares_other_charset, is_json, media_type, parse_json, refuse_declared_over,
+    without_bom, ApiJson, ApiQuery, ResourceId, JSON_MEDIA_TYPE,
 };
 use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
@@ -323,7 +323,7 @@ async fn name_known_agents(
 /// validation refuses besides. `None` when the body is not well-formed
 /// JSON with a repeated key in an event.
 fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let bytes = without_bom(bytes);
     let (value, repeated) = warden_policy::unique_keys::repeated_keys(bytes).ok()?;
     let mut errors: Vec<ItemError> = repeated
         .iter()
@@ -426,13 +426,7 @@ pub async fn ingest_ndjson(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let mime = content_type.map(|v| {
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let mime = content_type.map(media_type);
     if !matches!(
         mime.as_deref(),
         None | Some("application/x-ndjson")

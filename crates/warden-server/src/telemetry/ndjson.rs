@@ -36,7 +36,7 @@ pub enum NdjsonError {
 /// starts with one, so it is dropped from any line).
 fn line_text(raw: &[u8]) -> &[u8] {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw)
+    crate::http::extract::without_bom(raw)
 }
 
 fn too_long() -> String {
