@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::UserOperation;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -18,6 +19,16 @@ use crate::document::document;
 use crate::schema::{kv_term, tenant_term, Fields};
 use crate::translate::Translator;
 use crate::{SearchError, SearchRequest, SearchResult};
+
+/// One event of the log, as the index takes it in.
+pub struct Logged<'a> {
+    pub seq: u64,
+    pub org_id: &'a str,
+    pub environment: &'a str,
+    pub event: &'a Event,
+    /// The event's JSON, which search returns.
+    pub json: &'a str,
+}
 
 /// Memory the writer may fill before it writes a segment.
 const WRITER_MEMORY: usize = 192 * 1024 * 1024;
@@ -310,6 +321,31 @@ impl EventIndex {
     ) -> Result<(), SearchError> {
         let doc = document(&self.fields, seq, org_id, environment, event, json);
         self.with_writer(|writer| writer.add_document(doc))?;
+        Ok(())
+    }
+
+    /// Adds logged events in one hand-over to the writer's thread, which
+    /// a document at a time would wake once per event.
+    pub fn add_batch<'a>(
+        &self,
+        events: impl IntoIterator<Item = Logged<'a>>,
+    ) -> Result<(), SearchError> {
+        let adds: Vec<UserOperation> = events
+            .into_iter()
+            .map(|e| {
+                UserOperation::Add(document(
+                    &self.fields,
+                    e.seq,
+                    e.org_id,
+                    e.environment,
+                    e.event,
+                    e.json,
+                ))
+            })
+            .collect();
+        if !adds.is_empty() {
+            self.with_writer(|writer| writer.run(adds))?;
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -138,7 +139,7 @@ pub struct InitArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print exactly one JSON object: organization_id, live_key, test_key.
-    #[arg(long, env = "WARDEN_JSON")]
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
     /// Name of the first organization.
     #[arg(long, env = "WARDEN_ORG_NAME", default_value = "Default")]
@@ -180,7 +181,7 @@ pub struct OrgCreateArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON instead of text.
-    #[arg(long, env = "WARDEN_JSON")]
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -189,7 +190,7 @@ pub struct OrgListArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON instead of text.
-    #[arg(long, env = "WARDEN_JSON")]
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -214,7 +215,7 @@ pub struct KeysListArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON instead of text.
-    #[arg(long, env = "WARDEN_JSON")]
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -253,7 +254,7 @@ pub struct KeysCreateArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON instead of text.
-    #[arg(long, env = "WARDEN_JSON")]
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 }
 

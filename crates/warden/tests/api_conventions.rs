@@ -695,6 +695,15 @@ fn openapi_and_reference(backend: &Backend) {
         assert!(policy.contains(directive), "{policy}");
     }
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    // A page the reference does not have: the standard envelope.
+    let missing = anon.get("/docs/no-such-page.js");
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert_eq!(
+        missing.body["error"]["code"], "not_found",
+        "{}",
+        missing.text
+    );
+    assert!(missing.body["error"]["request_id"].is_string());
     let paths = r.body["paths"].as_object().unwrap();
     for p in [
         "/api/v1/agents",

@@ -54,6 +54,24 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
         "the second init changed nothing"
     );
     assert_eq!(orgs[0]["plan"], "enterprise", "{orgs}");
+    // WARDEN_JSON takes the usual ways of saying yes and no.
+    for yes in ["1", "true", "yes", "on"] {
+        let out = backend.cli_with_env(&["org", "list"], &[("WARDEN_JSON", yes)]);
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("WARDEN_JSON={yes} printed no JSON: {e}"));
+        assert_eq!(listed, orgs, "WARDEN_JSON={yes}");
+    }
+    for no in ["0", "false", "no", "off"] {
+        let out = backend.cli_with_env(&["org", "list"], &[("WARDEN_JSON", no)]);
+        assert!(out.status.success(), "WARDEN_JSON={no}");
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).is_err(),
+            "WARDEN_JSON={no} printed JSON"
+        );
+    }
+    let unclear = backend.cli_with_env(&["org", "list"], &[("WARDEN_JSON", "maybe")]);
+    assert_eq!(unclear.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unclear.stderr).contains("maybe"));
     // The first keys still work.
     let w = Warden::start(backend, &[]);
     assert_eq!(
@@ -401,6 +419,27 @@ fn master_key_file_is_private_and_checked() {
                 "{} is readable by others",
                 path.display()
             );
+        }
+        // A file given as the data directory by mistake is refused, and
+        // left as it was.
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "mine").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for command in [&["init", "--json"][..], &["org", "list"], &["serve"]] {
+            let out = std::process::Command::new(common::BIN)
+                .args(command)
+                .arg("--data-dir")
+                .arg(&file)
+                .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{command:?}: {out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("is not a directory"),
+                "{command:?}: {out:?}"
+            );
+            assert_eq!(mode(&file), 0o644, "{command:?} changed the file's mode");
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
         }
     }
     assert!(run(&["org", "create", "Second", "--json"], None)

@@ -233,13 +233,35 @@ fn link(record: &AuditRecord, head: &(i64, String)) -> ChainedRecord {
 }
 
 /// What a batch's commit gives back: its outcome, and the appends it
-/// wrote (the commit task owns them while it runs, so they are not copied).
+/// wrote (the commit owns them while it runs, so they are not copied).
 type Commit = (Result<Option<AuditCommitted>, StoreError>, Vec<AuditAppend>);
 
 /// One batch on its way to the store, chained on the batches before it.
 struct InFlight {
     batch: Vec<Pending>,
-    commit: tokio::task::JoinHandle<Commit>,
+    commit: Committing,
+}
+
+/// A batch's commit, polled by the writer itself rather than spawned: the
+/// store's answer then wakes the writer directly, one hand-over fewer on
+/// every decision's way back. A panic in it fails the batch (`Err`), as a
+/// spawned task's would, instead of stopping the writer.
+struct Committing(std::pin::Pin<Box<dyn std::future::Future<Output = Commit> + Send>>);
+
+impl std::future::Future for Committing {
+    type Output = Result<Commit, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let commit = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(done)) => std::task::Poll::Ready(Ok(done)),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
 }
 
 /// The links of a committed batch's appends, in batch order.
@@ -386,13 +408,13 @@ async fn writer(
                     Some(appends) => {
                         let committing = store.clone();
                         let times = times.clone();
-                        let commit = tokio::spawn(async move {
+                        let commit = Committing(Box::pin(async move {
                             let began = std::time::Instant::now();
                             let committed = committing.append_audit(&appends).await;
                             times.seconds.observe(began.elapsed().as_secs_f64());
                             times.records.observe(appends.len() as f64);
                             (committed, appends)
-                        });
+                        }));
                         in_flight.push_back(InFlight { batch, commit });
                     }
                     None => {

@@ -54,7 +54,8 @@ pub struct HoldView {
     pub redeemed_at: Option<String>,
     /// The call's arguments as its audit record keeps them (the fields
     /// policies redact, redacted), so that an approver sees what they
-    /// approve. Given by `GET /api/v1/holds/{id}`; null in lists.
+    /// approve, in lists as in `GET /api/v1/holds/{id}`. Null when the
+    /// decision's record cannot be read.
     #[schema(value_type = Option<Object>)]
     pub arguments: Option<serde_json::Value>,
 }
@@ -135,13 +136,13 @@ pub async fn list_holds(
         .store
         .list_holds(&principal.tenant(), &filter, &page)
         .await?;
-    Ok(ApiList(
-        page.items
-            .into_iter()
-            .map(|h| HoldView::at(h, now))
-            .collect(),
-        cursors.seal_opt(page.next_cursor),
-    ))
+    // An approver works from this list: each hold shows the call it is
+    // about (at most a page's 200 lookups by key).
+    let mut views = Vec::with_capacity(page.items.len());
+    for hold in page.items {
+        views.push(view_with_arguments(&state, &principal, hold, now).await?);
+    }
+    Ok(ApiList(views, cursors.seal_opt(page.next_cursor)))
 }
 
 async fn find(state: &AppState, principal: &Principal, id: &str) -> Result<Hold, ApiError> {
@@ -175,7 +176,9 @@ pub async fn get_hold(
 ) -> ApiResult<ApiData<HoldView>> {
     principal.require("holds.read")?;
     let hold = find(&state, &principal, &id).await?;
-    Ok(ok(view_with_arguments(&state, &principal, hold).await?))
+    Ok(ok(
+        view_with_arguments(&state, &principal, hold, now_ms()).await?
+    ))
 }
 
 /// A hold as shown to a person, with the call's arguments as its audit
@@ -185,12 +188,13 @@ async fn view_with_arguments(
     state: &AppState,
     principal: &Principal,
     hold: Hold,
+    now: i64,
 ) -> Result<HoldView, ApiError> {
     let decision = state
         .store
         .get_audit(&principal.tenant(), &hold.audit_id)
         .await?;
-    let mut view = HoldView::at(hold, now_ms());
+    let mut view = HoldView::at(hold, now);
     view.arguments = decision.and_then(|r| r.record.arguments);
     Ok(view)
 }
@@ -278,7 +282,9 @@ pub async fn approve_hold(
     OptionalJson(body): OptionalJson<HoldDecision>,
 ) -> ApiResult<ApiData<HoldView>> {
     let h = decide(&state, &principal, &id, body, HoldStatus::Approved).await?;
-    Ok(ok(view_with_arguments(&state, &principal, h).await?))
+    Ok(ok(
+        view_with_arguments(&state, &principal, h, now_ms()).await?
+    ))
 }
 
 /// Deny a pending hold.
@@ -296,5 +302,7 @@ pub async fn deny_hold(
     OptionalJson(body): OptionalJson<HoldDecision>,
 ) -> ApiResult<ApiData<HoldView>> {
     let h = decide(&state, &principal, &id, body, HoldStatus::Denied).await?;
-    Ok(ok(view_with_arguments(&state, &principal, h).await?))
+    Ok(ok(
+        view_with_arguments(&state, &principal, h, now_ms()).await?
+    ))
 }

@@ -107,7 +107,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(authenticated)
         .merge(public)
-        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", document))
+        .merge(
+            Router::from(SwaggerUi::new("/docs").url("/api/v1/openapi.json", document))
+                .layer(from_fn(openapi::page_not_found)),
+        )
         .fallback(|| async { ApiError::not_found("route").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))

@@ -227,3 +227,19 @@ fn restrict_tags(components: &mut utoipa::openapi::Components, schema: &str, nul
         ));
     object.properties.insert("tags".into(), tags.into());
 }
+
+/// A path under `/docs` that names no page of the API reference: the
+/// standard error envelope, as for any other unknown path, rather than the
+/// reference's own empty answer.
+pub async fn page_not_found(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::NOT_FOUND {
+        return axum::response::IntoResponse::into_response(
+            crate::http::error::ApiError::not_found("page"),
+        );
+    }
+    response
+}

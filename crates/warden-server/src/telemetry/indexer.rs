@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use warden_core::event::Event;
 use warden_search::background::IndexingThread;
+use warden_search::index::Logged;
 use warden_search::EventIndex;
 use warden_store::{LoggedEvent, Store};
 
@@ -18,10 +19,16 @@ use super::handoff::{Appended, Handoff};
 const BATCH: i64 = 5_000;
 /// How long indexed events may wait to become searchable under load.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
-/// The least time between commits when the indexer has caught up: a
-/// trickle of events (decisions at a few thousand a second) would
-/// otherwise commit, write a segment and fsync for every few events.
-const COMMIT_GAP: Duration = Duration::from_millis(250);
+/// The least time between commits when the indexer has caught up with a
+/// trickle of events (decisions at a few thousand a second), which would
+/// otherwise cost a segment, its merges and an fsync every few events.
+const COMMIT_GAP: Duration = Duration::from_millis(500);
+/// The least time between commits when the indexer has caught up with a
+/// stream: acknowledgments may be waiting for it (back-pressure), so it
+/// makes what it indexed searchable sooner.
+const BUSY_COMMIT_GAP: Duration = Duration::from_millis(250);
+/// Events indexed since the last commit that make it a stream.
+const BUSY: usize = 2_000;
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -68,6 +75,7 @@ pub async fn run(
         let run = handoff.take_run(cursor + 1, BATCH as usize);
         let idle = if let Some(last) = run.last() {
             let last_seq = last.first_seq + last.events.len() as i64 - 1;
+            let events: usize = run.iter().map(|a| a.events.len()).sum();
             let idx = index.clone();
             let step = move || {
                 run.iter()
@@ -79,7 +87,7 @@ pub async fn run(
                 continue;
             }
             cursor = last_seq;
-            indexed_since_commit += 1;
+            indexed_since_commit += events;
             false
         } else {
             // Read before the log: a batch held now was committed before
@@ -112,6 +120,7 @@ pub async fn run(
             let idle = (batch.len() as i64) < limit && held.is_none();
             if let Some(last) = batch.last() {
                 let last_seq = last.seq;
+                let events = batch.len();
                 let idx = index.clone();
                 if let Err(err) = off_runtime(&indexing, move || add_all(&idx, &batch)).await {
                     cursor = recover(store.as_ref(), &index, &health, &err).await;
@@ -119,12 +128,17 @@ pub async fn run(
                     continue;
                 }
                 cursor = last_seq;
-                indexed_since_commit += 1;
+                indexed_since_commit += events;
             }
             idle
         };
         let since = last_commit.elapsed();
-        let due = since >= COMMIT_EVERY || (idle && since >= COMMIT_GAP);
+        let gap = if indexed_since_commit >= BUSY {
+            BUSY_COMMIT_GAP
+        } else {
+            COMMIT_GAP
+        };
+        let due = since >= COMMIT_EVERY || (idle && since >= gap);
         if indexed_since_commit > 0 && due {
             match commit(store.as_ref(), &index, cursor).await {
                 Ok(()) => {
@@ -144,7 +158,7 @@ pub async fn run(
         if idle {
             // Wake for new events, or when the pending commit falls due.
             let wait = if indexed_since_commit > 0 {
-                COMMIT_GAP.saturating_sub(last_commit.elapsed())
+                gap.saturating_sub(last_commit.elapsed())
             } else {
                 POLL
             };
@@ -249,42 +263,42 @@ async fn off_runtime(
 /// Adds a run of this process's appends; an error when the writer refuses
 /// one (its threads have failed), which takes the run back to the log.
 fn add_appended(index: &EventIndex, appended: &Appended) -> Result<(), String> {
-    for (i, (event, body)) in appended.events.iter().zip(&appended.bodies).enumerate() {
-        index
-            .add(
-                (appended.first_seq + i as i64) as u64,
-                &appended.tenant.org_id,
-                appended.tenant.environment.as_str(),
-                event,
-                body,
-            )
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    let events = appended
+        .events
+        .iter()
+        .zip(&appended.bodies)
+        .enumerate()
+        .map(|(i, (event, body))| Logged {
+            seq: (appended.first_seq + i as i64) as u64,
+            org_id: &appended.tenant.org_id,
+            environment: appended.tenant.environment.as_str(),
+            event,
+            json: body,
+        });
+    index.add_batch(events).map_err(|e| e.to_string())
 }
 
 /// Adds events read from the log; one that does not parse is skipped (it
 /// never will), a writer that refuses one is an error.
 pub fn add_all(index: &EventIndex, batch: &[LoggedEvent]) -> Result<(), String> {
-    for logged in batch {
-        let event: Event = match serde_json::from_str(&logged.body) {
-            Ok(event) => event,
+    let parsed: Vec<(&LoggedEvent, Event)> = batch
+        .iter()
+        .filter_map(|logged| match serde_json::from_str(&logged.body) {
+            Ok(event) => Some((logged, event)),
             Err(err) => {
                 tracing::error!(seq = logged.seq, error = %err, "an event in the log does not parse; not indexed");
-                continue;
+                None
             }
-        };
-        index
-            .add(
-                logged.seq as u64,
-                &logged.tenant.org_id,
-                logged.tenant.environment.as_str(),
-                &event,
-                &logged.body,
-            )
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+        })
+        .collect();
+    let events = parsed.iter().map(|(logged, event)| Logged {
+        seq: logged.seq as u64,
+        org_id: &logged.tenant.org_id,
+        environment: logged.tenant.environment.as_str(),
+        event,
+        json: &logged.body,
+    });
+    index.add_batch(events).map_err(|e| e.to_string())
 }
 
 /// Indexes the whole log from the start into an empty index and saves the

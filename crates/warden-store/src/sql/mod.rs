@@ -106,7 +106,7 @@ impl SqlStore {
 /// is left as the operator set it.
 pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
     if dir.exists() {
-        return Ok(());
+        return must_be_dir(dir);
     }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -126,6 +126,9 @@ pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
 /// under umask 022): SQLite gives its WAL the database file's mode, and
 /// the WAL holds every tenant's latest records.
 pub fn keep_private(dir: &Path) -> StoreResult<()> {
+    if dir.exists() {
+        must_be_dir(dir)?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -157,6 +160,18 @@ pub fn keep_private(dir: &Path) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a data directory that names something else (a file given by
+/// mistake), before anything in it is made or its mode is changed.
+fn must_be_dir(dir: &Path) -> StoreResult<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(format!(
+        "the data directory {} exists and is not a directory",
+        dir.display()
+    )))
 }
 
 /// Parses a stored enumeration value.

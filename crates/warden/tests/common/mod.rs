@@ -77,12 +77,19 @@ impl Backend {
 
     /// Runs a `warden` command against this backend.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_env(args, &[])
+    }
+
+    /// The command line with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         full.extend(self.store_args());
         Command::new(BIN)
             .args(&full)
             .env("WARDEN_MASTER_KEY", MASTER_KEY)
             .env_remove("RUST_LOG")
+            .env_remove("WARDEN_JSON")
+            .envs(env.iter().copied())
             .output()
             .expect("run warden")
     }
