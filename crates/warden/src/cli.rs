@@ -80,7 +80,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Address to listen on.
-    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:8080",
+          value_parser = host_and_port)]
     pub listen: String,
     /// A redis:// URL: rate limits shared by every replica (its value is
     /// never shown: it may hold a password).
@@ -95,17 +96,18 @@ pub struct ServeArgs {
     #[arg(
         long = "trusted-proxy",
         env = "WARDEN_TRUSTED_PROXY",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = proxy_range
     )]
     pub trusted_proxies: Vec<String>,
     /// Name of the first organization, when the store is empty.
     #[arg(long, env = "WARDEN_ORG_NAME", default_value = "Default")]
     pub org_name: String,
     /// Listen for syslog (RFC 5424 and 3164) on this UDP address.
-    #[arg(long, env = "WARDEN_SYSLOG_UDP")]
+    #[arg(long, env = "WARDEN_SYSLOG_UDP", value_parser = host_and_port)]
     pub syslog_udp: Option<String>,
     /// Listen for syslog on this TCP address (newline or octet-counting framing).
-    #[arg(long, env = "WARDEN_SYSLOG_TCP")]
+    #[arg(long, env = "WARDEN_SYSLOG_TCP", value_parser = host_and_port)]
     pub syslog_tcp: Option<String>,
     /// The organization (id) whose live environment receives syslog messages
     /// that carry no `[warden@32473 token="…"]` ingest key.
@@ -267,6 +269,36 @@ pub struct KeysRevokeArgs {
 }
 
 /// A Redis key prefix: 1 to 64 visible ASCII characters.
+/// An address to listen on, `HOST:PORT` (an IP address, IPv6 in
+/// brackets, or a name): a malformed one is a usage error (exit 2) before
+/// anything is made, not a failure to listen.
+fn host_and_port(text: &str) -> Result<String, String> {
+    if text.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    match text.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(':')
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok() =>
+        {
+            Ok(text.to_string())
+        }
+        _ => Err("expected HOST:PORT, such as 127.0.0.1:8080 or [::1]:8080".into()),
+    }
+}
+
+/// A proxy range, `10.0.0.0/8` or one address; an empty entry (a trailing
+/// comma) is skipped later.
+fn proxy_range(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() || warden_core::api_key::parse_cidr(text).is_some() {
+        Ok(text.to_string())
+    } else {
+        Err("expected a CIDR range such as 10.0.0.0/8, or an address".into())
+    }
+}
+
 fn redis_key_prefix(text: &str) -> Result<String, String> {
     if (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(text.to_string())

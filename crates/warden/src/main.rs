@@ -22,6 +22,17 @@ fn main() -> std::process::ExitCode {
         libc::umask(0o077);
     }
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        // The console commands print and exit: when what reads their
+        // output stops early (`| head`), they end quietly as other Unix
+        // tools do, instead of panicking on the closed pipe. The server
+        // keeps Rust's default, under which a closed socket is an error.
+        // SAFETY: sets this process's disposition of one signal, before
+        // any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     commands::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -377,6 +377,55 @@ fn help_never_shows_secrets_from_the_environment() {
 
 /// Without WARDEN_MASTER_KEY the key lives in a private file, and a process
 /// holding another key refuses to touch the store.
+/// A malformed address or proxy range is a usage error (exit 2) that
+/// makes nothing; a console command whose reader stops early ends quietly.
+#[test]
+fn malformed_flags_are_usage_errors_and_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for flags in [
+        &["--listen", "notanaddr"][..],
+        &["--listen", "127.0.0.1:99999"],
+        &["--listen", "::1:8080"],
+        &["--syslog-udp", "bad"],
+        &["--syslog-tcp", "host: 514"],
+        &["--trusted-proxy", "notacidr"],
+        &["--trusted-proxy", "10.0.0.0/8,10.0.0.0/99"],
+    ] {
+        let out = std::process::Command::new(common::BIN)
+            .arg("serve")
+            .args(flags)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {out:?}");
+        assert!(!data.exists(), "{flags:?} made a store");
+    }
+    let init = std::process::Command::new(common::BIN)
+        .args(["init", "--json", "--data-dir"])
+        .arg(&data)
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["org", "list", "--data-dir"])
+        .arg(&data)
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command prints.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{out:?}");
+}
+
 #[test]
 fn master_key_file_is_private_and_checked() {
     let dir = tempfile::tempdir().unwrap();

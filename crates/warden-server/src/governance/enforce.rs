@@ -854,10 +854,20 @@ pub fn decide(
             ),
             None => (
                 eval.decision,
-                format!(
-                    "no policy matched; the default decision {} applies",
-                    eval.decision.as_str()
-                ),
+                match eval.monitor_decision {
+                    // Monitor policies matched: say so, or the reason
+                    // would contradict `matched` and `monitor_decision`.
+                    Some(would) => format!(
+                        "no enforce policy matched (monitor policies matched and would decide {}); \
+                         the default decision {} applies",
+                        would.as_str(),
+                        eval.decision.as_str()
+                    ),
+                    None => format!(
+                        "no policy matched; the default decision {} applies",
+                        eval.decision.as_str()
+                    ),
+                },
                 None,
             ),
         }

@@ -117,7 +117,7 @@ pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
     }
     builder
         .create(dir)
-        .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Takes the data directory, its index directory, the master key and the
