@@ -268,7 +268,6 @@ pub struct KeysRevokeArgs {
     pub store: StoreArgs,
 }
 
-/// A Redis key prefix: 1 to 64 visible ASCII characters.
 /// An address to listen on, `HOST:PORT` (an IP address, IPv6 in
 /// brackets, or a name): a malformed one is a usage error (exit 2) before
 /// anything is made, not a failure to listen.
@@ -299,6 +298,7 @@ fn proxy_range(text: &str) -> Result<String, String> {
     }
 }
 
+/// A Redis key prefix: 1 to 64 visible ASCII characters.
 fn redis_key_prefix(text: &str) -> Result<String, String> {
     if (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(text.to_string())
