@@ -30,6 +30,19 @@ pub struct Logged<'a> {
     pub json: &'a str,
 }
 
+/// Segments this large are merged no further. A merge takes up to eight
+/// segments below it, so no merge reads (through the memory map, which
+/// counts in the process's resident memory) more than about 1.2 million
+/// events' worth of segments, and 10 million events rest in about ten.
+const MERGED_NO_FURTHER: usize = 150_000;
+
+/// Tantivy's log merge policy, with merges bounded by [`MERGED_NO_FURTHER`].
+fn merge_policy() -> Box<tantivy::indexer::LogMergePolicy> {
+    let mut policy = tantivy::indexer::LogMergePolicy::default();
+    policy.set_max_docs_before_merge(MERGED_NO_FURTHER);
+    Box::new(policy)
+}
+
 /// Memory the writer may fill before it writes a segment.
 const WRITER_MEMORY: usize = 192 * 1024 * 1024;
 /// The file that names this index, so its cursor in the store is its own.
@@ -208,6 +221,7 @@ impl EventIndex {
                 }
                 other => opening(other).into_error(),
             })?;
+        writer.set_merge_policy(merge_policy());
         let writer = Mutex::new(Some(writer));
         let reader = index
             .reader_builder()
@@ -400,6 +414,7 @@ impl EventIndex {
                     .index
                     .writer_with_num_threads(self.writer_threads, WRITER_MEMORY)
                     .map_err(index_err)?;
+                writer.set_merge_policy(merge_policy());
                 *slot = Some(writer);
                 Ok(())
             }
