@@ -33,7 +33,8 @@ pub struct Logged<'a> {
 /// Segments this large are merged no further. A merge takes up to eight
 /// segments below it, so no merge reads (through the memory map, which
 /// counts in the process's resident memory) more than about 1.2 million
-/// events' worth of segments, and 10 million events rest in about ten.
+/// events' worth of segments, and 10 million events rest in about
+/// seventeen (measured: 474 MiB peak resident, `BENCHMARKS.md`).
 const MERGED_NO_FURTHER: usize = 150_000;
 
 /// Tantivy's log merge policy, with merges bounded by [`MERGED_NO_FURTHER`].
@@ -333,9 +334,13 @@ impl EventIndex {
         event: &Event,
         json: &str,
     ) -> Result<(), SearchError> {
-        let doc = document(&self.fields, seq, org_id, environment, event, json);
-        self.with_writer(|writer| writer.add_document(doc))?;
-        Ok(())
+        self.add_batch(std::iter::once(Logged {
+            seq,
+            org_id,
+            environment,
+            event,
+            json,
+        }))
     }
 
     /// Adds logged events in one hand-over to the writer's thread, which

@@ -377,6 +377,17 @@ fn help_never_shows_secrets_from_the_environment() {
 
 /// Without WARDEN_MASTER_KEY the key lives in a private file, and a process
 /// holding another key refuses to touch the store.
+/// `warden ARGS --data-dir DATA` with the tests' master key.
+fn console(args: &[&str], data: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(common::BIN);
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY);
+    command
+}
+
 /// A malformed address or proxy range is a usage error (exit 2) that
 /// makes nothing; a console command whose reader stops early ends quietly.
 #[test]
@@ -392,28 +403,15 @@ fn malformed_flags_are_usage_errors_and_a_closed_pipe_ends_quietly() {
         &["--trusted-proxy", "notacidr"],
         &["--trusted-proxy", "10.0.0.0/8,10.0.0.0/99"],
     ] {
-        let out = std::process::Command::new(common::BIN)
-            .arg("serve")
-            .args(flags)
-            .arg("--data-dir")
-            .arg(&data)
-            .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        let out = console(&[&["serve"][..], flags].concat(), &data)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {out:?}");
         assert!(!data.exists(), "{flags:?} made a store");
     }
-    let init = std::process::Command::new(common::BIN)
-        .args(["init", "--json", "--data-dir"])
-        .arg(&data)
-        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
-        .output()
-        .unwrap();
+    let init = console(&["init", "--json"], &data).output().unwrap();
     assert!(init.status.success(), "{init:?}");
-    let mut child = std::process::Command::new(common::BIN)
-        .args(["org", "list", "--data-dir"])
-        .arg(&data)
-        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+    let mut child = console(&["org", "list"], &data)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -453,12 +451,7 @@ fn master_key_file_is_private_and_checked() {
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = std::process::Command::new(common::BIN)
-            .args(["init", "--json", "--data-dir"])
-            .arg(&open)
-            .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
-            .output()
-            .unwrap();
+        let out = console(&["init", "--json"], &open).output().unwrap();
         assert!(out.status.success(), "{out:?}");
         for entry in std::fs::read_dir(&open).unwrap() {
             let path = entry.unwrap().path();
@@ -475,13 +468,7 @@ fn master_key_file_is_private_and_checked() {
         std::fs::write(&file, "mine").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         for command in [&["init", "--json"][..], &["org", "list"], &["serve"]] {
-            let out = std::process::Command::new(common::BIN)
-                .args(command)
-                .arg("--data-dir")
-                .arg(&file)
-                .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
-                .output()
-                .unwrap();
+            let out = console(command, &file).output().unwrap();
             assert_eq!(out.status.code(), Some(1), "{command:?}: {out:?}");
             assert!(
                 String::from_utf8_lossy(&out.stderr).contains("is not a directory"),

@@ -17,12 +17,11 @@ use super::handoff::{Appended, Handoff};
 
 /// Events read from the log at a time.
 const BATCH: i64 = 5_000;
-/// How long indexed events may wait to become searchable under load.
+/// How long indexed events may wait to become searchable. A trickle of
+/// events (decisions at a few thousand a second) waits this long too: a
+/// commit for every few events would cost a segment, its merges and an
+/// fsync each.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
-/// The least time between commits when the indexer has caught up with a
-/// trickle of events (decisions at a few thousand a second), which would
-/// otherwise cost a segment, its merges and an fsync every few events.
-const COMMIT_GAP: Duration = Duration::from_millis(500);
 /// The least time between commits when the indexer has caught up with a
 /// stream: acknowledgments may be waiting for it (back-pressure), so it
 /// makes what it indexed searchable sooner.
@@ -133,12 +132,13 @@ pub async fn run(
             idle
         };
         let since = last_commit.elapsed();
-        let gap = if indexed_since_commit >= BUSY {
+        // Caught up with a stream: sooner than the usual spacing.
+        let gap = if idle && indexed_since_commit >= BUSY {
             BUSY_COMMIT_GAP
         } else {
-            COMMIT_GAP
+            COMMIT_EVERY
         };
-        let due = since >= COMMIT_EVERY || (idle && since >= gap);
+        let due = since >= gap;
         if indexed_since_commit > 0 && due {
             match commit(store.as_ref(), &index, cursor).await {
                 Ok(()) => {
