@@ -1585,6 +1585,20 @@ fn decisions_are_agent_events(backend: &Backend) {
     let r = api.post("/v1/events/batch", &shapes);
     assert_eq!(r.status, 202, "{}", r.text);
     wait_total(&api, "session_id:sdk-sess", 6);
+    // A tool name no policy can match (padded, or with an invisible
+    // character) would carry its arguments past the redactions: refused
+    // whole, as enforcement refuses it, naming the event and the field.
+    for tool in [" pay.charge", "pay.charge ", "pay\u{200b}.charge"] {
+        let event = json!({"event_type": "TOOL_CALL_PRE", "tool_name": tool, "agent_id": "billing-bot",
+            "session_id": "sdk-sess-bad", "metadata": {"tool_args": {"card": "SDKCARD9999"}}});
+        let r = api.post(
+            "/v1/events/batch",
+            &json!([{"event_type": "TOOL_CALL_POST"}, event]),
+        );
+        assert_eq!(r.status, 400, "{tool:?}: {}", r.text);
+        assert!(r.text.contains("tool_name"), "{tool:?}: {}", r.text);
+        assert!(r.text.contains("\"index\":1"), "{tool:?}: {}", r.text);
+    }
     // A long session's whole history, as the SDK sends it with every
     // event: its latest calls are kept, with the count, not the event lost.
     let history: Vec<String> = (0..5_000).map(|i| format!("kb.step{i}")).collect();

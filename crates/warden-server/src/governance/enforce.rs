@@ -81,7 +81,7 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
 
 /// A tool name as patterns match it: no invisible characters, and not
 /// blank or padded with spaces.
-fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
+pub(crate) fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
     check_text(value, field, MAX_TOOL_NAME)?;
     if let Some(c) = value
         .chars()

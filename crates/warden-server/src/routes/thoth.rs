@@ -327,6 +327,15 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     };
     let event_type = text(&mut object, "event_type")?.unwrap_or_default();
     let tool = text(&mut object, "tool_name")?.unwrap_or_default();
+    // Held to the rule enforcement holds a tool name to: policies (and the
+    // redactions they name for the event's arguments) match such a name
+    // only, so a padded or invisible-laden one would slip past them.
+    if !tool.is_empty() {
+        crate::governance::enforce::check_tool_name(&tool, "tool_name").map_err(|e| match e {
+            warden_core::Error::Invalid { field, message } => (field, message),
+            other => ("tool_name".to_string(), other.to_string()),
+        })?;
+    }
     let content = text(&mut object, "content")?.unwrap_or_default();
     let agent_id = text(&mut object, "agent_id")?;
     let session_id = text(&mut object, "session_id")?;

@@ -75,16 +75,31 @@ impl NdjsonReader {
 
     /// Takes the next chunk of the body.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), NdjsonError> {
-        match self.gzip.as_mut() {
-            Some(decoder) => {
-                decoder
-                    .write_all(chunk)
-                    .map_err(|e| NdjsonError::Gzip(e.to_string()))?;
-                let inflated = std::mem::take(decoder.get_mut());
-                self.text(&inflated)
-            }
-            None => self.text(chunk),
+        if self.gzip.is_none() {
+            return self.text(chunk);
         }
+        // A step at a time, each handed on before the next: one step
+        // inflates at most tens of KiB, so a small chunk of a gzip bomb
+        // never becomes hundreds of MB in memory, and the size limit stops
+        // it as the limit is passed.
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let Some(decoder) = self.gzip.as_mut() else {
+                break;
+            };
+            let taken = decoder
+                .write(rest)
+                .map_err(|e| NdjsonError::Gzip(e.to_string()))?;
+            let inflated = std::mem::take(decoder.get_mut());
+            self.text(&inflated)?;
+            if taken == 0 && inflated.is_empty() {
+                return Err(NdjsonError::Gzip(
+                    "the gzip stream stops before the body ends".into(),
+                ));
+            }
+            rest = &rest[taken..];
+        }
+        Ok(())
     }
 
     /// The body ended.
@@ -371,6 +386,31 @@ mod tests {
         r.finish().unwrap();
         assert_eq!(r.events.len(), 500);
         assert_eq!(r.events[499].message, "line 499");
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_as_it_inflates_not_after() {
+        use flate2::write::GzEncoder;
+        // 80 members of 1 MiB of zeros each: about 80 KiB that inflate to
+        // 80 MiB, past the limit, all in one chunk of the body.
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let member = enc.finish().unwrap();
+        let bomb = member.repeat(80);
+        assert!(bomb.len() < 200 * 1024, "{} bytes", bomb.len());
+        let mut r = NdjsonReader::new(true, 1);
+        let refused = r.push(&bomb);
+        assert!(
+            matches!(refused, Err(NdjsonError::TooLarge(_))),
+            "{refused:?}"
+        );
+        // Inflating stopped at the limit: nothing near the 80 MiB the
+        // chunk holds was inflated before the refusal.
+        assert!(
+            r.total_bytes <= MAX_NDJSON_BYTES + 256 * 1024,
+            "{} bytes inflated",
+            r.total_bytes
+        );
     }
 
     #[test]
