@@ -118,9 +118,12 @@ records = s1["warden_audit_commit_records_sum"] - s0.get("warden_audit_commit_re
 bound = max(le for le in t if le <= 0.002)
 slow = batches - t[bound]
 waits = s1.get("warden_index_backpressure_waits_total", 0) - s0.get("warden_index_backpressure_waits_total", 0)
+q = delta("warden_audit_queued_seconds")
 print(f"Audit commits during the fixed-rate run: {batches:,.0f} batches of {records / batches:.2f} records on average; "
       f"commit time p50 <= {quantile(t, 0.5) * 1000:.2f} ms, p99 <= {quantile(t, 0.99) * 1000:.2f} ms "
-      f"(bucket bounds); {slow:,.0f} batches ({slow / batches:.1%}) over {bound * 1000:.2f} ms; index back-pressure waits: {waits:,.0f}")
+      f"(bucket bounds); {slow:,.0f} batches ({slow / batches:.1%}) over {bound * 1000:.2f} ms; "
+      f"each record's wait for its batch to start p50 <= {quantile(q, 0.5) * 1000:.2f} ms, p99 <= {quantile(q, 0.99) * 1000:.2f} ms; "
+      f"index back-pressure waits: {waits:,.0f}")
 PY
 )
 # The disk alone, paced like the decisions and syncing each one: 4 KiB (one

@@ -157,6 +157,11 @@ impl Metrics {
             "Audit records per committed batch",
             audit.records.clone(),
         );
+        registry.register(
+            "warden_audit_queued_seconds",
+            "Time each audit record waited for its batch to start committing (behind the batch before it)",
+            audit.queued_seconds.clone(),
+        );
         if redis_configured {
             registry.register(
                 "warden_redis_up",

@@ -316,8 +316,9 @@ fn metrics_and_request_ids(backend: &Backend) {
     assert!(metrics
         .text
         .contains("warden_http_request_duration_seconds_bucket"));
-    // Each audit batch's commit is timed and its records counted: three
-    // decisions one after another are at least three batches.
+    // Each audit batch's commit is timed and its records counted, and each
+    // record's wait for its batch is timed: three decisions one after
+    // another are at least three batches and three waits.
     let sample = |text: &str, name: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -335,6 +336,7 @@ fn metrics_and_request_ids(backend: &Backend) {
     for name in [
         "warden_audit_commit_seconds_count",
         "warden_audit_commit_records_sum",
+        "warden_audit_queued_seconds_count",
     ] {
         assert!(
             sample(&after, name) - sample(&before, name) >= 3.0,

@@ -55,6 +55,8 @@ struct Pending {
     /// The same event, for the indexer once committed.
     decision: Option<Event>,
     reply: oneshot::Sender<Result<Committed, AppendError>>,
+    /// When the record was handed to the writer.
+    sent: std::time::Instant,
 }
 
 /// A record in its chain, and the log position of the last event its
@@ -62,12 +64,15 @@ struct Pending {
 type Committed = (ChainedRecord, Option<i64>);
 
 /// How long each batch took to commit, durably (the sync to disk
-/// included), and how many records it carried: a decision's latency is
-/// mostly its batch's commit, so these say how much of it the store takes.
+/// included), how many records it carried, and how long each record
+/// waited for its batch to start (behind the batch committing before it):
+/// a decision's latency is mostly that wait and its batch's commit, so
+/// these say how much of it the store takes.
 #[derive(Clone)]
 pub struct CommitTimes {
     pub seconds: Histogram,
     pub records: Histogram,
+    pub queued_seconds: Histogram,
 }
 
 impl Default for CommitTimes {
@@ -78,6 +83,7 @@ impl Default for CommitTimes {
             seconds: Histogram::new(exponential_buckets(0.000_05, 1.5, 24)),
             // 1 to 1,024 records.
             records: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            queued_seconds: Histogram::new(exponential_buckets(0.000_05, 1.5, 24)),
         }
     }
 }
@@ -118,6 +124,7 @@ impl AuditLog {
                 record,
                 companion,
                 reply,
+                sent: std::time::Instant::now(),
             })
             .map_err(|_| AppendError::Stopped)?;
         let (chained, last_event_seq) = rx.await.map_err(|_| AppendError::Stopped)??;
@@ -403,6 +410,9 @@ async fn writer(
                         let _ = p.reply.send(Err(AppendError::Store(StoreError::Unavailable(why.into()))));
                     }
                     continue;
+                }
+                for p in &batch {
+                    times.queued_seconds.observe(p.sent.elapsed().as_secs_f64());
                 }
                 match chain(store.as_ref(), &mut heads, &batch).await {
                     Some(appends) => {
