@@ -21,6 +21,20 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
 const CREATE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
+/// Refuses a schema migrated past what this binary knows: a newer replica
+/// upgraded the shared database, and an older one serving it could write
+/// what the new schema no longer means.
+fn refuse_newer(applied: &[i64], list: &[(i64, &str)]) -> StoreResult<()> {
+    let known = list.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    match applied.iter().copied().filter(|v| *v > known).max() {
+        Some(newest) => Err(crate::StoreError::Rejected(format!(
+            "the database's schema is at version {newest}, newer than this binary knows \
+             (up to {known}): a newer Warden migrated it; run that version on every replica"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn apply_sqlite(
     conn: &mut rusqlite::Connection,
     list: &[(i64, &str)],
@@ -30,6 +44,14 @@ pub(crate) fn apply_sqlite(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql_err)?;
     tx.execute_batch(CREATE).map_err(sql_err)?;
+    let applied: Vec<i64> = tx
+        .prepare("SELECT version FROM schema_migrations")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<i64>, _>>()
+        })
+        .map_err(sql_err)?;
+    refuse_newer(&applied, list)?;
     for (version, sql) in list {
         let applied: i64 = tx
             .query_row(
@@ -71,6 +93,7 @@ pub(crate) async fn apply_postgres(pool: &PgPool, list: &[(i64, &str)]) -> Store
             .fetch_all(&mut conn)
             .await
             .map_err(map_err)?;
+        refuse_newer(&applied, list)?;
         for (version, sql) in list {
             if applied.contains(version) {
                 continue;

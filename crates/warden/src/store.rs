@@ -42,7 +42,24 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
                     file.display()
                 ));
             }
-            crate::master_key::load(None, &args.data_dir, create_key && !set_up)?
+            let creating = create_key && !set_up && !file.exists();
+            let key = crate::master_key::load(None, &args.data_dir, create_key && !set_up)?;
+            if creating {
+                // Claimed at once: replicas started together on a new
+                // database each make a key, and only one can be the
+                // store's. The others remove theirs, so that no data
+                // directory keeps a key the store will never take.
+                if let Err(refused) =
+                    warden_server::services::secrets::verify_master_key(&store, &key).await
+                {
+                    let _ = std::fs::remove_file(&file);
+                    return Err(format!(
+                        "{refused}; another replica set this database up with its own key                          a moment ago, and the new {} was removed",
+                        file.display()
+                    ));
+                }
+            }
+            key
         }
     };
     Ok(Opened {

@@ -655,6 +655,34 @@ fn init_takes_a_custom_plan_and_restored_files_are_made_private(backend: &Backen
     }
 }
 
+/// A store migrated by a newer Warden is refused by an older one, which
+/// could write what the new schema no longer means; nothing is changed.
+fn a_schema_newer_than_the_binary_is_refused(backend: &Backend) {
+    let t = backend.init();
+    backend.sql("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)");
+    for args in [&["org", "list"][..], &["serve", "--listen", "127.0.0.1:0"]] {
+        let out = backend.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("schema is at version 99, newer than this binary knows"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        backend.sql("SELECT COUNT(*) FROM schema_migrations").trim(),
+        "4"
+    );
+    backend.sql("DELETE FROM schema_migrations WHERE version = 99");
+    let out = backend.cli(&["org", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&t.org_id));
+}
+
 on_every_backend!(
     init_takes_a_custom_plan_and_restored_files_are_made_private,
     slow_and_idle_clients_are_disconnected,
@@ -665,4 +693,5 @@ on_every_backend!(
     rate_limits_refuse_and_change_nothing,
     redis_unreachable_falls_back_to_local_limits,
     metrics_and_request_ids,
+    a_schema_newer_than_the_binary_is_refused,
 );

@@ -121,6 +121,56 @@ fn replicas_share_state_and_revocations() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("master key"));
 }
 
+#[test]
+#[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+fn replicas_set_up_together_without_a_key_keep_only_the_stores_key() {
+    let backend = Backend::postgres();
+    // Six replicas initialize one new database at once, none given a key:
+    // each may make its own master.key, and only one can be the store's.
+    let children: Vec<(usize, Child)> = (1..=6)
+        .map(|replica| {
+            let child = Command::new(common::BIN)
+                .args(["init", "--json"])
+                .args(backend.store_args_for(replica))
+                .env_remove("WARDEN_MASTER_KEY")
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (replica, child)
+        })
+        .collect();
+    let mut set_up = Vec::new();
+    for (replica, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let key_file = backend.data_dir(replica).join("master.key");
+        if out.status.success() {
+            set_up.push(key_file);
+        } else {
+            // The others say why and leave no key behind.
+            assert_eq!(out.status.code(), Some(1));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("master key"), "{stderr}");
+            assert!(!key_file.exists(), "replica {replica} kept a key: {stderr}");
+        }
+    }
+    assert_eq!(set_up.len(), 1, "exactly one replica sets the store up");
+    // The one key file left is the store's: a replica given it serves.
+    let key = std::fs::read_to_string(&set_up[0]).unwrap();
+    let out = Command::new(common::BIN)
+        .args(["org", "create", "Second", "--json"])
+        .args(backend.store_args_for(7))
+        .env("WARDEN_MASTER_KEY", key.trim())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A private Redis server on a free port, so the test can stop it.
 struct PrivateRedis {
     child: Child,
