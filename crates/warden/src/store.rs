@@ -54,7 +54,8 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
                 {
                     let _ = std::fs::remove_file(&file);
                     return Err(format!(
-                        "{refused}; another replica set this database up with its own key                          a moment ago, and the new {} was removed",
+                        "{refused}; another replica set this database up with its own key \
+                         a moment ago, and the new {} was removed",
                         file.display()
                     ));
                 }
