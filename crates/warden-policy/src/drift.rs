@@ -13,10 +13,20 @@ use serde::{Deserialize, Serialize};
 /// Calls a profile needs before its scores count; until then it is
 /// `learning` and scores 0.
 pub const LEARNING_CALLS: u64 = 50;
-/// How many of the latest call times the rate is measured over.
-const RATE_WINDOW: usize = 32;
-/// Smoothing of the long-run rate (per call).
+/// How many of the latest calls the current rate is measured over (the
+/// call being scored and the ones before it): few, so that a burst shows
+/// within a handful of calls.
+const RATE_WINDOW: usize = 8;
+/// A pause longer than this between two calls ends a run of activity. A
+/// window that holds one says how long the agent was away, not how fast it
+/// calls: it gives no rate, to score or to learn.
+const IDLE_GAP_MS: i64 = 60_000;
+/// Smoothing of the long-run rate, per call, in log space.
 const RATE_SMOOTHING: f64 = 0.02;
+/// Most one sample moves the long-run rate towards itself, as a factor
+/// (before smoothing): a burst, however fast, cannot drag the baseline up
+/// with it and make the agent's usual pace look unusual afterwards.
+const RATE_STEP_LIMIT: f64 = 2.0;
 /// Most distinct tools a profile learns. An agent's calls choose the names,
 /// so without a bound a caller could grow the profile (its memory, and the
 /// snapshot saved in the background) without end. Past the bound a new
@@ -114,11 +124,26 @@ fn hour_of(at_ms: i64) -> usize {
 }
 
 impl Profile {
-    /// Calls per minute over the recent window, counting `at_ms` as the next.
+    /// Calls per minute over the latest window, counting `at_ms` as its
+    /// newest call; `None` until the window is full or when an idle gap
+    /// lies inside it.
     fn current_rate(&self, at_ms: i64) -> Option<f64> {
-        let oldest = *self.recent.front()?;
-        let span_ms = (at_ms - oldest).max(1) as f64;
-        Some(self.recent.len() as f64 * 60_000.0 / span_ms)
+        let before = RATE_WINDOW - 1;
+        if self.recent.len() < before {
+            return None;
+        }
+        let times: Vec<i64> = self
+            .recent
+            .iter()
+            .skip(self.recent.len() - before)
+            .copied()
+            .chain(std::iter::once(at_ms))
+            .collect();
+        if times.windows(2).any(|w| w[1] - w[0] > IDLE_GAP_MS) {
+            return None;
+        }
+        let span_ms = (at_ms - times[0]).max(1) as f64;
+        Some(before as f64 * 60_000.0 / span_ms)
     }
 
     /// Scores a call against what the profile has learned so far.
@@ -145,9 +170,10 @@ impl Profile {
             None => 0.0,
         };
         let unusual_rate = match (self.baseline_per_minute, self.current_rate(call.at_ms)) {
-            (Some(baseline), Some(current)) if self.recent.len() >= RATE_WINDOW / 2 => {
-                // A tenfold change either way scores 1.
-                ((current / baseline.max(1e-9)).ln().abs() / 10f64.ln()).min(1.0)
+            // Faster than usual only (tenfold scores 1): a slower pace is
+            // an agent at rest, not one misused.
+            (Some(baseline), Some(current)) => {
+                ((current / baseline.max(1e-9)).ln() / 10f64.ln()).clamp(0.0, 1.0)
             }
             _ => 0.0,
         };
@@ -200,13 +226,16 @@ impl Profile {
 
     /// Learns from a call (after it was scored).
     pub fn observe(&mut self, call: &Observation<'_>) {
-        if let (Some(rate), true) = (
-            self.current_rate(call.at_ms),
-            self.recent.len() >= RATE_WINDOW / 2,
-        ) {
+        if let Some(rate) = self.current_rate(call.at_ms) {
             self.baseline_per_minute = Some(match self.baseline_per_minute {
                 None => rate,
-                Some(b) => b + RATE_SMOOTHING * (rate - b),
+                Some(b) => {
+                    let b = b.max(1e-9);
+                    let step = (rate / b)
+                        .ln()
+                        .clamp(-RATE_STEP_LIMIT.ln(), RATE_STEP_LIMIT.ln());
+                    b * (RATE_SMOOTHING * step).exp()
+                }
             });
         }
         self.calls += 1;
@@ -327,6 +356,53 @@ mod tests {
             after < 0.15,
             "back to the usual pattern, the score falls back: {after}"
         );
+    }
+
+    /// A steady agent: one call every `gap_ms`, `n` times from `at`.
+    fn steady(profile: &mut Profile, n: usize, mut at: i64, gap_ms: i64) -> (i64, Vec<f64>) {
+        let mut rates = Vec::new();
+        for _ in 0..n {
+            let c = call("fs.read", None, &[], at);
+            rates.push(profile.score(&c).unusual_rate);
+            profile.observe(&c);
+            at += gap_ms;
+        }
+        (at, rates)
+    }
+
+    /// An agent back from a pause at its usual pace is not unusual; a
+    /// burst right after a pause shows within one window; a burst does not
+    /// drag the long-run rate up after it.
+    #[test]
+    fn the_rate_part_flags_bursts_not_pauses_and_a_burst_does_not_become_the_baseline() {
+        let mut profile = Profile::default();
+        let (at, _) = steady(&mut profile, 200, 9 * 3_600_000, 5_000);
+        let usual = profile.baseline_per_minute.unwrap();
+        assert!((usual - 12.0).abs() < 0.5, "{usual}");
+
+        // Three minutes away, then the usual pace: never unusual.
+        let (at, rates) = steady(&mut profile, 20, at + 180_000, 5_000);
+        assert!(rates.iter().all(|r| *r == 0.0), "{rates:?}");
+
+        // Forty seconds away, then a burst (4 ms apart): at full strength
+        // once the window holds only the burst.
+        let (at, rates) = steady(&mut profile, 60, at + 40_000, 4);
+        assert!(
+            rates[RATE_WINDOW - 1..].iter().all(|r| *r == 1.0),
+            "{rates:?}"
+        );
+        // The burst moved the long-run rate by at most 2% of a doubling
+        // per call.
+        let after_burst = profile.baseline_per_minute.unwrap();
+        let most = usual * (60.0 * RATE_SMOOTHING * RATE_STEP_LIMIT.ln()).exp();
+        assert!(after_burst <= most, "{usual} -> {after_burst}");
+
+        // Back to the usual pace: slower than the baseline is not unusual,
+        // and the baseline comes back down.
+        let (_, rates) = steady(&mut profile, 200, at + 5_000, 5_000);
+        assert!(rates[RATE_WINDOW..].iter().all(|r| *r == 0.0), "{rates:?}");
+        let settled = profile.baseline_per_minute.unwrap();
+        assert!(settled < after_burst && settled < usual * 1.5, "{settled}");
     }
 
     #[test]

@@ -19,15 +19,20 @@ fn policy(api: &Api, body: Value) -> String {
 /// with its hold token: the redemption.
 fn approved_redemption(api: &Api, call: &Value) -> Value {
     let token = enforce(api, call.clone())["hold_token"].clone();
+    approve_first_pending(api);
+    let mut redeem = call.clone();
+    redeem["hold_token"] = token;
+    redeem
+}
+
+/// Approves the first hold of the pending list.
+fn approve_first_pending(api: &Api) {
     let hold = api.get("/api/v1/holds?status=pending").body["data"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
     let r = api.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
-    let mut redeem = call.clone();
-    redeem["hold_token"] = token;
-    redeem
 }
 
 /// A hold poll as the Thoth SDK makes it (its own path and header).
@@ -1230,7 +1235,8 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         &json!({"default_decision": "step_up"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let call = json!({"agent_id": "payer", "tool_name": "mail.send", "tool_args": {"to": "x"}});
+    let call = json!({"agent_id": "payer", "tool_name": "mail.send", "tool_args": {"to": "x"},
+                      "user_id": "u-42"});
     let redeem = approved_redemption(&api, &call);
     let token = redeem["hold_token"].as_str().unwrap().to_string();
     assert!(hold_until(&api, &token, 0)["redeemed_at"].is_null());
@@ -1244,6 +1250,8 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let resolved = api.get("/api/v1/audit?kind=hold_resolution&limit=1").body["data"][0].clone();
     assert_eq!(resolved["matched_policy_ids"], json!([]), "{resolved}");
     assert!(resolved["policy_id"].is_null(), "{resolved}");
+    // The resolution names the user the held call was made for.
+    assert_eq!(resolved["user_id"], "u-42", "{resolved}");
 
     // A denial reaches the SDK said as one, the approver's words after it.
     let token = enforce(&api, call.clone())["hold_token"].clone();
@@ -1329,6 +1337,11 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(count("action=*.READ"), 0);
     assert_eq!(count("decision=deny"), 3);
     assert_eq!(count("session_id=s1"), 2);
+    for empty in ["session_id=", "action=", "session_id=%20"] {
+        let r = api.get(&format!("/api/v1/audit?{empty}"));
+        let field = empty.split('=').next().unwrap();
+        assert_eq!(r.error(400, "invalid_request")["field"], field, "{empty}");
+    }
     assert_eq!(count("min_drift=0"), 7);
     assert_eq!(count(&format!("from={started}&kind=decision")), 7);
     assert_eq!(count("to=2000-01-01T00:00:00Z"), 0);
@@ -1336,6 +1349,11 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         .error(400, "invalid_request");
     api.get("/api/v1/audit?from=yesterday")
         .error(400, "invalid_request");
+    // Times written as search takes them: relative, a date, seconds.
+    assert_eq!(count("from=now-1h&kind=decision"), 7);
+    assert_eq!(count("to=now-1h"), 0);
+    assert_eq!(count("to=2000-01-01"), 0);
+    assert_eq!(count("from=946684800&kind=decision"), 7);
     let r = api.get("/api/v1/audit?from=2026-12-05T00:00:00Z&to=2026-12-04T00:00:00Z");
     assert_eq!(r.error(400, "invalid_request")["field"], "to");
     // Pages walk the whole log without repeats.
@@ -1627,6 +1645,82 @@ fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
         calls,
         "{}",
         after.text
+    );
+}
+
+/// A denied or held call is scored but not learned: retrying a call that
+/// a rule on drift denied meets the same score and the same rule. A held
+/// call is learned once its approval is used.
+fn denied_and_held_calls_are_not_learned(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let mut agent = String::new();
+    for i in 0..60 {
+        let tool = if i % 2 == 0 {
+            "files.read"
+        } else {
+            "files.write"
+        };
+        let d = enforce(
+            &api,
+            json!({"agent_id": "steady", "tool_name": tool, "tool_args": {"path": "/srv"}}),
+        );
+        agent = d["agent_id"].as_str().unwrap().to_string();
+    }
+    let calls = |api: &common::Api| -> u64 {
+        let r = api.get(&format!("/api/v1/agents/{agent}/drift"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"]["calls"].as_u64().unwrap()
+    };
+    assert_eq!(calls(&api), 60);
+    // The rule of docs/policies.md's example.
+    policy(
+        &api,
+        json!({"name": "drifting", "action_pattern": "*", "decision": "deny", "priority": 10,
+               "condition": "drift.score > 0.6 && !drift.learning"}),
+    );
+    let mut scores = Vec::new();
+    for _ in 0..4 {
+        let d = enforce(
+            &api,
+            json!({"agent_id": "steady", "tool_name": "creds.dump", "tool_args": {"target": "dc01"}}),
+        );
+        assert_eq!(d["decision"], "deny", "a retry got through: {d}");
+        assert_eq!(d["drift"]["new_tool"], 1.0, "{d}");
+        scores.push(d["drift"]["score"].as_f64().unwrap());
+    }
+    assert!(scores.iter().all(|s| *s == scores[0]), "{scores:?}");
+    assert_eq!(calls(&api), 60, "denied calls were learned");
+    // A held call is learned when its approval is used (here by the
+    // SDK's poll), once.
+    policy(
+        &api,
+        json!({"name": "vault", "action_pattern": "vault.*", "decision": "step_up", "priority": 20}),
+    );
+    let held = enforce(
+        &api,
+        json!({"agent_id": "steady", "tool_name": "vault.read"}),
+    );
+    assert_eq!(held["decision"], "step_up", "{held}");
+    assert_eq!(calls(&api), 60, "a held call was learned");
+    approve_first_pending(&api);
+    let token = held["hold_token"].as_str().unwrap();
+    assert_eq!(thoth_poll(&api, &t.live_key, token)["resolution"], "ALLOW");
+    assert_eq!(calls(&api), 61, "the approved call ran and was learned");
+    // The audit log's rebuild learns the same calls.
+    let rebuilt = api.post(&format!("/api/v1/agents/{agent}/drift/rebuild"), &json!({}));
+    assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
+    assert_eq!(rebuilt.body["data"]["calls"], 61, "{}", rebuilt.text);
+    let tools: Vec<&str> = rebuilt.body["data"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tool"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"vault.read") && !tools.contains(&"creds.dump"),
+        "{tools:?}"
     );
 }
 
@@ -2670,6 +2764,7 @@ on_every_backend!(
     holds_resolve_once_expire_and_are_single_use,
     audit_filters_and_chain_verification,
     drift_rises_on_a_burst_and_falls_back,
+    denied_and_held_calls_are_not_learned,
     audit_survives_kill_9_under_load,
     decisions_cannot_be_replayed_impersonated_or_made_costly,
     thoth_poll_checks_what_changed_since_the_approval,

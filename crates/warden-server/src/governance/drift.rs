@@ -385,9 +385,10 @@ fn fold(profile: &mut Profile, r: &ChainedRecord) {
     let Some(tool) = r.record.tool.as_deref() else {
         return;
     };
-    // A poll's use of an approval runs a call already observed when it
-    // was held; the live profile does not count it twice either.
-    if r.record.detail.get("used_by").is_some() {
+    // Only calls that ran are learned, as live: not a denied or held call
+    // (a poll's use of an approval is the held call running).
+    let ran = r.record.decision.as_deref().and_then(|d| d.parse().ok());
+    if !ran.is_some_and(super::enforce::runs) {
         return;
     }
     let keys = r

@@ -684,17 +684,20 @@ async fn decide_and_record(
             return Err(append_error(other));
         }
     };
-    // The session's history is of calls that ran: a denied or held call
-    // does not become `session.previous_tool`, or retrying it would pass a
-    // rule on what may follow what.
-    let ran = runs(decision);
-    g.drift.observe(
-        &tenant,
-        &agent.id,
-        call.session_id.as_deref().filter(|_| ran),
-        &observation,
-        chained.sequence,
-    );
+    // Only a call that runs is learned, by the profile and its session's
+    // history: a denied or held call learned would make itself familiar,
+    // so that retrying it would pass a rule on drift (or on what may follow
+    // what) that stopped it. A held call is learned when its approval is
+    // used.
+    if runs(decision) {
+        g.drift.observe(
+            &tenant,
+            &agent.id,
+            call.session_id.as_deref(),
+            &observation,
+            chained.sequence,
+        );
+    }
 
     Ok(Ok(Verdict {
         decision,

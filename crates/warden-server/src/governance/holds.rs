@@ -125,6 +125,12 @@ pub async fn resolve(
         HoldStatus::Approved => "allow",
         _ => "deny",
     };
+    // The user the held call was made for, as its decision recorded it,
+    // so that the audit log filtered by that user shows the resolution.
+    let user_id = store
+        .get_audit(tenant, &hold.audit_id)
+        .await?
+        .and_then(|r| r.record.user_id);
     let reason = match resolution.status {
         HoldStatus::Approved => "step-up approved",
         HoldStatus::Denied => "step-up denied",
@@ -144,7 +150,7 @@ pub async fn resolve(
         monitored: vec![],
         drift: None,
         session_id: hold.session_id.clone(),
-        user_id: None,
+        user_id,
         latency_us: None,
         hold_id: Some(hold.id.clone()),
         policy_id: hold_policy(hold),
@@ -440,9 +446,24 @@ pub async fn use_by_poll(
             "used_by": "poll",
         }),
     };
+    // The tool called before it in its session, as the held call saw it:
+    // what drift learns of this call, live and when rebuilt.
+    let previous_tool = held
+        .as_ref()
+        .and_then(|r| r.detail.get("previous_tool"))
+        .filter(|v| v.is_string())
+        .cloned();
     // The agent's name as its SDK knows it, as on every decision record
     // (and so on the agent event searched by it).
     let mut record = record;
+    if let Some(previous) = &previous_tool {
+        record.detail["previous_tool"] = previous.clone();
+    }
+    let arg_keys = record
+        .arguments
+        .as_ref()
+        .map(super::drift::argument_keys)
+        .unwrap_or_default();
     if let Some(external) = held
         .as_ref()
         .and_then(|r| r.detail.get("external_agent_id"))
@@ -458,12 +479,22 @@ pub async fn use_by_poll(
         .append(tenant.clone(), record, Some(companion))
         .await
     {
-        Ok(_) => {
-            // The call runs now: it joins its session's history.
-            if let Some(session) = &hold.session_id {
-                g.drift
-                    .remember_in_session(tenant, &hold.agent_id, session, &hold.tool, now);
-            }
+        Ok(chained) => {
+            // The call runs now: its agent's profile learns it (it was not
+            // learned when held) and it joins its session's history.
+            let observation = warden_policy::drift::Observation {
+                tool: &hold.tool,
+                previous_tool: previous_tool.as_ref().and_then(|v| v.as_str()),
+                arg_keys: &arg_keys,
+                at_ms: now,
+            };
+            g.drift.observe(
+                tenant,
+                &hold.agent_id,
+                hold.session_id.as_deref(),
+                &observation,
+                chained.sequence,
+            );
             Ok(Ok(()))
         }
         Err(AppendError::Precondition) => Ok(Err("the hold's approval was already used".into())),

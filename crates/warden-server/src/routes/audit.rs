@@ -10,7 +10,7 @@ use warden_core::page::PageRequest;
 
 use super::enforce::DriftView;
 use super::policies::DecisionName;
-use super::wire::{agent_filter, parse_time, time, SortDirection};
+use super::wire::{agent_filter, parse_time_bound, time, SortDirection};
 use crate::auth::Principal;
 use crate::governance::verify;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
@@ -146,9 +146,9 @@ pub struct ListAudit {
     /// Only records whose drift score is at least this (0 to 1).
     #[param(minimum = 0, maximum = 1)]
     pub min_drift: Option<f64>,
-    /// From this time (RFC 3339), inclusive.
+    /// From this time, inclusive (RFC 3339, a date, a number since 1970, or `now-1h`).
     pub from: Option<String>,
-    /// Before this time (RFC 3339).
+    /// Before this time, exclusive (written as `from`).
     pub to: Option<String>,
 }
 
@@ -185,6 +185,16 @@ pub async fn list_audit(
         }
     }
     let agent_id = agent_filter(&state, &principal, q.agent_id).await?;
+    // An empty filter is a mistake (a variable left unset), refused as
+    // `agent_id=` is, rather than a filter that matches nothing.
+    for (field, value) in [("action", &q.action), ("session_id", &q.session_id)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must not be empty"),
+            ));
+        }
+    }
     let filter = AuditFilter {
         agent_id,
         action: q.action,
@@ -201,8 +211,8 @@ pub async fn list_audit(
         // Scores are stored in millionths: the store returns every record
         // that may reach the threshold, and the exact score decides below.
         min_drift_micros: q.min_drift.map(|d| (d * 1_000_000.0).floor() as i64),
-        from: parse_time("from", q.from.as_deref())?,
-        to: parse_time("to", q.to.as_deref())?,
+        from: parse_time_bound("from", q.from.as_deref())?,
+        to: parse_time_bound("to", q.to.as_deref())?,
     };
     if let (Some(from), Some(to)) = (filter.from, filter.to) {
         if from >= to {

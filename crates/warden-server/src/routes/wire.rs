@@ -86,6 +86,30 @@ pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, wa
         .transpose()
 }
 
+/// A time bound written as search takes one (RFC 3339, a date, a number
+/// since 1970, `now-1h`): an analyst writes one window the same way for
+/// the audit log and for events.
+pub fn parse_time_bound(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<Millis>, warden_core::Error> {
+    value
+        .map(|text| {
+            warden_search::parse_time_value(text, warden_core::time::now_ms())
+                .map(|(from, _)| from)
+                .ok_or_else(|| {
+                    warden_core::Error::invalid(
+                        field,
+                        format!(
+                            "`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, \
+                             a number since 1970 (seconds to nanoseconds), or now-24h"
+                        ),
+                    )
+                })
+        })
+        .transpose()
+}
+
 pub fn time(ms: Millis) -> String {
     warden_core::time::to_rfc3339(ms)
 }
