@@ -1591,6 +1591,28 @@ fn drift_rises_on_a_burst_and_falls_back(backend: &Backend) {
     assert_eq!(before.status, 200, "{}", before.text);
     let calls = before.body["data"]["calls"].as_u64().unwrap();
     assert!(calls >= 96, "{}", before.text);
+    // What every part is scored against is shown: the steps between
+    // tools, each tool's argument names, the current rate's window.
+    let profile = &before.body["data"];
+    let step = profile["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["from"] == "files.read" && t["to"] == "files.write")
+        .unwrap_or_else(|| panic!("{profile}"));
+    assert!(step["calls"].as_u64().unwrap() >= 40, "{step}");
+    let read = profile["argument_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tool"] == "files.read")
+        .unwrap_or_else(|| panic!("{profile}"));
+    assert_eq!(read["keys"], json!(["limit", "path"]));
+    assert_eq!(
+        profile["recent_calls"].as_array().unwrap().len(),
+        8,
+        "{profile}"
+    );
     let rebuilt = api.post(&format!("/api/v1/agents/{agent}/drift/rebuild"), &json!({}));
     assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
     assert_eq!(rebuilt.body["data"]["calls"].as_u64().unwrap(), calls);

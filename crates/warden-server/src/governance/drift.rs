@@ -78,6 +78,12 @@ pub struct ProfileSummary {
     pub baseline_per_minute: Option<f64>,
     /// Calls per hour of the day (UTC).
     pub hours: [u64; 24],
+    /// (previous tool, tool, count), by previous tool, most first.
+    pub transitions: Vec<(String, String, u64)>,
+    /// Each tool's argument names, sorted, by tool.
+    pub argument_keys: Vec<(String, Vec<String>)>,
+    /// The latest calls' times, oldest first: the current rate's window.
+    pub recent: Vec<i64>,
     /// The audit sequence of the last call learned.
     pub sequence: i64,
 }
@@ -322,12 +328,33 @@ impl DriftBook {
                     .map(|(k, v)| (k.clone(), *v))
                     .collect();
                 tools.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let mut transitions: Vec<(String, String, u64)> = a
+                    .profile
+                    .transitions
+                    .iter()
+                    .map(|((from, to), n)| (from.clone(), to.clone(), *n))
+                    .collect();
+                transitions.sort_by(|x, y| x.0.cmp(&y.0).then(y.2.cmp(&x.2)).then(x.1.cmp(&y.1)));
+                let mut argument_keys: Vec<(String, Vec<String>)> = a
+                    .profile
+                    .argument_keys
+                    .iter()
+                    .map(|(tool, keys)| {
+                        let mut keys: Vec<String> = keys.iter().cloned().collect();
+                        keys.sort();
+                        (tool.clone(), keys)
+                    })
+                    .collect();
+                argument_keys.sort();
                 ProfileSummary {
                     calls: a.profile.calls,
                     learning: a.profile.calls < warden_policy::drift::LEARNING_CALLS,
                     tools,
                     baseline_per_minute: a.profile.baseline_per_minute,
                     hours: a.profile.hours,
+                    transitions,
+                    argument_keys,
+                    recent: a.profile.recent.iter().copied().collect(),
                     sequence: a.sequence,
                 }
             })

@@ -18,7 +18,23 @@ pub struct ToolCount {
     pub calls: u64,
 }
 
-/// An agent's learned behaviour.
+/// How often `to` followed `from` in a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionCount {
+    pub from: String,
+    pub to: String,
+    pub calls: u64,
+}
+
+/// The argument names seen for a tool.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolArguments {
+    pub tool: String,
+    pub keys: Vec<String>,
+}
+
+/// An agent's learned behaviour: everything its drift parts are scored
+/// against, so that a score can be checked by hand.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DriftProfileView {
     pub agent_id: String,
@@ -32,6 +48,14 @@ pub struct DriftProfileView {
     pub baseline_per_minute: Option<f64>,
     /// Calls per hour of the day, UTC, from 00 to 23.
     pub hours: Vec<u64>,
+    /// Steps from one tool to the next in a session, by `from`, most
+    /// first (`unusual_transition`).
+    pub transitions: Vec<TransitionCount>,
+    /// Argument names seen per tool (`new_argument_keys`).
+    pub argument_keys: Vec<ToolArguments>,
+    /// Times of the latest calls learned, oldest first: with the call
+    /// being scored, the current rate's window (`unusual_rate`).
+    pub recent_calls: Vec<String>,
     /// The audit sequence of the last call learned.
     pub audit_sequence: i64,
 }
@@ -59,6 +83,17 @@ async fn view(
             .collect(),
         baseline_per_minute: s.baseline_per_minute,
         hours: s.hours.to_vec(),
+        transitions: s
+            .transitions
+            .into_iter()
+            .map(|(from, to, calls)| TransitionCount { from, to, calls })
+            .collect(),
+        argument_keys: s
+            .argument_keys
+            .into_iter()
+            .map(|(tool, keys)| ToolArguments { tool, keys })
+            .collect(),
+        recent_calls: s.recent.into_iter().map(super::wire::time).collect(),
         audit_sequence: s.sequence,
     })
 }
