@@ -1712,7 +1712,14 @@ fn denied_and_held_calls_are_not_learned(backend: &Backend) {
         assert_eq!(d["drift"]["new_tool"], 1.0, "{d}");
         scores.push(d["drift"]["score"].as_f64().unwrap());
     }
-    assert!(scores.iter().all(|s| *s == scores[0]), "{scores:?}");
+    // The same score each time, but for the rate part, which moves with
+    // the clock between retries.
+    assert!(
+        scores
+            .iter()
+            .all(|s| *s > 0.6 && (s - scores[0]).abs() < 0.05),
+        "{scores:?}"
+    );
     assert_eq!(calls(&api), 60, "denied calls were learned");
     // A held call is learned when its approval is used (here by the
     // SDK's poll), once.
