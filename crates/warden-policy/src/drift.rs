@@ -17,12 +17,21 @@ pub const LEARNING_CALLS: u64 = 50;
 /// call being scored and the ones before it): few, so that a burst shows
 /// within a handful of calls.
 const RATE_WINDOW: usize = 8;
-/// A pause longer than this between two calls ends a run of activity. A
-/// window that holds one says how long the agent was away, not how fast it
-/// calls: it gives no rate, to score or to learn.
-const IDLE_GAP_MS: i64 = 60_000;
+/// A pause between two calls ends a run of activity. A window that holds
+/// one says how long the agent was away (thinking, waiting for its user),
+/// not how fast it calls: it gives no rate, to score or to learn. A pause
+/// is a gap over this many times the agent's usual interval between
+/// calls, ...
+const PAUSE_INTERVALS: f64 = 10.0;
+/// ... and at least this long ...
+const SHORTEST_PAUSE_MS: f64 = 1_000.0;
+/// ... and any gap over a minute (before a usual interval is known, too).
+const LONGEST_GAP_MS: f64 = 60_000.0;
 /// Smoothing of the long-run rate, per call, in log space.
 const RATE_SMOOTHING: f64 = 0.02;
+/// The same while the agent is `learning`: its first windows set its
+/// usual pace, before scores count, rather than the first one alone.
+const LEARNING_RATE_SMOOTHING: f64 = 0.2;
 /// Most one sample moves the long-run rate towards itself, as a factor
 /// (before smoothing): a burst, however fast, cannot drag the baseline up
 /// with it and make the agent's usual pace look unusual afterwards.
@@ -124,9 +133,20 @@ fn hour_of(at_ms: i64) -> usize {
 }
 
 impl Profile {
+    /// The longest gap between two calls that is not a pause, for this
+    /// agent: ten usual intervals, within a second and a minute.
+    fn longest_gap_ms(&self) -> f64 {
+        match self.baseline_per_minute {
+            Some(per_minute) if per_minute > 0.0 => {
+                (PAUSE_INTERVALS * 60_000.0 / per_minute).clamp(SHORTEST_PAUSE_MS, LONGEST_GAP_MS)
+            }
+            _ => LONGEST_GAP_MS,
+        }
+    }
+
     /// Calls per minute over the latest window, counting `at_ms` as its
-    /// newest call; `None` until the window is full or when an idle gap
-    /// lies inside it.
+    /// newest call; `None` until the window is full or when a pause lies
+    /// inside it.
     fn current_rate(&self, at_ms: i64) -> Option<f64> {
         let before = RATE_WINDOW - 1;
         if self.recent.len() < before {
@@ -139,7 +159,8 @@ impl Profile {
             .copied()
             .chain(std::iter::once(at_ms))
             .collect();
-        if times.windows(2).any(|w| w[1] - w[0] > IDLE_GAP_MS) {
+        let longest = self.longest_gap_ms();
+        if times.windows(2).any(|w| (w[1] - w[0]) as f64 > longest) {
             return None;
         }
         let span_ms = (at_ms - times[0]).max(1) as f64;
@@ -229,6 +250,10 @@ impl Profile {
         if let Some(rate) = self.current_rate(call.at_ms) {
             self.baseline_per_minute = Some(match self.baseline_per_minute {
                 None => rate,
+                Some(b) if self.calls < LEARNING_CALLS => {
+                    let b = b.max(1e-9);
+                    b * (LEARNING_RATE_SMOOTHING * (rate / b).ln()).exp()
+                }
                 Some(b) => {
                     let b = b.max(1e-9);
                     let step = (rate / b)
@@ -403,6 +428,32 @@ mod tests {
         assert!(rates[RATE_WINDOW..].iter().all(|r| *r == 0.0), "{rates:?}");
         let settled = profile.baseline_per_minute.unwrap();
         assert!(settled < after_burst && settled < usual * 1.5, "{settled}");
+    }
+
+    /// An agent that works in runs (ten calls 50 ms apart, then five
+    /// seconds of thinking) is not flagged at its own pace; nor is one
+    /// whose first calls happened to hold a short gap.
+    #[test]
+    fn runs_with_short_pauses_are_the_agents_usual_pace() {
+        let mut profile = Profile::default();
+        let mut at = 9 * 3_600_000;
+        let mut last_of_run = Vec::new();
+        for _ in 0..40 {
+            let (next, rates) = steady(&mut profile, 10, at, 50);
+            last_of_run.push(*rates.last().unwrap());
+            at = next + 5_000;
+        }
+        assert!(
+            last_of_run[10..].iter().all(|r| *r < 0.1),
+            "{last_of_run:?}"
+        );
+        let usual = profile.baseline_per_minute.unwrap();
+        assert!((usual - 1_200.0).abs() < 60.0, "{usual}");
+
+        let mut profile = Profile::default();
+        let (at, _) = steady(&mut profile, 4, 0, 50);
+        let (_, rates) = steady(&mut profile, 60, at + 5_000, 50);
+        assert!(rates[50..].iter().all(|r| *r < 0.1), "{rates:?}");
     }
 
     #[test]

@@ -39,7 +39,12 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
         let start = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
         return Some((start, start + 86_400_000));
     }
-    for (format, span) in [("%Y-%m-%dT%H:%M:%S", 1_000), ("%Y-%m-%dT%H:%M", 60_000)] {
+    for (format, span) in [
+        ("%Y-%m-%dT%H:%M:%S", 1_000),
+        ("%Y-%m-%dT%H:%M", 60_000),
+        // With a fraction, as without: UTC, to the millisecond.
+        ("%Y-%m-%dT%H:%M:%S%.f", 1),
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             let start = t.and_utc().timestamp_millis();
             return Some((start, start + span));
@@ -100,6 +105,15 @@ mod tests {
         assert_eq!(
             parse_time_value("2026-11-24T10:00:00.5Z", now).map(|s| s.0),
             parse_rfc3339("2026-11-24T10:00:00.500Z")
+        );
+        // Without a zone, read as UTC, with a fraction too.
+        assert_eq!(
+            parse_time_value("2026-11-24T10:00:00.350", now),
+            Some((now - 7_199_650, now - 7_199_649))
+        );
+        assert_eq!(
+            parse_time_value("2026-11-24T10:00:00", now),
+            Some((now - 7_200_000, now - 7_199_000))
         );
         assert_eq!(parse_time_value("yesterday", now), None);
         assert_eq!(parse_time_value("now-5y", now), None);

@@ -1250,8 +1250,10 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let resolved = api.get("/api/v1/audit?kind=hold_resolution&limit=1").body["data"][0].clone();
     assert_eq!(resolved["matched_policy_ids"], json!([]), "{resolved}");
     assert!(resolved["policy_id"].is_null(), "{resolved}");
-    // The resolution names the user the held call was made for.
+    // The resolution names the user the held call was made for, as the
+    // hold does.
     assert_eq!(resolved["user_id"], "u-42", "{resolved}");
+    assert_eq!(held["user_id"], "u-42", "{held}");
 
     // A denial reaches the SDK said as one, the approver's words after it.
     let token = enforce(&api, call.clone())["hold_token"].clone();
@@ -1737,10 +1739,21 @@ fn denied_and_held_calls_are_not_learned(backend: &Backend) {
     let token = held["hold_token"].as_str().unwrap();
     assert_eq!(thoth_poll(&api, &t.live_key, token)["resolution"], "ALLOW");
     assert_eq!(calls(&api), 61, "the approved call ran and was learned");
-    // The audit log's rebuild learns the same calls.
+    // The audit log's rebuild learns the same calls, through the same
+    // record, though a denied call was recorded after it.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "steady", "tool_name": "creds.dump", "tool_args": {"target": "dc01"}}),
+    );
+    assert_eq!(d["decision"], "deny", "{d}");
+    let live = api.get(&format!("/api/v1/agents/{agent}/drift")).body["data"].clone();
     let rebuilt = api.post(&format!("/api/v1/agents/{agent}/drift/rebuild"), &json!({}));
     assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
     assert_eq!(rebuilt.body["data"]["calls"], 61, "{}", rebuilt.text);
+    assert_eq!(
+        rebuilt.body["data"]["audit_sequence"], live["audit_sequence"],
+        "{live}"
+    );
     let tools: Vec<&str> = rebuilt.body["data"]["tools"]
         .as_array()
         .unwrap()

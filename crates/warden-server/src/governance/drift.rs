@@ -146,13 +146,18 @@ impl DriftBook {
             None => (0, Profile::default()),
         };
         let snapshot_sequence = sequence;
+        // The last call learned, as live profiles count it; `sequence` is
+        // how far the replay read (denied and held calls included).
+        let mut learned_through = sequence;
         loop {
             let records = self
                 .store
                 .agent_decisions_after(tenant, agent_id, sequence, REPLAY_PAGE)
                 .await?;
             for r in &records {
-                fold(&mut profile, r);
+                if fold(&mut profile, r) {
+                    learned_through = r.sequence;
+                }
                 sequence = r.sequence;
             }
             if (records.len() as i64) < REPLAY_PAGE {
@@ -164,12 +169,12 @@ impl DriftBook {
             key,
             AgentDrift {
                 profile,
-                sequence,
+                sequence: learned_through,
                 loaded_through: sequence,
-                // Decisions replayed past the snapshot (all of them after
-                // a rebuild) are saved with the next snapshots, so the
-                // next load need not replay them again.
-                dirty: sequence > snapshot_sequence,
+                // Calls learned past the snapshot (all of them after a
+                // rebuild) are saved with the next snapshots, so the next
+                // load need not replay them again.
+                dirty: learned_through > snapshot_sequence,
                 saved_at: now_ms(),
             },
         );
@@ -407,16 +412,16 @@ impl DriftBook {
     }
 }
 
-/// Learns from a stored decision record.
-fn fold(profile: &mut Profile, r: &ChainedRecord) {
+/// Learns from a stored decision record; false when it is not learned.
+fn fold(profile: &mut Profile, r: &ChainedRecord) -> bool {
     let Some(tool) = r.record.tool.as_deref() else {
-        return;
+        return false;
     };
     // Only calls that ran are learned, as live: not a denied or held call
     // (a poll's use of an approval is the held call running).
     let ran = r.record.decision.as_deref().and_then(|d| d.parse().ok());
     if !ran.is_some_and(super::enforce::runs) {
-        return;
+        return false;
     }
     let keys = r
         .record
@@ -435,4 +440,5 @@ fn fold(profile: &mut Profile, r: &ChainedRecord) {
         arg_keys: &keys,
         at_ms: r.record.at,
     });
+    true
 }

@@ -58,6 +58,9 @@ pub struct HoldView {
     /// decision's record cannot be read.
     #[schema(value_type = Option<Object>)]
     pub arguments: Option<serde_json::Value>,
+    /// The user the call was made for, as its audit record keeps it (the
+    /// approval covers the call for that user only).
+    pub user_id: Option<String>,
 }
 
 impl HoldView {
@@ -82,6 +85,7 @@ impl HoldView {
             comment: h.comment,
             redeemed_at: opt_time(h.redeemed_at),
             arguments: None,
+            user_id: None,
         }
     }
 }
@@ -195,7 +199,10 @@ async fn view_with_arguments(
         .get_audit(&principal.tenant(), &hold.audit_id)
         .await?;
     let mut view = HoldView::at(hold, now);
-    view.arguments = decision.and_then(|r| r.record.arguments);
+    if let Some(r) = decision {
+        view.arguments = r.record.arguments;
+        view.user_id = r.record.user_id;
+    }
     Ok(view)
 }
 
