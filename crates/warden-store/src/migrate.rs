@@ -53,14 +53,7 @@ pub(crate) fn apply_sqlite(
         .map_err(sql_err)?;
     refuse_newer(&applied, list)?;
     for (version, sql) in list {
-        let applied: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .map_err(sql_err)?;
-        if applied > 0 {
+        if applied.contains(version) {
             continue;
         }
         tx.execute_batch(sql).map_err(sql_err)?;

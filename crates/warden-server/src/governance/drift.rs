@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use warden_core::audit::{AuditFilter, AuditKind, ChainedRecord};
+use warden_core::audit::{AuditFilter, AuditKind, AuditRecord, ChainedRecord};
 use warden_core::page::{Cursor, Direction, PageRequest};
 use warden_core::time::{now_ms, Millis};
 use warden_core::Tenant;
@@ -412,33 +412,57 @@ impl DriftBook {
     }
 }
 
+/// A call as its decision record keeps it, read the same way when a
+/// record is learned live (a held call run by its poll) and in a rebuild.
+pub struct RecordedCall {
+    tool: String,
+    previous_tool: Option<String>,
+    arg_keys: Vec<String>,
+    at_ms: i64,
+}
+
+impl RecordedCall {
+    /// `None` for a record of no tool call.
+    pub fn of(record: &AuditRecord) -> Option<Self> {
+        Some(RecordedCall {
+            tool: record.tool.clone()?,
+            previous_tool: record
+                .detail
+                .get("previous_tool")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            arg_keys: record
+                .arguments
+                .as_ref()
+                .map(argument_keys)
+                .unwrap_or_default(),
+            at_ms: record.at,
+        })
+    }
+
+    pub fn observation(&self) -> Observation<'_> {
+        Observation {
+            tool: &self.tool,
+            previous_tool: self.previous_tool.as_deref(),
+            arg_keys: &self.arg_keys,
+            at_ms: self.at_ms,
+        }
+    }
+}
+
 /// Learns from a stored decision record; false when it is not learned.
 fn fold(profile: &mut Profile, r: &ChainedRecord) -> bool {
-    let Some(tool) = r.record.tool.as_deref() else {
-        return false;
-    };
     // Only calls that ran are learned, as live: not a denied or held call
     // (a poll's use of an approval is the held call running).
     let ran = r.record.decision.as_deref().and_then(|d| d.parse().ok());
     if !ran.is_some_and(super::enforce::runs) {
         return false;
     }
-    let keys = r
-        .record
-        .arguments
-        .as_ref()
-        .map(argument_keys)
-        .unwrap_or_default();
-    let previous = r
-        .record
-        .detail
-        .get("previous_tool")
-        .and_then(|v| v.as_str());
-    profile.observe(&Observation {
-        tool,
-        previous_tool: previous,
-        arg_keys: &keys,
-        at_ms: r.record.at,
-    });
-    true
+    match RecordedCall::of(&r.record) {
+        Some(call) => {
+            profile.observe(&call.observation());
+            true
+        }
+        None => false,
+    }
 }

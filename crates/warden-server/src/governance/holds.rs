@@ -446,24 +446,19 @@ pub async fn use_by_poll(
             "used_by": "poll",
         }),
     };
+    let mut record = record;
     // The tool called before it in its session, as the held call saw it:
     // what drift learns of this call, live and when rebuilt.
-    let previous_tool = held
+    if let Some(previous) = held
         .as_ref()
         .and_then(|r| r.detail.get("previous_tool"))
         .filter(|v| v.is_string())
-        .cloned();
-    // The agent's name as its SDK knows it, as on every decision record
-    // (and so on the agent event searched by it).
-    let mut record = record;
-    if let Some(previous) = &previous_tool {
+    {
         record.detail["previous_tool"] = previous.clone();
     }
-    let arg_keys = record
-        .arguments
-        .as_ref()
-        .map(super::drift::argument_keys)
-        .unwrap_or_default();
+    let call = super::drift::RecordedCall::of(&record);
+    // The agent's name as its SDK knows it, as on every decision record
+    // (and so on the agent event searched by it).
     if let Some(external) = held
         .as_ref()
         .and_then(|r| r.detail.get("external_agent_id"))
@@ -482,19 +477,15 @@ pub async fn use_by_poll(
         Ok(chained) => {
             // The call runs now: its agent's profile learns it (it was not
             // learned when held) and it joins its session's history.
-            let observation = warden_policy::drift::Observation {
-                tool: &hold.tool,
-                previous_tool: previous_tool.as_ref().and_then(|v| v.as_str()),
-                arg_keys: &arg_keys,
-                at_ms: now,
-            };
-            g.drift.observe(
-                tenant,
-                &hold.agent_id,
-                hold.session_id.as_deref(),
-                &observation,
-                chained.sequence,
-            );
+            if let Some(call) = &call {
+                g.drift.observe(
+                    tenant,
+                    &hold.agent_id,
+                    hold.session_id.as_deref(),
+                    &call.observation(),
+                    chained.sequence,
+                );
+            }
             Ok(Ok(()))
         }
         Err(AppendError::Precondition) => Ok(Err("the hold's approval was already used".into())),

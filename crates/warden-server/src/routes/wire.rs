@@ -86,27 +86,30 @@ pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, wa
         .transpose()
 }
 
-/// A time bound written as search takes one (RFC 3339, a date, a number
-/// since 1970, `now-1h`): an analyst writes one window the same way for
-/// the audit log and for events.
+/// A time bound as search and the audit log take one (RFC 3339, a date,
+/// a number since 1970, `now-1h`): its first instant. An analyst writes one
+/// window the same way for both.
+pub fn time_bound(field: &str, text: &str, now: Millis) -> Result<Millis, warden_core::Error> {
+    warden_search::parse_time_value(text, now)
+        .map(|(from, _)| from)
+        .ok_or_else(|| {
+            warden_core::Error::invalid(
+                field,
+                format!(
+                    "`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, a number \
+                     since 1970 (seconds to nanoseconds; no earlier time), or now-24h"
+                ),
+            )
+        })
+}
+
+/// An optional [`time_bound`], read at the current time.
 pub fn parse_time_bound(
     field: &str,
     value: Option<&str>,
 ) -> Result<Option<Millis>, warden_core::Error> {
     value
-        .map(|text| {
-            warden_search::parse_time_value(text, warden_core::time::now_ms())
-                .map(|(from, _)| from)
-                .ok_or_else(|| {
-                    warden_core::Error::invalid(
-                        field,
-                        format!(
-                            "`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, \
-                             a number since 1970 (seconds to nanoseconds), or now-24h"
-                        ),
-                    )
-                })
-        })
+        .map(|text| time_bound(field, text, warden_core::time::now_ms()))
         .transpose()
 }
 

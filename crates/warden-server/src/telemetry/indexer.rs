@@ -76,10 +76,7 @@ pub async fn run(
             let last_seq = last.first_seq + last.events.len() as i64 - 1;
             let events: usize = run.iter().map(|a| a.events.len()).sum();
             let idx = index.clone();
-            let step = move || {
-                run.iter()
-                    .try_for_each(|appended| add_appended(&idx, appended))
-            };
+            let step = move || add_appended(&idx, &run);
             if let Err(err) = off_runtime(&indexing, step).await {
                 cursor = recover(store.as_ref(), &index, &health, &err).await;
                 indexed_since_commit = 0;
@@ -260,21 +257,24 @@ async fn off_runtime(
         .unwrap_or_else(|_| Err("the indexing thread has stopped".into()))
 }
 
-/// Adds a run of this process's appends; an error when the writer refuses
-/// one (its threads have failed), which takes the run back to the log.
-fn add_appended(index: &EventIndex, appended: &Appended) -> Result<(), String> {
-    let events = appended
-        .events
-        .iter()
-        .zip(&appended.bodies)
-        .enumerate()
-        .map(|(i, (event, body))| Logged {
-            seq: (appended.first_seq + i as i64) as u64,
-            org_id: &appended.tenant.org_id,
-            environment: appended.tenant.environment.as_str(),
-            event,
-            json: body,
-        });
+/// Adds a run of this process's appends in one hand-over to the writer;
+/// an error when the writer refuses it (its threads have failed), which
+/// takes the run back to the log.
+fn add_appended(index: &EventIndex, run: &[Appended]) -> Result<(), String> {
+    let events = run.iter().flat_map(|appended| {
+        appended
+            .events
+            .iter()
+            .zip(&appended.bodies)
+            .enumerate()
+            .map(|(i, (event, body))| Logged {
+                seq: (appended.first_seq + i as i64) as u64,
+                org_id: &appended.tenant.org_id,
+                environment: appended.tenant.environment.as_str(),
+                event,
+                json: body,
+            })
+    });
     index.add_batch(events).map_err(|e| e.to_string())
 }
 

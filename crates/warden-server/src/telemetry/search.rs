@@ -7,7 +7,7 @@ use warden_core::secret::MasterKey;
 use warden_core::time::now_ms;
 use warden_core::Tenant;
 use warden_search::interval::{self, MAX_BUCKETS};
-use warden_search::{parse_time_value, Order, Position, SearchError, SearchRequest, SearchResult};
+use warden_search::{Order, Position, SearchError, SearchRequest, SearchResult};
 
 use super::Telemetry;
 use crate::http::error::{ApiError, Position as BodyPosition};
@@ -53,12 +53,7 @@ fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, A
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
-    let at = parse_time_value(text, now).map(|(from, _)| from).ok_or_else(|| {
-        ApiError::invalid(
-            name,
-            format!("`{text}` is not a time; use RFC 3339 (2026-11-24T10:00:00Z), a date, a number since 1970 (seconds to nanoseconds; no earlier time), or now-24h"),
-        )
-    })?;
+    let at = crate::routes::wire::time_bound(name, text, now)?;
     // Events are stamped from 1970 to 9999: a time past either end means
     // the end, and the range (its histogram too) is what events can fill.
     Ok(Some(at.clamp(0, LATEST_TIME)))
