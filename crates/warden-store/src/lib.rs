@@ -224,6 +224,29 @@ pub trait Store: Send + Sync + 'static {
     /// Appends records to their tenants' chains with their companions, all
     /// or nothing; `None` when a precondition failed and nothing was written.
     async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<Option<AuditCommitted>>;
+    /// Whether decisions' agent events are appended after their records
+    /// commit, from the audit log (SQLite, written by one process), rather
+    /// than in the same transaction (PostgreSQL, shared by replicas).
+    fn derives_decision_events(&self) -> bool {
+        false
+    }
+    /// Audit records committed after row `after`, in commit order, at most
+    /// `limit`, each with its row number and tenant (`None`: a record that
+    /// no longer parses). Only where [`Store::derives_decision_events`].
+    async fn audit_committed_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Tenant, Option<ChainedRecord>)>>;
+    /// Appends events derived from committed records and moves consumer
+    /// `cursor` to `position`, in one transaction; the last sequence
+    /// number when any event was appended.
+    async fn append_derived_events(
+        &self,
+        events: &[EventAppend],
+        cursor: &str,
+        position: i64,
+    ) -> StoreResult<Option<i64>>;
     /// Appends events in one transaction, numbered in commit order;
     /// returns the last sequence number.
     async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64>;

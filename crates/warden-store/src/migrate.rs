@@ -8,6 +8,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_governance.sql")),
     (3, include_str!("../migrations/sqlite/0003_events.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_decision_events.sql"),
+    ),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),

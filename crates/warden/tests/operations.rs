@@ -669,9 +669,11 @@ fn a_schema_newer_than_the_binary_is_refused(backend: &Backend) {
             "{args:?}: {stderr}"
         );
     }
+    // The binary's own migrations (SQLite has one more) and the newer one.
+    let known = if backend.is_postgres() { "4" } else { "5" };
     assert_eq!(
         backend.sql("SELECT COUNT(*) FROM schema_migrations").trim(),
-        "4"
+        known
     );
     backend.sql("DELETE FROM schema_migrations WHERE version = 99");
     let out = backend.cli(&["org", "list", "--json"]);

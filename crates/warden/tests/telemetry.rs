@@ -1736,6 +1736,66 @@ fn concurrent_decisions_and_ingests_are_each_indexed_once(backend: &Backend) {
     );
 }
 
+/// On SQLite a decision's event is appended after its record commits, in
+/// runs; a `kill -9` between the two leaves records without events, which
+/// the restarted server publishes from the audit log, each exactly once.
+/// (PostgreSQL commits each event with its record.)
+fn decisions_committed_before_a_crash_get_their_events_once(backend: &Backend) {
+    let t = backend.init();
+    let mut w = Warden::start(backend, &[]);
+    let mut decided = 0u64;
+    let mut pending_at_a_crash = false;
+    for _ in 0..5 {
+        let api = w.api(&t.live_key);
+        for call in 0..10 {
+            let r = api.post(
+                "/api/v1/enforce",
+                &json!({"agent_id": "crash-bot", "tool_name": "fs.read",
+                        "session_id": "crash", "tool_args": {"call": call}}),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            decided += 1;
+        }
+        let (restarted, (logged, recorded)) =
+            w.crash_look_and_restart(&backend.data_dir(0), || {
+                let recorded: u64 = backend
+                    .sql(&format!(
+                        "SELECT COUNT(*) FROM audit_log WHERE org_id = '{}' AND kind = 'decision'",
+                        t.org_id
+                    ))
+                    .trim()
+                    .parse()
+                    .unwrap();
+                (store_count(backend, &t.org_id), recorded)
+            });
+        w = restarted;
+        assert_eq!(recorded, decided, "every answered decision is recorded");
+        assert!(logged <= decided);
+        if backend.is_postgres() {
+            assert_eq!(logged, decided, "each event commits with its record");
+        }
+        if logged < decided {
+            pending_at_a_crash = true;
+            break;
+        }
+    }
+    assert!(
+        pending_at_a_crash || backend.is_postgres(),
+        "no crash came between a record and its event"
+    );
+    let api = w.api(&t.live_key);
+    wait_total(&api, "source:agent AND tool:fs.read", decided);
+    assert_eq!(store_count(backend, &t.org_id), decided, "each event once");
+    let found = search(&api, json!({"query": "tool:fs.read", "limit": 200}));
+    let audit_ids: BTreeSet<&str> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fields"]["audit_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(audit_ids.len() as u64, decided, "one event per decision");
+}
+
 fn retention_removes_old_events(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
@@ -2146,6 +2206,7 @@ on_every_backend!(
     acknowledged_events_survive_kill_9,
     decisions_are_agent_events,
     concurrent_decisions_and_ingests_are_each_indexed_once,
+    decisions_committed_before_a_crash_get_their_events_once,
     retention_removes_old_events,
     reindex_rebuilds_the_index_from_the_store,
 );

@@ -25,7 +25,8 @@ use warden_core::event::Event;
 use warden_core::Tenant;
 use warden_store::{AuditAppend, AuditCommitted, Companion, EventAppend, Store, StoreError};
 
-use crate::telemetry::handoff::Appended;
+use super::decision_events::DecisionEvents;
+use crate::telemetry::handoff::by_tenant;
 use crate::telemetry::IndexFeed;
 
 /// Most records per transaction.
@@ -92,13 +93,17 @@ impl Default for CommitTimes {
 pub struct AuditLog {
     tx: mpsc::UnboundedSender<Pending>,
     feed: IndexFeed,
+    /// Set where decisions' events are derived after their records commit
+    /// (SQLite); otherwise each commits with its record.
+    derived: Option<DecisionEvents>,
 }
 
 impl AuditLog {
     pub fn start(store: Arc<dyn Store>, feed: IndexFeed, times: CommitTimes) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let derived = DecisionEvents::start(store.clone(), feed.clone());
         tokio::spawn(writer(store, rx, feed.clone(), times));
-        AuditLog { tx, feed }
+        AuditLog { tx, feed, derived }
     }
 
     /// Appends a record (with what must commit with it); returns once it is
@@ -110,7 +115,10 @@ impl AuditLog {
         companion: Option<Companion>,
     ) -> Result<ChainedRecord, AppendError> {
         let (reply, rx) = oneshot::channel();
-        let decision = decision_event(&record);
+        let decision = match self.derived {
+            Some(_) => None,
+            None => decision_event(&record),
+        };
         self.tx
             .send(Pending {
                 event: decision.as_ref().map(|event| EventAppend {
@@ -128,6 +136,9 @@ impl AuditLog {
             })
             .map_err(|_| AppendError::Stopped)?;
         let (chained, last_event_seq) = rx.await.map_err(|_| AppendError::Stopped)??;
+        if let Some(derived) = &self.derived {
+            derived.committed();
+        }
         if let Some(last) = last_event_seq {
             self.feed.keep_up_within(last, DECISION_WAIT).await;
         }
@@ -287,34 +298,15 @@ fn answer(
 ) {
     let last = committed.last_event_seq;
     if let Some(last) = last {
-        let with_events = batch.iter().filter(|p| p.event.is_some()).count() as i64;
-        let mut next_seq = last - with_events + 1;
-        let mut run: Option<Appended> = None;
+        let mut events = Vec::new();
         for p in &mut batch {
-            let (Some(append), Some(event)) = (p.event.take(), p.decision.take()) else {
-                continue;
-            };
-            match &mut run {
-                Some(r) if r.tenant == p.tenant => {
-                    r.events.push(event);
-                    r.bodies.push(append.body);
-                }
-                _ => {
-                    if let Some(done) = run.take() {
-                        feed.leave(done);
-                    }
-                    run = Some(Appended {
-                        first_seq: next_seq,
-                        tenant: p.tenant.clone(),
-                        events: vec![event],
-                        bodies: vec![append.body],
-                    });
-                }
+            if let (Some(append), Some(event)) = (p.event.take(), p.decision.take()) {
+                events.push(((p.tenant.clone(), event), append.body));
             }
-            next_seq += 1;
         }
-        if let Some(done) = run {
-            feed.leave(done);
+        let first = last - events.len() as i64 + 1;
+        for run in by_tenant(first, events) {
+            feed.leave(run);
         }
     }
     for (p, link) in batch.into_iter().zip(links) {

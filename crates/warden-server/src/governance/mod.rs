@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod audit_log;
+pub mod decision_events;
 pub mod drift;
 pub mod enforce;
 pub mod engine;

@@ -75,3 +75,27 @@ impl Handoff {
         guard.0.keys().next().copied()
     }
 }
+
+/// Events numbered from `first_seq`, in order, cut into runs of one
+/// tenant each.
+pub fn by_tenant(
+    first_seq: i64,
+    events: impl IntoIterator<Item = ((Tenant, Event), String)>,
+) -> Vec<Appended> {
+    let mut runs: Vec<Appended> = Vec::new();
+    for (next_seq, ((tenant, event), body)) in (first_seq..).zip(events) {
+        match runs.last_mut() {
+            Some(run) if run.tenant == tenant => {
+                run.events.push(event);
+                run.bodies.push(body);
+            }
+            _ => runs.push(Appended {
+                first_seq: next_seq,
+                tenant,
+                events: vec![event],
+                bodies: vec![body],
+            }),
+        }
+    }
+    runs
+}

@@ -242,6 +242,76 @@ pub(crate) async fn head(db: &dyn Db, tenant: &Tenant) -> StoreResult<(i64, Stri
     }
 }
 
+/// Records after the audit log's row `after`, in the order they were
+/// committed (SQLite's row numbers; one process writes a SQLite store), at
+/// most `limit`: each with its row number and tenant, `None` for a record
+/// that no longer parses (skipped by the reader, not stopped at).
+pub(crate) async fn committed_after(
+    db: &dyn Db,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<(i64, Tenant, Option<ChainedRecord>)>> {
+    let rows = db
+        .query(
+            &format!(
+                "SELECT rowid AS row_number, org_id, environment, {COLUMNS} FROM audit_log \
+                 WHERE rowid > $1 ORDER BY rowid LIMIT $2"
+            ),
+            vec![after.into(), limit.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let tenant = Tenant {
+                org_id: row.text("org_id")?,
+                environment: row
+                    .text("environment")?
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("audit record: unknown environment".into()))?,
+            };
+            Ok((row.int("row_number")?, tenant, decode(row).ok()))
+        })
+        .collect()
+}
+
+/// Appends events derived from committed records and moves the cursor of
+/// what they were derived from, in one transaction: each is appended once.
+pub(crate) async fn append_derived(
+    db: &dyn Db,
+    events: &[EventAppend],
+    cursor: &str,
+    position: i64,
+    now: warden_core::time::Millis,
+) -> StoreResult<Option<i64>> {
+    let refs: Vec<&EventAppend> = events.iter().collect();
+    let mut steps = if refs.is_empty() {
+        Vec::new()
+    } else {
+        events::append_steps(&refs)
+    };
+    steps.push(Step::execute(
+        "INSERT INTO consumer_cursors (name, position, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET position = $2, updated_at = $3",
+        vec![cursor.into(), position.into(), now.into()],
+    ));
+    let outcomes = db
+        .transaction(steps)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("derived events: no outcome".into()))?;
+    if refs.is_empty() {
+        return Ok(None);
+    }
+    let last = outcomes
+        .into_iter()
+        .next()
+        .map(|o| o.rows())
+        .unwrap_or_default()
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no event log head".into()))?
+        .int("last_seq")?;
+    Ok(Some(last))
+}
+
 pub(crate) async fn get(
     db: &dyn Db,
     tenant: &Tenant,

@@ -325,6 +325,27 @@ impl Store for SqlStore {
         audit::append(self.db.as_ref(), batch).await
     }
 
+    fn derives_decision_events(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    async fn audit_committed_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Tenant, Option<ChainedRecord>)>> {
+        audit::committed_after(self.db.as_ref(), after, limit).await
+    }
+
+    async fn append_derived_events(
+        &self,
+        events: &[EventAppend],
+        cursor: &str,
+        position: i64,
+    ) -> StoreResult<Option<i64>> {
+        audit::append_derived(self.db.as_ref(), events, cursor, position, now_ms()).await
+    }
+
     async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64> {
         events::append(self.db.as_ref(), events).await
     }

@@ -378,6 +378,19 @@ impl Warden {
     }
 
     /// Kills with -9 and starts again on the same store.
+    /// `kill -9`, then `between` on the stopped store, then a restart.
+    pub fn crash_look_and_restart<R>(
+        self,
+        data_dir: &Path,
+        between: impl FnOnce() -> R,
+    ) -> (Warden, R) {
+        let args = self.args.clone();
+        let envs = self.envs.clone();
+        self.kill9();
+        let seen = between();
+        (Self::spawn(args, envs, data_dir), seen)
+    }
+
     pub fn crash_and_restart(self, data_dir: &Path) -> Warden {
         let args = self.args.clone();
         let envs = self.envs.clone();

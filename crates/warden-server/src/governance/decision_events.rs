@@ -1,0 +1,119 @@
+//! Decisions' agent events, appended to the event log after their audit
+//! records commit, in runs, where the store allows it (SQLite: one process
+//! writes it). A decision's own commit then writes its record alone, and
+//! its answer waits for neither the event's rows nor the index: together
+//! they were a quarter of a decision's CPU (`BENCHMARKS.md`).
+//!
+//! The events are derived from the committed records, so none is lost: the
+//! cursor of the last record published moves in the same transaction as
+//! the events it published, and a process that stops between a record's
+//! commit and its event's picks up from the cursor when it starts again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use warden_core::event::decision::decision_event;
+use warden_store::{EventAppend, Store, StoreResult};
+
+use crate::telemetry::handoff::by_tenant;
+use crate::telemetry::IndexFeed;
+
+/// The event log consumer cursor: the last audit row published.
+const CURSOR: &str = "decision-events";
+/// How long a run gathers after the first commit wakes it: a tenth of the
+/// second within which an event is searchable.
+const GATHER: Duration = Duration::from_millis(100);
+/// Most records read and published in one transaction.
+const RUN: i64 = 2_000;
+/// How often the publisher looks without being woken (records another
+/// path committed; a wake-up lost to a failed run).
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+
+/// Wakes the publisher when records commit.
+#[derive(Clone)]
+pub struct DecisionEvents {
+    committed: Arc<Notify>,
+}
+
+impl DecisionEvents {
+    /// Starts the publisher when `store` derives decisions' events; `None`
+    /// when it appends them with their records.
+    pub fn start(store: Arc<dyn Store>, feed: IndexFeed) -> Option<Self> {
+        if !store.derives_decision_events() {
+            return None;
+        }
+        let committed = Arc::new(Notify::new());
+        tokio::spawn(publisher(store, feed, committed.clone()));
+        Some(DecisionEvents { committed })
+    }
+
+    /// Records were committed: their events are due.
+    pub fn committed(&self) {
+        self.committed.notify_one();
+    }
+}
+
+async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify>) {
+    let mut cursor = None;
+    loop {
+        // First what a stop left unpublished; then a run per wake-up.
+        if cursor.is_some() {
+            let _ = tokio::time::timeout(IDLE_LOOK, committed.notified()).await;
+            tokio::time::sleep(GATHER).await;
+        }
+        if let Err(err) = publish(store.as_ref(), &feed, &mut cursor).await {
+            tracing::warn!(error = %err, "publishing decisions' events failed; retrying");
+            tokio::time::sleep(IDLE_LOOK).await;
+        }
+    }
+}
+
+/// Publishes every record committed after the cursor, a run at a time.
+async fn publish(store: &dyn Store, feed: &IndexFeed, cursor: &mut Option<i64>) -> StoreResult<()> {
+    let mut after = match *cursor {
+        Some(at) => at,
+        None => store.consumer_cursor(CURSOR).await?.unwrap_or(0),
+    };
+    *cursor = Some(after);
+    loop {
+        let records = store.audit_committed_after(after, RUN).await?;
+        let Some(last_row) = records.last().map(|(row, _, _)| *row) else {
+            return Ok(());
+        };
+        let whole_run = records.len() as i64 == RUN;
+        let mut appends = Vec::new();
+        let mut events = Vec::new();
+        // A record that no longer parses has no event: verify names it.
+        for (_, tenant, chained) in records {
+            let Some(event) = chained.and_then(|c| decision_event(&c.record)) else {
+                continue;
+            };
+            appends.push(EventAppend {
+                tenant: tenant.clone(),
+                id: event.id.clone(),
+                occurred_at: event.timestamp,
+                body: event.to_json(),
+            });
+            events.push((tenant, event));
+        }
+        let last_seq = store
+            .append_derived_events(&appends, CURSOR, last_row)
+            .await?;
+        after = last_row;
+        *cursor = Some(after);
+        if let Some(last) = last_seq {
+            let first = last - appends.len() as i64 + 1;
+            let bodies = appends.into_iter().map(|a| a.body);
+            for run in by_tenant(first, events.into_iter().zip(bodies)) {
+                feed.hand_over(run);
+            }
+            // Runs no faster than the index takes them: the records are
+            // durable whatever the lag.
+            feed.keep_up(last).await;
+        }
+        if !whole_run {
+            return Ok(());
+        }
+    }
+}
