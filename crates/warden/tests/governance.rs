@@ -149,6 +149,18 @@ fn policies_are_versioned_audited_and_checked(backend: &Backend) {
             "priority",
             None,
         ),
+        // The nested objects are objects only, not their fields in a row.
+        (
+            json!({"name": "a", "action_pattern": "*", "decision": "deny",
+                   "agents": [["billing-bot"], []]}),
+            "agents",
+            None,
+        ),
+        (
+            json!({"name": "m", "action_pattern": "*", "decision": "modify", "modify": [["a"], {}]}),
+            "modify",
+            None,
+        ),
         (
             json!({"name": "no shell", "action_pattern": "*", "decision": "allow"}),
             "name",
@@ -170,6 +182,15 @@ fn policies_are_versioned_audited_and_checked(backend: &Backend) {
         &json!({"condition": "nope("}),
     );
     assert_eq!(r.status, 400, "{}", r.text);
+    for field in ["agents", "modify"] {
+        let r = api.patch(
+            &format!("/api/v1/policies/{id}"),
+            &json!({ field: [["a"], []] }),
+        );
+        let err = r.error(400, "invalid_request");
+        assert_eq!(err["field"], field, "{}", r.text);
+        assert!(r.text.contains("expected an object"), "{}", r.text);
+    }
     // A field with no empty value cannot be set to null.
     for field in ["name", "decision", "priority", "enabled"] {
         let r = api.patch(&format!("/api/v1/policies/{id}"), &json!({ field: null }));

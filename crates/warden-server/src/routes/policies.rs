@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use warden_core::page::PageRequest;
 use warden_core::policy::{AgentsSpec, ModifySpec, PolicyChanges, PolicyRecord, PolicyVersion};
 
-use super::wire::{not_null, nullable, time, SortDirection};
+use super::wire::{not_null, nullable, object_only, time, FromObject, SortDirection};
 use crate::auth::Principal;
 use crate::governance::policies as service;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
@@ -85,7 +85,7 @@ impl ModeName {
 /// Which agents a policy applies to: any listed id (Warden id or external
 /// id) or any listed tag.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AgentsSelector {
     #[serde(default)]
     #[schema(max_items = 500)]
@@ -98,7 +98,7 @@ pub struct AgentsSelector {
 /// For `modify`: argument fields to redact, then to set, by dotted path
 /// (`card.number`, `items.0.token`, `*.password`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct ModifyChange {
     #[serde(default)]
     pub redact: Vec<String>,
@@ -106,6 +106,28 @@ pub struct ModifyChange {
     #[schema(value_type = Object)]
     pub set: Map<String, Value>,
 }
+
+/// Both nested objects are read from an object only (`wire::object_only`).
+macro_rules! object_only {
+    ($($name:ident),*) => {$(
+        impl<'de> FromObject<'de> for $name {
+            fn from_fields<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                $name::deserialize(de)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                object_only(de)
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                $name::serialize(self, ser)
+            }
+        }
+    )*};
+}
+object_only!(AgentsSelector, ModifyChange);
 
 /// A policy over agents' tool calls.
 #[derive(Debug, Serialize, ToSchema)]

@@ -48,6 +48,34 @@ impl From<SortDirection> for Direction {
     }
 }
 
+/// A nested request object whose fields serde's derive would also take as
+/// an array in field order (`"agents": [["bot"], []]`), which no client
+/// means and the API does not document: such a type derives its fields'
+/// reading with `#[serde(remote = "Self")]` and is read through
+/// [`object_only`], which takes a JSON object alone.
+pub trait FromObject<'de>: Sized {
+    fn from_fields<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error>;
+}
+
+/// Reads `T` from a JSON object only ("expected an object" otherwise).
+pub fn object_only<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromObject<'de>,
+{
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: FromObject<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::from_fields(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    de.deserialize_map(ObjectOnly(std::marker::PhantomData))
+}
+
 /// Distinguishes an absent field (`None`) from an explicit `null`
 /// (`Some(None)`), so that PATCH can clear a field.
 pub fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
