@@ -26,8 +26,10 @@ const CURSOR: &str = "decision-events";
 /// 2,000 decisions/s runs 100 ms apart raised the p99 from 2.5 to 4.3 ms,
 /// 500 ms apart to 14 ms; 25 ms apart kept it (`BENCHMARKS.md`).
 const GATHER: Duration = Duration::from_millis(25);
-/// Most records read and published in one transaction.
-const RUN: i64 = 2_000;
+/// Most records read and published in one transaction: short enough that
+/// a decision's or an approval's commit queued behind one waits a
+/// millisecond or two, not the tens a backlog of thousands would take.
+const RUN: i64 = 256;
 /// How often the publisher looks without being woken (records another
 /// path committed; a wake-up lost to a failed run).
 const IDLE_LOOK: Duration = Duration::from_secs(1);
