@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use warden_core::audit_chain::link_hash;
 use warden_core::event::decision::decision_event;
 use warden_store::{EventAppend, Store, StoreResult};
 
@@ -88,9 +89,22 @@ async fn publish(store: &dyn Store, feed: &IndexFeed, cursor: &mut Option<i64>) 
         let whole_run = records.len() as i64 == RUN;
         let mut appends = Vec::new();
         let mut events = Vec::new();
-        // A record that no longer parses has no event: verify names it.
-        for (_, tenant, chained) in records {
-            let Some(event) = chained.and_then(|c| decision_event(&c.record)) else {
+        for (row, tenant, chained) in records {
+            // Search shows only what the chain vouches for: a record that
+            // no longer parses, or whose content no longer matches its
+            // hash (edited in the database), gets no event, and says so;
+            // `GET /api/v1/audit/verify` names it.
+            let Some(chained) = chained.filter(|c| {
+                link_hash(&c.previous_hash, c.sequence as u64, c.canonical.as_bytes()) == c.hash
+            }) else {
+                tracing::error!(
+                    audit_row = row,
+                    org_id = %tenant.org_id,
+                    "an audit record does not match its hash: no event is published for it"
+                );
+                continue;
+            };
+            let Some(event) = decision_event(&chained.record) else {
                 continue;
             };
             appends.push(EventAppend {

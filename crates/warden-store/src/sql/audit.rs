@@ -289,11 +289,7 @@ pub(crate) async fn append_derived(
     } else {
         events::append_steps(&refs)
     };
-    steps.push(Step::execute(
-        "INSERT INTO consumer_cursors (name, position, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET position = $2, updated_at = $3",
-        vec![cursor.into(), position.into(), now.into()],
-    ));
+    steps.push(events::cursor_step(cursor, position, now));
     let outcomes = db
         .transaction(steps)
         .await?

@@ -138,6 +138,15 @@ pub(crate) async fn cursor(db: &dyn Db, name: &str) -> StoreResult<Option<i64>> 
     .transpose()
 }
 
+/// The step that moves consumer `name` to `position`.
+pub(crate) fn cursor_step(name: &str, position: i64, now: Millis) -> Step {
+    Step::execute(
+        "INSERT INTO consumer_cursors (name, position, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET position = $2, updated_at = $3",
+        vec![name.into(), position.into(), now.into()],
+    )
+}
+
 pub(crate) async fn set_cursor(
     db: &dyn Db,
     name: &str,
@@ -146,12 +155,8 @@ pub(crate) async fn set_cursor(
 ) -> StoreResult<()> {
     match position {
         Some(position) => {
-            db.execute(
-                "INSERT INTO consumer_cursors (name, position, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET position = $2, updated_at = $3",
-                vec![name.into(), position.into(), now.into()],
-            )
-            .await?;
+            db.transaction(vec![cursor_step(name, position, now)])
+                .await?;
         }
         None => {
             db.execute(
