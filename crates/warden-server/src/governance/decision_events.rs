@@ -8,16 +8,23 @@
 //! cursor of the last record published moves in the same transaction as
 //! the events it published, and a process that stops between a record's
 //! commit and its event's picks up from the cursor when it starts again.
+//! Reading the records and making their events runs on a thread below
+//! requests (the index's priority); only the append is the store writer's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use warden_core::audit::ChainedRecord;
 use warden_core::audit_chain::link_hash;
 use warden_core::event::decision::decision_event;
-use warden_store::{EventAppend, Store, StoreResult};
+use warden_core::event::Event;
+use warden_core::Tenant;
+use warden_search::background::IndexingThread;
+use warden_store::{EventAppend, Store, StoreError, StoreResult};
 
 use crate::telemetry::handoff::by_tenant;
+use crate::telemetry::indexer::off_runtime;
 use crate::telemetry::IndexFeed;
 
 /// The event log consumer cursor: the last audit row published.
@@ -60,6 +67,15 @@ impl DecisionEvents {
 }
 
 async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify>) {
+    let below = loop {
+        match IndexingThread::start() {
+            Ok(thread) => break thread,
+            Err(err) => {
+                tracing::error!(error = %err, "the decisions' events cannot start their thread; retrying");
+                tokio::time::sleep(IDLE_LOOK).await;
+            }
+        }
+    };
     let mut cursor = None;
     loop {
         // First what a stop left unpublished; then a run per wake-up.
@@ -67,70 +83,112 @@ async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify
             let _ = tokio::time::timeout(IDLE_LOOK, committed.notified()).await;
             tokio::time::sleep(GATHER).await;
         }
-        if let Err(err) = publish(store.as_ref(), &feed, &mut cursor).await {
+        if let Err(err) = publish(&store, &below, &feed, &mut cursor).await {
             tracing::warn!(error = %err, "publishing decisions' events failed; retrying");
             tokio::time::sleep(IDLE_LOOK).await;
         }
     }
 }
 
+/// A run read and made into events, below requests.
+struct Run {
+    last_row: i64,
+    whole: bool,
+    appends: Vec<EventAppend>,
+    events: Vec<(Tenant, Event)>,
+}
+
+/// Reads the records committed after row `after` and makes their events,
+/// on a thread below requests: decoding and checking records and writing
+/// events is the publisher's CPU, which a decision should not wait behind.
+async fn read_run(
+    below: &IndexingThread,
+    store: &Arc<dyn Store>,
+    after: i64,
+) -> StoreResult<Option<Run>> {
+    let store = store.clone();
+    let runtime = tokio::runtime::Handle::current();
+    off_runtime(below, move || {
+        let records = runtime
+            .block_on(store.audit_committed_after(after, RUN))
+            .map_err(|e| e.to_string())?;
+        Ok(make_events(records))
+    })
+    .await
+    .map_err(StoreError::Unavailable)
+}
+
+fn make_events(records: Vec<(i64, Tenant, Option<ChainedRecord>)>) -> Option<Run> {
+    let last_row = records.last().map(|(row, _, _)| *row)?;
+    let whole = records.len() as i64 == RUN;
+    let mut appends = Vec::new();
+    let mut events = Vec::new();
+    for (row, tenant, chained) in records {
+        // Search shows only what the chain vouches for: a record that
+        // no longer parses, or whose content no longer matches its
+        // hash (edited in the database), gets no event, and says so;
+        // `GET /api/v1/audit/verify` names it.
+        let Some(chained) = chained.filter(|c| {
+            link_hash(&c.previous_hash, c.sequence as u64, c.canonical.as_bytes()) == c.hash
+        }) else {
+            tracing::error!(
+                audit_row = row,
+                org_id = %tenant.org_id,
+                "an audit record does not match its hash: no event is published for it"
+            );
+            continue;
+        };
+        let Some(event) = decision_event(&chained.record) else {
+            continue;
+        };
+        appends.push(EventAppend {
+            tenant: tenant.clone(),
+            id: event.id.clone(),
+            occurred_at: event.timestamp,
+            body: event.to_json(),
+        });
+        events.push((tenant, event));
+    }
+    Some(Run {
+        last_row,
+        whole,
+        appends,
+        events,
+    })
+}
+
 /// Publishes every record committed after the cursor, a run at a time.
-async fn publish(store: &dyn Store, feed: &IndexFeed, cursor: &mut Option<i64>) -> StoreResult<()> {
+async fn publish(
+    store: &Arc<dyn Store>,
+    below: &IndexingThread,
+    feed: &IndexFeed,
+    cursor: &mut Option<i64>,
+) -> StoreResult<()> {
     let mut after = match *cursor {
         Some(at) => at,
         None => store.consumer_cursor(CURSOR).await?.unwrap_or(0),
     };
     *cursor = Some(after);
     loop {
-        let records = store.audit_committed_after(after, RUN).await?;
-        let Some(last_row) = records.last().map(|(row, _, _)| *row) else {
+        let Some(run) = read_run(below, store, after).await? else {
             return Ok(());
         };
-        let whole_run = records.len() as i64 == RUN;
-        let mut appends = Vec::new();
-        let mut events = Vec::new();
-        for (row, tenant, chained) in records {
-            // Search shows only what the chain vouches for: a record that
-            // no longer parses, or whose content no longer matches its
-            // hash (edited in the database), gets no event, and says so;
-            // `GET /api/v1/audit/verify` names it.
-            let Some(chained) = chained.filter(|c| {
-                link_hash(&c.previous_hash, c.sequence as u64, c.canonical.as_bytes()) == c.hash
-            }) else {
-                tracing::error!(
-                    audit_row = row,
-                    org_id = %tenant.org_id,
-                    "an audit record does not match its hash: no event is published for it"
-                );
-                continue;
-            };
-            let Some(event) = decision_event(&chained.record) else {
-                continue;
-            };
-            appends.push(EventAppend {
-                tenant: tenant.clone(),
-                id: event.id.clone(),
-                occurred_at: event.timestamp,
-                body: event.to_json(),
-            });
-            events.push((tenant, event));
-        }
         let last_seq = store
-            .append_derived_events(&appends, CURSOR, last_row)
+            .append_derived_events(&run.appends, CURSOR, run.last_row)
             .await?;
-        after = last_row;
+        after = run.last_row;
         *cursor = Some(after);
         if let Some(last) = last_seq {
-            let first = last - appends.len() as i64 + 1;
-            let bodies = appends.into_iter().map(|a| a.body);
-            for run in by_tenant(first, events.into_iter().zip(bodies)) {
-                feed.hand_over(run);
+            let first = last - run.appends.len() as i64 + 1;
+            let bodies = run.appends.into_iter().map(|a| a.body);
+            for appended in by_tenant(first, run.events.into_iter().zip(bodies)) {
+                feed.hand_over(appended);
             }
             // Runs no faster than the index takes them: the records are
             // durable whatever the lag.
             feed.keep_up(last).await;
         }
-        if !whole_run {
+        if !run.whole {
             return Ok(());
         }
     }

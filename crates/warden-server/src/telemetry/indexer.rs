@@ -237,12 +237,12 @@ async fn recover(
     }
 }
 
-/// Runs an indexing step on the indexing thread; an error when the step
-/// failed, panicked or the thread has stopped.
-async fn off_runtime(
+/// Runs a step on a thread below requests (the indexing priority); an
+/// error when the step failed, panicked or the thread has stopped.
+pub(crate) async fn off_runtime<T: Send + 'static>(
     indexing: &IndexingThread,
-    step: impl FnOnce() -> Result<(), String> + Send + 'static,
-) -> Result<(), String> {
+    step: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
     let (done, outcome) = tokio::sync::oneshot::channel();
     let submitted = indexing.submit(move || {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step))
