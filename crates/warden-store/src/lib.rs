@@ -231,13 +231,13 @@ pub trait Store: Send + Sync + 'static {
         false
     }
     /// Audit records committed after row `after`, in commit order, at most
-    /// `limit`, each with its row number and tenant (`None`: a record that
-    /// no longer parses). Only where [`Store::derives_decision_events`].
+    /// `limit`, each with its row number and its tenant and record (`None`:
+    /// a row that no longer reads as one). Only where [`Store::derives_decision_events`].
     async fn audit_committed_after(
         &self,
         after: i64,
         limit: i64,
-    ) -> StoreResult<Vec<(i64, Tenant, Option<ChainedRecord>)>>;
+    ) -> StoreResult<Vec<(i64, Option<(Tenant, ChainedRecord)>)>>;
     /// Appends events derived from committed records and moves consumer
     /// `cursor` to `position`, in one transaction; the last sequence
     /// number when any event was appended.

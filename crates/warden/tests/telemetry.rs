@@ -1736,6 +1736,18 @@ fn concurrent_decisions_and_ingests_are_each_indexed_once(backend: &Backend) {
     );
 }
 
+/// Ten allowed calls of one agent's session.
+fn decide_ten(api: &Api) {
+    for call in 0..10 {
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "crash-bot", "tool_name": "fs.read",
+                    "session_id": "crash", "tool_args": {"call": call}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+}
+
 /// On SQLite a decision's event is appended after its record commits, in
 /// runs; a `kill -9` between the two leaves records without events, which
 /// the restarted server publishes from the audit log, each exactly once.
@@ -1747,16 +1759,8 @@ fn decisions_committed_before_a_crash_get_their_events_once(backend: &Backend) {
     let mut pending_at_a_crash = false;
     let mut edited_record = None;
     for _ in 0..5 {
-        let api = w.api(&t.live_key);
-        for call in 0..10 {
-            let r = api.post(
-                "/api/v1/enforce",
-                &json!({"agent_id": "crash-bot", "tool_name": "fs.read",
-                        "session_id": "crash", "tool_args": {"call": call}}),
-            );
-            assert_eq!(r.status, 200, "{}", r.text);
-            decided += 1;
-        }
+        decide_ten(&w.api(&t.live_key));
+        decided += 10;
         let (restarted, (logged, recorded, edited)) =
             w.crash_look_and_restart(&backend.data_dir(0), || {
                 let count = |sql: &str| -> u64 { backend.sql(sql).trim().parse().unwrap() };
@@ -1828,6 +1832,48 @@ fn decisions_committed_before_a_crash_get_their_events_once(backend: &Backend) {
         .map(|e| e["fields"]["audit_id"].as_str().unwrap())
         .collect();
     assert_eq!(audit_ids.len() as u64, published, "one event per decision");
+    if backend.is_postgres() {
+        return;
+    }
+    // A row that no longer reads as a record at all (its environment
+    // edited) holds up no later decision's event.
+    let mut published = published;
+    let mut w = w;
+    for _ in 0..5 {
+        decide_ten(&w.api(&t.live_key));
+        let (restarted, edited) = w.crash_look_and_restart(&backend.data_dir(0), || {
+            let published_up_to =
+                "(SELECT position FROM consumer_cursors WHERE name = 'decision-events')";
+            let pending: u64 = backend
+                .sql(&format!(
+                    "SELECT COUNT(*) FROM audit_log WHERE rowid > {published_up_to}"
+                ))
+                .trim()
+                .parse()
+                .unwrap();
+            // Not the chain's last record: its head must stay whole.
+            let edited = pending >= 2;
+            if edited {
+                backend.sql(&format!(
+                    "UPDATE audit_log SET environment = 'elsewhere' WHERE rowid = \
+                     (SELECT MIN(rowid) FROM audit_log WHERE rowid > {published_up_to})"
+                ));
+            }
+            edited
+        });
+        w = restarted;
+        published += 10 - u64::from(edited);
+        if edited {
+            break;
+        }
+    }
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "crash-bot", "tool_name": "fs.read", "session_id": "crash"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_total(&api, "source:agent AND tool:fs.read", published + 1);
 }
 
 fn retention_removes_old_events(backend: &Backend) {

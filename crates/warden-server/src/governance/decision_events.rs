@@ -118,22 +118,21 @@ async fn read_run(
     .map_err(StoreError::Unavailable)
 }
 
-fn make_events(records: Vec<(i64, Tenant, Option<ChainedRecord>)>) -> Option<Run> {
-    let last_row = records.last().map(|(row, _, _)| *row)?;
+fn make_events(records: Vec<(i64, Option<(Tenant, ChainedRecord)>)>) -> Option<Run> {
+    let last_row = records.last().map(|(row, _)| *row)?;
     let whole = records.len() as i64 == RUN;
     let mut appends = Vec::new();
     let mut events = Vec::new();
-    for (row, tenant, chained) in records {
-        // Search shows only what the chain vouches for: a record that
-        // no longer parses, or whose content no longer matches its
+    for (row, read) in records {
+        // Search shows only what the chain vouches for: a row that no
+        // longer reads as a record, or whose content no longer matches its
         // hash (edited in the database), gets no event, and says so;
         // `GET /api/v1/audit/verify` names it.
-        let Some(chained) = chained.filter(|c| {
+        let Some((tenant, chained)) = read.filter(|(_, c)| {
             link_hash(&c.previous_hash, c.sequence as u64, c.canonical.as_bytes()) == c.hash
         }) else {
             tracing::error!(
                 audit_row = row,
-                org_id = %tenant.org_id,
                 "an audit record does not match its hash: no event is published for it"
             );
             continue;

@@ -244,13 +244,14 @@ pub(crate) async fn head(db: &dyn Db, tenant: &Tenant) -> StoreResult<(i64, Stri
 
 /// Records after the audit log's row `after`, in the order they were
 /// committed (SQLite's row numbers; one process writes a SQLite store), at
-/// most `limit`: each with its row number and tenant, `None` for a record
-/// that no longer parses (skipped by the reader, not stopped at).
+/// most `limit`: each with its row number, and its tenant and record, or
+/// `None` for a row that no longer reads as one (skipped by the reader,
+/// not stopped at).
 pub(crate) async fn committed_after(
     db: &dyn Db,
     after: i64,
     limit: i64,
-) -> StoreResult<Vec<(i64, Tenant, Option<ChainedRecord>)>> {
+) -> StoreResult<Vec<(i64, Option<(Tenant, ChainedRecord)>)>> {
     let rows = db
         .query(
             &format!(
@@ -262,14 +263,14 @@ pub(crate) async fn committed_after(
         .await?;
     rows.iter()
         .map(|row| {
-            let tenant = Tenant {
-                org_id: row.text("org_id")?,
-                environment: row
-                    .text("environment")?
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("audit record: unknown environment".into()))?,
+            let read = || -> Option<(Tenant, ChainedRecord)> {
+                let tenant = Tenant {
+                    org_id: row.text("org_id").ok()?,
+                    environment: row.text("environment").ok()?.parse().ok()?,
+                };
+                Some((tenant, decode(row).ok()?))
             };
-            Ok((row.int("row_number")?, tenant, decode(row).ok()))
+            Ok((row.int("row_number")?, read()))
         })
         .collect()
 }

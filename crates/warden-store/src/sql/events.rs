@@ -155,8 +155,8 @@ pub(crate) async fn set_cursor(
 ) -> StoreResult<()> {
     match position {
         Some(position) => {
-            db.transaction(vec![cursor_step(name, position, now)])
-                .await?;
+            let step = cursor_step(name, position, now);
+            db.execute(&step.sql, step.args).await?;
         }
         None => {
             db.execute(

@@ -333,7 +333,7 @@ impl Store for SqlStore {
         &self,
         after: i64,
         limit: i64,
-    ) -> StoreResult<Vec<(i64, Tenant, Option<ChainedRecord>)>> {
+    ) -> StoreResult<Vec<(i64, Option<(Tenant, ChainedRecord)>)>> {
         audit::committed_after(self.db.as_ref(), after, limit).await
     }
 
