@@ -8,8 +8,10 @@
 #    rows for PostgreSQL's COPY.
 # 2. Ingest: the first INGEST_EVENTS events into `warden serve` (release
 #    build, fresh embedded SQLite store) with ingest-load (CONNECTIONS
-#    threads, keep-alive): durable events/s, request latency, and the lag
-#    from the last 202 until a search counts them all. Then the same events
+#    threads, keep-alive): durable events/s, request latency, the lag
+#    from the last 202 until a search counts them all, and the lag under
+#    sustained ingest (a probe posts one marked event at a time beside the
+#    batches and searches for it until found). Then the same events
 #    with COPY into a plain PostgreSQL table (no index) in a fresh database.
 # 3. Search: the rest of the events into both; PostgreSQL then gets a
 #    tsvector column (to_tsvector('simple', message)) with a GIN index and a
@@ -116,9 +118,11 @@ pg_copy_s=$(python3 -c "print($t1 - $t0)")
 
 # 3. The rest of the events into Warden, until searchable.
 if [ "$rest_events" -gt 0 ]; then
+  # The first run's probe events are in the window too.
+  already=$((INGEST_EVENTS + $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["probes_accepted"])' "$work/ingest.json")))
   c2=$(cpu_s "$warden_pid"); w2=$(now)
   T $bin/ingest-load "$work/events.batch" --url "$W" --key "$key" --connections "$CONNECTIONS" \
-    --skip-lines "$ingest_lines" --already "$INGEST_EVENTS" --from "$FROM" --to "$END" \
+    --skip-lines "$ingest_lines" --already "$already" --from "$FROM" --to "$END" \
     --searchable-timeout "$((PHASE_TIMEOUT / 2))" > "$work/rest.json" || { cat "$work/rest.json" >&2; exit 1; }
   c3=$(cpu_s "$warden_pid"); w3=$(now)
 else
@@ -205,20 +209,22 @@ def pct(xs, p):
     return xs[int(k) - 1]
 
 print()
-print("| ingest run | events | seconds | events/s | request p50 ms | request p99 ms | searchable after last 202 | Warden CPU, until searchable |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| ingest run | events | seconds | events/s | request p50 ms | request p99 ms | searchable after last 202 | searchable during the run, probe p50 / p99 / max | Warden CPU, until searchable |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 def warden_row(label, r, cores):
     lag = r.get("searchable_lag_ms")
     print(f"| {label} | {r['events_accepted']:,} | {r['seconds']:.1f} | {r['events_per_s']:,.0f} | "
           f"{r['request_p50_ms']:.1f} | {r['request_p99_ms']:.1f} | "
-          f"{'n/a' if lag is None else f'{lag:,.0f} ms'} | {float(cores):.2f} cores |")
+          f"{'n/a' if lag is None else f'{lag:,.0f} ms'} | "
+          f"{r['probe_lag_p50_ms']:,.0f} / {r['probe_lag_p99_ms']:,.0f} / {r['probe_lag_max_ms']:,.0f} ms ({r['probes']} probes) | "
+          f"{float(cores):.2f} cores |")
 warden_row("Warden, POST /api/v1/events/batch, fresh store", ing, cores1)
 pg = float(pg_copy_s)
-print(f"| PostgreSQL COPY, plain table, fresh database | {ingest_n:,} | {pg:.1f} | {ingest_n / pg:,.0f} | | | | |")
+print(f"| PostgreSQL COPY, plain table, fresh database | {ingest_n:,} | {pg:.1f} | {ingest_n / pg:,.0f} | | | | | |")
 if rest_n:
     warden_row(f"Warden, the remaining events (on top of {ingest_n:,})", rest, cores2)
     pr = float(pg_rest_s)
-    print(f"| PostgreSQL COPY, the remaining events | {rest_n:,} | {pr:.1f} | {rest_n / pr:,.0f} | | | | |")
+    print(f"| PostgreSQL COPY, the remaining events | {rest_n:,} | {pr:.1f} | {rest_n / pr:,.0f} | | | | | |")
 for r in (ing, rest):
     if r.get("failures"):
         print(f"\nWarden refused {r['failures']} requests; first: {r['first_error']}")

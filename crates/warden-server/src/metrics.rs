@@ -82,6 +82,7 @@ pub struct Metrics {
     syslog: Family<SyslogLabels, Counter>,
     searchable: Gauge,
     unsearchable: Gauge,
+    backlog_allowed: Gauge,
 }
 
 impl Metrics {
@@ -127,6 +128,7 @@ impl Metrics {
         );
         let searchable = Gauge::default();
         let unsearchable = Gauge::default();
+        let backlog_allowed = Gauge::default();
         registry.register(
             "warden_index_searchable_position",
             "Event log position up to which this replica's search index answers",
@@ -136,6 +138,11 @@ impl Metrics {
             "warden_index_unsearchable_events",
             "Events this replica acknowledged that its search index does not yet return",
             unsearchable.clone(),
+        );
+        registry.register(
+            "warden_index_backlog_allowed_events",
+            "Unsearchable events this replica allows before acknowledgments wait: what its index makes searchable in half a second at its measured pace",
+            backlog_allowed.clone(),
         );
         registry.register(
             "warden_index_backpressure_waits",
@@ -185,6 +192,7 @@ impl Metrics {
             syslog,
             searchable,
             unsearchable,
+            backlog_allowed,
         })
     }
 
@@ -216,6 +224,7 @@ impl Metrics {
     pub fn set_index(&self, searchable: i64, index: &IndexHealth) {
         self.searchable.set(searchable);
         self.unsearchable.set(index.unsearchable(searchable));
+        self.backlog_allowed.set(index.allowance());
     }
 
     /// The Prometheus text exposition.

@@ -11,7 +11,10 @@
 //! `POST /api/v1/siem/search` (empty query, `limit` 0, every 20 ms) until
 //! the exact total over the window counts every event sent plus
 //! `--already`: the time from the last `202` to that answer is the
-//! searchable lag. Prints one JSON object.
+//! searchable lag. While the batches go, a probe posts one marked event
+//! at a time on its own connection and searches for it until found: the
+//! time from its `202` to that answer is the lag under sustained ingest.
+//! Prints one JSON object.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -50,6 +53,9 @@ struct Args {
     /// Events of the window already in Warden before this run.
     #[arg(long, default_value_t = 0)]
     already: u64,
+    /// Time between the end of one probe and the next, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    probe_every_ms: u64,
     /// Give up waiting for the events to be searchable after this many seconds.
     #[arg(long, default_value_t = 600)]
     searchable_timeout: u64,
@@ -145,6 +151,87 @@ fn worker(args: &Args, source: &Mutex<Source>) -> WorkerResult {
     out
 }
 
+/// The exact total a search answers, if it answers.
+fn search_total(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    key: &str,
+    body: &Value,
+) -> Option<u64> {
+    client
+        .post(url)
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .and_then(|r| r.json::<Value>())
+        .ok()
+        .and_then(|v| v["data"]["total"].as_u64())
+}
+
+/// What the probe saw: each marked event's lag from its `202` to a search
+/// that finds it, in microseconds.
+#[derive(Default)]
+struct ProbeResult {
+    lags_us: Vec<u64>,
+    accepted: u64,
+    lost: u64,
+}
+
+/// Posts one marked event (timed at the window's start, so the total
+/// counts it) and searches for it every 5 ms, until `done` is set.
+fn probe(args: &Args, done: &std::sync::atomic::AtomicBool) -> ProbeResult {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("an HTTP client");
+    let base = args.url.trim_end_matches('/');
+    let mut out = ProbeResult::default();
+    let run = std::process::id();
+    let mut n = 0u64;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let marker = format!("probe{run}x{n}");
+        let event = json!([{"timestamp": args.from, "message": marker, "program": "ingest-probe"}]);
+        let acked = client
+            .post(format!("{base}/api/v1/events/batch"))
+            .bearer_auth(&args.key)
+            .json(&event)
+            .send()
+            .is_ok_and(|r| r.status().as_u16() == 202);
+        if !acked {
+            std::thread::sleep(Duration::from_millis(args.probe_every_ms));
+            continue;
+        }
+        let at = Instant::now();
+        out.accepted += 1;
+        let query =
+            json!({"query": marker, "from_time": args.from, "to_time": args.to, "limit": 0});
+        let found = loop {
+            if search_total(
+                &client,
+                &format!("{base}/api/v1/siem/search"),
+                &args.key,
+                &query,
+            ) == Some(1)
+            {
+                break true;
+            }
+            if at.elapsed() > Duration::from_secs(30) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if found {
+            out.lags_us.push(at.elapsed().as_micros() as u64);
+        } else {
+            out.lost += 1;
+        }
+        std::thread::sleep(Duration::from_millis(args.probe_every_ms));
+    }
+    out
+}
+
 /// The nearest-rank percentile of sorted values.
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -173,6 +260,11 @@ fn main() {
         left: args.max_lines.unwrap_or(u64::MAX),
     }));
     let args = Arc::new(args);
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (args, probing) = (args.clone(), probing.clone());
+        std::thread::spawn(move || probe(&args, &probing))
+    };
     let handles: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
             let (args, source) = (args.clone(), source.clone());
@@ -183,6 +275,10 @@ fn main() {
         .into_iter()
         .map(|h| h.join().expect("a worker"))
         .collect();
+    probing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let probed = prober.join().expect("the probe");
+    let mut probe_lags = probed.lags_us.clone();
+    probe_lags.sort_unstable();
 
     let mut latencies: Vec<u64> = results
         .iter()
@@ -204,7 +300,7 @@ fn main() {
     }
 
     // Searchable: poll the exact total until it counts every event.
-    let target = accepted + args.already;
+    let target = accepted + probed.accepted + args.already;
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -218,14 +314,7 @@ fn main() {
     let mut searchable_ms: Option<f64> = None;
     while let Some(last) = last_202.filter(|_| Instant::now() < deadline) {
         let sent = Instant::now();
-        let total = client
-            .post(&url)
-            .bearer_auth(&args.key)
-            .json(&body)
-            .send()
-            .and_then(|r| r.json::<Value>())
-            .ok()
-            .and_then(|v| v["data"]["total"].as_u64());
+        let total = search_total(&client, &url, &args.key, &body);
         polls += 1;
         last_poll_ms = sent.elapsed().as_secs_f64() * 1000.0;
         if let Some(total) = total {
@@ -260,10 +349,16 @@ fn main() {
         "search_total_seen": last_total,
         "searchable_lag_ms": searchable_ms.map(|m| (m * 10.0).round() / 10.0),
         "searchable_polls": polls,
+        "probes_accepted": probed.accepted,
+        "probes": probe_lags.len(),
+        "probes_not_found": probed.lost,
+        "probe_lag_p50_ms": ms(percentile(&probe_lags, 50.0)),
+        "probe_lag_p99_ms": ms(percentile(&probe_lags, 99.0)),
+        "probe_lag_max_ms": ms(probe_lags.last().copied().unwrap_or(0)),
         "last_poll_ms": (last_poll_ms * 10.0_f64).round() / 10.0,
     });
     println!("{report}");
-    if failures > 0 || searchable_ms.is_none() {
+    if failures > 0 || searchable_ms.is_none() || probed.lost > 0 {
         std::process::exit(1);
     }
 }

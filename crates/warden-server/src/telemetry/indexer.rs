@@ -26,8 +26,9 @@ const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// stream: acknowledgments may be waiting for it (back-pressure), so it
 /// makes what it indexed searchable sooner.
 const BUSY_COMMIT_GAP: Duration = Duration::from_millis(250);
-/// Events indexed since the last commit that make it a stream.
-const BUSY: usize = 2_000;
+/// Events indexed since the last commit that make it a stream (and its
+/// commit a measure of the index's pace).
+const BUSY: usize = super::PACE_SAMPLE_EVENTS;
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -139,6 +140,7 @@ pub async fn run(
         if indexed_since_commit > 0 && due {
             match commit(store.as_ref(), &index, cursor).await {
                 Ok(()) => {
+                    health.note_commit(indexed_since_commit, last_commit.elapsed());
                     indexed_since_commit = 0;
                     last_commit = Instant::now();
                     searchable.send_replace(cursor);

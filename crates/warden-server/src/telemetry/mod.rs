@@ -55,6 +55,9 @@ pub struct IndexHealth {
     /// Set once a search found the index damaged on disk: it stays so
     /// until a rebuild (`warden reindex`).
     damaged: std::sync::atomic::AtomicBool,
+    /// Events a second the index has been making searchable while busy
+    /// (a moving average; 0 until measured).
+    pace: AtomicU64,
 }
 
 /// Marks the index failing for as long as it lives.
@@ -84,6 +87,30 @@ impl IndexHealth {
         self.damaged.load(Ordering::Relaxed)
     }
 
+    /// Counts a busy commit (at least [`PACE_SAMPLE_EVENTS`] events,
+    /// `cycle` since the one before) into the index's pace.
+    pub fn note_commit(&self, events: usize, cycle: std::time::Duration) {
+        if events < PACE_SAMPLE_EVENTS || cycle.is_zero() {
+            return;
+        }
+        let sample = events as f64 / cycle.as_secs_f64();
+        let before = self.pace.load(Ordering::Relaxed) as f64;
+        // Recent commits weigh most; the first sets it.
+        let pace = if before == 0.0 {
+            sample
+        } else {
+            0.7 * before + 0.3 * sample
+        };
+        self.pace.store(pace as u64, Ordering::Relaxed);
+    }
+
+    /// Unsearchable events allowed before acknowledgments wait: what the
+    /// index clears in [`BACKLOG_WITHIN`] at its measured pace.
+    pub fn allowance(&self) -> i64 {
+        let pace = self.pace.load(Ordering::Relaxed) as f64;
+        ((pace * BACKLOG_WITHIN.as_secs_f64()) as i64).clamp(MIN_UNSEARCHABLE, MAX_UNSEARCHABLE)
+    }
+
     /// Events this process acknowledged that its index does not yet
     /// return, given the position the index has made searchable.
     pub fn unsearchable(&self, searchable: i64) -> i64 {
@@ -91,17 +118,25 @@ impl IndexHealth {
     }
 }
 
-/// Most events this process lets stand between what it acknowledged and
-/// what its index has made searchable. Indexing runs only on time that
-/// requests leave idle (`warden_search::background`), so under sustained
-/// ingest this is what it clears in well under a second (measured: the
-/// last events searchable 0.3–0.6 s after the last 202 on two cores; 10,000
-/// took the same ingest rate as 15,000 and leaves more of the second for
-/// large batches and a busy machine).
-/// Past it, acknowledgments wait for the index (back-pressure), so that an
-/// acknowledged event is searchable within a second even under sustained
-/// ingest faster than the index.
-const MAX_UNSEARCHABLE: i64 = 10_000;
+/// The share of the one-second promise the index's backlog may take:
+/// acknowledgments wait while more events are unsearchable than the
+/// index makes searchable in this long (back-pressure), so an
+/// acknowledged event is searchable within a second even under ingest
+/// faster than the index. Indexing runs only on time that requests leave
+/// idle (`warden_search::background`), so what it clears in this long is
+/// measured as it goes ([`IndexHealth::note_commit`]), not assumed.
+const BACKLOG_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// The backlog allowed before the index's pace is known, and the least
+/// ever allowed (measured on two cores: cleared in about a third of a
+/// second, on the time requests leave the indexer).
+const MIN_UNSEARCHABLE: i64 = 10_000;
+/// The most ever allowed, whatever the pace: bounds the events held in
+/// memory for the indexer.
+const MAX_UNSEARCHABLE: i64 = 100_000;
+/// Events a commit must have made searchable for its pace to count: a
+/// trickle's commits say how often events come, not how fast the index
+/// goes.
+pub const PACE_SAMPLE_EVENTS: usize = 2_000;
 /// Longest an acknowledgment waits for the index; the events are durable
 /// either way.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -130,8 +165,8 @@ impl IndexFeed {
         self.handoff.offer(batch);
     }
 
-    /// Waits while more than [`MAX_UNSEARCHABLE`] events up to
-    /// `last_seq` are not yet searchable (at most [`MAX_WAIT`]):
+    /// Waits while more events up to `last_seq` are not yet searchable
+    /// than [`IndexHealth::allowance`] (at most [`MAX_WAIT`]):
     /// back-pressure, so that an acknowledged event is searchable within
     /// a second however fast events come.
     pub async fn keep_up(&self, last_seq: i64) {
@@ -145,7 +180,8 @@ impl IndexFeed {
         self.health
             .acknowledged
             .fetch_max(last_seq, Ordering::Relaxed);
-        let caught_up = |at: &i64| last_seq - *at <= MAX_UNSEARCHABLE;
+        let allowed = self.health.allowance();
+        let caught_up = |at: &i64| last_seq - *at <= allowed;
         if caught_up(&self.searchable.borrow()) {
             return;
         }
@@ -208,11 +244,11 @@ mod tests {
         let searchable = tokio::sync::watch::Sender::new(0);
         let feed = feed(&searchable);
 
-        feed.keep_up(MAX_UNSEARCHABLE).await;
+        feed.keep_up(MIN_UNSEARCHABLE).await;
         assert_eq!(feed.health.waits.get(), 0, "within the bound: no wait");
-        assert_eq!(feed.health.unsearchable(0), MAX_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(0), MIN_UNSEARCHABLE);
 
-        let last = MAX_UNSEARCHABLE + 5_000;
+        let last = MIN_UNSEARCHABLE + 5_000;
         let waiting = tokio::spawn({
             let feed = feed.clone();
             async move { feed.keep_up(last).await }
@@ -227,8 +263,55 @@ mod tests {
 
         assert_eq!(feed.health.waits.get(), 1);
         assert!(feed.health.waited_seconds.get() > 0.0);
-        assert_eq!(feed.health.unsearchable(5_000), MAX_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(5_000), MIN_UNSEARCHABLE);
         assert_eq!(feed.health.unsearchable(last), 0);
         assert_eq!(feed.health.unsearchable(last + 10), 0, "never negative");
+    }
+
+    #[test]
+    fn the_allowance_follows_the_pace_the_index_keeps() {
+        let health = IndexHealth::default();
+        assert_eq!(health.allowance(), MIN_UNSEARCHABLE, "unmeasured");
+
+        health.note_commit(60_000, std::time::Duration::from_secs(1));
+        assert_eq!(health.allowance(), 30_000, "half a second at 60,000/s");
+
+        health.note_commit(1_999, std::time::Duration::from_millis(1));
+        assert_eq!(
+            health.allowance(),
+            30_000,
+            "a trickle's commit says nothing"
+        );
+
+        // Slower commits pull it down, never below the floor.
+        for _ in 0..30 {
+            health.note_commit(2_000, std::time::Duration::from_secs(1));
+        }
+        assert_eq!(health.allowance(), MIN_UNSEARCHABLE);
+
+        for _ in 0..30 {
+            health.note_commit(10_000_000, std::time::Duration::from_secs(1));
+        }
+        assert_eq!(health.allowance(), MAX_UNSEARCHABLE, "capped");
+    }
+
+    #[tokio::test]
+    async fn a_faster_index_lets_more_stand_unsearchable_before_waiting() {
+        let searchable = tokio::sync::watch::Sender::new(0);
+        let feed = feed(&searchable);
+        feed.health
+            .note_commit(80_000, std::time::Duration::from_secs(1));
+        feed.keep_up(40_000).await;
+        assert_eq!(feed.health.waits.get(), 0, "within 40,000: no wait");
+
+        let waiting = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.keep_up(40_001).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "one past it waits");
+        searchable.send_replace(1);
+        waiting.await.unwrap();
+        assert_eq!(feed.health.waits.get(), 1);
     }
 }
