@@ -80,10 +80,12 @@ pub struct IndexingThread {
 }
 
 impl IndexingThread {
-    pub fn start() -> std::io::Result<Self> {
+    /// Starts the thread under `name` (what `top -H` and `/proc` show, cut
+    /// to 15 bytes), so each user's CPU can be told apart.
+    pub fn start(name: &str) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("warden-indexer".into())
+            .name(name.into())
             .spawn(move || {
                 lower_this_thread();
                 while let Ok(job) = receiver.recv() {
@@ -133,7 +135,7 @@ mod tests {
             "the caller keeps its own class"
         );
 
-        let thread = IndexingThread::start().unwrap();
+        let thread = IndexingThread::start("warden-test").unwrap();
         let (tx, rx) = mpsc::channel();
         assert!(thread.submit(move || tx.send(policy_of_this_thread()).unwrap()));
         assert_eq!(rx.recv().unwrap(), libc::SCHED_IDLE);

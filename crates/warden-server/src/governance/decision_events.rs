@@ -68,7 +68,7 @@ impl DecisionEvents {
 
 async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify>) {
     let below = loop {
-        match IndexingThread::start() {
+        match IndexingThread::start("warden-publish") {
             Ok(thread) => break thread,
             Err(err) => {
                 tracing::error!(error = %err, "the decisions' events cannot start their thread; retrying");

@@ -12,7 +12,7 @@ use warden_core::Tenant;
 
 /// Most events held for the indexer; past this, batches are dropped and
 /// the indexer reads them from the store.
-const MAX_HELD: usize = 50_000;
+pub const MAX_HELD: usize = 50_000;
 
 /// A committed append: its first sequence number, events and their text.
 pub struct Appended {

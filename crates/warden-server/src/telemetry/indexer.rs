@@ -59,7 +59,7 @@ pub async fn run(
     };
     // Documents are built below request handling (see `background`).
     let indexing = loop {
-        match IndexingThread::start() {
+        match IndexingThread::start("warden-indexer") {
             Ok(thread) => break thread,
             Err(err) => {
                 tracing::error!(error = %err, "search indexer cannot start its thread; retrying");

@@ -130,9 +130,10 @@ const BACKLOG_WITHIN: std::time::Duration = std::time::Duration::from_millis(500
 /// ever allowed (measured on two cores: cleared in about a third of a
 /// second, on the time requests leave the indexer).
 const MIN_UNSEARCHABLE: i64 = 10_000;
-/// The most ever allowed, whatever the pace: bounds the events held in
-/// memory for the indexer.
-const MAX_UNSEARCHABLE: i64 = 100_000;
+/// The most ever allowed, whatever the pace: what the indexer is handed
+/// in memory, so that a backlog within the bound is never read back from
+/// the store.
+const MAX_UNSEARCHABLE: i64 = handoff::MAX_HELD as i64;
 /// Events a commit must have made searchable for its pace to count: a
 /// trickle's commits say how often events come, not how fast the index
 /// goes.
