@@ -69,7 +69,11 @@ pub async fn run(
     };
     let mut indexed_since_commit = 0usize;
     let mut last_commit = Instant::now();
+    // When the indexer began on what its next commit makes searchable:
+    // the pace counts the work since then, not the idle time before it.
+    let mut working_since = Instant::now();
     loop {
+        let step_began = Instant::now();
         // This process's own appends come in memory when they start at
         // the cursor; anything else is read from the log.
         let run = handoff.take_run(cursor + 1, BATCH as usize);
@@ -84,6 +88,9 @@ pub async fn run(
                 continue;
             }
             cursor = last_seq;
+            if indexed_since_commit == 0 {
+                working_since = step_began;
+            }
             indexed_since_commit += events;
             false
         } else {
@@ -125,6 +132,9 @@ pub async fn run(
                     continue;
                 }
                 cursor = last_seq;
+                if indexed_since_commit == 0 {
+                    working_since = step_began;
+                }
                 indexed_since_commit += events;
             }
             idle
@@ -140,7 +150,7 @@ pub async fn run(
         if indexed_since_commit > 0 && due {
             match commit(store.as_ref(), &index, cursor).await {
                 Ok(()) => {
-                    health.note_commit(indexed_since_commit, last_commit.elapsed());
+                    health.note_commit(indexed_since_commit, working_since.elapsed());
                     indexed_since_commit = 0;
                     last_commit = Instant::now();
                     searchable.send_replace(cursor);

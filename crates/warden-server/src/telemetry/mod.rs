@@ -88,7 +88,8 @@ impl IndexHealth {
     }
 
     /// Counts a busy commit (at least [`PACE_SAMPLE_EVENTS`] events,
-    /// `cycle` since the one before) into the index's pace.
+    /// made searchable `cycle` after the indexer began on them, the
+    /// commit included) into the index's pace.
     pub fn note_commit(&self, events: usize, cycle: std::time::Duration) {
         if events < PACE_SAMPLE_EVENTS || cycle.is_zero() {
             return;
