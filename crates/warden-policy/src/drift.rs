@@ -74,6 +74,13 @@ pub struct DriftScore {
 /// own, and parts combine like independent signals (1 - Π(1 - wᵢ·partᵢ)).
 const WEIGHTS: [f64; 5] = [0.6, 0.4, 0.4, 0.2, 0.4];
 
+/// A score or part to four decimal places: finer is noise of the
+/// arithmetic (`0.5800000000000001`), not a difference in behaviour, and
+/// conditions and filters compare what is shown.
+fn shown(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
 /// What an agent usually does.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Profile {
@@ -234,14 +241,14 @@ impl Profile {
             score: if learning {
                 0.0
             } else {
-                combined.clamp(0.0, 1.0)
+                shown(combined.clamp(0.0, 1.0))
             },
             learning,
-            new_tool,
-            unusual_transition,
-            unusual_rate,
-            unusual_hour,
-            new_argument_keys,
+            new_tool: shown(new_tool),
+            unusual_transition: shown(unusual_transition),
+            unusual_rate: shown(unusual_rate),
+            unusual_hour: shown(unusual_hour),
+            new_argument_keys: shown(new_argument_keys),
         }
     }
 
@@ -381,6 +388,37 @@ mod tests {
             after < 0.15,
             "back to the usual pattern, the score falls back: {after}"
         );
+    }
+
+    #[test]
+    fn scores_and_parts_are_shown_to_four_decimals() {
+        let keys = vec!["path".to_string(), "mode".to_string(), "owner".to_string()];
+        let mut profile = Profile::default();
+        let (mut at, _) = steady(&mut profile, 120, 9 * 3_600_000, 5_000);
+        let mut previous = Some("fs.read");
+        let tools = ["fs.read", "fs.write", "shell.exec", "net.upload", "db.drop"];
+        let mut seen = 0;
+        for i in 0..300 {
+            let tool = tools[(i * 7 + i / 3) % tools.len()];
+            let c = call(tool, previous, &keys[..1 + i % 3], at);
+            let s = profile.score(&c);
+            for value in [
+                s.score,
+                s.new_tool,
+                s.unusual_transition,
+                s.unusual_rate,
+                s.unusual_hour,
+                s.new_argument_keys,
+            ] {
+                let decimals = value.to_string().split('.').nth(1).map_or(0, str::len);
+                assert!(decimals <= 4, "{value} at call {i}");
+                seen += usize::from(value > 0.0 && value < 1.0);
+            }
+            profile.observe(&c);
+            previous = Some(tool);
+            at += 300 + (i as i64 % 7) * 1_100;
+        }
+        assert!(seen > 100, "fractional values were checked: {seen}");
     }
 
     /// A steady agent: one call every `gap_ms`, `n` times from `at`.
