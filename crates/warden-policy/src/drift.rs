@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn scores_and_parts_are_shown_to_four_decimals() {
-        let keys = vec!["path".to_string(), "mode".to_string(), "owner".to_string()];
+        let keys = ["path".to_string(), "mode".to_string(), "owner".to_string()];
         let mut profile = Profile::default();
         let (mut at, _) = steady(&mut profile, 120, 9 * 3_600_000, 5_000);
         let mut previous = Some("fs.read");

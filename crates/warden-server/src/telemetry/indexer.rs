@@ -72,6 +72,9 @@ pub async fn run(
     // When the indexer began on what its next commit makes searchable:
     // the pace counts the work since then, not the idle time before it.
     let mut working_since = Instant::now();
+    // Whether the indexer has had more to read at every step since the
+    // last commit: then that commit says how fast the index goes.
+    let mut behind = true;
     loop {
         let step_began = Instant::now();
         // This process's own appends come in memory when they start at
@@ -139,6 +142,7 @@ pub async fn run(
             }
             idle
         };
+        behind &= !idle;
         let since = last_commit.elapsed();
         // Caught up with a stream: sooner than the usual spacing.
         let gap = if idle && indexed_since_commit >= BUSY {
@@ -150,8 +154,13 @@ pub async fn run(
         if indexed_since_commit > 0 && due {
             match commit(store.as_ref(), &index, cursor).await {
                 Ok(()) => {
-                    health.note_commit(indexed_since_commit, working_since.elapsed());
+                    // Behind for a moment (a trickle's one step before a
+                    // due commit) says nothing of the pace.
+                    let cycle = working_since.elapsed();
+                    let measured = behind && cycle >= BUSY_COMMIT_GAP;
+                    health.note_commit(indexed_since_commit, cycle, measured);
                     indexed_since_commit = 0;
+                    behind = true;
                     last_commit = Instant::now();
                     searchable.send_replace(cursor);
                 }

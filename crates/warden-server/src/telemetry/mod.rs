@@ -87,11 +87,13 @@ impl IndexHealth {
         self.damaged.load(Ordering::Relaxed)
     }
 
-    /// Counts a busy commit (at least [`PACE_SAMPLE_EVENTS`] events,
-    /// made searchable `cycle` after the indexer began on them, the
-    /// commit included) into the index's pace.
-    pub fn note_commit(&self, events: usize, cycle: std::time::Duration) {
-        if events < PACE_SAMPLE_EVENTS || cycle.is_zero() {
+    /// Counts a commit of `events`, made searchable `cycle` after the
+    /// indexer began on them (the commit included), into the index's pace
+    /// when it says how fast the index goes: the indexer stayed `behind`
+    /// (always more to read) until it, or it held at least
+    /// [`PACE_SAMPLE_EVENTS`].
+    pub fn note_commit(&self, events: usize, cycle: std::time::Duration, behind: bool) {
+        if events == 0 || cycle.is_zero() || !(behind || events >= PACE_SAMPLE_EVENTS) {
             return;
         }
         let sample = events as f64 / cycle.as_secs_f64();
@@ -102,14 +104,19 @@ impl IndexHealth {
         } else {
             0.7 * before + 0.3 * sample
         };
-        self.pace.store(pace as u64, Ordering::Relaxed);
+        // At least 1: 0 means not yet measured.
+        self.pace.store((pace as u64).max(1), Ordering::Relaxed);
     }
 
     /// Unsearchable events allowed before acknowledgments wait: what the
     /// index clears in [`BACKLOG_WITHIN`] at its measured pace.
     pub fn allowance(&self) -> i64 {
-        let pace = self.pace.load(Ordering::Relaxed) as f64;
-        ((pace * BACKLOG_WITHIN.as_secs_f64()) as i64).clamp(MIN_UNSEARCHABLE, MAX_UNSEARCHABLE)
+        let pace = self.pace.load(Ordering::Relaxed);
+        if pace == 0 {
+            return INITIAL_UNSEARCHABLE;
+        }
+        ((pace as f64 * BACKLOG_WITHIN.as_secs_f64()) as i64)
+            .clamp(MIN_UNSEARCHABLE, MAX_UNSEARCHABLE)
     }
 
     /// Events this process acknowledged that its index does not yet
@@ -127,17 +134,22 @@ impl IndexHealth {
 /// idle (`warden_search::background`), so what it clears in this long is
 /// measured as it goes ([`IndexHealth::note_commit`]), not assumed.
 const BACKLOG_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
-/// The backlog allowed before the index's pace is known, and the least
-/// ever allowed (measured on two cores: cleared in about a third of a
-/// second, on the time requests leave the indexer).
-const MIN_UNSEARCHABLE: i64 = 10_000;
+/// The backlog allowed before the index's pace is known (measured on two
+/// cores: cleared in about a third of a second, on the time requests leave
+/// the indexer).
+const INITIAL_UNSEARCHABLE: i64 = 10_000;
+/// The least ever allowed once the pace is known: an index slowed by large
+/// events (tens of KiB each) or a busy machine clears few events a second,
+/// and a bound in the thousands would then hold seconds of them.
+const MIN_UNSEARCHABLE: i64 = 100;
 /// The most ever allowed, whatever the pace: what the indexer is handed
 /// in memory, so that a backlog within the bound is never read back from
 /// the store.
 const MAX_UNSEARCHABLE: i64 = handoff::MAX_HELD as i64;
-/// Events a commit must have made searchable for its pace to count: a
-/// trickle's commits say how often events come, not how fast the index
-/// goes.
+/// Events a commit must have made searchable for its pace to count when
+/// the indexer caught up before it: a trickle's commits say how often
+/// events come, not how fast the index goes. A commit the indexer reached
+/// without ever catching up counts whatever it held.
 pub const PACE_SAMPLE_EVENTS: usize = 2_000;
 /// Longest an acknowledgment waits for the index; the events are durable
 /// either way.
@@ -246,11 +258,11 @@ mod tests {
         let searchable = tokio::sync::watch::Sender::new(0);
         let feed = feed(&searchable);
 
-        feed.keep_up(MIN_UNSEARCHABLE).await;
+        feed.keep_up(INITIAL_UNSEARCHABLE).await;
         assert_eq!(feed.health.waits.get(), 0, "within the bound: no wait");
-        assert_eq!(feed.health.unsearchable(0), MIN_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(0), INITIAL_UNSEARCHABLE);
 
-        let last = MIN_UNSEARCHABLE + 5_000;
+        let last = INITIAL_UNSEARCHABLE + 5_000;
         let waiting = tokio::spawn({
             let feed = feed.clone();
             async move { feed.keep_up(last).await }
@@ -265,34 +277,44 @@ mod tests {
 
         assert_eq!(feed.health.waits.get(), 1);
         assert!(feed.health.waited_seconds.get() > 0.0);
-        assert_eq!(feed.health.unsearchable(5_000), MIN_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(5_000), INITIAL_UNSEARCHABLE);
         assert_eq!(feed.health.unsearchable(last), 0);
         assert_eq!(feed.health.unsearchable(last + 10), 0, "never negative");
     }
 
     #[test]
     fn the_allowance_follows_the_pace_the_index_keeps() {
+        let second = std::time::Duration::from_secs(1);
         let health = IndexHealth::default();
-        assert_eq!(health.allowance(), MIN_UNSEARCHABLE, "unmeasured");
+        assert_eq!(health.allowance(), INITIAL_UNSEARCHABLE, "unmeasured");
 
-        health.note_commit(60_000, std::time::Duration::from_secs(1));
+        health.note_commit(60_000, second, false);
         assert_eq!(health.allowance(), 30_000, "half a second at 60,000/s");
 
-        health.note_commit(1_999, std::time::Duration::from_millis(1));
+        health.note_commit(1_999, std::time::Duration::from_millis(1), false);
         assert_eq!(
             health.allowance(),
             30_000,
             "a trickle's commit says nothing"
         );
 
-        // Slower commits pull it down, never below the floor.
+        // Slower commits pull it down: large events, or a busy machine.
         for _ in 0..30 {
-            health.note_commit(2_000, std::time::Duration::from_secs(1));
+            health.note_commit(2_000, second, false);
         }
-        assert_eq!(health.allowance(), MIN_UNSEARCHABLE);
+        assert_eq!(health.allowance(), 1_000);
+        // An indexer that never caught up counts however few it held.
+        for _ in 0..30 {
+            health.note_commit(300, second, true);
+        }
+        assert_eq!(health.allowance(), 150);
+        for _ in 0..30 {
+            health.note_commit(10, second, true);
+        }
+        assert_eq!(health.allowance(), MIN_UNSEARCHABLE, "the floor");
 
         for _ in 0..30 {
-            health.note_commit(10_000_000, std::time::Duration::from_secs(1));
+            health.note_commit(10_000_000, second, true);
         }
         assert_eq!(health.allowance(), MAX_UNSEARCHABLE, "capped");
     }
@@ -302,7 +324,7 @@ mod tests {
         let searchable = tokio::sync::watch::Sender::new(0);
         let feed = feed(&searchable);
         feed.health
-            .note_commit(80_000, std::time::Duration::from_secs(1));
+            .note_commit(80_000, std::time::Duration::from_secs(1), false);
         feed.keep_up(40_000).await;
         assert_eq!(feed.health.waits.get(), 0, "within 40,000: no wait");
 

@@ -1,13 +1,14 @@
 //! A search as the API takes it: time range, query, page and histogram,
 //! bounded and checked, then run on the index off the async runtime.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use warden_core::secret::MasterKey;
 use warden_core::time::now_ms;
 use warden_core::Tenant;
 use warden_search::interval::{self, MAX_BUCKETS};
-use warden_search::{Order, Position, SearchError, SearchRequest, SearchResult};
+use warden_search::{EventIndex, Order, Position, SearchError, SearchRequest, SearchResult};
 
 use super::Telemetry;
 use crate::http::error::{ApiError, Position as BodyPosition};
@@ -235,7 +236,7 @@ impl Telemetry {
         let query_text = params.query.clone();
         // A caller that goes away (its connection closed) stops the search.
         let guard = warden_search::run::Guard::new(&request.abandoned);
-        let searched = tokio::task::spawn_blocking(move || index.search(&request)).await;
+        let searched = search_below_requests(index, request).await;
         guard.finish();
         let mut result = searched
             .map_err(ApiError::internal)?
@@ -304,11 +305,26 @@ impl Telemetry {
         };
         let index = self.index.clone();
         let guard = warden_search::run::Guard::new(&request.abandoned);
-        let searched = tokio::task::spawn_blocking(move || index.search(&request)).await;
+        let searched = search_below_requests(index, request).await;
         guard.finish();
         let result = searched
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
         Ok(result.events.into_iter().next().map(|(_, json)| json))
     }
+}
+
+/// Runs a search in the index's scheduling class (`SCHED_IDLE`, see
+/// `warden_search::background`): decisions and ingest come first, and the
+/// threads that build the index share the rest with searches. At normal
+/// priority a run of costly searches took every core from the indexer and
+/// left acknowledged events unsearchable for tens of seconds.
+async fn search_below_requests(
+    index: Arc<EventIndex>,
+    request: SearchRequest,
+) -> Result<Result<SearchResult, SearchError>, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        warden_search::background::at_indexing_priority(|| index.search(&request))
+    })
+    .await
 }
