@@ -57,6 +57,11 @@ pub async fn run(
             }
         }
     };
+    // What the index must catch up with shows in /metrics from the start.
+    match store.event_log_head().await {
+        Ok(head) => health.note_log_head(head),
+        Err(err) => tracing::warn!(error = %err, "search indexer cannot read the log's head"),
+    }
     // Documents are built below request handling (see `background`).
     let indexing = loop {
         match IndexingThread::start("warden-indexer") {

@@ -119,8 +119,16 @@ impl IndexHealth {
             .clamp(MIN_UNSEARCHABLE, MAX_UNSEARCHABLE)
     }
 
-    /// Events this process acknowledged that its index does not yet
-    /// return, given the position the index has made searchable.
+    /// Counts the log's events up to `head` as owed to the index: on
+    /// start, what it must index again (a replay after a crash) shows in
+    /// [`Self::unsearchable`] like a backlog of this process's own.
+    pub fn note_log_head(&self, head: i64) {
+        self.acknowledged.fetch_max(head, Ordering::Relaxed);
+    }
+
+    /// Events this process acknowledged (or found in the log on start)
+    /// that its index does not yet return, given the position the index
+    /// has made searchable.
     pub fn unsearchable(&self, searchable: i64) -> i64 {
         (self.acknowledged.load(Ordering::Relaxed) - searchable).max(0)
     }
@@ -280,6 +288,15 @@ mod tests {
         assert_eq!(feed.health.unsearchable(5_000), INITIAL_UNSEARCHABLE);
         assert_eq!(feed.health.unsearchable(last), 0);
         assert_eq!(feed.health.unsearchable(last + 10), 0, "never negative");
+    }
+
+    #[test]
+    fn a_replay_on_start_counts_as_unsearchable() {
+        let health = IndexHealth::default();
+        health.note_log_head(25_000);
+        assert_eq!(health.unsearchable(20_000), 5_000);
+        health.note_log_head(10);
+        assert_eq!(health.unsearchable(20_000), 5_000, "never moves back");
     }
 
     #[test]
