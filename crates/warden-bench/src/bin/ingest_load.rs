@@ -186,6 +186,10 @@ fn probe(args: &Args, done: &std::sync::atomic::AtomicBool) -> ProbeResult {
         .build()
         .expect("an HTTP client");
     let base = args.url.trim_end_matches('/');
+    let (batch_url, search_url) = (
+        format!("{base}/api/v1/events/batch"),
+        format!("{base}/api/v1/siem/search"),
+    );
     let mut out = ProbeResult::default();
     let run = std::process::id();
     let mut n = 0u64;
@@ -194,7 +198,7 @@ fn probe(args: &Args, done: &std::sync::atomic::AtomicBool) -> ProbeResult {
         let marker = format!("probe{run}x{n}");
         let event = json!([{"timestamp": args.from, "message": marker, "program": "ingest-probe"}]);
         let acked = client
-            .post(format!("{base}/api/v1/events/batch"))
+            .post(&batch_url)
             .bearer_auth(&args.key)
             .json(&event)
             .send()
@@ -208,13 +212,7 @@ fn probe(args: &Args, done: &std::sync::atomic::AtomicBool) -> ProbeResult {
         let query =
             json!({"query": marker, "from_time": args.from, "to_time": args.to, "limit": 0});
         let found = loop {
-            if search_total(
-                &client,
-                &format!("{base}/api/v1/siem/search"),
-                &args.key,
-                &query,
-            ) == Some(1)
-            {
+            if search_total(&client, &search_url, &args.key, &query) == Some(1) {
                 break true;
             }
             if at.elapsed() > Duration::from_secs(30) {

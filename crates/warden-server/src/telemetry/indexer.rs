@@ -81,7 +81,9 @@ pub async fn run(
     // last commit: then that commit says how fast the index goes.
     let mut behind = true;
     loop {
-        let step_began = Instant::now();
+        if indexed_since_commit == 0 {
+            working_since = Instant::now();
+        }
         // This process's own appends come in memory when they start at
         // the cursor; anything else is read from the log.
         let run = handoff.take_run(cursor + 1, BATCH as usize);
@@ -96,9 +98,6 @@ pub async fn run(
                 continue;
             }
             cursor = last_seq;
-            if indexed_since_commit == 0 {
-                working_since = step_began;
-            }
             indexed_since_commit += events;
             false
         } else {
@@ -140,9 +139,6 @@ pub async fn run(
                     continue;
                 }
                 cursor = last_seq;
-                if indexed_since_commit == 0 {
-                    working_since = step_began;
-                }
                 indexed_since_commit += events;
             }
             idle
