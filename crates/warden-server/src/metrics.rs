@@ -82,7 +82,10 @@ pub struct Metrics {
     syslog: Family<SyslogLabels, Counter>,
     searchable: Gauge,
     unsearchable: Gauge,
+    unsearchable_for: Gauge<f64, std::sync::atomic::AtomicU64>,
+    unsearchable_bytes: Gauge,
     backlog_allowed: Gauge,
+    backlog_allowed_bytes: Gauge,
 }
 
 impl Metrics {
@@ -129,6 +132,9 @@ impl Metrics {
         let searchable = Gauge::default();
         let unsearchable = Gauge::default();
         let backlog_allowed = Gauge::default();
+        let unsearchable_for = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let unsearchable_bytes = Gauge::default();
+        let backlog_allowed_bytes = Gauge::default();
         registry.register(
             "warden_index_searchable_position",
             "Event log position up to which this replica's search index answers",
@@ -140,8 +146,23 @@ impl Metrics {
             unsearchable.clone(),
         );
         registry.register(
+            "warden_index_unsearchable_oldest_seconds",
+            "How long the oldest event this replica acknowledged and its search index does not yet return has waited (0 when none)",
+            unsearchable_for.clone(),
+        );
+        registry.register(
+            "warden_index_unsearchable_bytes",
+            "The indexing work this replica appended that its search index does not yet return: bytes of event text, plus 512 an event",
+            unsearchable_bytes.clone(),
+        );
+        registry.register(
+            "warden_index_backlog_allowed_bytes",
+            "The indexing work (bytes of event text, plus 512 an event) allowed unsearchable before acknowledgments wait: what the index makes searchable in half a second at its measured pace",
+            backlog_allowed_bytes.clone(),
+        );
+        registry.register(
             "warden_index_backlog_allowed_events",
-            "Unsearchable events this replica allows before acknowledgments wait: what its index makes searchable in half a second at its measured pace",
+            "Unsearchable events this replica allows before acknowledgments wait: the work allowed, in events of the size appended lately",
             backlog_allowed.clone(),
         );
         registry.register(
@@ -192,7 +213,10 @@ impl Metrics {
             syslog,
             searchable,
             unsearchable,
+            unsearchable_for,
+            unsearchable_bytes,
             backlog_allowed,
+            backlog_allowed_bytes,
         })
     }
 
@@ -224,7 +248,12 @@ impl Metrics {
     pub fn set_index(&self, searchable: i64, index: &IndexHealth) {
         self.searchable.set(searchable);
         self.unsearchable.set(index.unsearchable(searchable));
+        self.unsearchable_for
+            .set(index.lag(searchable).as_secs_f64());
         self.backlog_allowed.set(index.allowance());
+        self.unsearchable_bytes
+            .set(index.unsearchable_work(searchable) as i64);
+        self.backlog_allowed_bytes.set(index.allowed_work() as i64);
     }
 
     /// The Prometheus text exposition.

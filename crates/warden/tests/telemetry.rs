@@ -1111,6 +1111,17 @@ fn syslog_from_the_real_logger(backend: &Backend) {
 /// Reads /metrics until every line in `expected` is in it (5 s at most):
 /// index and syslog figures move just after the commit that made events
 /// searchable.
+/// A metric's value in `/metrics` now.
+fn metric(w: &Warden, name: &str) -> f64 {
+    let metrics = w.anonymous().get("/metrics").text;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} not in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
 fn wait_metrics(w: &Warden, expected: &[&str]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -1717,8 +1728,30 @@ fn concurrent_decisions_and_ingests_are_each_indexed_once(backend: &Backend) {
             "warden_index_searchable_position 400",
             "warden_index_unsearchable_events 0",
             "warden_index_backpressure_waits_total 0",
-            // Too few events to measure the index's pace: the floor.
-            "warden_index_backlog_allowed_events 10000",
+            "warden_index_unsearchable_oldest_seconds 0.0",
+        ],
+    );
+    // Events of 64 KiB shrink the backlog allowed, counted in events (for
+    // a backlog this process did not append), from the first batch of
+    // them; what it did append is bounded by its work, in bytes.
+    let ordinary = metric(&w, "warden_index_backlog_allowed_events");
+    assert!(ordinary > 1_000.0, "{ordinary}");
+    assert!(metric(&w, "warden_index_backlog_allowed_bytes") >= 256.0 * 1024.0);
+    let large: Vec<Value> = (0..20)
+        .map(|i| json!({"message": format!("large {i} {}", "word ".repeat(13_107))}))
+        .collect();
+    ingest(&api, Value::Array(large));
+    let allowed = metric(&w, "warden_index_backlog_allowed_events");
+    assert!(
+        allowed * 2.0 < ordinary,
+        "{allowed} events of 64 KiB, {ordinary} before"
+    );
+    wait_total(&api, "message:large", 20);
+    wait_metrics(
+        &w,
+        &[
+            "warden_index_unsearchable_bytes 0",
+            "warden_index_unsearchable_oldest_seconds 0.0",
         ],
     );
 

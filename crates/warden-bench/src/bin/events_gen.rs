@@ -51,6 +51,11 @@ struct Args {
     /// Events per line in the batch format.
     #[arg(long, default_value_t = 1000)]
     batch_size: u64,
+    /// Bytes of text added to each event's message, as a stack trace or
+    /// a tool's output would (words of a Java trace, with an object id in
+    /// every line): for large events, 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pad_bytes: usize,
 }
 
 /// A field value: the generator's events hold only these.
@@ -72,6 +77,48 @@ struct Event {
     agent_id: Option<String>,
     session_id: Option<String>,
     fields: Vec<(&'static str, Val)>,
+}
+
+/// What a stack trace is made of.
+const TRACE_WORDS: &[&str] = &[
+    "at",
+    "java.lang.Thread.run",
+    "org.apache.catalina.core.StandardWrapperValve.invoke",
+    "com.example.payments.LedgerService.post",
+    "sun.reflect.NativeMethodAccessorImpl",
+    "Caused",
+    "by:",
+    "java.sql.SQLTransientConnectionException:",
+    "timeout",
+    "after",
+    "30000ms",
+    "connection",
+    "pool",
+    "HikariPool-1",
+    "is",
+    "not",
+    "available",
+    "io.netty.channel.AbstractChannelHandlerContext.invokeChannelRead",
+    "...",
+    "more",
+    "java.util.concurrent.ThreadPoolExecutor$Worker.run",
+    "(Native",
+    "Method)",
+];
+
+/// Lengthens `message` by about `bytes`, a line of trace words at a time,
+/// each line ending in an object id of its own (a new term for the index).
+fn pad(rng: &mut StdRng, message: &mut String, bytes: usize) {
+    let target = message.len() + bytes;
+    while message.len() < target {
+        message.push_str("\n\t");
+        for _ in 0..6 {
+            let word: &&str = pick(rng, TRACE_WORDS);
+            message.push_str(word);
+            message.push(' ');
+        }
+        message.push_str(&format!("@{:08x}", rng.gen::<u32>()));
+    }
 }
 
 fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
@@ -638,11 +685,12 @@ fn main() -> io::Result<()> {
         // In order through the window, up to a second early or late.
         let base = start + (i as i128 * window as i128 / args.count as i128) as i64;
         let ts = (base + rng.gen_range(-1000..=1000)).clamp(start, end - 1);
-        let event = match rng.gen_range(0..100) {
+        let mut event = match rng.gen_range(0..100) {
             0..=44 => syslog(&mut rng, ts),
             45..=84 => access_log(&mut rng, ts),
             _ => tool_call(&mut rng, ts),
         };
+        pad(&mut rng, &mut event.message, args.pad_bytes);
         match args.format {
             Format::Batch => {
                 let in_batch = i % args.batch_size;

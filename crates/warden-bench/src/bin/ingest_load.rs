@@ -14,7 +14,9 @@
 //! searchable lag. While the batches go, a probe posts one marked event
 //! at a time on its own connection and searches for it until found: the
 //! time from its `202` to that answer is the lag under sustained ingest.
-//! Prints one JSON object.
+//! With `--searchers`, threads search the window with costly queries the
+//! whole time, so the lag is measured while analysts compete with the
+//! index for the CPU. Prints one JSON object.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -56,6 +58,11 @@ struct Args {
     /// Time between the end of one probe and the next, in milliseconds.
     #[arg(long, default_value_t = 100)]
     probe_every_ms: u64,
+    /// Threads searching the window the whole run, one costly query after
+    /// another (leading wildcards, phrases, NOT, each with its histogram),
+    /// as analysts at work would: they compete with the index for the CPU.
+    #[arg(long, default_value_t = 0)]
+    searchers: usize,
     /// Give up waiting for the events to be searchable after this many seconds.
     #[arg(long, default_value_t = 600)]
     searchable_timeout: u64,
@@ -230,6 +237,40 @@ fn probe(args: &Args, done: &std::sync::atomic::AtomicBool) -> ProbeResult {
     out
 }
 
+/// What analysts search for while events come in: each over the whole
+/// window, with its histogram.
+const COSTLY_QUERIES: &[&str] = &[
+    "*admin*",
+    "message:*fail* AND NOT severity:info",
+    "\"accepted password\" OR \"invalid user\"",
+    "program:sshd AND -user:root",
+    "*timeout* OR *denied*",
+];
+
+/// Searches one costly query after another until `done` is set; the
+/// time each took, in microseconds.
+fn searcher(args: &Args, first: usize, done: &std::sync::atomic::AtomicBool) -> Vec<u64> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("an HTTP client");
+    let url = format!("{}/api/v1/siem/search", args.url.trim_end_matches('/'));
+    let mut took = Vec::new();
+    for query in COSTLY_QUERIES.iter().cycle().skip(first) {
+        if done.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let body =
+            json!({"query": query, "from_time": args.from, "to_time": args.to, "limit": 100});
+        let began = Instant::now();
+        if search_total(&client, &url, &args.key, &body).is_some() {
+            took.push(began.elapsed().as_micros() as u64);
+        }
+    }
+    took
+}
+
 /// The nearest-rank percentile of sorted values.
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -263,6 +304,12 @@ fn main() {
         let (args, probing) = (args.clone(), probing.clone());
         std::thread::spawn(move || probe(&args, &probing))
     };
+    let searchers: Vec<_> = (0..args.searchers)
+        .map(|n| {
+            let (args, probing) = (args.clone(), probing.clone());
+            std::thread::spawn(move || searcher(&args, n, &probing))
+        })
+        .collect();
     let handles: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
             let (args, source) = (args.clone(), source.clone());
@@ -275,6 +322,11 @@ fn main() {
         .collect();
     probing.store(true, std::sync::atomic::Ordering::Relaxed);
     let probed = prober.join().expect("the probe");
+    let mut searches: Vec<u64> = searchers
+        .into_iter()
+        .flat_map(|h| h.join().expect("a searcher"))
+        .collect();
+    searches.sort_unstable();
     let mut probe_lags = probed.lags_us.clone();
     probe_lags.sort_unstable();
 
@@ -354,6 +406,10 @@ fn main() {
         "probe_lag_p99_ms": ms(percentile(&probe_lags, 99.0)),
         "probe_lag_max_ms": ms(probe_lags.last().copied().unwrap_or(0)),
         "last_poll_ms": (last_poll_ms * 10.0_f64).round() / 10.0,
+        "searchers": args.searchers,
+        "searches": searches.len(),
+        "search_p50_ms": ms(percentile(&searches, 50.0)),
+        "search_p99_ms": ms(percentile(&searches, 99.0)),
     });
     println!("{report}");
     if failures > 0 || searchable_ms.is_none() || probed.lost > 0 {

@@ -27,7 +27,10 @@ pub struct ReadinessChecks {
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
     pub rate_limits: String,
-    /// `ok`; `failing` while the search indexer fails and retries
+    /// `ok`; `trailing` while an event acknowledged over 5 seconds ago is
+    /// not yet searchable (a replay after a crash, or a machine too busy
+    /// to index: acknowledgments wait for it); `failing` while the search
+    /// indexer fails and retries
     /// (events are still taken in and kept; they become searchable once
     /// it recovers); `damaged` once a search found the index damaged on
     /// disk (until `warden reindex` rebuilds it).
@@ -41,13 +44,17 @@ pub struct ReadinessChecks {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`, `degraded` (serving, with Redis unreachable or the search
-    /// indexer failing) or `unavailable`.
+    /// `ready`, `degraded` (serving, with Redis unreachable, or the search
+    /// index failing or trailing) or `unavailable`.
     pub status: String,
     /// `sqlite` or `postgres`.
     pub backend: String,
     pub checks: ReadinessChecks,
 }
+
+/// How long an acknowledged event may stay unsearchable before readiness
+/// says the index trails.
+const TRAILING: Duration = Duration::from_secs(5);
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -84,6 +91,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "damaged"
     } else if health.is_failing() {
         "failing"
+    } else if health.lag(*state.telemetry.searchable.borrow()) > TRAILING {
+        "trailing"
     } else {
         "ok"
     };

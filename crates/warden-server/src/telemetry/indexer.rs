@@ -15,8 +15,14 @@ use warden_store::{LoggedEvent, Store};
 
 use super::handoff::{Appended, Handoff};
 
-/// Events read from the log at a time.
+/// Most events read from the log, or taken from the hand-over, at a time.
 const BATCH: i64 = 5_000;
+/// Events read from the log at a time to begin with: what a read takes
+/// then grows, read by read, as its events prove small ([`ReadSize`]).
+const FIRST_READ: i64 = 100;
+/// Most work ([`super::health::work`], about bytes of text) taken from
+/// the hand-over at a time, so that a step of large events stays short.
+const STEP_WORK: u64 = 4 << 20;
 /// How long indexed events may wait to become searchable. A trickle of
 /// events (decisions at a few thousand a second) waits this long too: a
 /// commit for every few events would cost a segment, its merges and an
@@ -28,12 +34,36 @@ const COMMIT_EVERY: Duration = Duration::from_millis(500);
 const BUSY_COMMIT_GAP: Duration = Duration::from_millis(250);
 /// Events indexed since the last commit that make it a stream (and its
 /// commit a measure of the index's pace).
-const BUSY: usize = super::PACE_SAMPLE_EVENTS;
+const BUSY: usize = super::health::PACE_SAMPLE_EVENTS;
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
 pub fn cursor_name(index: &EventIndex) -> String {
     format!("index:{}", index.id())
+}
+
+/// How many events to read from the log at a time: up to [`STEP_WORK`]
+/// of the size the last read's events were, so that a replay of events of
+/// a mebibyte each never holds gigabytes in memory (a read is parsed
+/// whole), starting small and at most doubling from one read to the next.
+struct ReadSize {
+    limit: i64,
+}
+
+impl ReadSize {
+    fn new() -> Self {
+        ReadSize { limit: FIRST_READ }
+    }
+
+    /// Learns from a read of `events` events of `bytes` bytes in all.
+    fn observed(&mut self, events: usize, bytes: usize) {
+        if events == 0 {
+            return;
+        }
+        let each = (bytes / events).max(1) as u64 + super::health::work(0);
+        let fits = (STEP_WORK / each).max(1) as i64;
+        self.limit = fits.min(self.limit * 2).min(BATCH);
+    }
 }
 
 /// Follows the log for as long as the process runs.
@@ -72,7 +102,10 @@ pub async fn run(
             }
         }
     };
+    let mut read_size = ReadSize::new();
     let mut indexed_since_commit = 0usize;
+    // Their work, for the index's pace.
+    let mut work_since_commit = 0u64;
     let mut last_commit = Instant::now();
     // When the indexer began on what its next commit makes searchable:
     // the pace counts the work since then, not the idle time before it.
@@ -86,7 +119,7 @@ pub async fn run(
         }
         // This process's own appends come in memory when they start at
         // the cursor; anything else is read from the log.
-        let run = handoff.take_run(cursor + 1, BATCH as usize);
+        let (run, run_work) = handoff.take_run(cursor + 1, BATCH as usize, STEP_WORK);
         let idle = if let Some(last) = run.last() {
             let last_seq = last.first_seq + last.events.len() as i64 - 1;
             let events: usize = run.iter().map(|a| a.events.len()).sum();
@@ -94,19 +127,20 @@ pub async fn run(
             let step = move || add_appended(&idx, &run);
             if let Err(err) = off_runtime(&indexing, step).await {
                 cursor = recover(store.as_ref(), &index, &health, &err).await;
-                indexed_since_commit = 0;
+                (indexed_since_commit, work_since_commit) = (0, 0);
                 continue;
             }
             cursor = last_seq;
             indexed_since_commit += events;
+            work_since_commit += run_work;
             false
         } else {
             // Read before the log: a batch held now was committed before
             // the read below began, and so was every event before it.
             let held_before = handoff.first_held().filter(|first| *first > cursor + 1);
             let limit = match held_before {
-                Some(first) => (first - cursor - 1).min(BATCH),
-                None => BATCH,
+                Some(first) => (first - cursor - 1).min(read_size.limit),
+                None => read_size.limit,
             };
             let batch = match store.events_after(cursor, limit).await {
                 Ok(batch) => batch,
@@ -132,14 +166,18 @@ pub async fn run(
             if let Some(last) = batch.last() {
                 let last_seq = last.seq;
                 let events = batch.len();
+                let bytes: usize = batch.iter().map(|logged| logged.body.len()).sum();
+                read_size.observed(batch.len(), bytes);
+                let work = bytes as u64 + super::health::work(0) * events as u64;
                 let idx = index.clone();
                 if let Err(err) = off_runtime(&indexing, move || add_all(&idx, &batch)).await {
                     cursor = recover(store.as_ref(), &index, &health, &err).await;
-                    indexed_since_commit = 0;
+                    (indexed_since_commit, work_since_commit) = (0, 0);
                     continue;
                 }
                 cursor = last_seq;
                 indexed_since_commit += events;
+                work_since_commit += work;
             }
             idle
         };
@@ -159,8 +197,9 @@ pub async fn run(
                     // due commit) says nothing of the pace.
                     let cycle = working_since.elapsed();
                     let measured = behind && cycle >= BUSY_COMMIT_GAP;
-                    health.note_commit(indexed_since_commit, cycle, measured);
+                    health.note_commit(indexed_since_commit, work_since_commit, cycle, measured);
                     indexed_since_commit = 0;
+                    work_since_commit = 0;
                     behind = true;
                     last_commit = Instant::now();
                     searchable.send_replace(cursor);
@@ -169,7 +208,7 @@ pub async fn run(
                     // The writer may have dropped documents it had taken:
                     // back to the last saved cursor, and read them again.
                     cursor = recover(store.as_ref(), &index, &health, &err).await;
-                    indexed_since_commit = 0;
+                    (indexed_since_commit, work_since_commit) = (0, 0);
                     continue;
                 }
             }
@@ -336,13 +375,15 @@ pub async fn rebuild(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, 
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let mut cursor = 0;
+    let mut read_size = ReadSize::new();
     loop {
         let batch = store
-            .events_after(cursor, BATCH)
+            .events_after(cursor, read_size.limit)
             .await
             .map_err(|e| e.to_string())?;
         let Some(last) = batch.last() else { break };
         cursor = last.seq;
+        read_size.observed(batch.len(), batch.iter().map(|e| e.body.len()).sum());
         let idx = index.clone();
         tokio::task::spawn_blocking(move || add_all(&idx, &batch))
             .await
@@ -350,4 +391,29 @@ pub async fn rebuild(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, 
     }
     commit(store, index, cursor).await?;
     Ok(cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_grow_while_events_are_small_and_shrink_for_large_ones() {
+        let mut read = ReadSize::new();
+        assert_eq!(read.limit, FIRST_READ);
+        let mut limits = Vec::new();
+        for _ in 0..8 {
+            read.observed(read.limit as usize, read.limit as usize * 300);
+            limits.push(read.limit);
+        }
+        assert_eq!(limits, [200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000]);
+
+        // Events of a mebibyte: three at a time, never gigabytes.
+        read.observed(5_000, 5_000 << 20);
+        assert_eq!(read.limit, 3);
+        read.observed(3, 3 << 20);
+        assert_eq!(read.limit, 3);
+        read.observed(0, 0);
+        assert_eq!(read.limit, 3, "an empty read says nothing");
+    }
 }

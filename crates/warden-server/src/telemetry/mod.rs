@@ -3,6 +3,7 @@
 //! retention (docs/events.md, docs/query-language.md).
 
 pub mod handoff;
+pub mod health;
 pub mod indexer;
 pub mod ingest;
 pub mod ndjson;
@@ -12,10 +13,9 @@ pub mod syslog;
 pub mod syslog_tcp;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
+pub use health::IndexHealth;
 use tokio::sync::Notify;
 use warden_search::EventIndex;
 use warden_store::Store;
@@ -37,128 +37,6 @@ pub struct Telemetry {
     pub applied_removals: std::sync::Mutex<std::collections::HashSet<(String, i64, i64)>>,
 }
 
-/// What `/metrics` says of the index: how far it trails what this process
-/// acknowledged, and how often acknowledgments waited for it. An operator
-/// sees from it whether the one-second promise holds, and when ingest is
-/// being slowed to keep it.
-#[derive(Default)]
-pub struct IndexHealth {
-    /// The highest log position this process acknowledged.
-    acknowledged: AtomicI64,
-    /// Acknowledgments that waited for the index (back-pressure).
-    pub waits: Counter,
-    /// Time those acknowledgments spent waiting.
-    pub waited_seconds: Counter<f64, AtomicU64>,
-    /// Set while the indexer fails and retries: nothing new becomes
-    /// searchable until it recovers, which readiness reports.
-    failing: std::sync::atomic::AtomicBool,
-    /// Set once a search found the index damaged on disk: it stays so
-    /// until a rebuild (`warden reindex`).
-    damaged: std::sync::atomic::AtomicBool,
-    /// Events a second the index has been making searchable while busy
-    /// (a moving average; 0 until measured).
-    pace: AtomicU64,
-}
-
-/// Marks the index failing for as long as it lives.
-pub struct Failing<'a>(&'a IndexHealth);
-
-impl Drop for Failing<'_> {
-    fn drop(&mut self) {
-        self.0.failing.store(false, Ordering::Relaxed);
-    }
-}
-
-impl IndexHealth {
-    pub fn failing(&self) -> Failing<'_> {
-        self.failing.store(true, Ordering::Relaxed);
-        Failing(self)
-    }
-
-    pub fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
-    }
-
-    pub fn mark_damaged(&self) {
-        self.damaged.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_damaged(&self) -> bool {
-        self.damaged.load(Ordering::Relaxed)
-    }
-
-    /// Counts a commit of `events`, made searchable `cycle` after the
-    /// indexer began on them (the commit included), into the index's pace
-    /// when it says how fast the index goes: the indexer stayed `behind`
-    /// (always more to read) until it, or it held at least
-    /// [`PACE_SAMPLE_EVENTS`].
-    pub fn note_commit(&self, events: usize, cycle: std::time::Duration, behind: bool) {
-        if events == 0 || cycle.is_zero() || !(behind || events >= PACE_SAMPLE_EVENTS) {
-            return;
-        }
-        let sample = events as f64 / cycle.as_secs_f64();
-        let before = self.pace.load(Ordering::Relaxed) as f64;
-        // Recent commits weigh most; the first sets it.
-        let pace = if before == 0.0 {
-            sample
-        } else {
-            0.7 * before + 0.3 * sample
-        };
-        // At least 1: 0 means not yet measured.
-        self.pace.store((pace as u64).max(1), Ordering::Relaxed);
-    }
-
-    /// Unsearchable events allowed before acknowledgments wait: what the
-    /// index clears in [`BACKLOG_WITHIN`] at its measured pace.
-    pub fn allowance(&self) -> i64 {
-        let pace = self.pace.load(Ordering::Relaxed);
-        if pace == 0 {
-            return INITIAL_UNSEARCHABLE;
-        }
-        ((pace as f64 * BACKLOG_WITHIN.as_secs_f64()) as i64)
-            .clamp(MIN_UNSEARCHABLE, MAX_UNSEARCHABLE)
-    }
-
-    /// Counts the log's events up to `head` as owed to the index: on
-    /// start, what it must index again (a replay after a crash) shows in
-    /// [`Self::unsearchable`] like a backlog of this process's own.
-    pub fn note_log_head(&self, head: i64) {
-        self.acknowledged.fetch_max(head, Ordering::Relaxed);
-    }
-
-    /// Events this process acknowledged (or found in the log on start)
-    /// that its index does not yet return, given the position the index
-    /// has made searchable.
-    pub fn unsearchable(&self, searchable: i64) -> i64 {
-        (self.acknowledged.load(Ordering::Relaxed) - searchable).max(0)
-    }
-}
-
-/// The share of the one-second promise the index's backlog may take:
-/// acknowledgments wait while more events are unsearchable than the
-/// index makes searchable in this long (back-pressure), so an
-/// acknowledged event is searchable within a second even under ingest
-/// faster than the index. Indexing runs only on time that requests leave
-/// idle (`warden_search::background`), so what it clears in this long is
-/// measured as it goes ([`IndexHealth::note_commit`]), not assumed.
-const BACKLOG_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
-/// The backlog allowed before the index's pace is known (measured on two
-/// cores: cleared in about a third of a second, on the time requests leave
-/// the indexer).
-const INITIAL_UNSEARCHABLE: i64 = 10_000;
-/// The least ever allowed once the pace is known: an index slowed by large
-/// events (tens of KiB each) or a busy machine clears few events a second,
-/// and a bound in the thousands would then hold seconds of them.
-const MIN_UNSEARCHABLE: i64 = 100;
-/// The most ever allowed, whatever the pace: what the indexer is handed
-/// in memory, so that a backlog within the bound is never read back from
-/// the store.
-const MAX_UNSEARCHABLE: i64 = handoff::MAX_HELD as i64;
-/// Events a commit must have made searchable for its pace to count when
-/// the indexer caught up before it: a trickle's commits say how often
-/// events come, not how fast the index goes. A commit the indexer reached
-/// without ever catching up counts whatever it held.
-pub const PACE_SAMPLE_EVENTS: usize = 2_000;
 /// Longest an acknowledgment waits for the index; the events are durable
 /// either way.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -176,7 +54,7 @@ pub struct IndexFeed {
 impl IndexFeed {
     /// Offers committed events to the indexer and wakes it.
     pub fn hand_over(&self, batch: handoff::Appended) {
-        self.handoff.offer(batch);
+        self.leave(batch);
         self.appended.notify_one();
     }
 
@@ -184,36 +62,54 @@ impl IndexFeed {
     /// of small batches (decisions), which it takes together on its next
     /// round, within its commit spacing, rather than one wake-up each.
     pub fn leave(&self, batch: handoff::Appended) {
-        self.handoff.offer(batch);
+        let work = batch.work();
+        let events = batch.events.len();
+        let last_seq = batch.first_seq + events as i64 - 1;
+        self.health.note_appended(last_seq, events, work);
+        self.handoff.offer(batch, work);
     }
 
-    /// Waits while more events up to `last_seq` are not yet searchable
-    /// than [`IndexHealth::allowance`] (at most [`MAX_WAIT`]):
+    /// Waits (at most [`MAX_WAIT`]) while the index owes more work than
+    /// [`IndexHealth::allowed_work`] (or more events up to `last_seq` than
+    /// [`IndexHealth::allowance`]), or while an append handed to it over
+    /// [`health::STALE_AFTER`] ago is not searchable yet:
     /// back-pressure, so that an acknowledged event is searchable within
-    /// a second however fast events come.
+    /// a second however fast events come and however the index is slowed.
     pub async fn keep_up(&self, last_seq: i64) {
-        self.keep_up_within(last_seq, MAX_WAIT).await;
+        self.wait_for_index(last_seq, MAX_WAIT, true).await;
     }
 
-    /// As [`Self::keep_up`], waiting at most `longest`: a decision waits
-    /// only briefly, so that another tenant's flood of events (or of
-    /// syslog, which needs no key) cannot hold up every agent's calls.
+    /// As [`Self::keep_up`] on the backlog's size alone, waiting at most
+    /// `longest`: a decision waits only briefly, so that another tenant's
+    /// flood of events (or of syslog, which needs no key) cannot hold up
+    /// every agent's calls.
     pub async fn keep_up_within(&self, last_seq: i64, longest: std::time::Duration) {
-        self.health
-            .acknowledged
-            .fetch_max(last_seq, Ordering::Relaxed);
-        let allowed = self.health.allowance();
-        let caught_up = |at: &i64| last_seq - *at <= allowed;
+        self.wait_for_index(last_seq, longest, false).await;
+    }
+
+    async fn wait_for_index(&self, last_seq: i64, longest: std::time::Duration, by_age: bool) {
+        let began = std::time::Instant::now();
+        let health = &self.health;
+        health.note_acknowledged(last_seq);
+        let (allowed, allowed_work) = (health.allowance(), health.allowed_work());
+        let caught_up = |at: &i64| {
+            last_seq - *at <= allowed
+                && health.unsearchable_work(*at) <= allowed_work
+                && !(by_age && health.trails_since_before(*at, began))
+        };
         if caught_up(&self.searchable.borrow()) {
             return;
         }
-        let began = std::time::Instant::now();
         let mut searchable = self.searchable.clone();
-        let _ = tokio::time::timeout(longest, searchable.wait_for(caught_up)).await;
-        self.health.waits.inc();
-        self.health
-            .waited_seconds
-            .inc_by(began.elapsed().as_secs_f64());
+        let timed_out = tokio::time::timeout(longest, searchable.wait_for(caught_up))
+            .await
+            .is_err();
+        let waited = began.elapsed();
+        health.waits.inc();
+        health.waited_seconds.inc_by(waited.as_secs_f64());
+        if timed_out && longest >= MAX_WAIT {
+            health.warn_trailing(*self.searchable.borrow(), waited);
+        }
     }
 }
 
@@ -252,6 +148,24 @@ impl Telemetry {
 mod tests {
     use super::*;
 
+    /// `n` events from `first_seq`, each `body_len` bytes of stored text.
+    fn appended(first_seq: i64, n: usize, body_len: usize) -> handoff::Appended {
+        let event: warden_core::event::Event = serde_json::from_value(serde_json::json!({
+            "id": "e", "timestamp": "2026-01-01T00:00:00Z",
+            "received_at": "2026-01-01T00:00:00Z", "source": "api",
+            "severity": "info", "message": "m"}))
+        .unwrap();
+        handoff::Appended {
+            first_seq,
+            tenant: warden_core::Tenant {
+                org_id: "org".into(),
+                environment: warden_core::tenant::Environment::Live,
+            },
+            events: vec![event; n],
+            bodies: vec!["x".repeat(body_len); n],
+        }
+    }
+
     fn feed(searchable: &tokio::sync::watch::Sender<i64>) -> IndexFeed {
         IndexFeed {
             handoff: Arc::default(),
@@ -265,12 +179,13 @@ mod tests {
     async fn an_acknowledgment_waits_only_while_the_index_trails_too_far() {
         let searchable = tokio::sync::watch::Sender::new(0);
         let feed = feed(&searchable);
+        let bound = feed.health.allowance();
 
-        feed.keep_up(INITIAL_UNSEARCHABLE).await;
+        feed.keep_up(bound).await;
         assert_eq!(feed.health.waits.get(), 0, "within the bound: no wait");
-        assert_eq!(feed.health.unsearchable(0), INITIAL_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(0), bound);
 
-        let last = INITIAL_UNSEARCHABLE + 5_000;
+        let last = bound + 5_000;
         let waiting = tokio::spawn({
             let feed = feed.clone();
             async move { feed.keep_up(last).await }
@@ -285,63 +200,22 @@ mod tests {
 
         assert_eq!(feed.health.waits.get(), 1);
         assert!(feed.health.waited_seconds.get() > 0.0);
-        assert_eq!(feed.health.unsearchable(5_000), INITIAL_UNSEARCHABLE);
+        assert_eq!(feed.health.unsearchable(5_000), bound);
         assert_eq!(feed.health.unsearchable(last), 0);
         assert_eq!(feed.health.unsearchable(last + 10), 0, "never negative");
-    }
-
-    #[test]
-    fn a_replay_on_start_counts_as_unsearchable() {
-        let health = IndexHealth::default();
-        health.note_log_head(25_000);
-        assert_eq!(health.unsearchable(20_000), 5_000);
-        health.note_log_head(10);
-        assert_eq!(health.unsearchable(20_000), 5_000, "never moves back");
-    }
-
-    #[test]
-    fn the_allowance_follows_the_pace_the_index_keeps() {
-        let second = std::time::Duration::from_secs(1);
-        let health = IndexHealth::default();
-        assert_eq!(health.allowance(), INITIAL_UNSEARCHABLE, "unmeasured");
-
-        health.note_commit(60_000, second, false);
-        assert_eq!(health.allowance(), 30_000, "half a second at 60,000/s");
-
-        health.note_commit(1_999, std::time::Duration::from_millis(1), false);
-        assert_eq!(
-            health.allowance(),
-            30_000,
-            "a trickle's commit says nothing"
-        );
-
-        // Slower commits pull it down: large events, or a busy machine.
-        for _ in 0..30 {
-            health.note_commit(2_000, second, false);
-        }
-        assert_eq!(health.allowance(), 1_000);
-        // An indexer that never caught up counts however few it held.
-        for _ in 0..30 {
-            health.note_commit(300, second, true);
-        }
-        assert_eq!(health.allowance(), 150);
-        for _ in 0..30 {
-            health.note_commit(10, second, true);
-        }
-        assert_eq!(health.allowance(), MIN_UNSEARCHABLE, "the floor");
-
-        for _ in 0..30 {
-            health.note_commit(10_000_000, second, true);
-        }
-        assert_eq!(health.allowance(), MAX_UNSEARCHABLE, "capped");
     }
 
     #[tokio::test]
     async fn a_faster_index_lets_more_stand_unsearchable_before_waiting() {
         let searchable = tokio::sync::watch::Sender::new(0);
         let feed = feed(&searchable);
-        feed.health
-            .note_commit(80_000, std::time::Duration::from_secs(1), false);
+        let ordinary = health::work(0);
+        feed.health.note_commit(
+            80_000,
+            80_000 * ordinary,
+            std::time::Duration::from_secs(1),
+            false,
+        );
         feed.keep_up(40_000).await;
         assert_eq!(feed.health.waits.get(), 0, "within 40,000: no wait");
 
@@ -354,5 +228,66 @@ mod tests {
         searchable.send_replace(1);
         waiting.await.unwrap();
         assert_eq!(feed.health.waits.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgment_waits_while_an_older_one_stays_unsearchable() {
+        let searchable = tokio::sync::watch::Sender::new(0);
+        let feed = feed(&searchable);
+        feed.hand_over(appended(1, 1, 300));
+        feed.keep_up(1).await;
+        feed.hand_over(appended(2, 1, 300));
+        feed.keep_up(2).await;
+        assert_eq!(feed.health.waits.get(), 0, "nothing old is owed yet");
+
+        // The index has made nothing searchable for longer than allowed.
+        tokio::time::sleep(health::STALE_AFTER + std::time::Duration::from_millis(50)).await;
+        feed.hand_over(appended(3, 1, 300));
+        let waiting = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.keep_up(3).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "within the bound, but stale: it waits"
+        );
+
+        // A decision waits on the backlog's size alone.
+        feed.leave(appended(4, 1, 300));
+        feed.keep_up_within(4, std::time::Duration::from_secs(5))
+            .await;
+        assert_eq!(feed.health.waits.get(), 0);
+
+        searchable.send_replace(1);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "2 is as old, and still owed");
+        searchable.send_replace(2);
+        waiting.await.unwrap();
+        assert_eq!(feed.health.waits.get(), 1);
+        assert!(feed.health.oldest_unsearchable(2).is_some(), "3 and 4 owed");
+    }
+
+    #[tokio::test]
+    async fn a_few_large_events_wait_as_many_small_ones_would() {
+        let searchable = tokio::sync::watch::Sender::new(0);
+        let feed = feed(&searchable);
+        feed.hand_over(appended(1, 1_000, 300));
+        feed.keep_up(1_000).await;
+        searchable.send_replace(1_000);
+        // Nine events of a mebibyte: more work than allowed unmeasured
+        // (8 MiB), though fewer events than allowed.
+        feed.hand_over(appended(1_001, 9, 1 << 20));
+        assert!(feed.health.allowance() > 9, "{}", feed.health.allowance());
+        let waiting = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.keep_up(1_009).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "9 MiB owed: it waits");
+        searchable.send_replace(1_009);
+        waiting.await.unwrap();
+        assert_eq!(feed.health.waits.get(), 1);
+        assert_eq!(feed.health.unsearchable_work(1_009), 0);
     }
 }
