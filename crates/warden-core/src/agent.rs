@@ -177,7 +177,28 @@ pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
             format!("{field} must not contain control characters"),
         ));
     }
+    visible(&value, field)?;
     Ok(value)
+}
+
+/// Refuses characters that show as nothing or turn the text around them
+/// (as tool names do): a name, external id or tag holding one looks like
+/// another in every listing and log, and escapes the selectors written
+/// for the name it imitates.
+pub fn visible(value: &str, field: &str) -> Result<()> {
+    match value
+        .chars()
+        .find(|c| warden_policy::pattern::invisible(*c))
+    {
+        Some(c) => Err(Error::invalid(
+            field,
+            format!(
+                "{field} must not contain invisible or direction-changing characters (U+{:04X})",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn optional_text(

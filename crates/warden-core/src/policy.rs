@@ -218,6 +218,7 @@ impl PolicyRecord {
                         "an agent id or external id of 1 to 200 characters",
                     ));
                 }
+                crate::agent::visible(id, &format!("agents.ids[{i}]"))?;
             }
         }
         self.compile_as(Written::Now)?;

@@ -818,12 +818,12 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         "/api/v1/enforce",
         &json!({"agent_id": other, "tool_name": "mail.send"}),
     );
-    r.error(403, "forbidden");
+    assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
     let r = sdk.post(
         "/api/v1/enforce",
         &json!({"agent_id": "someone-new", "tool_name": "mail.send"}),
     );
-    r.error(403, "forbidden");
+    assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
     // No policies, no approvals.
     sdk.get("/api/v1/policies").error(403, "forbidden");
     sdk.post("/api/v1/policies/test", &json!({"tool_name": "x"}))
@@ -1929,6 +1929,75 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         );
     }
 
+    // Nor may an agent's name, external id or tags, a selector or a
+    // policy's name: each would look like another's and escape the
+    // selectors written for it. Nothing is registered or written.
+    let agents_before = api.get("/api/v1/agents?limit=200").body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let policies_before = api.get("/api/v1/policies?limit=200").body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let refused: [(&str, &str, Value, &str); 7] = [
+        (
+            "POST",
+            "/api/v1/enforce",
+            json!({"agent_id": "name-bot\u{200b}", "tool_name": "fs.read"}),
+            "agent_id",
+        ),
+        (
+            "POST",
+            "/api/v1/agents",
+            json!({"name": "name\u{202e}bot"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/agents",
+            json!({"name": "twin-bot", "external_id": "ext\u{2060}"}),
+            "external_id",
+        ),
+        (
+            "POST",
+            "/api/v1/agents",
+            json!({"name": "tag-bot", "tags": ["prod", "pci\u{200d}"]}),
+            "tags[1]",
+        ),
+        (
+            "POST",
+            "/api/v1/policies",
+            json!({"name": "big\u{200b}transfers", "action_pattern": "*", "decision": "deny"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/policies",
+            json!({"name": "sel ids", "action_pattern": "*", "decision": "deny", "agents": {"ids": ["name-bot\u{feff}"]}}),
+            "agents.ids[0]",
+        ),
+        (
+            "POST",
+            "/api/v1/policies",
+            json!({"name": "sel tags", "action_pattern": "*", "decision": "deny", "agents": {"tags": ["pci\u{ad}"]}}),
+            "agents.tags[0]",
+        ),
+    ];
+    for (method, path, body, field) in refused {
+        let r = api.send(method, path, Some(&body), &[]);
+        let error = r.error(400, "invalid_request");
+        assert_eq!(error["field"], field, "{body}: {}", r.text);
+        assert!(
+            error["message"].as_str().unwrap().contains("invisible"),
+            "{}",
+            r.text
+        );
+    }
+    let count = |path: &str| api.get(path).body["data"].as_array().unwrap().len();
+    assert_eq!(count("/api/v1/agents?limit=200"), agents_before);
+    assert_eq!(count("/api/v1/policies?limit=200"), policies_before);
+
     // An Idempotency-Key never replays a decision: the agent was suspended
     // in between, so the second call is denied and audited afresh.
     let call = json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}});
@@ -2077,10 +2146,10 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     let billing = api.create_agent("billing");
     let (_, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["enforce", "audit.read", "holds.read"], "agent_id": billing}));
     let sdk = api.with_key(&bound);
-    sdk.get(&format!("/api/v1/audit?agent_id={agent}"))
-        .error(403, "forbidden");
-    sdk.get("/api/v1/holds?agent_id=clash-bot")
-        .error(403, "forbidden");
+    let r = sdk.get(&format!("/api/v1/audit?agent_id={agent}"));
+    assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
+    let r = sdk.get("/api/v1/holds?agent_id=clash-bot");
+    assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
     assert_eq!(
         sdk.get(&format!("/api/v1/audit?agent_id={billing}")).status,
         200

@@ -575,14 +575,13 @@ fn network_limits_and_agent_binding(backend: &Backend) {
         )
         .error(403, "forbidden");
     // Nor step out from under a policy aimed at it.
-    for change in [
-        json!({"tags": []}),
-        json!({"external_id": "someone-else"}),
-        json!({"name": "innocent"}),
+    for (change, field) in [
+        (json!({"tags": []}), "tags"),
+        (json!({"external_id": "someone-else"}), "external_id"),
+        (json!({"name": "innocent"}), "name"),
     ] {
-        bound
-            .patch(&format!("/api/v1/agents/{mine}"), &change)
-            .error(403, "forbidden");
+        let r = bound.patch(&format!("/api/v1/agents/{mine}"), &change);
+        assert_eq!(r.error(403, "forbidden")["field"], field);
     }
     bound
         .delete(&format!("/api/v1/agents/{mine}"))

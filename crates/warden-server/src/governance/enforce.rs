@@ -83,18 +83,7 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
 /// blank or padded with spaces.
 pub(crate) fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
     check_text(value, field, MAX_TOOL_NAME)?;
-    if let Some(c) = value
-        .chars()
-        .find(|c| warden_policy::pattern::invisible(*c))
-    {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{field} must not contain invisible or direction-changing characters (U+{:04X})",
-                c as u32
-            ),
-        ));
-    }
+    warden_core::agent::visible(value, field)?;
     if value.trim() != value {
         return Err(Error::invalid(
             field,
@@ -107,6 +96,10 @@ pub(crate) fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
 impl CallRequest {
     pub fn validate(&self) -> Result<(), Error> {
         check_text(&self.agent, "agent_id", 200)?;
+        // An unknown id registers an agent by that name: one with an
+        // invisible character would look like a registered agent while
+        // escaping every selector written for it.
+        warden_core::agent::visible(&self.agent, "agent_id")?;
         // Agents are registered under trimmed names, so an id with spaces
         // around it would be discovered once and then never found again.
         if self.agent.trim() != self.agent {
@@ -161,8 +154,9 @@ async fn resolve_agent(
     let agent = match found {
         Some(a) => a,
         None if principal.agent_id.is_some() => {
-            return Err(Error::Forbidden(
-                "a key bound to an agent enforces only as that agent".into(),
+            return Err(Error::forbidden_field(
+                "agent_id",
+                "a key bound to an agent enforces only as that agent",
             )
             .into())
         }
@@ -174,8 +168,9 @@ async fn resolve_agent(
     };
     if let Some(bound) = &principal.agent_id {
         if *bound != agent.id {
-            return Err(Error::Forbidden(
-                "a key bound to an agent enforces only as that agent".into(),
+            return Err(Error::forbidden_field(
+                "agent_id",
+                "a key bound to an agent enforces only as that agent",
             )
             .into());
         }

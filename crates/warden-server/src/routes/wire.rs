@@ -198,7 +198,8 @@ pub async fn agent_filter(
         (Some(bound), Some(other)) if *bound != other => {
             Err(crate::http::error::ApiError::forbidden(
                 "a key bound to an agent sees only that agent's records",
-            ))
+            )
+            .with_field("agent_id"))
         }
         (Some(bound), _) => Ok(Some(bound.clone())),
         (None, resolved) => Ok(resolved),

@@ -150,9 +150,12 @@ pub async fn update(
             ("name", changes.name.is_some()),
         ];
         if let Some((field, _)) = governed.iter().find(|(_, given)| *given) {
-            return Err(Error::Forbidden(format!(
-                "a key bound to an agent cannot change that agent's {field} (policies select and read it)"
-            ))
+            return Err(Error::forbidden_field(
+                *field,
+                format!(
+                    "a key bound to an agent cannot change that agent's {field} (policies select and read it)"
+                ),
+            )
             .into());
         }
     }
