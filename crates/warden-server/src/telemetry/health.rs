@@ -46,6 +46,11 @@ const MAX_EVENTS: i64 = super::handoff::MAX_HELD as i64;
 /// events come, not how fast the index goes. A commit the indexer reached
 /// without ever catching up counts whatever it held.
 pub const PACE_SAMPLE_EVENTS: usize = 2_000;
+/// The same in work: a commit of a few hundred large events says how fast
+/// the index takes them, and back-pressure keeps the indexer from ever
+/// falling behind long enough to count otherwise (a pace measured on
+/// ordinary events then stayed, and allowed seconds of large ones).
+const PACE_SAMPLE_WORK: u64 = 2 << 20;
 /// Acknowledgments close together share one entry of the age ledger.
 const COALESCE: Duration = Duration::from_millis(5);
 /// Entries the age ledger keeps at most (a stalled index under a flood
@@ -139,9 +144,10 @@ impl IndexHealth {
     /// after the indexer began on them (the commit included), into the
     /// index's pace when it says how fast the index goes: the indexer
     /// stayed `behind` (always more to read) until it, or it held at least
-    /// [`PACE_SAMPLE_EVENTS`].
+    /// [`PACE_SAMPLE_EVENTS`] or [`PACE_SAMPLE_WORK`].
     pub fn note_commit(&self, events: usize, work: u64, cycle: Duration, behind: bool) {
-        if events == 0 || cycle.is_zero() || !(behind || events >= PACE_SAMPLE_EVENTS) {
+        let sample_size = events >= PACE_SAMPLE_EVENTS || work >= PACE_SAMPLE_WORK;
+        if events == 0 || cycle.is_zero() || !(behind || sample_size) {
             return;
         }
         let sample = work as f64 / cycle.as_secs_f64();
@@ -202,11 +208,16 @@ impl IndexHealth {
         ((self.allowed_work() / each) as i64).clamp(1, MAX_EVENTS)
     }
 
-    /// Counts the log's events up to `head` as owed to the index: on
-    /// start, what it must index again (a replay after a crash) shows in
-    /// [`Self::unsearchable`] like a backlog of this process's own.
-    pub fn note_log_head(&self, head: i64) {
+    /// Counts the log's events up to `head` as owed to the index since
+    /// `since` (the process's start): what it must index again (a replay
+    /// after a crash) shows in [`Self::unsearchable`] and [`Self::lag`]
+    /// like a backlog of this process's own, though not in its work (the
+    /// events' sizes are not known without reading them).
+    pub fn note_log_head(&self, head: i64, since: Instant) {
         self.acknowledged.fetch_max(head, Ordering::Relaxed);
+        // The oldest debt there is: before anything appended since.
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.entries.push_front((head, since, 0));
     }
 
     /// Notes events up to `last_seq` acknowledged (or about to be).
@@ -279,12 +290,19 @@ mod tests {
     const ORDINARY: u64 = 300;
 
     #[test]
-    fn a_replay_on_start_counts_as_unsearchable() {
+    fn a_replay_on_start_counts_as_unsearchable_and_owed_since_the_start() {
         let health = IndexHealth::default();
-        health.note_log_head(25_000);
+        let start = Instant::now() - Duration::from_secs(6);
+        health.note_appended(25_001, 1, 100);
+        health.note_log_head(25_000, start);
         assert_eq!(health.unsearchable(20_000), 5_000);
-        health.note_log_head(10);
+        assert_eq!(health.oldest_unsearchable(20_000), Some(start));
+        assert!(health.lag(20_000) >= Duration::from_secs(6));
+        assert_eq!(health.unsearchable_work(20_000), 100, "sizes unknown");
+        assert!(health.oldest_unsearchable(25_000).unwrap() > start);
+        health.note_log_head(10, start);
         assert_eq!(health.unsearchable(20_000), 5_000, "never moves back");
+        assert!(health.oldest_unsearchable(25_001).is_none());
     }
 
     #[test]
@@ -357,6 +375,13 @@ mod tests {
         // A backlog of events not appended here is bounded in events of
         // the size appended lately.
         assert!(health.allowance() < 1_000, "{}", health.allowance());
+
+        // Forty large events make a commit that counts, though the
+        // indexer caught up before it: the pace follows them down.
+        for _ in 0..60 {
+            health.note_commit(40, 40 * large, Duration::from_secs(1), false);
+        }
+        assert_eq!(health.allowed_work(), 20 * large);
     }
 
     #[test]

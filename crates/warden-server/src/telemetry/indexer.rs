@@ -75,6 +75,20 @@ pub async fn run(
     searchable: tokio::sync::watch::Sender<i64>,
     health: Arc<super::IndexHealth>,
 ) {
+    let started = Instant::now();
+    // Until the cut below is done the index answers up to the lower of
+    // its own last commit and the stored cursor: so say from the start,
+    // rather than nothing.
+    if let Ok(Some(stored)) = store.consumer_cursor(&cursor_name(&index)).await {
+        let held = index.committed_position().unwrap_or(stored);
+        searchable.send_replace(stored.min(held).max(0));
+    }
+    // What the index must catch up with (a replay after a crash) shows
+    // in /metrics and readiness from the start, owed since then.
+    match store.event_log_head().await {
+        Ok(head) => health.note_log_head(head, started),
+        Err(err) => tracing::warn!(error = %err, "search indexer cannot read the log's head"),
+    }
     let mut cursor = loop {
         match resume(store.as_ref(), &index).await {
             Ok(cursor) => {
@@ -87,11 +101,6 @@ pub async fn run(
             }
         }
     };
-    // What the index must catch up with shows in /metrics from the start.
-    match store.event_log_head().await {
-        Ok(head) => health.note_log_head(head),
-        Err(err) => tracing::warn!(error = %err, "search indexer cannot read the log's head"),
-    }
     // Documents are built below request handling (see `background`).
     let indexing = loop {
         match IndexingThread::start("warden-indexer") {
