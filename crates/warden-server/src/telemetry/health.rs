@@ -50,7 +50,7 @@ pub const PACE_SAMPLE_EVENTS: usize = 2_000;
 /// the index takes them, and back-pressure keeps the indexer from ever
 /// falling behind long enough to count otherwise (a pace measured on
 /// ordinary events then stayed, and allowed seconds of large ones).
-const PACE_SAMPLE_WORK: u64 = 2 << 20;
+pub const PACE_SAMPLE_WORK: u64 = 2 << 20;
 /// Acknowledgments close together share one entry of the age ledger.
 const COALESCE: Duration = Duration::from_millis(5);
 /// Entries the age ledger keeps at most (a stalled index under a flood
@@ -98,6 +98,8 @@ pub struct IndexHealth {
 struct Ledger {
     entries: VecDeque<(i64, Instant, u64)>,
     work: u64,
+    /// Work admitted ([`IndexHealth::try_admit`]) and not yet appended.
+    reserved: u64,
 }
 
 impl Ledger {
@@ -231,6 +233,33 @@ impl IndexHealth {
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         ledger.clear_through(searchable);
         ledger.work
+    }
+
+    /// Admits an append of `work` when what the index owes, with what
+    /// others were admitted to append, leaves room for it within
+    /// [`Self::allowed_work`] (or owes nothing: a batch larger than the
+    /// bound goes alone), and reserves its room; `force` admits it
+    /// whatever is owed (it waited the longest allowed). Admitting before
+    /// the append, not after, keeps the batches in flight inside the
+    /// bound: after it, each client's last batch (up to 10 MiB) was
+    /// appended before it waited, and four of them held seconds of work.
+    pub fn try_admit(&self, searchable: i64, work: u64, force: bool) -> bool {
+        let allowed = self.allowed_work();
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.clear_through(searchable);
+        let owed = ledger.work + ledger.reserved;
+        let fits = owed == 0 || owed + work <= allowed;
+        if fits || force {
+            ledger.reserved += work;
+        }
+        fits || force
+    }
+
+    /// Gives back the room [`Self::try_admit`] reserved, once the append
+    /// is in the ledger (or failed).
+    pub fn release(&self, work: u64) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.reserved = ledger.reserved.saturating_sub(work);
     }
 
     /// When the oldest append the index does not yet return was handed to
@@ -382,6 +411,28 @@ mod tests {
             health.note_commit(40, 40 * large, Duration::from_secs(1), false);
         }
         assert_eq!(health.allowed_work(), 20 * large);
+    }
+
+    #[test]
+    fn appends_are_admitted_while_they_fit_and_one_at_a_time_when_large() {
+        let health = IndexHealth::default();
+        let allowed = health.allowed_work();
+        assert!(health.try_admit(0, allowed / 2, false));
+        assert!(health.try_admit(0, allowed / 2, false), "exactly the bound");
+        assert!(!health.try_admit(0, 1, false), "reserved room counts");
+        health.release(allowed / 2);
+        health.note_appended(100, 100, allowed / 2);
+        health.release(allowed / 2);
+        std::thread::sleep(COALESCE * 2); // an entry of its own
+        health.note_appended(200, 100, allowed / 2);
+        assert!(!health.try_admit(100, allowed, false), "half still owed");
+        assert!(health.try_admit(100, allowed / 2, false));
+        health.release(allowed / 2);
+        // A batch larger than the bound goes when nothing is owed.
+        assert!(!health.try_admit(199, allowed * 2, false));
+        assert!(health.try_admit(200, allowed * 2, false));
+        assert!(!health.try_admit(200, 1, false), "it fills the room");
+        assert!(health.try_admit(200, 1, true), "unless forced");
     }
 
     #[test]

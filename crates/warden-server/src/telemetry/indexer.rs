@@ -35,6 +35,8 @@ const BUSY_COMMIT_GAP: Duration = Duration::from_millis(250);
 /// Events indexed since the last commit that make it a stream (and its
 /// commit a measure of the index's pace).
 const BUSY: usize = super::health::PACE_SAMPLE_EVENTS;
+/// The same in work: a few hundred large events make a stream too.
+const BUSY_WORK: u64 = super::health::PACE_SAMPLE_WORK;
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -193,7 +195,8 @@ pub async fn run(
         behind &= !idle;
         let since = last_commit.elapsed();
         // Caught up with a stream: sooner than the usual spacing.
-        let gap = if idle && indexed_since_commit >= BUSY {
+        let stream = indexed_since_commit >= BUSY || work_since_commit >= BUSY_WORK;
+        let gap = if idle && stream {
             BUSY_COMMIT_GAP
         } else {
             COMMIT_EVERY

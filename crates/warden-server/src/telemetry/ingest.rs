@@ -31,8 +31,9 @@ pub fn stamp_agent(event: &mut Event, id: &str, external_id: Option<&str>) {
 }
 
 impl Telemetry {
-    /// Appends `events` for `tenant` in one transaction, hands them to the
-    /// indexer and wakes it; returns their ids once they are on disk.
+    /// Appends `events` for `tenant` in one transaction once the index has
+    /// room for them, hands them to the indexer and wakes it; returns
+    /// their ids once they are on disk.
     pub async fn append(
         &self,
         tenant: &Tenant,
@@ -47,15 +48,20 @@ impl Telemetry {
                 body: event.to_json(),
             })
             .collect();
+        // Room in the index's backlog first, so that what clients have in
+        // flight stays within what the index clears in half a second.
+        let feed = self.feed();
+        let work = rows.iter().map(|r| super::health::work(r.body.len())).sum();
+        let admitted = feed.admit(work).await;
         let last = self.store.append_events(&rows).await?;
         let ids = events.iter().map(|e| e.id.clone()).collect();
-        let feed = self.feed();
         feed.hand_over(Appended {
             first_seq: last - events.len() as i64 + 1,
             tenant: tenant.clone(),
             bodies: rows.drain(..).map(|r| r.body).collect(),
             events,
         });
+        drop(admitted);
         feed.keep_up(last).await;
         Ok(ids)
     }

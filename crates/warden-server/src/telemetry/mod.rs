@@ -69,6 +69,38 @@ impl IndexFeed {
         self.handoff.offer(batch, work);
     }
 
+    /// Waits (at most [`MAX_WAIT`]) until an append of `work` fits in the
+    /// room the index leaves ([`IndexHealth::try_admit`]); the room stays
+    /// reserved until the returned guard is dropped, after the append is
+    /// handed over (or failed).
+    pub async fn admit(&self, work: u64) -> Admitted {
+        let health = &self.health;
+        let admitted = Admitted {
+            health: health.clone(),
+            work,
+        };
+        if health.try_admit(*self.searchable.borrow(), work, false) {
+            return admitted;
+        }
+        let began = std::time::Instant::now();
+        let mut searchable = self.searchable.clone();
+        loop {
+            let waited = began.elapsed();
+            let force = waited >= MAX_WAIT;
+            if health.try_admit(*searchable.borrow_and_update(), work, force) {
+                health.waits.inc();
+                health.waited_seconds.inc_by(waited.as_secs_f64());
+                if force {
+                    health.warn_trailing(*searchable.borrow(), waited);
+                }
+                return admitted;
+            }
+            // The index moves on, or room reserved by another is given
+            // back (an append that failed moves nothing): look again.
+            let _ = tokio::time::timeout(ADMIT_POLL, searchable.changed()).await;
+        }
+    }
+
     /// Waits (at most [`MAX_WAIT`]) while the index owes more work than
     /// [`IndexHealth::allowed_work`] (or more events up to `last_seq` than
     /// [`IndexHealth::allowance`]), or while an append handed to it over
@@ -112,6 +144,22 @@ impl IndexFeed {
         }
     }
 }
+
+/// Room reserved for an append until it is in the ledger.
+pub struct Admitted {
+    health: Arc<IndexHealth>,
+    work: u64,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.health.release(self.work);
+    }
+}
+
+/// How often a waiting append looks again for room, besides when the
+/// index moves on.
+const ADMIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Telemetry {
     /// The feed into this process's indexer.
@@ -289,5 +337,34 @@ mod tests {
         waiting.await.unwrap();
         assert_eq!(feed.health.waits.get(), 1);
         assert_eq!(feed.health.unsearchable_work(1_009), 0);
+    }
+
+    #[tokio::test]
+    async fn an_append_waits_for_room_before_it_is_written() {
+        let searchable = tokio::sync::watch::Sender::new(0);
+        let feed = feed(&searchable);
+        let six = 6 << 20;
+        let first = feed.admit(six).await;
+        let second = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.admit(six).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "the room is reserved");
+        drop(first); // its append failed: the room is given back
+        let second = second.await.unwrap();
+
+        // Appended: owed until searchable.
+        feed.hand_over(appended(1, 6, 1 << 20));
+        drop(second);
+        let third = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.admit(six).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!third.is_finished(), "6 MiB owed");
+        searchable.send_replace(6);
+        drop(third.await.unwrap());
+        assert_eq!(feed.health.waits.get(), 2);
     }
 }
