@@ -106,11 +106,7 @@ struct WorkerResult {
 }
 
 fn worker(args: &Args, source: &Mutex<Source>) -> WorkerResult {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("an HTTP client");
+    let client = client(300);
     let url = format!("{}/api/v1/events/batch", args.url.trim_end_matches('/'));
     let auth = format!("Bearer {}", args.key);
     let mut out = WorkerResult::default();
@@ -158,6 +154,16 @@ fn worker(args: &Args, source: &Mutex<Source>) -> WorkerResult {
     out
 }
 
+/// A client keeping one connection alive, giving up on a request after
+/// `timeout_s` seconds.
+fn client(timeout_s: u64) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(timeout_s))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// The exact total a search answers, if it answers.
 fn search_total(
     client: &reqwest::blocking::Client,
@@ -187,11 +193,7 @@ struct ProbeResult {
 /// Posts one marked event (timed at the window's start, so the total
 /// counts it) and searches for it every 5 ms, until `done` is set.
 fn probe(args: &Args, done: &std::sync::atomic::AtomicBool) -> ProbeResult {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("an HTTP client");
+    let client = client(60);
     let base = args.url.trim_end_matches('/');
     let (batch_url, search_url) = (
         format!("{base}/api/v1/events/batch"),
@@ -250,11 +252,7 @@ const COSTLY_QUERIES: &[&str] = &[
 /// Searches one costly query after another until `done` is set; the
 /// time each took, in microseconds.
 fn searcher(args: &Args, first: usize, done: &std::sync::atomic::AtomicBool) -> Vec<u64> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("an HTTP client");
+    let client = client(60);
     let url = format!("{}/api/v1/siem/search", args.url.trim_end_matches('/'));
     let mut took = Vec::new();
     for query in COSTLY_QUERIES.iter().cycle().skip(first) {
@@ -351,10 +349,7 @@ fn main() {
 
     // Searchable: poll the exact total until it counts every event.
     let target = accepted + probed.accepted + args.already;
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("an HTTP client");
+    let client = client(120);
     let url = format!("{}/api/v1/siem/search", args.url.trim_end_matches('/'));
     let body = json!({"query": "", "from_time": args.from, "to_time": args.to, "limit": 0});
     let deadline = Instant::now() + Duration::from_secs(args.searchable_timeout);

@@ -270,11 +270,25 @@ impl IndexHealth {
         ledger.entries.front().map(|(_, since, _)| *since)
     }
 
+    /// Whether the index, at `searchable`, owes more work than `allowed`
+    /// or, given `began`, an append handed over before `began` minus
+    /// [`STALE_AFTER`]: what holds an acknowledgment back, read under one
+    /// lock.
+    pub fn owes_too_much(&self, searchable: i64, allowed: u64, began: Option<Instant>) -> bool {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.clear_through(searchable);
+        let stale = |since: Instant| began.is_some_and(|began| since + STALE_AFTER < began);
+        ledger.work > allowed
+            || ledger
+                .entries
+                .front()
+                .is_some_and(|(_, since, _)| stale(*since))
+    }
+
     /// Whether an append handed over before `began` minus [`STALE_AFTER`]
     /// is still unsearchable.
     pub fn trails_since_before(&self, searchable: i64, began: Instant) -> bool {
-        self.oldest_unsearchable(searchable)
-            .is_some_and(|since| since + STALE_AFTER < began)
+        self.owes_too_much(searchable, u64::MAX, Some(began))
     }
 
     /// How long the oldest append the index does not yet return has
