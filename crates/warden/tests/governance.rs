@@ -1365,7 +1365,33 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         let field = empty.split('=').next().unwrap();
         assert_eq!(r.error(400, "invalid_request")["field"], field, "{empty}");
     }
-    assert_eq!(count("min_drift=0"), 7);
+    // A threshold of 0 filters nothing: the policy's creation (no score)
+    // is in the list beside the seven decisions.
+    assert_eq!(count(""), 8);
+    assert_eq!(count("min_drift=0"), 8);
+    assert_eq!(count("min_drift=0&kind=decision"), 7);
+    // A cursor resumes only its own filters (the page's size aside):
+    // under others it would skip what they find before its place.
+    let first = api.get("/api/v1/audit?agent_id=a1&limit=2");
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
+    let rest = api.get(&format!(
+        "/api/v1/audit?limit=10&agent_id=a1&cursor={cursor}"
+    ));
+    assert_eq!(
+        rest.body["data"].as_array().unwrap().len(),
+        4,
+        "{}",
+        rest.text
+    );
+    let other = api.get(&format!(
+        "/api/v1/audit?agent_id=a2&limit=2&cursor={cursor}"
+    ));
+    assert_eq!(
+        other.error(400, "invalid_request")["field"],
+        "cursor",
+        "{}",
+        other.text
+    );
     assert_eq!(count(&format!("from={started}&kind=decision")), 7);
     assert_eq!(count("to=2000-01-01T00:00:00Z"), 0);
     api.get("/api/v1/audit?min_drift=2")
@@ -2198,6 +2224,20 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     );
     let one = api.get(&format!("/api/v1/holds/{}", listed["id"].as_str().unwrap()));
     assert_eq!(one.body["data"]["status"], "expired", "{}", one.text);
+    // Approving it again is refused in the same words.
+    let again = api.post(
+        &format!("/api/v1/holds/{}/approve", listed["id"].as_str().unwrap()),
+        &json!({"comment": "again"}),
+    );
+    let err = again.error(409, "conflict");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("approval expired before it was used"),
+        "{}",
+        again.text
+    );
     let late = enforce(&api, redeem);
     assert_eq!(late["decision"], "deny", "{late}");
     assert!(

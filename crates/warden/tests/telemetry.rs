@@ -485,15 +485,28 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
     ));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
-    assert!(r.body["next_cursor"].is_string());
-    let r = api.get(&format!(
-        "/api/v1/events?query=severity:critical&from={}&to={}&limit=2&cursor={}",
-        rfc3339(base),
-        rfc3339(base + 3 * 3_600_000),
-        r.body["next_cursor"].as_str().unwrap()
-    ));
+    let critical = r.body["next_cursor"].as_str().unwrap().to_string();
+    let page = |query: &str| {
+        api.get(&format!(
+            "/api/v1/events?query={query}&from={}&to={}&limit=2&cursor={critical}",
+            rfc3339(base),
+            rfc3339(base + 3 * 3_600_000),
+        ))
+    };
+    let r = page("severity:critical");
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
     assert!(r.body["next_cursor"].is_null());
+    // A cursor resumes only a search with its own query (spaces around
+    // it aside): under another one it would skip that query's events.
+    assert_eq!(page("%20severity:critical%20").status, 200);
+    let r = page("severity:high");
+    let err = r.error(400, "invalid_request");
+    assert_eq!(err["field"], "cursor", "{}", r.text);
+    assert!(
+        err["message"].as_str().unwrap().contains("another query"),
+        "{}",
+        r.text
+    );
     // A cursor resumes only a search in its own order.
     let mut body = range.clone();
     body["limit"] = json!(2);
@@ -532,6 +545,14 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
             r.text
         );
     }
+    // A null query is an empty one: everything in the range.
+    let mut everything = range.clone();
+    everything["query"] = json!("");
+    let everything = search(&api, everything)["total"].clone();
+    assert_eq!(everything, 25);
+    let mut null = range.clone();
+    null["query"] = Value::Null;
+    assert_eq!(search(&api, null)["total"], everything);
 }
 
 fn bad_batches_are_refused_whole(backend: &Backend) {

@@ -164,18 +164,29 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
     match rest {
         None => event.message = clean_message(text),
         Some(rest) if rest.trim().is_empty() => return Err(SyslogError::Empty),
-        Some(rest) => match syslog_loose::parse_message_with_year_exact_tz(
-            rest,
-            year_resolver(received_at),
-            Some(Utc),
-            Variant::Either,
-        ) {
-            Ok(message) => {
-                token = map_message(message, rest, &mut event, &mut syslog)?;
+        Some(rest) => {
+            let (rest, fraction_ms) = match without_3164_fraction(rest) {
+                Some((text, ms)) => (std::borrow::Cow::Owned(text), ms),
+                None => (std::borrow::Cow::Borrowed(rest), 0),
+            };
+            match syslog_loose::parse_message_with_year_exact_tz(
+                &rest,
+                year_resolver(received_at),
+                Some(Utc),
+                Variant::Either,
+            ) {
+                Ok(message) => {
+                    let timed = matches!(message.protocol, syslog_loose::Protocol::RFC3164)
+                        && message.timestamp.is_some();
+                    token = map_message(message, &rest, &mut event, &mut syslog)?;
+                    if timed && event.timestamp != received_at {
+                        event.timestamp = (event.timestamp + fraction_ms).min(MAX_TIME_MS);
+                    }
+                }
+                // Text after a valid `<PRI>` but no header `syslog_loose` knows.
+                Err(_) => event.message = clean_message(rest.trim_start()),
             }
-            // Text after a valid `<PRI>` but no header `syslog_loose` knows.
-            Err(_) => event.message = clean_message(rest.trim_start()),
-        },
+        }
     }
 
     event.fields.insert("syslog".into(), Value::Object(syslog));
@@ -368,19 +379,81 @@ fn split_priority(after: &str) -> Result<(u8, &str), SyslogError> {
     Ok((value as u8, &after[digits + 1..]))
 }
 
+/// An RFC 3164 time with a fraction of a second (`Dec  5 23:01:02.456`,
+/// as Cisco IOS writes it with `service timestamps log datetime msec`):
+/// the parser reads no fraction there and would take `.456` for the host,
+/// so the fraction is taken out of the text and its milliseconds returned.
+fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
+    let b = rest.as_bytes();
+    let month = b.get(..4)?;
+    if !(month[0].is_ascii_uppercase()
+        && month[1].is_ascii_lowercase()
+        && month[2].is_ascii_lowercase()
+        && month[3] == b' ')
+    {
+        return None;
+    }
+    // The day, space-padded (`Dec  5`) or not (`Dec 5`, `Dec 05`).
+    let mut at = 4;
+    while b.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    let day = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(1..=2).contains(&day) || b.get(at + day) != Some(&b' ') {
+        return None;
+    }
+    at += day + 1;
+    let clock = b.get(at..at + 8)?;
+    let shape = clock.iter().enumerate().all(|(i, c)| {
+        if i == 2 || i == 5 {
+            *c == b':'
+        } else {
+            c.is_ascii_digit()
+        }
+    });
+    if !shape || b.get(at + 8) != Some(&b'.') {
+        return None;
+    }
+    let start = at + 9;
+    let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(1..=9).contains(&digits) || b.get(start + digits) != Some(&b' ') {
+        return None;
+    }
+    let ms = format!("{:0<3}", &rest[start..start + digits.min(3)])
+        .parse()
+        .ok()?;
+    Some((
+        format!("{}{}", &rest[..at + 8], &rest[start + digits..]),
+        ms,
+    ))
+}
+
 /// RFC 3164 times have no year: the year Warden received the message in,
 /// or the one before when that would put the message more than a day in
-/// the future (December's messages read in January). They are read as UTC.
+/// the future (December's messages read in January); 29 February, the
+/// last leap year up to it. They are read as UTC.
 fn year_resolver(received_at: Millis) -> impl Fn(IncompleteDate) -> i32 + Copy {
     move |(month, day, hour, minute, second)| {
-        let year = DateTime::from_timestamp_millis(received_at)
-            .unwrap_or_default()
-            .year();
+        // The latest year up to `year` in which the date exists.
+        let holding = |mut year: i32| {
+            while (month, day) == (2, 29) && chrono::NaiveDate::from_ymd_opt(year, 2, 29).is_none()
+            {
+                year -= 1;
+            }
+            year
+        };
+        let year = holding(
+            DateTime::from_timestamp_millis(received_at)
+                .unwrap_or_default()
+                .year(),
+        );
         match Utc
             .with_ymd_and_hms(year, month, day, hour, minute, second)
             .single()
         {
-            Some(time) if time.timestamp_millis() > received_at.saturating_add(DAY_MS) => year - 1,
+            Some(time) if time.timestamp_millis() > received_at.saturating_add(DAY_MS) => {
+                holding(year - 1)
+            }
             _ => year,
         }
     }
@@ -1074,6 +1147,48 @@ mod tests {
             at("<13>Jan  5 15:33:03 h app: x", "2027-01-06T00:00:00Z"),
             time("2027-01-05T15:33:03Z")
         );
+        // 29 February outside a leap year: the last one that had it.
+        assert_eq!(
+            at("<13>Feb 29 00:00:00 h app: x", "2026-11-24T12:00:00Z"),
+            time("2024-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            at("<13>Feb 29 08:00:00 h app: x", "2028-02-29T09:00:00Z"),
+            time("2028-02-29T08:00:00Z")
+        );
+        // More than a day ahead of 28 February 2028: the leap year before.
+        assert_eq!(
+            at("<13>Feb 29 08:00:00 h app: x", "2028-02-27T00:00:00Z"),
+            time("2024-02-29T08:00:00Z")
+        );
+    }
+
+    #[test]
+    fn rfc3164_times_with_a_fraction_keep_their_header() {
+        // Cisco IOS with `service timestamps log datetime msec`.
+        let m = ok("<189>Nov 24 11:01:02.456 rtr1 %SYS-5-CONFIG_I: Configured from console");
+        assert_eq!(m.event.timestamp, time("2026-11-24T11:01:02.456Z"));
+        assert_eq!(m.event.host.as_deref(), Some("rtr1"));
+        assert_eq!(m.event.program.as_deref(), Some("%SYS-5-CONFIG_I"));
+        assert_eq!(m.event.message, "Configured from console");
+        // Microseconds are cut to milliseconds; one digit is tenths.
+        let m = ok("<13>Nov  4 10:00:00.123456 h3 app[7]: text");
+        assert_eq!(m.event.timestamp, time("2026-11-04T10:00:00.123Z"));
+        assert_eq!(
+            (m.event.host.as_deref(), m.event.program.as_deref()),
+            (Some("h3"), Some("app"))
+        );
+        assert_eq!(m.event.fields["pid"], "7");
+        assert_eq!(
+            ok("<13>Nov 4 10:00:00.5 h3 app: text").event.timestamp,
+            time("2026-11-04T10:00:00.500Z")
+        );
+        // Not a fraction of the time: the text is left as it came.
+        let m = ok("<13>Nov  4 10:00:00 h3 app: 1.5 s");
+        assert_eq!(m.event.timestamp, time("2026-11-04T10:00:00Z"));
+        assert_eq!(m.event.message, "1.5 s");
+        let m = ok("<13>Nov  4 10:00:00.x h3 app: text");
+        assert_eq!(m.event.host, None);
     }
 
     #[test]

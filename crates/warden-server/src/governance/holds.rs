@@ -104,6 +104,18 @@ fn hold_policy(hold: &Hold) -> Option<String> {
     (!hold.policy_id.is_empty()).then(|| hold.policy_id.clone())
 }
 
+/// Why a hold can no longer be resolved, in the words its status is shown
+/// with: an approval that lapsed unused reads as expired, as the hold and
+/// its polls show it.
+fn already(hold: &Hold, now: i64) -> String {
+    match hold.status_at(now) {
+        HoldStatus::Expired if hold.status == HoldStatus::Approved => {
+            "the hold was approved, and the approval expired before it was used".into()
+        }
+        status => format!("the hold is already {}", status.as_str()),
+    }
+}
+
 /// Resolves a pending hold and audits it in one transaction; 409 when it
 /// is no longer pending.
 pub async fn resolve(
@@ -115,12 +127,10 @@ pub async fn resolve(
     resolution: Resolution,
     actor: &str,
 ) -> ServiceResult<Hold> {
-    if hold.status != HoldStatus::Pending {
-        return Err(
-            Error::Conflict(format!("the hold is already {}", hold.status.as_str())).into(),
-        );
-    }
     let now = now_ms();
+    if hold.status != HoldStatus::Pending {
+        return Err(Error::Conflict(already(hold, now)).into());
+    }
     let outcome = match resolution.status {
         HoldStatus::Approved => "allow",
         _ => "deny",
@@ -172,9 +182,11 @@ pub async fn resolve(
     match audit.append(tenant.clone(), record, Some(companion)).await {
         Ok(_) => {}
         Err(AppendError::Precondition) => {
-            let current = store.get_hold(tenant, &hold.id).await?;
-            let status = current.map_or("gone", |h| h.status.as_str());
-            return Err(Error::Conflict(format!("the hold is already {status}")).into());
+            let message = match store.get_hold(tenant, &hold.id).await? {
+                Some(current) => already(&current, now_ms()),
+                None => "the hold is already gone".into(),
+            };
+            return Err(Error::Conflict(message).into());
         }
         Err(e) => return Err(append_error(e)),
     }

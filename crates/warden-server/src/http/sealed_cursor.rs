@@ -2,7 +2,10 @@
 //! next page, sealed (AES-GCM under the master key) with the tenant and
 //! the list it was issued for. A cursor cannot be read (it would tell
 //! positions in shared tables), forged, or carried to another tenant or
-//! another list, where it would start a page at a wrong place.
+//! another list, where it would start a page at a wrong place. A list's
+//! cursors are also bound to the filters of the request that issued them
+//! ([`filtered`]): resumed under other filters, a page would start past
+//! records they find and skip them without a word.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -10,6 +13,29 @@ use warden_core::secret::MasterKey;
 use warden_core::Tenant;
 
 use super::error::ApiError;
+
+/// A list's name bound to a request's filters: every query parameter but
+/// `cursor` and `limit` (a page's size may change between pages), in order
+/// of name, as a short digest.
+pub fn filtered(list: &str, query: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut filters: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(name, _)| name != "cursor" && name != "limit")
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    if filters.is_empty() {
+        return list.to_string();
+    }
+    filters.sort();
+    let mut digest = Sha256::new();
+    for (name, value) in &filters {
+        digest.update(name.as_bytes());
+        digest.update([0]);
+        digest.update(value.as_bytes());
+        digest.update([0]);
+    }
+    format!("{list}?{}", hex::encode(&digest.finalize()[..8]))
+}
 
 /// Seals and opens the cursors of one list of one tenant.
 pub struct SealedCursors<'a> {
@@ -42,7 +68,7 @@ impl<'a> SealedCursors<'a> {
         let bad = || {
             ApiError::invalid(
                 "cursor",
-                "cursor is not one this server issued for this list: send the `next_cursor` of the page before, unchanged",
+                "cursor is not one this server issued for this list and these filters: send the `next_cursor` of the page before, unchanged, with the same filters",
             )
         };
         let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
@@ -93,5 +119,35 @@ mod tests {
             assert!(other.open(&sealed).is_err());
         }
         assert!(agents.open("eyJzIjoiY3JlYXRlZF9hdCJ9").is_err());
+    }
+
+    #[test]
+    fn a_cursor_opens_only_under_its_filters() {
+        let key = MasterKey::parse(&"07".repeat(32)).unwrap();
+        let live = Tenant {
+            org_id: "org_a".into(),
+            environment: Environment::Live,
+        };
+        let list = |query| SealedCursors::new(&key, &live, &filtered("audit", query));
+        let sealed = list(Some("agent_id=a&min_drift=0.3&limit=5")).seal("7");
+        // The page's size, the cursor itself and the order of parameters
+        // are not filters.
+        for same in [
+            "min_drift=0.3&agent_id=a",
+            "agent_id=a&min_drift=0.3&limit=50&cursor=x",
+            "agent_id=%61&min_drift=0.3",
+        ] {
+            assert_eq!(list(Some(same)).open(&sealed).unwrap(), "7", "{same}");
+        }
+        for other in [
+            "agent_id=b&min_drift=0.3",
+            "agent_id=a",
+            "agent_id=a&min_drift=0.3&kind=decision",
+            "",
+        ] {
+            assert!(list(Some(other)).open(&sealed).is_err(), "{other}");
+        }
+        assert_eq!(filtered("audit", None), "audit");
+        assert_eq!(filtered("audit", Some("limit=5")), "audit");
     }
 }

@@ -1,5 +1,6 @@
 //! `/api/v1/agents`: the agent registry.
 
+use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use crate::auth::Principal;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiQuery, ResourceId};
-use crate::http::sealed_cursor::SealedCursors;
+use crate::http::sealed_cursor::{filtered, SealedCursors};
 use crate::http::unique_keys::{unique_object, unique_object_not_null};
 use crate::services::agents as service;
 use crate::state::AppState;
@@ -219,6 +220,7 @@ pub async fn list_agents(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListAgents>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<ApiList<AgentView>> {
     principal.require("agents.read")?;
     // Nothing longer can match: names and descriptions are bounded, and a
@@ -240,7 +242,11 @@ pub async fn list_agents(
         AgentSort::CreatedAt => "created_at",
         AgentSort::Name => "name",
     });
-    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "agents");
+    let cursors = SealedCursors::new(
+        &state.master,
+        &principal.tenant(),
+        &filtered("agents", raw.as_deref()),
+    );
     let page = PageRequest::new(
         q.limit,
         cursors.open_opt(q.cursor.as_deref())?.as_deref(),

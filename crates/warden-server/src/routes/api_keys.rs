@@ -1,5 +1,6 @@
 //! `/api/v1/api-keys`: scoped keys, shown once, revoked and rotated.
 
+use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use crate::auth::Principal;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiResult, ErrorEnvelope};
 use crate::http::extract::{ApiJson, ApiQuery, OptionalJson, ResourceId};
-use crate::http::sealed_cursor::SealedCursors;
+use crate::http::sealed_cursor::{filtered, SealedCursors};
 use crate::services::api_keys::{self as service, MintedKey};
 use crate::state::AppState;
 
@@ -169,9 +170,14 @@ pub async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListApiKeys>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<ApiList<ApiKeyView>> {
     principal.require("keys.read")?;
-    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "api_keys");
+    let cursors = SealedCursors::new(
+        &state.master,
+        &principal.tenant(),
+        &filtered("api_keys", raw.as_deref()),
+    );
     let page = PageRequest::new(
         q.limit,
         cursors.open_opt(q.cursor.as_deref())?.as_deref(),

@@ -1,6 +1,7 @@
 //! `/api/v1/audit`: the tamper-evident record of every decision, hold
 //! resolution and policy change.
 
+use axum::extract::RawQuery;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,7 +17,7 @@ use crate::governance::verify;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, ResourceId};
-use crate::http::sealed_cursor::SealedCursors;
+use crate::http::sealed_cursor::{filtered, SealedCursors};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -143,7 +144,8 @@ pub struct ListAudit {
     pub decision: Option<DecisionName>,
     pub session_id: Option<String>,
     pub kind: Option<AuditKindName>,
-    /// Only records whose drift score is at least this (0 to 1).
+    /// Only records whose drift score is at least this (0 to 1; 0 filters
+    /// nothing, above 0 keeps only scored records, which are decisions).
     #[param(minimum = 0, maximum = 1)]
     pub min_drift: Option<f64>,
     /// From this time, inclusive (RFC 3339, a date, a number since 1970, or `now-1h`).
@@ -160,9 +162,14 @@ pub async fn list_audit(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListAudit>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<ApiList<AuditView>> {
     principal.require("audit.read")?;
-    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "audit");
+    let cursors = SealedCursors::new(
+        &state.master,
+        &principal.tenant(),
+        &filtered("audit", raw.as_deref()),
+    );
     let page = PageRequest::new(
         q.limit,
         cursors.open_opt(q.cursor.as_deref())?.as_deref(),
@@ -195,6 +202,10 @@ pub async fn list_audit(
             ));
         }
     }
+    // A threshold of 0 is no filter (a console's slider at rest): every
+    // record passes, those without a score (hold resolutions, changes)
+    // too; above 0 only the records scored at least that.
+    let min_drift = q.min_drift.filter(|d| *d > 0.0);
     let filter = AuditFilter {
         agent_id,
         action: q.action,
@@ -210,7 +221,7 @@ pub async fn list_audit(
         }),
         // Scores are stored in millionths: the store returns every record
         // that may reach the threshold, and the exact score decides below.
-        min_drift_micros: q.min_drift.map(|d| (d * 1_000_000.0).floor() as i64),
+        min_drift_micros: min_drift.map(|d| (d * 1_000_000.0).floor() as i64),
         from: parse_time_bound("from", q.from.as_deref())?,
         to: parse_time_bound("to", q.to.as_deref())?,
     };
@@ -224,8 +235,7 @@ pub async fn list_audit(
         .list_audit(&principal.tenant(), &filter, &page)
         .await?;
     let reaches = |r: &ChainedRecord| {
-        q.min_drift
-            .is_none_or(|min| r.record.drift.as_ref().is_some_and(|d| d.score >= min))
+        min_drift.is_none_or(|min| r.record.drift.as_ref().is_some_and(|d| d.score >= min))
     };
     Ok(ApiList(
         page.items

@@ -1,5 +1,6 @@
 //! `/api/v1/holds`: step-up holds awaiting a person's decision.
 
+use axum::extract::RawQuery;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +16,7 @@ use crate::governance::holds::{expire_if_due, resolve, Resolution, MAX_COMMENT};
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, OptionalJson, ResourceId};
-use crate::http::sealed_cursor::SealedCursors;
+use crate::http::sealed_cursor::{filtered, SealedCursors};
 use crate::state::AppState;
 
 /// A step-up hold: one call waiting for approval.
@@ -119,9 +120,14 @@ pub async fn list_holds(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListHolds>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<ApiList<HoldView>> {
     principal.require("holds.read")?;
-    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "holds");
+    let cursors = SealedCursors::new(
+        &state.master,
+        &principal.tenant(),
+        &filtered("holds", raw.as_deref()),
+    );
     let page = PageRequest::new(
         q.limit,
         cursors.open_opt(q.cursor.as_deref())?.as_deref(),

@@ -1,6 +1,7 @@
 //! `/api/v1/policies`: policies over agents' tool calls, their versions, a
 //! dry run, and the default decision.
 
+use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use crate::governance::policies as service;
 use crate::http::envelope::{created, ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiQuery, ResourceId, UniqueJson};
-use crate::http::sealed_cursor::SealedCursors;
+use crate::http::sealed_cursor::{filtered, SealedCursors};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -346,13 +347,18 @@ pub async fn list_policies(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListPolicies>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<ApiList<PolicyView>> {
     principal.require("policies.read")?;
     let sort = q.sort.map(|s| match s {
         PolicySort::CreatedAt => "created_at",
         PolicySort::Name => "name",
     });
-    let cursors = SealedCursors::new(&state.master, &principal.tenant(), "policies");
+    let cursors = SealedCursors::new(
+        &state.master,
+        &principal.tenant(),
+        &filtered("policies", raw.as_deref()),
+    );
     let page = PageRequest::new(
         q.limit,
         cursors.open_opt(q.cursor.as_deref())?.as_deref(),
@@ -487,12 +493,13 @@ pub async fn list_policy_versions(
     principal: Principal,
     ResourceId(id): ResourceId,
     ApiQuery(q): ApiQuery<ListVersions>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<ApiList<PolicyVersionView>> {
     principal.require("policies.read")?;
     let cursors = SealedCursors::new(
         &state.master,
         &principal.tenant(),
-        &format!("policies/{id}/versions"),
+        &filtered(&format!("policies/{id}/versions"), raw.as_deref()),
     );
     let page = PageRequest::new(
         q.limit,

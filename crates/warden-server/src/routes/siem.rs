@@ -31,10 +31,11 @@ pub enum SearchSort {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
-    /// The search language (docs/query-language.md); empty finds everything.
+    /// The search language (docs/query-language.md); empty, null or
+    /// left out finds everything.
     #[schema(example = "program:sshd AND user:root")]
     #[serde(default)]
-    pub query: String,
+    pub query: Option<String>,
     /// Start of the event-time range (inclusive): RFC 3339, a date,
     /// a number since 1970 (seconds, milliseconds, microseconds or
     /// nanoseconds, by magnitude), or `now-24h`; default: a day before `to_time`.
@@ -147,7 +148,7 @@ pub async fn search(
         .search(
             &principal.tenant(),
             SearchParams {
-                query: body.query,
+                query: body.query.unwrap_or_default(),
                 agent_id: principal.agent_id.clone(),
                 from: body.from_time,
                 to: body.to_time,

@@ -72,21 +72,36 @@ fn order_tag(order: Order) -> char {
     }
 }
 
-/// A cursor: the position after the page's last event, sealed (AES-GCM
-/// under the master key) with the tenant and order it was issued for, so
-/// that it reveals nothing of the shared log and resumes only its own
-/// search.
-/// Search cursors: one list per tenant, whatever the query.
+/// The sealer of search cursors, kept apart per tenant.
 fn cursors<'a>(key: &'a MasterKey, tenant: &Tenant) -> SealedCursors<'a> {
     SealedCursors::new(key, tenant, "events")
 }
 
-fn encode_cursor(key: &MasterKey, tenant: &Tenant, position: Position, order: Order) -> String {
+/// What binds a cursor to its query: a page resumed under another query
+/// (a console whose filter changed between pages) would silently skip
+/// the events the new query finds before the cursor's position.
+fn query_mark(query: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(query.trim().as_bytes())[..8])
+}
+
+/// A cursor: the position after the page's last event, sealed (AES-GCM
+/// under the master key) with the tenant, order and query it was issued
+/// for, so that it reveals nothing of the shared log and resumes only its
+/// own search.
+fn encode_cursor(
+    key: &MasterKey,
+    tenant: &Tenant,
+    position: Position,
+    order: Order,
+    query: &str,
+) -> String {
     let plain = format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{}",
         order_tag(order),
         position.timestamp,
-        position.seq
+        position.seq,
+        query_mark(query)
     );
     cursors(key, tenant).seal(&plain)
 }
@@ -96,11 +111,14 @@ fn decode_cursor(
     tenant: &Tenant,
     text: &str,
     order: Order,
+    query: &str,
 ) -> Result<Position, ApiError> {
     let bad = || ApiError::invalid("cursor", "cursor is not one this server issued");
     let raw = cursors(key, tenant).open(text)?;
-    let mut parts = raw.splitn(3, ':');
-    let (Some(tag), Some(timestamp), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = raw.splitn(4, ':');
+    let (Some(tag), Some(timestamp), Some(seq), Some(mark)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     if tag.len() != 1 || !"ad".contains(tag) {
@@ -110,6 +128,12 @@ fn decode_cursor(
         return Err(ApiError::invalid(
             "cursor",
             "cursor belongs to a search in the other order: send it with the order it was issued for (`sort` in a search body, `direction` on GET /api/v1/events)",
+        ));
+    }
+    if mark != query_mark(query) {
+        return Err(ApiError::invalid(
+            "cursor",
+            "cursor belongs to a search with another query: send it with the query it was issued for, or start again without a cursor",
         ));
     }
     Ok(Position {
@@ -214,7 +238,7 @@ impl Telemetry {
             .cursor
             .as_deref()
             .filter(|c| !c.is_empty())
-            .map(|c| decode_cursor(&params.cursor_key, tenant, c, params.order))
+            .map(|c| decode_cursor(&params.cursor_key, tenant, c, params.order, &params.query))
             .transpose()?;
         let request = SearchRequest {
             org_id: tenant.org_id.clone(),
@@ -259,10 +283,9 @@ impl Telemetry {
         let limit = params.limit.min(MAX_LIMIT);
         let next_cursor = if result.events.len() > limit {
             result.events.truncate(limit);
-            result
-                .events
-                .last()
-                .map(|(p, _)| encode_cursor(&params.cursor_key, tenant, *p, params.order))
+            result.events.last().map(|(p, _)| {
+                encode_cursor(&params.cursor_key, tenant, *p, params.order, &params.query)
+            })
         } else {
             None
         };
