@@ -27,8 +27,14 @@ pub const RESOURCES: &[&str] = &[
     "organization",
 ];
 
-/// Scopes that stand alone, beside the per-resource ones.
-pub const STANDALONE: &[&str] = &["enforce", "admin"];
+/// Scopes that stand alone, beside the per-resource ones. `events.ingest`
+/// sends events and reads none: the key a log shipper or a syslog sender
+/// carries (often in a configuration file on many hosts) should not also
+/// open the organization's whole event store to whoever finds it.
+pub const STANDALONE: &[&str] = &["enforce", INGEST, "admin"];
+
+/// Sending events without reading them; `events.write` implies it.
+pub const INGEST: &str = "events.ingest";
 
 /// One validated scope name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -113,11 +119,15 @@ impl ScopeSet {
         self.0.iter().any(|s| s.0 == Scope::ADMIN)
     }
 
-    /// Whether this set grants `scope`; `admin` grants everything and
-    /// `x.write` implies `x.read`.
+    /// Whether this set grants `scope`; `admin` grants everything,
+    /// `x.write` implies `x.read`, and `events.write` implies
+    /// `events.ingest` (the reverse holds for neither).
     pub fn allows(&self, scope: &str) -> bool {
         if self.is_admin() || self.0.iter().any(|s| s.0 == scope) {
             return true;
+        }
+        if scope == INGEST {
+            return self.allows("events.write");
         }
         match scope.strip_suffix(".read") {
             Some(resource) => self.0.iter().any(|s| s.0 == format!("{resource}.write")),
@@ -151,6 +161,22 @@ mod tests {
         assert!(set.allows("agents.read"));
         assert!(!set.allows("keys.write"));
         assert!(!set.allows("admin"));
+    }
+
+    #[test]
+    fn ingest_sends_events_and_reads_none() {
+        let shipper = ScopeSet::parse(&["events.ingest"]).unwrap();
+        assert!(shipper.allows("events.ingest"));
+        assert!(!shipper.allows("events.read"));
+        assert!(!shipper.allows("events.write"));
+        let writer = ScopeSet::parse(&["events.write"]).unwrap();
+        assert!(writer.allows("events.ingest"));
+        assert!(writer.covers(&shipper).is_none(), "a writer mints shippers");
+        assert!(shipper.covers(&writer).is_some());
+        assert!(ScopeSet::admin().allows("events.ingest"));
+        assert!(!ScopeSet::parse(&["agents.write"])
+            .unwrap()
+            .allows("events.ingest"));
     }
 
     #[test]

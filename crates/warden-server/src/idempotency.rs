@@ -24,6 +24,38 @@ use crate::state::AppState;
 use crate::telemetry::ndjson::MAX_NDJSON_BYTES;
 
 pub const HEADER: &str = "idempotency-key";
+
+/// A key this request claimed, for a route that records its answer in
+/// the transaction of its change (event ingest): then a crash between
+/// the commit and the answer leaves the answer for the retry.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub tenant: warden_core::Tenant,
+    pub key: String,
+}
+
+impl Claim {
+    /// The answer to record with the change: `data` in the success
+    /// envelope, sealed as the middleware seals what it records.
+    pub fn answer<T: serde::Serialize>(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        data: &T,
+    ) -> Option<warden_store::IdempotentAnswer> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "data": data,
+            "meta": crate::http::envelope::Meta::now(),
+        }))
+        .ok()?;
+        Some(warden_store::IdempotentAnswer {
+            tenant: self.tenant.clone(),
+            key: self.key.clone(),
+            status: status.as_u16(),
+            sealed_body: state.master.seal(&body),
+        })
+    }
+}
 /// How long a recorded response is replayed.
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// Responses larger than this are not recorded (the request still runs).
@@ -120,6 +152,11 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
             response
         }
         Ok(IdempotencyState::Fresh) => {
+            let mut parts = parts;
+            parts.extensions.insert(Claim {
+                tenant: tenant.clone(),
+                key: key.clone(),
+            });
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;

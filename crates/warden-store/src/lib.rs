@@ -114,6 +114,20 @@ pub struct AuditCommitted {
     pub last_event_seq: Option<i64>,
 }
 
+/// The answer to a request made with an `Idempotency-Key`, recorded in
+/// the transaction that makes the change it answers: a crash after the
+/// commit and before the answer leaves the answer for the retry to
+/// replay, rather than a claim that lets the retry run twice.
+#[derive(Debug, Clone)]
+pub struct IdempotentAnswer {
+    pub tenant: Tenant,
+    /// The key as claimed (the API key's id and the header's value).
+    pub key: String,
+    pub status: u16,
+    /// The answer's body, sealed under the master key.
+    pub sealed_body: String,
+}
+
 /// An event for the durable event log.
 #[derive(Debug, Clone)]
 pub struct EventAppend {
@@ -247,9 +261,14 @@ pub trait Store: Send + Sync + 'static {
         cursor: &str,
         position: i64,
     ) -> StoreResult<Option<i64>>;
-    /// Appends events in one transaction, numbered in commit order;
-    /// returns the last sequence number.
-    async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64>;
+    /// Appends events in one transaction, numbered in commit order, with
+    /// the answer to the request that sent them when it carried an
+    /// `Idempotency-Key`; returns the last sequence number.
+    async fn append_events(
+        &self,
+        events: &[EventAppend],
+        answer: Option<&IdempotentAnswer>,
+    ) -> StoreResult<i64>;
     /// The last sequence number handed out.
     async fn event_log_head(&self) -> StoreResult<i64>;
     /// Events after `after`, in sequence order, at most `limit`.

@@ -725,12 +725,12 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         &[("content-type", "text/plain")],
     );
     r.error(415, "unsupported_media_type");
-    // A key without events.write.
+    // A key without events.ingest (or events.write).
     let (_, reader) = api.create_key(json!({"name": "reader", "scopes": ["events.read"]}));
     let r = api
         .with_key(&reader)
         .post("/api/v1/events/batch", &json!([{"message": "x"}]));
-    r.error(403, "forbidden");
+    assert_eq!(r.error(403, "forbidden")["field"], "events.ingest");
     // Another encoding is a 415; gzip that inflates past the limit a 413;
     // a gzip body that is not gzip a 400.
     let json = [("content-type", "application/json")];
@@ -784,6 +784,36 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         b"\xEF\xBB\xBF[{\"message\": \"after a byte-order mark\"}]",
     );
     assert_eq!(r.status, 202, "{}", r.text);
+    // A shipper's key sends events on every route and reads none.
+    let (_, shipper) = api.create_key(json!({"name": "shipper", "scopes": ["events.ingest"]}));
+    let shipper = api.with_key(&shipper);
+    let r = shipper.post("/api/v1/events/batch", &json!([{"message": "shipped one"}]));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let shipped = r.body["data"]["ids"][0].as_str().unwrap().to_string();
+    let r = shipper.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        b"{\"msg\": \"shipped two\"}\n".to_vec(),
+        &[("content-type", "application/x-ndjson")],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = shipper.post(
+        "/v1/events/batch",
+        &json!([{"event_type": "tool_call", "agent_id": "shipped-bot", "tool_name": "shipped.three"}]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    for (path, body) in [
+        ("/api/v1/siem/search", Some(json!({"query": "shipped"}))),
+        ("/api/v1/events?query=shipped", None),
+        (&*format!("/api/v1/events/{shipped}"), None),
+    ] {
+        let r = match body {
+            Some(body) => shipper.post(path, &body),
+            None => shipper.get(path),
+        };
+        assert_eq!(r.error(403, "forbidden")["field"], "events.read", "{path}");
+    }
+    wait_total(&api, "shipped", 3);
 }
 
 fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
@@ -1001,8 +1031,9 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         &json!({"name": "relay", "external_id": "relay-sdk"}),
     );
     let relay = r.body["data"]["id"].as_str().unwrap().to_string();
+    // (A sender's key that sends and reads nothing routes as well.)
     let (_, relay_key) = elsewhere.create_key(json!({
-        "name": "relay's key", "scopes": ["events.write"], "agent_id": relay,
+        "name": "relay's key", "scopes": ["events.ingest"], "agent_id": relay,
     }));
     logger_with_token(&udp, &relay_key, "boundsys", "sent with a bound key");
     // The parameter in another case routes too; an element without a
@@ -2101,6 +2132,29 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     wait_total(&api, "", 301);
+    // The replay is told in the log from its start to its end, and
+    // readiness reads `ok` once it is over.
+    let index_check = || w.anonymous().get("/readyz").body["checks"]["index"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while index_check() != "ok" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(index_check(), "ok");
+    let log = std::fs::read_to_string(log_path(&backend.data_dir(0))).unwrap();
+    let told = |what: &str| {
+        log.lines()
+            .rfind(|l| l.contains(what))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        told("replaying events of the log").contains("events=301"),
+        "{log}"
+    );
+    assert!(
+        told("caught up with the event log").contains("events=301"),
+        "{log}"
+    );
     // A damaged one does not keep the server down: it is set aside and
     // built again from the log.
     assert!(w.terminate().success());

@@ -107,7 +107,7 @@ fn scopes_are_enforced(backend: &Backend) {
     let r = reader.send("POST", "/v1/events/batch", Some(&json!({"zzz": 1})), &[]);
     let err = r.error(403, "forbidden");
     assert_eq!(
-        err["message"], "this operation needs the `events.write` or `enforce` scope",
+        err["message"], "this operation needs the `events.ingest` or `enforce` scope",
         "{}",
         r.text
     );

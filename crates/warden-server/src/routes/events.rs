@@ -28,6 +28,7 @@ use crate::http::extract::{
     without_bom, ApiJson, ApiQuery, ResourceId, JSON_MEDIA_TYPE,
 };
 use crate::http::unique_keys::UniqueKeys;
+use crate::idempotency::Claim;
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
 use crate::telemetry::ndjson::{NdjsonError, NdjsonReader};
@@ -258,13 +259,14 @@ fn json_len(value: &Value) -> usize {
         (status = 202, description = "Every event is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "An event is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
         (status = 413, description = "The body is larger than 10 MiB", body = crate::http::error::ErrorEnvelope)),
-    security(("bearer" = ["events.write"])))]
+    security(("bearer" = ["events.ingest"])))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     principal: Principal,
     request: Request,
 ) -> ApiResult<ApiData<Accepted>> {
-    principal.require("events.write")?;
+    principal.require(warden_core::scope::INGEST)?;
+    let claim = request.extensions().get::<Claim>().cloned();
     if !is_json(request.headers()) {
         return Err(ApiError::unsupported_media_type(JSON_MEDIA_TYPE));
     }
@@ -283,7 +285,7 @@ pub async fn ingest_batch(
     };
     let mut events = batch_events(value, received_at, bytes.len())?;
     bind_to_agent(&principal, &mut events);
-    store_events(&state, &principal, events).await
+    store_events(&state, &principal, events, claim.as_ref()).await
 }
 
 /// An event whose `agent_id` is a registered agent's external id names
@@ -370,20 +372,26 @@ fn in_the_batch(mut e: ApiError) -> ApiError {
     e
 }
 
+/// Appends validated events and answers with their ids; with a claimed
+/// `Idempotency-Key`, the answer commits with the events.
 pub(crate) async fn store_events(
     state: &AppState,
     principal: &Principal,
     mut events: Vec<Event>,
+    claim: Option<&Claim>,
 ) -> ApiResult<ApiData<Accepted>> {
     name_known_agents(state, principal, &mut events).await?;
-    let ids = state.telemetry.append(&principal.tenant(), events).await?;
-    Ok(ApiData(
-        StatusCode::ACCEPTED,
-        Accepted {
-            accepted: ids.len(),
-            ids,
-        },
-    ))
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let accepted = Accepted {
+        accepted: ids.len(),
+        ids,
+    };
+    let answer = claim.and_then(|c| c.answer(state, StatusCode::ACCEPTED, &accepted));
+    state
+        .telemetry
+        .append(&principal.tenant(), events, answer.as_ref())
+        .await?;
+    Ok(ApiData(StatusCode::ACCEPTED, accepted))
 }
 
 fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
@@ -415,13 +423,14 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
         (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
         (status = 413, description = "More than 100,000 lines or 64 MiB", body = crate::http::error::ErrorEnvelope),
         (status = 415, description = "A Content-Type other than those listed, a charset other than UTF-8, or a Content-Encoding other than gzip", body = crate::http::error::ErrorEnvelope)),
-    security(("bearer" = ["events.write"])))]
+    security(("bearer" = ["events.ingest"])))]
 pub async fn ingest_ndjson(
     State(state): State<AppState>,
     principal: Principal,
     request: Request,
 ) -> ApiResult<ApiData<Accepted>> {
-    principal.require("events.write")?;
+    principal.require(warden_core::scope::INGEST)?;
+    let claim = request.extensions().get::<Claim>().cloned();
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -481,7 +490,7 @@ pub async fn ingest_ndjson(
     }
     let mut events = reader.events;
     bind_to_agent(&principal, &mut events);
-    store_events(&state, &principal, events).await
+    store_events(&state, &principal, events, claim.as_ref()).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

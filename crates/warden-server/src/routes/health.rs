@@ -27,7 +27,10 @@ pub struct ReadinessChecks {
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
     pub rate_limits: String,
-    /// `ok`; `trailing` while an event acknowledged over 5 seconds ago is
+    /// `ok`; `catching_up` from the start while the index replays events
+    /// the log held and it did not (after a crash, or into a new or lost
+    /// index directory): searches miss them until it is done;
+    /// `trailing` while an event acknowledged over 5 seconds ago is
     /// not yet searchable (a replay after a crash, or a machine too busy
     /// to index: acknowledgments wait for it); `failing` while the search
     /// indexer fails and retries
@@ -45,7 +48,7 @@ pub struct ReadinessChecks {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     /// `ready`, `degraded` (serving, with Redis unreachable, or the search
-    /// index failing or trailing) or `unavailable`.
+    /// index catching up, failing or trailing) or `unavailable`.
     pub status: String,
     /// `sqlite` or `postgres`.
     pub backend: String,
@@ -93,6 +96,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "failing"
     } else if health.lag(*state.telemetry.searchable.borrow()) > TRAILING {
         "trailing"
+    } else if health.is_catching_up() {
+        "catching_up"
     } else {
         "ok"
     };

@@ -404,25 +404,28 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
 /// Ingest the SDK's telemetry (Thoth SDK format).
 ///
 /// A JSON array of the SDK's behavioural events, stored as agent events.
-/// Needs `events.write`, or `enforce` (the scope an instrumented agent's
+/// Needs `events.ingest` (or `events.write`), or `enforce` (the scope an instrumented agent's
 /// key already has). An `agent_id` that is an agent's `external_id` is
 /// stored as that agent's Warden id.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "thoth",
     request_body(content = Vec<Object>, description = "The SDK's events"),
     responses((status = 202, description = "Every event is stored", body = crate::http::envelope::DataEnvelope<super::events::Accepted>)),
-    security(("bearer" = ["events.write"]), ("bearer" = ["enforce"])))]
+    security(("bearer" = ["events.ingest"]), ("bearer" = ["enforce"])))]
 pub async fn thoth_events(
     State(state): State<AppState>,
     principal: Principal,
+    claim: Option<axum::Extension<crate::idempotency::Claim>>,
     AnyJson(UniqueKeys(body)): AnyJson<UniqueKeys>,
 ) -> ApiResult<ApiData<Accepted>> {
     // An instrumented agent's key (`enforce`) sends its events too; a key
     // with neither is told of the ingest scope.
-    if principal.require("enforce").is_err() && principal.require("events.write").is_err() {
+    if principal.require("enforce").is_err()
+        && principal.require(warden_core::scope::INGEST).is_err()
+    {
         return Err(ApiError::forbidden(
-            "this operation needs the `events.write` or `enforce` scope",
+            "this operation needs the `events.ingest` or `enforce` scope",
         )
-        .with_field("events.write"));
+        .with_field("events.ingest"));
     }
     let items = match body {
         Value::Array(items) => items,
@@ -526,5 +529,5 @@ pub async fn thoth_events(
             },
         ));
     }
-    store_events(&state, &principal, events).await
+    store_events(&state, &principal, events, claim.as_deref()).await
 }

@@ -81,6 +81,10 @@ pub struct IndexHealth {
     /// Set once a search found the index damaged on disk: it stays so
     /// until a rebuild (`warden reindex`).
     damaged: AtomicBool,
+    /// Set from the start while the index replays what the log held then
+    /// and it did not (after a crash, a lost or new index directory):
+    /// searches miss those events until it is done.
+    catching_up: AtomicBool,
     /// Work a second ([`work`]) the index has been making searchable while
     /// busy (a moving average; 0 until measured).
     pace: AtomicU64,
@@ -140,6 +144,30 @@ impl IndexHealth {
 
     pub fn is_damaged(&self) -> bool {
         self.damaged.load(Ordering::Relaxed)
+    }
+
+    /// Says the index has a replay of the log ahead of it.
+    pub fn start_catching_up(&self) {
+        self.catching_up.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_catching_up(&self) -> bool {
+        self.catching_up.load(Ordering::Relaxed)
+    }
+
+    /// The indexer found nothing more in the log and has committed all it
+    /// read: the replay is over, whatever position it stopped at (retention
+    /// may have removed the log's last events before they were indexed, so
+    /// the replay's debt is forgiven rather than left to age). Returns
+    /// whether a replay was under way.
+    pub fn caught_up(&self) -> bool {
+        let was = self.catching_up.swap(false, Ordering::Relaxed);
+        if was {
+            let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            // The replay's entry is the one that owes no work.
+            ledger.entries.retain(|(_, _, work)| *work != 0);
+        }
+        was
     }
 
     /// Counts a commit of `events` costing `work`, made searchable `cycle`
@@ -346,6 +374,24 @@ mod tests {
         health.note_log_head(10, start);
         assert_eq!(health.unsearchable(20_000), 5_000, "never moves back");
         assert!(health.oldest_unsearchable(25_001).is_none());
+    }
+
+    #[test]
+    fn a_replay_ends_when_the_log_has_nothing_more() {
+        let health = IndexHealth::default();
+        let start = Instant::now() - Duration::from_secs(6);
+        health.note_log_head(500, start);
+        health.start_catching_up();
+        health.note_appended(501, 1, 100);
+        assert!(health.is_catching_up());
+        // Retention removed the log's last events before they were
+        // indexed: the position stays short of the head, and the replay
+        // still ends, its debt forgiven; this process's own append stays.
+        assert!(health.caught_up());
+        assert!(!health.is_catching_up());
+        assert!(health.oldest_unsearchable(400).unwrap() > start);
+        assert_eq!(health.unsearchable_work(400), 100);
+        assert!(!health.caught_up(), "told once");
     }
 
     #[test]

@@ -87,10 +87,19 @@ pub async fn run(
     }
     // What the index must catch up with (a replay after a crash) shows
     // in /metrics and readiness from the start, owed since then.
-    match store.event_log_head().await {
-        Ok(head) => health.note_log_head(head, started),
-        Err(err) => tracing::warn!(error = %err, "search indexer cannot read the log's head"),
-    }
+    let head = match store.event_log_head().await {
+        Ok(head) => {
+            health.note_log_head(head, started);
+            if head > *searchable.borrow() {
+                health.start_catching_up();
+            }
+            Some(head)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "search indexer cannot read the log's head");
+            None
+        }
+    };
     let mut cursor = loop {
         match resume(store.as_ref(), &index).await {
             Ok(cursor) => {
@@ -103,6 +112,14 @@ pub async fn run(
             }
         }
     };
+    let replay = head.map_or(0, |head| head - cursor);
+    if replay > 0 {
+        health.start_catching_up();
+        tracing::info!(
+            events = replay,
+            "replaying events of the log into the search index: searches miss them until it is done (/readyz says catching_up)"
+        );
+    }
     // Documents are built below request handling (see `background`).
     let indexing = loop {
         match IndexingThread::start("warden-indexer") {
@@ -224,6 +241,17 @@ pub async fn run(
                     continue;
                 }
             }
+        }
+        // Past the head the log had at the start, or nothing more to read
+        // with all of it committed (retention may have taken the last).
+        let replayed = head.is_some_and(|head| *searchable.borrow() >= head)
+            || (idle && indexed_since_commit == 0);
+        if replayed && health.is_catching_up() && health.caught_up() {
+            tracing::info!(
+                events = replay,
+                seconds = started.elapsed().as_secs_f64(),
+                "the search index caught up with the event log"
+            );
         }
         if idle {
             // Wake for new events, or when the pending commit falls due.

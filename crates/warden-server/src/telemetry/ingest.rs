@@ -3,7 +3,7 @@
 
 use warden_core::event::Event;
 use warden_core::Tenant;
-use warden_store::{EventAppend, StoreError};
+use warden_store::{EventAppend, IdempotentAnswer, StoreError};
 
 use super::handoff::Appended;
 use super::Telemetry;
@@ -31,13 +31,15 @@ pub fn stamp_agent(event: &mut Event, id: &str, external_id: Option<&str>) {
 }
 
 impl Telemetry {
-    /// Appends `events` for `tenant` in one transaction once the index has
+    /// Appends `events` for `tenant` in one transaction (with the answer
+    /// to a request made with an `Idempotency-Key`) once the index has
     /// room for them, hands them to the indexer and wakes it; returns
     /// their ids once they are on disk.
     pub async fn append(
         &self,
         tenant: &Tenant,
         events: Vec<Event>,
+        answer: Option<&IdempotentAnswer>,
     ) -> Result<Vec<String>, StoreError> {
         let mut rows: Vec<EventAppend> = events
             .iter()
@@ -53,7 +55,7 @@ impl Telemetry {
         let feed = self.feed();
         let work = rows.iter().map(|r| super::health::work(r.body.len())).sum();
         let admitted = feed.admit(work).await;
-        let last = self.store.append_events(&rows).await?;
+        let last = self.store.append_events(&rows, answer).await?;
         let ids = events.iter().map(|e| e.id.clone()).collect();
         feed.hand_over(Appended {
             first_seq: last - events.len() as i64 + 1,

@@ -136,7 +136,7 @@ async fn store_messages(
             // Retry: the messages are in memory only until this commits.
             let mut attempts = 0;
             loop {
-                match telemetry.append(&tenant, events.clone()).await {
+                match telemetry.append(&tenant, events.clone(), None).await {
                     Ok(_) => {
                         metrics.syslog_messages("stored", n);
                         break;
@@ -179,8 +179,8 @@ async fn route(
                 .await
                 .map_err(|_| unrouted("the message's ingest key is not valid"))?;
             principal
-                .require("events.write")
-                .map_err(|_| unrouted("the message's key lacks events.write"))?;
+                .require(warden_core::scope::INGEST)
+                .map_err(|_| unrouted("the message's key lacks events.ingest (or events.write)"))?;
             principal
                 .admits(received.peer)
                 .map_err(|_| unrouted("the message's key is not allowed from this address"))?;

@@ -12,7 +12,7 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 use crate::db::{Db, Step, Value};
-use crate::{EventAppend, LoggedEvent, StoreError, StoreResult};
+use crate::{EventAppend, IdempotentAnswer, LoggedEvent, StoreError, StoreResult};
 
 /// Rows per INSERT statement: few round trips, well under both backends'
 /// parameter limits.
@@ -59,12 +59,21 @@ pub(crate) fn append_steps(events: &[&EventAppend]) -> Vec<Step> {
 }
 
 /// Appends the events in one transaction; returns the last sequence number.
-pub(crate) async fn append(db: &dyn Db, events: &[EventAppend]) -> StoreResult<i64> {
+pub(crate) async fn append(
+    db: &dyn Db,
+    events: &[EventAppend],
+    answer: Option<&IdempotentAnswer>,
+) -> StoreResult<i64> {
     if events.is_empty() {
         return head(db).await;
     }
+    let mut steps = append_steps(&events.iter().collect::<Vec<_>>());
+    steps.extend(
+        answer
+            .map(|a| super::idempotency::finish_step(&a.tenant, &a.key, a.status, &a.sealed_body)),
+    );
     let outcomes = db
-        .transaction(append_steps(&events.iter().collect::<Vec<_>>()))
+        .transaction(steps)
         .await?
         .ok_or_else(|| StoreError::Corrupt("event append abandoned".into()))?;
     let rows = outcomes

@@ -84,15 +84,24 @@ pub(crate) async fn finish(
     status: u16,
     body: &str,
 ) -> StoreResult<()> {
+    db.execute(FINISH, finish_args(tenant, key, status, body))
+        .await?;
+    Ok(())
+}
+
+const FINISH: &str = "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
+     WHERE org_id = $3 AND environment = $4 AND idempotency_key = $5";
+
+fn finish_args(tenant: &Tenant, key: &str, status: u16, body: &str) -> Vec<Value> {
     let mut args: Vec<Value> = vec![i64::from(status).into(), body.into()];
     args.extend(key_args(tenant, key));
-    db.execute(
-        "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
-         WHERE org_id = $3 AND environment = $4 AND idempotency_key = $5",
-        args,
-    )
-    .await?;
-    Ok(())
+    args
+}
+
+/// Records a claimed key's answer in the transaction of the change it
+/// answers.
+pub(crate) fn finish_step(tenant: &Tenant, key: &str, status: u16, body: &str) -> Step {
+    Step::execute(FINISH, finish_args(tenant, key, status, body))
 }
 
 pub(crate) async fn abandon(db: &dyn Db, tenant: &Tenant, key: &str) -> StoreResult<()> {
@@ -111,4 +120,56 @@ pub(crate) async fn purge(db: &dyn Db, before: Millis) -> StoreResult<u64> {
         vec![before.into()],
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_core::Environment;
+
+    use crate::sql::SqlStore;
+    use crate::{EventAppend, IdempotencyState, IdempotentAnswer, Store};
+
+    #[tokio::test]
+    async fn an_answer_recorded_with_its_events_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(dir.path()).await.unwrap();
+        let tenant = warden_core::Tenant {
+            org_id: "org_a".into(),
+            environment: Environment::Live,
+        };
+        let claim = |now| store.begin_idempotent(&tenant, "key_1:k", "fp", now, 0);
+        assert!(matches!(
+            claim(1_000).await.unwrap(),
+            IdempotencyState::Fresh
+        ));
+        let event = EventAppend {
+            tenant: tenant.clone(),
+            id: "evt_1".into(),
+            occurred_at: 1_000,
+            body: "{}".into(),
+        };
+        // Events appended without their answer leave the claim running:
+        // a crash before the answer was recorded would leave it so.
+        store
+            .append_events(std::slice::from_ref(&event), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            claim(2_000).await.unwrap(),
+            IdempotencyState::InProgress
+        ));
+        let answer = IdempotentAnswer {
+            tenant: tenant.clone(),
+            key: "key_1:k".into(),
+            status: 202,
+            sealed_body: "sealed answer".into(),
+        };
+        store.append_events(&[event], Some(&answer)).await.unwrap();
+        match claim(3_000).await.unwrap() {
+            IdempotencyState::Completed { status, body } => {
+                assert_eq!((status, body.as_str()), (202, "sealed answer"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -36,8 +36,8 @@ use crate::db::{Db, Row};
 use crate::postgres::PostgresDb;
 use crate::sqlite::SqliteDb;
 use crate::{
-    AuditAppend, AuditCommitted, EventAppend, IdempotencyState, LoggedEvent, Store, StoreError,
-    StoreResult,
+    AuditAppend, AuditCommitted, EventAppend, IdempotencyState, IdempotentAnswer, LoggedEvent,
+    Store, StoreError, StoreResult,
 };
 
 /// Which database a [`SqlStore`] talks to.
@@ -346,8 +346,12 @@ impl Store for SqlStore {
         audit::append_derived(self.db.as_ref(), events, cursor, position, now_ms()).await
     }
 
-    async fn append_events(&self, events: &[EventAppend]) -> StoreResult<i64> {
-        events::append(self.db.as_ref(), events).await
+    async fn append_events(
+        &self,
+        events: &[EventAppend],
+        answer: Option<&IdempotentAnswer>,
+    ) -> StoreResult<i64> {
+        events::append(self.db.as_ref(), events, answer).await
     }
 
     async fn event_log_head(&self) -> StoreResult<i64> {
