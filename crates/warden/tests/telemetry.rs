@@ -1730,7 +1730,9 @@ fn decisions_are_agent_events(backend: &Backend) {
 /// indexed exactly once, and stay so after a `kill -9` (which drops what
 /// lies past the index's cursor and reads it again by sequence number).
 fn concurrent_decisions_and_ingests_are_each_indexed_once(backend: &Backend) {
-    let t = backend.init();
+    // 210 requests at once: past the default plan's burst of 200.
+    backend.init();
+    let t = backend.create_unthrottled_org("Crowd");
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     std::thread::scope(|scope| {
