@@ -428,6 +428,13 @@ fn pagination_sort_and_filters(backend: &Backend) {
         "/api/v1/agents?limit=2&sort=created_at&cursor={cursor}"
     ));
     assert_eq!(r.error(400, "invalid_request")["field"], "cursor");
+    // The default order given outright on a later page is the same order.
+    let r = api.get("/api/v1/agents?limit=1");
+    let cursor = r.body["next_cursor"].as_str().unwrap().to_string();
+    let r = api.get(&format!(
+        "/api/v1/agents?limit=1&direction=desc&sort=created_at&cursor={cursor}"
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
     // And to its list: sealed, it cannot be carried to another list or
     // made up from what a cursor would hold.
     let r = api.get(&format!("/api/v1/api-keys?cursor={cursor}"));

@@ -380,7 +380,8 @@ fn split_priority(after: &str) -> Result<(u8, &str), SyslogError> {
 }
 
 /// An RFC 3164 time with a fraction of a second (`Dec  5 23:01:02.456`,
-/// as Cisco IOS writes it with `service timestamps log datetime msec`):
+/// or `,456`; Cisco IOS writes `23:01:02.456:` with `service timestamps
+/// log datetime msec`):
 /// the parser reads no fraction there and would take `.456` for the host,
 /// so the fraction is taken out of the text and its milliseconds returned.
 fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
@@ -411,12 +412,14 @@ fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
             c.is_ascii_digit()
         }
     });
-    if !shape || b.get(at + 8) != Some(&b'.') {
+    if !shape || !matches!(b.get(at + 8), Some(b'.' | b',')) {
         return None;
     }
     let start = at + 9;
     let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
-    if !(1..=9).contains(&digits) || b.get(start + digits) != Some(&b' ') {
+    // A space after it, or Cisco's colon (`23:01:02.456: %SYS-5-…`),
+    // which the parser reads as it reads `23:01:02: %SYS-5-…`.
+    if !(1..=9).contains(&digits) || !matches!(b.get(start + digits), Some(b' ' | b':')) {
         return None;
     }
     let ms = format!("{:0<3}", &rest[start..start + digits.min(3)])
@@ -1189,6 +1192,27 @@ mod tests {
         assert_eq!(m.event.message, "1.5 s");
         let m = ok("<13>Nov  4 10:00:00.x h3 app: text");
         assert_eq!(m.event.host, None);
+        // Cisco's colon after the time, with a fraction as without one;
+        // a decimal comma.
+        for line in [
+            "<189>Nov 24 11:01:02.456: %SYS-5-CONFIG_I: Configured",
+            "<189>Nov 24 11:01:02,456: %SYS-5-CONFIG_I: Configured",
+        ] {
+            let m = ok(line);
+            assert_eq!(
+                m.event.timestamp,
+                time("2026-11-24T11:01:02.456Z"),
+                "{line}"
+            );
+            assert_eq!(
+                m.event.program.as_deref(),
+                Some("%SYS-5-CONFIG_I"),
+                "{line}"
+            );
+            assert_eq!(m.event.message, "Configured", "{line}");
+        }
+        let m = ok("<189>Nov 24 11:01:02: %SYS-5-CONFIG_I: Configured");
+        assert_eq!(m.event.program.as_deref(), Some("%SYS-5-CONFIG_I"));
     }
 
     #[test]

@@ -14,13 +14,18 @@ use warden_core::Tenant;
 
 use super::error::ApiError;
 
+/// Query parameters that are not filters: the cursor itself, the page's
+/// size (which may change between pages), and the order, which the
+/// cursor's position carries and checks itself (so a default given
+/// outright on a later page is the same order).
+const NOT_FILTERS: [&str; 4] = ["cursor", "limit", "sort", "direction"];
+
 /// A list's name bound to a request's filters: every query parameter but
-/// `cursor` and `limit` (a page's size may change between pages), in order
-/// of name, as a short digest.
+/// [`NOT_FILTERS`], in order of name, as a short digest.
 pub fn filtered(list: &str, query: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     let mut filters: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .filter(|(name, _)| name != "cursor" && name != "limit")
+        .filter(|(name, _)| !NOT_FILTERS.contains(&name.as_ref()))
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect();
     if filters.is_empty() {
@@ -130,11 +135,12 @@ mod tests {
         };
         let list = |query| SealedCursors::new(&key, &live, &filtered("audit", query));
         let sealed = list(Some("agent_id=a&min_drift=0.3&limit=5")).seal("7");
-        // The page's size, the cursor itself and the order of parameters
-        // are not filters.
+        // The page's size, the cursor itself, the sort (which the cursor
+        // checks itself) and the order of parameters are not filters.
         for same in [
             "min_drift=0.3&agent_id=a",
             "agent_id=a&min_drift=0.3&limit=50&cursor=x",
+            "agent_id=a&min_drift=0.3&direction=desc&sort=created_at",
             "agent_id=%61&min_drift=0.3",
         ] {
             assert_eq!(list(Some(same)).open(&sealed).unwrap(), "7", "{same}");

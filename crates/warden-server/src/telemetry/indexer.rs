@@ -119,6 +119,9 @@ pub async fn run(
             events = replay,
             "replaying events of the log into the search index: searches miss them until it is done (/readyz says catching_up)"
         );
+    } else {
+        // The index held all of it after all (its own last commit).
+        health.caught_up();
     }
     // Documents are built below request handling (see `background`).
     let indexing = loop {
