@@ -58,6 +58,10 @@ pub struct PolicyRecord {
     /// matches a call.
     #[serde(default)]
     pub audit_redact: Vec<String>,
+    /// Fields of the caller's `context` kept out of the audit log in the
+    /// same way.
+    #[serde(default)]
+    pub audit_redact_context: Vec<String>,
     pub priority: i32,
     pub mode: String,
     pub enabled: bool,
@@ -81,6 +85,7 @@ pub struct PolicyChanges {
     pub decision: Option<String>,
     pub modify: Option<Option<ModifySpec>>,
     pub audit_redact: Option<Vec<String>>,
+    pub audit_redact_context: Option<Vec<String>>,
     pub priority: Option<i32>,
     pub mode: Option<String>,
     pub enabled: Option<bool>,
@@ -92,6 +97,7 @@ pub struct CompiledPolicy {
     pub policy: Policy<ConditionInput>,
     pub change: Option<ArgChange>,
     pub audit_redact: Vec<ArgPath>,
+    pub audit_redact_context: Vec<ArgPath>,
 }
 
 impl PolicyRecord {
@@ -117,6 +123,7 @@ impl PolicyRecord {
             decision: String::new(),
             modify: None,
             audit_redact: Vec::new(),
+            audit_redact_context: Vec::new(),
             priority: 0,
             mode: Mode::Enforce.as_str().into(),
             enabled: true,
@@ -170,6 +177,9 @@ impl PolicyRecord {
         }
         if let Some(v) = c.audit_redact {
             self.audit_redact = v;
+        }
+        if let Some(v) = c.audit_redact_context {
+            self.audit_redact_context = v;
         }
         if let Some(v) = c.priority {
             if v.abs() > MAX_PRIORITY {
@@ -290,6 +300,7 @@ impl PolicyRecord {
             (None, _) => None,
         };
         let audit_redact = paths(&self.audit_redact, "audit_redact")?;
+        let audit_redact_context = paths(&self.audit_redact_context, "audit_redact_context")?;
         let agents = self.agents.as_ref().map(|a| AgentSelector {
             ids: a.ids.iter().cloned().collect(),
             tags: a.tags.iter().cloned().collect(),
@@ -307,6 +318,7 @@ impl PolicyRecord {
             },
             change,
             audit_redact,
+            audit_redact_context,
         })
     }
 }

@@ -542,6 +542,66 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
         + &backend.sql("SELECT body FROM events").to_lowercase();
     assert!(!stored.contains("supersecret"), "the secret was stored");
     assert!(api.delete(&format!("/api/v1/policies/{kv}")).status < 300);
+    // The caller's context, by the fields a policy names: kept out of the
+    // record (and out of a condition's error that could quote it), while
+    // the condition still reads it as sent.
+    let by_context = policy(
+        &api,
+        json!({"name": "session secrets", "action_pattern": "crm.*", "decision": "deny",
+               "audit_redact_context": ["session_token", "headers.*"],
+               "condition": "context.session_token.startsWith('ctx-')"}),
+    );
+    let d = enforce(
+        &api,
+        json!({"agent_id": "shop", "tool_name": "crm.read",
+               "context": {"session_token": "ctx-SECRET-7", "headers": {"authorization": "Bearer ctx-SECRET-8"},
+                           "tenant": "acme"}}),
+    );
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert_eq!(d["matched_policy_ids"][0], json!(by_context), "{d}");
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    let context = &rec.body["data"]["detail"]["context"];
+    assert_eq!(context["session_token"], "[REDACTED]", "{context}");
+    assert_eq!(
+        context["headers"]["authorization"], "[REDACTED]",
+        "{context}"
+    );
+    assert_eq!(context["tenant"], "acme", "{context}");
+    let d = enforce(
+        &api,
+        json!({"agent_id": "shop", "tool_name": "crm.read",
+               "context": {"session_token": 7, "headers": {"authorization": "Bearer ctx-SECRET-9"}}}),
+    );
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    let errors = &rec.body["data"]["detail"]["condition_errors"];
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("withheld"),
+        "{errors}"
+    );
+    let stored =
+        backend.sql("SELECT record FROM audit_log") + &backend.sql("SELECT body FROM events");
+    assert!(
+        !stored.contains("ctx-SECRET"),
+        "the context's secret was stored"
+    );
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "bad", "action_pattern": "*", "decision": "allow",
+                "audit_redact_context": ["ok", "**.token"]}),
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "audit_redact_context[1]",
+        "{}",
+        r.text
+    );
+    assert!(api.delete(&format!("/api/v1/policies/{by_context}")).status < 300);
     // Redaction does not wait for a condition to hold: a policy that names
     // a field redacts it in every call its pattern takes in.
     let conditional = policy(

@@ -25,9 +25,10 @@ use crate::services::ServiceResult;
 pub const MAX_TOOL_NAME: usize = 256;
 
 /// What a decision's audit record keeps of a condition's error when the
-/// call carried redacted arguments: the error's own text could quote them.
+/// call carried redacted arguments or context: the error's own text could
+/// quote them.
 pub const WITHHELD_ERROR: &str =
-    "the condition failed to evaluate; its message is withheld because the call had redacted arguments";
+    "the condition failed to evaluate; its message is withheld because the call had redacted arguments or context";
 
 /// A call an agent is about to make.
 #[derive(Debug, Clone, Default)]
@@ -565,6 +566,18 @@ async fn decide_and_record(
         v
     };
     let stored_args = redact(&args);
+    // The caller's context as stored: the hold's digest below covers it
+    // as sent.
+    let mut stored_context = context.clone();
+    for path in policies.context_redactions(
+        &call.tool,
+        &agent.id,
+        agent.external_id.as_deref(),
+        &agent.tags,
+    ) {
+        path.redact(&mut stored_context);
+    }
+    let redacted = stored_args != args || stored_context != context;
 
     let audit_id = new_time_ordered_id(prefix::AUDIT);
     let mut hold_token = None;
@@ -609,8 +622,8 @@ async fn decide_and_record(
         "previous_tool": previous_tool,
         "agent_status": agent.status.as_str(),
     });
-    if !context.as_object().is_some_and(|m| m.is_empty()) {
-        detail["context"] = context;
+    if !stored_context.as_object().is_some_and(|m| m.is_empty()) {
+        detail["context"] = stored_context;
     }
     // The name the agent goes by, for its decision's event as for the
     // events it sends (`external_agent_id`).
@@ -621,10 +634,10 @@ async fn decide_and_record(
         detail["monitor_decision"] = json!(d.as_str());
     }
     if !outcome.condition_errors.is_empty() {
-        // An error's text may quote an argument's value, escaped or
-        // transformed (`upperAscii`): when any argument was redacted, the
-        // text is withheld rather than searched for every form of it.
-        let withheld = stored_args != args;
+        // An error's text may quote an argument's or the context's value,
+        // escaped or transformed (`upperAscii`): when any was redacted,
+        // the text is withheld rather than searched for every form of it.
+        let withheld = redacted;
         let errors: Vec<Value> = outcome
             .condition_errors
             .iter()

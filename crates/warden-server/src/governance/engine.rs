@@ -22,6 +22,7 @@ pub struct PolicyFacts {
     pub version: i64,
     pub change: Option<ArgChange>,
     pub audit_redact: Vec<ArgPath>,
+    pub audit_redact_context: Vec<ArgPath>,
     pub step_up_timeout_seconds: u32,
     pub decision: Decision,
     /// When the policy last changed: a hold's approval given before it
@@ -54,8 +55,10 @@ impl TenantPolicies {
                     policy,
                     change,
                     audit_redact,
+                    audit_redact_context,
                 }) => {
                     let redacts = !audit_redact.is_empty()
+                        || !audit_redact_context.is_empty()
                         || change.as_ref().is_some_and(|c| !c.redact.is_empty());
                     facts.insert(
                         record.id.clone(),
@@ -64,6 +67,7 @@ impl TenantPolicies {
                             version: record.version,
                             change,
                             audit_redact,
+                            audit_redact_context,
                             step_up_timeout_seconds: record.step_up_timeout_seconds,
                             decision: policy.decision,
                             updated_at: record.updated_at,
@@ -103,25 +107,49 @@ impl TenantPolicies {
         agent_tags: &[String],
     ) -> Vec<&warden_policy::ArgPath> {
         let mut paths = Vec::new();
-        let disabled = self.disabled.iter().filter(|p| {
+        for facts in self.taking_in(tool, agent_id, agent_alias, agent_tags) {
+            paths.extend(facts.audit_redact.iter());
+            if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
+                paths.extend(change.redact.iter());
+            }
+        }
+        paths
+    }
+
+    /// The fields of the caller's `context` stored as `[REDACTED]`: those
+    /// named by the `audit_redact_context` of every policy that takes in
+    /// the call, as [`Self::redactions`] for its arguments.
+    pub fn context_redactions(
+        &self,
+        tool: &str,
+        agent_id: &str,
+        agent_alias: Option<&str>,
+        agent_tags: &[String],
+    ) -> Vec<&warden_policy::ArgPath> {
+        self.taking_in(tool, agent_id, agent_alias, agent_tags)
+            .flat_map(|facts| facts.audit_redact_context.iter())
+            .collect()
+    }
+
+    /// The facts of every policy whose pattern and selector take in the
+    /// call, enabled or not, whatever its condition.
+    fn taking_in<'s: 'a, 'a>(
+        &'s self,
+        tool: &'a str,
+        agent_id: &'a str,
+        agent_alias: Option<&'a str>,
+        agent_tags: &'a [String],
+    ) -> impl Iterator<Item = &'s PolicyFacts> + 'a {
+        let disabled = self.disabled.iter().filter(move |p| {
             p.pattern.matches(tool)
                 && p.agents
                     .as_ref()
                     .is_none_or(|s| s.selects(agent_id, agent_alias, agent_tags))
         });
-        for p in self
-            .set
+        self.set
             .candidates(tool, agent_id, agent_alias, agent_tags)
             .chain(disabled)
-        {
-            if let Some(facts) = self.facts.get(&p.id) {
-                paths.extend(facts.audit_redact.iter());
-                if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
-                    paths.extend(change.redact.iter());
-                }
-            }
-        }
-        paths
+            .filter_map(|p| self.facts.get(&p.id))
     }
 }
 

@@ -147,6 +147,8 @@ pub struct PolicyView {
     pub modify: Option<ModifyChange>,
     /// Argument fields kept out of the audit log whenever the policy matches.
     pub audit_redact: Vec<String>,
+    /// Fields of the caller's `context` kept out of the audit log likewise.
+    pub audit_redact_context: Vec<String>,
     pub priority: i32,
     pub mode: ModeName,
     pub enabled: bool,
@@ -183,6 +185,7 @@ impl From<PolicyRecord> for PolicyView {
                 set: m.set,
             }),
             audit_redact: p.audit_redact,
+            audit_redact_context: p.audit_redact_context,
             priority: p.priority,
             mode: parse_enum(&p.mode).unwrap_or(ModeName::Enforce),
             enabled: p.enabled,
@@ -213,6 +216,10 @@ pub struct CreatePolicy {
     pub modify: Option<ModifyChange>,
     #[schema(max_items = 100)]
     pub audit_redact: Option<Vec<String>>,
+    /// Fields of the caller's `context` (paths as in `audit_redact`)
+    /// stored as `[REDACTED]` in the audit record.
+    #[schema(max_items = 100)]
+    pub audit_redact_context: Option<Vec<String>>,
     /// Higher wins; -1,000,000 to 1,000,000 (default 0).
     #[schema(minimum = -1000000, maximum = 1000000)]
     pub priority: Option<i32>,
@@ -254,6 +261,9 @@ pub struct UpdatePolicy {
     #[schema(nullable = false, max_items = 100)]
     #[serde(default, deserialize_with = "not_null")]
     pub audit_redact: Option<Vec<String>>,
+    #[schema(nullable = false, max_items = 100)]
+    #[serde(default, deserialize_with = "not_null")]
+    pub audit_redact_context: Option<Vec<String>>,
     #[schema(nullable = false, minimum = -1000000, maximum = 1000000)]
     #[serde(default, deserialize_with = "not_null")]
     pub priority: Option<i32>,
@@ -293,6 +303,7 @@ impl From<CreatePolicy> for PolicyChanges {
             decision: Some(b.decision.as_str().into()),
             modify: Some(b.modify.map(modify_spec)),
             audit_redact: b.audit_redact,
+            audit_redact_context: b.audit_redact_context,
             priority: b.priority,
             mode: b.mode.map(|m| m.as_str().into()),
             enabled: b.enabled,
@@ -312,6 +323,7 @@ impl From<UpdatePolicy> for PolicyChanges {
             decision: b.decision.map(|d| d.as_str().into()),
             modify: b.modify.map(|m| m.map(modify_spec)),
             audit_redact: b.audit_redact,
+            audit_redact_context: b.audit_redact_context,
             priority: b.priority,
             mode: b.mode.map(|m| m.as_str().into()),
             enabled: b.enabled,
