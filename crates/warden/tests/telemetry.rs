@@ -1160,9 +1160,6 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     wait_total(&api, "program:capped", 1);
 }
 
-/// Reads /metrics until every line in `expected` is in it (5 s at most):
-/// index and syslog figures move just after the commit that made events
-/// searchable.
 /// A metric's value in `/metrics` now.
 fn metric(w: &Warden, name: &str) -> f64 {
     let metrics = w.anonymous().get("/metrics").text;
@@ -1174,6 +1171,9 @@ fn metric(w: &Warden, name: &str) -> f64 {
         .unwrap()
 }
 
+/// Reads /metrics until every line in `expected` is in it (5 s at most):
+/// index and syslog figures move just after the commit that made events
+/// searchable.
 fn wait_metrics(w: &Warden, expected: &[&str]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

@@ -560,24 +560,22 @@ async fn decide_and_record(
     );
     let redact = |value: &Value| {
         let mut v = value.clone();
-        for path in &redactions {
+        for path in &redactions.arguments {
             path.redact(&mut v);
         }
         v
     };
     let stored_args = redact(&args);
-    // The caller's context as stored: the hold's digest below covers it
-    // as sent.
-    let mut stored_context = context.clone();
-    for path in policies.context_redactions(
-        &call.tool,
-        &agent.id,
-        agent.external_id.as_deref(),
-        &agent.tags,
-    ) {
-        path.redact(&mut stored_context);
-    }
-    let redacted = stored_args != args || stored_context != context;
+    // The caller's context as stored, copied only when a policy names a
+    // field of it (the hold's digest below covers it as sent).
+    let stored_context = (!redactions.context.is_empty()).then(|| {
+        let mut v = context.clone();
+        for path in &redactions.context {
+            path.redact(&mut v);
+        }
+        v
+    });
+    let context_redacted = stored_context.as_ref().is_some_and(|v| *v != context);
 
     let audit_id = new_time_ordered_id(prefix::AUDIT);
     let mut hold_token = None;
@@ -622,6 +620,7 @@ async fn decide_and_record(
         "previous_tool": previous_tool,
         "agent_status": agent.status.as_str(),
     });
+    let stored_context = stored_context.unwrap_or(context);
     if !stored_context.as_object().is_some_and(|m| m.is_empty()) {
         detail["context"] = stored_context;
     }
@@ -637,7 +636,7 @@ async fn decide_and_record(
         // An error's text may quote an argument's or the context's value,
         // escaped or transformed (`upperAscii`): when any was redacted,
         // the text is withheld rather than searched for every form of it.
-        let withheld = redacted;
+        let withheld = context_redacted || stored_args != args;
         let errors: Vec<Value> = outcome
             .condition_errors
             .iter()

@@ -94,9 +94,11 @@ impl TenantPolicies {
         }
     }
 
-    /// The argument paths redacted wherever a call of `tool` by this agent
-    /// is stored: those named by the `audit_redact` and `modify.redact` of
-    /// every policy whose pattern and selector take the call in, whatever
+    /// The paths redacted wherever a call of `tool` by this agent is
+    /// stored: in its arguments, those named by the `audit_redact` and
+    /// `modify.redact`, and in the caller's context, those named by the
+    /// `audit_redact_context` of every policy whose pattern and selector
+    /// take the call in, whatever
     /// its condition, mode or `enabled` (a secret is as secret when the
     /// condition did not hold, or the policy was switched off).
     pub fn redactions(
@@ -105,52 +107,38 @@ impl TenantPolicies {
         agent_id: &str,
         agent_alias: Option<&str>,
         agent_tags: &[String],
-    ) -> Vec<&warden_policy::ArgPath> {
-        let mut paths = Vec::new();
-        for facts in self.taking_in(tool, agent_id, agent_alias, agent_tags) {
-            paths.extend(facts.audit_redact.iter());
-            if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
-                paths.extend(change.redact.iter());
-            }
-        }
-        paths
-    }
-
-    /// The fields of the caller's `context` stored as `[REDACTED]`: those
-    /// named by the `audit_redact_context` of every policy that takes in
-    /// the call, as [`Self::redactions`] for its arguments.
-    pub fn context_redactions(
-        &self,
-        tool: &str,
-        agent_id: &str,
-        agent_alias: Option<&str>,
-        agent_tags: &[String],
-    ) -> Vec<&warden_policy::ArgPath> {
-        self.taking_in(tool, agent_id, agent_alias, agent_tags)
-            .flat_map(|facts| facts.audit_redact_context.iter())
-            .collect()
-    }
-
-    /// The facts of every policy whose pattern and selector take in the
-    /// call, enabled or not, whatever its condition.
-    fn taking_in<'s: 'a, 'a>(
-        &'s self,
-        tool: &'a str,
-        agent_id: &'a str,
-        agent_alias: Option<&'a str>,
-        agent_tags: &'a [String],
-    ) -> impl Iterator<Item = &'s PolicyFacts> + 'a {
-        let disabled = self.disabled.iter().filter(move |p| {
+    ) -> Redactions<'_> {
+        let mut paths = Redactions::default();
+        let disabled = self.disabled.iter().filter(|p| {
             p.pattern.matches(tool)
                 && p.agents
                     .as_ref()
                     .is_none_or(|s| s.selects(agent_id, agent_alias, agent_tags))
         });
-        self.set
+        for p in self
+            .set
             .candidates(tool, agent_id, agent_alias, agent_tags)
             .chain(disabled)
-            .filter_map(|p| self.facts.get(&p.id))
+        {
+            if let Some(facts) = self.facts.get(&p.id) {
+                paths.arguments.extend(facts.audit_redact.iter());
+                if let (Decision::Modify, Some(change)) = (facts.decision, &facts.change) {
+                    paths.arguments.extend(change.redact.iter());
+                }
+                paths.context.extend(facts.audit_redact_context.iter());
+            }
+        }
+        paths
     }
+}
+
+/// The paths a call's stored record redacts ([`TenantPolicies::redactions`]).
+#[derive(Default)]
+pub struct Redactions<'a> {
+    /// In its arguments (`audit_redact`, `modify.redact`).
+    pub arguments: Vec<&'a ArgPath>,
+    /// In the caller's context (`audit_redact_context`).
+    pub context: Vec<&'a ArgPath>,
 }
 
 pub struct PolicyEngine {

@@ -23,7 +23,6 @@ const NOT_FILTERS: [&str; 4] = ["cursor", "limit", "sort", "direction"];
 /// A list's name bound to a request's filters: every query parameter but
 /// [`NOT_FILTERS`], in order of name, as a short digest.
 pub fn filtered(list: &str, query: Option<&str>) -> String {
-    use sha2::{Digest, Sha256};
     let mut filters: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .filter(|(name, _)| !NOT_FILTERS.contains(&name.as_ref()))
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
@@ -32,14 +31,23 @@ pub fn filtered(list: &str, query: Option<&str>) -> String {
         return list.to_string();
     }
     filters.sort();
+    let parts = filters
+        .iter()
+        .flat_map(|(name, value)| [name.as_str(), value.as_str()]);
+    format!("{list}?{}", digest(parts))
+}
+
+/// A short digest of what a cursor was issued for (a list's filters, a
+/// search's query), sealed inside it: it binds the cursor without
+/// showing what it binds it to.
+pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();
-    for (name, value) in &filters {
-        digest.update(name.as_bytes());
-        digest.update([0]);
-        digest.update(value.as_bytes());
+    for part in parts {
+        digest.update(part.as_bytes());
         digest.update([0]);
     }
-    format!("{list}?{}", hex::encode(&digest.finalize()[..8]))
+    hex::encode(&digest.finalize()[..8])
 }
 
 /// Seals and opens the cursors of one list of one tenant.

@@ -264,7 +264,7 @@ fn redact_tool_arguments(
     tools.dedup();
     let paths: Vec<&warden_policy::ArgPath> = tools
         .iter()
-        .flat_map(|tool| policies.redactions(tool, agent_id, alias, tags))
+        .flat_map(|tool| policies.redactions(tool, agent_id, alias, tags).arguments)
         .collect();
     if paths.is_empty() {
         return;

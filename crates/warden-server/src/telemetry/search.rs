@@ -81,8 +81,7 @@ fn cursors<'a>(key: &'a MasterKey, tenant: &Tenant) -> SealedCursors<'a> {
 /// (a console whose filter changed between pages) would silently skip
 /// the events the new query finds before the cursor's position.
 fn query_mark(query: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(query.trim().as_bytes())[..8])
+    crate::http::sealed_cursor::digest([query.trim()])
 }
 
 /// A cursor: the position after the page's last event, sealed (AES-GCM
