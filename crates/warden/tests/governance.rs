@@ -2558,6 +2558,39 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
             .starts_with("step-up approved by "),
         "{r}"
     );
+
+    // A key revoked while its poll waits gets no answer when the hold is
+    // approved: neither ALLOW on the SDK's poll (which would spend the
+    // approval) nor the hold's state on the native one.
+    for native in [false, true] {
+        let (key_id, key) = api.create_key(json!({"name": "poller", "scopes": ["enforce"]}));
+        let agent = w.api(&key);
+        let call = json!({"agent_id": "steady-bot", "tool_name": "notes.read",
+                          "tool_args": {"native": native}});
+        let d = enforce(&agent, call.clone());
+        let token = d["hold_token"].as_str().unwrap().to_string();
+        let waiting = std::thread::spawn(move || {
+            let path = if native {
+                format!("/api/v1/enforce/hold/{token}?wait=20")
+            } else {
+                format!("/v1/enforce/hold/{token}?wait=20")
+            };
+            agent.raw("GET", &path, Vec::new(), &[("x-api-key", key.as_str())])
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            api.delete(&format!("/api/v1/api-keys/{key_id}")).status,
+            204
+        );
+        approve_first_pending(&api);
+        let answered = waiting.join().unwrap();
+        assert_eq!(answered.status, 401, "{}", answered.text);
+        // The approval was not spent: the call, asked again with the
+        // token by a key that stands, runs once.
+        let mut redeem = call;
+        redeem["hold_token"] = d["hold_token"].clone();
+        assert_eq!(enforce(&api, redeem)["decision"], "allow");
+    }
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

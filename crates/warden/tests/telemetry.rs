@@ -1056,8 +1056,9 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     socket.send_to(b"   ", format!("127.0.0.1:{udp}")).unwrap();
     // A key that is not valid routes nowhere, not to the listener's default.
     logger_with_token(&udp, "wdn_live_not-a-key", "forged", "forged key");
-    // Text that mentions the element's id is kept, with any key in it
-    // taken out.
+    // A key, or an element with the routing id, that does not route its
+    // message drops it: misquoted, it was meant for some organization,
+    // perhaps not the listener's (here it names the other one's key).
     logger(&[
         host[0],
         host[1],
@@ -1067,7 +1068,29 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "--rfc3164",
         "-t",
         "sshd",
-        "Invalid user warden@32473 from 10.0.0.9 [warden@32473 token=wdn_live_leaked1]",
+        &format!(
+            "Invalid user x from 10.0.0.9 [warden@32473 token=\"{}\"]",
+            other.live_key
+        ),
+    ]);
+    for quoted in [other.live_key.clone(), format!("'{}'", other.live_key)] {
+        let line = format!("<13>1 - h1 misquoted - - [warden@32473 token={quoted}] unquoted");
+        socket
+            .send_to(line.as_bytes(), format!("127.0.0.1:{udp}"))
+            .unwrap();
+    }
+    // Text that only mentions the element's id is kept, with any token
+    // assignment in it taken out.
+    logger(&[
+        host[0],
+        host[1],
+        "-P",
+        &udp,
+        "-d",
+        "--rfc3164",
+        "-t",
+        "sshd",
+        "Invalid user warden@32473 from 10.0.0.9 token=leaked1",
     ]);
     logger(&[
         host[0],
@@ -1084,8 +1107,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     wait_total(&api, "source:syslog", 6);
     let mention = search(&api, json!({"query": "program:sshd"}))["events"][0].clone();
     assert_eq!(
-        mention["message"],
-        "Invalid user warden@32473 from 10.0.0.9 [warden@32473 token=[REDACTED]]",
+        mention["message"], "Invalid user warden@32473 from 10.0.0.9 token=[REDACTED]",
         "{mention}"
     );
     let get = |q: &str| search(&api, json!({"query": q}))["events"][0].clone();
@@ -1102,7 +1124,8 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert_eq!(total(&api, "syslog.facility:local0"), 1);
     let leaked = search(
         &api,
-        json!({"query": "bad OR nul OR routed OR forged OR program:keyless OR program:routedcase"}),
+        json!({"query": "bad OR nul OR routed OR forged OR program:keyless OR program:routedcase \
+                         OR program:misquoted OR \"Invalid user x\""}),
     );
     assert_eq!(leaked["total"], 0, "{leaked}");
 
@@ -1121,14 +1144,14 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert!(unbound["events"][0]["agent_id"].is_null(), "{unbound}");
     // The key travelled in the message but is stored nowhere.
     assert!(!backend.raw_contents().contains(&other.live_key));
-    assert!(!backend.raw_contents().contains("wdn_live_leaked1"));
+    assert!(!backend.raw_contents().contains("leaked1"));
     // Syslog cannot answer its sender; what was dropped shows in /metrics.
     // (The stored count moves just after the commit that made events
     // searchable, so it is read again briefly.)
     wait_metrics(
         &w,
         &[
-            r#"warden_syslog_messages_total{outcome="malformed"} 4"#,
+            r#"warden_syslog_messages_total{outcome="malformed"} 7"#,
             r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
             r#"warden_syslog_messages_total{outcome="stored"} 9"#,
         ],

@@ -87,6 +87,12 @@ pub enum SyslogError {
     ConflictingTokens,
     #[error("the syslog message's `warden@32473` element has no `token` parameter")]
     MissingToken,
+    #[error(
+        "the syslog message holds a Warden key or token, or a `[warden@32473` element, that does \
+         not route it (a routing element is `[warden@32473 token=\"…\"]` in RFC 5424 structured \
+         data); it is dropped rather than stored in the listener's organization"
+    )]
+    Unroutable,
     #[error("{path}: {message}")]
     Fields { path: String, message: String },
 }
@@ -204,6 +210,14 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
         path: format!("fields.{path}"),
         message,
     })?;
+    // A credential, or an element opened with the routing id, that did not
+    // route the message was meant to route it somewhere: a misquoted
+    // element (`token='…'`, `token=…`), a mistyped id, RFC 3164 (which
+    // has no structured data). Stored in the listener's organization, one
+    // tenant's logs would land in another's; the message is dropped.
+    if token.is_none() && (opens_warden_element(text) || holds_warden_credential(text)) {
+        return Err(SyslogError::Unroutable);
+    }
     // The element was recognized and removed above; if its id is still
     // somewhere in the event, it was malformed (or is only text that
     // mentions it) and may hold a key's secret: the secret is taken out
@@ -351,6 +365,23 @@ fn token_assignment(text: &str) -> Option<usize> {
     let rest = rest.strip_prefix(['>', '=']).unwrap_or(rest);
     let value = rest.trim_start_matches([' ', '\t']);
     (!value.is_empty()).then_some(text.len() - value.len())
+}
+
+/// Whether `text` opens an element with the routing id (`[warden@32473`,
+/// in any case).
+fn opens_warden_element(text: &str) -> bool {
+    text.match_indices('[').any(|(at, _)| {
+        text.get(at + 1..at + 1 + WARDEN_SD_ID.len())
+            .is_some_and(|id| id.eq_ignore_ascii_case(WARDEN_SD_ID))
+    })
+}
+
+/// Whether `text` holds a word shaped like a Warden key, or a Warden token.
+fn holds_warden_credential(text: &str) -> bool {
+    KEY_PREFIXES.iter().any(|p| text.contains(p))
+        || text
+            .match_indices(JWT_START)
+            .any(|(at, _)| warden_token_len(&text[at..]).is_some())
 }
 
 /// Whether `text` holds the token element's id, in any case.
@@ -732,12 +763,22 @@ mod tests {
             b64(r#"{"typ":"JWT","alg":"EdDSA"}"#),
             b64(r#"{"iss":"warden","sub":"key_1","org":"org_2"}"#)
         );
+        // One that does not route its message drops it: it was meant for
+        // some organization, perhaps not the listener's.
         for line in [
             format!(r#"<13>1 - h app - - [warden@32474 token="{token}"] typo"#),
             format!("<13>1 - h app - - - bearer {token} in text"),
             format!("<13>Nov 24 10:00:00 host1 app: Authorization: Bearer {token}"),
         ] {
+            assert_eq!(err(line.as_bytes()), SyslogError::Unroutable, "{line}");
+        }
+        // A routed message keeps none in its text or other elements.
+        for line in [
+            format!(r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"][x@1 t="{token}"] m"#),
+            format!(r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"] bearer {token} x"#),
+        ] {
             let m = ok(&line);
+            assert_eq!(m.token.as_deref(), Some("wdn_live_R1"));
             let json = serde_json::to_string(&m.event).unwrap();
             assert!(!json.contains(&token[40..]), "{line}: {json}");
             assert!(json.contains("[REDACTED]"), "{line}: {json}");
@@ -954,8 +995,9 @@ mod tests {
             err(br#"<14>1 - h app - - [warden@32473 token="a"][warden@32473 token="b"] hi"#),
             SyslogError::ConflictingTokens
         );
-        // Not recognized as structured data, it lands in the text, kept
-        // without the secret: mentioning the id hides no message.
+        // Not recognized as structured data (misquoted, in RFC 3164, out
+        // of place), an element or a key that routes nothing drops the
+        // message: it was meant for some organization, perhaps another.
         for line in [
             r#"<13>Nov 24 10:00:00 host1 root: hi [warden@32473 token=wdn_abc]"#,
             r#"<13>1 2026-11-24T10:00:00Z host1 app - - [a b="c"] [warden@32473 token="wdn_abc"] hi"#,
@@ -970,12 +1012,24 @@ mod tests {
             "<13>Nov 24 10:00:00 host1 app: key is wdn_live_InText3 ok",
             // As an element id, or a parameter's name.
             r#"<14>1 - h app 1 - [wdn_live_SdId4 k="v"][w@1 wdn_live_Name5="v"] m"#,
+            r#"<13>1 - h app - - [warden@32473 token=wdn_live_Unquoted6] m"#,
+            r#"<13>1 - h app - - [warden@32473 token='wdn_live_Single7'] m"#,
+            r#"<13>Nov 24 10:00:00 h1 app: [warden@32473 token="wdn_live_Rfc3164"] m"#,
+            r#"<13>1 - h app - - [WARDEN@32473 token=unquoted] m"#,
+        ] {
+            assert_eq!(err(line.as_bytes()), SyslogError::Unroutable, "{line}");
+        }
+        // A routed message keeps no other key, wherever it is.
+        for line in [
+            r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"] hi wdn_live_Secret1"#,
+            r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"][ex@1 token="wdn_test_Other2"] hi"#,
+            r#"<14>1 - h app 1 - [warden@32473 token="wdn_live_R1"][w@1 wdn_live_Name5="v"] m"#,
         ] {
             let m = ok(line);
+            assert_eq!(m.token.as_deref(), Some("wdn_live_R1"));
             let json = m.event.to_json();
             assert!(!json.contains("wdn_"), "{line}: {json}");
             assert!(json.contains("[REDACTED]"), "{line}: {json}");
-            assert_eq!(m.token, None);
         }
         // A token assignment in any spelling loses its value.
         for line in [
@@ -1020,10 +1074,11 @@ mod tests {
             SyslogError::MissingToken
         ));
         assert!(!m.event.fields.contains_key("sd"));
-        // A broken element that syslog_loose drops is dropped with it.
-        let m = ok(r#"<13>1 - host1 app - - [warden@32473 token=wdn_abc] hi"#);
-        assert_eq!(m.token, None);
-        assert!(!m.event.to_json().contains("wdn_abc"));
+        // A broken element that syslog_loose drops drops the message.
+        assert_eq!(
+            err(br#"<13>1 - host1 app - - [warden@32473 token=abc] hi"#),
+            SyslogError::Unroutable
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderMap;
 use warden_core::api_key::{ApiKey, KeyStatus};
 use warden_core::org::Organization;
 use warden_core::scope::ScopeSet;
@@ -17,6 +18,7 @@ use warden_core::time::{now_ms, Millis};
 use warden_core::Environment;
 use warden_store::Store;
 
+use super::middleware::presented_credential;
 use super::principal::{Principal, PrincipalInner};
 use super::token::TokenIssuer;
 use crate::http::error::ApiError;
@@ -193,6 +195,25 @@ impl KeyRing {
             principal_of(&entry.key, &entry.org, scopes)
         };
         Ok(principal)
+    }
+
+    /// `401` unless the credential a request was admitted with still names
+    /// its key, active: a request that waited (a hold's long poll, up to 30
+    /// seconds) answers only if its key was not revoked, expired or rotated
+    /// away meanwhile, else a revoked key's waiting poll could still take an
+    /// approval.
+    pub async fn still_admits(
+        &self,
+        headers: &HeaderMap,
+        principal: &Principal,
+    ) -> Result<(), ApiError> {
+        let credential = presented_credential(headers)
+            .ok_or_else(|| ApiError::unauthorized("missing API key"))?;
+        let again = self.principal(credential).await?;
+        if again.key_id != principal.key_id {
+            return Err(ApiError::unauthorized("invalid API key"));
+        }
+        Ok(())
     }
 
     /// Forgets a key here at once (the other replicas forget within [`FRESH_FOR`]).

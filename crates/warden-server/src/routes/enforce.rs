@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +16,7 @@ use warden_policy::CallFacts;
 
 use super::policies::{CreatePolicy, DecisionName};
 use super::wire::opt_time;
-use crate::auth::Principal;
+use crate::auth::{KeyRing, Principal};
 use crate::governance::enforce::{self as service, CallRequest, Verdict};
 use crate::governance::engine::TenantPolicies;
 use crate::governance::holds::{expire_if_due, MAX_WAIT_SECONDS};
@@ -228,6 +229,7 @@ pub struct WaitQuery {
 pub async fn poll_hold(
     g: &Governance,
     principal: &Principal,
+    admitted: (&KeyRing, &HeaderMap),
     token: &str,
     wait: Option<u64>,
 ) -> Result<Hold, ApiError> {
@@ -242,6 +244,7 @@ pub async fn poll_hold(
     let tenant = principal.tenant();
     let digest = hold::token_digest(token);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let mut waited = false;
     loop {
         let found = g
             .store
@@ -261,6 +264,10 @@ pub async fn poll_hold(
         let h = expire_if_due(g.store.as_ref(), &g.audit, &g.waiters, &tenant, h).await?;
         let now = tokio::time::Instant::now();
         if h.status != HoldStatus::Pending || now >= deadline || g.waiters.closing() {
+            if waited {
+                let (keys, headers) = admitted;
+                keys.still_admits(headers, principal).await?;
+            }
             return Ok(h);
         }
         let until_expiry = Duration::from_millis((h.expires_at - now_ms()).max(0) as u64 + 5);
@@ -273,6 +280,7 @@ pub async fn poll_hold(
         g.waiters
             .wait(&h.id, (deadline - now).min(until_expiry), still_pending)
             .await;
+        waited = true;
     }
 }
 
@@ -286,10 +294,12 @@ pub async fn poll_hold(
 pub async fn get_hold_by_token(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     ResourceId(token): ResourceId,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<ApiData<HoldState>> {
-    let h = poll_hold(&state.governance, &principal, &token, q.wait).await?;
+    let admitted = (&state.keys, &headers);
+    let h = poll_hold(&state.governance, &principal, admitted, &token, q.wait).await?;
     Ok(ok(hold_state(&h, warden_core::time::now_ms())))
 }
 

@@ -4,6 +4,7 @@
 //! answered without the envelope, decisions in capitals.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -142,10 +143,12 @@ pub struct ThothHold {
 pub async fn thoth_hold(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     ResourceId(token): ResourceId,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<ThothHold>> {
-    let h = poll_hold(&state.governance, &principal, &token, q.wait).await?;
+    let admitted = (&state.keys, &headers);
+    let h = poll_hold(&state.governance, &principal, admitted, &token, q.wait).await?;
     // The SDK runs the call as soon as its poll answers ALLOW, without
     // asking again: that answer is the approval's one use, audited as a
     // decision. Once used, by a poll or by a re-submission of the call,
