@@ -21,7 +21,19 @@ pub fn to_rfc3339(ms: Millis) -> String {
 pub fn parse_rfc3339(text: &str) -> Option<Millis> {
     DateTime::parse_from_rfc3339(text)
         .ok()
-        .map(|t| t.with_timezone(&Utc).timestamp_millis())
+        .map(|t| millis_of(&t))
+}
+
+/// A time in milliseconds since 1970; a leap second (`23:59:60`) is the
+/// last millisecond of the second before it, as Java's `Instant` reads
+/// it, so that it stays in its own day instead of chrono's next second.
+pub fn millis_of<Tz: chrono::TimeZone>(t: &DateTime<Tz>) -> Millis {
+    use chrono::Timelike;
+    if t.nanosecond() >= 1_000_000_000 {
+        t.timestamp() * 1_000 + 999
+    } else {
+        t.timestamp_millis()
+    }
 }
 
 /// A number of seconds, milliseconds, microseconds or nanoseconds since
@@ -63,6 +75,13 @@ pub fn epoch_integer_to_millis(x: u64) -> (Millis, Millis) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leap_second_stays_in_its_day() {
+        let leap = super::parse_rfc3339("2016-12-31T23:59:60Z").unwrap();
+        assert_eq!(super::to_rfc3339(leap), "2016-12-31T23:59:59.999Z");
+        let leap = super::parse_rfc3339("2016-12-31T23:59:60.5+00:00").unwrap();
+        assert_eq!(super::to_rfc3339(leap), "2016-12-31T23:59:59.999Z");
+    }
     use super::*;
 
     #[test]

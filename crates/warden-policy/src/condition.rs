@@ -582,10 +582,10 @@ impl Condition<ConditionInput> for CelCondition {
         match outcome {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError(format!(
-                "the condition yielded {:?}, not a boolean",
-                other.type_of()
+                "the condition yielded a {}, not a bool",
+                crate::failure::type_name(&other)
             ))),
-            Err(e) => Err(ConditionError(e.to_string())),
+            Err(e) => Err(ConditionError(crate::failure::describe(&e))),
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn always_failing<'e>(env: &Arc<Env>, root: &'e IdedExpr) -> Option<(&'e Ide
         }
         let budget = AtomicU64::new(regex_match::CALL_SEARCH_TIME.as_nanos() as u64);
         if let Err(err) = regex_match::with_search_time(&budget, || ctx.resolve(e)) {
-            return Some((e, err.to_string()));
+            return Some((e, crate::failure::describe(&err)));
         }
     }
     None
@@ -120,7 +120,10 @@ fn unknown_zone(ctx: &Context, e: &IdedExpr, constant: &HashMap<u64, bool>) -> O
     let probe = cel::Program::compile("timestamp('2000-01-01T00:00:00Z').getHours(zone)").ok()?;
     let mut scope = ctx.new_inner_scope();
     scope.add_variable_from_value("zone", zone);
-    probe.execute(&scope).err().map(|err| err.to_string())
+    probe
+        .execute(&scope)
+        .err()
+        .map(|err| crate::failure::describe(&err))
 }
 
 /// An expression's operands, in the order they are written.

@@ -8,6 +8,7 @@ pub mod condition;
 mod constant;
 mod decision;
 pub mod drift;
+pub mod failure;
 mod linear_search;
 pub mod modify;
 pub mod pattern;

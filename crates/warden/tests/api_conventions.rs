@@ -227,6 +227,17 @@ fn bad_input_changes_nothing(backend: &Backend) {
     assert_eq!(r.error(400, "invalid_request")["field"], "limit");
     let r = api.get("/api/v1/agents?limit=abc");
     assert_eq!(r.error(400, "invalid_request")["field"], "limit");
+    // In words a caller reads, not the parser's.
+    for (value, said) in [
+        ("-1", "whole number"),
+        ("", "empty"),
+        ("99999999999999999999", "too large"),
+    ] {
+        let r = api.get(&format!("/api/v1/agents?limit={value}"));
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], "limit");
+        assert!(e["message"].as_str().unwrap().contains(said), "{e}");
+    }
     let r = api.get("/api/v1/agents?sort=owner");
     assert_eq!(r.error(400, "invalid_request")["field"], "sort");
     let r = api.get("/api/v1/agents?colour=red");

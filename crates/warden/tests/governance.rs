@@ -678,6 +678,21 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     );
     assert_eq!(r.body["data"]["decision"], "allow", "{}", r.text);
     assert!(r.body["data"]["matched"].as_array().unwrap().is_empty());
+    // A change that cannot be made denies the call, said as any decision
+    // is, then why.
+    let r = api.post(
+        "/api/v1/policies/test",
+        &json!({"tool_name": "payments.charge", "only_proposed": true,
+        "tool_args": {"payload": "{\"a\": 1,}"},
+        "policy": {"name": "stars", "action_pattern": "payments.*", "decision": "modify",
+                   "modify": {"set": {"payload.*": 1}}}}),
+    );
+    assert_eq!(r.body["data"]["decision"], "deny", "{}", r.text);
+    let reason = r.body["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("policy \"stars\" (proposed) decided modify, but a `*` assignment"),
+        "{reason}"
+    );
     // Fractions are read exactly: the fast float parser was one unit off
     // in the last place, so a condition saw another number than was sent.
     let r = api.post(

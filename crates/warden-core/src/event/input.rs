@@ -367,11 +367,27 @@ fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldE
     Ok(text)
 }
 
+/// Keywords are matched whole (`agent_id:billing-bot`): one holding a
+/// control, invisible or direction-changing character looks like another
+/// in every listing and escapes the searches written for it, as agents'
+/// names and tags would (`docs/enforcement.md`).
 fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
     if text.chars().count() > MAX_KEYWORD_CHARS {
         return Err(FieldError::new(
             field,
             format!("must be at most {MAX_KEYWORD_CHARS} characters"),
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() || warden_policy::pattern::invisible(*c))
+    {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "must not contain control, invisible or direction-changing characters (U+{:04X})",
+                c as u32
+            ),
         ));
     }
     Ok(())
@@ -460,12 +476,12 @@ pub fn parse_log_time(value: &Value) -> Option<Millis> {
     let ms = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
         .iter()
         .find_map(|format| DateTime::parse_from_str(&text, format).ok())
-        .map(|t| t.timestamp_millis())
+        .map(|t| crate::time::millis_of(&t))
         .or_else(|| {
             ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
                 .iter()
                 .find_map(|format| chrono::NaiveDateTime::parse_from_str(&text, format).ok())
-                .map(|t| t.and_utc().timestamp_millis())
+                .map(|t| crate::time::millis_of(&t.and_utc()))
         })?;
     within_years(ms)
 }
@@ -568,6 +584,20 @@ mod tests {
             "timestamp"
         );
         assert_eq!(api(json!({"tags": [1]})).unwrap_err().field, "tags[0]");
+        for (field, value) in [
+            ("agent_id", json!("bot\u{200B}")),
+            ("host", json!("h\u{0000}x")),
+            ("session_id", json!("s\u{202E}1")),
+            ("program", json!("app\n")),
+        ] {
+            let err = api(json!({field: value})).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.message.contains("invisible"), "{}", err.message);
+        }
+        assert_eq!(
+            api(json!({"tags": ["ok", "a\u{200B}"]})).unwrap_err().field,
+            "tags[1]"
+        );
         assert_eq!(api(json!({"tags": "one"})).unwrap_err().field, "tags");
         assert_eq!(api(json!({"host": 5})).unwrap_err().field, "host");
         assert_eq!(

@@ -514,8 +514,9 @@ fn map_message(
         _ => None,
     };
     if let Some(sent) = message.timestamp {
-        if (0..=MAX_TIME_MS).contains(&sent.timestamp_millis()) {
-            event.timestamp = sent.timestamp_millis();
+        let sent_ms = crate::time::millis_of(&sent);
+        if (0..=MAX_TIME_MS).contains(&sent_ms) {
+            event.timestamp = sent_ms;
         } else {
             // Outside 1970 to 9999 the event keeps its arrival time, and
             // the sender's own time is kept beside it rather than lost.

@@ -377,10 +377,10 @@ pub fn apply_change(
 ) -> Option<Value> {
     let mut changed: Option<Value> = None;
     for policy_id in change_from {
-        let Some(change) = policies
+        let Some((name, change)) = policies
             .facts
             .get(policy_id)
-            .and_then(|f| f.change.as_ref())
+            .and_then(|f| Some((&f.name, f.change.as_ref()?)))
         else {
             continue;
         };
@@ -388,7 +388,9 @@ pub fn apply_change(
             Ok(next) => changed = Some(next),
             Err(failed) => {
                 *decision = Decision::Deny;
-                *reason = format!("policy {policy_id}: {failed}; the call is denied");
+                *reason = format!(
+                    "policy \"{name}\" ({policy_id}) decided modify, but {failed}; the call is denied"
+                );
                 return None;
             }
         }

@@ -166,7 +166,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let unkept = ["number out of range", "surrogate", "escape"]
                 .iter()
                 .any(|m| message.contains(m));
-            let message = if unkept {
+            let message = if unkept && (message.contains("surrogate") || message.contains("escape"))
+            {
+                // serde_json names the fault by where it stopped reading
+                // ("unexpected end of hex escape" for `"\ud800"`).
+                format!(
+                    "{field}: a \\u escape of half a UTF-16 surrogate pair (\\ud800 to \\udfff) \
+                     without its other half is not a character"
+                )
+            } else if unkept {
                 format!("{field}: {message}")
             } else {
                 format!("invalid type for {field}: expected a string naming one of its values")
@@ -368,12 +376,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                     body if body == "body" => "query".to_string(),
                     field => field,
                 };
+                let message = plain_number_error(&message).unwrap_or(message);
                 ApiError::invalid(
                     field.clone(),
                     format!("query parameter `{field}`: {message}"),
                 )
             })
     }
+}
+
+/// Rust's words for a number that did not parse (`invalid digit found in
+/// string`), said as what the parameter takes.
+fn plain_number_error(message: &str) -> Option<String> {
+    let said = match message {
+        "invalid digit found in string" => "must be a whole number, digits only (such as 10)",
+        "cannot parse integer from empty string" => "is empty; give a whole number (such as 10)",
+        "number too large to fit in target type" => "is too large",
+        "number too small to fit in target type" => "is too small",
+        "invalid float literal" => "must be a number (such as 0.5)",
+        _ => return None,
+    };
+    Some(said.to_string())
 }
 
 /// The `{id}` segment of a resource path.
@@ -458,7 +481,18 @@ mod tests {
         }
         for (body, says) in [
             (r#"{"tool_args": {"a": 1e400}}"#, "number out of range"),
-            (r#"{"tool_args": {"a": "\udc00"}}"#, "surrogate"),
+            (
+                r#"{"tool_args": {"a": "\udc00"}}"#,
+                "half a UTF-16 surrogate pair",
+            ),
+            (
+                r#"{"tool_args": {"a": "x\ud800"}}"#,
+                "half a UTF-16 surrogate pair",
+            ),
+            (
+                r#"{"tool_args": {"a": "\ud800\u0041"}}"#,
+                "half a UTF-16 surrogate pair",
+            ),
         ] {
             let e = parse_json::<Call>(body.as_bytes()).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("tool_args.a"), "{body}");

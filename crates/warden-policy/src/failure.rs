@@ -1,0 +1,177 @@
+//! A condition's run-time failure in a policy author's words.
+//!
+//! The engine's own text shows its Rust forms (`Int(5000)`,
+//! `String("a")`, `'_>_'`), which nobody wrote in a condition; these say
+//! the same with CEL's type names and the operators as written, as the
+//! write-time checker does.
+
+use cel::{ExecutionError, Value};
+
+/// The failure as a policy's author would say it.
+pub fn describe(err: &ExecutionError) -> String {
+    match err {
+        ExecutionError::NoSuchOverload(overload) => {
+            let types = overload.argument_types().join(", ");
+            match operator(overload.function()) {
+                Some(op) => format!("no operator `{op}` for ({types})"),
+                None if overload.is_member_function() => {
+                    let (target, rest) = overload
+                        .argument_types()
+                        .split_first()
+                        .map(|(t, rest)| (t.as_str(), rest.join(", ")))
+                        .unwrap_or(("", String::new()));
+                    format!(
+                        "no method `{}` on {target} taking ({rest})",
+                        overload.function()
+                    )
+                }
+                None => format!("no function `{}` taking ({types})", overload.function()),
+            }
+        }
+        ExecutionError::UnsupportedBinaryOperator(op, a, b) => format!(
+            "no operator `{}` for ({}, {})",
+            arithmetic(op),
+            type_name(a),
+            type_name(b)
+        ),
+        ExecutionError::Overflow(op, a, b) => format!(
+            "{} {} {} overflows its type",
+            shown(a),
+            arithmetic(op),
+            shown(b)
+        ),
+        ExecutionError::DivisionByZero(a) => format!("{} / 0 divides by zero", shown(a)),
+        ExecutionError::RemainderByZero(a) => format!("{} % 0 divides by zero", shown(a)),
+        ExecutionError::IndexOutOfBounds(at) => {
+            format!("index {} is past the end of the list", shown(at))
+        }
+        ExecutionError::DuplicateKey(key) => {
+            format!("the map literal names the key {} twice", shown(key))
+        }
+        ExecutionError::NoSuchKey(key) => format!("no such key: `{key}`"),
+        ExecutionError::ValuesNotComparable(a, b) => {
+            format!(
+                "a {} cannot be compared with a {}",
+                type_name(a),
+                type_name(b)
+            )
+        }
+        ExecutionError::UnsupportedIndex(at, on) => {
+            format!(
+                "a {} cannot be indexed by a {}",
+                type_name(on),
+                type_name(at)
+            )
+        }
+        ExecutionError::UnsupportedKeyType(key) => {
+            format!("a {} cannot be a map's key", type_name(key))
+        }
+        ExecutionError::NotSupportedAsMethod { method, target } => {
+            format!("`{method}` is not a method of {}", type_name(target))
+        }
+        ExecutionError::UnsupportedTargetType { target } => {
+            format!("not defined on a {}", type_name(target))
+        }
+        ExecutionError::UndeclaredReference(name) => format!("`{name}` is not defined"),
+        ExecutionError::FunctionError { function, message } => format!("`{function}`: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// `_>_` as written, `>`; `None` for a named function.
+fn operator(function: &str) -> Option<&str> {
+    let op = match function {
+        "_[_]" => "[]",
+        "_?_:_" => "?:",
+        "!_" => "!",
+        "-_" => "-",
+        "@in" => "in",
+        _ => function.strip_prefix('_')?.strip_suffix('_')?,
+    };
+    Some(op)
+}
+
+/// The engine's names for arithmetic, as written.
+fn arithmetic(op: &str) -> &str {
+    match op {
+        "add" => "+",
+        "sub" => "-",
+        "mul" => "*",
+        "div" => "/",
+        "rem" => "%",
+        other => other,
+    }
+}
+
+/// CEL's name for a value's type.
+pub(crate) fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Function(..) => "function",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "bool",
+        Value::Duration(_) => "duration",
+        Value::Timestamp(_) => "timestamp",
+        Value::Opaque(_) | Value::Struct(_) => "message",
+        Value::Null => "null",
+    }
+}
+
+/// A short literal for a value: numbers and short text as written, others
+/// by their type (a value from the call may be long, or a secret).
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => format!("{u}u"),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".into(),
+        Value::String(s) if s.chars().count() <= 32 => {
+            serde_json::Value::String(s.to_string()).to_string()
+        }
+        other => format!("a {}", type_name(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(source: &str) -> String {
+        let program = cel::Program::compile(source).unwrap();
+        let ctx = cel::Context::default();
+        describe(&program.execute(&ctx).unwrap_err())
+    }
+
+    #[test]
+    fn failures_read_as_conditions_are_written() {
+        assert_eq!(
+            failure("{'a': 1, 'a': 2}.size() == 1"),
+            "the map literal names the key \"a\" twice"
+        );
+        assert_eq!(
+            failure("[1, 2][5] == 1"),
+            "index 5 is past the end of the list"
+        );
+        assert_eq!(
+            failure("5000 - 1.0 > 0.0"),
+            "no operator `-` for (int, double)"
+        );
+        assert_eq!(failure("'x' > 3"), "no operator `>` for (string, int)");
+        for text in [
+            failure("{'a': 1, 'a': 2}.size() == 1"),
+            failure("[1, 2][5] == 1"),
+            failure("5000 - 1.0 > 0.0"),
+        ] {
+            assert!(
+                !text.contains("Int(") && !text.contains("String("),
+                "{text}"
+            );
+        }
+    }
+}
