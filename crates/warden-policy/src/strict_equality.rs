@@ -16,6 +16,8 @@ use cel::common::value::CowVal;
 use cel::objects::Key;
 use cel::{Env, ExecutionError, Value};
 
+use crate::failure::type_name;
+
 const EQ_FN: &str = "warden_strict_eq";
 const NE_FN: &str = "warden_strict_ne";
 const IN_FN: &str = "warden_strict_in";
@@ -69,25 +71,6 @@ pub fn rewrite(expr: &mut IdedExpr) {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::List(_) => "list",
-        Value::Map(_) => "map",
-        Value::Function(..) => "function",
-        Value::Int(_) => "int",
-        Value::UInt(_) => "uint",
-        Value::Float(_) => "double",
-        Value::String(_) => "string",
-        Value::Bytes(_) => "bytes",
-        Value::Bool(_) => "bool",
-        Value::Duration(_) => "duration",
-        Value::Timestamp(_) => "timestamp",
-        Value::Opaque(_) => "opaque",
-        Value::Struct(_) => "struct",
-        Value::Null => "null",
-    }
-}
-
 fn numeric(v: &Value) -> bool {
     matches!(v, Value::Int(_) | Value::UInt(_) | Value::Float(_))
 }
@@ -105,8 +88,8 @@ fn mismatch(op: &str, a: &Value, b: &Value) -> String {
     format!(
         "`{op}` compares a {} with a {}: the call's value is not of the type the condition \
          expects",
-        kind(a),
-        kind(b)
+        type_name(a),
+        type_name(b)
     )
 }
 
@@ -174,7 +157,7 @@ fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
                 other => {
                     return Err(format!(
                         "`in` looks up a {} among a map's keys",
-                        kind(other)
+                        type_name(other)
                     ))
                 }
             };
@@ -189,12 +172,15 @@ fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
             if !map.map.keys().any(same_kind) {
                 return Err(format!(
                     "`in` looks up a {} among a map's keys of another type",
-                    kind(needle)
+                    type_name(needle)
                 ));
             }
             Ok(map.map.contains_key(&key))
         }
-        other => Err(format!("`in` needs a list or a map, not a {}", kind(other))),
+        other => Err(format!(
+            "`in` needs a list or a map, not a {}",
+            type_name(other)
+        )),
     }
 }
 
