@@ -66,20 +66,27 @@ impl Hold {
     /// so that an old approval cannot run a call long after the person
     /// looked at it. A used approval has done its work and does not expire.
     pub fn approval_expired(&self, now: Millis) -> bool {
-        self.status == HoldStatus::Approved
-            && self.redeemed_at.is_none()
-            && self
-                .decided_at
-                .is_some_and(|decided| now > decided + (self.expires_at - self.created_at))
+        self.approval_lapsed()
+            || self.status == HoldStatus::Approved
+                && self.redeemed_at.is_none()
+                && self
+                    .decided_at
+                    .is_some_and(|decided| now > decided + (self.expires_at - self.created_at))
+    }
+
+    /// An approval the background sweep found lapsed and audited: stored
+    /// as `expired`, keeping who approved it (a hold that expired waiting
+    /// has no approver).
+    pub fn approval_lapsed(&self) -> bool {
+        self.status == HoldStatus::Expired && self.decided_by.is_some()
     }
 
     /// When an approval not yet used stops counting; `None` unless the
-    /// hold is approved.
+    /// hold was approved.
     pub fn approval_expires_at(&self) -> Option<Millis> {
-        match (self.status, self.decided_at) {
-            (HoldStatus::Approved, Some(decided)) => {
-                Some(decided + (self.expires_at - self.created_at))
-            }
+        let approved = self.status == HoldStatus::Approved || self.approval_lapsed();
+        match self.decided_at {
+            Some(decided) if approved => Some(decided + (self.expires_at - self.created_at)),
             _ => None,
         }
     }

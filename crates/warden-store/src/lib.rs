@@ -44,6 +44,11 @@ pub enum Companion {
         hold_id: String,
         at: Millis,
     },
+    /// Marks an approval that lapsed unused: the hold becomes `expired`,
+    /// keeping who approved it; only while it is approved and unused.
+    LapseApproval {
+        hold_id: String,
+    },
     CreatePolicy(PolicyRecord),
     /// Writes the policy if the stored one is at `version - 1`.
     UpdatePolicy(PolicyRecord),
@@ -327,6 +332,8 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<Hold>>;
     async fn expired_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
+    /// Approved holds whose approval lapsed unused by `now`, in any tenant.
+    async fn lapsed_approvals(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
 
     async fn drift_profile(
         &self,

@@ -12,6 +12,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_decision_events.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_unused_approvals.sql"),
+    ),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
@@ -20,6 +24,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_governance.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_events.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_unused_approvals.sql"),
+    ),
 ];
 
 const CREATE: &str =

@@ -2322,6 +2322,55 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
             .contains("expired before it was used"),
         "{late}"
     );
+    // The lapse is audited once, by the background sweep: the approval
+    // is not the log's last word on a call that never ran.
+    let hold_id = listed["id"].as_str().unwrap().to_string();
+    let lapse_records = || -> Vec<Value> {
+        let r = api.get("/api/v1/audit?kind=hold_resolution&limit=200");
+        r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|rec| rec["hold_id"] == hold_id.as_str())
+            .filter(|rec| rec["detail"]["approval_lapsed"] == true)
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lapse_records().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let records = lapse_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let rec = &records[0];
+    assert_eq!(rec["decision"], "deny", "{rec}");
+    assert_eq!(rec["actor"], "system", "{rec}");
+    assert_eq!(rec["detail"]["approved_by"], listed["decided_by"], "{rec}");
+    // The hold still says who approved it, and reads as before.
+    let one = api.get(&format!("/api/v1/holds/{hold_id}"));
+    assert_eq!(one.body["data"]["status"], "expired", "{}", one.text);
+    assert_eq!(
+        one.body["data"]["decided_by"], listed["decided_by"],
+        "{}",
+        one.text
+    );
+    assert_eq!(
+        one.body["data"]["approval_expires_at"], listed["approval_expires_at"],
+        "{}",
+        one.text
+    );
+    let thoth = thoth_poll(&api, &t.live_key, &token);
+    assert_eq!(thoth["resolution"], "BLOCK", "{thoth}");
+    assert!(
+        thoth["reason"]
+            .as_str()
+            .unwrap()
+            .contains("approval expired"),
+        "{thoth}"
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
 /// The Thoth SDK runs the call on its poll's ALLOW without asking again,

@@ -757,12 +757,12 @@ async fn redeem(
     else {
         return Ok(Err("the hold token is not known".into()));
     };
-    let why = if h.status != HoldStatus::Approved {
+    let why = if h.approval_expired(now_ms()) {
+        Some("the hold's approval expired before it was used; ask again".into())
+    } else if h.status != HoldStatus::Approved {
         Some(format!("the hold is {}, not approved", h.status.as_str()))
     } else if h.redeemed_at.is_some() {
         Some("the hold's approval was already used".into())
-    } else if h.approval_expired(now_ms()) {
-        Some("the hold's approval expired before it was used; ask again".into())
     } else if h.agent_id != agent.id
         || h.tool != tool
         || h.args_sha256 != hold::call_digest(token, covered)

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::hold::{Hold, HoldStatus};
@@ -109,10 +109,42 @@ fn hold_policy(hold: &Hold) -> Option<String> {
 /// its polls show it.
 fn already(hold: &Hold, now: i64) -> String {
     match hold.status_at(now) {
-        HoldStatus::Expired if hold.status == HoldStatus::Approved => {
+        HoldStatus::Expired if hold.status == HoldStatus::Approved || hold.approval_lapsed() => {
             "the hold was approved, and the approval expired before it was used".into()
         }
         status => format!("the hold is already {}", status.as_str()),
+    }
+}
+
+/// The audit record of what became of a hold: `(at, actor)` and
+/// `(decision, reason)`.
+fn resolution_record(
+    hold: &Hold,
+    (at, actor): (i64, &str),
+    (decision, reason): (&str, &str),
+    user_id: Option<String>,
+    detail: Value,
+) -> AuditRecord {
+    AuditRecord {
+        id: new_time_ordered_id(prefix::AUDIT),
+        kind: AuditKind::HoldResolution,
+        at,
+        actor: actor.to_string(),
+        agent_id: Some(hold.agent_id.clone()),
+        tool: Some(hold.tool.clone()),
+        arguments: None,
+        decision: Some(decision.into()),
+        reason: Some(reason.into()),
+        matched_policy_ids: hold_policy(hold).into_iter().collect(),
+        monitored: vec![],
+        drift: None,
+        session_id: hold.session_id.clone(),
+        user_id,
+        latency_us: None,
+        hold_id: Some(hold.id.clone()),
+        policy_id: hold_policy(hold),
+        policy_version: hold_policy(hold).map(|_| hold.policy_version),
+        detail,
     }
 }
 
@@ -146,32 +178,18 @@ pub async fn resolve(
         HoldStatus::Denied => "step-up denied",
         _ => "step-up expired without an approval; denied",
     };
-    let record = AuditRecord {
-        id: new_time_ordered_id(prefix::AUDIT),
-        kind: AuditKind::HoldResolution,
-        at: now,
-        actor: actor.to_string(),
-        agent_id: Some(hold.agent_id.clone()),
-        tool: Some(hold.tool.clone()),
-        arguments: None,
-        decision: Some(outcome.into()),
-        reason: Some(reason.into()),
-        matched_policy_ids: hold_policy(hold).into_iter().collect(),
-        monitored: vec![],
-        drift: None,
-        session_id: hold.session_id.clone(),
+    let record = resolution_record(
+        hold,
+        (now, actor),
+        (outcome, reason),
         user_id,
-        latency_us: None,
-        hold_id: Some(hold.id.clone()),
-        policy_id: hold_policy(hold),
-        policy_version: hold_policy(hold).map(|_| hold.policy_version),
-        detail: json!({
+        json!({
             "status": resolution.status.as_str(),
             "comment": resolution.comment,
             "decision_audit_id": hold.audit_id,
             "args_sha256": hold.args_sha256,
         }),
-    };
+    );
     let companion = Companion::ResolveHold {
         hold_id: hold.id.clone(),
         status: resolution.status,
@@ -505,7 +523,8 @@ pub async fn use_by_poll(
     }
 }
 
-/// Expires every pending hold past its time; run in the background.
+/// Expires every pending hold past its time, and audits every approval
+/// that lapsed unused; run in the background.
 pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
     let due = match store.expired_holds(now_ms(), 100).await {
         Ok(d) => d,
@@ -518,5 +537,58 @@ pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaite
         if let Err(e) = expire_if_due(store, audit, waiters, &tenant, hold).await {
             tracing::warn!(error = %e, "expiring a hold failed");
         }
+    }
+    let lapsed = match store.lapsed_approvals(now_ms(), 100).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing lapsed approvals failed");
+            return;
+        }
+    };
+    for (tenant, hold) in lapsed {
+        if let Err(e) = record_lapse(store, audit, &tenant, &hold).await {
+            tracing::warn!(error = %e, "recording a lapsed approval failed");
+        }
+    }
+}
+
+/// Audits an approval that lapsed unused, and marks the hold `expired`,
+/// in one transaction: the log then says that the approved call never
+/// ran, rather than leaving the approval as its last word. A use or
+/// another replica's sweep that came first leaves it as it is.
+async fn record_lapse(
+    store: &dyn Store,
+    audit: &AuditLog,
+    tenant: &Tenant,
+    hold: &Hold,
+) -> ServiceResult<()> {
+    let user_id = store
+        .get_audit(tenant, &hold.audit_id)
+        .await?
+        .and_then(|r| r.record.user_id);
+    let record = resolution_record(
+        hold,
+        (now_ms(), "system"),
+        (
+            "deny",
+            "the step-up approval expired before it was used; denied",
+        ),
+        user_id,
+        json!({
+            "status": HoldStatus::Expired.as_str(),
+            "approval_lapsed": true,
+            "approved_by": hold.decided_by,
+            "approved_at": hold.decided_at.map(warden_core::time::to_rfc3339),
+            "approval_expired_at": hold.approval_expires_at().map(warden_core::time::to_rfc3339),
+            "decision_audit_id": hold.audit_id,
+            "args_sha256": hold.args_sha256,
+        }),
+    );
+    let companion = Companion::LapseApproval {
+        hold_id: hold.id.clone(),
+    };
+    match audit.append(tenant.clone(), record, Some(companion)).await {
+        Ok(_) | Err(AppendError::Precondition) => Ok(()),
+        Err(e) => Err(append_error(e)),
     }
 }

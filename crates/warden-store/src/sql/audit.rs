@@ -89,6 +89,7 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
             comment,
         )],
         Companion::RedeemHold { hold_id, at } => vec![holds::redeem_step(tenant, hold_id, *at)],
+        Companion::LapseApproval { hold_id } => vec![holds::lapse_step(tenant, hold_id)],
         Companion::CreatePolicy(record) => policies::insert_steps(tenant, record),
         Companion::UpdatePolicy(record) => policies::update_steps(tenant, record),
         Companion::DeletePolicy(record) => policies::delete_steps(tenant, record),

@@ -186,21 +186,51 @@ pub(crate) async fn list(
     })
 }
 
+/// Marks an approval that lapsed unused; only while it is one.
+pub(crate) fn lapse_step(tenant: &Tenant, id: &str) -> Step {
+    Step::execute(
+        "UPDATE holds SET status = 'expired' WHERE id = $1 AND org_id = $2 \
+         AND environment = $3 AND status = 'approved' AND redeemed_at IS NULL",
+        vec![
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .required()
+}
+
 /// Pending holds past their expiry, in any tenant.
 pub(crate) async fn expired(
     db: &dyn Db,
     now: Millis,
     limit: i64,
 ) -> StoreResult<Vec<(Tenant, Hold)>> {
-    let rows = db
-        .query(
-            &format!(
-                "SELECT org_id, environment, {COLUMNS} FROM holds \
-                 WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
-            ),
-            vec![now.into(), limit.into()],
-        )
-        .await?;
+    let due = "status = 'pending' AND expires_at <= $1 ORDER BY expires_at";
+    tenant_holds(db, due, now, limit).await
+}
+
+/// Approvals unused past their own deadline (`Hold::approval_expired`),
+/// in any tenant; read through the index of unused approvals.
+pub(crate) async fn lapsed_approvals(
+    db: &dyn Db,
+    now: Millis,
+    limit: i64,
+) -> StoreResult<Vec<(Tenant, Hold)>> {
+    let lapsed = "status = 'approved' AND redeemed_at IS NULL \
+         AND decided_at + (expires_at - created_at) < $1 ORDER BY decided_at";
+    tenant_holds(db, lapsed, now, limit).await
+}
+
+/// Holds of any tenant where `filter` (given `now` as `$1`) holds.
+async fn tenant_holds(
+    db: &dyn Db,
+    filter: &str,
+    now: Millis,
+    limit: i64,
+) -> StoreResult<Vec<(Tenant, Hold)>> {
+    let sql = format!("SELECT org_id, environment, {COLUMNS} FROM holds WHERE {filter} LIMIT $2");
+    let rows = db.query(&sql, vec![now.into(), limit.into()]).await?;
     rows.iter()
         .map(|row| {
             let env = row.text("environment")?;

@@ -454,6 +454,10 @@ impl Store for SqlStore {
         holds::expired(self.db.as_ref(), now, limit).await
     }
 
+    async fn lapsed_approvals(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>> {
+        holds::lapsed_approvals(self.db.as_ref(), now, limit).await
+    }
+
     async fn drift_profile(
         &self,
         tenant: &Tenant,
