@@ -225,6 +225,9 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
+/// How often a waiting poll checks that its key still stands.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
+
 /// Reads a hold by its token, waiting up to `wait` for it to resolve.
 pub async fn poll_hold(
     g: &Governance,
@@ -261,13 +264,13 @@ pub async fn poll_hold(
         {
             return Err(ApiError::not_found("hold"));
         }
+        if waited {
+            let (keys, headers) = admitted;
+            keys.still_admits(headers, principal).await?;
+        }
         let h = expire_if_due(g.store.as_ref(), &g.audit, &g.waiters, &tenant, h).await?;
         let now = tokio::time::Instant::now();
         if h.status != HoldStatus::Pending || now >= deadline || g.waiters.closing() {
-            if waited {
-                let (keys, headers) = admitted;
-                keys.still_admits(headers, principal).await?;
-            }
             return Ok(h);
         }
         let until_expiry = Duration::from_millis((h.expires_at - now_ms()).max(0) as u64 + 5);
@@ -277,9 +280,10 @@ pub async fn poll_hold(
                 Ok(Some(current)) if current.status == HoldStatus::Pending
             )
         };
-        g.waiters
-            .wait(&h.id, (deadline - now).min(until_expiry), still_pending)
-            .await;
+        // Woken by the resolution, or each second to see that the key
+        // still stands: a revoked key's poll ends within about a second.
+        let slice = (deadline - now).min(until_expiry).min(KEY_RECHECK);
+        g.waiters.wait(&h.id, slice, still_pending).await;
         waited = true;
     }
 }
