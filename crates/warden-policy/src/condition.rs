@@ -2219,7 +2219,7 @@ mod tests {
     #[test]
     fn literals_that_fail_on_every_call_are_refused_where_they_are() {
         for (source, column, reason) in [
-            ("args.n > int('abc')", 10, "invalid digit"),
+            ("args.n > int('abc')", 10, "not a whole number"),
             ("args.n > 1 / 0", 10, "divid"),
             ("args.n > 0 || 1 % 0 == 1", 15, "divid"),
             ("tool in {'a': 1, 'a': 2}", 9, ""),

@@ -25,7 +25,10 @@ pub fn describe(err: &ExecutionError) -> String {
                         overload.function()
                     )
                 }
-                None => format!("no function `{}` taking ({types})", overload.function()),
+                None => format!(
+                    "no function `{}` taking ({types})",
+                    overload.function().trim_start_matches('@')
+                ),
             }
         }
         ExecutionError::UnsupportedBinaryOperator(op, a, b) => format!(
@@ -43,38 +46,47 @@ pub fn describe(err: &ExecutionError) -> String {
         ExecutionError::DivisionByZero(a) => format!("{} / 0 divides by zero", shown(a)),
         ExecutionError::RemainderByZero(a) => format!("{} % 0 divides by zero", shown(a)),
         ExecutionError::IndexOutOfBounds(at) => {
-            format!("index {} is past the end of the list", shown(at))
+            format!("index {} is outside the list", shown(at))
         }
         ExecutionError::DuplicateKey(key) => {
             format!("the map literal names the key {} twice", shown(key))
         }
         ExecutionError::NoSuchKey(key) => format!("no such key: `{key}`"),
         ExecutionError::ValuesNotComparable(a, b) => {
-            format!(
-                "a {} cannot be compared with a {}",
-                type_name(a),
-                type_name(b)
-            )
+            format!("{} cannot be compared with {}", a_type(a), a_type(b))
         }
         ExecutionError::UnsupportedIndex(at, on) => {
-            format!(
-                "a {} cannot be indexed by a {}",
-                type_name(on),
-                type_name(at)
-            )
+            format!("{} cannot be indexed by {}", a_type(on), a_type(at))
         }
         ExecutionError::UnsupportedKeyType(key) => {
-            format!("a {} cannot be a map's key", type_name(key))
+            format!("{} cannot be a map's key", a_type(key))
         }
         ExecutionError::NotSupportedAsMethod { method, target } => {
             format!("`{method}` is not a method of {}", type_name(target))
         }
         ExecutionError::UnsupportedTargetType { target } => {
-            format!("not defined on a {}", type_name(target))
+            format!("not defined on {}", a_type(target))
         }
         ExecutionError::UndeclaredReference(name) => format!("`{name}` is not defined"),
-        ExecutionError::FunctionError { function, message } => format!("`{function}`: {message}"),
+        ExecutionError::FunctionError { function, message } => {
+            let function = function.trim_start_matches('@');
+            format!("`{function}`: {}", plain_conversion(function, message))
+        }
         other => other.to_string(),
+    }
+}
+
+/// The engine's words for text a conversion could not read (`Parsing
+/// Error: Error { input: "xx", code: Float }`), said as what it takes.
+fn plain_conversion<'m>(function: &str, message: &'m str) -> std::borrow::Cow<'m, str> {
+    let parse_failed = message.contains("Parsing Error") || message.contains("parse error");
+    match function {
+        "duration" if parse_failed => {
+            "the text is not a duration (such as `90s`, `1h30m` or `1.5h`)".into()
+        }
+        "int" | "uint" if parse_failed => "the text is not a whole number".into(),
+        "double" if parse_failed => "the text is not a number".into(),
+        _ => message.into(),
     }
 }
 
@@ -122,6 +134,17 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// A value's type with its article: `an int`, `a string`.
+pub(crate) fn a_type(value: &Value) -> String {
+    let name = type_name(value);
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
+}
+
 /// A short literal for a value: numbers and short text as written, others
 /// by their type (a value from the call may be long, or a secret).
 fn shown(value: &Value) -> String {
@@ -134,7 +157,7 @@ fn shown(value: &Value) -> String {
         Value::String(s) if s.chars().count() <= 32 => {
             serde_json::Value::String(s.to_string()).to_string()
         }
-        other => format!("a {}", type_name(other)),
+        other => a_type(other),
     }
 }
 
@@ -154,9 +177,15 @@ mod tests {
             failure("{'a': 1, 'a': 2}.size() == 1"),
             "the map literal names the key \"a\" twice"
         );
+        assert_eq!(failure("[1, 2][5] == 1"), "index 5 is outside the list");
+        assert_eq!(failure("[1][-1] == 1"), "index -1 is outside the list");
         assert_eq!(
-            failure("[1, 2][5] == 1"),
-            "index 5 is past the end of the list"
+            failure("duration('xx') > duration('1s')"),
+            "`duration`: the text is not a duration (such as `90s`, `1h30m` or `1.5h`)"
+        );
+        assert_eq!(
+            failure("int('abc') > 1"),
+            "`int`: the text is not a whole number"
         );
         assert_eq!(
             failure("5000 - 1.0 > 0.0"),

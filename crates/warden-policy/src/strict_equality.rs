@@ -16,7 +16,7 @@ use cel::common::value::CowVal;
 use cel::objects::Key;
 use cel::{Env, ExecutionError, Value};
 
-use crate::failure::type_name;
+use crate::failure::{a_type, type_name};
 
 const EQ_FN: &str = "warden_strict_eq";
 const NE_FN: &str = "warden_strict_ne";
@@ -86,10 +86,10 @@ fn comparable(a: &Value, b: &Value) -> bool {
 
 fn mismatch(op: &str, a: &Value, b: &Value) -> String {
     format!(
-        "`{op}` compares a {} with a {}: the call's value is not of the type the condition \
+        "`{op}` compares {} with {}: the call's value is not of the type the condition \
          expects",
-        type_name(a),
-        type_name(b)
+        a_type(a),
+        a_type(b)
     )
 }
 

@@ -31,7 +31,9 @@ fn timestamp<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Execut
         return Err(fail("takes one value"));
     };
     let at = if let Some(text) = value.downcast_ref::<CelString>() {
-        DateTime::parse_from_rfc3339(text.inner()).map_err(|e| fail(&e.to_string()))?
+        DateTime::parse_from_rfc3339(text.inner()).map_err(|_| {
+            fail("the text is not an RFC 3339 time (such as `2026-01-01T00:00:00Z`)")
+        })?
     } else if let Some(t) = value.downcast_ref::<CelTimestamp>() {
         *t.inner()
     } else if let Some(seconds) = value.downcast_ref::<CelInt>() {

@@ -1685,6 +1685,20 @@ fn decisions_are_agent_events(backend: &Backend) {
         assert!(r.text.contains("tool_name"), "{tool:?}: {}", r.text);
         assert!(r.text.contains("\"index\":1"), "{tool:?}: {}", r.text);
     }
+    // Its keywords are held to the batch route's rules: an agent id with
+    // an invisible character would escape `agent_id:billing-bot`.
+    for (field, value) in [
+        ("agent_id", "billing-bot\u{200b}"),
+        ("session_id", "s\u{202e}1"),
+        ("hostname", "h\u{7}x"),
+        ("agent_id", "billing-bot "),
+    ] {
+        let mut event = json!({"event_type": "TOOL_CALL_POST", "agent_id": "billing-bot"});
+        event[field] = json!(value);
+        let r = api.post("/v1/events/batch", &json!([event]));
+        assert_eq!(r.status, 400, "{field} {value:?}: {}", r.text);
+        assert!(r.text.contains(field), "{field}: {}", r.text);
+    }
     // A long session's whole history, as the SDK sends it with every
     // event: its latest calls are kept, with the count, not the event lost.
     let history: Vec<String> = (0..5_000).map(|i| format!("kb.step{i}")).collect();

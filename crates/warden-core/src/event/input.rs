@@ -368,29 +368,41 @@ fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldE
 }
 
 /// Keywords are matched whole (`agent_id:billing-bot`): one holding a
-/// control, invisible or direction-changing character looks like another
-/// in every listing and escapes the searches written for it, as agents'
-/// names and tags would (`docs/enforcement.md`).
-fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
+/// character that shows as nothing or as a plain space, or turns the text
+/// around it, looks like another in every listing and escapes the searches
+/// written for it, as agents' names and tags would (`docs/enforcement.md`).
+pub fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
     if text.chars().count() > MAX_KEYWORD_CHARS {
         return Err(FieldError::new(
             field,
             format!("must be at most {MAX_KEYWORD_CHARS} characters"),
         ));
     }
-    if let Some(c) = text
-        .chars()
-        .find(|c| c.is_control() || warden_policy::pattern::invisible(*c))
-    {
+    if let Some(c) = text.chars().find(|c| unfit_in_keyword(*c)) {
         return Err(FieldError::new(
             field,
             format!(
-                "must not contain control, invisible or direction-changing characters (U+{:04X})",
+                "must not contain control, invisible, blank or direction-changing characters, \
+                 nor spaces other than U+0020 (U+{:04X})",
                 c as u32
             ),
         ));
     }
+    if text.starts_with(' ') || text.ends_with(' ') {
+        return Err(FieldError::new(field, "must not begin or end with a space"));
+    }
     Ok(())
+}
+
+/// Controls, invisible and direction-changing characters, spaces other
+/// than the plain one (no-break, ideographic, hair), blanks that are not
+/// spaces (braille's, interlinear annotation marks) and noncharacters.
+fn unfit_in_keyword(c: char) -> bool {
+    c.is_control()
+        || warden_policy::pattern::invisible(c)
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c as u32, 0x2800 | 0xFFF9..=0xFFFB | 0xFDD0..=0xFDEF)
+        || (c as u32) & 0xFFFE == 0xFFFE
 }
 
 /// Tags: an array of strings (in a log line, numbers read as their text,
@@ -589,11 +601,21 @@ mod tests {
             ("host", json!("h\u{0000}x")),
             ("session_id", json!("s\u{202E}1")),
             ("program", json!("app\n")),
+            ("agent_id", json!("bot1\u{2800}")),
+            ("agent_id", json!("bot\u{00A0}1")),
+            ("host", json!("h\u{3000}")),
+            ("host", json!("h\u{FFF9}")),
+            ("host", json!("h\u{FFFE}")),
         ] {
             let err = api(json!({field: value})).unwrap_err();
             assert_eq!(err.field, field);
             assert!(err.message.contains("invisible"), "{}", err.message);
         }
+        for value in ["bot1 ", " bot1"] {
+            let err = api(json!({"agent_id": value})).unwrap_err();
+            assert!(err.message.contains("begin or end"), "{}", err.message);
+        }
+        assert!(api(json!({"agent_id": "billing bot", "tags": ["needs review", "東京"]})).is_ok());
         assert_eq!(
             api(json!({"tags": ["ok", "a\u{200B}"]})).unwrap_err().field,
             "tags[1]"

@@ -415,6 +415,7 @@ fn split_priority(after: &str) -> Result<(u8, &str), SyslogError> {
 /// log datetime msec`):
 /// the parser reads no fraction there and would take `.456` for the host,
 /// so the fraction is taken out of the text and its milliseconds returned.
+/// A leap second's `60` is read as `59` and 999 milliseconds.
 fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
     let b = rest.as_bytes();
     let month = b.get(..4)?;
@@ -443,8 +444,24 @@ fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
             c.is_ascii_digit()
         }
     });
-    if !shape || !matches!(b.get(at + 8), Some(b'.' | b',')) {
+    if !shape {
         return None;
+    }
+    // A leap second (`23:59:60`), which the parser refuses, is the last
+    // millisecond of the second before it, as in RFC 3339 times.
+    let leap = &clock[6..8] == b"60";
+    let clock_text = if leap {
+        format!("{}59", &rest[at..at + 6])
+    } else {
+        rest[at..at + 8].to_string()
+    };
+    if !matches!(b.get(at + 8), Some(b'.' | b',')) {
+        return leap.then(|| {
+            (
+                format!("{}{clock_text}{}", &rest[..at], &rest[at + 8..]),
+                999,
+            )
+        });
     }
     let start = at + 9;
     let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -453,11 +470,15 @@ fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
     if !(1..=9).contains(&digits) || !matches!(b.get(start + digits), Some(b' ' | b':')) {
         return None;
     }
-    let ms = format!("{:0<3}", &rest[start..start + digits.min(3)])
-        .parse()
-        .ok()?;
+    let ms = if leap {
+        999
+    } else {
+        format!("{:0<3}", &rest[start..start + digits.min(3)])
+            .parse()
+            .ok()?
+    };
     Some((
-        format!("{}{}", &rest[..at + 8], &rest[start + digits..]),
+        format!("{}{clock_text}{}", &rest[..at], &rest[start + digits..]),
         ms,
     ))
 }
@@ -1269,6 +1290,22 @@ mod tests {
         }
         let m = ok("<189>Nov 24 11:01:02: %SYS-5-CONFIG_I: Configured");
         assert_eq!(m.event.program.as_deref(), Some("%SYS-5-CONFIG_I"));
+        // A leap second, with a fraction or not, is the last millisecond
+        // of the second before it; the header is read as usual.
+        for line in [
+            "<13>Jun 30 23:59:60.5 host1 app: leap",
+            "<13>Jun 30 23:59:60 host1 app: leap",
+        ] {
+            let m = ok(line);
+            assert_eq!(
+                m.event.timestamp,
+                time("2026-06-30T23:59:59.999Z"),
+                "{line}"
+            );
+            assert_eq!(m.event.host.as_deref(), Some("host1"), "{line}");
+            assert_eq!(m.event.program.as_deref(), Some("app"), "{line}");
+            assert_eq!(m.event.message, "leap", "{line}");
+        }
     }
 
     #[test]

@@ -100,7 +100,8 @@ pub struct CreateApiKey {
     pub name: String,
     /// `<resource>.read` / `<resource>.write` for agents, policies, holds,
     /// audit, events, rules, alerts, incidents, intel, compliance, risks,
-    /// assets, reports, webhooks, keys, organization; `enforce`; `admin`.
+    /// assets, reports, webhooks, keys, organization; `events.ingest`
+    /// (sends events, reads none); `enforce`; `admin`.
     /// Never more than the creating key holds.
     pub scopes: Vec<String>,
     /// The creating key's environment unless given; only an admin key may

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use warden_policy::Decision;
 
 use warden_core::event::flatten::check as check_fields;
-use warden_core::event::input::parse_time;
-use warden_core::event::limits::{MAX_BATCH_EVENTS, MAX_KEYWORD_CHARS};
+use warden_core::event::input::{check_keyword, parse_time};
+use warden_core::event::limits::MAX_BATCH_EVENTS;
 use warden_core::event::{Event, EventSource, Severity};
 use warden_core::hold::HoldStatus;
 use warden_core::id::{new_time_ordered_id, prefix};
@@ -307,15 +307,14 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
         |object: &mut Map<String, Value>, name: &str| -> Result<Option<String>, (String, String)> {
             match object.remove(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s))
-                    if s.chars().count() <= MAX_KEYWORD_CHARS || name == "content" =>
-                {
-                    Ok(Some(s))
-                }
-                Some(Value::String(_)) => Err((
-                    name.into(),
-                    format!("must be at most {MAX_KEYWORD_CHARS} characters"),
-                )),
+                Some(Value::String(s)) if name == "content" => Ok(Some(s)),
+                // Stored as keywords (the tool name has its own rule), held
+                // to the batch route's rules for them.
+                Some(Value::String(s)) if name == "tool_name" => Ok(Some(s)),
+                Some(Value::String(s)) => match check_keyword(name, &s) {
+                    Ok(()) => Ok(Some(s)),
+                    Err(e) => Err((e.field, e.message)),
+                },
                 Some(_) => Err((name.into(), "must be a string".into())),
             }
         };
