@@ -37,6 +37,9 @@ pub fn describe(err: &ExecutionError) -> String {
             type_name(a),
             type_name(b)
         ),
+        ExecutionError::Overflow("negate", a, _) => {
+            format!("-{} overflows its type", shown(a))
+        }
         ExecutionError::Overflow(op, a, b) => format!(
             "{} {} {} overflows its type",
             shown(a),
@@ -70,6 +73,10 @@ pub fn describe(err: &ExecutionError) -> String {
         ExecutionError::UndeclaredReference(name) => format!("`{name}` is not defined"),
         ExecutionError::FunctionError { function, message } => {
             let function = function.trim_start_matches('@');
+            // Warden's own functions (strict `==`) name themselves.
+            if message.starts_with(&format!("`{function}`")) {
+                return message.clone();
+            }
             format!("`{function}`: {}", plain_conversion(function, message))
         }
         other => other.to_string(),
@@ -137,7 +144,8 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 /// A value's type with its article: `an int`, `a string`.
 pub(crate) fn a_type(value: &Value) -> String {
     let name = type_name(value);
-    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+    // `a uint`: said "you-int".
+    let article = if name.starts_with(['a', 'e', 'i', 'o']) {
         "an"
     } else {
         "a"

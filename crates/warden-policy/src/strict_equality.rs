@@ -16,7 +16,7 @@ use cel::common::value::CowVal;
 use cel::objects::Key;
 use cel::{Env, ExecutionError, Value};
 
-use crate::failure::{a_type, type_name};
+use crate::failure::a_type;
 
 const EQ_FN: &str = "warden_strict_eq";
 const NE_FN: &str = "warden_strict_ne";
@@ -156,8 +156,8 @@ fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
                 Value::String(s) => Key::String(s.clone()),
                 other => {
                     return Err(format!(
-                        "`in` looks up a {} among a map's keys",
-                        type_name(other)
+                        "`in` looks up {} among a map's keys",
+                        a_type(other)
                     ))
                 }
             };
@@ -171,16 +171,13 @@ fn strict_in(needle: &Value, haystack: &Value) -> Result<bool, String> {
             };
             if !map.map.keys().any(same_kind) {
                 return Err(format!(
-                    "`in` looks up a {} among a map's keys of another type",
-                    type_name(needle)
+                    "`in` looks up {} among a map's keys of another type",
+                    a_type(needle)
                 ));
             }
             Ok(map.map.contains_key(&key))
         }
-        other => Err(format!(
-            "`in` needs a list or a map, not a {}",
-            type_name(other)
-        )),
+        other => Err(format!("`in` needs a list or a map, not {}", a_type(other))),
     }
 }
 

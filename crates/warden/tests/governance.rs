@@ -2369,6 +2369,16 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
             .contains("approval expired"),
         "{thoth}"
     );
+    // The filters read the stored lapse as they read the computed one.
+    let approved = api.get("/api/v1/holds?status=approved&agent_id=quick-bot");
+    assert_eq!(approved.body["data"], json!([]), "{}", approved.text);
+    let expired = api.get("/api/v1/holds?status=expired&agent_id=quick-bot");
+    assert_eq!(
+        expired.body["data"][0]["id"],
+        hold_id.as_str(),
+        "{}",
+        expired.text
+    );
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }

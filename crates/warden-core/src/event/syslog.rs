@@ -337,17 +337,43 @@ fn warden_token_len(text: &str) -> Option<usize> {
     if !text.starts_with(JWT_START) {
         return None;
     }
-    let len = text
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .unwrap_or(text.len());
-    let mut parts = text[..len].split('.');
-    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+    // Each of the three parts is read only as far as a Warden token's can
+    // reach: a message of `eyJeyJ…` costs a bounded read at each start,
+    // not a read to the end of the message.
+    let b = text.as_bytes();
+    let part = |from: usize, most: usize| {
+        b[from..]
+            .iter()
+            .take(most + 1)
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+            .count()
+    };
+    let header = part(0, MAX_JWT_HEADER);
+    if header > MAX_JWT_HEADER || b.get(header) != Some(&b'.') {
+        return None;
+    }
+    let from = header + 1;
+    let payload = part(from, MAX_JWT_PART);
+    if payload == 0 || payload > MAX_JWT_PART || b.get(from + payload) != Some(&b'.') {
+        return None;
+    }
+    let signature_at = from + payload + 1;
+    let signature = part(signature_at, MAX_JWT_PART);
+    if signature > MAX_JWT_PART {
+        return None;
+    }
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&text[from..from + payload])
         .ok()?;
-    let claims: Value = serde_json::from_slice(&payload).ok()?;
-    (claims.get("iss").and_then(Value::as_str) == Some("warden")).then_some(len)
+    let claims: Value = serde_json::from_slice(&claims).ok()?;
+    (claims.get("iss").and_then(Value::as_str) == Some("warden"))
+        .then_some(signature_at + signature)
 }
+
+/// The longest header (`{"typ":"JWT","alg":"EdDSA"}` is 36 characters) and
+/// payload or signature a Warden token is looked for with.
+const MAX_JWT_HEADER: usize = 256;
+const MAX_JWT_PART: usize = 4096;
 
 /// Where the value begins if `text` starts with an assignment to a token:
 /// `token` in any case, then `=` or `:` with spaces around it or not, the
@@ -805,6 +831,12 @@ mod tests {
             assert!(!json.contains(&token[40..]), "{line}: {json}");
             assert!(json.contains("[REDACTED]"), "{line}: {json}");
         }
+        // A message made of token beginnings is read once through, and
+        // kept: it holds no token.
+        let run = format!("<13>1 - h app - - - {}", "eyJ".repeat(20_000));
+        assert_eq!(ok(&run).event.message.len(), 60_000);
+        let dotted = format!("<13>1 - h app - - - {}", "eyJ.".repeat(15_000));
+        assert!(ok(&dotted).event.message.starts_with("eyJ.eyJ."));
         // Another issuer's token is another system's business.
         let other = format!(
             "{}.{}.c2ln",

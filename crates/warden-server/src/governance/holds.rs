@@ -518,7 +518,19 @@ pub async fn use_by_poll(
             }
             Ok(Ok(()))
         }
-        Err(AppendError::Precondition) => Ok(Err("the hold's approval was already used".into())),
+        // Used meanwhile, or found lapsed by a sweep: said as it is.
+        Err(AppendError::Precondition) => {
+            let lapsed = g
+                .store
+                .get_hold(tenant, &hold.id)
+                .await?
+                .is_some_and(|h| h.approval_expired(now_ms()));
+            Ok(Err(if lapsed {
+                "the approval expired before it was used; ask again".into()
+            } else {
+                "the hold's approval was already used".into()
+            }))
+        }
         Err(e) => Err(append_error(e)),
     }
 }

@@ -225,9 +225,6 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
-/// How often a waiting poll checks that its key still stands.
-const KEY_RECHECK: Duration = Duration::from_secs(1);
-
 /// Reads a hold by its token, waiting up to `wait` for it to resolve.
 pub async fn poll_hold(
     g: &Governance,
@@ -280,10 +277,12 @@ pub async fn poll_hold(
                 Ok(Some(current)) if current.status == HoldStatus::Pending
             )
         };
-        // Woken by the resolution, or each second to see that the key
-        // still stands: a revoked key's poll ends within about a second.
-        let slice = (deadline - now).min(until_expiry).min(KEY_RECHECK);
-        g.waiters.wait(&h.id, slice, still_pending).await;
+        // Woken by the resolution, or by the waiters' fallback re-read
+        // (every 250 ms), after which the key is checked again: a revoked
+        // key's poll ends within about a second.
+        g.waiters
+            .wait(&h.id, (deadline - now).min(until_expiry), still_pending)
+            .await;
         waited = true;
     }
 }
