@@ -228,16 +228,30 @@ fn bad_input_changes_nothing(backend: &Backend) {
     let r = api.get("/api/v1/agents?limit=abc");
     assert_eq!(r.error(400, "invalid_request")["field"], "limit");
     // In words a caller reads, not the parser's.
-    for (value, said) in [
-        ("-1", "whole number"),
-        ("", "empty"),
-        ("99999999999999999999", "too large"),
+    for (query, field, said) in [
+        ("/api/v1/agents?limit=-1", "limit", "whole number"),
+        ("/api/v1/agents?limit=", "limit", "empty"),
+        (
+            "/api/v1/agents?limit=99999999999999999999",
+            "limit",
+            "too large",
+        ),
+        ("/api/v1/audit?min_drift=", "min_drift", "give a number"),
+        (
+            "/api/v1/audit?min_drift=high",
+            "min_drift",
+            "must be a number",
+        ),
+        ("/api/v1/policies?enabled=1", "enabled", "`true` or `false`"),
     ] {
-        let r = api.get(&format!("/api/v1/agents?limit={value}"));
-        let e = r.error(400, "invalid_request");
-        assert_eq!(e["field"], "limit");
-        assert!(e["message"].as_str().unwrap().contains(said), "{e}");
+        let e = api.get(query).error(400, "invalid_request").clone();
+        assert_eq!(e["field"], field, "{query}");
+        assert!(
+            e["message"].as_str().unwrap().contains(said),
+            "{query}: {e}"
+        );
     }
+
     let r = api.get("/api/v1/agents?sort=owner");
     assert_eq!(r.error(400, "invalid_request")["field"], "sort");
     let r = api.get("/api/v1/agents?colour=red");

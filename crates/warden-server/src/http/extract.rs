@@ -385,8 +385,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Rust's words for a number that did not parse (`invalid digit found in
-/// string`), said as what the parameter takes.
+/// Rust's words for a number or a boolean that did not parse (`invalid
+/// digit found in string`), said as what the parameter takes.
 fn plain_number_error(message: &str) -> Option<String> {
     let said = match message {
         "invalid digit found in string" => "must be a whole number, digits only (such as 10)",
@@ -394,6 +394,8 @@ fn plain_number_error(message: &str) -> Option<String> {
         "number too large to fit in target type" => "is too large",
         "number too small to fit in target type" => "is too small",
         "invalid float literal" => "must be a number (such as 0.5)",
+        "cannot parse float from empty string" => "is empty; give a number (such as 0.5)",
+        "provided string was not `true` or `false`" => "must be `true` or `false`",
         _ => return None,
     };
     Some(said.to_string())
