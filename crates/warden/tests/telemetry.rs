@@ -872,6 +872,33 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
     );
     assert_eq!(old["events"][0]["fields"]["level"], 30, "{old}");
 
+    // Shippers' own shapes: Docker's and Fluent Bit's `log` is the text
+    // (searchable by its words), Fluent Bit's `date` the time; a padded
+    // host and a time nobody can read cost neither the line nor the upload.
+    // Whole seconds and a half, which a double holds exactly.
+    let second = warden_core::time::parse_rfc3339(&ago(1_000)).unwrap() / 1_000;
+    let now_s = rfc3339(second * 1_000 + 500);
+    let shippers = format!(
+        "{{\"log\": \"Error: ECONNRESET socket hang up\\n\", \"stream\": \"stderr\", \"time\": \"{at}\"}}\n\
+         {{\"date\": {second}.5, \"log\": \"fluentpanic in worker\\n\"}}\n\
+         {{\"msg\": \"padded host line\", \"host\": \"web-01 \", \"time\": \"-\"}}\n",
+    );
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        shippers.into_bytes(),
+        &[("content-type", "application/x-ndjson")],
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_total(&api, "ECONNRESET OR fluentpanic OR \"padded host line\"", 3);
+    let docker = &search(&api, json!({"query": "ECONNRESET"}))["events"][0];
+    assert_eq!(docker["message"], "Error: ECONNRESET socket hang up");
+    assert_eq!(docker["timestamp"], at);
+    let fluent = &search(&api, json!({"query": "fluentpanic"}))["events"][0];
+    assert_eq!(fluent["timestamp"], now_s, "{fluent}");
+    let padded = &search(&api, json!({"query": "host:web-01"}))["events"][0];
+    assert_eq!(padded["fields"]["time"], "-", "{padded}");
+
     // A bad line refuses the whole request, naming each bad line.
     let before = store_count(backend, &t.org_id);
     let r = api.raw(

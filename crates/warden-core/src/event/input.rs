@@ -69,6 +69,7 @@ pub fn parse_event(
     // The `fields` object of the API's model, merged after the top level.
     let mut given_fields: Option<Map<String, Value>> = None;
     let mut severity_given = false;
+    let mut time_given = false;
     // A name that maps to a field another name present maps to first
     // (`msg` beside `message`) is kept under its own name in `fields`.
     let shadowed: Vec<String> = object
@@ -102,12 +103,25 @@ pub fn parse_event(
                     Dialect::Api => parse_time(&value),
                     Dialect::JsonLog => parse_log_time(&value),
                 };
-                event.timestamp = read.ok_or_else(|| {
-                    FieldError::new(
-                        &key,
-                        "must be an RFC 3339 time or a number of seconds, milliseconds, microseconds or nanoseconds since 1970",
-                    )
-                })?;
+                match read {
+                    Some(ms) => {
+                        event.timestamp = ms;
+                        time_given = true;
+                    }
+                    // A log line's time Warden cannot read (`"time": "-"`)
+                    // stays in `fields`, as an unknown level does, and the
+                    // line keeps its arrival time: one odd line does not
+                    // cost its whole upload.
+                    None if dialect == Dialect::JsonLog => {
+                        extra.insert(key, value);
+                    }
+                    None => {
+                        return Err(FieldError::new(
+                            &key,
+                            "must be an RFC 3339 time or a number of seconds, milliseconds, microseconds or nanoseconds since 1970",
+                        ))
+                    }
+                }
             }
             (Dialect::Api, "source", _) => {
                 event.source = value.as_str().and_then(EventSource::parse).ok_or_else(|| {
@@ -134,10 +148,21 @@ pub fn parse_event(
                 }
             },
             (_, _, Some(Named::Message)) => match value {
+                // Docker's json-file and Fluent Bit end `log` with the
+                // line's newline.
+                Value::String(text) if key == "log" => {
+                    let line = text.strip_suffix('\n').unwrap_or(&text);
+                    event.message = line.strip_suffix('\r').unwrap_or(line).to_string();
+                }
                 Value::String(text) => event.message = text,
+                // journald writes a message holding bytes that are not
+                // printable as an array of them.
+                Value::Array(bytes) if key == "MESSAGE" && journald_bytes(&bytes).is_some() => {
+                    event.message = journald_bytes(&bytes).unwrap_or_default();
+                }
                 // structlog's `event` is its message; Elastic's `event`
-                // object is not one.
-                other if key == "event" => {
+                // and `log` objects are not one.
+                other if key == "event" || key == "log" => {
                     extra.insert(key, other);
                 }
                 other if dialect == Dialect::JsonLog => event.message = other.to_string(),
@@ -152,7 +177,7 @@ pub fn parse_event(
                 let name = ["name", "hostname"]
                     .iter()
                     .find_map(|n| value.get(*n).and_then(Value::as_str))
-                    .map(str::to_string);
+                    .map(|name| name.trim().to_string());
                 if let Some(name) = name {
                     check_keyword(&format!("{key}.name"), &name)?;
                     match named {
@@ -186,6 +211,18 @@ pub fn parse_event(
             ));
         }
         extra.insert(key, value);
+    }
+    // Times other tools write under their own names (Fluent Bit's `date`,
+    // CloudTrail's `eventTime`, Serilog's `@t`, …) when no name of the
+    // model gave one, and only when they read as a time: they also stay in
+    // `fields`.
+    if dialect == Dialect::JsonLog && !time_given {
+        if let Some(ms) = LOG_TIME_FALLBACKS
+            .iter()
+            .find_map(|name| extra.get(*name).and_then(parse_log_time))
+        {
+            event.timestamp = ms;
+        }
     }
     // A log line's level nested as `{"log": {"level": …}}` (Elastic Common
     // Schema) when no other name gave one.
@@ -311,7 +348,10 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
                 Named::Severity,
                 &["severity", "level", "log.level", "levelname", "PRIORITY"],
             ),
-            (Named::Message, &["message", "msg", "MESSAGE", "event"]),
+            (
+                Named::Message,
+                &["message", "msg", "MESSAGE", "event", "log"],
+            ),
             (Named::Host, &["host", "hostname", "_HOSTNAME"]),
             (
                 Named::Program,
@@ -320,6 +360,19 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
         ],
     }
 }
+
+/// Other tools' names for a log line's time, read in this order when no
+/// name of the model gave one.
+const LOG_TIME_FALLBACKS: [&str; 8] = [
+    "date",
+    "@t",
+    "eventTime",
+    "time_iso8601",
+    "requestReceivedTimestamp",
+    "EventTime",
+    "TimeCreated",
+    "datetime",
+];
 
 /// The field `key` names, with the names that field is read from.
 fn named_with(dialect: Dialect, key: &str) -> Option<(Named, &'static [&'static str])> {
@@ -351,6 +404,8 @@ fn takes(dialect: Dialect, named: Named, value: &Value) -> bool {
         (Dialect::JsonLog, Named::Severity) => {
             value.as_str().and_then(Severity::parse_loose).is_some()
         }
+        (Dialect::JsonLog, Named::Message) => !value.is_object(),
+        (Dialect::JsonLog, Named::Timestamp) => parse_log_time(value).is_some(),
         _ => true,
     }
 }
@@ -359,12 +414,25 @@ fn takes(dialect: Dialect, named: Named, value: &Value) -> bool {
 /// text; the API's own model wants a string.
 fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldError> {
     let text = match value {
+        // Log lines pad values (`"host": "web-01 "`, a level's tab): the
+        // spaces around a log line's keyword are not part of it.
+        Value::String(text) if dialect == Dialect::JsonLog => text.trim().to_string(),
         Value::String(text) => text,
         Value::Number(n) if dialect == Dialect::JsonLog => n.to_string(),
         _ => return Err(FieldError::new(field, "must be a string")),
     };
     check_keyword(field, &text)?;
     Ok(text)
+}
+
+/// journald's message as an array of bytes, read as UTF-8 (bytes that
+/// are not shown as U+FFFD).
+fn journald_bytes(bytes: &[Value]) -> Option<String> {
+    let bytes: Option<Vec<u8>> = bytes
+        .iter()
+        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect();
+    Some(String::from_utf8_lossy(&bytes?).into_owned())
 }
 
 /// Keywords are matched whole (`agent_id:billing-bot`): one holding a
@@ -485,16 +553,22 @@ pub fn parse_log_time(value: &Value) -> Option<Millis> {
     if let Some(ms) = parse_rfc3339(&text) {
         return within_years(ms);
     }
-    let ms = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"]
-        .iter()
-        .find_map(|format| DateTime::parse_from_str(&text, format).ok())
-        .map(|t| crate::time::millis_of(&t))
-        .or_else(|| {
-            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .find_map(|format| chrono::NaiveDateTime::parse_from_str(&text, format).ok())
-                .map(|t| crate::time::millis_of(&t.and_utc()))
-        })?;
+    // The last is the Common Log Format's (`05/Dec/2026:10:07:00 +0000`,
+    // nginx's `$time_local`).
+    let ms = [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%d/%b/%Y:%H:%M:%S %z",
+    ]
+    .iter()
+    .find_map(|format| DateTime::parse_from_str(&text, format).ok())
+    .map(|t| crate::time::millis_of(&t))
+    .or_else(|| {
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+            .iter()
+            .find_map(|format| chrono::NaiveDateTime::parse_from_str(&text, format).ok())
+            .map(|t| crate::time::millis_of(&t.and_utc()))
+    })?;
     within_years(ms)
 }
 
@@ -810,5 +884,51 @@ mod tests {
         for ns in [1_796_256_001_002_000_000u64, 1_796_256_001_002_999_999] {
             assert_eq!(parse_time(&json!(ns)), Some(1_796_256_001_002), "{ns}");
         }
+    }
+
+    #[test]
+    fn shippers_lines_map_without_losing_the_upload() {
+        let log = |v: Value| parse_event(v, Dialect::JsonLog, "e".into(), 5).unwrap();
+        // Docker's json-file driver and Fluent Bit: the text is `log`, with
+        // its newline; Fluent Bit's time is `date`.
+        let e = log(json!({"log": "Error: ECONNRESET\n", "stream": "stderr",
+                           "time": "2026-12-05T10:00:00.123456789Z"}));
+        assert_eq!(e.message, "Error: ECONNRESET");
+        assert_eq!(e.timestamp, 1_796_464_800_123);
+        let e = log(json!({"date": 1_796_464_808.5, "log": "fluent\r\n"}));
+        assert_eq!(
+            (e.message.as_str(), e.timestamp),
+            ("fluent", 1_796_464_808_500)
+        );
+        assert_eq!(e.fields["date"], json!(1_796_464_808.5));
+        // Elastic's `log` object is no message, and still gives the level.
+        let e = log(json!({"log": {"level": "error"}, "message": "m"}));
+        assert_eq!((e.message.as_str(), e.severity), ("m", Severity::High));
+        let e = log(json!({"log": {"level": "warn"}}));
+        assert_eq!((e.message.as_str(), e.severity), ("", Severity::Medium));
+        // journald's message as bytes.
+        let e = log(json!({"MESSAGE": [69, 88, 84, 52, 7, 32, 111, 107]}));
+        assert_eq!(e.message, "EXT4\u{7} ok");
+        // Padded keywords are trimmed; a time that cannot be read stays in
+        // `fields`, the line keeping its arrival time.
+        let e = log(
+            json!({"host": "web-01 ", "service": "billing\n", "tags": ["a", "b\t"],
+                           "time": "-", "msg": "x"}),
+        );
+        assert_eq!(e.host.as_deref(), Some("web-01"));
+        assert_eq!(e.program.as_deref(), Some("billing"));
+        assert_eq!(e.tags, ["a", "b"]);
+        assert_eq!((e.timestamp, &e.fields["time"]), (5, &json!("-")));
+        // A later name gives the time an unreadable one could not; nginx's
+        // `$time_local` reads.
+        let e = log(json!({"timestamp": "", "time": "05/Dec/2026:10:07:00 +0000"}));
+        assert_eq!(e.timestamp, 1_796_465_220_000);
+        // The event API stays strict.
+        let api = |v: Value| parse_event(v, Dialect::Api, "e".into(), 5);
+        assert_eq!(
+            api(json!({"timestamp": "-"})).unwrap_err().field,
+            "timestamp"
+        );
+        assert_eq!(api(json!({"host": "web-01 "})).unwrap_err().field, "host");
     }
 }

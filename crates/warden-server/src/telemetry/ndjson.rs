@@ -194,14 +194,22 @@ impl NdjsonReader {
                 return;
             }
             Err(err) => {
-                // serde counts lines inside the one line: only the column says where.
+                // serde counts lines inside the one line: only the column
+                // says where. Its words for a lone surrogate escape and for
+                // bytes that are not UTF-8 name where it stopped reading.
+                let said = without_place(&err);
+                let said = if said.contains("surrogate") || said.contains("hex escape") {
+                    "a \\u escape of half a UTF-16 surrogate pair without its other half \
+                     is not a character"
+                        .to_string()
+                } else if said.contains("invalid unicode code point") {
+                    "the line is not UTF-8 (JSON is UTF-8; send text in that encoding)".to_string()
+                } else {
+                    said
+                };
                 self.bad(
                     String::new(),
-                    format!(
-                        "not JSON: {} at column {}",
-                        without_place(&err),
-                        err.column()
-                    ),
+                    format!("not JSON: {said} at column {}", err.column()),
                 );
                 return;
             }
@@ -248,6 +256,25 @@ mod tests {
         let err = serde_json::from_str::<serde_json::Value>(r#"{"msg": oops}"#).unwrap_err();
         assert_eq!(without_place(&err), "expected value");
         assert_eq!(err.column(), 9);
+    }
+
+    #[test]
+    fn lone_surrogates_and_other_encodings_are_named_for_what_they_are() {
+        let mut r = NdjsonReader::new(false, 1);
+        r.push(b"{\"msg\":\"cut \\ud83d here\"}\n{\"msg\":\"caf\xe9\"}\n")
+            .unwrap();
+        r.finish().unwrap();
+        assert_eq!(r.bad_lines, 2);
+        assert!(
+            r.errors[0].message.contains("surrogate"),
+            "{}",
+            r.errors[0].message
+        );
+        assert!(
+            r.errors[1].message.contains("not UTF-8"),
+            "{}",
+            r.errors[1].message
+        );
     }
 
     #[test]
