@@ -132,10 +132,16 @@ pub fn parse_event(
                 .as_str()
                 .and_then(Severity::parse_loose)
                 .or_else(|| journald_priority(&key, &value))
+                .or_else(|| numeric_level(dialect, &key, &value))
             {
                 Some(severity) => {
                     event.severity = severity;
                     severity_given = true;
+                    // pino's and bunyan's numbers stay searchable as
+                    // they were written (`fields.level:>=50`).
+                    if value.is_number() && key == "level" {
+                        extra.insert(key, value);
+                    }
                 }
                 None if dialect == Dialect::JsonLog => {
                     extra.insert(key, value);
@@ -185,6 +191,19 @@ pub fn parse_event(
                         _ => event.program = Some(name),
                     }
                 }
+                extra.insert(key, value);
+            }
+            // ecs-logging writes the objects' names as dotted keys; they
+            // give the host and program when `host` and `service` do not,
+            // and stay in `fields` under their own names.
+            (Dialect::JsonLog, "host.name" | "service.name", _) if value.is_string() => {
+                let name = keyword(dialect, &key, value.clone())?;
+                let slot = if key == "host.name" {
+                    &mut event.host
+                } else {
+                    &mut event.program
+                };
+                slot.get_or_insert(name);
                 extra.insert(key, value);
             }
             (_, _, Some(Named::Host)) => event.host = Some(keyword(dialect, &key, value)?),
@@ -423,6 +442,21 @@ fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldE
     };
     check_keyword(field, &text)?;
     Ok(text)
+}
+
+/// pino's and bunyan's numeric levels (10 trace, 20 debug, 30 info, 40
+/// warn, 50 error, 60 fatal), in a log line's `level`.
+fn numeric_level(dialect: Dialect, key: &str, value: &Value) -> Option<Severity> {
+    if dialect != Dialect::JsonLog || key != "level" {
+        return None;
+    }
+    match value.as_u64()? {
+        10 | 20 | 30 => Some(Severity::Info),
+        40 => Some(Severity::Medium),
+        50 => Some(Severity::High),
+        60 => Some(Severity::Critical),
+        _ => None,
+    }
 }
 
 /// journald's message as an array of bytes, read as UTF-8 (bytes that
@@ -790,8 +824,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.host.as_deref(), Some("db1"));
-        let e = parse_event(json!({"level": 30}), Dialect::JsonLog, "e".into(), 5).unwrap();
-        assert_eq!(e.fields["level"], json!(30));
+        let e = parse_event(json!({"level": 35}), Dialect::JsonLog, "e".into(), 5).unwrap();
+        assert_eq!(e.fields["level"], json!(35));
+        // pino's and bunyan's numbers are read, and kept as written.
+        for (level, severity) in [
+            (30, Severity::Info),
+            (50, Severity::High),
+            (60, Severity::Critical),
+        ] {
+            let e = parse_event(json!({"level": level}), Dialect::JsonLog, "e".into(), 5).unwrap();
+            assert_eq!((e.severity, &e.fields["level"]), (severity, &json!(level)));
+        }
+        // ecs-logging's dotted names give the host and program, and stay.
+        let e = parse_event(
+            json!({"host.name": "petclinic-01", "service.name": "petclinic", "message": "m"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.host.as_deref(), Some("petclinic-01"));
+        assert_eq!(e.program.as_deref(), Some("petclinic"));
+        assert_eq!(e.fields["host.name"], "petclinic-01");
         // A level Warden does not know does not hide one it knows.
         let e = parse_event(
             json!({"severity": "30", "level": "error"}),
