@@ -918,6 +918,14 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
     let r = api.raw(
         "POST",
         "/api/v1/events/ndjson",
+        b"{\"msg\": \"ok\"}\nnot json\n".to_vec(),
+        &[("content-type", "application/x-ndjson")],
+    );
+    let e = r.error(400, "invalid_request");
+    assert_eq!(e["message"], "1 line is invalid; nothing was stored", "{e}");
+    let r = api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
         b"\x1f\x8b\x08garbage".to_vec(),
         &[("content-encoding", "gzip")],
     );

@@ -960,6 +960,8 @@ mod tests {
         assert_eq!((e.message.as_str(), e.severity), ("m", Severity::High));
         let e = log(json!({"log": {"level": "warn"}}));
         assert_eq!((e.message.as_str(), e.severity), ("", Severity::Medium));
+        // zap's development panic.
+        assert_eq!(log(json!({"level": "dpanic"})).severity, Severity::Critical);
         // journald's message as bytes.
         let e = log(json!({"MESSAGE": [69, 88, 84, 52, 7, 32, 111, 107]}));
         assert_eq!(e.message, "EXT4\u{7} ok");

@@ -92,9 +92,8 @@ impl Severity {
     pub fn parse_loose(text: &str) -> Option<Self> {
         let lower = text.trim().to_ascii_lowercase();
         Some(match lower.as_str() {
-            "critical" | "crit" | "fatal" | "emerg" | "emergency" | "alert" | "panic" => {
-                Severity::Critical
-            }
+            "critical" | "crit" | "fatal" | "emerg" | "emergency" | "alert" | "panic"
+            | "dpanic" => Severity::Critical,
             "high" | "error" | "err" | "severe" => Severity::High,
             "medium" | "warn" | "warning" => Severity::Medium,
             "low" | "notice" => Severity::Low,

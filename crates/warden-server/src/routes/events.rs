@@ -477,10 +477,10 @@ pub async fn ingest_ndjson(
     reader.finish().map_err(too_large)?;
     if reader.bad_lines > 0 {
         return Err(ApiError::invalid_items(
-            format!(
-                "{} of the lines are invalid; nothing was stored",
-                reader.bad_lines
-            ),
+            match reader.bad_lines {
+                1 => "1 line is invalid; nothing was stored".to_string(),
+                n => format!("{n} of the lines are invalid; nothing was stored"),
+            },
             reader.bad_lines,
             reader.errors,
         ));
