@@ -37,16 +37,17 @@ pub struct Claim {
 impl Claim {
     /// The answer to record with the change: `data` in the success
     /// envelope, sealed as the middleware seals what it records.
-    pub fn answer<T: serde::Serialize>(
+    pub fn answer<T: serde::Serialize + utoipa::ToSchema>(
         &self,
         state: &AppState,
         status: StatusCode,
-        data: &T,
+        data: T,
     ) -> Option<warden_store::IdempotentAnswer> {
-        let body = serde_json::to_vec(&serde_json::json!({
-            "data": data,
-            "meta": crate::http::envelope::Meta::now(),
-        }))
+        use crate::http::envelope::{DataEnvelope, Meta};
+        let body = serde_json::to_vec(&DataEnvelope {
+            data,
+            meta: Meta::now(),
+        })
         .ok()?;
         Some(warden_store::IdempotentAnswer {
             tenant: self.tenant.clone(),

@@ -1094,20 +1094,23 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // A key, or an element with the routing id, that does not route its
     // message drops it: misquoted, it was meant for some organization,
     // perhaps not the listener's (here it names the other one's key).
-    logger(&[
-        host[0],
-        host[1],
-        "-P",
-        &udp,
-        "-d",
-        "--rfc3164",
-        "-t",
-        "sshd",
-        &format!(
-            "Invalid user x from 10.0.0.9 [warden@32473 token=\"{}\"]",
-            other.live_key
-        ),
-    ]);
+    let sshd_3164 = |text: &str| {
+        logger(&[
+            host[0],
+            host[1],
+            "-P",
+            &udp,
+            "-d",
+            "--rfc3164",
+            "-t",
+            "sshd",
+            text,
+        ])
+    };
+    sshd_3164(&format!(
+        "Invalid user x from 10.0.0.9 [warden@32473 token=\"{}\"]",
+        other.live_key
+    ));
     for quoted in [other.live_key.clone(), format!("'{}'", other.live_key)] {
         let line = format!("<13>1 - h1 misquoted - - [warden@32473 token={quoted}] unquoted");
         socket
@@ -1116,17 +1119,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     }
     // Text that only mentions the element's id is kept, with any token
     // assignment in it taken out.
-    logger(&[
-        host[0],
-        host[1],
-        "-P",
-        &udp,
-        "-d",
-        "--rfc3164",
-        "-t",
-        "sshd",
-        "Invalid user warden@32473 from 10.0.0.9 token=leaked1",
-    ]);
+    sshd_3164("Invalid user warden@32473 from 10.0.0.9 token=leaked1");
     logger(&[
         host[0],
         host[1],

@@ -163,8 +163,11 @@ pub fn parse_event(
                 Value::String(text) => event.message = text,
                 // journald writes a message holding bytes that are not
                 // printable as an array of them.
-                Value::Array(bytes) if key == "MESSAGE" && journald_bytes(&bytes).is_some() => {
-                    event.message = journald_bytes(&bytes).unwrap_or_default();
+                Value::Array(bytes) if key == "MESSAGE" => {
+                    event.message = match journald_bytes(&bytes) {
+                        Some(text) => text,
+                        None => Value::Array(bytes).to_string(),
+                    };
                 }
                 // structlog's `event` is its message; Elastic's `event`
                 // and `log` objects are not one.

@@ -215,17 +215,15 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
     // element (`token='…'`, `token=…`), a mistyped id, RFC 3164 (which
     // has no structured data). Stored in the listener's organization, one
     // tenant's logs would land in another's; the message is dropped.
-    if token.is_none() && (opens_warden_element(text) || holds_warden_credential(text)) {
+    let credential = holds_warden_credential(text);
+    if token.is_none() && (credential || opens_warden_element(text)) {
         return Err(SyslogError::Unroutable);
     }
     // The element was recognized and removed above; if its id is still
     // somewhere in the event, it was malformed (or is only text that
     // mentions it) and may hold a key's secret: the secret is taken out
     // and the message kept, so that mentioning the id hides nothing.
-    if mentions_warden_id(text)
-        || KEY_PREFIXES.iter().any(|p| text.contains(p))
-        || text.contains(JWT_START)
-    {
+    if credential || mentions_warden_id(text) || text.contains(JWT_START) {
         scrub_event(&mut event);
     }
     Ok(SyslogMessage { event, token })
@@ -476,18 +474,14 @@ fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
     // A leap second (`23:59:60`), which the parser refuses, is the last
     // millisecond of the second before it, as in RFC 3339 times.
     let leap = &clock[6..8] == b"60";
-    let clock_text = if leap {
-        format!("{}59", &rest[at..at + 6])
-    } else {
-        rest[at..at + 8].to_string()
+    // The text with its time's seconds as the parser reads them, and
+    // what followed them from `after`: made only when something changes.
+    let rewritten = |after: usize| {
+        let seconds = if leap { "59" } else { &rest[at + 6..at + 8] };
+        format!("{}{seconds}{}", &rest[..at + 6], &rest[after..])
     };
     if !matches!(b.get(at + 8), Some(b'.' | b',')) {
-        return leap.then(|| {
-            (
-                format!("{}{clock_text}{}", &rest[..at], &rest[at + 8..]),
-                999,
-            )
-        });
+        return leap.then(|| (rewritten(at + 8), 999));
     }
     let start = at + 9;
     let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -503,10 +497,7 @@ fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
             .parse()
             .ok()?
     };
-    Some((
-        format!("{}{clock_text}{}", &rest[..at], &rest[start + digits..]),
-        ms,
-    ))
+    Some((rewritten(start + digits), ms))
 }
 
 /// RFC 3164 times have no year: the year Warden received the message in,

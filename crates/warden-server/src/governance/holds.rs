@@ -116,6 +116,19 @@ fn already(hold: &Hold, now: i64) -> String {
     }
 }
 
+/// The user the held call was made for, as its decision recorded it, so
+/// that the audit log filtered by that user shows what became of the hold.
+async fn held_for(
+    store: &dyn Store,
+    tenant: &Tenant,
+    hold: &Hold,
+) -> ServiceResult<Option<String>> {
+    Ok(store
+        .get_audit(tenant, &hold.audit_id)
+        .await?
+        .and_then(|r| r.record.user_id))
+}
+
 /// The audit record of what became of a hold: `(at, actor)` and
 /// `(decision, reason)`.
 fn resolution_record(
@@ -167,12 +180,7 @@ pub async fn resolve(
         HoldStatus::Approved => "allow",
         _ => "deny",
     };
-    // The user the held call was made for, as its decision recorded it,
-    // so that the audit log filtered by that user shows the resolution.
-    let user_id = store
-        .get_audit(tenant, &hold.audit_id)
-        .await?
-        .and_then(|r| r.record.user_id);
+    let user_id = held_for(store, tenant, hold).await?;
     let reason = match resolution.status {
         HoldStatus::Approved => "step-up approved",
         HoldStatus::Denied => "step-up denied",
@@ -574,10 +582,7 @@ async fn record_lapse(
     tenant: &Tenant,
     hold: &Hold,
 ) -> ServiceResult<()> {
-    let user_id = store
-        .get_audit(tenant, &hold.audit_id)
-        .await?
-        .and_then(|r| r.record.user_id);
+    let user_id = held_for(store, tenant, hold).await?;
     let record = resolution_record(
         hold,
         (now_ms(), "system"),

@@ -36,7 +36,7 @@ use crate::telemetry::retention::{MAX_DAYS, SETTING};
 use crate::telemetry::search::SearchParams;
 
 /// What an ingest acknowledged: every event is on disk.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Accepted {
     pub accepted: usize,
     /// The ids Warden gave the events, in the order sent.
@@ -386,7 +386,7 @@ pub(crate) async fn store_events(
         accepted: ids.len(),
         ids,
     };
-    let answer = claim.and_then(|c| c.answer(state, StatusCode::ACCEPTED, &accepted));
+    let answer = claim.and_then(|c| c.answer(state, StatusCode::ACCEPTED, accepted.clone()));
     state
         .telemetry
         .append(&principal.tenant(), events, answer.as_ref())

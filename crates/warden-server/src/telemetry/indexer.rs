@@ -114,7 +114,6 @@ pub async fn run(
     };
     let replay = head.map_or(0, |head| head - cursor);
     if replay > 0 {
-        health.start_catching_up();
         tracing::info!(
             events = replay,
             "replaying events of the log into the search index: searches miss them until it is done (/readyz says catching_up)"
