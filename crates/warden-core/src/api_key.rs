@@ -230,7 +230,11 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
                         "the range is wider than the creating key's allowed_cidrs",
                     ));
                 }
-                nets.push(net);
+                // `10.0.0.1/8` is kept as the range it names, `10.0.0.0/8`;
+                // a range named twice is kept once, as scopes are.
+                if !nets.contains(&net) {
+                    nets.push(net);
+                }
             }
             if nets.is_empty() && !grantor.allowed_cidrs.is_empty() {
                 return Err(Error::invalid(
@@ -403,6 +407,12 @@ mod tests {
         wider.allowed_cidrs = Some(vec!["0.0.0.0/0".into()]);
         let err = authorize_grant(&g, wider, 0).unwrap_err();
         assert!(matches!(err, Error::Invalid { field, .. } if field == "allowed_cidrs[0]"));
+
+        // Host bits are dropped, and a range named twice is kept once.
+        let mut twice = request(&["agents.read"]);
+        twice.allowed_cidrs = Some(vec!["10.0.0.0/8".into(), "10.0.0.1/8".into()]);
+        let grant = authorize_grant(&g, twice, 0).unwrap();
+        assert_eq!(grant.allowed_cidrs, g.allowed_cidrs);
 
         let mut later = request(&["agents.read"]);
         later.expires_at = Some(2_000);

@@ -92,9 +92,11 @@ impl Hold {
     }
 
     /// The status a poll reports at `now`: an approval that expired unused
-    /// is `expired`, as a hold nobody answered in time is.
+    /// is `expired`, as a hold nobody answered in time is (before the sweep
+    /// that audits its expiry has run, too).
     pub fn status_at(&self, now: Millis) -> HoldStatus {
-        if self.approval_expired(now) {
+        let overdue = self.status == HoldStatus::Pending && now >= self.expires_at;
+        if overdue || self.approval_expired(now) {
             HoldStatus::Expired
         } else {
             self.status
@@ -266,5 +268,7 @@ pub struct HoldFilter {
     /// The status as of `now` (see [`Hold::status_at`]).
     pub status: Option<HoldStatus>,
     pub agent_id: Option<String>,
+    /// The policy that held the call.
+    pub policy_id: Option<String>,
     pub now: Millis,
 }

@@ -1570,11 +1570,7 @@ impl Checker<'_> {
             "@not_strictly_false" => Ok(Kind::Bool),
             "_==_" | "_!=_" => {
                 if let [a, b] = args[..] {
-                    if !(a.may_be(b)
-                        || (a.numeric() && b.numeric())
-                        || a == Kind::Null
-                        || b == Kind::Null)
-                    {
+                    if !comparable_by_equality(a, b) {
                         return Err(mismatch(&args));
                     }
                 }
@@ -1648,9 +1644,28 @@ impl Checker<'_> {
                 Ok(Kind::Dyn)
             }
             "@in" => {
-                if let [_, container] = args[..] {
+                if let [item, container] = args[..] {
                     if !(container.may_be(Kind::List) || container == Kind::Map) {
                         return Err(mismatch(&args));
+                    }
+                    // `in` compares as `==` does: a literal member of a kind
+                    // the item can never equal fails every call that reaches
+                    // it (`tool in [1, 2]`). Checked for new conditions only.
+                    let unfit = call
+                        .args
+                        .get(1)
+                        .into_iter()
+                        .flat_map(literal_members)
+                        .find(|k| !comparable_by_equality(item, *k));
+                    if let (true, Some(member)) = (self.cost_rules, unfit) {
+                        return Err(self.error(
+                            e,
+                            format!(
+                                "`in` compares {item} with the {member} in this literal, which \
+                                 fails whenever the call gets that far: write the members as \
+                                 {item}s"
+                            ),
+                        ));
                     }
                 }
                 Ok(Kind::Bool)
@@ -1737,6 +1752,38 @@ pub fn variables_read(condition: &CelCondition) -> HashSet<String> {
         .into_iter()
         .map(str::to_string)
         .collect()
+}
+
+/// The kinds of a literal list's members, or of a literal map's keys, as
+/// far as they are literals.
+fn literal_members(container: &IdedExpr) -> Vec<Kind> {
+    let kind = |e: &IdedExpr| match &e.expr {
+        Expr::Literal(LiteralValue::Boolean(_)) => Some(Kind::Bool),
+        Expr::Literal(LiteralValue::Bytes(_)) => Some(Kind::Bytes),
+        Expr::Literal(LiteralValue::Double(_)) => Some(Kind::Double),
+        Expr::Literal(LiteralValue::Int(_)) => Some(Kind::Int),
+        Expr::Literal(LiteralValue::String(_)) => Some(Kind::String),
+        Expr::Literal(LiteralValue::UInt(_)) => Some(Kind::UInt),
+        _ => None,
+    };
+    match &container.expr {
+        Expr::List(list) => list.elements.iter().filter_map(kind).collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => kind(&m.key),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `==` can compare values of these kinds (numbers of every kind
+/// compare by value; null with anything).
+fn comparable_by_equality(a: Kind, b: Kind) -> bool {
+    a.may_be(b) || (a.numeric() && b.numeric()) || a == Kind::Null || b == Kind::Null
 }
 
 #[cfg(test)]
@@ -1832,6 +1879,27 @@ mod tests {
         let e = CelCondition::compile("frobnicate(args)").unwrap_err();
         assert!(e.message.contains("undeclared function"), "{e}");
         assert!(CelCondition::compile("args.items.exists(i, i.price > 10)").is_ok());
+        // `in` a literal holding a member the item can never equal.
+        for (text, column) in [
+            ("tool in [1, 2]", 6),
+            ("agent.status in ['active', 1]", 14),
+            ("drift.score in ['a']", 13),
+            ("tool in {1: 'a'}", 6),
+        ] {
+            let e = CelCondition::compile(text).unwrap_err();
+            assert!(e.message.contains("`in` compares"), "{text}: {e}");
+            assert_eq!(e.column, column, "{text}: {e}");
+        }
+        for text in [
+            "tool in ['a', 'b']",
+            "args.n in [1, 2.5, 3u]",
+            "drift.score in [1, 0.5]",
+            "args.x in [1, 'a']",
+            "tool in args.allowed",
+            "tool in [args.name, 'b']",
+        ] {
+            assert!(CelCondition::compile(text).is_ok(), "{text}");
+        }
     }
 
     #[test]

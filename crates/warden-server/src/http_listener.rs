@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 use crate::http::body_deadline::BodyDeadline;
+use crate::http::peer::PeerLink;
 
 /// Accepts connections until `shutdown` completes, then asks each open
 /// connection to finish its request in flight and close, and returns
@@ -48,10 +49,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let link = PeerLink::of(&stream);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
+            let extensions = request.extensions_mut();
+            extensions.insert(ConnectInfo::<SocketAddr>(peer));
+            extensions.insert(link);
             // A body that stops arriving is given up after as long as
             // the headers may take.
             let request = request.map(|body| BodyDeadline::new(body, header_timeout));

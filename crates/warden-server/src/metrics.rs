@@ -31,8 +31,10 @@ struct RequestLabels {
 }
 
 /// What became of a syslog message: `stored`, `malformed` (unparseable or
-/// badly framed), `unrouted` (no organization, or an unusable key) or
-/// `lost` (the store refused it after retries).
+/// badly framed), `unrouted` (no organization, or an unusable key),
+/// `lost` (the store refused it after retries, or its TCP sender had not
+/// finished it at shutdown) or `dropped_by_kernel` (a UDP datagram the
+/// socket's full buffer discarded).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyslogLabels {
     outcome: &'static str,
@@ -111,7 +113,7 @@ impl Metrics {
         );
         registry.register(
             "warden_syslog_messages",
-            "Syslog messages by outcome: stored, malformed, unrouted, lost",
+            "Syslog messages by outcome: stored, malformed, unrouted, lost, dropped_by_kernel",
             syslog.clone(),
         );
         registry.register(

@@ -149,12 +149,15 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests,
-    /// flushes key usage and closes the store.
+    /// stores the syslog messages already read, flushes key usage and
+    /// closes the store.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
         let state = self.state.clone();
+        let syslog = self.syslog_addrs.take();
+        let stop_syslog = syslog.as_ref().map(SyslogListeners::stopper);
         let background = tokio::spawn(background_work(state.clone()));
         let upkeep = tokio::spawn(governance_upkeep(state.clone()));
         let telemetry = &state.telemetry;
@@ -179,6 +182,9 @@ impl Server {
             let began = began.clone();
             async move {
                 shutdown.await;
+                if let Some(stop_syslog) = stop_syslog {
+                    stop_syslog();
+                }
                 state.governance.waiters.close();
                 began.notify_one();
             }
@@ -203,6 +209,10 @@ impl Server {
                 Ok(())
             }
         };
+        // Syslog messages already read are stored before the store closes.
+        if let Some(syslog) = syslog {
+            syslog.finish(DRAIN).await;
+        }
         background.abort();
         upkeep.abort();
         indexer.abort();

@@ -204,9 +204,40 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
                 db.message()
             ))
         }
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(err.to_string())
+        // The server went away under the connection: class 08 (connection
+        // exceptions), 57P01–57P05 (shut down, restarting, idle session
+        // ended), 53300 (too many connections). A retry finds it back.
+        sqlx::Error::Database(db) if db.code().as_deref().is_some_and(connection_lost) => {
+            StoreError::Unavailable(db.message().to_string())
         }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
         _ => StoreError::Database(err.to_string()),
+    }
+}
+
+/// SQLSTATEs that say the connection or the server is gone, not the query.
+fn connection_lost(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05" | "53300")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_lost;
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_failed_query() {
+        for code in [
+            "08000", "08003", "08006", "57P01", "57P02", "57P03", "53300",
+        ] {
+            assert!(connection_lost(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22021", "40001", "55P03"] {
+            assert!(!connection_lost(code), "{code}");
+        }
     }
 }

@@ -1101,6 +1101,27 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(r.body["data"]["arguments"], args, "{}", r.text);
     let short_token = short["hold_token"].as_str().unwrap();
     assert_eq!(hold_until(&api, short_token, 0)["status"], "denied");
+    // Deleting the policy that held a call denies its pending hold too.
+    let doomed = policy(
+        &api,
+        json!({"name": "doomed", "action_pattern": "payments.doomed", "decision": "step_up"}),
+    );
+    let held = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.doomed", "tool_args": args}),
+    );
+    let r = api.delete(&format!("/api/v1/policies/{doomed}"));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = api.get(&format!(
+        "/api/v1/holds/{}",
+        held["hold_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
+    assert_eq!(
+        r.body["data"]["comment"], "the policy that held the call was deleted",
+        "{}",
+        r.text
+    );
     let pending = api.get(&format!(
         "/api/v1/holds?status=pending&agent_id={short_agent}"
     ));
@@ -1269,11 +1290,23 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .as_str()
         .unwrap()
         .to_string();
+    // A comment that would reorder itself where it is shown is refused,
+    // naming the character; line breaks and tabs are text.
+    for bad in ["ok \u{202e}devorppa", "bell\u{7}"] {
+        let r = api.post(
+            &format!("/api/v1/holds/{hold2}/deny"),
+            &json!({ "comment": bad }),
+        );
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], "comment", "{}", r.text);
+        assert!(e["message"].as_str().unwrap().contains("U+"), "{}", r.text);
+    }
     let r = api.post(
         &format!("/api/v1/holds/{hold2}/deny"),
-        &json!({"comment": "not expected"}),
+        &json!({"comment": "not expected:\n\tno invoice"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["comment"], "not expected:\n\tno invoice");
     assert_eq!(hold_until(&api, &token2, 0)["resolution"], "deny");
 
     // Expiry resolves as denied, and is audited.
@@ -1282,6 +1315,22 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         json!({"agent_id": "payer", "tool_name": "payments.quick", "tool_args": args}),
     );
     let token3 = d["hold_token"].as_str().unwrap().to_string();
+    // Past its expiry, before the sweep that audits it as after, the hold
+    // is listed as expired, not pending, as a read of it says.
+    let quick = d["hold_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1_020));
+    let listed = |status: &str| {
+        let r = api.get(&format!("/api/v1/holds?status={status}&limit=200"));
+        let ids: Vec<Value> = r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].clone())
+            .collect();
+        ids.contains(&json!(quick))
+    };
+    assert!(!listed("pending"));
+    assert!(listed("expired"));
     let state = hold_until(&api, &token3, 5);
     assert_eq!(state["status"], "expired", "{state}");
     assert_eq!(state["resolution"], "deny");
@@ -1296,17 +1345,19 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         statuses,
         [
             "expired", "denied", "approved", "approved", "approved", "approved", "denied",
-            "approved"
+            "denied", "approved"
         ],
         "{}",
         log.text
     );
     assert_eq!(api.get("/api/v1/enforce/hold/hold_nope").status, 404);
-    assert_eq!(
-        api.get(&format!("/api/v1/enforce/hold/{token3}?wait=31"))
-            .status,
-        400
-    );
+    for wait in ["31", "-1"] {
+        let out = api.get(&format!("/api/v1/enforce/hold/{token3}?wait={wait}"));
+        let err = out.error(400, "invalid_request");
+        assert_eq!(err["field"], "wait", "{wait}");
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains("from 0 to 30"), "{wait}: {message}");
+    }
     // Another organization sees none of it.
     let other = backend.create_org("Other", &[]);
     let stranger = w.api(&other.live_key);
@@ -1539,7 +1590,10 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         .trim()
         .to_string();
     let (last_sequence, last_id) = last.split_once(' ').unwrap();
-    backend.sql("UPDATE audit_heads SET hash = '00' || substr(hash, 3) WHERE environment = 'live'");
+    backend.sql(
+        "UPDATE audit_heads SET hash = (CASE WHEN substr(hash, 1, 2) = '00' THEN 'ff' ELSE '00' END) \
+         || substr(hash, 3) WHERE environment = 'live'",
+    );
     let v = api.get("/api/v1/audit/verify");
     let b = &v.body["data"]["first_break"];
     assert_eq!(b["sequence"].to_string(), last_sequence, "{}", v.text);
@@ -1620,6 +1674,59 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let ready = api.get("/readyz");
     assert_eq!(ready.body["checks"]["audit_chain"], "ok", "{}", ready.text);
     assert_eq!(ready.body["status"], "ready", "{}", ready.text);
+    // A head copied out earlier is an anchor: a chain cut back past it,
+    // or rebuilt from before it, is consistent in itself but fails it.
+    let v = api.get("/api/v1/audit/verify").body["data"].clone();
+    let (anchor_sequence, anchor_hash) = (
+        v["head_sequence"].as_i64().unwrap(),
+        v["head_hash"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(anchor_hash.len(), 64, "{v}");
+    let anchored = || {
+        api.get(&format!(
+            "/api/v1/audit/verify?anchor_sequence={anchor_sequence}&anchor_hash={anchor_hash}"
+        ))
+        .body["data"]
+            .clone()
+    };
+    assert_eq!(anchored()["valid"], true);
+    backend.sql(&format!(
+        "DELETE FROM audit_log WHERE environment = 'live' AND sequence = {anchor_sequence}"
+    ));
+    backend.sql(&format!(
+        "UPDATE audit_heads SET sequence = {anchor_sequence} - 1, hash = (SELECT hash FROM audit_log \
+         WHERE environment = 'live' AND sequence = {anchor_sequence} - 1) WHERE environment = 'live'"
+    ));
+    let cut = api.get("/api/v1/audit/verify").body["data"].clone();
+    assert_eq!(cut["valid"], true, "{cut}");
+    let cut = anchored();
+    assert_eq!(cut["valid"], false, "{cut}");
+    assert_eq!(cut["first_break"]["sequence"], anchor_sequence, "{cut}");
+    assert!(cut["first_break"]["audit_id"].is_null(), "{cut}");
+    assert!(cut["head_hash"].is_null(), "{cut}");
+    let rewritten = write();
+    assert_eq!(rewritten.status, 200, "{}", rewritten.text);
+    let v = anchored();
+    assert_eq!(v["first_break"]["sequence"], anchor_sequence, "{v}");
+    assert_eq!(
+        v["first_break"]["audit_id"], rewritten.body["data"]["audit_id"],
+        "{v}"
+    );
+    assert!(
+        v["first_break"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rewritten"),
+        "{v}"
+    );
+    for (query, field) in [
+        ("anchor_sequence=3", "anchor_hash"),
+        ("anchor_hash=abc&anchor_sequence=3", "anchor_hash"),
+        ("anchor_sequence=0&anchor_hash=", "anchor_sequence"),
+    ] {
+        let r = api.get(&format!("/api/v1/audit/verify?{query}"));
+        assert_eq!(r.error(400, "invalid_request")["field"], field, "{query}");
+    }
     // A record whose stored form no longer parses is named by verify, and
     // shown by its columns, marked unreadable, wherever it is read: the
     // list pages past it, and its agent's calls go on, after a restart too.
@@ -2249,8 +2356,15 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     let sdk = api.with_key(&bound);
     let r = sdk.get(&format!("/api/v1/audit?agent_id={agent}"));
     assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
-    let r = sdk.get("/api/v1/holds?agent_id=clash-bot");
-    assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
+    // Whether the other agent exists or not: the answer tells nothing.
+    for path in [
+        "/api/v1/holds?agent_id=clash-bot",
+        "/api/v1/holds?agent_id=no-such-bot",
+        "/api/v1/audit?agent_id=no-such-bot",
+    ] {
+        let r = sdk.get(path);
+        assert_eq!(r.error(403, "forbidden")["field"], "agent_id", "{path}");
+    }
     assert_eq!(
         sdk.get(&format!("/api/v1/audit?agent_id={billing}")).status,
         200
@@ -2632,6 +2746,33 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
             .starts_with("step-up approved by "),
         "{r}"
     );
+    // An edit of the agent stands in the way only of a holding condition
+    // that reads the agent.
+    policy(
+        &api,
+        json!({"name": "big payments", "action_pattern": "pay.big", "decision": "step_up",
+               "condition": "args.amount > 1000"}),
+    );
+    policy(
+        &api,
+        json!({"name": "tagged payments", "action_pattern": "pay.tagged", "decision": "step_up",
+               "condition": "args.amount > 1000 && !('vip' in agent.tags)"}),
+    );
+    for (tool, stands) in [("pay.big", true), ("pay.tagged", false)] {
+        let call = json!({"agent_id": "pay-bot", "tool_name": tool, "tool_args": {"amount": 5000}});
+        let redeem = approved_redemption(&api, &call);
+        std::thread::sleep(Duration::from_millis(20));
+        let r = api.patch("/api/v1/agents/pay-bot", &json!({"description": tool}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = poll(redeem["hold_token"].as_str().unwrap());
+        if stands {
+            assert_eq!(r["resolution"], "ALLOW", "{r}");
+        } else {
+            assert_eq!(r["resolution"], "BLOCK", "{r}");
+            let reason = r["reason"].as_str().unwrap();
+            assert!(reason.contains("the agent, which changed"), "{r}");
+        }
+    }
 
     // A key revoked while its poll waits gets no answer: not when the hold
     // is approved (ALLOW on the SDK's poll would spend the approval), and
@@ -2676,6 +2817,32 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         redeem["hold_token"] = d["hold_token"].clone();
         assert_eq!(enforce(&api, redeem)["decision"], "allow");
     }
+
+    // A client that gave up its SDK poll before the approval came spends
+    // nothing: the approval waits for a poll that is read.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "steady-bot", "tool_name": "notes.read", "tool_args": {"gave_up": true}}),
+    );
+    let token = d["hold_token"].as_str().unwrap();
+    let addr = w.base.trim_start_matches("http://").to_string();
+    let mut client = std::net::TcpStream::connect(&addr).unwrap();
+    let request = format!(
+        "GET /v1/enforce/hold/{token}?wait=30 HTTP/1.1\r\nHost: {addr}\r\nX-Api-Key: {}\r\n\r\n",
+        t.live_key
+    );
+    std::io::Write::write_all(&mut client, request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(client);
+    approve_first_pending(&api);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let hold = d["hold_id"].as_str().unwrap();
+    let held = api.get(&format!("/api/v1/holds/{hold}"));
+    assert!(held.body["data"]["redeemed_at"].is_null(), "{}", held.text);
+    let r = thoth_poll(&api, &t.live_key, token);
+    assert_eq!(r["resolution"], "ALLOW", "{r}");
+    let r = thoth_poll(&api, &t.live_key, token);
+    assert_eq!(r["resolution"], "BLOCK", "{r}");
 }
 
 fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {

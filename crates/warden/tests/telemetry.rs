@@ -241,6 +241,8 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("severity:loud", 1),
         ("message:[a TO b]", 1),
         ("a/b* c/d* e/f* g/h* i/j*", 21),
+        ("host:web-01\u{200b}", 12),
+        ("\u{202e}sshd", 1),
     ] {
         let r = api.post("/api/v1/siem/search", &json!({"query": query}));
         let e = r.error(400, "invalid_request");
@@ -955,6 +957,19 @@ fn syslog_port(w: &Warden, proto: &str) -> String {
         .expect("syslog address printed")
 }
 
+/// A server with both syslog listeners on ports of its choosing, for `org_id`.
+fn start_with_syslog(backend: &Backend, org_id: &str) -> Warden {
+    let args = [
+        "--syslog-udp",
+        "127.0.0.1:0",
+        "--syslog-tcp",
+        "127.0.0.1:0",
+        "--syslog-org",
+        org_id,
+    ];
+    Warden::start(backend, &args)
+}
+
 fn logger(args: &[&str]) {
     let out = std::process::Command::new("logger")
         .args(args)
@@ -990,17 +1005,7 @@ fn logger_with_sd_param(udp_port: &str, param: &str, tag: &str, message: &str) {
 fn syslog_from_the_real_logger(backend: &Backend) {
     let t = backend.init();
     let other = backend.create_org("Elsewhere", &[]);
-    let w = Warden::start(
-        backend,
-        &[
-            "--syslog-udp",
-            "127.0.0.1:0",
-            "--syslog-tcp",
-            "127.0.0.1:0",
-            "--syslog-org",
-            &t.org_id,
-        ],
-    );
+    let w = start_with_syslog(backend, &t.org_id);
     let api = w.api(&t.live_key);
     let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
     let host = ["-n", "127.0.0.1"];
@@ -2448,8 +2453,39 @@ fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Back
     assert!(out.status.success(), "no keys were made: {out:?}");
 }
 
+/// Syslog messages read before a shutdown are stored before the process
+/// exits: those a TCP sender had written, and datagrams in the socket.
+fn syslog_read_before_a_shutdown_is_stored(backend: &Backend) {
+    use std::io::Write;
+    let t = backend.init();
+    let w = start_with_syslog(backend, &t.org_id);
+    let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    let mut bytes = Vec::new();
+    for i in 0..20_000 {
+        let line = format!("<14>1 2026-12-05T10:00:00Z h1 shutdownt - - - seq {i}\n");
+        bytes.extend_from_slice(line.as_bytes());
+    }
+    stream.write_all(&bytes).unwrap();
+    drop(stream);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200 {
+        let datagram = format!("<14>1 2026-12-05T10:00:00Z h1 shutdownu - - - seq {i}");
+        socket
+            .send_to(datagram.as_bytes(), format!("127.0.0.1:{udp}"))
+            .unwrap();
+    }
+    assert!(w.terminate().success());
+    assert_eq!(store_count(backend, &t.org_id), 20_200);
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    wait_total(&api, "program:shutdownt", 20_000);
+    wait_total(&api, "program:shutdownu", 200);
+}
+
 on_every_backend!(
     idle_syslog_connections_give_way_and_start_up_is_checked_first,
+    syslog_read_before_a_shutdown_is_stored,
     every_operator_of_the_language,
     totals_histograms_and_pages_are_exact,
     the_index_recovers_from_failed_commits,

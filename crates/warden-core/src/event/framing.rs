@@ -1,7 +1,8 @@
 //! Syslog over TCP: splitting a byte stream into messages (RFC 6587).
 //!
-//! Each frame chooses its own method. One that starts with ASCII digits and
-//! a space is octet-counted (`MSG-LEN SP SYSLOG-MSG`, exactly MSG-LEN bytes);
+//! Each frame chooses its own method. One that starts with ASCII digits, a
+//! space and `<` (the message's `<PRI>`) is octet-counted (`MSG-LEN SP
+//! SYSLOG-MSG`, exactly MSG-LEN bytes);
 //! anything else is non-transparent: a line up to `\n`, without a trailing
 //! `\r`, and empty lines are skipped.
 //!
@@ -254,6 +255,15 @@ fn head(pending: &[u8]) -> Head {
     if digits == 0 || pending[digits] != b' ' {
         return Head::Line;
     }
+    // A counted frame's message is a syslog message, which opens with
+    // `<PRI>`: a line such as `9 lives left` is a line.
+    // `0 ` alone is an empty counted frame, skipped.
+    let empty = pending[..digits].iter().all(|&d| d == b'0');
+    match pending.get(digits + 1) {
+        None if !empty => return Head::Undecided,
+        Some(b) if *b != b'<' && !empty => return Head::Line,
+        _ => {}
+    }
     // Saturates: a length too large to hold is too large for any limit.
     let len = pending[..digits].iter().fold(0u64, |n, d| {
         n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
@@ -315,17 +325,19 @@ mod tests {
             b"<13>Nov 24 10:00:00 host1 root: line\nwith a newline\n",
         ));
         stream.extend_from_slice(b"<13>Nov 24 10:00:00 host1 root: crlf\r\n");
-        stream.extend(counted(b"5 is short"));
+        stream.extend(counted(b"<5>is short"));
         stream.extend_from_slice(b"0 \n"); // An empty octet-counted frame, then an empty line.
         stream.extend_from_slice(b"42\n"); // Digits alone are a line.
+        stream.extend_from_slice(b"9 lives left\n"); // No `<PRI>` after the count: a line.
         stream.extend_from_slice(b"<13>Nov 24 10:00:00 host1 root: no newline at the end");
         let frames = vec![
             FIVE_424.to_vec(),
             THREE_164.to_vec(),
             b"<13>Nov 24 10:00:00 host1 root: line\nwith a newline\n".to_vec(),
             b"<13>Nov 24 10:00:00 host1 root: crlf".to_vec(),
-            b"5 is short".to_vec(),
+            b"<5>is short".to_vec(),
             b"42".to_vec(),
+            b"9 lives left".to_vec(),
             b"<13>Nov 24 10:00:00 host1 root: no newline at the end".to_vec(),
         ];
         (stream, frames)
@@ -373,7 +385,8 @@ mod tests {
     #[test]
     fn frames_up_to_the_limit_pass() {
         let max = 16;
-        let exact = vec![b'a'; max];
+        let mut exact = vec![b'a'; max];
+        exact[0] = b'<';
         let mut stream = counted(&exact);
         stream.extend_from_slice(&exact);
         stream.extend_from_slice(b"\r\n");
@@ -390,14 +403,14 @@ mod tests {
     #[test]
     fn an_oversized_count_is_skipped_by_its_length() {
         let mut framer = Framer::new(100);
-        framer.push(b"5 hello101 ");
-        assert_eq!(framer.next_frame(), Some(Ok(b"hello".to_vec())));
+        framer.push(b"5 <hell101 <");
+        assert_eq!(framer.next_frame(), Some(Ok(b"<hell".to_vec())));
         let error = FramingError::FrameTooLong { len: 101, max: 100 };
         assert_eq!(framer.next_frame(), Some(Err(error)));
         // Its 101 bytes arrive in pieces and are skipped; the next frame is read.
         framer.push(&[b'z'; 60]);
         assert_eq!(framer.next_frame(), None);
-        framer.push(&[b'z'; 41]);
+        framer.push(&[b'z'; 40]);
         framer.push(b"<13>more\n");
         assert_eq!(framer.next_frame(), Some(Ok(b"<13>more".to_vec())));
         assert_eq!(framer.next_frame(), None);
@@ -408,7 +421,7 @@ mod tests {
         );
         // Up to sixteen times the limit is still skipped by its length.
         let mut framer = Framer::new(100);
-        framer.push(b"1600 ");
+        framer.push(b"1600 <");
         assert_eq!(
             framer.next_frame(),
             Some(Err(FramingError::FrameTooLong {
@@ -416,15 +429,15 @@ mod tests {
                 max: 100
             }))
         );
-        framer.push(&[b'z'; 1600]);
-        framer.push(b"3 abc");
-        assert_eq!(framer.next_frame(), Some(Ok(b"abc".to_vec())));
+        framer.push(&[b'z'; 1599]);
+        framer.push(b"4 <abc");
+        assert_eq!(framer.next_frame(), Some(Ok(b"<abc".to_vec())));
     }
 
     #[test]
     fn an_implausible_count_ends_the_stream_instead_of_swallowing_it() {
         // Known as soon as the header is complete, and for any number.
-        let (_, error) = run(100, &[b"99999999999999999999999999 "]);
+        let (_, error) = run(100, &[b"99999999999999999999999999 <"]);
         let error = error.unwrap();
         assert_eq!(
             error,
@@ -437,7 +450,7 @@ mod tests {
         assert!(!FramingError::FrameTooLong { len: 101, max: 100 }.is_fatal());
         // Nothing after it is framed: the connection is to be closed.
         let mut framer = Framer::new(100);
-        framer.push(b"1601 x\n<13>next\n");
+        framer.push(b"1601 <x\n<13>next\n");
         assert!(matches!(
             framer.next_frame(),
             Some(Err(FramingError::Implausible { len: 1601, .. }))

@@ -171,7 +171,7 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
         None => event.message = clean_message(text),
         Some(rest) if rest.trim().is_empty() => return Err(SyslogError::Empty),
         Some(rest) => {
-            let (rest, fraction_ms) = match without_3164_fraction(rest) {
+            let (rest, fraction_ms) = match rewrite_3164_time(rest) {
                 Some((text, ms)) => (std::borrow::Cow::Owned(text), ms),
                 None => (std::borrow::Cow::Borrowed(rest), 0),
             };
@@ -434,13 +434,18 @@ fn split_priority(after: &str) -> Result<(u8, &str), SyslogError> {
     Ok((value as u8, &after[digits + 1..]))
 }
 
-/// An RFC 3164 time with a fraction of a second (`Dec  5 23:01:02.456`,
-/// or `,456`; Cisco IOS writes `23:01:02.456:` with `service timestamps
-/// log datetime msec`):
-/// the parser reads no fraction there and would take `.456` for the host,
-/// so the fraction is taken out of the text and its milliseconds returned.
-/// A leap second's `60` is read as `59` and 999 milliseconds.
-fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
+/// An RFC 3164 time in a shape the parser does not read, rewritten to one
+/// it does, with the milliseconds it cannot hold returned apart:
+/// - a fraction of a second (`Dec  5 23:01:02.456`, or `,456`; Cisco IOS
+///   writes `23:01:02.456:` with `service timestamps log datetime msec`),
+///   which the parser would take for the host, is taken out;
+/// - a leap second's `60` is read as `59` and 999 milliseconds;
+/// - a zone letter right after the time (`23:01:02Z`) is dropped: the
+///   time is read as UTC anyway;
+/// - a year after the time (`Dec  5 23:01:02 2019 host1`), which the
+///   parser would take for the host, is moved before it, where it reads
+///   one (`Dec  5 2019 23:01:02 host1`).
+fn rewrite_3164_time(rest: &str) -> Option<(String, Millis)> {
     let b = rest.as_bytes();
     let month = b.get(..4)?;
     if !(month[0].is_ascii_uppercase()
@@ -474,30 +479,53 @@ fn without_3164_fraction(rest: &str) -> Option<(String, Millis)> {
     // A leap second (`23:59:60`), which the parser refuses, is the last
     // millisecond of the second before it, as in RFC 3339 times.
     let leap = &clock[6..8] == b"60";
-    // The text with its time's seconds as the parser reads them, and
-    // what followed them from `after`: made only when something changes.
-    let rewritten = |after: usize| {
-        let seconds = if leap { "59" } else { &rest[at + 6..at + 8] };
-        format!("{}{seconds}{}", &rest[..at + 6], &rest[after..])
-    };
-    if !matches!(b.get(at + 8), Some(b'.' | b',')) {
-        return leap.then(|| (rewritten(at + 8), 999));
+    let mut ms = if leap { 999 } else { 0 };
+    let mut changed = leap;
+    // Where the text after the time, as the parser is to read it, starts.
+    let mut after = at + 8;
+    if matches!(b.get(after), Some(b'.' | b',')) {
+        let start = after + 1;
+        let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        // A space after it, a zone letter, or Cisco's colon
+        // (`23:01:02.456: %SYS-5-…`), which the parser reads as it reads
+        // `23:01:02: %SYS-5-…`.
+        if !(1..=9).contains(&digits) || !matches!(b.get(start + digits), Some(b' ' | b':' | b'Z'))
+        {
+            return None;
+        }
+        if !leap {
+            ms = format!("{:0<3}", &rest[start..start + digits.min(3)])
+                .parse()
+                .ok()?;
+        }
+        after = start + digits;
+        changed = true;
     }
-    let start = at + 9;
-    let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
-    // A space after it, or Cisco's colon (`23:01:02.456: %SYS-5-…`),
-    // which the parser reads as it reads `23:01:02: %SYS-5-…`.
-    if !(1..=9).contains(&digits) || !matches!(b.get(start + digits), Some(b' ' | b':')) {
+    if b.get(after) == Some(&b'Z') && b.get(after + 1) == Some(&b' ') {
+        after += 1;
+        changed = true;
+    }
+    let year = b
+        .get(after..after + 6)
+        .filter(|y| y[0] == b' ' && y[5] == b' ' && y[1..5].iter().all(u8::is_ascii_digit))
+        .map(|_| &rest[after + 1..after + 5])
+        .filter(|y| ("1970".."3000").contains(y));
+    if year.is_some() {
+        after += 5;
+        changed = true;
+    }
+    if !changed {
         return None;
     }
-    let ms = if leap {
-        999
-    } else {
-        format!("{:0<3}", &rest[start..start + digits.min(3)])
-            .parse()
-            .ok()?
-    };
-    Some((rewritten(start + digits), ms))
+    let seconds = if leap { "59" } else { &rest[at + 6..at + 8] };
+    let year = year.map(|y| format!("{y} ")).unwrap_or_default();
+    let text = format!(
+        "{}{year}{}{seconds}{}",
+        &rest[..at],
+        &rest[at..at + 6],
+        &rest[after..]
+    );
+    Some((text, ms))
 }
 
 /// RFC 3164 times have no year: the year Warden received the message in,
@@ -1329,6 +1357,38 @@ mod tests {
             assert_eq!(m.event.program.as_deref(), Some("app"), "{line}");
             assert_eq!(m.event.message, "leap", "{line}");
         }
+        // A year after the time, a zone letter: the header is read.
+        for (line, at) in [
+            (
+                "<13>Dec  5 23:01:02 2019 host32 app: c32",
+                "2019-12-05T23:01:02Z",
+            ),
+            (
+                "<13>Dec  5 2019 23:01:02 host32 app: c32",
+                "2019-12-05T23:01:02Z",
+            ),
+            (
+                "<13>Dec  5 23:01:02Z host32 app: c32",
+                "2025-12-05T23:01:02Z",
+            ),
+            (
+                "<13>Dec  5 23:01:02.123Z host32 app: c32",
+                "2025-12-05T23:01:02.123Z",
+            ),
+            (
+                "<13>Dec  5 23:01:02.123Z 2024 host32 app: c32",
+                "2024-12-05T23:01:02.123Z",
+            ),
+        ] {
+            let m = ok(line);
+            assert_eq!(m.event.timestamp, time(at), "{line}");
+            assert_eq!(m.event.host.as_deref(), Some("host32"), "{line}");
+            assert_eq!(m.event.program.as_deref(), Some("app"), "{line}");
+            assert_eq!(m.event.message, "c32", "{line}");
+        }
+        // A number after the time that is no year stays the host.
+        let m = ok("<13>Dec  5 23:01:02 1234 app: c32");
+        assert_eq!(m.event.host.as_deref(), Some("1234"));
     }
 
     #[test]

@@ -357,15 +357,24 @@ pub async fn approval_stands(
             ));
         }
         // (Its version is the hold's, checked above: only the agent and
-        // what moves on can have changed.)
-        if held_by.condition.is_some() && (agent.updated_at > hold.created_at || moves_on(held_by))
-        {
-            return Ok(Err(
-                "the condition of the policy that held the call reads what may have changed since \
-                 the call was held (the agent, the session or the time); submit the call again \
-                 with its hold token"
-                    .into(),
-            ));
+        // what moves on can have changed. It selected the agent then, and
+        // does now, so an agent's change matters only to a condition that
+        // reads the agent.)
+        if let Some(condition) = &held_by.condition {
+            let changed = [
+                (agent.updated_at > hold.created_at && condition.reads("agent"))
+                    .then_some("the agent, which changed"),
+                condition.reads("session").then_some("the session"),
+                condition.reads("now").then_some("the time"),
+            ];
+            let changed: Vec<&str> = changed.into_iter().flatten().collect();
+            if !changed.is_empty() {
+                return Ok(Err(format!(
+                    "the condition of the policy that held the call reads what may have changed \
+                     since the call was held ({}); submit the call again with its hold token",
+                    changed.join(", ")
+                )));
+            }
         }
     }
     let outranking = candidates

@@ -8,6 +8,7 @@ pub mod drift;
 pub mod enforce;
 pub mod engine;
 pub mod holds;
+pub mod orphan_holds;
 pub mod policies;
 pub mod verify;
 

@@ -13,6 +13,7 @@ use warden_store::Companion;
 use super::audit_log::AppendError;
 use super::engine::DEFAULT_DECISION;
 use super::holds::append_error;
+use super::orphan_holds::{deny_orphaned_holds, Orphans};
 use super::Governance;
 use crate::auth::Principal;
 use crate::services::ServiceResult;
@@ -226,7 +227,11 @@ pub async fn delete(g: &Governance, principal: &Principal, id: &str) -> ServiceR
         )
         .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let orphans = Orphans::OfPolicy(&record.id);
+                deny_orphaned_holds(g, principal, orphans).await;
+                return Ok(());
+            }
             Err(AppendError::Precondition) => continue,
             Err(e) => return Err(append_error(e)),
         }

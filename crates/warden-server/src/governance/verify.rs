@@ -25,7 +25,16 @@ pub struct Break {
 pub struct Verification {
     pub records_checked: i64,
     pub head_sequence: i64,
+    /// The head's hash, where the chain is whole: a copy kept elsewhere
+    /// is an anchor a later verification can be asked to check.
+    pub head_hash: Option<String>,
     pub first_break: Option<Break>,
+}
+
+/// A record's sequence and hash as copied out of Warden earlier.
+pub struct Anchor {
+    pub sequence: i64,
+    pub hash: String,
 }
 
 /// Rounds of catching up with records appended during the walk before
@@ -45,6 +54,7 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
     let broken = |passed: u64, head_sequence, sequence, audit_id, reason| Verification {
         records_checked: passed as i64,
         head_sequence,
+        head_hash: None,
         first_break: Some(Break {
             sequence,
             audit_id,
@@ -130,6 +140,7 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
                 return Ok(Verification {
                     records_checked: last,
                     head_sequence,
+                    head_hash: (last > 0).then_some(head_hash),
                     first_break: None,
                 });
             }
@@ -160,4 +171,38 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
     Err(StoreError::Unavailable(
         "the audit chain grew faster than it could be walked; try again".into(),
     ))
+}
+
+/// Checks a whole chain against an anchor copied out of it earlier: a
+/// chain rebuilt from before the anchor, or cut back past it, is
+/// consistent in itself, and only a copy kept elsewhere tells.
+pub async fn check_anchor(
+    store: &dyn Store,
+    tenant: &Tenant,
+    anchor: &Anchor,
+    v: &mut Verification,
+) -> Result<(), StoreError> {
+    if v.first_break.is_some() {
+        return Ok(());
+    }
+    let at = store
+        .audit_chain_after(tenant, anchor.sequence - 1, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|(r, _)| r.sequence == anchor.sequence);
+    let reason = match &at {
+        None => "no record stands at the anchor's sequence: the chain was cut back before it",
+        Some((r, _)) if !digests_match(&r.hash, &anchor.hash.to_ascii_lowercase()) => {
+            "the record at the anchor's sequence does not hold the anchor's hash: the chain was rewritten there or before"
+        }
+        Some(_) => return Ok(()),
+    };
+    v.head_hash = None;
+    v.first_break = Some(Break {
+        sequence: anchor.sequence,
+        audit_id: at.map(|(_, columns)| columns.id),
+        reason,
+    });
+    Ok(())
 }

@@ -238,8 +238,9 @@ fn decision_body(bytes: &[u8]) -> Result<(), ApiError> {
     };
     let (line, column) = line_and_column(bytes, at);
     let message = match refusal {
-        Refusal::InexactInteger => "a whole number here has more digits than 64 bits hold, and \
-             would be kept only approximately; send it as a string"
+        Refusal::InexactInteger => "a whole number here is beyond what 64 bits hold, and would \
+             be kept only approximately: no setting takes one so large, and a value inside a \
+             call's arguments or an event's fields can be sent as a string"
             .to_string(),
         Refusal::TooDeep => format!(
             "arrays and objects here nest more than {MAX_DEPTH} levels deep, more than a decision keeps"

@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod framing;
+pub mod peer;
 pub mod query_params;
 pub mod request_id;
 pub mod sealed_cursor;

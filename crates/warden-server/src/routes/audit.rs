@@ -291,17 +291,33 @@ pub struct VerificationView {
     pub records_checked: i64,
     /// The sequence number of the chain's last record.
     pub head_sequence: i64,
+    /// The last record's hash, where the chain is valid: kept elsewhere
+    /// with `head_sequence`, it is an anchor to verify against later.
+    pub head_hash: Option<String>,
     pub first_break: Option<ChainBreakView>,
+}
+
+/// An anchor copied out of an earlier verification.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// A sequence number whose hash was kept elsewhere (with `anchor_hash`).
+    #[param(minimum = 1)]
+    pub anchor_sequence: Option<i64>,
+    /// The hash kept for `anchor_sequence` (64 hexadecimal digits).
+    pub anchor_hash: Option<String>,
 }
 
 /// Re-walk this environment's audit chain and name the first record that
 /// does not match.
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", params(VerifyQuery),
     responses((status = 200, description = "The verification", body = DataEnvelope<VerificationView>)),
     security(("bearer" = ["audit.read"])))]
 pub async fn verify_audit(
     State(state): State<AppState>,
     principal: Principal,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
 ) -> ApiResult<ApiData<VerificationView>> {
     principal.require("audit.read")?;
     if principal.agent_id.is_some() {
@@ -309,15 +325,51 @@ pub async fn verify_audit(
             "a key bound to an agent cannot verify the whole chain",
         ));
     }
-    let v = verify::verify(state.store.as_ref(), &principal.tenant()).await?;
+    let anchor = anchor(q)?;
+    let tenant = principal.tenant();
+    let mut v = verify::verify(state.store.as_ref(), &tenant).await?;
+    if let Some(anchor) = &anchor {
+        verify::check_anchor(state.store.as_ref(), &tenant, anchor, &mut v).await?;
+    }
     Ok(ok(VerificationView {
         valid: v.first_break.is_none(),
         records_checked: v.records_checked,
         head_sequence: v.head_sequence,
+        head_hash: v.head_hash,
         first_break: v.first_break.map(|b| ChainBreakView {
             sequence: b.sequence,
             audit_id: b.audit_id,
             reason: b.reason.to_string(),
         }),
     }))
+}
+
+/// The anchor of a verification: both parameters or neither.
+fn anchor(q: VerifyQuery) -> Result<Option<verify::Anchor>, ApiError> {
+    match (q.anchor_sequence, q.anchor_hash) {
+        (None, None) => Ok(None),
+        (Some(sequence), Some(hash)) => {
+            if sequence < 1 {
+                return Err(ApiError::invalid(
+                    "anchor_sequence",
+                    "anchor_sequence is a record's sequence number, 1 or more",
+                ));
+            }
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::invalid(
+                    "anchor_hash",
+                    "anchor_hash is a record's hash: 64 hexadecimal digits",
+                ));
+            }
+            Ok(Some(verify::Anchor { sequence, hash }))
+        }
+        (Some(_), None) => Err(ApiError::invalid(
+            "anchor_hash",
+            "anchor_hash is required with anchor_sequence",
+        )),
+        (None, Some(_)) => Err(ApiError::invalid(
+            "anchor_sequence",
+            "anchor_sequence is required with anchor_hash",
+        )),
+    }
 }

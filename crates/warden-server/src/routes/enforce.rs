@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -16,14 +17,14 @@ use warden_policy::CallFacts;
 
 use super::policies::{CreatePolicy, DecisionName};
 use super::wire::opt_time;
-use crate::auth::{KeyRing, Principal};
+use crate::auth::Principal;
 use crate::governance::enforce::{self as service, CallRequest, Verdict};
 use crate::governance::engine::TenantPolicies;
 use crate::governance::holds::{expire_if_due, MAX_WAIT_SECONDS};
-use crate::governance::Governance;
 use crate::http::envelope::{ok, ApiData, DataEnvelope};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, ResourceId, UniqueJson};
+use crate::http::peer::PeerLink;
 use crate::http::unique_keys::unique_keys;
 use crate::state::AppState;
 
@@ -222,25 +223,42 @@ pub fn hold_state(h: &Hold, now: i64) -> HoldState {
 pub struct WaitQuery {
     /// Seconds to wait for a resolution, 0 to 30 (default 0: answer now).
     #[param(minimum = 0, maximum = 30)]
-    pub wait: Option<u64>,
+    pub wait: Option<i64>,
 }
 
-/// Reads a hold by its token, waiting up to `wait` for it to resolve.
+/// A hold as a poll found it.
+pub struct Polled {
+    pub hold: Hold,
+    /// The client went away while the poll waited: nobody reads the answer,
+    /// so nothing may be spent on it.
+    pub abandoned: bool,
+}
+
+/// Reads a hold by its token, waiting up to `wait` for it to resolve (and
+/// no longer once `peer` has hung up).
 pub async fn poll_hold(
-    g: &Governance,
+    state: &AppState,
     principal: &Principal,
-    admitted: (&KeyRing, &HeaderMap),
+    headers: &HeaderMap,
+    peer: Option<Extension<PeerLink>>,
     token: &str,
-    wait: Option<u64>,
-) -> Result<Hold, ApiError> {
+    wait: Option<i64>,
+) -> Result<Polled, ApiError> {
     principal.require("enforce")?;
-    let wait = wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECONDS {
+    let (g, admitted) = (&state.governance, (&state.keys, headers));
+    let peer = peer.map(|Extension(link)| link);
+    // Read as signed so that `-1` is told the range, not "digits only".
+    let Some(wait) = wait
+        .unwrap_or(0)
+        .try_into()
+        .ok()
+        .filter(|w| *w <= MAX_WAIT_SECONDS)
+    else {
         return Err(ApiError::invalid(
             "wait",
-            format!("wait is at most {MAX_WAIT_SECONDS} seconds"),
+            format!("wait is a number of seconds from 0 to {MAX_WAIT_SECONDS}"),
         ));
-    }
+    };
     let tenant = principal.tenant();
     let digest = hold::token_digest(token);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -267,8 +285,9 @@ pub async fn poll_hold(
         }
         let h = expire_if_due(g.store.as_ref(), &g.audit, &g.waiters, &tenant, h).await?;
         let now = tokio::time::Instant::now();
-        if h.status != HoldStatus::Pending || now >= deadline || g.waiters.closing() {
-            return Ok(h);
+        let abandoned = waited && peer.is_some_and(|p| p.hung_up());
+        if h.status != HoldStatus::Pending || now >= deadline || g.waiters.closing() || abandoned {
+            return Ok(Polled { hold: h, abandoned });
         }
         let until_expiry = Duration::from_millis((h.expires_at - now_ms()).max(0) as u64 + 5);
         let still_pending = || async {
@@ -298,12 +317,12 @@ pub async fn get_hold_by_token(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    peer: Option<Extension<PeerLink>>,
     ResourceId(token): ResourceId,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<ApiData<HoldState>> {
-    let admitted = (&state.keys, &headers);
-    let h = poll_hold(&state.governance, &principal, admitted, &token, q.wait).await?;
-    Ok(ok(hold_state(&h, warden_core::time::now_ms())))
+    let polled = poll_hold(&state, &principal, &headers, peer, &token, q.wait).await?;
+    Ok(ok(hold_state(&polled.hold, warden_core::time::now_ms())))
 }
 
 /// A hypothetical call and, optionally, a proposed policy.

@@ -140,6 +140,7 @@ pub async fn list_holds(
     let filter = HoldFilter {
         status: q.status.map(status),
         agent_id,
+        policy_id: None,
         now,
     };
     let page = state
@@ -239,10 +240,21 @@ async fn decide(
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty());
     if let Some(c) = &comment {
-        if c.chars().count() > MAX_COMMENT || c.chars().any(|ch| ch.is_control() && ch != '\n') {
+        if c.chars().count() > MAX_COMMENT {
             return Err(ApiError::invalid(
                 "comment",
-                format!("comment is at most {MAX_COMMENT} characters, without control characters"),
+                format!("comment is at most {MAX_COMMENT} characters"),
+            ));
+        }
+        if let Some((at, ch)) = c.chars().enumerate().find(|(_, ch)| unfit_in_comment(*ch)) {
+            return Err(ApiError::invalid(
+                "comment",
+                format!(
+                    "comment must not contain control or direction-changing characters \
+                     (U+{:04X} at character {}); line breaks and tabs are kept",
+                    ch as u32,
+                    at + 1
+                ),
             ));
         }
     }
@@ -318,4 +330,12 @@ pub async fn deny_hold(
     Ok(ok(
         view_with_arguments(&state, &principal, h, now_ms()).await?
     ))
+}
+
+/// A comment is shown to the agent (in its hold's reason) and in the
+/// audit log: text that reorders itself there (`U+202E`) could make a
+/// denial read as an approval. Line breaks and tabs are plain text.
+fn unfit_in_comment(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        || matches!(c as u32, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
 }

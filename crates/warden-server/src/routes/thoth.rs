@@ -5,6 +5,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -29,6 +30,7 @@ use crate::http::envelope::ApiData;
 use crate::http::error::ApiResult;
 use crate::http::error::{ApiError, ItemError};
 use crate::http::extract::{AnyJson, ApiQuery, ResourceId, UniqueJson};
+use crate::http::peer::PeerLink;
 use crate::http::unique_keys::UniqueKeys;
 use crate::state::AppState;
 use crate::telemetry::ingest::bind_to_agent;
@@ -144,11 +146,12 @@ pub async fn thoth_hold(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    peer: Option<Extension<PeerLink>>,
     ResourceId(token): ResourceId,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<ThothHold>> {
-    let admitted = (&state.keys, &headers);
-    let h = poll_hold(&state.governance, &principal, admitted, &token, q.wait).await?;
+    let polled = poll_hold(&state, &principal, &headers, peer, &token, q.wait).await?;
+    let h = polled.hold;
     // The SDK runs the call as soon as its poll answers ALLOW, without
     // asking again: that answer is the approval's one use, audited as a
     // decision. Once used, by a poll or by a re-submission of the call,
@@ -168,6 +171,17 @@ pub async fn thoth_hold(
             decided_by: h.decided_by.clone(),
         })
     };
+    if status == HoldStatus::Approved && polled.abandoned {
+        // The client that waited is gone: the approval stays for its next
+        // poll (or a re-submission) rather than being spent unread.
+        return Ok(Json(ThothHold {
+            resolved: false,
+            resolution: None,
+            status: status.as_str().into(),
+            reason: Some("approved; poll again to use the approval".into()),
+            decided_by: h.decided_by.clone(),
+        }));
+    }
     if status == HoldStatus::Approved {
         if h.redeemed_at.is_some() {
             return Ok(block("the hold's approval was already used".into()));

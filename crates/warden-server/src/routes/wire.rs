@@ -179,6 +179,9 @@ pub async fn agent_filter(
                 None if warden_core::agent::looks_like_agent_id(&reference) => {
                     Some(reference.to_ascii_lowercase())
                 }
+                // A key bound to an agent is told the same of every other
+                // name, so that it cannot learn which agents exist.
+                None if principal.agent_id.is_some() => return Err(bound_elsewhere()),
                 // An external id no agent has: an empty answer would read
                 // as "no activity" where the name is mistyped, or belonged
                 // to an agent since deleted.
@@ -195,13 +198,15 @@ pub async fn agent_filter(
         None => None,
     };
     match (&principal.agent_id, resolved) {
-        (Some(bound), Some(other)) if *bound != other => {
-            Err(crate::http::error::ApiError::forbidden(
-                "a key bound to an agent sees only that agent's records",
-            )
-            .with_field("agent_id"))
-        }
+        (Some(bound), Some(other)) if *bound != other => Err(bound_elsewhere()),
         (Some(bound), _) => Ok(Some(bound.clone())),
         (None, resolved) => Ok(resolved),
     }
+}
+
+fn bound_elsewhere() -> crate::http::error::ApiError {
+    crate::http::error::ApiError::forbidden(
+        "a key bound to an agent sees only that agent's records",
+    )
+    .with_field("agent_id")
 }

@@ -6,16 +6,16 @@
 use serde_json::{json, Map, Value};
 use warden_core::agent::{Agent, AgentChanges, AgentFilter};
 use warden_core::audit::{AuditKind, AuditRecord};
-use warden_core::hold::{HoldFilter, HoldStatus};
-use warden_core::page::{Direction, Page, PageRequest, MAX_LIMIT};
+use warden_core::page::{Page, PageRequest};
 use warden_core::time::{now_ms, to_rfc3339};
 use warden_core::Error;
 use warden_store::{Companion, Store};
 
-use super::{ServiceError, ServiceResult};
+use super::ServiceResult;
 use crate::auth::Principal;
 use crate::governance::audit_log::AppendError;
-use crate::governance::holds::{append_error, resolve, Resolution};
+use crate::governance::holds::append_error;
+use crate::governance::orphan_holds::{deny_orphaned_holds, Orphans};
 use crate::governance::Governance;
 
 /// How often an update is retried when another one wins the race.
@@ -222,75 +222,13 @@ pub async fn delete(
         .await
     {
         Ok(_) => {
-            deny_pending_holds(g, principal, &agent.id).await;
+            let orphans = Orphans::OfAgent(&agent.id);
+            deny_orphaned_holds(g, principal, orphans).await;
             Ok(agent.id)
         }
         // Deleted meanwhile by another request, which recorded it.
         Err(AppendError::Precondition) => Err(Error::NotFound("agent").into()),
         Err(e) => Err(append_error(e)),
-    }
-}
-
-/// Denies the holds a deleted agent left pending, each audited as any
-/// denial: their calls can never be approved (approval checks the agent),
-/// and would otherwise wait in approvers' queues until they expire. A hold
-/// that cannot be resolved now stays pending and expires as usual.
-async fn deny_pending_holds(g: &Governance, principal: &Principal, agent_id: &str) {
-    let tenant = principal.tenant();
-    loop {
-        let filter = HoldFilter {
-            status: Some(HoldStatus::Pending),
-            agent_id: Some(agent_id.to_string()),
-            now: now_ms(),
-        };
-        let page = PageRequest {
-            limit: MAX_LIMIT,
-            sort: "created_at".into(),
-            direction: Direction::Asc,
-            after: None,
-        };
-        let pending = match g.store.list_holds(&tenant, &filter, &page).await {
-            Ok(found) => found.items,
-            Err(e) => {
-                tracing::warn!(error = %e, agent_id, "listing a deleted agent's holds failed");
-                return;
-            }
-        };
-        if pending.is_empty() {
-            return;
-        }
-        // A round that denies none (each resolved by someone else, or
-        // refused) ends it: what is left expires as usual.
-        let mut denied_any = false;
-        for hold in pending {
-            let denied = Resolution {
-                status: HoldStatus::Denied,
-                decided_by: Some(principal.key_id.clone()),
-                comment: Some("the agent that made the call was deleted".into()),
-            };
-            match resolve(
-                g.store.as_ref(),
-                &g.audit,
-                &g.waiters,
-                &tenant,
-                &hold,
-                denied,
-                &principal.key_id,
-            )
-            .await
-            {
-                Ok(_) => denied_any = true,
-                // Resolved meanwhile by someone else.
-                Err(ServiceError::Domain(Error::Conflict(_))) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, hold_id = %hold.id, "denying a deleted agent's hold failed");
-                    return;
-                }
-            }
-        }
-        if !denied_any {
-            return;
-        }
     }
 }
 

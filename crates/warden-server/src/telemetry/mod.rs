@@ -11,6 +11,7 @@ pub mod retention;
 pub mod search;
 pub mod syslog;
 pub mod syslog_tcp;
+pub mod syslog_udp;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -60,6 +60,14 @@ fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, A
     Ok(Some(at.clamp(0, LATEST_TIME)))
 }
 
+/// A character a person cannot see in a query (zero-width, direction-
+/// changing): keyword values never hold one (ingest refuses them), so a
+/// query with one finds nothing while looking right. Emoji's joiner and
+/// variation selectors are left to text.
+fn hidden(c: char) -> bool {
+    warden_policy::pattern::invisible(c) && !matches!(c as u32, 0x200D | 0xFE00..=0xFE0F)
+}
+
 /// 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write.
 const LATEST_TIME: i64 = 253_402_300_799_999;
 
@@ -185,6 +193,19 @@ impl Telemetry {
     ) -> Result<SearchOutcome, ApiError> {
         let started = Instant::now();
         let now = now_ms();
+        if let Some((at, c)) = params.query.chars().enumerate().find(|(_, c)| hidden(*c)) {
+            let position = at + 1;
+            return Err(query_error(
+                &params.query,
+                position,
+                format!(
+                    "invalid query at position {position}: an invisible or direction-changing \
+                     character (U+{:04X}), pasted with the text, would make the query find \
+                     nothing that looks like it; remove it",
+                    c as u32
+                ),
+            ));
+        }
         let ast = warden_query::parse(&params.query).map_err(|e| {
             query_error(
                 &params.query,

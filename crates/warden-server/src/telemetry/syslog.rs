@@ -5,6 +5,12 @@
 //! message that cannot be routed or parsed is dropped and counted in
 //! `warden_syslog_messages{outcome}` on `/metrics`; syslog has no way to
 //! answer.
+//!
+//! Readers hand messages to one storing task through a short queue, so a
+//! sender faster than the store is held back by TCP's flow control (or,
+//! over UDP, by the socket's buffer) instead of piling up in memory; at
+//! shutdown the readers stop, take what their sockets already hold, and
+//! the server waits until the storing task has committed all of it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
-use warden_core::event::syslog::{parse, MAX_SYSLOG_BYTES};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use warden_core::event::syslog::parse;
 use warden_core::event::Event;
 use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
@@ -27,6 +34,9 @@ use crate::state::AppState;
 const BATCH: usize = 2_000;
 /// Longest a message waits for its batch to fill.
 const LINGER: Duration = Duration::from_millis(50);
+/// Messages read but not yet being stored: about two batches, so that
+/// readers wait (and senders with them) rather than memory growing.
+const QUEUED: usize = 2 * BATCH;
 
 /// Where unauthenticated messages go, and how tokens are checked.
 pub struct SyslogRouting {
@@ -43,6 +53,42 @@ pub(super) struct Received {
 pub struct SyslogListeners {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    stop: Arc<watch::Sender<bool>>,
+    stored: JoinHandle<()>,
+}
+
+impl SyslogListeners {
+    /// Tells the readers to stop: they take what their sockets hold and end.
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || {
+            stop.send_replace(true);
+        }
+    }
+
+    /// Stops the readers (if not yet) and waits, up to `limit`, until every
+    /// message they read is stored.
+    pub async fn finish(self, limit: Duration) {
+        self.stop.send_replace(true);
+        if tokio::time::timeout(limit, self.stored).await.is_err() {
+            tracing::error!(
+                seconds = limit.as_secs(),
+                "syslog messages received before the shutdown were not all stored in time"
+            );
+        }
+    }
+}
+
+/// Resolves once the server is stopping (or the signal is gone).
+pub(super) async fn stopping(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Binds the listeners and starts their tasks.
@@ -54,53 +100,48 @@ pub async fn start(
     max_tcp_connections: usize,
 ) -> Result<SyslogListeners, String> {
     let metrics = routing.state.metrics.clone();
-    let (tx, rx) = mpsc::channel::<Received>(65_536);
-    let mut out = SyslogListeners {
-        udp: None,
-        tcp: None,
-    };
+    let (tx, rx) = mpsc::channel::<Received>(QUEUED);
+    let (stop, stopping) = watch::channel(false);
+    let (mut udp_addr, mut tcp_addr) = (None, None);
     if let Some(addr) = udp {
         let socket = UdpSocket::bind(addr)
             .await
             .map_err(|e| format!("cannot listen for syslog on udp {addr}: {e}"))?;
-        out.udp = socket.local_addr().ok();
-        tokio::spawn(serve_udp(socket, tx.clone()));
+        udp_addr = socket.local_addr().ok();
+        let buffer = super::syslog_udp::raise_receive_buffer(&socket);
+        tracing::debug!(bytes = ?buffer, "syslog udp receive buffer");
+        let socket = Arc::new(socket);
+        tokio::spawn(super::syslog_udp::count_kernel_drops(
+            socket.clone(),
+            metrics.clone(),
+        ));
+        tokio::spawn(super::syslog_udp::serve_udp(
+            socket,
+            tx.clone(),
+            stopping.clone(),
+        ));
     }
     if let Some(addr) = tcp {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?;
-        out.tcp = listener.local_addr().ok();
+        tcp_addr = listener.local_addr().ok();
         tokio::spawn(super::syslog_tcp::serve_tcp(
             listener,
             tx.clone(),
             metrics.clone(),
             max_tcp_connections,
+            stopping,
         ));
     }
     drop(tx);
-    tokio::spawn(store_messages(telemetry, routing, rx, metrics));
-    Ok(out)
-}
-
-async fn serve_udp(socket: UdpSocket, tx: mpsc::Sender<Received>) {
-    let mut buf = vec![0u8; MAX_SYSLOG_BYTES + 1];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, peer)) => {
-                let _ = tx
-                    .send(Received {
-                        bytes: buf[..n].to_vec(),
-                        peer: peer.ip(),
-                    })
-                    .await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "syslog udp receive failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    let stored = tokio::spawn(store_messages(telemetry, routing, rx, metrics));
+    Ok(SyslogListeners {
+        udp: udp_addr,
+        tcp: tcp_addr,
+        stop: Arc::new(stop),
+        stored,
+    })
 }
 
 /// Parses, routes and appends messages in batches.

@@ -7,6 +7,10 @@
 //! is the new one refused. Idle counts from the last complete message, not
 //! the last byte: a connection that sends a byte now and then without
 //! ever finishing a message must not hold its slot either.
+//!
+//! At shutdown each connection takes what its socket already holds, passes
+//! on the messages complete in it and closes; a message its sender had not
+//! finished is counted `lost`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use warden_core::event::framing::Framer;
 use warden_core::event::syslog::MAX_SYSLOG_BYTES;
 
@@ -86,11 +90,16 @@ pub(super) async fn serve_tcp(
     tx: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     max_connections: usize,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = Arc::new(Connections::default());
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = super::syslog::stopping(&mut stopping) => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 tracing::warn!(error = %err, "syslog tcp accept failed");
@@ -117,73 +126,143 @@ pub(super) async fn serve_tcp(
             continue;
         };
         let (tx, metrics, connections) = (tx.clone(), metrics.clone(), connections.clone());
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             let (id, open) = connections.register();
-            serve_connection(stream, peer.ip(), tx, metrics, &open).await;
+            let reader = Reader {
+                peer: peer.ip(),
+                tx,
+                metrics,
+                open: &open,
+            };
+            reader.serve(stream, stopping).await;
             connections.forget(id);
             drop(slot);
         });
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+/// One connection's messages, on their way to the storing task.
+struct Reader<'a> {
     peer: IpAddr,
     tx: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
-    open: &Open,
-) {
-    let mut framer = Framer::new(MAX_SYSLOG_BYTES);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = tokio::select! {
-            read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            _ = open.close.notified() => {
-                // What it had begun is not a message it finished: dropped
-                // and counted, not stored as one.
-                if framer.finish().is_some() {
-                    metrics.syslog_messages("malformed", 1);
+    open: &'a Open,
+}
+
+/// How a connection ends.
+enum End {
+    /// The sender closed it (or it failed).
+    Closed,
+    /// The server is stopping: what the socket held was read.
+    Stopping,
+    /// Closed for a new connection, or after a fatal framing error.
+    Dropped,
+}
+
+impl Reader<'_> {
+    async fn serve(&self, mut stream: TcpStream, mut stopping: watch::Receiver<bool>) {
+        let mut framer = Framer::new(MAX_SYSLOG_BYTES);
+        let mut buf = vec![0u8; 64 * 1024];
+        let end = loop {
+            let n = tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break End::Closed,
+                    Ok(n) => n,
+                },
+                _ = self.open.close.notified() => {
+                    // What it had begun is not a message it finished: dropped
+                    // and counted, not stored as one.
+                    if framer.finish().is_some() {
+                        self.metrics.syslog_messages("malformed", 1);
+                    }
+                    tracing::debug!(peer = %self.peer, "idle syslog tcp connection closed for a new one");
+                    break End::Dropped;
                 }
-                tracing::debug!(%peer, "idle syslog tcp connection closed for a new one");
-                return;
+                () = super::syslog::stopping(&mut stopping) => break self.drain(&mut stream, &mut framer, &mut buf).await,
+            };
+            framer.push(&buf[..n]);
+            if !self.pass_frames(&mut framer).await {
+                break End::Dropped;
             }
         };
-        framer.push(&buf[..n]);
+        match (end, framer.finish()) {
+            (End::Closed, Some(Ok(bytes))) => {
+                let _ = self
+                    .tx
+                    .send(Received {
+                        bytes,
+                        peer: self.peer,
+                    })
+                    .await;
+            }
+            (End::Closed, Some(Err(err))) => {
+                self.metrics.syslog_messages("malformed", 1);
+                tracing::warn!(peer = %self.peer, error = %err, "syslog tcp frame cut short");
+            }
+            (End::Stopping, Some(_)) => {
+                self.metrics.syslog_messages("lost", 1);
+                tracing::warn!(peer = %self.peer, "a syslog message its sender had not finished was dropped at shutdown");
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads what the socket already holds, without waiting, and passes on
+    /// its complete messages.
+    async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
+        loop {
+            match stream.try_read(buf) {
+                Ok(0) => return End::Closed,
+                Ok(n) => {
+                    framer.push(&buf[..n]);
+                    if !self.pass_frames(framer).await {
+                        return End::Dropped;
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return End::Stopping,
+                Err(_) => return End::Closed,
+            }
+        }
+    }
+
+    /// Passes on every complete frame; false when the connection must close.
+    async fn pass_frames(&self, framer: &mut Framer) -> bool {
         while let Some(frame) = framer.next_frame() {
-            *open.last_frame.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            *self
+                .open
+                .last_frame
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Instant::now();
             match frame {
                 Ok(bytes) => {
-                    if tx.send(Received { bytes, peer }).await.is_err() {
-                        return;
+                    if self
+                        .tx
+                        .send(Received {
+                            bytes,
+                            peer: self.peer,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return false;
                     }
                 }
                 Err(err) if err.is_fatal() => {
                     // The stream lost its framing: close it, so that the
                     // sender sees it rather than every later message vanishing.
-                    metrics.syslog_messages("malformed", 1);
-                    tracing::warn!(%peer, error = %err, "syslog tcp connection closed");
-                    return;
+                    self.metrics.syslog_messages("malformed", 1);
+                    tracing::warn!(peer = %self.peer, error = %err, "syslog tcp connection closed");
+                    return false;
                 }
                 Err(err) => {
                     // The frame is skipped; the connection goes on.
-                    metrics.syslog_messages("malformed", 1);
-                    tracing::warn!(%peer, error = %err, "syslog tcp frame skipped");
+                    self.metrics.syslog_messages("malformed", 1);
+                    tracing::warn!(peer = %self.peer, error = %err, "syslog tcp frame skipped");
                 }
             }
         }
-    }
-    match framer.finish() {
-        Some(Ok(bytes)) => {
-            let _ = tx.send(Received { bytes, peer }).await;
-        }
-        Some(Err(err)) => {
-            metrics.syslog_messages("malformed", 1);
-            tracing::warn!(%peer, error = %err, "syslog tcp frame cut short");
-        }
-        None => {}
+        true
     }
 }
 

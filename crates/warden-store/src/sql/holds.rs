@@ -155,7 +155,8 @@ pub(crate) async fn list(
     q.bind(&tenant.org_id)
         .push(" AND environment = ")
         .bind(tenant.environment.as_str());
-    // An approval unused past its own deadline reads as expired
+    // An approval unused past its own deadline, and a hold pending past
+    // its expiry that the sweep has not reached yet, read as expired
     // (`Hold::status_at`).
     const APPROVAL_LAPSED: &str = "status = 'approved' AND redeemed_at IS NULL \
          AND decided_at + (expires_at - created_at) < ";
@@ -166,9 +167,15 @@ pub(crate) async fn list(
                 .bind(filter.now)
                 .push(")");
         }
+        Some(HoldStatus::Pending) => {
+            q.push(" AND status = 'pending' AND expires_at > ")
+                .bind(filter.now);
+        }
         Some(HoldStatus::Expired) => {
             q.push(" AND (status = 'expired' OR (")
                 .push(APPROVAL_LAPSED)
+                .bind(filter.now)
+                .push(") OR (status = 'pending' AND expires_at <= ")
                 .bind(filter.now)
                 .push("))");
         }
@@ -179,6 +186,9 @@ pub(crate) async fn list(
     }
     if let Some(agent) = &filter.agent_id {
         q.push(" AND agent_id = ").bind(agent);
+    }
+    if let Some(policy) = &filter.policy_id {
+        q.push(" AND policy_id = ").bind(policy);
     }
     let rows = paging::fetch(db, q, page, &["created_at"]).await?;
     paging::finish(rows, page, decode, |h| {

@@ -101,6 +101,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 "syslog listeners have no --syslog-org: messages without an ingest key are dropped"
             );
         }
+    } else if args.syslog_org.is_some() {
+        println!("--syslog-org has no effect without --syslog-udp or --syslog-tcp");
+        tracing::warn!("--syslog-org given without a syslog listener: it has no effect");
     }
     let address = server
         .local_addr()

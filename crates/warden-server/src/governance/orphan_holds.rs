@@ -1,0 +1,97 @@
+//! Holds whose agent or policy was deleted: their calls can never be
+//! approved (an approval checks both), and they would otherwise wait in
+//! approvers' queues until they expire. Each is denied, audited as any
+//! denial, its poll woken. A hold that cannot be resolved now stays
+//! pending and expires as usual.
+
+use warden_core::hold::{HoldFilter, HoldStatus};
+use warden_core::page::{Direction, PageRequest, MAX_LIMIT};
+use warden_core::time::now_ms;
+use warden_core::Error;
+
+use super::holds::{resolve, Resolution};
+use super::Governance;
+use crate::auth::Principal;
+use crate::services::ServiceError;
+
+/// Whose pending holds are left without a way to be approved.
+#[derive(Clone, Copy)]
+pub enum Orphans<'a> {
+    OfAgent(&'a str),
+    OfPolicy(&'a str),
+}
+
+impl Orphans<'_> {
+    /// The comment each denial carries, shown to the agent.
+    fn why(self) -> &'static str {
+        match self {
+            Orphans::OfAgent(_) => "the agent that made the call was deleted",
+            Orphans::OfPolicy(_) => "the policy that held the call was deleted",
+        }
+    }
+}
+
+/// Denies the pending holds of a deleted agent or policy.
+pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans: Orphans<'_>) {
+    let tenant = principal.tenant();
+    let (agent_id, policy_id) = match orphans {
+        Orphans::OfAgent(id) => (Some(id.to_string()), None),
+        Orphans::OfPolicy(id) => (None, Some(id.to_string())),
+    };
+    loop {
+        let filter = HoldFilter {
+            status: Some(HoldStatus::Pending),
+            agent_id: agent_id.clone(),
+            policy_id: policy_id.clone(),
+            now: now_ms(),
+        };
+        let page = PageRequest {
+            limit: MAX_LIMIT,
+            sort: "created_at".into(),
+            direction: Direction::Asc,
+            after: None,
+        };
+        let pending = match g.store.list_holds(&tenant, &filter, &page).await {
+            Ok(found) => found.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the holds left without an agent or policy failed");
+                return;
+            }
+        };
+        if pending.is_empty() {
+            return;
+        }
+        // A round that denies none (each resolved by someone else, or
+        // refused) ends it: what is left expires as usual.
+        let mut denied_any = false;
+        for hold in pending {
+            let denied = Resolution {
+                status: HoldStatus::Denied,
+                decided_by: Some(principal.key_id.clone()),
+                comment: Some(orphans.why().into()),
+            };
+            match resolve(
+                g.store.as_ref(),
+                &g.audit,
+                &g.waiters,
+                &tenant,
+                &hold,
+                denied,
+                &principal.key_id,
+            )
+            .await
+            {
+                Ok(_) => denied_any = true,
+                // Resolved meanwhile by someone else.
+                Err(ServiceError::Domain(Error::Conflict(_))) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold left without its agent or policy failed");
+                    return;
+                }
+            }
+        }
+        if !denied_any {
+            return;
+        }
+    }
+}
