@@ -12,7 +12,18 @@ pub fn describe(err: &ExecutionError) -> String {
     match err {
         ExecutionError::NoSuchOverload(overload) => {
             let types = overload.argument_types().join(", ");
+            let numbers = overload
+                .argument_types()
+                .iter()
+                .all(|t| matches!(t.as_str(), "int" | "uint" | "double"));
             match operator(overload.function()) {
+                // Numbers always order, but for NaN (`double('NaN')`, a
+                // JSON argument cannot hold one): `<` and the like fail
+                // on it rather than answer.
+                Some(op @ ("<" | "<=" | ">" | ">=")) if numbers => format!(
+                    "`{op}` compared NaN (not a number), which is neither less nor more than \
+                     any number"
+                ),
                 Some(op) => format!("no operator `{op}` for ({types})"),
                 None if overload.is_member_function() => {
                     let (target, rest) = overload
@@ -200,6 +211,8 @@ mod tests {
             "no operator `-` for (int, double)"
         );
         assert_eq!(failure("'x' > 3"), "no operator `>` for (string, int)");
+        let nan = failure("double('NaN') > 5.0");
+        assert!(nan.contains("compared NaN"), "{nan}");
         for text in [
             failure("{'a': 1, 'a': 2}.size() == 1"),
             failure("[1, 2][5] == 1"),

@@ -1658,6 +1658,7 @@ fn decisions_are_agent_events(backend: &Backend) {
                 "decision": "deny", "mode": "monitor"}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
+    let monitor = r.body["data"]["id"].as_str().unwrap().to_string();
     let r = api.post(
         "/api/v1/enforce",
         &json!({"agent_id": "billing-bot", "tool_name": "payments.export", "session_id": "sess-10"}),
@@ -1666,6 +1667,16 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(r.body["data"]["monitor_decision"], "deny", "{}", r.text);
     wait_total(&api, "monitor_decision:deny AND tool:payments.export", 1);
     assert_eq!(total(&api, "monitor_decision:deny"), 1);
+    // So are the monitor policy's id, the key that asked, and the policy
+    // that decided, as in the audit record.
+    assert_eq!(total(&api, &format!("monitored_policy_ids:{monitor}")), 1);
+    let record = api.get(&format!("/api/v1/audit/{audit_id}")).body["data"].clone();
+    assert_eq!(e["fields"]["actor"], record["actor"], "{e}");
+    assert_eq!(e["fields"]["policy_id"], record["policy_id"], "{e}");
+    assert_eq!(
+        e["fields"]["policy_version"], record["policy_version"],
+        "{e}"
+    );
 
     // The SDK's own tool events carry the arguments too: what policies
     // redact from audit records is redacted there before storage, for a
@@ -2475,7 +2486,12 @@ fn syslog_read_before_a_shutdown_is_stored(backend: &Backend) {
             .send_to(datagram.as_bytes(), format!("127.0.0.1:{udp}"))
             .unwrap();
     }
-    assert!(w.terminate().success());
+    let status = w.terminate();
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap_or_default()
+    );
     assert_eq!(store_count(backend, &t.org_id), 20_200);
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);

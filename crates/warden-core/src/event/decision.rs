@@ -54,6 +54,24 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
         "matched_policy_ids".into(),
         json!(record.matched_policy_ids),
     );
+    // Who asked (the key), which policy decided and at which version, and
+    // the monitor-mode policies that matched: an investigation pivots on
+    // each, as it does in the audit log.
+    fields.insert("actor".into(), json!(record.actor));
+    if let Some(policy) = &record.policy_id {
+        fields.insert("policy_id".into(), json!(policy));
+    }
+    if let Some(version) = record.policy_version {
+        fields.insert("policy_version".into(), json!(version));
+    }
+    if !record.monitored.is_empty() {
+        let ids: Vec<&str> = record
+            .monitored
+            .iter()
+            .map(|m| m.policy_id.as_str())
+            .collect();
+        fields.insert("monitored_policy_ids".into(), json!(ids));
+    }
     for (name, value) in [
         ("reason", &record.reason),
         ("user_id", &record.user_id),

@@ -119,7 +119,7 @@ pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, wa
 /// window the same way for both.
 pub fn time_bound(field: &str, text: &str, now: Millis) -> Result<Millis, warden_core::Error> {
     warden_search::parse_time_value(text, now)
-        .map(|(from, _)| from)
+        .map(|(from, _)| from + Millis::from(past_the_millisecond(text)))
         .ok_or_else(|| {
             warden_core::Error::invalid(
                 field,
@@ -129,6 +129,22 @@ pub fn time_bound(field: &str, text: &str, now: Millis) -> Result<Millis, warden
                 ),
             )
         })
+}
+
+/// Whether an RFC 3339 time is written past the millisecond
+/// (`…23:59:59.9999999Z`). Events carry whole milliseconds, so such a
+/// bound is rounded up: the events of its millisecond lie before it, and
+/// are counted so whether it opens a range or closes one.
+fn past_the_millisecond(text: &str) -> bool {
+    let text = text.trim();
+    let Some(clock) = text.find(['T', 't', ' ']) else {
+        return false;
+    };
+    let Some(dot) = text[clock..].find(['.', ',']).map(|at| clock + at + 1) else {
+        return false;
+    };
+    let digits = text[dot..].bytes().take_while(u8::is_ascii_digit);
+    warden_core::time::parse_rfc3339(text).is_some() && digits.skip(3).any(|d| d != b'0')
 }
 
 /// An optional [`time_bound`], read at the current time.
@@ -209,4 +225,20 @@ fn bound_elsewhere() -> crate::http::error::ApiError {
         "a key bound to an agent sees only that agent's records",
     )
     .with_field("agent_id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_bound;
+
+    #[test]
+    fn a_bound_past_the_millisecond_is_rounded_up() {
+        let at = |text: &str| time_bound("to", text, 0).unwrap();
+        let ms = at("2026-11-22T23:59:59.999Z");
+        assert_eq!(at("2026-11-22T23:59:59.9999999Z"), ms + 1);
+        assert_eq!(at("2026-11-22T23:59:59.999000Z"), ms);
+        assert_eq!(at("2026-11-22T23:59:59.999Z"), ms);
+        assert_eq!(at("2026-11-22T23:59:59.9990001+00:00"), ms + 1);
+        assert_eq!(at("2026-11-22"), at("2026-11-22T00:00:00Z"));
+    }
 }

@@ -30,6 +30,9 @@ use crate::metrics::Metrics;
 /// Most syslog TCP connections served at once: each holds a file, which
 /// the store and the index need too.
 pub const MAX_TCP_CONNECTIONS: usize = 1_024;
+/// Most bytes a connection reads at shutdown: more than a socket's
+/// buffers hold, less than a sender that never stops could send.
+const DRAINED: usize = 16 << 20;
 /// A connection that completed no message for this long gives its slot to
 /// a new one when all are taken (a sender that reconnects loses nothing).
 pub const EVICTABLE_AFTER: Duration = Duration::from_secs(5);
@@ -209,12 +212,15 @@ impl Reader<'_> {
     }
 
     /// Reads what the socket already holds, without waiting, and passes on
-    /// its complete messages.
+    /// its complete messages: at most [`DRAINED`] bytes, so that a sender
+    /// that keeps writing cannot hold the shutdown.
     async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
-        loop {
+        let mut drained = 0;
+        while drained < DRAINED {
             match stream.try_read(buf) {
                 Ok(0) => return End::Closed,
                 Ok(n) => {
+                    drained += n;
                     framer.push(&buf[..n]);
                     if !self.pass_frames(framer).await {
                         return End::Dropped;
@@ -224,6 +230,7 @@ impl Reader<'_> {
                 Err(_) => return End::Closed,
             }
         }
+        End::Stopping
     }
 
     /// Passes on every complete frame; false when the connection must close.

@@ -84,7 +84,14 @@ pub(super) async fn serve_udp(
             () = super::syslog::stopping(&mut stop) => break,
         }
     }
-    while let Ok((n, peer)) = socket.try_recv_from(&mut buf) {
+    // What the socket holds, up to about its buffer's worth again: a
+    // sender that never stops cannot hold the shutdown.
+    let mut drained = 0;
+    while drained < 2 * RECEIVE_BUFFER {
+        let Ok((n, peer)) = socket.try_recv_from(&mut buf) else {
+            break;
+        };
+        drained += n.max(1);
         let bytes = buf[..n].to_vec();
         if tx
             .send(Received {

@@ -82,6 +82,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         },
         header_timeout: std::time::Duration::from_secs(args.header_timeout_seconds.into()),
     };
+    let shutdown = shutdown_signal();
     let mut server = Server::build(store.clone(), &opened.master, config).await?;
     if let Some(listeners) = server.start_syslog().await? {
         if let Some(addr) = listeners.udp {
@@ -112,31 +113,46 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     println!("Warden is listening on http://{address}");
     println!("API reference: http://{address}/docs");
     tracing::info!(%address, backend = store.backend().as_str(), "serving");
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: called before the server
+/// says it is listening, a signal sent the moment it does is a shutdown,
+/// not the default action that kills the process unclean.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (terminate, interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(terminate) => {},
+                () = wait(interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Binds, then lets go of, every address `serve` listens on, so that an
