@@ -240,6 +240,7 @@ impl CelCondition {
             local_growth: Default::default(),
             copy_work: std::cell::Cell::new(0),
             data_loop_runs: std::cell::Cell::new(0),
+            member_kinds: Default::default(),
         };
         if let Some(deep) = too_deep(program.expression()) {
             return Err(checker.error(
@@ -646,6 +647,9 @@ impl Kind {
 type LocalLiterals = (String, Vec<(String, u64)>);
 
 struct Checker<'a> {
+    /// The kinds of the members of each list literal (the keys of each map
+    /// literal) checked so far, by expression id: what `in` compares with.
+    member_kinds: std::cell::RefCell<std::collections::HashMap<u64, Vec<Kind>>>,
     source: &'a str,
     program: &'a Program,
     /// While checking a comprehension's body: the innermost comprehension's
@@ -1018,6 +1022,21 @@ impl Checker<'_> {
         }
     }
 
+    /// The kinds of what a literal list holds (a literal map's keys), or of
+    /// two such lists joined with `+`; empty where they are not written out.
+    fn members(&self, container: &IdedExpr) -> Vec<Kind> {
+        if let Expr::Call(call) = &container.expr {
+            if call.func_name == "_+_" {
+                return call.args.iter().flat_map(|a| self.members(a)).collect();
+            }
+        }
+        self.member_kinds
+            .borrow()
+            .get(&container.id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn check(&self, e: &IdedExpr, locals: &mut Vec<String>) -> Result<Kind, ConditionCompileError> {
         match &e.expr {
             Expr::Unspecified => Ok(Kind::Dyn),
@@ -1083,9 +1102,11 @@ impl Checker<'_> {
                 Ok(if select.test { Kind::Bool } else { Kind::Dyn })
             }
             Expr::List(list) => {
+                let mut members = Vec::with_capacity(list.elements.len());
                 for element in &list.elements {
-                    self.check(element, locals)?;
+                    members.push(self.check(element, locals)?);
                 }
+                self.member_kinds.borrow_mut().insert(e.id, members);
                 // A list of the call's data holds each element whole: a
                 // list of grown strings is as large as all of them.
                 let over_the_call = reads_beyond(e, &self.constant_locals.borrow());
@@ -1100,12 +1121,14 @@ impl Checker<'_> {
                 Ok(Kind::List)
             }
             Expr::Map(map) => {
+                let mut keys = Vec::with_capacity(map.entries.len());
                 for entry in &map.entries {
                     if let EntryExpr::MapEntry(entry) = &entry.expr {
-                        self.check(&entry.key, locals)?;
+                        keys.push(self.check(&entry.key, locals)?);
                         self.check(&entry.value, locals)?;
                     }
                 }
+                self.member_kinds.borrow_mut().insert(e.id, keys);
                 Ok(Kind::Map)
             }
             Expr::Struct(_) => Err(self.error(e, "message literals are not supported".into())),
@@ -1651,12 +1674,24 @@ impl Checker<'_> {
                     // `in` compares as `==` does: a literal member of a kind
                     // the item can never equal fails every call that reaches
                     // it (`tool in [1, 2]`). Checked for new conditions only.
-                    let unfit = call
+                    let members: Vec<Kind> = call
                         .args
                         .get(1)
+                        .map(|c| self.members(c))
+                        .unwrap_or_default()
                         .into_iter()
-                        .flat_map(literal_members)
-                        .find(|k| !comparable_by_equality(item, *k));
+                        .filter(|k| *k != Kind::Dyn)
+                        .collect();
+                    // An item of unknown kind fails on the members of
+                    // every kind but its own: members of two kinds that
+                    // never compare fail whatever the item is.
+                    let item = match item {
+                        Kind::Dyn => members.first().copied().unwrap_or(Kind::Dyn),
+                        known => known,
+                    };
+                    let unfit = members
+                        .into_iter()
+                        .find(|k| item != Kind::Dyn && !comparable_by_equality(item, *k));
                     if let (true, Some(member)) = (self.cost_rules, unfit) {
                         return Err(self.error(
                             e,
@@ -1752,32 +1787,6 @@ pub fn variables_read(condition: &CelCondition) -> HashSet<String> {
         .into_iter()
         .map(str::to_string)
         .collect()
-}
-
-/// The kinds of a literal list's members, or of a literal map's keys, as
-/// far as they are literals.
-fn literal_members(container: &IdedExpr) -> Vec<Kind> {
-    let kind = |e: &IdedExpr| match &e.expr {
-        Expr::Literal(LiteralValue::Boolean(_)) => Some(Kind::Bool),
-        Expr::Literal(LiteralValue::Bytes(_)) => Some(Kind::Bytes),
-        Expr::Literal(LiteralValue::Double(_)) => Some(Kind::Double),
-        Expr::Literal(LiteralValue::Int(_)) => Some(Kind::Int),
-        Expr::Literal(LiteralValue::String(_)) => Some(Kind::String),
-        Expr::Literal(LiteralValue::UInt(_)) => Some(Kind::UInt),
-        _ => None,
-    };
-    match &container.expr {
-        Expr::List(list) => list.elements.iter().filter_map(kind).collect(),
-        Expr::Map(map) => map
-            .entries
-            .iter()
-            .filter_map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(m) => kind(&m.key),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Whether `==` can compare values of these kinds (numbers of every kind
@@ -1885,6 +1894,14 @@ mod tests {
             ("agent.status in ['active', 1]", 14),
             ("drift.score in ['a']", 13),
             ("tool in {1: 'a'}", 6),
+            ("tool in ['zz.bad', ['zz.worse']]", 6),
+            ("tool in ['zz.bad', duration('1h')]", 6),
+            ("tool in [int('1')]", 6),
+            ("tool in ['zz.bad'] + [1]", 6),
+            ("tool in [{'a': 1}]", 6),
+            ("agent.external_id in ['x', 1]", 19),
+            ("args.kind in ['a', true]", 11),
+            ("args.x in [1, 'a']", 8),
         ] {
             let e = CelCondition::compile(text).unwrap_err();
             assert!(e.message.contains("`in` compares"), "{text}: {e}");
@@ -1894,7 +1911,6 @@ mod tests {
             "tool in ['a', 'b']",
             "args.n in [1, 2.5, 3u]",
             "drift.score in [1, 0.5]",
-            "args.x in [1, 'a']",
             "tool in args.allowed",
             "tool in [args.name, 'b']",
         ] {

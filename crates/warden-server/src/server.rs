@@ -211,7 +211,7 @@ impl Server {
         };
         // Syslog messages already read are stored before the store closes.
         if let Some(syslog) = syslog {
-            syslog.finish(DRAIN).await;
+            syslog.finish(SYSLOG_DRAIN).await;
         }
         background.abort();
         upkeep.abort();
@@ -226,6 +226,10 @@ impl Server {
 
 /// How long a shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How much longer it waits for the syslog messages read before it to be
+/// stored (they have been storing since it began): a service manager's
+/// usual stop timeout (systemd's 90 s) leaves room for both.
+const SYSLOG_DRAIN: Duration = Duration::from_secs(20);
 
 /// Expires step-up holds (every second) and saves drift profiles.
 async fn governance_upkeep(state: AppState) {

@@ -1292,7 +1292,13 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .to_string();
     // A comment that would reorder itself where it is shown is refused,
     // naming the character; line breaks and tabs are text.
-    for bad in ["ok \u{202e}devorppa", "bell\u{7}"] {
+    for bad in [
+        "ok \u{202e}devorppa",
+        "bell\u{7}",
+        "ok\u{200b}",
+        "ok\rDENIED",
+        "\u{e0041}x",
+    ] {
         let r = api.post(
             &format!("/api/v1/holds/{hold2}/deny"),
             &json!({ "comment": bad }),
@@ -1303,7 +1309,7 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     }
     let r = api.post(
         &format!("/api/v1/holds/{hold2}/deny"),
-        &json!({"comment": "not expected:\n\tno invoice"}),
+        &json!({"comment": "not expected:\r\n\tno invoice"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["comment"], "not expected:\n\tno invoice");
@@ -2758,11 +2764,23 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         json!({"name": "tagged payments", "action_pattern": "pay.tagged", "decision": "step_up",
                "condition": "args.amount > 1000 && !('vip' in agent.tags)"}),
     );
-    for (tool, stands) in [("pay.big", true), ("pay.tagged", false)] {
+    // A guard above them, over the arguments alone: it did not hold then.
+    policy(
+        &api,
+        json!({"name": "huge payments", "action_pattern": "pay.*", "decision": "deny",
+               "priority": 10, "condition": "args.amount > 1000000"}),
+    );
+    // What policies select and read (tags, status, names) counts; the
+    // description does not.
+    for (tool, edit, stands) in [
+        ("pay.big", json!({"description": "first"}), true),
+        ("pay.tagged", json!({"description": "second"}), true),
+        ("pay.tagged", json!({"tags": ["ops"]}), false),
+    ] {
         let call = json!({"agent_id": "pay-bot", "tool_name": tool, "tool_args": {"amount": 5000}});
         let redeem = approved_redemption(&api, &call);
         std::thread::sleep(Duration::from_millis(20));
-        let r = api.patch("/api/v1/agents/pay-bot", &json!({"description": tool}));
+        let r = api.patch("/api/v1/agents/pay-bot", &edit);
         assert_eq!(r.status, 200, "{}", r.text);
         let r = poll(redeem["hold_token"].as_str().unwrap());
         if stands {

@@ -243,6 +243,7 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("a/b* c/d* e/f* g/h* i/j*", 21),
         ("host:web-01\u{200b}", 12),
         ("\u{202e}sshd", 1),
+        ("host:ab\u{fff9}c", 8),
     ] {
         let r = api.post("/api/v1/siem/search", &json!({"query": query}));
         let e = r.error(400, "invalid_request");

@@ -503,11 +503,24 @@ pub fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
 /// than the plain one (no-break, ideographic, hair), blanks that are not
 /// spaces (braille's, interlinear annotation marks) and noncharacters.
 fn unfit_in_keyword(c: char) -> bool {
-    c.is_control()
-        || warden_policy::pattern::invisible(c)
-        || (c.is_whitespace() && c != ' ')
+    c.is_control() || (c.is_whitespace() && c != ' ') || unseen(c)
+}
+
+/// A character that shows as nothing, or as something else, where text is
+/// read: invisible and direction-changing characters, blanks that are not
+/// spaces (braille's, interlinear annotation marks) and noncharacters.
+/// Text with one looks like text without it.
+pub fn unseen(c: char) -> bool {
+    warden_policy::pattern::invisible(c)
         || matches!(c as u32, 0x2800 | 0xFFF9..=0xFFFB | 0xFDD0..=0xFDEF)
         || (c as u32) & 0xFFFE == 0xFFFE
+}
+
+/// [`unseen`], but for the parts of emoji (the zero-width joiner of 👨‍👩‍👧,
+/// the variation selectors of ❤️), which free text such as a comment or a
+/// query's phrase may hold.
+pub fn unseen_in_text(c: char) -> bool {
+    unseen(c) && !matches!(c as u32, 0x200D | 0xFE00..=0xFE0F)
 }
 
 /// Tags: an array of strings (in a log line, numbers read as their text,

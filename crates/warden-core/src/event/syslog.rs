@@ -465,6 +465,13 @@ fn rewrite_3164_time(rest: &str) -> Option<(String, Millis)> {
         return None;
     }
     at += day + 1;
+    // A year before the time, which the parser reads: kept where it is.
+    let year_before = b
+        .get(at..at + 5)
+        .is_some_and(|y| y[4] == b' ' && y[..4].iter().all(u8::is_ascii_digit));
+    if year_before {
+        at += 5;
+    }
     let clock = b.get(at..at + 8)?;
     let shape = clock.iter().enumerate().all(|(i, c)| {
         if i == 2 || i == 5 {
@@ -489,7 +496,8 @@ fn rewrite_3164_time(rest: &str) -> Option<(String, Millis)> {
         // A space after it, a zone letter, or Cisco's colon
         // (`23:01:02.456: %SYS-5-…`), which the parser reads as it reads
         // `23:01:02: %SYS-5-…`.
-        if !(1..=9).contains(&digits) || !matches!(b.get(start + digits), Some(b' ' | b':' | b'Z'))
+        if !(1..=9).contains(&digits)
+            || !matches!(b.get(start + digits), Some(b' ' | b':' | b'Z' | b'z'))
         {
             return None;
         }
@@ -501,12 +509,14 @@ fn rewrite_3164_time(rest: &str) -> Option<(String, Millis)> {
         after = start + digits;
         changed = true;
     }
-    if b.get(after) == Some(&b'Z') && b.get(after + 1) == Some(&b' ') {
+    // `Z` before the host, or before Cisco's colon.
+    if matches!(b.get(after), Some(b'Z' | b'z')) && matches!(b.get(after + 1), Some(b' ' | b':')) {
         after += 1;
         changed = true;
     }
     let year = b
         .get(after..after + 6)
+        .filter(|_| !year_before)
         .filter(|y| y[0] == b' ' && y[5] == b' ' && y[1..5].iter().all(u8::is_ascii_digit))
         .map(|_| &rest[after + 1..after + 5])
         .filter(|y| ("1970".."3000").contains(y));
@@ -1379,6 +1389,14 @@ mod tests {
                 "<13>Dec  5 23:01:02.123Z 2024 host32 app: c32",
                 "2024-12-05T23:01:02.123Z",
             ),
+            (
+                "<13>Dec  5 2019 23:01:02Z host32 app: c32",
+                "2019-12-05T23:01:02Z",
+            ),
+            (
+                "<13>Dec  5 2019 23:01:02.5z host32 app: c32",
+                "2019-12-05T23:01:02.500Z",
+            ),
         ] {
             let m = ok(line);
             assert_eq!(m.event.timestamp, time(at), "{line}");
@@ -1386,6 +1404,10 @@ mod tests {
             assert_eq!(m.event.program.as_deref(), Some("app"), "{line}");
             assert_eq!(m.event.message, "c32", "{line}");
         }
+        // Cisco's colon after a zone letter.
+        let m = ok("<189>Nov 24 11:01:02Z: %SYS-5-CONFIG_I: Configured");
+        assert_eq!(m.event.program.as_deref(), Some("%SYS-5-CONFIG_I"));
+        assert_eq!(m.event.message, "Configured");
         // A number after the time that is no year stays the host.
         let m = ok("<13>Dec  5 23:01:02 1234 app: c32");
         assert_eq!(m.event.host.as_deref(), Some("1234"));

@@ -116,6 +116,49 @@ fn already(hold: &Hold, now: i64) -> String {
     }
 }
 
+/// Whether the agent changed since `since` in what policies select or
+/// read (its status, tags, external id or name, as its `agent_change`
+/// records say): an edit of its description, owner or metadata changes
+/// neither, and leaves approvals standing. Many changes, or one its
+/// records do not explain, count as such a change.
+async fn governed_change_since(
+    store: &dyn Store,
+    tenant: &Tenant,
+    agent: &warden_core::agent::Agent,
+    since: i64,
+) -> ServiceResult<bool> {
+    use warden_core::audit::AuditFilter;
+    use warden_core::page::{Direction, PageRequest};
+    if agent.updated_at <= since {
+        return Ok(false);
+    }
+    let filter = AuditFilter {
+        agent_id: Some(agent.id.clone()),
+        kind: Some(AuditKind::AgentChange),
+        from: Some(since),
+        ..Default::default()
+    };
+    let page = PageRequest {
+        limit: 50,
+        sort: "sequence".into(),
+        direction: Direction::Desc,
+        after: None,
+    };
+    let changes = store.list_audit(tenant, &filter, &page).await?;
+    if changes.items.is_empty() || changes.next_cursor.is_some() {
+        return Ok(true);
+    }
+    Ok(changes.items.iter().any(|r| {
+        let detail = &r.record.detail;
+        let fields = detail.get("changed").and_then(|c| c.as_object());
+        detail.get("change").and_then(|c| c.as_str()) != Some("updated")
+            || fields.is_none_or(|f| {
+                f.keys()
+                    .any(|k| crate::services::agents::GOVERNED_FIELDS.contains(&k.as_str()))
+            })
+    }))
+}
+
 /// The user the held call was made for, as its decision recorded it, so
 /// that the audit log filtered by that user shows what became of the hold.
 async fn held_for(
@@ -332,8 +375,10 @@ pub async fn approval_stands(
     // unless its condition reads what moves on while the call waits (the
     // session's later calls, the time): the approved call runs now, and
     // the condition cannot be judged again here without the arguments.
+    let agent_changed =
+        governed_change_since(g.store.as_ref(), tenant, &agent, hold.created_at).await?;
     let unchanged = |p: &warden_policy::Policy<_>| {
-        agent.updated_at <= hold.created_at
+        !agent_changed
             && policies
                 .facts
                 .get(&p.id)
@@ -362,8 +407,7 @@ pub async fn approval_stands(
         // reads the agent.)
         if let Some(condition) = &held_by.condition {
             let changed = [
-                (agent.updated_at > hold.created_at && condition.reads("agent"))
-                    .then_some("the agent, which changed"),
+                (agent_changed && condition.reads("agent")).then_some("the agent, which changed"),
                 condition.reads("session").then_some("the session"),
                 condition.reads("now").then_some("the time"),
             ];

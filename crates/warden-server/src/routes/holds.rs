@@ -237,7 +237,7 @@ async fn decide(
     }
     let comment = body
         .and_then(|b| b.comment)
-        .map(|c| c.trim().to_string())
+        .map(|c| c.trim().replace("\r\n", "\n"))
         .filter(|c| !c.is_empty());
     if let Some(c) = &comment {
         if c.chars().count() > MAX_COMMENT {
@@ -250,8 +250,8 @@ async fn decide(
             return Err(ApiError::invalid(
                 "comment",
                 format!(
-                    "comment must not contain control or direction-changing characters \
-                     (U+{:04X} at character {}); line breaks and tabs are kept",
+                    "comment must not contain control, invisible or direction-changing \
+                     characters (U+{:04X} at character {}); line breaks and tabs are kept",
                     ch as u32,
                     at + 1
                 ),
@@ -333,9 +333,11 @@ pub async fn deny_hold(
 }
 
 /// A comment is shown to the agent (in its hold's reason) and in the
-/// audit log: text that reorders itself there (`U+202E`) could make a
-/// denial read as an approval. Line breaks and tabs are plain text.
+/// audit log: text that reorders itself there (`U+202E`), hides (a
+/// zero-width space, tag characters an LLM reads and a person does not)
+/// or overwrites itself (a lone carriage return) could make a denial read
+/// as an approval. Line breaks (`\r\n` kept as `\n`), tabs, and emoji's
+/// joiner and variation selectors are plain text.
 fn unfit_in_comment(c: char) -> bool {
-    (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        || matches!(c as u32, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
+    (c.is_control() && !matches!(c, '\n' | '\t')) || warden_core::event::input::unseen_in_text(c)
 }

@@ -144,10 +144,10 @@ pub async fn update(
     // could step out from under a policy aimed at it.
     if principal.agent_id.is_some() {
         let governed = [
-            ("status", changes.status.is_some()),
-            ("tags", changes.tags.is_some()),
-            ("external_id", changes.external_id.is_some()),
-            ("name", changes.name.is_some()),
+            (GOVERNED_FIELDS[0], changes.status.is_some()),
+            (GOVERNED_FIELDS[1], changes.tags.is_some()),
+            (GOVERNED_FIELDS[2], changes.external_id.is_some()),
+            (GOVERNED_FIELDS[3], changes.name.is_some()),
         ];
         if let Some((field, _)) = governed.iter().find(|(_, given)| *given) {
             return Err(Error::forbidden_field(
@@ -231,6 +231,10 @@ pub async fn delete(
         Err(e) => Err(append_error(e)),
     }
 }
+
+/// What policies select and conditions read of an agent: the security
+/// team's to set, and what an approval given before it changed depends on.
+pub const GOVERNED_FIELDS: [&str; 4] = ["status", "tags", "external_id", "name"];
 
 /// The keys bound to an agent that are not revoked yet: deleting the
 /// agent revokes them, and its record names them.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use warden_core::event::input::unseen_in_text;
 use warden_core::secret::MasterKey;
 use warden_core::time::now_ms;
 use warden_core::Tenant;
@@ -58,14 +59,6 @@ fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, A
     // Events are stamped from 1970 to 9999: a time past either end means
     // the end, and the range (its histogram too) is what events can fill.
     Ok(Some(at.clamp(0, LATEST_TIME)))
-}
-
-/// A character a person cannot see in a query (zero-width, direction-
-/// changing): keyword values never hold one (ingest refuses them), so a
-/// query with one finds nothing while looking right. Emoji's joiner and
-/// variation selectors are left to text.
-fn hidden(c: char) -> bool {
-    warden_policy::pattern::invisible(c) && !matches!(c as u32, 0x200D | 0xFE00..=0xFE0F)
 }
 
 /// 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write.
@@ -193,7 +186,14 @@ impl Telemetry {
     ) -> Result<SearchOutcome, ApiError> {
         let started = Instant::now();
         let now = now_ms();
-        if let Some((at, c)) = params.query.chars().enumerate().find(|(_, c)| hidden(*c)) {
+        // Keyword values never hold such a character (ingest refuses them):
+        // a query with one would find nothing while looking right.
+        if let Some((at, c)) = params
+            .query
+            .chars()
+            .enumerate()
+            .find(|(_, c)| unseen_in_text(*c))
+        {
             let position = at + 1;
             return Err(query_error(
                 &params.query,

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,11 +51,36 @@ pub(super) struct Received {
     pub peer: IpAddr,
 }
 
+/// The readers' side of the queue to the storing task, counting what it
+/// holds: messages read and not yet stored, dropped or counted otherwise,
+/// which a shutdown that runs out of time reports as lost.
+#[derive(Clone)]
+pub(super) struct Queue {
+    tx: mpsc::Sender<Received>,
+    pending: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// Hands a message on, waiting while the queue is full; false once the
+    /// storing task is gone.
+    pub async fn send(&self, bytes: Vec<u8>, peer: IpAddr) -> bool {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(Received { bytes, peer }).await.is_ok() {
+            return true;
+        }
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        false
+    }
+}
+
 pub struct SyslogListeners {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
     stop: Arc<watch::Sender<bool>>,
     stored: JoinHandle<()>,
+    /// Messages read and not yet settled (see [`Queue`]).
+    pending: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl SyslogListeners {
@@ -67,13 +93,17 @@ impl SyslogListeners {
     }
 
     /// Stops the readers (if not yet) and waits, up to `limit`, until every
-    /// message they read is stored.
+    /// message they read is stored; what is left then is counted and
+    /// logged as lost.
     pub async fn finish(self, limit: Duration) {
         self.stop.send_replace(true);
         if tokio::time::timeout(limit, self.stored).await.is_err() {
+            let lost = self.pending.load(Ordering::SeqCst);
+            self.metrics.syslog_messages("lost", lost);
             tracing::error!(
+                lost,
                 seconds = limit.as_secs(),
-                "syslog messages received before the shutdown were not all stored in time"
+                "syslog messages read before the shutdown were not stored in time; they are lost"
             );
         }
     }
@@ -101,6 +131,11 @@ pub async fn start(
 ) -> Result<SyslogListeners, String> {
     let metrics = routing.state.metrics.clone();
     let (tx, rx) = mpsc::channel::<Received>(QUEUED);
+    let pending = Arc::new(AtomicU64::new(0));
+    let queue = Queue {
+        tx,
+        pending: pending.clone(),
+    };
     let (stop, stopping) = watch::channel(false);
     let (mut udp_addr, mut tcp_addr) = (None, None);
     if let Some(addr) = udp {
@@ -117,7 +152,7 @@ pub async fn start(
         ));
         tokio::spawn(super::syslog_udp::serve_udp(
             socket,
-            tx.clone(),
+            queue.clone(),
             stopping.clone(),
         ));
     }
@@ -128,19 +163,27 @@ pub async fn start(
         tcp_addr = listener.local_addr().ok();
         tokio::spawn(super::syslog_tcp::serve_tcp(
             listener,
-            tx.clone(),
+            queue.clone(),
             metrics.clone(),
             max_tcp_connections,
             stopping,
         ));
     }
-    drop(tx);
-    let stored = tokio::spawn(store_messages(telemetry, routing, rx, metrics));
+    drop(queue);
+    let settled = pending.clone();
+    let stored = tokio::spawn(store_messages(
+        telemetry,
+        routing,
+        (rx, settled),
+        metrics.clone(),
+    ));
     Ok(SyslogListeners {
         udp: udp_addr,
         tcp: tcp_addr,
         stop: Arc::new(stop),
         stored,
+        pending,
+        metrics,
     })
 }
 
@@ -148,7 +191,7 @@ pub async fn start(
 async fn store_messages(
     telemetry: Arc<Telemetry>,
     routing: SyslogRouting,
-    mut rx: mpsc::Receiver<Received>,
+    (mut rx, pending): (mpsc::Receiver<Received>, Arc<AtomicU64>),
     metrics: Arc<Metrics>,
 ) {
     loop {
@@ -168,6 +211,7 @@ async fn store_messages(
                 Ok((tenant, event)) => by_tenant.entry(tenant).or_default().push(event),
                 Err((outcome, reason)) => {
                     metrics.syslog_messages(outcome, 1);
+                    pending.fetch_sub(1, Ordering::SeqCst);
                     tracing::debug!(peer = %received.peer, reason, "syslog message dropped");
                 }
             }
@@ -180,6 +224,7 @@ async fn store_messages(
                 match telemetry.append(&tenant, events.clone(), None).await {
                     Ok(_) => {
                         metrics.syslog_messages("stored", n);
+                        pending.fetch_sub(n, Ordering::SeqCst);
                         break;
                     }
                     Err(err) if attempts < 5 => {
@@ -189,6 +234,7 @@ async fn store_messages(
                     }
                     Err(err) => {
                         metrics.syslog_messages("lost", n);
+                        pending.fetch_sub(n, Ordering::SeqCst);
                         tracing::error!(error = %err, dropped = n, "syslog messages lost: the store refuses them");
                         break;
                     }

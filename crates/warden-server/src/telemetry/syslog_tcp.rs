@@ -8,9 +8,9 @@
 //! the last byte: a connection that sends a byte now and then without
 //! ever finishing a message must not hold its slot either.
 //!
-//! At shutdown each connection takes what its socket already holds, passes
-//! on the messages complete in it and closes; a message its sender had not
-//! finished is counted `lost`.
+//! At shutdown each connection takes what its socket already holds (up to
+//! 16 MiB), passes on the messages complete in it and closes; a message
+//! not read whole by then is counted `lost`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use warden_core::event::framing::Framer;
 use warden_core::event::syslog::MAX_SYSLOG_BYTES;
 
-use super::syslog::Received;
+use super::syslog::Queue;
 use crate::metrics::Metrics;
 
 /// Most syslog TCP connections served at once: each holds a file, which
@@ -90,7 +90,7 @@ impl Connections {
 
 pub(super) async fn serve_tcp(
     listener: TcpListener,
-    tx: mpsc::Sender<Received>,
+    queue: Queue,
     metrics: Arc<Metrics>,
     max_connections: usize,
     mut stopping: watch::Receiver<bool>,
@@ -128,13 +128,13 @@ pub(super) async fn serve_tcp(
             drop(stream);
             continue;
         };
-        let (tx, metrics, connections) = (tx.clone(), metrics.clone(), connections.clone());
+        let (queue, metrics, connections) = (queue.clone(), metrics.clone(), connections.clone());
         let stopping = stopping.clone();
         tokio::spawn(async move {
             let (id, open) = connections.register();
             let reader = Reader {
                 peer: peer.ip(),
-                tx,
+                queue,
                 metrics,
                 open: &open,
             };
@@ -148,7 +148,7 @@ pub(super) async fn serve_tcp(
 /// One connection's messages, on their way to the storing task.
 struct Reader<'a> {
     peer: IpAddr,
-    tx: mpsc::Sender<Received>,
+    queue: Queue,
     metrics: Arc<Metrics>,
     open: &'a Open,
 }
@@ -191,13 +191,7 @@ impl Reader<'_> {
         };
         match (end, framer.finish()) {
             (End::Closed, Some(Ok(bytes))) => {
-                let _ = self
-                    .tx
-                    .send(Received {
-                        bytes,
-                        peer: self.peer,
-                    })
-                    .await;
+                self.queue.send(bytes, self.peer).await;
             }
             (End::Closed, Some(Err(err))) => {
                 self.metrics.syslog_messages("malformed", 1);
@@ -205,7 +199,7 @@ impl Reader<'_> {
             }
             (End::Stopping, Some(_)) => {
                 self.metrics.syslog_messages("lost", 1);
-                tracing::warn!(peer = %self.peer, "a syslog message its sender had not finished was dropped at shutdown");
+                tracing::warn!(peer = %self.peer, "a syslog message not read whole before the shutdown was dropped");
             }
             _ => {}
         }
@@ -243,15 +237,7 @@ impl Reader<'_> {
                 .unwrap_or_else(|p| p.into_inner()) = Instant::now();
             match frame {
                 Ok(bytes) => {
-                    if self
-                        .tx
-                        .send(Received {
-                            bytes,
-                            peer: self.peer,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if !self.queue.send(bytes, self.peer).await {
                         return false;
                     }
                 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use warden_core::event::syslog::MAX_SYSLOG_BYTES;
 
-use super::syslog::Received;
+use super::syslog::Queue;
 use crate::metrics::Metrics;
 
 /// The receive buffer asked for: about 28,000 messages of 300 bytes.
@@ -63,7 +63,7 @@ pub(super) fn raise_receive_buffer(socket: &UdpSocket) -> Option<usize> {
 /// holds, so that a shutdown stores every message received before it.
 pub(super) async fn serve_udp(
     socket: Arc<UdpSocket>,
-    tx: mpsc::Sender<Received>,
+    queue: Queue,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; MAX_SYSLOG_BYTES + 1];
@@ -72,7 +72,7 @@ pub(super) async fn serve_udp(
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, peer)) => {
                     let bytes = buf[..n].to_vec();
-                    if tx.send(Received { bytes, peer: peer.ip() }).await.is_err() {
+                    if !queue.send(bytes, peer.ip()).await {
                         return;
                     }
                 }
@@ -93,14 +93,7 @@ pub(super) async fn serve_udp(
         };
         drained += n.max(1);
         let bytes = buf[..n].to_vec();
-        if tx
-            .send(Received {
-                bytes,
-                peer: peer.ip(),
-            })
-            .await
-            .is_err()
-        {
+        if !queue.send(bytes, peer.ip()).await {
             return;
         }
     }
