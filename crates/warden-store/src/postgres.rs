@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::query::Query;
 use sqlx::{Column, PgPool, Postgres, Row as _, TypeInfo};
 
@@ -26,6 +26,19 @@ impl PostgresDb {
     /// replicas starting together apply each migration once.
     pub async fn connect(url: &str, migrations: &[(i64, &str)]) -> StoreResult<Self> {
         let options: PgConnectOptions = url.parse().map_err(map_err)?;
+        // This build speaks to PostgreSQL without TLS (no TLS library in
+        // the binary): a URL that demands it is refused in those words.
+        if matches!(
+            options.get_ssl_mode(),
+            PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+        ) {
+            return Err(StoreError::Unavailable(
+                "this build of Warden connects to PostgreSQL without TLS, and the URL's sslmode \
+                 requires it: reach the database over a local socket, loopback or a private \
+                 network (or a TLS tunnel), and leave sslmode out or set it to prefer or disable"
+                    .into(),
+            ));
+        }
         // A replica that stops in the middle of a transaction (a paused
         // VM, a cut network) holds the rows every append locks: the
         // database ends its transaction after a while, and a replica

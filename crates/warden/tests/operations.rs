@@ -32,6 +32,31 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A URL that demands TLS, which this build does not speak, is refused
+    // at start in those words.
+    if !backend.is_postgres() {
+        for tls in [
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis-url",
+                "rediss://127.0.0.1:6379",
+            ][..],
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=require",
+            ],
+        ] {
+            let refused = backend.cli(tls);
+            assert_eq!(refused.status.code(), Some(1), "{tls:?}: {refused:?}");
+            let said = String::from_utf8_lossy(&refused.stderr);
+            assert!(said.contains("without TLS"), "{tls:?}: {said}");
+        }
+    }
     let stdout = String::from_utf8(out.stdout).unwrap();
     let doc: serde_json::Value =
         serde_json::from_str(stdout.trim()).expect("exactly one JSON object");

@@ -49,6 +49,11 @@ impl RedisBuckets {
     /// starts even while Redis is down.
     /// `prefix` starts every key (`warden:`).
     pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
+        if url.trim_start().to_ascii_lowercase().starts_with("rediss:") {
+            return Err("--redis-url: this build of Warden connects to Redis without TLS \
+                 (`rediss://`): use `redis://` over loopback or a private network (or a TLS tunnel)"
+                .into());
+        }
         let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
         Ok(RedisBuckets(Arc::new(Inner {
             client,
