@@ -2791,6 +2791,31 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
             assert!(reason.contains("the agent, which changed"), "{r}");
         }
     }
+    // A suspension since the hold blocks, though lifted before the poll;
+    // the same tags in another order change nothing.
+    let call =
+        json!({"agent_id": "pay-bot", "tool_name": "pay.big", "tool_args": {"amount": 5000}});
+    for (edits, stands) in [
+        (
+            vec![json!({"tags": ["b", "a"]}), json!({"tags": ["a", "b"]})],
+            false,
+        ),
+        (vec![json!({"tags": ["b", "a"]})], true),
+        (
+            vec![json!({"status": "suspended"}), json!({"status": "active"})],
+            false,
+        ),
+    ] {
+        let redeem = approved_redemption(&api, &call);
+        std::thread::sleep(Duration::from_millis(20));
+        for edit in &edits {
+            let r = api.patch("/api/v1/agents/pay-bot", edit);
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        let r = poll(redeem["hold_token"].as_str().unwrap());
+        let expected = if stands { "ALLOW" } else { "BLOCK" };
+        assert_eq!(r["resolution"], expected, "{edits:?}: {r}");
+    }
 
     // A key revoked while its poll waits gets no answer: not when the hold
     // is approved (ALLOW on the SDK's poll would spend the approval), and

@@ -958,6 +958,27 @@ fn syslog_port(w: &Warden, proto: &str) -> String {
         .expect("syslog address printed")
 }
 
+/// RFC 5424 messages of two programs: over TCP, newline-framed, on one
+/// connection then closed; and over UDP, a datagram each.
+fn send_syslog(tcp: &str, udp: &str, over_tcp: (&str, usize), over_udp: (&str, usize)) {
+    let line =
+        |program: &str, i: usize| format!("<14>1 2026-12-05T10:00:00Z h1 {program} - - - seq {i}");
+    let mut bytes = Vec::new();
+    for i in 0..over_tcp.1 {
+        bytes.extend_from_slice(format!("{}\n", line(over_tcp.0, i)).as_bytes());
+    }
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    stream.write_all(&bytes).unwrap();
+    drop(stream);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..over_udp.1 {
+        let datagram = line(over_udp.0, i);
+        socket
+            .send_to(datagram.as_bytes(), format!("127.0.0.1:{udp}"))
+            .unwrap();
+    }
+}
+
 /// A server with both syslog listeners on ports of its choosing, for `org_id`.
 fn start_with_syslog(backend: &Backend, org_id: &str) -> Warden {
     let args = [
@@ -2468,25 +2489,10 @@ fn idle_syslog_connections_give_way_and_start_up_is_checked_first(backend: &Back
 /// Syslog messages read before a shutdown are stored before the process
 /// exits: those a TCP sender had written, and datagrams in the socket.
 fn syslog_read_before_a_shutdown_is_stored(backend: &Backend) {
-    use std::io::Write;
     let t = backend.init();
     let w = start_with_syslog(backend, &t.org_id);
     let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
-    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
-    let mut bytes = Vec::new();
-    for i in 0..20_000 {
-        let line = format!("<14>1 2026-12-05T10:00:00Z h1 shutdownt - - - seq {i}\n");
-        bytes.extend_from_slice(line.as_bytes());
-    }
-    stream.write_all(&bytes).unwrap();
-    drop(stream);
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    for i in 0..200 {
-        let datagram = format!("<14>1 2026-12-05T10:00:00Z h1 shutdownu - - - seq {i}");
-        socket
-            .send_to(datagram.as_bytes(), format!("127.0.0.1:{udp}"))
-            .unwrap();
-    }
+    send_syslog(&tcp, &udp, ("shutdownt", 20_000), ("shutdownu", 200));
     let status = w.terminate();
     assert!(
         status.success(),
@@ -2500,8 +2506,56 @@ fn syslog_read_before_a_shutdown_is_stored(backend: &Backend) {
     wait_total(&api, "program:shutdownu", 200);
 }
 
+/// A store that cannot take syslog messages before the shutdown's time
+/// runs out: what was read is counted lost, with its number in the log.
+fn syslog_not_stored_in_time_is_counted_lost(backend: &Backend) {
+    if backend.is_postgres() {
+        return; // The store is held with SQLite's write lock.
+    }
+    let t = backend.init();
+    let w = start_with_syslog(backend, &t.org_id);
+    let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
+    // Another process holds the database's write lock.
+    let db = backend.data_dir(0).join("warden.db");
+    let hold = "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('held',flush=True)\ntime.sleep(60)";
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", hold, &db.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut held,
+    )
+    .unwrap();
+    assert_eq!(held.trim(), "held");
+    // More than the queue holds: some are still in the socket when the
+    // shutdown gives up, and are counted as they are read.
+    send_syslog(&tcp, &udp, ("lockedt", 8_000), ("lockedu", 100));
+    std::thread::sleep(Duration::from_millis(300));
+    // The lock goes once the shutdown has had its time, so that the
+    // process can close its store and exit.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(26));
+        let _ = holder.kill();
+        let _ = holder.wait();
+    });
+    let status = w.terminate_within(Duration::from_secs(60));
+    release.join().unwrap();
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    assert!(status.success(), "{status:?}: {log}");
+    let lost = log
+        .lines()
+        .find(|l| l.contains("were not stored in time"))
+        .unwrap_or_else(|| panic!("no loss logged: {log}"));
+    assert!(lost.contains("lost=8100"), "{lost}");
+    assert_eq!(store_count(backend, &t.org_id), 0);
+}
+
 on_every_backend!(
     idle_syslog_connections_give_way_and_start_up_is_checked_first,
+    syslog_not_stored_in_time_is_counted_lost,
     syslog_read_before_a_shutdown_is_stored,
     every_operator_of_the_language,
     totals_histograms_and_pages_are_exact,

@@ -512,15 +512,55 @@ fn unfit_in_keyword(c: char) -> bool {
 /// Text with one looks like text without it.
 pub fn unseen(c: char) -> bool {
     warden_policy::pattern::invisible(c)
-        || matches!(c as u32, 0x2800 | 0xFFF9..=0xFFFB | 0xFDD0..=0xFDEF)
+        || matches!(c as u32, 0x2800 | 0xFFF9..=0xFFFC | 0xFDD0..=0xFDEF | 0x13430..=0x1343F)
         || (c as u32) & 0xFFFE == 0xFFFE
 }
 
-/// [`unseen`], but for the parts of emoji (the zero-width joiner of 👨‍👩‍👧,
-/// the variation selectors of ❤️), which free text such as a comment or a
-/// query's phrase may hold.
-pub fn unseen_in_text(c: char) -> bool {
-    unseen(c) && !matches!(c as u32, 0x200D | 0xFE00..=0xFE0F)
+/// The first character of free text (a comment, a query) that is
+/// [`unseen`] where it stands, with its index in characters. Some such
+/// characters belong to what they join: the joiners between letters of
+/// scripts that need them (Persian's U+200C, Indic conjuncts) and in
+/// emoji (👨‍👩‍👧), variation selectors after a symbol or a CJK ideograph
+/// (❤️, keycaps' 1️⃣, 葛󠄀), and the tag characters of a flag (🏴 and its
+/// tags). Next to plain ASCII, at either end, or doubled, they hide.
+pub fn unseen_in_text(text: &str) -> Option<(usize, char)> {
+    let chars: Vec<char> = text.chars().collect();
+    let foreign = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| !c.is_ascii() && !c.is_whitespace() && !unseen(*c))
+    };
+    let mut in_flag = false;
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1);
+        let fits = match c as u32 {
+            // Zero-width non-joiner and joiner, between two characters of
+            // another script or two emoji.
+            0x200C | 0x200D => foreign(before) && foreign(Some(i + 1)),
+            // Variation selectors, after a symbol, an ideograph, or a
+            // keycap's digit, `#` or `*`.
+            0xFE00..=0xFE0F | 0xE0100..=0xE01EF => {
+                foreign(before)
+                    || before
+                        .and_then(|b| chars.get(b))
+                        .is_some_and(|p| p.is_ascii_digit() || matches!(p, '#' | '*'))
+            }
+            // A flag's tags follow 🏴 and end with U+E007F.
+            0xE0020..=0xE007F => {
+                let opens = before.and_then(|b| chars.get(b)) == Some(&'\u{1F3F4}');
+                let ok = in_flag || opens;
+                in_flag = ok && c != '\u{E007F}';
+                ok
+            }
+            _ => !unseen(c),
+        };
+        if !(0xE0020..=0xE007F).contains(&(c as u32)) {
+            in_flag = false;
+        }
+        if !fits {
+            return Some((i, c));
+        }
+    }
+    None
 }
 
 /// Tags: an array of strings (in a log line, numbers read as their text,
@@ -624,6 +664,37 @@ pub fn parse_log_time(value: &Value) -> Option<Millis> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn joiners_and_selectors_are_text_where_they_join() {
+        for fine in [
+            "نمی\u{200c}دانم",
+            "👨\u{200d}👩\u{200d}👧",
+            "❤\u{fe0f}",
+            "1\u{fe0f}\u{20e3}",
+            "葛\u{e0100}",
+            "🏴\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}",
+            "plain text, é, 日本語, עברית",
+        ] {
+            assert_eq!(unseen_in_text(fine), None, "{fine:?}");
+        }
+        for (hidden, at) in [
+            ("a\u{200d}b", 1),
+            ("ab\u{200d}", 2),
+            ("a\u{fe0f}b", 1),
+            ("\u{e0041}x", 0),
+            ("x\u{200b}", 1),
+            ("ok\u{2800}", 2),
+            ("\u{13430}", 0),
+            ("❤\u{fe0f}\u{fe0f}", 2),
+        ] {
+            assert_eq!(
+                unseen_in_text(hidden).map(|(i, _)| i),
+                Some(at),
+                "{hidden:?}"
+            );
+        }
+    }
     use super::*;
     use serde_json::json;
 

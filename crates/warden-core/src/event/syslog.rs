@@ -171,25 +171,33 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
         None => event.message = clean_message(text),
         Some(rest) if rest.trim().is_empty() => return Err(SyslogError::Empty),
         Some(rest) => {
-            let (rest, fraction_ms) = match rewrite_3164_time(rest) {
-                Some((text, ms)) => (std::borrow::Cow::Owned(text), ms),
-                None => (std::borrow::Cow::Borrowed(rest), 0),
+            let rewritten = rewrite_3164_time(rest);
+            let (text, fraction_ms) = match &rewritten {
+                Some((text, ms)) => (text.as_str(), *ms),
+                None => (rest, 0),
             };
             match syslog_loose::parse_message_with_year_exact_tz(
-                &rest,
+                text,
                 year_resolver(received_at),
                 Some(Utc),
                 Variant::Either,
             ) {
+                // A time rewritten into a shape the parser reads that still
+                // does not read (`Feb 29` of a year without one): the header
+                // cannot be read, and the message is kept whole, as sent.
+                Ok(message) if rewritten.is_some() && message.timestamp.is_none() => {
+                    event.message = clean_message(rest.trim_start());
+                }
                 Ok(message) => {
                     let timed = matches!(message.protocol, syslog_loose::Protocol::RFC3164)
                         && message.timestamp.is_some();
-                    token = map_message(message, &rest, &mut event, &mut syslog)?;
+                    token = map_message(message, text, &mut event, &mut syslog)?;
                     if timed && event.timestamp != received_at {
                         event.timestamp = (event.timestamp + fraction_ms).min(MAX_TIME_MS);
                     }
                 }
-                // Text after a valid `<PRI>` but no header `syslog_loose` knows.
+                // Text after a valid `<PRI>` but no header `syslog_loose` knows
+                // (kept as sent, a rewritten time too).
                 Err(_) => event.message = clean_message(rest.trim_start()),
             }
         }
@@ -1404,6 +1412,9 @@ mod tests {
             assert_eq!(m.event.program.as_deref(), Some("app"), "{line}");
             assert_eq!(m.event.message, "c32", "{line}");
         }
+        // A date that does not exist keeps its header as it was sent.
+        let m = ok("<13>Feb 29 10:00:00.5 2019 host1 app: badleap");
+        assert_eq!(m.event.message, "Feb 29 10:00:00.5 2019 host1 app: badleap");
         // Cisco's colon after a zone letter.
         let m = ok("<189>Nov 24 11:01:02Z: %SYS-5-CONFIG_I: Configured");
         assert_eq!(m.event.program.as_deref(), Some("%SYS-5-CONFIG_I"));

@@ -116,21 +116,31 @@ fn already(hold: &Hold, now: i64) -> String {
     }
 }
 
-/// Whether the agent changed since `since` in what policies select or
-/// read (its status, tags, external id or name, as its `agent_change`
-/// records say): an edit of its description, owner or metadata changes
-/// neither, and leaves approvals standing. Many changes, or one its
-/// records do not explain, count as such a change.
-async fn governed_change_since(
+/// How the agent changed since a call was held, in what policies select
+/// or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentChange {
+    None,
+    /// Its tags, external id or name.
+    Governed,
+    /// Its status (suspended meanwhile, even if active again), or changes
+    /// its records do not explain (many, or not an update).
+    Status,
+}
+
+/// How the agent changed since `since`, as its `agent_change` records say:
+/// an edit of its description, owner, framework or metadata is none, and
+/// leaves approvals standing.
+async fn agent_change_since(
     store: &dyn Store,
     tenant: &Tenant,
     agent: &warden_core::agent::Agent,
     since: i64,
-) -> ServiceResult<bool> {
+) -> ServiceResult<AgentChange> {
     use warden_core::audit::AuditFilter;
     use warden_core::page::{Direction, PageRequest};
     if agent.updated_at <= since {
-        return Ok(false);
+        return Ok(AgentChange::None);
     }
     let filter = AuditFilter {
         agent_id: Some(agent.id.clone()),
@@ -146,17 +156,28 @@ async fn governed_change_since(
     };
     let changes = store.list_audit(tenant, &filter, &page).await?;
     if changes.items.is_empty() || changes.next_cursor.is_some() {
-        return Ok(true);
+        return Ok(AgentChange::Status);
     }
-    Ok(changes.items.iter().any(|r| {
+    let mut seen = AgentChange::None;
+    for r in &changes.items {
         let detail = &r.record.detail;
-        let fields = detail.get("changed").and_then(|c| c.as_object());
-        detail.get("change").and_then(|c| c.as_str()) != Some("updated")
-            || fields.is_none_or(|f| {
-                f.keys()
-                    .any(|k| crate::services::agents::GOVERNED_FIELDS.contains(&k.as_str()))
-            })
-    }))
+        let updated = detail.get("change").and_then(|c| c.as_str()) == Some("updated");
+        let Some(fields) = detail
+            .get("changed")
+            .and_then(|c| c.as_object())
+            .filter(|_| updated)
+        else {
+            return Ok(AgentChange::Status);
+        };
+        if fields.contains_key("status") {
+            return Ok(AgentChange::Status);
+        }
+        let governed = crate::services::agents::GOVERNED_FIELDS;
+        if fields.keys().any(|k| governed.contains(&k.as_str())) {
+            seen = AgentChange::Governed;
+        }
+    }
+    Ok(seen)
 }
 
 /// The user the held call was made for, as its decision recorded it, so
@@ -375,8 +396,15 @@ pub async fn approval_stands(
     // unless its condition reads what moves on while the call waits (the
     // session's later calls, the time): the approved call runs now, and
     // the condition cannot be judged again here without the arguments.
-    let agent_changed =
-        governed_change_since(g.store.as_ref(), tenant, &agent, hold.created_at).await?;
+    let change = agent_change_since(g.store.as_ref(), tenant, &agent, hold.created_at).await?;
+    if change == AgentChange::Status {
+        return Ok(Err(
+            "the agent's status changed since the call was held (it was suspended, or changed \
+             in ways its records do not show); ask again"
+                .into(),
+        ));
+    }
+    let agent_changed = change != AgentChange::None;
     let unchanged = |p: &warden_policy::Policy<_>| {
         !agent_changed
             && policies

@@ -87,11 +87,27 @@ fn changed(before: &Agent, after: &Agent) -> Map<String, Value> {
         "status",
         "metadata",
     ] {
-        if was[field] != now[field] {
+        // Tags are a set: the same tags in another order are no change.
+        let same = match field {
+            "tags" => sorted(&was[field]) == sorted(&now[field]),
+            _ => was[field] == now[field],
+        };
+        if !same {
             out.insert(field.into(), json!({"from": was[field], "to": now[field]}));
         }
     }
     out
+}
+
+fn sorted(tags: &Value) -> Vec<String> {
+    let mut tags: Vec<String> = tags
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t.to_string())
+        .collect();
+    tags.sort();
+    tags
 }
 
 fn change_record(principal: &Principal, agent: &Agent, change: &str, detail: Value) -> AuditRecord {

@@ -187,21 +187,22 @@ impl Telemetry {
         let started = Instant::now();
         let now = now_ms();
         // Keyword values never hold such a character (ingest refuses them):
-        // a query with one would find nothing while looking right.
-        if let Some((at, c)) = params
+        // a query with one would find nothing while looking right. So would
+        // a space other than the plain one (no-break, ideographic).
+        let odd_space = params
             .query
             .chars()
             .enumerate()
-            .find(|(_, c)| unseen_in_text(*c))
-        {
+            .find(|(_, c)| c.is_whitespace() && !matches!(c, ' ' | '\t' | '\n' | '\r'));
+        if let Some((at, c)) = unseen_in_text(&params.query).or(odd_space) {
             let position = at + 1;
             return Err(query_error(
                 &params.query,
                 position,
                 format!(
-                    "invalid query at position {position}: an invisible or direction-changing \
-                     character (U+{:04X}), pasted with the text, would make the query find \
-                     nothing that looks like it; remove it",
+                    "invalid query at position {position}: an invisible, direction-changing \
+                     or look-alike space character (U+{:04X}), pasted with the text, would make \
+                     the query find nothing that looks like it; remove it",
                     c as u32
                 ),
             ));

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,24 +51,44 @@ pub(super) struct Received {
     pub peer: IpAddr,
 }
 
-/// The readers' side of the queue to the storing task, counting what it
-/// holds: messages read and not yet stored, dropped or counted otherwise,
-/// which a shutdown that runs out of time reports as lost.
+/// What the readers and the storing task count together, so that a
+/// shutdown that runs out of time can say how many messages it lost.
+#[derive(Default)]
+pub(super) struct Backlog {
+    /// Messages handed to the storing task and not yet settled (stored,
+    /// dropped or counted otherwise).
+    pending: AtomicU64,
+    /// Set when the shutdown gives up storing: readers then count what
+    /// they still read instead of handing it on.
+    gave_up: AtomicBool,
+    /// Messages read after the shutdown gave up.
+    unstored: AtomicU64,
+}
+
+/// The readers' side of the queue to the storing task.
 #[derive(Clone)]
 pub(super) struct Queue {
     tx: mpsc::Sender<Received>,
-    pending: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
 }
 
 impl Queue {
-    /// Hands a message on, waiting while the queue is full; false once the
-    /// storing task is gone.
+    /// Hands a message on, waiting while the queue is full; once the
+    /// shutdown has given up storing, counts it instead. False once the
+    /// storing task is gone otherwise.
     pub async fn send(&self, bytes: Vec<u8>, peer: IpAddr) -> bool {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(Received { bytes, peer }).await.is_ok() {
+        let backlog = &self.backlog;
+        if !backlog.gave_up.load(Ordering::SeqCst) {
+            backlog.pending.fetch_add(1, Ordering::SeqCst);
+            if self.tx.send(Received { bytes, peer }).await.is_ok() {
+                return true;
+            }
+            backlog.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        if backlog.gave_up.load(Ordering::SeqCst) {
+            backlog.unstored.fetch_add(1, Ordering::SeqCst);
             return true;
         }
-        self.pending.fetch_sub(1, Ordering::SeqCst);
         false
     }
 }
@@ -78,10 +98,13 @@ pub struct SyslogListeners {
     pub tcp: Option<SocketAddr>,
     stop: Arc<watch::Sender<bool>>,
     stored: JoinHandle<()>,
-    /// Messages read and not yet settled (see [`Queue`]).
-    pending: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
     metrics: Arc<Metrics>,
 }
+
+/// How long readers get, once the shutdown gave up storing, to count what
+/// their sockets still hold (up to their drain limits).
+const COUNTING: Duration = Duration::from_secs(2);
 
 impl SyslogListeners {
     /// Tells the readers to stop: they take what their sockets hold and end.
@@ -93,19 +116,34 @@ impl SyslogListeners {
     }
 
     /// Stops the readers (if not yet) and waits, up to `limit`, until every
-    /// message they read is stored; what is left then is counted and
-    /// logged as lost.
-    pub async fn finish(self, limit: Duration) {
+    /// message they read is stored. Past it, the storing task is stopped,
+    /// the readers count what they still take from their sockets, and the
+    /// messages queued, being stored and counted are logged as lost, with
+    /// their number.
+    pub async fn finish(mut self, limit: Duration) {
         self.stop.send_replace(true);
-        if tokio::time::timeout(limit, self.stored).await.is_err() {
-            let lost = self.pending.load(Ordering::SeqCst);
-            self.metrics.syslog_messages("lost", lost);
-            tracing::error!(
-                lost,
-                seconds = limit.as_secs(),
-                "syslog messages read before the shutdown were not stored in time; they are lost"
-            );
+        if tokio::time::timeout(limit, &mut self.stored).await.is_ok() {
+            return;
         }
+        let backlog = &self.backlog;
+        backlog.gave_up.store(true, Ordering::SeqCst);
+        self.stored.abort();
+        let _ = (&mut self.stored).await;
+        // The readers each hold a share of the backlog until they end.
+        let counted_by = tokio::time::Instant::now() + COUNTING;
+        while Arc::strong_count(backlog) > 1 && tokio::time::Instant::now() < counted_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let queued = backlog.pending.load(Ordering::SeqCst);
+        let unstored = backlog.unstored.load(Ordering::SeqCst);
+        self.metrics.syslog_messages("lost", queued + unstored);
+        tracing::error!(
+            lost = queued + unstored,
+            queued,
+            still_in_sockets = unstored,
+            seconds = limit.as_secs(),
+            "syslog messages read before the shutdown were not stored in time; they are lost"
+        );
     }
 }
 
@@ -131,10 +169,10 @@ pub async fn start(
 ) -> Result<SyslogListeners, String> {
     let metrics = routing.state.metrics.clone();
     let (tx, rx) = mpsc::channel::<Received>(QUEUED);
-    let pending = Arc::new(AtomicU64::new(0));
+    let backlog = Arc::new(Backlog::default());
     let queue = Queue {
         tx,
-        pending: pending.clone(),
+        backlog: backlog.clone(),
     };
     let (stop, stopping) = watch::channel(false);
     let (mut udp_addr, mut tcp_addr) = (None, None);
@@ -170,11 +208,10 @@ pub async fn start(
         ));
     }
     drop(queue);
-    let settled = pending.clone();
     let stored = tokio::spawn(store_messages(
         telemetry,
         routing,
-        (rx, settled),
+        (rx, backlog.clone()),
         metrics.clone(),
     ));
     Ok(SyslogListeners {
@@ -182,7 +219,7 @@ pub async fn start(
         tcp: tcp_addr,
         stop: Arc::new(stop),
         stored,
-        pending,
+        backlog,
         metrics,
     })
 }
@@ -191,7 +228,7 @@ pub async fn start(
 async fn store_messages(
     telemetry: Arc<Telemetry>,
     routing: SyslogRouting,
-    (mut rx, pending): (mpsc::Receiver<Received>, Arc<AtomicU64>),
+    (mut rx, backlog): (mpsc::Receiver<Received>, Arc<Backlog>),
     metrics: Arc<Metrics>,
 ) {
     loop {
@@ -211,7 +248,7 @@ async fn store_messages(
                 Ok((tenant, event)) => by_tenant.entry(tenant).or_default().push(event),
                 Err((outcome, reason)) => {
                     metrics.syslog_messages(outcome, 1);
-                    pending.fetch_sub(1, Ordering::SeqCst);
+                    backlog.pending.fetch_sub(1, Ordering::SeqCst);
                     tracing::debug!(peer = %received.peer, reason, "syslog message dropped");
                 }
             }
@@ -224,7 +261,7 @@ async fn store_messages(
                 match telemetry.append(&tenant, events.clone(), None).await {
                     Ok(_) => {
                         metrics.syslog_messages("stored", n);
-                        pending.fetch_sub(n, Ordering::SeqCst);
+                        backlog.pending.fetch_sub(n, Ordering::SeqCst);
                         break;
                     }
                     Err(err) if attempts < 5 => {
@@ -234,7 +271,7 @@ async fn store_messages(
                     }
                     Err(err) => {
                         metrics.syslog_messages("lost", n);
-                        pending.fetch_sub(n, Ordering::SeqCst);
+                        backlog.pending.fetch_sub(n, Ordering::SeqCst);
                         tracing::error!(error = %err, dropped = n, "syslog messages lost: the store refuses them");
                         break;
                     }

@@ -360,11 +360,16 @@ impl Warden {
     }
 
     /// SIGTERM, then the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.terminate_within(Duration::from_secs(20))
+    }
+
+    /// SIGTERM, then waits up to `longest` for the process to exit.
+    pub fn terminate_within(mut self, longest: Duration) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + longest;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
