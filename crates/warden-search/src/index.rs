@@ -559,7 +559,12 @@ impl EventIndex {
             &request.abandoned,
         )?;
         let mut events = Vec::with_capacity(collected.page.len());
+        let (mut bytes, mut cut_short) = (0, false);
         for (position, address) in collected.page {
+            if bytes >= request.max_page_bytes && !events.is_empty() {
+                cut_short = true;
+                break;
+            }
             // A stored event that cannot be read back is damage on disk
             // (the doc store's blocks are read only here, not at opening).
             let doc: TantivyDocument = searcher
@@ -570,6 +575,7 @@ impl EventIndex {
                 .and_then(|v| v.as_bytes())
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
+            bytes += json.len();
             events.push((position, json));
         }
         let histogram = collected
@@ -582,6 +588,7 @@ impl EventIndex {
             total: collected.total,
             histogram,
             events,
+            cut_short,
         })
     }
 }
@@ -642,6 +649,7 @@ mod tests {
             to: 2_000_000,
             not_before: None,
             limit,
+            max_page_bytes: usize::MAX,
             order,
             after,
             interval: 10_000,

@@ -54,6 +54,10 @@ pub struct SearchRequest {
     /// though the sweep that removes them may not have come yet.
     pub not_before: Option<Millis>,
     pub limit: usize,
+    /// The most bytes of stored events a page reads: past it the page ends
+    /// early (`SearchResult::cut_short`), so that large events cannot make
+    /// one answer hold gigabytes.
+    pub max_page_bytes: usize,
     pub order: Order,
     /// The last event of the previous page.
     pub after: Option<Position>,
@@ -72,4 +76,6 @@ pub struct SearchResult {
     pub histogram: Vec<(Millis, Breakdown)>,
     /// The page: each event's position and stored JSON.
     pub events: Vec<(Position, String)>,
+    /// The page ended at `max_page_bytes`, before `limit`: more follow.
+    pub cut_short: bool,
 }

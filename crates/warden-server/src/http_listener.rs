@@ -23,6 +23,10 @@ use tower_service::Service;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::peer::PeerLink;
 
+/// The most a request's line and headers may take (hyper answers 431
+/// past it); also the most a connection buffers of what it reads.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Accepts connections until `shutdown` completes, then asks each open
 /// connection to finish its request in flight and close, and returns
 /// once all have.
@@ -63,6 +67,9 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
+            // A request's head (its line and headers) up to 64 KiB: a
+            // connection that has not finished one holds no more.
+            .max_buf_size(MAX_HEAD_BYTES)
             // A client that half-closes after its request still gets the
             // answer (the request ran; without it, it might send it again).
             .half_close(true)

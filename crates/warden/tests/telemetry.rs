@@ -2553,8 +2553,51 @@ fn syslog_not_stored_in_time_is_counted_lost(backend: &Backend) {
     assert_eq!(store_count(backend, &t.org_id), 0);
 }
 
+/// A page of large events ends early, with a cursor, and the pages still
+/// walk every event once.
+fn large_events_page_by_bytes(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    for batch in 0..3 {
+        let events: Vec<Value> = (0..4)
+            .map(|i| json!({"message": format!("bulky {batch} {i} {}", "x".repeat(900_000))}))
+            .collect();
+        ingest(&api, Value::Array(events));
+    }
+    wait_total(&api, "bulky", 12);
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut body = json!({"query": "bulky", "limit": 100});
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let page = search(&api, body);
+        let events = page["events"].as_array().unwrap();
+        assert!(!events.is_empty());
+        assert!(
+            events.len() < 12,
+            "a page of {} events of 900 KB",
+            events.len()
+        );
+        for e in events {
+            assert!(seen.insert(e["id"].as_str().unwrap().to_string()));
+        }
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    assert!(pages >= 2);
+}
+
 on_every_backend!(
     idle_syslog_connections_give_way_and_start_up_is_checked_first,
+    large_events_page_by_bytes,
     syslog_not_stored_in_time_is_counted_lost,
     syslog_read_before_a_shutdown_is_stored,
     every_operator_of_the_language,

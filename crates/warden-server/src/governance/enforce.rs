@@ -802,9 +802,23 @@ pub fn decide_with(
     facts: CallFacts,
 ) -> (Outcome, CallFacts) {
     let input = ConditionInput::new(facts);
-    let outcome = decide(policies, agent, call, &input);
+    // Conditions that loop over a large call's data can run for hundreds
+    // of milliseconds: such a call's evaluation hands its worker's other
+    // requests (readiness probes included) to another thread first.
+    let heavy = input.collection_sizes().1 > HEAVY_CALL_ELEMENTS;
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let outcome = if heavy && multi_thread {
+        tokio::task::block_in_place(|| decide(policies, agent, call, &input))
+    } else {
+        decide(policies, agent, call, &input)
+    };
     (outcome, input.into_facts())
 }
+
+/// Elements (of lists and maps, in the arguments and context together)
+/// past which a call's evaluation may be long enough to hold up others.
+const HEAVY_CALL_ELEMENTS: usize = 1_000;
 
 pub fn decide(
     policies: &TenantPolicies,

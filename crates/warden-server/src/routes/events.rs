@@ -458,6 +458,8 @@ pub async fn ingest_ndjson(
     }
     let mut reader = NdjsonReader::new(gzip, now_ms());
     let mut body = request.into_body();
+    // What this upload holds of the process's ingest memory, in KiB.
+    let mut held: Option<tokio::sync::SemaphorePermit<'static>> = None;
     let too_large = |e: NdjsonError| match e {
         NdjsonError::TooLarge(message) => {
             let mut err = ApiError::payload_too_large(crate::telemetry::ndjson::MAX_NDJSON_BYTES);
@@ -472,6 +474,7 @@ pub async fn ingest_ndjson(
         let frame = frame.map_err(|e| ApiError::invalid("body", body_failure(&e.to_string())))?;
         if let Ok(data) = frame.into_data() {
             reader.push(&data).map_err(too_large)?;
+            hold_upload_memory(&mut held, reader.bytes_read())?;
         }
     }
     reader.finish().map_err(too_large)?;
@@ -491,6 +494,39 @@ pub async fn ingest_ndjson(
     let mut events = reader.events;
     bind_to_agent(&principal, &mut events);
     store_events(&state, &principal, events, claim.as_ref()).await
+}
+
+/// The lines of log uploads in progress, counted in KiB, that the process
+/// holds at once: each upload holds its mapped events until they are
+/// stored, so uploads that stream in slowly could otherwise pin memory
+/// without bound. Past it an upload is answered 503 at once and holds
+/// nothing.
+static UPLOAD_MEMORY: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOAD_MEMORY_KIB);
+const UPLOAD_MEMORY_KIB: usize = 256 * 1024;
+
+/// Grows an upload's share of [`UPLOAD_MEMORY`] to the bytes it has read.
+fn hold_upload_memory(
+    held: &mut Option<tokio::sync::SemaphorePermit<'static>>,
+    bytes: usize,
+) -> Result<(), ApiError> {
+    let want = bytes.div_ceil(1024);
+    let have = held.as_ref().map_or(0, |p| p.num_permits());
+    if want <= have {
+        return Ok(());
+    }
+    let more = u32::try_from(want - have).unwrap_or(u32::MAX);
+    let Ok(more) = UPLOAD_MEMORY.try_acquire_many(more) else {
+        let mut err = ApiError::unavailable(
+            "log uploads in progress hold all the memory the server gives them (256 MiB of lines); retry shortly",
+        );
+        err.retry_after = Some(1);
+        return Err(err);
+    };
+    match held {
+        Some(permit) => permit.merge(more),
+        None => *held = Some(more),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -712,4 +748,22 @@ pub async fn set_retention(
         }
     }
     Ok(ok(body))
+}
+
+#[cfg(test)]
+mod upload_memory_tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_past_the_shared_budget_is_refused_and_a_finished_one_gives_its_share_back() {
+        let mut first = None;
+        hold_upload_memory(&mut first, 200 << 20).unwrap();
+        hold_upload_memory(&mut first, 250 << 20).unwrap();
+        let mut second = None;
+        let refused = hold_upload_memory(&mut second, 10 << 20).unwrap_err();
+        assert_eq!(refused.status.as_u16(), 503);
+        assert!(second.is_none());
+        drop(first);
+        hold_upload_memory(&mut second, 10 << 20).unwrap();
+    }
 }

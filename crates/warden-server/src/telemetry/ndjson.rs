@@ -74,6 +74,11 @@ impl NdjsonReader {
     }
 
     /// Takes the next chunk of the body.
+    /// The body's bytes read so far, inflated.
+    pub fn bytes_read(&self) -> usize {
+        self.total_bytes
+    }
+
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), NdjsonError> {
         if self.gzip.is_none() {
             return self.text(chunk);

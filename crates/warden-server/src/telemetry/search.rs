@@ -17,6 +17,11 @@ use crate::http::sealed_cursor::SealedCursors;
 
 /// Events one page may hold.
 pub const MAX_LIMIT: usize = 1_000;
+/// The most bytes of events one page carries (at least one event, which
+/// is at most 1 MiB): a page of large events ends early, with a cursor,
+/// so that an answer, and what a slow reader keeps the server holding,
+/// stays near this size.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
 /// The range searched when none is given: the last day.
 pub const DEFAULT_RANGE_MS: i64 = 86_400_000;
 
@@ -271,6 +276,7 @@ impl Telemetry {
             not_before: self.retention_cutoff(&tenant.org_id, now).await,
             // One more than asked tells whether another page follows.
             limit: params.limit.min(MAX_LIMIT) + 1,
+            max_page_bytes: MAX_PAGE_BYTES,
             order: params.order,
             after,
             interval,
@@ -302,7 +308,7 @@ impl Telemetry {
                 other => ApiError::internal(other),
             })?;
         let limit = params.limit.min(MAX_LIMIT);
-        let next_cursor = if result.events.len() > limit {
+        let next_cursor = if result.events.len() > limit || result.cut_short {
             result.events.truncate(limit);
             result.events.last().map(|(p, _)| {
                 encode_cursor(&params.cursor_key, tenant, *p, params.order, &params.query)
@@ -341,6 +347,7 @@ impl Telemetry {
             to: i64::MAX / 2,
             not_before: self.retention_cutoff(&tenant.org_id, now_ms()).await,
             limit: 1,
+            max_page_bytes: MAX_PAGE_BYTES,
             order: Order::NewestFirst,
             after: None,
             interval: 0,
