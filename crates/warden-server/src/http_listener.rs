@@ -23,8 +23,9 @@ use tower_service::Service;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::peer::PeerLink;
 
-/// The most a request's line and headers may take (hyper answers 431
-/// past it); also the most a connection buffers of what it reads.
+/// The bound on a connection's read buffer: what a connection holds of a
+/// request it has not finished sending. hyper answers 431 to a head that
+/// does not fit once its buffer is full (about twice this, measured).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Accepts connections until `shutdown` completes, then asks each open
@@ -67,8 +68,8 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            // A request's head (its line and headers) up to 64 KiB: a
-            // connection that has not finished one holds no more.
+            // A connection that has not finished a request's head holds
+            // about this much of it, no more.
             .max_buf_size(MAX_HEAD_BYTES)
             // A client that half-closes after its request still gets the
             // answer (the request ran; without it, it might send it again).
