@@ -522,6 +522,12 @@ fn rewrite_3164_time(rest: &str) -> Option<(String, Millis)> {
         after += 1;
         changed = true;
     }
+    // Cisco's `show-timezone` in UTC (`23:01:02.456 UTC: %SYS-5-…`), which
+    // the parser would take for the program.
+    if matches!(b.get(after..after + 5), Some(b" UTC:" | b" GMT:")) {
+        after += 4;
+        changed = true;
+    }
     let year = b
         .get(after..after + 6)
         .filter(|_| !year_before)
@@ -1415,6 +1421,25 @@ mod tests {
         // A date that does not exist keeps its header as it was sent.
         let m = ok("<13>Feb 29 10:00:00.5 2019 host1 app: badleap");
         assert_eq!(m.event.message, "Feb 29 10:00:00.5 2019 host1 app: badleap");
+        // Cisco's `show-timezone` in UTC, with milliseconds or without.
+        for line in [
+            "<189>Nov 24 11:01:02.456 UTC: %SYS-5-CONFIG_I: Configured",
+            "<189>Nov 24 11:01:02 GMT: %SYS-5-CONFIG_I: Configured",
+        ] {
+            let m = ok(line);
+            assert_eq!(
+                m.event.program.as_deref(),
+                Some("%SYS-5-CONFIG_I"),
+                "{line}"
+            );
+            assert_eq!(m.event.message, "Configured", "{line}");
+        }
+        assert_eq!(
+            ok("<189>Nov 24 11:01:02.456 UTC: %SYS-5-CONFIG_I: x")
+                .event
+                .timestamp,
+            time("2026-11-24T11:01:02.456Z")
+        );
         // Cisco's colon after a zone letter.
         let m = ok("<189>Nov 24 11:01:02Z: %SYS-5-CONFIG_I: Configured");
         assert_eq!(m.event.program.as_deref(), Some("%SYS-5-CONFIG_I"));
