@@ -2499,7 +2499,12 @@ fn syslog_read_before_a_shutdown_is_stored(backend: &Backend) {
         "{status:?}: {}",
         std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap_or_default()
     );
-    assert_eq!(store_count(backend, &t.org_id), 20_200);
+    assert_eq!(
+        store_count(backend, &t.org_id),
+        20_200,
+        "{}",
+        std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap_or_default()
+    );
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     wait_total(&api, "program:shutdownt", 20_000);

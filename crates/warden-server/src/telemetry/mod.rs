@@ -75,6 +75,23 @@ impl IndexFeed {
     /// small beside the bound ([`SMALL_SHARE`]); the room stays
     /// reserved until the returned guard is dropped, after the append is
     /// handed over (or failed).
+    /// As [`Self::admit`], without waiting: the room is taken whatever the
+    /// index owes (for appends nobody waits an answer for, at shutdown).
+    pub fn admit_now(&self, work: u64) -> Admitted {
+        let health = &self.health;
+        if work.saturating_mul(SMALL_SHARE) <= health.allowed_work() {
+            return Admitted {
+                health: health.clone(),
+                work: 0,
+            };
+        }
+        health.try_admit(*self.searchable.borrow(), work, true);
+        Admitted {
+            health: health.clone(),
+            work,
+        }
+    }
+
     pub async fn admit(&self, work: u64) -> Admitted {
         let health = &self.health;
         if work.saturating_mul(SMALL_SHARE) <= health.allowed_work() {

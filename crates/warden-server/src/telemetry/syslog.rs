@@ -211,7 +211,7 @@ pub async fn start(
     let stored = tokio::spawn(store_messages(
         telemetry,
         routing,
-        (rx, backlog.clone()),
+        (rx, backlog.clone(), stop.subscribe()),
         metrics.clone(),
     ));
     Ok(SyslogListeners {
@@ -228,7 +228,11 @@ pub async fn start(
 async fn store_messages(
     telemetry: Arc<Telemetry>,
     routing: SyslogRouting,
-    (mut rx, backlog): (mpsc::Receiver<Received>, Arc<Backlog>),
+    (mut rx, backlog, stopping): (
+        mpsc::Receiver<Received>,
+        Arc<Backlog>,
+        watch::Receiver<bool>,
+    ),
     metrics: Arc<Metrics>,
 ) {
     loop {
@@ -258,7 +262,14 @@ async fn store_messages(
             // Retry: the messages are in memory only until this commits.
             let mut attempts = 0;
             loop {
-                match telemetry.append(&tenant, events.clone(), None).await {
+                // Paced by the index while serving; once the server stops,
+                // stored as fast as the store takes them.
+                let appended = if *stopping.borrow() {
+                    telemetry.append_unpaced(&tenant, events.clone()).await
+                } else {
+                    telemetry.append(&tenant, events.clone(), None).await
+                };
+                match appended {
                     Ok(_) => {
                         metrics.syslog_messages("stored", n);
                         backlog.pending.fetch_sub(n, Ordering::SeqCst);
