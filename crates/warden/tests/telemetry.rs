@@ -26,6 +26,16 @@ fn ingest(api: &Api, events: Value) -> Vec<String> {
     ids
 }
 
+/// Log lines as a shipper sends them to `POST /api/v1/events/ndjson`.
+fn post_ndjson(api: &Api, body: Vec<u8>) -> common::Reply {
+    api.raw(
+        "POST",
+        "/api/v1/events/ndjson",
+        body,
+        &[("content-type", "application/x-ndjson")],
+    )
+}
+
 fn search(api: &Api, body: Value) -> Value {
     let r = api.post("/api/v1/siem/search", &body);
     assert_eq!(r.status, 200, "{body}: {}", r.text);
@@ -793,12 +803,7 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
     let r = shipper.post("/api/v1/events/batch", &json!([{"message": "shipped one"}]));
     assert_eq!(r.status, 202, "{}", r.text);
     let shipped = r.body["data"]["ids"][0].as_str().unwrap().to_string();
-    let r = shipper.raw(
-        "POST",
-        "/api/v1/events/ndjson",
-        b"{\"msg\": \"shipped two\"}\n".to_vec(),
-        &[("content-type", "application/x-ndjson")],
-    );
+    let r = post_ndjson(&shipper, b"{\"msg\": \"shipped two\"}\n".to_vec());
     assert_eq!(r.status, 202, "{}", r.text);
     let r = shipper.post(
         "/v1/events/batch",
@@ -830,12 +835,7 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
          {{\"time\": \"{at}\", \"level\": \"warn\", \"message\": \"slow query\", \"hostname\": \"db-1\", \"service\": \"billing\"}}\r\n\
          {{\"ts\": 1, \"level\": 30, \"msg\": \"numeric level kept\"}}"
     );
-    let r = api.raw(
-        "POST",
-        "/api/v1/events/ndjson",
-        lines.clone().into_bytes(),
-        &[("content-type", "application/x-ndjson")],
-    );
+    let r = post_ndjson(&api, lines.clone().into_bytes());
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["data"]["accepted"], 3);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -886,12 +886,7 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
          {{\"date\": {second}.5, \"log\": \"fluentpanic in worker\\n\"}}\n\
          {{\"msg\": \"padded host line\", \"host\": \"web-01 \", \"time\": \"-\"}}\n",
     );
-    let r = api.raw(
-        "POST",
-        "/api/v1/events/ndjson",
-        shippers.into_bytes(),
-        &[("content-type", "application/x-ndjson")],
-    );
+    let r = post_ndjson(&api, shippers.into_bytes());
     assert_eq!(r.status, 202, "{}", r.text);
     wait_total(&api, "ECONNRESET OR fluentpanic OR \"padded host line\"", 3);
     let docker = &search(&api, json!({"query": "ECONNRESET"}))["events"][0];
@@ -904,11 +899,9 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
 
     // A bad line refuses the whole request, naming each bad line.
     let before = store_count(backend, &t.org_id);
-    let r = api.raw(
-        "POST",
-        "/api/v1/events/ndjson",
+    let r = post_ndjson(
+        &api,
         b"{\"msg\": \"ok\"}\nnot json\n{\"tags\": {\"a\": 1}}\n".to_vec(),
-        &[("content-type", "application/x-ndjson")],
     );
     let e = r.error(400, "invalid_request");
     let lines: Vec<u64> = e["errors"]
@@ -918,12 +911,7 @@ fn ndjson_logs_stream_in_plain_or_gzip(backend: &Backend) {
         .map(|x| x["line"].as_u64().unwrap())
         .collect();
     assert_eq!(lines, vec![2, 3], "{}", r.text);
-    let r = api.raw(
-        "POST",
-        "/api/v1/events/ndjson",
-        b"{\"msg\": \"ok\"}\nnot json\n".to_vec(),
-        &[("content-type", "application/x-ndjson")],
-    );
+    let r = post_ndjson(&api, b"{\"msg\": \"ok\"}\nnot json\n".to_vec());
     let e = r.error(400, "invalid_request");
     assert_eq!(e["message"], "1 line is invalid; nothing was stored", "{e}");
     let r = api.raw(
@@ -1477,12 +1465,7 @@ fn one_tenants_costly_search_does_not_queue_anothers(backend: &Backend) {
     let lines: String = (0..30_000)
         .map(|i| format!("{{\"message\": \"L{i}\"}}\n"))
         .collect();
-    let r = theirs.raw(
-        "POST",
-        "/api/v1/events/ndjson",
-        lines.into_bytes(),
-        &[("content-type", "application/x-ndjson")],
-    );
+    let r = post_ndjson(&theirs, lines.into_bytes());
     assert_eq!(r.status, 202, "{}", r.text);
     wait_total(&theirs, "", 30_000);
     wait_total(&mine, "root", 1);

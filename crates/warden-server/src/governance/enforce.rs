@@ -805,10 +805,10 @@ pub fn decide_with(
     // Conditions that loop over a large call's data can run for hundreds
     // of milliseconds: such a call's evaluation hands its worker's other
     // requests (readiness probes included) to another thread first.
-    let heavy = input.collection_sizes().1 > HEAVY_CALL_ELEMENTS;
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let outcome = if heavy && multi_thread {
+    let heavy = input.collection_sizes().1 > HEAVY_CALL_ELEMENTS
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let outcome = if heavy {
         tokio::task::block_in_place(|| decide(policies, agent, call, &input))
     } else {
         decide(policies, agent, call, &input)

@@ -159,13 +159,14 @@ pub async fn update(
     // name) is the security team's to set: an agent that could change it
     // could step out from under a policy aimed at it.
     if principal.agent_id.is_some() {
-        let governed = [
-            (GOVERNED_FIELDS[0], changes.status.is_some()),
-            (GOVERNED_FIELDS[1], changes.tags.is_some()),
-            (GOVERNED_FIELDS[2], changes.external_id.is_some()),
-            (GOVERNED_FIELDS[3], changes.name.is_some()),
-        ];
-        if let Some((field, _)) = governed.iter().find(|(_, given)| *given) {
+        let given = |field: &str| match field {
+            "status" => changes.status.is_some(),
+            "tags" => changes.tags.is_some(),
+            "external_id" => changes.external_id.is_some(),
+            "name" => changes.name.is_some(),
+            _ => false,
+        };
+        if let Some(field) = GOVERNED_FIELDS.iter().find(|f| given(f)) {
             return Err(Error::forbidden_field(
                 *field,
                 format!(
