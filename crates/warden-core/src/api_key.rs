@@ -202,7 +202,7 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
     }
     let expires_at = match (grantor.expires_at, req.expires_at) {
         (Some(limit), Some(at)) if at > limit => {
-            return Err(Error::invalid(
+            return Err(Error::forbidden_field(
                 "expires_at",
                 "expires_at cannot be later than the expiry of the key creating it",
             ))
@@ -225,7 +225,7 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
                         .iter()
                         .any(|outer| outer.contains(&net));
                 if !inside {
-                    return Err(Error::invalid(
+                    return Err(Error::forbidden_field(
                         field,
                         "the range is wider than the creating key's allowed_cidrs",
                     ));
@@ -237,7 +237,7 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
                 }
             }
             if nets.is_empty() && !grantor.allowed_cidrs.is_empty() {
-                return Err(Error::invalid(
+                return Err(Error::forbidden_field(
                     "allowed_cidrs",
                     "a key limited to CIDR ranges cannot create an unlimited key",
                 ));
@@ -320,9 +320,10 @@ pub fn authorize_management(grantor: &Grantor, key: &ApiKey) -> Result<()> {
         }
     }
     if let Some(missing) = grantor.scopes.covers(&key.scopes) {
-        return Err(Error::Forbidden(format!(
-            "this key holds the `{missing}` scope, which the calling key does not"
-        )));
+        return Err(Error::forbidden_field(
+            "scopes",
+            format!("this key holds the `{missing}` scope, which the calling key does not"),
+        ));
     }
     if !grantor.allowed_cidrs.is_empty() {
         let inside = !key.allowed_cidrs.is_empty()
@@ -333,14 +334,18 @@ pub fn authorize_management(grantor: &Grantor, key: &ApiKey) -> Result<()> {
                     .any(|outer| outer.contains(net))
             });
         if !inside {
-            return Err(Error::Forbidden(
-                "this key reaches networks outside the calling key's allowed_cidrs".into(),
+            return Err(Error::forbidden_field(
+                "allowed_cidrs",
+                "this key reaches networks outside the calling key's allowed_cidrs",
             ));
         }
     }
     if let Some(limit) = grantor.expires_at {
         if key.expires_at.is_none_or(|at| at > limit) {
-            return Err(Error::Forbidden("this key outlives the calling key".into()));
+            return Err(Error::forbidden_field(
+                "expires_at",
+                "this key outlives the calling key",
+            ));
         }
     }
     Ok(())
@@ -406,7 +411,7 @@ mod tests {
         let mut wider = request(&["agents.read"]);
         wider.allowed_cidrs = Some(vec!["0.0.0.0/0".into()]);
         let err = authorize_grant(&g, wider, 0).unwrap_err();
-        assert!(matches!(err, Error::Invalid { field, .. } if field == "allowed_cidrs[0]"));
+        assert!(matches!(err, Error::ForbiddenField { field, .. } if field == "allowed_cidrs[0]"));
 
         // Host bits are dropped, and a range named twice is kept once.
         let mut twice = request(&["agents.read"]);
@@ -416,7 +421,8 @@ mod tests {
 
         let mut later = request(&["agents.read"]);
         later.expires_at = Some(2_000);
-        assert!(authorize_grant(&g, later, 0).is_err());
+        let err = authorize_grant(&g, later, 0).unwrap_err();
+        assert!(matches!(err, Error::ForbiddenField { field, .. } if field == "expires_at"));
     }
 
     #[test]
@@ -438,7 +444,7 @@ mod tests {
         assert!(authorize_management(&g, &admin_key(&["agents.read"])).is_ok());
         assert!(matches!(
             authorize_management(&g, &admin_key(&["admin"])),
-            Err(Error::Forbidden(_))
+            Err(Error::ForbiddenField { field, .. }) if field == "scopes"
         ));
         let mut bound = grantor(&["admin"]);
         bound.agent_id = Some("agt_1".into());

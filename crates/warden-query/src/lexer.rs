@@ -308,6 +308,13 @@ impl<'a> Lexer<'a> {
             }
             '"' => Kind::Value(MatchValue::Phrase(self.phrase()?)),
             '[' | '{' => self.range()?,
+            '<' if self.peek_at(1) == Some('>') => {
+                return Err(not_an_operator(start, "<>", &expected))
+            }
+            '!' if self.peek_at(1) == Some('=') => {
+                return Err(not_an_operator(start, "!=", &expected))
+            }
+            '=' => return Err(not_an_operator(start, "=", &expected)),
             '>' | '<' => self.comparison()?,
             ')' | ']' | '}' => return Err(ParseError::new(start, expected, quote_char(c))),
             '/' => return Err(unsupported(start, Unsupported::Regex, &expected)),
@@ -586,4 +593,16 @@ fn make_bound(value: Option<String>, inclusive: bool) -> Bound {
         Some(v) if inclusive => Bound::Included(v),
         Some(v) => Bound::Excluded(v),
     }
+}
+
+/// SQL's and KQL's habits after `field:` (`<>`, `!=`, `=`), which would
+/// otherwise be read as text and quietly match something else.
+fn not_an_operator(at: usize, op: &str, expected: &str) -> ParseError {
+    let instead = match op {
+        "=" => "'field:value' matches equal values (and 'field:>=value' compares)",
+        _ => "'-field:value' or 'NOT field:value' excludes a value",
+    };
+    ParseError::new(at, expected, format!("'{op}'")).with_message(format!(
+        "'{op}' is not an operator here: {instead}; quote the value to search for text that starts with '{op}'"
+    ))
 }

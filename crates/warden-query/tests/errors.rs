@@ -38,6 +38,10 @@ fn cases() -> Vec<(String, usize, &'static str, &'static str)> {
         ("a)", 2, "end of query", "')'"),
         ("(a))", 4, "end of query", "')'"),
         ("()", 2, CLAUSE, "')'"),
+        // SQL's operators after a field.
+        ("status:<>5", 8, "a value after 'status:'", "'<>'"),
+        ("status:!=500", 8, "a value after 'status:'", "'!='"),
+        ("status: =500", 9, "a value after 'status:'", "'='"),
         ("f:()", 4, CLAUSE, "')'"),
         ("]", 1, CLAUSE, "']'"),
         ("a }", 3, CLAUSE, "'}'"),
@@ -256,6 +260,8 @@ fn messages_name_the_problem() {
     assert!(message("name~2").starts_with("fuzzy searches"));
     assert!(message("\"a b\"~2").starts_with("proximity searches"));
     assert!(message("x^3").starts_with("boosts"));
+    assert!(message("status:!=500").contains("'-field:value' or 'NOT field:value'"));
+    assert!(message("status:=500").contains("'field:>=value' compares"));
     assert!(message(">5").starts_with("a range needs a field"));
     assert!(message("f:[1 2]").contains("'TO' (uppercase)"));
     assert!(message("\"abc").contains("phrase that starts at position 1"));

@@ -20,7 +20,9 @@ const MAX_WORD_BYTES: usize = 255;
 /// The analyzer's name in the index's tokenizer registry.
 pub const MESSAGE_ANALYZER: &str = "warden_message";
 
-fn separates_words(c: char) -> bool {
+/// Cuts text into words (and a wildcard term, `size=5*`, into the words
+/// it spans).
+pub fn separates_words(c: char) -> bool {
     c.is_whitespace()
         || c.is_control()
         || matches!(
@@ -58,7 +60,7 @@ pub fn separates_pieces(c: char) -> bool {
 }
 
 /// Sentence punctuation around a word (`root.`, `user:`) is not part of it.
-fn trimmed(c: char) -> bool {
+pub fn trimmed(c: char) -> bool {
     matches!(c, '.' | ':' | '-' | '*' | '~' | '#')
 }
 

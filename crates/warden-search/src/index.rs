@@ -217,6 +217,17 @@ impl EventIndex {
         let writer =
             at_indexing_priority(|| index.writer_with_num_threads(writer_threads, WRITER_MEMORY))
                 .map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(
+                    tantivy::directory::error::LockError::IoError(io),
+                    _,
+                ) => {
+                    // Not another process: the lock file cannot be made
+                    // (permissions, a read-only disk, a missing directory).
+                    SearchError::Index(format!(
+                        "the index's lock file in {} cannot be created: {io}",
+                        dir.display()
+                    ))
+                }
                 tantivy::TantivyError::LockFailure(..) => {
                     SearchError::Busy(dir.display().to_string())
                 }
@@ -607,6 +618,24 @@ mod tests {
         Severity::Critical,
     ];
 
+    /// Event `seq` at `timestamp`: `event {seq}` from `sshd` or `cron`.
+    fn event_at(seq: u64, timestamp: i64) -> Event {
+        Event {
+            id: format!("evt_{seq}"),
+            timestamp,
+            received_at: timestamp,
+            source: EventSource::Api,
+            host: None,
+            program: Some(if seq.is_multiple_of(3) { "sshd" } else { "cron" }.into()),
+            severity: SEVERITIES[(seq % 5) as usize],
+            message: format!("event {seq}"),
+            agent_id: None,
+            session_id: None,
+            tags: Vec::new(),
+            fields: Default::default(),
+        }
+    }
+
     /// 3,000 events over five segments, their times out of order and often
     /// equal, so that pages cross segments, ties and the collector's pruning.
     fn filled(dir: &Path) -> (EventIndex, Vec<Position>) {
@@ -614,20 +643,7 @@ mod tests {
         let mut positions = Vec::new();
         for seq in 1..=3_000u64 {
             let timestamp = 1_000_000 + ((seq * 7_919) % 97) as i64 * 1_000;
-            let event = Event {
-                id: format!("evt_{seq}"),
-                timestamp,
-                received_at: timestamp,
-                source: EventSource::Api,
-                host: None,
-                program: Some(if seq % 3 == 0 { "sshd" } else { "cron" }.into()),
-                severity: SEVERITIES[(seq % 5) as usize],
-                message: format!("event {seq}"),
-                agent_id: None,
-                session_id: None,
-                tags: Vec::new(),
-                fields: Default::default(),
-            };
+            let event = event_at(seq, timestamp);
             index
                 .add(seq, "org_a", "live", &event, &event.to_json())
                 .unwrap();
@@ -697,6 +713,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A wildcard term that spans words (`size=5*`) is sought as its words
+    /// in a row, the wildcard matching the last; a wildcard before the
+    /// last word is refused, naming the term; a last word matching more
+    /// words than the bound is refused at the term, not answered short.
+    #[test]
+    fn wildcard_terms_spanning_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = EventIndex::open(dir.path(), 1).unwrap();
+        let messages = [
+            "upload size=5120 from 'Invoice-2026.pdf'",
+            "upload size=6400 then 5 more",
+            "exe=/usr/bin/python3.11 pid=42 #12 mailto <alice.smith@example.com>",
+            "size 5 is not size=5",
+        ];
+        let add = |seq: u64, message: String| {
+            let event = Event {
+                id: format!("evt_{seq}"),
+                message,
+                program: None,
+                severity: Severity::Info,
+                ..event_at(seq, 1_000_000)
+            };
+            index
+                .add(seq, "org_a", "live", &event, &event.to_json())
+                .unwrap();
+        };
+        for (i, message) in messages.iter().enumerate() {
+            add(i as u64 + 1, message.to_string());
+        }
+        index.commit().unwrap();
+        let total = |query: &str| {
+            index
+                .search(&request(query, Order::NewestFirst, 10, None))
+                .map(|r| r.total)
+        };
+        for (query, want) in [
+            ("size=5*", 2),
+            ("size=51*", 1),
+            ("size=6*", 1),
+            ("size=5", 1),
+            ("'Invoic*", 1),
+            ("from 'invoice-20*", 1),
+            ("exe=/usr/bin/python3*", 1),
+            ("exe=bin/py*", 1),
+            ("pid=4?", 1),
+            ("#1*", 1),
+            ("alice.smith@example.com>*", 0),
+            ("mailto>alice.smith@ex*", 1),
+            ("alice.smith@ex*", 1),
+            ("size=*", 3),
+        ] {
+            let found = index
+                .search(&request(query, Order::NewestFirst, 10, None))
+                .unwrap();
+            let ids: Vec<u64> = found.events.iter().map(|(p, _)| p.seq).collect();
+            assert_eq!(found.total, want, "{query}: {ids:?}");
+        }
+        match total("siz*=5") {
+            Err(SearchError::Query { position, message }) => {
+                assert_eq!(position, 1);
+                assert!(message.contains("within one word"), "{message}");
+            }
+            other => panic!("siz*=5: {other:?}"),
+        }
+        // More words than the bound after `size`: refused at the term.
+        let words: Vec<String> = (0..crate::translate::MAX_WILDCARD_WORDS + 10)
+            .map(|i| format!("w{i}"))
+            .collect();
+        add(5, format!("size {}", words.join(" ")));
+        index.commit().unwrap();
+        match total("size=w*") {
+            Err(SearchError::Query { position, message }) => {
+                assert_eq!(position, 1);
+                assert!(message.contains("more than 16384 words"), "{message}");
+            }
+            other => panic!("size=w*: {other:?}"),
+        }
+        assert_eq!(total("size=5*").unwrap(), 2);
     }
 
     /// Cuts every file of `suffix` in `dir` to half, or to `to` bytes.

@@ -58,7 +58,7 @@ pub fn collect<C: Collector>(
     threads: usize,
     abandoned: &Abandoned,
 ) -> Result<C::Fruit, SearchError> {
-    let err = |e: tantivy::TantivyError| SearchError::Index(e.to_string());
+    let err = failure_of;
     let scoring = if collector.requires_scoring() {
         EnableScoring::enabled_from_searcher(searcher)
     } else {
@@ -108,6 +108,26 @@ pub fn collect<C: Collector>(
     collector
         .merge_fruits(fruits.into_iter().map(|(_, fruit)| fruit).collect())
         .map_err(err)
+}
+
+/// A search's failure: a bound the query passed once it met the index
+/// (marked by the translation with the term's position) is the query's,
+/// anything else the index's.
+fn failure_of(e: tantivy::TantivyError) -> SearchError {
+    if let tantivy::TantivyError::InvalidArgument(message) = &e {
+        if let Some((position, message)) = message
+            .strip_prefix(crate::translate::EXPANSIONS_MARK)
+            .and_then(|rest| rest.split_once('\u{0}'))
+        {
+            if let Ok(position) = position.parse() {
+                return SearchError::Query {
+                    position,
+                    message: message.to_string(),
+                };
+            }
+        }
+    }
+    SearchError::Index(e.to_string())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::ops::Bound as StdBound;
 
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhraseQuery, Query,
-    RangeQuery, RegexQuery, TermQuery,
+    RangeQuery, RegexPhraseQuery, RegexQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
@@ -13,7 +13,9 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::analyzer::{parts_across_pieces, parts_of, separates_pieces, word_span, words};
+use crate::analyzer::{
+    parts_across_pieces, parts_of, separates_pieces, separates_words, trimmed, word_span, words,
+};
 use crate::schema::{
     field_name, fraction_past_doubles, is_number_text, kv_term, num_term, Fields, NumKey,
     ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
@@ -142,6 +144,22 @@ impl<'a> Translator<'a> {
                 Ok(self.message_words(text))
             }
             (Target::Message, MatchValue::Wildcard(pieces)) => {
+                let mut words = wildcard_words(pieces);
+                let Some(pieces) = words.pop() else {
+                    return Ok(Box::new(EmptyQuery));
+                };
+                if let Some(at) = words.iter().position(|w| !is_literal(w)) {
+                    return Err(SearchError::Query {
+                        position,
+                        message: format!(
+                            "a wildcard applies within one word, and word {} of this term has one \
+                             before the punctuation that ends it: put wildcards in the term's last \
+                             word only",
+                            at + 1
+                        ),
+                    });
+                }
+                let pieces = &pieces[..];
                 let mut pattern = wildcard_regex(pieces, true);
                 // A term of several pieces may be a run of pieces inside a
                 // longer word, which is indexed whole: it may follow any
@@ -167,7 +185,10 @@ impl<'a> Translator<'a> {
                         pattern = format!("(?:.*[{cuts}])?{pattern}");
                     }
                 }
-                self.regex(&pattern, f.message, position)
+                if words.is_empty() {
+                    return self.regex(&pattern, f.message, position);
+                }
+                Ok(self.words_then_wildcard(&words, pattern, position))
             }
             (Target::Keyword(name), MatchValue::Phrase(text)) => Ok(Box::new(TermQuery::new(
                 Term::from_field_text(f.kv, &kv_term(&name, text)),
@@ -299,6 +320,30 @@ impl<'a> Translator<'a> {
             )),
             _ => Box::new(PhraseQuery::new_with_offset(terms)),
         }
+    }
+
+    /// A wildcard term that spans words (`size=5*`, `exe=/usr/bin/py*`):
+    /// its literal words in a row, as a phrase of them is sought, then a
+    /// word the wildcard matches, at the position that follows them.
+    fn words_then_wildcard(&self, words: &[Vec<Piece>], last: String, position: usize) -> Boxed {
+        let mut terms: Vec<(usize, String)> = Vec::new();
+        let mut at = 0;
+        for word in words {
+            let word = literal_text(word);
+            match parts_across_pieces(&word) {
+                Some(parts) => {
+                    for (i, part) in parts.iter().enumerate() {
+                        terms.push((at + i, format!("(?s){}", escape(part))));
+                    }
+                }
+                None => terms.push((at, format!("(?s){}", escape(&word)))),
+            }
+            at += word_span(&word);
+        }
+        terms.push((at, format!("(?s){last}")));
+        let mut phrase = RegexPhraseQuery::new_with_offset(self.fields.message, terms);
+        phrase.set_max_expansions(MAX_WILDCARD_WORDS);
+        Box::new(Expansions { phrase, position })
     }
 
     /// A wildcard's automaton. `.` matches newlines too (`(?s)`): a
@@ -552,6 +597,129 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// Most words a wildcard that follows other words (`size=5*`) may match
+/// in one segment of the index: each is read with its positions.
+pub const MAX_WILDCARD_WORDS: u32 = 16_384;
+
+/// Marks an error of [`Expansions`] for the search's caller: the query's
+/// position follows it, then a NUL, then the message.
+pub(crate) const EXPANSIONS_MARK: &str = "warden:expansions@";
+
+/// A phrase whose last word is a wildcard, whose error past
+/// [`MAX_WILDCARD_WORDS`] names the term's position in the query.
+#[derive(Clone, Debug)]
+struct Expansions {
+    phrase: RegexPhraseQuery,
+    position: usize,
+}
+
+impl Query for Expansions {
+    fn weight(
+        &self,
+        scoring: tantivy::query::EnableScoring<'_>,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Weight>> {
+        Ok(Box::new(ExpansionsWeight {
+            inner: self.phrase.weight(scoring)?,
+            position: self.position,
+        }))
+    }
+}
+
+struct ExpansionsWeight {
+    inner: Box<dyn tantivy::query::Weight>,
+    position: usize,
+}
+
+impl ExpansionsWeight {
+    fn named<T>(&self, result: tantivy::Result<T>) -> tantivy::Result<T> {
+        result.map_err(|e| match e {
+            tantivy::TantivyError::InvalidArgument(m) if m.contains("max expansions") => {
+                tantivy::TantivyError::InvalidArgument(format!(
+                    "{EXPANSIONS_MARK}{}\u{0}the wildcard matches more than {MAX_WILDCARD_WORDS} \
+                     words after the words before it; give it more letters",
+                    self.position
+                ))
+            }
+            other => other,
+        })
+    }
+}
+
+impl tantivy::query::Weight for ExpansionsWeight {
+    fn scorer(
+        &self,
+        reader: &tantivy::SegmentReader,
+        boost: tantivy::Score,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Scorer>> {
+        self.named(self.inner.scorer(reader, boost))
+    }
+
+    fn explain(
+        &self,
+        reader: &tantivy::SegmentReader,
+        doc: tantivy::DocId,
+    ) -> tantivy::Result<tantivy::query::Explanation> {
+        self.named(self.inner.explain(reader, doc))
+    }
+}
+
+/// The words a wildcard term spans, cut as the analyzer cuts text: at
+/// spaces and punctuation such as `=` and `,`, with the punctuation that
+/// ends a sentence trimmed from each (wildcards are never cut or
+/// trimmed). Literal text is lowercased, as words are indexed.
+fn wildcard_words(pieces: &[Piece]) -> Vec<Vec<Piece>> {
+    let mut words: Vec<Vec<Piece>> = vec![Vec::new()];
+    let push_char = |word: &mut Vec<Piece>, c: char| match word.last_mut() {
+        Some(Piece::Literal(text)) => text.push(c),
+        _ => word.push(Piece::Literal(c.to_string())),
+    };
+    for piece in pieces {
+        match piece {
+            Piece::Literal(text) => {
+                for c in text.chars() {
+                    if separates_words(c) {
+                        words.push(Vec::new());
+                    } else {
+                        push_char(words.last_mut().expect("a word"), c);
+                    }
+                }
+            }
+            wildcard => words.last_mut().expect("a word").push(wildcard.clone()),
+        }
+    }
+    words
+        .into_iter()
+        .filter_map(|mut word| {
+            if let Some(Piece::Literal(text)) = word.first_mut() {
+                *text = text.trim_start_matches(trimmed).to_lowercase();
+            }
+            if let Some(Piece::Literal(text)) = word.last_mut() {
+                *text = text.trim_end_matches(trimmed).to_lowercase();
+            }
+            word.retain(|p| !matches!(p, Piece::Literal(t) if t.is_empty()));
+            for p in word.iter_mut() {
+                if let Piece::Literal(text) = p {
+                    *text = text.to_lowercase();
+                }
+            }
+            (!word.is_empty()).then_some(word)
+        })
+        .collect()
+}
+
+fn is_literal(word: &[Piece]) -> bool {
+    word.iter().all(|p| matches!(p, Piece::Literal(_)))
+}
+
+fn literal_text(word: &[Piece]) -> String {
+    word.iter()
+        .map(|p| match p {
+            Piece::Literal(text) => text.as_str(),
+            _ => "",
+        })
+        .collect()
 }
 
 fn wildcard_regex(pieces: &[Piece], lowercase: bool) -> String {

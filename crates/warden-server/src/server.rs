@@ -231,12 +231,19 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// usual stop timeout (systemd's 90 s) leaves room for both.
 const SYSLOG_DRAIN: Duration = Duration::from_secs(20);
 
-/// Expires step-up holds (every second) and saves drift profiles.
+/// Expires step-up holds (every second), saves drift profiles, and takes
+/// back discovered agents whose first decision was never recorded (every
+/// half minute).
 async fn governance_upkeep(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         state.governance.upkeep().await;
+        if ticks.is_multiple_of(30) {
+            crate::governance::unrecorded_discoveries::take_back(&state.governance).await;
+        }
+        ticks += 1;
     }
 }
 

@@ -99,6 +99,18 @@ impl Row {
         self.opt_int(name)?
             .ok_or_else(|| StoreError::Corrupt(format!("column {name} is null")))
     }
+
+    /// The tenant a row of a table read across tenants belongs to, from
+    /// its `org_id` and `environment` columns.
+    pub fn tenant(&self) -> StoreResult<warden_core::Tenant> {
+        let env = self.text("environment")?;
+        Ok(warden_core::Tenant {
+            org_id: self.text("org_id")?,
+            environment: env
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("environment `{env}`")))?,
+        })
+    }
 }
 
 /// One statement of a transaction.

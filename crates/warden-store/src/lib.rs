@@ -216,6 +216,17 @@ pub trait Store: Send + Sync + 'static {
     /// false when it is not (changed meanwhile, or gone).
     async fn update_agent(&self, tenant: &Tenant, agent: &Agent) -> StoreResult<bool>;
     async fn delete_agent(&self, tenant: &Tenant, id: &str) -> StoreResult<bool>;
+    /// Discovered agents, in any tenant, created before `before`, that no
+    /// audit record names: their first decision was never recorded (the
+    /// process stopped between the two). Each with its external id.
+    async fn unrecorded_discoveries(
+        &self,
+        before: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(Tenant, String, Option<String>)>>;
+    /// Deletes agent `id` if it is still a discovered agent that no audit
+    /// record names; false if it is not (recorded, changed or gone).
+    async fn delete_unrecorded_discovery(&self, tenant: &Tenant, id: &str) -> StoreResult<bool>;
 
     /// The agent whose id or `external_id` is `reference`.
     async fn find_agent(&self, tenant: &Tenant, reference: &str) -> StoreResult<Option<Agent>>;

@@ -1714,6 +1714,8 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(rewritten.status, 200, "{}", rewritten.text);
     let v = anchored();
     assert_eq!(v["first_break"]["sequence"], anchor_sequence, "{v}");
+    // Only the records before the break count as checked.
+    assert_eq!(v["records_checked"], anchor_sequence - 1, "{v}");
     assert_eq!(
         v["first_break"]["audit_id"], rewritten.body["data"]["audit_id"],
         "{v}"
@@ -3313,7 +3315,87 @@ fn key_and_retention_changes_are_audited(backend: &Backend) {
     assert_eq!(v.body["data"]["records_checked"], 5, "{}", v.text);
 }
 
+/// An agent discovered by a call whose decision was never recorded (the
+/// process stopped between storing the agent and committing the record)
+/// is taken back once older than any decision in flight could be; a
+/// discovered agent with its record, a registered agent and a discovery
+/// still within that time stay.
+fn unrecorded_discoveries_are_taken_back(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "recorded-bot", "tool_name": "fs.read"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let recorded = r.body["data"]["agent_id"].as_str().unwrap().to_string();
+    let registered = api.create_agent("quiet-bot");
+    assert_eq!(w.terminate().code(), Some(0));
+
+    // As a crash leaves them: one discovered two minutes ago, one just now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    backend.sql(&format!(
+        "UPDATE agents SET created_at = created_at - 120000 WHERE org_id = '{}'",
+        t.org_id
+    ));
+    for (id, name, at) in [
+        ("agt_00000000000000000000a001", "lost-bot", now - 120_000),
+        ("agt_00000000000000000000a002", "fresh-bot", now),
+    ] {
+        backend.sql(&format!(
+            "INSERT INTO agents (id, org_id, environment, name, description, owner, framework, \
+             external_id, tags, status, metadata, revision, created_at, updated_at) VALUES \
+             ('{id}', '{org}', 'live', 'discovered: {name}', NULL, NULL, NULL, '{name}', '[]', \
+             'discovered', '{{}}', 1, {at}, {at})",
+            org = t.org_id
+        ));
+    }
+
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api
+        .get("/api/v1/agents/agt_00000000000000000000a001")
+        .status
+        != 404
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the unrecorded discovery was never taken back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for kept in [
+        recorded.as_str(),
+        registered.as_str(),
+        "agt_00000000000000000000a002",
+    ] {
+        let r = api.get(&format!("/api/v1/agents/{kept}"));
+        assert_eq!(r.status, 200, "{kept}: {}", r.text);
+    }
+    // Its name is free: the next call discovers it afresh, recorded.
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "lost-bot", "tool_name": "fs.read"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let again = r.body["data"]["agent_id"].as_str().unwrap().to_string();
+    assert_ne!(again, "agt_00000000000000000000a001");
+    let audit = api.get(&format!("/api/v1/audit?agent_id={again}"));
+    assert_eq!(
+        audit.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        audit.text
+    );
+}
+
 on_every_backend!(
+    unrecorded_discoveries_are_taken_back,
     agent_changes_are_audited,
     failed_conditions_and_types_never_loosen,
     key_and_retention_changes_are_audited,

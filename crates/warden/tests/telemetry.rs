@@ -2605,3 +2605,89 @@ on_every_backend!(
     retention_removes_old_events,
     reindex_rebuilds_the_index_from_the_store,
 );
+
+/// Batches that stream in slowly hold their bodies until they end: the
+/// uploads in progress share one budget (256 MiB), past which a batch is
+/// answered 503 with `Retry-After` and nothing of it is stored; once the
+/// slow ones go, batches are taken again.
+#[test]
+fn slow_batches_share_the_upload_memory() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    let addr = w.base.trim_start_matches("http://").to_string();
+    // 26 batches declared at 10 MiB, each sent but for its last KiB:
+    // 260,000 KiB held, 2,144 KiB of the budget left.
+    let chunk = vec![b' '; 1 << 20];
+    let slow: Vec<std::net::TcpStream> = (0..26)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /api/v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n[",
+                t.live_key,
+                10 << 20
+            )
+            .unwrap();
+            let mut sent = 1;
+            while sent + chunk.len() <= 10_000 * 1024 {
+                s.write_all(&chunk).unwrap();
+                sent += chunk.len();
+            }
+            s.write_all(&chunk[..10_000 * 1024 - sent]).unwrap();
+            s
+        })
+        .collect();
+    // A batch of 3 MiB no longer fits once the server has read them.
+    let big = |tag: &str| {
+        let events: Vec<Value> = (0..3)
+            .map(|i| json!({"message": format!("{tag} {i} {}", "y".repeat(1_000_000))}))
+            .collect();
+        api.raw(
+            "POST",
+            "/api/v1/events/batch",
+            serde_json::to_vec(&events).unwrap(),
+            &[("content-type", "application/json")],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let r = big("refused");
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 202, "{}", r.text);
+        assert!(
+            Instant::now() < deadline,
+            "no batch refused past the budget"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    refused.error(503, "unavailable");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("256 MiB"),
+        "{}",
+        refused.text
+    );
+    let stored_before = total(&api, "refused");
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = big("taken");
+        if r.status == 202 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert!(Instant::now() < deadline, "the budget never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_total(&api, "taken", 3);
+    // The refused batch stored nothing.
+    assert_eq!(total(&api, "refused"), stored_before);
+}

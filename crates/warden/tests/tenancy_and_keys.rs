@@ -551,6 +551,32 @@ fn network_limits_and_agent_binding(backend: &Backend) {
         &json!({"name": "x", "scopes": ["agents.read"], "allowed_cidrs": ["not-a-range"]}),
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "allowed_cidrs[0]");
+    // A key that would reach past its creator is forbidden, the field
+    // naming what reaches too far; so is managing a stronger key.
+    let r = admin.post(
+        "/api/v1/api-keys",
+        &json!({"name": "minter", "scopes": ["keys.write", "agents.read"],
+                "expires_at": "2099-01-01T00:00:00Z", "allowed_cidrs": ["127.0.0.0/8"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let minter = w.api(r.body["data"]["key"].as_str().unwrap());
+    for (body, field) in [
+        (json!({"name": "w", "scopes": ["agents.write"]}), "scopes"),
+        (
+            json!({"name": "w", "scopes": ["agents.read"], "expires_at": "2099-06-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"name": "w", "scopes": ["agents.read"], "allowed_cidrs": ["0.0.0.0/0"]}),
+            "allowed_cidrs[0]",
+        ),
+    ] {
+        let r = minter.post("/api/v1/api-keys", &body);
+        assert_eq!(r.error(403, "forbidden")["field"], field, "{body}");
+    }
+    let (strong_id, _) = admin.create_key(json!({"name": "strong", "scopes": ["agents.write"]}));
+    let r = minter.delete(&format!("/api/v1/api-keys/{strong_id}"));
+    assert_eq!(r.error(403, "forbidden")["field"], "scopes");
 
     // A key bound to an agent sees only that agent and registers none.
     let mine = admin.create_agent("mine");
@@ -564,6 +590,12 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     bound
         .get(&format!("/api/v1/agents/{other}"))
         .error(404, "not_found");
+    // Another agent is not found whatever the change names.
+    for change in [json!({"description": "x"}), json!({"status": "suspended"})] {
+        bound
+            .patch(&format!("/api/v1/agents/{other}"), &change)
+            .error(404, "not_found");
+    }
     bound
         .post("/api/v1/agents", &json!({"name": "new"}))
         .error(403, "forbidden");

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod holds;
 pub mod orphan_holds;
 pub mod policies;
+pub mod unrecorded_discoveries;
 pub mod verify;
 
 use std::sync::Arc;

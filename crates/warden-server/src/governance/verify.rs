@@ -199,6 +199,8 @@ pub async fn check_anchor(
         Some(_) => return Ok(()),
     };
     v.head_hash = None;
+    // The records before the break are those the walk found sound.
+    v.records_checked = v.records_checked.min(anchor.sequence - 1).max(0);
     v.first_break = Some(Break {
         sequence: anchor.sequence,
         audit_id: at.map(|(_, columns)| columns.id),

@@ -105,7 +105,13 @@ pub struct EventView {
 /// instead of the answer, so a body a little too large is read to its end.
 const DRAINED_PAST_LIMIT: usize = 4 * 1024 * 1024;
 
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads a body of at most `limit` bytes, holding its share of
+/// [`UPLOAD_MEMORY`] in `held` as it arrives.
+async fn read_limited(
+    body: Body,
+    limit: usize,
+    held: &mut Option<tokio::sync::SemaphorePermit<'static>>,
+) -> Result<Vec<u8>, ApiError> {
     let mut body = body;
     let mut out = Vec::new();
     let mut past = 0usize;
@@ -120,6 +126,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
                 }
                 continue;
             }
+            hold_upload_memory(held, out.len() + data.len())?;
             out.extend_from_slice(&data);
         }
     }
@@ -273,9 +280,13 @@ pub async fn ingest_batch(
     let gzip = is_gzip(request.headers())?;
     refuse_declared_over(request.headers(), MAX_BATCH_BYTES)?;
     let received_at = now_ms();
-    let mut bytes = read_limited(request.into_body(), MAX_BATCH_BYTES).await?;
+    // What this batch holds of the process's upload memory, in KiB, until
+    // it is answered.
+    let mut held = None;
+    let mut bytes = read_limited(request.into_body(), MAX_BATCH_BYTES, &mut held).await?;
     if gzip {
         bytes = gunzip_limited(&bytes, MAX_BATCH_BYTES)?;
+        hold_upload_memory(&mut held, bytes.len())?;
     }
     let value = match parse_json(&bytes) {
         Ok(UniqueKeys(value)) => value,
@@ -496,11 +507,11 @@ pub async fn ingest_ndjson(
     store_events(&state, &principal, events, claim.as_ref()).await
 }
 
-/// The lines of log uploads in progress, counted in KiB, that the process
-/// holds at once: each upload holds its mapped events until they are
-/// stored, so uploads that stream in slowly could otherwise pin memory
-/// without bound. Past it an upload is answered 503 at once and holds
-/// nothing.
+/// The bytes of event uploads in progress, counted in KiB, that the
+/// process holds at once: a log upload holds its mapped events until they
+/// are stored, a batch its body, so uploads that stream in slowly could
+/// otherwise pin memory without bound. Past it an upload is answered 503
+/// at once and holds nothing.
 static UPLOAD_MEMORY: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOAD_MEMORY_KIB);
 const UPLOAD_MEMORY_KIB: usize = 256 * 1024;
 
@@ -517,7 +528,7 @@ fn hold_upload_memory(
     let more = u32::try_from(want - have).unwrap_or(u32::MAX);
     let Ok(more) = UPLOAD_MEMORY.try_acquire_many(more) else {
         let mut err = ApiError::unavailable(
-            "log uploads in progress hold all the memory the server gives them (256 MiB of lines); retry shortly",
+            "event uploads in progress hold all the memory the server gives them (256 MiB); retry shortly",
         );
         err.retry_after = Some(1);
         return Err(err);

@@ -157,8 +157,10 @@ pub async fn update(
 ) -> ServiceResult<Agent> {
     // What policies select and conditions read (status, tags, external_id,
     // name) is the security team's to set: an agent that could change it
-    // could step out from under a policy aimed at it.
+    // could step out from under a policy aimed at it. Another agent is
+    // not found for such a key, whatever the change names.
     if principal.agent_id.is_some() {
+        get(&*g.store, principal, id).await?;
         let given = |field: &str| match field {
             "status" => changes.status.is_some(),
             "tags" => changes.tags.is_some(),

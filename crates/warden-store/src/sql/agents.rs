@@ -276,3 +276,45 @@ pub(crate) async fn delete(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResul
         .await?;
     Ok(done.is_some())
 }
+
+/// No audit record of the agent's tenant names it (read through the
+/// audit log's index by agent).
+const UNRECORDED: &str = "NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.org_id = a.org_id \
+     AND l.environment = a.environment AND l.agent_id = a.id)";
+
+pub(crate) async fn unrecorded_discoveries(
+    db: &dyn Db,
+    before: Millis,
+    limit: i64,
+) -> StoreResult<Vec<(Tenant, String, Option<String>)>> {
+    let sql = format!(
+        "SELECT a.org_id, a.environment, a.id, a.external_id FROM agents a \
+         WHERE a.status = 'discovered' AND a.created_at < $1 AND {UNRECORDED} LIMIT $2"
+    );
+    let rows = db.query(&sql, vec![before.into(), limit.into()]).await?;
+    rows.iter()
+        .map(|row| Ok((row.tenant()?, row.text("id")?, row.opt_text("external_id")?)))
+        .collect()
+}
+
+pub(crate) async fn delete_unrecorded_discovery(
+    db: &dyn Db,
+    tenant: &Tenant,
+    id: &str,
+) -> StoreResult<bool> {
+    let mut steps = delete_steps(tenant, id, warden_core::time::now_ms());
+    steps[0] = Step::execute(
+        format!(
+            "DELETE FROM agents AS a WHERE a.id = $1 AND a.org_id = $2 AND a.environment = $3 \
+             AND a.status = 'discovered' AND {UNRECORDED}"
+        ),
+        vec![
+            id.into(),
+            (&tenant.org_id).into(),
+            tenant.environment.as_str().into(),
+        ],
+    )
+    .required();
+    let done = db.transaction(steps).await?;
+    Ok(done.is_some())
+}

@@ -102,15 +102,9 @@ pub(crate) async fn after(db: &dyn Db, after: i64, limit: i64) -> StoreResult<Ve
     .await?
     .iter()
     .map(|row| {
-        let env = row.text("environment")?;
         Ok(LoggedEvent {
             seq: row.int("seq")?,
-            tenant: Tenant {
-                org_id: row.text("org_id")?,
-                environment: env
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("environment `{env}`")))?,
-            },
+            tenant: row.tenant()?,
             body: row.text("body")?,
         })
     })

@@ -242,17 +242,6 @@ async fn tenant_holds(
     let sql = format!("SELECT org_id, environment, {COLUMNS} FROM holds WHERE {filter} LIMIT $2");
     let rows = db.query(&sql, vec![now.into(), limit.into()]).await?;
     rows.iter()
-        .map(|row| {
-            let env = row.text("environment")?;
-            Ok((
-                Tenant {
-                    org_id: row.text("org_id")?,
-                    environment: env
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt(format!("environment `{env}`")))?,
-                },
-                decode(row)?,
-            ))
-        })
+        .map(|row| Ok((row.tenant()?, decode(row)?)))
         .collect()
 }

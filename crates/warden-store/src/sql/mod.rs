@@ -277,6 +277,18 @@ impl Store for SqlStore {
         agents::delete(self.db.as_ref(), tenant, id).await
     }
 
+    async fn unrecorded_discoveries(
+        &self,
+        before: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(Tenant, String, Option<String>)>> {
+        agents::unrecorded_discoveries(self.db.as_ref(), before, limit).await
+    }
+
+    async fn delete_unrecorded_discovery(&self, tenant: &Tenant, id: &str) -> StoreResult<bool> {
+        agents::delete_unrecorded_discovery(self.db.as_ref(), tenant, id).await
+    }
+
     async fn find_agent(&self, tenant: &Tenant, reference: &str) -> StoreResult<Option<Agent>> {
         agents::find(self.db.as_ref(), tenant, reference).await
     }
