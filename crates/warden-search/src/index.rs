@@ -626,7 +626,14 @@ mod tests {
             received_at: timestamp,
             source: EventSource::Api,
             host: None,
-            program: Some(if seq.is_multiple_of(3) { "sshd" } else { "cron" }.into()),
+            program: Some(
+                if seq.is_multiple_of(3) {
+                    "sshd"
+                } else {
+                    "cron"
+                }
+                .into(),
+            ),
             severity: SEVERITIES[(seq % 5) as usize],
             message: format!("event {seq}"),
             agent_id: None,

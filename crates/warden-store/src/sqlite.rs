@@ -541,6 +541,18 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
         }
         return;
     }
+    // A job whose caller stopped waiting (a request the client gave up, a
+    // task the shutdown stopped) is not run: nobody was or will be told
+    // it was stored, and a shutdown that counted it lost must not find it
+    // stored after all. One that already began runs to its end.
+    let batch: Vec<Job> = batch
+        .into_iter()
+        .filter(|job| !job.reply.is_closed())
+        .collect();
+    if batch.is_empty() {
+        let _ = conn.execute_batch("ROLLBACK");
+        return;
+    }
     let alone = batch.len() == 1;
     let mut results = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();

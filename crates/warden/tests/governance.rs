@@ -1548,6 +1548,44 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
     assert_eq!(v.body["data"]["records_checked"], 8);
+    // An auditor recomputes the chain from the API alone, as the docs
+    // give it: SHA-256 of the previous hash's hex, the sequence and the
+    // canonical text's length as big-endian u64s, and the text.
+    let page = api.get("/api/v1/audit?limit=200&direction=asc&canonical=true");
+    assert_eq!(page.status, 200, "{}", page.text);
+    let mut previous = "0".repeat(64);
+    for (i, r) in page.body["data"].as_array().unwrap().iter().enumerate() {
+        let text = r["canonical"].as_str().expect("the canonical text");
+        let sequence = r["sequence"].as_u64().unwrap();
+        assert_eq!(sequence, i as u64 + 1);
+        assert_eq!(r["previous_hash"], previous.as_str());
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(previous.as_bytes());
+        h.update(sequence.to_be_bytes());
+        h.update((text.len() as u64).to_be_bytes());
+        h.update(text.as_bytes());
+        previous = hex::encode(h.finalize());
+        assert_eq!(r["hash"], previous.as_str(), "{r}");
+        // The text is the view's record: its id, kind and time in ms.
+        let hashed: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(hashed["id"], r["id"]);
+        assert_eq!(hashed["kind"], r["kind"]);
+        assert_eq!(hashed["arguments"], r["arguments"]);
+        let one = api.get(&format!(
+            "/api/v1/audit/{}?canonical=true",
+            r["id"].as_str().unwrap()
+        ));
+        assert_eq!(one.body["data"]["canonical"], text);
+    }
+    assert_eq!(v.body["data"]["head_hash"], previous.as_str());
+    // Without the parameter the text is left out.
+    let plain = api.get("/api/v1/audit?limit=1");
+    assert!(
+        plain.body["data"][0].get("canonical").is_none(),
+        "{}",
+        plain.text
+    );
     // An edit made directly in the database is named by its sequence.
     let target = backend.sql("SELECT id FROM audit_log WHERE sequence = 4 AND decision = 'deny'");
     let target = target.trim().to_string();

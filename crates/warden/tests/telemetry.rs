@@ -2505,7 +2505,7 @@ fn syslog_not_stored_in_time_is_counted_lost(backend: &Backend) {
     let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
     // Another process holds the database's write lock.
     let db = backend.data_dir(0).join("warden.db");
-    let hold = "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('held',flush=True)\ntime.sleep(60)";
+    let hold = "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('held',flush=True)\ntime.sleep(120)";
     let mut holder = std::process::Command::new("python3")
         .args(["-c", hold, &db.display().to_string()])
         .stdout(std::process::Stdio::piped())
@@ -2522,14 +2522,23 @@ fn syslog_not_stored_in_time_is_counted_lost(backend: &Backend) {
     // shutdown gives up, and are counted as they are read.
     send_syslog(&tcp, &udp, ("lockedt", 8_000), ("lockedu", 100));
     std::thread::sleep(Duration::from_millis(300));
-    // The lock goes once the shutdown has had its time, so that the
-    // process can close its store and exit.
+    // The lock goes once the shutdown has given up and said so (not after
+    // a fixed time, which a loaded machine may overrun: the messages would
+    // then be stored), so that the process can close its store and exit.
+    let log_file = common::log_path(&backend.data_dir(0));
     let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(26));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline
+            && !std::fs::read_to_string(&log_file)
+                .unwrap_or_default()
+                .contains("were not stored in time")
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = holder.kill();
         let _ = holder.wait();
     });
-    let status = w.terminate_within(Duration::from_secs(60));
+    let status = w.terminate_within(Duration::from_secs(100));
     release.join().unwrap();
     let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
     assert!(status.success(), "{status:?}: {log}");

@@ -85,6 +85,22 @@ pub struct AuditView {
     pub detail: Value,
     pub previous_hash: String,
     pub hash: String,
+    /// With `?canonical=true`: the record's canonical JSON exactly as it
+    /// was hashed (`docs/enforcement.md`), for an auditor to recompute
+    /// `hash` without rebuilding the text from this view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<String>,
+}
+
+impl AuditView {
+    /// The view, with its canonical text when `canonical` is asked for.
+    fn of(c: ChainedRecord, canonical: bool) -> Self {
+        let text = canonical.then(|| c.canonical.clone());
+        AuditView {
+            canonical: text,
+            ..c.into()
+        }
+    }
 }
 
 impl From<ChainedRecord> for AuditView {
@@ -125,6 +141,7 @@ impl From<ChainedRecord> for AuditView {
             detail: r.detail,
             previous_hash: c.previous_hash,
             hash: c.hash,
+            canonical: None,
         }
     }
 }
@@ -152,6 +169,16 @@ pub struct ListAudit {
     pub from: Option<String>,
     /// Before this time, exclusive (written as `from`).
     pub to: Option<String>,
+    /// Adds each record's canonical JSON as hashed (`canonical`).
+    pub canonical: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetAudit {
+    /// Adds the record's canonical JSON as hashed (`canonical`).
+    pub canonical: Option<bool>,
 }
 
 /// Search the audit log, newest first.
@@ -241,7 +268,7 @@ pub async fn list_audit(
         page.items
             .into_iter()
             .filter(reaches)
-            .map(AuditView::from)
+            .map(|r| AuditView::of(r, q.canonical.unwrap_or(false)))
             .collect(),
         cursors.seal_opt(page.next_cursor),
     ))
@@ -249,7 +276,7 @@ pub async fn list_audit(
 
 /// One audit record with its full behavioural context.
 #[utoipa::path(get, path = "/api/v1/audit/{id}", tag = "audit",
-    params(("id" = String, Path, description = "Audit record id")),
+    params(("id" = String, Path, description = "Audit record id"), GetAudit),
     responses(
         (status = 200, description = "The record", body = DataEnvelope<AuditView>),
         (status = 404, description = "No such record", body = crate::http::error::ErrorEnvelope)),
@@ -258,6 +285,7 @@ pub async fn get_audit(
     State(state): State<AppState>,
     principal: Principal,
     ResourceId(id): ResourceId,
+    ApiQuery(q): ApiQuery<GetAudit>,
 ) -> ApiResult<ApiData<AuditView>> {
     principal.require("audit.read")?;
     let record = state
@@ -271,7 +299,7 @@ pub async fn get_audit(
                 .is_none_or(|a| r.record.agent_id.as_deref() == Some(a))
         })
         .ok_or_else(|| ApiError::not_found("audit record"))?;
-    Ok(ok(record.into()))
+    Ok(ok(AuditView::of(record, q.canonical.unwrap_or(false))))
 }
 
 /// Where the chain first stops matching.
