@@ -352,12 +352,26 @@ pub fn authorize_management(grantor: &Grantor, key: &ApiKey) -> Result<()> {
 }
 
 /// Parses `10.0.0.0/8`, or a bare address as a single-host range.
+/// An IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) is kept as the IPv4
+/// range it names (`10.0.0.0/8`): a client's mapped address counts as its
+/// IPv4 address, so the mapped form would match nobody.
 pub fn parse_cidr(text: &str) -> Option<IpNet> {
     let text = text.trim();
-    text.parse::<IpNet>()
+    let net = text
+        .parse::<IpNet>()
         .ok()
         .map(|n| n.trunc())
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))?;
+    if let IpNet::V6(v6) = net {
+        if let Some(v4) = v6.addr().to_ipv4_mapped() {
+            if v6.prefix_len() >= 96 {
+                return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                    .ok()
+                    .map(IpNet::V4);
+            }
+        }
+    }
+    Some(net)
 }
 
 #[cfg(test)]
@@ -395,6 +409,17 @@ mod tests {
         );
         let err = authorize_grant(&g, request(&["admin"]), 0).unwrap_err();
         assert!(matches!(err, Error::ForbiddenField { .. }));
+    }
+
+    #[test]
+    fn mapped_ranges_are_their_ipv4_ranges() {
+        assert_eq!(
+            parse_cidr("::ffff:127.0.0.1/128"),
+            parse_cidr("127.0.0.1/32")
+        );
+        assert_eq!(parse_cidr("::ffff:10.1.2.3/104"), parse_cidr("10.0.0.0/8"));
+        assert_eq!(parse_cidr("::ffff:10.0.0.1"), parse_cidr("10.0.0.1"));
+        assert!(matches!(parse_cidr("2001:db8::/32"), Some(IpNet::V6(_))));
     }
 
     #[test]

@@ -536,6 +536,16 @@ impl<'a> Lexer<'a> {
             .unwrap_or_default()
             .iter()
             .collect();
+        // `<>`, `<=>`, `>==`: SQL's habits, refused rather than compared
+        // with text that starts with an operator.
+        if let Some(c @ ('<' | '>' | '=')) = self.peek() {
+            let written = format!("{op}{c}");
+            return Err(not_an_operator(
+                start,
+                &written,
+                &format!("a value after '{op}'"),
+            ));
+        }
         let value = self.bound(&format!("a value after '{op}'"), ends_term)?;
         let bound = make_bound(value, inclusive);
         Ok(if greater {
@@ -597,7 +607,7 @@ fn make_bound(value: Option<String>, inclusive: bool) -> Bound {
 
 /// SQL's and KQL's habits after `field:` (`<>`, `!=`, `=`), which would
 /// otherwise be read as text and quietly match something else.
-fn not_an_operator(at: usize, op: &str, expected: &str) -> ParseError {
+pub(crate) fn not_an_operator(at: usize, op: &str, expected: &str) -> ParseError {
     let instead = match op {
         "=" => "'field:value' matches equal values (and 'field:>=value' compares)",
         _ => "'-field:value' or 'NOT field:value' excludes a value",

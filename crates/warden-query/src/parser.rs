@@ -208,6 +208,17 @@ impl Parser<'_> {
                 self.fielded(name, &tok)
             }
             Kind::MatchAll => self.leaf(at, Query::All),
+            // `field:(=500)`, `field:(!=500)`: SQL's habits inside a
+            // field's group, refused as after `field:`.
+            Kind::Value(_) if scope.is_some() && self.chars.get(at) == Some(&'=') => {
+                let negated = at > 0 && self.chars.get(at - 1) == Some(&'!');
+                let (from, op) = if negated { (at - 1, "!=") } else { (at, "=") };
+                Err(crate::lexer::not_an_operator(
+                    from,
+                    op,
+                    &format!("a value in '{}:( … )'", scope.unwrap_or_default()),
+                ))
+            }
             Kind::Value(value) => {
                 let query = match (scope, value) {
                     (None, v) if is_match_all(&v) => Query::All,

@@ -786,7 +786,24 @@ mod tests {
             }
             other => panic!("siz*=5: {other:?}"),
         }
+        // Terms whose last word starts with a wildcard read every word:
+        // four in a query at most, as terms of several pieces.
+        assert_eq!(total("a=*1 OR b=*2 OR c=*3 OR d=*4").unwrap(), 0);
+        match total("a=*1 OR b=*2 OR c=*3 OR d=*4 OR e=*5") {
+            Err(SearchError::Query { position, message }) => {
+                assert_eq!(position, 33);
+                assert!(message.contains("read every word"), "{message}");
+            }
+            other => panic!("five: {other:?}"),
+        }
         // More words than the bound after `size`: refused at the term.
+        // Exactly the bound is taken.
+        let words: Vec<String> = (0..crate::translate::MAX_WILDCARD_WORDS)
+            .map(|i| format!("x{i}"))
+            .collect();
+        add(6, format!("size {}", words.join(" ")));
+        index.commit().unwrap();
+        assert_eq!(total("size=x*").unwrap(), 1);
         let words: Vec<String> = (0..crate::translate::MAX_WILDCARD_WORDS + 10)
             .map(|i| format!("w{i}"))
             .collect();
@@ -795,7 +812,10 @@ mod tests {
         match total("size=w*") {
             Err(SearchError::Query { position, message }) => {
                 assert_eq!(position, 1);
-                assert!(message.contains("more than 16384 words"), "{message}");
+                assert!(
+                    message.contains("more than 16384 distinct words"),
+                    "{message}"
+                );
             }
             other => panic!("size=w*: {other:?}"),
         }

@@ -161,29 +161,40 @@ impl<'a> Translator<'a> {
                 }
                 let pieces = &pieces[..];
                 let mut pattern = wildcard_regex(pieces, true);
+                // Terms that read the whole dictionary: one whose last word
+                // starts with a wildcard after other words (`a=*00*`; a
+                // lone leading wildcard is bounded by the parser), and one
+                // of several pieces (below).
+                let starts_wild = !matches!(pieces.first(), Some(Piece::Literal(_)));
+                let several_pieces = matches!(
+                    pieces.first(),
+                    Some(Piece::Literal(first)) if first.contains(separates_pieces)
+                );
+                if (starts_wild && !words.is_empty()) || several_pieces {
+                    let seen = self.inner_wildcards.get() + 1;
+                    if seen > MAX_INNER_WILDCARDS {
+                        return Err(SearchError::Query {
+                            position,
+                            message: format!(
+                                "at most {MAX_INNER_WILDCARDS} wildcard terms that read every word \
+                                 (of several pieces, such as etc/passw*, or of several words whose \
+                                 last starts with a wildcard, such as a=*00*) in one query"
+                            ),
+                        });
+                    }
+                    self.inner_wildcards.set(seen);
+                }
                 // A term of several pieces may be a run of pieces inside a
                 // longer word, which is indexed whole: it may follow any
                 // text that ends a piece (`etc/passw*` in `/etc/passwd`).
-                if let Some(Piece::Literal(first)) = pieces.first() {
-                    if first.contains(separates_pieces) {
-                        let seen = self.inner_wildcards.get() + 1;
-                        if seen > MAX_INNER_WILDCARDS {
-                            return Err(SearchError::Query {
-                                position,
-                                message: format!(
-                                    "at most {MAX_INNER_WILDCARDS} wildcard terms of several pieces (such as etc/passw*) in one query"
-                                ),
-                            });
-                        }
-                        self.inner_wildcards.set(seen);
-                        // Every character that cuts pieces is ASCII.
-                        let cuts: String = (0u8..128)
-                            .map(char::from)
-                            .filter(|c| separates_pieces(*c))
-                            .map(|c| escape(&c.to_string()))
-                            .collect();
-                        pattern = format!("(?:.*[{cuts}])?{pattern}");
-                    }
+                if several_pieces {
+                    // Every character that cuts pieces is ASCII.
+                    let cuts: String = (0u8..128)
+                        .map(char::from)
+                        .filter(|c| separates_pieces(*c))
+                        .map(|c| escape(&c.to_string()))
+                        .collect();
+                    pattern = format!("(?:.*[{cuts}])?{pattern}");
                 }
                 if words.is_empty() {
                     return self.regex(&pattern, f.message, position);
@@ -341,8 +352,11 @@ impl<'a> Translator<'a> {
             at += word_span(&word);
         }
         terms.push((at, format!("(?s){last}")));
+        // tantivy bounds the words of all the phrase's terms together:
+        // each literal word is one.
+        let literal = u32::try_from(terms.len() - 1).unwrap_or(u32::MAX);
         let mut phrase = RegexPhraseQuery::new_with_offset(self.fields.message, terms);
-        phrase.set_max_expansions(MAX_WILDCARD_WORDS);
+        phrase.set_max_expansions(MAX_WILDCARD_WORDS.saturating_add(literal));
         Box::new(Expansions { phrase, position })
     }
 
@@ -637,8 +651,9 @@ impl ExpansionsWeight {
         result.map_err(|e| match e {
             tantivy::TantivyError::InvalidArgument(m) if m.contains("max expansions") => {
                 tantivy::TantivyError::InvalidArgument(format!(
-                    "{EXPANSIONS_MARK}{}\u{0}the wildcard matches more than {MAX_WILDCARD_WORDS} \
-                     words after the words before it; give it more letters",
+                    "{EXPANSIONS_MARK}{}\u{0}the wildcard in this term's last word matches more than \
+                     {MAX_WILDCARD_WORDS} distinct words of the index (whatever words come \
+                     before it); give it more letters",
                     self.position
                 ))
             }

@@ -3432,7 +3432,41 @@ fn unrecorded_discoveries_are_taken_back(backend: &Backend) {
     );
 }
 
+/// An anchor that does not match is named even when the walk finds a
+/// later break: the earlier rewrite is the one the anchor exists to catch.
+fn a_failed_anchor_comes_before_a_later_break(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    for _ in 0..6 {
+        enforce(
+            &api,
+            json!({"agent_id": "anchored", "tool_name": "files.read"}),
+        );
+    }
+    let second = api.get("/api/v1/audit?direction=asc&limit=2").body["data"][1]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    backend.sql("UPDATE audit_log SET tool = 'zzz' WHERE environment = 'live' AND sequence = 5");
+    let verify = |query: &str| {
+        let r = api.get(&format!("/api/v1/audit/verify?{query}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"].clone()
+    };
+    let walked = verify("");
+    assert_eq!(walked["first_break"]["sequence"], 5, "{walked}");
+    assert_eq!(walked["records_checked"], 4, "{walked}");
+    let matching = verify(&format!("anchor_sequence=2&anchor_hash={second}"));
+    assert_eq!(matching["first_break"]["sequence"], 5, "{matching}");
+    let wrong = verify(&format!("anchor_sequence=2&anchor_hash={}", "0".repeat(64)));
+    assert_eq!(wrong["valid"], false, "{wrong}");
+    assert_eq!(wrong["first_break"]["sequence"], 2, "{wrong}");
+    assert_eq!(wrong["records_checked"], 1, "{wrong}");
+}
+
 on_every_backend!(
+    a_failed_anchor_comes_before_a_later_break,
     unrecorded_discoveries_are_taken_back,
     agent_changes_are_audited,
     failed_conditions_and_types_never_loosen,

@@ -182,7 +182,12 @@ pub async fn check_anchor(
     anchor: &Anchor,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
-    if v.first_break.is_some() {
+    // A break the walk found at or before the anchor comes first; one
+    // after it is preceded by the anchor's, if the anchor does not match.
+    if v.first_break
+        .as_ref()
+        .is_some_and(|b| b.sequence <= anchor.sequence)
+    {
         return Ok(());
     }
     let at = store
