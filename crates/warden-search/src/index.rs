@@ -498,6 +498,28 @@ impl EventIndex {
         }
     }
 
+    /// The id of the event the index holds at log position `seq`, if
+    /// any: whether the index was built from the log it now follows.
+    pub fn id_at(&self, seq: u64) -> Result<Option<String>, SearchError> {
+        let searcher = self.reader.searcher();
+        let at = Term::from_field_u64(self.fields.seq, seq);
+        let query = RangeQuery::new(Bound::Included(at.clone()), Bound::Included(at));
+        let found = searcher
+            .search(&query, &tantivy::collector::DocSetCollector)
+            .map_err(index_err)?;
+        let Some(address) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher
+            .doc(address)
+            .map_err(|e| SearchError::Damaged(e.to_string()))?;
+        Ok(doc
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_string)))
+    }
+
     /// Events in the index (all tenants); for status and tests.
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()

@@ -2700,3 +2700,56 @@ fn slow_batches_share_the_upload_memory() {
     // The refused batch stored nothing.
     assert_eq!(total(&api, "refused"), stored_before);
 }
+
+/// An index built from another history of the log is built again at
+/// start: a data dir copied, each copy then taking other events, and one
+/// copy's index put beside the other's store (positions alike, events
+/// not). Search then finds the store's events, never the index's.
+#[test]
+fn an_index_of_another_history_is_rebuilt() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(
+        &api,
+        json!([{"message": "common one"}, {"message": "common two"}]),
+    );
+    wait_total(&api, "common", 2);
+    assert_eq!(w.terminate().code(), Some(0));
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let status = std::process::Command::new("cp")
+            .args([
+                "-a",
+                &format!("{}/.", from.display()),
+                &to.display().to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (a, b) = (backend.data_dir(0), backend.data_dir(1));
+    std::fs::create_dir_all(&b).unwrap();
+    copy(&a, &b);
+    for (replica, word) in [(0, "alpha"), (1, "beta")] {
+        let w = Warden::start_replica(&backend, replica, &[], &[]);
+        let api = w.api(&t.live_key);
+        let events: Vec<Value> = (0..3)
+            .map(|i| json!({"message": format!("{word} {i}")}))
+            .collect();
+        ingest(&api, Value::Array(events));
+        wait_total(&api, word, 3);
+        assert_eq!(w.terminate().code(), Some(0));
+    }
+    // The first copy's index beside the second's store.
+    std::fs::remove_dir_all(b.join("index")).unwrap();
+    std::fs::create_dir_all(b.join("index")).unwrap();
+    copy(&a.join("index"), &b.join("index"));
+    let w = Warden::start_replica(&backend, 1, &[], &[]);
+    let api = w.api(&t.live_key);
+    wait_total(&api, "beta", 3);
+    assert_eq!(total(&api, "alpha"), 0);
+    assert_eq!(total(&api, ""), 5);
+    let log = std::fs::read_to_string(log_path(&b)).unwrap();
+    assert!(log.contains("another history of the event log"), "{log}");
+}

@@ -292,7 +292,47 @@ pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, S
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    if cursor > 0 && !same_history(store, index, cursor).await? {
+        tracing::warn!(
+            position = cursor,
+            "the search index was built from another history of the event log (a store restored or copied apart from its index); building it again from the log"
+        );
+        let idx = index.clone();
+        tokio::task::spawn_blocking(move || idx.forget_after(0))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        return Ok(0);
+    }
     Ok(cursor)
+}
+
+/// Whether the index holds, at its position, the event the log holds
+/// there: positions alone agree for a store restored under an index of
+/// another history (a copied data dir beside a restored database). True
+/// when either has no event there (retention may have removed it).
+async fn same_history(
+    store: &dyn Store,
+    index: &Arc<EventIndex>,
+    cursor: i64,
+) -> Result<bool, String> {
+    let logged = store
+        .events_after(cursor - 1, 1)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|e| e.seq == cursor)
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.body).ok())
+        .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_string));
+    let idx = index.clone();
+    let indexed = tokio::task::spawn_blocking(move || idx.id_at(cursor as u64))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(match (logged, indexed) {
+        (Some(logged), Some(indexed)) => logged == indexed,
+        _ => true,
+    })
 }
 
 /// Index first, cursor second: a crash between the two leaves events
