@@ -692,6 +692,11 @@ fn openapi_and_reference(backend: &Backend) {
     let r = anon.get("/api/v1/openapi.json");
     assert_eq!(r.status, 200);
     assert_eq!(r.body["openapi"], "3.1.0");
+    // Log lines are raw text: `application/json` with a string schema
+    // would tell a generated client to send one JSON-encoded string.
+    let ndjson = &r.body["paths"]["/api/v1/events/ndjson"]["post"]["requestBody"]["content"];
+    assert!(ndjson.get("application/x-ndjson").is_some(), "{ndjson}");
+    assert!(ndjson.get("application/json").is_none(), "{ndjson}");
     // Every answer says how browsers and caches treat it: API answers
     // (an error, a secret's creation included) are never stored, sniffed
     // or framed; the reference page loads only its own files.

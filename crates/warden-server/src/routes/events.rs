@@ -428,7 +428,7 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
 /// 100,000 lines and 64 MiB after inflating; a bad line refuses the whole
 /// request, naming each bad line.
 #[utoipa::path(post, path = "/api/v1/events/ndjson", tag = "events",
-    request_body(content((String = "application/x-ndjson"), (String = "application/ndjson"), (String = "application/jsonl"), (String = "application/json"), (String = "text/plain")), description = "One JSON log per line"),
+    request_body(content((String = "application/x-ndjson"), (String = "application/ndjson"), (String = "application/jsonl"), (String = "text/plain")), description = "One JSON log per line, sent as raw text (not a JSON string). `application/json` is taken too, as a label some shippers put on such lines, but is left out here: in this document it would mean one JSON-encoded string."),
     responses(
         (status = 202, description = "Every line is stored", body = DataEnvelope<Accepted>),
         (status = 400, description = "A line is invalid; nothing was stored", body = crate::http::error::ErrorEnvelope),
