@@ -652,8 +652,7 @@ impl ExpansionsWeight {
             tantivy::TantivyError::InvalidArgument(m) if m.contains("max expansions") => {
                 tantivy::TantivyError::InvalidArgument(format!(
                     "{EXPANSIONS_MARK}{}\u{0}the wildcard in this term's last word matches more than \
-                     {MAX_WILDCARD_WORDS} distinct words of the index (whatever words come \
-                     before it); give it more letters",
+                     {MAX_WILDCARD_WORDS} distinct words of the index; give it more letters",
                     self.position
                 ))
             }
