@@ -33,6 +33,9 @@ pub const MAX_TCP_CONNECTIONS: usize = 1_024;
 /// Most bytes a connection reads at shutdown: more than a socket's
 /// buffers hold, less than a sender that never stops could send.
 const DRAINED: usize = 16 << 20;
+/// How long a shutdown's drain waits for more of what a sender wrote
+/// before it calls the socket drained.
+const QUIET: Duration = Duration::from_millis(100);
 /// A connection that completed no message for this long gives its slot to
 /// a new one when all are taken (a sender that reconnects loses nothing).
 pub const EVICTABLE_AFTER: Duration = Duration::from_secs(5);
@@ -205,9 +208,10 @@ impl Reader<'_> {
         }
     }
 
-    /// Reads what the socket already holds, without waiting, and passes on
-    /// its complete messages: at most [`DRAINED`] bytes, so that a sender
-    /// that keeps writing cannot hold the shutdown.
+    /// Reads what the socket holds and what is still arriving, until
+    /// nothing comes for [`QUIET`], and passes on its complete messages:
+    /// at most [`DRAINED`] bytes, so that a sender that keeps writing
+    /// cannot hold the shutdown (whose syslog drain is bounded besides).
     async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
         let mut drained = 0;
         while drained < DRAINED {
@@ -220,7 +224,16 @@ impl Reader<'_> {
                         return End::Dropped;
                     }
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return End::Stopping,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    // What the sender wrote may still be on its way from its
+                    // side of the connection (held back while this side's
+                    // buffer was full): the socket is drained once nothing
+                    // more comes for a moment.
+                    match tokio::time::timeout(QUIET, stream.readable()).await {
+                        Ok(Ok(())) => continue,
+                        _ => return End::Stopping,
+                    }
+                }
                 Err(_) => return End::Closed,
             }
         }
