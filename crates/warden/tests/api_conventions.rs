@@ -697,6 +697,21 @@ fn openapi_and_reference(backend: &Backend) {
     let ndjson = &r.body["paths"]["/api/v1/events/ndjson"]["post"]["requestBody"]["content"];
     assert!(ndjson.get("application/x-ndjson").is_some(), "{ndjson}");
     assert!(ndjson.get("application/json").is_none(), "{ndjson}");
+    // The headers answers carry are declared, for generated clients.
+    let agents = &r.body["paths"]["/api/v1/agents"]["get"]["responses"];
+    for (status, header) in [
+        ("200", "X-Request-Id"),
+        ("200", "X-RateLimit-Remaining"),
+        ("429", "Retry-After"),
+        ("401", "WWW-Authenticate"),
+    ] {
+        assert!(
+            agents[status]["headers"].get(header).is_some(),
+            "{status} {header}: {agents}"
+        );
+    }
+    let created = &r.body["paths"]["/api/v1/agents"]["post"]["responses"]["201"]["headers"];
+    assert!(created.get("Idempotent-Replayed").is_some(), "{created}");
     // Every answer says how browsers and caches treat it: API answers
     // (an error, a secret's creation included) are never stored, sniffed
     // or framed; the reference page loads only its own files.

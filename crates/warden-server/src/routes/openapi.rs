@@ -143,7 +143,8 @@ pub fn apply_conventions(document: &mut OpenApi) {
                 add("415", "The body is not application/json, or is declared in a charset other than UTF-8");
             }
             let replayable = !crate::idempotency::DECIDED_AFRESH.contains(&path.as_str());
-            if method == "post" && authenticated && replayable {
+            let replays = method == "post" && authenticated && replayable;
+            if replays {
                 add(
                     "409",
                     "The Idempotency-Key was used with another body, or is in use",
@@ -152,6 +153,73 @@ pub fn apply_conventions(document: &mut OpenApi) {
                     .get_or_insert_with(Vec::new)
                     .push(idempotency_header());
             }
+            declare_response_headers(op, authenticated, replays);
+        }
+    }
+}
+
+/// The headers answers carry (`docs/api-conventions.md`), declared so that
+/// generated clients can read them; none is declared required, since an
+/// answer made before a step (a request refused before authentication
+/// carries no limit headers) leaves it out.
+fn declare_response_headers(op: &mut Operation, authenticated: bool, replays: bool) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::RefOr;
+    let header = |kind: Type, description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(kind))
+            .description(Some(description))
+            .build()
+    };
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let mut declare = |name: &str, kind: Type, description: &str| {
+            response
+                .headers
+                .entry(name.to_string())
+                .or_insert_with(|| header(kind, description));
+        };
+        declare(
+            "X-Request-Id",
+            Type::String,
+            "The request's id, as in the body's `meta.request_id` or `error.request_id`",
+        );
+        if authenticated && status != "401" {
+            declare(
+                "X-RateLimit-Limit",
+                Type::Integer,
+                "Requests a minute the organization's plan allows",
+            );
+            declare(
+                "X-RateLimit-Remaining",
+                Type::Integer,
+                "Requests that could be made right now",
+            );
+            declare(
+                "X-RateLimit-Reset",
+                Type::Integer,
+                "Unix seconds at which the organization's bucket is full again",
+            );
+        }
+        match status.as_str() {
+            "429" | "503" => declare(
+                "Retry-After",
+                Type::Integer,
+                "Seconds to wait before retrying",
+            ),
+            "401" => declare(
+                "WWW-Authenticate",
+                Type::String,
+                "`Bearer realm=\"warden\"`",
+            ),
+            ok if replays && ok.starts_with('2') => declare(
+                "Idempotent-Replayed",
+                Type::String,
+                "`true` when the answer is the stored one of an earlier request with this Idempotency-Key",
+            ),
+            _ => {}
         }
     }
 }
