@@ -32,6 +32,7 @@ pub struct ApiKeyView {
     pub last_four: String,
     pub scopes: Vec<String>,
     /// `active`, `expired` or `revoked`.
+    #[schema(value_type = KeyStatusName)]
     pub status: String,
     /// Set when the key may act only as this agent.
     pub agent_id: Option<String>,
@@ -263,4 +264,14 @@ pub async fn rotate_api_key(
     )
     .await?;
     Ok(ok(minted.into()))
+}
+
+/// A key's status as the document names it (the answer writes the text).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Names the values in the OpenAPI document only.
+pub enum KeyStatusName {
+    Active,
+    Expired,
+    Revoked,
 }

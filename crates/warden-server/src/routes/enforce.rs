@@ -357,6 +357,7 @@ pub struct MatchedPolicy {
     pub decision: DecisionName,
     pub priority: i32,
     /// `enforce` or `monitor`.
+    #[schema(value_type = super::policies::ModeName)]
     pub mode: String,
     pub why: String,
 }

@@ -461,6 +461,7 @@ pub struct PolicyVersionView {
     pub policy_id: String,
     pub version: i64,
     /// `created`, `updated` or `deleted`.
+    #[schema(value_type = PolicyChangeName)]
     pub change: String,
     /// The key that made the change.
     pub changed_by: String,
@@ -528,4 +529,14 @@ pub async fn list_policy_versions(
             .collect(),
         cursors.seal_opt(page.next_cursor),
     ))
+}
+
+/// What a policy version records, as the document names it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Names the values in the OpenAPI document only.
+pub enum PolicyChangeName {
+    Created,
+    Updated,
+    Deleted,
 }

@@ -128,8 +128,10 @@ pub async fn thoth_enforce(
 pub struct ThothHold {
     pub resolved: bool,
     /// `ALLOW` or `BLOCK` once resolved.
+    #[schema(value_type = Option<ThothResolution>)]
     pub resolution: Option<String>,
     /// `pending`, `approved`, `denied` or `expired`.
+    #[schema(value_type = super::enforce::HoldStatusName)]
     pub status: String,
     pub reason: Option<String>,
     pub decided_by: Option<String>,
@@ -546,4 +548,13 @@ pub async fn thoth_events(
         ));
     }
     store_events(&state, &principal, events, claim.as_deref()).await
+}
+
+/// A resolved hold's answer in the SDK's words, as the document names it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+#[allow(dead_code)] // Names the values in the OpenAPI document only.
+pub enum ThothResolution {
+    Allow,
+    Block,
 }
