@@ -15,17 +15,21 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok`.
+    #[schema(value_type = HealthName)]
     pub status: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadinessChecks {
     /// `ok` or `unreachable`.
+    #[schema(value_type = StoreCheck)]
     pub store: String,
     /// `disabled` (no --redis-url), `ok`, or `unreachable` (local limits
     /// stand in).
+    #[schema(value_type = RedisCheck)]
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
+    #[schema(value_type = RateLimitsCheck)]
     pub rate_limits: String,
     /// `ok`; `catching_up` from the start while the index replays events
     /// the log held and it did not (after a crash, or into a new or lost
@@ -37,11 +41,13 @@ pub struct ReadinessChecks {
     /// (events are still taken in and kept; they become searchable once
     /// it recovers); `damaged` once a search found the index damaged on
     /// disk (until `warden reindex` rebuilds it).
+    #[schema(value_type = IndexCheck)]
     pub index: String,
     /// `ok`, or `head_edited` while this replica refuses audited writes
     /// to a chain whose stored head was edited (see
     /// `GET /api/v1/audit/verify`); `ok` again once a write finds it put
     /// back.
+    #[schema(value_type = AuditChainCheck)]
     pub audit_chain: String,
 }
 
@@ -49,8 +55,10 @@ pub struct ReadinessChecks {
 pub struct Readiness {
     /// `ready`, `degraded` (serving, with Redis unreachable, or the search
     /// index catching up, failing or trailing) or `unavailable`.
+    #[schema(value_type = ReadinessName)]
     pub status: String,
     /// `sqlite` or `postgres`.
+    #[schema(value_type = BackendName)]
     pub backend: String,
     pub checks: ReadinessChecks,
 }
@@ -147,3 +155,77 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// The values of the health answers' fields, named for the OpenAPI
+/// document only (the answers write the text).
+#[allow(dead_code)]
+mod names {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum HealthName {
+        Ok,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ReadinessName {
+        Ready,
+        Degraded,
+        Unavailable,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum BackendName {
+        Sqlite,
+        Postgres,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum StoreCheck {
+        Ok,
+        Unreachable,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RedisCheck {
+        Disabled,
+        Ok,
+        Unreachable,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RateLimitsCheck {
+        Local,
+        Redis,
+        LocalFallback,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum IndexCheck {
+        Ok,
+        CatchingUp,
+        Trailing,
+        Failing,
+        Damaged,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AuditChainCheck {
+        Ok,
+        HeadEdited,
+    }
+}
+#[allow(unused_imports)] // The names serve the document's schemas only.
+use names::{
+    AuditChainCheck, BackendName, HealthName, IndexCheck, RateLimitsCheck, ReadinessName,
+    RedisCheck, StoreCheck,
+};
