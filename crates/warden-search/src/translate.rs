@@ -707,10 +707,10 @@ fn wildcard_words(pieces: &[Piece]) -> Vec<Vec<Piece>> {
         .into_iter()
         .filter_map(|mut word| {
             if let Some(Piece::Literal(text)) = word.first_mut() {
-                *text = text.trim_start_matches(trimmed).to_lowercase();
+                *text = text.trim_start_matches(trimmed).to_string();
             }
             if let Some(Piece::Literal(text)) = word.last_mut() {
-                *text = text.trim_end_matches(trimmed).to_lowercase();
+                *text = text.trim_end_matches(trimmed).to_string();
             }
             word.retain(|p| !matches!(p, Piece::Literal(t) if t.is_empty()));
             for p in word.iter_mut() {

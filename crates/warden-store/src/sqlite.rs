@@ -545,10 +545,8 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
     // task the shutdown stopped) is not run: nobody was or will be told
     // it was stored, and a shutdown that counted it lost must not find it
     // stored after all. One that already began runs to its end.
-    let batch: Vec<Job> = batch
-        .into_iter()
-        .filter(|job| !job.reply.is_closed())
-        .collect();
+    let mut batch = batch;
+    batch.retain(|job| !job.reply.is_closed());
     if batch.is_empty() {
         let _ = conn.execute_batch("ROLLBACK");
         return;

@@ -15,21 +15,21 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok`.
-    #[schema(value_type = HealthName)]
+    #[schema(value_type = names::HealthName)]
     pub status: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadinessChecks {
     /// `ok` or `unreachable`.
-    #[schema(value_type = StoreCheck)]
+    #[schema(value_type = names::StoreCheck)]
     pub store: String,
     /// `disabled` (no --redis-url), `ok`, or `unreachable` (local limits
     /// stand in).
-    #[schema(value_type = RedisCheck)]
+    #[schema(value_type = names::RedisCheck)]
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
-    #[schema(value_type = RateLimitsCheck)]
+    #[schema(value_type = names::RateLimitsCheck)]
     pub rate_limits: String,
     /// `ok`; `catching_up` from the start while the index replays events
     /// the log held and it did not (after a crash, or into a new or lost
@@ -41,13 +41,13 @@ pub struct ReadinessChecks {
     /// (events are still taken in and kept; they become searchable once
     /// it recovers); `damaged` once a search found the index damaged on
     /// disk (until `warden reindex` rebuilds it).
-    #[schema(value_type = IndexCheck)]
+    #[schema(value_type = names::IndexCheck)]
     pub index: String,
     /// `ok`, or `head_edited` while this replica refuses audited writes
     /// to a chain whose stored head was edited (see
     /// `GET /api/v1/audit/verify`); `ok` again once a write finds it put
     /// back.
-    #[schema(value_type = AuditChainCheck)]
+    #[schema(value_type = names::AuditChainCheck)]
     pub audit_chain: String,
 }
 
@@ -55,10 +55,10 @@ pub struct ReadinessChecks {
 pub struct Readiness {
     /// `ready`, `degraded` (serving, with Redis unreachable, or the search
     /// index catching up, failing or trailing) or `unavailable`.
-    #[schema(value_type = ReadinessName)]
+    #[schema(value_type = names::ReadinessName)]
     pub status: String,
     /// `sqlite` or `postgres`.
-    #[schema(value_type = BackendName)]
+    #[schema(value_type = names::BackendName)]
     pub backend: String,
     pub checks: ReadinessChecks,
 }
@@ -224,8 +224,3 @@ mod names {
         HeadEdited,
     }
 }
-#[allow(unused_imports)] // The names serve the document's schemas only.
-use names::{
-    AuditChainCheck, BackendName, HealthName, IndexCheck, RateLimitsCheck, ReadinessName,
-    RedisCheck, StoreCheck,
-};

@@ -240,9 +240,18 @@ pub(crate) fn hold_step(tenant: &Tenant, id: &str) -> Step {
 }
 
 pub(crate) fn delete_steps(tenant: &Tenant, id: &str, at: Millis) -> Vec<Step> {
+    delete_steps_if(tenant, id, at, "")
+}
+
+/// The steps of an agent's deletion, made only where `condition` (on the
+/// agent's row as `a`, beginning with `AND`) holds as well.
+fn delete_steps_if(tenant: &Tenant, id: &str, at: Millis, condition: &str) -> Vec<Step> {
     vec![
         Step::execute(
-            "DELETE FROM agents WHERE id = $1 AND org_id = $2 AND environment = $3",
+            format!(
+                "DELETE FROM agents AS a WHERE a.id = $1 AND a.org_id = $2 \
+                 AND a.environment = $3{condition}"
+            ),
             vec![
                 id.into(),
                 (&tenant.org_id).into(),
@@ -302,19 +311,12 @@ pub(crate) async fn delete_unrecorded_discovery(
     tenant: &Tenant,
     id: &str,
 ) -> StoreResult<bool> {
-    let mut steps = delete_steps(tenant, id, warden_core::time::now_ms());
-    steps[0] = Step::execute(
-        format!(
-            "DELETE FROM agents AS a WHERE a.id = $1 AND a.org_id = $2 AND a.environment = $3 \
-             AND a.status = 'discovered' AND {UNRECORDED}"
-        ),
-        vec![
-            id.into(),
-            (&tenant.org_id).into(),
-            tenant.environment.as_str().into(),
-        ],
-    )
-    .required();
+    let steps = delete_steps_if(
+        tenant,
+        id,
+        warden_core::time::now_ms(),
+        &format!(" AND a.status = 'discovered' AND {UNRECORDED}"),
+    );
     let done = db.transaction(steps).await?;
     Ok(done.is_some())
 }
