@@ -970,6 +970,30 @@ impl Checker<'_> {
         receiver.map_or(own, |r| own.min(self.start_of(r)))
     }
 
+    /// Where a call's function name begins: the parser places a global
+    /// call at its parenthesis and a member call at its dot.
+    fn name_start(&self, expr: &IdedExpr) -> usize {
+        let at = self
+            .program
+            .source_info()
+            .offset_for(expr.id)
+            .map_or(0, |(start, _)| start as usize);
+        let rest = self.source.get(at..).unwrap_or("");
+        if rest.starts_with('.') {
+            return at + 1;
+        }
+        let before = self.source.get(..at).unwrap_or("");
+        if rest.starts_with('(') {
+            let name = before
+                .bytes()
+                .rev()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            return at - name;
+        }
+        at
+    }
+
     /// An error placed where the expression's text begins.
     fn error_at_start(&self, expr: &IdedExpr, message: String) -> ConditionCompileError {
         self.error_at(self.start_of(expr), message)
@@ -1715,7 +1739,9 @@ impl Checker<'_> {
             }
             _ => {
                 if !FUNCTIONS.contains(&name) {
-                    return Err(self.error(e, format!("undeclared function `{name}`")));
+                    return Err(
+                        self.error_at(self.name_start(e), format!("undeclared function `{name}`"))
+                    );
                 }
                 // Like the cost rules, these came after some policies were
                 // stored: a stored condition that fails them keeps loading
@@ -1888,6 +1914,12 @@ mod tests {
         assert!(e.message.contains("boolean"), "{e}");
         let e = CelCondition::compile("frobnicate(args)").unwrap_err();
         assert!(e.message.contains("undeclared function"), "{e}");
+        assert_eq!((e.line, e.column), (1, 1), "{e}");
+        let e = CelCondition::compile("args.x == 1 ||\n   nosuch(args)").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 4), "{e}");
+        let e = CelCondition::compile("tool.frob()").unwrap_err();
+        assert!(e.message.contains("undeclared function"), "{e}");
+        assert_eq!(e.column, 6, "{e}");
         assert!(CelCondition::compile("args.items.exists(i, i.price > 10)").is_ok());
         // `in` a literal holding a member the item can never equal.
         for (text, column) in [

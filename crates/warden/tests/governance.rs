@@ -528,6 +528,12 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
         &api,
         json!({"agent_id": "shop", "tool_name": "kv.get", "tool_args": {"password": "supersecret\"99\\x"}}),
     );
+    // The answer says the deciding condition failed rather than held.
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().contains("failed to evaluate"),
+        "{d}"
+    );
     let rec = api.get(&format!(
         "/api/v1/audit/{}",
         d["audit_id"].as_str().unwrap()
@@ -1101,6 +1107,59 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(r.body["data"]["arguments"], args, "{}", r.text);
     let short_token = short["hold_token"].as_str().unwrap();
     assert_eq!(hold_until(&api, short_token, 0)["status"], "denied");
+    // Changing the policy that held a call denies the holds it made
+    // before (an approval of them could never be used); a hold made under
+    // the new version waits for its approver.
+    let edited = policy(
+        &api,
+        json!({"name": "edited", "action_pattern": "payments.edited", "decision": "step_up"}),
+    );
+    let before = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.edited", "tool_args": args}),
+    );
+    let r = api.patch(
+        &format!("/api/v1/policies/{edited}"),
+        &json!({"description": "reworded"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.edited", "tool_args": args}),
+    );
+    let r = api.get(&format!(
+        "/api/v1/holds/{}",
+        before["hold_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
+    assert!(
+        r.body["data"]["comment"]
+            .as_str()
+            .unwrap()
+            .contains("the policy that held the call changed"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        hold_until(&api, before["hold_token"].as_str().unwrap(), 0)["status"],
+        "denied"
+    );
+    let r = api.get(&format!(
+        "/api/v1/holds/{}",
+        after["hold_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.body["data"]["status"], "pending", "{}", r.text);
+    // Disabling it does the same for the hold made under the last version.
+    let r = api.patch(
+        &format!("/api/v1/policies/{edited}"),
+        &json!({"enabled": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.get(&format!(
+        "/api/v1/holds/{}",
+        after["hold_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
     // Deleting the policy that held a call denies its pending hold too.
     let doomed = policy(
         &api,
@@ -1350,8 +1409,10 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(
         statuses,
         [
-            "expired", "denied", "approved", "approved", "approved", "approved", "denied",
-            "denied", "approved"
+            // The deleted policy's hold, the changed policy's two, the
+            // deleted agent's.
+            "expired", "denied", "approved", "approved", "approved", "approved", "denied", "denied",
+            "denied", "denied", "approved"
         ],
         "{}",
         log.text

@@ -670,7 +670,7 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
         .collect();
     assert_eq!(
         listed,
-        vec![(0, "severity"), (1, "a.b"), (3, "message")],
+        vec![(0, "severity"), (1, "fields.a.b"), (3, "message")],
         "{}",
         r.text
     );
@@ -949,8 +949,9 @@ fn syslog_port(w: &Warden, proto: &str) -> String {
 /// RFC 5424 messages of two programs: over TCP, newline-framed, on one
 /// connection then closed; and over UDP, a datagram each.
 fn send_syslog(tcp: &str, udp: &str, over_tcp: (&str, usize), over_udp: (&str, usize)) {
-    let line =
-        |program: &str, i: usize| format!("<14>1 2026-12-05T10:00:00Z h1 {program} - - - seq {i}");
+    // No time of their own (`-`): they take their arrival time, inside
+    // the searches' default window whenever the test runs.
+    let line = |program: &str, i: usize| format!("<14>1 - h1 {program} - - - seq {i}");
     let mut bytes = Vec::new();
     for i in 0..over_tcp.1 {
         bytes.extend_from_slice(format!("{}\n", line(over_tcp.0, i)).as_bytes());
@@ -1135,6 +1136,14 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // Text that only mentions the element's id is kept, with any token
     // assignment in it taken out.
     sshd_3164("Invalid user warden@32473 from 10.0.0.9 token=leaked1");
+    // Names with characters keywords refuse are stored without them, as
+    // sent beside.
+    socket
+        .send_to(
+            "<14>1 - web-01\u{202e} clean\u{200b}app 1 - - cleared name".as_bytes(),
+            format!("127.0.0.1:{udp}"),
+        )
+        .unwrap();
     logger(&[
         host[0],
         host[1],
@@ -1147,7 +1156,14 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "final message",
     ]);
 
-    wait_total(&api, "source:syslog", 6);
+    wait_total(&api, "source:syslog", 7);
+    let cleared = search(&api, json!({"query": "host:web-01 AND program:cleanapp"}));
+    assert_eq!(cleared["total"], 1, "{cleared}");
+    assert_eq!(
+        cleared["events"][0]["fields"]["syslog"]["host_as_sent"], "web-01\u{202e}",
+        "{cleared}"
+    );
+    assert_eq!(total(&api, "_exists_:syslog.program_as_sent"), 1);
     let mention = search(&api, json!({"query": "program:sshd"}))["events"][0].clone();
     assert_eq!(
         mention["message"], "Invalid user warden@32473 from 10.0.0.9 token=[REDACTED]",
@@ -1196,7 +1212,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         &[
             r#"warden_syslog_messages_total{outcome="malformed"} 7"#,
             r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
-            r#"warden_syslog_messages_total{outcome="stored"} 9"#,
+            r#"warden_syslog_messages_total{outcome="stored"} 10"#,
         ],
     );
 

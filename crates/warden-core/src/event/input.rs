@@ -37,6 +37,23 @@ pub enum Dialect {
     JsonLog,
 }
 
+/// The event model's name for a place in an input object (`m.x` is
+/// `fields.m.x`), as errors name fields: a name of the model stays as it
+/// is, and so does a place in the API's own `fields` object; anything else
+/// is kept in `fields`.
+pub fn model_path(dialect: Dialect, place: &str) -> String {
+    let first = place.split(['.', '[']).next().unwrap_or(place);
+    let whole = first.len() == place.len();
+    let model = named(dialect, first).is_some()
+        || matches!(first, "agent_id" | "session_id" | "tags")
+        || (dialect == Dialect::Api && matches!(first, "id" | "received_at" | "source"));
+    if (model && whole) || (dialect == Dialect::Api && first == "fields") {
+        place.to_string()
+    } else {
+        format!("fields.{place}")
+    }
+}
+
 /// Maps one JSON object to an event with the id and arrival time Warden
 /// gives it.
 pub fn parse_event(
@@ -368,16 +385,36 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
             ),
             (
                 Named::Severity,
-                &["severity", "level", "log.level", "levelname", "PRIORITY"],
+                // Serilog's compact JSON (`@l`).
+                &[
+                    "severity",
+                    "level",
+                    "log.level",
+                    "levelname",
+                    "PRIORITY",
+                    "@l",
+                ],
             ),
             (
                 Named::Message,
-                &["message", "msg", "MESSAGE", "event", "log"],
+                // GELF's `short_message`; Serilog's compact JSON, the
+                // rendered message (`@m`), then its template (`@mt`).
+                &[
+                    "message",
+                    "msg",
+                    "MESSAGE",
+                    "event",
+                    "log",
+                    "short_message",
+                    "@m",
+                    "@mt",
+                ],
             ),
             (Named::Host, &["host", "hostname", "_HOSTNAME"]),
             (
                 Named::Program,
-                &["program", "app", "service", "SYSLOG_IDENTIFIER"],
+                // Vector's syslog source names RFC 5424's field `appname`.
+                &["program", "app", "service", "SYSLOG_IDENTIFIER", "appname"],
             ),
         ],
     }
@@ -447,13 +484,16 @@ fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldE
     Ok(text)
 }
 
-/// pino's and bunyan's numeric levels (10 trace, 20 debug, 30 info, 40
-/// warn, 50 error, 60 fatal), in a log line's `level`.
+/// A log line's numeric `level`: syslog's 0 to 7, as GELF writes it, or
+/// pino's and bunyan's (10 trace, 20 debug, 30 info, 40 warn, 50 error,
+/// 60 fatal).
 fn numeric_level(dialect: Dialect, key: &str, value: &Value) -> Option<Severity> {
     if dialect != Dialect::JsonLog || key != "level" {
         return None;
     }
     match value.as_u64()? {
+        // Syslog's levels, as GELF (Graylog) writes them.
+        level @ 0..=7 => Some(Severity::from_syslog_level(level as u8)),
         10 | 20 | 30 => Some(Severity::Info),
         40 => Some(Severity::Medium),
         50 => Some(Severity::High),
@@ -502,7 +542,7 @@ pub fn check_keyword(field: &str, text: &str) -> Result<(), FieldError> {
 /// Controls, invisible and direction-changing characters, spaces other
 /// than the plain one (no-break, ideographic, hair), blanks that are not
 /// spaces (braille's, interlinear annotation marks) and noncharacters.
-fn unfit_in_keyword(c: char) -> bool {
+pub(crate) fn unfit_in_keyword(c: char) -> bool {
     c.is_control() || (c.is_whitespace() && c != ' ') || unseen(c)
 }
 
@@ -922,6 +962,46 @@ mod tests {
             let e = parse_event(json!({"level": level}), Dialect::JsonLog, "e".into(), 5).unwrap();
             assert_eq!((e.severity, &e.fields["level"]), (severity, &json!(level)));
         }
+        // GELF (Graylog's format): its message, its syslog level, its
+        // time in seconds; its own fields stay.
+        let e = parse_event(
+            json!({"version": "1.1", "host": "gelf-host", "short_message": "Z04 disk full",
+                   "full_message": "trace", "level": 3, "timestamp": 1796472000.25, "_app": "x"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.message, "Z04 disk full");
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.timestamp, 1_796_472_000_250);
+        assert_eq!(e.host.as_deref(), Some("gelf-host"));
+        assert_eq!(
+            (&e.fields["_app"], &e.fields["level"]),
+            (&json!("x"), &json!(3))
+        );
+        // Serilog's compact JSON and Vector's syslog records.
+        let e = parse_event(
+            json!({"@t": "2026-12-06T10:00:00Z", "@mt": "User {u} in", "@m": "User ann in",
+                   "@l": "Warning", "u": "ann"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.message.as_str(), e.severity),
+            ("User ann in", Severity::Medium)
+        );
+        assert_eq!(e.fields["@mt"], "User {u} in");
+        let e = parse_event(
+            json!({"appname": "sshd", "hostname": "h1", "message": "m"}),
+            Dialect::JsonLog,
+            "e".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.program.as_deref(), Some("sshd"));
         // ecs-logging's dotted names give the host and program, and stay.
         let e = parse_event(
             json!({"host.name": "petclinic-01", "service.name": "petclinic", "message": "m"}),

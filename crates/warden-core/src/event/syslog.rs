@@ -614,17 +614,17 @@ fn map_message(
         }
     }
     if let Some((host, content)) = untagged_3164(raw, &message) {
-        event.host = host.map(keyword);
+        event.host = host.and_then(|h| keyword(h, "host", syslog));
         event.message = clean_message(content);
         return Ok(None);
     }
     if let Some((tag, text)) = tag_read_as_host(raw, &message) {
-        event.program = Some(keyword(tag));
+        event.program = keyword(tag, "program", syslog);
         event.message = clean_message(text);
         return Ok(None);
     }
-    event.host = present(message.hostname).map(keyword);
-    event.program = present(message.appname).map(keyword);
+    event.host = present(message.hostname).and_then(|h| keyword(h, "host", syslog));
+    event.program = present(message.appname).and_then(|p| keyword(p, "program", syslog));
     if let Some(procid) = message.procid {
         let pid = procid.to_string();
         if pid != "-" {
@@ -806,12 +806,28 @@ fn present(field: Option<&str>) -> Option<&str> {
     field.filter(|f| !f.is_empty() && *f != "-")
 }
 
-/// Host and program names are cut to the keyword limit rather than refused.
-fn keyword(text: &str) -> String {
-    match text.char_indices().nth(MAX_KEYWORD_CHARS) {
-        Some((end, _)) => text[..end].to_string(),
-        None => text.to_string(),
+/// Host and program names are cut to the keyword limit rather than refused,
+/// and cleared of the characters the API routes refuse in keywords
+/// (controls, invisible and direction-changing ones, other spaces): a
+/// sender cannot be answered, and `web-01` with a zero-width space after
+/// it would look like `web-01` in every listing while escaping
+/// `host:web-01`. The name as sent is kept beside it
+/// (`syslog.<name>_as_sent`); one with nothing else is no name.
+fn keyword(text: &str, name: &str, syslog: &mut Map<String, Value>) -> Option<String> {
+    let cut = |t: &str| match t.char_indices().nth(MAX_KEYWORD_CHARS) {
+        Some((end, _)) => t[..end].to_string(),
+        None => t.to_string(),
+    };
+    if !text.chars().any(crate::event::input::unfit_in_keyword) {
+        return Some(cut(text));
     }
+    syslog.insert(format!("{name}_as_sent"), cut(text).into());
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !crate::event::input::unfit_in_keyword(*c))
+        .collect();
+    let cleaned = cleaned.trim_matches(' ');
+    (!cleaned.is_empty()).then(|| cut(cleaned))
 }
 
 /// The MSG part without RFC 5424's BOM and without line ends.
@@ -985,6 +1001,65 @@ mod tests {
             (m.event.host.as_deref(), m.event.program.as_deref()),
             (None, Some("sshd"))
         );
+    }
+
+    #[test]
+    fn host_and_program_are_cleared_of_what_keywords_refuse() {
+        for (line, host, program, host_sent, program_sent) in [
+            (
+                "<14>Dec  6 10:08:00 web-01\u{200b} sshd[1]: E01",
+                Some("web-01"),
+                Some("sshd"),
+                Some("web-01\u{200b}"),
+                None,
+            ),
+            (
+                "<14>1 2026-12-06T10:08:01Z web-01\u{202e} ssh\u{200b}d 1 - - E02",
+                Some("web-01"),
+                Some("sshd"),
+                Some("web-01\u{202e}"),
+                Some("ssh\u{200b}d"),
+            ),
+            (
+                "<14>Dec  6 10:08:02 web-01\u{1b} sshd: E03",
+                Some("web-01"),
+                Some("sshd"),
+                Some("web-01\u{1b}"),
+                None,
+            ),
+            (
+                "<14>1 2026-12-06T10:08:01Z \u{200b} app 1 - - E04",
+                None,
+                Some("app"),
+                Some("\u{200b}"),
+                None,
+            ),
+            (
+                "<14>Dec  6 10:08:02 web-01 sshd: E05",
+                Some("web-01"),
+                Some("sshd"),
+                None,
+                None,
+            ),
+        ] {
+            let m = ok(line);
+            assert_eq!(m.event.host.as_deref(), host, "{line}");
+            assert_eq!(m.event.program.as_deref(), program, "{line}");
+            let syslog = &m.event.fields["syslog"];
+            assert_eq!(
+                syslog.get("host_as_sent").and_then(|v| v.as_str()),
+                host_sent,
+                "{line}"
+            );
+            assert_eq!(
+                syslog.get("program_as_sent").and_then(|v| v.as_str()),
+                program_sent,
+                "{line}"
+            );
+            for keyword in [&m.event.host, &m.event.program].into_iter().flatten() {
+                crate::event::input::check_keyword("host", keyword).unwrap();
+            }
+        }
     }
 
     #[test]

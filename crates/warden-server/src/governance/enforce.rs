@@ -859,16 +859,26 @@ pub fn decide(
         (Decision::Deny, "the agent is suspended".to_string(), None)
     } else {
         match eval.deciding {
-            Some(p) => (
-                p.decision,
-                format!(
-                    "policy \"{}\" ({}) decided {}",
-                    name(&p.id),
-                    p.id,
-                    p.decision.as_str()
-                ),
-                Some(p.id.clone()),
-            ),
+            Some(p) => {
+                // A failed condition decides only where that is stricter:
+                // say so, or the reason reads as if the condition held.
+                let failed = if eval.condition_errors.iter().any(|(e, _)| e.id == p.id) {
+                    " (its condition failed to evaluate and counts as met where that is stricter; \
+                     see the audit record's detail.condition_errors)"
+                } else {
+                    ""
+                };
+                (
+                    p.decision,
+                    format!(
+                        "policy \"{}\" ({}) decided {}{failed}",
+                        name(&p.id),
+                        p.id,
+                        p.decision.as_str()
+                    ),
+                    Some(p.id.clone()),
+                )
+            }
             None if !eval.condition_errors.is_empty() => (
                 eval.decision,
                 format!(

@@ -1,6 +1,7 @@
-//! Holds whose agent or policy was deleted: their calls can never be
-//! approved (an approval checks both), and they would otherwise wait in
-//! approvers' queues until they expire. Each is denied, audited as any
+//! Holds whose agent or policy was deleted, or whose policy changed: their
+//! calls can never be approved (an approval checks the agent, and the
+//! policy at the version that held the call), and they would otherwise
+//! wait in approvers' queues until they expire. Each is denied, audited as any
 //! denial, its poll woken. A hold that cannot be resolved now stays
 //! pending and expires as usual.
 
@@ -19,6 +20,8 @@ use crate::services::ServiceError;
 pub enum Orphans<'a> {
     OfAgent(&'a str),
     OfPolicy(&'a str),
+    /// The policy's holds made under versions before this one.
+    OfChangedPolicy(&'a str, i64),
 }
 
 impl Orphans<'_> {
@@ -27,16 +30,21 @@ impl Orphans<'_> {
         match self {
             Orphans::OfAgent(_) => "the agent that made the call was deleted",
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
+            Orphans::OfChangedPolicy(..) => {
+                "the policy that held the call changed, so no approval could be used; ask again"
+            }
         }
     }
 }
 
-/// Denies the pending holds of a deleted agent or policy.
+/// Denies the pending holds of a deleted agent or policy, or those a
+/// policy made before it changed.
 pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans: Orphans<'_>) {
     let tenant = principal.tenant();
-    let (agent_id, policy_id) = match orphans {
-        Orphans::OfAgent(id) => (Some(id.to_string()), None),
-        Orphans::OfPolicy(id) => (None, Some(id.to_string())),
+    let (agent_id, policy_id, before_version) = match orphans {
+        Orphans::OfAgent(id) => (Some(id.to_string()), None, None),
+        Orphans::OfPolicy(id) => (None, Some(id.to_string()), None),
+        Orphans::OfChangedPolicy(id, version) => (None, Some(id.to_string()), Some(version)),
     };
     loop {
         let filter = HoldFilter {
@@ -52,7 +60,12 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
             after: None,
         };
         let pending = match g.store.list_holds(&tenant, &filter, &page).await {
-            Ok(found) => found.items,
+            // Holds the changed policy made since stand.
+            Ok(found) => found
+                .items
+                .into_iter()
+                .filter(|h| before_version.is_none_or(|v| h.policy_version < v))
+                .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::warn!(error = %e, "listing the holds left without an agent or policy failed");
                 return;

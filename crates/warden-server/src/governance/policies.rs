@@ -202,7 +202,11 @@ pub async fn update(
         )
         .await
         {
-            Ok(()) => return Ok(record),
+            Ok(()) => {
+                deny_orphaned_holds(g, principal, Orphans::OfChangedPolicy(id, record.version))
+                    .await;
+                return Ok(record);
+            }
             Err(AppendError::Precondition) => continue,
             Err(e) => return Err(append_error(e)),
         }

@@ -349,7 +349,10 @@ fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
             Some(ItemError {
                 index: Some(index.parse().ok()?),
                 line: None,
-                field: field.to_string(),
+                field: warden_core::event::input::model_path(
+                    warden_core::event::input::Dialect::Api,
+                    field,
+                ),
                 message: format!("duplicate field `{key}`"),
             })
         })

@@ -195,7 +195,11 @@ impl NdjsonReader {
                     .ok()
                     .and_then(|(_, found)| found.into_iter().next())
                     .unwrap_or_else(|| without_place(&err));
-                self.bad(place.clone(), format!("the line names `{place}` twice"));
+                let field = warden_core::event::input::model_path(
+                    warden_core::event::input::Dialect::JsonLog,
+                    &place,
+                );
+                self.bad(field, format!("the line names `{place}` twice"));
                 return;
             }
             Err(err) => {
@@ -316,7 +320,7 @@ mod tests {
         r.finish().unwrap();
         assert_eq!(r.bad_lines, 1);
         assert_eq!(r.errors[0].line, Some(2));
-        assert_eq!(r.errors[0].field, "user");
+        assert_eq!(r.errors[0].field, "fields.user");
         assert_eq!(r.errors[0].message, "the line names `user` twice");
         // Deeper, the key is named by its path, as a batch names it, and
         // never by serde's place in the line (which it counts as line 1).
@@ -325,7 +329,7 @@ mod tests {
             .unwrap();
         r.finish().unwrap();
         assert_eq!(r.errors[0].line, Some(2));
-        assert_eq!(r.errors[0].field, "fields.a[0].c");
+        assert_eq!(r.errors[0].field, "fields.fields.a[0].c");
         assert!(
             !r.errors[0].message.contains("line 1"),
             "{}",
