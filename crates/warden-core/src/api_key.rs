@@ -170,6 +170,9 @@ pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Resul
             "name must be 1 to 200 characters, not only blanks, without control characters",
         ));
     }
+    // Shown beside the key in every listing and audit record, as an
+    // agent's name is.
+    crate::agent::visible(&req.name, "name")?;
     let name = req.name.trim().to_string();
     if req.scopes.is_empty() {
         return Err(Error::invalid("scopes", "at least one scope is required"));

@@ -326,6 +326,20 @@ fn bad_input_changes_nothing(backend: &Backend) {
         &json!({"name": "k", "scopes": ["agents.read"], "agent_id": "a\u{0}"}),
     );
     assert_eq!(r.status, 400, "{}", r.text);
+    // A key sent by mistake where an error quotes the request is not shown
+    // again: as a parameter's name, as a value, inside a field's name.
+    let key = &t.live_key;
+    for r in [
+        api.get(&format!("/api/v1/agents?{key}=1")),
+        api.get(&format!("/api/v1/events?from={key}")),
+        api.get(&format!("/api/v1/audit?agent_id={key}")),
+        api.post("/api/v1/agents", &json!({"name": "a", key.as_str(): 1})),
+        api.post("/api/v1/agents", &json!({"name": "a", "status": key})),
+    ] {
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(!r.text.contains(key.as_str()), "{}", r.text);
+        assert!(r.text.contains("[REDACTED]"), "{}", r.text);
+    }
 
     assert_eq!(agents_count(&api), 1, "no failed request created anything");
 }

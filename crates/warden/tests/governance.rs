@@ -2173,6 +2173,23 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         assert_eq!(r.body["error"]["position"]["column"], 67, "{}", r.text);
         assert!(r.text.contains("64 bits"), "{}", r.text);
     }
+    // Digits in a body that is not JSON at all are the parser's to name,
+    // not a number past 64 bits.
+    for body in [
+        r#"{"tool_args": {"a": -1-2}}"#,
+        "{'agent_id': 'fz-1796553425-4'}",
+    ] {
+        let r = api.json_text("POST", "/api/v1/enforce", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed JSON"),
+            "{body}: {}",
+            r.text
+        );
+    }
     let r = api.json_text(
         "POST",
         "/api/v1/enforce",

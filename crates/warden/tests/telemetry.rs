@@ -549,8 +549,22 @@ fn totals_histograms_and_pages_are_exact(backend: &Backend) {
         (json!({"limit": 5000}), "limit"),
         (json!({"cursor": "not-a-cursor"}), "cursor"),
         (json!({"query": 5}), "query"),
+        // Empty, rather than left out: refused, not read as absent.
+        (json!({"cursor": ""}), "cursor"),
+        (json!({"from_time": ""}), "from_time"),
+        (json!({"to_time": " "}), "to_time"),
+        (json!({"interval": ""}), "interval"),
     ] {
         let r = api.post("/api/v1/siem/search", &body);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+    }
+    for (params, field) in [("cursor=", "cursor"), ("from=", "from"), ("to=", "to")] {
+        let r = api.get(&format!("/api/v1/events?{params}"));
         assert_eq!(
             r.error(400, "invalid_request")["field"],
             field,

@@ -276,8 +276,9 @@ fn scrub_value(value: &mut Value) {
 
 /// `text` with the value of every `token=` and every word shaped like a
 /// Warden key replaced (for a message that mentions the element's id: its
-/// parts may have landed in any field).
-fn scrub_secrets(text: &str) -> String {
+/// parts may have landed in any field; for an error that quotes what its
+/// request sent).
+pub fn scrub_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {

@@ -237,15 +237,37 @@ impl ApiError {
     }
 }
 
+/// An error quotes what its request sent (an unknown parameter's name, a
+/// value that is not a time): a Warden credential sent there by mistake is
+/// not shown again, wherever the answer ends up (a proxy's log, a ticket).
+fn without_credentials(text: String) -> String {
+    use warden_core::event::syslog::scrub_secrets;
+    if text.contains("wdn_") || text.contains("eyJ") || text.contains("token=") {
+        scrub_secrets(&text)
+    } else {
+        text
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let errors = self.errors.map(|items| {
+            items
+                .into_iter()
+                .map(|mut item| {
+                    item.field = without_credentials(item.field);
+                    item.message = without_credentials(item.message);
+                    item
+                })
+                .collect()
+        });
         let body = ErrorEnvelope {
             error: ErrorDetail {
                 code: self.code,
-                message: self.message,
-                field: self.field,
+                message: without_credentials(self.message),
+                field: self.field.map(without_credentials),
                 position: self.position,
-                errors: self.errors,
+                errors,
                 request_id: super::request_id::current(),
             },
         };

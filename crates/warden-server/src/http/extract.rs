@@ -236,6 +236,13 @@ fn decision_body(bytes: &[u8]) -> Result<(), ApiError> {
     let Some((at, refusal)) = first_refusal(bytes, MAX_DEPTH) else {
         return Ok(());
     };
+    // The scan reads digits wherever they are (`-1-2`, `'a': 1`): in a
+    // body that is not JSON at all, the parser says what is wrong.
+    if refusal == Refusal::InexactInteger
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
+    {
+        return Ok(());
+    }
     let (line, column) = line_and_column(bytes, at);
     let message = match refusal {
         Refusal::InexactInteger => "a whole number here is beyond what 64 bits hold, and would \

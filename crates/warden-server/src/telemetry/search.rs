@@ -56,8 +56,20 @@ pub struct SearchOutcome {
     pub query_time_ms: f64,
 }
 
+/// An empty value is refused, as every list's parameters are: a client
+/// that meant to send one would otherwise get another range, silently.
+fn present<'a>(name: &str, text: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match text {
+        Some(t) if t.trim().is_empty() => Err(ApiError::invalid(
+            name,
+            format!("{name} is empty: give a value, or leave {name} out"),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn time_param(name: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
-    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+    let Some(text) = present(name, text)? else {
         return Ok(None);
     };
     let at = crate::routes::wire::time_bound(name, text, now)?;
@@ -222,7 +234,7 @@ impl Telemetry {
         let to = time_param(params.to_name, params.to.as_deref(), now)?.unwrap_or(now + 1);
         let from = time_param(params.from_name, params.from.as_deref(), now)?
             .unwrap_or((to - DEFAULT_RANGE_MS).max(0));
-        let from_given = params.from.as_deref().is_some_and(|t| !t.trim().is_empty());
+        let from_given = params.from.is_some();
         if from >= to && !from_given {
             return Err(ApiError::invalid(
                 params.to_name,
@@ -244,7 +256,7 @@ impl Telemetry {
                 ),
             ));
         }
-        let interval = match params.interval.as_deref().filter(|t| !t.trim().is_empty()) {
+        let interval = match present("interval", params.interval.as_deref())? {
             _ if !params.histogram => 0,
             None => interval::choose(from, end),
             Some(text) => {
@@ -260,10 +272,7 @@ impl Telemetry {
                 ms
             }
         };
-        let after = params
-            .cursor
-            .as_deref()
-            .filter(|c| !c.is_empty())
+        let after = present("cursor", params.cursor.as_deref())?
             .map(|c| decode_cursor(&params.cursor_key, tenant, c, params.order, &params.query))
             .transpose()?;
         let request = SearchRequest {
