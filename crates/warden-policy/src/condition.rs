@@ -984,12 +984,14 @@ impl Checker<'_> {
         }
         let before = self.source.get(..at).unwrap_or("");
         if rest.starts_with('(') {
-            let name = before
+            // The name, and any space between it and its parenthesis.
+            let spaces = before.len() - before.trim_end().len();
+            let name = before[..before.len() - spaces]
                 .bytes()
                 .rev()
                 .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
                 .count();
-            return at - name;
+            return if name == 0 { at } else { at - spaces - name };
         }
         at
     }
@@ -1917,6 +1919,10 @@ mod tests {
         assert_eq!((e.line, e.column), (1, 1), "{e}");
         let e = CelCondition::compile("args.x == 1 ||\n   nosuch(args)").unwrap_err();
         assert_eq!((e.line, e.column), (2, 4), "{e}");
+        let e = CelCondition::compile("  foo  (1)").unwrap_err();
+        assert_eq!(e.column, 3, "{e}");
+        let e = CelCondition::compile("foo\n(1)").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1), "{e}");
         let e = CelCondition::compile("tool.frob()").unwrap_err();
         assert!(e.message.contains("undeclared function"), "{e}");
         assert_eq!(e.column, 6, "{e}");

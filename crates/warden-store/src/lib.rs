@@ -345,6 +345,9 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
     /// Approved holds whose approval lapsed unused by `now`, in any tenant.
     async fn lapsed_approvals(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
+    /// Pending holds, not yet due, whose policy is no longer at the version
+    /// that held the call (changed, disabled or deleted), in any tenant.
+    async fn outdated_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
 
     async fn drift_profile(
         &self,

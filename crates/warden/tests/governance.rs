@@ -1023,6 +1023,25 @@ fn hold_until(api: &Api, token: &str, wait: u64) -> Value {
     r.body["data"].clone()
 }
 
+/// The hold a decision made, once denied because its policy changed.
+fn denied_for_change(api: &Api, decision: &Value) -> Value {
+    let r = api.get(&format!(
+        "/api/v1/holds/{}",
+        decision["hold_id"].as_str().unwrap()
+    ));
+    let hold = r.body["data"].clone();
+    assert_eq!(hold["status"], "denied", "{}", r.text);
+    assert!(
+        hold["comment"]
+            .as_str()
+            .unwrap()
+            .contains("the policy that held the call changed"),
+        "{}",
+        r.text
+    );
+    hold
+}
+
 fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
@@ -1127,18 +1146,11 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         &api,
         json!({"agent_id": "payer", "tool_name": "payments.edited", "tool_args": args}),
     );
-    let r = api.get(&format!(
-        "/api/v1/holds/{}",
-        before["hold_id"].as_str().unwrap()
-    ));
-    assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
+    // Denied by the key that changed the policy.
+    let denied = denied_for_change(&api, &before);
     assert!(
-        r.body["data"]["comment"]
-            .as_str()
-            .unwrap()
-            .contains("the policy that held the call changed"),
-        "{}",
-        r.text
+        denied["decided_by"].as_str().unwrap().starts_with("key_"),
+        "{denied}"
     );
     assert_eq!(
         hold_until(&api, before["hold_token"].as_str().unwrap(), 0)["status"],
@@ -1160,6 +1172,23 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         after["hold_id"].as_str().unwrap()
     ));
     assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
+    // A change the server did not make itself (another replica's, or one
+    // whose request stopped before denying every hold) is found by the
+    // background sweep, which denies the hold within seconds.
+    let swept = policy(
+        &api,
+        json!({"name": "swept", "action_pattern": "payments.swept", "decision": "step_up"}),
+    );
+    let held = enforce(
+        &api,
+        json!({"agent_id": "payer", "tool_name": "payments.swept", "tool_args": args}),
+    );
+    backend.sql(&format!(
+        "UPDATE policies SET version = version + 1 WHERE id = '{swept}'"
+    ));
+    let state = hold_until(&api, held["hold_token"].as_str().unwrap(), 10);
+    assert_eq!(state["status"], "denied", "{state}");
+    assert_eq!(denied_for_change(&api, &held)["decided_by"], "system");
     // Deleting the policy that held a call denies its pending hold too.
     let doomed = policy(
         &api,
@@ -1409,10 +1438,10 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(
         statuses,
         [
-            // The deleted policy's hold, the changed policy's two, the
-            // deleted agent's.
+            // The deleted policy's hold, the swept one, the changed
+            // policy's two, the deleted agent's.
             "expired", "denied", "approved", "approved", "approved", "approved", "denied", "denied",
-            "denied", "denied", "approved"
+            "denied", "denied", "denied", "approved"
         ],
         "{}",
         log.text

@@ -491,7 +491,9 @@ fn numeric_level(dialect: Dialect, key: &str, value: &Value) -> Option<Severity>
     if dialect != Dialect::JsonLog || key != "level" {
         return None;
     }
-    match value.as_u64()? {
+    // A whole number however it is written (`3`, `3.0`, `5e1`).
+    let number = value.as_f64().filter(|n| n.fract() == 0.0 && *n >= 0.0)?;
+    match number as u64 {
         // Syslog's levels, as GELF (Graylog) writes them.
         level @ 0..=7 => Some(Severity::from_syslog_level(level as u8)),
         10 | 20 | 30 => Some(Severity::Info),
@@ -980,6 +982,10 @@ mod tests {
             (&e.fields["_app"], &e.fields["level"]),
             (&json!("x"), &json!(3))
         );
+        for (level, severity) in [(json!(3.0), Severity::High), (json!(5e1), Severity::High)] {
+            let e = parse_event(json!({"level": level}), Dialect::JsonLog, "e".into(), 5).unwrap();
+            assert_eq!(e.severity, severity, "{level}");
+        }
         // Serilog's compact JSON and Vector's syslog records.
         let e = parse_event(
             json!({"@t": "2026-12-06T10:00:00Z", "@mt": "User {u} in", "@m": "User ann in",

@@ -827,8 +827,8 @@ fn keyword(text: &str, name: &str, syslog: &mut Map<String, Value>) -> Option<St
         .chars()
         .filter(|c| !crate::event::input::unfit_in_keyword(*c))
         .collect();
-    let cleaned = cleaned.trim_matches(' ');
-    (!cleaned.is_empty()).then(|| cut(cleaned))
+    // What is left may be the nil value (`-` with a zero-width space).
+    present(Some(cleaned.trim_matches(' '))).map(cut)
 }
 
 /// The MSG part without RFC 5424's BOM and without line ends.
@@ -1040,6 +1040,13 @@ mod tests {
                 Some("web-01"),
                 Some("sshd"),
                 None,
+                None,
+            ),
+            (
+                "<14>1 2026-12-06T10:08:01Z -\u{200b} app 1 - - E06",
+                None,
+                Some("app"),
+                Some("-\u{200b}"),
                 None,
             ),
         ] {

@@ -651,6 +651,38 @@ pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaite
             tracing::warn!(error = %e, "recording a lapsed approval failed");
         }
     }
+    deny_outdated(store, audit, waiters).await;
+}
+
+/// Most outdated holds one pass of the sweep denies.
+const OUTDATED_PER_PASS: i64 = 1_000;
+
+/// Denies pending holds whose policy changed since it held the call:
+/// those the change's own request left (past its first page, or cut short
+/// by a crash) and those another replica made under the old version
+/// before it saw the change. No approval of them could be used.
+async fn deny_outdated(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
+    let outdated = match store.outdated_holds(now_ms(), OUTDATED_PER_PASS).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing holds of changed policies failed");
+            return;
+        }
+    };
+    for (tenant, hold) in outdated {
+        let denied = Resolution {
+            status: HoldStatus::Denied,
+            decided_by: Some("system".into()),
+            comment: Some(super::orphan_holds::POLICY_CHANGED.into()),
+        };
+        match resolve(store, audit, waiters, &tenant, &hold, denied, "system").await {
+            // Resolved meanwhile by someone else.
+            Ok(_) | Err(ServiceError::Domain(Error::Conflict(_))) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold of a changed policy failed")
+            }
+        }
+    }
 }
 
 /// Audits an approval that lapsed unused, and marks the hold `expired`,

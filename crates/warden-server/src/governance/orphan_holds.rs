@@ -15,6 +15,10 @@ use super::Governance;
 use crate::auth::Principal;
 use crate::services::ServiceError;
 
+/// The comment on a hold denied because its policy changed.
+pub const POLICY_CHANGED: &str =
+    "the policy that held the call changed, so no approval could be used; ask again";
+
 /// Whose pending holds are left without a way to be approved.
 #[derive(Clone, Copy)]
 pub enum Orphans<'a> {
@@ -30,15 +34,16 @@ impl Orphans<'_> {
         match self {
             Orphans::OfAgent(_) => "the agent that made the call was deleted",
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
-            Orphans::OfChangedPolicy(..) => {
-                "the policy that held the call changed, so no approval could be used; ask again"
-            }
+            Orphans::OfChangedPolicy(..) => POLICY_CHANGED,
         }
     }
 }
 
 /// Denies the pending holds of a deleted agent or policy, or those a
-/// policy made before it changed.
+/// policy made before it changed. A policy's are denied a page at a time
+/// here, the first page only: the request that changed it answers
+/// without waiting on thousands, and the background sweep
+/// (`holds::expire_due`) denies the rest.
 pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans: Orphans<'_>) {
     let tenant = principal.tenant();
     let (agent_id, policy_id, before_version) = match orphans {
@@ -103,7 +108,8 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
                 }
             }
         }
-        if !denied_any {
+        // A policy's further pages are the sweep's.
+        if !denied_any || !matches!(orphans, Orphans::OfAgent(_)) {
             return;
         }
     }

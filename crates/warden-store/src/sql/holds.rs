@@ -232,6 +232,20 @@ pub(crate) async fn lapsed_approvals(
     tenant_holds(db, lapsed, now, limit).await
 }
 
+/// Pending holds, not yet due, whose policy is not at the version that
+/// held the call any more (a hold of the default decision names none),
+/// in any tenant; read through the index of pending holds.
+pub(crate) async fn outdated(
+    db: &dyn Db,
+    now: Millis,
+    limit: i64,
+) -> StoreResult<Vec<(Tenant, Hold)>> {
+    let outdated = "status = 'pending' AND expires_at > $1 AND policy_id <> '' \
+         AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = holds.policy_id \
+         AND p.version = holds.policy_version) ORDER BY expires_at";
+    tenant_holds(db, outdated, now, limit).await
+}
+
 /// Holds of any tenant where `filter` (given `now` as `$1`) holds.
 async fn tenant_holds(
     db: &dyn Db,

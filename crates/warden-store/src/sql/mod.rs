@@ -470,6 +470,10 @@ impl Store for SqlStore {
         holds::lapsed_approvals(self.db.as_ref(), now, limit).await
     }
 
+    async fn outdated_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>> {
+        holds::outdated(self.db.as_ref(), now, limit).await
+    }
+
     async fn drift_profile(
         &self,
         tenant: &Tenant,
