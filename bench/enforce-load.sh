@@ -78,7 +78,7 @@ run "bare enforce, $RATE/s" bare-rate "$bare_pid" -c "$CONNECTIONS" -q "$RATE" -
 # rate, for the disk probe below.
 writer_io() {
   for t in /proc/"$warden_pid"/task/*; do
-    if [ "$(cat "$t/comm")" = warden-sqlite-w ]; then awk '/^write_bytes/ {print $2}' "$t/io"; fi
+    if [ "$(cat "$t/comm" 2>/dev/null)" = warden-sqlite-w ]; then awk '/^write_bytes/ {print $2}' "$t/io"; fi
   done
 }
 wal_before=$(writer_io)
