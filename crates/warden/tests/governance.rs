@@ -2963,6 +2963,47 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         let expected = if stands { "ALLOW" } else { "BLOCK" };
         assert_eq!(r["resolution"], expected, "{edits:?}: {r}");
     }
+    // A re-submission answers as the poll does (suspended meanwhile,
+    // though active again: ask again), and its record names the hold.
+    let redeem = approved_redemption(&api, &call);
+    std::thread::sleep(Duration::from_millis(20));
+    for status in ["suspended", "active"] {
+        let r = api.patch("/api/v1/agents/pay-bot", &json!({"status": status}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let d = enforce(&api, redeem);
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().contains("status changed"),
+        "{d}"
+    );
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert!(
+        rec.body["data"]["hold_id"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("hld_")),
+        "{}",
+        rec.text
+    );
+    // Suspending the agent denies the calls it left waiting.
+    let waiting = enforce(&api, call.clone());
+    let r = api.patch("/api/v1/agents/pay-bot", &json!({"status": "suspended"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.get(&format!(
+        "/api/v1/holds/{}",
+        waiting["hold_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
+    assert_eq!(
+        r.body["data"]["comment"], "the agent that made the call was suspended",
+        "{}",
+        r.text
+    );
+    let r = api.patch("/api/v1/agents/pay-bot", &json!({"status": "active"}));
+    assert_eq!(r.status, 200, "{}", r.text);
 
     // A key revoked while its poll waits gets no answer: not when the hold
     // is approved (ALLOW on the SDK's poll would spend the approval), and

@@ -1677,6 +1677,15 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(e["fields"]["args"]["amount"], 120);
     // Found by the name the agent goes by, as its own events are.
     assert_eq!(e["fields"]["external_agent_id"], "billing-bot", "{e}");
+    // Its message names it so too: a bare term of the name finds it.
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("(billing-bot) called payments.refund"),
+        "{e}"
+    );
+    assert_eq!(total(&api, "\"billing-bot\" AND payments.refund"), 1);
     assert_eq!(e["severity"], "medium");
     assert_eq!(total(&api, "args.amount:>100"), 1);
     // The drift score with its parts, as the audit record keeps them.

@@ -106,6 +106,16 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
         .as_deref()
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
+    // The name the agent goes by beside its id, so that a bare term of
+    // that name finds its decisions.
+    let agent = match record
+        .detail
+        .get("external_agent_id")
+        .and_then(Value::as_str)
+    {
+        Some(name) => format!("{agent} ({name})"),
+        None => agent.to_string(),
+    };
     Some(Event {
         id: new_time_ordered_id(prefix::EVENT),
         timestamp: record.at,

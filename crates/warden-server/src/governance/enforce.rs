@@ -482,6 +482,8 @@ async fn decide_and_record(
     let mut decision = outcome.decision;
     let mut reason = outcome.reason.clone();
     let mut redeemed: Option<Hold> = None;
+    // The agent's own hold whose token could not run the call.
+    let mut tried: Option<String> = None;
     if let Some(token) = &call.hold_token {
         // As a hold records them: no deciding policy (the default decision)
         // is the empty id at version 0.
@@ -524,9 +526,13 @@ async fn decide_and_record(
                 redeemed = Some(h);
             }
             Ok(_) => {}
-            Err(why) if decision == Decision::StepUp => {
+            Err(refused) if decision == Decision::StepUp => {
                 decision = Decision::Deny;
-                reason = why;
+                reason = match &refused.hold_id {
+                    Some(id) => format!("{} (hold {id})", refused.why),
+                    None => refused.why,
+                };
+                tried = refused.hold_id;
             }
             Err(_) => {}
         }
@@ -583,8 +589,9 @@ async fn decide_and_record(
     let mut hold_token = None;
     let mut hold_expires_at = None;
     let mut step_up_timeout = None;
-    // The hold this decision made, or the one whose approval it used.
-    let mut hold_id = redeemed.as_ref().map(|h| h.id.clone());
+    // The hold this decision made, the one whose approval it used, or the
+    // one its token named but could not use.
+    let mut hold_id = redeemed.as_ref().map(|h| h.id.clone()).or(tried);
     if decision == Decision::StepUp && redeemed.is_none() {
         let policy_id = outcome.deciding.clone().unwrap_or_default();
         let facts = policies.facts.get(&policy_id);
@@ -741,7 +748,14 @@ fn covered<'a>(
     }
 }
 
-/// Checks a hold token against the call; `Err` says why it cannot be used.
+/// Why a hold token cannot run the call, and the hold it names when that
+/// is the calling agent's own (so that the decision's record names it).
+struct Refused {
+    hold_id: Option<String>,
+    why: String,
+}
+
+/// Checks a hold token against the call.
 async fn redeem(
     g: &Governance,
     tenant: &warden_core::Tenant,
@@ -749,13 +763,16 @@ async fn redeem(
     agent: &Agent,
     tool: &str,
     covered: &hold::CoveredCall<'_>,
-) -> ServiceResult<Result<Hold, String>> {
+) -> ServiceResult<Result<Hold, Refused>> {
     let Some(h) = g
         .store
         .hold_by_token(tenant, &hold::token_digest(token))
         .await?
     else {
-        return Ok(Err("the hold token is not known".into()));
+        return Ok(Err(Refused {
+            hold_id: None,
+            why: "the hold token is not known".into(),
+        }));
     };
     let why = if h.approval_expired(now_ms()) {
         Some("the hold's approval expired before it was used; ask again".into())
@@ -771,11 +788,24 @@ async fn redeem(
             "the hold covers another call (agent, tool, arguments, context, session or user differ)"
                 .into(),
         )
+    } else if super::holds::status_changed_since(g.store.as_ref(), tenant, agent, h.created_at)
+        .await?
+    {
+        // As the Thoth poll answers: an agent suspended while its call
+        // waited (even if active again) asks again.
+        Some(
+            "the agent's status changed since the call was held (it was suspended, or changed \
+             in ways its records do not show); ask again"
+                .into(),
+        )
     } else {
         None
     };
     Ok(match why {
-        Some(w) => Err(w),
+        Some(why) => Err(Refused {
+            hold_id: (h.agent_id == agent.id).then(|| h.id.clone()),
+            why,
+        }),
         None => Ok(h),
     })
 }

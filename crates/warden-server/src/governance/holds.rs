@@ -128,6 +128,17 @@ enum AgentChange {
     Status,
 }
 
+/// Whether the agent's status changed since `since` (suspended meanwhile,
+/// even if active again), as the poll that runs an approved call checks.
+pub(super) async fn status_changed_since(
+    store: &dyn Store,
+    tenant: &Tenant,
+    agent: &warden_core::agent::Agent,
+    since: i64,
+) -> ServiceResult<bool> {
+    Ok(agent_change_since(store, tenant, agent, since).await? == AgentChange::Status)
+}
+
 /// How the agent changed since `since`, as its `agent_change` records say:
 /// an edit of its description, owner, framework or metadata is none, and
 /// leaves approvals standing.

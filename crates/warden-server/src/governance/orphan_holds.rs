@@ -23,6 +23,7 @@ pub const POLICY_CHANGED: &str =
 #[derive(Clone, Copy)]
 pub enum Orphans<'a> {
     OfAgent(&'a str),
+    OfSuspendedAgent(&'a str),
     OfPolicy(&'a str),
     /// The policy's holds made under versions before this one.
     OfChangedPolicy(&'a str, i64),
@@ -33,6 +34,7 @@ impl Orphans<'_> {
     fn why(self) -> &'static str {
         match self {
             Orphans::OfAgent(_) => "the agent that made the call was deleted",
+            Orphans::OfSuspendedAgent(_) => "the agent that made the call was suspended",
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
             Orphans::OfChangedPolicy(..) => POLICY_CHANGED,
         }
@@ -47,7 +49,7 @@ impl Orphans<'_> {
 pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans: Orphans<'_>) {
     let tenant = principal.tenant();
     let (agent_id, policy_id, before_version) = match orphans {
-        Orphans::OfAgent(id) => (Some(id.to_string()), None, None),
+        Orphans::OfAgent(id) | Orphans::OfSuspendedAgent(id) => (Some(id.to_string()), None, None),
         Orphans::OfPolicy(id) => (None, Some(id.to_string()), None),
         Orphans::OfChangedPolicy(id, version) => (None, Some(id.to_string()), Some(version)),
     };
@@ -109,7 +111,7 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
             }
         }
         // A policy's further pages are the sweep's.
-        if !denied_any || !matches!(orphans, Orphans::OfAgent(_)) {
+        if !denied_any || !matches!(orphans, Orphans::OfAgent(_) | Orphans::OfSuspendedAgent(_)) {
             return;
         }
     }

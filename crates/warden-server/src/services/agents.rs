@@ -4,7 +4,7 @@
 //! transaction: status, tags and names are what policies select.
 
 use serde_json::{json, Map, Value};
-use warden_core::agent::{Agent, AgentChanges, AgentFilter};
+use warden_core::agent::{Agent, AgentChanges, AgentFilter, AgentStatus};
 use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::page::{Page, PageRequest};
 use warden_core::time::{now_ms, to_rfc3339};
@@ -200,6 +200,12 @@ pub async fn update(
         {
             Ok(_) => {
                 agent.revision += 1;
+                // Suspending an agent contains it: no call it left waiting
+                // is approved meanwhile.
+                if agent.status == AgentStatus::Suspended && before.status != AgentStatus::Suspended
+                {
+                    deny_orphaned_holds(g, principal, Orphans::OfSuspendedAgent(&agent.id)).await;
+                }
                 return Ok(agent);
             }
             Err(AppendError::Precondition) => continue,
