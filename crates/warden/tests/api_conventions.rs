@@ -340,6 +340,23 @@ fn bad_input_changes_nothing(backend: &Backend) {
         assert!(!r.text.contains(key.as_str()), "{}", r.text);
         assert!(r.text.contains("[REDACTED]"), "{}", r.text);
     }
+    // Nor a token, alone or two written together, nor a piece of one.
+    let r = api.post("/api/v1/auth/token", &json!({"api_key": key}));
+    let token = r.body["data"]["token"].as_str().unwrap().to_string();
+    let signature = token.rsplit('.').next().unwrap().to_string();
+    let twice = format!("{token}_{token}");
+    for r in [
+        api.get(&format!("/api/v1/agents?sort={twice}")),
+        api.post("/api/v1/agents", &json!({"name": "a", twice.as_str(): 1})),
+        api.json_text(
+            "POST",
+            "/api/v1/events/batch",
+            format!(r#"[{{"fields": {{"{token}": 1, "{token}": 2}}}}]"#).as_bytes(),
+        ),
+    ] {
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(!r.text.contains(&signature), "{}", r.text);
+    }
 
     assert_eq!(agents_count(&api), 1, "no failed request created anything");
 }

@@ -1184,8 +1184,19 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         json!({"agent_id": "payer", "tool_name": "payments.swept", "tool_args": args}),
     );
     backend.sql(&format!(
-        "UPDATE policies SET version = version + 1 WHERE id = '{swept}'"
+        "UPDATE policies SET version = 2, document = replace(document, '\"version\":1', \
+         '\"version\":2') WHERE id = '{swept}'"
     ));
+    // Approving it is refused whether or not the sweep came first: no
+    // approval of it could be used.
+    let r = api.post(
+        &format!(
+            "/api/v1/holds/{}/approve",
+            held["hold_id"].as_str().unwrap()
+        ),
+        &json!({}),
+    );
+    r.error(409, "conflict");
     let state = hold_until(&api, held["hold_token"].as_str().unwrap(), 10);
     assert_eq!(state["status"], "denied", "{state}");
     assert_eq!(denied_for_change(&api, &held)["decided_by"], "system");

@@ -656,7 +656,13 @@ fn within_years(ms: Millis) -> Option<Millis> {
 fn journald_priority(key: &str, value: &Value) -> Option<Severity> {
     let level: u8 = match value {
         Value::String(text) => text.trim().parse().ok()?,
-        number => u8::try_from(number.as_u64()?).ok()?,
+        // A whole number however it is written (`3`, `3.0`).
+        number => {
+            let n = number
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && (0.0..=7.0).contains(n))?;
+            n as u8
+        }
     };
     (key == "PRIORITY" && level <= 7).then(|| Severity::from_syslog_level(level))
 }

@@ -83,33 +83,45 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
         }
         // A round that denies none (each resolved by someone else, or
         // refused) ends it: what is left expires as usual.
-        let mut denied_any = false;
-        for hold in pending {
-            let denied = Resolution {
-                status: HoldStatus::Denied,
-                decided_by: Some(principal.key_id.clone()),
-                comment: Some(orphans.why().into()),
-            };
-            match resolve(
-                g.store.as_ref(),
-                &g.audit,
-                &g.waiters,
-                &tenant,
-                &hold,
-                denied,
-                &principal.key_id,
-            )
-            .await
-            {
-                Ok(_) => denied_any = true,
-                // Resolved meanwhile by someone else.
-                Err(ServiceError::Domain(Error::Conflict(_))) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold left without its agent or policy failed");
-                    return;
+        // Several at a time, so that their records share commits.
+        use futures_util::stream::{self, StreamExt};
+        let outcomes: Vec<Result<bool, ()>> = stream::iter(pending)
+            .map(|hold| {
+                let tenant = &tenant;
+                async move {
+                    let denied = Resolution {
+                        status: HoldStatus::Denied,
+                        decided_by: Some(principal.key_id.clone()),
+                        comment: Some(orphans.why().into()),
+                    };
+                    let resolved = resolve(
+                        g.store.as_ref(),
+                        &g.audit,
+                        &g.waiters,
+                        tenant,
+                        &hold,
+                        denied,
+                        &principal.key_id,
+                    )
+                    .await;
+                    match resolved {
+                        Ok(_) => Ok(true),
+                        // Resolved meanwhile by someone else.
+                        Err(ServiceError::Domain(Error::Conflict(_))) => Ok(false),
+                        Err(e) => {
+                            tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold left without its agent or policy failed");
+                            Err(())
+                        }
+                    }
                 }
-            }
+            })
+            .buffer_unordered(super::holds::DENIALS_AT_ONCE)
+            .collect()
+            .await;
+        if outcomes.iter().any(Result::is_err) {
+            return;
         }
+        let denied_any = outcomes.contains(&Ok(true));
         // A policy's further pages are the sweep's.
         if !denied_any || !matches!(orphans, Orphans::OfAgent(_) | Orphans::OfSuspendedAgent(_)) {
             return;

@@ -240,13 +240,28 @@ impl ApiError {
 /// An error quotes what its request sent (an unknown parameter's name, a
 /// value that is not a time): a Warden credential sent there by mistake is
 /// not shown again, wherever the answer ends up (a proxy's log, a ticket).
-fn without_credentials(text: String) -> String {
+/// Each run of a credential's characters that begins as a key or a token
+/// does is taken out whole: two tokens written together are one run.
+pub(crate) fn without_credentials(text: String) -> String {
     use warden_core::event::syslog::scrub_secrets;
-    if text.contains("wdn_") || text.contains("eyJ") || text.contains("token=") {
-        scrub_secrets(&text)
-    } else {
-        text
+    const STARTS: [&str; 3] = ["eyJ", "wdn_live_", "wdn_test_"];
+    if !(text.contains("wdn_") || text.contains("eyJ") || text.contains("token=")) {
+        return text;
     }
+    let in_run = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(c) = rest.chars().next() {
+        if STARTS.iter().any(|s| rest.starts_with(s)) {
+            let end = rest.find(|c: char| !in_run(c)).unwrap_or(rest.len());
+            out.push_str("[REDACTED]");
+            rest = &rest[end..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    scrub_secrets(&out)
 }
 
 impl IntoResponse for ApiError {

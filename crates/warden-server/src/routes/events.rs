@@ -344,7 +344,11 @@ fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
             // `[3].fields.user`, or `events[3].fields.user` in the object form.
             let place = place.strip_prefix("events").unwrap_or(place);
             let (index, field) = place.strip_prefix('[')?.split_once(']')?;
-            let field = field.strip_prefix('.').unwrap_or(field);
+            // A credential sent as a key is not quoted, nor any piece of it.
+            let field = crate::http::error::without_credentials(
+                field.strip_prefix('.').unwrap_or(field).to_string(),
+            );
+            let field = field.as_str();
             let key = field.rsplit(['.', ']']).next().unwrap_or(field);
             Some(ItemError {
                 index: Some(index.parse().ok()?),

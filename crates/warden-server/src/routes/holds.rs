@@ -277,6 +277,25 @@ async fn decide(
         )
         .into());
     }
+    // Nor could an approval of a call held under a policy that changed
+    // since (the sweep denies such holds within seconds; this one was
+    // asked about first).
+    if outcome == HoldStatus::Approved && h.status == HoldStatus::Pending && !h.policy_id.is_empty()
+    {
+        let current = g
+            .store
+            .get_policy(&principal.tenant(), &h.policy_id)
+            .await?
+            .map(|p| p.version);
+        if current != Some(h.policy_version) {
+            return Err(Error::Conflict(
+                "the policy that held this call changed since (or was deleted); an approval \
+                 could never be used: the hold can only be denied, and the agent asks again"
+                    .into(),
+            )
+            .into());
+        }
+    }
     let resolution = Resolution {
         status: outcome,
         decided_by: Some(principal.key_id.clone()),
