@@ -329,6 +329,15 @@ fn bad_input_changes_nothing(backend: &Backend) {
     // A key sent by mistake where an error quotes the request is not shown
     // again: as a parameter's name, as a value, inside a field's name.
     let key = &t.live_key;
+    // Its secret alone, as a paste that lost the prefix leaves it.
+    let secret = key.trim_start_matches("wdn_live_");
+    for r in [
+        api.get(&format!("/api/v1/agents?dn_live_{secret}=1")),
+        api.post("/api/v1/agents", &json!({"name": "a", "status": secret})),
+    ] {
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(!r.text.contains(secret), "{}", r.text);
+    }
     for r in [
         api.get(&format!("/api/v1/agents?{key}=1")),
         api.get(&format!("/api/v1/events?from={key}")),

@@ -241,24 +241,46 @@ impl ApiError {
 /// value that is not a time): a Warden credential sent there by mistake is
 /// not shown again, wherever the answer ends up (a proxy's log, a ticket).
 /// Each run of a credential's characters that begins as a key or a token
-/// does is taken out whole: two tokens written together are one run.
+/// does is taken out whole (two tokens written together are one run), and
+/// so is any run of letters and digits as long as most of a key's secret
+/// (a key pasted without its prefix): no name or value an error quotes
+/// otherwise runs that long (ids hold 24 hex digits after their prefix).
 pub(crate) fn without_credentials(text: String) -> String {
     use warden_core::event::syslog::scrub_secrets;
     const STARTS: [&str; 3] = ["eyJ", "wdn_live_", "wdn_test_"];
-    if !(text.contains("wdn_") || text.contains("eyJ") || text.contains("token=")) {
+    const SECRET_LIKE: usize = 32;
+    let alnum_run = |s: &str| {
+        s.find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(s.len())
+    };
+    let long_run = |s: &str| {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|run| run.len() >= SECRET_LIKE)
+    };
+    if !(text.contains("wdn_")
+        || text.contains("eyJ")
+        || text.contains("token=")
+        || long_run(&text))
+    {
         return text;
     }
     let in_run = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
+    let mut after_alnum = false;
     while let Some(c) = rest.chars().next() {
         if STARTS.iter().any(|s| rest.starts_with(s)) {
             let end = rest.find(|c: char| !in_run(c)).unwrap_or(rest.len());
             out.push_str("[REDACTED]");
             rest = &rest[end..];
+            after_alnum = false;
+        } else if !after_alnum && alnum_run(rest) >= SECRET_LIKE {
+            out.push_str("[REDACTED]");
+            rest = &rest[alnum_run(rest)..];
         } else {
             out.push(c);
             rest = &rest[c.len_utf8()..];
+            after_alnum = c.is_ascii_alphanumeric();
         }
     }
     scrub_secrets(&out)
