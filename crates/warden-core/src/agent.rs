@@ -186,10 +186,9 @@ pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
 /// another in every listing and log, and escapes the selectors written
 /// for the name it imitates.
 pub fn visible(value: &str, field: &str) -> Result<()> {
-    match value
-        .chars()
-        .find(|c| warden_policy::pattern::invisible(*c))
-    {
+    // Also blanks that are not spaces (braille's) and noncharacters, as
+    // event keywords refuse them.
+    match value.chars().find(|c| crate::event::input::unseen(*c)) {
         Some(c) => Err(Error::invalid(
             field,
             format!(

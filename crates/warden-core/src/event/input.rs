@@ -156,7 +156,7 @@ pub fn parse_event(
                     severity_given = true;
                     // pino's and bunyan's numbers stay searchable as
                     // they were written (`fields.level:>=50`).
-                    if value.is_number() && key == "level" {
+                    if value.is_number() && matches!(key.as_str(), "level" | "log.level") {
                         extra.insert(key, value);
                     }
                 }
@@ -266,11 +266,16 @@ pub fn parse_event(
     // A log line's level nested as `{"log": {"level": …}}` (Elastic Common
     // Schema) when no other name gave one.
     if dialect == Dialect::JsonLog && !severity_given {
-        if let Some(severity) = extra
-            .get("log")
-            .and_then(|log| log.get("level"))
-            .and_then(Value::as_str)
-            .and_then(Severity::parse_loose)
+        if let Some(severity) =
+            extra
+                .get("log")
+                .and_then(|log| log.get("level"))
+                .and_then(|level| {
+                    level
+                        .as_str()
+                        .and_then(Severity::parse_loose)
+                        .or_else(|| numeric_level(dialect, "level", level))
+                })
         {
             event.severity = severity;
         }
@@ -488,7 +493,7 @@ fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldE
 /// pino's and bunyan's (10 trace, 20 debug, 30 info, 40 warn, 50 error,
 /// 60 fatal).
 fn numeric_level(dialect: Dialect, key: &str, value: &Value) -> Option<Severity> {
-    if dialect != Dialect::JsonLog || key != "level" {
+    if dialect != Dialect::JsonLog || !matches!(key, "level" | "log.level") {
         return None;
     }
     // A whole number however it is written (`3`, `3.0`, `5e1`).
@@ -1137,6 +1142,11 @@ mod tests {
         // Elastic's `log` object is no message, and still gives the level.
         let e = log(json!({"log": {"level": "error"}, "message": "m"}));
         assert_eq!((e.message.as_str(), e.severity), ("m", Severity::High));
+        // Numbers too, nested or dotted, as `level` reads them.
+        let e = log(json!({"log": {"level": 3}, "message": "m"}));
+        assert_eq!(e.severity, Severity::High);
+        let e = log(json!({"log.level": 50, "message": "m"}));
+        assert_eq!(e.severity, Severity::High);
         let e = log(json!({"log": {"level": "warn"}}));
         assert_eq!((e.message.as_str(), e.severity), ("", Severity::Medium));
         // zap's development panic.
