@@ -2982,23 +2982,31 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
         let r = api.patch("/api/v1/agents/pay-bot", &json!({"status": status}));
         assert_eq!(r.status, 200, "{}", r.text);
     }
-    let d = enforce(&api, redeem);
+    let d = enforce(&api, redeem.clone());
     assert_eq!(d["decision"], "deny", "{d}");
     assert!(
         d["reason"].as_str().unwrap().contains("status changed"),
         "{d}"
     );
-    let rec = api.get(&format!(
-        "/api/v1/audit/{}",
-        d["audit_id"].as_str().unwrap()
-    ));
-    assert!(
-        rec.body["data"]["hold_id"]
-            .as_str()
-            .is_some_and(|h| h.starts_with("hld_")),
-        "{}",
-        rec.text
-    );
+    // A call no policy holds, sent with the token, is decided afresh; its
+    // record still names the hold its token could not use.
+    let mut other = redeem.clone();
+    other["tool_name"] = json!("notes.read");
+    let afresh = enforce(&api, other);
+    assert_ne!(afresh["decision"], "step_up", "{afresh}");
+    for decision in [&d, &afresh] {
+        let rec = api.get(&format!(
+            "/api/v1/audit/{}",
+            decision["audit_id"].as_str().unwrap()
+        ));
+        assert!(
+            rec.body["data"]["hold_id"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("hld_")),
+            "{}",
+            rec.text
+        );
+    }
     // Suspending the agent denies the calls it left waiting.
     let waiting = enforce(&api, call.clone());
     let r = api.patch("/api/v1/agents/pay-bot", &json!({"status": "suspended"}));
@@ -3108,6 +3116,27 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
                 "session_tool_calls": []}),
     );
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    // Nor does an account that leaves it out: what Warden saw is added,
+    // and the record says the history was the caller's and what it left
+    // out.
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e1",
+                "session_tool_calls": ["fs.read", "http.post"]}),
+    );
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    let record = api.get(&format!(
+        "/api/v1/audit/{}",
+        r.body["violation_id"].as_str().unwrap()
+    ));
+    let detail = &record.body["data"]["detail"];
+    assert_eq!(detail["session_tools_from"], "caller", "{}", record.text);
+    assert_eq!(
+        detail["session_tools_unreported"],
+        json!(["db.read"]),
+        "{}",
+        record.text
+    );
     policy(
         &api,
         json!({"name": "no exfil", "action_pattern": "http.*", "decision": "deny",

@@ -427,6 +427,9 @@ async fn decide_and_record(
     g.drift.ensure_loaded(&tenant, &agent.id).await?;
     // The session's earlier tools: the caller's list when it sends one
     // (without the current call), else what this replica saw.
+    // Tools this replica saw in the session that the caller's account left
+    // out, added to it (and named in the record).
+    let mut unreported: Vec<String> = Vec::new();
     let session_tools = match (&call.session_tools, &call.session_id) {
         (Some(list), session) => {
             let seen = session
@@ -447,7 +450,19 @@ async fn decide_and_record(
                 seen
             } else {
                 // The most recent calls: the previous tool is the last one.
-                list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec()
+                let mut tools = list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec();
+                // What Warden saw itself stands beside the agent's account:
+                // a tool it saw that the list leaves out is added after it,
+                // so that "no `mail.send` after `db.export`" holds against
+                // an agent that leaves its `db.export` out. An honest list
+                // holds them all already and is unchanged.
+                for tool in &seen {
+                    if !tools.contains(tool) && !unreported.contains(tool) {
+                        unreported.push(tool.clone());
+                    }
+                }
+                tools.extend(unreported.iter().cloned());
+                tools
             }
         }
         (None, Some(s)) => g.drift.session_tools(&tenant, &agent.id, s),
@@ -534,7 +549,9 @@ async fn decide_and_record(
                 };
                 tried = refused.hold_id;
             }
-            Err(_) => {}
+            // Decided afresh, as a call without a token is; its record
+            // still names the hold its token could not use.
+            Err(refused) => tried = refused.hold_id,
         }
     }
 
@@ -629,6 +646,14 @@ async fn decide_and_record(
         "previous_tool": previous_tool,
         "agent_status": agent.status.as_str(),
     });
+    if call.session_tools.is_some() {
+        // The history came from the caller: say so, and what Warden saw
+        // that the caller's account left out.
+        detail["session_tools_from"] = json!("caller");
+        if !unreported.is_empty() {
+            detail["session_tools_unreported"] = json!(unreported);
+        }
+    }
     let stored_context = stored_context.unwrap_or(context);
     if !stored_context.as_object().is_some_and(|m| m.is_empty()) {
         detail["context"] = stored_context;
