@@ -3139,6 +3139,73 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     );
     policy(
         &api,
+        json!({"name": "no post after a read", "action_pattern": "http.post", "decision": "deny",
+               "condition": "session.previous_tool == 'db.read'"}),
+    );
+    for tool in ["db.read", "fs.list", "db.read"] {
+        enforce(
+            &api,
+            json!({"agent_id": "erase-bot", "tool_name": tool, "session_id": "e2"}),
+        );
+    }
+    // A list that stops short of Warden's last call, or reorders its
+    // calls, has Warden's record added after it: the previous tool is
+    // Warden's.
+    for list in [
+        json!(["db.read", "fs.list"]),
+        json!(["fs.list", "db.read", "fs.list"]),
+    ] {
+        let r = api.post(
+            "/v1/enforce",
+            &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e2",
+                    "session_tool_calls": list}),
+        );
+        assert_eq!(r.body["decision"], "BLOCK", "{list}: {}", r.text);
+    }
+    // An honest list, with a call of another replica in it, stands.
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "kb.search", "session_id": "e2",
+                "session_tool_calls": ["db.read", "fs.list", "crm.read", "db.read"]}),
+    );
+    let record = api.get(&format!(
+        "/api/v1/audit/{}",
+        r.body["violation_id"].as_str().unwrap()
+    ));
+    let detail = &record.body["data"]["detail"];
+    assert_eq!(detail["previous_tool"], "db.read", "{}", record.text);
+    assert!(
+        detail.get("session_tools_unreported").is_none(),
+        "{}",
+        record.text
+    );
+    // An approved call whose policy no longer holds it is decided afresh;
+    // the record still names the hold whose approval it did not need.
+    let held = policy(
+        &api,
+        json!({"name": "held sends", "action_pattern": "held.send", "decision": "step_up"}),
+    );
+    let call = json!({"agent_id": "erase-bot", "tool_name": "held.send", "tool_args": {"n": 1}});
+    let redeem = approved_redemption(&api, &call);
+    let r = api.patch(
+        &format!("/api/v1/policies/{held}"),
+        &json!({"enabled": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = enforce(&api, redeem);
+    let record = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    assert!(
+        record.body["data"]["hold_id"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("hld_")),
+        "{}",
+        record.text
+    );
+    policy(
+        &api,
         json!({"name": "no exfil", "action_pattern": "http.*", "decision": "deny",
                "condition": "session.previous_tool == 'db.read'"}),
     );

@@ -357,6 +357,25 @@ pub async fn enforce(
 /// Another call redeemed the hold between the check and the commit.
 struct HoldTaken;
 
+/// Whether `seen` runs inside `list` in its order, each run of one tool
+/// counted once (the Thoth SDK lists a repeated call once).
+fn in_order(seen: &[String], list: &[String]) -> bool {
+    fn runs(tools: &[String]) -> Vec<&String> {
+        let mut out: Vec<&String> = Vec::with_capacity(tools.len());
+        for tool in tools {
+            if out.last() != Some(&tool) {
+                out.push(tool);
+            }
+        }
+        out
+    }
+    let listed = runs(list);
+    let mut listed = listed.iter();
+    runs(seen)
+        .into_iter()
+        .all(|tool| listed.any(|l| *l == tool))
+}
+
 /// Most of a caller's session history a call keeps: its latest calls.
 pub const CALLER_SESSION_TOOLS: usize = 200;
 
@@ -430,6 +449,9 @@ async fn decide_and_record(
     // Tools this replica saw in the session that the caller's account left
     // out, added to it (and named in the record).
     let mut unreported: Vec<String> = Vec::new();
+    // Where the history came from, for the record: the caller's list, or
+    // Warden's own record when the list was empty.
+    let mut history_from = "caller";
     let session_tools = match (&call.session_tools, &call.session_id) {
         (Some(list), session) => {
             let seen = session
@@ -447,21 +469,22 @@ async fn decide_and_record(
                 // An empty account of a session Warden saw calls in would
                 // erase them (hiding a `db.read` from "no `http.*` after
                 // `db.read`"): Warden's own record stands.
+                history_from = "warden";
                 seen
             } else {
                 // The most recent calls: the previous tool is the last one.
                 let mut tools = list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec();
-                // What Warden saw itself stands beside the agent's account:
-                // a tool it saw that the list leaves out is added after it,
-                // so that "no `mail.send` after `db.export`" holds against
-                // an agent that leaves its `db.export` out. An honest list
-                // holds them all already and is unchanged.
-                for tool in &seen {
-                    if !tools.contains(tool) && !unreported.contains(tool) {
-                        unreported.push(tool.clone());
-                    }
+                // What Warden saw itself stands beside the agent's account.
+                // An honest list holds Warden's calls in the order they
+                // ran (with the calls of other replicas between them), and
+                // is taken as it is. One that does not (leaving a call out,
+                // stopping short of the last, reordering them) has Warden's
+                // record added after it, so that the rules on what ran, on
+                // how often and on the previous tool read Warden's calls.
+                if !in_order(&seen, list) {
+                    unreported = seen;
+                    tools.extend(unreported.iter().cloned());
                 }
-                tools.extend(unreported.iter().cloned());
                 tools
             }
         }
@@ -540,7 +563,9 @@ async fn decide_and_record(
                 });
                 redeemed = Some(h);
             }
-            Ok(_) => {}
+            // An approval the call did not need (no policy holds it now),
+            // left unused; the record names its hold.
+            Ok(h) => tried = Some(h.id),
             Err(refused) if decision == Decision::StepUp => {
                 decision = Decision::Deny;
                 reason = match &refused.hold_id {
@@ -648,8 +673,8 @@ async fn decide_and_record(
     });
     if call.session_tools.is_some() {
         // The history came from the caller: say so, and what Warden saw
-        // that the caller's account left out.
-        detail["session_tools_from"] = json!("caller");
+        // that the caller's account did not hold in order.
+        detail["session_tools_from"] = json!(history_from);
         if !unreported.is_empty() {
             detail["session_tools_unreported"] = json!(unreported);
         }
