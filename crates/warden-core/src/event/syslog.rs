@@ -240,7 +240,7 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
 /// How Warden's API keys begin: a word shaped like one is a credential
 /// sent to the wrong place (a mistyped element id, the message text), and
 /// is never stored, wherever it is in a message.
-const KEY_PREFIXES: [&str; 2] = ["wdn_live_", "wdn_test_"];
+pub const KEY_PREFIXES: [&str; 2] = ["wdn_live_", "wdn_test_"];
 
 /// What replaces a secret taken out of a message.
 const SCRUBBED: &str = "[REDACTED]";

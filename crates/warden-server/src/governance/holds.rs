@@ -680,29 +680,68 @@ async fn deny_outdated(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiter
             return;
         }
     };
-    // Several at a time, so that their records share the audit log's
-    // commits rather than take one each.
-    use futures_util::stream::{self, StreamExt};
-    stream::iter(outdated)
-        .for_each_concurrent(DENIALS_AT_ONCE, |(tenant, hold)| async move {
-            let denied = Resolution {
-                status: HoldStatus::Denied,
-                decided_by: Some("system".into()),
-                comment: Some(super::orphan_holds::POLICY_CHANGED.into()),
-            };
-            match resolve(store, audit, waiters, &tenant, &hold, denied, "system").await {
-                // Resolved meanwhile by someone else.
-                Ok(_) | Err(ServiceError::Domain(Error::Conflict(_))) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold of a changed policy failed")
-                }
-            }
-        })
-        .await;
+    let denier = Denier {
+        store,
+        audit,
+        waiters,
+        actor: "system",
+        comment: super::orphan_holds::POLICY_CHANGED,
+    };
+    denier.deny_each(outdated).await;
 }
 
 /// Holds denied side by side, by the sweep and by a change's request.
-pub(super) const DENIALS_AT_ONCE: usize = 32;
+const DENIALS_AT_ONCE: usize = 32;
+
+/// Who denies holds that no approval could be used for, and why.
+pub(super) struct Denier<'a> {
+    pub store: &'a dyn Store,
+    pub audit: &'a AuditLog,
+    pub waiters: &'a HoldWaiters,
+    /// The key (or `system`) named as having decided.
+    pub actor: &'a str,
+    /// The comment each denial carries, shown to the agent.
+    pub comment: &'a str,
+}
+
+impl Denier<'_> {
+    /// Denies each hold, several at a time so that their records share
+    /// the audit log's commits; per hold, whether it was denied here
+    /// (`false`: resolved meanwhile by someone else), or `Err` when the
+    /// denial failed (logged).
+    pub async fn deny_each(&self, holds: Vec<(Tenant, Hold)>) -> Vec<Result<bool, ()>> {
+        use futures_util::stream::{self, StreamExt};
+        stream::iter(holds)
+            .map(|(tenant, hold)| async move {
+                let denied = Resolution {
+                    status: HoldStatus::Denied,
+                    decided_by: Some(self.actor.to_string()),
+                    comment: Some(self.comment.to_string()),
+                };
+                let resolved = resolve(
+                    self.store,
+                    self.audit,
+                    self.waiters,
+                    &tenant,
+                    &hold,
+                    denied,
+                    self.actor,
+                )
+                .await;
+                match resolved {
+                    Ok(_) => Ok(true),
+                    Err(ServiceError::Domain(Error::Conflict(_))) => Ok(false),
+                    Err(e) => {
+                        tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold no approval could be used for failed");
+                        Err(())
+                    }
+                }
+            })
+            .buffer_unordered(DENIALS_AT_ONCE)
+            .collect()
+            .await
+    }
+}
 
 /// Audits an approval that lapsed unused, and marks the hold `expired`,
 /// in one transaction: the log then says that the approved call never

@@ -8,12 +8,10 @@
 use warden_core::hold::{HoldFilter, HoldStatus};
 use warden_core::page::{Direction, PageRequest, MAX_LIMIT};
 use warden_core::time::now_ms;
-use warden_core::Error;
 
-use super::holds::{resolve, Resolution};
+use super::holds::Denier;
 use super::Governance;
 use crate::auth::Principal;
-use crate::services::ServiceError;
 
 /// The comment on a hold denied because its policy changed.
 pub const POLICY_CHANGED: &str =
@@ -83,40 +81,15 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
         }
         // A round that denies none (each resolved by someone else, or
         // refused) ends it: what is left expires as usual.
-        // Several at a time, so that their records share commits.
-        use futures_util::stream::{self, StreamExt};
-        let outcomes: Vec<Result<bool, ()>> = stream::iter(pending)
-            .map(|hold| {
-                let tenant = &tenant;
-                async move {
-                    let denied = Resolution {
-                        status: HoldStatus::Denied,
-                        decided_by: Some(principal.key_id.clone()),
-                        comment: Some(orphans.why().into()),
-                    };
-                    let resolved = resolve(
-                        g.store.as_ref(),
-                        &g.audit,
-                        &g.waiters,
-                        tenant,
-                        &hold,
-                        denied,
-                        &principal.key_id,
-                    )
-                    .await;
-                    match resolved {
-                        Ok(_) => Ok(true),
-                        // Resolved meanwhile by someone else.
-                        Err(ServiceError::Domain(Error::Conflict(_))) => Ok(false),
-                        Err(e) => {
-                            tracing::warn!(error = %e, hold_id = %hold.id, "denying a hold left without its agent or policy failed");
-                            Err(())
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(super::holds::DENIALS_AT_ONCE)
-            .collect()
+        let denier = Denier {
+            store: g.store.as_ref(),
+            audit: &g.audit,
+            waiters: &g.waiters,
+            actor: &principal.key_id,
+            comment: orphans.why(),
+        };
+        let outcomes = denier
+            .deny_each(pending.into_iter().map(|h| (tenant.clone(), h)).collect())
             .await;
         if outcomes.iter().any(Result::is_err) {
             return;

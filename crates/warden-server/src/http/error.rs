@@ -246,8 +246,9 @@ impl ApiError {
 /// (a key pasted without its prefix): no name or value an error quotes
 /// otherwise runs that long (ids hold 24 hex digits after their prefix).
 pub(crate) fn without_credentials(text: String) -> String {
-    use warden_core::event::syslog::scrub_secrets;
-    const STARTS: [&str; 3] = ["eyJ", "wdn_live_", "wdn_test_"];
+    use warden_core::event::syslog::{scrub_secrets, KEY_PREFIXES};
+    // A token's header, or a key's prefix.
+    let starts = |s: &str| s.starts_with("eyJ") || KEY_PREFIXES.iter().any(|p| s.starts_with(p));
     const SECRET_LIKE: usize = 32;
     let alnum_run = |s: &str| {
         s.find(|c: char| !c.is_ascii_alphanumeric())
@@ -269,7 +270,7 @@ pub(crate) fn without_credentials(text: String) -> String {
     let mut rest = text.as_str();
     let mut after_alnum = false;
     while let Some(c) = rest.chars().next() {
-        if STARTS.iter().any(|s| rest.starts_with(s)) {
+        if starts(rest) {
             let end = rest.find(|c: char| !in_run(c)).unwrap_or(rest.len());
             out.push_str("[REDACTED]");
             rest = &rest[end..];
