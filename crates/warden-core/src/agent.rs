@@ -219,10 +219,30 @@ pub(crate) fn optional_text(
             format!("{field} must not contain NUL characters"),
         )),
         Some(v) if field == "description" => {
+            // Shown in listings, consoles and the audit log's copy of a
+            // change: line breaks and tabs are text, but an escape
+            // sequence, a character that reorders what follows (U+202E)
+            // or one that hides is not.
+            let v = v.replace("\r\n", "\n");
             if v.chars().count() > max {
                 return Err(Error::invalid(
                     field,
                     format!("{field} must be at most {max} characters"),
+                ));
+            }
+            let control = v
+                .chars()
+                .enumerate()
+                .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'));
+            if let Some((at, c)) = control.or_else(|| crate::event::input::unseen_in_text(&v)) {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "{field} must not contain control, invisible or direction-changing \
+                         characters (U+{:04X} at character {}); line breaks and tabs are kept",
+                        c as u32,
+                        at + 1
+                    ),
                 ));
             }
             Ok(Some(v))
@@ -270,6 +290,25 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn descriptions_keep_lines_and_refuse_what_hides_or_reorders() {
+        let described = |d: &str| optional_text(Some(d.into()), "description", 2000);
+        assert_eq!(
+            described("pays\r\ninvoices\tweekly 👨\u{200d}👩").unwrap(),
+            Some("pays\ninvoices\tweekly 👨\u{200d}👩".into())
+        );
+        for (bad, code) in [
+            ("approve \u{1b}[31mALL", "U+001B at character 9"),
+            ("x \u{202e}evil", "U+202E at character 3"),
+            ("bell\u{7}", "U+0007"),
+            ("a\rb", "U+000D"),
+            ("zero\u{200b}width", "U+200B"),
+        ] {
+            let e = described(bad).unwrap_err().to_string();
+            assert!(e.contains(code), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn create_requires_a_name_and_normalizes_tags() {

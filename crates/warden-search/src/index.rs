@@ -108,6 +108,22 @@ impl Opening {
     }
 }
 
+/// An index that did not open, said with its directory: the operator
+/// must know which path to mend (a permission, a disk).
+fn placed(dir: &Path, e: SearchError) -> SearchError {
+    match e {
+        SearchError::Index(why) if !why.contains(&dir.display().to_string()) => {
+            let hint = if why.contains("Permission denied") {
+                " (is the data directory writable by this user?)"
+            } else {
+                ""
+            };
+            SearchError::Index(format!("{}: {why}{hint}", dir.display()))
+        }
+        e => e,
+    }
+}
+
 impl From<SearchError> for Opening {
     fn from(e: SearchError) -> Self {
         Opening::Failed(e)
@@ -181,7 +197,7 @@ impl EventIndex {
                     })?;
                     std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
                 }
-                other => return other.map_err(Opening::into_error),
+                other => return other.map_err(|e| placed(dir, e.into_error())),
             }
         }
         unreachable!("the last attempt returns")

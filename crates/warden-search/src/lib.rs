@@ -3,6 +3,7 @@
 //! totals and severity histograms in one pass. No HTTP, no store: the
 //! server feeds it from the log and keeps its cursor.
 
+pub mod address;
 pub mod analyzer;
 pub mod background;
 pub mod collect;

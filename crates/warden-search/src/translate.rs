@@ -13,6 +13,7 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
+use crate::address::{AddressQuery, AddressSpan, Spanned};
 use crate::analyzer::{
     parts_across_pieces, parts_of, separates_pieces, separates_words, trimmed, word_span, words,
 };
@@ -201,10 +202,15 @@ impl<'a> Translator<'a> {
                 }
                 Ok(self.words_then_wildcard(&words, pattern, position))
             }
-            (Target::Keyword(name), MatchValue::Phrase(text)) => Ok(Box::new(TermQuery::new(
-                Term::from_field_text(f.kv, &kv_term(&name, text)),
-                IndexRecordOption::Basic,
-            ))),
+            (Target::Keyword(name), MatchValue::Phrase(text)) => Ok(or_addresses_in(
+                f.kv,
+                &name,
+                text,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.kv, &kv_term(&name, text)),
+                    IndexRecordOption::Basic,
+                )),
+            )),
             (Target::Keyword(name), MatchValue::Term(text)) => {
                 // Text without case is one exact term; text with case
                 // (`1E3` as much as `root`) matches whatever its case.
@@ -235,7 +241,7 @@ impl<'a> Translator<'a> {
                             )),
                         ),
                     ])),
-                    None => text_clause,
+                    None => or_addresses_in(f.kv, &name, text, text_clause),
                 })
             }
             (Target::Keyword(name), MatchValue::Wildcard(pieces)) => {
@@ -500,6 +506,14 @@ impl<'a> Translator<'a> {
                     };
                     return Ok(Box::new(InvertedIndexRangeQuery::new(lower, upper)));
                 }
+                // Addresses compare as addresses (`10.0.0.10` after
+                // `10.0.0.9`), not as the text that writes them.
+                if let Some(spanned) = AddressSpan::between(given(lower), given(upper)) {
+                    return Ok(match spanned {
+                        Spanned::Span(span) => Box::new(AddressQuery::new(f.kv, &name, span)),
+                        Spanned::Nothing => Box::new(EmptyQuery),
+                    });
+                }
                 // Text bounds compare as text, case included.
                 let text = |b: &Bound| match b {
                     Bound::Unbounded => None,
@@ -549,6 +563,27 @@ impl<'a> Translator<'a> {
             Term::from_field_text(self.fields.exists, &name),
             IndexRecordOption::Basic,
         )))
+    }
+}
+
+/// A range's bound as text and whether it is included.
+fn given(bound: &Bound) -> Option<(&str, bool)> {
+    match bound {
+        Bound::Unbounded => None,
+        Bound::Included(t) => Some((t.as_str(), true)),
+        Bound::Excluded(t) => Some((t.as_str(), false)),
+    }
+}
+
+/// A value written as a block of addresses (`10.0.0.0/8`) finds the
+/// addresses in it as well as itself (a rule's field may hold the block).
+fn or_addresses_in(kv: Field, name: &str, text: &str, itself: Boxed) -> Boxed {
+    match AddressSpan::of_block(text) {
+        Some(span) => Box::new(BooleanQuery::new(vec![
+            (Occur::Should, itself),
+            (Occur::Should, Box::new(AddressQuery::new(kv, name, span))),
+        ])),
+        None => itself,
     }
 }
 

@@ -75,6 +75,7 @@ impl Server {
             .map(|url| RedisBuckets::new(url, &config.redis_key_prefix))
             .transpose()?;
         if let Some(r) = &redis {
+            r.refuse_wrong_settings().await?;
             r.spawn_connector();
         }
         let telemetry = Arc::new(Telemetry::open(

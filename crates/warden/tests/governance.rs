@@ -833,7 +833,7 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
     let other = api.create_agent("other");
     // Bound, even an admin key neither sees policies nor resolves holds
     // (naming those scopes on a bound key is refused outright).
-    let (_, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["admin"],
+    let (bound_id, bound) = api.create_key(json!({"name": "billing sdk", "scopes": ["admin"],
         "agent_id": billing}));
     let sdk = api.with_key(&bound);
     policy(
@@ -905,6 +905,26 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         &json!({"agent_id": "someone-new", "tool_name": "mail.send"}),
     );
     assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
+    let r = sdk.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": t.live_key, "tool_name": "mail.send"}),
+    );
+    assert_eq!(r.error(403, "forbidden")["field"], "agent_id");
+    // Each attempt is in the server's log with the key that made it; a
+    // credential given as the name is taken out.
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    let attempts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tried to enforce as another agent"))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{log}");
+    assert!(attempts
+        .iter()
+        .all(|l| l.contains(&bound_id) && l.contains(&billing)));
+    assert!(attempts[0].contains(&other), "{}", attempts[0]);
+    assert!(attempts[1].contains("someone-new"), "{}", attempts[1]);
+    assert!(attempts[2].contains("[REDACTED]"), "{}", attempts[2]);
+    assert!(!log.contains(&t.live_key[9..]));
     // No policies, no approvals.
     sdk.get("/api/v1/policies").error(403, "forbidden");
     sdk.post("/api/v1/policies/test", &json!({"tool_name": "x"}))
@@ -1315,6 +1335,11 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     let redeem = approved_redemption(&api, &call);
     let token = redeem["hold_token"].as_str().unwrap().to_string();
     let before = audit_count(&api);
+    // A `HEAD` (a proxy's or a monitor's check) reads no answer, so it
+    // does not use the approval.
+    let head = api.send("HEAD", &format!("/v1/enforce/hold/{token}"), None, &[]);
+    assert_eq!(head.status, 200, "{}", head.text);
+    assert_eq!(audit_count(&api), before);
     let r = thoth_poll(&api, &t.live_key, &token);
     assert_eq!(r["resolution"], "ALLOW", "{r}");
     // The use is audited as a decision naming the hold.

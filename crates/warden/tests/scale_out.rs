@@ -217,6 +217,50 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A Redis that answers but refuses the setting (a database it does not
+/// have, a password) never mends: the server does not start, and says
+/// which Redis, never the password.
+#[test]
+#[ignore = "needs redis-server installed (CI installs it)"]
+fn redis_refusing_the_setting_stops_the_start() {
+    let backend = Backend::sqlite();
+    backend.init();
+    let redis = PrivateRedis::start(free_port());
+    let port = redis.port;
+    for (url, shown) in [
+        (
+            format!("redis://127.0.0.1:{port}/99"),
+            format!("127.0.0.1:{port}/99"),
+        ),
+        (
+            format!("redis://:not-the-password@127.0.0.1:{port}/2"),
+            format!("127.0.0.1:{port}/2"),
+        ),
+    ] {
+        let out = Command::new(common::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &url])
+            .args(backend.store_args_for(0))
+            .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(
+            err.contains("refused this setting") && err.contains(&shown),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("not-the-password"), "{err}");
+    }
+    // The database and no password: it starts and shares limits.
+    let url = format!("redis://127.0.0.1:{port}/2");
+    let w = Warden::start(&backend, &["--redis-url", &url]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.anonymous().get("/readyz").body["checks"]["redis"] != "ok" {
+        assert!(Instant::now() < deadline, "never connected to Redis");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 #[ignore = "needs redis-server installed (CI installs it)"]
 fn redis_outage_never_fails_a_request() {

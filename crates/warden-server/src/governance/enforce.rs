@@ -155,11 +155,12 @@ async fn resolve_agent(
     let agent = match found {
         Some(a) => a,
         None if principal.agent_id.is_some() => {
+            log_impersonation(principal, reference);
             return Err(Error::forbidden_field(
                 "agent_id",
                 "a key bound to an agent enforces only as that agent",
             )
-            .into())
+            .into());
         }
         None if looks_like_agent_id(reference) => return Err(Error::NotFound("agent").into()),
         None => {
@@ -169,6 +170,7 @@ async fn resolve_agent(
     };
     if let Some(bound) = &principal.agent_id {
         if *bound != agent.id {
+            log_impersonation(principal, reference);
             return Err(Error::forbidden_field(
                 "agent_id",
                 "a key bound to an agent enforces only as that agent",
@@ -177,6 +179,23 @@ async fn resolve_agent(
         }
     }
     Ok((agent, discovered))
+}
+
+/// Says in the server's log that a key bound to one agent tried to enforce
+/// as another: the refusal writes no audit record (nothing was decided), but
+/// a stolen agent key probing for others is what an operator must see. The
+/// name asked for is the caller's text: credentials are taken out and it is
+/// quoted escaped, so it cannot forge log lines.
+fn log_impersonation(principal: &Principal, reference: &str) {
+    let asked = crate::http::error::without_credentials(reference.to_string());
+    tracing::warn!(
+        org_id = %principal.org_id,
+        environment = principal.environment.as_str(),
+        key_id = %principal.key_id,
+        bound_agent = principal.agent_id.as_deref().unwrap_or_default(),
+        asked_agent = ?asked,
+        "refused: a key bound to an agent tried to enforce as another agent"
+    );
 }
 
 /// Takes back an agent this call discovered, when the decision that was

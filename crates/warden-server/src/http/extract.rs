@@ -397,7 +397,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 /// digit found in string`), said as what the parameter takes.
 fn plain_number_error(message: &str) -> Option<String> {
     let said = match message {
-        "invalid digit found in string" => "must be a whole number, digits only (such as 10)",
+        "invalid digit found in string" => "must be a whole number (such as 10)",
         "cannot parse integer from empty string" => "is empty; give a whole number (such as 10)",
         "number too large to fit in target type" => "is too large",
         "number too small to fit in target type" => "is too small",

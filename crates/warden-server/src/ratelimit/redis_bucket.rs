@@ -33,6 +33,10 @@ const BACKOFF_MICROS: u64 = 1_000_000;
 
 struct Inner {
     client: redis::Client,
+    /// Where the client connects (`host:port/db`, never a password), for
+    /// the log: an operator running several Redis servers needs to know
+    /// which one is meant.
+    address: String,
     /// What every key starts with.
     prefix: String,
     manager: RwLock<Option<ConnectionManager>>,
@@ -55,14 +59,37 @@ impl RedisBuckets {
                 .into());
         }
         let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
+        let info = client.get_connection_info();
+        let address = format!("{}/{}", info.addr, info.redis.db);
         Ok(RedisBuckets(Arc::new(Inner {
             client,
+            address,
             prefix: prefix.to_string(),
             manager: RwLock::new(None),
             up: AtomicBool::new(false),
             skip_until: AtomicU64::new(0),
             script: redis::Script::new(SCRIPT),
         })))
+    }
+
+    /// Refuses a setting Redis itself turns down (a wrong password, a
+    /// database it does not have): unlike an outage, it never mends, and
+    /// every replica would serve on local limits for good. A Redis that
+    /// cannot be reached is left to the connector (the documented
+    /// fallback).
+    pub async fn refuse_wrong_settings(&self) -> Result<(), String> {
+        let attempt = async {
+            let mut conn = self.0.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Err(err)) if refuses_settings(&err) => Err(format!(
+                "--redis-url: Redis at {} refused this setting: {err} (check the password and \
+                 the database number)",
+                self.0.address
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Keeps trying to connect until it succeeds; the connection manager
@@ -79,12 +106,16 @@ impl RedisBuckets {
                     Ok(manager) => {
                         *this.0.manager.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
                         this.0.up.store(true, Ordering::Relaxed);
-                        tracing::info!("connected to Redis for shared rate limits");
+                        tracing::info!(redis = %this.0.address, "connected to Redis for shared rate limits");
                         return;
                     }
                     Err(err) => {
                         this.0.up.store(false, Ordering::Relaxed);
-                        tracing::warn!(error = %err, "Redis unreachable; using local rate limits");
+                        if refuses_settings(&err) {
+                            tracing::error!(redis = %this.0.address, error = %err, "Redis refused Warden's setting (password or database); using local rate limits");
+                        } else {
+                            tracing::warn!(redis = %this.0.address, error = %err, "Redis unreachable; using local rate limits");
+                        }
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
@@ -107,13 +138,13 @@ impl RedisBuckets {
     /// Notes Redis answering; says so in the log when it had not.
     fn mark_up(&self) {
         if !self.0.up.swap(true, Ordering::Relaxed) {
-            tracing::info!("Redis answers again; rate limits are shared across replicas");
+            tracing::info!(redis = %self.0.address, "Redis answers again; rate limits are shared across replicas");
         }
     }
 
     fn mark_down(&self) {
         if self.0.up.swap(false, Ordering::Relaxed) {
-            tracing::warn!("Redis unreachable; falling back to local rate limits");
+            tracing::warn!(redis = %self.0.address, "Redis unreachable; falling back to local rate limits");
         }
         self.0
             .skip_until
@@ -187,4 +218,12 @@ impl RedisBuckets {
             },
         })
     }
+}
+
+/// An answer of Redis's own that a retry cannot change: its password or
+/// database refused, or a password it asks for and was not given.
+fn refuses_settings(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+        || err.to_string().contains("refused to switch database")
 }

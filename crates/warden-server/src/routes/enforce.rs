@@ -247,7 +247,7 @@ pub async fn poll_hold(
     principal.require("enforce")?;
     let (g, admitted) = (&state.governance, (&state.keys, headers));
     let peer = peer.map(|Extension(link)| link);
-    // Read as signed so that `-1` is told the range, not "digits only".
+    // Read as signed so that `-1` is told the range, not "a whole number".
     let Some(wait) = wait
         .unwrap_or(0)
         .try_into()

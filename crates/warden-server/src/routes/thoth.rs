@@ -4,7 +4,7 @@
 //! answered without the envelope, decisions in capitals.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -147,6 +147,7 @@ pub struct ThothHold {
 pub async fn thoth_hold(
     State(state): State<AppState>,
     principal: Principal,
+    method: Method,
     headers: HeaderMap,
     peer: Option<Extension<PeerLink>>,
     ResourceId(token): ResourceId,
@@ -173,9 +174,11 @@ pub async fn thoth_hold(
             decided_by: h.decided_by.clone(),
         })
     };
-    if status == HoldStatus::Approved && polled.abandoned {
-        // The client that waited is gone: the approval stays for its next
-        // poll (or a re-submission) rather than being spent unread.
+    if status == HoldStatus::Approved && (polled.abandoned || method == Method::HEAD) {
+        // The client that waited is gone, or asked for no answer (`HEAD`,
+        // as a proxy's or a monitor's check does): the approval stays for
+        // its next poll (or a re-submission) rather than being spent
+        // unread.
         return Ok(Json(ThothHold {
             resolved: false,
             resolution: None,

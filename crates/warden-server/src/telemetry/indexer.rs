@@ -285,6 +285,14 @@ pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, S
             );
             held
         }
+        Some(held) if held > stored => {
+            tracing::warn!(
+                stored,
+                held,
+                "the search index holds events past its saved position (a stop before the position was saved, or a store restored from an older copy); taking them out and indexing from the log again"
+            );
+            stored
+        }
         _ => stored,
     };
     let idx = index.clone();

@@ -146,8 +146,16 @@ pub fn keep_private(dir: &Path) -> StoreResult<()> {
             }
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & private))
                 .map_err(|e| {
+                    // Only the owner may change a mode: a directory of
+                    // another user's is the problem to name.
+                    let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        " (it belongs to another user: give it to the user Warden runs as, \
+                         with mode 700)"
+                    } else {
+                        ""
+                    };
                     StoreError::Unavailable(format!(
-                        "{} is readable by other users (mode {mode:o}) and cannot be made private: {e}",
+                        "{} is readable by other users (mode {mode:o}) and cannot be made private: {e}{hint}",
                         path.display()
                     ))
                 })?;
