@@ -35,15 +35,26 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
     if let Some(ms) = parse_rfc3339(text) {
         return Some((ms, ms + 1));
     }
+    // An offset without its colon (`+0200`), as ingest reads it.
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
+            let ms = t.timestamp_millis();
+            return Some((ms, ms + 1));
+        }
+    }
     if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let start = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
         return Some((start, start + 86_400_000));
     }
+    // A space for the `T` too, as RFC 3339 allows and databases write.
     for (format, span) in [
         ("%Y-%m-%dT%H:%M:%S", 1_000),
         ("%Y-%m-%dT%H:%M", 60_000),
         // With a fraction, as without: UTC, to the millisecond.
         ("%Y-%m-%dT%H:%M:%S%.f", 1),
+        ("%Y-%m-%d %H:%M:%S", 1_000),
+        ("%Y-%m-%d %H:%M", 60_000),
+        ("%Y-%m-%d %H:%M:%S%.f", 1),
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             let start = t.and_utc().timestamp_millis();
@@ -114,6 +125,23 @@ mod tests {
         assert_eq!(
             parse_time_value("2026-11-24T10:00:00", now),
             Some((now - 7_200_000, now - 7_199_000))
+        );
+        // A space for the `T`, and an offset without its colon.
+        assert_eq!(
+            parse_time_value("2026-11-24 10:00:00", now),
+            Some((now - 7_200_000, now - 7_199_000))
+        );
+        assert_eq!(
+            parse_time_value("2026-11-24 10:00", now),
+            Some((now - 7_200_000, now - 7_140_000))
+        );
+        assert_eq!(
+            parse_time_value("2026-11-24T12:00:00+0200", now),
+            Some((now - 7_200_000, now - 7_199_999))
+        );
+        assert_eq!(
+            parse_time_value("2026-11-24 12:00:00.250-0100", now),
+            Some((now + 3_600_250, now + 3_600_251))
         );
         assert_eq!(parse_time_value("yesterday", now), None);
         assert_eq!(parse_time_value("now-5y", now), None);

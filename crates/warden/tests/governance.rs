@@ -676,6 +676,7 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["decision"], "deny");
     assert_eq!(r.body["data"]["deciding_policy_id"], "proposed");
+    assert!(r.body["data"]["name_taken_by"].is_null(), "{}", r.text);
     // Alone, the proposed policy is all there is.
     let r = api.post(
         "/api/v1/policies/test",
@@ -718,6 +719,13 @@ fn modify_redaction_and_dry_runs(backend: &Backend) {
         .unwrap()
         .iter()
         .all(|m| m["id"] != mask.as_str()));
+    // Its own name is free to the policy it replaces, not to a new one:
+    // creating that would be a 409, which the dry run says.
+    assert!(r.body["data"]["name_taken_by"].is_null(), "{}", r.text);
+    let r = api.post("/api/v1/policies/test", &json!({"tool_name": "payments.charge",
+        "only_proposed": true,
+        "policy": {"name": "mask cards", "action_pattern": "payments.charge", "decision": "step_up"}}));
+    assert_eq!(r.body["data"]["name_taken_by"], mask.as_str(), "{}", r.text);
     let r = api.post(
         "/api/v1/policies/test",
         &json!({"tool_name": "x",

@@ -377,6 +377,10 @@ pub struct PolicyTestResult {
     /// Conditions that failed to evaluate for this call.
     #[schema(value_type = Vec<Object>)]
     pub condition_errors: Vec<Value>,
+    /// The policy that already has the proposed policy's name (other than
+    /// the one it `replaces`): creating the proposal as it is would be a
+    /// 409, though it can be evaluated.
+    pub name_taken_by: Option<String>,
 }
 
 /// Evaluate a hypothetical call without recording anything.
@@ -461,6 +465,7 @@ pub async fn test_policies(
         }
     }
     let mut proposed_record = None;
+    let mut name_taken_by = None;
     let policies = match body.policy {
         None => g.engine.policies(&tenant).await.map_err(ApiError::from)?,
         Some(p) => {
@@ -471,13 +476,19 @@ pub async fn test_policies(
                 now_ms(),
             )
             .map_err(|e| prefix_field(e, "policy"))?;
+            let existing = g
+                .store
+                .all_policies(&tenant)
+                .await
+                .map_err(ApiError::from)?;
+            name_taken_by = existing
+                .iter()
+                .find(|r| r.name == record.name && body.replaces.as_ref() != Some(&r.id))
+                .map(|r| r.id.clone());
             let mut records = if body.only_proposed {
                 Vec::new()
             } else {
-                g.store
-                    .all_policies(&tenant)
-                    .await
-                    .map_err(ApiError::from)?
+                existing
             };
             if let Some(replaced) = &body.replaces {
                 match records.iter().position(|r| &r.id == replaced) {
@@ -597,6 +608,7 @@ pub async fn test_policies(
         modified_tool_args,
         drift: drift.into(),
         condition_errors: outcome.condition_errors,
+        name_taken_by,
     }))
 }
 

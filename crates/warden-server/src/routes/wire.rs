@@ -205,7 +205,7 @@ pub async fn agent_filter(
                     return Err(crate::http::error::ApiError::invalid(
                         "agent_id",
                         format!(
-                            "no agent has the external id `{reference}`: a deleted agent's records are found by its Warden id (agt_…), which its `agent_change` deletion record names"
+                            "no agent has the external id {reference:?}: a deleted agent's records are found by its Warden id (agt_…), which its `agent_change` deletion record names"
                         ),
                     ))
                 }

@@ -81,7 +81,8 @@ pub async fn create(
             return Err(Error::invalid(
                 "agent_id",
                 format!(
-                    "no agent `{reference}` in the {} environment",
+                    // Quoted escaped: the name is the caller's text.
+                    "no agent {reference:?} in the {} environment",
                     grant.environment
                 ),
             )
