@@ -143,6 +143,7 @@ impl Agent {
                     format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON"),
                 ));
             }
+            check_shown_text(&Value::Object(metadata.clone()), "metadata")?;
             self.metadata = metadata;
         }
         self.updated_at = now;
@@ -214,10 +215,6 @@ pub(crate) fn optional_text(
             ))
         }
         Some(v) if v.trim().is_empty() => Ok(None),
-        Some(v) if v.contains('\0') => Err(Error::invalid(
-            field,
-            format!("{field} must not contain NUL characters"),
-        )),
         Some(v) if field == "description" => {
             // Shown in listings, consoles and the audit log's copy of a
             // change: line breaks and tabs are text, but an escape
@@ -247,7 +244,64 @@ pub(crate) fn optional_text(
             }
             Ok(Some(v))
         }
+        Some(v) if v.contains('\0') => Err(Error::invalid(
+            field,
+            format!("{field} must not contain NUL characters"),
+        )),
         Some(v) => text(v, field, max).map(Some),
+    }
+}
+
+/// Refuses, in the keys and text of shown JSON (an agent's metadata), what
+/// hides or rewrites what a console shows: control characters other than
+/// line breaks and tabs (a terminal's escape sequences) and characters
+/// that show as nothing or reorder what follows. Names the path.
+fn check_shown_text(value: &Value, path: &str) -> Result<()> {
+    let unfit = |text: &str| {
+        let control = text
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'));
+        control.or_else(|| crate::event::input::unseen_in_text(text))
+    };
+    let refuse = |field: &str, (at, c): (usize, char)| {
+        Error::invalid(
+            field,
+            format!(
+                "{field} must not contain control, invisible or direction-changing characters \
+                 (U+{:04X} at character {})",
+                c as u32,
+                at + 1
+            ),
+        )
+    };
+    match value {
+        Value::String(text) => match unfit(text) {
+            Some(found) => Err(refuse(path, found)),
+            None => Ok(()),
+        },
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_shown_text(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            let field = format!("{path}.{key}");
+            match unfit(key) {
+                // The key itself is not fit to name a field: its parent is
+                // named, and the key quoted escaped.
+                Some((at, c)) => Err(Error::invalid(
+                    path,
+                    format!(
+                        "the key {key:?} of {path} must not contain control, invisible or \
+                         direction-changing characters (U+{:04X} at character {})",
+                        c as u32,
+                        at + 1
+                    ),
+                )),
+                None => check_shown_text(item, &field),
+            }
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -292,6 +346,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn metadata_refuses_what_hides_or_rewrites_a_console() {
+        let with = |m: Value| {
+            let mut agent = Agent::create(
+                AgentChanges {
+                    name: Some("a".into()),
+                    ..Default::default()
+                },
+                0,
+            )
+            .unwrap();
+            let changes = AgentChanges {
+                metadata: m.as_object().cloned(),
+                ..Default::default()
+            };
+            agent.apply(changes, 1).map(|_| agent.metadata)
+        };
+        assert!(with(
+            serde_json::json!({"team": "pay\nments", "n": [1, "x\ty"], "👨\u{200d}👩": 1})
+        )
+        .is_ok());
+        for (bad, field, code) in [
+            (
+                serde_json::json!({"k": "v\u{1b}[2J"}),
+                "metadata.k",
+                "U+001B",
+            ),
+            (serde_json::json!({"k\u{202e}": "v"}), "metadata", "U+202E"),
+            (
+                serde_json::json!({"a": [{"b": "x\u{0}"}]}),
+                "metadata.a[0].b",
+                "U+0000",
+            ),
+            (
+                serde_json::json!({"a": "\u{200b}x"}),
+                "metadata.a",
+                "U+200B",
+            ),
+        ] {
+            let e = with(bad.clone()).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(code), "{bad}: {text}");
+            let named = match &e {
+                Error::Invalid { field, .. } => field.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(named, field, "{bad}: {text}");
+        }
+    }
+
+    #[test]
     fn descriptions_keep_lines_and_refuse_what_hides_or_reorders() {
         let described = |d: &str| optional_text(Some(d.into()), "description", 2000);
         assert_eq!(
@@ -304,6 +408,7 @@ mod tests {
             ("bell\u{7}", "U+0007"),
             ("a\rb", "U+000D"),
             ("zero\u{200b}width", "U+200B"),
+            ("nul\u{0}", "U+0000 at character 4"),
         ] {
             let e = described(bad).unwrap_err().to_string();
             assert!(e.contains(code), "{bad:?}: {e}");

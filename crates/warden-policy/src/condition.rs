@@ -217,6 +217,9 @@ impl CelCondition {
                 column: 1,
             });
         }
+        if cost_rules {
+            refuse_hidden_characters(source)?;
+        }
         check_nesting(source)?;
         let program = ENV.compile(source).map_err(|errors| {
             let first = errors.errors.first();
@@ -281,6 +284,31 @@ impl CelCondition {
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+/// Refuses a condition holding a character that shows as nothing or
+/// reorders what follows (U+202E inside a string literal makes the
+/// condition read otherwise than it evaluates), or a control character
+/// other than line breaks and tabs. CEL's escapes (`"\u200b"`) still name
+/// such characters in literals. Only for conditions being written: a
+/// stored one keeps loading.
+fn refuse_hidden_characters(source: &str) -> Result<(), ConditionCompileError> {
+    for (line, text) in source.split('\n').enumerate() {
+        let unfit =
+            |c: char| (c.is_control() && !matches!(c, '\t' | '\r')) || crate::pattern::invisible(c);
+        if let Some((column, c)) = text.chars().enumerate().find(|(_, c)| unfit(*c)) {
+            return Err(ConditionCompileError {
+                message: format!(
+                    "control, invisible or direction-changing character (U+{:04X}): write it as \
+                     an escape in a string (\\u{:04x})",
+                    c as u32, c as u32
+                ),
+                line: line + 1,
+                column: column + 1,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Deepest nesting of brackets a condition may use; the parser refuses
@@ -1838,6 +1866,28 @@ mod tests {
         assert!(c.reads("args") && !c.reads("session"));
         let c = CelCondition::compile("now.getHours() > 18 || has(context.x)").unwrap();
         assert!(c.reads("now") && c.reads("context") && !c.reads("args"));
+    }
+
+    #[test]
+    fn hidden_characters_are_refused_where_they_stand() {
+        for (source, line, column) in [
+            ("args.user == 'admin\u{202e}' && true", 1, 20),
+            ("args.a == 1 &&\n args.b == 'x\u{200b}y'", 2, 14),
+            ("args.a == '\u{1b}[2J'", 1, 12),
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert_eq!(
+                (e.line, e.column),
+                (line, column),
+                "{source:?}: {}",
+                e.message
+            );
+            assert!(e.message.contains("invisible"), "{}", e.message);
+        }
+        // Escapes name them; tabs and line breaks are layout.
+        assert!(holds("'\\u200b' != 'x' &&\r\n\targs.amount > 1"));
+        // A stored condition keeps loading.
+        assert!(CelCondition::compile_stored("args.user == 'admin\u{202e}'").is_ok());
     }
 
     fn input() -> ConditionInput {

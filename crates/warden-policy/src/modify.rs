@@ -60,9 +60,15 @@ impl ArgPath {
                     position,
                 });
             }
-            if let Some(i) = segment.chars().position(char::is_control) {
+            // A key with an invisible character is another key than the
+            // one it looks like: a redaction of it would redact nothing.
+            let unfit = |c: char| c.is_control() || crate::pattern::invisible(c);
+            if let Some((i, c)) = segment.chars().enumerate().find(|(_, c)| unfit(*c)) {
                 return Err(PathError {
-                    message: "control character in the path".into(),
+                    message: format!(
+                        "control, invisible or direction-changing character (U+{:04X}) in the path",
+                        c as u32
+                    ),
                     position: position + i,
                 });
             }

@@ -32,9 +32,16 @@ impl AddressSpan {
             return None;
         }
         let length: u32 = length.parse().ok()?;
-        let (v6, value, bits) = match address.parse::<IpAddr>().ok()? {
-            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (true, u128::from(a), 128),
+        let (v6, value, bits, length) = match address.parse::<IpAddr>().ok()? {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32, length),
+            // A block of IPv4 addresses written as IPv6 (`::ffff:10.0.0.0/104`)
+            // is the IPv4 block, as such values count as IPv4 ones.
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) if (96..=128).contains(&length) => {
+                    (false, u128::from(u32::from(v4)), 32, length - 96)
+                }
+                _ => (true, u128::from(a), 128, length),
+            },
         };
         if length > bits {
             return None;
@@ -96,6 +103,43 @@ impl AddressSpan {
             _ => false,
         }
     }
+}
+
+/// The usual ways of writing the address `text` is, when it is one: as
+/// written, in RFC 5952's form and written out in full, each in lower and
+/// upper case, and an IPv4 address also as IPv4-mapped IPv6 (and such an
+/// address as IPv4). Matching these exact values finds the address however
+/// a log wrote it, at the cost of a few terms rather than a walk over the
+/// field's values.
+pub fn spellings(text: &str) -> Vec<String> {
+    let Ok(parsed) = text.parse::<IpAddr>() else {
+        return Vec::new();
+    };
+    let v4 = match parsed {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(a) => a.to_ipv4_mapped(),
+    };
+    let mut out = Vec::new();
+    let v6s = match (v4, parsed) {
+        (Some(a), _) => {
+            out.push(a.to_string());
+            vec![a.to_ipv6_mapped()]
+        }
+        (None, IpAddr::V6(a)) => vec![a],
+        (None, IpAddr::V4(a)) => vec![a.to_ipv6_mapped()],
+    };
+    for a in v6s {
+        let short = a.to_string();
+        let full: Vec<String> = a.segments().iter().map(|s| format!("{s:04x}")).collect();
+        let bare: Vec<String> = a.segments().iter().map(|s| format!("{s:x}")).collect();
+        for form in [short, full.join(":"), bare.join(":")] {
+            out.push(form.to_uppercase());
+            out.push(form);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What a range of addresses comes to.
@@ -230,6 +274,11 @@ mod tests {
         assert!(!span("192.168.1.7/32").holds("192.168.1.8"));
         // Host bits are ignored, as firewalls read them.
         assert!(span("10.9.9.9/8").holds("10.0.0.1"));
+        // IPv4 blocks written as IPv6.
+        assert!(span("::ffff:10.0.0.0/104").holds("10.9.9.9"));
+        assert!(!span("::ffff:10.0.0.0/104").holds("11.0.0.1"));
+        assert!(span("::ffff:0:0/96").holds("192.168.1.1"));
+        assert!(span("::ffff:10.1.2.3/128").holds("::FFFF:10.1.2.3"));
         let b = span("2001:db8::/32");
         assert!(b.holds("2001:db8::1") && b.holds("2001:DB8:ffff::") && !b.holds("2001:db9::1"));
         assert!(span("::/0").holds("fe80::1") && !span("::/0").holds("10.0.0.1"));
@@ -244,6 +293,24 @@ mod tests {
         ] {
             assert!(AddressSpan::of_block(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_address_is_found_however_it_is_written() {
+        let v4 = spellings("10.138.194.242");
+        assert!(v4.contains(&"::ffff:10.138.194.242".to_string()), "{v4:?}");
+        assert!(v4.contains(&"::FFFF:10.138.194.242".to_string()), "{v4:?}");
+        assert!(spellings("::ffff:10.1.2.3").contains(&"10.1.2.3".to_string()));
+        let v6 = spellings("2001:DB8::3FD9");
+        for form in [
+            "2001:db8::3fd9",
+            "2001:DB8::3FD9",
+            "2001:0db8:0000:0000:0000:0000:0000:3fd9",
+            "2001:db8:0:0:0:0:0:3fd9",
+        ] {
+            assert!(v6.contains(&form.to_string()), "{form} not in {v6:?}");
+        }
+        assert!(spellings("web-01").is_empty() && spellings("10.0.0.0/8").is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::address::{AddressQuery, AddressSpan, Spanned};
+use crate::address::{self, AddressQuery, AddressSpan, Spanned};
 use crate::analyzer::{
     parts_across_pieces, parts_of, separates_pieces, separates_words, trimmed, word_span, words,
 };
@@ -74,7 +74,14 @@ pub struct Translator<'a> {
     /// Wildcard terms so far that read the whole word dictionary because
     /// they may start inside a word (see [`MAX_INNER_WILDCARDS`]).
     inner_wildcards: std::cell::Cell<usize>,
+    /// Blocks and spans of addresses so far (see [`MAX_ADDRESS_WALKS`]).
+    address_walks: std::cell::Cell<usize>,
 }
+
+/// Most blocks and spans of addresses in one query: each reads every
+/// distinct value of its field, as a leading wildcard does, and is
+/// bounded alike.
+pub const MAX_ADDRESS_WALKS: usize = 4;
 
 /// Most wildcard terms of several pieces (`etc/passw*`) in one query: such
 /// a term may start at any piece of a longer word (`/etc/passwd`), so like
@@ -89,6 +96,7 @@ impl<'a> Translator<'a> {
             fields,
             now,
             inner_wildcards: std::cell::Cell::new(0),
+            address_walks: std::cell::Cell::new(0),
         }
     }
 
@@ -202,15 +210,15 @@ impl<'a> Translator<'a> {
                 }
                 Ok(self.words_then_wildcard(&words, pattern, position))
             }
-            (Target::Keyword(name), MatchValue::Phrase(text)) => Ok(or_addresses_in(
-                f.kv,
+            (Target::Keyword(name), MatchValue::Phrase(text)) => self.or_addresses_in(
                 &name,
                 text,
                 Box::new(TermQuery::new(
                     Term::from_field_text(f.kv, &kv_term(&name, text)),
                     IndexRecordOption::Basic,
                 )),
-            )),
+                position,
+            ),
             (Target::Keyword(name), MatchValue::Term(text)) => {
                 // Text without case is one exact term; text with case
                 // (`1E3` as much as `root`) matches whatever its case.
@@ -241,7 +249,7 @@ impl<'a> Translator<'a> {
                             )),
                         ),
                     ])),
-                    None => or_addresses_in(f.kv, &name, text, text_clause),
+                    None => self.or_addresses_in(&name, text, text_clause, position)?,
                 })
             }
             (Target::Keyword(name), MatchValue::Wildcard(pieces)) => {
@@ -378,6 +386,55 @@ impl<'a> Translator<'a> {
             })
     }
 
+    /// A value written as a block of addresses (`10.0.0.0/8`) finds the
+    /// addresses in it as well as itself (a rule's field may hold the
+    /// block); an address finds itself however a log wrote it.
+    fn or_addresses_in(
+        &self,
+        name: &str,
+        text: &str,
+        itself: Boxed,
+        position: usize,
+    ) -> Result<Boxed, SearchError> {
+        let kv = self.fields.kv;
+        let mut clauses = vec![(Occur::Should, itself)];
+        if let Some(span) = AddressSpan::of_block(text) {
+            self.address_walk(position)?;
+            clauses.push((Occur::Should, Box::new(AddressQuery::new(kv, name, span))));
+        }
+        for spelling in address::spellings(text).into_iter().filter(|s| s != text) {
+            clauses.push((
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(kv, &kv_term(name, &spelling)),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        Ok(match clauses.len() {
+            1 => clauses.pop().map(|(_, q)| q).expect("one clause"),
+            _ => Box::new(BooleanQuery::new(clauses)),
+        })
+    }
+
+    /// Counts a block or span of addresses, which reads every value of
+    /// its field (see [`MAX_ADDRESS_WALKS`]).
+    fn address_walk(&self, position: usize) -> Result<(), SearchError> {
+        let seen = self.address_walks.get() + 1;
+        if seen > MAX_ADDRESS_WALKS {
+            return Err(SearchError::Query {
+                position,
+                message: format!(
+                    "at most {MAX_ADDRESS_WALKS} blocks or spans of addresses (such as \
+                     src_ip:10.0.0.0/8 or src_ip:[10.0.0.1 TO 10.0.0.9]) in one query: each \
+                     reads every value of its field; split it into several searches"
+                ),
+            });
+        }
+        self.address_walks.set(seen);
+        Ok(())
+    }
+
     fn range(
         &self,
         field: &str,
@@ -510,7 +567,10 @@ impl<'a> Translator<'a> {
                 // `10.0.0.9`), not as the text that writes them.
                 if let Some(spanned) = AddressSpan::between(given(lower), given(upper)) {
                     return Ok(match spanned {
-                        Spanned::Span(span) => Box::new(AddressQuery::new(f.kv, &name, span)),
+                        Spanned::Span(span) => {
+                            self.address_walk(position)?;
+                            Box::new(AddressQuery::new(f.kv, &name, span))
+                        }
                         Spanned::Nothing => Box::new(EmptyQuery),
                     });
                 }
@@ -572,18 +632,6 @@ fn given(bound: &Bound) -> Option<(&str, bool)> {
         Bound::Unbounded => None,
         Bound::Included(t) => Some((t.as_str(), true)),
         Bound::Excluded(t) => Some((t.as_str(), false)),
-    }
-}
-
-/// A value written as a block of addresses (`10.0.0.0/8`) finds the
-/// addresses in it as well as itself (a rule's field may hold the block).
-fn or_addresses_in(kv: Field, name: &str, text: &str, itself: Boxed) -> Boxed {
-    match AddressSpan::of_block(text) {
-        Some(span) => Box::new(BooleanQuery::new(vec![
-            (Occur::Should, itself),
-            (Occur::Should, Box::new(AddressQuery::new(kv, name, span))),
-        ])),
-        None => itself,
     }
 }
 

@@ -227,6 +227,18 @@ fn redis_refusing_the_setting_stops_the_start() {
     backend.init();
     let redis = PrivateRedis::start(free_port());
     let port = redis.port;
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli comes with redis-server");
+        assert!(out.status.success(), "{out:?}");
+    };
+    // A user that may connect but not run scripts.
+    cli(&[
+        "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-eval", "-evalsha",
+    ]);
     for (url, shown) in [
         (
             format!("redis://127.0.0.1:{port}/99"),
@@ -235,6 +247,10 @@ fn redis_refusing_the_setting_stops_the_start() {
         (
             format!("redis://:not-the-password@127.0.0.1:{port}/2"),
             format!("127.0.0.1:{port}/2"),
+        ),
+        (
+            format!("redis://noeval:pw@127.0.0.1:{port}/3"),
+            format!("127.0.0.1:{port}/3"),
         ),
     ] {
         let out = Command::new(common::BIN)
@@ -259,6 +275,35 @@ fn redis_refusing_the_setting_stops_the_start() {
         assert!(Instant::now() < deadline, "never connected to Redis");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A password set under the running server: an error naming Redis's
+    // answer, and readiness says refused, not unreachable.
+    cli(&["CONFIG", "SET", "requirepass", "now-needed"]);
+    cli(&[
+        "-a",
+        "now-needed",
+        "--no-auth-warning",
+        "CLIENT",
+        "KILL",
+        "TYPE",
+        "normal",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = w.anonymous().get("/readyz");
+        if ready.body["checks"]["redis"] == "refused" {
+            assert_eq!(ready.body["status"], "degraded", "{}", ready.text);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never said refused: {}",
+            ready.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    assert!(log.contains("Redis refused Warden's setting"), "{log}");
+    assert!(!log.contains("now-needed"), "{log}");
 }
 
 #[test]

@@ -242,6 +242,11 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("src_ip:2001\\:db8\\:\\:/32", "d"),
         ("src_ip:[2001\\:db8\\:\\:0 TO *]", "d"),
         ("rule:10.0.0.0/8", "c"),
+        // An address finds itself however a log wrote it.
+        ("src_ip:10.1.2.3", "e"),
+        ("src_ip:\"2001:db8::1\"", "d"),
+        ("src_ip:\"2001:0db8:0000:0000:0000:0000:0000:0001\"", "d"),
+        ("src_ip:\"::ffff:10.0.0.0/104\"", "abe"),
         ("timestamp:<now-2h", "e"),
         ("timestamp:[now-2h TO now]", "abcd"),
         ("*", "abcde"),
@@ -281,6 +286,25 @@ fn every_operator_of_the_language(backend: &Backend) {
             r.text
         );
     }
+    // Blocks and spans of addresses read every value of their field: at
+    // most four in a query, the fifth placed.
+    let five = (1..=5)
+        .map(|i| format!("src_ip:{i}.0.0.0/8"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let r = api.post("/api/v1/siem/search", &json!({"query": five}));
+    let e = r.error(400, "invalid_request");
+    assert_eq!(
+        e["position"]["column"],
+        five.rfind("src_ip").unwrap() + 1,
+        "{}",
+        r.text
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("at most 4 blocks"),
+        "{}",
+        r.text
+    );
     // A query over several lines is placed by line and column.
     let r = api.post("/api/v1/siem/search", &json!({"query": "a AND\n(b"}));
     let e = r.error(400, "invalid_request");

@@ -258,6 +258,7 @@ pub(crate) fn without_credentials(text: String) -> String {
         s.split(|c: char| !c.is_ascii_alphanumeric())
             .any(|run| run.len() >= SECRET_LIKE)
     };
+    let text = without_url_passwords(text);
     if !(text.contains("wdn_")
         || text.contains("eyJ")
         || text.contains("token=")
@@ -285,6 +286,38 @@ pub(crate) fn without_credentials(text: String) -> String {
         }
     }
     scrub_secrets(&out)
+}
+
+/// A URL's password (`postgres://user:secret@host/db`), pasted where a
+/// name was asked for, taken out; the user and host stay.
+fn without_url_passwords(text: String) -> String {
+    if !text.contains("://") {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rfind('@').and_then(|end| {
+            let user_info = &authority[..end];
+            user_info.find(':').map(|colon| (colon, end))
+        }) {
+            Some((colon, end)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("[REDACTED]");
+                out.push_str(&authority[end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl IntoResponse for ApiError {
@@ -377,3 +410,27 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn url_passwords_are_taken_out_and_the_rest_kept() {
+        for (text, shown) in [
+            (
+                "no agent \"postgres://u:secretpw@h/db\"",
+                "no agent \"postgres://u:[REDACTED]@h/db\"",
+            ),
+            (
+                "redis://:pw@cache:6379/2 and https://a:b:c@x.io?q",
+                "redis://:[REDACTED]@cache:6379/2 and https://a:[REDACTED]@x.io?q",
+            ),
+            ("https://user@host/path", "https://user@host/path"),
+            ("ftp://host:21/a@b", "ftp://host:21/a@b"),
+            ("no url here", "no url here"),
+        ] {
+            assert_eq!(without_credentials(text.to_string()), shown, "{text}");
+        }
+    }
+}

@@ -41,6 +41,9 @@ struct Inner {
     prefix: String,
     manager: RwLock<Option<ConnectionManager>>,
     up: AtomicBool,
+    /// Redis answered, and refused Warden (a password, a database, a
+    /// user not allowed to run the script): not an outage, and said so.
+    refused: AtomicBool,
     skip_until: AtomicU64,
     script: redis::Script,
 }
@@ -67,6 +70,7 @@ impl RedisBuckets {
             prefix: prefix.to_string(),
             manager: RwLock::new(None),
             up: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
             skip_until: AtomicU64::new(0),
             script: redis::Script::new(SCRIPT),
         })))
@@ -80,7 +84,7 @@ impl RedisBuckets {
     pub async fn refuse_wrong_settings(&self) -> Result<(), String> {
         let attempt = async {
             let mut conn = self.0.client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
+            self.probe(&mut conn).await
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
             Ok(Err(err)) if refuses_settings(&err) => Err(format!(
@@ -137,37 +141,71 @@ impl RedisBuckets {
 
     /// Notes Redis answering; says so in the log when it had not.
     fn mark_up(&self) {
+        self.0.refused.store(false, Ordering::Relaxed);
         if !self.0.up.swap(true, Ordering::Relaxed) {
             tracing::info!(redis = %self.0.address, "Redis answers again; rate limits are shared across replicas");
         }
     }
 
-    fn mark_down(&self) {
-        if self.0.up.swap(false, Ordering::Relaxed) {
-            tracing::warn!(redis = %self.0.address, "Redis unreachable; falling back to local rate limits");
+    /// Notes Redis failing a call, and why: an outage is a warning, an
+    /// answer refusing Warden an error naming the refusal (it does not
+    /// mend by itself).
+    fn mark_down(&self, err: Option<&redis::RedisError>) {
+        let was_up = self.0.up.swap(false, Ordering::Relaxed);
+        match err.filter(|e| refuses_settings(e)) {
+            Some(err) => {
+                if !self.0.refused.swap(true, Ordering::Relaxed) {
+                    tracing::error!(redis = %self.0.address, error = %err, "Redis refused Warden's setting (password, database or permissions); falling back to local rate limits");
+                }
+            }
+            None => {
+                self.0.refused.store(false, Ordering::Relaxed);
+                if was_up {
+                    tracing::warn!(redis = %self.0.address, "Redis unreachable; falling back to local rate limits");
+                }
+            }
         }
         self.0
             .skip_until
             .store(now_micros() + BACKOFF_MICROS, Ordering::Relaxed);
     }
 
-    /// Whether Redis answers a PING now.
+    /// Runs the rate-limit script on a key of its own, as a request
+    /// would: a user allowed to connect but not to run scripts, or to
+    /// write Warden's keys, fails here as every request would.
+    async fn probe<C: redis::aio::ConnectionLike>(&self, conn: &mut C) -> redis::RedisResult<()> {
+        let mut invocation = self
+            .0
+            .script
+            .key(format!("{}ratelimit:readiness-probe", self.0.prefix));
+        invocation.arg(1u64).arg(u64::from(u32::MAX));
+        invocation.invoke_async::<Vec<String>>(conn).await.map(drop)
+    }
+
+    /// Whether Redis runs the rate-limit script now.
     pub async fn ping(&self) -> bool {
         let Some(mut conn) = self.manager() else {
             return false;
         };
-        let pong = tokio::time::timeout(
-            CALL_TIMEOUT,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await;
-        let ok = matches!(pong, Ok(Ok(_)));
-        if ok {
-            self.mark_up();
-        } else {
-            self.mark_down();
+        match tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await {
+            Ok(Ok(())) => {
+                self.mark_up();
+                true
+            }
+            Ok(Err(err)) => {
+                self.mark_down(Some(&err));
+                false
+            }
+            Err(_) => {
+                self.mark_down(None);
+                false
+            }
         }
-        ok
+    }
+
+    /// Whether Redis's last answer refused Warden rather than failed to come.
+    pub fn is_refused(&self) -> bool {
+        self.0.refused.load(Ordering::Relaxed)
     }
 
     /// Takes one request from the shared bucket; `None` when Redis cannot
@@ -193,16 +231,16 @@ impl RedisBuckets {
             Ok(Ok(fields)) => fields.iter().filter_map(|f| f.parse().ok()).collect(),
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "Redis rate limit call failed");
-                self.mark_down();
+                self.mark_down(Some(&err));
                 return None;
             }
             Err(_) => {
-                self.mark_down();
+                self.mark_down(None);
                 return None;
             }
         };
         let [allowed, remaining, tat, wait] = fields[..] else {
-            self.mark_down();
+            self.mark_down(None);
             return None;
         };
         self.mark_up();
@@ -221,9 +259,10 @@ impl RedisBuckets {
 }
 
 /// An answer of Redis's own that a retry cannot change: its password or
-/// database refused, or a password it asks for and was not given.
+/// database refused, a password it asks for and was not given, or a user
+/// not allowed to run the script or write Warden's keys.
 fn refuses_settings(err: &redis::RedisError) -> bool {
     err.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
         || err.to_string().contains("refused to switch database")
 }

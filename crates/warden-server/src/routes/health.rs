@@ -24,8 +24,9 @@ pub struct ReadinessChecks {
     /// `ok` or `unreachable`.
     #[schema(value_type = names::StoreCheck)]
     pub store: String,
-    /// `disabled` (no --redis-url), `ok`, or `unreachable` (local limits
-    /// stand in).
+    /// `disabled` (no --redis-url), `ok`, `unreachable` or `refused`
+    /// (Redis answered and refused Warden's password, database or
+    /// permissions); local limits stand in for the last two.
     #[schema(value_type = names::RedisCheck)]
     pub redis: String,
     /// `local`, `redis`, or `local_fallback`.
@@ -90,6 +91,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let redis = match state.limiter.redis() {
         None => "disabled",
         Some(r) if r.ping().await => "ok",
+        Some(r) if r.is_refused() => "refused",
         Some(_) => "unreachable",
     };
     let rate_limits = match state.limiter.state() {
@@ -113,7 +115,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let chain_refused = crate::governance::audit_log::refused_heads() > 0;
     let (status, code) = match (store_ok, redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
-        (true, "unreachable") => ("degraded", StatusCode::OK),
+        (true, "unreachable" | "refused") => ("degraded", StatusCode::OK),
         _ if index_failing || chain_refused => ("degraded", StatusCode::OK),
         _ => ("ready", StatusCode::OK),
     };
@@ -197,6 +199,7 @@ mod names {
         Disabled,
         Ok,
         Unreachable,
+        Refused,
     }
 
     #[derive(Serialize, ToSchema)]
