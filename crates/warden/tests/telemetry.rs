@@ -1161,9 +1161,9 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     socket.send_to(b"   ", format!("127.0.0.1:{udp}")).unwrap();
     // A key that is not valid routes nowhere, not to the listener's default.
     logger_with_token(&udp, "wdn_live_not-a-key", "forged", "forged key");
-    // A key, or an element with the routing id, that does not route its
-    // message drops it: misquoted, it was meant for some organization,
-    // perhaps not the listener's (here it names the other one's key).
+    // Another organization's key that does not route its message (in an
+    // element misquoted, or in RFC 3164) drops it: the message was meant
+    // for that organization, not the listener's.
     let sshd_3164 = |text: &str| {
         logger(&[
             host[0],
@@ -1188,8 +1188,10 @@ fn syslog_from_the_real_logger(backend: &Backend) {
             .unwrap();
     }
     // Text that only mentions the element's id is kept, with any token
-    // assignment in it taken out.
+    // assignment in it taken out; so is text with a key-shaped word that
+    // is no key (an attacker's chosen user name), the word taken out.
     sshd_3164("Invalid user warden@32473 from 10.0.0.9 token=leaked1");
+    sshd_3164("Invalid user wdn_live_chosen1 from 10.0.0.7");
     // Names with characters keywords refuse are stored without them, as
     // sent beside.
     socket
@@ -1210,7 +1212,12 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "final message",
     ]);
 
-    wait_total(&api, "source:syslog", 7);
+    wait_total(&api, "source:syslog", 8);
+    let chosen = search(&api, json!({"query": "program:sshd AND \"10.0.0.7\""}));
+    assert_eq!(
+        chosen["events"][0]["message"], "Invalid user [REDACTED] from 10.0.0.7",
+        "{chosen}"
+    );
     let cleared = search(&api, json!({"query": "host:web-01 AND program:cleanapp"}));
     assert_eq!(cleared["total"], 1, "{cleared}");
     assert_eq!(
@@ -1218,7 +1225,8 @@ fn syslog_from_the_real_logger(backend: &Backend) {
         "{cleared}"
     );
     assert_eq!(total(&api, "_exists_:syslog.program_as_sent"), 1);
-    let mention = search(&api, json!({"query": "program:sshd"}))["events"][0].clone();
+    let mention =
+        search(&api, json!({"query": "program:sshd AND \"10.0.0.9\""}))["events"][0].clone();
     assert_eq!(
         mention["message"], "Invalid user warden@32473 from 10.0.0.9 token=[REDACTED]",
         "{mention}"
@@ -1258,15 +1266,23 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // The key travelled in the message but is stored nowhere.
     assert!(!backend.raw_contents().contains(&other.live_key));
     assert!(!backend.raw_contents().contains("leaked1"));
+    assert!(!backend.raw_contents().contains("chosen1"));
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    assert_eq!(
+        log.matches("held another tenant's Warden key").count(),
+        3,
+        "{log}"
+    );
+    assert!(!log.contains(&other.live_key[9..]));
     // Syslog cannot answer its sender; what was dropped shows in /metrics.
     // (The stored count moves just after the commit that made events
     // searchable, so it is read again briefly.)
     wait_metrics(
         &w,
         &[
-            r#"warden_syslog_messages_total{outcome="malformed"} 7"#,
-            r#"warden_syslog_messages_total{outcome="unrouted"} 1"#,
-            r#"warden_syslog_messages_total{outcome="stored"} 10"#,
+            r#"warden_syslog_messages_total{outcome="malformed"} 4"#,
+            r#"warden_syslog_messages_total{outcome="unrouted"} 4"#,
+            r#"warden_syslog_messages_total{outcome="stored"} 11"#,
         ],
     );
 
@@ -2573,6 +2589,44 @@ fn syslog_read_before_a_shutdown_is_stored(backend: &Backend) {
     wait_total(&api, "program:shutdownu", 200);
 }
 
+/// A TCP sender that never pauses cannot keep the shutdown reading: what
+/// it wrote before the SIGTERM is stored, the connection is then closed,
+/// and nothing read is given up as lost.
+fn syslog_from_a_steady_sender_survives_a_shutdown(backend: &Backend) {
+    let t = backend.init();
+    let w = start_with_syslog(backend, &t.org_id);
+    let tcp = syslog_port(&w, "TCP");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+            for i in 0.. {
+                let line = format!("<14>1 - h1 steady - - - seq {i}\n");
+                if stream.write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+                sent.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    while sent.load(std::sync::atomic::Ordering::SeqCst) < 300 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = sent.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    let status = w.terminate_within(Duration::from_secs(90));
+    sender.join().unwrap();
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(!log.contains("were not stored in time"), "{log}");
+    let stored = store_count(backend, &t.org_id);
+    assert!(
+        stored >= before,
+        "{stored} stored of {before} written before the SIGTERM"
+    );
+}
+
 /// A store that cannot take syslog messages before the shutdown's time
 /// runs out: what was read is counted lost, with its number in the log.
 fn syslog_not_stored_in_time_is_counted_lost(backend: &Backend) {
@@ -2676,6 +2730,7 @@ on_every_backend!(
     large_events_page_by_bytes,
     syslog_not_stored_in_time_is_counted_lost,
     syslog_read_before_a_shutdown_is_stored,
+    syslog_from_a_steady_sender_survives_a_shutdown,
     every_operator_of_the_language,
     totals_histograms_and_pages_are_exact,
     the_index_recovers_from_failed_commits,

@@ -1,10 +1,13 @@
 //! Syslog over TCP: splitting a byte stream into messages (RFC 6587).
 //!
-//! Each frame chooses its own method. One that starts with ASCII digits, a
-//! space and `<` (the message's `<PRI>`) is octet-counted (`MSG-LEN SP
-//! SYSLOG-MSG`, exactly MSG-LEN bytes);
-//! anything else is non-transparent: a line up to `\n`, without a trailing
-//! `\r`, and empty lines are skipped.
+//! A frame that starts with ASCII digits, a space and `<` (the message's
+//! `<PRI>`) is octet-counted (`MSG-LEN SP SYSLOG-MSG`, exactly MSG-LEN
+//! bytes); anything else is non-transparent: a line up to `\n`, without a
+//! trailing `\r`, and empty lines are skipped. A connection whose first
+//! frame is a line is read as lines to its end: a logged value holding a
+//! newline and `2000 <…` would otherwise open a counted frame that
+//! swallows the messages after it (senders frame a connection one way).
+//! One whose first frame is counted may still send lines.
 //!
 //! [`Framer`] is incremental and does no IO: [`Framer::push`] what was read,
 //! then call [`Framer::next_frame`] until it returns `None`; at end of stream
@@ -67,6 +70,10 @@ pub struct Framer {
     /// line arriving in small pieces is not searched again and again.
     scanned: usize,
     skip: Skip,
+    /// Set by a first frame that is a line: the connection is read as lines.
+    lines_only: bool,
+    /// Whether a frame has been framed yet (the first decides `lines_only`).
+    framed_any: bool,
 }
 
 /// How the bytes at the start of a frame read.
@@ -88,6 +95,8 @@ impl Framer {
             start: 0,
             scanned: 0,
             skip: Skip::Nothing,
+            lines_only: false,
+            framed_any: false,
         }
     }
 
@@ -140,7 +149,15 @@ impl Framer {
                 self.compact();
                 return None;
             }
-            match head(pending) {
+            let decided = match head(pending) {
+                Head::Counted { .. } | Head::Undecided if self.lines_only => Head::Line,
+                other => other,
+            };
+            if !self.framed_any && !matches!(decided, Head::Undecided) {
+                self.framed_any = true;
+                self.lines_only = matches!(decided, Head::Line);
+            }
+            match decided {
                 Head::Counted { len, header } => {
                     if len > (self.max_frame as u64).saturating_mul(MAX_SKIPPED_FRAMES) {
                         self.advance(pending.len());
@@ -209,7 +226,11 @@ impl Framer {
     /// for an octet-counted frame cut short. The framer is then empty.
     pub fn finish(&mut self) -> Option<Result<Vec<u8>, FramingError>> {
         let pending = &self.buf[self.start..];
-        let last = match (self.skip, head(pending)) {
+        let decided = match head(pending) {
+            Head::Counted { .. } if self.lines_only => Head::Line,
+            other => other,
+        };
+        let last = match (self.skip, decided) {
             // Reported when its skipping began.
             (Skip::Line | Skip::Bytes(_) | Skip::All, _) => None,
             (Skip::Nothing, _) if pending.is_empty() => None,
@@ -223,6 +244,8 @@ impl Framer {
         self.start = 0;
         self.scanned = 0;
         self.skip = Skip::Nothing;
+        self.lines_only = false;
+        self.framed_any = false;
         last
     }
 
@@ -503,13 +526,41 @@ mod tests {
     #[test]
     fn a_cut_short_counted_frame_is_reported_at_the_end() {
         let mut framer = Framer::new(100);
-        framer.push(b"<13>a\n20 <13>partial");
+        framer.push(b"5 <13>a20 <13>partial");
         assert_eq!(framer.next_frame(), Some(Ok(b"<13>a".to_vec())));
         assert_eq!(framer.next_frame(), None);
         assert_eq!(framer.finish(), Some(Err(FramingError::Truncated)));
         // And the framer is empty after `finish`.
         assert_eq!(framer.next_frame(), None);
         assert_eq!(framer.finish(), None);
+    }
+
+    #[test]
+    fn a_connection_of_lines_stays_lines() {
+        // A logged value with a newline and a count cannot open a counted
+        // frame that swallows the lines after it.
+        let mut framer = Framer::new(100);
+        framer.push(
+            b"<13>app: x\n2000 <evil>\n<38>sshd: Failed 1\n5000000 <x>\n<38>sshd: Failed 2\n",
+        );
+        let mut frames = Vec::new();
+        while let Some(frame) = framer.next_frame() {
+            frames.push(frame.unwrap());
+        }
+        assert_eq!(
+            frames,
+            vec![
+                b"<13>app: x".to_vec(),
+                b"2000 <evil>".to_vec(),
+                b"<38>sshd: Failed 1".to_vec(),
+                b"5000000 <x>".to_vec(),
+                b"<38>sshd: Failed 2".to_vec(),
+            ]
+        );
+        assert_eq!(framer.finish(), None);
+        // After `finish` the next connection decides afresh.
+        framer.push(b"4 <1>a");
+        assert_eq!(framer.next_frame(), Some(Ok(b"<1>a".to_vec())));
     }
 
     #[test]

@@ -398,6 +398,8 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
                     "levelname",
                     "PRIORITY",
                     "@l",
+                    // rsyslog's `%jsonmesg%`: syslog's level 0 to 7.
+                    "syslogseverity",
                 ],
             ),
             (
@@ -415,11 +417,23 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
                     "@mt",
                 ],
             ),
-            (Named::Host, &["host", "hostname", "_HOSTNAME"]),
+            // syslog-ng's `format-json` writes its macros' names (`HOST`,
+            // `PROGRAM`), rsyslog's `%jsonmesg%` its properties'
+            // (`programname`, `app-name`).
+            (Named::Host, &["host", "hostname", "_HOSTNAME", "HOST"]),
             (
                 Named::Program,
                 // Vector's syslog source names RFC 5424's field `appname`.
-                &["program", "app", "service", "SYSLOG_IDENTIFIER", "appname"],
+                &[
+                    "program",
+                    "app",
+                    "service",
+                    "SYSLOG_IDENTIFIER",
+                    "appname",
+                    "PROGRAM",
+                    "programname",
+                    "app-name",
+                ],
             ),
         ],
     }
@@ -427,8 +441,11 @@ fn names_of(dialect: Dialect) -> [(Named, &'static [&'static str]); 5] {
 
 /// Other tools' names for a log line's time, read in this order when no
 /// name of the model gave one.
-const LOG_TIME_FALLBACKS: [&str; 8] = [
+const LOG_TIME_FALLBACKS: [&str; 10] = [
     "date",
+    // syslog-ng's `format-json` (`ISODATE`), rsyslog's `%jsonmesg%`.
+    "ISODATE",
+    "timereported",
     "@t",
     "eventTime",
     "time_iso8601",
@@ -669,7 +686,8 @@ fn journald_priority(key: &str, value: &Value) -> Option<Severity> {
             n as u8
         }
     };
-    (key == "PRIORITY" && level <= 7).then(|| Severity::from_syslog_level(level))
+    (matches!(key, "PRIORITY" | "syslogseverity") && level <= 7)
+        .then(|| Severity::from_syslog_level(level))
 }
 
 /// A log line's time, read as [`parse_time`] does and also in the shapes
@@ -1019,6 +1037,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.program.as_deref(), Some("sshd"));
+        // The forwarders' own JSON: syslog-ng's `format-json --scope
+        // rfc5424` and rsyslog's `%jsonmesg%`.
+        let read = |line: Value| {
+            let e = parse_event(line, Dialect::JsonLog, "e".into(), 5).unwrap();
+            (e.host, e.program, e.timestamp, e.severity)
+        };
+        let syslog_ng = json!({"PROGRAM": "sshd", "PRIORITY": "warning", "PID": "42",
+            "MESSAGE": "Failed", "ISODATE": "2026-12-06T11:00:00+01:00", "HOST": "web-01"});
+        let rsyslog = json!({"msg": " Failed", "hostname": "db-01", "programname": "sudo",
+            "syslogseverity": "3", "timereported": "2026-12-06T10:00:00.250Z"});
+        let named = |host: &str, program: &str| (Some(host.to_string()), Some(program.to_string()));
+        let (host, program, at, severity) = read(syslog_ng);
+        assert_eq!(
+            ((host, program), at, severity),
+            (named("web-01", "sshd"), 1_796_551_200_000, Severity::Medium)
+        );
+        let (host, program, at, severity) = read(rsyslog);
+        assert_eq!(
+            ((host, program), at, severity),
+            (named("db-01", "sudo"), 1_796_551_200_250, Severity::High)
+        );
         // ecs-logging's dotted names give the host and program, and stay.
         let e = parse_event(
             json!({"host.name": "petclinic-01", "service.name": "petclinic", "message": "m"}),

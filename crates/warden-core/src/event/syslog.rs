@@ -87,29 +87,33 @@ pub enum SyslogError {
     ConflictingTokens,
     #[error("the syslog message's `warden@32473` element has no `token` parameter")]
     MissingToken,
-    #[error(
-        "the syslog message holds a Warden key or token, or a `[warden@32473` element, that does \
-         not route it (a routing element is `[warden@32473 token=\"…\"]` in RFC 5424 structured \
-         data); it is dropped rather than stored in the listener's organization"
-    )]
-    Unroutable,
     #[error("{path}: {message}")]
     Fields { path: String, message: String },
 }
 
 /// One parsed message: the event, and the ingest API key it carried in
-/// `[warden@32473 token="…"]`, if any. `Debug` does not show the token.
+/// `[warden@32473 token="…"]`, if any. `Debug` shows no credential.
 #[derive(Clone, PartialEq)]
 pub struct SyslogMessage {
     pub event: Event,
     pub token: Option<String>,
+    /// Warden keys and tokens the message held without being routed by
+    /// them (in a misquoted element, a mistyped id, the text), already
+    /// taken out of the event: the listener checks them, since one that is
+    /// valid for another organization means the message was meant for it.
+    /// At most [`MAX_UNROUTED_CREDENTIALS`].
+    pub unrouted_credentials: Vec<String>,
 }
+
+/// Most credentials of one message checked: the first ones.
+pub const MAX_UNROUTED_CREDENTIALS: usize = 4;
 
 impl fmt::Debug for SyslogMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyslogMessage")
             .field("event", &self.event)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("unrouted_credentials", &self.unrouted_credentials.len())
             .finish()
     }
 }
@@ -218,15 +222,17 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
         path: format!("fields.{path}"),
         message,
     })?;
-    // A credential, or an element opened with the routing id, that did not
-    // route the message was meant to route it somewhere: a misquoted
-    // element (`token='…'`, `token=…`), a mistyped id, RFC 3164 (which
-    // has no structured data). Stored in the listener's organization, one
-    // tenant's logs would land in another's; the message is dropped.
+    // A credential that did not route the message may have been meant to
+    // route it somewhere (a misquoted element, `token='…'`, a mistyped id,
+    // RFC 3164, which has no structured data), or be text an attacker
+    // chose (`Invalid user wdn_live_x`): the listener checks each, and
+    // drops the message only for one valid in another organization.
     let credential = holds_warden_credential(text);
-    if token.is_none() && (credential || opens_warden_element(text)) {
-        return Err(SyslogError::Unroutable);
-    }
+    let unrouted_credentials = if token.is_none() && credential {
+        credentials_in(text)
+    } else {
+        Vec::new()
+    };
     // The element was recognized and removed above; if its id is still
     // somewhere in the event, it was malformed (or is only text that
     // mentions it) and may hold a key's secret: the secret is taken out
@@ -234,7 +240,34 @@ pub fn parse(bytes: &[u8], id: String, received_at: Millis) -> Result<SyslogMess
     if credential || mentions_warden_id(text) || text.contains(JWT_START) {
         scrub_event(&mut event);
     }
-    Ok(SyslogMessage { event, token })
+    Ok(SyslogMessage {
+        event,
+        token,
+        unrouted_credentials,
+    })
+}
+
+/// The Warden keys (from their prefix, as far as a key's characters go)
+/// and Warden tokens in `text`, the first [`MAX_UNROUTED_CREDENTIALS`].
+fn credentials_in(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() && found.len() < MAX_UNROUTED_CREDENTIALS {
+        let len = if KEY_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(rest.len())
+        } else {
+            warden_token_len(rest).unwrap_or(0)
+        };
+        if len > 0 {
+            found.push(rest[..len].to_string());
+            rest = &rest[len..];
+        } else {
+            let c = rest.chars().next().unwrap_or_default();
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    found
 }
 
 /// How Warden's API keys begin: a word shaped like one is a credential
@@ -398,15 +431,6 @@ fn token_assignment(text: &str) -> Option<usize> {
     let rest = rest.strip_prefix(['>', '=']).unwrap_or(rest);
     let value = rest.trim_start_matches([' ', '\t']);
     (!value.is_empty()).then_some(text.len() - value.len())
-}
-
-/// Whether `text` opens an element with the routing id (`[warden@32473`,
-/// in any case).
-fn opens_warden_element(text: &str) -> bool {
-    text.match_indices('[').any(|(at, _)| {
-        text.get(at + 1..at + 1 + WARDEN_SD_ID.len())
-            .is_some_and(|id| id.eq_ignore_ascii_case(WARDEN_SD_ID))
-    })
 }
 
 /// Whether `text` holds a word shaped like a Warden key, or a Warden token.
@@ -871,14 +895,18 @@ mod tests {
             b64(r#"{"typ":"JWT","alg":"EdDSA"}"#),
             b64(r#"{"iss":"warden","sub":"key_1","org":"org_2"}"#)
         );
-        // One that does not route its message drops it: it was meant for
-        // some organization, perhaps not the listener's.
+        // One that does not route its message is taken out of it and
+        // handed to the listener, which checks whose it is.
         for line in [
             format!(r#"<13>1 - h app - - [warden@32474 token="{token}"] typo"#),
             format!("<13>1 - h app - - - bearer {token} in text"),
             format!("<13>Nov 24 10:00:00 host1 app: Authorization: Bearer {token}"),
         ] {
-            assert_eq!(err(line.as_bytes()), SyslogError::Unroutable, "{line}");
+            let m = ok(&line);
+            assert_eq!(m.unrouted_credentials, vec![token.clone()], "{line}");
+            let json = serde_json::to_string(&m.event).unwrap();
+            assert!(!json.contains(&token[40..]), "{line}: {json}");
+            assert!(!format!("{m:?}").contains(&token[40..]));
         }
         // A routed message keeps none in its text or other elements.
         for line in [
@@ -1176,8 +1204,10 @@ mod tests {
             SyslogError::ConflictingTokens
         );
         // Not recognized as structured data (misquoted, in RFC 3164, out
-        // of place), an element or a key that routes nothing drops the
-        // message: it was meant for some organization, perhaps another.
+        // of place), an element or a key that routes nothing keeps the
+        // message with every credential and token value taken out; the
+        // keys are handed to the listener, which drops the message only
+        // for a key valid in another organization.
         for line in [
             r#"<13>Nov 24 10:00:00 host1 root: hi [warden@32473 token=wdn_abc]"#,
             r#"<13>1 2026-11-24T10:00:00Z host1 app - - [a b="c"] [warden@32473 token="wdn_abc"] hi"#,
@@ -1195,10 +1225,36 @@ mod tests {
             r#"<13>1 - h app - - [warden@32473 token=wdn_live_Unquoted6] m"#,
             r#"<13>1 - h app - - [warden@32473 token='wdn_live_Single7'] m"#,
             r#"<13>Nov 24 10:00:00 h1 app: [warden@32473 token="wdn_live_Rfc3164"] m"#,
-            r#"<13>1 - h app - - [WARDEN@32473 token=unquoted] m"#,
         ] {
-            assert_eq!(err(line.as_bytes()), SyslogError::Unroutable, "{line}");
+            let m = ok(line);
+            assert!(m.token.is_none(), "{line}");
+            let key_shaped = line.contains("wdn_live_") || line.contains("wdn_test_");
+            assert_eq!(!m.unrouted_credentials.is_empty(), key_shaped, "{line}");
+            assert!(
+                m.unrouted_credentials.iter().all(|c| c.starts_with("wdn_")),
+                "{line}"
+            );
+            let json = m.event.to_json();
+            assert!(!json.contains("wdn_"), "{line}: {json}");
+            assert!(json.contains("[REDACTED]"), "{line}: {json}");
         }
+        // Text an attacker chose keeps the message, the key-shaped word
+        // taken out: `Invalid user wdn_live_x` is not a way to go unseen.
+        let m =
+            ok("<38>Nov 24 10:00:00 host1 sshd[1]: Invalid user wdn_live_abc from 198.51.100.7");
+        assert_eq!(m.event.message, "Invalid user [REDACTED] from 198.51.100.7");
+        assert_eq!(m.unrouted_credentials, vec!["wdn_live_abc".to_string()]);
+        let m = ok("<13>1 - h app - - - mywdn_test_file.txt");
+        assert_eq!(m.unrouted_credentials, vec!["wdn_test_file".to_string()]);
+        // An element with no credential in it keeps its message, its
+        // token's value taken out.
+        let m = ok(r#"<13>1 - h app - - [WARDEN@32473 token=unquoted] m"#);
+        assert!(m.unrouted_credentials.is_empty());
+        assert!(
+            !m.event.to_json().contains("unquoted"),
+            "{}",
+            m.event.to_json()
+        );
         // A routed message keeps no other key, wherever it is.
         for line in [
             r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"] hi wdn_live_Secret1"#,
@@ -1254,11 +1310,11 @@ mod tests {
             SyslogError::MissingToken
         ));
         assert!(!m.event.fields.contains_key("sd"));
-        // A broken element that syslog_loose drops drops the message.
-        assert_eq!(
-            err(br#"<13>1 - host1 app - - [warden@32473 token=abc] hi"#),
-            SyslogError::Unroutable
-        );
+        // A broken element that syslog_loose drops keeps the message, its
+        // token's value taken out.
+        let m = ok(r#"<13>1 - host1 app - - [warden@32473 token=abc] hi"#);
+        assert!(m.token.is_none() && m.unrouted_credentials.is_empty());
+        assert!(!m.event.to_json().contains("abc"), "{}", m.event.to_json());
     }
 
     #[test]

@@ -336,10 +336,31 @@ async fn route(
             }
             principal.tenant()
         }
-        None => routing
-            .default_tenant
-            .clone()
-            .ok_or_else(|| unrouted("no --syslog-org and no ingest key in the message"))?,
+        None => {
+            let tenant = routing
+                .default_tenant
+                .clone()
+                .ok_or_else(|| unrouted("no --syslog-org and no ingest key in the message"))?;
+            // A key or token the message held without being routed by it
+            // (already taken out of the event): one valid in another
+            // tenant says the message was meant for that tenant, and it
+            // is not stored in the listener's; anything else (the
+            // listener's own, a revoked one, text an attacker chose) keeps
+            // the message.
+            for credential in &message.unrouted_credentials {
+                if let Ok(principal) = routing.state.keys.principal(credential).await {
+                    if principal.tenant() != tenant {
+                        tracing::warn!(
+                            peer = %received.peer,
+                            key_id = %principal.key_id,
+                            "a syslog message held another tenant's Warden key or token outside its routing element; dropped rather than stored in the listener's organization"
+                        );
+                        return Err(unrouted("the message holds another tenant's credential"));
+                    }
+                }
+            }
+            tenant
+        }
     };
     Ok((tenant, event))
 }

@@ -8,8 +8,9 @@
 //! the last byte: a connection that sends a byte now and then without
 //! ever finishing a message must not hold its slot either.
 //!
-//! At shutdown each connection takes what its socket already holds (up to
-//! 16 MiB), passes on the messages complete in it and closes; a message
+//! At shutdown each connection takes what its socket already holds and
+//! what arrives until it is quiet (up to 16 MiB, for at most half a
+//! second), passes on the messages complete in it and closes; a message
 //! not read whole by then is counted `lost`.
 
 use std::collections::HashMap;
@@ -36,6 +37,12 @@ const DRAINED: usize = 16 << 20;
 /// How long a shutdown's drain waits for more of what a sender wrote
 /// before it calls the socket drained.
 const QUIET: Duration = Duration::from_millis(100);
+/// Longest a shutdown's drain reads one connection: a sender that never
+/// pauses for [`QUIET`] would otherwise be read for the whole shutdown,
+/// whose storing then runs out of time and loses what was read. What it
+/// sends past this is left unread, and the close tells it so (a reset),
+/// so a forwarder with a queue sends it again to the next server.
+const DRAIN_FOR: Duration = Duration::from_millis(500);
 /// A connection that completed no message for this long gives its slot to
 /// a new one when all are taken (a sender that reconnects loses nothing).
 pub const EVICTABLE_AFTER: Duration = Duration::from_secs(5);
@@ -210,11 +217,12 @@ impl Reader<'_> {
 
     /// Reads what the socket holds and what is still arriving, until
     /// nothing comes for [`QUIET`], and passes on its complete messages:
-    /// at most [`DRAINED`] bytes, so that a sender that keeps writing
-    /// cannot hold the shutdown (whose syslog drain is bounded besides).
+    /// at most [`DRAINED`] bytes for at most [`DRAIN_FOR`], so that a
+    /// sender that keeps writing cannot hold the shutdown.
     async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
         let mut drained = 0;
-        while drained < DRAINED {
+        let until = tokio::time::Instant::now() + DRAIN_FOR;
+        while drained < DRAINED && tokio::time::Instant::now() < until {
             match stream.try_read(buf) {
                 Ok(0) => return End::Closed,
                 Ok(n) => {
@@ -229,7 +237,9 @@ impl Reader<'_> {
                     // side of the connection (held back while this side's
                     // buffer was full): the socket is drained once nothing
                     // more comes for a moment.
-                    match tokio::time::timeout(QUIET, stream.readable()).await {
+                    let wait =
+                        QUIET.min(until.saturating_duration_since(tokio::time::Instant::now()));
+                    match tokio::time::timeout(wait, stream.readable()).await {
                         Ok(Ok(())) => continue,
                         _ => return End::Stopping,
                     }
