@@ -1452,6 +1452,9 @@ fn pieces_aliases_joined_gzip_numbers_and_long_syslog_lines(backend: &Backend) {
     conn.write_all(long.as_bytes()).unwrap();
     conn.write_all(b"<14>1 - h app - - - after-the-long-line\n")
         .unwrap();
+    drop(conn);
+    // A counted frame cut short by its connection's end is counted.
+    let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
     conn.write_all(b"200 <14>1 - h app - - - cut short")
         .unwrap();
     drop(conn);
