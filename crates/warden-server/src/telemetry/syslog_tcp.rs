@@ -9,9 +9,10 @@
 //! ever finishing a message must not hold its slot either.
 //!
 //! At shutdown each connection takes what its socket already holds and
-//! what arrives until it is quiet (up to 16 MiB, for at most half a
-//! second), passes on the messages complete in it and closes; a message
-//! not read whole by then is counted `lost`.
+//! what arrives until it is quiet (up to 16 MiB, and waiting at most half
+//! a second in all for a sender that keeps writing), passes on the
+//! messages complete in it and closes; a message not read whole by then
+//! is counted `lost`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,11 +38,11 @@ const DRAINED: usize = 16 << 20;
 /// How long a shutdown's drain waits for more of what a sender wrote
 /// before it calls the socket drained.
 const QUIET: Duration = Duration::from_millis(100);
-/// Longest a shutdown's drain reads one connection: a sender that never
-/// pauses for [`QUIET`] would otherwise be read for the whole shutdown,
-/// whose storing then runs out of time and loses what was read. What it
-/// sends past this is left unread, and the close tells it so (a reset),
-/// so a forwarder with a queue sends it again to the next server.
+/// Longest a shutdown's drain waits, in all, for one connection's sender
+/// to write more: a sender that never pauses for [`QUIET`] would otherwise
+/// be read for the whole shutdown, whose storing then runs out of time and
+/// loses what was read. What it sends past this is left unread, and the
+/// close tells it so (a reset).
 const DRAIN_FOR: Duration = Duration::from_millis(500);
 /// A connection that completed no message for this long gives its slot to
 /// a new one when all are taken (a sender that reconnects loses nothing).
@@ -221,8 +222,12 @@ impl Reader<'_> {
     /// sender that keeps writing cannot hold the shutdown.
     async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
         let mut drained = 0;
-        let until = tokio::time::Instant::now() + DRAIN_FOR;
-        while drained < DRAINED && tokio::time::Instant::now() < until {
+        // Time spent waiting for the sender to write more: what its socket
+        // held at the stop is read however long storing it takes (the
+        // queue holds the reader back), what it goes on sending is waited
+        // for only so long.
+        let mut waited = Duration::ZERO;
+        while drained < DRAINED && waited < DRAIN_FOR {
             match stream.try_read(buf) {
                 Ok(0) => return End::Closed,
                 Ok(n) => {
@@ -237,9 +242,11 @@ impl Reader<'_> {
                     // side of the connection (held back while this side's
                     // buffer was full): the socket is drained once nothing
                     // more comes for a moment.
-                    let wait =
-                        QUIET.min(until.saturating_duration_since(tokio::time::Instant::now()));
-                    match tokio::time::timeout(wait, stream.readable()).await {
+                    let since = tokio::time::Instant::now();
+                    let wait = QUIET.min(DRAIN_FOR.saturating_sub(waited));
+                    let readable = tokio::time::timeout(wait, stream.readable()).await;
+                    waited += since.elapsed();
+                    match readable {
                         Ok(Ok(())) => continue,
                         _ => return End::Stopping,
                     }
