@@ -411,10 +411,10 @@ impl<'a> Translator<'a> {
                 )),
             ));
         }
-        Ok(match clauses.len() {
-            1 => clauses.pop().map(|(_, q)| q).expect("one clause"),
-            _ => Box::new(BooleanQuery::new(clauses)),
-        })
+        if clauses.len() == 1 {
+            return Ok(clauses.remove(0).1);
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
     /// Counts a block or span of addresses, which reads every value of

@@ -77,7 +77,8 @@ impl RedisBuckets {
     }
 
     /// Refuses a setting Redis itself turns down (a wrong password, a
-    /// database it does not have): unlike an outage, it never mends, and
+    /// database it does not have, a user not allowed to run the rate-limit
+    /// script): unlike an outage, it never mends, and
     /// every replica would serve on local limits for good. A Redis that
     /// cannot be reached is left to the connector (the documented
     /// fallback).
@@ -88,8 +89,8 @@ impl RedisBuckets {
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
             Ok(Err(err)) if refuses_settings(&err) => Err(format!(
-                "--redis-url: Redis at {} refused this setting: {err} (check the password and \
-                 the database number)",
+                "--redis-url: Redis at {} refused this setting: {err} (check the password, \
+                 the database number and the user's permissions to run scripts)",
                 self.0.address
             )),
             _ => Ok(()),
