@@ -293,9 +293,16 @@ impl CelCondition {
 /// such characters in literals. Only for conditions being written: a
 /// stored one keeps loading.
 fn refuse_hidden_characters(source: &str) -> Result<(), ConditionCompileError> {
-    for (line, text) in source.split('\n').enumerate() {
-        let unfit =
-            |c: char| (c.is_control() && !matches!(c, '\t' | '\r')) || crate::pattern::invisible(c);
+    let lines: Vec<&str> = source.split('\n').collect();
+    for (line, text) in lines.iter().enumerate() {
+        // A carriage return only as the `\r` of a `\r\n`: alone, a terminal
+        // goes back over what came before it (`true //\rargs.a > 5` shows
+        // as `args.a > 5` and runs as `true`).
+        let text = match text.strip_suffix('\r') {
+            Some(before) if line + 1 < lines.len() => before,
+            _ => text,
+        };
+        let unfit = |c: char| (c.is_control() && c != '\t') || crate::pattern::unseen(c);
         if let Some((column, c)) = text.chars().enumerate().find(|(_, c)| unfit(*c)) {
             return Err(ConditionCompileError {
                 message: format!(
@@ -1874,6 +1881,8 @@ mod tests {
             ("args.user == 'admin\u{202e}' && true", 1, 20),
             ("args.a == 1 &&\n args.b == 'x\u{200b}y'", 2, 14),
             ("args.a == '\u{1b}[2J'", 1, 12),
+            ("true //\rargs.a > 5", 1, 8),
+            ("args.a == '\u{2800}'", 1, 12),
         ] {
             let e = CelCondition::compile(source).unwrap_err();
             assert_eq!(

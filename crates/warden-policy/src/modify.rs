@@ -62,7 +62,7 @@ impl ArgPath {
             }
             // A key with an invisible character is another key than the
             // one it looks like: a redaction of it would redact nothing.
-            let unfit = |c: char| c.is_control() || crate::pattern::invisible(c);
+            let unfit = |c: char| c.is_control() || crate::pattern::unseen(c);
             if let Some((i, c)) = segment.chars().enumerate().find(|(_, c)| unfit(*c)) {
                 return Err(PathError {
                     message: format!(

@@ -59,7 +59,7 @@ impl ToolPattern {
                     ),
                 });
             }
-            if invisible(c) {
+            if unseen(c) {
                 return Err(PatternError {
                     position,
                     message: format!(
@@ -176,6 +176,16 @@ pub fn invisible(c: char) -> bool {
         | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
         | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
         | 0xE0000..=0xE0FFF)
+}
+
+/// A character that shows as nothing, or as something else, where text is
+/// read: [`invisible`] ones, blanks that are not spaces (braille's, the
+/// interlinear annotation marks, the object replacement character) and
+/// noncharacters. Text with one looks like text without it.
+pub fn unseen(c: char) -> bool {
+    invisible(c)
+        || matches!(c as u32, 0x2800 | 0xFFF9..=0xFFFC | 0xFDD0..=0xFDEF | 0x13430..=0x1343F)
+        || (c as u32) & 0xFFFE == 0xFFFE
 }
 
 #[cfg(test)]

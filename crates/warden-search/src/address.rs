@@ -132,7 +132,16 @@ pub fn spellings(text: &str) -> Vec<String> {
         let short = a.to_string();
         let full: Vec<String> = a.segments().iter().map(|s| format!("{s:04x}")).collect();
         let bare: Vec<String> = a.segments().iter().map(|s| format!("{s:x}")).collect();
-        for form in [short, full.join(":"), bare.join(":")] {
+        let mut forms = vec![short, full.join(":"), bare.join(":")];
+        // An IPv4 address written as IPv6, its tail in hex or the head
+        // written out (`::ffff:a00:eb`, `0:0:0:0:0:ffff:10.0.0.235`).
+        if let Some(v4) = v4 {
+            let [.., high, low] = a.segments();
+            forms.push(format!("::ffff:{high:x}:{low:x}"));
+            forms.push(format!("0:0:0:0:0:ffff:{v4}"));
+            forms.push(format!("0000:0000:0000:0000:0000:ffff:{v4}"));
+        }
+        for form in forms {
             out.push(form.to_uppercase());
             out.push(form);
         }
@@ -301,6 +310,20 @@ mod tests {
         assert!(v4.contains(&"::ffff:10.138.194.242".to_string()), "{v4:?}");
         assert!(v4.contains(&"::FFFF:10.138.194.242".to_string()), "{v4:?}");
         assert!(spellings("::ffff:10.1.2.3").contains(&"10.1.2.3".to_string()));
+        for form in [
+            "::ffff:a00:eb",
+            "::FFFF:A00:EB",
+            "0:0:0:0:0:ffff:10.0.0.235",
+        ] {
+            assert!(
+                spellings("10.0.0.235").contains(&form.to_string()),
+                "{form}"
+            );
+            assert!(
+                spellings(form).contains(&"10.0.0.235".to_string()),
+                "{form}"
+            );
+        }
         let v6 = spellings("2001:DB8::3FD9");
         for form in [
             "2001:db8::3fd9",

@@ -933,6 +933,22 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
     assert!(attempts[1].contains("someone-new"), "{}", attempts[1]);
     assert!(attempts[2].contains("[REDACTED]"), "{}", attempts[2]);
     assert!(!log.contains(&t.live_key[9..]));
+    // A user or session that only looks like another is refused, as the
+    // person approving a hold reads them.
+    for (field, value) in [
+        ("user_id", "alice\u{202e}eci"),
+        ("session_id", "s\u{200b}1"),
+    ] {
+        let mut call = json!({"agent_id": "billing-bot", "tool_name": "mail.send"});
+        call[field] = json!(value);
+        let r = sdk.post("/api/v1/enforce", &call);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+    }
     // No policies, no approvals.
     sdk.get("/api/v1/policies").error(403, "forbidden");
     sdk.post("/api/v1/policies/test", &json!({"tool_name": "x"}))

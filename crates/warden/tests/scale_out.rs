@@ -239,6 +239,10 @@ fn redis_refusing_the_setting_stops_the_start() {
     cli(&[
         "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-eval", "-evalsha",
     ]);
+    // One that may run the script but not the writes it makes.
+    cli(&[
+        "ACL", "SETUSER", "nowrite", "on", ">pw", "~*", "+@all", "-@write",
+    ]);
     for (url, shown) in [
         (
             format!("redis://127.0.0.1:{port}/99"),
@@ -251,6 +255,10 @@ fn redis_refusing_the_setting_stops_the_start() {
         (
             format!("redis://noeval:pw@127.0.0.1:{port}/3"),
             format!("127.0.0.1:{port}/3"),
+        ),
+        (
+            format!("redis://nowrite:pw@127.0.0.1:{port}/4"),
+            format!("127.0.0.1:{port}/4"),
         ),
     ] {
         let out = Command::new(common::BIN)
@@ -304,6 +312,25 @@ fn redis_refusing_the_setting_stops_the_start() {
     let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
     assert!(log.contains("Redis refused Warden's setting"), "{log}");
     assert!(!log.contains("now-needed"), "{log}");
+    // Put right, it is used again, on a new connection.
+    cli(&[
+        "-a",
+        "now-needed",
+        "--no-auth-warning",
+        "CONFIG",
+        "SET",
+        "requirepass",
+        "",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = w.anonymous().get("/readyz");
+        if ready.body["checks"]["redis"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {}", ready.text);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -575,9 +575,7 @@ pub(crate) fn unfit_in_keyword(c: char) -> bool {
 /// spaces (braille's, interlinear annotation marks) and noncharacters.
 /// Text with one looks like text without it.
 pub fn unseen(c: char) -> bool {
-    warden_policy::pattern::invisible(c)
-        || matches!(c as u32, 0x2800 | 0xFFF9..=0xFFFC | 0xFDD0..=0xFDEF | 0x13430..=0x1343F)
-        || (c as u32) & 0xFFFE == 0xFFFE
+    warden_policy::pattern::unseen(c)
 }
 
 /// The first character of free text (a comment, a query) that is

@@ -253,13 +253,11 @@ fn credentials_in(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut rest = text;
     while !rest.is_empty() && found.len() < MAX_UNROUTED_CREDENTIALS {
-        let len = if KEY_PREFIXES.iter().any(|p| rest.starts_with(p)) {
-            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                .unwrap_or(rest.len())
-        } else {
-            warden_token_len(rest).unwrap_or(0)
-        };
-        if len > 0 {
+        if let Some(key) = key_at(rest) {
+            // As the key ring reads it: the prefix as Warden writes it.
+            found.push(format!("{}{}", key.prefix, &rest[key.body..key.end]));
+            rest = &rest[key.end..];
+        } else if let Some(len) = warden_token_len(rest) {
             found.push(rest[..len].to_string());
             rest = &rest[len..];
         } else {
@@ -274,6 +272,46 @@ fn credentials_in(text: &str) -> Vec<String> {
 /// sent to the wrong place (a mistyped element id, the message text), and
 /// is never stored, wherever it is in a message.
 pub const KEY_PREFIXES: [&str; 2] = ["wdn_live_", "wdn_test_"];
+
+/// A key at the start of some text, as [`key_at`] finds it.
+struct KeyAt {
+    prefix: &'static str,
+    /// Where the part after the prefix starts, and where the key ends.
+    body: usize,
+    end: usize,
+}
+
+/// The key `text` starts with, if it does. The prefix is read in any case
+/// and with its underscores percent-encoded (`WDN_LIVE_`, `wdn%5Flive%5F`),
+/// as a log that upper-cases or URL-encodes what it records writes it.
+fn key_at(text: &str) -> Option<KeyAt> {
+    let bytes = text.as_bytes();
+    KEY_PREFIXES.iter().find_map(|prefix| {
+        let mut at = 0;
+        for want in prefix.bytes() {
+            let encoded = || {
+                want == b'_'
+                    && bytes.get(at) == Some(&b'%')
+                    && bytes
+                        .get(at + 1..at + 3)
+                        .is_some_and(|hex| hex.eq_ignore_ascii_case(b"5f"))
+            };
+            match bytes.get(at) {
+                Some(b) if b.eq_ignore_ascii_case(&want) => at += 1,
+                Some(_) if encoded() => at += 3,
+                _ => return None,
+            }
+        }
+        let body_len = text[at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(text.len() - at);
+        Some(KeyAt {
+            prefix,
+            body: at,
+            end: at + body_len,
+        })
+    })
+}
 
 /// What replaces a secret taken out of a message.
 const SCRUBBED: &str = "[REDACTED]";
@@ -318,7 +356,15 @@ pub fn scrub_secrets(text: &str) -> String {
         if let Some(value_at) = token_assignment(rest) {
             out.push_str(&rest[..value_at]);
             let value = &rest[value_at..];
+            // A value quoted inside a string that escapes its quotes
+            // (`token=\"s3cret\"`, JSON written into a message) ends at
+            // its closing escaped quote.
+            let escaped = ["\\\"", "\\'"]
+                .iter()
+                .find(|q| value.starts_with(**q))
+                .and_then(|q| value[2..].find(*q).map(|end| end + 4));
             let len = match value.strip_prefix(['"', '\'']) {
+                _ if escaped.is_some() => escaped.unwrap_or_default(),
                 // Up to the closing quote, past escaped ones (`\"`).
                 Some(quoted) => {
                     let quote = value.as_bytes()[0];
@@ -350,12 +396,9 @@ pub fn scrub_secrets(text: &str) -> String {
             rest = &rest[len..];
             continue;
         }
-        if KEY_PREFIXES.iter().any(|p| rest.starts_with(p)) {
-            let len = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                .unwrap_or(rest.len());
+        if let Some(key) = key_at(rest) {
             out.push_str(SCRUBBED);
-            rest = &rest[len..];
+            rest = &rest[key.end..];
             continue;
         }
         let c = rest.chars().next().unwrap_or_default();
@@ -435,7 +478,7 @@ fn token_assignment(text: &str) -> Option<usize> {
 
 /// Whether `text` holds a word shaped like a Warden key, or a Warden token.
 fn holds_warden_credential(text: &str) -> bool {
-    KEY_PREFIXES.iter().any(|p| text.contains(p))
+    (0..text.len()).any(|at| text.is_char_boundary(at) && key_at(&text[at..]).is_some())
         || text
             .match_indices(JWT_START)
             .any(|(at, _)| warden_token_len(&text[at..]).is_some())
@@ -1246,6 +1289,16 @@ mod tests {
         assert_eq!(m.unrouted_credentials, vec!["wdn_live_abc".to_string()]);
         let m = ok("<13>1 - h app - - - mywdn_test_file.txt");
         assert_eq!(m.unrouted_credentials, vec!["wdn_test_file".to_string()]);
+        // Upper-cased or URL-encoded, a key is still one: taken out, and
+        // checked as the key it stands for.
+        let m = ok("<13>1 - h app - - - user=WDN_LIVE_Body1 q=wdn%5flive%5FBody2&x=1");
+        assert_eq!(m.event.message, "user=[REDACTED] q=[REDACTED]&x=1");
+        assert_eq!(
+            m.unrouted_credentials,
+            vec!["wdn_live_Body1".to_string(), "wdn_live_Body2".to_string()]
+        );
+        let m = ok(r#"<13>1 - h app - - - warden@32473 token=\"s3cret\" next"#);
+        assert_eq!(m.event.message, "warden@32473 token=[REDACTED] next");
         // An element with no credential in it keeps its message, its
         // token's value taken out.
         let m = ok(r#"<13>1 - h app - - [WARDEN@32473 token=unquoted] m"#);

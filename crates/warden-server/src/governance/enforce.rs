@@ -116,11 +116,15 @@ impl CallRequest {
         for (i, tool) in self.session_tools.iter().flatten().enumerate() {
             check_tool_name(tool, &format!("session_tool_calls[{i}]"))?;
         }
+        // Shown to the person approving a hold and used as audit filters:
+        // a session or user that only looks like another is refused.
         if let Some(s) = &self.session_id {
             check_text(s, "session_id", 200)?;
+            warden_core::agent::visible(s, "session_id")?;
         }
         if let Some(u) = &self.user_id {
             check_text(u, "user_id", 200)?;
+            warden_core::agent::visible(u, "user_id")?;
         }
         for (field, v) in [("tool_args", &self.args), ("context", &self.context)] {
             if let Some(v) = v {

@@ -288,35 +288,91 @@ pub(crate) fn without_credentials(text: String) -> String {
     scrub_secrets(&out)
 }
 
-/// A URL's password (`postgres://user:secret@host/db`), pasted where a
-/// name was asked for, taken out; the user and host stay.
+/// A URL's credentials (`postgres://user:secret@host/db`, a token as the
+/// user: `https://TOKEN@host`), pasted where a name was asked for, taken
+/// out (the password, or a user alone), and the value of a password
+/// written as a parameter (`?password=…`, `PGPASSWORD=…`, `host=h
+/// password=…`); the rest stays.
 fn without_url_passwords(text: String) -> String {
-    if !text.contains("://") {
+    let text = without_password_values(text);
+    if !text.contains("//") {
         return text;
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
-    while let Some(at) = rest.find("://") {
-        let (before, after) = rest.split_at(at + 3);
+    while let Some(at) = rest.find("//") {
+        let (before, after) = rest.split_at(at + 2);
         out.push_str(before);
-        let authority_end = after
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
-            .unwrap_or(after.len());
-        let authority = &after[..authority_end];
-        match authority.rfind('@').and_then(|end| {
-            let user_info = &authority[..end];
-            user_info.find(':').map(|colon| (colon, end))
-        }) {
-            Some((colon, end)) => {
-                out.push_str(&authority[..=colon]);
+        // The user part runs to the last `@` of the word: a password may
+        // hold `/` or `@` itself.
+        let word_end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let word = &after[..word_end];
+        match word.rfind('@') {
+            Some(end) if end > 0 => {
+                let user_info = &word[..end];
+                if let Some(colon) = user_info.find(':') {
+                    out.push_str(&user_info[..=colon]);
+                }
                 out.push_str("[REDACTED]");
-                out.push_str(&authority[end..]);
+                rest = &after[end..];
             }
-            None => out.push_str(authority),
+            _ => {
+                out.push_str(word);
+                rest = &after[word_end..];
+            }
         }
-        rest = &after[authority_end..];
     }
     out.push_str(rest);
+    out
+}
+
+/// Names whose value is a secret wherever they are assigned.
+const SECRET_NAMES: [&str; 5] = ["password", "passwd", "pwd", "secret", "api_key"];
+
+/// The values of `password=…`, `PGPASSWORD=…`, `sslpassword: …` and their
+/// kind, up to the end of the value (a space, `&`, `;`, `,` or a quote).
+fn without_password_values(text: String) -> String {
+    let lower = text.to_ascii_lowercase();
+    if !SECRET_NAMES.iter().any(|name| lower.contains(name)) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        let named = SECRET_NAMES
+            .iter()
+            .find(|name| lower[at..].starts_with(**name))
+            .map(|name| at + name.len());
+        let value_at = named.and_then(|end| {
+            let after = &text[end..];
+            let spaced = after.len() - after.trim_start().len();
+            let sign = after.trim_start().chars().next()?;
+            matches!(sign, '=' | ':').then(|| {
+                let rest = &after[spaced + 1..];
+                end + spaced + 1 + (rest.len() - rest.trim_start().len())
+            })
+        });
+        match value_at {
+            Some(value_at) => {
+                let value = &text[value_at..];
+                let len = value
+                    .find(|c: char| {
+                        c.is_whitespace() || matches!(c, '&' | ';' | ',' | '"' | '\'' | '`' | ')')
+                    })
+                    .unwrap_or(value.len());
+                out.push_str(&text[at..value_at]);
+                if len > 0 {
+                    out.push_str("[REDACTED]");
+                }
+                at = value_at + len;
+            }
+            None => {
+                let c = text[at..].chars().next().unwrap_or_default();
+                out.push(c);
+                at += c.len_utf8();
+            }
+        }
+    }
     out
 }
 
@@ -426,8 +482,27 @@ mod tests {
                 "redis://:pw@cache:6379/2 and https://a:b:c@x.io?q",
                 "redis://:[REDACTED]@cache:6379/2 and https://a:[REDACTED]@x.io?q",
             ),
-            ("https://user@host/path", "https://user@host/path"),
-            ("ftp://host:21/a@b", "ftp://host:21/a@b"),
+            (
+                "https://TOKEN@github.com/x",
+                "https://[REDACTED]@github.com/x",
+            ),
+            ("postgres://u:S3C/RET@h/db", "postgres://u:[REDACTED]@h/db"),
+            ("//u:S3CRET@h/db", "//u:[REDACTED]@h/db"),
+            (
+                "postgres://u@h/db?password=S3CRET&x=1",
+                "postgres://[REDACTED]@h/db?password=[REDACTED]&x=1",
+            ),
+            (
+                "jdbc:postgresql://h/db?user=u&password=S3CRET",
+                "jdbc:postgresql://h/db?user=u&password=[REDACTED]",
+            ),
+            (
+                "host=h user=u password=S3CRET port=5",
+                "host=h user=u password=[REDACTED] port=5",
+            ),
+            ("PGPASSWORD=S3CRET psql", "PGPASSWORD=[REDACTED] psql"),
+            ("`sslpassword: S3CRET`", "`sslpassword: [REDACTED]`"),
+            ("the passwords table", "the passwords table"),
             ("no url here", "no url here"),
         ] {
             assert_eq!(without_credentials(text.to_string()), shown, "{text}");

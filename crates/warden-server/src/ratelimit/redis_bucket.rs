@@ -97,33 +97,53 @@ impl RedisBuckets {
         }
     }
 
-    /// Keeps trying to connect until it succeeds; the connection manager
-    /// then reconnects by itself.
+    /// Keeps a connection: tries every second while there is none, at
+    /// start or after Redis refused Warden (the connection manager mends an
+    /// outage by itself, but keeps the refused credentials: a password
+    /// put right needs a new connection). A connection counts once the
+    /// rate-limit script runs on it.
     pub fn spawn_connector(&self) {
         let this = self.clone();
         tokio::spawn(async move {
+            let mut connected_once = false;
             loop {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Duration::from_millis(500))
-                    .set_response_timeout(CALL_TIMEOUT)
-                    .set_number_of_retries(1);
-                match ConnectionManager::new_with_config(this.0.client.clone(), config).await {
-                    Ok(manager) => {
-                        *this.0.manager.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
-                        this.0.up.store(true, Ordering::Relaxed);
-                        tracing::info!(redis = %this.0.address, "connected to Redis for shared rate limits");
-                        return;
-                    }
-                    Err(err) => {
-                        this.0.up.store(false, Ordering::Relaxed);
-                        if refuses_settings(&err) {
-                            tracing::error!(redis = %this.0.address, error = %err, "Redis refused Warden's setting (password or database); using local rate limits");
-                        } else {
-                            tracing::warn!(redis = %this.0.address, error = %err, "Redis unreachable; using local rate limits");
+                if this.manager().is_none() {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Duration::from_millis(500))
+                        .set_response_timeout(CALL_TIMEOUT)
+                        .set_number_of_retries(1);
+                    let attempt = async {
+                        let mut manager =
+                            ConnectionManager::new_with_config(this.0.client.clone(), config)
+                                .await?;
+                        this.probe(&mut manager).await.map(|()| manager)
+                    };
+                    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                        Ok(Ok(manager)) => {
+                            *this.0.manager.write().unwrap_or_else(|e| e.into_inner()) =
+                                Some(manager);
+                            if connected_once {
+                                this.mark_up();
+                            } else {
+                                connected_once = true;
+                                this.0.refused.store(false, Ordering::Relaxed);
+                                this.0.up.store(true, Ordering::Relaxed);
+                                tracing::info!(redis = %this.0.address, "connected to Redis for shared rate limits");
+                            }
                         }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Ok(Err(err)) if refuses_settings(&err) => this.mark_down(Some(&err)),
+                        failed => {
+                            this.0.up.store(false, Ordering::Relaxed);
+                            this.0.refused.store(false, Ordering::Relaxed);
+                            let error = match failed {
+                                Ok(Err(err)) => err.to_string(),
+                                _ => "no answer within 2 s".into(),
+                            };
+                            tracing::warn!(redis = %this.0.address, error, "Redis unreachable; using local rate limits");
+                        }
                     }
                 }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
     }
@@ -158,6 +178,9 @@ impl RedisBuckets {
                 if !self.0.refused.swap(true, Ordering::Relaxed) {
                     tracing::error!(redis = %self.0.address, error = %err, "Redis refused Warden's setting (password, database or permissions); falling back to local rate limits");
                 }
+                // A new connection, once the setting is put right: the
+                // connector makes it.
+                *self.0.manager.write().unwrap_or_else(|e| e.into_inner()) = None;
             }
             None => {
                 self.0.refused.store(false, Ordering::Relaxed);
@@ -263,7 +286,11 @@ impl RedisBuckets {
 /// database refused, a password it asks for and was not given, or a user
 /// not allowed to run the script or write Warden's keys.
 fn refuses_settings(err: &redis::RedisError) -> bool {
+    let said = err.to_string();
     err.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-        || err.to_string().contains("refused to switch database")
+        || said.contains("refused to switch database")
+        // An ACL that lets the script run but not the commands it runs.
+        || said.contains("can't run this command")
+        || said.contains("No permissions")
 }

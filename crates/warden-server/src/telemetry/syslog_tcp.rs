@@ -8,9 +8,9 @@
 //! the last byte: a connection that sends a byte now and then without
 //! ever finishing a message must not hold its slot either.
 //!
-//! At shutdown each connection takes what its socket already holds and
-//! what arrives until it is quiet (up to 16 MiB, and waiting at most half
-//! a second in all for a sender that keeps writing), passes on the
+//! At shutdown each connection takes what its socket held at the stop
+//! (however long storing it takes) and what arrives after until it is
+//! quiet, for at most half a second (up to 16 MiB in all), passes on the
 //! messages complete in it and closes; a message not read whole by then
 //! is counted `lost`.
 
@@ -38,11 +38,11 @@ const DRAINED: usize = 16 << 20;
 /// How long a shutdown's drain waits for more of what a sender wrote
 /// before it calls the socket drained.
 const QUIET: Duration = Duration::from_millis(100);
-/// Longest a shutdown's drain waits, in all, for one connection's sender
-/// to write more: a sender that never pauses for [`QUIET`] would otherwise
-/// be read for the whole shutdown, whose storing then runs out of time and
-/// loses what was read. What it sends past this is left unread, and the
-/// close tells it so (a reset).
+/// Longest a shutdown's drain reads one connection past what its socket
+/// held at the stop: a sender that never pauses for [`QUIET`] would
+/// otherwise be read for the whole shutdown, whose storing then runs out
+/// of time and loses what was read. What it sends past this is left
+/// unread, and the close tells it so (a reset).
 const DRAIN_FOR: Duration = Duration::from_millis(500);
 /// A connection that completed no message for this long gives its slot to
 /// a new one when all are taken (a sender that reconnects loses nothing).
@@ -156,6 +156,21 @@ pub(super) async fn serve_tcp(
     }
 }
 
+/// Bytes waiting in the socket's receive queue now (`FIONREAD`); 0 if the
+/// kernel does not say.
+fn queued_bytes(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, into `queued`, for a socket this
+    // stream owns and keeps open for the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    if rc == 0 {
+        usize::try_from(queued).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// One connection's messages, on their way to the storing task.
 struct Reader<'a> {
     peer: IpAddr,
@@ -221,13 +236,19 @@ impl Reader<'_> {
     /// at most [`DRAINED`] bytes for at most [`DRAIN_FOR`], so that a
     /// sender that keeps writing cannot hold the shutdown.
     async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
+        // What the socket held at the stop was acknowledged to the sender:
+        // it is read however long storing it takes (the queue holds the
+        // reader back). What comes after is read for only so long.
+        let held = queued_bytes(stream);
         let mut drained = 0;
-        // Time spent waiting for the sender to write more: what its socket
-        // held at the stop is read however long storing it takes (the
-        // queue holds the reader back), what it goes on sending is waited
-        // for only so long.
-        let mut waited = Duration::ZERO;
-        while drained < DRAINED && waited < DRAIN_FOR {
+        let mut past_held: Option<tokio::time::Instant> = None;
+        while drained < DRAINED {
+            if drained >= held {
+                let since = *past_held.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= DRAIN_FOR {
+                    return End::Stopping;
+                }
+            }
             match stream.try_read(buf) {
                 Ok(0) => return End::Closed,
                 Ok(n) => {
@@ -242,11 +263,9 @@ impl Reader<'_> {
                     // side of the connection (held back while this side's
                     // buffer was full): the socket is drained once nothing
                     // more comes for a moment.
-                    let since = tokio::time::Instant::now();
-                    let wait = QUIET.min(DRAIN_FOR.saturating_sub(waited));
-                    let readable = tokio::time::timeout(wait, stream.readable()).await;
-                    waited += since.elapsed();
-                    match readable {
+                    let left = past_held
+                        .map_or(DRAIN_FOR, |since| DRAIN_FOR.saturating_sub(since.elapsed()));
+                    match tokio::time::timeout(QUIET.min(left), stream.readable()).await {
                         Ok(Ok(())) => continue,
                         _ => return End::Stopping,
                     }
