@@ -10,9 +10,9 @@
 //!
 //! At shutdown each connection takes what its socket held at the stop
 //! (however long storing it takes) and what arrives after until it is
-//! quiet, for at most half a second (up to 16 MiB in all), passes on the
-//! messages complete in it and closes; a message not read whole by then
-//! is counted `lost`.
+//! quiet (at most 1 MiB more, waiting at most half a second in all),
+//! passes on the messages complete in it and closes; a message not read
+//! whole by then is counted `lost`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,12 +38,14 @@ const DRAINED: usize = 16 << 20;
 /// How long a shutdown's drain waits for more of what a sender wrote
 /// before it calls the socket drained.
 const QUIET: Duration = Duration::from_millis(100);
-/// Longest a shutdown's drain reads one connection past what its socket
-/// held at the stop: a sender that never pauses for [`QUIET`] would
+/// Longest a shutdown's drain waits, in all, for more of one connection's
+/// messages once its socket is empty, and most bytes it reads past what
+/// the socket held at the stop: a sender that never pauses would
 /// otherwise be read for the whole shutdown, whose storing then runs out
-/// of time and loses what was read. What it sends past this is left
+/// of time and loses what was read. What it sends past these is left
 /// unread, and the close tells it so (a reset).
 const DRAIN_FOR: Duration = Duration::from_millis(500);
+const PAST_HELD: usize = 1 << 20;
 /// A connection that completed no message for this long gives its slot to
 /// a new one when all are taken (a sender that reconnects loses nothing).
 pub const EVICTABLE_AFTER: Duration = Duration::from_secs(5);
@@ -233,22 +235,21 @@ impl Reader<'_> {
 
     /// Reads what the socket holds and what is still arriving, until
     /// nothing comes for [`QUIET`], and passes on its complete messages:
-    /// at most [`DRAINED`] bytes for at most [`DRAIN_FOR`], so that a
-    /// sender that keeps writing cannot hold the shutdown.
+    /// what it held at the stop, then at most [`PAST_HELD`] bytes more,
+    /// waiting at most [`DRAIN_FOR`] for them, so that a sender that keeps
+    /// writing cannot hold the shutdown.
     async fn drain(&self, stream: &mut TcpStream, framer: &mut Framer, buf: &mut [u8]) -> End {
         // What the socket held at the stop was acknowledged to the sender:
         // it is read however long storing it takes (the queue holds the
         // reader back). What comes after is read for only so long.
+        // What the sender wrote just before may still sit on its side of
+        // the connection (held back while this side's buffer was full):
+        // up to [`PAST_HELD`] more is read, waiting at most [`DRAIN_FOR`]
+        // in all for it to come.
         let held = queued_bytes(stream);
         let mut drained = 0;
-        let mut past_held: Option<tokio::time::Instant> = None;
-        while drained < DRAINED {
-            if drained >= held {
-                let since = *past_held.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= DRAIN_FOR {
-                    return End::Stopping;
-                }
-            }
+        let mut waited = Duration::ZERO;
+        while drained < DRAINED && drained < held.saturating_add(PAST_HELD) {
             match stream.try_read(buf) {
                 Ok(0) => return End::Closed,
                 Ok(n) => {
@@ -263,9 +264,14 @@ impl Reader<'_> {
                     // side of the connection (held back while this side's
                     // buffer was full): the socket is drained once nothing
                     // more comes for a moment.
-                    let left = past_held
-                        .map_or(DRAIN_FOR, |since| DRAIN_FOR.saturating_sub(since.elapsed()));
-                    match tokio::time::timeout(QUIET.min(left), stream.readable()).await {
+                    let left = DRAIN_FOR.saturating_sub(waited);
+                    if left.is_zero() {
+                        return End::Stopping;
+                    }
+                    let since = tokio::time::Instant::now();
+                    let readable = tokio::time::timeout(QUIET.min(left), stream.readable()).await;
+                    waited += since.elapsed();
+                    match readable {
                         Ok(Ok(())) => continue,
                         _ => return End::Stopping,
                     }
