@@ -402,14 +402,13 @@ impl<'a> Translator<'a> {
             self.address_walk(position)?;
             clauses.push((Occur::Should, Box::new(AddressQuery::new(kv, name, span))));
         }
-        for spelling in address::spellings(text).into_iter().filter(|s| s != text) {
-            clauses.push((
-                Occur::Should,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(kv, &kv_term(name, &spelling)),
-                    IndexRecordOption::Basic,
-                )),
-            ));
+        // Hex digits in any case (`::ffff:A00:eb`): each spelling matched
+        // as the field's keyword terms are without quotes.
+        let mut spellings = address::spellings(text);
+        spellings.retain(|s| *s == s.to_lowercase());
+        for spelling in spellings {
+            let pattern = format!("{}\\x01(?i:{})", escape(name), escape(&spelling));
+            clauses.push((Occur::Should, self.regex(&pattern, kv, position)?));
         }
         if clauses.len() == 1 {
             return Ok(clauses.remove(0).1);

@@ -245,6 +245,7 @@ fn every_operator_of_the_language(backend: &Backend) {
         // An address finds itself however a log wrote it.
         ("src_ip:10.1.2.3", "e"),
         ("src_ip:\"2001:db8::1\"", "d"),
+        ("src_ip:\"2001:Db8:0:0:0:0:0:1\"", "d"),
         ("src_ip:\"2001:0db8:0000:0000:0000:0000:0000:0001\"", "d"),
         ("src_ip:\"::ffff:10.0.0.0/104\"", "abe"),
         ("timestamp:<now-2h", "e"),

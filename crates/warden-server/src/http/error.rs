@@ -355,11 +355,21 @@ fn without_password_values(text: String) -> String {
         match value_at {
             Some(value_at) => {
                 let value = &text[value_at..];
-                let len = value
-                    .find(|c: char| {
-                        c.is_whitespace() || matches!(c, '&' | ';' | ',' | '"' | '\'' | '`' | ')')
-                    })
-                    .unwrap_or(value.len());
+                // A quoted value (`password='a b'`, as libpq takes it) runs
+                // to its closing quote.
+                let quoted = value
+                    .chars()
+                    .next()
+                    .filter(|q| matches!(q, '\'' | '"'))
+                    .and_then(|q| value[1..].find(q).map(|end| end + 2));
+                let len = quoted.unwrap_or_else(|| {
+                    value
+                        .find(|c: char| {
+                            c.is_whitespace()
+                                || matches!(c, '&' | ';' | ',' | '"' | '\'' | '`' | ')')
+                        })
+                        .unwrap_or(value.len())
+                });
                 out.push_str(&text[at..value_at]);
                 if len > 0 {
                     out.push_str("[REDACTED]");
@@ -501,6 +511,11 @@ mod tests {
                 "host=h user=u password=[REDACTED] port=5",
             ),
             ("PGPASSWORD=S3CRET psql", "PGPASSWORD=[REDACTED] psql"),
+            ("`password='S3CRET nospace'` x", "`password=[REDACTED]` x"),
+            (
+                "host=h password = \"S3 CRET\" y",
+                "host=h password = [REDACTED] y",
+            ),
             ("`sslpassword: S3CRET`", "`sslpassword: [REDACTED]`"),
             ("the passwords table", "the passwords table"),
             ("no url here", "no url here"),
