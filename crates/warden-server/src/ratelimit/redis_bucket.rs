@@ -185,7 +185,16 @@ impl RedisBuckets {
             None => {
                 self.0.refused.store(false, Ordering::Relaxed);
                 if was_up {
-                    tracing::warn!(redis = %self.0.address, "Redis unreachable; falling back to local rate limits");
+                    // Redis's own answer when it gave one (out of memory,
+                    // busy loading), so that an operator sees why.
+                    match err {
+                        Some(err) => {
+                            tracing::warn!(redis = %self.0.address, error = %err, "Redis unreachable or failing; falling back to local rate limits")
+                        }
+                        None => {
+                            tracing::warn!(redis = %self.0.address, "Redis unreachable; falling back to local rate limits")
+                        }
+                    }
                 }
             }
         }
