@@ -171,12 +171,14 @@ pub struct ListAgents {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// `created_at` (default, newest first) or `name`.
     pub sort: Option<AgentSort>,
     pub direction: Option<SortDirection>,
     pub status: Option<AgentStatusName>,
     /// Only agents carrying this tag.
+    #[param(min_length = 1)]
     pub tag: Option<String>,
     /// Case-insensitive text in the name or description.
     pub search: Option<String>,

@@ -130,6 +130,7 @@ pub struct RotateApiKey {
 pub struct ListApiKeys {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Newest first unless `asc`.
     pub direction: Option<SortDirection>,

@@ -152,6 +152,7 @@ impl From<ChainedRecord> for AuditView {
 pub struct ListAudit {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// `desc` (default, newest first) or `asc`.
     pub direction: Option<SortDirection>,
@@ -166,8 +167,10 @@ pub struct ListAudit {
     #[param(minimum = 0, maximum = 1)]
     pub min_drift: Option<f64>,
     /// From this time, inclusive (RFC 3339, a date, a number since 1970, or `now-1h`).
+    #[param(min_length = 1)]
     pub from: Option<String>,
     /// Before this time, exclusive (written as `from`).
+    #[param(min_length = 1)]
     pub to: Option<String>,
     /// Adds each record's canonical JSON as hashed (`canonical`).
     pub canonical: Option<bool>,

@@ -554,11 +554,14 @@ pub struct ListEvents {
     /// The search language (docs/query-language.md); empty finds everything.
     pub query: Option<String>,
     /// Start of the event-time range (inclusive); default: a day before `to`.
+    #[param(min_length = 1)]
     pub from: Option<String>,
     /// End of the range (exclusive); default: now.
+    #[param(min_length = 1)]
     pub to: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// `desc` (newest first, default) or `asc`.
     pub direction: Option<SortDirection>,

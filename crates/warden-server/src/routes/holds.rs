@@ -98,6 +98,7 @@ impl HoldView {
 pub struct ListHolds {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     pub direction: Option<SortDirection>,
     pub status: Option<HoldStatusName>,

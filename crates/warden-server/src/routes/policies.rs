@@ -345,6 +345,7 @@ pub enum PolicySort {
 pub struct ListPolicies {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     pub sort: Option<PolicySort>,
     pub direction: Option<SortDirection>,
@@ -489,6 +490,7 @@ impl From<PolicyVersion> for PolicyVersionView {
 pub struct ListVersions {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// `desc` (default, newest first) or `asc`.
     pub direction: Option<SortDirection>,

@@ -50,6 +50,7 @@ pub struct SearchBody {
     #[schema(minimum = 0, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[schema(min_length = 1)]
     pub cursor: Option<String>,
     pub sort: Option<SearchSort>,
     /// Histogram bucket width (`30s`, `5m`, `1h`, `1d` or milliseconds);
