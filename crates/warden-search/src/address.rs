@@ -141,6 +141,20 @@ pub fn spellings(text: &str) -> Vec<String> {
             forms.push(format!("0:0:0:0:0:ffff:{v4}"));
             forms.push(format!("0000:0000:0000:0000:0000:ffff:{v4}"));
         }
+        // Each hex group padded to four digits (`2001:0db8::0001`).
+        let padded: Vec<String> = forms
+            .iter()
+            .map(|form| {
+                form.split(':')
+                    .map(|group| match group.len() {
+                        1..=3 if !group.contains('.') => format!("{group:0>4}"),
+                        _ => group.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .collect();
+        forms.extend(padded);
         for form in forms {
             out.push(form.to_uppercase());
             out.push(form);
@@ -332,6 +346,18 @@ mod tests {
             "2001:db8:0:0:0:0:0:3fd9",
         ] {
             assert!(v6.contains(&form.to_string()), "{form} not in {v6:?}");
+        }
+        for form in ["2001:0db8::0001", "::ffff:0a01:0203"] {
+            let of = if form.contains("ffff") {
+                "10.1.2.3"
+            } else {
+                "2001:db8::1"
+            };
+            assert!(
+                spellings(of).contains(&form.to_string()),
+                "{form} not in {:?}",
+                spellings(of)
+            );
         }
         assert!(spellings("web-01").is_empty() && spellings("10.0.0.0/8").is_empty());
     }

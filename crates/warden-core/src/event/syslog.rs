@@ -383,7 +383,8 @@ pub fn scrub_secrets(text: &str) -> String {
                 // a bracket goes on (`a=1&token=S&b=2` keeps `&b=2`).
                 None => value
                     .find(|c: char| {
-                        c.is_whitespace() || matches!(c, ']' | ',' | ';' | '&' | '}' | ')' | '"')
+                        c.is_whitespace()
+                            || matches!(c, ']' | ',' | ';' | '&' | '}' | ')' | '"' | '`')
                     })
                     .unwrap_or(value.len()),
             };

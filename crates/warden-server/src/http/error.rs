@@ -326,11 +326,24 @@ fn without_url_passwords(text: String) -> String {
     out
 }
 
-/// Names whose value is a secret wherever they are assigned.
-const SECRET_NAMES: [&str; 5] = ["password", "passwd", "pwd", "secret", "api_key"];
+/// Names whose value is a secret wherever they are assigned, also with a
+/// suffix (`secret_key`, `password_hash`, `api_key_id`).
+const SECRET_NAMES: [&str; 9] = [
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "api_key",
+    "apikey",
+    "api-key",
+    "private_key",
+];
 
-/// The values of `password=…`, `PGPASSWORD=…`, `sslpassword: …` and their
-/// kind, up to the end of the value (a space, `&`, `;`, `,` or a quote).
+/// The values of `password=…`, `PGPASSWORD=…`, `sslpassword: …`,
+/// `{"password": "…"}`, `secret_key => '…'` and their kind: quoted (in
+/// quotes escaped or not, or backticks) to the closing quote, else to the
+/// end of the word.
 fn without_password_values(text: String) -> String {
     let lower = text.to_ascii_lowercase();
     if !SECRET_NAMES.iter().any(|name| lower.contains(name)) {
@@ -339,37 +352,13 @@ fn without_password_values(text: String) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     while at < text.len() {
-        let named = SECRET_NAMES
+        let value_at = SECRET_NAMES
             .iter()
             .find(|name| lower[at..].starts_with(**name))
-            .map(|name| at + name.len());
-        let value_at = named.and_then(|end| {
-            let after = &text[end..];
-            let spaced = after.len() - after.trim_start().len();
-            let sign = after.trim_start().chars().next()?;
-            matches!(sign, '=' | ':').then(|| {
-                let rest = &after[spaced + 1..];
-                end + spaced + 1 + (rest.len() - rest.trim_start().len())
-            })
-        });
+            .and_then(|name| assigned_value(&text, at + name.len()));
         match value_at {
             Some(value_at) => {
-                let value = &text[value_at..];
-                // A quoted value (`password='a b'`, as libpq takes it) runs
-                // to its closing quote.
-                let quoted = value
-                    .chars()
-                    .next()
-                    .filter(|q| matches!(q, '\'' | '"'))
-                    .and_then(|q| value[1..].find(q).map(|end| end + 2));
-                let len = quoted.unwrap_or_else(|| {
-                    value
-                        .find(|c: char| {
-                            c.is_whitespace()
-                                || matches!(c, '&' | ';' | ',' | '"' | '\'' | '`' | ')')
-                        })
-                        .unwrap_or(value.len())
-                });
+                let len = secret_len(&text[value_at..]);
                 out.push_str(&text[at..value_at]);
                 if len > 0 {
                     out.push_str("[REDACTED]");
@@ -384,6 +373,60 @@ fn without_password_values(text: String) -> String {
         }
     }
     out
+}
+
+/// Where the value assigned to a name ending at `end` starts: past the
+/// rest of the name (`_key`), a closing quote of the name (JSON's
+/// `"password":`), spaces, and `=`, `:` or `=>`.
+fn assigned_value(text: &str, end: usize) -> Option<usize> {
+    let rest = &text[end..];
+    let name_rest = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    let after = &rest[name_rest..];
+    let after = after
+        .strip_prefix("\\\"")
+        .or_else(|| after.strip_prefix(['"', '\'']))
+        .unwrap_or(after);
+    let after = after.trim_start();
+    let after = after
+        .strip_prefix("=>")
+        .or_else(|| after.strip_prefix(['=', ':']))?;
+    let value = after.trim_start();
+    Some(text.len() - value.len())
+}
+
+/// How long the secret value at the start of `value` is.
+fn secret_len(value: &str) -> usize {
+    let word = |v: &str| {
+        v.find(|c: char| {
+            c.is_whitespace() || matches!(c, '&' | ';' | ',' | '"' | '\'' | '`' | ')' | '}')
+        })
+        .unwrap_or(v.len())
+    };
+    // A quote, and what may close it before the text's own quoting ends.
+    let quoted = |open: &str, closers: &[char]| -> Option<usize> {
+        let inner = value.strip_prefix(open)?;
+        Some(match inner.find(closers) {
+            Some(i) if inner[i..].starts_with(open) => open.len() + i + open.len(),
+            Some(i) => open.len() + i,
+            None => open.len() + word(inner),
+        })
+    };
+    if let Some(len) = quoted("\\\"", &['\\', '`'])
+        .or_else(|| quoted("\\'", &['\\', '`', '"']))
+        .or_else(|| quoted("\"", &['"', '`']))
+        .or_else(|| quoted("'", &['\'', '"', '`']))
+        .or_else(|| quoted("`", &['`']))
+    {
+        return len;
+    }
+    // A placeholder (`X-Api-Key: <API key or token>`, as this server's own
+    // messages write it) is no secret.
+    if value.starts_with('<') {
+        return 0;
+    }
+    word(value)
 }
 
 impl IntoResponse for ApiError {
@@ -518,6 +561,28 @@ mod tests {
             ),
             ("`sslpassword: S3CRET`", "`sslpassword: [REDACTED]`"),
             ("the passwords table", "the passwords table"),
+            (
+                r#"no agent "password=\"S3CRET\"": x"#,
+                r#"no agent "password=[REDACTED]": x"#,
+            ),
+            ("`password='S3CRET` is not", "`password=[REDACTED]` is not"),
+            (
+                r#"{"password":"S3CRET","n":1}"#,
+                r#"{"password":[REDACTED],"n":1}"#,
+            ),
+            ("{'password': 'S3CRET'}", "{'password': [REDACTED]}"),
+            ("password => \"S3CRET\" x", "password => [REDACTED] x"),
+            ("password=`S3CRET` x", "password=[REDACTED] x"),
+            (
+                "SECRET_KEY=S3CRET aws_secret_access_key=S3CRET",
+                "SECRET_KEY=[REDACTED] aws_secret_access_key=[REDACTED]",
+            ),
+            ("x-api-key: S3CRET", "x-api-key: [REDACTED]"),
+            (
+                "send `X-Api-Key: <API key or token>`",
+                "send `X-Api-Key: <API key or token>`",
+            ),
+            ("passphrase=S3CRET", "passphrase=[REDACTED]"),
             ("no url here", "no url here"),
         ] {
             assert_eq!(without_credentials(text.to_string()), shown, "{text}");
