@@ -178,7 +178,6 @@ pub struct ListAgents {
     pub direction: Option<SortDirection>,
     pub status: Option<AgentStatusName>,
     /// Only agents carrying this tag.
-    #[param(min_length = 1)]
     pub tag: Option<String>,
     /// Case-insensitive text in the name or description.
     pub search: Option<String>,
