@@ -188,7 +188,18 @@ pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
 /// for the name it imitates.
 pub fn visible(value: &str, field: &str) -> Result<()> {
     // Also blanks that are not spaces (braille's) and noncharacters, as
-    // event keywords refuse them.
+    // event keywords refuse them; and spaces other than the plain one (a
+    // no-break space), which look like it and make another name.
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() && *c != ' ') {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{field} must not contain spaces other than the plain space (U+{:04X}): they \
+                 look like one and make another name",
+                c as u32
+            ),
+        ));
+    }
     match value.chars().find(|c| crate::event::input::unseen(*c)) {
         Some(c) => Err(Error::invalid(
             field,
@@ -413,6 +424,22 @@ mod tests {
             let e = described(bad).unwrap_err().to_string();
             assert!(e.contains(code), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn names_refuse_spaces_that_are_not_the_plain_one() {
+        for name in [
+            "billing\u{a0}bot",
+            "billing\u{2009}bot",
+            "billing\u{3000}bot",
+        ] {
+            let e = text(name.into(), "name", 200).unwrap_err().to_string();
+            assert!(e.contains("plain space"), "{name:?}: {e}");
+        }
+        assert_eq!(
+            text(" billing bot ".into(), "name", 200).unwrap(),
+            "billing bot"
+        );
     }
 
     #[test]

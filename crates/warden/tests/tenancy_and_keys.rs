@@ -552,7 +552,12 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "allowed_cidrs[0]");
     // A name that would look like another in every listing is refused.
-    for name in ["ci\u{200b}deploy", "ci\u{2800}", "ci\u{fffe}"] {
+    for name in [
+        "ci\u{200b}deploy",
+        "ci\u{2800}",
+        "ci\u{fffe}",
+        "ci\u{a0}deploy",
+    ] {
         let r = admin.post(
             "/api/v1/api-keys",
             &json!({"name": name, "scopes": ["agents.read"]}),
