@@ -238,11 +238,7 @@ pub(crate) fn optional_text(
                     format!("{field} must be at most {max} characters"),
                 ));
             }
-            let control = v
-                .chars()
-                .enumerate()
-                .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'));
-            if let Some((at, c)) = control.or_else(|| crate::event::input::unseen_in_text(&v)) {
+            if let Some((at, c)) = crate::event::input::unfit_in_shown_text(&v) {
                 return Err(Error::invalid(
                     field,
                     format!(
@@ -268,13 +264,7 @@ pub(crate) fn optional_text(
 /// line breaks and tabs (a terminal's escape sequences) and characters
 /// that show as nothing or reorder what follows. Names the path.
 fn check_shown_text(value: &Value, path: &str) -> Result<()> {
-    let unfit = |text: &str| {
-        let control = text
-            .chars()
-            .enumerate()
-            .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'));
-        control.or_else(|| crate::event::input::unseen_in_text(text))
-    };
+    let unfit = crate::event::input::unfit_in_shown_text;
     let refuse = |field: &str, (at, c): (usize, char)| {
         Error::invalid(
             field,

@@ -578,6 +578,19 @@ pub fn unseen(c: char) -> bool {
     warden_policy::pattern::unseen(c)
 }
 
+/// The first character of free text shown to people (a hold's comment, a
+/// description, an agent's metadata) that does not belong there, with its
+/// index in characters: a control character other than a line break or a
+/// tab (a terminal's escape sequence; a lone carriage return, which
+/// overwrites what came before it), or one [`unseen_in_text`] finds (text
+/// that reorders itself, or hides).
+pub fn unfit_in_shown_text(text: &str) -> Option<(usize, char)> {
+    text.chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
+        .or_else(|| unseen_in_text(text))
+}
+
 /// The first character of free text (a comment, a query) that is
 /// [`unseen`] where it stands, with its index in characters. Some such
 /// characters belong to what they join: the joiners between letters of

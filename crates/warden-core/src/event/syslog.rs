@@ -353,43 +353,10 @@ pub fn scrub_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
-        if let Some(value_at) = token_assignment(rest) {
+        if let Some(value_at) = assignment_at(rest, &[TOKEN_PARAM], false) {
             out.push_str(&rest[..value_at]);
-            let value = &rest[value_at..];
-            // A value quoted inside a string that escapes its quotes
-            // (`token=\"s3cret\"`, JSON written into a message) ends at
-            // its closing escaped quote.
-            let escaped = ["\\\"", "\\'"]
-                .iter()
-                .find(|q| value.starts_with(**q))
-                .and_then(|q| value[2..].find(*q).map(|end| end + 4));
-            let len = match value.strip_prefix(['"', '\'']) {
-                _ if escaped.is_some() => escaped.unwrap_or_default(),
-                // Up to the closing quote, past escaped ones (`\"`).
-                Some(quoted) => {
-                    let quote = value.as_bytes()[0];
-                    let bytes = quoted.as_bytes();
-                    let mut i = 0;
-                    while i < bytes.len() && bytes[i] != quote {
-                        i += if bytes[i] == b'\\' { 2 } else { 1 };
-                    }
-                    if i < bytes.len() {
-                        i + 2
-                    } else {
-                        value.len()
-                    }
-                }
-                // An unquoted value ends where a list, a query string or
-                // a bracket goes on (`a=1&token=S&b=2` keeps `&b=2`).
-                None => value
-                    .find(|c: char| {
-                        c.is_whitespace()
-                            || matches!(c, ']' | ',' | ';' | '&' | '}' | ')' | '"' | '`')
-                    })
-                    .unwrap_or(value.len()),
-            };
             out.push_str(SCRUBBED);
-            rest = &value[len..];
+            rest = &rest[value_at + assigned_len(&rest[value_at..])..];
             continue;
         }
         if let Some(len) = warden_token_len(rest) {
@@ -459,22 +426,73 @@ fn warden_token_len(text: &str) -> Option<usize> {
 const MAX_JWT_HEADER: usize = 256;
 const MAX_JWT_PART: usize = 4096;
 
-/// Where the value begins if `text` starts with an assignment to a token:
-/// `token` in any case, then `=` or `:` with spaces around it or not, the
-/// name quoted too (`"token": "…"`, as JSON writes it).
-fn token_assignment(text: &str) -> Option<usize> {
-    let name = text.get(..TOKEN_PARAM.len())?;
-    if !name.eq_ignore_ascii_case(TOKEN_PARAM) {
-        return None;
+/// Where the value begins if `text` starts with an assignment to one of
+/// `names` (in any case; with `suffixed`, also with more of a name after
+/// it: `secret_key`, `password_hash`): then, the name quoted or not
+/// (`"token": "…"`, as JSON writes it, escaped too), `=` or `:` with
+/// spaces around it or not, or `=>` (Ruby, PHP) and `:=`.
+pub fn assignment_at(text: &str, names: &[&str], suffixed: bool) -> Option<usize> {
+    let name = names.iter().find(|name| {
+        text.get(..name.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(name))
+    })?;
+    let mut after = &text[name.len()..];
+    if suffixed {
+        let more = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(after.len());
+        after = &after[more..];
     }
-    let after = &text[TOKEN_PARAM.len()..];
-    let after = after.strip_prefix(['"', '\'']).unwrap_or(after);
+    let after = after
+        .strip_prefix("\\\"")
+        .or_else(|| after.strip_prefix(['"', '\'']))
+        .unwrap_or(after);
     let spaced = after.trim_start_matches([' ', '\t']);
     let rest = spaced.strip_prefix(['=', ':'])?;
-    // `token => "…"` (Ruby, PHP) and `token := …` assign too.
     let rest = rest.strip_prefix(['>', '=']).unwrap_or(rest);
     let value = rest.trim_start_matches([' ', '\t']);
     (!value.is_empty()).then_some(text.len() - value.len())
+}
+
+/// How long the value at the start of `value` is, as an assignment gives
+/// it: quoted (in quotes escaped or not, or backticks) to its closing
+/// quote, past escaped ones, and before the surrounding text's own quotes
+/// (an error's backticks, a JSON string's `"`); unclosed, or not quoted, to
+/// where a word, a list, a query string or a bracket ends (`a=1&token=S&b=2`
+/// keeps `&b=2`).
+pub fn assigned_len(value: &str) -> usize {
+    let word = |v: &str| {
+        v.find(|c: char| {
+            c.is_whitespace() || matches!(c, ']' | ',' | ';' | '&' | '}' | ')' | '"' | '\'' | '`')
+        })
+        .unwrap_or(v.len())
+    };
+    let quoted = |open: &str, closers: &[char]| -> Option<usize> {
+        let inner = value.strip_prefix(open)?;
+        let escaped = open.starts_with('\\');
+        let mut at = 0;
+        while let Some(c) = inner[at..].chars().next() {
+            if inner[at..].starts_with(open) {
+                return Some(open.len() + at + open.len());
+            }
+            if c == '\\' && !escaped {
+                // An escaped character inside the quotes (`\"`).
+                at += 1 + inner[at + 1..].chars().next().map_or(0, char::len_utf8);
+                continue;
+            }
+            if closers.contains(&c) {
+                return Some(open.len() + at);
+            }
+            at += c.len_utf8();
+        }
+        Some(open.len() + word(inner))
+    };
+    quoted("\\\"", &['`'])
+        .or_else(|| quoted("\\'", &['`', '"']))
+        .or_else(|| quoted("\"", &['`']))
+        .or_else(|| quoted("'", &['"', '`']))
+        .or_else(|| quoted("`", &[]))
+        .unwrap_or_else(|| word(value))
 }
 
 /// Whether `text` holds a word shaped like a Warden key, or a Warden token.

@@ -341,92 +341,32 @@ const SECRET_NAMES: [&str; 9] = [
 ];
 
 /// The values of `password=…`, `PGPASSWORD=…`, `sslpassword: …`,
-/// `{"password": "…"}`, `secret_key => '…'` and their kind: quoted (in
-/// quotes escaped or not, or backticks) to the closing quote, else to the
-/// end of the word.
+/// `{"password": "…"}`, `secret_key => '…'` and their kind, read as
+/// syslog's scrubbing reads `token=` (`assignment_at`, `assigned_len`).
 fn without_password_values(text: String) -> String {
+    use warden_core::event::syslog::{assigned_len, assignment_at};
     let lower = text.to_ascii_lowercase();
     if !SECRET_NAMES.iter().any(|name| lower.contains(name)) {
         return text;
     }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    while at < text.len() {
-        let value_at = SECRET_NAMES
-            .iter()
-            .find(|name| lower[at..].starts_with(**name))
-            .and_then(|name| assigned_value(&text, at + name.len()));
-        match value_at {
-            Some(value_at) => {
-                let len = secret_len(&text[value_at..]);
-                out.push_str(&text[at..value_at]);
-                if len > 0 {
-                    out.push_str("[REDACTED]");
-                }
-                at = value_at + len;
+    while let Some(c) = text[at..].chars().next() {
+        match assignment_at(&text[at..], &SECRET_NAMES, true) {
+            // A placeholder (`X-Api-Key: <API key or token>`, as this
+            // server's own messages write it) is no secret.
+            Some(value_at) if !text[at + value_at..].starts_with('<') => {
+                out.push_str(&text[at..at + value_at]);
+                out.push_str("[REDACTED]");
+                at += value_at + assigned_len(&text[at + value_at..]);
             }
-            None => {
-                let c = text[at..].chars().next().unwrap_or_default();
+            _ => {
                 out.push(c);
                 at += c.len_utf8();
             }
         }
     }
     out
-}
-
-/// Where the value assigned to a name ending at `end` starts: past the
-/// rest of the name (`_key`), a closing quote of the name (JSON's
-/// `"password":`), spaces, and `=`, `:` or `=>`.
-fn assigned_value(text: &str, end: usize) -> Option<usize> {
-    let rest = &text[end..];
-    let name_rest = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .unwrap_or(rest.len());
-    let after = &rest[name_rest..];
-    let after = after
-        .strip_prefix("\\\"")
-        .or_else(|| after.strip_prefix(['"', '\'']))
-        .unwrap_or(after);
-    let after = after.trim_start();
-    let after = after
-        .strip_prefix("=>")
-        .or_else(|| after.strip_prefix(['=', ':']))?;
-    let value = after.trim_start();
-    Some(text.len() - value.len())
-}
-
-/// How long the secret value at the start of `value` is.
-fn secret_len(value: &str) -> usize {
-    let word = |v: &str| {
-        v.find(|c: char| {
-            c.is_whitespace() || matches!(c, '&' | ';' | ',' | '"' | '\'' | '`' | ')' | '}')
-        })
-        .unwrap_or(v.len())
-    };
-    // A quote, and what may close it before the text's own quoting ends.
-    let quoted = |open: &str, closers: &[char]| -> Option<usize> {
-        let inner = value.strip_prefix(open)?;
-        Some(match inner.find(closers) {
-            Some(i) if inner[i..].starts_with(open) => open.len() + i + open.len(),
-            Some(i) => open.len() + i,
-            None => open.len() + word(inner),
-        })
-    };
-    if let Some(len) = quoted("\\\"", &['\\', '`'])
-        .or_else(|| quoted("\\'", &['\\', '`', '"']))
-        .or_else(|| quoted("\"", &['"', '`']))
-        .or_else(|| quoted("'", &['\'', '"', '`']))
-        .or_else(|| quoted("`", &['`']))
-    {
-        return len;
-    }
-    // A placeholder (`X-Api-Key: <API key or token>`, as this server's own
-    // messages write it) is no secret.
-    if value.starts_with('<') {
-        return 0;
-    }
-    word(value)
 }
 
 impl IntoResponse for ApiError {

@@ -4,7 +4,7 @@ use axum::extract::RawQuery;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use warden_core::event::input::unseen_in_text;
+use warden_core::event::input::unfit_in_shown_text;
 use warden_core::hold::{Hold, HoldFilter, HoldStatus};
 use warden_core::page::PageRequest;
 use warden_core::time::now_ms;
@@ -248,8 +248,13 @@ async fn decide(
                 format!("comment is at most {MAX_COMMENT} characters"),
             ));
         }
-        let control = c.chars().enumerate().find(|(_, ch)| unfit_in_comment(*ch));
-        if let Some((at, ch)) = control.or_else(|| unseen_in_text(c)) {
+        // A comment is shown to the agent (in its hold's reason) and in the
+        // audit log: text that reorders itself there (`U+202E`), hides (a
+        // zero-width space, tag characters an LLM reads and a person does
+        // not) or overwrites itself (a lone carriage return) could make a
+        // denial read as an approval. Line breaks (`\r\n` kept as `\n`) and
+        // tabs are plain text.
+        if let Some((at, ch)) = unfit_in_shown_text(c) {
             return Err(ApiError::invalid(
                 "comment",
                 format!(
@@ -352,14 +357,4 @@ pub async fn deny_hold(
     Ok(ok(
         view_with_arguments(&state, &principal, h, now_ms()).await?
     ))
-}
-
-/// A comment is shown to the agent (in its hold's reason) and in the
-/// audit log: text that reorders itself there (`U+202E`), hides (a
-/// zero-width space, tag characters an LLM reads and a person does not:
-/// `unseen_in_text`) or overwrites itself (a lone carriage return) could
-/// make a denial read as an approval. Line breaks (`\r\n` kept as `\n`)
-/// and tabs are plain text.
-fn unfit_in_comment(c: char) -> bool {
-    c.is_control() && !matches!(c, '\n' | '\t')
 }
