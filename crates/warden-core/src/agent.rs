@@ -194,8 +194,8 @@ pub fn visible(value: &str, field: &str) -> Result<()> {
         return Err(Error::invalid(
             field,
             format!(
-                "{field} must not contain spaces other than the plain space (U+{:04X}): they \
-                 look like one and make another name",
+                "{field} must not contain U+{:04X}, a space other than the plain one \
+                 (U+0020): it looks like one and makes another name",
                 c as u32
             ),
         ));
@@ -424,7 +424,7 @@ mod tests {
             "billing\u{3000}bot",
         ] {
             let e = text(name.into(), "name", 200).unwrap_err().to_string();
-            assert!(e.contains("plain space"), "{name:?}: {e}");
+            assert!(e.contains("plain one (U+0020)"), "{name:?}: {e}");
         }
         assert_eq!(
             text(" billing bot ".into(), "name", 200).unwrap(),

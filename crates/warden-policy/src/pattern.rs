@@ -75,6 +75,18 @@ impl ToolPattern {
                     message: "control characters cannot appear in a pattern".into(),
                 });
             }
+            // Only the plain space, as tool names hold only it: a
+            // no-break space pasted from a page would never match.
+            if c.is_whitespace() && c != ' ' {
+                return Err(PatternError {
+                    position,
+                    message: format!(
+                        "U+{:04X} is a space other than the plain one (U+0020), which no tool \
+                         name holds, so the pattern would never match",
+                        c as u32
+                    ),
+                });
+            }
             // Inside, as in tool names (`send email`); around it, as no
             // tool name has it.
             if c.is_whitespace() && (position == 1 || position == last) {
@@ -198,6 +210,12 @@ mod tests {
         assert_eq!(e.position, 3);
         assert!(e.message.contains("U+200B"), "{}", e.message);
         assert!(ToolPattern::parse("\u{ad}x").is_err());
+        for space in ['\u{a0}', '\u{2002}', '\u{2009}', '\u{202f}', '\u{3000}'] {
+            let e = ToolPattern::parse(&format!("send{space}email")).unwrap_err();
+            assert_eq!(e.position, 5, "{space:?}");
+            assert!(e.message.contains("plain one (U+0020)"), "{}", e.message);
+        }
+        assert!(ToolPattern::parse("send email").is_ok());
         assert!(ToolPattern::parse("ツール.*").is_ok());
     }
 

@@ -2419,6 +2419,64 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     assert_eq!(count("/api/v1/agents?limit=200"), agents_before);
     assert_eq!(count("/api/v1/policies?limit=200"), policies_before);
 
+    // A pattern with a space other than the plain one (a no-break space
+    // pasted from a page) would never match, as tool names refuse it:
+    // refused when created, changed or proposed, at its position.
+    let plain = api.post(
+        "/api/v1/policies",
+        &json!({"name": "no mail", "action_pattern": "send email", "decision": "deny"}),
+    );
+    assert_eq!(plain.status, 201, "{}", plain.text);
+    let plain_id = plain.body["data"]["id"].as_str().unwrap().to_string();
+    for space in ["\u{a0}", "\u{2009}", "\u{3000}"] {
+        let pattern = format!("send{space}email");
+        let attempts = [
+            (
+                "action_pattern",
+                api.post(
+                    "/api/v1/policies",
+                    &json!({"name": "pasted", "action_pattern": pattern, "decision": "deny"}),
+                ),
+            ),
+            (
+                "action_pattern",
+                api.patch(
+                    &format!("/api/v1/policies/{plain_id}"),
+                    &json!({"action_pattern": pattern}),
+                ),
+            ),
+            (
+                "policy.action_pattern",
+                api.post(
+                    "/api/v1/policies/test",
+                    &json!({"tool_name": "send email", "only_proposed": true,
+                    "policy": {"name": "pasted", "action_pattern": pattern, "decision": "deny"}}),
+                ),
+            ),
+        ];
+        for (field, r) in attempts {
+            let error = r.error(400, "invalid_request");
+            assert_eq!(error["field"], field, "{}", r.text);
+            assert_eq!(error["position"]["column"], 5, "{}", r.text);
+        }
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "name-bot", "tool_name": pattern}),
+        );
+        assert_eq!(r.error(400, "invalid_request")["field"], "tool_name");
+    }
+    let r = api.get(&format!("/api/v1/policies/{plain_id}"));
+    assert_eq!(r.body["data"]["action_pattern"], "send email");
+    assert_eq!(r.body["data"]["version"], 1, "{}", r.text);
+    assert_eq!(count("/api/v1/policies?limit=200"), policies_before + 1);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "name-bot", "tool_name": "send email"}),
+    );
+    assert_eq!(r.body["data"]["decision"], "deny", "{}", r.text);
+    let r = api.delete(&format!("/api/v1/policies/{plain_id}"));
+    assert!(r.status < 300, "{}", r.text);
+
     // An Idempotency-Key never replays a decision: the agent was suspended
     // in between, so the second call is denied and audited afresh.
     let call = json!({"agent_id": "idem-bot", "tool_name": "idem.x", "tool_args": {"a": 1}});
