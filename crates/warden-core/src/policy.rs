@@ -231,7 +231,7 @@ impl PolicyRecord {
                 crate::agent::visible(id, &format!("agents.ids[{i}]"))?;
             }
         }
-        self.compile_as(Written::Now)?;
+        self.compile_as(Written::Now, &KnownConditions::new())?;
         self.version += 1;
         self.updated_at = now;
         self.updated_by = by.to_string();
@@ -243,11 +243,18 @@ impl PolicyRecord {
     /// some were stored (a stored policy that stopped loading would stop
     /// enforcing).
     pub fn compile(&self) -> Result<CompiledPolicy> {
-        self.compile_as(Written::Before)
+        self.compile_as(Written::Before, &KnownConditions::new())
+    }
+
+    /// As [`Self::compile`], taking the condition from `known` when its
+    /// source is there: a change to one policy of thousands recompiles
+    /// one condition, not all of them.
+    pub fn compile_reusing(&self, known: &KnownConditions) -> Result<CompiledPolicy> {
+        self.compile_as(Written::Before, known)
     }
 
     /// Checks every part and builds the engine's policy.
-    fn compile_as(&self, written: Written) -> Result<CompiledPolicy> {
+    fn compile_as(&self, written: Written, known: &KnownConditions) -> Result<CompiledPolicy> {
         let pattern = ToolPattern::parse(&self.action_pattern).map_err(|e| Error::InvalidAt {
             field: "action_pattern".into(),
             message: e.to_string(),
@@ -266,6 +273,10 @@ impl PolicyRecord {
             .map_err(|_| Error::invalid("mode", "mode must be enforce or monitor"))?;
         let condition = match &self.condition {
             None => None,
+            // A stored condition compiles the same from the same source.
+            Some(src) if matches!(written, Written::Before) && known.contains_key(src) => {
+                known.get(src).cloned()
+            }
             Some(src) => {
                 let compiled = match written {
                     Written::Now => CelCondition::compile(src),
@@ -352,6 +363,10 @@ fn paths(list: &[String], field: &str) -> Result<Vec<ArgPath>> {
         })
         .collect()
 }
+
+/// Compiled conditions by their source, as stored policies compile them.
+pub type KnownConditions =
+    std::collections::HashMap<String, std::sync::Arc<dyn warden_policy::Condition<ConditionInput>>>;
 
 /// Whether a policy is being written now or was stored before.
 #[derive(Clone, Copy)]

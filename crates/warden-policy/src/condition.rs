@@ -152,6 +152,13 @@ pub struct CelCondition {
 /// 15 s.
 pub const MAX_LOOP_WORK: u64 = 1_000_000;
 
+/// Most body runs the loops over the call's data of all the conditions
+/// one call meets may make together ([`MAX_LOOP_WORK`] is each one's):
+/// without it, 30 policies just within their own bound took 14.5 s over
+/// one call. Past it the rest fail to evaluate (never loosening the
+/// outcome), as the call's regex search time is shared.
+pub const MAX_CALL_LOOP_WORK: u64 = 2 * MAX_LOOP_WORK;
+
 /// Most elements a list or map of the call may hold for a condition that
 /// loops over the call's data: each runs the loop's body, whose own cost
 /// the checker bounds, so the two together stay within a fraction of a
@@ -424,6 +431,9 @@ pub struct ConditionInput {
     /// Regex search time left to this call, in nanoseconds, shared by
     /// every condition it meets.
     search_time_left: std::sync::atomic::AtomicU64,
+    /// Loop body runs left to this call's conditions (see
+    /// [`MAX_CALL_LOOP_WORK`]).
+    loop_work_left: std::sync::atomic::AtomicU64,
     /// The most elements any list or map of the arguments or context
     /// holds, counted once per call when a condition first asks.
     largest: OnceLock<(usize, usize)>,
@@ -437,6 +447,7 @@ impl ConditionInput {
             search_time_left: std::sync::atomic::AtomicU64::new(
                 regex_match::CALL_SEARCH_TIME.as_nanos() as u64,
             ),
+            loop_work_left: std::sync::atomic::AtomicU64::new(MAX_CALL_LOOP_WORK),
             largest: OnceLock::new(),
         }
     }
@@ -607,6 +618,17 @@ impl Condition<ConditionInput> for CelCondition {
                     "the condition's {} loops over data would run over the call's {total} \
                      elements (lists and maps together) past {MAX_LOOP_WORK} times in all",
                     self.data_loop_runs
+                )));
+            }
+            use std::sync::atomic::Ordering::Relaxed;
+            let taken = input
+                .loop_work_left
+                .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(work));
+            if taken.is_err() {
+                return Err(ConditionError(format!(
+                    "the call's conditions would run their loops over the call's data past \
+                     {MAX_CALL_LOOP_WORK} times in all; the conditions met before this one \
+                     took the call's share"
                 )));
             }
         }
@@ -2331,6 +2353,20 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(nested.data_loop_runs, 200);
+        // The conditions one call meets share a bound: two within their
+        // own bound run, the third fails, the first again on another call.
+        // (Each is reckoned by its loops and the call's elements, whether
+        // or not a loop stops at its first element, as these do.)
+        let near = vec!["args.l.exists(x, x == 0)"; 99].join(" || ");
+        let near = CelCondition::compile(&near).unwrap();
+        let mut facts = input().into_facts();
+        facts.args = json!({"l": vec![0; 9_900]});
+        let call = ConditionInput::new(facts.clone());
+        assert_eq!(near.holds(&call), Ok(true));
+        assert_eq!(near.holds(&call), Ok(true));
+        let e = near.holds(&call).unwrap_err();
+        assert!(e.0.contains("past 2000000 times in all"), "{e:?}");
+        assert_eq!(near.holds(&ConditionInput::new(facts)), Ok(true));
         // A condition without such a loop reads any size.
         let plain = CelCondition::compile("size(args.l) > 3").unwrap();
         let mut facts = input().into_facts();

@@ -306,6 +306,38 @@ fn every_operator_of_the_language(backend: &Backend) {
         "{}",
         r.text
     );
+    // So does a range over a keyword field's values (text or numbers): at
+    // most eight in a query, the ninth placed; ranges over time and
+    // severity read columns and are not counted.
+    let ranges = |n: usize| {
+        (0..n)
+            .map(|i| match i % 2 {
+                0 => format!("user:[a{i} TO z]"),
+                _ => format!("status:>={i}00"),
+            })
+            .chain([
+                "timestamp:>=now-1d".to_string(),
+                "severity:>=low".to_string(),
+            ])
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    let r = api.post("/api/v1/siem/search", &json!({"query": ranges(8)}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let nine = ranges(9);
+    let r = api.post("/api/v1/siem/search", &json!({"query": nine}));
+    let e = r.error(400, "invalid_request");
+    assert_eq!(
+        e["position"]["column"],
+        nine.rfind("user:[a8").unwrap() + 1,
+        "{}",
+        r.text
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("at most 8 ranges"),
+        "{}",
+        r.text
+    );
     // A query over several lines is placed by line and column.
     let r = api.post("/api/v1/siem/search", &json!({"query": "a AND\n(b"}));
     let e = r.error(400, "invalid_request");

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use warden_core::policy::{CompiledPolicy, PolicyRecord};
+use warden_core::policy::{CompiledPolicy, KnownConditions, PolicyRecord};
 use warden_core::Tenant;
 use warden_policy::{ArgChange, ArgPath, ConditionInput, Decision, Policy, PolicySet};
 use warden_store::{Store, StoreError};
@@ -38,6 +38,8 @@ pub struct TenantPolicies {
     /// Disabled policies that name fields to redact: disabling a policy
     /// stops its decision, not the keeping of its secrets out of storage.
     disabled: Vec<Policy<ConditionInput>>,
+    /// The conditions compiled, by source, for the next compilation.
+    conditions: KnownConditions,
     generation: i64,
     checked: RwLock<Instant>,
 }
@@ -45,18 +47,30 @@ pub struct TenantPolicies {
 impl TenantPolicies {
     /// Compiles stored policies; one that no longer compiles (stored by an
     /// older version) is left out and logged rather than failing them all.
-    pub fn compile(records: Vec<PolicyRecord>, default: Decision, generation: i64) -> Self {
+    /// Conditions the `previous` compilation holds are taken from it.
+    pub fn compile(
+        records: Vec<PolicyRecord>,
+        default: Decision,
+        generation: i64,
+        previous: Option<&TenantPolicies>,
+    ) -> Self {
         let mut policies = Vec::with_capacity(records.len());
         let mut facts = HashMap::with_capacity(records.len());
         let mut disabled = Vec::new();
+        let empty = KnownConditions::new();
+        let known = previous.map_or(&empty, |p| &p.conditions);
+        let mut conditions = KnownConditions::new();
         for record in records {
-            match record.compile() {
+            match record.compile_reusing(known) {
                 Ok(CompiledPolicy {
                     policy,
                     change,
                     audit_redact,
                     audit_redact_context,
                 }) => {
+                    if let (Some(src), Some(c)) = (&record.condition, &policy.condition) {
+                        conditions.insert(src.clone(), c.clone());
+                    }
                     let redacts = !audit_redact.is_empty()
                         || !audit_redact_context.is_empty()
                         || change.as_ref().is_some_and(|c| !c.redact.is_empty());
@@ -89,6 +103,7 @@ impl TenantPolicies {
             set: PolicySet::compile(policies, default),
             facts,
             disabled,
+            conditions,
             generation,
             checked: RwLock::new(Instant::now()),
         }
@@ -185,7 +200,13 @@ impl PolicyEngine {
         let generation = self.store.policy_generation(tenant).await?;
         let default = self.default_decision(tenant).await?;
         let records = self.store.all_policies(tenant).await?;
-        let compiled = Arc::new(TenantPolicies::compile(records, default, generation));
+        let previous = self.tenants.read().unwrap().get(tenant).cloned();
+        let compiled = Arc::new(TenantPolicies::compile(
+            records,
+            default,
+            generation,
+            previous.as_deref(),
+        ));
         self.tenants
             .write()
             .unwrap()

@@ -506,7 +506,14 @@ pub async fn test_policies(
             }
             records.push(record.clone());
             proposed_record = Some(record);
-            std::sync::Arc::new(TenantPolicies::compile(records, default, -1))
+            // The current set's conditions are taken as compiled.
+            let current = g.engine.policies(&tenant).await.map_err(ApiError::from)?;
+            std::sync::Arc::new(TenantPolicies::compile(
+                records,
+                default,
+                -1,
+                Some(&current),
+            ))
         }
     };
     let args = call
