@@ -81,10 +81,35 @@ writer_io() {
     if [ "$(cat "$t/comm" 2>/dev/null)" = warden-sqlite-w ]; then awk '/^write_bytes/ {print $2}' "$t/io"; fi
   done
 }
+# Each thread's CPU over the fixed-rate run, for the table of where a
+# decision's CPU goes at that rate.
+thread_cpu() {
+  for t in /proc/"$warden_pid"/task/*; do echo "$(cat "$t/comm")|$(awk '{print $14 + $15}' "$t/stat")"; done
+}
 wal_before=$(writer_io)
+thread_cpu > "$work/threads-before.txt"
 curl -sf "$W/metrics" > "$work/metrics-before.txt"
 run "warden enforce, $RATE/s" warden-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/rate.ndjson" "$W/api/v1/enforce"
 wal_per_decision=$(( ($(writer_io) - wal_before) / (RATE * ${DURATION%s}) ))
+thread_cpu > "$work/threads-after.txt"
+threads=$(python3 - "$work" "$(getconf CLK_TCK)" "$((RATE * ${DURATION%s}))" <<'PY'
+import collections, sys
+work, hz, decisions = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def read(name):
+    ticks = collections.Counter()
+    for line in open(f"{work}/{name}"):
+        thread, value = line.rstrip("\n").rsplit("|", 1)
+        ticks[thread] += int(value)
+    return ticks
+before, after = read("threads-before.txt"), read("threads-after.txt")
+# Threads that ended during the run (tantivy's indexing threads) are not
+# counted; the index's threads run below requests.
+spent = {t: max(0, after[t] - before.get(t, 0)) for t in after}
+print("Where a decision's CPU went at the fixed rate (each thread's CPU over the run, µs a decision):", end=" ")
+print("; ".join(f"{t} {v / hz * 1e6 / decisions:.0f}" for t, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v), end="; ")
+print(f"all {sum(spent.values()) / hz * 1e6 / decisions:.0f}")
+PY
+)
 curl -sf "$W/metrics" > "$work/metrics-after.txt"
 # Where the fixed-rate run's time went: the audit batches' commits (the
 # sync to disk included) and waits for the search index, from the
@@ -144,6 +169,7 @@ PY
 
 echo "WAL bytes written per decision at $RATE/s: $wal_per_decision"
 echo "$commits"
+echo "$threads"
 echo "$probes"
 
 # Every answered decision is in the chain, and the chain verifies.

@@ -430,37 +430,25 @@ impl<'a> Translator<'a> {
     /// Counts a block or span of addresses, which reads every value of
     /// its field (see [`MAX_ADDRESS_WALKS`]).
     fn address_walk(&self, position: usize) -> Result<(), SearchError> {
-        let seen = self.address_walks.get() + 1;
-        if seen > MAX_ADDRESS_WALKS {
-            return Err(SearchError::Query {
-                position,
-                message: format!(
-                    "at most {MAX_ADDRESS_WALKS} blocks or spans of addresses (such as \
-                     src_ip:10.0.0.0/8 or src_ip:[10.0.0.1 TO 10.0.0.9]) in one query: each \
-                     reads every value of its field; split it into several searches"
-                ),
-            });
-        }
-        self.address_walks.set(seen);
-        Ok(())
+        counted(&self.address_walks, MAX_ADDRESS_WALKS, position, || {
+            format!(
+                "at most {MAX_ADDRESS_WALKS} blocks or spans of addresses (such as \
+                 src_ip:10.0.0.0/8 or src_ip:[10.0.0.1 TO 10.0.0.9]) in one query: each \
+                 reads every value of its field; split it into several searches"
+            )
+        })
     }
 
     /// Counts a range over a keyword field's values (see
     /// [`MAX_VALUE_RANGES`]).
     fn value_range(&self, position: usize) -> Result<(), SearchError> {
-        let seen = self.value_ranges.get() + 1;
-        if seen > MAX_VALUE_RANGES {
-            return Err(SearchError::Query {
-                position,
-                message: format!(
-                    "at most {MAX_VALUE_RANGES} ranges over a field's values (such as \
-                     user:[a TO m] or status:>=500) in one query: each reads every value \
-                     between its bounds; split it into several searches"
-                ),
-            });
-        }
-        self.value_ranges.set(seen);
-        Ok(())
+        counted(&self.value_ranges, MAX_VALUE_RANGES, position, || {
+            format!(
+                "at most {MAX_VALUE_RANGES} ranges over a field's values (such as \
+                 user:[a TO m] or status:>=500) in one query: each reads every value \
+                 between its bounds; split it into several searches"
+            )
+        })
     }
 
     fn range(
@@ -653,6 +641,24 @@ impl<'a> Translator<'a> {
             IndexRecordOption::Basic,
         )))
     }
+}
+
+/// Counts one more costly clause against `most` a query, refusing the
+/// one past it at its position.
+fn counted(
+    seen: &std::cell::Cell<usize>,
+    most: usize,
+    position: usize,
+    message: impl FnOnce() -> String,
+) -> Result<(), SearchError> {
+    if seen.get() >= most {
+        return Err(SearchError::Query {
+            position,
+            message: message(),
+        });
+    }
+    seen.set(seen.get() + 1);
+    Ok(())
 }
 
 /// A range's bound as text and whether it is included.
