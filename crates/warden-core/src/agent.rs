@@ -200,6 +200,17 @@ pub fn visible(value: &str, field: &str) -> Result<()> {
             ),
         ));
     }
+    if let Some((at, c)) = warden_policy::pattern::first_decomposed(value) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{field} must be in Unicode's composed form (NFC): U+{:04X} at character {at} \
+                 makes a second name that looks like the composed one (`é`, not `e` and \
+                 U+0301)",
+                c as u32
+            ),
+        ));
+    }
     match value.chars().find(|c| crate::event::input::unseen(*c)) {
         Some(c) => Err(Error::invalid(
             field,
@@ -414,6 +425,18 @@ mod tests {
             let e = described(bad).unwrap_err().to_string();
             assert!(e.contains(code), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn names_refuse_decomposed_letters() {
+        assert_eq!(
+            text("caf\u{e9}-bot".into(), "name", 200).unwrap(),
+            "caf\u{e9}-bot"
+        );
+        let e = text("cafe\u{301}-bot".into(), "name", 200)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("U+0301 at character 5"), "{e}");
     }
 
     #[test]

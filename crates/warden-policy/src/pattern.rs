@@ -102,6 +102,17 @@ impl ToolPattern {
                 });
             }
         }
+        if let Some((position, c)) = first_decomposed(text) {
+            return Err(PatternError {
+                position,
+                message: format!(
+                    "U+{:04X} leaves the pattern out of Unicode's composed form (NFC), which \
+                     tool names are in; write the composed character (`é`, not `e` and \
+                     U+0301), or it would never match",
+                    c as u32
+                ),
+            });
+        }
         let first_wildcard = text.find(['*', '?']);
         let prefix_len = first_wildcard.unwrap_or(text.len());
         let shape = match first_wildcard {
@@ -177,6 +188,20 @@ fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
+/// The first character (1-based position) at which `text` leaves Unicode's
+/// composed form (NFC): a decomposed `é` (`e` and U+0301) looks like the
+/// composed one and is another name, which would escape the patterns and
+/// selectors written for it.
+pub fn first_decomposed(text: &str) -> Option<(usize, char)> {
+    if unicode_normalization::is_nfc(text) {
+        return None;
+    }
+    text.char_indices()
+        .enumerate()
+        .find(|(_, (at, c))| !unicode_normalization::is_nfc(&text[..at + c.len_utf8()]))
+        .map(|(i, (_, c))| (i + 1, c))
+}
+
 /// Characters that show as nothing, or turn the text around them, while
 /// still being part of a name (Unicode's default-ignorable code points,
 /// bidirectional controls, line and paragraph separators). Tool names may
@@ -216,6 +241,13 @@ mod tests {
             assert!(e.message.contains("plain one (U+0020)"), "{}", e.message);
         }
         assert!(ToolPattern::parse("send email").is_ok());
+        // Decomposed letters: the composed form only.
+        assert!(ToolPattern::parse("r\u{e9}sum\u{e9}.*").is_ok());
+        let e = ToolPattern::parse("re\u{301}sume.*").unwrap_err();
+        assert_eq!(e.position, 3, "{}", e.message);
+        assert!(e.message.contains("U+0301"), "{}", e.message);
+        assert_eq!(first_decomposed("\u{2126}hm"), Some((1, '\u{2126}')));
+        assert_eq!(first_decomposed("caf\u{e9}"), None);
         assert!(ToolPattern::parse("ツール.*").is_ok());
     }
 

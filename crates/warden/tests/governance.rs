@@ -2338,6 +2338,7 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         "shell\u{202e}.exec",
         " ",
         "shell.exec ",
+        "she\u{301}ll.exec",
     ] {
         let r = api.post(
             "/api/v1/enforce",
@@ -2428,8 +2429,13 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     );
     assert_eq!(plain.status, 201, "{}", plain.text);
     let plain_id = plain.body["data"]["id"].as_str().unwrap().to_string();
-    for space in ["\u{a0}", "\u{2009}", "\u{3000}"] {
-        let pattern = format!("send{space}email");
+    // So would one with a decomposed letter (`e` and U+0301 for `é`).
+    for pattern in [
+        "send\u{a0}email",
+        "send\u{2009}email",
+        "send\u{3000}email",
+        "sende\u{301}mail",
+    ] {
         let attempts = [
             (
                 "action_pattern",
@@ -2457,7 +2463,8 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         for (field, r) in attempts {
             let error = r.error(400, "invalid_request");
             assert_eq!(error["field"], field, "{}", r.text);
-            assert_eq!(error["position"]["column"], 5, "{}", r.text);
+            let column = if pattern.contains('\u{301}') { 6 } else { 5 };
+            assert_eq!(error["position"]["column"], column, "{}", r.text);
         }
         let r = api.post(
             "/api/v1/enforce",

@@ -1865,6 +1865,34 @@ fn decisions_are_agent_events(backend: &Backend) {
         assert!(r.text.contains("tool_name"), "{tool:?}: {}", r.text);
         assert!(r.text.contains("\"index\":1"), "{tool:?}: {}", r.text);
     }
+    // So are the names of the calls its metadata describes (a top-level
+    // tool of its own, a call named with a no-break space or decomposed
+    // letters under it), naming the path; nothing is stored.
+    for (metadata, field) in [
+        (
+            json!({"tool_call": {"name": "pay\u{a0}charge", "arguments": {"card": "SDKCARD9999"}}}),
+            "metadata.tool_call.name",
+        ),
+        (
+            json!({"tool_calls": [{"function": {"name": "pay.charge", "arguments": "{}"}},
+                                  {"function": {"name": "pay.che\u{301}que", "arguments": "{\"card\": \"SDKCARD9999\"}"}}]}),
+            "metadata.tool_calls[1].function.name",
+        ),
+        (
+            json!({"tool_call": {"name": "pay.charge\u{200b}", "arguments": {"card": "SDKCARD9999"}}}),
+            "metadata.tool_call.name",
+        ),
+    ] {
+        let event = json!({"event_type": "TOOL_CALL_PRE", "tool_name": "llm.chat", "agent_id": "billing-bot",
+            "session_id": "sdk-sess-bad", "metadata": metadata});
+        let r = api.post("/v1/events/batch", &json!([event]));
+        let e = r.error(400, "invalid_request");
+        assert!(
+            e["field"].as_str().unwrap().ends_with(field),
+            "{field}: {}",
+            r.text
+        );
+    }
     // Its keywords are held to the batch route's rules: an agent id with
     // an invisible character would escape `agent_id:billing-bot`.
     for (field, value) in [

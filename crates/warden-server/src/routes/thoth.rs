@@ -317,6 +317,30 @@ fn redact_tool_arguments(
     }
 }
 
+/// The names of the tool calls an event's metadata describes, with their
+/// paths: `tool_call` and each of `tool_calls`, by `name` or OpenAI's
+/// `function.name` (as [`redact_tool_arguments`] reads them).
+fn described_tool_names(metadata: &Map<String, Value>) -> Vec<(String, &str)> {
+    let mut calls: Vec<(String, &Value)> = Vec::new();
+    if let Some(call) = metadata.get("tool_call") {
+        calls.push(("metadata.tool_call".into(), call));
+    }
+    if let Some(Value::Array(items)) = metadata.get("tool_calls") {
+        for (i, call) in items.iter().enumerate() {
+            calls.push((format!("metadata.tool_calls[{i}]"), call));
+        }
+    }
+    let mut names = Vec::new();
+    for (path, call) in calls {
+        for (pointer, suffix) in [("/name", "name"), ("/function/name", "function.name")] {
+            if let Some(Value::String(name)) = call.pointer(pointer) {
+                names.push((format!("{path}.{suffix}"), name.as_str()));
+            }
+        }
+    }
+    names
+}
+
 /// Maps one of the SDK's `BehavioralEvent`s to an agent event.
 fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (String, String)> {
     let Value::Object(mut object) = value else {
@@ -351,11 +375,21 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     // Held to the rule enforcement holds a tool name to: policies (and the
     // redactions they name for the event's arguments) match such a name
     // only, so a padded or invisible-laden one would slip past them.
-    if !tool.is_empty() {
-        crate::governance::enforce::check_tool_name(&tool, "tool_name").map_err(|e| match e {
+    let tool_name = |name: &str, field: &str| {
+        crate::governance::enforce::check_tool_name(name, field).map_err(|e| match e {
             warden_core::Error::Invalid { field, message } => (field, message),
-            other => ("tool_name".to_string(), other.to_string()),
-        })?;
+            other => (field.to_string(), other.to_string()),
+        })
+    };
+    if !tool.is_empty() {
+        tool_name(&tool, "tool_name")?;
+    }
+    // So are the names of the calls its metadata describes: the
+    // redactions for each call's arguments are found by its name.
+    if let Some(Value::Object(metadata)) = object.get("metadata") {
+        for (field, name) in described_tool_names(metadata) {
+            tool_name(name, &field)?;
+        }
     }
     let content = text(&mut object, "content")?.unwrap_or_default();
     let agent_id = text(&mut object, "agent_id")?;
