@@ -321,6 +321,29 @@ fn refuse_hidden_characters(source: &str) -> Result<(), ConditionCompileError> {
                 column: column + 1,
             });
         }
+        // A pasted no-break space, or a decomposed letter, in a literal
+        // compared with a tool or agent name would never match (names
+        // refuse both); written as an escape, it is meant.
+        let pasted = text
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_whitespace() && *c != ' ' && *c != '\t')
+            .map(|(column, c)| (column + 1, c, "a space other than the plain one"))
+            .or_else(|| {
+                crate::pattern::first_decomposed(text)
+                    .map(|(column, c)| (column, c, "a letter outside Unicode's composed form"))
+            });
+        if let Some((column, c, what)) = pasted {
+            return Err(ConditionCompileError {
+                message: format!(
+                    "{what} (U+{:04X}): names never hold one; write it as an escape in a string \
+                     (\\u{:04x}) if it is meant",
+                    c as u32, c as u32
+                ),
+                line: line + 1,
+                column,
+            });
+        }
     }
     Ok(())
 }
@@ -1915,6 +1938,18 @@ mod tests {
             );
             assert!(e.message.contains("invisible"), "{}", e.message);
         }
+        // Spaces other than the plain one and decomposed letters, which
+        // no name holds, likewise.
+        for (source, column) in [
+            ("tool == 'send\u{a0}email'", 14),
+            ("'p\u{3000}ci' in agent.tags", 3),
+            ("tool == 'sende\u{301}mail'", 15),
+        ] {
+            let e = CelCondition::compile(source).unwrap_err();
+            assert_eq!((e.line, e.column), (1, column), "{source:?}: {}", e.message);
+            assert!(e.message.contains("write it as an escape"), "{}", e.message);
+        }
+        assert!(CelCondition::compile("tool == 'send\\u00a0email'").is_ok());
         // Escapes name them; tabs and line breaks are layout.
         assert!(holds("'\\u200b' != 'x' &&\r\n\targs.amount > 1"));
         // A stored condition keeps loading.
