@@ -908,7 +908,8 @@ pub fn decide_with(
     // Conditions that loop over a large call's data can run for hundreds
     // of milliseconds: such a call's evaluation hands its worker's other
     // requests (readiness probes included) to another thread first.
-    let heavy = input.collection_sizes().1 > HEAVY_CALL_ELEMENTS
+    let heavy = (input.collection_sizes().1 > HEAVY_CALL_ELEMENTS
+        || input.text_bytes() > HEAVY_CALL_TEXT)
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     let outcome = if heavy {
@@ -922,6 +923,10 @@ pub fn decide_with(
 /// Elements (of lists and maps, in the arguments and context together)
 /// past which a call's evaluation may be long enough to hold up others.
 const HEAVY_CALL_ELEMENTS: usize = 1_000;
+
+/// Bytes of text in a call past which its evaluation may be as long
+/// (sixteen splits of a 1 MB argument took 0.64 s).
+const HEAVY_CALL_TEXT: usize = 64 * 1024;
 
 pub fn decide(
     policies: &TenantPolicies,
