@@ -205,8 +205,7 @@ pub fn visible(value: &str, field: &str) -> Result<()> {
             field,
             format!(
                 "{field} must be in Unicode's composed form (NFC): U+{:04X} at character {at} \
-                 makes a second name that looks like the composed one (`é`, not `e` and \
-                 U+0301)",
+                 makes a second name that looks like the composed one; send the name in NFC",
                 c as u32
             ),
         ));

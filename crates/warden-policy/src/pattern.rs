@@ -107,8 +107,7 @@ impl ToolPattern {
                 position,
                 message: format!(
                     "U+{:04X} leaves the pattern out of Unicode's composed form (NFC), which \
-                     tool names are in; write the composed character (`é`, not `e` and \
-                     U+0301), or it would never match",
+                     tool names are in, so it would never match; write the pattern in NFC",
                     c as u32
                 ),
             });

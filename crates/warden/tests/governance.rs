@@ -2472,6 +2472,13 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         );
         assert_eq!(r.error(400, "invalid_request")["field"], "tool_name");
     }
+    // A filter naming an agent no agent may be says why.
+    for path in ["/api/v1/audit", "/api/v1/holds"] {
+        let r = api.get(&format!("{path}?agent_id=cafe%CC%81-bot"));
+        let e = r.error(400, "invalid_request");
+        assert_eq!(e["field"], "agent_id", "{}", r.text);
+        assert!(e["message"].as_str().unwrap().contains("NFC"), "{}", r.text);
+    }
     let r = api.get(&format!("/api/v1/policies/{plain_id}"));
     assert_eq!(r.body["data"]["action_pattern"], "send email");
     assert_eq!(r.body["data"]["version"], 1, "{}", r.text);

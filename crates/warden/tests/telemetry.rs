@@ -1900,6 +1900,7 @@ fn decisions_are_agent_events(backend: &Backend) {
         ("session_id", "s\u{202e}1"),
         ("hostname", "h\u{7}x"),
         ("agent_id", "billing-bot "),
+        ("agent_id", "cafe\u{301}-bot"),
     ] {
         let mut event = json!({"event_type": "TOOL_CALL_POST", "agent_id": "billing-bot"});
         event[field] = json!(value);

@@ -393,6 +393,15 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     }
     let content = text(&mut object, "content")?.unwrap_or_default();
     let agent_id = text(&mut object, "agent_id")?;
+    // Held to the rule for the agent ids a call names: the policies whose
+    // selectors (and redactions) take in this agent find it by that name
+    // only, so a decomposed spelling would pass them.
+    if let Some(agent) = &agent_id {
+        warden_core::agent::visible(agent, "agent_id").map_err(|e| match e {
+            warden_core::Error::Invalid { field, message } => (field, message),
+            other => ("agent_id".to_string(), other.to_string()),
+        })?;
+    }
     let session_id = text(&mut object, "session_id")?;
     let host = text(&mut object, "hostname")?;
     // The key's organization decides the tenant; the chain fields are the

@@ -202,6 +202,8 @@ pub async fn agent_filter(
                 // as "no activity" where the name is mistyped, or belonged
                 // to an agent since deleted.
                 None => {
+                    // A name no agent may have is said to be one, first.
+                    warden_core::agent::visible(&reference, "agent_id")?;
                     return Err(crate::http::error::ApiError::invalid(
                         "agent_id",
                         format!(
