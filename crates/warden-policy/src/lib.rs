@@ -23,6 +23,6 @@ mod utc_time;
 
 pub use condition::{CallFacts, CelCondition, ConditionCompileError, ConditionInput};
 pub use decision::{Decision, Mode};
-pub use modify::{ArgChange, ArgPath, PathError};
+pub use modify::{ArgChange, ArgPath, ChangeWork, PathError};
 pub use pattern::{PatternError, ToolPattern};
 pub use set::{AgentSelector, Call, Condition, ConditionError, Evaluation, Policy, PolicySet};

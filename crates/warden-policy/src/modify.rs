@@ -8,6 +8,49 @@ use serde_json::{Map, Value};
 
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[REDACTED]";
+
+/// Most work the redactions and assignments of one call may do over its
+/// arguments, counting one for each value a path visits and its bytes for
+/// each JSON text read into or written back: 20 `modify` policies of 100
+/// `*` paths each over 40 entries sent as JSON strings took 14 s a call,
+/// since every path read and rewrote every string. Past it a change
+/// fails (the call is denied) and a redaction withholds the whole value
+/// it was given.
+pub const MAX_CHANGE_WORK: usize = 32 << 20;
+
+/// Work left to one call's redactions and assignments
+/// ([`MAX_CHANGE_WORK`]), shared by all the paths that meet it.
+#[derive(Debug)]
+pub struct ChangeWork(std::sync::atomic::AtomicUsize);
+
+impl Default for ChangeWork {
+    fn default() -> Self {
+        ChangeWork(std::sync::atomic::AtomicUsize::new(MAX_CHANGE_WORK))
+    }
+}
+
+impl ChangeWork {
+    /// Takes `n` from what is left; false (and nothing left) past it.
+    fn spend(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let taken = self
+            .0
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(n));
+        if taken.is_err() {
+            self.0.store(0, Relaxed);
+        }
+        taken.is_ok()
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) == 0
+    }
+
+    #[cfg(test)]
+    fn with(left: usize) -> Self {
+        ChangeWork(std::sync::atomic::AtomicUsize::new(left))
+    }
+}
 /// Longest path, and most paths per policy.
 pub const MAX_PATH_LEN: usize = 256;
 pub const MAX_PATHS: usize = 100;
@@ -100,11 +143,21 @@ impl ArgPath {
     /// Replaces every value the path reaches with [`REDACTED`]; returns
     /// whether any was.
     pub fn redact(&self, args: &mut Value) -> bool {
+        self.redact_within(args, &ChangeWork::default())
+    }
+
+    /// As [`Self::redact`], spending `work`: when it runs out, the whole
+    /// of `args` is withheld, since what is left of it may hold the value.
+    pub fn redact_within(&self, args: &mut Value, work: &ChangeWork) -> bool {
         let mut hit = false;
-        visit(args, &self.segments, &mut |v| {
+        visit(args, &self.segments, work, &mut |v| {
             *v = Value::String(REDACTED.into());
             hit = true;
         });
+        if work.exhausted() {
+            *args = Value::String(REDACTED.into());
+            return true;
+        }
         hit
     }
 
@@ -119,8 +172,9 @@ impl ArgPath {
         value: &Value,
         size: usize,
         budget: &mut usize,
+        work: &ChangeWork,
     ) -> Result<(), ChangeFailed> {
-        set_at(args, &self.segments, &mut |target| {
+        set_at(args, &self.segments, work, &mut |target| {
             *budget = budget.checked_sub(size).ok_or(ChangeFailed::TooLarge)?;
             *target = value.clone();
             Ok(())
@@ -145,6 +199,12 @@ pub enum ChangeFailed {
     /// in the tool may read them.
     #[error("a `*` assignment reaches JSON text in the arguments that is not strict JSON")]
     UnreadableJson,
+    /// The call's redactions and assignments would do more than
+    /// [`MAX_CHANGE_WORK`] over its arguments.
+    #[error(
+        "the call's redactions and assignments would take more than their bound over its arguments"
+    )]
+    TooCostly,
 }
 
 /// The path left after `key`, when the key's dot-separated parts match
@@ -168,7 +228,10 @@ fn covered<'s>(key: &str, segments: &'s [String]) -> Option<&'s [String]> {
 /// (`"a.b"` is named by the path `a.b` too), and an object or array sent
 /// as a JSON string (`"payload": "{\"card\": …}"`), changed inside and
 /// written back as a string.
-fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) {
+fn visit(value: &mut Value, segments: &[String], work: &ChangeWork, f: &mut dyn FnMut(&mut Value)) {
+    if !work.spend(1) {
+        return;
+    }
     let Some((first, rest)) = segments.split_first() else {
         f(value);
         return;
@@ -177,17 +240,17 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 if let Some(after) = covered(key, segments) {
-                    visit(child, after, f);
+                    visit(child, after, work, f);
                 }
             }
         }
         Value::Array(items) => {
             if first == "*" {
                 for child in items.iter_mut() {
-                    visit(child, rest, f);
+                    visit(child, rest, work, f);
                 }
             } else if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                visit(child, rest, f);
+                visit(child, rest, work, f);
             }
         }
         // Invisible characters in front (a byte-order mark, a zero-width
@@ -198,12 +261,15 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
             // withheld whole, as the Thoth events' arguments are.
             // A repeated key too: the tool may read the value the
             // record would not show.
+            if !work.spend(text.len()) {
+                return;
+            }
             let Ok(crate::unique_keys::UniqueKeys(mut inner)) = serde_json::from_str(text) else {
                 f(value);
                 return;
             };
             let mut hit = false;
-            visit(&mut inner, segments, &mut |v| {
+            visit(&mut inner, segments, work, &mut |v| {
                 hit = true;
                 f(v)
             });
@@ -216,11 +282,15 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
                 f(value);
             } else {
                 *text = inner.to_string();
+                work.spend(text.len());
             }
         }
         // JSON encoded twice (`"\"{\\\"card\\\": …}\""`): a tool that decodes
         // it twice reads the object, so the path reaches into it too.
         Value::String(text) if looks_like_encoded_text(text) => {
+            if !work.spend(text.len()) {
+                return;
+            }
             let Ok(Value::String(decoded)) = serde_json::from_str::<Value>(text) else {
                 return;
             };
@@ -229,12 +299,13 @@ fn visit(value: &mut Value, segments: &[String], f: &mut dyn FnMut(&mut Value)) 
             }
             let mut inner = Value::String(decoded);
             let mut hit = false;
-            visit(&mut inner, segments, &mut |v| {
+            visit(&mut inner, segments, work, &mut |v| {
                 hit = true;
                 f(v)
             });
             if hit {
                 *text = inner.to_string();
+                work.spend(text.len());
             }
         }
         _ => {}
@@ -288,8 +359,12 @@ type Assign<'a> = dyn FnMut(&mut Value) -> Result<(), ChangeFailed> + 'a;
 fn set_at(
     target: &mut Value,
     segments: &[String],
+    work: &ChangeWork,
     assign: &mut Assign,
 ) -> Result<(), ChangeFailed> {
+    if !work.spend(1) {
+        return Err(ChangeFailed::TooCostly);
+    }
     let Some((first, rest)) = segments.split_first() else {
         return assign(target);
     };
@@ -303,10 +378,16 @@ fn set_at(
     // (Warden's own `[REDACTED]` marker holds nothing and is not such text.)
     if let Value::String(text) = target {
         if looks_like_json(text) && text != REDACTED {
+            if !work.spend(text.len()) {
+                return Err(ChangeFailed::TooCostly);
+            }
             match json_inside(text) {
                 Some(mut inner) => {
-                    set_at(&mut inner, segments, assign)?;
+                    set_at(&mut inner, segments, work, assign)?;
                     *text = inner.to_string();
+                    if !work.spend(text.len()) {
+                        return Err(ChangeFailed::TooCostly);
+                    }
                     return Ok(());
                 }
                 None if segments.iter().any(|s| s == "*") => {
@@ -321,11 +402,13 @@ fn set_at(
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
                     if let Some(after) = covered(key, segments) {
-                        set_at(child, after, assign)?;
+                        set_at(child, after, work, assign)?;
                     }
                 }
             }
-            Value::Array(items) => items.iter_mut().try_for_each(|c| set_at(c, rest, assign))?,
+            Value::Array(items) => items
+                .iter_mut()
+                .try_for_each(|c| set_at(c, rest, work, assign))?,
             _ => {}
         }
         return Ok(());
@@ -336,7 +419,7 @@ fn set_at(
     // argument of another shape.
     if let Value::Array(items) = target {
         if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-            return set_at(child, rest, assign);
+            return set_at(child, rest, work, assign);
         }
     }
     // Under a `*` further down, a level that is not there has no entries
@@ -357,7 +440,7 @@ fn set_at(
     for (key, child) in map.iter_mut() {
         if let Some(after) = covered(key, segments) {
             direct |= key == first;
-            set_at(child, after, assign)?;
+            set_at(child, after, work, assign)?;
         }
     }
     if direct || wild_below {
@@ -366,6 +449,7 @@ fn set_at(
     set_at(
         map.entry(first.clone()).or_insert(Value::Null),
         rest,
+        work,
         assign,
     )
 }
@@ -386,13 +470,22 @@ impl ArgChange {
     /// assignments would write more than [`MAX_SET_BYTES`] into them or a
     /// `*` assignment meets JSON text it cannot read.
     pub fn apply(&self, args: &Value) -> Result<Value, ChangeFailed> {
+        self.apply_within(args, &ChangeWork::default())
+    }
+
+    /// As [`Self::apply`], spending `work` ([`ChangeFailed::TooCostly`]
+    /// when it runs out).
+    pub fn apply_within(&self, args: &Value, work: &ChangeWork) -> Result<Value, ChangeFailed> {
         let mut out = if args.is_null() {
             Value::Object(Map::new())
         } else {
             args.clone()
         };
         for path in &self.redact {
-            path.redact(&mut out);
+            path.redact_within(&mut out, work);
+        }
+        if work.exhausted() {
+            return Err(ChangeFailed::TooCostly);
         }
         let mut budget = MAX_SET_BYTES;
         for (path, value) in &self.set {
@@ -404,7 +497,7 @@ impl ArgChange {
             } else {
                 0
             };
-            path.set(&mut out, value, size, &mut budget)?;
+            path.set(&mut out, value, size, &mut budget, work)?;
         }
         Ok(out)
     }
@@ -508,6 +601,48 @@ mod tests {
         assert_eq!(triple, json!({"card": REDACTED, "note": "kept"}));
         assert_eq!(args["quoted"], "\"hello\"");
         assert_eq!(decode(&args["loose"]), REDACTED);
+    }
+
+    #[test]
+    fn a_calls_changes_share_a_bound_on_their_work() {
+        // Entries sent as JSON strings, each read and rewritten by every
+        // `*` path: the work grows with paths times entries times size.
+        let entries: Map<String, Value> = (0..40)
+            .map(|k| (format!("k{k}"), Value::String("{\"z\": 1}".into())))
+            .collect();
+        let args = json!({"m": entries, "card": "4111"});
+        let change = ArgChange {
+            redact: vec![p("card")],
+            set: (0..100)
+                .map(|i| (p(&format!("m.*.s{i}")), json!(1)))
+                .collect(),
+        };
+        let out = change.apply(&args).unwrap();
+        assert_eq!(out["card"], REDACTED);
+        assert_eq!(
+            change.apply_within(&args, &ChangeWork::with(20_000)),
+            Err(ChangeFailed::TooCostly)
+        );
+        // Every rewrite of a grown string counts: one change does over a
+        // million units of work here.
+        let work = ChangeWork::default();
+        assert!(change.apply_within(&args, &work).is_ok());
+        let used = MAX_CHANGE_WORK - work.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(used > 1_000_000, "{used}");
+        // Shared: a second change meets what the first left.
+        let work = ChangeWork::with(used + used / 2);
+        assert!(change.apply_within(&args, &work).is_ok());
+        assert_eq!(
+            change.apply_within(&args, &work),
+            Err(ChangeFailed::TooCostly)
+        );
+        // A redaction that runs out withholds the whole value it was given.
+        let mut v = json!({"m": {"a": "{\"password\": \"x\"}"}, "b": 1});
+        assert!(p("m.*.password").redact_within(&mut v, &ChangeWork::with(3)));
+        assert_eq!(v, json!(REDACTED));
+        let mut v = json!({"m": {"a": "{\"password\": \"x\"}"}, "b": 1});
+        assert!(p("m.*.password").redact_within(&mut v, &ChangeWork::default()));
+        assert_eq!(v["b"], 1);
     }
 
     #[test]

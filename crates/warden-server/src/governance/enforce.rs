@@ -416,6 +416,7 @@ pub fn apply_change(
     args: &Value,
     decision: &mut Decision,
     reason: &mut String,
+    work: &warden_policy::ChangeWork,
 ) -> Option<Value> {
     let mut changed: Option<Value> = None;
     for policy_id in change_from {
@@ -426,7 +427,7 @@ pub fn apply_change(
         else {
             continue;
         };
-        match change.apply(changed.as_ref().unwrap_or(args)) {
+        match change.apply_within(changed.as_ref().unwrap_or(args), work) {
             Ok(next) => changed = Some(next),
             Err(failed) => {
                 *decision = Decision::Deny;
@@ -612,6 +613,8 @@ async fn decide_and_record(
             outcome.change_from.join(", ")
         );
     }
+    // The call's changes and redactions share one bound on their work.
+    let work = warden_policy::ChangeWork::default();
     let modified_tool_args = match decision {
         Decision::Modify => apply_change(
             &policies,
@@ -619,6 +622,7 @@ async fn decide_and_record(
             &args,
             &mut decision,
             &mut reason,
+            &work,
         ),
         _ => None,
     };
@@ -634,7 +638,7 @@ async fn decide_and_record(
     let redact = |value: &Value| {
         let mut v = value.clone();
         for path in &redactions.arguments {
-            path.redact(&mut v);
+            path.redact_within(&mut v, &work);
         }
         v
     };
@@ -644,7 +648,7 @@ async fn decide_and_record(
     let stored_context = (!redactions.context.is_empty()).then(|| {
         let mut v = context.clone();
         for path in &redactions.context {
-            path.redact(&mut v);
+            path.redact_within(&mut v, &work);
         }
         v
     });

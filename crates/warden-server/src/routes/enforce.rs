@@ -604,6 +604,7 @@ pub async fn test_policies(
         &args,
         &mut decision,
         &mut reason,
+        &warden_policy::ChangeWork::default(),
     );
     Ok(ok(PolicyTestResult {
         decision: decision.into(),

@@ -293,9 +293,11 @@ fn redact_tool_arguments(
     }
     // Arguments sent as a JSON string are redacted inside it by the paths
     // themselves (withheld whole when that cannot be done exactly).
+    // The event's redactions share one bound on their work.
+    let work = warden_policy::ChangeWork::default();
     let redact = |args: &mut Value| {
         for path in &paths {
-            path.redact(args);
+            path.redact_within(args, &work);
         }
     };
     for key in ["tool_args", "arguments"] {
