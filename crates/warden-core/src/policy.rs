@@ -271,12 +271,14 @@ impl PolicyRecord {
             .mode
             .parse()
             .map_err(|_| Error::invalid("mode", "mode must be enforce or monitor"))?;
+        // A stored condition compiles the same from the same source.
+        let reused = match (&self.condition, written) {
+            (Some(src), Written::Before) => known.get(src).cloned(),
+            _ => None,
+        };
         let condition = match &self.condition {
+            _ if reused.is_some() => reused,
             None => None,
-            // A stored condition compiles the same from the same source.
-            Some(src) if matches!(written, Written::Before) && known.contains_key(src) => {
-                known.get(src).cloned()
-            }
             Some(src) => {
                 let compiled = match written {
                     Written::Now => CelCondition::compile(src),

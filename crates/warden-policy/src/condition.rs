@@ -9,7 +9,6 @@
 //! be able to yield a boolean. Each refusal names its line and column.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
@@ -19,6 +18,7 @@ use cel::objects::Key;
 use cel::{Context, Env, IdedExpr, Program, Value};
 use serde_json::Value as Json;
 
+use crate::allowance::Allowance;
 use crate::constant;
 use crate::drift::DriftScore;
 use crate::regex_match::{self, MATCHES_FN};
@@ -465,10 +465,10 @@ pub struct ConditionInput {
     search_time_left: std::sync::atomic::AtomicU64,
     /// Loop body runs left to this call's conditions (see
     /// [`MAX_CALL_LOOP_WORK`]).
-    loop_work_left: std::sync::atomic::AtomicU64,
+    loop_work_left: Allowance,
     /// Evaluation time left to this call's conditions, in nanoseconds
     /// (see [`CALL_EVALUATION_TIME`]).
-    evaluation_time_left: std::sync::atomic::AtomicU64,
+    evaluation_time_left: Allowance,
     /// The most elements any list or map of the arguments or context
     /// holds, counted once per call when a condition first asks.
     largest: OnceLock<(usize, usize, usize)>,
@@ -482,10 +482,8 @@ impl ConditionInput {
             search_time_left: std::sync::atomic::AtomicU64::new(
                 regex_match::CALL_SEARCH_TIME.as_nanos() as u64,
             ),
-            loop_work_left: std::sync::atomic::AtomicU64::new(MAX_CALL_LOOP_WORK),
-            evaluation_time_left: std::sync::atomic::AtomicU64::new(
-                CALL_EVALUATION_TIME.as_nanos() as u64,
-            ),
+            loop_work_left: Allowance::new(MAX_CALL_LOOP_WORK),
+            evaluation_time_left: Allowance::new(CALL_EVALUATION_TIME.as_nanos() as u64),
             largest: OnceLock::new(),
         }
     }
@@ -529,8 +527,7 @@ impl ConditionInput {
 
     /// Uses up the call's evaluation time (for tests of what follows).
     pub fn spend_evaluation_time(&self) {
-        self.evaluation_time_left
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.evaluation_time_left.drain(u64::MAX);
     }
 
     /// Uses up the call's regex search time (for tests of what follows).
@@ -660,7 +657,7 @@ impl Condition<ConditionInput> for CelCondition {
     }
 
     fn holds(&self, input: &ConditionInput) -> Result<bool, ConditionError> {
-        if input.evaluation_time_left.load(Relaxed) == 0 {
+        if input.evaluation_time_left.is_spent() {
             return Err(ConditionError(format!(
                 "this call's conditions took their {} ms; the rest are not evaluated",
                 CALL_EVALUATION_TIME.as_millis()
@@ -668,10 +665,9 @@ impl Condition<ConditionInput> for CelCondition {
         }
         let began = std::time::Instant::now();
         let held = self.evaluate(input);
-        let spent = began.elapsed().as_nanos() as u64;
-        let _ = input
+        input
             .evaluation_time_left
-            .fetch_update(Relaxed, Relaxed, |left| Some(left.saturating_sub(spent)));
+            .drain(began.elapsed().as_nanos() as u64);
         held
     }
 }
@@ -694,10 +690,7 @@ impl CelCondition {
                     self.data_loop_runs
                 )));
             }
-            let taken = input
-                .loop_work_left
-                .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(work));
-            if taken.is_err() {
+            if !input.loop_work_left.take(work) {
                 return Err(ConditionError(format!(
                     "the call's conditions would run their loops over the call's data past \
                      {MAX_CALL_LOOP_WORK} times in all; the conditions met before this one \

@@ -4,6 +4,7 @@
 //! policies once per change into a [`PolicySet`] and evaluates every call
 //! against it.
 
+mod allowance;
 pub mod condition;
 mod constant;
 mod decision;

@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::allowance::Allowance;
+
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -21,34 +23,32 @@ pub const MAX_CHANGE_WORK: usize = 32 << 20;
 /// Work left to one call's redactions and assignments
 /// ([`MAX_CHANGE_WORK`]), shared by all the paths that meet it.
 #[derive(Debug)]
-pub struct ChangeWork(std::sync::atomic::AtomicUsize);
+pub struct ChangeWork(Allowance);
 
 impl Default for ChangeWork {
     fn default() -> Self {
-        ChangeWork(std::sync::atomic::AtomicUsize::new(MAX_CHANGE_WORK))
+        ChangeWork(Allowance::new(MAX_CHANGE_WORK as u64))
     }
 }
 
 impl ChangeWork {
-    /// Takes `n` from what is left; false (and nothing left) past it.
+    /// Takes `n` from what is left; false (and nothing left) past it, so
+    /// that a redaction cut short knows to withhold.
     fn spend(&self, n: usize) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let taken = self
-            .0
-            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(n));
-        if taken.is_err() {
-            self.0.store(0, Relaxed);
+        let taken = self.0.take(n as u64);
+        if !taken {
+            self.0.drain(u64::MAX);
         }
-        taken.is_ok()
+        taken
     }
 
     pub fn exhausted(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed) == 0
+        self.0.is_spent()
     }
 
     #[cfg(test)]
     fn with(left: usize) -> Self {
-        ChangeWork(std::sync::atomic::AtomicUsize::new(left))
+        ChangeWork(Allowance::new(left as u64))
     }
 }
 /// Longest path, and most paths per policy.
@@ -627,7 +627,7 @@ mod tests {
         // million units of work here.
         let work = ChangeWork::default();
         assert!(change.apply_within(&args, &work).is_ok());
-        let used = MAX_CHANGE_WORK - work.0.load(std::sync::atomic::Ordering::Relaxed);
+        let used = MAX_CHANGE_WORK - work.0.left() as usize;
         assert!(used > 1_000_000, "{used}");
         // Shared: a second change meets what the first left.
         let work = ChangeWork::with(used + used / 2);

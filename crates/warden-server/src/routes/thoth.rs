@@ -343,6 +343,15 @@ fn described_tool_names(metadata: &Map<String, Value>) -> Vec<(String, &str)> {
     names
 }
 
+/// An event's refusal as its field and message (`field` when the error
+/// names none).
+fn field_error(field: &str) -> impl FnOnce(warden_core::Error) -> (String, String) + '_ {
+    move |e| match e {
+        warden_core::Error::Invalid { field, message } => (field, message),
+        other => (field.to_string(), other.to_string()),
+    }
+}
+
 /// Maps one of the SDK's `BehavioralEvent`s to an agent event.
 fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (String, String)> {
     let Value::Object(mut object) = value else {
@@ -378,10 +387,7 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     // redactions they name for the event's arguments) match such a name
     // only, so a padded or invisible-laden one would slip past them.
     let tool_name = |name: &str, field: &str| {
-        crate::governance::enforce::check_tool_name(name, field).map_err(|e| match e {
-            warden_core::Error::Invalid { field, message } => (field, message),
-            other => (field.to_string(), other.to_string()),
-        })
+        crate::governance::enforce::check_tool_name(name, field).map_err(field_error(field))
     };
     if !tool.is_empty() {
         tool_name(&tool, "tool_name")?;
@@ -399,10 +405,7 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     // selectors (and redactions) take in this agent find it by that name
     // only, so a decomposed spelling would pass them.
     if let Some(agent) = &agent_id {
-        warden_core::agent::visible(agent, "agent_id").map_err(|e| match e {
-            warden_core::Error::Invalid { field, message } => (field, message),
-            other => ("agent_id".to_string(), other.to_string()),
-        })?;
+        warden_core::agent::visible(agent, "agent_id").map_err(field_error("agent_id"))?;
     }
     let session_id = text(&mut object, "session_id")?;
     let host = text(&mut object, "hostname")?;
