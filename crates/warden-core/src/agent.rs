@@ -162,7 +162,9 @@ pub fn looks_like_agent_id(s: &str) -> bool {
 }
 
 pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
-    let value = value.trim().to_string();
+    // Only plain spaces are trimmed: another space or a line break at an
+    // end is refused below, as it is inside a name.
+    let value = value.trim_matches(' ').to_string();
     if value.is_empty() {
         return Err(Error::invalid(field, format!("{field} must not be empty")));
     }
@@ -484,5 +486,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, Error::invalid("tags[1]", "tags[1] must not be empty"));
+    }
+
+    #[test]
+    fn only_plain_spaces_are_trimmed_from_names() {
+        let named = |name: &str| {
+            Agent::create(
+                AgentChanges {
+                    name: Some(name.into()),
+                    ..Default::default()
+                },
+                0,
+            )
+        };
+        assert_eq!(named("  billing-bot ").unwrap().name, "billing-bot");
+        for name in ["billing-bot\u{a0}", "\u{2003}billing-bot", "billing-bot\n"] {
+            let err = named(name).expect_err(name);
+            assert!(
+                matches!(&err, Error::Invalid { field, .. } if field == "name"),
+                "{err:?}"
+            );
+        }
     }
 }

@@ -216,9 +216,10 @@ impl PolicyRecord {
             }
             for (i, id) in agents.ids.iter_mut().enumerate() {
                 // As agents are registered and enforcement finds them: an
-                // external id trimmed, a Warden id in lower case. Kept as
-                // written, neither could ever select an agent.
-                *id = id.trim().to_string();
+                // external id without plain spaces around it, a Warden id
+                // in lower case. Kept as written, neither could ever
+                // select an agent. Other spaces are refused below.
+                *id = id.trim_matches(' ').to_string();
                 if crate::agent::looks_like_agent_id(id) {
                     *id = id.to_ascii_lowercase();
                 }
@@ -339,8 +340,8 @@ impl PolicyRecord {
 fn rename_field(e: Error, prefix: &str) -> Error {
     match e {
         Error::Invalid { field, message } => Error::Invalid {
+            message: message.replacen(&field, &field.replacen("tags", prefix, 1), 1),
             field: field.replacen("tags", prefix, 1),
-            message,
         },
         other => other,
     }
@@ -461,5 +462,40 @@ mod tests {
             matches!(&err, Error::InvalidAt { field, .. } if field == "condition"),
             "{err:?}"
         );
+    }
+
+    fn with_selector(ids: &[&str], tags: &[&str]) -> Result<PolicyRecord> {
+        let changes = PolicyChanges {
+            name: Some("selected".into()),
+            action_pattern: Some("*".into()),
+            decision: Some("deny".into()),
+            agents: Some(Some(AgentsSpec {
+                ids: ids.iter().map(|s| s.to_string()).collect(),
+                tags: tags.iter().map(|s| s.to_string()).collect(),
+            })),
+            ..Default::default()
+        };
+        PolicyRecord::create(changes, "pol_1".into(), "key_1", 0)
+    }
+
+    #[test]
+    fn selectors_trim_plain_spaces_and_refuse_others_by_their_field() {
+        let record = with_selector(&[" billing-bot "], &[" Prod "]).unwrap();
+        let agents = record.agents.unwrap();
+        assert_eq!(agents.ids, ["billing-bot"]);
+        assert_eq!(agents.tags, ["prod"]);
+        for (ids, tags, field) in [
+            (&["billing-bot\u{a0}"][..], &[][..], "agents.ids[0]"),
+            (&[], &["ok", "prod\u{3000}"], "agents.tags[1]"),
+            (&[], &["prod\n"], "agents.tags[0]"),
+        ] {
+            match with_selector(ids, tags).unwrap_err() {
+                Error::Invalid { field: f, message } => {
+                    assert_eq!(f, field);
+                    assert!(message.starts_with(field), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

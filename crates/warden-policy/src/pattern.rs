@@ -59,30 +59,32 @@ impl ToolPattern {
                     ),
                 });
             }
-            if unseen(c) {
-                return Err(PatternError {
-                    position,
-                    message: format!(
-                        "invisible or direction-changing characters (U+{:04X}) cannot appear in a \
-                         pattern: no tool name holds one, so it would never match",
-                        c as u32
-                    ),
-                });
-            }
             if c.is_control() {
                 return Err(PatternError {
                     position,
                     message: "control characters cannot appear in a pattern".into(),
                 });
             }
-            // Only the plain space, as tool names hold only it: a
-            // no-break space pasted from a page would never match.
+            // Only the plain space, as tool names hold only it: a no-break
+            // space pasted from a page would never match. Before the
+            // invisible ones, so that a separator such as U+2028 is called
+            // a space here as in a tool name.
             if c.is_whitespace() && c != ' ' {
                 return Err(PatternError {
                     position,
                     message: format!(
                         "U+{:04X} is a space other than the plain one (U+0020), which no tool \
                          name holds, so the pattern would never match",
+                        c as u32
+                    ),
+                });
+            }
+            if unseen(c) {
+                return Err(PatternError {
+                    position,
+                    message: format!(
+                        "invisible or direction-changing characters (U+{:04X}) cannot appear in a \
+                         pattern: no tool name holds one, so it would never match",
                         c as u32
                     ),
                 });
@@ -240,6 +242,9 @@ mod tests {
             assert!(e.message.contains("plain one (U+0020)"), "{}", e.message);
         }
         assert!(ToolPattern::parse("send email").is_ok());
+        // A separator is a space here, as in a tool name's message.
+        let e = ToolPattern::parse("send\u{2028}email").unwrap_err();
+        assert!(e.message.contains("plain one (U+0020)"), "{}", e.message);
         // Decomposed letters: the composed form only.
         assert!(ToolPattern::parse("r\u{e9}sum\u{e9}.*").is_ok());
         let e = ToolPattern::parse("re\u{301}sume.*").unwrap_err();

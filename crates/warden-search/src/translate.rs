@@ -161,6 +161,20 @@ impl<'a> Translator<'a> {
         let f = self.fields;
         match (resolve(field), value) {
             (Target::Message, MatchValue::Term(text) | MatchValue::Phrase(text)) => {
+                // As an empty phrase is refused: punctuation and spaces
+                // alone are no word of the message, and would find nothing.
+                if words(text).is_empty() {
+                    return Err(SearchError::Query {
+                        position,
+                        message: format!(
+                            "`{}` holds no word to find in the message (punctuation and spaces \
+                             are not indexed there); search a field for it instead, such as \
+                             program:\"{}\"",
+                            cut(text),
+                            cut(text)
+                        ),
+                    });
+                }
                 Ok(self.message_words(text))
             }
             (Target::Message, MatchValue::Wildcard(pieces)) => {
@@ -579,6 +593,26 @@ impl<'a> Translator<'a> {
                         }
                     };
                     return Ok(Box::new(InvertedIndexRangeQuery::new(lower, upper)));
+                }
+                // A number beside text (`[100 TO 2OO]`) would compare as
+                // text, which is almost always a typo: refused, naming it.
+                let is_number = |b: &Bound| matches!(number(b), Some(Some(_)));
+                let as_text = |b| given(b).filter(|_| number(b).is_none());
+                let odd = match (is_number(lower), is_number(upper)) {
+                    (true, false) => as_text(upper),
+                    (false, true) => as_text(lower),
+                    _ => None,
+                };
+                if let Some((text, _)) = odd {
+                    return Err(SearchError::Query {
+                        position,
+                        message: format!(
+                            "one bound of this range is a number and the other, `{}`, is not: \
+                             numbers are compared with numbers only; write both bounds as \
+                             numbers, or both as text",
+                            cut(text)
+                        ),
+                    });
                 }
                 // Addresses compare as addresses (`10.0.0.10` after
                 // `10.0.0.9`), not as the text that writes them.

@@ -179,6 +179,11 @@ pub trait Db: Send + Sync + 'static {
     /// row: then nothing was changed.
     async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>>;
     async fn close(&self);
+    /// Whether the database was found damaged on disk: readiness then
+    /// says so, and no more is written to it.
+    fn damaged(&self) -> bool {
+        false
+    }
 }
 
 /// `Conflict` errors from a driver carry the database's message; this names

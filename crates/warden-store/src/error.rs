@@ -16,6 +16,11 @@ pub enum StoreError {
     /// free connection.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database file is damaged on disk (SQLite's "malformed" or "not
+    /// a database", PostgreSQL's data or index corruption): a SQLite store
+    /// takes no more writes once it has seen this.
+    #[error("the store is damaged: {0}")]
+    Damaged(String),
     #[error("database error: {0}")]
     Database(String),
 }

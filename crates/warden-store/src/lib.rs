@@ -10,6 +10,7 @@ mod db;
 mod error;
 mod migrate;
 mod postgres;
+mod restore;
 mod sql;
 mod sqlite;
 
@@ -25,6 +26,7 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 pub use error::{StoreError, StoreResult};
+pub use restore::{restore_sqlite, Restored};
 pub use sql::{create_private_dir, keep_private, Backend, IndexedColumns, SqlStore};
 
 /// A write that commits with an audit record or not at all.

@@ -223,6 +223,10 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.code().as_deref().is_some_and(connection_lost) => {
             StoreError::Unavailable(db.message().to_string())
         }
+        // XX001, XX002: the server read a damaged data or index page.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("XX001" | "XX002")) => {
+            StoreError::Damaged(db.message().to_string())
+        }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)

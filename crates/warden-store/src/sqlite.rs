@@ -85,6 +85,10 @@ pub struct SqliteDb {
     helpers: Mutex<Vec<JoinHandle<()>>>,
     /// RESTART checkpoints the writer has run.
     wal_restarts: Arc<AtomicU64>,
+    /// Set once a read, write or checkpoint found the file malformed:
+    /// writing on into a damaged B-tree would acknowledge data that may
+    /// not be read back, and can spread the damage.
+    damaged: Arc<AtomicBool>,
 }
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -121,7 +125,11 @@ struct AnchorControl {
     released: AtomicBool,
 }
 
-fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Helpers> {
+fn start_helpers(
+    path: &Path,
+    stop: Arc<AtomicBool>,
+    damaged: Arc<AtomicBool>,
+) -> StoreResult<Helpers> {
     let checkpointer = open_connection(path).map_err(map_err)?;
     let anchor = open_connection(path).map_err(map_err)?;
     anchor
@@ -160,6 +168,7 @@ fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Helpers> {
     let anchor_thread = hold.thread().clone();
     let passes = Arc::new(AtomicU64::new(0));
     let passes_done = passes.clone();
+    let mut failures = FailureLog::default();
     let checkpoint = every(
         "warden-sqlite-checkpoint",
         CHECKPOINT_EVERY,
@@ -168,7 +177,11 @@ fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Helpers> {
             if let Err(err) =
                 checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             {
-                tracing::warn!(error = %err, "WAL checkpoint failed");
+                let err = map_err(err);
+                if matches!(err, StoreError::Damaged(_)) {
+                    damaged.store(true, Ordering::Release);
+                }
+                failures.note(&err);
             }
             passes_done.fetch_add(1, Ordering::Release);
         },
@@ -182,6 +195,36 @@ fn start_helpers(path: &Path, stop: Arc<AtomicBool>) -> StoreResult<Helpers> {
         checkpoints: passes,
         checkpointer_thread,
     })
+}
+
+/// Logs a failing checkpoint once, then at most once a minute with the
+/// count since: it runs ten times a second, and a damaged file would
+/// otherwise fill the log.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl FailureLog {
+    const QUIET: Duration = Duration::from_secs(60);
+
+    fn note(&mut self, err: &StoreError) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|at| now < at + Self::QUIET) {
+            self.since += 1;
+            return;
+        }
+        if matches!(err, StoreError::Damaged(_)) {
+            tracing::error!(error = %err, failed_since = self.since,
+                "WAL checkpoint failed: the store is damaged and takes no more writes; \
+                 restore it (see the operations guide)");
+        } else {
+            tracing::warn!(error = %err, failed_since = self.since, "WAL checkpoint failed");
+        }
+        self.last = Some(now);
+        self.since = 0;
+    }
 }
 
 /// The helper threads, and what the writer needs to ask the anchor aside.
@@ -326,13 +369,14 @@ impl SqliteDb {
             .map_err(map_err)?;
         let restarts = Arc::new(AtomicU64::new(0));
         let helpers_stop = Arc::new(AtomicBool::new(false));
+        let damaged = Arc::new(AtomicBool::new(false));
         let Helpers {
             threads: helpers,
             anchor,
             anchor_thread,
             checkpoints,
             checkpointer_thread,
-        } = start_helpers(path, helpers_stop.clone())?;
+        } = start_helpers(path, helpers_stop.clone(), damaged.clone())?;
         let bound = WalBound {
             limit: wal_limit,
             page_size: u64::try_from(page_size).unwrap_or(4096),
@@ -357,7 +401,20 @@ impl SqliteDb {
             helpers_stop,
             helpers: Mutex::new(helpers),
             wal_restarts: restarts,
+            damaged,
         })
+    }
+
+    /// Remembers damage a result shows.
+    fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        if let Err(StoreError::Damaged(why)) = &result {
+            if !self.damaged.swap(true, Ordering::AcqRel) {
+                tracing::error!(error = %why,
+                    "the store is damaged and takes no more writes; restore it \
+                     (see the operations guide)");
+            }
+        }
+        result
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
@@ -373,11 +430,16 @@ impl SqliteDb {
                     readers.len() - 1
                 }
             };
-            f(&readers[index].1).map_err(map_err)
+            self.noted(f(&readers[index].1).map_err(map_err))
         })
     }
 
     async fn write(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
+        if self.damaged.load(Ordering::Acquire) {
+            return Err(StoreError::Damaged(
+                "an earlier read, write or checkpoint found the database file malformed".into(),
+            ));
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,9 +450,11 @@ impl SqliteDb {
                 .send(Job { steps, reply })
                 .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?;
         }
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+        self.noted(
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?,
+        )
     }
 }
 
@@ -409,6 +473,10 @@ impl Db for SqliteDb {
 
     async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
         self.write(steps).await
+    }
+
+    fn damaged(&self) -> bool {
+        self.damaged.load(Ordering::Acquire)
     }
 
     async fn close(&self) {
@@ -535,9 +603,7 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = map_err(err);
         for job in batch {
-            let _ = job
-                .reply
-                .send(Err(StoreError::Unavailable(err.to_string())));
+            let _ = job.reply.send(Err(unavailable_like(&err)));
         }
         return;
     }
@@ -583,9 +649,9 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
     };
     if let Err(err) = conn.execute_batch(end) {
         let _ = conn.execute_batch("ROLLBACK");
-        let message = map_err(err).to_string();
+        let err = map_err(err);
         for (reply, _) in results {
-            let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            let _ = reply.send(Err(unavailable_like(&err)));
         }
         return;
     }
@@ -606,6 +672,15 @@ fn run_in_savepoint(conn: &Connection, steps: &[Step]) -> StoreResult<Option<Vec
     result
 }
 
+/// A failure of the whole group, told to each of its jobs: damage as
+/// damage, anything else as the store being unavailable.
+fn unavailable_like(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::Damaged(why) => StoreError::Damaged(why.clone()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
 fn map_err(err: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(failure, message) = &err {
         let text = message.clone().unwrap_or_else(|| failure.to_string());
@@ -617,6 +692,7 @@ fn map_err(err: rusqlite::Error) -> StoreError {
                 StoreError::Conflict { field: text }
             }
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(text),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Damaged(text),
             _ => StoreError::Database(text),
         };
     }
@@ -635,6 +711,45 @@ mod tests {
         )
         .unwrap();
         (dir, db)
+    }
+
+    #[tokio::test]
+    async fn a_damaged_file_is_noticed_and_takes_no_more_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let migrations = [(1, "CREATE TABLE t (a BIGINT, b TEXT)")];
+        let db = SqliteDb::open(&path, &migrations).unwrap();
+        let steps = (0..2000i64)
+            .map(|i| {
+                Step::execute(
+                    "INSERT INTO t (a, b) VALUES ($1, $2)",
+                    vec![i.into(), "x".repeat(200).into()],
+                )
+            })
+            .collect();
+        db.transaction(steps).await.unwrap();
+        db.close().await;
+        // The table's last pages overwritten, as a torn copy or a stale
+        // WAL replayed onto another file would leave them.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        bytes[len - 40 * 4096..].fill(0xA5);
+        std::fs::write(&path, bytes).unwrap();
+
+        let db = SqliteDb::open(&path, &migrations).unwrap();
+        assert!(!db.damaged(), "nothing has read the damaged pages yet");
+        let read = db.query("SELECT SUM(LENGTH(b)) AS n FROM t", vec![]).await;
+        assert!(matches!(read, Err(StoreError::Damaged(_))), "{read:?}");
+        assert!(db.damaged());
+        // Nothing more is written, even where the pages are whole.
+        let write = db
+            .execute(
+                "INSERT INTO t (a, b) VALUES ($1, $2)",
+                vec![1.into(), "y".into()],
+            )
+            .await;
+        assert!(matches!(write, Err(StoreError::Damaged(_))), "{write:?}");
+        db.close().await;
     }
 
     #[tokio::test]

@@ -73,6 +73,10 @@ pub enum Command {
     /// Rebuild this data directory's search index from the event log
     /// (stop `warden serve` first).
     Reindex(ReindexArgs),
+    /// Put a copy of the SQLite store (`sqlite3 warden.db ".backup copy.db"`)
+    /// in place of this data directory's own, removing the replaced store's
+    /// WAL, then rebuild the index (stop `warden serve` first).
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +136,16 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct ReindexArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The copy to restore: a SQLite file, checked whole before anything
+    /// in the data directory changes.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
 }

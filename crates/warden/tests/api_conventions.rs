@@ -544,6 +544,14 @@ fn pagination_sort_and_filters(backend: &Backend) {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert_eq!(odd, ["alpha", "charlie"]);
+    // Held to the rules of a tag: plain spaces trimmed as on writing, a
+    // no-break space named rather than answered with an empty list.
+    let r = api.get("/api/v1/agents?tag=%20ODD%20");
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2, "{}", r.text);
+    let r = api.get("/api/v1/agents?tag=odd%C2%A0");
+    let e = r.error(400, "invalid_request");
+    assert_eq!(e["field"], "tag");
+    assert!(e["message"].as_str().unwrap().contains("U+00A0"), "{e}");
     let r = api.get("/api/v1/agents?search=CHAR");
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
     let r = api.get("/api/v1/agents?search=the%20bravo%20agent");

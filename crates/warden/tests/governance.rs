@@ -1956,6 +1956,21 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     backend.sql("DELETE FROM audit_log WHERE sequence = 2");
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["first_break"]["sequence"], 3, "{}", v.text);
+    // A head edited while no server ran is told by readiness from the
+    // start, before any write is refused for it.
+    drop(api);
+    assert!(w.terminate().success());
+    backend.sql(
+        "UPDATE audit_heads SET hash = (CASE WHEN substr(hash, 1, 2) = '00' THEN 'ff' ELSE '00' END) \
+         || substr(hash, 3) WHERE environment = 'live'",
+    );
+    let w = Warden::start(backend, &[]);
+    let chain = || w.anonymous().get("/readyz").body["checks"]["audit_chain"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while chain() != "head_edited" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(chain(), "head_edited");
 }
 
 /// A second ago, as the API writes times.

@@ -227,6 +227,21 @@ fn scopes_are_enforced(backend: &Backend) {
         &[("x-api-key", t.live_key.as_str())],
     );
     assert_eq!(r.status, 200, "X-Api-Key is accepted as well as Bearer");
+    // `Bearer ` written into X-Api-Key is named as the mistake it is.
+    let r = anon.send(
+        "GET",
+        "/api/v1/agents",
+        None,
+        &[("x-api-key", format!("Bearer {}", t.live_key).as_str())],
+    );
+    let e = r.error(401, "unauthorized");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Api-Key takes the key alone"),
+        "{e}"
+    );
     // A credential header sent twice is refused: a proxy reading the last
     // copy and Warden the first would disagree on who calls.
     for header in ["authorization", "x-api-key"] {

@@ -172,6 +172,15 @@ impl KeyRing {
     /// the rate limit, so that the refusal carries the limit headers; the
     /// caller then notes the use ([`KeyRing::note_use`]).
     pub async fn principal(&self, credential: &str) -> Result<Principal, ApiError> {
+        if credential
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+        {
+            return Err(ApiError::unauthorized(
+                "the credential begins with `Bearer `: X-Api-Key takes the key alone, and \
+                 Authorization takes `Bearer` once",
+            ));
+        }
         let principal = if credential.starts_with("wdn_") {
             self.resolve(credential).await?.principal
         } else {

@@ -22,7 +22,7 @@ use warden_core::audit::{AuditRecord, ChainedRecord};
 use warden_core::audit_chain::link_hash;
 use warden_core::event::decision::decision_event;
 use warden_core::event::Event;
-use warden_core::Tenant;
+use warden_core::{Environment, Tenant};
 use warden_store::{AuditAppend, AuditCommitted, Companion, EventAppend, Store, StoreError};
 
 use super::decision_events::DecisionEvents;
@@ -102,6 +102,7 @@ impl AuditLog {
     pub fn start(store: Arc<dyn Store>, feed: IndexFeed, times: CommitTimes) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let derived = DecisionEvents::start(store.clone(), feed.clone());
+        tokio::spawn(check_heads_at_start(store.clone()));
         tokio::spawn(writer(store, rx, feed.clone(), times));
         AuditLog { tx, feed, derived }
     }
@@ -194,6 +195,31 @@ async fn checked_head(store: &dyn Store, tenant: &Tenant) -> Result<(i64, String
 /// finds the head put back.
 static REFUSED_HEADS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<Tenant>>> =
     std::sync::LazyLock::new(Default::default);
+
+/// Checks every chain's stored head once at start, so that `/readyz` and
+/// the log tell of an edited head before a write is refused for it. Runs
+/// beside the server: two reads a chain.
+async fn check_heads_at_start(store: Arc<dyn Store>) {
+    let orgs = match store.list_organizations().await {
+        Ok(orgs) => orgs,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list organizations to check their audit chains");
+            return;
+        }
+    };
+    for org in orgs {
+        for environment in [Environment::Live, Environment::Test] {
+            let tenant = Tenant {
+                org_id: org.id.clone(),
+                environment,
+            };
+            if let Err(StoreError::Corrupt(why)) = checked_head(store.as_ref(), &tenant).await {
+                tracing::error!(org_id = %tenant.org_id, environment = %environment.as_str(),
+                    "{why}; audited writes of this chain are refused until it is put back");
+            }
+        }
+    }
+}
 
 /// How many chains this process refuses to write to for an edited head.
 pub fn refused_heads() -> usize {

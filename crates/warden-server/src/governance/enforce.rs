@@ -862,7 +862,8 @@ async fn redeem(
         || h.args_sha256 != hold::call_digest(token, covered)
     {
         Some(
-            "the hold covers another call (agent, tool, arguments, context, session or user differ)"
+            "the hold covers another call (agent, tool, arguments, context, session or user \
+             differ; arguments are compared as sent, so 5000 and 5000.0 differ)"
                 .into(),
         )
     } else if super::holds::status_changed_since(g.store.as_ref(), tenant, agent, h.created_at)

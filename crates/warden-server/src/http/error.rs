@@ -453,6 +453,13 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %detail, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry shortly")
             }
+            StoreError::Damaged(detail) => {
+                tracing::error!(error = %detail, "store damaged");
+                ApiError::unavailable(
+                    "the store is damaged on disk; this server takes no more writes until it \
+                     is restored (see the operations guide)",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

@@ -181,8 +181,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             };
             ApiError::invalid(field, message)
         } else {
+            let hint = if non_json_number_at(bytes, inner.line(), inner.column()) {
+                " (NaN and Infinity are not JSON numbers: Python's json.dumps writes them \
+                 unless given allow_nan=False)"
+            } else {
+                ""
+            };
             ApiError::malformed(
-                format!("malformed JSON: {message}"),
+                format!("malformed JSON: {message}{hint}"),
                 // serde_json counts an empty document's end as column 0;
                 // positions here are 1-based.
                 Position {
@@ -202,6 +208,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     })?;
     Ok(value)
+}
+
+/// Whether the parser stopped at `NaN` or `Infinity`, which JavaScript and
+/// Python's `json` module write but JSON has no place for.
+fn non_json_number_at(bytes: &[u8], line: usize, column: usize) -> bool {
+    let Some(text) = bytes.split(|b| *b == b'\n').nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    let from = column.saturating_sub(3).min(text.len());
+    let to = (column + 8).min(text.len());
+    let near = &text[from..to];
+    [&b"NaN"[..], b"Infinity"]
+        .iter()
+        .any(|word| near.windows(word.len()).any(|w| w == *word))
 }
 
 /// serde says "unknown field `x`" and "missing field `x`" at the parent's
@@ -554,5 +574,19 @@ mod tests {
         assert!(e.field.is_none());
         let e = parse_json::<Body>(br#"{"name": "a"} x"#).unwrap_err();
         assert!(e.position.is_some());
+    }
+
+    #[test]
+    fn nan_and_infinity_are_named_as_not_json() {
+        for body in [
+            &br#"{"name": NaN}"#[..],
+            br#"{"name": "a", "x": [1, Infinity]}"#,
+            b"{\n \"x\": -Infinity}",
+        ] {
+            let e = parse_json::<serde_json::Value>(body).unwrap_err();
+            assert!(e.message.contains("not JSON numbers"), "{}", e.message);
+        }
+        let e = parse_json::<Body>(b"{\n  \"name\": }").unwrap_err();
+        assert!(!e.message.contains("NaN"), "{}", e.message);
     }
 }

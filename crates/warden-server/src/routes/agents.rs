@@ -255,9 +255,15 @@ pub async fn list_agents(
         q.direction.map(Into::into),
         &["created_at", "name"],
     )?;
+    // Held to the rules tags are written under, so a tag with a space
+    // other than the plain one is a 400 naming it, not an empty list.
+    let tag = q.tag.map(|t| t.trim_matches(' ').to_string());
+    if let Some(tag) = &tag {
+        warden_core::agent::visible(tag, "tag")?;
+    }
     let filter = AgentFilter {
         status: q.status.map(Into::into),
-        tag: q.tag,
+        tag,
         search: q.search,
         only_id: None,
     };

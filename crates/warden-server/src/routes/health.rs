@@ -21,7 +21,9 @@ pub struct Health {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadinessChecks {
-    /// `ok` or `unreachable`.
+    /// `ok`, `unreachable`, or `damaged` once a read, write or checkpoint
+    /// found the database file malformed (writes are refused until the
+    /// store is restored).
     #[schema(value_type = names::StoreCheck)]
     pub store: String,
     /// `disabled` (no --redis-url), `ok`, `unreachable` or `refused`
@@ -81,13 +83,15 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready, or degraded but serving", body = Readiness),
-        (status = 503, description = "The store is unreachable", body = Readiness)),
+        (status = 503, description = "The store is unreachable or damaged", body = Readiness)),
     security(()))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let store_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
-        Ok(Ok(()))
-    );
+    let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(warden_store::StoreError::Damaged(_))) => "damaged",
+        _ => "unreachable",
+    };
+    let store_ok = store == "ok";
     let redis = match state.limiter.redis() {
         None => "disabled",
         Some(r) if r.ping().await => "ok",
@@ -123,7 +127,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         status: status.into(),
         backend: state.store.backend().as_str().into(),
         checks: ReadinessChecks {
-            store: if store_ok { "ok" } else { "unreachable" }.into(),
+            store: store.into(),
             redis: redis.into(),
             rate_limits: rate_limits.into(),
             index: index.into(),
@@ -191,6 +195,7 @@ mod names {
     pub enum StoreCheck {
         Ok,
         Unreachable,
+        Damaged,
     }
 
     #[derive(Serialize, ToSchema)]

@@ -196,6 +196,11 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        if self.db.damaged() {
+            return Err(StoreError::Damaged(
+                "a read or write found the database file malformed".into(),
+            ));
+        }
         self.db.query("SELECT 1 AS one", vec![]).await.map(|_| ())
     }
 

@@ -4,6 +4,7 @@ mod init;
 mod keys;
 mod org;
 mod reindex;
+mod restore;
 mod serve;
 
 use tracing_subscriber::EnvFilter;
@@ -22,6 +23,7 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Keys(KeysCommand::Create(args)) => keys::create(args).await,
         Command::Keys(KeysCommand::Revoke(args)) => keys::revoke(args).await,
         Command::Reindex(args) => reindex::run(args).await,
+        Command::Restore(args) => restore::run(args).await,
     }
 }
 

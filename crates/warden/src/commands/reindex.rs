@@ -1,26 +1,38 @@
 //! `warden reindex`: rebuild this data directory's search index from the
 //! event log in the store.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use warden_search::EventIndex;
 use warden_server::telemetry::indexer;
 
-use crate::cli::ReindexArgs;
+use crate::cli::{ReindexArgs, StoreArgs};
 
 pub async fn run(args: ReindexArgs) -> Result<(), String> {
-    let opened = crate::store::open(&args.store, false).await?;
-    let dir = args.store.data_dir.join("index");
+    let index = open_index(&args.store.data_dir)?;
+    rebuild(index, &args.store).await
+}
+
+/// Opens the data directory's index, which also tells whether a server
+/// runs on the directory: `serve` holds the index's lock.
+pub fn open_index(data_dir: &Path) -> Result<EventIndex, String> {
+    let dir = data_dir.join("index");
     // `serve` is stopped: every core may build the index.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut index = EventIndex::open(&dir, cores.clamp(1, 8)).map_err(|e| match e {
+    EventIndex::open(&dir, cores.clamp(1, 8)).map_err(|e| match e {
         warden_search::SearchError::Busy(_) => format!(
             "the index in {} is in use: stop `warden serve` on this data directory first",
             dir.display()
         ),
         other => other.to_string(),
-    })?;
+    })
+}
+
+/// Builds `index` again from the store's event log.
+pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), String> {
+    let opened = crate::store::open(store, false).await?;
     // A data directory copied from another replica, or restored from a
     // snapshot, shares or rewinds the name its position in the log is
     // kept under: the rebuilt index takes a name of its own.

@@ -1,0 +1,38 @@
+//! `warden restore`: put a copy of a SQLite store in place of this data
+//! directory's own, then build its search index again from it.
+
+use crate::cli::RestoreArgs;
+
+pub async fn run(args: RestoreArgs) -> Result<(), String> {
+    if args.store.database_url.is_some() {
+        return Err(
+            "`warden restore` restores the embedded SQLite store; with PostgreSQL, \
+                    restore with pg_restore while every replica is stopped, then run \
+                    `warden reindex` on each replica's data directory"
+                .into(),
+        );
+    }
+    let data_dir = args.store.data_dir.clone();
+    warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
+    // Held until the index is built again: no server can start on the
+    // directory meanwhile, and none may run on it now.
+    let index = super::reindex::open_index(&data_dir)?;
+    let from = args.from.clone();
+    let dir = data_dir.clone();
+    let restored = tokio::task::spawn_blocking(move || warden_store::restore_sqlite(&dir, &from))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("nothing was changed: {e}"))?;
+    println!(
+        "Restored {} into {} ({} bytes{})",
+        args.from.display(),
+        data_dir.join("warden.db").display(),
+        restored.bytes,
+        if restored.removed_wal {
+            "; the replaced store's WAL was removed"
+        } else {
+            ""
+        }
+    );
+    super::reindex::rebuild(index, &args.store).await
+}
