@@ -888,6 +888,21 @@ fn openapi_and_reference(backend: &Backend) {
     assert!(update["condition"].to_string().contains("null"));
     let create = &r.body["components"]["schemas"]["CreatePolicy"]["properties"];
     assert_eq!(create["action_pattern"]["maxLength"], 256);
+    let enforce = &schemas["EnforceRequest"]["properties"];
+    assert_eq!(enforce["tool_name"]["minLength"], 1);
+    assert_eq!(enforce["agent_id"]["maxLength"], 200);
+    // Times are text or a number since 1970, as the server reads them.
+    let search = schemas["SearchBody"]["properties"]["from_time"].to_string();
+    assert!(search.contains("TimeValue"), "{search}");
+    let time = schemas["TimeValue"]["oneOf"].to_string();
+    assert!(time.contains("string") && time.contains("number"), "{time}");
+    // Lists always carry next_cursor (null on the last page).
+    let list = &schemas["ListEnvelope_AgentView"]["required"];
+    assert!(list.to_string().contains("next_cursor"), "{list}");
+    let verify = r.body["paths"]["/api/v1/audit/verify"]["get"]["parameters"].to_string();
+    assert!(verify.contains("{64}"), "{verify}");
+    let token = &r.body["paths"]["/api/v1/auth/token"]["post"]["responses"]["200"]["headers"];
+    assert!(token.get("X-RateLimit-Remaining").is_some(), "{token}");
     let docs = reqwest::blocking::get(format!("{}/docs/", w.base)).unwrap();
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.text().unwrap().to_lowercase().contains("swagger"));

@@ -39,6 +39,7 @@ pub struct DataEnvelope<T: ToSchema> {
 pub struct ListEnvelope<T: ToSchema> {
     pub data: Vec<T>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     pub meta: Meta,
 }

@@ -337,6 +337,7 @@ pub struct VerifyQuery {
     #[param(minimum = 1)]
     pub anchor_sequence: Option<i64>,
     /// The hash kept for `anchor_sequence` (64 hexadecimal digits).
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
     pub anchor_hash: Option<String>,
 }
 

@@ -34,9 +34,10 @@ use crate::state::AppState;
 pub struct EnforceRequest {
     /// The agent's Warden id or its own `external_id`. An unknown external
     /// id registers a `discovered` agent.
-    #[schema(example = "billing-bot")]
+    #[schema(example = "billing-bot", min_length = 1, max_length = 200)]
     pub agent_id: String,
-    #[schema(example = "payments.transfer")]
+    /// 1 to 256 bytes.
+    #[schema(example = "payments.transfer", min_length = 1, max_length = 256)]
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "unique_keys")]
@@ -331,7 +332,9 @@ pub async fn get_hold_by_token(
 pub struct PolicyTest {
     /// An existing agent's id or external id; omitted, an agent with no
     /// id or tags.
+    #[schema(min_length = 1, max_length = 200)]
     pub agent_id: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
     pub tool_args: Option<Value>,

@@ -64,7 +64,7 @@ pub struct WrappedEvents {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct EventInput {
     /// RFC 3339, or seconds/milliseconds since 1970; default: arrival.
-    #[schema(example = "2026-11-24T10:00:00Z")]
+    #[schema(example = "2026-11-24T10:00:00Z", value_type = Option<super::wire::TimeValue>)]
     pub timestamp: Option<Value>,
     /// `agent`, `syslog`, `json` or `api` (default).
     pub source: Option<String>,
@@ -72,6 +72,7 @@ pub struct EventInput {
     pub program: Option<String>,
     /// `critical`, `high`, `medium`, `low` or `info` (default); common level
     /// names (`error`, `warning`, `debug`) are accepted.
+    #[schema(min_length = 1)]
     pub severity: Option<String>,
     pub message: Option<String>,
     pub agent_id: Option<String>,
@@ -686,7 +687,9 @@ pub async fn get_retention(
 
 /// Set the organization's event retention (both environments).
 ///
-/// Expired events leave the store and the index within a minute.
+/// Expired events leave the store and the index within a minute. Only a
+/// live admin key not bound to an agent may set it (a test key is refused
+/// with 403 naming `environment`: retention removes live events too).
 #[utoipa::path(put, path = "/api/v1/events/retention", tag = "events", request_body = SetRetention,
     responses((status = 200, description = "The new retention", body = DataEnvelope<Retention>)),
     security(("bearer" = ["admin"])))]

@@ -66,7 +66,9 @@ fn idempotency_header() -> Parameter {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(255)),
+                .max_length(Some(255))
+                // Visible ASCII, spaces allowed inside.
+                .pattern(Some("^[ -~]*[!-~][ -~]*$")),
         ))
         .build()
 }
@@ -153,7 +155,10 @@ pub fn apply_conventions(document: &mut OpenApi) {
                     .get_or_insert_with(Vec::new)
                     .push(idempotency_header());
             }
-            declare_response_headers(op, authenticated, replays);
+            // The token exchange takes from the key's bucket once the key
+            // is known, and says so in the same headers.
+            let limited = authenticated || path == "/api/v1/auth/token";
+            declare_response_headers(op, limited, replays);
         }
     }
 }

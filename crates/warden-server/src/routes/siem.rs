@@ -39,11 +39,11 @@ pub struct SearchBody {
     /// Start of the event-time range (inclusive): RFC 3339, a date,
     /// a number since 1970 (seconds, milliseconds, microseconds or
     /// nanoseconds, by magnitude), or `now-24h`; default: a day before `to_time`.
-    #[schema(example = "now-24h", value_type = Option<String>)]
+    #[schema(example = "now-24h", value_type = Option<super::wire::TimeValue>)]
     #[serde(default, deserialize_with = "text_or_number")]
     pub from_time: Option<String>,
     /// End of the range (exclusive); default: now.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::wire::TimeValue>)]
     #[serde(default, deserialize_with = "text_or_number")]
     pub to_time: Option<String>,
     /// Events per page, 0 to 1,000 (default 100); 0 gives only counts.
@@ -55,7 +55,7 @@ pub struct SearchBody {
     pub sort: Option<SearchSort>,
     /// Histogram bucket width (`30s`, `5m`, `1h`, `1d` or milliseconds);
     /// chosen from the range when absent.
-    #[schema(example = "1h")]
+    #[schema(example = "1h", value_type = Option<super::wire::IntervalValue>)]
     pub interval: Option<Value>,
 }
 

@@ -40,7 +40,9 @@ use crate::telemetry::ingest::bind_to_agent;
 /// `session_intent`, `enforcement_trace_id`) reach policies as `context`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ThothEnforceRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub agent_id: String,
+    #[schema(min_length = 1, max_length = 256)]
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
     pub tool_args: Option<Value>,

@@ -244,3 +244,25 @@ mod tests {
         assert_eq!(at("2026-11-22"), at("2026-11-22T00:00:00Z"));
     }
 }
+
+/// A time as the OpenAPI document describes it: text (RFC 3339, a date,
+/// `now-24h`) or a JSON number since 1970, read by its size. Routes read
+/// the value themselves; this type only names both forms for generated
+/// clients.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TimeValue {
+    Text(String),
+    Number(f64),
+}
+
+/// A search interval for the OpenAPI document: a width (`30s`, `5m`,
+/// `1h`, `1d`) or milliseconds.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum IntervalValue {
+    Width(String),
+    Milliseconds(u64),
+}
