@@ -19,6 +19,10 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
     ] {
         let out = backend.cli(refused);
         assert_eq!(out.status.code(), Some(1), "{refused:?}");
+        if refused.contains(&"--org-name") {
+            let told = String::from_utf8_lossy(&out.stderr);
+            assert!(told.contains("--org-name: name must be"), "{told}");
+        }
         if !backend.is_postgres() {
             assert!(
                 !backend.data_dir(0).join("warden.db").exists(),
@@ -56,6 +60,18 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
             let said = String::from_utf8_lossy(&refused.stderr);
             assert!(said.contains("without TLS"), "{tls:?}: {said}");
         }
+        // A URL that is not one is told what the form is, never echoed.
+        let refused = backend.cli(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "http://user:S3CRET@127.0.0.1:6379",
+        ]);
+        assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("expected redis://"), "{said}");
+        assert!(!said.contains("S3CRET"), "{said}");
     }
     let stdout = String::from_utf8(out.stdout).unwrap();
     let doc: serde_json::Value =

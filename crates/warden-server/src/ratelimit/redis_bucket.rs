@@ -61,7 +61,12 @@ impl RedisBuckets {
                  (`rediss://`): use `redis://` over loopback or a private network (or a TLS tunnel)"
                 .into());
         }
-        let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
+        // Not the URL itself, nor the client's text of it: it may hold a
+        // password.
+        let client = redis::Client::open(url).map_err(|_| {
+            "--redis-url: not a Redis URL; expected redis://[user:password@]host[:port][/db]"
+                .to_string()
+        })?;
         let info = client.get_connection_info();
         let address = format!("{}/{}", info.addr, info.redis.db);
         Ok(RedisBuckets(Arc::new(Inner {
@@ -89,9 +94,11 @@ impl RedisBuckets {
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
             Ok(Err(err)) if refuses_settings(&err) => Err(format!(
-                "--redis-url: Redis at {} refused this setting: {err} (check the password, \
+                "--redis-url: Redis at {} refused this setting: {} (check the password, \
                  the database number and the user's permissions to run scripts)",
-                self.0.address
+                self.0.address,
+                // The client writes its error kind after a dash.
+                err.to_string().replace("- ", ": ")
             )),
             _ => Ok(()),
         }

@@ -8,7 +8,7 @@ use crate::cli::InitArgs;
 pub async fn run(args: InitArgs) -> Result<(), String> {
     let plan = super::plan(args.plan);
     let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
-    super::check_organization(&args.org_name, plan, custom)?;
+    super::check_organization(&args.org_name, "--org-name", plan, custom)?;
     let opened = crate::store::open(&args.store, true).await?;
     let store = opened.store.as_ref();
     if store.is_initialized().await.map_err(|e| e.to_string())? {

@@ -63,10 +63,22 @@ pub fn custom_limit(
 
 /// Checks a first organization's settings before anything is created, so
 /// that a typo leaves no store or master key behind.
-pub fn check_organization(name: &str, plan: Plan, custom: Option<RateLimit>) -> Result<(), String> {
+/// `name_arg` is how the command line takes the name (`--org-name`, `NAME`),
+/// named in its refusal.
+pub fn check_organization(
+    name: &str,
+    name_arg: &str,
+    plan: Plan,
+    custom: Option<RateLimit>,
+) -> Result<(), String> {
     Organization::new(name, plan, custom)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| match &e {
+            warden_core::Error::Invalid { field, message } if field == "name" => {
+                format!("{name_arg}: {message}")
+            }
+            _ => e.to_string(),
+        })
 }
 
 pub fn plan(arg: PlanArg) -> Plan {

@@ -6,7 +6,7 @@ use crate::cli::{OrgCreateArgs, OrgListArgs};
 
 pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
-    super::check_organization(&args.name, super::plan(args.plan), custom)?;
+    super::check_organization(&args.name, "NAME", super::plan(args.plan), custom)?;
     let opened = crate::store::open(&args.store, false).await?;
     let store = opened.store.as_ref();
     if !store.is_initialized().await.map_err(|e| e.to_string())? {

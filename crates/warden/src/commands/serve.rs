@@ -16,7 +16,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map(|s| parse_cidr(s).ok_or_else(|| format!("--trusted-proxy: `{s}` is not a CIDR range")))
         .collect::<Result<Vec<_>, _>>()?;
     // Checked before the store is made: a bad name must leave nothing behind.
-    super::check_organization(&args.org_name, Plan::Enterprise, None)?;
+    super::check_organization(&args.org_name, "--org-name", Plan::Enterprise, None)?;
     let opened = crate::store::open(&args.store, true).await?;
     let store = opened.store.clone();
     let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
