@@ -16,6 +16,11 @@ pub enum StoreError {
     /// free connection.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The data directory cannot be made or kept as the store needs it
+    /// (a file where the directory should be, a mode that cannot be made
+    /// private): the operator's to mend, not the database's.
+    #[error("{0}")]
+    DataDir(String),
     /// The database file is damaged on disk (SQLite's "malformed" or "not
     /// a database", PostgreSQL's data or index corruption): a SQLite store
     /// takes no more writes once it has seen this.

@@ -117,7 +117,7 @@ pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
     }
     builder
         .create(dir)
-        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))
+        .map_err(|e| StoreError::DataDir(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Takes the data directory, its index directory, the master key and the
@@ -154,7 +154,7 @@ pub fn keep_private(dir: &Path) -> StoreResult<()> {
                     } else {
                         ""
                     };
-                    StoreError::Unavailable(format!(
+                    StoreError::DataDir(format!(
                         "{} is readable by other users (mode {mode:o}) and cannot be made private: {e}{hint}",
                         path.display()
                     ))
@@ -176,7 +176,7 @@ fn must_be_dir(dir: &Path) -> StoreResult<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    Err(StoreError::Unavailable(format!(
+    Err(StoreError::DataDir(format!(
         "the data directory {} exists and is not a directory",
         dir.display()
     )))
