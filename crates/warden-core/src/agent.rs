@@ -174,10 +174,13 @@ pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
             format!("{field} must be at most {max} characters"),
         ));
     }
-    if value.chars().any(|c| c.is_control()) {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(Error::invalid(
             field,
-            format!("{field} must not contain control characters"),
+            format!(
+                "{field} must not contain control characters (U+{:04X})",
+                c as u32
+            ),
         ));
     }
     visible(&value, field)?;

@@ -156,6 +156,48 @@ pub fn call_digest(token: &str, call: &CoveredCall<'_>) -> String {
     hex::encode(hash.finalize())
 }
 
+/// Whether `digest` covers this call once its whole numbers are written
+/// the other way (`5000` as `5000.0`, or the reverse): the arguments and
+/// context then differ only in how numbers were spelt, which a refusal
+/// should say, as the digest tells `5000` from `5000.0`.
+pub fn differs_only_in_number_form(token: &str, call: &CoveredCall<'_>, digest: &str) -> bool {
+    [true, false].into_iter().any(|as_float| {
+        let (args, context) = (
+            respelt(call.args, as_float),
+            respelt(call.context, as_float),
+        );
+        let respelt = CoveredCall {
+            args: &args,
+            context: &context,
+            ..*call
+        };
+        call_digest(token, &respelt) == digest
+    })
+}
+
+/// Every whole number as a float (`as_float`), or every whole-valued
+/// float within 64 bits as an integer.
+fn respelt(value: &serde_json::Value, as_float: bool) -> serde_json::Value {
+    use serde_json::{Number, Value};
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), respelt(v, as_float)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| respelt(v, as_float)).collect()),
+        Value::Number(n) if as_float && !n.is_f64() => n
+            .as_f64()
+            .and_then(Number::from_f64)
+            .map_or_else(|| value.clone(), Value::Number),
+        Value::Number(n) if !as_float && n.is_f64() => match n.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Value::Number((x as i64).into()),
+            _ => value.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
 fn canonical(value: &serde_json::Value, out: &mut String) {
     use serde_json::Value;
     match value {
@@ -201,6 +243,36 @@ mod tests {
                 user_id: None,
             },
         )
+    }
+
+    #[test]
+    fn a_call_differing_only_in_number_form_is_told_apart() {
+        let none = serde_json::json!({});
+        let covered = |args: &serde_json::Value| {
+            let held = digest("t", &serde_json::json!({"amount": 5000, "fee": 1.5}), &none);
+            let call = CoveredCall {
+                args,
+                context: &none,
+                session_id: None,
+                user_id: None,
+            };
+            differs_only_in_number_form("t", &call, &held)
+        };
+        let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert!(covered(&parse(r#"{"amount": 5000.0, "fee": 1.5}"#)));
+        assert!(covered(&parse(r#"{"amount": 5e3, "fee": 1.5}"#)));
+        assert!(!covered(&parse(r#"{"amount": 5001, "fee": 1.5}"#)));
+        assert!(!covered(&parse(r#"{"amount": 5000.0, "fee": 2.5}"#)));
+        // And the other way: held as written with a fraction.
+        let held = digest("t", &parse(r#"{"n": [1.0, 2.0]}"#), &none);
+        let call = parse(r#"{"n": [1, 2]}"#);
+        let call = CoveredCall {
+            args: &call,
+            context: &none,
+            session_id: None,
+            user_id: None,
+        };
+        assert!(differs_only_in_number_form("t", &call, &held));
     }
 
     #[test]

@@ -223,10 +223,22 @@ impl PolicyRecord {
                 if crate::agent::looks_like_agent_id(id) {
                     *id = id.to_ascii_lowercase();
                 }
-                if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+                let field = format!("agents.ids[{i}]");
+                if id.is_empty() || id.chars().count() > 200 {
                     return Err(Error::invalid(
-                        format!("agents.ids[{i}]"),
-                        "an agent id or external id of 1 to 200 characters",
+                        &field,
+                        format!(
+                            "{field} must be an agent id or external id of 1 to 200 characters"
+                        ),
+                    ));
+                }
+                if let Some(c) = id.chars().find(|c| c.is_control()) {
+                    return Err(Error::invalid(
+                        &field,
+                        format!(
+                            "{field} must not contain control characters (U+{:04X})",
+                            c as u32
+                        ),
                     ));
                 }
                 crate::agent::visible(id, &format!("agents.ids[{i}]"))?;
@@ -480,6 +492,13 @@ mod tests {
 
     #[test]
     fn selectors_trim_plain_spaces_and_refuse_others_by_their_field() {
+        // Counted in characters, as external ids are.
+        assert!(with_selector(&[&"\u{e9}".repeat(200)], &[]).is_ok());
+        assert!(with_selector(&[&"\u{e9}".repeat(201)], &[]).is_err());
+        match with_selector(&["ext-a1\t"], &[]).unwrap_err() {
+            Error::Invalid { message, .. } => assert!(message.contains("U+0009"), "{message}"),
+            other => panic!("{other:?}"),
+        }
         let record = with_selector(&[" billing-bot "], &[" Prod "]).unwrap();
         let agents = record.agents.unwrap();
         assert_eq!(agents.ids, ["billing-bot"]);

@@ -127,6 +127,7 @@ impl<'a> Translator<'a> {
             } => self.range(field, lower, upper, *position)?,
             Ast::Exists { field, position } => self.exists(field, *position)?,
             Ast::And(children) => {
+                refuse_mixed_comparisons(children)?;
                 let mut clauses = Vec::with_capacity(children.len() + 1);
                 for child in children {
                     match child {
@@ -164,21 +165,20 @@ impl<'a> Translator<'a> {
                 // As an empty phrase is refused: punctuation and spaces
                 // alone are no word of the message, and would find nothing.
                 if words(text).is_empty() {
-                    return Err(SearchError::Query {
-                        position,
-                        message: format!(
-                            "`{}` holds no word to find in the message (punctuation and spaces \
-                             are not indexed there); search a field for it instead, such as \
-                             program:\"{}\"",
-                            cut(text),
-                            cut(text)
-                        ),
-                    });
+                    return Err(no_word(text, position, false));
                 }
                 Ok(self.message_words(text))
             }
             (Target::Message, MatchValue::Wildcard(pieces)) => {
                 let mut words = wildcard_words(pieces);
+                // `;*` or `.*`: the punctuation is cut away and a lone
+                // wildcard would be left, finding every event.
+                let literal = |w: &Vec<Piece>| w.iter().any(|p| matches!(p, Piece::Literal(_)));
+                if !words.iter().any(literal)
+                    && pieces.iter().any(|p| matches!(p, Piece::Literal(_)))
+                {
+                    return Err(no_word(&wildcard_text(pieces), position, true));
+                }
                 let Some(pieces) = words.pop() else {
                     return Ok(Box::new(EmptyQuery));
                 };
@@ -604,15 +604,7 @@ impl<'a> Translator<'a> {
                     _ => None,
                 };
                 if let Some((text, _)) = odd {
-                    return Err(SearchError::Query {
-                        position,
-                        message: format!(
-                            "one bound of this range is a number and the other, `{}`, is not: \
-                             numbers are compared with numbers only; write both bounds as \
-                             numbers, or both as text",
-                            cut(text)
-                        ),
-                    });
+                    return Err(mixed_bounds(text, position));
                 }
                 // Addresses compare as addresses (`10.0.0.10` after
                 // `10.0.0.9`), not as the text that writes them.
@@ -711,6 +703,96 @@ fn fast_range(lower: StdBound<Term>, upper: StdBound<Term>) -> Boxed {
         (StdBound::Unbounded, StdBound::Unbounded) => Box::new(AllQuery),
         _ => Box::new(RangeQuery::new(lower, upper)),
     }
+}
+
+/// A number beside text in one range, or in comparisons of one field
+/// that must all hold (`[100 TO 2OO]`, `(>=100 AND <2OO)`): compared as
+/// text, which is almost always a typo.
+fn mixed_bounds(text: &str, position: usize) -> SearchError {
+    SearchError::Query {
+        position,
+        message: format!(
+            "this range has a number at one end and `{}` at the other, which is not one \
+             (numbers are written as JSON writes them: 1, -0.5, 2e3; not +1, .5 or 1.): \
+             a number is compared with numbers only; correct the bound",
+            cut(text)
+        ),
+    }
+}
+
+/// Whether a bound is a number (`Some(true)`), text, or open (`None`).
+fn bound_is_number(b: &Bound) -> Option<bool> {
+    match b {
+        Bound::Unbounded => None,
+        Bound::Included(t) | Bound::Excluded(t) => {
+            Some(is_number_text(t) && t.parse::<f64>().is_ok_and(|x| !x.is_nan()))
+        }
+    }
+}
+
+/// Refuses comparisons of one keyword field that must all hold and mix a
+/// number with text (`latency_ms:>=100 AND latency_ms:<2OO`), as one
+/// range of the two is refused.
+fn refuse_mixed_comparisons(children: &[Ast]) -> Result<(), SearchError> {
+    let mut numeric: Vec<&str> = Vec::new();
+    let mut textual: Vec<(&str, &str, usize)> = Vec::new();
+    for child in children {
+        let Ast::Range {
+            field,
+            lower,
+            upper,
+            position,
+        } = child
+        else {
+            continue;
+        };
+        if !matches!(resolve(Some(field)), Target::Keyword(_)) {
+            continue;
+        }
+        for bound in [lower, upper] {
+            match (bound_is_number(bound), given(bound)) {
+                (Some(true), _) => numeric.push(field),
+                (Some(false), Some((text, _))) => textual.push((field, text, *position)),
+                _ => {}
+            }
+        }
+    }
+    match textual.iter().find(|(f, _, _)| numeric.contains(f)) {
+        Some((_, text, position)) => Err(mixed_bounds(text, *position)),
+        None => Ok(()),
+    }
+}
+
+/// A bare term or phrase of punctuation and spaces alone; a wildcard
+/// term (`;*`) is suggested as written, since quotes would make its `*`
+/// a character.
+fn no_word(text: &str, position: usize, wildcard: bool) -> SearchError {
+    let instead = if wildcard {
+        text.to_string()
+    } else {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    };
+    SearchError::Query {
+        position,
+        message: format!(
+            "`{}` holds no word to find in the message (punctuation and spaces are not \
+             indexed there); search a field for it instead, such as program:{}",
+            cut(text),
+            cut(&instead)
+        ),
+    }
+}
+
+/// A wildcard term as it was written.
+fn wildcard_text(pieces: &[Piece]) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Literal(text) => text.as_str(),
+            Piece::AnyChars => "*",
+            Piece::OneChar => "?",
+        })
+        .collect()
 }
 
 fn time_error(name: &str, text: &str, position: usize) -> SearchError {

@@ -548,6 +548,15 @@ fn pagination_sort_and_filters(backend: &Backend) {
     // no-break space named rather than answered with an empty list.
     let r = api.get("/api/v1/agents?tag=%20ODD%20");
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2, "{}", r.text);
+    for empty in ["", "%20%20"] {
+        let r = api.get(&format!("/api/v1/agents?tag={empty}"));
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            "tag",
+            "{}",
+            r.text
+        );
+    }
     let r = api.get("/api/v1/agents?tag=odd%C2%A0");
     let e = r.error(400, "invalid_request");
     assert_eq!(e["field"], "tag");

@@ -838,6 +838,26 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         &json!({"name": "billing", "external_id": "billing-bot", "tags": ["finance"]}),
     );
     let billing = r.body["data"]["id"].as_str().unwrap().to_string();
+    // An external id is counted in characters wherever it is taken: one
+    // of 150 two-byte letters registers, enforces and filters.
+    let wide = "\u{e9}".repeat(150);
+    let r = api.post(
+        "/api/v1/agents",
+        &json!({"name": "wide", "external_id": wide}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": wide, "tool_name": "files.read"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.get(&format!(
+        "/api/v1/audit?agent_id=%20{}%20",
+        "%C3%A9".repeat(150)
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Its registration and its decision.
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2, "{}", r.text);
     let other = api.create_agent("other");
     // Bound, even an admin key neither sees policies nor resolves holds
     // (naming those scopes on a bound key is refused outright).

@@ -282,6 +282,12 @@ fn every_operator_of_the_language(backend: &Backend) {
         // Punctuation alone is no word of the message.
         ("\"==\"", 1),
         ("a OR ;", 6),
+        // Nor with a wildcard, which would then find every event.
+        (";*", 1),
+        ("x AND .*", 7),
+        // Comparisons of one field that must all hold, likewise.
+        ("latency_ms:(>=100 AND <2OO)", 23),
+        ("n:>=1 AND n:<abc", 11),
     ] {
         let r = api.post("/api/v1/siem/search", &json!({"query": query}));
         let e = r.error(400, "invalid_request");

@@ -239,9 +239,22 @@ fn scopes_are_enforced(backend: &Backend) {
         e["message"]
             .as_str()
             .unwrap()
-            .contains("X-Api-Key takes the key alone"),
+            .contains("not alone in the credential"),
         "{e}"
     );
+    for buried in [
+        format!("Token {}", t.live_key),
+        format!("\"{}\"", t.live_key),
+    ] {
+        let r = anon.send(
+            "GET",
+            "/api/v1/agents",
+            None,
+            &[("x-api-key", buried.as_str())],
+        );
+        let e = r.error(401, "unauthorized");
+        assert!(e["message"].as_str().unwrap().contains("not alone"), "{e}");
+    }
     // A credential header sent twice is refused: a proxy reading the last
     // copy and Warden the first would disagree on who calls.
     for header in ["authorization", "x-api-key"] {

@@ -172,14 +172,8 @@ impl KeyRing {
     /// the rate limit, so that the refusal carries the limit headers; the
     /// caller then notes the use ([`KeyRing::note_use`]).
     pub async fn principal(&self, credential: &str) -> Result<Principal, ApiError> {
-        if credential
-            .get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-        {
-            return Err(ApiError::unauthorized(
-                "the credential begins with `Bearer `: X-Api-Key takes the key alone, and \
-                 Authorization takes `Bearer` once",
-            ));
+        if let Some(refused) = misplaced_key(credential) {
+            return Err(refused);
         }
         let principal = if credential.starts_with("wdn_") {
             self.resolve(credential).await?.principal
@@ -278,4 +272,21 @@ fn check_status(key: &ApiKey, now: Millis) -> Result<(), ApiError> {
         KeyStatus::Expired => Err(ApiError::unauthorized("API key has expired")),
         KeyStatus::Revoked => Err(ApiError::unauthorized("API key has been revoked")),
     }
+}
+
+/// A credential with something before its key or token (`Bearer ` in
+/// `X-Api-Key`, another scheme, quotes): refused naming the mistake, not
+/// as an unknown token.
+pub fn misplaced_key(credential: &str) -> Option<ApiError> {
+    let bearer = credential
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("bearer "));
+    let buried = !credential.starts_with("wdn_") && credential.contains("wdn_");
+    (bearer || buried).then(|| {
+        ApiError::unauthorized(
+            "the key is not alone in the credential: X-Api-Key and the api_key of a token \
+             exchange take the key itself (no scheme, quotes or spaces), and Authorization \
+             takes `Bearer` once before it",
+        )
+    })
 }

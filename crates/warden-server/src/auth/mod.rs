@@ -9,7 +9,7 @@ pub mod scope_gate;
 mod token;
 
 pub use client_ip::client_ip;
-pub use keyring::KeyRing;
+pub use keyring::{misplaced_key, KeyRing};
 pub use middleware::authenticate;
 
 /// Pieces of the gate that routes authenticating by other means reuse.

@@ -96,7 +96,19 @@ pub(crate) fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
 
 impl CallRequest {
     pub fn validate(&self) -> Result<(), Error> {
-        check_text(&self.agent, "agent_id", 200)?;
+        // Counted in characters, as agents' external ids are written.
+        if self.agent.is_empty() || self.agent.chars().count() > 200 {
+            return Err(Error::invalid(
+                "agent_id",
+                "agent_id must be 1 to 200 characters",
+            ));
+        }
+        if self.agent.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "agent_id",
+                "agent_id must not contain control characters",
+            ));
+        }
         // An unknown id registers an agent by that name: one with an
         // invisible character would look like a registered agent while
         // escaping every selector written for it.
@@ -857,14 +869,18 @@ async fn redeem(
         Some(format!("the hold is {}, not approved", h.status.as_str()))
     } else if h.redeemed_at.is_some() {
         Some("the hold's approval was already used".into())
-    } else if h.agent_id != agent.id
-        || h.tool != tool
-        || h.args_sha256 != hold::call_digest(token, covered)
-    {
+    } else if h.agent_id != agent.id || h.tool != tool {
+        Some("the hold covers another call (another agent or tool)".into())
+    } else if h.args_sha256 != hold::call_digest(token, covered) {
         Some(
-            "the hold covers another call (agent, tool, arguments, context, session or user \
-             differ; arguments are compared as sent, so 5000 and 5000.0 differ)"
-                .into(),
+            if hold::differs_only_in_number_form(token, covered, &h.args_sha256) {
+                "the hold covers this call with its numbers written otherwise: a whole number \
+                 and the same number with a fraction or an exponent (5000, and 5000.0 or 5e3) \
+                 are different arguments; send them as the held call did"
+            } else {
+                "the hold covers another call (its arguments, context, session or user differ)"
+            }
+            .into(),
         )
     } else if super::holds::status_changed_since(g.store.as_ref(), tenant, agent, h.created_at)
         .await?
@@ -977,7 +993,7 @@ pub fn decide(
                 // say so, or the reason reads as if the condition held.
                 let failed = if eval.condition_errors.iter().any(|(e, _)| e.id == p.id) {
                     " (its condition failed to evaluate and counts as met where that is stricter; \
-                     see the audit record's detail.condition_errors)"
+                     see condition_errors: in the audit record's detail, or in a test's answer)"
                 } else {
                     ""
                 };
@@ -995,8 +1011,8 @@ pub fn decide(
             None if !eval.condition_errors.is_empty() => (
                 eval.decision,
                 format!(
-                    "no policy decided (conditions failed to evaluate, see the audit record's detail.condition_errors); \
-                     the default decision {} applies",
+                    "no policy decided (conditions failed to evaluate; see condition_errors: in the \
+                     audit record's detail, or in a test's answer); the default decision {} applies",
                     eval.decision.as_str()
                 ),
                 None,

@@ -259,6 +259,12 @@ pub async fn list_agents(
     // other than the plain one is a 400 naming it, not an empty list.
     let tag = q.tag.map(|t| t.trim_matches(' ').to_string());
     if let Some(tag) = &tag {
+        if tag.is_empty() {
+            return Err(crate::http::error::ApiError::invalid(
+                "tag",
+                "tag must name a tag; leave it out to list agents of every tag",
+            ));
+        }
         warden_core::agent::visible(tag, "tag")?;
     }
     let filter = AgentFilter {

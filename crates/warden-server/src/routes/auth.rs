@@ -48,6 +48,9 @@ pub async fn exchange_token(State(state): State<AppState>, req: Request) -> Resp
 async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
     let ip = request_ip(&state, &req);
     let ApiJson(body) = ApiJson::<TokenRequest>::from_request(req, &state).await?;
+    if let Some(refused) = crate::auth::misplaced_key(body.api_key.trim()) {
+        return Err(refused);
+    }
     let (key, org, digest) = state.keys.resolve_key(body.api_key.trim()).await?;
     let verdict = match take_from_bucket(&state, &org.id, org.rate_limit).await {
         Ok(verdict) => verdict,

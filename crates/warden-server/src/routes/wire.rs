@@ -184,6 +184,8 @@ pub async fn agent_filter(
             ))
         }
         Some(reference) => {
+            // As agents are registered: plain spaces around a name trimmed.
+            let reference = reference.trim_matches(' ').to_string();
             let found = state
                 .store
                 .find_agent(&principal.tenant(), &reference)
