@@ -130,6 +130,7 @@ fn start_helpers(
     stop: Arc<AtomicBool>,
     damaged: Arc<AtomicBool>,
 ) -> StoreResult<Helpers> {
+    let db = path.to_path_buf();
     let checkpointer = open_connection(path).map_err(map_err)?;
     let anchor = open_connection(path).map_err(map_err)?;
     anchor
@@ -178,8 +179,8 @@ fn start_helpers(
                 checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             {
                 let err = map_err(err);
-                if matches!(err, StoreError::Damaged(_)) {
-                    damaged.store(true, Ordering::Release);
+                if let StoreError::Damaged(why) = &err {
+                    mark_damaged(&damaged, &db, why);
                 }
                 failures.note(&err);
             }
@@ -195,6 +196,49 @@ fn start_helpers(
         checkpoints: passes,
         checkpointer_thread,
     })
+}
+
+/// The file beside the database that says it was found damaged: kept
+/// across restarts, so that a server started again on the same file
+/// checks it whole before taking writes, rather than forgetting.
+pub(crate) fn damage_marker(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.damaged", db.display()))
+}
+
+/// Marks the store damaged, once: the flag, the marker file, one error.
+fn mark_damaged(flag: &AtomicBool, db: &Path, why: &str) {
+    if flag.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tracing::error!(error = %why,
+        "the store is damaged and takes no more writes; restore it (see the operations guide)");
+    let marker = damage_marker(db);
+    if let Err(err) = std::fs::write(&marker, format!("{why}\n")) {
+        tracing::warn!(error = %err, path = %marker.display(), "cannot write the damage marker");
+    }
+}
+
+/// At open, a store marked damaged is checked whole (SQLite's
+/// `quick_check`, which reads every page): still damaged, it opens as
+/// damaged; whole again (repaired or replaced by hand), the mark goes.
+fn damaged_at_open(conn: &Connection, db: &Path) -> bool {
+    let marker = damage_marker(db);
+    if !marker.exists() {
+        return false;
+    }
+    let check = conn
+        .query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0))
+        .unwrap_or_else(|e| e.to_string());
+    if check == "ok" {
+        tracing::info!(path = %marker.display(),
+            "the store was marked damaged and now checks whole; mark removed");
+        let _ = std::fs::remove_file(&marker);
+        return false;
+    }
+    tracing::error!(error = %check, path = %marker.display(),
+        "the store was found damaged before and still is: it takes no writes; restore it \
+         (see the operations guide)");
+    true
 }
 
 /// Logs a failing checkpoint once, then at most once a minute with the
@@ -369,7 +413,7 @@ impl SqliteDb {
             .map_err(map_err)?;
         let restarts = Arc::new(AtomicU64::new(0));
         let helpers_stop = Arc::new(AtomicBool::new(false));
-        let damaged = Arc::new(AtomicBool::new(false));
+        let damaged = Arc::new(AtomicBool::new(damaged_at_open(&conn, path)));
         let Helpers {
             threads: helpers,
             anchor,
@@ -408,11 +452,7 @@ impl SqliteDb {
     /// Remembers damage a result shows.
     fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
         if let Err(StoreError::Damaged(why)) = &result {
-            if !self.damaged.swap(true, Ordering::AcqRel) {
-                tracing::error!(error = %why,
-                    "the store is damaged and takes no more writes; restore it \
-                     (see the operations guide)");
-            }
+            mark_damaged(&self.damaged, &self.path, why);
         }
         result
     }
@@ -681,7 +721,7 @@ fn unavailable_like(err: &StoreError) -> StoreError {
     }
 }
 
-fn map_err(err: rusqlite::Error) -> StoreError {
+pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(failure, message) = &err {
         let text = message.clone().unwrap_or_else(|| failure.to_string());
         return match failure.code {
@@ -749,6 +789,17 @@ mod tests {
             )
             .await;
         assert!(matches!(write, Err(StoreError::Damaged(_))), "{write:?}");
+        db.close().await;
+        // A restart does not forget it: the file is checked whole first.
+        assert!(damage_marker(&path).exists());
+        let db = SqliteDb::open(&path, &migrations).unwrap();
+        assert!(db.damaged(), "still damaged after a restart");
+        db.close().await;
+        // Once the file checks whole again, the mark goes.
+        std::fs::remove_file(&path).unwrap();
+        let db = SqliteDb::open(&path, &migrations).unwrap();
+        assert!(!db.damaged());
+        assert!(!damage_marker(&path).exists());
         db.close().await;
     }
 

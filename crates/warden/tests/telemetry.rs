@@ -3069,3 +3069,48 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
     let w = Warden::start(&backend, &[]);
     assert_eq!(total(&w.api(&t.live_key), "copied"), 100);
 }
+
+/// The index commits but the store will not save its position (a damaged
+/// store refuses writes; here a trigger refuses them): the events stay
+/// searchable, totals hold still, and nothing is taken out and indexed
+/// again in a loop.
+#[test]
+fn an_unsaved_index_position_takes_nothing_out_of_search() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    let events = |tag: &str, n: usize| -> Value {
+        (0..n)
+            .map(|i| json!({"message": format!("{tag} {i}")}))
+            .collect()
+    };
+    ingest(&api, events("saved", 100));
+    wait_total(&api, "saved", 100);
+    backend.sql(
+        "CREATE TRIGGER refuse_index_cursor BEFORE UPDATE ON consumer_cursors \
+         WHEN OLD.name LIKE 'index:%' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    );
+    for round in 0..3 {
+        ingest(&api, events(&format!("unsaved{round}"), 50));
+    }
+    wait_total(&api, "unsaved0 OR unsaved1 OR unsaved2", 150);
+    for _ in 0..20 {
+        assert_eq!(total(&api, ""), 250);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(log_path(&backend.data_dir(0))).unwrap();
+    assert!(!log.contains("going back to its saved cursor"), "{log}");
+    assert_eq!(
+        log.matches("its position could not be saved").count(),
+        1,
+        "told once: {log}"
+    );
+    // Saved again with a later commit once the store takes it.
+    backend.sql("DROP TRIGGER refuse_index_cursor");
+    ingest(&api, events("later", 10));
+    wait_total(&api, "later", 10);
+    assert!(w.terminate().success());
+    let w = Warden::start(&backend, &[]);
+    assert_eq!(total(&w.api(&t.live_key), ""), 260);
+}

@@ -77,15 +77,22 @@ async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify
         }
     };
     let mut cursor = None;
+    let mut failures = crate::log_pace::Paced::default();
     loop {
         // First what a stop left unpublished; then a run per wake-up.
         if cursor.is_some() {
             let _ = tokio::time::timeout(IDLE_LOOK, committed.notified()).await;
             tokio::time::sleep(GATHER).await;
         }
-        if let Err(err) = publish(&store, &below, &feed, &mut cursor).await {
-            tracing::warn!(error = %err, "publishing decisions' events failed; retrying");
-            tokio::time::sleep(IDLE_LOOK).await;
+        match publish(&store, &below, &feed, &mut cursor).await {
+            Ok(_) => failures.reset(),
+            Err(err) => {
+                if let Some(unlogged) = failures.due() {
+                    tracing::warn!(error = %err, unlogged,
+                        "publishing decisions' events failed; retrying");
+                }
+                tokio::time::sleep(IDLE_LOOK).await;
+            }
         }
     }
 }

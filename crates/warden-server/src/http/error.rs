@@ -456,8 +456,8 @@ impl From<StoreError> for ApiError {
             StoreError::Damaged(detail) => {
                 tracing::error!(error = %detail, "store damaged");
                 ApiError::unavailable(
-                    "the store is damaged on disk; this server takes no more writes until it \
-                     is restored (see the operations guide)",
+                    "the store is damaged on disk: writes are refused until it is restored, and \
+                     reads that meet the damage fail (see the operations guide)",
                 )
             }
             other => ApiError::internal(other),

@@ -7,7 +7,8 @@ use warden_store::Store;
 
 use crate::auth::TokenIssuer;
 
-const KEY_CHECK: &str = "master_key_check";
+/// The server setting holding the master key's check value.
+pub const KEY_CHECK: &str = "master_key_check";
 const TOKEN_KEY: &str = "token_signing_key";
 
 /// Refuses to go on with a master key other than the one the database

@@ -143,6 +143,8 @@ pub async fn run(
     // Whether the indexer has had more to read at every step since the
     // last commit: then that commit says how fast the index goes.
     let mut behind = true;
+    let mut unreadable = crate::log_pace::Paced::default();
+    let mut unsaved = crate::log_pace::Paced::default();
     loop {
         if indexed_since_commit == 0 {
             working_since = Instant::now();
@@ -173,9 +175,15 @@ pub async fn run(
                 None => read_size.limit,
             };
             let batch = match store.events_after(cursor, limit).await {
-                Ok(batch) => batch,
+                Ok(batch) => {
+                    unreadable.reset();
+                    batch
+                }
                 Err(err) => {
-                    tracing::warn!(error = %err, "search indexer cannot read the event log");
+                    if let Some(unlogged) = unreadable.due() {
+                        tracing::warn!(error = %err, unlogged,
+                            "search indexer cannot read the event log; retrying every second");
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -222,7 +230,25 @@ pub async fn run(
         };
         let due = since >= gap;
         if indexed_since_commit > 0 && due {
-            match commit(store.as_ref(), &index, cursor).await {
+            let committed = match commit(store.as_ref(), &index, cursor).await {
+                // The index holds the events and says so itself: searches
+                // see them. Its position in the store is saved with a
+                // later commit; until then a restart indexes them again.
+                Err(CommitError::CursorNotSaved(err)) => {
+                    if let Some(unlogged) = unsaved.due() {
+                        tracing::warn!(error = %err, unlogged,
+                            "the search index committed but its position could not be saved; \
+                             it is saved with a later commit");
+                    }
+                    Ok(())
+                }
+                Err(CommitError::Index(err)) => Err(err),
+                Ok(()) => {
+                    unsaved.reset();
+                    Ok(())
+                }
+            };
+            match committed {
                 Ok(()) => {
                     // Behind for a moment (a trickle's one step before a
                     // due commit) says nothing of the pace.
@@ -343,18 +369,40 @@ async fn same_history(
     })
 }
 
+/// Why a commit did not complete.
+pub enum CommitError {
+    /// The index did not commit: what its writer took may be lost.
+    Index(String),
+    /// The index committed (its own last commit records the position) but
+    /// the store did not save the position: nothing is lost, and going
+    /// back to the saved one would take committed events out again.
+    CursorNotSaved(String),
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitError::Index(why) | CommitError::CursorNotSaved(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Index first, cursor second: a crash between the two leaves events
 /// past the cursor, which `resume` removes.
-pub async fn commit(store: &dyn Store, index: &Arc<EventIndex>, cursor: i64) -> Result<(), String> {
+pub async fn commit(
+    store: &dyn Store,
+    index: &Arc<EventIndex>,
+    cursor: i64,
+) -> Result<(), CommitError> {
     let idx = index.clone();
     tokio::task::spawn_blocking(move || idx.commit_at(cursor))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CommitError::Index(e.to_string()))?
+        .map_err(|e| CommitError::Index(e.to_string()))?;
     store
         .set_consumer_cursor(&cursor_name(index), Some(cursor))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| CommitError::CursorNotSaved(e.to_string()))
 }
 
 /// After a step or commit failed: drops what the writer took since its
@@ -479,7 +527,9 @@ pub async fn rebuild(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, 
             .await
             .map_err(|e| e.to_string())??;
     }
-    commit(store, index, cursor).await?;
+    commit(store, index, cursor)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(cursor)
 }
 

@@ -17,12 +17,20 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
     // Held until the index is built again: no server can start on the
     // directory meanwhile, and none may run on it now.
     let index = super::reindex::open_index(&data_dir)?;
+    // The key the restored store will be opened with: a copy set up under
+    // another one is refused before anything changes.
+    let master = crate::master_key::load(args.store.master_key.as_deref(), &data_dir, false)
+        .map_err(|e| format!("nothing was changed: {e}"))?;
     let from = args.from.clone();
     let dir = data_dir.clone();
-    let restored = tokio::task::spawn_blocking(move || warden_store::restore_sqlite(&dir, &from))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("nothing was changed: {e}"))?;
+    let restored = tokio::task::spawn_blocking(move || {
+        let check = master.check_value();
+        let settings = [(warden_server::services::secrets::KEY_CHECK, check.as_str())];
+        warden_store::restore_sqlite(&dir, &from, &settings)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("nothing was changed: {e}"))?;
     println!(
         "Restored {} into {} ({} bytes{})",
         args.from.display(),

@@ -1,0 +1,51 @@
+//! Warnings of a failure that repeats: the first is logged, then at most
+//! one a minute with the count since. A loop retrying every second on a
+//! damaged store or an unreachable database would otherwise fill the log
+//! with the same line.
+
+use std::time::{Duration, Instant};
+
+/// The quiet time between two lines of one repeating failure.
+const QUIET: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Paced {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Paced {
+    /// `Some(count of failures not logged since the last line)` when this
+    /// one is to be logged.
+    pub fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|at| now < at + QUIET) {
+            self.since += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since))
+    }
+
+    /// The failure ended: the next one is logged at once.
+    pub fn reset(&mut self) {
+        *self = Paced::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_failure_is_logged_once_a_minute_with_its_count() {
+        let mut paced = Paced::default();
+        assert_eq!(paced.due(), Some(0));
+        assert_eq!(paced.due(), None);
+        assert_eq!(paced.due(), None);
+        paced.last = Some(Instant::now() - QUIET);
+        assert_eq!(paced.due(), Some(2));
+        paced.reset();
+        assert_eq!(paced.due(), Some(0));
+    }
+}
