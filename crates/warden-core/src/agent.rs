@@ -161,6 +161,43 @@ pub fn looks_like_agent_id(s: &str) -> bool {
         && s[4..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// An agent as a call, a filter or an event names it (its Warden id or
+/// external id): 1 to 200 characters, as external ids are written, and
+/// held to the naming rules; spaces around it are refused, since agents
+/// are registered under trimmed names and such a name would be discovered
+/// once and never found again.
+pub fn check_reference(value: &str, field: &str) -> Result<()> {
+    if value.is_empty() || value.chars().count() > 200 {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must be 1 to 200 characters"),
+        ));
+    }
+    refuse_control(value, field)?;
+    visible(value, field)?;
+    if value.trim() != value {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must not begin or end with whitespace"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a control character, naming its code point.
+pub fn refuse_control(value: &str, field: &str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::invalid(
+            field,
+            format!(
+                "{field} must not contain control characters (U+{:04X})",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
     // Only plain spaces are trimmed: another space or a line break at an
     // end is refused below, as it is inside a name.
@@ -174,15 +211,7 @@ pub(crate) fn text(value: String, field: &str, max: usize) -> Result<String> {
             format!("{field} must be at most {max} characters"),
         ));
     }
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{field} must not contain control characters (U+{:04X})",
-                c as u32
-            ),
-        ));
-    }
+    refuse_control(&value, field)?;
     visible(&value, field)?;
     Ok(value)
 }
@@ -235,10 +264,7 @@ pub(crate) fn optional_text(
     match value {
         None => Ok(None),
         Some(v) if field != "description" && v.chars().any(char::is_control) => {
-            Err(Error::invalid(
-                field,
-                format!("{field} must not contain control characters"),
-            ))
+            refuse_control(&v, field).map(|_| None)
         }
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) if field == "description" => {

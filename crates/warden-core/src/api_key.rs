@@ -161,15 +161,13 @@ pub struct KeyGrant {
 pub const NEVER_BOUND: &[&str] = &["policies.read", "policies.write", "holds.write"];
 
 pub fn authorize_grant(grantor: &Grantor, req: KeyRequest, now: Millis) -> Result<KeyGrant> {
-    if req.name.chars().count() > 200
-        || req.name.trim().is_empty()
-        || req.name.chars().any(char::is_control)
-    {
+    if req.name.chars().count() > 200 || req.name.trim().is_empty() {
         return Err(Error::invalid(
             "name",
-            "name must be 1 to 200 characters, not only blanks, without control characters",
+            "name must be 1 to 200 characters, not only blanks",
         ));
     }
+    crate::agent::refuse_control(&req.name, "name")?;
     // Shown beside the key in every listing and audit record, as an
     // agent's name is.
     crate::agent::visible(&req.name, "name")?;

@@ -546,6 +546,7 @@ impl EventIndex {
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, SearchError> {
+        crate::translate::refuse_mixed_comparisons(&request.query)?;
         let user = Translator::new(&self.fields, request.now).translate(&request.query)?;
         let mut clauses = vec![
             (

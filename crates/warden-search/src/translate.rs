@@ -127,7 +127,6 @@ impl<'a> Translator<'a> {
             } => self.range(field, lower, upper, *position)?,
             Ast::Exists { field, position } => self.exists(field, *position)?,
             Ast::And(children) => {
-                refuse_mixed_comparisons(children)?;
                 let mut clauses = Vec::with_capacity(children.len() + 1);
                 for child in children {
                     match child {
@@ -594,18 +593,6 @@ impl<'a> Translator<'a> {
                     };
                     return Ok(Box::new(InvertedIndexRangeQuery::new(lower, upper)));
                 }
-                // A number beside text (`[100 TO 2OO]`) would compare as
-                // text, which is almost always a typo: refused, naming it.
-                let is_number = |b: &Bound| matches!(number(b), Some(Some(_)));
-                let as_text = |b| given(b).filter(|_| number(b).is_none());
-                let odd = match (is_number(lower), is_number(upper)) {
-                    (true, false) => as_text(upper),
-                    (false, true) => as_text(lower),
-                    _ => None,
-                };
-                if let Some((text, _)) = odd {
-                    return Err(mixed_bounds(text, position));
-                }
                 // Addresses compare as addresses (`10.0.0.10` after
                 // `10.0.0.9`), not as the text that writes them.
                 if let Some(spanned) = AddressSpan::between(given(lower), given(upper)) {
@@ -705,21 +692,6 @@ fn fast_range(lower: StdBound<Term>, upper: StdBound<Term>) -> Boxed {
     }
 }
 
-/// A number beside text in one range, or in comparisons of one field
-/// that must all hold (`[100 TO 2OO]`, `(>=100 AND <2OO)`): compared as
-/// text, which is almost always a typo.
-fn mixed_bounds(text: &str, position: usize) -> SearchError {
-    SearchError::Query {
-        position,
-        message: format!(
-            "this range has a number at one end and `{}` at the other, which is not one \
-             (numbers are written as JSON writes them: 1, -0.5, 2e3; not +1, .5 or 1.): \
-             a number is compared with numbers only; correct the bound",
-            cut(text)
-        ),
-    }
-}
-
 /// Whether a bound is a number (`Some(true)`), text, or open (`None`).
 fn bound_is_number(b: &Bound) -> Option<bool> {
     match b {
@@ -730,37 +702,62 @@ fn bound_is_number(b: &Bound) -> Option<bool> {
     }
 }
 
-/// Refuses comparisons of one keyword field that must all hold and mix a
-/// number with text (`latency_ms:>=100 AND latency_ms:<2OO`), as one
-/// range of the two is refused.
-fn refuse_mixed_comparisons(children: &[Ast]) -> Result<(), SearchError> {
-    let mut numeric: Vec<&str> = Vec::new();
-    let mut textual: Vec<(&str, &str, usize)> = Vec::new();
-    for child in children {
-        let Ast::Range {
-            field,
-            lower,
-            upper,
-            position,
-        } = child
-        else {
-            continue;
-        };
-        if !matches!(resolve(Some(field)), Target::Keyword(_)) {
-            continue;
-        }
-        for bound in [lower, upper] {
-            match (bound_is_number(bound), given(bound)) {
-                (Some(true), _) => numeric.push(field),
-                (Some(false), Some((text, _))) => textual.push((field, text, *position)),
-                _ => {}
+/// Refuses a query that compares one keyword field with a number and,
+/// anywhere else in it, with text that is not one (`latency_ms:>=100 AND
+/// NOT latency_ms:>=2OO`, `fields.n:>=1 OR n:<abc`): the text comparison
+/// is almost always a typo for a number, and would quietly compare text.
+/// Fields are compared by the name the index knows them by
+/// (`fields.geo.country` is `geo.country`).
+pub fn refuse_mixed_comparisons(query: &Ast) -> Result<(), SearchError> {
+    let mut numeric: Vec<(String, String)> = Vec::new();
+    let mut textual: Vec<(String, String, usize)> = Vec::new();
+    let mut pending = vec![query];
+    while let Some(node) = pending.pop() {
+        match node {
+            Ast::And(children) | Ast::Or(children) => pending.extend(children.iter()),
+            Ast::Not(inner) => pending.push(inner),
+            Ast::Range {
+                field,
+                lower,
+                upper,
+                position,
+            } => {
+                let Target::Keyword(name) = resolve(Some(field)) else {
+                    continue;
+                };
+                for bound in [lower, upper] {
+                    match (bound_is_number(bound), given(bound)) {
+                        (Some(true), Some((text, _))) => {
+                            numeric.push((name.clone(), text.to_string()))
+                        }
+                        (Some(false), Some((text, _))) => {
+                            textual.push((name.clone(), text.to_string(), *position))
+                        }
+                        _ => {}
+                    }
+                }
             }
+            _ => {}
         }
     }
-    match textual.iter().find(|(f, _, _)| numeric.contains(f)) {
-        Some((_, text, position)) => Err(mixed_bounds(text, *position)),
-        None => Ok(()),
+    // The first text bound in the query's order that meets a number.
+    textual.sort_by_key(|(_, _, position)| *position);
+    for (name, text, position) in textual {
+        if let Some((_, number)) = numeric.iter().find(|(n, _)| *n == name) {
+            return Err(SearchError::Query {
+                position,
+                message: format!(
+                    "`{name}` is compared here with `{}`, which is not a number, and in this \
+                     query with the number {} too: a number is compared with numbers only \
+                     (numbers are written as JSON writes them: 1, -0.5, 2e3; not +1, .5 or \
+                     1.); correct the bound",
+                    cut(&text),
+                    cut(number)
+                ),
+            });
+        }
     }
+    Ok(())
 }
 
 /// A bare term or phrase of punctuation and spaces alone; a wildcard
@@ -783,16 +780,25 @@ fn no_word(text: &str, position: usize, wildcard: bool) -> SearchError {
     }
 }
 
-/// A wildcard term as it was written.
+/// A wildcard term as it can be written again: its literal `*`, `?` and
+/// backslashes escaped.
 fn wildcard_text(pieces: &[Piece]) -> String {
-    pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Literal(text) => text.as_str(),
-            Piece::AnyChars => "*",
-            Piece::OneChar => "?",
-        })
-        .collect()
+    let mut text = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Literal(literal) => {
+                for c in literal.chars() {
+                    if matches!(c, '*' | '?' | '\\') {
+                        text.push('\\');
+                    }
+                    text.push(c);
+                }
+            }
+            Piece::AnyChars => text.push('*'),
+            Piece::OneChar => text.push('?'),
+        }
+    }
+    text
 }
 
 fn time_error(name: &str, text: &str, position: usize) -> SearchError {

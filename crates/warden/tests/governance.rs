@@ -858,6 +858,14 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     // Its registration and its decision.
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2, "{}", r.text);
+    // One character more is refused on every route, naming `agent_id`.
+    let wider = "\u{e9}".repeat(201);
+    for path in ["/api/v1/enforce", "/v1/enforce", "/api/v1/policies/test"] {
+        let r = api.post(path, &json!({"agent_id": wider, "tool_name": "files.read"}));
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert!(r.text.contains("agent_id"), "{path}: {}", r.text);
+        assert!(!r.text.contains("external_id"), "{path}: {}", r.text);
+    }
     let other = api.create_agent("other");
     // Bound, even an admin key neither sees policies nor resolves holds
     // (naming those scopes on a bound key is refused outright).

@@ -288,6 +288,9 @@ fn every_operator_of_the_language(backend: &Backend) {
         // Comparisons of one field that must all hold, likewise.
         ("latency_ms:(>=100 AND <2OO)", 23),
         ("n:>=1 AND n:<abc", 11),
+        // Anywhere in the query, under NOT or OR, by either spelling.
+        ("latency_ms:>=100 AND NOT latency_ms:>=2OO", 26),
+        ("fields.n:>=1 OR n:<abc", 17),
     ] {
         let r = api.post("/api/v1/siem/search", &json!({"query": query}));
         let e = r.error(400, "invalid_request");
@@ -1900,6 +1903,8 @@ fn decisions_are_agent_events(backend: &Backend) {
         ("hostname", "h\u{7}x"),
         ("agent_id", "billing-bot "),
         ("agent_id", "cafe\u{301}-bot"),
+        // Longer than any agent's name: it would escape discovery.
+        ("agent_id", &"\u{e4}".repeat(201)),
     ] {
         let mut event = json!({"event_type": "TOOL_CALL_POST", "agent_id": "billing-bot"});
         event[field] = json!(value);

@@ -96,31 +96,10 @@ pub(crate) fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
 
 impl CallRequest {
     pub fn validate(&self) -> Result<(), Error> {
-        // Counted in characters, as agents' external ids are written.
-        if self.agent.is_empty() || self.agent.chars().count() > 200 {
-            return Err(Error::invalid(
-                "agent_id",
-                "agent_id must be 1 to 200 characters",
-            ));
-        }
-        if self.agent.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "agent_id",
-                "agent_id must not contain control characters",
-            ));
-        }
         // An unknown id registers an agent by that name: one with an
         // invisible character would look like a registered agent while
         // escaping every selector written for it.
-        warden_core::agent::visible(&self.agent, "agent_id")?;
-        // Agents are registered under trimmed names, so an id with spaces
-        // around it would be discovered once and then never found again.
-        if self.agent.trim() != self.agent {
-            return Err(Error::invalid(
-                "agent_id",
-                "agent_id must not begin or end with whitespace",
-            ));
-        }
+        warden_core::agent::check_reference(&self.agent, "agent_id")?;
         check_tool_name(&self.tool, "tool_name")?;
         // The caller's own account of the session (the Thoth SDK sends its
         // whole history): each entry becomes `session.tools` and drift's

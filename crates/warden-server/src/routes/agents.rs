@@ -265,6 +265,7 @@ pub async fn list_agents(
                 "tag must name a tag; leave it out to list agents of every tag",
             ));
         }
+        warden_core::agent::refuse_control(tag, "tag")?;
         warden_core::agent::visible(tag, "tag")?;
     }
     let filter = AgentFilter {

@@ -401,6 +401,9 @@ pub async fn test_policies(
     crate::governance::policies::ensure_unbound(&principal)?;
     let g = &state.governance;
     let tenant = principal.tenant();
+    if let Some(reference) = &body.agent_id {
+        warden_core::agent::check_reference(reference, "agent_id")?;
+    }
     let found = match &body.agent_id {
         Some(reference) => g
             .store

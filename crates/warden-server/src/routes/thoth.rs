@@ -407,7 +407,7 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     // selectors (and redactions) take in this agent find it by that name
     // only, so a decomposed spelling would pass them.
     if let Some(agent) = &agent_id {
-        warden_core::agent::visible(agent, "agent_id").map_err(field_error("agent_id"))?;
+        warden_core::agent::check_reference(agent, "agent_id").map_err(field_error("agent_id"))?;
     }
     let session_id = text(&mut object, "session_id")?;
     let host = text(&mut object, "hostname")?;

@@ -186,6 +186,7 @@ pub async fn agent_filter(
         Some(reference) => {
             // As agents are registered: plain spaces around a name trimmed.
             let reference = reference.trim_matches(' ').to_string();
+            warden_core::agent::refuse_control(&reference, "agent_id")?;
             let found = state
                 .store
                 .find_agent(&principal.tenant(), &reference)
