@@ -3119,3 +3119,61 @@ fn an_unsaved_index_position_takes_nothing_out_of_search() {
     let w = Warden::start(&backend, &[]);
     assert_eq!(total(&w.api(&t.live_key), ""), 260);
 }
+
+/// A Warden key or token written into an event or a call is never stored:
+/// every key that reads events or the audit log would see it.
+#[test]
+fn credentials_in_events_and_calls_are_not_stored() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    let token = api.post("/api/v1/auth/token", &json!({"api_key": t.test_key}));
+    let token = token.body["data"]["token"].as_str().unwrap().to_string();
+    let key = t.test_key.clone();
+    ingest(
+        &api,
+        json!([{"message": format!("agent env dump THOTH_API_KEY={key} done"),
+                "tags": ["leak"],
+                "fields": {"env": {"TOKEN": token, "list": [format!("x{key}")]},
+                           key.clone(): "as a name", "n": 1}}]),
+    );
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "leaky-bot", "tool_name": "http.get",
+                "tool_args": {"auth": key, "deep": [{"t": token}]},
+                "context": {"note": format!("Bearer {key}")}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_total(&api, "tags:leak", 1);
+    wait_total(&api, "source:agent AND tool:http.get", 1);
+    let found = search(&api, json!({"query": "tags:leak"}))["events"][0].clone();
+    assert!(
+        found["message"]
+            .as_str()
+            .unwrap()
+            .contains("THOTH_API_KEY=[REDACTED] done"),
+        "{found}"
+    );
+    let audit = api.get("/api/v1/audit?kind=decision");
+    let record = &audit.body["data"][0];
+    assert_eq!(record["arguments"]["auth"], "[REDACTED]", "{record}");
+    assert!(w.terminate().success());
+    let stored = backend.raw_contents();
+    for secret in [&key, &token] {
+        assert!(
+            !stored.contains(secret.as_str()),
+            "a credential reached the store"
+        );
+    }
+    // Text that only looks like the start of one is kept.
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(
+        &api,
+        json!([{"message": "wdn_ and eyJ alone stay", "tags": ["kept"]}]),
+    );
+    wait_total(&api, "tags:kept", 1);
+    let kept = search(&api, json!({"query": "tags:kept"}))["events"][0].clone();
+    assert_eq!(kept["message"], "wdn_ and eyJ alone stay", "{kept}");
+}

@@ -350,10 +350,100 @@ fn scrub_value(value: &mut Value) {
 /// parts may have landed in any field; for an error that quotes what its
 /// request sent).
 pub fn scrub_secrets(text: &str) -> String {
+    scrub(text, true)
+}
+
+/// `text` with every word shaped like a Warden key, and every Warden
+/// token, replaced; `None` when it holds neither.
+pub fn without_credentials(text: &str) -> Option<String> {
+    if !may_hold_credential(text) {
+        return None;
+    }
+    let scrubbed = scrub(text, false);
+    (scrubbed != text).then_some(scrubbed)
+}
+
+/// A quick look for the beginnings of a Warden key or token (`wdn` in any
+/// case, `eyJ`), so that text without them costs one pass over its bytes.
+fn may_hold_credential(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"wdn") || w == JWT_START.as_bytes())
+}
+
+/// Whether any text of a JSON value, object keys included, may hold a
+/// Warden credential (a quick look: a false answer is certain).
+pub fn may_hold_credential_in(value: &Value) -> bool {
+    match value {
+        Value::String(s) => may_hold_credential(s),
+        Value::Array(items) => items.iter().any(may_hold_credential_in),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| may_hold_credential(k) || may_hold_credential_in(v)),
+        _ => false,
+    }
+}
+
+/// Takes Warden keys and tokens out of every text of a JSON value, its
+/// object keys included; a value without any is left untouched.
+pub fn scrub_credentials_in(value: &mut Value) {
+    if !may_hold_credential_in(value) {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            if let Some(scrubbed) = without_credentials(s) {
+                *s = scrubbed;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub_credentials_in),
+        Value::Object(map) => {
+            for (name, mut v) in std::mem::take(map) {
+                scrub_credentials_in(&mut v);
+                map.insert(without_credentials(&name).unwrap_or(name), v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Takes Warden keys and tokens out of every text an event carries: a
+/// credential an agent or a program wrote into a log line would otherwise
+/// be stored, and shown to every key that reads events.
+pub fn scrub_event_credentials(event: &mut Event) {
+    let mut texts: Vec<&mut String> = vec![&mut event.message];
+    texts.extend([&mut event.host, &mut event.program].into_iter().flatten());
+    texts.extend(event.tags.iter_mut());
+    for text in texts {
+        if let Some(scrubbed) = without_credentials(text) {
+            *text = scrubbed;
+        }
+    }
+    if event
+        .fields
+        .iter()
+        .any(|(k, v)| may_hold_credential(k) || may_hold_credential_in(v))
+    {
+        let mut fields = Value::Object(std::mem::take(&mut event.fields));
+        scrub_credentials_in(&mut fields);
+        if let Value::Object(map) = fields {
+            event.fields = map;
+        }
+    }
+}
+
+/// Replaces Warden keys and tokens, and with `assignments` the value of
+/// every `token=` too.
+fn scrub(text: &str, assignments: bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
-        if let Some(value_at) = assignment_at(rest, &[TOKEN_PARAM], false) {
+        let assigned = if assignments {
+            assignment_at(rest, &[TOKEN_PARAM], false)
+        } else {
+            None
+        };
+        if let Some(value_at) = assigned {
             out.push_str(&rest[..value_at]);
             out.push_str(SCRUBBED);
             rest = &rest[value_at + assigned_len(&rest[value_at..])..];

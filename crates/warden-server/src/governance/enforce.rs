@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use warden_core::agent::{Agent, AgentChanges, AgentStatus};
 use warden_core::audit::{AuditKind, AuditRecord, MonitoredOutcome};
+use warden_core::event::syslog::{may_hold_credential_in, scrub_credentials_in};
 use warden_core::hold::{self, Hold, HoldStatus};
 use warden_core::id::{new_id, new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
@@ -633,16 +634,23 @@ async fn decide_and_record(
         }
         v
     };
-    let stored_args = redact(&args);
+    // A Warden key or token in a call is taken out wherever it is: the
+    // record is read by every key with `audit.read`, and its event by every
+    // key with `events.read`.
+    let mut stored_args = redact(&args);
+    scrub_credentials_in(&mut stored_args);
     // The caller's context as stored, copied only when a policy names a
-    // field of it (the hold's digest below covers it as sent).
-    let stored_context = (!redactions.context.is_empty()).then(|| {
-        let mut v = context.clone();
-        for path in &redactions.context {
-            path.redact_within(&mut v, &work);
-        }
-        v
-    });
+    // field of it or it may hold a credential (the hold's digest below
+    // covers it as sent).
+    let stored_context =
+        (!redactions.context.is_empty() || may_hold_credential_in(&context)).then(|| {
+            let mut v = context.clone();
+            for path in &redactions.context {
+                path.redact_within(&mut v, &work);
+            }
+            scrub_credentials_in(&mut v);
+            v
+        });
     let context_redacted = stored_context.as_ref().is_some_and(|v| *v != context);
 
     let audit_id = new_time_ordered_id(prefix::AUDIT);

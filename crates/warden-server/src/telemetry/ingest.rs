@@ -1,6 +1,7 @@
 //! Appending validated events to the durable log. A 2xx is sent only after
 //! the append committed.
 
+use warden_core::event::syslog::scrub_event_credentials;
 use warden_core::event::Event;
 use warden_core::Tenant;
 use warden_store::{EventAppend, IdempotentAnswer, StoreError};
@@ -62,6 +63,10 @@ impl Telemetry {
         answer: Option<&IdempotentAnswer>,
         paced: bool,
     ) -> Result<Vec<String>, StoreError> {
+        // A Warden key or token written into an event is never stored: every
+        // key that reads events would see it.
+        let mut events = events;
+        events.iter_mut().for_each(scrub_event_credentials);
         let mut rows: Vec<EventAppend> = events
             .iter()
             .map(|event| EventAppend {
