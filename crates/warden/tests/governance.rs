@@ -3687,10 +3687,21 @@ fn agent_changes_are_audited(backend: &Backend) {
         "{}",
         all.text
     );
+    // And each revocation has its own `key_change` record, as a key
+    // revoked through the API does.
+    let keys = api.get("/api/v1/audit?kind=key_change");
+    let revoked: Vec<&Value> = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["detail"]["change"] == "revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{}", keys.text);
+    assert_eq!(revoked[0]["detail"]["key"]["id"], key_id, "{}", keys.text);
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
-    // The four agent changes and the bound key's creation.
-    assert_eq!(v.body["data"]["records_checked"], 5);
+    // The four agent changes, the bound key's creation and its revocation.
+    assert_eq!(v.body["data"]["records_checked"], 6);
 }
 
 /// Minting, rotating and revoking keys and changing the event retention

@@ -228,11 +228,12 @@ pub async fn delete(
     }
     let agent = get(&*g.store, principal, reference).await?;
     let revoked = bound_keys(g.store.as_ref(), principal, &agent.id).await?;
+    let ids: Vec<&str> = revoked.iter().map(|k| k.id.as_str()).collect();
     let record = change_record(
         principal,
         &agent,
         "deleted",
-        json!({"agent": shown(&agent), "revoked_keys": revoked}),
+        json!({"agent": shown(&agent), "revoked_keys": ids}),
     );
     match g
         .audit
@@ -247,6 +248,21 @@ pub async fn delete(
         .await
     {
         Ok(_) => {
+            // Each revocation in its own record too, so that a listing of
+            // `key_change` records shows it; the deletion's record, in the
+            // same commit as the revocations, names them all.
+            for key in &revoked {
+                let record = super::api_keys::key_record(
+                    &principal.key_id,
+                    key,
+                    "revoked",
+                    json!({"cause": "the agent it was bound to was deleted"}),
+                );
+                if let Err(err) = g.audit.append(principal.tenant(), record, None).await {
+                    tracing::warn!(key_id = %key.id, error = ?err,
+                        "the revocation of a deleted agent's key has no record of its own");
+                }
+            }
             let orphans = Orphans::OfAgent(&agent.id);
             deny_orphaned_holds(g, principal, orphans).await;
             Ok(agent.id)
@@ -267,7 +283,7 @@ async fn bound_keys(
     store: &dyn Store,
     principal: &Principal,
     agent_id: &str,
-) -> ServiceResult<Vec<String>> {
+) -> ServiceResult<Vec<warden_core::api_key::ApiKey>> {
     let mut page = PageRequest {
         limit: 200,
         sort: "created_at".into(),
@@ -279,13 +295,7 @@ async fn bound_keys(
         let found = store
             .list_api_keys(&principal.tenant(), Some(agent_id), &page)
             .await?;
-        ids.extend(
-            found
-                .items
-                .iter()
-                .filter(|k| k.revoked_at.is_none())
-                .map(|k| k.id.clone()),
-        );
+        ids.extend(found.items.into_iter().filter(|k| k.revoked_at.is_none()));
         match found
             .next_cursor
             .as_deref()
