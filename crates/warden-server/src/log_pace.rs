@@ -15,6 +15,13 @@ pub struct Paced {
 }
 
 impl Paced {
+    pub const fn new() -> Self {
+        Paced {
+            last: None,
+            since: 0,
+        }
+    }
+
     /// `Some(count of failures not logged since the last line)` when this
     /// one is to be logged.
     pub fn due(&mut self) -> Option<u64> {

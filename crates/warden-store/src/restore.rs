@@ -47,16 +47,25 @@ pub fn restore_sqlite(
             )));
         }
     }
-    let source = open_copy(copy)?;
+    crate::create_private_dir(data_dir)?;
+    // A copy with a WAL beside it is read from a copy of both in the data
+    // directory: SQLite reads a WAL only where it may write its index
+    // (`-shm`), which a read-only mount does not allow.
+    let staged = Staged::new(data_dir, copy)?;
+    let source = open_copy(staged.path().unwrap_or(copy), shown.to_string())?;
     let check: String = source
         .query_row("PRAGMA quick_check", [], |row| row.get(0))
-        .map_err(|e| match crate::sqlite::map_err(e) {
-            StoreError::Damaged(why) => StoreError::Damaged(format!("{shown}: {why}")),
-            other => StoreError::Rejected(format!("{shown} cannot be read: {other}")),
-        })?;
+        .map_err(|e| StoreError::Rejected(format!("{shown} cannot be read: {e}")))?;
     if check != "ok" {
-        return Err(StoreError::Damaged(format!(
-            "{shown} fails SQLite's check: {check}"
+        let first = check.lines().next().unwrap_or_default();
+        let more = check.lines().count().saturating_sub(1);
+        return Err(StoreError::Rejected(format!(
+            "{shown} is damaged: SQLite's check says {first}{}",
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
         )));
     }
     let migrations: rusqlite::Result<i64> =
@@ -69,7 +78,6 @@ pub fn restore_sqlite(
         )));
     }
 
-    crate::create_private_dir(data_dir)?;
     let incoming = data_dir.join("warden.db.restoring");
     remove_if_present(&incoming)?;
     let fail = |e: &dyn std::fmt::Display| {
@@ -79,6 +87,7 @@ pub fn restore_sqlite(
         .execute("VACUUM INTO ?1", [incoming.display().to_string()])
         .map_err(|e| fail(&e))?;
     drop(source);
+    drop(staged);
     let file = std::fs::File::open(&incoming).map_err(|e| fail(&e))?;
     #[cfg(unix)]
     {
@@ -94,7 +103,9 @@ pub fn restore_sqlite(
         let _ = std::fs::remove_file(&incoming);
         return Err(match err {
             StoreError::Rejected(why) => StoreError::Rejected(format!("{shown}: {why}")),
-            other => other,
+            other => {
+                StoreError::Rejected(format!("{shown} cannot be brought to this schema: {other}"))
+            }
         });
     }
     let file = std::fs::File::open(&incoming).map_err(|e| fail(&e))?;
@@ -124,8 +135,7 @@ pub fn restore_sqlite(
 /// cannot change (`immutable`), so that a copy on a read-only mount opens
 /// and nothing (no `-shm`) is made beside it; with one, it is opened as a
 /// database, so that what the WAL holds counts.
-fn open_copy(copy: &Path) -> StoreResult<Connection> {
-    let shown = copy.display();
+fn open_copy(copy: &Path, shown: String) -> StoreResult<Connection> {
     let wal = Path::new(&format!("{}-wal", copy.display())).exists();
     let opened = if wal {
         Connection::open_with_flags(
@@ -167,34 +177,53 @@ fn whole_store(incoming: &Path, settings: &[(&str, &str)]) -> StoreResult<()> {
                 |row| row.get(0),
             )
             .ok();
-        if held.is_some_and(|held| held != *expected) {
-            return Err(StoreError::Rejected(format!(
-                "its {name} differs from this data directory's: the copy was set up with \
-                 another master key (give that key with --master-key, or put its master.key \
-                 file in the data directory)"
-            )));
+        match held {
+            Some(held) if held == *expected => {}
+            Some(_) => {
+                return Err(StoreError::Rejected(format!(
+                    "its {name} differs from this data directory's: the copy was set up with \
+                     another master key (give that key with --master-key, or put its master.key \
+                     file in the data directory)"
+                )))
+            }
+            // Every store records it at its first start: one without it
+            // cannot be told to open with this directory's key, and its
+            // keys would all be refused if it did not.
+            None => {
+                return Err(StoreError::Rejected(format!(
+                    "it records no {name}, so whether this directory's master key opens it \
+                     cannot be told"
+                )))
+            }
         }
     }
     crate::migrate::apply_sqlite(&mut conn, crate::migrate::SQLITE)?;
     let mut fresh = Connection::open_in_memory().map_err(crate::sqlite::map_err)?;
-    crate::migrate::apply_sqlite(&mut fresh, crate::migrate::SQLITE)?;
-    let tables = |c: &Connection| -> StoreResult<Vec<String>> {
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        crate::migrate::apply_sqlite(&mut fresh, crate::migrate::SQLITE)
+    })?;
+    // Every table, index, trigger and view as this binary defines it, and
+    // nothing else: a dropped column, an added trigger (one that undoes a
+    // revocation, say) or table is not a store this binary made.
+    let schema = |c: &Connection| -> StoreResult<Vec<(String, String, String)>> {
         let mut stmt = c
             .prepare(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY name",
+                "SELECT type, name, COALESCE(sql, '') FROM sqlite_master \
+                 WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
             )
             .map_err(crate::sqlite::map_err)?;
-        let names = stmt
-            .query_map([], |row| row.get::<_, String>(0))
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .map_err(crate::sqlite::map_err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(crate::sqlite::map_err)?;
-        Ok(names)
+        Ok(rows)
     };
-    let have = tables(&conn)?;
-    let missing: Vec<String> = tables(&fresh)?
-        .into_iter()
-        .filter(|name| !have.contains(name))
+    let (have, want) = (schema(&conn)?, schema(&fresh)?);
+    let missing: Vec<&str> = want
+        .iter()
+        .filter(|w| !have.iter().any(|h| h.0 == w.0 && h.1 == w.1))
+        .map(|w| w.1.as_str())
         .collect();
     if !missing.is_empty() {
         return Err(StoreError::Rejected(format!(
@@ -202,7 +231,69 @@ fn whole_store(incoming: &Path, settings: &[(&str, &str)]) -> StoreResult<()> {
             missing.join(", ")
         )));
     }
+    let differing: Vec<String> = have
+        .iter()
+        .filter(|h| !want.contains(h))
+        .map(|h| format!("{} {}", h.0, h.1))
+        .collect();
+    if !differing.is_empty() {
+        return Err(StoreError::Rejected(format!(
+            "not a Warden store as this binary makes it: {} differ from or are not in its \
+             schema",
+            differing.join(", ")
+        )));
+    }
     Ok(())
+}
+
+/// A copy and its WAL, copied into the data directory to be read there.
+struct Staged {
+    path: Option<std::path::PathBuf>,
+}
+
+impl Staged {
+    fn new(data_dir: &Path, copy: &Path) -> StoreResult<Self> {
+        let wal = std::path::PathBuf::from(format!("{}-wal", copy.display()));
+        if !wal.exists() {
+            return Ok(Staged { path: None });
+        }
+        let staged = data_dir.join("warden.db.restoring-source");
+        let staged_wal = std::path::PathBuf::from(format!("{}-wal", staged.display()));
+        for leftover in [&staged, &staged_wal] {
+            remove_if_present(leftover)?;
+        }
+        remove_if_present(&std::path::PathBuf::from(format!(
+            "{}-shm",
+            staged.display()
+        )))?;
+        let copy_file = |from: &Path, to: &Path| {
+            std::fs::copy(from, to).map_err(|e| {
+                StoreError::Rejected(format!("cannot copy {} to read it: {e}", from.display()))
+            })
+        };
+        copy_file(copy, &staged)?;
+        copy_file(&wal, &staged_wal)?;
+        #[cfg(unix)]
+        for file in [&staged, &staged_wal] {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Staged { path: Some(staged) })
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
 }
 
 /// Removes a file; whether there was one.
@@ -221,25 +312,35 @@ fn remove_if_present(path: &Path) -> StoreResult<bool> {
 mod tests {
     use super::*;
 
-    /// A Warden store with a table of rows to tell copies apart.
+    /// A Warden store with rows (server settings named `row:…`) to tell
+    /// copies apart.
     fn store(path: &Path, rows: &[&str]) -> Connection {
         let mut conn = Connection::open(path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
         crate::migrate::apply_sqlite(&mut conn, crate::migrate::SQLITE).unwrap();
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS t (b TEXT); INSERT OR IGNORE INTO server_settings \
-             VALUES ('master_key_check', 'k1', 0);",
+            "INSERT OR IGNORE INTO server_settings VALUES ('master_key_check', 'k1', 0);",
         )
         .unwrap();
         for row in rows {
-            conn.execute("INSERT INTO t VALUES (?1)", [row]).unwrap();
+            add(&conn, row);
         }
         conn
     }
 
+    fn add(conn: &Connection, row: &str) {
+        conn.execute(
+            "INSERT INTO server_settings VALUES (?1, '', 0)",
+            [format!("row:{row}")],
+        )
+        .unwrap();
+    }
+
     fn rows(path: &Path) -> Vec<String> {
         let conn = Connection::open(path).unwrap();
-        let mut stmt = conn.prepare("SELECT b FROM t ORDER BY rowid").unwrap();
+        let mut stmt = conn
+            .prepare("SELECT substr(name, 5) FROM server_settings WHERE name LIKE 'row:%' ORDER BY rowid")
+            .unwrap();
         let rows = stmt.query_map([], |r| r.get(0)).unwrap();
         rows.map(Result::unwrap).collect()
     }
@@ -255,8 +356,7 @@ mod tests {
         // the connection is leaked so that nothing checkpoints it.
         let live = store(&data.join("warden.db"), &["then", "later"]);
         live.execute_batch("PRAGMA wal_autocheckpoint = 0").unwrap();
-        live.execute("INSERT INTO t VALUES ('only in the wal')", [])
-            .unwrap();
+        add(&live, "only in the wal");
         std::mem::forget(live);
         assert!(data.join("warden.db-wal").exists());
 
@@ -264,6 +364,23 @@ mod tests {
         assert!(restored.removed_wal);
         assert_eq!(rows(&data.join("warden.db")), ["then"]);
         assert!(!data.join("warden.db.restoring").exists());
+
+        // A copy with a WAL of its own beside it counts whole, read from a
+        // staged copy that does not outlast the restore.
+        let with_wal = dir.path().join("with-wal.db");
+        let open = store(&with_wal, &["first"]);
+        open.execute_batch("PRAGMA wal_autocheckpoint = 0").unwrap();
+        add(&open, "in its wal");
+        std::mem::forget(open);
+        assert!(dir.path().join("with-wal.db-wal").exists());
+        restore_sqlite(&data, &with_wal, &[("master_key_check", "k1")]).unwrap();
+        assert_eq!(rows(&data.join("warden.db")), ["first", "in its wal"]);
+        let left: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("restoring"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
@@ -295,6 +412,21 @@ mod tests {
             .unwrap();
         let other_key = dir.path().join("other-key.db");
         drop(store(&other_key, &[]));
+        let no_key = dir.path().join("no-key.db");
+        store(&no_key, &[])
+            .execute_batch("DELETE FROM server_settings WHERE name = 'master_key_check'")
+            .unwrap();
+        let triggered = dir.path().join("triggered.db");
+        store(&triggered, &[])
+            .execute_batch(
+                "CREATE TRIGGER unrevoke AFTER UPDATE ON api_keys BEGIN \
+                 UPDATE api_keys SET revoked_at = NULL; END",
+            )
+            .unwrap();
+        let narrowed = dir.path().join("narrowed.db");
+        store(&narrowed, &[])
+            .execute_batch("ALTER TABLE agents DROP COLUMN owner")
+            .unwrap();
         for (copy, expected) in [
             (&other, "not a Warden store"),
             (&torn, ""),
@@ -306,8 +438,21 @@ mod tests {
             let err = restore_sqlite(&data, copy, &[]).unwrap_err();
             assert!(err.to_string().contains(expected), "{err}");
         }
-        let err = restore_sqlite(&data, &other_key, &[("master_key_check", "k2")]).unwrap_err();
+        let key = [("master_key_check", "k2")];
+        let err = restore_sqlite(&data, &other_key, &key).unwrap_err();
         assert!(err.to_string().contains("another master key"), "{err}");
+        let err = restore_sqlite(&data, &no_key, &key).unwrap_err();
+        assert!(
+            err.to_string().contains("records no master_key_check"),
+            "{err}"
+        );
+        for (copy, named) in [
+            (&triggered, "trigger unrevoke"),
+            (&narrowed, "table agents"),
+        ] {
+            let err = restore_sqlite(&data, copy, &[]).unwrap_err();
+            assert!(err.to_string().contains(named), "{err}");
+        }
         assert!(!data.join("warden.db.restoring").exists());
         assert_eq!(rows(&data.join("warden.db")), ["kept"]);
     }

@@ -235,9 +235,11 @@ fn damaged_at_open(conn: &Connection, db: &Path) -> bool {
         let _ = std::fs::remove_file(&marker);
         return false;
     }
-    tracing::error!(error = %check, path = %marker.display(),
+    let first = check.lines().next().unwrap_or_default();
+    let more = check.lines().count().saturating_sub(1);
+    tracing::error!(error = %first, more_findings = more, path = %marker.display(),
         "the store was found damaged before and still is: it takes no writes; restore it \
-         (see the operations guide)");
+         (warden restore, see the operations guide)");
     true
 }
 
@@ -476,9 +478,12 @@ impl SqliteDb {
 
     async fn write(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
         if self.damaged.load(Ordering::Acquire) {
-            return Err(StoreError::Damaged(
-                "an earlier read, write or checkpoint found the database file malformed".into(),
-            ));
+            return Err(StoreError::Damaged(format!(
+                "a read, write or checkpoint found the database file malformed ({} is kept \
+                 beside it); it takes no writes until restored with `warden restore` (see the \
+                 operations guide)",
+                damage_marker(&self.path).display()
+            )));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         {

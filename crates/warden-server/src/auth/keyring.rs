@@ -260,11 +260,23 @@ impl KeyRing {
             let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
             usage.drain().collect()
         };
-        if let Err(err) = self.store.record_key_use(&uses).await {
-            tracing::warn!(error = %err, "could not record key use");
+        let failed = self.store.record_key_use(&uses).await.err();
+        let mut paced = UNRECORDED.lock().unwrap_or_else(|e| e.into_inner());
+        match failed {
+            Some(err) => {
+                if let Some(unlogged) = paced.due() {
+                    tracing::warn!(error = %err, unlogged, "could not record key use");
+                }
+            }
+            None => paced.reset(),
         }
     }
 }
+
+/// Failures to record keys' use, logged at a pace (a store refusing
+/// writes would fail every flush).
+static UNRECORDED: std::sync::Mutex<crate::log_pace::Paced> =
+    std::sync::Mutex::new(crate::log_pace::Paced::new());
 
 fn check_status(key: &ApiKey, now: Millis) -> Result<(), ApiError> {
     match key.status(now) {

@@ -454,7 +454,13 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable("the store is unavailable; retry shortly")
             }
             StoreError::Damaged(detail) => {
-                tracing::error!(error = %detail, "store damaged");
+                // Every refused write would log it: at a pace.
+                static REFUSED: std::sync::Mutex<crate::log_pace::Paced> =
+                    std::sync::Mutex::new(crate::log_pace::Paced::new());
+                let due = REFUSED.lock().unwrap_or_else(|e| e.into_inner()).due();
+                if let Some(unlogged) = due {
+                    tracing::error!(error = %detail, unlogged, "store damaged");
+                }
                 ApiError::unavailable(
                     "the store is damaged on disk: writes are refused until it is restored, and \
                      reads that meet the damage fail (see the operations guide)",

@@ -100,6 +100,7 @@ pub async fn run(
             None
         }
     };
+    let mut not_started = crate::log_pace::Paced::default();
     let mut cursor = loop {
         match resume(store.as_ref(), &index).await {
             Ok(cursor) => {
@@ -107,7 +108,10 @@ pub async fn run(
                 break cursor;
             }
             Err(err) => {
-                tracing::error!(error = %err, "search indexer cannot start; retrying");
+                if let Some(unlogged) = not_started.due() {
+                    tracing::error!(error = %err, unlogged,
+                        "search indexer cannot start; retrying every second");
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
