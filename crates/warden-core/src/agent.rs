@@ -244,16 +244,27 @@ pub fn visible(value: &str, field: &str) -> Result<()> {
             ),
         ));
     }
-    match value.chars().find(|c| crate::event::input::unseen(*c)) {
-        Some(c) => Err(Error::invalid(
+    if let Some(c) = value.chars().find(|c| crate::event::input::unseen(*c)) {
+        return Err(Error::invalid(
             field,
             format!(
                 "{field} must not contain invisible or direction-changing characters (U+{:04X})",
                 c as u32
             ),
-        )),
-        None => Ok(()),
+        ));
     }
+    // Names are shown to everyone who lists them, and copied into the
+    // audit log and events: a key pasted into one would be read there.
+    if crate::event::syslog::without_credentials(value).is_some() {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{field} holds a Warden key or token, which a name would show to everyone \
+                 who reads it: send keys only as credentials"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn optional_text(

@@ -3134,7 +3134,7 @@ fn credentials_in_events_and_calls_are_not_stored() {
     ingest(
         &api,
         json!([{"message": format!("agent env dump THOTH_API_KEY={key} done"),
-                "tags": ["leak"],
+                "tags": ["leak"], "session_id": format!("s-{key}"), "agent_id": format!("a-{token}"),
                 "fields": {"env": {"TOKEN": token, "list": [format!("x{key}")]},
                            key.clone(): "as a name", "n": 1}}]),
     );
@@ -3145,6 +3145,54 @@ fn credentials_in_events_and_calls_are_not_stored() {
                 "context": {"note": format!("Bearer {key}")}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    // A name holding one is refused: it would be shown wherever names are.
+    for (field, value) in [
+        ("agent_id", format!("bot-{key}")),
+        ("session_id", key.clone()),
+    ] {
+        let mut call = json!({"agent_id": "leaky-bot", "tool_name": "http.get"});
+        call[field] = json!(value);
+        let r = api.post("/api/v1/enforce", &call);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+    }
+    // A `modify` records the changed arguments without it; a hold's
+    // comment is kept without it.
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "mod", "action_pattern": "mod.*", "decision": "modify",
+                "modify": {"set": {"y": "z"}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "leaky-bot", "tool_name": "mod.x", "tool_args": {"q": key}}),
+    );
+    assert_eq!(r.body["data"]["decision"], "modify", "{}", r.text);
+    let r = api.post(
+        "/api/v1/policies",
+        &json!({"name": "hold", "action_pattern": "held.*", "decision": "step_up"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let held = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "leaky-bot", "tool_name": "held.x"}),
+    );
+    let hold_id = held.body["data"]["hold_id"].as_str().unwrap().to_string();
+    let r = api.post(
+        &format!("/api/v1/holds/{hold_id}/deny"),
+        &json!({"comment": format!("no, and rotate {key}")}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"]["comment"], "no, and rotate [REDACTED]",
+        "{}",
+        r.text
+    );
     wait_total(&api, "tags:leak", 1);
     wait_total(&api, "source:agent AND tool:http.get", 1);
     let found = search(&api, json!({"query": "tags:leak"}))["events"][0].clone();
@@ -3155,9 +3203,15 @@ fn credentials_in_events_and_calls_are_not_stored() {
             .contains("THOTH_API_KEY=[REDACTED] done"),
         "{found}"
     );
-    let audit = api.get("/api/v1/audit?kind=decision");
+    let audit = api.get("/api/v1/audit?kind=decision&action=http.get");
     let record = &audit.body["data"][0];
     assert_eq!(record["arguments"]["auth"], "[REDACTED]", "{record}");
+    let audit = api.get("/api/v1/audit?kind=decision&action=mod.x");
+    let record = &audit.body["data"][0];
+    assert_eq!(
+        record["detail"]["modified_arguments"]["q"], "[REDACTED]",
+        "{record}"
+    );
     assert!(w.terminate().success());
     let stored = backend.raw_contents();
     for secret in [&key, &token] {

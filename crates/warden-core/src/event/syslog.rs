@@ -412,7 +412,16 @@ pub fn scrub_credentials_in(value: &mut Value) {
 /// be stored, and shown to every key that reads events.
 pub fn scrub_event_credentials(event: &mut Event) {
     let mut texts: Vec<&mut String> = vec![&mut event.message];
-    texts.extend([&mut event.host, &mut event.program].into_iter().flatten());
+    texts.extend(
+        [
+            &mut event.host,
+            &mut event.program,
+            &mut event.agent_id,
+            &mut event.session_id,
+        ]
+        .into_iter()
+        .flatten(),
+    );
     texts.extend(event.tags.iter_mut());
     for text in texts {
         if let Some(scrubbed) = without_credentials(text) {

@@ -736,7 +736,9 @@ async fn decide_and_record(
         detail["condition_errors"] = json!(errors);
     }
     if let Some(m) = &modified_tool_args {
-        detail["modified_arguments"] = redact(m);
+        let mut stored = redact(m);
+        scrub_credentials_in(&mut stored);
+        detail["modified_arguments"] = stored;
     }
     if let Some(h) = &redeemed {
         detail["redeemed_hold_id"] = json!(h.id);

@@ -237,9 +237,12 @@ async fn decide(
             Error::Forbidden("a key bound to an agent can never resolve a hold".into()).into(),
         );
     }
+    // A Warden key or token pasted into a comment is taken out: the
+    // comment is shown to the agent and kept in the audit log.
     let comment = body
         .and_then(|b| b.comment)
         .map(|c| c.trim().replace("\r\n", "\n"))
+        .map(|c| warden_core::event::syslog::without_credentials(&c).unwrap_or(c))
         .filter(|c| !c.is_empty());
     if let Some(c) = &comment {
         if c.chars().count() > MAX_COMMENT {
