@@ -35,6 +35,39 @@ pub fn restore_sqlite(
     copy: &Path,
     settings: &[(&str, &str)],
 ) -> StoreResult<Restored> {
+    // What a restore stopped midway (a kill, a full disk) left is removed
+    // first, and what this one leaves when it fails, so that a refusal
+    // means the directory is as it was.
+    if data_dir.is_dir() {
+        remove_leftovers(data_dir)?;
+    }
+    let restored = restore_into(data_dir, copy, settings);
+    if restored.is_err() && data_dir.is_dir() {
+        let _ = remove_leftovers(data_dir);
+    }
+    restored
+}
+
+/// The files a restore writes beside the store before its rename.
+const LEFTOVERS: &[&str] = &[
+    "warden.db.restoring",
+    "warden.db.restoring-journal",
+    "warden.db.restoring-wal",
+    "warden.db.restoring-shm",
+    "warden.db.restoring-source",
+    "warden.db.restoring-source-wal",
+    "warden.db.restoring-source-shm",
+    "warden.db.restoring-source-journal",
+];
+
+fn remove_leftovers(data_dir: &Path) -> StoreResult<()> {
+    for name in LEFTOVERS {
+        remove_if_present(&data_dir.join(name))?;
+    }
+    Ok(())
+}
+
+fn restore_into(data_dir: &Path, copy: &Path, settings: &[(&str, &str)]) -> StoreResult<Restored> {
     let target = data_dir.join("warden.db");
     let shown = copy.display();
     if !copy.is_file() {
@@ -57,8 +90,11 @@ pub fn restore_sqlite(
         .query_row("PRAGMA quick_check", [], |row| row.get(0))
         .map_err(|e| StoreError::Rejected(format!("{shown} cannot be read: {e}")))?;
     if check != "ok" {
-        let first = check.lines().next().unwrap_or_default();
-        let more = check.lines().count().saturating_sub(1);
+        // SQLite heads its findings with the schema's name (`*** in
+        // database main ***`), which names nothing.
+        let findings: Vec<&str> = check.lines().filter(|l| !l.starts_with("***")).collect();
+        let first = findings.first().copied().unwrap_or(check.as_str());
+        let more = findings.len().saturating_sub(1);
         return Err(StoreError::Rejected(format!(
             "{shown} is damaged: SQLite's check says {first}{}",
             if more > 0 {
@@ -238,8 +274,7 @@ fn whole_store(incoming: &Path, settings: &[(&str, &str)]) -> StoreResult<()> {
         .collect();
     if !differing.is_empty() {
         return Err(StoreError::Rejected(format!(
-            "not a Warden store as this binary makes it: {} differ from or are not in its \
-             schema",
+            "not a Warden store as this binary makes it: {} not as this binary makes them",
             differing.join(", ")
         )));
     }

@@ -235,8 +235,9 @@ fn damaged_at_open(conn: &Connection, db: &Path) -> bool {
         let _ = std::fs::remove_file(&marker);
         return false;
     }
-    let first = check.lines().next().unwrap_or_default();
-    let more = check.lines().count().saturating_sub(1);
+    let findings: Vec<&str> = check.lines().filter(|l| !l.starts_with("***")).collect();
+    let first = findings.first().copied().unwrap_or(check.as_str());
+    let more = findings.len().saturating_sub(1);
     tracing::error!(error = %first, more_findings = more, path = %marker.display(),
         "the store was found damaged before and still is: it takes no writes; restore it \
          (warden restore, see the operations guide)");

@@ -347,7 +347,12 @@ fn bad_input_changes_nothing(backend: &Backend) {
     ] {
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(!r.text.contains(key.as_str()), "{}", r.text);
-        assert!(r.text.contains("[REDACTED]"), "{}", r.text);
+        // Echoed taken out, or refused as a name that holds a key.
+        assert!(
+            r.text.contains("[REDACTED]") || r.text.contains("holds a Warden key"),
+            "{}",
+            r.text
+        );
     }
     // Nor a token, alone or two written together, nor a piece of one.
     let r = api.post("/api/v1/auth/token", &json!({"api_key": key}));

@@ -638,10 +638,19 @@ pub async fn use_by_poll(
 /// Expires every pending hold past its time, and audits every approval
 /// that lapsed unused; run in the background.
 pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
+    // Run every second: a store that refuses would log it as often.
+    static UNLISTED: std::sync::Mutex<crate::log_pace::Paced> =
+        std::sync::Mutex::new(crate::log_pace::Paced::new());
     let due = match store.expired_holds(now_ms(), 100).await {
-        Ok(d) => d,
+        Ok(d) => {
+            UNLISTED.lock().unwrap_or_else(|p| p.into_inner()).reset();
+            d
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "listing expired holds failed");
+            let due = UNLISTED.lock().unwrap_or_else(|p| p.into_inner()).due();
+            if let Some(unlogged) = due {
+                tracing::warn!(error = %e, unlogged, "listing expired holds failed");
+            }
             return;
         }
     };

@@ -20,7 +20,19 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
     // The key the restored store will be opened with: a copy set up under
     // another one is refused before anything changes.
     let master = crate::master_key::load(args.store.master_key.as_deref(), &data_dir, false)
-        .map_err(|e| format!("nothing was changed: {e}"))?;
+        .map_err(|e| {
+            let keyless = args.store.master_key.is_none() && !data_dir.join("master.key").exists();
+            if keyless {
+                format!(
+                    "nothing was changed: no master key to open the copy with; give the key \
+                     the copy was set up with (--master-key or WARDEN_MASTER_KEY), or put its \
+                     master.key file in {}",
+                    data_dir.display()
+                )
+            } else {
+                format!("nothing was changed: {e}")
+            }
+        })?;
     let from = args.from.clone();
     let dir = data_dir.clone();
     let restored = tokio::task::spawn_blocking(move || {
