@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod hold;
 pub mod id;
+pub mod log_pace;
 pub mod org;
 pub mod page;
 pub mod policy;

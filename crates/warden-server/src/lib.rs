@@ -8,7 +8,6 @@ pub mod governance;
 pub mod http;
 pub mod http_listener;
 pub mod idempotency;
-pub mod log_pace;
 pub mod metrics;
 pub mod open_files;
 pub mod ratelimit;

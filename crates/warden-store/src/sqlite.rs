@@ -169,7 +169,8 @@ fn start_helpers(
     let anchor_thread = hold.thread().clone();
     let passes = Arc::new(AtomicU64::new(0));
     let passes_done = passes.clone();
-    let mut failures = FailureLog::default();
+    // It runs ten times a second: a damaged file would fill the log.
+    let mut failures = warden_core::log_pace::Paced::default();
     let checkpoint = every(
         "warden-sqlite-checkpoint",
         CHECKPOINT_EVERY,
@@ -182,7 +183,9 @@ fn start_helpers(
                 if let StoreError::Damaged(why) = &err {
                     mark_damaged(&damaged, &db, why);
                 }
-                failures.note(&err);
+                if let Some(unlogged) = failures.due() {
+                    tracing::warn!(error = %err, unlogged, "WAL checkpoint failed");
+                }
             }
             passes_done.fetch_add(1, Ordering::Release);
         },
@@ -242,36 +245,6 @@ fn damaged_at_open(conn: &Connection, db: &Path) -> bool {
         "the store was found damaged before and still is: it takes no writes; restore it \
          (warden restore, see the operations guide)");
     true
-}
-
-/// Logs a failing checkpoint once, then at most once a minute with the
-/// count since: it runs ten times a second, and a damaged file would
-/// otherwise fill the log.
-#[derive(Default)]
-struct FailureLog {
-    last: Option<std::time::Instant>,
-    since: u64,
-}
-
-impl FailureLog {
-    const QUIET: Duration = Duration::from_secs(60);
-
-    fn note(&mut self, err: &StoreError) {
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|at| now < at + Self::QUIET) {
-            self.since += 1;
-            return;
-        }
-        if matches!(err, StoreError::Damaged(_)) {
-            tracing::error!(error = %err, failed_since = self.since,
-                "WAL checkpoint failed: the store is damaged and takes no more writes; \
-                 restore it (see the operations guide)");
-        } else {
-            tracing::warn!(error = %err, failed_since = self.since, "WAL checkpoint failed");
-        }
-        self.last = Some(now);
-        self.since = 0;
-    }
 }
 
 /// The helper threads, and what the writer needs to ask the anchor aside.

@@ -3005,6 +3005,13 @@ fn an_index_past_a_restored_store_is_cut_back() {
     assert!(log.contains("past its saved position"), "{log}");
 }
 
+/// `n` events whose messages are `tag 0`, `tag 1`, …
+fn numbered(tag: &str, n: usize) -> Value {
+    (0..n)
+        .map(|i| json!({"message": format!("{tag} {i}")}))
+        .collect()
+}
+
 /// `warden restore` after a crash: the crashed store's WAL, which SQLite
 /// would replay onto the copy, is removed; the copy's state comes back
 /// whole, its chain verifies and search holds its events alone.
@@ -3015,12 +3022,7 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
     let data = backend.data_dir(0);
     let w = Warden::start(&backend, &[]);
     let api = w.api(&t.live_key);
-    let events = |tag: &str, n: usize| -> Value {
-        (0..n)
-            .map(|i| json!({"message": format!("{tag} {i}")}))
-            .collect()
-    };
-    ingest(&api, events("copied", 100));
+    ingest(&api, numbered("copied", 100));
     wait_total(&api, "copied", 100);
     // Refused while a server runs on the directory.
     let copy = backend.dir.path().join("copy.db");
@@ -3035,7 +3037,7 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
 
     let w = Warden::start(&backend, &[]);
     let api = w.api(&t.live_key);
-    ingest(&api, events("later", 50));
+    ingest(&api, numbered("later", 50));
     let r = api.post(
         "/api/v1/enforce",
         &json!({"agent_id": "after-the-copy", "tool_name": "fs.read"}),
@@ -3085,19 +3087,14 @@ fn an_unsaved_index_position_takes_nothing_out_of_search() {
     let t = backend.init();
     let w = Warden::start(&backend, &[]);
     let api = w.api(&t.live_key);
-    let events = |tag: &str, n: usize| -> Value {
-        (0..n)
-            .map(|i| json!({"message": format!("{tag} {i}")}))
-            .collect()
-    };
-    ingest(&api, events("saved", 100));
+    ingest(&api, numbered("saved", 100));
     wait_total(&api, "saved", 100);
     backend.sql(
         "CREATE TRIGGER refuse_index_cursor BEFORE UPDATE ON consumer_cursors \
          WHEN OLD.name LIKE 'index:%' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
     );
     for round in 0..3 {
-        ingest(&api, events(&format!("unsaved{round}"), 50));
+        ingest(&api, numbered(&format!("unsaved{round}"), 50));
     }
     wait_total(&api, "unsaved0 OR unsaved1 OR unsaved2", 150);
     for _ in 0..20 {
@@ -3113,7 +3110,7 @@ fn an_unsaved_index_position_takes_nothing_out_of_search() {
     );
     // Saved again with a later commit once the store takes it.
     backend.sql("DROP TRIGGER refuse_index_cursor");
-    ingest(&api, events("later", 10));
+    ingest(&api, numbered("later", 10));
     wait_total(&api, "later", 10);
     assert!(w.terminate().success());
     let w = Warden::start(&backend, &[]);

@@ -275,8 +275,8 @@ impl KeyRing {
 
 /// Failures to record keys' use, logged at a pace (a store refusing
 /// writes would fail every flush).
-static UNRECORDED: std::sync::Mutex<crate::log_pace::Paced> =
-    std::sync::Mutex::new(crate::log_pace::Paced::new());
+static UNRECORDED: std::sync::Mutex<warden_core::log_pace::Paced> =
+    std::sync::Mutex::new(warden_core::log_pace::Paced::new());
 
 fn check_status(key: &ApiKey, now: Millis) -> Result<(), ApiError> {
     match key.status(now) {

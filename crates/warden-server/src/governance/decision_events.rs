@@ -77,7 +77,7 @@ async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify
         }
     };
     let mut cursor = None;
-    let mut failures = crate::log_pace::Paced::default();
+    let mut failures = warden_core::log_pace::Paced::default();
     loop {
         // First what a stop left unpublished; then a run per wake-up.
         if cursor.is_some() {

@@ -639,8 +639,8 @@ pub async fn use_by_poll(
 /// that lapsed unused; run in the background.
 pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
     // Run every second: a store that refuses would log it as often.
-    static UNLISTED: std::sync::Mutex<crate::log_pace::Paced> =
-        std::sync::Mutex::new(crate::log_pace::Paced::new());
+    static UNLISTED: std::sync::Mutex<warden_core::log_pace::Paced> =
+        std::sync::Mutex::new(warden_core::log_pace::Paced::new());
     let due = match store.expired_holds(now_ms(), 100).await {
         Ok(d) => {
             UNLISTED.lock().unwrap_or_else(|p| p.into_inner()).reset();

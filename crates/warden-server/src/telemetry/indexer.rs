@@ -100,7 +100,7 @@ pub async fn run(
             None
         }
     };
-    let mut not_started = crate::log_pace::Paced::default();
+    let mut not_started = warden_core::log_pace::Paced::default();
     let mut cursor = loop {
         match resume(store.as_ref(), &index).await {
             Ok(cursor) => {
@@ -147,8 +147,8 @@ pub async fn run(
     // Whether the indexer has had more to read at every step since the
     // last commit: then that commit says how fast the index goes.
     let mut behind = true;
-    let mut unreadable = crate::log_pace::Paced::default();
-    let mut unsaved = crate::log_pace::Paced::default();
+    let mut unreadable = warden_core::log_pace::Paced::default();
+    let mut unsaved = warden_core::log_pace::Paced::default();
     loop {
         if indexed_since_commit == 0 {
             working_since = Instant::now();

@@ -1,4 +1,5 @@
-//! Warnings of a failure that repeats: the first is logged, then at most
+//! Warnings of a failure that repeats (shared by the store and the
+//! server): the first is logged, then at most
 //! one a minute with the count since. A loop retrying every second on a
 //! damaged store or an unreachable database would otherwise fill the log
 //! with the same line.
