@@ -83,8 +83,14 @@ writer_io() {
 }
 # Each thread's CPU over the fixed-rate run, for the table of where a
 # decision's CPU goes at that rate.
+# A thread that ends while it is read (tantivy's indexing threads end
+# with each segment) is left out rather than ending the run.
 thread_cpu() {
-  for t in /proc/"$warden_pid"/task/*; do echo "$(cat "$t/comm")|$(awk '{print $14 + $15}' "$t/stat")"; done
+  for t in /proc/"$warden_pid"/task/*; do
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    ticks=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null) || continue
+    [ -n "$comm" ] && [ -n "$ticks" ] && echo "$comm|$ticks"
+  done
 }
 wal_before=$(writer_io)
 thread_cpu > "$work/threads-before.txt"
