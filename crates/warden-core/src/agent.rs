@@ -175,6 +175,12 @@ pub fn check_reference(value: &str, field: &str) -> Result<()> {
     }
     refuse_control(value, field)?;
     visible(value, field)?;
+    refuse_padding(value, field)
+}
+
+/// Refuses a name with whitespace at either end, where it is matched as
+/// sent (a tool name by patterns, an agent by its registered name).
+pub fn refuse_padding(value: &str, field: &str) -> Result<()> {
     if value.trim() != value {
         return Err(Error::invalid(
             field,

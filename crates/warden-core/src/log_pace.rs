@@ -41,6 +41,32 @@ impl Paced {
     }
 }
 
+/// A [`Paced`] shared by every caller of one failing path (a static of
+/// the module that logs it).
+pub struct SharedPaced(std::sync::Mutex<Paced>);
+
+impl SharedPaced {
+    pub const fn new() -> Self {
+        SharedPaced(std::sync::Mutex::new(Paced::new()))
+    }
+
+    /// As [`Paced::due`].
+    pub fn due(&self) -> Option<u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).due()
+    }
+
+    /// As [`Paced::reset`].
+    pub fn reset(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).reset()
+    }
+}
+
+impl Default for SharedPaced {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

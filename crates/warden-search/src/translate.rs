@@ -532,16 +532,7 @@ impl<'a> Translator<'a> {
                 self.value_range(position)?;
                 // A number past f64's range (`1e400`) is still a number:
                 // as a bound it is beyond every value.
-                let number = |b: &Bound| match b {
-                    Bound::Unbounded => Some(None),
-                    // Written as JSON writes a number: `02134` and `+1`
-                    // are text, as values so written are.
-                    Bound::Included(t) | Bound::Excluded(t) if is_number_text(t) => {
-                        t.parse::<f64>().ok().filter(|x| !x.is_nan()).map(Some)
-                    }
-                    Bound::Included(_) | Bound::Excluded(_) => None,
-                };
-                if let (Some(lo), Some(hi)) = (number(lower), number(upper)) {
+                if let (Some(lo), Some(hi)) = (bound_number(lower), bound_number(upper)) {
                     // Past 2^52 every value is whole: a bound with a
                     // fraction there is the whole number on its inner side.
                     let snap = |b: &Bound, lower_side: bool| match b {
@@ -692,13 +683,16 @@ fn fast_range(lower: StdBound<Term>, upper: StdBound<Term>) -> Boxed {
     }
 }
 
-/// Whether a bound is a number (`Some(true)`), text, or open (`None`).
-fn bound_is_number(b: &Bound) -> Option<bool> {
+/// A bound as a number: `Some(Some(x))` for one, `Some(None)` for an open
+/// end, `None` for text. Written as JSON writes a number: `02134` and `+1`
+/// are text, as values so written are.
+fn bound_number(b: &Bound) -> Option<Option<f64>> {
     match b {
-        Bound::Unbounded => None,
-        Bound::Included(t) | Bound::Excluded(t) => {
-            Some(is_number_text(t) && t.parse::<f64>().is_ok_and(|x| !x.is_nan()))
+        Bound::Unbounded => Some(None),
+        Bound::Included(t) | Bound::Excluded(t) if is_number_text(t) => {
+            t.parse::<f64>().ok().filter(|x| !x.is_nan()).map(Some)
         }
+        Bound::Included(_) | Bound::Excluded(_) => None,
     }
 }
 
@@ -726,11 +720,11 @@ pub fn refuse_mixed_comparisons(query: &Ast) -> Result<(), SearchError> {
                     continue;
                 };
                 for bound in [lower, upper] {
-                    match (bound_is_number(bound), given(bound)) {
-                        (Some(true), Some((text, _))) => {
+                    match (bound_number(bound), given(bound)) {
+                        (Some(Some(_)), Some((text, _))) => {
                             numeric.push((name.clone(), text.to_string()))
                         }
-                        (Some(false), Some((text, _))) => {
+                        (None, Some((text, _))) => {
                             textual.push((name.clone(), text.to_string(), *position))
                         }
                         _ => {}

@@ -90,11 +90,7 @@ fn restore_into(data_dir: &Path, copy: &Path, settings: &[(&str, &str)]) -> Stor
         .query_row("PRAGMA quick_check", [], |row| row.get(0))
         .map_err(|e| StoreError::Rejected(format!("{shown} cannot be read: {e}")))?;
     if check != "ok" {
-        // SQLite heads its findings with the schema's name (`*** in
-        // database main ***`), which names nothing.
-        let findings: Vec<&str> = check.lines().filter(|l| !l.starts_with("***")).collect();
-        let first = findings.first().copied().unwrap_or(check.as_str());
-        let more = findings.len().saturating_sub(1);
+        let (first, more) = crate::sqlite::first_finding(&check);
         return Err(StoreError::Rejected(format!(
             "{shown} is damaged: SQLite's check says {first}{}",
             if more > 0 {

@@ -221,6 +221,15 @@ fn mark_damaged(flag: &AtomicBool, db: &Path, why: &str) {
     }
 }
 
+/// The first finding of a `quick_check` that failed, and how many more:
+/// SQLite heads its findings with the schema's name (`*** in database
+/// main ***`), which names nothing.
+pub(crate) fn first_finding(check: &str) -> (&str, usize) {
+    let mut findings = check.lines().filter(|l| !l.starts_with("***"));
+    let first = findings.next().unwrap_or(check);
+    (first, findings.count())
+}
+
 /// At open, a store marked damaged is checked whole (SQLite's
 /// `quick_check`, which reads every page): still damaged, it opens as
 /// damaged; whole again (repaired or replaced by hand), the mark goes.
@@ -238,9 +247,7 @@ fn damaged_at_open(conn: &Connection, db: &Path) -> bool {
         let _ = std::fs::remove_file(&marker);
         return false;
     }
-    let findings: Vec<&str> = check.lines().filter(|l| !l.starts_with("***")).collect();
-    let first = findings.first().copied().unwrap_or(check.as_str());
-    let more = findings.len().saturating_sub(1);
+    let (first, more) = first_finding(&check);
     tracing::error!(error = %first, more_findings = more, path = %marker.display(),
         "the store was found damaged before and still is: it takes no writes; restore it \
          (warden restore, see the operations guide)");

@@ -428,16 +428,12 @@ pub fn scrub_event_credentials(event: &mut Event) {
             *text = scrubbed;
         }
     }
-    if event
-        .fields
-        .iter()
-        .any(|(k, v)| may_hold_credential(k) || may_hold_credential_in(v))
-    {
-        let mut fields = Value::Object(std::mem::take(&mut event.fields));
-        scrub_credentials_in(&mut fields);
-        if let Value::Object(map) = fields {
-            event.fields = map;
-        }
+    // Taken and put back whole, not copied; the scrub looks before it
+    // changes anything.
+    let mut fields = Value::Object(std::mem::take(&mut event.fields));
+    scrub_credentials_in(&mut fields);
+    if let Value::Object(map) = fields {
+        event.fields = map;
     }
 }
 

@@ -260,23 +260,20 @@ impl KeyRing {
             let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
             usage.drain().collect()
         };
-        let failed = self.store.record_key_use(&uses).await.err();
-        let mut paced = UNRECORDED.lock().unwrap_or_else(|e| e.into_inner());
-        match failed {
-            Some(err) => {
-                if let Some(unlogged) = paced.due() {
+        match self.store.record_key_use(&uses).await {
+            Err(err) => {
+                if let Some(unlogged) = UNRECORDED.due() {
                     tracing::warn!(error = %err, unlogged, "could not record key use");
                 }
             }
-            None => paced.reset(),
+            Ok(_) => UNRECORDED.reset(),
         }
     }
 }
 
 /// Failures to record keys' use, logged at a pace (a store refusing
 /// writes would fail every flush).
-static UNRECORDED: std::sync::Mutex<warden_core::log_pace::Paced> =
-    std::sync::Mutex::new(warden_core::log_pace::Paced::new());
+static UNRECORDED: warden_core::log_pace::SharedPaced = warden_core::log_pace::SharedPaced::new();
 
 fn check_status(key: &ApiKey, now: Millis) -> Result<(), ApiError> {
     match key.status(now) {

@@ -72,13 +72,7 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
             format!("{field} must be 1 to {max} bytes"),
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must not contain control characters"),
-        ));
-    }
-    Ok(())
+    warden_core::agent::refuse_control(value, field)
 }
 
 /// A tool name as patterns match it: no invisible characters, and not
@@ -86,13 +80,7 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
 pub(crate) fn check_tool_name(value: &str, field: &str) -> Result<(), Error> {
     check_text(value, field, MAX_TOOL_NAME)?;
     warden_core::agent::visible(value, field)?;
-    if value.trim() != value {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must not begin or end with whitespace"),
-        ));
-    }
-    Ok(())
+    warden_core::agent::refuse_padding(value, field)
 }
 
 impl CallRequest {

@@ -639,16 +639,14 @@ pub async fn use_by_poll(
 /// that lapsed unused; run in the background.
 pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiters) {
     // Run every second: a store that refuses would log it as often.
-    static UNLISTED: std::sync::Mutex<warden_core::log_pace::Paced> =
-        std::sync::Mutex::new(warden_core::log_pace::Paced::new());
+    static UNLISTED: warden_core::log_pace::SharedPaced = warden_core::log_pace::SharedPaced::new();
     let due = match store.expired_holds(now_ms(), 100).await {
         Ok(d) => {
-            UNLISTED.lock().unwrap_or_else(|p| p.into_inner()).reset();
+            UNLISTED.reset();
             d
         }
         Err(e) => {
-            let due = UNLISTED.lock().unwrap_or_else(|p| p.into_inner()).due();
-            if let Some(unlogged) = due {
+            if let Some(unlogged) = UNLISTED.due() {
                 tracing::warn!(error = %e, unlogged, "listing expired holds failed");
             }
             return;

@@ -455,10 +455,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Damaged(detail) => {
                 // Every refused write would log it: at a pace.
-                static REFUSED: std::sync::Mutex<warden_core::log_pace::Paced> =
-                    std::sync::Mutex::new(warden_core::log_pace::Paced::new());
-                let due = REFUSED.lock().unwrap_or_else(|e| e.into_inner()).due();
-                if let Some(unlogged) = due {
+                static REFUSED: warden_core::log_pace::SharedPaced =
+                    warden_core::log_pace::SharedPaced::new();
+                if let Some(unlogged) = REFUSED.due() {
                     tracing::error!(error = %detail, unlogged, "store damaged");
                 }
                 ApiError::unavailable(
