@@ -143,7 +143,9 @@ impl Agent {
                     format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON"),
                 ));
             }
-            check_shown_text(&Value::Object(metadata.clone()), "metadata")?;
+            let shown = Value::Object(metadata.clone());
+            check_shown_text(&shown, "metadata")?;
+            refuse_credential_in(&shown, "metadata")?;
             self.metadata = metadata;
         }
         self.updated_at = now;
@@ -259,13 +261,48 @@ pub fn visible(value: &str, field: &str) -> Result<()> {
             ),
         ));
     }
-    // Names are shown to everyone who lists them, and copied into the
-    // audit log and events: a key pasted into one would be read there.
+    refuse_credential(value, field)
+}
+
+/// Refuses JSON (a policy's values to set, its paths) holding a Warden
+/// key or token in any text or key; names the field and, for a text, its
+/// path (a key holding one is not quoted).
+pub fn refuse_credential_in(value: &Value, field: &str) -> Result<()> {
+    if !crate::event::syslog::may_hold_credential_in(value) {
+        return Ok(());
+    }
+    match value {
+        Value::String(text) => refuse_credential(text, field),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| refuse_credential_in(item, &format!("{field}[{i}]"))),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            if crate::event::syslog::without_credentials(key).is_some() {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "a key of {field} holds a Warden key or token, which would be shown \
+                         to everyone who reads it: send keys only as credentials"
+                    ),
+                ));
+            }
+            refuse_credential_in(item, &format!("{field}.{key}"))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses text that holds a Warden key or token. Names, descriptions,
+/// metadata and policies are shown to everyone who lists them and copied
+/// into the audit log, whose chain keeps them for good: a key pasted into
+/// one would be read there.
+pub fn refuse_credential(value: &str, field: &str) -> Result<()> {
     if crate::event::syslog::without_credentials(value).is_some() {
         return Err(Error::invalid(
             field,
             format!(
-                "{field} holds a Warden key or token, which a name would show to everyone \
+                "{field} holds a Warden key or token, which would be shown to everyone \
                  who reads it: send keys only as credentials"
             ),
         ));
@@ -296,6 +333,7 @@ pub(crate) fn optional_text(
                     format!("{field} must be at most {max} characters"),
                 ));
             }
+            refuse_credential(&v, field)?;
             if let Some((at, c)) = crate::event::input::unfit_in_shown_text(&v) {
                 return Err(Error::invalid(
                     field,
@@ -403,6 +441,49 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_agent_refuses_a_warden_key_in_its_description_and_metadata() {
+        let key = "wdn_test_Q2v8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4Vi6Oq8Rt";
+        let apply = |changes: AgentChanges| {
+            let mut agent = Agent::create(
+                AgentChanges {
+                    name: Some("a".into()),
+                    ..Default::default()
+                },
+                0,
+            )
+            .unwrap();
+            agent.apply(changes, 1)
+        };
+        let metadata = |m: Value| AgentChanges {
+            metadata: m.as_object().cloned(),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                AgentChanges {
+                    description: Some(Some(format!("key {key}"))),
+                    ..Default::default()
+                },
+                "description",
+            ),
+            (
+                metadata(serde_json::json!({"k": {"v": [key]}})),
+                "metadata.k.v[0]",
+            ),
+            (metadata(serde_json::json!({key: "v"})), "metadata"),
+        ];
+        for (changes, field) in cases {
+            let err = apply(changes).expect_err(field);
+            let Error::Invalid { field: named, .. } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(named, field, "{err:?}");
+            assert!(!err.to_string().contains(key), "{err}");
+        }
+        assert!(apply(metadata(serde_json::json!({"wdn_live_region": "eu"}))).is_ok());
+    }
 
     #[test]
     fn metadata_refuses_what_hides_or_rewrites_a_console() {

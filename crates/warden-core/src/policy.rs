@@ -9,7 +9,7 @@ use warden_policy::{
     ToolPattern,
 };
 
-use crate::agent::{optional_text, text};
+use crate::agent::{optional_text, refuse_credential, refuse_credential_in, text};
 use crate::time::Millis;
 use crate::{Error, Result};
 
@@ -146,6 +146,7 @@ impl PolicyRecord {
             self.description = optional_text(v, "description", MAX_DESCRIPTION)?;
         }
         if let Some(v) = c.action_pattern {
+            refuse_credential(&v, "action_pattern")?;
             self.action_pattern = v;
         }
         if let Some(v) = c.agents {
@@ -162,6 +163,9 @@ impl PolicyRecord {
             self.agents = v;
         }
         if let Some(v) = c.condition {
+            if let Some(src) = &v {
+                refuse_credential(src, "condition")?;
+            }
             self.condition = v;
         }
         if let Some(v) = c.decision {
@@ -173,12 +177,27 @@ impl PolicyRecord {
             self.decision = v;
         }
         if let Some(v) = c.modify {
+            if let Some(spec) = &v {
+                refuse_credential_in(
+                    &Value::Array(spec.redact.iter().cloned().map(Value::String).collect()),
+                    "modify.redact",
+                )?;
+                refuse_credential_in(&Value::Object(spec.set.clone()), "modify.set")?;
+            }
             self.modify = v;
         }
         if let Some(v) = c.audit_redact {
+            refuse_credential_in(
+                &Value::Array(v.iter().cloned().map(Value::String).collect()),
+                "audit_redact",
+            )?;
             self.audit_redact = v;
         }
         if let Some(v) = c.audit_redact_context {
+            refuse_credential_in(
+                &Value::Array(v.iter().cloned().map(Value::String).collect()),
+                "audit_redact_context",
+            )?;
             self.audit_redact_context = v;
         }
         if let Some(v) = c.priority {
@@ -474,6 +493,94 @@ mod tests {
             matches!(&err, Error::InvalidAt { field, .. } if field == "condition"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_policy_refuses_a_warden_key_in_any_text_it_keeps() {
+        let key = "wdn_live_Q2v8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4Vi6Oq8Rt";
+        let base = || PolicyChanges {
+            name: Some("checked".into()),
+            action_pattern: Some("payments.*".into()),
+            decision: Some("modify".into()),
+            modify: Some(Some(ModifySpec {
+                redact: vec!["card".into()],
+                set: Map::new(),
+            })),
+            ..Default::default()
+        };
+        let set = |path: &str, value: Value| {
+            let mut set = Map::new();
+            set.insert(path.into(), value);
+            Some(Some(ModifySpec {
+                redact: vec![],
+                set,
+            }))
+        };
+        let cases: Vec<(PolicyChanges, &str)> = vec![
+            (
+                PolicyChanges {
+                    description: Some(Some(format!("rotated {key}"))),
+                    ..base()
+                },
+                "description",
+            ),
+            (
+                PolicyChanges {
+                    action_pattern: Some(key.into()),
+                    ..base()
+                },
+                "action_pattern",
+            ),
+            (
+                PolicyChanges {
+                    condition: Some(Some(format!("args.k == \"{key}\""))),
+                    ..base()
+                },
+                "condition",
+            ),
+            (
+                PolicyChanges {
+                    modify: set("auth", Value::String(key.into())),
+                    ..base()
+                },
+                "modify.set.auth",
+            ),
+            (
+                PolicyChanges {
+                    modify: set("h", serde_json::json!({"a": [key]})),
+                    ..base()
+                },
+                "modify.set.h.a[0]",
+            ),
+            (
+                PolicyChanges {
+                    modify: set(key, Value::Bool(true)),
+                    ..base()
+                },
+                "modify.set",
+            ),
+            (
+                PolicyChanges {
+                    audit_redact: Some(vec!["x".into(), key.into()]),
+                    ..base()
+                },
+                "audit_redact[1]",
+            ),
+        ];
+        for (changes, field) in cases {
+            let err = PolicyRecord::create(changes, "pol_1".into(), "key_1", 0).expect_err(field);
+            let Error::Invalid { field: named, .. } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(named, field, "{err:?}");
+            assert!(!err.to_string().contains(key), "{err}");
+        }
+        // A word that only begins like a key is no key.
+        let kept = PolicyChanges {
+            description: Some(Some("rotates wdn_live_ keys for wdn_test_harness".into())),
+            ..base()
+        };
+        assert!(PolicyRecord::create(kept, "pol_1".into(), "key_1", 0).is_ok());
     }
 
     fn with_selector(ids: &[&str], tags: &[&str]) -> Result<PolicyRecord> {

@@ -3190,6 +3190,87 @@ fn credentials_in_events_and_calls_are_not_stored() {
         "{}",
         r.text
     );
+    // Whatever an agent or a policy keeps is refused with one, naming the
+    // field and never quoting it: the audit log's copy of a change stays.
+    let refused = [
+        (
+            "/api/v1/agents",
+            json!({"name": "a1", "description": format!("key {key}")}),
+            "description",
+        ),
+        (
+            "/api/v1/agents",
+            json!({"name": "a2", "metadata": {"t": token}}),
+            "metadata.t",
+        ),
+        (
+            "/api/v1/agents",
+            json!({"name": "a3", "metadata": {key.clone(): "v"}}),
+            "metadata",
+        ),
+        (
+            "/api/v1/policies",
+            json!({"name": "p1", "action_pattern": "x.*", "decision": "deny",
+            "description": format!("d {key}")}),
+            "description",
+        ),
+        (
+            "/api/v1/policies",
+            json!({"name": "p2", "action_pattern": "x.*", "decision": "deny",
+            "condition": format!("args.k == \"{key}\"")}),
+            "condition",
+        ),
+        (
+            "/api/v1/policies",
+            json!({"name": "p3", "action_pattern": key, "decision": "deny"}),
+            "action_pattern",
+        ),
+        (
+            "/api/v1/policies",
+            json!({"name": "p4", "action_pattern": "m.*", "decision": "modify",
+            "modify": {"set": {"auth": key}}}),
+            "modify.set.auth",
+        ),
+    ];
+    for (path, body, field) in refused {
+        let r = api.post(path, &body);
+        assert_eq!(
+            r.error(400, "invalid_request")["field"],
+            field,
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains(key.as_str()), "{}", r.text);
+    }
+    let policy = api.get("/api/v1/policies?limit=200");
+    let id = policy.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "mod")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api.patch(
+        &format!("/api/v1/policies/{id}"),
+        &json!({"description": format!("rotated {token}")}),
+    );
+    assert_eq!(
+        r.error(400, "invalid_request")["field"],
+        "description",
+        "{}",
+        r.text
+    );
+    // Names that lose a credential keep their values apart, and names that
+    // only begin like a key are no key.
+    let other = key.replacen("wdn_test_", "WDN_TEST_", 1);
+    ingest(
+        &api,
+        json!([{"message": "apart", "tags": ["apart"],
+                "fields": {"[REDACTED]": "as sent", key.clone(): "first", other: "second",
+                           "wdn_live_region": "eu", "wdn_live_zone": "a"}}]),
+    );
     wait_total(&api, "tags:leak", 1);
     wait_total(&api, "source:agent AND tool:http.get", 1);
     let found = search(&api, json!({"query": "tags:leak"}))["events"][0].clone();
@@ -3199,6 +3280,21 @@ fn credentials_in_events_and_calls_are_not_stored() {
             .unwrap()
             .contains("THOTH_API_KEY=[REDACTED] done"),
         "{found}"
+    );
+    wait_total(&api, "tags:apart", 1);
+    let apart = search(&api, json!({"query": "tags:apart"}))["events"][0]["fields"].clone();
+    assert_eq!(apart["[REDACTED]"], "as sent", "{apart}");
+    let mut moved = [
+        apart["[REDACTED] (2)"].clone(),
+        apart["[REDACTED] (3)"].clone(),
+    ];
+    moved.sort_by_key(|v| v.to_string());
+    assert_eq!(moved, [json!("first"), json!("second")], "{apart}");
+    assert_eq!(apart["wdn_live_region"], "eu", "{apart}");
+    assert_eq!(apart["wdn_live_zone"], "a", "{apart}");
+    assert_eq!(
+        search(&api, json!({"query": "wdn_live_region:eu"}))["total"],
+        1
     );
     let audit = api.get("/api/v1/audit?kind=decision&action=http.get");
     let record = &audit.body["data"][0];

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, Warden};
+use common::{Backend, Reply, Warden};
 use serde_json::json;
 
 fn tenants_and_environments_are_isolated(backend: &Backend) {
@@ -511,10 +511,11 @@ fn network_limits_and_agent_binding(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &["--trusted-proxy", "127.0.0.1/32"]);
     let admin = w.api(&t.live_key);
-    let (_, office) = admin.create_key(
+    let (_, office_key) = admin.create_key(
         json!({"name": "office", "scopes": ["agents.read"], "allowed_cidrs": ["10.0.0.0/8"]}),
     );
-    let office = w.api(&office);
+    let office = w.api(&office_key);
+    let anon = w.anonymous();
     let r = office.get("/api/v1/agents");
     assert!(r.error(403, "forbidden")["message"]
         .as_str()
@@ -535,9 +536,26 @@ fn network_limits_and_agent_binding(backend: &Backend) {
         &[("x-forwarded-for", "192.0.2.1")],
     );
     r.error(403, "forbidden");
+    // Refusals for the address take nothing from the organization's
+    // bucket: the admin key's remaining count moves by its own requests.
+    let remaining = |r: &Reply| -> i64 {
+        r.header("x-ratelimit-remaining")
+            .expect("the limit headers")
+            .parse()
+            .unwrap()
+    };
+    let before = remaining(&admin.get("/api/v1/agents"));
+    for _ in 0..5 {
+        let r = office.get("/api/v1/agents");
+        r.error(403, "forbidden");
+        assert!(r.header("x-ratelimit-remaining").is_none());
+        anon.post("/api/v1/auth/token", &json!({"api_key": office_key}))
+            .error(403, "forbidden");
+    }
+    let after = remaining(&admin.get("/api/v1/agents"));
     assert!(
-        r.header("x-ratelimit-remaining").is_some(),
-        "a refusal still reports the limit"
+        after >= before - 1,
+        "refusals for the address spent the budget: {before} then {after}"
     );
     // A key refused for its network is not marked used: a witness key used
     // after it shows the usage was written.

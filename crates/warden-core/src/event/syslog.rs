@@ -281,9 +281,18 @@ struct KeyAt {
     end: usize,
 }
 
+/// Fewest base-62 characters after a prefix that make a key: a key's
+/// 43, or a copy cut short that still shows this many. One that shows
+/// fewer leaves at least 27 characters (160 bits) unseen, so it is no
+/// credential; and names such as `wdn_live_region` or
+/// `WDN_TEST_HARNESS` are kept as written, where taking them out would
+/// merge distinct names into one.
+pub const KEY_MIN_SHOWN: usize = 16;
+
 /// The key `text` starts with, if it does. The prefix is read in any case
 /// and with its underscores percent-encoded (`WDN_LIVE_`, `wdn%5Flive%5F`),
-/// as a log that upper-cases or URL-encodes what it records writes it.
+/// as a log that upper-cases or URL-encodes what it records writes it;
+/// then at least [`KEY_MIN_SHOWN`] base-62 characters, taken to the last.
 fn key_at(text: &str) -> Option<KeyAt> {
     let bytes = text.as_bytes();
     KEY_PREFIXES.iter().find_map(|prefix| {
@@ -303,8 +312,11 @@ fn key_at(text: &str) -> Option<KeyAt> {
             }
         }
         let body_len = text[at..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(text.len() - at);
+        if body_len < KEY_MIN_SHOWN {
+            return None;
+        }
         Some(KeyAt {
             prefix,
             body: at,
@@ -332,14 +344,21 @@ fn scrub_value(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(scrub_value),
         Value::Object(map) => {
             // Names too: an element id or a parameter name may be a key.
+            let mut renamed = Vec::new();
             for (name, mut v) in std::mem::take(map) {
                 if name.eq_ignore_ascii_case("token") {
                     v = Value::String(SCRUBBED.into());
                 } else {
                     scrub_value(&mut v);
                 }
-                map.insert(scrub_secrets(&name), v);
+                match scrub_secrets(&name) {
+                    scrubbed if scrubbed != name => renamed.push((scrubbed, v)),
+                    _ => {
+                        map.insert(name, v);
+                    }
+                }
             }
+            insert_renamed(map, renamed);
         }
         _ => {}
     }
@@ -398,12 +417,36 @@ pub fn scrub_credentials_in(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(scrub_credentials_in),
         Value::Object(map) => {
+            let mut renamed = Vec::new();
             for (name, mut v) in std::mem::take(map) {
                 scrub_credentials_in(&mut v);
-                map.insert(without_credentials(&name).unwrap_or(name), v);
+                match without_credentials(&name) {
+                    Some(scrubbed) => renamed.push((scrubbed, v)),
+                    None => {
+                        map.insert(name, v);
+                    }
+                }
             }
+            insert_renamed(map, renamed);
         }
         _ => {}
+    }
+}
+
+/// Puts back the entries whose names a credential was taken out of, after
+/// the names kept as sent: two names that differ only in their keys, or
+/// one that now reads as a name already there, each keep their value, the
+/// later ones numbered (`[REDACTED] (2)`), rather than one overwriting
+/// another.
+fn insert_renamed(map: &mut Map<String, Value>, renamed: Vec<(String, Value)>) {
+    for (name, v) in renamed {
+        let mut candidate = name.clone();
+        let mut n = 1;
+        while map.contains_key(&candidate) {
+            n += 1;
+            candidate = format!("{name} ({n})");
+        }
+        map.insert(candidate, v);
     }
 }
 
@@ -1044,6 +1087,59 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_its_prefix_and_at_least_sixteen_key_characters() {
+        let key = "wdn_live_Q2v8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4Vi6Oq8Rt";
+        // Words that only begin like a key are kept as written.
+        for kept in [
+            "wdn_live_region",
+            "WDN_TEST_HARNESS",
+            "wdn_live_rotation_bot",
+            "/opt/wdn_live_agent/bin",
+            "rotate wdn_live_ keys",
+            "wdn_live_abc-def-ghi-jkl-mno-pqr",
+        ] {
+            assert_eq!(without_credentials(kept), None, "{kept}");
+        }
+        // A key, or a copy cut short that still shows sixteen characters,
+        // is taken out to its last key character.
+        assert_eq!(
+            without_credentials(&format!("k={key}-x")).as_deref(),
+            Some("k=[REDACTED]-x")
+        );
+        assert_eq!(
+            without_credentials(&format!("{}.", &key[..9 + 16])).as_deref(),
+            Some("[REDACTED].")
+        );
+        assert_eq!(without_credentials(&key[..9 + 15]), None);
+    }
+
+    #[test]
+    fn names_that_lose_a_key_keep_their_values_apart() {
+        let a = "wdn_live_Q2v8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4Vi6Oq8Rt";
+        let b = "WDN_TEST_Z9y8x7w6v5u4t3s2r1q0p9o8n7m6l5k4j3i2h1g0f9e8d";
+        let mut value = serde_json::json!({
+            "[REDACTED]": "as sent",
+            a: 1,
+            b: 2,
+            "nested": {format!("x {a}"): "one", format!("x {b}"): "two"},
+        });
+        scrub_credentials_in(&mut value);
+        let text = value.to_string();
+        assert!(!text.contains("Q2v8") && !text.contains("Z9y8"), "{text}");
+        let map = value.as_object().unwrap();
+        assert_eq!(map["[REDACTED]"], "as sent");
+        let mut moved: Vec<&Value> = vec![&map["[REDACTED] (2)"], &map["[REDACTED] (3)"]];
+        moved.sort_by_key(|v| v.as_i64());
+        assert_eq!(moved, [&serde_json::json!(1), &serde_json::json!(2)]);
+        let nested = map["nested"].as_object().unwrap();
+        assert_eq!(nested.len(), 2, "{nested:?}");
+        // Syslog's structured data too.
+        let m = ok(&format!(r#"<13>1 - h app - - [x@1 {a}="1" {b}="2"] m"#));
+        let text = m.event.to_json();
+        assert!(text.contains("[REDACTED] (2)"), "{text}");
+    }
+
+    #[test]
     fn warden_tokens_are_taken_out_wherever_they_are() {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -1067,11 +1163,15 @@ mod tests {
         }
         // A routed message keeps none in its text or other elements.
         for line in [
-            format!(r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"][x@1 t="{token}"] m"#),
-            format!(r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"] bearer {token} x"#),
+            format!(
+                r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1xxxxxxxxxxxxxxxxxx"][x@1 t="{token}"] m"#
+            ),
+            format!(
+                r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1xxxxxxxxxxxxxxxxxx"] bearer {token} x"#
+            ),
         ] {
             let m = ok(&line);
-            assert_eq!(m.token.as_deref(), Some("wdn_live_R1"));
+            assert_eq!(m.token.as_deref(), Some("wdn_live_R1xxxxxxxxxxxxxxxxxx"));
             let json = serde_json::to_string(&m.event).unwrap();
             assert!(!json.contains(&token[40..]), "{line}: {json}");
             assert!(json.contains("[REDACTED]"), "{line}: {json}");
@@ -1131,9 +1231,9 @@ mod tests {
         }
         // Beside the routing element: routed, kept, and the key not kept.
         let m = ok(
-            r#"<13>1 2026-12-04T12:00:00Z h app - - [warden@32473 token="wdn_live_Key9"][x@1 a='hello'] routed"#,
+            r#"<13>1 2026-12-04T12:00:00Z h app - - [warden@32473 token="wdn_live_Key9xxxxxxxxxxxxxxxx"][x@1 a='hello'] routed"#,
         );
-        assert_eq!(m.token.as_deref(), Some("wdn_live_Key9"));
+        assert_eq!(m.token.as_deref(), Some("wdn_live_Key9xxxxxxxxxxxxxxxx"));
         let kept = m.event.fields["syslog"]["sd_unparsed"].as_str().unwrap();
         assert!(
             kept.contains("[x@1 a='hello']") && !kept.contains("Key9"),
@@ -1371,17 +1471,17 @@ mod tests {
             r#"<13>1 yesterday host1 app - - [warden@32473 token="wdn_abc"] hi"#,
             r#"<13>Nov 24 10:00:00 [warden@32473 token="wdn_abc"] hi"#,
             r#"[warden@32473 token="wdn_abc"] hi"#,
-            r#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"] and wdn_live_Secret1"#,
+            r#"<13>1 - h app - - - hi [WARDEN@32473 token="wdn_x"] and wdn_live_Secret1xxxxxxxxxxxxx"#,
             // A key-shaped word is never kept, even where nothing names
             // the element: in another element, or in the text.
-            r#"<13>1 - h app - - [warden@32474 token="wdn_test_Typo1"] hi"#,
-            r#"<13>1 - h app - - [ex@1 token="wdn_live_Other2"] hi"#,
-            "<13>Nov 24 10:00:00 host1 app: key is wdn_live_InText3 ok",
+            r#"<13>1 - h app - - [warden@32474 token="wdn_test_Typo1xxxxxxxxxxxxxxx"] hi"#,
+            r#"<13>1 - h app - - [ex@1 token="wdn_live_Other2xxxxxxxxxxxxxx"] hi"#,
+            "<13>Nov 24 10:00:00 host1 app: key is wdn_live_InText3xxxxxxxxxxxxx ok",
             // As an element id, or a parameter's name.
-            r#"<14>1 - h app 1 - [wdn_live_SdId4 k="v"][w@1 wdn_live_Name5="v"] m"#,
-            r#"<13>1 - h app - - [warden@32473 token=wdn_live_Unquoted6] m"#,
-            r#"<13>1 - h app - - [warden@32473 token='wdn_live_Single7'] m"#,
-            r#"<13>Nov 24 10:00:00 h1 app: [warden@32473 token="wdn_live_Rfc3164"] m"#,
+            r#"<14>1 - h app 1 - [wdn_live_SdId4xxxxxxxxxxxxxxx k="v"][w@1 wdn_live_Name5xxxxxxxxxxxxxxx="v"] m"#,
+            r#"<13>1 - h app - - [warden@32473 token=wdn_live_Unquoted6xxxxxxxxxxx] m"#,
+            r#"<13>1 - h app - - [warden@32473 token='wdn_live_Single7xxxxxxxxxxxxx'] m"#,
+            r#"<13>Nov 24 10:00:00 h1 app: [warden@32473 token="wdn_live_Rfc3164xxxxxxxxxxxxx"] m"#,
         ] {
             let m = ok(line);
             assert!(m.token.is_none(), "{line}");
@@ -1396,20 +1496,29 @@ mod tests {
             assert!(json.contains("[REDACTED]"), "{line}: {json}");
         }
         // Text an attacker chose keeps the message, the key-shaped word
-        // taken out: `Invalid user wdn_live_x` is not a way to go unseen.
+        // taken out: `Invalid user wdn_live_xxxxxxxxxxxxxxxxxxxx` is not a way to go unseen.
         let m =
-            ok("<38>Nov 24 10:00:00 host1 sshd[1]: Invalid user wdn_live_abc from 198.51.100.7");
+            ok("<38>Nov 24 10:00:00 host1 sshd[1]: Invalid user wdn_live_abcxxxxxxxxxxxxxxxxx from 198.51.100.7");
         assert_eq!(m.event.message, "Invalid user [REDACTED] from 198.51.100.7");
-        assert_eq!(m.unrouted_credentials, vec!["wdn_live_abc".to_string()]);
-        let m = ok("<13>1 - h app - - - mywdn_test_file.txt");
-        assert_eq!(m.unrouted_credentials, vec!["wdn_test_file".to_string()]);
+        assert_eq!(
+            m.unrouted_credentials,
+            vec!["wdn_live_abcxxxxxxxxxxxxxxxxx".to_string()]
+        );
+        let m = ok("<13>1 - h app - - - mywdn_test_filexxxxxxxxxxxxxxxx.txt");
+        assert_eq!(
+            m.unrouted_credentials,
+            vec!["wdn_test_filexxxxxxxxxxxxxxxx".to_string()]
+        );
         // Upper-cased or URL-encoded, a key is still one: taken out, and
         // checked as the key it stands for.
-        let m = ok("<13>1 - h app - - - user=WDN_LIVE_Body1 q=wdn%5flive%5FBody2&x=1");
+        let m = ok("<13>1 - h app - - - user=WDN_LIVE_Body1xxxxxxxxxxxxxxx q=wdn%5flive%5FBody2xxxxxxxxxxxxxxx&x=1");
         assert_eq!(m.event.message, "user=[REDACTED] q=[REDACTED]&x=1");
         assert_eq!(
             m.unrouted_credentials,
-            vec!["wdn_live_Body1".to_string(), "wdn_live_Body2".to_string()]
+            vec![
+                "wdn_live_Body1xxxxxxxxxxxxxxx".to_string(),
+                "wdn_live_Body2xxxxxxxxxxxxxxx".to_string()
+            ]
         );
         let m = ok(r#"<13>1 - h app - - - warden@32473 token=\"s3cret\" next"#);
         assert_eq!(m.event.message, "warden@32473 token=[REDACTED] next");
@@ -1424,12 +1533,12 @@ mod tests {
         );
         // A routed message keeps no other key, wherever it is.
         for line in [
-            r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"] hi wdn_live_Secret1"#,
-            r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1"][ex@1 token="wdn_test_Other2"] hi"#,
-            r#"<14>1 - h app 1 - [warden@32473 token="wdn_live_R1"][w@1 wdn_live_Name5="v"] m"#,
+            r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1xxxxxxxxxxxxxxxxxx"] hi wdn_live_Secret1xxxxxxxxxxxxx"#,
+            r#"<13>1 - h app - - [warden@32473 token="wdn_live_R1xxxxxxxxxxxxxxxxxx"][ex@1 token="wdn_test_Other2xxxxxxxxxxxxxx"] hi"#,
+            r#"<14>1 - h app 1 - [warden@32473 token="wdn_live_R1xxxxxxxxxxxxxxxxxx"][w@1 wdn_live_Name5xxxxxxxxxxxxxxx="v"] m"#,
         ] {
             let m = ok(line);
-            assert_eq!(m.token.as_deref(), Some("wdn_live_R1"));
+            assert_eq!(m.token.as_deref(), Some("wdn_live_R1xxxxxxxxxxxxxxxxxx"));
             let json = m.event.to_json();
             assert!(!json.contains("wdn_"), "{line}: {json}");
             assert!(json.contains("[REDACTED]"), "{line}: {json}");

@@ -1,6 +1,8 @@
 //! The gate in front of every authenticated route: credential, network
 //! reach, then the organization's rate limit. The limit headers go on every
-//! authenticated response, errors included.
+//! response that took from the bucket, errors included. A key refused for
+//! its address takes nothing: a leaked copy of a key kept to a network
+//! must not be able to spend its organization's budget.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -94,15 +96,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(p) => p,
         Err(err) => return err.into_response(),
     };
+    if let Err(err) = principal.admits(ip) {
+        return err.into_response();
+    }
     let verdict = match take_from_bucket(&state, &principal.org_id, principal.rate_limit).await {
         Ok(verdict) => verdict,
         Err(refused) => return refused,
     };
-    if let Err(err) = principal.admits(ip) {
-        let mut response = err.into_response();
-        set_limit_headers(response.headers_mut(), &verdict);
-        return response;
-    }
     state.keys.note_use(&principal.key_id);
     req.extensions_mut().insert(principal);
     let mut response = next.run(req).await;

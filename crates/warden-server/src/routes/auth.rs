@@ -52,16 +52,17 @@ async fn exchange(state: AppState, req: Request) -> ApiResult<Response> {
         return Err(refused);
     }
     let (key, org, digest) = state.keys.resolve_key(body.api_key.trim()).await?;
+    // Refused for its address before the bucket: a leaked copy of the key
+    // spends nothing of its organization's budget.
+    if !key.admits(ip) {
+        return Err(ApiError::forbidden(format!(
+            "this key may not be used from {ip}"
+        )));
+    }
     let verdict = match take_from_bucket(&state, &org.id, org.rate_limit).await {
         Ok(verdict) => verdict,
         Err(refused) => return Ok(refused),
     };
-    if !key.admits(ip) {
-        let mut response =
-            ApiError::forbidden(format!("this key may not be used from {ip}")).into_response();
-        set_limit_headers(response.headers_mut(), &verdict);
-        return Ok(response);
-    }
     state.keys.note_use(&key.id);
     let issued = state
         .keys

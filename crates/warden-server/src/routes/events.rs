@@ -488,6 +488,11 @@ pub async fn ingest_ndjson(
         NdjsonError::Gzip(message) => {
             ApiError::invalid("body", format!("the gzip stream is broken: {message}"))
         }
+        NdjsonError::NotGzip => ApiError::invalid(
+            "body",
+            "the body is not gzip (it does not begin with gzip's bytes 1f 8b), though \
+             `Content-Encoding: gzip` says it is: send it as it is without that header, or gzip it",
+        ),
     };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::invalid("body", body_failure(&e.to_string())))?;

@@ -28,7 +28,12 @@ pub enum NdjsonError {
     TooLarge(String),
     /// The gzip stream is broken.
     Gzip(String),
+    /// The body said to be gzip does not begin as gzip does.
+    NotGzip,
 }
+
+/// How every gzip member begins (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// A line without what is not its text: a `\r` before its newline, and a
 /// byte-order mark, as some editors and Windows tools write, at the start
@@ -47,6 +52,8 @@ pub struct NdjsonReader {
     /// Several gzip members one after another (`cat a.gz b.gz`) are one
     /// stream, as `zcat` reads them.
     gzip: Option<MultiGzDecoder<Vec<u8>>>,
+    /// The first bytes of a gzip body, until they show it begins as gzip.
+    gzip_start: Vec<u8>,
     pending: Vec<u8>,
     /// Inside a line already refused for its length, up to its newline.
     skipping: bool,
@@ -62,6 +69,7 @@ impl NdjsonReader {
     pub fn new(gzip: bool, received_at: Millis) -> Self {
         NdjsonReader {
             gzip: gzip.then(|| MultiGzDecoder::new(Vec::new())),
+            gzip_start: Vec::new(),
             pending: Vec::new(),
             skipping: false,
             line: 0,
@@ -87,6 +95,14 @@ impl NdjsonReader {
         // inflates at most tens of KiB, so a small chunk of a gzip bomb
         // never becomes hundreds of MB in memory, and the size limit stops
         // it as the limit is passed.
+        if self.gzip_start.len() < GZIP_MAGIC.len() {
+            let wanted = GZIP_MAGIC.len() - self.gzip_start.len();
+            self.gzip_start
+                .extend_from_slice(&chunk[..wanted.min(chunk.len())]);
+            if !GZIP_MAGIC.starts_with(&self.gzip_start) {
+                return Err(NdjsonError::NotGzip);
+            }
+        }
         let mut rest = chunk;
         while !rest.is_empty() {
             let Some(decoder) = self.gzip.as_mut() else {
@@ -422,6 +438,13 @@ mod tests {
         r.finish().unwrap();
         assert_eq!(r.events.len(), 500);
         assert_eq!(r.events[499].message, "line 499");
+        // Plain text said to be gzip is named as not gzip, whether its
+        // first byte comes alone or not.
+        for chunks in [&[&b"garbage"[..]][..], &[&b"\x1f"[..], &b"x{}"[..]]] {
+            let mut r = NdjsonReader::new(true, 1);
+            let failed = chunks.iter().find_map(|c| r.push(c).err());
+            assert!(matches!(failed, Some(NdjsonError::NotGzip)), "{failed:?}");
+        }
     }
 
     #[test]
