@@ -169,6 +169,7 @@ impl Server {
             telemetry.handoff.clone(),
             telemetry.searchable.clone(),
             telemetry.health.clone(),
+            telemetry.committing.clone(),
         ));
         let retention = tokio::spawn(crate::telemetry::retention::run(
             telemetry.clone(),
@@ -217,6 +218,8 @@ impl Server {
         background.abort();
         upkeep.abort();
         indexer.abort();
+        // A commit under way saves its position before the store closes.
+        let _settled = state.telemetry.committing.lock().await;
         retention.abort();
         state.governance.drift.save_all().await;
         state.keys.flush_usage().await;

@@ -76,6 +76,7 @@ pub async fn run(
     handoff: Arc<Handoff>,
     searchable: tokio::sync::watch::Sender<i64>,
     health: Arc<super::IndexHealth>,
+    committing: Arc<tokio::sync::Mutex<()>>,
 ) {
     let started = Instant::now();
     // Until the cut below is done the index answers up to the lower of
@@ -234,7 +235,18 @@ pub async fn run(
         };
         let due = since >= gap;
         if indexed_since_commit > 0 && due {
-            let committed = match commit(store.as_ref(), &index, cursor).await {
+            // On a task of its own, holding `committing`: a shutdown that
+            // stops this loop lets the commit save its position first.
+            let guard = committing.clone().lock_owned().await;
+            let (s, idx) = (store.clone(), index.clone());
+            let outcome = tokio::spawn(async move {
+                let outcome = commit(s.as_ref(), &idx, cursor).await;
+                drop(guard);
+                outcome
+            })
+            .await
+            .unwrap_or_else(|e| Err(CommitError::Index(e.to_string())));
+            let committed = match outcome {
                 // The index holds the events and says so itself: searches
                 // see them. Its position in the store is saved with a
                 // later commit; until then a restart indexes them again.

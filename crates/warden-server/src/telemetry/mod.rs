@@ -36,6 +36,10 @@ pub struct Telemetry {
     /// Retention removals (organization, before, through) this process's
     /// index has forgotten (`retention::apply_removals`).
     pub applied_removals: std::sync::Mutex<std::collections::HashSet<(String, i64, i64)>>,
+    /// Held by the indexer's commit, from the index's commit to its saved
+    /// position: a shutdown takes it before closing the store, so a stop
+    /// never leaves the index past its saved position.
+    pub committing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Longest an acknowledgment waits for the index; the events are durable
@@ -220,6 +224,7 @@ impl Telemetry {
             searchable: tokio::sync::watch::Sender::new(0),
             health: Arc::default(),
             applied_removals: Default::default(),
+            committing: Default::default(),
         })
     }
 }
