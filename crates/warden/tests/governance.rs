@@ -1586,6 +1586,38 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(resolved["user_id"], "u-42", "{resolved}");
     assert_eq!(held["user_id"], "u-42", "{held}");
 
+    // The default has no versions: a change of it denies its pending
+    // holds and withdraws its unused approvals, so that going back to
+    // step_up does not make an approval given before good again.
+    let unused = approved_redemption(&api, &call);
+    let pending = enforce(&api, call.clone())["hold_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set_default = |d: &str| {
+        let r = api.patch("/api/v1/policy-settings", &json!({"default_decision": d}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    set_default("deny");
+    assert_eq!(hold_until(&api, &pending, 0)["status"], "denied");
+    let withdrawn = hold_until(&api, unused["hold_token"].as_str().unwrap(), 0);
+    assert_eq!(withdrawn["status"], "expired", "{withdrawn}");
+    set_default("step_up");
+    let refused = enforce(&api, unused);
+    assert_eq!(refused["decision"], "deny", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("withdrawn"),
+        "{refused}"
+    );
+    let lapse = api.get("/api/v1/audit?kind=hold_resolution&limit=5").body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["detail"]["approval_withdrawn"].is_string())
+        .cloned()
+        .expect("the withdrawal is recorded");
+    assert_eq!(lapse["decision"], "deny", "{lapse}");
+
     // A denial reaches the SDK said as one, the approver's words after it.
     let token = enforce(&api, call.clone())["hold_token"].clone();
     let token = token.as_str().unwrap().to_string();
@@ -1789,6 +1821,51 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["first_break"]["sequence"], 6, "{}", v.text);
     backend.sql("UPDATE audit_log SET decision = 'deny' WHERE sequence = 6");
+    if !backend.is_postgres() {
+        // SQLite keeps text in a whole-number column: verify still names
+        // the record, and its chain can still be read.
+        for (column, edited) in [("at", "'yesterday'"), ("drift_micros", "'abc'")] {
+            let row = "FROM audit_log WHERE environment = 'live' AND sequence = 6";
+            let kept = backend.sql(&format!("SELECT quote({column}) {row}"));
+            backend.sql(&format!(
+                "UPDATE audit_log SET {column} = {edited} WHERE rowid = (SELECT rowid {row})"
+            ));
+            let v = api.get("/api/v1/audit/verify");
+            assert_eq!(v.status, 200, "{column}: {}", v.text);
+            assert_eq!(
+                v.body["data"]["first_break"]["sequence"], 6,
+                "{column}: {}",
+                v.text
+            );
+            assert_eq!(api.get("/api/v1/audit?limit=200").status, 200, "{column}");
+            backend.sql(&format!(
+                "UPDATE audit_log SET {column} = {} WHERE rowid = (SELECT rowid {row})",
+                kept.trim()
+            ));
+            assert_eq!(
+                api.get("/api/v1/audit/verify").body["data"]["valid"],
+                true,
+                "{column}"
+            );
+        }
+        let moved =
+            backend.sql("SELECT id FROM audit_log WHERE environment = 'live' AND sequence = 5");
+        backend.sql(
+            "UPDATE audit_log SET sequence = 'five' WHERE environment = 'live' AND sequence = 5",
+        );
+        let v = api.get("/api/v1/audit/verify");
+        assert_eq!(v.status, 200, "{}", v.text);
+        assert_eq!(v.body["data"]["valid"], false, "{}", v.text);
+        assert_eq!(v.body["data"]["first_break"]["sequence"], 6, "{}", v.text);
+        let listed = api.get("/api/v1/audit?limit=200");
+        assert_eq!(listed.status, 200, "{}", listed.text);
+        assert_eq!(
+            api.get(&format!("/api/v1/audit/{}", moved.trim())).status,
+            200
+        );
+        backend.sql("UPDATE audit_log SET sequence = 5 WHERE sequence = 'five'");
+        assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    }
     // A row forged before the chain's first record is named too.
     backend.sql(
         "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, agent_id, tool, \

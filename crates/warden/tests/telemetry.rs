@@ -1226,7 +1226,7 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     // assignment in it taken out; so is text with a key-shaped word that
     // is no key (an attacker's chosen user name), the word taken out.
     sshd_3164("Invalid user warden@32473 from 10.0.0.9 token=leaked1");
-    sshd_3164("Invalid user wdn_live_chosen1 from 10.0.0.7");
+    sshd_3164("Invalid user wdn_live_chosenUserName1234 from 10.0.0.7");
     // Names with characters keywords refuse are stored without them, as
     // sent beside.
     socket

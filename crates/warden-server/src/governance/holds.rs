@@ -665,7 +665,7 @@ pub async fn expire_due(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaite
         }
     };
     for (tenant, hold) in lapsed {
-        if let Err(e) = record_lapse(store, audit, &tenant, &hold).await {
+        if let Err(e) = record_lapse(store, audit, &tenant, &hold, None).await {
             tracing::warn!(error = %e, "recording a lapsed approval failed");
         }
     }
@@ -754,31 +754,39 @@ impl Denier<'_> {
 /// in one transaction: the log then says that the approved call never
 /// ran, rather than leaving the approval as its last word. A use or
 /// another replica's sweep that came first leaves it as it is.
-async fn record_lapse(
+/// `withdrawn` is who took it back before its time, and why (its
+/// agent or the rule that held it changed, so no call could use it).
+pub(super) async fn record_lapse(
     store: &dyn Store,
     audit: &AuditLog,
     tenant: &Tenant,
     hold: &Hold,
+    withdrawn: Option<(&str, &str)>,
 ) -> ServiceResult<()> {
     let user_id = held_for(store, tenant, hold).await?;
-    let record = resolution_record(
-        hold,
-        (now_ms(), "system"),
-        (
-            "deny",
-            "the step-up approval expired before it was used; denied",
+    let (actor, reason) = match withdrawn {
+        Some((actor, why)) => (
+            actor,
+            format!("the step-up approval was withdrawn before it was used: {why}; denied"),
         ),
-        user_id,
-        json!({
-            "status": HoldStatus::Expired.as_str(),
-            "approval_lapsed": true,
-            "approved_by": hold.decided_by,
-            "approved_at": hold.decided_at.map(warden_core::time::to_rfc3339),
-            "approval_expired_at": hold.approval_expires_at().map(warden_core::time::to_rfc3339),
-            "decision_audit_id": hold.audit_id,
-            "args_sha256": hold.args_sha256,
-        }),
-    );
+        None => (
+            "system",
+            "the step-up approval expired before it was used; denied".to_string(),
+        ),
+    };
+    let mut detail = json!({
+        "status": HoldStatus::Expired.as_str(),
+        "approval_lapsed": true,
+        "approved_by": hold.decided_by,
+        "approved_at": hold.decided_at.map(warden_core::time::to_rfc3339),
+        "approval_expired_at": hold.approval_expires_at().map(warden_core::time::to_rfc3339),
+        "decision_audit_id": hold.audit_id,
+        "args_sha256": hold.args_sha256,
+    });
+    if let Some((_, why)) = withdrawn {
+        detail["approval_withdrawn"] = json!(why);
+    }
+    let record = resolution_record(hold, (now_ms(), actor), ("deny", &reason), user_id, detail);
     let companion = Companion::LapseApproval {
         hold_id: hold.id.clone(),
     };

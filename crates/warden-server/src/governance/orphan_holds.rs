@@ -1,9 +1,14 @@
-//! Holds whose agent or policy was deleted, or whose policy changed: their
-//! calls can never be approved (an approval checks the agent, and the
-//! policy at the version that held the call), and they would otherwise
-//! wait in approvers' queues until they expire. Each is denied, audited as any
-//! denial, its poll woken. A hold that cannot be resolved now stays
-//! pending and expires as usual.
+//! Holds whose agent or policy was deleted, or whose policy (or the
+//! default decision that held them) changed: their calls can never be
+//! approved (an approval checks the agent, and the policy at the version
+//! that held the call), and they would otherwise wait in approvers'
+//! queues until they expire. Each is denied, audited as any denial, its
+//! poll woken. A hold that cannot be resolved now expires as usual.
+//! The default decision has no versions for an approval to be checked
+//! against, so an approval the default's hold was given and has not used
+//! is withdrawn when the default changes (the hold reads `expired`, with
+//! a record saying why): the default going back would otherwise make it
+//! good again. A policy's approval is refused at use by its version.
 
 use warden_core::hold::{HoldFilter, HoldStatus};
 use warden_core::page::{Direction, PageRequest, MAX_LIMIT};
@@ -25,6 +30,8 @@ pub enum Orphans<'a> {
     OfPolicy(&'a str),
     /// The policy's holds made under versions before this one.
     OfChangedPolicy(&'a str, i64),
+    /// Holds the default decision made, after it changed.
+    OfDefaultDecision,
 }
 
 impl Orphans<'_> {
@@ -35,6 +42,9 @@ impl Orphans<'_> {
             Orphans::OfSuspendedAgent(_) => "the agent that made the call was suspended",
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
             Orphans::OfChangedPolicy(..) => POLICY_CHANGED,
+            Orphans::OfDefaultDecision => {
+                "the default decision that held the call changed, so no approval could be used; ask again"
+            }
         }
     }
 }
@@ -46,35 +56,13 @@ impl Orphans<'_> {
 /// (`holds::expire_due`) denies the rest.
 pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans: Orphans<'_>) {
     let tenant = principal.tenant();
-    let (agent_id, policy_id, before_version) = match orphans {
-        Orphans::OfAgent(id) | Orphans::OfSuspendedAgent(id) => (Some(id.to_string()), None, None),
-        Orphans::OfPolicy(id) => (None, Some(id.to_string()), None),
-        Orphans::OfChangedPolicy(id, version) => (None, Some(id.to_string()), Some(version)),
-    };
+    let orphaned = Orphaned::of(orphans);
+    if matches!(orphans, Orphans::OfDefaultDecision) {
+        withdraw_approvals(g, principal, orphans, &orphaned).await;
+    }
     loop {
-        let filter = HoldFilter {
-            status: Some(HoldStatus::Pending),
-            agent_id: agent_id.clone(),
-            policy_id: policy_id.clone(),
-            now: now_ms(),
-        };
-        let page = PageRequest {
-            limit: MAX_LIMIT,
-            sort: "created_at".into(),
-            direction: Direction::Asc,
-            after: None,
-        };
-        let pending = match g.store.list_holds(&tenant, &filter, &page).await {
-            // Holds the changed policy made since stand.
-            Ok(found) => found
-                .items
-                .into_iter()
-                .filter(|h| before_version.is_none_or(|v| h.policy_version < v))
-                .collect::<Vec<_>>(),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing the holds left without an agent or policy failed");
-                return;
-            }
+        let Some(pending) = orphaned.first_page(g, &tenant, HoldStatus::Pending).await else {
+            return;
         };
         if pending.is_empty() {
             return;
@@ -98,6 +86,90 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
         // A policy's further pages are the sweep's.
         if !denied_any || !matches!(orphans, Orphans::OfAgent(_) | Orphans::OfSuspendedAgent(_)) {
             return;
+        }
+    }
+}
+
+/// Which holds [`Orphans`] names: an agent's, or a policy's (under
+/// versions before one), the default's being the empty policy id.
+struct Orphaned {
+    agent_id: Option<String>,
+    policy_id: Option<String>,
+    before_version: Option<i64>,
+}
+
+impl Orphaned {
+    fn of(orphans: Orphans<'_>) -> Self {
+        let (agent_id, policy_id, before_version) = match orphans {
+            Orphans::OfAgent(id) | Orphans::OfSuspendedAgent(id) => {
+                (Some(id.to_string()), None, None)
+            }
+            Orphans::OfPolicy(id) => (None, Some(id.to_string()), None),
+            Orphans::OfChangedPolicy(id, version) => (None, Some(id.to_string()), Some(version)),
+            Orphans::OfDefaultDecision => (None, Some(String::new()), None),
+        };
+        Orphaned {
+            agent_id,
+            policy_id,
+            before_version,
+        }
+    }
+
+    /// The first page of such holds in `status` (`None`, logged, when
+    /// they cannot be listed).
+    async fn first_page(
+        &self,
+        g: &Governance,
+        tenant: &warden_core::Tenant,
+        status: HoldStatus,
+    ) -> Option<Vec<warden_core::hold::Hold>> {
+        let filter = HoldFilter {
+            status: Some(status),
+            agent_id: self.agent_id.clone(),
+            policy_id: self.policy_id.clone(),
+            now: now_ms(),
+        };
+        let page = PageRequest {
+            limit: MAX_LIMIT,
+            sort: "created_at".into(),
+            direction: Direction::Asc,
+            after: None,
+        };
+        match g.store.list_holds(tenant, &filter, &page).await {
+            // Holds the changed policy made since stand.
+            Ok(found) => Some(
+                found
+                    .items
+                    .into_iter()
+                    .filter(|h| self.before_version.is_none_or(|v| h.policy_version < v))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the holds left without an agent or policy failed");
+                None
+            }
+        }
+    }
+}
+
+/// Withdraws the unused approvals of the holds `orphans` names (the first
+/// page; the rest are refused when used, and lapse at their own time).
+async fn withdraw_approvals(
+    g: &Governance,
+    principal: &Principal,
+    orphans: Orphans<'_>,
+    orphaned: &Orphaned,
+) {
+    let tenant = principal.tenant();
+    let Some(approved) = orphaned.first_page(g, &tenant, HoldStatus::Approved).await else {
+        return;
+    };
+    for hold in approved.into_iter().filter(|h| h.redeemed_at.is_none()) {
+        let why = (principal.key_id.as_str(), orphans.why());
+        if let Err(e) =
+            super::holds::record_lapse(g.store.as_ref(), &g.audit, &tenant, &hold, Some(why)).await
+        {
+            tracing::warn!(error = %e, hold_id = %hold.id, "withdrawing an approval no call could use failed");
         }
     }
 }

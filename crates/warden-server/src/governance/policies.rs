@@ -100,6 +100,9 @@ pub async fn set_default_decision(
         Err(e) => return Err(append_error(e)),
     }
     g.engine.load(&tenant).await?;
+    // No approval given under the earlier default can be used under this
+    // one: its holds are denied, its unused approvals withdrawn.
+    deny_orphaned_holds(g, principal, Orphans::OfDefaultDecision).await;
     Ok(())
 }
 

@@ -20,12 +20,33 @@ const COLUMNS: &str = "sequence, record, previous_hash, hash";
 const READ_COLUMNS: &str =
     "sequence, record, previous_hash, hash, id, kind, at, agent_id, tool, decision, session_id";
 
+/// What a whole-number column edited in the database to hold something
+/// else reads as: SQLite keeps whatever a statement gives an INTEGER
+/// column (`'eleven'`). No record holds this value, so a record with such
+/// a column is listed (sorted past the others, as SQLite sorts text after
+/// numbers), and its columns disagree with its hashed text, which verify
+/// names, rather than every read of its chain failing.
+const EDITED_NUMBER: i64 = i64::MAX;
+
+/// An audit row's whole-number column, or [`EDITED_NUMBER`] for one that
+/// does not hold a whole number.
+fn tolerant_int(row: &Row, name: &str) -> StoreResult<Option<i64>> {
+    match row.opt_int(name) {
+        Err(StoreError::Corrupt(_)) => Ok(Some(EDITED_NUMBER)),
+        other => other,
+    }
+}
+
+fn sequence_of(row: &Row) -> StoreResult<i64> {
+    Ok(tolerant_int(row, "sequence")?.unwrap_or(EDITED_NUMBER))
+}
+
 fn decode(row: &Row) -> StoreResult<ChainedRecord> {
     let canonical = row.text("record")?;
     let record: AuditRecord = serde_json::from_str(&canonical)
         .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?;
     Ok(ChainedRecord {
-        sequence: row.int("sequence")?,
+        sequence: sequence_of(row)?,
         previous_hash: row.text("previous_hash")?,
         hash: row.text("hash")?,
         canonical,
@@ -52,7 +73,7 @@ fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
         "setting_change" => AuditKind::SettingChange,
         _ => AuditKind::Decision,
     };
-    record.at = row.int("at")?;
+    record.at = tolerant_int(row, "at")?.unwrap_or(EDITED_NUMBER);
     record.agent_id = row.opt_text("agent_id")?;
     record.tool = row.opt_text("tool")?;
     record.decision = row.opt_text("decision")?;
@@ -63,7 +84,7 @@ fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
     );
     record.detail = serde_json::json!({ "unreadable": why });
     Ok(ChainedRecord {
-        sequence: row.int("sequence")?,
+        sequence: sequence_of(row)?,
         previous_hash: row.text("previous_hash")?,
         hash: row.text("hash")?,
         canonical: row.text("record")?,
@@ -421,7 +442,7 @@ pub(crate) async fn chain_after(
                 // An unreadable record still takes its place in the walk:
                 // its hash will not match.
                 Err(_) => ChainedRecord {
-                    sequence: row.int("sequence")?,
+                    sequence: sequence_of(row)?,
                     previous_hash: row.text("previous_hash")?,
                     hash: row.text("hash")?,
                     canonical: row.text("record")?,
@@ -433,12 +454,12 @@ pub(crate) async fn chain_after(
                 IndexedColumns {
                     id: row.text("id")?,
                     kind: row.text("kind")?,
-                    at: row.int("at")?,
+                    at: tolerant_int(row, "at")?.unwrap_or(EDITED_NUMBER),
                     agent_id: row.opt_text("agent_id")?,
                     tool: row.opt_text("tool")?,
                     decision: row.opt_text("decision")?,
                     session_id: row.opt_text("session_id")?,
-                    drift_micros: row.opt_int("drift_micros")?,
+                    drift_micros: tolerant_int(row, "drift_micros")?,
                 },
             ))
         })
