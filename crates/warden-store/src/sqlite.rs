@@ -573,7 +573,14 @@ fn fetch(conn: &Connection, sql: &str, args: &[Value]) -> rusqlite::Result<Vec<R
             values.push(match row.get_ref(i)? {
                 ValueRef::Null => Value::Int(None),
                 ValueRef::Integer(n) => Value::Int(Some(n)),
-                ValueRef::Real(f) => Value::Int(Some(f as i64)),
+                // Warden writes no REAL; a whole one (an edit's `11.0`)
+                // is the number, any other reads as text, so that a
+                // whole-number column edited to hold it is refused as
+                // not one rather than read as a number it is not.
+                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => {
+                    Value::Int(Some(f as i64))
+                }
+                ValueRef::Real(f) => Value::Text(Some(f.to_string())),
                 ValueRef::Text(t) | ValueRef::Blob(t) => {
                     Value::Text(Some(String::from_utf8_lossy(t).into_owned()))
                 }
@@ -814,6 +821,13 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].text("b").unwrap(), "x");
+        // A REAL is a number only when whole.
+        let rows = db
+            .query("SELECT 11.0 AS whole, 11.5 AS part", vec![])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].int("whole").unwrap(), 11);
+        assert!(rows[0].int("part").is_err());
         // Out of order: refused, never bound to the wrong value.
         assert!(db
             .query(

@@ -1865,6 +1865,23 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
         );
         backend.sql("UPDATE audit_log SET sequence = 5 WHERE sequence = 'five'");
         assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+        // A copy slipped in between two records, numbered 6.5, is named by
+        // its own id, not read as the 6 it is not.
+        backend.sql(
+            "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, agent_id, tool, \
+             decision, session_id, drift_micros, record, previous_hash, hash) \
+             SELECT org_id, environment, 6.5, 'aud_half00000000000000000', kind, at, agent_id, \
+             tool, decision, session_id, drift_micros, record, previous_hash, hash FROM audit_log \
+             WHERE environment = 'live' AND sequence = 6",
+        );
+        let v = api.get("/api/v1/audit/verify");
+        assert_eq!(
+            v.body["data"]["first_break"]["audit_id"], "aud_half00000000000000000",
+            "{}",
+            v.text
+        );
+        backend.sql("DELETE FROM audit_log WHERE id = 'aud_half00000000000000000'");
+        assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
     }
     // A row forged before the chain's first record is named too.
     backend.sql(
