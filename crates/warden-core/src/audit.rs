@@ -140,4 +140,9 @@ pub struct AuditFilter {
     pub min_drift_micros: Option<i64>,
     pub from: Option<Millis>,
     pub to: Option<Millis>,
+    /// Read from each record's hashed text (no column holds them).
+    pub user_id: Option<String>,
+    pub actor: Option<String>,
+    pub policy_id: Option<String>,
+    pub hold_id: Option<String>,
 }

@@ -1353,6 +1353,14 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         let r = api.get(&format!("/api/v1/audit/{}", audit_id.as_str().unwrap()));
         assert_eq!(r.body["data"]["hold_id"], hold.as_str(), "{}", r.text);
     }
+    // The hold's whole story by its id: the decision that made it, its
+    // approval, the calls its token could not run, and the one it ran.
+    let story = api.get(&format!("/api/v1/audit?hold_id={hold}&direction=asc"));
+    let story = story.body["data"].as_array().unwrap();
+    let kinds: Vec<&str> = story.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[..2], ["decision", "hold_resolution"], "{story:?}");
+    assert_eq!(story.last().unwrap()["decision"], "allow", "{story:?}");
+    assert!(story.iter().all(|r| r["hold_id"] == hold.as_str()));
     let again = enforce(
         &api,
         json!({"agent_id": "payer", "tool_name": "payments.wire", "tool_args": args, "hold_token": token}),
@@ -1656,7 +1664,7 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
-    policy(
+    let no_shell = policy(
         &api,
         json!({"name": "no shell", "action_pattern": "shell.*", "decision": "deny"}),
     );
@@ -1672,7 +1680,10 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
             json!({"agent_id": "a1", "tool_name": tool, "session_id": format!("s{}", i % 3)}),
         );
     }
-    enforce(&api, json!({"agent_id": "a2", "tool_name": "files.read"}));
+    enforce(
+        &api,
+        json!({"agent_id": "a2", "tool_name": "files.read", "user_id": "u-7"}),
+    );
     let count = |q: &str| {
         let r = api.get(&format!("/api/v1/audit?limit=200&{q}"));
         assert_eq!(r.status, 200, "{q}: {}", r.text);
@@ -1702,7 +1713,26 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     assert_eq!(count("action=*.READ"), 0);
     assert_eq!(count("decision=deny"), 3);
     assert_eq!(count("session_id=s1"), 2);
-    for empty in ["session_id=", "action=", "session_id=%20"] {
+    // Fields no column copies are read from the hashed text.
+    assert_eq!(count("user_id=u-7"), 1);
+    assert_eq!(count("user_id=u-8"), 0);
+    assert_eq!(count(&format!("policy_id={no_shell}&kind=decision")), 3);
+    let actor = api.get("/api/v1/audit?limit=1").body["data"][0]["actor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(count(&format!("actor={actor}")), 8);
+    assert_eq!(count("actor=system"), 0);
+    assert_eq!(count("hold_id=hld_none"), 0);
+    for empty in [
+        "session_id=",
+        "action=",
+        "session_id=%20",
+        "user_id=",
+        "actor=",
+        "policy_id=",
+        "hold_id=",
+    ] {
         let r = api.get(&format!("/api/v1/audit?{empty}"));
         let field = empty.split('=').next().unwrap();
         assert_eq!(r.error(400, "invalid_request")["field"], field, "{empty}");

@@ -172,6 +172,18 @@ pub struct ListAudit {
     /// Before this time, exclusive (written as `from`).
     #[param(min_length = 1)]
     pub to: Option<String>,
+    /// The user a call was made for (`user_id` as enforcement took it).
+    #[param(min_length = 1, max_length = 200)]
+    pub user_id: Option<String>,
+    /// Who the record names as acting: a key's id, or `system`.
+    #[param(min_length = 1, max_length = 200)]
+    pub actor: Option<String>,
+    /// The policy that decided (or the one a change is about).
+    #[param(min_length = 1, max_length = 200)]
+    pub policy_id: Option<String>,
+    /// The hold a decision made or used, or a resolution resolved.
+    #[param(min_length = 1, max_length = 200)]
+    pub hold_id: Option<String>,
     /// Adds each record's canonical JSON as hashed (`canonical`).
     pub canonical: Option<bool>,
 }
@@ -224,11 +236,24 @@ pub async fn list_audit(
     let agent_id = agent_filter(&state, &principal, q.agent_id).await?;
     // An empty filter is a mistake (a variable left unset), refused as
     // `agent_id=` is, rather than a filter that matches nothing.
-    for (field, value) in [("action", &q.action), ("session_id", &q.session_id)] {
+    for (field, value) in [
+        ("action", &q.action),
+        ("session_id", &q.session_id),
+        ("user_id", &q.user_id),
+        ("actor", &q.actor),
+        ("policy_id", &q.policy_id),
+        ("hold_id", &q.hold_id),
+    ] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             return Err(ApiError::invalid(
                 field,
                 format!("{field} must not be empty"),
+            ));
+        }
+        if field != "action" && value.as_deref().is_some_and(|v| v.chars().count() > 200) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must be at most 200 characters"),
             ));
         }
     }
@@ -254,6 +279,10 @@ pub async fn list_audit(
         min_drift_micros: min_drift.map(|d| (d * 1_000_000.0).floor() as i64),
         from: parse_time_bound("from", q.from.as_deref())?,
         to: parse_time_bound("to", q.to.as_deref())?,
+        user_id: q.user_id,
+        actor: q.actor,
+        policy_id: q.policy_id,
+        hold_id: q.hold_id,
     };
     if let (Some(from), Some(to)) = (filter.from, filter.to) {
         if from >= to {

@@ -10,6 +10,7 @@ use warden_core::page::{Page, PageRequest, SortValue};
 use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
+use super::Backend;
 use super::{agents, events, holds, keys, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
@@ -371,6 +372,7 @@ fn glob_to_like(glob: &str) -> String {
 
 pub(crate) async fn list(
     db: &dyn Db,
+    backend: Backend,
     tenant: &Tenant,
     filter: &AuditFilter,
     page: &PageRequest,
@@ -406,6 +408,22 @@ pub(crate) async fn list(
     }
     if let Some(v) = filter.to {
         q.push(" AND at < ").bind(v);
+    }
+    // Fields no column copies, read from the hashed text itself (each
+    // record's JSON parsed as the scan passes it).
+    for (field, value) in [
+        ("user_id", &filter.user_id),
+        ("actor", &filter.actor),
+        ("policy_id", &filter.policy_id),
+        ("hold_id", &filter.hold_id),
+    ] {
+        if let Some(v) = value {
+            let read = match backend {
+                Backend::Sqlite => format!(" AND json_extract(record, '$.{field}') = "),
+                Backend::Postgres => format!(" AND (record::jsonb ->> '{field}') = "),
+            };
+            q.push(&read).bind(v);
+        }
     }
     let rows = paging::fetch_unique(db, q, page, "sequence").await?;
     paging::finish(rows, page, decode_read, |r| {

@@ -436,7 +436,7 @@ impl Store for SqlStore {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<ChainedRecord>> {
-        audit::list(self.db.as_ref(), tenant, filter, page).await
+        audit::list(self.db.as_ref(), self.backend, tenant, filter, page).await
     }
 
     async fn audit_chain_after(
