@@ -83,8 +83,13 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
             return;
         }
         let denied_any = outcomes.contains(&Ok(true));
-        // A policy's further pages are the sweep's.
-        if !denied_any || !matches!(orphans, Orphans::OfAgent(_) | Orphans::OfSuspendedAgent(_)) {
+        // A policy's further pages are the sweep's (which finds them by
+        // their version); the default has none, so its are all denied here.
+        let all_here = matches!(
+            orphans,
+            Orphans::OfAgent(_) | Orphans::OfSuspendedAgent(_) | Orphans::OfDefaultDecision
+        );
+        if !denied_any || !all_here {
             return;
         }
     }
