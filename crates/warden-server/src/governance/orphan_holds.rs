@@ -157,8 +157,8 @@ impl Orphaned {
     }
 }
 
-/// Withdraws the unused approvals of the holds `orphans` names (the first
-/// page; the rest are refused when used, and lapse at their own time).
+/// Withdraws every unused approval of the holds `orphans` names, a page at
+/// a time, until a page withdraws none.
 async fn withdraw_approvals(
     g: &Governance,
     principal: &Principal,
@@ -166,15 +166,24 @@ async fn withdraw_approvals(
     orphaned: &Orphaned,
 ) {
     let tenant = principal.tenant();
-    let Some(approved) = orphaned.first_page(g, &tenant, HoldStatus::Approved).await else {
-        return;
-    };
-    for hold in approved.into_iter().filter(|h| h.redeemed_at.is_none()) {
-        let why = (principal.key_id.as_str(), orphans.why());
-        if let Err(e) =
-            super::holds::record_lapse(g.store.as_ref(), &g.audit, &tenant, &hold, Some(why)).await
-        {
-            tracing::warn!(error = %e, hold_id = %hold.id, "withdrawing an approval no call could use failed");
+    loop {
+        let Some(approved) = orphaned.first_page(g, &tenant, HoldStatus::Approved).await else {
+            return;
+        };
+        let mut withdrawn_any = false;
+        for hold in approved.into_iter().filter(|h| h.redeemed_at.is_none()) {
+            let why = (principal.key_id.as_str(), orphans.why());
+            match super::holds::record_lapse(g.store.as_ref(), &g.audit, &tenant, &hold, Some(why))
+                .await
+            {
+                Ok(()) => withdrawn_any = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, hold_id = %hold.id, "withdrawing an approval no call could use failed");
+                }
+            }
+        }
+        if !withdrawn_any {
+            return;
         }
     }
 }
