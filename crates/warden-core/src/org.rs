@@ -93,13 +93,18 @@ pub struct Organization {
 impl Organization {
     /// Validates the name and resolves the plan's limit.
     pub fn new(name: &str, plan: Plan, custom: Option<RateLimit>) -> crate::Result<Self> {
-        let name = name.trim();
+        let name = name.trim_matches(' ');
         if name.is_empty() || name.chars().count() > 200 {
             return Err(crate::Error::invalid(
                 "name",
-                "name must be 1 to 200 characters",
+                "name must be 1 to 200 characters, not only blanks",
             ));
         }
+        // Printed by the console (`org list`, the start-up banner) and
+        // shown beside the organization's keys: a line break or a
+        // terminal's escape would forge what an operator reads there.
+        crate::agent::refuse_control(name, "name")?;
+        crate::agent::visible(name, "name")?;
         let rate_limit = match (plan, custom) {
             (Plan::Custom, Some(limit)) => limit.validate()?,
             (Plan::Custom, None) => {

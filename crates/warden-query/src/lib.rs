@@ -34,8 +34,11 @@ pub const MAX_LEADING_WILDCARD_TERMS: usize = 4;
 pub const MAX_WILDCARD_TERMS: usize = 32;
 /// Most wildcard pieces (`*` or `?`; `**` counts once) in one term.
 pub const MAX_WILDCARDS: usize = 16;
-/// Most characters in one term, phrase or range bound (after escapes).
-pub const MAX_TERM_CHARS: usize = 256;
+/// Most characters in one term, phrase or range bound (after escapes):
+/// as many as a keyword value is indexed by (its first 1,024 bytes), so
+/// that every stored keyword (up to 512 characters) and field value can
+/// be asked for whole.
+pub const MAX_TERM_CHARS: usize = 1_024;
 
 /// Parses a query. An empty or whitespace-only query is [`Query::All`].
 ///

@@ -185,25 +185,25 @@ fn cases() -> Vec<(String, usize, &'static str, &'static str)> {
     cases.push((
         long.clone(),
         MAX_TERM_CHARS + 1,
-        "at most 256 characters",
+        "at most 1024 characters",
         "longer",
     ));
     cases.push((
         format!("\"{long}\""),
         MAX_TERM_CHARS + 2,
-        "at most 256 characters",
+        "at most 1024 characters",
         "longer",
     ));
     cases.push((
         format!("f:[{long} TO b]"),
         MAX_TERM_CHARS + 4,
-        "at most 256 characters",
+        "at most 1024 characters",
         "longer",
     ));
     cases.push((
         format!("f:>{long}"),
         MAX_TERM_CHARS + 4,
-        "at most 256 characters",
+        "at most 1024 characters",
         "longer",
     ));
     cases

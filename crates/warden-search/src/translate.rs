@@ -246,14 +246,21 @@ impl<'a> Translator<'a> {
             (Target::Keyword(name), MatchValue::Term(text)) => {
                 // Text without case is one exact term; text with case
                 // (`1E3` as much as `root`) matches whatever its case.
-                let text_clause: Boxed = if text.to_lowercase() == text.to_uppercase() {
+                let exact = || -> Boxed {
                     Box::new(TermQuery::new(
                         Term::from_field_text(f.kv, &kv_term(&name, text)),
                         IndexRecordOption::Basic,
                     ))
+                };
+                let text_clause: Boxed = if text.to_lowercase() == text.to_uppercase() {
+                    exact()
                 } else {
                     let pattern = format!("{}\\x01(?i:{})", escape(&name), escape(cut(text)));
-                    self.regex(&pattern, f.kv, position)?
+                    // A value too long for a case-folding automaton (past
+                    // a few hundred letters: a token, a blob) is matched
+                    // as typed, case included.
+                    self.regex(&pattern, f.kv, position)
+                        .unwrap_or_else(|_| exact())
                 };
                 // A number also finds the values equal to it, as a range
                 // does: `n:1.0` finds 1, `f:1.50` finds 1.5. A leading

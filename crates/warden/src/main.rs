@@ -7,6 +7,7 @@ mod master_key;
 mod store;
 
 use clap::Parser;
+use warden_server::http::error::without_credentials;
 
 /// The decision path allocates many small, short-lived values (JSON, audit
 /// records); mimalloc serves them with less work than the system allocator.
@@ -21,7 +22,17 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and the version go to standard output as clap writes them;
+        // a usage error quotes what was typed, a key pasted in the wrong
+        // place included: said without it.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprint!("{}", without_credentials(e.render().to_string()));
+            return std::process::ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
     if !matches!(cli.command, cli::Command::Serve(_)) {
         // The console commands print and exit: when what reads their
         // output stops early (`| head`), they end quietly as other Unix
@@ -47,7 +58,9 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            // A console command's error may quote a key pasted as an id or
+            // a name (`keys revoke wdn_live_…`): never shown again.
+            eprintln!("error: {}", without_credentials(message));
             std::process::ExitCode::FAILURE
         }
     }

@@ -13,6 +13,8 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
     // starts clean (before, the store was made and left empty).
     for refused in [
         &["init", "--org-name", ""][..],
+        &["init", "--org-name", "Evil\nfake_line\u{1b}[31mred"],
+        &["init", "--org-name", "A\u{202e}B"],
         &["init", "--plan", "custom"],
         &["init", "--plan", "custom", "--burst", "5"],
         &["init", "--master-key", "abc"],
@@ -21,7 +23,8 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
         assert_eq!(out.status.code(), Some(1), "{refused:?}");
         if refused.contains(&"--org-name") {
             let told = String::from_utf8_lossy(&out.stderr);
-            assert!(told.contains("--org-name: name must be"), "{told}");
+            assert!(told.contains("--org-name: name must"), "{told}");
+            assert!(!told.contains('\u{1b}'), "{told}");
         }
         if !backend.is_postgres() {
             assert!(
@@ -429,6 +432,62 @@ fn console(args: &[&str], data: &std::path::Path) -> std::process::Command {
         .arg(data)
         .env("WARDEN_MASTER_KEY", common::MASTER_KEY);
     command
+}
+
+/// sqlx warns of a connection parameter it does not know with its value:
+/// whatever level `RUST_LOG` sets, a secret there is never logged.
+#[test]
+fn a_database_url_secret_is_not_logged_at_any_level() {
+    let dir = tempfile::tempdir().unwrap();
+    for level in [
+        "info",
+        "debug",
+        "warn",
+        "sqlx=trace",
+        "sqlx_postgres::options=warn",
+    ] {
+        let out = console(
+            &[
+                "org",
+                "list",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x?sslpassword=Hunter2Pw&secret_token=Hunter3Pw",
+            ],
+            &dir.path().join("data"),
+        )
+        .env("RUST_LOG", level)
+        .output()
+        .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !said.contains("Hunter2Pw") && !said.contains("Hunter3Pw"),
+            "{level}: {said}"
+        );
+    }
+}
+
+/// A key pasted where an id, a name or an address goes is not echoed by
+/// the console's errors, its usage errors included.
+#[test]
+fn console_errors_do_not_echo_a_pasted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = "wdn_live_KI2fQ8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4VyepX";
+    for (args, code) in [
+        (&["keys", "revoke", key][..], 1),
+        (&["keys", "list", "--org", key], 1),
+        (&["serve", "--listen", key], 2),
+    ] {
+        let out = console(args, &data).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {said}");
+        assert!(!said.contains("KI2fQ8m"), "{args:?}: {said}");
+        assert!(said.contains("[REDACTED]"), "{args:?}: {said}");
+    }
+    // Help still goes to standard output, whole.
+    let out = console(&["keys", "--help"], &data).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoke"));
 }
 
 /// A malformed address or proxy range is a usage error (exit 2) that

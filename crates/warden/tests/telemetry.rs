@@ -3328,3 +3328,39 @@ fn credentials_in_events_and_calls_are_not_stored() {
     let kept = search(&api, json!({"query": "tags:kept"}))["events"][0].clone();
     assert_eq!(kept["message"], "wdn_ and eyJ alone stay", "{kept}");
 }
+
+/// Every keyword Warden keeps can be asked for whole (up to its 512
+/// characters, and a field's value up to the 1,024 it is indexed by), and
+/// an empty keyword is no value rather than one no query could name.
+#[test]
+fn long_keywords_are_searchable_and_empty_ones_are_none() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    let program = "p".repeat(300);
+    let tag = "t".repeat(512);
+    let value = "v".repeat(1_000);
+    ingest(
+        &api,
+        json!([
+            {"message": "longkw", "program": program, "tags": [tag], "f": value},
+            {"message": "emptykw", "host": "", "program": "", "session_id": "", "tags": ["", "kept"]},
+        ]),
+    );
+    wait_total(&api, "longkw OR emptykw", 2);
+    for query in [
+        format!("program:{program}"),
+        format!("tags:\"{tag}\""),
+        format!("f:{value}"),
+        format!("program:{}*", &program[..280]),
+    ] {
+        assert_eq!(total(&api, &query), 1, "{}", &query[..40]);
+    }
+    let empty = search(&api, json!({"query": "emptykw"}))["events"][0].clone();
+    assert!(empty["host"].is_null(), "{empty}");
+    assert!(empty["program"].is_null(), "{empty}");
+    assert!(empty["session_id"].is_null(), "{empty}");
+    assert_eq!(empty["tags"], json!(["kept"]), "{empty}");
+    assert_eq!(total(&api, "emptykw AND _exists_:host"), 0);
+}

@@ -73,10 +73,17 @@ fn check_value(
                 .into(),
         ));
     }
-    if path.chars().count() > MAX_FIELD_NAME_CHARS {
+    let length = path.chars().count();
+    if length > MAX_FIELD_NAME_CHARS {
+        // Named by its start: the whole name could read as a secret (a
+        // long run of letters) and be taken out of the error.
+        let shown: String = path.chars().take(24).collect();
         return Err((
-            path.to_string(),
-            format!("field names are at most {MAX_FIELD_NAME_CHARS} characters"),
+            format!("{shown}…"),
+            format!(
+                "field names are at most {MAX_FIELD_NAME_CHARS} characters; this one \
+                 (beginning `{shown}`) has {length}"
+            ),
         ));
     }
     // A name with a control or invisible character would look like

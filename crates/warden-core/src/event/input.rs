@@ -203,7 +203,8 @@ pub fn parse_event(
                 let name = ["name", "hostname"]
                     .iter()
                     .find_map(|n| value.get(*n).and_then(Value::as_str))
-                    .map(|name| name.trim().to_string());
+                    .map(|name| name.trim().to_string())
+                    .filter(|name| !name.is_empty());
                 if let Some(name) = name {
                     check_keyword(&format!("{key}.name"), &name)?;
                     match named {
@@ -217,19 +218,29 @@ pub fn parse_event(
             // give the host and program when `host` and `service` do not,
             // and stay in `fields` under their own names.
             (Dialect::JsonLog, "host.name" | "service.name", _) if value.is_string() => {
-                let name = keyword(dialect, &key, value.clone())?;
                 let slot = if key == "host.name" {
                     &mut event.host
                 } else {
                     &mut event.program
                 };
-                slot.get_or_insert(name);
+                if let Some(name) = keyword(dialect, &key, value.clone())? {
+                    slot.get_or_insert(name);
+                }
                 extra.insert(key, value);
             }
-            (_, _, Some(Named::Host)) => event.host = Some(keyword(dialect, &key, value)?),
-            (_, _, Some(Named::Program)) => event.program = Some(keyword(dialect, &key, value)?),
-            (_, "agent_id", _) => event.agent_id = Some(keyword(dialect, &key, value)?),
-            (_, "session_id", _) => event.session_id = Some(keyword(dialect, &key, value)?),
+            // An empty value is none, and takes no other name's place.
+            (_, _, Some(Named::Host)) => {
+                if let Some(v) = keyword(dialect, &key, value)? {
+                    event.host = Some(v);
+                }
+            }
+            (_, _, Some(Named::Program)) => {
+                if let Some(v) = keyword(dialect, &key, value)? {
+                    event.program = Some(v);
+                }
+            }
+            (_, "agent_id", _) => event.agent_id = keyword(dialect, &key, value)?,
+            (_, "session_id", _) => event.session_id = keyword(dialect, &key, value)?,
             (_, "tags", _) => event.tags = tags(dialect, value)?,
             (Dialect::Api, "fields", _) => match value {
                 Value::Object(map) => given_fields = Some(map),
@@ -491,9 +502,11 @@ fn takes(dialect: Dialect, named: Named, value: &Value) -> bool {
     }
 }
 
-/// A keyword's text. A log line's number (`"host": 5`) is read as its
-/// text; the API's own model wants a string.
-fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldError> {
+/// A keyword's text, `None` when empty: an empty host or tag is no value
+/// (`_exists_:host` would find it, and no query could name it), as a
+/// shipper's `""` for "unknown" means. A log line's number (`"host": 5`)
+/// is read as its text; the API's own model wants a string.
+fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<Option<String>, FieldError> {
     let text = match value {
         // Log lines pad values (`"host": "web-01 "`, a level's tab): the
         // spaces around a log line's keyword are not part of it.
@@ -503,7 +516,7 @@ fn keyword(dialect: Dialect, field: &str, value: Value) -> Result<String, FieldE
         _ => return Err(FieldError::new(field, "must be a string")),
     };
     check_keyword(field, &text)?;
-    Ok(text)
+    Ok((!text.is_empty()).then_some(text))
 }
 
 /// A log line's numeric `level`: syslog's 0 to 7, as GELF writes it, or
@@ -652,11 +665,11 @@ fn tags(dialect: Dialect, value: Value) -> Result<Vec<String>, FieldError> {
             format!("holds at most {MAX_TAGS} tags"),
         ));
     }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| keyword(dialect, &format!("tags[{i}]"), item))
-        .collect()
+    let mut kept = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        kept.extend(keyword(dialect, &format!("tags[{i}]"), item)?);
+    }
+    Ok(kept)
 }
 
 /// The last millisecond of the year 9999: times run from 1970 to 9999,

@@ -830,7 +830,12 @@ fn map_message(
     };
     if let Some(sent) = message.timestamp {
         let sent_ms = crate::time::millis_of(&sent);
-        if (0..=MAX_TIME_MS).contains(&sent_ms) {
+        // An RFC 3164 year is the sender's text (`Dec  5 3000 23:01:02`):
+        // read as one only from 1970 to 2999, as after the time.
+        let year_read = matches!(message.protocol, syslog_loose::Protocol::RFC3164)
+            .then(|| sent.year())
+            .is_none_or(|year| year <= 2999);
+        if year_read && (0..=MAX_TIME_MS).contains(&sent_ms) {
             event.timestamp = sent_ms;
         } else {
             // Outside 1970 to 9999 the event keeps its arrival time, and
@@ -1872,6 +1877,18 @@ mod tests {
             m.event.fields["syslog"]["timestamp_out_of_range"],
             "1969-12-31T23:59:59+00:00"
         );
+        // An RFC 3164 year before the time is read from 1970 to 2999 only,
+        // as after it: a later one keeps the arrival time.
+        for year in ["3000", "9999"] {
+            let m = ok(&format!("<14>Dec  5 {year} 23:01:02 host1 app: far"));
+            assert_eq!(m.event.timestamp, now(), "{year}");
+            assert_eq!(
+                m.event.fields["syslog"]["timestamp_out_of_range"],
+                format!("{year}-12-05T23:01:02+00:00")
+            );
+        }
+        let m = ok("<14>Dec  5 2999 23:01:02 host1 app: far");
+        assert_ne!(m.event.timestamp, now());
     }
 
     #[test]

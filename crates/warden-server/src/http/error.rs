@@ -245,7 +245,7 @@ impl ApiError {
 /// so is any run of letters and digits as long as most of a key's secret
 /// (a key pasted without its prefix): no name or value an error quotes
 /// otherwise runs that long (ids hold 24 hex digits after their prefix).
-pub(crate) fn without_credentials(text: String) -> String {
+pub fn without_credentials(text: String) -> String {
     use warden_core::event::syslog::{scrub_secrets, KEY_PREFIXES};
     // A token's header, or a key's prefix.
     let starts = |s: &str| s.starts_with("eyJ") || KEY_PREFIXES.iter().any(|p| s.starts_with(p));

@@ -379,7 +379,7 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
         Some(v) => parse_time(&v).ok_or_else(|| {
             (
                 "occurred_at".to_string(),
-                "must be an RFC 3339 time".to_string(),
+                "must be an RFC 3339 time from 1970 to 9999".to_string(),
             )
         })?,
     };

@@ -30,11 +30,16 @@ pub async fn run(command: Command) -> Result<(), String> {
 /// Logs go to standard error, so that `--json` output on standard output
 /// stays one clean document. `RUST_LOG` overrides the default `info`.
 /// sqlx's parser of connection strings warns of a parameter it does not
-/// know with its value (`sslpassword=…`): kept to errors, so that a
-/// secret in `--database-url` is never shown.
+/// know with its value (`sslpassword=…`): kept to errors whatever
+/// `RUST_LOG` says, so that a secret in `--database-url` is never shown.
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sqlx_postgres::options=error"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"))
+        .add_directive(
+            "sqlx_postgres::options=error"
+                .parse()
+                .expect("a fixed directive parses"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
