@@ -743,6 +743,17 @@ fn bad_batches_are_refused_whole(backend: &Backend) {
             r.text
         );
     }
+    // A key named twice whose name is a Warden key: named, never quoted.
+    let secret = "wdn_live_Q2v8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4Vi6Oq8Rt";
+    let body = format!(r#"[{{"message": "a", "fields": {{"{secret}": 1, "{secret}": 2}}}}]"#);
+    let r = api.json_text("POST", "/api/v1/events/batch", body.as_bytes());
+    let dup = r.error(400, "invalid_request");
+    assert_eq!(
+        dup["errors"][0]["message"], "duplicate field `[REDACTED]`",
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("Q2v8"), "{}", r.text);
     // With a key named twice, every other bad event is listed too, in
     // order, so that one answer says all there is to mend.
     let r = api.json_text(
@@ -1304,7 +1315,8 @@ fn syslog_from_the_real_logger(backend: &Backend) {
     assert!(!backend.raw_contents().contains("chosen1"));
     let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
     assert_eq!(
-        log.matches("held another tenant's Warden key").count(),
+        log.matches("held a Warden key or token of another tenant")
+            .count(),
         3,
         "{log}"
     );

@@ -345,12 +345,18 @@ fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
             // `[3].fields.user`, or `events[3].fields.user` in the object form.
             let place = place.strip_prefix("events").unwrap_or(place);
             let (index, field) = place.strip_prefix('[')?.split_once(']')?;
+            let field = field.strip_prefix('.').unwrap_or(field);
+            // The name repeated: the path's last part (`m[1]` at its end
+            // names `m`).
+            let key = field
+                .rsplit('.')
+                .next()
+                .map(|last| last.split('[').next().unwrap_or(last))
+                .unwrap_or(field);
             // A credential sent as a key is not quoted, nor any piece of it.
-            let field = crate::http::error::without_credentials(
-                field.strip_prefix('.').unwrap_or(field).to_string(),
-            );
+            let key = crate::http::error::without_credentials(key.to_string());
+            let field = crate::http::error::without_credentials(field.to_string());
             let field = field.as_str();
-            let key = field.rsplit(['.', ']']).next().unwrap_or(field);
             Some(ItemError {
                 index: Some(index.parse().ok()?),
                 line: None,

@@ -353,7 +353,7 @@ async fn route(
                         tracing::warn!(
                             peer = %received.peer,
                             key_id = %principal.key_id,
-                            "a syslog message held another tenant's Warden key or token outside its routing element; dropped rather than stored in the listener's organization"
+                            "a syslog message held a Warden key or token of another tenant (another organization, or another environment of the listener's) outside its routing element; dropped rather than stored in the listener's organization and environment"
                         );
                         return Err(unrouted("the message holds another tenant's credential"));
                     }
