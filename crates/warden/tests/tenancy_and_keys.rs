@@ -793,6 +793,17 @@ fn operator_key_commands(backend: &Backend) {
     w.api(&secret)
         .get("/api/v1/agents")
         .error(401, "unauthorized");
+    // The console's listing says when, as the API's does.
+    let out = backend.cli(&["keys", "list", "--org", &t.org_id, "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let revoked = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap();
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    assert!(revoked["rotated_at"].is_null(), "{revoked}");
     let out = backend.cli(&[
         "keys",
         "create",

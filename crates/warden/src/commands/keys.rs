@@ -31,6 +31,8 @@ fn describe(k: &ApiKey) -> serde_json::Value {
         "expires_at": k.expires_at.map(to_rfc3339),
         "created_at": to_rfc3339(k.created_at),
         "last_used_at": k.last_used_at.map(to_rfc3339),
+        "revoked_at": k.revoked_at.map(to_rfc3339),
+        "rotated_at": k.rotated_at.map(to_rfc3339),
     })
 }
 
