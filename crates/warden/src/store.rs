@@ -16,6 +16,18 @@ pub struct Opened {
 /// Opens the store and its master key; `create_key` allows making a new
 /// key file (for commands that may initialize).
 pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> {
+    // Only `init` and `serve` make a store: another command on a data
+    // directory holding none is a mistyped `--data-dir`, said as one
+    // rather than answered from a new, empty store left behind.
+    let sqlite_file = args.data_dir.join("warden.db");
+    let not_a_directory = args.data_dir.exists() && !args.data_dir.is_dir();
+    if !create_key && args.database_url.is_none() && !not_a_directory && !sqlite_file.exists() {
+        return Err(format!(
+            "no Warden store in {}: give the data directory of one (--data-dir, \
+             WARDEN_DATA_DIR), or make one with `warden init`",
+            args.data_dir.display()
+        ));
+    }
     // A malformed key given outright is refused before any store is made.
     let given = match args.master_key.as_deref() {
         Some(text) => Some(crate::master_key::load(Some(text), &args.data_dir, false)?),

@@ -466,6 +466,26 @@ fn a_database_url_secret_is_not_logged_at_any_level() {
     }
 }
 
+/// A console command other than `init` and `serve` on a directory with no
+/// store says so, and leaves nothing there.
+#[test]
+fn console_commands_refuse_a_directory_without_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    for args in [
+        &["org", "list"][..],
+        &["org", "create", "X"],
+        &["keys", "list", "--org", "org_x"],
+        &["reindex"],
+    ] {
+        let out = console(args, &typo).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("no Warden store in"), "{args:?}: {said}");
+        assert!(!typo.join("warden.db").exists(), "{args:?} made a store");
+    }
+}
+
 /// A key pasted where an id, a name or an address goes is not echoed by
 /// the console's errors, its usage errors included.
 #[test]
@@ -473,6 +493,7 @@ fn console_errors_do_not_echo_a_pasted_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let key = "wdn_live_KI2fQ8mXr4Tn6bW1yZk3Hc9Lp5Df7Gs0Ja2Ue4VyepX";
+    assert!(console(&["init"], &data).output().unwrap().status.success());
     for (args, code) in [
         (&["keys", "revoke", key][..], 1),
         (&["keys", "list", "--org", key], 1),
