@@ -3089,6 +3089,21 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
         String::from_utf8_lossy(&out.stderr).contains("nothing was changed"),
         "{out:?}"
     );
+    // Nor does it leave anything in a new directory it was aimed at.
+    let fresh = backend.dir.path().join("fresh");
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "restore",
+            "--from",
+            &copy.display().to_string(),
+            "--data-dir",
+        ])
+        .arg(&fresh)
+        .env("WARDEN_MASTER_KEY", common::MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!fresh.join("index").exists(), "{out:?}");
     let w = Warden::start(&backend, &[]);
     assert_eq!(total(&w.api(&t.live_key), "copied"), 100);
 }

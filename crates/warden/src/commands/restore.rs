@@ -13,12 +13,8 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
         );
     }
     let data_dir = args.store.data_dir.clone();
-    warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
-    // Held until the index is built again: no server can start on the
-    // directory meanwhile, and none may run on it now.
-    let index = super::reindex::open_index(&data_dir)?;
     // The key the restored store will be opened with: a copy set up under
-    // another one is refused before anything changes.
+    // another one is refused before anything changes (or is made).
     let master = crate::master_key::load(args.store.master_key.as_deref(), &data_dir, false)
         .map_err(|e| {
             let keyless = args.store.master_key.is_none() && !data_dir.join("master.key").exists();
@@ -33,6 +29,13 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
                 format!("nothing was changed: {e}")
             }
         })?;
+    warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
+    // Held until the index is built again: no server can start on the
+    // directory meanwhile, and none may run on it now. One this restore
+    // made is taken away again if the copy is refused.
+    let index_dir = data_dir.join("index");
+    let made_index = !index_dir.exists();
+    let index = super::reindex::open_index(&data_dir)?;
     let from = args.from.clone();
     let dir = data_dir.clone();
     let restored = tokio::task::spawn_blocking(move || {
@@ -41,8 +44,18 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
         warden_store::restore_sqlite(&dir, &from, &settings)
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("nothing was changed: {e}"))?;
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| format!("nothing was changed: {e}")));
+    let restored = match restored {
+        Ok(restored) => restored,
+        Err(refused) => {
+            if made_index {
+                drop(index);
+                let _ = std::fs::remove_dir_all(&index_dir);
+            }
+            return Err(refused);
+        }
+    };
     println!(
         "Restored {} into {} ({} bytes{})",
         args.from.display(),
