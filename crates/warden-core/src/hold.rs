@@ -81,6 +81,23 @@ impl Hold {
         self.status == HoldStatus::Expired && self.decided_by.is_some()
     }
 
+    /// An approval taken back before its time (the default decision that
+    /// held the call changed): stored as a lapse is, before the time it
+    /// would have lapsed at.
+    pub fn approval_withdrawn(&self, now: Millis) -> bool {
+        self.approval_lapsed() && self.approval_expires_at().is_some_and(|end| now <= end)
+    }
+
+    /// How an approval that can no longer be used ended, for the answers
+    /// that say so ("the approval …").
+    pub fn approval_end(&self, now: Millis) -> &'static str {
+        if self.approval_withdrawn(now) {
+            "was withdrawn before it was used (the default decision that held the call changed)"
+        } else {
+            "expired before it was used"
+        }
+    }
+
     /// When an approval not yet used stops counting; `None` unless the
     /// hold was approved.
     pub fn approval_expires_at(&self) -> Option<Millis> {

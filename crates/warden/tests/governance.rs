@@ -1625,6 +1625,29 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
         .cloned()
         .expect("the withdrawal is recorded");
     assert_eq!(lapse["decision"], "deny", "{lapse}");
+    assert!(lapse["detail"]["approval_lapsed"].is_null(), "{lapse}");
+    // A hold the default made after it changed (on a replica that had not
+    // seen the change yet; here the change is written under this one) is
+    // denied by the sweep.
+    let late = enforce(&api, call.clone())["hold_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    backend.sql(
+        "UPDATE tenant_settings SET value = 'deny' WHERE name = 'default_decision' \
+         AND environment = 'live'",
+    );
+    let swept = hold_until(&api, &late, 5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut swept = swept;
+    while swept["status"] == "pending" && std::time::Instant::now() < deadline {
+        swept = hold_until(&api, &late, 2);
+    }
+    assert_eq!(swept["status"], "denied", "{swept}");
+    backend.sql(
+        "UPDATE tenant_settings SET value = 'step_up' WHERE name = 'default_decision' \
+         AND environment = 'live'",
+    );
 
     // A denial reaches the SDK said as one, the approver's words after it.
     let token = enforce(&api, call.clone())["hold_token"].clone();

@@ -841,17 +841,11 @@ async fn redeem(
         }));
     };
     let now = now_ms();
-    // Taken back before its time: the default decision that held the call
-    // changed (`orphan_holds`).
-    let withdrawn = h.approval_lapsed() && h.approval_expires_at().is_some_and(|end| now <= end);
-    let why = if withdrawn {
-        Some(
-            "the hold's approval was withdrawn before it was used (the default decision \
-             that held the call changed); ask again"
-                .into(),
-        )
-    } else if h.approval_expired(now) {
-        Some("the hold's approval expired before it was used; ask again".into())
+    let why = if h.approval_expired(now) {
+        Some(format!(
+            "the hold's approval {}; ask again",
+            h.approval_end(now)
+        ))
     } else if h.status != HoldStatus::Approved {
         Some(format!("the hold is {}, not approved", h.status.as_str()))
     } else if h.redeemed_at.is_some() {

@@ -110,7 +110,10 @@ fn hold_policy(hold: &Hold) -> Option<String> {
 fn already(hold: &Hold, now: i64) -> String {
     match hold.status_at(now) {
         HoldStatus::Expired if hold.status == HoldStatus::Approved || hold.approval_lapsed() => {
-            "the hold was approved, and the approval expired before it was used".into()
+            format!(
+                "the hold was approved, and the approval {}",
+                hold.approval_end(now)
+            )
         }
         status => format!("the hold is already {}", status.as_str()),
     }
@@ -620,15 +623,16 @@ pub async fn use_by_poll(
         }
         // Used meanwhile, or found lapsed by a sweep: said as it is.
         Err(AppendError::Precondition) => {
-            let lapsed = g
+            let now = now_ms();
+            let ended = g
                 .store
                 .get_hold(tenant, &hold.id)
                 .await?
-                .is_some_and(|h| h.approval_expired(now_ms()));
-            Ok(Err(if lapsed {
-                "the approval expired before it was used; ask again".into()
-            } else {
-                "the hold's approval was already used".into()
+                .filter(|h| h.approval_expired(now))
+                .map(|h| h.approval_end(now));
+            Ok(Err(match ended {
+                Some(end) => format!("the approval {end}; ask again"),
+                None => "the hold's approval was already used".into(),
             }))
         }
         Err(e) => Err(append_error(e)),
@@ -687,14 +691,25 @@ async fn deny_outdated(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiter
             return;
         }
     };
-    let denier = Denier {
-        store,
-        audit,
-        waiters,
-        actor: "system",
-        comment: super::orphan_holds::POLICY_CHANGED,
-    };
-    denier.deny_each(outdated).await;
+    let (of_default, of_policies): (Vec<_>, Vec<_>) = outdated
+        .into_iter()
+        .partition(|(_, h)| h.policy_id.is_empty());
+    for (holds, comment) in [
+        (of_policies, super::orphan_holds::POLICY_CHANGED),
+        (of_default, super::orphan_holds::DEFAULT_CHANGED),
+    ] {
+        if holds.is_empty() {
+            continue;
+        }
+        let denier = Denier {
+            store,
+            audit,
+            waiters,
+            actor: "system",
+            comment,
+        };
+        denier.deny_each(holds).await;
+    }
 }
 
 /// Holds denied side by side, by the sweep and by a change's request.
@@ -776,15 +791,21 @@ pub(super) async fn record_lapse(
     };
     let mut detail = json!({
         "status": HoldStatus::Expired.as_str(),
-        "approval_lapsed": true,
         "approved_by": hold.decided_by,
         "approved_at": hold.decided_at.map(warden_core::time::to_rfc3339),
-        "approval_expired_at": hold.approval_expires_at().map(warden_core::time::to_rfc3339),
         "decision_audit_id": hold.audit_id,
         "args_sha256": hold.args_sha256,
     });
-    if let Some((_, why)) = withdrawn {
-        detail["approval_withdrawn"] = json!(why);
+    // A withdrawal is no lapse: it names why, and no expiry it never
+    // reached.
+    match withdrawn {
+        Some((_, why)) => detail["approval_withdrawn"] = json!(why),
+        None => {
+            detail["approval_lapsed"] = json!(true);
+            detail["approval_expired_at"] = json!(hold
+                .approval_expires_at()
+                .map(warden_core::time::to_rfc3339));
+        }
     }
     let record = resolution_record(hold, (now_ms(), actor), ("deny", &reason), user_id, detail);
     let companion = Companion::LapseApproval {

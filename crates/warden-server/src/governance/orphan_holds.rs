@@ -22,6 +22,11 @@ use crate::auth::Principal;
 pub const POLICY_CHANGED: &str =
     "the policy that held the call changed, so no approval could be used; ask again";
 
+/// The comment on a hold denied because the default decision that held
+/// it changed.
+pub const DEFAULT_CHANGED: &str =
+    "the default decision that held the call changed, so no approval could be used; ask again";
+
 /// Whose pending holds are left without a way to be approved.
 #[derive(Clone, Copy)]
 pub enum Orphans<'a> {
@@ -42,9 +47,7 @@ impl Orphans<'_> {
             Orphans::OfSuspendedAgent(_) => "the agent that made the call was suspended",
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
             Orphans::OfChangedPolicy(..) => POLICY_CHANGED,
-            Orphans::OfDefaultDecision => {
-                "the default decision that held the call changed, so no approval could be used; ask again"
-            }
+            Orphans::OfDefaultDecision => DEFAULT_CHANGED,
         }
     }
 }

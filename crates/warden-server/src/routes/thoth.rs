@@ -204,7 +204,7 @@ pub async fn thoth_hold(
     }
     let state = super::enforce::hold_state(&h, now);
     let reason = if h.approval_expired(now) {
-        Some("the approval expired before it was used; ask again".to_string())
+        Some(format!("the approval {}; ask again", h.approval_end(now)))
     } else if status == HoldStatus::Expired {
         Some("step-up expired without an approval".to_string())
     } else if matches!(status, HoldStatus::Denied | HoldStatus::Approved) {

@@ -240,9 +240,15 @@ pub(crate) async fn outdated(
     now: Millis,
     limit: i64,
 ) -> StoreResult<Vec<(Tenant, Hold)>> {
-    let outdated = "status = 'pending' AND expires_at > $1 AND policy_id <> '' \
+    // A policy's holds under another version than its own, and the
+    // default's while the default is not `step_up` (a replica that had
+    // not yet seen a change made them after it).
+    let outdated = "status = 'pending' AND expires_at > $1 AND ((policy_id <> '' \
          AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = holds.policy_id \
-         AND p.version = holds.policy_version) ORDER BY expires_at";
+         AND p.version = holds.policy_version)) OR (policy_id = '' AND NOT EXISTS \
+         (SELECT 1 FROM tenant_settings s WHERE s.org_id = holds.org_id \
+         AND s.environment = holds.environment AND s.name = 'default_decision' \
+         AND s.value = 'step_up'))) ORDER BY expires_at";
     tenant_holds(db, outdated, now, limit).await
 }
 
