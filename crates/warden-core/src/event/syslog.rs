@@ -289,11 +289,11 @@ struct KeyAt {
 /// merge distinct names into one.
 pub const KEY_MIN_SHOWN: usize = 16;
 
-/// The key `text` starts with, if it does. The prefix is read in any case
-/// and with its underscores percent-encoded (`WDN_LIVE_`, `wdn%5Flive%5F`),
-/// as a log that upper-cases or URL-encodes what it records writes it;
-/// then at least [`KEY_MIN_SHOWN`] base-62 characters, taken to the last.
-fn key_at(text: &str) -> Option<KeyAt> {
+/// The key prefix `text` starts with, and where its body starts. The
+/// prefix is read in any case and with its underscores percent-encoded
+/// (`WDN_LIVE_`, `wdn%5Flive%5F`), as a log that upper-cases or
+/// URL-encodes what it records writes it.
+fn prefix_at(text: &str) -> Option<(&'static str, usize)> {
     let bytes = text.as_bytes();
     KEY_PREFIXES.iter().find_map(|prefix| {
         let mut at = 0;
@@ -311,17 +311,29 @@ fn key_at(text: &str) -> Option<KeyAt> {
                 _ => return None,
             }
         }
-        let body_len = text[at..]
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(text.len() - at);
-        if body_len < KEY_MIN_SHOWN {
-            return None;
-        }
-        Some(KeyAt {
-            prefix,
-            body: at,
-            end: at + body_len,
-        })
+        Some((*prefix, at))
+    })
+}
+
+/// The key `text` starts with, if it does: a prefix, then at least
+/// [`KEY_MIN_SHOWN`] base-62 characters, taken to the last, or to where
+/// another key's prefix begins (two keys written together are two keys,
+/// the second's secret not left behind the first's).
+fn key_at(text: &str) -> Option<KeyAt> {
+    let (prefix, at) = prefix_at(text)?;
+    let run = text[at..]
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(text.len() - at);
+    let body_len = (1..run)
+        .find(|&i| prefix_at(&text[at + i..]).is_some())
+        .unwrap_or(run);
+    if body_len < KEY_MIN_SHOWN {
+        return None;
+    }
+    Some(KeyAt {
+        prefix,
+        body: at,
+        end: at + body_len,
     })
 }
 
@@ -1116,6 +1128,20 @@ mod tests {
             Some("[REDACTED].")
         );
         assert_eq!(without_credentials(&key[..9 + 15]), None);
+        // Keys written together are each taken out: no second secret left
+        // behind the first (a cut-short first, an encoded second, too).
+        let second = "wdn_test_8DvhbRWZiLAvtuly1JG83UQDi9FyC4merd50PiHg3HS";
+        let encoded = second.replace('_', "%5F");
+        for glued in [
+            format!("{key}{second}"),
+            format!("x{}{second}", &key[..9 + 21]),
+            format!("{key}{encoded}"),
+            format!("wdn_live_abc{second}"),
+        ] {
+            let scrubbed = without_credentials(&glued).unwrap();
+            assert!(!scrubbed.contains("8Dvhb"), "{glued} -> {scrubbed}");
+            assert!(!scrubbed.contains("Q2v8m"), "{glued} -> {scrubbed}");
+        }
     }
 
     #[test]

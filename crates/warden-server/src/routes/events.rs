@@ -491,9 +491,10 @@ pub async fn ingest_ndjson(
             err.message = message;
             err
         }
-        NdjsonError::Gzip(message) => {
-            ApiError::invalid("body", format!("the gzip stream is broken: {message}"))
-        }
+        NdjsonError::Gzip(message) => ApiError::invalid(
+            "body",
+            format!("the gzip stream is broken, or followed by bytes that are not gzip: {message}"),
+        ),
         NdjsonError::NotGzip => ApiError::invalid(
             "body",
             "the body is not gzip (it does not begin with gzip's bytes 1f 8b), though \

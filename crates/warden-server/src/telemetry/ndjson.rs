@@ -125,6 +125,10 @@ impl NdjsonReader {
 
     /// The body ended.
     pub fn finish(&mut self) -> Result<(), NdjsonError> {
+        // An empty body said to be gzip does not begin as gzip either.
+        if self.gzip.is_some() && self.gzip_start.is_empty() {
+            return Err(NdjsonError::NotGzip);
+        }
         if let Some(mut decoder) = self.gzip.take() {
             decoder
                 .try_finish()
@@ -445,6 +449,8 @@ mod tests {
             let failed = chunks.iter().find_map(|c| r.push(c).err());
             assert!(matches!(failed, Some(NdjsonError::NotGzip)), "{failed:?}");
         }
+        let mut empty = NdjsonReader::new(true, 1);
+        assert!(matches!(empty.finish(), Err(NdjsonError::NotGzip)));
     }
 
     #[test]
