@@ -178,6 +178,12 @@ impl PolicyRecord {
         }
         if let Some(v) = c.modify {
             if let Some(spec) = &v {
+                refuse_signed_indexes(listed(&spec.redact, "modify.redact"))?;
+                refuse_signed_indexes(
+                    spec.set
+                        .keys()
+                        .map(|path| (format!("modify.set.{path}"), path.as_str())),
+                )?;
                 refuse_credential_in(
                     &Value::Array(spec.redact.iter().cloned().map(Value::String).collect()),
                     "modify.redact",
@@ -187,6 +193,7 @@ impl PolicyRecord {
             self.modify = v;
         }
         if let Some(v) = c.audit_redact {
+            refuse_signed_indexes(listed(&v, "audit_redact"))?;
             refuse_credential_in(
                 &Value::Array(v.iter().cloned().map(Value::String).collect()),
                 "audit_redact",
@@ -194,6 +201,7 @@ impl PolicyRecord {
             self.audit_redact = v;
         }
         if let Some(v) = c.audit_redact_context {
+            refuse_signed_indexes(listed(&v, "audit_redact_context"))?;
             refuse_credential_in(
                 &Value::Array(v.iter().cloned().map(Value::String).collect()),
                 "audit_redact_context",
@@ -366,6 +374,43 @@ impl PolicyRecord {
             audit_redact_context,
         })
     }
+}
+
+/// Refuses a path segment written as a signed number (`tokens.-1`,
+/// `items.+1`) when a policy is written: read as Python reads it, `-1`
+/// would be the last element, but a path's number counts from the first,
+/// so `-1` names a literal key and leaves the element it seems to cover
+/// in the clear (or, to `set`, turns the array into an object).
+fn refuse_signed_indexes<'a>(paths: impl Iterator<Item = (String, &'a str)>) -> Result<()> {
+    for (field, path) in paths {
+        let mut column = 1;
+        for segment in path.split('.') {
+            let signed = segment.len() > 1
+                && segment.starts_with(['-', '+'])
+                && segment[1..].bytes().all(|b| b.is_ascii_digit());
+            if signed {
+                return Err(Error::InvalidAt {
+                    field,
+                    message: format!(
+                        "`{segment}` is not an index: a path's numbers count from the first \
+                         element (0), and a signed one names a literal key"
+                    ),
+                    line: 1,
+                    column,
+                });
+            }
+            column += segment.chars().count() + 1;
+        }
+    }
+    Ok(())
+}
+
+/// A list's paths, each named by its place (`audit_redact[1]`).
+fn listed<'a>(paths: &'a [String], field: &'a str) -> impl Iterator<Item = (String, &'a str)> {
+    paths
+        .iter()
+        .enumerate()
+        .map(move |(i, path)| (format!("{field}[{i}]"), path.as_str()))
 }
 
 fn rename_field(e: Error, prefix: &str) -> Error {
@@ -574,6 +619,36 @@ mod tests {
             };
             assert_eq!(named, field, "{err:?}");
             assert!(!err.to_string().contains(key), "{err}");
+        }
+        // A signed index names a literal key, not an element from the end.
+        for (changes, field, column) in [
+            (
+                PolicyChanges {
+                    audit_redact: Some(vec!["a".into(), "tokens.-1".into()]),
+                    ..base()
+                },
+                "audit_redact[1]",
+                8,
+            ),
+            (
+                PolicyChanges {
+                    modify: set("items.+1.qty", Value::from(1)),
+                    ..base()
+                },
+                "modify.set.items.+1.qty",
+                7,
+            ),
+        ] {
+            let err = PolicyRecord::create(changes, "pol_1".into(), "key_1", 0).unwrap_err();
+            let Error::InvalidAt {
+                field: named,
+                column: at,
+                ..
+            } = &err
+            else {
+                panic!("{err:?}")
+            };
+            assert_eq!((named.as_str(), *at), (field, column), "{err:?}");
         }
         // A word that only begins like a key is no key.
         let kept = PolicyChanges {
