@@ -178,34 +178,24 @@ impl PolicyRecord {
         }
         if let Some(v) = c.modify {
             if let Some(spec) = &v {
-                refuse_signed_indexes(listed(&spec.redact, "modify.redact"))?;
-                refuse_signed_indexes(
+                check_paths(listed(&spec.redact, "modify.redact"))?;
+                // The values set are data, and a key holding a credential
+                // is named by `modify.set` alone (never quoted).
+                refuse_credential_in(&Value::Object(spec.set.clone()), "modify.set")?;
+                check_paths(
                     spec.set
                         .keys()
                         .map(|path| (format!("modify.set.{path}"), path.as_str())),
                 )?;
-                refuse_credential_in(
-                    &Value::Array(spec.redact.iter().cloned().map(Value::String).collect()),
-                    "modify.redact",
-                )?;
-                refuse_credential_in(&Value::Object(spec.set.clone()), "modify.set")?;
             }
             self.modify = v;
         }
         if let Some(v) = c.audit_redact {
-            refuse_signed_indexes(listed(&v, "audit_redact"))?;
-            refuse_credential_in(
-                &Value::Array(v.iter().cloned().map(Value::String).collect()),
-                "audit_redact",
-            )?;
+            check_paths(listed(&v, "audit_redact"))?;
             self.audit_redact = v;
         }
         if let Some(v) = c.audit_redact_context {
-            refuse_signed_indexes(listed(&v, "audit_redact_context"))?;
-            refuse_credential_in(
-                &Value::Array(v.iter().cloned().map(Value::String).collect()),
-                "audit_redact_context",
-            )?;
+            check_paths(listed(&v, "audit_redact_context"))?;
             self.audit_redact_context = v;
         }
         if let Some(v) = c.priority {
@@ -376,13 +366,15 @@ impl PolicyRecord {
     }
 }
 
-/// Refuses a path segment written as a signed number (`tokens.-1`,
-/// `items.+1`) when a policy is written: read as Python reads it, `-1`
+/// Checks the paths a policy is written with, each named by its field:
+/// none holds a Warden key (`refuse_credential`), and no segment is a
+/// signed number (`tokens.-1`, `items.+1`): read as Python reads it, `-1`
 /// would be the last element, but a path's number counts from the first,
 /// so `-1` names a literal key and leaves the element it seems to cover
 /// in the clear (or, to `set`, turns the array into an object).
-fn refuse_signed_indexes<'a>(paths: impl Iterator<Item = (String, &'a str)>) -> Result<()> {
+fn check_paths<'a>(paths: impl Iterator<Item = (String, &'a str)>) -> Result<()> {
     for (field, path) in paths {
+        refuse_credential(path, &field)?;
         let mut column = 1;
         for segment in path.split('.') {
             let signed = segment.len() > 1

@@ -236,21 +236,25 @@ pub async fn list_audit(
     let agent_id = agent_filter(&state, &principal, q.agent_id).await?;
     // An empty filter is a mistake (a variable left unset), refused as
     // `agent_id=` is, rather than a filter that matches nothing.
-    for (field, value) in [
-        ("action", &q.action),
+    // Names matched exactly, each at most what enforcement and ids take
+    // (a tool glob is bounded as tool names are, by its pattern).
+    let exact = [
         ("session_id", &q.session_id),
         ("user_id", &q.user_id),
         ("actor", &q.actor),
         ("policy_id", &q.policy_id),
         ("hold_id", &q.hold_id),
-    ] {
+    ];
+    for (field, value) in std::iter::once(("action", &q.action)).chain(exact) {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             return Err(ApiError::invalid(
                 field,
                 format!("{field} must not be empty"),
             ));
         }
-        if field != "action" && value.as_deref().is_some_and(|v| v.chars().count() > 200) {
+    }
+    for (field, value) in exact {
+        if value.as_deref().is_some_and(|v| v.chars().count() > 200) {
             return Err(ApiError::invalid(
                 field,
                 format!("{field} must be at most 200 characters"),
