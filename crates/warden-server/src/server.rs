@@ -218,18 +218,31 @@ impl Server {
         background.abort();
         upkeep.abort();
         indexer.abort();
-        // A commit under way saves its position before the store closes.
-        let _settled = state.telemetry.committing.lock().await;
-        retention.abort();
-        state.governance.drift.save_all().await;
-        state.keys.flush_usage().await;
-        state.store.close().await;
+        let closing = async {
+            // A commit under way saves its position before the store closes.
+            let _settled = state.telemetry.committing.lock().await;
+            retention.abort();
+            state.governance.drift.save_all().await;
+            state.keys.flush_usage().await;
+            state.store.close().await;
+        };
+        // A database that stopped answering does not hold the process:
+        // what is left unsaved is rebuilt on the next start (drift
+        // profiles from the audit log, the index from its saved position).
+        if tokio::time::timeout(CLOSE, closing).await.is_err() {
+            tracing::warn!(
+                seconds = CLOSE.as_secs(),
+                "the store did not finish closing; stopping without it (drift profiles and the index's position are rebuilt on the next start)"
+            );
+        }
         served
     }
 }
 
 /// How long a shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long it then waits for the store to save and close.
+const CLOSE: Duration = Duration::from_secs(10);
 /// How much longer it waits for the syslog messages read before it to be
 /// stored (they have been storing since it began): a service manager's
 /// usual stop timeout (systemd's 90 s) leaves room for both.

@@ -96,6 +96,9 @@ pub enum Companion {
 pub struct KeyRotation {
     pub id: String,
     pub new_digest: String,
+    /// The digest this rotation replaces: a rotation committed meanwhile
+    /// by another request makes this one fail its precondition.
+    pub replaces_digest: String,
     pub last_four: String,
     pub previous_valid_until: Option<Millis>,
     pub at: Millis,

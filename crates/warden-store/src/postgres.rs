@@ -20,6 +20,26 @@ const LOCK_TIMEOUT: &str = "5s";
 /// Longest a session may sit idle inside a transaction before the
 /// database ends it and releases its locks.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "15s";
+/// Longest a request's reads or transaction wait for the database. A
+/// network that stops carrying bytes leaves a connection open with no
+/// error (the database ends its side of the transaction, unheard), so
+/// without this bound a request in flight would wait as long as the
+/// stall; past it the request answers 503. It is above the waits the
+/// database itself ends (`lock_timeout`, `IDLE_IN_TRANSACTION_TIMEOUT`).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+
+/// `work`, or `Unavailable` once [`REQUEST_DEADLINE`] has passed.
+async fn within_deadline<T>(
+    work: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    match tokio::time::timeout(REQUEST_DEADLINE, work).await {
+        Ok(done) => done,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "PostgreSQL did not answer within {} s",
+            REQUEST_DEADLINE.as_secs()
+        ))),
+    }
+}
 
 impl PostgresDb {
     /// Connects and applies `migrations` under an advisory lock, so that
@@ -157,10 +177,13 @@ fn decode(rows: Vec<PgRow>) -> StoreResult<Vec<Row>> {
 #[async_trait]
 impl Db for PostgresDb {
     async fn query(&self, sql: &str, args: Vec<Value>) -> StoreResult<Vec<Row>> {
-        let rows = bind(sqlx::query(sql), &args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows = within_deadline(async {
+            bind(sqlx::query(sql), &args)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)
+        })
+        .await?;
         decode(rows)
     }
 
@@ -172,7 +195,21 @@ impl Db for PostgresDb {
             .rows_affected())
     }
 
+    /// Bounded by [`REQUEST_DEADLINE`]: a transaction given up there is
+    /// rolled back by the database (its session idles past
+    /// `IDLE_IN_TRANSACTION_TIMEOUT`), unless its commit had already
+    /// reached it; a 503 may so have been stored, never a 2xx lost.
     async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
+        within_deadline(self.transaction_unbounded(steps)).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl PostgresDb {
+    async fn transaction_unbounded(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let mut outcomes = Vec::with_capacity(steps.len());
         for step in &steps {
@@ -190,10 +227,6 @@ impl Db for PostgresDb {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(Some(outcomes))
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }
 

@@ -218,6 +218,9 @@ pub enum KeysCommand {
     Create(KeysCreateArgs),
     /// Revoke a key by id.
     Revoke(KeysRevokeArgs),
+    /// Give a key a new secret, printed once; the old secret works on for
+    /// the grace period (0, the default, ends it at once).
+    Rotate(KeysRotateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +283,20 @@ pub struct KeysRevokeArgs {
     pub key_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    /// The key's id (`key_…`, from `warden keys list`).
+    pub key_id: String,
+    /// Seconds the old secret keeps working (at most 604800, a week).
+    #[arg(long, default_value_t = 0)]
+    pub grace_period_seconds: u32,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON instead of text.
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 /// An address to listen on, `HOST:PORT` (an IP address, IPv6 in

@@ -1070,12 +1070,23 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         .chars()
         .count();
     assert_eq!(name, 200);
-    // A Warden id that does not exist is not discovered.
-    api.post(
-        "/api/v1/enforce",
-        &json!({"agent_id": "agt_000000000000000000000000", "tool_name": "x"}),
-    )
-    .error(404, "not_found");
+    // A Warden id that does not exist is not discovered; the answer names
+    // the field, on the Thoth route too.
+    for route in ["/api/v1/enforce", "/v1/enforce"] {
+        let r = api.post(
+            route,
+            &json!({"agent_id": "agt_000000000000000000000000", "tool_name": "x"}),
+        );
+        assert_eq!(r.error(404, "not_found")["field"], "agent_id", "{route}");
+    }
+    // A hold token is held to the rules of the ids beside it.
+    for token in ["a\u{0}b", "hold_\u{202E}x", "x".repeat(201).as_str()] {
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "a", "tool_name": "x", "hold_token": token}),
+        );
+        assert_eq!(r.error(400, "invalid_request")["field"], "hold_token");
+    }
     // Bad input names its field.
     api.post(
         "/api/v1/enforce",
@@ -4042,7 +4053,162 @@ fn a_failed_anchor_comes_before_a_later_break(backend: &Backend) {
     assert_eq!(wrong["records_checked"], 1, "{wrong}");
 }
 
+/// Runs `first` and `second` at the same moment; their statuses.
+fn race(first: impl FnOnce() -> u16 + Send, second: impl FnOnce() -> u16 + Send) -> (u16, u16) {
+    let gate = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            gate.wait();
+            first()
+        });
+        let b = scope.spawn(|| {
+            gate.wait();
+            second()
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    })
+}
+
+/// Every record of the tenant's live chain, oldest first.
+fn whole_log(api: &Api) -> Vec<Value> {
+    let mut records = Vec::new();
+    let mut path = "/api/v1/audit?direction=asc&limit=200".to_string();
+    loop {
+        let page = api.get(&path);
+        assert_eq!(page.status, 200, "{}", page.text);
+        records.extend(page.body["data"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/audit?direction=asc&limit=200&cursor={c}"),
+            None => return records,
+        }
+    }
+}
+
+/// A suspension, a deletion or a policy change racing the approval of a
+/// hold, or the call that uses it: whichever commits first, the chain
+/// never records an approval given or used after the change that ended
+/// it (the store checks the approval in the transaction that gives or
+/// uses it).
+fn approvals_never_outlive_a_racing_change(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let ok = |s: u16| assert!(s == 200 || s == 204 || s == 409, "status {s}");
+    let mut rounds = Vec::new();
+    for round in 0..12 {
+        let tool = format!("race{round}.pay");
+        let rule = policy(
+            &api,
+            json!({"name": format!("race {round}"), "action_pattern": format!("race{round}.*"),
+                   "decision": "step_up"}),
+        );
+        // The use of an approval, racing its agent's suspension.
+        let user = api.create_agent(&format!("user-{round}"));
+        let call = json!({"agent_id": user, "tool_name": tool, "tool_args": {"n": round}});
+        let held = enforce(&api, call.clone());
+        let used = held["hold_id"].as_str().unwrap().to_string();
+        let r = api.post(&format!("/api/v1/holds/{used}/approve"), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut again = call;
+        again["hold_token"] = held["hold_token"].clone();
+        let (s1, s2) = race(
+            || {
+                api.patch(
+                    &format!("/api/v1/agents/{user}"),
+                    &json!({"status": "suspended"}),
+                )
+                .status
+            },
+            || api.post("/api/v1/enforce", &again).status,
+        );
+        ok(s1);
+        ok(s2);
+        // An approval, racing a change of the policy that held the call.
+        let other = api.create_agent(&format!("approved-{round}"));
+        let held = enforce(&api, json!({"agent_id": other, "tool_name": tool}));
+        let changed = held["hold_id"].as_str().unwrap().to_string();
+        let (s1, s2) = race(
+            || {
+                api.patch(
+                    &format!("/api/v1/policies/{rule}"),
+                    &json!({"description": format!("edited in round {round}")}),
+                )
+                .status
+            },
+            || {
+                api.post(&format!("/api/v1/holds/{changed}/approve"), &json!({}))
+                    .status
+            },
+        );
+        ok(s1);
+        ok(s2);
+        // An approval, racing its agent's deletion.
+        let doomed = api.create_agent(&format!("deleted-{round}"));
+        let held = enforce(&api, json!({"agent_id": doomed, "tool_name": tool}));
+        let deleted = held["hold_id"].as_str().unwrap().to_string();
+        let (s1, s2) = race(
+            || api.delete(&format!("/api/v1/agents/{doomed}")).status,
+            || {
+                api.post(&format!("/api/v1/holds/{deleted}/approve"), &json!({}))
+                    .status
+            },
+        );
+        ok(s1);
+        ok(s2);
+        rounds.push((user, used, rule, changed, doomed, deleted));
+    }
+    let log = whole_log(&api);
+    let seq = |r: &Value| r["sequence"].as_i64().unwrap();
+    // The last change recorded of an agent or a policy: the racing one.
+    let last_change = |kind: &str, field: &str, id: &str| {
+        log.iter()
+            .filter(|r| r["kind"] == kind && r[field] == id)
+            .map(seq)
+            .max()
+            .unwrap_or_else(|| panic!("no {kind} of {id}"))
+    };
+    let approval = |hold: &str| {
+        log.iter()
+            .find(|r| {
+                r["kind"] == "hold_resolution" && r["hold_id"] == hold && r["decision"] == "allow"
+            })
+            .map(seq)
+    };
+    for (user, used, rule, changed, doomed, deleted) in &rounds {
+        let suspended = last_change("agent_change", "agent_id", user);
+        let redemptions: Vec<i64> = log
+            .iter()
+            .filter(|r| r["detail"]["redeemed_hold_id"] == used.as_str())
+            .map(seq)
+            .collect();
+        assert!(redemptions.len() <= 1, "{redemptions:?}");
+        for s in redemptions {
+            assert!(
+                s < suspended,
+                "hold {used} used at {s}, after the suspension at {suspended}"
+            );
+        }
+        let edited = last_change("policy_change", "policy_id", rule);
+        if let Some(s) = approval(changed) {
+            assert!(
+                s < edited,
+                "hold {changed} approved at {s}, after its policy's change at {edited}"
+            );
+        }
+        let gone = last_change("agent_change", "agent_id", doomed);
+        if let Some(s) = approval(deleted) {
+            assert!(
+                s < gone,
+                "hold {deleted} approved at {s}, after its agent's deletion at {gone}"
+            );
+        }
+    }
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+}
+
 on_every_backend!(
+    approvals_never_outlive_a_racing_change,
     a_failed_anchor_comes_before_a_later_break,
     unrecorded_discoveries_are_taken_back,
     agent_changes_are_audited,

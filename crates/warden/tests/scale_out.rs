@@ -829,3 +829,171 @@ fn a_replica_frozen_in_a_transaction_does_not_stall_the_others() {
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
+
+/// A TCP relay to PostgreSQL that can stop carrying bytes while keeping
+/// every connection open, as a stalled network or a paused database host
+/// does: the database notices nothing and sends no error.
+struct StallingRelay {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingRelay {
+    fn start(upstream: String) -> StallingRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        StallingRelay { port, stalled }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A database that stops answering in the middle of requests: each
+/// request in flight is answered 503 without waiting for it to come back,
+/// a stop does not wait for it either, and every acknowledged event is
+/// there afterwards.
+#[test]
+#[ignore = "needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"]
+fn a_stalled_database_holds_neither_requests_nor_a_stop() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let backend = Backend::postgres();
+    let t = backend.init();
+    let url = backend.database_url.clone().unwrap();
+    // postgres://user@host:port/name
+    let (head, name) = url.rsplit_once('/').unwrap();
+    let upstream = head.rsplit_once('@').map_or(head, |(_, h)| h).to_string();
+    let relay = StallingRelay::start(upstream.clone());
+    let relayed = url.replacen(&upstream, &format!("127.0.0.1:{}", relay.port), 1);
+    assert!(relayed.ends_with(name));
+    let through = backend.via(relayed);
+    let w = Warden::start(&through, &[]);
+    let base = w.base.clone();
+
+    let sending = std::sync::Arc::new(AtomicBool::new(true));
+    let acknowledged = std::sync::Arc::new(AtomicU64::new(0));
+    let loaders: Vec<_> = (0..3)
+        .map(|i| {
+            let (base, key) = (base.clone(), t.live_key.clone());
+            let (sending, acknowledged) = (sending.clone(), acknowledged.clone());
+            let stalled = relay.stalled.clone();
+            std::thread::spawn(move || {
+                // Longer than any stall here: the server must answer first.
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(90))
+                    .build()
+                    .unwrap();
+                let mut answered_in_stall = 0;
+                let mut n = 0;
+                while sending.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = json!((0..200)
+                        .map(|j| json!({"message": format!("stalled {i} {n} {j}"), "host": "stallhost"}))
+                        .collect::<Vec<_>>());
+                    let r = http
+                        .post(format!("{base}/api/v1/events/batch"))
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .expect("an answer before the client gives up");
+                    let status = r.status().as_u16();
+                    let retry_after = r.headers().get("retry-after").cloned();
+                    let text = r.text().unwrap();
+                    match status {
+                        202 => {
+                            acknowledged.fetch_add(200, Ordering::Relaxed);
+                        }
+                        503 => {
+                            assert!(text.contains("unavailable"), "{text}");
+                            assert!(retry_after.is_some(), "a 503 without Retry-After");
+                        }
+                        other => panic!("{other}: {text}"),
+                    }
+                    if stalled.load(Ordering::Relaxed) {
+                        answered_in_stall += 1;
+                    }
+                }
+                answered_in_stall
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        acknowledged.load(Ordering::Relaxed) > 0,
+        "no load before the stall"
+    );
+    relay.stall(true);
+    std::thread::sleep(Duration::from_secs(1));
+    sending.store(false, Ordering::Relaxed);
+    // Each loader's requests, the one in flight at the stall included,
+    // are all answered while the database is still out of reach.
+    let answered: Vec<i32> = loaders.into_iter().map(|l| l.join().unwrap()).collect();
+    assert!(
+        relay.stalled.load(Ordering::Relaxed),
+        "answered only after the stall"
+    );
+    assert!(answered.iter().all(|&n| n > 0), "{answered:?}");
+    // A stop with the database still stalled ends without it.
+    let status = w.terminate_within(Duration::from_secs(40));
+    assert!(status.success(), "{status:?}");
+    relay.stall(false);
+
+    // Every acknowledged event is stored and searchable.
+    let again = Warden::start(&backend, &[]);
+    let api = again.api(&t.live_key);
+    let acknowledged = acknowledged.load(Ordering::Relaxed);
+    // (A 503 may have been stored too: its commit had reached the
+    // database when the request gave up.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = api.post(
+            "/api/v1/siem/search",
+            &json!({"query": "host:stallhost", "limit": 0}),
+        );
+        let found = r.body["data"]["total"].as_u64().unwrap();
+        if found >= acknowledged {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{found} of {acknowledged} acknowledged events"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+}

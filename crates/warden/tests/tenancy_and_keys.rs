@@ -752,23 +752,32 @@ fn key_for(admin: &common::Api, agent: &str) -> String {
         .1
 }
 
-fn operator_key_commands(backend: &Backend) {
-    let t = backend.init();
-    let out = backend.cli(&[
-        "keys",
-        "create",
-        "--org",
-        &t.org_id,
-        "--name",
-        "ops",
-        "--scope",
-        "agents.read",
-        "--json",
-    ]);
+/// A console command that must succeed; its output.
+fn cli_ok(backend: &Backend, args: &[&str]) -> std::process::Output {
+    let out = backend.cli(args);
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn operator_key_commands(backend: &Backend) {
+    let t = backend.init();
+    let out = cli_ok(
+        backend,
+        &[
+            "keys",
+            "create",
+            "--org",
+            &t.org_id,
+            "--name",
+            "ops",
+            "--scope",
+            "agents.read",
+            "--json",
+        ],
     );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let secret = created["key"].as_str().unwrap().to_string();
@@ -782,12 +791,7 @@ fn operator_key_commands(backend: &Backend) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no organization"));
     let w = Warden::start(backend, &[]);
     assert_eq!(w.api(&secret).get("/api/v1/agents").status, 200);
-    let out = backend.cli(&["keys", "revoke", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(backend, &["keys", "revoke", &id]);
     // A running server refuses it within a second.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     w.api(&secret)
@@ -868,6 +872,115 @@ fn operator_key_commands(backend: &Backend) {
     api.create_agent("after-cli");
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    console_rotation(backend, &w, &t, &id);
+}
+
+/// `warden keys rotate`: the new secret works at once; the old one is
+/// kept through a grace period and refused within a second without one;
+/// the text listing shows a key's limits.
+fn console_rotation(backend: &Backend, w: &Warden, t: &common::Tenant, revoked_id: &str) {
+    let org = t.org_id.as_str();
+    let out = cli_ok(
+        backend,
+        &[
+            "keys",
+            "create",
+            "--org",
+            org,
+            "--name",
+            "rot",
+            "--scope",
+            "agents.read",
+            "--allowed-cidr",
+            "127.0.0.0/8",
+            "--expires-at",
+            "2030-01-01T00:00:00Z",
+            "--json",
+        ],
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let first = created["key"].as_str().unwrap().to_string();
+    let out = backend.cli(&["keys", "list", "--org", org]);
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .map(str::to_string)
+        .unwrap();
+    assert!(line.contains("from 127.0.0.0/8"), "{line}");
+    assert!(line.contains("expires 2030-01-01T00:00:00"), "{line}");
+
+    let out = cli_ok(
+        backend,
+        &[
+            "keys",
+            "rotate",
+            &id,
+            "--grace-period-seconds",
+            "600",
+            "--json",
+        ],
+    );
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let second = rotated["key"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(rotated["id"], id.as_str());
+    assert!(rotated["rotated_at"].is_string(), "{rotated}");
+    assert!(rotated["previous_valid_until"].is_string(), "{rotated}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(w.api(&first).get("/api/v1/agents").status, 200);
+    assert_eq!(w.api(&second).get("/api/v1/agents").status, 200);
+
+    // Without a grace period the secret before is refused; rotating again
+    // ends the earlier grace period too.
+    let out = cli_ok(backend, &["keys", "rotate", &id]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let third = said
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("wdn_live_"))
+        .unwrap()
+        .to_string();
+    assert!(said.contains("shown once"), "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.api(&first)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    w.api(&second)
+        .get("/api/v1/agents")
+        .error(401, "unauthorized");
+    assert_eq!(w.api(&third).get("/api/v1/agents").status, 200);
+
+    for (args, says) in [
+        (
+            vec!["keys", "rotate", &id, "--grace-period-seconds", "604801"],
+            "--grace-period-seconds",
+        ),
+        (vec!["keys", "rotate", revoked_id], "revoked"),
+        (vec!["keys", "rotate", "key_nonexistent"], "no key"),
+    ] {
+        let out = backend.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Each rotation is the key's record, by `cli`, never with a secret.
+    let log = w.api(&t.live_key).get("/api/v1/audit?kind=key_change");
+    let rotations: Vec<&serde_json::Value> = log.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["detail"]["key"]["id"] == id.as_str() && r["detail"]["change"] == "rotated")
+        .collect();
+    assert_eq!(rotations.len(), 2, "{}", log.text);
+    assert!(
+        rotations.iter().all(|r| r["actor"] == "cli"),
+        "{}",
+        log.text
+    );
+    for secret in [&first, &second, &third] {
+        assert!(!log.text.contains(&secret[9..]), "{}", log.text);
+    }
 }
 
 /// A key minted for an agent while the agent is being deleted either is
@@ -931,7 +1044,56 @@ fn no_key_outlives_its_agent(backend: &Backend) {
     }
 }
 
+/// Rotations of one key at once: each answer with a secret is a rotation
+/// that applied to the secret it read; one that lost the race is a 409 and
+/// hands out no secret that never worked.
+fn concurrent_rotations(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    let (id, _) = admin.create_key(json!({"name": "raced", "scopes": ["agents.read"]}));
+    let mut lost = 0;
+    for _ in 0..20 {
+        let gate = std::sync::Barrier::new(4);
+        let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let api = w.api(&t.live_key);
+                        gate.wait();
+                        let r = api.post(&format!("/api/v1/api-keys/{id}/rotate"), &json!({}));
+                        (r.status, r.body)
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut secrets = Vec::new();
+        for (status, body) in &answers {
+            match status {
+                200 => secrets.push(body["data"]["key"].as_str().unwrap().to_string()),
+                409 => {
+                    lost += 1;
+                    let said = body["error"]["message"].as_str().unwrap();
+                    assert!(said.contains("rotated meanwhile"), "{body}");
+                }
+                other => panic!("{other}: {body}"),
+            }
+        }
+        assert!(!secrets.is_empty(), "{answers:?}");
+        // Without a grace period exactly one secret is the key now, and it
+        // is one that was handed out.
+        let working: Vec<&String> = secrets
+            .iter()
+            .filter(|s| w.api(s).get("/api/v1/agents").status == 200)
+            .collect();
+        assert_eq!(working.len(), 1, "{answers:?}");
+    }
+    assert!(lost > 0, "no rotation lost a race in 20 rounds of four");
+}
+
 on_every_backend!(
+    concurrent_rotations,
     tenants_and_environments_are_isolated,
     no_key_outlives_its_agent,
     scopes_are_enforced,

@@ -106,6 +106,13 @@ impl CallRequest {
             check_text(u, "user_id", 200)?;
             warden_core::agent::visible(u, "user_id")?;
         }
+        // Held to the rules of the ids beside it, though a token that
+        // names no hold is only looked up (and denied when a policy holds
+        // the call).
+        if let Some(t) = self.hold_token.as_deref().filter(|t| !t.is_empty()) {
+            check_text(t, "hold_token", 200)?;
+            warden_core::agent::visible(t, "hold_token")?;
+        }
         for (field, v) in [("tool_args", &self.args), ("context", &self.context)] {
             if let Some(v) = v {
                 if !(v.is_object() || v.is_null()) {
@@ -354,7 +361,14 @@ pub async fn enforce(
     if let (Err(HoldTaken), Some(call)) = (&outcome, again) {
         outcome = decide_and_record(g, principal, call).await?;
     }
-    outcome.map_err(|HoldTaken| Error::Conflict("the hold was used by another call".into()).into())
+    outcome.map_err(|HoldTaken| {
+        Error::Conflict(
+            "the hold's approval was used by another call, or its agent or the rule that held \
+             the call changed meanwhile; ask again"
+                .into(),
+        )
+        .into()
+    })
 }
 
 /// Another call redeemed the hold between the check and the commit.

@@ -107,6 +107,11 @@ fn hold_policy(hold: &Hold) -> Option<String> {
 /// Why a hold can no longer be resolved, in the words its status is shown
 /// with: an approval that lapsed unused reads as expired, as the hold and
 /// its polls show it.
+/// Why an approval was refused by the store's own check of it, made in
+/// the transaction that gives or uses it.
+const NO_LONGER_STANDS: &str = "the hold's agent was suspended or deleted, or the rule that held \
+     the call changed, meanwhile: no approval of it can be used";
+
 fn already(hold: &Hold, now: i64) -> String {
     match hold.status_at(now) {
         HoldStatus::Expired if hold.status == HoldStatus::Approved || hold.approval_lapsed() => {
@@ -287,6 +292,8 @@ pub async fn resolve(
         Ok(_) => {}
         Err(AppendError::Precondition) => {
             let message = match store.get_hold(tenant, &hold.id).await? {
+                // Still pending: the approval's own condition failed.
+                Some(current) if current.status == HoldStatus::Pending => NO_LONGER_STANDS.into(),
                 Some(current) => already(&current, now_ms()),
                 None => "the hold is already gone".into(),
             };
@@ -621,18 +628,19 @@ pub async fn use_by_poll(
             }
             Ok(Ok(()))
         }
-        // Used meanwhile, or found lapsed by a sweep: said as it is.
+        // Used meanwhile, found lapsed by a sweep, or no longer standing:
+        // said as it is.
         Err(AppendError::Precondition) => {
             let now = now_ms();
-            let ended = g
-                .store
-                .get_hold(tenant, &hold.id)
-                .await?
-                .filter(|h| h.approval_expired(now))
-                .map(|h| h.approval_end(now));
-            Ok(Err(match ended {
-                Some(end) => format!("the approval {end}; ask again"),
-                None => "the hold's approval was already used".into(),
+            let current = g.store.get_hold(tenant, &hold.id).await?;
+            Ok(Err(match current {
+                Some(h) if h.approval_expired(now) => {
+                    format!("the approval {}; ask again", h.approval_end(now))
+                }
+                Some(h) if h.redeemed_at.is_none() && h.status == HoldStatus::Approved => {
+                    format!("{NO_LONGER_STANDS}; ask again")
+                }
+                _ => "the hold's approval was already used".into(),
             }))
         }
         Err(e) => Err(append_error(e)),

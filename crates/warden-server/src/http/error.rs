@@ -8,7 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use warden_store::StoreError;
 
-/// Where in a request body a parse error is.
+/// Where an error is: without `field`, the line and column of the request
+/// body that did not parse; with `field`, the line and column inside that
+/// field's value (a search query, a policy's pattern or condition).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
 pub struct Position {
     pub line: usize,
@@ -451,7 +453,9 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(message) => ApiError::invalid("body", message),
             StoreError::Unavailable(detail) => {
                 tracing::error!(error = %detail, "store unavailable");
-                ApiError::unavailable("the store is unavailable; retry shortly")
+                let mut e = ApiError::unavailable("the store is unavailable; retry shortly");
+                e.retry_after = Some(STORE_RETRY_AFTER_SECS);
+                e
             }
             StoreError::Damaged(detail) => {
                 // Every refused write would log it: at a pace.
@@ -469,6 +473,10 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// What a 503 for an unreachable store asks clients to wait: a replica
+/// finds the database again within about a second of its return.
+const STORE_RETRY_AFTER_SECS: u64 = 2;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 

@@ -245,6 +245,7 @@ pub async fn revoke_api_key(
     responses(
         (status = 200, description = "The key with its new secret, shown once", body = DataEnvelope<ApiKeyWithSecret>),
         (status = 404, description = "No such key", body = ErrorEnvelope),
+        (status = 409, description = "Another request rotated the key meanwhile; nothing was changed", body = ErrorEnvelope),
         (status = 422, description = "The key is revoked", body = ErrorEnvelope)),
     security(("bearer" = ["keys.write"])))]
 pub async fn rotate_api_key(

@@ -149,8 +149,21 @@ pub async fn enforce(
         hold_token: body.hold_token,
         session_tools: None,
     };
-    let verdict = service::enforce(&state.governance, &principal, call).await?;
+    let verdict = service::enforce(&state.governance, &principal, call)
+        .await
+        .map_err(agent_named)?;
     Ok(ok(verdict.into()))
+}
+
+/// An `agt_…` id that names no agent is the request's `agent_id`, as
+/// `policies/test` says.
+pub(crate) fn agent_named(e: crate::services::ServiceError) -> ApiError {
+    match e {
+        crate::services::ServiceError::Domain(warden_core::Error::NotFound("agent")) => {
+            ApiError::not_found("agent").with_field("agent_id")
+        }
+        other => other.into(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

@@ -108,7 +108,9 @@ pub async fn thoth_enforce(
         hold_token: body.hold_token,
         session_tools: body.session_tool_calls,
     };
-    let v = service::enforce(&state.governance, &principal, call).await?;
+    let v = service::enforce(&state.governance, &principal, call)
+        .await
+        .map_err(super::enforce::agent_named)?;
     let name = thoth_name(v.decision);
     Ok(Json(ThothDecision {
         decision: name.into(),

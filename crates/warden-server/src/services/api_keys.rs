@@ -205,6 +205,7 @@ pub async fn rotate(
     let rotation = KeyRotation {
         id: existing.id.clone(),
         new_digest: secret.digest.clone(),
+        replaces_digest: existing.secret_digest.clone(),
         last_four: secret.last_four.clone(),
         previous_valid_until,
         at: now,
@@ -218,8 +219,17 @@ pub async fn rotate(
         .await
     {
         Ok(_) => {}
-        // Revoked meanwhile by another request.
-        Err(AppendError::Precondition) => return Err(revoked()),
+        // Revoked or rotated meanwhile by another request.
+        Err(AppendError::Precondition) => {
+            return match store.get_api_key(&tenant, id).await? {
+                Some(k) if k.revoked_at.is_none() => Err(Error::Conflict(
+                    "the key was rotated meanwhile by another request, which has its new secret"
+                        .into(),
+                )
+                .into()),
+                _ => Err(revoked()),
+            }
+        }
         Err(e) => return Err(append_error(e)),
     }
     keys.evict(id);

@@ -67,7 +67,25 @@ pub(crate) fn insert_step(tenant: &Tenant, h: &Hold) -> Step {
     )
 }
 
-/// Resolves a hold that is still pending.
+/// An approval stands only while the held call's agent exists and is not
+/// suspended and the rule that held it is as it was (the policy at the
+/// hold's version; for the default decision, `step_up` set before the
+/// hold). Checked in the transaction that gives or uses the approval,
+/// after the chain's head has moved: a suspension, deletion or policy
+/// change recorded earlier in the chain is always seen, on any replica.
+const APPROVAL_STANDS: &str = " AND EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
+     AND a.org_id = holds.org_id AND a.environment = holds.environment \
+     AND a.status <> 'suspended') \
+     AND ((holds.policy_id <> '' AND EXISTS (SELECT 1 FROM policies p \
+     WHERE p.id = holds.policy_id AND p.org_id = holds.org_id \
+     AND p.environment = holds.environment AND p.version = holds.policy_version)) \
+     OR (holds.policy_id = '' AND EXISTS (SELECT 1 FROM tenant_settings s \
+     WHERE s.org_id = holds.org_id AND s.environment = holds.environment \
+     AND s.name = 'default_decision' AND s.value = 'step_up' \
+     AND s.updated_at <= holds.created_at)))";
+
+/// Resolves a hold that is still pending; an approval only while it
+/// [stands](APPROVAL_STANDS).
 pub(crate) fn resolve_step(
     tenant: &Tenant,
     id: &str,
@@ -76,9 +94,15 @@ pub(crate) fn resolve_step(
     decided_at: Millis,
     comment: &Option<String>,
 ) -> Step {
-    Step::execute(
+    let mut sql = String::from(
         "UPDATE holds SET status = $1, decided_by = $2, decided_at = $3, comment = $4 \
          WHERE id = $5 AND org_id = $6 AND environment = $7 AND status = 'pending'",
+    );
+    if status == HoldStatus::Approved {
+        sql.push_str(APPROVAL_STANDS);
+    }
+    Step::execute(
+        sql,
         vec![
             status.as_str().into(),
             decided_by.into(),
@@ -92,9 +116,14 @@ pub(crate) fn resolve_step(
     .required()
 }
 
-/// Marks an approved hold used; only once.
-const REDEEM: &str = "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 \
-     AND environment = $4 AND status = 'approved' AND redeemed_at IS NULL";
+/// Marks an approved hold used; only once, and only while the approval
+/// [stands](APPROVAL_STANDS).
+fn redeem_sql() -> String {
+    format!(
+        "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 \
+         AND environment = $4 AND status = 'approved' AND redeemed_at IS NULL{APPROVAL_STANDS}"
+    )
+}
 
 fn redeem_args(tenant: &Tenant, id: &str, at: Millis) -> Vec<Value> {
     vec![
@@ -106,7 +135,7 @@ fn redeem_args(tenant: &Tenant, id: &str, at: Millis) -> Vec<Value> {
 }
 
 pub(crate) fn redeem_step(tenant: &Tenant, id: &str, at: Millis) -> Step {
-    Step::execute(REDEEM, redeem_args(tenant, id, at)).required()
+    Step::execute(redeem_sql(), redeem_args(tenant, id, at)).required()
 }
 
 pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>> {

@@ -153,7 +153,8 @@ pub(crate) fn rotate_step(tenant: &Tenant, rotation: &KeyRotation) -> Step {
     Step::execute(
         "UPDATE api_keys SET previous_digest = CASE WHEN $1 = 1 THEN secret_digest ELSE NULL END, \
          previous_valid_until = $2, secret_digest = $3, last_four = $4, rotated_at = $5 \
-         WHERE id = $6 AND org_id = $7 AND environment = $8 AND revoked_at IS NULL",
+         WHERE id = $6 AND org_id = $7 AND environment = $8 AND revoked_at IS NULL \
+         AND secret_digest = $9",
         vec![
             keep_previous.into(),
             rotation.previous_valid_until.into(),
@@ -163,6 +164,7 @@ pub(crate) fn rotate_step(tenant: &Tenant, rotation: &KeyRotation) -> Step {
             (&rotation.id).into(),
             org,
             env,
+            (&rotation.replaces_digest).into(),
         ],
     )
     .required()

@@ -1,4 +1,4 @@
-//! `warden keys list|create|revoke`: key management for operators at the
+//! `warden keys list|create|revoke|rotate`: key management for operators at the
 //! host's console, who hold the database and so every organization's keys.
 
 use warden_core::api_key::{authorize_grant, ApiKey, Grantor, KeyRequest};
@@ -8,14 +8,14 @@ use warden_core::secret::{key_prefix, mint_key};
 use warden_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use warden_core::Tenant;
 use warden_server::governance::audit_log::{append_alone, AppendError};
-use warden_server::services::api_keys::key_record;
+use warden_server::services::api_keys::{key_record, MAX_GRACE_SECS};
 use warden_server::services::secrets;
-use warden_store::Companion;
+use warden_store::{Companion, KeyRotation};
 
 /// The actor of changes made at the host's console, in audit records.
 const OPERATOR: &str = "cli";
 
-use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs};
+use crate::cli::{KeysCreateArgs, KeysListArgs, KeysRevokeArgs, KeysRotateArgs};
 
 fn describe(k: &ApiKey) -> serde_json::Value {
     serde_json::json!({
@@ -77,18 +77,34 @@ pub async fn list(args: KeysListArgs) -> Result<(), String> {
         );
     } else {
         for k in &keys {
-            println!(
-                "{}  {}…{}  {:<8} {}  [{}]",
-                k.id,
-                key_prefix(k.environment),
-                k.last_four,
-                k.status(now_ms()).as_str(),
-                k.name,
-                k.scopes.names().join(",")
-            );
+            println!("{}", text_line(k));
         }
     }
     Ok(())
+}
+
+/// One key on one line: what it may do, and every limit on it.
+fn text_line(k: &ApiKey) -> String {
+    let mut line = format!(
+        "{}  {}…{}  {:<8} {}  [{}]",
+        k.id,
+        key_prefix(k.environment),
+        k.last_four,
+        k.status(now_ms()).as_str(),
+        k.name,
+        k.scopes.names().join(",")
+    );
+    if let Some(agent) = &k.agent_id {
+        line.push_str(&format!("  agent {agent}"));
+    }
+    if !k.allowed_cidrs.is_empty() {
+        let ranges: Vec<String> = k.allowed_cidrs.iter().map(|n| n.to_string()).collect();
+        line.push_str(&format!("  from {}", ranges.join(",")));
+    }
+    if let Some(at) = k.expires_at {
+        line.push_str(&format!("  expires {}", to_rfc3339(at)));
+    }
+    line
 }
 
 pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
@@ -202,5 +218,95 @@ pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
         "Revoked key {} ({}); running servers refuse it within one second.",
         key.id, key.name
     );
+    Ok(())
+}
+
+/// As the API's rotation: a new secret, the old one valid for the grace
+/// period, a `key_change` record by `cli`.
+pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
+    if args.grace_period_seconds > MAX_GRACE_SECS {
+        return Err(format!(
+            "--grace-period-seconds must be at most {MAX_GRACE_SECS}"
+        ));
+    }
+    let opened = crate::store::open(&args.store, false).await?;
+    let store = opened.store.as_ref();
+    let result = async {
+        secrets::verify_master_key(store, &opened.master).await?;
+        let key = store
+            .find_api_key(&args.key_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no key `{}`", args.key_id))?;
+        let revoked = || format!("key `{}` is revoked and cannot be rotated", key.id);
+        if key.revoked_at.is_some() {
+            return Err(revoked());
+        }
+        let tenant = Tenant {
+            org_id: key.org_id.clone(),
+            environment: key.environment,
+        };
+        let now = now_ms();
+        let grace = args.grace_period_seconds;
+        let previous_valid_until = (grace > 0).then(|| now + i64::from(grace) * 1000);
+        let secret = mint_key(key.environment, &opened.master.key_pepper());
+        let record = key_record(
+            OPERATOR,
+            &key,
+            "rotated",
+            serde_json::json!({
+                "grace_period_seconds": grace,
+                "previous_valid_until": previous_valid_until.map(to_rfc3339),
+            }),
+        );
+        let rotation = KeyRotation {
+            id: key.id.clone(),
+            new_digest: secret.digest.clone(),
+            replaces_digest: key.secret_digest.clone(),
+            last_four: secret.last_four.clone(),
+            previous_valid_until,
+            at: now,
+        };
+        match append_alone(
+            store,
+            &tenant,
+            &record,
+            Some(Companion::RotateApiKey(rotation)),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(AppendError::Precondition) => {
+                return Err(format!(
+                    "key `{}` was revoked or rotated meanwhile; nothing was changed",
+                    key.id
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        let rotated = store
+            .find_api_key(&key.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no key `{}`", key.id))?;
+        Ok((rotated, secret.plaintext, previous_valid_until))
+    }
+    .await;
+    store.close().await;
+    let (key, secret, previous_valid_until) = result?;
+    if args.json {
+        let mut out = describe(&key);
+        out["key"] = serde_json::Value::String(secret);
+        out["previous_valid_until"] = serde_json::json!(previous_valid_until.map(to_rfc3339));
+        println!("{out}");
+    } else {
+        println!("Rotated key {} ({})", key.id, key.name);
+        println!("  {secret}");
+        println!("This secret is shown once. Store it now.");
+        match previous_valid_until {
+            Some(until) => println!("The previous secret works until {}.", to_rfc3339(until)),
+            None => println!("Running servers refuse the previous secret within one second."),
+        }
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Keys(KeysCommand::List(args)) => keys::list(args).await,
         Command::Keys(KeysCommand::Create(args)) => keys::create(args).await,
         Command::Keys(KeysCommand::Revoke(args)) => keys::revoke(args).await,
+        Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
         Command::Reindex(args) => reindex::run(args).await,
         Command::Restore(args) => restore::run(args).await,
     }

@@ -49,6 +49,17 @@ impl Backend {
         }
     }
 
+    /// The same database reached at `database_url` (a proxy in front of
+    /// it), with data dirs of its own; dropping it leaves the database.
+    pub fn via(&self, database_url: String) -> Backend {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: Some(database_url),
+            admin_url: None,
+            db_name: None,
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.database_url.is_some()
     }
