@@ -81,9 +81,9 @@ impl Hold {
         self.status == HoldStatus::Expired && self.decided_by.is_some()
     }
 
-    /// An approval taken back before its time (the default decision that
-    /// held the call changed): stored as a lapse is, before the time it
-    /// would have lapsed at.
+    /// An approval taken back before its time (its agent was suspended or
+    /// deleted, or the rule that held the call changed): stored as a lapse
+    /// is, before the time it would have lapsed at.
     pub fn approval_withdrawn(&self, now: Millis) -> bool {
         self.approval_lapsed() && self.approval_expires_at().is_some_and(|end| now <= end)
     }
@@ -92,7 +92,8 @@ impl Hold {
     /// that say so ("the approval …").
     pub fn approval_end(&self, now: Millis) -> &'static str {
         if self.approval_withdrawn(now) {
-            "was withdrawn before it was used (the default decision that held the call changed)"
+            "was withdrawn before it was used (its agent was suspended or deleted, or the rule \
+             that held the call changed)"
         } else {
             "expired before it was used"
         }

@@ -1,9 +1,68 @@
 //! Time values in queries: what an analyst types, read as a span
 //! `[from, to)` in milliseconds so that a day or a minute used as a bound
-//! covers all of itself.
+//! covers all of itself. An instant written past the millisecond
+//! (`…:00.0005Z`, `1796385618.0005`, a count of microseconds) is an empty
+//! span at the next millisecond, however it is written: events carry whole
+//! milliseconds, so those of its millisecond lie before it, whether it
+//! opens a range or closes one.
 
-use chrono::{NaiveDate, NaiveDateTime};
-use warden_core::time::{epoch_integer_to_millis, epoch_number_to_millis, parse_rfc3339, Millis};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike};
+use warden_core::time::{epoch_integer_to_millis, millis_of, Millis};
+
+/// An instant as a span: one millisecond, or empty at the next one when
+/// written past the millisecond.
+fn instant(ms: Millis, past_the_millisecond: bool) -> (Millis, Millis) {
+    if past_the_millisecond {
+        (ms + 1, ms + 1)
+    } else {
+        (ms, ms + 1)
+    }
+}
+
+/// A parsed time's milliseconds, and whether it was written past them (a
+/// leap second reads as the last millisecond of its minute, exactly).
+fn of_datetime<Tz: chrono::TimeZone>(t: &DateTime<Tz>) -> (Millis, Millis) {
+    let nanos = t.nanosecond();
+    instant(
+        millis_of(t),
+        nanos < 1_000_000_000 && !nanos.is_multiple_of(1_000_000),
+    )
+}
+
+/// A decimal number since 1970 (`1796385618.0005`), exactly: its unit told
+/// by the magnitude of its whole part as ingest tells it (seconds below
+/// 10^11, milliseconds below 10^14, microseconds below 10^17, else
+/// nanoseconds), in milliseconds and whether anything is past them.
+fn decimal_epoch(whole: &str, fraction: &str) -> Option<(Millis, bool)> {
+    // Past what 128 bits count: past the end of time, where the caller
+    // clamps it.
+    let far = Some((Millis::MAX - 1, false));
+    let Ok(w) = whole.parse::<u128>() else {
+        return far;
+    };
+    // Nanoseconds in one unit.
+    let unit: u128 = match w {
+        w if w < 100_000_000_000 => 1_000_000_000,
+        w if w < 100_000_000_000_000 => 1_000_000,
+        w if w < 100_000_000_000_000_000 => 1_000,
+        _ => 1,
+    };
+    let places = unit.ilog10() as usize;
+    let kept = &fraction[..fraction.len().min(places)];
+    let beyond = fraction[kept.len()..].bytes().any(|b| b != b'0');
+    let part: u128 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse::<u128>().ok()? * 10u128.pow((places - kept.len()) as u32)
+    };
+    let Some(nanos) = w.checked_mul(unit).and_then(|n| n.checked_add(part)) else {
+        return far;
+    };
+    match Millis::try_from(nanos / 1_000_000) {
+        Ok(ms) if ms < Millis::MAX - 1 => Some((ms, beyond || !nanos.is_multiple_of(1_000_000))),
+        _ => far,
+    }
+}
 
 /// RFC 3339 (to the millisecond), a date (`2026-11-24`, a whole UTC day),
 /// a minute without zone (`2026-11-24T10:00`, UTC), a number since 1970
@@ -32,14 +91,13 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
         let at = now.saturating_add(sign * span);
         return Some((at, at.saturating_add(1)));
     }
-    if let Some(ms) = parse_rfc3339(text) {
-        return Some((ms, ms + 1));
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(of_datetime(&t));
     }
     // An offset without its colon (`+0200`), as ingest reads it.
     for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
-        if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
-            let ms = t.timestamp_millis();
-            return Some((ms, ms + 1));
+        if let Ok(t) = DateTime::parse_from_str(text, format) {
+            return Some(of_datetime(&t));
         }
     }
     if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -57,26 +115,30 @@ pub fn parse_time_value(text: &str, now: Millis) -> Option<(Millis, Millis)> {
         ("%Y-%m-%d %H:%M:%S%.f", 1),
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            let start = t.and_utc().timestamp_millis();
+            let t = t.and_utc();
+            if span == 1 {
+                return Some(of_datetime(&t));
+            }
+            let start = t.timestamp_millis();
             return Some((start, start + span));
         }
     }
     if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
         // By magnitude, as ingest reads a number: seconds (a whole second
         // as a bound), milliseconds, microseconds or nanoseconds.
-        let (ms, span) = match text.parse::<u64>() {
-            Ok(whole) => epoch_integer_to_millis(whole),
-            Err(_) => epoch_number_to_millis(text.parse().ok()?)?,
+        return match text.parse::<u64>() {
+            Ok(whole) if whole < 100_000_000_000_000 => {
+                let (ms, span) = epoch_integer_to_millis(whole);
+                Some((ms, ms + span))
+            }
+            _ => decimal_epoch(text, "").map(|(ms, past)| instant(ms, past)),
         };
-        return Some((ms, ms + span));
     }
-    // With a fraction (`time.time()` in Python): by magnitude too, to the
-    // millisecond.
+    // With a fraction (`time.time()` in Python): by magnitude too, exactly.
     if let Some((whole, fraction)) = text.split_once('.') {
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         if digits(whole) && digits(fraction) {
-            let (ms, _) = epoch_number_to_millis(text.parse().ok()?)?;
-            return Some((ms, ms + 1));
+            return decimal_epoch(whole, fraction).map(|(ms, past)| instant(ms, past));
         }
     }
     None
@@ -100,6 +162,7 @@ pub fn parse_span(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warden_core::time::parse_rfc3339;
 
     #[test]
     fn reads_what_analysts_type() {
@@ -142,6 +205,43 @@ mod tests {
         assert_eq!(
             parse_time_value("2026-11-24 12:00:00.250-0100", now),
             Some((now + 3_600_250, now + 3_600_251))
+        );
+        // Past the millisecond, in any form: empty, at the next one, so
+        // that `>=`, `>`, `<`, `<=` and ranges all count the events of its
+        // own millisecond as before it.
+        let ms = parse_rfc3339("2026-12-04T12:00:18.000Z").unwrap();
+        for text in [
+            "2026-12-04T12:00:18.0005Z",
+            "2026-12-04T12:00:18.000000001+00:00",
+            "2026-12-04 12:00:18.0005",
+            "2026-12-04T12:00:18.0005+0000",
+            "1796385618.0005",
+            "1796385618000.5",
+            "1796385618000500",
+            "1796385618000000001",
+        ] {
+            assert_eq!(
+                parse_time_value(text, now),
+                Some((ms + 1, ms + 1)),
+                "{text}"
+            );
+        }
+        for text in [
+            "1796385618.000",
+            "1796385618000.000",
+            "1796385618000000",
+            "2026-12-04T12:00:18.000000Z",
+        ] {
+            assert_eq!(parse_time_value(text, now).map(|s| s.0), Some(ms), "{text}");
+        }
+        // A leap second is the last millisecond of its minute, exactly.
+        assert_eq!(
+            parse_time_value("2016-12-31T23:59:60.5Z", now),
+            parse_time_value("2016-12-31T23:59:59.999Z", now)
+        );
+        assert_eq!(
+            parse_time_value("9".repeat(60).as_str(), now).map(|s| s.0),
+            Some(i64::MAX - 1)
         );
         assert_eq!(parse_time_value("yesterday", now), None);
         assert_eq!(parse_time_value("now-5y", now), None);

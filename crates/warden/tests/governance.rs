@@ -1391,12 +1391,29 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(r.status, 200, "{}", r.text);
     let stale = enforce(&api, redeem);
     assert_eq!(stale["decision"], "deny", "{stale}");
+    // The change withdrew the unused approval: the hold reads `expired`,
+    // and its story says who withdrew it and why.
     assert!(
         stale["reason"]
             .as_str()
             .unwrap()
-            .contains("changed since the call was held"),
+            .contains("withdrawn before it was used"),
         "{stale}"
+    );
+    let withdrawn = stale["hold_id"].as_str().unwrap();
+    let held = api.get(&format!("/api/v1/holds/{withdrawn}"));
+    assert_eq!(held.body["data"]["status"], "expired", "{}", held.text);
+    let story = api.get(&format!(
+        "/api/v1/audit?hold_id={withdrawn}&kind=hold_resolution"
+    ));
+    assert!(
+        story.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["detail"]["approval_withdrawn"].is_string()),
+        "{}",
+        story.text
     );
 
     // A Thoth SDK agent runs the call when its poll says ALLOW: that poll
@@ -1545,10 +1562,11 @@ fn holds_resolve_once_expire_and_are_single_use(backend: &Backend) {
     assert_eq!(
         statuses,
         [
-            // The deleted policy's hold, the swept one, the changed
-            // policy's two, the deleted agent's.
-            "expired", "denied", "approved", "approved", "approved", "approved", "denied", "denied",
-            "denied", "denied", "denied", "approved"
+            // The deleted policy's hold, the swept one, the approval the
+            // description's edit withdrew, the changed policy's two, the
+            // deleted agent's.
+            "expired", "denied", "approved", "approved", "approved", "expired", "approved",
+            "denied", "denied", "denied", "denied", "denied", "approved"
         ],
         "{}",
         log.text
@@ -3306,10 +3324,8 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     }
     let d = enforce(&api, redeem.clone());
     assert_eq!(d["decision"], "deny", "{d}");
-    assert!(
-        d["reason"].as_str().unwrap().contains("status changed"),
-        "{d}"
-    );
+    // The suspension withdrew the approval.
+    assert!(d["reason"].as_str().unwrap().contains("withdrawn"), "{d}");
     // A call no policy holds, sent with the token, is decided afresh; its
     // record still names the hold its token could not use.
     let mut other = redeem.clone();
@@ -3346,10 +3362,10 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
     let r = api.patch("/api/v1/agents/pay-bot", &json!({"status": "active"}));
     assert_eq!(r.status, 200, "{}", r.text);
 
-    // A key revoked while its poll waits gets no answer: not when the hold
-    // is approved (ALLOW on the SDK's poll would spend the approval), and
-    // not at the end of its wait either; the poll ends soon after the
-    // revocation, long before its wait is up.
+    // A key revoked while its poll waits gets no answer, not at the end of
+    // its wait either: the poll ends soon after the revocation, long
+    // before its wait is up. The revocation denied the held call, so no
+    // approval of it can be given, nor used by a key that stands.
     for native in [false, true] {
         let (key_id, key) = api.create_key(json!({"name": "poller", "scopes": ["enforce"]}));
         let agent = w.api(&key);
@@ -3371,23 +3387,20 @@ fn thoth_poll_checks_what_changed_since_the_approval(backend: &Backend) {
             api.delete(&format!("/api/v1/api-keys/{key_id}")).status,
             204
         );
-        if !native {
-            approve_first_pending(&api);
-        }
+        let hold = d["hold_id"].as_str().unwrap();
+        api.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}))
+            .error(409, "conflict");
         let answered = waiting.join().unwrap();
         assert_eq!(answered.status, 401, "{}", answered.text);
         assert!(
             started.elapsed() < Duration::from_secs(25),
             "ended by its wait"
         );
-        if native {
-            approve_first_pending(&api);
-        }
-        // The approval was not spent: the call, asked again with the
-        // token by a key that stands, runs once.
+        let r = api.get(&format!("/api/v1/holds/{hold}"));
+        assert_eq!(r.body["data"]["status"], "denied", "{}", r.text);
         let mut redeem = call;
         redeem["hold_token"] = d["hold_token"].clone();
-        assert_eq!(enforce(&api, redeem)["decision"], "allow");
+        assert_eq!(enforce(&api, redeem)["decision"], "deny");
     }
 
     // A client that gave up its SDK poll before the approval came spends
@@ -4207,7 +4220,91 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
+/// A key revoked while calls it made wait for a person: those holds are
+/// denied and their unused approvals withdrawn, so no other key of the
+/// agent can use them. Registering a discovered agent is no containment:
+/// its approval stands.
+fn holds_of_a_revoked_key_and_of_a_registered_discovery(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "wires", "action_pattern": "wire.*", "decision": "step_up"}),
+    );
+    let bot = api.create_agent("wire-bot");
+    let (key_id, key) =
+        api.create_key(json!({"name": "sdk", "scopes": ["enforce"], "agent_id": bot}));
+    let sdk = w.api(&key);
+    let pending = enforce(
+        &sdk,
+        json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": 1}}),
+    );
+    let approved = enforce(
+        &sdk,
+        json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": 2}}),
+    );
+    let approved_id = approved["hold_id"].as_str().unwrap();
+    let r = api.post(&format!("/api/v1/holds/{approved_id}/approve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A hold another key made stands.
+    let (_, other_key) =
+        api.create_key(json!({"name": "sdk 2", "scopes": ["enforce"], "agent_id": bot}));
+    let other = w.api(&other_key);
+    let kept = enforce(
+        &other,
+        json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": 3}}),
+    );
+
+    let r = api.delete(&format!("/api/v1/api-keys/{key_id}"));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let status = |hold: &Value| {
+        let id = hold["hold_id"].as_str().unwrap();
+        api.get(&format!("/api/v1/holds/{id}")).body["data"]["status"].clone()
+    };
+    assert_eq!(status(&pending), "denied");
+    assert_eq!(status(&approved), "expired");
+    assert_eq!(status(&kept), "pending");
+    let id = pending["hold_id"].as_str().unwrap();
+    api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}))
+        .error(409, "conflict");
+    // Another key of the agent cannot use the withdrawn approval.
+    let used = enforce(
+        &other,
+        json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": 2},
+               "hold_token": approved["hold_token"]}),
+    );
+    assert_eq!(used["decision"], "deny", "{used}");
+    let story = api.get(&format!("/api/v1/audit?hold_id={id}&kind=hold_resolution"));
+    assert!(
+        story
+            .text
+            .contains("the key that made the call was revoked"),
+        "{}",
+        story.text
+    );
+
+    // A discovered agent registered while its call waits: the approval
+    // given after is used.
+    let call = json!({"agent_id": "found-bot", "tool_name": "wire.send"});
+    let held = enforce(&api, call.clone());
+    let found = held["agent_id"].as_str().unwrap();
+    let r = api.patch(
+        &format!("/api/v1/agents/{found}"),
+        &json!({"status": "active"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = held["hold_id"].as_str().unwrap();
+    let r = api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut again = call;
+    again["hold_token"] = held["hold_token"].clone();
+    let used = enforce(&api, again);
+    assert_eq!(used["decision"], "allow", "{used}");
+}
+
 on_every_backend!(
+    holds_of_a_revoked_key_and_of_a_registered_discovery,
     approvals_never_outlive_a_racing_change,
     a_failed_anchor_comes_before_a_later_break,
     unrecorded_discoveries_are_taken_back,

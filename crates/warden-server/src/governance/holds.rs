@@ -188,8 +188,16 @@ async fn agent_change_since(
         else {
             return Ok(AgentChange::Status);
         };
-        if fields.contains_key("status") {
-            return Ok(AgentChange::Status);
+        // A suspension, or a return from one, is a containment: approvals
+        // given before it are not used. Registering a discovered agent
+        // (`discovered` to `active`) is not: it is judged as an edit of
+        // what policies read.
+        if let Some(status) = fields.get("status") {
+            let contained = |v: &Value| v.as_str() == Some("suspended");
+            if contained(&status["from"]) || contained(&status["to"]) {
+                return Ok(AgentChange::Status);
+            }
+            seen = AgentChange::Governed;
         }
         let governed = crate::services::agents::GOVERNED_FIELDS;
         if fields.keys().any(|k| governed.contains(&k.as_str())) {

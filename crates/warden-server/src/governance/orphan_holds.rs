@@ -4,11 +4,12 @@
 //! that held the call), and they would otherwise wait in approvers'
 //! queues until they expire. Each is denied, audited as any denial, its
 //! poll woken. A hold that cannot be resolved now expires as usual.
-//! The default decision has no versions for an approval to be checked
-//! against, so an approval the default's hold was given and has not used
-//! is withdrawn when the default changes (the hold reads `expired`, with
-//! a record saying why): the default going back would otherwise make it
-//! good again. A policy's approval is refused at use by its version.
+//! An approval such a hold was given and has not used is withdrawn (the
+//! hold reads `expired`, with a record saying why), so that its views and
+//! polls do not say `approved` for what no call could use; the store's
+//! check of an approval at use refuses it anyway. The default decision has
+//! no versions for an approval to be checked against, so its withdrawal
+//! is also what keeps the default going back from making it good again.
 
 use warden_core::hold::{HoldFilter, HoldStatus};
 use warden_core::page::{Direction, PageRequest, MAX_LIMIT};
@@ -37,6 +38,10 @@ pub enum Orphans<'a> {
     OfChangedPolicy(&'a str, i64),
     /// Holds the default decision made, after it changed.
     OfDefaultDecision,
+    /// Holds of calls made with a key since revoked: whoever held the key
+    /// may not be who the agent's owners trust, so its held calls are not
+    /// left for an approver (nor for another key of the agent to use).
+    OfRevokedKey(&'a str),
 }
 
 impl Orphans<'_> {
@@ -48,6 +53,7 @@ impl Orphans<'_> {
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
             Orphans::OfChangedPolicy(..) => POLICY_CHANGED,
             Orphans::OfDefaultDecision => DEFAULT_CHANGED,
+            Orphans::OfRevokedKey(_) => "the key that made the call was revoked",
         }
     }
 }
@@ -60,9 +66,7 @@ impl Orphans<'_> {
 pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans: Orphans<'_>) {
     let tenant = principal.tenant();
     let orphaned = Orphaned::of(orphans);
-    if matches!(orphans, Orphans::OfDefaultDecision) {
-        withdraw_approvals(g, principal, orphans, &orphaned).await;
-    }
+    withdraw_approvals(g, principal, orphans, &orphaned).await;
     loop {
         let Some(pending) = orphaned.first_page(g, &tenant, HoldStatus::Pending).await else {
             return;
@@ -90,7 +94,10 @@ pub async fn deny_orphaned_holds(g: &Governance, principal: &Principal, orphans:
         // their version); the default has none, so its are all denied here.
         let all_here = matches!(
             orphans,
-            Orphans::OfAgent(_) | Orphans::OfSuspendedAgent(_) | Orphans::OfDefaultDecision
+            Orphans::OfAgent(_)
+                | Orphans::OfSuspendedAgent(_)
+                | Orphans::OfDefaultDecision
+                | Orphans::OfRevokedKey(_)
         );
         if !denied_any || !all_here {
             return;
@@ -104,6 +111,9 @@ struct Orphaned {
     agent_id: Option<String>,
     policy_id: Option<String>,
     before_version: Option<i64>,
+    /// The key whose calls they held (the key named by each hold's
+    /// decision record).
+    key_id: Option<String>,
 }
 
 impl Orphaned {
@@ -115,11 +125,17 @@ impl Orphaned {
             Orphans::OfPolicy(id) => (None, Some(id.to_string()), None),
             Orphans::OfChangedPolicy(id, version) => (None, Some(id.to_string()), Some(version)),
             Orphans::OfDefaultDecision => (None, Some(String::new()), None),
+            Orphans::OfRevokedKey(_) => (None, None, None),
+        };
+        let key_id = match orphans {
+            Orphans::OfRevokedKey(key) => Some(key.to_string()),
+            _ => None,
         };
         Orphaned {
             agent_id,
             policy_id,
             before_version,
+            key_id,
         }
     }
 
@@ -143,20 +159,32 @@ impl Orphaned {
             direction: Direction::Asc,
             after: None,
         };
-        match g.store.list_holds(tenant, &filter, &page).await {
+        let listed = match g.store.list_holds(tenant, &filter, &page).await {
             // Holds the changed policy made since stand.
-            Ok(found) => Some(
-                found
-                    .items
-                    .into_iter()
-                    .filter(|h| self.before_version.is_none_or(|v| h.policy_version < v))
-                    .collect(),
-            ),
+            Ok(found) => found
+                .items
+                .into_iter()
+                .filter(|h| self.before_version.is_none_or(|v| h.policy_version < v)),
             Err(e) => {
                 tracing::warn!(error = %e, "listing the holds left without an agent or policy failed");
-                None
+                return None;
+            }
+        };
+        let Some(key) = &self.key_id else {
+            return Some(listed.collect());
+        };
+        let mut made_with_key = Vec::new();
+        for hold in listed {
+            match g.store.get_audit(tenant, &hold.audit_id).await {
+                Ok(Some(decision)) if decision.record.actor == *key => made_with_key.push(hold),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a held call's record failed");
+                    return None;
+                }
             }
         }
+        Some(made_with_key)
     }
 }
 

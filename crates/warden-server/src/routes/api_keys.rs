@@ -235,6 +235,11 @@ pub async fn revoke_api_key(
         &id,
     )
     .await?;
+    // The calls it made that wait for a person are denied, their unused
+    // approvals withdrawn.
+    let orphans = crate::governance::orphan_holds::Orphans::OfRevokedKey(&id);
+    crate::governance::orphan_holds::deny_orphaned_holds(&state.governance, &principal, orphans)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

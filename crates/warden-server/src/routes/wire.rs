@@ -115,11 +115,13 @@ pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, wa
 }
 
 /// A time bound as search and the audit log take one (RFC 3339, a date,
-/// a number since 1970, `now-1h`): its first instant. An analyst writes one
-/// window the same way for both.
+/// a number since 1970, `now-1h`): its first instant; one written past the
+/// millisecond, in any form, is the next millisecond (the events of its
+/// own lie before it, whether it opens a range or closes one). An analyst
+/// writes one window the same way for both.
 pub fn time_bound(field: &str, text: &str, now: Millis) -> Result<Millis, warden_core::Error> {
     warden_search::parse_time_value(text, now)
-        .map(|(from, _)| from + Millis::from(past_the_millisecond(text)))
+        .map(|(from, _)| from)
         .ok_or_else(|| {
             warden_core::Error::invalid(
                 field,
@@ -129,22 +131,6 @@ pub fn time_bound(field: &str, text: &str, now: Millis) -> Result<Millis, warden
                 ),
             )
         })
-}
-
-/// Whether an RFC 3339 time is written past the millisecond
-/// (`…23:59:59.9999999Z`). Events carry whole milliseconds, so such a
-/// bound is rounded up: the events of its millisecond lie before it, and
-/// are counted so whether it opens a range or closes one.
-fn past_the_millisecond(text: &str) -> bool {
-    let text = text.trim();
-    let Some(clock) = text.find(['T', 't', ' ']) else {
-        return false;
-    };
-    let Some(dot) = text[clock..].find(['.', ',']).map(|at| clock + at + 1) else {
-        return false;
-    };
-    let digits = text[dot..].bytes().take_while(u8::is_ascii_digit);
-    warden_core::time::parse_rfc3339(text).is_some() && digits.skip(3).any(|d| d != b'0')
 }
 
 /// An optional [`time_bound`], read at the current time.
@@ -245,6 +231,27 @@ mod tests {
         assert_eq!(at("2026-11-22T23:59:59.999Z"), ms);
         assert_eq!(at("2026-11-22T23:59:59.9990001+00:00"), ms + 1);
         assert_eq!(at("2026-11-22"), at("2026-11-22T00:00:00Z"));
+        // The same instant in every form rounds the same way.
+        let second = at("2026-11-22T23:59:59Z");
+        for text in [
+            "2026-11-22T23:59:59.0005Z",
+            "1795391999.0005",
+            "1795391999000.5",
+            "1795391999000500",
+            "1795391999000000001",
+            "2026-11-22 23:59:59.0005",
+            "2026-11-22T23:59:59.0005+0000",
+        ] {
+            assert_eq!(at(text), second + 1, "{text}");
+        }
+        for text in [
+            "1795391999",
+            "1795391999.000",
+            "1795391999000",
+            "1795391999000000",
+        ] {
+            assert_eq!(at(text), second, "{text}");
+        }
     }
 }
 
