@@ -381,7 +381,9 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
         Some(v) => parse_time(&v).ok_or_else(|| {
             (
                 "occurred_at".to_string(),
-                "must be an RFC 3339 time from 1970 to 9999".to_string(),
+                "must be an RFC 3339 time or a number since 1970 (seconds to nanoseconds), \
+                 from 1970 to 9999"
+                    .to_string(),
             )
         })?,
     };

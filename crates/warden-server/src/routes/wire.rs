@@ -120,6 +120,12 @@ pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Millis>, wa
 /// own lie before it, whether it opens a range or closes one). An analyst
 /// writes one window the same way for both.
 pub fn time_bound(field: &str, text: &str, now: Millis) -> Result<Millis, warden_core::Error> {
+    if text.trim().is_empty() {
+        return Err(warden_core::Error::invalid(
+            field,
+            format!("{field} is empty: give a value, or leave {field} out"),
+        ));
+    }
     warden_search::parse_time_value(text, now)
         .map(|(from, _)| from)
         .ok_or_else(|| {
