@@ -104,14 +104,14 @@ fn hold_policy(hold: &Hold) -> Option<String> {
     (!hold.policy_id.is_empty()).then(|| hold.policy_id.clone())
 }
 
-/// Why a hold can no longer be resolved, in the words its status is shown
-/// with: an approval that lapsed unused reads as expired, as the hold and
-/// its polls show it.
 /// Why an approval was refused by the store's own check of it, made in
 /// the transaction that gives or uses it.
 const NO_LONGER_STANDS: &str = "the hold's agent was suspended or deleted, or the rule that held \
      the call changed, meanwhile: no approval of it can be used";
 
+/// Why a hold can no longer be resolved, in the words its status is shown
+/// with: an approval that lapsed unused reads as expired, as the hold and
+/// its polls show it.
 fn already(hold: &Hold, now: i64) -> String {
     match hold.status_at(now) {
         HoldStatus::Expired if hold.status == HoldStatus::Approved || hold.approval_lapsed() => {
