@@ -92,8 +92,8 @@ impl Hold {
     /// that say so ("the approval …").
     pub fn approval_end(&self, now: Millis) -> &'static str {
         if self.approval_withdrawn(now) {
-            "was withdrawn before it was used (its agent was suspended or deleted, or the rule \
-             that held the call changed)"
+            "was withdrawn before it was used (its agent was suspended or deleted, the key that \
+             made the call was revoked, or the rule that held the call changed)"
         } else {
             "expired before it was used"
         }

@@ -4301,6 +4301,43 @@ fn holds_of_a_revoked_key_and_of_a_registered_discovery(backend: &Backend) {
     again["hold_token"] = held["hold_token"].clone();
     let used = enforce(&api, again);
     assert_eq!(used["decision"], "allow", "{used}");
+
+    // An approval whose policy changed with no request to withdraw it (an
+    // older release's change, here written under the server) is withdrawn
+    // by the background sweep.
+    let rule = policy(
+        &api,
+        json!({"name": "old wires", "action_pattern": "old.*", "decision": "step_up"}),
+    );
+    let held = enforce(
+        &api,
+        json!({"agent_id": "found-bot", "tool_name": "old.send"}),
+    );
+    let id = held["hold_id"].as_str().unwrap();
+    let r = api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    backend.sql(&format!(
+        "UPDATE policies SET version = version + 1 WHERE id = '{rule}'"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let s = api.get(&format!("/api/v1/holds/{id}")).body["data"]["status"].clone();
+        if s != "approved" || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, "expired");
+    let story = api.get(&format!("/api/v1/audit?hold_id={id}&kind=hold_resolution"));
+    let withdrawal = story.body["data"][0].clone();
+    assert_eq!(withdrawal["actor"], "system", "{}", story.text);
+    assert!(
+        withdrawal["detail"]["approval_withdrawn"].is_string(),
+        "{}",
+        story.text
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
 on_every_backend!(

@@ -707,6 +707,17 @@ async fn deny_outdated(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiter
             return;
         }
     };
+    let (approved, outdated): (Vec<_>, Vec<_>) = outdated
+        .into_iter()
+        .partition(|(_, h)| h.status == HoldStatus::Approved);
+    // Unused approvals that no longer stand are withdrawn, as the change's
+    // own request does.
+    for (tenant, hold) in &approved {
+        let why = ("system", super::orphan_holds::NO_LONGER_USABLE);
+        if let Err(e) = record_lapse(store, audit, tenant, hold, Some(why)).await {
+            tracing::warn!(error = %e, hold_id = %hold.id, "withdrawing an approval no call could use failed");
+        }
+    }
     let (of_default, of_policies): (Vec<_>, Vec<_>) = outdated
         .into_iter()
         .partition(|(_, h)| h.policy_id.is_empty());

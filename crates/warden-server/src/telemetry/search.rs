@@ -130,7 +130,13 @@ fn decode_cursor(
     order: Order,
     query: &str,
 ) -> Result<Position, ApiError> {
-    let bad = || ApiError::invalid("cursor", "cursor is not one this server issued");
+    let bad = || {
+        ApiError::invalid(
+            "cursor",
+            "cursor is not one this server issued for this search (issued by another version of \
+             Warden, or for another query or sort): ask again from the first page",
+        )
+    };
     let raw = cursors(key, tenant).open(text)?;
     let mut parts = raw.splitn(4, ':');
     let (Some(tag), Some(timestamp), Some(seq), Some(mark)) =

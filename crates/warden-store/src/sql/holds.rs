@@ -278,7 +278,19 @@ pub(crate) async fn outdated(
          (SELECT 1 FROM tenant_settings s WHERE s.org_id = holds.org_id \
          AND s.environment = holds.environment AND s.name = 'default_decision' \
          AND s.value = 'step_up'))) ORDER BY expires_at";
-    tenant_holds(db, outdated, now, limit).await
+    let mut found = tenant_holds(db, outdated, now, limit).await?;
+    // And unused approvals that no longer stand (a change's request that
+    // stopped before withdrawing them, an older release that did not):
+    // read through the partial index of unused approvals.
+    let left = limit - found.len() as i64;
+    if left > 0 {
+        let stale = format!(
+            "status = 'approved' AND redeemed_at IS NULL AND decided_at <= $1 \
+             AND NOT (1 = 1{APPROVAL_STANDS}) ORDER BY decided_at"
+        );
+        found.extend(tenant_holds(db, &stale, now, left).await?);
+    }
+    Ok(found)
 }
 
 /// Holds of any tenant where `filter` (given `now` as `$1`) holds.
