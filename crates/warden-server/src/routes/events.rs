@@ -346,6 +346,11 @@ fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
             let place = place.strip_prefix("events").unwrap_or(place);
             let (index, field) = place.strip_prefix('[')?.split_once(']')?;
             let field = field.strip_prefix('.').unwrap_or(field);
+            // A credential sent as a key is not quoted, nor any piece of
+            // it: taken out of the whole path first, since a token's own
+            // dots would otherwise make its signature the last part.
+            let field = crate::http::error::without_credentials(field.to_string());
+            let field = field.as_str();
             // The name repeated: the path's last part (`m[1]` at its end
             // names `m`).
             let key = field
@@ -353,10 +358,6 @@ fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
                 .next()
                 .map(|last| last.split('[').next().unwrap_or(last))
                 .unwrap_or(field);
-            // A credential sent as a key is not quoted, nor any piece of it.
-            let key = crate::http::error::without_credentials(key.to_string());
-            let field = crate::http::error::without_credentials(field.to_string());
-            let field = field.as_str();
             Some(ItemError {
                 index: Some(index.parse().ok()?),
                 line: None,
