@@ -149,6 +149,11 @@ impl RedisBuckets {
                             tracing::warn!(redis = %this.0.address, error, "Redis unreachable; using local rate limits");
                         }
                     }
+                } else if !this.is_up() {
+                    // After an outage, tried every second whether or not
+                    // a request comes: an idle replica finds Redis back
+                    // (and its connection mended) before its next request.
+                    this.ping().await;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -227,7 +232,14 @@ impl RedisBuckets {
         let Some(mut conn) = self.manager() else {
             return false;
         };
-        match tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await {
+        let mut answer = tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await;
+        // A dropped connection is made again by the manager: once more.
+        if let Ok(Err(err)) = &answer {
+            if err.is_connection_dropped() || err.is_io_error() {
+                answer = tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await;
+            }
+        }
+        match answer {
             Ok(Ok(())) => {
                 self.mark_up();
                 true
@@ -262,11 +274,22 @@ impl RedisBuckets {
             .script
             .key(format!("{}ratelimit:{org_id}", self.0.prefix));
         invocation.arg(interval).arg(capacity);
-        let reply = tokio::time::timeout(
+        let started = std::time::Instant::now();
+        let mut reply = tokio::time::timeout(
             CALL_TIMEOUT,
             invocation.invoke_async::<Vec<String>>(&mut conn),
         )
         .await;
+        // A connection Redis dropped (a restart) is found by the first call
+        // that uses it, long after Redis is back: the manager connects
+        // again, and the call is made once more on the new connection,
+        // within the same bound, rather than decided locally.
+        if let Ok(Err(err)) = &reply {
+            if err.is_connection_dropped() || err.is_io_error() {
+                let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+                reply = tokio::time::timeout(left, invocation.invoke_async(&mut conn)).await;
+            }
+        }
         let fields: Vec<u64> = match reply {
             Ok(Ok(fields)) => fields.iter().filter_map(|f| f.parse().ok()).collect(),
             Ok(Err(err)) => {
