@@ -397,9 +397,31 @@ pub fn without_credentials(text: &str) -> Option<String> {
 /// A quick look for the beginnings of a Warden key or token (`wdn` in any
 /// case, `eyJ`), so that text without them costs one pass over its bytes.
 fn may_hold_credential(text: &str) -> bool {
-    text.as_bytes()
-        .windows(3)
-        .any(|w| w.eq_ignore_ascii_case(b"wdn") || w == JWT_START.as_bytes())
+    text.as_bytes().windows(3).any(|w| {
+        w.eq_ignore_ascii_case(b"wdn") || w == JWT_START.as_bytes() || w == &HOLD_START[..3]
+    })
+}
+
+/// How a hold token begins; it goes on with 64 hexadecimal digits.
+const HOLD_START: &[u8; 5] = b"hold_";
+
+/// The shortest run of hexadecimal digits after `hold_` taken for a hold
+/// token (a real one has 64): a copy cut this short still leaves 128 bits
+/// unseen, and words such as `hold_time` stay.
+const HOLD_MIN_HEX: usize = 32;
+
+/// The length of the hold token `text` starts with, if it does: a bearer
+/// secret that only the agent holds (a call's approval is redeemed with
+/// it), so one written into arguments, context or a log is taken out as a
+/// key is.
+fn hold_token_len(text: &str) -> Option<usize> {
+    let rest = text.as_bytes().strip_prefix(HOLD_START.as_slice())?;
+    let hex = rest
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        .count();
+    let ends = rest.get(hex).is_none_or(|c| !c.is_ascii_alphanumeric());
+    (hex >= HOLD_MIN_HEX && ends).then_some(HOLD_START.len() + hex)
 }
 
 /// Whether any text of a JSON value, object keys included, may hold a
@@ -509,7 +531,7 @@ fn scrub(text: &str, assignments: bool) -> String {
             rest = &rest[value_at + assigned_len(&rest[value_at..])..];
             continue;
         }
-        if let Some(len) = warden_token_len(rest) {
+        if let Some(len) = warden_token_len(rest).or_else(|| hold_token_len(rest)) {
             out.push_str(SCRUBBED);
             rest = &rest[len..];
             continue;
@@ -1168,6 +1190,34 @@ mod tests {
         let m = ok(&format!(r#"<13>1 - h app - - [x@1 {a}="1" {b}="2"] m"#));
         let text = m.event.to_json();
         assert!(text.contains("[REDACTED] (2)"), "{text}");
+    }
+
+    #[test]
+    fn hold_tokens_are_taken_out_and_words_like_them_kept() {
+        let token = format!("hold_{}", "0123456789abcdef".repeat(4));
+        let said = format!("waiting on {token}, then {token}.");
+        assert_eq!(
+            without_credentials(&said).as_deref(),
+            Some("waiting on [REDACTED], then [REDACTED].")
+        );
+        // A copy cut to 32 digits still goes; shorter, other words, or
+        // more letters after the digits stay.
+        let cut = format!("hold_{}", "0123456789abcdef".repeat(2));
+        assert_eq!(without_credentials(&cut).as_deref(), Some("[REDACTED]"));
+        for kept in [
+            "hold_time=5".to_string(),
+            format!("hold_{}", "0123456789abcdef".repeat(1)),
+            format!("{token}xyz"),
+            "HOLD_0123456789abcdef0123456789abcdef".to_string(),
+        ] {
+            assert_eq!(without_credentials(&kept), None, "{kept}");
+        }
+        let mut args = serde_json::json!({"note": {"pending": token.clone()}, token.clone(): 1});
+        scrub_credentials_in(&mut args);
+        assert_eq!(
+            args,
+            serde_json::json!({"note": {"pending": "[REDACTED]"}, "[REDACTED]": 1})
+        );
     }
 
     #[test]

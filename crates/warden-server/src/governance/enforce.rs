@@ -111,7 +111,16 @@ impl CallRequest {
         // the call).
         if let Some(t) = self.hold_token.as_deref().filter(|t| !t.is_empty()) {
             check_text(t, "hold_token", 200)?;
-            warden_core::agent::visible(t, "hold_token")?;
+            if let Some(c) = t.chars().find(|c| !c.is_ascii_graphic()) {
+                return Err(Error::invalid(
+                    "hold_token",
+                    format!(
+                        "hold_token must be visible ASCII without spaces, as Warden hands it out \
+                         (U+{:04X})",
+                        c as u32
+                    ),
+                ));
+            }
         }
         for (field, v) in [("tool_args", &self.args), ("context", &self.context)] {
             if let Some(v) = v {
