@@ -1206,7 +1206,7 @@ mod tests {
         assert_eq!(without_credentials(&cut).as_deref(), Some("[REDACTED]"));
         for kept in [
             "hold_time=5".to_string(),
-            format!("hold_{}", "0123456789abcdef".repeat(1)),
+            "hold_0123456789abcdef".to_string(),
             format!("{token}xyz"),
             "HOLD_0123456789abcdef0123456789abcdef".to_string(),
         ] {
