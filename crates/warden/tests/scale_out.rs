@@ -473,6 +473,27 @@ fn a_restarted_redis_is_shared_again_at_once() {
         String::from_utf8_lossy(&keys.stdout).contains(&t.org_id),
         "the restarted Redis holds no bucket"
     );
+    // An outage the replica saw: once readiness says Redis is back, the
+    // requests use it, whatever pause their own failed call had set.
+    let port = redis.port;
+    drop(redis);
+    assert_eq!(api.get("/api/v1/agents").status, 200);
+    assert!(local_decisions(&w) > before, "the outage was not seen");
+    let _redis = PrivateRedis::start(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while w.anonymous().get("/readyz").body["checks"]["rate_limits"] != "redis" {
+        assert!(Instant::now() < deadline, "never reconnected to Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = local_decisions(&w);
+    for _ in 0..5 {
+        assert_eq!(api.get("/api/v1/agents").status, 200);
+    }
+    assert_eq!(
+        local_decisions(&w),
+        back,
+        "local buckets after Redis was back"
+    );
 }
 
 /// Two replicas decide for the same organization at once: both append to

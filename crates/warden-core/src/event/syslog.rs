@@ -413,15 +413,15 @@ const HOLD_MIN_HEX: usize = 32;
 /// The length of the hold token `text` starts with, if it does: a bearer
 /// secret that only the agent holds (a call's approval is redeemed with
 /// it), so one written into arguments, context or a log is taken out as a
-/// key is.
+/// key is, to the end of its run of digits whatever follows (another
+/// token, a word).
 fn hold_token_len(text: &str) -> Option<usize> {
     let rest = text.as_bytes().strip_prefix(HOLD_START.as_slice())?;
     let hex = rest
         .iter()
         .take_while(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
         .count();
-    let ends = rest.get(hex).is_none_or(|c| !c.is_ascii_alphanumeric());
-    (hex >= HOLD_MIN_HEX && ends).then_some(HOLD_START.len() + hex)
+    (hex >= HOLD_MIN_HEX).then_some(HOLD_START.len() + hex)
 }
 
 /// Whether any text of a JSON value, object keys included, may hold a
@@ -1200,14 +1200,17 @@ mod tests {
             without_credentials(&said).as_deref(),
             Some("waiting on [REDACTED], then [REDACTED].")
         );
-        // A copy cut to 32 digits still goes; shorter, other words, or
-        // more letters after the digits stay.
+        // A copy cut to 32 digits still goes, as do tokens glued to a word
+        // or to each other; shorter runs and other words stay.
         let cut = format!("hold_{}", "0123456789abcdef".repeat(2));
         assert_eq!(without_credentials(&cut).as_deref(), Some("[REDACTED]"));
+        assert_eq!(
+            without_credentials(&format!("{token}xyz{token}{token}")).as_deref(),
+            Some("[REDACTED]xyz[REDACTED][REDACTED]")
+        );
         for kept in [
             "hold_time=5".to_string(),
             "hold_0123456789abcdef".to_string(),
-            format!("{token}xyz"),
             "HOLD_0123456789abcdef0123456789abcdef".to_string(),
         ] {
             assert_eq!(without_credentials(&kept), None, "{kept}");

@@ -175,6 +175,9 @@ impl RedisBuckets {
     /// Notes Redis answering; says so in the log when it had not.
     fn mark_up(&self) {
         self.0.refused.store(false, Ordering::Relaxed);
+        // Requests use Redis again at once, not when the pause a failed
+        // call set runs out.
+        self.0.skip_until.store(0, Ordering::Relaxed);
         if !self.0.up.swap(true, Ordering::Relaxed) {
             tracing::info!(redis = %self.0.address, "Redis answers again; rate limits are shared across replicas");
         }

@@ -352,12 +352,17 @@ fn every_bad_event(bytes: &[u8], received_at: i64) -> Option<ApiError> {
             let field = crate::http::error::without_credentials(field.to_string());
             let field = field.as_str();
             // The name repeated: the path's last part (`m[1]` at its end
-            // names `m`).
-            let key = field
-                .rsplit('.')
-                .next()
-                .map(|last| last.split('[').next().unwrap_or(last))
-                .unwrap_or(field);
+            // names `m`; a `[REDACTED]` is a name).
+            let mut key = field.rsplit('.').next().unwrap_or(field);
+            while let Some(open) = key.rfind('[').filter(|&at| at > 0) {
+                let index = &key[open + 1..];
+                match index.strip_suffix(']') {
+                    Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                        key = &key[..open];
+                    }
+                    _ => break,
+                }
+            }
             Some(ItemError {
                 index: Some(index.parse().ok()?),
                 line: None,
