@@ -8,7 +8,8 @@
 //! the last byte: a connection that sends a byte now and then without
 //! ever finishing a message must not hold its slot either.
 //!
-//! At shutdown each connection takes what its socket held at the stop
+//! At shutdown the connections waiting to be taken are taken, and each
+//! connection takes what its socket held at the stop
 //! (however long storing it takes) and what arrives after until it is
 //! quiet (at most 1 MiB more, waiting at most half a second in all),
 //! passes on the messages complete in it and closes; a message not read
@@ -110,13 +111,28 @@ pub(super) async fn serve_tcp(
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = Arc::new(Connections::default());
+    // At the stop, the connections a sender had opened (and maybe written
+    // and closed) that the listener had not taken yet are taken too: what
+    // they hold was sent before the stop, as what open ones hold was.
+    let mut draining = false;
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = super::syslog::stopping(&mut stopping) => return,
+        let accepted = if draining {
+            match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+                Ok(accepted) => accepted,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = super::syslog::stopping(&mut stopping) => {
+                    draining = true;
+                    continue;
+                }
+            }
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
+            Err(_) if draining => return,
             Err(err) => {
                 tracing::warn!(error = %err, "syslog tcp accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
