@@ -4284,6 +4284,22 @@ fn holds_of_a_revoked_key_and_of_a_registered_discovery(backend: &Backend) {
         story.text
     );
 
+    // Another agent's hold token is not known to a call of this agent, as
+    // its poll is not found: the hold's state is not told.
+    let foreign = enforce(
+        &api,
+        json!({"agent_id": "found-bot", "tool_name": "wire.send", "tool_args": {"n": 3},
+               "hold_token": kept["hold_token"]}),
+    );
+    assert_eq!(foreign["decision"], "deny", "{foreign}");
+    assert!(
+        foreign["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the hold token is not known"),
+        "{foreign}"
+    );
+
     // A discovered agent registered while its call waits: the approval
     // given after is used.
     let call = json!({"agent_id": "found-bot", "tool_name": "wire.send"});

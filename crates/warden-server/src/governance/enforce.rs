@@ -863,6 +863,14 @@ async fn redeem(
             why: "the hold token is not known".into(),
         }));
     };
+    // Another agent's hold is told as one that does not exist, as its
+    // poll answers 404 to this agent: its state is that agent's business.
+    if h.agent_id != agent.id {
+        return Ok(Err(Refused {
+            hold_id: None,
+            why: "the hold token is not known".into(),
+        }));
+    }
     let now = now_ms();
     let why = if h.approval_expired(now) {
         Some(format!(
@@ -873,8 +881,8 @@ async fn redeem(
         Some(format!("the hold is {}, not approved", h.status.as_str()))
     } else if h.redeemed_at.is_some() {
         Some("the hold's approval was already used".into())
-    } else if h.agent_id != agent.id || h.tool != tool {
-        Some("the hold covers another call (another agent or tool)".into())
+    } else if h.tool != tool {
+        Some("the hold covers another call (another tool)".into())
     } else if h.args_sha256 != hold::call_digest(token, covered) {
         Some(
             if hold::differs_only_in_number_form(token, covered, &h.args_sha256) {
