@@ -27,7 +27,9 @@ use warden_core::Tenant;
 
 pub use error::{StoreError, StoreResult};
 pub use restore::{restore_sqlite, Restored};
-pub use sql::{create_private_dir, keep_private, Backend, IndexedColumns, SqlStore};
+pub use sql::{
+    create_private_dir, keep_private, setting_before_migrating, Backend, IndexedColumns, SqlStore,
+};
 
 /// A write that commits with an audit record or not at all.
 #[derive(Debug, Clone)]

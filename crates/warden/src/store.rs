@@ -36,6 +36,27 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
     // Before SQLite opens the database: it gives a new WAL the database
     // file's mode. With PostgreSQL the directory holds the index.
     warden_store::keep_private(&args.data_dir).map_err(|e| e.to_string())?;
+    // The key is checked before anything is migrated: a start refused for
+    // another key leaves the store as the release that made it can open.
+    let known = match &given {
+        Some(key) => Some(key.clone()),
+        None if args.data_dir.join("master.key").exists() => {
+            Some(crate::master_key::load(None, &args.data_dir, false)?)
+        }
+        None => None,
+    };
+    if let Some(key) = &known {
+        let stored = warden_store::setting_before_migrating(
+            args.database_url.as_deref(),
+            &args.data_dir,
+            warden_server::services::secrets::KEY_CHECK,
+        )
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+        if stored.is_some_and(|check| check != key.check_value()) {
+            return Err(warden_server::services::secrets::ANOTHER_KEY.into());
+        }
+    }
     let store = match &args.database_url {
         Some(url) => SqlStore::open(url).await,
         None => SqlStore::open_sqlite(&args.data_dir).await,

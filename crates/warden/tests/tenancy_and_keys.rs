@@ -1092,7 +1092,32 @@ fn concurrent_rotations(backend: &Backend) {
     assert!(lost > 0, "no rotation lost a race in 20 rounds of four");
 }
 
+/// A start refused for another master key migrates nothing: the store is
+/// left as the release that made it can open it (here: its last migration
+/// taken back, as an older release's store would be).
+fn another_master_key_migrates_nothing(backend: &Backend) {
+    backend.init();
+    let last = backend.sql("SELECT MAX(version) FROM schema_migrations");
+    let last = last.trim();
+    backend.sql(&format!(
+        "DELETE FROM schema_migrations WHERE version = {last}"
+    ));
+    let other = "cd".repeat(32);
+    let out = backend.cli_with_env(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("WARDEN_MASTER_KEY", other.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another master key"),
+        "{out:?}"
+    );
+    let now = backend.sql("SELECT MAX(version) FROM schema_migrations");
+    assert_ne!(now.trim(), last, "the refused start migrated the store");
+}
+
 on_every_backend!(
+    another_master_key_migrates_nothing,
     concurrent_rotations,
     tenants_and_environments_are_isolated,
     no_key_outlives_its_agent,

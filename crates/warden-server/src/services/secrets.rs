@@ -9,6 +9,11 @@ use crate::auth::TokenIssuer;
 
 /// The server setting holding the master key's check value.
 pub const KEY_CHECK: &str = "master_key_check";
+
+/// The refusal of a master key other than the store's.
+pub const ANOTHER_KEY: &str = "this database was set up with another master key: start every \
+     replica with the same master key (--master-key or WARDEN_MASTER_KEY, or the same master.key \
+     file)";
 const TOKEN_KEY: &str = "token_signing_key";
 
 /// Refuses to go on with a master key other than the one the database
@@ -31,12 +36,7 @@ pub async fn verify_master_key(store: &dyn Store, master: &MasterKey) -> Result<
         .await
         .map_err(|e| e.to_string())?;
     if stored != expected {
-        return Err(
-            "this database was set up with another master key: start every replica \
-             with the same master key (--master-key or WARDEN_MASTER_KEY, or the same \
-             master.key file)"
-                .into(),
-        );
+        return Err(ANOTHER_KEY.into());
     }
     Ok(())
 }

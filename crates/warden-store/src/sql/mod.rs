@@ -544,3 +544,63 @@ impl Store for SqlStore {
         idempotency::purge(self.db.as_ref(), before).await
     }
 }
+
+/// A server setting as the store holds it before this binary migrates
+/// anything (`None` for a store not made yet, or without the setting), so
+/// that a start refused for it (another master key) leaves an older
+/// release's store as that release can still open it.
+pub async fn setting_before_migrating(
+    database_url: Option<&str>,
+    data_dir: &Path,
+    name: &str,
+) -> StoreResult<Option<String>> {
+    const READ: &str = "SELECT value FROM server_settings WHERE name = $1";
+    match database_url {
+        Some(url) => {
+            use sqlx::Connection as _;
+            let connecting = sqlx::PgConnection::connect(url);
+            let Ok(Ok(mut conn)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), connecting).await
+            else {
+                // Said by the store's own open, with its words.
+                return Ok(None);
+            };
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT to_regclass('server_settings')::text")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(crate::postgres::map_err)?;
+            let value = match exists {
+                Some(_) => sqlx::query_scalar(READ)
+                    .bind(name)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .map_err(crate::postgres::map_err)?,
+                None => None,
+            };
+            let _ = conn.close().await;
+            Ok(value)
+        }
+        None => {
+            let path = data_dir.join("warden.db");
+            if !path.exists() {
+                return Ok(None);
+            }
+            let name = name.to_string();
+            tokio::task::spawn_blocking(move || {
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+                let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
+                    return None;
+                };
+                conn.query_row(
+                    "SELECT value FROM server_settings WHERE name = ?1",
+                    [name],
+                    |row| row.get::<_, String>(0),
+                )
+                .ok()
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        }
+    }
+}
