@@ -60,6 +60,11 @@ pub struct Hold {
     pub redeemed_at: Option<Millis>,
 }
 
+/// What ends an approval before its use or its time, in the words every
+/// answer and record that says so shares.
+pub const NO_LONGER_STANDS: &str = "its agent was suspended or deleted, the key that made the \
+     call was revoked, or the rule that held the call changed";
+
 impl Hold {
     /// An approval lasts as long as the hold could wait for it (its
     /// policy's `step_up_timeout_seconds`), counted from when it was given,
@@ -90,12 +95,11 @@ impl Hold {
 
     /// How an approval that can no longer be used ended, for the answers
     /// that say so ("the approval …").
-    pub fn approval_end(&self, now: Millis) -> &'static str {
+    pub fn approval_end(&self, now: Millis) -> String {
         if self.approval_withdrawn(now) {
-            "was withdrawn before it was used (its agent was suspended or deleted, the key that \
-             made the call was revoked, or the rule that held the call changed)"
+            format!("was withdrawn before it was used ({NO_LONGER_STANDS})")
         } else {
-            "expired before it was used"
+            "expired before it was used".into()
         }
     }
 

@@ -106,8 +106,12 @@ fn hold_policy(hold: &Hold) -> Option<String> {
 
 /// Why an approval was refused by the store's own check of it, made in
 /// the transaction that gives or uses it.
-const NO_LONGER_STANDS: &str = "the hold's agent was suspended or deleted, or the rule that held \
-     the call changed, meanwhile: no approval of it can be used";
+fn no_longer_stands() -> String {
+    format!(
+        "meanwhile {}: no approval of this hold can be used",
+        warden_core::hold::NO_LONGER_STANDS
+    )
+}
 
 /// Why a hold can no longer be resolved, in the words its status is shown
 /// with: an approval that lapsed unused reads as expired, as the hold and
@@ -301,7 +305,7 @@ pub async fn resolve(
         Err(AppendError::Precondition) => {
             let message = match store.get_hold(tenant, &hold.id).await? {
                 // Still pending: the approval's own condition failed.
-                Some(current) if current.status == HoldStatus::Pending => NO_LONGER_STANDS.into(),
+                Some(current) if current.status == HoldStatus::Pending => no_longer_stands(),
                 Some(current) => already(&current, now_ms()),
                 None => "the hold is already gone".into(),
             };
@@ -646,7 +650,7 @@ pub async fn use_by_poll(
                     format!("the approval {}; ask again", h.approval_end(now))
                 }
                 Some(h) if h.redeemed_at.is_none() && h.status == HoldStatus::Approved => {
-                    format!("{NO_LONGER_STANDS}; ask again")
+                    format!("{}; ask again", no_longer_stands())
                 }
                 _ => "the hold's approval was already used".into(),
             }))
@@ -713,8 +717,11 @@ async fn deny_outdated(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiter
     // Unused approvals that no longer stand are withdrawn, as the change's
     // own request does.
     for (tenant, hold) in &approved {
-        let why = ("system", super::orphan_holds::NO_LONGER_USABLE);
-        if let Err(e) = record_lapse(store, audit, tenant, hold, Some(why)).await {
+        let why = format!(
+            "{}, so no approval could be used; ask again",
+            warden_core::hold::NO_LONGER_STANDS
+        );
+        if let Err(e) = record_lapse(store, audit, tenant, hold, Some(("system", &why))).await {
             tracing::warn!(error = %e, hold_id = %hold.id, "withdrawing an approval no call could use failed");
         }
     }

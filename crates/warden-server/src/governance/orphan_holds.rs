@@ -23,12 +23,6 @@ use crate::auth::Principal;
 pub const POLICY_CHANGED: &str =
     "the policy that held the call changed, so no approval could be used; ask again";
 
-/// Why the background sweep withdrew an unused approval: its agent or
-/// its rule changed where no request withdrew it (an older release, a
-/// stop).
-pub const NO_LONGER_USABLE: &str = "the agent that made the call was suspended or deleted, or the \
-     rule that held the call changed, so no approval could be used; ask again";
-
 /// The comment on a hold denied because the default decision that held
 /// it changed.
 pub const DEFAULT_CHANGED: &str =

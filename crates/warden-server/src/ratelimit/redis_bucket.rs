@@ -237,10 +237,8 @@ impl RedisBuckets {
         };
         let mut answer = tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await;
         // A dropped connection is made again by the manager: once more.
-        if let Ok(Err(err)) = &answer {
-            if err.is_connection_dropped() || err.is_io_error() {
-                answer = tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await;
-            }
+        if matches!(&answer, Ok(Err(err)) if dropped(err)) {
+            answer = tokio::time::timeout(CALL_TIMEOUT, self.probe(&mut conn)).await;
         }
         match answer {
             Ok(Ok(())) => {
@@ -287,11 +285,9 @@ impl RedisBuckets {
         // that uses it, long after Redis is back: the manager connects
         // again, and the call is made once more on the new connection,
         // within the same bound, rather than decided locally.
-        if let Ok(Err(err)) = &reply {
-            if err.is_connection_dropped() || err.is_io_error() {
-                let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
-                reply = tokio::time::timeout(left, invocation.invoke_async(&mut conn)).await;
-            }
+        if matches!(&reply, Ok(Err(err)) if dropped(err)) {
+            let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+            reply = tokio::time::timeout(left, invocation.invoke_async(&mut conn)).await;
         }
         let fields: Vec<u64> = match reply {
             Ok(Ok(fields)) => fields.iter().filter_map(|f| f.parse().ok()).collect(),
@@ -322,6 +318,12 @@ impl RedisBuckets {
             },
         })
     }
+}
+
+/// A connection Redis closed (a restart): the manager makes a new one for
+/// the next call, so one more is worth making at once.
+fn dropped(err: &redis::RedisError) -> bool {
+    err.is_connection_dropped() || err.is_io_error()
 }
 
 /// An answer of Redis's own that a retry cannot change: its password or

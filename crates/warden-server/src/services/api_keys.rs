@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use warden_core::api_key::{authorize_grant, authorize_management, ApiKey, KeyRequest};
 use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::page::{Page, PageRequest};
+use warden_core::secret::NewKeySecret;
 use warden_core::time::{now_ms, to_rfc3339, Millis};
 use warden_core::{Error, Tenant};
 use warden_store::{Companion, KeyRotation, Store};
@@ -15,6 +16,37 @@ use super::ServiceResult;
 use crate::auth::{KeyRing, Principal};
 use crate::governance::audit_log::{AppendError, AuditLog};
 use crate::governance::holds::append_error;
+
+/// A rotation of `existing` to `secret` by `actor`, at `now`: its audit
+/// record and what commits with it, the same through the API and at the
+/// console. The old secret stays valid `grace_secs` seconds.
+pub fn rotation(
+    actor: &str,
+    existing: &ApiKey,
+    secret: &NewKeySecret,
+    grace_secs: u32,
+    now: Millis,
+) -> (AuditRecord, KeyRotation) {
+    let previous_valid_until = (grace_secs > 0).then(|| now + i64::from(grace_secs) * 1000);
+    let record = key_record(
+        actor,
+        existing,
+        "rotated",
+        json!({
+            "grace_period_seconds": grace_secs,
+            "previous_valid_until": previous_valid_until.map(to_rfc3339),
+        }),
+    );
+    let rotation = KeyRotation {
+        id: existing.id.clone(),
+        new_digest: secret.digest.clone(),
+        replaces_digest: existing.secret_digest.clone(),
+        last_four: secret.last_four.clone(),
+        previous_valid_until,
+        at: now,
+    };
+    (record, rotation)
+}
 
 /// The audit record of a change to `key` made by `actor` (a key id, or
 /// `cli` for the host's console): what the key may do, never its secret.
@@ -189,27 +221,8 @@ pub async fn rotate(
     if existing.revoked_at.is_some() {
         return Err(revoked());
     }
-    let now = now_ms();
-    let previous_valid_until: Option<Millis> =
-        (grace_secs > 0).then(|| now + i64::from(grace_secs) * 1000);
     let secret = keys.mint(existing.environment);
-    let record = key_record(
-        &principal.key_id,
-        &existing,
-        "rotated",
-        json!({
-            "grace_period_seconds": grace_secs,
-            "previous_valid_until": previous_valid_until.map(to_rfc3339),
-        }),
-    );
-    let rotation = KeyRotation {
-        id: existing.id.clone(),
-        new_digest: secret.digest.clone(),
-        replaces_digest: existing.secret_digest.clone(),
-        last_four: secret.last_four.clone(),
-        previous_valid_until,
-        at: now,
-    };
+    let (record, rotation) = rotation(&principal.key_id, &existing, &secret, grace_secs, now_ms());
     match audit
         .append(
             tenant.clone(),

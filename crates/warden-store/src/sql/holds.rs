@@ -73,7 +73,7 @@ pub(crate) fn insert_step(tenant: &Tenant, h: &Hold) -> Step {
 /// hold). Checked in the transaction that gives or uses the approval,
 /// after the chain's head has moved: a suspension, deletion or policy
 /// change recorded earlier in the chain is always seen, on any replica.
-const APPROVAL_STANDS: &str = " AND EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
+const APPROVAL_STANDS: &str = "EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
      AND a.org_id = holds.org_id AND a.environment = holds.environment \
      AND a.status <> 'suspended') \
      AND ((holds.policy_id <> '' AND EXISTS (SELECT 1 FROM policies p \
@@ -99,6 +99,7 @@ pub(crate) fn resolve_step(
          WHERE id = $5 AND org_id = $6 AND environment = $7 AND status = 'pending'",
     );
     if status == HoldStatus::Approved {
+        sql.push_str(" AND ");
         sql.push_str(APPROVAL_STANDS);
     }
     Step::execute(
@@ -121,7 +122,8 @@ pub(crate) fn resolve_step(
 fn redeem_sql() -> String {
     format!(
         "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 \
-         AND environment = $4 AND status = 'approved' AND redeemed_at IS NULL{APPROVAL_STANDS}"
+         AND environment = $4 AND status = 'approved' AND redeemed_at IS NULL \
+         AND {APPROVAL_STANDS}"
     )
 }
 
@@ -286,7 +288,7 @@ pub(crate) async fn outdated(
     if left > 0 {
         let stale = format!(
             "status = 'approved' AND redeemed_at IS NULL AND decided_at <= $1 \
-             AND NOT (1 = 1{APPROVAL_STANDS}) ORDER BY decided_at"
+             AND NOT ({APPROVAL_STANDS}) ORDER BY decided_at"
         );
         found.extend(tenant_holds(db, &stale, now, left).await?);
     }

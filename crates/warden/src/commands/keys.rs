@@ -8,9 +8,9 @@ use warden_core::secret::{key_prefix, mint_key};
 use warden_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use warden_core::Tenant;
 use warden_server::governance::audit_log::{append_alone, AppendError};
-use warden_server::services::api_keys::{key_record, MAX_GRACE_SECS};
+use warden_server::services::api_keys::{key_record, rotation, MAX_GRACE_SECS};
 use warden_server::services::secrets;
-use warden_store::{Companion, KeyRotation};
+use warden_store::Companion;
 
 /// The actor of changes made at the host's console, in audit records.
 const OPERATOR: &str = "cli";
@@ -246,27 +246,10 @@ pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
             org_id: key.org_id.clone(),
             environment: key.environment,
         };
-        let now = now_ms();
-        let grace = args.grace_period_seconds;
-        let previous_valid_until = (grace > 0).then(|| now + i64::from(grace) * 1000);
         let secret = mint_key(key.environment, &opened.master.key_pepper());
-        let record = key_record(
-            OPERATOR,
-            &key,
-            "rotated",
-            serde_json::json!({
-                "grace_period_seconds": grace,
-                "previous_valid_until": previous_valid_until.map(to_rfc3339),
-            }),
-        );
-        let rotation = KeyRotation {
-            id: key.id.clone(),
-            new_digest: secret.digest.clone(),
-            replaces_digest: key.secret_digest.clone(),
-            last_four: secret.last_four.clone(),
-            previous_valid_until,
-            at: now,
-        };
+        let grace = args.grace_period_seconds;
+        let (record, rotation) = rotation(OPERATOR, &key, &secret, grace, now_ms());
+        let previous_valid_until = rotation.previous_valid_until;
         match append_alone(
             store,
             &tenant,
