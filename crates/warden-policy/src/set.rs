@@ -93,6 +93,11 @@ pub struct Evaluation<'s, Ctx> {
     /// The decision had the monitor policies been enforced, by the same
     /// rules (failed conditions included); none without monitor policies.
     pub monitor_decision: Option<Decision>,
+    /// Whether the monitor policies leave the enforce policies' winner as
+    /// it is (none match above it): what happens to the call after the
+    /// policies (an approval used, a suspension) then happens to the
+    /// monitored outcome too.
+    pub monitor_agrees: bool,
     /// Conditions that failed to evaluate. A failed condition counts as
     /// met or unmet, whichever makes the outcome more restrictive (unmet
     /// for an `allow` policy): an error never loosens the outcome.
@@ -253,12 +258,21 @@ impl<Ctx> PolicySet<Ctx> {
         monitored.sort_by_key(|(p, _)| rank(p));
         let (decision, deciding) = self.worst_case(&matched);
         // Had the monitor policies been enforced: the same rules over both.
-        let monitor_decision = (!monitored.is_empty()).then(|| {
+        let monitor_outcome = (!monitored.is_empty()).then(|| {
             let mut both: Vec<(&'s Policy<Ctx>, bool)> =
                 matched.iter().chain(&monitored).copied().collect();
             both.sort_by_key(|(p, _)| rank(p));
-            self.worst_case(&both).0
+            self.worst_case(&both)
         });
+        let monitor_agrees = monitor_outcome.is_none_or(|(would, winner)| {
+            would == decision
+                && match (winner, deciding) {
+                    (Some(a), Some(b)) => std::ptr::eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        let monitor_decision = monitor_outcome.map(|(would, _)| would);
         let monitored: Vec<&'s Policy<Ctx>> = monitored.into_iter().map(|(p, _)| p).collect();
         let mut matched: Vec<&'s Policy<Ctx>> = matched.into_iter().map(|(p, _)| p).collect();
         // The deciding policy leads the list, as when no condition failed.
@@ -274,6 +288,7 @@ impl<Ctx> PolicySet<Ctx> {
             matched,
             monitored,
             monitor_decision,
+            monitor_agrees,
             condition_errors,
         }
     }

@@ -10,7 +10,7 @@
 use cel::common::ast::{CallExpr, Expr, LiteralValue};
 
 use crate::condition::Kind;
-use Kind::{Bytes, Duration, Int, List, Map, String as Str, Timestamp, Type, UInt};
+use Kind::{Bool, Bytes, Double, Duration, Int, List, Map, String as Str, Timestamp, Type, UInt};
 
 /// One form of a function: called on a value of a kind (`None`: called
 /// alone, `size(x)`) with arguments of these kinds.
@@ -57,6 +57,23 @@ fn forms(name: &str) -> Option<&'static [Form]> {
     const TIMESTAMP: &[Form] = &[alone(&[Str]), alone(&[Timestamp]), alone(&[Int])];
     const DURATION: &[Form] = &[alone(&[Str]), alone(&[Duration])];
     const TYPE: &[Form] = &[alone(&[Kind::Dyn])];
+    // The conversions the engine runs: a time reads as whole seconds, and
+    // nothing else converts a time or a length of time to a number.
+    const TO_INT: &[Form] = &[
+        alone(&[Int]),
+        alone(&[UInt]),
+        alone(&[Double]),
+        alone(&[Str]),
+        alone(&[Timestamp]),
+    ];
+    const TO_NUMBER: &[Form] = &[
+        alone(&[Int]),
+        alone(&[UInt]),
+        alone(&[Double]),
+        alone(&[Str]),
+    ];
+    const TO_BOOL: &[Form] = &[alone(&[Bool]), alone(&[Str])];
+    const TO_BYTES: &[Form] = &[alone(&[Bytes]), alone(&[Str])];
     Some(match name {
         "contains" | "startsWith" | "endsWith" => TEXT_TEST,
         "matches" => MATCHES,
@@ -74,6 +91,10 @@ fn forms(name: &str) -> Option<&'static [Form]> {
         "timestamp" => TIMESTAMP,
         "duration" => DURATION,
         "type" => TYPE,
+        "int" => TO_INT,
+        "uint" | "double" => TO_NUMBER,
+        "bool" => TO_BOOL,
+        "bytes" => TO_BYTES,
         _ => return None,
     })
 }
@@ -185,6 +206,13 @@ mod tests {
             "max(args.a, 1) > 0",
             "min(args.a, 1) > 0",
             "args.s.quote() != ''",
+            // Conversions the engine does not run.
+            "double(now) > 0.0",
+            "uint(now) > 0u",
+            "int(now - timestamp(args.since)) > 60",
+            "double(now - timestamp(args.since)) > 1.0",
+            "bool(now)",
+            "bytes(now) == b''",
         ] {
             let e = CelCondition::compile(source).expect_err(source);
             assert!(e.column >= 1, "{source}: {e}");
@@ -244,6 +272,10 @@ mod tests {
             "(now - timestamp(args.since)).getHours() < 24",
             "now - args.since > duration('1h') || args.at - now < duration('1h')",
             "args.flag > false && true >= args.flag",
+            // Conversions the engine runs, on values known or not.
+            "int(now) > 0 && int(args.n) > 1 && int(args.s) > 0 && uint(args.n) > 1u",
+            "double(args.n) > 1.0 && double(size(tool)) > 1.0 && int(2.5) == 2",
+            "bool(args.flag) && bytes(tool) != b'' && string(now) != ''",
             // Arithmetic on the variables of loops over literals.
             "[1, 2].exists(a, args.items.exists(i, i.n == a + 1))",
             "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33].exists(a, a + 1 == 5)",

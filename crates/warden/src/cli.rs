@@ -290,7 +290,7 @@ pub struct KeysRotateArgs {
     /// The key's id (`key_…`, from `warden keys list`).
     pub key_id: String,
     /// Seconds the old secret keeps working (at most 604800, a week).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "WARDEN_GRACE_PERIOD_SECONDS", default_value_t = 0)]
     pub grace_period_seconds: u32,
     #[command(flatten)]
     pub store: StoreArgs,

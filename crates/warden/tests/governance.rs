@@ -368,6 +368,56 @@ fn precedence_monitor_and_the_default(backend: &Backend) {
     );
     assert_eq!(d["decision"], "deny");
     assert!(d["reason"].as_str().unwrap().contains("suspended"));
+
+    // Where the monitor policies leave the winner as it is, what happens
+    // after the policies (a suspension, an approval used or refused)
+    // happens to the monitored outcome too.
+    policy(
+        &api,
+        json!({"name": "watch all", "action_pattern": "*", "decision": "audit",
+        "mode": "monitor", "priority": -100}),
+    );
+    let d = enforce(
+        &api,
+        json!({"agent_id": agent, "tool_name": "payments.refund", "tool_args": {"amount": 1}}),
+    );
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert_eq!(d["monitor_decision"], "deny", "{d}");
+    let call = json!({"agent_id": "bot", "tool_name": "payments.transfer",
+        "tool_args": {"amount": 5000}});
+    let held = enforce(&api, call.clone());
+    assert_eq!(held["monitor_decision"], "step_up", "{held}");
+    let r = api.post(
+        &format!(
+            "/api/v1/holds/{}/approve",
+            held["hold_id"].as_str().unwrap()
+        ),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut redeem = call.clone();
+    redeem["hold_token"] = held["hold_token"].clone();
+    let used = enforce(&api, redeem.clone());
+    assert_eq!(used["decision"], "allow", "{used}");
+    assert_eq!(used["monitor_decision"], "allow", "{used}");
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        used["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        rec.body["data"]["detail"]["monitor_decision"], "allow",
+        "{}",
+        rec.text
+    );
+    let again = enforce(&api, redeem);
+    assert_eq!(again["decision"], "deny", "{again}");
+    assert_eq!(again["monitor_decision"], "deny", "{again}");
+    // A monitor policy that would win keeps its own outcome.
+    let d = enforce(
+        &api,
+        json!({"agent_id": "bot", "tool_name": "fs.read", "tool_args": {}}),
+    );
+    assert_eq!(d["monitor_decision"], "deny", "{d}");
 }
 
 /// An agent chooses its arguments' types: a condition that fails on them,

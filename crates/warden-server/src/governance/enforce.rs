@@ -725,7 +725,17 @@ async fn decide_and_record(
     if let Some(name) = &agent.external_id {
         detail["external_agent_id"] = json!(name);
     }
-    if let Some(d) = outcome.monitor_decision {
+    // An approval used or refused, or a change that could not be made,
+    // would have happened to the monitored outcome as well when the
+    // monitor policies leave the winner as it is.
+    let monitor_decision = outcome.monitor_decision.map(|would| {
+        if outcome.monitor_agrees {
+            decision
+        } else {
+            would
+        }
+    });
+    if let Some(d) = monitor_decision {
         detail["monitor_decision"] = json!(d.as_str());
     }
     if !outcome.condition_errors.is_empty() {
@@ -818,7 +828,7 @@ async fn decide_and_record(
         // Whole microseconds: a double of milliseconds multiplied out
         // would print as `1.3036809999999999`.
         latency_ms: started.elapsed().as_micros() as f64 / 1000.0,
-        monitor_decision: outcome.monitor_decision,
+        monitor_decision,
         step_up_timeout_seconds: step_up_timeout,
     }))
 }
@@ -927,6 +937,10 @@ pub struct Outcome {
     pub matched: Vec<String>,
     pub monitored: Vec<MonitoredOutcome>,
     pub monitor_decision: Option<Decision>,
+    /// The monitor policies leave the outcome to the enforce policies (or
+    /// the agent is suspended): whatever happens to the call after the
+    /// policies happens to the monitored outcome too.
+    pub monitor_agrees: bool,
     pub condition_errors: Vec<Value>,
 }
 
@@ -989,14 +1003,18 @@ pub fn decide(
             decision: p.decision.as_str().into(),
         })
         .collect();
-    // Monitor mode: what the outcome would be if monitored policies were enforced.
-    let monitor_decision = eval.monitor_decision;
+    let suspended = agent.status == AgentStatus::Suspended;
+    // Monitor mode: what the outcome would be if monitored policies were
+    // enforced; a suspended agent is denied whatever they say.
+    let monitor_decision =
+        eval.monitor_decision
+            .map(|would| if suspended { Decision::Deny } else { would });
     let condition_errors: Vec<Value> = eval
         .condition_errors
         .iter()
         .map(|(p, e)| json!({"policy_id": p.id, "error": e.0}))
         .collect();
-    let (decision, reason, deciding) = if agent.status == AgentStatus::Suspended {
+    let (decision, reason, deciding) = if suspended {
         (Decision::Deny, "the agent is suspended".to_string(), None)
     } else {
         match eval.deciding {
@@ -1091,6 +1109,7 @@ pub fn decide(
         matched,
         monitored,
         monitor_decision,
+        monitor_agrees: eval.monitor_agrees || suspended,
         condition_errors,
     }
 }

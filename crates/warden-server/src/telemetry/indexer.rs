@@ -40,6 +40,10 @@ const BUSY_WORK: u64 = super::health::PACE_SAMPLE_WORK;
 /// How often an idle indexer looks for events appended by other replicas.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often an idle indexer asks whether the store still holds the
+/// position it saved (see `run`).
+const LOOK_BACK: Duration = Duration::from_secs(1);
+
 pub fn cursor_name(index: &EventIndex) -> String {
     format!("index:{}", index.id())
 }
@@ -150,6 +154,10 @@ pub async fn run(
     let mut behind = true;
     let mut unreadable = warden_core::log_pace::Paced::default();
     let mut unsaved = warden_core::log_pace::Paced::default();
+    // The position this process last saved, and when the store was last
+    // asked whether it still holds it.
+    let mut saved: Option<i64> = None;
+    let mut last_look = Instant::now();
     loop {
         if indexed_since_commit == 0 {
             working_since = Instant::now();
@@ -234,7 +242,19 @@ pub async fn run(
             COMMIT_EVERY
         };
         let due = since >= gap;
-        if indexed_since_commit > 0 && due {
+        let commit_now = indexed_since_commit > 0 && due;
+        // Before each commit, and once a second while idle.
+        if commit_now || (idle && last_look.elapsed() >= LOOK_BACK) {
+            last_look = Instant::now();
+            if let Some(why) = restored_under(store.as_ref(), &index, saved).await {
+                cursor = recover(store.as_ref(), &index, &health, &why).await;
+                (indexed_since_commit, work_since_commit, saved) = (0, 0, None);
+                searchable.send_replace(cursor);
+                health.start_catching_up();
+                continue;
+            }
+        }
+        if commit_now {
             // On a task of its own, holding `committing`: a shutdown that
             // stops this loop lets the commit save its position first.
             let guard = committing.clone().lock_owned().await;
@@ -261,6 +281,7 @@ pub async fn run(
                 Err(CommitError::Index(err)) => Err(err),
                 Ok(()) => {
                     unsaved.reset();
+                    saved = Some(cursor);
                     Ok(())
                 }
             };
@@ -307,6 +328,32 @@ pub async fn run(
             let _ = tokio::time::timeout(wait, appended.notified()).await;
         }
     }
+}
+
+/// Why the index must go back to the store's saved position: a database
+/// restored under the running server (a `pg_restore`) takes that position
+/// back with the log, and the index would keep events the log no longer
+/// holds and skip those appended at positions it had passed. `None` while
+/// the store holds the position this process last saved (`saved`).
+async fn restored_under(
+    store: &dyn Store,
+    index: &EventIndex,
+    saved: Option<i64>,
+) -> Option<String> {
+    let ours = saved?;
+    let stored = store
+        .consumer_cursor(&cursor_name(index))
+        .await
+        .ok()?
+        .unwrap_or(0);
+    (stored < ours).then(|| {
+        format!(
+            "the store's saved position of this index went back from {ours} to {stored}: the \
+             database was restored under the running server (stop every server before a \
+             restore); taking out what the restored log does not hold and indexing from there \
+             again"
+        )
+    })
 }
 
 /// The stored cursor, with the index cut back to it. An index whose own
