@@ -56,6 +56,16 @@ impl Default for ChainWalk {
 }
 
 impl ChainWalk {
+    /// A walk that goes on after record `sequence`, taken as sound, whose
+    /// hash is `hash`: the records before an anchor were checked when it
+    /// was taken.
+    pub fn after(sequence: u64, hash: &str) -> Self {
+        ChainWalk {
+            expected_previous: hash.to_string(),
+            checked: sequence,
+        }
+    }
+
     /// Checks the next record: its position, its link to the record
     /// before, and its content against its hash.
     pub fn check(&mut self, record: StoredLink<'_>) -> Result<(), ChainBreak> {

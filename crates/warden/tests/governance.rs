@@ -4406,7 +4406,76 @@ fn holds_of_a_revoked_key_and_of_a_registered_discovery(backend: &Backend) {
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
+/// A scheduled check walks only what was appended since its last answer:
+/// from the anchor's record, which must still hold the anchor's hash.
+fn verification_from_an_anchor(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let call = |i: usize| {
+        enforce(
+            &api,
+            json!({"agent_id": "anchor-bot", "tool_name": format!("files.read{i}")}),
+        )
+    };
+    for i in 0..4 {
+        call(i);
+    }
+    let v = api.get("/api/v1/audit/verify").body["data"].clone();
+    let (anchor, hash) = (
+        v["head_sequence"].as_i64().unwrap(),
+        v["head_hash"].as_str().unwrap().to_string(),
+    );
+    for i in 4..9 {
+        call(i);
+    }
+    let from = |hash: &str| {
+        let r = api.get(&format!(
+            "/api/v1/audit/verify?anchor_sequence={anchor}&anchor_hash={hash}&from_anchor=true"
+        ));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"].clone()
+    };
+    let full = api.get("/api/v1/audit/verify").body["data"].clone();
+    let head = full["head_sequence"].as_i64().unwrap();
+    let since = from(&hash);
+    assert_eq!(since["valid"], true, "{since}");
+    assert_eq!(since["records_checked"], head - anchor + 1, "{since}");
+    assert_eq!(since["head_hash"], full["head_hash"], "{since}");
+    // Another hash at the anchor: the chain was rewritten there or before.
+    let other = from(&"0".repeat(64));
+    assert_eq!(other["valid"], false, "{other}");
+    assert_eq!(other["first_break"]["sequence"], anchor, "{other}");
+    assert_eq!(other["records_checked"], 0, "{other}");
+    // A record before the anchor is the full walk's to find; one after it
+    // is found from the anchor, the records before it counted.
+    backend.sql(
+        "UPDATE audit_log SET record = 'not json' WHERE environment = 'live' AND sequence = 2",
+    );
+    assert_eq!(from(&hash)["valid"], true);
+    let v = api.get("/api/v1/audit/verify").body["data"].clone();
+    assert_eq!(v["first_break"]["sequence"], 2, "{v}");
+    backend.sql(&format!(
+        "UPDATE audit_log SET record = 'not json' WHERE environment = 'live' AND sequence = {}",
+        anchor + 2
+    ));
+    let since = from(&hash);
+    assert_eq!(since["first_break"]["sequence"], anchor + 2, "{since}");
+    assert_eq!(since["records_checked"], 2, "{since}");
+    assert!(since["head_hash"].is_null(), "{since}");
+    // The anchor's own record checked against its content.
+    backend.sql(&format!(
+        "UPDATE audit_log SET record = 'not json' WHERE environment = 'live' AND sequence = {anchor}"
+    ));
+    let since = from(&hash);
+    assert_eq!(since["first_break"]["sequence"], anchor, "{since}");
+    assert_eq!(since["records_checked"], 0, "{since}");
+    let r = api.get("/api/v1/audit/verify?from_anchor=true");
+    assert_eq!(r.error(400, "invalid_request")["field"], "from_anchor");
+}
+
 on_every_backend!(
+    verification_from_an_anchor,
     holds_of_a_revoked_key_and_of_a_registered_discovery,
     approvals_never_outlive_a_racing_change,
     a_failed_anchor_comes_before_a_later_break,

@@ -1,9 +1,14 @@
-//! Re-walks a tenant's audit chain from its first record, a page at a time.
+//! Re-walks a tenant's audit chain from its first record (or from an
+//! anchor), a page at a time.
 
+use warden_core::audit::ChainedRecord;
 use warden_core::audit_chain::{ChainWalk, StoredLink};
 use warden_core::secret::digests_match;
 use warden_core::Tenant;
-use warden_store::{Store, StoreError};
+use warden_store::{IndexedColumns, Store, StoreError};
+
+/// A record as the walk reads it: its chained text and its filter columns.
+type StoredRecord = (ChainedRecord, IndexedColumns);
 
 /// Most records a page reads, and the bytes of record text a page aims
 /// at: a record can be near a megabyte (a call's arguments), so pages
@@ -46,13 +51,22 @@ const MAX_ROUNDS: usize = 1_000;
 /// read after a page covers every record of that page), it walks on from
 /// where it stopped. A head behind the walk, or a head the log cannot
 /// reach, is a break; a chain that keeps growing is never one.
-pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, StoreError> {
+///
+/// From an anchor (`from`), the walk starts at the anchor's record, which
+/// must hold the anchor's hash, and counts only the records from there.
+pub async fn verify(
+    store: &dyn Store,
+    tenant: &Tenant,
+    from: Option<&Anchor>,
+) -> Result<Verification, StoreError> {
     let mut walk = ChainWalk::default();
+    // Records before the walk's start: not counted as checked.
+    let before = from.map_or(0, |a| (a.sequence - 1).max(0) as u64);
     // The id of the last record walked: the head must match it.
     let mut last_id = None;
     let mut page = FIRST_PAGE;
     let broken = |passed: u64, head_sequence, sequence, audit_id, reason| Verification {
-        records_checked: passed as i64,
+        records_checked: passed.saturating_sub(before) as i64,
         head_sequence,
         head_hash: None,
         first_break: Some(Break {
@@ -61,14 +75,31 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
             reason,
         }),
     };
+    if let Some(anchor) = from {
+        let at = anchor_record(store, tenant, anchor).await?;
+        match at {
+            Ok((r, _)) => {
+                // The anchor's record is checked against its own hash
+                // below, as any other; its link to the one before is the
+                // anchor's to vouch for.
+                walk = ChainWalk::after(before, &r.previous_hash);
+            }
+            Err((reason, audit_id)) => {
+                let head = store.audit_head(tenant).await?.0;
+                return Ok(broken(0, head, anchor.sequence, audit_id, reason));
+            }
+        }
+    }
     // A record numbered before the chain's first (0 or below) lies
     // outside the walk, yet is listed and served like any other: it is a
-    // break of its own, named before anything else.
+    // break of its own, named before anything else (before an anchor,
+    // it was named when the anchor was taken).
     if let Some((r, columns)) = store
         .audit_chain_after(tenant, i64::MIN, 1)
         .await?
         .into_iter()
         .find(|(r, _)| r.sequence < 1)
+        .filter(|_| from.is_none())
     {
         let head = store.audit_head(tenant).await?.0;
         return Ok(broken(
@@ -138,7 +169,7 @@ pub async fn verify(store: &dyn Store, tenant: &Tenant) -> Result<Verification, 
         if last == head_sequence {
             if last == 0 || digests_match(walk.last_hash(), &head_hash) {
                 return Ok(Verification {
-                    records_checked: last,
+                    records_checked: last - before as i64,
                     head_sequence,
                     head_hash: (last > 0).then_some(head_hash),
                     first_break: None,
@@ -190,26 +221,43 @@ pub async fn check_anchor(
     {
         return Ok(());
     }
-    let at = store
-        .audit_chain_after(tenant, anchor.sequence - 1, 1)
-        .await?
-        .into_iter()
-        .next()
-        .filter(|(r, _)| r.sequence == anchor.sequence);
-    let reason = match &at {
-        None => "no record stands at the anchor's sequence: the chain was cut back before it",
-        Some((r, _)) if !digests_match(&r.hash, &anchor.hash.to_ascii_lowercase()) => {
-            "the record at the anchor's sequence does not hold the anchor's hash: the chain was rewritten there or before"
-        }
-        Some(_) => return Ok(()),
+    let (reason, audit_id) = match anchor_record(store, tenant, anchor).await? {
+        Ok(_) => return Ok(()),
+        Err(why) => why,
     };
     v.head_hash = None;
     // The records before the break are those the walk found sound.
     v.records_checked = v.records_checked.min(anchor.sequence - 1).max(0);
     v.first_break = Some(Break {
         sequence: anchor.sequence,
-        audit_id: at.map(|(_, columns)| columns.id),
+        audit_id,
         reason,
     });
     Ok(())
+}
+
+/// The record at an anchor's sequence when it holds the anchor's hash;
+/// otherwise why not, with the id of the record that stands there.
+async fn anchor_record(
+    store: &dyn Store,
+    tenant: &Tenant,
+    anchor: &Anchor,
+) -> Result<Result<StoredRecord, (&'static str, Option<String>)>, StoreError> {
+    let at = store
+        .audit_chain_after(tenant, anchor.sequence - 1, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|(r, _)| r.sequence == anchor.sequence);
+    Ok(match at {
+        None => Err((
+            "no record stands at the anchor's sequence: the chain was cut back before it",
+            None,
+        )),
+        Some((r, columns)) if !digests_match(&r.hash, &anchor.hash.to_ascii_lowercase()) => Err((
+            "the record at the anchor's sequence does not hold the anchor's hash: the chain was rewritten there or before",
+            Some(columns.id),
+        )),
+        Some(found) => Ok(found),
+    })
 }

@@ -372,6 +372,10 @@ pub struct VerifyQuery {
     /// The hash kept for `anchor_sequence` (64 hexadecimal digits).
     #[param(pattern = "^[0-9a-fA-F]{64}$")]
     pub anchor_hash: Option<String>,
+    /// Walk from the anchor's record rather than the first: a scheduled
+    /// check that passes the last answer's head as its anchor reads only
+    /// what was appended since.
+    pub from_anchor: Option<bool>,
 }
 
 /// Re-walk this environment's audit chain and name the first record that
@@ -390,10 +394,18 @@ pub async fn verify_audit(
             "a key bound to an agent cannot verify the whole chain",
         ));
     }
+    let from_anchor = q.from_anchor.unwrap_or(false);
     let anchor = anchor(q)?;
+    if from_anchor && anchor.is_none() {
+        return Err(ApiError::invalid(
+            "from_anchor",
+            "from_anchor needs anchor_sequence and anchor_hash: the record to walk from",
+        ));
+    }
     let tenant = principal.tenant();
-    let mut v = verify::verify(state.store.as_ref(), &tenant).await?;
-    if let Some(anchor) = &anchor {
+    let from = anchor.as_ref().filter(|_| from_anchor);
+    let mut v = verify::verify(state.store.as_ref(), &tenant, from).await?;
+    if let (Some(anchor), None) = (&anchor, from) {
         verify::check_anchor(state.store.as_ref(), &tenant, anchor, &mut v).await?;
     }
     Ok(ok(VerificationView {
