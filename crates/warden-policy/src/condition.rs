@@ -448,6 +448,9 @@ pub struct CallFacts {
     pub previous_tool: Option<String>,
     /// Tools called earlier in the session, oldest first.
     pub session_tools: Vec<String>,
+    /// Calls earlier in the session: more than `session_tools` holds once
+    /// that list keeps only the latest.
+    pub session_calls: u64,
     pub context: Json,
     pub drift: DriftScore,
     /// Milliseconds since the epoch.
@@ -620,7 +623,10 @@ fn build_variable(facts: &CallFacts, variable: &str) -> Option<Box<dyn Val>> {
             ("user_id", optional_text(&facts.user_id)),
             ("previous_tool", optional_text(&facts.previous_tool)),
             ("tools", texts(&facts.session_tools)),
-            ("calls", Value::Int(facts.session_tools.len() as i64)),
+            (
+                "calls",
+                Value::Int(facts.session_calls.max(facts.session_tools.len() as u64) as i64),
+            ),
         ]),
         "drift" => {
             let d = &facts.drift;

@@ -4474,7 +4474,86 @@ fn verification_from_an_anchor(backend: &Backend) {
     assert_eq!(r.error(400, "invalid_request")["field"], "from_anchor");
 }
 
+/// Calls of one session sent at once are decided one at a time, each on
+/// the session as the calls before left it; a session counts every call
+/// that ran, and keeps the latest 200 tools.
+fn calls_of_a_session_are_decided_in_turn(backend: &Backend) {
+    backend.init();
+    let t = backend.create_unthrottled_org("Turns");
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "once", "action_pattern": "once.pay", "decision": "deny",
+        "condition": "'once.pay' in session.tools"}),
+    );
+    policy(
+        &api,
+        json!({"name": "no mail after crm", "action_pattern": "mail.send", "decision": "deny",
+        "condition": "'crm.read' in session.tools"}),
+    );
+    policy(
+        &api,
+        json!({"name": "cap", "action_pattern": "cap.*", "decision": "deny",
+        "condition": "session.calls >= 210"}),
+    );
+    let clients: Vec<Api> = (0..4).map(|_| api.clone_with_key()).collect();
+    for round in 0..8 {
+        let barrier = std::sync::Barrier::new(clients.len());
+        let allowed = std::thread::scope(|s| {
+            let runs: Vec<_> = clients
+                .iter()
+                .map(|c| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        enforce(
+                            c,
+                            json!({"agent_id": "turn-bot", "tool_name": "once.pay",
+                            "session_id": format!("pay-{round}")}),
+                        )["decision"]
+                            == "allow"
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().unwrap())
+                .filter(|allowed| *allowed)
+                .count()
+        });
+        assert_eq!(
+            allowed, 1,
+            "round {round}: the first call of the session only"
+        );
+    }
+    let call = |tool: &str| {
+        enforce(
+            &api,
+            json!({"agent_id": "turn-bot", "tool_name": tool, "session_id": "long"}),
+        )["decision"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(call("crm.read"), "allow");
+    for i in 0..150 {
+        assert_eq!(call(&format!("noise.{i}")), "allow");
+    }
+    assert_eq!(
+        call("mail.send"),
+        "deny",
+        "crm.read is among the latest 200"
+    );
+    for i in 150..208 {
+        assert_eq!(call(&format!("noise.{i}")), "allow");
+    }
+    // 209 calls ran: the next is the 210th; then the cap holds.
+    assert_eq!(call("cap.a"), "allow");
+    assert_eq!(call("cap.b"), "deny");
+}
+
 on_every_backend!(
+    calls_of_a_session_are_decided_in_turn,
     verification_from_an_anchor,
     holds_of_a_revoked_key_and_of_a_registered_discovery,
     approvals_never_outlive_a_racing_change,

@@ -16,8 +16,9 @@ use warden_store::{Store, StoreError};
 
 /// Sessions idle this long are forgotten.
 const SESSION_IDLE_MS: i64 = 3_600_000;
-/// Most tools remembered per session.
-const SESSION_TOOLS: usize = 50;
+/// Most tools remembered per session: as many as the Thoth SDK's list
+/// may give (`enforce::CALLER_SESSION_TOOLS`).
+const SESSION_TOOLS: usize = 200;
 const REPLAY_PAGE: i64 = 1_000;
 /// How much of an agent's latest history rebuilds its sessions when its
 /// profile is loaded: pages of decisions, newest first.
@@ -47,13 +48,34 @@ struct AgentDrift {
 #[derive(Default, Clone)]
 pub struct SessionTrail {
     pub tools: Vec<String>,
+    /// Every call that ran in the session, the ones no longer listed too.
+    pub calls: u64,
     last_seen: Millis,
+}
+
+/// A session as a call finds it.
+#[derive(Debug, Default, Clone)]
+pub struct SessionSoFar {
+    /// The latest tools, oldest first.
+    pub tools: Vec<String>,
+    pub calls: u64,
+}
+
+impl SessionSoFar {
+    /// A caller's own account: as many calls as it lists.
+    pub fn listed(tools: Vec<String>) -> Self {
+        SessionSoFar {
+            calls: tools.len() as u64,
+            tools,
+        }
+    }
 }
 
 impl SessionTrail {
     /// Adds a call, keeping the latest [`SESSION_TOOLS`].
     fn push(&mut self, tool: &str, at: Millis) {
         self.tools.push(tool.to_string());
+        self.calls += 1;
         if self.tools.len() > SESSION_TOOLS {
             self.tools.remove(0);
         }
@@ -237,12 +259,15 @@ impl DriftBook {
     }
 
     /// The agent's previous tools in a session, oldest first.
-    pub fn session_tools(&self, tenant: &Tenant, agent_id: &str, session_id: &str) -> Vec<String> {
+    pub fn session(&self, tenant: &Tenant, agent_id: &str, session_id: &str) -> SessionSoFar {
         self.sessions
             .lock()
             .unwrap()
             .get(&(tenant.clone(), agent_id.to_string(), session_id.to_string()))
-            .map(|s| s.tools.clone())
+            .map(|s| SessionSoFar {
+                tools: s.tools.clone(),
+                calls: s.calls,
+            })
             .unwrap_or_default()
     }
 

@@ -16,7 +16,7 @@ use warden_policy::{CallFacts, ConditionInput, Decision};
 use warden_store::Companion;
 
 use super::audit_log::AppendError;
-use super::drift::argument_keys;
+use super::drift::{argument_keys, SessionSoFar};
 use super::engine::TenantPolicies;
 use super::holds::append_error;
 use super::Governance;
@@ -332,7 +332,7 @@ pub fn call_facts(
     call: &CallRequest,
     args: Value,
     context: Value,
-    session_tools: Vec<String>,
+    session: SessionSoFar,
     drift: DriftScore,
     now_ms: i64,
 ) -> CallFacts {
@@ -346,8 +346,9 @@ pub fn call_facts(
         agent_tags: agent.tags.clone(),
         session_id: call.session_id.clone(),
         user_id: call.user_id.clone(),
-        previous_tool: session_tools.last().cloned(),
-        session_tools,
+        previous_tool: session.tools.last().cloned(),
+        session_calls: session.calls,
+        session_tools: session.tools,
         context,
         drift,
         now_ms,
@@ -471,6 +472,11 @@ async fn decide_and_record(
 
     // Loaded first: loading rebuilds the agent's recent sessions.
     g.drift.ensure_loaded(&tenant, &agent.id).await?;
+    // The session's turn, kept until this call has joined it (or not).
+    let _turn = g
+        .sessions
+        .turn(&tenant, &agent.id, call.session_id.as_deref())
+        .await;
     // The session's earlier tools: the caller's list when it sends one
     // (without the current call), else what this replica saw.
     // Tools this replica saw in the session that the caller's account left
@@ -479,20 +485,20 @@ async fn decide_and_record(
     // Where the history came from, for the record: the caller's list, or
     // Warden's own record when the list was empty.
     let mut history_from = "caller";
-    let session_tools = match (&call.session_tools, &call.session_id) {
+    let session = match (&call.session_tools, &call.session_id) {
         (Some(list), session) => {
             let seen = session
                 .as_deref()
-                .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
+                .map(|s| g.drift.session(&tenant, &agent.id, s))
                 .unwrap_or_default();
             let mut list = list.as_slice();
             // The Thoth SDK lists the current call too, unless it repeats
             // the last one: a last entry naming this tool is this call,
             // unless this tool was also the session's last call here.
-            if list.last() == Some(&call.tool) && seen.last() != Some(&call.tool) {
+            if list.last() == Some(&call.tool) && seen.tools.last() != Some(&call.tool) {
                 list = &list[..list.len() - 1];
             }
-            if list.is_empty() && !seen.is_empty() {
+            if list.is_empty() && !seen.tools.is_empty() {
                 // An empty account of a session Warden saw calls in would
                 // erase them (hiding a `db.read` from "no `http.*` after
                 // `db.read`"): Warden's own record stands.
@@ -508,17 +514,17 @@ async fn decide_and_record(
                 // stopping short of the last, reordering them) has Warden's
                 // record added after it, so that the rules on what ran, on
                 // how often and on the previous tool read Warden's calls.
-                if !in_order(&seen, list) {
-                    unreported = seen;
+                if !in_order(&seen.tools, list) {
+                    unreported = seen.tools;
                     tools.extend(unreported.iter().cloned());
                 }
-                tools
+                SessionSoFar::listed(tools)
             }
         }
-        (None, Some(s)) => g.drift.session_tools(&tenant, &agent.id, s),
-        (None, None) => Vec::new(),
+        (None, Some(s)) => g.drift.session(&tenant, &agent.id, s),
+        (None, None) => SessionSoFar::default(),
     };
-    let previous_tool = session_tools.last().cloned();
+    let previous_tool = session.tools.last().cloned();
     let keys = argument_keys(&args);
     let observation = Observation {
         tool: &call.tool,
@@ -533,7 +539,7 @@ async fn decide_and_record(
     } else {
         g.engine.policies(&tenant).await?
     };
-    let facts = call_facts(&agent, &call, args, context, session_tools, drift, now);
+    let facts = call_facts(&agent, &call, args, context, session, drift, now);
     let (outcome, facts) = decide_with(&policies, &agent, &call, facts);
     let CallFacts {
         args,

@@ -621,6 +621,11 @@ pub async fn use_by_poll(
         hold_id: hold.id.clone(),
         at: now,
     };
+    // The call joins its session in the session's turn.
+    let _turn = g
+        .sessions
+        .turn(tenant, &hold.agent_id, hold.session_id.as_deref())
+        .await;
     match g
         .audit
         .append(tenant.clone(), record, Some(companion))

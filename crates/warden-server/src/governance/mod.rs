@@ -10,6 +10,7 @@ pub mod engine;
 pub mod holds;
 pub mod orphan_holds;
 pub mod policies;
+pub mod session_order;
 pub mod unrecorded_discoveries;
 pub mod verify;
 
@@ -25,6 +26,7 @@ pub struct Governance {
     pub drift: drift::DriftBook,
     pub waiters: holds::HoldWaiters,
     pub agents: agents::AgentCache,
+    pub sessions: session_order::SessionOrder,
 }
 
 impl Governance {
@@ -41,6 +43,7 @@ impl Governance {
             drift: drift::DriftBook::new(store.clone()),
             waiters: holds::HoldWaiters::default(),
             agents: agents::AgentCache::default(),
+            sessions: session_order::SessionOrder::default(),
             store,
         }
     }

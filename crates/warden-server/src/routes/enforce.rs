@@ -42,7 +42,11 @@ pub struct EnforceRequest {
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
+    /// 1 to 200 bytes, kept as sent (case and spaces count).
+    #[schema(min_length = 1, max_length = 200)]
     pub session_id: Option<String>,
+    /// 1 to 200 bytes.
+    #[schema(min_length = 1, max_length = 200)]
     pub user_id: Option<String>,
     /// Anything else policies may read as `context`.
     #[schema(value_type = Option<Object>)]
@@ -549,10 +553,10 @@ pub async fn test_policies(
             .await
             .map_err(ApiError::from)?;
     }
-    let session_tools = body
+    let session = body
         .session_id
         .as_deref()
-        .map(|s| g.drift.session_tools(&tenant, &agent.id, s))
+        .map(|s| g.drift.session(&tenant, &agent.id, s))
         .unwrap_or_default();
     let keys = crate::governance::drift::argument_keys(&args);
     let drift = g.drift.score(
@@ -560,13 +564,13 @@ pub async fn test_policies(
         &agent.id,
         &Observation {
             tool: &call.tool,
-            previous_tool: session_tools.last().map(String::as_str),
+            previous_tool: session.tools.last().map(String::as_str),
             arg_keys: &keys,
             at_ms: now_ms(),
         },
     );
     let context = call.context.clone().unwrap_or(Value::Null);
-    let facts = service::call_facts(&agent, &call, args, context, session_tools, drift, now_ms());
+    let facts = service::call_facts(&agent, &call, args, context, session, drift, now_ms());
     let (outcome, CallFacts { args, drift, .. }) =
         service::decide_with(&policies, &agent, &call, facts);
     let errored: std::collections::HashSet<String> = outcome

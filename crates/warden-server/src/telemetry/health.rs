@@ -250,6 +250,19 @@ impl IndexHealth {
         ledger.entries.push_front((head, since, 0));
     }
 
+    /// The log was restored under the running process, its head now at
+    /// `head`: what this process appended before lies at positions the
+    /// log has given back, so its debts are forgotten (or they would hold
+    /// every acknowledgment until the log grew past them), and the index
+    /// owes the restored log from now.
+    pub fn log_restored(&self, head: i64) {
+        self.acknowledged.store(head, Ordering::Relaxed);
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.entries.clear();
+        ledger.work = 0;
+        ledger.entries.push_front((head, Instant::now(), 0));
+    }
+
     /// Notes events up to `last_seq` acknowledged (or about to be).
     pub fn note_acknowledged(&self, last_seq: i64) {
         self.acknowledged.fetch_max(last_seq, Ordering::Relaxed);

@@ -250,7 +250,9 @@ pub async fn run(
                 cursor = recover(store.as_ref(), &index, &health, &why).await;
                 (indexed_since_commit, work_since_commit, saved) = (0, 0, None);
                 searchable.send_replace(cursor);
-                health.start_catching_up();
+                if let Ok(head) = store.event_log_head().await {
+                    health.log_restored(head);
+                }
                 continue;
             }
         }
