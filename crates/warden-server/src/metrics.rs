@@ -105,6 +105,17 @@ impl Metrics {
         let rate_limited = Counter::default();
         let fallback = Counter::default();
         let syslog = Family::<SyslogLabels, Counter>::default();
+        // Every outcome shows from the start, so that an alert on one
+        // (`lost`) has a series before the first.
+        for outcome in [
+            "stored",
+            "malformed",
+            "unrouted",
+            "lost",
+            "dropped_by_kernel",
+        ] {
+            drop(syslog.get_or_create(&SyslogLabels { outcome }));
+        }
         let syslog_refused = Counter::default();
         registry.register(
             "warden_syslog_connections_refused",

@@ -1330,6 +1330,8 @@ fn syslog_from_the_real_logger(backend: &Backend) {
             r#"warden_syslog_messages_total{outcome="malformed"} 4"#,
             r#"warden_syslog_messages_total{outcome="unrouted"} 4"#,
             r#"warden_syslog_messages_total{outcome="stored"} 11"#,
+            // Shown before the first, for alerts on it.
+            r#"warden_syslog_messages_total{outcome="lost"} 0"#,
         ],
     );
 
