@@ -260,12 +260,29 @@ impl DriftBook {
 
     /// The agent's previous tools in a session, oldest first.
     pub fn session(&self, tenant: &Tenant, agent_id: &str, session_id: &str) -> SessionSoFar {
+        self.session_within(tenant, agent_id, session_id, SESSION_TOOLS)
+    }
+
+    /// The session with only its last tool (the previous tool, for drift):
+    /// what a call needs where no policy reads the session, without
+    /// copying up to [`SESSION_TOOLS`] names each time.
+    pub fn session_tail(&self, tenant: &Tenant, agent_id: &str, session_id: &str) -> SessionSoFar {
+        self.session_within(tenant, agent_id, session_id, 1)
+    }
+
+    fn session_within(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        session_id: &str,
+        latest: usize,
+    ) -> SessionSoFar {
         self.sessions
             .lock()
             .unwrap()
             .get(&(tenant.clone(), agent_id.to_string(), session_id.to_string()))
             .map(|s| SessionSoFar {
-                tools: s.tools.clone(),
+                tools: s.tools[s.tools.len().saturating_sub(latest)..].to_vec(),
                 calls: s.calls,
             })
             .unwrap_or_default()

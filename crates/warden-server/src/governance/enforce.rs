@@ -472,11 +472,17 @@ async fn decide_and_record(
 
     // Loaded first: loading rebuilds the agent's recent sessions.
     g.drift.ensure_loaded(&tenant, &agent.id).await?;
-    // The session's turn, kept until this call has joined it (or not).
-    let _turn = g
-        .sessions
-        .turn(&tenant, &agent.id, call.session_id.as_deref())
-        .await;
+    // The session's turn, kept until this call has joined it (or not),
+    // where a policy reads the session.
+    let reads_session = g.engine.policies(&tenant).await?.reads_session;
+    let _turn = match reads_session {
+        true => {
+            g.sessions
+                .turn(&tenant, &agent.id, call.session_id.as_deref())
+                .await
+        }
+        false => None,
+    };
     // The session's earlier tools: the caller's list when it sends one
     // (without the current call), else what this replica saw.
     // Tools this replica saw in the session that the caller's account left
@@ -521,7 +527,8 @@ async fn decide_and_record(
                 SessionSoFar::listed(tools)
             }
         }
-        (None, Some(s)) => g.drift.session(&tenant, &agent.id, s),
+        (None, Some(s)) if reads_session => g.drift.session(&tenant, &agent.id, s),
+        (None, Some(s)) => g.drift.session_tail(&tenant, &agent.id, s),
         (None, None) => SessionSoFar::default(),
     };
     let previous_tool = session.tools.last().cloned();

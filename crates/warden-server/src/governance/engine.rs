@@ -40,6 +40,9 @@ pub struct TenantPolicies {
     disabled: Vec<Policy<ConditionInput>>,
     /// The conditions compiled, by source, for the next compilation.
     conditions: KnownConditions,
+    /// Whether a condition of an enabled policy names `session`: only then
+    /// are a session's calls decided one at a time (`session_order`).
+    pub reads_session: bool,
     generation: i64,
     checked: RwLock<Instant>,
 }
@@ -60,6 +63,7 @@ impl TenantPolicies {
         let empty = KnownConditions::new();
         let known = previous.map_or(&empty, |p| &p.conditions);
         let mut conditions = KnownConditions::new();
+        let mut reads_session = false;
         for record in records {
             match record.compile_reusing(known) {
                 Ok(CompiledPolicy {
@@ -89,6 +93,7 @@ impl TenantPolicies {
                         },
                     );
                     if policy.enabled {
+                        reads_session |= record.condition.as_deref().is_some_and(names_session);
                         policies.push(policy);
                     } else if redacts {
                         disabled.push(policy);
@@ -104,6 +109,7 @@ impl TenantPolicies {
             facts,
             disabled,
             conditions,
+            reads_session,
             generation,
             checked: RwLock::new(Instant::now()),
         }
@@ -221,5 +227,41 @@ impl PolicyEngine {
             .await?
             .and_then(|d| d.parse().ok())
             .unwrap_or(Decision::Allow))
+    }
+}
+
+/// Whether a condition's text names the `session` variable: a word of its
+/// own (a string or a field of that name counts too, which only costs a
+/// wait). CEL reads a variable only by naming it.
+fn names_session(condition: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    condition.match_indices("session").any(|(at, _)| {
+        let before = condition[..at].chars().next_back();
+        let after = condition[at + "session".len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_session;
+
+    #[test]
+    fn a_condition_names_session_as_a_word() {
+        for reads in [
+            "'crm.read' in session.tools",
+            "session.calls > 3",
+            "size(session['tools']) > 1",
+            "(session).previous_tool == 'a'",
+        ] {
+            assert!(names_session(reads), "{reads}");
+        }
+        for not in [
+            "args.session_id == 'a'",
+            "context.sessions > 1",
+            "tool == 'x'",
+        ] {
+            assert!(!names_session(not), "{not}");
+        }
     }
 }
