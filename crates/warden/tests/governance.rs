@@ -3522,6 +3522,34 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         "{}",
         record.text
     );
+    // Nor does an honest-looking list padded past the 200 entries kept:
+    // the entries kept are the ones judged.
+    let mut padded = vec![json!("db.read")];
+    padded.extend((0..100).flat_map(|_| [json!("fs.read"), json!("kb.search")]));
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e1",
+                "session_tool_calls": padded}),
+    );
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    // A list's count is never below the calls Warden saw run.
+    policy(
+        &api,
+        json!({"name": "budget", "action_pattern": "budget.*", "decision": "deny",
+               "condition": "session.calls >= 20"}),
+    );
+    for _ in 0..25 {
+        enforce(
+            &api,
+            json!({"agent_id": "erase-bot", "tool_name": "fs.read", "session_id": "e3"}),
+        );
+    }
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "budget.spend", "session_id": "e3",
+                "session_tool_calls": ["fs.read"]}),
+    );
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     policy(
         &api,
         json!({"name": "no post after a read", "action_pattern": "http.post", "decision": "deny",

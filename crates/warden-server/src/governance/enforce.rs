@@ -512,7 +512,8 @@ async fn decide_and_record(
                 seen
             } else {
                 // The most recent calls: the previous tool is the last one.
-                let mut tools = list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..].to_vec();
+                let latest = &list[list.len().saturating_sub(CALLER_SESSION_TOOLS)..];
+                let mut tools = latest.to_vec();
                 // What Warden saw itself stands beside the agent's account.
                 // An honest list holds Warden's calls in the order they
                 // ran (with the calls of other replicas between them), and
@@ -520,11 +521,17 @@ async fn decide_and_record(
                 // stopping short of the last, reordering them) has Warden's
                 // record added after it, so that the rules on what ran, on
                 // how often and on the previous tool read Warden's calls.
-                if !in_order(&seen.tools, list) {
+                // Judged on the entries kept: a list padded past the
+                // bound would otherwise push Warden's calls out of it.
+                if !in_order(&seen.tools, latest) {
                     unreported = seen.tools;
                     tools.extend(unreported.iter().cloned());
                 }
-                SessionSoFar::listed(tools)
+                // The caller counts calls across replicas; what this
+                // replica saw run is the least there were.
+                let mut listed = SessionSoFar::listed(tools);
+                listed.calls = listed.calls.max(seen.calls);
+                listed
             }
         }
         (None, Some(s)) if reads_session => g.drift.session(&tenant, &agent.id, s),
