@@ -475,13 +475,12 @@ async fn decide_and_record(
     // The session's turn, kept until this call has joined it (or not),
     // where a policy reads the session.
     let reads_session = g.engine.policies(&tenant).await?.reads_session;
-    let _turn = match reads_session {
-        true => {
-            g.sessions
-                .turn(&tenant, &agent.id, call.session_id.as_deref())
-                .await
-        }
-        false => None,
+    let _turn = if reads_session {
+        g.sessions
+            .turn(&tenant, &agent.id, call.session_id.as_deref())
+            .await
+    } else {
+        None
     };
     // The session's earlier tools: the caller's list when it sends one
     // (without the current call), else what this replica saw.
