@@ -3550,6 +3550,41 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
                 "session_tool_calls": ["fs.read"]}),
     );
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    // Nor below the list's own length past the 200 entries kept (the
+    // SDK counts the calls of every replica).
+    policy(
+        &api,
+        json!({"name": "long budget", "action_pattern": "bulk.*", "decision": "deny",
+               "condition": "session.calls >= 250"}),
+    );
+    let long: Vec<String> = (0..260).map(|i| format!("other.{i}")).collect();
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "bulk.spend", "session_id": "e4",
+                "session_tool_calls": long}),
+    );
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    // The SDK lists every run of a tool: a list holding a repeated call
+    // fewer times than Warden saw it run leaves calls out.
+    policy(
+        &api,
+        json!({"name": "twice", "action_pattern": "pay.transfer", "decision": "deny",
+               "condition": "size(session.tools.filter(t, t == 'pay.transfer')) >= 2"}),
+    );
+    for list in [json!([]), json!(["pay.transfer"])] {
+        let r = api.post(
+            "/v1/enforce",
+            &json!({"agent_id": "erase-bot", "tool_name": "pay.transfer", "session_id": "e5",
+                    "session_tool_calls": list}),
+        );
+        assert_eq!(r.body["decision"], "ALLOW", "{}", r.text);
+    }
+    let r = api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": "pay.transfer", "session_id": "e5",
+                "session_tool_calls": ["pay.transfer"]}),
+    );
+    assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     policy(
         &api,
         json!({"name": "no post after a read", "action_pattern": "http.post", "decision": "deny",

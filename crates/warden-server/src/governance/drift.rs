@@ -61,16 +61,6 @@ pub struct SessionSoFar {
     pub calls: u64,
 }
 
-impl SessionSoFar {
-    /// A caller's own account: as many calls as it lists.
-    pub fn listed(tools: Vec<String>) -> Self {
-        SessionSoFar {
-            calls: tools.len() as u64,
-            tools,
-        }
-    }
-}
-
 impl SessionTrail {
     /// Adds a call, keeping the latest [`SESSION_TOOLS`].
     fn push(&mut self, tool: &str, at: Millis) {

@@ -384,23 +384,14 @@ pub async fn enforce(
 /// Another call redeemed the hold between the check and the commit.
 struct HoldTaken;
 
-/// Whether `seen` runs inside `list` in its order, each run of one tool
-/// counted once (the Thoth SDK lists a repeated call once).
+/// Whether `seen` runs inside `list` in its order, every call counted:
+/// the Thoth SDK lists each call that ran, a repeated one each time (it
+/// leaves out only the pending call when it repeats the last), so a list
+/// that holds a run of one tool fewer times than Warden saw it leaves
+/// calls out.
 fn in_order(seen: &[String], list: &[String]) -> bool {
-    fn runs(tools: &[String]) -> Vec<&String> {
-        let mut out: Vec<&String> = Vec::with_capacity(tools.len());
-        for tool in tools {
-            if out.last() != Some(&tool) {
-                out.push(tool);
-            }
-        }
-        out
-    }
-    let listed = runs(list);
-    let mut listed = listed.iter();
-    runs(seen)
-        .into_iter()
-        .all(|tool| listed.any(|l| *l == tool))
+    let mut listed = list.iter();
+    seen.iter().all(|tool| listed.any(|l| l == tool))
 }
 
 /// Most of a caller's session history a call keeps: its latest calls.
@@ -525,12 +516,16 @@ async fn decide_and_record(
                 if !in_order(&seen.tools, latest) {
                     unreported = seen.tools;
                     tools.extend(unreported.iter().cloned());
+                    // The latest 200, Warden's record last.
+                    tools.drain(..tools.len().saturating_sub(CALLER_SESSION_TOOLS));
                 }
-                // The caller counts calls across replicas; what this
-                // replica saw run is the least there were.
-                let mut listed = SessionSoFar::listed(tools);
-                listed.calls = listed.calls.max(seen.calls);
-                listed
+                // The caller counts calls across replicas, past the
+                // entries kept; what this replica saw run is the least
+                // there were.
+                SessionSoFar {
+                    tools,
+                    calls: (list.len() as u64).max(seen.calls),
+                }
             }
         }
         (None, Some(s)) if reads_session => g.drift.session(&tenant, &agent.id, s),
