@@ -3585,6 +3585,39 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
                 "session_tool_calls": ["pay.transfer"]}),
     );
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
+    // A call the SDK did not record (its tool raised) beside the calls it
+    // did: Warden's record is merged in, no call counted twice.
+    policy(
+        &api,
+        json!({"name": "thrice", "action_pattern": "rep.x", "decision": "deny",
+               "condition": "size(session.tools.filter(t, t == 'rep.x')) >= 3"}),
+    );
+    let thoth = |list: Value| {
+        api.post(
+            "/v1/enforce",
+            &json!({"agent_id": "erase-bot", "tool_name": "rep.x", "session_id": "e6",
+                    "session_tool_calls": list}),
+        )
+    };
+    assert_eq!(thoth(json!([])).body["decision"], "ALLOW");
+    assert_eq!(thoth(json!(["rep.x"])).body["decision"], "ALLOW");
+    enforce(
+        &api,
+        json!({"agent_id": "erase-bot", "tool_name": "fail.tool", "session_id": "e6"}),
+    );
+    // The SDK's list after two runs, the pending repeat left out.
+    let r = thoth(json!(["rep.x", "rep.x"]));
+    assert_eq!(r.body["decision"], "ALLOW", "{}", r.text);
+    let record = api.get(&format!(
+        "/api/v1/audit/{}",
+        r.body["violation_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        record.body["data"]["detail"]["session_tools_unreported"],
+        json!(["rep.x", "rep.x", "fail.tool"]),
+        "{}",
+        record.text
+    );
     policy(
         &api,
         json!({"name": "no post after a read", "action_pattern": "http.post", "decision": "deny",

@@ -394,6 +394,52 @@ fn in_order(seen: &[String], list: &[String]) -> bool {
     seen.iter().all(|tool| listed.any(|l| l == tool))
 }
 
+/// The caller's list and Warden's record of a session in one history: each
+/// call of either once (the calls both hold in the same order counted
+/// once, so a call the SDK did not record, such as one whose tool raised,
+/// does not count the others twice), in the order both give, Warden's
+/// last call last (the previous tool is what Warden saw).
+fn merged(list: &[String], seen: &[String]) -> Vec<String> {
+    let (n, m) = (list.len(), seen.len());
+    // Longest common subsequence of every pair of prefixes.
+    let mut common = vec![vec![0u16; m + 1]; n + 1];
+    for i in 1..=n {
+        for j in 1..=m {
+            common[i][j] = if list[i - 1] == seen[j - 1] {
+                common[i - 1][j - 1] + 1
+            } else {
+                common[i - 1][j].max(common[i][j - 1])
+            };
+        }
+    }
+    // Built from the end; on a tie Warden's call goes later.
+    let mut reversed: Vec<&String> = Vec::with_capacity(n + m);
+    let (mut i, mut j) = (n, m);
+    while i > 0 || j > 0 {
+        if i > 0 && j > 0 && list[i - 1] == seen[j - 1] {
+            i -= 1;
+            j -= 1;
+            reversed.push(&seen[j]);
+        } else if j == 0 || (i > 0 && common[i - 1][j] > common[i][j - 1]) {
+            i -= 1;
+            reversed.push(&list[i]);
+        } else {
+            j -= 1;
+            reversed.push(&seen[j]);
+        }
+    }
+    let mut out: Vec<String> = reversed.into_iter().rev().cloned().collect();
+    if let Some(last) = seen.last() {
+        if out.last() != Some(last) {
+            if let Some(at) = out.iter().rposition(|t| t == last) {
+                let tool = out.remove(at);
+                out.push(tool);
+            }
+        }
+    }
+    out
+}
+
 /// Most of a caller's session history a call keeps: its latest calls.
 pub const CALLER_SESSION_TOOLS: usize = 200;
 
@@ -514,9 +560,9 @@ async fn decide_and_record(
                 // Judged on the entries kept: a list padded past the
                 // bound would otherwise push Warden's calls out of it.
                 if !in_order(&seen.tools, latest) {
+                    tools = merged(latest, &seen.tools);
                     unreported = seen.tools;
-                    tools.extend(unreported.iter().cloned());
-                    // The latest 200, Warden's record last.
+                    // The latest 200, Warden's last call last.
                     tools.drain(..tools.len().saturating_sub(CALLER_SESSION_TOOLS));
                 }
                 // The caller counts calls across replicas, past the
@@ -1135,4 +1181,33 @@ pub fn runs(decision: Decision) -> bool {
         decision,
         Decision::Allow | Decision::Audit | Decision::Modify
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged;
+
+    fn tools(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_list_and_warden_s_record_merge_without_counting_a_call_twice() {
+        // The SDK did not record a call whose tool raised.
+        let m = merged(&tools(&["x", "x"]), &tools(&["x", "x", "f"]));
+        assert_eq!(m, tools(&["x", "x", "f"]));
+        // A call of another process of the session, and this one's.
+        let m = merged(&tools(&["x"]), &tools(&["x", "x"]));
+        assert_eq!(m, tools(&["x", "x"]));
+        // A list that leaves Warden's call out, or reorders them: Warden's
+        // last call is the previous tool.
+        let m = merged(&tools(&["a", "c"]), &tools(&["a", "db.read"]));
+        assert_eq!(m.last().unwrap(), "db.read");
+        assert_eq!(m.len(), 3);
+        let m = merged(&tools(&["b", "a"]), &tools(&["a", "b"]));
+        assert_eq!(m.last().unwrap(), "b");
+        assert_eq!(m.len(), 3);
+        // An empty side gives the other.
+        assert_eq!(merged(&[], &tools(&["a"])), tools(&["a"]));
+    }
 }
