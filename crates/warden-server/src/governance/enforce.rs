@@ -509,9 +509,12 @@ async fn decide_and_record(
 
     // Loaded first: loading rebuilds the agent's recent sessions.
     g.drift.ensure_loaded(&tenant, &agent.id).await?;
+    // The policies as this replica holds them: whether one reads the
+    // session, and (unless an approval is used) what decides the call.
+    let cached = g.engine.policies(&tenant).await?;
+    let reads_session = cached.reads_session;
     // The session's turn, kept until this call has joined it (or not),
     // where a policy reads the session.
-    let reads_session = g.engine.policies(&tenant).await?.reads_session;
     let _turn = if reads_session {
         g.sessions
             .turn(&tenant, &agent.id, call.session_id.as_deref())
@@ -588,10 +591,12 @@ async fn decide_and_record(
     };
     let drift = g.drift.score(&tenant, &agent.id, &observation);
 
+    // A call that uses an approval reads the policies afresh: the approval
+    // was given under one version of one policy.
     let policies = if redeeming {
         g.engine.current(&tenant).await?
     } else {
-        g.engine.policies(&tenant).await?
+        cached
     };
     let facts = call_facts(&agent, &call, args, context, session, drift, now);
     let (outcome, facts) = decide_with(&policies, &agent, &call, facts);

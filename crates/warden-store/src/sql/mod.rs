@@ -592,12 +592,8 @@ pub async fn setting_before_migrating(
                 let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
                     return None;
                 };
-                conn.query_row(
-                    "SELECT value FROM server_settings WHERE name = ?1",
-                    [name],
-                    |row| row.get::<_, String>(0),
-                )
-                .ok()
+                conn.query_row(READ, [name], |row| row.get::<_, String>(0))
+                    .ok()
             })
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
