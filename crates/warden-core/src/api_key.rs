@@ -108,6 +108,14 @@ impl ApiKey {
         }
     }
 
+    /// Until when the secret before the last rotation still works, while
+    /// it does: what an operator waits for before retiring it everywhere.
+    pub fn previous_secret_until(&self, now: Millis) -> Option<Millis> {
+        self.previous_valid_until
+            .filter(|until| *until > now && self.previous_digest.is_some())
+            .filter(|_| self.revoked_at.is_none())
+    }
+
     pub fn accepts_digest(&self, digest: &str, now: Millis) -> bool {
         if crate::secret::digests_match(&self.secret_digest, digest) {
             return true;

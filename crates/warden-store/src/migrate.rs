@@ -16,6 +16,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_unused_approvals.sql"),
     ),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_agent_changes.sql"),
+    ),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
@@ -27,6 +31,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         4,
         include_str!("../migrations/postgres/0004_unused_approvals.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_agent_changes.sql"),
     ),
 ];
 

@@ -429,13 +429,17 @@ mod tests {
         std::fs::write(&torn, b"SQLite format 3\0 and then nothing").unwrap();
         // A made-up schema record, and a whole store but for one table.
         let made_up = dir.path().join("made-up.db");
+        let claimed: Vec<String> = crate::migrate::SQLITE
+            .iter()
+            .map(|(v, _)| format!("({v}, 'x')"))
+            .collect();
         Connection::open(&made_up)
             .unwrap()
-            .execute_batch(
+            .execute_batch(&format!(
                 "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT); \
-                 INSERT INTO schema_migrations VALUES (1, 'x'), (2, 'x'), (3, 'x'), (4, 'x'), \
-                 (5, 'x');",
-            )
+                 INSERT INTO schema_migrations VALUES {};",
+                claimed.join(", ")
+            ))
             .unwrap();
         let lacking = dir.path().join("lacking.db");
         store(&lacking, &[])

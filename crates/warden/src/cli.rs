@@ -39,7 +39,9 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// The master key (64 hex characters or base64 of 32 bytes). Without it,
     /// DATA_DIR/master.key is used, and created on first start. Replicas
-    /// sharing a database must share it.
+    /// sharing a database must share it. Prefer the environment variable or
+    /// the file: a flag's value can be read by other users in the process
+    /// list.
     #[arg(long, env = "WARDEN_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
 }
@@ -258,7 +260,7 @@ pub struct KeysCreateArgs {
     #[arg(long, env = "WARDEN_ENVIRONMENT", value_enum, default_value_t = EnvironmentArg::Live)]
     pub environment: EnvironmentArg,
     /// RFC 3339 expiry.
-    #[arg(long, env = "WARDEN_EXPIRES_AT")]
+    #[arg(long, env = "WARDEN_EXPIRES_AT", value_parser = rfc3339_time)]
     pub expires_at: Option<String>,
     /// Bind the key to one agent.
     #[arg(long, env = "WARDEN_AGENT_ID")]
@@ -267,7 +269,8 @@ pub struct KeysCreateArgs {
     #[arg(
         long = "allowed-cidr",
         env = "WARDEN_ALLOWED_CIDRS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = cidr_range
     )]
     pub allowed_cidrs: Vec<String>,
     #[command(flatten)]
@@ -326,6 +329,22 @@ fn proxy_range(text: &str) -> Result<String, String> {
         Ok(text.to_string())
     } else {
         Err("expected a CIDR range such as 10.0.0.0/8, or an address".into())
+    }
+}
+
+/// A client range a key is allowed from.
+fn cidr_range(text: &str) -> Result<String, String> {
+    match warden_core::api_key::parse_cidr(text) {
+        Some(_) => Ok(text.to_string()),
+        None => Err("expected a CIDR range such as 10.0.0.0/8, or an address".into()),
+    }
+}
+
+/// An RFC 3339 time, such as 2030-01-01T00:00:00Z.
+fn rfc3339_time(text: &str) -> Result<String, String> {
+    match warden_core::time::parse_rfc3339(text) {
+        Some(_) => Ok(text.to_string()),
+        None => Err("expected an RFC 3339 time such as 2030-01-01T00:00:00Z".into()),
     }
 }
 

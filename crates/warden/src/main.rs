@@ -33,11 +33,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    if !matches!(cli.command, cli::Command::Serve(_)) {
+    if !shows_a_secret(&cli.command) {
         // The console commands print and exit: when what reads their
         // output stops early (`| head`), they end quietly as other Unix
         // tools do, instead of panicking on the closed pipe. The server
-        // keeps Rust's default, under which a closed socket is an error.
+        // keeps Rust's default, under which a closed socket is an error,
+        // and so do the commands that show a secret once: a reader gone
+        // is then said, with what was saved, rather than a silent end.
         // SAFETY: sets this process's disposition of one signal, before
         // any other thread exists.
         unsafe {
@@ -64,4 +66,16 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The commands that print a secret once, after saving it.
+fn shows_a_secret(command: &cli::Command) -> bool {
+    use cli::{Command, KeysCommand, OrgCommand};
+    matches!(
+        command,
+        Command::Serve(_)
+            | Command::Init(_)
+            | Command::Org(OrgCommand::Create(_))
+            | Command::Keys(KeysCommand::Create(_) | KeysCommand::Rotate(_))
+    )
 }

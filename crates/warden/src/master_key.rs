@@ -32,6 +32,26 @@ pub fn load(explicit: Option<&str>, data_dir: &Path, create: bool) -> Result<Mas
     }
     warden_store::create_private_dir(data_dir).map_err(|e| e.to_string())?;
     let key = MasterKey::generate();
+    // Written whole under another name and then linked into place, so that
+    // a command starting beside this one reads the whole key or none; the
+    // first of two made at once is the one both use.
+    let draft = data_dir.join(format!("{FILE}.{}.new", std::process::id()));
+    let written = write_private(&draft, key.to_hex().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", draft.display()))
+        .and_then(|()| match fs::hard_link(&draft, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        });
+    let _ = fs::remove_file(&draft);
+    if !written? {
+        return load(None, data_dir, false);
+    }
+    Ok(key)
+}
+
+/// A new file only its owner may read, synced to disk.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -39,11 +59,7 @@ pub fn load(explicit: Option<&str>, data_dir: &Path, create: bool) -> Result<Mas
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(key.to_hex().as_bytes())
-        .and_then(|_| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(key)
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -13,26 +13,61 @@ pub struct Opened {
     pub master: MasterKey,
 }
 
-/// Opens the store and its master key; `create_key` allows making a new
-/// key file (for commands that may initialize).
-pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> {
-    // Only `init` and `serve` make a store: another command on a data
-    // directory holding none is a mistyped `--data-dir`, said as one
-    // rather than answered from a new, empty store left behind.
-    let sqlite_file = args.data_dir.join("warden.db");
+/// Refuses a data directory that holds no SQLite store (with no database
+/// URL given). Only `init` and `serve` make a store: another command on
+/// such a directory is a mistyped `--data-dir`, said as one rather than
+/// answered from a new, empty store (or index) left behind.
+pub fn none_here(args: &StoreArgs) -> Result<(), String> {
     let not_a_directory = args.data_dir.exists() && !args.data_dir.is_dir();
-    if !create_key && args.database_url.is_none() && !not_a_directory && !sqlite_file.exists() {
+    if args.database_url.is_none() && !not_a_directory && !args.data_dir.join("warden.db").exists()
+    {
         return Err(format!(
             "no Warden store in {}: give the data directory of one (--data-dir, \
              WARDEN_DATA_DIR), or make one with `warden init`",
             args.data_dir.display()
         ));
     }
+    Ok(())
+}
+
+/// Opens the store and its master key; `create_key` allows making a new
+/// key file (for commands that may initialize).
+pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> {
+    if !create_key {
+        none_here(args)?;
+    }
+    let sqlite_file = args.data_dir.join("warden.db");
     // A malformed key given outright is refused before any store is made.
     let given = match args.master_key.as_deref() {
         Some(text) => Some(crate::master_key::load(Some(text), &args.data_dir, false)?),
         None => None,
     };
+    // Read before anything is made or changed: whether the database holds
+    // a store at all, and which master key set it up.
+    let before = warden_store::before_migrating(
+        args.database_url.as_deref(),
+        &args.data_dir,
+        warden_server::services::secrets::KEY_CHECK,
+    )
+    .await
+    .map_err(|e| format!("cannot open the store: {e}"))?;
+    // (A data directory that is a file is said below, as one.)
+    let database_there = args.database_url.is_some() || sqlite_file.is_file();
+    if !create_key && database_there && before.holds_store == Some(false) {
+        // Another application's database, or an empty one: a command
+        // that makes no store leaves it as it was.
+        return Err(match &args.database_url {
+            Some(_) => "no Warden store in this database: give the URL of one \
+                        (--database-url, WARDEN_DATABASE_URL), or make one there with \
+                        `warden init`"
+                .into(),
+            None => format!(
+                "{} is not a Warden store: give the data directory of one (--data-dir, \
+                 WARDEN_DATA_DIR)",
+                sqlite_file.display()
+            ),
+        });
+    }
     // Before SQLite opens the database: it gives a new WAL the database
     // file's mode. With PostgreSQL the directory holds the index.
     warden_store::keep_private(&args.data_dir).map_err(|e| e.to_string())?;
@@ -46,14 +81,10 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
         None => None,
     };
     if let Some(key) = &known {
-        let stored = warden_store::setting_before_migrating(
-            args.database_url.as_deref(),
-            &args.data_dir,
-            warden_server::services::secrets::KEY_CHECK,
-        )
-        .await
-        .map_err(|e| format!("cannot open the store: {e}"))?;
-        if stored.is_some_and(|check| check != key.check_value()) {
+        if before
+            .setting
+            .is_some_and(|check| check != key.check_value())
+        {
             return Err(warden_server::services::secrets::ANOTHER_KEY.into());
         }
     }

@@ -482,8 +482,47 @@ fn console_commands_refuse_a_directory_without_a_store() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
         assert!(said.contains("no Warden store in"), "{args:?}: {said}");
-        assert!(!typo.join("warden.db").exists(), "{args:?} made a store");
+        assert!(!typo.exists(), "{args:?} left something there");
     }
+}
+
+/// Another application's database, or an empty one, is left as it was by
+/// every command that makes no store: nothing migrated into it, its
+/// files' modes unchanged.
+fn a_database_without_a_store_is_left_as_it_was(backend: &Backend) {
+    std::fs::create_dir_all(backend.data_dir(0)).unwrap();
+    backend.sql("CREATE TABLE customer_orders (id INTEGER PRIMARY KEY)");
+    let file = backend.data_dir(0).join("warden.db");
+    let mode = || {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&file)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    let before = mode();
+    let says = if backend.is_postgres() {
+        "no Warden store in this database"
+    } else {
+        "is not a Warden store"
+    };
+    for args in [
+        &["org", "list"][..],
+        &["org", "create", "X"],
+        &["keys", "list", "--org", "org_x"],
+        &["keys", "revoke", "key_x"],
+    ] {
+        let out = backend.cli(args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains(says), "{args:?}: {said}");
+    }
+    let tables = if backend.is_postgres() {
+        "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'"
+    } else {
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+    };
+    assert_eq!(backend.sql(tables).trim(), "1");
+    assert_eq!(mode(), before);
 }
 
 /// A key pasted where an id, a name or an address goes is not echoed by
@@ -534,6 +573,29 @@ fn malformed_flags_are_usage_errors_and_a_closed_pipe_ends_quietly() {
     }
     let init = console(&["init", "--json"], &data).output().unwrap();
     assert!(init.status.success(), "{init:?}");
+    let create = [
+        "keys",
+        "create",
+        "--org",
+        "org_x",
+        "--name",
+        "n",
+        "--scope",
+        "agents.read",
+    ];
+    for (flag, value) in [
+        ("--expires-at", "tomorrow"),
+        ("--expires-at", "2030-01-01"),
+        ("--allowed-cidr", "999.1.1.1/8"),
+        ("--allowed-cidr", "10.0.0.0/8,notacidr"),
+    ] {
+        let out = console(&[&create[..], &[flag, value]].concat(), &data)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {said}");
+        assert!(said.contains(flag), "{flag} {value}: {said}");
+    }
     let mut child = console(&["org", "list"], &data)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -790,7 +852,7 @@ fn a_schema_newer_than_the_binary_is_refused(backend: &Backend) {
         );
     }
     // The binary's own migrations (SQLite has one more) and the newer one.
-    let known = if backend.is_postgres() { "5" } else { "6" };
+    let known = if backend.is_postgres() { "6" } else { "7" };
     assert_eq!(
         backend.sql("SELECT COUNT(*) FROM schema_migrations").trim(),
         known
@@ -816,4 +878,5 @@ on_every_backend!(
     redis_unreachable_falls_back_to_local_limits,
     metrics_and_request_ids,
     a_schema_newer_than_the_binary_is_refused,
+    a_database_without_a_store_is_left_as_it_was,
 );

@@ -927,6 +927,24 @@ fn console_rotation(backend: &Backend, w: &Warden, t: &common::Tenant, revoked_i
     assert_eq!(rotated["id"], id.as_str());
     assert!(rotated["rotated_at"].is_string(), "{rotated}");
     assert!(rotated["previous_valid_until"].is_string(), "{rotated}");
+    // The grace period shows wherever the key does, while it runs.
+    let until = rotated["previous_valid_until"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = cli_ok(backend, &["keys", "list", "--org", org]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains(&format!("previous secret until {until}")),
+        "{said}"
+    );
+    let shown = w.api(&t.live_key).get(&format!("/api/v1/api-keys/{id}"));
+    assert_eq!(
+        shown.body["data"]["previous_valid_until"],
+        until.as_str(),
+        "{}",
+        shown.text
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(w.api(&first).get("/api/v1/agents").status, 200);
     assert_eq!(w.api(&second).get("/api/v1/agents").status, 200);
@@ -942,6 +960,12 @@ fn console_rotation(backend: &Backend, w: &Warden, t: &common::Tenant, revoked_i
         .unwrap()
         .to_string();
     assert!(said.contains("shown once"), "{said}");
+    let shown = w.api(&t.live_key).get(&format!("/api/v1/api-keys/{id}"));
+    assert!(
+        shown.body["data"]["previous_valid_until"].is_null(),
+        "{}",
+        shown.text
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     w.api(&first)
         .get("/api/v1/agents")
@@ -1116,7 +1140,111 @@ fn another_master_key_migrates_nothing(backend: &Backend) {
     assert_ne!(now.trim(), last, "the refused start migrated the store");
 }
 
+/// A secret the console cannot show (standard output full, its reader
+/// gone) is said with what was saved and how to mend it, in an error and
+/// exit 1, not a panic; and a key past its expiry is not given a secret
+/// that could never work, by the console or the API.
+fn secrets_that_cannot_be_shown(backend: &Backend) {
+    let t = backend.init();
+    let full = || std::fs::File::create("/dev/full").unwrap().into();
+    let create = [
+        "keys",
+        "create",
+        "--org",
+        &t.org_id,
+        "--name",
+        "lost",
+        "--scope",
+        "agents.read",
+    ];
+    let out = backend.cli_to(&create, full());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let id = err
+        .split_whitespace()
+        .find(|w| w.starts_with("key_"))
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    assert!(
+        err.contains("was created, but its secret could not be written"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("warden keys revoke {id}")), "{err}");
+    let listed = cli_ok(backend, &["keys", "list", "--org", &t.org_id]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+
+    let out = backend.cli_to(&["keys", "rotate", &id], full());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("key {id} was rotated, but its new secret")),
+        "{err}"
+    );
+    assert!(err.contains("rotate it again"), "{err}");
+
+    let out = backend.cli_to(&["org", "create", "second", "--json"], full());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("admin keys could not be written"), "{err}");
+
+    // Keys that expire in a moment, made by the console and by the API.
+    let soon = warden_core::time::to_rfc3339(warden_core::time::now_ms() + 1500);
+    let out = cli_ok(
+        backend,
+        &[
+            "keys",
+            "create",
+            "--org",
+            &t.org_id,
+            "--name",
+            "brief",
+            "--scope",
+            "agents.read",
+            "--expires-at",
+            &soon,
+            "--json",
+        ],
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_console = made["id"].as_str().unwrap().to_string();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let r = api.post(
+        "/api/v1/api-keys",
+        &serde_json::json!({"name": "brief", "scopes": ["agents.read"], "expires_at": soon}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let by_api = r.body["data"]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let out = backend.cli(&["keys", "rotate", &by_console]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("expired at") && err.contains("create another"),
+        "{err}"
+    );
+    let r = api.post(
+        &format!("/api/v1/api-keys/{by_api}/rotate"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("expired at"), "{}", r.text);
+    // Neither refusal changed the key or recorded a rotation.
+    let log = api.get("/api/v1/audit?kind=key_change");
+    assert!(
+        !log.body["data"].as_array().unwrap().iter().any(|r| {
+            r["detail"]["change"] == "rotated"
+                && (r["detail"]["key"]["id"] == by_api.as_str()
+                    || r["detail"]["key"]["id"] == by_console.as_str())
+        }),
+        "{}",
+        log.text
+    );
+}
+
 on_every_backend!(
+    secrets_that_cannot_be_shown,
     another_master_key_migrates_nothing,
     concurrent_rotations,
     tenants_and_environments_are_isolated,

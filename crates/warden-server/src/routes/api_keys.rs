@@ -47,11 +47,17 @@ pub struct ApiKeyView {
     pub revoked_at: Option<String>,
     #[schema(format = DateTime)]
     pub rotated_at: Option<String>,
+    /// Until when the secret before the last rotation still works (its
+    /// grace period); null when it no longer does.
+    #[schema(format = DateTime)]
+    pub previous_valid_until: Option<String>,
 }
 
 impl From<ApiKey> for ApiKeyView {
     fn from(k: ApiKey) -> Self {
-        let status = k.status(now_ms()).as_str().to_string();
+        let now = now_ms();
+        let status = k.status(now).as_str().to_string();
+        let previous_valid_until = opt_time(k.previous_secret_until(now));
         ApiKeyView {
             prefix: key_prefix(k.environment).to_string(),
             id: k.id,
@@ -67,6 +73,7 @@ impl From<ApiKey> for ApiKeyView {
             last_used_at: opt_time(k.last_used_at),
             revoked_at: opt_time(k.revoked_at),
             rotated_at: opt_time(k.rotated_at),
+            previous_valid_until,
         }
     }
 }

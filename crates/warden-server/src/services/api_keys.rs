@@ -221,6 +221,14 @@ pub async fn rotate(
     if existing.revoked_at.is_some() {
         return Err(revoked());
     }
+    if let Some(expired) = existing.expires_at.filter(|at| *at <= now_ms()) {
+        return Err(Error::Unprocessable(format!(
+            "the key expired at {} and cannot be rotated (a new secret would never work); \
+             create another",
+            to_rfc3339(expired)
+        ))
+        .into());
+    }
     let secret = keys.mint(existing.environment);
     let (record, rotation) = rotation(&principal.key_id, &existing, &secret, grace_secs, now_ms());
     match audit

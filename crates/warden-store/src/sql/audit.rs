@@ -398,7 +398,11 @@ pub(crate) async fn list(
         q.push(" AND session_id = ").bind(v);
     }
     if let Some(kind) = filter.kind {
-        q.push(" AND kind = ").bind(kind.as_str());
+        // Written into the text, not bound: a plan made for any value (as
+        // PostgreSQL's generic plans are) cannot use an index kept for one
+        // kind, and would walk an agent's whole history for its few
+        // changes. The kinds are this crate's own words.
+        q.push(&format!(" AND kind = '{}'", kind.as_str()));
     }
     if let Some(v) = filter.min_drift_micros {
         q.push(" AND drift_micros >= ").bind(v);

@@ -13,6 +13,8 @@ mod idempotency;
 mod keys;
 mod orgs;
 mod paging;
+#[cfg(test)]
+mod plans;
 mod policies;
 mod settings;
 
@@ -545,15 +547,25 @@ impl Store for SqlStore {
     }
 }
 
-/// A server setting as the store holds it before this binary migrates
-/// anything (`None` for a store not made yet, or without the setting), so
-/// that a start refused for it (another master key) leaves an older
-/// release's store as that release can still open it.
-pub async fn setting_before_migrating(
+/// What a database holds before this binary migrates anything, so that a
+/// start refused for it (another master key) leaves an older release's
+/// store as that release can still open it, and a command that makes no
+/// store leaves a database that holds none as it was.
+#[derive(Debug, Default)]
+pub struct BeforeMigrating {
+    /// Whether it holds a Warden store (its record of migrations); `None`
+    /// where it could not be read (said by the store's own open).
+    pub holds_store: Option<bool>,
+    /// The named server setting, if it holds one.
+    pub setting: Option<String>,
+}
+
+/// Reads [`BeforeMigrating`] with the server setting `name`.
+pub async fn before_migrating(
     database_url: Option<&str>,
     data_dir: &Path,
     name: &str,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<BeforeMigrating> {
     const READ: &str = "SELECT value FROM server_settings WHERE name = $1";
     match database_url {
         Some(url) => {
@@ -563,14 +575,16 @@ pub async fn setting_before_migrating(
                 tokio::time::timeout(std::time::Duration::from_secs(10), connecting).await
             else {
                 // Said by the store's own open, with its words.
-                return Ok(None);
+                return Ok(BeforeMigrating::default());
             };
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT to_regclass('server_settings')::text")
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(crate::postgres::map_err)?;
-            let value = match exists {
+            let (migrations, settings): (Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT to_regclass('schema_migrations')::text, \
+                 to_regclass('server_settings')::text",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .map_err(crate::postgres::map_err)?;
+            let setting = match settings {
                 Some(_) => sqlx::query_scalar(READ)
                     .bind(name)
                     .fetch_optional(&mut conn)
@@ -579,21 +593,41 @@ pub async fn setting_before_migrating(
                 None => None,
             };
             let _ = conn.close().await;
-            Ok(value)
+            Ok(BeforeMigrating {
+                holds_store: Some(migrations.is_some()),
+                setting,
+            })
         }
         None => {
             let path = data_dir.join("warden.db");
             if !path.exists() {
-                return Ok(None);
+                return Ok(BeforeMigrating {
+                    holds_store: Some(false),
+                    setting: None,
+                });
             }
             let name = name.to_string();
             tokio::task::spawn_blocking(move || {
                 let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
                 let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
-                    return None;
+                    return BeforeMigrating::default();
                 };
-                conn.query_row(READ, [name], |row| row.get::<_, String>(0))
+                let holds_store = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                         AND name = 'schema_migrations'",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
                     .ok()
+                    .map(|n| n > 0);
+                let setting = conn
+                    .query_row(READ, [name], |row| row.get::<_, String>(0))
+                    .ok();
+                BeforeMigrating {
+                    holds_store,
+                    setting,
+                }
             })
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))

@@ -28,6 +28,5 @@ pub async fn run(args: InitArgs) -> Result<(), String> {
             "the store was initialized by another process meanwhile; nothing was changed".into(),
         );
     };
-    super::print_tenant("Initialized", &tenant, args.json);
-    Ok(())
+    super::print_tenant("Initialized", &tenant, args.json)
 }

@@ -33,6 +33,7 @@ fn describe(k: &ApiKey) -> serde_json::Value {
         "last_used_at": k.last_used_at.map(to_rfc3339),
         "revoked_at": k.revoked_at.map(to_rfc3339),
         "rotated_at": k.rotated_at.map(to_rfc3339),
+        "previous_valid_until": k.previous_secret_until(now_ms()).map(to_rfc3339),
     })
 }
 
@@ -104,6 +105,9 @@ fn text_line(k: &ApiKey) -> String {
     if let Some(at) = k.expires_at {
         line.push_str(&format!("  expires {}", to_rfc3339(at)));
     }
+    if let Some(until) = k.previous_secret_until(now_ms()) {
+        line.push_str(&format!("  previous secret until {}", to_rfc3339(until)));
+    }
     line
 }
 
@@ -171,16 +175,24 @@ pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
     .map_err(|e| e.to_string());
     store.close().await;
     inserted?;
-    if args.json {
+    let text = if args.json {
         let mut out = describe(&key);
         out["key"] = serde_json::Value::String(secret.plaintext);
-        println!("{out}");
+        format!("{out}\n")
     } else {
-        println!("Created key {} ({})", key.id, key.name);
-        println!("  {}", secret.plaintext);
-        println!("This secret is shown once. Store it now.");
-    }
-    Ok(())
+        format!(
+            "Created key {} ({})\n  {}\nThis secret is shown once. Store it now.\n",
+            key.id, key.name, secret.plaintext
+        )
+    };
+    super::show_once(
+        &text,
+        &format!("key {} was created, but its secret", key.id),
+        &format!(
+            "revoke it (`warden keys revoke {}`) and create another",
+            key.id
+        ),
+    )
 }
 
 pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
@@ -242,6 +254,14 @@ pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
         if key.revoked_at.is_some() {
             return Err(revoked());
         }
+        if let Some(expired) = key.expires_at.filter(|at| *at <= now_ms()) {
+            return Err(format!(
+                "key `{}` expired at {} and cannot be rotated (a new secret would never \
+                 work); create another",
+                key.id,
+                to_rfc3339(expired)
+            ));
+        }
         let tenant = Tenant {
             org_id: key.org_id.clone(),
             environment: key.environment,
@@ -277,19 +297,32 @@ pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
     .await;
     store.close().await;
     let (key, secret, previous_valid_until) = result?;
-    if args.json {
+    let text = if args.json {
         let mut out = describe(&key);
         out["key"] = serde_json::Value::String(secret);
         out["previous_valid_until"] = serde_json::json!(previous_valid_until.map(to_rfc3339));
-        println!("{out}");
+        format!("{out}\n")
     } else {
-        println!("Rotated key {} ({})", key.id, key.name);
-        println!("  {secret}");
-        println!("This secret is shown once. Store it now.");
-        match previous_valid_until {
-            Some(until) => println!("The previous secret works until {}.", to_rfc3339(until)),
-            None => println!("Running servers refuse the previous secret within one second."),
-        }
-    }
-    Ok(())
+        let previous = match previous_valid_until {
+            Some(until) => format!("The previous secret works until {}.", to_rfc3339(until)),
+            None => "Running servers refuse the previous secret within one second.".into(),
+        };
+        format!(
+            "Rotated key {} ({})\n  {secret}\nThis secret is shown once. Store it now.\n\
+             {previous}\n",
+            key.id, key.name
+        )
+    };
+    let previous = match previous_valid_until {
+        Some(until) => format!(
+            "the previous secret works until {}: rotate it again before then",
+            to_rfc3339(until)
+        ),
+        None => "rotate it again (the previous secret no longer works)".into(),
+    };
+    super::show_once(
+        &text,
+        &format!("key {} was rotated, but its new secret", key.id),
+        &previous,
+    )
 }

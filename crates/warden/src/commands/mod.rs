@@ -105,21 +105,50 @@ pub fn environment(arg: EnvironmentArg) -> Environment {
 
 /// Prints a new organization and its admin keys, once: one JSON object
 /// with `--json`, else for a person.
-pub fn print_tenant(verb: &str, t: &warden_server::services::bootstrap::NewTenant, json: bool) {
-    if json {
+pub fn print_tenant(
+    verb: &str,
+    t: &warden_server::services::bootstrap::NewTenant,
+    json: bool,
+) -> Result<(), String> {
+    let text = if json {
         let doc = serde_json::json!({
             "organization_id": t.organization.id,
             "live_key": t.live_key,
             "test_key": t.test_key,
         });
-        println!("{doc}");
-        return;
-    }
-    println!(
-        "{verb} organization {} ({})",
-        t.organization.name, t.organization.id
-    );
-    println!("  live admin key: {}", t.live_key);
-    println!("  test admin key: {}", t.test_key);
-    println!("These keys are shown once. Store them now.");
+        format!("{doc}\n")
+    } else {
+        format!(
+            "{verb} organization {} ({})\n  live admin key: {}\n  test admin key: {}\n\
+             These keys are shown once. Store them now.\n",
+            t.organization.name, t.organization.id, t.live_key, t.test_key
+        )
+    };
+    show_once(
+        &text,
+        &format!(
+            "organization {} was created, but its admin keys",
+            t.organization.id
+        ),
+        &format!(
+            "make another admin key with `warden keys create --org {} --name admin --scope admin`",
+            t.organization.id
+        ),
+    )
+}
+
+/// Writes a secret that is shown once. The change is saved by then, so a
+/// write that fails (a full disk, a reader gone) is said in those words,
+/// with what was saved and how to mend it, rather than lost in a panic.
+pub fn show_once(text: &str, saved: &str, remedy: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            format!(
+                "{saved} could not be written to standard output ({e}); what was not shown is \
+                 lost: {remedy}"
+            )
+        })
 }

@@ -24,8 +24,7 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     .await;
     store.close().await;
     let tenant = result.map_err(|e| e.to_string())?;
-    super::print_tenant("Created", &tenant, args.json);
-    Ok(())
+    super::print_tenant("Created", &tenant, args.json)
 }
 
 pub async fn list(args: OrgListArgs) -> Result<(), String> {

@@ -11,6 +11,7 @@ use warden_server::telemetry::indexer;
 use crate::cli::{ReindexArgs, StoreArgs};
 
 pub async fn run(args: ReindexArgs) -> Result<(), String> {
+    crate::store::none_here(&args.store)?;
     let index = open_index(&args.store.data_dir)?;
     rebuild(index, &args.store).await
 }
@@ -23,7 +24,8 @@ pub fn open_index(data_dir: &Path) -> Result<EventIndex, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     EventIndex::open(&dir, cores.clamp(1, 8)).map_err(|e| match e {
         warden_search::SearchError::Busy(_) => format!(
-            "the index in {} is in use: stop `warden serve` on this data directory first",
+            "the index in {} is in use: stop `warden serve` (or the other `warden reindex`) \
+             on this data directory first",
             dir.display()
         ),
         other => other.to_string(),

@@ -91,18 +91,35 @@ impl Backend {
         self.cli_with_env(args, &[])
     }
 
+    /// The command line with its standard output sent to `stdout` (a full
+    /// device, a closed pipe); standard error captured.
+    #[allow(dead_code)]
+    pub fn cli_to(&self, args: &[&str], stdout: std::process::Stdio) -> Output {
+        self.command(args)
+            .stdout(stdout)
+            .output()
+            .expect("run warden")
+    }
+
     /// The command line with extra environment variables.
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        full.extend(self.store_args());
-        Command::new(BIN)
-            .args(&full)
-            .env("WARDEN_MASTER_KEY", MASTER_KEY)
-            .env_remove("RUST_LOG")
-            .env_remove("WARDEN_JSON")
+        self.command(args)
             .envs(env.iter().copied())
             .output()
             .expect("run warden")
+    }
+
+    /// `warden ARGS` on this backend's store, with the tests' master key.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        full.extend(self.store_args());
+        let mut command = Command::new(BIN);
+        command
+            .args(&full)
+            .env("WARDEN_MASTER_KEY", MASTER_KEY)
+            .env_remove("RUST_LOG")
+            .env_remove("WARDEN_JSON");
+        command
     }
 
     /// `warden init --json`, parsed.
