@@ -525,6 +525,31 @@ fn a_database_without_a_store_is_left_as_it_was(backend: &Backend) {
     assert_eq!(mode(), before);
 }
 
+/// A console command that waited its five seconds behind another
+/// process's write lock says so, not that the directory may be unwritable.
+#[test]
+fn a_console_command_behind_another_writer_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(console(&["init"], &data).output().unwrap().status.success());
+    let mut holder = common::hold_write_lock(&data.join("warden.db"));
+    let out = console(&["org", "list"], &data).output().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("another process holds the database's write lock"),
+        "{said}"
+    );
+    assert!(!said.contains("writable"), "{said}");
+    assert!(console(&["org", "list"], &data)
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
+
 /// A key pasted where an id, a name or an address goes is not echoed by
 /// the console's errors, its usage errors included.
 #[test]

@@ -2725,19 +2725,7 @@ fn syslog_not_stored_in_time_is_counted_lost(backend: &Backend) {
     let (udp, tcp) = (syslog_port(&w, "UDP"), syslog_port(&w, "TCP"));
     // Another process holds the database's write lock.
     let db = backend.data_dir(0).join("warden.db");
-    let hold = "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('held',flush=True)\ntime.sleep(120)";
-    let mut holder = std::process::Command::new("python3")
-        .args(["-c", hold, &db.display().to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut held = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut held,
-    )
-    .unwrap();
-    assert_eq!(held.trim(), "held");
+    let mut holder = common::hold_write_lock(&db);
     // More than the queue holds: some are still in the socket when the
     // shutdown gives up, and are counted as they are read.
     send_syslog(&tcp, &udp, ("lockedt", 8_000), ("lockedu", 100));

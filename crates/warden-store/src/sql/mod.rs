@@ -75,9 +75,15 @@ impl SqlStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
             .map_err(|e| match e {
                 StoreError::Database(why) | StoreError::Unavailable(why) => {
-                    StoreError::Unavailable(format!(
-                        "{shown}: {why} (is the data directory writable by this user?)"
-                    ))
+                    // A lock held past the wait is another process's write
+                    // (a long `sqlite3` session, a backup), not permissions.
+                    let hint = if why.contains("locked") || why.contains("busy") {
+                        "another process holds the database's write lock: let it finish, \
+                         then try again"
+                    } else {
+                        "is the data directory writable by this user?"
+                    };
+                    StoreError::Unavailable(format!("{shown}: {why} ({hint})"))
                 }
                 other => other,
             })?;

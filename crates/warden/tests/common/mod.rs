@@ -711,3 +711,23 @@ impl CrashLoad {
             .collect()
     }
 }
+
+/// Another process holding `db`'s SQLite write lock (`BEGIN IMMEDIATE`)
+/// until it is killed; returns once the lock is held.
+#[allow(dead_code)]
+pub fn hold_write_lock(db: &std::path::Path) -> std::process::Child {
+    let hold = "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('held',flush=True)\ntime.sleep(120)";
+    let mut holder = Command::new("python3")
+        .args(["-c", hold, &db.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut held = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("piped")),
+        &mut held,
+    )
+    .expect("the holder answers");
+    assert_eq!(held.trim(), "held");
+    holder
+}
