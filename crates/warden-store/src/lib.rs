@@ -28,8 +28,8 @@ use warden_core::Tenant;
 pub use error::{StoreError, StoreResult};
 pub use restore::{restore_sqlite, Restored};
 pub use sql::{
-    before_migrating, create_private_dir, keep_private, Backend, BeforeMigrating, IndexedColumns,
-    SqlStore,
+    before_migrating, create_private_dir, keep_private, schema_version, Backend, BeforeMigrating,
+    IndexedColumns, SqlStore,
 };
 
 /// A write that commits with an audit record or not at all.

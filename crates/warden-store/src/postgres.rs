@@ -85,7 +85,8 @@ impl PostgresDb {
             ))
         };
         match probe {
-            Ok(Ok(conn)) => {
+            Ok(Ok(mut conn)) => {
+                warn_without_autovacuum(&mut conn).await;
                 let _ = sqlx::Connection::close(conn).await;
             }
             Ok(Err(e)) => return Err(reached(e.to_string())),
@@ -102,6 +103,22 @@ impl PostgresDb {
             .map_err(map_err)?;
         crate::migrate::apply_postgres(&pool, migrations).await?;
         Ok(PostgresDb { pool })
+    }
+}
+
+/// Says so when the server does not vacuum and analyze on its own: the
+/// rows that resolved holds leave behind then pile up in every index, and
+/// without statistics the planner may choose slower paths as the tables
+/// grow.
+async fn warn_without_autovacuum(conn: &mut sqlx::PgConnection) {
+    let setting: Result<String, _> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(conn)
+        .await;
+    if setting.is_ok_and(|on| on == "off") {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: Warden's tables are neither vacuumed nor \
+             analyzed unless you run VACUUM ANALYZE on a schedule"
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "warden",
-    version,
+    version = release(),
     about = "Warden: a self-hosted security control plane for AI agents"
 )]
 pub struct Cli {
@@ -330,6 +330,21 @@ fn proxy_range(text: &str) -> Result<String, String> {
     } else {
         Err("expected a CIDR range such as 10.0.0.0/8, or an address".into())
     }
+}
+
+/// The release and the schema versions it brings a store to: two builds
+/// of one version number are told apart by what they migrate.
+fn release() -> &'static str {
+    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RELEASE.get_or_init(|| {
+        use warden_store::{schema_version, Backend};
+        format!(
+            "{} (schema: SQLite {}, PostgreSQL {})",
+            env!("CARGO_PKG_VERSION"),
+            schema_version(Backend::Sqlite),
+            schema_version(Backend::Postgres)
+        )
+    })
 }
 
 /// A client range a key is allowed from.

@@ -53,6 +53,21 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
     .map_err(|e| format!("cannot open the store: {e}"))?;
     // (A data directory that is a file is said below, as one.)
     let database_there = args.database_url.is_some() || sqlite_file.is_file();
+    if create_key && before.foreign {
+        // Warden's tables would go beside another application's record
+        // of its migrations, or into its file: refused before anything
+        // is made.
+        return Err(match &args.database_url {
+            Some(_) => "this database holds another application's schema_migrations table: \
+                        give Warden a database of its own"
+                .into(),
+            None => format!(
+                "{} is not a Warden store (it holds another application's tables): give \
+                 Warden a data directory of its own",
+                sqlite_file.display()
+            ),
+        });
+    }
     if !create_key && database_there && before.holds_store == Some(false) {
         // Another application's database, or an empty one: a command
         // that makes no store leaves it as it was.
@@ -67,6 +82,23 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
                 sqlite_file.display()
             ),
         });
+    }
+    // Only `init` and `serve` migrate: another command of a newer release
+    // run on an older release's store (to look at it, under a server of
+    // that release still running) would commit it, and every replica, to
+    // this release, refused by the older one from then on.
+    let backend = match args.database_url {
+        Some(_) => warden_store::Backend::Postgres,
+        None => warden_store::Backend::Sqlite,
+    };
+    let known = warden_store::schema_version(backend);
+    if let Some(older) = before.schema.filter(|v| !create_key && *v < known) {
+        return Err(format!(
+            "the store's schema is at version {older}, older than this release's ({known}): \
+             only `warden serve` and `warden init` migrate it; run this command with the \
+             release that made the store, or upgrade the store first by starting this \
+             release's `warden serve` on it (see Upgrades and rollback in the docs)"
+        ));
     }
     // Before SQLite opens the database: it gives a new WAL the database
     // file's mode. With PostgreSQL the directory holds the index.

@@ -486,6 +486,83 @@ fn console_commands_refuse_a_directory_without_a_store() {
     }
 }
 
+/// `--version` names the schema a store is brought to, as the store
+/// records it: two builds of one version number are told apart.
+#[test]
+fn the_version_names_the_schema() {
+    let out = std::process::Command::new(common::BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let sqlite: String = said
+        .split("SQLite ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"))
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(said.contains(", PostgreSQL "), "{said}");
+    let backend = Backend::sqlite();
+    backend.init();
+    let stored = backend.sql("SELECT MAX(version) FROM schema_migrations");
+    assert_eq!(stored.trim(), sqlite, "{said}");
+}
+
+/// A PostgreSQL server that does not vacuum and analyze on its own is
+/// named in the log at start, and only such a server.
+fn a_server_without_autovacuum_is_named(backend: &Backend) {
+    if !backend.is_postgres() {
+        return;
+    }
+    backend.init();
+    let w = Warden::start(backend, &[]);
+    drop(w);
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    let off = backend.sql("SHOW autovacuum").trim() == "off";
+    assert_eq!(log.contains("autovacuum is off"), off, "{log}");
+}
+
+/// A store of an older release is migrated only by `serve` and `init`:
+/// another command of this release (run to look, with a server of that
+/// release still running) says so and leaves it at its version, so that
+/// the older release can still start on it.
+fn an_older_store_is_migrated_only_by_serve(backend: &Backend) {
+    let t = backend.init();
+    // The store as the release before the last migration left it.
+    let last = backend.sql("SELECT MAX(version) FROM schema_migrations");
+    let last = last.trim();
+    backend.sql(&format!(
+        "DELETE FROM schema_migrations WHERE version = {last}"
+    ));
+    for args in [
+        &["org", "list"][..],
+        &["keys", "list", "--org", &t.org_id],
+        &[
+            "keys",
+            "create",
+            "--org",
+            &t.org_id,
+            "--name",
+            "n",
+            "--scope",
+            "agents.read",
+        ],
+        &["reindex"],
+    ] {
+        let out = backend.cli(args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("older than this release's")
+                && said.contains("only `warden serve` and `warden init` migrate it"),
+            "{args:?}: {said}"
+        );
+    }
+    let now = backend.sql("SELECT MAX(version) FROM schema_migrations");
+    assert_ne!(now.trim(), last, "a console command migrated the store");
+}
+
 /// Another application's database, or an empty one, is left as it was by
 /// every command that makes no store: nothing migrated into it, its
 /// files' modes unchanged.
@@ -523,6 +600,28 @@ fn a_database_without_a_store_is_left_as_it_was(backend: &Backend) {
     };
     assert_eq!(backend.sql(tables).trim(), "1");
     assert_eq!(mode(), before);
+    // Another tool's record of its migrations: not a store to the console,
+    // and no place for one to `init` and `serve`.
+    backend.sql("CREATE TABLE schema_migrations (version INTEGER, dirty INTEGER)");
+    backend.sql("INSERT INTO schema_migrations VALUES (5, 0)");
+    for args in [&["org", "list"][..], &["reindex"]] {
+        let out = backend.cli(args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains(says), "{args:?}: {said}");
+    }
+    for args in [&["init"][..], &["serve", "--listen", "127.0.0.1:0"]] {
+        let out = backend.cli(args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("another application's"), "{args:?}: {said}");
+    }
+    assert_eq!(backend.sql(tables).trim(), "2");
+    assert_eq!(mode(), before);
+    assert!(
+        !backend.data_dir(0).join("index").exists(),
+        "reindex made an index"
+    );
 }
 
 /// A console command that waited its five seconds behind another
@@ -904,4 +1003,6 @@ on_every_backend!(
     metrics_and_request_ids,
     a_schema_newer_than_the_binary_is_refused,
     a_database_without_a_store_is_left_as_it_was,
+    an_older_store_is_migrated_only_by_serve,
+    a_server_without_autovacuum_is_named,
 );

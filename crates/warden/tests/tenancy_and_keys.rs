@@ -1187,6 +1187,74 @@ fn secrets_that_cannot_be_shown(backend: &Backend) {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("admin keys could not be written"), "{err}");
+    // The other commands' answers: an error, after what was done all the
+    // same; never a panic.
+    for (args, says) in [
+        (vec!["org", "list"], "could not write to standard output"),
+        (
+            vec!["keys", "list", "--org", &t.org_id],
+            "could not write to standard output",
+        ),
+        (
+            vec!["keys", "revoke", &id],
+            "was revoked, but its confirmation could not",
+        ),
+    ] {
+        let out = backend.cli_to(&args, full());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    // A first start shows the new organization's admin keys: one that
+    // cannot is told, and stops, rather than serve with keys nobody saw.
+    let fresh = if backend.is_postgres() {
+        Backend::postgres()
+    } else {
+        Backend::sqlite()
+    };
+    let out = fresh.cli_to(&["serve", "--listen", "127.0.0.1:0"], full());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("admin keys could not be written"), "{err}");
+
+    // A grace period that would outlive the key ends with it.
+    let hour = warden_core::time::to_rfc3339(warden_core::time::now_ms() + 3_600_000);
+    let out = cli_ok(
+        backend,
+        &[
+            "keys",
+            "create",
+            "--org",
+            &t.org_id,
+            "--name",
+            "hour",
+            "--scope",
+            "agents.read",
+            "--expires-at",
+            &hour,
+            "--json",
+        ],
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = cli_ok(
+        backend,
+        &[
+            "keys",
+            "rotate",
+            made["id"].as_str().unwrap(),
+            "--grace-period-seconds",
+            "604800",
+            "--json",
+        ],
+    );
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rotated["previous_valid_until"], made["expires_at"],
+        "{rotated}"
+    );
 
     // Keys that expire in a moment, made by the console and by the API.
     let soon = warden_core::time::to_rfc3339(warden_core::time::now_ms() + 1500);

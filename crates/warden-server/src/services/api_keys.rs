@@ -27,7 +27,12 @@ pub fn rotation(
     grace_secs: u32,
     now: Millis,
 ) -> (AuditRecord, KeyRotation) {
-    let previous_valid_until = (grace_secs > 0).then(|| now + i64::from(grace_secs) * 1000);
+    // No secret of the key outlives the key: a grace period past its
+    // expiry ends with it.
+    let previous_valid_until = (grace_secs > 0).then(|| {
+        let end = now + i64::from(grace_secs) * 1000;
+        existing.expires_at.map_or(end, |expiry| end.min(expiry))
+    });
     let record = key_record(
         actor,
         existing,

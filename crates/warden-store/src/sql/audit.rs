@@ -10,6 +10,7 @@ use warden_core::page::{Page, PageRequest, SortValue};
 use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
+use super::by_key;
 use super::Backend;
 use super::{agents, events, holds, keys, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
@@ -337,20 +338,11 @@ pub(crate) async fn get(
     tenant: &Tenant,
     id: &str,
 ) -> StoreResult<Option<ChainedRecord>> {
-    db.query(
-        &format!(
-            "SELECT {READ_COLUMNS} FROM audit_log WHERE id = $1 AND org_id = $2 AND environment = $3"
-        ),
-        vec![
-            id.into(),
-            (&tenant.org_id).into(),
-            tenant.environment.as_str().into(),
-        ],
-    )
-    .await?
-    .first()
-    .map(decode_read)
-    .transpose()
+    by_key::tenant_row(db, "audit_log", READ_COLUMNS, "id", id, tenant)
+        .await?
+        .as_ref()
+        .map(decode_read)
+        .transpose()
 }
 
 /// A tool glob as a `LIKE` pattern.

@@ -7,6 +7,7 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 use super::builder::SqlBuilder;
+use super::by_key;
 use super::paging;
 use crate::db::{Db, Row, Step, Value};
 use crate::{StoreError, StoreResult};
@@ -94,9 +95,10 @@ pub(crate) fn resolve_step(
     decided_at: Millis,
     comment: &Option<String>,
 ) -> Step {
-    let mut sql = String::from(
+    let mut sql = format!(
         "UPDATE holds SET status = $1, decided_by = $2, decided_at = $3, comment = $4 \
-         WHERE id = $5 AND org_id = $6 AND environment = $7 AND status = 'pending'",
+         WHERE id = $5 AND {} AND status = 'pending'",
+        by_key::same_tenant(6, 7)
     );
     if status == HoldStatus::Approved {
         sql.push_str(" AND ");
@@ -121,9 +123,9 @@ pub(crate) fn resolve_step(
 /// [stands](APPROVAL_STANDS).
 fn redeem_sql() -> String {
     format!(
-        "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND org_id = $3 \
-         AND environment = $4 AND status = 'approved' AND redeemed_at IS NULL \
-         AND {APPROVAL_STANDS}"
+        "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND {} \
+         AND status = 'approved' AND redeemed_at IS NULL AND {APPROVAL_STANDS}",
+        by_key::same_tenant(3, 4)
     )
 }
 
@@ -141,18 +143,11 @@ pub(crate) fn redeem_step(tenant: &Tenant, id: &str, at: Millis) -> Step {
 }
 
 pub(crate) async fn get(db: &dyn Db, tenant: &Tenant, id: &str) -> StoreResult<Option<Hold>> {
-    db.query(
-        &format!("SELECT {COLUMNS} FROM holds WHERE id = $1 AND org_id = $2 AND environment = $3"),
-        vec![
-            id.into(),
-            (&tenant.org_id).into(),
-            tenant.environment.as_str().into(),
-        ],
-    )
-    .await?
-    .first()
-    .map(decode)
-    .transpose()
+    by_key::tenant_row(db, "holds", COLUMNS, "id", id, tenant)
+        .await?
+        .as_ref()
+        .map(decode)
+        .transpose()
 }
 
 pub(crate) async fn by_token(
@@ -160,20 +155,11 @@ pub(crate) async fn by_token(
     tenant: &Tenant,
     digest: &str,
 ) -> StoreResult<Option<Hold>> {
-    db.query(
-        &format!(
-            "SELECT {COLUMNS} FROM holds WHERE token_digest = $1 AND org_id = $2 AND environment = $3"
-        ),
-        vec![
-            digest.into(),
-            (&tenant.org_id).into(),
-            tenant.environment.as_str().into(),
-        ],
-    )
-    .await?
-    .first()
-    .map(decode)
-    .transpose()
+    by_key::tenant_row(db, "holds", COLUMNS, "token_digest", digest, tenant)
+        .await?
+        .as_ref()
+        .map(decode)
+        .transpose()
 }
 
 pub(crate) async fn list(
@@ -230,8 +216,11 @@ pub(crate) async fn list(
 /// Marks an approval that lapsed unused; only while it is one.
 pub(crate) fn lapse_step(tenant: &Tenant, id: &str) -> Step {
     Step::execute(
-        "UPDATE holds SET status = 'expired' WHERE id = $1 AND org_id = $2 \
-         AND environment = $3 AND status = 'approved' AND redeemed_at IS NULL",
+        format!(
+            "UPDATE holds SET status = 'expired' WHERE id = $1 AND {} \
+             AND status = 'approved' AND redeemed_at IS NULL",
+            by_key::same_tenant(2, 3)
+        ),
         vec![
             id.into(),
             (&tenant.org_id).into(),

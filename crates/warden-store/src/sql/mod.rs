@@ -6,6 +6,7 @@
 mod agents;
 mod audit;
 mod builder;
+mod by_key;
 mod drift;
 mod events;
 mod holds;
@@ -559,11 +560,56 @@ impl Store for SqlStore {
 /// store leaves a database that holds none as it was.
 #[derive(Debug, Default)]
 pub struct BeforeMigrating {
-    /// Whether it holds a Warden store (its record of migrations); `None`
-    /// where it could not be read (said by the store's own open).
+    /// Whether it holds a Warden store: a record of migrations of Warden's
+    /// shape with at least one (an empty one is what a refused first
+    /// migration leaves). `None` where it could not be read (said by the
+    /// store's own open).
     pub holds_store: Option<bool>,
+    /// Whether it holds another application's data where Warden's would
+    /// go: a record of migrations of another shape, or (SQLite) tables in
+    /// a `warden.db` that holds no store.
+    pub foreign: bool,
+    /// The newest schema version migrated into it, if it holds a store.
+    pub schema: Option<i64>,
     /// The named server setting, if it holds one.
     pub setting: Option<String>,
+}
+
+/// The schema version this binary brings a store to.
+pub fn schema_version(backend: Backend) -> i64 {
+    let list = match backend {
+        Backend::Sqlite => crate::migrate::SQLITE,
+        Backend::Postgres => crate::migrate::POSTGRES,
+    };
+    list.iter().map(|(v, _)| *v).max().unwrap_or(0)
+}
+
+/// How many migrations a record of Warden's shape holds, and the newest.
+const RECORD: &str =
+    "SELECT COUNT(*), MAX(version) FROM (SELECT version, applied_at FROM schema_migrations) m";
+
+impl BeforeMigrating {
+    /// From a read of [`RECORD`] (`None` where no such table exists) and
+    /// whether the database holds other tables.
+    fn from_record(record: Option<Result<(i64, Option<i64>), ()>>, tables: bool) -> Self {
+        match record {
+            Some(Ok((count, newest))) => BeforeMigrating {
+                holds_store: Some(count > 0),
+                schema: newest.filter(|_| count > 0),
+                ..Default::default()
+            },
+            Some(Err(())) => BeforeMigrating {
+                holds_store: Some(false),
+                foreign: true,
+                ..Default::default()
+            },
+            None => BeforeMigrating {
+                holds_store: Some(false),
+                foreign: tables,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 /// Reads [`BeforeMigrating`] with the server setting `name`.
@@ -590,26 +636,32 @@ pub async fn before_migrating(
             .fetch_one(&mut conn)
             .await
             .map_err(crate::postgres::map_err)?;
-            let setting = match settings {
-                Some(_) => sqlx::query_scalar(READ)
+            let record = match migrations {
+                Some(_) => Some(
+                    sqlx::query_as::<_, (i64, Option<i64>)>(RECORD)
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(|_| ()),
+                ),
+                None => None,
+            };
+            let mut before = BeforeMigrating::from_record(record, false);
+            if before.holds_store == Some(true) && settings.is_some() {
+                before.setting = sqlx::query_scalar(READ)
                     .bind(name)
                     .fetch_optional(&mut conn)
                     .await
-                    .map_err(crate::postgres::map_err)?,
-                None => None,
-            };
+                    .map_err(crate::postgres::map_err)?;
+            }
             let _ = conn.close().await;
-            Ok(BeforeMigrating {
-                holds_store: Some(migrations.is_some()),
-                setting,
-            })
+            Ok(before)
         }
         None => {
             let path = data_dir.join("warden.db");
             if !path.exists() {
                 return Ok(BeforeMigrating {
                     holds_store: Some(false),
-                    setting: None,
+                    ..Default::default()
                 });
             }
             let name = name.to_string();
@@ -618,22 +670,26 @@ pub async fn before_migrating(
                 let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
                     return BeforeMigrating::default();
                 };
-                let holds_store = conn
-                    .query_row(
-                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
-                         AND name = 'schema_migrations'",
-                        [],
-                        |row| row.get::<_, i64>(0),
-                    )
-                    .ok()
-                    .map(|n| n > 0);
-                let setting = conn
-                    .query_row(READ, [name], |row| row.get::<_, String>(0))
-                    .ok();
-                BeforeMigrating {
-                    holds_store,
-                    setting,
+                let Ok(tables) = conn.query_row(
+                    "SELECT COUNT(*), COUNT(CASE WHEN name = 'schema_migrations' THEN 1 END) \
+                     FROM sqlite_master WHERE type = 'table'",
+                    [],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)? > 0)),
+                ) else {
+                    // Not readable as a database: said by the store's open.
+                    return BeforeMigrating::default();
+                };
+                let record = tables.1.then(|| {
+                    conn.query_row(RECORD, [], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .map_err(|_| ())
+                });
+                let mut before = BeforeMigrating::from_record(record, tables.0 > 0);
+                if before.holds_store == Some(true) {
+                    before.setting = conn
+                        .query_row(READ, [name], |row| row.get::<_, String>(0))
+                        .ok();
                 }
+                before
             })
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))

@@ -71,17 +71,15 @@ pub async fn list(args: KeysListArgs) -> Result<(), String> {
         }
     }
     opened.store.close().await;
-    if args.json {
-        println!(
-            "{}",
+    let text = if args.json {
+        format!(
+            "{}\n",
             serde_json::Value::Array(keys.iter().map(describe).collect())
-        );
+        )
     } else {
-        for k in &keys {
-            println!("{}", text_line(k));
-        }
-    }
-    Ok(())
+        keys.iter().map(|k| text_line(k) + "\n").collect()
+    };
+    super::say(&text, "")
 }
 
 /// One key on one line: what it may do, and every limit on it.
@@ -226,11 +224,13 @@ pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
     .await;
     store.close().await;
     let key = result?;
-    println!(
-        "Revoked key {} ({}); running servers refuse it within one second.",
-        key.id, key.name
-    );
-    Ok(())
+    super::say(
+        &format!(
+            "Revoked key {} ({}); running servers refuse it within one second.\n",
+            key.id, key.name
+        ),
+        &format!("key {} was revoked, but its confirmation ", key.id),
+    )
 }
 
 /// As the API's rotation: a new secret, the old one valid for the grace

@@ -131,7 +131,8 @@ pub fn print_tenant(
             t.organization.id
         ),
         &format!(
-            "make another admin key with `warden keys create --org {} --name admin --scope admin`",
+            "make other admin keys with `warden keys create --org {0} --name admin --scope \
+             admin` (and `--environment test` for the test environment's)",
             t.organization.id
         ),
     )
@@ -141,14 +142,30 @@ pub fn print_tenant(
 /// write that fails (a full disk, a reader gone) is said in those words,
 /// with what was saved and how to mend it, rather than lost in a panic.
 pub fn show_once(text: &str, saved: &str, remedy: &str) -> Result<(), String> {
+    write_out(text).map_err(|e| {
+        format!(
+            "{saved} could not be written to standard output ({e}); what was not shown is \
+             lost: {remedy}"
+        )
+    })
+}
+
+/// Writes a command's answer: a standard output that cannot take it (a
+/// full disk) is the command's error, after `done` (what the command did
+/// all the same, if anything), rather than a panic.
+pub fn say(text: &str, done: &str) -> Result<(), String> {
+    write_out(text).map_err(|e| format!("{done}could not write to standard output ({e})"))
+}
+
+/// Writes what a running server tells its operator: a standard output
+/// that cannot take it is no reason to stop serving.
+pub fn tell(text: &str) {
+    let _ = write_out(text);
+}
+
+fn write_out(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| {
-            format!(
-                "{saved} could not be written to standard output ({e}); what was not shown is \
-                 lost: {remedy}"
-            )
-        })
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }

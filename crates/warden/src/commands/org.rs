@@ -36,7 +36,7 @@ pub async fn list(args: OrgListArgs) -> Result<(), String> {
         .map_err(|e| e.to_string());
     opened.store.close().await;
     let orgs = orgs?;
-    if args.json {
+    let text = if args.json {
         let list: Vec<_> = orgs
             .iter()
             .map(|o| {
@@ -47,18 +47,20 @@ pub async fn list(args: OrgListArgs) -> Result<(), String> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        format!("{}\n", serde_json::Value::Array(list))
     } else {
-        for o in orgs {
-            println!(
-                "{}  {}  {} ({}/min, burst {})",
-                o.id,
-                o.name,
-                o.plan.as_str(),
-                o.rate_limit.per_minute,
-                o.rate_limit.burst
-            );
-        }
-    }
-    Ok(())
+        orgs.iter()
+            .map(|o| {
+                format!(
+                    "{}  {}  {} ({}/min, burst {})\n",
+                    o.id,
+                    o.name,
+                    o.plan.as_str(),
+                    o.rate_limit.per_minute,
+                    o.rate_limit.burst
+                )
+            })
+            .collect()
+    };
+    super::say(&text, "")
 }

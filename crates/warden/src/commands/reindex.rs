@@ -11,7 +11,14 @@ use warden_server::telemetry::indexer;
 use crate::cli::{ReindexArgs, StoreArgs};
 
 pub async fn run(args: ReindexArgs) -> Result<(), String> {
-    crate::store::none_here(&args.store)?;
+    // The store is looked at first (a directory or database that holds
+    // none is left as it was), then the index, whose lock tells whether a
+    // server runs here.
+    crate::store::open(&args.store, false)
+        .await?
+        .store
+        .close()
+        .await;
     let index = open_index(&args.store.data_dir)?;
     rebuild(index, &args.store).await
 }
@@ -41,12 +48,15 @@ pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), Str
     index.rename().map_err(|e| e.to_string())?;
     let index = Arc::new(index);
     let started = Instant::now();
-    let last = indexer::rebuild(opened.store.as_ref(), &index).await?;
-    println!(
-        "Reindexed {} events (log position {last}) in {:.1} s",
-        index.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let last = indexer::rebuild(opened.store.as_ref(), &index).await;
     opened.store.close().await;
-    Ok(())
+    let last = last?;
+    super::say(
+        &format!(
+            "Reindexed {} events (log position {last}) in {:.1} s\n",
+            index.len(),
+            started.elapsed().as_secs_f64()
+        ),
+        "the index was rebuilt, but the report ",
+    )
 }

@@ -56,8 +56,8 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
             return Err(refused);
         }
     };
-    println!(
-        "Restored {} into {} ({} bytes{})",
+    super::tell(&format!(
+        "Restored {} into {} ({} bytes{})\n",
         args.from.display(),
         data_dir.join("warden.db").display(),
         restored.bytes,
@@ -66,6 +66,6 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
         } else {
             ""
         }
-    );
+    ));
     super::reindex::rebuild(index, &args.store).await
 }

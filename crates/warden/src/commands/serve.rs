@@ -55,14 +55,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // refused Redis URL, an address taken since the check) must not lose
     // the keys shown once.
     if let Some(tenant) = &first {
-        println!(
-            "Warden initialized a new store with organization {} ({}).",
-            tenant.organization.name, tenant.organization.id
-        );
-        println!("Admin keys, shown once; store them now:");
-        println!("  live: {}", tenant.live_key);
-        println!("  test: {}", tenant.test_key);
-        println!();
+        super::show_once(
+            &format!(
+                "Warden initialized a new store with organization {} ({}).\n\
+                 Admin keys, shown once; store them now:\n  live: {}\n  test: {}\n\n",
+                tenant.organization.name, tenant.organization.id, tenant.live_key, tenant.test_key
+            ),
+            &format!(
+                "organization {} was created, but its admin keys",
+                tenant.organization.id
+            ),
+            &format!(
+                "make other admin keys with `warden keys create --org {} --name admin --scope \
+                 admin` (and `--environment test` for the test environment's)",
+                tenant.organization.id
+            ),
+        )?;
     }
     warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
     let config = ServerConfig {
@@ -86,32 +94,33 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut server = Server::build(store.clone(), &opened.master, config).await?;
     if let Some(listeners) = server.start_syslog().await? {
         if let Some(addr) = listeners.udp {
-            println!("Syslog (UDP) on {addr}");
+            super::tell(&format!("Syslog (UDP) on {addr}\n"));
         }
         if let Some(addr) = listeners.tcp {
-            println!("Syslog (TCP) on {addr}");
+            super::tell(&format!("Syslog (TCP) on {addr}\n"));
         }
         if args.syslog_org.is_none() {
             // Without it a message with no ingest key in its structured
             // data has no organization: it is counted and dropped.
-            println!(
+            super::tell(
                 "Syslog without --syslog-org: only messages carrying [warden@32473 token=\"…\"] \
-                 are kept; the others are dropped (warden_syslog_messages_total{{outcome=\"unrouted\"}})"
+                 are kept; the others are dropped (warden_syslog_messages_total{outcome=\"unrouted\"})\n",
             );
             tracing::warn!(
                 "syslog listeners have no --syslog-org: messages without an ingest key are dropped"
             );
         }
     } else if args.syslog_org.is_some() {
-        println!("--syslog-org has no effect without --syslog-udp or --syslog-tcp");
+        super::tell("--syslog-org has no effect without --syslog-udp or --syslog-tcp\n");
         tracing::warn!("--syslog-org given without a syslog listener: it has no effect");
     }
     let address = server
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(args.listen);
-    println!("Warden is listening on http://{address}");
-    println!("API reference: http://{address}/docs");
+    super::tell(&format!(
+        "Warden is listening on http://{address}\nAPI reference: http://{address}/docs\n"
+    ));
     tracing::info!(%address, backend = store.backend().as_str(), "serving");
     server.run(shutdown).await?;
     tracing::info!("stopped");
