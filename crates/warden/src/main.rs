@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
         // place included: said without it.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            eprint!("{}", without_credentials(e.render().to_string()));
+            say_error(&without_credentials(e.render().to_string()));
             return std::process::ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
@@ -53,7 +53,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
+            say_error(&format!("error: cannot start the runtime: {err}\n"));
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -62,7 +62,7 @@ fn main() -> std::process::ExitCode {
         Err(message) => {
             // A console command's error may quote a key pasted as an id or
             // a name (`keys revoke wdn_live_…`): never shown again.
-            eprintln!("error: {}", without_credentials(message));
+            say_error(&format!("error: {}\n", without_credentials(message)));
             std::process::ExitCode::FAILURE
         }
     }
@@ -78,4 +78,11 @@ fn shows_a_secret(command: &cli::Command) -> bool {
             | Command::Org(OrgCommand::Create(_))
             | Command::Keys(KeysCommand::Create(_) | KeysCommand::Rotate(_))
     )
+}
+
+/// Writes to standard error; one that cannot take it (a full disk, a
+/// reader gone) changes nothing of what the command did or its exit code.
+fn say_error(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

@@ -30,9 +30,30 @@ pub fn none_here(args: &StoreArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the store and its master key; `create_key` allows making a new
-/// key file (for commands that may initialize).
-pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> {
+/// The store flags that name `args`'s store again in a command shown to
+/// the operator (a database URL is not repeated: it may hold a password).
+pub fn flags(args: &StoreArgs) -> String {
+    match &args.database_url {
+        Some(_) => " --database-url <the same URL>".into(),
+        None => format!(" --data-dir {}", args.data_dir.display()),
+    }
+}
+
+/// What a command opens the store for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// `serve`: may make a store, its key file, and migrate an older one.
+    Serve,
+    /// `init`: may make a store and its key file; an older release's
+    /// store is left for `serve` to migrate.
+    Init,
+    /// Every other command: a store as this release made it, or nothing.
+    Console,
+}
+
+/// Opens the store and its master key for `opening`.
+pub async fn open(args: &StoreArgs, opening: Opening) -> Result<Opened, String> {
+    let create_key = opening != Opening::Console;
     if !create_key {
         none_here(args)?;
     }
@@ -92,12 +113,29 @@ pub async fn open(args: &StoreArgs, create_key: bool) -> Result<Opened, String> 
         None => warden_store::Backend::Sqlite,
     };
     let known = warden_store::schema_version(backend);
-    if let Some(older) = before.schema.filter(|v| !create_key && *v < known) {
+    if let Some(older) = before
+        .schema
+        .filter(|v| opening != Opening::Serve && *v < known)
+    {
+        return Err(match opening {
+            Opening::Init => format!(
+                "the store is already initialized, by an older release (schema version \
+                 {older}, this release's {known}); nothing was changed: start this release's \
+                 `warden serve` on it to upgrade it (see Upgrades and rollback in the docs)"
+            ),
+            _ => format!(
+                "the store's schema is at version {older}, older than this release's \
+                 ({known}): only `warden serve` migrates it; run this command with the release \
+                 that made the store, or upgrade the store first by starting this release's \
+                 `warden serve` on it (see Upgrades and rollback in the docs)"
+            ),
+        });
+    }
+    if opening == Opening::Console && before.not_a_database {
         return Err(format!(
-            "the store's schema is at version {older}, older than this release's ({known}): \
-             only `warden serve` and `warden init` migrate it; run this command with the \
-             release that made the store, or upgrade the store first by starting this \
-             release's `warden serve` on it (see Upgrades and rollback in the docs)"
+            "{} is not a SQLite database (another program's file, or a store damaged beyond \
+             reading): nothing was changed",
+            sqlite_file.display()
         ));
     }
     // Before SQLite opens the database: it gives a new WAL the database

@@ -521,6 +521,13 @@ fn a_server_without_autovacuum_is_named(backend: &Backend) {
     let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
     let off = backend.sql("SHOW autovacuum").trim() == "off";
     assert_eq!(log.contains("autovacuum is off"), off, "{log}");
+    // A console command leaves it to the servers.
+    let out = backend.cli(&["org", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("autovacuum"),
+        "{out:?}"
+    );
 }
 
 /// A store of an older release is migrated only by `serve` and `init`:
@@ -555,10 +562,18 @@ fn an_older_store_is_migrated_only_by_serve(backend: &Backend) {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
         assert!(
             said.contains("older than this release's")
-                && said.contains("only `warden serve` and `warden init` migrate it"),
+                && said.contains("only `warden serve` migrates it"),
             "{args:?}: {said}"
         );
     }
+    // `init` on it changes nothing either: it is initialized already.
+    let out = backend.cli(&["init"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("already initialized, by an older release"),
+        "{said}"
+    );
     let now = backend.sql("SELECT MAX(version) FROM schema_migrations");
     assert_ne!(now.trim(), last, "a console command migrated the store");
 }
@@ -647,6 +662,78 @@ fn a_console_command_behind_another_writer_says_so() {
         .unwrap()
         .status
         .success());
+}
+
+/// A standard error that cannot take the log or the last error line (a
+/// full disk) changes nothing of what a command does or its exit code.
+#[test]
+fn a_standard_error_that_cannot_be_written_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let full = || std::fs::File::create("/dev/full").unwrap();
+    let out = console(&["init", "--json"], &data)
+        .env("RUST_LOG", "debug")
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(made["live_key"].is_string(), "{made}");
+    let out = console(&["org", "list"], &dir.path().join("typo"))
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = console(&["serve", "--listen", "notanaddr"], &data)
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A `warden.db` that is another program's is left as it was: a file
+/// SQLite does not read is named as one, and one holding another
+/// application's tables beside an empty record of migrations is no place
+/// for `init`.
+#[test]
+fn another_programs_warden_db_is_left_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text");
+    std::fs::create_dir(&text).unwrap();
+    std::fs::write(text.join("warden.db"), "hello\n".repeat(1000)).unwrap();
+    std::fs::set_permissions(
+        text.join("warden.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    for args in [&["keys", "list", "--org", "org_x"][..], &["reindex"]] {
+        let out = console(args, &text).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("is not a SQLite database"),
+            "{args:?}: {said}"
+        );
+        let mode = std::fs::metadata(text.join("warden.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{args:?} changed the mode");
+        assert!(!text.join("index").exists(), "{args:?} made an index");
+    }
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript('CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); CREATE TABLE users (id INTEGER)')";
+    let made = std::process::Command::new("python3")
+        .args(["-c", script, &app.join("warden.db").display().to_string()])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = console(&["init"], &app).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("another application's"), "{said}");
 }
 
 /// A key pasted where an id, a name or an address goes is not echoed by

@@ -1197,7 +1197,7 @@ fn secrets_that_cannot_be_shown(backend: &Backend) {
         ),
         (
             vec!["keys", "revoke", &id],
-            "was revoked, but its confirmation could not",
+            "was revoked, but its confirmation could not be written",
         ),
     ] {
         let out = backend.cli_to(&args, full());

@@ -569,6 +569,9 @@ pub struct BeforeMigrating {
     /// go: a record of migrations of another shape, or (SQLite) tables in
     /// a `warden.db` that holds no store.
     pub foreign: bool,
+    /// (SQLite) a `warden.db` that SQLite does not read as a database:
+    /// another program's file, or a store damaged beyond reading.
+    pub not_a_database: bool,
     /// The newest schema version migrated into it, if it holds a store.
     pub schema: Option<i64>,
     /// The named server setting, if it holds one.
@@ -590,11 +593,13 @@ const RECORD: &str =
 
 impl BeforeMigrating {
     /// From a read of [`RECORD`] (`None` where no such table exists) and
-    /// whether the database holds other tables.
+    /// whether the database holds other tables (counted only where Warden
+    /// needs a database of its own).
     fn from_record(record: Option<Result<(i64, Option<i64>), ()>>, tables: bool) -> Self {
         match record {
             Some(Ok((count, newest))) => BeforeMigrating {
                 holds_store: Some(count > 0),
+                foreign: count == 0 && tables,
                 schema: newest.filter(|_| count > 0),
                 ..Default::default()
             },
@@ -670,14 +675,25 @@ pub async fn before_migrating(
                 let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
                     return BeforeMigrating::default();
                 };
-                let Ok(tables) = conn.query_row(
-                    "SELECT COUNT(*), COUNT(CASE WHEN name = 'schema_migrations' THEN 1 END) \
+                let tables = conn.query_row(
+                    "SELECT COUNT(CASE WHEN name <> 'schema_migrations' THEN 1 END), \
+                     COUNT(CASE WHEN name = 'schema_migrations' THEN 1 END) \
                      FROM sqlite_master WHERE type = 'table'",
                     [],
                     |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)? > 0)),
-                ) else {
-                    // Not readable as a database: said by the store's open.
-                    return BeforeMigrating::default();
+                );
+                let tables = match tables {
+                    Ok(tables) => tables,
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::NotADatabase =>
+                    {
+                        return BeforeMigrating {
+                            not_a_database: true,
+                            ..Default::default()
+                        };
+                    }
+                    // Otherwise unreadable: said by the store's open.
+                    Err(_) => return BeforeMigrating::default(),
                 };
                 let record = tables.1.then(|| {
                     conn.query_row(RECORD, [], |row| Ok((row.get(0)?, row.get(1)?)))

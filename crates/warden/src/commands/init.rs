@@ -9,7 +9,7 @@ pub async fn run(args: InitArgs) -> Result<(), String> {
     let plan = super::plan(args.plan);
     let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
     super::check_organization(&args.org_name, "--org-name", plan, custom)?;
-    let opened = crate::store::open(&args.store, true).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Init).await?;
     let store = opened.store.as_ref();
     if store.is_initialized().await.map_err(|e| e.to_string())? {
         store.close().await;
@@ -28,5 +28,5 @@ pub async fn run(args: InitArgs) -> Result<(), String> {
             "the store was initialized by another process meanwhile; nothing was changed".into(),
         );
     };
-    super::print_tenant("Initialized", &tenant, args.json)
+    super::print_tenant("Initialized", &tenant, args.json, &args.store)
 }

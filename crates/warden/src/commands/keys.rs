@@ -38,7 +38,7 @@ fn describe(k: &ApiKey) -> serde_json::Value {
 }
 
 pub async fn list(args: KeysListArgs) -> Result<(), String> {
-    let opened = crate::store::open(&args.store, false).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     // An empty list would also be what a mistyped organization gives.
     if opened
         .store
@@ -110,7 +110,7 @@ fn text_line(k: &ApiKey) -> String {
 }
 
 pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
-    let opened = crate::store::open(&args.store, false).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let store = opened.store.as_ref();
     secrets::verify_master_key(store, &opened.master).await?;
     if store
@@ -187,14 +187,15 @@ pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
         &text,
         &format!("key {} was created, but its secret", key.id),
         &format!(
-            "revoke it (`warden keys revoke {}`) and create another",
-            key.id
+            "revoke it (`warden keys revoke {}{}`) and create another",
+            key.id,
+            crate::store::flags(&args.store)
         ),
     )
 }
 
 pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
-    let opened = crate::store::open(&args.store, false).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let store = opened.store.as_ref();
     let result = async {
         let key = store
@@ -229,7 +230,7 @@ pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
             "Revoked key {} ({}); running servers refuse it within one second.\n",
             key.id, key.name
         ),
-        &format!("key {} was revoked, but its confirmation ", key.id),
+        &format!("key {} was revoked, but its confirmation", key.id),
     )
 }
 
@@ -241,7 +242,7 @@ pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
             "--grace-period-seconds must be at most {MAX_GRACE_SECS}"
         ));
     }
-    let opened = crate::store::open(&args.store, false).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let store = opened.store.as_ref();
     let result = async {
         secrets::verify_master_key(store, &opened.master).await?;

@@ -41,9 +41,13 @@ pub fn init_logging(format: LogFormat) {
                 .parse()
                 .expect("a fixed directive parses"),
         );
+    // A log line standard error cannot take (a full disk, a reader gone)
+    // is dropped: reporting it would write to standard error again, and
+    // a server must not stop over its log.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder
@@ -109,6 +113,7 @@ pub fn print_tenant(
     verb: &str,
     t: &warden_server::services::bootstrap::NewTenant,
     json: bool,
+    store: &crate::cli::StoreArgs,
 ) -> Result<(), String> {
     let text = if json {
         let doc = serde_json::json!({
@@ -124,16 +129,23 @@ pub fn print_tenant(
             t.organization.name, t.organization.id, t.live_key, t.test_key
         )
     };
+    show_admin_keys(&text, &t.organization.id, store)
+}
+
+/// Shows a new organization's admin keys once; if they cannot be shown,
+/// says how to make others, on the same store.
+pub fn show_admin_keys(
+    text: &str,
+    org_id: &str,
+    store: &crate::cli::StoreArgs,
+) -> Result<(), String> {
     show_once(
-        &text,
+        text,
+        &format!("organization {org_id} was created, but its admin keys"),
         &format!(
-            "organization {} was created, but its admin keys",
-            t.organization.id
-        ),
-        &format!(
-            "make other admin keys with `warden keys create --org {0} --name admin --scope \
-             admin` (and `--environment test` for the test environment's)",
-            t.organization.id
+            "make other admin keys with `warden keys create --org {org_id} --name admin --scope \
+             admin{}` (and `--environment test` for the test environment's)",
+            crate::store::flags(store)
         ),
     )
 }
@@ -152,9 +164,12 @@ pub fn show_once(text: &str, saved: &str, remedy: &str) -> Result<(), String> {
 
 /// Writes a command's answer: a standard output that cannot take it (a
 /// full disk) is the command's error, after `done` (what the command did
-/// all the same, if anything), rather than a panic.
+/// all the same, and what could not be written), rather than a panic.
 pub fn say(text: &str, done: &str) -> Result<(), String> {
-    write_out(text).map_err(|e| format!("{done}could not write to standard output ({e})"))
+    write_out(text).map_err(|e| match done {
+        "" => format!("could not write to standard output ({e})"),
+        done => format!("{done} could not be written to standard output ({e})"),
+    })
 }
 
 /// Writes what a running server tells its operator: a standard output

@@ -7,7 +7,7 @@ use crate::cli::{OrgCreateArgs, OrgListArgs};
 pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
     super::check_organization(&args.name, "NAME", super::plan(args.plan), custom)?;
-    let opened = crate::store::open(&args.store, false).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let store = opened.store.as_ref();
     if !store.is_initialized().await.map_err(|e| e.to_string())? {
         store.close().await;
@@ -24,11 +24,11 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     .await;
     store.close().await;
     let tenant = result.map_err(|e| e.to_string())?;
-    super::print_tenant("Created", &tenant, args.json)
+    super::print_tenant("Created", &tenant, args.json, &args.store)
 }
 
 pub async fn list(args: OrgListArgs) -> Result<(), String> {
-    let opened = crate::store::open(&args.store, false).await?;
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let orgs = opened
         .store
         .list_organizations()

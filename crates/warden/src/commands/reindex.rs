@@ -14,7 +14,7 @@ pub async fn run(args: ReindexArgs) -> Result<(), String> {
     // The store is looked at first (a directory or database that holds
     // none is left as it was), then the index, whose lock tells whether a
     // server runs here.
-    crate::store::open(&args.store, false)
+    crate::store::open(&args.store, crate::store::Opening::Console)
         .await?
         .store
         .close()
@@ -41,7 +41,7 @@ pub fn open_index(data_dir: &Path) -> Result<EventIndex, String> {
 
 /// Builds `index` again from the store's event log.
 pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), String> {
-    let opened = crate::store::open(store, false).await?;
+    let opened = crate::store::open(store, crate::store::Opening::Console).await?;
     // A data directory copied from another replica, or restored from a
     // snapshot, shares or rewinds the name its position in the log is
     // kept under: the rebuilt index takes a name of its own.
@@ -57,6 +57,6 @@ pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), Str
             index.len(),
             started.elapsed().as_secs_f64()
         ),
-        "the index was rebuilt, but the report ",
+        "the index was rebuilt, but the report",
     )
 }

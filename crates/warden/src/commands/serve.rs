@@ -17,7 +17,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     // Checked before the store is made: a bad name must leave nothing behind.
     super::check_organization(&args.org_name, "--org-name", Plan::Enterprise, None)?;
-    let opened = crate::store::open(&args.store, true).await?;
+    warden_store::tell_how_the_database_is_kept();
+    let opened = crate::store::open(&args.store, crate::store::Opening::Serve).await?;
     let store = opened.store.clone();
     let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
     if !initialized && args.syslog_org.is_some() {
@@ -55,21 +56,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // refused Redis URL, an address taken since the check) must not lose
     // the keys shown once.
     if let Some(tenant) = &first {
-        super::show_once(
+        super::show_admin_keys(
             &format!(
                 "Warden initialized a new store with organization {} ({}).\n\
                  Admin keys, shown once; store them now:\n  live: {}\n  test: {}\n\n",
                 tenant.organization.name, tenant.organization.id, tenant.live_key, tenant.test_key
             ),
-            &format!(
-                "organization {} was created, but its admin keys",
-                tenant.organization.id
-            ),
-            &format!(
-                "make other admin keys with `warden keys create --org {} --name admin --scope \
-                 admin` (and `--environment test` for the test environment's)",
-                tenant.organization.id
-            ),
+            &tenant.organization.id,
+            &args.store,
         )?;
     }
     warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
