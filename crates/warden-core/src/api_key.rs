@@ -113,7 +113,7 @@ impl ApiKey {
     pub fn previous_secret_until(&self, now: Millis) -> Option<Millis> {
         self.previous_valid_until
             .filter(|until| *until > now && self.previous_digest.is_some())
-            .filter(|_| self.revoked_at.is_none())
+            .filter(|_| self.status(now) == KeyStatus::Active)
     }
 
     pub fn accepts_digest(&self, digest: &str, now: Millis) -> bool {

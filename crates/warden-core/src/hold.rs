@@ -364,5 +364,9 @@ pub struct HoldFilter {
     pub agent_id: Option<String>,
     /// The policy that held the call.
     pub policy_id: Option<String>,
+    /// Only approvals not used yet (with `status` approved): what a change
+    /// withdraws, read through the index of unused approvals however many
+    /// approvals were used.
+    pub unused: bool,
     pub now: Millis,
 }

@@ -33,19 +33,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    if !shows_a_secret(&cli.command) {
-        // The console commands print and exit: when what reads their
-        // output stops early (`| head`), they end quietly as other Unix
-        // tools do, instead of panicking on the closed pipe. The server
-        // keeps Rust's default, under which a closed socket is an error,
-        // and so do the commands that show a secret once: a reader gone
-        // is then said, with what was saved, rather than a silent end.
-        // SAFETY: sets this process's disposition of one signal, before
-        // any other thread exists.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
+    // SIGPIPE stays ignored (Rust's default) for every command: a write to
+    // a reader gone is an error the command handles where it writes (an
+    // answer's reader gone ends it quietly, a secret's is said, a log
+    // line's is dropped), rather than a signal that ends it wherever it
+    // is, a revocation half done.
     commands::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,18 +58,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// The commands that print a secret once, after saving it.
-fn shows_a_secret(command: &cli::Command) -> bool {
-    use cli::{Command, KeysCommand, OrgCommand};
-    matches!(
-        command,
-        Command::Serve(_)
-            | Command::Init(_)
-            | Command::Org(OrgCommand::Create(_))
-            | Command::Keys(KeysCommand::Create(_) | KeysCommand::Rotate(_))
-    )
 }
 
 /// Writes to standard error; one that cannot take it (a full disk, a

@@ -4648,7 +4648,44 @@ fn calls_of_a_session_are_decided_in_turn(backend: &Backend) {
     assert_eq!(call("cap.b"), "deny");
 }
 
+/// A suspension withdraws the agent's unused approvals however many of
+/// its approvals were used before: a first page of used ones (listed
+/// oldest first) once hid the unused ones after it.
+fn used_approvals_do_not_hide_an_unused_one(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "hold pay", "action_pattern": "pay.*", "decision": "step_up"}),
+    );
+    let agent = api.create_agent("payer");
+    // 210 approvals used long ago, written as an older run would have left
+    // them.
+    backend.sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 210) \
+         INSERT INTO holds (id, token_digest, org_id, environment, audit_id, agent_id, tool, \
+         args_sha256, policy_id, policy_version, session_id, status, created_at, expires_at, \
+         decided_by, decided_at, comment, redeemed_at) SELECT 'hld_used' || i, 'used' || i, \
+         '{org}', 'live', 'aud_used' || i, '{agent}', 'pay.send', '', '', 1, NULL, 'approved', \
+         1000 + i, 9000000000000, 'key_x', 2000 + i, NULL, 3000 + i FROM n",
+        org = t.org_id
+    ));
+    let call = json!({"agent_id": agent, "tool_name": "pay.send", "tool_args": {"n": 1}});
+    let unused = approved_redemption(&api, &call);
+    let token = unused["hold_token"].as_str().unwrap();
+    assert_eq!(hold_until(&api, token, 0)["status"], "approved");
+    let r = api.patch(
+        &format!("/api/v1/agents/{agent}"),
+        &json!({"status": "suspended"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Withdrawn by the suspension's own request.
+    assert_eq!(hold_until(&api, token, 0)["status"], "expired");
+}
+
 on_every_backend!(
+    used_approvals_do_not_hide_an_unused_one,
     calls_of_a_session_are_decided_in_turn,
     verification_from_an_anchor,
     holds_of_a_revoked_key_and_of_a_registered_discovery,

@@ -530,10 +530,11 @@ fn a_server_without_autovacuum_is_named(backend: &Backend) {
     );
 }
 
-/// A store of an older release is migrated only by `serve` and `init`:
-/// another command of this release (run to look, with a server of that
-/// release still running) says so and leaves it at its version, so that
-/// the older release can still start on it.
+/// A store of an older release is migrated only by `serve` (and by
+/// `reindex`, run with the servers stopped): another command of this
+/// release, `init` included (run to look, with a server of that release
+/// still running), says so and leaves it at its version, so that the
+/// older release can still start on it.
 fn an_older_store_is_migrated_only_by_serve(backend: &Backend) {
     let t = backend.init();
     // The store as the release before the last migration left it.
@@ -555,7 +556,6 @@ fn an_older_store_is_migrated_only_by_serve(backend: &Backend) {
             "--scope",
             "agents.read",
         ],
-        &["reindex"],
     ] {
         let out = backend.cli(args);
         let said = String::from_utf8_lossy(&out.stderr);
@@ -570,10 +570,7 @@ fn an_older_store_is_migrated_only_by_serve(backend: &Backend) {
     let out = backend.cli(&["init"]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("already initialized, by an older release"),
-        "{said}"
-    );
+    assert!(said.contains("made by an older release"), "{said}");
     let now = backend.sql("SELECT MAX(version) FROM schema_migrations");
     assert_ne!(now.trim(), last, "a console command migrated the store");
 }
@@ -689,6 +686,51 @@ fn a_standard_error_that_cannot_be_written_changes_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Standard error a pipe whose reader is gone: the revocation is done
+    // and said, not cut short by the first log line.
+    let org = made["organization_id"].as_str().unwrap();
+    let key = console(
+        &[
+            "keys",
+            "create",
+            "--org",
+            org,
+            "--name",
+            "k",
+            "--scope",
+            "agents.read",
+            "--json",
+        ],
+        &data,
+    )
+    .output()
+    .unwrap();
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
+    let id = key["id"].as_str().unwrap();
+    let mut revoke = console(&["keys", "revoke", id], &data)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(revoke.stderr.take());
+    let out = revoke.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Revoked key"),
+        "{out:?}"
+    );
+    let listed = console(&["keys", "list", "--org", org, "--json"], &data)
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let status = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .map(|k| k["status"].clone());
+    assert_eq!(status, Some(serde_json::json!("revoked")), "{listed}");
 }
 
 /// A `warden.db` that is another program's is left as it was: a file
@@ -707,7 +749,11 @@ fn another_programs_warden_db_is_left_as_it_was() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    for args in [&["keys", "list", "--org", "org_x"][..], &["reindex"]] {
+    for args in [
+        &["keys", "list", "--org", "org_x"][..],
+        &["reindex"],
+        &["init"],
+    ] {
         let out = console(args, &text).output().unwrap();
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
@@ -722,6 +768,23 @@ fn another_programs_warden_db_is_left_as_it_was() {
         assert_eq!(mode & 0o777, 0o644, "{args:?} changed the mode");
         assert!(!text.join("index").exists(), "{args:?} made an index");
     }
+    // A directory where the file would be.
+    let nested = dir.path().join("nested");
+    std::fs::create_dir_all(nested.join("warden.db")).unwrap();
+    std::fs::set_permissions(
+        nested.join("warden.db"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let out = console(&["org", "list"], &nested).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is not a file"), "{said}");
+    let mode = std::fs::metadata(nested.join("warden.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "its mode changed");
     let app = dir.path().join("app");
     std::fs::create_dir(&app).unwrap();
     let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript('CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); CREATE TABLE users (id INTEGER)')";

@@ -8,7 +8,7 @@ use serde_json::json;
 
 fn tenants_and_environments_are_isolated(backend: &Backend) {
     let a = backend.init();
-    let b = backend.create_org("Other Corp", &[]);
+    let b = backend.create_org("Other Corp", &["--plan", "enterprise"]);
     let w = Warden::start(backend, &[]);
     let a_live = w.api(&a.live_key);
     let a_test = w.api(&a.test_key);
@@ -57,6 +57,50 @@ fn tenants_and_environments_are_isolated(backend: &Backend) {
         a_live.get(&format!("/api/v1/api-keys/{key_id}")).body["data"]["status"],
         "active"
     );
+    // An audit record and a hold, read by their ids and the hold's token
+    // (looked up by key alone, the tenant compared after): another
+    // organization's key and the other environment's find neither, and
+    // cannot resolve the hold.
+    let r = a_live.post(
+        "/api/v1/policies",
+        &json!({"name": "hold", "action_pattern": "pay.*", "decision": "step_up"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = a_live.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": id, "tool_name": "pay.send", "tool_args": {"n": 1}}),
+    );
+    assert_eq!(r.body["data"]["decision"], "step_up", "{}", r.text);
+    let audit_id = r.body["data"]["audit_id"].as_str().unwrap().to_string();
+    let token = r.body["data"]["hold_token"].as_str().unwrap().to_string();
+    let hold_id = a_live.get(&format!("/api/v1/enforce/hold/{token}")).body["data"]["hold_id"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            a_live.get("/api/v1/holds?status=pending").body["data"][0]["id"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap();
+    for other in [&b_live, &a_test] {
+        other
+            .get(&format!("/api/v1/audit/{audit_id}"))
+            .error(404, "not_found");
+        other
+            .get(&format!("/api/v1/holds/{hold_id}"))
+            .error(404, "not_found");
+        other
+            .get(&format!("/api/v1/enforce/hold/{token}"))
+            .error(404, "not_found");
+        for verb in ["approve", "deny"] {
+            other
+                .post(&format!("/api/v1/holds/{hold_id}/{verb}"), &json!({}))
+                .error(404, "not_found");
+        }
+    }
+    let hold = a_live.get(&format!("/api/v1/holds/{hold_id}"));
+    assert_eq!(hold.body["data"]["status"], "pending", "{}", hold.text);
+    assert_eq!(a_live.get(&format!("/api/v1/audit/{audit_id}")).status, 200);
 }
 
 fn scopes_are_enforced(backend: &Backend) {

@@ -147,10 +147,13 @@ impl Orphaned {
         tenant: &warden_core::Tenant,
         status: HoldStatus,
     ) -> Option<Vec<warden_core::hold::Hold>> {
+        // Approvals used are left as they are: listing only the unused
+        // ones, a first page of used ones cannot hide those after it.
         let filter = HoldFilter {
             status: Some(status),
             agent_id: self.agent_id.clone(),
             policy_id: self.policy_id.clone(),
+            unused: status == HoldStatus::Approved,
             now: now_ms(),
         };
         let page = PageRequest {

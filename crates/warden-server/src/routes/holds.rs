@@ -143,6 +143,7 @@ pub async fn list_holds(
         status: q.status.map(status),
         agent_id,
         policy_id: None,
+        unused: false,
         now,
     };
     let page = state

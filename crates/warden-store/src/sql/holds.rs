@@ -183,6 +183,9 @@ pub(crate) async fn list(
                 .push(APPROVAL_LAPSED)
                 .bind(filter.now)
                 .push(")");
+            if filter.unused {
+                q.push(" AND redeemed_at IS NULL");
+            }
         }
         Some(HoldStatus::Pending) => {
             q.push(" AND status = 'pending' AND expires_at > ")

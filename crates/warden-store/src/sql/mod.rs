@@ -642,12 +642,20 @@ pub async fn before_migrating(
             .await
             .map_err(crate::postgres::map_err)?;
             let record = match migrations {
-                Some(_) => Some(
-                    sqlx::query_as::<_, (i64, Option<i64>)>(RECORD)
-                        .fetch_one(&mut conn)
-                        .await
-                        .map_err(|_| ()),
-                ),
+                Some(_) => match sqlx::query_as::<_, (i64, Option<i64>)>(RECORD)
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok(found) => Some(Ok(found)),
+                    // Another shape: a column missing, or of another type.
+                    Err(sqlx::Error::Database(e))
+                        if matches!(e.code().as_deref(), Some("42703" | "42883")) =>
+                    {
+                        Some(Err(()))
+                    }
+                    Err(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => Some(Err(())),
+                    Err(e) => return Err(crate::postgres::map_err(e)),
+                },
                 None => None,
             };
             let mut before = BeforeMigrating::from_record(record, false);
@@ -695,10 +703,36 @@ pub async fn before_migrating(
                     // Otherwise unreadable: said by the store's open.
                     Err(_) => return BeforeMigrating::default(),
                 };
-                let record = tables.1.then(|| {
-                    conn.query_row(RECORD, [], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .map_err(|_| ())
-                });
+                let record = match tables.1 {
+                    false => None,
+                    true => {
+                        // Warden's shape: the two columns it reads and writes.
+                        let shaped = conn
+                            .query_row(
+                                "SELECT COUNT(*) FROM pragma_table_info('schema_migrations') \
+                                 WHERE name IN ('version', 'applied_at')",
+                                [],
+                                |row| row.get::<_, i64>(0),
+                            )
+                            .map(|n| n == 2);
+                        match shaped {
+                            Ok(false) => Some(Err(())),
+                            Ok(true) => match conn
+                                .query_row(RECORD, [], |row| Ok((row.get(0)?, row.get(1)?)))
+                            {
+                                Ok(found) => Some(Ok(found)),
+                                // Versions of another type: another tool's.
+                                Err(
+                                    rusqlite::Error::InvalidColumnType(..)
+                                    | rusqlite::Error::FromSqlConversionFailure(..),
+                                ) => Some(Err(())),
+                                // Otherwise unreadable now: said by the store's open.
+                                Err(_) => return BeforeMigrating::default(),
+                            },
+                            Err(_) => return BeforeMigrating::default(),
+                        }
+                    }
+                };
                 let mut before = BeforeMigrating::from_record(record, tables.0 > 0);
                 if before.holds_store == Some(true) {
                     before.setting = conn

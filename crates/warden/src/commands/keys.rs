@@ -316,7 +316,8 @@ pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
     };
     let previous = match previous_valid_until {
         Some(until) => format!(
-            "the previous secret works until {}: rotate it again before then",
+            "the previous secret still works until {}, and rotating again would end it at once: \
+             create another key for the clients, then revoke this one",
             to_rfc3339(until)
         ),
         None => "rotate it again (the previous secret no longer works)".into(),

@@ -166,10 +166,16 @@ pub fn show_once(text: &str, saved: &str, remedy: &str) -> Result<(), String> {
 /// full disk) is the command's error, after `done` (what the command did
 /// all the same, and what could not be written), rather than a panic.
 pub fn say(text: &str, done: &str) -> Result<(), String> {
-    write_out(text).map_err(|e| match done {
-        "" => format!("could not write to standard output ({e})"),
-        done => format!("{done} could not be written to standard output ({e})"),
-    })
+    match write_out(text) {
+        // Its reader stopped early (`| head`): the command ends quietly,
+        // as other Unix tools do.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if done.is_empty() => Err(format!("could not write to standard output ({e})")),
+        Err(e) => Err(format!(
+            "{done} could not be written to standard output ({e})"
+        )),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Writes what a running server tells its operator: a standard output

@@ -11,14 +11,10 @@ use warden_server::telemetry::indexer;
 use crate::cli::{ReindexArgs, StoreArgs};
 
 pub async fn run(args: ReindexArgs) -> Result<(), String> {
-    // The store is looked at first (a directory or database that holds
-    // none is left as it was), then the index, whose lock tells whether a
-    // server runs here.
-    crate::store::open(&args.store, crate::store::Opening::Console)
-        .await?
-        .store
-        .close()
-        .await;
+    // The store is looked at first, changing nothing (a directory or
+    // database that holds none is left as it was), then the index, whose
+    // lock tells whether a server runs here, then the store is opened.
+    crate::store::examine(&args.store, crate::store::Opening::Maintenance).await?;
     let index = open_index(&args.store.data_dir)?;
     rebuild(index, &args.store).await
 }
@@ -41,7 +37,7 @@ pub fn open_index(data_dir: &Path) -> Result<EventIndex, String> {
 
 /// Builds `index` again from the store's event log.
 pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), String> {
-    let opened = crate::store::open(store, crate::store::Opening::Console).await?;
+    let opened = crate::store::open(store, crate::store::Opening::Maintenance).await?;
     // A data directory copied from another replica, or restored from a
     // snapshot, shares or rewinds the name its position in the log is
     // kept under: the rebuilt index takes a name of its own.

@@ -16,6 +16,7 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
     // The key the restored store will be opened with: a copy set up under
     // another one is refused before anything changes (or is made).
     let master = crate::master_key::load(args.store.master_key.as_deref(), &data_dir, false)
+        .map(|(key, _)| key)
         .map_err(|e| {
             let keyless = args.store.master_key.is_none() && !data_dir.join("master.key").exists();
             if keyless {
