@@ -26,7 +26,6 @@ use warden_core::time::Millis;
 use warden_core::Tenant;
 
 pub use error::{StoreError, StoreResult};
-pub use postgres::tell_how_the_database_is_kept;
 pub use restore::{restore_sqlite, Restored};
 pub use sql::{
     before_migrating, create_private_dir, keep_private, schema_version, Backend, BeforeMigrating,

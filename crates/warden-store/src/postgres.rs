@@ -85,8 +85,7 @@ impl PostgresDb {
             ))
         };
         match probe {
-            Ok(Ok(mut conn)) => {
-                warn_without_autovacuum(&mut conn).await;
+            Ok(Ok(conn)) => {
                 let _ = sqlx::Connection::close(conn).await;
             }
             Ok(Err(e)) => return Err(reached(e.to_string())),
@@ -103,35 +102,6 @@ impl PostgresDb {
             .map_err(map_err)?;
         crate::migrate::apply_postgres(&pool, migrations).await?;
         Ok(PostgresDb { pool })
-    }
-}
-
-/// Whether this process serves, and so says how its database is kept
-/// (console commands leave it to the servers).
-static SERVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Makes the connections this process opens from now on say how the
-/// database is kept: called by `serve`.
-pub fn tell_how_the_database_is_kept() {
-    SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Says so when the server does not vacuum and analyze on its own: the
-/// rows that resolved holds leave behind then pile up in every index, and
-/// without statistics the planner may choose slower paths as the tables
-/// grow.
-async fn warn_without_autovacuum(conn: &mut sqlx::PgConnection) {
-    if !SERVING.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    let setting: Result<String, _> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-        .fetch_one(conn)
-        .await;
-    if setting.is_ok_and(|on| on == "off") {
-        tracing::warn!(
-            "PostgreSQL's autovacuum is off: Warden's tables are not analyzed, and vacuumed \
-             only against wraparound, unless you run VACUUM ANALYZE on a schedule"
-        );
     }
 }
 

@@ -97,6 +97,13 @@ pub async fn open(args: &StoreArgs, opening: Opening) -> Result<Opened, String> 
     // What the database holds, read before anything is made or changed,
     // with the master key's check value it was set up with.
     let before = examine(args, opening).await?;
+    if opening == Opening::Serve && before.autovacuum_off {
+        // Said by servers; console commands leave it to them.
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: Warden's tables are not analyzed, and vacuumed \
+             only against wraparound, unless you run VACUUM ANALYZE on a schedule"
+        );
+    }
     // Before SQLite opens the database: it gives a new WAL the database
     // file's mode. With PostgreSQL the directory holds the index.
     warden_store::keep_private(&args.data_dir).map_err(|e| e.to_string())?;

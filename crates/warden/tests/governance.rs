@@ -1156,6 +1156,16 @@ fn hold_until(api: &Api, token: &str, wait: u64) -> Value {
     r.body["data"].clone()
 }
 
+/// A Thoth SDK call of `erase-bot` in `session` with the SDK's list of the
+/// session's calls.
+fn listed_call(api: &Api, tool: &str, session: &str, list: Value) -> common::Reply {
+    api.post(
+        "/v1/enforce",
+        &json!({"agent_id": "erase-bot", "tool_name": tool, "session_id": session,
+                "session_tool_calls": list}),
+    )
+}
+
 /// The hold a decision made, once denied because its policy changed.
 fn denied_for_change(api: &Api, decision: &Value) -> Value {
     let r = api.get(&format!(
@@ -3495,20 +3505,12 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         &api,
         json!({"agent_id": "erase-bot", "tool_name": "db.read", "session_id": "e1"}),
     );
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e1",
-                "session_tool_calls": []}),
-    );
+    let r = listed_call(&api, "http.post", "e1", json!([]));
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     // Nor does an account that leaves it out: what Warden saw is added,
     // and the record says the history was the caller's and what it left
     // out.
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e1",
-                "session_tool_calls": ["fs.read", "http.post"]}),
-    );
+    let r = listed_call(&api, "http.post", "e1", json!(["fs.read", "http.post"]));
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     let record = api.get(&format!(
         "/api/v1/audit/{}",
@@ -3526,11 +3528,7 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
     // the entries kept are the ones judged.
     let mut padded = vec![json!("db.read")];
     padded.extend((0..100).flat_map(|_| [json!("fs.read"), json!("kb.search")]));
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e1",
-                "session_tool_calls": padded}),
-    );
+    let r = listed_call(&api, "http.post", "e1", json!(padded));
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     // A list's count is never below the calls Warden saw run.
     policy(
@@ -3544,11 +3542,7 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
             json!({"agent_id": "erase-bot", "tool_name": "fs.read", "session_id": "e3"}),
         );
     }
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "budget.spend", "session_id": "e3",
-                "session_tool_calls": ["fs.read"]}),
-    );
+    let r = listed_call(&api, "budget.spend", "e3", json!(["fs.read"]));
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     // Nor below the list's own length past the 200 entries kept (the
     // SDK counts the calls of every replica).
@@ -3558,11 +3552,7 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
                "condition": "session.calls >= 250"}),
     );
     let long: Vec<String> = (0..260).map(|i| format!("other.{i}")).collect();
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "bulk.spend", "session_id": "e4",
-                "session_tool_calls": long}),
-    );
+    let r = listed_call(&api, "bulk.spend", "e4", json!(long));
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     // The SDK lists every run of a tool: a list holding a repeated call
     // fewer times than Warden saw it run leaves calls out.
@@ -3572,18 +3562,10 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
                "condition": "size(session.tools.filter(t, t == 'pay.transfer')) >= 2"}),
     );
     for list in [json!([]), json!(["pay.transfer"])] {
-        let r = api.post(
-            "/v1/enforce",
-            &json!({"agent_id": "erase-bot", "tool_name": "pay.transfer", "session_id": "e5",
-                    "session_tool_calls": list}),
-        );
+        let r = listed_call(&api, "pay.transfer", "e5", list);
         assert_eq!(r.body["decision"], "ALLOW", "{}", r.text);
     }
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "pay.transfer", "session_id": "e5",
-                "session_tool_calls": ["pay.transfer"]}),
-    );
+    let r = listed_call(&api, "pay.transfer", "e5", json!(["pay.transfer"]));
     assert_eq!(r.body["decision"], "BLOCK", "{}", r.text);
     // A call the SDK did not record (its tool raised) beside the calls it
     // did: Warden's record is merged in, no call counted twice.
@@ -3592,13 +3574,7 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         json!({"name": "thrice", "action_pattern": "rep.x", "decision": "deny",
                "condition": "size(session.tools.filter(t, t == 'rep.x')) >= 3"}),
     );
-    let thoth = |list: Value| {
-        api.post(
-            "/v1/enforce",
-            &json!({"agent_id": "erase-bot", "tool_name": "rep.x", "session_id": "e6",
-                    "session_tool_calls": list}),
-        )
-    };
+    let thoth = |list: Value| listed_call(&api, "rep.x", "e6", list);
     assert_eq!(thoth(json!([])).body["decision"], "ALLOW");
     assert_eq!(thoth(json!(["rep.x"])).body["decision"], "ALLOW");
     enforce(
@@ -3636,18 +3612,15 @@ fn sessions_redaction_and_changes_stay_within_bounds(backend: &Backend) {
         json!(["db.read", "fs.list"]),
         json!(["fs.list", "db.read", "fs.list"]),
     ] {
-        let r = api.post(
-            "/v1/enforce",
-            &json!({"agent_id": "erase-bot", "tool_name": "http.post", "session_id": "e2",
-                    "session_tool_calls": list}),
-        );
+        let r = listed_call(&api, "http.post", "e2", list.clone());
         assert_eq!(r.body["decision"], "BLOCK", "{list}: {}", r.text);
     }
     // An honest list, with a call of another replica in it, stands.
-    let r = api.post(
-        "/v1/enforce",
-        &json!({"agent_id": "erase-bot", "tool_name": "kb.search", "session_id": "e2",
-                "session_tool_calls": ["db.read", "fs.list", "crm.read", "db.read"]}),
+    let r = listed_call(
+        &api,
+        "kb.search",
+        "e2",
+        json!(["db.read", "fs.list", "crm.read", "db.read"]),
     );
     let record = api.get(&format!(
         "/api/v1/audit/{}",

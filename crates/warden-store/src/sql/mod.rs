@@ -574,6 +574,11 @@ pub struct BeforeMigrating {
     pub not_a_database: bool,
     /// The newest schema version migrated into it, if it holds a store.
     pub schema: Option<i64>,
+    /// (PostgreSQL) the server neither vacuums nor analyzes on its own:
+    /// the rows resolved holds leave behind then pile up in every index,
+    /// and without statistics the planner may take slower paths as the
+    /// tables grow.
+    pub autovacuum_off: bool,
     /// The named server setting, if it holds one.
     pub setting: Option<String>,
 }
@@ -659,6 +664,11 @@ pub async fn before_migrating(
                 None => None,
             };
             let mut before = BeforeMigrating::from_record(record, false);
+            before.autovacuum_off =
+                sqlx::query_scalar::<_, String>("SELECT current_setting('autovacuum')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .is_ok_and(|on| on == "off");
             if before.holds_store == Some(true) && settings.is_some() {
                 before.setting = sqlx::query_scalar(READ)
                     .bind(name)

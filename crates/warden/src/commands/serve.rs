@@ -17,7 +17,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     // Checked before the store is made: a bad name must leave nothing behind.
     super::check_organization(&args.org_name, "--org-name", Plan::Enterprise, None)?;
-    warden_store::tell_how_the_database_is_kept();
     let opened = crate::store::open(&args.store, crate::store::Opening::Serve).await?;
     let store = opened.store.clone();
     let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
