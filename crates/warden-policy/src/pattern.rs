@@ -47,15 +47,15 @@ impl ToolPattern {
             });
         }
         let last = text.chars().count();
-        for (i, (at, c)) in text.char_indices().enumerate() {
+        for (i, c) in text.chars().enumerate() {
             let position = i + 1;
-            // Bytes, as tool names are counted: a longer pattern would
-            // never match.
-            if at + c.len_utf8() > MAX_LEN {
+            // Characters, as tool names are counted: a longer pattern
+            // would never match.
+            if position > MAX_LEN {
                 return Err(PatternError {
                     position,
                     message: format!(
-                        "the pattern is longer than {MAX_LEN} bytes, which no tool name is"
+                        "the pattern is longer than {MAX_LEN} characters, which no tool name is"
                     ),
                 });
             }
@@ -298,11 +298,12 @@ mod tests {
             ToolPattern::parse(&"a".repeat(257)).unwrap_err().position,
             257
         );
-        // Counted in bytes, as tool names are: 129 two-byte characters.
-        assert!(ToolPattern::parse(&"é".repeat(128)).is_ok());
+        // Counted in characters, as tool names are (and as the API's
+        // `maxLength` counts): 256 two-byte characters are one pattern.
+        assert!(ToolPattern::parse(&"é".repeat(256)).is_ok());
         assert_eq!(
-            ToolPattern::parse(&"é".repeat(129)).unwrap_err().position,
-            129
+            ToolPattern::parse(&"é".repeat(257)).unwrap_err().position,
+            257
         );
     }
 

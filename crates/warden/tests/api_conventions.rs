@@ -854,6 +854,27 @@ fn openapi_and_reference(backend: &Backend) {
         schemas["EventBatch"]["oneOf"].as_array().map(Vec::len),
         Some(2)
     );
+    // So may the SDK's, and its decisions are an enumeration; lengths
+    // are characters, as `maxLength` counts them, on both call routes.
+    let sdk = r.body["paths"]["/v1/events/batch"]["post"]["requestBody"].to_string();
+    assert!(sdk.contains("ThothEventBatch"), "{sdk}");
+    assert_eq!(
+        schemas["ThothEventBatch"]["oneOf"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        schemas["ThothDecisionName"]["enum"],
+        json!(["ALLOW", "BLOCK", "STEP_UP", "MODIFY"])
+    );
+    for field in ["session_id", "user_id"] {
+        assert_eq!(
+            schemas["PolicyTest"]["properties"][field]["maxLength"], 200,
+            "{field}"
+        );
+    }
+    assert_eq!(schemas["ItemError"]["properties"]["line"]["minimum"], 1);
+    // A generated client's base URL is where it read the document.
+    assert_eq!(r.body["servers"][0]["url"], "/");
     assert!(r.body["components"]["securitySchemes"]["api_key"].is_object());
     let security = r.body["paths"]["/api/v1/agents"]["get"]["security"].to_string();
     assert!(

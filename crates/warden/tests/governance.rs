@@ -930,6 +930,21 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         assert!(r.text.contains("agent_id"), "{path}: {}", r.text);
         assert!(!r.text.contains("external_id"), "{path}: {}", r.text);
     }
+    // So are a tool name, a session and a user, as the document's
+    // `maxLength` counts: 256 and 200 two-byte characters are taken, one
+    // more is refused naming the field.
+    let taken = json!({"agent_id": wide, "tool_name": "\u{e9}".repeat(256),
+        "session_id": "\u{e9}".repeat(200), "user_id": "\u{e9}".repeat(200)});
+    for path in ["/api/v1/enforce", "/api/v1/policies/test"] {
+        let r = api.post(path, &taken);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        for (field, max) in [("tool_name", 256), ("session_id", 200), ("user_id", 200)] {
+            let mut body = taken.clone();
+            body[field] = json!("\u{e9}".repeat(max + 1));
+            let r = api.post(path, &body);
+            assert_eq!(r.error(400, "invalid_request")["field"], field, "{path}");
+        }
+    }
     let other = api.create_agent("other");
     // Bound, even an admin key neither sees policies nor resolves holds
     // (naming those scopes on a bound key is refused outright).

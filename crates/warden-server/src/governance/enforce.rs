@@ -65,11 +65,13 @@ pub struct Verdict {
     pub step_up_timeout_seconds: Option<u32>,
 }
 
+/// Lengths are counted in characters, as the API's documented
+/// `maxLength` counts them (and agent ids are counted).
 fn check_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
-    if value.is_empty() || value.len() > max {
+    if value.is_empty() || value.chars().count() > max {
         return Err(Error::invalid(
             field,
-            format!("{field} must be 1 to {max} bytes"),
+            format!("{field} must be 1 to {max} characters"),
         ));
     }
     warden_core::agent::refuse_control(value, field)

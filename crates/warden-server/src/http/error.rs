@@ -41,7 +41,9 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// What went wrong, for a person.
     pub message: String,
-    /// The request field (or header, or query parameter) at fault.
+    /// The request field (or header, or query parameter) at fault; for a
+    /// batch, its first bad item's (`events[3].timestamp`; in a
+    /// newline-delimited body `line 2`, or `line 2: timestamp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Where a body failed to parse.
@@ -61,8 +63,10 @@ pub struct ItemError {
     pub index: Option<usize>,
     /// The item's 1-based line in a newline-delimited body.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub line: Option<usize>,
-    /// The field at fault within the item.
+    /// The field at fault within the item; empty when the item as a whole
+    /// is (a line that is not JSON, an event that is not an object).
     pub field: String,
     pub message: String,
 }

@@ -36,16 +36,16 @@ pub struct EnforceRequest {
     /// id registers a `discovered` agent.
     #[schema(example = "billing-bot", min_length = 1, max_length = 200)]
     pub agent_id: String,
-    /// 1 to 256 bytes.
+    /// 1 to 256 characters.
     #[schema(example = "payments.transfer", min_length = 1, max_length = 256)]
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "unique_keys")]
     pub tool_args: Option<Value>,
-    /// 1 to 200 bytes, kept as sent (case and spaces count).
+    /// 1 to 200 characters, kept as sent (case and spaces count).
     #[schema(min_length = 1, max_length = 200)]
     pub session_id: Option<String>,
-    /// 1 to 200 bytes.
+    /// 1 to 200 characters.
     #[schema(min_length = 1, max_length = 200)]
     pub user_id: Option<String>,
     /// Anything else policies may read as `context`.
@@ -355,7 +355,11 @@ pub struct PolicyTest {
     pub tool_name: String,
     #[schema(value_type = Option<Object>)]
     pub tool_args: Option<Value>,
+    /// 1 to 200 characters, as on `POST /api/v1/enforce`.
+    #[schema(min_length = 1, max_length = 200)]
     pub session_id: Option<String>,
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub user_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,

@@ -89,6 +89,12 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(&'static str, &mut O
 /// Adds what every route shares, so that the document lists each status a
 /// route can answer.
 pub fn apply_conventions(document: &mut OpenApi) {
+    // The server that serves the document: a generated client's base URL
+    // is where it read the document from.
+    document.servers = Some(vec![utoipa::openapi::server::ServerBuilder::new()
+        .url("/")
+        .description(Some("The Warden server serving this document"))
+        .build()]);
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

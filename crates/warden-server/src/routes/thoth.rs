@@ -59,7 +59,7 @@ pub struct ThothEnforceRequest {
 /// `ALLOW`, `BLOCK`, `STEP_UP` or `MODIFY` (an `audit` decision allows).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ThothDecision {
-    #[schema(example = "ALLOW")]
+    #[schema(example = "ALLOW", value_type = ThothDecisionName)]
     pub decision: String,
     pub reason: String,
     pub hold_token: Option<String>,
@@ -74,6 +74,40 @@ pub struct ThothDecision {
     pub violation_id: String,
     pub step_up_timeout_seconds: Option<u32>,
     pub authorization_decision: String,
+}
+
+/// The Thoth SDK's decisions, for the document.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ThothDecisionName {
+    Allow,
+    Block,
+    StepUp,
+    Modify,
+}
+
+/// The SDK's batch as the document gives it: a JSON array of events, or
+/// an object whose `events` is one.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum ThothEventBatch {
+    Events(Vec<SdkEvent>),
+    Wrapped(WrappedSdkEvents),
+}
+
+/// One of the SDK's events: a JSON object.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+#[schema(value_type = Object)]
+pub struct SdkEvent(Value);
+
+/// `{"events": […]}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct WrappedSdkEvents {
+    events: Vec<SdkEvent>,
 }
 
 fn thoth_name(d: Decision) -> &'static str {
@@ -478,12 +512,13 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
 
 /// Ingest the SDK's telemetry (Thoth SDK format).
 ///
-/// A JSON array of the SDK's behavioural events, stored as agent events.
+/// A JSON array of the SDK's behavioural events (or an object whose
+/// `events` is one), stored as agent events.
 /// Needs `events.ingest` (or `events.write`), or `enforce` (the scope an instrumented agent's
 /// key already has). An `agent_id` that is an agent's `external_id` is
 /// stored as that agent's Warden id.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "thoth",
-    request_body(content = Vec<Object>, description = "The SDK's events"),
+    request_body(content = ThothEventBatch, description = "The SDK's events"),
     responses((status = 202, description = "Every event is stored", body = crate::http::envelope::DataEnvelope<super::events::Accepted>)),
     security(("bearer" = ["events.ingest"]), ("bearer" = ["enforce"])))]
 pub async fn thoth_events(
