@@ -21,7 +21,7 @@ pub enum AuditKind {
     AgentChange,
     /// An API key minted, rotated or revoked: who may act, and how.
     KeyChange,
-    /// An organization setting changed (event retention).
+    /// An organization setting changed (event retention, its name or plan).
     SettingChange,
 }
 

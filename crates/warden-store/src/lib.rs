@@ -91,6 +91,8 @@ pub enum Companion {
         value: Option<String>,
         at: Millis,
     },
+    /// Writes an organization's name, plan and rate limit, if it exists.
+    UpdateOrganization(Organization),
 }
 
 /// A key's new secret digest; the old one stays valid until

@@ -81,6 +81,25 @@ pub enum Command {
     Restore(RestoreArgs),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON: its error is then one JSON
+    /// object too, so that a script reads either answer the same way.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::Serve(_) | Command::Restore(_) => false,
+            Command::Init(a) => a.json,
+            Command::Org(OrgCommand::Create(a)) => a.json,
+            Command::Org(OrgCommand::List(a)) => a.json,
+            Command::Org(OrgCommand::Update(a)) => a.json,
+            Command::Keys(KeysCommand::List(a)) => a.json,
+            Command::Keys(KeysCommand::Create(a)) => a.json,
+            Command::Keys(KeysCommand::Revoke(a)) => a.json,
+            Command::Keys(KeysCommand::Rotate(a)) => a.json,
+            Command::Reindex(a) => a.json,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -140,6 +159,9 @@ pub struct ServeArgs {
 pub struct ReindexArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text.
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +202,33 @@ pub enum OrgCommand {
     Create(OrgCreateArgs),
     /// List organizations.
     List(OrgListArgs),
+    /// Rename an organization or change its plan (its rate limit); running
+    /// servers apply the change within a second.
+    Update(OrgUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgUpdateArgs {
+    /// The organization's id (`warden org list`).
+    pub org_id: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new plan (custom: with --rate-limit-per-minute and --burst, or
+    /// the organization's custom limit kept).
+    #[arg(long, value_enum)]
+    pub plan: Option<PlanArg>,
+    /// Requests per minute, with the custom plan.
+    #[arg(long)]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Burst allowance, with the custom plan.
+    #[arg(long)]
+    pub burst: Option<u32>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON instead of text.
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +335,9 @@ pub struct KeysRevokeArgs {
     pub key_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text.
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

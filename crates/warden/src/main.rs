@@ -39,6 +39,7 @@ fn main() -> std::process::ExitCode {
     // line's is dropped), rather than a signal that ends it wherever it
     // is, a revocation half done.
     commands::init_logging(cli.log_format);
+    let json = cli.command.wants_json();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,7 +55,13 @@ fn main() -> std::process::ExitCode {
         Err(message) => {
             // A console command's error may quote a key pasted as an id or
             // a name (`keys revoke wdn_live_…`): never shown again.
-            say_error(&format!("error: {}\n", without_credentials(message)));
+            let message = without_credentials(message);
+            if json {
+                let doc = serde_json::json!({ "error": { "message": message } });
+                say_error(&format!("{doc}\n"));
+            } else {
+                say_error(&format!("error: {message}\n"));
+            }
             std::process::ExitCode::FAILURE
         }
     }

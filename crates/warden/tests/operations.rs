@@ -223,6 +223,115 @@ fn acknowledged_writes_survive_kill_9(backend: &Backend) {
     );
 }
 
+/// `warden org update`: a plan (its rate limit) and a name change at the
+/// console, audited, and running servers apply them within a second; a
+/// name is taken once.
+fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
+    backend.init();
+    let org = backend.create_org("Growing Co", &[]);
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&org.live_key);
+    assert_eq!(
+        api.get("/api/v1/agents").header("x-ratelimit-limit"),
+        Some("60")
+    );
+    let refused = |args: &[&str], says: &str| {
+        let out = backend.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    // One name, case aside, is one organization.
+    refused(&["org", "create", "growing co"], "exists");
+    refused(&["org", "update", &org.org_id], "nothing to change");
+    refused(
+        &["org", "update", "org_nonexistent", "--plan", "professional"],
+        "no organization",
+    );
+    // Limits of its own need the custom plan.
+    refused(
+        &[
+            "org",
+            "update",
+            &org.org_id,
+            "--rate-limit-per-minute",
+            "5",
+            "--burst",
+            "5",
+        ],
+        "custom",
+    );
+    refused(&["org", "update", &org.org_id, "--name", " "], "--name");
+    let out = backend.cli(&[
+        "org",
+        "update",
+        &org.org_id,
+        "--plan",
+        "professional",
+        "--name",
+        "Grown Co",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let changed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(changed["name"], "Grown Co");
+    assert_eq!(changed["plan"], "professional");
+    assert_eq!(changed["rate_limit_per_minute"], 600);
+    // The running server applies it within a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        api.get("/api/v1/agents").header("x-ratelimit-limit"),
+        Some("600")
+    );
+    // A custom limit, kept by a later rename.
+    let out = backend.cli(&[
+        "org",
+        "update",
+        &org.org_id,
+        "--plan",
+        "custom",
+        "--rate-limit-per-minute",
+        "6000",
+        "--burst",
+        "700",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = backend.cli(&["org", "update", &org.org_id, "--name", "Big Co", "--json"]);
+    let changed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(changed["plan"], "custom", "{changed}");
+    assert_eq!(changed["rate_limit_per_minute"], 6000);
+    assert_eq!(changed["burst"], 700);
+    // The same again changes nothing and records nothing.
+    let out = backend.cli(&["org", "update", &org.org_id, "--name", "Big Co"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+    // Each change is in the organization's live chain, by the console.
+    let r = api.get("/api/v1/audit?kind=setting_change&actor=cli");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let records = r.body["data"].as_array().unwrap();
+    assert_eq!(records.len(), 3, "{}", r.text);
+    let reasons: Vec<&str> = records
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("plan starter (60/min, burst 10)")
+                && r.contains("\"Grown Co\", plan professional")),
+        "{reasons:?}"
+    );
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    // The list says the new name; the old one is free again.
+    let out = backend.cli(&["org", "list", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains("Big Co") && !listed.contains("Grown Co"),
+        "{listed}"
+    );
+    backend.create_org("Growing Co", &[]);
+    drop(w);
+}
+
 fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
     backend.init();
     let org = backend.create_org(
@@ -1149,6 +1258,7 @@ on_every_backend!(
     sigterm_finishes_and_exits_zero,
     acknowledged_writes_survive_kill_9,
     rate_limits_refuse_and_change_nothing,
+    an_organization_is_renamed_and_changes_plan,
     redis_unreachable_falls_back_to_local_limits,
     metrics_and_request_ids,
     a_schema_newer_than_the_binary_is_refused,

@@ -2350,6 +2350,11 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
         String::from_utf8_lossy(&out.stdout).contains("Reindexed 300 events"),
         "{out:?}"
     );
+    let out = backend.cli(&["reindex", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 300, "{report}");
+    assert!(report["log_position"].as_i64().unwrap() >= 300, "{report}");
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     assert_eq!(total(&api, "reindex"), 300);

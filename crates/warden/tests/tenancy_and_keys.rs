@@ -833,9 +833,37 @@ fn operator_key_commands(backend: &Backend) {
     let out = backend.cli(&["keys", "list", "--org", "org_nonexistent"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no organization"));
+    // Under `--json` the error is one JSON object too, on standard error,
+    // and standard output stays empty.
+    let out = backend.cli(&["keys", "list", "--org", "org_nonexistent", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no organization"),
+        "{error}"
+    );
     let w = Warden::start(backend, &[]);
     assert_eq!(w.api(&secret).get("/api/v1/agents").status, 200);
-    cli_ok(backend, &["keys", "revoke", &id]);
+    let out = cli_ok(backend, &["keys", "revoke", &id, "--json"]);
+    let revoked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(revoked["id"], id.as_str());
+    assert_eq!(revoked["name"], "ops");
+    assert_eq!(revoked["revoked"], true);
+    // Revoking it again is refused, in JSON as asked.
+    let out = backend.cli(&["keys", "revoke", &id, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already revoked"),
+        "{error}"
+    );
     // A running server refuses it within a second.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     w.api(&secret)

@@ -12,7 +12,7 @@ use warden_core::Tenant;
 use super::builder::SqlBuilder;
 use super::by_key;
 use super::Backend;
-use super::{agents, events, holds, keys, paging, policies};
+use super::{agents, events, holds, keys, orgs, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
 use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
 
@@ -135,6 +135,7 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
         }
         Companion::RevokeApiKey { id, at } => vec![keys::revoke_step(tenant, id, *at)],
         Companion::RotateApiKey(rotation) => vec![keys::rotate_step(tenant, rotation)],
+        Companion::UpdateOrganization(org) => vec![orgs::update_step(org)],
         Companion::SetOrgSetting { name, value, at } => vec![events::org_setting_step(
             &tenant.org_id,
             name,

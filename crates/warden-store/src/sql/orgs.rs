@@ -38,6 +38,22 @@ fn insert_steps(org: &Organization, keys_: &[ApiKey]) -> Vec<Step> {
     steps
 }
 
+/// An organization's name, plan and limit as given; required to find it.
+pub(crate) fn update_step(org: &Organization) -> Step {
+    Step::execute(
+        "UPDATE organizations SET name = $1, plan = $2, rate_limit_per_minute = $3, \
+         rate_limit_burst = $4 WHERE id = $5",
+        vec![
+            (&org.name).into(),
+            org.plan.as_str().into(),
+            i64::from(org.rate_limit.per_minute).into(),
+            i64::from(org.rate_limit.burst).into(),
+            (&org.id).into(),
+        ],
+    )
+    .required()
+}
+
 pub(crate) async fn is_initialized(db: &dyn Db) -> StoreResult<bool> {
     let rows = db
         .query("SELECT COUNT(*) AS n FROM installation", vec![])

@@ -225,11 +225,17 @@ pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
     .await;
     store.close().await;
     let key = result?;
-    super::say(
-        &format!(
+    let text = if args.json {
+        let doc = serde_json::json!({ "id": key.id, "name": key.name, "revoked": true });
+        format!("{doc}\n")
+    } else {
+        format!(
             "Revoked key {} ({}); running servers refuse it within one second.\n",
             key.id, key.name
-        ),
+        )
+    };
+    super::say(
+        &text,
         &format!("key {} was revoked, but its confirmation", key.id),
     )
 }

@@ -19,6 +19,7 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Init(args) => init::run(args).await,
         Command::Org(OrgCommand::Create(args)) => org::create(args).await,
         Command::Org(OrgCommand::List(args)) => org::list(args).await,
+        Command::Org(OrgCommand::Update(args)) => org::update(args).await,
         Command::Keys(KeysCommand::List(args)) => keys::list(args).await,
         Command::Keys(KeysCommand::Create(args)) => keys::create(args).await,
         Command::Keys(KeysCommand::Revoke(args)) => keys::revoke(args).await,

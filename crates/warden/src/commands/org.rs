@@ -1,8 +1,17 @@
-//! `warden org create|list`.
+//! `warden org create|list|update`.
 
+use warden_core::audit::{AuditKind, AuditRecord};
+use warden_core::org::{Organization, Plan, RateLimit};
+use warden_core::time::now_ms;
+use warden_core::{Environment, Tenant};
+use warden_server::governance::audit_log::{append_alone, AppendError};
 use warden_server::services::{bootstrap, secrets};
+use warden_store::{Companion, Store};
 
-use crate::cli::{OrgCreateArgs, OrgListArgs};
+use crate::cli::{OrgCreateArgs, OrgListArgs, OrgUpdateArgs};
+
+/// The actor of changes made at the host's console, in audit records.
+const OPERATOR: &str = "cli";
 
 pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     let custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
@@ -13,7 +22,14 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
         store.close().await;
         return Err("the store is not initialized: run `warden init` first".into());
     }
-    secrets::verify_master_key(store, &opened.master).await?;
+    if let Err(e) = secrets::verify_master_key(store, &opened.master).await {
+        store.close().await;
+        return Err(e);
+    }
+    if let Err(e) = name_free(store, &args.name, None).await {
+        store.close().await;
+        return Err(e);
+    }
     let result = bootstrap::create_organization(
         store,
         &opened.master.key_pepper(),
@@ -27,6 +43,138 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     super::print_tenant("Created", &tenant, args.json, &args.store)
 }
 
+/// Two organizations of one name (case aside) would read as one in every
+/// listing: a name is taken once. `except` is the organization renamed.
+async fn name_free(store: &dyn Store, name: &str, except: Option<&str>) -> Result<(), String> {
+    let wanted = name.trim_matches(' ').to_lowercase();
+    let orgs = store
+        .list_organizations()
+        .await
+        .map_err(|e| e.to_string())?;
+    match orgs
+        .iter()
+        .find(|o| Some(o.id.as_str()) != except && o.name.to_lowercase() == wanted)
+    {
+        Some(o) => Err(format!(
+            "an organization named `{}` exists ({}): give another name",
+            o.name, o.id
+        )),
+        None => Ok(()),
+    }
+}
+
+fn describe(o: &Organization) -> serde_json::Value {
+    serde_json::json!({
+        "id": o.id, "name": o.name, "plan": o.plan.as_str(),
+        "rate_limit_per_minute": o.rate_limit.per_minute, "burst": o.rate_limit.burst,
+        "created_at": warden_core::time::to_rfc3339(o.created_at),
+    })
+}
+
+/// The organization as the flags change it; the limits a custom plan
+/// keeps when none are given.
+fn changed(now: &Organization, args: &OrgUpdateArgs) -> Result<Organization, String> {
+    let plan = args.plan.map(super::plan).unwrap_or(now.plan);
+    let mut custom = super::custom_limit(args.rate_limit_per_minute, args.burst)?;
+    if custom.is_none() && plan == Plan::Custom && now.plan == Plan::Custom {
+        custom = Some(now.rate_limit);
+    }
+    let name = args.name.as_deref().unwrap_or(&now.name);
+    super::check_organization(name, "--name", plan, custom)?;
+    let made = Organization::new(name, plan, custom).map_err(|e| e.to_string())?;
+    Ok(Organization {
+        id: now.id.clone(),
+        created_at: now.created_at,
+        ..made
+    })
+}
+
+fn shown(o: &Organization) -> String {
+    let RateLimit { per_minute, burst } = o.rate_limit;
+    format!(
+        "\"{}\", plan {} ({per_minute}/min, burst {burst})",
+        o.name,
+        o.plan.as_str()
+    )
+}
+
+pub async fn update(args: OrgUpdateArgs) -> Result<(), String> {
+    if args.name.is_none()
+        && args.plan.is_none()
+        && args.rate_limit_per_minute.is_none()
+        && args.burst.is_none()
+    {
+        return Err(
+            "nothing to change: give --name, --plan, or --rate-limit-per-minute and --burst".into(),
+        );
+    }
+    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
+    let store = opened.store.as_ref();
+    let result = apply_update(store, &args).await;
+    store.close().await;
+    let (org, was) = result?;
+    let text = if args.json {
+        format!("{}\n", describe(&org))
+    } else if org == was {
+        format!("Organization {} is unchanged: {}\n", org.id, shown(&org))
+    } else {
+        format!(
+            "Updated organization {}: {}; running servers apply it within one second.\n",
+            org.id,
+            shown(&org)
+        )
+    };
+    super::say(
+        &text,
+        &format!("organization {} was updated, but its confirmation", org.id),
+    )
+}
+
+/// Writes the change with its audit record, in the organization's live
+/// chain: a plan is what bounds every one of its keys.
+async fn apply_update(
+    store: &dyn Store,
+    args: &OrgUpdateArgs,
+) -> Result<(Organization, Organization), String> {
+    let gone = || format!("no organization `{}`", args.org_id);
+    let now = store
+        .get_organization(&args.org_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(gone)?;
+    let org = changed(&now, args)?;
+    if org == now {
+        return Ok((org, now));
+    }
+    if org.name.to_lowercase() != now.name.to_lowercase() {
+        name_free(store, &org.name, Some(&org.id)).await?;
+    }
+    let record = AuditRecord {
+        reason: Some(format!(
+            "organization {} changed from {} to {}",
+            org.id,
+            shown(&now),
+            shown(&org)
+        )),
+        detail: serde_json::json!({
+            "change": "organization",
+            "from": describe(&now),
+            "to": describe(&org),
+        }),
+        ..AuditRecord::change(AuditKind::SettingChange, OPERATOR, now_ms())
+    };
+    let tenant = Tenant {
+        org_id: org.id.clone(),
+        environment: Environment::Live,
+    };
+    let companion = Companion::UpdateOrganization(org.clone());
+    match append_alone(store, &tenant, &record, Some(companion)).await {
+        Ok(_) => Ok((org, now)),
+        Err(AppendError::Precondition) => Err(gone()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub async fn list(args: OrgListArgs) -> Result<(), String> {
     let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let orgs = opened
@@ -37,16 +185,7 @@ pub async fn list(args: OrgListArgs) -> Result<(), String> {
     opened.store.close().await;
     let orgs = orgs?;
     let text = if args.json {
-        let list: Vec<_> = orgs
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "id": o.id, "name": o.name, "plan": o.plan.as_str(),
-                    "rate_limit_per_minute": o.rate_limit.per_minute, "burst": o.rate_limit.burst,
-                    "created_at": warden_core::time::to_rfc3339(o.created_at),
-                })
-            })
-            .collect();
+        let list: Vec<_> = orgs.iter().map(describe).collect();
         format!("{}\n", serde_json::Value::Array(list))
     } else {
         orgs.iter()

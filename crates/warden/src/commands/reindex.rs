@@ -16,7 +16,7 @@ pub async fn run(args: ReindexArgs) -> Result<(), String> {
     // lock tells whether a server runs here, then the store is opened.
     crate::store::examine(&args.store, crate::store::Opening::Maintenance).await?;
     let index = open_index(&args.store.data_dir)?;
-    rebuild(index, &args.store).await
+    rebuild(index, &args.store, args.json).await
 }
 
 /// Opens the data directory's index, which also tells whether a server
@@ -36,7 +36,7 @@ pub fn open_index(data_dir: &Path) -> Result<EventIndex, String> {
 }
 
 /// Builds `index` again from the store's event log.
-pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), String> {
+pub async fn rebuild(mut index: EventIndex, store: &StoreArgs, json: bool) -> Result<(), String> {
     let opened = crate::store::open(store, crate::store::Opening::Maintenance).await?;
     // A data directory copied from another replica, or restored from a
     // snapshot, shares or rewinds the name its position in the log is
@@ -47,12 +47,19 @@ pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<(), Str
     let last = indexer::rebuild(opened.store.as_ref(), &index).await;
     opened.store.close().await;
     let last = last?;
-    super::say(
-        &format!(
-            "Reindexed {} events (log position {last}) in {:.1} s\n",
-            index.len(),
-            started.elapsed().as_secs_f64()
-        ),
-        "the index was rebuilt, but the report",
-    )
+    let seconds = started.elapsed().as_secs_f64();
+    let text = if json {
+        let doc = serde_json::json!({
+            "events": index.len(),
+            "log_position": last,
+            "seconds": (seconds * 10.0).round() / 10.0,
+        });
+        format!("{doc}\n")
+    } else {
+        format!(
+            "Reindexed {} events (log position {last}) in {seconds:.1} s\n",
+            index.len()
+        )
+    };
+    super::say(&text, "the index was rebuilt, but the report")
 }

@@ -68,5 +68,5 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
             ""
         }
     ));
-    super::reindex::rebuild(index, &args.store).await
+    super::reindex::rebuild(index, &args.store, false).await
 }
