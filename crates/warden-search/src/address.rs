@@ -6,10 +6,7 @@
 //! field's distinct values, like a leading wildcard's.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use tantivy::query::{AutomatonWeight, EnableScoring, Query, Weight};
-use tantivy::schema::Field;
 use tantivy_fst::Automaton;
 
 use crate::schema::NAME_END;
@@ -189,47 +186,29 @@ fn address(text: &str) -> Option<(bool, u128)> {
     }
 }
 
-/// Terms of one name whose value is an address in a span.
-#[derive(Clone, Debug)]
-pub struct AddressQuery {
-    field: Field,
-    automaton: Arc<InSpan>,
-}
-
-impl AddressQuery {
-    /// Values of `name` (in `field`, terms `name \u{1} value`) in `span`.
-    pub fn new(field: Field, name: &str, span: AddressSpan) -> Self {
-        let mut prefix = name.as_bytes().to_vec();
-        prefix.push(NAME_END as u8);
-        AddressQuery {
-            field,
-            automaton: Arc::new(InSpan { prefix, span }),
-        }
-    }
-}
-
-impl Query for AddressQuery {
-    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::<InSpan>::new(
-            self.field,
-            self.automaton.clone(),
-        )))
-    }
-}
-
 /// Reads a term's name byte by byte, then keeps its value (no longer than
 /// an address can be, of the characters one is written with) to judge it
-/// whole.
+/// whole: the terms of one name whose value is an address in a span.
 #[derive(Debug)]
-struct InSpan {
+pub struct InSpan {
     prefix: Vec<u8>,
     span: AddressSpan,
 }
 
+impl InSpan {
+    /// Values of `name` (terms `name \u{1} value`) in `span`.
+    pub fn new(name: &str, span: AddressSpan) -> Self {
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(NAME_END as u8);
+        InSpan { prefix, span }
+    }
+}
+
 const LONGEST: usize = 45;
 
+/// Where a walk is in a term: its name, its value so far, or past both.
 #[derive(Clone)]
-enum State {
+pub enum State {
     Name(usize),
     Value([u8; LONGEST], u8),
     Dead,

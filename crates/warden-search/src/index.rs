@@ -547,7 +547,10 @@ impl EventIndex {
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, SearchError> {
         crate::translate::refuse_mixed_comparisons(&request.query)?;
-        let user = Translator::new(&self.fields, request.now).translate(&request.query)?;
+        let stop = crate::run::Stop::new(&request.abandoned, request.time_limit);
+        let user = Translator::new(&self.fields, request.now)
+            .stopping(stop.clone())
+            .translate(&request.query)?;
         let mut clauses = vec![
             (
                 Occur::Must,
@@ -601,13 +604,8 @@ impl EventIndex {
             },
         };
         let searcher = self.reader.searcher();
-        let collected = crate::run::collect(
-            &searcher,
-            &query,
-            &collector,
-            self.search_threads,
-            &request.abandoned,
-        )?;
+        let collected =
+            crate::run::collect(&searcher, &query, &collector, self.search_threads, &stop)?;
         let mut events = Vec::with_capacity(collected.page.len());
         let (mut bytes, mut cut_short) = (0, false);
         for (position, address) in collected.page {
@@ -717,6 +715,7 @@ mod tests {
             interval: 10_000,
             now: 0,
             abandoned: Default::default(),
+            time_limit: None,
         }
     }
 
@@ -1012,6 +1011,21 @@ mod tests {
             "the rolled-back event is gone, the new one is in"
         );
         assert_eq!(index.len(), 3_001);
+    }
+
+    #[test]
+    fn a_search_past_its_time_limit_stops_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = filled(dir.path());
+        let mut spent = request("*ven*", Order::NewestFirst, 10, None);
+        spent.time_limit = Some(std::time::Duration::ZERO);
+        assert!(matches!(
+            index.search(&spent),
+            Err(SearchError::TimedOut { seconds: 0 })
+        ));
+        let mut ample = request("*ven*", Order::NewestFirst, 10, None);
+        ample.time_limit = Some(std::time::Duration::from_secs(3600));
+        assert_eq!(index.search(&ample).unwrap().total, 3_000);
     }
 
     #[test]

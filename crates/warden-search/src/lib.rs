@@ -12,6 +12,7 @@ pub mod index;
 pub mod interval;
 pub mod run;
 pub mod schema;
+pub mod stoppable;
 pub mod time_value;
 pub mod translate;
 
@@ -38,6 +39,9 @@ pub enum SearchError {
     /// Nobody waits for the search any more.
     #[error("the search was abandoned by its caller")]
     Abandoned,
+    /// The search ran past its time limit, and stopped.
+    #[error("the search ran past its time limit of {seconds} s and was stopped")]
+    TimedOut { seconds: u64 },
 }
 
 /// One search, already parsed and bounded by the caller.
@@ -68,6 +72,8 @@ pub struct SearchRequest {
     pub now: Millis,
     /// Set when the caller stops waiting: the search stops too.
     pub abandoned: run::Abandoned,
+    /// The most time the search may take (`None`: no bound).
+    pub time_limit: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]

@@ -1,11 +1,13 @@
 //! Each search walks the index's segments on threads of its own. A pool
 //! shared by every search would queue one tenant's quick search behind
 //! another's costly one; threads of its own leave the sharing of the
-//! cores to the kernel. A search whose caller went away stops before its
-//! next segment.
+//! cores to the kernel. A search whose caller went away, or whose time
+//! is spent, stops before its next segment, and within a segment where it
+//! walks the word dictionary (see [`crate::stoppable`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tantivy::collector::Collector;
 use tantivy::query::{EnableScoring, Query};
@@ -24,6 +26,74 @@ impl Abandoned {
 
     fn is_set(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What ends a search before its end: its caller gone, or the time it may
+/// take spent. A search stopped midway is incomplete, and answers with
+/// neither its counts nor its page.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    abandoned: Abandoned,
+    deadline: Option<Instant>,
+    limit: Duration,
+    ran_out: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// From now, for at most `limit` (`None`: no bound but the caller).
+    pub fn new(abandoned: &Abandoned, limit: Option<Duration>) -> Self {
+        match limit {
+            Some(limit) => Self::until(abandoned, Instant::now() + limit, limit),
+            None => Stop {
+                abandoned: abandoned.clone(),
+                deadline: None,
+                limit: Duration::ZERO,
+                ran_out: Arc::default(),
+            },
+        }
+    }
+
+    /// Until `deadline`, the end of a time limit of `limit`.
+    pub fn until(abandoned: &Abandoned, deadline: Instant, limit: Duration) -> Self {
+        Stop {
+            abandoned: abandoned.clone(),
+            deadline: Some(deadline),
+            limit,
+            ran_out: Arc::default(),
+        }
+    }
+
+    /// Whether the search was told to stop, without looking at the clock.
+    pub(crate) fn stopped(&self) -> bool {
+        self.abandoned.is_set() || self.ran_out.load(Ordering::Relaxed)
+    }
+
+    /// Whether the search must stop now; a time limit found spent is kept.
+    pub(crate) fn now(&self) -> bool {
+        if self.stopped() {
+            return true;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.ran_out.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the search ran out of time.
+    pub fn ran_out(&self) -> bool {
+        self.ran_out.load(Ordering::Relaxed)
+    }
+
+    fn failure(&self) -> SearchError {
+        if self.ran_out() {
+            SearchError::TimedOut {
+                seconds: self.limit.as_secs(),
+            }
+        } else {
+            SearchError::Abandoned
+        }
     }
 }
 
@@ -56,7 +126,7 @@ pub fn collect<C: Collector>(
     query: &dyn Query,
     collector: &C,
     threads: usize,
-    abandoned: &Abandoned,
+    stop: &Stop,
 ) -> Result<C::Fruit, SearchError> {
     let err = failure_of;
     let scoring = if collector.requires_scoring() {
@@ -74,8 +144,8 @@ pub fn collect<C: Collector>(
         let Some(segment) = segments.get(ord) else {
             return;
         };
-        if abandoned.is_set() {
-            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(SearchError::Abandoned);
+        if stop.now() {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop.failure());
             return;
         }
         match collector.collect_segment(weight.as_ref(), ord as u32, segment) {
@@ -102,6 +172,11 @@ pub fn collect<C: Collector>(
     });
     if let Some(failure) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(failure);
+    }
+    // A walk of the dictionary cut short within a segment left it
+    // incomplete.
+    if stop.stopped() {
+        return Err(stop.failure());
     }
     let mut fruits = fruits.into_inner().unwrap_or_else(|p| p.into_inner());
     fruits.sort_by_key(|(ord, _)| *ord);
@@ -141,7 +216,7 @@ mod tests {
     use tantivy::schema::{Schema, STORED, STRING};
     use tantivy::{doc, DocId, Index, Score, SegmentReader};
 
-    use super::{collect, Abandoned};
+    use super::{collect, Abandoned, Stop};
 
     /// A query whose every segment takes a while (another tenant's costly
     /// search), counting the segments it has finished.
@@ -168,6 +243,33 @@ mod tests {
         }
     }
 
+    fn unbounded() -> Stop {
+        Stop::new(&Abandoned::default(), None)
+    }
+
+    #[test]
+    fn a_search_past_its_time_stops_before_its_next_segment() {
+        let mut schema = Schema::builder();
+        let word = schema.add_text_field("word", STRING | STORED);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for i in 0..3 {
+            writer.add_document(doc!(word => format!("w{i}"))).unwrap();
+            writer.commit().unwrap();
+        }
+        let searcher = index.reader().unwrap().searcher();
+        let finished = Arc::new(AtomicUsize::new(0));
+        // Each segment takes 300 ms; the limit is spent after the first.
+        let query = Slow(Duration::from_millis(300), finished.clone());
+        let stop = Stop::new(&Abandoned::default(), Some(Duration::from_millis(100)));
+        let failed = collect(&searcher, &query, &Count, 1, &stop).unwrap_err();
+        assert!(
+            matches!(failed, crate::SearchError::TimedOut { .. }),
+            "{failed:?}"
+        );
+        assert!(finished.load(Ordering::SeqCst) <= 1);
+    }
+
     #[test]
     fn a_quick_search_does_not_wait_for_a_slow_one() {
         let mut schema = Schema::builder();
@@ -185,12 +287,10 @@ mod tests {
         let slow = {
             let query = Slow(Duration::from_secs(2), finished.clone());
             let searcher = searcher.clone();
-            std::thread::spawn(move || {
-                collect(&searcher, &query, &Count, 2, &Abandoned::default()).unwrap()
-            })
+            std::thread::spawn(move || collect(&searcher, &query, &Count, 2, &unbounded()).unwrap())
         };
         std::thread::sleep(Duration::from_millis(200));
-        let quick = collect(&searcher, &AllQuery, &Count, 2, &Abandoned::default()).unwrap();
+        let quick = collect(&searcher, &AllQuery, &Count, 2, &unbounded()).unwrap();
         assert_eq!(quick, 4);
         // Answered before the slow search finished any of its segments:
         // it did not queue behind them.

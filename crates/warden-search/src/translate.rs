@@ -5,7 +5,7 @@ use std::ops::Bound as StdBound;
 
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhraseQuery, Query,
-    RangeQuery, RegexPhraseQuery, RegexQuery, TermQuery,
+    RangeQuery, RegexPhraseQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
@@ -13,14 +13,16 @@ use warden_core::event::Severity;
 use warden_core::time::Millis;
 use warden_query::{Bound, MatchValue, Piece, Query as Ast};
 
-use crate::address::{self, AddressQuery, AddressSpan, Spanned};
+use crate::address::{self, AddressSpan, Spanned};
 use crate::analyzer::{
     parts_across_pieces, parts_of, separates_pieces, separates_words, trimmed, word_span, words,
 };
+use crate::run::Stop;
 use crate::schema::{
     field_name, fraction_past_doubles, is_number_text, kv_term, num_term, Fields, NumKey,
     ALWAYS_PRESENT, MAX_KEYWORD_BYTES, NAME_END,
 };
+use crate::stoppable::StoppableQuery;
 use crate::time_value::parse_time_value;
 use crate::SearchError;
 
@@ -78,6 +80,8 @@ pub struct Translator<'a> {
     address_walks: std::cell::Cell<usize>,
     /// Ranges over a field's values so far (see [`MAX_VALUE_RANGES`]).
     value_ranges: std::cell::Cell<usize>,
+    /// What stops the walks of the word dictionary midway.
+    stop: Stop,
 }
 
 /// Most ranges over a keyword field's values (text, numbers or
@@ -108,7 +112,15 @@ impl<'a> Translator<'a> {
             inner_wildcards: std::cell::Cell::new(0),
             address_walks: std::cell::Cell::new(0),
             value_ranges: std::cell::Cell::new(0),
+            stop: Stop::new(&Default::default(), None),
         }
+    }
+
+    /// Walks of the word dictionary (wildcards, address spans) stop
+    /// midway under `stop`.
+    pub fn stopping(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
     }
 
     pub fn translate(&self, ast: &Ast) -> Result<Boxed, SearchError> {
@@ -405,12 +417,22 @@ impl<'a> Translator<'a> {
         Box::new(Expansions { phrase, position })
     }
 
+    /// The values of `name` that are addresses in `span`: a walk of every
+    /// value of the name.
+    fn addresses(&self, field: Field, name: &str, span: AddressSpan) -> Boxed {
+        Box::new(StoppableQuery::new(
+            field,
+            address::InSpan::new(name, span),
+            self.stop.clone(),
+        ))
+    }
+
     /// A wildcard's automaton. `.` matches newlines too (`(?s)`): a
     /// multi-line value (a stack trace, a script) is one value to a
     /// wildcard, as it is to an exact match.
     fn regex(&self, pattern: &str, field: Field, position: usize) -> Result<Boxed, SearchError> {
-        RegexQuery::from_pattern(&format!("(?s){pattern}"), field)
-            .map(|q| Box::new(q) as Boxed)
+        tantivy_fst::Regex::new(&format!("(?s){pattern}"))
+            .map(|regex| Box::new(StoppableQuery::new(field, regex, self.stop.clone())) as Boxed)
             .map_err(|_| SearchError::Query {
                 position,
                 message: "this wildcard pattern is too complex; use fewer wildcards".into(),
@@ -431,7 +453,7 @@ impl<'a> Translator<'a> {
         let mut clauses = vec![(Occur::Should, itself)];
         if let Some(span) = AddressSpan::of_block(text) {
             self.address_walk(position)?;
-            clauses.push((Occur::Should, Box::new(AddressQuery::new(kv, name, span))));
+            clauses.push((Occur::Should, self.addresses(kv, name, span)));
         }
         // Hex digits in any case (`::ffff:A00:eb`): each spelling matched
         // as the field's keyword terms are without quotes.
@@ -597,7 +619,7 @@ impl<'a> Translator<'a> {
                     return Ok(match spanned {
                         Spanned::Span(span) => {
                             self.address_walk(position)?;
-                            Box::new(AddressQuery::new(f.kv, &name, span))
+                            self.addresses(f.kv, &name, span)
                         }
                         Spanned::Nothing => Box::new(EmptyQuery),
                     });

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// How long an HTTP client has to send a request's headers, idle time
     /// before them included (see `http_listener`).
     pub header_timeout: std::time::Duration,
+    /// The most time one search may take.
+    pub search_time_limit: std::time::Duration,
 }
 
 /// The syslog listeners: addresses, and the organization whose `live`
@@ -78,11 +80,10 @@ impl Server {
             r.refuse_wrong_settings().await?;
             r.spawn_connector();
         }
-        let telemetry = Arc::new(Telemetry::open(
-            store.clone(),
-            &config.index_dir,
-            config.index_threads,
-        )?);
+        let mut telemetry =
+            Telemetry::open(store.clone(), &config.index_dir, config.index_threads)?;
+        telemetry.search_time_limit = config.search_time_limit;
+        let telemetry = Arc::new(telemetry);
         let commit_times = crate::governance::audit_log::CommitTimes::default();
         let metrics = Metrics::new(redis.is_some(), &telemetry.health, &commit_times);
         let listener = TcpListener::bind(&config.listen)

@@ -153,6 +153,11 @@ pub struct ServeArgs {
     /// cores, one to four). They run only on time requests leave idle.
     #[arg(long, env = "WARDEN_INDEX_THREADS", value_parser = clap::value_parser!(u16).range(1..=8))]
     pub index_threads: Option<u16>,
+    /// Seconds one search may take (1 to 3600); past them it stops and is
+    /// answered 422 naming the limit.
+    #[arg(long, env = "WARDEN_SEARCH_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u16).range(1..=3600))]
+    pub search_timeout_seconds: u16,
 }
 
 #[derive(Debug, Args)]

@@ -40,7 +40,14 @@ pub struct Telemetry {
     /// position: a shutdown takes it before closing the store, so a stop
     /// never leaves the index past its saved position.
     pub committing: Arc<tokio::sync::Mutex<()>>,
+    /// The most time one search may take: past it the search stops and
+    /// is answered 422 (`warden serve --search-timeout-seconds`).
+    pub search_time_limit: std::time::Duration,
 }
+
+/// A search's time limit unless told otherwise: as long as the HTTP
+/// clients of the usual search consoles wait.
+pub const DEFAULT_SEARCH_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Longest an acknowledgment waits for the index; the events are durable
 /// either way.
@@ -225,6 +232,7 @@ impl Telemetry {
             health: Arc::default(),
             applied_removals: Default::default(),
             committing: Default::default(),
+            search_time_limit: DEFAULT_SEARCH_TIME_LIMIT,
         })
     }
 }

@@ -297,6 +297,7 @@ impl Telemetry {
             interval,
             now,
             abandoned: Default::default(),
+            time_limit: Some(self.search_time_limit),
         };
         let index = self.index.clone();
         let query_text = params.query.clone();
@@ -320,6 +321,12 @@ impl Telemetry {
                          which rebuilds it from the event log (no event is lost)",
                     )
                 }
+                SearchError::TimedOut { seconds } => ApiError::unprocessable(format!(
+                    "the search ran past the server's time limit of {seconds} s and was stopped: \
+                     narrow the time range, or replace a leading wildcard (`*word`), which reads \
+                     every word the index holds, by a whole word or a trailing wildcard"
+                ))
+                .with_field("query"),
                 other => ApiError::internal(other),
             })?;
         let limit = params.limit.min(MAX_LIMIT);
@@ -368,6 +375,7 @@ impl Telemetry {
             interval: 0,
             now: now_ms(),
             abandoned: Default::default(),
+            time_limit: Some(self.search_time_limit),
         };
         let index = self.index.clone();
         let guard = warden_search::run::Guard::new(&request.abandoned);

@@ -82,6 +82,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             tcp_connections: args.syslog_tcp_connections.into(),
         },
         header_timeout: std::time::Duration::from_secs(args.header_timeout_seconds.into()),
+        search_time_limit: std::time::Duration::from_secs(args.search_timeout_seconds.into()),
     };
     let shutdown = shutdown_signal();
     let mut server = Server::build(store.clone(), &opened.master, config).await?;
