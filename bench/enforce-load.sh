@@ -95,7 +95,7 @@ thread_cpu() {
 wal_before=$(writer_io)
 thread_cpu > "$work/threads-before.txt"
 curl -sf "$W/metrics" > "$work/metrics-before.txt"
-run "warden enforce, $RATE/s" warden-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/rate.ndjson" "$W/api/v1/enforce"
+run "warden enforce, $RATE/s" warden-rate "$warden_pid" -c "$CONNECTIONS" -q "$RATE" --latency-correction -m POST "${AUTH[@]}" "${JSON[@]}" -Z "$work/rate.ndjson" --db-url "$work/rate.db" "$W/api/v1/enforce"
 wal_per_decision=$(( ($(writer_io) - wal_before) / (RATE * ${DURATION%s}) ))
 thread_cpu > "$work/threads-after.txt"
 threads=$(python3 - "$work" "$(getconf CLK_TCK)" "$((RATE * ${DURATION%s}))" <<'PY'
@@ -173,6 +173,26 @@ print()
 print(f"Enforce throughput as a share of bare, per round: {', '.join(f'{x:.0%}' for x in ratios)}; median {statistics.median(ratios):.0%}")
 PY
 
+# The fixed-rate run request by request (oha's own record, latency
+# corrected): the tail after the first second, when the connections are
+# made and the server's caches warm, and the longest answer.
+python3 - "$work/rate.db" <<'PY'
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT COALESCE(start_latency_correction, start), end FROM oha ORDER BY 1").fetchall()
+t0 = rows[0][0]
+lat = [(start - t0, end - start) for start, end in rows]
+def p99(values):
+    values = sorted(values)
+    return values[int(len(values) * 0.99)] * 1000
+first = [l for t, l in lat if t < 1.0]
+later = [l for t, l in lat if t >= 1.0]
+at, worst = max(lat, key=lambda x: x[1])
+over = sum(1 for l in first if l * 1000 > p99([l for _, l in lat]))
+print(f"Fixed-rate run request by request: p99 {p99([l for _, l in lat]):.3f} ms over the run, "
+      f"{p99(later):.3f} ms after its first second ({over} of the run's slowest 1% in the first second); "
+      f"longest answer {worst * 1000:.1f} ms, sent {at:.2f} s into the run")
+PY
 echo "WAL bytes written per decision at $RATE/s: $wal_per_decision"
 echo "$commits"
 echo "$threads"

@@ -546,8 +546,17 @@ impl EventIndex {
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, SearchError> {
-        crate::translate::refuse_mixed_comparisons(&request.query)?;
         let stop = crate::run::Stop::new(&request.abandoned, request.time_limit);
+        self.search_until(request, stop)
+    }
+
+    /// The search, stopped midway by `stop`.
+    fn search_until(
+        &self,
+        request: &SearchRequest,
+        stop: crate::run::Stop,
+    ) -> Result<SearchResult, SearchError> {
+        crate::translate::refuse_mixed_comparisons(&request.query)?;
         let user = Translator::new(&self.fields, request.now)
             .stopping(stop.clone())
             .translate(&request.query)?;
@@ -1026,6 +1035,29 @@ mod tests {
         let mut ample = request("*ven*", Order::NewestFirst, 10, None);
         ample.time_limit = Some(std::time::Duration::from_secs(3600));
         assert_eq!(index.search(&ample).unwrap().total, 3_000);
+    }
+
+    #[test]
+    fn a_search_stopped_within_a_walk_of_words_is_not_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = EventIndex::open(dir.path(), 1).unwrap();
+        // One segment of 5,000 distinct words.
+        for seq in 1..=5_000u64 {
+            let mut event = event_at(seq, 1_000_000);
+            event.message = format!("w{seq:05}x");
+            index
+                .add(seq, "org_a", "live", &event, &event.to_json())
+                .unwrap();
+        }
+        index.commit().unwrap();
+        let walk = request("*x", Order::NewestFirst, 10, None);
+        assert_eq!(index.search(&walk).unwrap().total, 5_000);
+        // The limit is found spent at the second look at the clock: the
+        // first is before the segment, the second within its words.
+        assert!(matches!(
+            index.search_until(&walk, crate::run::Stop::after_looks(2)),
+            Err(SearchError::TimedOut { .. })
+        ));
     }
 
     #[test]

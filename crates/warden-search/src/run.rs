@@ -38,6 +38,10 @@ pub struct Stop {
     deadline: Option<Instant>,
     limit: Duration,
     ran_out: Arc<AtomicBool>,
+    /// Looks at the clock left before the limit counts as spent, in
+    /// tests, which must not depend on how fast the machine is.
+    #[cfg(test)]
+    looks_left: Option<Arc<std::sync::atomic::AtomicU32>>,
 }
 
 impl Stop {
@@ -50,7 +54,18 @@ impl Stop {
                 deadline: None,
                 limit: Duration::ZERO,
                 ran_out: Arc::default(),
+                #[cfg(test)]
+                looks_left: None,
             },
+        }
+    }
+
+    /// A limit spent at the `looks`-th look at the clock, whenever that is.
+    #[cfg(test)]
+    pub(crate) fn after_looks(looks: u32) -> Self {
+        Stop {
+            looks_left: Some(Arc::new(std::sync::atomic::AtomicU32::new(looks))),
+            ..Self::new(&Abandoned::default(), None)
         }
     }
 
@@ -61,6 +76,8 @@ impl Stop {
             deadline: Some(deadline),
             limit,
             ran_out: Arc::default(),
+            #[cfg(test)]
+            looks_left: None,
         }
     }
 
@@ -73,6 +90,14 @@ impl Stop {
     pub(crate) fn now(&self) -> bool {
         if self.stopped() {
             return true;
+        }
+        #[cfg(test)]
+        if let Some(left) = &self.looks_left {
+            let spent = left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .map_or(true, |before| before <= 1);
+            self.ran_out.store(spent, Ordering::Relaxed);
+            return spent;
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.ran_out.store(true, Ordering::Relaxed);
@@ -259,15 +284,15 @@ mod tests {
         }
         let searcher = index.reader().unwrap().searcher();
         let finished = Arc::new(AtomicUsize::new(0));
-        // Each segment takes 300 ms; the limit is spent after the first.
-        let query = Slow(Duration::from_millis(300), finished.clone());
-        let stop = Stop::new(&Abandoned::default(), Some(Duration::from_millis(100)));
+        // The limit is found spent at the look before the second segment.
+        let query = Slow(Duration::ZERO, finished.clone());
+        let stop = Stop::after_looks(2);
         let failed = collect(&searcher, &query, &Count, 1, &stop).unwrap_err();
         assert!(
             matches!(failed, crate::SearchError::TimedOut { .. }),
             "{failed:?}"
         );
-        assert!(finished.load(Ordering::SeqCst) <= 1);
+        assert_eq!(finished.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -91,8 +91,12 @@ pub enum Companion {
         value: Option<String>,
         at: Millis,
     },
-    /// Writes an organization's name, plan and rate limit, if it exists.
-    UpdateOrganization(Organization),
+    /// Writes an organization's name, plan and rate limit, if it is still
+    /// as `was` and no other organization holds the new name (case aside).
+    UpdateOrganization {
+        was: Organization,
+        now: Organization,
+    },
 }
 
 /// A key's new secret digest; the old one stays valid until

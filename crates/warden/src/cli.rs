@@ -213,6 +213,12 @@ pub enum OrgCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["name", "plan", "rate_limit_per_minute", "burst"])
+))]
 pub struct OrgUpdateArgs {
     /// The organization's id (`warden org list`).
     pub org_id: String,

@@ -38,8 +38,8 @@ fn main() -> std::process::ExitCode {
     // answer's reader gone ends it quietly, a secret's is said, a log
     // line's is dropped), rather than a signal that ends it wherever it
     // is, a revocation half done.
-    commands::init_logging(cli.log_format);
     let json = cli.command.wants_json();
+    commands::init_logging(cli.log_format, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -39,6 +39,17 @@ fn init_prints_one_json_object_and_refuses_twice(backend: &Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Asked for JSON, a command's standard error holds its error alone:
+    // no log line of the migrations it made.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = backend.cli(&["init", "--json"]);
+    assert_eq!(again.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&again.stderr).unwrap();
+    assert!(error["error"]["message"].is_string(), "{error}");
     // A URL that demands TLS, which this build does not speak, is refused
     // at start in those words.
     if !backend.is_postgres() {
@@ -243,7 +254,9 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
     };
     // One name, case aside, is one organization.
     refused(&["org", "create", "growing co"], "exists");
-    refused(&["org", "update", &org.org_id], "nothing to change");
+    // A change is named, or it is a usage error.
+    let out = backend.cli(&["org", "update", &org.org_id]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     refused(
         &["org", "update", "org_nonexistent", "--plan", "professional"],
         "no organization",
@@ -274,6 +287,7 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
     ]);
     assert!(out.status.success(), "{out:?}");
     let changed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(changed["changed"], true);
     assert_eq!(changed["name"], "Grown Co");
     assert_eq!(changed["plan"], "professional");
     assert_eq!(changed["rate_limit_per_minute"], 600);
@@ -304,6 +318,9 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
     // The same again changes nothing and records nothing.
     let out = backend.cli(&["org", "update", &org.org_id, "--name", "Big Co"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+    let out = backend.cli(&["org", "update", &org.org_id, "--name", "Big Co", "--json"]);
+    let same: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(same["changed"], false);
     // Each change is in the organization's live chain, by the console.
     let r = api.get("/api/v1/audit?kind=setting_change&actor=cli");
     assert_eq!(r.status, 200, "{}", r.text);
@@ -329,6 +346,61 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
         "{listed}"
     );
     backend.create_org("Growing Co", &[]);
+    // Two updates at once both apply, whichever commits first, and each
+    // record starts from what the one before it left.
+    for round in 0..4 {
+        let name = format!("Race {round}");
+        let plan = ["professional", "enterprise"][round % 2];
+        let (renamed, replanned) = std::thread::scope(|s| {
+            let a = s.spawn(|| backend.cli(&["org", "update", &org.org_id, "--name", &name]));
+            let b = s.spawn(|| backend.cli(&["org", "update", &org.org_id, "--plan", plan]));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(renamed.status.success(), "{renamed:?}");
+        assert!(replanned.status.success(), "{replanned:?}");
+        let out = backend.cli(&["org", "list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let now = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == org.org_id.as_str())
+            .unwrap();
+        assert_eq!(now["name"], name.as_str(), "{now}");
+        assert_eq!(now["plan"], plan, "{now}");
+    }
+    let r = api.get("/api/v1/audit?kind=setting_change&actor=cli&limit=200");
+    let mut records = r.body["data"].as_array().unwrap().clone();
+    records.sort_by_key(|r| r["sequence"].as_i64().unwrap());
+    for pair in records.windows(2) {
+        assert_eq!(
+            pair[1]["detail"]["from"], pair[0]["detail"]["to"],
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(records.len(), 3 + 8, "{}", r.text);
+    // Of a rename and a creation at once to one name (case aside), one
+    // takes it.
+    for round in 0..4 {
+        let name = format!("Taken {round}");
+        let lower = name.to_lowercase();
+        let (renamed, created) = std::thread::scope(|s| {
+            let a = s.spawn(|| backend.cli(&["org", "update", &org.org_id, "--name", &name]));
+            let b = s.spawn(|| backend.cli(&["org", "create", &lower]));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(
+            u8::from(renamed.status.success()) + u8::from(created.status.success()),
+            1,
+            "{renamed:?} {created:?}"
+        );
+    }
+    // A name another organization takes is refused, case aside.
+    refused(
+        &["org", "update", &org.org_id, "--name", "GROWING co"],
+        "exists",
+    );
     drop(w);
 }
 

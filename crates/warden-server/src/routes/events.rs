@@ -591,7 +591,8 @@ pub struct ListEvents {
 /// The same search as `POST /api/v1/siem/search`, as a list of events.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(ListEvents),
     responses((status = 200, description = "A page of events", body = ListEnvelope<EventView>),
-        (status = 400, description = "The query is malformed", body = crate::http::error::ErrorEnvelope)),
+        (status = 400, description = "The query is malformed", body = crate::http::error::ErrorEnvelope),
+        (status = 422, description = "The search ran past the server's time limit and was stopped (`field` is `query`)", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["events.read"])))]
 pub async fn list_events(
     State(state): State<AppState>,

@@ -118,7 +118,8 @@ pub struct SearchResponse {
 #[utoipa::path(post, path = "/api/v1/siem/search", tag = "events", request_body = SearchBody,
     responses(
         (status = 200, description = "The result", body = DataEnvelope<SearchResponse>),
-        (status = 400, description = "The query is malformed: `position` says where", body = crate::http::error::ErrorEnvelope)),
+        (status = 400, description = "The query is malformed: `position` says where", body = crate::http::error::ErrorEnvelope),
+        (status = 422, description = "The search ran past the server's time limit and was stopped (`field` is `query`)", body = crate::http::error::ErrorEnvelope)),
     security(("bearer" = ["events.read"])))]
 pub async fn search(
     State(state): State<AppState>,

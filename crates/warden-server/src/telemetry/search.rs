@@ -322,7 +322,8 @@ impl Telemetry {
                     )
                 }
                 SearchError::TimedOut { seconds } => ApiError::unprocessable(format!(
-                    "the search ran past the server's time limit of {seconds} s and was stopped: \
+                    "the search ran past the server's time limit of {seconds} s and was stopped \
+                     (its cost, or a server busy with ingest, which searches give way to): \
                      narrow the time range, or replace a leading wildcard (`*word`), which reads \
                      every word the index holds, by a whole word or a trailing wildcard"
                 ))
@@ -383,7 +384,15 @@ impl Telemetry {
         guard.finish();
         let result = searched
             .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
+            .map_err(|err| match err {
+                // One event by its id is no costly search: only a server
+                // busy with ingest keeps it past the limit.
+                SearchError::TimedOut { seconds } => ApiError::unavailable(format!(
+                    "the search index did not answer within the server's time limit of \
+                     {seconds} s (it is busy with ingest); try again"
+                )),
+                other => ApiError::internal(other),
+            })?;
         Ok(result.events.into_iter().next().map(|(_, json)| json))
     }
 }

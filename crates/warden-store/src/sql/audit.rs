@@ -94,7 +94,7 @@ fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
     })
 }
 
-fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
+fn companion_steps(backend: Backend, tenant: &Tenant, companion: &Companion) -> Vec<Step> {
     match companion {
         Companion::InsertHold(hold) => vec![holds::insert_step(tenant, hold)],
         Companion::ResolveHold {
@@ -135,7 +135,7 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
         }
         Companion::RevokeApiKey { id, at } => vec![keys::revoke_step(tenant, id, *at)],
         Companion::RotateApiKey(rotation) => vec![keys::rotate_step(tenant, rotation)],
-        Companion::UpdateOrganization(org) => vec![orgs::update_step(org)],
+        Companion::UpdateOrganization { was, now } => orgs::update_steps(backend, was, now),
         Companion::SetOrgSetting { name, value, at } => vec![events::org_setting_step(
             &tenant.org_id,
             name,
@@ -150,6 +150,7 @@ fn companion_steps(tenant: &Tenant, companion: &Companion) -> Vec<Step> {
 /// meanwhile): then nothing was written.
 pub(crate) async fn append(
     db: &dyn Db,
+    backend: Backend,
     batch: &[AuditAppend],
 ) -> StoreResult<Option<AuditCommitted>> {
     // Chain heads: (tenant, first record, last record) in order of appearance.
@@ -216,7 +217,7 @@ pub(crate) async fn append(
             ],
         ));
         if let Some(companion) = &entry.companion {
-            steps.extend(companion_steps(&entry.tenant, companion));
+            steps.extend(companion_steps(backend, &entry.tenant, companion));
         }
     }
     let events: Vec<&EventAppend> = batch.iter().filter_map(|e| e.event.as_ref()).collect();

@@ -222,7 +222,7 @@ impl Store for SqlStore {
     }
 
     async fn initialize(&self, org: &Organization, keys: &[ApiKey]) -> StoreResult<bool> {
-        orgs::initialize(self.db.as_ref(), org, keys).await
+        orgs::initialize(self.db.as_ref(), self.backend, org, keys).await
     }
 
     async fn server_setting(&self, name: &str) -> StoreResult<Option<String>> {
@@ -234,7 +234,7 @@ impl Store for SqlStore {
     }
 
     async fn create_organization(&self, org: &Organization, keys: &[ApiKey]) -> StoreResult<()> {
-        orgs::create(self.db.as_ref(), org, keys).await
+        orgs::create(self.db.as_ref(), self.backend, org, keys).await
     }
 
     async fn get_organization(&self, id: &str) -> StoreResult<Option<Organization>> {
@@ -356,7 +356,7 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, batch: &[AuditAppend]) -> StoreResult<Option<AuditCommitted>> {
-        audit::append(self.db.as_ref(), batch).await
+        audit::append(self.db.as_ref(), self.backend, batch).await
     }
 
     fn derives_decision_events(&self) -> bool {

@@ -38,8 +38,18 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
         custom,
     )
     .await;
+    // Taken by a command that ran at the same moment: said as above.
+    let result = match result {
+        Err(e) if e.to_string().contains("name is already taken") => {
+            Err(name_free(store, &args.name, None)
+                .await
+                .err()
+                .unwrap_or_else(|| e.to_string()))
+        }
+        other => other.map_err(|e| e.to_string()),
+    };
     store.close().await;
-    let tenant = result.map_err(|e| e.to_string())?;
+    let tenant = result?;
     super::print_tenant("Created", &tenant, args.json, &args.store)
 }
 
@@ -98,23 +108,17 @@ fn shown(o: &Organization) -> String {
     )
 }
 
+/// The flags name at least one change: the argument parser makes sure.
 pub async fn update(args: OrgUpdateArgs) -> Result<(), String> {
-    if args.name.is_none()
-        && args.plan.is_none()
-        && args.rate_limit_per_minute.is_none()
-        && args.burst.is_none()
-    {
-        return Err(
-            "nothing to change: give --name, --plan, or --rate-limit-per-minute and --burst".into(),
-        );
-    }
     let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let store = opened.store.as_ref();
     let result = apply_update(store, &args).await;
     store.close().await;
     let (org, was) = result?;
     let text = if args.json {
-        format!("{}\n", describe(&org))
+        let mut doc = describe(&org);
+        doc["changed"] = serde_json::Value::Bool(org != was);
+        format!("{doc}\n")
     } else if org == was {
         format!("Organization {} is unchanged: {}\n", org.id, shown(&org))
     } else {
@@ -130,36 +134,63 @@ pub async fn update(args: OrgUpdateArgs) -> Result<(), String> {
     )
 }
 
+/// Tries of a change whose organization another command changed between
+/// the read and the write.
+const UPDATE_TRIES: usize = 5;
+
 /// Writes the change with its audit record, in the organization's live
-/// chain: a plan is what bounds every one of its keys.
+/// chain: a plan is what bounds every one of its keys. The change is
+/// made on the organization as stored when it commits: one changed
+/// meanwhile (another `org update`) is read again and the flags applied
+/// to it, so that neither change is lost.
 async fn apply_update(
     store: &dyn Store,
     args: &OrgUpdateArgs,
 ) -> Result<(Organization, Organization), String> {
     let gone = || format!("no organization `{}`", args.org_id);
-    let now = store
-        .get_organization(&args.org_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(gone)?;
-    let org = changed(&now, args)?;
-    if org == now {
-        return Ok((org, now));
+    for _ in 0..UPDATE_TRIES {
+        let was = store
+            .get_organization(&args.org_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(gone)?;
+        let org = changed(&was, args)?;
+        if org == was {
+            return Ok((org, was));
+        }
+        if org.name.to_lowercase() != was.name.to_lowercase() {
+            name_free(store, &org.name, Some(&org.id)).await?;
+        }
+        match record_update(store, &was, &org).await {
+            Ok(()) => return Ok((org, was)),
+            // Changed meanwhile, or its new name taken meanwhile: read again.
+            Err(AppendError::Precondition) => continue,
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    if org.name.to_lowercase() != now.name.to_lowercase() {
-        name_free(store, &org.name, Some(&org.id)).await?;
-    }
+    Err(format!(
+        "organization `{}` kept changing while this change was written; nothing was changed: \
+         run the command again",
+        args.org_id
+    ))
+}
+
+async fn record_update(
+    store: &dyn Store,
+    was: &Organization,
+    org: &Organization,
+) -> Result<(), AppendError> {
     let record = AuditRecord {
         reason: Some(format!(
             "organization {} changed from {} to {}",
             org.id,
-            shown(&now),
-            shown(&org)
+            shown(was),
+            shown(org)
         )),
         detail: serde_json::json!({
             "change": "organization",
-            "from": describe(&now),
-            "to": describe(&org),
+            "from": describe(was),
+            "to": describe(org),
         }),
         ..AuditRecord::change(AuditKind::SettingChange, OPERATOR, now_ms())
     };
@@ -167,12 +198,13 @@ async fn apply_update(
         org_id: org.id.clone(),
         environment: Environment::Live,
     };
-    let companion = Companion::UpdateOrganization(org.clone());
-    match append_alone(store, &tenant, &record, Some(companion)).await {
-        Ok(_) => Ok((org, now)),
-        Err(AppendError::Precondition) => Err(gone()),
-        Err(e) => Err(e.to_string()),
-    }
+    let companion = Companion::UpdateOrganization {
+        was: was.clone(),
+        now: org.clone(),
+    };
+    append_alone(store, &tenant, &record, Some(companion))
+        .await
+        .map(|_| ())
 }
 
 pub async fn list(args: OrgListArgs) -> Result<(), String> {
