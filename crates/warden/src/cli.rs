@@ -86,7 +86,8 @@ impl Command {
     /// object too, so that a script reads either answer the same way.
     pub fn wants_json(&self) -> bool {
         match self {
-            Command::Serve(_) | Command::Restore(_) => false,
+            Command::Serve(_) => false,
+            Command::Restore(a) => a.json,
             Command::Init(a) => a.json,
             Command::Org(OrgCommand::Create(a)) => a.json,
             Command::Org(OrgCommand::List(a)) => a.json,
@@ -177,6 +178,9 @@ pub struct RestoreArgs {
     pub from: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print JSON instead of text (the rebuilt index's report).
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

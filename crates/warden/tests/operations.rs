@@ -275,6 +275,15 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
         "custom",
     );
     refused(&["org", "update", &org.org_id, "--name", " "], "--name");
+    // Throttled under its plan, it is served once the raised plan applies.
+    let mut throttled = false;
+    for _ in 0..20 {
+        if api.get("/api/v1/agents").status == 429 {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled);
     let out = backend.cli(&[
         "org",
         "update",
@@ -291,12 +300,12 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
     assert_eq!(changed["name"], "Grown Co");
     assert_eq!(changed["plan"], "professional");
     assert_eq!(changed["rate_limit_per_minute"], 600);
-    // The running server applies it within a second.
+    // The running server applies it within a second, the starter plan's
+    // ten seconds of debt ended.
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(
-        api.get("/api/v1/agents").header("x-ratelimit-limit"),
-        Some("600")
-    );
+    let r = api.get("/api/v1/agents");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-ratelimit-limit"), Some("600"));
     // A custom limit, kept by a later rename.
     let out = backend.cli(&[
         "org",
@@ -321,7 +330,9 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
     let out = backend.cli(&["org", "update", &org.org_id, "--name", "Big Co", "--json"]);
     let same: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(same["changed"], false);
-    // Each change is in the organization's live chain, by the console.
+    // Each change is in the organization's live chain, by the console
+    // (read once the custom limit applies: the bucket was emptied above).
+    std::thread::sleep(Duration::from_millis(1100));
     let r = api.get("/api/v1/audit?kind=setting_change&actor=cli");
     assert_eq!(r.status, 200, "{}", r.text);
     let records = r.body["data"].as_array().unwrap();

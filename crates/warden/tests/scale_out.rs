@@ -58,6 +58,27 @@ fn replicas_share_one_rate_limit_through_redis() {
     let r = b.api(&shared.live_key).get("/api/v1/agents");
     r.error(429, "rate_limited");
     assert!(r.header("retry-after").is_some());
+    // A plan raised at the console serves the throttled organization
+    // within a second on both replicas: the shared bucket's five minutes
+    // of debt under the old limit do not outlast it.
+    let out = backend.cli(&[
+        "org",
+        "update",
+        &shared.org_id,
+        "--rate-limit-per-minute",
+        "6000",
+        "--burst",
+        "100",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    for replica in [&a, &b] {
+        // One request at once, then the new limit's rate (one each 10 ms).
+        std::thread::sleep(Duration::from_millis(50));
+        let r = replica.api(&shared.live_key).get("/api/v1/agents");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("6000"));
+    }
 
     // Without Redis each replica keeps its own bucket: the same load gets twice through.
     let c = Warden::start_replica(&backend, 3, &[], &[]);

@@ -3058,11 +3058,11 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
     w.kill9();
     assert!(data.join("warden.db-wal").exists(), "a crash keeps the WAL");
 
-    let out = backend.cli(&["restore", "--from", &copy.display().to_string()]);
+    let out = backend.cli(&["restore", "--from", &copy.display().to_string(), "--json"]);
     assert!(out.status.success(), "{out:?}");
-    let told = String::from_utf8_lossy(&out.stdout);
-    assert!(told.contains("WAL was removed"), "{told}");
-    assert!(told.contains("Reindexed 100 events"), "{told}");
+    let told: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(told["removed_wal"], true, "{told}");
+    assert_eq!(told["index"]["events"], 100, "{told}");
 
     let w = Warden::start(&backend, &[]);
     let api = w.api(&t.live_key);

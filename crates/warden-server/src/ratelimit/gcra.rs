@@ -30,11 +30,17 @@ pub fn interval_micros(limit: RateLimit) -> u64 {
 }
 
 /// One GCRA step: given the stored arrival time, returns the new one (when
-/// the request is allowed) and the verdict.
+/// the request is allowed) and the verdict. Under one limit the stored time
+/// is never past `now + capacity`; one that is was set under a stricter
+/// limit since raised (a plan changed): it counts as a bucket with one
+/// request left under the new limit, not as the old limit's longer debt.
 pub fn step(tat: Option<u64>, now: u64, limit: RateLimit) -> (Option<u64>, Verdict) {
     let interval = interval_micros(limit);
     let capacity = interval * u64::from(limit.burst.max(1));
-    let tat = tat.unwrap_or(now).max(now);
+    let mut tat = tat.unwrap_or(now).max(now);
+    if tat > now + capacity {
+        tat = now + capacity - interval;
+    }
     let new_tat = tat + interval;
     let used = new_tat - now;
     if used > capacity {
@@ -84,6 +90,40 @@ mod tests {
         let (next, v) = step(tat, later, limit);
         assert!(v.allowed);
         assert!(!step(next, later, limit).1.allowed);
+    }
+
+    #[test]
+    fn a_raised_limit_ends_the_old_limits_debt() {
+        let starter = RateLimit {
+            per_minute: 60,
+            burst: 10,
+        };
+        let enterprise = RateLimit {
+            per_minute: 6_000,
+            burst: 200,
+        };
+        let now = 1_000_000_000;
+        let mut tat = None;
+        for _ in 0..10 {
+            tat = step(tat, now, starter).0;
+        }
+        assert!(!step(tat, now, starter).1.allowed);
+        // Under the raised limit one request fits at once, then its rate.
+        let (next, v) = step(tat, now, enterprise);
+        assert!(v.allowed);
+        assert_eq!(v.remaining, 0);
+        assert!(!step(next, now, enterprise).1.allowed);
+        assert!(
+            step(next, now + interval_micros(enterprise), enterprise)
+                .1
+                .allowed
+        );
+        // A limit lowered keeps the debt the bucket has.
+        let mut tat = None;
+        for _ in 0..200 {
+            tat = step(tat, now, enterprise).0;
+        }
+        assert!(step(tat, now, starter).1.allowed);
     }
 
     #[test]

@@ -17,6 +17,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+if tat > now + capacity then tat = now + capacity - interval end
 local new_tat = tat + interval
 local used = new_tat - now
 if used > capacity then

@@ -31,13 +31,14 @@ pub async fn run(command: Command) -> Result<(), String> {
 
 /// Logs go to standard error, so that `--json` output on standard output
 /// stays one clean document. `RUST_LOG` overrides the default `info`, or
-/// `warn` for a command asked for JSON: its standard error is then its
-/// error alone, one JSON object, unless something is amiss.
+/// `error` for a command asked for JSON: its standard error is then its
+/// error alone, one JSON object (a slow statement's or a file mode's
+/// warning left out).
 /// sqlx's parser of connection strings warns of a parameter it does not
 /// know with its value (`sslpassword=…`): kept to errors whatever
 /// `RUST_LOG` says, so that a secret in `--database-url` is never shown.
 pub fn init_logging(format: LogFormat, json: bool) {
-    let default = if json { "warn" } else { "info,sqlx=warn" };
+    let default = if json { "error" } else { "info,sqlx=warn" };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default))
         .add_directive(

@@ -16,7 +16,37 @@ pub async fn run(args: ReindexArgs) -> Result<(), String> {
     // lock tells whether a server runs here, then the store is opened.
     crate::store::examine(&args.store, crate::store::Opening::Maintenance).await?;
     let index = open_index(&args.store.data_dir)?;
-    rebuild(index, &args.store, args.json).await
+    let rebuilt = rebuild(index, &args.store).await?;
+    let text = if args.json {
+        format!("{}\n", rebuilt.json())
+    } else {
+        rebuilt.text()
+    };
+    super::say(&text, "the index was rebuilt, but the report")
+}
+
+/// What a rebuild of the index did.
+pub struct Rebuilt {
+    events: u64,
+    log_position: i64,
+    seconds: f64,
+}
+
+impl Rebuilt {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "events": self.events,
+            "log_position": self.log_position,
+            "seconds": (self.seconds * 10.0).round() / 10.0,
+        })
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "Reindexed {} events (log position {}) in {:.1} s\n",
+            self.events, self.log_position, self.seconds
+        )
+    }
 }
 
 /// Opens the data directory's index, which also tells whether a server
@@ -36,7 +66,7 @@ pub fn open_index(data_dir: &Path) -> Result<EventIndex, String> {
 }
 
 /// Builds `index` again from the store's event log.
-pub async fn rebuild(mut index: EventIndex, store: &StoreArgs, json: bool) -> Result<(), String> {
+pub async fn rebuild(mut index: EventIndex, store: &StoreArgs) -> Result<Rebuilt, String> {
     let opened = crate::store::open(store, crate::store::Opening::Maintenance).await?;
     // A data directory copied from another replica, or restored from a
     // snapshot, shares or rewinds the name its position in the log is
@@ -46,20 +76,9 @@ pub async fn rebuild(mut index: EventIndex, store: &StoreArgs, json: bool) -> Re
     let started = Instant::now();
     let last = indexer::rebuild(opened.store.as_ref(), &index).await;
     opened.store.close().await;
-    let last = last?;
-    let seconds = started.elapsed().as_secs_f64();
-    let text = if json {
-        let doc = serde_json::json!({
-            "events": index.len(),
-            "log_position": last,
-            "seconds": (seconds * 10.0).round() / 10.0,
-        });
-        format!("{doc}\n")
-    } else {
-        format!(
-            "Reindexed {} events (log position {last}) in {seconds:.1} s\n",
-            index.len()
-        )
-    };
-    super::say(&text, "the index was rebuilt, but the report")
+    Ok(Rebuilt {
+        events: index.len(),
+        log_position: last?,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

@@ -57,16 +57,36 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
             return Err(refused);
         }
     };
-    super::tell(&format!(
+    let store = data_dir.join("warden.db");
+    let said = format!(
         "Restored {} into {} ({} bytes{})\n",
         args.from.display(),
-        data_dir.join("warden.db").display(),
+        store.display(),
         restored.bytes,
         if restored.removed_wal {
             "; the replaced store's WAL was removed"
         } else {
             ""
         }
-    ));
-    super::reindex::rebuild(index, &args.store, false).await
+    );
+    if !args.json {
+        super::tell(&said);
+    }
+    let rebuilt = super::reindex::rebuild(index, &args.store).await?;
+    let text = if args.json {
+        let doc = serde_json::json!({
+            "restored_from": args.from.display().to_string(),
+            "store": store.display().to_string(),
+            "bytes": restored.bytes,
+            "removed_wal": restored.removed_wal,
+            "index": rebuilt.json(),
+        });
+        format!("{doc}\n")
+    } else {
+        rebuilt.text()
+    };
+    super::say(
+        &text,
+        "the store was restored and the index rebuilt, but the report",
+    )
 }
