@@ -633,12 +633,23 @@ pub async fn before_migrating(
         Some(url) => {
             use sqlx::Connection as _;
             let connecting = sqlx::PgConnection::connect(url);
-            let Ok(Ok(mut conn)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), connecting).await
-            else {
-                // Said by the store's own open, with its words.
-                return Ok(BeforeMigrating::default());
-            };
+            let mut conn =
+                match tokio::time::timeout(std::time::Duration::from_secs(10), connecting).await {
+                    Ok(Ok(conn)) => conn,
+                    // A refusal is said by the store's own open, with its
+                    // words; a server that does not answer is said now,
+                    // not waited for a second time by that open.
+                    Ok(Err(_)) => return Ok(BeforeMigrating::default()),
+                    Err(_) => {
+                        let at = url
+                            .parse::<sqlx::postgres::PgConnectOptions>()
+                            .map(|o| format!(" at {}:{}", o.get_host(), o.get_port()))
+                            .unwrap_or_default();
+                        return Err(StoreError::Unavailable(format!(
+                            "cannot connect to PostgreSQL{at}: no answer within 10 s"
+                        )));
+                    }
+                };
             let (migrations, settings): (Option<String>, Option<String>) = sqlx::query_as(
                 "SELECT to_regclass('schema_migrations')::text, \
                  to_regclass('server_settings')::text",
