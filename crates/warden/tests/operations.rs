@@ -407,6 +407,18 @@ fn an_organization_is_renamed_and_changes_plan(backend: &Backend) {
             "{renamed:?} {created:?}"
         );
     }
+    // Two names one but for case, made by a release before names were
+    // taken once: each can still change its plan.
+    let pair = backend.create_org("Pair", &[]);
+    let other = backend.create_org("Pair two", &[]);
+    backend.sql(&format!(
+        "UPDATE organizations SET name = 'PAIR' WHERE id = '{}'",
+        other.org_id
+    ));
+    for id in [&pair.org_id, &other.org_id] {
+        let out = backend.cli(&["org", "update", id, "--plan", "professional"]);
+        assert!(out.status.success(), "{out:?}");
+    }
     // A name another organization takes is refused, case aside.
     refused(
         &["org", "update", &org.org_id, "--name", "GROWING co"],

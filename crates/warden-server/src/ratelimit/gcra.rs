@@ -29,18 +29,38 @@ pub fn interval_micros(limit: RateLimit) -> u64 {
     (60_000_000 / u64::from(limit.per_minute.max(1))).max(1)
 }
 
-/// One GCRA step: given the stored arrival time, returns the new one (when
-/// the request is allowed) and the verdict. Under one limit the stored time
-/// is never past `now + capacity`; one that is was set under a stricter
-/// limit since raised (a plan changed): it counts as a bucket with one
-/// request left under the new limit, not as the old limit's longer debt.
-pub fn step(tat: Option<u64>, now: u64, limit: RateLimit) -> (Option<u64>, Verdict) {
+/// A bucket as kept: its theoretical arrival time, and the interval of the
+/// limit it was written under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub tat: u64,
+    pub interval: u64,
+}
+
+/// The bucket's arrival time in this limit's terms. Written under another
+/// limit (a plan changed, or another replica that has not seen the change
+/// yet), what it owes counts in requests, as many as it owed there, and at
+/// most this limit's capacity: a plan raised for a throttled organization
+/// serves it at once, a lowered one refuses until the requests fit, and
+/// replicas holding the two limits for a moment share one count of
+/// requests rather than each other's time.
+fn carried(bucket: Bucket, now: u64, interval: u64, capacity: u64) -> u64 {
+    if bucket.interval == interval || bucket.tat <= now {
+        return bucket.tat;
+    }
+    let owed =
+        u128::from(bucket.tat - now) * u128::from(interval) / u128::from(bucket.interval.max(1));
+    now + u64::try_from(owed.min(u128::from(capacity))).unwrap_or(capacity)
+}
+
+/// One GCRA step: given the stored bucket, returns the new one (when the
+/// request is allowed) and the verdict.
+pub fn step(stored: Option<Bucket>, now: u64, limit: RateLimit) -> (Option<Bucket>, Verdict) {
     let interval = interval_micros(limit);
     let capacity = interval * u64::from(limit.burst.max(1));
-    let mut tat = tat.unwrap_or(now).max(now);
-    if tat > now + capacity {
-        tat = now + capacity - interval;
-    }
+    let tat = stored
+        .map_or(now, |b| carried(b, now, interval, capacity))
+        .max(now);
     let new_tat = tat + interval;
     let used = new_tat - now;
     if used > capacity {
@@ -61,7 +81,13 @@ pub fn step(tat: Option<u64>, now: u64, limit: RateLimit) -> (Option<u64>, Verdi
         reset_at: new_tat.div_ceil(1_000_000),
         retry_after: 0,
     };
-    (Some(new_tat), verdict)
+    (
+        Some(Bucket {
+            tat: new_tat,
+            interval,
+        }),
+        verdict,
+    )
 }
 
 #[cfg(test)]
@@ -92,38 +118,65 @@ mod tests {
         assert!(!step(next, later, limit).1.allowed);
     }
 
+    const STARTER: RateLimit = RateLimit {
+        per_minute: 60,
+        burst: 10,
+    };
+    const ENTERPRISE: RateLimit = RateLimit {
+        per_minute: 6_000,
+        burst: 200,
+    };
+
+    /// Requests allowed from `bucket` at `now` under `limit` until one is refused.
+    fn take_all(bucket: &mut Option<Bucket>, now: u64, limit: RateLimit) -> u32 {
+        let mut taken = 0;
+        loop {
+            match step(*bucket, now, limit) {
+                (Some(next), v) if v.allowed => {
+                    *bucket = Some(next);
+                    taken += 1;
+                }
+                _ => return taken,
+            }
+        }
+    }
+
     #[test]
-    fn a_raised_limit_ends_the_old_limits_debt() {
-        let starter = RateLimit {
-            per_minute: 60,
-            burst: 10,
-        };
-        let enterprise = RateLimit {
-            per_minute: 6_000,
-            burst: 200,
-        };
+    fn a_changed_limit_carries_what_the_bucket_owes_in_requests() {
         let now = 1_000_000_000;
-        let mut tat = None;
-        for _ in 0..10 {
-            tat = step(tat, now, starter).0;
+        let mut bucket = None;
+        assert_eq!(take_all(&mut bucket, now, STARTER), 10);
+        // Raised: the ten requests owed count as ten of the new burst.
+        assert_eq!(take_all(&mut bucket.clone(), now, ENTERPRISE), 190);
+        // Lowered: two hundred owed do not fit in ten; refused until the
+        // old debt in the new terms is under the capacity.
+        let mut bucket = None;
+        assert_eq!(take_all(&mut bucket, now, ENTERPRISE), 200);
+        assert_eq!(take_all(&mut bucket.clone(), now, STARTER), 0);
+        let later = now + 2_000_000;
+        assert_eq!(take_all(&mut bucket, later, STARTER), 10);
+    }
+
+    #[test]
+    fn replicas_holding_two_limits_share_one_count() {
+        // For the second a change takes to reach every replica, requests
+        // alternate between one holding the old limit and one the new:
+        // together they get no more than the more generous limit gives.
+        let now = 1_000_000_000;
+        for (old, new) in [(STARTER, ENTERPRISE), (ENTERPRISE, STARTER)] {
+            let mut bucket = None;
+            let mut allowed = 0;
+            for i in 0..2_000u64 {
+                let limit = if i % 2 == 0 { old } else { new };
+                let (next, v) = step(bucket, now + i * 450, limit);
+                if v.allowed {
+                    bucket = next;
+                    allowed += 1;
+                }
+            }
+            // 0.9 s: the burst of 200 and 90 more at 100 a second.
+            assert!(allowed <= 200 + 91, "{allowed}");
         }
-        assert!(!step(tat, now, starter).1.allowed);
-        // Under the raised limit one request fits at once, then its rate.
-        let (next, v) = step(tat, now, enterprise);
-        assert!(v.allowed);
-        assert_eq!(v.remaining, 0);
-        assert!(!step(next, now, enterprise).1.allowed);
-        assert!(
-            step(next, now + interval_micros(enterprise), enterprise)
-                .1
-                .allowed
-        );
-        // A limit lowered keeps the debt the bucket has.
-        let mut tat = None;
-        for _ in 0..200 {
-            tat = step(tat, now, enterprise).0;
-        }
-        assert!(step(tat, now, starter).1.allowed);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub enum LimiterState {
 }
 
 pub struct RateLimiter {
-    local: Mutex<HashMap<String, u64>>,
+    local: Mutex<HashMap<String, gcra::Bucket>>,
     redis: Option<RedisBuckets>,
 }
 

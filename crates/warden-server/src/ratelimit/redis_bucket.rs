@@ -16,14 +16,19 @@ local capacity = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local written = tonumber(redis.call('GET', KEYS[2]) or interval)
+if written ~= interval and tat > now then
+  tat = now + math.min(math.floor((tat - now) * interval / written), capacity)
+end
 if tat < now then tat = now end
-if tat > now + capacity then tat = now + capacity - interval end
 local new_tat = tat + interval
 local used = new_tat - now
 if used > capacity then
   return {'0', '0', string.format('%.0f', tat), string.format('%.0f', used - capacity)}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', math.ceil(used / 1000) + 1000))
+local ttl = string.format('%.0f', math.ceil(used / 1000) + 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
+redis.call('SET', KEYS[2], string.format('%.0f', interval), 'PX', ttl)
 return {'1', string.format('%.0f', math.floor((capacity - used) / interval)), string.format('%.0f', new_tat), '0'}
 "#;
 
@@ -219,14 +224,23 @@ impl RedisBuckets {
             .store(now_micros() + BACKOFF_MICROS, Ordering::Relaxed);
     }
 
+    /// The script on a bucket's keys: its time, and the interval of the
+    /// limit it was written under (a time written by a release before
+    /// the second key is read as this limit's).
+    fn invocation(&self, bucket: &str) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self
+            .0
+            .script
+            .key(format!("{}ratelimit:{bucket}", self.0.prefix));
+        invocation.key(format!("{}ratelimit:{bucket}:interval", self.0.prefix));
+        invocation
+    }
+
     /// Runs the rate-limit script on a key of its own, as a request
     /// would: a user allowed to connect but not to run scripts, or to
     /// write Warden's keys, fails here as every request would.
     async fn probe<C: redis::aio::ConnectionLike>(&self, conn: &mut C) -> redis::RedisResult<()> {
-        let mut invocation = self
-            .0
-            .script
-            .key(format!("{}ratelimit:readiness-probe", self.0.prefix));
+        let mut invocation = self.invocation("readiness-probe");
         invocation.arg(1u64).arg(u64::from(u32::MAX));
         invocation.invoke_async::<Vec<String>>(conn).await.map(drop)
     }
@@ -271,10 +285,7 @@ impl RedisBuckets {
         let mut conn = self.manager()?;
         let interval = interval_micros(limit);
         let capacity = interval * u64::from(limit.burst.max(1));
-        let mut invocation = self
-            .0
-            .script
-            .key(format!("{}ratelimit:{org_id}", self.0.prefix));
+        let mut invocation = self.invocation(org_id);
         invocation.arg(interval).arg(capacity);
         let started = std::time::Instant::now();
         let mut reply = tokio::time::timeout(

@@ -78,7 +78,8 @@ pub(crate) fn update_steps(backend: Backend, was: &Organization, now: &Organizat
             format!(
                 "UPDATE organizations SET name = $1, plan = $2, rate_limit_per_minute = $3, \
                  rate_limit_burst = $4 WHERE id = $5 AND name = $6 AND plan = $7 \
-                 AND rate_limit_per_minute = $8 AND rate_limit_burst = $9 AND {}",
+                 AND rate_limit_per_minute = $8 AND rate_limit_burst = $9 \
+                 AND (lower($1) = lower($6) OR {})",
                 name_free(1, 5)
             ),
             vec![

@@ -5,8 +5,8 @@ use warden_core::org::{Organization, Plan, RateLimit};
 use warden_core::time::now_ms;
 use warden_core::{Environment, Tenant};
 use warden_server::governance::audit_log::{append_alone, AppendError};
-use warden_server::services::{bootstrap, secrets};
-use warden_store::{Companion, Store};
+use warden_server::services::{bootstrap, secrets, ServiceError};
+use warden_store::{Companion, Store, StoreError};
 
 use crate::cli::{OrgCreateArgs, OrgListArgs, OrgUpdateArgs};
 
@@ -40,17 +40,28 @@ pub async fn create(args: OrgCreateArgs) -> Result<(), String> {
     .await;
     // Taken by a command that ran at the same moment: said as above.
     let result = match result {
-        Err(e) if e.to_string().contains("name is already taken") => {
-            Err(name_free(store, &args.name, None)
-                .await
-                .err()
-                .unwrap_or_else(|| e.to_string()))
+        Err(ServiceError::Store(StoreError::Conflict { field })) if field == "name" => {
+            Err(name_taken(store, &args.name, None).await)
         }
         other => other.map_err(|e| e.to_string()),
     };
     store.close().await;
     let tenant = result?;
     super::print_tenant("Created", &tenant, args.json, &args.store)
+}
+
+/// Why a name the database found taken is: the organization that holds it
+/// where the console's comparison finds it, else the database's own
+/// folding of case (PostgreSQL's reaches letters Rust's leaves apart).
+async fn name_taken(store: &dyn Store, name: &str, except: Option<&str>) -> String {
+    match name_free(store, name, except).await {
+        Err(said) => said,
+        Ok(()) => format!(
+            "an organization's name is `{}` but for case, as the database compares names: give \
+             another name",
+            name.trim_matches(' ')
+        ),
+    }
 }
 
 /// Two organizations of one name (case aside) would read as one in every
@@ -163,8 +174,17 @@ async fn apply_update(
         }
         match record_update(store, &was, &org).await {
             Ok(()) => return Ok((org, was)),
-            // Changed meanwhile, or its new name taken meanwhile: read again.
-            Err(AppendError::Precondition) => continue,
+            // Changed meanwhile, or its new name taken: read again, and if
+            // it is as it was, the name is what stood in the way.
+            Err(AppendError::Precondition) => {
+                let now = store
+                    .get_organization(&args.org_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if now.as_ref() == Some(&was) {
+                    return Err(name_taken(store, &org.name, Some(&org.id)).await);
+                }
+            }
             Err(e) => return Err(e.to_string()),
         }
     }

@@ -72,7 +72,16 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
     if !args.json {
         super::tell(&said);
     }
-    let rebuilt = super::reindex::rebuild(index, &args.store).await?;
+    let rebuilt = super::reindex::rebuild(index, &args.store)
+        .await
+        .map_err(|e| {
+            format!(
+                "{} was restored into {}, but the index could not be rebuilt ({e}): run \
+                 `warden reindex` before `warden serve`",
+                args.from.display(),
+                store.display()
+            )
+        })?;
     let text = if args.json {
         let doc = serde_json::json!({
             "restored_from": args.from.display().to_string(),
