@@ -245,12 +245,16 @@ pub fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Unique within a run (a counter: two tests may read one clock tick) and
+/// across runs (the process id and the time).
 pub fn random_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{}_{}", std::process::id(), nanos)
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}_{}_{n}", std::process::id(), nanos)
 }
 
 /// An organization and its two admin keys, as `init --json` prints them.
