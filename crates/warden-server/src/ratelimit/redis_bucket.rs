@@ -1,5 +1,6 @@
-//! GCRA buckets in Redis: one key per organization, updated by one atomic
-//! script using Redis's own clock, so replicas with skewed clocks agree.
+//! GCRA buckets in Redis: two keys per organization (its time, and the
+//! interval of the limit that wrote it), updated by one atomic script using
+//! Redis's own clock, so replicas with skewed clocks agree.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
