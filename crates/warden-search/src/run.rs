@@ -272,17 +272,22 @@ mod tests {
         Stop::new(&Abandoned::default(), None)
     }
 
-    #[test]
-    fn a_search_past_its_time_stops_before_its_next_segment() {
+    /// An index of `n` segments of one word each.
+    fn segments(n: usize) -> tantivy::Searcher {
         let mut schema = Schema::builder();
         let word = schema.add_text_field("word", STRING | STORED);
         let index = Index::create_in_ram(schema.build());
         let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
-        for i in 0..3 {
+        for i in 0..n {
             writer.add_document(doc!(word => format!("w{i}"))).unwrap();
             writer.commit().unwrap();
         }
-        let searcher = index.reader().unwrap().searcher();
+        index.reader().unwrap().searcher()
+    }
+
+    #[test]
+    fn a_search_past_its_time_stops_before_its_next_segment() {
+        let searcher = segments(3);
         let finished = Arc::new(AtomicUsize::new(0));
         // The limit is found spent at the look before the second segment.
         let query = Slow(Duration::ZERO, finished.clone());
@@ -297,16 +302,8 @@ mod tests {
 
     #[test]
     fn a_quick_search_does_not_wait_for_a_slow_one() {
-        let mut schema = Schema::builder();
-        let word = schema.add_text_field("word", STRING | STORED);
-        let index = Index::create_in_ram(schema.build());
-        let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
         // Segments enough to keep every thread of a shared pool busy.
-        for i in 0..4 {
-            writer.add_document(doc!(word => format!("w{i}"))).unwrap();
-            writer.commit().unwrap();
-        }
-        let searcher = index.reader().unwrap().searcher();
+        let searcher = segments(4);
         assert_eq!(searcher.segment_readers().len(), 4);
         let finished = Arc::new(AtomicUsize::new(0));
         let slow = {

@@ -20,18 +20,11 @@ fn policy(api: &Api, body: Value) -> String {
 fn approved_redemption(api: &Api, call: &Value) -> Value {
     let held = enforce(api, call.clone());
     let token = held["hold_token"].clone();
-    // The hold this decision made, not the first pending one: another
-    // held in the same millisecond may list before it.
-    let listed = api.get("/api/v1/holds?status=pending&limit=200");
-    let hold = listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["audit_id"] == held["audit_id"])
-        .unwrap_or_else(|| panic!("no pending hold of {held}: {}", listed.text))["id"]
+    // The hold this decision made (its answer names it), not the first
+    // pending one: another held in the same millisecond may list before it.
+    let hold = held["hold_id"]
         .as_str()
-        .unwrap()
-        .to_string();
+        .unwrap_or_else(|| panic!("no hold in {held}"));
     let r = api.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     let mut redeem = call.clone();

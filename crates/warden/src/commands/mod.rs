@@ -76,8 +76,9 @@ pub fn custom_limit(
     }
 }
 
-/// Checks a first organization's settings before anything is created, so
-/// that a typo leaves no store or master key behind.
+/// Checks an organization's settings before anything is created or
+/// changed, so that a typo leaves no store or master key behind; the
+/// organization they make (its id and time new).
 /// `name_arg` is how the command line takes the name (`--org-name`, `NAME`),
 /// named in its refusal.
 pub fn check_organization(
@@ -85,15 +86,13 @@ pub fn check_organization(
     name_arg: &str,
     plan: Plan,
     custom: Option<RateLimit>,
-) -> Result<(), String> {
-    Organization::new(name, plan, custom)
-        .map(|_| ())
-        .map_err(|e| match &e {
-            warden_core::Error::Invalid { field, message } if field == "name" => {
-                format!("{name_arg}: {message}")
-            }
-            _ => e.to_string(),
-        })
+) -> Result<Organization, String> {
+    Organization::new(name, plan, custom).map_err(|e| match &e {
+        warden_core::Error::Invalid { field, message } if field == "name" => {
+            format!("{name_arg}: {message}")
+        }
+        _ => e.to_string(),
+    })
 }
 
 pub fn plan(arg: PlanArg) -> Plan {

@@ -101,8 +101,7 @@ fn changed(now: &Organization, args: &OrgUpdateArgs) -> Result<Organization, Str
         custom = Some(now.rate_limit);
     }
     let name = args.name.as_deref().unwrap_or(&now.name);
-    super::check_organization(name, "--name", plan, custom)?;
-    let made = Organization::new(name, plan, custom).map_err(|e| e.to_string())?;
+    let made = super::check_organization(name, "--name", plan, custom)?;
     Ok(Organization {
         id: now.id.clone(),
         created_at: now.created_at,
