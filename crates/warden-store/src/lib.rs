@@ -6,6 +6,7 @@
 //! Architecture invariant: every tenant-owned query filters by organization
 //! and environment, taken from a [`Tenant`] the caller got from a credential.
 
+mod backup;
 mod db;
 mod error;
 mod migrate;
@@ -25,6 +26,7 @@ use warden_core::policy::{PolicyRecord, PolicyVersion};
 use warden_core::time::Millis;
 use warden_core::Tenant;
 
+pub use backup::{backup_sqlite, BackedUp};
 pub use error::{StoreError, StoreResult};
 pub use restore::{restore_sqlite, Restored};
 pub use sql::{

@@ -75,9 +75,13 @@ pub enum Command {
     /// Rebuild this data directory's search index from the event log
     /// (stop `warden serve` first).
     Reindex(ReindexArgs),
-    /// Put a copy of the SQLite store (`sqlite3 warden.db ".backup copy.db"`)
-    /// in place of this data directory's own, removing the replaced store's
-    /// WAL, then rebuild the index (stop `warden serve` first).
+    /// Write a consistent copy of this data directory's SQLite store to a
+    /// new file, while `warden serve` runs or not (the master key is not
+    /// in it: keep that apart).
+    Backup(BackupArgs),
+    /// Put a copy of the SQLite store (`warden backup`'s) in place of this
+    /// data directory's own, removing the replaced store's WAL, then
+    /// rebuild the index (stop `warden serve` first).
     Restore(RestoreArgs),
 }
 
@@ -88,6 +92,7 @@ impl Command {
         match self {
             Command::Serve(_) => false,
             Command::Restore(a) => a.json,
+            Command::Backup(a) => a.json,
             Command::Init(a) => a.json,
             Command::Org(OrgCommand::Create(a)) => a.json,
             Command::Org(OrgCommand::List(a)) => a.json,
@@ -163,6 +168,19 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct ReindexArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON instead of text.
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The file to write: a new one (an existing file is never replaced),
+    /// readable by its owner alone.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON instead of text.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod data_dir_lock;
 mod master_key;
 mod store;
 

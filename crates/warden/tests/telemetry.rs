@@ -3103,6 +3103,127 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
     assert_eq!(total(&w.api(&t.live_key), "copied"), 100);
 }
 
+/// `warden backup` copies a store while its server runs: a new private
+/// file, never over one, whose counts are what a restore brings back.
+#[test]
+fn backup_copies_a_running_store_that_restore_brings_back() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    ingest(&api, numbered("copied", 100));
+    for i in 0..3 {
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "before-the-copy", "tool_name": format!("fs.read{i}")}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    wait_total(&api, "copied", 100);
+    wait_total(&api, "program:warden", 3);
+    let copy = backend.dir.path().join("backup.db");
+    let to = copy.display().to_string();
+    let out = backend.cli(&["backup", "--to", &to, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let told: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(told["backup"], to.as_str(), "{told}");
+    assert_eq!(told["events"], 103, "{told}");
+    let records = told["audit_records"].as_u64().unwrap();
+    assert!(records >= 3, "{told}");
+    let bytes = std::fs::metadata(&copy).unwrap().len();
+    assert_eq!(told["bytes"], bytes, "{told}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    // Never over an existing file, and nothing is written on a refusal.
+    ingest(&api, numbered("later", 50));
+    let out = backend.cli(&["backup", "--to", &to]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("never over one"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), bytes);
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "after-the-copy", "tool_name": "fs.read"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_total(&api, "later", 50);
+    // PostgreSQL's copy is pg_dump's.
+    let out = backend.cli(&[
+        "backup",
+        "--to",
+        &backend.dir.path().join("pg.db").display().to_string(),
+        "--database-url",
+        "postgres://127.0.0.1:1/none",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pg_dump"),
+        "{out:?}"
+    );
+    assert!(!backend.dir.path().join("pg.db").exists());
+    assert!(w.terminate().success());
+
+    let out = backend.cli(&["restore", "--from", &to, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let restored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(restored["index"]["events"], 103, "{restored}");
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    assert_eq!(total(&api, "copied"), 100);
+    assert_eq!(total(&api, "later"), 0);
+    let r = api.get("/api/v1/agents/before-the-copy");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.get("/api/v1/agents/after-the-copy");
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = api.get("/api/v1/audit/verify");
+    assert_eq!(r.body["data"]["valid"], true, "{}", r.text);
+    assert!(w.terminate().success());
+}
+
+/// The data directory itself is held by its server, so a lost `index/`
+/// (whose lock was once the only guard) lets no other process in: neither
+/// a restore that would replace the store under it, nor a reindex, nor a
+/// second server; what the server acknowledges afterwards stays.
+#[test]
+fn a_lost_index_lets_no_other_process_into_a_served_directory() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let data = backend.data_dir(0);
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    let copy = backend.dir.path().join("copy.db");
+    let out = backend.cli(&["backup", "--to", &copy.display().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    let refused = |out: &std::process::Output| {
+        assert!(!out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("in use by another Warden process"),
+            "{out:?}"
+        );
+    };
+    refused(&backend.cli(&["restore", "--from", &copy.display().to_string()]));
+    refused(&backend.cli(&["reindex"]));
+    refused(&backend.cli_within(
+        &["serve", "--listen", "127.0.0.1:0"],
+        Duration::from_secs(20),
+    ));
+    let r = api.post("/api/v1/agents", &json!({"name": "after-the-loss"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    assert!(w.terminate().success());
+    let w = Warden::start(&backend, &[]);
+    let r = w.api(&t.live_key).get(&format!("/api/v1/agents/{id}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(w.terminate().success());
+}
+
 /// The index commits but the store will not save its position (a damaged
 /// store refuses writes; here a trigger refuses them): the events stay
 /// searchable, totals hold still, and nothing is taken out and indexed

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod backup;
 mod init;
 mod keys;
 mod org;
@@ -25,6 +26,7 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Keys(KeysCommand::Revoke(args)) => keys::revoke(args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
         Command::Reindex(args) => reindex::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
         Command::Restore(args) => restore::run(args).await,
     }
 }

@@ -15,6 +15,8 @@ pub async fn run(args: ReindexArgs) -> Result<(), String> {
     // database that holds none is left as it was), then the index, whose
     // lock tells whether a server runs here, then the store is opened.
     crate::store::examine(&args.store, crate::store::Opening::Maintenance).await?;
+    warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
+    let _running = crate::data_dir_lock::hold(&args.store.data_dir)?;
     let index = open_index(&args.store.data_dir)?;
     let rebuilt = rebuild(index, &args.store).await?;
     let text = if args.json {

@@ -31,6 +31,9 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
             }
         })?;
     warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
+    // No server or other command may have the store open while it is
+    // replaced, whatever state its index is in.
+    let _running = crate::data_dir_lock::hold(&data_dir)?;
     // Held until the index is built again: no server can start on the
     // directory meanwhile, and none may run on it now. One this restore
     // made is taken away again if the copy is refused.

@@ -17,7 +17,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     // Checked before the store is made: a bad name must leave nothing behind.
     super::check_organization(&args.org_name, "--org-name", Plan::Enterprise, None)?;
+    // Held until the server stops: taken before the store is opened (and
+    // perhaps migrated) where the directory exists, else once it is made.
+    let mut running = crate::data_dir_lock::hold_if_present(&args.store.data_dir)?;
     let opened = crate::store::open(&args.store, crate::store::Opening::Serve).await?;
+    warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
+    if running.is_none() {
+        running = Some(crate::data_dir_lock::hold(&args.store.data_dir)?);
+    }
     let store = opened.store.clone();
     let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
     if !initialized && args.syslog_org.is_some() {
@@ -65,7 +72,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             &args.store,
         )?;
     }
-    warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
     let config = ServerConfig {
         listen: args.listen.clone(),
         redis_url: args.redis_url.clone(),
@@ -118,6 +124,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%address, backend = store.backend().as_str(), "serving");
     server.run(shutdown).await?;
     tracing::info!("stopped");
+    drop(running);
     Ok(())
 }
 

@@ -101,6 +101,24 @@ impl Backend {
             .expect("run warden")
     }
 
+    /// The command line, ended by `kill -9` if it runs longer than
+    /// `longest` (a `serve` that should have been refused).
+    #[allow(dead_code)]
+    pub fn cli_within(&self, args: &[&str], longest: Duration) -> Output {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run warden");
+        let deadline = Instant::now() + longest;
+        while child.try_wait().expect("wait for warden").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().expect("warden's output")
+    }
+
     /// The command line with extra environment variables.
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.command(args)
