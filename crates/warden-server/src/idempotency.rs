@@ -133,9 +133,13 @@ pub async fn replay_or_record(State(state): State<AppState>, req: Request, next:
                 .into_response()
         }
         Ok(IdempotencyState::InProgress) => {
-            ApiError::conflict("a request with this Idempotency-Key is still in progress")
-                .with_field("Idempotency-Key")
-                .into_response()
+            // Unlike a key used with another body, this one is worth
+            // retrying: the first request's answer is replayed once it ends.
+            let mut e =
+                ApiError::conflict("a request with this Idempotency-Key is still in progress")
+                    .with_field("Idempotency-Key");
+            e.retry_after = Some(1);
+            e.into_response()
         }
         Ok(IdempotencyState::Completed { status, body }) => {
             let Some(body) = state.master.open(&body) else {

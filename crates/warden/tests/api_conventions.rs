@@ -661,6 +661,27 @@ fn idempotency_keys(backend: &Backend) {
         &[("Idempotency-Key", "k-1")],
     );
     assert_eq!(other.error(409, "conflict")["field"], "Idempotency-Key");
+    assert_eq!(other.header("retry-after"), None, "retrying cannot help");
+    assert_eq!(agents_count(&api), 1);
+    // A claim whose request has not ended (as a crash leaves it): worth
+    // retrying, and said so.
+    backend.sql(
+        "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL \
+         WHERE idempotency_key LIKE '%:k-1'",
+    );
+    let running = api.send(
+        "POST",
+        "/api/v1/agents",
+        Some(&body),
+        &[("Idempotency-Key", "k-1")],
+    );
+    let e = running.error(409, "conflict");
+    assert_eq!(e["field"], "Idempotency-Key");
+    assert!(
+        e["message"].as_str().unwrap().contains("still in progress"),
+        "{e}"
+    );
+    assert_eq!(running.header("retry-after"), Some("1"));
     assert_eq!(agents_count(&api), 1);
     // Two keys in one request: refused, nothing made.
     let twice = api.send(
@@ -765,6 +786,7 @@ fn openapi_and_reference(backend: &Backend) {
         ("200", "X-Request-Id"),
         ("200", "X-RateLimit-Remaining"),
         ("429", "Retry-After"),
+        ("429", "Retry-After-Ms"),
         ("401", "WWW-Authenticate"),
     ] {
         assert!(

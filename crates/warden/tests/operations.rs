@@ -458,6 +458,12 @@ fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
     r.error(429, "rate_limited");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // The same wait in milliseconds, which whole seconds round up.
+    let retry_ms: u64 = r.header("retry-after-ms").unwrap().parse().unwrap();
+    assert!(
+        retry_ms > (retry - 1) * 1000 && retry_ms <= retry * 1000,
+        "Retry-After-Ms {retry_ms} beside {retry} s"
+    );
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     // The limit is the organization's, shared by both environments.
     w.api(&org.test_key)

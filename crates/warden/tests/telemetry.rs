@@ -1790,7 +1790,7 @@ fn decisions_are_agent_events(backend: &Backend) {
         e["message"]
             .as_str()
             .unwrap()
-            .contains("(billing-bot) called payments.refund"),
+            .contains(r#"("billing-bot") called "payments.refund": "#),
         "{e}"
     );
     assert_eq!(total(&api, "\"billing-bot\" AND payments.refund"), 1);

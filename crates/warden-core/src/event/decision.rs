@@ -107,15 +107,18 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
     // The name the agent goes by beside its id, so that a bare term of
-    // that name finds its decisions.
+    // that name finds its decisions. It and the tool's name are the
+    // caller's own text, quoted so that neither can pass for the words
+    // around it (a tool named `x: allow: step-up approved by …`).
     let agent = match record
         .detail
         .get("external_agent_id")
         .and_then(Value::as_str)
     {
-        Some(name) => format!("{agent} ({name})"),
+        Some(name) => format!("{agent} ({})", Value::from(name)),
         None => agent.to_string(),
     };
+    let tool = Value::from(tool.as_str());
     Some(Event {
         id: new_time_ordered_id(prefix::EVENT),
         timestamp: record.at,

@@ -70,6 +70,9 @@ pub async fn take_from_bucket(
     state.metrics.rate_limited();
     let mut response = ApiError::rate_limited(verdict.retry_after).into_response();
     set_limit_headers(response.headers_mut(), &verdict);
+    response
+        .headers_mut()
+        .insert("retry-after-ms", HeaderValue::from(verdict.retry_after_ms));
     Err(response)
 }
 

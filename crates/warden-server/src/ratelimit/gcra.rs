@@ -15,6 +15,18 @@ pub struct Verdict {
     pub reset_at: u64,
     /// Seconds to wait before retrying (0 when allowed).
     pub retry_after: u64,
+    /// The same wait in milliseconds (0 when allowed): at 100 requests a
+    /// second, a whole second is a hundred times longer than needed.
+    pub retry_after_ms: u64,
+}
+
+/// A refusal's wait, given in microseconds, in whole seconds and in
+/// milliseconds, each rounded up and at least one.
+pub fn waits(wait_micros: u64) -> (u64, u64) {
+    (
+        wait_micros.div_ceil(1_000_000).max(1),
+        wait_micros.div_ceil(1_000).max(1),
+    )
 }
 
 pub fn now_micros() -> u64 {
@@ -64,13 +76,14 @@ pub fn step(stored: Option<Bucket>, now: u64, limit: RateLimit) -> (Option<Bucke
     let new_tat = tat + interval;
     let used = new_tat - now;
     if used > capacity {
-        let wait = used - capacity;
+        let (retry_after, retry_after_ms) = waits(used - capacity);
         let verdict = Verdict {
             allowed: false,
             limit: limit.per_minute,
             remaining: 0,
             reset_at: tat.div_ceil(1_000_000),
-            retry_after: wait.div_ceil(1_000_000).max(1),
+            retry_after,
+            retry_after_ms,
         };
         return (None, verdict);
     }
@@ -80,6 +93,7 @@ pub fn step(stored: Option<Bucket>, now: u64, limit: RateLimit) -> (Option<Bucke
         remaining: ((capacity - used) / interval) as u32,
         reset_at: new_tat.div_ceil(1_000_000),
         retry_after: 0,
+        retry_after_ms: 0,
     };
     (
         Some(Bucket {
@@ -111,6 +125,15 @@ mod tests {
         let (_, v) = step(tat, now, limit);
         assert!(!v.allowed);
         assert_eq!(v.retry_after, 1);
+        assert_eq!(v.retry_after_ms, 1_000);
+        // At 100 a second, the wait is 10 ms (said as a whole second too).
+        let fast = RateLimit {
+            per_minute: 6_000,
+            burst: 1,
+        };
+        let (taken, _) = step(None, now, fast);
+        let (_, v) = step(taken, now + 1, fast);
+        assert_eq!((v.allowed, v.retry_after, v.retry_after_ms), (false, 1, 10));
         // One interval later exactly one more request fits.
         let later = now + interval_micros(limit);
         let (next, v) = step(tat, later, limit);

@@ -319,16 +319,18 @@ impl RedisBuckets {
             return None;
         };
         self.mark_up();
+        let (retry_after, retry_after_ms) = if allowed == 1 {
+            (0, 0)
+        } else {
+            super::gcra::waits(wait)
+        };
         Some(Verdict {
             allowed: allowed == 1,
             limit: limit.per_minute,
             remaining: remaining as u32,
             reset_at: tat.div_ceil(1_000_000),
-            retry_after: if allowed == 1 {
-                0
-            } else {
-                wait.div_ceil(1_000_000).max(1)
-            },
+            retry_after,
+            retry_after_ms,
         })
     }
 }

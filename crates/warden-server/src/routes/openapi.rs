@@ -214,6 +214,13 @@ fn declare_response_headers(op: &mut Operation, authenticated: bool, replays: bo
                 "Unix seconds at which the organization's bucket is full again",
             );
         }
+        if status == "429" {
+            declare(
+                "Retry-After-Ms",
+                Type::Integer,
+                "Milliseconds to wait before retrying (Retry-After rounded up to whole seconds)",
+            );
+        }
         match status.as_str() {
             "429" | "503" => declare(
                 "Retry-After",
