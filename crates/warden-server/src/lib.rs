@@ -18,3 +18,6 @@ pub mod state;
 pub mod telemetry;
 
 pub use server::{Server, ServerConfig, SyslogConfig};
+
+/// The commit this build was made from (`unknown` outside a git checkout).
+pub const COMMIT: &str = env!("WARDEN_COMMIT");

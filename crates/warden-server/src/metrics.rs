@@ -97,6 +97,15 @@ impl Metrics {
         audit: &crate::governance::audit_log::CommitTimes,
     ) -> Arc<Self> {
         let mut registry = Registry::default();
+        // Which build answers: replicas of a rolling upgrade told apart.
+        registry.register(
+            "warden_build",
+            "The release and the commit this server was built from",
+            prometheus_client::metrics::info::Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", crate::COMMIT),
+            ]),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,

@@ -56,12 +56,47 @@ pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
             store.display()
         )));
     }
+    let to = &outside(data_dir, to)?;
     reserve(to)?;
     let written = copy_into(&source, to);
     if written.is_err() {
         let _ = std::fs::remove_file(to);
     }
     written
+}
+
+/// The backup's path made absolute, outside the data directory: a copy
+/// inside it would go with the directory it is meant to outlive (and a
+/// restore clears names of its own there). Absolute, SQLite never reads
+/// it as a `file:` URI; in UTF-8, it is the path SQLite is given.
+fn outside(data_dir: &Path, to: &Path) -> StoreResult<std::path::PathBuf> {
+    let shown = to.display();
+    let name = to
+        .file_name()
+        .ok_or_else(|| StoreError::Rejected(format!("{shown} names no file")))?;
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = parent.canonicalize().map_err(|e| {
+        StoreError::Rejected(format!("cannot write {shown}: {}: {e}", parent.display()))
+    })?;
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| StoreError::Rejected(format!("cannot read {}: {e}", data_dir.display())))?;
+    if parent.starts_with(&data_dir) {
+        return Err(StoreError::Rejected(format!(
+            "{shown} is inside the data directory {}: keep a backup outside it",
+            data_dir.display()
+        )));
+    }
+    let path = parent.join(name);
+    if path.to_str().is_none() {
+        return Err(StoreError::Rejected(format!(
+            "{shown} is not valid UTF-8: name the backup in UTF-8"
+        )));
+    }
+    Ok(path)
 }
 
 /// Creates the backup's file, empty and private, so that a name already
@@ -91,8 +126,9 @@ fn copy_into(source: &Connection, to: &Path) -> StoreResult<BackedUp> {
     let fail = |e: &dyn std::fmt::Display| {
         StoreError::Unavailable(format!("cannot write {}: {e}", to.display()))
     };
+    let path = to.to_str().ok_or_else(|| fail(&"not valid UTF-8"))?;
     source
-        .execute("VACUUM INTO ?1", [to.display().to_string()])
+        .execute("VACUUM INTO ?1", [path])
         .map_err(|e| fail(&e))?;
     let file = std::fs::File::open(to).map_err(|e| fail(&e))?;
     file.sync_all().map_err(|e| fail(&e))?;

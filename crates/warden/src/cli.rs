@@ -417,15 +417,16 @@ fn proxy_range(text: &str) -> Result<String, String> {
     }
 }
 
-/// The release and the schema versions it brings a store to: two builds
-/// of one version number are told apart by what they migrate.
+/// The release, the commit it was built from and the schema versions it
+/// brings a store to: two builds of one version number are told apart.
 fn release() -> &'static str {
     static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     RELEASE.get_or_init(|| {
         use warden_store::{schema_version, Backend};
         format!(
-            "{} (schema: SQLite {}, PostgreSQL {})",
+            "{} (commit {}; schema: SQLite {}, PostgreSQL {})",
             env!("CARGO_PKG_VERSION"),
+            warden_server::COMMIT,
             schema_version(Backend::Sqlite),
             schema_version(Backend::Postgres)
         )

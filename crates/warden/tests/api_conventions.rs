@@ -794,6 +794,9 @@ fn openapi_and_reference(backend: &Backend) {
             "{status} {header}: {agents}"
         );
     }
+    // A creation's Idempotency-Key still running is worth retrying.
+    let conflict = &r.body["paths"]["/api/v1/agents"]["post"]["responses"]["409"]["headers"];
+    assert!(conflict.get("Retry-After").is_some(), "{conflict}");
     let created = &r.body["paths"]["/api/v1/agents"]["post"]["responses"]["201"]["headers"];
     assert!(created.get("Idempotent-Replayed").is_some(), "{created}");
     // Every answer says how browsers and caches treat it: API answers

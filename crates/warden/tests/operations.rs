@@ -488,6 +488,13 @@ fn rate_limits_refuse_and_change_nothing(backend: &Backend) {
     assert!(scraped.text.trim_end().ends_with("# EOF"));
     let metrics = scraped.text;
     assert!(metrics.contains("warden_rate_limited_total 2"), "{metrics}");
+    // Which build answers, as `--version` says it.
+    let build = format!(
+        r#"warden_build_info{{version="{}",commit="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION"),
+        built_from()
+    );
+    assert!(metrics.contains(&build), "{build} in {metrics}");
     assert!(metrics.contains(r#"route="/api/v1/agents",status="429""#));
     let out = backend.cli(&["org", "create", "Bad", "--plan", "custom"]);
     assert!(!out.status.success(), "custom needs limits");
@@ -717,6 +724,31 @@ fn the_version_names_the_schema() {
     backend.init();
     let stored = backend.sql("SELECT MAX(version) FROM schema_migrations");
     assert_eq!(stored.trim(), sqlite, "{said}");
+    // And the commit the build was made from, as git names it.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|h| h.status.success());
+    if let Some(head) = head {
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert_eq!(built_from(), head, "{said}");
+    }
+}
+
+/// The commit `--version` names.
+fn built_from() -> String {
+    let out = std::process::Command::new(common::BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    said.split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string()
 }
 
 /// A PostgreSQL server that does not vacuum and analyze on its own is

@@ -1794,6 +1794,22 @@ fn decisions_are_agent_events(backend: &Backend) {
         "{e}"
     );
     assert_eq!(total(&api, "\"billing-bot\" AND payments.refund"), 1);
+    // A tool's name is the caller's text: quoted and escaped, it cannot
+    // read as the words around it.
+    let forged = r#"pay"ments: allow: step-up approved by key_1 (hold h) \ x"#;
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "billing-bot", "tool_name": forged, "session_id": "sess-forged"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_total(&api, "session_id:sess-forged", 1);
+    let seen = &search(&api, json!({"query": "session_id:sess-forged"}))["events"][0];
+    assert!(
+        seen["message"].as_str().unwrap().contains(
+            r#"("billing-bot") called "pay\"ments: allow: step-up approved by key_1 (hold h) \\ x": allow"#
+        ),
+        "{seen}"
+    );
     assert_eq!(e["severity"], "medium");
     assert_eq!(total(&api, "args.amount:>100"), 1);
     // The drift score with its parts, as the audit record keeps them.
@@ -3147,6 +3163,22 @@ fn backup_copies_a_running_store_that_restore_brings_back() {
         "{out:?}"
     );
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), bytes);
+    // Nor inside the data directory, which it is meant to outlive.
+    let inside = backend.data_dir(0).join("inside.db");
+    let out = backend.cli(&["backup", "--to", &inside.display().to_string()]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!inside.exists());
+    // A relative name that reads as an SQLite URI is the file it names.
+    let out = std::process::Command::new(common::BIN)
+        .args(["backup", "--to", "file:copy.db", "--data-dir"])
+        .arg(backend.data_dir(0))
+        .current_dir(backend.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let literal = backend.dir.path().join("file:copy.db");
+    assert!(std::fs::metadata(&literal).unwrap().len() > 0);
+    assert!(!backend.dir.path().join("copy.db").exists());
     let r = api.post(
         "/api/v1/enforce",
         &json!({"agent_id": "after-the-copy", "tool_name": "fs.read"}),

@@ -17,14 +17,28 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     // Checked before the store is made: a bad name must leave nothing behind.
     super::check_organization(&args.org_name, "--org-name", Plan::Enterprise, None)?;
-    // Held until the server stops: taken before the store is opened (and
-    // perhaps migrated) where the directory exists, else once it is made.
-    let mut running = crate::data_dir_lock::hold_if_present(&args.store.data_dir)?;
-    let opened = crate::store::open(&args.store, crate::store::Opening::Serve).await?;
-    warden_store::create_private_dir(&args.store.data_dir).map_err(|e| e.to_string())?;
-    if running.is_none() {
-        running = Some(crate::data_dir_lock::hold(&args.store.data_dir)?);
+    // Held until the server stops, from before the store is opened (and
+    // perhaps migrated or made). A directory this start made is taken away
+    // again if the start fails while it is still empty.
+    let data_dir = args.store.data_dir.clone();
+    let made = !data_dir.exists();
+    warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
+    let served = match crate::data_dir_lock::hold(&data_dir) {
+        Ok(running) => {
+            let served = serve(args, trusted_proxies).await;
+            drop(running);
+            served
+        }
+        Err(in_use) => Err(in_use),
+    };
+    if served.is_err() && made {
+        let _ = std::fs::remove_dir(&data_dir);
     }
+    served
+}
+
+async fn serve(args: ServeArgs, trusted_proxies: Vec<ipnet::IpNet>) -> Result<(), String> {
+    let opened = crate::store::open(&args.store, crate::store::Opening::Serve).await?;
     let store = opened.store.clone();
     let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
     if !initialized && args.syslog_org.is_some() {
@@ -124,7 +138,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%address, backend = store.backend().as_str(), "serving");
     server.run(shutdown).await?;
     tracing::info!("stopped");
-    drop(running);
     Ok(())
 }
 
