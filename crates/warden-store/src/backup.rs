@@ -24,9 +24,11 @@ pub struct BackedUp {
 }
 
 /// Writes a consistent copy of `data_dir/warden.db` to `to`, a file that
-/// must not exist yet (a backup never overwrites one). The copy is made
-/// readable by its owner alone, synced to disk with its directory, and read
-/// back before it is reported; a copy that fails midway is removed.
+/// must not exist yet (a backup never overwrites one). The copy is written
+/// under a temporary name beside it, readable by its owner alone, synced,
+/// read back, and only then given its name (a hard link, which never
+/// replaces a file): a backup stopped midway leaves no file by that name.
+/// A copy that fails is removed.
 pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
     let store = data_dir.join("warden.db");
     if !store.is_file() {
@@ -50,19 +52,80 @@ pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
         source.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
             row.get(0)
         });
-    if !matches!(migrations, Ok(n) if n > 0) {
-        return Err(StoreError::Rejected(format!(
-            "{} is not a Warden store (it records no Warden schema)",
-            store.display()
-        )));
+    match migrations {
+        Ok(n) if n > 0 => {}
+        Err(e) if damaged(&e) => return Err(damaged_store(&store, &e)),
+        _ => {
+            return Err(StoreError::Rejected(format!(
+                "{} is not a Warden store (it records no Warden schema)",
+                store.display()
+            )))
+        }
     }
-    let to = &outside(data_dir, to)?;
-    reserve(to)?;
-    let written = copy_into(&source, to);
-    if written.is_err() {
-        let _ = std::fs::remove_file(to);
+    let to = outside(data_dir, to)?;
+    if std::fs::symlink_metadata(&to).is_ok() {
+        return Err(exists(&to));
     }
+    let partial = partial_name(&to);
+    reserve(&partial)?;
+    let written = copy_into(&source, &store, &partial).and_then(|backed_up| {
+        // Linked, so that a name taken meanwhile is not replaced; renamed
+        // where the filesystem has no hard links (checked just before).
+        let named = match std::fs::hard_link(&partial, &to) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists(&to)),
+            Err(_) if std::fs::symlink_metadata(&to).is_err() => std::fs::rename(&partial, &to),
+            other => other,
+        };
+        named
+            .map_err(|e| StoreError::Unavailable(format!("cannot write {}: {e}", to.display())))?;
+        sync_dir(&to);
+        Ok(backed_up)
+    });
+    let _ = std::fs::remove_file(&partial);
+    let _ = std::fs::remove_file(format!("{}-journal", partial.display()));
     written
+}
+
+/// Where a backup is written before it is complete: beside its name,
+/// hidden, and this process's own.
+fn partial_name(to: &Path) -> std::path::PathBuf {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    to.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+}
+
+fn exists(to: &Path) -> StoreError {
+    StoreError::Rejected(format!(
+        "{} exists: a backup is written to a new file, never over one",
+        to.display()
+    ))
+}
+
+/// SQLite's word for a file it cannot read as a database, or one whose
+/// pages do not hold together.
+fn damaged(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+fn damaged_store(store: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Rejected(format!(
+        "{} cannot be copied: it is not a SQLite database or is damaged ({e}); restore it \
+         from an earlier backup (docs/operations.md, \"Backup and restore\")",
+        store.display()
+    ))
+}
+
+fn sync_dir(file: &Path) {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
 }
 
 /// The backup's path made absolute, outside the data directory: a copy
@@ -99,9 +162,9 @@ fn outside(data_dir: &Path, to: &Path) -> StoreResult<std::path::PathBuf> {
     Ok(path)
 }
 
-/// Creates the backup's file, empty and private, so that a name already
-/// taken is refused before anything is read and no other user can read the
-/// copy at any moment (SQLite writes into an empty file it is given).
+/// Creates the file a copy is written into, empty and private, so that no
+/// other user can read the copy at any moment (SQLite writes into an empty
+/// file it is given).
 fn reserve(to: &Path) -> StoreResult<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -110,35 +173,28 @@ fn reserve(to: &Path) -> StoreResult<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(to).map(drop).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            StoreError::Rejected(format!(
-                "{} exists: a backup is written to a new file, never over one",
-                to.display()
-            ))
-        } else {
-            StoreError::Rejected(format!("cannot create {}: {e}", to.display()))
-        }
-    })
+    options
+        .open(to)
+        .map(drop)
+        .map_err(|e| StoreError::Rejected(format!("cannot create {}: {e}", to.display())))
 }
 
-fn copy_into(source: &Connection, to: &Path) -> StoreResult<BackedUp> {
+fn copy_into(source: &Connection, store: &Path, to: &Path) -> StoreResult<BackedUp> {
     let fail = |e: &dyn std::fmt::Display| {
         StoreError::Unavailable(format!("cannot write {}: {e}", to.display()))
     };
     let path = to.to_str().ok_or_else(|| fail(&"not valid UTF-8"))?;
-    source
-        .execute("VACUUM INTO ?1", [path])
-        .map_err(|e| fail(&e))?;
+    source.execute("VACUUM INTO ?1", [path]).map_err(|e| {
+        if damaged(&e) {
+            damaged_store(store, &e)
+        } else {
+            fail(&e)
+        }
+    })?;
     let file = std::fs::File::open(to).map_err(|e| fail(&e))?;
     file.sync_all().map_err(|e| fail(&e))?;
     let bytes = file.metadata().map_err(|e| fail(&e))?.len();
     drop(file);
-    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
     // Read back from the file written, not the store: what the report
     // counts is what a restore will find.
     let copy = Connection::open_with_flags(

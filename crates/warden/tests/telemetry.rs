@@ -3114,7 +3114,7 @@ fn restore_puts_a_copy_back_without_the_crashed_stores_wal() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "{out:?}");
-    assert!(!fresh.join("index").exists(), "{out:?}");
+    assert!(!fresh.exists(), "{out:?}");
     let w = Warden::start(&backend, &[]);
     assert_eq!(total(&w.api(&t.live_key), "copied"), 100);
 }
@@ -3179,6 +3179,30 @@ fn backup_copies_a_running_store_that_restore_brings_back() {
     let literal = backend.dir.path().join("file:copy.db");
     assert!(std::fs::metadata(&literal).unwrap().len() > 0);
     assert!(!backend.dir.path().join("copy.db").exists());
+    // Written under a name of its own until whole: none is left behind.
+    let partial: Vec<_> = std::fs::read_dir(backend.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+    // A store SQLite cannot read is called damaged, not another's.
+    let torn = backend.dir.path().join("torn");
+    std::fs::create_dir(&torn).unwrap();
+    std::fs::write(torn.join("warden.db"), vec![7u8; 8192]).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["backup", "--to"])
+        .arg(backend.dir.path().join("torn.db"))
+        .arg("--data-dir")
+        .arg(&torn)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is damaged"),
+        "{out:?}"
+    );
+    assert!(!backend.dir.path().join("torn.db").exists());
     let r = api.post(
         "/api/v1/enforce",
         &json!({"agent_id": "after-the-copy", "tool_name": "fs.read"}),

@@ -30,6 +30,7 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
                 format!("nothing was changed: {e}")
             }
         })?;
+    let made_dir = !data_dir.exists();
     warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
     // No server or other command may have the store open while it is
     // replaced, whatever state its index is in.
@@ -56,6 +57,11 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
             if made_index {
                 drop(index);
                 let _ = std::fs::remove_dir_all(&index_dir);
+            }
+            // "Nothing was changed": a directory this restore made goes
+            // too (only while empty).
+            if made_dir {
+                let _ = std::fs::remove_dir(&data_dir);
             }
             return Err(refused);
         }
