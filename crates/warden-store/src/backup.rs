@@ -55,6 +55,12 @@ pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
     match migrations {
         Ok(n) if n > 0 => {}
         Err(e) if damaged(&e) => return Err(damaged_store(&store, &e)),
+        Err(e) if !e.to_string().contains("no such table") => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot read {}: {e}",
+                store.display()
+            )))
+        }
         _ => {
             return Err(StoreError::Rejected(format!(
                 "{} is not a Warden store (it records no Warden schema)",
