@@ -24,7 +24,9 @@ fn main() {
         "cargo:rustc-env=WARDEN_COMMIT={}",
         commit.as_deref().unwrap_or("unknown")
     );
-    // Run again when HEAD moves (a commit, a checkout), not on every build.
+    // Run again when HEAD moves (a commit, a checkout), not on every
+    // build: only files that exist are named, since cargo counts a named
+    // file that is missing as changed at every build.
     println!("cargo:rerun-if-changed=build.rs");
     for (flag, files) in [
         ("--git-dir", &["HEAD"][..]),
@@ -33,7 +35,10 @@ fn main() {
         if let Some(dir) = git(&here, &["rev-parse", flag]) {
             let dir = here.join(dir);
             for file in files {
-                println!("cargo:rerun-if-changed={}", dir.join(file).display());
+                let path = dir.join(file);
+                if path.exists() {
+                    println!("cargo:rerun-if-changed={}", path.display());
+                }
             }
         }
     }

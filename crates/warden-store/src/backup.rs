@@ -30,7 +30,9 @@ pub struct BackedUp {
 /// replaces a file): a backup stopped midway leaves no file by that name.
 /// A copy that fails is removed.
 pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
-    let store = data_dir.join("warden.db");
+    // Absolute: SQLite reads a relative name beginning `file:` as a URI.
+    let store = std::path::absolute(data_dir.join("warden.db"))
+        .map_err(|e| StoreError::Rejected(format!("{}: {e}", data_dir.display())))?;
     if !store.is_file() {
         return Err(StoreError::Rejected(format!(
             "{} holds no Warden store (no warden.db)",
@@ -75,15 +77,14 @@ pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
     let partial = partial_name(&to);
     reserve(&partial)?;
     let written = copy_into(&source, &store, &partial).and_then(|backed_up| {
-        // Linked, so that a name taken meanwhile is not replaced; renamed
-        // where the filesystem has no hard links (checked just before).
-        let named = match std::fs::hard_link(&partial, &to) {
+        // Linked, so that a name taken meanwhile is not replaced. Where
+        // the filesystem has no hard links (FAT, some network shares),
+        // copied into a file made new, which is no more replacing.
+        match std::fs::hard_link(&partial, &to) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists(&to)),
-            Err(_) if std::fs::symlink_metadata(&to).is_err() => std::fs::rename(&partial, &to),
-            other => other,
-        };
-        named
-            .map_err(|e| StoreError::Unavailable(format!("cannot write {}: {e}", to.display())))?;
+            Err(_) => copy_new(&partial, &to)?,
+        }
         sync_dir(&to);
         Ok(backed_up)
     });
@@ -92,14 +93,45 @@ pub fn backup_sqlite(data_dir: &Path, to: &Path) -> StoreResult<BackedUp> {
     written
 }
 
-/// Where a backup is written before it is complete: beside its name,
-/// hidden, and this process's own.
+/// Where a backup is written before it is complete: beside its name (on
+/// its filesystem), hidden, and this run's own (a process id alone
+/// repeats: a container's first process is always 1).
 fn partial_name(to: &Path) -> std::path::PathBuf {
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    to.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    to.with_file_name(format!(
+        ".warden-backup.{}-{nanos:09}.partial",
+        std::process::id()
+    ))
+}
+
+/// Copies `from` into `to`, made new (refused if it exists meanwhile),
+/// private, and synced; a copy that fails is removed.
+fn copy_new(from: &Path, to: &Path) -> StoreResult<()> {
+    let fail = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            exists(to)
+        } else {
+            StoreError::Unavailable(format!("cannot write {}: {e}", to.display()))
+        }
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut target = options.open(to).map_err(fail)?;
+    let copied = std::fs::File::open(from)
+        .and_then(|mut source| std::io::copy(&mut source, &mut target))
+        .and_then(|_| target.sync_all());
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(to);
+        return Err(fail(e));
+    }
+    Ok(())
 }
 
 fn exists(to: &Path) -> StoreError {

@@ -110,7 +110,9 @@ fn restore_into(data_dir: &Path, copy: &Path, settings: &[(&str, &str)]) -> Stor
         )));
     }
 
-    let incoming = data_dir.join("warden.db.restoring");
+    // Absolute: SQLite reads a relative name beginning `file:` as a URI.
+    let incoming = std::path::absolute(data_dir.join("warden.db.restoring"))
+        .map_err(|e| StoreError::Rejected(format!("{}: {e}", data_dir.display())))?;
     remove_if_present(&incoming)?;
     let fail = |e: &dyn std::fmt::Display| {
         StoreError::Unavailable(format!("cannot write {}: {e}", incoming.display()))

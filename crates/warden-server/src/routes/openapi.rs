@@ -227,7 +227,7 @@ fn declare_response_headers(op: &mut Operation, authenticated: bool, replays: bo
                 Type::Integer,
                 "Seconds to wait before retrying",
             ),
-            "409" => declare(
+            "409" if replays => declare(
                 "Retry-After",
                 Type::Integer,
                 "Seconds to wait before retrying: sent only while another request with the same Idempotency-Key runs",

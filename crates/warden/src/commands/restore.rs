@@ -34,13 +34,17 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
     warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
     // No server or other command may have the store open while it is
     // replaced, whatever state its index is in.
-    let _running = crate::data_dir_lock::hold(&data_dir)?;
+    let running = crate::data_dir_lock::hold(&data_dir)?;
     // Held until the index is built again: no server can start on the
     // directory meanwhile, and none may run on it now. One this restore
     // made is taken away again if the copy is refused.
     let index_dir = data_dir.join("index");
     let made_index = !index_dir.exists();
-    let index = super::reindex::open_index(&data_dir)?;
+    let index = super::reindex::open_index(&data_dir).inspect_err(|_| {
+        if made_dir {
+            running.remove_if_empty(&data_dir);
+        }
+    })?;
     let from = args.from.clone();
     let dir = data_dir.clone();
     let restored = tokio::task::spawn_blocking(move || {
@@ -61,7 +65,7 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
             // "Nothing was changed": a directory this restore made goes
             // too (only while empty).
             if made_dir {
-                let _ = std::fs::remove_dir(&data_dir);
+                running.remove_if_empty(&data_dir);
             }
             return Err(refused);
         }

@@ -19,21 +19,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     super::check_organization(&args.org_name, "--org-name", Plan::Enterprise, None)?;
     // Held until the server stops, from before the store is opened (and
     // perhaps migrated or made). A directory this start made is taken away
-    // again if the start fails while it is still empty.
+    // again if the start fails while it is still empty, under the lock:
+    // a start refused for the lock removes nothing (another process may
+    // have made the directory at the same moment, and holds it).
     let data_dir = args.store.data_dir.clone();
     let made = !data_dir.exists();
     warden_store::create_private_dir(&data_dir).map_err(|e| e.to_string())?;
-    let served = match crate::data_dir_lock::hold(&data_dir) {
-        Ok(running) => {
-            let served = serve(args, trusted_proxies).await;
-            drop(running);
-            served
-        }
-        Err(in_use) => Err(in_use),
-    };
+    let running = crate::data_dir_lock::hold(&data_dir)?;
+    let served = serve(args, trusted_proxies).await;
     if served.is_err() && made {
-        let _ = std::fs::remove_dir(&data_dir);
+        running.remove_if_empty(&data_dir);
     }
+    drop(running);
     served
 }
 
