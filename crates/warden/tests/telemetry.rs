@@ -3509,6 +3509,22 @@ fn credentials_in_events_and_calls_are_not_stored() {
         record["detail"]["modified_arguments"]["q"], "[REDACTED]",
         "{record}"
     );
+    // Nor does the agent's drift profile learn one as an argument's name
+    // (it is shown to `agents.read` and saved).
+    for _ in 0..2 {
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "leaky-bot", "tool_name": "http.get",
+                    "tool_args": {key.clone(): 1, format!("x{token}"): 2}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let drift = api.get("/api/v1/agents/leaky-bot/drift");
+    assert_eq!(drift.status, 200, "{}", drift.text);
+    assert!(drift.text.contains("[REDACTED]"), "{}", drift.text);
+    for secret in [&key[9..], &token[token.len() - 20..]] {
+        assert!(!drift.text.contains(secret), "{}", drift.text);
+    }
     assert!(w.terminate().success());
     let stored = backend.raw_contents();
     for secret in [&key, &token, &t.live_key] {
@@ -3519,6 +3535,10 @@ fn credentials_in_events_and_calls_are_not_stored() {
             "a credential reached the store"
         );
     }
+    assert!(
+        !stored.contains(&token[token.len() - 20..]),
+        "a token reached the store"
+    );
     // Text that only looks like the start of one is kept.
     let w = Warden::start(&backend, &[]);
     let api = w.api(&t.live_key);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use warden_core::audit::{AuditFilter, AuditKind, AuditRecord, ChainedRecord};
+use warden_core::event::syslog::without_credentials;
 use warden_core::page::{Cursor, Direction, PageRequest};
 use warden_core::time::{now_ms, Millis};
 use warden_core::Tenant;
@@ -112,13 +113,16 @@ pub struct DriftBook {
 /// grow a profile (or its saved snapshot) by sending huge names.
 pub const MAX_ARGUMENT_NAME: usize = 128;
 
-/// The argument keys drift compares: the top-level names, each cut at
-/// [`MAX_ARGUMENT_NAME`] bytes.
+/// The argument keys drift compares: the top-level names, each with any
+/// Warden key or token in it replaced (a profile is kept, saved and shown
+/// to `agents.read`, as the audit record's names are redacted), then cut
+/// at [`MAX_ARGUMENT_NAME`] bytes.
 pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
     match args {
         serde_json::Value::Object(map) => map
             .keys()
             .map(|k| {
+                let k = without_credentials(k).unwrap_or_else(|| k.clone());
                 let mut cut = k.len().min(MAX_ARGUMENT_NAME);
                 while !k.is_char_boundary(cut) {
                     cut -= 1;
@@ -127,6 +131,19 @@ pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// Takes Warden keys and tokens out of the argument names a profile saved
+/// by an earlier release learned as they were sent.
+fn scrub_argument_names(profile: &mut Profile) {
+    for names in profile.argument_keys.values_mut() {
+        if names.iter().any(|n| without_credentials(n).is_some()) {
+            *names = names
+                .drain()
+                .map(|n| without_credentials(&n).unwrap_or(n))
+                .collect();
+        }
     }
 }
 
@@ -152,7 +169,10 @@ impl DriftBook {
         }
         let (mut sequence, mut profile) = match self.store.drift_profile(tenant, agent_id).await? {
             Some((seq, json)) => match serde_json::from_str::<Profile>(&json) {
-                Ok(p) => (seq, p),
+                Ok(mut p) => {
+                    scrub_argument_names(&mut p);
+                    (seq, p)
+                }
                 Err(_) => (0, Profile::default()),
             },
             None => (0, Profile::default()),

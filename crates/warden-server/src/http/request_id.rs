@@ -36,26 +36,38 @@ pub async fn assign(req: Request, next: Next) -> Response {
 }
 
 /// The path as logs show it: a hold token in it (`/enforce/hold/{token}`)
-/// is a bearer secret, shown by its first characters only.
+/// is a bearer secret, shown by its first characters only; a segment that
+/// holds a key or token further in, or a run of letters and digits as long
+/// as a secret's (a key's body without its prefix, a hold token's digits),
+/// is not shown at all.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    // Hold tokens are path segments by design; keys and tokens pasted
-    // into a path by mistake are secrets all the same.
-    const SECRET_STARTS: [&str; 3] = ["hold_", "wdn_", "eyJ"];
-    let secret = |segment: &str| SECRET_STARTS.iter().any(|s| segment.starts_with(s));
-    if !path.split('/').any(secret) {
+    if !path.split('/').any(|s| loggable_segment(s).is_some()) {
         return path.into();
     }
     path.split('/')
-        .map(|segment| {
-            if secret(segment) {
-                format!("{}…", segment.chars().take(9).collect::<String>())
-            } else {
-                segment.to_string()
-            }
-        })
+        .map(|segment| loggable_segment(segment).unwrap_or_else(|| segment.to_string()))
         .collect::<Vec<_>>()
         .join("/")
         .into()
+}
+
+/// How a segment is logged, where it is not logged as it is.
+fn loggable_segment(segment: &str) -> Option<String> {
+    // Hold tokens are path segments by design; keys and tokens pasted
+    // into a path by mistake are secrets all the same, percent-encoded
+    // or not.
+    const SECRET_STARTS: [&str; 3] = ["hold_", "wdn_", "eyJ"];
+    const INSIDE: [&str; 3] = ["hold_", "wdn_", "eyj"];
+    const SECRET_LIKE: usize = 32;
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    if SECRET_STARTS.iter().any(|s| decoded.starts_with(s)) {
+        return Some(format!("{}…", decoded.chars().take(9).collect::<String>()));
+    }
+    let lower = decoded.to_ascii_lowercase();
+    let long_run = decoded
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|run| run.len() >= SECRET_LIKE);
+    (long_run || INSIDE.iter().any(|m| lower.contains(m))).then(|| "[REDACTED]".to_string())
 }
 
 #[cfg(test)]
@@ -79,5 +91,41 @@ mod tests {
             loggable_path("/api/v1/holds/hld_1/approve"),
             "/api/v1/holds/hld_1/approve"
         );
+    }
+
+    #[test]
+    fn secrets_inside_a_segment_or_without_their_prefix_are_not_logged() {
+        let body = "0123456789abcdefghijABCDEFGHIJklmnopqrstu";
+        for (path, shown) in [
+            (
+                format!("/api/v1/agents/xwdn_live_{body}"),
+                "/api/v1/agents/[REDACTED]",
+            ),
+            (
+                format!("/api/v1/agents/x%20wdn_live_{body}"),
+                "/api/v1/agents/[REDACTED]",
+            ),
+            (
+                format!("/api/v1/agents/%77dn_live_{body}"),
+                "/api/v1/agents/wdn_live_…",
+            ),
+            (
+                format!("/api/v1/agents/x.eyJhbGciOi.{body}"),
+                "/api/v1/agents/[REDACTED]",
+            ),
+            (
+                format!("/api/v1/agents/{body}"),
+                "/api/v1/agents/[REDACTED]",
+            ),
+            (
+                format!("/v1/enforce/hold/{}", "ab".repeat(32)),
+                "/v1/enforce/hold/[REDACTED]",
+            ),
+        ] {
+            assert_eq!(loggable_path(&path), shown, "{path}");
+        }
+        // Warden's own ids are shown.
+        let ids = "/api/v1/agents/agt_0123456789abcdef01234567/drift";
+        assert_eq!(loggable_path(ids), ids);
     }
 }
