@@ -3551,6 +3551,35 @@ fn credentials_in_events_and_calls_are_not_stored() {
     assert_eq!(kept["message"], "wdn_ and eyJ alone stay", "{kept}");
 }
 
+/// A drift profile saved by an earlier release that learned a key as an
+/// argument's name is scrubbed as it loads: never shown or saved again.
+#[test]
+fn a_saved_profile_that_learned_a_key_is_scrubbed_as_it_loads() {
+    let backend = Backend::sqlite();
+    let t = backend.init();
+    let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    for _ in 0..2 {
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": "drifty", "tool_name": "fs.read",
+                    "tool_args": {"learned_name": 1}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert!(w.terminate().success());
+    let fake = format!("wdn_live_{}", "Q".repeat(43));
+    backend.sql(&format!(
+        "UPDATE drift_profiles SET profile = replace(profile, 'learned_name', '{fake}')"
+    ));
+    assert!(backend.raw_contents().contains(&fake));
+    let w = Warden::start(&backend, &[]);
+    let drift = w.api(&t.live_key).get("/api/v1/agents/drifty/drift");
+    assert_eq!(drift.status, 200, "{}", drift.text);
+    assert!(!drift.text.contains(&fake), "{}", drift.text);
+    assert!(drift.text.contains("[REDACTED]"), "{}", drift.text);
+}
+
 /// Every keyword Warden keeps can be asked for whole (up to its 512
 /// characters, and a field's value up to the 1,024 it is indexed by), and
 /// an empty keyword is no value rather than one no query could name.
