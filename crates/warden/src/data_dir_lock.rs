@@ -21,7 +21,7 @@ const LOCK_FILE: &str = "warden.lock";
 #[derive(Debug)]
 pub struct DataDirLock {
     _dir: Option<File>,
-    _file: File,
+    _file: Option<File>,
 }
 
 impl DataDirLock {
@@ -56,26 +56,46 @@ pub fn hold(data_dir: &Path) -> Result<DataDirLock, String> {
             None
         }
     };
+    let file = match hold_file(data_dir) {
+        Ok(file) => Some(file),
+        Err(Held::InUse) => return Err(in_use(data_dir)),
+        // A filesystem that locks no file (NFSv3 without its lock
+        // daemon): the directory's lock stands alone, where it was taken.
+        Err(Held::Unlockable(why)) if dir.is_some() => {
+            tracing::debug!(error = %why, "warden.lock cannot be locked");
+            None
+        }
+        Err(Held::Unlockable(why)) => return Err(why),
+    };
     Ok(DataDirLock {
         _dir: dir,
-        _file: hold_file(data_dir)?,
+        _file: file,
     })
+}
+
+/// Why the lock file was not held.
+enum Held {
+    InUse,
+    Unlockable(String),
 }
 
 /// The lock on `warden.lock`, opened for writing (NFS needs a file open
 /// for writing to lock it exclusively).
-fn hold_file(data_dir: &Path) -> Result<File, String> {
+fn hold_file(data_dir: &Path) -> Result<File, Held> {
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|e| Held::Unlockable(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(in_use(data_dir)),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Held::InUse),
+        Err(std::fs::TryLockError::Error(e)) => Err(Held::Unlockable(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -112,7 +132,7 @@ mod tests {
     #[test]
     fn the_lock_file_holds_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let first = hold_file(dir.path()).unwrap();
+        let first = hold_file(dir.path()).ok().unwrap();
         let refused = hold(dir.path()).unwrap_err();
         assert!(
             refused.contains("in use by another Warden process"),

@@ -3569,15 +3569,27 @@ fn a_saved_profile_that_learned_a_key_is_scrubbed_as_it_loads() {
     }
     assert!(w.terminate().success());
     let fake = format!("wdn_live_{}", "Q".repeat(43));
+    let fake_tool = format!("wdn_test_{}", "R".repeat(43));
     backend.sql(&format!(
-        "UPDATE drift_profiles SET profile = replace(profile, 'learned_name', '{fake}')"
+        "UPDATE drift_profiles SET profile = \
+         replace(replace(profile, 'learned_name', '{fake}'), 'fs.read', '{fake_tool}')"
     ));
     assert!(backend.raw_contents().contains(&fake));
+    assert!(backend.raw_contents().contains(&fake_tool));
     let w = Warden::start(&backend, &[]);
     let drift = w.api(&t.live_key).get("/api/v1/agents/drifty/drift");
     assert_eq!(drift.status, 200, "{}", drift.text);
-    assert!(!drift.text.contains(&fake), "{}", drift.text);
+    for secret in [&fake, &fake_tool] {
+        assert!(!drift.text.contains(secret.as_str()), "{}", drift.text);
+    }
     assert!(drift.text.contains("[REDACTED]"), "{}", drift.text);
+    // And saved so, over the snapshot that held them.
+    assert!(w.terminate().success());
+    let kept = backend.sql(&format!(
+        "SELECT count(*) FROM drift_profiles \
+         WHERE profile LIKE '%{fake}%' OR profile LIKE '%{fake_tool}%'"
+    ));
+    assert_eq!(kept.trim(), "0");
 }
 
 /// Every keyword Warden keeps can be asked for whole (up to its 512

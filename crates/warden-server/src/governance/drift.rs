@@ -118,33 +118,85 @@ pub const MAX_ARGUMENT_NAME: usize = 128;
 /// to `agents.read`, as the audit record's names are redacted), then cut
 /// at [`MAX_ARGUMENT_NAME`] bytes.
 pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
-    match args {
-        serde_json::Value::Object(map) => map
-            .keys()
-            .map(|k| {
-                let k = without_credentials(k).unwrap_or_else(|| k.clone());
-                let mut cut = k.len().min(MAX_ARGUMENT_NAME);
-                while !k.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                k[..cut].to_string()
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Takes Warden keys and tokens out of the argument names a profile saved
-/// by an earlier release learned as they were sent.
-fn scrub_argument_names(profile: &mut Profile) {
-    for names in profile.argument_keys.values_mut() {
-        if names.iter().any(|n| without_credentials(n).is_some()) {
-            *names = names
-                .drain()
-                .map(|n| without_credentials(&n).unwrap_or(n))
-                .collect();
+    let serde_json::Value::Object(map) = args else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = Vec::with_capacity(map.len());
+    for k in map.keys() {
+        let k = redacted_name(k);
+        let mut cut = k.len().min(MAX_ARGUMENT_NAME);
+        while !k.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let k = &k[..cut];
+        // Two names that lose a credential are one name, live and when
+        // replayed from the audit log alike.
+        if !keys.iter().any(|seen| seen == k) {
+            keys.push(k.to_string());
         }
     }
+    keys
+}
+
+/// A name with any Warden key or token in it replaced. The audit log
+/// keeps names that lost one apart as `[REDACTED] (2)`, `[REDACTED] (3)`:
+/// drift counts them as the one name a live call learns.
+fn redacted_name(name: &str) -> String {
+    if let Some(n) = name.strip_prefix(REDACTED) {
+        let numbered = n
+            .strip_prefix(" (")
+            .and_then(|n| n.strip_suffix(')'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if n.is_empty() || numbered {
+            return REDACTED.to_string();
+        }
+    }
+    without_credentials(name).unwrap_or_else(|| name.to_string())
+}
+
+const REDACTED: &str = "[REDACTED]";
+
+fn without_credentials_or_as_is(name: &str) -> String {
+    without_credentials(name).unwrap_or_else(|| name.to_string())
+}
+
+/// Takes Warden keys and tokens out of every name a profile saved by an
+/// earlier release learned as it was sent (tools, transitions, argument
+/// names); whether there was one.
+fn scrub_names(profile: &mut Profile) -> bool {
+    let holds = |n: &String| without_credentials(n).is_some();
+    let found = profile.tools.keys().any(holds)
+        || profile.after.keys().any(holds)
+        || profile
+            .transitions
+            .keys()
+            .any(|(a, b)| holds(a) || holds(b))
+        || profile
+            .argument_keys
+            .iter()
+            .any(|(tool, names)| holds(tool) || names.iter().any(holds));
+    if !found {
+        return false;
+    }
+    let name = |n: String| without_credentials(&n).unwrap_or(n);
+    let merge = |map: &mut HashMap<String, u64>| {
+        for (k, v) in std::mem::take(map) {
+            *map.entry(name(k)).or_default() += v;
+        }
+    };
+    merge(&mut profile.tools);
+    merge(&mut profile.after);
+    for ((a, b), v) in std::mem::take(&mut profile.transitions) {
+        *profile.transitions.entry((name(a), name(b))).or_default() += v;
+    }
+    for (tool, names) in std::mem::take(&mut profile.argument_keys) {
+        profile
+            .argument_keys
+            .entry(name(tool))
+            .or_default()
+            .extend(names.into_iter().map(name));
+    }
+    true
 }
 
 impl DriftBook {
@@ -167,10 +219,11 @@ impl DriftBook {
         if self.agents.lock().unwrap().contains_key(&key) {
             return Ok(());
         }
+        let mut scrubbed = false;
         let (mut sequence, mut profile) = match self.store.drift_profile(tenant, agent_id).await? {
             Some((seq, json)) => match serde_json::from_str::<Profile>(&json) {
                 Ok(mut p) => {
-                    scrub_argument_names(&mut p);
+                    scrubbed = scrub_names(&mut p);
                     (seq, p)
                 }
                 Err(_) => (0, Profile::default()),
@@ -206,7 +259,9 @@ impl DriftBook {
                 // Calls learned past the snapshot (all of them after a
                 // rebuild) are saved with the next snapshots, so the next
                 // load need not replay them again.
-                dirty: learned_through > snapshot_sequence,
+                // A scrubbed snapshot is saved again (over its own
+                // sequence), so that the store keeps no credential either.
+                dirty: learned_through > snapshot_sequence || scrubbed,
                 saved_at: now_ms(),
             },
         );
@@ -477,12 +532,13 @@ impl RecordedCall {
     /// `None` for a record of no tool call.
     pub fn of(record: &AuditRecord) -> Option<Self> {
         Some(RecordedCall {
-            tool: record.tool.clone()?,
+            // Names a release before names were refused could record.
+            tool: without_credentials_or_as_is(record.tool.as_deref()?),
             previous_tool: record
                 .detail
                 .get("previous_tool")
                 .and_then(|v| v.as_str())
-                .map(str::to_string),
+                .map(without_credentials_or_as_is),
             arg_keys: record
                 .arguments
                 .as_ref()
@@ -516,5 +572,27 @@ fn fold(profile: &mut Profile, r: &ChainedRecord) -> bool {
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_lose_a_credential_are_one_name_live_and_replayed() {
+        let key = format!("wdn_live_{}", "a".repeat(43));
+        let other = format!("wdn_test_{}", "b".repeat(43));
+        let mut live = argument_keys(&serde_json::json!({"ok": 1, key: 2, other: 3}));
+        live.sort();
+        assert_eq!(live, ["[REDACTED]", "ok"]);
+        // As the audit record keeps them.
+        let stored = serde_json::json!({"ok": 1, "[REDACTED]": 2, "[REDACTED] (2)": 3});
+        let mut replayed = argument_keys(&stored);
+        replayed.sort();
+        assert_eq!(replayed, live);
+        // A name that only begins so is its own.
+        let own = argument_keys(&serde_json::json!({"[REDACTED] (x)": 1}));
+        assert_eq!(own, ["[REDACTED] (x)"]);
     }
 }

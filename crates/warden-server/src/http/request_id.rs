@@ -57,7 +57,9 @@ fn loggable_segment(segment: &str) -> Option<String> {
     // into a path by mistake are secrets all the same, percent-encoded
     // or not.
     const SECRET_STARTS: [&str; 3] = ["hold_", "wdn_", "eyJ"];
-    const INSIDE: [&str; 3] = ["hold_", "wdn_", "eyj"];
+    // Further in, a key's prefix is enough (a key cut short is still most
+    // of one); a token or a hold token carries a run as long as a
+    // secret's, and `threshold_bot` is no hold token.
     const SECRET_LIKE: usize = 32;
     let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
     if SECRET_STARTS.iter().any(|s| decoded.starts_with(s)) {
@@ -67,7 +69,7 @@ fn loggable_segment(segment: &str) -> Option<String> {
     let long_run = decoded
         .split(|c: char| !c.is_ascii_alphanumeric())
         .any(|run| run.len() >= SECRET_LIKE);
-    (long_run || INSIDE.iter().any(|m| lower.contains(m))).then(|| "[REDACTED]".to_string())
+    (long_run || lower.contains("wdn_")).then(|| "[REDACTED]".to_string())
 }
 
 #[cfg(test)]
@@ -124,8 +126,17 @@ mod tests {
         ] {
             assert_eq!(loggable_path(&path), shown, "{path}");
         }
-        // Warden's own ids are shown.
-        let ids = "/api/v1/agents/agt_0123456789abcdef01234567/drift";
-        assert_eq!(loggable_path(ids), ids);
+        // A key's prefix further in is enough, its body cut short.
+        assert_eq!(
+            loggable_path("/api/v1/agents/xwdn_live_0123456789abcdef"),
+            "/api/v1/agents/[REDACTED]"
+        );
+        // Warden's own ids, and names that only contain `hold_`, are shown.
+        for shown in [
+            "/api/v1/agents/agt_0123456789abcdef01234567/drift",
+            "/api/v1/agents/threshold_bot",
+        ] {
+            assert_eq!(loggable_path(shown), shown);
+        }
     }
 }

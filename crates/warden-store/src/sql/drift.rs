@@ -27,7 +27,8 @@ pub(crate) async fn get(
         .transpose()
 }
 
-/// Saves snapshots; one never replaces a newer one.
+/// Saves snapshots; one never replaces a newer one (one of the same
+/// sequence does: a profile scrubbed as it loaded is saved over itself).
 pub(crate) async fn save(
     db: &dyn Db,
     snapshots: &[(Tenant, String, i64, String)],
@@ -41,7 +42,7 @@ pub(crate) async fn save(
                  updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (org_id, environment, agent_id) DO UPDATE \
                  SET sequence = $4, profile = $5, updated_at = $6 \
-                 WHERE drift_profiles.sequence < $4",
+                 WHERE drift_profiles.sequence <= $4",
                 vec![
                     (&tenant.org_id).into(),
                     tenant.environment.as_str().into(),
