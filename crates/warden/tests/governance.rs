@@ -4679,7 +4679,53 @@ fn used_approvals_do_not_hide_an_unused_one(backend: &Backend) {
     assert_eq!(hold_until(&api, token, 0)["status"], "expired");
 }
 
+/// An approval re-submitted after another rule came to hold the call (a
+/// policy added above the one approved) is denied, says which rule holds
+/// it now, and its record names the hold, as `?hold_id=` finds it.
+fn a_rule_that_outranks_the_approved_one_is_named(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "held", "action_pattern": "repro.x", "decision": "step_up"}),
+    );
+    let call = json!({"agent_id": "outranked-bot", "tool_name": "repro.x", "tool_args": {"a": 1}});
+    let redeem = approved_redemption(&api, &call);
+    let above = policy(
+        &api,
+        json!({"name": "above", "action_pattern": "repro.*", "decision": "step_up", "priority": 5}),
+    );
+    let d = enforce(&api, redeem);
+    assert_eq!(d["decision"], "deny", "{d}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("another rule holds the call"), "{d}");
+    assert!(reason.contains(&above), "{d}");
+    let rec = api.get(&format!(
+        "/api/v1/audit/{}",
+        d["audit_id"].as_str().unwrap()
+    ));
+    let hold = rec.body["data"]["hold_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(hold.starts_with("hld_"), "{}", rec.text);
+    let listed = api.get(&format!("/api/v1/audit?hold_id={hold}"));
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&d["audit_id"].as_str().unwrap()),
+        "{}",
+        listed.text
+    );
+}
+
 on_every_backend!(
+    a_rule_that_outranks_the_approved_one_is_named,
     used_approvals_do_not_hide_an_unused_one,
     calls_of_a_session_are_decided_in_turn,
     verification_from_an_anchor,

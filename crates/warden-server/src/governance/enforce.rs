@@ -639,10 +639,27 @@ async fn decide_and_record(
                     && (deciding != h.policy_id || deciding_version != h.policy_version) =>
             {
                 decision = Decision::Deny;
-                reason = format!(
-                    "the policy that held the call changed since the call was held (hold {}); ask again",
-                    h.id
-                );
+                reason = if deciding == h.policy_id {
+                    format!(
+                        "the policy that held the call changed since the call was held (hold {}); \
+                         ask again",
+                        h.id
+                    )
+                } else {
+                    // Another rule (one added, or raised above it) holds
+                    // the call now: the approver saw another.
+                    let holding = if deciding.is_empty() {
+                        "the default decision".to_string()
+                    } else {
+                        format!("policy {deciding}")
+                    };
+                    format!(
+                        "another rule holds the call since it was held ({holding}, not the one \
+                         approved) (hold {}); ask again",
+                        h.id
+                    )
+                };
+                tried = Some(h.id);
             }
             Ok(h) if decision == Decision::StepUp => {
                 decision = Decision::Allow;

@@ -13,7 +13,7 @@ type StoredRecord = (ChainedRecord, IndexedColumns);
 /// Most records a page reads, and the bytes of record text a page aims
 /// at: a record can be near a megabyte (a call's arguments), so pages
 /// shrink to what the records walked so far weigh.
-const MAX_PAGE: i64 = 2_000;
+const MAX_PAGE: i64 = 500;
 const PAGE_BYTES: usize = 8 << 20;
 const FIRST_PAGE: i64 = 64;
 
@@ -151,6 +151,11 @@ pub async fn verify(
             if done {
                 break;
             }
+            // The embedded store reads on the calling thread, so a walk
+            // never waits and would keep its request worker (and the
+            // requests queued behind it, any organization's) until its end:
+            // it gives way after each page.
+            tokio::task::yield_now().await;
         }
         let last = walk.checked() as i64;
         let (head_sequence, head_hash) = store.audit_head(tenant).await?;
