@@ -62,7 +62,11 @@ pub fn hold(data_dir: &Path) -> Result<DataDirLock, String> {
         // A filesystem that locks no file (NFSv3 without its lock
         // daemon): the directory's lock stands alone, where it was taken.
         Err(Held::Unlockable(why)) if dir.is_some() => {
-            tracing::debug!(error = %why, "warden.lock cannot be locked");
+            tracing::warn!(
+                error = %why,
+                "warden.lock cannot be held; the data directory's own lock stands alone \
+                 (it does not reach other hosts on a network filesystem)"
+            );
             None
         }
         Err(Held::Unlockable(why)) => return Err(why),

@@ -122,17 +122,20 @@ pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
         return Vec::new();
     };
     let mut keys: Vec<String> = Vec::with_capacity(map.len());
+    // Two names that lose a credential (or share their first bytes) are
+    // one name, live and when replayed from the audit log alike; a call
+    // may carry as many names as its body holds, so they are looked up,
+    // not scanned.
+    let mut seen = std::collections::HashSet::with_capacity(map.len());
     for k in map.keys() {
-        let k = redacted_name(k);
+        let mut k = redacted_name(k);
         let mut cut = k.len().min(MAX_ARGUMENT_NAME);
         while !k.is_char_boundary(cut) {
             cut -= 1;
         }
-        let k = &k[..cut];
-        // Two names that lose a credential are one name, live and when
-        // replayed from the audit log alike.
-        if !keys.iter().any(|seen| seen == k) {
-            keys.push(k.to_string());
+        k.truncate(cut);
+        if seen.insert(k.clone()) {
+            keys.push(k);
         }
     }
     keys
@@ -248,6 +251,9 @@ impl DriftBook {
             if (records.len() as i64) < REPLAY_PAGE {
                 break;
             }
+            // The embedded store reads on this worker: a long history
+            // gives way between pages, as a verification does.
+            tokio::task::yield_now().await;
         }
         let sessions = self.recent_sessions(tenant, agent_id).await?;
         self.agents.lock().unwrap().insert(
@@ -318,7 +324,7 @@ impl DriftBook {
             sessions
                 .entry(session.clone())
                 .or_default()
-                .push(tool, r.record.at);
+                .push(&without_credentials_or_as_is(tool), r.record.at);
         }
         Ok(sessions)
     }

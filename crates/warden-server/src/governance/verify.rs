@@ -111,6 +111,7 @@ pub async fn verify(
         ));
     }
     for _ in 0..MAX_ROUNDS {
+        tokio::task::yield_now().await;
         // To the end of what is committed now.
         loop {
             let rows = store

@@ -41,7 +41,7 @@ pub async fn assign(req: Request, next: Next) -> Response {
 /// as a secret's (a key's body without its prefix, a hold token's digits),
 /// is not shown at all.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.split('/').any(|s| loggable_segment(s).is_some()) {
+    if !worth_a_look(path) || !path.split('/').any(|s| loggable_segment(s).is_some()) {
         return path.into();
     }
     path.split('/')
@@ -49,6 +49,32 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
         .collect::<Vec<_>>()
         .join("/")
         .into()
+}
+
+/// One pass over the path's bytes: whether any segment could need hiding
+/// (a percent sign, a secret's beginning, a run of 32 letters and digits),
+/// so that the usual path costs no decoding.
+fn worth_a_look(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut run = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if b.is_ascii_alphanumeric() {
+            run += 1;
+            if run >= 32 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+        let rest = &bytes[i..];
+        if *b == b'%' || rest.starts_with(b"eyJ") || rest.starts_with(b"hold_") {
+            return true;
+        }
+        if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"wdn_") {
+            return true;
+        }
+    }
+    false
 }
 
 /// How a segment is logged, where it is not logged as it is.
