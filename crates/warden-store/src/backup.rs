@@ -116,14 +116,7 @@ fn copy_new(from: &Path, to: &Path) -> StoreResult<()> {
             StoreError::Unavailable(format!("cannot write {}: {e}", to.display()))
         }
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut target = options.open(to).map_err(fail)?;
+    let mut target = new_private_file(to).map_err(fail)?;
     let copied = std::fs::File::open(from)
         .and_then(|mut source| std::io::copy(&mut source, &mut target))
         .and_then(|_| target.sync_all());
@@ -204,6 +197,13 @@ fn outside(data_dir: &Path, to: &Path) -> StoreResult<std::path::PathBuf> {
 /// other user can read the copy at any moment (SQLite writes into an empty
 /// file it is given).
 fn reserve(to: &Path) -> StoreResult<()> {
+    new_private_file(to)
+        .map(drop)
+        .map_err(|e| StoreError::Rejected(format!("cannot create {}: {e}", to.display())))
+}
+
+/// A file made new (refused if the name is taken), its owner's alone.
+fn new_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -211,10 +211,7 @@ fn reserve(to: &Path) -> StoreResult<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options
-        .open(to)
-        .map(drop)
-        .map_err(|e| StoreError::Rejected(format!("cannot create {}: {e}", to.display())))
+    options.open(path)
 }
 
 fn copy_into(source: &Connection, store: &Path, to: &Path) -> StoreResult<BackedUp> {

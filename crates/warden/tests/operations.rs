@@ -703,34 +703,26 @@ fn console_commands_refuse_a_directory_without_a_store() {
     }
     // A start that fails takes away the directory it made, lock file and
     // all (PostgreSQL out of reach: nothing else was written there).
-    let out = console(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/none",
-        ],
-        &typo,
-    )
-    .output()
-    .unwrap();
+    let unreachable = || {
+        console(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/none",
+            ],
+            &typo,
+        )
+        .output()
+        .unwrap()
+    };
+    let out = unreachable();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(!typo.exists(), "serve left {typo:?}");
     // One it did not make stays, as it was.
     std::fs::create_dir(&typo).unwrap();
-    let out = console(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/none",
-        ],
-        &typo,
-    )
-    .output()
-    .unwrap();
+    let out = unreachable();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(typo.is_dir());
 }

@@ -122,21 +122,25 @@ pub fn argument_keys(args: &serde_json::Value) -> Vec<String> {
         return Vec::new();
     };
     let mut keys: Vec<String> = Vec::with_capacity(map.len());
-    // Two names that lose a credential (or share their first bytes) are
-    // one name, live and when replayed from the audit log alike; a call
-    // may carry as many names as its body holds, so they are looked up,
-    // not scanned.
-    let mut seen = std::collections::HashSet::with_capacity(map.len());
-    for k in map.keys() {
-        let mut k = redacted_name(k);
+    let mut renamed = false;
+    for name in map.keys() {
+        let mut k = redacted_name(name);
         let mut cut = k.len().min(MAX_ARGUMENT_NAME);
         while !k.is_char_boundary(cut) {
             cut -= 1;
         }
         k.truncate(cut);
-        if seen.insert(k.clone()) {
-            keys.push(k);
-        }
+        renamed |= k != *name;
+        keys.push(k);
+    }
+    // An object's names are distinct; two that lose a credential (or
+    // share their first bytes) become one name, live and when replayed
+    // from the audit log alike. Sorted rather than scanned: a call may
+    // carry as many names as its body holds. The usual call renames none
+    // and pays nothing.
+    if renamed {
+        keys.sort_unstable();
+        keys.dedup();
     }
     keys
 }
