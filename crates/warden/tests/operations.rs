@@ -155,6 +155,12 @@ fn serve_initializes_an_empty_store(backend: &Backend) {
         why.contains(&format!("cannot listen on {address}")),
         "{why}"
     );
+    // Nor does it make a store or a master key that a later start would
+    // find: it fails before the store is opened.
+    for made in ["warden.db", "master.key"] {
+        let path = backend.data_dir(0).join(made);
+        assert!(!path.exists(), "{} was left behind", path.display());
+    }
     drop(taken);
     let w = Warden::start(backend, &[]);
     // With SQLite the server creates the data dir, for its owner only.

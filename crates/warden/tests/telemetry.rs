@@ -276,6 +276,10 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("host:web-01\u{200b}", 12),
         ("\u{202e}sshd", 1),
         ("host:ab\u{fff9}c", 8),
+        // Control characters: a NUL, a terminal's colour code, DEL.
+        ("host:web-01\u{0}", 12),
+        ("root\u{1b}[31m", 5),
+        ("ro\u{7f}ot", 3),
         // A number beside text in a range (a letter O for a zero).
         ("latency_ms:[100 TO 2OO]", 1),
         ("x AND n:{abc TO 5]", 7),

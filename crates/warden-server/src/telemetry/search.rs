@@ -209,6 +209,27 @@ impl Telemetry {
     ) -> Result<SearchOutcome, ApiError> {
         let started = Instant::now();
         let now = now_ms();
+        // Nor a control character (ingest refuses them in keywords, and
+        // message text is searched by its words): a NUL or a terminal's
+        // escape sequence pasted with a value would find nothing.
+        if let Some((at, c)) = params
+            .query
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            let position = at + 1;
+            return Err(query_error(
+                &params.query,
+                position,
+                format!(
+                    "invalid query at position {position}: a control character (U+{:04X}), \
+                     pasted with the text (a NUL, a terminal's escape sequence), would make the \
+                     query find nothing; remove it",
+                    c as u32
+                ),
+            ));
+        }
         // Keyword values never hold such a character (ingest refuses them):
         // a query with one would find nothing while looking right. So would
         // a space other than the plain one (no-break, ideographic).

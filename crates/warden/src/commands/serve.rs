@@ -35,6 +35,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs, trusted_proxies: Vec<ipnet::IpNet>) -> Result<(), String> {
+    // A start that cannot listen fails before the store is opened: on an
+    // empty directory it then makes no store and no master key, and the
+    // keys of a new store, shown once, are never made for a server that
+    // cannot run.
+    can_listen(&args)?;
     let opened = crate::store::open(&args.store, crate::store::Opening::Serve).await?;
     let store = opened.store.clone();
     let initialized = store.is_initialized().await.map_err(|e| e.to_string())?;
@@ -48,12 +53,6 @@ async fn serve(args: ServeArgs, trusted_proxies: Vec<ipnet::IpNet>) -> Result<()
              without --syslog-org (or run `warden init`) and use the organization id it prints"
                 .into(),
         );
-    }
-    if !initialized {
-        // The keys of a new store are shown once: a start that would fail
-        // on its addresses fails before it makes them (and, as above,
-        // before the master key is bound to the store).
-        can_listen(&args)?;
     }
     secrets::verify_master_key(store.as_ref(), &opened.master).await?;
     let first = if initialized {
