@@ -1126,6 +1126,20 @@ fn framing_is_checked_before_routes(backend: &Backend) {
         assert_eq!(body["error"]["code"], "payload_too_large", "{path}: {body}");
         assert_eq!(header(&headers, "connection").as_deref(), Some("close"));
     }
+    // A route that takes no body refuses one declared past what says
+    // nothing from its headers: no `100 Continue`, no wait for the body.
+    for request in [
+        "DELETE /api/v1/agents/agt_00000000000000000000000000 HTTP/1.1",
+        "POST /api/v1/agents/agt_00000000000000000000000000/drift/rebuild HTTP/1.1",
+    ] {
+        let (status, headers, body) = RawConnection::open(&w.base).send_full(&format!(
+            "{request}\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 5000000000\r\n\r\n"
+        ));
+        assert!(status.contains("400"), "{request}: {status}");
+        assert_eq!(body["error"]["field"], "body", "{request}: {body}");
+        assert_eq!(header(&headers, "connection").as_deref(), Some("close"));
+    }
     // A body that stops arriving is refused after the deadline.
     let mut stalled = RawConnection::open(&w.base);
     let (status, _, body) = stalled.send_full(&format!(

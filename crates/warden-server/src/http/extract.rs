@@ -270,7 +270,8 @@ fn decision_body(bytes: &[u8]) -> Result<(), ApiError> {
              call's arguments or an event's fields can be sent as a string"
             .to_string(),
         Refusal::TooDeep => format!(
-            "arrays and objects here nest more than {MAX_DEPTH} levels deep, more than a decision keeps"
+            "arrays and objects here nest more than {MAX_DEPTH} levels deep, more than Warden \
+             takes in a request"
         ),
     };
     Err(ApiError::malformed(message, Position { line, column }))

@@ -106,6 +106,19 @@ pub async fn refuse_unknown(
             .contains_key(axum::http::header::TRANSFER_ENCODING);
     let request = match (has_body, &matched) {
         (true, Some(path)) if declared.takes_no_body(request.method(), path.as_str()) => {
+            // Declared longer than anything that says nothing: refused from
+            // the headers, before a client waiting on `Expect:
+            // 100-continue` is invited to send it, or one that sends it
+            // holds the connection until the body deadline.
+            let declared_length = request
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared_length.is_some_and(|n| n > NOTHING_SAID_LIMIT as u64) {
+                return ApiError::invalid("body", "this route takes no body: send none")
+                    .into_response();
+            }
             match nothing_in_body(request).await {
                 Ok(request) => request,
                 Err(refused) => return refused.into_response(),
@@ -125,12 +138,16 @@ pub async fn refuse_unknown(
     next.run(request).await
 }
 
+/// The most a body that says nothing (`{}`, `null`, white space) is read
+/// for on a route that takes none.
+const NOTHING_SAID_LIMIT: usize = 1024;
+
 /// The request of a route that reads no body, if what it carries says
 /// nothing: empty, an empty JSON object or `null`, as clients send by
 /// habit. Anything else is a 400 rather than ignored.
 async fn nothing_in_body(request: Request) -> Result<Request, ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, super::extract::DEFAULT_BODY_LIMIT)
+    let bytes = axum::body::to_bytes(body, NOTHING_SAID_LIMIT)
         .await
         .map_err(|_| ApiError::invalid("body", "this route takes no body: send none"))?;
     let says_nothing = bytes.trim_ascii().is_empty()
