@@ -1140,6 +1140,34 @@ fn framing_is_checked_before_routes(backend: &Backend) {
         assert_eq!(body["error"]["field"], "body", "{request}: {body}");
         assert_eq!(header(&headers, "connection").as_deref(), Some("close"));
     }
+    // Before an `Idempotency-Key` would read it too.
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "POST /api/v1/agents/agt_00000000000000000000000000/drift/rebuild HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {key}\r\nIdempotency-Key: rebuild-1\r\n\
+         Expect: 100-continue\r\nContent-Length: 5000000000\r\n\r\n"
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(body["error"]["field"], "body", "{body}");
+    // Up to 1 KiB of what says nothing is taken as none; a byte more is a
+    // body, whether declared with a length or sent chunked.
+    let blank = " ".repeat(1024);
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "DELETE /api/v1/agents/agt_00000000000000000000000000 HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {key}\r\nContent-Length: 1024\r\n\r\n{blank}"
+    ));
+    assert!(status.contains("404"), "{status} {body}");
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "DELETE /api/v1/agents/agt_00000000000000000000000000 HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {key}\r\nContent-Length: 1025\r\n\r\n{blank} "
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(body["error"]["field"], "body", "{body}");
+    let (status, _, body) = RawConnection::open(&w.base).send_full(&format!(
+        "DELETE /api/v1/agents/agt_00000000000000000000000000 HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n{blank} \r\n0\r\n\r\n"
+    ));
+    assert!(status.contains("400"), "{status}");
+    assert_eq!(body["error"]["field"], "body", "{body}");
     // A body that stops arriving is refused after the deadline.
     let mut stalled = RawConnection::open(&w.base);
     let (status, _, body) = stalled.send_full(&format!(

@@ -146,11 +146,24 @@ fn serve_initializes_an_empty_store(backend: &Backend) {
     // are shown once, and a start that fails must not spend them.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let refused = backend.cli(&["serve", "--listen", &address]);
+    // Without a master key given, as a first start on a laptop runs.
+    let refused = backend.cli_without_master_key(&["serve", "--listen", &address]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stdout);
     assert!(!said.contains("live: "), "{said}");
     let why = String::from_utf8_lossy(&refused.stderr);
+    // Two of its own addresses on one port are found as well.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().to_string();
+    drop(free);
+    let clash =
+        backend.cli_without_master_key(&["serve", "--listen", &port, "--syslog-tcp", &port]);
+    assert!(!clash.status.success());
+    assert!(
+        String::from_utf8_lossy(&clash.stderr).contains("cannot listen for syslog on tcp"),
+        "{}",
+        String::from_utf8_lossy(&clash.stderr)
+    );
     assert!(
         why.contains(&format!("cannot listen on {address}")),
         "{why}"

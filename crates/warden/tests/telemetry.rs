@@ -280,6 +280,8 @@ fn every_operator_of_the_language(backend: &Backend) {
         ("host:web-01\u{0}", 12),
         ("root\u{1b}[31m", 5),
         ("ro\u{7f}ot", 3),
+        // The first of several such characters is named.
+        ("ro\u{200b}ot\u{0}", 3),
         // A number beside text in a range (a letter O for a zero).
         ("latency_ms:[100 TO 2OO]", 1),
         ("x AND n:{abc TO 5]", 7),
@@ -1816,6 +1818,24 @@ fn decisions_are_agent_events(backend: &Backend) {
     );
     assert_eq!(e["severity"], "medium");
     assert_eq!(total(&api, "args.amount:>100"), 1);
+    // Arguments no event can hold (a name with an empty part) are said to
+    // be withheld, not silently missing; the audit record keeps them.
+    let r = api.post(
+        "/api/v1/enforce",
+        &json!({"agent_id": "billing-bot", "tool_name": "fs.read", "session_id": "sess-odd",
+                "tool_args": {"path": "/etc/shadow", "a..b": 0}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_total(&api, "session_id:sess-odd", 1);
+    let odd = &search(&api, json!({"query": "session_id:sess-odd"}))["events"][0];
+    assert_eq!(odd["fields"]["args_withheld"], true, "{odd}");
+    assert!(odd["fields"].get("args").is_none(), "{odd}");
+    assert_eq!(total(&api, "_exists_:args_withheld"), 1);
+    let kept = api.get(&format!(
+        "/api/v1/audit/{}",
+        r.body["data"]["audit_id"].as_str().unwrap()
+    ));
+    assert_eq!(kept.body["data"]["arguments"]["path"], "/etc/shadow");
     // The drift score with its parts, as the audit record keeps them.
     let record = api.get(&format!("/api/v1/audit/{audit_id}"));
     let drift = &record.body["data"]["drift"];

@@ -99,6 +99,10 @@ pub fn decision_event(record: &AuditRecord) -> Option<Event> {
         candidate.insert("args".into(), args.clone());
         if flatten::check(&candidate).is_ok() {
             fields.extend(candidate);
+        } else {
+            // Said, not silently missing: a call could otherwise keep its
+            // arguments out of search with one name no event can hold.
+            fields.insert("args_withheld".into(), Value::Bool(true));
         }
     }
     let reason = record

@@ -86,15 +86,24 @@ fn unencoded(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The body length `Content-Length` declares, as HTTP reads it: one
+/// number, or the same number repeated in a list (`2000, 2000`, which
+/// the server's HTTP layer takes as 2000); `None` without one that reads.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    let text = headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?;
+    let mut lengths = text.split(',').map(|v| v.trim().parse::<u64>().ok());
+    let first = lengths.next()??;
+    lengths.all(|n| n == Some(first)).then_some(first)
+}
+
 /// Refuses a body whose declared length is already past `limit` before
 /// any of it is read: a client that waits for `100 Continue` is then
 /// answered 413 at once instead of being asked to send it.
 pub fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
+    match declared_length(headers) {
         Some(length) if length > limit as u64 => Err(ApiError::payload_too_large(limit)),
         _ => Ok(()),
     }

@@ -1,7 +1,8 @@
-//! Unknown query parameters are refused on every route (API conventions).
-//! A route's known parameters are the ones its operation declares in the
-//! OpenAPI document, so a route that reads none refuses any, and the
-//! document stays the one list of what each route takes.
+//! Unknown query parameters are refused on every route (API conventions),
+//! and so is a body sent to a route that takes none. A route's known
+//! parameters, and whether it takes a body, are what its operation
+//! declares in the OpenAPI document, so the document stays the one list
+//! of what each route takes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -88,8 +89,10 @@ impl DeclaredParams {
     }
 }
 
-/// Middleware: a 400 naming the first undeclared query parameter.
-pub async fn refuse_unknown(
+/// Middleware: a 400 naming `body` for a body sent to a route that takes
+/// none. It runs before an `Idempotency-Key` is recorded, which reads the
+/// body.
+pub async fn refuse_unwanted_body(
     State(declared): State<Arc<DeclaredParams>>,
     matched: Option<MatchedPath>,
     request: Request,
@@ -110,12 +113,8 @@ pub async fn refuse_unknown(
             // the headers, before a client waiting on `Expect:
             // 100-continue` is invited to send it, or one that sends it
             // holds the connection until the body deadline.
-            let declared_length = request
-                .headers()
-                .get(axum::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if declared_length.is_some_and(|n| n > NOTHING_SAID_LIMIT as u64) {
+            let declared = super::extract::declared_length(request.headers());
+            if declared.is_some_and(|n| n > NOTHING_SAID_LIMIT as u64) {
                 return ApiError::invalid("body", "this route takes no body: send none")
                     .into_response();
             }
@@ -126,6 +125,16 @@ pub async fn refuse_unknown(
         }
         _ => request,
     };
+    next.run(request).await
+}
+
+/// Middleware: a 400 naming the first undeclared query parameter.
+pub async fn refuse_unknown(
+    State(declared): State<Arc<DeclaredParams>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let (Some(query), Some(path)) = (request.uri().query(), &matched) {
         if let Some(name) = declared.unknown(request.method(), path.as_str(), query) {
             return ApiError::invalid(

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use axum::http::header::{CONNECTION, EXPECT, TRANSFER_ENCODING};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -103,10 +103,7 @@ fn declared_body(request: &Request) -> Option<Option<u64>> {
     if headers.contains_key(TRANSFER_ENCODING) {
         return Some(None);
     }
-    let length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())?;
+    let length = super::extract::declared_length(headers)?;
     (length > 0).then_some(Some(length))
 }
 

@@ -30,7 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::error::ApiError;
 use crate::http::extract::DEFAULT_BODY_LIMIT;
-use crate::http::query_params::{refuse_unknown, DeclaredParams};
+use crate::http::query_params::{refuse_unknown, refuse_unwanted_body, DeclaredParams};
 use crate::http::request_id;
 use crate::state::AppState;
 
@@ -92,17 +92,20 @@ pub fn router(state: AppState) -> Router {
     let declared = DeclaredParams::from_document(&document);
     let scopes = DeclaredScopes::from_document(&document);
 
-    // Outermost last: authentication, the route's scope, idempotent
-    // replay, then the query's names.
+    // Outermost last: authentication, the route's scope, a body where
+    // none is taken, idempotent replay, then the query's names.
     let authenticated = authenticated
         .route_layer(from_fn_with_state(declared.clone(), refuse_unknown))
         .route_layer(from_fn_with_state(
             state.clone(),
             crate::idempotency::replay_or_record,
         ))
+        .route_layer(from_fn_with_state(declared.clone(), refuse_unwanted_body))
         .route_layer(from_fn_with_state(scopes, require_declared_scope))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::authenticate));
-    let public = public.route_layer(from_fn_with_state(declared, refuse_unknown));
+    let public = public
+        .route_layer(from_fn_with_state(declared.clone(), refuse_unknown))
+        .route_layer(from_fn_with_state(declared, refuse_unwanted_body));
 
     Router::new()
         .merge(authenticated)

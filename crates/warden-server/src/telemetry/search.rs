@@ -209,47 +209,44 @@ impl Telemetry {
     ) -> Result<SearchOutcome, ApiError> {
         let started = Instant::now();
         let now = now_ms();
-        // Nor a control character (ingest refuses them in keywords, and
-        // message text is searched by its words): a NUL or a terminal's
-        // escape sequence pasted with a value would find nothing.
-        if let Some((at, c)) = params
+        // A character pasted with the text that nothing indexed holds is
+        // refused at the first one, rather than searched: keyword values
+        // never hold a control character, an invisible or direction-changing
+        // one, or a space other than the plain one (ingest refuses them), so
+        // a query with one would find nothing while looking right; in
+        // message text a control character only separates words.
+        let control = params
             .query
             .chars()
             .enumerate()
-            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-        {
-            let position = at + 1;
-            return Err(query_error(
-                &params.query,
-                position,
-                format!(
-                    "invalid query at position {position}: a control character (U+{:04X}), \
-                     pasted with the text (a NUL, a terminal's escape sequence), would make the \
-                     query find nothing; remove it",
-                    c as u32
-                ),
-            ));
-        }
-        // Keyword values never hold such a character (ingest refuses them):
-        // a query with one would find nothing while looking right. So would
-        // a space other than the plain one (no-break, ideographic).
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
         let odd_space = params
             .query
             .chars()
             .enumerate()
             .find(|(_, c)| c.is_whitespace() && !matches!(c, ' ' | '\t' | '\n' | '\r'));
-        if let Some((at, c)) = unseen_in_text(&params.query).or(odd_space) {
+        let first = [control, unseen_in_text(&params.query), odd_space]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at);
+        if let Some((at, c)) = first {
             let position = at + 1;
-            return Err(query_error(
-                &params.query,
-                position,
+            let message = if c.is_control() {
+                format!(
+                    "invalid query at position {position}: a control character (U+{:04X}), \
+                     pasted with the text (a NUL, a terminal's escape sequence), is in no \
+                     keyword, and in message text only separates words; remove it",
+                    c as u32
+                )
+            } else {
                 format!(
                     "invalid query at position {position}: an invisible, direction-changing \
                      or look-alike space character (U+{:04X}), pasted with the text, would make \
                      the query find nothing that looks like it; remove it",
                     c as u32
-                ),
-            ));
+                )
+            };
+            return Err(query_error(&params.query, position, message));
         }
         let ast = warden_query::parse(&params.query).map_err(|e| {
             query_error(

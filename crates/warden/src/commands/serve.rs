@@ -178,13 +178,18 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// address in use is found before a new store's one-time keys are made.
 /// (Another process could still take one in between; the server's own
 /// bind then fails as usual, after the keys were shown.)
+/// All are held until the last is bound, so that two of Warden's own
+/// addresses on one port (`--listen` and `--syslog-tcp`) are found too.
 fn can_listen(args: &ServeArgs) -> Result<(), String> {
-    std::net::TcpListener::bind(&args.listen)
+    let _http = std::net::TcpListener::bind(&args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    if let Some(addr) = &args.syslog_tcp {
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?;
-    }
+    let _tcp = match &args.syslog_tcp {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen for syslog on tcp {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     if let Some(addr) = &args.syslog_udp {
         std::net::UdpSocket::bind(addr)
             .map_err(|e| format!("cannot listen for syslog on udp {addr}: {e}"))?;

@@ -127,6 +127,15 @@ impl Backend {
             .expect("run warden")
     }
 
+    /// The command line without the tests' master key: as a first start
+    /// runs, making its own.
+    pub fn cli_without_master_key(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .env_remove("WARDEN_MASTER_KEY")
+            .output()
+            .expect("run warden")
+    }
+
     /// `warden ARGS` on this backend's store, with the tests' master key.
     fn command(&self, args: &[&str]) -> Command {
         let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
