@@ -158,7 +158,7 @@ fn redacted_name(name: &str) -> String {
             return REDACTED.to_string();
         }
     }
-    without_credentials(name).unwrap_or_else(|| name.to_string())
+    without_credentials_or_as_is(name)
 }
 
 const REDACTED: &str = "[REDACTED]";

@@ -215,17 +215,10 @@ impl Telemetry {
         // one, or a space other than the plain one (ingest refuses them), so
         // a query with one would find nothing while looking right; in
         // message text a control character only separates words.
-        let control = params
-            .query
-            .chars()
-            .enumerate()
-            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
-        let odd_space = params
-            .query
-            .chars()
-            .enumerate()
-            .find(|(_, c)| c.is_whitespace() && !matches!(c, ' ' | '\t' | '\n' | '\r'));
-        let first = [control, unseen_in_text(&params.query), odd_space]
+        let pasted = params.query.chars().enumerate().find(|(_, c)| {
+            (c.is_control() || c.is_whitespace()) && !matches!(c, ' ' | '\t' | '\n' | '\r')
+        });
+        let first = [pasted, unseen_in_text(&params.query)]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at);
