@@ -128,6 +128,20 @@ pub struct ChainedRecord {
     pub record: AuditRecord,
 }
 
+impl ChainedRecord {
+    /// Whether the record's content still matches its hash. What is
+    /// derived from records (decisions' events, drift profiles) takes only
+    /// these: a row edited in the database would otherwise pass its edit
+    /// on, where `GET /api/v1/audit/verify` names it.
+    pub fn vouched(&self) -> bool {
+        crate::audit_chain::link_hash(
+            &self.previous_hash,
+            self.sequence as u64,
+            self.canonical.as_bytes(),
+        ) == self.hash
+    }
+}
+
 /// Filters of `GET /api/v1/audit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -65,8 +65,10 @@ const MAX_RECORDED: usize = 4 * 1024 * 1024;
 /// Routes that must decide afresh every time: a decision answers for the
 /// moment it is asked (the agent may have been suspended, an approval used
 /// since), and every call is audited, so a replayed decision would be a
-/// decision nobody made.
-pub const DECIDED_AFRESH: [&str; 2] = ["/api/v1/enforce", "/v1/enforce"];
+/// decision nobody made. A dry run answers for the policies as they are
+/// now: replayed after a policy change, it would tell its author the old
+/// set's answer.
+pub const DECIDED_AFRESH: [&str; 3] = ["/api/v1/enforce", "/v1/enforce", "/api/v1/policies/test"];
 
 pub async fn replay_or_record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST || DECIDED_AFRESH.contains(&req.uri().path()) {

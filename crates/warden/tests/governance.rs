@@ -2490,6 +2490,26 @@ fn denied_and_held_calls_are_not_learned(backend: &Backend) {
         tools.contains(&"vault.read") && !tools.contains(&"creds.dump"),
         "{tools:?}"
     );
+    // Denials edited in the database to read as allowed (text and column)
+    // break their hashes: a rebuild, or a load after the profile is gone,
+    // does not learn them, so the tool stays new to drift.
+    backend.sql(
+        "UPDATE audit_log SET record = replace(record, '\"decision\":\"deny\"', '\"decision\":\"allow\"'), \
+         decision = 'allow' WHERE tool = 'creds.dump'",
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], false, "{}", v.text);
+    let rebuilt = api.post(&format!("/api/v1/agents/{agent}/drift/rebuild"), &json!({}));
+    assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
+    assert_eq!(rebuilt.body["data"]["calls"], 61, "{}", rebuilt.text);
+    let d = enforce(
+        &api,
+        json!({"agent_id": "steady", "tool_name": "creds.dump", "tool_args": {"target": "dc01"}}),
+    );
+    assert_eq!(
+        d["drift"]["new_tool"], 1.0,
+        "an edited record was learned: {d}"
+    );
 }
 
 fn audit_survives_kill_9_under_load(backend: &Backend) {
@@ -2811,6 +2831,17 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
         first.body["data"]["audit_id"]
     );
     assert!(again.header("Idempotent-Replayed").is_none());
+    // Nor a dry run: it answers for the policies as they are now.
+    let probe = json!({"agent_id": "idem-probe", "tool_name": "idem.y"});
+    let dry = api.send("POST", "/api/v1/policies/test", Some(&probe), &key);
+    assert_eq!(dry.body["data"]["decision"], "allow", "{}", dry.text);
+    policy(
+        &api,
+        json!({"name": "idem deny", "action_pattern": "idem.y", "decision": "deny"}),
+    );
+    let dry = api.send("POST", "/api/v1/policies/test", Some(&probe), &key);
+    assert_eq!(dry.body["data"]["decision"], "deny", "{}", dry.text);
+    assert!(dry.header("Idempotent-Replayed").is_none());
     let thoth = api.send(
         "POST",
         "/v1/enforce",
@@ -2827,8 +2858,24 @@ fn decisions_cannot_be_replayed_impersonated_or_made_costly(backend: &Backend) {
     );
     assert_eq!(r.error(400, "invalid_request")["field"], "external_id");
 
-    // A taken name does not stop discovery.
+    // A taken name does not stop discovery; a dry run reads the name the
+    // first call will give, the agent's id added.
     api.create_agent("discovered: clash-bot");
+    let named = |condition: &str| {
+        let r = api.post(
+            "/api/v1/policies/test",
+            &json!({"agent_id": "clash-bot", "tool_name": "r.x", "only_proposed": true,
+                    "policy": {"name": "by name", "action_pattern": "r.*", "decision": "deny",
+                               "condition": condition}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["data"]["decision"].as_str().unwrap().to_string()
+    };
+    assert_eq!(named("agent.name == 'discovered: clash-bot'"), "allow");
+    assert_eq!(
+        named("agent.name == 'discovered: clash-bot (' + agent.id + ')'"),
+        "deny"
+    );
     let d = enforce(&api, json!({"agent_id": "clash-bot", "tool_name": "r.x"}));
     assert_eq!(d["decision"], "allow");
     let found = api.get(&format!(

@@ -1980,6 +1980,40 @@ fn decisions_are_agent_events(backend: &Backend) {
     assert_eq!(e["fields"]["session_tool_call_count"], 5_000, "{e}");
     let kept = e["fields"]["session_tool_calls"].as_array().unwrap();
     assert_eq!((kept.len(), kept[199].as_str()), (200, Some("kb.step4999")));
+    // Arguments no event can hold (an empty name; 600 values, twice over
+    // as the SDK copies them) are withheld and said to be, and the batch's
+    // other events are stored with theirs.
+    let ids: Vec<u32> = (0..600).collect();
+    let odd_args = [json!({"path": "/etc/shadow", "": "x"}), json!({"ids": ids})];
+    let mut batch = vec![
+        json!({"event_type": "TOOL_CALL_POST", "tool_name": "fs.read",
+        "agent_id": "billing-bot", "session_id": "odd-args",
+        "metadata": {"tool_args": {"path": "/etc/hosts"}, "tool_call": {"name": "fs.read", "arguments": {"path": "/etc/hosts"}}}}),
+    ];
+    for args in &odd_args {
+        batch.push(
+            json!({"event_type": "TOOL_CALL_POST", "tool_name": "fs.read",
+            "agent_id": "billing-bot", "session_id": "odd-args",
+            "metadata": {"tool_args": args, "tool_call": {"name": "fs.read", "arguments": args}}}),
+        );
+    }
+    let r = api.post("/v1/events/batch", &json!(batch));
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_total(&api, "session_id:odd-args", 3);
+    assert_eq!(total(&api, "session_id:odd-args AND args_withheld:true"), 2);
+    let kept = search(
+        &api,
+        json!({"query": "session_id:odd-args AND NOT _exists_:args_withheld"}),
+    );
+    let e = &kept["events"][0];
+    assert_eq!(
+        e["fields"]["metadata"]["tool_args"]["path"], "/etc/hosts",
+        "{e}"
+    );
+    assert_eq!(
+        total(&api, "session_id:odd-args AND _exists_:metadata.tool_args"),
+        1
+    );
     assert_eq!(total(&api, "SDKCARD9999"), 0);
     assert_eq!(total(&api, "metadata.tool_args.card:SDKCARD9999"), 0);
     for e in search(

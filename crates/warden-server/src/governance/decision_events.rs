@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use warden_core::audit::ChainedRecord;
-use warden_core::audit_chain::link_hash;
 use warden_core::event::decision::decision_event;
 use warden_core::event::Event;
 use warden_core::Tenant;
@@ -135,9 +134,7 @@ fn make_events(records: Vec<(i64, Option<(Tenant, ChainedRecord)>)>) -> Option<R
         // longer reads as a record, or whose content no longer matches its
         // hash (edited in the database), gets no event, and says so;
         // `GET /api/v1/audit/verify` names it.
-        let Some((tenant, chained)) = read.filter(|(_, c)| {
-            link_hash(&c.previous_hash, c.sequence as u64, c.canonical.as_bytes()) == c.hash
-        }) else {
+        let Some((tenant, chained)) = read.filter(|(_, c)| c.vouched()) else {
             tracing::error!(
                 audit_row = row,
                 "an audit record does not match its hash: no event is published for it"

@@ -247,7 +247,7 @@ impl DriftBook {
                 .agent_decisions_after(tenant, agent_id, sequence, REPLAY_PAGE)
                 .await?;
             for r in &records {
-                if fold(&mut profile, r) {
+                if fold(&mut profile, agent_id, r) {
                     learned_through = r.sequence;
                 }
                 sequence = r.sequence;
@@ -316,6 +316,9 @@ impl DriftBook {
         }
         let mut sessions: HashMap<String, SessionTrail> = HashMap::new();
         for r in newest_first.iter().rev() {
+            if !vouched_for(agent_id, r) {
+                continue;
+            }
             let (Some(session), Some(tool)) = (&r.record.session_id, &r.record.tool) else {
                 continue;
             };
@@ -568,8 +571,28 @@ impl RecordedCall {
     }
 }
 
+/// Whether a stored record may teach `agent_id`'s profile: its content
+/// matches its hash and names that agent. A row edited in the database
+/// (a denied call made to look allowed, a record moved to another agent
+/// by its column) would otherwise make a tool look familiar to drift; it
+/// is left out and logged, as `GET /api/v1/audit/verify` names it.
+fn vouched_for(agent_id: &str, r: &ChainedRecord) -> bool {
+    if r.vouched() && r.record.agent_id.as_deref() == Some(agent_id) {
+        return true;
+    }
+    tracing::error!(
+        sequence = r.sequence,
+        agent_id,
+        "an audit record does not match its hash or its agent: drift does not learn from it"
+    );
+    false
+}
+
 /// Learns from a stored decision record; false when it is not learned.
-fn fold(profile: &mut Profile, r: &ChainedRecord) -> bool {
+fn fold(profile: &mut Profile, agent_id: &str, r: &ChainedRecord) -> bool {
+    if !vouched_for(agent_id, r) {
+        return false;
+    }
     // Only calls that ran are learned, as live: not a denied or held call
     // (a poll's use of an approval is the held call running).
     let ran = r.record.decision.as_deref().and_then(|d| d.parse().ok());

@@ -231,10 +231,50 @@ async fn undo_discovery(
 
 pub use warden_core::agent::looks_like_agent_id;
 
-/// The agent an unknown `reference` becomes on its first call: registered
-/// as `discovered`, under that external id. Not stored here.
-pub fn discovered_agent(reference: &str) -> Result<Agent, Error> {
-    discovered_named(reference, false, Discovery::Enforcement)
+/// The agent an unknown `reference` would become on its first call:
+/// registered as `discovered`, under that external id, and named as that
+/// call would name it (its id added when the plain name is taken), so a
+/// dry run's conditions read the name the real call will have. Not stored.
+pub async fn discovered_agent(
+    g: &Governance,
+    tenant: &warden_core::Tenant,
+    reference: &str,
+) -> ServiceResult<Agent> {
+    let agent = discovered_named(reference, false, Discovery::Enforcement)?;
+    if !name_taken(g, tenant, &agent.name).await? {
+        return Ok(agent);
+    }
+    Ok(discovered_named(reference, true, Discovery::Enforcement)?)
+}
+
+/// Whether an agent of the tenant has exactly this name (names are
+/// unique per tenant, compared as written).
+async fn name_taken(
+    g: &Governance,
+    tenant: &warden_core::Tenant,
+    name: &str,
+) -> ServiceResult<bool> {
+    use warden_core::page::{Cursor, Direction, PageRequest};
+    let filter = warden_core::agent::AgentFilter {
+        search: Some(name.to_string()),
+        ..Default::default()
+    };
+    let mut page = PageRequest {
+        limit: 200,
+        sort: "name".into(),
+        direction: Direction::Asc,
+        after: None,
+    };
+    loop {
+        let found = g.store.list_agents(tenant, &filter, &page).await?;
+        if found.items.iter().any(|a| a.name == name) {
+            return Ok(true);
+        }
+        match found.next_cursor.as_deref().map(Cursor::decode) {
+            Some(Ok(cursor)) => page.after = Some(cursor),
+            _ => return Ok(false),
+        }
+    }
 }
 
 /// What made Warden discover an agent.

@@ -445,7 +445,7 @@ pub async fn test_policies(
         // nameless hypothetical one. Neither is registered, nor has a
         // drift profile.
         (None, reference) => match reference {
-            Some(reference) => service::discovered_agent(reference)?,
+            Some(reference) => service::discovered_agent(g, &tenant, reference).await?,
             None => warden_core::agent::Agent::create(
                 warden_core::agent::AgentChanges {
                     name: Some("hypothetical".into()),

@@ -381,6 +381,39 @@ fn described_tool_names(metadata: &Map<String, Value>) -> Vec<(String, &str)> {
     names
 }
 
+/// Takes the call's arguments out of a Thoth event's fields, wherever the
+/// SDK or another framework puts them (as [`redact_tool_arguments`] finds
+/// them), and marks the event `args_withheld`; false when it held none.
+fn withhold_arguments(object: &mut Map<String, Value>) -> bool {
+    let mut withheld = false;
+    for key in ["tool_args", "arguments"] {
+        withheld |= object.remove(key).is_some();
+    }
+    if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
+        withheld |= metadata.remove("tool_args").is_some();
+        let mut calls: Vec<&mut Value> = Vec::new();
+        for (name, value) in metadata.iter_mut() {
+            match (name.as_str(), value) {
+                ("tool_call", call) => calls.push(call),
+                ("tool_calls", Value::Array(items)) => calls.extend(items.iter_mut()),
+                _ => {}
+            }
+        }
+        for call in calls {
+            if let Some(call) = call.as_object_mut() {
+                withheld |= call.remove("arguments").is_some();
+                if let Some(Value::Object(function)) = call.get_mut("function") {
+                    withheld |= function.remove("arguments").is_some();
+                }
+            }
+        }
+    }
+    if withheld {
+        object.insert("args_withheld".into(), Value::Bool(true));
+    }
+    withheld
+}
+
 /// An event's refusal as its field and message (`field` when the error
 /// names none).
 fn field_error(field: &str) -> impl FnOnce(warden_core::Error) -> (String, String) + '_ {
@@ -480,7 +513,16 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
     if !tool.is_empty() {
         object.insert("tool".into(), Value::String(tool.clone()));
     }
-    check_fields(&object).map_err(|(path, message)| (format!("fields.{path}"), message))?;
+    if let Err(refused) = check_fields(&object) {
+        // Arguments are the caller's to shape: one that no event can hold
+        // (an empty or overlong name, thousands of values) would lose this
+        // event and, as the SDK sends them, the batch's other events. They
+        // are withheld, and said to be, as decisions' events withhold them.
+        if !withhold_arguments(&mut object) || check_fields(&object).is_err() {
+            let (path, message) = refused;
+            return Err((format!("fields.{path}"), message));
+        }
+    }
     let message = if content.is_empty() {
         format!("{event_type} {tool}").trim().to_string()
     } else {
