@@ -1049,6 +1049,22 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
             r.text
         );
     }
+    // Each such refusal is in the server's log with the key and the field
+    // (nothing was decided, so no record holds it), never the text sent.
+    let log = std::fs::read_to_string(common::log_path(&backend.data_dir(0))).unwrap();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("named its call in a form Warden does not take"))
+        .collect();
+    for field in ["agent_id", "user_id", "session_id"] {
+        assert!(
+            refused
+                .iter()
+                .any(|l| l.contains(&bound_id) && l.contains(&format!("field=\"{field}\""))),
+            "{field}: {refused:?}"
+        );
+    }
+    assert!(!log.contains("alice") && !log.contains(&t.live_key[9..]));
     // No policies, no approvals.
     sdk.get("/api/v1/policies").error(403, "forbidden");
     sdk.post("/api/v1/policies/test", &json!({"tool_name": "x"}))

@@ -200,6 +200,28 @@ fn log_impersonation(principal: &Principal, reference: &str) {
     );
 }
 
+/// Says in the server's log that a call was refused for how it names
+/// itself (a tool, session or agent name with an invisible character, a
+/// padded name): nothing was decided, so no record holds it, and an agent
+/// trying a look-alike name to slip past a policy is what an operator must
+/// see. The message is Warden's own (it names the character by code
+/// point), never the caller's text.
+fn log_refused_call(principal: &Principal, refused: &Error) {
+    let (field, why) = match refused {
+        Error::Invalid { field, message } => (field.as_str(), message.as_str()),
+        _ => ("", ""),
+    };
+    tracing::warn!(
+        org_id = %principal.org_id,
+        environment = principal.environment.as_str(),
+        key_id = %principal.key_id,
+        bound_agent = principal.agent_id.as_deref().unwrap_or_default(),
+        field,
+        why,
+        "refused: an enforcement request named its call in a form Warden does not take"
+    );
+}
+
 /// Takes back an agent this call discovered, when the decision that was
 /// to record its discovery could not be written (the chain's head edited,
 /// the store failing): otherwise it would stand with no record of how it
@@ -530,7 +552,10 @@ async fn decide_and_record(
     call: CallRequest,
 ) -> ServiceResult<Result<Verdict, HoldTaken>> {
     let started = Instant::now();
-    call.validate()?;
+    if let Err(refused) = call.validate() {
+        log_refused_call(principal, &refused);
+        return Err(refused.into());
+    }
     let tenant = principal.tenant();
     // A call that uses an approval is decided on the state as stored now:
     // a suspension or a policy change made on another replica a moment
