@@ -133,12 +133,15 @@ impl ChainedRecord {
     /// derived from records (decisions' events, drift profiles) takes only
     /// these: a row edited in the database would otherwise pass its edit
     /// on, where `GET /api/v1/audit/verify` names it.
+    /// A row whose stored text no longer parses is read from its columns,
+    /// which no hash covers: it never vouches.
     pub fn vouched(&self) -> bool {
-        crate::audit_chain::link_hash(
-            &self.previous_hash,
-            self.sequence as u64,
-            self.canonical.as_bytes(),
-        ) == self.hash
+        self.record.detail.get("unreadable").is_none()
+            && crate::audit_chain::link_hash(
+                &self.previous_hash,
+                self.sequence as u64,
+                self.canonical.as_bytes(),
+            ) == self.hash
     }
 }
 

@@ -66,9 +66,15 @@ const MAX_RECORDED: usize = 4 * 1024 * 1024;
 /// moment it is asked (the agent may have been suspended, an approval used
 /// since), and every call is audited, so a replayed decision would be a
 /// decision nobody made. A dry run answers for the policies as they are
-/// now: replayed after a policy change, it would tell its author the old
-/// set's answer.
-pub const DECIDED_AFRESH: [&str; 3] = ["/api/v1/enforce", "/v1/enforce", "/api/v1/policies/test"];
+/// now, and a search for the events as they are now: replayed, either
+/// would give a stale answer (the old set's decision, none of the events
+/// since).
+pub const DECIDED_AFRESH: [&str; 4] = [
+    "/api/v1/enforce",
+    "/v1/enforce",
+    "/api/v1/policies/test",
+    "/api/v1/siem/search",
+];
 
 pub async fn replay_or_record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST || DECIDED_AFRESH.contains(&req.uri().path()) {

@@ -247,6 +247,10 @@ pub trait Store: Send + Sync + 'static {
     /// The agent whose id or `external_id` is `reference`.
     async fn find_agent(&self, tenant: &Tenant, reference: &str) -> StoreResult<Option<Agent>>;
 
+    /// Whether an agent of the tenant has exactly this name, as the
+    /// unique constraint compares names.
+    async fn agent_name_taken(&self, tenant: &Tenant, name: &str) -> StoreResult<bool>;
+
     async fn get_policy(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<PolicyRecord>>;
     async fn list_policies(
         &self,

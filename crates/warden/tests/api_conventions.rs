@@ -913,7 +913,7 @@ fn openapi_and_reference(backend: &Backend) {
             "POST /api/v1/agents documents {status}"
         );
     }
-    // Every POST but enforcement and its dry run takes an Idempotency-Key.
+    // Every POST but enforcement, its dry run and search takes an Idempotency-Key.
     let header_names = |path: &str| -> Vec<String> {
         r.body["paths"][path]["post"]["parameters"]
             .as_array()
@@ -925,7 +925,12 @@ fn openapi_and_reference(backend: &Backend) {
             .unwrap_or_default()
     };
     assert!(header_names("/api/v1/agents").contains(&"Idempotency-Key".to_string()));
-    for path in ["/api/v1/enforce", "/v1/enforce", "/api/v1/policies/test"] {
+    for path in [
+        "/api/v1/enforce",
+        "/v1/enforce",
+        "/api/v1/policies/test",
+        "/api/v1/siem/search",
+    ] {
         assert!(
             !header_names(path).contains(&"Idempotency-Key".to_string()),
             "{path}"

@@ -4787,7 +4787,41 @@ fn a_rule_that_outranks_the_approved_one_is_named(backend: &Backend) {
     );
 }
 
+/// An agent change made harmless in the database (its record edited) is
+/// believed no more than a suspension: the approval given before it is
+/// not used. Before, the edited record's "description changed" let the
+/// approved call run.
+fn an_edited_agent_change_withdraws_the_approval(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "vault", "action_pattern": "vault.*", "decision": "step_up"}),
+    );
+    let held = enforce(
+        &api,
+        json!({"agent_id": "edited-bot", "tool_name": "vault.read"}),
+    );
+    assert_eq!(held["decision"], "step_up", "{held}");
+    let agent = held["agent_id"].as_str().unwrap().to_string();
+    approve_first_pending(&api);
+    let r = api.patch(
+        &format!("/api/v1/agents/{agent}"),
+        &json!({"description": "harmless words"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    backend.sql(
+        "UPDATE audit_log SET record = replace(record, 'harmless words', 'other words') \
+         WHERE kind = 'agent_change' AND record LIKE '%harmless words%'",
+    );
+    let token = held["hold_token"].as_str().unwrap();
+    let poll = thoth_poll(&api, &t.live_key, token);
+    assert_eq!(poll["resolution"], "BLOCK", "{poll}");
+}
+
 on_every_backend!(
+    an_edited_agent_change_withdraws_the_approval,
     a_rule_that_outranks_the_approved_one_is_named,
     used_approvals_do_not_hide_an_unused_one,
     calls_of_a_session_are_decided_in_turn,

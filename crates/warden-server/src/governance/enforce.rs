@@ -263,40 +263,10 @@ pub async fn discovered_agent(
     reference: &str,
 ) -> ServiceResult<Agent> {
     let agent = discovered_named(reference, false, Discovery::Enforcement)?;
-    if !name_taken(g, tenant, &agent.name).await? {
+    if !g.store.agent_name_taken(tenant, &agent.name).await? {
         return Ok(agent);
     }
     Ok(discovered_named(reference, true, Discovery::Enforcement)?)
-}
-
-/// Whether an agent of the tenant has exactly this name (names are
-/// unique per tenant, compared as written).
-async fn name_taken(
-    g: &Governance,
-    tenant: &warden_core::Tenant,
-    name: &str,
-) -> ServiceResult<bool> {
-    use warden_core::page::{Cursor, Direction, PageRequest};
-    let filter = warden_core::agent::AgentFilter {
-        search: Some(name.to_string()),
-        ..Default::default()
-    };
-    let mut page = PageRequest {
-        limit: 200,
-        sort: "name".into(),
-        direction: Direction::Asc,
-        after: None,
-    };
-    loop {
-        let found = g.store.list_agents(tenant, &filter, &page).await?;
-        if found.items.iter().any(|a| a.name == name) {
-            return Ok(true);
-        }
-        match found.next_cursor.as_deref().map(Cursor::decode) {
-            Some(Ok(cursor)) => page.after = Some(cursor),
-            _ => return Ok(false),
-        }
-    }
 }
 
 /// What made Warden discover an agent.

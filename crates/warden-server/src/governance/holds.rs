@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::Notify;
-use warden_core::audit::{AuditKind, AuditRecord};
+use warden_core::audit::{AuditKind, AuditRecord, ChainedRecord};
 use warden_core::hold::{Hold, HoldStatus};
 use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
@@ -183,6 +183,11 @@ async fn agent_change_since(
     }
     let mut seen = AgentChange::None;
     for r in &changes.items {
+        // A record edited in the database (a suspension made to read as
+        // an edit of the description) counts as the worst change.
+        if !r.vouched() {
+            return Ok(AgentChange::Status);
+        }
         let detail = &r.record.detail;
         let updated = detail.get("change").and_then(|c| c.as_str()) == Some("updated");
         let Some(fields) = detail
@@ -221,6 +226,7 @@ async fn held_for(
     Ok(store
         .get_audit(tenant, &hold.audit_id)
         .await?
+        .filter(ChainedRecord::vouched)
         .and_then(|r| r.record.user_id))
 }
 
@@ -522,9 +528,11 @@ pub async fn approval_stands(
         if judged_then(p) {
             if matched_then.is_none() {
                 let record = g.store.get_audit(tenant, &hold.audit_id).await?;
+                // A record that does not match its hash (or cannot be
+                // read) is not believed: every tied `modify` counts.
                 matched_then = Some(
                     record
-                        .filter(|r| r.record.detail.get("unreadable").is_none())
+                        .filter(ChainedRecord::vouched)
                         .map(|r| r.record.matched_policy_ids),
                 );
             }
@@ -560,12 +568,14 @@ pub async fn use_by_poll(
     let now = now_ms();
     // What ran, as the held decision recorded it (redacted as stored), so
     // that the record of the run says so without following `hold_id`.
+    // Only from a record that matches its hash: an edit copied into this
+    // new, correctly chained record would pass verification.
     let held = g
         .store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .map(|r| r.record)
-        .filter(|r| r.detail.get("unreadable").is_none());
+        .filter(ChainedRecord::vouched)
+        .map(|r| r.record);
     let record = AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),
         kind: AuditKind::Decision,

@@ -179,7 +179,11 @@ impl Orphaned {
         let mut made_with_key = Vec::new();
         for hold in listed {
             match g.store.get_audit(tenant, &hold.audit_id).await {
-                Ok(Some(decision)) if decision.record.actor == *key => made_with_key.push(hold),
+                // A record that does not match its hash cannot clear its
+                // hold of the key: its approval is withdrawn too.
+                Ok(Some(decision)) if decision.record.actor == *key || !decision.vouched() => {
+                    made_with_key.push(hold)
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "reading a held call's record failed");

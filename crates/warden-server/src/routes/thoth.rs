@@ -518,8 +518,17 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
         // (an empty or overlong name, thousands of values) would lose this
         // event and, as the SDK sends them, the batch's other events. They
         // are withheld, and said to be, as decisions' events withhold them.
-        if !withhold_arguments(&mut object) || check_fields(&object).is_err() {
-            let (path, message) = refused;
+        // Refused for what stands without them, when that is still past
+        // the bounds (the first error may lie in what was withheld).
+        let (path, message) = if withhold_arguments(&mut object) {
+            match check_fields(&object) {
+                Ok(()) => (String::new(), String::new()),
+                Err(still) => still,
+            }
+        } else {
+            refused
+        };
+        if !message.is_empty() {
             return Err((format!("fields.{path}"), message));
         }
     }

@@ -147,6 +147,22 @@ pub(crate) async fn find(
     .transpose()
 }
 
+/// One read of the unique index on names: exact, as the constraint
+/// compares them (no case folding, which differs between the backends).
+pub(crate) async fn name_taken(db: &dyn Db, tenant: &Tenant, name: &str) -> StoreResult<bool> {
+    Ok(!db
+        .query(
+            "SELECT id FROM agents WHERE org_id = $1 AND environment = $2 AND name = $3 LIMIT 1",
+            vec![
+                (&tenant.org_id).into(),
+                tenant.environment.as_str().into(),
+                name.into(),
+            ],
+        )
+        .await?
+        .is_empty())
+}
+
 pub(crate) async fn list(
     db: &dyn Db,
     tenant: &Tenant,

@@ -315,6 +315,10 @@ impl Store for SqlStore {
         agents::find(self.db.as_ref(), tenant, reference).await
     }
 
+    async fn agent_name_taken(&self, tenant: &Tenant, name: &str) -> StoreResult<bool> {
+        agents::name_taken(self.db.as_ref(), tenant, name).await
+    }
+
     async fn get_policy(&self, tenant: &Tenant, id: &str) -> StoreResult<Option<PolicyRecord>> {
         policies::get(self.db.as_ref(), tenant, id).await
     }
