@@ -265,6 +265,13 @@ impl KeyRing {
                 if let Some(unlogged) = UNRECORDED.due() {
                     tracing::warn!(error = %err, unlogged, "could not record key use");
                 }
+                // Kept for the next flush (a later use of a key wins), so
+                // a failed write does not leave a used key looking idle.
+                let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+                for (key, at) in uses {
+                    let kept = usage.entry(key).or_insert(at);
+                    *kept = (*kept).max(at);
+                }
             }
             Ok(_) => UNRECORDED.reset(),
         }

@@ -174,8 +174,12 @@ pub(crate) async fn record_use(db: &dyn Db, uses: &[(String, Millis)]) -> StoreR
     if uses.is_empty() {
         return Ok(());
     }
-    let steps = uses
-        .iter()
+    // Rows locked in one order by every replica: two flushes of the same
+    // keys in different orders deadlock on PostgreSQL.
+    let mut ordered: Vec<&(String, Millis)> = uses.iter().collect();
+    ordered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let steps = ordered
+        .into_iter()
         .map(|(id, at)| {
             Step::execute(
                 "UPDATE api_keys SET last_used_at = $1 \
