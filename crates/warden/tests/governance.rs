@@ -2526,6 +2526,23 @@ fn denied_and_held_calls_are_not_learned(backend: &Backend) {
         d["drift"]["new_tool"], 1.0,
         "an edited record was learned: {d}"
     );
+    // A record moved to another agent by its column alone (its text, and
+    // so its hash, untouched) teaches that agent nothing either.
+    let other = enforce(
+        &api,
+        json!({"agent_id": "other-bot", "tool_name": "files.read"}),
+    )["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    backend.sql(&format!(
+        "UPDATE audit_log SET agent_id = '{other}' WHERE tool = 'files.write' \
+         AND agent_id = '{agent}'"
+    ));
+    let rebuilt = api.post(&format!("/api/v1/agents/{other}/drift/rebuild"), &json!({}));
+    assert_eq!(rebuilt.status, 200, "{}", rebuilt.text);
+    let tools = rebuilt.body["data"]["tools"].to_string();
+    assert!(!tools.contains("files.write"), "{tools}");
 }
 
 fn audit_survives_kill_9_under_load(backend: &Backend) {

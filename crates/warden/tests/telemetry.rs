@@ -2014,6 +2014,14 @@ fn decisions_are_agent_events(backend: &Backend) {
         total(&api, "session_id:odd-args AND _exists_:metadata.tool_args"),
         1
     );
+    assert_eq!(
+        total(
+            &api,
+            "session_id:odd-args AND _exists_:metadata.tool_call.arguments"
+        ),
+        1
+    );
+    assert_eq!(total(&api, "session_id:odd-args AND \"/etc/shadow\""), 0);
     assert_eq!(total(&api, "SDKCARD9999"), 0);
     assert_eq!(total(&api, "metadata.tool_args.card:SDKCARD9999"), 0);
     for e in search(
