@@ -7,10 +7,18 @@
 //! compare by value (`1 == 1.0`), and `null` compares with anything
 //! (`args.x == null` asks whether it is null).
 //!
+//! Numbers of different kinds are compared exactly, for equality and for
+//! order (`<`, `<=`, `>`, `>=`): the interpreter compares an `int` with a
+//! `double` by turning the `int` into a double, so past 2^53 two different
+//! numbers were equal (`9007199254740993 == 9007199254740992.0`), and an
+//! account number sent as a double could dodge a `!=` written for it.
+//!
 //! The operators are built into the interpreter, so each condition's
 //! syntax tree is rewritten to call these functions instead.
 
 use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr};
+use std::cmp::Ordering;
+
 use cel::common::types::{CelBool, DYN_TYPE};
 use cel::common::value::CowVal;
 use cel::objects::Key;
@@ -21,6 +29,14 @@ use crate::failure::a_type;
 const EQ_FN: &str = "warden_strict_eq";
 const NE_FN: &str = "warden_strict_ne";
 const IN_FN: &str = "warden_strict_in";
+/// The order operators, each with the operator it stands for (named in
+/// its errors, as the interpreter names it).
+const ORDER_FNS: [(&str, &str); 4] = [
+    (operators::LESS, "warden_exact_lt"),
+    (operators::LESS_EQUALS, "warden_exact_le"),
+    (operators::GREATER, "warden_exact_gt"),
+    (operators::GREATER_EQUALS, "warden_exact_ge"),
+];
 
 /// Points every `==`, `!=` and `in` of `expr` at the strict functions.
 pub fn rewrite(expr: &mut IdedExpr) {
@@ -30,7 +46,10 @@ pub fn rewrite(expr: &mut IdedExpr) {
                 operators::EQUALS => Some(EQ_FN),
                 operators::NOT_EQUALS => Some(NE_FN),
                 operators::IN => Some(IN_FN),
-                _ => None,
+                op => ORDER_FNS
+                    .iter()
+                    .find(|(operator, _)| *operator == op)
+                    .map(|(_, name)| *name),
             };
             if let Some(name) = strict {
                 call.func_name = name.to_string();
@@ -116,7 +135,55 @@ fn strict_eq(a: &Value, b: &Value) -> Result<bool, String> {
             }
             Ok(equal)
         }
-        _ => Ok(a == b),
+        _ => Ok(match exact_order(a, b) {
+            Some(order) => order == Some(Ordering::Equal),
+            None => a == b,
+        }),
+    }
+}
+
+/// How a whole number lies against a double, exactly; `None` for NaN.
+fn whole_against_double(n: i128, x: f64) -> Option<Ordering> {
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+    const MINUS_TWO_63: f64 = -9_223_372_036_854_775_808.0;
+    if x.is_nan() {
+        return None;
+    }
+    // Past every int and uint; in between, the double's whole part fits
+    // 128 bits exactly.
+    if x >= TWO_64 {
+        return Some(Ordering::Less);
+    }
+    if x < MINUS_TWO_63 {
+        return Some(Ordering::Greater);
+    }
+    let whole = x.trunc();
+    Some(n.cmp(&(whole as i128)).then_with(|| {
+        let fraction = x - whole;
+        if fraction > 0.0 {
+            Ordering::Less
+        } else if fraction < 0.0 {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        }
+    }))
+}
+
+/// The order of a whole number and a double, exactly; `None` for any
+/// other pair (the interpreter's own comparison is exact for those).
+fn exact_order(a: &Value, b: &Value) -> Option<Option<Ordering>> {
+    let whole = |v: &Value| match v {
+        Value::Int(i) => Some(i128::from(*i)),
+        Value::UInt(u) => Some(i128::from(*u)),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::Float(x), other) => {
+            whole(other).map(|n| whole_against_double(n, *x).map(Ordering::reverse))
+        }
+        (other, Value::Float(x)) => whole(other).map(|n| whole_against_double(n, *x)),
+        _ => None,
     }
 }
 
@@ -214,10 +281,85 @@ fn contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executi
     answer("in", strict_in(&needle, &haystack))
 }
 
+/// `a op b` for an order operator: exact between whole numbers and
+/// doubles, the interpreter's comparison for everything else (an error,
+/// as the interpreter reports it, for values that do not order).
+fn order<'b, 'v>(operator: &str, args: &[CowVal<'b, 'v>]) -> Result<Ordering, ExecutionError> {
+    let [a, b] = args else {
+        return Err(ExecutionError::invalid_argument_count(2, args.len()));
+    };
+    let unordered = || {
+        ExecutionError::no_such_overload(
+            operator,
+            vec![
+                a.as_ref().get_type().name().to_owned(),
+                b.as_ref().get_type().name().to_owned(),
+            ],
+        )
+    };
+    // Only a whole number against a double is read into values (a cheap
+    // copy of a number); text and the rest go to the interpreter as they are.
+    let mixed = matches!(
+        (a.as_ref().get_type().name(), b.as_ref().get_type().name()),
+        ("int" | "uint", "double") | ("double", "int" | "uint")
+    );
+    if mixed {
+        if let (Ok(x), Ok(y)) = (Value::try_from(a.as_ref()), Value::try_from(b.as_ref())) {
+            if let Some(exact) = exact_order(&x, &y) {
+                return exact.ok_or_else(unordered);
+            }
+        }
+    }
+    let comparer = a.as_ref().as_comparer().ok_or_else(unordered)?;
+    match comparer.compare(b.as_ref()) {
+        Ok(order) => Ok(order),
+        Err(
+            ExecutionError::NoSuchOverload(_)
+            | ExecutionError::ValuesNotComparable(_, _)
+            | ExecutionError::UnsupportedKeyType(_)
+            | ExecutionError::UnexpectedType { .. },
+        ) => Err(unordered()),
+        Err(other) => Err(other),
+    }
+}
+
+fn ordered<'b, 'v>(
+    operator: &str,
+    args: Vec<CowVal<'b, 'v>>,
+    holds: fn(Ordering) -> bool,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = order(operator, &args)?;
+    Ok(CowVal::owned(CelBool::from(holds(order))))
+}
+
+fn lt<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ordered(operators::LESS, args, |o| o == Ordering::Less)
+}
+
+fn le<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ordered(operators::LESS_EQUALS, args, |o| o != Ordering::Greater)
+}
+
+fn gt<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ordered(operators::GREATER, args, |o| o == Ordering::Greater)
+}
+
+fn ge<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ordered(operators::GREATER_EQUALS, args, |o| o != Ordering::Less)
+}
+
 /// Registers the strict functions the rewritten conditions call.
 pub fn register(env: &mut Env) {
     type Compare = for<'b, 'v> fn(Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError>;
-    let functions: [(&str, Compare); 3] = [(EQ_FN, eq), (NE_FN, ne), (IN_FN, contains)];
+    let functions: [(&str, Compare); 7] = [
+        (EQ_FN, eq),
+        (NE_FN, ne),
+        (IN_FN, contains),
+        (ORDER_FNS[0].1, lt),
+        (ORDER_FNS[1].1, le),
+        (ORDER_FNS[2].1, gt),
+        (ORDER_FNS[3].1, ge),
+    ];
     for (name, function) in functions {
         env.add_overload(
             name,
@@ -245,6 +387,69 @@ mod tests {
             .unwrap()
             .holds(&ConditionInput::new(facts))
             .is_err()
+    }
+
+    #[test]
+    fn whole_numbers_and_doubles_compare_exactly() {
+        // Past 2^53 a double is not the int beside it: a `!=` written for
+        // an account holds for the one next to it sent as a double.
+        let sent = |n: &str| serde_json::from_str::<serde_json::Value>(n).unwrap();
+        for (condition, n, expected) in [
+            ("args.n != 9007199254740993", "9007199254740992.0", true),
+            ("args.n == 9007199254740993", "9007199254740992.0", false),
+            ("args.n == 9007199254740992", "9007199254740992.0", true),
+            ("args.n > 9007199254740992.0", "9007199254740993", true),
+            ("args.n >= 9007199254740992.0", "9007199254740993", true),
+            ("args.n < 9007199254740992.0", "9007199254740993", false),
+            ("args.n <= 9007199254740992.0", "9007199254740992", true),
+            (
+                "9223372036854775807 < args.n",
+                "9223372036854775808.0",
+                true,
+            ),
+            (
+                "args.n > 9223372036854775807",
+                "9223372036854775808.0",
+                true,
+            ),
+            (
+                "args.n == 1.8446744073709552e19",
+                "18446744073709551615",
+                false,
+            ),
+            (
+                "args.n < 1.8446744073709552e19",
+                "18446744073709551615",
+                true,
+            ),
+            ("args.n > -9.3e18", "-9223372036854775808", true),
+            ("args.n < 2.5", "2", true),
+            ("args.n > 2.5", "3", true),
+            ("args.n >= 2.0", "2", true),
+            ("args.n > -2.5", "-2", true),
+            ("args.n < -2.5", "-3", true),
+            ("args.n == 1.0", "1", true),
+            ("args.n < 10", "9.5", true),
+            ("args.n > 'a'", "\"b\"", true),
+            ("args.n < duration('2s')", "\"x\"", false),
+        ] {
+            let facts = CallFacts {
+                args: json!({ "n": sent(n) }),
+                ..Default::default()
+            };
+            let held = CelCondition::compile(condition)
+                .unwrap()
+                .holds(&ConditionInput::new(facts));
+            match held {
+                Ok(h) => assert_eq!(h, expected, "{condition} with {n}"),
+                // Values that do not order fail, as the interpreter's do.
+                Err(_) => assert!(
+                    !expected && condition.contains("duration"),
+                    "{condition} with {n}"
+                ),
+            }
+        }
+        assert!(fails("args.n < 1", json!({"n": "x"})));
     }
 
     #[test]
