@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod governance;
+pub mod heavy_work;
 pub mod http;
 pub mod http_listener;
 pub mod idempotency;

@@ -1,6 +1,7 @@
 //! Re-walks a tenant's audit chain from its first record (or from an
 //! anchor), a page at a time.
 
+use crate::heavy_work::{off_workers, off_workers_async};
 use warden_core::audit::ChainedRecord;
 use warden_core::audit_chain::{ChainWalk, StoredLink};
 use warden_core::secret::digests_match;
@@ -114,40 +115,50 @@ pub async fn verify(
         tokio::task::yield_now().await;
         // To the end of what is committed now.
         loop {
-            let rows = store
-                .audit_chain_after(tenant, walk.checked() as i64, page)
-                .await?;
+            // A page is read (the embedded store reads on the calling
+            // thread) and hashed off the request workers: pages of large
+            // records take tens of milliseconds, and several walks at once
+            // would otherwise hold every worker.
+            let rows =
+                off_workers_async(store.audit_chain_after(tenant, walk.checked() as i64, page))
+                    .await?;
             let done = (rows.len() as i64) < page;
             let bytes: usize = rows.iter().map(|(r, _)| r.canonical.len()).sum();
             let per_record = (bytes / rows.len().max(1)).max(1);
             page = ((PAGE_BYTES / per_record) as i64).clamp(1, MAX_PAGE);
-            for (r, columns) in rows {
-                let link = StoredLink {
-                    sequence: r.sequence.max(0) as u64,
-                    previous_hash: &r.previous_hash,
-                    hash: &r.hash,
-                    canonical: r.canonical.as_bytes(),
-                };
-                // Records that passed every check before this one.
-                let (reason, passed) = match walk.check(link) {
-                    Err(broken) => (Some(broken.reason), walk.checked()),
-                    Ok(()) if !columns.agree_with(&r.record) => (
-                        Some("its indexed columns differ from the hashed record"),
-                        walk.checked() - 1,
-                    ),
-                    Ok(()) => (None, walk.checked()),
-                };
-                if let Some(reason) = reason {
-                    let (head_sequence, _) = store.audit_head(tenant).await?;
-                    return Ok(broken(
-                        passed,
-                        head_sequence,
-                        r.sequence,
-                        Some(columns.id),
-                        reason,
-                    ));
+            let first_break = off_workers(|| {
+                for (r, columns) in rows {
+                    let link = StoredLink {
+                        sequence: r.sequence.max(0) as u64,
+                        previous_hash: &r.previous_hash,
+                        hash: &r.hash,
+                        canonical: r.canonical.as_bytes(),
+                    };
+                    // Records that passed every check before this one.
+                    let (reason, passed) = match walk.check(link) {
+                        Err(broken) => (Some(broken.reason), walk.checked()),
+                        Ok(()) if !columns.agree_with(&r.record) => (
+                            Some("its indexed columns differ from the hashed record"),
+                            walk.checked() - 1,
+                        ),
+                        Ok(()) => (None, walk.checked()),
+                    };
+                    if let Some(reason) = reason {
+                        return Some((passed, r.sequence, columns.id, reason));
+                    }
+                    last_id = Some(columns.id);
                 }
-                last_id = Some(columns.id);
+                None
+            });
+            if let Some((passed, sequence, audit_id, reason)) = first_break {
+                let (head_sequence, _) = store.audit_head(tenant).await?;
+                return Ok(broken(
+                    passed,
+                    head_sequence,
+                    sequence,
+                    Some(audit_id),
+                    reason,
+                ));
             }
             if done {
                 break;

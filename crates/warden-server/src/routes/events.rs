@@ -21,6 +21,7 @@ use warden_store::Companion;
 use super::wire::SortDirection;
 use crate::auth::Principal;
 use crate::governance::holds::append_error;
+use crate::heavy_work::off_workers;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{
@@ -289,13 +290,23 @@ pub async fn ingest_batch(
         bytes = gunzip_limited(&bytes, MAX_BATCH_BYTES)?;
         hold_upload_memory(&mut held, bytes.len())?;
     }
-    let value = match parse_json(&bytes) {
-        Ok(UniqueKeys(value)) => value,
-        Err(err) => {
-            return Err(every_bad_event(&bytes, received_at).unwrap_or_else(|| in_the_batch(err)))
-        }
-    };
-    let mut events = batch_events(value, received_at, bytes.len())?;
+    let (events, values) = off_workers(|| {
+        let value = match parse_json(&bytes) {
+            Ok(UniqueKeys(value)) => value,
+            Err(err) => {
+                return Err(
+                    every_bad_event(&bytes, received_at).unwrap_or_else(|| in_the_batch(err))
+                )
+            }
+        };
+        let values = crate::telemetry::ndjson::values_in(&value);
+        Ok((batch_events(value, received_at, bytes.len())?, values))
+    })?;
+    hold_upload_memory(
+        &mut held,
+        crate::telemetry::ndjson::held_bytes(bytes.len(), values),
+    )?;
+    let mut events = events;
     bind_to_agent(&principal, &mut events);
     store_events(&state, &principal, events, claim.as_ref()).await
 }
@@ -510,11 +521,17 @@ pub async fn ingest_ndjson(
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::invalid("body", body_failure(&e.to_string())))?;
         if let Ok(data) = frame.into_data() {
-            reader.push(&data).map_err(too_large)?;
-            hold_upload_memory(&mut held, reader.bytes_read())?;
+            // A gzip chunk inflates to megabytes of lines to parse.
+            if gzip || data.len() >= HEAVY_CHUNK {
+                off_workers(|| reader.push(&data)).map_err(too_large)?;
+            } else {
+                reader.push(&data).map_err(too_large)?;
+            }
+            hold_upload_memory(&mut held, reader.held_bytes())?;
         }
     }
-    reader.finish().map_err(too_large)?;
+    off_workers(|| reader.finish()).map_err(too_large)?;
+    hold_upload_memory(&mut held, reader.held_bytes())?;
     if reader.bad_lines > 0 {
         return Err(ApiError::invalid_items(
             match reader.bad_lines {
@@ -541,7 +558,13 @@ pub async fn ingest_ndjson(
 static UPLOAD_MEMORY: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOAD_MEMORY_KIB);
 const UPLOAD_MEMORY_KIB: usize = 256 * 1024;
 
-/// Grows an upload's share of [`UPLOAD_MEMORY`] to the bytes it has read.
+/// A chunk of an upload this large is parsed off the request workers.
+const HEAVY_CHUNK: usize = 64 * 1024;
+
+/// Grows an upload's share of [`UPLOAD_MEMORY`] to what it holds: the
+/// bytes it has read and its events as parsed
+/// ([`crate::telemetry::ndjson::held_bytes`]). An upload that alone holds
+/// more than the whole budget can never be taken: 413, not 503.
 fn hold_upload_memory(
     held: &mut Option<tokio::sync::SemaphorePermit<'static>>,
     bytes: usize,
@@ -550,6 +573,17 @@ fn hold_upload_memory(
     let have = held.as_ref().map_or(0, |p| p.num_permits());
     if want <= have {
         return Ok(());
+    }
+    if want > UPLOAD_MEMORY_KIB {
+        let mut err = ApiError::payload_too_large(crate::telemetry::ndjson::MAX_NDJSON_BYTES);
+        err.message = format!(
+            "these events hold more memory once parsed (about {} MiB, counting {} bytes for each \
+             value) than the server gives all uploads together (256 MiB); send them in several \
+             requests",
+            bytes >> 20,
+            crate::telemetry::ndjson::VALUE_BYTES
+        );
+        return Err(err);
     }
     let more = u32::try_from(want - have).unwrap_or(u32::MAX);
     let Ok(more) = UPLOAD_MEMORY.try_acquire_many(more) else {
@@ -808,5 +842,33 @@ mod upload_memory_tests {
         assert!(second.is_none());
         drop(first);
         hold_upload_memory(&mut second, 10 << 20).unwrap();
+        // One upload that alone holds more than the whole budget can never
+        // be taken: 413, whatever else is running.
+        let mut alone = None;
+        let refused = hold_upload_memory(&mut alone, 300 << 20).unwrap_err();
+        assert_eq!(refused.status.as_u16(), 413);
+        assert!(
+            refused.message.contains("once parsed"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn an_upload_counts_its_parsed_values_not_only_its_text() {
+        use crate::telemetry::ndjson::{NdjsonReader, VALUE_BYTES};
+        let fields: Vec<String> = (0..60).map(|i| format!("\"f{i}\":\"{i}\"")).collect();
+        let line = format!("{{\"message\":\"x\",{}}}\n", fields.join(","));
+        let mut reader = NdjsonReader::new(false, 1);
+        reader.push(line.repeat(100).as_bytes()).unwrap();
+        reader.finish().unwrap();
+        assert_eq!(reader.events.len(), 100);
+        // Each line's 60 fields (and its object), beyond its text.
+        assert!(
+            reader.held_bytes() >= reader.bytes_read() + 100 * 61 * VALUE_BYTES,
+            "{} for {} bytes of text",
+            reader.held_bytes(),
+            reader.bytes_read()
+        );
     }
 }

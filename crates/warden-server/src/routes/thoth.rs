@@ -610,19 +610,28 @@ pub async fn thoth_events(
         ));
     }
     let received_at = now_ms();
-    let mut events = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        match thoth_event(item, new_time_ordered_id(prefix::EVENT), received_at) {
-            Ok(event) => events.push(event),
-            Err((field, message)) => errors.push(ItemError {
-                index: Some(index),
-                line: None,
-                field,
-                message,
-            }),
+    let map = |items: Vec<Value>| {
+        let mut events = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match thoth_event(item, new_time_ordered_id(prefix::EVENT), received_at) {
+                Ok(event) => events.push(event),
+                Err((field, message)) => errors.push(ItemError {
+                    index: Some(index),
+                    line: None,
+                    field,
+                    message,
+                }),
+            }
         }
-    }
+        (events, errors)
+    };
+    // The SDK's batches are ten events; thousands are mapped aside.
+    let (mut events, errors) = if items.len() >= 256 {
+        crate::heavy_work::off_workers(|| map(items))
+    } else {
+        map(items)
+    };
     if !errors.is_empty() {
         return Err(ApiError::invalid_items(
             format!(

@@ -31,6 +31,9 @@ pub fn stamp_agent(event: &mut Event, id: &str, external_id: Option<&str>) {
     event.agent_id = Some(id.to_string());
 }
 
+/// Appends this large are prepared off the request workers.
+const HEAVY_EVENTS: usize = 256;
+
 impl Telemetry {
     /// Appends `events` for `tenant` in one transaction (with the answer
     /// to a request made with an `Idempotency-Key`) once the index has
@@ -66,16 +69,24 @@ impl Telemetry {
         // A Warden key or token written into an event is never stored: every
         // key that reads events would see it.
         let mut events = events;
-        events.iter_mut().for_each(scrub_event_credentials);
-        let mut rows: Vec<EventAppend> = events
-            .iter()
-            .map(|event| EventAppend {
-                tenant: tenant.clone(),
-                id: event.id.clone(),
-                occurred_at: event.timestamp,
-                body: event.to_json(),
-            })
-            .collect();
+        let prepare = |events: &mut Vec<Event>| -> Vec<EventAppend> {
+            events.iter_mut().for_each(scrub_event_credentials);
+            events
+                .iter()
+                .map(|event| EventAppend {
+                    tenant: tenant.clone(),
+                    id: event.id.clone(),
+                    occurred_at: event.timestamp,
+                    body: event.to_json(),
+                })
+                .collect()
+        };
+        // Thousands of events take milliseconds to scrub and serialize.
+        let mut rows = if events.len() >= HEAVY_EVENTS {
+            crate::heavy_work::off_workers(|| prepare(&mut events))
+        } else {
+            prepare(&mut events)
+        };
         // Room in the index's backlog first, so that what clients have in
         // flight stays within what the index clears in half a second.
         let feed = self.feed();

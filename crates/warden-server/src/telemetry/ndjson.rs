@@ -59,6 +59,8 @@ pub struct NdjsonReader {
     skipping: bool,
     line: usize,
     total_bytes: usize,
+    /// Values of the events kept so far, for what they hold in memory.
+    values: usize,
     received_at: Millis,
     pub events: Vec<Event>,
     pub errors: Vec<ItemError>,
@@ -74,6 +76,7 @@ impl NdjsonReader {
             skipping: false,
             line: 0,
             total_bytes: 0,
+            values: 0,
             received_at,
             events: Vec::new(),
             errors: Vec::new(),
@@ -85,6 +88,12 @@ impl NdjsonReader {
     /// The body's bytes read so far, inflated.
     pub fn bytes_read(&self) -> usize {
         self.total_bytes
+    }
+
+    /// What the upload holds in memory so far: its text, and its events
+    /// as parsed ([`held_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        held_bytes(self.total_bytes, self.values)
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), NdjsonError> {
@@ -249,7 +258,10 @@ impl NdjsonReader {
             new_time_ordered_id(prefix::EVENT),
             self.received_at,
         ) {
-            Ok(event) => self.events.push(event),
+            Ok(event) => {
+                self.values += MODEL_VALUES + event.fields.values().map(values_in).sum::<usize>();
+                self.events.push(event)
+            }
             Err(err) => self.bad(err.field, err.message),
         }
     }
@@ -264,6 +276,30 @@ impl NdjsonReader {
                 message,
             });
         }
+    }
+}
+
+/// Memory a parsed value holds beyond its text: its name, its place in
+/// its object and its own allocation. Measured: uploads of 60-value lines
+/// held about 110 bytes a value over their text (four 63 MiB uploads, 2.9 GB
+/// resident), eleven times the text, where counting the text alone let
+/// them past the upload budget.
+pub const VALUE_BYTES: usize = 112;
+/// The event model's own values (id, times, source, severity, …).
+const MODEL_VALUES: usize = 8;
+
+/// What an upload of `text_bytes` whose events hold `values` values takes
+/// in memory, as the upload budget counts it.
+pub fn held_bytes(text_bytes: usize, values: usize) -> usize {
+    text_bytes.saturating_add(values.saturating_mul(VALUE_BYTES))
+}
+
+/// The values in a JSON value: each scalar, and each object or list.
+pub fn values_in(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(values_in).sum::<usize>(),
+        Value::Array(items) => 1 + items.iter().map(values_in).sum::<usize>(),
+        _ => 1,
     }
 }
 
