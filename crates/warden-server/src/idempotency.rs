@@ -62,14 +62,14 @@ pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// Responses larger than this are not recorded (the request still runs).
 const MAX_RECORDED: usize = 4 * 1024 * 1024;
 
-/// Routes that must decide afresh every time: a decision answers for the
+/// Routes that must answer afresh every time: a decision answers for the
 /// moment it is asked (the agent may have been suspended, an approval used
 /// since), and every call is audited, so a replayed decision would be a
 /// decision nobody made. A dry run answers for the policies as they are
 /// now, and a search for the events as they are now: replayed, either
 /// would give a stale answer (the old set's decision, none of the events
 /// since).
-pub const DECIDED_AFRESH: [&str; 4] = [
+pub const ANSWERED_AFRESH: [&str; 4] = [
     "/api/v1/enforce",
     "/v1/enforce",
     "/api/v1/policies/test",
@@ -77,7 +77,7 @@ pub const DECIDED_AFRESH: [&str; 4] = [
 ];
 
 pub async fn replay_or_record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST || DECIDED_AFRESH.contains(&req.uri().path()) {
+    if req.method() != Method::POST || ANSWERED_AFRESH.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let Some(raw_key) = req.headers().get(HEADER) else {

@@ -1074,15 +1074,10 @@ pub fn decide_with(
     // Conditions that loop over a large call's data can run for hundreds
     // of milliseconds: such a call's evaluation hands its worker's other
     // requests (readiness probes included) to another thread first.
-    let heavy = (input.collection_sizes().1 > HEAVY_CALL_ELEMENTS
-        || input.text_bytes() > HEAVY_CALL_TEXT)
-        && tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let outcome = if heavy {
-        tokio::task::block_in_place(|| decide(policies, agent, call, &input))
-    } else {
-        decide(policies, agent, call, &input)
-    };
+    let heavy =
+        input.collection_sizes().1 > HEAVY_CALL_ELEMENTS || input.text_bytes() > HEAVY_CALL_TEXT;
+    let outcome =
+        crate::heavy_work::off_workers_if(heavy, || decide(policies, agent, call, &input));
     (outcome, input.into_facts())
 }
 

@@ -1,12 +1,13 @@
 //! Re-walks a tenant's audit chain from its first record (or from an
 //! anchor), a page at a time.
 
-use crate::heavy_work::{off_workers, off_workers_async};
 use warden_core::audit::ChainedRecord;
 use warden_core::audit_chain::{ChainWalk, StoredLink};
 use warden_core::secret::digests_match;
 use warden_core::Tenant;
 use warden_store::{IndexedColumns, Store, StoreError};
+
+use crate::heavy_work::off_workers_async;
 
 /// A record as the walk reads it: its chained text and its filter columns.
 type StoredRecord = (ChainedRecord, IndexedColumns);
@@ -116,17 +117,17 @@ pub async fn verify(
         // To the end of what is committed now.
         loop {
             // A page is read (the embedded store reads on the calling
-            // thread) and hashed off the request workers: pages of large
-            // records take tens of milliseconds, and several walks at once
-            // would otherwise hold every worker.
-            let rows =
-                off_workers_async(store.audit_chain_after(tenant, walk.checked() as i64, page))
+            // thread) and hashed off the request workers, in one hand-off:
+            // pages of large records take tens of milliseconds, and several
+            // walks at once would otherwise hold every worker.
+            let (done, first_break) = off_workers_async(async {
+                let rows = store
+                    .audit_chain_after(tenant, walk.checked() as i64, page)
                     .await?;
-            let done = (rows.len() as i64) < page;
-            let bytes: usize = rows.iter().map(|(r, _)| r.canonical.len()).sum();
-            let per_record = (bytes / rows.len().max(1)).max(1);
-            page = ((PAGE_BYTES / per_record) as i64).clamp(1, MAX_PAGE);
-            let first_break = off_workers(|| {
+                let done = (rows.len() as i64) < page;
+                let bytes: usize = rows.iter().map(|(r, _)| r.canonical.len()).sum();
+                let per_record = (bytes / rows.len().max(1)).max(1);
+                page = ((PAGE_BYTES / per_record) as i64).clamp(1, MAX_PAGE);
                 for (r, columns) in rows {
                     let link = StoredLink {
                         sequence: r.sequence.max(0) as u64,
@@ -144,12 +145,13 @@ pub async fn verify(
                         Ok(()) => (None, walk.checked()),
                     };
                     if let Some(reason) = reason {
-                        return Some((passed, r.sequence, columns.id, reason));
+                        return Ok((done, Some((passed, r.sequence, columns.id, reason))));
                     }
                     last_id = Some(columns.id);
                 }
-                None
-            });
+                Ok::<_, StoreError>((done, None))
+            })
+            .await?;
             if let Some((passed, sequence, audit_id, reason)) = first_break {
                 let (head_sequence, _) = store.audit_head(tenant).await?;
                 return Ok(broken(

@@ -21,7 +21,7 @@ use warden_store::Companion;
 use super::wire::SortDirection;
 use crate::auth::Principal;
 use crate::governance::holds::append_error;
-use crate::heavy_work::off_workers;
+use crate::heavy_work::{off_workers, off_workers_if};
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{
@@ -522,11 +522,8 @@ pub async fn ingest_ndjson(
         let frame = frame.map_err(|e| ApiError::invalid("body", body_failure(&e.to_string())))?;
         if let Ok(data) = frame.into_data() {
             // A gzip chunk inflates to megabytes of lines to parse.
-            if gzip || data.len() >= HEAVY_CHUNK {
-                off_workers(|| reader.push(&data)).map_err(too_large)?;
-            } else {
-                reader.push(&data).map_err(too_large)?;
-            }
+            let heavy = gzip || data.len() >= HEAVY_CHUNK;
+            off_workers_if(heavy, || reader.push(&data)).map_err(too_large)?;
             hold_upload_memory(&mut held, reader.held_bytes())?;
         }
     }

@@ -150,7 +150,7 @@ pub fn apply_conventions(document: &mut OpenApi) {
                 add("413", "The body is larger than 1 MiB");
                 add("415", "The body is not application/json, or is declared in a charset other than UTF-8");
             }
-            let replayable = !crate::idempotency::DECIDED_AFRESH.contains(&path.as_str());
+            let replayable = !crate::idempotency::ANSWERED_AFRESH.contains(&path.as_str());
             let replays = method == "post" && authenticated && replayable;
             if replays {
                 add(

@@ -288,19 +288,6 @@ fn redact_tool_arguments(
     alias: Option<&str>,
     tags: &[String],
 ) {
-    // Where tool calls are described: the metadata's own call, and each
-    // of a list of them.
-    fn calls(metadata: &mut Map<String, Value>) -> Vec<&mut Value> {
-        let mut found = Vec::new();
-        for (name, value) in metadata.iter_mut() {
-            match (name.as_str(), value) {
-                ("tool_calls", Value::Array(items)) => found.extend(items.iter_mut()),
-                ("tool_call", call) => found.push(call),
-                _ => {}
-            }
-        }
-        found
-    }
     fn names(call: &Value) -> Vec<String> {
         [call.get("name"), call.pointer("/function/name")]
             .into_iter()
@@ -316,7 +303,7 @@ fn redact_tool_arguments(
         .into_iter()
         .collect();
     if let Some(Value::Object(metadata)) = event.fields.get_mut("metadata") {
-        for call in calls(metadata) {
+        for call in described_calls(metadata) {
             tools.extend(names(call));
         }
     }
@@ -347,7 +334,7 @@ fn redact_tool_arguments(
         if let Some(args) = metadata.get_mut("tool_args") {
             redact(args);
         }
-        for call in calls(metadata) {
+        for call in described_calls(metadata) {
             for pointer in ["/arguments", "/function/arguments"] {
                 if let Some(args) = call.pointer_mut(pointer) {
                     redact(args);
@@ -355,6 +342,20 @@ fn redact_tool_arguments(
             }
         }
     }
+}
+
+/// Where tool calls are described in a Thoth event's metadata: its own
+/// call, and each of a list of them.
+fn described_calls(metadata: &mut Map<String, Value>) -> Vec<&mut Value> {
+    let mut found = Vec::new();
+    for (name, value) in metadata.iter_mut() {
+        match (name.as_str(), value) {
+            ("tool_calls", Value::Array(items)) => found.extend(items.iter_mut()),
+            ("tool_call", call) => found.push(call),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// The names of the tool calls an event's metadata describes, with their
@@ -391,15 +392,7 @@ fn withhold_arguments(object: &mut Map<String, Value>) -> bool {
     }
     if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
         withheld |= metadata.remove("tool_args").is_some();
-        let mut calls: Vec<&mut Value> = Vec::new();
-        for (name, value) in metadata.iter_mut() {
-            match (name.as_str(), value) {
-                ("tool_call", call) => calls.push(call),
-                ("tool_calls", Value::Array(items)) => calls.extend(items.iter_mut()),
-                _ => {}
-            }
-        }
-        for call in calls {
+        for call in described_calls(metadata) {
             if let Some(call) = call.as_object_mut() {
                 withheld |= call.remove("arguments").is_some();
                 if let Some(Value::Object(function)) = call.get_mut("function") {
@@ -520,15 +513,12 @@ fn thoth_event(value: Value, id: String, received_at: i64) -> Result<Event, (Str
         // are withheld, and said to be, as decisions' events withhold them.
         // Refused for what stands without them, when that is still past
         // the bounds (the first error may lie in what was withheld).
-        let (path, message) = if withhold_arguments(&mut object) {
-            match check_fields(&object) {
-                Ok(()) => (String::new(), String::new()),
-                Err(still) => still,
-            }
+        let still = if withhold_arguments(&mut object) {
+            check_fields(&object).err()
         } else {
-            refused
+            Some(refused)
         };
-        if !message.is_empty() {
+        if let Some((path, message)) = still {
             return Err((format!("fields.{path}"), message));
         }
     }
@@ -627,11 +617,8 @@ pub async fn thoth_events(
         (events, errors)
     };
     // The SDK's batches are ten events; thousands are mapped aside.
-    let (mut events, errors) = if items.len() >= 256 {
-        crate::heavy_work::off_workers(|| map(items))
-    } else {
-        map(items)
-    };
+    let heavy = items.len() >= crate::heavy_work::HEAVY_EVENTS;
+    let (mut events, errors) = crate::heavy_work::off_workers_if(heavy, || map(items));
     if !errors.is_empty() {
         return Err(ApiError::invalid_items(
             format!(

@@ -31,9 +31,6 @@ pub fn stamp_agent(event: &mut Event, id: &str, external_id: Option<&str>) {
     event.agent_id = Some(id.to_string());
 }
 
-/// Appends this large are prepared off the request workers.
-const HEAVY_EVENTS: usize = 256;
-
 impl Telemetry {
     /// Appends `events` for `tenant` in one transaction (with the answer
     /// to a request made with an `Idempotency-Key`) once the index has
@@ -82,11 +79,8 @@ impl Telemetry {
                 .collect()
         };
         // Thousands of events take milliseconds to scrub and serialize.
-        let mut rows = if events.len() >= HEAVY_EVENTS {
-            crate::heavy_work::off_workers(|| prepare(&mut events))
-        } else {
-            prepare(&mut events)
-        };
+        let heavy = events.len() >= crate::heavy_work::HEAVY_EVENTS;
+        let mut rows = crate::heavy_work::off_workers_if(heavy, || prepare(&mut events));
         // Room in the index's backlog first, so that what clients have in
         // flight stays within what the index clears in half a second.
         let feed = self.feed();
