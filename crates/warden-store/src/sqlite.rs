@@ -1,8 +1,8 @@
 //! SQLite through rusqlite.
 //!
-//! Reads run inline on the calling thread, on a connection kept per thread:
-//! an indexed read takes microseconds, far less than handing it to another
-//! thread and back. Writes go to one writer thread (SQLite has one writer
+//! Reads run inline on the calling thread, on a connection lent from a
+//! shared pool ([`Readers`]): an indexed read takes microseconds, far less
+//! than handing it to another thread and back. Writes go to one writer thread (SQLite has one writer
 //! anyway), which commits whatever jobs are waiting as one transaction, each
 //! in its own savepoint: one fsync covers many requests (group commit), and a
 //! failing job rolls back alone. A job is answered only after its COMMIT.
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -39,11 +39,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most jobs one commit covers.
 const GROUP_LIMIT: usize = 1024;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
 thread_local! {
-    /// Read connections of this thread, one per open database.
-    static READERS: RefCell<Vec<(u64, Connection)>> = const { RefCell::new(Vec::new()) };
     /// Column names by statement text, so that a read allocates them once.
     static COLUMNS: RefCell<HashMap<String, Arc<[String]>>> = RefCell::new(HashMap::new());
     /// Frames in the WAL after the last commit on this thread's writer
@@ -68,6 +64,106 @@ fn column_names(sql: &str, stmt: &rusqlite::CachedStatement<'_>) -> Arc<[String]
     })
 }
 
+/// Read connections, lent to whichever thread reads. Kept per thread, each
+/// thread the runtime starts (a worker handing its queue aside for heavy
+/// work starts one) would open its own, paying the open and the files, and
+/// a read would fail outright once the process could open no more files;
+/// lent from here, a read then waits for a connection already open.
+#[derive(Default)]
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    /// Signalled when a connection comes back.
+    returned: Condvar,
+    /// Connections open, lent or idle.
+    open: AtomicU64,
+}
+
+/// Idle read connections kept; more are closed as they come back.
+const IDLE_READERS: usize = 16;
+
+impl Readers {
+    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection, a new one, or, when none can be opened, the
+    /// first one given back within the busy timeout.
+    fn lend(&self, path: &Path) -> StoreResult<Lent<'_>> {
+        self.lend_with(|| {
+            open_connection(path)
+                .and_then(|conn| conn.execute_batch("PRAGMA query_only = ON;").map(|_| conn))
+        })
+    }
+
+    fn lend_with(
+        &self,
+        open: impl FnOnce() -> rusqlite::Result<Connection>,
+    ) -> StoreResult<Lent<'_>> {
+        if let Some(conn) = self.idle().pop() {
+            return Ok(Lent::of(self, conn));
+        }
+        match open() {
+            Ok(conn) => {
+                self.open.fetch_add(1, Ordering::Relaxed);
+                Ok(Lent::of(self, conn))
+            }
+            Err(err) if self.open.load(Ordering::Relaxed) == 0 => Err(map_err(err)),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot open another read connection; waiting for one in use");
+                let (mut idle, _) = self
+                    .returned
+                    .wait_timeout_while(self.idle(), BUSY_TIMEOUT, |idle| idle.is_empty())
+                    .unwrap_or_else(|e| e.into_inner());
+                match idle.pop() {
+                    Some(conn) => Ok(Lent::of(self, conn)),
+                    None => Err(map_err(err)),
+                }
+            }
+        }
+    }
+}
+
+/// A read connection on loan, given back when dropped.
+struct Lent<'a> {
+    readers: &'a Readers,
+    conn: Option<Connection>,
+}
+
+impl<'a> Lent<'a> {
+    fn of(readers: &'a Readers, conn: Connection) -> Self {
+        Lent {
+            readers,
+            conn: Some(conn),
+        }
+    }
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let mut idle = self.readers.idle();
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+            drop(idle);
+            self.readers.returned.notify_one();
+        } else {
+            drop(idle);
+            self.readers.open.fetch_sub(1, Ordering::Relaxed);
+            drop(conn);
+        }
+    }
+}
+
 type Reply = tokio::sync::oneshot::Sender<StoreResult<Option<Vec<Outcome>>>>;
 
 struct Job {
@@ -76,8 +172,8 @@ struct Job {
 }
 
 pub struct SqliteDb {
-    id: u64,
     path: PathBuf,
+    readers: Readers,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Set to stop the checkpointer and the anchor.
@@ -421,8 +517,8 @@ impl SqliteDb {
             .spawn(move || write_loop(conn, rx, bound))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(SqliteDb {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             path: path.to_path_buf(),
+            readers: Readers::default(),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             helpers_stop,
@@ -441,20 +537,8 @@ impl SqliteDb {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        READERS.with(|cell| {
-            let mut readers = cell.borrow_mut();
-            let index = match readers.iter().position(|(id, _)| *id == self.id) {
-                Some(i) => i,
-                None => {
-                    let conn = open_connection(&self.path).map_err(map_err)?;
-                    conn.execute_batch("PRAGMA query_only = ON;")
-                        .map_err(map_err)?;
-                    readers.push((self.id, conn));
-                    readers.len() - 1
-                }
-            };
-            self.noted(f(&readers[index].1).map_err(map_err))
-        })
+        let reader = self.readers.lend(&self.path)?;
+        self.noted(f(&reader).map_err(map_err))
     }
 
     async fn write(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
@@ -744,6 +828,56 @@ mod tests {
         )
         .unwrap();
         (dir, db)
+    }
+
+    #[tokio::test]
+    async fn threads_reading_one_after_another_share_one_connection() {
+        let (_dir, db) = db();
+        let db = Arc::new(db);
+        for _ in 0..8 {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                db.read(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)))
+                    .unwrap()
+            })
+            .join()
+            .unwrap();
+        }
+        assert_eq!(db.readers.open.load(Ordering::Relaxed), 1);
+        // Two reads at once hold two.
+        let held = db.readers.lend(&db.path).unwrap();
+        db.read(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .unwrap();
+        drop(held);
+        assert_eq!(db.readers.open.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_cannot_open_a_connection_waits_for_one_in_use() {
+        let (_dir, db) = db();
+        let held = db.readers.lend(&db.path).unwrap();
+        let no_files = || {
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some("too many open files".into()),
+            ))
+        };
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let lent = db.readers.lend_with(no_files).map(|_| ());
+                lent.is_ok()
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+            assert!(
+                waiting.join().unwrap(),
+                "the read got the connection given back"
+            );
+        });
+        assert_eq!(db.readers.open.load(Ordering::Relaxed), 1);
+        // With none open at all, the failure is the answer at once.
+        let (_dir, fresh) = self::db();
+        assert!(fresh.readers.lend_with(no_files).is_err());
     }
 
     #[tokio::test]

@@ -2589,9 +2589,13 @@ fn the_index_recovers_from_failed_commits(backend: &Backend) {
         .count();
     set_open_files_limit(w.pid(), &format!("{open}:{hard}"));
     let mut acknowledged = 0;
+    // Batches over 64 KiB, parsed with the worker's queue handed to
+    // another thread: reads on threads started then use connections
+    // already open.
+    let padding = "p".repeat(1_400);
     for batch in 0..3 {
         let events: Vec<Value> = (0..50)
-            .map(|i| json!({"message": format!("acknowledged while files ran out {batch} {i}")}))
+            .map(|i| json!({"message": format!("acknowledged while files ran out {batch} {i} {padding}")}))
             .collect();
         acknowledged += ingest(&api, Value::Array(events)).len() as u64;
         std::thread::sleep(Duration::from_millis(700));

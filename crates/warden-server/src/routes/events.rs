@@ -21,7 +21,7 @@ use warden_store::Companion;
 use super::wire::SortDirection;
 use crate::auth::Principal;
 use crate::governance::holds::append_error;
-use crate::heavy_work::{off_workers, off_workers_if};
+use crate::heavy_work::off_workers_if;
 use crate::http::envelope::{ok, ApiData, ApiList, DataEnvelope, ListEnvelope};
 use crate::http::error::{ApiError, ApiResult, ItemError};
 use crate::http::extract::{
@@ -290,7 +290,7 @@ pub async fn ingest_batch(
         bytes = gunzip_limited(&bytes, MAX_BATCH_BYTES)?;
         hold_upload_memory(&mut held, bytes.len())?;
     }
-    let (events, values) = off_workers(|| {
+    let (events, values) = off_workers_if(bytes.len() >= HEAVY_CHUNK, || {
         let value = match parse_json(&bytes) {
             Ok(UniqueKeys(value)) => value,
             Err(err) => {
@@ -527,7 +527,8 @@ pub async fn ingest_ndjson(
             hold_upload_memory(&mut held, reader.held_bytes())?;
         }
     }
-    off_workers(|| reader.finish()).map_err(too_large)?;
+    let heavy = gzip || reader.pending_bytes() >= HEAVY_CHUNK;
+    off_workers_if(heavy, || reader.finish()).map_err(too_large)?;
     hold_upload_memory(&mut held, reader.held_bytes())?;
     if reader.bad_lines > 0 {
         return Err(ApiError::invalid_items(

@@ -84,7 +84,6 @@ impl NdjsonReader {
         }
     }
 
-    /// Takes the next chunk of the body.
     /// The body's bytes read so far, inflated.
     pub fn bytes_read(&self) -> usize {
         self.total_bytes
@@ -96,6 +95,12 @@ impl NdjsonReader {
         held_bytes(self.total_bytes, self.values)
     }
 
+    /// Bytes of a line not yet ended, which [`NdjsonReader::finish`] parses.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes the next chunk of the body.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), NdjsonError> {
         if self.gzip.is_none() {
             return self.text(chunk);
