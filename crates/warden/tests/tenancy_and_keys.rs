@@ -1375,7 +1375,59 @@ fn secrets_that_cannot_be_shown(backend: &Backend) {
     );
 }
 
+/// The Thoth SDK configured with only an event ingest token sends it
+/// alone, in its own header, to its events route: it authenticates there
+/// as the key it is, and nowhere else.
+fn thoth_event_ingest_token(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let admin = w.api(&t.live_key);
+    let (_, ingest) = admin.create_key(json!({"name": "sdk events", "scopes": ["events.ingest"]}));
+    let anonymous = w.anonymous();
+    let event = json!([{"event_id": "e1", "agent_id": "thoth-agent", "session_id": "s1",
+        "event_type": "TOOL_CALL_PRE", "tool_name": "search", "content": "ingest token event"}]);
+    let body = serde_json::to_vec(&event).unwrap();
+    let token = [
+        ("content-type", "application/json"),
+        ("X-Thoth-Event-Ingest-Token", ingest.as_str()),
+    ];
+    let r = anonymous.raw("POST", "/v1/events/batch", body.clone(), &token);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let stored = loop {
+        let r = admin.post(
+            "/api/v1/siem/search",
+            &json!({"query": "\"ingest token event\""}),
+        );
+        if r.body["data"]["total"] == 1 {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stored = &stored.body["data"]["events"][0];
+    assert_eq!(
+        stored["fields"]["external_agent_id"], "thoth-agent",
+        "{stored}"
+    );
+    // Nowhere else, even on a route its scope would pass.
+    let r = anonymous.raw("POST", "/api/v1/events/batch", body.clone(), &token);
+    r.error(401, "unauthorized");
+    // Not a key: refused as any credential would be.
+    let bogus = [
+        ("content-type", "application/json"),
+        ("X-Thoth-Event-Ingest-Token", "wdn_live_bogus"),
+    ];
+    anonymous
+        .raw("POST", "/v1/events/batch", body.clone(), &bogus)
+        .error(401, "unauthorized");
+    // Sent twice, it is refused, as the other credential headers are.
+    let twice = [token[0], token[1], token[1]];
+    let r = anonymous.raw("POST", "/v1/events/batch", body, &twice);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["field"], "X-Thoth-Event-Ingest-Token");
+}
+
 on_every_backend!(
+    thoth_event_ingest_token,
     secrets_that_cannot_be_shown,
     another_master_key_migrates_nothing,
     concurrent_rotations,

@@ -37,6 +37,25 @@ pub fn presented_credential(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
+/// Where the Thoth SDK sends its events.
+const THOTH_EVENTS_PATH: &str = "/v1/events/batch";
+/// The SDK's header for a key dedicated to its events, sent beside or
+/// instead of `X-Api-Key` on [`THOTH_EVENTS_PATH`] only.
+const THOTH_INGEST_TOKEN: &str = "X-Thoth-Event-Ingest-Token";
+
+/// [`presented_credential`], or on the SDK's events route, where the SDK
+/// configured with only an ingest token sends nothing else, that token.
+fn request_credential(req: &Request) -> Option<&str> {
+    presented_credential(req.headers()).or_else(|| {
+        (req.uri().path() == THOTH_EVENTS_PATH)
+            .then(|| req.headers().get(THOTH_INGEST_TOKEN))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+    })
+}
+
 /// The client address as the server sees it (see [`client_ip`]).
 pub fn request_ip(state: &AppState, req: &Request) -> IpAddr {
     let peer = req
@@ -79,7 +98,7 @@ pub async fn take_from_bucket(
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Two copies of a credential header: a proxy that reads the last and
     // Warden the first would disagree on who is calling.
-    for name in ["Authorization", "X-Api-Key"] {
+    for name in ["Authorization", "X-Api-Key", THOTH_INGEST_TOKEN] {
         if req.headers().get_all(name).iter().nth(1).is_some() {
             return ApiError::invalid(
                 name,
@@ -88,7 +107,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             .into_response();
         }
     }
-    let Some(credential) = presented_credential(req.headers()) else {
+    let Some(credential) = request_credential(&req) else {
         return ApiError::unauthorized(
             "authentication required: send `Authorization: Bearer <API key or token>` (or `X-Api-Key: <API key or token>`)",
         )
