@@ -22,6 +22,7 @@ use tower_service::Service;
 
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::peer::PeerLink;
+use crate::http::turn_away;
 
 /// The bound on a connection's read buffer: what a connection holds of a
 /// request it has not finished sending. hyper answers 431 to a head that
@@ -39,14 +40,21 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    turn_away::reserve();
+    let mut failed = warden_core::log_pace::Paced::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    // Out of files, most likely: wait rather than spin.
-                    tracing::warn!(error = %err, "accepting an HTTP connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(unlogged) = failed.due() {
+                        tracing::warn!(error = %err, unlogged, "accepting an HTTP connection failed");
+                    }
+                    // Out of files: the queued client is answered 503
+                    // rather than left waiting. Otherwise wait, not spin.
+                    if !(turn_away::is_out_of_files(&err) && turn_away::turn_one_away(&listener)) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },

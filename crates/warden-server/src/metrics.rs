@@ -88,6 +88,8 @@ pub struct Metrics {
     unsearchable_bytes: Gauge,
     backlog_allowed: Gauge,
     backlog_allowed_bytes: Gauge,
+    open_fds: Gauge,
+    max_fds: Gauge,
 }
 
 impl Metrics {
@@ -188,6 +190,22 @@ impl Metrics {
             backlog_allowed.clone(),
         );
         registry.register(
+            "warden_index_failures",
+            "Steps or commits of the search indexer that failed; each time it goes back to its saved position and indexes again from the log",
+            index.failures.clone(),
+        );
+        let (open_fds, max_fds) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "warden_process_open_fds",
+            "File descriptors the process holds (connections, store and index files)",
+            open_fds.clone(),
+        );
+        registry.register(
+            "warden_process_max_fds",
+            "The process's limit on open file descriptors (its soft limit)",
+            max_fds.clone(),
+        );
+        registry.register(
             "warden_index_backpressure_waits",
             "Acknowledgments that waited for the search index to catch up",
             index.waits.clone(),
@@ -239,7 +257,28 @@ impl Metrics {
             unsearchable_bytes,
             backlog_allowed,
             backlog_allowed_bytes,
+            open_fds,
+            max_fds,
         })
+    }
+
+    /// Reads the process's descriptors and their limit, just before a
+    /// scrape renders them.
+    pub fn set_process(&self) {
+        // The listing's own descriptor is among those it lists.
+        if let Ok(listing) = std::fs::read_dir("/proc/self/fd") {
+            let open = listing.count().saturating_sub(1);
+            self.open_fds.set(i64::try_from(open).unwrap_or(i64::MAX));
+        }
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            self.max_fds
+                .set(i64::try_from(limit.rlim_cur).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn set_redis_up(&self, up: bool) {

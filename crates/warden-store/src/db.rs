@@ -184,6 +184,10 @@ pub trait Db: Send + Sync + 'static {
     fn damaged(&self) -> bool {
         false
     }
+    /// Whether the last write found the disk full: readiness says so.
+    fn disk_full(&self) -> bool {
+        false
+    }
 }
 
 /// `Conflict` errors from a driver carry the database's message; this names

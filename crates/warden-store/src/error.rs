@@ -26,8 +26,35 @@ pub enum StoreError {
     /// takes no more writes once it has seen this.
     #[error("the store is damaged: {0}")]
     Damaged(String),
+    /// The disk holding the database is full (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full`): nothing of the write was stored, and
+    /// retrying helps only once an operator frees space.
+    #[error("the disk holding the store is full: {0}")]
+    Full(String),
     #[error("database error: {0}")]
     Database(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Whether the last write found the disk full, for readiness: set by a
+/// write that failed so, cleared by the next that went through.
+#[derive(Debug, Default)]
+pub(crate) struct DiskFull(std::sync::atomic::AtomicBool);
+
+impl DiskFull {
+    /// Notes what a write's result says of the disk, and passes it on.
+    pub fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        use std::sync::atomic::Ordering;
+        match &result {
+            Ok(_) => self.0.store(false, Ordering::Relaxed),
+            Err(StoreError::Full(_)) => self.0.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -13,6 +13,7 @@ use crate::{StoreError, StoreResult};
 
 pub struct PostgresDb {
     pool: PgPool,
+    disk_full: crate::error::DiskFull,
 }
 
 /// Longest a statement waits for a row another session holds.
@@ -101,7 +102,10 @@ impl PostgresDb {
             .await
             .map_err(map_err)?;
         crate::migrate::apply_postgres(&pool, migrations).await?;
-        Ok(PostgresDb { pool })
+        Ok(PostgresDb {
+            pool,
+            disk_full: Default::default(),
+        })
     }
 }
 
@@ -188,11 +192,12 @@ impl Db for PostgresDb {
     }
 
     async fn execute(&self, sql: &str, args: Vec<Value>) -> StoreResult<u64> {
-        Ok(bind(sqlx::query(sql), &args)
+        let done = bind(sqlx::query(sql), &args)
             .execute(&self.pool)
             .await
-            .map_err(map_err)?
-            .rows_affected())
+            .map_err(map_err)
+            .map(|done| done.rows_affected());
+        self.disk_full.noted(done)
     }
 
     /// Bounded by [`REQUEST_DEADLINE`]: a transaction given up there is
@@ -200,11 +205,16 @@ impl Db for PostgresDb {
     /// `IDLE_IN_TRANSACTION_TIMEOUT`), unless its commit had already
     /// reached it; a 503 may so have been stored, never a 2xx lost.
     async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
-        within_deadline(self.transaction_unbounded(steps)).await
+        self.disk_full
+            .noted(within_deadline(self.transaction_unbounded(steps)).await)
     }
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn disk_full(&self) -> bool {
+        self.disk_full.is_full()
     }
 }
 
@@ -255,6 +265,10 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
         // ended), 53300 (too many connections). A retry finds it back.
         sqlx::Error::Database(db) if db.code().as_deref().is_some_and(connection_lost) => {
             StoreError::Unavailable(db.message().to_string())
+        }
+        // 53100: disk_full.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("53100") => {
+            StoreError::Full(db.message().to_string())
         }
         // XX001, XX002: the server read a damaged data or index page.
         sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("XX001" | "XX002")) => {

@@ -185,6 +185,7 @@ pub struct SqliteDb {
     /// writing on into a damaged B-tree would acknowledge data that may
     /// not be read back, and can spread the damage.
     damaged: Arc<AtomicBool>,
+    disk_full: crate::error::DiskFull,
 }
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -525,6 +526,7 @@ impl SqliteDb {
             helpers: Mutex::new(helpers),
             wal_restarts: restarts,
             damaged,
+            disk_full: Default::default(),
         })
     }
 
@@ -560,11 +562,10 @@ impl SqliteDb {
                 .send(Job { steps, reply })
                 .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?;
         }
-        self.noted(
-            answer
-                .await
-                .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?,
-        )
+        let written = answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?;
+        self.disk_full.noted(self.noted(written))
     }
 }
 
@@ -587,6 +588,10 @@ impl Db for SqliteDb {
 
     fn damaged(&self) -> bool {
         self.damaged.load(Ordering::Acquire)
+    }
+
+    fn disk_full(&self) -> bool {
+        self.disk_full.is_full()
     }
 
     async fn close(&self) {
@@ -743,21 +748,23 @@ fn commit_group(conn: &Connection, batch: Vec<Job>) {
         } else {
             run_in_savepoint(conn, &job.steps)
         };
-        results.push((job.reply, result));
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O
             // error): nothing of the group is stored; run nothing more.
-            let message = "the database rolled back the transaction".to_string();
+            let rolled_back = match &result {
+                Err(StoreError::Full(why)) => StoreError::Full(why.clone()),
+                _ => StoreError::Unavailable("the database rolled back the transaction".into()),
+            };
+            results.push((job.reply, result));
             for (reply, _) in results {
-                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                let _ = reply.send(Err(unavailable_like(&rolled_back)));
             }
             for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
+                let _ = job.reply.send(Err(unavailable_like(&rolled_back)));
             }
             return;
         }
+        results.push((job.reply, result));
     }
     let end = if alone && !matches!(results[0].1, Ok(Some(_))) {
         "ROLLBACK"
@@ -785,15 +792,22 @@ fn run_in_savepoint(conn: &Connection, steps: &[Step]) -> StoreResult<Option<Vec
     } else {
         "ROLLBACK TO job; RELEASE job"
     };
-    conn.execute_batch(end).map_err(map_err)?;
-    result
+    match conn.execute_batch(end) {
+        Ok(()) => result,
+        // SQLite rolled the whole transaction back with the job's failure
+        // (a full disk): the savepoint is gone, and the job's error says why.
+        Err(err) => Err(result.err().unwrap_or_else(|| map_err(err))),
+    }
 }
 
 /// A failure of the whole group, told to each of its jobs: damage as
-/// damage, anything else as the store being unavailable.
+/// damage, a full disk as a full disk, anything else as the store being
+/// unavailable.
 fn unavailable_like(err: &StoreError) -> StoreError {
     match err {
         StoreError::Damaged(why) => StoreError::Damaged(why.clone()),
+        StoreError::Full(why) => StoreError::Full(why.clone()),
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
         other => StoreError::Unavailable(other.to_string()),
     }
 }
@@ -810,6 +824,7 @@ pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
             }
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(text),
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Damaged(text),
+            ErrorCode::DiskFull => StoreError::Full(text),
             _ => StoreError::Database(text),
         };
     }
@@ -878,6 +893,55 @@ mod tests {
         // With none open at all, the failure is the answer at once.
         let (_dir, fresh) = self::db();
         assert!(fresh.readers.lend_with(no_files).is_err());
+    }
+
+    /// SQLite's page limit on the writer's connection stands for a full
+    /// disk: a write past it fails with `SQLITE_FULL`, as on a disk with
+    /// no space left.
+    async fn limit_pages(db: &SqliteDb, pages: i64) {
+        db.transaction(vec![Step::query(
+            format!("PRAGMA max_page_count = {pages}"),
+            vec![],
+        )])
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_told_as_such_until_a_write_goes_through() {
+        let (_dir, db) = db();
+        db.execute("INSERT INTO t (a, b) VALUES (1, 'x')", vec![])
+            .await
+            .unwrap();
+        let pages = db
+            .read(|conn| conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0)))
+            .unwrap();
+        limit_pages(&db, pages).await;
+        let big = || {
+            Step::execute(
+                "INSERT INTO t (a, b) VALUES (2, $1)",
+                vec!["y".repeat(64 * 1024).into()],
+            )
+        };
+        // Alone, and in a group with another job that fits.
+        let alone = db.transaction(vec![big()]).await;
+        assert!(matches!(alone, Err(StoreError::Full(_))), "{alone:?}");
+        assert!(db.disk_full());
+        let (grouped, small) = tokio::join!(
+            db.transaction(vec![big()]),
+            db.execute("UPDATE t SET b = 'z' WHERE a = 1", vec![])
+        );
+        assert!(matches!(grouped, Err(StoreError::Full(_))), "{grouped:?}");
+        // Reads still work, and nothing of the refused writes is there.
+        let rows = db
+            .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .unwrap();
+        assert_eq!(rows, 1);
+        // Space again: the next write clears it.
+        limit_pages(&db, 1 << 30).await;
+        assert!(!db.disk_full(), "{small:?}");
+        db.transaction(vec![big()]).await.unwrap();
+        assert!(!db.disk_full());
     }
 
     #[tokio::test]

@@ -23,6 +23,9 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // A spare file, low-numbered, for answering a connection when every
+    // other file the process may open is taken.
+    warden_server::http::turn_away::reserve();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         // Help and the version go to standard output as clap writes them;

@@ -1442,3 +1442,45 @@ on_every_backend!(
     an_older_store_is_migrated_only_by_serve,
     a_server_without_autovacuum_is_named,
 );
+
+/// Past the process's open-files limit a new connection is answered 503
+/// in the envelope, not left waiting in the kernel's queue until its
+/// client gives up; once files are free again it is served.
+#[test]
+fn a_connection_past_the_open_files_limit_is_answered_503() {
+    use std::io::{Read, Write};
+    let backend = Backend::sqlite();
+    backend.init();
+    let w = Warden::start(&backend, &[]);
+    let hard = common::open_files_hard_limit(w.pid());
+    let lowest_free = common::lowest_free_descriptor(w.pid());
+    common::set_open_files_limit(w.pid(), &format!("{lowest_free}:{hard}"));
+    let address = w.base.trim_start_matches("http://").to_string();
+    let health = || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        // A hang fails the test instead of holding it.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("an answer, not a wait");
+        answer
+    };
+    for _ in 0..3 {
+        let answer = health();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{answer}");
+        let id = body["error"]["request_id"].as_str().unwrap();
+        assert!(answer.contains(&format!("x-request-id: {id}")), "{answer}");
+    }
+    common::set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
+    let answer = health();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -2560,34 +2560,17 @@ fn reindex_rebuilds_the_index_from_the_store(backend: &Backend) {
     assert_eq!(r.body["data"]["total"], 301);
 }
 
-/// The process's open-files limit, soft and hard, as `prlimit` sets it.
-fn set_open_files_limit(pid: u32, limit: &str) {
-    let status = std::process::Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}")])
-        .status()
-        .expect("prlimit (util-linux)");
-    assert!(status.success());
-}
-
 fn the_index_recovers_from_failed_commits(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
     ingest(&api, json!([{"message": "indexed before the limit"}]));
     wait_total(&api, "", 1);
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", w.pid())).unwrap();
-    let hard = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .unwrap()
-        .to_string();
+    let hard = common::open_files_hard_limit(w.pid());
     // No file can be opened: the index cannot write a segment, while the
     // store (its files open) and this keep-alive connection still work.
-    let open = std::fs::read_dir(format!("/proc/{}/fd", w.pid()))
-        .unwrap()
-        .count();
-    set_open_files_limit(w.pid(), &format!("{open}:{hard}"));
+    let open = common::lowest_free_descriptor(w.pid());
+    common::set_open_files_limit(w.pid(), &format!("{open}:{hard}"));
     let mut acknowledged = 0;
     // Batches over 64 KiB, parsed with the worker's queue handed to
     // another thread: reads on threads started then use connections
@@ -2611,7 +2594,14 @@ fn the_index_recovers_from_failed_commits(backend: &Backend) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(seen_failing, "readiness never said the index was failing");
-    set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
+    common::set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
+    // Each failure counted; the limit and the files in use shown.
+    assert!(metric(&w, "warden_index_failures_total") >= 1.0);
+    assert_eq!(
+        metric(&w, "warden_process_max_fds"),
+        hard.parse::<f64>().unwrap()
+    );
+    assert!(metric(&w, "warden_process_open_fds") >= open as f64);
     // Every acknowledged event becomes searchable once, with no restart.
     wait_total(&api, "acknowledged", acknowledged);
     wait_total(&api, "", acknowledged + 1);

@@ -389,7 +389,15 @@ async fn writer(
                         }
                         heads.clear();
                         let batch: Vec<Pending> = failed.into_iter().flat_map(|f| f.batch).collect();
-                        if let Ok((Err(StoreError::Unavailable(why)), _)) = other {
+                        let refused = match other {
+                            Ok((Err(StoreError::Unavailable(why)), _)) => {
+                                Some(StoreError::Unavailable(why))
+                            }
+                            // No space: one record at a time finds none either.
+                            Ok((Err(StoreError::Full(why)), _)) => Some(StoreError::Full(why)),
+                            _ => None,
+                        };
+                        if let Some(refused) = refused {
                             unreachable = true;
                             // The store is out of reach (a lock another
                             // replica holds, no connection): trying each
@@ -400,8 +408,14 @@ async fn writer(
                             // they would wait as long again.
                             let queued = std::iter::from_fn(|| rx.try_recv().ok());
                             for p in batch.into_iter().chain(queued) {
-                                let unavailable = StoreError::Unavailable(why.clone());
-                                let _ = p.reply.send(Err(AppendError::Store(unavailable)));
+                                let refused = match &refused {
+                                    StoreError::Full(why) => StoreError::Full(why.clone()),
+                                    StoreError::Unavailable(why) => {
+                                        StoreError::Unavailable(why.clone())
+                                    }
+                                    other => StoreError::Unavailable(other.to_string()),
+                                };
+                                let _ = p.reply.send(Err(AppendError::Store(refused)));
                             }
                             continue;
                         }

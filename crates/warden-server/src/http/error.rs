@@ -473,6 +473,19 @@ impl From<StoreError> for ApiError {
                      reads that meet the damage fail (see the operations guide)",
                 )
             }
+            StoreError::Full(detail) => {
+                static REFUSED: warden_core::log_pace::SharedPaced =
+                    warden_core::log_pace::SharedPaced::new();
+                if let Some(unlogged) = REFUSED.due() {
+                    tracing::error!(error = %detail, unlogged, "store's disk full");
+                }
+                // No `Retry-After`: space comes back when an operator
+                // frees it, not in a moment.
+                ApiError::unavailable(
+                    "the disk holding the store is full: nothing was stored; writes fail until \
+                     space is freed on it (see the operations guide), reads still work",
+                )
+            }
             other => ApiError::internal(other),
         }
     }
@@ -487,6 +500,22 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::without_credentials;
+
+    #[test]
+    fn a_full_disk_is_named_and_not_retried_shortly() {
+        let full = super::ApiError::from(warden_store::StoreError::Full(
+            "database or disk is full".into(),
+        ));
+        assert_eq!(full.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            full.message.contains("disk holding the store is full"),
+            "{}",
+            full.message
+        );
+        assert_eq!(full.retry_after, None);
+        let away = super::ApiError::from(warden_store::StoreError::Unavailable("gone".into()));
+        assert_eq!(away.retry_after, Some(super::STORE_RETRY_AFTER_SECS));
+    }
 
     #[test]
     fn url_passwords_are_taken_out_and_the_rest_kept() {

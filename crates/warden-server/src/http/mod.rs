@@ -13,5 +13,6 @@ pub mod query_params;
 pub mod request_id;
 pub mod sealed_cursor;
 pub mod security_headers;
+pub mod turn_away;
 pub mod unread_body;
 pub use warden_policy::unique_keys;

@@ -89,9 +89,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => "ok",
         Ok(Err(warden_store::StoreError::Damaged(_))) => "damaged",
+        Ok(Err(warden_store::StoreError::Full(_))) => "full",
         _ => "unreachable",
     };
-    let store_ok = store == "ok";
+    // A full disk refuses writes but serves reads: degraded.
+    let store_ok = matches!(store, "ok" | "full");
+    let store_full = store == "full";
     let redis = match state.limiter.redis() {
         None => "disabled",
         Some(r) if r.ping().await => "ok",
@@ -120,7 +123,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let (status, code) = match (store_ok, redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
         (true, "unreachable" | "refused") => ("degraded", StatusCode::OK),
-        _ if index_failing || chain_refused => ("degraded", StatusCode::OK),
+        _ if index_failing || chain_refused || store_full => ("degraded", StatusCode::OK),
         _ => ("ready", StatusCode::OK),
     };
     let body = Readiness {
@@ -151,6 +154,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     let searchable = *telemetry.searchable.borrow();
     state.metrics.set_index(searchable, &telemetry.health);
+    state.metrics.set_process();
     (
         [(
             header::CONTENT_TYPE,
@@ -196,6 +200,7 @@ mod names {
         Ok,
         Unreachable,
         Damaged,
+        Full,
     }
 
     #[derive(Serialize, ToSchema)]

@@ -75,6 +75,9 @@ pub struct IndexHealth {
     pub waits: Counter,
     /// Time those acknowledgments spent waiting.
     pub waited_seconds: Counter<f64, AtomicU64>,
+    /// Steps or commits of the indexer that failed (it went back to its
+    /// saved position each time).
+    pub failures: Counter,
     /// Set while the indexer fails and retries: nothing new becomes
     /// searchable until it recovers, which readiness reports.
     failing: AtomicBool,

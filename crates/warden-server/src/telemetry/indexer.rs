@@ -106,13 +106,17 @@ pub async fn run(
         }
     };
     let mut not_started = warden_core::log_pace::Paced::default();
+    let mut start_failing = None;
     let mut cursor = loop {
-        match resume(store.as_ref(), &index).await {
+        match resume(store.as_ref(), &index, Resumption::Start).await {
             Ok(cursor) => {
+                drop(start_failing.take());
                 searchable.send_replace(cursor);
                 break cursor;
             }
             Err(err) => {
+                // Readiness says so: the index is not merely behind.
+                start_failing.get_or_insert_with(|| health.failing());
                 if let Some(unlogged) = not_started.due() {
                     tracing::error!(error = %err, unlogged,
                         "search indexer cannot start; retrying every second");
@@ -154,6 +158,7 @@ pub async fn run(
     let mut behind = true;
     let mut unreadable = warden_core::log_pace::Paced::default();
     let mut unsaved = warden_core::log_pace::Paced::default();
+    let mut failures = Failures::default();
     // The position this process last saved, and when the store was last
     // asked whether it still holds it.
     let mut saved: Option<i64> = None;
@@ -171,7 +176,7 @@ pub async fn run(
             let idx = index.clone();
             let step = move || add_appended(&idx, &run);
             if let Err(err) = off_runtime(&indexing, step).await {
-                cursor = recover(store.as_ref(), &index, &health, &err).await;
+                cursor = recover(store.as_ref(), &index, &health, &err, &mut failures).await;
                 (indexed_since_commit, work_since_commit) = (0, 0);
                 continue;
             }
@@ -222,7 +227,7 @@ pub async fn run(
                 let work = bytes as u64 + super::health::work(0) * events as u64;
                 let idx = index.clone();
                 if let Err(err) = off_runtime(&indexing, move || add_all(&idx, &batch)).await {
-                    cursor = recover(store.as_ref(), &index, &health, &err).await;
+                    cursor = recover(store.as_ref(), &index, &health, &err, &mut failures).await;
                     (indexed_since_commit, work_since_commit) = (0, 0);
                     continue;
                 }
@@ -247,7 +252,7 @@ pub async fn run(
         if commit_now || (idle && last_look.elapsed() >= LOOK_BACK) {
             last_look = Instant::now();
             if let Some(why) = restored_under(store.as_ref(), &index, saved).await {
-                cursor = recover(store.as_ref(), &index, &health, &why).await;
+                cursor = recover(store.as_ref(), &index, &health, &why, &mut failures).await;
                 (indexed_since_commit, work_since_commit, saved) = (0, 0, None);
                 searchable.send_replace(cursor);
                 if let Ok(head) = store.event_log_head().await {
@@ -289,6 +294,7 @@ pub async fn run(
             };
             match committed {
                 Ok(()) => {
+                    failures.cleared();
                     // Behind for a moment (a trickle's one step before a
                     // due commit) says nothing of the pace.
                     let cycle = working_since.elapsed();
@@ -303,7 +309,7 @@ pub async fn run(
                 Err(err) => {
                     // The writer may have dropped documents it had taken:
                     // back to the last saved cursor, and read them again.
-                    cursor = recover(store.as_ref(), &index, &health, &err).await;
+                    cursor = recover(store.as_ref(), &index, &health, &err, &mut failures).await;
                     (indexed_since_commit, work_since_commit) = (0, 0);
                     continue;
                 }
@@ -361,7 +367,11 @@ async fn restored_under(
 /// The stored cursor, with the index cut back to it. An index whose own
 /// last commit says it holds less (a data dir restored from a snapshot,
 /// or copied from another replica) goes on from there instead.
-pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, String> {
+pub async fn resume(
+    store: &dyn Store,
+    index: &Arc<EventIndex>,
+    when: Resumption,
+) -> Result<i64, String> {
     let stored = store
         .consumer_cursor(&cursor_name(index))
         .await
@@ -377,11 +387,19 @@ pub async fn resume(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, S
             held
         }
         Some(held) if held > stored => {
-            tracing::warn!(
-                stored,
-                held,
-                "the search index holds events past its saved position (a stop before the position was saved, or a store restored from an older copy); taking them out and indexing from the log again"
-            );
+            match when {
+                Resumption::Start => tracing::warn!(
+                    stored,
+                    held,
+                    "the search index holds events past its saved position (a stop before the position was saved, or a store restored from an older copy); taking them out and indexing from the log again"
+                ),
+                // The failed commit itself got that far.
+                Resumption::AfterFailure => tracing::debug!(
+                    stored,
+                    held,
+                    "the failed commit left events past the saved position; taking them out"
+                ),
+            }
             stored
         }
         _ => stored,
@@ -434,6 +452,49 @@ async fn same_history(
     })
 }
 
+/// When [`resume`] runs: what an index past its saved position means.
+#[derive(Clone, Copy)]
+pub enum Resumption {
+    /// At start-up: a stop before the position was saved, or a store
+    /// restored from an older copy.
+    Start,
+    /// After a failed step or commit, whose own work it may be.
+    AfterFailure,
+}
+
+/// The indexer's failures since its last commit, for its pace and its
+/// log: while files or disk space run out every attempt fails at once,
+/// and recovering at once would log hundreds of lines a second. Each
+/// recovery in a row waits twice as long as the last (from 100 ms, up to
+/// 5 s), and one line in a while says how many were not logged.
+#[derive(Default)]
+struct Failures {
+    in_a_row: u32,
+    log: warden_core::log_pace::Paced,
+}
+
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+
+impl Failures {
+    /// Counts one, and how long to wait before recovering from it (none
+    /// for the first).
+    fn another(&mut self) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        match self.in_a_row {
+            1 => Duration::ZERO,
+            n => FIRST_PAUSE
+                .saturating_mul(1 << (n - 2).min(6))
+                .min(LONGEST_PAUSE),
+        }
+    }
+
+    /// A commit went through.
+    fn cleared(&mut self) {
+        *self = Failures::default();
+    }
+}
+
 /// Why a commit did not complete.
 pub enum CommitError {
     /// The index did not commit: what its writer took may be lost.
@@ -480,14 +541,21 @@ async fn recover(
     index: &Arc<EventIndex>,
     health: &super::IndexHealth,
     why: &str,
+    failures: &mut Failures,
 ) -> i64 {
-    tracing::error!(error = %why, "search indexer failed; going back to its saved cursor");
+    health.failures.inc();
+    let pause = failures.another();
+    if let Some(unlogged) = failures.log.due() {
+        tracing::error!(error = %why, unlogged, in_a_row = failures.in_a_row,
+            "search indexer failed; going back to its saved cursor");
+    }
     let _failing = health.failing();
+    tokio::time::sleep(pause).await;
     loop {
         let idx = index.clone();
         let rolled_back = tokio::task::spawn_blocking(move || idx.rollback()).await;
         let outcome = match rolled_back {
-            Ok(Ok(())) => resume(store, index).await,
+            Ok(Ok(())) => resume(store, index, Resumption::AfterFailure).await,
             Ok(Err(err)) => Err(err.to_string()),
             Err(err) => Err(err.to_string()),
         };

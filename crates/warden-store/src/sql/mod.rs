@@ -210,7 +210,13 @@ impl Store for SqlStore {
                 "a read or write found the database file malformed".into(),
             ));
         }
-        self.db.query("SELECT 1 AS one", vec![]).await.map(|_| ())
+        self.db.query("SELECT 1 AS one", vec![]).await?;
+        if self.db.disk_full() {
+            return Err(StoreError::Full(
+                "the last write found no space left; reads still work".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn close(&self) {
@@ -769,5 +775,43 @@ pub async fn before_migrating(
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+    use crate::db::{Step, Value};
+
+    /// SQLite's page limit on the writer's connection stands for a full disk.
+    async fn limit_pages(store: &SqlStore, pages: i64) {
+        store
+            .db
+            .transaction(vec![Step::query(
+                format!("PRAGMA max_page_count = {pages}"),
+                vec![],
+            )])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn readiness_says_the_disk_is_full_until_a_write_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(dir.path()).await.unwrap();
+        store.ping().await.unwrap();
+        let pages = store.db.query("PRAGMA page_count", vec![]).await.unwrap()[0].values[0].clone();
+        let Value::Int(Some(pages)) = pages else {
+            panic!("{pages:?}")
+        };
+        limit_pages(&store, pages).await;
+        let big = "v".repeat(256 * 1024);
+        let refused = store.server_setting_or_insert("big", &big).await;
+        assert!(matches!(refused, Err(StoreError::Full(_))), "{refused:?}");
+        assert!(matches!(store.ping().await, Err(StoreError::Full(_))));
+        assert_eq!(store.server_setting("big").await.unwrap(), None);
+        limit_pages(&store, 1 << 30).await;
+        store.server_setting_or_insert("big", &big).await.unwrap();
+        store.ping().await.unwrap();
     }
 }

@@ -762,3 +762,33 @@ pub fn hold_write_lock(db: &std::path::Path) -> std::process::Child {
     assert_eq!(held.trim(), "held");
     holder
 }
+
+/// A process's hard limit on open files, as `/proc` shows it.
+pub fn open_files_hard_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap()
+        .to_string()
+}
+
+/// Sets a process's open-files limit, `SOFT:HARD`, as `prlimit` does.
+pub fn set_open_files_limit(pid: u32, limit: &str) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}")])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success());
+}
+
+/// The lowest descriptor number a process has free: a new file takes it,
+/// so with the soft limit there no file can be opened.
+pub fn lowest_free_descriptor(pid: u32) -> usize {
+    let open: std::collections::BTreeSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !open.contains(n)).unwrap()
+}

@@ -1,0 +1,75 @@
+//! A connection the process has no file for. Once every file the process
+//! may open is open, `accept` fails and the clients queued in the kernel
+//! would wait, health probes included, until they time out with no answer.
+//! One file is kept spare: given up for a moment, it lets one queued
+//! connection be accepted and answered 503 at once, then is taken again.
+
+use std::fs::File;
+use std::sync::Mutex;
+
+use tokio::net::TcpListener;
+
+use crate::http::request_id;
+
+/// The spare file, `None` while given up or when it could not be opened.
+/// A new file takes the lowest free number: reserved when the process
+/// starts, the spare has a low one, which a limit lowered at run time
+/// still leaves under it.
+static SPARE: Mutex<Option<File>> = Mutex::new(None);
+
+fn spare() -> std::sync::MutexGuard<'static, Option<File>> {
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens the spare file, unless it is open.
+pub fn reserve() {
+    let mut spare = spare();
+    if spare.is_none() {
+        *spare = File::open("/dev/null").ok();
+    }
+}
+
+/// Whether an `accept` error is the process (or system) out of files.
+pub fn is_out_of_files(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Gives the spare up, answers one queued connection 503 and closes it,
+/// and takes the spare again; false when no connection was answered (no
+/// spare to give up, or another thread took the file meanwhile).
+pub fn turn_one_away(listener: &TcpListener) -> bool {
+    let mut spare = spare();
+    if spare.take().is_none() {
+        *spare = File::open("/dev/null").ok();
+        return false;
+    }
+    // Non-blocking: the error said a connection is queued.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let answered = match listener.poll_accept(&mut cx) {
+        std::task::Poll::Ready(Ok((stream, _))) => {
+            answer_unavailable(&stream);
+            true
+        }
+        _ => false,
+    };
+    *spare = File::open("/dev/null").ok();
+    answered
+}
+
+/// The request (what has arrived of it) is read first, so that closing
+/// does not reset the connection before the client reads the answer.
+fn answer_unavailable(stream: &tokio::net::TcpStream) {
+    let mut request = [0u8; 16 * 1024];
+    let _ = stream.try_read(&mut request);
+    let id = request_id::current();
+    let body = format!(
+        "{{\"error\":{{\"code\":\"unavailable\",\"message\":\"the server has no file left \
+         for another connection; retry shortly\",\"request_id\":\"{id}\"}}}}"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+}
