@@ -156,6 +156,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether a transaction's steps changed any row.
+    pub(crate) fn any_changed(outcomes: &Option<Vec<Outcome>>) -> bool {
+        outcomes
+            .iter()
+            .flatten()
+            .any(|o| matches!(o, Outcome::Changed(n) if *n > 0))
+    }
+
     pub fn changed(&self) -> u64 {
         match self {
             Outcome::Changed(n) => *n,

@@ -38,18 +38,25 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Whether the last write found the disk full, for readiness: set by a
-/// write that failed so, cleared by the next that went through.
+/// write that failed so, cleared by the next that stored something (one
+/// that changed no row, a retention pass with nothing to remove, says
+/// nothing of the space).
 #[derive(Debug, Default)]
 pub(crate) struct DiskFull(std::sync::atomic::AtomicBool);
 
 impl DiskFull {
-    /// Notes what a write's result says of the disk, and passes it on.
-    pub fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+    /// Notes what a write's result says of the disk, and passes it on;
+    /// `stored` tells a result that changed rows.
+    pub fn noted<T>(
+        &self,
+        result: StoreResult<T>,
+        stored: impl FnOnce(&T) -> bool,
+    ) -> StoreResult<T> {
         use std::sync::atomic::Ordering;
         match &result {
-            Ok(_) => self.0.store(false, Ordering::Relaxed),
+            Ok(done) if stored(done) => self.0.store(false, Ordering::Relaxed),
             Err(StoreError::Full(_)) => self.0.store(true, Ordering::Relaxed),
-            Err(_) => {}
+            _ => {}
         }
         result
     }

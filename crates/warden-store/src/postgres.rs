@@ -197,7 +197,7 @@ impl Db for PostgresDb {
             .await
             .map_err(map_err)
             .map(|done| done.rows_affected());
-        self.disk_full.noted(done)
+        self.disk_full.noted(done, |changed| *changed > 0)
     }
 
     /// Bounded by [`REQUEST_DEADLINE`]: a transaction given up there is
@@ -205,8 +205,10 @@ impl Db for PostgresDb {
     /// `IDLE_IN_TRANSACTION_TIMEOUT`), unless its commit had already
     /// reached it; a 503 may so have been stored, never a 2xx lost.
     async fn transaction(&self, steps: Vec<Step>) -> StoreResult<Option<Vec<Outcome>>> {
-        self.disk_full
-            .noted(within_deadline(self.transaction_unbounded(steps)).await)
+        self.disk_full.noted(
+            within_deadline(self.transaction_unbounded(steps)).await,
+            Outcome::any_changed,
+        )
     }
 
     async fn close(&self) {

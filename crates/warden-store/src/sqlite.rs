@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -68,12 +68,13 @@ fn column_names(sql: &str, stmt: &rusqlite::CachedStatement<'_>) -> Arc<[String]
 /// thread the runtime starts (a worker handing its queue aside for heavy
 /// work starts one) would open its own, paying the open and the files, and
 /// a read would fail outright once the process could open no more files;
-/// lent from here, a read then waits for a connection already open.
+/// lent from here, a read then waits for a connection already open
+/// (asynchronously: the request worker serves other requests meanwhile).
 #[derive(Default)]
 struct Readers {
     idle: Mutex<Vec<Connection>>,
-    /// Signalled when a connection comes back.
-    returned: Condvar,
+    /// Woken when a connection comes back.
+    returned: tokio::sync::Notify,
     /// Connections open, lent or idle.
     open: AtomicU64,
 }
@@ -88,36 +89,47 @@ impl Readers {
 
     /// An idle connection, a new one, or, when none can be opened, the
     /// first one given back within the busy timeout.
-    fn lend(&self, path: &Path) -> StoreResult<Lent<'_>> {
+    async fn lend(&self, path: &Path) -> StoreResult<Lent<'_>> {
         self.lend_with(|| {
             open_connection(path)
                 .and_then(|conn| conn.execute_batch("PRAGMA query_only = ON;").map(|_| conn))
         })
+        .await
     }
 
-    fn lend_with(
+    async fn lend_with(
         &self,
         open: impl FnOnce() -> rusqlite::Result<Connection>,
     ) -> StoreResult<Lent<'_>> {
         if let Some(conn) = self.idle().pop() {
             return Ok(Lent::of(self, conn));
         }
-        match open() {
+        let err = match open() {
             Ok(conn) => {
                 self.open.fetch_add(1, Ordering::Relaxed);
-                Ok(Lent::of(self, conn))
+                return Ok(Lent::of(self, conn));
             }
-            Err(err) if self.open.load(Ordering::Relaxed) == 0 => Err(map_err(err)),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot open another read connection; waiting for one in use");
-                let (mut idle, _) = self
-                    .returned
-                    .wait_timeout_while(self.idle(), BUSY_TIMEOUT, |idle| idle.is_empty())
-                    .unwrap_or_else(|e| e.into_inner());
-                match idle.pop() {
-                    Some(conn) => Ok(Lent::of(self, conn)),
-                    None => Err(map_err(err)),
-                }
+            Err(err) => err,
+        };
+        if self.open.load(Ordering::Relaxed) == 0 {
+            return Err(map_err(err));
+        }
+        static WAITED: warden_core::log_pace::SharedPaced =
+            warden_core::log_pace::SharedPaced::new();
+        if let Some(unlogged) = WAITED.due() {
+            tracing::warn!(error = %err, unlogged, "cannot open another read connection; waiting for one in use");
+        }
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            // Registered before the look, so a return between the two wakes it.
+            let returned = self.returned.notified();
+            let mut returned = std::pin::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(conn) = self.idle().pop() {
+                return Ok(Lent::of(self, conn));
+            }
+            if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                return Err(map_err(err));
             }
         }
     }
@@ -538,8 +550,8 @@ impl SqliteDb {
         result
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        let reader = self.readers.lend(&self.path)?;
+    async fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let reader = self.readers.lend(&self.path).await?;
         self.noted(f(&reader).map_err(map_err))
     }
 
@@ -565,14 +577,15 @@ impl SqliteDb {
         let written = answer
             .await
             .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?;
-        self.disk_full.noted(self.noted(written))
+        self.disk_full
+            .noted(self.noted(written), Outcome::any_changed)
     }
 }
 
 #[async_trait]
 impl Db for SqliteDb {
     async fn query(&self, sql: &str, args: Vec<Value>) -> StoreResult<Vec<Row>> {
-        self.read(|conn| fetch(conn, sql, &args))
+        self.read(|conn| fetch(conn, sql, &args)).await
     }
 
     async fn execute(&self, sql: &str, args: Vec<Value>) -> StoreResult<u64> {
@@ -795,8 +808,15 @@ fn run_in_savepoint(conn: &Connection, steps: &[Step]) -> StoreResult<Option<Vec
     match conn.execute_batch(end) {
         Ok(()) => result,
         // SQLite rolled the whole transaction back with the job's failure
-        // (a full disk): the savepoint is gone, and the job's error says why.
-        Err(err) => Err(result.err().unwrap_or_else(|| map_err(err))),
+        // (a full disk): the savepoint is gone, and the job's error says
+        // why. Were it still open, the job's first steps would stay in
+        // it: the whole group is rolled back, and the caller fails it.
+        Err(err) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(result.err().unwrap_or_else(|| map_err(err)))
+        }
     }
 }
 
@@ -825,6 +845,8 @@ pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(text),
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Damaged(text),
             ErrorCode::DiskFull => StoreError::Full(text),
+            // No file could be opened (the process's limit): it passes.
+            ErrorCode::CannotOpen => StoreError::Unavailable(text),
             _ => StoreError::Database(text),
         };
     }
@@ -852,7 +874,12 @@ mod tests {
         for _ in 0..8 {
             let db = db.clone();
             std::thread::spawn(move || {
-                db.read(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)))
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime
+                    .block_on(db.query("SELECT COUNT(*) AS n FROM t", vec![]))
                     .unwrap()
             })
             .join()
@@ -860,9 +887,8 @@ mod tests {
         }
         assert_eq!(db.readers.open.load(Ordering::Relaxed), 1);
         // Two reads at once hold two.
-        let held = db.readers.lend(&db.path).unwrap();
-        db.read(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-            .unwrap();
+        let held = db.readers.lend(&db.path).await.unwrap();
+        db.query("SELECT 1 AS one", vec![]).await.unwrap();
         drop(held);
         assert_eq!(db.readers.open.load(Ordering::Relaxed), 2);
     }
@@ -870,29 +896,30 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_cannot_open_a_connection_waits_for_one_in_use() {
         let (_dir, db) = db();
-        let held = db.readers.lend(&db.path).unwrap();
+        let held = db.readers.lend(&db.path).await.unwrap();
         let no_files = || {
             Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
                 Some("too many open files".into()),
             ))
         };
-        std::thread::scope(|scope| {
-            let waiting = scope.spawn(|| {
-                let lent = db.readers.lend_with(no_files).map(|_| ());
-                lent.is_ok()
-            });
-            std::thread::sleep(Duration::from_millis(100));
-            drop(held);
-            assert!(
-                waiting.join().unwrap(),
-                "the read got the connection given back"
-            );
-        });
+        let (waited, ()) = tokio::join!(
+            async { db.readers.lend_with(no_files).await.map(|_| ()) },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(held);
+            }
+        );
+        assert!(waited.is_ok(), "the read got the connection given back");
         assert_eq!(db.readers.open.load(Ordering::Relaxed), 1);
-        // With none open at all, the failure is the answer at once.
+        // With none open at all, the failure is the answer at once, and
+        // it passes (503, not 500).
         let (_dir, fresh) = self::db();
-        assert!(fresh.readers.lend_with(no_files).is_err());
+        let refused = fresh.readers.lend_with(no_files).await.map(|_| ());
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
     }
 
     /// SQLite's page limit on the writer's connection stands for a full
@@ -915,6 +942,7 @@ mod tests {
             .unwrap();
         let pages = db
             .read(|conn| conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0)))
+            .await
             .unwrap();
         limit_pages(&db, pages).await;
         let big = || {
@@ -932,14 +960,30 @@ mod tests {
             db.execute("UPDATE t SET b = 'z' WHERE a = 1", vec![])
         );
         assert!(matches!(grouped, Err(StoreError::Full(_))), "{grouped:?}");
+        // Whether it shared the group or not, the small change is told
+        // what became of it.
+        assert!(
+            matches!(small, Ok(1) | Err(StoreError::Full(_))),
+            "{small:?}"
+        );
         // Reads still work, and nothing of the refused writes is there.
         let rows = db
-            .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .read(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM t WHERE a = 2", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .await
             .unwrap();
-        assert_eq!(rows, 1);
-        // Space again: the next write clears it.
+        assert_eq!(rows, 0);
+        // A write that changes nothing says nothing of the space.
+        db.execute("DELETE FROM t WHERE a = 99", vec![])
+            .await
+            .unwrap();
+        assert!(db.disk_full());
+        // Space again: the next write that stores something clears it.
         limit_pages(&db, 1 << 30).await;
-        assert!(!db.disk_full(), "{small:?}");
+        assert!(db.disk_full(), "a pragma stores nothing");
         db.transaction(vec![big()]).await.unwrap();
         assert!(!db.disk_full());
     }

@@ -1419,6 +1419,15 @@ fn thoth_event_ingest_token(backend: &Backend) {
     anonymous
         .raw("POST", "/v1/events/batch", body.clone(), &bogus)
         .error(401, "unauthorized");
+    // Beside an API key, the key wins: a reader's key is refused for its
+    // scope whatever token rides along; an empty `X-Api-Key` hides nothing.
+    let (_, reader) = admin.create_key(json!({"name": "reader", "scopes": ["agents.read"]}));
+    let both = [token[0], token[1], ("X-Api-Key", reader.as_str())];
+    let r = anonymous.raw("POST", "/v1/events/batch", body.clone(), &both);
+    r.error(403, "forbidden");
+    let empty = [token[0], token[1], ("X-Api-Key", "")];
+    let r = anonymous.raw("POST", "/v1/events/batch", body.clone(), &empty);
+    assert_eq!(r.status, 202, "{}", r.text);
     // Sent twice, it is refused, as the other credential headers are.
     let twice = [token[0], token[1], token[1]];
     let r = anonymous.raw("POST", "/v1/events/batch", body, &twice);

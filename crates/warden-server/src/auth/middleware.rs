@@ -34,6 +34,7 @@ pub fn presented_credential(headers: &HeaderMap) -> Option<&str> {
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
+            .filter(|key| !key.is_empty())
     })
 }
 

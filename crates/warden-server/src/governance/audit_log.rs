@@ -364,6 +364,8 @@ async fn writer(
     // at a time finds out whether it is back, and the others are answered
     // at once instead of each waiting its turn at the lock.
     let mut unreachable = false;
+    // Why: the disk holding the store full, or the store out of reach.
+    let mut disk_full = false;
     loop {
         if !open && in_flight.is_empty() {
             return;
@@ -375,7 +377,7 @@ async fn writer(
                 let front = in_flight.pop_front().unwrap();
                 match done {
                     Ok((Ok(Some(committed)), appends)) => {
-                        unreachable = false;
+                        (unreachable, disk_full) = (false, false);
                         answer(&feed, front.batch, links(appends), committed);
                     }
                     other => {
@@ -399,6 +401,7 @@ async fn writer(
                         };
                         if let Some(refused) = refused {
                             unreachable = true;
+                            disk_full = matches!(refused, StoreError::Full(_));
                             // The store is out of reach (a lock another
                             // replica holds, no connection): trying each
                             // record again would make every request wait
@@ -437,9 +440,18 @@ async fn writer(
                 }
                 if unreachable && !in_flight.is_empty() {
                     for p in batch {
-                        let why = "the store is out of reach; a batch is waiting to find out \
-                                   whether it is back";
-                        let _ = p.reply.send(Err(AppendError::Store(StoreError::Unavailable(why.into()))));
+                        let refused = if disk_full {
+                            StoreError::Full(
+                                "a batch is waiting to find out whether space is back".into(),
+                            )
+                        } else {
+                            StoreError::Unavailable(
+                                "the store is out of reach; a batch is waiting to find out \
+                                 whether it is back"
+                                    .into(),
+                            )
+                        };
+                        let _ = p.reply.send(Err(AppendError::Store(refused)));
                     }
                     continue;
                 }

@@ -562,7 +562,9 @@ async fn recover(
         match outcome {
             Ok(cursor) => return cursor,
             Err(err) => {
-                tracing::error!(error = %err, "search indexer cannot recover yet; retrying");
+                if let Some(unlogged) = failures.log.due() {
+                    tracing::error!(error = %err, unlogged, "search indexer cannot recover yet; retrying");
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

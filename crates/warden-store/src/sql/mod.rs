@@ -811,6 +811,7 @@ mod disk_full_tests {
         assert!(matches!(store.ping().await, Err(StoreError::Full(_))));
         assert_eq!(store.server_setting("big").await.unwrap(), None);
         limit_pages(&store, 1 << 30).await;
+        assert!(matches!(store.ping().await, Err(StoreError::Full(_))));
         store.server_setting_or_insert("big", &big).await.unwrap();
         store.ping().await.unwrap();
     }
