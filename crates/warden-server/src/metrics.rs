@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::text::encode;
@@ -351,7 +351,21 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .latency
         .get_or_create(&labels)
         .observe(elapsed.as_secs_f64());
-    if status.is_server_error() {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // A store out of reach or a full disk refuses every write at
+        // once: one line a minute with the count, not one a request (the
+        // answer names the cause, and its own paced line says it).
+        static UNAVAILABLE: warden_core::log_pace::SharedPaced =
+            warden_core::log_pace::SharedPaced::new();
+        if let Some(unlogged) = UNAVAILABLE.due() {
+            tracing::error!(
+                status = status.as_u16(),
+                latency_us = elapsed.as_micros() as u64,
+                unlogged,
+                "request failed"
+            );
+        }
+    } else if status.is_server_error() {
         tracing::error!(
             status = status.as_u16(),
             latency_us = elapsed.as_micros() as u64,

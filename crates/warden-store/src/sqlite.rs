@@ -403,6 +403,9 @@ struct WalBound {
     /// The checkpointer's pass count when it was asked for a pass ahead
     /// of a restart, and when.
     asked: Option<(u64, std::time::Instant)>,
+    /// Failed restarts repeat with every group on a full disk: logged
+    /// at a pace.
+    restart_failures: warden_core::log_pace::Paced,
 }
 
 impl WalBound {
@@ -452,7 +455,9 @@ impl WalBound {
             }
             Ok(_) => self.next_try = std::time::Instant::now() + RESTART_RETRY,
             Err(err) => {
-                tracing::warn!(error = %err, "WAL restart failed");
+                if let Some(unlogged) = self.restart_failures.due() {
+                    tracing::warn!(error = %err, unlogged, "WAL restart failed");
+                }
                 self.next_try = std::time::Instant::now() + RESTART_RETRY;
             }
         }
@@ -523,6 +528,7 @@ impl SqliteDb {
             checkpoints,
             checkpointer_thread,
             asked: None,
+            restart_failures: Default::default(),
         };
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()

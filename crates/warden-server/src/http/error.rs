@@ -456,7 +456,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Rejected(message) => ApiError::invalid("body", message),
             StoreError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "store unavailable");
+                // Every request meets an outage: at a pace.
+                static UNAVAILABLE: warden_core::log_pace::SharedPaced =
+                    warden_core::log_pace::SharedPaced::new();
+                if let Some(unlogged) = UNAVAILABLE.due() {
+                    tracing::error!(error = %detail, unlogged, "store unavailable");
+                }
                 let mut e = ApiError::unavailable("the store is unavailable; retry shortly");
                 e.retry_after = Some(STORE_RETRY_AFTER_SECS);
                 e

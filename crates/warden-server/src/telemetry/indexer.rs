@@ -562,10 +562,14 @@ async fn recover(
         match outcome {
             Ok(cursor) => return cursor,
             Err(err) => {
+                // Another failure in the row: counted, and waited for
+                // as the others.
+                health.failures.inc();
+                let pause = failures.another();
                 if let Some(unlogged) = failures.log.due() {
                     tracing::error!(error = %err, unlogged, "search indexer cannot recover yet; retrying");
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(pause).await;
             }
         }
     }
