@@ -2,8 +2,9 @@
 //!
 //! Reads run inline on the calling thread, on a connection lent from a
 //! shared pool ([`Readers`]): an indexed read takes microseconds, far less
-//! than handing it to another thread and back. Writes go to one writer thread (SQLite has one writer
-//! anyway), which commits whatever jobs are waiting as one transaction, each
+//! than handing it to another thread and back. Writes go to one writer
+//! thread (SQLite has one writer anyway), which commits whatever jobs are
+//! waiting as one transaction, each
 //! in its own savepoint: one fsync covers many requests (group commit), and a
 //! failing job rolls back alone. A job is answered only after its COMMIT.
 //!

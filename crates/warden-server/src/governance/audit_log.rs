@@ -364,7 +364,7 @@ async fn writer(
     // at a time finds out whether it is back, and the others are answered
     // at once instead of each waiting its turn at the lock.
     let mut unreachable = false;
-    // Why: the disk holding the store full, or the store out of reach.
+    // Whether that refusal was a full disk (else the store out of reach).
     let mut disk_full = false;
     loop {
         if !open && in_flight.is_empty() {
