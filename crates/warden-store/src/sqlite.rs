@@ -33,9 +33,12 @@ use crate::db::{Db, Outcome, Row, Step, Value};
 use crate::{StoreError, StoreResult};
 
 /// `case_sensitive_like`: `LIKE` compares case as PostgreSQL's does, so a
-/// tool glob filter means the same on either store.
+/// tool glob filter means the same on either store. `temp_store`: the
+/// statement journals, sorts and transient indexes of a query are kept in
+/// memory, never in a temporary file each opens, which a process out of
+/// files could not have (every write then failed).
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;";
+     PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON; PRAGMA temp_store = MEMORY;";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most jobs one commit covers.
 const GROUP_LIMIT: usize = 1024;

@@ -1445,13 +1445,16 @@ on_every_backend!(
 
 /// Past the process's open-files limit a new connection is answered 503
 /// in the envelope, not left waiting in the kernel's queue until its
-/// client gives up; once files are free again it is served.
+/// client gives up, while a connection already open is served, writes
+/// included; once files are free again every connection is.
 #[test]
 fn a_connection_past_the_open_files_limit_is_answered_503() {
     use std::io::{Read, Write};
     let backend = Backend::sqlite();
-    backend.init();
+    let t = backend.init();
     let w = Warden::start(&backend, &[]);
+    let api = w.api(&t.live_key);
+    let agent = api.create_agent("before the limit");
     let hard = common::open_files_hard_limit(w.pid());
     let lowest_free = common::lowest_free_descriptor(w.pid());
     common::set_open_files_limit(w.pid(), &format!("{lowest_free}:{hard}"));
@@ -1471,7 +1474,29 @@ fn a_connection_past_the_open_files_limit_is_answered_503() {
             .expect("an answer, not a wait");
         answer
     };
+    // The connection opened before: decisions, agents and events stored
+    // (SQLite keeps no temporary file for them). The index closes files
+    // as it merges: the limit follows the lowest free number down.
+    let at_the_limit = || {
+        let lowest_free = common::lowest_free_descriptor(w.pid());
+        common::set_open_files_limit(w.pid(), &format!("{lowest_free}:{hard}"));
+    };
+    for i in 0..20 {
+        at_the_limit();
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": agent, "tool_name": "db.query", "tool_args": {"i": i}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        api.create_agent(&format!("during the limit {i}"));
+        let events: Vec<serde_json::Value> = (0..50)
+            .map(|k| json!({"message": format!("during the limit {i} {k}")}))
+            .collect();
+        let r = api.post("/api/v1/events/batch", &json!(events));
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
     for _ in 0..3 {
+        at_the_limit();
         let answer = health();
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
