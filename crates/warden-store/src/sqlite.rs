@@ -986,6 +986,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 0);
+        // The small change may have cleared the mark, having stored
+        // something: refused again, marked again.
+        let again = db.transaction(vec![big()]).await;
+        assert!(matches!(again, Err(StoreError::Full(_))), "{again:?}");
+        assert!(db.disk_full());
         // A write that changes nothing says nothing of the space.
         db.execute("DELETE FROM t WHERE a = 99", vec![])
             .await
