@@ -1504,6 +1504,10 @@ fn a_connection_past_the_open_files_limit_is_answered_503() {
         assert_eq!(body["error"]["code"], "unavailable", "{answer}");
         let id = body["error"]["request_id"].as_str().unwrap();
         assert!(answer.contains(&format!("x-request-id: {id}")), "{answer}");
+        // The headers of every API answer.
+        for header in ["x-content-type-options: nosniff", "cache-control: no-store"] {
+            assert!(answer.contains(header), "{header}: {answer}");
+        }
     }
     common::set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
     let answer = health();

@@ -66,9 +66,14 @@ fn answer_unavailable(stream: &tokio::net::TcpStream) {
         "{{\"error\":{{\"code\":\"unavailable\",\"message\":\"the server has no file left \
          for another connection; retry shortly\",\"request_id\":\"{id}\"}}}}"
     );
+    let security: String = crate::http::security_headers::FOR_API
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nretry-after: 1\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
+         content-length: {}\r\nretry-after: 1\r\nx-request-id: {id}\r\n{security}\
+         connection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.try_write(response.as_bytes());
