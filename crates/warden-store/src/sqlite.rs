@@ -864,7 +864,7 @@ pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn db() -> (tempfile::TempDir, SqliteDb) {
@@ -935,7 +935,7 @@ mod tests {
     /// SQLite's page limit on the writer's connection stands for a full
     /// disk: a write past it fails with `SQLITE_FULL`, as on a disk with
     /// no space left.
-    async fn limit_pages(db: &SqliteDb, pages: i64) {
+    pub(crate) async fn limit_pages(db: &dyn Db, pages: i64) {
         db.transaction(vec![Step::query(
             format!("PRAGMA max_page_count = {pages}"),
             vec![],

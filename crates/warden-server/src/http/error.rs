@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
+use warden_core::log_pace::SharedPaced;
 use warden_store::StoreError;
 
 /// Where an error is: without `field`, the line and column of the request
@@ -456,34 +457,23 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Rejected(message) => ApiError::invalid("body", message),
             StoreError::Unavailable(detail) => {
-                // Every request meets an outage: at a pace.
-                static UNAVAILABLE: warden_core::log_pace::SharedPaced =
-                    warden_core::log_pace::SharedPaced::new();
-                if let Some(unlogged) = UNAVAILABLE.due() {
-                    tracing::error!(error = %detail, unlogged, "store unavailable");
-                }
+                static UNAVAILABLE: SharedPaced = SharedPaced::new();
+                log_at_a_pace(&UNAVAILABLE, "store unavailable", &detail);
                 let mut e = ApiError::unavailable("the store is unavailable; retry shortly");
                 e.retry_after = Some(STORE_RETRY_AFTER_SECS);
                 e
             }
             StoreError::Damaged(detail) => {
-                // Every refused write would log it: at a pace.
-                static REFUSED: warden_core::log_pace::SharedPaced =
-                    warden_core::log_pace::SharedPaced::new();
-                if let Some(unlogged) = REFUSED.due() {
-                    tracing::error!(error = %detail, unlogged, "store damaged");
-                }
+                static DAMAGED: SharedPaced = SharedPaced::new();
+                log_at_a_pace(&DAMAGED, "store damaged", &detail);
                 ApiError::unavailable(
                     "the store is damaged on disk: writes are refused until it is restored, and \
                      reads that meet the damage fail (see the operations guide)",
                 )
             }
             StoreError::Full(detail) => {
-                static REFUSED: warden_core::log_pace::SharedPaced =
-                    warden_core::log_pace::SharedPaced::new();
-                if let Some(unlogged) = REFUSED.due() {
-                    tracing::error!(error = %detail, unlogged, "store's disk full");
-                }
+                static FULL: SharedPaced = SharedPaced::new();
+                log_at_a_pace(&FULL, "store's disk full", &detail);
                 // No `Retry-After`: space comes back when an operator
                 // frees it, not in a moment.
                 ApiError::unavailable(
@@ -493,6 +483,15 @@ impl From<StoreError> for ApiError {
             }
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// A store's failure that every request meets while it lasts (an outage,
+/// damage, a full disk): logged at once, then once a minute with the
+/// count of those not logged, not once a request.
+fn log_at_a_pace(pace: &SharedPaced, what: &str, detail: &str) {
+    if let Some(unlogged) = pace.due() {
+        tracing::error!(error = %detail, unlogged, "{what}");
     }
 }
 

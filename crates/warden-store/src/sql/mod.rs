@@ -781,19 +781,8 @@ pub async fn before_migrating(
 #[cfg(test)]
 mod disk_full_tests {
     use super::*;
-    use crate::db::{Step, Value};
-
-    /// SQLite's page limit on the writer's connection stands for a full disk.
-    async fn limit_pages(store: &SqlStore, pages: i64) {
-        store
-            .db
-            .transaction(vec![Step::query(
-                format!("PRAGMA max_page_count = {pages}"),
-                vec![],
-            )])
-            .await
-            .unwrap();
-    }
+    use crate::db::Value;
+    use crate::sqlite::tests::limit_pages;
 
     #[tokio::test]
     async fn readiness_says_the_disk_is_full_until_a_write_goes_through() {
@@ -804,13 +793,13 @@ mod disk_full_tests {
         let Value::Int(Some(pages)) = pages else {
             panic!("{pages:?}")
         };
-        limit_pages(&store, pages).await;
+        limit_pages(store.db.as_ref(), pages).await;
         let big = "v".repeat(256 * 1024);
         let refused = store.server_setting_or_insert("big", &big).await;
         assert!(matches!(refused, Err(StoreError::Full(_))), "{refused:?}");
         assert!(matches!(store.ping().await, Err(StoreError::Full(_))));
         assert_eq!(store.server_setting("big").await.unwrap(), None);
-        limit_pages(&store, 1 << 30).await;
+        limit_pages(store.db.as_ref(), 1 << 30).await;
         assert!(matches!(store.ping().await, Err(StoreError::Full(_))));
         store.server_setting_or_insert("big", &big).await.unwrap();
         store.ping().await.unwrap();
