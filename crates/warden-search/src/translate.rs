@@ -429,13 +429,16 @@ impl<'a> Translator<'a> {
 
     /// A wildcard's automaton. `.` matches newlines too (`(?s)`): a
     /// multi-line value (a stack trace, a script) is one value to a
-    /// wildcard, as it is to an exact match.
+    /// wildcard, as it is to an exact match. The automaton's size is
+    /// bounded, and a long fixed text (about 976 bytes) reaches the bound
+    /// with a single wildcard: the refusal says both causes.
     fn regex(&self, pattern: &str, field: Field, position: usize) -> Result<Boxed, SearchError> {
         tantivy_fst::Regex::new(&format!("(?s){pattern}"))
             .map(|regex| Box::new(StoppableQuery::new(field, regex, self.stop.clone())) as Boxed)
             .map_err(|_| SearchError::Query {
                 position,
-                message: "this wildcard pattern is too complex; use fewer wildcards".into(),
+                message: "this wildcard term is too large to search: shorten its fixed text or use fewer wildcards"
+                    .into(),
             })
     }
 
