@@ -8,6 +8,7 @@ use serde_json::Value;
 use warden_policy::drift::DriftScore;
 
 use crate::time::Millis;
+use crate::Tenant;
 
 /// What an audit record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,24 +125,39 @@ pub struct ChainedRecord {
     pub sequence: i64,
     pub previous_hash: String,
     pub hash: String,
+    /// The master key's seal of the record's place and hash
+    /// ([`crate::secret::ChainSealer`]); none on a record stored before
+    /// seals were (the server seals those at its start) or stripped since.
+    pub seal: Option<String>,
     pub canonical: String,
     pub record: AuditRecord,
 }
 
 impl ChainedRecord {
-    /// Whether the record's content still matches its hash. What is
-    /// derived from records (decisions' events, drift profiles) takes only
-    /// these: a row edited in the database would otherwise pass its edit
-    /// on, where `GET /api/v1/audit/verify` names it.
+    /// Whether the record's content still matches its hash, and its seal
+    /// (of `tenant`'s chain) the hash. What is derived from records
+    /// (decisions' events, drift profiles, what an approval outlives) takes
+    /// only these: a row edited in the database, its hash recomputed or
+    /// not, would otherwise pass its edit on, where
+    /// `GET /api/v1/audit/verify` names it.
     /// A row whose stored text no longer parses is read from its columns,
     /// which no hash covers: it never vouches.
-    pub fn vouched(&self) -> bool {
+    pub fn vouched(&self, tenant: &Tenant, sealer: &crate::secret::ChainSealer) -> bool {
         self.record.detail.get("unreadable").is_none()
             && crate::audit_chain::link_hash(
                 &self.previous_hash,
                 self.sequence as u64,
                 self.canonical.as_bytes(),
             ) == self.hash
+            && self.seal.as_deref().is_some_and(|seal| {
+                sealer.vouches(
+                    &tenant.org_id,
+                    tenant.environment,
+                    self.sequence,
+                    &self.hash,
+                    seal,
+                )
+            })
     }
 }
 

@@ -61,6 +61,11 @@ impl MasterKey {
         KeyPepper(self.derive("warden/api-key-pepper/v1"))
     }
 
+    /// The key that seals each audit record's place in its chain.
+    pub fn chain_sealer(&self) -> ChainSealer {
+        ChainSealer(self.derive("warden/audit-seal/v1"))
+    }
+
     /// A public fingerprint stored with the database so that a replica
     /// started with another master key refuses to run instead of rejecting
     /// every key.
@@ -109,6 +114,61 @@ impl KeyPepper {
     }
 }
 
+/// Seals audit records: an HMAC over a record's chain, place and hash.
+/// The hash chain alone can be rebuilt consistently by anyone who can
+/// write the database; a seal can be made only with the master key, which
+/// the database does not hold.
+#[derive(Clone)]
+pub struct ChainSealer([u8; 32]);
+
+impl std::fmt::Debug for ChainSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainSealer(<redacted>)")
+    }
+}
+
+impl ChainSealer {
+    /// Hex HMAC-SHA256 of the chain (organization and environment), the
+    /// record's sequence number and its hash, each length-prefixed.
+    pub fn seal(
+        &self,
+        org_id: &str,
+        environment: Environment,
+        sequence: i64,
+        hash: &str,
+    ) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("any key length");
+        for part in [org_id.as_bytes(), environment.as_str().as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.update(&sequence.to_be_bytes());
+        mac.update(&(hash.len() as u64).to_be_bytes());
+        mac.update(hash.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The mark a store's settings keep once its records were sealed: made
+    /// with the key, so that it cannot be written without it.
+    pub fn sealed_store_mark(&self) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("any key length");
+        mac.update(b"warden/audit-seals/store-sealed");
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `seal` is this key's seal of the record's place.
+    pub fn vouches(
+        &self,
+        org_id: &str,
+        environment: Environment,
+        sequence: i64,
+        hash: &str,
+        seal: &str,
+    ) -> bool {
+        digests_match(&self.seal(org_id, environment, sequence, hash), seal)
+    }
+}
+
 /// Compares two digests without leaking where they differ.
 pub fn digests_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -154,6 +214,29 @@ pub fn parse_key_shape(presented: &str) -> Option<Environment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seal_binds_its_chain_place_and_hash_to_the_master_key() {
+        let master = MasterKey::generate();
+        let sealer = master.chain_sealer();
+        let hash = "ab".repeat(32);
+        let seal = sealer.seal("org_a", Environment::Live, 7, &hash);
+        assert_eq!(seal.len(), 64);
+        assert!(sealer.vouches("org_a", Environment::Live, 7, &hash, &seal));
+        // Another chain, place, hash or key: not vouched for.
+        assert!(!sealer.vouches("org_b", Environment::Live, 7, &hash, &seal));
+        assert!(!sealer.vouches("org_a", Environment::Test, 7, &hash, &seal));
+        assert!(!sealer.vouches("org_a", Environment::Live, 8, &hash, &seal));
+        assert!(!sealer.vouches("org_a", Environment::Live, 7, &"cd".repeat(32), &seal));
+        let other = MasterKey::generate().chain_sealer();
+        assert!(!other.vouches("org_a", Environment::Live, 7, &hash, &seal));
+        // The parts are length-prefixed: moving a character between the
+        // organization and the environment changes the seal.
+        assert_ne!(
+            sealer.seal("org_a", Environment::Live, 7, &hash),
+            sealer.seal("org_al", Environment::Live, 7, &hash)
+        );
+    }
 
     #[test]
     fn minted_keys_have_the_documented_shape() {

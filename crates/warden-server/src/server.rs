@@ -71,6 +71,8 @@ impl Server {
         }
         secrets::verify_master_key(store.as_ref(), master).await?;
         let tokens = secrets::token_issuer(store.as_ref(), master).await?;
+        crate::governance::seals::seal_stored_records(store.as_ref(), &master.chain_sealer())
+            .await?;
         let redis = config
             .redis_url
             .as_deref()
@@ -110,6 +112,7 @@ impl Server {
                 store.clone(),
                 telemetry.feed(),
                 commit_times,
+                master.chain_sealer(),
             )),
             telemetry,
         });

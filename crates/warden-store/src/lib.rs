@@ -126,6 +126,17 @@ pub struct AuditAppend {
     pub event: Option<EventAppend>,
 }
 
+/// An audit record stored without a seal, as its columns read: what its
+/// seal is made of.
+#[derive(Debug, Clone)]
+pub struct UnsealedRecord {
+    pub id: String,
+    pub org_id: String,
+    pub environment: String,
+    pub sequence: i64,
+    pub hash: String,
+}
+
 /// A committed audit append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditCommitted {
@@ -338,6 +349,13 @@ pub trait Store: Send + Sync + 'static {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<ChainedRecord>>;
+    /// Up to `limit` audit records of any chain stored without a seal.
+    async fn unsealed_audit(&self, limit: i64) -> StoreResult<Vec<UnsealedRecord>>;
+    /// Whether any audit record of any chain carries a seal.
+    async fn any_sealed_audit(&self) -> StoreResult<bool>;
+    /// Stores seals (`(audit id, seal)`) on records that have none;
+    /// answers how many it stored.
+    async fn seal_audit(&self, seals: &[(String, String)]) -> StoreResult<u64>;
     /// Up to `limit` records after sequence `after`, in order, with the
     /// columns stored beside them.
     async fn audit_chain_after(

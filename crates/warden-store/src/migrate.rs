@@ -20,6 +20,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_agent_changes.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_audit_seals.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
@@ -35,6 +36,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
         5,
         include_str!("../migrations/postgres/0005_agent_changes.sql"),
+    ),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_audit_seals.sql"),
     ),
 ];
 

@@ -4832,12 +4832,192 @@ fn an_edited_agent_change_withdraws_the_approval(backend: &Backend) {
         "UPDATE audit_log SET record = replace(record, 'harmless words', 'other words') \
          WHERE kind = 'agent_change' AND record LIKE '%harmless words%'",
     );
+    // Its hash recomputed as the docs give it, the record is consistent
+    // in itself; only its seal, which needs the master key, tells.
+    let page = api.get("/api/v1/audit?kind=agent_change&limit=200&canonical=true");
+    let edited = page.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["canonical"].as_str().unwrap().contains("other words"))
+        .unwrap_or_else(|| panic!("{}", page.text))
+        .clone();
+    let sequence = edited["sequence"].as_u64().unwrap();
+    let hash = warden_core::audit_chain::link_hash(
+        edited["previous_hash"].as_str().unwrap(),
+        sequence,
+        edited["canonical"].as_str().unwrap().as_bytes(),
+    );
+    backend.sql(&format!(
+        "UPDATE audit_log SET hash = '{hash}' WHERE id = '{}'",
+        edited["id"].as_str().unwrap()
+    ));
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(
+        v.body["data"]["first_break"]["sequence"], sequence,
+        "{}",
+        v.text
+    );
     let token = held["hold_token"].as_str().unwrap();
     let poll = thoth_poll(&api, &t.live_key, token);
     assert_eq!(poll["resolution"], "BLOCK", "{poll}");
 }
 
+/// A database writer who rewrites a record and recomputes the chain from
+/// it to its end, head included, leaves a chain consistent in itself:
+/// without the master key its records' seals are wrong, and verify names
+/// the first rewritten record. A record stored without a seal (by a
+/// release before seals) is sealed at the server's start.
+fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "no shell", "action_pattern": "shell.*", "decision": "deny"}),
+    );
+    for i in 0..6 {
+        let tool = if i % 2 == 0 {
+            "shell.exec"
+        } else {
+            "files.read"
+        };
+        enforce(&api, json!({"agent_id": "sealed-bot", "tool_name": tool}));
+    }
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    let page = api.get("/api/v1/audit?limit=200&direction=asc&canonical=true");
+    let records = page.body["data"].as_array().unwrap().clone();
+    let last = records.len() as u64;
+    assert!(last >= 7, "{}", page.text);
+    let chain = format!("org_id = '{}' AND environment = 'live'", t.org_id);
+    // Every record carries a seal, and a removed one is named.
+    let unsealed = backend.sql(&format!(
+        "SELECT count(*) FROM audit_log WHERE {chain} AND (seal IS NULL OR length(seal) <> 64)"
+    ));
+    assert_eq!(unsealed.trim(), "0");
+    let kept = backend.sql(&format!(
+        "SELECT seal FROM audit_log WHERE {chain} AND sequence = 2"
+    ));
+    backend.sql(&format!(
+        "UPDATE audit_log SET seal = NULL WHERE {chain} AND sequence = 2"
+    ));
+    let v = api.get("/api/v1/audit/verify");
+    let b = &v.body["data"]["first_break"];
+    assert_eq!(b["sequence"], 2, "{}", v.text);
+    assert!(
+        b["reason"].as_str().unwrap().contains("no seal"),
+        "{}",
+        v.text
+    );
+    assert_eq!(v.body["data"]["records_checked"], 1, "{}", v.text);
+    backend.sql(&format!(
+        "UPDATE audit_log SET seal = '{}' WHERE {chain} AND sequence = 2",
+        kept.trim()
+    ));
+    assert_eq!(api.get("/api/v1/audit/verify").body["data"]["valid"], true);
+    // The first denial becomes an allowance; it and every record after it
+    // are hashed again as the docs give the hash, and the head moved.
+    let target = records
+        .iter()
+        .find(|r| r["decision"] == "deny")
+        .expect("a denial");
+    let from = target["sequence"].as_u64().unwrap();
+    let mut previous = records[from as usize - 2]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for r in &records[from as usize - 1..] {
+        let sequence = r["sequence"].as_u64().unwrap();
+        let mut text = r["canonical"].as_str().unwrap().to_string();
+        if sequence == from {
+            text = text.replace("\"decision\":\"deny\"", "\"decision\":\"allow\"");
+        }
+        let hash = warden_core::audit_chain::link_hash(&previous, sequence, text.as_bytes());
+        let decision = if sequence == from {
+            ", decision = 'allow'"
+        } else {
+            ""
+        };
+        backend.sql(&format!(
+            "UPDATE audit_log SET record = '{}', previous_hash = '{previous}', hash = '{hash}'{decision} \
+             WHERE {chain} AND sequence = {sequence}",
+            text.replace('\'', "''")
+        ));
+        previous = hash;
+    }
+    backend.sql(&format!(
+        "UPDATE audit_heads SET hash = '{previous}' WHERE {chain}"
+    ));
+    let v = api.get("/api/v1/audit/verify");
+    let b = &v.body["data"]["first_break"];
+    assert_eq!(v.body["data"]["valid"], false, "{}", v.text);
+    assert_eq!(b["sequence"], from, "{}", v.text);
+    assert_eq!(b["audit_id"], target["id"], "{}", v.text);
+    assert!(
+        b["reason"]
+            .as_str()
+            .unwrap()
+            .contains("seal does not match"),
+        "{}",
+        v.text
+    );
+    assert_eq!(v.body["data"]["records_checked"], from - 1, "{}", v.text);
+    // A seal removed is not given again at a restart: that would vouch
+    // for the rewrite. Nor when the store's mark of being sealed is
+    // removed too, while other records keep their seals.
+    backend.sql(&format!(
+        "UPDATE audit_log SET seal = NULL WHERE {chain} AND sequence >= {from}"
+    ));
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let api = w.api(&t.live_key);
+    let named = |api: &Api| {
+        let v = api.get("/api/v1/audit/verify");
+        assert_eq!(
+            v.body["data"]["first_break"]["sequence"], from,
+            "{}",
+            v.text
+        );
+        assert!(
+            v.body["data"]["first_break"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no seal"),
+            "{}",
+            v.text
+        );
+    };
+    named(&api);
+    backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let api = w.api(&t.live_key);
+    named(&api);
+    // A store of a release before seals (no record sealed, no mark): its
+    // records are sealed at the next start, the rewritten ones too (only
+    // the master key's holder writes seals; the rewrite predates this
+    // start, as any forgery made before an upgrade would), and new
+    // records chain on.
+    backend.sql("UPDATE audit_log SET seal = NULL");
+    backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
+    let w = w.crash_and_restart(&backend.data_dir(0));
+    let api = w.api(&t.live_key);
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    assert_eq!(v.body["data"]["records_checked"], last, "{}", v.text);
+    enforce(
+        &api,
+        json!({"agent_id": "sealed-bot", "tool_name": "files.read"}),
+    );
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["records_checked"], last + 1, "{}", v.text);
+    let unsealed = backend.sql(&format!(
+        "SELECT count(*) FROM audit_log WHERE {chain} AND seal IS NULL"
+    ));
+    assert_eq!(unsealed.trim(), "0");
+}
+
 on_every_backend!(
+    a_chain_rewritten_in_the_database_is_named_by_its_seals,
     an_edited_agent_change_withdraws_the_approval,
     a_rule_that_outranks_the_approved_one_is_named,
     used_approvals_do_not_hide_an_unused_one,

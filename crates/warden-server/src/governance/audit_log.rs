@@ -22,6 +22,7 @@ use warden_core::audit::{AuditRecord, ChainedRecord};
 use warden_core::audit_chain::link_hash;
 use warden_core::event::decision::decision_event;
 use warden_core::event::Event;
+use warden_core::secret::ChainSealer;
 use warden_core::{Environment, Tenant};
 use warden_store::{AuditAppend, AuditCommitted, Companion, EventAppend, Store, StoreError};
 
@@ -96,15 +97,33 @@ pub struct AuditLog {
     /// Set where decisions' events are derived after their records commit
     /// (SQLite); otherwise each commits with its record.
     derived: Option<DecisionEvents>,
+    sealer: ChainSealer,
 }
 
 impl AuditLog {
-    pub fn start(store: Arc<dyn Store>, feed: IndexFeed, times: CommitTimes) -> Self {
+    /// Starts the writer, whose records are sealed by `sealer`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        feed: IndexFeed,
+        times: CommitTimes,
+        sealer: ChainSealer,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let derived = DecisionEvents::start(store.clone(), feed.clone());
+        let derived = DecisionEvents::start(store.clone(), feed.clone(), sealer.clone());
         tokio::spawn(check_heads_at_start(store.clone()));
-        tokio::spawn(writer(store, rx, feed.clone(), times));
-        AuditLog { tx, feed, derived }
+        tokio::spawn(writer(store, rx, feed.clone(), times, sealer.clone()));
+        AuditLog {
+            tx,
+            feed,
+            derived,
+            sealer,
+        }
+    }
+
+    /// The key the log seals its records with: what is derived from a
+    /// record checks its seal with it.
+    pub fn sealer(&self) -> &ChainSealer {
+        &self.sealer
     }
 
     /// Appends a record (with what must commit with it); returns once it is
@@ -154,7 +173,42 @@ impl AuditLog {
 /// the index gets to it.
 const DECISION_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-type Heads = HashMap<Tenant, (i64, String)>;
+/// The chains' heads as this writer knows them, and the key that seals
+/// each record it links onto them.
+struct Heads {
+    known: HashMap<Tenant, (i64, String)>,
+    sealer: ChainSealer,
+}
+
+impl Heads {
+    fn new(sealer: &ChainSealer) -> Self {
+        Heads {
+            known: HashMap::new(),
+            sealer: sealer.clone(),
+        }
+    }
+
+    /// None known, sealed with the same key.
+    fn fresh(&self) -> Self {
+        Heads::new(&self.sealer)
+    }
+
+    fn get(&self, tenant: &Tenant) -> Option<&(i64, String)> {
+        self.known.get(tenant)
+    }
+
+    fn insert(&mut self, tenant: Tenant, head: (i64, String)) {
+        self.known.insert(tenant, head);
+    }
+
+    fn remove(&mut self, tenant: &Tenant) {
+        self.known.remove(tenant);
+    }
+
+    fn clear(&mut self) {
+        self.known.clear();
+    }
+}
 
 async fn head_of(
     store: &dyn Store,
@@ -264,12 +318,19 @@ async fn checked_head_once(
     ))
 }
 
-fn link(record: &AuditRecord, head: &(i64, String)) -> ChainedRecord {
+fn link(
+    record: &AuditRecord,
+    tenant: &Tenant,
+    head: &(i64, String),
+    sealer: &ChainSealer,
+) -> ChainedRecord {
     let canonical = record.canonical();
     let sequence = head.0 + 1;
+    let hash = link_hash(&head.1, sequence as u64, canonical.as_bytes());
     ChainedRecord {
         sequence,
-        hash: link_hash(&head.1, sequence as u64, canonical.as_bytes()),
+        seal: Some(sealer.seal(&tenant.org_id, tenant.environment, sequence, &hash)),
+        hash,
         previous_hash: head.1.clone(),
         canonical,
         record: record.clone(),
@@ -354,9 +415,10 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     feed: IndexFeed,
     times: CommitTimes,
+    sealer: ChainSealer,
 ) {
     // Chain heads as they will be once every batch in flight commits.
-    let mut heads = Heads::new();
+    let mut heads = Heads::new(&sealer);
     let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
     let mut open = true;
     // Set when the store could not be reached (a lock another replica
@@ -479,7 +541,7 @@ async fn writer(
                                 answer(&feed, f.batch, links(appends), committed);
                             } else {
                                 for p in f.batch {
-                                    commit_one(store.as_ref(), &feed, &mut Heads::new(), p).await;
+                                    commit_one(store.as_ref(), &feed, &mut heads.fresh(), p).await;
                                 }
                             }
                         }
@@ -549,14 +611,14 @@ async fn chain(
     heads: &mut Heads,
     batch: &[Pending],
 ) -> Option<Vec<AuditAppend>> {
-    let mut next = Heads::new();
+    let mut next: HashMap<Tenant, (i64, String)> = HashMap::new();
     let mut appends = Vec::with_capacity(batch.len());
     for p in batch {
         let head = match next.get(&p.tenant) {
             Some(h) => h.clone(),
             None => head_of(store, heads, &p.tenant).await.ok()?,
         };
-        let chained = link(&p.record, &head);
+        let chained = link(&p.record, &p.tenant, &head, &heads.sealer);
         next.insert(p.tenant.clone(), (chained.sequence, chained.hash.clone()));
         appends.push(AuditAppend {
             tenant: p.tenant.clone(),
@@ -565,7 +627,7 @@ async fn chain(
             event: p.event.clone(),
         });
     }
-    heads.extend(next);
+    heads.known.extend(next);
     Some(appends)
 }
 
@@ -596,10 +658,18 @@ pub async fn append_alone(
     tenant: &Tenant,
     record: &AuditRecord,
     companion: Option<Companion>,
+    sealer: &ChainSealer,
 ) -> Result<ChainedRecord, AppendError> {
-    append_with_heads(store, &mut Heads::new(), tenant, record, &companion, &None)
-        .await
-        .map(|(chained, _)| chained)
+    append_with_heads(
+        store,
+        &mut Heads::new(sealer),
+        tenant,
+        record,
+        &companion,
+        &None,
+    )
+    .await
+    .map(|(chained, _)| chained)
 }
 
 async fn append_with_heads(
@@ -612,7 +682,7 @@ async fn append_with_heads(
 ) -> Result<(ChainedRecord, AuditCommitted), AppendError> {
     for _ in 0..ATTEMPTS {
         let head = head_of(store, heads, tenant).await?;
-        let chained = link(record, &head);
+        let chained = link(record, tenant, &head, &heads.sealer);
         let append = AuditAppend {
             tenant: tenant.clone(),
             link: chained.clone(),

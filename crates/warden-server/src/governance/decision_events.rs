@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use warden_core::audit::ChainedRecord;
 use warden_core::event::decision::decision_event;
 use warden_core::event::Event;
+use warden_core::secret::ChainSealer;
 use warden_core::Tenant;
 use warden_search::background::IndexingThread;
 use warden_store::{EventAppend, Store, StoreError, StoreResult};
@@ -50,12 +51,12 @@ pub struct DecisionEvents {
 impl DecisionEvents {
     /// Starts the publisher when `store` derives decisions' events; `None`
     /// when it appends them with their records.
-    pub fn start(store: Arc<dyn Store>, feed: IndexFeed) -> Option<Self> {
+    pub fn start(store: Arc<dyn Store>, feed: IndexFeed, sealer: ChainSealer) -> Option<Self> {
         if !store.derives_decision_events() {
             return None;
         }
         let committed = Arc::new(Notify::new());
-        tokio::spawn(publisher(store, feed, committed.clone()));
+        tokio::spawn(publisher(store, feed, committed.clone(), sealer));
         Some(DecisionEvents { committed })
     }
 
@@ -65,7 +66,12 @@ impl DecisionEvents {
     }
 }
 
-async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify>) {
+async fn publisher(
+    store: Arc<dyn Store>,
+    feed: IndexFeed,
+    committed: Arc<Notify>,
+    sealer: ChainSealer,
+) {
     let below = loop {
         match IndexingThread::start("warden-publish") {
             Ok(thread) => break thread,
@@ -83,7 +89,7 @@ async fn publisher(store: Arc<dyn Store>, feed: IndexFeed, committed: Arc<Notify
             let _ = tokio::time::timeout(IDLE_LOOK, committed.notified()).await;
             tokio::time::sleep(GATHER).await;
         }
-        match publish(&store, &below, &feed, &mut cursor).await {
+        match publish(&store, &below, &feed, &mut cursor, &sealer).await {
             Ok(_) => failures.reset(),
             Err(err) => {
                 if let Some(unlogged) = failures.due() {
@@ -111,20 +117,25 @@ async fn read_run(
     below: &IndexingThread,
     store: &Arc<dyn Store>,
     after: i64,
+    sealer: &ChainSealer,
 ) -> StoreResult<Option<Run>> {
     let store = store.clone();
+    let sealer = sealer.clone();
     let runtime = tokio::runtime::Handle::current();
     off_runtime(below, move || {
         let records = runtime
             .block_on(store.audit_committed_after(after, RUN))
             .map_err(|e| e.to_string())?;
-        Ok(make_events(records))
+        Ok(make_events(records, &sealer))
     })
     .await
     .map_err(StoreError::Unavailable)
 }
 
-fn make_events(records: Vec<(i64, Option<(Tenant, ChainedRecord)>)>) -> Option<Run> {
+fn make_events(
+    records: Vec<(i64, Option<(Tenant, ChainedRecord)>)>,
+    sealer: &ChainSealer,
+) -> Option<Run> {
     let last_row = records.last().map(|(row, _)| *row)?;
     let whole = records.len() as i64 == RUN;
     let mut appends = Vec::new();
@@ -134,7 +145,7 @@ fn make_events(records: Vec<(i64, Option<(Tenant, ChainedRecord)>)>) -> Option<R
         // longer reads as a record, or whose content no longer matches its
         // hash (edited in the database), gets no event, and says so;
         // `GET /api/v1/audit/verify` names it.
-        let Some((tenant, chained)) = read.filter(|(_, c)| c.vouched()) else {
+        let Some((tenant, chained)) = read.filter(|(t, c)| c.vouched(t, sealer)) else {
             tracing::error!(
                 audit_row = row,
                 "an audit record does not match its hash: no event is published for it"
@@ -166,6 +177,7 @@ async fn publish(
     below: &IndexingThread,
     feed: &IndexFeed,
     cursor: &mut Option<i64>,
+    sealer: &ChainSealer,
 ) -> StoreResult<()> {
     let mut after = match *cursor {
         Some(at) => at,
@@ -173,7 +185,7 @@ async fn publish(
     };
     *cursor = Some(after);
     loop {
-        let Some(run) = read_run(below, store, after).await? else {
+        let Some(run) = read_run(below, store, after, sealer).await? else {
             return Ok(());
         };
         let last_seq = store

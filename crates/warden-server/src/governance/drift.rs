@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use warden_core::audit::{AuditFilter, AuditKind, AuditRecord, ChainedRecord};
 use warden_core::event::syslog::without_credentials;
 use warden_core::page::{Cursor, Direction, PageRequest};
+use warden_core::secret::ChainSealer;
 use warden_core::time::{now_ms, Millis};
 use warden_core::Tenant;
 use warden_policy::drift::{DriftScore, Observation, Profile};
@@ -103,6 +104,8 @@ pub struct ProfileSummary {
 
 pub struct DriftBook {
     store: Arc<dyn Store>,
+    /// Checks the seals of the records profiles learn from.
+    sealer: ChainSealer,
     agents: Mutex<HashMap<AgentKey, AgentDrift>>,
     sessions: Mutex<HashMap<SessionKey, SessionTrail>>,
     loading: tokio::sync::Mutex<()>,
@@ -207,9 +210,10 @@ fn scrub_names(profile: &mut Profile) -> bool {
 }
 
 impl DriftBook {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, sealer: ChainSealer) -> Self {
         DriftBook {
             store,
+            sealer,
             agents: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
@@ -247,7 +251,7 @@ impl DriftBook {
                 .agent_decisions_after(tenant, agent_id, sequence, REPLAY_PAGE)
                 .await?;
             for r in &records {
-                if fold(&mut profile, agent_id, r) {
+                if fold(&mut profile, &self.vouching(tenant, agent_id), r) {
                     learned_through = r.sequence;
                 }
                 sequence = r.sequence;
@@ -259,7 +263,9 @@ impl DriftBook {
             // gives way between pages, as a verification does.
             tokio::task::yield_now().await;
         }
-        let sessions = self.recent_sessions(tenant, agent_id).await?;
+        let sessions = self
+            .recent_sessions(tenant, agent_id, snapshot_sequence)
+            .await?;
         self.agents.lock().unwrap().insert(
             key,
             AgentDrift {
@@ -288,10 +294,13 @@ impl DriftBook {
     /// The agent's sessions active within the idle time, rebuilt from its
     /// latest decisions in the audit log, so that a restart does not
     /// empty `session.tools` and `session.previous_tool`.
+    /// Records past `replayed_after` were read by the replay before it,
+    /// which logged any it could not vouch for.
     async fn recent_sessions(
         &self,
         tenant: &Tenant,
         agent_id: &str,
+        replayed_after: i64,
     ) -> Result<HashMap<String, SessionTrail>, StoreError> {
         let filter = AuditFilter {
             agent_id: Some(agent_id.to_string()),
@@ -316,7 +325,13 @@ impl DriftBook {
         }
         let mut sessions: HashMap<String, SessionTrail> = HashMap::new();
         for r in newest_first.iter().rev() {
-            if !vouched_for(agent_id, r) {
+            let by = self.vouching(tenant, agent_id);
+            let vouched = if r.sequence > replayed_after {
+                vouched_quietly(&by, r)
+            } else {
+                vouched_for(&by, r)
+            };
+            if !vouched {
                 continue;
             }
             let (Some(session), Some(tool)) = (&r.record.session_id, &r.record.tool) else {
@@ -421,6 +436,14 @@ impl DriftBook {
             .entry((tenant.clone(), agent_id.to_string(), session_id.to_string()))
             .or_default()
             .push(tool, at_ms);
+    }
+
+    fn vouching<'a>(&'a self, tenant: &'a Tenant, agent_id: &'a str) -> Vouching<'a> {
+        Vouching {
+            tenant,
+            agent_id,
+            sealer: &self.sealer,
+        }
     }
 
     /// Forgets an agent's profile and rebuilds it from the audit log.
@@ -576,21 +599,36 @@ impl RecordedCall {
 /// (a denied call made to look allowed, a record moved to another agent
 /// by its column) would otherwise make a tool look familiar to drift; it
 /// is left out and logged, as `GET /api/v1/audit/verify` names it.
-fn vouched_for(agent_id: &str, r: &ChainedRecord) -> bool {
-    if r.vouched() && r.record.agent_id.as_deref() == Some(agent_id) {
+fn vouched_for(by: &Vouching, r: &ChainedRecord) -> bool {
+    if vouched_quietly(by, r) {
         return true;
     }
+    let agent_id = by.agent_id;
     tracing::error!(
         sequence = r.sequence,
         agent_id,
-        "an audit record does not match its hash or its agent: drift does not learn from it"
+        "an audit record does not match its hash, its seal or its agent: drift does not learn from it"
     );
     false
 }
 
+/// `vouched_for` without the log line: for a record the replay of the
+/// same load has read (and logged) already.
+fn vouched_quietly(by: &Vouching, r: &ChainedRecord) -> bool {
+    r.vouched(by.tenant, by.sealer) && r.record.agent_id.as_deref() == Some(by.agent_id)
+}
+
+/// What a record must match to teach an agent's profile: that agent, in
+/// that chain, sealed with this key.
+struct Vouching<'a> {
+    tenant: &'a Tenant,
+    agent_id: &'a str,
+    sealer: &'a ChainSealer,
+}
+
 /// Learns from a stored decision record; false when it is not learned.
-fn fold(profile: &mut Profile, agent_id: &str, r: &ChainedRecord) -> bool {
-    if !vouched_for(agent_id, r) {
+fn fold(profile: &mut Profile, by: &Vouching, r: &ChainedRecord) -> bool {
+    if !vouched_for(by, r) {
         return false;
     }
     // Only calls that ran are learned, as live: not a denied or held call

@@ -1023,9 +1023,7 @@ async fn redeem(
             }
             .into(),
         )
-    } else if super::holds::status_changed_since(g.store.as_ref(), tenant, agent, h.created_at)
-        .await?
-    {
+    } else if super::holds::status_changed_since(g, tenant, agent, h.created_at).await? {
         // As the Thoth poll answers: an agent suspended while its call
         // waited (even if active again) asks again.
         Some(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::Notify;
-use warden_core::audit::{AuditKind, AuditRecord, ChainedRecord};
+use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::hold::{Hold, HoldStatus};
 use warden_core::id::{new_time_ordered_id, prefix};
 use warden_core::time::now_ms;
@@ -18,6 +18,7 @@ use warden_core::{Error, Tenant};
 use warden_store::{Companion, Store};
 
 use super::audit_log::{AppendError, AuditLog};
+use super::Governance;
 use crate::services::{ServiceError, ServiceResult};
 
 pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
@@ -143,19 +144,19 @@ enum AgentChange {
 /// Whether the agent's status changed since `since` (suspended meanwhile,
 /// even if active again), as the poll that runs an approved call checks.
 pub(super) async fn status_changed_since(
-    store: &dyn Store,
+    g: &Governance,
     tenant: &Tenant,
     agent: &warden_core::agent::Agent,
     since: i64,
 ) -> ServiceResult<bool> {
-    Ok(agent_change_since(store, tenant, agent, since).await? == AgentChange::Status)
+    Ok(agent_change_since(g, tenant, agent, since).await? == AgentChange::Status)
 }
 
 /// How the agent changed since `since`, as its `agent_change` records say:
 /// an edit of its description, owner, framework or metadata is none, and
 /// leaves approvals standing.
 async fn agent_change_since(
-    store: &dyn Store,
+    g: &Governance,
     tenant: &Tenant,
     agent: &warden_core::agent::Agent,
     since: i64,
@@ -177,7 +178,7 @@ async fn agent_change_since(
         direction: Direction::Desc,
         after: None,
     };
-    let changes = store.list_audit(tenant, &filter, &page).await?;
+    let changes = g.store.list_audit(tenant, &filter, &page).await?;
     if changes.items.is_empty() || changes.next_cursor.is_some() {
         return Ok(AgentChange::Status);
     }
@@ -185,7 +186,7 @@ async fn agent_change_since(
     for r in &changes.items {
         // A record edited in the database (a suspension made to read as
         // an edit of the description) counts as the worst change.
-        if !r.vouched() {
+        if !r.vouched(tenant, g.audit.sealer()) {
             return Ok(AgentChange::Status);
         }
         let detail = &r.record.detail;
@@ -220,13 +221,14 @@ async fn agent_change_since(
 /// that the audit log filtered by that user shows what became of the hold.
 async fn held_for(
     store: &dyn Store,
+    audit: &AuditLog,
     tenant: &Tenant,
     hold: &Hold,
 ) -> ServiceResult<Option<String>> {
     Ok(store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .filter(ChainedRecord::vouched)
+        .filter(|r| r.vouched(tenant, audit.sealer()))
         .and_then(|r| r.record.user_id))
 }
 
@@ -281,7 +283,7 @@ pub async fn resolve(
         HoldStatus::Approved => "allow",
         _ => "deny",
     };
-    let user_id = held_for(store, tenant, hold).await?;
+    let user_id = held_for(store, audit, tenant, hold).await?;
     let reason = match resolution.status {
         HoldStatus::Approved => "step-up approved",
         HoldStatus::Denied => "step-up denied",
@@ -435,7 +437,7 @@ pub async fn approval_stands(
     // unless its condition reads what moves on while the call waits (the
     // session's later calls, the time): the approved call runs now, and
     // the condition cannot be judged again here without the arguments.
-    let change = agent_change_since(g.store.as_ref(), tenant, &agent, hold.created_at).await?;
+    let change = agent_change_since(g, tenant, &agent, hold.created_at).await?;
     if change == AgentChange::Status {
         return Ok(Err(
             "the agent's status changed since the call was held (it was suspended, or changed \
@@ -532,7 +534,7 @@ pub async fn approval_stands(
                 // read) is not believed: every tied `modify` counts.
                 matched_then = Some(
                     record
-                        .filter(ChainedRecord::vouched)
+                        .filter(|r| r.vouched(tenant, g.audit.sealer()))
                         .map(|r| r.record.matched_policy_ids),
                 );
             }
@@ -574,7 +576,7 @@ pub async fn use_by_poll(
         .store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .filter(ChainedRecord::vouched)
+        .filter(|r| r.vouched(tenant, g.audit.sealer()))
         .map(|r| r.record);
     let record = AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),
@@ -827,7 +829,7 @@ pub(super) async fn record_lapse(
     hold: &Hold,
     withdrawn: Option<(&str, &str)>,
 ) -> ServiceResult<()> {
-    let user_id = held_for(store, tenant, hold).await?;
+    let user_id = held_for(store, audit, tenant, hold).await?;
     let (actor, reason) = match withdrawn {
         Some((actor, why)) => (
             actor,

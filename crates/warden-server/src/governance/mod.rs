@@ -10,6 +10,7 @@ pub mod engine;
 pub mod holds;
 pub mod orphan_holds;
 pub mod policies;
+pub mod seals;
 pub mod session_order;
 pub mod unrecorded_discoveries;
 pub mod verify;
@@ -31,16 +32,18 @@ pub struct Governance {
 
 impl Governance {
     /// Starts the audit writer, whose decisions' events go to `feed` and
-    /// whose commits are timed in `commit_times`; needs a Tokio runtime.
+    /// whose commits are timed in `commit_times` and whose records are
+    /// sealed by `sealer`; needs a Tokio runtime.
     pub fn start(
         store: Arc<dyn Store>,
         feed: crate::telemetry::IndexFeed,
         commit_times: audit_log::CommitTimes,
+        sealer: warden_core::secret::ChainSealer,
     ) -> Self {
         Governance {
-            audit: audit_log::AuditLog::start(store.clone(), feed, commit_times),
+            audit: audit_log::AuditLog::start(store.clone(), feed, commit_times, sealer.clone()),
             engine: engine::PolicyEngine::new(store.clone()),
-            drift: drift::DriftBook::new(store.clone()),
+            drift: drift::DriftBook::new(store.clone(), sealer.clone()),
             waiters: holds::HoldWaiters::default(),
             agents: agents::AgentCache::default(),
             sessions: session_order::SessionOrder::default(),

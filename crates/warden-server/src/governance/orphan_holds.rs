@@ -181,7 +181,10 @@ impl Orphaned {
             match g.store.get_audit(tenant, &hold.audit_id).await {
                 // A record that does not match its hash cannot clear its
                 // hold of the key: its approval is withdrawn too.
-                Ok(Some(decision)) if decision.record.actor == *key || !decision.vouched() => {
+                Ok(Some(decision))
+                    if decision.record.actor == *key
+                        || !decision.vouched(tenant, g.audit.sealer()) =>
+                {
                     made_with_key.push(hold)
                 }
                 Ok(_) => {}

@@ -3,7 +3,7 @@
 
 use warden_core::audit::ChainedRecord;
 use warden_core::audit_chain::{ChainWalk, StoredLink};
-use warden_core::secret::digests_match;
+use warden_core::secret::{digests_match, ChainSealer};
 use warden_core::Tenant;
 use warden_store::{IndexedColumns, Store, StoreError};
 
@@ -60,6 +60,7 @@ pub async fn verify(
     store: &dyn Store,
     tenant: &Tenant,
     from: Option<&Anchor>,
+    sealer: &ChainSealer,
 ) -> Result<Verification, StoreError> {
     let mut walk = ChainWalk::default();
     // Records before the walk's start: not counted as checked.
@@ -138,11 +139,18 @@ pub async fn verify(
                     // Records that passed every check before this one.
                     let (reason, passed) = match walk.check(link) {
                         Err(broken) => (Some(broken.reason), walk.checked()),
-                        Ok(()) if !columns.agree_with(&r.record) => (
-                            Some("its indexed columns differ from the hashed record"),
-                            walk.checked() - 1,
-                        ),
-                        Ok(()) => (None, walk.checked()),
+                        // Its content matches its hash: a seal says the
+                        // hash was made by a holder of the master key,
+                        // not by whoever rewrote the record in the
+                        // database and recomputed it.
+                        Ok(()) => match seal_break(sealer, tenant, &r) {
+                            Some(reason) => (Some(reason), walk.checked() - 1),
+                            None if !columns.agree_with(&r.record) => (
+                                Some("its indexed columns differ from the hashed record"),
+                                walk.checked() - 1,
+                            ),
+                            None => (None, walk.checked()),
+                        },
                     };
                     if let Some(reason) = reason {
                         return Ok((done, Some((passed, r.sequence, columns.id, reason))));
@@ -221,6 +229,30 @@ pub async fn verify(
     Err(StoreError::Unavailable(
         "the audit chain grew faster than it could be walked; try again".into(),
     ))
+}
+
+/// Why a record's seal does not vouch for its place and hash, if it does not.
+fn seal_break(sealer: &ChainSealer, tenant: &Tenant, r: &ChainedRecord) -> Option<&'static str> {
+    match &r.seal {
+        None => Some(
+            "the record carries no seal: it was not written through Warden, or its seal was removed",
+        ),
+        Some(seal)
+            if !sealer.vouches(
+                &tenant.org_id,
+                tenant.environment,
+                r.sequence,
+                &r.hash,
+                seal,
+            ) =>
+        {
+            Some(
+                "the record's seal does not match: its hash was not made by a server holding \
+                 this store's master key",
+            )
+        }
+        Some(_) => None,
+    }
 }
 
 /// Checks a whole chain against an anchor copied out of it earlier: a

@@ -404,7 +404,8 @@ pub async fn verify_audit(
     }
     let tenant = principal.tenant();
     let from = anchor.as_ref().filter(|_| from_anchor);
-    let mut v = verify::verify(state.store.as_ref(), &tenant, from).await?;
+    let sealer = state.master.chain_sealer();
+    let mut v = verify::verify(state.store.as_ref(), &tenant, from, &sealer).await?;
     if let (Some(anchor), None) = (&anchor, from) {
         verify::check_anchor(state.store.as_ref(), &tenant, anchor, &mut v).await?;
     }

@@ -14,13 +14,15 @@ use super::by_key;
 use super::Backend;
 use super::{agents, events, holds, keys, orgs, paging, policies};
 use crate::db::{name_conflict, Db, Row, Step, Value};
-use crate::{AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult};
+use crate::{
+    AuditAppend, AuditCommitted, Companion, EventAppend, StoreError, StoreResult, UnsealedRecord,
+};
 
-const COLUMNS: &str = "sequence, record, previous_hash, hash";
+const COLUMNS: &str = "sequence, record, previous_hash, hash, seal";
 /// What a read for the API selects: the record, and the columns kept
 /// beside it, which stand in for a record that no longer parses.
 const READ_COLUMNS: &str =
-    "sequence, record, previous_hash, hash, id, kind, at, agent_id, tool, decision, session_id";
+    "sequence, record, previous_hash, hash, seal, id, kind, at, agent_id, tool, decision, session_id";
 
 /// What a whole-number column edited in the database to hold something
 /// else reads as: SQLite keeps whatever a statement gives an INTEGER
@@ -43,6 +45,11 @@ fn sequence_of(row: &Row) -> StoreResult<i64> {
     Ok(tolerant_int(row, "sequence")?.unwrap_or(EDITED_NUMBER))
 }
 
+/// A record's seal; one edited to something other than text is no seal.
+fn seal_of(row: &Row) -> Option<String> {
+    row.opt_text("seal").ok().flatten()
+}
+
 fn decode(row: &Row) -> StoreResult<ChainedRecord> {
     let canonical = row.text("record")?;
     let record: AuditRecord = serde_json::from_str(&canonical)
@@ -51,6 +58,7 @@ fn decode(row: &Row) -> StoreResult<ChainedRecord> {
         sequence: sequence_of(row)?,
         previous_hash: row.text("previous_hash")?,
         hash: row.text("hash")?,
+        seal: seal_of(row),
         canonical,
         record,
     })
@@ -89,6 +97,7 @@ fn decode_read(row: &Row) -> StoreResult<ChainedRecord> {
         sequence: sequence_of(row)?,
         previous_hash: row.text("previous_hash")?,
         hash: row.text("hash")?,
+        seal: seal_of(row),
         canonical: row.text("record")?,
         record,
     })
@@ -197,8 +206,8 @@ pub(crate) async fn append(
         let r = &link.record;
         steps.push(Step::execute(
             "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, agent_id, tool, \
-             decision, session_id, drift_micros, record, previous_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             decision, session_id, drift_micros, record, previous_hash, hash, seal) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             vec![
                 (&entry.tenant.org_id).into(),
                 entry.tenant.environment.as_str().into(),
@@ -214,6 +223,7 @@ pub(crate) async fn append(
                 (&link.canonical).into(),
                 (&link.previous_hash).into(),
                 (&link.hash).into(),
+                (&link.seal).into(),
             ],
         ));
         if let Some(companion) = &entry.companion {
@@ -430,6 +440,61 @@ pub(crate) async fn list(
 }
 
 /// Records of the chain after `after`, in order, for verification.
+/// Up to `limit` records stored without a seal (by a release before
+/// seals, or stripped since), found by their own partial index.
+pub(crate) async fn unsealed(db: &dyn Db, limit: i64) -> StoreResult<Vec<UnsealedRecord>> {
+    let rows = db
+        .query(
+            "SELECT id, org_id, environment, sequence, hash FROM audit_log \
+             WHERE seal IS NULL ORDER BY id LIMIT $1",
+            vec![limit.into()],
+        )
+        .await?;
+    // Columns edited to another type (SQLite keeps what it is given) are
+    // read as what no seal can vouch for, and a record whose id is not
+    // text cannot be named to seal it: verify names such a record.
+    rows.iter()
+        .filter(|row| row.text("id").is_ok())
+        .map(|row| {
+            Ok(UnsealedRecord {
+                id: row.text("id")?,
+                org_id: row.text("org_id").unwrap_or_default(),
+                environment: row.text("environment").unwrap_or_default(),
+                sequence: sequence_of(row)?,
+                hash: row.text("hash").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Whether any record of any chain carries a seal.
+pub(crate) async fn any_sealed(db: &dyn Db) -> StoreResult<bool> {
+    let rows = db
+        .query(
+            "SELECT 1 AS sealed FROM audit_log WHERE seal IS NOT NULL LIMIT 1",
+            vec![],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Gives records their seals, in one transaction; a record sealed
+/// meanwhile (by another replica at its start) keeps its own. Answers how
+/// many were sealed.
+pub(crate) async fn seal(db: &dyn Db, seals: &[(String, String)]) -> StoreResult<u64> {
+    let steps = seals
+        .iter()
+        .map(|(id, seal)| {
+            Step::execute(
+                "UPDATE audit_log SET seal = $1 WHERE id = $2 AND seal IS NULL",
+                vec![seal.into(), id.into()],
+            )
+        })
+        .collect();
+    let outcomes = db.transaction(steps).await?.unwrap_or_default();
+    Ok(outcomes.iter().map(|o| o.changed()).sum())
+}
+
 pub(crate) async fn chain_after(
     db: &dyn Db,
     tenant: &Tenant,
@@ -461,6 +526,7 @@ pub(crate) async fn chain_after(
                     sequence: sequence_of(row)?,
                     previous_hash: row.text("previous_hash")?,
                     hash: row.text("hash")?,
+                    seal: seal_of(row),
                     canonical: row.text("record")?,
                     record: unreadable(),
                 },

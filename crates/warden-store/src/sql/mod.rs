@@ -40,7 +40,7 @@ use crate::postgres::PostgresDb;
 use crate::sqlite::SqliteDb;
 use crate::{
     AuditAppend, AuditCommitted, EventAppend, IdempotencyState, IdempotentAnswer, LoggedEvent,
-    Store, StoreError, StoreResult,
+    Store, StoreError, StoreResult, UnsealedRecord,
 };
 
 /// Which database a [`SqlStore`] talks to.
@@ -456,6 +456,18 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Page<ChainedRecord>> {
         audit::list(self.db.as_ref(), self.backend, tenant, filter, page).await
+    }
+
+    async fn unsealed_audit(&self, limit: i64) -> StoreResult<Vec<UnsealedRecord>> {
+        audit::unsealed(self.db.as_ref(), limit).await
+    }
+
+    async fn any_sealed_audit(&self) -> StoreResult<bool> {
+        audit::any_sealed(self.db.as_ref()).await
+    }
+
+    async fn seal_audit(&self, seals: &[(String, String)]) -> StoreResult<u64> {
+        audit::seal(self.db.as_ref(), seals).await
     }
 
     async fn audit_chain_after(

@@ -168,6 +168,7 @@ pub async fn create(args: KeysCreateArgs) -> Result<(), String> {
         &tenant,
         &record,
         Some(Companion::InsertApiKey(key.clone())),
+        &opened.master.chain_sealer(),
     )
     .await
     .map_err(|e| e.to_string());
@@ -216,7 +217,18 @@ pub async fn revoke(args: KeysRevokeArgs) -> Result<(), String> {
             id: key.id.clone(),
             at: record.at,
         };
-        match append_alone(store, &tenant, &record, Some(companion)).await {
+        // The record is sealed with the master key: another key's seal
+        // would be a break.
+        secrets::verify_master_key(store, &opened.master).await?;
+        match append_alone(
+            store,
+            &tenant,
+            &record,
+            Some(companion),
+            &opened.master.chain_sealer(),
+        )
+        .await
+        {
             Ok(_) => Ok(key),
             Err(AppendError::Precondition) => Err(already()),
             Err(e) => Err(e.to_string()),
@@ -282,6 +294,7 @@ pub async fn rotate(args: KeysRotateArgs) -> Result<(), String> {
             &tenant,
             &record,
             Some(Companion::RotateApiKey(rotation)),
+            &opened.master.chain_sealer(),
         )
         .await
         {

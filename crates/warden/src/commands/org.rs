@@ -2,6 +2,7 @@
 
 use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::org::{Organization, Plan, RateLimit};
+use warden_core::secret::ChainSealer;
 use warden_core::time::now_ms;
 use warden_core::{Environment, Tenant};
 use warden_server::governance::audit_log::{append_alone, AppendError};
@@ -122,7 +123,12 @@ fn shown(o: &Organization) -> String {
 pub async fn update(args: OrgUpdateArgs) -> Result<(), String> {
     let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
     let store = opened.store.as_ref();
-    let result = apply_update(store, &args).await;
+    // The change's record is sealed with the master key: another key's
+    // seal would be a break.
+    let result = match secrets::verify_master_key(store, &opened.master).await {
+        Ok(()) => apply_update(store, &args, &opened.master.chain_sealer()).await,
+        Err(e) => Err(e),
+    };
     store.close().await;
     let (org, was) = result?;
     let text = if args.json {
@@ -156,6 +162,7 @@ const UPDATE_TRIES: usize = 5;
 async fn apply_update(
     store: &dyn Store,
     args: &OrgUpdateArgs,
+    sealer: &ChainSealer,
 ) -> Result<(Organization, Organization), String> {
     let gone = || format!("no organization `{}`", args.org_id);
     for _ in 0..UPDATE_TRIES {
@@ -171,7 +178,7 @@ async fn apply_update(
         if org.name.to_lowercase() != was.name.to_lowercase() {
             name_free(store, &org.name, Some(&org.id)).await?;
         }
-        match record_update(store, &was, &org).await {
+        match record_update(store, &was, &org, sealer).await {
             Ok(()) => return Ok((org, was)),
             // Changed meanwhile, or its new name taken: read again, and if
             // it is as it was, the name is what stood in the way.
@@ -198,6 +205,7 @@ async fn record_update(
     store: &dyn Store,
     was: &Organization,
     org: &Organization,
+    sealer: &ChainSealer,
 ) -> Result<(), AppendError> {
     let record = AuditRecord {
         reason: Some(format!(
@@ -221,7 +229,7 @@ async fn record_update(
         was: was.clone(),
         now: org.clone(),
     };
-    append_alone(store, &tenant, &record, Some(companion))
+    append_alone(store, &tenant, &record, Some(companion), sealer)
         .await
         .map(|_| ())
 }
