@@ -71,8 +71,7 @@ impl Server {
         }
         secrets::verify_master_key(store.as_ref(), master).await?;
         let tokens = secrets::token_issuer(store.as_ref(), master).await?;
-        crate::governance::seals::seal_stored_records(store.as_ref(), &master.chain_sealer())
-            .await?;
+        crate::governance::seals::check_at_start(store.as_ref(), &master.chain_sealer()).await?;
         let redis = config
             .redis_url
             .as_deref()

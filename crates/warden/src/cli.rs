@@ -83,6 +83,29 @@ pub enum Command {
     /// data directory's own, removing the replaced store's WAL, then
     /// rebuild the index (stop `warden serve` first).
     Restore(RestoreArgs),
+    /// The audit log's upkeep at the host's console.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Seal the audit records of a store made by a release before seals,
+    /// once, right after upgrading it; refused for a store sealed before.
+    Seal(AuditSealArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditSealArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Go on with a sealing of this command that was stopped midway
+    /// (sealed records then stand beside unsealed ones).
+    #[arg(long)]
+    pub resume: bool,
+    /// Print JSON instead of text.
+    #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 impl Command {
@@ -101,6 +124,7 @@ impl Command {
             Command::Keys(KeysCommand::Create(a)) => a.json,
             Command::Keys(KeysCommand::Revoke(a)) => a.json,
             Command::Keys(KeysCommand::Rotate(a)) => a.json,
+            Command::Audit(AuditCommand::Seal(a)) => a.json,
             Command::Reindex(a) => a.json,
         }
     }

@@ -2066,9 +2066,9 @@ fn audit_filters_and_chain_verification(backend: &Backend) {
     // A row forged before the chain's first record is named too.
     backend.sql(
         "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, agent_id, tool, \
-         decision, session_id, drift_micros, record, previous_hash, hash) \
+         decision, session_id, drift_micros, record, previous_hash, hash, seal) \
          SELECT org_id, environment, 0, 'aud_forged0000000000000000', kind, at, agent_id, tool, \
-         decision, session_id, drift_micros, record, previous_hash, hash FROM audit_log \
+         decision, session_id, drift_micros, record, previous_hash, hash, seal FROM audit_log \
          WHERE environment = 'live' AND sequence = 6 LIMIT 1",
     );
     let v = api.get("/api/v1/audit/verify");
@@ -4899,6 +4899,17 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
     let kept = backend.sql(&format!(
         "SELECT seal FROM audit_log WHERE {chain} AND sequence = 2"
     ));
+    if backend.is_postgres() {
+        // PostgreSQL refuses a record without a seal (a replica of a
+        // release before seals still writing); an insider drops that
+        // constraint first.
+        backend.sql(&format!(
+            "DO $$ BEGIN UPDATE audit_log SET seal = NULL WHERE {chain} AND sequence = 2; \
+             RAISE EXCEPTION 'a seal was removed'; \
+             EXCEPTION WHEN check_violation THEN NULL; END $$"
+        ));
+        backend.sql("ALTER TABLE audit_log DROP CONSTRAINT audit_log_sealed");
+    }
     backend.sql(&format!(
         "UPDATE audit_log SET seal = NULL WHERE {chain} AND sequence = 2"
     ));
@@ -4988,19 +4999,70 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
         );
     };
     named(&api);
+    // The operator's sealing is refused for a store marked sealed, and
+    // for one whose mark is gone while other records keep their seals.
+    let refused = |api: &Api, why: &str| {
+        let out = backend.cli(&["audit", "seal"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(
+            said.contains("nothing was sealed") && said.contains(why),
+            "{said}"
+        );
+        named(api);
+    };
+    refused(&api, "was sealed before");
     backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
     let w = w.crash_and_restart(&backend.data_dir(0));
     let api = w.api(&t.live_key);
     named(&api);
-    // A store of a release before seals (no record sealed, no mark): its
-    // records are sealed at the next start, the rewritten ones too (only
-    // the master key's holder writes seals; the rewrite predates this
-    // start, as any forgery made before an upgrade would), and new
-    // records chain on.
+    refused(&api, "sealed records stand beside them");
+    // Going on with a sealing stopped midway is the operator's word, and
+    // is never taken for a store marked sealed.
+    let out = backend.cli(&["audit", "seal", "--resume", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resumed["sealed"], last - from + 1, "{resumed}");
+    assert_eq!(resumed["chains"][0]["head_sequence"], last, "{resumed}");
+    backend.sql(&format!(
+        "UPDATE audit_log SET seal = NULL WHERE {chain} AND sequence = {from}"
+    ));
+    let out = backend.cli(&["audit", "seal", "--resume"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    named(&api);
+    // A store made to look like one of a release before seals (no record
+    // sealed, no mark) is not sealed by a start: that would vouch for the
+    // rewrite.
     backend.sql("UPDATE audit_log SET seal = NULL");
     backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
     let w = w.crash_and_restart(&backend.data_dir(0));
     let api = w.api(&t.live_key);
+    let v = api.get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["first_break"]["sequence"], 1, "{}", v.text);
+    // Only the operator's `warden audit seal`, as after an upgrade from
+    // such a release, seals it (its rewritten records too: they predate
+    // the sealing, as a forgery made before an upgrade would), marks it
+    // sealed, and new records chain on.
+    let out = backend.cli(&["audit", "seal", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sealed["sealed"], last, "{sealed}");
+    let out = backend.cli(&["audit", "seal", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["sealed"], 0, "{again}");
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
     assert_eq!(v.body["data"]["records_checked"], last, "{}", v.text);

@@ -148,7 +148,7 @@ fn make_events(
         let Some((tenant, chained)) = read.filter(|(t, c)| c.vouched(t, sealer)) else {
             tracing::error!(
                 audit_row = row,
-                "an audit record does not match its hash: no event is published for it"
+                "an audit record does not match its hash or its seal: no event is published for it"
             );
             continue;
         };

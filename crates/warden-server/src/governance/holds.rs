@@ -186,7 +186,9 @@ async fn agent_change_since(
     for r in &changes.items {
         // A record edited in the database (a suspension made to read as
         // an edit of the description) counts as the worst change.
-        if !r.vouched(tenant, g.audit.sealer()) {
+        // A record sealed but found by an edited column (another agent's
+        // change given this agent's id) counts as the worst change too.
+        if !r.vouched(tenant, g.audit.sealer()) || r.record.agent_id.as_deref() != Some(&agent.id) {
             return Ok(AgentChange::Status);
         }
         let detail = &r.record.detail;
@@ -228,7 +230,7 @@ async fn held_for(
     Ok(store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .filter(|r| r.vouched(tenant, audit.sealer()))
+        .filter(|r| r.vouched(tenant, audit.sealer()) && r.record.id == hold.audit_id)
         .and_then(|r| r.record.user_id))
 }
 
@@ -534,7 +536,9 @@ pub async fn approval_stands(
                 // read) is not believed: every tied `modify` counts.
                 matched_then = Some(
                     record
-                        .filter(|r| r.vouched(tenant, g.audit.sealer()))
+                        .filter(|r| {
+                            r.vouched(tenant, g.audit.sealer()) && r.record.id == hold.audit_id
+                        })
                         .map(|r| r.record.matched_policy_ids),
                 );
             }
@@ -576,7 +580,7 @@ pub async fn use_by_poll(
         .store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .filter(|r| r.vouched(tenant, g.audit.sealer()))
+        .filter(|r| r.vouched(tenant, g.audit.sealer()) && r.record.id == hold.audit_id)
         .map(|r| r.record);
     let record = AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),

@@ -183,7 +183,8 @@ impl Orphaned {
                 // hold of the key: its approval is withdrawn too.
                 Ok(Some(decision))
                     if decision.record.actor == *key
-                        || !decision.vouched(tenant, g.audit.sealer()) =>
+                        || !decision.vouched(tenant, g.audit.sealer())
+                        || decision.record.id != hold.audit_id =>
                 {
                     made_with_key.push(hold)
                 }

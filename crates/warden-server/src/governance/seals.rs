@@ -1,8 +1,10 @@
-//! Seals for audit records stored before seals were: given at start-up,
-//! before the server answers, once per store. A mark made with the key
-//! then says the store is sealed, and from then on a record without a
-//! seal is left for verify to name: sealing it would vouch for whatever
-//! a writer of the database put there.
+//! Seals for audit records stored before seals were, and the store's
+//! mark of being sealed. Only the operator's `warden audit seal` seals
+//! such records, once, right after an upgrade: a start never does, since
+//! a store can be made to look like one from before seals (every seal and
+//! the mark removed in the database), and sealing it would vouch for
+//! whatever a writer of the database put there. The mark (made with the
+//! key) and any sealed record make the command refuse.
 
 use std::str::FromStr;
 
@@ -21,34 +23,85 @@ const UNSEALABLE: &str = "";
 /// The server setting that holds the sealed store's mark.
 const SEALED_MARK: &str = "audit_seals";
 
+/// What a start finds of the store's seals, for the log: a store with no
+/// record unsealed is marked sealed (which only adds protection); one with
+/// unsealed records is told of, never sealed here.
+pub async fn check_at_start(store: &dyn Store, sealer: &ChainSealer) -> Result<(), String> {
+    let failed = |e: warden_store::StoreError| format!("cannot read the audit records' seals: {e}");
+    if store.unsealed_audit(1).await.map_err(failed)?.is_empty() {
+        store
+            .server_setting_or_insert(SEALED_MARK, &sealer.sealed_store_mark())
+            .await
+            .map_err(failed)?;
+        return Ok(());
+    }
+    match why_not_sealable(store, sealer).await? {
+        None => tracing::warn!(
+            "audit records of a release before seals carry none: run `warden audit seal` once \
+             (after upgrading); until then GET /api/v1/audit/verify names them, and what is \
+             derived from records leaves them out"
+        ),
+        Some(why) => tracing::error!("audit records carry no seal: {why}"),
+    }
+    Ok(())
+}
+
 /// Seals the records of a store that was never sealed (of a release
 /// before seals, or a copy of one restored), then marks it sealed;
 /// answers how many it sealed. A record already tampered with is sealed
 /// as it stands: its hash still fails to match its content, which verify
-/// names as before. A store marked sealed, or whose mark was removed
-/// while some of its records carry seals, has nothing sealed.
-pub async fn seal_stored_records(store: &dyn Store, sealer: &ChainSealer) -> Result<u64, String> {
+/// names as before. A store marked sealed is refused: its seals were
+/// removed since; so is one with sealed records beside the unsealed ones,
+/// unless `resume` says the operator's own sealing was stopped midway.
+pub async fn seal_unsealed_store(
+    store: &dyn Store,
+    sealer: &ChainSealer,
+    resume: bool,
+) -> Result<u64, String> {
     let failed = |e: warden_store::StoreError| format!("cannot seal the audit records: {e}");
-    let mark = sealer.sealed_store_mark();
-    let marked = store.server_setting(SEALED_MARK).await.map_err(failed)?;
-    if marked.as_deref().is_some_and(|m| digests_match(m, &mark)) {
-        return Ok(0);
-    }
-    let unsealed = !store.unsealed_audit(1).await.map_err(failed)?.is_empty();
-    if unsealed && store.any_sealed_audit().await.map_err(failed)? {
-        tracing::error!(
-            "audit records without a seal stand beside sealed ones, and the store's mark of \
-             being sealed is gone or not this master key's: they are not sealed; \
-             GET /api/v1/audit/verify names them"
-        );
-        return Ok(0);
+    if !store.unsealed_audit(1).await.map_err(failed)?.is_empty() {
+        let marked = store.server_setting(SEALED_MARK).await.map_err(failed)?;
+        let refusal = match why_not_sealable(store, sealer).await? {
+            Some(_)
+                if resume
+                    && !marked.is_some_and(|m| digests_match(&m, &sealer.sealed_store_mark())) =>
+            {
+                None
+            }
+            other => other,
+        };
+        if let Some(why) = refusal {
+            return Err(format!("nothing was sealed: {why}"));
+        }
     }
     let sealed = seal_all(store, sealer).await?;
     store
-        .server_setting_or_insert(SEALED_MARK, &mark)
+        .server_setting_or_insert(SEALED_MARK, &sealer.sealed_store_mark())
         .await
         .map_err(failed)?;
     Ok(sealed)
+}
+
+/// Why a store's unsealed records must not be sealed, if they must not.
+async fn why_not_sealable(
+    store: &dyn Store,
+    sealer: &ChainSealer,
+) -> Result<Option<String>, String> {
+    let failed = |e: warden_store::StoreError| format!("cannot read the audit records' seals: {e}");
+    let marked = store.server_setting(SEALED_MARK).await.map_err(failed)?;
+    let verify = "GET /api/v1/audit/verify names them";
+    if marked.is_some_and(|m| digests_match(&m, &sealer.sealed_store_mark())) {
+        return Ok(Some(format!(
+            "the store was sealed before, so their seals were removed in the database since; {verify}"
+        )));
+    }
+    if store.any_sealed_audit().await.map_err(failed)? {
+        return Ok(Some(format!(
+            "sealed records stand beside them, so their seals were removed in the database since \
+             (and the store's mark of being sealed with them); {verify}"
+        )));
+    }
+    Ok(None)
 }
 
 async fn seal_all(store: &dyn Store, sealer: &ChainSealer) -> Result<u64, String> {

@@ -439,7 +439,6 @@ pub(crate) async fn list(
     })
 }
 
-/// Records of the chain after `after`, in order, for verification.
 /// Up to `limit` records stored without a seal (by a release before
 /// seals, or stripped since), found by their own partial index.
 pub(crate) async fn unsealed(db: &dyn Db, limit: i64) -> StoreResult<Vec<UnsealedRecord>> {
@@ -495,6 +494,7 @@ pub(crate) async fn seal(db: &dyn Db, seals: &[(String, String)]) -> StoreResult
     Ok(outcomes.iter().map(|o| o.changed()).sum())
 }
 
+/// Records of the chain after `after`, in order, for verification.
 pub(crate) async fn chain_after(
     db: &dyn Db,
     tenant: &Tenant,

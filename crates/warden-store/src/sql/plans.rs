@@ -81,10 +81,10 @@ async fn agent_changes_read(db: Arc<dyn Db>, backend: Backend) -> (String, Vec<V
 
 /// A busy agent's history: many decisions, a few changes.
 const HISTORY: &str = "INSERT INTO audit_log (org_id, environment, sequence, id, kind, at, \
-     agent_id, tool, decision, session_id, drift_micros, record, previous_hash, hash) \
+     agent_id, tool, decision, session_id, drift_micros, record, previous_hash, hash, seal) \
      SELECT 'org_plans', 'live', n, 'aud_' || n, \
      CASE WHEN n % 500 = 0 THEN 'agent_change' ELSE 'decision' END, 1000000 + n, \
-     'agt_busy', 'crm.read', 'allow', 's', 0, '{}', '', '' FROM numbers";
+     'agt_busy', 'crm.read', 'allow', 's', 0, '{}', '', '', '' FROM numbers";
 
 #[tokio::test]
 async fn an_agents_changes_are_read_by_their_own_index_on_sqlite() {

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod audit;
 mod backup;
 mod init;
 mod keys;
@@ -10,7 +11,9 @@ mod serve;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Command, EnvironmentArg, KeysCommand, LogFormat, OrgCommand, PlanArg};
+use crate::cli::{
+    AuditCommand, Command, EnvironmentArg, KeysCommand, LogFormat, OrgCommand, PlanArg,
+};
 use warden_core::org::{Organization, Plan, RateLimit};
 use warden_core::Environment;
 
@@ -28,6 +31,7 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Reindex(args) => reindex::run(args).await,
         Command::Backup(args) => backup::run(args).await,
         Command::Restore(args) => restore::run(args).await,
+        Command::Audit(AuditCommand::Seal(args)) => audit::seal(args).await,
     }
 }
 
