@@ -137,15 +137,12 @@ impl ChainSealer {
         sequence: i64,
         hash: &str,
     ) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("any key length");
-        for part in [org_id.as_bytes(), environment.as_str().as_bytes()] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac.update(&sequence.to_be_bytes());
-        mac.update(&(hash.len() as u64).to_be_bytes());
-        mac.update(hash.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        keyed_digest(
+            &self.0,
+            &[org_id.as_bytes(), environment.as_str().as_bytes()],
+            sequence,
+            hash,
+        )
     }
 
     /// The mark a store's settings keep once its records were sealed: made
@@ -154,6 +151,33 @@ impl ChainSealer {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("any key length");
         mac.update(b"warden/audit-seals/store-sealed");
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Hex HMAC-SHA256, under a key of its own derived from this one, of a
+    /// drift profile's snapshot: the agent's chain and id, the sequence it
+    /// learned through, and its text. A snapshot is derived from sealed
+    /// records; without its own seal, one edited in the database would be
+    /// believed where the records it stands for would not.
+    pub fn seal_snapshot(
+        &self,
+        org_id: &str,
+        environment: Environment,
+        agent_id: &str,
+        sequence: i64,
+        text: &str,
+    ) -> String {
+        let mut key = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("any key length");
+        key.update(b"warden/drift-snapshot/v1");
+        keyed_digest(
+            &key.finalize().into_bytes(),
+            &[
+                org_id.as_bytes(),
+                environment.as_str().as_bytes(),
+                agent_id.as_bytes(),
+            ],
+            sequence,
+            text,
+        )
     }
 
     /// Whether `seal` is this key's seal of the record's place.
@@ -167,6 +191,21 @@ impl ChainSealer {
     ) -> bool {
         digests_match(&self.seal(org_id, environment, sequence, hash), seal)
     }
+}
+
+/// Hex HMAC-SHA256 under `key` of `parts`, then `sequence`, then `tail`,
+/// every part and the tail length-prefixed so that no two inputs run
+/// together.
+fn keyed_digest(key: &[u8], parts: &[&[u8]], sequence: i64, tail: &str) -> String {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.update(&sequence.to_be_bytes());
+    mac.update(&(tail.len() as u64).to_be_bytes());
+    mac.update(tail.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Compares two digests without leaking where they differ.

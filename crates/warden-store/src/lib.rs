@@ -351,8 +351,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<ChainedRecord>>;
     /// Up to `limit` audit records of any chain stored without a seal.
     async fn unsealed_audit(&self, limit: i64) -> StoreResult<Vec<UnsealedRecord>>;
-    /// Whether any audit record of any chain carries a seal.
-    async fn any_sealed_audit(&self) -> StoreResult<bool>;
+    /// When the schema began to seal records (its migration's time), and
+    /// the time of the newest audit record without a seal.
+    async fn audit_seal_times(&self) -> StoreResult<(Option<i64>, Option<i64>)>;
     /// Stores seals (`(audit id, seal)`) on records that have none;
     /// answers how many it stored.
     async fn seal_audit(&self, seals: &[(String, String)]) -> StoreResult<u64>;

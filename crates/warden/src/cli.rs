@@ -90,8 +90,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Seal the audit records of a store made by a release before seals,
-    /// once, right after upgrading it; refused for a store sealed before.
+    /// Migrate a store made by a release before seals and seal its audit
+    /// records, once, as the upgrade (run with the servers stopped);
+    /// refused for a store sealed before.
     Seal(AuditSealArgs),
 }
 
@@ -99,10 +100,6 @@ pub enum AuditCommand {
 pub struct AuditSealArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Go on with a sealing of this command that was stopped midway
-    /// (sealed records then stand beside unsealed ones).
-    #[arg(long)]
-    pub resume: bool,
     /// Print JSON instead of text.
     #[arg(long, env = "WARDEN_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,

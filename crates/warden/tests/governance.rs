@@ -4999,55 +4999,61 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
         );
     };
     named(&api);
-    // The operator's sealing is refused for a store marked sealed, and
-    // for one whose mark is gone while other records keep their seals.
-    let refused = |api: &Api, why: &str| {
-        let out = backend.cli(&["audit", "seal"]);
+    // The operator's `warden audit seal` runs as the upgrade: with
+    // SQLite, its server stopped (a running one keeps the data
+    // directory's lock).
+    let out = backend.cli(&["audit", "seal"]);
+    if !backend.is_postgres() {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("in use"),
+            "{out:?}"
+        );
+    }
+    let run = |w: Warden| -> (std::process::Output, Warden) {
+        if backend.is_postgres() {
+            let out = backend.cli(&["audit", "seal", "--json"]);
+            (out, w)
+        } else {
+            assert!(w.terminate().success());
+            let out = backend.cli(&["audit", "seal", "--json"]);
+            (out, Warden::start(backend, &[]))
+        }
+    };
+    let refused = |w: Warden, why: &str| -> Warden {
+        let (out, w) = run(w);
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(
             said.contains("nothing was sealed") && said.contains(why),
             "{said}"
         );
-        named(api);
+        named(&w.api(&t.live_key));
+        w
     };
-    refused(&api, "was sealed before");
+    // Refused for a store marked sealed, and, its mark removed, for
+    // records written after the store's schema began to seal.
+    let w = refused(w, "was sealed before");
     backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
-    let w = w.crash_and_restart(&backend.data_dir(0));
-    let api = w.api(&t.live_key);
-    named(&api);
-    refused(&api, "sealed records stand beside them");
-    // Going on with a sealing stopped midway is the operator's word, and
-    // is never taken for a store marked sealed.
-    let out = backend.cli(&["audit", "seal", "--resume", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let resumed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(resumed["sealed"], last - from + 1, "{resumed}");
-    assert_eq!(resumed["chains"][0]["head_sequence"], last, "{resumed}");
-    backend.sql(&format!(
-        "UPDATE audit_log SET seal = NULL WHERE {chain} AND sequence = {from}"
-    ));
-    let out = backend.cli(&["audit", "seal", "--resume"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    named(&api);
+    let w = refused(w, "written after this store's schema began to seal");
     // A store made to look like one of a release before seals (no record
-    // sealed, no mark) is not sealed by a start: that would vouch for the
-    // rewrite.
+    // sealed, no mark, its records older than the migration that brought
+    // seals) is not sealed by a start: that would vouch for the rewrite.
+    let version = if backend.is_postgres() { 6 } else { 7 };
+    backend.sql(&format!(
+        "UPDATE schema_migrations SET applied_at = (SELECT max(at) + 1 FROM audit_log) \
+         WHERE version = {version}"
+    ));
     backend.sql("UPDATE audit_log SET seal = NULL");
-    backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
     let w = w.crash_and_restart(&backend.data_dir(0));
-    let api = w.api(&t.live_key);
-    let v = api.get("/api/v1/audit/verify");
+    let v = w.api(&t.live_key).get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["first_break"]["sequence"], 1, "{}", v.text);
-    // Only the operator's `warden audit seal`, as after an upgrade from
-    // such a release, seals it (its rewritten records too: they predate
-    // the sealing, as a forgery made before an upgrade would), marks it
-    // sealed, and new records chain on.
-    let out = backend.cli(&["audit", "seal", "--json"]);
+    // Only the operator's `warden audit seal`, as the upgrade from such a
+    // release, seals it (its rewritten records too: they predate the
+    // sealing, as a forgery made before an upgrade would), reports every
+    // chain's head to compare with anchors, marks it sealed, and new
+    // records chain on.
+    let (out, w) = run(w);
     assert!(
         out.status.success(),
         "{}",
@@ -5055,12 +5061,14 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
     );
     let sealed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sealed["sealed"], last, "{sealed}");
-    let out = backend.cli(&["audit", "seal", "--json"]);
+    assert_eq!(sealed["chains"][0]["head_sequence"], last, "{sealed}");
+    let (out, w) = run(w);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let api = w.api(&t.live_key);
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["sealed"], 0, "{again}");
     let v = api.get("/api/v1/audit/verify");
@@ -5078,7 +5086,103 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
     assert_eq!(unsealed.trim(), "0");
 }
 
+/// An approval written only in the holds table (its working copy), with
+/// no sealed record of who gave it, runs no call: neither the Thoth poll
+/// nor a re-submission with the hold's token uses it.
+fn an_approval_written_only_in_the_holds_table_is_not_used(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "vault", "action_pattern": "vault.*", "decision": "step_up"}),
+    );
+    let call = json!({"agent_id": "forged-bot", "tool_name": "vault.read"});
+    let held = enforce(&api, call.clone());
+    assert_eq!(held["decision"], "step_up", "{held}");
+    let token = held["hold_token"].as_str().unwrap().to_string();
+    let forge = |hold_token: &str| {
+        let hold = api.get(&format!("/api/v1/enforce/hold/{hold_token}"));
+        let id = hold.body["data"]["hold_id"]
+            .as_str()
+            .or(hold.body["data"]["id"].as_str())
+            .map(str::to_string);
+        backend.sql(&format!(
+            "UPDATE holds SET status = 'approved', decided_by = 'key_nobody', \
+             decided_at = created_at + 1 WHERE {}",
+            match id {
+                Some(id) => format!("id = '{id}'"),
+                None => "status = 'pending'".to_string(),
+            }
+        ));
+    };
+    forge(&token);
+    let poll = thoth_poll(&api, &t.live_key, &token);
+    assert_ne!(poll["resolution"], "ALLOW", "{poll}");
+    assert!(poll.to_string().contains("no sealed record"), "{poll}");
+    let held = enforce(&api, call.clone());
+    let token = held["hold_token"].as_str().unwrap().to_string();
+    forge(&token);
+    let mut again = call.clone();
+    again["hold_token"] = json!(token);
+    let r = enforce(&api, again);
+    assert_ne!(r["decision"], "allow", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("no sealed record"),
+        "{r}"
+    );
+    // Approved through the API, the same call runs.
+    let held = enforce(&api, call.clone());
+    let token = held["hold_token"].as_str().unwrap().to_string();
+    approve_first_pending(&api);
+    let mut again = call;
+    again["hold_token"] = json!(token);
+    assert_eq!(enforce(&api, again)["decision"], "allow");
+}
+
+/// A store of the release before seals (its schema taken back here) is
+/// migrated and sealed by `warden audit seal`, run as the upgrade with
+/// the servers stopped: every record verifies after it.
+fn audit_seal_upgrades_a_store_from_before_seals(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    for i in 0..5 {
+        enforce(
+            &api,
+            json!({"agent_id": "old-bot", "tool_name": format!("files.read{i}")}),
+        );
+    }
+    assert!(w.terminate().success());
+    let version = if backend.is_postgres() {
+        backend.sql("ALTER TABLE audit_log DROP CONSTRAINT audit_log_sealed");
+        6
+    } else {
+        7
+    };
+    backend.sql("DROP INDEX audit_log_unsealed");
+    backend.sql("ALTER TABLE audit_log DROP COLUMN seal");
+    backend.sql(&format!(
+        "DELETE FROM schema_migrations WHERE version = {version}"
+    ));
+    backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
+    let out = backend.cli(&["audit", "seal", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sealed["sealed"], 5, "{sealed}");
+    let w = Warden::start(backend, &[]);
+    let v = w.api(&t.live_key).get("/api/v1/audit/verify");
+    assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+    assert_eq!(v.body["data"]["records_checked"], 5, "{}", v.text);
+}
+
 on_every_backend!(
+    audit_seal_upgrades_a_store_from_before_seals,
+    an_approval_written_only_in_the_holds_table_is_not_used,
     a_chain_rewritten_in_the_database_is_named_by_its_seals,
     an_edited_agent_change_withdraws_the_approval,
     a_rule_that_outranks_the_approved_one_is_named,

@@ -231,7 +231,10 @@ impl DriftBook {
             return Ok(());
         }
         let mut scrubbed = false;
-        let (mut sequence, mut profile) = match self.store.drift_profile(tenant, agent_id).await? {
+        let snapshot = self.store.drift_profile(tenant, agent_id).await?;
+        let (mut sequence, mut profile) = match snapshot
+            .and_then(|(seq, text)| self.unsealed_snapshot(tenant, agent_id, seq, text))
+        {
             Some((seq, json)) => match serde_json::from_str::<Profile>(&json) {
                 Ok(mut p) => {
                     scrubbed = scrub_names(&mut p);
@@ -438,6 +441,54 @@ impl DriftBook {
             .push(tool, at_ms);
     }
 
+    /// A snapshot as stored: its seal, a newline, its JSON.
+    fn sealed_snapshot(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        sequence: i64,
+        json: &str,
+    ) -> String {
+        let seal =
+            self.sealer
+                .seal_snapshot(&tenant.org_id, tenant.environment, agent_id, sequence, json);
+        format!("{seal}\n{json}")
+    }
+
+    /// The JSON of a stored snapshot whose seal holds; none for one
+    /// without (saved by a release before snapshots were sealed, or
+    /// edited in the database), whose profile is then rebuilt from the
+    /// audit log's sealed records.
+    fn unsealed_snapshot(
+        &self,
+        tenant: &Tenant,
+        agent_id: &str,
+        sequence: i64,
+        text: String,
+    ) -> Option<(i64, String)> {
+        let vouched = text.split_once('\n').filter(|(seal, json)| {
+            let expected = self.sealer.seal_snapshot(
+                &tenant.org_id,
+                tenant.environment,
+                agent_id,
+                sequence,
+                json,
+            );
+            warden_core::secret::digests_match(&expected, seal)
+        });
+        match vouched {
+            Some((_, json)) => Some((sequence, json.to_string())),
+            None => {
+                tracing::warn!(
+                    agent_id,
+                    "a drift profile's snapshot does not carry its seal: the profile is rebuilt \
+                     from the audit log"
+                );
+                None
+            }
+        }
+    }
+
     fn vouching<'a>(&'a self, tenant: &'a Tenant, agent_id: &'a str) -> Vouching<'a> {
         Vouching {
             tenant,
@@ -542,9 +593,10 @@ impl DriftBook {
         let snapshots: Vec<(Tenant, String, i64, String)> = copies
             .into_iter()
             .filter_map(|(tenant, agent, sequence, profile)| {
-                serde_json::to_string(&profile)
-                    .ok()
-                    .map(|json| (tenant, agent, sequence, json))
+                serde_json::to_string(&profile).ok().map(|json| {
+                    let sealed = self.sealed_snapshot(&tenant, &agent, sequence, &json);
+                    (tenant, agent, sequence, sealed)
+                })
             })
             .collect();
         if !snapshots.is_empty() {

@@ -1023,6 +1023,8 @@ async fn redeem(
             }
             .into(),
         )
+    } else if !super::holds::approved_on_record(g, tenant, &h).await? {
+        Some(super::holds::NO_APPROVAL_ON_RECORD.into())
     } else if super::holds::status_changed_since(g, tenant, agent, h.created_at).await? {
         // As the Thoth poll answers: an agent suspended while its call
         // waited (even if active again) asks again.

@@ -141,6 +141,45 @@ enum AgentChange {
     Status,
 }
 
+/// The first page of a chain's records, newest first.
+fn newest_records(limit: u32) -> warden_core::page::PageRequest {
+    warden_core::page::PageRequest {
+        limit,
+        sort: "sequence".into(),
+        direction: warden_core::page::Direction::Desc,
+        after: None,
+    }
+}
+
+/// Whether the hold's approval stands on a sealed `hold_resolution` record
+/// that approves this hold, made when the hold says it was decided: the
+/// hold's row is a working copy, and an approval written only there (in
+/// the database) must not run a call.
+pub(super) async fn approved_on_record(
+    g: &Governance,
+    tenant: &Tenant,
+    hold: &Hold,
+) -> ServiceResult<bool> {
+    use warden_core::audit::AuditFilter;
+    let Some(at) = hold.decided_at else {
+        return Ok(false);
+    };
+    let filter = AuditFilter {
+        kind: Some(AuditKind::HoldResolution),
+        from: Some(at),
+        to: Some(at.saturating_add(1)),
+        ..Default::default()
+    };
+    let page = newest_records(50);
+    let found = g.store.list_audit(tenant, &filter, &page).await?;
+    Ok(found.items.iter().any(|r| {
+        r.vouched(tenant, g.audit.sealer())
+            && r.record.hold_id.as_deref() == Some(hold.id.as_str())
+            && r.record.kind == AuditKind::HoldResolution
+            && r.record.decision.as_deref() == Some("allow")
+    }))
+}
+
 /// Whether the agent's status changed since `since` (suspended meanwhile,
 /// even if active again), as the poll that runs an approved call checks.
 pub(super) async fn status_changed_since(
@@ -162,7 +201,6 @@ async fn agent_change_since(
     since: i64,
 ) -> ServiceResult<AgentChange> {
     use warden_core::audit::AuditFilter;
-    use warden_core::page::{Direction, PageRequest};
     if agent.updated_at <= since {
         return Ok(AgentChange::None);
     }
@@ -172,12 +210,7 @@ async fn agent_change_since(
         from: Some(since),
         ..Default::default()
     };
-    let page = PageRequest {
-        limit: 50,
-        sort: "sequence".into(),
-        direction: Direction::Desc,
-        after: None,
-    };
+    let page = newest_records(50);
     let changes = g.store.list_audit(tenant, &filter, &page).await?;
     if changes.items.is_empty() || changes.next_cursor.is_some() {
         return Ok(AgentChange::Status);
@@ -230,7 +263,11 @@ async fn held_for(
     Ok(store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .filter(|r| r.vouched(tenant, audit.sealer()) && r.record.id == hold.audit_id)
+        .filter(|r| {
+            r.vouched(tenant, audit.sealer())
+                && r.record.id == hold.audit_id
+                && r.record.hold_id.as_deref() == Some(hold.id.as_str())
+        })
         .and_then(|r| r.record.user_id))
 }
 
@@ -379,12 +416,19 @@ pub async fn expire_if_due(
 /// cannot be evaluated here (the hold keeps only the arguments' digest),
 /// so such a policy counts whatever its condition: the poll fails closed
 /// and the agent asks again, to be decided in full.
+/// Why an approval with no sealed record of it is not used.
+pub(super) const NO_APPROVAL_ON_RECORD: &str =
+    "the hold's approval has no sealed record of who gave it (GET /api/v1/audit/verify); ask again";
+
 pub async fn approval_stands(
     g: &super::Governance,
     tenant: &Tenant,
     hold: &Hold,
 ) -> ServiceResult<Result<(), String>> {
     use warden_policy::{Decision, Mode};
+    if !approved_on_record(g, tenant, hold).await? {
+        return Ok(Err(NO_APPROVAL_ON_RECORD.into()));
+    }
     let agent = match g.store.get_agent(tenant, &hold.agent_id).await? {
         Some(a) if a.status == warden_core::agent::AgentStatus::Suspended => {
             return Ok(Err("the agent was suspended since the call was held".into()))
@@ -580,7 +624,11 @@ pub async fn use_by_poll(
         .store
         .get_audit(tenant, &hold.audit_id)
         .await?
-        .filter(|r| r.vouched(tenant, g.audit.sealer()) && r.record.id == hold.audit_id)
+        .filter(|r| {
+            r.vouched(tenant, g.audit.sealer())
+                && r.record.id == hold.audit_id
+                && r.record.hold_id.as_deref() == Some(hold.id.as_str())
+        })
         .map(|r| r.record);
     let record = AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),

@@ -4,7 +4,8 @@
 //! a store can be made to look like one from before seals (every seal and
 //! the mark removed in the database), and sealing it would vouch for
 //! whatever a writer of the database put there. The mark (made with the
-//! key) and any sealed record make the command refuse.
+//! key), and an unsealed record written after the schema began to seal,
+//! make the command refuse.
 
 use std::str::FromStr;
 
@@ -37,11 +38,13 @@ pub async fn check_at_start(store: &dyn Store, sealer: &ChainSealer) -> Result<(
     }
     match why_not_sealable(store, sealer).await? {
         None => tracing::warn!(
-            "audit records of a release before seals carry none: run `warden audit seal` once \
-             (after upgrading); until then GET /api/v1/audit/verify names them, and what is \
-             derived from records leaves them out"
+            "audit records carry no seal: GET /api/v1/audit/verify names the first, and what is \
+             derived from records leaves them out. If this store was just upgraded from a \
+             release before seals, run `warden audit seal` once; if it ever had seals, they \
+             were removed in the database: do not seal it, compare its chains' heads with \
+             anchors copied out earlier"
         ),
-        Some(why) => tracing::error!("audit records carry no seal: {why}"),
+        Some(refusal) => tracing::error!("audit records carry no seal: {}", refusal.why()),
     }
     Ok(())
 }
@@ -51,27 +54,15 @@ pub async fn check_at_start(store: &dyn Store, sealer: &ChainSealer) -> Result<(
 /// answers how many it sealed. A record already tampered with is sealed
 /// as it stands: its hash still fails to match its content, which verify
 /// names as before. A store marked sealed is refused: its seals were
-/// removed since; so is one with sealed records beside the unsealed ones,
-/// unless `resume` says the operator's own sealing was stopped midway.
-pub async fn seal_unsealed_store(
-    store: &dyn Store,
-    sealer: &ChainSealer,
-    resume: bool,
-) -> Result<u64, String> {
+/// removed since; so is one with a record unsealed that was written
+/// after its schema began to seal. Records a server sealed meanwhile (it
+/// ran before the command) stand beside them as in any upgrade, and a
+/// run stopped midway is run again.
+pub async fn seal_unsealed_store(store: &dyn Store, sealer: &ChainSealer) -> Result<u64, String> {
     let failed = |e: warden_store::StoreError| format!("cannot seal the audit records: {e}");
     if !store.unsealed_audit(1).await.map_err(failed)?.is_empty() {
-        let marked = store.server_setting(SEALED_MARK).await.map_err(failed)?;
-        let refusal = match why_not_sealable(store, sealer).await? {
-            Some(_)
-                if resume
-                    && !marked.is_some_and(|m| digests_match(&m, &sealer.sealed_store_mark())) =>
-            {
-                None
-            }
-            other => other,
-        };
-        if let Some(why) = refusal {
-            return Err(format!("nothing was sealed: {why}"));
+        if let Some(refusal) = why_not_sealable(store, sealer).await? {
+            return Err(format!("nothing was sealed: {}", refusal.why()));
         }
     }
     let sealed = seal_all(store, sealer).await?;
@@ -82,24 +73,45 @@ pub async fn seal_unsealed_store(
     Ok(sealed)
 }
 
+/// Why a store's unsealed records must not be sealed.
+enum Unsealable {
+    /// The store is marked sealed.
+    Marked,
+    /// Some were written after the schema began to seal records.
+    WrittenSince(i64),
+}
+
+impl Unsealable {
+    fn why(&self) -> String {
+        let verify = "GET /api/v1/audit/verify names them";
+        match self {
+            Unsealable::Marked => format!(
+                "the store was sealed before, so their seals were removed in the database \
+                 since; {verify}"
+            ),
+            Unsealable::WrittenSince(since) => format!(
+                "some were written after this store's schema began to seal records (at {}), so \
+                 their seals were removed in the database since; {verify}",
+                warden_core::time::to_rfc3339(*since)
+            ),
+        }
+    }
+}
+
 /// Why a store's unsealed records must not be sealed, if they must not.
 async fn why_not_sealable(
     store: &dyn Store,
     sealer: &ChainSealer,
-) -> Result<Option<String>, String> {
+) -> Result<Option<Unsealable>, String> {
     let failed = |e: warden_store::StoreError| format!("cannot read the audit records' seals: {e}");
     let marked = store.server_setting(SEALED_MARK).await.map_err(failed)?;
-    let verify = "GET /api/v1/audit/verify names them";
     if marked.is_some_and(|m| digests_match(&m, &sealer.sealed_store_mark())) {
-        return Ok(Some(format!(
-            "the store was sealed before, so their seals were removed in the database since; {verify}"
-        )));
+        return Ok(Some(Unsealable::Marked));
     }
-    if store.any_sealed_audit().await.map_err(failed)? {
-        return Ok(Some(format!(
-            "sealed records stand beside them, so their seals were removed in the database since \
-             (and the store's mark of being sealed with them); {verify}"
-        )));
+    if let (Some(since), Some(newest)) = store.audit_seal_times().await.map_err(failed)? {
+        if newest >= since {
+            return Ok(Some(Unsealable::WrittenSince(since)));
+        }
     }
     Ok(None)
 }

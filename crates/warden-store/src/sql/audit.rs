@@ -466,15 +466,33 @@ pub(crate) async fn unsealed(db: &dyn Db, limit: i64) -> StoreResult<Vec<Unseale
         .collect()
 }
 
-/// Whether any record of any chain carries a seal.
-pub(crate) async fn any_sealed(db: &dyn Db) -> StoreResult<bool> {
-    let rows = db
+/// When the store's schema began to seal records (the migration that
+/// added seals), and the time of the newest record without a seal.
+pub(crate) async fn seal_times(
+    db: &dyn Db,
+    backend: Backend,
+) -> StoreResult<(Option<i64>, Option<i64>)> {
+    let version: i64 = match backend {
+        Backend::Sqlite => 7,
+        Backend::Postgres => 6,
+    };
+    let since = db
         .query(
-            "SELECT 1 AS sealed FROM audit_log WHERE seal IS NOT NULL LIMIT 1",
+            "SELECT applied_at FROM schema_migrations WHERE version = $1",
+            vec![version.into()],
+        )
+        .await?
+        .first()
+        .and_then(|row| row.opt_int("applied_at").ok().flatten());
+    let newest = db
+        .query(
+            "SELECT max(at) AS newest FROM audit_log WHERE seal IS NULL",
             vec![],
         )
-        .await?;
-    Ok(!rows.is_empty())
+        .await?
+        .first()
+        .and_then(|row| row.opt_int("newest").ok().flatten());
+    Ok((since, newest))
 }
 
 /// Gives records their seals, in one transaction; a record sealed

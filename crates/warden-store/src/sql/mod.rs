@@ -462,8 +462,8 @@ impl Store for SqlStore {
         audit::unsealed(self.db.as_ref(), limit).await
     }
 
-    async fn any_sealed_audit(&self) -> StoreResult<bool> {
-        audit::any_sealed(self.db.as_ref()).await
+    async fn audit_seal_times(&self) -> StoreResult<(Option<i64>, Option<i64>)> {
+        audit::seal_times(self.db.as_ref(), self.backend).await
     }
 
     async fn seal_audit(&self, seals: &[(String, String)]) -> StoreResult<u64> {

@@ -11,12 +11,22 @@ use warden_server::services::secrets;
 use crate::cli::AuditSealArgs;
 
 pub async fn seal(args: AuditSealArgs) -> Result<(), String> {
-    let opened = crate::store::open(&args.store, crate::store::Opening::Console).await?;
+    // Run as the upgrade, with the servers stopped: a store of the
+    // release before is migrated here, so that no server writes sealed
+    // records (or learns drift without the older ones) before it is sealed.
+    // The embedded store's server must be stopped (its data directory's
+    // lock); a replica of either release may run on PostgreSQL, whose
+    // schema refuses an older replica's unsealed records once migrated.
+    crate::store::examine(&args.store, crate::store::Opening::Maintenance).await?;
+    let _stopped = match args.store.database_url {
+        None => Some(crate::data_dir_lock::hold(&args.store.data_dir)?),
+        Some(_) => None,
+    };
+    let opened = crate::store::open(&args.store, crate::store::Opening::Maintenance).await?;
     let store = opened.store.as_ref();
     let result = async {
         secrets::verify_master_key(store, &opened.master).await?;
-        let sealed =
-            seals::seal_unsealed_store(store, &opened.master.chain_sealer(), args.resume).await?;
+        let sealed = seals::seal_unsealed_store(store, &opened.master.chain_sealer()).await?;
         Ok::<_, String>((sealed, heads(store).await?))
     }
     .await;
