@@ -116,13 +116,14 @@ pub async fn open(args: &StoreArgs, opening: Opening) -> Result<Opened, String> 
         }
         None => None,
     };
-    if let Some(key) = &known {
-        if before
-            .setting
-            .is_some_and(|check| check != key.check_value())
-        {
+    match (&known, &before.setting) {
+        (Some(key), Some(check)) if *check != key.check_value() => {
             return Err(warden_server::services::secrets::ANOTHER_KEY.into());
         }
+        // A store set up with a key, and none given: refused before the
+        // open migrates it, as another key is.
+        (None, Some(_)) => return Err(no_key_given(&args.data_dir)),
+        _ => {}
     }
     let store = match &args.database_url {
         Some(url) => SqlStore::open(url).await,
@@ -136,11 +137,7 @@ pub async fn open(args: &StoreArgs, opening: Opening) -> Result<Opened, String> 
             let set_up = warden_server::services::secrets::has_master_key(&store).await?;
             let file = args.data_dir.join("master.key");
             if set_up && !file.exists() {
-                return Err(format!(
-                    "this store was set up with a master key that is not given here: set \
-                     WARDEN_MASTER_KEY (or --master-key) to it, or put its master.key file at {}",
-                    file.display()
-                ));
+                return Err(no_key_given(&args.data_dir));
             }
             let (key, made) = crate::master_key::load(None, &args.data_dir, create_key && !set_up)?;
             if made {
@@ -239,14 +236,14 @@ pub async fn examine(args: &StoreArgs, opening: Opening) -> Result<BeforeMigrati
         return Err(match opening {
             Opening::Init => format!(
                 "the store was made by an older release (schema version {older}, this \
-                 release's {known}); nothing was changed: start this release's `warden serve` \
-                 on it to upgrade it (see Upgrades and rollback in the docs)"
+                 release's {known}); nothing was changed: upgrade it (see Upgrades and \
+                 rollback in the docs: {UPGRADE})"
             ),
             _ => format!(
                 "the store's schema is at version {older}, older than this release's \
-                 ({known}): only `warden serve` migrates it; run this command with the release \
-                 that made the store, or upgrade the store first by starting this release's \
-                 `warden serve` on it (see Upgrades and rollback in the docs)"
+                 ({known}): this command does not migrate it; run it with the release that \
+                 made the store, or upgrade the store first (see Upgrades and rollback in the \
+                 docs: {UPGRADE})"
             ),
         });
     }
@@ -266,6 +263,19 @@ pub async fn examine(args: &StoreArgs, opening: Opening) -> Result<BeforeMigrati
     }
     Ok(before)
 }
+
+/// The refusal of a store set up with a master key when none is given.
+fn no_key_given(data_dir: &std::path::Path) -> String {
+    format!(
+        "this store was set up with a master key that is not given here: set \
+         WARDEN_MASTER_KEY (or --master-key) to it, or put its master.key file at {}",
+        data_dir.join("master.key").display()
+    )
+}
+
+/// How a store of an older release is upgraded, as errors say it.
+const UPGRADE: &str = "from a release before audit seals, this release's `warden audit seal` \
+     with the servers stopped; otherwise this release's `warden serve` on it";
 
 #[cfg(test)]
 mod tests {

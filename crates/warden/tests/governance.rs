@@ -5131,6 +5131,51 @@ fn an_approval_written_only_in_the_holds_table_is_not_used(backend: &Backend) {
         r["reason"].as_str().unwrap().contains("no sealed record"),
         "{r}"
     );
+    // A hold made to take another's sealed approval (renamed to its id,
+    // its decision copied) or another tool is refused too.
+    let newest = || {
+        backend
+            .sql("SELECT id FROM holds ORDER BY created_at DESC, id DESC LIMIT 1")
+            .trim()
+            .to_string()
+    };
+    let approved = enforce(&api, call.clone());
+    let approved_id = newest();
+    approve_first_pending(&api);
+    let other =
+        json!({"agent_id": "forged-bot", "tool_name": "vault.write", "tool_args": {"big": 1}});
+    let pending = enforce(&api, other.clone());
+    let pending_id = newest();
+    backend.sql(&format!(
+        "UPDATE holds SET id = '{pending_id}x' WHERE id = '{pending_id}'"
+    ));
+    backend.sql(&format!(
+        "UPDATE holds SET status = 'approved', \
+         decided_by = (SELECT decided_by FROM holds WHERE id = '{approved_id}'), \
+         decided_at = (SELECT decided_at FROM holds WHERE id = '{approved_id}') \
+         WHERE id = '{pending_id}x'"
+    ));
+    backend.sql(&format!("DELETE FROM holds WHERE id = '{approved_id}'"));
+    backend.sql(&format!(
+        "UPDATE holds SET id = '{approved_id}' WHERE id = '{pending_id}x'"
+    ));
+    let mut again = other;
+    again["hold_token"] = pending["hold_token"].clone();
+    let r = enforce(&api, again);
+    assert_ne!(r["decision"], "allow", "{r}");
+    let _ = approved;
+    let held = enforce(&api, call.clone());
+    let held_id = newest();
+    approve_first_pending(&api);
+    backend.sql(&format!(
+        "UPDATE holds SET tool = 'vault.write' WHERE id = '{held_id}'"
+    ));
+    let r = enforce(
+        &api,
+        json!({"agent_id": "forged-bot", "tool_name": "vault.write",
+               "hold_token": held["hold_token"]}),
+    );
+    assert_ne!(r["decision"], "allow", "{r}");
     // Approved through the API, the same call runs.
     let held = enforce(&api, call.clone());
     let token = held["hold_token"].as_str().unwrap().to_string();

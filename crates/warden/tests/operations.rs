@@ -847,7 +847,8 @@ fn an_older_store_is_migrated_only_by_serve(backend: &Backend) {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
         assert!(
             said.contains("older than this release's")
-                && said.contains("only `warden serve` migrates it"),
+                && said.contains("does not migrate it")
+                && said.contains("warden audit seal"),
             "{args:?}: {said}"
         );
     }

@@ -1202,6 +1202,22 @@ fn another_master_key_migrates_nothing(backend: &Backend) {
     );
     let now = backend.sql("SELECT MAX(version) FROM schema_migrations");
     assert_ne!(now.trim(), last, "the refused start migrated the store");
+    // No key given at all (kept away from the data directory, and not
+    // in this shell) is refused before migrating too, by the upgrade's
+    // command as by a start.
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["audit", "seal"],
+    ] {
+        let out = backend.cli_without_master_key(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not given here"),
+            "{args:?}: {out:?}"
+        );
+        let now = backend.sql("SELECT MAX(version) FROM schema_migrations");
+        assert_ne!(now.trim(), last, "{args:?} migrated the store");
+    }
 }
 
 /// A secret the console cannot show (standard output full, its reader

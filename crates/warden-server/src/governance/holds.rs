@@ -172,11 +172,27 @@ pub(super) async fn approved_on_record(
     };
     let page = newest_records(50);
     let found = g.store.list_audit(tenant, &filter, &page).await?;
-    Ok(found.items.iter().any(|r| {
+    // The approval names the held call's record and arguments, so that a
+    // hold renamed onto another's approval is told apart.
+    let approves = |r: &warden_core::audit::ChainedRecord| {
         r.vouched(tenant, g.audit.sealer())
             && r.record.hold_id.as_deref() == Some(hold.id.as_str())
             && r.record.kind == AuditKind::HoldResolution
             && r.record.decision.as_deref() == Some("allow")
+            && r.record.detail["decision_audit_id"] == hold.audit_id.as_str()
+            && r.record.detail["args_sha256"] == hold.args_sha256.as_str()
+    };
+    if !found.items.iter().any(approves) {
+        return Ok(false);
+    }
+    // And the held call's own record says the agent and tool the hold does.
+    let held = g.store.get_audit(tenant, &hold.audit_id).await?;
+    Ok(held.is_some_and(|r| {
+        r.vouched(tenant, g.audit.sealer())
+            && r.record.id == hold.audit_id
+            && r.record.hold_id.as_deref() == Some(hold.id.as_str())
+            && r.record.agent_id.as_deref() == Some(hold.agent_id.as_str())
+            && r.record.tool.as_deref() == Some(hold.tool.as_str())
     }))
 }
 
