@@ -233,7 +233,7 @@ impl DriftBook {
         let mut scrubbed = false;
         let snapshot = self.store.drift_profile(tenant, agent_id).await?;
         let (mut sequence, mut profile) = match snapshot
-            .and_then(|(seq, text)| self.unsealed_snapshot(tenant, agent_id, seq, text))
+            .and_then(|(seq, text)| self.vouched_snapshot(tenant, agent_id, seq, text))
         {
             Some((seq, json)) => match serde_json::from_str::<Profile>(&json) {
                 Ok(mut p) => {
@@ -459,7 +459,7 @@ impl DriftBook {
     /// without (saved by a release before snapshots were sealed, or
     /// edited in the database), whose profile is then rebuilt from the
     /// audit log's sealed records.
-    fn unsealed_snapshot(
+    fn vouched_snapshot(
         &self,
         tenant: &Tenant,
         agent_id: &str,

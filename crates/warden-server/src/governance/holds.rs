@@ -166,6 +166,7 @@ pub(super) async fn approved_on_record(
     };
     let filter = AuditFilter {
         kind: Some(AuditKind::HoldResolution),
+        hold_id: Some(hold.id.clone()),
         from: Some(at),
         to: Some(at.saturating_add(1)),
         ..Default::default()

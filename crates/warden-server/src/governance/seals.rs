@@ -21,6 +21,11 @@ const BATCH: i64 = 2_000;
 /// again; verify names it.
 const UNSEALABLE: &str = "";
 
+/// How far past the seal migration's time an unsealed record may have been
+/// written: the clocks of replicas of the earlier release may run ahead of
+/// the migrating host's.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
 /// The server setting that holds the sealed store's mark.
 const SEALED_MARK: &str = "audit_seals";
 
@@ -79,6 +84,9 @@ enum Unsealable {
     Marked,
     /// Some were written after the schema began to seal records.
     WrittenSince(i64),
+    /// When the schema began to seal, or when they were written, cannot be
+    /// read (the migration's row or a record's time edited).
+    Unknown,
 }
 
 impl Unsealable {
@@ -94,6 +102,10 @@ impl Unsealable {
                  their seals were removed in the database since; {verify}",
                 warden_core::time::to_rfc3339(*since)
             ),
+            Unsealable::Unknown => format!(
+                "when this store's schema began to seal records, or when they were written, \
+                 cannot be read (edited in the database); {verify}"
+            ),
         }
     }
 }
@@ -108,12 +120,16 @@ async fn why_not_sealable(
     if marked.is_some_and(|m| digests_match(&m, &sealer.sealed_store_mark())) {
         return Ok(Some(Unsealable::Marked));
     }
-    if let (Some(since), Some(newest)) = store.audit_seal_times().await.map_err(failed)? {
-        if newest >= since {
-            return Ok(Some(Unsealable::WrittenSince(since)));
-        }
-    }
-    Ok(None)
+    // A time that cannot be read refuses, as a record newer than the
+    // migration does; records up to a minute past it are taken as the
+    // clocks of the last older replicas, not as tampering.
+    let times = store.audit_seal_times().await;
+    Ok(match times {
+        Ok((Some(since), Some(newest))) if newest < since.saturating_add(CLOCK_SKEW_MS) => None,
+        Ok((Some(since), Some(_))) => Some(Unsealable::WrittenSince(since)),
+        Ok(_) | Err(warden_store::StoreError::Corrupt(_)) => Some(Unsealable::Unknown),
+        Err(e) => return Err(failed(e)),
+    })
 }
 
 async fn seal_all(store: &dyn Store, sealer: &ChainSealer) -> Result<u64, String> {

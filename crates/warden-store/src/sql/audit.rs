@@ -483,7 +483,9 @@ pub(crate) async fn seal_times(
         )
         .await?
         .first()
-        .and_then(|row| row.opt_int("applied_at").ok().flatten());
+        .map(|row| row.opt_int("applied_at"))
+        .transpose()?
+        .flatten();
     let newest = db
         .query(
             "SELECT max(at) AS newest FROM audit_log WHERE seal IS NULL",
@@ -491,7 +493,9 @@ pub(crate) async fn seal_times(
         )
         .await?
         .first()
-        .and_then(|row| row.opt_int("newest").ok().flatten());
+        .map(|row| row.opt_int("newest"))
+        .transpose()?
+        .flatten();
     Ok((since, newest))
 }
 
