@@ -232,9 +232,15 @@ impl DriftBook {
         }
         let mut scrubbed = false;
         let snapshot = self.store.drift_profile(tenant, agent_id).await?;
-        let (mut sequence, mut profile) = match snapshot
-            .and_then(|(seq, text)| self.vouched_snapshot(tenant, agent_id, seq, text))
-        {
+        let stored = snapshot.is_some();
+        let vouched =
+            snapshot.and_then(|(seq, text)| self.vouched_snapshot(tenant, agent_id, seq, text));
+        if stored && vouched.is_none() {
+            // Removed, so that the profile rebuilt from the log replaces it
+            // whatever sequence it claims: a save never goes back past one.
+            self.store.delete_drift_profile(tenant, agent_id).await?;
+        }
+        let (mut sequence, mut profile) = match vouched {
             Some((seq, json)) => match serde_json::from_str::<Profile>(&json) {
                 Ok(mut p) => {
                     scrubbed = scrub_names(&mut p);
