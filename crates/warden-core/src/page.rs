@@ -73,6 +73,17 @@ pub fn numeric_sort(sort: &str) -> bool {
 }
 
 impl PageRequest {
+    /// The first page of a chain's records by sequence, newest first: what
+    /// the server reads for itself, no caller's request to validate.
+    pub fn newest_records(limit: u32) -> Self {
+        PageRequest {
+            limit,
+            sort: "sequence".into(),
+            direction: Direction::Desc,
+            after: None,
+        }
+    }
+
     /// Validates limit and cursor; `sorts` lists the allowed sort fields, the
     /// first being the default.
     pub fn new(

@@ -4,6 +4,11 @@ use sqlx::{Connection, Executor, PgPool};
 
 use crate::StoreResult;
 
+/// The migrations that began sealing audit records: the upgrade's
+/// sealing reads when they were applied.
+pub(crate) const SQLITE_SEALS: i64 = 7;
+pub(crate) const POSTGRES_SEALS: i64 = 6;
+
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_governance.sql")),
@@ -20,7 +25,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_agent_changes.sql"),
     ),
-    (7, include_str!("../migrations/sqlite/0007_audit_seals.sql")),
+    (
+        SQLITE_SEALS,
+        include_str!("../migrations/sqlite/0007_audit_seals.sql"),
+    ),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
@@ -38,7 +46,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0005_agent_changes.sql"),
     ),
     (
-        6,
+        POSTGRES_SEALS,
         include_str!("../migrations/postgres/0006_audit_seals.sql"),
     ),
 ];

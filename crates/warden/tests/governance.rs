@@ -5038,7 +5038,7 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
     // (A minute past the migration is taken for replicas' clocks: this
     // store's schema is set two minutes back, as a store's older than its
     // records is.)
-    let version = if backend.is_postgres() { 6 } else { 7 };
+    let version = seals_migration(backend);
     backend.sql(&format!(
         "UPDATE schema_migrations SET applied_at = applied_at - 120000 WHERE version = {version}"
     ));
@@ -5060,22 +5060,12 @@ fn a_chain_rewritten_in_the_database_is_named_by_its_seals(backend: &Backend) {
     // chain's head to compare with anchors, marks it sealed, and new
     // records chain on.
     let (out, w) = run(w);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sealed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = seal_report(&out);
     assert_eq!(sealed["sealed"], last, "{sealed}");
     assert_eq!(sealed["chains"][0]["head_sequence"], last, "{sealed}");
     let (out, w) = run(w);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let api = w.api(&t.live_key);
-    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = seal_report(&out);
     assert_eq!(again["sealed"], 0, "{again}");
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
@@ -5191,6 +5181,25 @@ fn an_approval_written_only_in_the_holds_table_is_not_used(backend: &Backend) {
     assert_eq!(enforce(&api, again)["decision"], "allow");
 }
 
+/// What a successful `warden audit seal --json` reports.
+fn seal_report(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The schema version that began sealing audit records.
+fn seals_migration(backend: &Backend) -> i64 {
+    if backend.is_postgres() {
+        6
+    } else {
+        7
+    }
+}
+
 /// A store of the release before seals (its schema taken back here) is
 /// migrated and sealed by `warden audit seal`, run as the upgrade with
 /// the servers stopped: every record verifies after it.
@@ -5205,25 +5214,17 @@ fn audit_seal_upgrades_a_store_from_before_seals(backend: &Backend) {
         );
     }
     assert!(w.terminate().success());
-    let version = if backend.is_postgres() {
+    if backend.is_postgres() {
         backend.sql("ALTER TABLE audit_log DROP CONSTRAINT audit_log_sealed");
-        6
-    } else {
-        7
-    };
+    }
+    let version = seals_migration(backend);
     backend.sql("DROP INDEX audit_log_unsealed");
     backend.sql("ALTER TABLE audit_log DROP COLUMN seal");
     backend.sql(&format!(
         "DELETE FROM schema_migrations WHERE version = {version}"
     ));
     backend.sql("DELETE FROM server_settings WHERE name = 'audit_seals'");
-    let out = backend.cli(&["audit", "seal", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sealed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = seal_report(&backend.cli(&["audit", "seal", "--json"]));
     assert_eq!(sealed["sealed"], 5, "{sealed}");
     let w = Warden::start(backend, &[]);
     let v = w.api(&t.live_key).get("/api/v1/audit/verify");

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use warden_core::audit::{AuditFilter, AuditKind, AuditRecord, ChainedRecord};
 use warden_core::event::syslog::without_credentials;
-use warden_core::page::{Cursor, Direction, PageRequest};
+use warden_core::page::{Cursor, PageRequest};
 use warden_core::secret::ChainSealer;
 use warden_core::time::{now_ms, Millis};
 use warden_core::Tenant;
@@ -254,13 +254,14 @@ impl DriftBook {
         // The last call learned, as live profiles count it; `sequence` is
         // how far the replay read (denied and held calls included).
         let mut learned_through = sequence;
+        let by = self.vouching(tenant, agent_id);
         loop {
             let records = self
                 .store
                 .agent_decisions_after(tenant, agent_id, sequence, REPLAY_PAGE)
                 .await?;
             for r in &records {
-                if fold(&mut profile, &self.vouching(tenant, agent_id), r) {
+                if fold(&mut profile, &by, r) {
                     learned_through = r.sequence;
                 }
                 sequence = r.sequence;
@@ -317,12 +318,7 @@ impl DriftBook {
             from: Some(now_ms() - SESSION_IDLE_MS),
             ..Default::default()
         };
-        let mut page = PageRequest {
-            limit: SESSION_REBUILD_PAGE,
-            sort: "sequence".into(),
-            direction: Direction::Desc,
-            after: None,
-        };
+        let mut page = PageRequest::newest_records(SESSION_REBUILD_PAGE);
         let mut newest_first: Vec<ChainedRecord> = Vec::new();
         for _ in 0..SESSION_REBUILD_PAGES {
             let found = self.store.list_audit(tenant, &filter, &page).await?;
@@ -333,8 +329,8 @@ impl DriftBook {
             }
         }
         let mut sessions: HashMap<String, SessionTrail> = HashMap::new();
+        let by = self.vouching(tenant, agent_id);
         for r in newest_first.iter().rev() {
-            let by = self.vouching(tenant, agent_id);
             let vouched = if r.sequence > replayed_after {
                 vouched_quietly(&by, r)
             } else {

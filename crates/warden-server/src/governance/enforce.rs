@@ -236,12 +236,7 @@ async fn undo_discovery(
         agent_id: Some(agent.id.clone()),
         ..Default::default()
     };
-    let page = warden_core::page::PageRequest {
-        limit: 1,
-        sort: "sequence".into(),
-        direction: warden_core::page::Direction::Desc,
-        after: None,
-    };
+    let page = warden_core::page::PageRequest::newest_records(1);
     let recorded = match g.store.list_audit(tenant, &filter, &page).await {
         Ok(found) => !found.items.is_empty(),
         Err(_) => true,

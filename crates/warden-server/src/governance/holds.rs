@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use warden_core::audit::{AuditKind, AuditRecord};
 use warden_core::hold::{Hold, HoldStatus};
 use warden_core::id::{new_time_ordered_id, prefix};
+use warden_core::secret::ChainSealer;
 use warden_core::time::now_ms;
 use warden_core::{Error, Tenant};
 use warden_store::{Companion, Store};
@@ -141,16 +142,6 @@ enum AgentChange {
     Status,
 }
 
-/// The first page of a chain's records, newest first.
-fn newest_records(limit: u32) -> warden_core::page::PageRequest {
-    warden_core::page::PageRequest {
-        limit,
-        sort: "sequence".into(),
-        direction: warden_core::page::Direction::Desc,
-        after: None,
-    }
-}
-
 /// Whether the hold's approval stands on a sealed `hold_resolution` record
 /// that approves this hold, made when the hold says it was decided: the
 /// hold's row is a working copy, and an approval written only there (in
@@ -171,7 +162,7 @@ pub(super) async fn approved_on_record(
         to: Some(at.saturating_add(1)),
         ..Default::default()
     };
-    let page = newest_records(50);
+    let page = warden_core::page::PageRequest::newest_records(50);
     let found = g.store.list_audit(tenant, &filter, &page).await?;
     // The approval names the held call's record and arguments, so that a
     // hold renamed onto another's approval is told apart.
@@ -186,15 +177,35 @@ pub(super) async fn approved_on_record(
     if !found.items.iter().any(approves) {
         return Ok(false);
     }
-    // And the held call's own record says the agent and tool the hold does.
-    let held = g.store.get_audit(tenant, &hold.audit_id).await?;
-    Ok(held.is_some_and(|r| {
-        r.vouched(tenant, g.audit.sealer())
-            && r.record.id == hold.audit_id
-            && r.record.hold_id.as_deref() == Some(hold.id.as_str())
-            && r.record.agent_id.as_deref() == Some(hold.agent_id.as_str())
-            && r.record.tool.as_deref() == Some(hold.tool.as_str())
-    }))
+    // And the held call's own record is the hold's.
+    Ok(
+        held_record(g.store.as_ref(), g.audit.sealer(), tenant, hold)
+            .await?
+            .is_some(),
+    )
+}
+
+/// The held call's own record, when it is sealed and is the hold's: its
+/// id, hold, agent and tool as the hold says. What is read from it (the
+/// user, the arguments, the policies it matched) is believed only so; a
+/// hold's row edited in the database to point elsewhere reads as none.
+pub(super) async fn held_record(
+    store: &dyn Store,
+    sealer: &ChainSealer,
+    tenant: &Tenant,
+    hold: &Hold,
+) -> ServiceResult<Option<AuditRecord>> {
+    Ok(store
+        .get_audit(tenant, &hold.audit_id)
+        .await?
+        .filter(|r| {
+            r.vouched(tenant, sealer)
+                && r.record.id == hold.audit_id
+                && r.record.hold_id.as_deref() == Some(hold.id.as_str())
+                && r.record.agent_id.as_deref() == Some(hold.agent_id.as_str())
+                && r.record.tool.as_deref() == Some(hold.tool.as_str())
+        })
+        .map(|r| r.record))
 }
 
 /// Whether the agent's status changed since `since` (suspended meanwhile,
@@ -227,7 +238,7 @@ async fn agent_change_since(
         from: Some(since),
         ..Default::default()
     };
-    let page = newest_records(50);
+    let page = warden_core::page::PageRequest::newest_records(50);
     let changes = g.store.list_audit(tenant, &filter, &page).await?;
     if changes.items.is_empty() || changes.next_cursor.is_some() {
         return Ok(AgentChange::Status);
@@ -277,15 +288,9 @@ async fn held_for(
     tenant: &Tenant,
     hold: &Hold,
 ) -> ServiceResult<Option<String>> {
-    Ok(store
-        .get_audit(tenant, &hold.audit_id)
+    Ok(held_record(store, audit.sealer(), tenant, hold)
         .await?
-        .filter(|r| {
-            r.vouched(tenant, audit.sealer())
-                && r.record.id == hold.audit_id
-                && r.record.hold_id.as_deref() == Some(hold.id.as_str())
-        })
-        .and_then(|r| r.record.user_id))
+        .and_then(|r| r.user_id))
 }
 
 /// The audit record of what became of a hold: `(at, actor)` and
@@ -592,15 +597,12 @@ pub async fn approval_stands(
     for p in tied {
         if judged_then(p) {
             if matched_then.is_none() {
-                let record = g.store.get_audit(tenant, &hold.audit_id).await?;
-                // A record that does not match its hash (or cannot be
-                // read) is not believed: every tied `modify` counts.
+                // A record not believed (or not read): every tied
+                // `modify` counts.
                 matched_then = Some(
-                    record
-                        .filter(|r| {
-                            r.vouched(tenant, g.audit.sealer()) && r.record.id == hold.audit_id
-                        })
-                        .map(|r| r.record.matched_policy_ids),
+                    held_record(g.store.as_ref(), g.audit.sealer(), tenant, hold)
+                        .await?
+                        .map(|r| r.matched_policy_ids),
                 );
             }
             if let Some(Some(matched)) = &matched_then {
@@ -637,16 +639,7 @@ pub async fn use_by_poll(
     // that the record of the run says so without following `hold_id`.
     // Only from a record that matches its hash: an edit copied into this
     // new, correctly chained record would pass verification.
-    let held = g
-        .store
-        .get_audit(tenant, &hold.audit_id)
-        .await?
-        .filter(|r| {
-            r.vouched(tenant, g.audit.sealer())
-                && r.record.id == hold.audit_id
-                && r.record.hold_id.as_deref() == Some(hold.id.as_str())
-        })
-        .map(|r| r.record);
+    let held = held_record(g.store.as_ref(), g.audit.sealer(), tenant, hold).await?;
     let record = AuditRecord {
         id: new_time_ordered_id(prefix::AUDIT),
         kind: AuditKind::Decision,

@@ -178,14 +178,12 @@ impl Orphaned {
         };
         let mut made_with_key = Vec::new();
         for hold in listed {
-            match g.store.get_audit(tenant, &hold.audit_id).await {
-                // A record that does not match its hash cannot clear its
-                // hold of the key: its approval is withdrawn too.
-                Ok(Some(decision))
-                    if decision.record.actor == *key
-                        || !decision.vouched(tenant, g.audit.sealer())
-                        || decision.record.id != hold.audit_id =>
-                {
+            let held =
+                super::holds::held_record(g.store.as_ref(), g.audit.sealer(), tenant, &hold).await;
+            match held {
+                // A record not believed (or gone) cannot clear its hold of
+                // the key: its approval is withdrawn too.
+                Ok(decision) if decision.as_ref().is_none_or(|d| d.actor == *key) => {
                     made_with_key.push(hold)
                 }
                 Ok(_) => {}

@@ -472,9 +472,9 @@ pub(crate) async fn seal_times(
     db: &dyn Db,
     backend: Backend,
 ) -> StoreResult<(Option<i64>, Option<i64>)> {
-    let version: i64 = match backend {
-        Backend::Sqlite => 7,
-        Backend::Postgres => 6,
+    let version = match backend {
+        Backend::Sqlite => crate::migrate::SQLITE_SEALS,
+        Backend::Postgres => crate::migrate::POSTGRES_SEALS,
     };
     let since = db
         .query(
