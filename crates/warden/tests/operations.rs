@@ -1456,9 +1456,38 @@ fn a_connection_past_the_open_files_limit_is_answered_503() {
     let w = Warden::start(&backend, &[]);
     let api = w.api(&t.live_key);
     let agent = api.create_agent("before the limit");
+    // The index is open and has committed before the limit: a start
+    // still opening its files would take the spare file's number in the
+    // instant it is given up, and a file closed below the spare would
+    // leave the limit under it (no turn-away can then answer).
+    let r = api.post(
+        "/api/v1/events/batch",
+        &json!([{"message": "before the limit"}]),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api.post(
+            "/api/v1/siem/search",
+            &json!({"query": "\"before the limit\"", "limit": 0}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["data"]["total"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event was never searchable"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let hard = common::open_files_hard_limit(w.pid());
-    let lowest_free = common::lowest_free_descriptor(w.pid());
-    common::set_open_files_limit(w.pid(), &format!("{lowest_free}:{hard}"));
+    // No file can be opened: the limit at the lowest free number. The
+    // index closes files as it merges: the limit follows it down.
+    let at_the_limit = || {
+        let lowest_free = common::lowest_free_descriptor(w.pid());
+        common::set_open_files_limit(w.pid(), &format!("{lowest_free}:{hard}"));
+    };
     let address = w.base.trim_start_matches("http://").to_string();
     let health = || {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
@@ -1475,27 +1504,8 @@ fn a_connection_past_the_open_files_limit_is_answered_503() {
             .expect("an answer, not a wait");
         answer
     };
-    // The connection opened before: decisions, agents and events stored
-    // (SQLite keeps no temporary file for them). The index closes files
-    // as it merges: the limit follows the lowest free number down.
-    let at_the_limit = || {
-        let lowest_free = common::lowest_free_descriptor(w.pid());
-        common::set_open_files_limit(w.pid(), &format!("{lowest_free}:{hard}"));
-    };
-    for i in 0..20 {
-        at_the_limit();
-        let r = api.post(
-            "/api/v1/enforce",
-            &json!({"agent_id": agent, "tool_name": "db.query", "tool_args": {"i": i}}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
-        api.create_agent(&format!("during the limit {i}"));
-        let events: Vec<serde_json::Value> = (0..50)
-            .map(|k| json!({"message": format!("during the limit {i} {k}")}))
-            .collect();
-        let r = api.post("/api/v1/events/batch", &json!(events));
-        assert_eq!(r.status, 202, "{}", r.text);
-    }
+    // New connections, before the writes below give the index work it
+    // retries at the limit (its retries open files too).
     for _ in 0..3 {
         at_the_limit();
         let answer = health();
@@ -1509,6 +1519,22 @@ fn a_connection_past_the_open_files_limit_is_answered_503() {
         for header in ["x-content-type-options: nosniff", "cache-control: no-store"] {
             assert!(answer.contains(header), "{header}: {answer}");
         }
+    }
+    // The connection opened before: decisions, agents and events stored
+    // (SQLite keeps no temporary file for them).
+    for i in 0..20 {
+        at_the_limit();
+        let r = api.post(
+            "/api/v1/enforce",
+            &json!({"agent_id": agent, "tool_name": "db.query", "tool_args": {"i": i}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        api.create_agent(&format!("during the limit {i}"));
+        let events: Vec<serde_json::Value> = (0..50)
+            .map(|k| json!({"message": format!("during the limit {i} {k}")}))
+            .collect();
+        let r = api.post("/api/v1/events/batch", &json!(events));
+        assert_eq!(r.status, 202, "{}", r.text);
     }
     common::set_open_files_limit(w.pid(), &format!("{hard}:{hard}"));
     let answer = health();

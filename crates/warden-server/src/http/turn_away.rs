@@ -2,9 +2,12 @@
 //! may open is open, `accept` fails and the clients queued in the kernel
 //! would wait, health probes included, until they time out with no answer.
 //! One file is kept spare: given up for a moment, it lets one queued
-//! connection be accepted and answered 503 at once, then is taken again.
+//! connection be accepted and answered 503 at once. The answered
+//! connection, its sending side shut, becomes the spare: its number is
+//! never free after the answer, where another thread's file (the index's,
+//! the store's) could take it and leave the next client unanswered.
 
-use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
 use tokio::net::TcpListener;
@@ -15,9 +18,9 @@ use crate::http::request_id;
 /// A new file takes the lowest free number: reserved when the process
 /// starts, the spare has a low one, which a limit lowered at run time
 /// still leaves under it.
-static SPARE: Mutex<Option<File>> = Mutex::new(None);
+static SPARE: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
-fn spare() -> std::sync::MutexGuard<'static, Option<File>> {
+fn spare() -> std::sync::MutexGuard<'static, Option<OwnedFd>> {
     SPARE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -25,8 +28,12 @@ fn spare() -> std::sync::MutexGuard<'static, Option<File>> {
 pub fn reserve() {
     let mut spare = spare();
     if spare.is_none() {
-        *spare = File::open("/dev/null").ok();
+        *spare = open_spare();
     }
+}
+
+fn open_spare() -> Option<OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
 }
 
 /// Whether an `accept` error is the process (or system) out of files.
@@ -34,30 +41,41 @@ pub fn is_out_of_files(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// Gives the spare up, answers one queued connection 503 and closes it,
-/// and takes the spare again; false when no connection was answered (no
+/// Gives the spare up, answers one queued connection 503 and keeps that
+/// connection as the spare; false when no connection was answered (no
 /// spare to give up, or another thread took the file meanwhile).
 pub fn turn_one_away(listener: &TcpListener) -> bool {
     let mut spare = spare();
     if spare.take().is_none() {
-        *spare = File::open("/dev/null").ok();
+        *spare = open_spare();
         return false;
     }
     // Non-blocking: the error said a connection is queued.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let answered = match listener.poll_accept(&mut cx) {
+    match listener.poll_accept(&mut cx) {
         std::task::Poll::Ready(Ok((stream, _))) => {
             answer_unavailable(&stream);
+            *spare = done_with(stream).or_else(open_spare);
             true
         }
-        _ => false,
-    };
-    *spare = File::open("/dev/null").ok();
-    answered
+        _ => {
+            *spare = open_spare();
+            false
+        }
+    }
+}
+
+/// Ends an answered connection for its client (the end of the answer)
+/// while keeping its file: the spare until the next turn-away closes it.
+fn done_with(stream: tokio::net::TcpStream) -> Option<OwnedFd> {
+    let stream = stream.into_std().ok()?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Some(OwnedFd::from(stream))
 }
 
 /// The request (what has arrived of it) is read first, so that closing
-/// does not reset the connection before the client reads the answer.
+/// the connection (at the next turn-away) does not reset it while its
+/// client may still be reading the answer.
 fn answer_unavailable(stream: &tokio::net::TcpStream) {
     let mut request = [0u8; 16 * 1024];
     let _ = stream.try_read(&mut request);
