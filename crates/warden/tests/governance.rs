@@ -1167,14 +1167,17 @@ fn bound_keys_and_discovered_agents(backend: &Backend) {
         );
         assert_eq!(r.error(404, "not_found")["field"], "agent_id", "{route}");
     }
-    // A hold token is held to the rules of the ids beside it.
-    for token in ["a\u{0}b", "hold_\u{202E}x", "x".repeat(201).as_str()] {
+    // A hold token is held to the rules of the ids beside it; an empty
+    // one is refused, not recorded as an unknown token's denial.
+    for token in ["", "a\u{0}b", "hold_\u{202E}x", "x".repeat(201).as_str()] {
         let r = api.post(
             "/api/v1/enforce",
             &json!({"agent_id": "a", "tool_name": "x", "hold_token": token}),
         );
         assert_eq!(r.error(400, "invalid_request")["field"], "hold_token");
     }
+    let recorded = api.get("/api/v1/audit?action=x");
+    assert_eq!(recorded.body["data"], json!([]), "{}", recorded.text);
     // Bad input names its field.
     api.post(
         "/api/v1/enforce",

@@ -3399,7 +3399,8 @@ fn credentials_in_events_and_calls_are_not_stored() {
                 "tags": ["leak"], "session_id": format!("s-{key}"), "agent_id": format!("a-{token}"),
                 "fields": {"env": {"TOKEN": token, "list": [format!("x{key}")]},
                            key.clone(): "as a name", "n": 1,
-                           "glued": format!("{}{key}", t.live_key)}}]),
+                           "glued": format!("{}{key}", t.live_key),
+                           "wrapped": format!("{}\n{}", &key[..9], &key[9..])}}]),
     );
     let r = api.post(
         "/api/v1/enforce",

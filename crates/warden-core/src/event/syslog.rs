@@ -318,9 +318,15 @@ fn prefix_at(text: &str) -> Option<(&'static str, usize)> {
 /// The key `text` starts with, if it does: a prefix, then at least
 /// [`KEY_MIN_SHOWN`] base-62 characters, taken to the last, or to where
 /// another key's prefix begins (two keys written together are two keys,
-/// the second's secret not left behind the first's).
+/// the second's secret not left behind the first's). Spaces and line
+/// breaks after the prefix are skipped: a log line wrapped there, or a
+/// key pasted in two pieces, still shows the whole secret.
 fn key_at(text: &str) -> Option<KeyAt> {
     let (prefix, at) = prefix_at(text)?;
+    let at = text.len()
+        - text[at..]
+            .trim_start_matches(|c: char| c.is_ascii_whitespace())
+            .len();
     let run = text[at..]
         .find(|c: char| !c.is_ascii_alphanumeric())
         .unwrap_or(text.len() - at);
@@ -1135,9 +1141,21 @@ mod tests {
             "wdn_live_rotation_bot",
             "/opt/wdn_live_agent/bin",
             "rotate wdn_live_ keys",
+            "rotate wdn_live_\nkeys",
             "wdn_live_abc-def-ghi-jkl-mno-pqr",
         ] {
             assert_eq!(without_credentials(kept), None, "{kept}");
+        }
+        // A line broken after the prefix still shows the secret.
+        for broken in [
+            format!("k {}\n{}", &key[..9], &key[9..]),
+            format!("k {}\r\n  {}", &key[..9], &key[9..]),
+        ] {
+            assert_eq!(
+                without_credentials(&broken).as_deref(),
+                Some("k [REDACTED]"),
+                "{broken}"
+            );
         }
         // A key, or a copy cut short that still shows sixteen characters,
         // is taken out to its last key character.

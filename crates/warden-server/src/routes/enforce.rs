@@ -53,6 +53,7 @@ pub struct EnforceRequest {
     #[serde(default, deserialize_with = "unique_keys")]
     pub context: Option<Value>,
     /// Redeems an approved step-up hold for exactly this call, once.
+    #[schema(min_length = 1, max_length = 200)]
     pub hold_token: Option<String>,
 }
 
@@ -143,6 +144,15 @@ pub async fn enforce(
     ApiJson(body): ApiJson<EnforceRequest>,
 ) -> ApiResult<ApiData<EnforceResponse>> {
     principal.require("enforce")?;
+    // Empty is not a token: refused as the ids beside it are, rather
+    // than looked up and recorded as an unknown token's denial. (The Thoth
+    // adapter keeps the lookup, for clients that send one empty.)
+    if body.hold_token.as_deref() == Some("") {
+        return Err(ApiError::invalid(
+            "hold_token",
+            "hold_token must be 1 to 200 characters; leave it out when the call has none",
+        ));
+    }
     let call = CallRequest {
         agent: body.agent_id,
         tool: body.tool_name,
