@@ -58,6 +58,9 @@ pub struct Hold {
     pub comment: Option<String>,
     /// When an approved hold was used to run its call; once only.
     pub redeemed_at: Option<Millis>,
+    /// The key that made the held call: its revocation ends the approval
+    /// (none on holds made before Warden kept it).
+    pub key_id: Option<String>,
 }
 
 /// What ends an approval before its use or its time, in the words every

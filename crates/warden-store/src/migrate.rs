@@ -29,6 +29,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         SQLITE_SEALS,
         include_str!("../migrations/sqlite/0007_audit_seals.sql"),
     ),
+    (8, include_str!("../migrations/sqlite/0008_hold_keys.sql")),
 ];
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_core.sql")),
@@ -49,6 +50,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         POSTGRES_SEALS,
         include_str!("../migrations/postgres/0006_audit_seals.sql"),
     ),
+    (7, include_str!("../migrations/postgres/0007_hold_keys.sql")),
 ];
 
 const CREATE: &str =

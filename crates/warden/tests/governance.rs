@@ -4392,6 +4392,31 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
         );
         ok(s1);
         ok(s2);
+        // An approval, racing the revocation of the key that made the
+        // call; another key of the agent then tries it.
+        let held_by = api.create_agent(&format!("keyed-{round}"));
+        let (key_id, key) = api.create_key(
+            json!({"name": format!("k{round}"), "scopes": ["enforce"], "agent_id": held_by}),
+        );
+        let (_, spare) = api.create_key(
+            json!({"name": format!("k{round} 2"), "scopes": ["enforce"], "agent_id": held_by}),
+        );
+        let call = json!({"agent_id": held_by, "tool_name": tool});
+        let held = enforce(&w.api(&key), call.clone());
+        let keyed = held["hold_id"].as_str().unwrap().to_string();
+        let (s1, s2) = race(
+            || api.delete(&format!("/api/v1/api-keys/{key_id}")).status,
+            || {
+                api.post(&format!("/api/v1/holds/{keyed}/approve"), &json!({}))
+                    .status
+            },
+        );
+        ok(s1);
+        ok(s2);
+        let mut again = call;
+        again["hold_token"] = held["hold_token"].clone();
+        let tried = enforce(&w.api(&spare), again);
+        assert_eq!(tried["decision"], "deny", "round {round}: {tried}");
         rounds.push((user, used, rule, changed, doomed, deleted));
     }
     let log = whole_log(&api);
@@ -4442,6 +4467,55 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
     }
     let v = api.get("/api/v1/audit/verify");
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
+}
+
+/// The instant between a key's revocation and its withdrawal of the
+/// approvals of calls it made (the revocation stored in the key's row
+/// only, as when an approval races it): an approval given then is
+/// refused, and one given before is not used by another key of the agent.
+fn an_approval_racing_its_keys_revocation_is_not_used(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "wires", "action_pattern": "wire.*", "decision": "step_up"}),
+    );
+    let bot = api.create_agent("wire-bot");
+    let (revoked_id, revoked) =
+        api.create_key(json!({"name": "sdk", "scopes": ["enforce"], "agent_id": bot}));
+    let (_, other) =
+        api.create_key(json!({"name": "sdk 2", "scopes": ["enforce"], "agent_id": bot}));
+    let (revoked, other) = (w.api(&revoked), w.api(&other));
+    let call = |n: i64| json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": n}});
+    let unapproved = enforce(&revoked, call(1));
+    let approved = enforce(&revoked, call(2));
+    let approved_id = approved["hold_id"].as_str().unwrap();
+    let r = api.post(&format!("/api/v1/holds/{approved_id}/approve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    backend.sql(&format!(
+        "UPDATE api_keys SET revoked_at = {now} WHERE id = '{revoked_id}'"
+    ));
+    let id = unapproved["hold_id"].as_str().unwrap();
+    let r = api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}));
+    assert!(
+        r.error(409, "conflict")["message"]
+            .as_str()
+            .unwrap()
+            .contains("the key that made the call was revoked"),
+        "{}",
+        r.text
+    );
+    let mut again = call(2);
+    again["hold_token"] = approved["hold_token"].clone();
+    let used = enforce(&other, again);
+    assert_eq!(used["decision"], "deny", "{used}");
+    let allowed = api.get("/api/v1/audit?kind=decision&decision=allow&action=wire.*");
+    assert_eq!(allowed.body["data"], json!([]), "{}", allowed.text);
 }
 
 /// A key revoked while calls it made wait for a person: those holds are
@@ -5245,6 +5319,7 @@ on_every_backend!(
     calls_of_a_session_are_decided_in_turn,
     verification_from_an_anchor,
     holds_of_a_revoked_key_and_of_a_registered_discovery,
+    an_approval_racing_its_keys_revocation_is_not_used,
     approvals_never_outlive_a_racing_change,
     a_failed_anchor_comes_before_a_later_break,
     unrecorded_discoveries_are_taken_back,

@@ -402,8 +402,8 @@ pub async fn enforce(
     }
     outcome.map_err(|HoldTaken| {
         Error::Conflict(
-            "the hold's approval was used by another call, or its agent or the rule that held \
-             the call changed meanwhile; ask again"
+            "the hold's approval was used by another call, or its agent, the key that made the \
+             call or the rule that held the call changed meanwhile; ask again"
                 .into(),
         )
         .into()
@@ -809,6 +809,7 @@ async fn decide_and_record(
             decided_at: None,
             comment: None,
             redeemed_at: None,
+            key_id: Some(principal.key_id.clone()),
         };
         hold_expires_at = Some(h.expires_at);
         step_up_timeout = Some(timeout);
@@ -1020,6 +1021,8 @@ async fn redeem(
         )
     } else if !super::holds::approved_on_record(g, tenant, &h).await? {
         Some(super::holds::NO_APPROVAL_ON_RECORD.into())
+    } else if super::holds::caller_revoked(g, tenant, &h).await? {
+        Some(super::holds::CALLER_REVOKED.into())
     } else if super::holds::status_changed_since(g, tenant, agent, h.created_at).await? {
         // As the Thoth poll answers: an agent suspended while its call
         // waited (even if active again) asks again.

@@ -208,6 +208,26 @@ pub(super) async fn held_record(
         .map(|r| r.record))
 }
 
+/// Why an approval whose call's key was revoked is not used.
+pub(super) const CALLER_REVOKED: &str = "the key that made the call was revoked; ask again";
+
+/// Whether the key that made the held call was revoked (or is gone): its
+/// approval no longer stands, as the store checks where the approval is
+/// given or used. Holds from before Warden kept the key name none.
+pub(super) async fn caller_revoked(
+    g: &Governance,
+    tenant: &Tenant,
+    hold: &Hold,
+) -> ServiceResult<bool> {
+    let Some(key) = &hold.key_id else {
+        return Ok(false);
+    };
+    Ok(g.store
+        .get_api_key(tenant, key)
+        .await?
+        .is_none_or(|k| k.revoked_at.is_some()))
+}
+
 /// Whether the agent's status changed since `since` (suspended meanwhile,
 /// even if active again), as the poll that runs an approved call checks.
 pub(super) async fn status_changed_since(
@@ -450,6 +470,9 @@ pub async fn approval_stands(
     use warden_policy::{Decision, Mode};
     if !approved_on_record(g, tenant, hold).await? {
         return Ok(Err(NO_APPROVAL_ON_RECORD.into()));
+    }
+    if caller_revoked(g, tenant, hold).await? {
+        return Ok(Err(CALLER_REVOKED.into()));
     }
     let agent = match g.store.get_agent(tenant, &hold.agent_id).await? {
         Some(a) if a.status == warden_core::agent::AgentStatus::Suspended => {

@@ -7,20 +7,48 @@
 //! never free after the answer, where another thread's file (the index's,
 //! the store's) could take it and leave the next client unanswered.
 
-use std::os::fd::OwnedFd;
+use std::io::Read;
 use std::sync::Mutex;
 
 use tokio::net::TcpListener;
 
 use crate::http::request_id;
 
+/// What holds the spare number.
+enum Spare {
+    /// Opened at start, or again when a turn-away found no connection:
+    /// held only for its number.
+    Reserved { _held: std::fs::File },
+    /// The last connection turned away, its answer sent.
+    Answered(std::net::TcpStream),
+}
+
+impl Spare {
+    /// Frees the number. An answered connection is first read of what
+    /// its client sent since (a body still arriving): closing one with
+    /// unread bytes resets it, which can cost its client the answer it
+    /// has not read yet.
+    fn give_up(self) {
+        if let Spare::Answered(mut stream) = self {
+            let mut sink = [0u8; 16 * 1024];
+            // Non-blocking: only what has arrived, and a bounded amount.
+            for _ in 0..64 {
+                match stream.read(&mut sink) {
+                    Ok(n) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
 /// The spare file, `None` while given up or when it could not be opened.
 /// A new file takes the lowest free number: reserved when the process
 /// starts, the spare has a low one, which a limit lowered at run time
 /// still leaves under it.
-static SPARE: Mutex<Option<OwnedFd>> = Mutex::new(None);
+static SPARE: Mutex<Option<Spare>> = Mutex::new(None);
 
-fn spare() -> std::sync::MutexGuard<'static, Option<OwnedFd>> {
+fn spare() -> std::sync::MutexGuard<'static, Option<Spare>> {
     SPARE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -32,8 +60,9 @@ pub fn reserve() {
     }
 }
 
-fn open_spare() -> Option<OwnedFd> {
-    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
+fn open_spare() -> Option<Spare> {
+    let held = std::fs::File::open("/dev/null").ok()?;
+    Some(Spare::Reserved { _held: held })
 }
 
 /// Whether an `accept` error is the process (or system) out of files.
@@ -46,9 +75,12 @@ pub fn is_out_of_files(err: &std::io::Error) -> bool {
 /// spare to give up, or another thread took the file meanwhile).
 pub fn turn_one_away(listener: &TcpListener) -> bool {
     let mut spare = spare();
-    if spare.take().is_none() {
-        *spare = open_spare();
-        return false;
+    match spare.take() {
+        Some(given) => given.give_up(),
+        None => {
+            *spare = open_spare();
+            return false;
+        }
     }
     // Non-blocking: the error said a connection is queued.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -67,10 +99,10 @@ pub fn turn_one_away(listener: &TcpListener) -> bool {
 
 /// Ends an answered connection for its client (the end of the answer)
 /// while keeping its file: the spare until the next turn-away closes it.
-fn done_with(stream: tokio::net::TcpStream) -> Option<OwnedFd> {
+fn done_with(stream: tokio::net::TcpStream) -> Option<Spare> {
     let stream = stream.into_std().ok()?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    Some(OwnedFd::from(stream))
+    Some(Spare::Answered(stream))
 }
 
 /// The request (what has arrived of it) is read first, so that closing

@@ -489,9 +489,11 @@ impl Failures {
         }
     }
 
-    /// A commit went through.
+    /// A commit went through: the next failure is a first one again, while
+    /// the log's pace is kept (failures between successes, as when files
+    /// run short, are still logged once a minute with the count since).
     fn cleared(&mut self) {
-        *self = Failures::default();
+        self.in_a_row = 0;
     }
 }
 
@@ -675,6 +677,20 @@ pub async fn rebuild(store: &dyn Store, index: &Arc<EventIndex>) -> Result<i64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_between_successes_keep_the_logs_pace() {
+        let mut failures = Failures::default();
+        assert_eq!(failures.another(), Duration::ZERO);
+        assert_eq!(failures.log.due(), Some(0));
+        assert_eq!(failures.another(), FIRST_PAUSE);
+        failures.cleared();
+        // A first failure again, waiting for nothing, but not logged
+        // within the minute: counted for the next line.
+        assert_eq!(failures.another(), Duration::ZERO);
+        assert_eq!(failures.log.due(), None);
+        assert_eq!(failures.log.due(), None);
+    }
 
     #[test]
     fn reads_grow_while_events_are_small_and_shrink_for_large_ones() {

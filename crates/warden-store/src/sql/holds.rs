@@ -14,7 +14,7 @@ use crate::{StoreError, StoreResult};
 
 const COLUMNS: &str = "id, token_digest, audit_id, agent_id, tool, args_sha256, policy_id, \
     policy_version, session_id, status, created_at, expires_at, decided_by, decided_at, comment, \
-    redeemed_at";
+    redeemed_at, key_id";
 
 fn decode(row: &Row) -> StoreResult<Hold> {
     let status = row.text("status")?;
@@ -36,6 +36,7 @@ fn decode(row: &Row) -> StoreResult<Hold> {
         decided_at: row.opt_int("decided_at")?,
         comment: row.opt_text("comment")?,
         redeemed_at: row.opt_int("redeemed_at")?,
+        key_id: row.opt_text("key_id")?,
     })
 }
 
@@ -43,7 +44,7 @@ pub(crate) fn insert_step(tenant: &Tenant, h: &Hold) -> Step {
     Step::execute(
         format!(
             "INSERT INTO holds (org_id, environment, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
-             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ),
         vec![
             (&tenant.org_id).into(),
@@ -64,19 +65,23 @@ pub(crate) fn insert_step(tenant: &Tenant, h: &Hold) -> Step {
             h.decided_at.into(),
             (&h.comment).into(),
             h.redeemed_at.into(),
+            (&h.key_id).into(),
         ],
     )
 }
 
 /// An approval stands only while the held call's agent exists and is not
-/// suspended and the rule that held it is as it was (the policy at the
-/// hold's version; for the default decision, `step_up` set before the
-/// hold). Checked in the transaction that gives or uses the approval,
-/// after the chain's head has moved: a suspension, deletion or policy
-/// change recorded earlier in the chain is always seen, on any replica.
+/// suspended, the key that made the call is not revoked, and the rule
+/// that held it is as it was (the policy at the hold's version; for the
+/// default decision, `step_up` set before the hold). Checked in the
+/// transaction that gives or uses the approval, after the chain's head
+/// has moved: a suspension, deletion, revocation or policy change
+/// recorded earlier in the chain is always seen, on any replica.
 const APPROVAL_STANDS: &str = "EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
      AND a.org_id = holds.org_id AND a.environment = holds.environment \
      AND a.status <> 'suspended') \
+     AND (holds.key_id IS NULL OR EXISTS (SELECT 1 FROM api_keys k \
+     WHERE k.id = holds.key_id AND k.revoked_at IS NULL)) \
      AND ((holds.policy_id <> '' AND EXISTS (SELECT 1 FROM policies p \
      WHERE p.id = holds.policy_id AND p.org_id = holds.org_id \
      AND p.environment = holds.environment AND p.version = holds.policy_version)) \

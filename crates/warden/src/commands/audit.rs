@@ -43,7 +43,11 @@ pub async fn seal(args: AuditSealArgs) -> Result<(), String> {
         } else {
             format!("Sealed {sealed} audit records; the store is marked sealed.\n")
         };
-        text.push_str("Compare each chain's head with a copy kept elsewhere (an anchor):\n");
+        if chains.is_empty() {
+            text.push_str("The store holds no audit record yet: no chain to compare.\n");
+        } else {
+            text.push_str("Compare each chain's head with a copy kept elsewhere (an anchor):\n");
+        }
         for c in &chains {
             text.push_str(&format!(
                 "  {} {}: head_sequence {} head_hash {}\n",
