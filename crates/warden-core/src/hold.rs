@@ -63,6 +63,17 @@ pub struct Hold {
     pub key_id: Option<String>,
 }
 
+/// Why a pending hold's call could never be approved, whatever its policy:
+/// the background sweep denies such holds that a change's own denials
+/// missed (a call recorded just after the change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandoned {
+    /// Its agent was suspended or deleted.
+    Agent,
+    /// The key that made the call was revoked.
+    Key,
+}
+
 /// What ends an approval before its use or its time, in the words every
 /// answer and record that says so shares.
 pub const NO_LONGER_STANDS: &str = "its agent was suspended or deleted, the key that made the \

@@ -387,6 +387,13 @@ pub trait Store: Send + Sync + 'static {
     /// Pending holds, not yet due, whose policy is no longer at the version
     /// that held the call (changed, disabled or deleted), in any tenant.
     async fn outdated_holds(&self, now: Millis, limit: i64) -> StoreResult<Vec<(Tenant, Hold)>>;
+    /// Pending holds, not yet due, whose agent is suspended or gone, or
+    /// whose call's key is revoked, in any tenant, with which it is.
+    async fn abandoned_holds(
+        &self,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(Tenant, Hold, warden_core::hold::Abandoned)>>;
 
     async fn drift_profile(
         &self,

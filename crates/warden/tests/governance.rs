@@ -4469,6 +4469,33 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
+/// A `step_up` policy over `wire.*`, an agent and two `enforce` keys bound
+/// to it: (agent id, first key's id, first key, second key).
+fn wire_bot_with_two_keys(api: &Api) -> (String, String, String, String) {
+    policy(
+        api,
+        json!({"name": "wires", "action_pattern": "wire.*", "decision": "step_up"}),
+    );
+    let bot = api.create_agent("wire-bot");
+    let (first_id, first) =
+        api.create_key(json!({"name": "sdk", "scopes": ["enforce"], "agent_id": bot}));
+    let (_, second) =
+        api.create_key(json!({"name": "sdk 2", "scopes": ["enforce"], "agent_id": bot}));
+    (bot, first_id, first, second)
+}
+
+/// A key's revocation stored in its row alone: the instant before the
+/// revocation's own withdrawal of its calls' approvals runs.
+fn revoke_in_the_row(backend: &Backend, key_id: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    backend.sql(&format!(
+        "UPDATE api_keys SET revoked_at = {now} WHERE id = '{key_id}'"
+    ));
+}
+
 /// The instant between a key's revocation and its withdrawal of the
 /// approvals of calls it made (the revocation stored in the key's row
 /// only, as when an approval races it): an approval given then is
@@ -4477,15 +4504,7 @@ fn an_approval_racing_its_keys_revocation_is_not_used(backend: &Backend) {
     let t = backend.init();
     let w = Warden::start(backend, &[]);
     let api = w.api(&t.live_key);
-    policy(
-        &api,
-        json!({"name": "wires", "action_pattern": "wire.*", "decision": "step_up"}),
-    );
-    let bot = api.create_agent("wire-bot");
-    let (revoked_id, revoked) =
-        api.create_key(json!({"name": "sdk", "scopes": ["enforce"], "agent_id": bot}));
-    let (_, other) =
-        api.create_key(json!({"name": "sdk 2", "scopes": ["enforce"], "agent_id": bot}));
+    let (bot, revoked_id, revoked, other) = wire_bot_with_two_keys(&api);
     let (revoked, other) = (w.api(&revoked), w.api(&other));
     let call = |n: i64| json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": n}});
     let unapproved = enforce(&revoked, call(1));
@@ -4493,13 +4512,7 @@ fn an_approval_racing_its_keys_revocation_is_not_used(backend: &Backend) {
     let approved_id = approved["hold_id"].as_str().unwrap();
     let r = api.post(&format!("/api/v1/holds/{approved_id}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    backend.sql(&format!(
-        "UPDATE api_keys SET revoked_at = {now} WHERE id = '{revoked_id}'"
-    ));
+    revoke_in_the_row(backend, &revoked_id);
     let id = unapproved["hold_id"].as_str().unwrap();
     let r = api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}));
     assert!(
@@ -4514,6 +4527,84 @@ fn an_approval_racing_its_keys_revocation_is_not_used(backend: &Backend) {
     again["hold_token"] = approved["hold_token"].clone();
     let used = enforce(&other, again);
     assert_eq!(used["decision"], "deny", "{used}");
+    let allowed = api.get("/api/v1/audit?kind=decision&decision=allow&action=wire.*");
+    assert_eq!(allowed.body["data"], json!([]), "{}", allowed.text);
+    // A call recorded just after its agent's suspension, which the
+    // suspension's own denials missed (here: the status set in the row).
+    let other_bot = api.create_agent("wire-bot 2");
+    let left = enforce(
+        &api,
+        json!({"agent_id": other_bot, "tool_name": "wire.send"}),
+    );
+    backend.sql(&format!(
+        "UPDATE agents SET status = 'suspended' WHERE id = '{other_bot}'"
+    ));
+    // The sweep denies both pending holds no approval could be used for.
+    for (hold, why) in [
+        (&unapproved, "the key that made the call was revoked"),
+        (
+            &left,
+            "the agent that made the call was suspended or deleted",
+        ),
+    ] {
+        let id = hold["hold_id"].as_str().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let state = loop {
+            let state = api.get(&format!("/api/v1/holds/{id}")).body["data"].clone();
+            if state["status"] != "pending" || std::time::Instant::now() > deadline {
+                break state;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(state["status"], "denied", "{state}");
+        assert_eq!(state["decided_by"], "system", "{state}");
+        assert_eq!(state["comment"], why, "{state}");
+    }
+}
+
+/// Holds made before holds kept their call's key: the migration copies
+/// the key from each call's record, and one that names none (made by a
+/// replica of the earlier release still running after the migration) is
+/// judged by its record's key when used: neither approval runs once that
+/// key is revoked.
+fn holds_made_before_their_key_was_kept_are_judged_by_their_record(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    let (bot, revoked_id, revoked, other_key) = wire_bot_with_two_keys(&api);
+    let revoked = w.api(&revoked);
+    let call = |n: i64| json!({"agent_id": bot, "tool_name": "wire.send", "tool_args": {"n": n}});
+    let held: Vec<Value> = (1..=2).map(|n| enforce(&revoked, call(n))).collect();
+    for h in &held {
+        let id = h["hold_id"].as_str().unwrap();
+        let r = api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert!(w.terminate().success());
+    // The store as the earlier release left it.
+    let version = if backend.is_postgres() { 7 } else { 8 };
+    backend.sql("ALTER TABLE holds DROP COLUMN key_id");
+    backend.sql(&format!(
+        "DELETE FROM schema_migrations WHERE version = {version}"
+    ));
+    let w = Warden::start(backend, &[]);
+    let (api, other) = (w.api(&t.live_key), w.api(&other_key));
+    let (old, by_replica) = (
+        held[0]["hold_id"].as_str().unwrap(),
+        held[1]["hold_id"].as_str().unwrap(),
+    );
+    let copied = backend.sql(&format!("SELECT key_id FROM holds WHERE id = '{old}'"));
+    assert_eq!(copied.trim(), revoked_id);
+    backend.sql(&format!(
+        "UPDATE holds SET key_id = NULL WHERE id = '{by_replica}'"
+    ));
+    revoke_in_the_row(backend, &revoked_id);
+    for (n, h) in held.iter().enumerate() {
+        let mut again = call(n as i64 + 1);
+        again["hold_token"] = h["hold_token"].clone();
+        let used = enforce(&other, again);
+        assert_eq!(used["decision"], "deny", "{used}");
+    }
     let allowed = api.get("/api/v1/audit?kind=decision&decision=allow&action=wire.*");
     assert_eq!(allowed.body["data"], json!([]), "{}", allowed.text);
 }
@@ -5320,6 +5411,7 @@ on_every_backend!(
     verification_from_an_anchor,
     holds_of_a_revoked_key_and_of_a_registered_discovery,
     an_approval_racing_its_keys_revocation_is_not_used,
+    holds_made_before_their_key_was_kept_are_judged_by_their_record,
     approvals_never_outlive_a_racing_change,
     a_failed_anchor_comes_before_a_later_break,
     unrecorded_discoveries_are_taken_back,

@@ -213,17 +213,23 @@ pub(super) const CALLER_REVOKED: &str = "the key that made the call was revoked;
 
 /// Whether the key that made the held call was revoked (or is gone): its
 /// approval no longer stands, as the store checks where the approval is
-/// given or used. Holds from before Warden kept the key name none.
+/// given or used. A hold that names no key (made by a replica of an
+/// earlier release still running after the migration) is judged by the
+/// key its call's sealed record names.
 pub(super) async fn caller_revoked(
     g: &Governance,
     tenant: &Tenant,
     hold: &Hold,
 ) -> ServiceResult<bool> {
-    let Some(key) = &hold.key_id else {
-        return Ok(false);
+    let key = match &hold.key_id {
+        Some(key) => key.clone(),
+        None => match held_record(g.store.as_ref(), g.audit.sealer(), tenant, hold).await? {
+            Some(record) if record.actor.starts_with("key_") => record.actor,
+            _ => return Ok(false),
+        },
     };
     Ok(g.store
-        .get_api_key(tenant, key)
+        .get_api_key(tenant, &key)
         .await?
         .is_none_or(|k| k.revoked_at.is_some()))
 }
@@ -830,21 +836,52 @@ async fn deny_outdated(store: &dyn Store, audit: &AuditLog, waiters: &HoldWaiter
     let (of_default, of_policies): (Vec<_>, Vec<_>) = outdated
         .into_iter()
         .partition(|(_, h)| h.policy_id.is_empty());
-    for (holds, comment) in [
-        (of_policies, super::orphan_holds::POLICY_CHANGED),
-        (of_default, super::orphan_holds::DEFAULT_CHANGED),
-    ] {
-        if holds.is_empty() {
-            continue;
+    let sweep = Denier {
+        store,
+        audit,
+        waiters,
+        actor: "system",
+        comment: "",
+    };
+    sweep
+        .deny_with(of_policies, super::orphan_holds::POLICY_CHANGED)
+        .await;
+    sweep
+        .deny_with(of_default, super::orphan_holds::DEFAULT_CHANGED)
+        .await;
+    deny_abandoned(&sweep).await;
+}
+
+/// Denies pending holds whose agent was suspended or deleted, or whose
+/// call's key was revoked, after the call was held: a call recorded just
+/// after such a change is left pending by the change's own denials, and
+/// would wait in approvers' queues for an approval no call could use.
+async fn deny_abandoned(sweep: &Denier<'_>) {
+    use warden_core::hold::Abandoned;
+    let abandoned = match sweep
+        .store
+        .abandoned_holds(now_ms(), OUTDATED_PER_PASS)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing holds of suspended agents or revoked keys failed");
+            return;
         }
-        let denier = Denier {
-            store,
-            audit,
-            waiters,
-            actor: "system",
-            comment,
-        };
-        denier.deny_each(holds).await;
+    };
+    for (why, comment) in [
+        (
+            Abandoned::Agent,
+            "the agent that made the call was suspended or deleted",
+        ),
+        (Abandoned::Key, "the key that made the call was revoked"),
+    ] {
+        let holds: Vec<_> = abandoned
+            .iter()
+            .filter(|(_, _, w)| *w == why)
+            .map(|(tenant, hold, _)| (tenant.clone(), hold.clone()))
+            .collect();
+        sweep.deny_with(holds, comment).await;
     }
 }
 
@@ -863,6 +900,14 @@ pub(super) struct Denier<'a> {
 }
 
 impl Denier<'_> {
+    /// Denies each hold (if any) with `comment` instead of this denier's.
+    async fn deny_with(&self, holds: Vec<(Tenant, Hold)>, comment: &str) {
+        if holds.is_empty() {
+            return;
+        }
+        Denier { comment, ..*self }.deny_each(holds).await;
+    }
+
     /// Denies each hold, several at a time so that their records share
     /// the audit log's commits; per hold, whether it was denied here
     /// (`false`: resolved meanwhile by someone else), or `Err` when the

@@ -1,7 +1,7 @@
 //! Step-up holds. Resolution and redemption are conditional updates, so a
 //! hold is resolved once and an approval is used once, whatever races.
 
-use warden_core::hold::{Hold, HoldFilter, HoldStatus};
+use warden_core::hold::{Abandoned, Hold, HoldFilter, HoldStatus};
 use warden_core::page::{Page, PageRequest, SortValue};
 use warden_core::time::Millis;
 use warden_core::Tenant;
@@ -288,6 +288,44 @@ pub(crate) async fn outdated(
              AND NOT ({APPROVAL_STANDS}) ORDER BY decided_at"
         );
         found.extend(tenant_holds(db, &stale, now, left).await?);
+    }
+    Ok(found)
+}
+
+/// The held call's agent is suspended or gone.
+const AGENT_GONE: &str = "NOT EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
+     AND a.org_id = holds.org_id AND a.environment = holds.environment \
+     AND a.status <> 'suspended')";
+/// The key that made the held call is revoked (or gone).
+const KEY_REVOKED: &str = "holds.key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys k \
+     WHERE k.id = holds.key_id AND k.revoked_at IS NULL)";
+
+/// Pending holds, not yet due, that no approval could be used for
+/// whatever their policy, in any tenant: a call recorded just after its
+/// agent's suspension or deletion or its key's revocation, which that
+/// change's own denials did not see. Read through the index of pending
+/// holds.
+pub(crate) async fn abandoned(
+    db: &dyn Db,
+    now: Millis,
+    limit: i64,
+) -> StoreResult<Vec<(Tenant, Hold, Abandoned)>> {
+    let mut found = Vec::new();
+    for (filter, why) in [
+        (AGENT_GONE.to_string(), Abandoned::Agent),
+        (
+            format!("{KEY_REVOKED} AND NOT {AGENT_GONE}"),
+            Abandoned::Key,
+        ),
+    ] {
+        let left = limit - found.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let filter =
+            format!("status = 'pending' AND expires_at > $1 AND {filter} ORDER BY expires_at");
+        let holds = tenant_holds(db, &filter, now, left).await?;
+        found.extend(holds.into_iter().map(|(tenant, hold)| (tenant, hold, why)));
     }
     Ok(found)
 }

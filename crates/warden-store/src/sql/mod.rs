@@ -518,6 +518,14 @@ impl Store for SqlStore {
         holds::outdated(self.db.as_ref(), now, limit).await
     }
 
+    async fn abandoned_holds(
+        &self,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(Tenant, Hold, warden_core::hold::Abandoned)>> {
+        holds::abandoned(self.db.as_ref(), now, limit).await
+    }
+
     async fn drift_profile(
         &self,
         tenant: &Tenant,
