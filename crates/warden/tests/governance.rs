@@ -4469,6 +4469,60 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
     assert_eq!(v.body["data"]["valid"], true, "{}", v.text);
 }
 
+/// Approvals used at the last moment of their time, by a poll and a
+/// re-sent call together: the store checks the time again where it
+/// records the use, so no use is recorded after the approval's end,
+/// however late after its request's own check the use commits.
+fn no_approval_is_used_after_its_time(backend: &Backend) {
+    let t = backend.init();
+    let w = Warden::start(backend, &[]);
+    let api = w.api(&t.live_key);
+    policy(
+        &api,
+        json!({"name": "late", "action_pattern": "late.*", "decision": "step_up",
+               "step_up_timeout_seconds": 1}),
+    );
+    let bot = api.create_agent("late-bot");
+    let ms = |text: &str| warden_core::time::parse_rfc3339(text).unwrap();
+    let mut ends = std::collections::HashMap::new();
+    for round in 0..8 {
+        let call = json!({"agent_id": bot, "tool_name": "late.pay", "tool_args": {"n": round}});
+        let held = enforce(&api, call.clone());
+        let id = held["hold_id"].as_str().unwrap().to_string();
+        let r = api.post(&format!("/api/v1/holds/{id}/approve"), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let end = ms(r.body["data"]["approval_expires_at"].as_str().unwrap());
+        ends.insert(id, end);
+        // Both leave a few milliseconds before the end (a scheduling
+        // point, not a measure: what is checked is the records' order).
+        let now = warden_core::time::now_ms();
+        let lead = 2 + round % 4;
+        if end - lead > now {
+            std::thread::sleep(Duration::from_millis((end - lead - now) as u64));
+        }
+        let token = held["hold_token"].as_str().unwrap();
+        let mut again = call;
+        again["hold_token"] = held["hold_token"].clone();
+        let (s1, s2) = race(
+            || thoth_poll(&api, &t.live_key, token)["resolved"].is_boolean() as u16 * 200,
+            || api.post("/api/v1/enforce", &again).status,
+        );
+        assert_eq!(s1, 200);
+        assert!(s2 == 200 || s2 == 409, "status {s2}");
+    }
+    for record in whole_log(&api) {
+        let Some(hold) = record["detail"]["redeemed_hold_id"].as_str() else {
+            continue;
+        };
+        let at = ms(record["at"].as_str().unwrap());
+        assert!(
+            at <= ends[hold],
+            "hold {hold} used at {at}, after its approval's end at {}",
+            ends[hold]
+        );
+    }
+}
+
 /// A `step_up` policy over `wire.*`, an agent and two `enforce` keys bound
 /// to it: (agent id, first key's id, first key, second key).
 fn wire_bot_with_two_keys(api: &Api) -> (String, String, String, String) {
@@ -5412,6 +5466,7 @@ on_every_backend!(
     holds_of_a_revoked_key_and_of_a_registered_discovery,
     an_approval_racing_its_keys_revocation_is_not_used,
     holds_made_before_their_key_was_kept_are_judged_by_their_record,
+    no_approval_is_used_after_its_time,
     approvals_never_outlive_a_racing_change,
     a_failed_anchor_comes_before_a_later_break,
     unrecorded_discoveries_are_taken_back,

@@ -124,12 +124,15 @@ pub(crate) fn resolve_step(
     .required()
 }
 
-/// Marks an approved hold used; only once, and only while the approval
-/// [stands](APPROVAL_STANDS).
+/// Marks an approved hold used; only once, only while the approval
+/// [stands](APPROVAL_STANDS), and only at a time (`$1`, the use's record's)
+/// within the approval's own: a request checked just before the end would
+/// otherwise record its use after it.
 fn redeem_sql() -> String {
     format!(
         "UPDATE holds SET redeemed_at = $1 WHERE id = $2 AND {} \
-         AND status = 'approved' AND redeemed_at IS NULL AND {APPROVAL_STANDS}",
+         AND status = 'approved' AND redeemed_at IS NULL \
+         AND $1 <= decided_at + (expires_at - created_at) AND {APPROVAL_STANDS}",
         by_key::same_tenant(3, 4)
     )
 }
