@@ -318,15 +318,22 @@ fn prefix_at(text: &str) -> Option<(&'static str, usize)> {
 /// The key `text` starts with, if it does: a prefix, then at least
 /// [`KEY_MIN_SHOWN`] base-62 characters, taken to the last, or to where
 /// another key's prefix begins (two keys written together are two keys,
-/// the second's secret not left behind the first's). Spaces and line
-/// breaks after the prefix are skipped: a log line wrapped there, or a
-/// key pasted in two pieces, still shows the whole secret.
+/// the second's secret not left behind the first's). One line break
+/// after the prefix, with the spaces around it, is skipped: a log line
+/// wrapped there still shows the whole secret (a word after a plain space
+/// is a word).
 fn key_at(text: &str) -> Option<KeyAt> {
     let (prefix, at) = prefix_at(text)?;
-    let at = text.len()
+    let gap = text.len()
+        - at
         - text[at..]
             .trim_start_matches(|c: char| c.is_ascii_whitespace())
             .len();
+    let at = if text[at..at + gap].matches('\n').count() == 1 {
+        at + gap
+    } else {
+        at
+    };
     let run = text[at..]
         .find(|c: char| !c.is_ascii_alphanumeric())
         .unwrap_or(text.len() - at);
@@ -1142,6 +1149,8 @@ mod tests {
             "/opt/wdn_live_agent/bin",
             "rotate wdn_live_ keys",
             "rotate wdn_live_\nkeys",
+            "prefix wdn_live_ AuthenticationMiddlewareFactory",
+            "prefix wdn_live_\n\nAuthenticationMiddlewareFactory",
             "wdn_live_abc-def-ghi-jkl-mno-pqr",
         ] {
             assert_eq!(without_credentials(kept), None, "{kept}");

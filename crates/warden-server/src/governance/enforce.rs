@@ -698,9 +698,11 @@ async fn decide_and_record(
                     h.decided_by.clone().unwrap_or_default(),
                     h.id
                 );
+                // The use's time, taken after the approval's own check: the
+                // store refuses it past the approval's end.
                 companion = Some(Companion::RedeemHold {
                     hold_id: h.id.clone(),
-                    at: now,
+                    at: now_ms(),
                 });
                 redeemed = Some(h);
             }

@@ -3,10 +3,12 @@
 -- revocation racing an approval cannot leave the approval for another
 -- key of the agent.
 ALTER TABLE holds ADD COLUMN key_id TEXT;
--- Holds made before: the key their call's record names (a record that is
--- not JSON, edited in the database, gives none).
+-- Holds made before that can still be approved or used: the key their
+-- call's record names (a record that is not JSON, edited in the
+-- database, gives none).
 UPDATE holds SET key_id = (
-    SELECT json_extract(a.record, '$.actor') FROM audit_log a
-    WHERE a.id = holds.audit_id AND json_valid(a.record)
-      AND json_extract(a.record, '$.actor') LIKE 'key\_%' ESCAPE '\'
-);
+    SELECT CASE WHEN json_valid(a.record) THEN json_extract(a.record, '$.actor') END
+    FROM audit_log a WHERE a.id = holds.audit_id
+)
+WHERE status IN ('pending', 'approved') AND redeemed_at IS NULL;
+UPDATE holds SET key_id = NULL WHERE key_id IS NOT NULL AND key_id NOT LIKE 'key\_%' ESCAPE '\';
