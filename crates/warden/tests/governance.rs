@@ -4306,6 +4306,18 @@ fn race(first: impl FnOnce() -> u16 + Send, second: impl FnOnce() -> u16 + Send)
     })
 }
 
+/// The approval of `hold` and `change` sent together; each answered as a
+/// race allows (done, or a 409 for the one that came second).
+fn approval_racing(api: &Api, hold: &str, change: impl FnOnce() -> u16 + Send) {
+    let (s1, s2) = race(change, || {
+        api.post(&format!("/api/v1/holds/{hold}/approve"), &json!({}))
+            .status
+    });
+    for s in [s1, s2] {
+        assert!(s == 200 || s == 204 || s == 409, "status {s}");
+    }
+}
+
 /// Every record of the tenant's live chain, oldest first.
 fn whole_log(api: &Api) -> Vec<Value> {
     let mut records = Vec::new();
@@ -4364,34 +4376,20 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
         let other = api.create_agent(&format!("approved-{round}"));
         let held = enforce(&api, json!({"agent_id": other, "tool_name": tool}));
         let changed = held["hold_id"].as_str().unwrap().to_string();
-        let (s1, s2) = race(
-            || {
-                api.patch(
-                    &format!("/api/v1/policies/{rule}"),
-                    &json!({"description": format!("edited in round {round}")}),
-                )
-                .status
-            },
-            || {
-                api.post(&format!("/api/v1/holds/{changed}/approve"), &json!({}))
-                    .status
-            },
-        );
-        ok(s1);
-        ok(s2);
+        approval_racing(&api, &changed, || {
+            api.patch(
+                &format!("/api/v1/policies/{rule}"),
+                &json!({"description": format!("edited in round {round}")}),
+            )
+            .status
+        });
         // An approval, racing its agent's deletion.
         let doomed = api.create_agent(&format!("deleted-{round}"));
         let held = enforce(&api, json!({"agent_id": doomed, "tool_name": tool}));
         let deleted = held["hold_id"].as_str().unwrap().to_string();
-        let (s1, s2) = race(
-            || api.delete(&format!("/api/v1/agents/{doomed}")).status,
-            || {
-                api.post(&format!("/api/v1/holds/{deleted}/approve"), &json!({}))
-                    .status
-            },
-        );
-        ok(s1);
-        ok(s2);
+        approval_racing(&api, &deleted, || {
+            api.delete(&format!("/api/v1/agents/{doomed}")).status
+        });
         // An approval, racing the revocation of the key that made the
         // call; another key of the agent then tries it.
         let held_by = api.create_agent(&format!("keyed-{round}"));
@@ -4404,15 +4402,9 @@ fn approvals_never_outlive_a_racing_change(backend: &Backend) {
         let call = json!({"agent_id": held_by, "tool_name": tool});
         let held = enforce(&w.api(&key), call.clone());
         let keyed = held["hold_id"].as_str().unwrap().to_string();
-        let (s1, s2) = race(
-            || api.delete(&format!("/api/v1/api-keys/{key_id}")).status,
-            || {
-                api.post(&format!("/api/v1/holds/{keyed}/approve"), &json!({}))
-                    .status
-            },
-        );
-        ok(s1);
-        ok(s2);
+        approval_racing(&api, &keyed, || {
+            api.delete(&format!("/api/v1/api-keys/{key_id}")).status
+        });
         let mut again = call;
         again["hold_token"] = held["hold_token"].clone();
         let tried = enforce(&w.api(&spare), again);

@@ -1024,7 +1024,7 @@ async fn redeem(
     } else if !super::holds::approved_on_record(g, tenant, &h).await? {
         Some(super::holds::NO_APPROVAL_ON_RECORD.into())
     } else if super::holds::caller_revoked(g, tenant, &h).await? {
-        Some(super::holds::CALLER_REVOKED.into())
+        Some(super::holds::caller_revoked_reason())
     } else if super::holds::status_changed_since(g, tenant, agent, h.created_at).await? {
         // As the Thoth poll answers: an agent suspended while its call
         // waited (even if active again) asks again.

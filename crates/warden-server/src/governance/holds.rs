@@ -209,7 +209,9 @@ pub(super) async fn held_record(
 }
 
 /// Why an approval whose call's key was revoked is not used.
-pub(super) const CALLER_REVOKED: &str = "the key that made the call was revoked; ask again";
+pub(super) fn caller_revoked_reason() -> String {
+    format!("{}; ask again", super::orphan_holds::KEY_REVOKED)
+}
 
 /// Whether the key that made the held call was revoked (or is gone): its
 /// approval no longer stands, as the store checks where the approval is
@@ -478,7 +480,7 @@ pub async fn approval_stands(
         return Ok(Err(NO_APPROVAL_ON_RECORD.into()));
     }
     if caller_revoked(g, tenant, hold).await? {
-        return Ok(Err(CALLER_REVOKED.into()));
+        return Ok(Err(caller_revoked_reason()));
     }
     let agent = match g.store.get_agent(tenant, &hold.agent_id).await? {
         Some(a) if a.status == warden_core::agent::AgentStatus::Suspended => {
@@ -874,7 +876,7 @@ async fn deny_abandoned(sweep: &Denier<'_>) {
             Abandoned::Agent,
             "the agent that made the call was suspended or deleted",
         ),
-        (Abandoned::Key, "the key that made the call was revoked"),
+        (Abandoned::Key, super::orphan_holds::KEY_REVOKED),
     ] {
         let holds: Vec<_> = abandoned
             .iter()

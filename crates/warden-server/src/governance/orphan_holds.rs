@@ -28,6 +28,10 @@ pub const POLICY_CHANGED: &str =
 pub const DEFAULT_CHANGED: &str =
     "the default decision that held the call changed, so no approval could be used; ask again";
 
+/// The comment on a hold denied because the key that made its call was
+/// revoked.
+pub const KEY_REVOKED: &str = "the key that made the call was revoked";
+
 /// Whose pending holds are left without a way to be approved.
 #[derive(Clone, Copy)]
 pub enum Orphans<'a> {
@@ -53,7 +57,7 @@ impl Orphans<'_> {
             Orphans::OfPolicy(_) => "the policy that held the call was deleted",
             Orphans::OfChangedPolicy(..) => POLICY_CHANGED,
             Orphans::OfDefaultDecision => DEFAULT_CHANGED,
-            Orphans::OfRevokedKey(_) => "the key that made the call was revoked",
+            Orphans::OfRevokedKey(_) => KEY_REVOKED,
         }
     }
 }

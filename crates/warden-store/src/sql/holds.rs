@@ -77,18 +77,45 @@ pub(crate) fn insert_step(tenant: &Tenant, h: &Hold) -> Step {
 /// transaction that gives or uses the approval, after the chain's head
 /// has moved: a suspension, deletion, revocation or policy change
 /// recorded earlier in the chain is always seen, on any replica.
-const APPROVAL_STANDS: &str = "EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
-     AND a.org_id = holds.org_id AND a.environment = holds.environment \
-     AND a.status <> 'suspended') \
-     AND (holds.key_id IS NULL OR EXISTS (SELECT 1 FROM api_keys k \
-     WHERE k.id = holds.key_id AND k.revoked_at IS NULL)) \
-     AND ((holds.policy_id <> '' AND EXISTS (SELECT 1 FROM policies p \
-     WHERE p.id = holds.policy_id AND p.org_id = holds.org_id \
-     AND p.environment = holds.environment AND p.version = holds.policy_version)) \
-     OR (holds.policy_id = '' AND EXISTS (SELECT 1 FROM tenant_settings s \
-     WHERE s.org_id = holds.org_id AND s.environment = holds.environment \
-     AND s.name = 'default_decision' AND s.value = 'step_up' \
-     AND s.updated_at <= holds.created_at)))";
+const APPROVAL_STANDS: &str = concat!(
+    agent_stands!(),
+    " AND (holds.key_id IS NULL OR ",
+    key_stands!(),
+    ") AND ",
+    rule_stands!()
+);
+
+/// The held call's agent exists and is not suspended.
+macro_rules! agent_stands {
+    () => {
+        "EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
+         AND a.org_id = holds.org_id AND a.environment = holds.environment \
+         AND a.status <> 'suspended')"
+    };
+}
+use agent_stands;
+
+/// The key the hold names is not revoked.
+macro_rules! key_stands {
+    () => {
+        "EXISTS (SELECT 1 FROM api_keys k WHERE k.id = holds.key_id AND k.revoked_at IS NULL)"
+    };
+}
+use key_stands;
+
+/// The rule that held the call is as it was.
+macro_rules! rule_stands {
+    () => {
+        "((holds.policy_id <> '' AND EXISTS (SELECT 1 FROM policies p \
+         WHERE p.id = holds.policy_id AND p.org_id = holds.org_id \
+         AND p.environment = holds.environment AND p.version = holds.policy_version)) \
+         OR (holds.policy_id = '' AND EXISTS (SELECT 1 FROM tenant_settings s \
+         WHERE s.org_id = holds.org_id AND s.environment = holds.environment \
+         AND s.name = 'default_decision' AND s.value = 'step_up' \
+         AND s.updated_at <= holds.created_at)))"
+    };
+}
+use rule_stands;
 
 /// Resolves a hold that is still pending; an approval only while it
 /// [stands](APPROVAL_STANDS).
@@ -296,12 +323,9 @@ pub(crate) async fn outdated(
 }
 
 /// The held call's agent is suspended or gone.
-const AGENT_GONE: &str = "NOT EXISTS (SELECT 1 FROM agents a WHERE a.id = holds.agent_id \
-     AND a.org_id = holds.org_id AND a.environment = holds.environment \
-     AND a.status <> 'suspended')";
+const AGENT_GONE: &str = concat!("NOT ", agent_stands!());
 /// The key that made the held call is revoked (or gone).
-const KEY_REVOKED: &str = "holds.key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys k \
-     WHERE k.id = holds.key_id AND k.revoked_at IS NULL)";
+const KEY_REVOKED: &str = concat!("holds.key_id IS NOT NULL AND NOT ", key_stands!());
 
 /// Pending holds, not yet due, that no approval could be used for
 /// whatever their policy, in any tenant: a call recorded just after its
