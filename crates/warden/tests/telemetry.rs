@@ -3318,7 +3318,17 @@ fn a_lost_index_lets_no_other_process_into_a_served_directory() {
     let copy = backend.dir.path().join("copy.db");
     let out = backend.cli(&["backup", "--to", &copy.display().to_string()]);
     assert!(out.status.success(), "{out:?}");
-    std::fs::remove_dir_all(data.join("index")).unwrap();
+    // The running indexer may write a file in it meanwhile (a commit, its
+    // metadata): removed again until it is gone.
+    let mut left = 50;
+    while let Err(e) = std::fs::remove_dir_all(data.join("index")) {
+        left -= 1;
+        assert!(
+            e.kind() == std::io::ErrorKind::DirectoryNotEmpty && left > 0,
+            "{e}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let refused = |out: &std::process::Output| {
         assert!(!out.status.success(), "{out:?}");
         assert!(
